@@ -1,0 +1,45 @@
+# finsync — `make run` starts the service on the embedded default; `make test` runs the whole suite.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+HOST ?= 127.0.0.1
+PORT ?= 8000
+
+.PHONY: run test install dev lint typecheck docs bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(VENV)/.installed: $(BIN)/python pyproject.toml
+	$(BIN)/pip install --quiet -e .
+	touch $@
+
+$(VENV)/.installed-dev: $(BIN)/python pyproject.toml
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(VENV)/.installed $@
+
+install: $(VENV)/.installed
+dev: $(VENV)/.installed-dev
+
+run: install
+	$(BIN)/finsync migrate
+	$(BIN)/finsync serve --host $(HOST) --port $(PORT)
+
+lint: dev
+	$(BIN)/ruff check src tests benchmarks alembic
+	$(BIN)/ruff format --check src tests benchmarks alembic
+	$(BIN)/mypy
+	$(BIN)/lint-imports
+
+test: lint
+	$(BIN)/pytest -q
+
+docs: dev
+	$(BIN)/mkdocs build --strict --site-dir var/site
+
+bench: dev
+	$(BIN)/python benchmarks/import_ofx.py
+
+clean:
+	rm -rf $(VENV) var/site .pytest_cache .mypy_cache .ruff_cache

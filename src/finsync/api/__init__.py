@@ -1,0 +1,1 @@
+"""HTTP edge: FastAPI app, routers, schemas and problem+json errors."""

@@ -1,0 +1,1 @@
+"""Routers: thin HTTP mapping onto use cases and repositories."""

@@ -1,0 +1,80 @@
+"""Connections, their sync runs, and manual syncs."""
+
+from __future__ import annotations
+
+from typing import Annotated
+from uuid import UUID
+
+from fastapi import APIRouter, Query, status
+
+from finsync.api.deps import ContainerDep, CurrentUser, PageDep, UowDep
+from finsync.api.errors import responses
+from finsync.api.pagination import PageOut, to_page
+from finsync.api.schemas import ConnectionPublic, SyncRunPublic
+from finsync.domain.enums import ConnectionStatus, SyncTrigger
+from finsync.domain.errors import NotFound, RateLimited
+
+router = APIRouter(tags=["connections"])
+
+
+@router.get("/connections", response_model=PageOut[ConnectionPublic])
+async def list_connections(
+    user: CurrentUser,
+    uow: UowDep,
+    page: PageDep,
+    status: Annotated[ConnectionStatus | None, Query()] = None,
+) -> PageOut[ConnectionPublic]:
+    """Your connections, oldest first."""
+    return to_page(await uow.connections.find(user.id, page, status), ConnectionPublic)
+
+
+@router.get("/connections/{connection_id}", response_model=ConnectionPublic, responses=responses(NotFound))
+async def get_connection(connection_id: UUID, user: CurrentUser, uow: UowDep) -> ConnectionPublic:
+    """One connection with its status, expiry and last error."""
+    connection = await uow.connections.get(connection_id, user.id)
+    if connection is None:
+        raise NotFound("connection")
+    return ConnectionPublic.model_validate(connection)
+
+
+@router.delete(
+    "/connections/{connection_id}", status_code=status.HTTP_204_NO_CONTENT, responses=responses(NotFound)
+)
+async def delete_connection(connection_id: UUID, user: CurrentUser, container: ContainerDep) -> None:
+    """Delete a connection **and all its accounts, holdings, transactions, snapshots and sync runs**."""
+    await container.connections.delete(connection_id, user.id)
+
+
+@router.get(
+    "/connections/{connection_id}/sync-runs",
+    response_model=PageOut[SyncRunPublic],
+    responses=responses(NotFound),
+)
+async def list_sync_runs(
+    connection_id: UUID, user: CurrentUser, uow: UowDep, page: PageDep
+) -> PageOut[SyncRunPublic]:
+    """The connection's sync and import history, newest first."""
+    if await uow.connections.get(connection_id, user.id) is None:
+        raise NotFound("connection")
+    return to_page(await uow.sync_runs.find(user.id, connection_id, page), SyncRunPublic)
+
+
+@router.post(
+    "/connections/{connection_id}/sync",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=SyncRunPublic,
+    responses=responses(NotFound, RateLimited),
+)
+async def sync_connection(connection_id: UUID, user: CurrentUser, container: ContainerDep) -> SyncRunPublic:
+    """Start a sync now; answers with the SyncRun to poll. A sync already running is returned instead."""
+    run = await container.sync.request(connection_id, user.id, SyncTrigger.MANUAL)
+    return SyncRunPublic.model_validate(run)
+
+
+@router.get("/sync-runs/{run_id}", response_model=SyncRunPublic, responses=responses(NotFound))
+async def get_sync_run(run_id: UUID, user: CurrentUser, uow: UowDep) -> SyncRunPublic:
+    """Progress and counts of one sync or import."""
+    run = await uow.sync_runs.get(run_id, user.id)
+    if run is None:
+        raise NotFound("sync run")
+    return SyncRunPublic.model_validate(run)

@@ -1,0 +1,172 @@
+"""Accounts, transactions, holdings, balance snapshots and net worth."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from typing import Annotated
+from uuid import UUID
+
+from fastapi import APIRouter, Query
+
+from finsync.api.deps import ContainerDep, CurrentUser, PageDep, UowDep
+from finsync.api.errors import responses
+from finsync.api.pagination import PageOut, to_page
+from finsync.api.schemas import (
+    AccountPublic,
+    CurrencyTotalOut,
+    HoldingPublic,
+    NetWorthOut,
+    SnapshotPublic,
+    TransactionPublic,
+)
+from finsync.domain.enums import AccountType, TransactionStatus, TransactionSubtype, TransactionType
+from finsync.domain.errors import InvalidInput, NotFound
+from finsync.domain.ports import AccountFilter, PageRequest, TransactionFilter, UnitOfWork
+
+router = APIRouter(tags=["data"])
+
+
+async def _own_account(uow: UnitOfWork, account_id: UUID, user_id: UUID) -> None:
+    if await uow.accounts.get(account_id, user_id) is None:
+        raise NotFound("account")
+
+
+@router.get("/accounts", response_model=PageOut[AccountPublic])
+async def list_accounts(
+    user: CurrentUser,
+    uow: UowDep,
+    page: PageDep,
+    connection_id: UUID | None = None,
+    type: AccountType | None = None,
+) -> PageOut[AccountPublic]:
+    """Your accounts across all connections."""
+    filters = AccountFilter(connection_id=connection_id, type=type)
+    return to_page(await uow.accounts.find(user.id, filters, page), AccountPublic)
+
+
+@router.get("/accounts/{account_id}", response_model=AccountPublic, responses=responses(NotFound))
+async def get_account(account_id: UUID, user: CurrentUser, uow: UowDep) -> AccountPublic:
+    """One account with its latest balances."""
+    account = await uow.accounts.get(account_id, user.id)
+    if account is None:
+        raise NotFound("account")
+    return AccountPublic.model_validate(account)
+
+
+async def _transactions(
+    uow: UnitOfWork,
+    user_id: UUID,
+    page: PageRequest,
+    account_id: UUID | None,
+    date_from: date | None,
+    date_to: date | None,
+    type: TransactionType | None,
+    subtype: TransactionSubtype | None,
+    status: TransactionStatus | None,
+    symbol: str | None,
+    q: str | None,
+) -> PageOut[TransactionPublic]:
+    if date_from and date_to and date_from > date_to:
+        raise InvalidInput("date_from is after date_to")
+    filters = TransactionFilter(
+        account_id=account_id,
+        date_from=date_from,
+        date_to=date_to,
+        type=type,
+        subtype=subtype,
+        status=status,
+        symbol=symbol,
+        text=q,
+    )
+    return to_page(await uow.transactions.find(user_id, filters, page), TransactionPublic)
+
+
+TextQuery = Annotated[str | None, Query(max_length=200, description="Text in the description, or a symbol")]
+
+
+@router.get("/transactions", response_model=PageOut[TransactionPublic], responses=responses(InvalidInput))
+async def list_transactions(
+    user: CurrentUser,
+    uow: UowDep,
+    page: PageDep,
+    account_id: UUID | None = None,
+    date_from: date | None = None,
+    date_to: date | None = None,
+    type: TransactionType | None = None,
+    subtype: TransactionSubtype | None = None,
+    status: TransactionStatus | None = None,
+    symbol: str | None = None,
+    q: TextQuery = None,
+) -> PageOut[TransactionPublic]:
+    """Transactions across your accounts, newest first, with filters."""
+    return await _transactions(
+        uow, user.id, page, account_id, date_from, date_to, type, subtype, status, symbol, q
+    )
+
+
+@router.get(
+    "/accounts/{account_id}/transactions",
+    response_model=PageOut[TransactionPublic],
+    responses=responses(NotFound, InvalidInput),
+)
+async def list_account_transactions(
+    account_id: UUID,
+    user: CurrentUser,
+    uow: UowDep,
+    page: PageDep,
+    date_from: date | None = None,
+    date_to: date | None = None,
+    type: TransactionType | None = None,
+    subtype: TransactionSubtype | None = None,
+    status: TransactionStatus | None = None,
+    symbol: str | None = None,
+    q: TextQuery = None,
+) -> PageOut[TransactionPublic]:
+    """One account's transactions, newest first."""
+    await _own_account(uow, account_id, user.id)
+    return await _transactions(
+        uow, user.id, page, account_id, date_from, date_to, type, subtype, status, symbol, q
+    )
+
+
+@router.get("/holdings", response_model=PageOut[HoldingPublic])
+async def list_holdings(user: CurrentUser, uow: UowDep, page: PageDep) -> PageOut[HoldingPublic]:
+    """Positions across all your accounts."""
+    return to_page(await uow.holdings.find(user.id, None, page), HoldingPublic)
+
+
+@router.get(
+    "/accounts/{account_id}/holdings", response_model=PageOut[HoldingPublic], responses=responses(NotFound)
+)
+async def list_account_holdings(
+    account_id: UUID, user: CurrentUser, uow: UowDep, page: PageDep
+) -> PageOut[HoldingPublic]:
+    """One account's positions as of its last sync."""
+    await _own_account(uow, account_id, user.id)
+    return to_page(await uow.holdings.find(user.id, account_id, page), HoldingPublic)
+
+
+@router.get(
+    "/accounts/{account_id}/balance-snapshots",
+    response_model=PageOut[SnapshotPublic],
+    responses=responses(NotFound),
+)
+async def list_snapshots(
+    account_id: UUID,
+    user: CurrentUser,
+    uow: UowDep,
+    page: PageDep,
+    since: datetime | None = None,
+    until: datetime | None = None,
+) -> PageOut[SnapshotPublic]:
+    """Balance history: one snapshot per sync or import, newest first."""
+    await _own_account(uow, account_id, user.id)
+    since, until = (v.replace(tzinfo=UTC) if v and v.tzinfo is None else v for v in (since, until))
+    return to_page(await uow.snapshots.find(user.id, account_id, since, until, page), SnapshotPublic)
+
+
+@router.get("/net-worth", response_model=NetWorthOut)
+async def net_worth(user: CurrentUser, uow: UowDep, container: ContainerDep) -> NetWorthOut:
+    """Latest balance of every account, totalled per currency."""
+    totals = await uow.accounts.totals_by_currency(user.id)
+    return NetWorthOut(totals=[CurrencyTotalOut.model_validate(t) for t in totals], as_of=container.clock())

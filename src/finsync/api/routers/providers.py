@@ -1,0 +1,40 @@
+"""The provider catalogue a client renders its connect forms from."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from finsync.api.deps import ContainerDep, CurrentUser
+from finsync.api.schemas import CredentialFieldOut, ProviderOut
+from finsync.providers.registry import ProviderMetadata
+
+router = APIRouter(prefix="/providers", tags=["providers"])
+
+
+def provider_out(meta: ProviderMetadata, settings: object) -> ProviderOut:
+    missing = meta.missing_settings(settings)
+    return ProviderOut(
+        slug=meta.slug,
+        display_name=meta.display_name,
+        category=meta.category,
+        auth_type=meta.auth_type,
+        capabilities=sorted(meta.capabilities),
+        description=meta.description,
+        docs_url=meta.docs_url,
+        institutions=list(meta.institutions),
+        environments=list(meta.environments),
+        credential_fields=[CredentialFieldOut.model_validate(f) for f in meta.credential_fields],
+        configured=not missing,
+        unavailable_reason=(
+            f"this server is not configured for {meta.display_name}: set "
+            + ", ".join(f"FINSYNC_{name.upper()}" for name in missing)
+            if missing
+            else None
+        ),
+    )
+
+
+@router.get("", response_model=list[ProviderOut])
+async def list_providers(container: ContainerDep, _: CurrentUser) -> list[ProviderOut]:
+    """Every provider this server can connect, with its connect-form fields."""
+    return [provider_out(meta, container.settings) for meta in container.registry.all()]

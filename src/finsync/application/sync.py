@@ -1,0 +1,244 @@
+"""SyncConnection: fetch everything from the provider, then write it in one transaction.
+
+Fetching completes before any write, so a provider failure half-way leaves stored
+data exactly as it was; the single write transaction makes a crash leave either the
+old or the new state.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from uuid import UUID
+
+import structlog
+
+from finsync.domain.entities import Account, BalanceSnapshot, Connection, SyncRun
+from finsync.domain.enums import Capability, ConnectionStatus, SnapshotSource, SyncStatus, SyncTrigger
+from finsync.domain.errors import AuthError, BadData, FinsyncError, NotFound, ProviderError, RateLimited
+from finsync.domain.ports import (
+    Clock,
+    CredentialCipher,
+    JobQueue,
+    ProviderGateway,
+    ProviderSession,
+    UnitOfWork,
+    UnitOfWorkFactory,
+)
+from finsync.domain.records import (
+    ProviderAccount,
+    ProviderHolding,
+    TransactionBatch,
+    UpsertCounts,
+)
+
+log = structlog.get_logger(__name__)
+
+SNAPSHOT_SOURCE = {
+    SyncTrigger.INITIAL: SnapshotSource.INITIAL,
+    SyncTrigger.MANUAL: SnapshotSource.MANUAL,
+    SyncTrigger.SCHEDULED: SnapshotSource.SCHEDULED,
+    SyncTrigger.IMPORT: SnapshotSource.IMPORT,
+}
+
+
+@dataclass(slots=True)
+class Fetched:
+    """Everything one sync read from a provider, keyed by provider account id."""
+
+    accounts: list[ProviderAccount]
+    holdings: dict[str, list[ProviderHolding]] = field(default_factory=dict)
+    transactions: dict[str, TransactionBatch] = field(default_factory=dict)
+
+
+def record_counts(run: SyncRun, entity: str, counts: UpsertCounts) -> None:
+    for name in ("inserted", "updated", "unchanged", "deleted"):
+        key = f"{entity}_{name}"
+        run.counts[key] = run.counts.get(key, 0) + getattr(counts, name)
+
+
+async def write_fetched(
+    uow: UnitOfWork,
+    connection: Connection,
+    run: SyncRun,
+    fetched: Fetched,
+    source: SnapshotSource,
+    now: datetime,
+) -> list[Account]:
+    """Persist one fetch: upsert accounts, replace holdings, upsert transactions, snapshot balances.
+
+    Shared by provider syncs and file imports so both keep the same guarantees.
+    """
+    accounts, counts = await uow.accounts.upsert(connection, fetched.accounts)
+    record_counts(run, "accounts", counts)
+    snapshots = []
+    for account in accounts:
+        key = account.provider_account_id
+        if key in fetched.holdings:
+            record_counts(run, "holdings", await uow.holdings.replace(account, fetched.holdings[key]))
+        batch = fetched.transactions.get(key)
+        if batch is not None:
+            tx_counts = await uow.transactions.upsert(account, batch.transactions)
+            tx_counts.deleted += await uow.transactions.drop_stale_pending(account, batch)
+            record_counts(run, "transactions", tx_counts)
+        snapshots.append(
+            BalanceSnapshot(
+                user_id=account.user_id,
+                account_id=account.id,
+                sync_run_id=run.id,
+                source=source,
+                taken_at=now,
+                currency=account.currency,
+                balance=account.balance,
+                available_balance=account.available_balance,
+                cash_value=account.cash_value,
+                holdings_value=account.holdings_value,
+            )
+        )
+    await uow.snapshots.add_many(snapshots)
+    run.counts["snapshots"] = run.counts.get("snapshots", 0) + len(snapshots)
+    return accounts
+
+
+class SyncService:
+    def __init__(
+        self,
+        uow: UnitOfWorkFactory,
+        providers: ProviderGateway,
+        cipher: CredentialCipher,
+        jobs: JobQueue,
+        clock: Clock = lambda: datetime.now(UTC),
+    ) -> None:
+        self._uow = uow
+        self._providers = providers
+        self._cipher = cipher
+        self._jobs = jobs
+        self._clock = clock
+
+    async def request(self, connection_id: UUID, user_id: UUID, trigger: SyncTrigger) -> SyncRun:
+        """Open a SyncRun and queue it after commit; a sync already running is returned instead."""
+        async with self._uow() as uow:
+            connection = await uow.connections.get(connection_id, user_id)
+            if connection is None:
+                raise NotFound("connection")
+            running = await uow.sync_runs.running_for(connection_id)
+            if running is not None:
+                return running
+            run = SyncRun(
+                user_id=user_id, connection_id=connection_id, trigger=trigger, started_at=self._clock()
+            )
+            await uow.sync_runs.add(run)
+            await uow.commit()
+        await self._jobs.enqueue_sync(run.id)
+        return run
+
+    async def execute(self, run_id: UUID) -> SyncRun:
+        """The job body: never raises for provider faults; they end up on the run and connection."""
+        async with self._uow() as uow:
+            run = await uow.sync_runs.get(run_id)
+            connection = None if run is None else await uow.connections.get(run.connection_id)
+        if run is None or connection is None:
+            raise NotFound("sync run")
+        started = time.perf_counter()
+        session = ProviderSession(
+            connection_id=connection.id,
+            credentials=self._cipher.decrypt(connection.credentials) if connection.credentials else {},
+            environment=connection.environment,
+            state=dict(connection.state),
+            last_synced_at=connection.last_synced_at,
+        )
+        original_credentials = dict(session.credentials)
+        log.info(
+            "sync_started", run_id=str(run.id), connection_id=str(connection.id), provider=connection.provider
+        )
+        try:
+            fetched = await self._fetch(connection.provider, session)
+            return await self._write(run, connection, session, original_credentials, fetched, started)
+        except FinsyncError as exc:
+            return await self._fail(run, connection, session, original_credentials, exc, started)
+        except Exception as exc:
+            log.exception("sync_crashed", run_id=str(run.id))
+            error = FinsyncError(f"internal error ({type(exc).__name__}); stored data is unchanged")
+            return await self._fail(run, connection, session, original_credentials, error, started)
+
+    async def _write(
+        self,
+        run: SyncRun,
+        connection: Connection,
+        session: ProviderSession,
+        original_credentials: dict[str, object],
+        fetched: Fetched,
+        started: float,
+    ) -> SyncRun:
+        async with self._uow() as uow:
+            now = self._clock()
+            await write_fetched(uow, connection, run, fetched, SNAPSHOT_SOURCE[run.trigger], now)
+            connection.state = session.state
+            if session.credentials != original_credentials:
+                connection.credentials = self._cipher.encrypt(session.credentials)
+            connection.status = ConnectionStatus.ACTIVE
+            connection.last_synced_at = now
+            connection.last_error = None
+            connection.updated_at = now
+            await uow.connections.save(connection)
+            run.status = SyncStatus.SUCCEEDED
+            run.finished_at = now
+            run.counts["duration_ms"] = int((time.perf_counter() - started) * 1000)
+            await uow.sync_runs.save(run)
+            await uow.commit()
+        log.info("sync_succeeded", run_id=str(run.id), **run.counts)
+        return run
+
+    async def _fetch(self, provider: str, session: ProviderSession) -> Fetched:
+        capabilities = self._providers.capabilities(provider)
+        adapter = self._providers.adapter(provider, session)
+        try:
+            fetched = Fetched(accounts=await adapter.fetch_accounts())
+            for account in fetched.accounts:
+                key = account.provider_account_id
+                if Capability.HOLDINGS in capabilities:
+                    fetched.holdings[key] = await adapter.fetch_holdings(account)
+                if Capability.TRANSACTIONS in capabilities:
+                    fetched.transactions[key] = await adapter.fetch_transactions(account)
+            return fetched
+        except ProviderError:
+            raise
+        except Exception as exc:  # a mapper choking on a payload is the provider's bad data to the user
+            log.exception("provider_payload_unreadable", provider=provider)
+            raise BadData(f"{provider} sent data finsync could not read ({type(exc).__name__})") from exc
+        finally:
+            await adapter.aclose()
+
+    async def _fail(
+        self,
+        run: SyncRun,
+        connection: Connection,
+        session: ProviderSession,
+        original_credentials: dict[str, object],
+        exc: FinsyncError,
+        started: float,
+    ) -> SyncRun:
+        async with self._uow() as uow:
+            now = self._clock()
+            current = await uow.connections.get(connection.id)
+            if current is not None:
+                if isinstance(exc, AuthError):
+                    current.status = ConnectionStatus.NEEDS_REAUTH
+                elif not isinstance(exc, RateLimited):
+                    current.status = ConnectionStatus.ERROR
+                current.last_error = exc.detail
+                current.updated_at = now
+                # Tokens rotated before the failure must survive it, or the next sync cannot log in.
+                if session.credentials != original_credentials:
+                    current.credentials = self._cipher.encrypt(session.credentials)
+                await uow.connections.save(current)
+            run.status = SyncStatus.FAILED
+            run.finished_at = now
+            run.error = exc.detail
+            run.error_type = exc.code
+            run.counts = {"duration_ms": int((time.perf_counter() - started) * 1000)}
+            await uow.sync_runs.save(run)
+            await uow.commit()
+        log.warning("sync_failed", run_id=str(run.id), error_type=exc.code, error=exc.detail)
+        return run

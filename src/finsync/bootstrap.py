@@ -1,0 +1,145 @@
+"""Wires ports to adapters: the one place that knows every concrete class."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from finsync.application.auth import AuthService, LoginThrottle
+from finsync.application.connections import ConnectionService
+from finsync.application.sync import SyncService
+from finsync.config import Registration, Settings
+from finsync.domain.enums import Capability
+from finsync.domain.errors import ProviderNotAvailable
+from finsync.domain.ports import Clock, ProviderAdapter, ProviderSession, UnitOfWork
+from finsync.infrastructure.db.engine import create_engine, session_factory
+from finsync.infrastructure.db.uow import SqlUnitOfWork
+from finsync.infrastructure.jobs import InProcessJobQueue
+from finsync.infrastructure.keys import load_or_create_secret
+from finsync.infrastructure.security import Argon2PasswordHasher, FernetCipher, JwtAccessTokens
+from finsync.providers.registry import ProviderRegistry
+
+
+class ConfigurationError(RuntimeError):
+    pass
+
+
+class RegistryGateway:
+    """ProviderGateway over the registry; ``adapter_options`` lets tests inject clocks/transports."""
+
+    def __init__(
+        self, registry: ProviderRegistry, settings: Settings, adapter_options: dict[str, Any]
+    ) -> None:
+        self.registry = registry
+        self._settings = settings
+        self._options = adapter_options
+
+    def capabilities(self, provider: str) -> frozenset[Capability]:
+        meta = self.registry.get(provider)
+        return meta.capabilities if meta is not None else frozenset()
+
+    def adapter(self, provider: str, session: ProviderSession) -> ProviderAdapter:
+        meta = self.registry.get(provider)
+        if meta is None or meta.adapter_factory is None:
+            raise ProviderNotAvailable(f"provider {provider!r} is not available on this server")
+        adapter: ProviderAdapter = meta.adapter_factory(session, self._settings, **self._options)
+        return adapter
+
+
+def resolve_secrets(settings: Settings) -> tuple[list[str], str]:
+    """Embedded default: generate secrets on first run. Production: refuse to start without them."""
+    keys = [k.get_secret_value() for k in settings.encryption_keys]
+    jwt_secret = settings.jwt_secret.get_secret_value() if settings.jwt_secret else ""
+    if settings.is_sqlite:
+        if not keys:
+            keys = [load_or_create_secret(settings.data_dir / "encryption.key", "fernet")]
+        if not jwt_secret:
+            jwt_secret = load_or_create_secret(settings.data_dir / "jwt.secret", "token")
+    missing = [
+        name for name, v in (("FINSYNC_ENCRYPTION_KEYS", keys), ("FINSYNC_JWT_SECRET", jwt_secret)) if not v
+    ]
+    if missing:
+        raise ConfigurationError(f"{' and '.join(missing)} must be set when using PostgreSQL")
+    if len(jwt_secret) < 32:
+        raise ConfigurationError("FINSYNC_JWT_SECRET must be at least 32 characters")
+    return keys, jwt_secret
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class Container:
+    settings: Settings
+    engine: AsyncEngine
+    uow: Callable[[], UnitOfWork]
+    registry: ProviderRegistry
+    providers: RegistryGateway
+    cipher: FernetCipher
+    tokens: JwtAccessTokens
+    auth: AuthService
+    sync: SyncService
+    connections: ConnectionService
+    jobs: InProcessJobQueue
+    clock: Clock = field(default=_utcnow)
+
+    async def aclose(self) -> None:
+        await self.jobs.drain()
+        await self.engine.dispose()
+
+
+def build(
+    settings: Settings,
+    *,
+    registry: ProviderRegistry | None = None,
+    clock: Clock = _utcnow,
+    adapter_options: dict[str, Any] | None = None,
+) -> Container:
+    keys, jwt_secret = resolve_secrets(settings)
+    engine = create_engine(settings.database_url)
+    sessions = session_factory(engine)
+
+    def uow() -> UnitOfWork:
+        return SqlUnitOfWork(sessions)
+
+    registry = registry or ProviderRegistry.default()
+    gateway = RegistryGateway(registry, settings, adapter_options or {})
+    cipher = FernetCipher(keys)
+    tokens = JwtAccessTokens(jwt_secret, settings.access_token_minutes)
+    throttle = LoginThrottle(
+        settings.login_attempts_per_account,
+        settings.login_attempts_per_address,
+        settings.login_window_seconds,
+        clock,
+    )
+    auth = AuthService(
+        uow,
+        Argon2PasswordHasher(),
+        tokens,
+        throttle,
+        refresh_days=settings.refresh_token_days,
+        registration_open=settings.registration is Registration.OPEN,
+        clock=clock,
+    )
+    jobs = InProcessJobQueue()
+    sync = SyncService(uow, gateway, cipher, jobs, clock)
+    jobs.bind(sync.execute)
+    return Container(
+        settings,
+        engine,
+        uow,
+        registry,
+        gateway,
+        cipher,
+        tokens,
+        auth,
+        sync,
+        ConnectionService(uow),
+        jobs,
+        clock,
+    )

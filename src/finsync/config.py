@@ -1,0 +1,67 @@
+"""Settings from the environment (prefix ``FINSYNC_``) and an optional ``.env`` file."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from functools import cached_property
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+
+class Registration(StrEnum):
+    OPEN = "open"
+    FIRST_USER_ONLY = "first_user_only"  # closed after the first user registers
+
+
+class LogFormat(StrEnum):
+    CONSOLE = "console"
+    JSON = "json"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="FINSYNC_", env_file=".env", extra="ignore")
+
+    database_url: str = "sqlite+aiosqlite:///var/finsync.db"
+    data_dir: Path = Path("var")
+    # Fernet keys, newest first: MultiFernet encrypts with the first, decrypts with any.
+    encryption_keys: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)
+    jwt_secret: SecretStr | None = None
+    access_token_minutes: int = 15
+    refresh_token_days: int = 30
+    registration: Registration = Registration.OPEN
+    upload_limit_bytes: int = 50 * 1024 * 1024
+    log_format: LogFormat = LogFormat.CONSOLE
+    log_level: str = "INFO"
+    login_attempts_per_account: int = 5
+    login_attempts_per_address: int = 20
+    login_window_seconds: int = 300
+    public_url: str = "http://127.0.0.1:8000"
+    client_redirect_url: str | None = None
+    # Provider hosts: real ones by default; a deployment may point them at a proxy.
+    trading212_live_url: str = "https://live.trading212.com"
+    trading212_demo_url: str = "https://demo.trading212.com"
+    alpaca_live_url: str = "https://api.alpaca.markets"
+    alpaca_paper_url: str = "https://paper-api.alpaca.markets"
+    schwab_auth_url: str = "https://api.schwabapi.com/v1/oauth"
+    schwab_api_url: str = "https://api.schwabapi.com/trader/v1"
+    schwab_app_key: SecretStr | None = None
+    schwab_app_secret: SecretStr | None = None
+    schwab_lookback_days: int = 365
+    gocardless_url: str = "https://bankaccountdata.gocardless.com/api/v2"
+    gocardless_secret_id: SecretStr | None = None
+    gocardless_secret_key: SecretStr | None = None
+    provider_timeout_seconds: float = 30.0
+
+    @field_validator("encryption_keys", mode="before")
+    @classmethod
+    def _split_keys(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @cached_property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")

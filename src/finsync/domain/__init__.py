@@ -1,0 +1,1 @@
+"""Pure domain: entities, value objects, enums, errors and ports."""

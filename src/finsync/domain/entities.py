@@ -1,0 +1,191 @@
+"""Entities of the unified model. Plain dataclasses: persistence maps them field by field."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from typing import Any
+from uuid import UUID
+
+import uuid_utils
+
+from finsync.domain.enums import (
+    AccountType,
+    AssetType,
+    ConnectionStatus,
+    SnapshotSource,
+    SyncStatus,
+    SyncTrigger,
+    TransactionStatus,
+    TransactionSubtype,
+    TransactionType,
+)
+from finsync.domain.money import Money
+
+
+def new_id() -> UUID:
+    """RFC 9562 UUIDv7: time-ordered, so primary-key order is creation order."""
+    return UUID(bytes=uuid_utils.uuid7().bytes)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(slots=True, kw_only=True)
+class User:
+    email: str
+    password_hash: str
+    id: UUID = field(default_factory=new_id)
+    is_active: bool = True
+    created_at: datetime = field(default_factory=utcnow)
+
+
+@dataclass(slots=True, kw_only=True)
+class RefreshToken:
+    """Opaque refresh token, stored only as its SHA-256; ``family_id`` ties a rotation chain."""
+
+    user_id: UUID
+    token_hash: str
+    family_id: UUID
+    expires_at: datetime
+    id: UUID = field(default_factory=new_id)
+    created_at: datetime = field(default_factory=utcnow)
+    used_at: datetime | None = None
+    revoked_at: datetime | None = None
+
+
+@dataclass(slots=True, kw_only=True)
+class Connection:
+    user_id: UUID
+    provider: str
+    name: str
+    id: UUID = field(default_factory=new_id)
+    status: ConnectionStatus = ConnectionStatus.PENDING
+    environment: str | None = None
+    credentials: bytes | None = None  # ciphertext only; the domain never sees plaintext at rest
+    state: dict[str, Any] = field(default_factory=dict)  # provider-owned sync cursor
+    expires_at: datetime | None = None
+    last_synced_at: datetime | None = None
+    last_error: str | None = None
+    created_at: datetime = field(default_factory=utcnow)
+    updated_at: datetime = field(default_factory=utcnow)
+
+
+@dataclass(slots=True, kw_only=True)
+class Account:
+    user_id: UUID
+    connection_id: UUID
+    provider_account_id: str
+    name: str
+    type: AccountType
+    currency: str
+    id: UUID = field(default_factory=new_id)
+    institution: str | None = None
+    balance: Decimal | None = None
+    available_balance: Decimal | None = None
+    cash_value: Decimal | None = None
+    holdings_value: Decimal | None = None
+    balance_at: datetime | None = None
+    raw: dict[str, Any] = field(default_factory=dict)
+    created_at: datetime = field(default_factory=utcnow)
+    updated_at: datetime = field(default_factory=utcnow)
+
+    @property
+    def balance_money(self) -> Money | None:
+        return None if self.balance is None else Money(self.balance, self.currency)
+
+
+@dataclass(slots=True, kw_only=True)
+class Holding:
+    user_id: UUID
+    account_id: UUID
+    symbol: str
+    quantity: Decimal
+    currency: str
+    id: UUID = field(default_factory=new_id)
+    name: str | None = None
+    isin: str | None = None
+    cusip: str | None = None
+    asset_type: AssetType = AssetType.OTHER
+    average_cost: Decimal | None = None
+    current_price: Decimal | None = None
+    market_value: Decimal | None = None
+    unrealized_pnl: Decimal | None = None
+    raw: dict[str, Any] = field(default_factory=dict)
+    updated_at: datetime = field(default_factory=utcnow)
+
+
+@dataclass(slots=True, kw_only=True)
+class Transaction:
+    user_id: UUID
+    account_id: UUID
+    provider_transaction_id: str
+    type: TransactionType
+    subtype: TransactionSubtype
+    amount: Decimal
+    currency: str
+    transaction_date: date
+    id: UUID = field(default_factory=new_id)
+    status: TransactionStatus = TransactionStatus.SETTLED
+    settlement_date: date | None = None
+    symbol: str | None = None
+    quantity: Decimal | None = None
+    unit_price: Decimal | None = None
+    fees: Decimal | None = None
+    description: str | None = None
+    raw: dict[str, Any] = field(default_factory=dict)
+    created_at: datetime = field(default_factory=utcnow)
+    updated_at: datetime = field(default_factory=utcnow)
+
+    @property
+    def money(self) -> Money:
+        return Money(self.amount, self.currency)
+
+
+@dataclass(slots=True, kw_only=True)
+class BalanceSnapshot:
+    user_id: UUID
+    account_id: UUID
+    source: SnapshotSource
+    currency: str
+    id: UUID = field(default_factory=new_id)
+    sync_run_id: UUID | None = None
+    taken_at: datetime = field(default_factory=utcnow)
+    balance: Decimal | None = None
+    available_balance: Decimal | None = None
+    cash_value: Decimal | None = None
+    holdings_value: Decimal | None = None
+
+
+@dataclass(slots=True, kw_only=True)
+class SyncRun:
+    """One sync or import: the history a user sees, with per-entity counts."""
+
+    user_id: UUID
+    connection_id: UUID
+    trigger: SyncTrigger
+    id: UUID = field(default_factory=new_id)
+    status: SyncStatus = SyncStatus.RUNNING
+    started_at: datetime = field(default_factory=utcnow)
+    finished_at: datetime | None = None
+    counts: dict[str, int] = field(default_factory=dict)
+    error: str | None = None
+    error_type: str | None = None
+    warnings: list[str] = field(default_factory=list)
+
+
+@dataclass(slots=True, kw_only=True)
+class AuthFlow:
+    """A pending OAuth/link authorisation. The state is stored only as its SHA-256."""
+
+    state_hash: str
+    user_id: UUID
+    connection_id: UUID
+    provider: str
+    expires_at: datetime
+    flow_data: bytes | None = None  # encrypted (PKCE verifier, requisition id)
+    id: UUID = field(default_factory=new_id)
+    used_at: datetime | None = None
+    created_at: datetime = field(default_factory=utcnow)

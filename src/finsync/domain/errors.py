@@ -1,0 +1,115 @@
+"""Domain errors. Each class carries a stable ``code``; the API maps classes, never messages."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+
+class FinsyncError(Exception):
+    code = "finsync-error"
+    title = "Request failed"
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.detail = detail
+
+
+class NotFound(FinsyncError):
+    code = "not-found"
+    title = "Resource not found"
+
+    def __init__(self, resource: str) -> None:
+        super().__init__(f"{resource} not found")
+
+
+class Conflict(FinsyncError):
+    code = "conflict"
+    title = "Conflict"
+
+
+class InvalidInput(FinsyncError):
+    code = "invalid-input"
+    title = "Invalid input"
+
+
+class AuthenticationFailed(FinsyncError):
+    code = "authentication-failed"
+    title = "Authentication failed"
+
+
+class TooManyAttempts(FinsyncError):
+    code = "too-many-attempts"
+    title = "Too many attempts"
+
+    def __init__(self, detail: str, retry_after: float) -> None:
+        super().__init__(detail)
+        self.retry_after = retry_after
+
+
+class RegistrationClosed(FinsyncError):
+    code = "registration-closed"
+    title = "Registration is closed"
+
+
+class ProviderNotAvailable(FinsyncError):
+    code = "provider-not-available"
+    title = "Provider not available"
+
+
+class ImportRejected(FinsyncError):
+    code = "import-rejected"
+    title = "Import rejected"
+
+
+class FileTooLarge(ImportRejected):
+    code = "file-too-large"
+    title = "File too large"
+
+
+class UnsupportedFormat(ImportRejected):
+    code = "unsupported-format"
+    title = "Unsupported file format"
+
+
+class MalformedFile(ImportRejected):
+    code = "malformed-file"
+    title = "Malformed file"
+
+
+class ProviderError(FinsyncError):
+    """A provider call failed; messages never include credentials."""
+
+    code = "provider-error"
+    title = "Provider error"
+
+
+class AuthError(ProviderError):
+    """Credentials rejected or expired: the connection needs re-authorisation."""
+
+    code = "provider-auth"
+    title = "Provider rejected the credentials"
+
+
+class ScopeError(ProviderError):
+    code = "provider-scope"
+    title = "Provider credentials lack a permission"
+
+
+class RateLimited(ProviderError):
+    code = "provider-rate-limited"
+    title = "Provider rate limit reached"
+
+    def __init__(self, detail: str, retry_after: float, retry_at: datetime | None = None) -> None:
+        super().__init__(detail)
+        self.retry_after = retry_after
+        self.retry_at = retry_at
+
+
+class Unavailable(ProviderError):
+    code = "provider-unavailable"
+    title = "Provider unavailable"
+
+
+class BadData(ProviderError):
+    code = "provider-bad-data"
+    title = "Provider sent data finsync cannot read"

@@ -1,0 +1,257 @@
+"""Ports the application talks to; infrastructure and providers implement them."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any, Generic, Protocol, Self, TypeVar
+from uuid import UUID
+
+from finsync.domain.entities import (
+    Account,
+    AuthFlow,
+    BalanceSnapshot,
+    Connection,
+    Holding,
+    RefreshToken,
+    SyncRun,
+    Transaction,
+    User,
+)
+from finsync.domain.enums import (
+    AccountType,
+    Capability,
+    ConnectionStatus,
+    TransactionStatus,
+    TransactionSubtype,
+    TransactionType,
+)
+from finsync.domain.records import (
+    ProviderAccount,
+    ProviderHolding,
+    ProviderTransaction,
+    TransactionBatch,
+    UpsertCounts,
+)
+
+T = TypeVar("T")
+Clock = Callable[[], datetime]
+
+
+@dataclass(frozen=True, slots=True)
+class PageRequest:
+    """Keyset page: ``after`` is the sort key of the last item already seen."""
+
+    limit: int = 50
+    after: tuple[str, ...] | None = None
+
+
+@dataclass(slots=True)
+class Page(Generic[T]):
+    items: list[T]
+    next_key: tuple[str, ...] | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TransactionFilter:
+    account_id: UUID | None = None
+    date_from: date | None = None
+    date_to: date | None = None
+    type: TransactionType | None = None
+    subtype: TransactionSubtype | None = None
+    status: TransactionStatus | None = None
+    symbol: str | None = None
+    text: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AccountFilter:
+    connection_id: UUID | None = None
+    type: AccountType | None = None
+
+
+@dataclass(slots=True)
+class CurrencyTotal:
+    currency: str
+    total: Decimal
+    accounts: int
+
+
+class UserRepository(Protocol):
+    async def add(self, user: User) -> None: ...
+    async def get(self, user_id: UUID) -> User | None: ...
+    async def get_by_email(self, email: str) -> User | None: ...
+    async def count(self) -> int: ...
+
+
+class RefreshTokenRepository(Protocol):
+    async def add(self, token: RefreshToken) -> None: ...
+    async def get_by_hash(self, token_hash: str) -> RefreshToken | None: ...
+    async def mark_used(self, token_id: UUID, when: datetime) -> bool: ...
+    async def revoke_family(self, family_id: UUID, when: datetime) -> None: ...
+
+
+class ConnectionRepository(Protocol):
+    async def add(self, connection: Connection) -> None: ...
+    async def get(self, connection_id: UUID, user_id: UUID | None = None) -> Connection | None: ...
+    async def find(
+        self, user_id: UUID, page: PageRequest, status: ConnectionStatus | None = None
+    ) -> Page[Connection]: ...
+    async def save(self, connection: Connection) -> None: ...
+    async def delete(self, connection_id: UUID) -> None: ...
+
+
+class AuthFlowRepository(Protocol):
+    async def add(self, flow: AuthFlow) -> None: ...
+    async def get_by_state_hash(self, state_hash: str) -> AuthFlow | None: ...
+    async def claim(self, flow_id: UUID, when: datetime) -> bool: ...
+
+
+class AccountRepository(Protocol):
+    async def upsert(
+        self, connection: Connection, accounts: Sequence[ProviderAccount]
+    ) -> tuple[list[Account], UpsertCounts]: ...
+    async def get(self, account_id: UUID, user_id: UUID) -> Account | None: ...
+    async def for_connection(self, connection_id: UUID) -> list[Account]: ...
+    async def find(self, user_id: UUID, filters: AccountFilter, page: PageRequest) -> Page[Account]: ...
+    async def totals_by_currency(self, user_id: UUID) -> list[CurrencyTotal]: ...
+
+
+class HoldingRepository(Protocol):
+    async def replace(self, account: Account, holdings: Sequence[ProviderHolding]) -> UpsertCounts: ...
+    async def find(self, user_id: UUID, account_id: UUID | None, page: PageRequest) -> Page[Holding]: ...
+
+
+class TransactionRepository(Protocol):
+    async def upsert(self, account: Account, transactions: Sequence[ProviderTransaction]) -> UpsertCounts: ...
+    async def drop_stale_pending(self, account: Account, batch: TransactionBatch) -> int: ...
+    async def get(self, transaction_id: UUID, user_id: UUID) -> Transaction | None: ...
+    async def find(
+        self, user_id: UUID, filters: TransactionFilter, page: PageRequest
+    ) -> Page[Transaction]: ...
+    async def count_for(self, account_id: UUID) -> int: ...
+
+
+class SnapshotRepository(Protocol):
+    async def add_many(self, snapshots: Sequence[BalanceSnapshot]) -> None: ...
+    async def find(
+        self,
+        user_id: UUID,
+        account_id: UUID,
+        since: datetime | None,
+        until: datetime | None,
+        page: PageRequest,
+    ) -> Page[BalanceSnapshot]: ...
+
+
+class SyncRunRepository(Protocol):
+    async def add(self, run: SyncRun) -> None: ...
+    async def save(self, run: SyncRun) -> None: ...
+    async def get(self, run_id: UUID, user_id: UUID | None = None) -> SyncRun | None: ...
+    async def find(self, user_id: UUID, connection_id: UUID, page: PageRequest) -> Page[SyncRun]: ...
+    async def running_for(self, connection_id: UUID) -> SyncRun | None: ...
+    async def fail_stale(self, before: datetime, when: datetime) -> int: ...
+
+
+class UnitOfWork(Protocol):
+    """One transaction; rolls back on exit unless ``commit`` was awaited."""
+
+    users: UserRepository
+    refresh_tokens: RefreshTokenRepository
+    connections: ConnectionRepository
+    auth_flows: AuthFlowRepository
+    accounts: AccountRepository
+    holdings: HoldingRepository
+    transactions: TransactionRepository
+    snapshots: SnapshotRepository
+    sync_runs: SyncRunRepository
+
+    async def __aenter__(self) -> Self: ...
+    async def __aexit__(self, *exc: object) -> None: ...
+    async def commit(self) -> None: ...
+    async def rollback(self) -> None: ...
+
+
+UnitOfWorkFactory = Callable[[], UnitOfWork]
+
+
+class PasswordHasher(Protocol):
+    def hash(self, password: str) -> str: ...
+    def verify(self, password: str, password_hash: str) -> bool: ...
+
+
+class AccessTokens(Protocol):
+    """Short-lived signed access tokens (JWT in production)."""
+
+    def issue(self, user_id: UUID, now: datetime) -> tuple[str, int]: ...
+    def verify(self, token: str) -> UUID: ...
+
+
+class CredentialCipher(Protocol):
+    def encrypt(self, credentials: dict[str, Any]) -> bytes: ...
+    def decrypt(self, token: bytes) -> dict[str, Any]: ...
+
+
+@dataclass(slots=True, kw_only=True)
+class ProviderSession:
+    """What an adapter gets for one sync: decrypted credentials and its own persisted state.
+
+    Adapters may mutate ``state`` (cursors) and ``credentials`` (rotated tokens);
+    the sync service persists both only when the sync succeeds.
+    """
+
+    connection_id: UUID
+    credentials: dict[str, Any]
+    environment: str | None = None
+    state: dict[str, Any] = field(default_factory=dict)
+    last_synced_at: datetime | None = None
+
+
+class ProviderAdapter(Protocol):
+    """Fetches one connection's data; each method may be absent per capability."""
+
+    async def fetch_accounts(self) -> list[ProviderAccount]: ...
+    async def fetch_holdings(self, account: ProviderAccount) -> list[ProviderHolding]: ...
+    async def fetch_transactions(self, account: ProviderAccount) -> TransactionBatch: ...
+    async def aclose(self) -> None: ...
+
+
+class ProviderGateway(Protocol):
+    """The application's view of the provider registry (which lives outside the core)."""
+
+    def capabilities(self, provider: str) -> frozenset[Capability]: ...
+    def adapter(self, provider: str, session: ProviderSession) -> ProviderAdapter: ...
+
+
+class JobQueue(Protocol):
+    """Runs sync jobs outside the request; in-process now, workers later."""
+
+    async def enqueue_sync(self, run_id: UUID) -> None: ...
+
+
+SyncJob = Callable[[UUID], Awaitable[object]]
+
+
+@dataclass(slots=True, kw_only=True)
+class AuthorizationStart:
+    """Where to send the person's browser, plus server-side flow data (PKCE verifier, requisition id)."""
+
+    url: str
+    flow_data: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(slots=True, kw_only=True)
+class AuthorizationResult:
+    credentials: dict[str, Any]
+    expires_at: datetime | None = None
+
+
+class RedirectFlow(Protocol):
+    """The provider half of an OAuth 2.0 or bank-link flow; state handling is ours."""
+
+    async def start(self, *, state: str, redirect_uri: str) -> AuthorizationStart: ...
+    async def complete(
+        self, *, params: dict[str, str], flow_data: dict[str, Any], redirect_uri: str
+    ) -> AuthorizationResult: ...

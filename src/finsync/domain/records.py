@@ -1,0 +1,88 @@
+"""What provider adapters return: plain records keyed by provider ids, no persistence ids."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any
+
+from finsync.domain.enums import (
+    AccountType,
+    AssetType,
+    TransactionStatus,
+    TransactionSubtype,
+    TransactionType,
+)
+
+
+@dataclass(slots=True, kw_only=True)
+class ProviderAccount:
+    provider_account_id: str
+    name: str
+    type: AccountType
+    currency: str
+    institution: str | None = None
+    balance: Decimal | None = None
+    available_balance: Decimal | None = None
+    cash_value: Decimal | None = None
+    holdings_value: Decimal | None = None
+    balance_at: datetime | None = None
+    raw: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(slots=True, kw_only=True)
+class ProviderHolding:
+    symbol: str
+    quantity: Decimal
+    currency: str
+    name: str | None = None
+    isin: str | None = None
+    cusip: str | None = None
+    asset_type: AssetType = AssetType.OTHER
+    average_cost: Decimal | None = None
+    current_price: Decimal | None = None
+    market_value: Decimal | None = None
+    unrealized_pnl: Decimal | None = None
+    raw: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(slots=True, kw_only=True)
+class ProviderTransaction:
+    provider_transaction_id: str
+    type: TransactionType
+    subtype: TransactionSubtype
+    amount: Decimal
+    currency: str
+    transaction_date: date
+    status: TransactionStatus = TransactionStatus.SETTLED
+    settlement_date: date | None = None
+    symbol: str | None = None
+    quantity: Decimal | None = None
+    unit_price: Decimal | None = None
+    fees: Decimal | None = None
+    description: str | None = None
+    raw: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(slots=True, kw_only=True)
+class TransactionBatch:
+    """Transactions of one account; ``replace_pending_since`` drops stored pending rows
+    from that date on that this batch does not contain (banks re-id pending items)."""
+
+    transactions: list[ProviderTransaction] = field(default_factory=list)
+    replace_pending_since: date | None = None
+
+
+@dataclass(slots=True)
+class UpsertCounts:
+    inserted: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    deleted: int = 0
+
+    def add(self, other: UpsertCounts) -> None:
+        self.inserted += other.inserted
+        self.updated += other.updated
+        self.unchanged += other.unchanged
+        self.deleted += other.deleted

@@ -1,0 +1,1 @@
+"""SQL persistence: SQLite (embedded default) and PostgreSQL through one code path."""

@@ -1,0 +1,92 @@
+"""Row ↔ entity mapping by field name; enum fields are rebuilt from their stored strings."""
+
+from __future__ import annotations
+
+import typing
+from dataclasses import fields
+from datetime import date, datetime
+from enum import Enum
+from typing import Any, TypeVar
+from uuid import UUID
+
+from sqlalchemy import ColumnElement, Select, and_, or_
+
+from finsync.domain.errors import InvalidInput
+from finsync.domain.ports import Page, PageRequest
+
+E = TypeVar("E")
+
+
+_PLANS: dict[type, tuple[tuple[str, type[Enum] | None], ...]] = {}
+
+
+def _field_plan(cls: type) -> tuple[tuple[str, type[Enum] | None], ...]:
+    if cls in _PLANS:
+        return _PLANS[cls]
+    hints = typing.get_type_hints(cls)
+    plan = []
+    for f in fields(cls):
+        hint = hints[f.name]
+        enum = hint if isinstance(hint, type) and issubclass(hint, Enum) else None
+        plan.append((f.name, enum))
+    _PLANS[cls] = tuple(plan)
+    return _PLANS[cls]
+
+
+def to_entity(cls: type[E], row: Any) -> E:
+    values = {}
+    for name, enum in _field_plan(cls):
+        value = row[name]
+        values[name] = enum(value) if enum is not None and value is not None else value
+    return cls(**values)
+
+
+def to_row(entity: Any) -> dict[str, Any]:
+    return {name: getattr(entity, name) for name, _ in _field_plan(type(entity))}
+
+
+def _encode(value: Any) -> str:
+    if isinstance(value, UUID):
+        return value.hex
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    return str(value)
+
+
+def keyset(
+    stmt: Select[Any], keys: list[tuple[ColumnElement[Any], type]], page: PageRequest, *, descending: bool
+) -> Select[Any]:
+    """Seek past ``page.after`` instead of OFFSET, so deep pages cost what page 1 costs."""
+    if page.after is not None:
+        if len(page.after) != len(keys):
+            raise InvalidInput("cursor does not belong to this list")
+        try:
+            values = [_decode(raw, kind) for raw, (_, kind) in zip(page.after, keys, strict=True)]
+        except ValueError as exc:
+            raise InvalidInput("cursor is not valid; use next_cursor from a previous page") from exc
+        cond: ColumnElement[bool] | None = None
+        for i in range(len(keys) - 1, -1, -1):
+            col = keys[i][0]
+            beyond = col < values[i] if descending else col > values[i]
+            cond = beyond if cond is None else or_(beyond, and_(col == values[i], cond))
+        assert cond is not None
+        stmt = stmt.where(cond)
+    order = [col.desc() if descending else col.asc() for col, _ in keys]
+    return stmt.order_by(*order).limit(page.limit + 1)
+
+
+def _decode(raw: str, kind: type) -> Any:
+    if kind is UUID:
+        return UUID(hex=raw)
+    if kind is date:
+        return date.fromisoformat(raw)
+    if kind is datetime:
+        return datetime.fromisoformat(raw)
+    return raw
+
+
+def make_page(items: list[E], page: PageRequest, key: typing.Callable[[E], tuple[Any, ...]]) -> Page[E]:
+    if len(items) <= page.limit:
+        return Page(items=items)
+    items = items[: page.limit]
+    return Page(items=items, next_key=tuple(_encode(v) for v in key(items[-1])))

@@ -1,0 +1,165 @@
+"""Accounts, holdings and balance snapshots."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from decimal import Decimal
+from uuid import UUID
+
+from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from finsync.domain.entities import Account, BalanceSnapshot, Connection, Holding, new_id, utcnow
+from finsync.domain.ports import AccountFilter, CurrencyTotal, Page, PageRequest
+from finsync.domain.records import ProviderAccount, ProviderHolding, UpsertCounts
+from finsync.infrastructure.db.mapping import keyset, make_page, to_entity, to_row
+from finsync.infrastructure.db.tables import AccountRow, BalanceSnapshotRow, HoldingRow
+
+accounts = AccountRow.__table__  # type: ignore[attr-defined]
+holdings = HoldingRow.__table__  # type: ignore[attr-defined]
+snapshots = BalanceSnapshotRow.__table__  # type: ignore[attr-defined]
+
+_ACCOUNT_FIELDS = (
+    "name", "type", "currency", "institution", "balance", "available_balance",
+    "cash_value", "holdings_value", "balance_at", "raw",
+)  # fmt: skip
+_HOLDING_FIELDS = (
+    "symbol", "name", "isin", "cusip", "asset_type", "quantity", "currency",
+    "average_cost", "current_price", "market_value", "unrealized_pnl", "raw",
+)  # fmt: skip
+
+
+class SqlAccountRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self._s = session
+
+    async def upsert(
+        self, connection: Connection, incoming: Sequence[ProviderAccount]
+    ) -> tuple[list[Account], UpsertCounts]:
+        """Match by provider account id; accounts are few per connection, so compare in Python."""
+        existing = {a.provider_account_id: a for a in await self.for_connection(connection.id)}
+        counts, result, now = UpsertCounts(), [], utcnow()
+        for record in incoming:
+            values = {f: getattr(record, f) for f in _ACCOUNT_FIELDS}
+            current = existing.get(record.provider_account_id)
+            if current is None:
+                account = Account(
+                    user_id=connection.user_id,
+                    connection_id=connection.id,
+                    provider_account_id=record.provider_account_id,
+                    created_at=now,
+                    updated_at=now,
+                    **values,
+                )
+                await self._s.execute(insert(accounts).values(to_row(account)))
+                counts.inserted += 1
+            elif all(getattr(current, f) == v for f, v in values.items()):
+                account = current
+                counts.unchanged += 1
+            else:
+                for f, v in values.items():
+                    setattr(current, f, v)
+                current.updated_at = now
+                await self._s.execute(
+                    update(accounts).where(accounts.c.id == current.id).values(**values, updated_at=now)
+                )
+                account = current
+                counts.updated += 1
+            result.append(account)
+        return result, counts
+
+    async def get(self, account_id: UUID, user_id: UUID) -> Account | None:
+        stmt = select(accounts).where(accounts.c.id == account_id, accounts.c.user_id == user_id)
+        row = (await self._s.execute(stmt)).mappings().first()
+        return None if row is None else to_entity(Account, row)
+
+    async def for_connection(self, connection_id: UUID) -> list[Account]:
+        stmt = select(accounts).where(accounts.c.connection_id == connection_id).order_by(accounts.c.id)
+        return [to_entity(Account, r) for r in (await self._s.execute(stmt)).mappings()]
+
+    async def find(self, user_id: UUID, filters: AccountFilter, page: PageRequest) -> Page[Account]:
+        stmt = select(accounts).where(accounts.c.user_id == user_id)
+        if filters.connection_id is not None:
+            stmt = stmt.where(accounts.c.connection_id == filters.connection_id)
+        if filters.type is not None:
+            stmt = stmt.where(accounts.c.type == filters.type.value)
+        stmt = keyset(stmt, [(accounts.c.id, UUID)], page, descending=False)
+        items = [to_entity(Account, r) for r in (await self._s.execute(stmt)).mappings()]
+        return make_page(items, page, lambda a: (a.id,))
+
+    async def totals_by_currency(self, user_id: UUID) -> list[CurrencyTotal]:
+        # Summed in Python: SQLite keeps money as TEXT, and Decimal sums stay exact everywhere.
+        stmt = select(accounts.c.currency, accounts.c.balance).where(accounts.c.user_id == user_id)
+        totals: dict[str, CurrencyTotal] = {}
+        for currency, balance in (await self._s.execute(stmt)).all():
+            entry = totals.setdefault(currency, CurrencyTotal(currency, Decimal(0), 0))
+            entry.accounts += 1
+            entry.total += balance or Decimal(0)
+        return sorted(totals.values(), key=lambda t: t.currency)
+
+
+class SqlHoldingRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self._s = session
+
+    async def replace(self, account: Account, incoming: Sequence[ProviderHolding]) -> UpsertCounts:
+        """Replace the account's holdings as a set; counts compare by symbol."""
+        stmt = select(holdings).where(holdings.c.account_id == account.id)
+        current = {r["symbol"]: r for r in (await self._s.execute(stmt)).mappings()}
+        counts, now, rows = UpsertCounts(), utcnow(), []
+        for record in incoming:
+            values = {f: getattr(record, f) for f in _HOLDING_FIELDS}
+            old = current.pop(record.symbol, None)
+            if old is None:
+                counts.inserted += 1
+            elif all(old[f] == v for f, v in values.items()):
+                counts.unchanged += 1
+            else:
+                counts.updated += 1
+            row = Holding(user_id=account.user_id, account_id=account.id, updated_at=now, **values)
+            rows.append(to_row(row) | {"id": old["id"] if old is not None else new_id()})
+        counts.deleted = len(current)
+        await self._s.execute(delete(holdings).where(holdings.c.account_id == account.id))
+        if rows:
+            await self._s.execute(insert(holdings), rows)
+        return counts
+
+    async def find(self, user_id: UUID, account_id: UUID | None, page: PageRequest) -> Page[Holding]:
+        stmt = select(holdings).where(holdings.c.user_id == user_id)
+        if account_id is not None:
+            stmt = stmt.where(holdings.c.account_id == account_id)
+        stmt = keyset(stmt, [(holdings.c.id, UUID)], page, descending=False)
+        items = [to_entity(Holding, r) for r in (await self._s.execute(stmt)).mappings()]
+        return make_page(items, page, lambda h: (h.id,))
+
+
+class SqlSnapshotRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self._s = session
+
+    async def add_many(self, items: Sequence[BalanceSnapshot]) -> None:
+        if items:
+            await self._s.execute(insert(snapshots), [to_row(s) for s in items])
+
+    async def find(
+        self,
+        user_id: UUID,
+        account_id: UUID,
+        since: datetime | None,
+        until: datetime | None,
+        page: PageRequest,
+    ) -> Page[BalanceSnapshot]:
+        stmt = select(snapshots).where(snapshots.c.user_id == user_id, snapshots.c.account_id == account_id)
+        if since is not None:
+            stmt = stmt.where(snapshots.c.taken_at >= since)
+        if until is not None:
+            stmt = stmt.where(snapshots.c.taken_at <= until)
+        keys = [(snapshots.c.taken_at, datetime), (snapshots.c.id, UUID)]
+        stmt = keyset(stmt, keys, page, descending=True)
+        items = [to_entity(BalanceSnapshot, r) for r in (await self._s.execute(stmt)).mappings()]
+        return make_page(items, page, lambda s: (s.taken_at, s.id))
+
+    async def count_for(self, account_id: UUID) -> int:
+        stmt = select(func.count()).select_from(snapshots).where(snapshots.c.account_id == account_id)
+        return int((await self._s.execute(stmt)).scalar_one())

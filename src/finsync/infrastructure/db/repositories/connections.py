@@ -1,0 +1,135 @@
+"""Connections, sync runs and pending authorisation flows."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from uuid import UUID
+
+from sqlalchemy import delete, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from finsync.domain.entities import AuthFlow, Connection, SyncRun
+from finsync.domain.enums import ConnectionStatus
+from finsync.domain.ports import Page, PageRequest
+from finsync.infrastructure.db.mapping import keyset, make_page, to_entity, to_row
+from finsync.infrastructure.db.tables import (
+    AccountRow,
+    AuthFlowRow,
+    BalanceSnapshotRow,
+    ConnectionRow,
+    HoldingRow,
+    SyncRunRow,
+    TransactionRow,
+)
+
+connections = ConnectionRow.__table__  # type: ignore[attr-defined]
+runs = SyncRunRow.__table__  # type: ignore[attr-defined]
+flows = AuthFlowRow.__table__  # type: ignore[attr-defined]
+accounts = AccountRow.__table__  # type: ignore[attr-defined]
+_ACCOUNT_CHILDREN = (
+    HoldingRow.__table__,  # type: ignore[attr-defined]
+    TransactionRow.__table__,  # type: ignore[attr-defined]
+    BalanceSnapshotRow.__table__,  # type: ignore[attr-defined]
+)
+
+
+class SqlConnectionRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self._s = session
+
+    async def add(self, connection: Connection) -> None:
+        await self._s.execute(insert(connections).values(to_row(connection)))
+
+    async def get(self, connection_id: UUID, user_id: UUID | None = None) -> Connection | None:
+        stmt = select(connections).where(connections.c.id == connection_id)
+        if user_id is not None:
+            stmt = stmt.where(connections.c.user_id == user_id)
+        row = (await self._s.execute(stmt)).mappings().first()
+        return None if row is None else to_entity(Connection, row)
+
+    async def find(
+        self, user_id: UUID, page: PageRequest, status: ConnectionStatus | None = None
+    ) -> Page[Connection]:
+        stmt = select(connections).where(connections.c.user_id == user_id)
+        if status is not None:
+            stmt = stmt.where(connections.c.status == status.value)
+        stmt = keyset(stmt, [(connections.c.id, UUID)], page, descending=False)
+        items = [to_entity(Connection, r) for r in (await self._s.execute(stmt)).mappings()]
+        return make_page(items, page, lambda c: (c.id,))
+
+    async def save(self, connection: Connection) -> None:
+        values = to_row(connection)
+        values.pop("id")
+        await self._s.execute(update(connections).where(connections.c.id == connection.id).values(values))
+
+    async def delete(self, connection_id: UUID) -> None:
+        """Delete the connection and, explicitly, everything under it (no reliance on FK cascades)."""
+        account_ids = select(accounts.c.id).where(accounts.c.connection_id == connection_id)
+        for table in _ACCOUNT_CHILDREN:
+            await self._s.execute(delete(table).where(table.c.account_id.in_(account_ids)))
+        await self._s.execute(delete(accounts).where(accounts.c.connection_id == connection_id))
+        await self._s.execute(delete(runs).where(runs.c.connection_id == connection_id))
+        await self._s.execute(delete(flows).where(flows.c.connection_id == connection_id))
+        await self._s.execute(delete(connections).where(connections.c.id == connection_id))
+
+
+class SqlSyncRunRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self._s = session
+
+    async def add(self, run: SyncRun) -> None:
+        await self._s.execute(insert(runs).values(to_row(run)))
+
+    async def save(self, run: SyncRun) -> None:
+        values = to_row(run)
+        values.pop("id")
+        await self._s.execute(update(runs).where(runs.c.id == run.id).values(values))
+
+    async def get(self, run_id: UUID, user_id: UUID | None = None) -> SyncRun | None:
+        stmt = select(runs).where(runs.c.id == run_id)
+        if user_id is not None:
+            stmt = stmt.where(runs.c.user_id == user_id)
+        row = (await self._s.execute(stmt)).mappings().first()
+        return None if row is None else to_entity(SyncRun, row)
+
+    async def find(self, user_id: UUID, connection_id: UUID, page: PageRequest) -> Page[SyncRun]:
+        stmt = select(runs).where(runs.c.user_id == user_id, runs.c.connection_id == connection_id)
+        stmt = keyset(stmt, [(runs.c.id, UUID)], page, descending=True)
+        items = [to_entity(SyncRun, r) for r in (await self._s.execute(stmt)).mappings()]
+        return make_page(items, page, lambda r: (r.id,))
+
+    async def running_for(self, connection_id: UUID) -> SyncRun | None:
+        stmt = select(runs).where(runs.c.connection_id == connection_id, runs.c.status == "running")
+        row = (await self._s.execute(stmt.order_by(runs.c.id.desc()))).mappings().first()
+        return None if row is None else to_entity(SyncRun, row)
+
+    async def fail_stale(self, before: datetime, when: datetime) -> int:
+        """Close runs a crashed process left 'running', so history never lies."""
+        stmt = (
+            update(runs)
+            .where(runs.c.status == "running", runs.c.started_at < before)
+            .values(
+                status="failed", finished_at=when, error="interrupted: the service stopped during this run"
+            )
+        )
+        result = await self._s.execute(stmt)
+        return int(result.rowcount)  # type: ignore[attr-defined]
+
+
+class SqlAuthFlowRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self._s = session
+
+    async def add(self, flow: AuthFlow) -> None:
+        await self._s.execute(insert(flows).values(to_row(flow)))
+
+    async def get_by_state_hash(self, state_hash: str) -> AuthFlow | None:
+        row = (
+            (await self._s.execute(select(flows).where(flows.c.state_hash == state_hash))).mappings().first()
+        )
+        return None if row is None else to_entity(AuthFlow, row)
+
+    async def claim(self, flow_id: UUID, when: datetime) -> bool:
+        """Single use: only the first caller gets True, even under concurrent callbacks."""
+        stmt = update(flows).where(flows.c.id == flow_id, flows.c.used_at.is_(None)).values(used_at=when)
+        return bool((await self._s.execute(stmt)).rowcount)  # type: ignore[attr-defined]

@@ -1,0 +1,197 @@
+"""SQLModel tables. Only infrastructure sees them; repositories map rows to domain entities."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any
+from uuid import UUID
+
+from sqlalchemy import Column, Date, ForeignKey, Index, LargeBinary, String, Text, UniqueConstraint
+from sqlalchemy import Uuid as SAUuid
+from sqlmodel import Field, SQLModel
+
+from finsync.infrastructure.db.types import ExactDecimal, JSONType, UTCDateTime
+
+metadata = SQLModel.metadata
+
+
+def _money(nullable: bool = True) -> Any:
+    return Field(default=None, sa_type=ExactDecimal, nullable=nullable)
+
+
+def _ts(nullable: bool = True) -> Any:
+    return Field(default=None, sa_type=UTCDateTime, nullable=nullable)
+
+
+def _fk(target: str, *, index: bool = False) -> Any:
+    return Field(
+        sa_column=Column(SAUuid, ForeignKey(target, ondelete="CASCADE"), nullable=False, index=index)
+    )
+
+
+def _str(length: int, nullable: bool = False, **kw: Any) -> Any:
+    return Field(default=None, sa_type=String(length), nullable=nullable, **kw)
+
+
+class UserRow(SQLModel, table=True):
+    __tablename__ = "users"
+    id: UUID = Field(primary_key=True)
+    email: str = Field(sa_type=String(320), unique=True, nullable=False)
+    password_hash: str = Field(sa_type=String(255), nullable=False)
+    is_active: bool = True
+    created_at: datetime = _ts(False)
+
+
+class RefreshTokenRow(SQLModel, table=True):
+    __tablename__ = "refresh_tokens"
+    id: UUID = Field(primary_key=True)
+    user_id: UUID = _fk("users.id", index=True)
+    token_hash: str = Field(sa_type=String(64), unique=True, nullable=False)
+    family_id: UUID = Field(index=True)
+    expires_at: datetime = _ts(False)
+    created_at: datetime = _ts(False)
+    used_at: datetime | None = _ts()
+    revoked_at: datetime | None = _ts()
+
+
+class ConnectionRow(SQLModel, table=True):
+    __tablename__ = "connections"
+    __table_args__ = (Index("ix_connections_user_id_id", "user_id", "id"),)
+    id: UUID = Field(primary_key=True)
+    user_id: UUID = _fk("users.id")
+    provider: str = _str(64)
+    name: str = _str(200)
+    status: str = _str(32)
+    environment: str | None = _str(32, nullable=True)
+    credentials: bytes | None = Field(default=None, sa_type=LargeBinary, nullable=True)
+    state: dict[str, Any] = Field(default_factory=dict, sa_type=JSONType, nullable=False)
+    expires_at: datetime | None = _ts()
+    last_synced_at: datetime | None = _ts()
+    last_error: str | None = Field(default=None, sa_type=Text, nullable=True)
+    created_at: datetime = _ts(False)
+    updated_at: datetime = _ts(False)
+
+
+class AccountRow(SQLModel, table=True):
+    __tablename__ = "accounts"
+    __table_args__ = (
+        UniqueConstraint("connection_id", "provider_account_id", name="uq_accounts_connection_provider_id"),
+        Index("ix_accounts_user_id_id", "user_id", "id"),
+    )
+    id: UUID = Field(primary_key=True)
+    user_id: UUID = _fk("users.id")
+    connection_id: UUID = _fk("connections.id")
+    provider_account_id: str = _str(200)
+    name: str = _str(200)
+    type: str = _str(32)
+    currency: str = _str(3)
+    institution: str | None = _str(200, nullable=True)
+    balance: Decimal | None = _money()
+    available_balance: Decimal | None = _money()
+    cash_value: Decimal | None = _money()
+    holdings_value: Decimal | None = _money()
+    balance_at: datetime | None = _ts()
+    raw: dict[str, Any] = Field(default_factory=dict, sa_type=JSONType, nullable=False)
+    created_at: datetime = _ts(False)
+    updated_at: datetime = _ts(False)
+
+
+class HoldingRow(SQLModel, table=True):
+    __tablename__ = "holdings"
+    __table_args__ = (
+        Index("ix_holdings_account_id_id", "account_id", "id"),
+        Index("ix_holdings_user_id_id", "user_id", "id"),
+    )
+    id: UUID = Field(primary_key=True)
+    user_id: UUID = _fk("users.id")
+    account_id: UUID = _fk("accounts.id")
+    symbol: str = _str(64)
+    name: str | None = _str(300, nullable=True)
+    isin: str | None = _str(12, nullable=True)
+    cusip: str | None = _str(9, nullable=True)
+    asset_type: str = _str(32)
+    quantity: Decimal = _money(False)
+    currency: str = _str(3)
+    average_cost: Decimal | None = _money()
+    current_price: Decimal | None = _money()
+    market_value: Decimal | None = _money()
+    unrealized_pnl: Decimal | None = _money()
+    raw: dict[str, Any] = Field(default_factory=dict, sa_type=JSONType, nullable=False)
+    updated_at: datetime = _ts(False)
+
+
+class TransactionRow(SQLModel, table=True):
+    __tablename__ = "transactions"
+    __table_args__ = (
+        UniqueConstraint("account_id", "provider_transaction_id", name="uq_transactions_account_provider_id"),
+        Index("ix_transactions_account_date_id", "account_id", "transaction_date", "id"),
+        Index("ix_transactions_user_date_id", "user_id", "transaction_date", "id"),
+    )
+    id: UUID = Field(primary_key=True)
+    user_id: UUID = _fk("users.id")
+    account_id: UUID = _fk("accounts.id")
+    provider_transaction_id: str = _str(255)
+    type: str = _str(32)
+    subtype: str = _str(32)
+    status: str = _str(16)
+    amount: Decimal = _money(False)
+    currency: str = _str(3)
+    transaction_date: date = Field(sa_type=Date, nullable=False)
+    settlement_date: date | None = Field(default=None, sa_type=Date, nullable=True)
+    symbol: str | None = _str(64, nullable=True)
+    quantity: Decimal | None = _money()
+    unit_price: Decimal | None = _money()
+    fees: Decimal | None = _money()
+    description: str | None = Field(default=None, sa_type=Text, nullable=True)
+    raw: dict[str, Any] = Field(default_factory=dict, sa_type=JSONType, nullable=False)
+    content_hash: str = _str(64)
+    created_at: datetime = _ts(False)
+    updated_at: datetime = _ts(False)
+
+
+class BalanceSnapshotRow(SQLModel, table=True):
+    __tablename__ = "balance_snapshots"
+    __table_args__ = (Index("ix_balance_snapshots_account_taken_id", "account_id", "taken_at", "id"),)
+    id: UUID = Field(primary_key=True)
+    user_id: UUID = _fk("users.id", index=True)
+    account_id: UUID = _fk("accounts.id")
+    sync_run_id: UUID | None = Field(default=None, nullable=True)
+    source: str = _str(16)
+    taken_at: datetime = _ts(False)
+    currency: str = _str(3)
+    balance: Decimal | None = _money()
+    available_balance: Decimal | None = _money()
+    cash_value: Decimal | None = _money()
+    holdings_value: Decimal | None = _money()
+
+
+class SyncRunRow(SQLModel, table=True):
+    __tablename__ = "sync_runs"
+    __table_args__ = (Index("ix_sync_runs_connection_id_id", "connection_id", "id"),)
+    id: UUID = Field(primary_key=True)
+    user_id: UUID = _fk("users.id", index=True)
+    connection_id: UUID = _fk("connections.id")
+    trigger: str = _str(16)
+    status: str = _str(16)
+    started_at: datetime = _ts(False)
+    finished_at: datetime | None = _ts()
+    counts: dict[str, int] = Field(default_factory=dict, sa_type=JSONType, nullable=False)
+    warnings: list[str] = Field(default_factory=list, sa_type=JSONType, nullable=False)
+    error: str | None = Field(default=None, sa_type=Text, nullable=True)
+    error_type: str | None = _str(64, nullable=True)
+
+
+class AuthFlowRow(SQLModel, table=True):
+    """A pending OAuth/link authorisation: single-use state bound to user and connection."""
+
+    __tablename__ = "auth_flows"
+    id: UUID = Field(primary_key=True)
+    state_hash: str = Field(sa_type=String(64), unique=True, nullable=False)
+    user_id: UUID = _fk("users.id")
+    connection_id: UUID = _fk("connections.id", index=True)
+    provider: str = _str(64)
+    flow_data: bytes | None = Field(default=None, sa_type=LargeBinary, nullable=True)
+    expires_at: datetime = _ts(False)
+    used_at: datetime | None = _ts()
+    created_at: datetime = _ts(False)

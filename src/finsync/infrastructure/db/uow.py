@@ -1,0 +1,72 @@
+"""SQL unit of work: one AsyncSession, one transaction, rolled back unless committed."""
+
+from __future__ import annotations
+
+from typing import Self
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from finsync.domain.ports import (
+    AccountRepository,
+    AuthFlowRepository,
+    ConnectionRepository,
+    HoldingRepository,
+    RefreshTokenRepository,
+    SnapshotRepository,
+    SyncRunRepository,
+    TransactionRepository,
+    UserRepository,
+)
+from finsync.infrastructure.db.repositories.accounts import (
+    SqlAccountRepository,
+    SqlHoldingRepository,
+    SqlSnapshotRepository,
+)
+from finsync.infrastructure.db.repositories.connections import (
+    SqlAuthFlowRepository,
+    SqlConnectionRepository,
+    SqlSyncRunRepository,
+)
+from finsync.infrastructure.db.repositories.transactions import SqlTransactionRepository
+from finsync.infrastructure.db.repositories.users import SqlRefreshTokenRepository, SqlUserRepository
+
+
+class SqlUnitOfWork:
+    users: UserRepository
+    refresh_tokens: RefreshTokenRepository
+    connections: ConnectionRepository
+    auth_flows: AuthFlowRepository
+    accounts: AccountRepository
+    holdings: HoldingRepository
+    transactions: TransactionRepository
+    snapshots: SnapshotRepository
+    sync_runs: SyncRunRepository
+
+    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+        self._sessions = sessions
+
+    async def __aenter__(self) -> Self:
+        self.session = self._sessions()
+        s = self.session
+        self.users = SqlUserRepository(s)
+        self.refresh_tokens = SqlRefreshTokenRepository(s)
+        self.connections = SqlConnectionRepository(s)
+        self.auth_flows = SqlAuthFlowRepository(s)
+        self.accounts = SqlAccountRepository(s)
+        self.holdings = SqlHoldingRepository(s)
+        self.transactions = SqlTransactionRepository(s)
+        self.snapshots = SqlSnapshotRepository(s)
+        self.sync_runs = SqlSyncRunRepository(s)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        try:
+            await self.session.rollback()
+        finally:
+            await self.session.close()
+
+    async def commit(self) -> None:
+        await self.session.commit()
+
+    async def rollback(self) -> None:
+        await self.session.rollback()

@@ -1,0 +1,1 @@
+"""Provider adapters (one package each) and the registry that lists them."""

@@ -1,0 +1,116 @@
+"""The one list of providers finsync can connect to, plus third-party entry points.
+
+A provider appears here only once its adapter works; registry tests enforce
+complete metadata. Third-party packages add providers through the
+``finsync.providers`` entry-point group, each entry pointing at a ProviderMetadata.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from importlib.metadata import entry_points
+from typing import Any
+
+import structlog
+
+from finsync.domain.enums import AuthType, Capability, ProviderCategory
+
+log = structlog.get_logger(__name__)
+ENTRY_POINT_GROUP = "finsync.providers"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CredentialField:
+    """One input of a provider's connect form."""
+
+    name: str
+    label: str
+    secret: bool = True
+    required: bool = True
+    help: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ProviderMetadata:
+    slug: str
+    display_name: str
+    category: ProviderCategory
+    auth_type: AuthType
+    capabilities: frozenset[Capability]
+    description: str
+    docs_url: str
+    institutions: tuple[str, ...] = ()
+    environments: tuple[str, ...] = ()
+    credential_fields: tuple[CredentialField, ...] = ()
+    required_settings: tuple[str, ...] = ()
+    # Builds the sync adapter: (ProviderSession, Settings) -> ProviderAdapter.
+    adapter_factory: Callable[..., Any] | None = field(default=None, compare=False)
+    # Builds the redirect flow for oauth2/link providers: (Settings) -> RedirectFlow.
+    flow_factory: Callable[..., Any] | None = field(default=None, compare=False)
+
+    def missing_settings(self, settings: object) -> list[str]:
+        """Deployment settings this provider needs but that are unset (e.g. an OAuth app key)."""
+        return [name for name in self.required_settings if not getattr(settings, name, None)]
+
+    def problems(self) -> list[str]:
+        """What is missing for this provider to work; empty when complete."""
+        issues: list[str] = []
+        if not self.slug or not self.slug.replace("_", "").isalnum() or self.slug != self.slug.lower():
+            issues.append("slug must be lowercase letters, digits and underscores")
+        if not self.display_name or not self.description or not self.docs_url:
+            issues.append("display_name, description and docs_url are required")
+        if not self.capabilities:
+            issues.append("at least one capability is required")
+        if self.auth_type is AuthType.API_KEY and not self.credential_fields:
+            issues.append("api_key providers must declare credential fields")
+        if self.auth_type is not AuthType.FILE and self.adapter_factory is None:
+            issues.append("a syncing provider needs an adapter_factory")
+        if self.auth_type in (AuthType.OAUTH2, AuthType.LINK) and self.flow_factory is None:
+            issues.append("oauth2/link providers need a flow_factory")
+        return issues
+
+
+def builtin_providers() -> list[ProviderMetadata]:
+    """Providers shipped with finsync; imported lazily so adapters load only when used."""
+    return []
+
+
+def discover_plugins() -> list[ProviderMetadata]:
+    found: list[ProviderMetadata] = []
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        try:
+            meta = ep.load()
+        except Exception as exc:  # a broken plugin must not take the service down
+            log.warning("provider_plugin_failed", entry_point=ep.name, error=str(exc))
+            continue
+        if isinstance(meta, ProviderMetadata) and not meta.problems():
+            found.append(meta)
+        else:
+            log.warning("provider_plugin_rejected", entry_point=ep.name)
+    return found
+
+
+class ProviderRegistry:
+    def __init__(self, providers: Iterable[ProviderMetadata]) -> None:
+        self._by_slug: dict[str, ProviderMetadata] = {}
+        for meta in providers:
+            if meta.slug in self._by_slug:
+                raise ValueError(f"provider {meta.slug!r} registered twice")
+            problems = meta.problems()
+            if problems:
+                raise ValueError(f"provider {meta.slug!r} is incomplete: {'; '.join(problems)}")
+            self._by_slug[meta.slug] = meta
+
+    @classmethod
+    def default(cls) -> ProviderRegistry:
+        return cls([*builtin_providers(), *discover_plugins()])
+
+    def all(self) -> list[ProviderMetadata]:
+        return sorted(self._by_slug.values(), key=lambda m: m.display_name.lower())
+
+    def get(self, slug: str) -> ProviderMetadata | None:
+        return self._by_slug.get(slug)
+
+    def __contains__(self, slug: object) -> bool:
+        return slug in self._by_slug

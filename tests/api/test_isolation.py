@@ -1,0 +1,65 @@
+"""Tenant isolation, generated from the route table: another user's id always answers 404."""
+
+from __future__ import annotations
+
+import re
+from decimal import Decimal
+
+import httpx
+import pytest
+
+from finsync.api.app import create_app
+from finsync.bootstrap import Container
+from tests.api.helpers import register_and_login
+from tests.factories import account, holding, seed_connection, txn
+from tests.fakes.memory import MemoryProviders
+
+pytestmark = pytest.mark.e2e
+ID_PARAM = re.compile(r"\{(\w+_id)\}")
+
+
+def routes_with_ids() -> list[tuple[str, str]]:
+    """Every operation with an id in its path, read from the app's own OpenAPI route table."""
+    spec = create_app(container=None).openapi()
+    return [
+        (method.upper(), path)
+        for path, operations in spec["paths"].items()
+        if ID_PARAM.search(path)
+        for method in sorted(operations)
+    ]
+
+
+def test_route_table_has_id_routes() -> None:
+    # Guards the generator itself: if routes stop matching, the isolation test would pass vacuously.
+    assert len(routes_with_ids()) >= 8
+
+
+async def test_other_users_ids_answer_404_on_every_route(
+    client: httpx.AsyncClient, container: Container, memory_providers: MemoryProviders
+) -> None:
+    owner = await register_and_login(client, "owner@example.com")
+    intruder = await register_and_login(client, "intruder@example.com")
+    async with container.uow() as uow:
+        user = await uow.users.get_by_email("owner@example.com")
+    assert user is not None
+    conn = await seed_connection(container, user)
+    memory_providers.accounts = [account("a", balance=Decimal("1"))]
+    memory_providers.transactions = {"a": [txn("t")]}
+    memory_providers.holdings = {"a": [holding()]}
+    run = (await client.post(f"/api/v1/connections/{conn.id}/sync", headers=owner)).json()
+    await container.jobs.drain()
+    (acct,) = (await client.get("/api/v1/accounts", headers=owner)).json()["items"]
+    ids = {"connection_id": str(conn.id), "account_id": acct["id"], "run_id": run["id"]}
+    checked = 0
+    for method, path in routes_with_ids():
+        names = ID_PARAM.findall(path)
+        if not all(n in ids for n in names):
+            pytest.fail(f"no fixture id for {path}: extend the isolation test")
+        url = path.format(**{n: ids[n] for n in names})
+        r = await client.request(method, url, headers=intruder)
+        assert r.status_code == 404, f"{method} {url} answered {r.status_code} to another user"
+        checked += 1
+        r = await client.request("GET" if method == "DELETE" else method, url, headers=owner)
+        assert r.status_code in {200, 202, 204}, f"{method} {url} answered {r.status_code} to its owner"
+    await container.jobs.drain()
+    assert checked >= 8

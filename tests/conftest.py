@@ -1,0 +1,129 @@
+"""Shared fixtures: real SQLite and PostgreSQL databases, migrated once, emptied after each test."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+import pytest
+from sqlalchemy import text
+
+from finsync.api.app import create_app
+from finsync.bootstrap import Container, build
+from finsync.cli import migrate_database
+from finsync.config import Settings
+from finsync.infrastructure.db.tables import metadata
+from finsync.providers.registry import ProviderRegistry
+from tests.fakes.memory import MemoryProviders, memory_provider_metadata
+
+PG_DSN = os.environ.get("FINSYNC_TEST_PG", "postgresql://postgres@127.0.0.1:5432")
+FAKE_FERNET_KEY = "ZmFrZS10ZXN0LWtleS1ub3QtYS1zZWNyZXQtMDAwMDA="  # base64 of an obviously fake 32 bytes
+FAKE_JWT_SECRET = "fake-test-jwt-secret-not-for-production-use"
+SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+
+
+async def _pg_reachable() -> bool:
+    try:
+        conn = await asyncpg.connect(f"{PG_DSN}/postgres", timeout=3)
+    except (OSError, asyncpg.PostgresError):
+        return False
+    await conn.close()
+    return True
+
+
+@pytest.fixture(scope="session")
+def pg_database() -> Iterator[str | None]:
+    """A fresh PostgreSQL database for this run; None when PostgreSQL is unreachable outside CI."""
+    if not asyncio.run(_pg_reachable()):
+        if os.environ.get("CI") == "true":
+            pytest.fail("PostgreSQL is not reachable and CI=true: the production path must be tested")
+        yield None
+        return
+    name = f"finsync_test_{os.getpid()}"
+
+    async def admin(sql: str) -> None:
+        conn = await asyncpg.connect(f"{PG_DSN}/postgres")
+        try:
+            await conn.execute(sql)
+        finally:
+            await conn.close()
+
+    asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}"'))
+    asyncio.run(admin(f'CREATE DATABASE "{name}"'))
+    url = f"{PG_DSN.replace('postgresql://', 'postgresql+asyncpg://')}/{name}"
+    migrate_database(url)
+    yield url
+    asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture(scope="session")
+def sqlite_database(tmp_path_factory: pytest.TempPathFactory) -> str:
+    path = tmp_path_factory.mktemp("db") / "finsync.db"
+    url = f"sqlite+aiosqlite:///{path}"
+    migrate_database(url)
+    return url
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest) -> str:
+    if request.param == "sqlite":
+        return str(request.getfixturevalue("sqlite_database"))
+    url = request.getfixturevalue("pg_database")
+    if url is None:
+        pytest.skip("PostgreSQL not reachable (set CI=true to make this a failure)")
+    return str(url)
+
+
+def make_settings(database_url: str, tmp_path: Path, **overrides: Any) -> Settings:
+    values: dict[str, Any] = {
+        "database_url": database_url,
+        "data_dir": tmp_path,
+        "encryption_keys": [FAKE_FERNET_KEY],
+        "jwt_secret": FAKE_JWT_SECRET,
+        "log_format": "console",
+        "log_level": "WARNING",
+    }
+    values.update(overrides)
+    return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+
+
+@pytest.fixture
+def memory_providers() -> MemoryProviders:
+    return MemoryProviders()
+
+
+@pytest.fixture
+def registry(memory_providers: MemoryProviders) -> ProviderRegistry:
+    return ProviderRegistry([memory_provider_metadata(memory_providers)])
+
+
+@pytest.fixture
+async def container(
+    database_url: str, tmp_path: Path, registry: ProviderRegistry
+) -> AsyncIterator[Container]:
+    c = build(make_settings(database_url, tmp_path), registry=registry)
+    try:
+        yield c
+    finally:
+        await c.jobs.drain()
+        async with c.engine.begin() as conn:  # isolate tests: leave every table empty
+            if c.engine.dialect.name == "postgresql":
+                names = ", ".join(t.name for t in metadata.sorted_tables)
+                await conn.execute(text(f"TRUNCATE {names} CASCADE"))
+            else:
+                for table in reversed(metadata.sorted_tables):
+                    await conn.execute(table.delete())
+        await c.engine.dispose()
+
+
+@pytest.fixture
+async def client(container: Container) -> AsyncIterator[httpx.AsyncClient]:
+    app = create_app(container=container)
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+        yield http

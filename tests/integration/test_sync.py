@@ -1,0 +1,164 @@
+"""The sync core against real databases, driven by the in-memory provider."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+
+from finsync.bootstrap import Container
+from finsync.domain.enums import ConnectionStatus, SnapshotSource, SyncStatus, SyncTrigger, TransactionStatus
+from finsync.domain.errors import AuthError, Unavailable
+from finsync.domain.ports import AccountFilter, PageRequest, TransactionFilter
+from tests.factories import account, holding, seed_connection, seed_user, txn
+from tests.fakes.memory import MemoryProviders
+
+pytestmark = pytest.mark.integration
+
+
+async def _sync(container: Container, connection_id: object, user_id: object, trigger: SyncTrigger) -> object:
+    run = await container.sync.request(connection_id, user_id, trigger)  # type: ignore[arg-type]
+    await container.jobs.drain()
+    async with container.uow() as uow:
+        return await uow.sync_runs.get(run.id)
+
+
+async def _state(container: Container, user_id: object) -> tuple[list[object], list[object], list[object]]:
+    async with container.uow() as uow:
+        accounts = (await uow.accounts.find(user_id, AccountFilter(), PageRequest())).items  # type: ignore[arg-type]
+        txns = (await uow.transactions.find(user_id, TransactionFilter(), PageRequest(limit=500))).items  # type: ignore[arg-type]
+        holdings = (await uow.holdings.find(user_id, None, PageRequest())).items  # type: ignore[arg-type]
+    return list(accounts), list(txns), list(holdings)
+
+
+@pytest.fixture
+def bank(memory_providers: MemoryProviders) -> MemoryProviders:
+    memory_providers.accounts = [account("cur"), account("isa", currency="GBP", balance=Decimal("5000"))]
+    memory_providers.transactions = {"cur": [txn("t1"), txn("t2", "100.00")], "isa": [txn("i1")]}
+    memory_providers.holdings = {"isa": [holding("VWRL"), holding("SGLN")]}
+    return memory_providers
+
+
+async def test_sync_writes_everything_and_a_snapshot_per_account(
+    container: Container, bank: MemoryProviders
+) -> None:
+    user = await seed_user(container)
+    conn = await seed_connection(container, user)
+    run = await _sync(container, conn.id, user.id, SyncTrigger.INITIAL)
+    assert run.status is SyncStatus.SUCCEEDED  # type: ignore[attr-defined]
+    assert run.counts["accounts_inserted"] == 2  # type: ignore[attr-defined]
+    assert run.counts["transactions_inserted"] == 3  # type: ignore[attr-defined]
+    assert run.counts["holdings_inserted"] == 2  # type: ignore[attr-defined]
+    accounts, txns, holdings = await _state(container, user.id)
+    assert len(accounts) == 2
+    assert len(txns) == 3
+    assert len(holdings) == 2
+    async with container.uow() as uow:
+        stored = await uow.connections.get(conn.id)
+        for acct in accounts:
+            snaps = await uow.snapshots.find(user.id, acct.id, None, None, PageRequest())  # type: ignore[attr-defined]
+            assert [s.source for s in snaps.items] == [SnapshotSource.INITIAL]
+            assert snaps.items[0].balance == acct.balance  # type: ignore[attr-defined]
+    assert stored is not None
+    assert stored.status is ConnectionStatus.ACTIVE
+    assert stored.last_synced_at is not None
+    assert stored.state == {"syncs": 2}  # adapter state persisted after success
+
+
+async def test_resync_changes_nothing_but_adds_snapshots(container: Container, bank: MemoryProviders) -> None:
+    user = await seed_user(container)
+    conn = await seed_connection(container, user)
+    await _sync(container, conn.id, user.id, SyncTrigger.INITIAL)
+    before = await _state(container, user.id)
+    run = await _sync(container, conn.id, user.id, SyncTrigger.MANUAL)
+    after = await _state(container, user.id)
+    assert run.counts["transactions_inserted"] == 0  # type: ignore[attr-defined]
+    assert run.counts["transactions_unchanged"] == 3  # type: ignore[attr-defined]
+    assert run.counts["accounts_unchanged"] == 2  # type: ignore[attr-defined]
+    assert [t.id for t in before[1]] == [t.id for t in after[1]]  # type: ignore[attr-defined]
+    async with container.uow() as uow:
+        snaps = await uow.snapshots.find(user.id, before[0][0].id, None, None, PageRequest())  # type: ignore[attr-defined]
+    assert [s.source for s in snaps.items] == [SnapshotSource.MANUAL, SnapshotSource.INITIAL]
+
+
+async def test_failed_sync_leaves_data_untouched_and_marks_connection(
+    container: Container, bank: MemoryProviders
+) -> None:
+    user = await seed_user(container)
+    conn = await seed_connection(container, user)
+    await _sync(container, conn.id, user.id, SyncTrigger.INITIAL)
+    before = await _state(container, user.id)
+    bank.transactions["cur"].append(txn("t3"))
+    bank.accounts[0].balance = Decimal("1")
+    bank.fail_on["fetch_holdings"] = Unavailable("memory bank is down (HTTP 503)")
+    run = await _sync(container, conn.id, user.id, SyncTrigger.MANUAL)
+    after = await _state(container, user.id)
+    assert run.status is SyncStatus.FAILED  # type: ignore[attr-defined]
+    assert run.error_type == "provider-unavailable"  # type: ignore[attr-defined]
+    assert [(a.id, a.balance) for a in before[0]] == [(a.id, a.balance) for a in after[0]]  # type: ignore[attr-defined]
+    assert len(after[1]) == 3
+    async with container.uow() as uow:
+        stored = await uow.connections.get(conn.id)
+    assert stored is not None
+    assert stored.status is ConnectionStatus.ERROR
+    assert stored.last_error == "memory bank is down (HTTP 503)"
+    assert stored.state == {"syncs": 2}  # cursor not advanced by the failed run
+
+
+async def test_auth_error_needs_reauth_and_next_success_recovers(
+    container: Container, bank: MemoryProviders
+) -> None:
+    user = await seed_user(container)
+    conn = await seed_connection(container, user)
+    bank.fail_on["fetch_accounts"] = AuthError("memory bank rejected the token")
+    run = await _sync(container, conn.id, user.id, SyncTrigger.INITIAL)
+    async with container.uow() as uow:
+        stored = await uow.connections.get(conn.id)
+    assert run.status is SyncStatus.FAILED  # type: ignore[attr-defined]
+    assert stored is not None
+    assert stored.status is ConnectionStatus.NEEDS_REAUTH
+    del bank.fail_on["fetch_accounts"]
+    await _sync(container, conn.id, user.id, SyncTrigger.MANUAL)
+    async with container.uow() as uow:
+        stored = await uow.connections.get(conn.id)
+    assert stored is not None
+    assert stored.status is ConnectionStatus.ACTIVE
+    assert stored.last_error is None
+
+
+async def test_unexpected_adapter_crash_is_recorded_not_raised(
+    container: Container, bank: MemoryProviders
+) -> None:
+    user = await seed_user(container)
+    conn = await seed_connection(container, user)
+    bank.transactions["cur"] = [txn("bad", currency=None)]  # a mapper bug: NOT NULL violated on write
+    run = await _sync(container, conn.id, user.id, SyncTrigger.INITIAL)
+    assert run.status is SyncStatus.FAILED  # type: ignore[attr-defined]
+    assert "stored data is unchanged" in (run.error or "")  # type: ignore[attr-defined]
+    assert (await _state(container, user.id))[0] == []
+
+
+async def test_pending_rows_replaced_so_pending_to_booked_leaves_one(
+    container: Container, bank: MemoryProviders
+) -> None:
+    user = await seed_user(container)
+    conn = await seed_connection(container, user)
+    bank.replace_pending = True
+    bank.transactions = {"cur": [txn("pending-hash-1", status=TransactionStatus.PENDING)]}
+    await _sync(container, conn.id, user.id, SyncTrigger.INITIAL)
+    bank.transactions = {"cur": [txn("booked-42", status=TransactionStatus.SETTLED)]}
+    run = await _sync(container, conn.id, user.id, SyncTrigger.MANUAL)
+    _, txns, _ = await _state(container, user.id)
+    assert [(t.provider_transaction_id, t.status) for t in txns] == [("booked-42", TransactionStatus.SETTLED)]  # type: ignore[attr-defined]
+    assert run.counts["transactions_deleted"] == 1  # type: ignore[attr-defined]
+
+
+async def test_concurrent_request_returns_the_running_sync(
+    container: Container, bank: MemoryProviders
+) -> None:
+    user = await seed_user(container)
+    conn = await seed_connection(container, user)
+    first = await container.sync.request(conn.id, user.id, SyncTrigger.MANUAL)
+    second = await container.sync.request(conn.id, user.id, SyncTrigger.MANUAL)
+    await container.jobs.drain()
+    assert first.id == second.id

@@ -1,0 +1,84 @@
+"""Pure domain rules: money, ids, error mapping."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+import pytest
+
+from finsync.api.errors import STATUS, status_for
+from finsync.application.auth import LoginThrottle, hash_token
+from finsync.domain import errors
+from finsync.domain.entities import new_id
+from finsync.domain.money import Money, currency_code, to_decimal
+
+pytestmark = pytest.mark.unit
+
+
+def test_money_is_exact_and_currency_checked() -> None:
+    assert Money.of("0.1", "usd") + Money.of("0.2", "USD") == Money(Decimal("0.3"), "USD")
+    with pytest.raises(ValueError, match="cannot add"):
+        Money.of(1, "USD") + Money.of(1, "EUR")
+    with pytest.raises(TypeError):
+        Money(0.1, "USD")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="ISO-4217"):
+        currency_code("dollars")
+
+
+@pytest.mark.parametrize(
+    ("wire", "expected"),
+    [(0.1, "0.1"), ("1,234.50", "1234.50"), (" -3 ", "-3"), (1e-7, "1E-7"), (Decimal("2.50"), "2.50")],
+)
+def test_to_decimal_never_goes_through_binary_floats(wire: object, expected: str) -> None:
+    assert str(to_decimal(wire)) == expected
+
+
+@pytest.mark.parametrize("bad", ["abc", None, True, "NaN", "Infinity"])
+def test_to_decimal_rejects_non_numbers(bad: object) -> None:
+    with pytest.raises(ValueError, match="not a"):
+        to_decimal(bad)
+
+
+def test_ids_are_rfc9562_v7_and_time_ordered() -> None:
+    ids = [new_id() for _ in range(50)]
+    assert all(isinstance(i, uuid.UUID) and i.version == 7 for i in ids)
+    assert ids == sorted(ids)
+    millis = int.from_bytes(ids[0].bytes[:6], "big")
+    assert abs(millis / 1000 - datetime.now(UTC).timestamp()) < 5
+
+
+def test_every_domain_error_has_a_status_and_stable_code() -> None:
+    def subclasses(cls: type) -> list[type]:
+        return [cls, *[s for sub in cls.__subclasses__() for s in subclasses(sub)]]
+
+    codes = set()
+    for cls in subclasses(errors.FinsyncError):
+        if cls.__module__ != errors.__name__:
+            continue
+        assert any(issubclass(cls, c) for c, _ in STATUS), cls
+        assert cls.code not in codes, f"duplicate problem type {cls.code}"
+        codes.add(cls.code)
+    assert status_for(errors.NotFound("x")) == 404
+    assert status_for(errors.RateLimited("slow down", retry_after=3)) == 429
+    assert status_for(errors.FileTooLarge("big")) == 413
+
+
+def test_login_throttle_per_account_and_window() -> None:
+    now = [datetime(2026, 1, 1, tzinfo=UTC)]
+    throttle = LoginThrottle(per_account=3, per_address=10, window_seconds=60, clock=lambda: now[0])
+    for _ in range(3):
+        throttle.check("a@x", "1.1.1.1")
+        throttle.failed("a@x", "1.1.1.1")
+    with pytest.raises(errors.TooManyAttempts) as caught:
+        throttle.check("a@x", "2.2.2.2")
+    assert 0 < caught.value.retry_after <= 60
+    throttle.check("b@x", "1.1.1.1")  # other accounts from the same address still allowed
+    now[0] += timedelta(seconds=61)
+    throttle.check("a@x", "1.1.1.1")
+
+
+def test_refresh_token_hash_is_sha256_hex() -> None:
+    assert len(hash_token("opaque")) == 64
+    assert hash_token("opaque") == hash_token("opaque") != hash_token("other")

@@ -1,0 +1,121 @@
+"""Registry completeness, secret redaction, encryption and first-run secrets."""
+
+from __future__ import annotations
+
+import json
+import stat
+from pathlib import Path
+
+import pytest
+import structlog
+from cryptography.fernet import Fernet
+
+from finsync.bootstrap import ConfigurationError, resolve_secrets
+from finsync.config import Settings
+from finsync.domain.enums import AuthType, Capability, ProviderCategory
+from finsync.infrastructure.logs import redact
+from finsync.infrastructure.security import CredentialDecryptError, FernetCipher
+from finsync.providers.registry import CredentialField, ProviderMetadata, ProviderRegistry
+
+pytestmark = pytest.mark.unit
+
+
+def _meta(**kw: object) -> ProviderMetadata:
+    values: dict[str, object] = {
+        "slug": "acme",
+        "display_name": "Acme",
+        "category": ProviderCategory.BROKERAGE,
+        "auth_type": AuthType.API_KEY,
+        "capabilities": frozenset({Capability.ACCOUNTS}),
+        "description": "Acme broker",
+        "docs_url": "docs/providers/acme.md",
+        "credential_fields": (CredentialField(name="api_key", label="API key"),),
+        "adapter_factory": lambda *a, **k: None,
+    }
+    return ProviderMetadata(**(values | kw))  # type: ignore[arg-type]
+
+
+def test_builtin_registry_entries_are_complete() -> None:
+    registry = ProviderRegistry.default()
+    for meta in registry.all():
+        assert meta.problems() == [], meta.slug
+        assert (Path(__file__).resolve().parents[2] / meta.docs_url).exists(), meta.docs_url
+
+
+@pytest.mark.parametrize(
+    ("change", "problem"),
+    [
+        ({"slug": "Bad Slug"}, "slug"),
+        ({"description": ""}, "required"),
+        ({"capabilities": frozenset()}, "capability"),
+        ({"credential_fields": ()}, "credential fields"),
+        ({"adapter_factory": None}, "adapter_factory"),
+        ({"auth_type": AuthType.OAUTH2}, "flow_factory"),
+    ],
+)
+def test_incomplete_metadata_is_rejected(change: dict[str, object], problem: str) -> None:
+    with pytest.raises(ValueError, match=problem):
+        ProviderRegistry([_meta(**change)])
+
+
+def test_duplicate_slug_rejected_and_missing_settings_reported() -> None:
+    with pytest.raises(ValueError, match="twice"):
+        ProviderRegistry([_meta(), _meta()])
+    meta = _meta(required_settings=("schwab_app_key",))
+    assert meta.missing_settings(Settings(_env_file=None)) == ["schwab_app_key"]  # type: ignore[call-arg]
+
+
+def test_redaction_scrubs_keys_headers_and_nested_values() -> None:
+    event = redact(
+        None,
+        "info",
+        {
+            "event": "call",
+            "api_key": "fake-key",
+            "headers": {"Authorization": "Basic ZmFrZTpmYWtl", "accept": "json"},
+            "detail": "sent Bearer fake.jwt.token to host",
+            "nested": [{"refresh_token": "fake-refresh"}],
+        },
+    )
+    text = json.dumps(dict(event))
+    for secret in ("fake-key", "ZmFrZTpmYWtl", "fake.jwt.token", "fake-refresh"):
+        assert secret not in text
+    assert event["headers"]["accept"] == "json"
+
+
+def test_redaction_applies_to_real_log_output(capsys: pytest.CaptureFixture[str]) -> None:
+    from finsync.infrastructure.logs import configure_logging
+
+    configure_logging("json", "INFO")
+    structlog.get_logger("t").info("connect", password="fake-password", secret_key="fake-secret")
+    out = capsys.readouterr().out
+    assert "fake-password" not in out
+    assert "fake-secret" not in out
+    assert '"password": "***"' in out
+
+
+def test_multifernet_rotation_decrypts_old_and_encrypts_with_new() -> None:
+    old, new = Fernet.generate_key().decode(), Fernet.generate_key().decode()
+    token = FernetCipher([old]).encrypt({"api_key": "fake-key"})
+    rotated = FernetCipher([new, old])
+    assert rotated.decrypt(token) == {"api_key": "fake-key"}
+    assert FernetCipher([new]).decrypt(rotated.rotate(token)) == {"api_key": "fake-key"}
+    with pytest.raises(CredentialDecryptError) as caught:
+        FernetCipher([new]).decrypt(token)
+    assert "fake-key" not in str(caught.value)
+
+
+def test_first_run_secrets_generated_with_0600(tmp_path: Path) -> None:
+    settings = Settings(_env_file=None, data_dir=tmp_path)  # type: ignore[call-arg]
+    keys, jwt_secret = resolve_secrets(settings)
+    again = resolve_secrets(settings)
+    assert again == (keys, jwt_secret)
+    for name in ("encryption.key", "jwt.secret"):
+        assert stat.S_IMODE((tmp_path / name).stat().st_mode) == 0o600
+
+
+def test_postgres_refuses_to_start_without_secrets(tmp_path: Path) -> None:
+    settings = Settings(_env_file=None, data_dir=tmp_path, database_url="postgresql+asyncpg://x/y")  # type: ignore[call-arg]
+    with pytest.raises(ConfigurationError, match="FINSYNC_ENCRYPTION_KEYS and FINSYNC_JWT_SECRET"):
+        resolve_secrets(settings)
+    assert not (tmp_path / "encryption.key").exists()
