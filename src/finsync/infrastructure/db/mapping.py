@@ -9,7 +9,7 @@ from enum import Enum
 from typing import Any, TypeVar
 from uuid import UUID
 
-from sqlalchemy import ColumnElement, Select, and_, or_
+from sqlalchemy import ColumnElement, Select, tuple_
 
 from finsync.domain.errors import InvalidInput
 from finsync.domain.ports import Page, PageRequest
@@ -64,13 +64,10 @@ def keyset(
             values = [_decode(raw, kind) for raw, (_, kind) in zip(page.after, keys, strict=True)]
         except ValueError as exc:
             raise InvalidInput("cursor is not valid; use next_cursor from a previous page") from exc
-        cond: ColumnElement[bool] | None = None
-        for i in range(len(keys) - 1, -1, -1):
-            col = keys[i][0]
-            beyond = col < values[i] if descending else col > values[i]
-            cond = beyond if cond is None else or_(beyond, and_(col == values[i], cond))
-        assert cond is not None
-        stmt = stmt.where(cond)
+        # One row-value comparison (not an OR chain) lets both databases seek the index directly.
+        columns = tuple_(*(col for col, _ in keys))
+        bound = tuple_(*values)
+        stmt = stmt.where(columns < bound if descending else columns > bound)
     order = [col.desc() if descending else col.asc() for col, _ in keys]
     return stmt.order_by(*order).limit(page.limit + 1)
 

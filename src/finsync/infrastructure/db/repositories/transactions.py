@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
-from datetime import date
+from datetime import date, datetime
+from enum import Enum
 from typing import Any
 from uuid import UUID
 
 from sqlalchemy import delete, func, or_, select
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects import sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from finsync.domain.entities import Account, Transaction, new_id, utcnow
@@ -26,8 +27,31 @@ _FIELDS = (
     "type", "subtype", "status", "amount", "currency", "transaction_date", "settlement_date",
     "symbol", "quantity", "unit_price", "fees", "description", "raw",
 )  # fmt: skip
-_CHUNK = 1000  # rows per statement: well under both backends' bound-parameter limits
+_COLUMNS = [
+    "id", "user_id", "account_id", "provider_transaction_id", *_FIELDS,
+    "content_hash", "created_at", "updated_at",
+]  # fmt: skip
+_STAGE_DDL = (
+    "CREATE TEMP TABLE IF NOT EXISTS _transactions_stage "
+    "(LIKE transactions INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
+)
+_UPDATES = ", ".join(f"{c} = EXCLUDED.{c}" for c in (*_FIELDS, "content_hash"))
+_MERGE_SQL = (  # built from our own column constants, no user input
+    f"INSERT INTO transactions ({', '.join(_COLUMNS)}) "  # noqa: S608
+    f"SELECT {', '.join(_COLUMNS)} FROM _transactions_stage "
+    f"ON CONFLICT (account_id, provider_transaction_id) DO UPDATE SET {_UPDATES}, updated_at = $1 "
+    "WHERE transactions.content_hash IS DISTINCT FROM EXCLUDED.content_hash RETURNING id"
+)
 _LIKE_ESCAPE = str.maketrans({"%": r"\%", "_": r"\_", "\\": r"\\"})
+
+
+def _copy_value(value: Any) -> Any:
+    # asyncpg's COPY wants JSON as text and enums as their plain values.
+    if isinstance(value, dict):
+        return json_dumps(value)
+    if isinstance(value, Enum):
+        return value.value
+    return value
 
 
 def content_hash(values: dict[str, Any]) -> str:
@@ -38,10 +62,6 @@ def content_hash(values: dict[str, Any]) -> str:
 class SqlTransactionRepository:
     def __init__(self, session: AsyncSession) -> None:
         self._s = session
-
-    def _insert(self) -> Any:
-        dialect = self._s.get_bind().dialect.name
-        return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(transactions)
 
     async def upsert(self, account: Account, incoming: Sequence[ProviderTransaction]) -> UpsertCounts:
         """Multi-row INSERT ... ON CONFLICT DO UPDATE only where the content changed.
@@ -64,8 +84,23 @@ class SqlTransactionRepository:
             )
             latest[record.provider_transaction_id] = values
         rows = list(latest.values())
-        counts = UpsertCounts()
-        base = self._insert()
+        if not rows:
+            return UpsertCounts(unchanged=len(incoming))
+        if self._s.get_bind().dialect.name == "postgresql":
+            returned = await self._upsert_copy(rows, now)
+        else:
+            returned = await self._upsert_values(rows, now)
+        fresh = {r["id"] for r in rows}
+        inserted = sum(1 for i in returned if i in fresh)
+        return UpsertCounts(
+            inserted=inserted,
+            updated=len(returned) - inserted,
+            unchanged=len(incoming) - len(returned),
+        )
+
+    async def _upsert_values(self, rows: list[dict[str, Any]], now: datetime) -> list[UUID]:
+        """SQLite: one prepared upsert, batched by SQLAlchemy's insertmanyvalues."""
+        base = sqlite.insert(transactions)
         excluded = base.excluded
         stmt = base.on_conflict_do_update(
             index_elements=["account_id", "provider_transaction_id"],
@@ -76,16 +111,23 @@ class SqlTransactionRepository:
             },
             where=transactions.c.content_hash != excluded.content_hash,
         ).returning(transactions.c.id)
-        for start in range(0, len(rows), _CHUNK):
-            chunk = rows[start : start + _CHUNK]
-            fresh = {r["id"] for r in chunk}
-            returned = (await self._s.execute(stmt.values(chunk))).scalars().all()
-            inserted = sum(1 for i in returned if i in fresh)
-            counts.inserted += inserted
-            counts.updated += len(returned) - inserted
-            counts.unchanged += len(chunk) - len(returned)
-        counts.unchanged += len(incoming) - len(rows)
-        return counts
+        return list((await self._s.execute(stmt, rows)).scalars().all())
+
+    async def _upsert_copy(self, rows: list[dict[str, Any]], now: datetime) -> list[UUID]:
+        """PostgreSQL: COPY into a temporary staging table, then one INSERT ... SELECT ... ON CONFLICT.
+
+        COPY moves rows several times faster than multi-row INSERTs; the staging table lives
+        in the same transaction, so the unit of work still commits or rolls back everything.
+        """
+        conn = await self._s.connection()
+        raw = (await conn.get_raw_connection()).driver_connection
+        assert raw is not None
+        await raw.execute(_STAGE_DDL)
+        records = [tuple(_copy_value(r[c]) for c in _COLUMNS) for r in rows]
+        await raw.copy_records_to_table("_transactions_stage", records=records, columns=_COLUMNS)
+        result = await raw.fetch(_MERGE_SQL, now)
+        await raw.execute("TRUNCATE _transactions_stage")
+        return [r["id"] for r in result]
 
     async def drop_stale_pending(self, account: Account, batch: TransactionBatch) -> int:
         """Pending items are often re-identified by banks; drop stored ones the batch no longer has."""
