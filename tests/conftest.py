@@ -11,6 +11,7 @@ from typing import Any
 import asyncpg
 import httpx
 import pytest
+import structlog
 from sqlalchemy import text
 
 from finsync.api.app import create_app
@@ -34,6 +35,13 @@ async def _pg_reachable() -> bool:
         return False
     await conn.close()
     return True
+
+
+@pytest.fixture(autouse=True)
+def _reset_logging() -> Iterator[None]:
+    """An app built by one test configures structlog globally; the next test starts clean."""
+    yield
+    structlog.reset_defaults()
 
 
 @pytest.fixture(scope="session")
@@ -111,14 +119,19 @@ async def container(
         yield c
     finally:
         await c.jobs.drain()
-        async with c.engine.begin() as conn:  # isolate tests: leave every table empty
-            if c.engine.dialect.name == "postgresql":
-                names = ", ".join(t.name for t in metadata.sorted_tables)
-                await conn.execute(text(f"TRUNCATE {names} CASCADE"))
-            else:
-                for table in reversed(metadata.sorted_tables):
-                    await conn.execute(table.delete())
+        await empty_database(c)
         await c.engine.dispose()
+
+
+async def empty_database(c: Container) -> None:
+    """Isolate tests: leave every table empty for the next one."""
+    async with c.engine.begin() as conn:
+        if c.engine.dialect.name == "postgresql":
+            names = ", ".join(t.name for t in metadata.sorted_tables)
+            await conn.execute(text(f"TRUNCATE {names} CASCADE"))
+        else:
+            for table in reversed(metadata.sorted_tables):
+                await conn.execute(table.delete())
 
 
 @pytest.fixture

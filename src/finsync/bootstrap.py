@@ -15,7 +15,7 @@ from finsync.application.sync import SyncService
 from finsync.config import Registration, Settings
 from finsync.domain.enums import Capability
 from finsync.domain.errors import ProviderNotAvailable
-from finsync.domain.ports import Clock, ProviderAdapter, ProviderSession, UnitOfWork
+from finsync.domain.ports import Clock, ProviderAdapter, ProviderInfo, ProviderSession, UnitOfWork
 from finsync.infrastructure.db.engine import create_engine, session_factory
 from finsync.infrastructure.db.uow import SqlUnitOfWork
 from finsync.infrastructure.jobs import InProcessJobQueue
@@ -37,6 +37,22 @@ class RegistryGateway:
         self.registry = registry
         self._settings = settings
         self._options = adapter_options
+
+    def info(self, provider: str) -> ProviderInfo | None:
+        meta = self.registry.get(provider)
+        if meta is None:
+            return None
+        fields = meta.credential_fields
+        return ProviderInfo(
+            slug=meta.slug,
+            display_name=meta.display_name,
+            auth_type=meta.auth_type,
+            capabilities=meta.capabilities,
+            required_credentials=frozenset(f.name for f in fields if f.required),
+            optional_credentials=frozenset(f.name for f in fields if not f.required),
+            environments=meta.environments,
+            missing_settings=tuple(meta.missing_settings(self._settings)),
+        )
 
     def capabilities(self, provider: str) -> frozenset[Capability]:
         meta = self.registry.get(provider)
@@ -139,7 +155,7 @@ def build(
         tokens,
         auth,
         sync,
-        ConnectionService(uow),
+        ConnectionService(uow, gateway, cipher, sync, clock),
         jobs,
         clock,
     )

@@ -91,6 +91,50 @@ class ConnectionPublic(Public):
     updated_at: datetime
 
 
+class ConnectionCreate(BaseModel):
+    provider: str = Field(description="Provider slug from GET /api/v1/providers")
+    name: str | None = Field(default=None, max_length=200, description="Defaults to the provider's name")
+    environment: str | None = Field(
+        default=None, description="One of the provider's environments, e.g. demo/live"
+    )
+    credentials: dict[str, str] | None = Field(
+        default=None, description="API-key providers only: the provider's credential fields. Never returned."
+    )
+    options: dict[str, str] | None = Field(
+        default=None, description='Redirect providers only, e.g. {"institution_id": ...} for a bank link'
+    )
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "provider": "trading212",
+                    "name": "My ISA",
+                    "environment": "live",
+                    "credentials": {"api_key": "<your key>", "api_secret": "<your secret>"},
+                },
+                {
+                    "provider": "alpaca",
+                    "environment": "paper",
+                    "credentials": {"key_id": "PK...", "secret_key": "..."},
+                },
+            ]
+        }
+    )
+
+
+class ConnectionUpdate(BaseModel):
+    name: str | None = Field(default=None, max_length=200)
+    credentials: dict[str, str] | None = Field(default=None, description="Replaces the stored credentials")
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{"name": "Trading 212 ISA"}]})
+
+
+class ConnectionCreated(ConnectionPublic):
+    sync_run_id: UUID | None = Field(description="The initial sync, already started (API-key providers)")
+    authorization_url: str | None = Field(description="Redirect providers: send the person's browser here")
+
+
 class AccountPublic(Public):
     id: UUID
     connection_id: UUID

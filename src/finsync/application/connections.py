@@ -1,20 +1,179 @@
-"""Connection lifecycle use cases."""
+"""Connection lifecycle: create (API-key providers validate first), update, delete."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
 from uuid import UUID
 
 import structlog
 
-from finsync.domain.errors import NotFound
-from finsync.domain.ports import UnitOfWorkFactory
+from finsync.application.sync import SyncService
+from finsync.domain.entities import Connection, SyncRun
+from finsync.domain.enums import AuthType, ConnectionStatus, SyncTrigger
+from finsync.domain.errors import InvalidInput, NotFound, ProviderNotAvailable
+from finsync.domain.ports import (
+    Clock,
+    CredentialCipher,
+    ProviderGateway,
+    ProviderInfo,
+    ProviderSession,
+    UnitOfWorkFactory,
+)
 
 log = structlog.get_logger(__name__)
 
 
+@dataclass(slots=True)
+class Created:
+    connection: Connection
+    sync_run: SyncRun | None = None
+    authorization_url: str | None = None
+
+
 class ConnectionService:
-    def __init__(self, uow: UnitOfWorkFactory) -> None:
+    def __init__(
+        self,
+        uow: UnitOfWorkFactory,
+        providers: ProviderGateway,
+        cipher: CredentialCipher,
+        sync: SyncService,
+        clock: Clock = lambda: datetime.now(UTC),
+    ) -> None:
         self._uow = uow
+        self._providers = providers
+        self._cipher = cipher
+        self._sync = sync
+        self._clock = clock
+
+    def provider(self, slug: str) -> ProviderInfo:
+        info = self._providers.info(slug)
+        if info is None:
+            raise ProviderNotAvailable(f"unknown provider {slug!r}; see GET /api/v1/providers")
+        if info.missing_settings:
+            missing = ", ".join(f"FINSYNC_{name.upper()}" for name in info.missing_settings)
+            raise ProviderNotAvailable(
+                f"this server is not configured for {info.display_name} (set {missing})"
+            )
+        return info
+
+    @staticmethod
+    def _environment(info: ProviderInfo, environment: str | None) -> str | None:
+        if not info.environments:
+            if environment is not None:
+                raise InvalidInput(f"{info.display_name} has no environments")
+            return None
+        if environment is None:
+            return info.environments[0]
+        if environment not in info.environments:
+            raise InvalidInput(f"environment must be one of: {', '.join(info.environments)}")
+        return environment
+
+    @staticmethod
+    def _clean(info: ProviderInfo, credentials: dict[str, str] | None) -> dict[str, str]:
+        given = {k: v.strip() for k, v in (credentials or {}).items() if v and v.strip()}
+        unknown = sorted(set(given) - info.required_credentials - info.optional_credentials)
+        if unknown:
+            raise InvalidInput(f"unknown credential fields for {info.display_name}: {', '.join(unknown)}")
+        missing = sorted(info.required_credentials - set(given))
+        if missing:
+            raise InvalidInput(f"missing credential fields for {info.display_name}: {', '.join(missing)}")
+        return given
+
+    async def _validate(
+        self, connection_id: UUID, info: ProviderInfo, env: str | None, creds: dict[str, Any]
+    ) -> None:
+        """One cheap authenticated call before anything is stored; the provider's reason surfaces as 422."""
+        session = ProviderSession(connection_id=connection_id, credentials=dict(creds), environment=env)
+        adapter = self._providers.adapter(info.slug, session)
+        try:
+            validate = getattr(adapter, "validate", None)
+            if validate is not None:
+                await validate()
+        finally:
+            await adapter.aclose()
+
+    async def create(
+        self,
+        user_id: UUID,
+        slug: str,
+        name: str | None,
+        environment: str | None,
+        credentials: dict[str, str] | None,
+        options: dict[str, str] | None = None,
+    ) -> Created:
+        info = self.provider(slug)
+        if info.auth_type is AuthType.API_KEY:
+            return await self.create_with_credentials(user_id, slug, name, environment, credentials)
+        raise InvalidInput(f"{info.display_name} cannot be connected this way ({info.auth_type.value})")
+
+    async def create_with_credentials(
+        self,
+        user_id: UUID,
+        slug: str,
+        name: str | None,
+        environment: str | None,
+        credentials: dict[str, str] | None,
+    ) -> Created:
+        info = self.provider(slug)
+        if info.auth_type is not AuthType.API_KEY:
+            raise InvalidInput(
+                f"{info.display_name} connects through {info.auth_type.value}, not credentials"
+            )
+        env = self._environment(info, environment)
+        creds = self._clean(info, credentials)
+        now = self._clock()
+        connection = Connection(
+            user_id=user_id,
+            provider=slug,
+            name=(name or info.display_name).strip()[:200],
+            environment=env,
+            status=ConnectionStatus.ACTIVE,
+            created_at=now,
+            updated_at=now,
+        )
+        await self._validate(connection.id, info, env, creds)
+        connection.credentials = self._cipher.encrypt(creds)
+        async with self._uow() as uow:
+            await uow.connections.add(connection)
+            await uow.commit()
+        log.info("connection_created", connection_id=str(connection.id), provider=slug)
+        run = await self._sync.request(connection.id, user_id, SyncTrigger.INITIAL)
+        return Created(connection=connection, sync_run=run)
+
+    async def update(
+        self, connection_id: UUID, user_id: UUID, name: str | None, credentials: dict[str, str] | None
+    ) -> Connection:
+        """Rename, or replace credentials (validated like a new connection; the old ones stay on failure)."""
+        async with self._uow() as uow:
+            current = await uow.connections.get(connection_id, user_id)
+        if current is None:
+            raise NotFound("connection")
+        encrypted = None
+        if credentials is not None:
+            info = self.provider(current.provider)
+            if info.auth_type is not AuthType.API_KEY:
+                raise InvalidInput(f"{info.display_name} credentials are renewed with POST .../reauthorize")
+            creds = self._clean(info, credentials)
+            await self._validate(current.id, info, current.environment, creds)
+            encrypted = self._cipher.encrypt(creds)
+        if name is not None and not name.strip():
+            raise InvalidInput("name must not be empty")
+        async with self._uow() as uow:  # re-read: a sync may have moved state on while we validated
+            connection = await uow.connections.get(connection_id, user_id)
+            if connection is None:
+                raise NotFound("connection")
+            if encrypted is not None:
+                connection.credentials = encrypted
+                connection.status = ConnectionStatus.ACTIVE
+                connection.last_error = None
+            if name is not None:
+                connection.name = name.strip()[:200]
+            connection.updated_at = self._clock()
+            await uow.connections.save(connection)
+            await uow.commit()
+        return connection
 
     async def delete(self, connection_id: UUID, user_id: UUID) -> None:
         """Deletes the connection with its accounts, holdings, transactions, snapshots and runs."""

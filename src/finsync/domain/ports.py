@@ -22,6 +22,7 @@ from finsync.domain.entities import (
 )
 from finsync.domain.enums import (
     AccountType,
+    AuthType,
     Capability,
     ConnectionStatus,
     TransactionStatus,
@@ -218,9 +219,24 @@ class ProviderAdapter(Protocol):
     async def aclose(self) -> None: ...
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ProviderInfo:
+    """What use cases need to know about a provider, without importing the registry."""
+
+    slug: str
+    display_name: str
+    auth_type: AuthType
+    capabilities: frozenset[Capability]
+    required_credentials: frozenset[str]
+    optional_credentials: frozenset[str]
+    environments: tuple[str, ...]
+    missing_settings: tuple[str, ...]
+
+
 class ProviderGateway(Protocol):
     """The application's view of the provider registry (which lives outside the core)."""
 
+    def info(self, provider: str) -> ProviderInfo | None: ...
     def capabilities(self, provider: str) -> frozenset[Capability]: ...
     def adapter(self, provider: str, session: ProviderSession) -> ProviderAdapter: ...
 

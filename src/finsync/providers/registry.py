@@ -72,8 +72,10 @@ class ProviderMetadata:
 
 
 def builtin_providers() -> list[ProviderMetadata]:
-    """Providers shipped with finsync; imported lazily so adapters load only when used."""
-    return []
+    """Providers shipped with finsync: the one list. Imported here, not at module import."""
+    from finsync.providers import alpaca, trading212
+
+    return [trading212.METADATA, alpaca.METADATA]
 
 
 def discover_plugins() -> list[ProviderMetadata]:

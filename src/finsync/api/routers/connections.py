@@ -10,9 +10,22 @@ from fastapi import APIRouter, Query, status
 from finsync.api.deps import ContainerDep, CurrentUser, PageDep, UowDep
 from finsync.api.errors import responses
 from finsync.api.pagination import PageOut, to_page
-from finsync.api.schemas import ConnectionPublic, SyncRunPublic
+from finsync.api.schemas import (
+    ConnectionCreate,
+    ConnectionCreated,
+    ConnectionPublic,
+    ConnectionUpdate,
+    SyncRunPublic,
+)
 from finsync.domain.enums import ConnectionStatus, SyncTrigger
-from finsync.domain.errors import NotFound, RateLimited
+from finsync.domain.errors import (
+    AuthError,
+    InvalidInput,
+    NotFound,
+    ProviderNotAvailable,
+    RateLimited,
+    Unavailable,
+)
 
 router = APIRouter(tags=["connections"])
 
@@ -26,6 +39,42 @@ async def list_connections(
 ) -> PageOut[ConnectionPublic]:
     """Your connections, oldest first."""
     return to_page(await uow.connections.find(user.id, page, status), ConnectionPublic)
+
+
+@router.post(
+    "/connections",
+    status_code=status.HTTP_201_CREATED,
+    response_model=ConnectionCreated,
+    responses=responses(InvalidInput, ProviderNotAvailable, AuthError, Unavailable),
+)
+async def create_connection(
+    body: ConnectionCreate, user: CurrentUser, container: ContainerDep
+) -> ConnectionCreated:
+    """Connect a provider. API-key providers: credentials are checked with one call before anything
+    is stored (a rejected key answers 422 with the provider's reason), then the first sync starts."""
+    created = await container.connections.create(
+        user.id, body.provider, body.name, body.environment, body.credentials, body.options
+    )
+    return ConnectionCreated.model_validate(
+        ConnectionPublic.model_validate(created.connection).model_dump()
+        | {
+            "sync_run_id": created.sync_run.id if created.sync_run else None,
+            "authorization_url": created.authorization_url,
+        }
+    )
+
+
+@router.patch(
+    "/connections/{connection_id}",
+    response_model=ConnectionPublic,
+    responses=responses(NotFound, InvalidInput, AuthError, Unavailable),
+)
+async def update_connection(
+    connection_id: UUID, body: ConnectionUpdate, user: CurrentUser, container: ContainerDep
+) -> ConnectionPublic:
+    """Rename a connection or replace its credentials (validated with the provider first)."""
+    connection = await container.connections.update(connection_id, user.id, body.name, body.credentials)
+    return ConnectionPublic.model_validate(connection)
 
 
 @router.get("/connections/{connection_id}", response_model=ConnectionPublic, responses=responses(NotFound))

@@ -1,0 +1,184 @@
+"""GoCardless sync adapter: balances and transactions of the accounts one bank link shared.
+
+Every call to a bank endpoint is budgeted (see ``budget.py``). ``session.state``::
+
+    {"budget": {...},
+     "accounts": {account_id: {"details": {...}, "details_at": epoch,
+                               "transactions_until": "YYYY-MM-DD", "oldest_pending": "YYYY-MM-DD"}}}
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+import httpx
+
+from finsync.config import Settings
+from finsync.domain.enums import TransactionStatus
+from finsync.domain.errors import AuthError, InvalidInput
+from finsync.domain.ports import ProviderSession
+from finsync.domain.records import ProviderAccount, ProviderHolding, TransactionBatch
+from finsync.providers.gocardless.budget import AccountBudget
+from finsync.providers.gocardless.client import BankLimitReached, GoCardlessClient
+from finsync.providers.gocardless.flow import GoCardlessFlow, list_institutions
+from finsync.providers.gocardless.mappers import map_account, map_transactions
+from finsync.providers.gocardless.tokens import GoCardlessTokens
+from finsync.providers.http import Clock, SystemClock
+
+DETAILS_MAX_AGE = 30 * 86400.0  # account names/IBANs rarely change; spend the details call rarely
+OVERLAP = timedelta(days=7)  # banks book late: re-read the last week on every sync
+
+
+class GoCardlessAdapter:
+    def __init__(
+        self, session: ProviderSession, *, client: GoCardlessClient, clock: Clock | None = None
+    ) -> None:
+        self._session = session
+        self._client = client
+        self._clock: Clock = clock or SystemClock()
+        self._budget = AccountBudget(session.state, self._clock)
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+    def _account_ids(self) -> list[str]:
+        expires = self._session.credentials.get("access_expires_at")
+        if expires is not None and float(expires) <= self._clock.now():
+            raise AuthError("The bank consent expired; reconnect this bank through GoCardless")
+        return [str(a) for a in self._session.credentials.get("accounts") or []]
+
+    def _memo(self, account_id: str) -> dict[str, Any]:
+        memo: dict[str, Any] = self._session.state.setdefault("accounts", {}).setdefault(account_id, {})
+        return memo
+
+    async def _fetch(
+        self, account_id: str, kind: str, date_from: date | None = None, date_to: date | None = None
+    ) -> dict[str, Any]:
+        try:
+            body, headers = await self._client.account_data(account_id, kind, date_from, date_to)
+        except BankLimitReached as exc:
+            self._budget.block(account_id, kind, exc.retry_after)
+            raise
+        self._budget.record(account_id, kind, headers)
+        return body
+
+    async def fetch_accounts(self) -> list[ProviderAccount]:
+        ids = self._account_ids()
+        # A sync reads balances and transactions of every account: refuse up front, never half-way.
+        self._budget.require((a, kind) for a in ids for kind in ("balances", "transactions"))
+        accounts: list[ProviderAccount] = []
+        for account_id in ids:
+            memo = self._memo(account_id)
+            stale = self._clock.now() - float(memo.get("details_at") or 0) > DETAILS_MAX_AGE
+            if (stale or "details" not in memo) and self._budget.can_call(account_id, "details"):
+                body = await self._fetch(account_id, "details")
+                memo["details"] = body.get("account") or {}
+                memo["details_at"] = self._clock.now()
+            balances = (await self._fetch(account_id, "balances")).get("balances") or []
+            institution = self._session.credentials.get("institution_id")
+            accounts.append(map_account(account_id, memo.get("details"), balances, institution))
+        return accounts
+
+    async def fetch_holdings(self, account: ProviderAccount) -> list[ProviderHolding]:
+        return []  # bank accounts hold no securities
+
+    def window(self, account_id: str) -> tuple[date, date]:
+        """From the last sync minus overlap (or the agreement's full history) to today."""
+        today = datetime.fromtimestamp(self._clock.now(), UTC).date()
+        history = int(self._session.credentials.get("max_historical_days") or 90)
+        earliest = today - timedelta(days=history - 1)
+        memo = self._memo(account_id)
+        start = earliest
+        if memo.get("transactions_until"):
+            start = date.fromisoformat(memo["transactions_until"]) - OVERLAP
+            if memo.get("oldest_pending"):  # a pending row must be seen again to be replaced
+                start = min(start, date.fromisoformat(memo["oldest_pending"]))
+        return max(start, earliest), today
+
+    async def fetch_transactions(self, account: ProviderAccount) -> TransactionBatch:
+        account_id = account.provider_account_id
+        self._budget.require([(account_id, "transactions")])
+        date_from, date_to = self.window(account_id)
+        body = await self._fetch(account_id, "transactions", date_from, date_to)
+        transactions = map_transactions(body)
+        memo = self._memo(account_id)
+        memo["transactions_until"] = date_to.isoformat()
+        pending = [t.transaction_date for t in transactions if t.status is TransactionStatus.PENDING]
+        memo["oldest_pending"] = min(pending).isoformat() if pending else None
+        return TransactionBatch(transactions=transactions, replace_pending_since=date_from)
+
+
+def _tokens(settings: Settings, tokens: GoCardlessTokens | None, **kwargs: Any) -> GoCardlessTokens:
+    """Use the process-wide token manager when given; a fresh one costs a token/new call."""
+    return tokens if tokens is not None else GoCardlessTokens.from_settings(settings, **kwargs)
+
+
+def create_client(
+    settings: Settings,
+    *,
+    tokens: GoCardlessTokens | None = None,
+    clock: Clock | None = None,
+    transport: httpx.AsyncBaseTransport | None = None,
+) -> GoCardlessClient:
+    return GoCardlessClient(
+        base_url=settings.gocardless_url,
+        tokens=_tokens(settings, tokens, clock=clock, transport=transport),
+        clock=clock,
+        transport=transport,
+        timeout=settings.provider_timeout_seconds,
+    )
+
+
+def create_adapter(
+    session: ProviderSession,
+    settings: Settings,
+    *,
+    tokens: GoCardlessTokens | None = None,
+    clock: Clock | None = None,
+    transport: httpx.AsyncBaseTransport | None = None,
+) -> GoCardlessAdapter:
+    client = create_client(settings, tokens=tokens, clock=clock, transport=transport)
+    return GoCardlessAdapter(session, client=client, clock=clock)
+
+
+def create_flow(
+    settings: Settings,
+    options: dict[str, Any] | None = None,
+    *,
+    tokens: GoCardlessTokens | None = None,
+    clock: Clock | None = None,
+    transport: httpx.AsyncBaseTransport | None = None,
+) -> GoCardlessFlow:
+    """``options``: ``institution_id`` (required to start), ``access_valid_for_days``, ``user_language``."""
+    opts = options or {}
+    try:
+        days = int(opts.get("access_valid_for_days") or 90)
+    except (TypeError, ValueError):
+        raise InvalidInput("access_valid_for_days must be a whole number of days") from None
+    return GoCardlessFlow(
+        base_url=settings.gocardless_url,
+        tokens=_tokens(settings, tokens, clock=clock, transport=transport),
+        institution_id=opts.get("institution_id"),
+        access_valid_for_days=days,
+        user_language=opts.get("user_language"),
+        clock=clock,
+        transport=transport,
+        timeout=settings.provider_timeout_seconds,
+    )
+
+
+async def institutions(
+    settings: Settings,
+    country: str,
+    *,
+    tokens: GoCardlessTokens | None = None,
+    clock: Clock | None = None,
+    transport: httpx.AsyncBaseTransport | None = None,
+) -> list[dict[str, Any]]:
+    """Banks of ``country`` for the bank picker (the API layer caches the answer)."""
+    client = create_client(settings, tokens=tokens, clock=clock, transport=transport)
+    try:
+        return await list_institutions(client, country)
+    finally:
+        await client.aclose()

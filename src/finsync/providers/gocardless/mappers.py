@@ -1,0 +1,182 @@
+"""GoCardless Bank Account Data payloads → unified records. Pure functions, no I/O.
+
+Amounts arrive as signed strings ("-12.50"), so they are exact already. Banks often
+omit ``transactionId`` (nearly always on pending items); such rows get a content
+hash plus an occurrence index so two identical coffees on one day stay two rows and
+keep their ids across syncs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import Counter
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any
+
+from finsync.domain.enums import AccountType, TransactionStatus, TransactionSubtype, TransactionType
+from finsync.domain.errors import BadData
+from finsync.domain.money import currency_code, to_decimal
+from finsync.domain.records import ProviderAccount, ProviderTransaction
+
+# First present wins. "Booked" types reflect settled money; "available" ones what can be spent.
+BALANCE_PRECEDENCE = ("interimBooked", "closingBooked", "expected", "openingBooked", "interimAvailable")
+AVAILABLE_PRECEDENCE = ("interimAvailable", "expected", "closingAvailable", "forwardAvailable")
+
+_ACCOUNT_TYPES = {
+    "CACC": AccountType.CHECKING,
+    "TRAN": AccountType.CHECKING,
+    "CASH": AccountType.CHECKING,
+    "SVGS": AccountType.SAVINGS,
+    "MOMA": AccountType.SAVINGS,
+    "CARD": AccountType.CREDIT_CARD,
+    "LOAN": AccountType.LOAN,
+}
+
+
+def _parse_date(value: Any) -> date | None:
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        return date.fromisoformat(value[:10])
+    except ValueError as exc:
+        raise BadData(f"GoCardless sent an unreadable date: {value!r}") from exc
+
+
+def pick_balance(balances: list[dict[str, Any]], precedence: tuple[str, ...]) -> dict[str, Any] | None:
+    by_type = {str(b.get("balanceType")): b for b in balances}
+    for kind in precedence:
+        if kind in by_type:
+            return by_type[kind]
+    return None
+
+
+def _amount(entry: dict[str, Any], key: str) -> tuple[Decimal, str]:
+    money = entry.get(key) or {}
+    try:
+        return to_decimal(money["amount"]), currency_code(str(money["currency"]))
+    except (KeyError, ValueError) as exc:
+        raise BadData(f"GoCardless sent an unreadable {key}: {money!r}") from exc
+
+
+def map_account(
+    account_id: str,
+    details: dict[str, Any] | None,
+    balances: list[dict[str, Any]],
+    institution_id: str | None = None,
+) -> ProviderAccount:
+    """``details`` is the inner ``account`` object of ``/details/`` (None when not fetched yet)."""
+    info = details or {}
+    booked = pick_balance(balances, BALANCE_PRECEDENCE) or (balances[0] if balances else None)
+    available = pick_balance(balances, AVAILABLE_PRECEDENCE)
+    balance = currency = None
+    if booked is not None:
+        balance, currency = _amount(booked, "balanceAmount")
+    currency = info.get("currency") or currency
+    if not currency:
+        raise BadData(f"GoCardless account {account_id} has neither a currency nor a balance")
+    iban = str(info.get("iban") or "")
+    name = info.get("name") or info.get("product") or (f"Account …{iban[-4:]}" if iban else "Bank account")
+    return ProviderAccount(
+        provider_account_id=account_id,
+        name=str(name),
+        type=_ACCOUNT_TYPES.get(str(info.get("cashAccountType") or "").upper(), AccountType.OTHER),
+        currency=currency_code(str(currency)),
+        institution=institution_id,
+        balance=balance,
+        available_balance=_amount(available, "balanceAmount")[0] if available else None,
+        cash_value=balance,
+        balance_at=_reference_time(booked),
+        raw={"details": info, "balances": balances},
+    )
+
+
+def _reference_time(balance: dict[str, Any] | None) -> datetime | None:
+    if not balance:
+        return None
+    stamp = balance.get("lastChangeDateTime") or balance.get("referenceDate")
+    if not isinstance(stamp, str):
+        return None
+    try:
+        parsed = datetime.fromisoformat(stamp)
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else None  # a bare date carries no instant worth storing
+
+
+def _counterparty(item: dict[str, Any]) -> str:
+    return str(item.get("creditorName") or item.get("debtorName") or "")
+
+
+def _remittance(item: dict[str, Any]) -> str:
+    text = item.get("remittanceInformationUnstructured")
+    if not text and item.get("remittanceInformationUnstructuredArray"):
+        text = " ".join(str(part) for part in item["remittanceInformationUnstructuredArray"])
+    return str(text or item.get("additionalInformation") or "")
+
+
+def content_key(item: dict[str, Any]) -> str:
+    amount, currency = _amount(item, "transactionAmount")
+    day = item.get("bookingDate") or item.get("valueDate") or str(item.get("bookingDateTime") or "")[:10]
+    return "|".join((str(day), str(amount.normalize()), currency, _counterparty(item), _remittance(item)))
+
+
+def hashed_id(key: str, occurrence: int, *, pending: bool = False) -> str:
+    source = f"{'pending|' if pending else ''}{key}|{occurrence}"
+    return "h:" + hashlib.sha256(source.encode()).hexdigest()
+
+
+def _classify(item: dict[str, Any], amount: Decimal) -> tuple[TransactionType, TransactionSubtype]:
+    """ISO 20022 bank transaction code (DOMAIN-FAMILY-SUBFAMILY) when present, else the sign."""
+    code = str(item.get("bankTransactionCode") or "").upper().split("-")
+    if "INTR" in code and amount > 0:
+        return TransactionType.INCOME, TransactionSubtype.INTEREST
+    if "FEES" in code or "CHRG" in code:
+        return TransactionType.FEE, TransactionSubtype.FEE
+    if "CCRD" in code and amount < 0:
+        return TransactionType.OTHER, TransactionSubtype.PURCHASE
+    if amount >= 0:
+        return TransactionType.TRANSFER, TransactionSubtype.DEPOSIT
+    return TransactionType.TRANSFER, TransactionSubtype.WITHDRAWAL
+
+
+def map_transaction(item: dict[str, Any], tx_id: str, status: TransactionStatus) -> ProviderTransaction:
+    amount, currency = _amount(item, "transactionAmount")
+    booked_on = _parse_date(item.get("bookingDate")) or _parse_date(item.get("bookingDateTime"))
+    value_on = _parse_date(item.get("valueDate"))
+    when = booked_on or value_on
+    if when is None:
+        raise BadData(f"GoCardless transaction {tx_id} has no date")
+    tx_type, subtype = _classify(item, amount)
+    description = _remittance(item) or _counterparty(item)
+    return ProviderTransaction(
+        provider_transaction_id=tx_id,
+        type=tx_type,
+        subtype=subtype,
+        amount=amount,
+        currency=currency,
+        transaction_date=when,
+        settlement_date=value_on,
+        status=status,
+        description=description or None,
+        raw=item,
+    )
+
+
+def map_transactions(payload: dict[str, Any]) -> list[ProviderTransaction]:
+    """Map ``{transactions: {booked, pending}}``; ids prefer the bank's, then GoCardless's, then a hash."""
+    groups = payload.get("transactions") or {}
+    result: list[ProviderTransaction] = []
+    for status, items in (
+        (TransactionStatus.SETTLED, groups.get("booked") or []),
+        (TransactionStatus.PENDING, groups.get("pending") or []),
+    ):
+        seen: Counter[str] = Counter()
+        for item in items:
+            tx_id = item.get("transactionId") or item.get("internalTransactionId")
+            if not tx_id:
+                key = content_key(item)
+                tx_id = hashed_id(key, seen[key], pending=status is TransactionStatus.PENDING)
+                seen[key] += 1
+            result.append(map_transaction(item, str(tx_id), status))
+    return result

@@ -1,0 +1,32 @@
+"""Charles Schwab (Trader API): OAuth 2.0 with PKCE, accounts, positions and transactions.
+
+Wiring: ``METADATA.flow_factory(settings)`` builds the redirect flow, and
+``METADATA.adapter_factory(session, settings)`` the sync adapter; both accept
+``clock=`` and ``transport=`` keywords so tests can point them at a fake server.
+"""
+
+from __future__ import annotations
+
+from finsync.domain.enums import AuthType, Capability, ProviderCategory
+from finsync.providers.registry import ProviderMetadata
+from finsync.providers.schwab.adapter import SchwabAdapter, create_adapter, create_flow
+from finsync.providers.schwab.flow import SchwabFlow
+
+METADATA = ProviderMetadata(
+    slug="schwab",
+    display_name="Charles Schwab",
+    category=ProviderCategory.BROKERAGE,
+    auth_type=AuthType.OAUTH2,
+    capabilities=frozenset(
+        {Capability.ACCOUNTS, Capability.BALANCES, Capability.HOLDINGS, Capability.TRANSACTIONS}
+    ),
+    description=(
+        "US brokerage accounts through the Schwab Trader API (log in at Schwab; re-consent every 7 days)."
+    ),
+    docs_url="https://developer.schwab.com/products/trader-api--individual",
+    required_settings=("schwab_app_key", "schwab_app_secret"),
+    adapter_factory=create_adapter,
+    flow_factory=create_flow,
+)
+
+__all__ = ["METADATA", "SchwabAdapter", "SchwabFlow", "create_adapter", "create_flow"]

@@ -1,0 +1,43 @@
+"""Trading 212 (Invest and Stocks ISA) through its Public API v0, with an API key.
+
+``METADATA.adapter_factory(session, settings, clock=..., transport=...)`` builds
+the sync adapter; ``session.environment`` is ``live`` (default) or ``demo``.
+"""
+
+from __future__ import annotations
+
+from finsync.domain.enums import AuthType, Capability, ProviderCategory
+from finsync.providers.registry import CredentialField, ProviderMetadata
+from finsync.providers.trading212.adapter import ENVIRONMENTS, Trading212Adapter, create_adapter
+
+METADATA = ProviderMetadata(
+    slug="trading212",
+    display_name="Trading 212",
+    category=ProviderCategory.BROKERAGE,
+    auth_type=AuthType.API_KEY,
+    capabilities=frozenset(
+        {Capability.ACCOUNTS, Capability.BALANCES, Capability.HOLDINGS, Capability.TRANSACTIONS}
+    ),
+    description="Trading 212 Invest and Stocks ISA accounts: balances, positions, orders, dividends, cash.",
+    docs_url="docs/providers/trading212.md",
+    institutions=("Trading 212",),
+    environments=ENVIRONMENTS,
+    credential_fields=(
+        CredentialField(
+            name="api_key",
+            label="API key",
+            help="Trading 212 app → Settings → API (Beta) → Generate API key. Demo and live keys differ. "
+            "Grant the scopes account, portfolio, history:orders, history:dividends, history:transactions.",
+        ),
+        CredentialField(
+            name="api_secret",
+            label="API secret",
+            required=False,
+            help="Shown once next to a newly generated key. Leave empty only for an older key issued "
+            "without a secret.",
+        ),
+    ),
+    adapter_factory=create_adapter,
+)
+
+__all__ = ["METADATA", "Trading212Adapter", "create_adapter"]

@@ -1,0 +1,102 @@
+"""Trading 212 Public API v0 calls: documented limits per endpoint, scopes, cursor paging."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from finsync.domain.errors import AuthError, BadData, ScopeError
+from finsync.providers.http import ProviderHttp, RateLimit
+
+PROVIDER = "trading212"
+API = "/api/v0"
+PAGE_LIMIT = 50  # documented maximum
+
+LIMITS: Mapping[str, RateLimit] = {
+    "account_summary": RateLimit(1, 5.0),
+    "positions": RateLimit(1, 1.0),
+    "history_orders": RateLimit(6, 60.0),
+    "history_dividends": RateLimit(6, 60.0),
+    "history_transactions": RateLimit(6, 60.0),
+}
+PATHS: Mapping[str, str] = {
+    "account_summary": f"{API}/equity/account/summary",
+    "positions": f"{API}/equity/positions",
+    "history_orders": f"{API}/equity/history/orders",
+    "history_dividends": f"{API}/equity/history/dividends",
+    "history_transactions": f"{API}/equity/history/transactions",
+}
+SCOPES: Mapping[str, str] = {
+    "account_summary": "account",
+    "positions": "portfolio",
+    "history_orders": "history:orders",
+    "history_dividends": "history:dividends",
+    "history_transactions": "history:transactions",
+}
+HISTORY = ("history_orders", "history_dividends", "history_transactions")
+
+# Decides, from one page of items, that older pages hold nothing new.
+StopRule = Callable[[list[dict[str, Any]]], bool]
+
+
+class Trading212Client:
+    def __init__(self, http: ProviderHttp) -> None:
+        self.http = http
+
+    async def _get(self, url: str, endpoint: str, params: Mapping[str, Any] | None = None) -> Any:
+        try:
+            return await self.http.get_json(url, endpoint=endpoint, params=params)
+        except ScopeError as exc:
+            # Trading 212 publishes no error body, so name the missing scope ourselves.
+            raise ScopeError(
+                f"Trading 212 API key lacks the '{SCOPES[endpoint]}' permission; "
+                f"enable it for the key and reconnect ({exc.detail})"
+            ) from None
+        except AuthError as exc:
+            raise AuthError(
+                "Trading 212 rejected the API key: check the key and secret, and that they "
+                f"belong to this environment (demo or live) ({exc.detail})"
+            ) from None
+
+    async def account_summary(self) -> dict[str, Any]:
+        body = await self._get(PATHS["account_summary"], "account_summary")
+        if not isinstance(body, dict):
+            raise BadData("trading212 account_summary: expected an object")
+        return body
+
+    async def positions(self) -> list[dict[str, Any]]:
+        body = await self._get(PATHS["positions"], "positions")
+        if not isinstance(body, list):
+            raise BadData("trading212 positions: expected an array")
+        return body
+
+    async def history(self, endpoint: str, stop: StopRule | None = None) -> list[dict[str, Any]]:
+        """Every item newest first, following ``nextPagePath`` verbatim until it is null
+        or ``stop`` says the page reached items an earlier sync already has."""
+        items: list[dict[str, Any]] = []
+        url: str | None = PATHS[endpoint]
+        params: dict[str, Any] | None = {"limit": PAGE_LIMIT}
+        seen: set[str] = set()
+        while url is not None:
+            body = await self._get(url, endpoint, params)
+            if not isinstance(body, dict) or not isinstance(body.get("items"), list):
+                raise BadData(f"trading212 {endpoint}: expected {{items, nextPagePath}}")
+            page: list[dict[str, Any]] = body["items"]
+            items.extend(page)
+            if not page or (stop is not None and stop(page)):
+                break
+            url, params = _next_path(body.get("nextPagePath"), endpoint), None
+            if url is not None:
+                if url in seen:
+                    raise BadData(f"trading212 {endpoint}: pagination loops")
+                seen.add(url)
+        return items
+
+
+def _next_path(value: Any, endpoint: str) -> str | None:
+    if value is None:
+        return None
+    # Only same-host API paths: an absolute URL would send our credentials elsewhere.
+    if not isinstance(value, str) or not value.startswith(f"{API}/") or "//" in value:
+        raise BadData(f"trading212 {endpoint}: unexpected nextPagePath")
+    return value

@@ -1,0 +1,188 @@
+"""Alpaca adapter against the fake Alpaca server over loopback HTTP, on virtual time."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from decimal import Decimal
+
+import pytest
+from structlog.testing import capture_logs
+
+from finsync.config import Settings
+from finsync.domain.enums import AccountType, TransactionSubtype, TransactionType
+from finsync.domain.errors import AuthError, BadData, ScopeError, Unavailable
+from finsync.domain.ports import ProviderSession
+from finsync.domain.records import ProviderAccount, ProviderHolding, TransactionBatch
+from finsync.providers.alpaca import METADATA, AlpacaAdapter, create_adapter
+from tests.fakes.alpaca import AlpacaStore, create_app
+from tests.fakes.clock import VirtualClock
+from tests.fakes.server import serve
+
+pytestmark = pytest.mark.integration
+
+KEY_ID, SECRET = "PKTESTKEYID0123456789", "alpaca-secret-key-abcdefghijklmnop"
+FILLS, OTHERS = 230, 40
+ACCOUNT = ProviderAccount(provider_account_id="a", name="a", type=AccountType.BROKERAGE, currency="USD")
+
+
+@pytest.fixture
+def clock() -> VirtualClock:
+    return VirtualClock()
+
+
+@pytest.fixture
+def store(clock: VirtualClock) -> AlpacaStore:
+    data = AlpacaStore()
+    data.seed(clock.now(), fills=FILLS, others=OTHERS)
+    data.add_position("AAPL", "13", "171.02", "187.43")
+    data.add_position("TSLA", "2", "250.00", "240.10", side="short")
+    return data
+
+
+@pytest.fixture
+def settings(clock: VirtualClock, store: AlpacaStore) -> Iterator[Settings]:
+    with serve(create_app(clock, key_id=KEY_ID, secret_key=SECRET, store=store)) as url:
+        yield Settings(_env_file=None, alpaca_paper_url=url, provider_timeout_seconds=1.0)
+
+
+def session(state: dict[str, object] | None = None, secret: str = SECRET) -> ProviderSession:
+    creds = {"key_id": KEY_ID, "secret_key": secret}
+    return ProviderSession(
+        connection_id=uuid.uuid4(), credentials=creds, environment="paper", state=state or {}
+    )
+
+
+async def sync(
+    adapter: AlpacaAdapter,
+) -> tuple[list[ProviderAccount], list[ProviderHolding], TransactionBatch]:
+    try:
+        accounts = await adapter.fetch_accounts()
+        holdings = await adapter.fetch_holdings(accounts[0])
+        return accounts, holdings, await adapter.fetch_transactions(accounts[0])
+    finally:
+        await adapter.aclose()
+
+
+async def test_first_sync_reads_everything(
+    settings: Settings, store: AlpacaStore, clock: VirtualClock
+) -> None:
+    sess = session()
+    (account,), holdings, batch = await sync(create_adapter(sess, settings, clock=clock))
+
+    assert account.balance == Decimal("11873.20")
+    assert account.cash_value == Decimal("4120.55")
+    assert account.holdings_value == Decimal("7752.65")
+    assert {h.symbol: h.quantity for h in holdings} == {"AAPL": 13, "TSLA": -2}
+    assert store.requests["activities"] == 3  # 270 activities at 100 a page
+    assert len(batch.transactions) == FILLS + OTHERS
+    assert {t.provider_transaction_id for t in batch.transactions} == {a["id"] for a in store.activities}
+    kinds = {(t.type, t.subtype) for t in batch.transactions}
+    assert (TransactionType.TRADE, TransactionSubtype.BUY) in kinds
+    assert (TransactionType.INCOME, TransactionSubtype.DIVIDEND) in kinds
+    assert (TransactionType.OTHER, TransactionSubtype.OTHER) in kinds
+    assert sum(store.throttled.values()) == 0
+    assert "activities_newest" in sess.state
+
+
+async def test_resync_without_news_is_one_request(
+    settings: Settings, store: AlpacaStore, clock: VirtualClock
+) -> None:
+    sess = session()
+    await sync(create_adapter(sess, settings, clock=clock))
+    store.reset_counters()
+    clock.advance(3600)
+
+    _, _, batch = await sync(create_adapter(sess, settings, clock=clock))
+
+    assert store.requests["activities"] == 1
+    assert len(batch.transactions) < 100  # only the overlap window
+
+
+async def test_new_fill_appears_on_next_sync(
+    settings: Settings, store: AlpacaStore, clock: VirtualClock
+) -> None:
+    sess = session()
+    await sync(create_adapter(sess, settings, clock=clock))
+    clock.advance(600)
+    fill = store.add_fill(clock.now(), symbol="NVDA", side="sell", qty="4", price="120.25")
+
+    _, _, batch = await sync(create_adapter(sess, settings, clock=clock))
+
+    trade = {t.provider_transaction_id: t for t in batch.transactions}[fill["id"]]
+    assert (trade.subtype, trade.amount, trade.quantity) == (
+        TransactionSubtype.SELL,
+        Decimal("481.00"),
+        Decimal(4),
+    )
+
+
+async def test_bad_secret_is_auth_error_without_secrets(
+    settings: Settings, store: AlpacaStore, clock: VirtualClock
+) -> None:
+    adapter = create_adapter(session(secret="not-the-secret-123"), settings, clock=clock)
+    with capture_logs() as logs, pytest.raises(AuthError, match="request is not authorized") as info:
+        await adapter.validate()
+    await adapter.aclose()
+    text = str(info.value) + repr(logs)
+    assert "not-the-secret-123" not in text
+    assert KEY_ID not in text
+
+
+async def test_forbidden_is_scope_error(settings: Settings, store: AlpacaStore, clock: VirtualClock) -> None:
+    store.inject("positions", "403")
+    with pytest.raises(ScopeError, match="injected 403"):
+        await sync(create_adapter(session(), settings, clock=clock))
+
+
+async def test_injected_429_waits_for_reset(
+    settings: Settings, store: AlpacaStore, clock: VirtualClock
+) -> None:
+    store.inject("account", "429")
+    started = clock.now()
+    adapter = create_adapter(session(), settings, clock=clock)
+    assert await adapter.fetch_accounts()
+    await adapter.aclose()
+    assert clock.now() - started >= 9
+
+
+async def test_server_errors_retried_then_unavailable(
+    settings: Settings, store: AlpacaStore, clock: VirtualClock
+) -> None:
+    store.inject("account", "500", times=2)
+    adapter = create_adapter(session(), settings, clock=clock)
+    assert await adapter.fetch_accounts()
+    assert store.requests["account"] == 3
+    store.inject("activities", "503", times=4)
+    with pytest.raises(Unavailable, match="alpaca activities unavailable after 4 attempts: HTTP 503"):
+        await adapter.fetch_transactions((await adapter.fetch_accounts())[0])
+    await adapter.aclose()
+
+
+async def test_malformed_json_is_bad_data(
+    settings: Settings, store: AlpacaStore, clock: VirtualClock
+) -> None:
+    store.inject("positions", "malformed")
+    with pytest.raises(BadData):
+        await sync(create_adapter(session(), settings, clock=clock))
+
+
+async def test_shared_budget_is_respected(
+    settings: Settings, store: AlpacaStore, clock: VirtualClock
+) -> None:
+    store.seed(clock.now() - 10 * 86_400, fills=2000)  # 23 pages of activities
+    adapter = create_adapter(session(), settings, clock=clock)
+    for _ in range(90):  # 180 cheap calls first, so the history has to wait for the window
+        await adapter.fetch_accounts()
+        await adapter.fetch_holdings(ACCOUNT)
+    started = clock.now()
+    batch = await adapter.fetch_transactions((await adapter.fetch_accounts())[0])
+    await adapter.aclose()
+    assert len(batch.transactions) == FILLS + OTHERS + 2000
+    assert sum(store.throttled.values()) == 0
+    assert clock.now() - started >= 55
+
+
+def test_metadata_is_complete() -> None:
+    assert METADATA.problems() == []
+    assert METADATA.environments == ("paper", "live")

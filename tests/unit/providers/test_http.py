@@ -1,0 +1,268 @@
+"""ProviderHttp against httpx.MockTransport handlers that behave like small provider servers."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from collections.abc import Callable
+from decimal import Decimal
+
+import httpx
+import pytest
+from structlog.testing import capture_logs
+
+from finsync.domain.errors import AuthError, BadData, ProviderError, RateLimited, ScopeError, Unavailable
+from finsync.providers.http import SHARED_BUCKET, ProviderHttp, RateLimit
+from tests.fakes.clock import VirtualClock
+
+pytestmark = pytest.mark.unit
+
+Handler = Callable[[httpx.Request], httpx.Response]
+
+
+def make(clock: VirtualClock, handler: Handler, **kwargs: object) -> ProviderHttp:
+    return ProviderHttp(
+        provider="acme",
+        base_url="https://acme.test",
+        clock=clock,
+        transport=httpx.MockTransport(handler),
+        **kwargs,  # type: ignore[arg-type]
+    )
+
+
+async def test_json_numbers_become_decimals() -> None:
+    clock = VirtualClock()
+    http = make(clock, lambda r: httpx.Response(200, content=b'{"a": 0.1, "b": [1.10, 3], "c": "x"}'))
+    async with http:
+        body = await http.get_json("/x", endpoint="x")
+    assert body == {"a": Decimal("0.1"), "b": [Decimal("1.10"), 3], "c": "x"}
+    assert str(body["b"][0]) == "1.10"
+
+
+async def test_malformed_json_is_bad_data() -> None:
+    http = make(VirtualClock(), lambda r: httpx.Response(200, content=b'{"a": 1,'))
+    with pytest.raises(BadData, match="acme x sent malformed JSON"):
+        await http.get_json("/x", endpoint="x")
+
+
+@pytest.mark.parametrize(
+    ("status", "error"), [(401, AuthError), (403, ScopeError), (404, ProviderError), (422, ProviderError)]
+)
+async def test_client_errors_map_to_typed_errors(status: int, error: type[ProviderError]) -> None:
+    http = make(
+        VirtualClock(),
+        lambda r: httpx.Response(status, json={"code": 1, "message": "why it failed"}),
+    )
+    with pytest.raises(error, match=f"acme things answered HTTP {status}: why it failed") as info:
+        await http.get_json("/things", endpoint="things")
+    assert type(info.value) is error
+
+
+async def test_error_message_hook_extracts_provider_reason() -> None:
+    http = make(
+        VirtualClock(),
+        lambda r: httpx.Response(400, json={"errors": [{"detail": "bad date"}]}),
+        error_message=lambda resp: resp.json()["errors"][0]["detail"],
+    )
+    with pytest.raises(ProviderError, match="bad date"):
+        await http.request("GET", "/x", endpoint="x")
+
+
+async def test_429_waits_until_reset_then_succeeds() -> None:
+    clock = VirtualClock()
+    reset = math.ceil(clock.now()) + 30
+    answers = [
+        httpx.Response(429, headers={"x-ratelimit-remaining": "0", "x-ratelimit-reset": str(reset)}),
+        httpx.Response(200, json={"ok": True}),
+    ]
+    seen: list[float] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(clock.now())
+        return answers.pop(0)
+
+    http = make(clock, handler, limits={"x": RateLimit(10, 1)})
+    assert await http.get_json("/x", endpoint="x") == {"ok": True}
+    assert seen[1] >= reset
+
+
+async def test_429_without_headers_uses_retry_after() -> None:
+    clock = VirtualClock()
+    answers = [httpx.Response(429, headers={"Retry-After": "7"}), httpx.Response(204)]
+    start = clock.now()
+    http = make(clock, lambda r: answers.pop(0))
+    response = await http.request("GET", "/x", endpoint="x")
+    assert response.status_code == 204
+    assert clock.now() - start >= 7
+
+
+async def test_persistent_429_raises_rate_limited_with_retry_after() -> None:
+    clock = VirtualClock()
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(429, headers={"X-RateLimit-Reset": str(math.ceil(clock.now()) + 60)})
+
+    http = make(clock, handler, max_retries=2)
+    with pytest.raises(RateLimited) as info:
+        await http.request("GET", "/x", endpoint="x")
+    assert 59 <= info.value.retry_after <= 61
+    assert info.value.retry_at is not None
+
+
+async def test_server_errors_are_retried_with_backoff() -> None:
+    clock = VirtualClock()
+    answers = [httpx.Response(503), httpx.Response(500), httpx.Response(200, json=[])]
+    http = make(clock, lambda r: answers.pop(0))
+    start = clock.now()
+    with capture_logs() as logs:
+        assert await http.get_json("/x", endpoint="x") == []
+    assert clock.now() > start  # backed off on the virtual clock
+    assert [entry["retries"] for entry in logs if entry["event"] == "provider_request"] == [2]
+
+
+async def test_persistent_server_error_is_unavailable() -> None:
+    calls = 0
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        nonlocal calls
+        calls += 1
+        return httpx.Response(502)
+
+    http = make(VirtualClock(), handler, max_retries=3)
+    with pytest.raises(Unavailable, match=r"acme positions unavailable after 4 attempts: HTTP 502"):
+        await http.request("GET", "/p", endpoint="positions")
+    assert calls == 4
+
+
+async def test_timeouts_are_retried_then_unavailable() -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        raise httpx.ReadTimeout("timed out", request=request)
+
+    http = make(VirtualClock(), handler, max_retries=1)
+    with pytest.raises(Unavailable, match="after 2 attempts: ReadTimeout"):
+        await http.request("GET", "/p", endpoint="p")
+
+
+async def test_post_is_not_retried_on_server_error_unless_asked() -> None:
+    calls = 0
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        nonlocal calls
+        calls += 1
+        return httpx.Response(500) if calls == 1 else httpx.Response(200)
+
+    http = make(VirtualClock(), handler)
+    with pytest.raises(Unavailable):
+        await http.request("POST", "/orders", endpoint="orders", json={})
+    assert calls == 1
+    assert (await http.request("POST", "/token", endpoint="token", retry=True)).status_code == 200
+
+
+async def test_client_side_limit_spaces_requests() -> None:
+    clock = VirtualClock()
+    seen: list[float] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(clock.now())
+        return httpx.Response(200, json={})
+
+    http = make(clock, handler, limits={"slow": RateLimit(2, 10)})
+    for _ in range(5):
+        await http.get_json("/x", endpoint="slow")
+    assert all(later - earlier >= 10 for earlier, later in zip(seen, seen[2:], strict=False))
+    assert seen[-1] - seen[0] < 21  # no more waiting than the limit needs
+
+
+async def test_concurrent_callers_share_one_bucket() -> None:
+    clock = VirtualClock()
+    seen: list[float] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(clock.now())
+        return httpx.Response(200, json={})
+
+    http = make(clock, handler, limits={SHARED_BUCKET: RateLimit(3, 60)})
+    await asyncio.gather(*(http.get_json(f"/{i}", endpoint=f"e{i % 2}") for i in range(7)))
+    seen.sort()
+    assert all(later - earlier >= 60 for earlier, later in zip(seen, seen[3:], strict=False))
+
+
+async def test_remaining_zero_header_blocks_until_reset() -> None:
+    clock = VirtualClock()
+    reset = math.ceil(clock.now()) + 45
+    seen: list[float] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(clock.now())
+        return httpx.Response(
+            200, json={}, headers={"X-RateLimit-Remaining": "0", "X-RateLimit-Reset": str(reset)}
+        )
+
+    http = make(clock, handler, limits={"x": RateLimit(100, 60)})
+    await http.get_json("/x", endpoint="x")
+    await http.get_json("/x", endpoint="x")
+    assert seen[1] >= reset
+
+
+async def test_lower_remaining_header_tightens_local_budget() -> None:
+    clock = VirtualClock()
+    seen: list[float] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(clock.now())
+        # another client already used most of the shared budget
+        headers = {"x-ratelimit-remaining": "1", "x-ratelimit-reset": str(math.ceil(clock.now()) + 60)}
+        return httpx.Response(200, json={}, headers=headers)
+
+    http = make(clock, handler, limits={"x": RateLimit(10, 60)})
+    for _ in range(3):
+        await http.get_json("/x", endpoint="x")
+    assert seen[2] - seen[0] >= 59
+
+
+async def test_secrets_never_reach_exceptions_or_logs() -> None:
+    secret = "sk-very-secret-value"
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(401, json={"message": f"key {secret} is not valid"})
+
+    http = make(VirtualClock(), handler, headers={"X-Api-Key": secret})
+    with capture_logs() as logs, pytest.raises(AuthError) as info:
+        await http.get_json(f"/x?token={secret}", endpoint="x", params={"api_key": secret})
+    assert secret not in str(info.value)
+    assert "***" in str(info.value)
+    assert info.value.__cause__ is None
+    assert secret not in repr(logs)
+    assert logs[0]["path"] == "/x"
+    assert logs[0]["status"] == 401
+
+
+async def test_waits_beyond_max_wait_raise_instead_of_blocking() -> None:
+    clock = VirtualClock()
+
+    def handler(request: httpx.Request) -> httpx.Response:  # a reset in milliseconds, say
+        return httpx.Response(429, headers={"x-ratelimit-reset": str(int(clock.now() * 1000))})
+
+    http = make(clock, handler, max_wait=600)
+    start = clock.now()
+    with pytest.raises(RateLimited) as info:
+        await http.request("GET", "/x", endpoint="x")
+    assert info.value.retry_after > 600
+    assert clock.now() == start
+
+
+async def test_refused_connections_are_retried_even_for_post() -> None:
+    calls = 0
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise httpx.ConnectError("refused", request=request)
+        return httpx.Response(201)
+
+    http = make(VirtualClock(), handler)
+    with capture_logs() as logs:
+        assert (await http.request("POST", "/orders", endpoint="orders", json={})).status_code == 201
+    assert calls == 2
+    assert [(e["status"], e["retries"]) for e in logs] == [(201, 1)]  # one line per request
