@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -10,18 +11,26 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from finsync.application.auth import AuthService, LoginThrottle
+from finsync.application.authorization import AuthorizationService
 from finsync.application.connections import ConnectionService
 from finsync.application.sync import SyncService
 from finsync.config import Registration, Settings
 from finsync.domain.enums import Capability
 from finsync.domain.errors import ProviderNotAvailable
-from finsync.domain.ports import Clock, ProviderAdapter, ProviderInfo, ProviderSession, UnitOfWork
+from finsync.domain.ports import (
+    Clock,
+    ProviderAdapter,
+    ProviderInfo,
+    ProviderSession,
+    RedirectFlow,
+    UnitOfWork,
+)
 from finsync.infrastructure.db.engine import create_engine, session_factory
 from finsync.infrastructure.db.uow import SqlUnitOfWork
 from finsync.infrastructure.jobs import InProcessJobQueue
 from finsync.infrastructure.keys import load_or_create_secret
 from finsync.infrastructure.security import Argon2PasswordHasher, FernetCipher, JwtAccessTokens
-from finsync.providers.registry import ProviderRegistry
+from finsync.providers.registry import ProviderMetadata, ProviderRegistry
 
 
 class ConfigurationError(RuntimeError):
@@ -37,6 +46,27 @@ class RegistryGateway:
         self.registry = registry
         self._settings = settings
         self._options = adapter_options
+        self._resources: dict[str, dict[str, Any]] = {}
+
+    def _meta(self, provider: str) -> ProviderMetadata:
+        meta = self.registry.get(provider)
+        if meta is None:
+            raise ProviderNotAvailable(f"provider {provider!r} is not available on this server")
+        return meta
+
+    def options(self, provider: str) -> dict[str, Any]:
+        """Test/deployment options plus the provider's per-process resources (built once)."""
+        meta = self._meta(provider)
+        if meta.resources is not None and provider not in self._resources:
+            self._resources[provider] = meta.resources(self._settings, **self._options)
+        return self._options | self._resources.get(provider, {})
+
+    def flow(self, provider: str, options: dict[str, Any]) -> RedirectFlow:
+        meta = self._meta(provider)
+        if meta.flow_factory is None:
+            raise ProviderNotAvailable(f"{meta.display_name} has no browser authorisation flow")
+        flow: RedirectFlow = meta.flow_factory(self._settings, options, **self.options(provider))
+        return flow
 
     def info(self, provider: str) -> ProviderInfo | None:
         meta = self.registry.get(provider)
@@ -59,11 +89,32 @@ class RegistryGateway:
         return meta.capabilities if meta is not None else frozenset()
 
     def adapter(self, provider: str, session: ProviderSession) -> ProviderAdapter:
-        meta = self.registry.get(provider)
-        if meta is None or meta.adapter_factory is None:
-            raise ProviderNotAvailable(f"provider {provider!r} is not available on this server")
-        adapter: ProviderAdapter = meta.adapter_factory(session, self._settings, **self._options)
+        meta = self._meta(provider)
+        if meta.adapter_factory is None:
+            raise ProviderNotAvailable(f"{meta.display_name} has no sync adapter")
+        adapter: ProviderAdapter = meta.adapter_factory(session, self._settings, **self.options(provider))
         return adapter
+
+
+class BankDirectory:
+    """GoCardless institutions per country, cached for a day (the list changes rarely)."""
+
+    TTL = 86_400.0
+
+    def __init__(self, gateway: RegistryGateway, settings: Settings) -> None:
+        self._gateway = gateway
+        self._settings = settings
+        self._cache: dict[str, tuple[float, list[dict[str, Any]]]] = {}
+
+    async def __call__(self, country: str) -> list[dict[str, Any]]:
+        from finsync.providers.gocardless import institutions
+
+        hit = self._cache.get(country)
+        if hit is not None and time.monotonic() - hit[0] < self.TTL:
+            return hit[1]
+        banks = await institutions(self._settings, country, **self._gateway.options("gocardless"))
+        self._cache[country] = (time.monotonic(), banks)
+        return banks
 
 
 def resolve_secrets(settings: Settings) -> tuple[list[str], str]:
@@ -101,7 +152,9 @@ class Container:
     auth: AuthService
     sync: SyncService
     connections: ConnectionService
+    authorization: AuthorizationService
     jobs: InProcessJobQueue
+    institutions: BankDirectory
     clock: Clock = field(default=_utcnow)
 
     async def aclose(self) -> None:
@@ -126,7 +179,7 @@ def build(
     registry = registry or ProviderRegistry.default()
     gateway = RegistryGateway(registry, settings, adapter_options or {})
     cipher = FernetCipher(keys)
-    tokens = JwtAccessTokens(jwt_secret, settings.access_token_minutes)
+    tokens = JwtAccessTokens(jwt_secret, settings.access_token_minutes, clock)
     throttle = LoginThrottle(
         settings.login_attempts_per_account,
         settings.login_attempts_per_address,
@@ -145,6 +198,9 @@ def build(
     jobs = InProcessJobQueue()
     sync = SyncService(uow, gateway, cipher, jobs, clock)
     jobs.bind(sync.execute)
+    callback = f"{settings.public_url.rstrip('/')}/api/v1/connections/callback"
+    authorization = AuthorizationService(uow, gateway, cipher, sync, callback, clock)
+    connections = ConnectionService(uow, gateway, cipher, sync, authorization, clock)
     return Container(
         settings,
         engine,
@@ -155,7 +211,9 @@ def build(
         tokens,
         auth,
         sync,
-        ConnectionService(uow, gateway, cipher, sync, clock),
+        connections,
+        authorization,
         jobs,
+        BankDirectory(gateway, settings),
         clock,
     )

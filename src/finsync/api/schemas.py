@@ -78,6 +78,15 @@ class ProviderOut(Public):
     unavailable_reason: str | None = None
 
 
+class InstitutionOut(BaseModel):
+    id: str
+    name: str
+    bic: str | None = None
+    transaction_total_days: int | None = None
+    countries: list[str] = Field(default_factory=list)
+    logo: str | None = None
+
+
 class ConnectionPublic(Public):
     id: UUID
     provider: str

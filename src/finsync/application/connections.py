@@ -9,6 +9,7 @@ from uuid import UUID
 
 import structlog
 
+from finsync.application.authorization import AuthorizationService
 from finsync.application.sync import SyncService
 from finsync.domain.entities import Connection, SyncRun
 from finsync.domain.enums import AuthType, ConnectionStatus, SyncTrigger
@@ -39,8 +40,10 @@ class ConnectionService:
         providers: ProviderGateway,
         cipher: CredentialCipher,
         sync: SyncService,
+        authorization: AuthorizationService,
         clock: Clock = lambda: datetime.now(UTC),
     ) -> None:
+        self._authorization = authorization
         self._uow = uow
         self._providers = providers
         self._cipher = cipher
@@ -106,7 +109,18 @@ class ConnectionService:
         info = self.provider(slug)
         if info.auth_type is AuthType.API_KEY:
             return await self.create_with_credentials(user_id, slug, name, environment, credentials)
-        raise InvalidInput(f"{info.display_name} cannot be connected this way ({info.auth_type.value})")
+        if info.auth_type in (AuthType.OAUTH2, AuthType.LINK):
+            if credentials:
+                raise InvalidInput(f"{info.display_name} is connected in the browser; send no credentials")
+            connection, url = await self._authorization.create(user_id, info, name, options)
+            return Created(connection=connection, authorization_url=url)
+        raise InvalidInput(f"{info.display_name} is not connected this way; upload a file to /api/v1/imports")
+
+    async def expire_lapsed(self, user_id: UUID) -> None:
+        """Consent or refresh token past ``expires_at`` → ``needs_reauth``, visibly, not silently."""
+        async with self._uow() as uow:
+            if await uow.connections.expire_lapsed(user_id, self._clock()):
+                await uow.commit()
 
     async def create_with_credentials(
         self,

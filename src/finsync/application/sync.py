@@ -125,6 +125,8 @@ class SyncService:
             running = await uow.sync_runs.running_for(connection_id)
             if running is not None:
                 return running
+            if trigger is SyncTrigger.MANUAL:
+                await self._preflight(connection)
             run = SyncRun(
                 user_id=user_id, connection_id=connection_id, trigger=trigger, started_at=self._clock()
             )
@@ -132,6 +134,28 @@ class SyncService:
             await uow.commit()
         await self._jobs.enqueue_sync(run.id)
         return run
+
+    def _session(self, connection: Connection) -> ProviderSession:
+        return ProviderSession(
+            connection_id=connection.id,
+            credentials=self._cipher.decrypt(connection.credentials) if connection.credentials else {},
+            environment=connection.environment,
+            state=dict(connection.state),
+            last_synced_at=connection.last_synced_at,
+        )
+
+    async def _preflight(self, connection: Connection) -> None:
+        """Ask the adapter, without calling the provider, whether a sync can run now (bank budgets):
+        a manual sync over budget answers 429 with the time it becomes possible, burning nothing."""
+        if connection.credentials is None:
+            return
+        adapter = self._providers.adapter(connection.provider, self._session(connection))
+        try:
+            check = getattr(adapter, "preflight", None)
+            if check is not None:
+                await check()
+        finally:
+            await adapter.aclose()
 
     async def execute(self, run_id: UUID) -> SyncRun:
         """The job body: never raises for provider faults; they end up on the run and connection."""
@@ -229,9 +253,12 @@ class SyncService:
                     current.status = ConnectionStatus.ERROR
                 current.last_error = exc.detail
                 current.updated_at = now
-                # Tokens rotated before the failure must survive it, or the next sync cannot log in.
+                # Tokens rotated before the failure must survive it, or the next sync cannot log in;
+                # so must provider calls already spent (bank budgets).
                 if session.credentials != original_credentials:
                     current.credentials = self._cipher.encrypt(session.credentials)
+                if "budget" in session.state:
+                    current.state = {**current.state, "budget": session.state["budget"]}
                 await uow.connections.save(current)
             run.status = SyncStatus.FAILED
             run.finished_at = now

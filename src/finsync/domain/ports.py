@@ -102,6 +102,7 @@ class ConnectionRepository(Protocol):
     ) -> Page[Connection]: ...
     async def save(self, connection: Connection) -> None: ...
     async def delete(self, connection_id: UUID) -> None: ...
+    async def expire_lapsed(self, user_id: UUID | None, now: datetime) -> int: ...
 
 
 class AuthFlowRepository(Protocol):
@@ -199,8 +200,10 @@ class CredentialCipher(Protocol):
 class ProviderSession:
     """What an adapter gets for one sync: decrypted credentials and its own persisted state.
 
-    Adapters may mutate ``state`` (cursors) and ``credentials`` (rotated tokens);
-    the sync service persists both only when the sync succeeds.
+    Adapters may mutate ``state`` (cursors) and ``credentials`` (rotated tokens).
+    The sync service persists ``state`` only when the sync succeeds — except
+    ``state["budget"]`` (calls already spent at the provider), which is kept even
+    when a sync fails — and persists rotated credentials in every case.
     """
 
     connection_id: UUID
@@ -239,6 +242,7 @@ class ProviderGateway(Protocol):
     def info(self, provider: str) -> ProviderInfo | None: ...
     def capabilities(self, provider: str) -> frozenset[Capability]: ...
     def adapter(self, provider: str, session: ProviderSession) -> ProviderAdapter: ...
+    def flow(self, provider: str, options: dict[str, Any]) -> RedirectFlow: ...
 
 
 class JobQueue(Protocol):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID
 
@@ -13,6 +13,7 @@ from pwdlib import PasswordHash
 from pwdlib.hashers.argon2 import Argon2Hasher
 
 from finsync.domain.errors import AuthenticationFailed, FinsyncError
+from finsync.domain.ports import Clock
 
 ALGORITHM = "HS256"
 
@@ -29,9 +30,10 @@ class Argon2PasswordHasher:
 
 
 class JwtAccessTokens:
-    def __init__(self, secret: str, minutes: int) -> None:
+    def __init__(self, secret: str, minutes: int, clock: Clock = lambda: datetime.now(UTC)) -> None:
         self._secret = secret
         self._ttl = timedelta(minutes=minutes)
+        self._clock = clock
 
     def issue(self, user_id: UUID, now: datetime) -> tuple[str, int]:
         claims = {"sub": str(user_id), "iat": now, "exp": now + self._ttl, "typ": "access"}
@@ -39,11 +41,17 @@ class JwtAccessTokens:
 
     def verify(self, token: str) -> UUID:
         try:
+            # Expiry is checked against our (injectable) clock, not PyJWT's wall clock.
             claims = jwt.decode(
-                token, self._secret, algorithms=[ALGORITHM], options={"require": ["exp", "sub"]}
+                token,
+                self._secret,
+                algorithms=[ALGORITHM],
+                options={"require": ["exp", "sub"], "verify_exp": False, "verify_iat": False},
             )
             if claims.get("typ") != "access":
                 raise AuthenticationFailed("not an access token")
+            if float(claims["exp"]) <= self._clock().timestamp():
+                raise AuthenticationFailed("access token is invalid or expired")
             return UUID(claims["sub"])
         except (jwt.PyJWTError, ValueError) as exc:
             raise AuthenticationFailed("access token is invalid or expired") from exc

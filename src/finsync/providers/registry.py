@@ -46,8 +46,11 @@ class ProviderMetadata:
     required_settings: tuple[str, ...] = ()
     # Builds the sync adapter: (ProviderSession, Settings) -> ProviderAdapter.
     adapter_factory: Callable[..., Any] | None = field(default=None, compare=False)
-    # Builds the redirect flow for oauth2/link providers: (Settings) -> RedirectFlow.
+    # Builds the redirect flow for oauth2/link providers: (Settings, options) -> RedirectFlow.
     flow_factory: Callable[..., Any] | None = field(default=None, compare=False)
+    # Per-process shared objects (e.g. a token cache) handed to both factories as keyword
+    # arguments: (Settings, **options) -> dict. Built once, on first use.
+    resources: Callable[..., dict[str, Any]] | None = field(default=None, compare=False)
 
     def missing_settings(self, settings: object) -> list[str]:
         """Deployment settings this provider needs but that are unset (e.g. an OAuth app key)."""
@@ -73,9 +76,9 @@ class ProviderMetadata:
 
 def builtin_providers() -> list[ProviderMetadata]:
     """Providers shipped with finsync: the one list. Imported here, not at module import."""
-    from finsync.providers import alpaca, trading212
+    from finsync.providers import alpaca, gocardless, schwab, trading212
 
-    return [trading212.METADATA, alpaca.METADATA]
+    return [trading212.METADATA, alpaca.METADATA, schwab.METADATA, gocardless.METADATA]
 
 
 def discover_plugins() -> list[ProviderMetadata]:

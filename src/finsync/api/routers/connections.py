@@ -17,6 +17,7 @@ from finsync.api.schemas import (
     ConnectionUpdate,
     SyncRunPublic,
 )
+from finsync.domain.entities import Connection
 from finsync.domain.enums import ConnectionStatus, SyncTrigger
 from finsync.domain.errors import (
     AuthError,
@@ -35,9 +36,11 @@ async def list_connections(
     user: CurrentUser,
     uow: UowDep,
     page: PageDep,
+    container: ContainerDep,
     status: Annotated[ConnectionStatus | None, Query()] = None,
 ) -> PageOut[ConnectionPublic]:
     """Your connections, oldest first."""
+    await container.connections.expire_lapsed(user.id)
     return to_page(await uow.connections.find(user.id, page, status), ConnectionPublic)
 
 
@@ -55,13 +58,14 @@ async def create_connection(
     created = await container.connections.create(
         user.id, body.provider, body.name, body.environment, body.credentials, body.options
     )
-    return ConnectionCreated.model_validate(
-        ConnectionPublic.model_validate(created.connection).model_dump()
-        | {
-            "sync_run_id": created.sync_run.id if created.sync_run else None,
-            "authorization_url": created.authorization_url,
-        }
+    return _created(
+        created.connection, created.sync_run.id if created.sync_run else None, created.authorization_url
     )
+
+
+def _created(connection: Connection, run_id: UUID | None, url: str | None) -> ConnectionCreated:
+    public = ConnectionPublic.model_validate(connection).model_dump()
+    return ConnectionCreated.model_validate(public | {"sync_run_id": run_id, "authorization_url": url})
 
 
 @router.patch(
@@ -78,8 +82,11 @@ async def update_connection(
 
 
 @router.get("/connections/{connection_id}", response_model=ConnectionPublic, responses=responses(NotFound))
-async def get_connection(connection_id: UUID, user: CurrentUser, uow: UowDep) -> ConnectionPublic:
+async def get_connection(
+    connection_id: UUID, user: CurrentUser, uow: UowDep, container: ContainerDep
+) -> ConnectionPublic:
     """One connection with its status, expiry and last error."""
+    await container.connections.expire_lapsed(user.id)
     connection = await uow.connections.get(connection_id, user.id)
     if connection is None:
         raise NotFound("connection")
@@ -118,6 +125,20 @@ async def sync_connection(connection_id: UUID, user: CurrentUser, container: Con
     """Start a sync now; answers with the SyncRun to poll. A sync already running is returned instead."""
     run = await container.sync.request(connection_id, user.id, SyncTrigger.MANUAL)
     return SyncRunPublic.model_validate(run)
+
+
+@router.post(
+    "/connections/{connection_id}/reauthorize",
+    response_model=ConnectionCreated,
+    responses=responses(NotFound, InvalidInput, ProviderNotAvailable),
+)
+async def reauthorize_connection(
+    connection_id: UUID, user: CurrentUser, container: ContainerDep
+) -> ConnectionCreated:
+    """Restart the browser consent for an OAuth or bank-link connection; its accounts and history are kept."""
+    await container.connections.expire_lapsed(user.id)
+    connection, url = await container.authorization.reauthorize(connection_id, user.id)
+    return _created(connection, None, url)
 
 
 @router.get("/sync-runs/{run_id}", response_model=SyncRunPublic, responses=responses(NotFound))

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from typing import Annotated
+
+from fastapi import APIRouter, Query
 
 from finsync.api.deps import ContainerDep, CurrentUser
-from finsync.api.schemas import CredentialFieldOut, ProviderOut
+from finsync.api.errors import responses
+from finsync.api.schemas import CredentialFieldOut, InstitutionOut, ProviderOut
+from finsync.domain.errors import InvalidInput, ProviderNotAvailable, Unavailable
 from finsync.providers.registry import ProviderMetadata
 
 router = APIRouter(prefix="/providers", tags=["providers"])
@@ -38,3 +42,18 @@ def provider_out(meta: ProviderMetadata, settings: object) -> ProviderOut:
 async def list_providers(container: ContainerDep, _: CurrentUser) -> list[ProviderOut]:
     """Every provider this server can connect, with its connect-form fields."""
     return [provider_out(meta, container.settings) for meta in container.registry.all()]
+
+
+@router.get(
+    "/gocardless/institutions",
+    response_model=list[InstitutionOut],
+    responses=responses(InvalidInput, ProviderNotAvailable, Unavailable),
+)
+async def gocardless_institutions(
+    container: ContainerDep,
+    _: CurrentUser,
+    country: Annotated[str, Query(min_length=2, max_length=2, description="ISO 3166 country code, e.g. GB")],
+) -> list[InstitutionOut]:
+    """Banks reachable through GoCardless in a country (cached for a day), for the bank picker."""
+    banks = await container.institutions(country.upper())
+    return [InstitutionOut.model_validate(b) for b in banks]

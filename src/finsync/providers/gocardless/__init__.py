@@ -51,10 +51,11 @@ METADATA = ProviderMetadata(
         "European and UK bank accounts through open banking (link your bank; re-consent every 90 days). "
         "GoCardless no longer accepts new sign-ups for this product."
     ),
-    docs_url="https://developer.gocardless.com/bank-account-data/overview",
+    docs_url="docs/providers/gocardless.md",
     required_settings=("gocardless_secret_id", "gocardless_secret_key"),
     adapter_factory=create_adapter,
     flow_factory=create_flow,
+    resources=lambda settings, **options: {"tokens": GoCardlessTokens.from_settings(settings, **options)},
 )
 
 __all__ = [

@@ -63,6 +63,11 @@ class GoCardlessAdapter:
         self._budget.record(account_id, kind, headers)
         return body
 
+    async def preflight(self) -> None:
+        """Raise RateLimited now if a sync would exceed the bank's daily budget (no network call)."""
+        ids = self._account_ids()
+        self._budget.require((a, kind) for a in ids for kind in ("balances", "transactions"))
+
     async def fetch_accounts(self) -> list[ProviderAccount]:
         ids = self._account_ids()
         # A sync reads balances and transactions of every account: refuse up front, never half-way.

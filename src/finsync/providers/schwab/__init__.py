@@ -23,7 +23,7 @@ METADATA = ProviderMetadata(
     description=(
         "US brokerage accounts through the Schwab Trader API (log in at Schwab; re-consent every 7 days)."
     ),
-    docs_url="https://developer.schwab.com/products/trader-api--individual",
+    docs_url="docs/providers/schwab.md",
     required_settings=("schwab_app_key", "schwab_app_secret"),
     adapter_factory=create_adapter,
     flow_factory=create_flow,

@@ -72,6 +72,20 @@ class SqlConnectionRepository:
         await self._s.execute(delete(flows).where(flows.c.connection_id == connection_id))
         await self._s.execute(delete(connections).where(connections.c.id == connection_id))
 
+    async def expire_lapsed(self, user_id: UUID | None, now: datetime) -> int:
+        stmt = (
+            update(connections)
+            .where(connections.c.expires_at <= now, connections.c.status == ConnectionStatus.ACTIVE.value)
+            .values(
+                status=ConnectionStatus.NEEDS_REAUTH.value,
+                last_error="access expired: reconnect with POST /api/v1/connections/{id}/reauthorize",
+                updated_at=now,
+            )
+        )
+        if user_id is not None:
+            stmt = stmt.where(connections.c.user_id == user_id)
+        return int((await self._s.execute(stmt)).rowcount)  # type: ignore[attr-defined]
+
 
 class SqlSyncRunRepository:
     def __init__(self, session: AsyncSession) -> None:

@@ -1,0 +1,178 @@
+"""The browser round trip shared by every OAuth 2.0 and bank-link provider.
+
+finsync owns the ``state``: random, single use, expiring after 10 minutes, stored
+only as a SHA-256 and bound server-side to the user, the connection and the
+provider's flow data (PKCE verifier, requisition id), which is encrypted at rest.
+The provider half (``RedirectFlow``) only builds URLs and exchanges codes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from uuid import UUID
+
+import structlog
+
+from finsync.application.sync import SyncService
+from finsync.domain.entities import AuthFlow, Connection
+from finsync.domain.enums import AuthType, ConnectionStatus, SyncTrigger
+from finsync.domain.errors import FinsyncError, InvalidInput, NotFound
+from finsync.domain.ports import Clock, CredentialCipher, ProviderGateway, ProviderInfo, UnitOfWorkFactory
+
+log = structlog.get_logger(__name__)
+STATE_TTL = timedelta(minutes=10)
+FLOW_OPTIONS = "flow_options"  # connection.state key: what the person chose (e.g. their bank)
+
+
+@dataclass(frozen=True, slots=True)
+class CallbackOutcome:
+    """What the browser is told: a connection id on success, else a stable error code."""
+
+    connection_id: UUID | None
+    error: str | None = None
+    message: str | None = None
+
+
+def _hash(state: str) -> str:
+    return hashlib.sha256(state.encode()).hexdigest()
+
+
+class AuthorizationService:
+    def __init__(
+        self,
+        uow: UnitOfWorkFactory,
+        providers: ProviderGateway,
+        cipher: CredentialCipher,
+        sync: SyncService,
+        callback_url: str,
+        clock: Clock = lambda: datetime.now(UTC),
+    ) -> None:
+        self._uow = uow
+        self._providers = providers
+        self._cipher = cipher
+        self._sync = sync
+        self._callback_url = callback_url.rstrip("/")
+        self._clock = clock
+
+    def redirect_uri(self, provider: str) -> str:
+        return f"{self._callback_url}/{provider}"
+
+    async def start(self, connection: Connection, options: dict[str, Any]) -> str:
+        """Begin (or restart) the browser flow for a connection; returns the authorization URL."""
+        state = secrets.token_urlsafe(32)
+        flow = self._providers.flow(connection.provider, options)
+        started = await flow.start(state=state, redirect_uri=self.redirect_uri(connection.provider))
+        now = self._clock()
+        record = AuthFlow(
+            state_hash=_hash(state),
+            user_id=connection.user_id,
+            connection_id=connection.id,
+            provider=connection.provider,
+            flow_data=self._cipher.encrypt(started.flow_data),
+            expires_at=now + STATE_TTL,
+            created_at=now,
+        )
+        async with self._uow() as uow:
+            if await uow.connections.get(connection.id) is None:
+                await uow.connections.add(connection)
+            await uow.auth_flows.add(record)
+            await uow.commit()
+        log.info("authorization_started", connection_id=str(connection.id), provider=connection.provider)
+        return started.url
+
+    async def create(
+        self, user_id: UUID, info: ProviderInfo, name: str | None, options: dict[str, str] | None
+    ) -> tuple[Connection, str]:
+        if info.auth_type not in (AuthType.OAUTH2, AuthType.LINK):
+            raise InvalidInput(f"{info.display_name} does not use a browser authorisation")
+        now = self._clock()
+        connection = Connection(
+            user_id=user_id,
+            provider=info.slug,
+            name=(name or info.display_name).strip()[:200],
+            status=ConnectionStatus.PENDING,
+            state={FLOW_OPTIONS: dict(options or {})},
+            created_at=now,
+            updated_at=now,
+        )
+        return connection, await self.start(connection, dict(options or {}))
+
+    async def reauthorize(self, connection_id: UUID, user_id: UUID) -> tuple[Connection, str]:
+        """New consent for an existing connection: accounts and history stay and continue."""
+        async with self._uow() as uow:
+            connection = await uow.connections.get(connection_id, user_id)
+        if connection is None:
+            raise NotFound("connection")
+        info = self._providers.info(connection.provider)
+        if info is None or info.auth_type not in (AuthType.OAUTH2, AuthType.LINK):
+            raise InvalidInput("only OAuth and bank-link connections are re-authorised in the browser")
+        return connection, await self.start(connection, dict(connection.state.get(FLOW_OPTIONS) or {}))
+
+    async def complete(self, provider: str, params: dict[str, str]) -> CallbackOutcome:
+        """Handle the browser's return. Never raises: every failure becomes an error code."""
+        state = params.get("state") or params.get("ref")  # GoCardless returns our reference as ``ref``
+        if not state:
+            return CallbackOutcome(None, "missing_state", "The provider returned without a state.")
+        now = self._clock()
+        async with self._uow() as uow:
+            flow = await uow.auth_flows.get_by_state_hash(_hash(state))
+            if flow is None or flow.provider != provider:
+                log.warning("authorization_unknown_state", provider=provider)
+                return CallbackOutcome(None, "invalid_state", "This sign-in link is not valid.")
+            claimed = await uow.auth_flows.claim(flow.id, now)
+            await uow.commit()  # single use holds even if everything below fails
+        if not claimed:
+            return await self._fail(flow, "state_reused", "This sign-in link was already used; start again.")
+        if flow.expires_at <= now:
+            return await self._fail(
+                flow, "state_expired", "The sign-in took longer than 10 minutes; start again."
+            )
+        if params.get("error"):
+            detail = params.get("error_description") or params.get("details") or params["error"]
+            return await self._fail(flow, "access_denied", f"Access was not granted ({detail}).")
+        try:
+            result = await self._providers.flow(provider, {}).complete(
+                params=params,
+                flow_data=self._cipher.decrypt(flow.flow_data) if flow.flow_data else {},
+                redirect_uri=self.redirect_uri(provider),
+            )
+        except FinsyncError as exc:
+            return await self._fail(flow, "authorization_failed", exc.detail)
+        return await self._activate(flow, result.credentials, result.expires_at)
+
+    async def _activate(
+        self, flow: AuthFlow, credentials: dict[str, Any], expires_at: datetime | None
+    ) -> CallbackOutcome:
+        async with self._uow() as uow:
+            connection = await uow.connections.get(flow.connection_id, flow.user_id)
+            if connection is None:
+                return CallbackOutcome(None, "connection_deleted", "The connection was deleted meanwhile.")
+            first = connection.last_synced_at is None
+            connection.credentials = self._cipher.encrypt(credentials)
+            connection.status = ConnectionStatus.ACTIVE
+            connection.expires_at = expires_at
+            connection.last_error = None
+            connection.updated_at = self._clock()
+            await uow.connections.save(connection)
+            await uow.commit()
+        log.info("authorization_completed", connection_id=str(connection.id), provider=connection.provider)
+        await self._sync.request(
+            connection.id, connection.user_id, SyncTrigger.INITIAL if first else SyncTrigger.MANUAL
+        )
+        return CallbackOutcome(connection.id)
+
+    async def _fail(self, flow: AuthFlow, code: str, message: str) -> CallbackOutcome:
+        """Nothing is activated; a pending connection records why, an active one is left alone."""
+        async with self._uow() as uow:
+            connection = await uow.connections.get(flow.connection_id, flow.user_id)
+            if connection is not None and connection.status is not ConnectionStatus.ACTIVE:
+                connection.last_error = message
+                connection.updated_at = self._clock()
+                await uow.connections.save(connection)
+                await uow.commit()
+        log.warning("authorization_failed", connection_id=str(flow.connection_id), code=code)
+        return CallbackOutcome(flow.connection_id, code, message)

@@ -1,0 +1,143 @@
+"""A real browser (headless Debian Chromium, driven by Playwright) through each consent flow:
+finsync served on loopback → provider consent page → click Allow → back on finsync's callback."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import socket
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import uvicorn
+
+from finsync.api.app import create_app
+from finsync.bootstrap import Container, build
+from tests.api.conftest import clock_of, redirect_settings
+from tests.api.helpers import register_and_login
+from tests.conftest import empty_database, make_settings
+from tests.fakes.clock import VirtualClock
+from tests.fakes.gocardless import SANDBOX, FakeGoCardless
+from tests.fakes.schwab import FakeSchwab
+
+pytestmark = [pytest.mark.e2e, pytest.mark.browser]
+CHROMIUM = os.environ.get("FINSYNC_CHROMIUM", "/usr/bin/chromium")
+# Flags from this workplace's notes: no sandbox as root, and no background traffic to the closed network.
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+@pytest.fixture(scope="module")
+def chromium() -> str:
+    if shutil.which(CHROMIUM) is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"Chromium not found at {CHROMIUM}; .ci/run installs Debian's chromium package")
+        pytest.skip("Chromium not installed (apt-get install chromium)")
+    return CHROMIUM
+
+
+@pytest.fixture
+async def live(
+    database_url: str,
+    tmp_path: Path,
+    vclock: VirtualClock,
+    schwab: tuple[FakeSchwab, str],
+    gocardless: tuple[FakeGoCardless, str],
+) -> AsyncIterator[tuple[str, Container]]:
+    """finsync itself on a real loopback port, in this event loop, so the browser can reach it."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    base = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    settings = make_settings(
+        database_url, tmp_path, public_url=base, **redirect_settings(schwab[1], gocardless[1])
+    )
+    container = build(settings, clock=clock_of(vclock), adapter_options={"clock": vclock})
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(container=container), log_level="error", lifespan="off")
+    )
+    task = asyncio.create_task(server.serve(sockets=[sock]))
+    while not server.started:  # noqa: ASYNC110 - uvicorn exposes a flag, not an event
+        await asyncio.sleep(0.01)
+    try:
+        yield base, container
+    finally:
+        server.should_exit = True
+        await task
+        sock.close()
+        await container.jobs.drain()
+        await empty_database(container)
+        await container.engine.dispose()
+
+
+async def click_allow(chromium: str, url: str) -> tuple[str, str]:
+    """Follow the authorization URL in Chromium, press Allow, return the final URL and page text."""
+    from playwright.async_api import async_playwright
+
+    async with async_playwright() as pw:
+        browser = await pw.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
+        try:
+            page = await browser.new_page()
+            await page.goto(url)
+            async with page.expect_navigation(url="**/api/v1/connections/callback/**"):
+                await page.click("#allow")
+            await page.wait_for_selector("#title")
+            return page.url, await page.inner_text("body")
+        finally:
+            await browser.close()
+
+
+async def _connect_in_browser(
+    chromium: str, base: str, container: Container, client: httpx.AsyncClient, body: dict[str, Any]
+) -> tuple[dict[str, str], str]:
+    headers = await register_and_login(client)
+    r = await client.post("/api/v1/connections", headers=headers, json=body)
+    assert r.status_code == 201, r.text
+    final_url, text = await click_allow(chromium, r.json()["authorization_url"])
+    assert final_url.startswith(f"{base}/api/v1/connections/callback/{body['provider']}")
+    assert "Connected — you can close this window" in text
+    await container.jobs.drain()
+    return headers, r.json()["id"]
+
+
+async def test_schwab_in_a_real_browser(chromium: str, live: tuple[str, Container]) -> None:
+    base, container = live
+    async with httpx.AsyncClient(base_url=base) as client:
+        headers, cid = await _connect_in_browser(chromium, base, container, client, {"provider": "schwab"})
+        conn = (await client.get(f"/api/v1/connections/{cid}", headers=headers)).json()
+        assert conn["status"] == "active", conn
+        accounts = (await client.get("/api/v1/accounts", headers=headers)).json()["items"]
+        assert len(accounts) == 2
+        assert (await client.get("/api/v1/holdings", headers=headers)).json()["items"]
+        assert (await client.get("/api/v1/transactions", headers=headers)).json()["items"]
+        snaps = (
+            await client.get(f"/api/v1/accounts/{accounts[0]['id']}/balance-snapshots", headers=headers)
+        ).json()
+        assert len(snaps["items"]) == 1
+
+
+async def test_gocardless_in_a_real_browser(chromium: str, live: tuple[str, Container]) -> None:
+    base, container = live
+    body = {"provider": "gocardless", "options": {"institution_id": SANDBOX}}
+    async with httpx.AsyncClient(base_url=base) as client:
+        headers, cid = await _connect_in_browser(chromium, base, container, client, body)
+        conn = (await client.get(f"/api/v1/connections/{cid}", headers=headers)).json()
+        assert conn["status"] == "active", conn
+        assert conn["expires_at"]
+        accounts = (await client.get("/api/v1/accounts", headers=headers)).json()["items"]
+        assert {a["currency"] for a in accounts} == {"GBP", "EUR"}
+        assert (await client.get("/api/v1/transactions", headers=headers)).json()["items"]
+        snaps = (
+            await client.get(f"/api/v1/accounts/{accounts[0]['id']}/balance-snapshots", headers=headers)
+        ).json()
+        assert len(snaps["items"]) == 1

@@ -1,0 +1,286 @@
+"""OAuth (Schwab) and bank-link (GoCardless) flows through the HTTP API, consent pages submitted
+like a browser would (the real-browser versions live in test_browser.py)."""
+
+from __future__ import annotations
+
+from html.parser import HTMLParser
+from typing import Any
+from urllib.parse import parse_qsl, urljoin, urlsplit
+
+import httpx
+import pytest
+
+from finsync.bootstrap import Container
+from tests.api.conftest import CLIENT_URL
+from tests.api.helpers import PASSWORD, register_and_login
+from tests.fakes.clock import VirtualClock
+from tests.fakes.gocardless import SANDBOX, FakeGoCardless
+from tests.fakes.schwab import FakeSchwab
+
+pytestmark = pytest.mark.e2e
+Flows = tuple[httpx.AsyncClient, Container]
+
+
+class _Form(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.action, self.fields = "", {}
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        a = {k: v or "" for k, v in attrs}
+        if tag == "form":
+            self.action = a.get("action", "")
+        elif tag == "input" and a.get("name"):
+            self.fields[a["name"]] = a.get("value", "")
+
+
+async def consent(url: str, decision: str = "allow") -> str:
+    """Open the provider's consent page, press a button, return where it redirects (our callback)."""
+    async with httpx.AsyncClient() as browser:
+        page = await browser.get(url)
+        assert page.status_code == 200, page.text
+        form = _Form()
+        form.feed(page.text)
+        answer = await browser.post(urljoin(url, form.action), data={**form.fields, "decision": decision})
+    assert answer.status_code in (302, 303), answer.text
+    return str(answer.headers["location"])
+
+
+async def callback(client: httpx.AsyncClient, location: str) -> httpx.Response:
+    parts = urlsplit(location)
+    assert parts.path.startswith("/api/v1/connections/callback/"), location
+    return await client.get(f"{parts.path}?{parts.query}")
+
+
+async def start(client: httpx.AsyncClient, headers: dict[str, str], body: dict[str, Any]) -> dict[str, Any]:
+    r = await client.post("/api/v1/connections", headers=headers, json=body)
+    assert r.status_code == 201, r.text
+    created = dict(r.json())
+    assert created["status"] == "pending"
+    assert created["authorization_url"]
+    return created
+
+
+async def connection(client: httpx.AsyncClient, headers: dict[str, str], cid: str) -> dict[str, Any]:
+    return dict((await client.get(f"/api/v1/connections/{cid}", headers=headers)).json())
+
+
+async def test_schwab_full_flow_activates_and_syncs(flows: Flows, schwab: tuple[FakeSchwab, str]) -> None:
+    client, container = flows
+    headers = await register_and_login(client)
+    created = await start(client, headers, {"provider": "schwab", "name": "Schwab"})
+    assert "code_challenge_method=S256" in created["authorization_url"]
+    r = await callback(client, await consent(created["authorization_url"]))
+    assert r.status_code == 200
+    assert "Connected" in r.text
+    await container.jobs.drain()
+    conn = await connection(client, headers, created["id"])
+    assert conn["status"] == "active", conn
+    assert conn["expires_at"] is not None  # the 7-day refresh-token expiry
+    accounts = (await client.get("/api/v1/accounts", headers=headers)).json()["items"]
+    assert len(accounts) == 2
+    holdings = (await client.get("/api/v1/holdings", headers=headers)).json()["items"]
+    assert {h["symbol"] for h in holdings} == {"AAPL", "SPY", "TSLA"}
+    txns = (await client.get("/api/v1/transactions", headers=headers, params={"limit": 100})).json()["items"]
+    assert {t["provider_transaction_id"] for t in txns} >= {"9001", "9003", "9005"}
+    snaps = (
+        await client.get(f"/api/v1/accounts/{accounts[0]['id']}/balance-snapshots", headers=headers)
+    ).json()
+    assert [s["source"] for s in snaps["items"]] == ["initial"]
+    runs = (await client.get(f"/api/v1/connections/{created['id']}/sync-runs", headers=headers)).json()[
+        "items"
+    ]
+    assert runs[0]["status"] == "succeeded"
+
+
+async def test_replayed_tampered_and_unknown_state(flows: Flows) -> None:
+    client, _ = flows
+    headers = await register_and_login(client)
+    created = await start(client, headers, {"provider": "schwab"})
+    location = await consent(created["authorization_url"])
+    tampered = location.replace("state=", "state=x")
+    r = await callback(client, tampered)
+    assert r.status_code == 400
+    assert "invalid_state" in r.text
+    assert (await callback(client, location)).status_code == 200
+    replay = await callback(client, location)
+    assert replay.status_code == 400
+    assert "state_reused" in replay.text
+    r = await client.get("/api/v1/connections/callback/schwab?code=abc")
+    assert "missing_state" in r.text
+
+
+async def test_expired_state_activates_nothing(flows: Flows, vclock: VirtualClock) -> None:
+    client, _ = flows
+    headers = await register_and_login(client)
+    created = await start(client, headers, {"provider": "schwab"})
+    location = await consent(created["authorization_url"])
+    vclock.advance(11 * 60)
+    r = await callback(client, location)
+    assert "state_expired" in r.text
+    conn = await connection(client, headers, created["id"])
+    assert conn["status"] == "pending"
+    assert "10 minutes" in conn["last_error"]
+
+
+async def test_state_of_another_connection_cannot_activate_it(flows: Flows) -> None:
+    client, _ = flows
+    headers = await register_and_login(client)
+    first = await start(client, headers, {"provider": "schwab", "name": "A"})
+    second = await start(client, headers, {"provider": "schwab", "name": "B"})
+    code = dict(parse_qsl(urlsplit(await consent(second["authorization_url"])).query))["code"]
+    state_a = dict(parse_qsl(urlsplit(first["authorization_url"]).query))["state"]
+    r = await client.get("/api/v1/connections/callback/schwab", params={"code": code, "state": state_a})
+    assert r.status_code == 400
+    assert "authorization_failed" in r.text  # B's code with A's PKCE verifier is refused by Schwab
+    assert (await connection(client, headers, first["id"]))["status"] == "pending"
+    assert (await connection(client, headers, second["id"]))["status"] == "pending"
+
+
+async def test_denied_consent_marks_pending_connection(flows: Flows) -> None:
+    client, _ = flows
+    headers = await register_and_login(client)
+    created = await start(client, headers, {"provider": "schwab"})
+    r = await callback(client, await consent(created["authorization_url"], "deny"))
+    assert "access_denied" in r.text
+    conn = await connection(client, headers, created["id"])
+    assert conn["status"] == "pending"
+    assert "not granted" in conn["last_error"]
+
+
+class TestClientRedirect:
+    @pytest.fixture
+    def redirect_overrides(self) -> dict[str, Any]:
+        return {"client_redirect_url": CLIENT_URL}
+
+    async def test_redirects_only_to_the_configured_client(self, flows: Flows) -> None:
+        client, _ = flows
+        headers = await register_and_login(client)
+        created = await start(client, headers, {"provider": "schwab"})
+        location = await consent(created["authorization_url"])
+        r = await callback(client, location + "&redirect_uri=https://evil.example&next=https://evil.example")
+        assert r.status_code == 302
+        target = r.headers["location"]
+        assert target.startswith(CLIENT_URL + "?")
+        assert "evil" not in target
+        assert dict(parse_qsl(urlsplit(target).query)) == {
+            "connection_id": created["id"],
+            "status": "connected",
+        }
+        r = await client.get("/api/v1/connections/callback/schwab", params={"state": "forged", "code": "x"})
+        assert r.headers["location"] == f"{CLIENT_URL}?status=error&error=invalid_state"
+
+
+async def test_reauthorize_keeps_accounts_and_history(flows: Flows) -> None:
+    client, container = flows
+    headers = await register_and_login(client)
+    created = await start(client, headers, {"provider": "schwab"})
+    await callback(client, await consent(created["authorization_url"]))
+    await container.jobs.drain()
+    before = (await client.get("/api/v1/accounts", headers=headers)).json()["items"]
+    r = await client.post(f"/api/v1/connections/{created['id']}/reauthorize", headers=headers)
+    assert r.status_code == 200, r.text
+    assert r.json()["authorization_url"] != created["authorization_url"]
+    assert (await callback(client, await consent(r.json()["authorization_url"]))).status_code == 200
+    await container.jobs.drain()
+    after = (await client.get("/api/v1/accounts", headers=headers)).json()["items"]
+    assert [a["id"] for a in after] == [a["id"] for a in before]
+    runs = (await client.get(f"/api/v1/connections/{created['id']}/sync-runs", headers=headers)).json()[
+        "items"
+    ]
+    assert [r["trigger"] for r in runs] == ["manual", "initial"]
+    assert runs[0]["counts"]["transactions_inserted"] == 0
+
+
+async def test_lapsed_refresh_token_turns_needs_reauth(flows: Flows, vclock: VirtualClock) -> None:
+    client, container = flows
+    headers = await register_and_login(client)
+    created = await start(client, headers, {"provider": "schwab"})
+    await callback(client, await consent(created["authorization_url"]))
+    await container.jobs.drain()
+    vclock.advance(7 * 86_400 + 60)
+    assert (await client.get("/api/v1/users/me", headers=headers)).status_code == 401  # 15-minute token
+    login = await client.post(
+        "/api/v1/auth/token", data={"username": "ada@example.com", "password": PASSWORD}
+    )
+    headers = {"Authorization": f"Bearer {login.json()['access_token']}"}
+    conn = await connection(client, headers, created["id"])
+    assert conn["status"] == "needs_reauth"
+    assert "reauthorize" in conn["last_error"]
+
+
+async def test_unconfigured_provider_is_reported_and_refused(flows: Flows) -> None:
+    client, container = flows
+    headers = await register_and_login(client)
+    container.settings.schwab_app_key = None
+    providers = {p["slug"]: p for p in (await client.get("/api/v1/providers", headers=headers)).json()}
+    assert providers["schwab"]["configured"] is False
+    assert "FINSYNC_SCHWAB_APP_KEY" in providers["schwab"]["unavailable_reason"]
+    assert providers["gocardless"]["configured"] is True
+    r = await client.post("/api/v1/connections", headers=headers, json={"provider": "schwab"})
+    assert r.status_code == 422
+    assert r.json()["type"].endswith("/provider-not-available")
+
+
+async def _link_bank(
+    client: httpx.AsyncClient, container: Container, headers: dict[str, str]
+) -> dict[str, Any]:
+    banks = (await client.get("/api/v1/providers/gocardless/institutions?country=GB", headers=headers)).json()
+    assert SANDBOX in {b["id"] for b in banks}
+    created = await start(client, headers, {"provider": "gocardless", "options": {"institution_id": SANDBOX}})
+    location = await consent(created["authorization_url"])
+    assert "ref=" in location
+    r = await callback(client, location)
+    assert r.status_code == 200, r.text
+    await container.jobs.drain()
+    return created
+
+
+async def test_gocardless_link_sync_and_pending_to_booked(
+    flows: Flows, gocardless: tuple[FakeGoCardless, str], vclock: VirtualClock
+) -> None:
+    client, container = flows
+    fake, _ = gocardless
+    headers = await register_and_login(client)
+    created = await _link_bank(client, container, headers)
+    conn = await connection(client, headers, created["id"])
+    assert conn["status"] == "active", conn
+    assert conn["expires_at"] is not None
+    accounts = (await client.get("/api/v1/accounts", headers=headers)).json()["items"]
+    gbp = next(a for a in accounts if a["currency"] == "GBP")
+    assert gbp["balance"] == "1000.00"
+    assert gbp["available_balance"] == "950.10"
+    pending = (await client.get("/api/v1/transactions", headers=headers, params={"status": "pending"})).json()
+    assert len(pending["items"]) == 2
+    total_before = len(
+        (await client.get("/api/v1/transactions", headers=headers, params={"limit": 500})).json()["items"]
+    )
+
+    fake.book_pending(fake.bank_accounts[0].id, 0)
+    vclock.advance(600)
+    r = await client.post(f"/api/v1/connections/{created['id']}/sync", headers=headers)
+    assert r.status_code == 202, r.text
+    await container.jobs.drain()
+    txns = (await client.get("/api/v1/transactions", headers=headers, params={"limit": 500})).json()["items"]
+    assert len(txns) == total_before  # the pending row became the booked one: never both
+    assert sum(1 for t in txns if t["status"] == "pending") == 1
+
+
+async def test_gocardless_manual_sync_over_budget_answers_429_without_calling(
+    flows: Flows, gocardless: tuple[FakeGoCardless, str]
+) -> None:
+    client, container = flows
+    fake, _ = gocardless
+    headers = await register_and_login(client)
+    created = await _link_bank(client, container, headers)
+    for _ in range(3):  # the initial sync spent one call of each: three more are allowed today
+        r = await client.post(f"/api/v1/connections/{created['id']}/sync", headers=headers)
+        assert r.status_code == 202, r.text
+        await container.jobs.drain()
+    calls = fake.calls.total()
+    r = await client.post(f"/api/v1/connections/{created['id']}/sync", headers=headers)
+    assert r.status_code == 429
+    assert r.json()["type"].endswith("/provider-rate-limited")
+    assert r.json()["retry_at"]
+    assert int(r.headers["retry-after"]) > 0
+    assert fake.calls.total() == calls  # no call burnt
