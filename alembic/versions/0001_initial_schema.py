@@ -233,7 +233,6 @@ def upgrade() -> None:
         sa.Column("created_at", finsync.infrastructure.db.types.UTCDateTime(), nullable=False),
         sa.Column("updated_at", finsync.infrastructure.db.types.UTCDateTime(), nullable=False),
         sa.ForeignKeyConstraint(["account_id"], ["accounts.id"], ondelete="CASCADE"),
-        sa.ForeignKeyConstraint(["user_id"], ["users.id"], ondelete="CASCADE"),
         sa.PrimaryKeyConstraint("id"),
         sa.UniqueConstraint(
             "account_id", "provider_transaction_id", name="uq_transactions_account_provider_id"

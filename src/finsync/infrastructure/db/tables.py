@@ -129,7 +129,9 @@ class TransactionRow(SQLModel, table=True):
         Index("ix_transactions_user_date_id", "user_id", "transaction_date", "id"),
     )
     id: UUID = Field(primary_key=True)
-    user_id: UUID = _fk("users.id")
+    # Denormalised from the account for scoping; no FK: per-row FK triggers doubled bulk-insert time
+    # and the account's own FK already ties the row to its user.
+    user_id: UUID = Field(nullable=False)
     account_id: UUID = _fk("accounts.id")
     provider_transaction_id: str = _str(255)
     type: str = _str(32)

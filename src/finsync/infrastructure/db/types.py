@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from enum import Enum
 from typing import Any
 from uuid import UUID
 
+import orjson
 from sqlalchemy import JSON, DateTime, Dialect, Numeric, String
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.types import TypeDecorator, TypeEngine
@@ -75,5 +75,5 @@ def _default(value: Any) -> Any:
 
 
 def json_dumps(value: Any) -> str:
-    """Serializer for JSON columns: provider payloads carry Decimals and dates."""
-    return json.dumps(value, default=_default, separators=(",", ":"), ensure_ascii=False)
+    """Serializer for JSON columns: provider payloads carry Decimals and dates (orjson: bulk imports)."""
+    return orjson.dumps(value, default=_default, option=orjson.OPT_NON_STR_KEYS).decode()

@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 from datetime import date, datetime
-from enum import Enum
 from typing import Any
 from uuid import UUID
 
@@ -31,6 +30,11 @@ _COLUMNS = [
     "id", "user_id", "account_id", "provider_transaction_id", *_FIELDS,
     "content_hash", "created_at", "updated_at",
 ]  # fmt: skip
+_RAW_AT, _HASH_AT = _COLUMNS.index("raw"), _COLUMNS.index("content_hash")
+_KNOWN_SQL = (
+    "SELECT t.provider_transaction_id, t.content_hash FROM unnest($2::text[]) AS k(pid) "
+    "JOIN transactions t ON t.account_id = $1 AND t.provider_transaction_id = k.pid"
+)
 _STAGE_DDL = (
     "CREATE TEMP TABLE IF NOT EXISTS _transactions_stage "
     "(LIKE transactions INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
@@ -45,18 +49,12 @@ _MERGE_SQL = (  # built from our own column constants, no user input
 _LIKE_ESCAPE = str.maketrans({"%": r"\%", "_": r"\_", "\\": r"\\"})
 
 
-def _copy_value(value: Any) -> Any:
-    # asyncpg's COPY wants JSON as text and enums as their plain values.
-    if isinstance(value, dict):
-        return json_dumps(value)
-    if isinstance(value, Enum):
-        return value.value
-    return value
+def content_hash(values: tuple[Any, ...]) -> str:
+    """Fingerprint of everything a provider can change, so re-syncs skip identical rows.
 
-
-def content_hash(values: dict[str, Any]) -> str:
-    """Fingerprint of everything a provider can change, so re-syncs skip identical rows."""
-    return hashlib.sha256(json_dumps([values[f] for f in _FIELDS]).encode()).hexdigest()
+    ``repr`` is deterministic for the same payload and several times cheaper than JSON.
+    """
+    return hashlib.blake2b(repr(values).encode(), digest_size=16).hexdigest()
 
 
 class SqlTransactionRepository:
@@ -64,33 +62,29 @@ class SqlTransactionRepository:
         self._s = session
 
     async def upsert(self, account: Account, incoming: Sequence[ProviderTransaction]) -> UpsertCounts:
-        """Multi-row INSERT ... ON CONFLICT DO UPDATE only where the content changed.
+        """Set-based INSERT ... ON CONFLICT DO UPDATE, only where the content changed.
 
         Each row carries a fresh id; a returned id equal to it was inserted, any other
-        returned id was an update, and rows not returned were unchanged.
+        returned id was an update, and rows not returned were unchanged. This is the hot
+        path of big imports, hence tuples in column order rather than dicts.
         """
-        latest: dict[str, dict[str, Any]] = {}
-        now = utcnow()
-        for record in incoming:  # last occurrence wins: one statement may not touch a row twice
-            values = {f: getattr(record, f) for f in _FIELDS}
-            values.update(
-                id=new_id(),
-                user_id=account.user_id,
-                account_id=account.id,
-                provider_transaction_id=record.provider_transaction_id,
-                content_hash=content_hash(values),
-                created_at=now,
-                updated_at=now,
-            )
-            latest[record.provider_transaction_id] = values
+        latest: dict[str, tuple[Any, ...]] = {}
+        now, user_id, account_id = utcnow(), account.user_id, account.id
+        for r in incoming:  # last occurrence wins: one statement may not touch a row twice
+            values = (
+                r.type.value, r.subtype.value, r.status.value, r.amount, r.currency, r.transaction_date,
+                r.settlement_date, r.symbol, r.quantity, r.unit_price, r.fees, r.description, r.raw,
+            )  # fmt: skip
+            pid = r.provider_transaction_id
+            latest[pid] = (new_id(), user_id, account_id, pid, *values, content_hash(values), now, now)
         rows = list(latest.values())
         if not rows:
             return UpsertCounts(unchanged=len(incoming))
         if self._s.get_bind().dialect.name == "postgresql":
             returned = await self._upsert_copy(rows, now)
         else:
-            returned = await self._upsert_values(rows, now)
-        fresh = {r["id"] for r in rows}
+            returned = await self._upsert_values([dict(zip(_COLUMNS, row, strict=True)) for row in rows], now)
+        fresh = {row[0] for row in rows}
         inserted = sum(1 for i in returned if i in fresh)
         return UpsertCounts(
             inserted=inserted,
@@ -113,17 +107,24 @@ class SqlTransactionRepository:
         ).returning(transactions.c.id)
         return list((await self._s.execute(stmt, rows)).scalars().all())
 
-    async def _upsert_copy(self, rows: list[dict[str, Any]], now: datetime) -> list[UUID]:
+    async def _upsert_copy(self, rows: list[tuple[Any, ...]], now: datetime) -> list[UUID]:
         """PostgreSQL: COPY into a temporary staging table, then one INSERT ... SELECT ... ON CONFLICT.
 
-        COPY moves rows several times faster than multi-row INSERTs; the staging table lives
-        in the same transaction, so the unit of work still commits or rolls back everything.
+        COPY moves rows several times faster than multi-row INSERTs. The DDL goes through
+        SQLAlchemy first so that the unit of work's transaction is open on the driver
+        connection: the staging rows and the merge then commit or roll back with it.
         """
         conn = await self._s.connection()
+        await conn.exec_driver_sql(_STAGE_DDL)
         raw = (await conn.get_raw_connection()).driver_connection
         assert raw is not None
-        await raw.execute(_STAGE_DDL)
-        records = [tuple(_copy_value(r[c]) for c in _COLUMNS) for r in rows]
+        assert raw.is_in_transaction(), "staging must run inside the unit of work's transaction"
+        # Rows already stored with the same content need no staging at all (re-imports, re-syncs).
+        known = dict(await raw.fetch(_KNOWN_SQL, rows[0][2], [row[3] for row in rows]))
+        rows = [row for row in rows if known.get(row[3]) != row[_HASH_AT]]
+        if not rows:
+            return []
+        records = [(*row[:_RAW_AT], json_dumps(row[_RAW_AT]), *row[_RAW_AT + 1 :]) for row in rows]
         await raw.copy_records_to_table("_transactions_stage", records=records, columns=_COLUMNS)
         result = await raw.fetch(_MERGE_SQL, now)
         await raw.execute("TRUNCATE _transactions_stage")
