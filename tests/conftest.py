@@ -19,7 +19,7 @@ from finsync.bootstrap import Container, build
 from finsync.cli import migrate_database
 from finsync.config import Settings
 from finsync.infrastructure.db.tables import metadata
-from finsync.providers.registry import ProviderRegistry
+from finsync.providers.registry import ProviderRegistry, builtin_providers
 from tests.fakes.memory import MemoryProviders, memory_provider_metadata
 
 PG_DSN = os.environ.get("FINSYNC_TEST_PG", "postgresql://postgres@127.0.0.1:5432")
@@ -107,7 +107,7 @@ def memory_providers() -> MemoryProviders:
 
 @pytest.fixture
 def registry(memory_providers: MemoryProviders) -> ProviderRegistry:
-    return ProviderRegistry([memory_provider_metadata(memory_providers)])
+    return ProviderRegistry([*builtin_providers(), memory_provider_metadata(memory_providers)])
 
 
 @pytest.fixture

@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from finsync.application.auth import AuthService, LoginThrottle
 from finsync.application.authorization import AuthorizationService
 from finsync.application.connections import ConnectionService
+from finsync.application.imports import ImportService
 from finsync.application.sync import SyncService
 from finsync.config import Registration, Settings
 from finsync.domain.enums import Capability
@@ -155,6 +156,7 @@ class Container:
     authorization: AuthorizationService
     jobs: InProcessJobQueue
     institutions: BankDirectory
+    imports: ImportService
     clock: Clock = field(default=_utcnow)
 
     async def aclose(self) -> None:
@@ -215,5 +217,6 @@ def build(
         authorization,
         jobs,
         BankDirectory(gateway, settings),
+        ImportService(uow, registry.file_formats(), settings.upload_limit_bytes, clock),
         clock,
     )

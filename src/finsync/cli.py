@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
+from typing import Annotated
 
 import typer
 
@@ -33,6 +35,58 @@ def migrate() -> None:
     settings = Settings()
     migrate_database(settings.database_url)
     typer.echo(f"database is up to date ({settings.database_url.split('://')[0]})")
+
+
+@app.command("import")
+def import_file(
+    path: Annotated[Path, typer.Argument(exists=True, dir_okay=False, readable=True, help="OFX/QFX file")],
+    user: Annotated[str, typer.Option("--user", help="Email of the finsync user who owns the data")],
+) -> None:
+    """Import a statement file for a user, with a progress bar for big files."""
+    asyncio.run(_import(path, user))
+
+
+async def _import(path: Path, email: str) -> None:
+    from rich.console import Console
+    from rich.progress import BarColumn, DownloadColumn, Progress, SpinnerColumn, TextColumn
+
+    from finsync.bootstrap import build
+    from finsync.domain.errors import FinsyncError
+
+    console = Console(stderr=True)
+    container = build(Settings())
+    try:
+        async with container.uow() as uow:
+            owner = await uow.users.get_by_email(email)
+        if owner is None:
+            console.print(f"[red]no user with email {email}[/red]")
+            raise typer.Exit(2)
+        size = path.stat().st_size  # noqa: ASYNC240 - a CLI with nothing else on its loop
+        with Progress(
+            SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), DownloadColumn(), console=console
+        ) as bar:
+            reading = bar.add_task("reading", total=size)
+            chunks = []
+            with path.open("rb") as handle:
+                while chunk := handle.read(1 << 20):
+                    chunks.append(chunk)
+                    bar.advance(reading, len(chunk))
+            bar.update(reading, description="parsing and saving")
+            result = await container.imports.import_file(owner.id, b"".join(chunks), path.name)
+            bar.update(reading, description="done")
+    except FinsyncError as exc:
+        console.print(f"[red]{exc.title}:[/red] {exc.detail}")
+        raise typer.Exit(1) from None
+    finally:
+        await container.aclose()
+    c = result.run.counts
+    typer.echo(
+        f"{path.name}: {len(result.accounts)} account(s); transactions inserted "
+        f"{c.get('transactions_inserted', 0)}, already present {c.get('transactions_unchanged', 0)}, "
+        f"updated {c.get('transactions_updated', 0)}; holdings {c.get('holdings_inserted', 0)}"
+    )
+    for warning in result.warnings:
+        typer.echo(f"warning: {warning}")
 
 
 @app.command()

@@ -14,7 +14,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from finsync import __version__
 from finsync.api import errors
-from finsync.api.routers import auth, callbacks, connections, data, health, providers
+from finsync.api.routers import auth, callbacks, connections, data, health, imports, providers
 from finsync.bootstrap import Container, build
 from finsync.config import Settings
 from finsync.infrastructure.logs import configure_logging
@@ -96,6 +96,6 @@ def create_app(
     app.add_middleware(RequestIdMiddleware)
     errors.install(app)
     app.include_router(health.router)
-    for module in (auth, providers, callbacks, connections, data):
+    for module in (auth, providers, callbacks, connections, data, imports):
         app.include_router(module.router, prefix=API_PREFIX)
     return app

@@ -15,8 +15,23 @@ from uuid import UUID
 import structlog
 
 from finsync.domain.entities import Account, BalanceSnapshot, Connection, SyncRun
-from finsync.domain.enums import Capability, ConnectionStatus, SnapshotSource, SyncStatus, SyncTrigger
-from finsync.domain.errors import AuthError, BadData, FinsyncError, NotFound, ProviderError, RateLimited
+from finsync.domain.enums import (
+    AuthType,
+    Capability,
+    ConnectionStatus,
+    SnapshotSource,
+    SyncStatus,
+    SyncTrigger,
+)
+from finsync.domain.errors import (
+    AuthError,
+    BadData,
+    FinsyncError,
+    InvalidInput,
+    NotFound,
+    ProviderError,
+    RateLimited,
+)
 from finsync.domain.ports import (
     Clock,
     CredentialCipher,
@@ -88,7 +103,10 @@ async def write_fetched(
                 account_id=account.id,
                 sync_run_id=run.id,
                 source=source,
-                taken_at=now,
+                # A statement's balance is as of its own date, not of the upload.
+                taken_at=account.balance_at
+                if source is SnapshotSource.IMPORT and account.balance_at
+                else now,
                 currency=account.currency,
                 balance=account.balance,
                 available_balance=account.available_balance,
@@ -125,6 +143,9 @@ class SyncService:
             running = await uow.sync_runs.running_for(connection_id)
             if running is not None:
                 return running
+            info = self._providers.info(connection.provider)
+            if info is not None and info.auth_type is AuthType.FILE:
+                raise InvalidInput("statement-file connections are updated by uploading to /api/v1/imports")
             if trigger is SyncTrigger.MANUAL:
                 await self._preflight(connection)
             run = SyncRun(

@@ -103,6 +103,7 @@ class ConnectionRepository(Protocol):
     async def save(self, connection: Connection) -> None: ...
     async def delete(self, connection_id: UUID) -> None: ...
     async def expire_lapsed(self, user_id: UUID | None, now: datetime) -> int: ...
+    async def file_connection(self, user_id: UUID, provider: str) -> Connection | None: ...
 
 
 class AuthFlowRepository(Protocol):
@@ -275,3 +276,34 @@ class RedirectFlow(Protocol):
     async def complete(
         self, *, params: dict[str, str], flow_data: dict[str, Any], redirect_uri: str
     ) -> AuthorizationResult: ...
+
+
+@dataclass(slots=True, kw_only=True)
+class ParsedStatement:
+    """One account's part of an uploaded file; ``holdings`` is None when the file says nothing of them."""
+
+    account: ProviderAccount
+    transactions: list[ProviderTransaction] = field(default_factory=list)
+    holdings: list[ProviderHolding] | None = None
+    institution: str | None = None
+
+
+@dataclass(slots=True, kw_only=True)
+class ParsedFile:
+    format: str
+    statements: list[ParsedStatement]
+    warnings: list[str] = field(default_factory=list)
+
+
+class StatementFormat(Protocol):
+    """A statement file format (OFX/QFX now, CSV later): detection plus a pure reader.
+
+    ``read`` raises MalformedFile (or another ImportRejected) naming what is wrong and where.
+    """
+
+    name: str
+    description: str
+    extensions: tuple[str, ...]
+
+    def sniff(self, head: bytes, filename: str | None) -> bool: ...
+    def read(self, data: bytes) -> ParsedFile: ...

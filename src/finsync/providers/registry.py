@@ -51,6 +51,8 @@ class ProviderMetadata:
     # Per-process shared objects (e.g. a token cache) handed to both factories as keyword
     # arguments: (Settings, **options) -> dict. Built once, on first use.
     resources: Callable[..., dict[str, Any]] | None = field(default=None, compare=False)
+    # File providers: the StatementFormat that sniffs and reads uploads.
+    file_format: Any = field(default=None, compare=False)
 
     def missing_settings(self, settings: object) -> list[str]:
         """Deployment settings this provider needs but that are unset (e.g. an OAuth app key)."""
@@ -69,6 +71,8 @@ class ProviderMetadata:
             issues.append("api_key providers must declare credential fields")
         if self.auth_type is not AuthType.FILE and self.adapter_factory is None:
             issues.append("a syncing provider needs an adapter_factory")
+        if self.auth_type is AuthType.FILE and self.file_format is None:
+            issues.append("a file provider needs a file_format")
         if self.auth_type in (AuthType.OAUTH2, AuthType.LINK) and self.flow_factory is None:
             issues.append("oauth2/link providers need a flow_factory")
         return issues
@@ -77,8 +81,9 @@ class ProviderMetadata:
 def builtin_providers() -> list[ProviderMetadata]:
     """Providers shipped with finsync: the one list. Imported here, not at module import."""
     from finsync.providers import alpaca, gocardless, schwab, trading212
+    from finsync.providers.ofx import format as ofx
 
-    return [trading212.METADATA, alpaca.METADATA, schwab.METADATA, gocardless.METADATA]
+    return [ofx.METADATA, trading212.METADATA, alpaca.METADATA, schwab.METADATA, gocardless.METADATA]
 
 
 def discover_plugins() -> list[ProviderMetadata]:
@@ -116,6 +121,9 @@ class ProviderRegistry:
 
     def get(self, slug: str) -> ProviderMetadata | None:
         return self._by_slug.get(slug)
+
+    def file_formats(self) -> list[Any]:
+        return [m.file_format for m in self.all() if m.file_format is not None]
 
     def __contains__(self, slug: object) -> bool:
         return slug in self._by_slug

@@ -72,6 +72,17 @@ class SqlConnectionRepository:
         await self._s.execute(delete(flows).where(flows.c.connection_id == connection_id))
         await self._s.execute(delete(connections).where(connections.c.id == connection_id))
 
+    async def file_connection(self, user_id: UUID, provider: str) -> Connection | None:
+        """The user's connection that collects uploads of one file provider (the oldest, if several)."""
+        stmt = (
+            select(connections)
+            .where(connections.c.user_id == user_id, connections.c.provider == provider)
+            .order_by(connections.c.id)
+            .limit(1)
+        )
+        row = (await self._s.execute(stmt)).mappings().first()
+        return None if row is None else to_entity(Connection, row)
+
     async def expire_lapsed(self, user_id: UUID | None, now: datetime) -> int:
         stmt = (
             update(connections)

@@ -1,0 +1,141 @@
+"""OFX import benchmark: ``python benchmarks/import_ofx.py [--transactions N]``.
+
+Generates a realistic OFX 1.x SGML bank statement (header, sign-on, N ``STMTTRN`` with
+unique FITIDs and varied payees, amounts and dates, ledger and available balances)
+and measures the reader alone, then reader + mappers. End-to-end measurements
+(import use-case into SQLite/PostgreSQL) belong in ``main()`` where marked.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import statistics
+import time
+from collections.abc import Callable
+from datetime import date, timedelta
+from decimal import Decimal
+
+from finsync.providers.ofx import map_document, parse_ofx
+
+RUNS = 5
+_PAYEES = (
+    ("POS", "MCDONALD'S #112", "POS MERCHANDISE;MCDONALD'S #112"),
+    ("POS", "STARBUCKS STORE 0042", "POS PURCHASE"),
+    ("POS", "WHOLE FOODS MKT #10234", "DEBIT CARD PURCHASE"),
+    ("POS", "SHELL OIL 57442", "FUEL"),
+    ("ATM", "ATM WITHDRAWAL 5TH AVE", "ATM CASH WITHDRAWAL"),
+    ("CHECK", "CHECK", "CHECK PAID"),
+    ("DEBIT", "AUTOMATIC WITHDRAWAL, ELECTRIC BILL", "WEB(S) PAYMENT"),
+    ("PAYMENT", "CITICORP CHOICE", "BILL PAYMENT /0001/N********"),
+    ("SRVCHG", "MONTHLY SERVICE FEE", "SERVICE CHARGE"),
+    ("XFER", "ONLINE TRANSFER TO SAVINGS", "XFER TO ****1234"),
+    ("CREDIT", "DIRECT DEP ACME CORP PAYROLL", "PAYROLL"),
+    ("INT", "INTEREST EARNED", "INTEREST PAYMENT"),
+    ("DEP", "MOBILE DEPOSIT", "DEPOSIT REF 88812"),
+    ("POS", "AMAZON.COM*MK1AB2CD3 AMZN.COM/BILL", "ONLINE PURCHASE & SHIPPING"),
+)
+_HEADER = (
+    "OFXHEADER:100\r\nDATA:OFXSGML\r\nVERSION:102\r\nSECURITY:NONE\r\nENCODING:USASCII\r\n"
+    "CHARSET:1252\r\nCOMPRESSION:NONE\r\nOLDFILEUID:NONE\r\nNEWFILEUID:NONE\r\n\r\n"
+)
+
+
+def generate_statement(n: int, seed: int = 42) -> bytes:
+    """An SGML bank statement with ``n`` transactions (deterministic for a given seed)."""
+    rng = random.Random(seed)
+    first = date(2021, 1, 1)
+    days = max(1, min(3 * 365, n // 20))
+    end = first + timedelta(days=days)
+    parts = [
+        _HEADER,
+        "<OFX>\r\n<SIGNONMSGSRSV1><SONRS><STATUS><CODE>0<SEVERITY>INFO</STATUS>\r\n",
+        f"<DTSERVER>{end:%Y%m%d}120000.000[-5:EST]<LANGUAGE>ENG<FI><ORG>Benchmark Bank<FID>1234</FI>",
+        "<INTU.BID>1234</SONRS></SIGNONMSGSRSV1>\r\n",
+        "<BANKMSGSRSV1><STMTTRNRS><TRNUID>1<STATUS><CODE>0<SEVERITY>INFO</STATUS>\r\n",
+        "<STMTRS><CURDEF>USD<BANKACCTFROM><BANKID>123456789<ACCTID>000123456789<ACCTTYPE>CHECKING",
+        "</BANKACCTFROM>\r\n",
+        f"<BANKTRANLIST><DTSTART>{first:%Y%m%d}<DTEND>{end:%Y%m%d}120000.000[-5:EST]\r\n",
+    ]
+    balance = Decimal("1000.00")
+    for i in range(n):
+        trntype, name, memo = _PAYEES[rng.randrange(len(_PAYEES))]
+        cents = rng.randint(1, 25_000) if trntype not in ("CREDIT", "DEP") else rng.randint(50_000, 400_000)
+        amount = Decimal(cents).scaleb(-2)
+        if trntype not in ("CREDIT", "DEP", "INT"):
+            amount = -amount
+        balance += amount
+        posted = first + timedelta(days=i * days // n)
+        lines = [
+            "<STMTTRN>",
+            f"<TRNTYPE>{trntype}",
+            f"<DTPOSTED>{posted:%Y%m%d}120000.000[-5:EST]",
+            f"<DTUSER>{posted:%Y%m%d}",
+            f"<TRNAMT>{amount}",
+            f"<FITID>{posted:%Y%m%d}{i:09d}",
+        ]
+        if trntype == "CHECK":
+            lines.append(f"<CHECKNUM>{1000 + i % 9000}")
+        lines += [f"<NAME>{name.replace('&', '&amp;')}", f"<MEMO>{memo.replace('&', '&amp;')}", "</STMTTRN>"]
+        parts.append("\r\n".join(lines) + "\r\n")
+    parts += [
+        "</BANKTRANLIST>\r\n",
+        f"<LEDGERBAL><BALAMT>{balance}<DTASOF>{end:%Y%m%d}120000.000[-5:EST]</LEDGERBAL>\r\n",
+        f"<AVAILBAL><BALAMT>{balance - 100}<DTASOF>{end:%Y%m%d}120000.000[-5:EST]</AVAILBAL>\r\n",
+        "</STMTRS></STMTTRNRS></BANKMSGSRSV1></OFX>\r\n",
+    ]
+    return "".join(parts).encode("cp1252")
+
+
+def _median_seconds(work: Callable[[], object], runs: int = RUNS) -> float:
+    timings = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        work()
+        timings.append(time.perf_counter() - started)
+    return statistics.median(timings)
+
+
+def _count(data: bytes) -> int:
+    return sum(len(s.transactions) + len(s.investment_transactions) for s in parse_ofx(data).statements)
+
+
+def reader_rate(data: bytes) -> float:
+    """Transactions per second of ``parse_ofx`` alone (median of RUNS runs); prints it."""
+    count = _count(data)
+    seconds = _median_seconds(lambda: parse_ofx(data))
+    rate = count / seconds
+    print(f"reader           {count:>9,} transactions  {seconds * 1000:8.1f} ms  {rate:>12,.0f} tx/s")
+    return rate
+
+
+def mapped_rate(data: bytes) -> float:
+    """Transactions per second of ``parse_ofx`` + ``map_document`` (median of RUNS runs)."""
+    count = _count(data)
+    seconds = _median_seconds(lambda: map_document(parse_ofx(data)))
+    rate = count / seconds
+    print(f"reader + mappers {count:>9,} transactions  {seconds * 1000:8.1f} ms  {rate:>12,.0f} tx/s")
+    return rate
+
+
+def main(argv: list[str] | None = None) -> dict[str, float]:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--transactions", type=int, default=100_000, help="STMTTRN count (default 100000)")
+    args = parser.parse_args(argv)
+
+    started = time.perf_counter()
+    data = generate_statement(args.transactions)
+    print(
+        f"generated {args.transactions:,} transactions, {len(data) / 1e6:.1f} MB "
+        f"in {time.perf_counter() - started:.1f} s; median of {RUNS} runs:"
+    )
+    results = {"reader_tx_per_s": reader_rate(data), "mapped_tx_per_s": mapped_rate(data)}
+
+    # --- End-to-end measurements (import use-case → database) go here, e.g.:
+    # results["sqlite_tx_per_s"] = import_rate(data, database_url="sqlite+aiosqlite://")
+    # results["postgres_tx_per_s"] = import_rate(data, database_url=os.environ["FINSYNC_BENCH_PG"])
+    return results
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,96 @@
+"""Statement-file uploads."""
+
+from __future__ import annotations
+
+from typing import Annotated
+from uuid import UUID
+
+from fastapi import APIRouter, File, UploadFile, status
+from pydantic import BaseModel, Field
+
+from finsync.api.deps import ContainerDep, CurrentUser
+from finsync.api.errors import responses
+from finsync.api.schemas import AccountPublic
+from finsync.domain.errors import FileTooLarge, MalformedFile, UnsupportedFormat
+
+router = APIRouter(prefix="/imports", tags=["imports"])
+CHUNK = 1024 * 1024
+
+
+class FormatOut(BaseModel):
+    name: str
+    description: str
+    extensions: list[str]
+
+
+class ImportCounts(BaseModel):
+    accounts_created: int
+    accounts_updated: int
+    accounts_unchanged: int
+    transactions_inserted: int
+    transactions_already_present: int = Field(description="Deduplicated: same id, same content")
+    transactions_updated: int = Field(description="Same id, changed content (e.g. pending → posted)")
+    holdings: int
+    snapshots: int
+
+
+class ImportOut(BaseModel):
+    sync_run_id: UUID
+    connection_id: UUID
+    format: str
+    accounts: list[AccountPublic]
+    counts: ImportCounts
+    warnings: list[str] = Field(description="Parts of the file that were read leniently or skipped")
+
+
+@router.get("/formats", response_model=list[FormatOut])
+async def list_formats(container: ContainerDep, _: CurrentUser) -> list[FormatOut]:
+    """File formats POST /imports accepts (detected from the content, not the file name)."""
+    return [
+        FormatOut(name=f.name, description=f.description, extensions=list(f.extensions))
+        for f in container.imports.formats
+    ]
+
+
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    response_model=ImportOut,
+    responses=responses(FileTooLarge, UnsupportedFormat, MalformedFile),
+)
+async def import_file(
+    file: Annotated[UploadFile, File(description="An OFX/QFX statement")],
+    user: CurrentUser,
+    container: ContainerDep,
+) -> ImportOut:
+    """Import a statement file: accounts are matched by institution + account id, transactions are
+    deduplicated (re-uploading inserts nothing), and nothing at all is written if the file is rejected."""
+    limit = container.imports.limit_bytes
+    chunks, size = [], 0
+    while chunk := await file.read(CHUNK):
+        size += len(chunk)
+        if size > limit:
+            raise FileTooLarge(f"the upload exceeds the limit of {limit:,} bytes")
+        chunks.append(chunk)
+    result = await container.imports.import_file(user.id, b"".join(chunks), file.filename)
+    c = result.run.counts
+    counts = ImportCounts(
+        accounts_created=c.get("accounts_inserted", 0),
+        accounts_updated=c.get("accounts_updated", 0),
+        accounts_unchanged=c.get("accounts_unchanged", 0),
+        transactions_inserted=c.get("transactions_inserted", 0),
+        transactions_already_present=c.get("transactions_unchanged", 0),
+        transactions_updated=c.get("transactions_updated", 0),
+        holdings=c.get("holdings_inserted", 0)
+        + c.get("holdings_updated", 0)
+        + c.get("holdings_unchanged", 0),
+        snapshots=c.get("snapshots", 0),
+    )
+    return ImportOut(
+        sync_run_id=result.run.id,
+        connection_id=result.connection.id,
+        format=result.format,
+        accounts=[AccountPublic.model_validate(a) for a in result.accounts],
+        counts=counts,
+        warnings=result.warnings,
+    )

@@ -1,0 +1,196 @@
+"""``OfxDocument`` → finsync records, one :class:`MappedStatement` per statement. Pure.
+
+Account ids: bank ``"{BANKID}:{ACCTID}"`` (the routing number disambiguates equal
+account numbers at different banks), otherwise ``ACCTID``. Names mask the number
+("Checking ••5678"). Currency is CURDEF, else the one currency all transactions
+declare, else USD (the OFX default). Investment balance = AVAILCASH + Σ MKTVAL.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+
+from finsync.domain.enums import AccountType, AssetType
+from finsync.domain.records import ProviderAccount, ProviderHolding, ProviderTransaction
+from finsync.providers.ofx.model import OfxDocument, OfxPosition, OfxSecurity, OfxStatement, clean_fields
+from finsync.providers.ofx.perf import gc_paused
+from finsync.providers.ofx.transactions import (
+    TransactionIds,
+    map_bank_transaction,
+    map_investment_transaction,
+)
+
+DEFAULT_CURRENCY = "USD"
+_BANK_ACCOUNT_TYPES = {
+    "CHECKING": (AccountType.CHECKING, "Checking"),
+    "SAVINGS": (AccountType.SAVINGS, "Savings"),
+    "MONEYMRKT": (AccountType.SAVINGS, "Money market"),
+    "CD": (AccountType.SAVINGS, "Certificate of deposit"),
+    "CREDITLINE": (AccountType.CREDIT_CARD, "Credit line"),
+}
+_ASSET_TYPES = {
+    "POSSTOCK": AssetType.EQUITY,
+    "POSMF": AssetType.FUND,
+    "POSDEBT": AssetType.BOND,
+    "POSOPT": AssetType.OPTION,
+    "POSOTHER": AssetType.OTHER,
+}
+
+
+@dataclass(slots=True, kw_only=True)
+class MappedStatement:
+    """What the import use-case stores for one account of the file."""
+
+    account: ProviderAccount
+    transactions: list[ProviderTransaction] = field(default_factory=list)
+    # None when the file says nothing about holdings (bank statements, no INVPOSLIST): an
+    # empty list means "holds nothing" and would wipe the holdings stored for the account.
+    holdings: list[ProviderHolding] | None = None
+    institution: str | None = None  # FI/ORG
+    institution_fid: str | None = None  # FI/FID
+    period_start: datetime | None = None
+    period_end: datetime | None = None
+
+
+class _Securities:
+    """SECLIST lookup by (id type, id), falling back to the id alone."""
+
+    def __init__(self, securities: list[OfxSecurity]) -> None:
+        self._exact: dict[tuple[str | None, str], OfxSecurity] = {}
+        self._by_id: dict[str, OfxSecurity] = {}
+        for security in securities:
+            self._exact.setdefault((security.unique_id_type, security.unique_id), security)
+            self._by_id.setdefault(security.unique_id, security)
+
+    def get(self, id_type: str | None, unique_id: str | None) -> OfxSecurity | None:
+        if unique_id is None:
+            return None
+        return self._exact.get((id_type, unique_id)) or self._by_id.get(unique_id)
+
+
+@gc_paused
+def map_document(doc: OfxDocument) -> list[MappedStatement]:
+    securities = _Securities(doc.securities)
+    ids: dict[str, TransactionIds] = {}  # per account, so the occurrence index spans the file
+    out: list[MappedStatement] = []
+    for statement in doc.statements:
+        account = map_account(statement, doc)
+        account_ids = ids.setdefault(account.provider_account_id, TransactionIds())
+        currency = account.currency
+        transactions = [map_bank_transaction(t, currency, account_ids) for t in statement.transactions]
+        for entry in statement.investment_transactions:
+            security = securities.get(entry.unique_id_type, entry.unique_id)
+            transactions.append(map_investment_transaction(entry, security, currency, account_ids))
+        holdings = None
+        if statement.positions_listed:
+            holdings = [
+                map_position(p, securities.get(p.unique_id_type, p.unique_id), currency)
+                for p in statement.positions
+            ]
+        if statement.kind == "investment":
+            _investment_balances(account, statement, holdings)
+        out.append(
+            MappedStatement(
+                account=account,
+                transactions=transactions,
+                holdings=holdings,
+                institution=doc.institution_org,
+                institution_fid=doc.institution_fid,
+                period_start=statement.date_start,
+                period_end=statement.date_end,
+            )
+        )
+    return out
+
+
+def statement_currency(statement: OfxStatement) -> str:
+    if statement.currency:
+        return statement.currency
+    declared = {t.currency for t in statement.transactions if t.currency}
+    declared |= {t.currency for t in statement.investment_transactions if t.currency}
+    return declared.pop() if len(declared) == 1 else DEFAULT_CURRENCY
+
+
+def _account_type(statement: OfxStatement) -> tuple[AccountType, str]:
+    if statement.kind == "credit_card":
+        return AccountType.CREDIT_CARD, "Credit card"
+    if statement.kind == "investment":
+        if statement.is_retirement:
+            return AccountType.RETIREMENT, statement.plan_name or "Retirement"
+        return AccountType.BROKERAGE, "Brokerage"
+    return _BANK_ACCOUNT_TYPES.get(statement.account_type or "", (AccountType.OTHER, "Bank account"))
+
+
+def map_account(statement: OfxStatement, doc: OfxDocument) -> ProviderAccount:
+    account_type, label = _account_type(statement)
+    number = statement.account_id
+    if statement.kind == "bank" and statement.bank_id:
+        provider_id = f"{statement.bank_id}:{number}"
+    else:
+        provider_id = number
+    raw = {
+        "statement": statement.kind,
+        "ACCTID": number,
+        "BANKID": statement.bank_id,
+        "BRANCHID": statement.branch_id,
+        "BROKERID": statement.broker_id,
+        "ACCTTYPE": statement.account_type,
+        "CURDEF": statement.currency,
+        "ORG": doc.institution_org,
+        "FID": doc.institution_fid,
+    }
+    return ProviderAccount(
+        provider_account_id=provider_id,
+        name=f"{label} ••{number.replace(' ', '')[-4:]}",
+        type=account_type,
+        currency=statement_currency(statement),
+        institution=doc.institution_org or statement.broker_id,
+        balance=statement.ledger_balance,
+        available_balance=statement.available_balance,
+        balance_at=statement.ledger_balance_at or statement.available_balance_at or statement.date_end,
+        raw={key: value for key, value in raw.items() if value},
+    )
+
+
+def _investment_balances(
+    account: ProviderAccount, statement: OfxStatement, holdings: list[ProviderHolding] | None
+) -> None:
+    if holdings is not None:
+        values = [h.market_value for h in holdings if h.market_value is not None]
+        account.holdings_value = sum(values, Decimal(0))
+    account.cash_value = statement.available_cash
+    if account.cash_value is not None or account.holdings_value is not None:
+        account.balance = (account.cash_value or Decimal(0)) + (account.holdings_value or Decimal(0))
+    account.balance_at = statement.as_of or statement.date_end
+    for key, value in (
+        ("MARGINBALANCE", statement.margin_balance),
+        ("SHORTBALANCE", statement.short_balance),
+        ("BUYPOWER", statement.buying_power),
+    ):
+        if value is not None:
+            account.raw[key] = str(value)
+
+
+def map_position(position: OfxPosition, security: OfxSecurity | None, currency: str) -> ProviderHolding:
+    """Short positions get a negative quantity and market value, whatever sign the file used."""
+    quantity, market_value = position.units, position.market_value
+    if market_value is None and position.unit_price is not None:
+        market_value = quantity * position.unit_price
+    if position.position_type == "SHORT":
+        quantity = -abs(quantity)
+        market_value = -abs(market_value) if market_value is not None else None
+    id_type = position.unique_id_type
+    return ProviderHolding(
+        symbol=(security.ticker if security is not None else None) or position.unique_id,
+        name=security.name if security is not None else None,
+        cusip=position.unique_id if id_type == "CUSIP" else None,
+        isin=position.unique_id if id_type == "ISIN" else None,
+        asset_type=_ASSET_TYPES.get(position.kind, AssetType.OTHER),
+        quantity=quantity,
+        currency=position.currency or currency,
+        current_price=position.unit_price,
+        market_value=market_value,
+        raw=clean_fields(position.fields) | {"ELEMENT": position.kind},
+    )

@@ -1,0 +1,210 @@
+"""Bank and credit-card statements (``STMTRS``, ``CCSTMTRS``) and the shared reading context.
+
+Failure policy, per element:
+
+* no account id → ``MalformedFile``: transactions that belong to no account cannot be imported;
+* one transaction without a usable date or amount → skipped with a warning, the rest import;
+* missing or unreadable ``LEDGERBAL`` / ``AVAILBAL`` / ``DTSTART`` / ``DTEND`` → ``None`` with
+  a warning for the ledger balance (the account then shows no balance) and silently for
+  the optional ones, unless present but unreadable;
+* an unreadable ``DTUSER`` or ``CURDEF`` → dropped with a warning, the transaction stays.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+
+from finsync.domain.errors import MalformedFile
+from finsync.providers.ofx.model import OfxStatement, OfxTransaction, StatementKind
+from finsync.providers.ofx.nodes import Lines, Node
+from finsync.providers.ofx.values import parse_amount, parse_currency, parse_datetime
+
+MAX_WARNINGS = 100
+
+
+class Context:
+    """Line numbers and the (capped) warning list shared by one parse."""
+
+    def __init__(self, lines: Lines, warnings: list[str]) -> None:
+        self.lines = lines
+        self.warnings = warnings
+        self.suppressed = 0
+
+    def line(self, pos: int) -> int:
+        return self.lines.at(pos)
+
+    def warn(self, pos: int, message: str) -> None:
+        if len(self.warnings) < MAX_WARNINGS:
+            self.warnings.append(f"line {self.lines.at(pos)}: {message}")
+        else:
+            self.suppressed += 1
+
+    def finish(self) -> None:
+        if self.suppressed:
+            self.warnings.append(f"... and {self.suppressed} more warnings")
+
+    def date(self, node: Node, tag: str) -> datetime | None:
+        """An optional date child: absent → None; unreadable → None and a warning."""
+        raw = node.text(tag)
+        if raw is None:
+            return None
+        try:
+            return parse_datetime(raw)
+        except ValueError as exc:
+            self.warn(node.pos, f"<{node.tag}>/<{tag}> ignored: {exc}")
+            return None
+
+    def amount(self, node: Node, tag: str) -> Decimal | None:
+        raw = node.text(tag)
+        if raw is None:
+            return None
+        try:
+            return parse_amount(raw)
+        except ValueError as exc:
+            self.warn(node.pos, f"<{node.tag}>/<{tag}> ignored: {exc}")
+            return None
+
+    def currency(self, node: Node) -> str | None:
+        raw = node.text("CURDEF")
+        if raw is None:
+            return None
+        try:
+            return parse_currency(raw)
+        except ValueError as exc:
+            self.warn(node.pos, f"<{node.tag}>/<CURDEF> ignored: {exc}")
+            return None
+
+
+def account_id(node: Node, ctx: Context, *aggregates: str) -> tuple[Node, str]:
+    for tag in aggregates:
+        account = node.find(tag)
+        if account is not None:
+            break
+    else:
+        wanted = " or ".join(f"<{tag}>" for tag in aggregates)
+        raise MalformedFile(
+            f"line {ctx.line(node.pos)}: <{node.tag}> has no {wanted}: the account is unknown"
+        )
+    acctid = account.text("ACCTID")
+    if acctid is None:
+        raise MalformedFile(f"line {ctx.line(account.pos)}: <{account.tag}> has no <ACCTID>")
+    return account, acctid
+
+
+def bank_statement(node: Node, ctx: Context) -> OfxStatement:
+    kind: StatementKind = "credit_card" if node.tag == "CCSTMTRS" else "bank"
+    account, acctid = account_id(node, ctx, "BANKACCTFROM", "CCACCTFROM")
+    statement = OfxStatement(
+        kind=kind,
+        account_id=acctid,
+        bank_id=account.text("BANKID"),
+        branch_id=account.text("BRANCHID"),
+        account_type=(account.text("ACCTTYPE") or "").upper() or None,
+        currency=ctx.currency(node),
+    )
+    tranlist = node.find("BANKTRANLIST")
+    if tranlist is not None:
+        statement.date_start = ctx.date(tranlist, "DTSTART")
+        statement.date_end = ctx.date(tranlist, "DTEND")
+        transactions = statement.transactions
+        for child in tranlist.children:
+            if child.tag == "STMTTRN":
+                transaction = bank_transaction(child.leaves(), child.pos, ctx)
+                if transaction is not None:
+                    transactions.append(transaction)
+        if tranlist.blocks is not None and tranlist.block_offsets is not None:
+            append = transactions.append
+            for fields, offset in zip(tranlist.blocks, tranlist.block_offsets, strict=True):
+                transaction = bank_transaction(fields, offset, ctx)
+                if transaction is not None:
+                    append(transaction)
+    ledger = node.find("LEDGERBAL")
+    if ledger is None:
+        ctx.warn(node.pos, f"<{node.tag}> has no <LEDGERBAL>: the account balance is unknown")
+    else:
+        statement.ledger_balance, statement.ledger_balance_at = _balance(ledger, ctx)
+    available = node.find("AVAILBAL")
+    if available is not None:
+        statement.available_balance, statement.available_balance_at = _balance(available, ctx)
+    return statement
+
+
+def _balance(node: Node, ctx: Context) -> tuple[Decimal | None, datetime | None]:
+    if node.text("BALAMT") is None:
+        ctx.warn(node.pos, f"<{node.tag}> has no <BALAMT> value: the balance is unknown")
+        return None, None
+    return ctx.amount(node, "BALAMT"), ctx.date(node, "DTASOF")
+
+
+def bank_transaction(fields: dict[str, str], pos: int, ctx: Context) -> OfxTransaction | None:
+    """A STMTTRN, or None (with a warning) when its date or amount is missing or unreadable.
+
+    This is the per-transaction hot path: values from the fast path are unstripped, and
+    ``parse_datetime``/``parse_amount`` accept surrounding whitespace, so only the text
+    fields are stripped here."""
+    get = fields.get
+    try:
+        posted = parse_datetime(get("DTPOSTED") or "")
+        amount = parse_amount(get("TRNAMT") or "")
+    except ValueError:
+        posted = None
+    if posted is None:
+        _skip(pos, fields, ctx)
+        return None
+    user_date = None
+    user_raw = get("DTUSER")
+    if user_raw:
+        try:
+            user_date = parse_datetime(user_raw)
+        except ValueError as exc:
+            if user_raw.strip():
+                ctx.warn(pos, f"<STMTTRN>{_fitid(fields)}: <DTUSER> ignored: {exc}")
+    fitid, name, memo = get("FITID"), get("NAME"), get("MEMO")
+    checknum, refnum = get("CHECKNUM"), get("REFNUM")
+    transaction = OfxTransaction(
+        (fitid.strip() or None) if fitid else None,
+        (get("TRNTYPE") or "").strip().upper() or "OTHER",
+        posted,
+        amount,
+        user_date,
+        (name.strip() or None) if name else None,
+        (memo.strip() or None) if memo else None,
+        (checknum.strip() or None) if checknum else None,
+        (refnum.strip() or None) if refnum else None,
+        None,
+        None,
+        fields,
+    )
+    if "CURRENCY" in fields and get("CURSYM"):
+        foreign_currency(transaction, fields, pos, ctx)
+    return transaction
+
+
+def foreign_currency(transaction: OfxTransaction, fields: dict[str, str], pos: int, ctx: Context) -> None:
+    try:
+        transaction.currency = parse_currency(fields["CURSYM"])
+        rate = fields.get("CURRATE")
+        transaction.currency_rate = parse_amount(rate) if rate else None
+    except ValueError as exc:
+        ctx.warn(pos, f"<STMTTRN>{_fitid(fields)}: <CURRENCY> ignored: {exc}")
+
+
+def _fitid(fields: dict[str, str]) -> str:
+    fitid = (fields.get("FITID") or "").strip()
+    return f" (FITID {fitid})" if fitid else ""
+
+
+def _skip(pos: int, fields: dict[str, str], ctx: Context) -> None:
+    problems = []
+    for tag, parse in (("DTPOSTED", parse_datetime), ("TRNAMT", parse_amount)):
+        raw = (fields.get(tag) or "").strip()
+        if not raw:
+            problems.append(f"no <{tag}>")
+            continue
+        try:
+            if parse(raw) is None:
+                problems.append(f"<{tag}> is the null date {raw!r}")
+        except ValueError as exc:
+            problems.append(f"<{tag}> {exc}")
+    ctx.warn(pos, f"<STMTTRN>{_fitid(fields)} skipped: {'; '.join(problems)}")

@@ -1,0 +1,176 @@
+"""Statement uploads through HTTP into SQLite and PostgreSQL, with the real-world fixtures."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from finsync.bootstrap import Container
+from tests.api.helpers import register_and_login
+from tests.conftest import SHARED
+
+pytestmark = pytest.mark.e2e
+OFX = SHARED / "fixtures" / "ofx"
+
+
+async def upload(
+    client: httpx.AsyncClient, headers: dict[str, str], data: bytes, name: str = "statement.ofx"
+) -> httpx.Response:
+    return await client.post(
+        "/api/v1/imports", headers=headers, files={"file": (name, data, "application/x-ofx")}
+    )
+
+
+async def _all(client: httpx.AsyncClient, headers: dict[str, str], path: str) -> list[dict]:
+    return list((await client.get(path, headers=headers, params={"limit": 500})).json()["items"])
+
+
+def statement(fitids: range, *, ledger: str = "100.00", as_of: str = "20240131") -> bytes:
+    """A small SGML bank statement (no closing tags on leaves, as banks send them)."""
+    rows = "".join(
+        f"<STMTTRN><TRNTYPE>DEBIT<DTPOSTED>202401{1 + i % 28:02d}<TRNAMT>-{i}.25<FITID>F{i:05d}"
+        f"<NAME>Shop {i}<MEMO>card</STMTTRN>\n"
+        for i in fitids
+    )
+    return (
+        "OFXHEADER:100\nDATA:OFXSGML\nVERSION:102\nSECURITY:NONE\nENCODING:USASCII\nCHARSET:1252\n"
+        "COMPRESSION:NONE\nOLDFILEUID:NONE\nNEWFILEUID:NONE\n\n<OFX><SIGNONMSGSRSV1><SONRS><STATUS><CODE>0"
+        "<SEVERITY>INFO</STATUS><DTSERVER>20240131<LANGUAGE>ENG<FI><ORG>Test Bank<FID>999</FI></SONRS>"
+        "</SIGNONMSGSRSV1><BANKMSGSRSV1><STMTTRNRS><TRNUID>1<STATUS><CODE>0<SEVERITY>INFO</STATUS><STMTRS>"
+        "<CURDEF>USD<BANKACCTFROM><BANKID>021000021<ACCTID>55501234<ACCTTYPE>CHECKING</BANKACCTFROM>"
+        f"<BANKTRANLIST><DTSTART>20240101<DTEND>20240131\n{rows}</BANKTRANLIST>"
+        f"<LEDGERBAL><BALAMT>{ledger}<DTASOF>{as_of}</LEDGERBAL></STMTRS></STMTTRNRS></BANKMSGSRSV1></OFX>\n"
+    ).encode()
+
+
+async def test_bank_statement_import_and_reupload(client: httpx.AsyncClient) -> None:
+    headers = await register_and_login(client)
+    data = (OFX / "bank_medium.ofx").read_bytes()
+    r = await upload(client, headers, data)
+    assert r.status_code == 201, r.text
+    body = r.json()
+    assert body["format"] == "ofx"
+    assert body["counts"]["accounts_created"] == 1
+    assert body["counts"]["transactions_inserted"] == 3
+    (account,) = body["accounts"]
+    assert account["type"] == "checking"
+    assert account["balance"] == "382.34"
+    assert account["available_balance"] == "682.34"
+    txns = await _all(client, headers, f"/api/v1/accounts/{account['id']}/transactions")
+    assert len(txns) == 3
+    assert any(t["description"].startswith("MCDONALD'S #112") and t["amount"] == "-6.60" for t in txns)
+    snaps = await _all(client, headers, f"/api/v1/accounts/{account['id']}/balance-snapshots")
+    assert [(s["source"], s["taken_at"][:10]) for s in snaps] == [("import", "2009-05-23")]
+
+    again = (await upload(client, headers, data)).json()
+    assert again["counts"]["transactions_inserted"] == 0
+    assert again["counts"]["transactions_already_present"] == 3
+    assert again["counts"]["accounts_created"] == 0
+    assert [a["id"] for a in again["accounts"]] == [account["id"]]
+    assert len(await _all(client, headers, "/api/v1/transactions")) == 3
+    runs = await _all(client, headers, f"/api/v1/connections/{body['connection_id']}/sync-runs")
+    assert [r["trigger"] for r in runs] == ["import", "import"]
+
+
+async def test_overlapping_statement_inserts_only_new(client: httpx.AsyncClient) -> None:
+    headers = await register_and_login(client)
+    first = await upload(client, headers, statement(range(0, 60), ledger="500.00", as_of="20240131"))
+    assert first.json()["counts"]["transactions_inserted"] == 60
+    later = await upload(client, headers, statement(range(40, 100), ledger="250.00", as_of="20240229"))
+    counts = later.json()["counts"]
+    assert counts["transactions_inserted"] == 40
+    assert counts["transactions_already_present"] == 20
+    assert (
+        len(
+            (await client.get("/api/v1/transactions", headers=headers, params={"limit": 500})).json()["items"]
+        )
+        == 100
+    )
+    assert later.json()["accounts"][0]["balance"] == "250.00"
+    # An older statement uploaded last adds nothing and does not roll the balance back.
+    older = await upload(client, headers, statement(range(0, 10), ledger="999.99", as_of="20231231"))
+    assert older.json()["counts"]["transactions_inserted"] == 0
+    assert older.json()["accounts"][0]["balance"] == "250.00"
+
+
+async def test_investment_statement_replaces_holdings(client: httpx.AsyncClient) -> None:
+    headers = await register_and_login(client)
+    r = await upload(client, headers, (OFX / "fidelity.ofx").read_bytes(), "fidelity.qfx")
+    assert r.status_code == 201, r.text
+    (account,) = r.json()["accounts"]
+    assert account["type"] in {"brokerage", "retirement"}
+    holdings = await _all(client, headers, f"/api/v1/accounts/{account['id']}/holdings")
+    assert len(holdings) == 6
+    assert r.json()["counts"]["holdings"] == 6
+
+
+async def test_several_accounts_in_one_file(client: httpx.AsyncClient) -> None:
+    headers = await register_and_login(client)
+    r = await upload(client, headers, (OFX / "multiple_accounts2.ofx").read_bytes())
+    assert r.status_code == 201, r.text
+    types = sorted(a["type"] for a in r.json()["accounts"])
+    assert types == ["checking", "savings"]
+
+
+@pytest.mark.parametrize(
+    ("data", "status", "kind"),
+    [
+        (b"Date,Amount,Payee\n2024-01-01,1.00,x\n", 415, "unsupported-format"),
+        (b"", 415, "unsupported-format"),
+        (
+            b"OFXHEADER:100\nDATA:OFXSGML\n\n<OFX><BANKMSGSRSV1><STMTTRNRS><STMTRS><BANKTRANLIST><STMTTRN><TRNAMT>abc",
+            422,
+            "malformed-file",
+        ),
+    ],
+)
+async def test_rejected_files_write_nothing(
+    client: httpx.AsyncClient, data: bytes, status: int, kind: str
+) -> None:
+    headers = await register_and_login(client)
+    r = await upload(client, headers, data)
+    assert r.status_code == status, r.text
+    assert r.headers["content-type"] == "application/problem+json"
+    assert r.json()["type"].endswith(f"/{kind}")
+    assert r.json()["detail"]
+    assert await _all(client, headers, "/api/v1/connections") == []
+    assert await _all(client, headers, "/api/v1/accounts") == []
+
+
+async def test_institution_error_file_is_rejected_with_its_message(client: httpx.AsyncClient) -> None:
+    headers = await register_and_login(client)
+    r = await upload(client, headers, (OFX / "signon_fail.ofx").read_bytes())
+    assert r.status_code == 422
+    assert r.json()["detail"]
+    assert await _all(client, headers, "/api/v1/accounts") == []
+
+
+async def test_too_large_is_413_and_writes_nothing(client: httpx.AsyncClient, container: Container) -> None:
+    headers = await register_and_login(client)
+    container.imports.limit_bytes = 1000
+    r = await upload(client, headers, (OFX / "bank_medium.ofx").read_bytes())
+    assert r.status_code == 413
+    assert r.json()["type"].endswith("/file-too-large")
+    assert await _all(client, headers, "/api/v1/accounts") == []
+
+
+async def test_formats_and_registry_listing(client: httpx.AsyncClient) -> None:
+    headers = await register_and_login(client)
+    formats = (await client.get("/api/v1/imports/formats", headers=headers)).json()
+    assert [f["name"] for f in formats] == ["ofx"]
+    assert ".qfx" in formats[0]["extensions"]
+    providers = {p["slug"]: p for p in (await client.get("/api/v1/providers", headers=headers)).json()}
+    assert providers["ofx"]["auth_type"] == "file"
+    r = await client.post("/api/v1/connections", headers=headers, json={"provider": "ofx"})
+    assert r.status_code == 422
+    assert "imports" in r.json()["detail"]
+
+
+async def test_reused_fitid_keeps_every_distinct_transaction(client: httpx.AsyncClient) -> None:
+    headers = await register_and_login(client)
+    data = statement(range(3)).replace(b"<FITID>F00001", b"<FITID>F00000")
+    body = (await upload(client, headers, data)).json()
+    assert body["counts"]["transactions_inserted"] == 3
+    assert any("F00000" in w for w in body["warnings"])
+    again = (await upload(client, headers, data)).json()
+    assert again["counts"]["transactions_inserted"] == 0
