@@ -9,7 +9,10 @@ and measures the reader alone, then reader + mappers. End-to-end measurements
 from __future__ import annotations
 
 import argparse
+import asyncio
+import os
 import random
+import resource
 import statistics
 import time
 from collections.abc import Callable
@@ -19,6 +22,9 @@ from decimal import Decimal
 from finsync.providers.ofx import map_document, parse_ofx
 
 RUNS = 5
+RUNS_E2E = 3
+PG = os.environ.get("FINSYNC_BENCH_PG", "postgresql://postgres@127.0.0.1:5432")
+DB = "finsync_bench_import"
 _PAYEES = (
     ("POS", "MCDONALD'S #112", "POS MERCHANDISE;MCDONALD'S #112"),
     ("POS", "STARBUCKS STORE 0042", "POS PURCHASE"),
@@ -121,6 +127,10 @@ def mapped_rate(data: bytes) -> float:
 def main(argv: list[str] | None = None) -> dict[str, float]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--transactions", type=int, default=100_000, help="STMTTRN count (default 100000)")
+    parser.add_argument("--reader-only", action="store_true", help="skip the PostgreSQL end-to-end part")
+    parser.add_argument(
+        "--e2e-only", action="store_true", help="only the end-to-end part, so peak RSS is the import's own"
+    )
     args = parser.parse_args(argv)
 
     started = time.perf_counter()
@@ -129,12 +139,71 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         f"generated {args.transactions:,} transactions, {len(data) / 1e6:.1f} MB "
         f"in {time.perf_counter() - started:.1f} s; median of {RUNS} runs:"
     )
-    results = {"reader_tx_per_s": reader_rate(data), "mapped_tx_per_s": mapped_rate(data)}
+    results = (
+        {} if args.e2e_only else {"reader_tx_per_s": reader_rate(data), "mapped_tx_per_s": mapped_rate(data)}
+    )
 
-    # --- End-to-end measurements (import use-case → database) go here, e.g.:
-    # results["sqlite_tx_per_s"] = import_rate(data, database_url="sqlite+aiosqlite://")
-    # results["postgres_tx_per_s"] = import_rate(data, database_url=os.environ["FINSYNC_BENCH_PG"])
+    if not args.reader_only:
+        results |= asyncio.run(end_to_end(data, args.transactions))
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"peak RSS of this process (all of the above) {peak:,.0f} MB")
+    results["peak_rss_mb"] = peak
     return results
+
+
+async def end_to_end(data: bytes, count: int) -> dict[str, float]:
+    """Upload through the HTTP API (multipart, in-process ASGI) into PostgreSQL until committed."""
+    import asyncpg
+    import httpx
+
+    from finsync.api.app import create_app
+    from finsync.bootstrap import build
+    from finsync.cli import migrate_database
+    from finsync.config import Settings
+
+    admin = await asyncpg.connect(f"{PG}/postgres")
+    await admin.execute(f'DROP DATABASE IF EXISTS "{DB}" WITH (FORCE)')
+    await admin.execute(f'CREATE DATABASE "{DB}"')
+    await admin.close()
+    url = f"{PG.replace('postgresql://', 'postgresql+asyncpg://')}/{DB}"
+    await asyncio.to_thread(migrate_database, url)
+    settings = Settings(
+        _env_file=None,  # type: ignore[call-arg]
+        database_url=url,
+        encryption_keys=["ZmFrZS10ZXN0LWtleS1ub3QtYS1zZWNyZXQtMDAwMDA="],
+        jwt_secret="fake-benchmark-jwt-secret-not-for-production",
+        log_level="WARNING",
+        upload_limit_bytes=max(len(data) + 1, 50 * 1024 * 1024),
+    )
+    container = build(settings)
+    transport = httpx.ASGITransport(app=create_app(container=container))
+    firsts, repeats = [], []
+    async with httpx.AsyncClient(transport=transport, base_url="http://bench", timeout=600) as client:
+        for run in range(RUNS_E2E):
+            # A new user each time: a true first import into an empty account.
+            email, password = f"bench{run}@example.com", "fake-benchmark-password"
+            await client.post("/api/v1/users", json={"email": email, "password": password})
+            token = (
+                await client.post("/api/v1/auth/token", data={"username": email, "password": password})
+            ).json()
+            headers = {"Authorization": f"Bearer {token['access_token']}"}
+            files = {"file": ("bench.ofx", data, "application/x-ofx")}
+            started = time.perf_counter()
+            r = await client.post("/api/v1/imports", headers=headers, files=files)
+            firsts.append(time.perf_counter() - started)
+            assert r.status_code == 201, r.text
+            assert r.json()["counts"]["transactions_inserted"] == count
+        for _ in range(RUNS_E2E):
+            started = time.perf_counter()
+            r = await client.post("/api/v1/imports", headers=headers, files=files)
+            repeats.append(time.perf_counter() - started)
+            assert r.json()["counts"]["transactions_already_present"] == count
+    await container.aclose()
+    first, again = statistics.median(firsts), statistics.median(repeats)
+    print(f"end-to-end first import (PostgreSQL)  {first * 1000:8.1f} ms  {count / first:>12,.0f} tx/s")
+    print(f"end-to-end re-import, all duplicates  {again * 1000:8.1f} ms  {count / again:>12,.0f} tx/s")
+    print(f"  (medians of {RUNS_E2E} uploads each, upload → rows committed → 201)")
+    return {"e2e_first_tx_per_s": count / first, "e2e_reimport_tx_per_s": count / again}
 
 
 if __name__ == "__main__":

@@ -30,6 +30,7 @@ _COLUMNS = [
     "id", "user_id", "account_id", "provider_transaction_id", *_FIELDS,
     "content_hash", "created_at", "updated_at",
 ]  # fmt: skip
+_COPY_CHUNK = 20_000
 _RAW_AT, _HASH_AT = _COLUMNS.index("raw"), _COLUMNS.index("content_hash")
 _KNOWN_SQL = (
     "SELECT t.provider_transaction_id, t.content_hash FROM unnest($2::text[]) AS k(pid) "
@@ -44,7 +45,8 @@ _MERGE_SQL = (  # built from our own column constants, no user input
     f"INSERT INTO transactions ({', '.join(_COLUMNS)}) "  # noqa: S608
     f"SELECT {', '.join(_COLUMNS)} FROM _transactions_stage "
     f"ON CONFLICT (account_id, provider_transaction_id) DO UPDATE SET {_UPDATES}, updated_at = $1 "
-    "WHERE transactions.content_hash IS DISTINCT FROM EXCLUDED.content_hash RETURNING id"
+    # xmax = 0 only on freshly inserted rows: tells inserts from updates in one statement.
+    "WHERE transactions.content_hash IS DISTINCT FROM EXCLUDED.content_hash RETURNING (xmax = 0) AS inserted"
 )
 _LIKE_ESCAPE = str.maketrans({"%": r"\%", "_": r"\_", "\\": r"\\"})
 
@@ -64,9 +66,8 @@ class SqlTransactionRepository:
     async def upsert(self, account: Account, incoming: Sequence[ProviderTransaction]) -> UpsertCounts:
         """Set-based INSERT ... ON CONFLICT DO UPDATE, only where the content changed.
 
-        Each row carries a fresh id; a returned id equal to it was inserted, any other
-        returned id was an update, and rows not returned were unchanged. This is the hot
-        path of big imports, hence tuples in column order rather than dicts.
+        This is the hot path of big imports, hence tuples in column order rather than
+        dicts, and ids generated only for rows that may actually be inserted.
         """
         latest: dict[str, tuple[Any, ...]] = {}
         now, user_id, account_id = utcnow(), account.user_id, account.id
@@ -76,24 +77,23 @@ class SqlTransactionRepository:
                 r.settlement_date, r.symbol, r.quantity, r.unit_price, r.fees, r.description, r.raw,
             )  # fmt: skip
             pid = r.provider_transaction_id
-            latest[pid] = (new_id(), user_id, account_id, pid, *values, content_hash(values), now, now)
+            latest[pid] = (None, user_id, account_id, pid, *values, content_hash(values), now, now)
         rows = list(latest.values())
         if not rows:
             return UpsertCounts(unchanged=len(incoming))
         if self._s.get_bind().dialect.name == "postgresql":
-            returned = await self._upsert_copy(rows, now)
+            inserted, updated = await self._upsert_copy(rows, now)
         else:
-            returned = await self._upsert_values([dict(zip(_COLUMNS, row, strict=True)) for row in rows], now)
-        fresh = {row[0] for row in rows}
-        inserted = sum(1 for i in returned if i in fresh)
-        return UpsertCounts(
-            inserted=inserted,
-            updated=len(returned) - inserted,
-            unchanged=len(incoming) - len(returned),
-        )
+            inserted, updated = await self._upsert_values(rows, now)
+        return UpsertCounts(inserted=inserted, updated=updated, unchanged=len(incoming) - inserted - updated)
 
-    async def _upsert_values(self, rows: list[dict[str, Any]], now: datetime) -> list[UUID]:
-        """SQLite: one prepared upsert, batched by SQLAlchemy's insertmanyvalues."""
+    async def _upsert_values(self, rows: list[tuple[Any, ...]], now: datetime) -> tuple[int, int]:
+        """SQLite: one prepared upsert, batched by SQLAlchemy's insertmanyvalues.
+
+        Each row carries a fresh id; a returned id equal to it was inserted, any other
+        returned id was an update, and rows not returned were unchanged.
+        """
+        params = [dict(zip(_COLUMNS, (new_id(), *row[1:]), strict=True)) for row in rows]
         base = sqlite.insert(transactions)
         excluded = base.excluded
         stmt = base.on_conflict_do_update(
@@ -105,9 +105,12 @@ class SqlTransactionRepository:
             },
             where=transactions.c.content_hash != excluded.content_hash,
         ).returning(transactions.c.id)
-        return list((await self._s.execute(stmt, rows)).scalars().all())
+        returned = (await self._s.execute(stmt, params)).scalars().all()
+        fresh = {p["id"] for p in params}
+        inserted = sum(1 for i in returned if i in fresh)
+        return inserted, len(returned) - inserted
 
-    async def _upsert_copy(self, rows: list[tuple[Any, ...]], now: datetime) -> list[UUID]:
+    async def _upsert_copy(self, rows: list[tuple[Any, ...]], now: datetime) -> tuple[int, int]:
         """PostgreSQL: COPY into a temporary staging table, then one INSERT ... SELECT ... ON CONFLICT.
 
         COPY moves rows several times faster than multi-row INSERTs. The DDL goes through
@@ -123,12 +126,17 @@ class SqlTransactionRepository:
         known = dict(await raw.fetch(_KNOWN_SQL, rows[0][2], [row[3] for row in rows]))
         rows = [row for row in rows if known.get(row[3]) != row[_HASH_AT]]
         if not rows:
-            return []
-        records = [(*row[:_RAW_AT], json_dumps(row[_RAW_AT]), *row[_RAW_AT + 1 :]) for row in rows]
-        await raw.copy_records_to_table("_transactions_stage", records=records, columns=_COLUMNS)
+            return 0, 0
+        for start in range(0, len(rows), _COPY_CHUNK):  # chunks bound the memory of encoded records
+            records = [
+                (new_id(), *row[1:_RAW_AT], json_dumps(row[_RAW_AT]), *row[_RAW_AT + 1 :])
+                for row in rows[start : start + _COPY_CHUNK]
+            ]
+            await raw.copy_records_to_table("_transactions_stage", records=records, columns=_COLUMNS)
         result = await raw.fetch(_MERGE_SQL, now)
         await raw.execute("TRUNCATE _transactions_stage")
-        return [r["id"] for r in result]
+        inserted = sum(1 for r in result if r["inserted"])
+        return inserted, len(result) - inserted
 
     async def drop_stale_pending(self, account: Account, batch: TransactionBatch) -> int:
         """Pending items are often re-identified by banks; drop stored ones the batch no longer has."""
