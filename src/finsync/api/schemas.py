@@ -99,6 +99,26 @@ class ConnectionPublic(Public):
     created_at: datetime
     updated_at: datetime
 
+    model_config = ConfigDict(
+        from_attributes=True,
+        json_schema_extra={
+            "examples": [
+                {
+                    "id": "01932c4e-8f00-7a3c-9d1e-2b3c4d5e6f70",
+                    "provider": "trading212",
+                    "name": "ISA",
+                    "status": "active",
+                    "environment": "live",
+                    "expires_at": None,
+                    "last_synced_at": "2026-11-21T09:00:00Z",
+                    "last_error": None,
+                    "created_at": "2026-11-01T10:00:00Z",
+                    "updated_at": "2026-11-21T09:00:00Z",
+                }
+            ]
+        },
+    )
+
 
 class ConnectionCreate(BaseModel):
     provider: str = Field(description="Provider slug from GET /api/v1/providers")
@@ -143,6 +163,28 @@ class ConnectionCreated(ConnectionPublic):
     sync_run_id: UUID | None = Field(description="The initial sync, already started (API-key providers)")
     authorization_url: str | None = Field(description="Redirect providers: send the person's browser here")
 
+    model_config = ConfigDict(
+        from_attributes=True,
+        json_schema_extra={
+            "examples": [
+                {
+                    "id": "01932c4e-8f00-7a3c-9d1e-2b3c4d5e6f70",
+                    "provider": "schwab",
+                    "name": "Schwab brokerage",
+                    "status": "pending",
+                    "environment": None,
+                    "expires_at": None,
+                    "last_synced_at": None,
+                    "last_error": None,
+                    "created_at": "2026-11-21T09:00:00Z",
+                    "updated_at": "2026-11-21T09:00:00Z",
+                    "sync_run_id": None,
+                    "authorization_url": "https://api.schwabapi.com/v1/oauth/authorize?client_id=...&state=...",
+                }
+            ]
+        },
+    )
+
 
 class AccountPublic(Public):
     id: UUID
@@ -160,6 +202,30 @@ class AccountPublic(Public):
     created_at: datetime
     updated_at: datetime
 
+    model_config = ConfigDict(
+        from_attributes=True,
+        json_schema_extra={
+            "examples": [
+                {
+                    "id": "01932c4e-9a00-7b1c-8d2e-3c4d5e6f7a81",
+                    "connection_id": "01932c4e-8f00-7a3c-9d1e-2b3c4d5e6f70",
+                    "provider_account_id": "31415926",
+                    "name": "Trading 212 ISA",
+                    "type": "isa",
+                    "currency": "GBP",
+                    "institution": "Trading 212",
+                    "balance": "10523.87",
+                    "available_balance": "1523.37",
+                    "cash_value": "1648.87",
+                    "holdings_value": "8875.00",
+                    "balance_at": "2026-11-21T09:00:00Z",
+                    "created_at": "2026-11-01T10:00:05Z",
+                    "updated_at": "2026-11-21T09:00:01Z",
+                }
+            ]
+        },
+    )
+
 
 class HoldingPublic(Public):
     id: UUID
@@ -176,6 +242,30 @@ class HoldingPublic(Public):
     market_value: Decimal | None
     unrealized_pnl: Decimal | None
     updated_at: datetime
+
+    model_config = ConfigDict(
+        from_attributes=True,
+        json_schema_extra={
+            "examples": [
+                {
+                    "id": "01932c4f-1c00-7d3e-8f4a-5e6f7a8b9ca3",
+                    "account_id": "01932c4e-9a00-7b1c-8d2e-3c4d5e6f7a81",
+                    "symbol": "VWRL",
+                    "name": "Vanguard FTSE All-World",
+                    "isin": "IE00B3RBWM25",
+                    "cusip": None,
+                    "asset_type": "etf",
+                    "quantity": "40",
+                    "currency": "GBP",
+                    "average_cost": "98.10",
+                    "current_price": "112.40",
+                    "market_value": "4496.00",
+                    "unrealized_pnl": "572.00",
+                    "updated_at": "2026-11-21T09:00:01Z",
+                }
+            ]
+        },
+    )
 
 
 class TransactionPublic(Public):
@@ -197,6 +287,34 @@ class TransactionPublic(Public):
     raw: dict[str, Any] = Field(description="The provider's record as received, for audit")
     created_at: datetime
     updated_at: datetime
+
+    model_config = ConfigDict(
+        from_attributes=True,
+        json_schema_extra={
+            "examples": [
+                {
+                    "id": "01932c4f-0b00-7c2d-9e3f-4d5e6f7a8b92",
+                    "account_id": "01932c4e-9a00-7b1c-8d2e-3c4d5e6f7a81",
+                    "provider_transaction_id": "order:40000000123",
+                    "type": "trade",
+                    "subtype": "buy",
+                    "status": "settled",
+                    "amount": "-465.29",
+                    "currency": "GBP",
+                    "transaction_date": "2026-11-20",
+                    "settlement_date": None,
+                    "symbol": "AAPL_US_EQ",
+                    "quantity": "2.5",
+                    "unit_price": "185.5",
+                    "fees": "0.69",
+                    "description": "Buy 2.5 AAPL_US_EQ",
+                    "raw": {"order": {"id": 40000000123}},
+                    "created_at": "2026-11-21T09:00:01Z",
+                    "updated_at": "2026-11-21T09:00:01Z",
+                }
+            ]
+        },
+    )
 
 
 class SnapshotPublic(Public):
@@ -226,6 +344,32 @@ class SyncRunPublic(Public):
     error: str | None
     error_type: str | None
 
+    model_config = ConfigDict(
+        from_attributes=True,
+        json_schema_extra={
+            "examples": [
+                {
+                    "id": "01932c4f-2d00-7e4f-9a5b-6f7a8b9cadb4",
+                    "connection_id": "01932c4e-8f00-7a3c-9d1e-2b3c4d5e6f70",
+                    "trigger": "manual",
+                    "status": "succeeded",
+                    "started_at": "2026-11-21T09:00:00Z",
+                    "finished_at": "2026-11-21T09:00:02Z",
+                    "counts": {
+                        "accounts_unchanged": 1,
+                        "transactions_inserted": 3,
+                        "transactions_unchanged": 497,
+                        "snapshots": 1,
+                        "duration_ms": 1840,
+                    },
+                    "warnings": [],
+                    "error": None,
+                    "error_type": None,
+                }
+            ]
+        },
+    )
+
 
 class CurrencyTotalOut(Public):
     currency: str
@@ -238,6 +382,20 @@ class NetWorthOut(BaseModel):
 
     totals: list[CurrencyTotalOut]
     as_of: datetime
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "totals": [
+                        {"currency": "GBP", "total": "25410.22", "accounts": 3},
+                        {"currency": "USD", "total": "3351.45", "accounts": 2},
+                    ],
+                    "as_of": "2026-11-21T09:00:00Z",
+                }
+            ]
+        }
+    )
 
 
 class HealthOut(BaseModel):
