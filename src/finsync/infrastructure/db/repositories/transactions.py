@@ -36,14 +36,17 @@ _KNOWN_SQL = (
     "SELECT t.provider_transaction_id, t.content_hash FROM unnest($2::text[]) AS k(pid) "
     "JOIN transactions t ON t.account_id = $1 AND t.provider_transaction_id = k.pid"
 )
-_STAGE_DDL = (
-    "CREATE TEMP TABLE IF NOT EXISTS _transactions_stage "
-    "(LIKE transactions INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
+# Staged: only what varies per row; user, account and timestamps are constants of the merge.
+_STAGED = ["id", "provider_transaction_id", *_FIELDS, "content_hash"]
+_STAGE_DDL = (  # our own column constants
+    "CREATE TEMP TABLE IF NOT EXISTS _transactions_stage ON COMMIT DELETE ROWS AS "  # noqa: S608
+    f"SELECT {', '.join(_STAGED)} FROM transactions WITH NO DATA"
 )
 _UPDATES = ", ".join(f"{c} = EXCLUDED.{c}" for c in (*_FIELDS, "content_hash"))
 _MERGE_SQL = (  # built from our own column constants, no user input
     f"INSERT INTO transactions ({', '.join(_COLUMNS)}) "  # noqa: S608
-    f"SELECT {', '.join(_COLUMNS)} FROM _transactions_stage "
+    f"SELECT id, $2, $3, provider_transaction_id, {', '.join(_FIELDS)}, content_hash, $1, $1 "
+    "FROM _transactions_stage "
     f"ON CONFLICT (account_id, provider_transaction_id) DO UPDATE SET {_UPDATES}, updated_at = $1 "
     # xmax = 0 only on freshly inserted rows: tells inserts from updates in one statement.
     "WHERE transactions.content_hash IS DISTINCT FROM EXCLUDED.content_hash RETURNING (xmax = 0) AS inserted"
@@ -129,11 +132,11 @@ class SqlTransactionRepository:
             return 0, 0
         for start in range(0, len(rows), _COPY_CHUNK):  # chunks bound the memory of encoded records
             records = [
-                (new_id(), *row[1:_RAW_AT], json_dumps(row[_RAW_AT]), *row[_RAW_AT + 1 :])
+                (new_id(), row[3], *row[4:_RAW_AT], json_dumps(row[_RAW_AT]), row[_HASH_AT])
                 for row in rows[start : start + _COPY_CHUNK]
             ]
-            await raw.copy_records_to_table("_transactions_stage", records=records, columns=_COLUMNS)
-        result = await raw.fetch(_MERGE_SQL, now)
+            await raw.copy_records_to_table("_transactions_stage", records=records, columns=_STAGED)
+        result = await raw.fetch(_MERGE_SQL, now, rows[0][1], rows[0][2])
         await raw.execute("TRUNCATE _transactions_stage")
         inserted = sum(1 for r in result if r["inserted"])
         return inserted, len(result) - inserted
