@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from decimal import Decimal
+from uuid import UUID
 
 import pytest
 
 from finsync.bootstrap import Container
+from finsync.domain.entities import Account, Holding, SyncRun, Transaction
 from finsync.domain.enums import ConnectionStatus, SnapshotSource, SyncStatus, SyncTrigger, TransactionStatus
 from finsync.domain.errors import AuthError, Unavailable
 from finsync.domain.ports import AccountFilter, PageRequest, TransactionFilter
@@ -16,19 +18,23 @@ from tests.fakes.memory import MemoryProviders
 pytestmark = pytest.mark.integration
 
 
-async def _sync(container: Container, connection_id: object, user_id: object, trigger: SyncTrigger) -> object:
-    run = await container.sync.request(connection_id, user_id, trigger)  # type: ignore[arg-type]
+async def _sync(container: Container, connection_id: UUID, user_id: UUID, trigger: SyncTrigger) -> SyncRun:
+    run = await container.sync.request(connection_id, user_id, trigger)
     await container.jobs.drain()
     async with container.uow() as uow:
-        return await uow.sync_runs.get(run.id)
+        stored = await uow.sync_runs.get(run.id)
+    assert stored is not None
+    return stored
 
 
-async def _state(container: Container, user_id: object) -> tuple[list[object], list[object], list[object]]:
+async def _state(
+    container: Container, user_id: UUID
+) -> tuple[list[Account], list[Transaction], list[Holding]]:
     async with container.uow() as uow:
-        accounts = (await uow.accounts.find(user_id, AccountFilter(), PageRequest())).items  # type: ignore[arg-type]
-        txns = (await uow.transactions.find(user_id, TransactionFilter(), PageRequest(limit=500))).items  # type: ignore[arg-type]
-        holdings = (await uow.holdings.find(user_id, None, PageRequest())).items  # type: ignore[arg-type]
-    return list(accounts), list(txns), list(holdings)
+        accounts = (await uow.accounts.find(user_id, AccountFilter(), PageRequest())).items
+        txns = (await uow.transactions.find(user_id, TransactionFilter(), PageRequest(limit=500))).items
+        holdings = (await uow.holdings.find(user_id, None, PageRequest())).items
+    return accounts, txns, holdings
 
 
 @pytest.fixture
@@ -45,10 +51,10 @@ async def test_sync_writes_everything_and_a_snapshot_per_account(
     user = await seed_user(container)
     conn = await seed_connection(container, user)
     run = await _sync(container, conn.id, user.id, SyncTrigger.INITIAL)
-    assert run.status is SyncStatus.SUCCEEDED  # type: ignore[attr-defined]
-    assert run.counts["accounts_inserted"] == 2  # type: ignore[attr-defined]
-    assert run.counts["transactions_inserted"] == 3  # type: ignore[attr-defined]
-    assert run.counts["holdings_inserted"] == 2  # type: ignore[attr-defined]
+    assert run.status is SyncStatus.SUCCEEDED
+    assert run.counts["accounts_inserted"] == 2
+    assert run.counts["transactions_inserted"] == 3
+    assert run.counts["holdings_inserted"] == 2
     accounts, txns, holdings = await _state(container, user.id)
     assert len(accounts) == 2
     assert len(txns) == 3
@@ -56,9 +62,9 @@ async def test_sync_writes_everything_and_a_snapshot_per_account(
     async with container.uow() as uow:
         stored = await uow.connections.get(conn.id)
         for acct in accounts:
-            snaps = await uow.snapshots.find(user.id, acct.id, None, None, PageRequest())  # type: ignore[attr-defined]
+            snaps = await uow.snapshots.find(user.id, acct.id, None, None, PageRequest())
             assert [s.source for s in snaps.items] == [SnapshotSource.INITIAL]
-            assert snaps.items[0].balance == acct.balance  # type: ignore[attr-defined]
+            assert snaps.items[0].balance == acct.balance
     assert stored is not None
     assert stored.status is ConnectionStatus.ACTIVE
     assert stored.last_synced_at is not None
@@ -72,12 +78,12 @@ async def test_resync_changes_nothing_but_adds_snapshots(container: Container, b
     before = await _state(container, user.id)
     run = await _sync(container, conn.id, user.id, SyncTrigger.MANUAL)
     after = await _state(container, user.id)
-    assert run.counts["transactions_inserted"] == 0  # type: ignore[attr-defined]
-    assert run.counts["transactions_unchanged"] == 3  # type: ignore[attr-defined]
-    assert run.counts["accounts_unchanged"] == 2  # type: ignore[attr-defined]
-    assert [t.id for t in before[1]] == [t.id for t in after[1]]  # type: ignore[attr-defined]
+    assert run.counts["transactions_inserted"] == 0
+    assert run.counts["transactions_unchanged"] == 3
+    assert run.counts["accounts_unchanged"] == 2
+    assert [t.id for t in before[1]] == [t.id for t in after[1]]
     async with container.uow() as uow:
-        snaps = await uow.snapshots.find(user.id, before[0][0].id, None, None, PageRequest())  # type: ignore[attr-defined]
+        snaps = await uow.snapshots.find(user.id, before[0][0].id, None, None, PageRequest())
     assert [s.source for s in snaps.items] == [SnapshotSource.MANUAL, SnapshotSource.INITIAL]
 
 
@@ -93,9 +99,9 @@ async def test_failed_sync_leaves_data_untouched_and_marks_connection(
     bank.fail_on["fetch_holdings"] = Unavailable("memory bank is down (HTTP 503)")
     run = await _sync(container, conn.id, user.id, SyncTrigger.MANUAL)
     after = await _state(container, user.id)
-    assert run.status is SyncStatus.FAILED  # type: ignore[attr-defined]
-    assert run.error_type == "provider-unavailable"  # type: ignore[attr-defined]
-    assert [(a.id, a.balance) for a in before[0]] == [(a.id, a.balance) for a in after[0]]  # type: ignore[attr-defined]
+    assert run.status is SyncStatus.FAILED
+    assert run.error_type == "provider-unavailable"
+    assert [(a.id, a.balance) for a in before[0]] == [(a.id, a.balance) for a in after[0]]
     assert len(after[1]) == 3
     async with container.uow() as uow:
         stored = await uow.connections.get(conn.id)
@@ -114,7 +120,7 @@ async def test_auth_error_needs_reauth_and_next_success_recovers(
     run = await _sync(container, conn.id, user.id, SyncTrigger.INITIAL)
     async with container.uow() as uow:
         stored = await uow.connections.get(conn.id)
-    assert run.status is SyncStatus.FAILED  # type: ignore[attr-defined]
+    assert run.status is SyncStatus.FAILED
     assert stored is not None
     assert stored.status is ConnectionStatus.NEEDS_REAUTH
     del bank.fail_on["fetch_accounts"]
@@ -133,8 +139,8 @@ async def test_unexpected_adapter_crash_is_recorded_not_raised(
     conn = await seed_connection(container, user)
     bank.transactions["cur"] = [txn("bad", currency=None)]  # a mapper bug: NOT NULL violated on write
     run = await _sync(container, conn.id, user.id, SyncTrigger.INITIAL)
-    assert run.status is SyncStatus.FAILED  # type: ignore[attr-defined]
-    assert "stored data is unchanged" in (run.error or "")  # type: ignore[attr-defined]
+    assert run.status is SyncStatus.FAILED
+    assert "stored data is unchanged" in (run.error or "")
     assert (await _state(container, user.id))[0] == []
 
 
@@ -149,8 +155,8 @@ async def test_pending_rows_replaced_so_pending_to_booked_leaves_one(
     bank.transactions = {"cur": [txn("booked-42", status=TransactionStatus.SETTLED)]}
     run = await _sync(container, conn.id, user.id, SyncTrigger.MANUAL)
     _, txns, _ = await _state(container, user.id)
-    assert [(t.provider_transaction_id, t.status) for t in txns] == [("booked-42", TransactionStatus.SETTLED)]  # type: ignore[attr-defined]
-    assert run.counts["transactions_deleted"] == 1  # type: ignore[attr-defined]
+    assert [(t.provider_transaction_id, t.status) for t in txns] == [("booked-42", TransactionStatus.SETTLED)]
+    assert run.counts["transactions_deleted"] == 1
 
 
 async def test_concurrent_request_returns_the_running_sync(

@@ -21,7 +21,7 @@ from tests.fakes.server import serve
 
 pytestmark = pytest.mark.integration
 
-KEY_ID, SECRET = "PKTESTKEYID0123456789", "alpaca-secret-key-abcdefghijklmnop"
+KEY_ID, SECRET = "FAKE-ALPACA-KEY-ID-0123", "fake-alpaca-secret-key-abcdefghijklmnop"
 FILLS, OTHERS = 230, 40
 ACCOUNT = ProviderAccount(provider_account_id="a", name="a", type=AccountType.BROKERAGE, currency="USD")
 

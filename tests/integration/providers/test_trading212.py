@@ -21,8 +21,8 @@ from tests.fakes.trading212 import ALL_SCOPES, Trading212Store, create_app
 
 pytestmark = pytest.mark.integration
 
-KEY = "31337-T212-API-KEY-abcdef0123456789"
-SECRET = "T212-SECRET-9f8e7d6c5b4a3210"
+KEY = "fake-t212-api-key-0123456789abcdef"
+SECRET = "fake-t212-secret-9f8e7d6c5b4a3210"
 ORDERS, DIVIDENDS, CASH = 120, 30, 12
 
 
