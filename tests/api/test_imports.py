@@ -174,3 +174,49 @@ async def test_reused_fitid_keeps_every_distinct_transaction(client: httpx.Async
     assert any("F00000" in w for w in body["warnings"])
     again = (await upload(client, headers, data)).json()
     assert again["counts"]["transactions_inserted"] == 0
+
+
+async def test_two_statements_of_one_account_in_one_file(client: httpx.AsyncClient) -> None:
+    headers = await register_and_login(client)
+    january = statement(range(0, 5), ledger="10.00", as_of="20240131").decode()
+    february = statement(range(5, 9), ledger="20.00", as_of="20240229").decode()
+    body_of = lambda text: text[text.index("<STMTTRNRS>") : text.index("</BANKMSGSRSV1>")]  # noqa: E731
+    combined = february.replace("</BANKMSGSRSV1>", body_of(january) + "</BANKMSGSRSV1>").encode()
+    r = await upload(client, headers, combined)
+    assert r.status_code == 201, r.text
+    (account,) = r.json()["accounts"]
+    assert r.json()["counts"]["transactions_inserted"] == 9
+    assert account["balance"] == "20.00"  # the newest statement's balance
+
+
+async def test_older_statement_snapshot_records_its_own_balance(client: httpx.AsyncClient) -> None:
+    headers = await register_and_login(client)
+    await upload(client, headers, statement(range(3), ledger="20.00", as_of="20240229"))
+    r = await upload(client, headers, statement(range(3), ledger="10.00", as_of="20240131"))
+    account = r.json()["accounts"][0]
+    assert account["balance"] == "20.00"
+    snaps = await _all(client, headers, f"/api/v1/accounts/{account['id']}/balance-snapshots")
+    assert [(s["taken_at"][:10], s["balance"]) for s in snaps] == [
+        ("2024-02-29", "20.00"),
+        ("2024-01-31", "10.00"),
+    ]
+
+
+async def test_over_long_ids_are_a_clear_422(client: httpx.AsyncClient) -> None:
+    headers = await register_and_login(client)
+    data = statement(range(2)).replace(b"<FITID>F00001", b"<FITID>" + b"X" * 300)
+    r = await upload(client, headers, data)
+    assert r.status_code == 422, r.text
+    assert "255" in r.json()["detail"]
+    assert await _all(client, headers, "/api/v1/accounts") == []
+
+
+async def test_odd_query_values_are_422_not_500(client: httpx.AsyncClient) -> None:
+    headers = await register_and_login(client)
+    await upload(client, headers, statement(range(2)))
+    account = (await _all(client, headers, "/api/v1/accounts"))[0]
+    r = await client.get("/api/v1/transactions", headers=headers, params={"q": "a\x00b"})
+    assert r.status_code == 422
+    path = f"/api/v1/accounts/{account['id']}/balance-snapshots"
+    r = await client.get(path, headers=headers, params={"since": "9999-12-31T23:59:59-05:00"})
+    assert r.status_code == 422

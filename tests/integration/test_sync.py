@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from decimal import Decimal
 from uuid import UUID
 
@@ -10,7 +11,7 @@ import pytest
 from finsync.bootstrap import Container
 from finsync.domain.entities import Account, Holding, SyncRun, Transaction
 from finsync.domain.enums import ConnectionStatus, SnapshotSource, SyncStatus, SyncTrigger, TransactionStatus
-from finsync.domain.errors import AuthError, Unavailable
+from finsync.domain.errors import AuthError, Conflict, Unavailable
 from finsync.domain.ports import AccountFilter, PageRequest, TransactionFilter
 from tests.factories import account, holding, seed_connection, seed_user, txn
 from tests.fakes.memory import MemoryProviders
@@ -168,3 +169,77 @@ async def test_concurrent_request_returns_the_running_sync(
     second = await container.sync.request(conn.id, user.id, SyncTrigger.MANUAL)
     await container.jobs.drain()
     assert first.id == second.id
+
+
+async def test_sync_keeps_changes_made_while_it_ran(container: Container, bank: MemoryProviders) -> None:
+    user = await seed_user(container)
+    conn = await seed_connection(container, user)
+    await container.sync.request(conn.id, user.id, SyncTrigger.MANUAL)
+    await container.connections.update(conn.id, user.id, "Renamed meanwhile", None)
+    await container.jobs.drain()
+    async with container.uow() as uow:
+        stored = await uow.connections.get(conn.id)
+    assert stored is not None
+    assert stored.name == "Renamed meanwhile"
+    assert stored.status is ConnectionStatus.ACTIVE
+
+
+async def test_unreadable_credentials_fail_the_run_and_ask_for_reauth(
+    container: Container, bank: MemoryProviders
+) -> None:
+    user = await seed_user(container)
+    conn = await seed_connection(container, user)
+    async with container.uow() as uow:
+        conn.credentials = b"not-a-fernet-token"
+        await uow.connections.save(conn)
+        await uow.commit()
+    run = await _sync(container, conn.id, user.id, SyncTrigger.SCHEDULED)
+    assert run.status is SyncStatus.FAILED
+    assert run.error_type == "credentials-unreadable"
+    async with container.uow() as uow:
+        stored = await uow.connections.get(conn.id)
+        assert await uow.sync_runs.running_for(conn.id) is None  # nothing left stuck 'running'
+    assert stored is not None
+    assert stored.status is ConnectionStatus.NEEDS_REAUTH
+
+
+async def test_pending_connection_cannot_sync(container: Container, bank: MemoryProviders) -> None:
+    user = await seed_user(container)
+    conn = await seed_connection(container, user)
+    async with container.uow() as uow:
+        conn.status = ConnectionStatus.PENDING
+        await uow.connections.save(conn)
+        await uow.commit()
+    with pytest.raises(Conflict):
+        await container.sync.request(conn.id, user.id, SyncTrigger.MANUAL)
+
+
+async def test_one_running_sync_even_under_concurrent_requests(
+    container: Container, bank: MemoryProviders
+) -> None:
+    user = await seed_user(container)
+    conn = await seed_connection(container, user)
+    runs = await asyncio.gather(
+        *(container.sync.request(conn.id, user.id, SyncTrigger.MANUAL) for _ in range(5)),
+        return_exceptions=True,
+    )
+    await container.jobs.drain()
+    ids = {r.id for r in runs if not isinstance(r, BaseException)}
+    assert len(ids) == 1
+    assert all(isinstance(r, Conflict) for r in runs if isinstance(r, BaseException))
+    async with container.uow() as uow:
+        stored = await uow.connections.get(conn.id)
+    assert stored is not None
+    assert stored.status is ConnectionStatus.ACTIVE
+
+
+async def test_accounts_with_decimal_raw_count_as_unchanged(
+    container: Container, bank: MemoryProviders
+) -> None:
+    bank.accounts = [account("cur", raw={"equity": Decimal("10.50"), "nested": {"qty": Decimal("2")}})]
+    user = await seed_user(container)
+    conn = await seed_connection(container, user)
+    await _sync(container, conn.id, user.id, SyncTrigger.INITIAL)
+    run = await _sync(container, conn.id, user.id, SyncTrigger.MANUAL)
+    assert run.counts["accounts_unchanged"] == 1
+    assert run.counts["accounts_updated"] == 0

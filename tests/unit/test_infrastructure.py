@@ -13,8 +13,9 @@ from cryptography.fernet import Fernet
 from finsync.bootstrap import ConfigurationError, resolve_secrets
 from finsync.config import Settings
 from finsync.domain.enums import AuthType, Capability, ProviderCategory
+from finsync.domain.errors import CredentialsUnreadable
 from finsync.infrastructure.logs import redact
-from finsync.infrastructure.security import CredentialDecryptError, FernetCipher
+from finsync.infrastructure.security import FernetCipher
 from finsync.providers.registry import CredentialField, ProviderMetadata, ProviderRegistry
 
 pytestmark = pytest.mark.unit
@@ -100,7 +101,7 @@ def test_multifernet_rotation_decrypts_old_and_encrypts_with_new() -> None:
     rotated = FernetCipher([new, old])
     assert rotated.decrypt(token) == {"api_key": "fake-key"}
     assert FernetCipher([new]).decrypt(rotated.rotate(token)) == {"api_key": "fake-key"}
-    with pytest.raises(CredentialDecryptError) as caught:
+    with pytest.raises(CredentialsUnreadable) as caught:
         FernetCipher([new]).decrypt(token)
     assert "fake-key" not in str(caught.value)
 

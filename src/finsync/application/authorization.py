@@ -93,7 +93,7 @@ class AuthorizationService:
         connection = Connection(
             user_id=user_id,
             provider=info.slug,
-            name=(name or info.display_name).strip()[:200],
+            name=((name or "").replace("\x00", "").strip() or info.display_name)[:200],
             status=ConnectionStatus.PENDING,
             state={FLOW_OPTIONS: dict(options or {})},
             created_at=now,
@@ -142,6 +142,9 @@ class AuthorizationService:
             )
         except FinsyncError as exc:
             return await self._fail(flow, "authorization_failed", exc.detail)
+        except Exception:  # the browser must get a page, never a 500 with the state spent
+            log.exception("authorization_crashed", provider=provider)
+            return await self._fail(flow, "authorization_failed", "The provider's answer could not be read.")
         return await self._activate(flow, result.credentials, result.expires_at)
 
     async def _activate(
@@ -160,9 +163,13 @@ class AuthorizationService:
             await uow.connections.save(connection)
             await uow.commit()
         log.info("authorization_completed", connection_id=str(connection.id), provider=connection.provider)
-        await self._sync.request(
-            connection.id, connection.user_id, SyncTrigger.INITIAL if first else SyncTrigger.MANUAL
-        )
+        trigger = SyncTrigger.INITIAL if first else SyncTrigger.MANUAL
+        try:
+            await self._sync.request(connection.id, connection.user_id, trigger)
+        except FinsyncError as exc:  # connected all the same; the sync can be retried later
+            log.warning(
+                "post_authorization_sync_not_started", connection_id=str(connection.id), error=exc.detail
+            )
         return CallbackOutcome(connection.id)
 
     async def _fail(self, flow: AuthFlow, code: str, message: str) -> CallbackOutcome:

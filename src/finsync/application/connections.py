@@ -141,7 +141,7 @@ class ConnectionService:
         connection = Connection(
             user_id=user_id,
             provider=slug,
-            name=(name or info.display_name).strip()[:200],
+            name=((name or "").replace("\x00", "").strip() or info.display_name)[:200],
             environment=env,
             status=ConnectionStatus.ACTIVE,
             created_at=now,
@@ -172,7 +172,7 @@ class ConnectionService:
             creds = self._clean(info, credentials)
             await self._validate(current.id, info, current.environment, creds)
             encrypted = self._cipher.encrypt(creds)
-        if name is not None and not name.strip():
+        if name is not None and not name.replace("\x00", "").strip():
             raise InvalidInput("name must not be empty")
         async with self._uow() as uow:  # re-read: a sync may have moved state on while we validated
             connection = await uow.connections.get(connection_id, user_id)
@@ -183,7 +183,7 @@ class ConnectionService:
                 connection.status = ConnectionStatus.ACTIVE
                 connection.last_error = None
             if name is not None:
-                connection.name = name.strip()[:200]
+                connection.name = name.replace("\x00", "").strip()[:200]
             connection.updated_at = self._clock()
             await uow.connections.save(connection)
             await uow.commit()

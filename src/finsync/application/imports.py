@@ -18,8 +18,8 @@ import structlog
 from finsync.application.sync import Fetched, write_fetched
 from finsync.domain.entities import Account, Connection, SyncRun
 from finsync.domain.enums import ConnectionStatus, SnapshotSource, SyncStatus, SyncTrigger
-from finsync.domain.errors import FileTooLarge, UnsupportedFormat
-from finsync.domain.ports import Clock, ParsedFile, StatementFormat, UnitOfWorkFactory
+from finsync.domain.errors import BadData, FileTooLarge, MalformedFile, UnsupportedFormat
+from finsync.domain.ports import Clock, ParsedFile, ParsedStatement, StatementFormat, UnitOfWorkFactory
 from finsync.domain.records import ProviderAccount, TransactionBatch
 
 log = structlog.get_logger(__name__)
@@ -50,6 +50,27 @@ def _keep_newer_balance(incoming: ProviderAccount, existing: Account | None) -> 
             balance_at=existing.balance_at,
         )
     return incoming
+
+
+def _group(statements: Sequence[ParsedStatement]) -> Fetched:
+    """One entry per account: a file may hold several statements (periods) of the same account.
+
+    Accounts are keyed by institution + account id, so re-uploads land in the same accounts;
+    transactions are concatenated, and the newest statement gives balances and holdings.
+    """
+    fetched = Fetched(accounts=[])
+    by_key: dict[str, ProviderAccount] = {}
+    for statement in sorted(
+        statements, key=lambda s: s.account.balance_at or datetime.min.replace(tzinfo=UTC)
+    ):
+        key = f"{statement.institution or 'unknown'}|{statement.account.provider_account_id}"
+        by_key[key] = replace(statement.account, provider_account_id=key)
+        batch = fetched.transactions.setdefault(key, TransactionBatch())
+        batch.transactions.extend(statement.transactions)
+        if statement.holdings is not None:
+            fetched.holdings[key] = statement.holdings
+    fetched.accounts = list(by_key.values())
+    return fetched
 
 
 class ImportService:
@@ -101,15 +122,11 @@ class ImportService:
                 )
                 await uow.connections.add(connection)
             existing = {a.provider_account_id: a for a in await uow.accounts.for_connection(connection.id)}
-            fetched = Fetched(accounts=[])
-            for statement in parsed.statements:
-                # Match by institution + account id, so re-uploads land in the same accounts.
-                key = f"{statement.institution or 'unknown'}|{statement.account.provider_account_id}"
-                account = replace(statement.account, provider_account_id=key)
-                fetched.accounts.append(_keep_newer_balance(account, existing.get(key)))
-                fetched.transactions[key] = TransactionBatch(transactions=statement.transactions)
-                if statement.holdings is not None:
-                    fetched.holdings[key] = statement.holdings
+            fetched = _group(parsed.statements)
+            fetched.snapshot_from = {a.provider_account_id: a for a in fetched.accounts}
+            fetched.accounts = [
+                _keep_newer_balance(a, existing.get(a.provider_account_id)) for a in fetched.accounts
+            ]
             run = SyncRun(
                 user_id=user_id,
                 connection_id=connection.id,
@@ -117,7 +134,10 @@ class ImportService:
                 started_at=now,
                 warnings=parsed.warnings,
             )
-            accounts = await write_fetched(uow, connection, run, fetched, SnapshotSource.IMPORT, now)
+            try:
+                accounts = await write_fetched(uow, connection, run, fetched, SnapshotSource.IMPORT, now)
+            except BadData as exc:  # the file's content, not a provider, is at fault here
+                raise MalformedFile(exc.detail) from exc
             run.status = SyncStatus.SUCCEEDED
             run.finished_at = self._clock()
             run.counts["duration_ms"] = int((time.perf_counter() - started) * 1000)

@@ -26,6 +26,7 @@ from finsync.domain.enums import (
 from finsync.domain.errors import (
     AuthError,
     BadData,
+    Conflict,
     FinsyncError,
     InvalidInput,
     NotFound,
@@ -65,6 +66,9 @@ class Fetched:
     accounts: list[ProviderAccount]
     holdings: dict[str, list[ProviderHolding]] = field(default_factory=dict)
     transactions: dict[str, TransactionBatch] = field(default_factory=dict)
+    # Where a snapshot's figures come from when not the stored account (an older statement
+    # must record its own balance, while the account keeps the newer one).
+    snapshot_from: dict[str, ProviderAccount] = field(default_factory=dict)
 
 
 def record_counts(run: SyncRun, entity: str, counts: UpsertCounts) -> None:
@@ -97,6 +101,8 @@ async def write_fetched(
             tx_counts = await uow.transactions.upsert(account, batch.transactions)
             tx_counts.deleted += await uow.transactions.drop_stale_pending(account, batch)
             record_counts(run, "transactions", tx_counts)
+        source_of = fetched.snapshot_from.get(key)
+        figures = account if source_of is None else source_of
         snapshots.append(
             BalanceSnapshot(
                 user_id=account.user_id,
@@ -104,14 +110,14 @@ async def write_fetched(
                 sync_run_id=run.id,
                 source=source,
                 # A statement's balance is as of its own date, not of the upload.
-                taken_at=account.balance_at
-                if source is SnapshotSource.IMPORT and account.balance_at
+                taken_at=figures.balance_at
+                if source is SnapshotSource.IMPORT and figures.balance_at
                 else now,
                 currency=account.currency,
-                balance=account.balance,
-                available_balance=account.available_balance,
-                cash_value=account.cash_value,
-                holdings_value=account.holdings_value,
+                balance=figures.balance,
+                available_balance=figures.available_balance,
+                cash_value=figures.cash_value,
+                holdings_value=figures.holdings_value,
             )
         )
     await uow.snapshots.add_many(snapshots)
@@ -146,12 +152,19 @@ class SyncService:
             info = self._providers.info(connection.provider)
             if info is not None and info.auth_type is AuthType.FILE:
                 raise InvalidInput("statement-file connections are updated by uploading to /api/v1/imports")
+            if connection.status is ConnectionStatus.PENDING or connection.credentials is None:
+                raise Conflict("this connection is not authorised yet; finish connecting it first")
             if trigger is SyncTrigger.MANUAL:
                 await self._preflight(connection)
             run = SyncRun(
                 user_id=user_id, connection_id=connection_id, trigger=trigger, started_at=self._clock()
             )
-            await uow.sync_runs.add(run)
+            if not await uow.sync_runs.add_if_idle(run):  # lost a race: another request started one
+                await uow.rollback()
+                running = await uow.sync_runs.running_for(connection_id)
+                if running is not None:
+                    return running
+                raise Conflict("a sync of this connection just finished; try again")
             await uow.commit()
         await self._jobs.enqueue_sync(run.id)
         return run
@@ -186,18 +199,15 @@ class SyncService:
         if run is None or connection is None:
             raise NotFound("sync run")
         started = time.perf_counter()
-        session = ProviderSession(
-            connection_id=connection.id,
-            credentials=self._cipher.decrypt(connection.credentials) if connection.credentials else {},
-            environment=connection.environment,
-            state=dict(connection.state),
-            last_synced_at=connection.last_synced_at,
-        )
-        original_credentials = dict(session.credentials)
+        # Until the credentials are decrypted the session is empty: a failure then changes none.
+        session = ProviderSession(connection_id=connection.id, credentials={})
+        original_credentials: dict[str, object] = {}
         log.info(
             "sync_started", run_id=str(run.id), connection_id=str(connection.id), provider=connection.provider
         )
         try:
+            session = self._session(connection)
+            original_credentials = dict(session.credentials)
             fetched = await self._fetch(connection.provider, session)
             return await self._write(run, connection, session, original_credentials, fetched, started)
         except FinsyncError as exc:
@@ -218,15 +228,20 @@ class SyncService:
     ) -> SyncRun:
         async with self._uow() as uow:
             now = self._clock()
-            await write_fetched(uow, connection, run, fetched, SNAPSHOT_SOURCE[run.trigger], now)
-            connection.state = session.state
-            if session.credentials != original_credentials:
-                connection.credentials = self._cipher.encrypt(session.credentials)
-            connection.status = ConnectionStatus.ACTIVE
-            connection.last_synced_at = now
-            connection.last_error = None
-            connection.updated_at = now
-            await uow.connections.save(connection)
+            # Re-read: a rename, new key or re-authorisation may have landed while we fetched,
+            # and only the fields a sync owns may be written back.
+            current = await uow.connections.get(connection.id)
+            if current is None:
+                raise NotFound("connection (deleted during the sync)")
+            await write_fetched(uow, current, run, fetched, SNAPSHOT_SOURCE[run.trigger], now)
+            current.state = session.state
+            if session.credentials != original_credentials and current.credentials == connection.credentials:
+                current.credentials = self._cipher.encrypt(session.credentials)
+            current.status = ConnectionStatus.ACTIVE
+            current.last_synced_at = now
+            current.last_error = None
+            current.updated_at = now
+            await uow.connections.save(current)
             run.status = SyncStatus.SUCCEEDED
             run.finished_at = now
             run.counts["duration_ms"] = int((time.perf_counter() - started) * 1000)
@@ -276,7 +291,10 @@ class SyncService:
                 current.updated_at = now
                 # Tokens rotated before the failure must survive it, or the next sync cannot log in;
                 # so must provider calls already spent (bank budgets).
-                if session.credentials != original_credentials:
+                if (
+                    session.credentials != original_credentials
+                    and current.credentials == connection.credentials
+                ):
                     current.credentials = self._cipher.encrypt(session.credentials)
                 if "budget" in session.state:
                     current.state = {**current.state, "budget": session.state["budget"]}

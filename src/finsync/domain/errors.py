@@ -90,6 +90,13 @@ class AuthError(ProviderError):
     title = "Provider rejected the credentials"
 
 
+class CredentialsUnreadable(AuthError):
+    """Stored credentials cannot be decrypted (lost or rotated-away key): the user must reconnect."""
+
+    code = "credentials-unreadable"
+    title = "Stored credentials cannot be decrypted"
+
+
 class ScopeError(ProviderError):
     code = "provider-scope"
     title = "Provider credentials lack a permission"

@@ -41,11 +41,13 @@ def configure_logging(fmt: str = "console", level: str = "INFO") -> None:
             structlog.contextvars.merge_contextvars,
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
+            structlog.processors.format_exc_info,  # before redact, so tracebacks are scrubbed too
             redact,
-            structlog.processors.format_exc_info,
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level.upper())),
         cache_logger_on_first_use=False,
     )
     logging.basicConfig(level=level.upper(), format="%(message)s")
+    # httpx logs every request URL at INFO, query strings included: keep it quiet.
+    logging.getLogger("httpx").setLevel(logging.WARNING)

@@ -12,7 +12,7 @@ from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from pwdlib import PasswordHash
 from pwdlib.hashers.argon2 import Argon2Hasher
 
-from finsync.domain.errors import AuthenticationFailed, FinsyncError
+from finsync.domain.errors import AuthenticationFailed, CredentialsUnreadable
 from finsync.domain.ports import Clock
 
 ALGORITHM = "HS256"
@@ -57,11 +57,6 @@ class JwtAccessTokens:
             raise AuthenticationFailed("access token is invalid or expired") from exc
 
 
-class CredentialDecryptError(FinsyncError):
-    code = "credentials-unreadable"
-    title = "Stored credentials cannot be decrypted"
-
-
 class FernetCipher:
     """Encrypts with the first key, decrypts with any: rotation without downtime."""
 
@@ -78,11 +73,11 @@ class FernetCipher:
             value = json.loads(self._fernet.decrypt(token))
         except InvalidToken as exc:
             # Never echo the token: it is ciphertext of secrets.
-            raise CredentialDecryptError(
+            raise CredentialsUnreadable(
                 "stored credentials cannot be decrypted with the configured keys"
             ) from exc
         if not isinstance(value, dict):
-            raise CredentialDecryptError("stored credentials are not an object")
+            raise CredentialsUnreadable("stored credentials are not an object")
         return value
 
     def rotate(self, token: bytes) -> bytes:

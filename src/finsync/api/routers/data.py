@@ -68,6 +68,8 @@ async def _transactions(
 ) -> PageOut[TransactionPublic]:
     if date_from and date_to and date_from > date_to:
         raise InvalidInput("date_from is after date_to")
+    if any("\x00" in v for v in (q, symbol) if v):
+        raise InvalidInput("search text must not contain NUL characters")
     filters = TransactionFilter(
         account_id=account_id,
         date_from=date_from,
@@ -161,7 +163,12 @@ async def list_snapshots(
 ) -> PageOut[SnapshotPublic]:
     """Balance history: one snapshot per sync or import, newest first."""
     await _own_account(uow, account_id, user.id)
-    since, until = (v.replace(tzinfo=UTC) if v and v.tzinfo is None else v for v in (since, until))
+    try:  # naive means UTC; far-out values must answer 422, not overflow into a 500
+        since, until = (
+            None if v is None else v.replace(tzinfo=v.tzinfo or UTC).astimezone(UTC) for v in (since, until)
+        )
+    except (OverflowError, ValueError) as exc:
+        raise InvalidInput("since/until is out of range") from exc
     return to_page(await uow.snapshots.find(user.id, account_id, since, until, page), SnapshotPublic)
 
 

@@ -21,7 +21,8 @@ def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
         kwargs.setdefault("connect_args", {"timeout": 30})
     else:
         kwargs.setdefault("pool_pre_ping", True)
-    engine = create_async_engine(url, json_serializer=json_dumps, **kwargs)
+    # hide_parameters: SQL errors end up in logs and must not carry provider payloads or ids.
+    engine = create_async_engine(url, json_serializer=json_dumps, hide_parameters=True, **kwargs)
     if engine.dialect.name == "sqlite":
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
     return engine

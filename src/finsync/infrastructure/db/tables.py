@@ -7,7 +7,7 @@ from decimal import Decimal
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import Column, Date, ForeignKey, Index, LargeBinary, String, Text, UniqueConstraint
+from sqlalchemy import Column, Date, ForeignKey, Index, LargeBinary, String, Text, UniqueConstraint, text
 from sqlalchemy import Uuid as SAUuid
 from sqlmodel import Field, SQLModel
 
@@ -170,7 +170,17 @@ class BalanceSnapshotRow(SQLModel, table=True):
 
 class SyncRunRow(SQLModel, table=True):
     __tablename__ = "sync_runs"
-    __table_args__ = (Index("ix_sync_runs_connection_id_id", "connection_id", "id"),)
+    __table_args__ = (
+        Index("ix_sync_runs_connection_id_id", "connection_id", "id"),
+        # At most one running sync per connection, enforced by the database (races included).
+        Index(
+            "uq_sync_runs_one_running",
+            "connection_id",
+            unique=True,
+            postgresql_where=text("status = 'running'"),
+            sqlite_where=text("status = 'running'"),
+        ),
+    )
     id: UUID = Field(primary_key=True)
     user_id: UUID = _fk("users.id", index=True)
     connection_id: UUID = _fk("connections.id")

@@ -77,3 +77,8 @@ def _default(value: Any) -> Any:
 def json_dumps(value: Any) -> str:
     """Serializer for JSON columns: provider payloads carry Decimals and dates (orjson: bulk imports)."""
     return orjson.dumps(value, default=_default, option=orjson.OPT_NON_STR_KEYS).decode()
+
+
+def json_roundtrip(value: Any) -> Any:
+    """``value`` as it will read back from a JSON column (Decimals become strings), for comparisons."""
+    return orjson.loads(json_dumps(value))

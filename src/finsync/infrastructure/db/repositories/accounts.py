@@ -11,10 +11,12 @@ from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from finsync.domain.entities import Account, BalanceSnapshot, Connection, Holding, new_id, utcnow
+from finsync.domain.errors import BadData
 from finsync.domain.ports import AccountFilter, CurrencyTotal, Page, PageRequest
 from finsync.domain.records import ProviderAccount, ProviderHolding, UpsertCounts
 from finsync.infrastructure.db.mapping import keyset, make_page, to_entity, to_row
 from finsync.infrastructure.db.tables import AccountRow, BalanceSnapshotRow, HoldingRow
+from finsync.infrastructure.db.types import json_roundtrip
 
 accounts = AccountRow.__table__  # type: ignore[attr-defined]
 holdings = HoldingRow.__table__  # type: ignore[attr-defined]
@@ -30,6 +32,11 @@ _HOLDING_FIELDS = (
 )  # fmt: skip
 
 
+def _text(value: str | None, limit: int) -> str | None:
+    """Descriptive text as the columns can hold it: no NUL bytes, at most ``limit`` characters."""
+    return None if value is None else value.replace("\x00", "")[:limit]
+
+
 class SqlAccountRepository:
     def __init__(self, session: AsyncSession) -> None:
         self._s = session
@@ -41,7 +48,12 @@ class SqlAccountRepository:
         existing = {a.provider_account_id: a for a in await self.for_connection(connection.id)}
         counts, result, now = UpsertCounts(), [], utcnow()
         for record in incoming:
+            if len(record.provider_account_id) > 200 or "\x00" in record.provider_account_id:
+                raise BadData("an account id is longer than 200 characters or has a NUL byte")
             values = {f: getattr(record, f) for f in _ACCOUNT_FIELDS}
+            values["raw"] = json_roundtrip(values["raw"])  # compare like with like
+            values["name"] = _text(values["name"], 200) or record.provider_account_id[:200]
+            values["institution"] = _text(values["institution"], 200)
             current = existing.get(record.provider_account_id)
             if current is None:
                 account = Account(
@@ -110,6 +122,11 @@ class SqlHoldingRepository:
         counts, now, rows = UpsertCounts(), utcnow(), []
         for record in incoming:
             values = {f: getattr(record, f) for f in _HOLDING_FIELDS}
+            values["raw"] = json_roundtrip(values["raw"])
+            values["symbol"] = _text(values["symbol"], 64) or "?"
+            values["name"] = _text(values["name"], 300)
+            values["isin"] = _text(values["isin"], 12)
+            values["cusip"] = _text(values["cusip"], 9)
             old = current.pop(record.symbol, None)
             if old is None:
                 counts.inserted += 1

@@ -6,6 +6,7 @@ from datetime import datetime
 from uuid import UUID
 
 from sqlalchemy import delete, insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from finsync.domain.entities import AuthFlow, Connection, SyncRun
@@ -104,6 +105,15 @@ class SqlSyncRunRepository:
 
     async def add(self, run: SyncRun) -> None:
         await self._s.execute(insert(runs).values(to_row(run)))
+
+    async def add_if_idle(self, run: SyncRun) -> bool:
+        """Insert a running run unless one is already running for the connection (atomic)."""
+        dialect = self._s.get_bind().dialect.name
+        stmt = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(runs).values(to_row(run))
+        stmt = stmt.on_conflict_do_nothing(
+            index_elements=["connection_id"], index_where=runs.c.status == "running"
+        )
+        return bool((await self._s.execute(stmt)).rowcount)  # type: ignore[attr-defined]
 
     async def save(self, run: SyncRun) -> None:
         values = to_row(run)

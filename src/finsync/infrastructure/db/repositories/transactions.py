@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from finsync.domain.entities import Account, Transaction, new_id, utcnow
 from finsync.domain.enums import TransactionStatus
+from finsync.domain.errors import BadData
 from finsync.domain.ports import Page, PageRequest, TransactionFilter
 from finsync.domain.records import ProviderTransaction, TransactionBatch, UpsertCounts
 from finsync.infrastructure.db.mapping import keyset, make_page, to_entity
@@ -75,11 +76,17 @@ class SqlTransactionRepository:
         latest: dict[str, tuple[Any, ...]] = {}
         now, user_id, account_id = utcnow(), account.user_id, account.id
         for r in incoming:  # last occurrence wins: one statement may not touch a row twice
+            pid = r.provider_transaction_id
+            if len(pid) > 255 or "\x00" in pid:
+                raise BadData(f"transaction id {pid[:40]!r}… is longer than 255 characters or has a NUL byte")
+            description = r.description
+            if description is not None and "\x00" in description:  # PostgreSQL text cannot hold NUL
+                description = description.replace("\x00", "")
+            symbol = r.symbol[:64].replace("\x00", "") if r.symbol else r.symbol
             values = (
                 r.type.value, r.subtype.value, r.status.value, r.amount, r.currency, r.transaction_date,
-                r.settlement_date, r.symbol, r.quantity, r.unit_price, r.fees, r.description, r.raw,
+                r.settlement_date, symbol, r.quantity, r.unit_price, r.fees, description, r.raw,
             )  # fmt: skip
-            pid = r.provider_transaction_id
             latest[pid] = (None, user_id, account_id, pid, *values, content_hash(values), now, now)
         rows = list(latest.values())
         if not rows:
