@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from finsync.application.auth import AuthService, LoginThrottle
@@ -30,8 +31,11 @@ from finsync.infrastructure.db.engine import create_engine, session_factory
 from finsync.infrastructure.db.uow import SqlUnitOfWork
 from finsync.infrastructure.jobs import InProcessJobQueue
 from finsync.infrastructure.keys import load_or_create_secret
+from finsync.infrastructure.logs import configure_logging
 from finsync.infrastructure.security import Argon2PasswordHasher, FernetCipher, JwtAccessTokens
 from finsync.providers.registry import ProviderMetadata, ProviderRegistry
+
+__all__ = ["Container", "build", "configure_logging"]
 
 
 class ConfigurationError(RuntimeError):
@@ -158,6 +162,15 @@ class Container:
     institutions: BankDirectory
     imports: ImportService
     clock: Clock = field(default=_utcnow)
+
+    async def database_problem(self) -> str | None:
+        """None when the database answers, else the kind of failure (for readiness probes)."""
+        try:
+            async with self.engine.connect() as conn:
+                await conn.execute(text("SELECT 1"))
+        except Exception as exc:
+            return type(exc).__name__
+        return None
 
     async def aclose(self) -> None:
         await self.jobs.drain()

@@ -15,9 +15,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from finsync import __version__
 from finsync.api import errors
 from finsync.api.routers import auth, callbacks, connections, data, health, imports, providers
-from finsync.bootstrap import Container, build
+from finsync.bootstrap import Container, build, configure_logging
 from finsync.config import Settings
-from finsync.infrastructure.logs import configure_logging
 
 log = structlog.get_logger(__name__)
 API_PREFIX = "/api/v1"

@@ -31,7 +31,7 @@ async def _own_account(uow: UnitOfWork, account_id: UUID, user_id: UUID) -> None
         raise NotFound("account")
 
 
-@router.get("/accounts", response_model=PageOut[AccountPublic])
+@router.get("/accounts", response_model=PageOut[AccountPublic], responses=responses(NotFound))
 async def list_accounts(
     user: CurrentUser,
     uow: UowDep,
@@ -40,6 +40,8 @@ async def list_accounts(
     type: AccountType | None = None,
 ) -> PageOut[AccountPublic]:
     """Your accounts across all connections."""
+    if connection_id is not None and await uow.connections.get(connection_id, user.id) is None:
+        raise NotFound("connection")
     filters = AccountFilter(connection_id=connection_id, type=type)
     return to_page(await uow.accounts.find(user.id, filters, page), AccountPublic)
 
@@ -86,7 +88,9 @@ async def _transactions(
 TextQuery = Annotated[str | None, Query(max_length=200, description="Text in the description, or a symbol")]
 
 
-@router.get("/transactions", response_model=PageOut[TransactionPublic], responses=responses(InvalidInput))
+@router.get(
+    "/transactions", response_model=PageOut[TransactionPublic], responses=responses(InvalidInput, NotFound)
+)
 async def list_transactions(
     user: CurrentUser,
     uow: UowDep,
@@ -101,6 +105,8 @@ async def list_transactions(
     q: TextQuery = None,
 ) -> PageOut[TransactionPublic]:
     """Transactions across your accounts, newest first, with filters."""
+    if account_id is not None:
+        await _own_account(uow, account_id, user.id)
     return await _transactions(
         uow, user.id, page, account_id, date_from, date_to, type, subtype, status, symbol, q
     )

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
-from sqlalchemy import text
 
 from finsync.api.deps import ContainerDep
 from finsync.api.schemas import HealthOut
@@ -21,10 +20,8 @@ async def live() -> HealthOut:
 @router.get("/ready", response_model=HealthOut, responses={503: {"model": HealthOut}})
 async def ready(container: ContainerDep) -> HealthOut | JSONResponse:
     """The database answers; 503 otherwise."""
-    try:
-        async with container.engine.connect() as conn:
-            await conn.execute(text("SELECT 1"))
-    except Exception as exc:
-        body = HealthOut(status="unavailable", checks={"database": type(exc).__name__})
+    problem = await container.database_problem()
+    if problem is not None:
+        body = HealthOut(status="unavailable", checks={"database": problem})
         return JSONResponse(body.model_dump(), status_code=503)
     return HealthOut(status="ok", checks={"database": "ok"})
