@@ -8,13 +8,21 @@ declare, else USD (the OFX default). Investment balance = AVAILCASH + Σ MKTVAL.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 
 from finsync.domain.enums import AccountType, AssetType
 from finsync.domain.records import ProviderAccount, ProviderHolding, ProviderTransaction
-from finsync.providers.ofx.model import OfxDocument, OfxPosition, OfxSecurity, OfxStatement, clean_fields
+from finsync.providers.ofx.model import (
+    OfxDocument,
+    OfxPosition,
+    OfxSecurity,
+    OfxStatement,
+    OfxTransaction,
+    clean_fields,
+)
 from finsync.providers.ofx.perf import gc_paused
 from finsync.providers.ofx.transactions import (
     TransactionIds,
@@ -70,8 +78,17 @@ class _Securities:
         return self._exact.get((id_type, unique_id)) or self._by_id.get(unique_id)
 
 
+def _drain(items: list[OfxTransaction]) -> Iterator[OfxTransaction]:
+    """Yield in order while releasing each parsed item, so a big file is never held twice
+    (parsed and mapped) at once: the peak memory of an import is the parse, not parse + map."""
+    items.reverse()
+    while items:
+        yield items.pop()
+
+
 @gc_paused
 def map_document(doc: OfxDocument) -> list[MappedStatement]:
+    """Map every statement. Consumes ``statement.transactions`` (see ``_drain``)."""
     securities = _Securities(doc.securities)
     ids: dict[str, TransactionIds] = {}  # per account, so the occurrence index spans the file
     out: list[MappedStatement] = []
@@ -79,7 +96,9 @@ def map_document(doc: OfxDocument) -> list[MappedStatement]:
         account = map_account(statement, doc)
         account_ids = ids.setdefault(account.provider_account_id, TransactionIds())
         currency = account.currency
-        transactions = [map_bank_transaction(t, currency, account_ids) for t in statement.transactions]
+        transactions = [
+            map_bank_transaction(t, currency, account_ids) for t in _drain(statement.transactions)
+        ]
         for entry in statement.investment_transactions:
             security = securities.get(entry.unique_id_type, entry.unique_id)
             transactions.append(map_investment_transaction(entry, security, currency, account_ids))
