@@ -284,3 +284,23 @@ async def test_gocardless_manual_sync_over_budget_answers_429_without_calling(
     assert r.json()["retry_at"]
     assert int(r.headers["retry-after"]) > 0
     assert fake.calls.total() == calls  # no call burnt
+
+
+async def test_gocardless_reconsent_with_new_account_ids_keeps_the_same_accounts(
+    flows: Flows, gocardless: tuple[FakeGoCardless, str]
+) -> None:
+    client, container = flows
+    fake, _ = gocardless
+    headers = await register_and_login(client)
+    created = await _link_bank(client, container, headers)
+    before = (await client.get("/api/v1/accounts", headers=headers)).json()["items"]
+    for account in fake.bank_accounts:  # some banks issue new account ids on every consent
+        account.id = f"{account.id}-renewed"
+    r = await client.post(f"/api/v1/connections/{created['id']}/reauthorize", headers=headers)
+    assert r.status_code == 200, r.text
+    assert (await callback(client, await consent(r.json()["authorization_url"]))).status_code == 200
+    await container.jobs.drain()
+    after = (await client.get("/api/v1/accounts", headers=headers)).json()["items"]
+    gbp = next(a for a in after if a["currency"] == "GBP")
+    assert gbp["provider_account_id"].startswith("iban:")
+    assert sorted(a["id"] for a in after) == sorted(a["id"] for a in before)

@@ -18,6 +18,7 @@ from finsync.domain.errors import AuthError, InvalidInput, RateLimited, Unavaila
 from finsync.domain.ports import ProviderSession
 from finsync.providers.gocardless import METADATA, GoCardlessFlow, GoCardlessTokens, institutions
 from finsync.providers.gocardless.adapter import GoCardlessAdapter
+from finsync.providers.gocardless.mappers import api_account_id
 from tests.fakes.clock import VirtualClock
 from tests.fakes.gocardless import SANDBOX, SECRET_ID, SECRET_KEY, FakeGoCardless, with_sample_data
 from tests.fakes.server import serve
@@ -203,12 +204,12 @@ async def test_server_side_limit_is_remembered(
     try:
         accounts = await sync.fetch_accounts()
         await sync.fetch_transactions(accounts[0])
-        fake.successes[(accounts[1].provider_account_id, "transactions")].append(clock.now())
+        fake.successes[(api_account_id(accounts[1]), "transactions")].append(clock.now())
         with pytest.raises(RateLimited):
             await sync.fetch_transactions(accounts[1])
     finally:
         await sync.aclose()
-    assert fake.calls[f"transactions:{accounts[1].provider_account_id}"] == 1
+    assert fake.calls[f"transactions:{api_account_id(accounts[1])}"] == 1
     assert clock.slept < 60
 
 
@@ -222,7 +223,7 @@ async def test_pending_then_booked_leaves_one_row(
         assert (current.balance, current.available_balance) == (Decimal("1000.00"), Decimal("950.10"))
         first = await sync.fetch_transactions(current)
         clock.advance(6 * 3600)
-        booked = fake.book_pending(current.provider_account_id, 0, "b-9")
+        booked = fake.book_pending(api_account_id(current), 0, "b-9")
         second = await sync.fetch_transactions(current)
     finally:
         await sync.aclose()

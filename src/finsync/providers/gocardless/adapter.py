@@ -22,7 +22,7 @@ from finsync.domain.records import ProviderAccount, ProviderHolding, Transaction
 from finsync.providers.gocardless.budget import AccountBudget
 from finsync.providers.gocardless.client import BankLimitReached, GoCardlessClient
 from finsync.providers.gocardless.flow import GoCardlessFlow, list_institutions
-from finsync.providers.gocardless.mappers import map_account, map_transactions
+from finsync.providers.gocardless.mappers import api_account_id, map_account, map_transactions
 from finsync.providers.gocardless.tokens import GoCardlessTokens
 from finsync.providers.http import Clock, SystemClock
 
@@ -102,7 +102,7 @@ class GoCardlessAdapter:
         return max(start, earliest), today
 
     async def fetch_transactions(self, account: ProviderAccount) -> TransactionBatch:
-        account_id = account.provider_account_id
+        account_id = api_account_id(account)
         self._budget.require([(account_id, "transactions")])
         date_from, date_to = self.window(account_id)
         body = await self._fetch(account_id, "transactions", date_from, date_to)

@@ -78,7 +78,9 @@ def map_account(
     iban = str(info.get("iban") or "")
     name = info.get("name") or info.get("product") or (f"Account …{iban[-4:]}" if iban else "Bank account")
     return ProviderAccount(
-        provider_account_id=account_id,
+        # The IBAN survives re-consent; GoCardless's account id does not (a new requisition
+        # gives new ids), and keying on it would duplicate accounts after every 90-day renewal.
+        provider_account_id=f"iban:{iban}" if iban else account_id,
         name=str(name),
         type=_ACCOUNT_TYPES.get(str(info.get("cashAccountType") or "").upper(), AccountType.OTHER),
         currency=currency_code(str(currency)),
@@ -87,8 +89,13 @@ def map_account(
         available_balance=_amount(available, "balanceAmount")[0] if available else None,
         cash_value=balance,
         balance_at=_reference_time(booked),
-        raw={"details": info, "balances": balances},
+        raw={"gocardless_account_id": account_id, "details": info, "balances": balances},
     )
+
+
+def api_account_id(account: ProviderAccount) -> str:
+    """The GoCardless account id to call the API with (``provider_account_id`` may be the IBAN)."""
+    return str(account.raw.get("gocardless_account_id") or account.provider_account_id)
 
 
 def _reference_time(balance: dict[str, Any] | None) -> datetime | None:
