@@ -24,8 +24,9 @@ BLOCK = (
 )
 _LEAF = re.compile(r"<([A-Za-z][\w.-]*)>([^<]*)")
 # What the section path cannot split blindly: markup other than upper-case simple tags,
-# and text right after an end tag (an error the generic path reports).
-_NOT_SIMPLE = re.compile(r"<(?!/?[A-Z][A-Z0-9._-]*>)|(?:</[A-Z][A-Z0-9._-]*>|<STMTTRN>)\s*+[^<\s]")
+# and text right after an end tag (an error the generic path reports). Every alternative
+# starts with the literal "<", factored out so the scan of a big section can skip to it.
+_NOT_SIMPLE = re.compile(r"<(?:(?!/?[A-Z][A-Z0-9._-]*+>)|/[A-Z][A-Z0-9._-]*+>\s*+[^<\s]|STMTTRN>\s*+[^<\s])")
 _LOWERCASE_TAG = re.compile(r"<[A-Z0-9.]*[a-z]")
 _START = "<STMTTRN>"
 _HEAD_TAGS = frozenset({"DTSTART", "DTEND", "/DTSTART", "/DTEND"})

@@ -33,7 +33,7 @@ _Failure = tuple[int, str, str, str, int]  # code, severity, message, descriptio
 @gc_paused
 def parse_ofx(data: bytes) -> OfxDocument:
     """Read a whole OFX 1.x/2.x or QFX file. The caller bounds ``len(data)``."""
-    if not data.strip():
+    if not data or data.isspace():  # same as ``not data.strip()``, without copying the file
         raise MalformedFile("the file is empty")
     warnings: list[str] = []
     header = read_header(data)

@@ -38,6 +38,9 @@ _FIXED = {
     "FEE": (T.FEE, S.FEE),
     "SRVCHG": (T.FEE, S.FEE),
 }
+_PENDING, _SETTLED = TransactionStatus.PENDING, TransactionStatus.SETTLED
+_KINDS: dict[tuple[str, bool], tuple[TransactionType, TransactionSubtype]] = {}
+_KINDS_MAX = 256
 _INCOME = {"DIV": S.DIVIDEND, "CGLONG": S.DIVIDEND, "CGSHORT": S.DIVIDEND, "INTEREST": S.INTEREST}
 
 
@@ -88,21 +91,40 @@ def _raw(fields: dict[str, str], **extra: str) -> dict[str, str]:
     return raw
 
 
+def _bank_kind_cached(trntype: str, amount: Decimal) -> tuple[TransactionType, TransactionSubtype]:
+    """``bank_kind``, memoised on (trntype, incoming): the only inputs it depends on."""
+    key = (trntype, amount > 0 or (amount == 0 and trntype in _CREDITS))
+    kind = _KINDS.get(key)
+    if kind is None:
+        if len(_KINDS) >= _KINDS_MAX:  # TRNTYPE comes from the file: keep the memo bounded
+            _KINDS.clear()
+        kind = _KINDS[key] = bank_kind(trntype, amount)
+    return kind
+
+
 def map_bank_transaction(txn: OfxTransaction, currency: str, ids: TransactionIds) -> ProviderTransaction:
-    kind, subtype = bank_kind(txn.trntype, txn.amount)
+    # The mapper's per-transaction hot path.
+    trntype, amount, name, memo = txn.trntype, txn.amount, txn.name, txn.memo
+    kind, subtype = _bank_kind_cached(trntype, amount)
     posted = txn.posted.date()
-    when = txn.user_date.date() if txn.user_date is not None else posted
+    user_date = txn.user_date
+    when = user_date.date() if user_date is not None else posted
+    # ``_describe(name, memo)`` and ``_raw(txn.fields)`` (that is ``clean_fields``), inlined.
+    description = (f"{name} / {memo}" if memo and memo != name else name) if name else memo or None
+    raw = {
+        key: stripped for key, value in txn.fields.items() if (stripped := value.strip()) and key[:1] != "/"
+    }
     return ProviderTransaction(
-        provider_transaction_id=ids(txn.fitid, posted, txn.amount, txn.name or "", txn.memo or ""),
+        provider_transaction_id=txn.fitid or ids(txn.fitid, posted, amount, name or "", memo or ""),
         type=kind,
         subtype=subtype,
-        amount=txn.amount,
+        amount=amount,
         currency=txn.currency or currency,
         transaction_date=when,
         settlement_date=posted if posted != when else None,
-        status=TransactionStatus.PENDING if txn.trntype == "HOLD" else TransactionStatus.SETTLED,
-        description=_describe(txn.name, txn.memo),
-        raw=_raw(txn.fields),
+        status=_PENDING if trntype == "HOLD" else _SETTLED,
+        description=description,
+        raw=raw,
     )
 
 
