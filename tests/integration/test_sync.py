@@ -243,3 +243,20 @@ async def test_accounts_with_decimal_raw_count_as_unchanged(
     run = await _sync(container, conn.id, user.id, SyncTrigger.MANUAL)
     assert run.counts["accounts_unchanged"] == 1
     assert run.counts["accounts_updated"] == 0
+
+
+async def test_runs_interrupted_by_a_stop_are_closed_at_start(
+    container: Container, bank: MemoryProviders
+) -> None:
+    user = await seed_user(container)
+    conn = await seed_connection(container, user)
+    run = SyncRun(user_id=user.id, connection_id=conn.id, trigger=SyncTrigger.SCHEDULED)
+    async with container.uow() as uow:
+        await uow.sync_runs.add(run)
+        await uow.commit()
+    assert await container.sync.close_interrupted() == 1
+    async with container.uow() as uow:
+        stored = await uow.sync_runs.get(run.id)
+    assert stored is not None
+    assert stored.status is SyncStatus.FAILED
+    assert "interrupted" in (stored.error or "")

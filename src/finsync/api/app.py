@@ -5,7 +5,6 @@ from __future__ import annotations
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from datetime import timedelta
 from typing import Any
 
 import structlog
@@ -68,11 +67,7 @@ def create_app(
         owned = container is None
         app.state.container = container or build(settings, **build_options)
         c: Container = app.state.container
-        async with c.uow() as uow:  # runs a crashed process left 'running' can never finish
-            stale = await uow.sync_runs.fail_stale(c.clock() + timedelta(seconds=1), c.clock())
-            await uow.commit()
-        if stale:
-            log.warning("stale_sync_runs_closed", count=stale)
+        await c.sync.close_interrupted()
         log.info("finsync_started", version=__version__, database=c.engine.dialect.name)
         try:
             yield

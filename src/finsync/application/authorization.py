@@ -18,7 +18,7 @@ from uuid import UUID
 import structlog
 
 from finsync.application.sync import SyncService
-from finsync.domain.entities import AuthFlow, Connection
+from finsync.domain.entities import AuthFlow, Connection, connection_name
 from finsync.domain.enums import AuthType, ConnectionStatus, SyncTrigger
 from finsync.domain.errors import FinsyncError, InvalidInput, NotFound
 from finsync.domain.ports import Clock, CredentialCipher, ProviderGateway, ProviderInfo, UnitOfWorkFactory
@@ -93,7 +93,7 @@ class AuthorizationService:
         connection = Connection(
             user_id=user_id,
             provider=info.slug,
-            name=((name or "").replace("\x00", "").strip() or info.display_name)[:200],
+            name=connection_name(name, info.display_name),
             status=ConnectionStatus.PENDING,
             state={FLOW_OPTIONS: dict(options or {})},
             created_at=now,

@@ -11,7 +11,7 @@ import structlog
 
 from finsync.application.authorization import AuthorizationService
 from finsync.application.sync import SyncService
-from finsync.domain.entities import Connection, SyncRun
+from finsync.domain.entities import Connection, SyncRun, connection_name
 from finsync.domain.enums import AuthType, ConnectionStatus, SyncTrigger
 from finsync.domain.errors import InvalidInput, NotFound, ProviderNotAvailable
 from finsync.domain.ports import (
@@ -108,7 +108,7 @@ class ConnectionService:
     ) -> Created:
         info = self.provider(slug)
         if info.auth_type is AuthType.API_KEY:
-            return await self.create_with_credentials(user_id, slug, name, environment, credentials)
+            return await self._create_with_credentials(user_id, info, name, environment, credentials)
         if info.auth_type in (AuthType.OAUTH2, AuthType.LINK):
             if credentials:
                 raise InvalidInput(f"{info.display_name} is connected in the browser; send no credentials")
@@ -122,26 +122,21 @@ class ConnectionService:
             if await uow.connections.expire_lapsed(user_id, self._clock()):
                 await uow.commit()
 
-    async def create_with_credentials(
+    async def _create_with_credentials(
         self,
         user_id: UUID,
-        slug: str,
+        info: ProviderInfo,
         name: str | None,
         environment: str | None,
         credentials: dict[str, str] | None,
     ) -> Created:
-        info = self.provider(slug)
-        if info.auth_type is not AuthType.API_KEY:
-            raise InvalidInput(
-                f"{info.display_name} connects through {info.auth_type.value}, not credentials"
-            )
         env = self._environment(info, environment)
         creds = self._clean(info, credentials)
         now = self._clock()
         connection = Connection(
             user_id=user_id,
-            provider=slug,
-            name=((name or "").replace("\x00", "").strip() or info.display_name)[:200],
+            provider=info.slug,
+            name=connection_name(name, info.display_name),
             environment=env,
             status=ConnectionStatus.ACTIVE,
             created_at=now,
@@ -152,7 +147,7 @@ class ConnectionService:
         async with self._uow() as uow:
             await uow.connections.add(connection)
             await uow.commit()
-        log.info("connection_created", connection_id=str(connection.id), provider=slug)
+        log.info("connection_created", connection_id=str(connection.id), provider=info.slug)
         run = await self._sync.request(connection.id, user_id, SyncTrigger.INITIAL)
         return Created(connection=connection, sync_run=run)
 
@@ -172,7 +167,7 @@ class ConnectionService:
             creds = self._clean(info, credentials)
             await self._validate(current.id, info, current.environment, creds)
             encrypted = self._cipher.encrypt(creds)
-        if name is not None and not name.replace("\x00", "").strip():
+        if name is not None and not connection_name(name, ""):
             raise InvalidInput("name must not be empty")
         async with self._uow() as uow:  # re-read: a sync may have moved state on while we validated
             connection = await uow.connections.get(connection_id, user_id)
@@ -183,7 +178,7 @@ class ConnectionService:
                 connection.status = ConnectionStatus.ACTIVE
                 connection.last_error = None
             if name is not None:
-                connection.name = name.replace("\x00", "").strip()[:200]
+                connection.name = connection_name(name, connection.name)
             connection.updated_at = self._clock()
             await uow.connections.save(connection)
             await uow.commit()

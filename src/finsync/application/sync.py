@@ -169,6 +169,15 @@ class SyncService:
         await self._jobs.enqueue_sync(run.id)
         return run
 
+    async def close_interrupted(self) -> int:
+        """Runs a stopped process left 'running' can never finish: close them so history never lies."""
+        async with self._uow() as uow:
+            closed = await uow.sync_runs.close_interrupted(self._clock())
+            await uow.commit()
+        if closed:
+            log.warning("interrupted_sync_runs_closed", count=closed)
+        return closed
+
     def _session(self, connection: Connection) -> ProviderSession:
         return ProviderSession(
             connection_id=connection.id,

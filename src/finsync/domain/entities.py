@@ -56,6 +56,11 @@ class RefreshToken:
     revoked_at: datetime | None = None
 
 
+def connection_name(requested: str | None, default: str) -> str:
+    """A connection's display name: NUL-free, trimmed, at most 200 characters, never empty."""
+    return ((requested or "").replace("\x00", "").strip() or default)[:200]
+
+
 @dataclass(slots=True, kw_only=True)
 class Connection:
     user_id: UUID

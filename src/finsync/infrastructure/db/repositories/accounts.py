@@ -7,7 +7,7 @@ from datetime import datetime
 from decimal import Decimal
 from uuid import UUID
 
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from finsync.domain.entities import Account, BalanceSnapshot, Connection, Holding, new_id, utcnow
@@ -176,7 +176,3 @@ class SqlSnapshotRepository:
         stmt = keyset(stmt, keys, page, descending=True)
         items = [to_entity(BalanceSnapshot, r) for r in (await self._s.execute(stmt)).mappings()]
         return make_page(items, page, lambda s: (s.taken_at, s.id))
-
-    async def count_for(self, account_id: UUID) -> int:
-        stmt = select(func.count()).select_from(snapshots).where(snapshots.c.account_id == account_id)
-        return int((await self._s.execute(stmt)).scalar_one())

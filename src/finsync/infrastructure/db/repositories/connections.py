@@ -138,11 +138,11 @@ class SqlSyncRunRepository:
         row = (await self._s.execute(stmt.order_by(runs.c.id.desc()))).mappings().first()
         return None if row is None else to_entity(SyncRun, row)
 
-    async def fail_stale(self, before: datetime, when: datetime) -> int:
-        """Close runs a crashed process left 'running', so history never lies."""
+    async def close_interrupted(self, when: datetime) -> int:
+        """Mark every 'running' run failed (called at start-up: no job of this process runs yet)."""
         stmt = (
             update(runs)
-            .where(runs.c.status == "running", runs.c.started_at < before)
+            .where(runs.c.status == "running")
             .values(
                 status="failed", finished_at=when, error="interrupted: the service stopped during this run"
             )
