@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -114,13 +115,28 @@ def registry(memory_providers: MemoryProviders) -> ProviderRegistry:
 async def container(
     database_url: str, tmp_path: Path, registry: ProviderRegistry
 ) -> AsyncIterator[Container]:
-    c = build(make_settings(database_url, tmp_path), registry=registry)
+    async with built(make_settings(database_url, tmp_path), registry=registry) as c:
+        yield c
+
+
+@asynccontextmanager
+async def built(settings: Settings, **build_options: Any) -> AsyncIterator[Container]:
+    """A container on a test database, left empty and closed afterwards."""
+    c = build(settings, **build_options)
     try:
         yield c
     finally:
         await c.jobs.drain()
         await empty_database(c)
         await c.engine.dispose()
+
+
+@asynccontextmanager
+async def api_client(c: Container) -> AsyncIterator[httpx.AsyncClient]:
+    """HTTP into the app (in-process ASGI), backed by ``c``."""
+    transport = httpx.ASGITransport(app=create_app(container=c))
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+        yield http
 
 
 async def empty_database(c: Container) -> None:
@@ -136,7 +152,5 @@ async def empty_database(c: Container) -> None:
 
 @pytest.fixture
 async def client(container: Container) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(container=container)
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+    async with api_client(container) as http:
         yield http

@@ -10,9 +10,8 @@ from typing import Any
 import httpx
 import pytest
 
-from finsync.api.app import create_app
-from finsync.bootstrap import Container, build
-from tests.conftest import empty_database, make_settings
+from finsync.bootstrap import Container
+from tests.conftest import api_client, built, make_settings
 from tests.fakes.clock import VirtualClock
 from tests.fakes.gocardless import SECRET_ID, SECRET_KEY, FakeGoCardless
 from tests.fakes.gocardless import with_sample_data as gocardless_sample
@@ -80,12 +79,6 @@ async def flows(
         public_url="http://testserver",
         **redirect_settings(schwab[1], gocardless[1], **redirect_overrides),
     )
-    container = build(settings, clock=clock_of(vclock), adapter_options={"clock": vclock})
-    transport = httpx.ASGITransport(app=create_app(container=container))
-    try:
-        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
-            yield client, container
-    finally:
-        await container.jobs.drain()
-        await empty_database(container)
-        await container.engine.dispose()
+    options = {"clock": clock_of(vclock), "adapter_options": {"clock": vclock}}
+    async with built(settings, **options) as container, api_client(container) as client:
+        yield client, container

@@ -8,10 +8,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from finsync.api.app import create_app
-from finsync.bootstrap import Container, build
+from finsync.bootstrap import Container
 from tests.api.helpers import register_and_login
-from tests.conftest import empty_database, make_settings
+from tests.conftest import api_client, built, make_settings
 from tests.fakes.alpaca import AlpacaStore
 from tests.fakes.alpaca import create_app as alpaca_app
 from tests.fakes.clock import VirtualClock
@@ -63,15 +62,11 @@ async def api(
         alpaca_paper_url=alpaca[1],
         provider_timeout_seconds=1.0,
     )
-    container = build(settings, adapter_options={"clock": clock})
-    transport = httpx.ASGITransport(app=create_app(container=container))
-    try:
-        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
-            yield client, container
-    finally:
-        await container.jobs.drain()
-        await empty_database(container)
-        await container.engine.dispose()
+    async with (
+        built(settings, adapter_options={"clock": clock}) as container,
+        api_client(container) as client,
+    ):
+        yield client, container
 
 
 async def _connect(

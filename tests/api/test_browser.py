@@ -16,10 +16,10 @@ import pytest
 import uvicorn
 
 from finsync.api.app import create_app
-from finsync.bootstrap import Container, build
+from finsync.bootstrap import Container
 from tests.api.conftest import clock_of, redirect_settings
 from tests.api.helpers import register_and_login
-from tests.conftest import empty_database, make_settings
+from tests.conftest import built, make_settings
 from tests.fakes.clock import VirtualClock
 from tests.fakes.gocardless import SANDBOX, FakeGoCardless
 from tests.fakes.schwab import FakeSchwab
@@ -62,22 +62,19 @@ async def live(
     settings = make_settings(
         database_url, tmp_path, public_url=base, **redirect_settings(schwab[1], gocardless[1])
     )
-    container = build(settings, clock=clock_of(vclock), adapter_options={"clock": vclock})
-    server = uvicorn.Server(
-        uvicorn.Config(create_app(container=container), log_level="error", lifespan="off")
-    )
-    task = asyncio.create_task(server.serve(sockets=[sock]))
-    while not server.started:  # noqa: ASYNC110 - uvicorn exposes a flag, not an event
-        await asyncio.sleep(0.01)
-    try:
-        yield base, container
-    finally:
-        server.should_exit = True
-        await task
-        sock.close()
-        await container.jobs.drain()
-        await empty_database(container)
-        await container.engine.dispose()
+    async with built(settings, clock=clock_of(vclock), adapter_options={"clock": vclock}) as container:
+        server = uvicorn.Server(
+            uvicorn.Config(create_app(container=container), log_level="error", lifespan="off")
+        )
+        task = asyncio.create_task(server.serve(sockets=[sock]))
+        while not server.started:  # noqa: ASYNC110 - uvicorn exposes a flag, not an event
+            await asyncio.sleep(0.01)
+        try:
+            yield base, container
+        finally:
+            server.should_exit = True
+            await task
+            sock.close()
 
 
 async def click_allow(chromium: str, url: str) -> tuple[str, str]:

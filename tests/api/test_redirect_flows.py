@@ -3,9 +3,8 @@ like a browser would (the real-browser versions live in test_browser.py)."""
 
 from __future__ import annotations
 
-from html.parser import HTMLParser
 from typing import Any
-from urllib.parse import parse_qsl, urljoin, urlsplit
+from urllib.parse import parse_qsl, urlsplit
 
 import httpx
 import pytest
@@ -14,6 +13,7 @@ from finsync.bootstrap import Container
 from tests.api.conftest import CLIENT_URL
 from tests.api.helpers import PASSWORD, register_and_login
 from tests.fakes.clock import VirtualClock
+from tests.fakes.consent import submit_consent
 from tests.fakes.gocardless import SANDBOX, FakeGoCardless
 from tests.fakes.schwab import FakeSchwab
 
@@ -21,29 +21,8 @@ pytestmark = pytest.mark.e2e
 Flows = tuple[httpx.AsyncClient, Container]
 
 
-class _Form(HTMLParser):
-    def __init__(self) -> None:
-        super().__init__()
-        self.action, self.fields = "", {}
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        a = {k: v or "" for k, v in attrs}
-        if tag == "form":
-            self.action = a.get("action", "")
-        elif tag == "input" and a.get("name"):
-            self.fields[a["name"]] = a.get("value", "")
-
-
 async def consent(url: str, decision: str = "allow") -> str:
-    """Open the provider's consent page, press a button, return where it redirects (our callback)."""
-    async with httpx.AsyncClient() as browser:
-        page = await browser.get(url)
-        assert page.status_code == 200, page.text
-        form = _Form()
-        form.feed(page.text)
-        answer = await browser.post(urljoin(url, form.action), data={**form.fields, "decision": decision})
-    assert answer.status_code in (302, 303), answer.text
-    return str(answer.headers["location"])
+    return await submit_consent(url, decision)
 
 
 async def callback(client: httpx.AsyncClient, location: str) -> httpx.Response:

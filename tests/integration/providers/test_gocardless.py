@@ -6,10 +6,9 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
-from urllib.parse import parse_qsl, urljoin, urlsplit
+from urllib.parse import parse_qsl, urlsplit
 from uuid import uuid4
 
-import httpx
 import pytest
 
 from finsync.config import Settings
@@ -20,6 +19,7 @@ from finsync.providers.gocardless import METADATA, GoCardlessFlow, GoCardlessTok
 from finsync.providers.gocardless.adapter import GoCardlessAdapter
 from finsync.providers.gocardless.mappers import api_account_id
 from tests.fakes.clock import VirtualClock
+from tests.fakes.consent import submit_consent
 from tests.fakes.gocardless import SANDBOX, SECRET_ID, SECRET_KEY, FakeGoCardless, with_sample_data
 from tests.fakes.server import serve
 
@@ -68,14 +68,9 @@ async def link(
     start = await make_flow(settings, tokens, clock, institution_id=SANDBOX).start(
         state="state-9", redirect_uri=REDIRECT
     )
-    async with httpx.AsyncClient() as browser:
-        page = await browser.get(start.url)
-        assert "<form method='post'" in page.text
-        action = page.text.split("action='", 1)[1].split("'", 1)[0]
-        answer = await browser.post(urljoin(start.url, action), data={"decision": decision})
-    assert answer.status_code == 302
-    assert answer.headers["location"].startswith(REDIRECT)
-    return start.flow_data, dict(parse_qsl(urlsplit(answer.headers["location"]).query))
+    location = await submit_consent(start.url, decision)
+    assert location.startswith(REDIRECT)
+    return start.flow_data, dict(parse_qsl(urlsplit(location).query))
 
 
 async def connect(settings: Settings, tokens: GoCardlessTokens, clock: VirtualClock) -> dict[str, Any]:

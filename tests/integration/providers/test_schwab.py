@@ -6,12 +6,10 @@ import asyncio
 from collections.abc import Iterator
 from datetime import timedelta
 from decimal import Decimal
-from html.parser import HTMLParser
 from typing import Any
-from urllib.parse import parse_qsl, urljoin, urlsplit
+from urllib.parse import parse_qsl, urlsplit
 from uuid import uuid4
 
-import httpx
 import pytest
 
 from finsync.config import Settings
@@ -21,6 +19,7 @@ from finsync.domain.ports import AuthorizationStart, ProviderSession
 from finsync.providers.schwab import METADATA, SchwabFlow
 from finsync.providers.schwab.adapter import SchwabAdapter
 from tests.fakes.clock import VirtualClock
+from tests.fakes.consent import submit_consent
 from tests.fakes.schwab import APP_KEY, APP_SECRET, FakeSchwab, with_sample_data
 from tests.fakes.server import serve
 
@@ -28,32 +27,9 @@ pytestmark = pytest.mark.integration
 REDIRECT = "http://127.0.0.1:9/api/v1/connections/callback"
 
 
-class _Form(HTMLParser):
-    """Collects the consent form's action and inputs, like a browser would submit them."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.action = ""
-        self.fields: dict[str, str] = {}
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        a = {k: v or "" for k, v in attrs}
-        if tag == "form":
-            self.action = a.get("action", "")
-        elif tag == "input" and a.get("name"):
-            self.fields[a["name"]] = a.get("value", "")
-
-
 async def consent(url: str, decision: str = "allow") -> dict[str, str]:
-    """Open the authorize URL, submit the form with the chosen button, return the redirect's query."""
-    async with httpx.AsyncClient() as browser:
-        page = await browser.get(url)
-        assert page.status_code == 200, page.text
-        form = _Form()
-        form.feed(page.text)
-        answer = await browser.post(urljoin(url, form.action), data={**form.fields, "decision": decision})
-    assert answer.status_code == 302
-    location = answer.headers["location"]
+    """Open the authorize URL, press a button, return the query of the redirect to our callback."""
+    location = await submit_consent(url, decision)
     assert location.startswith(REDIRECT)
     return dict(parse_qsl(urlsplit(location).query))
 
