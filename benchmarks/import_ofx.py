@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import random
 import resource
 import statistics
@@ -23,7 +22,6 @@ from finsync.providers.ofx import map_document, parse_ofx
 
 RUNS = 5
 RUNS_E2E = 3
-PG = os.environ.get("FINSYNC_BENCH_PG", "postgresql://postgres@127.0.0.1:5432")
 DB = "finsync_bench_import"
 _PAYEES = (
     ("POS", "MCDONALD'S #112", "POS MERCHANDISE;MCDONALD'S #112"),
@@ -153,28 +151,13 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
 
 async def end_to_end(data: bytes, count: int) -> dict[str, float]:
     """Upload through the HTTP API (multipart, in-process ASGI) into PostgreSQL until committed."""
-    import asyncpg
     import httpx
 
+    from _pg import fresh_database
     from finsync.api.app import create_app
     from finsync.bootstrap import build
-    from finsync.cli import migrate_database
-    from finsync.config import Settings
 
-    admin = await asyncpg.connect(f"{PG}/postgres")
-    await admin.execute(f'DROP DATABASE IF EXISTS "{DB}" WITH (FORCE)')
-    await admin.execute(f'CREATE DATABASE "{DB}"')
-    await admin.close()
-    url = f"{PG.replace('postgresql://', 'postgresql+asyncpg://')}/{DB}"
-    await asyncio.to_thread(migrate_database, url)
-    settings = Settings(
-        _env_file=None,  # type: ignore[call-arg]
-        database_url=url,
-        encryption_keys=["ZmFrZS10ZXN0LWtleS1ub3QtYS1zZWNyZXQtMDAwMDA="],
-        jwt_secret="fake-benchmark-jwt-secret-not-for-production",
-        log_level="WARNING",
-        upload_limit_bytes=max(len(data) + 1, 50 * 1024 * 1024),
-    )
+    settings = await fresh_database(DB, upload_limit_bytes=max(len(data) + 1, 50 * 1024 * 1024))
     container = build(settings)
     transport = httpx.ASGITransport(app=create_app(container=container))
     firsts, repeats = [], []

@@ -11,49 +11,22 @@ from __future__ import annotations
 import argparse
 import asyncio
 import statistics
-import sys
 import time
 from datetime import date, timedelta
 from decimal import Decimal
-from pathlib import Path
 
-import asyncpg
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-import os
-
+from _pg import fresh_database
 from finsync.bootstrap import build
-from finsync.cli import migrate_database
-from finsync.config import Settings
 from finsync.domain.entities import Connection, User
 from finsync.domain.enums import AccountType, TransactionSubtype, TransactionType
 from finsync.domain.ports import PageRequest, TransactionFilter
 from finsync.domain.records import ProviderAccount, ProviderTransaction
 
-PG = os.environ.get("FINSYNC_BENCH_PG", "postgresql://postgres@127.0.0.1:5432")
 DB = "finsync_bench_pagination"
 
 
-async def recreate() -> str:
-    conn = await asyncpg.connect(f"{PG}/postgres")
-    await conn.execute(f'DROP DATABASE IF EXISTS "{DB}" WITH (FORCE)')
-    await conn.execute(f'CREATE DATABASE "{DB}"')
-    await conn.close()
-    return f"{PG.replace('postgresql://', 'postgresql+asyncpg://')}/{DB}"
-
-
 async def main(rows: int, limit: int, page_no: int, repeats: int) -> None:
-    url = await recreate()
-    await asyncio.to_thread(migrate_database, url)
-    settings = Settings(
-        _env_file=None,  # type: ignore[call-arg]
-        database_url=url,
-        encryption_keys=["ZmFrZS10ZXN0LWtleS1ub3QtYS1zZWNyZXQtMDAwMDA="],
-        jwt_secret="fake-benchmark-jwt-secret-not-for-production",
-        log_level="WARNING",
-    )
-    c = build(settings)
+    c = build(await fresh_database(DB))
     user = User(email="bench@example.com", password_hash="x")
     connection = Connection(user_id=user.id, provider="bench", name="bench")
     async with c.uow() as uow:
