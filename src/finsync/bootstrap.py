@@ -87,6 +87,7 @@ class RegistryGateway:
             optional_credentials=frozenset(f.name for f in fields if not f.required),
             environments=meta.environments,
             missing_settings=tuple(meta.missing_settings(self._settings)),
+            state_param=meta.state_param,
         )
 
     def capabilities(self, provider: str) -> frozenset[Capability]:

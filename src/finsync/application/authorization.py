@@ -114,7 +114,8 @@ class AuthorizationService:
 
     async def complete(self, provider: str, params: dict[str, str]) -> CallbackOutcome:
         """Handle the browser's return. Never raises: every failure becomes an error code."""
-        state = params.get("state") or params.get("ref")  # GoCardless returns our reference as ``ref``
+        info = self._providers.info(provider)
+        state = params.get(info.state_param if info else "state")
         if not state:
             return CallbackOutcome(None, "missing_state", "The provider returned without a state.")
         now = self._clock()

@@ -236,6 +236,7 @@ class ProviderInfo:
     optional_credentials: frozenset[str]
     environments: tuple[str, ...]
     missing_settings: tuple[str, ...]
+    state_param: str = "state"  # query parameter carrying our state back (GoCardless: "ref")
 
 
 class ProviderGateway(Protocol):

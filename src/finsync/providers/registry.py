@@ -44,6 +44,8 @@ class ProviderMetadata:
     environments: tuple[str, ...] = ()
     credential_fields: tuple[CredentialField, ...] = ()
     required_settings: tuple[str, ...] = ()
+    # Redirect providers: the callback query parameter that carries finsync's state back.
+    state_param: str = "state"
     # Builds the sync adapter: (ProviderSession, Settings) -> ProviderAdapter.
     adapter_factory: Callable[..., Any] | None = field(default=None, compare=False)
     # Builds the redirect flow for oauth2/link providers: (Settings, options) -> RedirectFlow.

@@ -53,6 +53,7 @@ METADATA = ProviderMetadata(
     ),
     docs_url="docs/providers/gocardless.md",
     required_settings=("gocardless_secret_id", "gocardless_secret_key"),
+    state_param="ref",  # the bank returns the requisition's reference, which is our state
     adapter_factory=create_adapter,
     flow_factory=create_flow,
     resources=lambda settings, **options: {"tokens": GoCardlessTokens.from_settings(settings, **options)},
