@@ -52,6 +52,7 @@ def test_builtin_registry_entries_are_complete() -> None:
         ({"credential_fields": ()}, "credential fields"),
         ({"adapter_factory": None}, "adapter_factory"),
         ({"auth_type": AuthType.OAUTH2}, "flow_factory"),
+        ({"auth_type": AuthType.FILE}, "file_format"),
     ],
 )
 def test_incomplete_metadata_is_rejected(change: dict[str, object], problem: str) -> None:

@@ -23,7 +23,6 @@ from finsync.domain.ports import Clock, ParsedFile, ParsedStatement, StatementFo
 from finsync.domain.records import ProviderAccount, TransactionBatch
 
 log = structlog.get_logger(__name__)
-FILE_PROVIDER = "ofx"  # the registry slug of statement-file imports
 SNIFF_BYTES = 8192
 
 
@@ -110,11 +109,11 @@ class ImportService:
         parsed = await self.parse(data, filename)
         now = self._clock()
         async with self._uow() as uow:
-            connection = await uow.connections.file_connection(user_id, FILE_PROVIDER)
+            connection = await uow.connections.file_connection(user_id, parsed.format)
             if connection is None:
                 connection = Connection(
                     user_id=user_id,
-                    provider=FILE_PROVIDER,
+                    provider=parsed.format,
                     name="Statement files",
                     status=ConnectionStatus.ACTIVE,
                     created_at=now,

@@ -303,7 +303,7 @@ class StatementFormat(Protocol):
     ``read`` raises MalformedFile (or another ImportRejected) naming what is wrong and where.
     """
 
-    name: str
+    name: str  # also the slug of the file provider that owns it (its connection's provider)
     description: str
     extensions: tuple[str, ...]
 

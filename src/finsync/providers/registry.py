@@ -73,8 +73,8 @@ class ProviderMetadata:
             issues.append("api_key providers must declare credential fields")
         if self.auth_type is not AuthType.FILE and self.adapter_factory is None:
             issues.append("a syncing provider needs an adapter_factory")
-        if self.auth_type is AuthType.FILE and self.file_format is None:
-            issues.append("a file provider needs a file_format")
+        if self.auth_type is AuthType.FILE and getattr(self.file_format, "name", None) != self.slug:
+            issues.append("a file provider needs a file_format named like its slug")
         if self.auth_type in (AuthType.OAUTH2, AuthType.LINK) and self.flow_factory is None:
             issues.append("oauth2/link providers need a flow_factory")
         return issues
