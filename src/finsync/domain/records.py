@@ -63,6 +63,10 @@ class ProviderTransaction:
     fees: Decimal | None = None
     description: str | None = None
     raw: dict[str, Any] = field(default_factory=dict)
+    # Identifies this exact content (at most 64 characters). Providers that can digest their
+    # source text set it, which is cheaper than hashing the mapped values; when None, the
+    # store hashes the values. Equal fingerprint = unchanged row, so re-imports skip it.
+    fingerprint: str | None = None
 
 
 @dataclass(slots=True, kw_only=True)

@@ -129,10 +129,11 @@ class TransactionRow(SQLModel, table=True):
         Index("ix_transactions_user_date_id", "user_id", "transaction_date", "id"),
     )
     id: UUID = Field(primary_key=True)
-    # Denormalised from the account for scoping; no FK: per-row FK triggers doubled bulk-insert time
-    # and the account's own FK already ties the row to its user.
+    # No foreign keys: per-row FK triggers cost more than the rest of a bulk insert. user_id is
+    # denormalised from the account for scoping; the repositories keep account_id valid
+    # (account row locked while inserting, explicit deletes with the connection).
     user_id: UUID = Field(nullable=False)
-    account_id: UUID = _fk("accounts.id")
+    account_id: UUID = Field(nullable=False)
     provider_transaction_id: str = _str(255)
     type: str = _str(32)
     subtype: str = _str(32)

@@ -10,6 +10,7 @@ falls back to the generic path, which also produces the precise error messages.
 
 from __future__ import annotations
 
+import hashlib
 import re
 
 from finsync.providers.ofx.nodes import Node
@@ -49,10 +50,10 @@ def _unescape_values(fields: dict[str, str]) -> None:
 
 def transaction_list(
     text: str, start: int, end: int
-) -> tuple[list[Node], list[dict[str, str]], list[int], int] | None:
+) -> tuple[list[Node], list[dict[str, str]], list[int], list[str], int] | None:
     """Read an upper-case ``<BANKTRANLIST>`` whose content is ``text[start:end]`` (``end``
-    is its end tag): the leaf children (DTSTART, DTEND), each STMTTRN's fields and
-    offset, and ``end``. None when the section needs the generic path.
+    is its end tag): the leaf children (DTSTART, DTEND), each STMTTRN's fields, offset
+    and digest of its source text, and ``end``. None when the section needs the generic path.
 
     Once the section is known to contain only simple tags and no stray ``>`` or text
     outside values, replacing ``>`` by ``<`` and splitting gives exactly alternating tag
@@ -74,6 +75,7 @@ def transaction_list(
             leaves.append(Node(tag, start, unescape(value.strip())))
     blocks: list[dict[str, str]] = []
     offsets: list[int] = []
+    digests: list[str] = []
     pos = start + len(pieces[0])
     for piece in pieces[1:]:
         parts = piece.replace(">", "<").split("<")
@@ -84,5 +86,6 @@ def transaction_list(
             _unescape_values(fields)
         blocks.append(fields)
         offsets.append(pos)
+        digests.append(hashlib.blake2b(piece.encode(), digest_size=16).hexdigest())
         pos += len(piece) + len(_START)
-    return leaves, blocks, offsets, end
+    return leaves, blocks, offsets, digests, end

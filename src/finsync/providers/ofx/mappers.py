@@ -15,6 +15,7 @@ from decimal import Decimal
 
 from finsync.domain.enums import AccountType, AssetType
 from finsync.domain.records import ProviderAccount, ProviderHolding, ProviderTransaction
+from finsync.gcpause import gc_paused
 from finsync.providers.ofx.model import (
     OfxDocument,
     OfxPosition,
@@ -23,7 +24,6 @@ from finsync.providers.ofx.model import (
     OfxTransaction,
     clean_fields,
 )
-from finsync.providers.ofx.perf import gc_paused
 from finsync.providers.ofx.transactions import (
     TransactionIds,
     map_bank_transaction,

@@ -15,11 +15,11 @@ with the line number, and the affected item is left out or left ``None``.
 from __future__ import annotations
 
 from finsync.domain.errors import MalformedFile
+from finsync.gcpause import gc_paused
 from finsync.providers.ofx.encoding import decode, looks_like_ofx, read_header
 from finsync.providers.ofx.investments import investment_statement, securities
 from finsync.providers.ofx.model import OfxDocument, OfxInstitutionError
 from finsync.providers.ofx.nodes import Lines, Node
-from finsync.providers.ofx.perf import gc_paused
 from finsync.providers.ofx.statements import Context, bank_statement
 from finsync.providers.ofx.tokenizer import build_tree, find_body
 

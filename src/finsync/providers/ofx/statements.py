@@ -113,10 +113,11 @@ def bank_statement(node: Node, ctx: Context) -> OfxStatement:
                 transaction = bank_transaction(child.leaves(), child.pos, ctx)
                 if transaction is not None:
                     transactions.append(transaction)
-        if tranlist.blocks is not None and tranlist.block_offsets is not None:
+        blocks, offsets, digests = tranlist.blocks, tranlist.block_offsets, tranlist.block_digests
+        if blocks is not None and offsets is not None and digests is not None:
             append = transactions.append
-            for fields, offset in zip(tranlist.blocks, tranlist.block_offsets, strict=True):
-                transaction = bank_transaction(fields, offset, ctx)
+            for fields, offset, digest in zip(blocks, offsets, digests, strict=True):
+                transaction = bank_transaction(fields, offset, ctx, digest)
                 if transaction is not None:
                     append(transaction)
     ledger = node.find("LEDGERBAL")
@@ -137,7 +138,9 @@ def _balance(node: Node, ctx: Context) -> tuple[Decimal | None, datetime | None]
     return ctx.amount(node, "BALAMT"), ctx.date(node, "DTASOF")
 
 
-def bank_transaction(fields: dict[str, str], pos: int, ctx: Context) -> OfxTransaction | None:
+def bank_transaction(
+    fields: dict[str, str], pos: int, ctx: Context, digest: str | None = None
+) -> OfxTransaction | None:
     """A STMTTRN, or None (with a warning) when its date or amount is missing or unreadable.
 
     This is the per-transaction hot path: values from the fast path are unstripped, and
@@ -175,6 +178,7 @@ def bank_transaction(fields: dict[str, str], pos: int, ctx: Context) -> OfxTrans
         None,
         None,
         fields,
+        digest,
     )
     if "CURRENCY" in fields and get("CURSYM"):
         foreign_currency(transaction, fields, pos, ctx)

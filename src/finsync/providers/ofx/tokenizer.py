@@ -196,7 +196,9 @@ def build_tree(text: str, start: int, lines: Lines, warnings: list[str]) -> Node
                     if fast is not None:
                         b.push_pending()
                         tranlist = b.stack[-1]
-                        tranlist.children, tranlist.blocks, tranlist.block_offsets, resume = fast
+                        leaves, blocks, offsets, digests, resume = fast
+                        tranlist.children, tranlist.blocks = leaves, blocks
+                        tranlist.block_offsets, tranlist.block_digests = offsets, digests
                         break
             elif kind == _CLOSE:
                 b.close(match.group(5).upper(), match.start())

@@ -41,6 +41,9 @@ _FIXED = {
 _PENDING, _SETTLED = TransactionStatus.PENDING, TransactionStatus.SETTLED
 _KINDS: dict[tuple[str, bool], tuple[TransactionType, TransactionSubtype]] = {}
 _KINDS_MAX = 256
+# Part of every fingerprint: bump it when the mapping of a bank transaction changes, so that
+# re-importing a file rewrites the rows an older mapping stored.
+FINGERPRINT_VERSION = "ofx1"
 _INCOME = {"DIV": S.DIVIDEND, "CGLONG": S.DIVIDEND, "CGSHORT": S.DIVIDEND, "INTEREST": S.INTEREST}
 
 
@@ -114,17 +117,20 @@ def map_bank_transaction(txn: OfxTransaction, currency: str, ids: TransactionIds
     raw = {
         key: stripped for key, value in txn.fields.items() if (stripped := value.strip()) and key[:1] != "/"
     }
+    currency = txn.currency or currency
     return ProviderTransaction(
         provider_transaction_id=txn.fitid or ids(txn.fitid, posted, amount, name or "", memo or ""),
         type=kind,
         subtype=subtype,
         amount=amount,
-        currency=txn.currency or currency,
+        currency=currency,
         transaction_date=when,
         settlement_date=posted if posted != when else None,
         status=_PENDING if trntype == "HOLD" else _SETTLED,
         description=description,
         raw=raw,
+        # The source text and currency decide every mapped value (the version, the mapping).
+        fingerprint=f"{FINGERPRINT_VERSION}|{currency}|{txn.digest}" if txn.digest else None,
     )
 
 

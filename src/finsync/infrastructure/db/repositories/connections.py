@@ -64,8 +64,13 @@ class SqlConnectionRepository:
         await self._s.execute(update(connections).where(connections.c.id == connection.id).values(values))
 
     async def delete(self, connection_id: UUID) -> None:
-        """Delete the connection and, explicitly, everything under it (no reliance on FK cascades)."""
-        account_ids = select(accounts.c.id).where(accounts.c.connection_id == connection_id)
+        """Delete the connection and, explicitly, everything under it (no reliance on FK cascades).
+
+        The accounts are locked first: an import or sync writing to one of them commits
+        before its rows are deleted, instead of leaving transactions behind (they have no FK).
+        """
+        locked = select(accounts.c.id).where(accounts.c.connection_id == connection_id).with_for_update()
+        account_ids = list((await self._s.execute(locked)).scalars())
         for table in _ACCOUNT_CHILDREN:
             await self._s.execute(delete(table).where(table.c.account_id.in_(account_ids)))
         await self._s.execute(delete(accounts).where(accounts.c.connection_id == connection_id))

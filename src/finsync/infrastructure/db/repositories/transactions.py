@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from finsync.domain.entities import Account, Transaction, new_id, utcnow
 from finsync.domain.enums import TransactionStatus
-from finsync.domain.errors import BadData
+from finsync.domain.errors import BadData, Conflict
 from finsync.domain.ports import Page, PageRequest, TransactionFilter
 from finsync.domain.records import ProviderTransaction, TransactionBatch, UpsertCounts
 from finsync.infrastructure.db.mapping import keyset, make_page, to_entity
@@ -31,7 +31,7 @@ _COLUMNS = [
     "id", "user_id", "account_id", "provider_transaction_id", *_FIELDS,
     "content_hash", "created_at", "updated_at",
 ]  # fmt: skip
-_COPY_CHUNK = 20_000
+_LOCK_SQL = "SELECT id FROM accounts WHERE id = $1 FOR UPDATE"
 _RAW_AT, _HASH_AT = _COLUMNS.index("raw"), _COLUMNS.index("content_hash")
 _KNOWN_SQL = (
     "SELECT t.provider_transaction_id, t.content_hash FROM unnest($2::text[]) AS k(pid) "
@@ -49,8 +49,7 @@ _MERGE_SQL = (  # built from our own column constants, no user input
     f"SELECT id, $2, $3, provider_transaction_id, {', '.join(_FIELDS)}, content_hash, $1, $1 "
     "FROM _transactions_stage "
     f"ON CONFLICT (account_id, provider_transaction_id) DO UPDATE SET {_UPDATES}, updated_at = $1 "
-    # xmax = 0 only on freshly inserted rows: tells inserts from updates in one statement.
-    "WHERE transactions.content_hash IS DISTINCT FROM EXCLUDED.content_hash RETURNING (xmax = 0) AS inserted"
+    "WHERE transactions.content_hash IS DISTINCT FROM EXCLUDED.content_hash RETURNING 1"
 )
 _LIKE_ESCAPE = str.maketrans({"%": r"\%", "_": r"\_", "\\": r"\\"})
 
@@ -68,10 +67,10 @@ class SqlTransactionRepository:
         self._s = session
 
     async def upsert(self, account: Account, incoming: Sequence[ProviderTransaction]) -> UpsertCounts:
-        """Set-based INSERT ... ON CONFLICT DO UPDATE, only where the content changed.
+        """Insert new rows, update rows whose content changed, leave the rest untouched.
 
         This is the hot path of big imports, hence tuples in column order rather than
-        dicts, and ids generated only for rows that may actually be inserted.
+        dicts, and ids generated only for rows that are actually inserted.
         """
         latest: dict[str, tuple[Any, ...]] = {}
         now, user_id, account_id = utcnow(), account.user_id, account.id
@@ -87,7 +86,10 @@ class SqlTransactionRepository:
                 r.type.value, r.subtype.value, r.status.value, r.amount, r.currency, r.transaction_date,
                 r.settlement_date, symbol, r.quantity, r.unit_price, r.fees, description, r.raw,
             )  # fmt: skip
-            latest[pid] = (None, user_id, account_id, pid, *values, content_hash(values), now, now)
+            fingerprint = r.fingerprint
+            if fingerprint is None or len(fingerprint) > 64:
+                fingerprint = content_hash(values)
+            latest[pid] = (None, user_id, account_id, pid, *values, fingerprint, now, now)
         rows = list(latest.values())
         if not rows:
             return UpsertCounts(unchanged=len(incoming))
@@ -121,32 +123,37 @@ class SqlTransactionRepository:
         return inserted, len(returned) - inserted
 
     async def _upsert_copy(self, rows: list[tuple[Any, ...]], now: datetime) -> tuple[int, int]:
-        """PostgreSQL: COPY into a temporary staging table, then one INSERT ... SELECT ... ON CONFLICT.
+        """PostgreSQL: new rows are COPYed straight into the table; changed ones are merged.
 
-        COPY moves rows several times faster than multi-row INSERTs. The DDL goes through
-        SQLAlchemy first so that the unit of work's transaction is open on the driver
-        connection: the staging rows and the merge then commit or roll back with it.
+        The account row is locked first, so no other writer can add this account's rows
+        before we commit: an id absent from the table now is safe to COPY without
+        ON CONFLICT, which skips a staging table and the merge for the bulk of an import.
+        The statements go through SQLAlchemy's connection so they run in the unit of work's
+        transaction and commit or roll back with it.
         """
         conn = await self._s.connection()
-        await conn.exec_driver_sql(_STAGE_DDL)
         raw = (await conn.get_raw_connection()).driver_connection
         assert raw is not None
-        assert raw.is_in_transaction(), "staging must run inside the unit of work's transaction"
-        # Rows already stored with the same content need no staging at all (re-imports, re-syncs).
-        known = dict(await raw.fetch(_KNOWN_SQL, rows[0][2], [row[3] for row in rows]))
-        rows = [row for row in rows if known.get(row[3]) != row[_HASH_AT]]
-        if not rows:
-            return 0, 0
-        for start in range(0, len(rows), _COPY_CHUNK):  # chunks bound the memory of encoded records
-            records = [
-                (new_id(), row[3], *row[4:_RAW_AT], json_dumps(row[_RAW_AT]), row[_HASH_AT])
-                for row in rows[start : start + _COPY_CHUNK]
-            ]
-            await raw.copy_records_to_table("_transactions_stage", records=records, columns=_STAGED)
-        result = await raw.fetch(_MERGE_SQL, now, rows[0][1], rows[0][2])
+        account_id = rows[0][2]
+        await conn.exec_driver_sql(_STAGE_DDL)  # also opens the unit of work's transaction
+        assert raw.is_in_transaction(), "writes must run inside the unit of work's transaction"
+        if await raw.fetchval(_LOCK_SQL, account_id) is None:
+            raise Conflict("the account was deleted while its transactions were being written")
+        known = dict(await raw.fetch(_KNOWN_SQL, account_id, [row[3] for row in rows]))
+        new = [row for row in rows if row[3] not in known]
+        changed = [row for row in rows if known.get(row[3], row[_HASH_AT]) != row[_HASH_AT]]
+        if new:  # one COPY fed by a generator: PostgreSQL ingests while the next rows are encoded
+            records = ((new_id(), *row[1:_RAW_AT], json_dumps(row[_RAW_AT]), *row[_HASH_AT:]) for row in new)
+            await raw.copy_records_to_table("transactions", records=records, columns=_COLUMNS)
+        if not changed:
+            return len(new), 0
+        staged = (
+            (new_id(), row[3], *row[4:_RAW_AT], json_dumps(row[_RAW_AT]), row[_HASH_AT]) for row in changed
+        )
+        await raw.copy_records_to_table("_transactions_stage", records=staged, columns=_STAGED)
+        result = await raw.fetch(_MERGE_SQL, now, rows[0][1], account_id)
         await raw.execute("TRUNCATE _transactions_stage")
-        inserted = sum(1 for r in result if r["inserted"])
-        return inserted, len(result) - inserted
+        return len(new), len(result)
 
     async def drop_stale_pending(self, account: Account, batch: TransactionBatch) -> int:
         """Pending items are often re-identified by banks; drop stored ones the batch no longer has."""
