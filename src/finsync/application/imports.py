@@ -67,6 +67,7 @@ def _group(statements: Sequence[ParsedStatement]) -> Fetched:
         by_key[key] = replace(statement.account, provider_account_id=key)
         batch = fetched.transactions.setdefault(key, TransactionBatch())
         batch.transactions.extend(statement.transactions)
+        batch.deferred.extend(statement.deferred)
         if statement.holdings is not None:
             fetched.holdings[key] = statement.holdings
     fetched.accounts = list(by_key.values())

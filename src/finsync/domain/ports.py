@@ -30,6 +30,7 @@ from finsync.domain.enums import (
     TransactionType,
 )
 from finsync.domain.records import (
+    DeferredTransactions,
     ProviderAccount,
     ProviderHolding,
     ProviderTransaction,
@@ -129,6 +130,10 @@ class HoldingRepository(Protocol):
 
 class TransactionRepository(Protocol):
     async def upsert(self, account: Account, transactions: Sequence[ProviderTransaction]) -> UpsertCounts: ...
+    async def fingerprints(self, account: Account, provider_ids: Sequence[str]) -> dict[str, str]:
+        """provider id → stored fingerprint, for those of ``provider_ids`` the account has."""
+        ...
+
     async def drop_stale_pending(self, account: Account, batch: TransactionBatch) -> int: ...
     async def get(self, transaction_id: UUID, user_id: UUID) -> Transaction | None: ...
     async def find(
@@ -286,6 +291,7 @@ class ParsedStatement:
 
     account: ProviderAccount
     transactions: list[ProviderTransaction] = field(default_factory=list)
+    deferred: list[DeferredTransactions] = field(default_factory=list)
     holdings: list[ProviderHolding] | None = None
     institution: str | None = None
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
@@ -70,12 +71,32 @@ class ProviderTransaction:
 
 
 @dataclass(slots=True, kw_only=True)
+class DeferredTransactions:
+    """Transactions a provider can name before it maps them.
+
+    ``keys[i]`` is item i's (provider_transaction_id, fingerprint); ``build(positions)``
+    maps only the items at those positions, in order, and may skip unreadable ones (the
+    provider records why). A writer compares the keys with what it stores and builds only
+    new or changed items, so re-importing a big file never maps what is already there.
+    """
+
+    keys: list[tuple[str, str]]
+    build: Callable[[list[int]], Iterator[ProviderTransaction]]
+
+
+@dataclass(slots=True, kw_only=True)
 class TransactionBatch:
     """Transactions of one account; ``replace_pending_since`` drops stored pending rows
     from that date on that this batch does not contain (banks re-id pending items)."""
 
     transactions: list[ProviderTransaction] = field(default_factory=list)
+    deferred: list[DeferredTransactions] = field(default_factory=list)
     replace_pending_since: date | None = None
+
+    def provider_ids(self) -> list[str]:
+        return [t.provider_transaction_id for t in self.transactions] + [
+            key for group in self.deferred for key, _ in group.keys
+        ]
 
 
 @dataclass(slots=True)

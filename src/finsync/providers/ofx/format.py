@@ -22,12 +22,13 @@ class OfxFormat:
         return looks_like_ofx(head)
 
     def read(self, data: bytes) -> ParsedFile:
-        document = parse_ofx(data)
-        warnings = list(document.warnings)
+        document = parse_ofx(data, defer=True)
+        warnings = document.warnings  # the same list: deferred transactions add theirs later
         statements = [
             ParsedStatement(
                 account=mapped.account,
                 transactions=_unique_ids(mapped.transactions, warnings),
+                deferred=[mapped.deferred] if mapped.deferred is not None else [],
                 holdings=mapped.holdings,  # None: the file says nothing about positions
                 institution=mapped.institution_fid or mapped.institution,
             )

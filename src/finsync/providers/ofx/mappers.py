@@ -8,14 +8,20 @@ declare, else USD (the OFX default). Investment balance = AVAILCASH + Σ MKTVAL.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 
 from finsync.domain.enums import AccountType, AssetType
-from finsync.domain.records import ProviderAccount, ProviderHolding, ProviderTransaction
-from finsync.gcpause import gc_paused
+from finsync.domain.records import (
+    DeferredTransactions,
+    ProviderAccount,
+    ProviderHolding,
+    ProviderTransaction,
+)
+from finsync.gcpause import gc_paused, paused_gc
 from finsync.providers.ofx.model import (
     OfxDocument,
     OfxPosition,
@@ -24,8 +30,10 @@ from finsync.providers.ofx.model import (
     OfxTransaction,
     clean_fields,
 )
+from finsync.providers.ofx.statements import UnreadTransactions
 from finsync.providers.ofx.transactions import (
     TransactionIds,
+    bank_fingerprint,
     map_bank_transaction,
     map_investment_transaction,
 )
@@ -53,6 +61,7 @@ class MappedStatement:
 
     account: ProviderAccount
     transactions: list[ProviderTransaction] = field(default_factory=list)
+    deferred: DeferredTransactions | None = None  # from parse_ofx(..., defer=True)
     # None when the file says nothing about holdings (bank statements, no INVPOSLIST): an
     # empty list means "holds nothing" and would wipe the holdings stored for the account.
     holdings: list[ProviderHolding] | None = None
@@ -99,6 +108,7 @@ def map_document(doc: OfxDocument) -> list[MappedStatement]:
         transactions = [
             map_bank_transaction(t, currency, account_ids) for t in _drain(statement.transactions)
         ]
+        deferred = _defer(statement.unread, transactions, currency, account_ids)
         for entry in statement.investment_transactions:
             security = securities.get(entry.unique_id_type, entry.unique_id)
             transactions.append(map_investment_transaction(entry, security, currency, account_ids))
@@ -114,6 +124,7 @@ def map_document(doc: OfxDocument) -> list[MappedStatement]:
             MappedStatement(
                 account=account,
                 transactions=transactions,
+                deferred=deferred,
                 holdings=holdings,
                 institution=doc.institution_org,
                 institution_fid=doc.institution_fid,
@@ -122,6 +133,41 @@ def map_document(doc: OfxDocument) -> list[MappedStatement]:
             )
         )
     return out
+
+
+def _defer(
+    unread: UnreadTransactions | None,
+    transactions: list[ProviderTransaction],
+    currency: str,
+    ids: TransactionIds,
+) -> DeferredTransactions | None:
+    """Name each unread STMTTRN by FITID + fingerprint without converting it.
+
+    Those without a FITID (their id hashes converted values) or with a FITID used twice
+    (``#n`` suffixes compare converted values) are converted and mapped now, into
+    ``transactions``, in file order.
+    """
+    if unread is None:
+        return None
+    fitids = [unread.fitid(i) for i in range(len(unread.fields))]
+    uses = Counter(fitids)
+    keys: list[tuple[str, str]] = []
+    positions: list[int] = []
+    for i, fitid in enumerate(fitids):
+        if fitid and uses[fitid] == 1:
+            keys.append((fitid, bank_fingerprint(currency, unread.digests[i])))
+            positions.append(i)
+        elif (txn := unread.convert(i)) is not None:
+            transactions.append(map_bank_transaction(txn, currency, ids))
+
+    def build(wanted: list[int]) -> Iterator[ProviderTransaction]:
+        with paused_gc():
+            for at in wanted:
+                if (txn := unread.convert(positions[at])) is not None:
+                    yield map_bank_transaction(txn, currency, ids)
+        unread.ctx.finish()  # "... and N more warnings" for those converted here
+
+    return DeferredTransactions(keys=keys, build=build)
 
 
 def statement_currency(statement: OfxStatement) -> str:

@@ -14,9 +14,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from finsync.domain.errors import ImportRejected
+
+if TYPE_CHECKING:
+    from finsync.providers.ofx.statements import UnreadTransactions
 
 StatementKind = Literal["bank", "credit_card", "investment"]
 
@@ -128,6 +131,8 @@ class OfxStatement:
     available_balance: Decimal | None = None
     available_balance_at: datetime | None = None
     transactions: list[OfxTransaction] = field(default_factory=list)
+    # parse_ofx(..., defer=True) only: more STMTTRNs, in file order after ``transactions``
+    unread: UnreadTransactions | None = None
     investment_transactions: list[OfxInvestmentTransaction] = field(default_factory=list)
     positions: list[OfxPosition] = field(default_factory=list)
     positions_listed: bool = False  # INVPOSLIST present: ``positions`` is the full list (maybe empty)

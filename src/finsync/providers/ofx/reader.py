@@ -31,8 +31,13 @@ _Failure = tuple[int, str, str, str, int]  # code, severity, message, descriptio
 
 
 @gc_paused
-def parse_ofx(data: bytes) -> OfxDocument:
-    """Read a whole OFX 1.x/2.x or QFX file. The caller bounds ``len(data)``."""
+def parse_ofx(data: bytes, *, defer: bool = False) -> OfxDocument:
+    """Read a whole OFX 1.x/2.x or QFX file. The caller bounds ``len(data)``.
+
+    ``defer=True`` leaves the bulk of a bank statement's STMTTRNs unconverted in
+    ``statement.unread``, for importers that convert only what they do not store yet; the
+    warnings about those transactions then arrive when they are converted.
+    """
     if not data or data.isspace():  # same as ``not data.strip()``, without copying the file
         raise MalformedFile("the file is empty")
     warnings: list[str] = []
@@ -40,7 +45,7 @@ def parse_ofx(data: bytes) -> OfxDocument:
     text, codec = decode(data, header, warnings)
     lines = Lines(text)
     ofx = build_tree(text, find_body(text, lines), lines, warnings)
-    ctx = Context(lines, warnings)
+    ctx = Context(lines, warnings, defer=defer)
     document = OfxDocument(header=header, encoding=codec, warnings=warnings)
     _sign_on(ofx, document, ctx)
     failures: list[_Failure] = []

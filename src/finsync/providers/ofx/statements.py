@@ -12,6 +12,7 @@ Failure policy, per element:
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 
@@ -26,10 +27,11 @@ MAX_WARNINGS = 100
 class Context:
     """Line numbers and the (capped) warning list shared by one parse."""
 
-    def __init__(self, lines: Lines, warnings: list[str]) -> None:
+    def __init__(self, lines: Lines, warnings: list[str], *, defer: bool = False) -> None:
         self.lines = lines
         self.warnings = warnings
         self.suppressed = 0
+        self.defer = defer  # leave fast-path STMTTRNs unconverted (see UnreadTransactions)
 
     def line(self, pos: int) -> int:
         return self.lines.at(pos)
@@ -43,6 +45,7 @@ class Context:
     def finish(self) -> None:
         if self.suppressed:
             self.warnings.append(f"... and {self.suppressed} more warnings")
+            self.suppressed = 0
 
     def date(self, node: Node, tag: str) -> datetime | None:
         """An optional date child: absent → None; unreadable → None and a warning."""
@@ -74,6 +77,28 @@ class Context:
         except ValueError as exc:
             self.warn(node.pos, f"<{node.tag}>/<CURDEF> ignored: {exc}")
             return None
+
+
+@dataclass(slots=True)
+class UnreadTransactions:
+    """Fast-path STMTTRNs left unconverted by ``parse_ofx(..., defer=True)``.
+
+    Converting (dates, amounts) and then mapping is most of the per-transaction cost, and a
+    re-import needs neither for the transactions it already stores: each one is named by
+    its FITID and the digest of its source text without converting it. ``convert`` records
+    its warnings in the document's list, as the eager reader would have.
+    """
+
+    fields: list[dict[str, str]]
+    offsets: list[int]
+    digests: list[str]
+    ctx: Context
+
+    def fitid(self, i: int) -> str:
+        return (self.fields[i].get("FITID") or "").strip()
+
+    def convert(self, i: int) -> OfxTransaction | None:
+        return bank_transaction(self.fields[i], self.offsets[i], self.ctx, self.digests[i])
 
 
 def account_id(node: Node, ctx: Context, *aggregates: str) -> tuple[Node, str]:
@@ -115,11 +140,14 @@ def bank_statement(node: Node, ctx: Context) -> OfxStatement:
                     transactions.append(transaction)
         blocks, offsets, digests = tranlist.blocks, tranlist.block_offsets, tranlist.block_digests
         if blocks is not None and offsets is not None and digests is not None:
-            append = transactions.append
-            for fields, offset, digest in zip(blocks, offsets, digests, strict=True):
-                transaction = bank_transaction(fields, offset, ctx, digest)
-                if transaction is not None:
-                    append(transaction)
+            if ctx.defer and statement.currency:  # without CURDEF, transactions give the currency
+                statement.unread = UnreadTransactions(blocks, offsets, digests, ctx)
+            else:
+                append = transactions.append
+                for fields, offset, digest in zip(blocks, offsets, digests, strict=True):
+                    transaction = bank_transaction(fields, offset, ctx, digest)
+                    if transaction is not None:
+                        append(transaction)
     ledger = node.find("LEDGERBAL")
     if ledger is None:
         ctx.warn(node.pos, f"<{node.tag}> has no <LEDGERBAL>: the account balance is unknown")

@@ -67,6 +67,12 @@ class TransactionIds:
         return "h:" + digest[:32]
 
 
+def bank_fingerprint(currency: str, digest: str) -> str:
+    """What decides a mapped bank transaction: its source text, the account currency and
+    the mapping itself (its version)."""
+    return f"{FINGERPRINT_VERSION}|{currency}|{digest}"
+
+
 def bank_kind(trntype: str, amount: Decimal) -> tuple[TransactionType, TransactionSubtype]:
     incoming = amount > 0 or (amount == 0 and trntype in _CREDITS)
     if trntype in _SIGNED:
@@ -117,20 +123,18 @@ def map_bank_transaction(txn: OfxTransaction, currency: str, ids: TransactionIds
     raw = {
         key: stripped for key, value in txn.fields.items() if (stripped := value.strip()) and key[:1] != "/"
     }
-    currency = txn.currency or currency
     return ProviderTransaction(
         provider_transaction_id=txn.fitid or ids(txn.fitid, posted, amount, name or "", memo or ""),
         type=kind,
         subtype=subtype,
         amount=amount,
-        currency=currency,
+        currency=txn.currency or currency,
         transaction_date=when,
         settlement_date=posted if posted != when else None,
         status=_PENDING if trntype == "HOLD" else _SETTLED,
         description=description,
         raw=raw,
-        # The source text and currency decide every mapped value (the version, the mapping).
-        fingerprint=f"{FINGERPRINT_VERSION}|{currency}|{txn.digest}" if txn.digest else None,
+        fingerprint=bank_fingerprint(currency, txn.digest) if txn.digest else None,
     )
 
 

@@ -31,6 +31,7 @@ _COLUMNS = [
     "id", "user_id", "account_id", "provider_transaction_id", *_FIELDS,
     "content_hash", "created_at", "updated_at",
 ]  # fmt: skip
+_SQLITE_CHUNK = 5_000
 _LOCK_SQL = "SELECT id FROM accounts WHERE id = $1 FOR UPDATE"
 _RAW_AT, _HASH_AT = _COLUMNS.index("raw"), _COLUMNS.index("content_hash")
 _KNOWN_SQL = (
@@ -131,12 +132,8 @@ class SqlTransactionRepository:
         The statements go through SQLAlchemy's connection so they run in the unit of work's
         transaction and commit or roll back with it.
         """
-        conn = await self._s.connection()
-        raw = (await conn.get_raw_connection()).driver_connection
-        assert raw is not None
+        raw = await self._driver()
         account_id = rows[0][2]
-        await conn.exec_driver_sql(_STAGE_DDL)  # also opens the unit of work's transaction
-        assert raw.is_in_transaction(), "writes must run inside the unit of work's transaction"
         if await raw.fetchval(_LOCK_SQL, account_id) is None:
             raise Conflict("the account was deleted while its transactions were being written")
         known = dict(await raw.fetch(_KNOWN_SQL, account_id, [row[3] for row in rows]))
@@ -155,11 +152,36 @@ class SqlTransactionRepository:
         await raw.execute("TRUNCATE _transactions_stage")
         return len(new), len(result)
 
+    async def fingerprints(self, account: Account, provider_ids: Sequence[str]) -> dict[str, str]:
+        if not provider_ids:
+            return {}
+        if self._s.get_bind().dialect.name == "postgresql":
+            raw = await self._driver()
+            return dict(await raw.fetch(_KNOWN_SQL, account.id, list(provider_ids)))
+        t = transactions.c
+        found: dict[str, str] = {}
+        for start in range(0, len(provider_ids), _SQLITE_CHUNK):  # bound the bound parameters
+            chunk = provider_ids[start : start + _SQLITE_CHUNK]
+            stmt = select(t.provider_transaction_id, t.content_hash).where(
+                t.account_id == account.id, t.provider_transaction_id.in_(chunk)
+            )
+            found.update((pid, digest) for pid, digest in await self._s.execute(stmt))
+        return found
+
+    async def _driver(self) -> Any:
+        """The asyncpg connection under the unit of work's session, its transaction open."""
+        conn = await self._s.connection()
+        await conn.exec_driver_sql(_STAGE_DDL)  # also opens the unit of work's transaction
+        raw = (await conn.get_raw_connection()).driver_connection
+        assert raw is not None
+        assert raw.is_in_transaction(), "statements must run inside the unit of work's transaction"
+        return raw
+
     async def drop_stale_pending(self, account: Account, batch: TransactionBatch) -> int:
         """Pending items are often re-identified by banks; drop stored ones the batch no longer has."""
         if batch.replace_pending_since is None:
             return 0
-        keep = [t.provider_transaction_id for t in batch.transactions]
+        keep = batch.provider_ids()
         stmt = delete(transactions).where(
             transactions.c.account_id == account.id,
             transactions.c.status == TransactionStatus.PENDING.value,
