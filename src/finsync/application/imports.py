@@ -65,13 +65,26 @@ def _group(statements: Sequence[ParsedStatement]) -> Fetched:
     ):
         key = f"{statement.institution or 'unknown'}|{statement.account.provider_account_id}"
         by_key[key] = replace(statement.account, provider_account_id=key)
-        batch = fetched.transactions.setdefault(key, TransactionBatch())
-        batch.transactions.extend(statement.transactions)
-        batch.deferred.extend(statement.deferred)
+        batch = fetched.transactions.get(key)
+        if batch is None:
+            fetched.transactions[key] = TransactionBatch(
+                transactions=list(statement.transactions), deferred=list(statement.deferred)
+            )
+        else:  # several statements of one account: build everything so the newest wins, in order
+            _build_all(batch)
+            batch.transactions += statement.transactions
+            batch.deferred = list(statement.deferred)
+            _build_all(batch)
         if statement.holdings is not None:
             fetched.holdings[key] = statement.holdings
     fetched.accounts = list(by_key.values())
     return fetched
+
+
+def _build_all(batch: TransactionBatch) -> None:
+    for group in batch.deferred:
+        batch.transactions += group.build(list(range(len(group.keys))))
+    batch.deferred.clear()
 
 
 class ImportService:

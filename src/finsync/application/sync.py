@@ -7,7 +7,6 @@ old or the new state.
 
 from __future__ import annotations
 
-import asyncio
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -46,7 +45,6 @@ from finsync.domain.ports import (
 from finsync.domain.records import (
     ProviderAccount,
     ProviderHolding,
-    ProviderTransaction,
     TransactionBatch,
     UpsertCounts,
 )
@@ -79,28 +77,6 @@ def record_counts(run: SyncRun, entity: str, counts: UpsertCounts) -> None:
         run.counts[key] = run.counts.get(key, 0) + getattr(counts, name)
 
 
-async def _new_or_changed(
-    uow: UnitOfWork, account: Account, batch: TransactionBatch
-) -> tuple[list[ProviderTransaction], int]:
-    """The batch's transactions with its deferred ones built, except those stored with the
-    same fingerprint; and how many those were."""
-    if not batch.deferred:
-        return batch.transactions, 0
-    stored = await uow.transactions.fingerprints(account, [k for g in batch.deferred for k, _ in g.keys])
-    wanted = [
-        (group, [i for i, (pid, fingerprint) in enumerate(group.keys) if stored.get(pid) != fingerprint])
-        for group in batch.deferred
-    ]
-    unchanged = sum(len(group.keys) - len(positions) for group, positions in wanted)
-
-    def build() -> list[ProviderTransaction]:
-        return [*batch.transactions, *(t for group, positions in wanted for t in group.build(positions))]
-
-    if any(positions for _, positions in wanted):  # mapping is CPU-bound: off the event loop
-        return await asyncio.to_thread(build), unchanged
-    return build(), unchanged
-
-
 async def write_fetched(
     uow: UnitOfWork,
     connection: Connection,
@@ -122,9 +98,9 @@ async def write_fetched(
             record_counts(run, "holdings", await uow.holdings.replace(account, fetched.holdings[key]))
         batch = fetched.transactions.get(key)
         if batch is not None:
-            incoming, unchanged = await _new_or_changed(uow, account, batch)
-            tx_counts = await uow.transactions.upsert(account, incoming)
-            tx_counts.unchanged += unchanged
+            tx_counts = await uow.transactions.upsert(account, batch.transactions)
+            for group in batch.deferred:
+                tx_counts.add(await uow.transactions.upsert_deferred(account, group))
             tx_counts.deleted += await uow.transactions.drop_stale_pending(account, batch)
             record_counts(run, "transactions", tx_counts)
         source_of = fetched.snapshot_from.get(key)

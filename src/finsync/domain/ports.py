@@ -130,6 +130,10 @@ class HoldingRepository(Protocol):
 
 class TransactionRepository(Protocol):
     async def upsert(self, account: Account, transactions: Sequence[ProviderTransaction]) -> UpsertCounts: ...
+    async def upsert_deferred(self, account: Account, group: DeferredTransactions) -> UpsertCounts:
+        """Like ``upsert``, building only the group's items that are new or changed."""
+        ...
+
     async def fingerprints(self, account: Account, provider_ids: Sequence[str]) -> dict[str, str]:
         """provider id → stored fingerprint, for those of ``provider_ids`` the account has."""
         ...

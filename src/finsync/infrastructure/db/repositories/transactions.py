@@ -16,7 +16,7 @@ from finsync.domain.entities import Account, Transaction, new_id, utcnow
 from finsync.domain.enums import TransactionStatus
 from finsync.domain.errors import BadData, Conflict
 from finsync.domain.ports import Page, PageRequest, TransactionFilter
-from finsync.domain.records import ProviderTransaction, TransactionBatch, UpsertCounts
+from finsync.domain.records import DeferredTransactions, ProviderTransaction, TransactionBatch, UpsertCounts
 from finsync.infrastructure.db.mapping import keyset, make_page, to_entity
 from finsync.infrastructure.db.tables import TransactionRow
 from finsync.infrastructure.db.types import json_dumps
@@ -63,6 +63,33 @@ def content_hash(values: tuple[Any, ...]) -> str:
     return hashlib.blake2b(repr(values).encode(), digest_size=16).hexdigest()
 
 
+def _row(
+    r: ProviderTransaction,
+    row_id: UUID | None,
+    user_id: UUID,
+    account_id: UUID,
+    now: datetime,
+    json: bool = False,
+) -> tuple[Any, ...]:
+    """A transaction as a row in ``_COLUMNS`` order; ``json=True`` encodes ``raw`` for COPY."""
+    pid = r.provider_transaction_id
+    if len(pid) > 255 or "\x00" in pid:
+        raise BadData(f"transaction id {pid[:40]!r}… is longer than 255 characters or has a NUL byte")
+    description = r.description
+    if description is not None and "\x00" in description:  # PostgreSQL text cannot hold NUL
+        description = description.replace("\x00", "")
+    symbol = r.symbol[:64].replace("\x00", "") if r.symbol else r.symbol
+    values = (
+        r.type.value, r.subtype.value, r.status.value, r.amount, r.currency, r.transaction_date,
+        r.settlement_date, symbol, r.quantity, r.unit_price, r.fees, description, r.raw,
+    )  # fmt: skip
+    fingerprint = r.fingerprint
+    if fingerprint is None or len(fingerprint) > 64:
+        fingerprint = content_hash(values)
+    raw = json_dumps(r.raw) if json else r.raw
+    return (row_id, user_id, account_id, pid, *values[:-1], raw, fingerprint, now, now)
+
+
 class SqlTransactionRepository:
     def __init__(self, session: AsyncSession) -> None:
         self._s = session
@@ -73,24 +100,9 @@ class SqlTransactionRepository:
         This is the hot path of big imports, hence tuples in column order rather than
         dicts, and ids generated only for rows that are actually inserted.
         """
-        latest: dict[str, tuple[Any, ...]] = {}
         now, user_id, account_id = utcnow(), account.user_id, account.id
-        for r in incoming:  # last occurrence wins: one statement may not touch a row twice
-            pid = r.provider_transaction_id
-            if len(pid) > 255 or "\x00" in pid:
-                raise BadData(f"transaction id {pid[:40]!r}… is longer than 255 characters or has a NUL byte")
-            description = r.description
-            if description is not None and "\x00" in description:  # PostgreSQL text cannot hold NUL
-                description = description.replace("\x00", "")
-            symbol = r.symbol[:64].replace("\x00", "") if r.symbol else r.symbol
-            values = (
-                r.type.value, r.subtype.value, r.status.value, r.amount, r.currency, r.transaction_date,
-                r.settlement_date, symbol, r.quantity, r.unit_price, r.fees, description, r.raw,
-            )  # fmt: skip
-            fingerprint = r.fingerprint
-            if fingerprint is None or len(fingerprint) > 64:
-                fingerprint = content_hash(values)
-            latest[pid] = (None, user_id, account_id, pid, *values, fingerprint, now, now)
+        # Last occurrence wins: one statement may not touch a row twice.
+        latest = {r.provider_transaction_id: _row(r, None, user_id, account_id, now) for r in incoming}
         rows = list(latest.values())
         if not rows:
             return UpsertCounts(unchanged=len(incoming))
@@ -99,6 +111,48 @@ class SqlTransactionRepository:
         else:
             inserted, updated = await self._upsert_values(rows, now)
         return UpsertCounts(inserted=inserted, updated=updated, unchanged=len(incoming) - inserted - updated)
+
+    async def upsert_deferred(self, account: Account, group: DeferredTransactions) -> UpsertCounts:
+        """Build and write only the group's new and changed transactions.
+
+        On PostgreSQL the new ones stream from ``group.build`` straight into one COPY, so
+        the database ingests rows while the next ones are mapped and nothing holds the
+        whole batch. Their ids are unique by the group's contract and absent under the
+        account lock, so they need no conflict handling.
+        """
+        postgres = self._s.get_bind().dialect.name == "postgresql"
+        if postgres:
+            await self._lock(account.id)
+        pids = [pid for pid, _ in group.keys]
+        stored = await self.fingerprints(account, pids)
+        new: list[int] = []
+        changed: list[int] = []
+        for at, (pid, fingerprint) in enumerate(group.keys):
+            known = stored.get(pid)
+            if known is None:
+                new.append(at)
+            elif known != fingerprint:
+                changed.append(at)
+        counts = UpsertCounts(unchanged=len(pids) - len(new) - len(changed))
+        if not postgres:  # SQLite: one upsert of everything that is not unchanged
+            counts.add(await self.upsert(account, list(group.build(sorted(new + changed)))))
+            return counts
+        if new:
+            now, user_id = utcnow(), account.user_id
+            records = (_row(r, new_id(), user_id, account.id, now, json=True) for r in group.build(new))
+            status = await (await self._driver()).copy_records_to_table(
+                "transactions", records=records, columns=_COLUMNS
+            )
+            counts.inserted = int(status.rsplit(" ", 1)[-1])  # "COPY <rows>"
+        if changed:
+            counts.add(await self.upsert(account, list(group.build(changed))))
+        return counts
+
+    async def _lock(self, account_id: UUID) -> None:
+        """Serialise writers of one account until commit (PostgreSQL): an id absent now stays
+        absent, so new rows can be COPYed without ON CONFLICT."""
+        if await (await self._driver()).fetchval(_LOCK_SQL, account_id) is None:
+            raise Conflict("the account was deleted while its transactions were being written")
 
     async def _upsert_values(self, rows: list[tuple[Any, ...]], now: datetime) -> tuple[int, int]:
         """SQLite: one prepared upsert, batched by SQLAlchemy's insertmanyvalues.
@@ -134,8 +188,7 @@ class SqlTransactionRepository:
         """
         raw = await self._driver()
         account_id = rows[0][2]
-        if await raw.fetchval(_LOCK_SQL, account_id) is None:
-            raise Conflict("the account was deleted while its transactions were being written")
+        await self._lock(account_id)
         known = dict(await raw.fetch(_KNOWN_SQL, account_id, [row[3] for row in rows]))
         new = [row for row in rows if row[3] not in known]
         changed = [row for row in rows if known.get(row[3], row[_HASH_AT]) != row[_HASH_AT]]
