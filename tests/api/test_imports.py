@@ -220,3 +220,29 @@ async def test_odd_query_values_are_422_not_500(client: httpx.AsyncClient) -> No
     path = f"/api/v1/accounts/{account['id']}/balance-snapshots"
     r = await client.get(path, headers=headers, params={"since": "9999-12-31T23:59:59-05:00"})
     assert r.status_code == 422
+
+
+async def test_a_corrected_statement_updates_only_the_changed_transaction(client: httpx.AsyncClient) -> None:
+    headers = await register_and_login(client)
+    original = statement(range(0, 30))
+    assert (await upload(client, headers, original)).json()["counts"]["transactions_inserted"] == 30
+    corrected = original.replace(b"<NAME>Shop 7<MEMO>card", b"<NAME>Shop 7<MEMO>card refund reversed")
+    counts = (await upload(client, headers, corrected)).json()["counts"]
+    assert (counts["transactions_inserted"], counts["transactions_updated"]) == (0, 1)
+    assert counts["transactions_already_present"] == 29
+    (row,) = [t for t in await _all(client, headers, "/api/v1/transactions") if t["raw"]["FITID"] == "F00007"]
+    assert row["description"] == "Shop 7 / card refund reversed"
+
+
+async def test_an_unreadable_transaction_is_reported_on_every_upload(client: httpx.AsyncClient) -> None:
+    headers = await register_and_login(client)
+    data = statement(range(0, 20)).replace(b"<TRNAMT>-5.25", b"<TRNAMT>five")
+    for inserted, present in ((19, 0), (0, 19)):
+        body = (await upload(client, headers, data)).json()
+        assert (body["counts"]["transactions_inserted"], body["counts"]["transactions_already_present"]) == (
+            inserted,
+            present,
+        )
+        assert any("F00005" in w and "skipped" in w and "TRNAMT" in w for w in body["warnings"]), body[
+            "warnings"
+        ]

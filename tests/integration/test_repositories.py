@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Iterator
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
 
 import pytest
+from sqlalchemy import inspect
 
 from finsync.bootstrap import Container
 from finsync.domain.enums import TransactionStatus
-from finsync.domain.errors import InvalidInput
+from finsync.domain.errors import Conflict, InvalidInput
 from finsync.domain.ports import PageRequest, TransactionFilter
+from finsync.domain.records import DeferredTransactions, ProviderTransaction
 from tests.factories import account, holding, seed_connection, seed_user, txn
 
 pytestmark = pytest.mark.integration
@@ -172,3 +176,116 @@ async def test_unit_of_work_rolls_back_without_commit(container: Container) -> N
         await uow.accounts.upsert(conn, [account()])
     async with container.uow() as uow:
         assert await uow.accounts.for_connection(conn.id) == []
+
+
+def _deferred(items: list[ProviderTransaction], built: list[int]) -> DeferredTransactions:
+    """A provider's deferred group that records which positions the store asked it to build."""
+
+    def build(positions: list[int]) -> Iterator[ProviderTransaction]:
+        for at in positions:
+            built.append(at)
+            yield items[at]
+
+    keys = [(t.provider_transaction_id, t.fingerprint or "") for t in items]
+    return DeferredTransactions(keys=keys, build=build)
+
+
+async def test_deferred_upsert_builds_only_new_or_changed_items(container: Container) -> None:
+    user = await seed_user(container)
+    conn = await seed_connection(container, user)
+    items = [txn(f"d{i}", fingerprint=f"v1-{i}") for i in range(3)]
+    changed = [items[0], txn("d1", "-99.00", fingerprint="v2-1"), items[2], txn("d3", fingerprint="v1-3")]
+    first_built: list[int] = []
+    again_built: list[int] = []
+    changed_built: list[int] = []
+    async with container.uow() as uow:
+        (acct,), _ = await uow.accounts.upsert(conn, [account()])
+        first = await uow.transactions.upsert_deferred(acct, _deferred(items, first_built))
+        await uow.commit()
+    async with container.uow() as uow:
+        again = await uow.transactions.upsert_deferred(acct, _deferred(items, again_built))
+        later = await uow.transactions.upsert_deferred(acct, _deferred(changed, changed_built))
+        await uow.commit()
+        page = await uow.transactions.find(user.id, TransactionFilter(account_id=acct.id), PageRequest())
+    assert (first.inserted, first.updated, first.unchanged) == (3, 0, 0)
+    assert sorted(first_built) == [0, 1, 2]
+    assert (again.inserted, again.updated, again.unchanged) == (0, 0, 3)
+    assert again_built == []  # nothing stored with the same fingerprint is ever mapped again
+    assert (later.inserted, later.updated, later.unchanged) == (1, 1, 2)
+    assert sorted(changed_built) == [1, 3]
+    amounts = {t.provider_transaction_id: t.amount for t in page.items}
+    assert amounts == {
+        "d0": Decimal("-12.34"),
+        "d1": Decimal("-99.00"),
+        "d2": Decimal("-12.34"),
+        "d3": Decimal("-12.34"),
+    }
+
+
+async def test_a_provider_fingerprint_decides_what_changed(container: Container) -> None:
+    user = await seed_user(container)
+    conn = await seed_connection(container, user)
+    async with container.uow() as uow:
+        (acct,), _ = await uow.accounts.upsert(conn, [account()])
+        await uow.transactions.upsert(acct, [txn("t1", fingerprint="source-a")])
+        same_source = await uow.transactions.upsert(acct, [txn("t1", fingerprint="source-a")])
+        new_source = await uow.transactions.upsert(acct, [txn("t1", "-1.00", fingerprint="source-b")])
+        # Without a fingerprint the values are hashed: different from "source-b", so an update.
+        hashed = await uow.transactions.upsert(acct, [txn("t1", "-1.00")])
+        await uow.commit()
+    assert (same_source.unchanged, new_source.updated, hashed.updated) == (1, 1, 1)
+
+
+async def test_deferred_items_after_eager_ones_of_the_same_id_win(container: Container) -> None:
+    user = await seed_user(container)
+    conn = await seed_connection(container, user)
+    async with container.uow() as uow:
+        (acct,), _ = await uow.accounts.upsert(conn, [account()])
+        eager = await uow.transactions.upsert(acct, [txn("x", "-1.00", fingerprint="e")])
+        deferred = await uow.transactions.upsert_deferred(
+            acct, _deferred([txn("x", "-2.00", fingerprint="d")], [])
+        )
+        await uow.commit()
+        (stored,) = (await uow.transactions.find(user.id, TransactionFilter(), PageRequest())).items
+    assert (eager.inserted, deferred.updated, stored.amount) == (1, 1, Decimal("-2.00"))
+
+
+async def test_transactions_have_no_foreign_keys_to_slow_bulk_inserts(container: Container) -> None:
+    async with container.engine.connect() as conn:
+        foreign_keys = await conn.run_sync(lambda sync: inspect(sync).get_foreign_keys("transactions"))
+    assert foreign_keys == []
+
+
+async def test_deleting_a_connection_waits_for_a_writer_of_its_accounts(
+    container: Container, database_url: str
+) -> None:
+    """Without a foreign key, the account lock is what keeps rows from outliving their account."""
+    if not database_url.startswith("postgresql"):
+        pytest.skip("SQLite has one writer at a time: there is no interleaving to test")
+    user = await seed_user(container)
+    conn = await seed_connection(container, user)
+    async with container.uow() as uow:
+        (acct,), _ = await uow.accounts.upsert(conn, [account()])
+        await uow.commit()
+    async with container.uow() as writer:
+        await writer.transactions.upsert_deferred(acct, _deferred([txn("w1"), txn("w2")], []))
+        deleting = asyncio.create_task(container.connections.delete(conn.id, user.id))
+        await asyncio.sleep(0.3)
+        assert not deleting.done(), "the delete must wait for the writer's account lock"
+        await writer.commit()
+    await deleting
+    async with container.uow() as uow:
+        assert await uow.transactions.count_for(acct.id) == 0
+
+
+async def test_writing_to_a_vanished_account_is_a_conflict(container: Container, database_url: str) -> None:
+    if not database_url.startswith("postgresql"):
+        pytest.skip("the account lock is PostgreSQL's; SQLite serialises writers itself")
+    user = await seed_user(container)
+    conn = await seed_connection(container, user)
+    async with container.uow() as uow:
+        (acct,), _ = await uow.accounts.upsert(conn, [account()])
+    # Not committed: the account row does not exist for the next unit of work.
+    async with container.uow() as uow:
+        with pytest.raises(Conflict):
+            await uow.transactions.upsert_deferred(acct, _deferred([txn("v1")], []))

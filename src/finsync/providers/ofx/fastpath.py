@@ -29,7 +29,7 @@ _LEAF = re.compile(r"<([A-Za-z][\w.-]*)>([^<]*)")
 # starts with the literal "<", factored out so the scan of a big section can skip to it.
 _NOT_SIMPLE = re.compile(r"<(?:(?!/?[A-Z][A-Z0-9._-]*+>)|/[A-Z][A-Z0-9._-]*+>\s*+[^<\s]|STMTTRN>\s*+[^<\s])")
 _LOWERCASE_TAG = re.compile(r"<[A-Z0-9.]*[a-z]")
-_START = "<STMTTRN>"
+_START, _END, _FITID = "<STMTTRN>", "</STMTTRN>", "<FITID>"
 _HEAD_TAGS = frozenset({"DTSTART", "DTEND", "/DTSTART", "/DTEND"})
 
 
@@ -50,20 +50,23 @@ def _unescape_values(fields: dict[str, str]) -> None:
 
 def transaction_list(
     text: str, start: int, end: int
-) -> tuple[list[Node], list[dict[str, str]], list[int], list[str], int] | None:
+) -> tuple[list[Node], list[str], list[int], list[str]] | None:
     """Read an upper-case ``<BANKTRANLIST>`` whose content is ``text[start:end]`` (``end``
-    is its end tag): the leaf children (DTSTART, DTEND), each STMTTRN's fields, offset
-    and digest of its source text, and ``end``. None when the section needs the generic path.
+    is its end tag): the leaf children (DTSTART, DTEND), and each STMTTRN's source text
+    (see :func:`piece_fields`), offset and digest. None when the section needs the
+    generic path.
 
     Once the section is known to contain only simple tags and no stray ``>`` or text
-    outside values, replacing ``>`` by ``<`` and splitting gives exactly alternating tag
-    names and values, so ``dict(zip(tags, values))`` reads a whole transaction without a
-    Python-level loop over its tags.
+    outside values, every piece between two ``<STMTTRN>`` is one transaction ending with
+    ``</STMTTRN>``, and its fields can be read later, only if needed.
     """
     section = text[start:end]
     if section.count("<") != section.count(">") or _NOT_SIMPLE.search(section) is not None:
         return None
+    if section.count(_START) != section.count(_END):
+        return None  # with the check below: each piece holds exactly one </STMTTRN>, at its end
     pieces = section.split(_START)
+    del section
     parts = pieces[0].replace(">", "<").split("<")
     if parts[0].strip():
         return None
@@ -73,19 +76,37 @@ def transaction_list(
             return None  # something other than DTSTART/DTEND before the first STMTTRN
         if tag[0] != "/":
             leaves.append(Node(tag, start, unescape(value.strip())))
-    blocks: list[dict[str, str]] = []
     offsets: list[int] = []
     digests: list[str] = []
     pos = start + len(pieces[0])
-    for piece in pieces[1:]:
-        parts = piece.replace(">", "<").split("<")
-        if parts[-2] != "/STMTTRN":
+    del pieces[0]
+    for piece in pieces:
+        if not piece.rstrip().endswith(_END):
             return None  # missing </STMTTRN>, or an element between two transactions
-        fields = dict(zip(parts[1::2], parts[2::2], strict=False))
-        if "&" in piece:
-            _unescape_values(fields)
-        blocks.append(fields)
         offsets.append(pos)
         digests.append(hashlib.blake2b(piece.encode(), digest_size=16).hexdigest())
         pos += len(piece) + len(_START)
-    return leaves, blocks, offsets, digests, end
+    return leaves, pieces, offsets, digests
+
+
+def piece_fields(piece: str) -> dict[str, str]:
+    """The fields of one STMTTRN piece from :func:`transaction_list`.
+
+    Replacing ``>`` by ``<`` and splitting gives exactly alternating tag names and values,
+    so ``dict(zip(tags, values))`` reads a whole transaction without a Python-level loop
+    over its tags (end tags become ``"/TAG": ""`` entries).
+    """
+    parts = piece.replace(">", "<").split("<")
+    fields = dict(zip(parts[1::2], parts[2::2], strict=False))
+    if "&" in piece:
+        _unescape_values(fields)
+    return fields
+
+
+def piece_fitid(piece: str) -> str:
+    """The FITID of a piece, stripped ("" if none), without reading its other fields."""
+    at = piece.rfind(_FITID)  # the last one, as piece_fields would keep
+    if at < 0:
+        return ""
+    value = piece[at + len(_FITID) : piece.find("<", at + len(_FITID))]
+    return (unescape(value) if "&" in value else value).strip()  # "&#32;" is whitespace too

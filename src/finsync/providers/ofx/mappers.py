@@ -149,7 +149,7 @@ def _defer(
     """
     if unread is None:
         return None
-    fitids = [unread.fitid(i) for i in range(len(unread.fields))]
+    fitids = [unread.fitid(i) for i in range(len(unread.pieces))]
     uses = Counter(fitids)
     keys: list[tuple[str, str]] = []
     positions: list[int] = []
@@ -159,6 +159,7 @@ def _defer(
             positions.append(i)
         elif (txn := unread.convert(i)) is not None:
             transactions.append(map_bank_transaction(txn, currency, ids))
+    unread.ctx.finish()  # parse_ofx has finished its warnings: count what these added
 
     def build(wanted: list[int]) -> Iterator[ProviderTransaction]:
         with paused_gc():

@@ -18,7 +18,7 @@ class Node:
         self.fields: dict[str, str] | None = None
         # A fast-path BANKTRANLIST keeps its STMTTRNs as field dicts plus their offsets
         # instead of one Node each (saves an object per transaction).
-        self.blocks: list[dict[str, str]] | None = None
+        self.blocks: list[str] | None = None  # fast path: each STMTTRN's source (fastpath.piece_fields)
         self.block_offsets: list[int] | None = None
         self.block_digests: list[str] | None = None
 

@@ -17,6 +17,7 @@ from datetime import datetime
 from decimal import Decimal
 
 from finsync.domain.errors import MalformedFile
+from finsync.providers.ofx.fastpath import piece_fields, piece_fitid
 from finsync.providers.ofx.model import OfxStatement, OfxTransaction, StatementKind
 from finsync.providers.ofx.nodes import Lines, Node
 from finsync.providers.ofx.values import parse_amount, parse_currency, parse_datetime
@@ -89,16 +90,16 @@ class UnreadTransactions:
     its warnings in the document's list, as the eager reader would have.
     """
 
-    fields: list[dict[str, str]]
+    pieces: list[str]  # each STMTTRN's source text: a fraction of the memory of its fields
     offsets: list[int]
     digests: list[str]
     ctx: Context
 
     def fitid(self, i: int) -> str:
-        return (self.fields[i].get("FITID") or "").strip()
+        return piece_fitid(self.pieces[i])
 
     def convert(self, i: int) -> OfxTransaction | None:
-        return bank_transaction(self.fields[i], self.offsets[i], self.ctx, self.digests[i])
+        return bank_transaction(piece_fields(self.pieces[i]), self.offsets[i], self.ctx, self.digests[i])
 
 
 def account_id(node: Node, ctx: Context, *aggregates: str) -> tuple[Node, str]:
@@ -144,8 +145,8 @@ def bank_statement(node: Node, ctx: Context) -> OfxStatement:
                 statement.unread = UnreadTransactions(blocks, offsets, digests, ctx)
             else:
                 append = transactions.append
-                for fields, offset, digest in zip(blocks, offsets, digests, strict=True):
-                    transaction = bank_transaction(fields, offset, ctx, digest)
+                for piece, offset, digest in zip(blocks, offsets, digests, strict=True):
+                    transaction = bank_transaction(piece_fields(piece), offset, ctx, digest)
                     if transaction is not None:
                         append(transaction)
     ledger = node.find("LEDGERBAL")

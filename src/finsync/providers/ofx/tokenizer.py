@@ -196,9 +196,10 @@ def build_tree(text: str, start: int, lines: Lines, warnings: list[str]) -> Node
                     if fast is not None:
                         b.push_pending()
                         tranlist = b.stack[-1]
-                        leaves, blocks, offsets, digests, resume = fast
-                        tranlist.children, tranlist.blocks = leaves, blocks
-                        tranlist.block_offsets, tranlist.block_digests = offsets, digests
+                        tranlist.children, tranlist.blocks, tranlist.block_offsets, tranlist.block_digests = (
+                            fast
+                        )
+                        resume = section_end
                         break
             elif kind == _CLOSE:
                 b.close(match.group(5).upper(), match.start())

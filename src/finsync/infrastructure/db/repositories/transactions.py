@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from datetime import date, datetime
 from typing import Any
 from uuid import UUID
 
+import uuid_utils
 from sqlalchemy import delete, func, or_, select
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -65,7 +67,7 @@ def content_hash(values: tuple[Any, ...]) -> str:
 
 def _row(
     r: ProviderTransaction,
-    row_id: UUID | None,
+    row_id: UUID | uuid_utils.UUID | None,
     user_id: UUID,
     account_id: UUID,
     now: datetime,
@@ -88,6 +90,15 @@ def _row(
         fingerprint = content_hash(values)
     raw = json_dumps(r.raw) if json else r.raw
     return (row_id, user_id, account_id, pid, *values[:-1], raw, fingerprint, now, now)
+
+
+async def _yielding(rows: Iterator[tuple[Any, ...]], every: int = 5_000) -> AsyncIterator[tuple[Any, ...]]:
+    """``rows``, letting other tasks run every ``every`` rows: mapping a big file's rows
+    is CPU work on the event loop, and other requests should not wait for all of it."""
+    for count, row in enumerate(rows, 1):
+        yield row
+        if count % every == 0:
+            await asyncio.sleep(0)
 
 
 class SqlTransactionRepository:
@@ -139,9 +150,12 @@ class SqlTransactionRepository:
             return counts
         if new:
             now, user_id = utcnow(), account.user_id
-            records = (_row(r, new_id(), user_id, account.id, now, json=True) for r in group.build(new))
+            # uuid_utils' UUIDv7 objects go to asyncpg as they are: no stdlib UUID per row.
+            records = (
+                _row(r, uuid_utils.uuid7(), user_id, account.id, now, json=True) for r in group.build(new)
+            )
             status = await (await self._driver()).copy_records_to_table(
-                "transactions", records=records, columns=_COLUMNS
+                "transactions", records=_yielding(records), columns=_COLUMNS
             )
             counts.inserted = int(status.rsplit(" ", 1)[-1])  # "COPY <rows>"
         if changed:
