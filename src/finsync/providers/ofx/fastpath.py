@@ -48,13 +48,10 @@ def _unescape_values(fields: dict[str, str]) -> None:
             fields[key] = unescape(value)
 
 
-def transaction_list(
-    text: str, start: int, end: int
-) -> tuple[list[Node], list[str], list[int], list[str]] | None:
+def transaction_list(text: str, start: int, end: int) -> tuple[list[Node], list[str], list[int]] | None:
     """Read an upper-case ``<BANKTRANLIST>`` whose content is ``text[start:end]`` (``end``
     is its end tag): the leaf children (DTSTART, DTEND), and each STMTTRN's source text
-    (see :func:`piece_fields`), offset and digest. None when the section needs the
-    generic path.
+    (see :func:`piece_fields`) and offset. None when the section needs the generic path.
 
     Once the section is known to contain only simple tags and no stray ``>`` or text
     outside values, every piece between two ``<STMTTRN>`` is one transaction ending with
@@ -77,16 +74,19 @@ def transaction_list(
         if tag[0] != "/":
             leaves.append(Node(tag, start, unescape(value.strip())))
     offsets: list[int] = []
-    digests: list[str] = []
     pos = start + len(pieces[0])
     del pieces[0]
     for piece in pieces:
         if not piece.rstrip().endswith(_END):
             return None  # missing </STMTTRN>, or an element between two transactions
         offsets.append(pos)
-        digests.append(hashlib.blake2b(piece.encode(), digest_size=16).hexdigest())
         pos += len(piece) + len(_START)
-    return leaves, pieces, offsets, digests
+    return leaves, pieces, offsets
+
+
+def piece_digest(piece: str) -> str:
+    """Identifies a piece's exact text: equal digests, identical transactions."""
+    return hashlib.blake2b(piece.encode(), digest_size=16).hexdigest()
 
 
 def piece_fields(piece: str) -> dict[str, str]:

@@ -56,8 +56,8 @@ class OfxTransaction:
     currency: str | None = None  # CURSYM of a CURRENCY aggregate: TRNAMT is in this currency
     currency_rate: Decimal | None = None
     fields: dict[str, str] = field(default_factory=dict)
-    # Digest of the element's exact source text, when the reader had it in one piece: equal
-    # digests mean identical elements, which lets re-imports skip them cheaply.
+    # Digest of the element's exact source text, when read for an import (defer=True) and the
+    # reader had it in one piece: equal digests mean identical elements (cheap re-imports).
     digest: str | None = None
 
 

@@ -8,7 +8,7 @@ class Node:
     STMTTRN has only ``fields``: its leaves flattened, values unescaped but possibly with
     surrounding whitespace (end tags appear as ``"/TAG"`` keys)."""
 
-    __slots__ = ("block_digests", "block_offsets", "blocks", "children", "fields", "pos", "tag", "value")
+    __slots__ = ("block_offsets", "blocks", "children", "fields", "pos", "tag", "value")
 
     def __init__(self, tag: str, pos: int, value: str | None = None) -> None:
         self.tag = tag
@@ -16,11 +16,10 @@ class Node:
         self.value = value
         self.children: list[Node] = []
         self.fields: dict[str, str] | None = None
-        # A fast-path BANKTRANLIST keeps its STMTTRNs as field dicts plus their offsets
-        # instead of one Node each (saves an object per transaction).
-        self.blocks: list[str] | None = None  # fast path: each STMTTRN's source (fastpath.piece_fields)
+        # A fast-path BANKTRANLIST keeps its STMTTRNs as source text (fastpath.piece_fields)
+        # plus their offsets instead of one Node each (saves objects per transaction).
+        self.blocks: list[str] | None = None
         self.block_offsets: list[int] | None = None
-        self.block_digests: list[str] | None = None
 
     def find(self, tag: str) -> Node | None:
         for child in self.children:

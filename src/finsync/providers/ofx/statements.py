@@ -17,7 +17,7 @@ from datetime import datetime
 from decimal import Decimal
 
 from finsync.domain.errors import MalformedFile
-from finsync.providers.ofx.fastpath import piece_fields, piece_fitid
+from finsync.providers.ofx.fastpath import piece_digest, piece_fields, piece_fitid
 from finsync.providers.ofx.model import OfxStatement, OfxTransaction, StatementKind
 from finsync.providers.ofx.nodes import Lines, Node
 from finsync.providers.ofx.values import parse_amount, parse_currency, parse_datetime
@@ -139,13 +139,14 @@ def bank_statement(node: Node, ctx: Context) -> OfxStatement:
                 transaction = bank_transaction(child.leaves(), child.pos, ctx)
                 if transaction is not None:
                     transactions.append(transaction)
-        blocks, offsets, digests = tranlist.blocks, tranlist.block_offsets, tranlist.block_digests
-        if blocks is not None and offsets is not None and digests is not None:
+        pieces, offsets = tranlist.blocks, tranlist.block_offsets
+        if pieces is not None and offsets is not None:
             if ctx.defer and statement.currency:  # without CURDEF, transactions give the currency
-                statement.unread = UnreadTransactions(blocks, offsets, digests, ctx)
+                statement.unread = UnreadTransactions(pieces, offsets, [piece_digest(p) for p in pieces], ctx)
             else:
                 append = transactions.append
-                for piece, offset, digest in zip(blocks, offsets, digests, strict=True):
+                for piece, offset in zip(pieces, offsets, strict=True):
+                    digest = piece_digest(piece) if ctx.defer else None  # digests serve importers
                     transaction = bank_transaction(piece_fields(piece), offset, ctx, digest)
                     if transaction is not None:
                         append(transaction)

@@ -196,9 +196,7 @@ def build_tree(text: str, start: int, lines: Lines, warnings: list[str]) -> Node
                     if fast is not None:
                         b.push_pending()
                         tranlist = b.stack[-1]
-                        tranlist.children, tranlist.blocks, tranlist.block_offsets, tranlist.block_digests = (
-                            fast
-                        )
+                        tranlist.children, tranlist.blocks, tranlist.block_offsets = fast
                         resume = section_end
                         break
             elif kind == _CLOSE:
