@@ -33,6 +33,12 @@ _COLUMNS = [
     "id", "user_id", "account_id", "provider_transaction_id", *_FIELDS,
     "content_hash", "created_at", "updated_at",
 ]  # fmt: skip
+_COMPARE_SQL = (  # 1-based positions of the keys stored with the same and with another fingerprint
+    "SELECT array_agg(k.i) FILTER (WHERE t.content_hash = k.fingerprint), "
+    "array_agg(k.i) FILTER (WHERE t.content_hash <> k.fingerprint) "
+    "FROM unnest($2::text[], $3::text[]) WITH ORDINALITY AS k(pid, fingerprint, i) "
+    "JOIN transactions t ON t.account_id = $1 AND t.provider_transaction_id = k.pid"
+)
 _SQLITE_CHUNK = 5_000
 _LOCK_SQL = "SELECT id FROM accounts WHERE id = $1 FOR UPDATE"
 _RAW_AT, _HASH_AT = _COLUMNS.index("raw"), _COLUMNS.index("content_hash")
@@ -134,17 +140,8 @@ class SqlTransactionRepository:
         postgres = self._s.get_bind().dialect.name == "postgresql"
         if postgres:
             await self._lock(account.id)
-        pids = [pid for pid, _ in group.keys]
-        stored = await self.fingerprints(account, pids)
-        new: list[int] = []
-        changed: list[int] = []
-        for at, (pid, fingerprint) in enumerate(group.keys):
-            known = stored.get(pid)
-            if known is None:
-                new.append(at)
-            elif known != fingerprint:
-                changed.append(at)
-        counts = UpsertCounts(unchanged=len(pids) - len(new) - len(changed))
+        new, changed = await self._compare(account, group.keys, postgres)
+        counts = UpsertCounts(unchanged=len(group.keys) - len(new) - len(changed))
         if not postgres:  # SQLite: one upsert of everything that is not unchanged
             counts.add(await self.upsert(account, list(group.build(sorted(new + changed)))))
             return counts
@@ -161,6 +158,39 @@ class SqlTransactionRepository:
         if changed:
             counts.add(await self.upsert(account, list(group.build(changed))))
         return counts
+
+    async def _compare(
+        self, account: Account, keys: list[tuple[str, str]], postgres: bool
+    ) -> tuple[list[int], list[int]]:
+        """Positions of the keys that are new, and of those stored with another fingerprint.
+
+        PostgreSQL compares on the server and answers two integer arrays: no stored id or
+        fingerprint travels back to Python, whether the keys are all new or all known.
+        """
+        if postgres:
+            pids, fingerprints = [pid for pid, _ in keys], [fp for _, fp in keys]
+            same, other = await (await self._driver()).fetchrow(_COMPARE_SQL, account.id, pids, fingerprints)
+            present = bytearray(len(keys))
+            for at in (*(same or ()), *(other or ())):
+                present[at - 1] = 1
+            return [at for at, known in enumerate(present) if not known], sorted(at - 1 for at in other or ())
+        t = transactions.c
+        stored: dict[str, str] = {}
+        for start in range(0, len(keys), _SQLITE_CHUNK):  # bound the bound parameters
+            chunk = [pid for pid, _ in keys[start : start + _SQLITE_CHUNK]]
+            stmt = select(t.provider_transaction_id, t.content_hash).where(
+                t.account_id == account.id, t.provider_transaction_id.in_(chunk)
+            )
+            stored.update((pid, digest) for pid, digest in await self._s.execute(stmt))
+        new: list[int] = []
+        changed: list[int] = []
+        for at, (pid, fingerprint) in enumerate(keys):
+            known = stored.get(pid)
+            if known is None:
+                new.append(at)
+            elif known != fingerprint:
+                changed.append(at)
+        return new, changed
 
     async def _lock(self, account_id: UUID) -> None:
         """Serialise writers of one account until commit (PostgreSQL): an id absent now stays
@@ -218,22 +248,6 @@ class SqlTransactionRepository:
         result = await raw.fetch(_MERGE_SQL, now, rows[0][1], account_id)
         await raw.execute("TRUNCATE _transactions_stage")
         return len(new), len(result)
-
-    async def fingerprints(self, account: Account, provider_ids: Sequence[str]) -> dict[str, str]:
-        if not provider_ids:
-            return {}
-        if self._s.get_bind().dialect.name == "postgresql":
-            raw = await self._driver()
-            return dict(await raw.fetch(_KNOWN_SQL, account.id, list(provider_ids)))
-        t = transactions.c
-        found: dict[str, str] = {}
-        for start in range(0, len(provider_ids), _SQLITE_CHUNK):  # bound the bound parameters
-            chunk = provider_ids[start : start + _SQLITE_CHUNK]
-            stmt = select(t.provider_transaction_id, t.content_hash).where(
-                t.account_id == account.id, t.provider_transaction_id.in_(chunk)
-            )
-            found.update((pid, digest) for pid, digest in await self._s.execute(stmt))
-        return found
 
     async def _driver(self) -> Any:
         """The asyncpg connection under the unit of work's session, its transaction open."""
