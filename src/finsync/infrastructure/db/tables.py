@@ -14,6 +14,7 @@ from sqlmodel import Field, SQLModel
 from finsync.infrastructure.db.types import ExactDecimal, JSONType, UTCDateTime
 
 metadata = SQLModel.metadata
+_NOW = text("CURRENT_TIMESTAMP")
 
 
 def _money(nullable: bool = True) -> Any:
@@ -22,6 +23,10 @@ def _money(nullable: bool = True) -> Any:
 
 def _ts(nullable: bool = True) -> Any:
     return Field(default=None, sa_type=UTCDateTime, nullable=nullable)
+
+
+def _ts_now() -> Any:
+    return Field(sa_type=UTCDateTime, nullable=False, sa_column_kwargs={"server_default": _NOW})
 
 
 def _fk(target: str, *, index: bool = False) -> Any:
@@ -149,8 +154,13 @@ class TransactionRow(SQLModel, table=True):
     description: str | None = Field(default=None, sa_type=Text, nullable=True)
     raw: dict[str, Any] = Field(default_factory=dict, sa_type=JSONType, nullable=False)
     content_hash: str = _str(64)
-    created_at: datetime = _ts(False)
-    updated_at: datetime = _ts(False)
+    # Defaults let bulk COPYs leave both out (two fewer timestamps to encode per row).
+    created_at: datetime = Field(
+        sa_type=UTCDateTime, nullable=False, sa_column_kwargs={"server_default": _NOW}
+    )
+    updated_at: datetime = Field(
+        sa_type=UTCDateTime, nullable=False, sa_column_kwargs={"server_default": _NOW}
+    )
 
 
 class BalanceSnapshotRow(SQLModel, table=True):

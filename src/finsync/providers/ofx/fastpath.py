@@ -90,17 +90,21 @@ def piece_digest(piece: str) -> str:
 
 
 def piece_fields(piece: str) -> dict[str, str]:
-    """The fields of one STMTTRN piece from :func:`transaction_list`.
+    """The fields of one STMTTRN piece from :func:`transaction_list`, tidy as
+    :func:`~finsync.providers.ofx.model.clean_fields` makes them (values unescaped, then
+    stripped; no end tags, no empty values).
 
     Replacing ``>`` by ``<`` and splitting gives exactly alternating tag names and values,
-    so ``dict(zip(tags, values))`` reads a whole transaction without a Python-level loop
-    over its tags (end tags become ``"/TAG": ""`` entries).
+    so one comprehension reads a whole transaction.
     """
     parts = piece.replace(">", "<").split("<")
-    fields = dict(zip(parts[1::2], parts[2::2], strict=False))
     if "&" in piece:
-        _unescape_values(fields)
-    return fields
+        return {
+            t: s
+            for t, v in zip(parts[1::2], parts[2::2], strict=False)
+            if (s := unescape(v).strip()) and t[0] != "/"
+        }
+    return {t: s for t, v in zip(parts[1::2], parts[2::2], strict=False) if (s := v.strip()) and t[0] != "/"}
 
 
 def piece_fitid(piece: str) -> str:

@@ -4,7 +4,8 @@ Values stay in OFX terms (``trntype="POS"``, ``kind="BUYSTOCK"``); turning them 
 finsync's vocabulary is :mod:`finsync.providers.ofx.mappers`' job, so the reader can be
 tested against the files and the mapping against the model, separately.
 Every amount is a ``Decimal``; every datetime is timezone-aware (no zone in the file = UTC).
-``fields`` keeps the element's leaves as strings for audit: values may carry surrounding
+``fields`` keeps the element's leaves as strings for audit. A bank transaction's are tidy
+(values stripped, no end tags, no empty values); elsewhere values may carry surrounding
 whitespace, aggregates map to "" and end tags may appear as ``"/TAG"`` keys
 (:func:`clean_fields` gives the tidy version).
 """
@@ -55,7 +56,7 @@ class OfxTransaction:
     refnum: str | None = None
     currency: str | None = None  # CURSYM of a CURRENCY aggregate: TRNAMT is in this currency
     currency_rate: Decimal | None = None
-    fields: dict[str, str] = field(default_factory=dict)
+    fields: dict[str, str] = field(default_factory=dict)  # tidy, as clean_fields leaves them
     # Digest of the element's exact source text, when read for an import (defer=True) and the
     # reader had it in one piece: equal digests mean identical elements (cheap re-imports).
     digest: str | None = None

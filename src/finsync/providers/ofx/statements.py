@@ -18,7 +18,7 @@ from decimal import Decimal
 
 from finsync.domain.errors import MalformedFile
 from finsync.providers.ofx.fastpath import piece_digest, piece_fields, piece_fitid
-from finsync.providers.ofx.model import OfxStatement, OfxTransaction, StatementKind
+from finsync.providers.ofx.model import OfxStatement, OfxTransaction, StatementKind, clean_fields
 from finsync.providers.ofx.nodes import Lines, Node
 from finsync.providers.ofx.values import parse_amount, parse_currency, parse_datetime
 
@@ -99,7 +99,8 @@ class UnreadTransactions:
         return piece_fitid(self.pieces[i])
 
     def convert(self, i: int) -> OfxTransaction | None:
-        return bank_transaction(piece_fields(self.pieces[i]), self.offsets[i], self.ctx, self.digests[i])
+        piece = self.pieces[i]
+        return bank_transaction(piece_fields(piece), self.offsets[i], self.ctx, self.digests[i], source=piece)
 
 
 def account_id(node: Node, ctx: Context, *aggregates: str) -> tuple[Node, str]:
@@ -147,7 +148,7 @@ def bank_statement(node: Node, ctx: Context) -> OfxStatement:
                 append = transactions.append
                 for piece, offset in zip(pieces, offsets, strict=True):
                     digest = piece_digest(piece) if ctx.defer else None  # digests serve importers
-                    transaction = bank_transaction(piece_fields(piece), offset, ctx, digest)
+                    transaction = bank_transaction(piece_fields(piece), offset, ctx, digest, source=piece)
                     if transaction is not None:
                         append(transaction)
     ledger = node.find("LEDGERBAL")
@@ -169,13 +170,17 @@ def _balance(node: Node, ctx: Context) -> tuple[Decimal | None, datetime | None]
 
 
 def bank_transaction(
-    fields: dict[str, str], pos: int, ctx: Context, digest: str | None = None
+    fields: dict[str, str], pos: int, ctx: Context, digest: str | None = None, *, source: str | None = None
 ) -> OfxTransaction | None:
     """A STMTTRN, or None (with a warning) when its date or amount is missing or unreadable.
 
-    This is the per-transaction hot path: values from the fast path are unstripped, and
-    ``parse_datetime``/``parse_amount`` accept surrounding whitespace, so only the text
-    fields are stripped here."""
+    The per-transaction hot path. With ``source`` (the fast path's piece), ``fields`` is
+    already as ``clean_fields`` leaves it, and is kept as it is."""
+    if source is None:
+        foreign = "CURRENCY" in fields  # the aggregate, as opposed to ORIGCURRENCY
+        fields = clean_fields(fields)
+    else:
+        foreign = "<CURRENCY>" in source
     get = fields.get
     try:
         posted = parse_datetime(get("DTPOSTED") or "")
@@ -191,26 +196,23 @@ def bank_transaction(
         try:
             user_date = parse_datetime(user_raw)
         except ValueError as exc:
-            if user_raw.strip():
-                ctx.warn(pos, f"<STMTTRN>{_fitid(fields)}: <DTUSER> ignored: {exc}")
-    fitid, name, memo = get("FITID"), get("NAME"), get("MEMO")
-    checknum, refnum = get("CHECKNUM"), get("REFNUM")
+            ctx.warn(pos, f"<STMTTRN>{_fitid(fields)}: <DTUSER> ignored: {exc}")
     transaction = OfxTransaction(
-        (fitid.strip() or None) if fitid else None,
-        (get("TRNTYPE") or "").strip().upper() or "OTHER",
+        get("FITID"),
+        (get("TRNTYPE") or "OTHER").upper(),
         posted,
         amount,
         user_date,
-        (name.strip() or None) if name else None,
-        (memo.strip() or None) if memo else None,
-        (checknum.strip() or None) if checknum else None,
-        (refnum.strip() or None) if refnum else None,
+        get("NAME"),
+        get("MEMO"),
+        get("CHECKNUM"),
+        get("REFNUM"),
         None,
         None,
         fields,
         digest,
     )
-    if "CURRENCY" in fields and get("CURSYM"):
+    if foreign and get("CURSYM"):
         foreign_currency(transaction, fields, pos, ctx)
     return transaction
 

@@ -118,11 +118,8 @@ def map_bank_transaction(txn: OfxTransaction, currency: str, ids: TransactionIds
     posted = txn.posted.date()
     user_date = txn.user_date
     when = user_date.date() if user_date is not None else posted
-    # ``_describe(name, memo)`` and ``_raw(txn.fields)`` (that is ``clean_fields``), inlined.
+    # ``_describe(name, memo)``, inlined; ``txn.fields`` is already tidy (see bank_transaction).
     description = (f"{name} / {memo}" if memo and memo != name else name) if name else memo or None
-    raw = {
-        key: stripped for key, value in txn.fields.items() if (stripped := value.strip()) and key[:1] != "/"
-    }
     return ProviderTransaction(
         provider_transaction_id=txn.fitid or ids(txn.fitid, posted, amount, name or "", memo or ""),
         type=kind,
@@ -133,7 +130,7 @@ def map_bank_transaction(txn: OfxTransaction, currency: str, ids: TransactionIds
         settlement_date=posted if posted != when else None,
         status=_PENDING if trntype == "HOLD" else _SETTLED,
         description=description,
-        raw=raw,
+        raw=txn.fields,  # shared, not copied: neither side changes it
         fingerprint=bank_fingerprint(currency, txn.digest) if txn.digest else None,
     )
 

@@ -39,8 +39,10 @@ _COMPARE_SQL = (  # 1-based positions of the keys stored with the same and with 
     "FROM unnest($2::text[], $3::text[]) WITH ORDINALITY AS k(pid, fingerprint, i) "
     "JOIN transactions t ON t.account_id = $1 AND t.provider_transaction_id = k.pid"
 )
+_ANY_SQL = "SELECT EXISTS (SELECT 1 FROM transactions WHERE account_id = $1)"
 _SQLITE_CHUNK = 5_000
 _LOCK_SQL = "SELECT id FROM accounts WHERE id = $1 FOR UPDATE"
+_COPIED = _COLUMNS[:-2]  # created_at, updated_at: the column defaults (the transaction's time)
 _RAW_AT, _HASH_AT = _COLUMNS.index("raw"), _COLUMNS.index("content_hash")
 _KNOWN_SQL = (
     "SELECT t.provider_transaction_id, t.content_hash FROM unnest($2::text[]) AS k(pid) "
@@ -77,9 +79,10 @@ def _row(
     user_id: UUID,
     account_id: UUID,
     now: datetime,
-    json: bool = False,
+    copy: bool = False,
 ) -> tuple[Any, ...]:
-    """A transaction as a row in ``_COLUMNS`` order; ``json=True`` encodes ``raw`` for COPY."""
+    """A transaction as a row in ``_COLUMNS`` order; ``copy=True``: in ``_COPIED`` order, ``raw``
+    as JSON text and the timestamps left to their column defaults."""
     pid = r.provider_transaction_id
     if len(pid) > 255 or "\x00" in pid:
         raise BadData(f"transaction id {pid[:40]!r}… is longer than 255 characters or has a NUL byte")
@@ -94,8 +97,9 @@ def _row(
     fingerprint = r.fingerprint
     if fingerprint is None or len(fingerprint) > 64:
         fingerprint = content_hash(values)
-    raw = json_dumps(r.raw) if json else r.raw
-    return (row_id, user_id, account_id, pid, *values[:-1], raw, fingerprint, now, now)
+    if copy:
+        return (row_id, user_id, account_id, pid, *values[:-1], json_dumps(r.raw), fingerprint)
+    return (row_id, user_id, account_id, pid, *values, fingerprint, now, now)
 
 
 async def _yielding(rows: Iterator[tuple[Any, ...]], every: int = 5_000) -> AsyncIterator[tuple[Any, ...]]:
@@ -146,13 +150,11 @@ class SqlTransactionRepository:
             counts.add(await self.upsert(account, list(group.build(sorted(new + changed)))))
             return counts
         if new:
-            now, user_id = utcnow(), account.user_id
+            now, user_id, uuid7 = utcnow(), account.user_id, uuid_utils.uuid7
             # uuid_utils' UUIDv7 objects go to asyncpg as they are: no stdlib UUID per row.
-            records = (
-                _row(r, uuid_utils.uuid7(), user_id, account.id, now, json=True) for r in group.build(new)
-            )
+            records = (_row(r, uuid7(), user_id, account.id, now, copy=True) for r in group.build(new))
             status = await (await self._driver()).copy_records_to_table(
-                "transactions", records=_yielding(records), columns=_COLUMNS
+                "transactions", records=_yielding(records), columns=_COPIED
             )
             counts.inserted = int(status.rsplit(" ", 1)[-1])  # "COPY <rows>"
         if changed:
@@ -168,8 +170,11 @@ class SqlTransactionRepository:
         fingerprint travels back to Python, whether the keys are all new or all known.
         """
         if postgres:
+            raw = await self._driver()
+            if not await raw.fetchval(_ANY_SQL, account.id):  # a new account: skip the join
+                return list(range(len(keys))), []
             pids, fingerprints = [pid for pid, _ in keys], [fp for _, fp in keys]
-            same, other = await (await self._driver()).fetchrow(_COMPARE_SQL, account.id, pids, fingerprints)
+            same, other = await raw.fetchrow(_COMPARE_SQL, account.id, pids, fingerprints)
             present = bytearray(len(keys))
             for at in (*(same or ()), *(other or ())):
                 present[at - 1] = 1
