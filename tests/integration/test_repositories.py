@@ -11,6 +11,7 @@ import pytest
 from sqlalchemy import inspect
 
 from finsync.bootstrap import Container
+from finsync.domain.entities import Account
 from finsync.domain.enums import TransactionStatus
 from finsync.domain.errors import Conflict, InvalidInput
 from finsync.domain.ports import PageRequest, TransactionFilter
@@ -289,3 +290,39 @@ async def test_writing_to_a_vanished_account_is_a_conflict(container: Container,
     async with container.uow() as uow:
         with pytest.raises(Conflict):
             await uow.transactions.upsert_deferred(acct, _deferred([txn("v1")], []))
+
+
+async def test_a_deadlock_between_writers_is_a_conflict_to_retry(
+    container: Container, database_url: str
+) -> None:
+    """Two writers locking the same accounts in opposite orders: PostgreSQL aborts one of
+    them, which must come out as a 409-style Conflict with nothing of it saved."""
+    if not database_url.startswith("postgresql"):
+        pytest.skip("SQLite has one writer at a time: it cannot deadlock")
+    user = await seed_user(container)
+    conn = await seed_connection(container, user)
+    async with container.uow() as uow:
+        first, second = (await uow.accounts.upsert(conn, [account("a"), account("b")]))[0]
+        await uow.commit()
+    both_hold_one = asyncio.Barrier(2)
+
+    async def write(order: tuple[Account, Account], pid: str) -> None:
+        async with container.uow() as uow:
+            await uow.transactions.upsert_deferred(order[0], _deferred([txn(pid)], []))
+            await both_hold_one.wait()
+            await uow.transactions.upsert_deferred(order[1], _deferred([txn(pid)], []))
+            await uow.commit()
+
+    results = await asyncio.gather(
+        write((first, second), "one"), write((second, first), "two"), return_exceptions=True
+    )
+    failed = [r for r in results if isinstance(r, BaseException)]
+    assert len(failed) == 1, results
+    assert isinstance(failed[0], Conflict)
+    assert "try again" in str(failed[0])
+    async with container.uow() as uow:
+        stored = {
+            t.provider_transaction_id
+            for t in (await uow.transactions.find(user.id, TransactionFilter(), PageRequest())).items
+        }
+    assert stored in ({"one"}, {"two"})  # the winner's rows, none of the loser's

@@ -6,6 +6,7 @@ from typing import Self
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from finsync.domain.errors import Conflict
 from finsync.domain.ports import (
     AccountRepository,
     AuthFlowRepository,
@@ -29,6 +30,8 @@ from finsync.infrastructure.db.repositories.connections import (
 )
 from finsync.infrastructure.db.repositories.transactions import SqlTransactionRepository
 from finsync.infrastructure.db.repositories.users import SqlRefreshTokenRepository, SqlUserRepository
+
+_RETRY_STATES = frozenset({"40P01", "40001"})  # deadlock_detected, serialization_failure
 
 
 class SqlUnitOfWork:
@@ -59,14 +62,32 @@ class SqlUnitOfWork:
         self.sync_runs = SqlSyncRunRepository(s)
         return self
 
-    async def __aexit__(self, *exc: object) -> None:
+    async def __aexit__(self, *exc_info: object) -> None:
         try:
             await self.session.rollback()
         finally:
             await self.session.close()
+        exc = exc_info[1] if len(exc_info) > 1 else None
+        if isinstance(exc, Exception) and _must_retry(exc):
+            raise Conflict(
+                "another change to the same data was being written at the same time; "
+                "nothing of this one was saved, try again"
+            ) from exc
 
     async def commit(self) -> None:
         await self.session.commit()
 
     async def rollback(self) -> None:
         await self.session.rollback()
+
+
+def _must_retry(exc: BaseException) -> bool:
+    """PostgreSQL aborted the transaction to break a deadlock or a serialisation conflict."""
+    seen: BaseException | None = exc
+    for _ in range(4):  # the driver's error, possibly wrapped by SQLAlchemy (.orig or __cause__)
+        if seen is None:
+            return False
+        if getattr(seen, "sqlstate", None) in _RETRY_STATES:
+            return True
+        seen = getattr(seen, "orig", None) or seen.__cause__
+    return False
