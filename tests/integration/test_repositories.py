@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
 
@@ -187,6 +188,7 @@ def _deferred(items: list[ProviderTransaction], built: list[int]) -> DeferredTra
             built.append(at)
             yield items[at]
 
+    items = [replace(t, fingerprint=t.fingerprint or f"fp-{t.provider_transaction_id}") for t in items]
     keys = [(t.provider_transaction_id, t.fingerprint or "") for t in items]
     return DeferredTransactions(keys=keys, build=build)
 

@@ -44,8 +44,14 @@ class SqlAccountRepository:
     async def upsert(
         self, connection: Connection, incoming: Sequence[ProviderAccount]
     ) -> tuple[list[Account], UpsertCounts]:
-        """Match by provider account id; accounts are few per connection, so compare in Python."""
-        existing = {a.provider_account_id: a for a in await self.for_connection(connection.id)}
+        """Match by provider account id; accounts are few per connection, so compare in Python.
+
+        The connection's accounts are locked first, all at once and in id order (PostgreSQL):
+        writers of the same accounts then queue instead of deadlocking, whatever order a
+        file or a provider lists them in.
+        """
+        locked = await self.for_connection(connection.id, lock=True)
+        existing = {a.provider_account_id: a for a in locked}
         counts, result, now = UpsertCounts(), [], utcnow()
         for record in incoming:
             if len(record.provider_account_id) > 200 or "\x00" in record.provider_account_id:
@@ -86,8 +92,10 @@ class SqlAccountRepository:
         row = (await self._s.execute(stmt)).mappings().first()
         return None if row is None else to_entity(Account, row)
 
-    async def for_connection(self, connection_id: UUID) -> list[Account]:
+    async def for_connection(self, connection_id: UUID, *, lock: bool = False) -> list[Account]:
         stmt = select(accounts).where(accounts.c.connection_id == connection_id).order_by(accounts.c.id)
+        if lock:
+            stmt = stmt.with_for_update()
         return [to_entity(Account, r) for r in (await self._s.execute(stmt)).mappings()]
 
     async def find(self, user_id: UUID, filters: AccountFilter, page: PageRequest) -> Page[Account]:

@@ -69,7 +69,12 @@ class SqlConnectionRepository:
         The accounts are locked first: an import or sync writing to one of them commits
         before its rows are deleted, instead of leaving transactions behind (they have no FK).
         """
-        locked = select(accounts.c.id).where(accounts.c.connection_id == connection_id).with_for_update()
+        locked = (  # in id order, like every writer: see SqlAccountRepository.upsert
+            select(accounts.c.id)
+            .where(accounts.c.connection_id == connection_id)
+            .order_by(accounts.c.id)
+            .with_for_update()
+        )
         account_ids = list((await self._s.execute(locked)).scalars())
         for table in _ACCOUNT_CHILDREN:
             await self._s.execute(delete(table).where(table.c.account_id.in_(account_ids)))

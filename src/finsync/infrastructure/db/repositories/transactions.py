@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-from collections.abc import AsyncIterator, Iterator, Sequence
-from datetime import date, datetime
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from datetime import date
 from typing import Any
 from uuid import UUID
 
@@ -20,19 +20,31 @@ from finsync.domain.errors import BadData, Conflict
 from finsync.domain.ports import Page, PageRequest, TransactionFilter
 from finsync.domain.records import DeferredTransactions, ProviderTransaction, TransactionBatch, UpsertCounts
 from finsync.infrastructure.db.mapping import keyset, make_page, to_entity
-from finsync.infrastructure.db.tables import TransactionRow
+from finsync.infrastructure.db.tables import AccountRow, TransactionRow
 from finsync.infrastructure.db.types import json_dumps
 
 transactions = TransactionRow.__table__  # type: ignore[attr-defined]
+accounts = AccountRow.__table__  # type: ignore[attr-defined]
 
 _FIELDS = (
     "type", "subtype", "status", "amount", "currency", "transaction_date", "settlement_date",
     "symbol", "quantity", "unit_price", "fees", "description", "raw",
 )  # fmt: skip
-_COLUMNS = [
-    "id", "user_id", "account_id", "provider_transaction_id", *_FIELDS,
-    "content_hash", "created_at", "updated_at",
-]  # fmt: skip
+# A row as the repository writes it. created_at/updated_at are not in it: PostgreSQL fills
+# them from the column defaults (the transaction's time), SQLite from the repository's clock.
+_ROW = ("id", "user_id", "account_id", "provider_transaction_id", *_FIELDS, "content_hash")
+_PID_AT, _HASH_AT = _ROW.index("provider_transaction_id"), _ROW.index("content_hash")
+_STAGED = _ROW[_PID_AT:]  # what an update carries: the id and account are already in the table
+_STAGE_DDL = (  # our own column constants
+    "CREATE TEMP TABLE IF NOT EXISTS _transactions_stage ON COMMIT DELETE ROWS AS "  # noqa: S608
+    f"SELECT {', '.join(_STAGED)} FROM transactions WITH NO DATA"
+)
+_UPDATE_SQL = (  # built from our own column constants, no user input
+    f"UPDATE transactions t SET {', '.join(f'{c} = s.{c}' for c in _STAGED[1:])}, "  # noqa: S608
+    "updated_at = now() FROM _transactions_stage s "
+    "WHERE t.account_id = $1 AND t.provider_transaction_id = s.provider_transaction_id "
+    "AND t.content_hash <> s.content_hash"
+)
 _COMPARE_SQL = (  # 1-based positions of the keys stored with the same and with another fingerprint
     "SELECT array_agg(k.i) FILTER (WHERE t.content_hash = k.fingerprint), "
     "array_agg(k.i) FILTER (WHERE t.content_hash <> k.fingerprint) "
@@ -41,27 +53,7 @@ _COMPARE_SQL = (  # 1-based positions of the keys stored with the same and with 
 )
 _ANY_SQL = "SELECT EXISTS (SELECT 1 FROM transactions WHERE account_id = $1)"
 _SQLITE_CHUNK = 5_000
-_LOCK_SQL = "SELECT id FROM accounts WHERE id = $1 FOR UPDATE"
-_COPIED = _COLUMNS[:-2]  # created_at, updated_at: the column defaults (the transaction's time)
-_RAW_AT, _HASH_AT = _COLUMNS.index("raw"), _COLUMNS.index("content_hash")
-_KNOWN_SQL = (
-    "SELECT t.provider_transaction_id, t.content_hash FROM unnest($2::text[]) AS k(pid) "
-    "JOIN transactions t ON t.account_id = $1 AND t.provider_transaction_id = k.pid"
-)
-# Staged: only what varies per row; user, account and timestamps are constants of the merge.
-_STAGED = ["id", "provider_transaction_id", *_FIELDS, "content_hash"]
-_STAGE_DDL = (  # our own column constants
-    "CREATE TEMP TABLE IF NOT EXISTS _transactions_stage ON COMMIT DELETE ROWS AS "  # noqa: S608
-    f"SELECT {', '.join(_STAGED)} FROM transactions WITH NO DATA"
-)
-_UPDATES = ", ".join(f"{c} = EXCLUDED.{c}" for c in (*_FIELDS, "content_hash"))
-_MERGE_SQL = (  # built from our own column constants, no user input
-    f"INSERT INTO transactions ({', '.join(_COLUMNS)}) "  # noqa: S608
-    f"SELECT id, $2, $3, provider_transaction_id, {', '.join(_FIELDS)}, content_hash, $1, $1 "
-    "FROM _transactions_stage "
-    f"ON CONFLICT (account_id, provider_transaction_id) DO UPDATE SET {_UPDATES}, updated_at = $1 "
-    "WHERE transactions.content_hash IS DISTINCT FROM EXCLUDED.content_hash RETURNING 1"
-)
+_Positions = tuple[list[int], list[int]]  # of the new keys, of the changed ones
 _LIKE_ESCAPE = str.maketrans({"%": r"\%", "_": r"\_", "\\": r"\\"})
 
 
@@ -73,33 +65,41 @@ def content_hash(values: tuple[Any, ...]) -> str:
     return hashlib.blake2b(repr(values).encode(), digest_size=16).hexdigest()
 
 
-def _row(
-    r: ProviderTransaction,
-    row_id: UUID | uuid_utils.UUID | None,
-    user_id: UUID,
-    account_id: UUID,
-    now: datetime,
-    copy: bool = False,
-) -> tuple[Any, ...]:
-    """A transaction as a row in ``_COLUMNS`` order; ``copy=True``: in ``_COPIED`` order, ``raw``
-    as JSON text and the timestamps left to their column defaults."""
-    pid = r.provider_transaction_id
-    if len(pid) > 255 or "\x00" in pid:
+def _check_keys(keys: Sequence[tuple[str, str]]) -> None:
+    """Ids the table can hold (they are compared before any row is built); fingerprints
+    as the store keeps them. In bulk: C-level scans, not a Python test per key."""
+    pids = [pid for pid, _ in keys]
+    if max(map(len, pids), default=0) > 255 or "\x00" in "".join(pids):
+        pid = next(p for p in pids if len(p) > 255 or "\x00" in p)
         raise BadData(f"transaction id {pid[:40]!r}… is longer than 255 characters or has a NUL byte")
-    description = r.description
-    if description is not None and "\x00" in description:  # PostgreSQL text cannot hold NUL
-        description = description.replace("\x00", "")
-    symbol = r.symbol[:64].replace("\x00", "") if r.symbol else r.symbol
-    values = (
-        r.type.value, r.subtype.value, r.status.value, r.amount, r.currency, r.transaction_date,
-        r.settlement_date, symbol, r.quantity, r.unit_price, r.fees, description, r.raw,
-    )  # fmt: skip
-    fingerprint = r.fingerprint
-    if fingerprint is None or len(fingerprint) > 64:
-        fingerprint = content_hash(values)
-    if copy:
-        return (row_id, user_id, account_id, pid, *values[:-1], json_dumps(r.raw), fingerprint)
-    return (row_id, user_id, account_id, pid, *values, fingerprint, now, now)
+    if max((len(fingerprint) for _, fingerprint in keys), default=0) > 64:
+        raise ValueError("a transaction fingerprint is longer than 64 characters")
+
+
+class _Rows:
+    """Transactions → rows in ``_ROW`` order, for one account and backend."""
+
+    def __init__(self, account: Account, postgres: bool) -> None:
+        self.user_id, self.account_id = account.user_id, account.id
+        # PostgreSQL: uuid_utils' UUIDv7 objects and JSON text go to asyncpg as they are.
+        self.new_id: Callable[[], Any] = uuid_utils.uuid7 if postgres else new_id
+        self.json = postgres
+
+    def __call__(self, r: ProviderTransaction) -> tuple[Any, ...]:
+        description = r.description
+        if description is not None and "\x00" in description:  # PostgreSQL text cannot hold NUL
+            description = description.replace("\x00", "")
+        symbol = r.symbol[:64].replace("\x00", "") if r.symbol else r.symbol
+        values = (
+            r.type.value, r.subtype.value, r.status.value, r.amount, r.currency, r.transaction_date,
+            r.settlement_date, symbol, r.quantity, r.unit_price, r.fees, description, r.raw,
+        )  # fmt: skip
+        fingerprint = r.fingerprint
+        if fingerprint is None or len(fingerprint) > 64:
+            fingerprint = content_hash(values)
+        raw = json_dumps(r.raw) if self.json else r.raw
+        pid = r.provider_transaction_id
+        return (self.new_id(), self.user_id, self.account_id, pid, *values[:-1], raw, fingerprint)
 
 
 async def _yielding(rows: Iterator[tuple[Any, ...]], every: int = 5_000) -> AsyncIterator[tuple[Any, ...]]:
@@ -115,70 +115,85 @@ class SqlTransactionRepository:
     def __init__(self, session: AsyncSession) -> None:
         self._s = session
 
+    @property
+    def _postgres(self) -> bool:
+        return self._s.get_bind().dialect.name == "postgresql"
+
     async def upsert(self, account: Account, incoming: Sequence[ProviderTransaction]) -> UpsertCounts:
-        """Insert new rows, update rows whose content changed, leave the rest untouched.
-
-        This is the hot path of big imports, hence tuples in column order rather than
-        dicts, and ids generated only for rows that are actually inserted.
-        """
-        now, user_id, account_id = utcnow(), account.user_id, account.id
-        # Last occurrence wins: one statement may not touch a row twice.
-        latest = {r.provider_transaction_id: _row(r, None, user_id, account_id, now) for r in incoming}
-        rows = list(latest.values())
-        if not rows:
-            return UpsertCounts(unchanged=len(incoming))
-        if self._s.get_bind().dialect.name == "postgresql":
-            inserted, updated = await self._upsert_copy(rows, now)
-        else:
-            inserted, updated = await self._upsert_values(rows, now)
-        return UpsertCounts(inserted=inserted, updated=updated, unchanged=len(incoming) - inserted - updated)
-
-    async def upsert_deferred(self, account: Account, group: DeferredTransactions) -> UpsertCounts:
-        """Build and write only the group's new and changed transactions.
-
-        On PostgreSQL the new ones stream from ``group.build`` straight into one COPY, so
-        the database ingests rows while the next ones are mapped and nothing holds the
-        whole batch. Their ids are unique by the group's contract and absent under the
-        account lock, so they need no conflict handling.
-        """
-        postgres = self._s.get_bind().dialect.name == "postgresql"
-        if postgres:
-            await self._lock(account.id)
-        new, changed = await self._compare(account, group.keys, postgres)
-        counts = UpsertCounts(unchanged=len(group.keys) - len(new) - len(changed))
-        if not postgres:  # SQLite: one upsert of everything that is not unchanged
-            counts.add(await self.upsert(account, list(group.build(sorted(new + changed)))))
-            return counts
-        if new:
-            now, user_id, uuid7 = utcnow(), account.user_id, uuid_utils.uuid7
-            # uuid_utils' UUIDv7 objects go to asyncpg as they are: no stdlib UUID per row.
-            records = (_row(r, uuid7(), user_id, account.id, now, copy=True) for r in group.build(new))
-            status = await (await self._driver()).copy_records_to_table(
-                "transactions", records=_yielding(records), columns=_COPIED
-            )
-            counts.inserted = int(status.rsplit(" ", 1)[-1])  # "COPY <rows>"
-        if changed:
-            counts.add(await self.upsert(account, list(group.build(changed))))
+        """Insert new rows, update rows whose content changed, leave the rest untouched."""
+        to_row = _Rows(account, self._postgres)
+        # Last occurrence wins: one batch may not touch a row twice.
+        rows = list({r.provider_transaction_id: to_row(r) for r in incoming}.values())
+        keys = [(row[_PID_AT], row[_HASH_AT]) for row in rows]
+        counts = await self._write(account, keys, lambda positions: (rows[at] for at in positions))
+        counts.unchanged += len(incoming) - len(rows)
         return counts
 
-    async def _compare(
-        self, account: Account, keys: list[tuple[str, str]], postgres: bool
-    ) -> tuple[list[int], list[int]]:
-        """Positions of the keys that are new, and of those stored with another fingerprint.
+    async def upsert_deferred(self, account: Account, group: DeferredTransactions) -> UpsertCounts:
+        """Like ``upsert``, building only the group's new and changed transactions.
 
-        PostgreSQL compares on the server and answers two integer arrays: no stored id or
-        fingerprint travels back to Python, whether the keys are all new or all known.
+        Built items must carry the fingerprint of their key: it is what the store keeps.
         """
-        if postgres:
-            raw = await self._driver()
-            if not await raw.fetchval(_ANY_SQL, account.id):  # a new account: skip the join
-                return list(range(len(keys))), []
-            pids, fingerprints = [pid for pid, _ in keys], [fp for _, fp in keys]
-            same, other = await raw.fetchrow(_COMPARE_SQL, account.id, pids, fingerprints)
-            present = bytearray(len(keys))
-            for at in (*(same or ()), *(other or ())):
-                present[at - 1] = 1
-            return [at for at, known in enumerate(present) if not known], sorted(at - 1 for at in other or ())
+        to_row = _Rows(account, self._postgres)
+
+        def rows_at(positions: list[int]) -> Iterator[tuple[Any, ...]]:
+            for r in group.build(positions):
+                if r.fingerprint is None:
+                    raise ValueError("deferred transactions must carry their key's fingerprint")
+                yield to_row(r)
+
+        return await self._write(account, group.keys, rows_at)
+
+    async def _write(
+        self,
+        account: Account,
+        keys: Sequence[tuple[str, str]],
+        rows_at: Callable[[list[int]], Iterator[tuple[Any, ...]]],
+    ) -> UpsertCounts:
+        """The one write path: compare the keys with what is stored, then insert the rows at
+        the new positions and update those at the changed ones.
+
+        PostgreSQL: the account row is locked first, so an id absent now stays absent until
+        commit and new rows stream from ``rows_at`` straight into one COPY, without
+        ON CONFLICT: the database ingests rows while the next ones are built, and nothing
+        holds the whole batch. SQLite: one upsert of everything not unchanged.
+        """
+        _check_keys(keys)
+        if not self._postgres:
+            new, changed = await self._compare_sqlite(account, keys)
+            inserted, updated = await self._upsert_sqlite(list(rows_at(sorted(new + changed))))
+        else:
+            await self._lock(account.id)
+            new, changed = await self._compare_postgres(account, keys)
+            inserted = await self._copy(rows_at(new)) if new else 0
+            updated = await self._update(account, rows_at(changed)) if changed else 0
+        return UpsertCounts(inserted=inserted, updated=updated, unchanged=len(keys) - len(new) - len(changed))
+
+    async def _lock(self, account_id: UUID) -> None:
+        """Serialise writers of one account until commit (a no-op on SQLite, which has one
+        writer at a time). Through the session: it also opens the unit of work's transaction."""
+        locked = select(accounts.c.id).where(accounts.c.id == account_id).with_for_update()
+        if (await self._s.execute(locked)).first() is None:
+            raise Conflict("the account was deleted while its transactions were being written")
+
+    async def _compare_postgres(
+        self, account: Account, keys: Sequence[tuple[str, str]]
+    ) -> tuple[list[int], list[int]]:
+        """Positions of the new keys and of those stored with another fingerprint, compared on
+        the server: two integer arrays come back, not the stored ids."""
+        raw = await self._driver()
+        if not await raw.fetchval(_ANY_SQL, account.id):  # a new account: skip the join
+            return list(range(len(keys))), []
+        pids, fingerprints = [pid for pid, _ in keys], [fp for _, fp in keys]
+        same, other = await raw.fetchrow(_COMPARE_SQL, account.id, pids, fingerprints)
+        present = bytearray(len(keys))
+        for at in (*(same or ()), *(other or ())):
+            present[at - 1] = 1
+        return [at for at, known in enumerate(present) if not known], sorted(at - 1 for at in other or ())
+
+    async def _compare_sqlite(
+        self, account: Account, keys: Sequence[tuple[str, str]]
+    ) -> tuple[list[int], list[int]]:
         t = transactions.c
         stored: dict[str, str] = {}
         for start in range(0, len(keys), _SQLITE_CHUNK):  # bound the bound parameters
@@ -197,67 +212,47 @@ class SqlTransactionRepository:
                 changed.append(at)
         return new, changed
 
-    async def _lock(self, account_id: UUID) -> None:
-        """Serialise writers of one account until commit (PostgreSQL): an id absent now stays
-        absent, so new rows can be COPYed without ON CONFLICT."""
-        if await (await self._driver()).fetchval(_LOCK_SQL, account_id) is None:
-            raise Conflict("the account was deleted while its transactions were being written")
+    async def _copy(self, rows: Iterator[tuple[Any, ...]]) -> int:
+        raw = await self._driver()
+        status = await raw.copy_records_to_table("transactions", records=_yielding(rows), columns=_ROW)
+        return int(status.rsplit(" ", 1)[-1])  # "COPY <rows>"
 
-    async def _upsert_values(self, rows: list[tuple[Any, ...]], now: datetime) -> tuple[int, int]:
-        """SQLite: one prepared upsert, batched by SQLAlchemy's insertmanyvalues.
+    async def _update(self, account: Account, rows: Iterator[tuple[Any, ...]]) -> int:
+        """COPY the changed rows into a transaction-local temporary table, then one UPDATE."""
+        raw = await self._driver()
+        await raw.execute(_STAGE_DDL)
+        await raw.copy_records_to_table(
+            "_transactions_stage", records=(row[_PID_AT:] for row in rows), columns=_STAGED
+        )
+        status = await raw.execute(_UPDATE_SQL, account.id)
+        await raw.execute("TRUNCATE _transactions_stage")
+        return int(status.rsplit(" ", 1)[-1])  # "UPDATE <rows>"
+
+    async def _upsert_sqlite(self, rows: list[tuple[Any, ...]]) -> tuple[int, int]:
+        """One prepared upsert, batched by SQLAlchemy's insertmanyvalues.
 
         Each row carries a fresh id; a returned id equal to it was inserted, any other
         returned id was an update, and rows not returned were unchanged.
         """
-        params = [dict(zip(_COLUMNS, (new_id(), *row[1:]), strict=True)) for row in rows]
+        if not rows:
+            return 0, 0
+        now = utcnow()
+        params = [dict(zip(_ROW, row, strict=True), created_at=now, updated_at=now) for row in rows]
         base = sqlite.insert(transactions)
         excluded = base.excluded
         stmt = base.on_conflict_do_update(
             index_elements=["account_id", "provider_transaction_id"],
-            set_={
-                **{f: excluded[f] for f in _FIELDS},
-                "content_hash": excluded.content_hash,
-                "updated_at": now,
-            },
+            set_={**{f: excluded[f] for f in _STAGED[1:]}, "updated_at": now},
             where=transactions.c.content_hash != excluded.content_hash,
         ).returning(transactions.c.id)
         returned = (await self._s.execute(stmt, params)).scalars().all()
-        fresh = {p["id"] for p in params}
+        fresh = {row[0] for row in rows}
         inserted = sum(1 for i in returned if i in fresh)
         return inserted, len(returned) - inserted
 
-    async def _upsert_copy(self, rows: list[tuple[Any, ...]], now: datetime) -> tuple[int, int]:
-        """PostgreSQL: new rows are COPYed straight into the table; changed ones are merged.
-
-        The account row is locked first, so no other writer can add this account's rows
-        before we commit: an id absent from the table now is safe to COPY without
-        ON CONFLICT, which skips a staging table and the merge for the bulk of an import.
-        The statements go through SQLAlchemy's connection so they run in the unit of work's
-        transaction and commit or roll back with it.
-        """
-        raw = await self._driver()
-        account_id = rows[0][2]
-        await self._lock(account_id)
-        known = dict(await raw.fetch(_KNOWN_SQL, account_id, [row[3] for row in rows]))
-        new = [row for row in rows if row[3] not in known]
-        changed = [row for row in rows if known.get(row[3], row[_HASH_AT]) != row[_HASH_AT]]
-        if new:  # one COPY fed by a generator: PostgreSQL ingests while the next rows are encoded
-            records = ((new_id(), *row[1:_RAW_AT], json_dumps(row[_RAW_AT]), *row[_HASH_AT:]) for row in new)
-            await raw.copy_records_to_table("transactions", records=records, columns=_COLUMNS)
-        if not changed:
-            return len(new), 0
-        staged = (
-            (new_id(), row[3], *row[4:_RAW_AT], json_dumps(row[_RAW_AT]), row[_HASH_AT]) for row in changed
-        )
-        await raw.copy_records_to_table("_transactions_stage", records=staged, columns=_STAGED)
-        result = await raw.fetch(_MERGE_SQL, now, rows[0][1], account_id)
-        await raw.execute("TRUNCATE _transactions_stage")
-        return len(new), len(result)
-
     async def _driver(self) -> Any:
-        """The asyncpg connection under the unit of work's session, its transaction open."""
+        """The asyncpg connection under the unit of work's session (its transaction open)."""
         conn = await self._s.connection()
-        await conn.exec_driver_sql(_STAGE_DDL)  # also opens the unit of work's transaction
         raw = (await conn.get_raw_connection()).driver_connection
         assert raw is not None
         assert raw.is_in_transaction(), "statements must run inside the unit of work's transaction"
