@@ -79,11 +79,11 @@ async def _import(path: Path, email: str) -> None:
         raise typer.Exit(1) from None
     finally:
         await container.aclose()
-    c = result.run.counts
+    done = result.summary()
     typer.echo(
         f"{path.name}: {len(result.accounts)} account(s); transactions inserted "
-        f"{c.get('transactions_inserted', 0)}, already present {c.get('transactions_unchanged', 0)}, "
-        f"updated {c.get('transactions_updated', 0)}; holdings {c.get('holdings_inserted', 0)}"
+        f"{done.transactions_inserted}, already present {done.transactions_already_present}, "
+        f"updated {done.transactions_updated}; holdings {done.holdings}"
     )
     for warning in result.warnings:
         typer.echo(f"warning: {warning}")

@@ -27,6 +27,20 @@ log = structlog.get_logger(__name__)
 SNIFF_BYTES = 8192
 
 
+@dataclass(slots=True, frozen=True)
+class ImportSummary:
+    """What an import did, in the words of its answer (API and CLI alike)."""
+
+    accounts_created: int
+    accounts_updated: int
+    accounts_unchanged: int
+    transactions_inserted: int
+    transactions_already_present: int
+    transactions_updated: int
+    holdings: int
+    snapshots: int
+
+
 @dataclass(slots=True)
 class ImportResult:
     run: SyncRun
@@ -34,6 +48,19 @@ class ImportResult:
     format: str
     accounts: list[Account]
     warnings: list[str]
+
+    def summary(self) -> ImportSummary:
+        c = self.run.counts
+        return ImportSummary(
+            accounts_created=c.get("accounts_inserted", 0),
+            accounts_updated=c.get("accounts_updated", 0),
+            accounts_unchanged=c.get("accounts_unchanged", 0),
+            transactions_inserted=c.get("transactions_inserted", 0),
+            transactions_already_present=c.get("transactions_unchanged", 0),
+            transactions_updated=c.get("transactions_updated", 0),
+            holdings=sum(c.get(f"holdings_{n}", 0) for n in ("inserted", "updated", "unchanged")),
+            snapshots=c.get("snapshots", 0),
+        )
 
 
 def _keep_newer_balance(incoming: ProviderAccount, existing: Account | None) -> ProviderAccount:
@@ -65,16 +92,13 @@ def _group(statements: Sequence[ParsedStatement]) -> Fetched:
     ):
         key = f"{statement.institution or 'unknown'}|{statement.account.provider_account_id}"
         by_key[key] = replace(statement.account, provider_account_id=key)
-        batch = fetched.transactions.get(key)
-        if batch is None:
-            fetched.transactions[key] = TransactionBatch(
-                transactions=list(statement.transactions), deferred=list(statement.deferred)
-            )
-        else:  # several statements of one account: build everything so the newest wins, in order
+        batch = fetched.transactions.setdefault(key, TransactionBatch())
+        if statement.transactions:
+            # Eager items are written before deferred ones: build what came before, so
+            # that a later statement's version of a transaction still wins.
             _build_all(batch)
             batch.transactions += statement.transactions
-            batch.deferred = list(statement.deferred)
-            _build_all(batch)
+        batch.deferred += statement.deferred
         if statement.holdings is not None:
             fetched.holdings[key] = statement.holdings
     fetched.accounts = list(by_key.values())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from typing import Annotated
 from uuid import UUID
 
@@ -75,24 +76,11 @@ async def import_file(
     data = b"".join(chunks)
     chunks.clear()  # one copy of a 50 MB upload is enough
     result = await container.imports.import_file(user.id, data, file.filename)
-    c = result.run.counts
-    counts = ImportCounts(
-        accounts_created=c.get("accounts_inserted", 0),
-        accounts_updated=c.get("accounts_updated", 0),
-        accounts_unchanged=c.get("accounts_unchanged", 0),
-        transactions_inserted=c.get("transactions_inserted", 0),
-        transactions_already_present=c.get("transactions_unchanged", 0),
-        transactions_updated=c.get("transactions_updated", 0),
-        holdings=c.get("holdings_inserted", 0)
-        + c.get("holdings_updated", 0)
-        + c.get("holdings_unchanged", 0),
-        snapshots=c.get("snapshots", 0),
-    )
     return ImportOut(
         sync_run_id=result.run.id,
         connection_id=result.connection.id,
         format=result.format,
         accounts=[AccountPublic.model_validate(a) for a in result.accounts],
-        counts=counts,
+        counts=ImportCounts(**asdict(result.summary())),
         warnings=result.warnings,
     )
