@@ -304,6 +304,18 @@ def test_building_pauses_the_collector_until_done_or_closed(bank_file: Build, st
             gc.disable()
 
 
+def test_an_empty_repeated_fitid_is_read_as_the_fields_read_it(bank_file: Build, stmttrn: Build) -> None:
+    """``<FITID>OLD … <FITID>`` (empty): the FITID is OLD, as the fields read it, so a second
+    transaction with FITID OLD is a reuse (OLD#2), not an overwrite."""
+    first = stmttrn("OLD", amount="-1.00").replace("</STMTTRN>", "<FITID></STMTTRN>")
+    data = bank_file(first + stmttrn("OLD", amount="-2.00")).encode()
+    reference, _ = eager_reference(data)
+    assert [t.provider_transaction_id for t in reference[0]] == ["OLD", "OLD#2"]
+    parsed = OfxFormat().read(data)
+    built = [t for group in parsed.statements[0].deferred for t in build_all(group)]
+    assert by_id(parsed.statements[0].transactions + built) == by_id(reference[0])
+
+
 def test_fitid_whitespace_written_as_a_character_reference(bank_file: Build, stmttrn: Build) -> None:
     data = bank_file(stmttrn("D&#32;", amount="-1.00") + stmttrn("D", amount="-2.00")).encode()
     reference, _ = eager_reference(data)

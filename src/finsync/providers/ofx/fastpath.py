@@ -1,11 +1,11 @@
 """Fast paths for the part of a bank file that is big: the ``STMTTRN`` list.
 
 Per-token Python costs about a microsecond per tag, too slow for 100k-transaction files.
-Both paths below read a transaction's leaves with C-level string operations instead and
-hand back ``fields`` dicts whose values are unescaped but may carry surrounding
-whitespace (consumers strip what they use). They only run where the result is the same
-as the generic tokenizer's; whenever a check fails they return None and the caller
-falls back to the generic path, which also produces the precise error messages.
+Both paths below read a transaction's leaves with C-level string operations instead
+(``block_fields`` leaves values unstripped; ``piece_fields`` hands them back tidy). They
+only run where the result is the same as the generic tokenizer's; whenever a check fails
+they return None and the caller falls back to the generic path, which also produces the
+precise error messages.
 """
 
 from __future__ import annotations
@@ -98,19 +98,20 @@ def piece_fields(piece: str) -> dict[str, str]:
     so one comprehension reads a whole transaction.
     """
     parts = piece.replace(">", "<").split("<")
+    # End tags ("/TAG") never carry a value here: _NOT_SIMPLE refused text after them.
+    pairs = zip(parts[1::2], parts[2::2], strict=False)
     if "&" in piece:
-        return {
-            t: s
-            for t, v in zip(parts[1::2], parts[2::2], strict=False)
-            if (s := unescape(v).strip()) and t[0] != "/"
-        }
-    return {t: s for t, v in zip(parts[1::2], parts[2::2], strict=False) if (s := v.strip()) and t[0] != "/"}
+        return {t: s for t, v in pairs if (s := unescape(v).strip())}
+    return {t: s for t, v in pairs if (s := v.strip())}
 
 
 def piece_fitid(piece: str) -> str:
-    """The FITID of a piece, stripped ("" if none), without reading its other fields."""
-    at = piece.rfind(_FITID)  # the last one, as piece_fields would keep
-    if at < 0:
-        return ""
-    value = piece[at + len(_FITID) : piece.find("<", at + len(_FITID))]
-    return (unescape(value) if "&" in value else value).strip()  # "&#32;" is whitespace too
+    """The FITID of a piece as :func:`piece_fields` reads it (the last non-empty one; ""
+    if none), without reading its other fields."""
+    at = len(piece)
+    while (at := piece.rfind(_FITID, 0, at)) >= 0:
+        value = piece[at + len(_FITID) : piece.find("<", at + len(_FITID))]
+        value = (unescape(value) if "&" in value else value).strip()  # "&#32;" is whitespace too
+        if value:
+            return value
+    return ""

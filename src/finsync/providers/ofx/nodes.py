@@ -27,9 +27,6 @@ class Node:
                 return child
         return None
 
-    def find_all(self, tag: str) -> list[Node]:
-        return [child for child in self.children if child.tag == tag]
-
     def text(self, tag: str) -> str | None:
         """The non-empty value of the first child leaf ``tag``."""
         for child in self.children:

@@ -16,14 +16,14 @@ from __future__ import annotations
 
 from finsync.domain.errors import MalformedFile
 from finsync.gcpause import gc_paused
-from finsync.providers.ofx.encoding import decode, looks_like_ofx, read_header
+from finsync.providers.ofx.encoding import decode, read_header
 from finsync.providers.ofx.investments import investment_statement, securities
 from finsync.providers.ofx.model import OfxDocument, OfxInstitutionError
 from finsync.providers.ofx.nodes import Lines, Node
 from finsync.providers.ofx.statements import Context, bank_statement
 from finsync.providers.ofx.tokenizer import build_tree, find_body
 
-__all__ = ["looks_like_ofx", "parse_ofx"]
+__all__ = ["parse_ofx"]
 
 _STATEMENTS = ("STMTRS", "CCSTMTRS", "INVSTMTRS")
 _OK_SEVERITIES = ("INFO", "WARN")

@@ -12,9 +12,11 @@ Failure policy, per element:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
+from typing import TypeVar
 
 from finsync.domain.errors import MalformedFile
 from finsync.providers.ofx.fastpath import piece_digest, piece_fields, piece_fitid
@@ -23,6 +25,9 @@ from finsync.providers.ofx.nodes import Lines, Node
 from finsync.providers.ofx.values import parse_amount, parse_currency, parse_datetime
 
 MAX_WARNINGS = 100
+
+
+T = TypeVar("T")
 
 
 class Context:
@@ -50,33 +55,22 @@ class Context:
 
     def date(self, node: Node, tag: str) -> datetime | None:
         """An optional date child: absent → None; unreadable → None and a warning."""
-        raw = node.text(tag)
-        if raw is None:
-            return None
-        try:
-            return parse_datetime(raw)
-        except ValueError as exc:
-            self.warn(node.pos, f"<{node.tag}>/<{tag}> ignored: {exc}")
-            return None
+        return self._optional(node, tag, parse_datetime)
 
     def amount(self, node: Node, tag: str) -> Decimal | None:
+        return self._optional(node, tag, parse_amount)
+
+    def currency(self, node: Node) -> str | None:
+        return self._optional(node, "CURDEF", parse_currency)
+
+    def _optional(self, node: Node, tag: str, parse: Callable[[str], T]) -> T | None:
         raw = node.text(tag)
         if raw is None:
             return None
         try:
-            return parse_amount(raw)
+            return parse(raw)
         except ValueError as exc:
             self.warn(node.pos, f"<{node.tag}>/<{tag}> ignored: {exc}")
-            return None
-
-    def currency(self, node: Node) -> str | None:
-        raw = node.text("CURDEF")
-        if raw is None:
-            return None
-        try:
-            return parse_currency(raw)
-        except ValueError as exc:
-            self.warn(node.pos, f"<{node.tag}>/<CURDEF> ignored: {exc}")
             return None
 
 

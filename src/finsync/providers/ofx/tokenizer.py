@@ -21,7 +21,7 @@ from finsync.providers.ofx import fastpath
 from finsync.providers.ofx.nodes import Lines, Node
 from finsync.providers.ofx.values import unescape
 
-__all__ = ["AGGREGATES", "Lines", "Node", "build_tree", "find_body"]
+__all__ = ["AGGREGATES", "build_tree", "find_body"]
 
 _TOKEN = re.compile(
     fastpath.BLOCK  # 1, 2: a simple STMTTRN block
