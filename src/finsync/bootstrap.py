@@ -5,7 +5,6 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import text
@@ -17,6 +16,7 @@ from finsync.application.connections import ConnectionService
 from finsync.application.imports import ImportService
 from finsync.application.sync import SyncService
 from finsync.config import Registration, Settings
+from finsync.domain.entities import utcnow
 from finsync.domain.enums import Capability
 from finsync.domain.errors import ProviderNotAvailable
 from finsync.domain.ports import (
@@ -142,10 +142,6 @@ def resolve_secrets(settings: Settings) -> tuple[list[str], str]:
     return keys, jwt_secret
 
 
-def _utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
 @dataclass
 class Container:
     settings: Settings
@@ -162,7 +158,7 @@ class Container:
     jobs: InProcessJobQueue
     institutions: BankDirectory
     imports: ImportService
-    clock: Clock = field(default=_utcnow)
+    clock: Clock = field(default=utcnow)
 
     async def database_problem(self) -> str | None:
         """None when the database answers, else the kind of failure (for readiness probes)."""
@@ -182,7 +178,7 @@ def build(
     settings: Settings,
     *,
     registry: ProviderRegistry | None = None,
-    clock: Clock = _utcnow,
+    clock: Clock = utcnow,
     adapter_options: dict[str, Any] | None = None,
 ) -> Container:
     keys, jwt_secret = resolve_secrets(settings)

@@ -6,12 +6,12 @@ import hashlib
 import secrets
 from collections import defaultdict, deque
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from uuid import UUID
 
 import structlog
 
-from finsync.domain.entities import RefreshToken, User, new_id
+from finsync.domain.entities import RefreshToken, User, new_id, utcnow
 from finsync.domain.errors import (
     AuthenticationFailed,
     Conflict,
@@ -78,7 +78,7 @@ class AuthService:
         *,
         refresh_days: int,
         registration_open: bool,
-        clock: Clock = lambda: datetime.now(UTC),
+        clock: Clock = utcnow,
     ) -> None:
         self._uow = uow
         self._hasher = hasher

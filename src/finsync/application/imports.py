@@ -16,7 +16,7 @@ from uuid import UUID
 import structlog
 
 from finsync.application.sync import Fetched, write_fetched
-from finsync.domain.entities import Account, Connection, SyncRun
+from finsync.domain.entities import Account, Connection, SyncRun, utcnow
 from finsync.domain.enums import ConnectionStatus, SnapshotSource, SyncStatus, SyncTrigger
 from finsync.domain.errors import BadData, FileTooLarge, MalformedFile, UnsupportedFormat
 from finsync.domain.ports import Clock, ParsedFile, ParsedStatement, StatementFormat, UnitOfWorkFactory
@@ -117,7 +117,7 @@ class ImportService:
         uow: UnitOfWorkFactory,
         formats: Sequence[StatementFormat],
         limit_bytes: int,
-        clock: Clock = lambda: datetime.now(UTC),
+        clock: Clock = utcnow,
     ) -> None:
         self._uow = uow
         self.formats = list(formats)

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from uuid import UUID
 
 import structlog
 
-from finsync.domain.entities import Account, BalanceSnapshot, Connection, SyncRun
+from finsync.domain.entities import Account, BalanceSnapshot, Connection, SyncRun, utcnow
 from finsync.domain.enums import (
     AuthType,
     Capability,
@@ -134,7 +134,7 @@ class SyncService:
         providers: ProviderGateway,
         cipher: CredentialCipher,
         jobs: JobQueue,
-        clock: Clock = lambda: datetime.now(UTC),
+        clock: Clock = utcnow,
     ) -> None:
         self._uow = uow
         self._providers = providers

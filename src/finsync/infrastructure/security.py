@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
 
@@ -12,6 +12,7 @@ from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from pwdlib import PasswordHash
 from pwdlib.hashers.argon2 import Argon2Hasher
 
+from finsync.domain.entities import utcnow
 from finsync.domain.errors import AuthenticationFailed, CredentialsUnreadable
 from finsync.domain.ports import Clock
 
@@ -30,7 +31,7 @@ class Argon2PasswordHasher:
 
 
 class JwtAccessTokens:
-    def __init__(self, secret: str, minutes: int, clock: Clock = lambda: datetime.now(UTC)) -> None:
+    def __init__(self, secret: str, minutes: int, clock: Clock = utcnow) -> None:
         self._secret = secret
         self._ttl = timedelta(minutes=minutes)
         self._clock = clock

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, date, datetime
 from typing import Annotated
 from uuid import UUID
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Depends, Query
 
 from finsync.api.deps import ContainerDep, CurrentUser, PageDep, UowDep
 from finsync.api.errors import responses
@@ -19,16 +20,19 @@ from finsync.api.schemas import (
     SnapshotPublic,
     TransactionPublic,
 )
+from finsync.domain.entities import Account
 from finsync.domain.enums import AccountType, TransactionStatus, TransactionSubtype, TransactionType
 from finsync.domain.errors import InvalidInput, NotFound
-from finsync.domain.ports import AccountFilter, PageRequest, TransactionFilter, UnitOfWork
+from finsync.domain.ports import AccountFilter, TransactionFilter, UnitOfWork
 
 router = APIRouter(tags=["data"])
 
 
-async def _own_account(uow: UnitOfWork, account_id: UUID, user_id: UUID) -> None:
-    if await uow.accounts.get(account_id, user_id) is None:
+async def _own_account(uow: UnitOfWork, account_id: UUID, user_id: UUID) -> Account:
+    account = await uow.accounts.get(account_id, user_id)
+    if account is None:
         raise NotFound("account")
+    return account
 
 
 @router.get("/accounts", response_model=PageOut[AccountPublic], responses=responses(NotFound))
@@ -49,31 +53,27 @@ async def list_accounts(
 @router.get("/accounts/{account_id}", response_model=AccountPublic, responses=responses(NotFound))
 async def get_account(account_id: UUID, user: CurrentUser, uow: UowDep) -> AccountPublic:
     """One account with its latest balances."""
-    account = await uow.accounts.get(account_id, user.id)
-    if account is None:
-        raise NotFound("account")
-    return AccountPublic.model_validate(account)
+    return AccountPublic.model_validate(await _own_account(uow, account_id, user.id))
 
 
-async def _transactions(
-    uow: UnitOfWork,
-    user_id: UUID,
-    page: PageRequest,
-    account_id: UUID | None,
-    date_from: date | None,
-    date_to: date | None,
-    type: TransactionType | None,
-    subtype: TransactionSubtype | None,
-    status: TransactionStatus | None,
-    symbol: str | None,
-    q: str | None,
-) -> PageOut[TransactionPublic]:
+TextQuery = Annotated[str | None, Query(max_length=200, description="Text in the description, or a symbol")]
+
+
+def _transaction_filter(
+    date_from: date | None = None,
+    date_to: date | None = None,
+    type: TransactionType | None = None,
+    subtype: TransactionSubtype | None = None,
+    status: TransactionStatus | None = None,
+    symbol: str | None = None,
+    q: TextQuery = None,
+) -> TransactionFilter:
+    """The query parameters both transaction lists share, checked once."""
     if date_from and date_to and date_from > date_to:
         raise InvalidInput("date_from is after date_to")
     if any("\x00" in v for v in (q, symbol) if v):
         raise InvalidInput("search text must not contain NUL characters")
-    filters = TransactionFilter(
-        account_id=account_id,
+    return TransactionFilter(
         date_from=date_from,
         date_to=date_to,
         type=type,
@@ -82,10 +82,9 @@ async def _transactions(
         symbol=symbol,
         text=q,
     )
-    return to_page(await uow.transactions.find(user_id, filters, page), TransactionPublic)
 
 
-TextQuery = Annotated[str | None, Query(max_length=200, description="Text in the description, or a symbol")]
+TransactionFilterDep = Annotated[TransactionFilter, Depends(_transaction_filter)]
 
 
 @router.get(
@@ -95,21 +94,14 @@ async def list_transactions(
     user: CurrentUser,
     uow: UowDep,
     page: PageDep,
+    filters: TransactionFilterDep,
     account_id: UUID | None = None,
-    date_from: date | None = None,
-    date_to: date | None = None,
-    type: TransactionType | None = None,
-    subtype: TransactionSubtype | None = None,
-    status: TransactionStatus | None = None,
-    symbol: str | None = None,
-    q: TextQuery = None,
 ) -> PageOut[TransactionPublic]:
     """Transactions across your accounts, newest first, with filters."""
     if account_id is not None:
         await _own_account(uow, account_id, user.id)
-    return await _transactions(
-        uow, user.id, page, account_id, date_from, date_to, type, subtype, status, symbol, q
-    )
+    found = await uow.transactions.find(user.id, replace(filters, account_id=account_id), page)
+    return to_page(found, TransactionPublic)
 
 
 @router.get(
@@ -118,23 +110,12 @@ async def list_transactions(
     responses=responses(NotFound, InvalidInput),
 )
 async def list_account_transactions(
-    account_id: UUID,
-    user: CurrentUser,
-    uow: UowDep,
-    page: PageDep,
-    date_from: date | None = None,
-    date_to: date | None = None,
-    type: TransactionType | None = None,
-    subtype: TransactionSubtype | None = None,
-    status: TransactionStatus | None = None,
-    symbol: str | None = None,
-    q: TextQuery = None,
+    account_id: UUID, user: CurrentUser, uow: UowDep, page: PageDep, filters: TransactionFilterDep
 ) -> PageOut[TransactionPublic]:
     """One account's transactions, newest first."""
     await _own_account(uow, account_id, user.id)
-    return await _transactions(
-        uow, user.id, page, account_id, date_from, date_to, type, subtype, status, symbol, q
-    )
+    found = await uow.transactions.find(user.id, replace(filters, account_id=account_id), page)
+    return to_page(found, TransactionPublic)
 
 
 @router.get("/holdings", response_model=PageOut[HoldingPublic])

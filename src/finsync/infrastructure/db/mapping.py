@@ -11,7 +11,7 @@ from uuid import UUID
 
 from sqlalchemy import ColumnElement, Select, tuple_
 
-from finsync.domain.errors import InvalidInput
+from finsync.domain.errors import BadData, InvalidInput
 from finsync.domain.ports import Page, PageRequest
 
 E = TypeVar("E")
@@ -87,3 +87,20 @@ def make_page(items: list[E], page: PageRequest, key: typing.Callable[[E], tuple
         return Page(items=items)
     items = items[: page.limit]
     return Page(items=items, next_key=tuple(_encode(v) for v in key(items[-1])))
+
+
+def column_text(value: str | None, limit: int | None = None) -> str | None:
+    """Text as a column can hold it: no NUL bytes (PostgreSQL refuses them), at most ``limit``
+    characters. Descriptive text only; ids are refused instead (see ``provider_id``)."""
+    if value is None:
+        return None
+    if "\x00" in value:
+        value = value.replace("\x00", "")
+    return value if limit is None else value[:limit]
+
+
+def provider_id(value: str, limit: int, what: str) -> str:
+    """A provider's id, refused (not altered) when the column cannot hold it."""
+    if len(value) > limit or "\x00" in value:
+        raise BadData(f"{what} {value[:40]!r}… is longer than {limit} characters or has a NUL byte")
+    return value

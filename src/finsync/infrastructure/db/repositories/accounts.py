@@ -11,14 +11,14 @@ from sqlalchemy import delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from finsync.domain.entities import Account, BalanceSnapshot, Connection, Holding, new_id, utcnow
-from finsync.domain.errors import BadData
 from finsync.domain.ports import AccountFilter, CurrencyTotal, Page, PageRequest
 from finsync.domain.records import ProviderAccount, ProviderHolding, UpsertCounts
-from finsync.infrastructure.db.mapping import keyset, make_page, to_entity, to_row
+from finsync.infrastructure.db.mapping import column_text, keyset, make_page, provider_id, to_entity, to_row
 from finsync.infrastructure.db.tables import AccountRow, BalanceSnapshotRow, HoldingRow
 from finsync.infrastructure.db.types import json_roundtrip
 
 accounts = AccountRow.__table__  # type: ignore[attr-defined]
+_ACCOUNT_ID_MAX: int = accounts.c.provider_account_id.type.length
 holdings = HoldingRow.__table__  # type: ignore[attr-defined]
 snapshots = BalanceSnapshotRow.__table__  # type: ignore[attr-defined]
 
@@ -30,11 +30,6 @@ _HOLDING_FIELDS = (
     "symbol", "name", "isin", "cusip", "asset_type", "quantity", "currency",
     "average_cost", "current_price", "market_value", "unrealized_pnl", "raw",
 )  # fmt: skip
-
-
-def _text(value: str | None, limit: int) -> str | None:
-    """Descriptive text as the columns can hold it: no NUL bytes, at most ``limit`` characters."""
-    return None if value is None else value.replace("\x00", "")[:limit]
 
 
 class SqlAccountRepository:
@@ -54,12 +49,11 @@ class SqlAccountRepository:
         existing = {a.provider_account_id: a for a in locked}
         counts, result, now = UpsertCounts(), [], utcnow()
         for record in incoming:
-            if len(record.provider_account_id) > 200 or "\x00" in record.provider_account_id:
-                raise BadData("an account id is longer than 200 characters or has a NUL byte")
+            provider_id(record.provider_account_id, _ACCOUNT_ID_MAX, "account id")
             values = {f: getattr(record, f) for f in _ACCOUNT_FIELDS}
             values["raw"] = json_roundtrip(values["raw"])  # compare like with like
-            values["name"] = _text(values["name"], 200) or record.provider_account_id[:200]
-            values["institution"] = _text(values["institution"], 200)
+            values["name"] = column_text(values["name"], 200) or record.provider_account_id
+            values["institution"] = column_text(values["institution"], 200)
             current = existing.get(record.provider_account_id)
             if current is None:
                 account = Account(
@@ -131,10 +125,10 @@ class SqlHoldingRepository:
         for record in incoming:
             values = {f: getattr(record, f) for f in _HOLDING_FIELDS}
             values["raw"] = json_roundtrip(values["raw"])
-            values["symbol"] = _text(values["symbol"], 64) or "?"
-            values["name"] = _text(values["name"], 300)
-            values["isin"] = _text(values["isin"], 12)
-            values["cusip"] = _text(values["cusip"], 9)
+            values["symbol"] = column_text(values["symbol"], 64) or "?"
+            values["name"] = column_text(values["name"], 300)
+            values["isin"] = column_text(values["isin"], 12)
+            values["cusip"] = column_text(values["cusip"], 9)
             old = current.pop(record.symbol, None)
             if old is None:
                 counts.inserted += 1

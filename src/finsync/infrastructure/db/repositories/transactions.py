@@ -16,14 +16,15 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from finsync.domain.entities import Account, Transaction, new_id, utcnow
 from finsync.domain.enums import TransactionStatus
-from finsync.domain.errors import BadData, Conflict
+from finsync.domain.errors import Conflict
 from finsync.domain.ports import Page, PageRequest, TransactionFilter
 from finsync.domain.records import DeferredTransactions, ProviderTransaction, TransactionBatch, UpsertCounts
-from finsync.infrastructure.db.mapping import keyset, make_page, to_entity
+from finsync.infrastructure.db.mapping import column_text, keyset, make_page, provider_id, to_entity
 from finsync.infrastructure.db.tables import AccountRow, TransactionRow
 from finsync.infrastructure.db.types import json_dumps
 
 transactions = TransactionRow.__table__  # type: ignore[attr-defined]
+_PID_MAX: int = transactions.c.provider_transaction_id.type.length
 accounts = AccountRow.__table__  # type: ignore[attr-defined]
 
 _FIELDS = (
@@ -69,9 +70,9 @@ def _check_keys(keys: Sequence[tuple[str, str]]) -> None:
     """Ids the table can hold (they are compared before any row is built); fingerprints
     as the store keeps them. In bulk: C-level scans, not a Python test per key."""
     pids = [pid for pid, _ in keys]
-    if max(map(len, pids), default=0) > 255 or "\x00" in "".join(pids):
-        pid = next(p for p in pids if len(p) > 255 or "\x00" in p)
-        raise BadData(f"transaction id {pid[:40]!r}… is longer than 255 characters or has a NUL byte")
+    if max(map(len, pids), default=0) > _PID_MAX or "\x00" in "".join(pids):
+        for pid in pids:
+            provider_id(pid, _PID_MAX, "transaction id")
     if max((len(fingerprint) for _, fingerprint in keys), default=0) > 64:
         raise ValueError("a transaction fingerprint is longer than 64 characters")
 
@@ -86,13 +87,10 @@ class _Rows:
         self.json = postgres
 
     def __call__(self, r: ProviderTransaction) -> tuple[Any, ...]:
-        description = r.description
-        if description is not None and "\x00" in description:  # PostgreSQL text cannot hold NUL
-            description = description.replace("\x00", "")
-        symbol = r.symbol[:64].replace("\x00", "") if r.symbol else r.symbol
         values = (
             r.type.value, r.subtype.value, r.status.value, r.amount, r.currency, r.transaction_date,
-            r.settlement_date, symbol, r.quantity, r.unit_price, r.fees, description, r.raw,
+            r.settlement_date, column_text(r.symbol, 64), r.quantity, r.unit_price, r.fees,
+            column_text(r.description), r.raw,
         )  # fmt: skip
         fingerprint = r.fingerprint
         if fingerprint is None or len(fingerprint) > 64:
