@@ -316,6 +316,21 @@ def test_an_empty_repeated_fitid_is_read_as_the_fields_read_it(bank_file: Build,
     assert by_id(parsed.statements[0].transactions + built) == by_id(reference[0])
 
 
+def test_warnings_over_the_cap_are_summed_in_one_line(bank_file: Build, stmttrn: Build) -> None:
+    """Eager rows warn while reading, deferred ones when built: still one summary line."""
+    rows = [stmttrn(f"K{i}", amount="x") for i in range(150)] + [
+        stmttrn(None, amount="x") for _ in range(150)
+    ]
+    data = bank_file("".join(rows)).encode()
+    _, expected = eager_reference(data)
+    parsed = OfxFormat().read(data)
+    for group in parsed.statements[0].deferred:
+        build_all(group)
+    summaries = [w for w in parsed.warnings if w.startswith("... and")]
+    assert summaries == [w for w in expected if w.startswith("... and")] == ["... and 200 more warnings"]
+    assert len(parsed.warnings) == len(expected)
+
+
 def test_fitid_whitespace_written_as_a_character_reference(bank_file: Build, stmttrn: Build) -> None:
     data = bank_file(stmttrn("D&#32;", amount="-1.00") + stmttrn("D", amount="-2.00")).encode()
     reference, _ = eager_reference(data)

@@ -36,7 +36,9 @@ class Context:
     def __init__(self, lines: Lines, warnings: list[str], *, defer: bool = False) -> None:
         self.lines = lines
         self.warnings = warnings
-        self.suppressed = 0
+        self.suppressed = 0  # left out since the last finish()
+        self.left_out = 0
+        self.summary_at: int | None = None  # index of the "... and N more warnings" line
         self.defer = defer  # leave fast-path STMTTRNs unconverted (see UnreadTransactions)
 
     def line(self, pos: int) -> int:
@@ -49,9 +51,18 @@ class Context:
             self.suppressed += 1
 
     def finish(self) -> None:
-        if self.suppressed:
-            self.warnings.append(f"... and {self.suppressed} more warnings")
-            self.suppressed = 0
+        """Count the warnings left out, in one summary line however often this is called
+        (parsing, then each build of deferred transactions, each adds to it)."""
+        if not self.suppressed:
+            return
+        self.left_out += self.suppressed
+        self.suppressed = 0
+        line = f"... and {self.left_out} more warnings"
+        if self.summary_at is None:
+            self.summary_at = len(self.warnings)
+            self.warnings.append(line)
+        else:
+            self.warnings[self.summary_at] = line
 
     def date(self, node: Node, tag: str) -> datetime | None:
         """An optional date child: absent → None; unreadable → None and a warning."""
