@@ -3,6 +3,7 @@ like a browser would (the real-browser versions live in test_browser.py)."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
@@ -13,16 +14,20 @@ from finsync.bootstrap import Container
 from tests.api.conftest import CLIENT_URL
 from tests.api.helpers import PASSWORD, register_and_login
 from tests.fakes.clock import VirtualClock
-from tests.fakes.consent import submit_consent
+from tests.fakes.consent import submit_consent as consent
 from tests.fakes.gocardless import SANDBOX, FakeGoCardless
 from tests.fakes.schwab import FakeSchwab
 
 pytestmark = pytest.mark.e2e
 Flows = tuple[httpx.AsyncClient, Container]
+Headers = dict[str, str]
+BANK: dict[str, Any] = {"provider": "gocardless", "options": {"institution_id": SANDBOX}}
 
 
-async def consent(url: str, decision: str = "allow") -> str:
-    return await submit_consent(url, decision)
+@pytest.fixture
+async def headers(flows: Flows) -> Headers:
+    """A signed-in user of the app under test."""
+    return await register_and_login(flows[0])
 
 
 async def callback(client: httpx.AsyncClient, location: str) -> httpx.Response:
@@ -31,7 +36,12 @@ async def callback(client: httpx.AsyncClient, location: str) -> httpx.Response:
     return await client.get(f"{parts.path}?{parts.query}")
 
 
-async def start(client: httpx.AsyncClient, headers: dict[str, str], body: dict[str, Any]) -> dict[str, Any]:
+async def authorize(client: httpx.AsyncClient, url: str, decision: str = "allow") -> httpx.Response:
+    """Press Allow (or Deny) on the consent page at ``url``, then land on finsync's callback."""
+    return await callback(client, await consent(url, decision))
+
+
+async def start(client: httpx.AsyncClient, headers: Headers, body: dict[str, Any]) -> dict[str, Any]:
     r = await client.post("/api/v1/connections", headers=headers, json=body)
     assert r.status_code == 201, r.text
     created = dict(r.json())
@@ -40,41 +50,61 @@ async def start(client: httpx.AsyncClient, headers: dict[str, str], body: dict[s
     return created
 
 
-async def connection(client: httpx.AsyncClient, headers: dict[str, str], cid: str) -> dict[str, Any]:
+async def connect(
+    client: httpx.AsyncClient, container: Container, headers: Headers, body: dict[str, Any]
+) -> dict[str, Any]:
+    """Create a connection, allow it, and wait for its first sync."""
+    created = await start(client, headers, body)
+    await authorize(client, created["authorization_url"])
+    await container.jobs.drain()
+    return created
+
+
+async def reauthorize(client: httpx.AsyncClient, headers: Headers, cid: str) -> str:
+    """The new consent URL of an existing connection."""
+    r = await client.post(f"/api/v1/connections/{cid}/reauthorize", headers=headers)
+    assert r.status_code == 200, r.text
+    return str(r.json()["authorization_url"])
+
+
+async def connection(client: httpx.AsyncClient, headers: Headers, cid: str) -> dict[str, Any]:
     return dict((await client.get(f"/api/v1/connections/{cid}", headers=headers)).json())
 
 
-async def test_schwab_full_flow_activates_and_syncs(flows: Flows, schwab: tuple[FakeSchwab, str]) -> None:
+async def items(
+    client: httpx.AsyncClient, headers: Headers, path: str, **params: Any
+) -> list[dict[str, Any]]:
+    """One page of a list endpoint's items."""
+    return list((await client.get(path, headers=headers, params=params)).json()["items"])
+
+
+async def test_schwab_full_flow_activates_and_syncs(
+    flows: Flows, headers: Headers, schwab: tuple[FakeSchwab, str]
+) -> None:
     client, container = flows
-    headers = await register_and_login(client)
     created = await start(client, headers, {"provider": "schwab", "name": "Schwab"})
     assert "code_challenge_method=S256" in created["authorization_url"]
-    r = await callback(client, await consent(created["authorization_url"]))
+    r = await authorize(client, created["authorization_url"])
     assert r.status_code == 200
     assert "Connected" in r.text
     await container.jobs.drain()
     conn = await connection(client, headers, created["id"])
     assert conn["status"] == "active", conn
     assert conn["expires_at"] is not None  # the 7-day refresh-token expiry
-    accounts = (await client.get("/api/v1/accounts", headers=headers)).json()["items"]
+    accounts = await items(client, headers, "/api/v1/accounts")
     assert len(accounts) == 2
-    holdings = (await client.get("/api/v1/holdings", headers=headers)).json()["items"]
+    holdings = await items(client, headers, "/api/v1/holdings")
     assert {h["symbol"] for h in holdings} == {"AAPL", "SPY", "TSLA"}
-    txns = (await client.get("/api/v1/transactions", headers=headers, params={"limit": 100})).json()["items"]
+    txns = await items(client, headers, "/api/v1/transactions", limit=100)
     assert {t["provider_transaction_id"] for t in txns} >= {"9001", "9003", "9005"}
-    snaps = (
-        await client.get(f"/api/v1/accounts/{accounts[0]['id']}/balance-snapshots", headers=headers)
-    ).json()
-    assert [s["source"] for s in snaps["items"]] == ["initial"]
-    runs = (await client.get(f"/api/v1/connections/{created['id']}/sync-runs", headers=headers)).json()[
-        "items"
-    ]
+    snaps = await items(client, headers, f"/api/v1/accounts/{accounts[0]['id']}/balance-snapshots")
+    assert [s["source"] for s in snaps] == ["initial"]
+    runs = await items(client, headers, f"/api/v1/connections/{created['id']}/sync-runs")
     assert runs[0]["status"] == "succeeded"
 
 
-async def test_replayed_tampered_and_unknown_state(flows: Flows) -> None:
+async def test_replayed_tampered_and_unknown_state(flows: Flows, headers: Headers) -> None:
     client, _ = flows
-    headers = await register_and_login(client)
     created = await start(client, headers, {"provider": "schwab"})
     location = await consent(created["authorization_url"])
     tampered = location.replace("state=", "state=x")
@@ -89,9 +119,8 @@ async def test_replayed_tampered_and_unknown_state(flows: Flows) -> None:
     assert "missing_state" in r.text
 
 
-async def test_expired_state_activates_nothing(flows: Flows, vclock: VirtualClock) -> None:
+async def test_expired_state_activates_nothing(flows: Flows, headers: Headers, vclock: VirtualClock) -> None:
     client, _ = flows
-    headers = await register_and_login(client)
     created = await start(client, headers, {"provider": "schwab"})
     location = await consent(created["authorization_url"])
     vclock.advance(11 * 60)
@@ -102,9 +131,8 @@ async def test_expired_state_activates_nothing(flows: Flows, vclock: VirtualCloc
     assert "10 minutes" in conn["last_error"]
 
 
-async def test_state_of_another_connection_cannot_activate_it(flows: Flows) -> None:
+async def test_state_of_another_connection_cannot_activate_it(flows: Flows, headers: Headers) -> None:
     client, _ = flows
-    headers = await register_and_login(client)
     first = await start(client, headers, {"provider": "schwab", "name": "A"})
     second = await start(client, headers, {"provider": "schwab", "name": "B"})
     code = dict(parse_qsl(urlsplit(await consent(second["authorization_url"])).query))["code"]
@@ -116,11 +144,10 @@ async def test_state_of_another_connection_cannot_activate_it(flows: Flows) -> N
     assert (await connection(client, headers, second["id"]))["status"] == "pending"
 
 
-async def test_denied_consent_marks_pending_connection(flows: Flows) -> None:
+async def test_denied_consent_marks_pending_connection(flows: Flows, headers: Headers) -> None:
     client, _ = flows
-    headers = await register_and_login(client)
     created = await start(client, headers, {"provider": "schwab"})
-    r = await callback(client, await consent(created["authorization_url"], "deny"))
+    r = await authorize(client, created["authorization_url"], "deny")
     assert "access_denied" in r.text
     conn = await connection(client, headers, created["id"])
     assert conn["status"] == "pending"
@@ -132,9 +159,8 @@ class TestClientRedirect:
     def redirect_overrides(self) -> dict[str, Any]:
         return {"client_redirect_url": CLIENT_URL}
 
-    async def test_redirects_only_to_the_configured_client(self, flows: Flows) -> None:
+    async def test_redirects_only_to_the_configured_client(self, flows: Flows, headers: Headers) -> None:
         client, _ = flows
-        headers = await register_and_login(client)
         created = await start(client, headers, {"provider": "schwab"})
         location = await consent(created["authorization_url"])
         r = await callback(client, location + "&redirect_uri=https://evil.example&next=https://evil.example")
@@ -150,33 +176,26 @@ class TestClientRedirect:
         assert r.headers["location"] == f"{CLIENT_URL}?status=error&error=invalid_state"
 
 
-async def test_reauthorize_keeps_accounts_and_history(flows: Flows) -> None:
+async def test_reauthorize_keeps_accounts_and_history(flows: Flows, headers: Headers) -> None:
     client, container = flows
-    headers = await register_and_login(client)
-    created = await start(client, headers, {"provider": "schwab"})
-    await callback(client, await consent(created["authorization_url"]))
+    created = await connect(client, container, headers, {"provider": "schwab"})
+    before = await items(client, headers, "/api/v1/accounts")
+    url = await reauthorize(client, headers, created["id"])
+    assert url != created["authorization_url"]
+    assert (await authorize(client, url)).status_code == 200
     await container.jobs.drain()
-    before = (await client.get("/api/v1/accounts", headers=headers)).json()["items"]
-    r = await client.post(f"/api/v1/connections/{created['id']}/reauthorize", headers=headers)
-    assert r.status_code == 200, r.text
-    assert r.json()["authorization_url"] != created["authorization_url"]
-    assert (await callback(client, await consent(r.json()["authorization_url"]))).status_code == 200
-    await container.jobs.drain()
-    after = (await client.get("/api/v1/accounts", headers=headers)).json()["items"]
+    after = await items(client, headers, "/api/v1/accounts")
     assert [a["id"] for a in after] == [a["id"] for a in before]
-    runs = (await client.get(f"/api/v1/connections/{created['id']}/sync-runs", headers=headers)).json()[
-        "items"
-    ]
+    runs = await items(client, headers, f"/api/v1/connections/{created['id']}/sync-runs")
     assert [r["trigger"] for r in runs] == ["manual", "initial"]
     assert runs[0]["counts"]["transactions_inserted"] == 0
 
 
-async def test_lapsed_refresh_token_turns_needs_reauth(flows: Flows, vclock: VirtualClock) -> None:
+async def test_lapsed_refresh_token_turns_needs_reauth(
+    flows: Flows, headers: Headers, vclock: VirtualClock
+) -> None:
     client, container = flows
-    headers = await register_and_login(client)
-    created = await start(client, headers, {"provider": "schwab"})
-    await callback(client, await consent(created["authorization_url"]))
-    await container.jobs.drain()
+    created = await connect(client, container, headers, {"provider": "schwab"})
     vclock.advance(7 * 86_400 + 60)
     assert (await client.get("/api/v1/users/me", headers=headers)).status_code == 401  # 15-minute token
     login = await client.post(
@@ -188,9 +207,8 @@ async def test_lapsed_refresh_token_turns_needs_reauth(flows: Flows, vclock: Vir
     assert "reauthorize" in conn["last_error"]
 
 
-async def test_unconfigured_provider_is_reported_and_refused(flows: Flows) -> None:
+async def test_unconfigured_provider_is_reported_and_refused(flows: Flows, headers: Headers) -> None:
     client, container = flows
-    headers = await register_and_login(client)
     container.settings.schwab_app_key = None
     providers = {p["slug"]: p for p in (await client.get("/api/v1/providers", headers=headers)).json()}
     assert providers["schwab"]["configured"] is False
@@ -201,12 +219,10 @@ async def test_unconfigured_provider_is_reported_and_refused(flows: Flows) -> No
     assert r.json()["type"].endswith("/provider-not-available")
 
 
-async def _link_bank(
-    client: httpx.AsyncClient, container: Container, headers: dict[str, str]
-) -> dict[str, Any]:
+async def _link_bank(client: httpx.AsyncClient, container: Container, headers: Headers) -> dict[str, Any]:
     banks = (await client.get("/api/v1/providers/gocardless/institutions?country=GB", headers=headers)).json()
     assert SANDBOX in {b["id"] for b in banks}
-    created = await start(client, headers, {"provider": "gocardless", "options": {"institution_id": SANDBOX}})
+    created = await start(client, headers, BANK)
     location = await consent(created["authorization_url"])
     assert "ref=" in location
     r = await callback(client, location)
@@ -215,42 +231,51 @@ async def _link_bank(
     return created
 
 
+async def test_gocardless_refused_at_the_bank_marks_pending_connection(
+    flows: Flows, headers: Headers
+) -> None:
+    client, _ = flows
+    created = await start(client, headers, BANK)
+    r = await authorize(client, created["authorization_url"], "deny")
+    assert r.status_code == 400
+    assert "access_denied" in r.text
+    conn = await connection(client, headers, created["id"])
+    assert conn["status"] == "pending"
+    assert conn["last_error"] == "Access was not granted (User cancelled the session)."
+
+
 async def test_gocardless_link_sync_and_pending_to_booked(
-    flows: Flows, gocardless: tuple[FakeGoCardless, str], vclock: VirtualClock
+    flows: Flows, headers: Headers, gocardless: tuple[FakeGoCardless, str], vclock: VirtualClock
 ) -> None:
     client, container = flows
     fake, _ = gocardless
-    headers = await register_and_login(client)
     created = await _link_bank(client, container, headers)
     conn = await connection(client, headers, created["id"])
     assert conn["status"] == "active", conn
     assert conn["expires_at"] is not None
-    accounts = (await client.get("/api/v1/accounts", headers=headers)).json()["items"]
+    accounts = await items(client, headers, "/api/v1/accounts")
     gbp = next(a for a in accounts if a["currency"] == "GBP")
     assert gbp["balance"] == "1000.00"
     assert gbp["available_balance"] == "950.10"
-    pending = (await client.get("/api/v1/transactions", headers=headers, params={"status": "pending"})).json()
-    assert len(pending["items"]) == 2
-    total_before = len(
-        (await client.get("/api/v1/transactions", headers=headers, params={"limit": 500})).json()["items"]
-    )
+    pending = await items(client, headers, "/api/v1/transactions", status="pending")
+    assert len(pending) == 2
+    total_before = len(await items(client, headers, "/api/v1/transactions", limit=500))
 
     fake.book_pending(fake.bank_accounts[0].id, 0)
     vclock.advance(600)
     r = await client.post(f"/api/v1/connections/{created['id']}/sync", headers=headers)
     assert r.status_code == 202, r.text
     await container.jobs.drain()
-    txns = (await client.get("/api/v1/transactions", headers=headers, params={"limit": 500})).json()["items"]
+    txns = await items(client, headers, "/api/v1/transactions", limit=500)
     assert len(txns) == total_before  # the pending row became the booked one: never both
     assert sum(1 for t in txns if t["status"] == "pending") == 1
 
 
 async def test_gocardless_manual_sync_over_budget_answers_429_without_calling(
-    flows: Flows, gocardless: tuple[FakeGoCardless, str]
+    flows: Flows, headers: Headers, gocardless: tuple[FakeGoCardless, str]
 ) -> None:
     client, container = flows
     fake, _ = gocardless
-    headers = await register_and_login(client)
     created = await _link_bank(client, container, headers)
     for _ in range(3):  # the initial sync spent one call of each: three more are allowed today
         r = await client.post(f"/api/v1/connections/{created['id']}/sync", headers=headers)
@@ -266,20 +291,37 @@ async def test_gocardless_manual_sync_over_budget_answers_429_without_calling(
 
 
 async def test_gocardless_reconsent_with_new_account_ids_keeps_the_same_accounts(
-    flows: Flows, gocardless: tuple[FakeGoCardless, str]
+    flows: Flows, headers: Headers, gocardless: tuple[FakeGoCardless, str]
 ) -> None:
     client, container = flows
     fake, _ = gocardless
-    headers = await register_and_login(client)
     created = await _link_bank(client, container, headers)
-    before = (await client.get("/api/v1/accounts", headers=headers)).json()["items"]
+    before = await items(client, headers, "/api/v1/accounts")
     for account in fake.bank_accounts:  # some banks issue new account ids on every consent
         account.id = f"{account.id}-renewed"
-    r = await client.post(f"/api/v1/connections/{created['id']}/reauthorize", headers=headers)
-    assert r.status_code == 200, r.text
-    assert (await callback(client, await consent(r.json()["authorization_url"]))).status_code == 200
+    url = await reauthorize(client, headers, created["id"])
+    assert (await authorize(client, url)).status_code == 200
     await container.jobs.drain()
-    after = (await client.get("/api/v1/accounts", headers=headers)).json()["items"]
+    after = await items(client, headers, "/api/v1/accounts")
     gbp = next(a for a in after if a["currency"] == "GBP")
     assert gbp["provider_account_id"].startswith("iban:")
     assert sorted(a["id"] for a in after) == sorted(a["id"] for a in before)
+
+
+async def test_connection_deleted_while_reauthorization_starts_stays_deleted(
+    flows: Flows, headers: Headers, gocardless: tuple[FakeGoCardless, str]
+) -> None:
+    client, container = flows
+    fake, _ = gocardless
+    created = await _link_bank(client, container, headers)
+    test_loop = asyncio.get_running_loop()
+
+    async def delete_meanwhile() -> None:  # in the fake's server thread, while finsync awaits it
+        deleting = client.delete(f"/api/v1/connections/{created['id']}", headers=headers)
+        r = await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(deleting, test_loop))
+        assert r.status_code == 204, r.text
+
+    fake.on_requisition = delete_meanwhile
+    r = await client.post(f"/api/v1/connections/{created['id']}/reauthorize", headers=headers)
+    assert r.status_code == 404, r.text
+    assert (await client.get(f"/api/v1/connections/{created['id']}", headers=headers)).status_code == 404

@@ -8,32 +8,24 @@ already returned; ``after``/``until`` filter by time. Every response carries
 
 from __future__ import annotations
 
-import asyncio
 import json
-import math
 import uuid
-from collections import Counter, defaultdict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, ClassVar
 
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
 
 from finsync.providers.http import Clock
+from tests.fakes.broker import BrokerStore, Window, Wire, create_broker_app, iso
 
 LIMIT, PERIOD = 200, 60.0
 ENDPOINTS = {"account": "/v2/account", "positions": "/v2/positions", "activities": "/v2/account/activities"}
-FAULTS = frozenset({"401", "403", "429", "500", "503", "timeout", "malformed"})
 _CODES = {401: 40110000, 403: 40310000, 422: 42210000, 429: 42910000, 500: 50010000, 503: 50310000}
-
-
-def stamp(epoch: float) -> str:
-    return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def activity_id(epoch: float) -> str:
@@ -43,7 +35,9 @@ def activity_id(epoch: float) -> str:
 
 
 @dataclass
-class AlpacaStore:
+class AlpacaStore(BrokerStore):
+    endpoints: ClassVar[frozenset[str]] = frozenset(ENDPOINTS)
+
     account: dict[str, str] = field(
         default_factory=lambda: {
             "id": "904837e3-3b76-47ec-b432-046db621571b", "account_number": "PA3QNWXUQ0ZR",
@@ -55,19 +49,6 @@ class AlpacaStore:
     )  # fmt: skip
     positions: list[dict[str, str]] = field(default_factory=list)
     activities: list[dict[str, Any]] = field(default_factory=list)  # oldest first
-    requests: Counter[str] = field(default_factory=Counter)
-    throttled: Counter[str] = field(default_factory=Counter)
-    faults: defaultdict[str, deque[str]] = field(default_factory=lambda: defaultdict(deque))
-    hang_seconds: float = 1.0
-
-    def inject(self, endpoint: str, fault: str, times: int = 1) -> None:
-        if endpoint not in ENDPOINTS or fault not in FAULTS:
-            raise ValueError(f"unknown endpoint or fault: {endpoint!r}, {fault!r}")
-        self.faults[endpoint].extend([fault] * times)
-
-    def reset_counters(self) -> None:
-        self.requests.clear()
-        self.throttled.clear()
 
     def add_position(self, symbol: str, qty: str, avg: str, price: str, side: str = "long") -> None:
         q, a, p = Decimal(qty), Decimal(avg), Decimal(price)
@@ -87,7 +68,7 @@ class AlpacaStore:
     def add_fill(self, at: float, *, symbol: str = "AAPL", side: str = "buy", qty: str = "5",
                  price: str = "187.43") -> dict[str, Any]:  # fmt: skip
         item = {
-            "activity_type": "FILL", "id": activity_id(at), "transaction_time": stamp(at), "type": "fill",
+            "activity_type": "FILL", "id": activity_id(at), "transaction_time": iso(at), "type": "fill",
             "price": price, "qty": qty, "side": side, "symbol": symbol, "leaves_qty": "0", "cum_qty": qty,
             "order_id": str(uuid.uuid4()), "order_status": "filled",
         }  # fmt: skip
@@ -96,7 +77,7 @@ class AlpacaStore:
 
     def add_activity(self, at: float, kind: str, net_amount: str, **extra: str) -> dict[str, Any]:
         item = {
-            "activity_type": kind, "id": activity_id(at), "date": stamp(at)[:10], "net_amount": net_amount,
+            "activity_type": kind, "id": activity_id(at), "date": iso(at)[:10], "net_amount": net_amount,
             "description": extra.pop("description", f"{kind} activity"), "status": "executed", **extra,
         }  # fmt: skip
         self.activities.append(item)
@@ -159,62 +140,32 @@ def _activities(items: list[dict[str, Any]], request: Request) -> Response | lis
     return picked[:size]
 
 
-def _error(status: int, message: str, headers: dict[str, str] | None = None) -> Response:
-    body = json.dumps({"code": _CODES.get(status, status * 100000), "message": message})
-    return Response(body, status, headers, media_type="application/json")
+def _body(status: int, message: str) -> dict[str, Any]:
+    return {"code": _CODES.get(status, status * 100000), "message": message}
+
+
+def _error(status: int, message: str) -> Response:
+    return Response(json.dumps(_body(status, message)), status, media_type="application/json")
 
 
 def create_app(clock: Clock, *, key_id: str, secret_key: str, store: AlpacaStore | None = None) -> Starlette:
     """The fake API; its data and counters are ``app.state.store``."""
     data = store or AlpacaStore()
-    sent: deque[float] = deque()
+    wire = Wire(
+        authorized=lambda r: (
+            r.headers.get("apca-api-key-id") == key_id and r.headers.get("apca-api-secret-key") == secret_key
+        ),
+        unauthorized=_body(401, "request is not authorized"),
+        too_many=_body(429, "rate limit exceeded"),
+        injected=lambda status: _body(status, f"injected {status}"),
+    )
     bodies: dict[str, Callable[[Request], Any]] = {
         "account": lambda r: data.account,
         "positions": lambda r: data.positions,
         "activities": lambda r: _activities(data.activities, r),
     }
-
-    def limit_headers(now: float) -> dict[str, str]:
-        while sent and sent[0] <= now - PERIOD:
-            sent.popleft()
-        reset = math.ceil(sent[0] + PERIOD) if sent else math.ceil(now + PERIOD)
-        remaining = LIMIT - len(sent)
-        return {"X-Ratelimit-Limit": str(LIMIT), "X-Ratelimit-Remaining": str(remaining),
-                "X-Ratelimit-Reset": str(reset)}  # fmt: skip
-
-    def make_handler(name: str) -> Callable[[Request], Any]:
-        async def handler(request: Request) -> Response:
-            data.requests[name] += 1
-            now = clock.now()
-            headers = limit_headers(now)
-            if request.headers.get("apca-api-key-id") != key_id or (
-                request.headers.get("apca-api-secret-key") != secret_key
-            ):
-                return _error(401, "request is not authorized", headers)
-            fault = data.faults[name].popleft() if data.faults[name] else None
-            if fault == "timeout":
-                await asyncio.sleep(data.hang_seconds)
-            elif fault == "429":
-                headers |= {"X-Ratelimit-Remaining": "0", "X-Ratelimit-Reset": str(math.ceil(now) + 10)}
-                return _error(429, "rate limit exceeded", headers)
-            elif fault is not None and fault != "malformed":
-                return _error(int(fault), f"injected {fault}", headers)
-            if int(headers["X-Ratelimit-Remaining"]) <= 0:
-                data.throttled[name] += 1
-                return _error(429, "rate limit exceeded", headers)
-            sent.append(now)
-            headers = limit_headers(now)
-            body = bodies[name](request)
-            if isinstance(body, Response):
-                body.headers.update(headers)
-                return body
-            text = json.dumps(body)
-            if fault == "malformed":
-                text = text[: len(text) // 2]
-            return Response(text, 200, headers, media_type="application/json")
-
-        return handler
-
-    app = Starlette(routes=[Route(path, make_handler(name)) for name, path in ENDPOINTS.items()])
-    app.state.store = data
-    return app
+    # One budget for every endpoint; an idle window reports its reset a whole period ahead.
+    shared = Window(LIMIT, PERIOD, idle_reset=PERIOD, reported=("limit", "remaining", "reset"))
+    return create_broker_app(
+        clock, data, wire, paths=ENDPOINTS, windows=dict.fromkeys(ENDPOINTS, shared), bodies=bodies
+    )

@@ -9,19 +9,19 @@ history limits, and requisition statuses. The consent page at the requisition
 
 from __future__ import annotations
 
-import html
 import secrets
 import uuid
 from collections import Counter, defaultdict
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, Literal
-from urllib.parse import urlencode
 
 from fastapi import FastAPI, Request
-from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 
 from finsync.providers.http import Clock
+from tests.fakes.consent import consent_page, redirect_back
 
 SECRET_ID = "fake-secret-id"
 SECRET_KEY = "fake-secret-key"
@@ -63,6 +63,8 @@ class FakeGoCardless:
     linked: dict[str, str] = field(default_factory=dict)  # account id → agreement id
     successes: defaultdict[tuple[str, str], list[float]] = field(default_factory=lambda: defaultdict(list))
     calls: Counter[str] = field(default_factory=Counter)  # "token_new", "balances:<account id>", ...
+    # Test hook: awaited while a requisition is being created, i.e. in the middle of a link's start.
+    on_requisition: Callable[[], Awaitable[None]] | None = None
 
     def _iso(self, offset: float = 0.0) -> str:
         return datetime.fromtimestamp(self.clock.now() + offset, UTC).isoformat().replace("+00:00", "Z")
@@ -97,7 +99,6 @@ class FakeGoCardless:
         app.add_api_route(f"{api}/agreements/enduser/{{aid}}/", self.get_agreement, methods=["GET"])
         app.add_api_route(f"{api}/requisitions/", self.create_requisition, methods=["POST"])
         app.add_api_route(f"{api}/requisitions/{{rid}}/", self.get_requisition, methods=["GET"])
-        app.add_api_route(f"{api}/accounts/{{account_id}}/", self.account_meta, methods=["GET"])
         app.add_api_route(f"{api}/accounts/{{account_id}}/{{kind}}/", self.account_data, methods=["GET"])
         app.add_api_route("/link/{rid}", self.consent_page, methods=["GET"], name="consent")
         app.add_api_route("/link/{rid}", self.consent_decision, methods=["POST"])
@@ -177,6 +178,8 @@ class FakeGoCardless:
     async def create_requisition(self, request: Request) -> Response:
         if (denied := self._denied(request)) is not None:
             return denied
+        if self.on_requisition is not None:
+            await self.on_requisition()
         body = await request.json()
         agreement = self.agreements.get(body.get("agreement", ""))
         if (
@@ -211,12 +214,11 @@ class FakeGoCardless:
             return HTMLResponse("<h1>Unknown link</h1>", 404)
         if req["status"] == "CR":
             req["status"] = "UA"
-        return HTMLResponse(
-            "<!doctype html><html><head><title>Bank consent (fake)</title></head><body>"
-            f"<h1>{html.escape(req['institution_id'])}</h1><p>Share your accounts with finsync?</p>"
-            f"<form method='post' action='{html.escape(rid)}'>"
-            "<button type='submit' name='decision' value='allow' id='allow'>Allow</button>"
-            "<button type='submit' name='decision' value='deny' id='deny'>Deny</button></form></body></html>"
+        return consent_page(
+            title="Bank consent (fake)",
+            heading=req["institution_id"],
+            intro="Share your accounts with finsync?",
+            action=rid,
         )
 
     async def consent_decision(self, request: Request, rid: str) -> Response:
@@ -232,8 +234,7 @@ class FakeGoCardless:
         else:
             req["status"] = "RJ"
             back |= {"error": "UserCancelledSession", "details": "User cancelled the session"}
-        sep = "&" if "?" in req["redirect"] else "?"
-        return RedirectResponse(f"{req['redirect']}{sep}{urlencode(back)}", 302)
+        return redirect_back(req["redirect"], back)
 
     # --- account data ----------------------------------------------------------------------------
 
@@ -242,15 +243,6 @@ class FakeGoCardless:
         if self.header_style == "http":
             return {f"HTTP_X_RATELIMIT_ACCOUNT_SUCCESS_{k}": str(v) for k, v in values.items()}
         return {f"x-ratelimit-account-success-{k.lower()}": str(v) for k, v in values.items()}
-
-    async def account_meta(self, request: Request, account_id: str) -> Response:
-        if (denied := self._denied(request)) is not None:
-            return denied
-        acc = self.account(account_id)
-        if acc is None or account_id not in self.linked:
-            return _error(404, "Not found.", "Account not found")
-        return JSONResponse({"id": acc.id, "created": self._iso(), "iban": acc.iban,
-                             "institution_id": acc.institution_id, "status": "READY"})  # fmt: skip
 
     async def account_data(self, request: Request, account_id: str, kind: str) -> Response:
         self.calls[f"{kind}:{account_id}"] += 1

@@ -11,18 +11,17 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import html
 import secrets
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
-from urllib.parse import urlencode
 
 from fastapi import FastAPI, Request
-from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 
 from finsync.providers.http import Clock
+from tests.fakes.consent import consent_page, redirect_back
 
 APP_KEY = "fake-app-key"
 APP_SECRET = "fake-app-secret"
@@ -96,16 +95,12 @@ class FakeSchwab:
             or not q.get("redirect_uri")
         ):
             return HTMLResponse("<h1>Invalid client or request</h1>", status_code=400)
-        hidden = "".join(
-            f'<input type="hidden" name="{html.escape(k)}" value="{html.escape(v)}">' for k, v in q.items()
-        )
-        return HTMLResponse(
-            "<!doctype html><html><head><title>Schwab login (fake)</title></head><body>"
-            "<h1>Log in to Schwab</h1><form method='post' action='authorize'>"
-            f"{hidden}<label>Login ID <input name='login' value='demo'></label>"
-            "<button type='submit' name='decision' value='allow' id='allow'>Allow</button>"
-            "<button type='submit' name='decision' value='deny' id='deny'>Deny</button>"
-            "</form></body></html>"
+        return consent_page(
+            title="Schwab login (fake)",
+            heading="Log in to Schwab",
+            action="authorize",
+            hidden=dict(q.items()),
+            inputs="<label>Login ID <input name='login' value='demo'></label>",
         )
 
     async def authorize_decision(self, request: Request) -> Response:
@@ -125,8 +120,7 @@ class FakeSchwab:
             back = {"code": code, "session": secrets.token_hex(8), **back}
         else:
             back = {"error": "access_denied", **back}
-        sep = "&" if "?" in form["redirect_uri"] else "?"
-        return RedirectResponse(f"{form['redirect_uri']}{sep}{urlencode(back)}", status_code=302)
+        return redirect_back(form["redirect_uri"], back)
 
     def _oauth_error(self, error: str, description: str, status: int = 400) -> JSONResponse:
         return JSONResponse({"error": error, "error_description": description}, status_code=status)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import socket
 import threading
 import time
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import uvicorn
@@ -41,10 +41,3 @@ def serve(app: Any, *, startup_timeout: float = 10.0) -> Iterator[str]:
         server.should_exit = True
         thread.join(timeout=5)
         sock.close()
-
-
-@asynccontextmanager
-async def aserve(app: Any) -> AsyncIterator[str]:
-    """Async form of :func:`serve` for async fixtures (start-up blocks only briefly)."""
-    with serve(app) as base_url:
-        yield base_url

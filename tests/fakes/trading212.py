@@ -9,24 +9,20 @@ shared (virtual) clock with ``x-ratelimit-*`` headers and 429s. Tests mutate the
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import json
-import math
 import random
-from collections import Counter, defaultdict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, ClassVar
 
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
 
 from finsync.providers.http import Clock
+from tests.fakes.broker import BrokerStore, Window, Wire, create_broker_app, iso
 
 ALL_SCOPES = frozenset(
     {"account", "portfolio", "orders:read", "history:orders", "history:dividends", "history:transactions"}
@@ -39,11 +35,6 @@ ENDPOINTS: dict[str, tuple[str, str, tuple[int, float]]] = {
     "history_dividends": ("/equity/history/dividends", "history:dividends", (6, 60.0)),
     "history_transactions": ("/equity/history/transactions", "history:transactions", (6, 60.0)),
 }
-FAULTS = frozenset({"401", "403", "429", "500", "503", "timeout", "malformed"})
-
-
-def iso(epoch: float) -> str:
-    return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def num(value: Decimal | str | float) -> float:
@@ -52,8 +43,10 @@ def num(value: Decimal | str | float) -> float:
 
 
 @dataclass
-class Trading212Store:
+class Trading212Store(BrokerStore):
     """Mutable account data plus per-endpoint counters and queued faults."""
+
+    endpoints: ClassVar[frozenset[str]] = frozenset(ENDPOINTS)
 
     currency: str = "GBP"
     account_id: int = 31415926
@@ -64,20 +57,7 @@ class Trading212Store:
     orders: list[dict[str, Any]] = field(default_factory=list)  # oldest first
     dividends: list[dict[str, Any]] = field(default_factory=list)
     transactions: list[dict[str, Any]] = field(default_factory=list)
-    requests: Counter[str] = field(default_factory=Counter)
-    throttled: Counter[str] = field(default_factory=Counter)  # 429s from the limiter (not injected)
-    faults: defaultdict[str, deque[str]] = field(default_factory=lambda: defaultdict(deque))
-    hang_seconds: float = 1.0  # real seconds a "timeout" fault stalls
     seq: int = 0
-
-    def inject(self, endpoint: str, fault: str, times: int = 1) -> None:
-        if endpoint not in ENDPOINTS or fault not in FAULTS:
-            raise ValueError(f"unknown endpoint or fault: {endpoint!r}, {fault!r}")
-        self.faults[endpoint].extend([fault] * times)
-
-    def reset_counters(self) -> None:
-        self.requests.clear()
-        self.throttled.clear()
 
     def _next(self) -> int:
         self.seq += 1
@@ -195,25 +175,6 @@ class Trading212Store:
         }  # fmt: skip
 
 
-class _Window:
-    """Sliding-window limiter, like the real per-account limit."""
-
-    def __init__(self, limit: int, period: float) -> None:
-        self.limit, self.period, self.times = limit, period, deque[float]()
-
-    def headers(self, now: float) -> dict[str, str]:
-        while self.times and self.times[0] <= now - self.period:
-            self.times.popleft()
-        reset = math.ceil(self.times[0] + self.period) if self.times else math.ceil(now)
-        return {
-            "x-ratelimit-limit": str(self.limit),
-            "x-ratelimit-period": str(int(self.period)),
-            "x-ratelimit-remaining": str(self.limit - len(self.times)),
-            "x-ratelimit-reset": str(reset),
-            "x-ratelimit-used": str(len(self.times)),
-        }
-
-
 def _page(items: list[dict[str, Any]], request: Request, path: str) -> Response | dict[str, Any]:
     """Newest first; ``cursor`` is the position of the last item already returned."""
     try:
@@ -250,11 +211,22 @@ def create_app(
 ) -> Starlette:
     """The fake API; its data and counters are ``app.state.store``."""
     data = store or Trading212Store()
-    windows = {name: _Window(*spec[2]) for name, spec in ENDPOINTS.items()}
     if api_secret is None:
         valid = api_key
     else:
         valid = "Basic " + base64.b64encode(f"{api_key}:{api_secret}".encode()).decode()
+
+    def refuse(endpoint: str) -> tuple[int, Any] | None:
+        scope = ENDPOINTS[endpoint][1]
+        return None if scope in scopes else (403, {"code": "Forbidden", "message": f"Missing scope {scope}"})
+
+    wire = Wire(
+        authorized=lambda r: r.headers.get("authorization") == valid,
+        unauthorized={"code": "Unauthorized", "message": "Invalid API key"},
+        too_many={"message": "Too many requests"},
+        injected=lambda status: {"code": f"Fault{status}", "message": f"injected {status}"},
+        refuse=refuse,
+    )
     bodies: dict[str, Callable[[Request], Response | Any]] = {
         "account_summary": lambda r: data.summary(),
         "positions": lambda r: [
@@ -264,48 +236,11 @@ def create_app(
         "history_dividends": lambda r: _page(data.dividends, r, ENDPOINTS["history_dividends"][0]),
         "history_transactions": lambda r: _page(data.transactions, r, ENDPOINTS["history_transactions"][0]),
     }
-
-    def make_handler(name: str) -> Callable[[Request], Any]:
-        scope = ENDPOINTS[name][1]
-
-        async def handler(request: Request) -> Response:
-            data.requests[name] += 1
-            now = clock.now()
-            window = windows[name]
-            headers = window.headers(now)
-            if request.headers.get("authorization") != valid:
-                return _json({"code": "Unauthorized", "message": "Invalid API key"}, 401, headers)
-            fault = data.faults[name].popleft() if data.faults[name] else None
-            if fault == "timeout":
-                await asyncio.sleep(data.hang_seconds)
-            elif fault == "429":
-                headers |= {"x-ratelimit-remaining": "0", "x-ratelimit-reset": str(math.ceil(now) + 10)}
-                return _json({"message": "Too many requests"}, 429, headers)
-            elif fault is not None and fault != "malformed":
-                return _json({"code": f"Fault{fault}", "message": f"injected {fault}"}, int(fault), headers)
-            if scope not in scopes:
-                return _json({"code": "Forbidden", "message": f"Missing scope {scope}"}, 403, headers)
-            if int(headers["x-ratelimit-remaining"]) <= 0:
-                data.throttled[name] += 1
-                return _json({"message": "Too many requests"}, 429, headers)
-            window.times.append(now)
-            headers = window.headers(now)
-            body = bodies[name](request)
-            if isinstance(body, Response):
-                body.headers.update(headers)
-                return body
-            text = json.dumps(body)
-            if fault == "malformed":
-                text = text[: len(text) // 2]
-            return Response(text, 200, headers, media_type="application/json")
-
-        return handler
-
-    routes = [Route(f"/api/v0{spec[0]}", make_handler(name)) for name, spec in ENDPOINTS.items()]
-    app = Starlette(routes=routes)
-    app.state.store = data
-    return app
-
-
-def _json(body: Any, status: int, headers: dict[str, str]) -> Response:
-    return Response(json.dumps(body), status, headers, media_type="application/json")
+    return create_broker_app(
+        clock,
+        data,
+        wire,
+        paths={name: f"/api/v0{spec[0]}" for name, spec in ENDPOINTS.items()},
+        windows={name: Window(*spec[2]) for name, spec in ENDPOINTS.items()},
+        bodies=bodies,
+    )

@@ -19,8 +19,8 @@ import structlog
 
 from finsync.application.sync import SyncService
 from finsync.domain.entities import AuthFlow, Connection, connection_name
-from finsync.domain.enums import AuthType, ConnectionStatus, SyncTrigger
-from finsync.domain.errors import FinsyncError, InvalidInput, NotFound
+from finsync.domain.enums import ConnectionStatus, SyncTrigger
+from finsync.domain.errors import ConsentDenied, FinsyncError, InvalidInput, NotFound
 from finsync.domain.ports import Clock, CredentialCipher, ProviderGateway, ProviderInfo, UnitOfWorkFactory
 
 log = structlog.get_logger(__name__)
@@ -61,8 +61,12 @@ class AuthorizationService:
     def redirect_uri(self, provider: str) -> str:
         return f"{self._callback_url}/{provider}"
 
-    async def start(self, connection: Connection, options: dict[str, Any]) -> str:
-        """Begin (or restart) the browser flow for a connection; returns the authorization URL."""
+    async def start(self, connection: Connection, options: dict[str, Any], *, new: bool) -> str:
+        """Begin (or restart) the browser flow for a connection; returns the authorization URL.
+
+        A ``new`` connection is stored together with its flow. An existing one is only
+        re-checked: deleted while the provider was called, it stays deleted (NotFound).
+        """
         state = secrets.token_urlsafe(32)
         flow = self._providers.flow(connection.provider, options)
         started = await flow.start(state=state, redirect_uri=self.redirect_uri(connection.provider))
@@ -77,8 +81,10 @@ class AuthorizationService:
             created_at=now,
         )
         async with self._uow() as uow:
-            if await uow.connections.get(connection.id) is None:
+            if new:
                 await uow.connections.add(connection)
+            elif await uow.connections.get(connection.id, connection.user_id) is None:
+                raise NotFound("connection")
             await uow.auth_flows.add(record)
             await uow.commit()
         log.info("authorization_started", connection_id=str(connection.id), provider=connection.provider)
@@ -87,8 +93,7 @@ class AuthorizationService:
     async def create(
         self, user_id: UUID, info: ProviderInfo, name: str | None, options: dict[str, str] | None
     ) -> tuple[Connection, str]:
-        if info.auth_type not in (AuthType.OAUTH2, AuthType.LINK):
-            raise InvalidInput(f"{info.display_name} does not use a browser authorisation")
+        """A new pending connection and its first browser flow (ConnectionService picked the auth type)."""
         now = self._clock()
         connection = Connection(
             user_id=user_id,
@@ -99,7 +104,7 @@ class AuthorizationService:
             created_at=now,
             updated_at=now,
         )
-        return connection, await self.start(connection, dict(options or {}))
+        return connection, await self.start(connection, dict(options or {}), new=True)
 
     async def reauthorize(self, connection_id: UUID, user_id: UUID) -> tuple[Connection, str]:
         """New consent for an existing connection: accounts and history stay and continue."""
@@ -108,9 +113,10 @@ class AuthorizationService:
         if connection is None:
             raise NotFound("connection")
         info = self._providers.info(connection.provider)
-        if info is None or info.auth_type not in (AuthType.OAUTH2, AuthType.LINK):
+        if info is None or not info.auth_type.in_browser:
             raise InvalidInput("only OAuth and bank-link connections are re-authorised in the browser")
-        return connection, await self.start(connection, dict(connection.state.get(FLOW_OPTIONS) or {}))
+        options = dict(connection.state.get(FLOW_OPTIONS) or {})
+        return connection, await self.start(connection, options, new=False)
 
     async def complete(self, provider: str, params: dict[str, str]) -> CallbackOutcome:
         """Handle the browser's return. Never raises: every failure becomes an error code."""
@@ -132,15 +138,14 @@ class AuthorizationService:
             return await self._fail(
                 flow, "state_expired", "The sign-in took longer than 10 minutes; start again."
             )
-        if params.get("error"):
-            detail = params.get("error_description") or params.get("details") or params["error"]
-            return await self._fail(flow, "access_denied", f"Access was not granted ({detail}).")
         try:
             result = await self._providers.flow(provider, {}).complete(
                 params=params,
                 flow_data=self._cipher.decrypt(flow.flow_data) if flow.flow_data else {},
                 redirect_uri=self.redirect_uri(provider),
             )
+        except ConsentDenied as exc:
+            return await self._fail(flow, "access_denied", f"Access was not granted ({exc.reason}).")
         except FinsyncError as exc:
             return await self._fail(flow, "authorization_failed", exc.detail)
         except Exception:  # the browser must get a page, never a 500 with the state spent

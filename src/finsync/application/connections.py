@@ -109,7 +109,7 @@ class ConnectionService:
         info = self.provider(slug)
         if info.auth_type is AuthType.API_KEY:
             return await self._create_with_credentials(user_id, info, name, environment, credentials)
-        if info.auth_type in (AuthType.OAUTH2, AuthType.LINK):
+        if info.auth_type.in_browser:
             if credentials:
                 raise InvalidInput(f"{info.display_name} is connected in the browser; send no credentials")
             connection, url = await self._authorization.create(user_id, info, name, options)

@@ -17,6 +17,11 @@ class AuthType(StrEnum):
     LINK = "link"
     FILE = "file"
 
+    @property
+    def in_browser(self) -> bool:
+        """Connected through a browser round trip: OAuth consent or a bank link."""
+        return self in (AuthType.OAUTH2, AuthType.LINK)
+
 
 class Capability(StrEnum):
     ACCOUNTS = "accounts"

@@ -97,6 +97,20 @@ class CredentialsUnreadable(AuthError):
     title = "Stored credentials cannot be decrypted"
 
 
+class ConsentDenied(AuthError):
+    """The provider sent the browser back without access: consent refused, or the request failed.
+
+    ``reason`` is the provider's own word for it, as it arrived on the callback.
+    """
+
+    code = "consent-denied"
+    title = "Access was not granted"
+
+    def __init__(self, detail: str, reason: str) -> None:
+        super().__init__(detail)
+        self.reason = reason
+
+
 class ScopeError(ProviderError):
     code = "provider-scope"
     title = "Provider credentials lack a permission"

@@ -3,7 +3,8 @@
 It owns the cross-cutting rules so adapters do not re-implement them: client-side
 rate limits per endpoint bucket (corrected by the provider's rate-limit headers),
 429 handling, bounded jittered retries for transient faults, status → typed
-``ProviderError`` mapping, exact JSON decimals, and logs that never carry secrets.
+``ProviderError`` mapping, one bearer-token renewal after a 401, exact JSON decimals,
+and logs that never carry secrets.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import json as jsonlib
 import math
 import random
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -32,9 +33,14 @@ log = structlog.get_logger(__name__)
 SHARED_BUCKET = "*"
 """``limits`` key for one budget shared by every endpoint without its own entry (e.g. Alpaca)."""
 
+TokenSource = Callable[[str | None], Awaitable[str]]
+"""(token the provider just rejected, or None) → bearer token to send; see ``bearer_request``."""
+
 _IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
 _TRANSIENT_STATUS = frozenset({408, 500, 502, 503, 504})
 _SECRET_HEADER_WORDS = ("auth", "key", "secret", "token", "cookie", "signature", "password")
+# Retry back-off: jittered, doubling from _BACKOFF_BASE seconds, at most _BACKOFF_CAP.
+_BACKOFF_BASE, _BACKOFF_CAP = 0.5, 30.0
 # Slack added to local window expiry so float rounding never makes us early by a hair.
 _WINDOW_MARGIN = 0.001
 
@@ -139,12 +145,13 @@ def default_error_message(response: httpx.Response) -> str:
     return response.text.strip()[:200]
 
 
+# Buckets per provider account, keyed by a hash so no credential is kept as a dict key.
 _SHARED_BUCKETS: dict[str, dict[str, _Bucket]] = {}
 
 
-def limiter_key(*parts: str) -> str:
-    """A non-reversible key for one provider account (built from e.g. base URL + API key)."""
-    return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()[:32]
+def _account_buckets(provider: str, base_url: str, account: str) -> dict[str, _Bucket]:
+    digest = hashlib.sha256(f"{base_url}\x1f{account}".encode()).hexdigest()[:32]
+    return _SHARED_BUCKETS.setdefault(f"{provider}:{digest}", {})
 
 
 class ProviderHttp:
@@ -164,22 +171,17 @@ class ProviderHttp:
         max_retries: int = 3,
         error_message: Callable[[httpx.Response], str] | None = None,
         secrets: Iterable[str] = (),
-        backoff_base: float = 0.5,
-        backoff_cap: float = 30.0,
         max_wait: float = 900.0,
-        limiter_key: str | None = None,
+        account: str | None = None,
     ) -> None:
         self.provider = provider
         self.clock: Clock = clock or SystemClock()
         self.max_retries, self.max_wait = max_retries, max_wait
         self._error_message = error_message or default_error_message
-        self._backoff = (backoff_base, backoff_cap)
         self._limits = dict(limits or {})
-        # Limits are per provider account, not per adapter: adapters of one account
-        # (validation, then the first sync) share buckets through ``limiter_key``.
-        self._buckets: dict[str, _Bucket] = (
-            _SHARED_BUCKETS.setdefault(f"{provider}:{limiter_key}", {}) if limiter_key else {}
-        )
+        # Limits are per provider account, not per adapter: adapters given the same ``account``
+        # (e.g. the API key) at the same base URL share buckets (validation, then the first sync).
+        self._buckets: dict[str, _Bucket] = _account_buckets(provider, base_url, account) if account else {}
         # Values scrubbed from any provider text we repeat in exceptions.
         self._secrets = [s for s in secrets if s and len(s) >= 4]
         for name, value in (headers or {}).items():
@@ -220,8 +222,7 @@ class ProviderHttp:
         return text
 
     def _delay(self, attempt: int) -> float:
-        base, cap = self._backoff
-        ceiling: float = min(cap, base * 2.0**attempt)
+        ceiling: float = min(_BACKOFF_CAP, _BACKOFF_BASE * 2.0**attempt)
         return ceiling / 2 + random.uniform(0, ceiling / 2)
 
     def _observe(self, bucket: _Bucket | None, response: httpx.Response) -> None:
@@ -334,10 +335,31 @@ class ProviderHttp:
             return ScopeError(text)
         return ProviderError(text)
 
-    async def get_json(self, url: str, *, endpoint: str, params: Mapping[str, Any] | None = None) -> Any:
-        """GET and decode JSON with every number exact (doubles become ``Decimal``, never float)."""
-        response = await self.request("GET", url, endpoint=endpoint, params=params)
+    async def bearer_request(
+        self, token_source: TokenSource, method: str, url: str, *, endpoint: str, **kwargs: Any
+    ) -> httpx.Response:
+        """``request`` with ``Authorization: Bearer <token>``; after a 401 (``AuthError``) ask
+        ``token_source`` again, passing the rejected token, and retry once (a token can die
+        before its expiry). A second 401 is raised."""
+        extra = kwargs.pop("headers", None) or {}
+        rejected: str | None = None
+        while True:
+            token = await token_source(rejected)
+            headers = {**extra, "Authorization": f"Bearer {token}"}
+            try:
+                return await self.request(method, url, endpoint=endpoint, headers=headers, **kwargs)
+            except AuthError:
+                if rejected is not None:
+                    raise
+                rejected = token
+
+    def decode(self, response: httpx.Response, endpoint: str) -> Any:
+        """JSON with every number exact (doubles become ``Decimal``, never float)."""
         try:
             return jsonlib.loads(response.content, parse_float=Decimal)
         except ValueError:
             raise BadData(f"{self.provider} {endpoint} sent malformed JSON") from None
+
+    async def get_json(self, url: str, *, endpoint: str, params: Mapping[str, Any] | None = None) -> Any:
+        """GET and ``decode``."""
+        return self.decode(await self.request("GET", url, endpoint=endpoint, params=params), endpoint)

@@ -75,7 +75,7 @@ class ProviderMetadata:
             issues.append("a syncing provider needs an adapter_factory")
         if self.auth_type is AuthType.FILE and getattr(self.file_format, "name", None) != self.slug:
             issues.append("a file provider needs a file_format named like its slug")
-        if self.auth_type in (AuthType.OAUTH2, AuthType.LINK) and self.flow_factory is None:
+        if self.auth_type.in_browser and self.flow_factory is None:
             issues.append("oauth2/link providers need a flow_factory")
         return issues
 

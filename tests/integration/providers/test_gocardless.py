@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import aclosing, asynccontextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -13,8 +15,8 @@ import pytest
 
 from finsync.config import Settings
 from finsync.domain.enums import TransactionStatus
-from finsync.domain.errors import AuthError, InvalidInput, RateLimited, Unavailable
-from finsync.domain.ports import ProviderSession
+from finsync.domain.errors import AuthError, ConsentDenied, InvalidInput, RateLimited, Unavailable
+from finsync.domain.ports import AuthorizationResult, ProviderSession
 from finsync.providers.gocardless import METADATA, GoCardlessFlow, GoCardlessTokens, institutions
 from finsync.providers.gocardless.adapter import GoCardlessAdapter
 from finsync.providers.gocardless.mappers import api_account_id
@@ -25,6 +27,48 @@ from tests.fakes.server import serve
 
 pytestmark = pytest.mark.integration
 REDIRECT = "http://127.0.0.1:9/api/v1/connections/callback"
+
+
+@dataclass
+class Kit:
+    """The provider's factories, bound to one deployment's settings, token manager and clock."""
+
+    settings: Settings
+    tokens: GoCardlessTokens
+    clock: VirtualClock
+
+    def flow(self, **options: Any) -> GoCardlessFlow:
+        built = METADATA.flow_factory(  # type: ignore[misc]
+            self.settings, options, tokens=self.tokens, clock=self.clock
+        )
+        assert isinstance(built, GoCardlessFlow)
+        return built
+
+    async def authorize(
+        self, decision: str = "allow", state: str = "state-9"
+    ) -> tuple[dict[str, Any], dict[str, str]]:
+        """Start a link, press the bank's button, return (flow_data, callback params)."""
+        start = await self.flow(institution_id=SANDBOX).start(state=state, redirect_uri=REDIRECT)
+        location = await submit_consent(start.url, decision)
+        assert location.startswith(REDIRECT)
+        return start.flow_data, dict(parse_qsl(urlsplit(location).query))
+
+    async def finish(self, flow_data: dict[str, Any], params: dict[str, str]) -> AuthorizationResult:
+        return await self.flow().complete(params=params, flow_data=flow_data, redirect_uri=REDIRECT)
+
+    async def connect(self) -> ProviderSession:
+        """A sync session on a completed link."""
+        result = await self.finish(*await self.authorize())
+        return ProviderSession(connection_id=uuid4(), credentials=result.credentials)
+
+    @asynccontextmanager
+    async def adapter(self, session: ProviderSession) -> AsyncIterator[GoCardlessAdapter]:
+        built = METADATA.adapter_factory(  # type: ignore[misc]
+            session, self.settings, tokens=self.tokens, clock=self.clock
+        )
+        assert isinstance(built, GoCardlessAdapter)
+        async with aclosing(built) as sync:
+            yield sync
 
 
 @pytest.fixture
@@ -53,49 +97,18 @@ def tokens(settings: Settings, clock: VirtualClock) -> GoCardlessTokens:
     return GoCardlessTokens.from_settings(settings, clock=clock)
 
 
-def make_flow(
-    settings: Settings, tokens: GoCardlessTokens, clock: VirtualClock, **options: Any
-) -> GoCardlessFlow:
-    built = METADATA.flow_factory(settings, options, tokens=tokens, clock=clock)  # type: ignore[misc]
-    assert isinstance(built, GoCardlessFlow)
-    return built
-
-
-async def link(
-    settings: Settings, tokens: GoCardlessTokens, clock: VirtualClock, decision: str = "allow"
-) -> tuple[dict[str, Any], dict[str, str]]:
-    """Start a link, press the bank's button, return (flow_data, callback params)."""
-    start = await make_flow(settings, tokens, clock, institution_id=SANDBOX).start(
-        state="state-9", redirect_uri=REDIRECT
-    )
-    location = await submit_consent(start.url, decision)
-    assert location.startswith(REDIRECT)
-    return start.flow_data, dict(parse_qsl(urlsplit(location).query))
-
-
-async def connect(settings: Settings, tokens: GoCardlessTokens, clock: VirtualClock) -> dict[str, Any]:
-    flow_data, params = await link(settings, tokens, clock)
-    result = await make_flow(settings, tokens, clock).complete(
-        params=params, flow_data=flow_data, redirect_uri=REDIRECT
-    )
-    return result.credentials
-
-
-def adapter(
-    settings: Settings, tokens: GoCardlessTokens, clock: VirtualClock, session: ProviderSession
-) -> Any:
-    built = METADATA.adapter_factory(session, settings, tokens=tokens, clock=clock)  # type: ignore[misc]
-    assert isinstance(built, GoCardlessAdapter)
-    return built
+@pytest.fixture
+def kit(settings: Settings, tokens: GoCardlessTokens, clock: VirtualClock) -> Kit:
+    return Kit(settings, tokens, clock)
 
 
 async def test_one_token_serves_many_calls_and_is_refreshed(
-    settings: Settings, tokens: GoCardlessTokens, fake: FakeGoCardless, clock: VirtualClock
+    settings: Settings, tokens: GoCardlessTokens, fake: FakeGoCardless, clock: VirtualClock, kit: Kit
 ) -> None:
     banks = await institutions(settings, "GB", tokens=tokens, clock=clock)
     assert {b["id"] for b in banks} == {SANDBOX, "FAKEBANK_FKBKGB2L"}
     await institutions(settings, "gb", tokens=tokens, clock=clock)
-    await connect(settings, tokens, clock)
+    await kit.connect()
     assert fake.calls["token_new"] == 1
     assert tokens.minted == 1
     clock.advance(86400 - 200)  # within the renewal margin of the 24-hour access token
@@ -113,10 +126,8 @@ async def test_wrong_deployment_secret_is_not_a_user_reauth(settings: Settings, 
         await bad.access_token()
 
 
-async def test_link_flow_linked(
-    settings: Settings, tokens: GoCardlessTokens, fake: FakeGoCardless, clock: VirtualClock
-) -> None:
-    flow_data, params = await link(settings, tokens, clock)
+async def test_link_flow_linked(kit: Kit, fake: FakeGoCardless, clock: VirtualClock) -> None:
+    flow_data, params = await kit.authorize()
     assert params == {"ref": "state-9"}
     assert set(flow_data) == {
         "requisition_id",
@@ -127,9 +138,7 @@ async def test_link_flow_linked(
     }
     agreement = fake.agreements[flow_data["agreement_id"]]
     assert (agreement["max_historical_days"], agreement["access_valid_for_days"]) == (90, 90)
-    result = await make_flow(settings, tokens, clock).complete(
-        params=params, flow_data=flow_data, redirect_uri=REDIRECT
-    )
+    result = await kit.finish(flow_data, params)
     creds = result.credentials
     assert creds["accounts"] == [a.id for a in fake.bank_accounts]
     assert creds["institution_id"] == SANDBOX
@@ -137,91 +146,68 @@ async def test_link_flow_linked(
     assert result.expires_at == datetime.fromtimestamp(clock.now(), UTC) + timedelta(days=90)
 
 
-async def test_link_rejected_or_unfinished(
-    settings: Settings, tokens: GoCardlessTokens, fake: FakeGoCardless, clock: VirtualClock
-) -> None:
-    flow_data, params = await link(settings, tokens, clock, "deny")
-    with pytest.raises(AuthError, match=r"rejected.*\[RJ\].*UserCancelledSession"):
-        await make_flow(settings, tokens, clock).complete(
-            params=params, flow_data=flow_data, redirect_uri=REDIRECT
-        )
-    start = await make_flow(settings, tokens, clock, institution_id=SANDBOX).start(
-        state="state-10", redirect_uri=REDIRECT
-    )
-    with pytest.raises(AuthError, match=r"\[CR\]"):
-        await make_flow(settings, tokens, clock).complete(
-            params={}, flow_data=start.flow_data, redirect_uri=REDIRECT
-        )
+async def test_link_rejected_or_unfinished(kit: Kit) -> None:
+    flow_data, params = await kit.authorize("deny")
+    with pytest.raises(AuthError, match=r"rejected.*\[RJ\].*UserCancelledSession") as caught:
+        await kit.finish(flow_data, params)
+    assert isinstance(caught.value, ConsentDenied)  # the callback reports it as access_denied
+    assert caught.value.reason == "User cancelled the session"
+    start = await kit.flow(institution_id=SANDBOX).start(state="state-10", redirect_uri=REDIRECT)
+    with pytest.raises(AuthError, match=r"\[CR\]") as unfinished:
+        await kit.finish(start.flow_data, {})
+    assert not isinstance(unfinished.value, ConsentDenied)  # not refused: authorization_failed
     with pytest.raises(InvalidInput, match="institution_id"):
-        await make_flow(settings, tokens, clock).start(state="s", redirect_uri=REDIRECT)
+        await kit.flow().start(state="s", redirect_uri=REDIRECT)
 
 
 @pytest.mark.parametrize("header_style", ["http", "x"])
 async def test_budget_refuses_the_fifth_call_before_calling(
-    settings: Settings, tokens: GoCardlessTokens, fake: FakeGoCardless, clock: VirtualClock, header_style: Any
+    kit: Kit, fake: FakeGoCardless, clock: VirtualClock, header_style: Any
 ) -> None:
     fake.header_style = header_style
-    session = ProviderSession(connection_id=uuid4(), credentials=await connect(settings, tokens, clock))
+    session = await kit.connect()
     first_call = clock.now()
     for _ in range(4):
-        sync = adapter(settings, tokens, clock, session)
-        try:
+        async with kit.adapter(session) as sync:
             for account in await sync.fetch_accounts():
                 await sync.fetch_transactions(account)
-        finally:
-            await sync.aclose()
         clock.advance(3600)
     current = fake.bank_accounts[0].id
     assert fake.calls[f"balances:{current}"] == 4
     assert fake.calls[f"details:{current}"] == 1
-    sync = adapter(settings, tokens, clock, session)
-    try:
+    async with kit.adapter(session) as sync:
         with pytest.raises(RateLimited) as caught:
             await sync.fetch_accounts()
-    finally:
-        await sync.aclose()
     assert fake.calls[f"balances:{current}"] == 4  # refused locally: no call burnt
     assert caught.value.retry_at == datetime.fromtimestamp(first_call + 86400, UTC)
     clock.advance(caught.value.retry_after)
-    sync = adapter(settings, tokens, clock, session)
-    try:
+    async with kit.adapter(session) as sync:
         assert len(await sync.fetch_accounts()) == 2
-    finally:
-        await sync.aclose()
 
 
-async def test_server_side_limit_is_remembered(
-    settings: Settings, tokens: GoCardlessTokens, fake: FakeGoCardless, clock: VirtualClock
-) -> None:
-    session = ProviderSession(connection_id=uuid4(), credentials=await connect(settings, tokens, clock))
+async def test_server_side_limit_is_remembered(kit: Kit, fake: FakeGoCardless, clock: VirtualClock) -> None:
+    session = await kit.connect()
     fake.daily_limit = 1  # another client spent the allowance: the 429 must not be retried for hours
-    sync = adapter(settings, tokens, clock, session)
-    try:
+    async with kit.adapter(session) as sync:
         accounts = await sync.fetch_accounts()
         await sync.fetch_transactions(accounts[0])
         fake.successes[(api_account_id(accounts[1]), "transactions")].append(clock.now())
         with pytest.raises(RateLimited):
             await sync.fetch_transactions(accounts[1])
-    finally:
-        await sync.aclose()
     assert fake.calls[f"transactions:{api_account_id(accounts[1])}"] == 1
     assert clock.slept < 60
 
 
 async def test_pending_then_booked_leaves_one_row(
-    settings: Settings, tokens: GoCardlessTokens, fake: FakeGoCardless, clock: VirtualClock
+    kit: Kit, fake: FakeGoCardless, clock: VirtualClock
 ) -> None:
-    session = ProviderSession(connection_id=uuid4(), credentials=await connect(settings, tokens, clock))
-    sync = adapter(settings, tokens, clock, session)
-    try:
+    async with kit.adapter(await kit.connect()) as sync:
         current = (await sync.fetch_accounts())[0]
         assert (current.balance, current.available_balance) == (Decimal("1000.00"), Decimal("950.10"))
         first = await sync.fetch_transactions(current)
         clock.advance(6 * 3600)
         booked = fake.book_pending(api_account_id(current), 0, "b-9")
         second = await sync.fetch_transactions(current)
-    finally:
-        await sync.aclose()
     pending_first = {
         t.provider_transaction_id for t in first.transactions if t.status is TransactionStatus.PENDING
     }
@@ -245,20 +231,15 @@ async def test_pending_then_booked_leaves_one_row(
     )
 
 
-async def test_expired_consent_needs_reauth(
-    settings: Settings, tokens: GoCardlessTokens, fake: FakeGoCardless, clock: VirtualClock
-) -> None:
-    session = ProviderSession(connection_id=uuid4(), credentials=await connect(settings, tokens, clock))
+async def test_expired_consent_needs_reauth(kit: Kit, clock: VirtualClock) -> None:
+    session = await kit.connect()
     clock.advance(91 * 86400)
-    sync = adapter(settings, tokens, clock, session)
-    try:
+    async with kit.adapter(session) as sync:
         with pytest.raises(AuthError, match="expired"):
             await sync.fetch_accounts()
         session.credentials["access_expires_at"] = None  # even without our own record, the API says so
         with pytest.raises(AuthError, match="expired"):
             await sync.fetch_accounts()
-    finally:
-        await sync.aclose()
 
 
 async def test_consent_page_works_when_mounted_under_a_prefix(
@@ -275,5 +256,5 @@ async def test_consent_page_works_when_mounted_under_a_prefix(
             gocardless_secret_key=SECRET_KEY,
         )
         tokens = GoCardlessTokens.from_settings(settings, clock=clock)
-        credentials = await connect(settings, tokens, clock)
-    assert len(credentials["accounts"]) == 2
+        session = await Kit(settings, tokens, clock).connect()
+    assert len(session.credentials["accounts"]) == 2

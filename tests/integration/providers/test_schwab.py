@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import aclosing, asynccontextmanager
 from datetime import timedelta
 from decimal import Decimal
 from typing import Any
@@ -14,8 +15,8 @@ import pytest
 
 from finsync.config import Settings
 from finsync.domain.enums import AssetType, TransactionSubtype, TransactionType
-from finsync.domain.errors import AuthError, RateLimited, Unavailable
-from finsync.domain.ports import AuthorizationStart, ProviderSession
+from finsync.domain.errors import AuthError, ConsentDenied, RateLimited, Unavailable
+from finsync.domain.ports import AuthorizationResult, AuthorizationStart, ProviderSession
 from finsync.providers.schwab import METADATA, SchwabFlow
 from finsync.providers.schwab.adapter import SchwabAdapter
 from tests.fakes.clock import VirtualClock
@@ -63,33 +64,52 @@ def flow(settings: Settings, clock: VirtualClock) -> SchwabFlow:
     return built
 
 
-async def connect(flow: SchwabFlow) -> tuple[AuthorizationStart, dict[str, Any]]:
-    start = await flow.start(state="state-1", redirect_uri=REDIRECT)
-    params = await consent(start.url)
-    result = await flow.complete(params=params, flow_data=start.flow_data, redirect_uri=REDIRECT)
-    return start, result.credentials
+async def authorize(
+    flow: SchwabFlow, state: str = "state-1", decision: str = "allow"
+) -> tuple[AuthorizationStart, dict[str, str]]:
+    """Start the flow and press a button on the consent page: (the start, the callback query)."""
+    start = await flow.start(state=state, redirect_uri=REDIRECT)
+    return start, await consent(start.url, decision)
 
 
-def adapter(settings: Settings, clock: VirtualClock, credentials: dict[str, Any]) -> SchwabAdapter:
-    session = ProviderSession(connection_id=uuid4(), credentials=credentials)
+async def finish(flow: SchwabFlow, start: AuthorizationStart, params: dict[str, str]) -> AuthorizationResult:
+    return await flow.complete(params=params, flow_data=start.flow_data, redirect_uri=REDIRECT)
+
+
+async def connect(flow: SchwabFlow) -> dict[str, Any]:
+    """A completed authorization's credentials."""
+    start, params = await authorize(flow)
+    return (await finish(flow, start, params)).credentials
+
+
+@asynccontextmanager
+async def adapter(
+    settings: Settings,
+    clock: VirtualClock,
+    credentials: dict[str, Any],
+    state: dict[str, Any] | None = None,
+) -> AsyncIterator[SchwabAdapter]:
+    session = ProviderSession(
+        connection_id=uuid4(), credentials=credentials, state={} if state is None else state
+    )
     built = METADATA.adapter_factory(session, settings, clock=clock)  # type: ignore[misc]
     assert isinstance(built, SchwabAdapter)
-    return built
+    async with aclosing(built) as sync:
+        yield sync
 
 
 async def test_authorize_with_pkce_then_complete(
     flow: SchwabFlow, fake: FakeSchwab, clock: VirtualClock
 ) -> None:
-    start = await flow.start(state="state-1", redirect_uri=REDIRECT)
+    start, params = await authorize(flow)
     query = dict(parse_qsl(urlsplit(start.url).query))
     assert query["client_id"] == APP_KEY
     assert query["state"] == "state-1"
     assert query["code_challenge_method"] == "S256"
     assert len(start.flow_data["code_verifier"]) >= 43
-    params = await consent(start.url)
     assert params["state"] == "state-1"
     assert params["code"].endswith("@")
-    result = await flow.complete(params=params, flow_data=start.flow_data, redirect_uri=REDIRECT)
+    result = await finish(flow, start, params)
     creds = result.credentials
     assert set(creds) == {"access_token", "refresh_token", "access_expires_at", "refresh_expires_at"}
     assert creds["access_expires_at"] == int(clock.now()) + 1800
@@ -99,16 +119,16 @@ async def test_authorize_with_pkce_then_complete(
 
 
 async def test_deny_is_an_auth_error(flow: SchwabFlow) -> None:
-    start = await flow.start(state="s", redirect_uri=REDIRECT)
-    params = await consent(start.url, "deny")
+    start, params = await authorize(flow, "s", "deny")
     assert params == {"error": "access_denied", "state": "s"}
-    with pytest.raises(AuthError, match="declined"):
-        await flow.complete(params=params, flow_data=start.flow_data, redirect_uri=REDIRECT)
+    with pytest.raises(AuthError, match="declined") as caught:
+        await finish(flow, start, params)
+    assert isinstance(caught.value, ConsentDenied)  # the callback reports it as access_denied
+    assert caught.value.reason == "access_denied"
 
 
 async def test_pkce_verifier_missing_or_wrong(flow: SchwabFlow) -> None:
-    start = await flow.start(state="s", redirect_uri=REDIRECT)
-    params = await consent(start.url)
+    _, params = await authorize(flow, "s")
     with pytest.raises(AuthError, match="verifier missing"):
         await flow.complete(params=params, flow_data={}, redirect_uri=REDIRECT)
     with pytest.raises(AuthError, match="PKCE verification failed"):
@@ -116,25 +136,21 @@ async def test_pkce_verifier_missing_or_wrong(flow: SchwabFlow) -> None:
 
 
 async def test_code_is_single_use_and_expires(flow: SchwabFlow, clock: VirtualClock) -> None:
-    start = await flow.start(state="s", redirect_uri=REDIRECT)
-    params = await consent(start.url)
-    await flow.complete(params=params, flow_data=start.flow_data, redirect_uri=REDIRECT)
+    start, params = await authorize(flow, "s")
+    await finish(flow, start, params)
     with pytest.raises(AuthError, match="invalid_grant"):
-        await flow.complete(params=params, flow_data=start.flow_data, redirect_uri=REDIRECT)
+        await finish(flow, start, params)
 
-    start = await flow.start(state="t", redirect_uri=REDIRECT)
-    params = await consent(start.url)
+    start, params = await authorize(flow, "t")
     clock.advance(31)
     with pytest.raises(AuthError, match="expired"):
-        await flow.complete(params=params, flow_data=start.flow_data, redirect_uri=REDIRECT)
+        await finish(flow, start, params)
 
 
 async def test_sync_reads_accounts_holdings_and_windows(
     flow: SchwabFlow, settings: Settings, fake: FakeSchwab, clock: VirtualClock
 ) -> None:
-    _, creds = await connect(flow)
-    sync = adapter(settings, clock, creds)
-    try:
+    async with adapter(settings, clock, await connect(flow)) as sync:
         accounts = {a.provider_account_id: a for a in await sync.fetch_accounts()}
         margin, cash = accounts["12345678"], accounts["87654321"]
         assert (margin.balance, margin.cash_value, margin.available_balance) == (
@@ -151,8 +167,6 @@ async def test_sync_reads_accounts_holdings_and_windows(
         assert holdings["AAPL"].unrealized_pnl == Decimal("199.3")
 
         batch = await sync.fetch_transactions(margin)
-    finally:
-        await sync.aclose()
     assert fake.windows
     assert all(end - start <= timedelta(days=60) for start, end in fake.windows)
     assert fake.windows[0][0].timestamp() == pytest.approx(clock.now() - 365 * 86400, abs=1)
@@ -174,16 +188,12 @@ async def test_sync_reads_accounts_holdings_and_windows(
 async def test_next_sync_starts_at_cursor_minus_overlap(
     flow: SchwabFlow, settings: Settings, fake: FakeSchwab, clock: VirtualClock
 ) -> None:
-    _, creds = await connect(flow)
-    sync = adapter(settings, clock, creds)
-    try:
+    async with adapter(settings, clock, await connect(flow)) as sync:
         account = (await sync.fetch_accounts())[0]
         await sync.fetch_transactions(account)
         fake.windows.clear()
         clock.advance(86400)
         await sync.fetch_transactions(account)
-    finally:
-        await sync.aclose()
     assert len(fake.windows) == 1
     start, end = fake.windows[0]
     assert end - start == timedelta(days=4)  # one day since the last sync plus a 3-day overlap
@@ -192,10 +202,9 @@ async def test_next_sync_starts_at_cursor_minus_overlap(
 async def test_refresh_before_expiry_keeps_or_rotates_token(
     flow: SchwabFlow, settings: Settings, fake: FakeSchwab, clock: VirtualClock
 ) -> None:
-    _, creds = await connect(flow)
+    creds = await connect(flow)
     original = dict(creds)
-    sync = adapter(settings, clock, creds)
-    try:
+    async with adapter(settings, clock, creds) as sync:
         clock.advance(25 * 60 + 1)  # inside the 5-minute margin before the 30-minute expiry
         fake.omit_refresh_token = True
         await sync.fetch_accounts()
@@ -215,40 +224,31 @@ async def test_refresh_before_expiry_keeps_or_rotates_token(
 
         await sync.fetch_accounts()  # still fresh: no token call
         assert fake.refreshes == 2
-    finally:
-        await sync.aclose()
 
 
 async def test_refresh_token_lapsed_or_revoked_needs_reauth(
     flow: SchwabFlow, settings: Settings, fake: FakeSchwab, clock: VirtualClock
 ) -> None:
-    _, creds = await connect(flow)
+    creds = await connect(flow)
     fake.refresh_tokens.clear()  # revoked at Schwab
     clock.advance(1800)
     with pytest.raises(AuthError, match="invalid_grant"):
         await flow.refresh(creds)
     calls = fake.calls["token"]
     clock.advance(7 * 86400)
-    sync = adapter(settings, clock, creds)
-    try:
+    async with adapter(settings, clock, creds) as sync:
         with pytest.raises(AuthError, match="7-day"):
             await sync.fetch_accounts()
-    finally:
-        await sync.aclose()
     assert fake.calls["token"] == calls  # lapsed by the clock: not even asked
 
 
 async def test_429_retry_after_and_5xx_are_retried(
     flow: SchwabFlow, settings: Settings, fake: FakeSchwab, clock: VirtualClock
 ) -> None:
-    _, creds = await connect(flow)
-    sync = adapter(settings, clock, creds)
-    try:
+    async with adapter(settings, clock, await connect(flow)) as sync:
         fake.fail_next(429, retry_after=7)
         fake.fail_next(503)
         assert len(await sync.fetch_accounts()) == 2
-    finally:
-        await sync.aclose()
     assert clock.slept >= 7
     assert fake.calls["accountNumbers"] == 3
 
@@ -256,16 +256,13 @@ async def test_429_retry_after_and_5xx_are_retried(
 async def test_rejected_token_is_refreshed_once_even_when_calls_race(
     flow: SchwabFlow, settings: Settings, fake: FakeSchwab, clock: VirtualClock
 ) -> None:
-    _, creds = await connect(flow)
-    sync = adapter(settings, clock, creds)
-    try:
+    creds = await connect(flow)
+    async with adapter(settings, clock, creds) as sync:
         accounts = await sync.fetch_accounts()
         fake.access_tokens.clear()  # Schwab revoked the access token before its expiry
         fake.rotate_every = 1
         old_refresh = creds["refresh_token"]
         batches = await asyncio.gather(*(sync.fetch_transactions(a) for a in accounts))
-    finally:
-        await sync.aclose()
     assert fake.refreshes == 1  # one refresh for both calls: a rotated token is spent only once
     assert creds["refresh_token"] != old_refresh
     assert len(batches[0].transactions) == 6
@@ -274,40 +271,30 @@ async def test_rejected_token_is_refreshed_once_even_when_calls_race(
 async def test_unknown_account_number_reloads_the_hash_map(
     flow: SchwabFlow, settings: Settings, fake: FakeSchwab, clock: VirtualClock
 ) -> None:
-    _, creds = await connect(flow)
+    creds = await connect(flow)
     session_state: dict[str, Any] = {"hashes": {}}  # persisted by an older sync, before the account existed
-    sync = METADATA.adapter_factory(  # type: ignore[misc]
-        ProviderSession(connection_id=uuid4(), credentials=creds, state=session_state), settings, clock=clock
-    )
-    try:
+    async with adapter(settings, clock, creds, session_state) as sync:
         margin = next(a for a in await sync.fetch_accounts() if a.provider_account_id == "12345678")
         session_state["hashes"] = {}
         holdings = await sync.fetch_holdings(margin)  # served from this run's accounts payload
         await sync.fetch_transactions(margin)
-    finally:
-        await sync.aclose()
     assert len(holdings) == 3
     assert session_state["hashes"]["12345678"] == fake.hash_of("12345678")
     assert fake.calls["accountNumbers"] == 2
-    later = METADATA.adapter_factory(  # type: ignore[misc]
-        ProviderSession(connection_id=uuid4(), credentials=creds, state=session_state), settings, clock=clock
-    )
-    try:  # a run that did not list accounts reads one account by its hash
+    async with adapter(settings, clock, creds, session_state) as later:
+        # a run that did not list accounts reads one account by its hash
         assert len(await later.fetch_holdings(margin)) == 3
-    finally:
-        await later.aclose()
     assert (fake.calls["account"], fake.calls["accountNumbers"]) == (1, 2)
 
 
 async def test_token_endpoint_outage_is_unavailable_not_reauth(flow: SchwabFlow, fake: FakeSchwab) -> None:
-    start = await flow.start(state="s", redirect_uri=REDIRECT)
-    params = await consent(start.url)
+    start, params = await authorize(flow, "s")
     fake.fail_next(503)
     with pytest.raises(Unavailable):
-        await flow.complete(params=params, flow_data=start.flow_data, redirect_uri=REDIRECT)
+        await finish(flow, start, params)
     fake.fail_next(429, retry_after=30)
     with pytest.raises(RateLimited) as caught:
-        await flow.complete(params=params, flow_data=start.flow_data, redirect_uri=REDIRECT)
+        await finish(flow, start, params)
     assert caught.value.retry_after == 30
-    result = await flow.complete(params=params, flow_data=start.flow_data, redirect_uri=REDIRECT)
+    result = await finish(flow, start, params)
     assert result.credentials["access_token"]  # the code was never spent by the failed attempts

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -119,3 +119,12 @@ def test_garbage_is_bad_data() -> None:
         mappers.map_activity({**activity("CSD", "1"), "id": ""}, "USD")
     with pytest.raises(BadData):
         mappers.map_activity({**activity("CSD", "1"), "date": "10/01/2025"}, "USD")
+
+
+def test_times_are_always_timezone_aware() -> None:
+    assert mappers.parse_time("2025-03-03T14:30:01.512Z") == datetime(2025, 3, 3, 14, 30, 1, 512000, UTC)
+    assert mappers.parse_time("2025-01-10") == datetime(2025, 1, 10, tzinfo=UTC)
+    with pytest.raises(BadData, match="without zone"):
+        mappers.parse_time("2025-03-03T14:30:01")
+    with pytest.raises(BadData, match="without zone"):
+        mappers.map_activity({**FILL, "transaction_time": "2025-03-03T14:30:01"}, "USD")

@@ -107,3 +107,16 @@ async def test_401_renews_the_shared_token_once() -> None:
     finally:
         await gc.aclose()
     assert api.calls["accounts/a/balances/"] == 4
+
+
+async def test_a_token_refused_twice_is_not_reused() -> None:
+    unauthorized = httpx.Response(401, json={"summary": "Invalid token", "status_code": 401})
+    api = Api(unauthorized, unauthorized, httpx.Response(200, json={"balances": []}))
+    gc = client(api, VirtualClock())
+    try:
+        with pytest.raises(AuthError):
+            await gc.account_data("a", "balances")
+        await gc.account_data("a", "balances")
+    finally:
+        await gc.aclose()
+    assert api.minted == 3  # tok-1 and tok-2 refused, then a new token rather than tok-2 again

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import uuid
 from collections.abc import Callable
 from decimal import Decimal
 
@@ -12,7 +13,7 @@ import pytest
 from structlog.testing import capture_logs
 
 from finsync.domain.errors import AuthError, BadData, ProviderError, RateLimited, ScopeError, Unavailable
-from finsync.providers.http import SHARED_BUCKET, ProviderHttp, RateLimit
+from finsync.providers.http import _SHARED_BUCKETS, SHARED_BUCKET, ProviderHttp, RateLimit
 from tests.fakes.clock import VirtualClock
 
 pytestmark = pytest.mark.unit
@@ -266,3 +267,57 @@ async def test_refused_connections_are_retried_even_for_post() -> None:
         assert (await http.request("POST", "/orders", endpoint="orders", json={})).status_code == 201
     assert calls == 2
     assert [(e["status"], e["retries"]) for e in logs] == [(201, 1)]  # one line per request
+
+
+async def test_clients_of_one_account_share_buckets_keyed_without_the_secret() -> None:
+    clock = VirtualClock()
+    seen: list[float] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(clock.now())
+        return httpx.Response(200, json={})
+
+    account = f"acct-key-{uuid.uuid4()}"  # fresh: the buckets outlive this test
+    limits = {"x": RateLimit(1, 30)}
+    for _ in range(2):  # e.g. validation, then the first sync
+        async with make(clock, handler, limits=limits, account=account) as http:
+            await http.get_json("/x", endpoint="x")
+    async with make(clock, handler, limits=limits, account=f"acct-key-{uuid.uuid4()}") as http:
+        await http.get_json("/x", endpoint="x")
+    assert seen[1] - seen[0] >= 30
+    assert seen[2] == seen[1]  # another account has its own budget
+    assert not any(account in key for key in _SHARED_BUCKETS)
+
+
+async def test_bearer_request_retries_a_rejected_token_once() -> None:
+    asked: list[str | None] = []
+    sent: list[str] = []
+
+    async def token_source(rejected: str | None) -> str:
+        asked.append(rejected)
+        return f"tok-{len(asked)}"
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        sent.append(request.headers["authorization"])
+        if request.headers["authorization"] == "Bearer tok-1":
+            return httpx.Response(401, json={"message": "token expired"})
+        return httpx.Response(200, content=b'{"a": 1.5}')
+
+    async with make(VirtualClock(), handler) as http:
+        response = await http.bearer_request(token_source, "GET", "/x", endpoint="x", params={"q": "1"})
+        assert http.decode(response, "x") == {"a": Decimal("1.5")}
+    assert asked == [None, "tok-1"]
+    assert sent == ["Bearer tok-1", "Bearer tok-2"]
+
+
+async def test_bearer_request_raises_the_second_rejection() -> None:
+    asked: list[str | None] = []
+
+    async def token_source(rejected: str | None) -> str:
+        asked.append(rejected)
+        return f"tok-{len(asked)}"
+
+    async with make(VirtualClock(), lambda r: httpx.Response(401, json={"message": "no"})) as http:
+        with pytest.raises(AuthError, match="acme x answered HTTP 401: no"):
+            await http.bearer_request(token_source, "POST", "/x", endpoint="x", json={})
+    assert asked == [None, "tok-1"]

@@ -19,7 +19,7 @@ Sub = TransactionSubtype
 
 
 def wire(text: str) -> Any:
-    """Parse as ProviderHttp.get_json does: doubles become Decimal through their text."""
+    """Parse as ProviderHttp.decode does: doubles become Decimal through their text."""
     return json.loads(text, parse_float=Decimal)
 
 

@@ -18,24 +18,16 @@ from finsync.domain.ports import ProviderSession
 from finsync.domain.records import ProviderAccount, ProviderHolding, TransactionBatch
 from finsync.providers.alpaca import mappers
 from finsync.providers.alpaca.client import LIMITS, PROVIDER, AlpacaClient
-from finsync.providers.http import Clock, ProviderHttp, limiter_key
+from finsync.providers.http import Clock, ProviderHttp
 
 ENVIRONMENTS = ("paper", "live")
-DEFAULT_OVERLAP = timedelta(days=2)
+OVERLAP = timedelta(days=2)  # re-read window: dated activities may post late
 STATE_KEY = "activities_newest"
 
 
 class AlpacaAdapter:
-    def __init__(
-        self,
-        client: AlpacaClient,
-        session: ProviderSession,
-        *,
-        environment: str,
-        overlap: timedelta = DEFAULT_OVERLAP,
-    ) -> None:
-        self.client, self.session = client, session
-        self.environment, self.overlap = environment, overlap
+    def __init__(self, client: AlpacaClient, session: ProviderSession, *, environment: str) -> None:
+        self.client, self.session, self.environment = client, session, environment
 
     async def validate(self) -> None:
         """One cheap authenticated call: ``GET /v2/account``."""
@@ -55,7 +47,7 @@ class AlpacaAdapter:
 
     async def fetch_transactions(self, account: ProviderAccount) -> TransactionBatch:
         newest = self._since()
-        after = None if newest is None else (newest - self.overlap).isoformat()
+        after = None if newest is None else (newest - OVERLAP).isoformat()
         items = await self.client.activities(after)
         batch = TransactionBatch(transactions=[mappers.map_activity(i, account.currency) for i in items])
         for item in items:
@@ -94,6 +86,6 @@ def create_adapter(
         transport=transport,
         timeout=settings.provider_timeout_seconds,
         secrets=(key_id, secret),
-        limiter_key=limiter_key(base_url, key_id),
+        account=key_id,
     )
     return AlpacaAdapter(AlpacaClient(http), session, environment=environment)

@@ -42,12 +42,15 @@ def _opt(value: Any, what: str) -> Decimal | None:
 
 
 def parse_time(value: Any) -> datetime:
-    """RFC 3339 instants, or bare dates (non-trade activities) as midnight UTC."""
+    """RFC 3339 instants, or bare dates (non-trade activities) as midnight UTC; always timezone-aware."""
     text = str(value)
     try:
-        return datetime.fromisoformat(text if "T" in text else f"{text}T00:00:00+00:00")
+        moment = datetime.fromisoformat(text if "T" in text else f"{text}T00:00:00+00:00")
     except ValueError:
         raise BadData(f"alpaca: bad timestamp {value!r}") from None
+    if moment.tzinfo is None:
+        raise BadData(f"alpaca: timestamp without zone {value!r}")
+    return moment
 
 
 def _day(value: Any) -> date:
@@ -109,7 +112,7 @@ def _status(value: Any) -> TransactionStatus:
     return TransactionStatus.SETTLED
 
 
-def map_fill(item: dict[str, Any], currency: str) -> ProviderTransaction:
+def _map_fill(item: dict[str, Any], currency: str) -> ProviderTransaction:
     qty = abs(_dec(item.get("qty"), "qty"))
     price = _dec(item.get("price"), "price")
     side = str(item.get("side", "")).lower()
@@ -135,7 +138,7 @@ def map_activity(item: dict[str, Any], currency: str) -> ProviderTransaction:
         raise BadData("alpaca activity without an id")
     kind = str(item.get("activity_type", "")).upper()
     if kind == "FILL":
-        return map_fill(item, currency)
+        return _map_fill(item, currency)
     amount = _dec(item.get("net_amount", "0"), "net_amount")
     if kind in _SIMPLE:
         tx_type, subtype = _SIMPLE[kind]

@@ -2,9 +2,9 @@
 
 Wiring (the lead's bootstrap):
 
-- ``tokens = GoCardlessTokens.from_settings(settings)`` once per process; pass it as
-  ``tokens=`` to every factory below so the deployment mints one API token, not one
-  per request (``token/new`` allows 100 an hour).
+- ``tokens = GoCardlessTokens.from_settings(settings)`` once per process (``METADATA.resources``);
+  every factory below requires it as ``tokens=`` so the deployment mints one API token,
+  not one per request (``token/new`` allows 100 an hour).
 - ``METADATA.flow_factory(settings, {"institution_id": ...}, tokens=tokens)`` builds the
   link flow. The chosen bank travels in ``options`` because it is an input of this one
   link, not of the deployment; ``complete`` needs no options (``flow_data`` carries it).

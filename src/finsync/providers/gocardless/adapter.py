@@ -10,6 +10,7 @@ Every call to a bank endpoint is budgeted (see ``budget.py``). ``session.state``
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
+from functools import partial
 from typing import Any
 
 import httpx
@@ -63,15 +64,21 @@ class GoCardlessAdapter:
         self._budget.record(account_id, kind, headers)
         return body
 
+    def _sync_budget(self) -> list[str]:
+        """The linked account ids, once the budget allows a whole sync (RateLimited otherwise).
+
+        A sync reads balances and transactions of every account: refuse up front, never half-way.
+        """
+        ids = self._account_ids()
+        self._budget.require((a, kind) for a in ids for kind in ("balances", "transactions"))
+        return ids
+
     async def preflight(self) -> None:
         """Raise RateLimited now if a sync would exceed the bank's daily budget (no network call)."""
-        ids = self._account_ids()
-        self._budget.require((a, kind) for a in ids for kind in ("balances", "transactions"))
+        self._sync_budget()
 
     async def fetch_accounts(self) -> list[ProviderAccount]:
-        ids = self._account_ids()
-        # A sync reads balances and transactions of every account: refuse up front, never half-way.
-        self._budget.require((a, kind) for a in ids for kind in ("balances", "transactions"))
+        ids = self._sync_budget()
         accounts: list[ProviderAccount] = []
         for account_id in ids:
             memo = self._memo(account_id)
@@ -114,21 +121,17 @@ class GoCardlessAdapter:
         return TransactionBatch(transactions=transactions, replace_pending_since=date_from)
 
 
-def _tokens(settings: Settings, tokens: GoCardlessTokens | None, **kwargs: Any) -> GoCardlessTokens:
-    """Use the process-wide token manager when given; a fresh one costs a token/new call."""
-    return tokens if tokens is not None else GoCardlessTokens.from_settings(settings, **kwargs)
-
-
 def create_client(
     settings: Settings,
     *,
-    tokens: GoCardlessTokens | None = None,
+    tokens: GoCardlessTokens,
     clock: Clock | None = None,
     transport: httpx.AsyncBaseTransport | None = None,
 ) -> GoCardlessClient:
+    """``tokens`` is the process-wide token manager (``METADATA.resources``); never one per call."""
     return GoCardlessClient(
         base_url=settings.gocardless_url,
-        tokens=_tokens(settings, tokens, clock=clock, transport=transport),
+        tokens=tokens,
         clock=clock,
         transport=transport,
         timeout=settings.provider_timeout_seconds,
@@ -139,7 +142,7 @@ def create_adapter(
     session: ProviderSession,
     settings: Settings,
     *,
-    tokens: GoCardlessTokens | None = None,
+    tokens: GoCardlessTokens,
     clock: Clock | None = None,
     transport: httpx.AsyncBaseTransport | None = None,
 ) -> GoCardlessAdapter:
@@ -151,7 +154,7 @@ def create_flow(
     settings: Settings,
     options: dict[str, Any] | None = None,
     *,
-    tokens: GoCardlessTokens | None = None,
+    tokens: GoCardlessTokens,
     clock: Clock | None = None,
     transport: httpx.AsyncBaseTransport | None = None,
 ) -> GoCardlessFlow:
@@ -162,14 +165,10 @@ def create_flow(
     except (TypeError, ValueError):
         raise InvalidInput("access_valid_for_days must be a whole number of days") from None
     return GoCardlessFlow(
-        base_url=settings.gocardless_url,
-        tokens=_tokens(settings, tokens, clock=clock, transport=transport),
+        client=partial(create_client, settings, tokens=tokens, clock=clock, transport=transport),
         institution_id=opts.get("institution_id"),
         access_valid_for_days=days,
         user_language=opts.get("user_language"),
-        clock=clock,
-        transport=transport,
-        timeout=settings.provider_timeout_seconds,
     )
 
 
@@ -177,7 +176,7 @@ async def institutions(
     settings: Settings,
     country: str,
     *,
-    tokens: GoCardlessTokens | None = None,
+    tokens: GoCardlessTokens,
     clock: Clock | None = None,
     transport: httpx.AsyncBaseTransport | None = None,
 ) -> list[dict[str, Any]]:

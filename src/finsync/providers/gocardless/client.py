@@ -92,30 +92,28 @@ class GoCardlessClient:
     async def _call(
         self, method: str, url: str, endpoint: str, *, params: dict[str, str] | None = None, json: Any = None
     ) -> httpx.Response:
-        """Send with the shared token; a 401 gets one retry with a renewed token."""
-        for attempt in (0, 1):
-            access = await self._tokens.access_token()
-            try:
-                return await self._http.request(
-                    method,
-                    url,
-                    endpoint=endpoint,
-                    params=params,
-                    json=json,
-                    headers={"Authorization": f"Bearer {access}"},
-                )
-            except AuthError:
+        """Send with the shared token; a 401 gets one retry with a renewed token.
+
+        Every rejected token is forgotten, the second one too, so later calls renew it."""
+        sent: list[str] = []
+
+        async def token(rejected: str | None) -> str:
+            if rejected is not None:
+                self._tokens.invalidate(rejected)
+            sent.append(await self._tokens.access_token())
+            return sent[-1]
+
+        try:
+            return await self._http.bearer_request(
+                token, method, url, endpoint=endpoint, params=params, json=json
+            )
+        except AuthError:
+            for access in sent:
                 self._tokens.invalidate(access)
-                if attempt:
-                    raise
-        raise AssertionError("unreachable")  # pragma: no cover
+            raise
 
     async def _json(self, method: str, url: str, endpoint: str, **kwargs: Any) -> Any:
-        response = await self._call(method, url, endpoint, **kwargs)
-        try:
-            return response.json()
-        except ValueError:
-            raise BadData(f"gocardless {endpoint} sent malformed JSON") from None
+        return self._http.decode(await self._call(method, url, endpoint, **kwargs), endpoint)
 
     async def institutions(self, country: str) -> list[dict[str, Any]]:
         body = await self._json("GET", "institutions/", "institutions", params={"country": country.lower()})
@@ -154,10 +152,7 @@ class GoCardlessClient:
         if date_from is not None and date_to is not None:
             params = {"date_from": date_from.isoformat(), "date_to": date_to.isoformat()}
         response = await self._call("GET", f"accounts/{account_id}/{kind}/", "accounts", params=params)
-        try:
-            return _obj(response.json()), response.headers
-        except ValueError:
-            raise BadData(f"gocardless {kind} sent malformed JSON") from None
+        return _obj(self._http.decode(response, kind)), response.headers
 
 
 def _obj(body: Any) -> dict[str, Any]:

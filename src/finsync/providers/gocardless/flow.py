@@ -7,16 +7,13 @@ The bank sends the browser back to ``redirect?ref=<reference>``; we set
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import httpx
-
-from finsync.domain.errors import AuthError, BadData, InvalidInput
+from finsync.domain.errors import AuthError, BadData, ConsentDenied, InvalidInput
 from finsync.domain.ports import AuthorizationResult, AuthorizationStart
 from finsync.providers.gocardless.client import GoCardlessClient
-from finsync.providers.gocardless.tokens import GoCardlessTokens
-from finsync.providers.http import Clock
 
 DEFAULT_ACCESS_DAYS = 90
 _INSTITUTION_ID = re.compile(r"^[A-Za-z0-9_-]{1,100}$")
@@ -54,28 +51,15 @@ class GoCardlessFlow:
     def __init__(
         self,
         *,
-        base_url: str,
-        tokens: GoCardlessTokens,
+        client: Callable[[], GoCardlessClient],
         institution_id: str | None = None,
         access_valid_for_days: int = DEFAULT_ACCESS_DAYS,
         user_language: str | None = None,
-        clock: Clock | None = None,
-        transport: httpx.AsyncBaseTransport | None = None,
-        timeout: float = 30.0,
     ) -> None:
-        self._client_args: dict[str, Any] = {
-            "base_url": base_url,
-            "tokens": tokens,
-            "clock": clock,
-            "transport": transport,
-            "timeout": timeout,
-        }
+        self._client = client  # a new client per call, on the process-wide token manager
         self.institution_id = institution_id
         self.access_valid_for_days = access_valid_for_days
         self.user_language = user_language
-
-    def _client(self) -> GoCardlessClient:
-        return GoCardlessClient(**self._client_args)
 
     async def start(self, *, state: str, redirect_uri: str) -> AuthorizationStart:
         institution_id = check_institution_id(self.institution_id)
@@ -120,10 +104,14 @@ class GoCardlessFlow:
         try:
             requisition = await client.requisition(str(requisition_id))
             status = str(requisition.get("status") or "")
-            if status != "LN":
+            error = params.get("error")  # the bank's refusal: ?error=UserCancelledSession&details=...
+            if status != "LN" or error:
                 meaning = STATUS_MEANINGS.get(status, "the bank link is not complete")
-                bank_says = f" ({params['error']})" if params.get("error") else ""
-                raise AuthError(f"GoCardless bank link not completed: {meaning} [{status}]{bank_says}")
+                bank_says = f" ({error})" if error else ""
+                message = f"GoCardless bank link not completed: {meaning} [{status}]{bank_says}"
+                if error:
+                    raise ConsentDenied(message, params.get("details") or error)
+                raise AuthError(message)
             accounts = [str(a) for a in requisition.get("accounts") or []]
             if not accounts:
                 raise AuthError("The bank link completed but no account was shared")

@@ -112,15 +112,12 @@ class GoCardlessTokens:
         try:
             async with ProviderHttp(**self._http_args) as http:
                 response = await http.request("POST", url, endpoint=endpoint, json=payload, retry=True)
+                body = http.decode(response, endpoint)
         except AuthError as exc:
             if endpoint == "token_refresh":
                 raise
             # The deployment's secret is wrong: no user connection can fix that by re-consenting.
             raise Unavailable(f"GoCardless rejected this deployment's secret id/key: {exc.detail}") from None
-        try:
-            body = response.json()
-        except ValueError:
-            raise BadData(f"gocardless {endpoint} sent malformed JSON") from None
         if not isinstance(body, dict) or not isinstance(body.get("access"), str):
             raise BadData(f"gocardless {endpoint} answered without an access token")
         return body

@@ -2,21 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from decimal import Decimal
 from typing import Any
 
 import httpx
 
-from finsync.domain.errors import AuthError, BadData
-from finsync.providers.http import SHARED_BUCKET, Clock, ProviderHttp, RateLimit
+from finsync.domain.errors import BadData
+from finsync.providers.http import SHARED_BUCKET, Clock, ProviderHttp, RateLimit, TokenSource
 
 # Schwab publishes no numbers; ~120 requests/minute is the commonly quoted ceiling.
 LIMITS = {SHARED_BUCKET: RateLimit(120, 60.0)}
-
-# (token the API just rejected, or None) -> access token to use; the adapter refreshes and persists.
-TokenSource = Callable[[str | None], Awaitable[str]]
 
 
 def schwab_error_message(response: httpx.Response) -> str:
@@ -53,7 +48,7 @@ class SchwabClient:
         transport: httpx.AsyncBaseTransport | None = None,
         timeout: float = 30.0,
     ) -> None:
-        self._token = token
+        self._token = token  # the adapter's: refreshes (and persists) when told a token was rejected
         self._http = ProviderHttp(
             provider="schwab",
             base_url=base_url.rstrip("/") + "/",
@@ -68,25 +63,9 @@ class SchwabClient:
         await self._http.aclose()
 
     async def _get(self, url: str, endpoint: str, params: dict[str, Any] | None = None) -> Any:
-        """GET with a fresh token; on 401 refresh once (a token can die before its expiry)."""
-        rejected: str | None = None
-        for attempt in (0, 1):
-            token = await self._token(rejected)
-            headers = {"Authorization": f"Bearer {token}"}
-            try:
-                response = await self._http.request(
-                    "GET", url, endpoint=endpoint, params=params, headers=headers
-                )
-            except AuthError:
-                if attempt:
-                    raise
-                rejected = token
-                continue
-            try:
-                return response.json(parse_float=Decimal)
-            except ValueError:
-                raise BadData(f"schwab {endpoint} sent malformed JSON") from None
-        raise AssertionError("unreachable")  # pragma: no cover
+        """GET with the current token; a 401 makes the token source refresh it, once."""
+        response = await self._http.bearer_request(self._token, "GET", url, endpoint=endpoint, params=params)
+        return self._http.decode(response, endpoint)
 
     async def account_numbers(self) -> list[dict[str, Any]]:
         return _list(await self._get("accounts/accountNumbers", "accountNumbers"))

@@ -18,7 +18,7 @@ from typing import Any
 
 import httpx
 
-from finsync.domain.errors import AuthError, BadData, ProviderError, RateLimited, Unavailable
+from finsync.domain.errors import AuthError, BadData, ConsentDenied, ProviderError, RateLimited, Unavailable
 from finsync.domain.ports import AuthorizationResult, AuthorizationStart
 from finsync.providers.http import Clock, SystemClock
 
@@ -107,11 +107,11 @@ class SchwabFlow:
     async def complete(
         self, *, params: dict[str, str], flow_data: dict[str, Any], redirect_uri: str
     ) -> AuthorizationResult:
-        if params.get("error"):
+        if params.get("error"):  # RFC 6749 4.1.2.1: no code, only why
             reason = params.get("error_description") or params["error"]
             if params["error"] == "access_denied":
-                raise AuthError("Access to Schwab was declined on the consent page")
-            raise AuthError(f"Schwab authorization failed: {reason}")
+                raise ConsentDenied("Access to Schwab was declined on the consent page", reason)
+            raise ConsentDenied(f"Schwab authorization failed: {reason}", reason)
         code = params.get("code")
         if not code:
             raise AuthError("Schwab redirected back without an authorization code")

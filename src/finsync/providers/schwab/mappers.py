@@ -1,8 +1,8 @@
 """Schwab Trader API payloads → unified records. Pure functions: no I/O, no clock.
 
-Schwab sends numbers as JSON doubles. ``ProviderHttp.get_json`` already parses them
-as Decimal; ``to_decimal`` still accepts floats (through ``str``) so a mapper fed a
-plain ``json.loads`` payload stays exact.
+Schwab sends numbers as JSON doubles. ``SchwabClient`` decodes them as Decimal
+(``ProviderHttp.decode``); ``to_decimal`` still accepts floats (through ``str``) so a
+mapper fed a plain ``json.loads`` payload stays exact.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 History endpoints are limited to 6 pages a minute each, so a re-sync must not walk
 the whole history again. ``session.state[endpoint]`` keeps the newest item time
-seen and the ids of items within ``overlap`` of it; paging stops at the first page
+seen and the ids of items within ``OVERLAP`` of it; paging stops at the first page
 that reaches older items or only holds known ones. The sync service persists the
 state only when the sync succeeds, so a failed sync simply re-reads.
 """
@@ -20,12 +20,12 @@ from finsync.config import Settings
 from finsync.domain.errors import AuthError, InvalidInput
 from finsync.domain.ports import ProviderSession
 from finsync.domain.records import ProviderAccount, ProviderHolding, ProviderTransaction, TransactionBatch
-from finsync.providers.http import Clock, ProviderHttp, limiter_key
+from finsync.providers.http import Clock, ProviderHttp
 from finsync.providers.trading212 import mappers
 from finsync.providers.trading212.client import HISTORY, LIMITS, PROVIDER, StopRule, Trading212Client
 
 ENVIRONMENTS = ("live", "demo")
-DEFAULT_OVERLAP = timedelta(days=2)
+OVERLAP = timedelta(days=2)  # re-read window behind the newest item seen
 RECENT_CAP = 500  # ids remembered per endpoint; a page holds at most 50
 
 Mapper = Callable[[dict[str, Any], str], ProviderTransaction | None]
@@ -58,8 +58,8 @@ class Watermark:
         except (TypeError, KeyError, ValueError, AttributeError):
             return None
 
-    def stop_rule(self, endpoint: str, overlap: timedelta) -> StopRule:
-        boundary = self.newest - overlap
+    def stop_rule(self, endpoint: str) -> StopRule:
+        boundary = self.newest - OVERLAP
 
         def stop(page: list[dict[str, Any]]) -> bool:
             all_known = True
@@ -74,7 +74,7 @@ class Watermark:
 
     @staticmethod
     def after(
-        previous: Watermark | None, endpoint: str, items: list[dict[str, Any]], overlap: timedelta
+        previous: Watermark | None, endpoint: str, items: list[dict[str, Any]]
     ) -> dict[str, Any] | None:
         stamps = {k: t for k, t in (item_key(endpoint, i) for i in items)}
         if previous is not None:
@@ -85,21 +85,13 @@ class Watermark:
         newest = max(stamps.values())
         if previous is not None:
             newest = max(newest, previous.newest)
-        keep = sorted(((t, k) for k, t in stamps.items() if t >= newest - overlap), reverse=True)
+        keep = sorted(((t, k) for k, t in stamps.items() if t >= newest - OVERLAP), reverse=True)
         return {"newest": newest.isoformat(), "recent": {k: t.isoformat() for t, k in keep[:RECENT_CAP]}}
 
 
 class Trading212Adapter:
-    def __init__(
-        self,
-        client: Trading212Client,
-        session: ProviderSession,
-        *,
-        environment: str,
-        overlap: timedelta = DEFAULT_OVERLAP,
-    ) -> None:
-        self.client, self.session = client, session
-        self.environment, self.overlap = environment, overlap
+    def __init__(self, client: Trading212Client, session: ProviderSession, *, environment: str) -> None:
+        self.client, self.session, self.environment = client, session, environment
 
     async def validate(self) -> None:
         """One cheap authenticated call (account summary, scope ``account``)."""
@@ -119,9 +111,7 @@ class Trading212Adapter:
         try:
             async with asyncio.TaskGroup() as group:
                 tasks = {
-                    ep: group.create_task(
-                        self.client.history(ep, m.stop_rule(ep, self.overlap) if m else None)
-                    )
+                    ep: group.create_task(self.client.history(ep, m.stop_rule(ep) if m else None))
                     for ep, m in marks.items()
                 }
         except ExceptionGroup as failed:
@@ -134,7 +124,7 @@ class Trading212Adapter:
                 record = _MAPPERS[endpoint](item, account.currency)
                 if record is not None:
                     batch.transactions.append(record)
-            new_state[endpoint] = Watermark.after(marks[endpoint], endpoint, items, self.overlap)
+            new_state[endpoint] = Watermark.after(marks[endpoint], endpoint, items)
         self.session.state.update({k: v for k, v in new_state.items() if v is not None})
         return batch
 
@@ -168,6 +158,6 @@ def create_adapter(
         transport=transport,
         timeout=settings.provider_timeout_seconds,
         secrets=(key, secret),
-        limiter_key=limiter_key(base_url, key),
+        account=key,
     )
     return Trading212Adapter(Trading212Client(http), session, environment=environment)
