@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from finsync.application.auth import AuthService, LoginThrottle
 from finsync.application.authorization import AuthorizationService
 from finsync.application.connections import ConnectionService
+from finsync.application.idempotency import IdempotencyService
 from finsync.application.imports import ImportService
 from finsync.application.sync import SyncService
 from finsync.config import Registration, Settings
@@ -158,6 +159,7 @@ class Container:
     jobs: InProcessJobQueue
     institutions: BankDirectory
     imports: ImportService
+    idempotency: IdempotencyService
     clock: Clock = field(default=utcnow)
 
     async def database_problem(self) -> str | None:
@@ -214,19 +216,20 @@ def build(
     authorization = AuthorizationService(uow, gateway, cipher, sync, callback, clock)
     connections = ConnectionService(uow, gateway, cipher, sync, authorization, clock)
     return Container(
-        settings,
-        engine,
-        uow,
-        registry,
-        gateway,
-        cipher,
-        tokens,
-        auth,
-        sync,
-        connections,
-        authorization,
-        jobs,
-        BankDirectory(gateway, settings),
-        ImportService(uow, registry.file_formats(), settings.upload_limit_bytes, clock),
-        clock,
+        settings=settings,
+        engine=engine,
+        uow=uow,
+        registry=registry,
+        providers=gateway,
+        cipher=cipher,
+        tokens=tokens,
+        auth=auth,
+        sync=sync,
+        connections=connections,
+        authorization=authorization,
+        jobs=jobs,
+        institutions=BankDirectory(gateway, settings),
+        imports=ImportService(uow, registry.file_formats(), settings.upload_limit_bytes, clock),
+        idempotency=IdempotencyService(uow, clock),
+        clock=clock,
     )

@@ -157,7 +157,7 @@ async def test_delete_connection_removes_everything_under_it(container: Containe
     other = await seed_connection(container, user)
     async with container.uow() as uow:
         (acct,), _ = await uow.accounts.upsert(conn, [account()])
-        (kept,), _ = await uow.accounts.upsert(other, [account()])
+        (kept,), _ = await uow.accounts.upsert(other, [account("acc-2")])
         await uow.transactions.upsert(acct, [txn("t1")])
         await uow.transactions.upsert(kept, [txn("t1")])
         await uow.holdings.replace(acct, [holding()])

@@ -91,6 +91,8 @@ def install(app: FastAPI) -> None:
             extra["retry_after"] = exc.retry_after
         if isinstance(exc, e.RateLimited) and exc.retry_at is not None:
             extra["retry_at"] = exc.retry_at.isoformat()
+        if isinstance(exc, e.AlreadyConnected):
+            extra["connection_id"] = str(exc.connection_id)
         if status >= 500:
             log.error("request_failed", error_type=exc.code, detail=exc.detail)
         return problem(status, exc.code, exc.title, exc.detail, request, **extra)

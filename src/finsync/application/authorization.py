@@ -17,11 +17,19 @@ from uuid import UUID
 
 import structlog
 
+from finsync.application.logins import Login, connected_as, identify
 from finsync.application.sync import SyncService
 from finsync.domain.entities import AuthFlow, Connection, connection_name
 from finsync.domain.enums import ConnectionStatus, SyncTrigger
-from finsync.domain.errors import ConsentDenied, FinsyncError, InvalidInput, NotFound
-from finsync.domain.ports import Clock, CredentialCipher, ProviderGateway, ProviderInfo, UnitOfWorkFactory
+from finsync.domain.errors import Conflict, ConsentDenied, FinsyncError, InvalidInput, NotFound
+from finsync.domain.ports import (
+    Clock,
+    CredentialCipher,
+    ProviderGateway,
+    ProviderInfo,
+    ProviderSession,
+    UnitOfWorkFactory,
+)
 
 log = structlog.get_logger(__name__)
 STATE_TTL = timedelta(minutes=10)
@@ -35,6 +43,8 @@ class CallbackOutcome:
     connection_id: UUID | None
     error: str | None = None
     message: str | None = None
+    # The login was already connected: that connection was re-authorised instead of a new one.
+    reauthorized: bool = False
 
 
 def _hash(state: str) -> str:
@@ -156,32 +166,78 @@ class AuthorizationService:
     async def _activate(
         self, flow: AuthFlow, credentials: dict[str, Any], expires_at: datetime | None
     ) -> CallbackOutcome:
-        async with self._uow() as uow:
-            connection = await uow.connections.get(flow.connection_id, flow.user_id)
-            if connection is None:
-                return CallbackOutcome(None, "connection_deleted", "The connection was deleted meanwhile.")
-            first = connection.last_synced_at is None
-            connection.credentials = self._cipher.encrypt(credentials)
-            connection.status = ConnectionStatus.ACTIVE
-            connection.expires_at = expires_at
-            connection.last_error = None
-            connection.updated_at = self._clock()
-            await uow.connections.save(connection)
-            await uow.commit()
-        log.info("authorization_completed", connection_id=str(connection.id), provider=connection.provider)
-        trigger = SyncTrigger.INITIAL if first else SyncTrigger.MANUAL
+        session = ProviderSession(connection_id=flow.connection_id, credentials=credentials)
         try:
-            await self._sync.request(connection.id, connection.user_id, trigger)
-        except FinsyncError as exc:  # connected all the same; the sync can be retried later
-            log.warning(
-                "post_authorization_sync_not_started", connection_id=str(connection.id), error=exc.detail
-            )
-        return CallbackOutcome(connection.id)
+            login = await identify(self._providers, flow.provider, session)
+        except FinsyncError as exc:  # connected all the same; its first sync will say more
+            log.warning("authorization_login_unidentified", provider=flow.provider, error=exc.detail)
+            login = Login()
+        for attempt in (1, 2):  # a concurrent callback of the same login may win the identity
+            try:
+                outcome, first = await self._store(flow, session.credentials, expires_at, login)
+                break
+            except Conflict:
+                if attempt == 2:
+                    raise
+        if outcome.error is None and outcome.connection_id is not None:
+            trigger = SyncTrigger.INITIAL if first else SyncTrigger.MANUAL
+            try:
+                await self._sync.request(outcome.connection_id, flow.user_id, trigger)
+            except FinsyncError as exc:  # connected all the same; the sync can be retried later
+                log.warning(
+                    "post_authorization_sync_not_started",
+                    connection_id=str(outcome.connection_id),
+                    error=exc.detail,
+                )
+        return outcome
+
+    async def _store(
+        self, flow: AuthFlow, credentials: dict[str, Any], expires_at: datetime | None, login: Login
+    ) -> tuple[CallbackOutcome, bool]:
+        """Activate the flow's connection; or, when the login is already another connection's,
+        re-authorise that one (a new connection is then dropped: its accounts would be copies).
+        Also says whether the activated connection has never synced (its sync is the initial one)."""
+        async with self._uow() as uow:
+            connection = await uow.connections.get(flow.connection_id, flow.user_id, lock=True)
+            if connection is None:
+                deleted = CallbackOutcome(None, "connection_deleted", "The connection was deleted meanwhile.")
+                return deleted, False
+            other = await connected_as(uow, flow.user_id, flow.provider, login, exclude=connection.id)
+            target = connection
+            established = connection.last_synced_at is not None  # a re-consent, not a new one
+            if other is not None and not established:
+                target = await uow.connections.get(other, flow.user_id, lock=True) or connection
+                await uow.connections.delete(connection.id)
+            if other is not None and established:
+                conflict = f"This login is already connected as connection {other}."
+            else:
+                conflict = None
+                first = target.last_synced_at is None
+                target.credentials = self._cipher.encrypt(credentials)
+                target.identity = login.identity or target.identity
+                target.status = ConnectionStatus.ACTIVE
+                target.expires_at = expires_at
+                target.last_error = None
+                target.updated_at = self._clock()
+                await uow.connections.save(target)
+                await uow.commit()
+        if conflict is not None:
+            return await self._fail(flow, "already_connected", conflict), False
+        log.info(
+            "authorization_completed",
+            connection_id=str(target.id),
+            provider=target.provider,
+            reauthorized=target is not connection,
+        )
+        if target is connection:
+            return CallbackOutcome(target.id), first
+        message = "This login was already connected: that connection was re-authorised and continues."
+        return CallbackOutcome(target.id, message=message, reauthorized=True), first
 
     async def _fail(self, flow: AuthFlow, code: str, message: str) -> CallbackOutcome:
         """Nothing is activated; a pending connection records why, an active one is left alone."""
         async with self._uow() as uow:
-            connection = await uow.connections.get(flow.connection_id, flow.user_id)
+            connection = await uow.connections.get(flow.connection_id, flow.user_id, lock=True)
             if connection is not None and connection.status is not ConnectionStatus.ACTIVE:
                 connection.last_error = message
                 connection.updated_at = self._clock()

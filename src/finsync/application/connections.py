@@ -10,6 +10,7 @@ from uuid import UUID
 import structlog
 
 from finsync.application.authorization import AuthorizationService
+from finsync.application.logins import Login, already_connected, connected_as, identify
 from finsync.application.sync import SyncService
 from finsync.domain.entities import Connection, SyncRun, connection_name
 from finsync.domain.enums import AuthType, ConnectionStatus, SyncTrigger
@@ -84,18 +85,12 @@ class ConnectionService:
             raise InvalidInput(f"missing credential fields for {info.display_name}: {', '.join(missing)}")
         return given
 
-    async def _validate(
+    async def _identify(
         self, connection_id: UUID, info: ProviderInfo, env: str | None, creds: dict[str, Any]
-    ) -> None:
+    ) -> Login:
         """One cheap authenticated call before anything is stored; the provider's reason surfaces as 422."""
         session = ProviderSession(connection_id=connection_id, credentials=dict(creds), environment=env)
-        adapter = self._providers.adapter(info.slug, session)
-        try:
-            validate = getattr(adapter, "validate", None)
-            if validate is not None:
-                await validate()
-        finally:
-            await adapter.aclose()
+        return await identify(self._providers, info.slug, session)
 
     async def create(
         self,
@@ -142,10 +137,17 @@ class ConnectionService:
             created_at=now,
             updated_at=now,
         )
-        await self._validate(connection.id, info, env, creds)
+        login = await self._identify(connection.id, info, env, creds)
+        connection.identity = login.identity
         connection.credentials = self._cipher.encrypt(creds)
         async with self._uow() as uow:
-            await uow.connections.add(connection)
+            other = await connected_as(uow, user_id, info.slug, login)
+            if other is not None:
+                raise already_connected(other)
+            if login.identity is None:
+                await uow.connections.add(connection)
+            elif (stored := await uow.connections.add_or_get(connection)).id != connection.id:
+                raise already_connected(stored.id)  # a concurrent request connected it first
             await uow.commit()
         log.info("connection_created", connection_id=str(connection.id), provider=info.slug)
         run = await self._sync.request(connection.id, user_id, SyncTrigger.INITIAL)
@@ -159,22 +161,26 @@ class ConnectionService:
             current = await uow.connections.get(connection_id, user_id)
         if current is None:
             raise NotFound("connection")
-        encrypted = None
+        encrypted, login = None, Login()
         if credentials is not None:
             info = self.provider(current.provider)
             if info.auth_type is not AuthType.API_KEY:
                 raise InvalidInput(f"{info.display_name} credentials are renewed with POST .../reauthorize")
             creds = self._clean(info, credentials)
-            await self._validate(current.id, info, current.environment, creds)
+            login = await self._identify(current.id, info, current.environment, creds)
             encrypted = self._cipher.encrypt(creds)
         if name is not None and not connection_name(name, ""):
             raise InvalidInput("name must not be empty")
         async with self._uow() as uow:  # re-read: a sync may have moved state on while we validated
-            connection = await uow.connections.get(connection_id, user_id)
+            connection = await uow.connections.get(connection_id, user_id, lock=True)
             if connection is None:
                 raise NotFound("connection")
             if encrypted is not None:
+                other = await connected_as(uow, user_id, connection.provider, login, exclude=connection.id)
+                if other is not None:
+                    raise already_connected(other)
                 connection.credentials = encrypted
+                connection.identity = login.identity or connection.identity
                 connection.status = ConnectionStatus.ACTIVE
                 connection.last_error = None
             if name is not None:
@@ -187,7 +193,7 @@ class ConnectionService:
     async def delete(self, connection_id: UUID, user_id: UUID) -> None:
         """Deletes the connection with its accounts, holdings, transactions, snapshots and runs."""
         async with self._uow() as uow:
-            if await uow.connections.get(connection_id, user_id) is None:
+            if await uow.connections.get(connection_id, user_id, lock=True) is None:
                 raise NotFound("connection")
             await uow.connections.delete(connection_id)
             await uow.commit()

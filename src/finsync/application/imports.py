@@ -16,7 +16,7 @@ from uuid import UUID
 import structlog
 
 from finsync.application.sync import Fetched, write_fetched
-from finsync.domain.entities import Account, Connection, SyncRun, utcnow
+from finsync.domain.entities import FILES, Account, Connection, SyncRun, utcnow
 from finsync.domain.enums import ConnectionStatus, SnapshotSource, SyncStatus, SyncTrigger
 from finsync.domain.errors import BadData, FileTooLarge, MalformedFile, UnsupportedFormat
 from finsync.domain.ports import Clock, ParsedFile, ParsedStatement, StatementFormat, UnitOfWorkFactory
@@ -63,20 +63,40 @@ class ImportResult:
         )
 
 
-def _keep_newer_balance(incoming: ProviderAccount, existing: Account | None) -> ProviderAccount:
-    """An older statement uploaded after a newer one must not roll the balance back."""
+_FIGURES = ("balance", "available_balance", "cash_value", "holdings_value")
+
+
+def _merge_known(incoming: ProviderAccount, existing: Account | None) -> ProviderAccount:
+    """A later upload never erases what is known: an older statement does not roll the figures
+    back, and a figure the statement leaves out keeps its known value."""
     if existing is None or existing.balance_at is None:
         return incoming
-    if incoming.balance_at is None or incoming.balance_at < existing.balance_at:
-        return replace(
-            incoming,
-            balance=existing.balance,
-            available_balance=existing.available_balance,
-            cash_value=existing.cash_value,
-            holdings_value=existing.holdings_value,
-            balance_at=existing.balance_at,
+    older = incoming.balance_at is None or incoming.balance_at < existing.balance_at
+    if older or incoming.balance is None:
+        known = {f: getattr(existing, f) for f in _FIGURES}
+        return replace(incoming, balance_at=existing.balance_at, **known)
+    return replace(incoming, **{f: getattr(existing, f) for f in _FIGURES if getattr(incoming, f) is None})
+
+
+def _drop_other_currencies(fetched: Fetched, existing: dict[str, Account]) -> list[str]:
+    """A statement in another currency than its stored account cannot be added to it (amounts
+    would be read in the wrong unit): its figures, transactions and holdings are left out."""
+    warnings, kept = [], []
+    for incoming in fetched.accounts:
+        key, known = incoming.provider_account_id, existing.get(incoming.provider_account_id)
+        if known is None or known.currency == incoming.currency:
+            kept.append(incoming)
+            continue
+        skipped = fetched.transactions.pop(key, TransactionBatch())
+        fetched.holdings.pop(key, None)
+        fetched.snapshot_from.pop(key, None)
+        count = len(skipped.provider_ids())
+        warnings.append(
+            f"account {known.name!r} is kept in {known.currency}, but this file states it in "
+            f"{incoming.currency}: its balance, {count} transaction(s) and holdings were not imported"
         )
-    return incoming
+    fetched.accounts = kept
+    return warnings
 
 
 def _group(statements: Sequence[ParsedStatement]) -> Fetched:
@@ -153,29 +173,38 @@ class ImportService:
         parsed_at = time.perf_counter()
         now = self._clock()
         async with self._uow() as uow:
-            connection = await uow.connections.file_connection(user_id, parsed.format)
-            if connection is None:
-                connection = Connection(
+            # One file connection per user and format, guaranteed by its unique identity: a
+            # concurrent first upload waits here for the other one, then adds to its connection.
+            connection = await uow.connections.add_or_get(
+                Connection(
                     user_id=user_id,
                     provider=parsed.format,
+                    identity=FILES,
                     name="Statement files",
                     status=ConnectionStatus.ACTIVE,
                     created_at=now,
                     updated_at=now,
                 )
-                await uow.connections.add(connection)
+            )
             existing = {a.provider_account_id: a for a in await uow.accounts.for_connection(connection.id)}
             fetched = _group(parsed.statements)
-            fetched.snapshot_from = {a.provider_account_id: a for a in fetched.accounts}
+            # A snapshot records what the statement itself says; without a balance it says
+            # nothing new, and the stored figures' snapshot is not repeated (see add_many).
+            fetched.snapshot_from = {
+                a.provider_account_id: a for a in fetched.accounts if a.balance is not None
+            }
+            # Deferred rows add their warnings to this same list while they are written.
+            warnings = parsed.warnings
+            warnings += _drop_other_currencies(fetched, existing)
             fetched.accounts = [
-                _keep_newer_balance(a, existing.get(a.provider_account_id)) for a in fetched.accounts
+                _merge_known(a, existing.get(a.provider_account_id)) for a in fetched.accounts
             ]
             run = SyncRun(
                 user_id=user_id,
                 connection_id=connection.id,
                 trigger=SyncTrigger.IMPORT,
                 started_at=now,
-                warnings=parsed.warnings,
+                warnings=warnings,
             )
             try:
                 accounts = await write_fetched(uow, connection, run, fetched, SnapshotSource.IMPORT, now)
@@ -200,4 +229,4 @@ class ImportService:
             duration_ms=int((finished - started) * 1000),
         )
         log.info("file_imported", run_id=str(run.id), format=parsed.format, **run.counts)
-        return ImportResult(run, connection, parsed.format, accounts, parsed.warnings)
+        return ImportResult(run, connection, parsed.format, accounts, warnings)

@@ -122,8 +122,7 @@ async def write_fetched(
                 holdings_value=figures.holdings_value,
             )
         )
-    await uow.snapshots.add_many(snapshots)
-    run.counts["snapshots"] = run.counts.get("snapshots", 0) + len(snapshots)
+    run.counts["snapshots"] = run.counts.get("snapshots", 0) + await uow.snapshots.add_many(snapshots)
     return accounts
 
 
@@ -241,7 +240,7 @@ class SyncService:
             now = self._clock()
             # Re-read: a rename, new key or re-authorisation may have landed while we fetched,
             # and only the fields a sync owns may be written back.
-            current = await uow.connections.get(connection.id)
+            current = await uow.connections.get(connection.id, lock=True)
             if current is None:
                 raise NotFound("connection (deleted during the sync)")
             await write_fetched(uow, current, run, fetched, SNAPSHOT_SOURCE[run.trigger], now)
@@ -292,7 +291,7 @@ class SyncService:
     ) -> SyncRun:
         async with self._uow() as uow:
             now = self._clock()
-            current = await uow.connections.get(connection.id)
+            current = await uow.connections.get(connection.id, lock=True)
             if current is not None:
                 if isinstance(exc, AuthError):
                     current.status = ConnectionStatus.NEEDS_REAUTH

@@ -56,6 +56,10 @@ class RefreshToken:
     revoked_at: datetime | None = None
 
 
+FILES = "files"
+"""The identity of a user's one connection per statement-file format."""
+
+
 def connection_name(requested: str | None, default: str) -> str:
     """A connection's display name: NUL-free, trimmed, at most 200 characters, never empty."""
     return ((requested or "").replace("\x00", "").strip() or default)[:200]
@@ -67,6 +71,9 @@ class Connection:
     provider: str
     name: str
     id: UUID = field(default_factory=new_id)
+    # Who this connection logs in as at the provider (a digest of its account keys), or FILES;
+    # unique per user and provider, so the same login is never connected twice.
+    identity: str | None = None
     status: ConnectionStatus = ConnectionStatus.PENDING
     environment: str | None = None
     credentials: bytes | None = None  # ciphertext only; the domain never sees plaintext at rest
@@ -82,6 +89,7 @@ class Connection:
 class Account:
     user_id: UUID
     connection_id: UUID
+    provider: str
     provider_account_id: str
     name: str
     type: AccountType
@@ -110,6 +118,7 @@ class Holding:
     quantity: Decimal
     currency: str
     id: UUID = field(default_factory=new_id)
+    position_key: str | None = None
     name: str | None = None
     isin: str | None = None
     cusip: str | None = None
@@ -193,4 +202,18 @@ class AuthFlow:
     flow_data: bytes | None = None  # encrypted (PKCE verifier, requisition id)
     id: UUID = field(default_factory=new_id)
     used_at: datetime | None = None
+    created_at: datetime = field(default_factory=utcnow)
+
+
+@dataclass(slots=True, kw_only=True)
+class IdempotencyRecord:
+    """A client's ``Idempotency-Key``: the request it named (a digest) and, once done, the answer."""
+
+    user_id: UUID
+    key: str
+    request: str
+    expires_at: datetime
+    id: UUID = field(default_factory=new_id)
+    status_code: int | None = None  # None while the first request is still running
+    response: dict[str, Any] | None = None
     created_at: datetime = field(default_factory=utcnow)

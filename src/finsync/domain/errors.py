@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from uuid import UUID
 
 
 class FinsyncError(Exception):
@@ -25,6 +26,17 @@ class NotFound(FinsyncError):
 class Conflict(FinsyncError):
     code = "conflict"
     title = "Conflict"
+
+
+class AlreadyConnected(Conflict):
+    """The provider login (or account) is already connected through another of the user's connections."""
+
+    code = "already-connected"
+    title = "Already connected"
+
+    def __init__(self, detail: str, connection_id: UUID) -> None:
+        super().__init__(detail)
+        self.connection_id = connection_id
 
 
 class InvalidInput(FinsyncError):

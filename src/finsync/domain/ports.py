@@ -15,6 +15,7 @@ from finsync.domain.entities import (
     BalanceSnapshot,
     Connection,
     Holding,
+    IdempotencyRecord,
     RefreshToken,
     SyncRun,
     Transaction,
@@ -97,14 +98,22 @@ class RefreshTokenRepository(Protocol):
 
 class ConnectionRepository(Protocol):
     async def add(self, connection: Connection) -> None: ...
-    async def get(self, connection_id: UUID, user_id: UUID | None = None) -> Connection | None: ...
+    async def get(
+        self, connection_id: UUID, user_id: UUID | None = None, *, lock: bool = False
+    ) -> Connection | None: ...
     async def find(
         self, user_id: UUID, page: PageRequest, status: ConnectionStatus | None = None
     ) -> Page[Connection]: ...
     async def save(self, connection: Connection) -> None: ...
     async def delete(self, connection_id: UUID) -> None: ...
     async def expire_lapsed(self, user_id: UUID | None, now: datetime) -> int: ...
-    async def file_connection(self, user_id: UUID, provider: str) -> Connection | None: ...
+    async def add_or_get(self, connection: Connection) -> Connection:
+        """Insert unless one with the same user, provider and identity exists; the stored one."""
+        ...
+
+    async def by_identity(
+        self, user_id: UUID, provider: str, identity: str, *, lock: bool = False
+    ) -> Connection | None: ...
 
 
 class AuthFlowRepository(Protocol):
@@ -117,6 +126,12 @@ class AccountRepository(Protocol):
     async def upsert(
         self, connection: Connection, accounts: Sequence[ProviderAccount]
     ) -> tuple[list[Account], UpsertCounts]: ...
+    async def held_by(
+        self, user_id: UUID, provider: str, ids: Sequence[str], exclude: UUID | None = None
+    ) -> UUID | None:
+        """The connection through which the user holds any of these provider accounts."""
+        ...
+
     async def get(self, account_id: UUID, user_id: UUID) -> Account | None: ...
     async def for_connection(self, connection_id: UUID) -> list[Account]: ...
     async def find(self, user_id: UUID, filters: AccountFilter, page: PageRequest) -> Page[Account]: ...
@@ -143,7 +158,10 @@ class TransactionRepository(Protocol):
 
 
 class SnapshotRepository(Protocol):
-    async def add_many(self, snapshots: Sequence[BalanceSnapshot]) -> None: ...
+    async def add_many(self, snapshots: Sequence[BalanceSnapshot]) -> int:
+        """Add those not identical to the latest stored one of the same account and time; how many."""
+        ...
+
     async def find(
         self,
         user_id: UUID,
@@ -164,6 +182,16 @@ class SyncRunRepository(Protocol):
     async def close_interrupted(self, when: datetime) -> int: ...
 
 
+class IdempotencyRepository(Protocol):
+    async def claim(self, record: IdempotencyRecord) -> bool:
+        """Insert unless the user already used the key; True when this call inserted it."""
+        ...
+
+    async def get(self, user_id: UUID, key: str) -> IdempotencyRecord | None: ...
+    async def complete(self, record_id: UUID, status_code: int, response: dict[str, Any]) -> None: ...
+    async def remove(self, record_id: UUID) -> None: ...
+
+
 class UnitOfWork(Protocol):
     """One transaction; rolls back on exit unless ``commit`` was awaited."""
 
@@ -176,6 +204,7 @@ class UnitOfWork(Protocol):
     transactions: TransactionRepository
     snapshots: SnapshotRepository
     sync_runs: SyncRunRepository
+    idempotency: IdempotencyRepository
 
     async def __aenter__(self) -> Self: ...
     async def __aexit__(self, *exc: object) -> None: ...

@@ -37,6 +37,9 @@ class ProviderHolding:
     symbol: str
     quantity: Decimal
     currency: str
+    # Identifies the position across syncs when the security alone does not (two lots of one
+    # security in a list); when None, the store keys by ISIN, CUSIP or symbol plus occurrence.
+    position_key: str | None = None
     name: str | None = None
     isin: str | None = None
     cusip: str | None = None

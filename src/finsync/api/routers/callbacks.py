@@ -23,7 +23,10 @@ def _client_redirect(target: str, outcome: CallbackOutcome) -> str:
     """Append our parameters to the configured client URL (never one supplied by the request)."""
     parts = urlsplit(target)
     params = {"connection_id": str(outcome.connection_id)} if outcome.connection_id else {}
-    params |= {"status": "error", "error": outcome.error or ""} if outcome.error else {"status": "connected"}
+    if outcome.error:
+        params |= {"status": "error", "error": outcome.error}
+    else:
+        params |= {"status": "reauthorized" if outcome.reauthorized else "connected"}
     query = "&".join(q for q in (parts.query, urlencode(params)) if q)
     return urlunsplit((parts.scheme, parts.netloc, parts.path, query, ""))
 
@@ -35,7 +38,9 @@ def _client_redirect(target: str, outcome: CallbackOutcome) -> str:
 )
 async def authorization_callback(provider: str, request: Request, container: ContainerDep) -> Response:
     """The provider redirects the browser here after consent; activates the connection and starts
-    its first sync. Redirects to FINSYNC_CLIENT_REDIRECT_URL or shows a small page."""
+    its first sync. Redirects to FINSYNC_CLIENT_REDIRECT_URL (with `connection_id` and `status`:
+    `connected`, `reauthorized` when the login was already connected and that connection was
+    re-authorised instead, or `error` with an `error` code) or shows a small page."""
     params = {k: v for k, v in request.query_params.items() if len(v) <= 4096}
     outcome = await container.authorization.complete(provider, params)
     target = container.settings.client_redirect_url
@@ -44,7 +49,7 @@ async def authorization_callback(provider: str, request: Request, container: Con
     if outcome.error is None:
         page = PAGE.format(
             title="Connected — you can close this window",
-            message="finsync is fetching your accounts now.",
+            message=html.escape(outcome.message or "finsync is fetching your accounts now."),
             extra=f'<p><small>connection <code id="connection">{outcome.connection_id}</code></small></p>',
         )
         return HTMLResponse(page)

@@ -6,9 +6,11 @@ from typing import Annotated
 from uuid import UUID
 
 from fastapi import APIRouter, Query, status
+from fastapi.responses import JSONResponse
 
 from finsync.api.deps import ContainerDep, CurrentUser, PageDep, UowDep
 from finsync.api.errors import responses
+from finsync.api.idempotency import IdempotencyKey, answer, digest, respond
 from finsync.api.pagination import PageOut, to_page
 from finsync.api.schemas import (
     ConnectionCreate,
@@ -17,10 +19,12 @@ from finsync.api.schemas import (
     ConnectionUpdate,
     SyncRunPublic,
 )
+from finsync.application.idempotency import Answer
 from finsync.domain.entities import Connection
 from finsync.domain.enums import ConnectionStatus, SyncTrigger
 from finsync.domain.errors import (
     AuthError,
+    Conflict,
     InvalidInput,
     NotFound,
     ProviderNotAvailable,
@@ -48,19 +52,26 @@ async def list_connections(
     "/connections",
     status_code=status.HTTP_201_CREATED,
     response_model=ConnectionCreated,
-    responses=responses(InvalidInput, ProviderNotAvailable, AuthError, Unavailable),
+    responses=responses(InvalidInput, ProviderNotAvailable, AuthError, Unavailable, Conflict),
 )
 async def create_connection(
-    body: ConnectionCreate, user: CurrentUser, container: ContainerDep
-) -> ConnectionCreated:
+    body: ConnectionCreate, user: CurrentUser, container: ContainerDep, idempotency_key: IdempotencyKey = None
+) -> JSONResponse:
     """Connect a provider. API-key providers: credentials are checked with one call before anything
-    is stored (a rejected key answers 422 with the provider's reason), then the first sync starts."""
-    created = await container.connections.create(
-        user.id, body.provider, body.name, body.environment, body.credentials, body.options
-    )
-    return _created(
-        created.connection, created.sync_run.id if created.sync_run else None, created.authorization_url
-    )
+    is stored (a rejected key answers 422 with the provider's reason), then the first sync starts.
+    A login that is already connected answers 409 with the existing connection's `connection_id`."""
+
+    async def run() -> Answer:
+        created = await container.connections.create(
+            user.id, body.provider, body.name, body.environment, body.credentials, body.options
+        )
+        run_id = created.sync_run.id if created.sync_run else None
+        return answer(
+            status.HTTP_201_CREATED, _created(created.connection, run_id, created.authorization_url)
+        )
+
+    request = digest("POST", "/connections", body.model_dump_json().encode())
+    return respond(await container.idempotency.run(user.id, idempotency_key, request, run))
 
 
 def _created(connection: Connection, run_id: UUID | None, url: str | None) -> ConnectionCreated:

@@ -7,12 +7,15 @@ from typing import Annotated
 from uuid import UUID
 
 from fastapi import APIRouter, File, UploadFile, status
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from finsync.api.deps import ContainerDep, CurrentUser
 from finsync.api.errors import responses
+from finsync.api.idempotency import IdempotencyKey, answer, digest, respond
 from finsync.api.schemas import AccountPublic
-from finsync.domain.errors import FileTooLarge, MalformedFile, UnsupportedFormat
+from finsync.application.idempotency import Answer
+from finsync.domain.errors import Conflict, FileTooLarge, InvalidInput, MalformedFile, UnsupportedFormat
 
 router = APIRouter(prefix="/imports", tags=["imports"])
 CHUNK = 1024 * 1024
@@ -57,15 +60,17 @@ async def list_formats(container: ContainerDep, _: CurrentUser) -> list[FormatOu
     "",
     status_code=status.HTTP_201_CREATED,
     response_model=ImportOut,
-    responses=responses(FileTooLarge, UnsupportedFormat, MalformedFile),
+    responses=responses(FileTooLarge, UnsupportedFormat, MalformedFile, Conflict, InvalidInput),
 )
 async def import_file(
     file: Annotated[UploadFile, File(description="An OFX/QFX statement")],
     user: CurrentUser,
     container: ContainerDep,
-) -> ImportOut:
+    idempotency_key: IdempotencyKey = None,
+) -> JSONResponse:
     """Import a statement file: accounts are matched by institution + account id, transactions are
-    deduplicated (re-uploading inserts nothing), and nothing at all is written if the file is rejected."""
+    deduplicated (re-uploading inserts nothing), and nothing at all is written if the file is rejected.
+    Uploads of one user run one at a time, so two at once never duplicate anything."""
     limit = container.imports.limit_bytes
     chunks, size = [], 0
     while chunk := await file.read(CHUNK):
@@ -75,12 +80,18 @@ async def import_file(
         chunks.append(chunk)
     data = b"".join(chunks)
     chunks.clear()  # one copy of a 50 MB upload is enough
-    result = await container.imports.import_file(user.id, data, file.filename)
-    return ImportOut(
-        sync_run_id=result.run.id,
-        connection_id=result.connection.id,
-        format=result.format,
-        accounts=[AccountPublic.model_validate(a) for a in result.accounts],
-        counts=ImportCounts(**asdict(result.summary())),
-        warnings=result.warnings,
-    )
+
+    async def run() -> Answer:
+        result = await container.imports.import_file(user.id, data, file.filename)
+        out = ImportOut(
+            sync_run_id=result.run.id,
+            connection_id=result.connection.id,
+            format=result.format,
+            accounts=[AccountPublic.model_validate(a) for a in result.accounts],
+            counts=ImportCounts(**asdict(result.summary())),
+            warnings=result.warnings,
+        )
+        return answer(status.HTTP_201_CREATED, out)
+
+    request = digest("POST", "/imports", (file.filename or "").encode(), data)
+    return respond(await container.idempotency.run(user.id, idempotency_key, request, run))

@@ -62,10 +62,16 @@ class RefreshTokenRow(SQLModel, table=True):
 
 class ConnectionRow(SQLModel, table=True):
     __tablename__ = "connections"
-    __table_args__ = (Index("ix_connections_user_id_id", "user_id", "id"),)
+    __table_args__ = (
+        Index("ix_connections_user_id_id", "user_id", "id"),
+        # One connection per provider login (and one file connection per format): NULLs, for
+        # logins not identified yet, are distinct on both databases.
+        UniqueConstraint("user_id", "provider", "identity", name="uq_connections_user_provider_identity"),
+    )
     id: UUID = Field(primary_key=True)
     user_id: UUID = _fk("users.id")
     provider: str = _str(64)
+    identity: str | None = _str(64, nullable=True)
     name: str = _str(200)
     status: str = _str(32)
     environment: str | None = _str(32, nullable=True)
@@ -82,11 +88,14 @@ class AccountRow(SQLModel, table=True):
     __tablename__ = "accounts"
     __table_args__ = (
         UniqueConstraint("connection_id", "provider_account_id", name="uq_accounts_connection_provider_id"),
+        # A user never holds the same provider account twice, whichever connection brought it.
+        UniqueConstraint("user_id", "provider", "provider_account_id", name="uq_accounts_user_provider_id"),
         Index("ix_accounts_user_id_id", "user_id", "id"),
     )
     id: UUID = Field(primary_key=True)
     user_id: UUID = _fk("users.id")
     connection_id: UUID = _fk("connections.id")
+    provider: str = _str(64)  # the connection's, denormalised for the constraint above
     provider_account_id: str = _str(200)
     name: str = _str(200)
     type: str = _str(32)
@@ -111,6 +120,7 @@ class HoldingRow(SQLModel, table=True):
     id: UUID = Field(primary_key=True)
     user_id: UUID = _fk("users.id")
     account_id: UUID = _fk("accounts.id")
+    position_key: str | None = _str(200, nullable=True)
     symbol: str = _str(64)
     name: str | None = _str(300, nullable=True)
     isin: str | None = _str(12, nullable=True)
@@ -218,3 +228,18 @@ class AuthFlowRow(SQLModel, table=True):
     expires_at: datetime = _ts(False)
     used_at: datetime | None = _ts()
     created_at: datetime = _ts(False)
+
+
+class IdempotencyKeyRow(SQLModel, table=True):
+    """A client's ``Idempotency-Key``: the request it named and, once done, the answer it got."""
+
+    __tablename__ = "idempotency_keys"
+    __table_args__ = (UniqueConstraint("user_id", "key", name="uq_idempotency_keys_user_key"),)
+    id: UUID = Field(primary_key=True)
+    user_id: UUID = _fk("users.id")
+    key: str = _str(255)
+    request: str = _str(64)  # SHA-256 of the method, path and body
+    status_code: int | None = Field(default=None, nullable=True)
+    response: dict[str, Any] | None = Field(default=None, sa_type=JSONType, nullable=True)
+    created_at: datetime = _ts(False)
+    expires_at: datetime = _ts(False)

@@ -12,6 +12,7 @@ from finsync.domain.ports import (
     AuthFlowRepository,
     ConnectionRepository,
     HoldingRepository,
+    IdempotencyRepository,
     RefreshTokenRepository,
     SnapshotRepository,
     SyncRunRepository,
@@ -28,10 +29,12 @@ from finsync.infrastructure.db.repositories.connections import (
     SqlConnectionRepository,
     SqlSyncRunRepository,
 )
+from finsync.infrastructure.db.repositories.idempotency import SqlIdempotencyRepository
 from finsync.infrastructure.db.repositories.transactions import SqlTransactionRepository
 from finsync.infrastructure.db.repositories.users import SqlRefreshTokenRepository, SqlUserRepository
 
 _RETRY_STATES = frozenset({"40P01", "40001"})  # deadlock_detected, serialization_failure
+_UNIQUE = ("23505", "SQLITE_CONSTRAINT_UNIQUE")  # unique_violation (PostgreSQL, SQLite)
 
 
 class SqlUnitOfWork:
@@ -44,6 +47,7 @@ class SqlUnitOfWork:
     transactions: TransactionRepository
     snapshots: SnapshotRepository
     sync_runs: SyncRunRepository
+    idempotency: IdempotencyRepository
 
     def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
         self._sessions = sessions
@@ -60,6 +64,7 @@ class SqlUnitOfWork:
         self.transactions = SqlTransactionRepository(s)
         self.snapshots = SqlSnapshotRepository(s)
         self.sync_runs = SqlSyncRunRepository(s)
+        self.idempotency = SqlIdempotencyRepository(s)
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
@@ -68,10 +73,14 @@ class SqlUnitOfWork:
         finally:
             await self.session.close()
         exc = exc_info[1] if len(exc_info) > 1 else None
-        if isinstance(exc, Exception) and _must_retry(exc):
+        if isinstance(exc, Exception) and _driver_state(exc) in _RETRY_STATES:
             raise Conflict(
                 "another change to the same data was being written at the same time; "
                 "nothing of this one was saved, try again"
+            ) from exc
+        if isinstance(exc, Exception) and _driver_state(exc) in _UNIQUE:
+            raise Conflict(
+                "the same item was being created at the same time; nothing of this one was saved, try again"
             ) from exc
 
     async def commit(self) -> None:
@@ -81,13 +90,14 @@ class SqlUnitOfWork:
         await self.session.rollback()
 
 
-def _must_retry(exc: BaseException) -> bool:
-    """PostgreSQL aborted the transaction to break a deadlock or a serialisation conflict."""
+def _driver_state(exc: BaseException) -> str | None:
+    """The database's error code: a deadlock or serialisation abort, a unique violation..."""
     seen: BaseException | None = exc
     for _ in range(4):  # the driver's error, possibly wrapped by SQLAlchemy (.orig or __cause__)
         if seen is None:
-            return False
-        if getattr(seen, "sqlstate", None) in _RETRY_STATES:
-            return True
+            return None
+        code = getattr(seen, "sqlstate", None) or getattr(seen, "sqlite_errorname", None)
+        if code:
+            return str(code)
         seen = getattr(seen, "orig", None) or seen.__cause__
-    return False
+    return None

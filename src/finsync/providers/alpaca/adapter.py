@@ -29,9 +29,10 @@ class AlpacaAdapter:
     def __init__(self, client: AlpacaClient, session: ProviderSession, *, environment: str) -> None:
         self.client, self.session, self.environment = client, session, environment
 
-    async def validate(self) -> None:
-        """One cheap authenticated call: ``GET /v2/account``."""
-        await self.client.account()
+    async def validate(self) -> list[str]:
+        """One cheap authenticated call: ``GET /v2/account``; the key's account."""
+        account = mappers.map_account(await self.client.account(), environment=self.environment)
+        return [account.provider_account_id]
 
     async def fetch_accounts(self) -> list[ProviderAccount]:
         return [mappers.map_account(await self.client.account(), environment=self.environment)]

@@ -88,6 +88,12 @@ class SchwabAdapter:
                 f"Schwab sent no hashValue for account …{account.provider_account_id[-4:]}"
             ) from None
 
+    async def validate(self) -> list[str]:
+        """One cheap call (``accountNumbers``): the accounts this login reaches."""
+        return [
+            str(n["accountNumber"]) for n in await self._client.account_numbers() if n.get("accountNumber")
+        ]
+
     async def fetch_accounts(self) -> list[ProviderAccount]:
         await self._load_hashes()
         accounts: list[ProviderAccount] = []

@@ -93,9 +93,10 @@ class Trading212Adapter:
     def __init__(self, client: Trading212Client, session: ProviderSession, *, environment: str) -> None:
         self.client, self.session, self.environment = client, session, environment
 
-    async def validate(self) -> None:
-        """One cheap authenticated call (account summary, scope ``account``)."""
-        await self.client.account_summary()
+    async def validate(self) -> list[str]:
+        """One cheap authenticated call (account summary, scope ``account``); the key's account."""
+        summary = await self.client.account_summary()
+        return [mappers.map_account(summary, environment=self.environment).provider_account_id]
 
     async def fetch_accounts(self) -> list[ProviderAccount]:
         summary = await self.client.account_summary()

@@ -5,12 +5,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 from decimal import Decimal
+from typing import Any
 from uuid import UUID
 
 from sqlalchemy import delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from finsync.domain.entities import Account, BalanceSnapshot, Connection, Holding, new_id, utcnow
+from finsync.domain.errors import AlreadyConnected
 from finsync.domain.ports import AccountFilter, CurrencyTotal, Page, PageRequest
 from finsync.domain.records import ProviderAccount, ProviderHolding, UpsertCounts
 from finsync.infrastructure.db.mapping import column_text, keyset, make_page, provider_id, to_entity, to_row
@@ -47,6 +49,7 @@ class SqlAccountRepository:
         """
         locked = await self.for_connection(connection.id, lock=True)
         existing = {a.provider_account_id: a for a in locked}
+        await self._refuse_held_elsewhere(connection, [r.provider_account_id for r in incoming], existing)
         counts, result, now = UpsertCounts(), [], utcnow()
         for record in incoming:
             provider_id(record.provider_account_id, _ACCOUNT_ID_MAX, "account id")
@@ -59,6 +62,7 @@ class SqlAccountRepository:
                 account = Account(
                     user_id=connection.user_id,
                     connection_id=connection.id,
+                    provider=connection.provider,
                     provider_account_id=record.provider_account_id,
                     created_at=now,
                     updated_at=now,
@@ -80,6 +84,36 @@ class SqlAccountRepository:
                 counts.updated += 1
             result.append(account)
         return result, counts
+
+    async def _refuse_held_elsewhere(
+        self, connection: Connection, ids: list[str], existing: dict[str, Account]
+    ) -> None:
+        """A new account the user already holds through another connection of the same provider
+        means the same login was connected twice: refuse, naming the connection that has it.
+        (The unique constraint on user, provider and account id stops the race this cannot see.)"""
+        new = [i for i in ids if i not in existing]
+        other = await self.held_by(connection.user_id, connection.provider, new, connection.id)
+        if other is not None:
+            raise AlreadyConnected(
+                f"this login's accounts are already connected through connection {other}; "
+                "delete one of the two connections (or re-authorise the other one)",
+                connection_id=other,
+            )
+
+    async def held_by(
+        self, user_id: UUID, provider: str, ids: Sequence[str], exclude: UUID | None = None
+    ) -> UUID | None:
+        if not ids:
+            return None
+        stmt = select(accounts.c.connection_id).where(
+            accounts.c.user_id == user_id,
+            accounts.c.provider == provider,
+            accounts.c.provider_account_id.in_(list(ids)),
+        )
+        if exclude is not None:
+            stmt = stmt.where(accounts.c.connection_id != exclude)
+        found: UUID | None = (await self._s.execute(stmt.limit(1))).scalar()
+        return found
 
     async def get(self, account_id: UUID, user_id: UUID) -> Account | None:
         stmt = select(accounts).where(accounts.c.id == account_id, accounts.c.user_id == user_id)
@@ -113,23 +147,42 @@ class SqlAccountRepository:
         return sorted(totals.values(), key=lambda t: t.currency)
 
 
+def position_keys(bases: Sequence[str]) -> list[str]:
+    """``base#n``: the n-th position of the same security in one list (OFX carries no lot id)."""
+    seen: dict[str, int] = {}
+    keys = []
+    for base in bases:
+        n = seen.get(base, 0)
+        seen[base] = n + 1
+        keys.append(f"{base[:190]}#{n}")
+    return keys
+
+
 class SqlHoldingRepository:
     def __init__(self, session: AsyncSession) -> None:
         self._s = session
 
     async def replace(self, account: Account, incoming: Sequence[ProviderHolding]) -> UpsertCounts:
-        """Replace the account's holdings as a set; counts compare by symbol."""
-        stmt = select(holdings).where(holdings.c.account_id == account.id)
-        current = {r["symbol"]: r for r in (await self._s.execute(stmt)).mappings()}
+        """Replace the account's holdings as a set, keeping the id of every position still held.
+
+        Positions are matched by a stable key (see ``position_keys``), so a re-sync of two lots
+        of one security reports both unchanged instead of swapping their ids.
+        """
+        stmt = select(holdings).where(holdings.c.account_id == account.id).order_by(holdings.c.id)
+        stored = list((await self._s.execute(stmt)).mappings())
+        legacy = position_keys([r["symbol"] for r in stored])  # rows written before keys existed
+        current = {r["position_key"] or key: r for r, key in zip(stored, legacy, strict=True)}
+        keys = position_keys([r.position_key or r.isin or r.cusip or r.symbol for r in incoming])
         counts, now, rows = UpsertCounts(), utcnow(), []
-        for record in incoming:
+        for record, key in zip(incoming, keys, strict=True):
             values = {f: getattr(record, f) for f in _HOLDING_FIELDS}
+            values["position_key"] = key
             values["raw"] = json_roundtrip(values["raw"])
             values["symbol"] = column_text(values["symbol"], 64) or "?"
             values["name"] = column_text(values["name"], 300)
             values["isin"] = column_text(values["isin"], 12)
             values["cusip"] = column_text(values["cusip"], 9)
-            old = current.pop(record.symbol, None)
+            old = current.pop(key, None)
             if old is None:
                 counts.inserted += 1
             elif all(old[f] == v for f, v in values.items()):
@@ -153,13 +206,35 @@ class SqlHoldingRepository:
         return make_page(items, page, lambda h: (h.id,))
 
 
+_SNAPSHOT_FIGURES = ("currency", "balance", "available_balance", "cash_value", "holdings_value")
+
+
+def _restates(stored: Any, snapshot: BalanceSnapshot) -> bool:
+    return stored is not None and all(stored[f] == getattr(snapshot, f) for f in _SNAPSHOT_FIGURES)
+
+
 class SqlSnapshotRepository:
     def __init__(self, session: AsyncSession) -> None:
         self._s = session
 
-    async def add_many(self, items: Sequence[BalanceSnapshot]) -> None:
-        if items:
-            await self._s.execute(insert(snapshots), [to_row(s) for s in items])
+    async def add_many(self, items: Sequence[BalanceSnapshot]) -> int:
+        """Re-uploading a statement restates the same balance at the same time: that is not a new
+        snapshot. A sync at a new time always is."""
+        if not items:
+            return 0
+        stmt = (
+            select(snapshots)
+            .where(
+                snapshots.c.account_id.in_({s.account_id for s in items}),
+                snapshots.c.taken_at.in_({s.taken_at for s in items}),
+            )
+            .order_by(snapshots.c.id)
+        )
+        latest = {(r["account_id"], r["taken_at"]): r for r in (await self._s.execute(stmt)).mappings()}
+        fresh = [s for s in items if not _restates(latest.get((s.account_id, s.taken_at)), s)]
+        if fresh:
+            await self._s.execute(insert(snapshots), [to_row(s) for s in fresh])
+        return len(fresh)
 
     async def find(
         self,

@@ -41,10 +41,16 @@ class SqlConnectionRepository:
     async def add(self, connection: Connection) -> None:
         await self._s.execute(insert(connections).values(to_row(connection)))
 
-    async def get(self, connection_id: UUID, user_id: UUID | None = None) -> Connection | None:
+    async def get(
+        self, connection_id: UUID, user_id: UUID | None = None, *, lock: bool = False
+    ) -> Connection | None:
+        """``lock``: read for writing (``FOR UPDATE`` on PostgreSQL), so that changes made by
+        another writer meanwhile (a rename during a sync) wait instead of being overwritten."""
         stmt = select(connections).where(connections.c.id == connection_id)
         if user_id is not None:
             stmt = stmt.where(connections.c.user_id == user_id)
+        if lock:
+            stmt = stmt.with_for_update()
         row = (await self._s.execute(stmt)).mappings().first()
         return None if row is None else to_entity(Connection, row)
 
@@ -66,8 +72,9 @@ class SqlConnectionRepository:
     async def delete(self, connection_id: UUID) -> None:
         """Delete the connection and, explicitly, everything under it (no reliance on FK cascades).
 
-        The accounts are locked first: an import or sync writing to one of them commits
-        before its rows are deleted, instead of leaving transactions behind (they have no FK).
+        The caller holds the connection's lock (``get(..., lock=True)``); its accounts are locked
+        next, as every writer does: an import or sync writing to one of them commits before its
+        rows are deleted, instead of leaving transactions behind (they have no FK).
         """
         locked = (  # in id order, like every writer: see SqlAccountRepository.upsert
             select(accounts.c.id)
@@ -83,14 +90,33 @@ class SqlConnectionRepository:
         await self._s.execute(delete(flows).where(flows.c.connection_id == connection_id))
         await self._s.execute(delete(connections).where(connections.c.id == connection_id))
 
-    async def file_connection(self, user_id: UUID, provider: str) -> Connection | None:
-        """The user's connection that collects uploads of one file provider (the oldest, if several)."""
-        stmt = (
-            select(connections)
-            .where(connections.c.user_id == user_id, connections.c.provider == provider)
-            .order_by(connections.c.id)
-            .limit(1)
+    async def add_or_get(self, connection: Connection) -> Connection:
+        """Insert unless the user already has a connection with this provider and identity; return
+        the one that is stored, locked for writing. A concurrent insert of the same identity
+        waits for the other transaction (PostgreSQL) or the single writer (SQLite), then finds
+        its row."""
+        dialect = self._s.get_bind().dialect.name
+        stmt = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(connections)
+        stmt = stmt.values(to_row(connection)).on_conflict_do_nothing(
+            index_elements=["user_id", "provider", "identity"]
         )
+        await self._s.execute(stmt)
+        found = await self.by_identity(
+            connection.user_id, connection.provider, connection.identity or "", lock=True
+        )
+        assert found is not None  # inserted, or held by the row that conflicted
+        return found
+
+    async def by_identity(
+        self, user_id: UUID, provider: str, identity: str, *, lock: bool = False
+    ) -> Connection | None:
+        stmt = select(connections).where(
+            connections.c.user_id == user_id,
+            connections.c.provider == provider,
+            connections.c.identity == identity,
+        )
+        if lock:
+            stmt = stmt.with_for_update()
         row = (await self._s.execute(stmt)).mappings().first()
         return None if row is None else to_entity(Connection, row)
 
