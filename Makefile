@@ -33,7 +33,7 @@ lint: dev
 	$(BIN)/lint-imports
 
 test: lint
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -n auto
 
 docs: dev
 	$(BIN)/mkdocs build --strict --site-dir var/site
