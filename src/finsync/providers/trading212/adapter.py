@@ -94,8 +94,9 @@ class Trading212Adapter:
         self.client, self.session, self.environment = client, session, environment
 
     async def validate(self) -> None:
-        """One cheap authenticated call (account summary, scope ``account``)."""
-        await self.client.account_summary()
+        """One cheap authenticated call (account summary, scope ``account``), without retries:
+        a person waits for the answer, and a refused connection will not be back in seconds."""
+        await self.client.account_summary(retries=0)
 
     async def fetch_accounts(self) -> list[ProviderAccount]:
         summary = await self.client.account_summary()

@@ -43,9 +43,11 @@ class Trading212Client:
     def __init__(self, http: ProviderHttp) -> None:
         self.http = http
 
-    async def _get(self, url: str, endpoint: str, params: Mapping[str, Any] | None = None) -> Any:
+    async def _get(
+        self, url: str, endpoint: str, params: Mapping[str, Any] | None = None, retries: int | None = None
+    ) -> Any:
         try:
-            return await self.http.get_json(url, endpoint=endpoint, params=params)
+            return await self.http.get_json(url, endpoint=endpoint, params=params, retries=retries)
         except ScopeError as exc:
             # Trading 212 publishes no error body, so name the missing scope ourselves.
             raise ScopeError(
@@ -58,8 +60,8 @@ class Trading212Client:
                 f"belong to this environment (demo or live) ({exc.detail})"
             ) from None
 
-    async def account_summary(self) -> dict[str, Any]:
-        body = await self._get(PATHS["account_summary"], "account_summary")
+    async def account_summary(self, *, retries: int | None = None) -> dict[str, Any]:
+        body = await self._get(PATHS["account_summary"], "account_summary", retries=retries)
         if not isinstance(body, dict):
             raise BadData("trading212 account_summary: expected an object")
         return body
