@@ -54,6 +54,9 @@ class Bucket:
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     def _prune(self, now: float) -> None:
+        if self.sent and self.sent[-1] > now:  # the wall clock went back: no send is in the future
+            cut = bisect.bisect_right(self.sent, now)
+            self.sent[cut:] = [now] * (len(self.sent) - cut)
         horizon = now - self.rate.period - WINDOW_MARGIN
         cut = bisect.bisect_right(self.sent, horizon)
         if cut:

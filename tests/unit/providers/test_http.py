@@ -436,3 +436,13 @@ async def test_connection_failures_say_why(cause: OSError, words: str) -> None:
     with pytest.raises(Unavailable) as info:
         await http.get_json("/x", endpoint="x", retries=0)
     assert f"could not connect to api.example.test:8443: {words}" in info.value.detail
+
+
+async def test_a_clock_that_jumps_back_does_not_block_for_the_jump() -> None:
+    clock = VirtualClock()
+    http = make(clock, lambda r: httpx.Response(200, json={}), limits={"x": RateLimit(1, 60)})
+    await http.get_json("/x", endpoint="x")
+    clock._now -= 3600  # the wall clock was an hour fast, and NTP set it right
+    start = clock.now()
+    await http.get_json("/x", endpoint="x")
+    assert clock.now() - start <= 61  # one window at most, not the hour

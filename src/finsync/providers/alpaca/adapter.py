@@ -28,7 +28,7 @@ ENVIRONMENTS = ("paper", "live")
 OVERLAP = timedelta(days=2)  # re-read window: dated activities may post late
 STATE_KEY = "activities_newest"
 KNOWN_KEY = "activities_known"
-KNOWN_CAP = 300  # three pages: the newest page of a server that ignores ``after`` is always known
+KNOWN_CAP = 200  # two pages: the newest page of a server that ignores ``after`` is always known
 
 
 def _keys(items: list[dict[str, Any]]) -> list[tuple[str, str]]:
