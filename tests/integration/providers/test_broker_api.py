@@ -18,6 +18,8 @@ from tests.fakes.alpaca import AlpacaStore
 from tests.fakes.alpaca import create_app as alpaca_app
 from tests.fakes.clock import VirtualClock
 from tests.fakes.server import serve
+from tests.fakes.trading212 import Trading212Store
+from tests.fakes.trading212 import create_app as t212_app
 
 pytestmark = pytest.mark.e2e
 
@@ -45,6 +47,18 @@ def alpaca(clock: VirtualClock) -> Iterator[tuple[AlpacaStore, str]]:
     store.seed(clock.now(), fills=30, others=10)
     store.add_position("AAPL", "13", "170.10", "187.43")
     with serve(alpaca_app(clock, key_id=KEY_ID, secret_key=SECRET, store=store)) as url:
+        yield store, url
+
+
+@pytest.fixture
+def t212(clock: VirtualClock) -> Iterator[tuple[Trading212Store, str]]:
+    store = Trading212Store()
+    store.seed(clock.now(), orders=20, dividends=3, transactions=3)
+    store.add_position("AAPL_US_EQ", "15.5", "170.25", "185.5", fx="0.79", currency="USD")
+    store.add_position("VUSAl_EQ", "40", "7512", "8123.5", fx="0.01", currency="GBX", isin="IE00B3XXRP09")
+    store.add_position("BARC_EQ", "100", "1.75", "2.05", currency="GBP", isin="GB0031348658")
+    creds = T212["credentials"]
+    with serve(t212_app(clock, api_key=creds["api_key"], api_secret=creds["api_secret"], store=store)) as url:
         yield store, url
 
 
@@ -145,3 +159,19 @@ async def test_connecting_to_a_refusing_host_fails_fast_and_says_why(
             assert secret not in r.text
         assert clock.slept == 0  # no back-off: a person is waiting for this answer
         assert await _get_all(client, headers, "/api/v1/connections") == []
+
+
+async def test_holdings_say_which_currency_their_prices_are_in(
+    database_url: str, tmp_path: Path, clock: VirtualClock, t212: tuple[Trading212Store, str]
+) -> None:
+    _, url = t212
+    async with app(database_url, tmp_path, clock, trading212_live_url=url) as (client, container, headers):
+        r = await client.post("/api/v1/connections", headers=headers, json=T212)
+        assert r.status_code == 201, r.text
+        await container.jobs.drain()
+        holdings = {h["symbol"]: h for h in await _get_all(client, headers, "/api/v1/holdings")}
+    currencies = {symbol: (h["currency"], h["price_currency"]) for symbol, h in holdings.items()}
+    assert currencies == {"AAPL_US_EQ": ("GBP", "USD"), "VUSAl_EQ": ("GBP", "GBX"), "BARC_EQ": ("GBP", "GBP")}
+    aapl = holdings["AAPL_US_EQ"]
+    assert (aapl["current_price"], aapl["average_cost"]) == ("185.5", "170.25")  # dollars
+    assert aapl["market_value"] == "2271.45"  # pounds: 15.5 x 185.5 USD at 0.79

@@ -128,6 +128,7 @@ def map_position(position: dict[str, Any]) -> ProviderHolding:
         asset_type=kind,
         quantity=quantity,
         currency=CURRENCY,
+        price_currency=CURRENCY,
         average_cost=_dec(position.get("averagePrice")),
         current_price=price,
         market_value=market_value,
