@@ -25,7 +25,7 @@ from finsync.providers.gocardless.client import BankLimitReached, GoCardlessClie
 from finsync.providers.gocardless.flow import GoCardlessFlow, list_institutions
 from finsync.providers.gocardless.mappers import api_account_id, map_account, map_transactions
 from finsync.providers.gocardless.tokens import GoCardlessTokens
-from finsync.providers.http import Clock, SystemClock
+from finsync.providers.http import AccessRevoked, Clock, SystemClock
 
 DETAILS_MAX_AGE = 30 * 86400.0  # account names/IBANs rarely change; spend the details call rarely
 OVERLAP = timedelta(days=7)  # banks book late: re-read the last week on every sync
@@ -61,6 +61,11 @@ class GoCardlessAdapter:
         except BankLimitReached as exc:
             self._budget.block(account_id, kind, exc.retry_after)
             raise
+        except AccessRevoked as exc:
+            raise AuthError(
+                "The bank's consent for this account ended (expired or withdrawn, or the link is "
+                f"gone); reconnect this bank through GoCardless ({exc.detail})"
+            ) from None
         self._budget.record(account_id, kind, headers)
         return body
 
