@@ -310,3 +310,25 @@ async def test_a_rejected_token_is_still_renewed_once(kit: Kit, fake: FakeGoCard
     async with kit.adapter(session) as sync:
         assert len(await sync.fetch_accounts()) == 2
     assert fake.calls["token_refresh"] == 1
+
+
+async def test_accounts_stored_under_gocardless_ids_keep_that_key_across_reconsent(
+    kit: Kit, fake: FakeGoCardless
+) -> None:
+    fake.bank_accounts[0].iban = ""  # only the bank's resourceId names it
+    session = await kit.connect()
+    old_id = fake.bank_accounts[0].id
+    session.state = {"accounts": {old_id: {"transactions_until": "2025-10-01"}}}  # an older finsync's
+    async with kit.adapter(session) as sync:
+        assert (await sync.fetch_accounts())[0].provider_account_id == old_id  # as stored then
+    fake.renew_ids()
+    session.credentials = (await kit.finish(*await kit.authorize(state="state-renewed"))).credentials
+    async with kit.adapter(session) as sync:
+        accounts = await sync.fetch_accounts()
+        batch = await sync.fetch_transactions(accounts[0])
+    assert accounts[0].provider_account_id == old_id
+    assert api_account_id(accounts[0]) == fake.bank_accounts[0].id  # calls use the new consent's id
+    assert batch.transactions
+    current = {a.id for a in fake.bank_accounts}
+    assert set(session.state["accounts"]) == current  # the old consent's entries are dropped
+    assert set(session.state["budget"]) <= current
