@@ -249,6 +249,24 @@ async def test_full_pass_is_spread_over_syncs_and_state_stays_bounded(
     assert len(json.dumps(sess.state)) < 20_000
 
 
+async def test_a_refused_resume_cursor_restarts_the_full_pass(
+    settings: Settings, store: Trading212Store, clock: VirtualClock
+) -> None:
+    sess = session()
+    await sync(create_adapter(sess, settings, clock=clock))
+    state = sess.state["history_orders"]
+    state["resume"] = "/api/v0/equity/history/orders?limit=50&cursor=stale"  # the server answers 400
+    state["full_due"] = clock.now()
+    clock.advance(3600)
+
+    await sync(create_adapter(sess, settings, clock=clock))  # the sync itself succeeds
+    assert "resume" not in sess.state["history_orders"]
+    store.reset_counters()
+    clock.advance(3600)
+    await sync(create_adapter(sess, settings, clock=clock))
+    assert store.requests["history_orders"] == 3  # the pass started again from the top
+
+
 async def test_wrong_key_is_auth_error(store: Trading212Store, clock: VirtualClock) -> None:
     for settings in start(clock, store):
         adapter = create_adapter(session(api_key=KEY, api_secret="wrong-secret-000"), settings, clock=clock)

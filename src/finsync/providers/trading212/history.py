@@ -23,9 +23,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from finsync.domain.errors import BadData
+import structlog
+
+from finsync.domain.errors import BadData, ProviderError
 from finsync.providers.incremental import KnownItems, fingerprint
 from finsync.providers.trading212.client import Trading212Client
+
+log = structlog.get_logger(__name__)
 
 FULL_PASS_EVERY = 7 * 86_400.0
 PASS_PAGES = 12  # pages of a full pass per sync and endpoint: two minutes of its budget
@@ -74,7 +78,6 @@ class HistoryReader:
 
     def __init__(self, client: Trading212Client, endpoint: str) -> None:
         self.client, self.endpoint = client, endpoint
-        self._seen: set[str] = set()  # paths followed in this sync: a loop is the server's fault
 
     async def _walk(
         self, path: str | None, *, known: KnownItems | None, pages: int | None
@@ -82,7 +85,7 @@ class HistoryReader:
         """Pages from ``path`` until the listing ends, ``pages`` pages were read, or (with
         ``known``) a page holds nothing new. Returns the items and where to go on."""
         items: list[dict[str, Any]] = []
-        read = 0
+        read, seen = 0, set[str]()  # paths this walk followed: coming back to one is a server loop
         while True:
             page, next_path = await self.client.page(self.endpoint, path)
             items.extend(page)
@@ -90,9 +93,9 @@ class HistoryReader:
             done = known is not None and known.nothing_new(_keys(self.endpoint, page))
             if next_path is None or not page or done or (pages is not None and read >= pages):
                 return items, next_path
-            if next_path in self._seen:
+            if next_path in seen:
                 raise BadData(f"trading212 {self.endpoint}: pagination loops")
-            self._seen.add(next_path)
+            seen.add(next_path)
             path = next_path
 
     async def read(self, stored: Any, now: float) -> tuple[list[dict[str, Any]], dict[str, Any]]:
@@ -110,10 +113,19 @@ class HistoryReader:
             if resume is None:  # they reached the end: the pass is complete
                 state.full_due = now + FULL_PASS_EVERY
         if resume is not None:
-            deep, resume = await self._walk(resume, known=None, pages=PASS_PAGES)
+            try:
+                deep, resume = await self._walk(resume, known=None, pages=PASS_PAGES)
+            except ProviderError as exc:
+                if type(exc) is not ProviderError:  # auth, scope, limits, outages, bad data: fail
+                    raise
+                # The server refused the stored cursor (e.g. it expired): start the pass again.
+                log.warning("trading212_full_pass_restarted", endpoint=self.endpoint, error=exc.detail)
+                deep, resume = [], None
+                state.full_due = now
+            else:
+                if resume is None:
+                    state.full_due = now + FULL_PASS_EVERY
             items.extend(deep)
-            if resume is None:
-                state.full_due = now + FULL_PASS_EVERY
         state.resume = resume
         state.known = KnownItems(state.known.after(_keys(self.endpoint, top), KNOWN_CAP))
         unique: dict[str, dict[str, Any]] = {}
