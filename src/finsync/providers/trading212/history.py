@@ -9,7 +9,8 @@ What that cannot see (a change deep in history) a periodic full pass reconciles:
 ``FULL_PASS_EVERY`` has passed, each sync also walks ``PASS_PAGES`` pages further down
 the listing, continuing where the previous sync stopped, until the listing ends. The
 pass is spread over syncs so that no sync holds the endpoint's 6-pages-a-minute budget
-for long; a first sync (no state) reads everything and counts as a pass.
+for long; a first sync (no state) reads everything and counts as a pass. A stored
+cursor the server refuses restarts the pass from the top rather than failing syncs.
 
 ``session.state[endpoint]``, bounded::
 
