@@ -49,6 +49,8 @@ class AlpacaStore(BrokerStore):
     )  # fmt: skip
     positions: list[dict[str, str]] = field(default_factory=list)
     activities: list[dict[str, Any]] = field(default_factory=list)  # oldest first
+    revoked: bool = False  # the key was revoked: Alpaca then answers 403 {"message": "forbidden."}
+    ignore_after: bool = False  # serve activities as if ``after`` were not sent
 
     def add_position(self, symbol: str, qty: str, avg: str, price: str, side: str = "long") -> None:
         q, a, p = Decimal(qty), Decimal(avg), Decimal(price)
@@ -115,11 +117,14 @@ def _bound(value: str | None) -> datetime | None:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
-def _activities(items: list[dict[str, Any]], request: Request) -> Response | list[dict[str, Any]]:
+def _activities(
+    items: list[dict[str, Any]], request: Request, *, ignore_after: bool = False
+) -> Response | list[dict[str, Any]]:
     query = request.query_params
     try:
         size = int(query.get("page_size", "100"))
         after, until = _bound(query.get("after")), _bound(query.get("until"))
+        after = None if ignore_after else after
     except ValueError:
         return _error(422, "invalid query parameter")
     if not 1 <= size <= 100:
@@ -158,11 +163,12 @@ def create_app(clock: Clock, *, key_id: str, secret_key: str, store: AlpacaStore
         unauthorized=_body(401, "request is not authorized"),
         too_many=_body(429, "rate limit exceeded"),
         injected=lambda status: _body(status, f"injected {status}"),
+        revoked=lambda r: (403, {"message": "forbidden."}) if data.revoked else None,
     )
     bodies: dict[str, Callable[[Request], Any]] = {
         "account": lambda r: data.account,
         "positions": lambda r: data.positions,
-        "activities": lambda r: _activities(data.activities, r),
+        "activities": lambda r: _activities(data.activities, r, ignore_after=data.ignore_after),
     }
     # One budget for every endpoint; an idle window reports its reset a whole period ahead.
     shared = Window(LIMIT, PERIOD, idle_reset=PERIOD, reported=("limit", "remaining", "reset"))

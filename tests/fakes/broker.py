@@ -95,6 +95,8 @@ class Wire:
     too_many: Any  # body of every 429
     injected: Callable[[int], Any]  # body of an injected HTTP fault
     refuse: Callable[[str], tuple[int, Any] | None] = lambda endpoint: None  # e.g. a missing scope
+    # Valid credentials the broker no longer honours (a revoked key): (status, body), or None.
+    revoked: Callable[[Request], tuple[int, Any] | None] = lambda request: None
 
 
 def create_broker_app(
@@ -116,6 +118,8 @@ def create_broker_app(
             headers = window.headers(now)
             if not wire.authorized(request):
                 return _json(wire.unauthorized, 401, headers)
+            if gone := wire.revoked(request):
+                return _json(gone[1], gone[0], headers)
             fault = store.faults[name].popleft() if store.faults[name] else None
             if fault == "timeout":
                 await asyncio.sleep(store.hang_seconds)

@@ -41,7 +41,8 @@ class FakeBankAccount:
     currency: str = "GBP"
     name: str = "Main account"
     cash_account_type: str = "CACC"
-    id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    id: str = field(default_factory=lambda: str(uuid.uuid4()))  # GoCardless's: new on some re-consents
+    resource_id: str | None = field(default_factory=lambda: f"res-{uuid.uuid4().hex[:12]}")  # the bank's
     balances: list[dict[str, Any]] = field(default_factory=list)
     booked: list[dict[str, Any]] = field(default_factory=list)
     pending: list[dict[str, Any]] = field(default_factory=list)
@@ -61,6 +62,7 @@ class FakeGoCardless:
     agreements: dict[str, dict[str, Any]] = field(default_factory=dict)
     requisitions: dict[str, dict[str, Any]] = field(default_factory=dict)
     linked: dict[str, str] = field(default_factory=dict)  # account id → agreement id
+    revoked: set[str] = field(default_factory=set)  # account ids whose access the user withdrew
     successes: defaultdict[tuple[str, str], list[float]] = field(default_factory=lambda: defaultdict(list))
     calls: Counter[str] = field(default_factory=Counter)  # "token_new", "balances:<account id>", ...
     # Test hook: awaited while a requisition is being created, i.e. in the middle of a link's start.
@@ -86,6 +88,21 @@ class FakeGoCardless:
         item.setdefault("bookingDate", item.get("valueDate"))
         acc.booked.append(item)
         return item
+
+    def revoke(self, account_id: str) -> None:
+        """Test hook: the user withdrew access at the bank before the agreement ended."""
+        self.revoked.add(account_id)
+
+    def unlink(self, account_id: str) -> None:
+        """Test hook: the bank link is gone (requisition deleted): the account id is unknown."""
+        self.linked.pop(account_id, None)
+
+    def renew_ids(self, *, resource_ids: bool = False) -> None:
+        """Test hook: the next consent issues new GoCardless account ids (and bank ids if asked)."""
+        for account in self.bank_accounts:
+            account.id = str(uuid.uuid4())
+            if resource_ids and account.resource_id is not None:
+                account.resource_id = f"res-{uuid.uuid4().hex[:12]}"
 
     @property
     def app(self) -> FastAPI:
@@ -253,9 +270,16 @@ class FakeGoCardless:
             return _error(404, "Not found.", "Account not found")
         agreement = self.agreements[self.linked[account_id]]
         accepted = datetime.fromisoformat(agreement["accepted"]).timestamp()
-        if accepted + agreement["access_valid_for_days"] * DAY <= self.clock.now():
-            return _error(401, "Access has expired or it has been revoked.", "Renew the requisition",
-                          type="AccessExpiredError")  # fmt: skip
+        ends = accepted + agreement["access_valid_for_days"] * DAY
+        if ends <= self.clock.now():
+            ended = datetime.fromtimestamp(ends, UTC).isoformat(sep=" ")
+            return _error(401, f"End User Agreement (EUA) {agreement['id']} has expired",
+                          f"EUA was valid for {agreement['access_valid_for_days']} days and it expired at "
+                          f"{ended}. The end user must connect the account once more with new EUA and "
+                          "Requisition")  # fmt: skip
+        if account_id in self.revoked:
+            detail = "Access has expired or it has been revoked. To restore access reconnect the account."
+            return _error(401, f"Couldn't update account {kind}", detail, type="AccessExpiredError")
         now = self.clock.now()
         log = self.successes[(account_id, kind)]
         log[:] = [t for t in log if t > now - DAY]
@@ -271,8 +295,9 @@ class FakeGoCardless:
         elif kind == "balances":
             body = {"balances": acc.balances}
         else:
-            body = {"account": {"resourceId": acc.id, "iban": acc.iban, "currency": acc.currency,
-                                "name": acc.name, "cashAccountType": acc.cash_account_type}}  # fmt: skip
+            details = {"resourceId": acc.resource_id, "iban": acc.iban, "currency": acc.currency,
+                       "name": acc.name, "cashAccountType": acc.cash_account_type}  # fmt: skip
+            body = {"account": {k: v for k, v in details.items() if v}}  # banks omit what they lack
         log.append(now)
         return JSONResponse(body, headers=self._headers(self.daily_limit - len(log), log[0] + DAY - now))
 

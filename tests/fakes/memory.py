@@ -67,6 +67,7 @@ def memory_provider_metadata(data: MemoryProviders) -> ProviderMetadata:
         ),
         description="A provider that lives in memory, for tests.",
         docs_url="docs/providers/index.md",
+        account_key="the id the test gives each account",
         credential_fields=(CredentialField(name="token", label="Token"),),
         adapter_factory=factory,
     )

@@ -1,10 +1,15 @@
 """A fake Trading 212 Public API (v0) that speaks the documented wire format.
 
 It checks auth (Basic key:secret, or the legacy bare key) and per-key scopes,
-paginates history newest first with ``limit``/``cursor``/``nextPagePath``, sends
-doubles as JSON numbers, and enforces each endpoint's documented rate limit on the
-shared (virtual) clock with ``x-ratelimit-*`` headers and 429s. Tests mutate the
+paginates history with ``limit``/``cursor``/``nextPagePath``, sends doubles as JSON
+numbers, and enforces each endpoint's documented rate limit on the shared (virtual)
+clock with ``x-ratelimit-*`` headers and 429s. Tests mutate the
 :class:`Trading212Store` between syncs and inject faults into the next requests.
+
+History is newest first by creation unless a test says otherwise: ``listing =
+"updated"`` lists orders by their last change (an old limit order that fills today
+comes first, with its old ``createdAt``), and ``disorder = n`` displaces each item by
+up to ``n`` places, so pages are not strictly newest first.
 """
 
 from __future__ import annotations
@@ -15,7 +20,8 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any, ClassVar
+from functools import partial
+from typing import Any, ClassVar, Literal
 
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -58,6 +64,9 @@ class Trading212Store(BrokerStore):
     dividends: list[dict[str, Any]] = field(default_factory=list)
     transactions: list[dict[str, Any]] = field(default_factory=list)
     seq: int = 0
+    listing: Literal["created", "updated"] = "created"  # how history orders are ordered
+    disorder: int = 0  # places an item may be displaced from newest-first order
+    changed: dict[int, float] = field(default_factory=dict)  # order id → time of its last change
 
     def _next(self) -> int:
         self.seq += 1
@@ -123,7 +132,40 @@ class Trading212Store(BrokerStore):
             }  # fmt: skip
         item = {"order": order, "fill": fill}
         self.orders.append(item)
+        self.changed[40_000_000_000 + n] = at
         return item
+
+    def change_fill(
+        self, item: dict[str, Any], at: float, *, quantity: str | None = None, price: str = "101.25",
+        fx: str = "0.79",
+    ) -> None:  # fmt: skip
+        """The order (re)fills at ``at``: a working order fills, or a partial fill grows."""
+        order, n = item["order"], item["order"]["id"] - 40_000_000_000
+        qty, px = Decimal(quantity or str(order["quantity"])), Decimal(price)
+        gross = (qty * px * Decimal(fx)).quantize(Decimal("0.01"))
+        net = -gross if order["side"] == "BUY" else gross
+        order.update(status="FILLED", filledQuantity=num(qty), filledValue=num(qty * px))
+        item["fill"] = {
+            "id": 50_000_000_000 + n, "filledAt": iso(at), "price": num(px), "quantity": num(qty),
+            "type": "TRADE", "tradingMethod": "TOTV",
+            "walletImpact": {"currency": self.currency, "fxRate": num(fx), "netValue": num(net),
+                             "realisedProfitLoss": 0.0, "taxes": []},
+        }  # fmt: skip
+        self.changed[order["id"]] = at
+
+    def history(self, endpoint: str) -> list[dict[str, Any]]:
+        """One endpoint's history as the server lists it (see the module docstring)."""
+        items = {"history_orders": self.orders, "history_dividends": self.dividends,
+                 "history_transactions": self.transactions}[endpoint]  # fmt: skip
+        listed = list(reversed(items))  # stored oldest first
+        if endpoint == "history_orders" and self.listing == "updated":
+            position = {id(item): i for i, item in enumerate(items)}
+            listed.sort(key=lambda i: (self.changed[i["order"]["id"]], position[id(i)]), reverse=True)
+        if self.disorder:
+            rng = random.Random(len(listed))
+            keys = [i + rng.uniform(0, self.disorder) for i in range(len(listed))]
+            listed = [item for _, item in sorted(zip(keys, listed, strict=True), key=lambda pair: pair[0])]
+        return listed
 
     def add_dividend(self, at: float, *, ticker: str = "AAPL_US_EQ", quantity: str = "10") -> dict[str, Any]:
         n = self._next()
@@ -175,30 +217,26 @@ class Trading212Store(BrokerStore):
         }  # fmt: skip
 
 
-def _page(items: list[dict[str, Any]], request: Request, path: str) -> Response | dict[str, Any]:
-    """Newest first; ``cursor`` is the position of the last item already returned."""
+def _page(listed: list[dict[str, Any]], request: Request, path: str) -> Response | dict[str, Any]:
+    """``listed`` in server order; ``cursor`` is how many items of it were already returned."""
     try:
         limit = int(request.query_params.get("limit", "20"))
-        cursor = int(request.query_params.get("cursor", str(len(items))))
+        cursor = int(request.query_params.get("cursor", "0"))
     except ValueError:
         return Response(json.dumps({"message": "invalid parameter"}), 400, media_type="application/json")
     if not 1 <= limit <= 50:
         return Response(json.dumps({"message": "limit must be 1..50"}), 400, media_type="application/json")
     ticker = request.query_params.get("ticker")
-    end = min(cursor, len(items))
-    page: list[dict[str, Any]] = []
-    pos = end
-    while pos > 0 and len(page) < limit:
-        pos -= 1
-        item = items[pos]
-        if ticker is None or (item.get("order") or item).get("ticker") == ticker:
-            page.append(item)
-    more = pos > 0 and any(
-        ticker is None or (i.get("order") or i).get("ticker") == ticker for i in items[:pos]
-    )
+    matching = [i for i in listed if ticker is None or (i.get("order") or i).get("ticker") == ticker]
+    page = matching[cursor : cursor + limit]
+    end = cursor + len(page)
     extra = f"&ticker={ticker}" if ticker else ""
-    next_path = f"/api/v0{path}?limit={limit}&cursor={pos}{extra}" if more else None
+    next_path = f"/api/v0{path}?limit={limit}&cursor={end}{extra}" if end < len(matching) else None
     return {"items": page, "nextPagePath": next_path}
+
+
+def _history_page(data: Trading212Store, endpoint: str, request: Request) -> Response | dict[str, Any]:
+    return _page(data.history(endpoint), request, ENDPOINTS[endpoint][0])
 
 
 def create_app(
@@ -232,10 +270,9 @@ def create_app(
         "positions": lambda r: [
             p for p in data.positions if r.query_params.get("ticker") in (None, p["instrument"]["ticker"])
         ],
-        "history_orders": lambda r: _page(data.orders, r, ENDPOINTS["history_orders"][0]),
-        "history_dividends": lambda r: _page(data.dividends, r, ENDPOINTS["history_dividends"][0]),
-        "history_transactions": lambda r: _page(data.transactions, r, ENDPOINTS["history_transactions"][0]),
     }
+    for name in ("history_orders", "history_dividends", "history_transactions"):
+        bodies[name] = partial(_history_page, data, name)
     return create_broker_app(
         clock,
         data,

@@ -236,7 +236,12 @@ class HoldingPublic(Public):
     cusip: str | None
     asset_type: AssetType
     quantity: Decimal
-    currency: str
+    currency: str = Field(description="Currency of market_value and unrealized_pnl (usually the account's)")
+    price_currency: str = Field(
+        description="Currency of average_cost and current_price: the instrument's trading currency "
+        "(e.g. USD for a US share in a GBP account; GBX is pence sterling). When it differs from "
+        "currency, quantity * current_price equals market_value only after converting between the two."
+    )
     average_cost: Decimal | None
     current_price: Decimal | None
     market_value: Decimal | None
@@ -257,6 +262,7 @@ class HoldingPublic(Public):
                     "asset_type": "etf",
                     "quantity": "40",
                     "currency": "GBP",
+                    "price_currency": "GBP",
                     "average_cost": "98.10",
                     "current_price": "112.40",
                     "market_value": "4496.00",

@@ -129,6 +129,10 @@ class Holding:
     unrealized_pnl: Decimal | None = None
     raw: dict[str, Any] = field(default_factory=dict)
     updated_at: datetime = field(default_factory=utcnow)
+    price_currency: str = ""  # of average_cost and current_price; empty: the same as currency
+
+    def __post_init__(self) -> None:
+        self.price_currency = self.price_currency or self.currency
 
 
 @dataclass(slots=True, kw_only=True)

@@ -49,6 +49,12 @@ class ProviderHolding:
     market_value: Decimal | None = None
     unrealized_pnl: Decimal | None = None
     raw: dict[str, Any] = field(default_factory=dict)
+    # Currency of average_cost and current_price (the instrument's); currency is that of
+    # market_value and unrealized_pnl. Empty means the same as currency.
+    price_currency: str = ""
+
+    def __post_init__(self) -> None:
+        self.price_currency = self.price_currency or self.currency
 
 
 @dataclass(slots=True, kw_only=True)

@@ -10,28 +10,44 @@ and logs that never carry secrets.
 from __future__ import annotations
 
 import asyncio
-import bisect
-import hashlib
 import json as jsonlib
-import math
 import random
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
 from types import TracebackType
-from typing import Any, Protocol, Self
+from typing import Any, Self
 
 import httpx
 import structlog
 
 from finsync.domain.errors import AuthError, BadData, ProviderError, RateLimited, ScopeError, Unavailable
+from finsync.providers.ratelimit import (
+    SHARED_BUCKET,
+    Bucket,
+    Clock,
+    RateLimit,
+    account_buckets,
+    header_number,
+    reset_wait,
+)
+from finsync.providers.transport import NOT_SENT, describe_failure
+
+__all__ = [
+    "SHARED_BUCKET",
+    "AccessRevoked",
+    "Clock",
+    "ErrorType",
+    "ProviderHttp",
+    "RateLimit",
+    "SystemClock",
+    "TokenSource",
+    "default_error_message",
+    "describe_failure",
+]
 
 log = structlog.get_logger(__name__)
-
-SHARED_BUCKET = "*"
-"""``limits`` key for one budget shared by every endpoint without its own entry (e.g. Alpaca)."""
 
 TokenSource = Callable[[str | None], Awaitable[str]]
 """(token the provider just rejected, or None) → bearer token to send; see ``bearer_request``."""
@@ -41,15 +57,6 @@ _TRANSIENT_STATUS = frozenset({408, 500, 502, 503, 504})
 _SECRET_HEADER_WORDS = ("auth", "key", "secret", "token", "cookie", "signature", "password")
 # Retry back-off: jittered, doubling from _BACKOFF_BASE seconds, at most _BACKOFF_CAP.
 _BACKOFF_BASE, _BACKOFF_CAP = 0.5, 30.0
-# Slack added to local window expiry so float rounding never makes us early by a hair.
-_WINDOW_MARGIN = 0.001
-
-
-class Clock(Protocol):
-    """Time source; tests pass a virtual clock so rate-limit waits cost no real time."""
-
-    def now(self) -> float: ...
-    async def sleep(self, seconds: float) -> None: ...
 
 
 class SystemClock:
@@ -60,76 +67,13 @@ class SystemClock:
         await asyncio.sleep(max(0.0, seconds))
 
 
-@dataclass(frozen=True, slots=True)
-class RateLimit:
-    """At most ``limit`` requests in any ``period`` seconds."""
-
-    limit: int
-    period: float
+class AccessRevoked(AuthError):
+    """The provider refused the *grant* (consent expired or revoked, key withdrawn), not the
+    bearer token: renewing the token cannot help, so ``bearer_request`` does not try."""
 
 
-@dataclass(slots=True)
-class _Bucket:
-    """Sliding-window log of send times; server headers can only make it stricter."""
-
-    rate: RateLimit
-    sent: list[float] = field(default_factory=list)  # sorted
-    blocked_until: float = 0.0
-    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-
-    def _prune(self, now: float) -> None:
-        horizon = now - self.rate.period - _WINDOW_MARGIN
-        cut = bisect.bisect_right(self.sent, horizon)
-        if cut:
-            del self.sent[:cut]
-
-    def wait_time(self, now: float) -> float:
-        self._prune(now)
-        wait = self.blocked_until - now
-        if len(self.sent) >= self.rate.limit:
-            oldest = self.sent[len(self.sent) - self.rate.limit]
-            wait = max(wait, oldest + self.rate.period + _WINDOW_MARGIN - now)
-        return wait
-
-    async def acquire(self, clock: Clock, max_wait: float, label: str) -> float:
-        async with self.lock:  # FIFO among callers of this bucket
-            while (wait := self.wait_time(clock.now())) > 0:
-                if wait > max_wait:  # let the job queue retry later rather than hold a worker
-                    raise RateLimited(f"{label} rate limit reached", retry_after=wait)
-                await clock.sleep(wait)
-            stamp = clock.now()
-            bisect.insort(self.sent, stamp)
-            return stamp
-
-    def settle(self, stamp: float, now: float) -> None:
-        """Move a send time to when the answer arrived: the server saw it no earlier."""
-        idx = bisect.bisect_left(self.sent, stamp)
-        if idx < len(self.sent) and self.sent[idx] == stamp and now > stamp:
-            del self.sent[idx]
-            bisect.insort(self.sent, now)
-
-    def observe(self, remaining: int | None, reset: float | None, now: float) -> None:
-        """Adopt the server's view when it is stricter than ours (other clients share the budget)."""
-        if remaining is None or reset is None:
-            return
-        if remaining <= 0:
-            self.blocked_until = max(self.blocked_until, reset)
-            return
-        self._prune(now)
-        missing = (self.rate.limit - len(self.sent)) - remaining
-        for _ in range(max(0, missing)):
-            bisect.insort(self.sent, min(now, reset - self.rate.period))
-
-
-def _header_number(headers: httpx.Headers, name: str) -> float | None:
-    value = headers.get(name)  # httpx headers are case-insensitive
-    if value is None:
-        return None
-    try:
-        number = float(value)
-    except ValueError:
-        return None
-    return number if math.isfinite(number) else None
+ErrorType = Callable[[httpx.Response], type[ProviderError] | None]
+"""A provider's reading of a 4xx answer: the error class to raise, or None for the default."""
 
 
 def default_error_message(response: httpx.Response) -> str:
@@ -143,15 +87,6 @@ def default_error_message(response: httpx.Response) -> str:
             if isinstance(body.get(key), str) and body[key]:
                 return str(body[key])[:200]
     return response.text.strip()[:200]
-
-
-# Buckets per provider account, keyed by a hash so no credential is kept as a dict key.
-_SHARED_BUCKETS: dict[str, dict[str, _Bucket]] = {}
-
-
-def _account_buckets(provider: str, base_url: str, account: str) -> dict[str, _Bucket]:
-    digest = hashlib.sha256(f"{base_url}\x1f{account}".encode()).hexdigest()[:32]
-    return _SHARED_BUCKETS.setdefault(f"{provider}:{digest}", {})
 
 
 class ProviderHttp:
@@ -170,6 +105,7 @@ class ProviderHttp:
         timeout: float = 30.0,
         max_retries: int = 3,
         error_message: Callable[[httpx.Response], str] | None = None,
+        error_type: ErrorType | None = None,
         secrets: Iterable[str] = (),
         max_wait: float = 900.0,
         account: str | None = None,
@@ -178,10 +114,11 @@ class ProviderHttp:
         self.clock: Clock = clock or SystemClock()
         self.max_retries, self.max_wait = max_retries, max_wait
         self._error_message = error_message or default_error_message
+        self._error_type = error_type
         self._limits = dict(limits or {})
         # Limits are per provider account, not per adapter: adapters given the same ``account``
         # (e.g. the API key) at the same base URL share buckets (validation, then the first sync).
-        self._buckets: dict[str, _Bucket] = _account_buckets(provider, base_url, account) if account else {}
+        self._buckets: dict[str, Bucket] = account_buckets(provider, base_url, account) if account else {}
         # Values scrubbed from any provider text we repeat in exceptions.
         self._secrets = [s for s in secrets if s and len(s) >= 4]
         for name, value in (headers or {}).items():
@@ -207,13 +144,13 @@ class ProviderHttp:
     async def aclose(self) -> None:
         await self._client.aclose()
 
-    def _bucket(self, endpoint: str) -> _Bucket | None:
+    def _bucket(self, endpoint: str) -> Bucket | None:
         key = endpoint if endpoint in self._limits else SHARED_BUCKET
         rate = self._limits.get(key)
         if rate is None:
             return None
         if key not in self._buckets:
-            self._buckets[key] = _Bucket(rate)
+            self._buckets[key] = Bucket(rate)
         return self._buckets[key]
 
     def _scrub(self, text: str) -> str:
@@ -221,23 +158,26 @@ class ProviderHttp:
             text = text.replace(secret, "***")
         return text
 
+    def _host(self, url: str) -> str:
+        target = self._client.base_url.join(url)
+        return f"{target.host}:{target.port}" if target.port else target.host
+
     def _delay(self, attempt: int) -> float:
         ceiling: float = min(_BACKOFF_CAP, _BACKOFF_BASE * 2.0**attempt)
         return ceiling / 2 + random.uniform(0, ceiling / 2)
 
-    def _observe(self, bucket: _Bucket | None, response: httpx.Response) -> None:
+    def _observe(self, bucket: Bucket | None, response: httpx.Response) -> None:
         if bucket is None:
             return
-        remaining = _header_number(response.headers, "x-ratelimit-remaining")
-        reset = _header_number(response.headers, "x-ratelimit-reset")
+        remaining = header_number(response.headers, "x-ratelimit-remaining")
+        reset = header_number(response.headers, "x-ratelimit-reset")
         bucket.observe(None if remaining is None else int(remaining), reset, self.clock.now())
 
     def _retry_wait(self, response: httpx.Response, attempt: int) -> float:
-        now = self.clock.now()
-        reset = _header_number(response.headers, "x-ratelimit-reset")
-        if reset is not None and reset > now:
-            return reset - now
-        retry_after = _header_number(response.headers, "retry-after")
+        wait = reset_wait(response.headers, self.clock.now())
+        if wait is not None:
+            return wait
+        retry_after = header_number(response.headers, "retry-after")
         if retry_after is not None and retry_after >= 0:
             return retry_after
         return self._delay(attempt)
@@ -253,14 +193,18 @@ class ProviderHttp:
         data: Mapping[str, Any] | None = None,
         headers: Mapping[str, str] | None = None,
         retry: bool | None = None,
+        retries: int | None = None,
     ) -> httpx.Response:
         """Send with limits and retries; return a 2xx response or raise a ``ProviderError``.
 
         ``retry`` defaults to True for idempotent methods only: a POST that timed out
         may have been executed (an order), so callers opt in (e.g. token refresh).
+        ``retries`` overrides ``max_retries`` for this call: 0 fails fast (a person waits
+        on a credential check; a refused connection will not be back in seconds).
         """
         method = method.upper()
         may_retry = method in _IDEMPOTENT if retry is None else retry
+        max_retries = self.max_retries if retries is None else retries
         bucket = self._bucket(endpoint)
         label = f"{self.provider} {endpoint}"
         path = httpx.URL(url).path  # never log query strings: they may carry secrets
@@ -273,9 +217,11 @@ class ProviderHttp:
                         method, url, params=params, json=json, data=data, headers=headers
                     )
                 except httpx.TransportError as exc:
-                    failure = type(exc).__name__  # never str(exc): keep URLs out of messages
-                    # A refused connection never reached the provider, so it is always safe to retry.
-                    retryable = may_retry or isinstance(exc, httpx.ConnectError)
+                    failure = describe_failure(exc, self._host(url))  # never str(exc): it may hold URLs
+                    # Not sent: the provider saw nothing, so no slot is spent and a retry is always safe.
+                    retryable = may_retry or isinstance(exc, NOT_SENT)
+                    if bucket and isinstance(exc, NOT_SENT):
+                        bucket.release(stamp)
                 else:
                     status = response.status_code
                     if bucket:
@@ -284,13 +230,13 @@ class ProviderHttp:
                     if response.is_success:
                         return response
                     if status == 429:
-                        await self._wait_after_429(response, bucket, attempt, label)
+                        await self._wait_after_429(response, bucket, attempt, max_retries, label)
                         attempt += 1
                         continue
                     if status not in _TRANSIENT_STATUS and status < 500:
                         raise self._client_error(response, endpoint)
                     failure, retryable = f"HTTP {status}", may_retry
-                if not retryable or attempt >= self.max_retries:
+                if not retryable or attempt >= max_retries:
                     tries = f"{attempt + 1} attempt{'s' if attempt else ''}"
                     raise Unavailable(f"{label} unavailable after {tries}: {failure}")
                 await self.clock.sleep(self._delay(attempt))
@@ -308,10 +254,10 @@ class ProviderHttp:
             )
 
     async def _wait_after_429(
-        self, response: httpx.Response, bucket: _Bucket | None, attempt: int, label: str
+        self, response: httpx.Response, bucket: Bucket | None, attempt: int, max_retries: int, label: str
     ) -> None:
         wait = self._retry_wait(response, attempt)
-        if attempt >= self.max_retries or wait > self.max_wait:
+        if attempt >= max_retries or wait > self.max_wait:
             try:
                 retry_at: datetime | None = datetime.fromtimestamp(self.clock.now() + wait, UTC)
             except (ValueError, OverflowError, OSError):  # a nonsense reset header
@@ -329,18 +275,22 @@ class ProviderHttp:
         except Exception:  # a broken hook must not hide the status
             reason = response.reason_phrase
         text = f"{self.provider} {endpoint} answered HTTP {status}: {reason}"
-        if status == 401:
-            return AuthError(text)
-        if status == 403:
-            return ScopeError(text)
-        return ProviderError(text)
+        kind: type[ProviderError] | None = None
+        if self._error_type is not None:
+            try:
+                kind = self._error_type(response)
+            except Exception:  # an unreadable body falls back to the status
+                kind = None
+        if kind is None:
+            kind = AuthError if status == 401 else ScopeError if status == 403 else ProviderError
+        return kind(text)
 
     async def bearer_request(
         self, token_source: TokenSource, method: str, url: str, *, endpoint: str, **kwargs: Any
     ) -> httpx.Response:
         """``request`` with ``Authorization: Bearer <token>``; after a 401 (``AuthError``) ask
         ``token_source`` again, passing the rejected token, and retry once (a token can die
-        before its expiry). A second 401 is raised."""
+        before its expiry). A second 401 is raised, and so is ``AccessRevoked`` at once."""
         extra = kwargs.pop("headers", None) or {}
         rejected: str | None = None
         while True:
@@ -348,6 +298,8 @@ class ProviderHttp:
             headers = {**extra, "Authorization": f"Bearer {token}"}
             try:
                 return await self.request(method, url, endpoint=endpoint, headers=headers, **kwargs)
+            except AccessRevoked:
+                raise
             except AuthError:
                 if rejected is not None:
                     raise
@@ -360,6 +312,14 @@ class ProviderHttp:
         except ValueError:
             raise BadData(f"{self.provider} {endpoint} sent malformed JSON") from None
 
-    async def get_json(self, url: str, *, endpoint: str, params: Mapping[str, Any] | None = None) -> Any:
+    async def get_json(
+        self,
+        url: str,
+        *,
+        endpoint: str,
+        params: Mapping[str, Any] | None = None,
+        retries: int | None = None,
+    ) -> Any:
         """GET and ``decode``."""
-        return self.decode(await self.request("GET", url, endpoint=endpoint, params=params), endpoint)
+        response = await self.request("GET", url, endpoint=endpoint, params=params, retries=retries)
+        return self.decode(response, endpoint)

@@ -46,6 +46,9 @@ class ProviderMetadata:
     required_settings: tuple[str, ...] = ()
     # Redirect providers: the callback query parameter that carries finsync's state back.
     state_param: str = "state"
+    # What provider_account_id is, in words: the account's name that survives re-syncs and
+    # re-consents (accounts are matched by it; a key that changes duplicates accounts).
+    account_key: str = ""
     # Builds the sync adapter: (ProviderSession, Settings) -> ProviderAdapter.
     adapter_factory: Callable[..., Any] | None = field(default=None, compare=False)
     # Builds the redirect flow for oauth2/link providers: (Settings, options) -> RedirectFlow.

@@ -11,7 +11,7 @@ from structlog.testing import capture_logs
 
 from finsync.config import Settings
 from finsync.domain.enums import AccountType, TransactionSubtype, TransactionType
-from finsync.domain.errors import AuthError, BadData, ScopeError, Unavailable
+from finsync.domain.errors import AuthError, BadData, ProviderError, ScopeError, Unavailable
 from finsync.domain.ports import ProviderSession
 from finsync.domain.records import ProviderAccount, ProviderHolding, TransactionBatch
 from finsync.providers.alpaca import METADATA, AlpacaAdapter, create_adapter
@@ -129,10 +129,45 @@ async def test_bad_secret_is_auth_error_without_secrets(
     assert KEY_ID not in text
 
 
-async def test_forbidden_is_scope_error(settings: Settings, store: AlpacaStore, clock: VirtualClock) -> None:
-    store.inject("positions", "403")
-    with pytest.raises(ScopeError, match="injected 403"):
+async def test_revoked_key_is_auth_error_with_the_key_help(
+    settings: Settings, store: AlpacaStore, clock: VirtualClock
+) -> None:
+    store.revoked = True  # Alpaca: 403 {"message": "forbidden."}, no numeric code
+    adapter = create_adapter(session(), settings, clock=clock)
+    with pytest.raises(AuthError, match="Alpaca rejected the API key") as info:
+        await adapter.validate()
+    await adapter.aclose()
+    assert "forbidden." in info.value.detail
+    assert SECRET not in info.value.detail
+
+
+async def test_forbidden_with_a_code_is_a_refusal_not_a_credential_problem(
+    settings: Settings, store: AlpacaStore, clock: VirtualClock
+) -> None:
+    store.inject("positions", "403")  # {"code": 40310000, ...}: e.g. insufficient buying power
+    with pytest.raises(ProviderError, match="injected 403") as info:
         await sync(create_adapter(session(), settings, clock=clock))
+    assert not isinstance(info.value, AuthError | ScopeError)
+
+
+async def test_activities_stop_at_a_page_of_known_ids_when_after_is_ignored(
+    settings: Settings, store: AlpacaStore, clock: VirtualClock
+) -> None:
+    store.ignore_after = True  # the server pages through everything, whatever ``after`` says
+    sess = session()
+    await sync(create_adapter(sess, settings, clock=clock))
+    store.reset_counters()
+    clock.advance(3600)
+
+    await sync(create_adapter(sess, settings, clock=clock))
+    assert store.requests["activities"] == 1  # the newest page held only known ids
+
+    clock.advance(600)
+    fill = store.add_fill(clock.now(), symbol="NVDA", qty="1", price="120.00")
+    store.reset_counters()
+    _, _, batch = await sync(create_adapter(sess, settings, clock=clock))
+    assert fill["id"] in {t.provider_transaction_id for t in batch.transactions}
+    assert store.requests["activities"] == 2  # one page with news, then one with none
 
 
 async def test_injected_429_waits_for_reset(

@@ -258,3 +258,77 @@ async def test_consent_page_works_when_mounted_under_a_prefix(
         tokens = GoCardlessTokens.from_settings(settings, clock=clock)
         session = await Kit(settings, tokens, clock).connect()
     assert len(session.credentials["accounts"]) == 2
+
+
+async def _fresh_token_then_count(kit: Kit, fake: FakeGoCardless) -> tuple[int, int]:
+    """Renew the deployment token now, so that what follows shows only renewals it caused."""
+    await kit.tokens.access_token()
+    return fake.calls["token_new"], fake.calls["token_refresh"]
+
+
+async def test_expired_agreement_needs_reauth_at_once_without_renewing_the_token(
+    kit: Kit, fake: FakeGoCardless, clock: VirtualClock
+) -> None:
+    session = await kit.connect()
+    session.credentials["access_expires_at"] = None  # only the API can tell
+    clock.advance(91 * 86400)
+    tokens_before = await _fresh_token_then_count(kit, fake)
+    first = fake.bank_accounts[0].id
+    async with kit.adapter(session) as sync:
+        with pytest.raises(AuthError, match="reconnect this bank") as caught:
+            await sync.fetch_accounts()
+    assert "has expired" in caught.value.detail
+    assert (fake.calls["token_new"], fake.calls["token_refresh"]) == tokens_before
+    assert fake.calls[f"details:{first}"] == 1  # no retry: a new token cannot revive a consent
+
+
+async def test_revoked_access_needs_reauth_at_once(kit: Kit, fake: FakeGoCardless) -> None:
+    session = await kit.connect()
+    async with kit.adapter(session) as sync:
+        await sync.fetch_accounts()
+    revoked = fake.bank_accounts[1].id
+    fake.revoke(revoked)  # withdrawn at the bank: {"type": "AccessExpiredError", ...}
+    tokens_before = await _fresh_token_then_count(kit, fake)
+    async with kit.adapter(session) as sync:
+        with pytest.raises(AuthError, match="reconnect this bank"):
+            await sync.fetch_accounts()
+    assert (fake.calls["token_new"], fake.calls["token_refresh"]) == tokens_before
+    assert fake.calls[f"balances:{revoked}"] == 2  # once per sync: no retry
+
+
+async def test_account_gone_at_gocardless_needs_reauth(kit: Kit, fake: FakeGoCardless) -> None:
+    session = await kit.connect()
+    fake.unlink(fake.bank_accounts[0].id)  # 404 "Account not found": the bank link is gone
+    async with kit.adapter(session) as sync:
+        with pytest.raises(AuthError, match="reconnect this bank"):
+            await sync.fetch_accounts()
+
+
+async def test_a_rejected_token_is_still_renewed_once(kit: Kit, fake: FakeGoCardless) -> None:
+    session = await kit.connect()
+    fake.access.clear()  # GoCardless forgot every token: 401 "Invalid token"
+    async with kit.adapter(session) as sync:
+        assert len(await sync.fetch_accounts()) == 2
+    assert fake.calls["token_refresh"] == 1
+
+
+async def test_accounts_stored_under_gocardless_ids_keep_that_key_across_reconsent(
+    kit: Kit, fake: FakeGoCardless
+) -> None:
+    fake.bank_accounts[0].iban = ""  # only the bank's resourceId names it
+    session = await kit.connect()
+    old_id = fake.bank_accounts[0].id
+    session.state = {"accounts": {old_id: {"transactions_until": "2025-10-01"}}}  # an older finsync's
+    async with kit.adapter(session) as sync:
+        assert (await sync.fetch_accounts())[0].provider_account_id == old_id  # as stored then
+    fake.renew_ids()
+    session.credentials = (await kit.finish(*await kit.authorize(state="state-renewed"))).credentials
+    async with kit.adapter(session) as sync:
+        accounts = await sync.fetch_accounts()
+        batch = await sync.fetch_transactions(accounts[0])
+    assert accounts[0].provider_account_id == old_id
+    assert api_account_id(accounts[0]) == fake.bank_accounts[0].id  # calls use the new consent's id
+    assert batch.transactions
+    current = {a.id for a in fake.bank_accounts}
+    assert set(session.state["accounts"]) == current  # the old consent's entries are dropped
+    assert set(session.state["budget"]) <= current

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Iterator
 from decimal import Decimal
@@ -128,7 +129,7 @@ async def test_new_fill_appears_on_next_sync(
     assert trade.quantity == 3
     assert trade.unit_price == Decimal("410.1")
     assert any(t.subtype is TransactionSubtype.WITHDRAWAL and t.amount == -100 for t in batch.transactions)
-    assert store.requests["history_orders"] == 3 + 1
+    assert store.requests["history_orders"] == 3 + 2  # a page with the news, then one with none
 
 
 async def test_many_new_orders_are_paged_until_known_ones(
@@ -143,7 +144,127 @@ async def test_many_new_orders_are_paged_until_known_ones(
     _, _, batch = await sync(create_adapter(sess, settings, clock=clock))
 
     assert new <= {t.provider_transaction_id for t in batch.transactions}
-    assert store.requests["history_orders"] == 2
+    assert store.requests["history_orders"] == 3  # 50 new, 10 new + 40 known, 50 known
+
+
+async def test_pages_out_of_order_miss_nothing(
+    settings: Settings, store: Trading212Store, clock: VirtualClock
+) -> None:
+    sess = session()
+    await sync(create_adapter(sess, settings, clock=clock))
+    store.disorder = 60  # items displaced by up to 60 places: older ones come before newer ones
+    clock.advance(3 * 86_400)
+    new = {f"order:{store.add_order(clock.now() - 600 * i)['order']['id']}" for i in range(60)}
+
+    _, _, batch = await sync(create_adapter(sess, settings, clock=clock))
+
+    assert new <= {t.provider_transaction_id for t in batch.transactions}
+
+
+async def test_an_old_order_filling_now_does_not_hide_newer_orders(
+    settings: Settings, store: Trading212Store, clock: VirtualClock
+) -> None:
+    store.listing = "updated"  # the late fill is listed first, with its month-old createdAt
+    working = store.add_order(clock.now() - 30 * 86_400, status="NEW")
+    sess = session()
+    await sync(create_adapter(sess, settings, clock=clock))
+    clock.advance(86_400)
+    new = {f"order:{store.add_order(clock.now() - 60 * i)['order']['id']}" for i in range(60)}
+    store.change_fill(working, clock.now(), quantity="2", price="99.5")
+
+    _, _, batch = await sync(create_adapter(sess, settings, clock=clock))
+
+    by_id = {t.provider_transaction_id: t for t in batch.transactions}
+    assert new <= set(by_id)
+    late = by_id[f"order:{working['order']['id']}"]
+    assert (late.quantity, late.unit_price) == (2, Decimal("99.5"))
+
+
+async def test_a_changed_fill_is_news_even_with_a_known_id(
+    settings: Settings, store: Trading212Store, clock: VirtualClock
+) -> None:
+    store.listing = "updated"
+    sess = session()
+    await sync(create_adapter(sess, settings, clock=clock))
+    clock.advance(3600)
+    newer = store.add_order(clock.now() - 60)
+    filled = [o for o in store.orders if o["fill"] and o is not newer][-50:]
+    for item in filled:  # 50 known orders re-fill after it: they fill the first page
+        store.change_fill(item, clock.now(), price="100")
+    store.reset_counters()
+
+    _, _, batch = await sync(create_adapter(sess, settings, clock=clock))
+
+    ids = {t.provider_transaction_id for t in batch.transactions}
+    assert f"order:{newer['order']['id']}" in ids
+    assert store.requests["history_orders"] == 3  # 50 changed, 1 new + 49 known, 50 known
+
+
+async def test_weekly_full_pass_reconciles_what_incremental_paging_cannot_see(
+    settings: Settings, store: Trading212Store, clock: VirtualClock
+) -> None:
+    sess = session()
+    await sync(create_adapter(sess, settings, clock=clock))
+    deep = next(o for o in store.orders if o["fill"])  # the oldest: on the last page
+    store.change_fill(deep, clock.now(), quantity="7")
+    clock.advance(3600)
+    store.reset_counters()
+
+    _, _, batch = await sync(create_adapter(sess, settings, clock=clock))
+    assert store.requests["history_orders"] == 1  # incremental: the change is out of reach
+    assert f"order:{deep['order']['id']}" not in {t.provider_transaction_id for t in batch.transactions}
+
+    clock.advance(7 * 86_400)
+    store.reset_counters()
+    _, _, batch = await sync(create_adapter(sess, settings, clock=clock))
+    assert store.requests["history_orders"] == 3  # the full pass walks the whole listing
+    by_id = {t.provider_transaction_id: t for t in batch.transactions}
+    assert by_id[f"order:{deep['order']['id']}"].quantity == 7
+    assert len(by_id) == len(batch.transactions)
+
+    clock.advance(3600)
+    store.reset_counters()
+    await sync(create_adapter(sess, settings, clock=clock))
+    assert store.requests["history_orders"] == 1  # next pass in a week
+
+
+async def test_full_pass_is_spread_over_syncs_and_state_stays_bounded(
+    settings: Settings, store: Trading212Store, clock: VirtualClock
+) -> None:
+    store.seed(clock.now(), orders=880)  # 1,000 orders: 20 pages
+    sess = session()
+    await sync(create_adapter(sess, settings, clock=clock))
+    assert len(json.dumps(sess.state)) < 20_000
+    clock.advance(8 * 86_400)
+    pages = []
+    for _ in range(3):
+        store.reset_counters()
+        started = clock.now()
+        await sync(create_adapter(sess, settings, clock=clock))
+        pages.append(store.requests["history_orders"])
+        assert clock.now() - started < 150  # a pass never holds a sync for the whole history
+        clock.advance(3600)
+    assert pages == [1 + 12, 1 + 7, 1]  # the top, then at most 12 pages of the pass per sync
+    assert sum(store.throttled.values()) == 0
+    assert len(json.dumps(sess.state)) < 20_000
+
+
+async def test_a_refused_resume_cursor_restarts_the_full_pass(
+    settings: Settings, store: Trading212Store, clock: VirtualClock
+) -> None:
+    sess = session()
+    await sync(create_adapter(sess, settings, clock=clock))
+    state = sess.state["history_orders"]
+    state["resume"] = "/api/v0/equity/history/orders?limit=50&cursor=stale"  # the server answers 400
+    state["full_due"] = clock.now()
+    clock.advance(3600)
+
+    await sync(create_adapter(sess, settings, clock=clock))  # the sync itself succeeds
+    assert "resume" not in sess.state["history_orders"]
+    store.reset_counters()
+    clock.advance(3600)
+    await sync(create_adapter(sess, settings, clock=clock))
+    assert store.requests["history_orders"] == 3  # the pass started again from the top
 
 
 async def test_wrong_key_is_auth_error(store: Trading212Store, clock: VirtualClock) -> None:

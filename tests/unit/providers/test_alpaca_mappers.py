@@ -55,6 +55,7 @@ def test_long_and_short_positions() -> None:
     assert (holding.symbol, holding.quantity, holding.asset_type) == ("AAPL", Decimal("13"), AssetType.EQUITY)
     assert (holding.average_cost, holding.current_price) == (Decimal("171.02"), Decimal("187.43"))
     assert (holding.market_value, holding.unrealized_pnl) == (Decimal("2436.59"), Decimal("213.33"))
+    assert (holding.currency, holding.price_currency) == ("USD", "USD")
     short = mappers.map_position({**POSITION, "symbol": "TSLA", "qty": "2", "side": "short"}, "USD")
     assert short.quantity == Decimal("-2")
     assert mappers.map_position(

@@ -12,7 +12,14 @@ import pytest
 from finsync.domain.enums import AccountType, TransactionStatus, TransactionSubtype, TransactionType
 from finsync.domain.errors import BadData, RateLimited
 from finsync.providers.gocardless.budget import DAY, AccountBudget, rate_header
-from finsync.providers.gocardless.mappers import content_key, hashed_id, map_account, map_transactions
+from finsync.providers.gocardless.mappers import (
+    account_identities,
+    account_identity,
+    content_key,
+    hashed_id,
+    map_account,
+    map_transactions,
+)
 from finsync.providers.gocardless.tokens import gocardless_error_message
 from tests.fakes.clock import VirtualClock
 
@@ -152,3 +159,33 @@ def test_error_messages() -> None:
         400, json={"date_from": {"summary": "Bad", "detail": "Too early"}, "status_code": 400}
     )
     assert gocardless_error_message(field) == "date_from: Too early"
+
+
+def test_account_key_is_iban_then_resource_id_then_gocardless_id() -> None:
+    iban = "GB33BUKB20201555555555"
+    assert account_identity({"iban": iban, "resourceId": "r-1"}) == f"iban:{iban}"
+    assert account_identity({"resourceId": "r-1"}) == "resource:r-1"
+    long_a, long_b = account_identity({"resourceId": "x" * 400}), account_identity({"resourceId": "y" * 400})
+    assert long_a is not None
+    assert long_a.startswith("resource:sha256-")
+    assert len(long_a) == len("resource:sha256-") + 64
+    assert long_a != long_b
+    assert account_identity({}) is None
+    assert account_identity(None) is None
+    keyed = map_account("acc-9", {"resourceId": "r-9", "currency": "EUR"}, [])
+    assert keyed.provider_account_id == "resource:r-9"
+    assert map_account("acc-9", {"currency": "EUR"}, []).provider_account_id == "acc-9"
+    assert map_account("acc-9", {"currency": "EUR"}, [], key="stored").provider_account_id == "stored"
+
+
+def test_currency_pockets_sharing_an_iban_get_one_key_each() -> None:
+    iban = "LT123250000000000001"
+    found = account_identities(
+        {
+            "a": {"iban": iban, "currency": "EUR"},
+            "b": {"iban": iban, "currency": "usd"},
+            "c": {"resourceId": "r-3"},
+            "d": None,
+        }
+    )
+    assert found == {"a": f"iban:{iban}:EUR", "b": f"iban:{iban}:USD", "c": "resource:r-3", "d": None}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import socket
 import uuid
 from collections.abc import Callable
 from decimal import Decimal
@@ -13,7 +14,8 @@ import pytest
 from structlog.testing import capture_logs
 
 from finsync.domain.errors import AuthError, BadData, ProviderError, RateLimited, ScopeError, Unavailable
-from finsync.providers.http import _SHARED_BUCKETS, SHARED_BUCKET, ProviderHttp, RateLimit
+from finsync.providers.http import SHARED_BUCKET, ProviderHttp, RateLimit
+from finsync.providers.ratelimit import SHARED_BUCKETS
 from tests.fakes.clock import VirtualClock
 
 pytestmark = pytest.mark.unit
@@ -24,7 +26,7 @@ Handler = Callable[[httpx.Request], httpx.Response]
 def make(clock: VirtualClock, handler: Handler, **kwargs: object) -> ProviderHttp:
     return ProviderHttp(
         provider="acme",
-        base_url="https://acme.test",
+        base_url=str(kwargs.pop("base_url", "https://acme.test")),
         clock=clock,
         transport=httpx.MockTransport(handler),
         **kwargs,  # type: ignore[arg-type]
@@ -140,7 +142,8 @@ async def test_timeouts_are_retried_then_unavailable() -> None:
         raise httpx.ReadTimeout("timed out", request=request)
 
     http = make(VirtualClock(), handler, max_retries=1)
-    with pytest.raises(Unavailable, match="after 2 attempts: ReadTimeout"):
+    expected = r"after 2 attempts: acme\.test did not answer in time \(ReadTimeout\)"
+    with pytest.raises(Unavailable, match=expected):
         await http.request("GET", "/p", endpoint="p")
 
 
@@ -286,7 +289,7 @@ async def test_clients_of_one_account_share_buckets_keyed_without_the_secret() -
         await http.get_json("/x", endpoint="x")
     assert seen[1] - seen[0] >= 30
     assert seen[2] == seen[1]  # another account has its own budget
-    assert not any(account in key for key in _SHARED_BUCKETS)
+    assert not any(account in key for key in SHARED_BUCKETS)
 
 
 async def test_bearer_request_retries_a_rejected_token_once() -> None:
@@ -321,3 +324,125 @@ async def test_bearer_request_raises_the_second_rejection() -> None:
         with pytest.raises(AuthError, match="acme x answered HTTP 401: no"):
             await http.bearer_request(token_source, "POST", "/x", endpoint="x", json={})
     assert asked == [None, "tok-1"]
+
+
+def _refused(request: httpx.Request) -> httpx.Response:
+    """What httpx raises when nothing listens: the OS error is chained below its ConnectError."""
+    try:
+        raise ConnectionRefusedError(111, "Connect call failed")
+    except ConnectionRefusedError as cause:
+        raise httpx.ConnectError("All connection attempts failed", request=request) from cause
+
+
+async def test_refused_attempts_spend_no_rate_limit_slot() -> None:
+    clock = VirtualClock()
+    attempts = 0
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        nonlocal attempts
+        attempts += 1
+        return _refused(request) if attempts <= 6 else httpx.Response(200, json={})
+
+    http = make(clock, handler, limits={"x": RateLimit(1, 60)}, max_retries=2)
+    start = clock.now()
+    with pytest.raises(Unavailable):  # an outage: three refused attempts, never at the server
+        await http.get_json("/x", endpoint="x")
+    with pytest.raises(Unavailable):
+        await http.get_json("/x", endpoint="x")
+    assert await http.get_json("/x", endpoint="x") == {}  # back: goes out without waiting for a slot
+    assert attempts == 7
+    assert clock.now() - start < 20  # back-off only; each refused attempt holding a slot cost 6 x 60 s
+
+
+async def test_wait_for_a_whole_second_reset_keeps_a_margin() -> None:
+    clock = VirtualClock()
+    frees_at = clock.now() + 30.6  # the server's window frees mid-second...
+    reset = str(int(frees_at))  # ...but it reports the reset in whole seconds, truncated
+    seen: list[float] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(clock.now())
+        if clock.now() < frees_at:
+            return httpx.Response(429, headers={"x-ratelimit-remaining": "0", "x-ratelimit-reset": reset})
+        return httpx.Response(200, json={})
+
+    http = make(clock, handler, limits={"x": RateLimit(10, 60)})
+    assert await http.get_json("/x", endpoint="x") == {}
+    assert len(seen) == 2  # one 429, never a second one
+    assert seen[1] - seen[0] < 33
+
+
+async def test_remaining_zero_with_a_whole_second_reset_waits_past_it() -> None:
+    clock = VirtualClock()
+    frees_at = clock.now() + 20.4
+    seen: list[float] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(clock.now())
+        if len(seen) > 1 and clock.now() < frees_at:
+            return httpx.Response(429, headers={"x-ratelimit-reset": str(int(frees_at))})
+        headers = {"x-ratelimit-remaining": "0", "x-ratelimit-reset": str(int(frees_at))}
+        return httpx.Response(200, json={}, headers=headers)
+
+    http = make(clock, handler, limits={"x": RateLimit(10, 60)})
+    await http.get_json("/x", endpoint="x")
+    await http.get_json("/x", endpoint="x")
+    assert len(seen) == 2
+    assert seen[1] >= frees_at
+
+
+async def test_validation_fails_fast_naming_host_and_cause() -> None:
+    clock = VirtualClock()
+    attempts = 0
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        nonlocal attempts
+        attempts += 1
+        return _refused(request)
+
+    http = make(clock, handler)
+    with pytest.raises(Unavailable) as info:
+        await http.get_json("/v2/account?key=sk-secret-123", endpoint="account", retries=0)
+    assert attempts == 1
+    assert clock.slept == 0
+    assert "could not connect to acme.test: connection refused" in info.value.detail
+    assert "sk-secret" not in info.value.detail
+    assert "?" not in info.value.detail
+
+
+async def test_sync_retries_refused_connections_and_names_host_and_cause() -> None:
+    http = make(VirtualClock(), _refused, max_retries=2)
+    expected = r"acme x unavailable after 3 attempts: could not connect to acme\.test: connection refused"
+    with pytest.raises(Unavailable, match=expected):
+        await http.get_json("/x", endpoint="x")
+
+
+@pytest.mark.parametrize(
+    ("cause", "words"),
+    [
+        (socket.gaierror(-2, "Name or service not known"), "host name not found"),
+        (ConnectionResetError(104, "Connection reset by peer"), "connection reset"),
+        (TimeoutError(), "timed out"),
+    ],
+)
+async def test_connection_failures_say_why(cause: OSError, words: str) -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        try:
+            raise cause
+        except OSError as exc:
+            raise httpx.ConnectError("connect failed", request=request) from exc
+
+    http = make(VirtualClock(), handler, base_url="https://api.example.test:8443")
+    with pytest.raises(Unavailable) as info:
+        await http.get_json("/x", endpoint="x", retries=0)
+    assert f"could not connect to api.example.test:8443: {words}" in info.value.detail
+
+
+async def test_a_clock_that_jumps_back_does_not_block_for_the_jump() -> None:
+    clock = VirtualClock()
+    http = make(clock, lambda r: httpx.Response(200, json={}), limits={"x": RateLimit(1, 60)})
+    await http.get_json("/x", endpoint="x")
+    clock._now -= 3600  # the wall clock was an hour fast, and NTP set it right
+    start = clock.now()
+    await http.get_json("/x", endpoint="x")
+    assert clock.now() - start <= 61  # one window at most, not the hour

@@ -98,6 +98,46 @@ def test_classification(kind: str, net: float, description: str, expected: tuple
     assert tx.amount == Decimal(str(net))
 
 
+_DIVIDEND = (TransactionType.INCOME, TransactionSubtype.DIVIDEND)
+_INTEREST = (TransactionType.INCOME, TransactionSubtype.INTEREST)
+
+
+@pytest.mark.parametrize(
+    ("net", "description", "expected"),
+    [
+        (2.4, "QUALIFIED DIVIDEND", _DIVIDEND),
+        (1.1, "ORDINARY DIVIDEND ~XYZ", _DIVIDEND),
+        (0.7, "NON-QUALIFIED DIV ~ABC", _DIVIDEND),
+        (3.0, "PR YR SPECIAL DIVIDEND", _DIVIDEND),
+        (0.9, "DIVIDEND REINVESTMENT", _DIVIDEND),  # the purchase arrives as its own trade
+        (5.5, "LONG TERM CAP GAIN ~VTI", _DIVIDEND),  # a fund's distribution
+        (0.3, "TAX EXEMPT DIVIDEND ~MUB", _DIVIDEND),
+        (1.2, "QUALIFIED DIVIDEND INTERESTING CORP", _DIVIDEND),  # whole words only
+        (1.2, "SPECIAL DIVIDEND FIRST INTEREST BANCORP", _DIVIDEND),  # dividends before interest
+        (0.4, "ORDINARY DIVIDEND ~INT", _DIVIDEND),  # a ~SYMBOL is not a word
+        (0.01, "BANK INTEREST", _INTEREST),
+        (0.02, "CREDIT INTEREST", _INTEREST),
+        (0.05, "BANK INT 092523-102523", _INTEREST),
+        (0.06, "SCHWAB1 INT 09/28-10/30", _INTEREST),
+        (4.1, "BOND INTEREST ~912828YK0", _INTEREST),
+        (0.1, "TAX FREE INTEREST", _INTEREST),
+        (0.02, "INTEREST ON DIVIDEND", _INTEREST),  # "X ON Y" is an X
+        (0.02, "INTEREST ON CREDIT BALANCE", _INTEREST),
+        (-3.12, "MARGIN INTEREST", (TransactionType.FEE, TransactionSubtype.INTEREST)),  # paid, not earned
+        (-0.45, "FOREIGN TAX PAID ~ABC", (TransactionType.TAX, TransactionSubtype.TAX)),
+        (-0.3, "NON-RESIDENT ALIEN TAX WITHHELD", (TransactionType.TAX, TransactionSubtype.TAX)),
+        (1.0, "INTERNATIONAL EQUITY FUND", _DIVIDEND),  # neither word: a distribution, as before
+        (1.0, "", _DIVIDEND),
+    ],
+)
+def test_dividend_or_interest_is_read_from_whole_words(
+    net: float, description: str, expected: tuple[Any, Any]
+) -> None:
+    tx = map_transaction(activity("DIVIDEND_OR_INTEREST", net, description))
+    assert (tx.type, tx.subtype) == expected
+    assert tx.amount == Decimal(str(net))
+
+
 def test_status_and_missing_fields() -> None:
     assert map_transaction(activity("JOURNAL", 1.0, status="PENDING")).status is TransactionStatus.PENDING
     assert map_transaction(activity("JOURNAL", 1.0, status="CANCELED")).status is TransactionStatus.CANCELLED

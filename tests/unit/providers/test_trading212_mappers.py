@@ -83,6 +83,21 @@ def test_position_quantity_already_includes_pies() -> None:
     assert holding.currency == "GBP"
 
 
+def test_position_prices_carry_the_instrument_currency() -> None:
+    holding = mappers.map_position(POSITION, "GBP")
+    assert (holding.currency, holding.price_currency) == ("GBP", "USD")
+    # quantity x price is in dollars; the market value in pounds (at about 0.79 GBP per USD)
+    assert holding.current_price is not None
+    assert holding.market_value is not None
+    assert holding.quantity * holding.current_price == Decimal("2875.25")
+    rate = holding.market_value / (holding.quantity * holding.current_price)
+    assert Decimal("0.78") < rate < Decimal("0.80")
+    pence = {**POSITION, "instrument": {**POSITION["instrument"], "ticker": "VUSAl_EQ", "currency": "GBX"}}
+    assert mappers.map_position(pence, "GBP").price_currency == "GBX"
+    bare = {**POSITION, "instrument": {"ticker": "AAPL_US_EQ"}}  # no instrument currency sent
+    assert mappers.map_position(bare, "GBP").price_currency == "GBP"
+
+
 def test_filled_buy_is_money_out_whatever_the_wire_sign() -> None:
     trade = mappers.map_order(ORDER, "GBP")
     assert trade is not None

@@ -128,6 +128,7 @@ class HoldingRow(SQLModel, table=True):
     asset_type: str = _str(32)
     quantity: Decimal = _money(False)
     currency: str = _str(3)
+    price_currency: str = _str(3)  # of average_cost and current_price (migration 0005)
     average_cost: Decimal | None = _money()
     current_price: Decimal | None = _money()
     market_value: Decimal | None = _money()

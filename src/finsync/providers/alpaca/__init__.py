@@ -22,6 +22,7 @@ METADATA = ProviderMetadata(
     docs_url="docs/providers/alpaca.md",
     institutions=("Alpaca",),
     environments=ENVIRONMENTS,
+    account_key="Alpaca's account id (one account per key pair; paper and live differ)",
     credential_fields=(
         CredentialField(
             name="key_id",

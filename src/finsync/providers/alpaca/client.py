@@ -2,32 +2,56 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
-from finsync.domain.errors import AuthError, BadData
+import httpx
+
+from finsync.domain.errors import AuthError, BadData, ProviderError
 from finsync.providers.http import SHARED_BUCKET, ProviderHttp, RateLimit
 
 PROVIDER = "alpaca"
 PAGE_SIZE = 100  # documented default and maximum
 LIMITS: Mapping[str, RateLimit] = {SHARED_BUCKET: RateLimit(200, 60.0)}
 
+# Decides, from one page of activities, that older pages hold nothing new.
+StopRule = Callable[[list[dict[str, Any]]], bool]
+
+
+def alpaca_error_type(response: httpx.Response) -> type[ProviderError] | None:
+    """A 403 without a numeric ``code`` is Alpaca's answer to a bad or revoked key
+    (``{"message": "forbidden."}``); with one (``40310000``: buying power, a restricted
+    account) it refuses the request itself and says nothing about the credentials."""
+    if response.status_code != 403:
+        return None
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    code = body.get("code") if isinstance(body, dict) else None
+    numeric = (isinstance(code, int) and not isinstance(code, bool)) or (
+        isinstance(code, str) and code.isdigit()
+    )
+    return ProviderError if numeric else AuthError
+
 
 class AlpacaClient:
     def __init__(self, http: ProviderHttp) -> None:
         self.http = http
 
-    async def _get(self, url: str, endpoint: str, params: Mapping[str, Any] | None = None) -> Any:
+    async def _get(
+        self, url: str, endpoint: str, params: Mapping[str, Any] | None = None, retries: int | None = None
+    ) -> Any:
         try:
-            return await self.http.get_json(url, endpoint=endpoint, params=params)
+            return await self.http.get_json(url, endpoint=endpoint, params=params, retries=retries)
         except AuthError as exc:
             raise AuthError(
-                "Alpaca rejected the API key: check the key id and secret, and that they "
-                f"belong to this environment (paper or live) ({exc.detail})"
+                "Alpaca rejected the API key: check the key id and secret, that they belong to "
+                f"this environment (paper or live) and that the key was not revoked ({exc.detail})"
             ) from None
 
-    async def account(self) -> dict[str, Any]:
-        body = await self._get("/v2/account", "account")
+    async def account(self, *, retries: int | None = None) -> dict[str, Any]:
+        body = await self._get("/v2/account", "account", retries=retries)
         if not isinstance(body, dict):
             raise BadData("alpaca account: expected an object")
         return body
@@ -38,8 +62,11 @@ class AlpacaClient:
             raise BadData("alpaca positions: expected an array")
         return body
 
-    async def activities(self, after: str | None = None) -> list[dict[str, Any]]:
-        """Newest first; next page = last item's id as ``page_token``; a short page is the last."""
+    async def activities(
+        self, after: str | None = None, stop: StopRule | None = None
+    ) -> list[dict[str, Any]]:
+        """Newest first; next page = last item's id as ``page_token``; a short page is the last,
+        and so is one ``stop`` says holds nothing new (a server may ignore ``after``)."""
         params: dict[str, Any] = {"direction": "desc", "page_size": PAGE_SIZE}
         if after:
             params["after"] = after
@@ -50,7 +77,7 @@ class AlpacaClient:
             if not isinstance(page, list) or not all(isinstance(i, dict) for i in page):
                 raise BadData("alpaca activities: expected an array of objects")
             items.extend(page)
-            if len(page) < PAGE_SIZE:
+            if len(page) < PAGE_SIZE or (stop is not None and stop(page)):
                 return items
             token = page[-1].get("id")
             if not isinstance(token, str) or token in tokens:

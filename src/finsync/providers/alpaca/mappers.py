@@ -94,6 +94,7 @@ def map_position(position: dict[str, Any], account_currency: str) -> ProviderHol
         symbol=str(symbol),
         quantity=quantity,
         currency=account_currency,
+        price_currency=account_currency,  # Alpaca trades and values everything in the account's USD
         asset_type=_ASSETS.get(str(position.get("asset_class")), AssetType.OTHER),
         average_cost=_opt(position.get("avg_entry_price"), "avg_entry_price"),
         current_price=_opt(position.get("current_price"), "current_price"),

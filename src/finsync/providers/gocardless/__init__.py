@@ -52,6 +52,10 @@ METADATA = ProviderMetadata(
         "GoCardless no longer accepts new sign-ups for this product."
     ),
     docs_url="docs/providers/gocardless.md",
+    account_key=(
+        "the IBAN, else the bank's resourceId, else GoCardless's account id (new on some "
+        "re-consents); each sync maps it to the current consent's account id"
+    ),
     required_settings=("gocardless_secret_id", "gocardless_secret_key"),
     state_param="ref",  # the bank returns the requisition's reference, which is our state
     adapter_factory=create_adapter,

@@ -1,10 +1,18 @@
 """GoCardless sync adapter: balances and transactions of the accounts one bank link shared.
 
-Every call to a bank endpoint is budgeted (see ``budget.py``). ``session.state``::
+Every call to a bank endpoint is budgeted (see ``budget.py``). Accounts are keyed by
+what survives a re-consent (IBAN → the bank's ``resourceId`` → GoCardless's account
+id, see ``mappers.account_identity``); each sync maps that stable key to the current
+consent's account id for its calls. ``session.state``::
 
-    {"budget": {...},
+    {"budget": {account_id: ...},
      "accounts": {account_id: {"details": {...}, "details_at": epoch,
-                               "transactions_until": "YYYY-MM-DD", "oldest_pending": "YYYY-MM-DD"}}}
+                               "transactions_until": "YYYY-MM-DD", "oldest_pending": "YYYY-MM-DD"}},
+     "account_keys": {identity: provider_account_id}}
+
+``account_keys`` keeps an account under the key it was first stored with: accounts
+without an IBAN synced before resourceId keys existed stay keyed by their old
+GoCardless id. Entries of account ids no longer in the consent are dropped.
 """
 
 from __future__ import annotations
@@ -23,9 +31,14 @@ from finsync.domain.records import ProviderAccount, ProviderHolding, Transaction
 from finsync.providers.gocardless.budget import AccountBudget
 from finsync.providers.gocardless.client import BankLimitReached, GoCardlessClient
 from finsync.providers.gocardless.flow import GoCardlessFlow, list_institutions
-from finsync.providers.gocardless.mappers import api_account_id, map_account, map_transactions
+from finsync.providers.gocardless.mappers import (
+    account_identities,
+    api_account_id,
+    map_account,
+    map_transactions,
+)
 from finsync.providers.gocardless.tokens import GoCardlessTokens
-from finsync.providers.http import Clock, SystemClock
+from finsync.providers.http import AccessRevoked, Clock, SystemClock
 
 DETAILS_MAX_AGE = 30 * 86400.0  # account names/IBANs rarely change; spend the details call rarely
 OVERLAP = timedelta(days=7)  # banks book late: re-read the last week on every sync
@@ -61,17 +74,42 @@ class GoCardlessAdapter:
         except BankLimitReached as exc:
             self._budget.block(account_id, kind, exc.retry_after)
             raise
+        except AccessRevoked as exc:
+            raise AuthError(
+                "The bank's consent for this account ended (expired or withdrawn, or the link is "
+                f"gone); reconnect this bank through GoCardless ({exc.detail})"
+            ) from None
         self._budget.record(account_id, kind, headers)
         return body
 
     def _sync_budget(self) -> list[str]:
         """The linked account ids, once the budget allows a whole sync (RateLimited otherwise).
 
-        A sync reads balances and transactions of every account: refuse up front, never half-way.
+        A sync reads balances and transactions of every account, and the details of an account
+        it has not seen (they hold its stable key): refuse up front, never half-way.
         """
         ids = self._account_ids()
-        self._budget.require((a, kind) for a in ids for kind in ("balances", "transactions"))
+        needs = [(a, kind) for a in ids for kind in ("balances", "transactions")]
+        needs += [(a, "details") for a in ids if "details" not in self._memo(a)]
+        self._budget.require(needs)
         return ids
+
+    def _forget_other_consents(self, ids: list[str]) -> None:
+        """Account ids of earlier consents will not be called again: keep the state bounded."""
+        for section in ("accounts", "budget"):
+            entries: dict[str, Any] = self._session.state.get(section) or {}
+            for gone in set(entries) - set(ids):
+                del entries[gone]
+
+    def _stable_key(self, account_id: str, identity: str | None) -> str:
+        if identity is None:
+            return account_id  # the bank names the account by nothing else
+        keys: dict[str, str] = self._session.state.setdefault("account_keys", {})
+        if identity not in keys:
+            # Stored before under GoCardless's id (only IBAN accounts had a stable key): keep it.
+            legacy = not identity.startswith("iban:") and "transactions_until" in self._memo(account_id)
+            keys[identity] = account_id if legacy else identity
+        return keys[identity]
 
     async def preflight(self) -> None:
         """Raise RateLimited now if a sync would exceed the bank's daily budget (no network call)."""
@@ -79,7 +117,8 @@ class GoCardlessAdapter:
 
     async def fetch_accounts(self) -> list[ProviderAccount]:
         ids = self._sync_budget()
-        accounts: list[ProviderAccount] = []
+        self._forget_other_consents(ids)
+        balances: dict[str, list[dict[str, Any]]] = {}
         for account_id in ids:
             memo = self._memo(account_id)
             stale = self._clock.now() - float(memo.get("details_at") or 0) > DETAILS_MAX_AGE
@@ -87,10 +126,19 @@ class GoCardlessAdapter:
                 body = await self._fetch(account_id, "details")
                 memo["details"] = body.get("account") or {}
                 memo["details_at"] = self._clock.now()
-            balances = (await self._fetch(account_id, "balances")).get("balances") or []
-            institution = self._session.credentials.get("institution_id")
-            accounts.append(map_account(account_id, memo.get("details"), balances, institution))
-        return accounts
+            balances[account_id] = (await self._fetch(account_id, "balances")).get("balances") or []
+        identities = account_identities({a: self._memo(a).get("details") for a in ids})
+        institution = self._session.credentials.get("institution_id")
+        return [
+            map_account(
+                a,
+                self._memo(a).get("details"),
+                balances[a],
+                institution,
+                key=self._stable_key(a, identities[a]),
+            )
+            for a in ids
+        ]
 
     async def fetch_holdings(self, account: ProviderAccount) -> list[ProviderHolding]:
         return []  # bank accounts hold no securities

@@ -8,13 +8,40 @@ from typing import Any
 
 import httpx
 
-from finsync.domain.errors import AuthError, BadData, RateLimited
+from finsync.domain.errors import AuthError, BadData, ProviderError, RateLimited
 from finsync.providers.gocardless.budget import rate_header
 from finsync.providers.gocardless.tokens import GoCardlessTokens, gocardless_error_message
-from finsync.providers.http import Clock, ProviderHttp, RateLimit, SystemClock
+from finsync.providers.http import AccessRevoked, Clock, ProviderHttp, RateLimit, SystemClock
 
 LIMITS = {"accounts": RateLimit(100, 60.0), "institutions": RateLimit(300, 60.0)}
 _SECONDS = re.compile(r"(\d+)\s*seconds?")
+_CONSENT_GONE = re.compile(r"\b(EUA|End User Agreement)\b|access has expired or it has been revoked", re.I)
+
+
+def gocardless_error_type(response: httpx.Response) -> type[ProviderError] | None:
+    """Tell a dead *consent* from a dead *token*: only the token is renewed and retried.
+
+    An expired end-user agreement answers ``{"summary": "End User Agreement (EUA) … has
+    expired", …}`` (401, some banks 400); access withdrawn at the bank ``{"type":
+    "AccessExpiredError", …}``; an account id GoCardless no longer knows (the link was
+    deleted or replaced) 404. All three need the person to reconnect the bank. A plain
+    ``{"summary": "Invalid token"}`` 401 is left to the default: renew the token once.
+    """
+    status = response.status_code
+    if status == 404 and "/accounts/" in response.request.url.path:
+        return AccessRevoked
+    if status not in (400, 401, 403):
+        return None
+    try:
+        body = response.json()
+    except ValueError:
+        return None
+    if not isinstance(body, dict):
+        return None
+    text = " ".join(str(body.get(key) or "") for key in ("summary", "detail"))
+    if body.get("type") == "AccessExpiredError" or _CONSENT_GONE.search(text):
+        return AccessRevoked
+    return None
 
 
 class BankLimitReached(RateLimited):
@@ -84,6 +111,7 @@ class GoCardlessClient:
             transport=_RateLimitHeaders(inner, clock or SystemClock()),
             timeout=timeout,
             error_message=gocardless_error_message,
+            error_type=gocardless_error_type,
         )
 
     async def aclose(self) -> None:
@@ -107,6 +135,8 @@ class GoCardlessClient:
             return await self._http.bearer_request(
                 token, method, url, endpoint=endpoint, params=params, json=json
             )
+        except AccessRevoked:  # the consent is gone, the token is fine: keep it
+            raise
         except AuthError:
             for access in sent:
                 self._tokens.invalidate(access)

@@ -59,13 +59,45 @@ def _amount(entry: dict[str, Any], key: str) -> tuple[Decimal, str]:
         raise BadData(f"GoCardless sent an unreadable {key}: {money!r}") from exc
 
 
+def account_identity(details: dict[str, Any] | None) -> str | None:
+    """What names a bank account across consents: its IBAN, else the bank's own ``resourceId``.
+
+    GoCardless's account id is not it: some banks get new ids on every re-consent. None
+    when the bank sends neither (then GoCardless's id is all there is)."""
+    info = details or {}
+    if info.get("iban"):
+        return f"iban:{info['iban']}"
+    resource = str(info.get("resourceId") or "")
+    if not resource:
+        return None
+    if len(resource) > 150:  # keep the key within the column; a digest names it as well
+        resource = "sha256-" + hashlib.sha256(resource.encode()).hexdigest()
+    return f"resource:{resource}"
+
+
+def account_identities(accounts: dict[str, dict[str, Any] | None]) -> dict[str, str | None]:
+    """``account_identity`` for each GoCardless account id of one consent (id → details).
+
+    Currency pockets of one multi-currency account share an IBAN: those add the currency."""
+    found = {account_id: account_identity(details) for account_id, details in accounts.items()}
+    counts = Counter(identity for identity in found.values() if identity is not None)
+    for account_id, identity in found.items():
+        if identity is not None and counts[identity] > 1:
+            currency = str((accounts[account_id] or {}).get("currency") or "").upper()
+            found[account_id] = f"{identity}:{currency}" if currency else identity
+    return found
+
+
 def map_account(
     account_id: str,
     details: dict[str, Any] | None,
     balances: list[dict[str, Any]],
     institution_id: str | None = None,
+    *,
+    key: str | None = None,
 ) -> ProviderAccount:
-    """``details`` is the inner ``account`` object of ``/details/`` (None when not fetched yet)."""
+    """``details`` is the inner ``account`` object of ``/details/`` (None when not fetched yet);
+    ``key`` the stable ``provider_account_id`` (default: the identity, else ``account_id``)."""
     info = details or {}
     booked = pick_balance(balances, BALANCE_PRECEDENCE) or (balances[0] if balances else None)
     available = pick_balance(balances, AVAILABLE_PRECEDENCE)
@@ -78,9 +110,9 @@ def map_account(
     iban = str(info.get("iban") or "")
     name = info.get("name") or info.get("product") or (f"Account …{iban[-4:]}" if iban else "Bank account")
     return ProviderAccount(
-        # The IBAN survives re-consent; GoCardless's account id does not (a new requisition
-        # gives new ids), and keying on it would duplicate accounts after every 90-day renewal.
-        provider_account_id=f"iban:{iban}" if iban else account_id,
+        # Keyed by what survives re-consent (see account_identity): keying on GoCardless's id
+        # would duplicate accounts after every 90-day renewal at banks that issue new ids.
+        provider_account_id=key or account_identity(info) or account_id,
         name=str(name),
         type=_ACCOUNT_TYPES.get(str(info.get("cashAccountType") or "").upper(), AccountType.OTHER),
         currency=currency_code(str(currency)),

@@ -256,6 +256,7 @@ def map_position(position: OfxPosition, security: OfxSecurity | None, currency: 
         asset_type=_ASSET_TYPES.get(position.kind, AssetType.OTHER),
         quantity=quantity,
         currency=position.currency or currency,
+        price_currency=position.currency or currency,  # a position's <CURRENCY> prices it too
         current_price=position.unit_price,
         market_value=market_value,
         raw=clean_fields(position.fields) | {"ELEMENT": position.kind},

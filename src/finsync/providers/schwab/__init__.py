@@ -24,6 +24,7 @@ METADATA = ProviderMetadata(
         "US brokerage accounts through the Schwab Trader API (log in at Schwab; re-consent every 7 days)."
     ),
     docs_url="docs/providers/schwab.md",
+    account_key="the plain account number; the hashValue the API wants is looked up on each sync",
     required_settings=("schwab_app_key", "schwab_app_secret"),
     adapter_factory=create_adapter,
     flow_factory=create_flow,

@@ -7,6 +7,7 @@ mapper fed a plain ``json.loads`` payload stays exact.
 
 from __future__ import annotations
 
+import re
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
@@ -36,6 +37,10 @@ _ASSET_TYPES = {
 }
 _DEPOSITS = {"ACH_RECEIPT", "CASH_RECEIPT", "WIRE_IN"}
 _WITHDRAWALS = {"ACH_DISBURSEMENT", "CASH_DISBURSEMENT", "WIRE_OUT"}
+_WORD = re.compile(r"[A-Z0-9]+")
+_SYMBOL = re.compile(r"~\S*")
+_DIVIDEND_WORDS = frozenset({"DIVIDEND", "DIVIDENDS", "DIV", "DIVS", "DISTRIBUTION", "DISTRIBUTIONS"})
+_INTEREST_WORDS = frozenset({"INTEREST", "INT"})
 _STATUSES = {
     "PENDING": TransactionStatus.PENDING,
     "CANCELED": TransactionStatus.CANCELLED,
@@ -123,6 +128,7 @@ def map_position(position: dict[str, Any]) -> ProviderHolding:
         asset_type=kind,
         quantity=quantity,
         currency=CURRENCY,
+        price_currency=CURRENCY,
         average_cost=_dec(position.get("averagePrice")),
         current_price=price,
         market_value=market_value,
@@ -145,11 +151,34 @@ def _security_item(items: list[dict[str, Any]]) -> dict[str, Any] | None:
     return None
 
 
+def dividend_or_interest(description: str, amount: Decimal) -> tuple[TransactionType, TransactionSubtype]:
+    """Schwab's ``DIVIDEND_OR_INTEREST`` items, told apart by whole words of the description.
+
+    ``~SYMBOL`` tokens are dropped; in "X ON Y" only X counts ("INTEREST ON DIVIDEND" is
+    interest). Tax withheld is tax (unless "TAX EXEMPT/FREE"); then dividend words (DIVIDEND,
+    DIV, CAP GAIN, DISTRIBUTION) win over interest words (INTEREST, INT); interest paid
+    (negative, e.g. margin interest) is a fee. Neither: a dividend (a fund's distribution).
+    """
+    words = _WORD.findall(_SYMBOL.sub(" ", description.upper()))
+    if "ON" in words:
+        words = words[: words.index("ON")]
+    taxed = "WITHHELD" in words or "WITHHOLDING" in words or "TAX" in words
+    if taxed and not {"EXEMPT", "FREE"} & set(words):
+        return TransactionType.TAX, TransactionSubtype.TAX
+    dividend = bool(_DIVIDEND_WORDS & set(words)) or any(
+        words[i : i + 2] in (["CAP", "GAIN"], ["CAPITAL", "GAIN"], ["CAP", "GAINS"])
+        for i in range(len(words))
+    )
+    if not dividend and _INTEREST_WORDS & set(words):
+        if amount < 0:
+            return TransactionType.FEE, TransactionSubtype.INTEREST
+        return TransactionType.INCOME, TransactionSubtype.INTEREST
+    return TransactionType.INCOME, TransactionSubtype.DIVIDEND
+
+
 def _classify(kind: str, description: str, amount: Decimal) -> tuple[TransactionType, TransactionSubtype]:
     if kind == "DIVIDEND_OR_INTEREST":
-        if "INTEREST" in description.upper():
-            return TransactionType.INCOME, TransactionSubtype.INTEREST
-        return TransactionType.INCOME, TransactionSubtype.DIVIDEND
+        return dividend_or_interest(description, amount)
     if kind in _DEPOSITS or (kind == "ELECTRONIC_FUND" and amount >= 0):
         return TransactionType.TRANSFER, TransactionSubtype.DEPOSIT
     if kind in _WITHDRAWALS or kind == "ELECTRONIC_FUND":

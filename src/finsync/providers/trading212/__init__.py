@@ -22,6 +22,7 @@ METADATA = ProviderMetadata(
     docs_url="docs/providers/trading212.md",
     institutions=("Trading 212",),
     environments=ENVIRONMENTS,
+    account_key="Trading 212's account id (one account per API key; demo and live differ)",
     credential_fields=(
         CredentialField(
             name="api_key",

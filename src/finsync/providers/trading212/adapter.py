@@ -1,17 +1,15 @@
-"""Trading 212 sync adapter: one account per key, incremental history via watermarks.
+"""Trading 212 sync adapter: one account per key, history read incrementally.
 
-History endpoints are limited to 6 pages a minute each, so a re-sync must not walk
-the whole history again. ``session.state[endpoint]`` keeps the newest item time
-seen and the ids of items within ``OVERLAP`` of it; paging stops at the first page
-that reaches older items or only holds known ones. The sync service persists the
-state only when the sync succeeds, so a failed sync simply re-reads.
+History endpoints are limited to 6 pages a minute each, so a re-sync must not walk the
+whole history again; ``history.py`` decides how far to read and what to remember in
+``session.state``. The sync service persists the state only when the sync succeeds, so
+a failed sync simply reads again.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
@@ -22,11 +20,10 @@ from finsync.domain.ports import ProviderSession
 from finsync.domain.records import ProviderAccount, ProviderHolding, ProviderTransaction, TransactionBatch
 from finsync.providers.http import Clock, ProviderHttp
 from finsync.providers.trading212 import mappers
-from finsync.providers.trading212.client import HISTORY, LIMITS, PROVIDER, StopRule, Trading212Client
+from finsync.providers.trading212.client import HISTORY, LIMITS, PROVIDER, Trading212Client
+from finsync.providers.trading212.history import HistoryReader
 
 ENVIRONMENTS = ("live", "demo")
-OVERLAP = timedelta(days=2)  # re-read window behind the newest item seen
-RECENT_CAP = 500  # ids remembered per endpoint; a page holds at most 50
 
 Mapper = Callable[[dict[str, Any], str], ProviderTransaction | None]
 _MAPPERS: dict[str, Mapper] = {
@@ -36,66 +33,15 @@ _MAPPERS: dict[str, Mapper] = {
 }
 
 
-def item_key(endpoint: str, item: dict[str, Any]) -> tuple[str, datetime]:
-    """Stable id and sort time of a history item (orders sort by creation, newest first)."""
-    if endpoint == "history_orders":
-        order, fill = item.get("order") or {}, item.get("fill") or {}
-        return str(order.get("id")), mappers.parse_time(order.get("createdAt") or fill.get("filledAt"))
-    stamp = item.get("paidOn") if endpoint == "history_dividends" else item.get("dateTime")
-    return str(item.get("reference")), mappers.parse_time(stamp)
-
-
-class Watermark:
-    def __init__(self, newest: datetime, recent: dict[str, str]) -> None:
-        self.newest, self.recent = newest, recent
-
-    @classmethod
-    def load(cls, value: Any) -> Watermark | None:
-        """State from an earlier successful sync; anything unreadable means 'start over'."""
-        try:
-            recent = {str(k): str(v) for k, v in value["recent"].items()}
-            return cls(datetime.fromisoformat(value["newest"]), recent)
-        except (TypeError, KeyError, ValueError, AttributeError):
-            return None
-
-    def stop_rule(self, endpoint: str) -> StopRule:
-        boundary = self.newest - OVERLAP
-
-        def stop(page: list[dict[str, Any]]) -> bool:
-            all_known = True
-            for item in page:
-                key, when = item_key(endpoint, item)
-                if when < boundary:
-                    return True  # later pages are older still: all synced before
-                all_known = all_known and key in self.recent
-            return all_known
-
-        return stop
-
-    @staticmethod
-    def after(
-        previous: Watermark | None, endpoint: str, items: list[dict[str, Any]]
-    ) -> dict[str, Any] | None:
-        stamps = {k: t for k, t in (item_key(endpoint, i) for i in items)}
-        if previous is not None:
-            for key, text in previous.recent.items():
-                stamps.setdefault(key, datetime.fromisoformat(text))
-        if not stamps:
-            return None
-        newest = max(stamps.values())
-        if previous is not None:
-            newest = max(newest, previous.newest)
-        keep = sorted(((t, k) for k, t in stamps.items() if t >= newest - OVERLAP), reverse=True)
-        return {"newest": newest.isoformat(), "recent": {k: t.isoformat() for t, k in keep[:RECENT_CAP]}}
-
-
 class Trading212Adapter:
     def __init__(self, client: Trading212Client, session: ProviderSession, *, environment: str) -> None:
         self.client, self.session, self.environment = client, session, environment
 
     async def validate(self) -> list[str]:
-        """One cheap authenticated call (account summary, scope ``account``); the key's account."""
-        summary = await self.client.account_summary()
+        """One cheap authenticated call (account summary, scope ``account``), without retries:
+        a person waits for the answer, and a refused connection will not be back in seconds.
+        Returns the key's account."""
+        summary = await self.client.account_summary(retries=0)
         return [mappers.map_account(summary, environment=self.environment).provider_account_id]
 
     async def fetch_accounts(self) -> list[ProviderAccount]:
@@ -107,26 +53,26 @@ class Trading212Adapter:
         return [mappers.map_position(p, account.currency) for p in positions if p.get("quantity") != 0]
 
     async def fetch_transactions(self, account: ProviderAccount) -> TransactionBatch:
-        marks = {ep: Watermark.load(self.session.state.get(ep)) for ep in HISTORY}
-        # Each endpoint has its own 6/min budget: fetch them side by side.
+        now = self.client.http.clock.now()
+        # Each endpoint has its own 6/min budget: read them side by side.
         try:
             async with asyncio.TaskGroup() as group:
                 tasks = {
-                    ep: group.create_task(self.client.history(ep, m.stop_rule(ep) if m else None))
-                    for ep, m in marks.items()
+                    ep: group.create_task(
+                        HistoryReader(self.client, ep).read(self.session.state.get(ep), now)
+                    )
+                    for ep in HISTORY
                 }
         except ExceptionGroup as failed:
             raise failed.exceptions[0] from None
         batch = TransactionBatch()
-        new_state: dict[str, Any] = {}
         for endpoint, task in tasks.items():
-            items = task.result()
+            items, state = task.result()
             for item in items:
                 record = _MAPPERS[endpoint](item, account.currency)
                 if record is not None:
                     batch.transactions.append(record)
-            new_state[endpoint] = Watermark.after(marks[endpoint], endpoint, items)
-        self.session.state.update({k: v for k, v in new_state.items() if v is not None})
+            self.session.state[endpoint] = state
         return batch
 
     async def aclose(self) -> None:

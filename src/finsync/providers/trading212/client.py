@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from finsync.domain.errors import AuthError, BadData, ScopeError
@@ -35,17 +35,16 @@ SCOPES: Mapping[str, str] = {
 }
 HISTORY = ("history_orders", "history_dividends", "history_transactions")
 
-# Decides, from one page of items, that older pages hold nothing new.
-StopRule = Callable[[list[dict[str, Any]]], bool]
-
 
 class Trading212Client:
     def __init__(self, http: ProviderHttp) -> None:
         self.http = http
 
-    async def _get(self, url: str, endpoint: str, params: Mapping[str, Any] | None = None) -> Any:
+    async def _get(
+        self, url: str, endpoint: str, params: Mapping[str, Any] | None = None, retries: int | None = None
+    ) -> Any:
         try:
-            return await self.http.get_json(url, endpoint=endpoint, params=params)
+            return await self.http.get_json(url, endpoint=endpoint, params=params, retries=retries)
         except ScopeError as exc:
             # Trading 212 publishes no error body, so name the missing scope ourselves.
             raise ScopeError(
@@ -58,8 +57,8 @@ class Trading212Client:
                 f"belong to this environment (demo or live) ({exc.detail})"
             ) from None
 
-    async def account_summary(self) -> dict[str, Any]:
-        body = await self._get(PATHS["account_summary"], "account_summary")
+    async def account_summary(self, *, retries: int | None = None) -> dict[str, Any]:
+        body = await self._get(PATHS["account_summary"], "account_summary", retries=retries)
         if not isinstance(body, dict):
             raise BadData("trading212 account_summary: expected an object")
         return body
@@ -70,33 +69,26 @@ class Trading212Client:
             raise BadData("trading212 positions: expected an array")
         return body
 
-    async def history(self, endpoint: str, stop: StopRule | None = None) -> list[dict[str, Any]]:
-        """Every item newest first, following ``nextPagePath`` verbatim until it is null
-        or ``stop`` says the page reached items an earlier sync already has."""
-        items: list[dict[str, Any]] = []
-        url: str | None = PATHS[endpoint]
-        params: dict[str, Any] | None = {"limit": PAGE_LIMIT}
-        seen: set[str] = set()
-        while url is not None:
-            body = await self._get(url, endpoint, params)
-            if not isinstance(body, dict) or not isinstance(body.get("items"), list):
-                raise BadData(f"trading212 {endpoint}: expected {{items, nextPagePath}}")
-            page: list[dict[str, Any]] = body["items"]
-            items.extend(page)
-            if not page or (stop is not None and stop(page)):
-                break
-            url, params = _next_path(body.get("nextPagePath"), endpoint), None
-            if url is not None:
-                if url in seen:
-                    raise BadData(f"trading212 {endpoint}: pagination loops")
-                seen.add(url)
-        return items
+    async def page(self, endpoint: str, path: str | None = None) -> tuple[list[dict[str, Any]], str | None]:
+        """One history page and the ``nextPagePath`` to follow verbatim (None: the last page).
+        ``path`` None is the first page; otherwise a path an earlier page returned."""
+        url = PATHS[endpoint] if path is None else _api_path(path, endpoint)
+        params = {"limit": PAGE_LIMIT} if path is None else None
+        body = await self._get(url, endpoint, params)
+        if not isinstance(body, dict) or not isinstance(body.get("items"), list):
+            raise BadData(f"trading212 {endpoint}: expected {{items, nextPagePath}}")
+        items = [item for item in body["items"] if isinstance(item, dict)]
+        if len(items) != len(body["items"]):
+            raise BadData(f"trading212 {endpoint}: expected objects in items")
+        return items, _next_path(body.get("nextPagePath"), endpoint)
 
 
-def _next_path(value: Any, endpoint: str) -> str | None:
-    if value is None:
-        return None
+def _api_path(value: Any, endpoint: str) -> str:
     # Only same-host API paths: an absolute URL would send our credentials elsewhere.
     if not isinstance(value, str) or not value.startswith(f"{API}/") or "//" in value:
         raise BadData(f"trading212 {endpoint}: unexpected nextPagePath")
     return value
+
+
+def _next_path(value: Any, endpoint: str) -> str | None:
+    return None if value is None else _api_path(value, endpoint)

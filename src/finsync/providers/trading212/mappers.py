@@ -3,9 +3,10 @@
 Currency rule: Trading 212 quotes per-share prices (``averagePricePaid``,
 ``currentPrice``, fill ``price``, ``grossAmountPerShare``) in the *instrument*
 currency and values (``walletImpact``, cash amounts) in the *account* currency.
-Records carry the account currency; per-share fields are kept as sent, so for a
-USD share in a GBP account ``unit_price``/``current_price`` are USD (the raw
-payload keeps the instrument currency for re-mapping).
+Records carry the account currency; per-share fields are kept as sent. A holding
+says so: ``price_currency`` is the instrument's (``instrument.currency``; GBX is
+pence), so for a USD share in a GBP account ``current_price`` is USD and
+``market_value`` GBP. Transactions keep the instrument currency in ``raw``.
 """
 
 from __future__ import annotations
@@ -86,10 +87,16 @@ def map_position(position: dict[str, Any], account_currency: str) -> ProviderHol
     ticker = instrument.get("ticker") or position.get("ticker")
     if not ticker:
         raise BadData("trading212 position without a ticker")
+    currency = currency_code(str(wallet.get("currency") or account_currency))
+    try:
+        price_currency = currency_code(str(instrument.get("currency") or currency))
+    except ValueError:
+        raise BadData(f"trading212 position {ticker}: bad instrument currency") from None
     return ProviderHolding(
         symbol=str(ticker),
         quantity=_dec(position.get("quantity"), "quantity"),
-        currency=currency_code(str(wallet.get("currency") or account_currency)),
+        currency=currency,
+        price_currency=price_currency,
         name=instrument.get("name"),
         isin=instrument.get("isin"),
         asset_type=AssetType.EQUITY if str(ticker).endswith("_EQ") else AssetType.OTHER,

@@ -30,7 +30,7 @@ _ACCOUNT_FIELDS = (
 )  # fmt: skip
 _HOLDING_FIELDS = (
     "symbol", "name", "isin", "cusip", "asset_type", "quantity", "currency",
-    "average_cost", "current_price", "market_value", "unrealized_pnl", "raw",
+    "average_cost", "current_price", "market_value", "unrealized_pnl", "raw", "price_currency",
 )  # fmt: skip
 
 
