@@ -27,6 +27,13 @@ class Conflict(FinsyncError):
     title = "Conflict"
 
 
+class NeedsReauthorization(Conflict):
+    """The provider no longer accepts this connection's authorisation: nothing to try until renewed."""
+
+    code = "needs-reauth"
+    title = "Reauthorize first"
+
+
 class InvalidInput(FinsyncError):
     code = "invalid-input"
     title = "Invalid input"
