@@ -107,11 +107,47 @@ async def test_accounts_holdings_snapshots_and_net_worth(
     assert snap["balance"] == "5"
     r = await client.get(f"/api/v1/accounts/{usd['id']}/transactions", headers=headers)
     assert [t["provider_transaction_id"] for t in r.json()["items"]] == ["u1"]
-    totals = (await client.get("/api/v1/net-worth", headers=headers)).json()["totals"]
-    assert totals == [
+    worth = (await client.get("/api/v1/net-worth", headers=headers)).json()
+    assert worth["totals"] == [
         {"currency": "GBP", "total": "100.10", "accounts": 1},
         {"currency": "USD", "total": "5", "accounts": 1},
     ]
+    assert worth["accounts_without_balance"] == []
+
+
+async def test_net_worth_leaves_out_unknown_balances_and_names_them(
+    client: httpx.AsyncClient, container: Container, memory_providers: MemoryProviders
+) -> None:
+    headers = await _seed(client, container, memory_providers)
+    memory_providers.accounts.append(
+        account("nobal", name="Old savings", balance=None, available_balance=None)
+    )
+    memory_providers.accounts.append(account("zero", currency="USD", balance=Decimal("0.00")))
+    (conn,) = (await client.get("/api/v1/connections", headers=headers)).json()["items"]
+    r = await client.post(f"/api/v1/connections/{conn['id']}/sync", headers=headers)
+    assert r.status_code == 202, r.text
+    await container.jobs.drain()
+    accounts = {
+        a["provider_account_id"]: a
+        for a in (await client.get("/api/v1/accounts", headers=headers)).json()["items"]
+    }
+    assert accounts["nobal"]["balance"] is None
+    worth = (await client.get("/api/v1/net-worth", headers=headers)).json()
+    assert worth["totals"] == [
+        {"currency": "GBP", "total": "100.10", "accounts": 1},  # not 2 accounts: the unknown is no 0
+        {"currency": "USD", "total": "5.00", "accounts": 2},  # a known 0 does count
+    ]
+    nobal = accounts["nobal"]
+    assert worth["accounts_without_balance"] == [
+        {
+            "id": nobal["id"],
+            "name": "Old savings",
+            "type": "checking",
+            "currency": "GBP",
+            "connection_id": conn["id"],
+        }
+    ]
+    assert worth["as_of"].endswith("Z")
 
 
 async def test_delete_connection_through_api(

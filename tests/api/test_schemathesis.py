@@ -110,8 +110,10 @@ def test_the_api_keeps_every_promise_of_its_openapi_document(app: FastAPI) -> No
             status = group.response.status_code if group.response is not None else None
             titles = "; ".join(f"{f.title}: {f.message}" for f in group.failures)
             report.append(f"{label}: {titles}\n  -> {status} {body}\n  {group.code_sample}")
-    print(f"schemathesis: {len(statistic.unique_failures_map)} distinct failures, "
-          f"{statistic.total_cases} cases, {elapsed:.1f} s")
+    print(
+        f"schemathesis: {len(statistic.unique_failures_map)} distinct failures, "
+        f"{statistic.total_cases} cases, {elapsed:.1f} s"
+    )
     if os.environ.get("FINSYNC_SCHEMATHESIS_REPORT"):
         Path(os.environ["FINSYNC_SCHEMATHESIS_REPORT"]).write_text("\n\n".join(report + errors))
     assert not errors, "\n".join(errors)

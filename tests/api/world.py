@@ -34,8 +34,16 @@ from tests.fakes.trading212 import create_app as t212_app
 
 T212_KEY, T212_SECRET = "fake-t212-key-for-tests", "fake-t212-secret-for-tests"
 ALPACA_ID, ALPACA_SECRET = "fake-alpaca-key-id", "fake-alpaca-secret-key"
-T212 = {"provider": "trading212", "environment": "live", "credentials": {"api_key": T212_KEY, "api_secret": T212_SECRET}}
-ALPACA = {"provider": "alpaca", "environment": "paper", "credentials": {"key_id": ALPACA_ID, "secret_key": ALPACA_SECRET}}
+T212 = {
+    "provider": "trading212",
+    "environment": "live",
+    "credentials": {"api_key": T212_KEY, "api_secret": T212_SECRET},
+}
+ALPACA = {
+    "provider": "alpaca",
+    "environment": "paper",
+    "credentials": {"key_id": ALPACA_ID, "secret_key": ALPACA_SECRET},
+}
 SCHWAB: dict[str, Any] = {"provider": "schwab"}
 BANK: dict[str, Any] = {"provider": "gocardless", "options": {"institution_id": SANDBOX}}
 OFX = SHARED / "fixtures" / "ofx"
@@ -119,7 +127,9 @@ def _served(
     with ExitStack() as stack:
         yield (
             stack.enter_context(serve(t212_app(clock, api_key=T212_KEY, api_secret=T212_SECRET, store=t212))),
-            stack.enter_context(serve(alpaca_app(clock, key_id=ALPACA_ID, secret_key=ALPACA_SECRET, store=alpaca))),
+            stack.enter_context(
+                serve(alpaca_app(clock, key_id=ALPACA_ID, secret_key=ALPACA_SECRET, store=alpaca))
+            ),
             stack.enter_context(serve(schwab.app)),
             stack.enter_context(serve(bank.app)),
         )
