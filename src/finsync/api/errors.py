@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
+import functools
 import math
+import re
 from typing import Any
 
 import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from fastapi.routing import APIRoute
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.routing import Match, Route
 
 from finsync.api.wire import UtcDateTime, utc_text
 
@@ -94,15 +94,22 @@ def problem(
     return JSONResponse(body | extra, status_code=status, media_type=PROBLEM, headers=headers)
 
 
-def allowed_methods(request: Request) -> str:
-    """The methods some route serves at this path, for a 405's ``Allow`` (RFC 9110)."""
-    methods: set[str] = set()
-    for route in request.app.router.routes:
-        if isinstance(route, Route | APIRoute) and route.methods:
-            match, _ = route.matches(request.scope)
-            if match is not Match.NONE:
-                methods |= route.methods
-    return ", ".join(sorted(methods))
+@functools.cache
+def _template(path: str) -> re.Pattern[str]:
+    return re.compile(re.sub(r"\\\{[^}]*\\\}", "[^/]+", re.escape(path)))
+
+
+def allowed_methods(request: Request) -> str | None:
+    """The methods the document lists for this path, for a 405's ``Allow`` (RFC 9110)."""
+    methods = {
+        method.upper()
+        for template, operations in request.app.openapi().get("paths", {}).items()
+        if _template(template).fullmatch(request.url.path)
+        for method in operations
+    }
+    if "GET" in methods:
+        methods.add("HEAD")
+    return ", ".join(sorted(methods)) or None
 
 
 def status_for(exc: e.FinsyncError) -> int:
@@ -120,6 +127,8 @@ def responses(*classes: type[e.FinsyncError]) -> dict[int | str, dict[str, Any]]
     return out
 
 
+_PROBLEM_REF = "#/components/schemas/Problem"
+_VALIDATION_REF = "#/components/schemas/HTTPValidationError"
 FRAMEWORK_ERRORS = {
     "400": "The body could not be parsed (malformed JSON or multipart)",
     "401": "Missing, invalid or expired access token",
@@ -129,8 +138,11 @@ FRAMEWORK_ERRORS = {
 
 def _is_problem(response: dict[str, Any]) -> bool:
     """An error response documented with our Problem, FastAPI's validation error, or nothing."""
-    refs = {str(c.get("schema", {}).get("$ref", "")) for c in response.get("content", {}).values()}
-    return not refs - {"", "#/components/schemas/Problem", "#/components/schemas/HTTPValidationError"}
+    return all(
+        media in ("application/json", PROBLEM)
+        and content.get("schema", {}).get("$ref", _PROBLEM_REF) in (_PROBLEM_REF, _VALIDATION_REF)
+        for media, content in response.get("content", {}).items()
+    )
 
 
 def document_problems(spec: dict[str, Any]) -> dict[str, Any]:
@@ -152,7 +164,7 @@ def document_problems(spec: dict[str, Any]) -> dict[str, Any]:
                 answers.setdefault("400", {"description": FRAMEWORK_ERRORS["400"]})
             for code, answer in answers.items():
                 if code.isdigit() and int(code) >= 400 and _is_problem(answer):
-                    answer["content"] = {PROBLEM: {"schema": {"$ref": "#/components/schemas/Problem"}}}
+                    answer["content"] = {PROBLEM: {"schema": {"$ref": _PROBLEM_REF}}}
                     if code == "422" and answer.get("description") != FRAMEWORK_ERRORS["422"]:
                         known = answer.get("description", "").replace("Validation Error", "")
                         answer["description"] = "; ".join(filter(None, (known, FRAMEWORK_ERRORS["422"])))
@@ -199,7 +211,7 @@ def install(app: FastAPI) -> None:
         code = CODES.get(exc.status_code, "http-error")
         headers = dict(exc.headers or {})
         if exc.status_code == 405:
-            headers["Allow"] = allowed_methods(request)
+            headers["Allow"] = allowed_methods(request) or headers.get("Allow", "")
         return problem(exc.status_code, code, str(exc.detail), str(exc.detail), request, headers)
 
     @app.exception_handler(Exception)

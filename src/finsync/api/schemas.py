@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from datetime import date
-from typing import Any
+from typing import Annotated, Any
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, EmailStr, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, validate_email
+from pydantic_core import PydanticCustomError
 
 from finsync.api.wire import DecimalText, UtcDateTime
 from finsync.domain.enums import (
@@ -23,14 +24,24 @@ from finsync.domain.enums import (
     TransactionSubtype,
     TransactionType,
 )
+from finsync.domain.errors import InvalidInput
 
 
 class Public(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 
 
+def _mailbox(value: str) -> str:
+    """The document promises RFC 5322 syntax (`format: email`); refusing what cannot receive mail
+    (special-use domains such as .test or .local, IP literals) is our rule, answered as one."""
+    try:
+        return validate_email(value)[1]
+    except PydanticCustomError as exc:
+        raise InvalidInput(f"email: {exc.message()}") from None
+
+
 class UserCreate(BaseModel):
-    email: EmailStr
+    email: Annotated[str, Field(max_length=320, json_schema_extra={"format": "email"}), AfterValidator(_mailbox)]
     password: str = Field(min_length=10, max_length=1024, description="At least 10 characters")
 
     model_config = ConfigDict(
