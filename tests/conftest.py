@@ -137,7 +137,9 @@ async def api_client(c: Container) -> AsyncIterator[httpx.AsyncClient]:
     """HTTP into the app (in-process ASGI), backed by ``c``; every JSON answer keeps the wire format."""
     transport = httpx.ASGITransport(app=create_app(container=c))
     hooks = {"response": [assert_wire_format]}
-    async with httpx.AsyncClient(transport=transport, base_url="http://testserver", event_hooks=hooks) as http:
+    async with httpx.AsyncClient(
+        transport=transport, base_url="http://testserver", event_hooks=hooks
+    ) as http:
         yield http
 
 

@@ -174,6 +174,56 @@ async def test_health_and_openapi(client: httpx.AsyncClient) -> None:
     assert "examples" in spec["components"]["schemas"]["UserCreate"]
 
 
+async def test_openapi_documents_every_error_as_problem_json(client: httpx.AsyncClient) -> None:
+    spec = (await client.get("/api/v1/openapi.json")).json()
+    assert "HTTPValidationError" not in spec["components"]["schemas"]
+    problem = {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}
+    for path, ops in spec["paths"].items():
+        for method, op in ops.items():
+            where = f"{method.upper()} {path}"
+            errors = {code: r for code, r in op["responses"].items() if int(code) >= 400}
+            for code, answer in errors.items():
+                if "text/html" not in answer.get("content", {}) and code != "503":
+                    assert answer["content"] == problem, (where, code)
+            if op.get("security"):
+                assert "401" in errors, where
+            if op.get("requestBody"):
+                assert "400" in errors, where
+            if op.get("parameters") or op.get("requestBody"):
+                assert "422" in errors, where
+    cursor = next(p for p in spec["paths"]["/api/v1/holdings"]["get"]["parameters"] if p["name"] == "cursor")
+    assert cursor["schema"]["anyOf"][0] == {
+        "type": "string",
+        "minLength": 1,
+        "maxLength": 512,
+        "pattern": "^[A-Za-z0-9_-]+$",
+    }
+
+
+async def test_unsupported_method_is_405_with_allow(client: httpx.AsyncClient) -> None:
+    r = await client.request("TRACE", "/api/v1/connections")
+    assert r.status_code == 405
+    assert r.headers["allow"] == "GET, HEAD, POST"
+    assert r.headers["content-type"] == "application/problem+json"
+    r = await client.put("/api/v1/connections/01932c4e-8f00-7a3c-9d1e-2b3c4d5e6f70")
+    assert r.headers["allow"] == "DELETE, GET, HEAD, PATCH"
+
+
+async def test_framework_errors_are_problems_too(client: httpx.AsyncClient) -> None:
+    headers = await register_and_login(client)
+    r = await client.post(
+        "/api/v1/imports",
+        headers=headers | {"Content-Type": "multipart/form-data; boundary=b0b"},
+        content=b"--b0b\r\n\xcc\xdd\xf4\x80--b0b--\r\n",
+    )
+    assert r.status_code == 400, r.text
+    assert r.json()["type"].endswith("/malformed-request")
+    r = await client.get("/api/v1/transactions", headers=headers, params={"type": "gift"})
+    assert r.status_code == 422
+    assert r.json()["type"].endswith("/validation-error")
+    assert r.json()["errors"][0]["loc"] == ["query", "type"]
+
+
 async def test_request_id_echoed(client: httpx.AsyncClient) -> None:
     r = await client.get("/health/live", headers={"X-Request-ID": "abc123"})
     assert r.headers["x-request-id"] == "abc123"

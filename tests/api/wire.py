@@ -63,9 +63,8 @@ class WireCheck:
         self.responses = 0
 
     async def __call__(self, response: httpx.Response) -> None:
-        if "json" not in response.headers.get("content-type", ""):
+        if "json" not in response.headers.get("content-type", "") or not await response.aread():
             return
-        await response.aread()
         self.responses += 1
         where = f"{response.request.method} {response.request.url.path}"
         self.report.walk(response.json(), where)
@@ -73,7 +72,6 @@ class WireCheck:
 
 async def assert_wire_format(response: httpx.Response) -> None:
     """An httpx ``response`` hook that fails the request's test on the first broken rule."""
-    if "json" in response.headers.get("content-type", ""):
-        await response.aread()
+    if "json" in response.headers.get("content-type", "") and await response.aread():
         problems = wire_problems(response.json())
         assert not problems, f"{response.request.method} {response.request.url.path}: {problems}"

@@ -15,7 +15,6 @@ from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from finsync.api.wire import UtcDateTime, utc_text
-
 from finsync.domain import errors as e
 
 log = structlog.get_logger(__name__)
@@ -150,7 +149,9 @@ def document_problems(spec: dict[str, Any]) -> dict[str, Any]:
     the Problem schema (FastAPI's own 422 included), every authenticated route can answer 401,
     and every route with a body can answer 400."""
     schemas = spec.setdefault("components", {}).setdefault("schemas", {})
-    problem_schema = Problem.model_json_schema(ref_template="#/components/schemas/{model}", mode="serialization")
+    problem_schema = Problem.model_json_schema(
+        ref_template="#/components/schemas/{model}", mode="serialization"
+    )
     schemas.update(problem_schema.pop("$defs", {}))
     schemas["Problem"] = problem_schema
     for name in ("HTTPValidationError", "ValidationError"):

@@ -41,7 +41,9 @@ def _mailbox(value: str) -> str:
 
 
 class UserCreate(BaseModel):
-    email: Annotated[str, Field(max_length=320, json_schema_extra={"format": "email"}), AfterValidator(_mailbox)]
+    email: Annotated[
+        str, Field(max_length=320, json_schema_extra={"format": "email"}), AfterValidator(_mailbox)
+    ]
     password: str = Field(min_length=10, max_length=1024, description="At least 10 characters")
 
     model_config = ConfigDict(

@@ -44,7 +44,12 @@ UtcDateTime = Annotated[
     datetime,
     PlainSerializer(utc_text, return_type=str, when_used="json"),
     WithJsonSchema(
-        {"type": "string", "format": "date-time", "pattern": UTC_PATTERN, "examples": ["2026-11-21T09:00:00Z"]},
+        {
+            "type": "string",
+            "format": "date-time",
+            "pattern": UTC_PATTERN,
+            "examples": ["2026-11-21T09:00:00Z"],
+        },
         mode="serialization",
     ),
 ]
@@ -59,7 +64,9 @@ DecimalText = Annotated[
 ]
 """A response decimal (money, quantity, price): a fixed-point string."""
 
-QueryDate = Annotated[date, BeforeValidator(_not_a_number), WithJsonSchema({"type": "string", "format": "date"})]
+QueryDate = Annotated[
+    date, BeforeValidator(_not_a_number), WithJsonSchema({"type": "string", "format": "date"})
+]
 """A date query parameter: ``YYYY-MM-DD`` only."""
 
 QueryDateTime = Annotated[

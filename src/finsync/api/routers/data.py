@@ -12,7 +12,6 @@ from fastapi import APIRouter, Depends, Query
 from finsync.api.deps import ContainerDep, CurrentUser, PageDep, UowDep
 from finsync.api.errors import responses
 from finsync.api.pagination import PageOut, to_page
-from finsync.api.wire import QueryDate, QueryDateTime
 from finsync.api.schemas import (
     AccountPublic,
     AccountRefOut,
@@ -22,6 +21,7 @@ from finsync.api.schemas import (
     SnapshotPublic,
     TransactionPublic,
 )
+from finsync.api.wire import QueryDate, QueryDateTime
 from finsync.domain.entities import Account
 from finsync.domain.enums import AccountType, TransactionStatus, TransactionSubtype, TransactionType
 from finsync.domain.errors import InvalidInput, NotFound
