@@ -42,8 +42,8 @@ async def list_accounts(
     user: CurrentUser,
     uow: UowDep,
     page: PageDep,
-    connection_id: UUID | None = None,
-    type: AccountType | None = None,
+    connection_id: Annotated[UUID | None, Query(description="Only this connection's accounts")] = None,
+    type: Annotated[AccountType | None, Query(description="Only accounts of this type")] = None,
 ) -> PageOut[AccountPublic]:
     """Your accounts across all connections."""
     if connection_id is not None and await uow.connections.get(connection_id, user.id) is None:
@@ -152,7 +152,7 @@ async def list_account_holdings(
 @router.get(
     "/accounts/{account_id}/balance-snapshots",
     response_model=PageOut[SnapshotPublic],
-    responses=responses(NotFound),
+    responses=responses(NotFound, InvalidInput),
 )
 async def list_snapshots(
     account_id: UUID,
