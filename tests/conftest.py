@@ -21,6 +21,7 @@ from finsync.cli import migrate_database
 from finsync.config import Settings
 from finsync.infrastructure.db.tables import metadata
 from finsync.providers.registry import ProviderRegistry, builtin_providers
+from tests.api.wire import assert_wire_format
 from tests.fakes.memory import MemoryProviders, memory_provider_metadata
 
 PG_DSN = os.environ.get("FINSYNC_TEST_PG", "postgresql://postgres@127.0.0.1:5432")
@@ -133,9 +134,12 @@ async def built(settings: Settings, **build_options: Any) -> AsyncIterator[Conta
 
 @asynccontextmanager
 async def api_client(c: Container) -> AsyncIterator[httpx.AsyncClient]:
-    """HTTP into the app (in-process ASGI), backed by ``c``."""
+    """HTTP into the app (in-process ASGI), backed by ``c``; every JSON answer keeps the wire format."""
     transport = httpx.ASGITransport(app=create_app(container=c))
-    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+    hooks = {"response": [assert_wire_format]}
+    async with httpx.AsyncClient(
+        transport=transport, base_url="http://testserver", event_hooks=hooks
+    ) as http:
         yield http
 
 

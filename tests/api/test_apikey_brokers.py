@@ -187,15 +187,6 @@ async def test_fault_leaves_data_and_sets_status(
     assert await _all(client, headers, "/api/v1/transactions") == before
     assert await _all(client, headers, "/api/v1/accounts") == accounts_before
 
-    clock.advance(3600)
-    store.inject("history_dividends", "500", times=10)
-    r = await client.post(f"/api/v1/connections/{created['id']}/sync", headers=headers)
-    run = await _run(client, container, headers, r.json()["id"])
-    assert run["error_type"] == "provider-unavailable"
-    conn = (await client.get(f"/api/v1/connections/{created['id']}", headers=headers)).json()
-    assert conn["status"] == "error"
-    assert await _all(client, headers, "/api/v1/transactions") == before
-
     # PATCH with the same (valid) credentials re-activates; rename works.
     r = await client.patch(
         f"/api/v1/connections/{created['id']}",
@@ -205,6 +196,15 @@ async def test_fault_leaves_data_and_sets_status(
     assert r.status_code == 200, r.text
     assert r.json()["status"] == "active"
     assert r.json()["name"] == "Renamed"
+
+    clock.advance(3600)
+    store.inject("history_dividends", "500", times=10)
+    r = await client.post(f"/api/v1/connections/{created['id']}/sync", headers=headers)
+    run = await _run(client, container, headers, r.json()["id"])
+    assert run["error_type"] == "provider-unavailable"
+    conn = (await client.get(f"/api/v1/connections/{created['id']}", headers=headers)).json()
+    assert conn["status"] == "error"
+    assert await _all(client, headers, "/api/v1/transactions") == before
 
 
 async def test_alpaca_connect_and_sync(

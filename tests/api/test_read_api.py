@@ -107,11 +107,47 @@ async def test_accounts_holdings_snapshots_and_net_worth(
     assert snap["balance"] == "5"
     r = await client.get(f"/api/v1/accounts/{usd['id']}/transactions", headers=headers)
     assert [t["provider_transaction_id"] for t in r.json()["items"]] == ["u1"]
-    totals = (await client.get("/api/v1/net-worth", headers=headers)).json()["totals"]
-    assert totals == [
+    worth = (await client.get("/api/v1/net-worth", headers=headers)).json()
+    assert worth["totals"] == [
         {"currency": "GBP", "total": "100.10", "accounts": 1},
         {"currency": "USD", "total": "5", "accounts": 1},
     ]
+    assert worth["accounts_without_balance"] == []
+
+
+async def test_net_worth_leaves_out_unknown_balances_and_names_them(
+    client: httpx.AsyncClient, container: Container, memory_providers: MemoryProviders
+) -> None:
+    headers = await _seed(client, container, memory_providers)
+    memory_providers.accounts.append(
+        account("nobal", name="Old savings", balance=None, available_balance=None)
+    )
+    memory_providers.accounts.append(account("zero", currency="USD", balance=Decimal("0.00")))
+    (conn,) = (await client.get("/api/v1/connections", headers=headers)).json()["items"]
+    r = await client.post(f"/api/v1/connections/{conn['id']}/sync", headers=headers)
+    assert r.status_code == 202, r.text
+    await container.jobs.drain()
+    accounts = {
+        a["provider_account_id"]: a
+        for a in (await client.get("/api/v1/accounts", headers=headers)).json()["items"]
+    }
+    assert accounts["nobal"]["balance"] is None
+    worth = (await client.get("/api/v1/net-worth", headers=headers)).json()
+    assert worth["totals"] == [
+        {"currency": "GBP", "total": "100.10", "accounts": 1},  # not 2 accounts: the unknown is no 0
+        {"currency": "USD", "total": "5.00", "accounts": 2},  # a known 0 does count
+    ]
+    nobal = accounts["nobal"]
+    assert worth["accounts_without_balance"] == [
+        {
+            "id": nobal["id"],
+            "name": "Old savings",
+            "type": "checking",
+            "currency": "GBP",
+            "connection_id": conn["id"],
+        }
+    ]
+    assert worth["as_of"].endswith("Z")
 
 
 async def test_delete_connection_through_api(
@@ -136,6 +172,56 @@ async def test_health_and_openapi(client: httpx.AsyncClient) -> None:
             assert op.get("summary"), f"{method} {path} lacks a summary"
             assert op.get("description"), f"{method} {path} lacks a description"
     assert "examples" in spec["components"]["schemas"]["UserCreate"]
+
+
+async def test_openapi_documents_every_error_as_problem_json(client: httpx.AsyncClient) -> None:
+    spec = (await client.get("/api/v1/openapi.json")).json()
+    assert "HTTPValidationError" not in spec["components"]["schemas"]
+    problem = {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}
+    for path, ops in spec["paths"].items():
+        for method, op in ops.items():
+            where = f"{method.upper()} {path}"
+            errors = {code: r for code, r in op["responses"].items() if int(code) >= 400}
+            for code, answer in errors.items():
+                if "text/html" not in answer.get("content", {}) and code != "503":
+                    assert answer["content"] == problem, (where, code)
+            if op.get("security"):
+                assert "401" in errors, where
+            if op.get("requestBody"):
+                assert "400" in errors, where
+            if op.get("parameters") or op.get("requestBody"):
+                assert "422" in errors, where
+    cursor = next(p for p in spec["paths"]["/api/v1/holdings"]["get"]["parameters"] if p["name"] == "cursor")
+    assert cursor["schema"]["anyOf"][0] == {
+        "type": "string",
+        "minLength": 1,
+        "maxLength": 512,
+        "pattern": "^[A-Za-z0-9_-]+$",
+    }
+
+
+async def test_unsupported_method_is_405_with_allow(client: httpx.AsyncClient) -> None:
+    r = await client.request("TRACE", "/api/v1/connections")
+    assert r.status_code == 405
+    assert r.headers["allow"] == "GET, HEAD, POST"
+    assert r.headers["content-type"] == "application/problem+json"
+    r = await client.put("/api/v1/connections/01932c4e-8f00-7a3c-9d1e-2b3c4d5e6f70")
+    assert r.headers["allow"] == "DELETE, GET, HEAD, PATCH"
+
+
+async def test_framework_errors_are_problems_too(client: httpx.AsyncClient) -> None:
+    headers = await register_and_login(client)
+    r = await client.post(
+        "/api/v1/imports",
+        headers=headers | {"Content-Type": "multipart/form-data; boundary=b0b"},
+        content=b"--b0b\r\n\xcc\xdd\xf4\x80--b0b--\r\n",
+    )
+    assert r.status_code == 400, r.text
+    assert r.json()["type"].endswith("/malformed-request")
+    r = await client.get("/api/v1/transactions", headers=headers, params={"type": "gift"})
+    assert r.status_code == 422
+    assert r.json()["type"].endswith("/validation-error")
+    assert r.json()["errors"][0]["loc"] == ["query", "type"]
 
 
 async def test_request_id_echoed(client: httpx.AsyncClient) -> None:

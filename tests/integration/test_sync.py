@@ -11,7 +11,7 @@ import pytest
 from finsync.bootstrap import Container
 from finsync.domain.entities import Account, Holding, SyncRun, Transaction
 from finsync.domain.enums import ConnectionStatus, SnapshotSource, SyncStatus, SyncTrigger, TransactionStatus
-from finsync.domain.errors import AuthError, Conflict, Unavailable
+from finsync.domain.errors import AuthError, Conflict, NeedsReauthorization, Unavailable
 from finsync.domain.ports import AccountFilter, PageRequest, TransactionFilter
 from tests.factories import account, holding, seed_connection, seed_user, txn
 from tests.fakes.memory import MemoryProviders
@@ -125,6 +125,11 @@ async def test_auth_error_needs_reauth_and_next_success_recovers(
     assert stored is not None
     assert stored.status is ConnectionStatus.NEEDS_REAUTH
     del bank.fail_on["fetch_accounts"]
+    calls = len(bank.calls)
+    with pytest.raises(NeedsReauthorization, match="PATCH"):  # no use asking the provider again
+        await container.sync.request(conn.id, user.id, SyncTrigger.MANUAL)
+    assert len(bank.calls) == calls
+    await container.connections.update(conn.id, user.id, None, {"token": "fake-new-token-for-tests"})
     await _sync(container, conn.id, user.id, SyncTrigger.MANUAL)
     async with container.uow() as uow:
         stored = await uow.connections.get(conn.id)

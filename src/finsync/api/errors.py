@@ -2,21 +2,28 @@
 
 from __future__ import annotations
 
+import functools
 import math
+import re
 from typing import Any
+from uuid import UUID
 
 import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from finsync.api.wire import UtcDateTime, utc_text
 from finsync.domain import errors as e
 
 log = structlog.get_logger(__name__)
 PROBLEM = "application/problem+json"
 TYPE_BASE = "https://finsync.dev/problems/"
+
+# Codes of the errors the framework raises itself (unparseable bodies, unknown paths and methods).
+CODES = {400: "malformed-request", 401: "authentication-failed", 404: "not-found", 405: "method-not-allowed"}
 
 # Most specific first: the first matching class wins.
 STATUS: list[tuple[type[e.FinsyncError], int]] = [
@@ -41,18 +48,38 @@ STATUS: list[tuple[type[e.FinsyncError], int]] = [
 ]
 
 
-class Problem(BaseModel):
-    """RFC 9457 problem details."""
-
+class ValidationIssue(BaseModel):
+    loc: list[str | int] = Field(description='Where, e.g. ["query", "date_to"]')
+    msg: str
     type: str
+
+
+class Problem(BaseModel):
+    """RFC 9457 problem details. Match on `type` (stable per kind of error); show `detail`."""
+
+    type: str = Field(examples=["https://finsync.dev/problems/not-found"])
     title: str
     status: int
     detail: str | None = None
-    instance: str | None = None
+    instance: str | None = Field(default=None, description="The request path")
+    errors: list[ValidationIssue] | None = Field(
+        default=None, description="Request validation (422 validation-error): each field and why"
+    )
+    retry_after: int | None = Field(default=None, description="429: seconds until trying again can work")
+    retry_at: UtcDateTime | None = Field(default=None, description="429: when trying again can work")
+    connection_id: UUID | None = Field(
+        default=None, description="409 already-connected: the connection that already has this login"
+    )
 
 
 def problem(
-    status: int, code: str, title: str, detail: str | None, request: Request, **extra: Any
+    status: int,
+    code: str,
+    title: str,
+    detail: str | None,
+    request: Request,
+    headers: dict[str, str] | None = None,
+    **extra: Any,
 ) -> JSONResponse:
     body = {
         "type": TYPE_BASE + code,
@@ -61,12 +88,31 @@ def problem(
         "detail": detail,
         "instance": request.url.path,
     }
-    headers = {}
+    headers = dict(headers or {})
     if "retry_after" in extra:
-        headers["Retry-After"] = str(max(1, math.ceil(extra["retry_after"])))
+        extra["retry_after"] = max(1, math.ceil(extra["retry_after"]))
+        headers["Retry-After"] = str(extra["retry_after"])
     if status == 401:
         headers["WWW-Authenticate"] = "Bearer"
     return JSONResponse(body | extra, status_code=status, media_type=PROBLEM, headers=headers)
+
+
+@functools.cache
+def _template(path: str) -> re.Pattern[str]:
+    return re.compile(re.sub(r"\\\{[^}]*\\\}", "[^/]+", re.escape(path)))
+
+
+def allowed_methods(request: Request) -> str | None:
+    """The methods the document lists for this path, for a 405's ``Allow`` (RFC 9110)."""
+    methods = {
+        method.upper()
+        for template, operations in request.app.openapi().get("paths", {}).items()
+        if _template(template).fullmatch(request.url.path)
+        for method in operations
+    }
+    if "GET" in methods:
+        methods.add("HEAD")
+    return ", ".join(sorted(methods)) or None
 
 
 def status_for(exc: e.FinsyncError) -> int:
@@ -78,11 +124,74 @@ def responses(*classes: type[e.FinsyncError]) -> dict[int | str, dict[str, Any]]
     out: dict[int | str, dict[str, Any]] = {}
     for cls in classes:
         status = next(s for c, s in STATUS if issubclass(cls, c))
-        out[status] = {"model": Problem, "description": cls.title, "content": {PROBLEM: {}}}
+        titles = out.get(status, {}).get("description", "").split("; ")
+        description = "; ".join(t for t in dict.fromkeys([*titles, cls.title]) if t)
+        out[status] = {"model": Problem, "description": description}
     return out
 
 
+_PROBLEM_REF = "#/components/schemas/Problem"
+_VALIDATION_REF = "#/components/schemas/HTTPValidationError"
+FRAMEWORK_ERRORS = {
+    "400": "The body could not be parsed (malformed JSON or multipart)",
+    "401": "Missing, invalid or expired access token",
+    "422": "Request validation failed",
+}
+
+
+def _is_problem(response: dict[str, Any]) -> bool:
+    """An error response documented with our Problem, FastAPI's validation error, or nothing."""
+    return all(
+        media in ("application/json", PROBLEM)
+        and content.get("schema", {}).get("$ref", _PROBLEM_REF) in (_PROBLEM_REF, _VALIDATION_REF)
+        for media, content in response.get("content", {}).items()
+    )
+
+
+def document_problems(spec: dict[str, Any]) -> dict[str, Any]:
+    """Make the OpenAPI document say what the handlers answer: every error is problem+json with
+    the Problem schema (FastAPI's own 422 included), every authenticated route can answer 401,
+    and every route with a body can answer 400."""
+    schemas = spec.setdefault("components", {}).setdefault("schemas", {})
+    problem_schema = Problem.model_json_schema(
+        ref_template="#/components/schemas/{model}", mode="serialization"
+    )
+    schemas.update(problem_schema.pop("$defs", {}))
+    schemas["Problem"] = problem_schema
+    for name in ("HTTPValidationError", "ValidationError"):
+        schemas.pop(name, None)
+    for operations in spec.get("paths", {}).values():
+        for operation in operations.values():
+            answers = operation.setdefault("responses", {})
+            if operation.get("security"):
+                answers.setdefault("401", {"description": FRAMEWORK_ERRORS["401"]})
+            if operation.get("requestBody"):
+                answers.setdefault("400", {"description": FRAMEWORK_ERRORS["400"]})
+            for code, answer in answers.items():
+                if code.isdigit() and int(code) >= 400 and _is_problem(answer):
+                    answer["content"] = {PROBLEM: {"schema": {"$ref": _PROBLEM_REF}}}
+                    if code == "422" and answer.get("description") != FRAMEWORK_ERRORS["422"]:
+                        known = answer.get("description", "").replace("Validation Error", "")
+                        answer["description"] = "; ".join(filter(None, (known, FRAMEWORK_ERRORS["422"])))
+                    if code == "401":
+                        answer["headers"] = {"WWW-Authenticate": {"schema": {"type": "string"}}}
+                    if code == "429":
+                        seconds = {"description": "Seconds to wait", "schema": {"type": "integer"}}
+                        answer["headers"] = {"Retry-After": seconds}
+    return spec
+
+
 def install(app: FastAPI) -> None:
+    """Answer every error as problem+json, and document it so."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            document_problems(generate())
+        return app.openapi_schema or generate()
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
     @app.exception_handler(e.FinsyncError)
     async def domain_error(request: Request, exc: e.FinsyncError) -> JSONResponse:
         status = status_for(exc)
@@ -90,7 +199,7 @@ def install(app: FastAPI) -> None:
         if isinstance(exc, e.TooManyAttempts | e.RateLimited):
             extra["retry_after"] = exc.retry_after
         if isinstance(exc, e.RateLimited) and exc.retry_at is not None:
-            extra["retry_at"] = exc.retry_at.isoformat()
+            extra["retry_at"] = utc_text(exc.retry_at)
         if isinstance(exc, e.AlreadyConnected):
             extra["connection_id"] = str(exc.connection_id)
         if status >= 500:
@@ -106,10 +215,11 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        code = {404: "not-found", 405: "method-not-allowed", 401: "authentication-failed"}.get(
-            exc.status_code, "http-error"
-        )
-        return problem(exc.status_code, code, str(exc.detail), str(exc.detail), request)
+        code = CODES.get(exc.status_code, "http-error")
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:
+            headers["Allow"] = allowed_methods(request) or headers.get("Allow", "")
+        return problem(exc.status_code, code, str(exc.detail), str(exc.detail), request, headers)
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:

@@ -15,6 +15,8 @@ from finsync.domain.ports import Page, PageRequest
 T = TypeVar("T")
 M = TypeVar("M", bound=BaseModel)
 _SEP = "\x1f"
+CURSOR_PATTERN = r"^[A-Za-z0-9_-]+$"  # unpadded base64url
+CURSOR_MAX = 512
 
 
 def encode_cursor(key: tuple[str, ...]) -> str:
@@ -31,7 +33,15 @@ def decode_cursor(cursor: str) -> tuple[str, ...]:
 
 def page_request(
     limit: Annotated[int, Query(ge=1, le=500, description="Items per page")] = 50,
-    cursor: Annotated[str | None, Query(description="`next_cursor` from the previous page")] = None,
+    cursor: Annotated[
+        str | None,
+        Query(
+            min_length=1,
+            max_length=CURSOR_MAX,
+            pattern=CURSOR_PATTERN,
+            description="`next_cursor` from the previous page of the same list (opaque)",
+        ),
+    ] = None,
 ) -> PageRequest:
     return PageRequest(limit=limit, after=decode_cursor(cursor) if cursor else None)
 

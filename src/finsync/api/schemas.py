@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime
-from decimal import Decimal
-from typing import Any
+from datetime import date
+from typing import Annotated, Any
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, EmailStr, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, validate_email
+from pydantic_core import PydanticCustomError
 
+from finsync.api.wire import DecimalText, UtcDateTime
 from finsync.domain.enums import (
     AccountType,
     AssetType,
@@ -23,14 +24,26 @@ from finsync.domain.enums import (
     TransactionSubtype,
     TransactionType,
 )
+from finsync.domain.errors import InvalidInput
 
 
 class Public(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 
 
+def _mailbox(value: str) -> str:
+    """The document promises RFC 5322 syntax (`format: email`); refusing what cannot receive mail
+    (special-use domains such as .test or .local, IP literals) is our rule, answered as one."""
+    try:
+        return validate_email(value)[1]
+    except PydanticCustomError as exc:
+        raise InvalidInput(f"email: {exc.message()}") from None
+
+
 class UserCreate(BaseModel):
-    email: EmailStr
+    email: Annotated[
+        str, Field(max_length=320, json_schema_extra={"format": "email"}), AfterValidator(_mailbox)
+    ]
     password: str = Field(min_length=10, max_length=1024, description="At least 10 characters")
 
     model_config = ConfigDict(
@@ -41,7 +54,7 @@ class UserCreate(BaseModel):
 class UserPublic(Public):
     id: UUID
     email: str
-    created_at: datetime
+    created_at: UtcDateTime
 
 
 class TokenOut(BaseModel):
@@ -93,11 +106,11 @@ class ConnectionPublic(Public):
     name: str
     status: ConnectionStatus
     environment: str | None
-    expires_at: datetime | None = Field(description="When consent or the refresh token lapses, if it does")
-    last_synced_at: datetime | None
+    expires_at: UtcDateTime | None = Field(description="When consent or the refresh token lapses, if it does")
+    last_synced_at: UtcDateTime | None
     last_error: str | None
-    created_at: datetime
-    updated_at: datetime
+    created_at: UtcDateTime
+    updated_at: UtcDateTime
 
     model_config = ConfigDict(
         from_attributes=True,
@@ -194,13 +207,13 @@ class AccountPublic(Public):
     type: AccountType
     currency: str
     institution: str | None
-    balance: Decimal | None
-    available_balance: Decimal | None
-    cash_value: Decimal | None
-    holdings_value: Decimal | None
-    balance_at: datetime | None
-    created_at: datetime
-    updated_at: datetime
+    balance: DecimalText | None
+    available_balance: DecimalText | None
+    cash_value: DecimalText | None
+    holdings_value: DecimalText | None
+    balance_at: UtcDateTime | None
+    created_at: UtcDateTime
+    updated_at: UtcDateTime
 
     model_config = ConfigDict(
         from_attributes=True,
@@ -235,18 +248,18 @@ class HoldingPublic(Public):
     isin: str | None
     cusip: str | None
     asset_type: AssetType
-    quantity: Decimal
+    quantity: DecimalText
     currency: str = Field(description="Currency of market_value and unrealized_pnl (usually the account's)")
     price_currency: str = Field(
         description="Currency of average_cost and current_price: the instrument's trading currency "
         "(e.g. USD for a US share in a GBP account; GBX is pence sterling). When it differs from "
         "currency, quantity * current_price equals market_value only after converting between the two."
     )
-    average_cost: Decimal | None
-    current_price: Decimal | None
-    market_value: Decimal | None
-    unrealized_pnl: Decimal | None
-    updated_at: datetime
+    average_cost: DecimalText | None
+    current_price: DecimalText | None
+    market_value: DecimalText | None
+    unrealized_pnl: DecimalText | None
+    updated_at: UtcDateTime
 
     model_config = ConfigDict(
         from_attributes=True,
@@ -281,18 +294,18 @@ class TransactionPublic(Public):
     type: TransactionType
     subtype: TransactionSubtype
     status: TransactionStatus
-    amount: Decimal = Field(description="Positive = money into the account, negative = out")
+    amount: DecimalText = Field(description="Positive = money into the account, negative = out")
     currency: str
     transaction_date: date
     settlement_date: date | None
     symbol: str | None
-    quantity: Decimal | None
-    unit_price: Decimal | None
-    fees: Decimal | None
+    quantity: DecimalText | None
+    unit_price: DecimalText | None
+    fees: DecimalText | None
     description: str | None
     raw: dict[str, Any] = Field(description="The provider's record as received, for audit")
-    created_at: datetime
-    updated_at: datetime
+    created_at: UtcDateTime
+    updated_at: UtcDateTime
 
     model_config = ConfigDict(
         from_attributes=True,
@@ -328,12 +341,12 @@ class SnapshotPublic(Public):
     account_id: UUID
     sync_run_id: UUID | None
     source: SnapshotSource
-    taken_at: datetime
+    taken_at: UtcDateTime
     currency: str
-    balance: Decimal | None
-    available_balance: Decimal | None
-    cash_value: Decimal | None
-    holdings_value: Decimal | None
+    balance: DecimalText | None
+    available_balance: DecimalText | None
+    cash_value: DecimalText | None
+    holdings_value: DecimalText | None
 
 
 class SyncRunPublic(Public):
@@ -341,8 +354,8 @@ class SyncRunPublic(Public):
     connection_id: UUID
     trigger: SyncTrigger
     status: SyncStatus
-    started_at: datetime
-    finished_at: datetime | None
+    started_at: UtcDateTime
+    finished_at: UtcDateTime | None
     counts: dict[str, int] = Field(
         description="inserted/updated/unchanged/deleted per entity, snapshots, timing"
     )
@@ -379,15 +392,32 @@ class SyncRunPublic(Public):
 
 class CurrencyTotalOut(Public):
     currency: str
-    total: Decimal
-    accounts: int
+    total: DecimalText = Field(description="Sum of the known balances in this currency")
+    accounts: int = Field(description="How many accounts the total adds up (those with a known balance)")
+
+
+class AccountRefOut(Public):
+    """An account named where a figure leaves it out."""
+
+    id: UUID
+    name: str
+    type: AccountType
+    currency: str
+    connection_id: UUID
 
 
 class NetWorthOut(BaseModel):
-    """Latest balance of every account, totalled per currency (no FX conversion)."""
+    """Latest known balance of every account, totalled per currency (no FX conversion).
+
+    An account whose balance is unknown (a provider or statement that reports none) is not
+    counted as 0: it is left out of the totals and listed in `accounts_without_balance`, so a
+    client can say the figure is incomplete."""
 
     totals: list[CurrencyTotalOut]
-    as_of: datetime
+    accounts_without_balance: list[AccountRefOut] = Field(
+        description="Accounts left out of the totals because their balance is unknown"
+    )
+    as_of: UtcDateTime
 
     model_config = ConfigDict(
         json_schema_extra={
@@ -396,6 +426,15 @@ class NetWorthOut(BaseModel):
                     "totals": [
                         {"currency": "GBP", "total": "25410.22", "accounts": 3},
                         {"currency": "USD", "total": "3351.45", "accounts": 2},
+                    ],
+                    "accounts_without_balance": [
+                        {
+                            "id": "01932c4e-9a00-7b1c-8d2e-3c4d5e6f7a81",
+                            "name": "Old savings",
+                            "type": "savings",
+                            "currency": "GBP",
+                            "connection_id": "01932c4e-8f00-7a3c-9d1e-2b3c4d5e6f70",
+                        }
                     ],
                     "as_of": "2026-11-21T09:00:00Z",
                 }

@@ -29,6 +29,7 @@ from finsync.domain.errors import (
     Conflict,
     FinsyncError,
     InvalidInput,
+    NeedsReauthorization,
     NotFound,
     ProviderError,
     RateLimited,
@@ -38,6 +39,7 @@ from finsync.domain.ports import (
     CredentialCipher,
     JobQueue,
     ProviderGateway,
+    ProviderInfo,
     ProviderSession,
     UnitOfWork,
     UnitOfWorkFactory,
@@ -126,6 +128,14 @@ async def write_fetched(
     return accounts
 
 
+def _renew_hint(connection: Connection, info: ProviderInfo | None) -> str:
+    """What the person must do before a sync can work, without asking the provider again."""
+    path = f"/api/v1/connections/{connection.id}"
+    if info is not None and info.auth_type.in_browser:
+        return f"the provider needs a new consent: POST {path}/reauthorize and open its authorization_url"
+    return f"the provider rejected the stored credentials: send new ones with PATCH {path}"
+
+
 class SyncService:
     def __init__(
         self,
@@ -155,6 +165,9 @@ class SyncService:
                 raise InvalidInput("statement-file connections are updated by uploading to /api/v1/imports")
             if connection.status is ConnectionStatus.PENDING or connection.credentials is None:
                 raise Conflict("this connection is not authorised yet; finish connecting it first")
+            lapsed = connection.expires_at is not None and connection.expires_at <= self._clock()
+            if connection.status is ConnectionStatus.NEEDS_REAUTH or lapsed:
+                raise NeedsReauthorization(_renew_hint(connection, info))
             if trigger is SyncTrigger.MANUAL:
                 await self._preflight(connection)
             run = SyncRun(

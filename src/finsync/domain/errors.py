@@ -39,6 +39,13 @@ class AlreadyConnected(Conflict):
         self.connection_id = connection_id
 
 
+class NeedsReauthorization(Conflict):
+    """The provider no longer accepts this connection's authorisation: nothing to try until renewed."""
+
+    code = "needs-reauth"
+    title = "Reauthorize first"
+
+
 class InvalidInput(FinsyncError):
     code = "invalid-input"
     title = "Invalid input"

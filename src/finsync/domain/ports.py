@@ -82,6 +82,14 @@ class CurrencyTotal:
     accounts: int
 
 
+@dataclass(slots=True)
+class CurrencyTotals:
+    """Known balances summed per currency; an unknown balance is listed, never counted as 0."""
+
+    totals: list[CurrencyTotal]
+    without_balance: list[Account]
+
+
 class UserRepository(Protocol):
     async def add(self, user: User) -> None: ...
     async def get(self, user_id: UUID) -> User | None: ...
@@ -135,7 +143,7 @@ class AccountRepository(Protocol):
     async def get(self, account_id: UUID, user_id: UUID) -> Account | None: ...
     async def for_connection(self, connection_id: UUID) -> list[Account]: ...
     async def find(self, user_id: UUID, filters: AccountFilter, page: PageRequest) -> Page[Account]: ...
-    async def totals_by_currency(self, user_id: UUID) -> list[CurrencyTotal]: ...
+    async def totals_by_currency(self, user_id: UUID) -> CurrencyTotals: ...
 
 
 class HoldingRepository(Protocol):

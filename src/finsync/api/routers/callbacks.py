@@ -34,7 +34,13 @@ def _client_redirect(target: str, outcome: CallbackOutcome) -> str:
 @router.get(
     "/connections/callback/{provider}",
     response_class=HTMLResponse,
-    responses={302: {"description": "Back to the configured client URL"}},
+    responses={
+        302: {"description": "Back to the configured client URL"},
+        400: {
+            "description": "A page saying why not (denied, expired or unknown state)",
+            "content": {"text/html": {"schema": {"type": "string"}}},
+        },
+    },
 )
 async def authorization_callback(provider: str, request: Request, container: ContainerDep) -> Response:
     """The provider redirects the browser here after consent; activates the connection and starts

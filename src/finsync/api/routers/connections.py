@@ -26,6 +26,7 @@ from finsync.domain.errors import (
     AuthError,
     Conflict,
     InvalidInput,
+    NeedsReauthorization,
     NotFound,
     ProviderNotAvailable,
     RateLimited,
@@ -130,10 +131,13 @@ async def list_sync_runs(
     "/connections/{connection_id}/sync",
     status_code=status.HTTP_202_ACCEPTED,
     response_model=SyncRunPublic,
-    responses=responses(NotFound, RateLimited),
+    responses=responses(NotFound, NeedsReauthorization, InvalidInput, RateLimited),
 )
 async def sync_connection(connection_id: UUID, user: CurrentUser, container: ContainerDep) -> SyncRunPublic:
-    """Start a sync now; answers with the SyncRun to poll. A sync already running is returned instead."""
+    """Start a sync now; answers with the SyncRun to poll. A sync already running is returned instead.
+    A connection that needs reauthorisation answers 409 `needs-reauth` without calling the provider:
+    renew it first (`POST .../reauthorize` for OAuth and bank links, `PATCH` new credentials for API keys).
+    A statement-file connection answers 422: upload to `/imports` instead."""
     run = await container.sync.request(connection_id, user.id, SyncTrigger.MANUAL)
     return SyncRunPublic.model_validate(run)
 

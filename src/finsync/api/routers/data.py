@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import UTC, date, datetime
+from datetime import UTC
 from typing import Annotated
 from uuid import UUID
 
@@ -14,12 +14,14 @@ from finsync.api.errors import responses
 from finsync.api.pagination import PageOut, to_page
 from finsync.api.schemas import (
     AccountPublic,
+    AccountRefOut,
     CurrencyTotalOut,
     HoldingPublic,
     NetWorthOut,
     SnapshotPublic,
     TransactionPublic,
 )
+from finsync.api.wire import QueryDate, QueryDateTime
 from finsync.domain.entities import Account
 from finsync.domain.enums import AccountType, TransactionStatus, TransactionSubtype, TransactionType
 from finsync.domain.errors import InvalidInput, NotFound
@@ -40,8 +42,8 @@ async def list_accounts(
     user: CurrentUser,
     uow: UowDep,
     page: PageDep,
-    connection_id: UUID | None = None,
-    type: AccountType | None = None,
+    connection_id: Annotated[UUID | None, Query(description="Only this connection's accounts")] = None,
+    type: Annotated[AccountType | None, Query(description="Only accounts of this type")] = None,
 ) -> PageOut[AccountPublic]:
     """Your accounts across all connections."""
     if connection_id is not None and await uow.connections.get(connection_id, user.id) is None:
@@ -56,23 +58,28 @@ async def get_account(account_id: UUID, user: CurrentUser, uow: UowDep) -> Accou
     return AccountPublic.model_validate(await _own_account(uow, account_id, user.id))
 
 
-TextQuery = Annotated[str | None, Query(max_length=200, description="Text in the description, or a symbol")]
+_NO_NUL = r"^[^\x00]*$"
+TextQuery = Annotated[
+    str | None,
+    Query(max_length=200, pattern=_NO_NUL, description="Text in the description or symbol (any case)"),
+]
+SymbolQuery = Annotated[
+    str | None, Query(max_length=64, pattern=_NO_NUL, description="Exactly this symbol, e.g. AAPL")
+]
 
 
 def _transaction_filter(
-    date_from: date | None = None,
-    date_to: date | None = None,
+    date_from: Annotated[QueryDate | None, Query(description="On or after this date")] = None,
+    date_to: Annotated[QueryDate | None, Query(description="On or before this date")] = None,
     type: TransactionType | None = None,
     subtype: TransactionSubtype | None = None,
     status: TransactionStatus | None = None,
-    symbol: str | None = None,
+    symbol: SymbolQuery = None,
     q: TextQuery = None,
 ) -> TransactionFilter:
     """The query parameters both transaction lists share, checked once."""
     if date_from and date_to and date_from > date_to:
         raise InvalidInput("date_from is after date_to")
-    if any("\x00" in v for v in (q, symbol) if v):
-        raise InvalidInput("search text must not contain NUL characters")
     return TransactionFilter(
         date_from=date_from,
         date_to=date_to,
@@ -118,10 +125,17 @@ async def list_account_transactions(
     return to_page(found, TransactionPublic)
 
 
-@router.get("/holdings", response_model=PageOut[HoldingPublic])
-async def list_holdings(user: CurrentUser, uow: UowDep, page: PageDep) -> PageOut[HoldingPublic]:
-    """Positions across all your accounts."""
-    return to_page(await uow.holdings.find(user.id, None, page), HoldingPublic)
+@router.get("/holdings", response_model=PageOut[HoldingPublic], responses=responses(NotFound))
+async def list_holdings(
+    user: CurrentUser,
+    uow: UowDep,
+    page: PageDep,
+    account_id: Annotated[UUID | None, Query(description="Only this account's positions")] = None,
+) -> PageOut[HoldingPublic]:
+    """Positions across all your accounts, or one account's with `account_id`."""
+    if account_id is not None:
+        await _own_account(uow, account_id, user.id)
+    return to_page(await uow.holdings.find(user.id, account_id, page), HoldingPublic)
 
 
 @router.get(
@@ -138,15 +152,15 @@ async def list_account_holdings(
 @router.get(
     "/accounts/{account_id}/balance-snapshots",
     response_model=PageOut[SnapshotPublic],
-    responses=responses(NotFound),
+    responses=responses(NotFound, InvalidInput),
 )
 async def list_snapshots(
     account_id: UUID,
     user: CurrentUser,
     uow: UowDep,
     page: PageDep,
-    since: datetime | None = None,
-    until: datetime | None = None,
+    since: Annotated[QueryDateTime | None, Query(description="Taken at or after (no offset = UTC)")] = None,
+    until: Annotated[QueryDateTime | None, Query(description="Taken at or before (no offset = UTC)")] = None,
 ) -> PageOut[SnapshotPublic]:
     """Balance history: one snapshot per sync or import, newest first."""
     await _own_account(uow, account_id, user.id)
@@ -161,6 +175,11 @@ async def list_snapshots(
 
 @router.get("/net-worth", response_model=NetWorthOut)
 async def net_worth(user: CurrentUser, uow: UowDep, container: ContainerDep) -> NetWorthOut:
-    """Latest balance of every account, totalled per currency."""
-    totals = await uow.accounts.totals_by_currency(user.id)
-    return NetWorthOut(totals=[CurrencyTotalOut.model_validate(t) for t in totals], as_of=container.clock())
+    """Latest known balance of every account, totalled per currency. Accounts whose balance is
+    unknown are left out of the totals (never counted as 0) and listed in `accounts_without_balance`."""
+    found = await uow.accounts.totals_by_currency(user.id)
+    return NetWorthOut(
+        totals=[CurrencyTotalOut.model_validate(t) for t in found.totals],
+        accounts_without_balance=[AccountRefOut.model_validate(a) for a in found.without_balance],
+        as_of=container.clock(),
+    )

@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from finsync.domain.entities import Account, BalanceSnapshot, Connection, Holding, new_id, utcnow
 from finsync.domain.errors import AlreadyConnected
-from finsync.domain.ports import AccountFilter, CurrencyTotal, Page, PageRequest
+from finsync.domain.ports import AccountFilter, CurrencyTotal, CurrencyTotals, Page, PageRequest
 from finsync.domain.records import ProviderAccount, ProviderHolding, UpsertCounts
 from finsync.infrastructure.db.mapping import column_text, keyset, make_page, provider_id, to_entity, to_row
 from finsync.infrastructure.db.tables import AccountRow, BalanceSnapshotRow, HoldingRow
@@ -136,15 +136,20 @@ class SqlAccountRepository:
         items = [to_entity(Account, r) for r in (await self._s.execute(stmt)).mappings()]
         return make_page(items, page, lambda a: (a.id,))
 
-    async def totals_by_currency(self, user_id: UUID) -> list[CurrencyTotal]:
+    async def totals_by_currency(self, user_id: UUID) -> CurrencyTotals:
+        """Known balances per currency, and the accounts whose balance is unknown (never a 0)."""
         # Summed in Python: SQLite keeps money as TEXT, and Decimal sums stay exact everywhere.
-        stmt = select(accounts.c.currency, accounts.c.balance).where(accounts.c.user_id == user_id)
+        stmt = select(accounts).where(accounts.c.user_id == user_id).order_by(accounts.c.id)
         totals: dict[str, CurrencyTotal] = {}
-        for currency, balance in (await self._s.execute(stmt)).all():
-            entry = totals.setdefault(currency, CurrencyTotal(currency, Decimal(0), 0))
+        without: list[Account] = []
+        for row in (await self._s.execute(stmt)).mappings():
+            if row["balance"] is None:
+                without.append(to_entity(Account, row))
+                continue
+            entry = totals.setdefault(row["currency"], CurrencyTotal(row["currency"], Decimal(0), 0))
             entry.accounts += 1
-            entry.total += balance or Decimal(0)
-        return sorted(totals.values(), key=lambda t: t.currency)
+            entry.total += row["balance"]
+        return CurrencyTotals(sorted(totals.values(), key=lambda t: t.currency), without)
 
 
 def position_keys(bases: Sequence[str]) -> list[str]:

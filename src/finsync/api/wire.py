@@ -1,0 +1,75 @@
+"""How values look on the wire, in one place: every response schema uses these types.
+
+* Timestamps are UTC with a ``Z`` (``2026-11-21T09:00:00Z``), whatever offset the value
+  carried in memory (an imported statement's own offset, say) — clients compare strings.
+* Decimals are fixed-point strings, never exponent notation: ``430``, ``0.00001``, ``-6.60``
+  (the scale a value carries is kept; ``Decimal("4.3E+2")`` is ``430``).
+* Query dates and times are ISO 8601 *text*: a bare number such as ``0`` is refused instead
+  of being read as a Unix time (1970).
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from typing import Annotated, Any
+
+from pydantic import BeforeValidator, PlainSerializer, WithJsonSchema
+
+UTC_PATTERN = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?Z$"
+DECIMAL_PATTERN = r"^-?\d+(\.\d+)?$"
+_NUMBER = re.compile(r"\s*[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?\s*")
+
+
+def utc_text(value: datetime) -> str:
+    """``value`` in UTC, ISO 8601 with ``Z``; a naive value is taken as UTC (how we store them)."""
+    aware = value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+    return aware.astimezone(UTC).isoformat().removesuffix("+00:00") + "Z"
+
+
+def decimal_text(value: Decimal) -> str:
+    """Fixed-point text of ``value``: no exponent, its own scale kept."""
+    return format(value, "f")
+
+
+def _not_a_number(value: Any) -> Any:
+    """Pydantic reads a number (even as text) as a Unix time; in a query string that is a mistake."""
+    if isinstance(value, int | float | Decimal) or (isinstance(value, str) and _NUMBER.fullmatch(value)):
+        raise ValueError("expected ISO 8601 text (e.g. 2026-11-21 or 2026-11-21T09:00:00Z), not a number")
+    return value
+
+
+UtcDateTime = Annotated[
+    datetime,
+    PlainSerializer(utc_text, return_type=str, when_used="json"),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "format": "date-time",
+            "pattern": UTC_PATTERN,
+            "examples": ["2026-11-21T09:00:00Z"],
+        },
+        mode="serialization",
+    ),
+]
+"""A response timestamp: always UTC with ``Z``."""
+
+DecimalText = Annotated[
+    Decimal,
+    PlainSerializer(decimal_text, return_type=str, when_used="json"),
+    WithJsonSchema(
+        {"type": "string", "pattern": DECIMAL_PATTERN, "examples": ["-465.29"]}, mode="serialization"
+    ),
+]
+"""A response decimal (money, quantity, price): a fixed-point string."""
+
+QueryDate = Annotated[
+    date, BeforeValidator(_not_a_number), WithJsonSchema({"type": "string", "format": "date"})
+]
+"""A date query parameter: ``YYYY-MM-DD`` only."""
+
+QueryDateTime = Annotated[
+    datetime, BeforeValidator(_not_a_number), WithJsonSchema({"type": "string", "format": "date-time"})
+]
+"""A date-time query parameter: ISO 8601 text; without an offset it means UTC."""
