@@ -11,14 +11,16 @@ import typer
 from finsync.config import Settings
 
 app = typer.Typer(help="finsync: self-hosted financial data aggregation.", no_args_is_help=True)
-ROOT = Path(__file__).resolve().parents[2]
 
 
 def alembic_config(database_url: str) -> object:
+    """Alembic's configuration, built in code: the scripts ship inside the package (finsync:migrations),
+    so ``finsync migrate`` works from an installed wheel, with no alembic.ini beside it."""
     from alembic.config import Config
 
-    cfg = Config(str(ROOT / "alembic.ini"))
-    cfg.set_main_option("script_location", str(ROOT / "alembic"))
+    cfg = Config()
+    cfg.set_main_option("script_location", "finsync:migrations")
+    cfg.set_main_option("path_separator", "os")
     cfg.attributes["database_url"] = database_url
     return cfg
 
