@@ -15,7 +15,6 @@ import subprocess
 import sys
 import sysconfig
 import venv
-from collections.abc import Iterator
 from pathlib import Path
 
 import asyncpg
@@ -28,7 +27,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def _run(*args: str | Path, env: dict[str, str] | None = None, cwd: Path | None = None) -> str:
-    done = subprocess.run(  # noqa: PLW1510 - checked below, with the output in the message
+    done = subprocess.run(
         [str(a) for a in args], capture_output=True, text=True, env=env, cwd=cwd, timeout=300
     )
     assert done.returncode == 0, f"{args} failed ({done.returncode}):\n{done.stdout}\n{done.stderr}"
@@ -36,7 +35,7 @@ def _run(*args: str | Path, env: dict[str, str] | None = None, cwd: Path | None 
 
 
 @pytest.fixture(scope="module")
-def installed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The ``bin`` directory of a fresh venv holding finsync installed from a freshly built wheel."""
     base = tmp_path_factory.mktemp("wheel")
     source, dist, env_dir = base / "source", base / "dist", base / "venv"
@@ -58,7 +57,7 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     Path(purelib, "_dev_dependencies.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
     origin = _run(python, "-c", "import finsync; print(finsync.__file__)", cwd=base)
     assert origin.startswith(str(env_dir)), f"finsync imported from {origin}, not from the wheel"
-    yield env_dir / "bin"
+    return env_dir / "bin"
 
 
 def _env(database_url: str, data_dir: Path) -> dict[str, str]:
@@ -68,7 +67,9 @@ def _env(database_url: str, data_dir: Path) -> dict[str, str]:
 
 def test_installed_wheel_migrates_a_fresh_sqlite_file(installed: Path, tmp_path: Path) -> None:
     db = tmp_path / "fresh.db"
-    out = _run(installed / "finsync", "migrate", env=_env(f"sqlite+aiosqlite:///{db}", tmp_path), cwd=tmp_path)
+    out = _run(
+        installed / "finsync", "migrate", env=_env(f"sqlite+aiosqlite:///{db}", tmp_path), cwd=tmp_path
+    )
     assert "up to date" in out
     with sqlite3.connect(db) as conn:
         tables = {name for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}

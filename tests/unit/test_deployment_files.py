@@ -29,7 +29,8 @@ def test_compose_takes_the_database_password_from_the_env_file() -> None:
     services = _compose()["services"]
     db_env = services["db"]["environment"]
     api_env = services["api"]["environment"]
-    assert isinstance(db_env, dict) and isinstance(api_env, dict)
+    assert isinstance(db_env, dict)
+    assert isinstance(api_env, dict)
     assert INTERPOLATED.findall(db_env["POSTGRES_PASSWORD"]) == ["POSTGRES_PASSWORD"]
     # finsync reaches the bundled database with that same password, written nowhere else.
     assert "${POSTGRES_PASSWORD}" in api_env["FINSYNC_DATABASE_URL"]

@@ -12,10 +12,12 @@ from finsync.domain.ports import (
     AuthFlowRepository,
     ConnectionRepository,
     HoldingRepository,
+    OperatorRepository,
     RefreshTokenRepository,
     SnapshotRepository,
     SyncRunRepository,
     TransactionRepository,
+    UserDataRepository,
     UserRepository,
 )
 from finsync.infrastructure.db.repositories.accounts import (
@@ -28,10 +30,15 @@ from finsync.infrastructure.db.repositories.connections import (
     SqlConnectionRepository,
     SqlSyncRunRepository,
 )
+from finsync.infrastructure.db.repositories.operators import SqlOperatorRepository
 from finsync.infrastructure.db.repositories.transactions import SqlTransactionRepository
+from finsync.infrastructure.db.repositories.userdata import SqlUserDataRepository
 from finsync.infrastructure.db.repositories.users import SqlRefreshTokenRepository, SqlUserRepository
 
-_RETRY_STATES = frozenset({"40P01", "40001"})  # deadlock_detected, serialization_failure
+# deadlock_detected, serialization_failure
+_RETRY_STATES: frozenset[str | int] = frozenset({"40P01", "40001"})
+# foreign_key_violation (PostgreSQL); SQLITE_CONSTRAINT_FOREIGNKEY
+_VANISHED: frozenset[str | int] = frozenset({"23503", 787})
 
 
 class SqlUnitOfWork:
@@ -44,6 +51,8 @@ class SqlUnitOfWork:
     transactions: TransactionRepository
     snapshots: SnapshotRepository
     sync_runs: SyncRunRepository
+    user_data: UserDataRepository
+    operators: OperatorRepository
 
     def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
         self._sessions = sessions
@@ -60,6 +69,8 @@ class SqlUnitOfWork:
         self.transactions = SqlTransactionRepository(s)
         self.snapshots = SqlSnapshotRepository(s)
         self.sync_runs = SqlSyncRunRepository(s)
+        self.user_data = SqlUserDataRepository(s)
+        self.operators = SqlOperatorRepository(s)
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
@@ -68,10 +79,16 @@ class SqlUnitOfWork:
         finally:
             await self.session.close()
         exc = exc_info[1] if len(exc_info) > 1 else None
-        if isinstance(exc, Exception) and _must_retry(exc):
+        if isinstance(exc, Exception) and _caused_by(exc, _RETRY_STATES):
             raise Conflict(
                 "another change to the same data was being written at the same time; "
                 "nothing of this one was saved, try again"
+            ) from exc
+        if isinstance(exc, Exception) and _caused_by(exc, _VANISHED):
+            # Our writes reference only rows they just read: a foreign key fails when one of them
+            # was deleted meanwhile (a connection, or the whole user, deleted during an import).
+            raise Conflict(
+                "what this change refers to was deleted meanwhile; nothing of it was saved"
             ) from exc
 
     async def commit(self) -> None:
@@ -81,13 +98,13 @@ class SqlUnitOfWork:
         await self.session.rollback()
 
 
-def _must_retry(exc: BaseException) -> bool:
-    """PostgreSQL aborted the transaction to break a deadlock or a serialisation conflict."""
+def _caused_by(exc: BaseException, codes: frozenset[str | int]) -> bool:
+    """The driver's error (possibly wrapped by SQLAlchemy) carries one of ``codes``."""
     seen: BaseException | None = exc
-    for _ in range(4):  # the driver's error, possibly wrapped by SQLAlchemy (.orig or __cause__)
+    for _ in range(4):
         if seen is None:
             return False
-        if getattr(seen, "sqlstate", None) in _RETRY_STATES:
+        if getattr(seen, "sqlstate", None) in codes or getattr(seen, "sqlite_errorcode", None) in codes:
             return True
         seen = getattr(seen, "orig", None) or seen.__cause__
     return False
