@@ -47,7 +47,7 @@ class ExportWriter(Protocol):
 
     def start(self, header: dict[str, Any]) -> bytes: ...
     def open(self, section: ExportSection) -> bytes: ...
-    def rows(self, section: ExportSection, rows: Sequence[dict[str, Any]]) -> bytes: ...
+    def rows(self, section: ExportSection, rows: Sequence[Sequence[Any]]) -> bytes: ...
     def close(self, section: ExportSection) -> bytes: ...
     def finish(self) -> bytes: ...
 
@@ -68,11 +68,16 @@ class JsonWriter:
         self._first = True
         return b',\n"' + section.name.encode() + (b'":' if section.single else b'":[')
 
-    def rows(self, section: ExportSection, rows: Sequence[dict[str, Any]]) -> bytes:
+    def rows(self, section: ExportSection, rows: Sequence[Sequence[Any]]) -> bytes:
+        fields, raw = section.fields, [i for i, f in enumerate(section.fields) if f in section.json_fields]
         out = bytearray()
-        for row in rows[:1] if section.single else rows:
+        for values in rows[:1] if section.single else rows:
+            record = dict(zip(fields, values, strict=True))
+            for i in raw:  # stored JSON text goes out as it is, not parsed and printed again
+                if values[i] is not None:
+                    record[fields[i]] = orjson.Fragment(values[i])
             out += b"" if section.single else b"\n" if self._first else b",\n"
-            out += _json(row)
+            out += _json(record)
             self._first = False
         return bytes(out)
 
@@ -86,8 +91,9 @@ class JsonWriter:
 
 
 def _cell(value: Any) -> Any:
-    if value is None:
-        return ""
+    """One CSV cell; JSON fields arrive as text already and stay as they are."""
+    if value is None or (isinstance(value, str | int) and not isinstance(value, bool)):
+        return value  # csv writes None as an empty cell
     if isinstance(value, datetime):
         return orjson.dumps(value, option=orjson.OPT_UTC_Z)[1:-1].decode()
     if isinstance(value, date | Decimal | UUID):
@@ -143,9 +149,9 @@ class CsvZipWriter:
         self._csv.writerow(section.fields)
         return self._sink.take()
 
-    def rows(self, section: ExportSection, rows: Sequence[dict[str, Any]]) -> bytes:
+    def rows(self, section: ExportSection, rows: Sequence[Sequence[Any]]) -> bytes:
         assert self._text is not None
-        self._csv.writerows([_cell(row[name]) for name in section.fields] for row in rows)
+        self._csv.writerows([_cell(value) for value in values] for values in rows)
         self._text.flush()
         return self._sink.take()
 

@@ -171,6 +171,7 @@ class ExportSection:
     name: str
     fields: tuple[str, ...]
     single: bool = False  # the user's profile: one object rather than a list
+    json_fields: frozenset[str] = frozenset()  # their values arrive as JSON text, exactly as stored
 
 
 class UserDataRepository(Protocol):
@@ -185,10 +186,9 @@ class UserDataRepository(Protocol):
         """Make every later read of this unit of work see one consistent state (call first)."""
         ...
 
-    def export(
-        self, user_id: UUID, section: ExportSection, batch: int
-    ) -> AsyncIterator[list[dict[str, Any]]]:
-        """The section's records of the user, streamed from the database ``batch`` at a time."""
+    def export(self, user_id: UUID, section: ExportSection, batch: int) -> AsyncIterator[list[Sequence[Any]]]:
+        """The section's records of the user (values in ``section.fields`` order), read from the
+        database ``batch`` at a time. Money arrives as text or Decimal, JSON fields as JSON text."""
         ...
 
     async def erase(self, user_id: UUID) -> dict[str, int]:
