@@ -10,7 +10,15 @@ from uuid import UUID
 
 import typer
 
-from finsync.console import EXIT_CODES, NOT_FOUND, container, fail, held_logs, load_settings
+from finsync.console import (
+    EXIT_CODES,
+    NOT_FOUND,
+    container,
+    fail,
+    held_logs,
+    load_settings,
+    require_service_secrets,
+)
 
 app = typer.Typer(
     help="finsync: self-hosted financial data aggregation.",
@@ -24,22 +32,7 @@ users_app = typer.Typer(
 keys_app = typer.Typer(help="Encryption keys of stored credentials.", epilog=EXIT_CODES, no_args_is_help=True)
 app.add_typer(users_app, name="users")
 app.add_typer(keys_app, name="keys")
-# Commands that start the service: they check the secrets before anything else starts, so a
-# missing one is one line, not a server's start-up traceback.
-STARTS_SERVICE = frozenset({"serve", "worker"})
-
 Email = Annotated[str, typer.Argument(metavar="EMAIL", help="The user's email address")]
-
-
-@app.callback()
-def _checks(ctx: typer.Context) -> None:
-    if ctx.invoked_subcommand in STARTS_SERVICE:
-        from finsync.bootstrap import ConfigurationError, resolve_secrets
-
-        try:
-            resolve_secrets(load_settings())
-        except ConfigurationError as exc:
-            fail(str(exc))
 
 
 def alembic_config(database_url: str) -> object:
@@ -249,5 +242,7 @@ async def _keys_rotate() -> None:
 def serve(host: str = "127.0.0.1", port: int = 8000) -> None:
     """Run the API server."""
     import uvicorn
+
+    require_service_secrets()  # a missing secret is one line here, not a start-up traceback
 
     uvicorn.run("finsync.api.app:create_app", factory=True, host=host, port=port, proxy_headers=True)

@@ -48,6 +48,17 @@ def load_settings() -> Settings:
         fail(f"{problems} (see docs/configuration.md)")
 
 
+def require_service_secrets() -> None:
+    """For commands that start the service (serve, a worker): check the secrets before anything
+    starts, so that a missing one is this one line and not a server's start-up traceback."""
+    from finsync.bootstrap import ConfigurationError, resolve_secrets
+
+    try:
+        resolve_secrets(load_settings())
+    except ConfigurationError as exc:
+        fail(str(exc))
+
+
 class _HeldStderr:
     """stderr for log lines; while a progress bar is drawn they wait, then follow it."""
 

@@ -49,6 +49,12 @@ def test_postgresql_without_secrets_says_what_to_set_in_one_line(command: list[s
     assert (done.returncode, done.stderr, done.stdout) == (1, MISSING_BOTH, "")
 
 
+def test_help_needs_no_secrets(tmp_path: Path) -> None:
+    done = finsync("serve", "--help", cwd=tmp_path, database_url=NOWHERE)
+    assert done.returncode == 0
+    assert "Run the API server" in done.stdout
+
+
 def test_one_missing_secret_is_named_alone(tmp_path: Path) -> None:
     done = finsync("serve", "--port", "0", cwd=tmp_path, database_url=NOWHERE, encryption_keys=GOOD_KEY)
     assert done.returncode == 1
