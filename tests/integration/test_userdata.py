@@ -141,6 +141,24 @@ async def test_export_streams_every_row_of_every_section(container: Container) -
         assert [row["id"] for row in rows] == [str(made[table.name])], section
 
 
+async def test_export_reads_one_snapshot_while_a_sync_writes(container: Container) -> None:
+    """Rows committed after the export began are not in it (REPEATABLE READ; SQLite's read transaction)."""
+    ada = uuid.uuid4()
+    made = await _one_row_everywhere(container, ada)
+    stream = container.userdata.export(ada)
+    head = b""
+    async for chunk in stream:  # up to the connections: the snapshot is taken
+        head += chunk
+        if b'"connections"' in head:
+            break
+    transactions = metadata.tables["transactions"]
+    late = {c.name: _value(c, made, ada) for c in transactions.columns}
+    async with container.engine.begin() as conn:
+        await conn.execute(insert(transactions).values(late))
+    doc = json.loads(head + b"".join([chunk async for chunk in stream]))
+    assert [t["id"] for t in doc["transactions"]] == [str(made["transactions"])]
+
+
 async def _blocked(container: Container, sessions: int = 1) -> None:
     """Until ``sessions`` sessions of the test database wait for a lock (PostgreSQL)."""
     query = text(
