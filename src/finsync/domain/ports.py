@@ -186,7 +186,9 @@ class UserDataRepository(Protocol):
         """Make every later read of this unit of work see one consistent state (call first)."""
         ...
 
-    def export(self, user_id: UUID, section: ExportSection, batch: int) -> AsyncIterator[list[Sequence[Any]]]:
+    def export(
+        self, user_id: UUID, section: ExportSection, batch: int
+    ) -> AsyncIterator[Sequence[Sequence[Any]]]:
         """The section's records of the user (values in ``section.fields`` order), read from the
         database ``batch`` at a time. Money arrives as text or Decimal, JSON fields as JSON text."""
         ...
