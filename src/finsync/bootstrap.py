@@ -15,7 +15,9 @@ from finsync.application.authorization import AuthorizationService
 from finsync.application.connections import ConnectionService
 from finsync.application.idempotency import IdempotencyService
 from finsync.application.imports import ImportService
+from finsync.application.operators import KeyRotation, UserAdmin
 from finsync.application.sync import SyncService
+from finsync.application.userdata import UserDataService
 from finsync.config import Registration, Settings
 from finsync.domain.entities import utcnow
 from finsync.domain.enums import Capability
@@ -40,7 +42,7 @@ __all__ = ["Container", "build", "configure_logging"]
 
 
 class ConfigurationError(RuntimeError):
-    pass
+    """The deployment's settings cannot work; the message says what to set (never a secret)."""
 
 
 class RegistryGateway:
@@ -137,9 +139,21 @@ def resolve_secrets(settings: Settings) -> tuple[list[str], str]:
         name for name, v in (("FINSYNC_ENCRYPTION_KEYS", keys), ("FINSYNC_JWT_SECRET", jwt_secret)) if not v
     ]
     if missing:
-        raise ConfigurationError(f"{' and '.join(missing)} must be set when using PostgreSQL")
+        raise ConfigurationError(
+            f"{' and '.join(missing)} must be set when using PostgreSQL (see docs/configuration.md)"
+        )
     if len(jwt_secret) < 32:
-        raise ConfigurationError("FINSYNC_JWT_SECRET must be at least 32 characters")
+        raise ConfigurationError(
+            "FINSYNC_JWT_SECRET must be at least 32 characters (see docs/configuration.md)"
+        )
+    for position, key in enumerate(keys, 1):
+        try:
+            FernetCipher([key])
+        except ValueError:  # the message names the key's position, never its value
+            raise ConfigurationError(
+                f"FINSYNC_ENCRYPTION_KEYS: key {position} is not a Fernet key "
+                "(32 url-safe base64-encoded bytes; see docs/configuration.md)"
+            ) from None
     return keys, jwt_secret
 
 
@@ -161,6 +175,9 @@ class Container:
     imports: ImportService
     idempotency: IdempotencyService
     clock: Clock = field(default=utcnow)
+    userdata: UserDataService = field(init=False)
+    users: UserAdmin = field(init=False)
+    keys: KeyRotation = field(init=False)
 
     async def database_problem(self) -> str | None:
         """None when the database answers, else the kind of failure (for readiness probes)."""
@@ -215,7 +232,7 @@ def build(
     callback = f"{settings.public_url.rstrip('/')}/api/v1/connections/callback"
     authorization = AuthorizationService(uow, gateway, cipher, sync, callback, clock)
     connections = ConnectionService(uow, gateway, cipher, sync, authorization, clock)
-    return Container(
+    container = Container(
         settings=settings,
         engine=engine,
         uow=uow,
@@ -233,3 +250,7 @@ def build(
         idempotency=IdempotencyService(uow, clock),
         clock=clock,
     )
+    container.userdata = UserDataService(uow, Argon2PasswordHasher(), throttle, clock)
+    container.users = UserAdmin(uow, clock)
+    container.keys = KeyRotation(uow, cipher, cipher)
+    return container

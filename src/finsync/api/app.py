@@ -13,7 +13,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from finsync import __version__
 from finsync.api import errors
-from finsync.api.routers import auth, callbacks, connections, data, health, imports, providers
+from finsync.api.routers import auth, callbacks, connections, data, health, imports, me, providers
 from finsync.bootstrap import Container, build, configure_logging
 from finsync.config import Settings
 
@@ -90,6 +90,6 @@ def create_app(
     app.add_middleware(RequestIdMiddleware)
     errors.install(app)
     app.include_router(health.router)
-    for module in (auth, providers, callbacks, connections, data, imports):
+    for module in (auth, providers, callbacks, connections, data, imports, me):
         app.include_router(module.router, prefix=API_PREFIX)
     return app

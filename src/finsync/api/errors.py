@@ -31,6 +31,7 @@ STATUS: list[tuple[type[e.FinsyncError], int]] = [
     (e.Conflict, 409),
     (e.InvalidInput, 422),
     (e.AuthenticationFailed, 401),
+    (e.ConfirmationFailed, 403),
     (e.TooManyAttempts, 429),
     (e.RegistrationClosed, 403),
     (e.ProviderNotAvailable, 422),

@@ -56,6 +56,14 @@ class AuthenticationFailed(FinsyncError):
     title = "Authentication failed"
 
 
+class ConfirmationFailed(FinsyncError):
+    """A logged-in user failed to confirm a grave action (wrong password): 403, not 401, so
+    clients do not mistake it for an expired session."""
+
+    code = "confirmation-failed"
+    title = "Confirmation failed"
+
+
 class TooManyAttempts(FinsyncError):
     code = "too-many-attempts"
     title = "Too many attempts"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
@@ -200,6 +200,73 @@ class IdempotencyRepository(Protocol):
     async def remove(self, record_id: UUID) -> None: ...
 
 
+@dataclass(frozen=True, slots=True)
+class ExportSection:
+    """One kind of record in a user's data export, and the fields each record shows."""
+
+    name: str
+    fields: tuple[str, ...]
+    single: bool = False  # the user's profile: one object rather than a list
+    json_fields: frozenset[str] = frozenset()  # their values arrive as JSON text, exactly as stored
+
+
+class UserDataRepository(Protocol):
+    """Everything one user owns, read for export and deleted for erasure.
+
+    Every feature that stores data of a user extends both (docs/operations.md);
+    tests/integration/test_userdata.py fails when a table keyed by user_id is not covered.
+    """
+
+    def sections(self) -> Sequence[ExportSection]: ...
+    async def freeze(self) -> None:
+        """Make every later read of this unit of work see one consistent state (call first)."""
+        ...
+
+    def export(
+        self, user_id: UUID, section: ExportSection, batch: int
+    ) -> AsyncIterator[Sequence[Sequence[Any]]]:
+        """The section's records of the user (values in ``section.fields`` order), read from the
+        database ``batch`` at a time. Money arrives as text or Decimal, JSON fields as JSON text."""
+        ...
+
+    async def erase(self, user_id: UUID) -> dict[str, int]:
+        """Delete the user and every row they own; rows deleted per table."""
+        ...
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class UserSummary:
+    id: UUID
+    email: str
+    is_active: bool
+    created_at: datetime
+    connections: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StoredSecret:
+    """One encrypted value at rest: what and whose it is, and its ciphertext (never decrypted here)."""
+
+    kind: str  # "connection" (provider credentials) or "auth_flow" (PKCE verifier, requisition)
+    id: UUID
+    owner: str  # the owner's email, for the operator's report
+    ciphertext: bytes
+
+
+class OperatorRepository(Protocol):
+    """What the operator's command line needs beyond the per-user repositories."""
+
+    async def users(self) -> list[UserSummary]: ...
+    async def set_active(self, user_id: UUID, active: bool, when: datetime) -> None:
+        """Enable or disable a user; disabling also revokes every refresh token they hold."""
+        ...
+
+    async def secrets(self) -> list[StoredSecret]: ...
+    async def replace_secret(self, secret: StoredSecret, ciphertext: bytes) -> bool:
+        """Store a re-encrypted value, unless the stored one changed meanwhile (then False)."""
+        ...
+
+
 class UnitOfWork(Protocol):
     """One transaction; rolls back on exit unless ``commit`` was awaited."""
 
@@ -213,6 +280,8 @@ class UnitOfWork(Protocol):
     snapshots: SnapshotRepository
     sync_runs: SyncRunRepository
     idempotency: IdempotencyRepository
+    user_data: UserDataRepository
+    operators: OperatorRepository
 
     async def __aenter__(self) -> Self: ...
     async def __aexit__(self, *exc: object) -> None: ...
@@ -226,6 +295,12 @@ UnitOfWorkFactory = Callable[[], UnitOfWork]
 class PasswordHasher(Protocol):
     def hash(self, password: str) -> str: ...
     def verify(self, password: str, password_hash: str) -> bool: ...
+
+
+class KeyRotator(Protocol):
+    """Re-encrypts a stored value with the newest key (after ``decrypt`` proved a key reads it)."""
+
+    def rotate(self, token: bytes) -> bytes: ...
 
 
 class AccessTokens(Protocol):

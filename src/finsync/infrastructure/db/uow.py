@@ -13,10 +13,12 @@ from finsync.domain.ports import (
     ConnectionRepository,
     HoldingRepository,
     IdempotencyRepository,
+    OperatorRepository,
     RefreshTokenRepository,
     SnapshotRepository,
     SyncRunRepository,
     TransactionRepository,
+    UserDataRepository,
     UserRepository,
 )
 from finsync.infrastructure.db.repositories.accounts import (
@@ -30,11 +32,17 @@ from finsync.infrastructure.db.repositories.connections import (
     SqlSyncRunRepository,
 )
 from finsync.infrastructure.db.repositories.idempotency import SqlIdempotencyRepository
+from finsync.infrastructure.db.repositories.operators import SqlOperatorRepository
 from finsync.infrastructure.db.repositories.transactions import SqlTransactionRepository
+from finsync.infrastructure.db.repositories.userdata import SqlUserDataRepository
 from finsync.infrastructure.db.repositories.users import SqlRefreshTokenRepository, SqlUserRepository
 
-_RETRY_STATES = frozenset({"40P01", "40001"})  # deadlock_detected, serialization_failure
-_UNIQUE = ("23505", "SQLITE_CONSTRAINT_UNIQUE")  # unique_violation (PostgreSQL, SQLite)
+# deadlock_detected, serialization_failure
+_RETRY_STATES: frozenset[str | int] = frozenset({"40P01", "40001"})
+# foreign_key_violation (PostgreSQL); SQLITE_CONSTRAINT_FOREIGNKEY
+_VANISHED: frozenset[str | int] = frozenset({"23503", 787})
+# unique_violation (PostgreSQL); SQLITE_CONSTRAINT_UNIQUE
+_DUPLICATE: frozenset[str | int] = frozenset({"23505", 2067})
 
 
 class SqlUnitOfWork:
@@ -48,6 +56,8 @@ class SqlUnitOfWork:
     snapshots: SnapshotRepository
     sync_runs: SyncRunRepository
     idempotency: IdempotencyRepository
+    user_data: UserDataRepository
+    operators: OperatorRepository
 
     def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
         self._sessions = sessions
@@ -65,6 +75,8 @@ class SqlUnitOfWork:
         self.snapshots = SqlSnapshotRepository(s)
         self.sync_runs = SqlSyncRunRepository(s)
         self.idempotency = SqlIdempotencyRepository(s)
+        self.user_data = SqlUserDataRepository(s)
+        self.operators = SqlOperatorRepository(s)
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
@@ -73,14 +85,20 @@ class SqlUnitOfWork:
         finally:
             await self.session.close()
         exc = exc_info[1] if len(exc_info) > 1 else None
-        if isinstance(exc, Exception) and _driver_state(exc) in _RETRY_STATES:
+        if isinstance(exc, Exception) and _caused_by(exc, _RETRY_STATES):
             raise Conflict(
                 "another change to the same data was being written at the same time; "
                 "nothing of this one was saved, try again"
             ) from exc
-        if isinstance(exc, Exception) and _driver_state(exc) in _UNIQUE:
+        if isinstance(exc, Exception) and _caused_by(exc, _DUPLICATE):
             raise Conflict(
                 "the same item was being created at the same time; nothing of this one was saved, try again"
+            ) from exc
+        if isinstance(exc, Exception) and _caused_by(exc, _VANISHED):
+            # Our writes reference only rows they just read: a foreign key fails when one of them
+            # was deleted meanwhile (a connection, or the whole user, deleted during an import).
+            raise Conflict(
+                "what this change refers to was deleted meanwhile; nothing of it was saved"
             ) from exc
 
     async def commit(self) -> None:
@@ -90,14 +108,13 @@ class SqlUnitOfWork:
         await self.session.rollback()
 
 
-def _driver_state(exc: BaseException) -> str | None:
-    """The database's error code: a deadlock or serialisation abort, a unique violation..."""
+def _caused_by(exc: BaseException, codes: frozenset[str | int]) -> bool:
+    """The driver's error (possibly wrapped by SQLAlchemy) carries one of ``codes``."""
     seen: BaseException | None = exc
-    for _ in range(4):  # the driver's error, possibly wrapped by SQLAlchemy (.orig or __cause__)
+    for _ in range(4):
         if seen is None:
-            return None
-        code = getattr(seen, "sqlstate", None) or getattr(seen, "sqlite_errorname", None)
-        if code:
-            return str(code)
+            return False
+        if getattr(seen, "sqlstate", None) in codes or getattr(seen, "sqlite_errorcode", None) in codes:
+            return True
         seen = getattr(seen, "orig", None) or seen.__cause__
-    return None
+    return False

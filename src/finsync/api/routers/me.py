@@ -1,0 +1,67 @@
+"""Leaving: take everything you own with you, then delete your account."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request, Response, status
+from fastapi.responses import StreamingResponse
+from pydantic import BaseModel, Field
+
+from finsync.api.deps import ContainerDep, CurrentUser
+from finsync.api.errors import responses
+from finsync.application.export_format import ExportFormat
+from finsync.domain.errors import AuthenticationFailed, ConfirmationFailed, TooManyAttempts
+
+router = APIRouter(prefix="/users/me", tags=["your data"])
+
+_EXPORT_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "The export, streamed",
+        "content": {
+            "application/json": {"schema": {"type": "object"}},
+            "application/zip": {"schema": {"type": "string", "format": "binary"}},
+        },
+    },
+    **responses(AuthenticationFailed),
+}
+
+
+class DeleteConfirmation(BaseModel):
+    password: str = Field(min_length=1, max_length=1024, description="Your current password")
+
+
+@router.get(
+    "/export",
+    response_class=StreamingResponse,
+    responses=_EXPORT_RESPONSES,
+)
+async def export_my_data(
+    user: CurrentUser, container: ContainerDep, format: ExportFormat = ExportFormat.JSON
+) -> StreamingResponse:
+    """Everything you own, streamed as one JSON document: your profile, connections (never their
+    credentials), accounts, holdings, transactions (with the provider's raw payload), balance
+    snapshots and sync runs. `?format=csv` gives a zip with one CSV per kind instead. Decimals
+    are strings, timestamps UTC (`Z`); the export reads one consistent snapshot."""
+    service = container.userdata
+    return StreamingResponse(
+        service.export(user.id, format),
+        media_type=service.media_type(format),
+        headers={"Content-Disposition": f'attachment; filename="{service.filename(format)}"'},
+    )
+
+
+@router.delete(
+    "",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses=responses(AuthenticationFailed, ConfirmationFailed, TooManyAttempts),
+)
+async def delete_me(
+    body: DeleteConfirmation, user: CurrentUser, container: ContainerDep, request: Request
+) -> Response:
+    """Delete your account and everything it owns — connections, accounts, holdings,
+    transactions, snapshots, sync runs, sessions — at once and for good. Confirm with your
+    password (a wrong one answers 403 and deletes nothing). Export first if you want a copy."""
+    address = request.client.host if request.client else "unknown"
+    await container.userdata.delete_account(user.id, body.password, address)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
