@@ -72,6 +72,7 @@ NOT_EXPORTED: dict[str, str] = {
     "transactions.content_hash": "an internal fingerprint for deduplication",
     "refresh_tokens": "login sessions: secrets, meaningless elsewhere",
     "auth_flows": "pending provider authorisations: secrets that expire within minutes",
+    "idempotency_keys": "retry bookkeeping kept 24 hours; the answers it replays are exported above",
 }
 # Tables without a user_id column that hold no user's data (reference data, shared caches).
 SHARED_TABLES: dict[str, str] = {}
