@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -94,4 +94,12 @@ def serve(host: str = "127.0.0.1", port: int = 8000) -> None:
     """Run the API server."""
     import uvicorn
 
-    uvicorn.run("finsync.api.app:create_app", factory=True, host=host, port=port, proxy_headers=True)
+    uvicorn.run("finsync.api.app:create_app", factory=True, host=host, port=port, **server_options())
+
+
+def server_options() -> dict[str, Any]:
+    """uvicorn options for finsync: the app itself decides which proxies to believe
+    (FINSYNC_TRUSTED_PROXIES; uvicorn would trust loopback), logs every request through
+    structlog with secrets redacted (uvicorn's access log prints query strings), and configures
+    logging (JSON stays JSON)."""
+    return {"proxy_headers": False, "access_log": False, "log_config": None, "server_header": False}

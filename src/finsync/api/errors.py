@@ -25,6 +25,7 @@ STATUS: list[tuple[type[e.FinsyncError], int]] = [
     (e.InvalidInput, 422),
     (e.AuthenticationFailed, 401),
     (e.TooManyAttempts, 429),
+    (e.WrongPassword, 403),
     (e.RegistrationClosed, 403),
     (e.ProviderNotAvailable, 422),
     (e.FileTooLarge, 413),
@@ -104,9 +105,12 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        code = {404: "not-found", 405: "method-not-allowed", 401: "authentication-failed"}.get(
-            exc.status_code, "http-error"
-        )
+        code = {
+            404: "not-found",
+            405: "method-not-allowed",
+            401: "authentication-failed",
+            413: "content-too-large",
+        }.get(exc.status_code, "http-error")
         return problem(exc.status_code, code, str(exc.detail), str(exc.detail), request)
 
     @app.exception_handler(Exception)

@@ -31,10 +31,17 @@ class Public(BaseModel):
 
 class UserCreate(BaseModel):
     email: EmailStr
-    password: str = Field(min_length=10, max_length=1024, description="At least 10 characters")
+    password: str = Field(
+        min_length=12,
+        max_length=1024,
+        description="At least 12 characters and not easy to guess: common and breached passwords, "
+        "your email, repeats and sequences are refused (NIST SP 800-63B); no composition rules",
+    )
 
     model_config = ConfigDict(
-        json_schema_extra={"examples": [{"email": "ada@example.com", "password": "correct horse battery"}]}
+        json_schema_extra={
+            "examples": [{"email": "ada@example.com", "password": "correct horse battery staple"}]
+        }
     )
 
 

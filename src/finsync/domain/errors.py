@@ -37,6 +37,13 @@ class AuthenticationFailed(FinsyncError):
     title = "Authentication failed"
 
 
+class WrongPassword(FinsyncError):
+    """The logged-in user's current password did not match (changing it needs the old one)."""
+
+    code = "wrong-password"
+    title = "Current password is incorrect"
+
+
 class TooManyAttempts(FinsyncError):
     code = "too-many-attempts"
     title = "Too many attempts"

@@ -12,7 +12,9 @@ from finsync.domain.ports import (
     AuthFlowRepository,
     ConnectionRepository,
     HoldingRepository,
+    LoginAttemptRepository,
     RefreshTokenRepository,
+    SessionRepository,
     SnapshotRepository,
     SyncRunRepository,
     TransactionRepository,
@@ -28,8 +30,13 @@ from finsync.infrastructure.db.repositories.connections import (
     SqlConnectionRepository,
     SqlSyncRunRepository,
 )
+from finsync.infrastructure.db.repositories.login_attempts import SqlLoginAttemptRepository
 from finsync.infrastructure.db.repositories.transactions import SqlTransactionRepository
-from finsync.infrastructure.db.repositories.users import SqlRefreshTokenRepository, SqlUserRepository
+from finsync.infrastructure.db.repositories.users import (
+    SqlRefreshTokenRepository,
+    SqlSessionRepository,
+    SqlUserRepository,
+)
 
 _RETRY_STATES = frozenset({"40P01", "40001"})  # deadlock_detected, serialization_failure
 
@@ -37,6 +44,8 @@ _RETRY_STATES = frozenset({"40P01", "40001"})  # deadlock_detected, serializatio
 class SqlUnitOfWork:
     users: UserRepository
     refresh_tokens: RefreshTokenRepository
+    sessions: SessionRepository
+    login_attempts: LoginAttemptRepository
     connections: ConnectionRepository
     auth_flows: AuthFlowRepository
     accounts: AccountRepository
@@ -53,6 +62,8 @@ class SqlUnitOfWork:
         s = self.session
         self.users = SqlUserRepository(s)
         self.refresh_tokens = SqlRefreshTokenRepository(s)
+        self.sessions = SqlSessionRepository(s)
+        self.login_attempts = SqlLoginAttemptRepository(s)
         self.connections = SqlConnectionRepository(s)
         self.auth_flows = SqlAuthFlowRepository(s)
         self.accounts = SqlAccountRepository(s)
