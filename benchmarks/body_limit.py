@@ -14,15 +14,13 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 import httpx
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _pg import fresh_database  # noqa: E402
+from _pg import fresh_database  # benchmarks/ is the script's directory
 
 DB = "finsync_bench_hardening_body"
 TOTAL = 300 * 1000 * 1000
@@ -87,7 +85,7 @@ async def main() -> None:
         "FINSYNC_LOG_LEVEL": "WARNING",
     }
     cmd = [sys.executable, "-c", "from finsync.cli import app; app()", "serve", "--port", str(port)]
-    server = subprocess.Popen(cmd, env=env)
+    server = await asyncio.create_subprocess_exec(*cmd, env=env)
     try:
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http:
             for _ in range(200):
@@ -114,10 +112,11 @@ async def main() -> None:
                 f"{peak / 1024:>6.0f} MiB"
             )
         now, peak = rss_kib(server.pid)
-        print(f"\nserver RSS now {now / 1024:.0f} MiB, peak {peak / 1024:.0f} MiB (started at {base / 1024:.0f})")
+        print(f"\nserver RSS now {now / 1024:.0f} MiB, peak {peak / 1024:.0f} MiB", end="")
+        print(f" (started at {base / 1024:.0f} MiB)")
     finally:
         server.terminate()
-        server.wait(timeout=10)
+        await asyncio.wait_for(server.wait(), timeout=10)
 
 
 if __name__ == "__main__":

@@ -12,14 +12,11 @@ from __future__ import annotations
 
 import asyncio
 import statistics
-import sys
 import time
-from pathlib import Path
 
 import httpx
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _pg import fresh_database  # noqa: E402
+from _pg import fresh_database  # benchmarks/ is the script's directory
 
 DB = "finsync_bench_hardening_login"
 RUNS = 40
@@ -49,7 +46,9 @@ async def main() -> None:
                     ("unknown email", f"nobody{i}@example.com"),
                 ):
                     started = time.perf_counter()
-                    r = await http.post("/api/v1/auth/token", data={"username": email, "password": "wrong guess"})
+                    r = await http.post(
+                        "/api/v1/auth/token", data={"username": email, "password": "wrong guess"}
+                    )
                     timings[label].append((time.perf_counter() - started) * 1000)
                     assert r.status_code == 401, r.text
     finally:
