@@ -6,11 +6,15 @@ and prints how long the 413 took, how much had been sent by then, and the server
 spooled to disk before the 401), a chunked JSON body to POST /users (before: the process grew
 from 112 MB to 683 MB), and both again with a declared Content-Length (answered unread).
 
-    .venv/bin/python benchmarks/body_limit.py
+    .venv/bin/python benchmarks/body_limit.py [--server-src OLD/src]
+
+``--server-src`` runs the server from another source tree (say ``git archive`` of an older
+commit) for a before/after comparison; the database is migrated by this tree.
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import os
 import socket
@@ -43,28 +47,41 @@ PART = (
 
 
 async def post(port: int, path: str, content_type: str, *, declare: bool) -> tuple[str, float, int]:
-    """Stream TOTAL bytes to ``path``; return the status line, seconds to it, and bytes sent by then."""
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    length = f"Content-Length: {TOTAL}" if declare else "Transfer-Encoding: chunked"
+    """Stream a TOTAL-byte body to ``path``; return the status line, seconds to it, and bytes sent by then.
+
+    The body is complete and well formed (one multipart part for uploads), so a server that
+    reads it all — the code before the limits, with ``--server-src`` — answers too."""
+    multipart = content_type.startswith("multipart/")
+    prefix = PART if multipart else b""
+    suffix = f"\r\n--{BOUNDARY}--\r\n".encode() if multipart else b""
+    size = len(prefix) + TOTAL + len(suffix)
+    length = f"Content-Length: {size}" if declare else "Transfer-Encoding: chunked"
     head = f"POST {path} HTTP/1.1\r\nHost: bench\r\nContent-Type: {content_type}\r\n{length}\r\n\r\n"
-    frame = CHUNK if declare else b"%x\r\n%s\r\n" % (len(CHUNK), CHUNK)
+
+    def framed(data: bytes) -> bytes:
+        return data if declare or not data else b"%x\r\n%s\r\n" % (len(data), data)
+
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
     sent = 0
 
     async def send_body() -> None:
         nonlocal sent
         try:
-            while sent < TOTAL:
+            writer.write(framed(prefix))
+            sent += len(prefix)
+            frame = framed(CHUNK)
+            while sent < len(prefix) + TOTAL:
                 writer.write(frame)
                 await writer.drain()
                 sent += len(CHUNK)
+            writer.write(framed(suffix) + (b"" if declare else b"0\r\n\r\n"))
+            await writer.drain()
+            sent += len(suffix)
         except ConnectionError:
             pass  # the server answered and closed: the rest is never sent
 
     started = time.perf_counter()
     writer.write(head.encode())
-    if content_type.startswith("multipart/"):  # a well-formed part, then the file's bytes
-        writer.write(PART if declare else b"%x\r\n%s\r\n" % (len(PART), PART))
-        sent += len(PART)
     sending = asyncio.create_task(send_body())
     status = await asyncio.wait_for(reader.readline(), timeout=600)
     elapsed = time.perf_counter() - started
@@ -73,7 +90,7 @@ async def post(port: int, path: str, content_type: str, *, declare: bool) -> tup
     return status.decode().strip(), elapsed, sent
 
 
-async def main() -> None:
+async def main(server_src: str | None) -> None:
     settings = await fresh_database(DB)
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -84,6 +101,8 @@ async def main() -> None:
         "FINSYNC_JWT_SECRET": settings.jwt_secret.get_secret_value() if settings.jwt_secret else "",
         "FINSYNC_LOG_LEVEL": "WARNING",
     }
+    if server_src:
+        env["PYTHONPATH"] = server_src
     cmd = [sys.executable, "-c", "from finsync.cli import app; app()", "serve", "--port", str(port)]
     server = await asyncio.create_subprocess_exec(*cmd, env=env)
     try:
@@ -97,7 +116,7 @@ async def main() -> None:
                 await asyncio.sleep(0.05)
         base, _ = rss_kib(server.pid)
         print(f"server started: RSS {base / 1024:.0f} MiB; body sent: {TOTAL / 1e6:.0f} MB, generated\n")
-        print(f"{'case':<46} {'answer':<28} {'time':>9} {'sent by then':>13} {'peak RSS':>9}")
+        print(f"{'case':<46} {'answer':<40} {'time':>9} {'sent by then':>13} {'peak RSS':>9}")
         upload = f"multipart/form-data; boundary={BOUNDARY}"
         for name, path, ctype, declare in [
             ("upload, chunked, no token", "/api/v1/imports", upload, False),
@@ -108,7 +127,7 @@ async def main() -> None:
             status, seconds, sent = await post(port, path, ctype, declare=declare)
             _, peak = rss_kib(server.pid)
             print(
-                f"{name:<46} {status:<28} {seconds * 1000:>7.1f} ms {sent / 1e6:>10.1f} MB "
+                f"{name:<46} {status:<40} {seconds * 1000:>7.1f} ms {sent / 1e6:>10.1f} MB "
                 f"{peak / 1024:>6.0f} MiB"
             )
         now, peak = rss_kib(server.pid)
@@ -120,4 +139,6 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--server-src", help="serve from this source tree instead (before/after)")
+    asyncio.run(main(parser.parse_args().server_src))

@@ -7,6 +7,8 @@ logged once.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import time
 import uuid
 from dataclasses import dataclass
@@ -20,6 +22,12 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from finsync.api.errors import PROBLEM, TYPE_BASE
 
 log = structlog.get_logger("finsync.access")
+
+# After a 413, read and drop this much of the refused body (at most) before the connection
+# closes: closing on unread data makes the kernel reset the connection, and a client still
+# sending would lose the answer (nginx calls this a lingering close).
+LINGER_BYTES = 16 * 1024 * 1024
+LINGER_SECONDS = 1.0
 
 API_CSP = "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
 # Swagger UI and ReDoc: own scripts only (no inline script), inline styles, ReDoc's blob worker.
@@ -143,8 +151,10 @@ class BodyLimit:
     """Request-body limits enforced before routing, authentication or parsing.
 
     A declared ``Content-Length`` over the limit is answered 413 at once, nothing read; any
-    other body is counted as it streams and refused the moment it crosses the limit. ``routes``
-    gives (method, path) its own limit (uploads); every other body gets ``default``.
+    other body is counted as it streams and refused the moment it crosses the limit. Either
+    way the answer goes out first; then a little of the rest is drained (``linger``) so the
+    client can read it. ``routes`` gives (method, path) its own limit (uploads); every other
+    body gets ``default``.
     """
 
     def __init__(self, app: ASGIApp, *, default: Limit, routes: dict[tuple[str, str], Limit]) -> None:
@@ -159,22 +169,26 @@ class BodyLimit:
         limit = self.routes.get((scope["method"], scope["path"].rstrip("/")), self.default)
         declared = Headers(scope=scope).get("content-length", "")
         if declared.isdigit() and int(declared) > limit.bytes:
-            await send_problem(scope, send, BodyTooLarge(limit))
+            await send_problem(scope, send, BodyTooLarge(limit), receive)
             return
-        seen, started = 0, False
+        seen, started, refused = 0, False, False
 
         async def counted_receive() -> Message:
-            nonlocal seen
+            nonlocal seen, refused
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > limit.bytes:
+                    refused = bool(message.get("more_body", False))  # more is on its way: linger
                     raise BodyTooLarge(limit)
             return message
 
         async def noting_send(message: Message) -> None:
             nonlocal started
             started = started or message["type"] == "http.response.start"
+            if refused and message["type"] == "http.response.body" and not message.get("more_body"):
+                await finish_lingering(send, message, receive)
+                return
             await send(message)
 
         try:
@@ -182,10 +196,30 @@ class BodyLimit:
         except BodyTooLarge as exc:  # raised where no handler turned it into a response
             if started:
                 raise
-            await send_problem(scope, send, exc)
+            await send_problem(scope, send, exc, receive if refused else None)
 
 
-async def send_problem(scope: Scope, send: Send, exc: BodyTooLarge) -> None:
+async def finish_lingering(send: Send, last: Message, receive: Receive) -> None:
+    """Send the answer's last bytes, drain a little of the refused body, then end the response
+    (the server closes the connection as it ends: ``Connection: close``)."""
+    await send({**last, "more_body": True})
+    await linger(receive)
+    await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+
+async def linger(receive: Receive) -> None:
+    """Drop up to LINGER_BYTES of what is still coming, for at most LINGER_SECONDS."""
+    drained = 0
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(LINGER_SECONDS):
+            while drained < LINGER_BYTES:
+                message = await receive()
+                if message["type"] != "http.request" or not message.get("more_body", False):
+                    return
+                drained += len(message.get("body", b""))
+
+
+async def send_problem(scope: Scope, send: Send, exc: BodyTooLarge, receive: Receive | None) -> None:
     body = orjson.dumps(
         {
             "type": TYPE_BASE + exc.limit.code,
@@ -195,8 +229,11 @@ async def send_problem(scope: Scope, send: Send, exc: BodyTooLarge) -> None:
             "instance": scope["path"],
         }
     )
-    # The rest of the body is never read: the server closes the connection after this answer.
+    # The rest of the body is never read (but for a short linger): the server closes the connection.
     headers = [(b"content-type", PROBLEM.encode()), (b"content-length", str(len(body)).encode())]
     headers.append((b"connection", b"close"))
     await send({"type": "http.response.start", "status": 413, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
+    if receive is None:
+        await send({"type": "http.response.body", "body": body})
+    else:
+        await finish_lingering(send, {"type": "http.response.body", "body": body}, receive)
