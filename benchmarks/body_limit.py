@@ -69,11 +69,13 @@ async def post(port: int, path: str, content_type: str, *, declare: bool) -> tup
         try:
             writer.write(framed(prefix))
             sent += len(prefix)
-            frame = framed(CHUNK)
-            while sent < len(prefix) + TOTAL:
-                writer.write(frame)
+            frame, remaining = framed(CHUNK), TOTAL
+            while remaining:
+                piece = CHUNK if remaining >= len(CHUNK) else CHUNK[:remaining]
+                writer.write(frame if piece is CHUNK else framed(piece))
                 await writer.drain()
-                sent += len(CHUNK)
+                sent += len(piece)
+                remaining -= len(piece)
             writer.write(framed(suffix) + (b"" if declare else b"0\r\n\r\n"))
             await writer.drain()
             sent += len(suffix)
