@@ -14,7 +14,7 @@ from fastapi import FastAPI
 from sqlalchemy import func, select
 
 from finsync.api.app import create_app
-from finsync.bootstrap import Container
+from finsync.bootstrap import Container, build
 from tests.api.conftest import clock_of
 from tests.api.helpers import PASSWORD
 from tests.conftest import built, make_settings
@@ -144,21 +144,16 @@ async def test_state_is_shared_between_processes(
     database_url: str, tmp_path: Path, vclock: VirtualClock
 ) -> None:
     async with site(database_url, tmp_path, vclock) as first:
-        settings = make_settings(database_url, tmp_path)
-        second_container = build_second(settings, vclock)
-        second = Site(create_app(container=second_container), second_container)
+        second_container = build(
+            make_settings(database_url, tmp_path), clock=clock_of(vclock), hasher=FakeHasher()
+        )
+        second = Site(create_app(container=second_container), second_container)  # another API process
         try:
             for _ in range(5):
                 assert (await first.login(ATTACKER_IP, password="wrong password guess")).status_code == 401
             assert (await second.login(ATTACKER_IP)).status_code == 429
         finally:
             await second_container.engine.dispose()
-
-
-def build_second(settings: Any, vclock: VirtualClock) -> Container:
-    from finsync.bootstrap import build
-
-    return build(settings, clock=clock_of(vclock), hasher=FakeHasher())
 
 
 async def test_throttle_storage_is_bounded(database_url: str, tmp_path: Path, vclock: VirtualClock) -> None:
