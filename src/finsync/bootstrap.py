@@ -5,18 +5,20 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from finsync.application.auth import AuthService, LoginThrottle
+from finsync.application.auth import AuthService
 from finsync.application.authorization import AuthorizationService
 from finsync.application.connections import ConnectionService
 from finsync.application.idempotency import IdempotencyService
 from finsync.application.imports import ImportService
 from finsync.application.operators import KeyRotation, UserAdmin
 from finsync.application.sync import SyncService
+from finsync.application.throttle import LoginThrottle, ThrottlePolicy
 from finsync.application.userdata import UserDataService
 from finsync.config import Registration, Settings
 from finsync.domain.entities import utcnow
@@ -35,7 +37,14 @@ from finsync.infrastructure.db.uow import SqlUnitOfWork
 from finsync.infrastructure.jobs import InProcessJobQueue
 from finsync.infrastructure.keys import load_or_create_secret
 from finsync.infrastructure.logs import configure_logging
-from finsync.infrastructure.security import Argon2PasswordHasher, FernetCipher, JwtAccessTokens
+from finsync.infrastructure.passwords import NistPasswordPolicy
+from finsync.infrastructure.security import (
+    Argon2PasswordHasher,
+    BlockingHasher,
+    FernetCipher,
+    JwtAccessTokens,
+    ThreadedHasher,
+)
 from finsync.providers.registry import ProviderMetadata, ProviderRegistry
 
 __all__ = ["Container", "build", "configure_logging"]
@@ -199,6 +208,7 @@ def build(
     registry: ProviderRegistry | None = None,
     clock: Clock = utcnow,
     adapter_options: dict[str, Any] | None = None,
+    hasher: BlockingHasher | None = None,
 ) -> Container:
     keys, jwt_secret = resolve_secrets(settings)
     engine = create_engine(settings.database_url)
@@ -211,17 +221,21 @@ def build(
     gateway = RegistryGateway(registry, settings, adapter_options or {})
     cipher = FernetCipher(keys)
     tokens = JwtAccessTokens(jwt_secret, settings.access_token_minutes, clock)
-    throttle = LoginThrottle(
-        settings.login_attempts_per_account,
-        settings.login_attempts_per_address,
-        settings.login_window_seconds,
-        clock,
+    policy = ThrottlePolicy(
+        per_pair=settings.login_attempts_per_account,
+        per_client=settings.login_attempts_per_address,
+        window=timedelta(seconds=settings.login_window_seconds),
+        backoff_after=settings.login_backoff_after,
+        backoff_max=timedelta(seconds=settings.login_backoff_max_seconds),
+        known_for=timedelta(days=settings.login_known_client_days),
     )
+    threaded = ThreadedHasher(hasher or Argon2PasswordHasher(), settings.password_hash_concurrency)
     auth = AuthService(
         uow,
-        Argon2PasswordHasher(),
+        threaded,
         tokens,
-        throttle,
+        LoginThrottle(policy, clock),
+        NistPasswordPolicy(),
         refresh_days=settings.refresh_token_days,
         registration_open=settings.registration is Registration.OPEN,
         clock=clock,
@@ -250,7 +264,7 @@ def build(
         idempotency=IdempotencyService(uow, clock),
         clock=clock,
     )
-    container.userdata = UserDataService(uow, Argon2PasswordHasher(), throttle, clock)
+    container.userdata = UserDataService(uow, clock)
     container.users = UserAdmin(uow, clock)
     container.keys = KeyRotation(uow, cipher, cipher)
     return container

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 from uuid import UUID
 
 import typer
@@ -245,4 +245,12 @@ def serve(host: str = "127.0.0.1", port: int = 8000) -> None:
 
     require_service_secrets()  # a missing secret is one line here, not a start-up traceback
 
-    uvicorn.run("finsync.api.app:create_app", factory=True, host=host, port=port, proxy_headers=True)
+    uvicorn.run("finsync.api.app:create_app", factory=True, host=host, port=port, **server_options())
+
+
+def server_options() -> dict[str, Any]:
+    """uvicorn options for finsync: the app itself decides which proxies to believe
+    (FINSYNC_TRUSTED_PROXIES; uvicorn would trust loopback), logs every request through
+    structlog with secrets redacted (uvicorn's access log prints query strings), and configures
+    logging (JSON stays JSON)."""
+    return {"proxy_headers": False, "access_log": False, "log_config": None, "server_header": False}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from enum import StrEnum
 from functools import cached_property
 from pathlib import Path
@@ -33,11 +34,24 @@ class Settings(BaseSettings):
     refresh_token_days: int = 30
     registration: Registration = Registration.OPEN
     upload_limit_bytes: int = 50 * 1024 * 1024
+    # Every request body but an upload; checked while it streams, before anything parses it.
+    body_limit_bytes: int = 1024 * 1024
     log_format: LogFormat = LogFormat.CONSOLE
     log_level: str = "INFO"
+    # Failed logins per (account, client) and per client within the window; then 429 until it ends.
     login_attempts_per_account: int = 5
     login_attempts_per_address: int = 20
     login_window_seconds: int = 300
+    # Account-wide failures (from any client) after which clients that never logged in to the
+    # account wait 1, 2, 4 ... seconds (at most the max) between tries; its known clients never do.
+    login_backoff_after: int = 10
+    login_backoff_max_seconds: int = 60
+    login_known_client_days: int = 30
+    password_hash_concurrency: int = 2
+    # Proxies whose X-Forwarded-For / X-Forwarded-Proto are believed (IPs or CIDRs); none by default.
+    trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    docs_enabled: bool = True
     public_url: str = "http://127.0.0.1:8000"
     client_redirect_url: str | None = None
     # Provider hosts: real ones by default; a deployment may point them at a proxy.
@@ -55,11 +69,18 @@ class Settings(BaseSettings):
     gocardless_secret_key: SecretStr | None = None
     provider_timeout_seconds: float = 30.0
 
-    @field_validator("encryption_keys", mode="before")
+    @field_validator("encryption_keys", "trusted_proxies", "cors_origins", mode="before")
     @classmethod
-    def _split_keys(cls, value: object) -> object:
+    def _split_list(cls, value: object) -> object:
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        for entry in value:
+            ipaddress.ip_network(entry, strict=False)  # ValueError names the bad entry at start-up
         return value
 
     @cached_property

@@ -49,7 +49,13 @@ async def test_other_users_ids_answer_404_on_every_route(
     run = (await client.post(f"/api/v1/connections/{conn.id}/sync", headers=owner)).json()
     await container.jobs.drain()
     (acct,) = (await client.get("/api/v1/accounts", headers=owner)).json()["items"]
-    ids = {"connection_id": str(conn.id), "account_id": acct["id"], "run_id": run["id"]}
+    (session,) = (await client.get("/api/v1/users/me/sessions", headers=owner)).json()
+    ids = {
+        "connection_id": str(conn.id),
+        "account_id": acct["id"],
+        "run_id": run["id"],
+        "session_id": session["id"],
+    }
     checked = 0
     for method, path in routes_with_ids():
         names = ID_PARAM.findall(path)

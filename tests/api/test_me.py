@@ -167,7 +167,7 @@ async def test_delete_me_needs_the_password_then_removes_everything_and_ends_ses
     wrong = await client.request("DELETE", "/api/v1/users/me", headers=headers, json={"password": "not it"})
     assert wrong.status_code == 403, wrong.text
     assert wrong.headers["content-type"] == "application/problem+json"
-    assert wrong.json()["type"].endswith("/confirmation-failed")
+    assert wrong.json()["type"].endswith("/wrong-password")
     assert await _rows_of(container, ada) == before
     missing = await client.request("DELETE", "/api/v1/users/me", headers=headers, json={})
     assert missing.status_code == 422

@@ -43,15 +43,17 @@ async def test_concurrent_connects_of_one_login_make_one_connection(
 ) -> None:
     client, container = api
     headers = await register_and_login(client)
+    # Alpaca: its budget (200 a minute) lets all three validations through at once, so the
+    # race is decided by the database alone.
+    body = {
+        "provider": "alpaca",
+        "environment": "paper",
+        "credentials": {"key_id": brokers.ALPACA_ID, "secret_key": brokers.ALPACA_SECRET},
+    }
     results = await asyncio.gather(
-        *(client.post("/api/v1/connections", headers=headers, json=T212_BODY) for _ in range(3))
+        *(client.post("/api/v1/connections", headers=headers, json=body) for _ in range(3))
     )
-    statuses = sorted(r.status_code for r in results)
-    # One wins; the others are told it is connected (or, validating the same key at the same
-    # moment, meet Trading 212's own 1-per-5-s limit on that call: 429, nothing stored).
-    assert statuses[0] == 201, [r.text for r in results]
-    assert 409 in statuses[1:], [r.text for r in results]
-    assert set(statuses[1:]) <= {409, 429}, [r.text for r in results]
+    assert sorted(r.status_code for r in results) == [201, 409, 409], [r.text for r in results]
     winner = next(r.json()["id"] for r in results if r.status_code == 201)
     assert all(r.json()["connection_id"] == winner for r in results if r.status_code == 409)
     assert len((await client.get("/api/v1/connections", headers=headers)).json()["items"]) == 1

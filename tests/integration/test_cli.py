@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
+from finsync.application.auth import Client
 from finsync.bootstrap import build
 from finsync.config import Settings
 from finsync.domain.entities import AuthFlow, Connection, utcnow
@@ -53,6 +54,9 @@ async def _empty(settings: Settings) -> None:
     container = build(settings)
     await empty_database(container)
     await container.aclose()
+
+
+CLI = Client.of("cli", None)
 
 
 def _in_db(work: Any) -> Any:
@@ -109,18 +113,18 @@ def test_users_create_list_disable_and_enable(env: dict[str, str]) -> None:
     assert lines[0].split() == ["EMAIL", "ID", "STATUS", "CREATED", "CONNECTIONS"]
     assert [line.split()[0] for line in lines[1:]] == ["ada@example.com", "bob@example.com"]
 
-    refresh = _in_db(lambda c: c.auth.login("ada@example.com", PASSWORD, "cli")).refresh_token
+    refresh = _in_db(lambda c: c.auth.login("ada@example.com", PASSWORD, CLI)).refresh_token
     assert invoke("users", "disable", "nobody@example.com").exit_code == 3
     assert invoke("users", "disable", "ada@example.com").exit_code == 0
     assert "disabled" in invoke("users", "list").stdout.splitlines()[1]
     for attempt in (
-        lambda c: c.auth.login("ada@example.com", PASSWORD, "cli"),
-        lambda c: c.auth.refresh(refresh),  # sessions ended with the disable
+        lambda c: c.auth.login("ada@example.com", PASSWORD, CLI),
+        lambda c: c.auth.refresh(refresh, CLI),  # sessions ended with the disable
     ):
         with pytest.raises(AuthenticationFailed):
             _in_db(attempt)
     assert invoke("users", "enable", "ada@example.com").exit_code == 0
-    assert _in_db(lambda c: c.auth.login("ada@example.com", PASSWORD, "cli")).access_token
+    assert _in_db(lambda c: c.auth.login("ada@example.com", PASSWORD, CLI)).access_token
 
 
 async def _connection(container: Any, provider: str, credentials: bytes | None, **kw: Any) -> Connection:

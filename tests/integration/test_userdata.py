@@ -190,9 +190,7 @@ async def test_delete_while_an_import_is_written_waits_and_leaves_nothing(
             container.imports.import_file(user.id, statement(range(500)), "b.ofx")
         )
         await _blocked(container)
-        deleting = asyncio.create_task(
-            container.userdata.delete_account(user.id, "correct horse battery staple", "test")
-        )
+        deleting = asyncio.create_task(container.userdata.delete_account(user.id))
         await _blocked(container, 2)  # the delete waits for the import, not the other way round
     result = await importing  # it was being written: it commits, and the delete then takes it all
     await deleting

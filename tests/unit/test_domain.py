@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from decimal import Decimal
 
 import pytest
 
 from finsync.api.errors import STATUS, status_for
-from finsync.application.auth import LoginThrottle, hash_token
+from finsync.application.auth import hash_token
+from finsync.application.throttle import Keys, client_key
 from finsync.domain import errors
 from finsync.domain.entities import new_id
 from finsync.domain.money import Money, currency_code, to_decimal
@@ -65,18 +66,14 @@ def test_every_domain_error_has_a_status_and_stable_code() -> None:
     assert status_for(errors.FileTooLarge("big")) == 413
 
 
-def test_login_throttle_per_account_and_window() -> None:
-    now = [datetime(2026, 1, 1, tzinfo=UTC)]
-    throttle = LoginThrottle(per_account=3, per_address=10, window_seconds=60, clock=lambda: now[0])
-    for _ in range(3):
-        throttle.check("a@x", "1.1.1.1")
-        throttle.failed("a@x", "1.1.1.1")
-    with pytest.raises(errors.TooManyAttempts) as caught:
-        throttle.check("a@x", "2.2.2.2")
-    assert 0 < caught.value.retry_after <= 60
-    throttle.check("b@x", "1.1.1.1")  # other accounts from the same address still allowed
-    now[0] += timedelta(seconds=61)
-    throttle.check("a@x", "1.1.1.1")
+def test_throttle_keys_per_client_not_per_ipv6_address() -> None:
+    # One IPv6 host usually holds a whole /64: rotating addresses within it is one client.
+    assert client_key("2001:db8:1:2::1") == client_key("2001:db8:1:2:ffff::9") == "2001:db8:1:2::/64"
+    assert client_key("2001:db8:1:3::1") != client_key("2001:db8:1:2::1")
+    assert client_key("::ffff:203.0.113.5") == client_key("203.0.113.5") == "203.0.113.5"
+    keys = Keys.of("ada@example.com", "203.0.113.5")
+    assert "ada" not in keys.pair  # stored as digests, never as the email typed
+    assert len({keys.client, keys.pair, keys.account}) == 3
 
 
 def test_refresh_token_hash_is_sha256_hex() -> None:

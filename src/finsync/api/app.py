@@ -2,17 +2,27 @@
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, cast
 
 import structlog
-from fastapi import FastAPI
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from fastapi import FastAPI, Request
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import JSONResponse
+from starlette.types import ASGIApp
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from finsync import __version__
-from finsync.api import errors
+from finsync.api import docs, errors
+from finsync.api.edge import (
+    AccessLog,
+    BodyLimit,
+    BodyTooLarge,
+    Limit,
+    RequestIdMiddleware,
+    SecurityHeaders,
+)
 from finsync.api.routers import auth, callbacks, connections, data, health, imports, me, providers
 from finsync.bootstrap import Container, build, configure_logging
 from finsync.config import Settings
@@ -31,29 +41,43 @@ finsync aggregates your brokers, banks and statement files into one deduplicated
 """
 
 
-class RequestIdMiddleware:
-    """Binds a request id to every log line of the request and echoes it as ``X-Request-ID``."""
+MULTIPART_ALLOWANCE = 64 * 1024  # boundaries and part headers around an upload's file
 
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        incoming = dict(scope["headers"]).get(b"x-request-id", b"").decode("latin-1")
-        request_id = incoming if 0 < len(incoming) <= 64 and incoming.isprintable() else uuid.uuid4().hex
-        structlog.contextvars.bind_contextvars(request_id=request_id)
+class FinsyncAPI(FastAPI):
+    """FastAPI whose edge middleware wraps the whole stack, error handlers included."""
 
-        async def send_with_id(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                message.setdefault("headers", []).append((b"x-request-id", request_id.encode()))
-            await send(message)
+    edge: Callable[[ASGIApp], ASGIApp] | None = None
 
-        try:
-            await self.app(scope, receive, send_with_id)
-        finally:
-            structlog.contextvars.unbind_contextvars("request_id")
+    def build_middleware_stack(self) -> ASGIApp:
+        app = super().build_middleware_stack()
+        return self.edge(app) if self.edge is not None else app
+
+
+def edge_stack(settings: Settings) -> Callable[[ASGIApp], ASGIApp]:
+    """Outermost first: client address (trusted proxies only), request id, access log,
+    security headers, body limits — all before routing, authentication or parsing."""
+    upload = Limit(
+        settings.upload_limit_bytes + MULTIPART_ALLOWANCE,
+        code="file-too-large",
+        title="File too large",
+        what="the upload",
+    )
+
+    def wrap(app: ASGIApp) -> ASGIApp:
+        app = BodyLimit(
+            app,
+            default=Limit(settings.body_limit_bytes),
+            routes={("POST", f"{API_PREFIX}/imports"): upload},
+        )
+        app = SecurityHeaders(app, api_prefix=API_PREFIX, docs_pages=docs.DOC_PAGES)
+        app = RequestIdMiddleware(AccessLog(app))
+        if settings.trusted_proxies:
+            proxied = ProxyHeadersMiddleware(cast(Any, app), trusted_hosts=settings.trusted_proxies)
+            app = cast(ASGIApp, proxied)
+        return app
+
+    return wrap
 
 
 def create_app(
@@ -75,20 +99,37 @@ def create_app(
             if owned:
                 await c.aclose()
 
-    app = FastAPI(
+    app = FinsyncAPI(
         title="finsync",
         version=__version__,
         description=DESCRIPTION,
         lifespan=lifespan,
         openapi_url=f"{API_PREFIX}/openapi.json",
-        docs_url="/docs",
-        redoc_url="/redoc",
+        docs_url=None,
+        redoc_url=None,
         license_info={"name": "MIT", "identifier": "MIT"},
     )
+    app.edge = edge_stack(settings)
     if container is not None:  # pre-built (tests, embedding): usable without running the lifespan
         app.state.container = container
-    app.add_middleware(RequestIdMiddleware)
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
+            allow_headers=["Authorization", "Content-Type", "Idempotency-Key", "X-Request-ID"],
+            expose_headers=["Retry-After", "X-Request-ID", "Location"],
+            max_age=600,
+        )
     errors.install(app)
+
+    @app.exception_handler(BodyTooLarge)
+    async def body_too_large(request: Request, exc: BodyTooLarge) -> JSONResponse:
+        response = errors.problem(413, exc.limit.code, exc.limit.title, exc.detail, request)
+        response.headers["Connection"] = "close"  # the rest of the body is never read
+        return response
+
+    docs.install(app, api_prefix=API_PREFIX, docs_enabled=settings.docs_enabled)
     app.include_router(health.router)
     for module in (auth, providers, callbacks, connections, data, imports, me):
         app.include_router(module.router, prefix=API_PREFIX)

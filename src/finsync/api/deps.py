@@ -3,18 +3,19 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Annotated
-from uuid import UUID
 
 from fastapi import Depends, Request
 from fastapi.security import OAuth2PasswordBearer
 
 from finsync.api.pagination import page_request
+from finsync.application.auth import Client
 from finsync.bootstrap import Container
 from finsync.config import Settings
 from finsync.domain.entities import User
 from finsync.domain.errors import AuthenticationFailed
-from finsync.domain.ports import PageRequest, UnitOfWork
+from finsync.domain.ports import AccessClaims, PageRequest, UnitOfWork
 
 oauth2 = OAuth2PasswordBearer(tokenUrl="/api/v1/auth/token", auto_error=False)
 
@@ -43,16 +44,40 @@ async def get_uow(container: ContainerDep) -> AsyncIterator[UnitOfWork]:
 UowDep = Annotated[UnitOfWork, Depends(get_uow)]
 
 
-async def get_current_user(container: ContainerDep, token: Annotated[str | None, Depends(oauth2)]) -> User:
+@dataclass(frozen=True, slots=True)
+class Authenticated:
+    user: User
+    claims: AccessClaims
+
+
+async def get_authenticated(
+    container: ContainerDep, token: Annotated[str | None, Depends(oauth2)]
+) -> Authenticated:
+    """The token's user, if its session is still live: one query (user joined with session)."""
     if not token:
         raise AuthenticationFailed("missing bearer token")
-    user_id: UUID = container.tokens.verify(token)
+    claims = container.tokens.verify(token)
     async with container.uow() as uow:
-        user = await uow.users.get(user_id)
-    if user is None or not user.is_active:
-        raise AuthenticationFailed("user no longer exists")
-    return user
+        user = await uow.users.get_in_session(claims.user_id, claims.session_id, container.clock())
+    if user is None:
+        raise AuthenticationFailed("this session has ended; please log in again")
+    return Authenticated(user, claims)
+
+
+AuthenticatedDep = Annotated[Authenticated, Depends(get_authenticated)]
+
+
+async def get_current_user(auth: AuthenticatedDep) -> User:
+    return auth.user
 
 
 CurrentUser = Annotated[User, Depends(get_current_user)]
+
+
+async def get_client(request: Request) -> Client:
+    """The caller's address (after trusted proxies only) and user agent."""
+    return Client.of(request.client.host if request.client else None, request.headers.get("user-agent"))
+
+
+ClientDep = Annotated[Client, Depends(get_client)]
 PageDep = Annotated[PageRequest, Depends(page_request)]

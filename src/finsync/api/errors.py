@@ -23,7 +23,13 @@ PROBLEM = "application/problem+json"
 TYPE_BASE = "https://finsync.dev/problems/"
 
 # Codes of the errors the framework raises itself (unparseable bodies, unknown paths and methods).
-CODES = {400: "malformed-request", 401: "authentication-failed", 404: "not-found", 405: "method-not-allowed"}
+CODES = {
+    400: "malformed-request",
+    401: "authentication-failed",
+    404: "not-found",
+    405: "method-not-allowed",
+    413: "content-too-large",
+}
 
 # Most specific first: the first matching class wins.
 STATUS: list[tuple[type[e.FinsyncError], int]] = [
@@ -31,8 +37,8 @@ STATUS: list[tuple[type[e.FinsyncError], int]] = [
     (e.Conflict, 409),
     (e.InvalidInput, 422),
     (e.AuthenticationFailed, 401),
-    (e.ConfirmationFailed, 403),
     (e.TooManyAttempts, 429),
+    (e.WrongPassword, 403),
     (e.RegistrationClosed, 403),
     (e.ProviderNotAvailable, 422),
     (e.FileTooLarge, 413),

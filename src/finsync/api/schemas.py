@@ -44,10 +44,17 @@ class UserCreate(BaseModel):
     email: Annotated[
         str, Field(max_length=320, json_schema_extra={"format": "email"}), AfterValidator(_mailbox)
     ]
-    password: str = Field(min_length=10, max_length=1024, description="At least 10 characters")
+    password: str = Field(
+        min_length=12,
+        max_length=1024,
+        description="At least 12 characters and not easy to guess: common and breached passwords, "
+        "your email, repeats and sequences are refused (NIST SP 800-63B); no composition rules",
+    )
 
     model_config = ConfigDict(
-        json_schema_extra={"examples": [{"email": "ada@example.com", "password": "correct horse battery"}]}
+        json_schema_extra={
+            "examples": [{"email": "ada@example.com", "password": "correct horse battery staple"}]
+        }
     )
 
 

@@ -1,28 +1,37 @@
-"""Registration, login, refresh-token rotation and logout."""
+"""Registration, login, sessions (refresh-token chains), password changes and logout."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import secrets
-from collections import defaultdict, deque
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 from uuid import UUID
 
 import structlog
 
-from finsync.domain.entities import RefreshToken, User, new_id, utcnow
+from finsync.application.throttle import LoginThrottle
+from finsync.domain.entities import AuthSession, RefreshToken, User, new_id, utcnow
 from finsync.domain.errors import (
     AuthenticationFailed,
-    Conflict,
     InvalidInput,
+    NotFound,
     RegistrationClosed,
-    TooManyAttempts,
+    WrongPassword,
 )
-from finsync.domain.ports import AccessTokens, Clock, PasswordHasher, UnitOfWork, UnitOfWorkFactory
+from finsync.domain.ports import (
+    AccessClaims,
+    AccessTokens,
+    Clock,
+    PasswordHasher,
+    PasswordPolicy,
+    UnitOfWork,
+    UnitOfWorkFactory,
+)
 
 log = structlog.get_logger(__name__)
-MIN_PASSWORD_LENGTH = 10
+LOGIN_FAILED = "incorrect email or password"
 
 
 def hash_token(token: str) -> str:
@@ -37,35 +46,17 @@ class TokenPair:
     refresh_token: str
 
 
-class LoginThrottle:
-    """Sliding-window limit on failed logins per account and per client address (per process)."""
+@dataclass(frozen=True, slots=True)
+class Client:
+    """Where a request came from (after trusted proxies), recorded on the session."""
 
-    def __init__(self, per_account: int, per_address: int, window_seconds: int, clock: Clock) -> None:
-        self._limits = {"account": per_account, "address": per_address}
-        self._window = timedelta(seconds=window_seconds)
-        self._clock = clock
-        self._failures: dict[tuple[str, str], deque[datetime]] = defaultdict(deque)
+    address: str
+    user_agent: str | None = None
 
-    def _recent(self, key: tuple[str, str]) -> deque[datetime]:
-        failures, horizon = self._failures[key], self._clock() - self._window
-        while failures and failures[0] <= horizon:
-            failures.popleft()
-        return failures
-
-    def check(self, email: str, address: str) -> None:
-        for key in (("account", email), ("address", address)):
-            failures = self._recent(key)
-            if len(failures) >= self._limits[key[0]]:
-                retry = (failures[0] + self._window - self._clock()).total_seconds()
-                raise TooManyAttempts("too many failed logins; try again later", retry_after=max(retry, 1.0))
-
-    def failed(self, email: str, address: str) -> None:
-        now = self._clock()
-        for key in (("account", email), ("address", address)):
-            self._failures[key].append(now)
-
-    def succeeded(self, email: str) -> None:
-        self._failures.pop(("account", email), None)
+    @classmethod
+    def of(cls, address: str | None, user_agent: str | None) -> Client:
+        """Cut to what the session columns hold."""
+        return cls((address or "unknown")[:45], (user_agent or "")[:200] or None)
 
 
 class AuthService:
@@ -75,6 +66,7 @@ class AuthService:
         hasher: PasswordHasher,
         tokens: AccessTokens,
         throttle: LoginThrottle,
+        policy: PasswordPolicy,
         *,
         refresh_days: int,
         registration_open: bool,
@@ -84,40 +76,47 @@ class AuthService:
         self._hasher = hasher
         self._tokens = tokens
         self._throttle = throttle
+        self._policy = policy
         self._refresh_ttl = timedelta(days=refresh_days)
         self._registration_open = registration_open
         self._clock = clock
+        self._dummy_hash: str | None = None
 
     async def register(self, email: str, password: str) -> User:
         email = email.strip().lower()
-        if len(password) < MIN_PASSWORD_LENGTH:
-            raise InvalidInput(f"password must be at least {MIN_PASSWORD_LENGTH} characters")
+        await self._check_password(password, email)
+        if not self._registration_open:
+            async with self._uow() as uow:  # refuse early, before spending a hash
+                await self._registration_allowed(uow)
+        user = User(email=email, password_hash=await self._hasher.hash(password), created_at=self._clock())
         async with self._uow() as uow:
-            if not self._registration_open and await uow.users.count() > 0:
-                raise RegistrationClosed("this finsync instance does not accept new users")
-            if await uow.users.get_by_email(email) is not None:
-                raise Conflict("a user with this email already exists")
-            user = User(email=email, password_hash=self._hasher.hash(password), created_at=self._clock())
-            await uow.users.add(user)
+            if not self._registration_open:
+                await uow.users.lock_registration()
+                await self._registration_allowed(uow)
+            await uow.users.add(user)  # Conflict when the email is taken
             await uow.commit()
         log.info("user_registered", user_id=str(user.id))
         return user
 
-    async def login(self, email: str, password: str, address: str) -> TokenPair:
+    async def login(self, email: str, password: str, client: Client) -> TokenPair:
         email = email.strip().lower()
-        self._throttle.check(email, address)
         async with self._uow() as uow:
+            await self._throttle.admit(uow, email, client.address)
             user = await uow.users.get_by_email(email)
-            if user is None or not user.is_active or not self._hasher.verify(password, user.password_hash):
-                self._throttle.failed(email, address)
-                log.info("login_failed", address=address)
-                raise AuthenticationFailed("incorrect email or password")
-            self._throttle.succeeded(email)
-            pair = await self._issue(uow, user.id, family_id=new_id())
+            await uow.commit()
+        # Unknown and inactive accounts cost a hash too, so timing does not tell which emails exist.
+        known = user if user is not None and user.is_active else None
+        stored = known.password_hash if known is not None else await self._dummy()
+        if not await self._hasher.verify(password, stored) or known is None:
+            log.info("login_failed", address=client.address)
+            raise AuthenticationFailed(LOGIN_FAILED)
+        async with self._uow() as uow:
+            await self._throttle.succeeded(uow, email, client.address)
+            pair = await self._start_session(uow, known.id, client)
             await uow.commit()
         return pair
 
-    async def refresh(self, refresh_token: str) -> TokenPair:
+    async def refresh(self, refresh_token: str, client: Client) -> TokenPair:
         """Rotate: each refresh token works once; presenting a used one revokes its whole chain."""
         now = self._clock()
         async with self._uow() as uow:
@@ -129,7 +128,10 @@ class AuthService:
                 await uow.commit()
                 log.warning("refresh_token_reuse", user_id=str(stored.user_id))
                 raise AuthenticationFailed("refresh token was already used; please log in again")
-            pair = await self._issue(uow, stored.user_id, family_id=stored.family_id)
+            pair = await self._issue(uow, stored.user_id, stored.family_id)
+            await uow.sessions.touch(
+                stored.family_id, now, now + self._refresh_ttl, client.address, client.user_agent
+            )
             await uow.commit()
         return pair
 
@@ -140,14 +142,82 @@ class AuthService:
                 await uow.refresh_tokens.revoke_family(stored.family_id, self._clock())
                 await uow.commit()
 
-    async def _issue(self, uow: UnitOfWork, user_id: UUID, family_id: UUID) -> TokenPair:
+    async def sessions(self, user_id: UUID) -> list[AuthSession]:
+        async with self._uow() as uow:
+            return await uow.sessions.live(user_id, self._clock())
+
+    async def revoke_session(self, user_id: UUID, session_id: UUID) -> None:
+        """Another user's session is NotFound, like one that never existed."""
+        async with self._uow() as uow:
+            if await uow.sessions.get(session_id, user_id) is None:
+                raise NotFound("session")
+            await uow.sessions.revoke(session_id, self._clock())
+            await uow.commit()
+        log.info("session_revoked", user_id=str(user_id), session_id=str(session_id))
+
+    async def change_password(
+        self, user: User, claims: AccessClaims, current: str, new: str, client: Client
+    ) -> None:
+        """Needs the current password (throttled like a login); ends every other session."""
+        await self.confirm_password(user, current, client)
+        await self._check_password(new, user.email)
+        new_hash = await self._hasher.hash(new)
+        async with self._uow() as uow:
+            await uow.users.set_password(user.id, new_hash)
+            await uow.sessions.revoke_others(user.id, claims.session_id, self._clock())
+            await uow.commit()
+        log.info("password_changed", user_id=str(user.id))
+
+    async def confirm_password(self, user: User, password: str, client: Client) -> None:
+        """A logged-in user confirms a grave action with their password: throttled like a login,
+        so guessing here counts there too. A wrong one is WrongPassword (403), not a 401."""
+        async with self._uow() as uow:
+            await self._throttle.admit(uow, user.email, client.address)
+            await uow.commit()
+        if not await self._hasher.verify(password, user.password_hash):
+            raise WrongPassword("the password is incorrect")
+        async with self._uow() as uow:
+            await self._throttle.succeeded(uow, user.email, client.address)
+            await uow.commit()
+
+    async def _registration_allowed(self, uow: UnitOfWork) -> None:
+        if await uow.users.count() > 0:
+            raise RegistrationClosed("this finsync instance does not accept new users")
+
+    async def _check_password(self, password: str, email: str) -> None:
+        local = email.split("@", 1)[0]
+        problem = await asyncio.to_thread(self._policy.problem, password, [email, local, "finsync"])
+        if problem is not None:
+            raise InvalidInput(problem)
+
+    async def _dummy(self) -> str:
+        """A hash of a random password with the real parameters: verifying against it costs the same."""
+        if self._dummy_hash is None:
+            self._dummy_hash = await self._hasher.hash(secrets.token_urlsafe(32))
+        return self._dummy_hash
+
+    async def _start_session(self, uow: UnitOfWork, user_id: UUID, client: Client) -> TokenPair:
         now = self._clock()
-        access, expires_in = self._tokens.issue(user_id, now)
+        session = AuthSession(
+            user_id=user_id,
+            id=new_id(),
+            created_at=now,
+            last_used_at=now,
+            expires_at=now + self._refresh_ttl,
+            address=client.address,
+            user_agent=client.user_agent,
+        )
+        await uow.sessions.add(session)
+        return await self._issue(uow, user_id, session.id)
+
+    async def _issue(self, uow: UnitOfWork, user_id: UUID, session_id: UUID) -> TokenPair:
+        now = self._clock()
+        access, expires_in = self._tokens.issue(user_id, session_id, now)
         opaque = secrets.token_urlsafe(32)
         token = RefreshToken(
             user_id=user_id,
             token_hash=hash_token(opaque),
-            family_id=family_id,
+            family_id=session_id,
             expires_at=now + self._refresh_ttl,
             created_at=now,
         )

@@ -8,39 +8,22 @@ for a table keyed by user_id that erasure misses or export has not decided about
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Protocol
 from uuid import UUID
 
 import structlog
 
 from finsync.application.export_format import FORMAT_NAME, FORMAT_VERSION, ExportFormat, writer_for
 from finsync.domain.entities import utcnow
-from finsync.domain.errors import ConfirmationFailed, NotFound
-from finsync.domain.ports import Clock, PasswordHasher, UnitOfWorkFactory
+from finsync.domain.errors import NotFound
+from finsync.domain.ports import Clock, UnitOfWorkFactory
 
 log = structlog.get_logger(__name__)
 BATCH = 2_000  # rows per database fetch and per chunk written
 
 
-class AttemptLimit(Protocol):
-    """Failed-password throttle, shared with login: guessing here counts there too."""
-
-    def check(self, email: str, address: str) -> None: ...
-    def failed(self, email: str, address: str) -> None: ...
-    def succeeded(self, email: str) -> None: ...
-
-
 class UserDataService:
-    def __init__(
-        self,
-        uow: UnitOfWorkFactory,
-        hasher: PasswordHasher,
-        throttle: AttemptLimit,
-        clock: Clock = utcnow,
-    ) -> None:
+    def __init__(self, uow: UnitOfWorkFactory, clock: Clock = utcnow) -> None:
         self._uow = uow
-        self._hasher = hasher
-        self._throttle = throttle
         self._clock = clock
 
     def media_type(self, fmt: ExportFormat) -> str:
@@ -65,17 +48,11 @@ class UserDataService:
             yield writer.finish()
         log.info("user_data_exported", user_id=str(user_id), format=fmt.value)
 
-    async def delete_account(self, user_id: UUID, password: str, address: str) -> dict[str, int]:
-        """Erase the user and everything they own, once their password confirms it."""
+    async def delete_account(self, user_id: UUID) -> dict[str, int]:
+        """Erase the user and everything they own (the caller has had the password confirmed)."""
         async with self._uow() as uow:
-            user = await uow.users.get(user_id)
-            if user is None:
+            if await uow.users.get(user_id) is None:
                 raise NotFound("user")
-            self._throttle.check(user.email, address)
-            if not self._hasher.verify(password, user.password_hash):
-                self._throttle.failed(user.email, address)
-                raise ConfirmationFailed("the password is not correct; nothing was deleted")
-            self._throttle.succeeded(user.email)
             deleted = await uow.user_data.erase(user_id)
             await uow.commit()
         log.info("user_deleted", user_id=str(user_id), rows=deleted)

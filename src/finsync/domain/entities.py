@@ -56,6 +56,32 @@ class RefreshToken:
     revoked_at: datetime | None = None
 
 
+@dataclass(slots=True, kw_only=True)
+class AuthSession:
+    """One login: its id is the refresh chain's ``family_id`` and the ``sid`` of its access tokens."""
+
+    user_id: UUID
+    expires_at: datetime  # the newest refresh token's expiry
+    id: UUID = field(default_factory=new_id)
+    created_at: datetime = field(default_factory=utcnow)
+    last_used_at: datetime = field(default_factory=utcnow)  # login or last refresh
+    address: str | None = None
+    user_agent: str | None = None
+    revoked_at: datetime | None = None
+
+
+@dataclass(slots=True, kw_only=True)
+class LoginAttempts:
+    """Throttle state of one key (a client, an account, or an account from one client)."""
+
+    key: str
+    failures: int = 0
+    window_start: datetime
+    expires_at: datetime
+    last_failure_at: datetime | None = None
+    succeeded_at: datetime | None = None
+
+
 FILES = "files"
 """The identity of a user's one connection per statement-file format."""
 

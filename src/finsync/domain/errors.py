@@ -56,12 +56,11 @@ class AuthenticationFailed(FinsyncError):
     title = "Authentication failed"
 
 
-class ConfirmationFailed(FinsyncError):
-    """A logged-in user failed to confirm a grave action (wrong password): 403, not 401, so
-    clients do not mistake it for an expired session."""
+class WrongPassword(FinsyncError):
+    """The logged-in user's current password did not match (changing it needs the old one)."""
 
-    code = "confirmation-failed"
-    title = "Confirmation failed"
+    code = "wrong-password"
+    title = "Current password is incorrect"
 
 
 class TooManyAttempts(FinsyncError):

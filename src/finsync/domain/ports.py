@@ -12,10 +12,12 @@ from uuid import UUID
 from finsync.domain.entities import (
     Account,
     AuthFlow,
+    AuthSession,
     BalanceSnapshot,
     Connection,
     Holding,
     IdempotencyRecord,
+    LoginAttempts,
     RefreshToken,
     SyncRun,
     Transaction,
@@ -91,10 +93,49 @@ class CurrencyTotals:
 
 
 class UserRepository(Protocol):
-    async def add(self, user: User) -> None: ...
+    async def add(self, user: User) -> None:
+        """Raises Conflict when the email is taken (also by a concurrent registration)."""
+        ...
+
     async def get(self, user_id: UUID) -> User | None: ...
     async def get_by_email(self, email: str) -> User | None: ...
+    async def get_in_session(self, user_id: UUID, session_id: UUID, now: datetime) -> User | None:
+        """The active user, if the session is theirs and live: one query, for every request."""
+        ...
+
     async def count(self) -> int: ...
+    async def lock_registration(self) -> None:
+        """Serialise registrations until the transaction ends (a database lock)."""
+        ...
+
+    async def set_password(self, user_id: UUID, password_hash: str) -> None: ...
+
+
+class SessionRepository(Protocol):
+    async def add(self, session: AuthSession) -> None: ...
+    async def get(self, session_id: UUID, user_id: UUID) -> AuthSession | None: ...
+    async def live(self, user_id: UUID, now: datetime) -> list[AuthSession]: ...
+    async def touch(
+        self,
+        session_id: UUID,
+        when: datetime,
+        expires_at: datetime,
+        address: str | None,
+        user_agent: str | None,
+    ) -> None: ...
+    async def revoke(self, session_id: UUID, when: datetime) -> None:
+        """Ends the session and its whole refresh chain."""
+        ...
+
+    async def revoke_others(self, user_id: UUID, keep: UUID | None, when: datetime) -> None: ...
+
+
+class LoginAttemptRepository(Protocol):
+    async def lock(self, keys: Sequence[str], now: datetime) -> dict[str, LoginAttempts]:
+        """The keys' rows (blank for new keys), locked until the transaction ends; prunes expired rows."""
+        ...
+
+    async def save(self, rows: Sequence[LoginAttempts]) -> None: ...
 
 
 class RefreshTokenRepository(Protocol):
@@ -272,6 +313,8 @@ class UnitOfWork(Protocol):
 
     users: UserRepository
     refresh_tokens: RefreshTokenRepository
+    sessions: SessionRepository
+    login_attempts: LoginAttemptRepository
     connections: ConnectionRepository
     auth_flows: AuthFlowRepository
     accounts: AccountRepository
@@ -293,8 +336,22 @@ UnitOfWorkFactory = Callable[[], UnitOfWork]
 
 
 class PasswordHasher(Protocol):
-    def hash(self, password: str) -> str: ...
-    def verify(self, password: str, password_hash: str) -> bool: ...
+    """Slow by design (Argon2): implementations keep the work off the event loop."""
+
+    async def hash(self, password: str) -> str: ...
+    async def verify(self, password: str, password_hash: str) -> bool: ...
+
+
+class PasswordPolicy(Protocol):
+    def problem(self, password: str, context: Sequence[str]) -> str | None:
+        """Why ``password`` is refused (never quoting it), or None. ``context``: the user's own words."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class AccessClaims:
+    user_id: UUID
+    session_id: UUID
 
 
 class KeyRotator(Protocol):
@@ -304,10 +361,10 @@ class KeyRotator(Protocol):
 
 
 class AccessTokens(Protocol):
-    """Short-lived signed access tokens (JWT in production)."""
+    """Short-lived signed access tokens (JWT in production), bound to a session."""
 
-    def issue(self, user_id: UUID, now: datetime) -> tuple[str, int]: ...
-    def verify(self, token: str) -> UUID: ...
+    def issue(self, user_id: UUID, session_id: UUID, now: datetime) -> tuple[str, int]: ...
+    def verify(self, token: str) -> AccessClaims: ...
 
 
 class CredentialCipher(Protocol):

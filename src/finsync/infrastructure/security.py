@@ -1,10 +1,12 @@
-"""Password hashing (Argon2id), JWT access tokens and credential encryption (MultiFernet)."""
+"""Password hashing (Argon2id, in worker threads), JWT access tokens and credential encryption."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Protocol, TypeVar
 from uuid import UUID
 
 import jwt
@@ -14,12 +16,20 @@ from pwdlib.hashers.argon2 import Argon2Hasher
 
 from finsync.domain.entities import utcnow
 from finsync.domain.errors import AuthenticationFailed, CredentialsUnreadable
-from finsync.domain.ports import Clock
+from finsync.domain.ports import AccessClaims, Clock
 
 ALGORITHM = "HS256"
+T = TypeVar("T")
+
+
+class BlockingHasher(Protocol):
+    def hash(self, password: str) -> str: ...
+    def verify(self, password: str, password_hash: str) -> bool: ...
 
 
 class Argon2PasswordHasher:
+    """Argon2id with pwdlib's defaults: ~0.25 s of CPU per call, by design. Blocking."""
+
     def __init__(self) -> None:
         self._hash = PasswordHash((Argon2Hasher(),))
 
@@ -30,32 +40,80 @@ class Argon2PasswordHasher:
         return self._hash.verify(password, password_hash)
 
 
+class ThreadedHasher:
+    """Runs a blocking hasher in worker threads, at most ``concurrency`` at a time.
+
+    The event loop keeps serving other requests while a hash runs; a login flood queues on the
+    semaphore instead of stalling the process. A slot is freed when the hash finishes, not when
+    its request is cancelled, so the bound holds even for clients that hang up.
+    """
+
+    def __init__(self, inner: BlockingHasher, concurrency: int) -> None:
+        self._inner = inner
+        self._slots = asyncio.Semaphore(max(1, concurrency))
+
+    async def hash(self, password: str) -> str:
+        return await self._run(self._inner.hash, password)
+
+    async def verify(self, password: str, password_hash: str) -> bool:
+        return await self._run(self._inner.verify, password, password_hash)
+
+    async def _run(self, fn: Callable[..., T], *args: Any) -> T:
+        await self._slots.acquire()
+        try:
+            future = asyncio.get_running_loop().run_in_executor(None, fn, *args)
+        except BaseException:
+            self._slots.release()
+            raise
+        future.add_done_callback(lambda _: self._slots.release())
+        # shield: a cancelled request stops waiting, but its slot stays taken until the thread is done
+        return await asyncio.shield(future)
+
+
 class JwtAccessTokens:
     def __init__(self, secret: str, minutes: int, clock: Clock = utcnow) -> None:
         self._secret = secret
         self._ttl = timedelta(minutes=minutes)
         self._clock = clock
 
-    def issue(self, user_id: UUID, now: datetime) -> tuple[str, int]:
-        claims = {"sub": str(user_id), "iat": now, "exp": now + self._ttl, "typ": "access"}
+    def issue(self, user_id: UUID, session_id: UUID, now: datetime) -> tuple[str, int]:
+        claims = {
+            "sub": str(user_id),
+            "sid": str(session_id),
+            "iat": now,
+            "exp": now + self._ttl,
+            "typ": "access",
+        }
         return jwt.encode(claims, self._secret, algorithm=ALGORITHM), int(self._ttl.total_seconds())
 
-    def verify(self, token: str) -> UUID:
+    def verify(self, token: str) -> AccessClaims:
+        """Every claim is type-checked: a well-signed token with a malformed claim is a 401, never a 500."""
+        invalid = AuthenticationFailed("access token is invalid or expired")
         try:
             # Expiry is checked against our (injectable) clock, not PyJWT's wall clock.
             claims = jwt.decode(
                 token,
                 self._secret,
                 algorithms=[ALGORITHM],
-                options={"require": ["exp", "sub"], "verify_exp": False, "verify_iat": False},
+                options={"require": ["exp", "iat", "sub", "sid"], "verify_exp": False, "verify_iat": False},
             )
-            if claims.get("typ") != "access":
-                raise AuthenticationFailed("not an access token")
-            if float(claims["exp"]) <= self._clock().timestamp():
-                raise AuthenticationFailed("access token is invalid or expired")
-            return UUID(claims["sub"])
-        except (jwt.PyJWTError, ValueError) as exc:
-            raise AuthenticationFailed("access token is invalid or expired") from exc
+        except jwt.PyJWTError as exc:
+            raise invalid from exc
+        if claims.get("typ") != "access":
+            raise AuthenticationFailed("not an access token")
+        exp, iat, sub, sid = claims["exp"], claims["iat"], claims["sub"], claims["sid"]
+        if not (_is_number(exp) and _is_number(iat) and isinstance(sub, str) and isinstance(sid, str)):
+            raise invalid
+        if exp <= self._clock().timestamp():
+            raise invalid
+        try:
+            return AccessClaims(user_id=UUID(sub), session_id=UUID(sid))
+        except ValueError as exc:
+            raise invalid from exc
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 class FernetCipher:

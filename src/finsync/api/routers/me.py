@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Request, Response, status
+from fastapi import APIRouter, Response, status
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 
-from finsync.api.deps import ContainerDep, CurrentUser
+from finsync.api.deps import ClientDep, ContainerDep, CurrentUser
 from finsync.api.errors import responses
 from finsync.application.export_format import ExportFormat
-from finsync.domain.errors import AuthenticationFailed, ConfirmationFailed, TooManyAttempts
+from finsync.domain.errors import AuthenticationFailed, TooManyAttempts, WrongPassword
 
 router = APIRouter(prefix="/users/me", tags=["your data"])
 
@@ -54,14 +54,14 @@ async def export_my_data(
 @router.delete(
     "",
     status_code=status.HTTP_204_NO_CONTENT,
-    responses=responses(AuthenticationFailed, ConfirmationFailed, TooManyAttempts),
+    responses=responses(AuthenticationFailed, WrongPassword, TooManyAttempts),
 )
 async def delete_me(
-    body: DeleteConfirmation, user: CurrentUser, container: ContainerDep, request: Request
+    body: DeleteConfirmation, user: CurrentUser, client: ClientDep, container: ContainerDep
 ) -> Response:
     """Delete your account and everything it owns — connections, accounts, holdings,
     transactions, snapshots, sync runs, sessions — at once and for good. Confirm with your
     password (a wrong one answers 403 and deletes nothing). Export first if you want a copy."""
-    address = request.client.host if request.client else "unknown"
-    await container.userdata.delete_account(user.id, body.password, address)
+    await container.auth.confirm_password(user, body.password, client)
+    await container.userdata.delete_account(user.id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -244,3 +244,30 @@ class IdempotencyKeyRow(SQLModel, table=True):
     response: dict[str, Any] | None = Field(default=None, sa_type=JSONType, nullable=True)
     created_at: datetime = _ts(False)
     expires_at: datetime = _ts(False)
+
+
+class AuthSessionRow(SQLModel, table=True):
+    """A login (refresh chain); access tokens carry its id and die with it."""
+
+    __tablename__ = "auth_sessions"
+    __table_args__ = (Index("ix_auth_sessions_user_id_id", "user_id", "id"),)
+    id: UUID = Field(primary_key=True)
+    user_id: UUID = _fk("users.id")
+    created_at: datetime = _ts(False)
+    last_used_at: datetime = _ts(False)
+    expires_at: datetime = _ts(False)
+    address: str | None = _str(45, nullable=True)
+    user_agent: str | None = _str(200, nullable=True)
+    revoked_at: datetime | None = _ts()
+
+
+class LoginThrottleRow(SQLModel, table=True):
+    """Failed-login counters shared by every API process; keys are SHA-256 digests, not emails."""
+
+    __tablename__ = "login_throttle"
+    key: str = Field(sa_type=String(64), primary_key=True)
+    failures: int = Field(nullable=False)
+    window_start: datetime = _ts(False)
+    last_failure_at: datetime | None = _ts()
+    succeeded_at: datetime | None = _ts()
+    expires_at: datetime = Field(sa_type=UTCDateTime, nullable=False, index=True)

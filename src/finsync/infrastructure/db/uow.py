@@ -6,15 +6,17 @@ from typing import Self
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from finsync.domain.errors import Conflict
+from finsync.domain.errors import Conflict, FinsyncError
 from finsync.domain.ports import (
     AccountRepository,
     AuthFlowRepository,
     ConnectionRepository,
     HoldingRepository,
     IdempotencyRepository,
+    LoginAttemptRepository,
     OperatorRepository,
     RefreshTokenRepository,
+    SessionRepository,
     SnapshotRepository,
     SyncRunRepository,
     TransactionRepository,
@@ -32,10 +34,15 @@ from finsync.infrastructure.db.repositories.connections import (
     SqlSyncRunRepository,
 )
 from finsync.infrastructure.db.repositories.idempotency import SqlIdempotencyRepository
+from finsync.infrastructure.db.repositories.login_attempts import SqlLoginAttemptRepository
 from finsync.infrastructure.db.repositories.operators import SqlOperatorRepository
 from finsync.infrastructure.db.repositories.transactions import SqlTransactionRepository
 from finsync.infrastructure.db.repositories.userdata import SqlUserDataRepository
-from finsync.infrastructure.db.repositories.users import SqlRefreshTokenRepository, SqlUserRepository
+from finsync.infrastructure.db.repositories.users import (
+    SqlRefreshTokenRepository,
+    SqlSessionRepository,
+    SqlUserRepository,
+)
 
 # deadlock_detected, serialization_failure
 _RETRY_STATES: frozenset[str | int] = frozenset({"40P01", "40001"})
@@ -48,6 +55,8 @@ _DUPLICATE: frozenset[str | int] = frozenset({"23505", 2067})
 class SqlUnitOfWork:
     users: UserRepository
     refresh_tokens: RefreshTokenRepository
+    sessions: SessionRepository
+    login_attempts: LoginAttemptRepository
     connections: ConnectionRepository
     auth_flows: AuthFlowRepository
     accounts: AccountRepository
@@ -67,6 +76,8 @@ class SqlUnitOfWork:
         s = self.session
         self.users = SqlUserRepository(s)
         self.refresh_tokens = SqlRefreshTokenRepository(s)
+        self.sessions = SqlSessionRepository(s)
+        self.login_attempts = SqlLoginAttemptRepository(s)
         self.connections = SqlConnectionRepository(s)
         self.auth_flows = SqlAuthFlowRepository(s)
         self.accounts = SqlAccountRepository(s)
@@ -85,6 +96,8 @@ class SqlUnitOfWork:
         finally:
             await self.session.close()
         exc = exc_info[1] if len(exc_info) > 1 else None
+        if isinstance(exc, FinsyncError):  # a repository already said what went wrong
+            return
         if isinstance(exc, Exception) and _caused_by(exc, _RETRY_STATES):
             raise Conflict(
                 "another change to the same data was being written at the same time; "

@@ -31,6 +31,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from finsync.domain.ports import ExportSection
 from finsync.infrastructure.db.tables import (
     AccountRow,
+    AuthSessionRow,
     BalanceSnapshotRow,
     ConnectionRow,
     HoldingRow,
@@ -48,6 +49,7 @@ holdings: Table = HoldingRow.__table__  # type: ignore[attr-defined]
 transactions: Table = TransactionRow.__table__  # type: ignore[attr-defined]
 snapshots: Table = BalanceSnapshotRow.__table__  # type: ignore[attr-defined]
 runs: Table = SyncRunRow.__table__  # type: ignore[attr-defined]
+auth_sessions: Table = AuthSessionRow.__table__  # type: ignore[attr-defined]
 
 
 def _all_but(table: Table, *left_out: str) -> tuple[str, ...]:
@@ -63,6 +65,7 @@ EXPORTED: dict[str, tuple[Table, tuple[str, ...]]] = {
     "transactions": (transactions, _all_but(transactions, "content_hash")),
     "balance_snapshots": (snapshots, _all_but(snapshots)),
     "sync_runs": (runs, _all_but(runs)),
+    "sessions": (auth_sessions, _all_but(auth_sessions)),
 }
 # Tables and columns of a user's data that the export leaves out, and why.
 NOT_EXPORTED: dict[str, str] = {
@@ -75,7 +78,10 @@ NOT_EXPORTED: dict[str, str] = {
     "idempotency_keys": "retry bookkeeping kept 24 hours; the answers it replays are exported above",
 }
 # Tables without a user_id column that hold no user's data (reference data, shared caches).
-SHARED_TABLES: dict[str, str] = {}
+SHARED_TABLES: dict[str, str] = {
+    "login_throttle": "failed-login counters keyed by digests of address and email; they expire "
+    "within the throttle window",
+}
 # Export order where an index serves it better than the id (ix_transactions_user_date_id).
 _ORDER = {"transactions": ("transaction_date", "id")}
 

@@ -1,0 +1,80 @@
+"""Swagger UI and ReDoc render in a real browser with nothing but this server (offline), under their CSP."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import socket
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+import uvicorn
+
+from finsync.api.app import create_app
+from tests.api.test_browser import CHROMIUM, CHROMIUM_ARGS
+from tests.conftest import built, make_settings
+
+pytestmark = [pytest.mark.e2e, pytest.mark.browser]
+
+
+@pytest.fixture
+def chromium() -> str:
+    if shutil.which(CHROMIUM) is None:
+        pytest.skip("Chromium not installed (apt-get install chromium)")
+    return CHROMIUM
+
+
+@pytest.fixture
+async def base(sqlite_database: str, tmp_path: Path) -> AsyncIterator[str]:
+    """The docs do not depend on the database: SQLite only."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    async with built(make_settings(sqlite_database, tmp_path)) as container:
+        server = uvicorn.Server(
+            uvicorn.Config(create_app(container=container), log_level="error", lifespan="off")
+        )
+        task = asyncio.create_task(server.serve(sockets=[sock]))
+        while not server.started:  # noqa: ASYNC110 - uvicorn exposes a flag, not an event
+            await asyncio.sleep(0.01)
+        try:
+            yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+        finally:
+            server.should_exit = True
+            await task
+            sock.close()
+
+
+@pytest.mark.parametrize(("page_path", "rendered"), [("/docs", ".swagger-ui .info .title"), ("/redoc", "h1")])
+async def test_docs_render_from_this_server_alone(
+    chromium: str, base: str, page_path: str, rendered: str
+) -> None:
+    from playwright.async_api import async_playwright
+
+    elsewhere: list[str] = []
+    problems: list[str] = []
+    async with async_playwright() as pw:
+        browser = await pw.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
+        try:
+            page = await browser.new_page()
+
+            async def only_this_server(route: object) -> None:  # nothing leaves the machine
+                request = route.request  # type: ignore[attr-defined]
+                if request.url.startswith(base):
+                    await route.continue_()  # type: ignore[attr-defined]
+                else:
+                    elsewhere.append(request.url)
+                    await route.abort()  # type: ignore[attr-defined]
+
+            await page.route("**/*", only_this_server)
+            page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
+            page.on("pageerror", lambda e: problems.append(str(e)))
+            await page.goto(base + page_path)
+            await page.wait_for_selector(rendered, timeout=20_000)
+            assert "finsync" in await page.inner_text(rendered)
+        finally:
+            await browser.close()
+    assert elsewhere == []  # before: Swagger UI came from a CDN, and an offline server showed a blank page
+    # ReDoc's "API docs by Redocly" footer links a logo on Redocly's CDN: the CSP blocks it (nothing
+    # is requested, see above) and the page is complete without it.
+    assert [p for p in problems if "cdn.redoc.ly/redoc/logo-mini.svg" not in p] == []

@@ -1,0 +1,173 @@
+"""Sessions: access tokens die with their refresh chain; users list and revoke them, or change password."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from fastapi import FastAPI
+from sqlalchemy import event
+
+from finsync.api.app import create_app
+from finsync.bootstrap import Container
+from tests.api.helpers import PASSWORD
+from tests.conftest import built, make_settings
+from tests.fakes.hasher import FakeHasher
+
+pytestmark = pytest.mark.e2e
+NEW_PASSWORD = "a brand new passphrase for ada"
+
+
+@asynccontextmanager
+async def app_for(
+    database_url: str, tmp_path: Path, **overrides: Any
+) -> AsyncIterator[tuple[FastAPI, Container]]:
+    async with built(make_settings(database_url, tmp_path, **overrides), hasher=FakeHasher()) as c:
+        yield create_app(container=c), c
+
+
+def client(app: FastAPI, address: str = "198.51.100.10", agent: str = "pytest") -> httpx.AsyncClient:
+    transport = httpx.ASGITransport(app=app, client=(address, 40_000))
+    return httpx.AsyncClient(transport=transport, base_url="http://testserver", headers={"User-Agent": agent})
+
+
+async def register(http: httpx.AsyncClient, email: str = "ada@example.com") -> None:
+    r = await http.post("/api/v1/users", json={"email": email, "password": PASSWORD})
+    assert r.status_code == 201, r.text
+
+
+async def login(http: httpx.AsyncClient, email: str = "ada@example.com", password: str = PASSWORD) -> dict:
+    r = await http.post("/api/v1/auth/token", data={"username": email, "password": password})
+    assert r.status_code == 200, r.text
+    tokens: dict = r.json()
+    return tokens
+
+
+def bearer(tokens: dict) -> dict[str, str]:
+    return {"Authorization": f"Bearer {tokens['access_token']}"}
+
+
+async def test_access_token_is_refused_once_its_session_is_logged_out(
+    database_url: str, tmp_path: Path
+) -> None:
+    async with app_for(database_url, tmp_path) as (app, _), client(app) as http:
+        await register(http)
+        tokens = await login(http)
+        assert (await http.get("/api/v1/users/me", headers=bearer(tokens))).status_code == 200
+        r = await http.post("/api/v1/auth/logout", json={"refresh_token": tokens["refresh_token"]})
+        assert r.status_code == 204
+        r = await http.get("/api/v1/users/me", headers=bearer(tokens))
+        assert r.status_code == 401  # before: still accepted for up to 15 minutes
+
+
+async def test_reusing_a_refresh_token_kills_every_access_token_of_the_chain(
+    database_url: str, tmp_path: Path
+) -> None:
+    async with app_for(database_url, tmp_path) as (app, _), client(app) as http:
+        await register(http)
+        first = await login(http)
+        second = (
+            await http.post("/api/v1/auth/refresh", json={"refresh_token": first["refresh_token"]})
+        ).json()
+        assert (await http.get("/api/v1/users/me", headers=bearer(second))).status_code == 200
+        await http.post("/api/v1/auth/refresh", json={"refresh_token": first["refresh_token"]})  # replay
+        for tokens in (first, second):
+            assert (await http.get("/api/v1/users/me", headers=bearer(tokens))).status_code == 401
+
+
+async def test_the_session_check_rides_on_the_user_lookup(database_url: str, tmp_path: Path) -> None:
+    async with app_for(database_url, tmp_path) as (app, c), client(app) as http:
+        await register(http)
+        tokens = await login(http)
+        statements: list[str] = []
+
+        def record(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+            statements.append(statement)
+
+        event.listen(c.engine.sync_engine, "before_cursor_execute", record)
+        try:
+            assert (await http.get("/api/v1/users/me", headers=bearer(tokens))).status_code == 200
+        finally:
+            event.remove(c.engine.sync_engine, "before_cursor_execute", record)
+        (query,) = [s for s in statements if "users" in s]
+        assert "auth_sessions" in query  # one query joins the user and the session
+
+
+async def test_list_and_revoke_sessions(database_url: str, tmp_path: Path) -> None:
+    async with (
+        app_for(database_url, tmp_path) as (app, _),
+        client(app, "198.51.100.10", "laptop") as laptop,
+        client(app, "198.51.100.20", "phone") as phone,
+    ):
+        await register(laptop)
+        mine, other = await login(laptop), await login(phone)
+        r = await laptop.get("/api/v1/users/me/sessions", headers=bearer(mine))
+        assert r.status_code == 200
+        sessions = {s["user_agent"]: s for s in r.json()}
+        assert set(sessions) == {"laptop", "phone"}
+        assert sessions["laptop"]["current"] is True
+        assert sessions["phone"]["current"] is False
+        assert sessions["phone"]["address"] == "198.51.100.20"
+        assert sessions["phone"]["created_at"]
+        assert sessions["phone"]["last_used_at"]
+        assert r.headers["cache-control"] == "no-store"
+
+        r = await laptop.delete(f"/api/v1/users/me/sessions/{sessions['phone']['id']}", headers=bearer(mine))
+        assert r.status_code == 204
+        assert (await phone.get("/api/v1/users/me", headers=bearer(other))).status_code == 401
+        r = await phone.post("/api/v1/auth/refresh", json={"refresh_token": other["refresh_token"]})
+        assert r.status_code == 401
+        assert (await laptop.get("/api/v1/users/me", headers=bearer(mine))).status_code == 200
+        listed = (await laptop.get("/api/v1/users/me/sessions", headers=bearer(mine))).json()
+        assert [s["user_agent"] for s in listed] == ["laptop"]
+
+
+async def test_another_users_session_is_404(database_url: str, tmp_path: Path) -> None:
+    async with app_for(database_url, tmp_path) as (app, _), client(app) as http:
+        await register(http, "ada@example.com")
+        await register(http, "bob@example.com")
+        ada, bob = await login(http, "ada@example.com"), await login(http, "bob@example.com")
+        (bobs,) = (await http.get("/api/v1/users/me/sessions", headers=bearer(bob))).json()
+        r = await http.delete(f"/api/v1/users/me/sessions/{bobs['id']}", headers=bearer(ada))
+        assert r.status_code == 404
+        assert r.json()["type"].endswith("/not-found")
+        assert (await http.get("/api/v1/users/me", headers=bearer(bob))).status_code == 200
+
+
+async def test_change_password_ends_every_other_session(database_url: str, tmp_path: Path) -> None:
+    async with app_for(database_url, tmp_path) as (app, _), client(app) as http:
+        await register(http)
+        current, other = await login(http), await login(http)
+        body = {"current_password": PASSWORD, "new_password": NEW_PASSWORD}
+        r = await http.post("/api/v1/users/me/password", json=body, headers=bearer(current))
+        assert r.status_code == 204, r.text
+        assert (await http.get("/api/v1/users/me", headers=bearer(other))).status_code == 401
+        r = await http.post("/api/v1/auth/refresh", json={"refresh_token": other["refresh_token"]})
+        assert r.status_code == 401
+        assert (await http.get("/api/v1/users/me", headers=bearer(current))).status_code == 200
+        r = await http.post("/api/v1/auth/refresh", json={"refresh_token": current["refresh_token"]})
+        assert r.status_code == 200
+        r = await http.post("/api/v1/auth/token", data={"username": "ada@example.com", "password": PASSWORD})
+        assert r.status_code == 401
+        await login(http, password=NEW_PASSWORD)
+
+
+async def test_change_password_needs_the_current_one_and_a_good_new_one(
+    database_url: str, tmp_path: Path
+) -> None:
+    async with app_for(database_url, tmp_path) as (app, _), client(app) as http:
+        await register(http)
+        tokens = await login(http)
+        wrong = {"current_password": "not my password at all", "new_password": NEW_PASSWORD}
+        r = await http.post("/api/v1/users/me/password", json=wrong, headers=bearer(tokens))
+        assert r.status_code == 403
+        assert r.json()["type"].endswith("/wrong-password")
+        weak = {"current_password": PASSWORD, "new_password": "password1234"}
+        r = await http.post("/api/v1/users/me/password", json=weak, headers=bearer(tokens))
+        assert r.status_code == 422
+        assert "password1234" not in r.text
+        await login(http)  # nothing changed
