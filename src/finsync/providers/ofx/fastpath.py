@@ -14,6 +14,7 @@ import hashlib
 import re
 
 from finsync.providers.ofx.nodes import Node
+from finsync.providers.ofx.schema import AGGREGATES
 from finsync.providers.ofx.values import unescape
 
 # One STMTTRN block whose markup is only simple start/end tags (no CDATA, comment,
@@ -29,8 +30,37 @@ _LEAF = re.compile(r"<([A-Za-z][\w.-]*)>([^<]*)")
 # starts with the literal "<", factored out so the scan of a big section can skip to it.
 _NOT_SIMPLE = re.compile(r"<(?:(?!/?[A-Z][A-Z0-9._-]*+>)|/[A-Z][A-Z0-9._-]*+>\s*+[^<\s]|STMTTRN>\s*+[^<\s])")
 _LOWERCASE_TAG = re.compile(r"<[A-Z0-9.]*[a-z]")
+# A leaf closed right after its value (XML style): the end tag every fast path takes as is.
+_CLOSED_LEAF = re.compile(r"<([A-Za-z][\w.-]*+)>[^<]*+</\1>", re.IGNORECASE)
 _START, _END, _FITID = "<STMTTRN>", "</STMTTRN>", "<FITID>"
 _HEAD_TAGS = frozenset({"DTSTART", "DTEND", "/DTSTART", "/DTEND"})
+
+
+def regular(body: str) -> bool:
+    """Whether the end tags of a simple STMTTRN body (without its own end tag) need no repair
+    by the builder: each closes the leaf right before it or the innermost element the body
+    opened, and no known aggregate is left open. Then reading the leaves flat is what the
+    builder would do, and the builder would warn about nothing."""
+    ends = body.count("</")
+    if not ends or _CLOSED_LEAF.subn("", body)[1] == ends:
+        return True
+    parts = body.replace(">", "<").split("<")
+    open_tags: list[str] = []
+    leaf = None
+    for tag, value in zip(parts[1::2], parts[2::2], strict=False):
+        name = tag.upper()
+        if name[0] != "/":
+            leaf = name if value.strip() else None
+            if leaf is None:
+                open_tags.append(name)  # an aggregate, or an empty leaf
+        elif name[1:] == leaf:
+            leaf = None
+        elif open_tags and open_tags[-1] == name[1:]:
+            open_tags.pop()
+            leaf = None
+        else:
+            return False
+    return not AGGREGATES.intersection(open_tags)
 
 
 def block_fields(body: str) -> dict[str, str]:
@@ -63,11 +93,16 @@ def transaction_list(text: str, start: int, end: int) -> tuple[list[Node], list[
     if section.count(_START) != section.count(_END):
         return None  # with the check below: each piece holds exactly one </STMTTRN>, at its end
     pieces = section.split(_START)
+    ends = section.count("</") - len(pieces) + 1
+    if ends and _CLOSED_LEAF.subn("", section)[1] == ends:
+        ends = 0  # every end tag closes the leaf before it (XML style)
     del section
     parts = pieces[0].replace(">", "<").split("<")
     if parts[0].strip():
         return None
     leaves: list[Node] = []
+    if "</" in pieces[0] and not regular(pieces[0]):
+        return None
     for tag, value in zip(parts[1::2], parts[2::2], strict=False):
         if tag not in _HEAD_TAGS:
             return None  # something other than DTSTART/DTEND before the first STMTTRN
@@ -81,6 +116,8 @@ def transaction_list(text: str, start: int, end: int) -> tuple[list[Node], list[
             return None  # missing </STMTTRN>, or an element between two transactions
         offsets.append(pos)
         pos += len(piece) + len(_START)
+    if ends and not all(piece.count("</") == 1 or regular(piece[: piece.rindex(_END)]) for piece in pieces):
+        return None  # end tags the builder would repair (and warn about)
     return leaves, pieces, offsets
 
 

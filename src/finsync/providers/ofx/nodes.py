@@ -6,20 +6,23 @@ from __future__ import annotations
 class Node:
     """An element: a leaf has ``value``; an aggregate has ``children``; a fast-path
     STMTTRN has only ``fields``: its leaves flattened, values unescaped but possibly with
-    surrounding whitespace (end tags appear as ``"/TAG"`` keys)."""
+    surrounding whitespace (end tags appear as ``"/TAG"`` keys).
 
-    __slots__ = ("block_offsets", "blocks", "children", "fields", "pos", "tag", "value")
+    Kept small, since a file may hold one per 8 bytes: leaves share one empty ``children``
+    tuple and carry no position (messages point at aggregates), and the rarely used
+    fast-path parts live in ``blocks``."""
+
+    __slots__ = ("blocks", "children", "fields", "pos", "tag", "value")
 
     def __init__(self, tag: str, pos: int, value: str | None = None) -> None:
         self.tag = tag
         self.pos = pos
         self.value = value
-        self.children: list[Node] = []
+        self.children: list[Node] | tuple[()] = () if value is not None else []  # () is shared
         self.fields: dict[str, str] | None = None
         # A fast-path BANKTRANLIST keeps its STMTTRNs as source text (fastpath.piece_fields)
         # plus their offsets instead of one Node each (saves objects per transaction).
-        self.blocks: list[str] | None = None
-        self.block_offsets: list[int] | None = None
+        self.blocks: tuple[list[str], list[int]] | None = None
 
     def find(self, tag: str) -> Node | None:
         for child in self.children:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import TypeVar
 
@@ -25,6 +25,8 @@ from finsync.providers.ofx.nodes import Lines, Node
 from finsync.providers.ofx.values import parse_amount, parse_currency, parse_datetime
 
 MAX_WARNINGS = 100
+_EPOCH = datetime(1, 1, 2, tzinfo=UTC)
+_LATEST = "the one with the latest <DTASOF> is used"
 
 
 T = TypeVar("T")
@@ -135,36 +137,81 @@ def bank_statement(node: Node, ctx: Context) -> OfxStatement:
         account_type=(account.text("ACCTTYPE") or "").upper() or None,
         currency=ctx.currency(node),
     )
-    tranlist = node.find("BANKTRANLIST")
-    if tranlist is not None:
-        statement.date_start = ctx.date(tranlist, "DTSTART")
-        statement.date_end = ctx.date(tranlist, "DTEND")
-        transactions = statement.transactions
-        for child in tranlist.children:
-            if child.tag == "STMTTRN":
-                transaction = bank_transaction(child.leaves(), child.pos, ctx)
-                if transaction is not None:
-                    transactions.append(transaction)
-        pieces, offsets = tranlist.blocks, tranlist.block_offsets
-        if pieces is not None and offsets is not None:
-            if ctx.defer and statement.currency:  # without CURDEF, transactions give the currency
-                statement.unread = UnreadTransactions(pieces, offsets, [piece_digest(p) for p in pieces], ctx)
-            else:
-                append = transactions.append
-                for piece, offset in zip(pieces, offsets, strict=True):
-                    digest = piece_digest(piece) if ctx.defer else None  # digests serve importers
-                    transaction = bank_transaction(piece_fields(piece), offset, ctx, digest, source=piece)
-                    if transaction is not None:
-                        append(transaction)
-    ledger = node.find("LEDGERBAL")
+    lists = repeated(node, "BANKTRANLIST", ctx, "their transactions are merged")
+    if lists:
+        statement.date_start, statement.date_end = period(lists, ctx)
+    _transactions(node, lists, statement, ctx)
+    ledger = latest(repeated(node, "LEDGERBAL", ctx, _LATEST), ctx)
     if ledger is None:
         ctx.warn(node.pos, f"<{node.tag}> has no <LEDGERBAL>: the account balance is unknown")
     else:
         statement.ledger_balance, statement.ledger_balance_at = _balance(ledger, ctx)
-    available = node.find("AVAILBAL")
+    available = latest(repeated(node, "AVAILBAL", ctx, _LATEST), ctx)
     if available is not None:
         statement.available_balance, statement.available_balance_at = _balance(available, ctx)
     return statement
+
+
+def repeated(node: Node, tag: str, ctx: Context, merged: str) -> list[Node]:
+    """Every ``tag`` aggregate of a statement, which should hold one: a warning saying how
+    they are ``merged`` when it holds more."""
+    found = [child for child in node.children if child.tag == tag and child.value is None]
+    if len(found) > 1:
+        ctx.warn(found[1].pos, f"<{node.tag}> holds {len(found)} <{tag}>; {merged}")
+    return found
+
+
+def period(lists: list[Node], ctx: Context) -> tuple[datetime | None, datetime | None]:
+    """The period several transaction lists cover: the earliest DTSTART, the latest DTEND."""
+    starts = [d for d in (ctx.date(t, "DTSTART") for t in lists) if d is not None]
+    ends = [d for d in (ctx.date(t, "DTEND") for t in lists) if d is not None]
+    return (min(starts) if starts else None), (max(ends) if ends else None)
+
+
+def latest(balances: list[Node], ctx: Context) -> Node | None:
+    """Of repeated balances, the one as of the latest DTASOF (the last one on a tie)."""
+    if len(balances) < 2:
+        return balances[0] if balances else None
+    dated = [(ctx.date(b, "DTASOF"), i) for i, b in enumerate(balances)]
+    return balances[max((d is not None, d or _EPOCH, i) for d, i in dated)[2]]
+
+
+def _transactions(node: Node, lists: list[Node], statement: OfxStatement, ctx: Context) -> None:
+    """The STMTTRNs of every list, and those found after their list closed, in file order."""
+    segments: list[Node | tuple[list[str], list[int]]] = []  # generic STMTTRNs and fast-path lists
+    generic = stray = 0
+    for child in node.children:
+        if child.tag == "STMTTRN" and child.value is None:
+            stray += 1
+            segments.append(child)
+        elif child.tag == "BANKTRANLIST" and child.value is None:
+            listed = [c for c in child.children if c.tag == "STMTTRN" and c.value is None]
+            generic += len(listed)
+            segments += listed
+            if child.blocks is not None:
+                segments.append(child.blocks)
+    if stray:
+        first = next(c for c in node.children if c.tag == "STMTTRN")
+        ctx.warn(first.pos, f"{stray} <STMTTRN> outside <BANKTRANLIST> read into this <{node.tag}>")
+    if not generic + stray and ctx.defer and statement.currency:  # without CURDEF, rows give the currency
+        blocks = [segment for segment in segments if not isinstance(segment, Node)]
+        if blocks:
+            pieces = blocks[0][0] if len(blocks) == 1 else [p for b in blocks for p in b[0]]
+            offsets = blocks[0][1] if len(blocks) == 1 else [o for b in blocks for o in b[1]]
+            statement.unread = UnreadTransactions(pieces, offsets, [piece_digest(p) for p in pieces], ctx)
+        return
+    append = statement.transactions.append
+    for segment in segments:
+        if isinstance(segment, Node):
+            transaction = bank_transaction(segment.leaves(), segment.pos, ctx)
+            if transaction is not None:
+                append(transaction)
+            continue
+        for piece, offset in zip(*segment, strict=True):
+            digest = piece_digest(piece) if ctx.defer else None  # digests serve importers
+            transaction = bank_transaction(piece_fields(piece), offset, ctx, digest, source=piece)
+            if transaction is not None:
+                append(transaction)
 
 
 def _balance(node: Node, ctx: Context) -> tuple[Decimal | None, datetime | None]:
