@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import gc
 import random
+import re
 from collections.abc import Callable, Generator, Iterable
 from pathlib import Path
 
@@ -117,12 +118,43 @@ def generated_transactions(stmttrn: Build, n: int, *, seed: int, bad: bool = Tru
     return "".join(parts)
 
 
+def pretty_printed(block: str) -> str:
+    """A STMTTRN as SGML pretty-printers write it: each leaf nested in the one before and
+    closed late, in reverse order (``<A>1<B>2</B></A>``)."""
+    lines = block.strip().split("\n")
+    leaves = [line for line in lines[1:-1] if re.fullmatch(r"<[A-Z]+>[^<]+", line)]
+    late = "".join(f"</{leaf[1 : leaf.index('>')]}>" for leaf in reversed(leaves))
+    nested = "\n".join(" " * depth + line for depth, line in enumerate(lines[:-1]))
+    return f"{nested}\n{late}\n</STMTTRN>\n"
+
+
+def quirky_statement(bank_file: Build, stmttrn: Build, n: int, *, seed: int) -> str:
+    """A statement written by a careless exporter (issue 9): every 5th STMTTRN pretty-printed
+    with late leaf end tags, every 7th without its end tag (the next one proves it ended), and
+    the BANKTRANLIST never closed (<LEDGERBAL> proves it ended)."""
+    blocks = (
+        generated_transactions(stmttrn, n, seed=seed).replace("</STMTTRN>\n", "</STMTTRN>\n\0").split("\0")
+    )
+    rows = [
+        pretty_printed(block) if i % 5 == 1 else block.replace("</STMTTRN>", "") if i % 7 == 3 else block
+        for i, block in enumerate(block for block in blocks if block)
+    ]
+    return bank_file("".join(rows)).replace("</BANKTRANLIST>", "")
+
+
 @pytest.fixture(scope="module")
 def generated(bank_file: Build, stmttrn: Build) -> bytes:
-    """~1,500 transactions in two statements of one account (FITID-less ids count across both)."""
+    """~1,800 transactions in three statements of one account (FITID-less ids count across all):
+    two clean ones (the fast path) and a quirky one (the builder's repairs)."""
     first = generated_transactions(stmttrn, 1000, seed=1)
     second = generated_transactions(stmttrn, 500, seed=2)
-    return two_statements(bank_file, first, second).encode()
+    quirky = quirky_statement(bank_file, stmttrn, 300, seed=3)
+    third = quirky[quirky.index("<STMTTRNRS>") : quirky.index("</BANKMSGSRSV1>")]
+    return (
+        two_statements(bank_file, first, second)
+        .replace("</BANKMSGSRSV1>", f"{third}</BANKMSGSRSV1>")
+        .encode()
+    )
 
 
 def assert_same_as_eager(data: bytes, name: str) -> int:
@@ -172,6 +204,11 @@ def test_generated_statement_reads_with_deferral_as_when_eager(generated: bytes)
     assert any("is used for 2 different transactions" in w for w in reference_warnings)
     assert any("skipped: <TRNAMT>" in w for w in reference_warnings)
     assert any("<DTUSER> ignored" in w for w in reference_warnings)
+    assert any("end tag(s) of leaf elements arrive after later elements" in w for w in reference_warnings)
+    assert any(
+        "<STMTTRN> (line" in w and "has no end tag; closed before <STMTTRN>" in w for w in reference_warnings
+    )
+    assert any("<BANKTRANLIST> (line" in w and "closed before <LEDGERBAL>" in w for w in reference_warnings)
     assert len(reference_warnings) < 100  # the cap keeps different subsets when the order differs
     assert assert_same_as_eager(generated, "generated") > 1300
 

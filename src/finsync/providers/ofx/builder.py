@@ -23,12 +23,16 @@ one), tag names are shared, and leaves carry no position.
 from __future__ import annotations
 
 from finsync.domain.errors import MalformedFile
+from finsync.providers.ofx.model import OfxLimitExceeded
 from finsync.providers.ofx.nodes import Lines, Node
 from finsync.providers.ofx.schema import AGGREGATES, PARENTS
 
-__all__ = ["Builder"]
+__all__ = ["MAX_STATEMENTS", "Builder"]
 
 _MAX_NOTES = 20  # distinct repair messages; the rest are counted in one line
+# Each statement is an account written in the import's one transaction: bound them.
+MAX_STATEMENTS = 1_000
+_STATEMENTS = frozenset({"STMTRS", "CCSTMTRS", "INVSTMTRS"})
 
 
 class Builder:
@@ -51,6 +55,7 @@ class Builder:
         # (kind, tag) → [first position, count, detail]: see note()
         self.notes: dict[tuple[str, str], list[int | str]] = {}
         self.other_notes = 0
+        self.statements = 0
 
     def where(self, pos: int) -> str:
         names = self.names if len(self.names) <= 8 else ["...", *self.names[-7:]]
@@ -115,6 +120,8 @@ class Builder:
         pos = self.pending_pos
         if tag in AGGREGATES:
             self._make_room(tag, pos)
+            if tag in _STATEMENTS:
+                self._count_statement()
         node = Node(tag, pos)
         self.kids[-1].append(node)
         self.stack.append(node)
@@ -122,6 +129,14 @@ class Builder:
         self.leaf_states.append(None)
         self.names.append(tag)
         self.open_count[tag] = self.open_count.get(tag, 0) + 1
+
+    def _count_statement(self) -> None:
+        self.statements += 1
+        if self.statements > MAX_STATEMENTS:
+            raise OfxLimitExceeded(
+                f"the file holds more than {MAX_STATEMENTS:,} account statements, the most one file may "
+                "hold: export fewer accounts or periods at a time"
+            )
 
     def fill(self, leaves: list[Node], blocks: tuple[list[str], list[int]]) -> None:
         """Give the open aggregate (a fast-path BANKTRANLIST) its leaves and STMTTRN pieces."""

@@ -14,12 +14,12 @@ import re
 
 from finsync.domain.errors import MalformedFile
 from finsync.providers.ofx import fastpath
-from finsync.providers.ofx.builder import Builder
+from finsync.providers.ofx.builder import MAX_STATEMENTS, Builder
 from finsync.providers.ofx.nodes import Lines, Node
 from finsync.providers.ofx.schema import AGGREGATES
 from finsync.providers.ofx.values import unescape
 
-__all__ = ["AGGREGATES", "build_tree", "find_body"]
+__all__ = ["AGGREGATES", "MAX_STATEMENTS", "build_tree", "find_body"]
 
 _TOKEN = re.compile(
     fastpath.BLOCK  # 1, 2: a simple STMTTRN block
