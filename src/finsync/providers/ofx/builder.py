@@ -25,14 +25,15 @@ from __future__ import annotations
 from finsync.domain.errors import MalformedFile
 from finsync.providers.ofx.model import OfxLimitExceeded
 from finsync.providers.ofx.nodes import Lines, Node
-from finsync.providers.ofx.schema import AGGREGATES, PARENTS
+from finsync.providers.ofx.schema import AGGREGATES, PARENTS, STATEMENTS, is_item, reads_every
 
 __all__ = ["MAX_STATEMENTS", "Builder"]
 
 _MAX_NOTES = 20  # distinct repair messages; the rest are counted in one line
 # Each statement is an account written in the import's one transaction: bound them.
 MAX_STATEMENTS = 1_000
-_STATEMENTS = frozenset({"STMTRS", "CCSTMTRS", "INVSTMTRS"})
+# Real files use a few hundred element names; a file of made-up ones is built to cost memory.
+MAX_TAG_NAMES = 2_000
 
 
 class Builder:
@@ -47,11 +48,15 @@ class Builder:
         # Per open element, its leaves by tag: 2 x (how many still lack an end tag), plus 1
         # once one with a value was kept. None until it has a leaf.
         self.leaf_states: list[dict[str, int] | None] = [None]
+        # Per open element: whether it is or is inside an item the readers flatten (all kept).
+        self.in_item = [False]
         self.open_count: dict[str, int] = {}  # tag → how many are open: O(1) checks at any depth
         self.tags: dict[str, str] = {}  # one string per tag name
         self.pending_tag: str | None = None  # start tag seen, not yet known to be leaf or aggregate
         self.pending_pos = 0
-        self.last_leaf: Node | None = None  # leaf that may still get more text or its end tag
+        # The leaf that may still get more text or its end tag (None if it was dropped).
+        self.last_tag: str | None = None
+        self.last_leaf: Node | None = None
         # (kind, tag) → [first position, count, detail]: see note()
         self.notes: dict[tuple[str, str], list[int | str]] = {}
         self.other_notes = 0
@@ -65,25 +70,33 @@ class Builder:
     # --- tokens ---------------------------------------------------------------------
 
     def start(self, tag: str, pos: int) -> None:
-        self.push_pending()
-        self.last_leaf = None
-        self.pending_tag = self.tags.setdefault(tag, tag)
+        if self.pending_tag is not None:
+            self.push_pending()
+        self.last_tag = None
+        self.pending_tag = self.tags.get(tag) or self._new_tag(tag)
         self.pending_pos = pos
+
+    def leaf(self, tag: str, value: str) -> None:
+        """A start tag directly followed by its value (one token: the common case)."""
+        if self.pending_tag is not None:
+            self.push_pending()
+        self._leaf(self.tags.get(tag) or self._new_tag(tag), value)
 
     def value(self, value: str, pos: int) -> None:
         if self.pending_tag is not None:
             self._leaf(self.pending_tag, value)
-        elif self.last_leaf is not None:
-            self.last_leaf.value = f"{self.last_leaf.value}{value}"
+        elif self.last_tag is not None:
+            if self.last_leaf is not None:
+                self.last_leaf.value = f"{self.last_leaf.value}{value}"
         else:
             raise MalformedFile(f"{self.where(pos)}: unexpected text {value[:40]!r} outside a value")
 
     def end(self, tag: str, pos: int) -> None:
         if self.pending_tag is not None:  # empty leaf: <TAG></TAG>, or <TAG> with no value nor end tag
             self._leaf(self.pending_tag, "")
-        last, self.last_leaf = self.last_leaf, None
+        last, self.last_tag = self.last_tag, None
         states = self.leaf_states[-1]
-        if last is not None and last.tag == tag:
+        if last == tag:
             if states is not None:
                 states[tag] -= 2
             return
@@ -107,9 +120,10 @@ class Builder:
     def block(self, node: Node) -> None:
         """A fast-path STMTTRN (see fastpath.BLOCK)."""
         self.push_pending()
-        self.last_leaf = None
+        self.last_tag = None
         self._make_room(node.tag, node.pos)
-        self.kids[-1].append(node)
+        if self._attach("STMTTRN"):
+            self.kids[-1].append(node)
 
     def push_pending(self) -> None:
         """The pending start tag was followed by markup: it is an aggregate."""
@@ -120,15 +134,39 @@ class Builder:
         pos = self.pending_pos
         if tag in AGGREGATES:
             self._make_room(tag, pos)
-            if tag in _STATEMENTS:
+            if tag in STATEMENTS:
                 self._count_statement()
         node = Node(tag, pos)
-        self.kids[-1].append(node)
+        if self._attach(tag):
+            self.kids[-1].append(node)
+        self.in_item.append(self.in_item[-1] or is_item(self.stack[-1].tag, tag))
         self.stack.append(node)
         self.kids.append(node.children)  # type: ignore[arg-type]  # an aggregate's own list
         self.leaf_states.append(None)
         self.names.append(tag)
         self.open_count[tag] = self.open_count.get(tag, 0) + 1
+
+    def _attach(self, tag: str) -> bool:
+        """Whether a new aggregate joins its parent's children: always where the readers read
+        every one of them, else only the first of its tag (all they ever read, with find())."""
+        if self.in_item[-1] or reads_every(self.stack[-1].tag, tag):
+            return True
+        states = self.leaf_states[-1]
+        if states is None:
+            states = self.leaf_states[-1] = {}
+        key = "<" + tag  # aggregates beside the leaves, in the same table
+        if key in states:
+            return False
+        states[key] = 0
+        return True
+
+    def _new_tag(self, tag: str) -> str:
+        if len(self.tags) >= MAX_TAG_NAMES:
+            raise OfxLimitExceeded(
+                f"the file uses more than {MAX_TAG_NAMES:,} different element names; OFX needs a few hundred"
+            )
+        self.tags[tag] = tag
+        return tag
 
     def _count_statement(self) -> None:
         self.statements += 1
@@ -140,9 +178,8 @@ class Builder:
 
     def fill(self, leaves: list[Node], blocks: tuple[list[str], list[int]]) -> None:
         """Give the open aggregate (a fast-path BANKTRANLIST) its leaves and STMTTRN pieces."""
-        node = self.stack[-1]
         self.kids[-1].extend(leaves)
-        node.blocks = blocks
+        self.stack[-1].extra = blocks
 
     # --- repairs --------------------------------------------------------------------
 
@@ -151,13 +188,16 @@ class Builder:
         states = self.leaf_states[-1]
         if states is None:
             states = self.leaf_states[-1] = {}
-        state = states.get(tag, -1)
-        node = Node(tag, 0, value)
+        self.last_tag = tag
+        state = states.get(tag)
         # Readers take the first leaf of a tag, or the first non-empty one: later ones are dropped.
-        if state < 0 or (value and not state & 1):
+        if state is None or (value and not state & 1):
+            node = self.last_leaf = Node(tag, 0, value)
             self.kids[-1].append(node)
-        states[tag] = (max(state, 0) | (1 if value else 0)) + 2
-        self.last_leaf = node
+            states[tag] = (3 if value else 2) if state is None else state + 3
+        else:
+            self.last_leaf = None
+            states[tag] = state + 2
 
     def _make_room(self, tag: str, pos: int) -> None:
         """Close what ``<tag>`` starting here proves has ended (see the module docstring)."""
@@ -205,6 +245,7 @@ class Builder:
         node = self.stack.pop()
         self.kids.pop()
         self.leaf_states.pop()
+        self.in_item.pop()
         self.names.pop()
         self.open_count[node.tag] -= 1
         return node

@@ -24,12 +24,10 @@ BLOCK = (
     r"(<STMTTRN>(\s*+(?:<(?!STMTTRN\s*>)[A-Za-z][\w.-]*>[^<]*+"
     r"|</(?!STMTTRN\s*>)[A-Za-z][\w.-]*>\s*+)*+)</STMTTRN\s*>)"
 )
-_LEAF = re.compile(r"<([A-Za-z][\w.-]*)>([^<]*)")
 # What the section path cannot split blindly: markup other than upper-case simple tags,
 # and text right after an end tag (an error the generic path reports). Every alternative
 # starts with the literal "<", factored out so the scan of a big section can skip to it.
 _NOT_SIMPLE = re.compile(r"<(?:(?!/?[A-Z][A-Z0-9._-]*+>)|/[A-Z][A-Z0-9._-]*+>\s*+[^<\s]|STMTTRN>\s*+[^<\s])")
-_LOWERCASE_TAG = re.compile(r"<[A-Z0-9.]*[a-z]")
 # A leaf closed right after its value (XML style): the end tag every fast path takes as is.
 _CLOSED_LEAF = re.compile(r"<([A-Za-z][\w.-]*+)>[^<]*+</\1>", re.IGNORECASE)
 _START, _END, _FITID = "<STMTTRN>", "</STMTTRN>", "<FITID>"
@@ -61,21 +59,6 @@ def regular(body: str) -> bool:
         else:
             return False
     return not AGGREGATES.intersection(open_tags)
-
-
-def block_fields(body: str) -> dict[str, str]:
-    """Leaves of a BLOCK body, tag names upper-cased."""
-    pairs = _LEAF.findall(body)
-    fields = {key.upper(): value for key, value in pairs} if _LOWERCASE_TAG.search(body) else dict(pairs)
-    if "&" in body:
-        _unescape_values(fields)
-    return fields
-
-
-def _unescape_values(fields: dict[str, str]) -> None:
-    for key, value in fields.items():
-        if "&" in value:
-            fields[key] = unescape(value)
 
 
 def transaction_list(text: str, start: int, end: int) -> tuple[list[Node], list[str], list[int]] | None:

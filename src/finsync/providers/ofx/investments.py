@@ -18,6 +18,7 @@ from finsync.providers.ofx.model import (
     OfxStatement,
 )
 from finsync.providers.ofx.nodes import Node
+from finsync.providers.ofx.schema import INVESTMENT_TRANSACTIONS, POSITIONS
 from finsync.providers.ofx.statements import Context, account_id, bank_transaction, period, repeated
 from finsync.providers.ofx.values import parse_amount, parse_currency, parse_datetime
 
@@ -32,16 +33,7 @@ _NUMBERS = {
     "NEWUNITS": "new_units",
 }
 _RETIREMENT_MARKERS = ("INV401K", "INV401KBAL")
-POSITIONS = frozenset({"POSSTOCK", "POSMF", "POSDEBT", "POSOPT", "POSOTHER"})
 T = TypeVar("T")
-# The OFX 2.x investment transaction aggregates (besides INVBANKTRAN).
-# fmt: off
-INVESTMENT_TRANSACTIONS = frozenset({
-    "BUYDEBT", "BUYMF", "BUYOPT", "BUYOTHER", "BUYSTOCK", "SELLDEBT", "SELLMF", "SELLOPT", "SELLOTHER",
-    "SELLSTOCK", "INCOME", "REINVEST", "TRANSFER", "SPLIT", "INVEXPENSE", "MARGININTEREST", "RETOFCAP",
-    "JRNLFUND", "JRNLSEC", "CLOSUREOPT",
-})
-# fmt: on
 
 
 def investment_statement(node: Node, ctx: Context) -> OfxStatement:

@@ -34,6 +34,7 @@ from finsync.providers.ofx.statements import UnreadTransactions
 from finsync.providers.ofx.transactions import (
     TransactionIds,
     bank_fingerprint,
+    fingerprint_digest,
     map_bank_transaction,
     map_investment_transaction,
 )
@@ -155,7 +156,7 @@ def _defer(
     positions: list[int] = []
     for i, fitid in enumerate(fitids):
         if fitid and uses[fitid] == 1:
-            keys.append((fitid, bank_fingerprint(currency, unread.digests[i])))
+            keys.append((fitid, bank_fingerprint(currency, unread.digest(i))))
             positions.append(i)
         elif (txn := unread.convert(i)) is not None:
             transactions.append(map_bank_transaction(txn, currency, ids))
@@ -164,7 +165,7 @@ def _defer(
     def build(wanted: list[int]) -> Iterator[ProviderTransaction]:
         with paused_gc():
             for at in wanted:
-                if (txn := unread.convert(positions[at])) is not None:
+                if (txn := unread.convert(positions[at], fingerprint_digest(keys[at][1]))) is not None:
                     yield map_bank_transaction(txn, currency, ids)
         unread.ctx.finish()  # "... and N more warnings" for those converted here
 

@@ -94,20 +94,25 @@ class UnreadTransactions:
     Converting (dates, amounts) and then mapping is most of the per-transaction cost, and a
     re-import needs neither for the transactions it already stores: each one is named by
     its FITID and the digest of its source text without converting it. ``convert`` records
-    its warnings in the document's list, as the eager reader would have.
+    its warnings in the document's list, as the eager reader would have. Digests are not
+    kept (the importer's keys hold them): a piece is digested when named or converted.
     """
 
     pieces: list[str]  # each STMTTRN's source text: a fraction of the memory of its fields
     offsets: list[int]
-    digests: list[str]
     ctx: Context
 
     def fitid(self, i: int) -> str:
         return piece_fitid(self.pieces[i])
 
-    def convert(self, i: int) -> OfxTransaction | None:
+    def digest(self, i: int) -> str:
+        return piece_digest(self.pieces[i])
+
+    def convert(self, i: int, digest: str | None = None) -> OfxTransaction | None:
+        """The transaction at ``i``; ``digest`` is its piece's, when the caller has it already."""
         piece = self.pieces[i]
-        return bank_transaction(piece_fields(piece), self.offsets[i], self.ctx, self.digests[i], source=piece)
+        digest = digest or piece_digest(piece)
+        return bank_transaction(piece_fields(piece), self.offsets[i], self.ctx, digest, source=piece)
 
 
 def account_id(node: Node, ctx: Context, *aggregates: str) -> tuple[Node, str]:
@@ -198,7 +203,7 @@ def _transactions(node: Node, lists: list[Node], statement: OfxStatement, ctx: C
         if blocks:
             pieces = blocks[0][0] if len(blocks) == 1 else [p for b in blocks for p in b[0]]
             offsets = blocks[0][1] if len(blocks) == 1 else [o for b in blocks for o in b[1]]
-            statement.unread = UnreadTransactions(pieces, offsets, [piece_digest(p) for p in pieces], ctx)
+            statement.unread = UnreadTransactions(pieces, offsets, ctx)
         return
     append = statement.transactions.append
     for segment in segments:

@@ -23,19 +23,20 @@ __all__ = ["AGGREGATES", "MAX_STATEMENTS", "build_tree", "find_body"]
 
 _TOKEN = re.compile(
     fastpath.BLOCK  # 1, 2: a simple STMTTRN block
-    + r"|([^<]+)"  # 3: text
-    r"|(</([A-Za-z][\w.-]*)\s*>)"  # 4, 5: end tag
-    r"|(<([A-Za-z][\w.-]*)(?:\s[^<>]*?)?(/?)>)"  # 6, 7, 8: start tag (attributes ignored)
-    r"|(<!\[CDATA\[(.*?)\]\]>)"  # 9, 10
-    r"|(<!--.*?-->)"  # 11: comment
-    r"|(<\?.*?\?>)"  # 12: processing instruction
-    r"|(<!)"  # 13: DOCTYPE, ENTITY or other declarations: refused
-    r"|(<)",  # 14: broken markup
+    + r"|(<([A-Za-z][\w.-]*)>\s*([^<\s][^<]*))"  # 3, 4, 5: a start tag and its value, a leaf
+    r"|([^<]+)"  # 6: text
+    r"|(</([A-Za-z][\w.-]*)\s*>)"  # 7, 8: end tag
+    r"|(<([A-Za-z][\w.-]*)(?:\s[^<>]*?)?(/?)>)"  # 9, 10, 11: start tag (attributes ignored)
+    r"|(<!\[CDATA\[(.*?)\]\]>)"  # 12, 13
+    r"|(<!--.*?-->)"  # 14: comment
+    r"|(<\?.*?\?>)"  # 15: processing instruction
+    r"|(<!)"  # 16: DOCTYPE, ENTITY or other declarations: refused
+    r"|(<)",  # 17: broken markup
     re.IGNORECASE | re.DOTALL,
 )
 # The same alternatives and groups without the block one: for a block the builder must read.
 _GENERIC = re.compile("(?!)" + _TOKEN.pattern, re.IGNORECASE | re.DOTALL)
-_TRN, _TEXT, _CLOSE, _OPEN, _CDATA, _COMMENT, _PI, _DECL = 1, 3, 4, 6, 9, 11, 12, 13
+_TRN, _LEAF, _TEXT, _CLOSE, _OPEN, _CDATA, _COMMENT, _PI, _DECL = 1, 3, 6, 7, 9, 12, 14, 15, 16
 _OFX_START = re.compile(r"<OFX\s*>", re.IGNORECASE)
 _DECLARATION = re.compile(r"<!\s*(DOCTYPE|ENTITY)", re.IGNORECASE)
 
@@ -72,18 +73,21 @@ def build_tree(text: str, start: int, lines: Lines, warnings: list[str]) -> Node
                     break
                 node = Node("STMTTRN", match.start())
                 node.children = ()
-                node.fields = fastpath.block_fields(body)
+                node.extra = body
                 b.block(node)
+            elif kind == _LEAF:
+                value = match.group(5).rstrip()
+                b.leaf(match.group(4).upper(), unescape(value) if "&" in value else value)
             elif kind == _TEXT:
-                value = match.group(3).strip()
+                value = match.group(6).strip()
                 if value:
                     b.value(unescape(value) if "&" in value else value, match.start())
             elif kind == _OPEN:
-                tag = match.group(7).upper()
+                tag = match.group(10).upper()
                 b.start(tag, match.start())
-                if match.group(8):  # <TAG/>
+                if match.group(11):  # <TAG/>
                     b.value("", match.start())
-                elif tag == "BANKTRANLIST" and match.group(7) == tag and try_sections:
+                elif tag == "BANKTRANLIST" and match.group(10) == tag and try_sections:
                     section_end = text.find("</BANKTRANLIST>", match.end())
                     try_sections = section_end >= 0
                     fast = fastpath.transaction_list(text, match.end(), section_end) if try_sections else None
@@ -93,12 +97,12 @@ def build_tree(text: str, start: int, lines: Lines, warnings: list[str]) -> Node
                         resume = section_end
                         break
             elif kind == _CLOSE:
-                b.end(match.group(5).upper(), match.start())
+                b.end(match.group(8).upper(), match.start())
                 if len(b.stack) == 1:
                     end = match.end()
                     break
             elif kind == _CDATA:
-                b.value(match.group(10).strip(), match.start())
+                b.value(match.group(13).strip(), match.start())
             elif kind in (_COMMENT, _PI):
                 pass
             elif kind == _DECL and _DECLARATION.match(text, match.start()):
