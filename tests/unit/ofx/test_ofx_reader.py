@@ -102,6 +102,14 @@ def test_lowercase_tags_read_like_uppercase(bank_file: Build, stmttrn: Build) ->
     assert parse_ofx(lower.encode()).statements[0].transactions[1].trntype == "DEP"
 
 
+def _pretty(block: re.Match[str]) -> str:
+    """Pretty-printed SGML: each leaf nested in the one before, all closed late, in reverse."""
+    lines = block.group().strip().split("\n")[1:-1]
+    leaves = [line[1 : line.index(">")] for line in lines if re.fullmatch(r"<[A-Z]+>[^<]+", line)]
+    nested = "\n".join(" " * depth + line for depth, line in enumerate(lines))
+    return "<STMTTRN>\n" + nested + "".join(f"</{tag}>" for tag in reversed(leaves)) + "\n</STMTTRN>\n"
+
+
 @pytest.mark.parametrize(
     ("rewrite", "expected_path"),
     [
@@ -110,8 +118,18 @@ def test_lowercase_tags_read_like_uppercase(bank_file: Build, stmttrn: Build) ->
         (lambda body: body.replace("</STMTTRN>", "</STMTTRN><!-- c -->"), "block"),
         (lambda body: re.sub(r"</?[A-Z]+>", lambda tag: tag.group().lower(), body), "block"),
         (lambda body: body.replace("<STMTTRN>", "<STMTTRN><!-- c -->"), "generic"),
+        (lambda body: re.sub(r"<STMTTRN>.*?</STMTTRN>\n", _pretty, body, flags=re.DOTALL), "generic"),
+        (lambda body: body.replace("</STMTTRN>\n<STMTTRN>", "\n<STMTTRN>"), "block"),  # only the last is closed
     ],
-    ids=["sgml", "xml-end-tags", "comment-between", "lowercase", "comment-inside"],
+    ids=[
+        "sgml",
+        "xml-end-tags",
+        "comment-between",
+        "lowercase",
+        "comment-inside",
+        "pretty-printed",
+        "unclosed",
+    ],
 )
 def test_fast_and_generic_paths_agree(
     bank_file: Build,
