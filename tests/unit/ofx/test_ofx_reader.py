@@ -119,7 +119,7 @@ def _pretty(block: re.Match[str]) -> str:
         (lambda body: re.sub(r"</?[A-Z]+>", lambda tag: tag.group().lower(), body), "block"),
         (lambda body: body.replace("<STMTTRN>", "<STMTTRN><!-- c -->"), "generic"),
         (lambda body: re.sub(r"<STMTTRN>.*?</STMTTRN>\n", _pretty, body, flags=re.DOTALL), "generic"),
-        (lambda body: body.replace("</STMTTRN>\n<STMTTRN>", "\n<STMTTRN>"), "block"),  # only the last is closed
+        (lambda body: body.replace("</STMTTRN>\n<STMTTRN>", "\n<STMTTRN>"), "block"),  # last one closed
     ],
     ids=[
         "sgml",
