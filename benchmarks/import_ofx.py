@@ -238,6 +238,7 @@ async def amplification(case: str, database: str) -> dict[str, float]:
         await client.post(
             "/api/v1/imports", headers=headers, files={"file": ("s.ofx", generate_statement(10))}
         )
+        _reset_peak()
         before = _rss_mb()
         for attempt in ("first import", "re-import")[: 2 if statements else 1]:
             started = time.perf_counter()
