@@ -11,8 +11,9 @@ Targets (issue #3): end-to-end >= 50,000 tx/s, re-import >= 100,000 tx/s, peak <
 Then the amplification cases of issue #10, each in a child process of its own (time and
 peak RSS, and the RSS before the upload so the upload's own share shows): a 48 MB file of
 12 million tiny elements and a 4.8 MB file of 20,000 accounts (both refused with 422 now),
-a file just inside the element budget (one element per 8 bytes), and files of 100 and
-1,000 statements (the per-account cost of a multi-account import).
+a file just inside the element budget (one element per 8 bytes), 10 MB of the smallest
+transactions a bank could send, and files of 100 and 1,000 statements (the per-account
+cost of a multi-account import).
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from finsync.providers.ofx import map_document, parse_ofx
 RUNS = 5
 RUNS_E2E = 5
 DB = "finsync_bench_import"
-CASES = ("tiny", "accounts", "dense", "statements-100", "statements-1000")
+CASES = ("tiny", "accounts", "dense", "small-transactions", "statements-100", "statements-1000")
 _PAYEES = (
     ("POS", "MCDONALD'S #112", "POS MERCHANDISE;MCDONALD'S #112"),
     ("POS", "STARBUCKS STORE 0042", "POS PURCHASE"),
@@ -118,6 +119,17 @@ def generate_accounts(n: int, transactions: int = 1) -> bytes:
         for i in range(n)
     )
     return head[:start] + statements.encode() + head[end:]
+
+
+def generate_small_transactions(size: int) -> bytes:
+    """A statement of the smallest transactions a bank could send (~60 bytes each)."""
+    statement = generate_statement(0)
+    at = statement.index(b"</BANKTRANLIST>")
+    rows = (
+        b"<STMTTRN><TRNTYPE>DEBIT<DTPOSTED>20240105<TRNAMT>-1.%02d<FITID>%d</STMTTRN>" % (i % 100, i)
+        for i in range(size // 64)
+    )
+    return statement[:at] + b"".join(rows) + statement[at:]
 
 
 def generate_tiny(size: int, element: bytes) -> bytes:
@@ -228,6 +240,7 @@ async def amplification(case: str, database: str) -> dict[str, float]:
         "tiny": lambda: generate_tiny(48_000_000, b"<A>1"),  # 12 million elements
         "accounts": lambda: generate_accounts(20_000, 0),  # ~240 bytes per account
         "dense": lambda: generate_tiny(48_000_000, b"<AAAA>12"),  # one element per 8 bytes
+        "small-transactions": lambda: generate_small_transactions(10_000_000),
     }.get(case, lambda: generate_accounts(statements, 5))()
     settings = await fresh_database(database)
     container = build(settings)

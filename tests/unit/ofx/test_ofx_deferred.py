@@ -509,7 +509,7 @@ def test_the_eager_reader_does_not_digest(generated: bytes) -> None:
     assert all(t.digest is None for t in statement.transactions)
     deferred = parse_ofx(generated, defer=True).statements[0]
     assert deferred.unread is not None
-    assert all(deferred.unread.digest(i) for i in range(len(deferred.unread.pieces)))
+    assert all(deferred.unread.digest(i) for i in range(len(deferred.unread)))
 
 
 @pytest.mark.parametrize(

@@ -27,9 +27,7 @@ def fitids(text: str, *, defer: bool = False) -> list[list[str | None]]:
     for statement in document.statements:
         read = [t.fitid for t in statement.transactions]
         if statement.unread is not None:
-            read += [
-                t.fitid for i in range(len(statement.unread.pieces)) if (t := statement.unread.convert(i))
-            ]
+            read += [t.fitid for i in range(len(statement.unread)) if (t := statement.unread.convert(i))]
         out.append(read)
     return out
 
@@ -100,7 +98,7 @@ def test_several_transaction_lists_are_merged(bank_file: Build, stmttrn: Build) 
         "their transactions are merged"
     ]
     # Fast-path lists stay deferred together; a generic one makes all of them eager, in file order.
-    assert len(parse_ofx(text.encode(), defer=True).statements[0].unread.pieces) == 4  # type: ignore[union-attr]
+    assert len(parse_ofx(text.encode(), defer=True).statements[0].unread) == 4  # type: ignore[union-attr]
     mixed = text.replace(
         "<STMTTRN>\n<TRNTYPE>POS\n<DTPOSTED>20240105\n<TRNAMT>-3.50\n<FITID>3",
         "<STMTTRN><!-- c -->\n<TRNTYPE>POS\n<DTPOSTED>20240105\n<TRNAMT>-3.50\n<FITID>3",
@@ -294,7 +292,7 @@ def test_a_regular_block_with_nested_aggregates_stays_on_the_fast_path(
     )
     (statement,) = parse_ofx(bank_file(rows + stmttrn("2")).encode(), defer=True).statements
     assert statement.unread is not None
-    assert len(statement.unread.pieces) == 2
+    assert len(statement.unread) == 2
 
 
 # --- 6. missing end tags of aggregates --------------------------------------------------------

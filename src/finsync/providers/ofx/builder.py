@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from finsync.domain.errors import MalformedFile
 from finsync.providers.ofx.model import OfxLimitExceeded
-from finsync.providers.ofx.nodes import Lines, Node
+from finsync.providers.ofx.nodes import Lines, Node, Pieces
 from finsync.providers.ofx.schema import AGGREGATES, PARENTS, STATEMENTS, is_item, reads_every
 
 __all__ = ["MAX_STATEMENTS", "Builder"]
@@ -176,7 +176,7 @@ class Builder:
                 "hold: export fewer accounts or periods at a time"
             )
 
-    def fill(self, leaves: list[Node], blocks: tuple[list[str], list[int]]) -> None:
+    def fill(self, leaves: list[Node], blocks: Pieces) -> None:
         """Give the open aggregate (a fast-path BANKTRANLIST) its leaves and STMTTRN pieces."""
         self.kids[-1].extend(leaves)
         self.stack[-1].extra = blocks

@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import hashlib
 import re
+from array import array
 
-from finsync.providers.ofx.nodes import Node
+from finsync.providers.ofx.nodes import Node, Pieces
 from finsync.providers.ofx.schema import AGGREGATES
 from finsync.providers.ofx.values import unescape
 
@@ -61,10 +62,10 @@ def regular(body: str) -> bool:
     return not AGGREGATES.intersection(open_tags)
 
 
-def transaction_list(text: str, start: int, end: int) -> tuple[list[Node], list[str], list[int]] | None:
+def transaction_list(text: str, start: int, end: int) -> tuple[list[Node], Pieces] | None:
     """Read an upper-case ``<BANKTRANLIST>`` whose content is ``text[start:end]`` (``end``
-    is its end tag): the leaf children (DTSTART, DTEND), and each STMTTRN's source text
-    (see :func:`piece_fields`) and offset. None when the section needs the generic path.
+    is its end tag): the leaf children (DTSTART, DTEND), and where each STMTTRN's source text
+    is (see :func:`piece_fields`). None when the section needs the generic path.
 
     Once the section is known to contain only simple tags and no stray ``>`` or text
     outside values, every piece between two ``<STMTTRN>`` is one transaction ending with
@@ -91,17 +92,19 @@ def transaction_list(text: str, start: int, end: int) -> tuple[list[Node], list[
             return None  # something other than DTSTART/DTEND before the first STMTTRN
         if tag[0] != "/":
             leaves.append(Node(tag, start, unescape(value.strip())))
-    offsets: list[int] = []
-    pos = start + len(pieces[0])
+    starts, stops = array("q"), array("q")
+    pos = start + len(pieces[0]) + len(_START)
     del pieces[0]
     for piece in pieces:
         if not piece.rstrip().endswith(_END):
             return None  # missing </STMTTRN>, or an element between two transactions
-        offsets.append(pos)
-        pos += len(piece) + len(_START)
+        starts.append(pos)
+        pos += len(piece)
+        stops.append(pos)
+        pos += len(_START)
     if ends and not all(piece.count("</") == 1 or regular(piece[: piece.rindex(_END)]) for piece in pieces):
         return None  # end tags the builder would repair (and warn about)
-    return leaves, pieces, offsets
+    return leaves, Pieces(text, starts, stops)
 
 
 def piece_digest(piece: str) -> str:

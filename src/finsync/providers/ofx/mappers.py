@@ -150,7 +150,7 @@ def _defer(
     """
     if unread is None:
         return None
-    fitids = [unread.fitid(i) for i in range(len(unread.pieces))]
+    fitids = [unread.fitid(i) for i in range(len(unread))]
     uses = Counter(fitids)
     keys: list[tuple[str, str]] = []
     positions: list[int] = []

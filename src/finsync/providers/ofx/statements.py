@@ -21,7 +21,7 @@ from typing import TypeVar
 from finsync.domain.errors import MalformedFile
 from finsync.providers.ofx.fastpath import piece_digest, piece_fields, piece_fitid
 from finsync.providers.ofx.model import OfxStatement, OfxTransaction, StatementKind, clean_fields
-from finsync.providers.ofx.nodes import Lines, Node
+from finsync.providers.ofx.nodes import Lines, Node, Pieces
 from finsync.providers.ofx.values import parse_amount, parse_currency, parse_datetime
 
 MAX_WARNINGS = 100
@@ -98,9 +98,11 @@ class UnreadTransactions:
     kept (the importer's keys hold them): a piece is digested when named or converted.
     """
 
-    pieces: list[str]  # each STMTTRN's source text: a fraction of the memory of its fields
-    offsets: list[int]
+    pieces: Pieces  # each STMTTRN's source text, by position: a fraction of its fields' memory
     ctx: Context
+
+    def __len__(self) -> int:
+        return len(self.pieces)
 
     def fitid(self, i: int) -> str:
         return piece_fitid(self.pieces[i])
@@ -112,7 +114,7 @@ class UnreadTransactions:
         """The transaction at ``i``; ``digest`` is its piece's, when the caller has it already."""
         piece = self.pieces[i]
         digest = digest or piece_digest(piece)
-        return bank_transaction(piece_fields(piece), self.offsets[i], self.ctx, digest, source=piece)
+        return bank_transaction(piece_fields(piece), self.pieces.offset(i), self.ctx, digest, source=piece)
 
 
 def account_id(node: Node, ctx: Context, *aggregates: str) -> tuple[Node, str]:
@@ -183,7 +185,7 @@ def latest(balances: list[Node], ctx: Context) -> Node | None:
 
 def _transactions(node: Node, lists: list[Node], statement: OfxStatement, ctx: Context) -> None:
     """The STMTTRNs of every list, and those found after their list closed, in file order."""
-    segments: list[Node | tuple[list[str], list[int]]] = []  # generic STMTTRNs and fast-path lists
+    segments: list[Node | Pieces] = []  # generic STMTTRNs and fast-path lists
     generic = stray = 0
     for child in node.children:
         if child.tag == "STMTTRN" and child.value is None:
@@ -199,11 +201,9 @@ def _transactions(node: Node, lists: list[Node], statement: OfxStatement, ctx: C
         first = next(c for c in node.children if c.tag == "STMTTRN")
         ctx.warn(first.pos, f"{stray} <STMTTRN> outside <BANKTRANLIST> read into this <{node.tag}>")
     if not generic + stray and ctx.defer and statement.currency:  # without CURDEF, rows give the currency
-        blocks = [segment for segment in segments if not isinstance(segment, Node)]
+        blocks = [segment for segment in segments if isinstance(segment, Pieces)]
         if blocks:
-            pieces = blocks[0][0] if len(blocks) == 1 else [p for b in blocks for p in b[0]]
-            offsets = blocks[0][1] if len(blocks) == 1 else [o for b in blocks for o in b[1]]
-            statement.unread = UnreadTransactions(pieces, offsets, ctx)
+            statement.unread = UnreadTransactions(sum(blocks[1:], blocks[0]), ctx)
         return
     append = statement.transactions.append
     for segment in segments:
@@ -212,9 +212,10 @@ def _transactions(node: Node, lists: list[Node], statement: OfxStatement, ctx: C
             if transaction is not None:
                 append(transaction)
             continue
-        for piece, offset in zip(*segment, strict=True):
+        for i in range(len(segment)):
+            piece = segment[i]
             digest = piece_digest(piece) if ctx.defer else None  # digests serve importers
-            transaction = bank_transaction(piece_fields(piece), offset, ctx, digest, source=piece)
+            transaction = bank_transaction(piece_fields(piece), segment.offset(i), ctx, digest, source=piece)
             if transaction is not None:
                 append(transaction)
 

@@ -93,7 +93,7 @@ def build_tree(text: str, start: int, lines: Lines, warnings: list[str]) -> Node
                     fast = fastpath.transaction_list(text, match.end(), section_end) if try_sections else None
                     if fast is not None:
                         b.push_pending()
-                        b.fill(fast[0], (fast[1], fast[2]))
+                        b.fill(*fast)
                         resume = section_end
                         break
             elif kind == _CLOSE:
