@@ -1,4 +1,4 @@
-"""OFX import benchmark: ``python benchmarks/import_ofx.py [--transactions N]``.
+"""OFX import benchmark: ``python benchmarks/import_ofx.py [--transactions N] [--database NAME]``.
 
 Generates a realistic OFX 1.x SGML bank statement (header, sign-on, N ``STMTTRN`` with
 unique FITIDs and varied payees, amounts and dates, ledger and available balances) and
@@ -7,6 +7,13 @@ measures, in one run: the reader alone and reader + mappers (``parse_ofx`` and
 import's, uploads through the HTTP API into a fresh PostgreSQL database: first imports
 (a new user each time) and re-imports of the same file (all duplicates).
 Targets (issue #3): end-to-end >= 50,000 tx/s, re-import >= 100,000 tx/s, peak < 400 MB.
+
+Then the amplification cases of issue #10, each in a child process of its own (time and
+peak RSS, and the RSS before the upload so the upload's own share shows): a 48 MB file of
+12 million tiny elements and a 4.8 MB file of 20,000 accounts (both refused with 422 now),
+a file just inside the element budget (one element per 8 bytes), 10 MB of the smallest
+transactions a bank could send, and files of 100 and 1,000 statements (the per-account
+cost of a multi-account import).
 """
 
 from __future__ import annotations
@@ -14,7 +21,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import random
-import resource
 import statistics
 import subprocess
 import sys
@@ -22,12 +28,14 @@ import time
 from collections.abc import Callable
 from datetime import date, timedelta
 from decimal import Decimal
+from typing import Any
 
 from finsync.providers.ofx import map_document, parse_ofx
 
 RUNS = 5
 RUNS_E2E = 5
 DB = "finsync_bench_import"
+CASES = ("tiny", "accounts", "dense", "small-transactions", "statements-100", "statements-1000")
 _PAYEES = (
     ("POS", "MCDONALD'S #112", "POS MERCHANDISE;MCDONALD'S #112"),
     ("POS", "STARBUCKS STORE 0042", "POS PURCHASE"),
@@ -96,6 +104,41 @@ def generate_statement(n: int, seed: int = 42) -> bytes:
     return "".join(parts).encode("cp1252")
 
 
+def generate_accounts(n: int, transactions: int = 1) -> bytes:
+    """``n`` bank statements of one transaction each (~240 bytes per account)."""
+    head = generate_statement(0)
+    start, end = head.index(b"<BANKMSGSRSV1>") + len(b"<BANKMSGSRSV1>"), head.index(b"</BANKMSGSRSV1>")
+    rows = "".join(
+        f"<STMTTRN><TRNTYPE>DEBIT<DTPOSTED>20240105<TRNAMT>-{t + 1}.00<FITID>T{t}<NAME>SHOP</STMTTRN>"
+        for t in range(transactions)
+    )
+    statements = "".join(
+        f"<STMTTRNRS><TRNUID>{i}<STMTRS><CURDEF>USD<BANKACCTFROM><BANKID>021000021<ACCTID>{i:09d}"
+        f"<ACCTTYPE>CHECKING</BANKACCTFROM><BANKTRANLIST><DTSTART>20240101<DTEND>20240131{rows}"
+        f"</BANKTRANLIST><LEDGERBAL><BALAMT>{i}.00<DTASOF>20240131</LEDGERBAL></STMTRS></STMTTRNRS>\r\n"
+        for i in range(n)
+    )
+    return head[:start] + statements.encode() + head[end:]
+
+
+def generate_small_transactions(size: int) -> bytes:
+    """A statement of the smallest transactions a bank could send (~60 bytes each)."""
+    statement = generate_statement(0)
+    at = statement.index(b"</BANKTRANLIST>")
+    rows = (
+        b"<STMTTRN><TRNTYPE>DEBIT<DTPOSTED>20240105<TRNAMT>-1.%02d<FITID>%d</STMTTRN>" % (i % 100, i)
+        for i in range(size // 64)
+    )
+    return statement[:at] + b"".join(rows) + statement[at:]
+
+
+def generate_tiny(size: int, element: bytes) -> bytes:
+    """A real statement padded with ``element`` (say ``<A>1``) up to ``size`` bytes."""
+    statement = generate_statement(10)
+    at = statement.index(b"</SONRS>")
+    return statement[:at] + element * ((size - len(statement)) // len(element)) + statement[at:]
+
+
 def _median_seconds(work: Callable[[], object], runs: int = RUNS) -> float:
     timings = []
     for _ in range(runs):
@@ -126,7 +169,12 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     parser.add_argument(
         "--e2e-only", action="store_true", help="only the end-to-end part, so peak RSS is the import's own"
     )
+    parser.add_argument("--database", default=DB, help=f"PostgreSQL database to (re)create (default {DB})")
+    parser.add_argument("--case", choices=CASES, help="only this amplification case (run in a child process)")
+    parser.add_argument("--skip-cases", action="store_true", help="skip the amplification cases")
     args = parser.parse_args(argv)
+    if args.case:
+        return asyncio.run(amplification(args.case, args.database))
 
     started = time.perf_counter()
     data = generate_statement(args.transactions)
@@ -135,8 +183,8 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         f"in {time.perf_counter() - started:.1f} s; median of {RUNS} runs:"
     )
     if args.e2e_only:
-        results = asyncio.run(end_to_end(data, args.transactions))
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        results = asyncio.run(end_to_end(data, args.transactions, args.database))
+        peak = _rss_mb("VmHWM")
         print(f"peak RSS of the import process (file generation and HTTP client included) {peak:,.0f} MB")
         return results | {"peak_rss_mb": peak}
     results = {  # the deferred read is what an import runs before it compares with the database
@@ -144,17 +192,85 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         "deferred_tx_per_s": rate("reader, deferred", data, lambda: parse_ofx(data, defer=True)),
         "mapped_tx_per_s": rate("reader + mappers", data, lambda: map_document(parse_ofx(data))),
     }
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak = _rss_mb("VmHWM")
     print(f"peak RSS of the reader process (eager documents of the whole file) {peak:,.0f} MB")
     if not args.reader_only:
         del data
         sys.stdout.flush()
         child = [sys.executable, __file__, "--e2e-only", "--transactions", str(args.transactions)]
-        subprocess.run(child, check=True)  # prints its own figures
+        subprocess.run([*child, "--database", args.database], check=True)  # prints its own figures
+        for case in () if args.skip_cases else CASES:
+            sys.stdout.flush()
+            subprocess.run(
+                [sys.executable, __file__, "--case", case, "--database", args.database], check=True
+            )
     return results
 
 
-async def end_to_end(data: bytes, count: int) -> dict[str, float]:
+def _rss_mb(field: str = "VmRSS") -> float:
+    """This process's resident memory (``VmHWM``: its peak), in MB. ``ru_maxrss`` would not do:
+    on Linux it keeps the parent's peak across fork and exec."""
+    with open("/proc/self/status") as status:
+        return next(int(line.split()[1]) for line in status if line.startswith(f"{field}:")) / 1024
+
+
+def _reset_peak() -> None:
+    with open("/proc/self/clear_refs", "w") as refs:
+        refs.write("5")  # VmHWM := VmRSS
+
+
+async def _login(client: Any, n: int) -> dict[str, str]:
+    email, password = f"bench{n}@example.com", "fake-benchmark-password"
+    await client.post("/api/v1/users", json={"email": email, "password": password})
+    token = (await client.post("/api/v1/auth/token", data={"username": email, "password": password})).json()
+    return {"Authorization": f"Bearer {token['access_token']}"}
+
+
+async def amplification(case: str, database: str) -> dict[str, float]:
+    """One upload (two for the multi-account files: first import, then re-import); prints
+    status, time, RSS before the upload and peak RSS."""
+    import httpx
+
+    from _pg import fresh_database
+    from finsync.api.app import create_app
+    from finsync.bootstrap import build
+
+    statements = int(case.split("-")[1]) if case.startswith("statements") else 0
+    data = {
+        "tiny": lambda: generate_tiny(48_000_000, b"<A>1"),  # 12 million elements
+        "accounts": lambda: generate_accounts(20_000, 0),  # ~240 bytes per account
+        "dense": lambda: generate_tiny(48_000_000, b"<AAAA>12"),  # one element per 8 bytes
+        "small-transactions": lambda: generate_small_transactions(10_000_000),
+    }.get(case, lambda: generate_accounts(statements, 5))()
+    settings = await fresh_database(database)
+    container = build(settings)
+    transport = httpx.ASGITransport(app=create_app(container=container))
+    async with httpx.AsyncClient(transport=transport, base_url="http://bench", timeout=600) as client:
+        headers = await _login(client, 0)
+        files = {"file": ("bench.ofx", data, "application/x-ofx")}
+        await client.post(
+            "/api/v1/imports", headers=headers, files={"file": ("s.ofx", generate_statement(10))}
+        )
+        _reset_peak()
+        before = _rss_mb()
+        for attempt in ("first import", "re-import")[: 2 if statements else 1]:
+            started = time.perf_counter()
+            r = await client.post("/api/v1/imports", headers=headers, files=files)
+            seconds = time.perf_counter() - started
+            outcome = f"{r.status_code} " + (
+                r.json().get("type", "").rsplit("/", 1)[-1] if r.status_code >= 400 else ""
+            )
+            per_account = f", {seconds / statements * 1000:.1f} ms per account" if statements else ""
+            size = f"{len(data) / 1e6:5.1f} MB"
+            print(f"{case:<16} {size} {attempt:<12} {outcome:<22} {seconds:7.2f} s{per_account}")
+        peak = _rss_mb("VmHWM")
+    await container.aclose()
+    ratio = (peak - before) / (len(data) / 2**20)
+    print(f"{'':<16} RSS before upload {before:,.0f} MB, peak {peak:,.0f} MB ({ratio:.1f}x the file over it)")
+    return {"seconds": seconds, "peak_rss_mb": peak, "rss_before_mb": before}
+
+
+async def end_to_end(data: bytes, count: int, database: str = DB) -> dict[str, float]:
     """Upload through the HTTP API (multipart, in-process ASGI) into PostgreSQL until committed."""
     import httpx
 
@@ -162,19 +278,19 @@ async def end_to_end(data: bytes, count: int) -> dict[str, float]:
     from finsync.api.app import create_app
     from finsync.bootstrap import build
 
-    settings = await fresh_database(DB, upload_limit_bytes=max(len(data) + 1, 50 * 1024 * 1024))
+    settings = await fresh_database(database, upload_limit_bytes=max(len(data) + 1, 50 * 1024 * 1024))
     container = build(settings)
     transport = httpx.ASGITransport(app=create_app(container=container))
     firsts, repeats = [], []
     async with httpx.AsyncClient(transport=transport, base_url="http://bench", timeout=600) as client:
+        warm_up = await _login(client, RUNS_E2E)
+        await client.post(
+            "/api/v1/imports", headers=warm_up, files={"file": ("s.ofx", generate_statement(10))}
+        )
+        _reset_peak()
+        before = _rss_mb()
         for run in range(RUNS_E2E):
-            # A new user each time: a true first import into an empty account.
-            email, password = f"bench{run}@example.com", "fake-benchmark-password"
-            await client.post("/api/v1/users", json={"email": email, "password": password})
-            token = (
-                await client.post("/api/v1/auth/token", data={"username": email, "password": password})
-            ).json()
-            headers = {"Authorization": f"Bearer {token['access_token']}"}
+            headers = await _login(client, run)  # a new user each time: a true first import
             files = {"file": ("bench.ofx", data, "application/x-ofx")}
             started = time.perf_counter()
             r = await client.post("/api/v1/imports", headers=headers, files=files)
@@ -186,11 +302,14 @@ async def end_to_end(data: bytes, count: int) -> dict[str, float]:
             r = await client.post("/api/v1/imports", headers=headers, files=files)
             repeats.append(time.perf_counter() - started)
             assert r.json()["counts"]["transactions_already_present"] == count
+        peak = _rss_mb("VmHWM")
     await container.aclose()
     first, again = statistics.median(firsts), statistics.median(repeats)
     print(f"end-to-end first import (PostgreSQL)  {first * 1000:8.1f} ms  {count / first:>12,.0f} tx/s")
     print(f"end-to-end re-import, all duplicates  {again * 1000:8.1f} ms  {count / again:>12,.0f} tx/s")
     print(f"  (medians of {RUNS_E2E} uploads each, upload → rows committed → 201)")
+    ratio = (peak - before) / (len(data) / 2**20)
+    print(f"RSS before the uploads {before:,.0f} MB, peak {peak:,.0f} MB ({ratio:.1f}x the file over it)")
     return {"e2e_first_tx_per_s": count / first, "e2e_reimport_tx_per_s": count / again}
 
 

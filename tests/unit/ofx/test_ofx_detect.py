@@ -21,6 +21,13 @@ pytestmark = pytest.mark.unit
         "OFXHEADER:100\nDATA:OFXSGML\n".encode("utf-16"),
         b"\n" * 12 + b"OFXHEADER:100",
         b'<?xml version="1.0"?>\n<!-- exported by bank -->\n<OFX>',
+        # Recognised by structure rather than by the first bytes (issue 9):
+        b"<OFXHEADER>100</OFXHEADER>\n<DATA>OFXSGML</DATA>\n<VERSION>102</VERSION>\n<OFX>",
+        b'<?xml version="1.0"?>\n<HEADER><OFXHEADER>100<DATA>OFXSGML</HEADER>\n<OFX>',
+        b"VERSION:102\r\nSECURITY:NONE\r\nENCODING:USASCII\r\nCHARSET:1252\r\n\r\n<OFX>",
+        b"DATA:OFXSGML\nVERSION:102\n",
+        b"Statement export 2024-01-31\r\n<OFX>\r\n<SIGNONMSGSRSV1>",
+        b"Exported by MyBank\n<ofx><!-- x --><BANKMSGSRSV1>",
     ],
 )
 def test_ofx_heads(head: bytes) -> None:
@@ -38,6 +45,9 @@ def test_ofx_heads(head: bytes) -> None:
         b"<html><body>OFX export</body></html>",
         b"<OFXFOO>",
         b"\x00\x01\x02" * 100,
+        b"Version: 2\nSecurity: none\nNotes: plain text\n",
+        b"Date,Memo\n2024-01-05,<OFX> and <SIGNON> in a memo\n",
+        b"VERSION:102\nDATA:CSV\n",
     ],
 )
 def test_other_heads(head: bytes) -> None:

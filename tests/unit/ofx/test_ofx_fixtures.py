@@ -13,6 +13,7 @@ import pytest
 
 from finsync.domain.errors import ImportRejected, MalformedFile
 from finsync.providers.ofx import OfxDocument, OfxInstitutionError, looks_like_ofx, parse_ofx
+from finsync.providers.ofx.model import OfxNoStatements
 
 pytestmark = pytest.mark.unit
 
@@ -24,10 +25,10 @@ PDT = timezone(timedelta(hours=-7))
 # Every fixture and what the reader does with it: "ok" (no warnings), "warn" (parsed,
 # with warnings) or "refuse" (an exception). Keeps new fixtures from going untested.
 OUTCOMES = {
-    "account_listing_aggregation.ofx": "warn",
+    "account_listing_aggregation.ofx": "refuse",  # no statement (issue 9)
     "anzcc.ofx": "ok",
     "bank_medium.ofx": "ok",
-    "bank_small.ofx": "warn",
+    "bank_small.ofx": "refuse",  # no statement (issue 9)
     "checking.ofx": "ok",
     "error_message.ofx": "refuse",
     "fail_nice/date_missing.ofx": "warn",
@@ -41,8 +42,8 @@ OUTCOMES = {
     "multiple_accounts2.ofx": "ok",
     "ofx-v102-empty-tags.ofx": "warn",
     "signon_fail.ofx": "refuse",
-    "signon_success.ofx": "warn",
-    "signon_success_no_message.ofx": "warn",
+    "signon_success.ofx": "refuse",  # no statement (issue 9)
+    "signon_success_no_message.ofx": "refuse",  # no statement (issue 9)
     "suncorp.ofx": "ok",
     "td_ameritrade.ofx": "ok",
     "tiaacref.ofx": "ok",
@@ -321,22 +322,18 @@ def test_empty_tags_file(fixture_bytes: Read) -> None:
 
 
 def test_account_listing_has_no_statements(fixture_bytes: Read) -> None:
-    doc = parse(fixture_bytes, "account_listing_aggregation.ofx")
-    assert doc.statements == []
-    assert doc.institution_org == "USAA"
-    assert doc.warnings == ["line 11: the file contains no account statements (only ACCTINFORS)"]
+    with pytest.raises(OfxNoStatements) as caught:
+        parse(fixture_bytes, "account_listing_aggregation.ofx")
+    assert str(caught.value) == (
+        "the file contains no account statement (only ACCTINFORS): there is nothing to import"
+    )
 
 
 @pytest.mark.parametrize("name", ["bank_small.ofx", "signon_success.ofx", "signon_success_no_message.ofx"])
-def test_files_without_statements_warn(fixture_bytes: Read, name: str) -> None:
-    doc = parse(fixture_bytes, name)
-    assert doc.statements == []
-    assert doc.warnings == ["line 11: the file contains no account statements"]
-
-
-def test_signon_success_institution(fixture_bytes: Read) -> None:
-    doc = parse(fixture_bytes, "signon_success.ofx")
-    assert (doc.institution_org, doc.institution_fid) == ("AMEX", "3101")
+def test_files_without_statements_are_refused(fixture_bytes: Read, name: str) -> None:
+    """Accepting them used to leave an empty "Statement files" connection and a run behind."""
+    with pytest.raises(OfxNoStatements, match=r"^the file contains no account statement \(sign-on only\)"):
+        parse(fixture_bytes, name)
 
 
 def test_signon_fail_is_refused(fixture_bytes: Read) -> None:

@@ -70,7 +70,12 @@ async def import_file(
 ) -> JSONResponse:
     """Import a statement file: accounts are matched by institution + account id, transactions are
     deduplicated (re-uploading inserts nothing), and nothing at all is written if the file is rejected.
-    Uploads of one user run one at a time, so two at once never duplicate anything."""
+    Uploads of one user run one at a time, so two at once never duplicate anything.
+
+    422 problem types: ``malformed-file`` (broken markup, truncated), ``no-statements`` (sign-on or
+    account list only), ``file-too-complex`` (more than one element per 8 bytes, 1,000 statements or
+    2,000 element names), ``import-rejected`` (the institution's refusal). Repairs of real-world
+    quirks are listed in ``warnings``; see docs/importing.md."""
     limit = container.imports.limit_bytes
     chunks, size = [], 0
     while chunk := await file.read(CHUNK):

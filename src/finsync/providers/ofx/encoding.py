@@ -18,6 +18,19 @@ _SNIFF = re.compile(
     rb"\s*(?:OFXHEADER\s*:|(?:<\?xml[^>]*\?>\s*)?(?:<!--.*?-->\s*)*(?:<\?OFX[\s?]|<OFX\s*>))",
     re.IGNORECASE | re.DOTALL,
 )
+# Otherwise OFX is recognised by its structure: <OFX> opening a sign-on or message set, or
+# the header's keys (as "KEY:" lines or as elements) before <OFX> or DATA:OFXSGML.
+_STRUCTURE = re.compile(
+    rb"<OFX\s*>\s*(?:<!--.*?-->\s*)*<(?:SIGNONMSGSRSV1|[A-Z0-9]+MSGSRSV[0-9]|/OFX)\s*>",
+    re.IGNORECASE | re.DOTALL,
+)
+_KEYS = "OFXHEADER|DATA|VERSION|SECURITY|ENCODING|CHARSET|COMPRESSION|OLDFILEUID|NEWFILEUID"
+_HEADER_KEY = re.compile(
+    rb"(?:^[ \t]*(" + _KEYS.encode() + rb")[ \t]*:|<(" + _KEYS.encode() + rb")>)", re.I | re.M
+)
+_OFX_MARK = re.compile(rb"<OFX\s*>|^[ \t]*DATA[ \t]*:[ \t]*OFXSGML", re.I | re.M)
+_HEADER_ELEMENT = re.compile(r"<(" + _KEYS + r")>[ \t]*([^<\r\n]*?)[ \t]*(?=<|[\r\n]|\Z)", re.I)
+_OFX_START = re.compile(r"<OFX\s*>", re.I)
 # Header lines end in LF, CRLF, CR CR LF or a bare CR (old Mac exports).
 _SGML_HEADER = re.compile(r"(?:\A|(?<=[\r\n]))[ \t]*([A-Za-z]+)[ \t]*:[ \t]*([^\r\n]*?)[ \t]*(?=[\r\n]|\Z)")
 _XML_ATTRIBUTE = re.compile(r"""([A-Za-z]+)\s*=\s*["']([^"']*)["']""")
@@ -48,17 +61,26 @@ def looks_like_ofx(head: bytes) -> bool:
     head = head[:SNIFF_BYTES]
     if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
         head = head.decode("utf-16", errors="ignore").encode("ascii", errors="ignore")
-    return _SNIFF.match(head.removeprefix(codecs.BOM_UTF8)) is not None
+    head = head.removeprefix(codecs.BOM_UTF8)
+    if _SNIFF.match(head) is not None or _STRUCTURE.search(head) is not None:
+        return True
+    keys = {(a or b).upper() for a, b in _HEADER_KEY.findall(head)}
+    return b"OFXHEADER" in keys or (len(keys) >= 2 and _OFX_MARK.search(head) is not None)
 
 
 def read_header(data: bytes) -> dict[str, str]:
-    """The SGML ``KEY:VALUE`` header or the XML/``<?OFX ?>`` attributes, keys upper-cased."""
+    """The SGML ``KEY:VALUE`` header (also written as ``<KEY>value`` elements before ``<OFX>``)
+    or the XML/``<?OFX ?>`` attributes, keys upper-cased."""
     head = data[:SNIFF_BYTES].decode("latin-1")
     body = head.find("<")
     header: dict[str, str] = {}
     if body != 0:
         prolog = head if body < 0 else head[:body]
         header.update((k.upper(), v) for k, v in _SGML_HEADER.findall(prolog))
+    if body >= 0:
+        start = _OFX_START.search(head)
+        prolog = head[: start.start() if start is not None else len(head)]
+        header.update((k.upper(), v) for k, v in _HEADER_ELEMENT.findall(prolog) if k.upper() not in header)
     for match in _PROCESSING.finditer(head):
         prefix = "XML." if match.group(1).lower() == "xml" else ""
         header.update((prefix + k.upper(), v) for k, v in _XML_ATTRIBUTE.findall(match.group(2)))
@@ -88,7 +110,20 @@ def declared_codec(data: bytes, header: dict[str, str]) -> tuple[str, str]:
 
 
 def decode(data: bytes, header: dict[str, str], warnings: list[str]) -> tuple[str, str]:
-    """Decode ``data``; returns (text, codec used). Never raises on bad bytes."""
+    """Decode ``data``; returns (text, codec used). Never raises on bad bytes. NUL characters
+    are removed (with a warning): they mean nothing in OFX and no database text column takes them."""
+    text, codec = _decode(data, header, warnings)
+    first = text.find("\x00")
+    if first >= 0:
+        newline = "\n" if "\n" in text else "\r"
+        line = text.count(newline, 0, first) + 1
+        count = text.count("\x00")
+        text = text.replace("\x00", "")
+        warnings.append(f"line {line}: {count} NUL character(s) removed")
+    return text, codec
+
+
+def _decode(data: bytes, header: dict[str, str], warnings: list[str]) -> tuple[str, str]:
     codec, label = declared_codec(data, header)
     try:
         return data.decode(codec), codec

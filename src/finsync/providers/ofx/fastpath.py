@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import hashlib
 import re
+from array import array
 
-from finsync.providers.ofx.nodes import Node
+from finsync.providers.ofx.nodes import Node, Pieces
+from finsync.providers.ofx.schema import AGGREGATES
 from finsync.providers.ofx.values import unescape
 
 # One STMTTRN block whose markup is only simple start/end tags (no CDATA, comment,
@@ -23,35 +25,47 @@ BLOCK = (
     r"(<STMTTRN>(\s*+(?:<(?!STMTTRN\s*>)[A-Za-z][\w.-]*>[^<]*+"
     r"|</(?!STMTTRN\s*>)[A-Za-z][\w.-]*>\s*+)*+)</STMTTRN\s*>)"
 )
-_LEAF = re.compile(r"<([A-Za-z][\w.-]*)>([^<]*)")
 # What the section path cannot split blindly: markup other than upper-case simple tags,
 # and text right after an end tag (an error the generic path reports). Every alternative
 # starts with the literal "<", factored out so the scan of a big section can skip to it.
 _NOT_SIMPLE = re.compile(r"<(?:(?!/?[A-Z][A-Z0-9._-]*+>)|/[A-Z][A-Z0-9._-]*+>\s*+[^<\s]|STMTTRN>\s*+[^<\s])")
-_LOWERCASE_TAG = re.compile(r"<[A-Z0-9.]*[a-z]")
+# A leaf closed right after its value (XML style): the end tag every fast path takes as is.
+_CLOSED_LEAF = re.compile(r"<([A-Za-z][\w.-]*+)>[^<]*+</\1>", re.IGNORECASE)
 _START, _END, _FITID = "<STMTTRN>", "</STMTTRN>", "<FITID>"
 _HEAD_TAGS = frozenset({"DTSTART", "DTEND", "/DTSTART", "/DTEND"})
 
 
-def block_fields(body: str) -> dict[str, str]:
-    """Leaves of a BLOCK body, tag names upper-cased."""
-    pairs = _LEAF.findall(body)
-    fields = {key.upper(): value for key, value in pairs} if _LOWERCASE_TAG.search(body) else dict(pairs)
-    if "&" in body:
-        _unescape_values(fields)
-    return fields
+def regular(body: str) -> bool:
+    """Whether the end tags of a simple STMTTRN body (without its own end tag) need no repair
+    by the builder: each closes the leaf right before it or the innermost element the body
+    opened, and no known aggregate is left open. Then reading the leaves flat is what the
+    builder would do, and the builder would warn about nothing."""
+    ends = body.count("</")
+    if not ends or _CLOSED_LEAF.subn("", body)[1] == ends:
+        return True
+    parts = body.replace(">", "<").split("<")
+    open_tags: list[str] = []
+    leaf = None
+    for tag, value in zip(parts[1::2], parts[2::2], strict=False):
+        name = tag.upper()
+        if name[0] != "/":
+            leaf = name if value.strip() else None
+            if leaf is None:
+                open_tags.append(name)  # an aggregate, or an empty leaf
+        elif name[1:] == leaf:
+            leaf = None
+        elif open_tags and open_tags[-1] == name[1:]:
+            open_tags.pop()
+            leaf = None
+        else:
+            return False
+    return not AGGREGATES.intersection(open_tags)
 
 
-def _unescape_values(fields: dict[str, str]) -> None:
-    for key, value in fields.items():
-        if "&" in value:
-            fields[key] = unescape(value)
-
-
-def transaction_list(text: str, start: int, end: int) -> tuple[list[Node], list[str], list[int]] | None:
+def transaction_list(text: str, start: int, end: int) -> tuple[list[Node], Pieces] | None:
     """Read an upper-case ``<BANKTRANLIST>`` whose content is ``text[start:end]`` (``end``
-    is its end tag): the leaf children (DTSTART, DTEND), and each STMTTRN's source text
-    (see :func:`piece_fields`) and offset. None when the section needs the generic path.
+    is its end tag): the leaf children (DTSTART, DTEND), and where each STMTTRN's source text
+    is (see :func:`piece_fields`). None when the section needs the generic path.
 
     Once the section is known to contain only simple tags and no stray ``>`` or text
     outside values, every piece between two ``<STMTTRN>`` is one transaction ending with
@@ -63,25 +77,34 @@ def transaction_list(text: str, start: int, end: int) -> tuple[list[Node], list[
     if section.count(_START) != section.count(_END):
         return None  # with the check below: each piece holds exactly one </STMTTRN>, at its end
     pieces = section.split(_START)
+    ends = section.count("</") - len(pieces) + 1
+    if ends and _CLOSED_LEAF.subn("", section)[1] == ends:
+        ends = 0  # every end tag closes the leaf before it (XML style)
     del section
     parts = pieces[0].replace(">", "<").split("<")
     if parts[0].strip():
         return None
     leaves: list[Node] = []
+    if "</" in pieces[0] and not regular(pieces[0]):
+        return None
     for tag, value in zip(parts[1::2], parts[2::2], strict=False):
         if tag not in _HEAD_TAGS:
             return None  # something other than DTSTART/DTEND before the first STMTTRN
         if tag[0] != "/":
             leaves.append(Node(tag, start, unescape(value.strip())))
-    offsets: list[int] = []
-    pos = start + len(pieces[0])
+    starts, stops = array("q"), array("q")
+    pos = start + len(pieces[0]) + len(_START)
     del pieces[0]
     for piece in pieces:
         if not piece.rstrip().endswith(_END):
             return None  # missing </STMTTRN>, or an element between two transactions
-        offsets.append(pos)
-        pos += len(piece) + len(_START)
-    return leaves, pieces, offsets
+        starts.append(pos)
+        pos += len(piece)
+        stops.append(pos)
+        pos += len(_START)
+    if ends and not all(piece.count("</") == 1 or regular(piece[: piece.rindex(_END)]) for piece in pieces):
+        return None  # end tags the builder would repair (and warn about)
+    return leaves, Pieces(text, starts, stops)
 
 
 def piece_digest(piece: str) -> str:

@@ -9,6 +9,7 @@ aggregates never reuse a leaf name at different depths in a way that matters her
 from __future__ import annotations
 
 from decimal import Decimal
+from typing import TypeVar
 
 from finsync.providers.ofx.model import (
     OfxInvestmentTransaction,
@@ -17,7 +18,8 @@ from finsync.providers.ofx.model import (
     OfxStatement,
 )
 from finsync.providers.ofx.nodes import Node
-from finsync.providers.ofx.statements import Context, account_id, bank_transaction
+from finsync.providers.ofx.schema import INVESTMENT_TRANSACTIONS, POSITIONS
+from finsync.providers.ofx.statements import Context, account_id, bank_transaction, period, repeated
 from finsync.providers.ofx.values import parse_amount, parse_currency, parse_datetime
 
 _NUMBERS = {
@@ -31,14 +33,7 @@ _NUMBERS = {
     "NEWUNITS": "new_units",
 }
 _RETIREMENT_MARKERS = ("INV401K", "INV401KBAL")
-# The OFX 2.x investment transaction aggregates (besides INVBANKTRAN).
-# fmt: off
-INVESTMENT_TRANSACTIONS = frozenset({
-    "BUYDEBT", "BUYMF", "BUYOPT", "BUYOTHER", "BUYSTOCK", "SELLDEBT", "SELLMF", "SELLOPT", "SELLOTHER",
-    "SELLSTOCK", "INCOME", "REINVEST", "TRANSFER", "SPLIT", "INVEXPENSE", "MARGININTEREST", "RETOFCAP",
-    "JRNLFUND", "JRNLSEC", "CLOSUREOPT",
-})
-# fmt: on
+T = TypeVar("T")
 
 
 def investment_statement(node: Node, ctx: Context) -> OfxStatement:
@@ -50,40 +45,58 @@ def investment_statement(node: Node, ctx: Context) -> OfxStatement:
         currency=ctx.currency(node),
         as_of=ctx.date(node, "DTASOF"),
     )
-    tranlist = node.find("INVTRANLIST")
-    if tranlist is not None:
-        statement.date_start = ctx.date(tranlist, "DTSTART")
-        statement.date_end = ctx.date(tranlist, "DTEND")
-        for child in tranlist.children:
-            if child.tag == "INVBANKTRAN":
-                _bank_leg(child, statement, ctx)
-            elif child.value is None:
-                fields = child.leaves()
-                if "INVTRAN" in fields or child.tag in INVESTMENT_TRANSACTIONS:
-                    entry = investment_transaction(child, fields, ctx)
-                    if entry is not None:
-                        statement.investment_transactions.append(entry)
-            # anything else (DTSTART, extensions such as <INTU.XXX> without INVTRAN) is ignored
-    positions = node.find("INVPOSLIST")
-    statement.positions_listed = positions is not None
-    if positions is not None:
-        for child in positions.children:
-            if child.value is None:
-                position = _position(child, ctx)
-                if position is not None:
-                    statement.positions.append(position)
-    balances = node.find("INVBAL")
-    if balances is not None:
-        statement.available_cash = ctx.amount(balances, "AVAILCASH")
-        statement.margin_balance = ctx.amount(balances, "MARGINBALANCE")
-        statement.short_balance = ctx.amount(balances, "SHORTBALANCE")
-        statement.buying_power = ctx.amount(balances, "BUYPOWER")
+    lists = repeated(node, "INVTRANLIST", ctx, "their transactions are merged")
+    if lists:
+        statement.date_start, statement.date_end = period(lists, ctx)
+    position_lists = repeated(node, "INVPOSLIST", ctx, "their positions are merged")
+    statement.positions_listed = bool(position_lists)
+    stray = 0
+    for child in node.children:  # lists and, after a list closed, the entries that belong in one
+        if child.tag == "INVTRANLIST" and child.value is None:
+            for entry in child.children:
+                _entry(entry, statement, ctx)
+        elif child.tag == "INVPOSLIST" and child.value is None:
+            for entry in child.children:
+                if entry.value is None:
+                    _append(statement.positions, _position(entry, ctx))
+        elif child.tag in INVESTMENT_TRANSACTIONS or child.tag == "INVBANKTRAN":
+            stray += _entry(child, statement, ctx)
+        elif child.tag in POSITIONS and child.value is None:
+            stray += 1
+            statement.positions_listed = True
+            _append(statement.positions, _position(child, ctx))
+    if stray:
+        ctx.warn(node.pos, f"{stray} entries outside their list read into this <{node.tag}>")
+    balances = repeated(node, "INVBAL", ctx, "the last one is used")
+    if balances:
+        statement.available_cash = ctx.amount(balances[-1], "AVAILCASH")
+        statement.margin_balance = ctx.amount(balances[-1], "MARGINBALANCE")
+        statement.short_balance = ctx.amount(balances[-1], "SHORTBALANCE")
+        statement.buying_power = ctx.amount(balances[-1], "BUYPOWER")
     plan = node.find("INV401K")
     statement.plan_name = plan.text("EMPLOYERNAME") if plan is not None else None
     statement.is_retirement = any(node.find(tag) is not None for tag in _RETIREMENT_MARKERS) or any(
         "INV401KSOURCE" in entry.fields for entry in statement.investment_transactions
     )
     return statement
+
+
+def _entry(child: Node, statement: OfxStatement, ctx: Context) -> int:
+    """Read one INVTRANLIST entry; 1 if it was one, else 0 (DTSTART, extensions without INVTRAN)."""
+    if child.tag == "INVBANKTRAN":
+        _bank_leg(child, statement, ctx)
+        return 1
+    if child.value is None:
+        fields = child.leaves()
+        if "INVTRAN" in fields or child.tag in INVESTMENT_TRANSACTIONS:
+            _append(statement.investment_transactions, investment_transaction(child, fields, ctx))
+            return 1
+    return 0
+
+
+def _append(items: list[T], item: T | None) -> None:
+    if item is not None:
+        items.append(item)
 
 
 def _bank_leg(node: Node, statement: OfxStatement, ctx: Context) -> None:

@@ -8,11 +8,12 @@ declare, else USD (the OFX default). Investment balance = AVAILCASH + Σ MKTVAL.
 
 from __future__ import annotations
 
-from collections import Counter
+from array import array
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
+from itertools import pairwise
 
 from finsync.domain.enums import AccountType, AssetType
 from finsync.domain.records import (
@@ -22,6 +23,7 @@ from finsync.domain.records import (
     ProviderTransaction,
 )
 from finsync.gcpause import gc_paused, paused_gc
+from finsync.providers.ofx.fastpath import piece_digest, piece_fitid
 from finsync.providers.ofx.model import (
     OfxDocument,
     OfxPosition,
@@ -34,6 +36,7 @@ from finsync.providers.ofx.statements import UnreadTransactions
 from finsync.providers.ofx.transactions import (
     TransactionIds,
     bank_fingerprint,
+    fingerprint_digest,
     map_bank_transaction,
     map_investment_transaction,
 )
@@ -149,13 +152,16 @@ def _defer(
     """
     if unread is None:
         return None
-    fitids = [unread.fitid(i) for i in range(len(unread.pieces))]
-    uses = Counter(fitids)
+    piece = unread.pieces.__getitem__  # sliced from the text when needed, never all at once
+    fitids = [piece_fitid(piece(i)) for i in range(len(unread))]
+    ordered = sorted(fitids)  # repeated FITIDs, found in far less memory than a Counter
+    repeated = {fitid for fitid, after in pairwise(ordered) if fitid == after}
+    del ordered
     keys: list[tuple[str, str]] = []
-    positions: list[int] = []
+    positions = array("q")  # 8 bytes per transaction, not an int object each
     for i, fitid in enumerate(fitids):
-        if fitid and uses[fitid] == 1:
-            keys.append((fitid, bank_fingerprint(currency, unread.digests[i])))
+        if fitid and fitid not in repeated:
+            keys.append((fitid, bank_fingerprint(currency, piece_digest(piece(i)))))
             positions.append(i)
         elif (txn := unread.convert(i)) is not None:
             transactions.append(map_bank_transaction(txn, currency, ids))
@@ -164,7 +170,7 @@ def _defer(
     def build(wanted: list[int]) -> Iterator[ProviderTransaction]:
         with paused_gc():
             for at in wanted:
-                if (txn := unread.convert(positions[at])) is not None:
+                if (txn := unread.convert(positions[at], fingerprint_digest(keys[at][1]))) is not None:
                     yield map_bank_transaction(txn, currency, ids)
         unread.ctx.finish()  # "... and N more warnings" for those converted here
 

@@ -17,7 +17,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Literal
 
-from finsync.domain.errors import ImportRejected
+from finsync.domain.errors import ImportRejected, MalformedFile
 
 if TYPE_CHECKING:
     from finsync.providers.ofx.statements import UnreadTransactions
@@ -36,6 +36,20 @@ class OfxInstitutionError(ImportRejected):
         self.status_code = status_code
         self.severity = severity
         self.message = message
+
+
+class OfxNoStatements(MalformedFile):
+    """Well formed, but nothing to import: sign-on only, an account list, empty message sets."""
+
+    code = "no-statements"
+    title = "No account statement in the file"
+
+
+class OfxLimitExceeded(ImportRejected):
+    """The file would cost more work than its size justifies (see ``reader.check_limits``)."""
+
+    code = "file-too-complex"
+    title = "File too complex"
 
 
 @dataclass(slots=True)

@@ -2,24 +2,78 @@
 
 from __future__ import annotations
 
+import re
+from array import array
+
+from finsync.providers.ofx.values import unescape
+
+_LEAF = re.compile(r"<([A-Za-z][\w.-]*)>([^<]*)")
+_LOWERCASE_TAG = re.compile(r"<[A-Z0-9.]*[a-z]")
+
+
+def block_fields(body: str) -> dict[str, str]:
+    """Leaves of a simple STMTTRN body (``fastpath.BLOCK``), tag names upper-cased."""
+    pairs = _LEAF.findall(body)
+    fields = {key.upper(): value for key, value in pairs} if _LOWERCASE_TAG.search(body) else dict(pairs)
+    if "&" in body:
+        for key, value in fields.items():
+            if "&" in value:
+                fields[key] = unescape(value)
+    return fields
+
+
+class Pieces:
+    """Fast-path STMTTRNs of the decoded text, by position: 16 bytes each instead of a string
+    (the text is kept for line numbers anyway). Piece ``i`` is ``text[starts[i]:ends[i]]``,
+    what follows its ``<STMTTRN>`` up to the next one; that tag starts at :meth:`offset`."""
+
+    __slots__ = ("ends", "starts", "text")
+    TAG = len("<STMTTRN>")
+
+    def __init__(self, text: str, starts: array[int], ends: array[int]) -> None:
+        self.text, self.starts, self.ends = text, starts, ends
+
+    def __len__(self) -> int:
+        return len(self.starts)
+
+    def __getitem__(self, i: int) -> str:
+        return self.text[self.starts[i] : self.ends[i]]
+
+    def offset(self, i: int) -> int:
+        return self.starts[i] - self.TAG
+
+    def __add__(self, other: Pieces) -> Pieces:
+        return Pieces(self.text, self.starts + other.starts, self.ends + other.ends)
+
 
 class Node:
     """An element: a leaf has ``value``; an aggregate has ``children``; a fast-path
-    STMTTRN has only ``fields``: its leaves flattened, values unescaped but possibly with
-    surrounding whitespace (end tags appear as ``"/TAG"`` keys)."""
+    STMTTRN keeps only its source text and reads its ``fields`` from it when asked (leaves
+    flattened, values unescaped but possibly with surrounding whitespace, end tags as
+    ``"/TAG"`` keys).
 
-    __slots__ = ("block_offsets", "blocks", "children", "fields", "pos", "tag", "value")
+    Kept small, since a file may hold one per 8 bytes: leaves share one empty ``children``
+    tuple and carry no position (messages point at aggregates), and the rarely used
+    fast-path parts share one slot, ``extra``."""
+
+    __slots__ = ("children", "extra", "pos", "tag", "value")
 
     def __init__(self, tag: str, pos: int, value: str | None = None) -> None:
         self.tag = tag
         self.pos = pos
         self.value = value
-        self.children: list[Node] = []
-        self.fields: dict[str, str] | None = None
-        # A fast-path BANKTRANLIST keeps its STMTTRNs as source text (fastpath.piece_fields)
-        # plus their offsets instead of one Node each (saves objects per transaction).
-        self.blocks: list[str] | None = None
-        self.block_offsets: list[int] | None = None
+        self.children: list[Node] | tuple[()] = () if value is not None else []  # () is shared
+        # A fast-path STMTTRN's body (see ``fields``), or a fast-path BANKTRANLIST's STMTTRNs by
+        # position instead of one Node each (see ``blocks``).
+        self.extra: str | Pieces | None = None
+
+    @property
+    def fields(self) -> dict[str, str] | None:
+        return block_fields(self.extra) if isinstance(self.extra, str) else None
+
+    @property
+    def blocks(self) -> Pieces | None:
+        return self.extra if isinstance(self.extra, Pieces) else None
 
     def find(self, tag: str) -> Node | None:
         for child in self.children:
@@ -37,16 +91,16 @@ class Node:
     def leaves(self) -> dict[str, str]:
         """All descendant leaves, first occurrence wins; aggregates appear with "".
         Iterative, so hostile nesting depth cannot exhaust the Python stack."""
-        if self.fields is not None:
-            return self.fields
+        if isinstance(self.extra, str):
+            return block_fields(self.extra)
         out: dict[str, str] = {}
         todo = [iter(self.children)]
         while todo:
             child = next(todo[-1], None)
             if child is None:
                 todo.pop()
-            elif child.fields is not None:
-                for key, value in child.fields.items():
+            elif isinstance(child.extra, str):
+                for key, value in block_fields(child.extra).items():
                     out.setdefault(key, value)
             else:
                 out.setdefault(child.tag, child.value or "")

@@ -6,10 +6,13 @@ the text), tolerant of what real banks send (SGML without end tags, lowercase ta
 missing headers, wrong charsets, Intuit ``INTU.*`` and other dotted extensions).
 
 What is fatal (``MalformedFile``): no ``<OFX>``, broken or truncated markup, DTD
-declarations, a statement without an account id. What refuses the file
-(``OfxInstitutionError``): a failed sign-on, or statement responses that all carry an
-error status and no data. Everything else is a warning in ``OfxDocument.warnings``,
-with the line number, and the affected item is left out or left ``None``.
+declarations, a statement without an account id, no statement at all
+(``OfxNoStatements``). What refuses the file (``OfxInstitutionError``): a failed
+sign-on, or statement responses that all carry an error status and no data; and
+(``OfxLimitExceeded``) more work than the file's size justifies: more than one element
+per :data:`BYTES_PER_ELEMENT` bytes on average, or more than :data:`MAX_STATEMENTS`
+statements. Everything else is a warning in ``OfxDocument.warnings``, with the line
+number, and the affected item is left out or left ``None``.
 """
 
 from __future__ import annotations
@@ -18,12 +21,15 @@ from finsync.domain.errors import MalformedFile
 from finsync.gcpause import gc_paused
 from finsync.providers.ofx.encoding import decode, read_header
 from finsync.providers.ofx.investments import investment_statement, securities
-from finsync.providers.ofx.model import OfxDocument, OfxInstitutionError
+from finsync.providers.ofx.model import OfxDocument, OfxInstitutionError, OfxLimitExceeded, OfxNoStatements
 from finsync.providers.ofx.nodes import Lines, Node
 from finsync.providers.ofx.statements import Context, bank_statement
-from finsync.providers.ofx.tokenizer import build_tree, find_body
+from finsync.providers.ofx.tokenizer import MAX_STATEMENTS, build_tree, find_body
 
-__all__ = ["parse_ofx"]
+__all__ = ["BYTES_PER_ELEMENT", "MAX_STATEMENTS", "parse_ofx"]
+
+BYTES_PER_ELEMENT = 8
+ELEMENT_ALLOWANCE = 256  # so that tiny files are never refused
 
 _STATEMENTS = ("STMTRS", "CCSTMTRS", "INVSTMTRS")
 _OK_SEVERITIES = ("INFO", "WARN")
@@ -40,6 +46,7 @@ def parse_ofx(data: bytes, *, defer: bool = False) -> OfxDocument:
     """
     if not data or data.isspace():  # same as ``not data.strip()``, without copying the file
         raise MalformedFile("the file is empty")
+    check_elements(data)
     warnings: list[str] = []
     header = read_header(data)
     text, codec = decode(data, header, warnings)
@@ -71,12 +78,26 @@ def parse_ofx(data: bytes, *, defer: bool = False) -> OfxDocument:
                 severity=severity,
                 message=message,
             )
-        only = f" (only {', '.join(sorted(other_responses))})" if other_responses else ""
-        ctx.warn(ofx.pos, f"the file contains no account statements{only}")
+        only = f"only {', '.join(sorted(other_responses))}" if other_responses else "sign-on only"
+        raise OfxNoStatements(f"the file contains no account statement ({only}): there is nothing to import")
     for *_, what, pos in failures:
         ctx.warn(pos, f"the institution returned an error instead of a statement: {what}")
     ctx.finish()
     return document
+
+
+def check_elements(data: bytes) -> None:
+    """Refuse, before decoding or building anything, a file with more markup than its size
+    justifies: a real statement has an element per 10-20 bytes, and a file of tiny elements
+    is cheap to send but costly to read. Markup is counted as ``<`` not followed by ``/``
+    (start tags, comments, declarations): two C-level scans."""
+    budget = len(data) // BYTES_PER_ELEMENT + ELEMENT_ALLOWANCE
+    elements = data.count(b"<")
+    if elements > budget and (elements := elements - data.count(b"</")) > budget:
+        raise OfxLimitExceeded(
+            f"the file holds {elements:,} elements in {len(data):,} bytes; at most one element per "
+            f"{BYTES_PER_ELEMENT} bytes on average ({budget:,} here) is accepted"
+        )
 
 
 def _sign_on(ofx: Node, document: OfxDocument, ctx: Context) -> None:
@@ -119,17 +140,19 @@ def _status(node: Node, ctx: Context) -> tuple[int, str, str]:
 def _response(
     node: Node, document: OfxDocument, ctx: Context, failures: list[_Failure], others: set[str]
 ) -> None:
-    statement = next((child for child in node.children if child.tag in _STATEMENTS), None)
+    statements = [child for child in node.children if child.tag in _STATEMENTS and child.value is None]
     code, severity, message = _status(node, ctx)
     if code != 0:
         what = f"code {code} {severity or '?'} ({message or 'no message'}) in <{node.tag}>"
-        if statement is None:
+        if not statements:
             failures.append((code, severity, message, what, node.pos))
         else:
             ctx.warn(node.pos, f"the institution reported {what}; its statement is still read")
-    if statement is not None:
+    if len(statements) > 1:  # one per response in the standard; real files do hold more
+        ctx.warn(statements[1].pos, f"<{node.tag}> holds {len(statements)} statements; all of them are read")
+    for statement in statements:
         _statement(statement, document, ctx)
-    elif code == 0:
+    if not statements and code == 0:
         others.add(next((c.tag for c in node.children if c.value is None and c.tag != "STATUS"), node.tag))
 
 

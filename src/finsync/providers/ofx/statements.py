@@ -14,17 +14,19 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import TypeVar
 
 from finsync.domain.errors import MalformedFile
-from finsync.providers.ofx.fastpath import piece_digest, piece_fields, piece_fitid
+from finsync.providers.ofx.fastpath import piece_digest, piece_fields
 from finsync.providers.ofx.model import OfxStatement, OfxTransaction, StatementKind, clean_fields
-from finsync.providers.ofx.nodes import Lines, Node
+from finsync.providers.ofx.nodes import Lines, Node, Pieces
 from finsync.providers.ofx.values import parse_amount, parse_currency, parse_datetime
 
 MAX_WARNINGS = 100
+_EPOCH = datetime(1, 1, 2, tzinfo=UTC)
+_LATEST = "the one with the latest <DTASOF> is used"
 
 
 T = TypeVar("T")
@@ -92,20 +94,24 @@ class UnreadTransactions:
     Converting (dates, amounts) and then mapping is most of the per-transaction cost, and a
     re-import needs neither for the transactions it already stores: each one is named by
     its FITID and the digest of its source text without converting it. ``convert`` records
-    its warnings in the document's list, as the eager reader would have.
+    its warnings in the document's list, as the eager reader would have. Digests are not
+    kept (the importer's keys hold them): a piece is digested when named or converted.
     """
 
-    pieces: list[str]  # each STMTTRN's source text: a fraction of the memory of its fields
-    offsets: list[int]
-    digests: list[str]
+    pieces: Pieces  # each STMTTRN's source text, by position: a fraction of its fields' memory
     ctx: Context
 
-    def fitid(self, i: int) -> str:
-        return piece_fitid(self.pieces[i])
+    def __len__(self) -> int:
+        return len(self.pieces)
 
-    def convert(self, i: int) -> OfxTransaction | None:
+    def digest(self, i: int) -> str:
+        return piece_digest(self.pieces[i])
+
+    def convert(self, i: int, digest: str | None = None) -> OfxTransaction | None:
+        """The transaction at ``i``; ``digest`` is its piece's, when the caller has it already."""
         piece = self.pieces[i]
-        return bank_transaction(piece_fields(piece), self.offsets[i], self.ctx, self.digests[i], source=piece)
+        digest = digest or piece_digest(piece)
+        return bank_transaction(piece_fields(piece), self.pieces.offset(i), self.ctx, digest, source=piece)
 
 
 def account_id(node: Node, ctx: Context, *aggregates: str) -> tuple[Node, str]:
@@ -135,36 +141,80 @@ def bank_statement(node: Node, ctx: Context) -> OfxStatement:
         account_type=(account.text("ACCTTYPE") or "").upper() or None,
         currency=ctx.currency(node),
     )
-    tranlist = node.find("BANKTRANLIST")
-    if tranlist is not None:
-        statement.date_start = ctx.date(tranlist, "DTSTART")
-        statement.date_end = ctx.date(tranlist, "DTEND")
-        transactions = statement.transactions
-        for child in tranlist.children:
-            if child.tag == "STMTTRN":
-                transaction = bank_transaction(child.leaves(), child.pos, ctx)
-                if transaction is not None:
-                    transactions.append(transaction)
-        pieces, offsets = tranlist.blocks, tranlist.block_offsets
-        if pieces is not None and offsets is not None:
-            if ctx.defer and statement.currency:  # without CURDEF, transactions give the currency
-                statement.unread = UnreadTransactions(pieces, offsets, [piece_digest(p) for p in pieces], ctx)
-            else:
-                append = transactions.append
-                for piece, offset in zip(pieces, offsets, strict=True):
-                    digest = piece_digest(piece) if ctx.defer else None  # digests serve importers
-                    transaction = bank_transaction(piece_fields(piece), offset, ctx, digest, source=piece)
-                    if transaction is not None:
-                        append(transaction)
-    ledger = node.find("LEDGERBAL")
+    lists = repeated(node, "BANKTRANLIST", ctx, "their transactions are merged")
+    if lists:
+        statement.date_start, statement.date_end = period(lists, ctx)
+    _transactions(node, lists, statement, ctx)
+    ledger = latest(repeated(node, "LEDGERBAL", ctx, _LATEST), ctx)
     if ledger is None:
         ctx.warn(node.pos, f"<{node.tag}> has no <LEDGERBAL>: the account balance is unknown")
     else:
         statement.ledger_balance, statement.ledger_balance_at = _balance(ledger, ctx)
-    available = node.find("AVAILBAL")
+    available = latest(repeated(node, "AVAILBAL", ctx, _LATEST), ctx)
     if available is not None:
         statement.available_balance, statement.available_balance_at = _balance(available, ctx)
     return statement
+
+
+def repeated(node: Node, tag: str, ctx: Context, merged: str) -> list[Node]:
+    """Every ``tag`` aggregate of a statement, which should hold one: a warning saying how
+    they are ``merged`` when it holds more."""
+    found = [child for child in node.children if child.tag == tag and child.value is None]
+    if len(found) > 1:
+        ctx.warn(found[1].pos, f"<{node.tag}> holds {len(found)} <{tag}>; {merged}")
+    return found
+
+
+def period(lists: list[Node], ctx: Context) -> tuple[datetime | None, datetime | None]:
+    """The period several transaction lists cover: the earliest DTSTART, the latest DTEND."""
+    starts = [d for d in (ctx.date(t, "DTSTART") for t in lists) if d is not None]
+    ends = [d for d in (ctx.date(t, "DTEND") for t in lists) if d is not None]
+    return (min(starts) if starts else None), (max(ends) if ends else None)
+
+
+def latest(balances: list[Node], ctx: Context) -> Node | None:
+    """Of repeated balances, the one as of the latest DTASOF (the last one on a tie)."""
+    if len(balances) < 2:
+        return balances[0] if balances else None
+    dated = [(ctx.date(b, "DTASOF"), i) for i, b in enumerate(balances)]
+    return balances[max((d is not None, d or _EPOCH, i) for d, i in dated)[2]]
+
+
+def _transactions(node: Node, lists: list[Node], statement: OfxStatement, ctx: Context) -> None:
+    """The STMTTRNs of every list, and those found after their list closed, in file order."""
+    segments: list[Node | Pieces] = []  # generic STMTTRNs and fast-path lists
+    generic = stray = 0
+    for child in node.children:
+        if child.tag == "STMTTRN" and child.value is None:
+            stray += 1
+            segments.append(child)
+        elif child.tag == "BANKTRANLIST" and child.value is None:
+            listed = [c for c in child.children if c.tag == "STMTTRN" and c.value is None]
+            generic += len(listed)
+            segments += listed
+            if child.blocks is not None:
+                segments.append(child.blocks)
+    if stray:
+        first = next(c for c in node.children if c.tag == "STMTTRN")
+        ctx.warn(first.pos, f"{stray} <STMTTRN> outside <BANKTRANLIST> read into this <{node.tag}>")
+    if not generic + stray and ctx.defer and statement.currency:  # without CURDEF, rows give the currency
+        blocks = [segment for segment in segments if isinstance(segment, Pieces)]
+        if blocks:
+            statement.unread = UnreadTransactions(sum(blocks[1:], blocks[0]), ctx)
+        return
+    append = statement.transactions.append
+    for segment in segments:
+        if isinstance(segment, Node):
+            transaction = bank_transaction(segment.leaves(), segment.pos, ctx)
+            if transaction is not None:
+                append(transaction)
+            continue
+        for i in range(len(segment)):
+            piece = segment[i]
+            digest = piece_digest(piece) if ctx.defer else None  # digests serve importers
+            transaction = bank_transaction(piece_fields(piece), segment.offset(i), ctx, digest, source=piece)
+            if transaction is not None:
+                append(transaction)
 
 
 def _balance(node: Node, ctx: Context) -> tuple[Decimal | None, datetime | None]:

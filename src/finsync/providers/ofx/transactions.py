@@ -73,6 +73,11 @@ def bank_fingerprint(currency: str, digest: str) -> str:
     return f"{FINGERPRINT_VERSION}|{currency}|{digest}"
 
 
+def fingerprint_digest(fingerprint: str) -> str:
+    """The digest inside a :func:`bank_fingerprint`."""
+    return fingerprint[fingerprint.rindex("|") + 1 :]
+
+
 def bank_kind(trntype: str, amount: Decimal) -> tuple[TransactionType, TransactionSubtype]:
     incoming = amount > 0 or (amount == 0 and trntype in _CREDITS)
     if trntype in _SIGNED:

@@ -65,7 +65,8 @@ def parse_datetime(text: str) -> datetime | None:
     No bracket means UTC (the OFX default). The offset keeps the bank's own zone so that
     ``.date()`` is the bank's calendar date. ``[+5.30:IST]`` reads as 5h30 (".15/.30/.45"
     are minutes), ``[-5.5:XXX]`` as 5h30 (decimal hours). ``00000000`` (a bank's "no
-    date") returns None; anything else unreadable raises ``ValueError``.
+    date") returns None; anything else unreadable, or beyond what a UTC timestamp can
+    hold (``99991231235959[-12]``), raises ``ValueError``.
     """
     cached = _parsed.get(text)
     if cached is not None or text in _parsed:
@@ -83,8 +84,11 @@ def parse_datetime(text: str) -> datetime | None:
             result = datetime(
                 int(year), int(month), int(day), int(hour or 0), int(minute or 0), int(second or 0), micro, tz
             )
+            result.astimezone(UTC)  # stored in UTC: 9999-12-31 at -12:00 or 0001-01-01 at +14:00 is not
         except ValueError as exc:
             raise ValueError(f"not a valid date: {text.strip()!r} ({exc})") from None
+        except OverflowError:
+            raise ValueError(f"not a valid date: {text.strip()!r} (out of range in UTC)") from None
     if len(_parsed) >= _PARSED_MAX:
         _parsed.clear()
     _parsed[text] = result

@@ -10,7 +10,7 @@ from typing import Any
 from uuid import UUID
 
 import uuid_utils
-from sqlalchemy import delete, func, or_, select
+from sqlalchemy import delete, exists, func, or_, select
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -112,6 +112,10 @@ async def _yielding(rows: Iterator[tuple[Any, ...]], every: int = 5_000) -> Asyn
 class SqlTransactionRepository:
     def __init__(self, session: AsyncSession) -> None:
         self._s = session
+        # Accounts already locked by this repository, and the transaction holding the locks:
+        # an account written twice (eager then deferred items) is locked once.
+        self._locked: set[UUID] = set()
+        self._locked_in: object = None
 
     @property
     def _postgres(self) -> bool:
@@ -156,31 +160,50 @@ class SqlTransactionRepository:
         ON CONFLICT: the database ingests rows while the next ones are built, and nothing
         holds the whole batch. SQLite: one upsert of everything not unchanged.
         """
+        if not keys:  # nothing to compare or write: no lock, no round trip
+            return UpsertCounts()
         _check_keys(keys)
         if not self._postgres:
             new, changed = await self._compare_sqlite(account, keys)
             inserted, updated = await self._upsert_sqlite(list(rows_at(sorted(new + changed))))
         else:
-            await self._lock(account.id)
-            new, changed = await self._compare_postgres(account, keys)
+            stored = await self._lock(account.id)
+            new, changed = await self._compare_postgres(account, keys, stored)
             inserted = await self._copy(rows_at(new)) if new else 0
             updated = await self._update(account, rows_at(changed)) if changed else 0
         return UpsertCounts(inserted=inserted, updated=updated, unchanged=len(keys) - len(new) - len(changed))
 
-    async def _lock(self, account_id: UUID) -> None:
+    async def _lock(self, account_id: UUID) -> bool | None:
         """Serialise writers of one account until commit (a no-op on SQLite, which has one
-        writer at a time). Through the session: it also opens the unit of work's transaction."""
-        locked = select(accounts.c.id).where(accounts.c.id == account_id).with_for_update()
-        if (await self._s.execute(locked)).first() is None:
+        writer at a time). Through the session: it also opens the unit of work's transaction.
+
+        Once per account and transaction, in the same round trip as asking whether the account
+        holds transactions yet (returned; None when it was locked before): a multi-account
+        import pays one round trip per account for both."""
+        transaction = self._s.get_transaction()
+        if transaction is not self._locked_in:
+            self._locked, self._locked_in = set(), transaction
+        if account_id in self._locked:
+            return None
+        stored = exists().where(transactions.c.account_id == account_id)
+        locked = select(stored).select_from(accounts).where(accounts.c.id == account_id).with_for_update()
+        row = (await self._s.execute(locked)).first()
+        if row is None:
             raise Conflict("the account was deleted while its transactions were being written")
+        self._locked.add(account_id)
+        self._locked_in = self._s.get_transaction()  # the first statement may have begun it
+        return bool(row[0])
 
     async def _compare_postgres(
-        self, account: Account, keys: Sequence[tuple[str, str]]
+        self, account: Account, keys: Sequence[tuple[str, str]], stored: bool | None
     ) -> tuple[list[int], list[int]]:
         """Positions of the new keys and of those stored with another fingerprint, compared on
-        the server: two integer arrays come back, not the stored ids."""
+        the server: two integer arrays come back, not the stored ids. ``stored``: whether the
+        account holds transactions, when known."""
         raw = await self._driver()
-        if not await raw.fetchval(_ANY_SQL, account.id):  # a new account: skip the join
+        if stored is None:
+            stored = await raw.fetchval(_ANY_SQL, account.id)
+        if not stored:  # a new account: skip the join
             return list(range(len(keys))), []
         pids, fingerprints = [pid for pid, _ in keys], [fp for _, fp in keys]
         same, other = await raw.fetchrow(_COMPARE_SQL, account.id, pids, fingerprints)
