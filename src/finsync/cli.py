@@ -87,6 +87,8 @@ async def _import(path: Path, email: str) -> None:
     console = Console(stderr=True)
     async with container(load_settings()) as c:
         owner = await c.users.find(email)
+        if not owner.is_active:
+            fail(f"user {email} is disabled; enable them first (finsync users enable)")
         size = path.stat().st_size  # noqa: ASYNC240 - a CLI with nothing else on its loop
         columns = (SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), DownloadColumn())
         with held_logs(), Progress(*columns, console=console) as bar:

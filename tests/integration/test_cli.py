@@ -117,6 +117,9 @@ def test_users_create_list_disable_and_enable(env: dict[str, str]) -> None:
     assert invoke("users", "disable", "nobody@example.com").exit_code == 3
     assert invoke("users", "disable", "ada@example.com").exit_code == 0
     assert "disabled" in invoke("users", "list").stdout.splitlines()[1]
+    statement = str(SHARED / "fixtures" / "ofx" / "fidelity.ofx")
+    refused = invoke("import", statement, "--user", "ada@example.com")
+    assert (refused.exit_code, "disabled" in refused.stderr) == (1, True)
     for attempt in (
         lambda c: c.auth.login("ada@example.com", PASSWORD, CLI),
         lambda c: c.auth.refresh(refresh, CLI),  # sessions ended with the disable
@@ -125,6 +128,22 @@ def test_users_create_list_disable_and_enable(env: dict[str, str]) -> None:
             _in_db(attempt)
     assert invoke("users", "enable", "ada@example.com").exit_code == 0
     assert _in_db(lambda c: c.auth.login("ada@example.com", PASSWORD, CLI)).access_token
+
+
+def test_a_user_disabled_behind_the_cli_cannot_refresh(env: dict[str, str]) -> None:
+    """Disabled by a direct database change (no sessions revoked): refresh still refuses."""
+    from sqlalchemy import text
+
+    _in_db(lambda c: c.auth.register("ada@example.com", PASSWORD))
+    refresh = _in_db(lambda c: c.auth.login("ada@example.com", PASSWORD, CLI)).refresh_token
+
+    async def disable(c: Any) -> None:
+        async with c.engine.begin() as conn:
+            await conn.execute(text("UPDATE users SET is_active = false"))
+
+    _in_db(disable)
+    with pytest.raises(AuthenticationFailed):
+        _in_db(lambda c: c.auth.refresh(refresh, CLI))
 
 
 async def _connection(container: Any, provider: str, credentials: bytes | None, **kw: Any) -> Connection:

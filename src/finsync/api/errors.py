@@ -143,6 +143,7 @@ FRAMEWORK_ERRORS = {
     "400": "The body could not be parsed (malformed JSON or multipart)",
     "401": "Missing, invalid or expired access token",
     "422": "Request validation failed",
+    "413": "The body is larger than this server accepts (refused while it streams, before parsing)",
 }
 
 
@@ -158,7 +159,7 @@ def _is_problem(response: dict[str, Any]) -> bool:
 def document_problems(spec: dict[str, Any]) -> dict[str, Any]:
     """Make the OpenAPI document say what the handlers answer: every error is problem+json with
     the Problem schema (FastAPI's own 422 included), every authenticated route can answer 401,
-    and every route with a body can answer 400."""
+    and every route with a body can answer 400 and 413 (the body limits of api/edge.py)."""
     schemas = spec.setdefault("components", {}).setdefault("schemas", {})
     problem_schema = Problem.model_json_schema(
         ref_template="#/components/schemas/{model}", mode="serialization"
@@ -174,6 +175,7 @@ def document_problems(spec: dict[str, Any]) -> dict[str, Any]:
                 answers.setdefault("401", {"description": FRAMEWORK_ERRORS["401"]})
             if operation.get("requestBody"):
                 answers.setdefault("400", {"description": FRAMEWORK_ERRORS["400"]})
+                answers.setdefault("413", {"description": FRAMEWORK_ERRORS["413"]})
             for code, answer in answers.items():
                 if code.isdigit() and int(code) >= 400 and _is_problem(answer):
                     answer["content"] = {PROBLEM: {"schema": {"$ref": _PROBLEM_REF}}}

@@ -123,6 +123,9 @@ class AuthService:
             stored = await uow.refresh_tokens.get_by_hash(hash_token(refresh_token))
             if stored is None or stored.revoked_at is not None or stored.expires_at <= now:
                 raise AuthenticationFailed("refresh token is invalid or expired")
+            owner = await uow.users.get(stored.user_id)
+            if owner is None or not owner.is_active:  # disabled however it happened
+                raise AuthenticationFailed("this account is disabled")
             if stored.used_at is not None or not await uow.refresh_tokens.mark_used(stored.id, now):
                 await uow.refresh_tokens.revoke_family(stored.family_id, now)
                 await uow.commit()

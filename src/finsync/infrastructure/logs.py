@@ -61,7 +61,9 @@ class _CurrentStdout(logging.StreamHandler):  # type: ignore[type-arg]
 
 
 def configure_logging(fmt: str = "console", level: str = "INFO") -> None:
-    renderer: Any = structlog.processors.JSONRenderer() if fmt == "json" else structlog.dev.ConsoleRenderer()
+    # Colour codes only for a person at a terminal, never into files or pipes.
+    console = structlog.dev.ConsoleRenderer(colors=sys.stdout.isatty() and sys.stderr.isatty())
+    renderer: Any = structlog.processors.JSONRenderer() if fmt == "json" else console
     shared: list[Any] = [
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
