@@ -22,6 +22,7 @@ from finsync.config import Settings
 from finsync.infrastructure.db.tables import metadata
 from finsync.providers.registry import ProviderRegistry, builtin_providers
 from tests.api.wire import assert_wire_format
+from tests.fakes.hashing import CHEAP_HASHER
 from tests.fakes.memory import MemoryProviders, memory_provider_metadata
 
 PG_DSN = os.environ.get("FINSYNC_TEST_PG", "postgresql://postgres@127.0.0.1:5432")
@@ -122,8 +123,9 @@ async def container(
 
 @asynccontextmanager
 async def built(settings: Settings, **build_options: Any) -> AsyncIterator[Container]:
-    """A container on a test database, left empty and closed afterwards."""
-    c = build(settings, **build_options)
+    """A container on a test database, left empty and closed afterwards (cheap password hashing
+    unless a test brings its own hasher)."""
+    c = build(settings, **({"hasher": CHEAP_HASHER} | build_options))
     try:
         yield c
     finally:
