@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import time
+from asyncio import CancelledError
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import text
@@ -15,11 +17,14 @@ from finsync.application.authorization import AuthorizationService
 from finsync.application.connections import ConnectionService
 from finsync.application.idempotency import IdempotencyService
 from finsync.application.imports import ImportService
+from finsync.application.schedule import Scheduler
 from finsync.application.sync import SyncService
+from finsync.application.sync_job import SyncRunner
 from finsync.config import Registration, Settings
 from finsync.domain.entities import utcnow
 from finsync.domain.enums import Capability
 from finsync.domain.errors import ProviderNotAvailable
+from finsync.domain.jobs import JobRegistry, JobType, RetryPolicy, SyncConnection
 from finsync.domain.ports import (
     Clock,
     ProviderAdapter,
@@ -30,7 +35,7 @@ from finsync.domain.ports import (
 )
 from finsync.infrastructure.db.engine import create_engine, session_factory
 from finsync.infrastructure.db.uow import SqlUnitOfWork
-from finsync.infrastructure.jobs import InProcessJobQueue
+from finsync.infrastructure.jobs import ConcurrencyCaps, JobBackend, job_backend
 from finsync.infrastructure.keys import load_or_create_secret
 from finsync.infrastructure.logs import configure_logging
 from finsync.infrastructure.security import Argon2PasswordHasher, FernetCipher, JwtAccessTokens
@@ -89,6 +94,7 @@ class RegistryGateway:
             environments=meta.environments,
             missing_settings=tuple(meta.missing_settings(self._settings)),
             state_param=meta.state_param,
+            schedule=meta.sync_schedule,
         )
 
     def capabilities(self, provider: str) -> frozenset[Capability]:
@@ -156,10 +162,13 @@ class Container:
     sync: SyncService
     connections: ConnectionService
     authorization: AuthorizationService
-    jobs: InProcessJobQueue
+    jobs: JobBackend
     institutions: BankDirectory
     imports: ImportService
     idempotency: IdempotencyService
+    runner: SyncRunner
+    scheduler: Scheduler
+    job_types: JobRegistry
     clock: Clock = field(default=utcnow)
 
     async def database_problem(self) -> str | None:
@@ -171,8 +180,20 @@ class Container:
             return type(exc).__name__
         return None
 
+    async def start_jobs(self) -> None:
+        """In a process that runs jobs itself (SQLite): runs left queued or running by a previous
+        process have no job any more (one process per database), then the periodic use cases
+        start. On PostgreSQL this does nothing: workers own jobs, and a start closes no run."""
+        if self.settings.is_sqlite:
+            await self.scheduler.reap_stale_runs(grace=timedelta(0))
+        self.jobs.start()
+
+    async def run_worker(self, concurrency: int | None = None, *, signals: bool = False) -> None:
+        """Run jobs and the periodic use cases until stopped (``finsync worker``)."""
+        await self.jobs.run_worker(concurrency or self.settings.worker_concurrency, signals=signals)
+
     async def aclose(self) -> None:
-        await self.jobs.drain()
+        await self.jobs.aclose()
         await self.engine.dispose()
 
 
@@ -186,9 +207,19 @@ def build(
     keys, jwt_secret = resolve_secrets(settings)
     engine = create_engine(settings.database_url)
     sessions = session_factory(engine)
+    job_types = JobRegistry()
+    jobs = job_backend(
+        job_types,
+        settings.database_url,
+        concurrency=settings.worker_concurrency,
+        caps=ConcurrencyCaps(settings.provider_max_concurrency),
+        pool_size=settings.job_pool_size,
+        heartbeat_seconds=settings.job_heartbeat_seconds,
+        stall_seconds=settings.job_stall_seconds,
+    )
 
     def uow() -> UnitOfWork:
-        return SqlUnitOfWork(sessions)
+        return SqlUnitOfWork(sessions, jobs)
 
     registry = registry or ProviderRegistry.default()
     gateway = RegistryGateway(registry, settings, adapter_options or {})
@@ -209,9 +240,17 @@ def build(
         registration_open=settings.registration is Registration.OPEN,
         clock=clock,
     )
-    jobs = InProcessJobQueue()
-    sync = SyncService(uow, gateway, cipher, jobs, clock)
-    jobs.bind(sync.execute)
+    sync = SyncService(uow, gateway, cipher, clock)
+    runner = SyncRunner(uow, gateway, cipher, clock)
+    scheduler = Scheduler(
+        uow,
+        gateway,
+        jobs,
+        clock,
+        batch=settings.scheduler_batch,
+        grace=timedelta(seconds=settings.run_grace_seconds),
+    )
+    register_jobs(job_types, runner, scheduler, settings)
     callback = f"{settings.public_url.rstrip('/')}/api/v1/connections/callback"
     authorization = AuthorizationService(uow, gateway, cipher, sync, callback, clock)
     connections = ConnectionService(uow, gateway, cipher, sync, authorization, clock)
@@ -231,5 +270,32 @@ def build(
         institutions=BankDirectory(gateway, settings),
         imports=ImportService(uow, registry.file_formats(), settings.upload_limit_bytes, clock),
         idempotency=IdempotencyService(uow, clock),
+        runner=runner,
+        scheduler=scheduler,
+        job_types=job_types,
         clock=clock,
     )
+
+
+def register_jobs(
+    registry: JobRegistry, runner: SyncRunner, scheduler: Scheduler, settings: Settings
+) -> None:
+    """Every job type and periodic use case; a new one (e.g. webhook delivery) is one more entry."""
+    registry.register(
+        JobType(
+            job=SyncConnection,
+            handler=runner.run,
+            # Provider faults never raise (they are the run's outcome); what does is the database
+            # or a worker shut down mid-sync: try again, with back-off.
+            retry=RetryPolicy(
+                max_attempts=10, base_seconds=5, cap_seconds=600, retry_on=(Exception, CancelledError)
+            ),
+            lock=lambda job: SyncConnection.lock_of(job.connection_id),
+            queueing_lock=lambda job: SyncConnection.lock_of(job.connection_id),
+            concurrency_key=lambda job: f"provider:{job.provider}",
+        )
+    )
+    tick = settings.scheduler_tick_seconds
+    registry.every(tick, "enqueue_due", scheduler.enqueue_due)
+    registry.every(tick, "expire_lapsed", scheduler.expire_lapsed)
+    registry.every(tick, "reap_stale_runs", scheduler.reap_stale_runs)

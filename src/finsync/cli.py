@@ -90,8 +90,42 @@ async def _import(path: Path, email: str) -> None:
 
 
 @app.command()
-def serve(host: str = "127.0.0.1", port: int = 8000) -> None:
-    """Run the API server."""
+def serve(
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    with_worker: Annotated[
+        bool, typer.Option("--with-worker", help="PostgreSQL: also run one job worker in this process")
+    ] = False,
+) -> None:
+    """Run the API server. On PostgreSQL it only enqueues jobs: run `finsync worker` (or
+    `--with-worker` on a single box). On SQLite jobs always run in this process."""
     import uvicorn
 
-    uvicorn.run("finsync.api.app:create_app", factory=True, host=host, port=port, proxy_headers=True)
+    factory = "create_app_with_worker" if with_worker else "create_app"
+    uvicorn.run(f"finsync.api.app:{factory}", factory=True, host=host, port=port, proxy_headers=True)
+
+
+@app.command()
+def worker(
+    concurrency: Annotated[
+        int | None, typer.Option("--concurrency", min=1, help="Jobs run at once (FINSYNC_WORKER_CONCURRENCY)")
+    ] = None,
+) -> None:
+    """Run a job worker (PostgreSQL): syncs, the scheduler tick, expiry and the reaper. Start any
+    number, on any number of machines; SIGTERM lets running jobs finish."""
+    settings = Settings()
+    if settings.is_sqlite:
+        typer.echo("on SQLite jobs run inside `finsync serve`; a worker needs PostgreSQL", err=True)
+        raise typer.Exit(2)
+    asyncio.run(_work(settings, concurrency))
+
+
+async def _work(settings: Settings, concurrency: int | None) -> None:
+    from finsync.bootstrap import build, configure_logging
+
+    configure_logging(settings.log_format.value, settings.log_level)
+    container = build(settings)
+    try:
+        await container.run_worker(concurrency, signals=True)
+    finally:
+        await container.aclose()

@@ -54,6 +54,15 @@ class Settings(BaseSettings):
     gocardless_secret_id: SecretStr | None = None
     gocardless_secret_key: SecretStr | None = None
     provider_timeout_seconds: float = 30.0
+    # Jobs and schedules (docs/operations.md): in-process on SQLite, procrastinate on PostgreSQL.
+    worker_concurrency: int = 10  # jobs one worker process runs at once (`finsync worker --concurrency`)
+    provider_max_concurrency: int = 5  # per process and provider: an outage cannot fill every slot
+    scheduler_tick_seconds: int = 60  # how often due connections are claimed
+    scheduler_batch: int = 500  # connections claimed per transaction
+    job_heartbeat_seconds: float = 10.0  # procrastinate worker heartbeat
+    job_stall_seconds: float = 30.0  # no heartbeat for this long: the worker is dead, its jobs are retried
+    job_pool_size: int = 3  # psycopg connections of an API process (procrastinate, beside asyncpg's)
+    run_grace_seconds: int = 120  # a queued run without a job for this long is closed as failed
 
     @field_validator("encryption_keys", mode="before")
     @classmethod

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -57,8 +58,14 @@ class RequestIdMiddleware:
 
 
 def create_app(
-    settings: Settings | None = None, container: Container | None = None, **build_options: Any
+    settings: Settings | None = None,
+    container: Container | None = None,
+    *,
+    with_worker: bool = False,
+    **build_options: Any,
 ) -> FastAPI:
+    """``with_worker``: also run one job worker in this process (PostgreSQL, single-box
+    installs); on SQLite jobs always run in the serving process."""
     settings = container.settings if container else (settings or Settings())
     configure_logging(settings.log_format.value, settings.log_level)
 
@@ -67,11 +74,15 @@ def create_app(
         owned = container is None
         app.state.container = container or build(settings, **build_options)
         c: Container = app.state.container
-        await c.sync.close_interrupted()
+        await c.start_jobs()
+        worker = asyncio.create_task(c.run_worker()) if with_worker and not c.settings.is_sqlite else None
         log.info("finsync_started", version=__version__, database=c.engine.dialect.name)
         try:
             yield
         finally:
+            if worker is not None:
+                worker.cancel()
+                await asyncio.gather(worker, return_exceptions=True)
             if owned:
                 await c.aclose()
 
@@ -93,3 +104,8 @@ def create_app(
     for module in (auth, providers, callbacks, connections, data, imports):
         app.include_router(module.router, prefix=API_PREFIX)
     return app
+
+
+def create_app_with_worker() -> FastAPI:
+    """``finsync serve --with-worker``: the API plus one in-process job worker."""
+    return create_app(with_worker=True)

@@ -1,18 +1,26 @@
-"""SQL unit of work: one AsyncSession, one transaction, rolled back unless committed."""
+"""SQL unit of work: one AsyncSession, one transaction, rolled back unless committed.
+
+Jobs asked for inside the transaction are buffered and handed to the job queue only after
+the commit succeeded (Polar's "flush enqueued jobs" idea): a rollback drops them, so no
+worker ever looks for a run that was never stored.
+"""
 
 from __future__ import annotations
 
 from typing import Self
 
+import structlog
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from finsync.domain.errors import Conflict
+from finsync.domain.jobs import Job
 from finsync.domain.ports import (
     AccountRepository,
     AuthFlowRepository,
     ConnectionRepository,
     HoldingRepository,
     IdempotencyRepository,
+    JobQueue,
     RefreshTokenRepository,
     SnapshotRepository,
     SyncRunRepository,
@@ -33,6 +41,7 @@ from finsync.infrastructure.db.repositories.idempotency import SqlIdempotencyRep
 from finsync.infrastructure.db.repositories.transactions import SqlTransactionRepository
 from finsync.infrastructure.db.repositories.users import SqlRefreshTokenRepository, SqlUserRepository
 
+log = structlog.get_logger(__name__)
 _RETRY_STATES = frozenset({"40P01", "40001"})  # deadlock_detected, serialization_failure
 _UNIQUE = ("23505", "SQLITE_CONSTRAINT_UNIQUE")  # unique_violation (PostgreSQL, SQLite)
 
@@ -49,8 +58,10 @@ class SqlUnitOfWork:
     sync_runs: SyncRunRepository
     idempotency: IdempotencyRepository
 
-    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+    def __init__(self, sessions: async_sessionmaker[AsyncSession], jobs: JobQueue | None = None) -> None:
         self._sessions = sessions
+        self._queue = jobs
+        self._jobs: list[Job] = []
 
     async def __aenter__(self) -> Self:
         self.session = self._sessions()
@@ -68,6 +79,7 @@ class SqlUnitOfWork:
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
+        self._jobs.clear()
         try:
             await self.session.rollback()
         finally:
@@ -83,10 +95,22 @@ class SqlUnitOfWork:
                 "the same item was being created at the same time; nothing of this one was saved, try again"
             ) from exc
 
+    def enqueue(self, job: Job) -> None:
+        if self._queue is None:
+            raise RuntimeError("this unit of work has no job queue")
+        self._jobs.append(job)
+
     async def commit(self) -> None:
         await self.session.commit()
+        jobs, self._jobs = self._jobs, []
+        for job in jobs:  # one by one: a queueing-lock clash means "already queued", not a failure
+            try:
+                await self._queue.enqueue(job)  # type: ignore[union-attr]
+            except Exception:  # committed work stands; the reaper fails a run whose job never came
+                log.exception("job_enqueue_failed", kind=job.kind)
 
     async def rollback(self) -> None:
+        self._jobs.clear()
         await self.session.rollback()
 
 
