@@ -216,6 +216,7 @@ def build(
         pool_size=settings.job_pool_size,
         heartbeat_seconds=settings.job_heartbeat_seconds,
         stall_seconds=settings.job_stall_seconds,
+        poll_seconds=settings.job_poll_seconds,
     )
 
     def uow() -> UnitOfWork:

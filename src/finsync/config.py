@@ -61,6 +61,7 @@ class Settings(BaseSettings):
     scheduler_batch: int = 500  # connections claimed per transaction
     job_heartbeat_seconds: float = 10.0  # procrastinate worker heartbeat
     job_stall_seconds: float = 30.0  # no heartbeat for this long: the worker is dead, its jobs are retried
+    job_poll_seconds: float = 1.0  # a worker looks for due jobs (retries, stalled ones) this often
     job_pool_size: int = 3  # psycopg connections of an API process (procrastinate, beside asyncpg's)
     run_grace_seconds: int = 120  # a queued run without a job for this long is closed as failed
 

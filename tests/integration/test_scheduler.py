@@ -181,6 +181,7 @@ async def test_jobs_are_enqueued_only_after_commit(container: Container, bank: M
 async def test_a_mashed_button_queues_one_sync(container: Container, bank: MemoryProviders) -> None:
     user = await seed_user(container)
     conn = await _connection(container, user)
+    bank.delay = 0.5  # in-process jobs start at once: the first sync is still running meanwhile
     runs = await asyncio.gather(
         *(container.sync.request(conn.id, conn.user_id, SyncTrigger.MANUAL) for _ in range(10)),
         return_exceptions=True,

@@ -40,6 +40,7 @@ def job_backend(
     pool_size: int = 3,
     heartbeat_seconds: float = 10.0,
     stall_seconds: float = 30.0,
+    poll_seconds: float = 1.0,
 ) -> JobBackend:
     if database_url.startswith("sqlite"):
         return InProcessJobQueue(registry, concurrency=concurrency, caps=caps)
@@ -52,6 +53,7 @@ def job_backend(
         pool_size=pool_size,
         heartbeat_seconds=heartbeat_seconds,
         stall_seconds=stall_seconds,
+        poll_seconds=poll_seconds,
     )
 
 

@@ -65,8 +65,10 @@ class ProcrastinateJobQueue:
         pool_size: int = 3,
         heartbeat_seconds: float = 10.0,
         stall_seconds: float = 30.0,
+        poll_seconds: float = 1.0,
     ) -> None:
         self._registry = registry
+        self._poll = poll_seconds
         self._caps = caps
         self._heartbeat, self._stall = heartbeat_seconds, stall_seconds
         connector = PsycopgConnector(conninfo=psycopg_dsn(database_url), min_size=1, max_size=pool_size)
@@ -154,6 +156,9 @@ class ProcrastinateJobQueue:
         return {
             "update_heartbeat_interval": self._heartbeat,
             "stalled_worker_timeout": self._stall,
+            # New jobs wake workers at once (LISTEN/NOTIFY); retried ones only by this poll.
+            "fetch_job_polling_interval": self._poll,
+            "abort_job_polling_interval": max(self._poll, 5.0),
             "install_signal_handlers": False,
         } | overrides
 
