@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import time
 from asyncio import CancelledError
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -38,7 +39,9 @@ from finsync.infrastructure.db.uow import SqlUnitOfWork
 from finsync.infrastructure.jobs import ConcurrencyCaps, JobBackend, job_backend
 from finsync.infrastructure.keys import load_or_create_secret
 from finsync.infrastructure.logs import configure_logging
+from finsync.infrastructure.ratelimits import PgBuckets
 from finsync.infrastructure.security import Argon2PasswordHasher, FernetCipher, JwtAccessTokens
+from finsync.providers.http import BUCKET_STORE, BucketStore
 from finsync.providers.registry import ProviderMetadata, ProviderRegistry
 
 __all__ = ["Container", "build", "configure_logging"]
@@ -52,12 +55,26 @@ class RegistryGateway:
     """ProviderGateway over the registry; ``adapter_options`` lets tests inject clocks/transports."""
 
     def __init__(
-        self, registry: ProviderRegistry, settings: Settings, adapter_options: dict[str, Any]
+        self,
+        registry: ProviderRegistry,
+        settings: Settings,
+        adapter_options: dict[str, Any],
+        buckets: BucketStore | None = None,
     ) -> None:
         self.registry = registry
         self._settings = settings
         self._options = adapter_options
         self._resources: dict[str, dict[str, Any]] = {}
+        self._buckets = buckets
+
+    @contextmanager
+    def _shared_budgets(self) -> Iterator[None]:
+        """Provider HTTP clients built inside take their rate budgets from the shared store."""
+        token = BUCKET_STORE.set(self._buckets)
+        try:
+            yield
+        finally:
+            BUCKET_STORE.reset(token)
 
     def _meta(self, provider: str) -> ProviderMetadata:
         meta = self.registry.get(provider)
@@ -76,7 +93,8 @@ class RegistryGateway:
         meta = self._meta(provider)
         if meta.flow_factory is None:
             raise ProviderNotAvailable(f"{meta.display_name} has no browser authorisation flow")
-        flow: RedirectFlow = meta.flow_factory(self._settings, options, **self.options(provider))
+        with self._shared_budgets():
+            flow: RedirectFlow = meta.flow_factory(self._settings, options, **self.options(provider))
         return flow
 
     def info(self, provider: str) -> ProviderInfo | None:
@@ -105,7 +123,8 @@ class RegistryGateway:
         meta = self._meta(provider)
         if meta.adapter_factory is None:
             raise ProviderNotAvailable(f"{meta.display_name} has no sync adapter")
-        adapter: ProviderAdapter = meta.adapter_factory(session, self._settings, **self.options(provider))
+        with self._shared_budgets():
+            adapter: ProviderAdapter = meta.adapter_factory(session, self._settings, **self.options(provider))
         return adapter
 
 
@@ -223,7 +242,10 @@ def build(
         return SqlUnitOfWork(sessions, jobs)
 
     registry = registry or ProviderRegistry.default()
-    gateway = RegistryGateway(registry, settings, adapter_options or {})
+    shared = settings.shared_rate_limits and not settings.is_sqlite  # one process on SQLite
+    gateway = RegistryGateway(
+        registry, settings, adapter_options or {}, PgBuckets(engine) if shared else None
+    )
     cipher = FernetCipher(keys)
     tokens = JwtAccessTokens(jwt_secret, settings.access_token_minutes, clock)
     throttle = LoginThrottle(

@@ -64,6 +64,7 @@ class Settings(BaseSettings):
     job_poll_seconds: float = 1.0  # a worker looks for due jobs (retries, stalled ones) this often
     job_pool_size: int = 3  # psycopg connections of an API process (procrastinate, beside asyncpg's)
     run_grace_seconds: int = 120  # a queued run without a job for this long is closed as failed
+    shared_rate_limits: bool = True  # PostgreSQL: provider budgets shared by every process
 
     @field_validator("encryption_keys", mode="before")
     @classmethod

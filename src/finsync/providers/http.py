@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+import contextvars
 import hashlib
 import json as jsonlib
 import math
@@ -101,6 +102,14 @@ class _Bucket:
             bisect.insort(self.sent, stamp)
             return stamp
 
+    async def answered(self, stamp: float, now: float, remaining: int | None, reset: float | None) -> None:
+        """Bookkeeping after an answer: ``settle`` the send time, then ``observe`` the headers."""
+        self.settle(stamp, now)
+        self.observe(remaining, reset, now)
+
+    async def block_until(self, until: float) -> None:
+        self.blocked_until = max(self.blocked_until, until)
+
     def settle(self, stamp: float, now: float) -> None:
         """Move a send time to when the answer arrived: the server saw it no earlier."""
         idx = bisect.bisect_left(self.sent, stamp)
@@ -145,13 +154,41 @@ def default_error_message(response: httpx.Response) -> str:
     return response.text.strip()[:200]
 
 
+class Bucket(Protocol):
+    """One rate budget: ``_Bucket`` in this process, or a shared one (see ``BucketStore``)."""
+
+    async def acquire(self, clock: Clock, max_wait: float, label: str) -> float: ...
+    async def answered(
+        self, stamp: float, now: float, remaining: int | None, reset: float | None
+    ) -> None: ...
+    async def block_until(self, until: float) -> None: ...
+
+
+class BucketStore(Protocol):
+    """Where the budgets of provider accounts live when several processes share them (a worker
+    syncing, an API validating a key): bootstrap sets one in ``BUCKET_STORE`` around adapter
+    construction (PostgreSQL: ``infrastructure.ratelimits``). ``key`` names the provider, a digest
+    of the account and the endpoint bucket; an ``account`` that is a constant (e.g. an exchange
+    limiting per IP) makes one budget for the whole deployment."""
+
+    def bucket(self, key: str, rate: RateLimit) -> Bucket: ...
+
+
+BUCKET_STORE: contextvars.ContextVar[BucketStore | None] = contextvars.ContextVar(
+    "bucket_store", default=None
+)
+
 # Buckets per provider account, keyed by a hash so no credential is kept as a dict key.
 _SHARED_BUCKETS: dict[str, dict[str, _Bucket]] = {}
 
 
-def _account_buckets(provider: str, base_url: str, account: str) -> dict[str, _Bucket]:
+def _account_key(provider: str, base_url: str, account: str) -> str:
     digest = hashlib.sha256(f"{base_url}\x1f{account}".encode()).hexdigest()[:32]
-    return _SHARED_BUCKETS.setdefault(f"{provider}:{digest}", {})
+    return f"{provider}:{digest}"
+
+
+def _account_buckets(provider: str, base_url: str, account: str) -> dict[str, _Bucket]:
+    return _SHARED_BUCKETS.setdefault(_account_key(provider, base_url, account), {})
 
 
 class ProviderHttp:
@@ -181,7 +218,11 @@ class ProviderHttp:
         self._limits = dict(limits or {})
         # Limits are per provider account, not per adapter: adapters given the same ``account``
         # (e.g. the API key) at the same base URL share buckets (validation, then the first sync).
-        self._buckets: dict[str, _Bucket] = _account_buckets(provider, base_url, account) if account else {}
+        self._buckets: dict[str, Bucket] = {}
+        self._store = BUCKET_STORE.get() if account else None
+        self._account_key = _account_key(provider, base_url, account) if account else ""
+        if account and self._store is None:
+            self._buckets = _account_buckets(provider, base_url, account)  # type: ignore[assignment]
         # Values scrubbed from any provider text we repeat in exceptions.
         self._secrets = [s for s in secrets if s and len(s) >= 4]
         for name, value in (headers or {}).items():
@@ -207,13 +248,16 @@ class ProviderHttp:
     async def aclose(self) -> None:
         await self._client.aclose()
 
-    def _bucket(self, endpoint: str) -> _Bucket | None:
+    def _bucket(self, endpoint: str) -> Bucket | None:
         key = endpoint if endpoint in self._limits else SHARED_BUCKET
         rate = self._limits.get(key)
         if rate is None:
             return None
         if key not in self._buckets:
-            self._buckets[key] = _Bucket(rate)
+            shared = self._store
+            self._buckets[key] = (
+                _Bucket(rate) if shared is None else shared.bucket(f"{self._account_key}:{key}", rate)
+            )
         return self._buckets[key]
 
     def _scrub(self, text: str) -> str:
@@ -225,12 +269,11 @@ class ProviderHttp:
         ceiling: float = min(_BACKOFF_CAP, _BACKOFF_BASE * 2.0**attempt)
         return ceiling / 2 + random.uniform(0, ceiling / 2)
 
-    def _observe(self, bucket: _Bucket | None, response: httpx.Response) -> None:
-        if bucket is None:
-            return
+    async def _answered(self, bucket: Bucket, stamp: float, response: httpx.Response) -> None:
         remaining = _header_number(response.headers, "x-ratelimit-remaining")
         reset = _header_number(response.headers, "x-ratelimit-reset")
-        bucket.observe(None if remaining is None else int(remaining), reset, self.clock.now())
+        now = self.clock.now()
+        await bucket.answered(stamp, now, None if remaining is None else int(remaining), reset)
 
     def _retry_wait(self, response: httpx.Response, attempt: int) -> float:
         now = self.clock.now()
@@ -279,8 +322,7 @@ class ProviderHttp:
                 else:
                     status = response.status_code
                     if bucket:
-                        bucket.settle(stamp, self.clock.now())
-                    self._observe(bucket, response)
+                        await self._answered(bucket, stamp, response)
                     if response.is_success:
                         return response
                     if status == 429:
@@ -308,7 +350,7 @@ class ProviderHttp:
             )
 
     async def _wait_after_429(
-        self, response: httpx.Response, bucket: _Bucket | None, attempt: int, label: str
+        self, response: httpx.Response, bucket: Bucket | None, attempt: int, label: str
     ) -> None:
         wait = self._retry_wait(response, attempt)
         if attempt >= self.max_retries or wait > self.max_wait:
@@ -320,7 +362,7 @@ class ProviderHttp:
         if bucket is None:
             await self.clock.sleep(wait)
         else:  # every caller of this bucket waits, not just this one
-            bucket.blocked_until = max(bucket.blocked_until, self.clock.now() + wait)
+            await bucket.block_until(self.clock.now() + wait)
 
     def _client_error(self, response: httpx.Response, endpoint: str) -> ProviderError:
         status = response.status_code
