@@ -166,6 +166,16 @@ class SqlConnectionRepository:
     async def reschedule(self, next_at: Sequence[tuple[UUID, datetime | None]]) -> None:
         if not next_at:
             return
+        if self._s.get_bind().dialect.name == "postgresql":  # one statement for the whole batch
+            await self._s.execute(
+                text(
+                    "UPDATE connections SET next_sync_at = v.at FROM (SELECT "
+                    "unnest(CAST(:ids AS uuid[])) AS id, unnest(CAST(:ats AS timestamptz[])) AS at) v "
+                    "WHERE connections.id = v.id"
+                ),
+                {"ids": [cid for cid, _ in next_at], "ats": [at for _, at in next_at]},
+            )
+            return
         stmt = (
             update(connections)
             .where(connections.c.id == bindparam("b_id"))
