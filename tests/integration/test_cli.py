@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from pathlib import Path
 
+import asyncpg
 import pytest
 from typer.testing import CliRunner
 
@@ -40,3 +42,43 @@ def test_cli_import_reports_what_the_api_reports(tmp_path: Path, monkeypatch: py
     assert "transactions inserted 0" in again.output
     unknown = runner.invoke(app, ["import", statement, "--user", "nobody@example.com"])
     assert unknown.exit_code != 0
+
+
+def test_migrate_installs_the_job_queue_once(
+    monkeypatch: pytest.MonkeyPatch, pg_database: str | None
+) -> None:
+    """PostgreSQL: one command migrates finsync and installs procrastinate's schema; again is a no-op."""
+    if pg_database is None:
+        pytest.skip("PostgreSQL not reachable")
+    name = f"finsync_cli_migrate_{os.getpid()}"
+    admin = pg_database.rsplit("/", 1)[0].replace("+asyncpg", "") + "/postgres"
+
+    async def execute(dsn: str, sql: str) -> object:
+        conn = await asyncpg.connect(dsn)
+        try:
+            return await conn.fetchval(sql)
+        finally:
+            await conn.close()
+
+    asyncio.run(execute(admin, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    asyncio.run(execute(admin, f'CREATE DATABASE "{name}"'))
+    try:
+        monkeypatch.setenv("FINSYNC_DATABASE_URL", pg_database.rsplit("/", 1)[0] + f"/{name}")
+        runner = CliRunner()
+        for _ in range(2):
+            result = runner.invoke(app, ["migrate"])
+            assert result.exit_code == 0, result.output
+        dsn = admin.rsplit("/", 1)[0] + f"/{name}"
+        assert (
+            asyncio.run(execute(dsn, "SELECT to_regclass('procrastinate_jobs')::text"))
+            == "procrastinate_jobs"
+        )
+    finally:
+        asyncio.run(execute(admin, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+def test_a_worker_needs_postgresql(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FINSYNC_DATABASE_URL", f"sqlite+aiosqlite:///{tmp_path / 'finsync.db'}")
+    result = CliRunner().invoke(app, ["worker"])
+    assert result.exit_code == 2
+    assert "needs PostgreSQL" in result.output
