@@ -135,7 +135,7 @@ async def built(settings: Settings, **build_options: Any) -> AsyncIterator[Conta
     finally:
         await c.jobs.drain()
         await empty_database(c)
-        await c.engine.dispose()
+        await c.aclose()
 
 
 @asynccontextmanager

@@ -220,6 +220,7 @@ async def test_one_running_sync_even_under_concurrent_requests(
 ) -> None:
     user = await seed_user(container)
     conn = await seed_connection(container, user)
+    bank.delay = 0.5  # in-process jobs start at once: the sync must still be running meanwhile
     runs = await asyncio.gather(
         *(container.sync.request(conn.id, user.id, SyncTrigger.MANUAL) for _ in range(5)),
         return_exceptions=True,

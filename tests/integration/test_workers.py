@@ -239,11 +239,8 @@ async def test_a_killed_worker_s_sync_is_finished_by_another(
     fleet: tuple[Container, Workers, Tenants],
 ) -> None:
     container, workers, tenants = fleet
-    reference = await _connect(container, tenants, 1)  # synced without interruption
-    first = workers.start()
-    await eventually(lambda: _finished(container, reference.id))
-    first.send_signal(signal.SIGTERM)
-    first.wait(timeout=15)
+    reference = await _connect(container, tenants, 1)
+    await container.jobs.drain()  # synced without interruption, here
     conn = await _connect(container, tenants, 2, same_as=1)  # its sync waits for a worker
     tenants.gate.clear()  # every provider answer now waits
     victim = workers.start()
@@ -285,3 +282,15 @@ async def test_an_api_restart_closes_no_live_run(
     run = await eventually(lambda: _finished(container, conn.id))
     assert run.status is SyncStatus.SUCCEEDED
     assert run.attempts == 1
+
+
+async def test_serve_with_worker_runs_jobs_in_the_api_process(
+    fleet: tuple[Container, Workers, Tenants],
+) -> None:
+    """`finsync serve --with-worker` (single box): no worker process, the API runs the job."""
+    container, _, tenants = fleet
+    conn = await _connect(container, tenants, 1)
+    app = create_app(container.settings, with_worker=True)
+    async with app.router.lifespan_context(app):
+        run = await eventually(lambda: _finished(container, conn.id))
+    assert (run.trigger, run.status) == (SyncTrigger.INITIAL, SyncStatus.SUCCEEDED)
