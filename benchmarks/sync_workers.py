@@ -83,6 +83,16 @@ def stop_workers(procs: Sequence[subprocess.Popen[bytes]]) -> None:
             proc.kill()
 
 
+def cpu_seconds(procs: Sequence[subprocess.Popen[bytes]]) -> float:
+    """User + system CPU of the worker processes so far (Linux /proc)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for proc in procs:
+        fields = Path(f"/proc/{proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        total += int(fields[11]) + int(fields[12])
+    return total / ticks
+
+
 async def add_connections(c: Container, count: int, due: Sequence[datetime], offset: int = 0) -> None:
     """``count`` Alpaca connections, each its own user and account, due at ``due[i]``."""
     async with c.uow() as uow:
@@ -119,9 +129,9 @@ async def throughput(workers: int, args: argparse.Namespace, fake: Tenants, url:
         while not await scalar(c, "SELECT count(*) FROM sync_runs WHERE status = 'succeeded'"):  # noqa: ASYNC110 - polling the database
             await asyncio.sleep(0.2)
         await asyncio.sleep(args.warmup)  # every worker up and busy
-        start = utcnow()
+        start, cpu, own = utcnow(), cpu_seconds(procs), time.process_time()
         await asyncio.sleep(args.seconds)
-        end = utcnow()
+        end, cpu, own = utcnow(), cpu_seconds(procs) - cpu, time.process_time() - own
         done = await scalar(
             c,
             "SELECT count(*) FROM sync_runs WHERE status = 'succeeded' "
@@ -131,9 +141,13 @@ async def throughput(workers: int, args: argparse.Namespace, fake: Tenants, url:
         )
         failed = await scalar(c, "SELECT count(*) FROM sync_runs WHERE status = 'failed'")
         rate = done / (end - start).total_seconds() * 60
+        per_sync = (
+            f"CPU per sync: workers {cpu / max(done, 1) * 1000:.0f} ms, "
+            f"fake {own / max(done, 1) * 1000:.0f} ms"
+        )
         print(
             f"  {workers} worker(s) x {args.concurrency} jobs: {rate:8.0f} syncs/min "
-            f"({done} in {args.seconds:.0f} s; failed {failed}; provider 429s {fake.throttled})"
+            f"({done} in {args.seconds:.0f} s; failed {failed}; provider 429s {fake.throttled}; {per_sync})"
         )
         return rate
     finally:

@@ -120,11 +120,17 @@ def worker(
     asyncio.run(_work(settings, concurrency))
 
 
+def worker_settings(settings: Settings, concurrency: int | None = None) -> Settings:
+    """A worker's job pool holds a connection per running job, plus its listener and heartbeat."""
+    jobs = concurrency or settings.worker_concurrency
+    return settings.model_copy(update={"job_pool_size": max(settings.job_pool_size, min(jobs, 16) + 3)})
+
+
 async def _work(settings: Settings, concurrency: int | None) -> None:
     from finsync.bootstrap import build, configure_logging
 
     configure_logging(settings.log_format.value, settings.log_level)
-    container = build(settings)
+    container = build(worker_settings(settings, concurrency))
     try:
         await container.run_worker(concurrency, signals=True)
     finally:

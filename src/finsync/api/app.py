@@ -108,4 +108,6 @@ def create_app(
 
 def create_app_with_worker() -> FastAPI:
     """``finsync serve --with-worker``: the API plus one in-process job worker."""
-    return create_app(with_worker=True)
+    settings = Settings()
+    pool = settings.job_pool_size + min(settings.worker_concurrency, 16) + 3  # the worker's jobs too
+    return create_app(settings.model_copy(update={"job_pool_size": pool}), with_worker=True)

@@ -7,6 +7,7 @@ worker ever looks for a run that was never stored.
 
 from __future__ import annotations
 
+import asyncio
 from typing import Self
 
 import structlog
@@ -103,15 +104,27 @@ class SqlUnitOfWork:
     async def commit(self) -> None:
         await self.session.commit()
         jobs, self._jobs = self._jobs, []
-        for job in jobs:  # one by one: a queueing-lock clash means "already queued", not a failure
-            try:
-                await self._queue.enqueue(job)  # type: ignore[union-attr]
-            except Exception:  # committed work stands; the reaper fails a run whose job never came
-                log.exception("job_enqueue_failed", kind=job.kind)
+        if jobs:
+            await _hand_over(self._queue, jobs)  # type: ignore[arg-type]
 
     async def rollback(self) -> None:
         self._jobs.clear()
         await self.session.rollback()
+
+
+async def _hand_over(queue: JobQueue, jobs: list[Job], parallel: int = 4) -> None:
+    """Each job on its own (a queueing-lock clash means "already queued", not a failure of the
+    others), a few at a time: a tick's thousand jobs should not take a thousand round trips."""
+    slots = asyncio.Semaphore(parallel)
+
+    async def one(job: Job) -> None:
+        async with slots:
+            try:
+                await queue.enqueue(job)
+            except Exception:  # committed work stands; the reaper fails a run whose job never came
+                log.exception("job_enqueue_failed", kind=job.kind)
+
+    await asyncio.gather(*(one(job) for job in jobs))
 
 
 def _driver_state(exc: BaseException) -> str | None:
