@@ -64,8 +64,11 @@ class Scheduler:
                 now = self._clock()
                 due = await uow.connections.claim_due(now, self._batch)
                 runs, moves = [], []
+                schedules: dict[str, SyncSchedule | None] = {}  # one look-up per provider, not row
                 for connection in due:
-                    schedule = self._schedule(connection.provider)
+                    if connection.provider not in schedules:
+                        schedules[connection.provider] = self._schedule(connection.provider)
+                    schedule = schedules[connection.provider]
                     nxt = (
                         None
                         if schedule is None
