@@ -92,6 +92,7 @@ async def test_a_busy_connection_keeps_its_run_and_moves_on(
 ) -> None:
     user = await seed_user(container)
     conn = await _connection(container, user, next_sync_at=utcnow() - timedelta(minutes=1))
+    bank.delay = 0.5  # in-process jobs start at once: the manual sync must still be running
     manual = await container.sync.request(conn.id, conn.user_id, SyncTrigger.MANUAL)
     assert await container.scheduler.enqueue_due() == 0
     assert [r.id for r in await _runs(container, user, conn.id)] == [manual.id]
