@@ -29,6 +29,13 @@ PG_DSN = os.environ.get("FINSYNC_TEST_PG", "postgresql://postgres@127.0.0.1:5432
 FAKE_FERNET_KEY = "ZmFrZS10ZXN0LWtleS1ub3QtYS1zZWNyZXQtMDAwMDA="  # base64 of an obviously fake 32 bytes
 FAKE_JWT_SECRET = "fake-test-jwt-secret-not-for-production-use"
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+# procrastinate's tables (PostgreSQL): emptied with ours between tests.
+JOB_TABLES = (
+    "procrastinate_events",
+    "procrastinate_periodic_defers",
+    "procrastinate_jobs",
+    "procrastinate_workers",
+)
 
 
 async def _pg_reachable() -> bool:
@@ -131,7 +138,7 @@ async def built(settings: Settings, **build_options: Any) -> AsyncIterator[Conta
     finally:
         await c.jobs.drain()
         await empty_database(c)
-        await c.engine.dispose()
+        await c.aclose()
 
 
 @asynccontextmanager
@@ -149,7 +156,7 @@ async def empty_database(c: Container) -> None:
     """Isolate tests: leave every table empty for the next one."""
     async with c.engine.begin() as conn:
         if c.engine.dialect.name == "postgresql":
-            names = ", ".join(t.name for t in metadata.sorted_tables)
+            names = ", ".join([*(t.name for t in metadata.sorted_tables), *JOB_TABLES])
             await conn.execute(text(f"TRUNCATE {names} CASCADE"))
         else:
             for table in reversed(metadata.sorted_tables):

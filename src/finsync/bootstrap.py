@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from asyncio import CancelledError
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -17,13 +19,16 @@ from finsync.application.connections import ConnectionService
 from finsync.application.idempotency import IdempotencyService
 from finsync.application.imports import ImportService
 from finsync.application.operators import KeyRotation, UserAdmin
+from finsync.application.schedule import Scheduler
 from finsync.application.sync import SyncService
+from finsync.application.sync_job import SyncRunner
 from finsync.application.throttle import LoginThrottle, ThrottlePolicy
 from finsync.application.userdata import UserDataService
 from finsync.config import Registration, Settings
 from finsync.domain.entities import utcnow
 from finsync.domain.enums import Capability
 from finsync.domain.errors import ProviderNotAvailable
+from finsync.domain.jobs import JobRegistry, JobType, RetryPolicy, SyncConnection
 from finsync.domain.ports import (
     Clock,
     ProviderAdapter,
@@ -34,10 +39,11 @@ from finsync.domain.ports import (
 )
 from finsync.infrastructure.db.engine import create_engine, session_factory
 from finsync.infrastructure.db.uow import SqlUnitOfWork
-from finsync.infrastructure.jobs import InProcessJobQueue
+from finsync.infrastructure.jobs import ConcurrencyCaps, JobBackend, job_backend
 from finsync.infrastructure.keys import load_or_create_secret
 from finsync.infrastructure.logs import configure_logging
 from finsync.infrastructure.passwords import NistPasswordPolicy
+from finsync.infrastructure.ratelimits import PgBuckets
 from finsync.infrastructure.security import (
     Argon2PasswordHasher,
     BlockingHasher,
@@ -45,6 +51,7 @@ from finsync.infrastructure.security import (
     JwtAccessTokens,
     ThreadedHasher,
 )
+from finsync.providers.ratelimit import BUCKET_STORE, BucketStore
 from finsync.providers.registry import ProviderMetadata, ProviderRegistry
 
 __all__ = ["Container", "build", "configure_logging"]
@@ -58,12 +65,26 @@ class RegistryGateway:
     """ProviderGateway over the registry; ``adapter_options`` lets tests inject clocks/transports."""
 
     def __init__(
-        self, registry: ProviderRegistry, settings: Settings, adapter_options: dict[str, Any]
+        self,
+        registry: ProviderRegistry,
+        settings: Settings,
+        adapter_options: dict[str, Any],
+        buckets: BucketStore | None = None,
     ) -> None:
         self.registry = registry
         self._settings = settings
         self._options = adapter_options
         self._resources: dict[str, dict[str, Any]] = {}
+        self._buckets = buckets
+
+    @contextmanager
+    def _shared_budgets(self) -> Iterator[None]:
+        """Provider HTTP clients built inside take their rate budgets from the shared store."""
+        token = BUCKET_STORE.set(self._buckets)
+        try:
+            yield
+        finally:
+            BUCKET_STORE.reset(token)
 
     def _meta(self, provider: str) -> ProviderMetadata:
         meta = self.registry.get(provider)
@@ -82,7 +103,8 @@ class RegistryGateway:
         meta = self._meta(provider)
         if meta.flow_factory is None:
             raise ProviderNotAvailable(f"{meta.display_name} has no browser authorisation flow")
-        flow: RedirectFlow = meta.flow_factory(self._settings, options, **self.options(provider))
+        with self._shared_budgets():
+            flow: RedirectFlow = meta.flow_factory(self._settings, options, **self.options(provider))
         return flow
 
     def info(self, provider: str) -> ProviderInfo | None:
@@ -100,6 +122,7 @@ class RegistryGateway:
             environments=meta.environments,
             missing_settings=tuple(meta.missing_settings(self._settings)),
             state_param=meta.state_param,
+            schedule=meta.sync_schedule,
         )
 
     def capabilities(self, provider: str) -> frozenset[Capability]:
@@ -110,7 +133,8 @@ class RegistryGateway:
         meta = self._meta(provider)
         if meta.adapter_factory is None:
             raise ProviderNotAvailable(f"{meta.display_name} has no sync adapter")
-        adapter: ProviderAdapter = meta.adapter_factory(session, self._settings, **self.options(provider))
+        with self._shared_budgets():
+            adapter: ProviderAdapter = meta.adapter_factory(session, self._settings, **self.options(provider))
         return adapter
 
 
@@ -179,10 +203,13 @@ class Container:
     sync: SyncService
     connections: ConnectionService
     authorization: AuthorizationService
-    jobs: InProcessJobQueue
+    jobs: JobBackend
     institutions: BankDirectory
     imports: ImportService
     idempotency: IdempotencyService
+    runner: SyncRunner
+    scheduler: Scheduler
+    job_types: JobRegistry
     clock: Clock = field(default=utcnow)
     userdata: UserDataService = field(init=False)
     users: UserAdmin = field(init=False)
@@ -197,8 +224,20 @@ class Container:
             return type(exc).__name__
         return None
 
+    async def start_jobs(self) -> None:
+        """In a process that runs jobs itself (SQLite): runs left queued or running by a previous
+        process have no job any more (one process per database), then the periodic use cases
+        start. On PostgreSQL this does nothing: workers own jobs, and a start closes no run."""
+        if self.settings.is_sqlite:
+            await self.scheduler.reap_stale_runs(grace=timedelta(0))
+        self.jobs.start()
+
+    async def run_worker(self, concurrency: int | None = None, *, signals: bool = False) -> None:
+        """Run jobs and the periodic use cases until stopped (``finsync worker``)."""
+        await self.jobs.run_worker(concurrency or self.settings.worker_concurrency, signals=signals)
+
     async def aclose(self) -> None:
-        await self.jobs.drain()
+        await self.jobs.aclose()
         await self.engine.dispose()
 
 
@@ -213,12 +252,26 @@ def build(
     keys, jwt_secret = resolve_secrets(settings)
     engine = create_engine(settings.database_url)
     sessions = session_factory(engine)
+    job_types = JobRegistry()
+    jobs = job_backend(
+        job_types,
+        settings.database_url,
+        concurrency=settings.worker_concurrency,
+        caps=ConcurrencyCaps(settings.provider_max_concurrency),
+        pool_size=settings.job_pool_size,
+        heartbeat_seconds=settings.job_heartbeat_seconds,
+        stall_seconds=settings.job_stall_seconds,
+        poll_seconds=settings.job_poll_seconds,
+    )
 
     def uow() -> UnitOfWork:
-        return SqlUnitOfWork(sessions)
+        return SqlUnitOfWork(sessions, jobs)
 
     registry = registry or ProviderRegistry.default()
-    gateway = RegistryGateway(registry, settings, adapter_options or {})
+    shared = settings.shared_rate_limits and not settings.is_sqlite  # one process on SQLite
+    gateway = RegistryGateway(
+        registry, settings, adapter_options or {}, PgBuckets(engine) if shared else None
+    )
     cipher = FernetCipher(keys)
     tokens = JwtAccessTokens(jwt_secret, settings.access_token_minutes, clock)
     policy = ThrottlePolicy(
@@ -240,9 +293,17 @@ def build(
         registration_open=settings.registration is Registration.OPEN,
         clock=clock,
     )
-    jobs = InProcessJobQueue()
-    sync = SyncService(uow, gateway, cipher, jobs, clock)
-    jobs.bind(sync.execute)
+    sync = SyncService(uow, gateway, cipher, clock)
+    runner = SyncRunner(uow, gateway, cipher, clock)
+    scheduler = Scheduler(
+        uow,
+        gateway,
+        jobs,
+        clock,
+        batch=settings.scheduler_batch,
+        grace=timedelta(seconds=settings.run_grace_seconds),
+    )
+    register_jobs(job_types, runner, scheduler, settings)
     callback = f"{settings.public_url.rstrip('/')}/api/v1/connections/callback"
     authorization = AuthorizationService(uow, gateway, cipher, sync, callback, clock)
     connections = ConnectionService(uow, gateway, cipher, sync, authorization, clock)
@@ -262,9 +323,36 @@ def build(
         institutions=BankDirectory(gateway, settings),
         imports=ImportService(uow, registry.file_formats(), settings.upload_limit_bytes, clock),
         idempotency=IdempotencyService(uow, clock),
+        runner=runner,
+        scheduler=scheduler,
+        job_types=job_types,
         clock=clock,
     )
     container.userdata = UserDataService(uow, clock)
     container.users = UserAdmin(uow, clock)
     container.keys = KeyRotation(uow, cipher, cipher)
     return container
+
+
+def register_jobs(
+    registry: JobRegistry, runner: SyncRunner, scheduler: Scheduler, settings: Settings
+) -> None:
+    """Every job type and periodic use case; a new one (e.g. webhook delivery) is one more entry."""
+    registry.register(
+        JobType(
+            job=SyncConnection,
+            handler=runner.run,
+            # Provider faults never raise (they are the run's outcome); what does is the database
+            # or a worker shut down mid-sync: try again, with back-off.
+            retry=RetryPolicy(
+                max_attempts=10, base_seconds=5, cap_seconds=600, retry_on=(Exception, CancelledError)
+            ),
+            lock=lambda job: SyncConnection.lock_of(job.connection_id),
+            queueing_lock=lambda job: SyncConnection.lock_of(job.connection_id),
+            concurrency_key=lambda job: f"provider:{job.provider}",
+        )
+    )
+    tick = settings.scheduler_tick_seconds
+    registry.every(tick, "enqueue_due", scheduler.enqueue_due)
+    registry.every(tick, "expire_lapsed", scheduler.expire_lapsed)
+    registry.every(tick, "reap_stale_runs", scheduler.reap_stale_runs)

@@ -10,9 +10,11 @@ from uuid import UUID
 
 import typer
 
+from finsync.config import Settings
 from finsync.console import (
     EXIT_CODES,
     NOT_FOUND,
+    USAGE,
     container,
     fail,
     held_logs,
@@ -241,13 +243,20 @@ async def _keys_rotate() -> None:
 
 
 @app.command()
-def serve(host: str = "127.0.0.1", port: int = 8000) -> None:
-    """Run the API server."""
+def serve(
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    with_worker: Annotated[
+        bool, typer.Option("--with-worker", help="PostgreSQL: also run one job worker in this process")
+    ] = False,
+) -> None:
+    """Run the API server. On PostgreSQL it only enqueues jobs: run `finsync worker` (or
+    `--with-worker` on a single box). On SQLite jobs always run in this process."""
     import uvicorn
 
     require_service_secrets()  # a missing secret is one line here, not a start-up traceback
-
-    uvicorn.run("finsync.api.app:create_app", factory=True, host=host, port=port, **server_options())
+    factory = "create_app_with_worker" if with_worker else "create_app"
+    uvicorn.run(f"finsync.api.app:{factory}", factory=True, host=host, port=port, **server_options())
 
 
 def server_options() -> dict[str, Any]:
@@ -256,3 +265,35 @@ def server_options() -> dict[str, Any]:
     structlog with secrets redacted (uvicorn's access log prints query strings), and configures
     logging (JSON stays JSON)."""
     return {"proxy_headers": False, "access_log": False, "log_config": None, "server_header": False}
+
+
+@app.command()
+def worker(
+    concurrency: Annotated[
+        int | None, typer.Option("--concurrency", min=1, help="Jobs run at once (FINSYNC_WORKER_CONCURRENCY)")
+    ] = None,
+) -> None:
+    """Run a job worker (PostgreSQL): syncs, the scheduler tick, expiry and the reaper. Start any
+    number, on any number of machines; SIGTERM lets running jobs finish."""
+    settings = load_settings()
+    if settings.is_sqlite:
+        fail("on SQLite jobs run inside `finsync serve`; a worker needs PostgreSQL", USAGE)
+    require_service_secrets()
+    asyncio.run(_work(settings, concurrency))
+
+
+def worker_settings(settings: Settings, concurrency: int | None = None) -> Settings:
+    """A worker's job pool holds a connection per running job, plus its listener and heartbeat."""
+    jobs = concurrency or settings.worker_concurrency
+    return settings.model_copy(update={"job_pool_size": max(settings.job_pool_size, min(jobs, 16) + 3)})
+
+
+async def _work(settings: Settings, concurrency: int | None) -> None:
+    from finsync.bootstrap import build, configure_logging
+
+    configure_logging(settings.log_format.value, settings.log_level)
+    container = build(worker_settings(settings, concurrency))
+    try:
+        await container.run_worker(concurrency, signals=True)
+    finally:
+        await container.aclose()

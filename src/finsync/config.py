@@ -68,6 +68,17 @@ class Settings(BaseSettings):
     gocardless_secret_id: SecretStr | None = None
     gocardless_secret_key: SecretStr | None = None
     provider_timeout_seconds: float = 30.0
+    # Jobs and schedules (docs/operations.md): in-process on SQLite, procrastinate on PostgreSQL.
+    worker_concurrency: int = 10  # jobs one worker process runs at once (`finsync worker --concurrency`)
+    provider_max_concurrency: int = 5  # per process and provider: an outage cannot fill every slot
+    scheduler_tick_seconds: int = 60  # how often due connections are claimed
+    scheduler_batch: int = 500  # connections claimed per transaction
+    job_heartbeat_seconds: float = 10.0  # procrastinate worker heartbeat
+    job_stall_seconds: float = 30.0  # no heartbeat for this long: the worker is dead, its jobs are retried
+    job_poll_seconds: float = 1.0  # a worker looks for due jobs (retries, stalled ones) this often
+    job_pool_size: int = 3  # psycopg connections of an API process (procrastinate, beside asyncpg's)
+    run_grace_seconds: int = 120  # a queued run without a job for this long is closed as failed
+    shared_rate_limits: bool = True  # PostgreSQL: provider budgets shared by every process
 
     @field_validator("encryption_keys", "trusted_proxies", "cors_origins", mode="before")
     @classmethod

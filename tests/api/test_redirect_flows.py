@@ -203,6 +203,9 @@ async def test_lapsed_refresh_token_turns_needs_reauth(
     )
     headers = {"Authorization": f"Bearer {login.json()['access_token']}"}
     conn = await connection(client, headers, created["id"])
+    assert conn["status"] == "active"  # reading writes nothing: the periodic use case expires
+    assert await container.scheduler.expire_lapsed() == 1
+    conn = await connection(client, headers, created["id"])
     assert conn["status"] == "needs_reauth"
     assert "reauthorize" in conn["last_error"]
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,6 +23,7 @@ class MemoryProviders:
     fail_on: dict[str, ProviderError] = field(default_factory=dict)  # method name -> error to raise
     calls: list[str] = field(default_factory=list)
     replace_pending: bool = False
+    delay: float = 0.0  # seconds each fetch_accounts takes (a sync still running)
 
 
 class MemoryAdapter:
@@ -36,6 +38,8 @@ class MemoryAdapter:
 
     async def fetch_accounts(self) -> list[ProviderAccount]:
         self._call("fetch_accounts")
+        if self._data.delay:
+            await asyncio.sleep(self._data.delay)
         return list(self._data.accounts)
 
     async def fetch_holdings(self, account: ProviderAccount) -> list[ProviderHolding]:

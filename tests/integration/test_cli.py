@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import os
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import pytest
 from typer.testing import CliRunner
 
@@ -261,3 +263,42 @@ def test_help_names_the_exit_codes() -> None:
     assert "3 not found" in text
     assert "FILE" in invoke("import", "--help").stdout
     assert "EMAIL" in invoke("users", "disable", "--help").stdout
+
+
+def test_migrate_installs_the_job_queue_once(
+    monkeypatch: pytest.MonkeyPatch, pg_database: str | None
+) -> None:
+    """PostgreSQL: one command migrates finsync and installs procrastinate's schema; again is a no-op."""
+    if pg_database is None:
+        pytest.skip("PostgreSQL not reachable")
+    name = f"finsync_cli_migrate_{os.getpid()}"
+    admin = pg_database.rsplit("/", 1)[0].replace("+asyncpg", "") + "/postgres"
+
+    async def execute(dsn: str, sql: str) -> object:
+        conn = await asyncpg.connect(dsn)
+        try:
+            return await conn.fetchval(sql)
+        finally:
+            await conn.close()
+
+    asyncio.run(execute(admin, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    asyncio.run(execute(admin, f'CREATE DATABASE "{name}"'))
+    try:
+        monkeypatch.setenv("FINSYNC_DATABASE_URL", pg_database.rsplit("/", 1)[0] + f"/{name}")
+        for _ in range(2):
+            result = invoke("migrate")
+            assert result.exit_code == 0, result.output
+        dsn = admin.rsplit("/", 1)[0] + f"/{name}"
+        assert (
+            asyncio.run(execute(dsn, "SELECT to_regclass('procrastinate_jobs')::text"))
+            == "procrastinate_jobs"
+        )
+    finally:
+        asyncio.run(execute(admin, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+def test_a_worker_needs_postgresql(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FINSYNC_DATABASE_URL", f"sqlite+aiosqlite:///{tmp_path / 'finsync.db'}")
+    result = invoke("worker")
+    assert result.exit_code == 2
+    assert "needs PostgreSQL" in result.output

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import timedelta
 from decimal import Decimal
 from uuid import UUID
 
@@ -203,7 +204,7 @@ async def test_unreadable_credentials_fail_the_run_and_ask_for_reauth(
     assert run.error_type == "credentials-unreadable"
     async with container.uow() as uow:
         stored = await uow.connections.get(conn.id)
-        assert await uow.sync_runs.running_for(conn.id) is None  # nothing left stuck 'running'
+        assert await uow.sync_runs.active_for(conn.id) is None  # nothing left stuck
     assert stored is not None
     assert stored.status is ConnectionStatus.NEEDS_REAUTH
 
@@ -224,6 +225,7 @@ async def test_one_running_sync_even_under_concurrent_requests(
 ) -> None:
     user = await seed_user(container)
     conn = await seed_connection(container, user)
+    bank.delay = 0.5  # in-process jobs start at once: the sync must still be running meanwhile
     runs = await asyncio.gather(
         *(container.sync.request(conn.id, user.id, SyncTrigger.MANUAL) for _ in range(5)),
         return_exceptions=True,
@@ -250,18 +252,39 @@ async def test_accounts_with_decimal_raw_count_as_unchanged(
     assert run.counts["accounts_updated"] == 0
 
 
-async def test_runs_interrupted_by_a_stop_are_closed_at_start(
-    container: Container, bank: MemoryProviders
-) -> None:
+async def test_reaper_fails_a_run_whose_job_is_gone(container: Container, bank: MemoryProviders) -> None:
+    """A run left running by a stopped process (SQLite: its job died with it; PostgreSQL: no
+    job in the queue) is closed as failed, with the reason."""
     user = await seed_user(container)
     conn = await seed_connection(container, user)
     run = SyncRun(user_id=user.id, connection_id=conn.id, trigger=SyncTrigger.SCHEDULED)
     async with container.uow() as uow:
         await uow.sync_runs.add(run)
         await uow.commit()
-    assert await container.sync.close_interrupted() == 1
+    reaped = await container.scheduler.reap_stale_runs(grace=timedelta(0))
+    assert reaped.runs_failed == 1
     async with container.uow() as uow:
         stored = await uow.sync_runs.get(run.id)
     assert stored is not None
     assert stored.status is SyncStatus.FAILED
     assert "interrupted" in (stored.error or "")
+
+
+async def test_reaper_keeps_a_run_whose_job_waits(container: Container, bank: MemoryProviders) -> None:
+    """PostgreSQL: a queued run whose job waits for a worker is alive, however old."""
+    if container.settings.is_sqlite:
+        pytest.skip("in-process jobs start at once; the PostgreSQL queue keeps them waiting")
+    user = await seed_user(container)
+    conn = await seed_connection(container, user)
+    run = await container.sync.request(conn.id, user.id, SyncTrigger.MANUAL)
+    reaped = await container.scheduler.reap_stale_runs(grace=timedelta(0))
+    assert reaped.runs_failed == 0
+    async with container.uow() as uow:
+        stored = await uow.sync_runs.get(run.id)
+    assert stored is not None
+    assert stored.status is SyncStatus.QUEUED
+    await container.jobs.drain()
+    async with container.uow() as uow:
+        stored = await uow.sync_runs.get(run.id)
+    assert stored is not None
+    assert stored.status is SyncStatus.SUCCEEDED

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any, cast
@@ -81,8 +82,14 @@ def edge_stack(settings: Settings) -> Callable[[ASGIApp], ASGIApp]:
 
 
 def create_app(
-    settings: Settings | None = None, container: Container | None = None, **build_options: Any
+    settings: Settings | None = None,
+    container: Container | None = None,
+    *,
+    with_worker: bool = False,
+    **build_options: Any,
 ) -> FastAPI:
+    """``with_worker``: also run one job worker in this process (PostgreSQL, single-box
+    installs); on SQLite jobs always run in the serving process."""
     settings = container.settings if container else (settings or Settings())
     configure_logging(settings.log_format.value, settings.log_level)
 
@@ -91,11 +98,15 @@ def create_app(
         owned = container is None
         app.state.container = container or build(settings, **build_options)
         c: Container = app.state.container
-        await c.sync.close_interrupted()
+        await c.start_jobs()
+        worker = asyncio.create_task(c.run_worker()) if with_worker and not c.settings.is_sqlite else None
         log.info("finsync_started", version=__version__, database=c.engine.dialect.name)
         try:
             yield
         finally:
+            if worker is not None:
+                worker.cancel()
+                await asyncio.gather(worker, return_exceptions=True)
             if owned:
                 await c.aclose()
 
@@ -134,3 +145,10 @@ def create_app(
     for module in (auth, providers, callbacks, connections, data, imports, me):
         app.include_router(module.router, prefix=API_PREFIX)
     return app
+
+
+def create_app_with_worker() -> FastAPI:
+    """``finsync serve --with-worker``: the API plus one in-process job worker."""
+    settings = Settings()
+    pool = settings.job_pool_size + min(settings.worker_concurrency, 16) + 3  # the worker's jobs too
+    return create_app(settings.model_copy(update={"job_pool_size": pool}), with_worker=True)

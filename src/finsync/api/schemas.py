@@ -114,8 +114,17 @@ class ConnectionPublic(Public):
     status: ConnectionStatus
     environment: str | None
     expires_at: UtcDateTime | None = Field(description="When consent or the refresh token lapses, if it does")
-    last_synced_at: UtcDateTime | None
-    last_error: str | None
+    last_synced_at: UtcDateTime | None = Field(description="End of the last successful sync (read-only)")
+    last_error: str | None = Field(description="Why the last sync failed; cleared by a success")
+    sync_interval_minutes: int | None = Field(
+        default=None, description="Minutes between automatic syncs; null for statement files (never)"
+    )
+    sync_enabled: bool = Field(default=True, description="False pauses automatic syncs")
+    next_sync_at: UtcDateTime | None = Field(
+        default=None,
+        description="When the next automatic sync is due (read-only): the interval after the last "
+        "sync, jittered; sooner or later after a failure (back-off, or a provider's rate-limit reset)",
+    )
     created_at: UtcDateTime
     updated_at: UtcDateTime
 
@@ -132,6 +141,9 @@ class ConnectionPublic(Public):
                     "expires_at": None,
                     "last_synced_at": "2026-11-21T09:00:00Z",
                     "last_error": None,
+                    "sync_interval_minutes": 60,
+                    "sync_enabled": True,
+                    "next_sync_at": "2026-11-21T10:02:41Z",
                     "created_at": "2026-11-01T10:00:00Z",
                     "updated_at": "2026-11-21T09:00:00Z",
                 }
@@ -175,8 +187,23 @@ class ConnectionCreate(BaseModel):
 class ConnectionUpdate(BaseModel):
     name: str | None = Field(default=None, max_length=200)
     credentials: dict[str, str] | None = Field(default=None, description="Replaces the stored credentials")
+    sync_interval_minutes: int | None = Field(
+        default=None,
+        description="Minutes between automatic syncs, from the provider's minimum (see "
+        "GET /api/v1/providers) to 10080 (7 days); null resets to the provider's default",
+    )
+    sync_enabled: bool | None = Field(default=None, description="False pauses automatic syncs, true resumes")
 
-    model_config = ConfigDict(json_schema_extra={"examples": [{"name": "Trading 212 ISA"}]})
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {"name": "Trading 212 ISA"},
+                {"sync_interval_minutes": 240},
+                {"sync_enabled": False},
+                {"sync_interval_minutes": None},
+            ]
+        }
+    )
 
 
 class ConnectionCreated(ConnectionPublic):
@@ -196,6 +223,9 @@ class ConnectionCreated(ConnectionPublic):
                     "expires_at": None,
                     "last_synced_at": None,
                     "last_error": None,
+                    "sync_interval_minutes": 60,
+                    "sync_enabled": True,
+                    "next_sync_at": "2026-11-21T10:03:12Z",
                     "created_at": "2026-11-21T09:00:00Z",
                     "updated_at": "2026-11-21T09:00:00Z",
                     "sync_run_id": None,
@@ -360,8 +390,11 @@ class SyncRunPublic(Public):
     id: UUID
     connection_id: UUID
     trigger: SyncTrigger
-    status: SyncStatus
-    started_at: UtcDateTime
+    status: SyncStatus = Field(description="queued → running (a worker picked it up) → succeeded | failed")
+    queued_at: UtcDateTime | None = Field(
+        default=None, description="When the sync was requested or scheduled"
+    )
+    started_at: UtcDateTime = Field(description="When a worker picked it up (the request time while queued)")
     finished_at: UtcDateTime | None
     counts: dict[str, int] = Field(
         description="inserted/updated/unchanged/deleted per entity, snapshots, timing"

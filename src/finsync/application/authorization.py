@@ -30,6 +30,7 @@ from finsync.domain.ports import (
     ProviderSession,
     UnitOfWorkFactory,
 )
+from finsync.domain.schedule import first_schedule
 
 log = structlog.get_logger(__name__)
 STATE_TTL = timedelta(minutes=10)
@@ -114,6 +115,7 @@ class AuthorizationService:
             created_at=now,
             updated_at=now,
         )
+        connection.sync_interval_minutes, connection.next_sync_at = first_schedule(info.schedule, now)
         return connection, await self.start(connection, dict(options or {}), new=True)
 
     async def reauthorize(self, connection_id: UUID, user_id: UUID) -> tuple[Connection, str]:

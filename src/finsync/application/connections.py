@@ -16,6 +16,7 @@ from finsync.domain.entities import Connection, SyncRun, connection_name
 from finsync.domain.enums import AuthType, ConnectionStatus, SyncTrigger
 from finsync.domain.errors import InvalidInput, NotFound, ProviderNotAvailable
 from finsync.domain.ports import (
+    NEVER,
     Clock,
     CredentialCipher,
     ProviderGateway,
@@ -23,8 +24,18 @@ from finsync.domain.ports import (
     ProviderSession,
     UnitOfWorkFactory,
 )
+from finsync.domain.schedule import SyncSchedule, first_schedule
 
 log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ScheduleChange:
+    """A PATCH of the schedule: ``interval_set`` with ``interval`` None resets to the provider's default."""
+
+    interval_set: bool = False
+    interval: int | None = None
+    enabled: bool | None = None
 
 
 @dataclass(slots=True)
@@ -111,12 +122,6 @@ class ConnectionService:
             return Created(connection=connection, authorization_url=url)
         raise InvalidInput(f"{info.display_name} is not connected this way; upload a file to /api/v1/imports")
 
-    async def expire_lapsed(self, user_id: UUID) -> None:
-        """Consent or refresh token past ``expires_at`` → ``needs_reauth``, visibly, not silently."""
-        async with self._uow() as uow:
-            if await uow.connections.expire_lapsed(user_id, self._clock()):
-                await uow.commit()
-
     async def _create_with_credentials(
         self,
         user_id: UUID,
@@ -137,6 +142,7 @@ class ConnectionService:
             created_at=now,
             updated_at=now,
         )
+        connection.sync_interval_minutes, connection.next_sync_at = first_schedule(info.schedule, now)
         login = await self._identify(connection.id, info, env, creds)
         connection.identity = login.identity
         connection.credentials = self._cipher.encrypt(creds)
@@ -154,13 +160,30 @@ class ConnectionService:
         return Created(connection=connection, sync_run=run)
 
     async def update(
-        self, connection_id: UUID, user_id: UUID, name: str | None, credentials: dict[str, str] | None
+        self,
+        connection_id: UUID,
+        user_id: UUID,
+        name: str | None,
+        credentials: dict[str, str] | None,
+        schedule: ScheduleChange | None = None,
     ) -> Connection:
-        """Rename, or replace credentials (validated like a new connection; the old ones stay on failure)."""
+        """Rename, change the schedule, or replace credentials (validated like a new connection;
+        the old ones stay on failure)."""
         async with self._uow() as uow:
             current = await uow.connections.get(connection_id, user_id)
         if current is None:
             raise NotFound("connection")
+        plan = self._schedule_of(current.provider)
+        if schedule is not None and schedule.interval_set and schedule.interval is not None:
+            plan.check(schedule.interval)
+        if (
+            schedule is not None
+            and plan.default_minutes is None
+            and (schedule.interval_set or schedule.enabled)
+        ):
+            raise InvalidInput(
+                "statement-file connections are updated by uploading files; they have no schedule"
+            )
         encrypted, login = None, Login()
         if credentials is not None:
             info = self.provider(current.provider)
@@ -183,12 +206,29 @@ class ConnectionService:
                 connection.identity = login.identity or connection.identity
                 connection.status = ConnectionStatus.ACTIVE
                 connection.last_error = None
+                connection.failure_count = 0
             if name is not None:
                 connection.name = connection_name(name, connection.name)
+            if schedule is not None:
+                self._reschedule(connection, plan, schedule)
             connection.updated_at = self._clock()
             await uow.connections.save(connection)
             await uow.commit()
         return connection
+
+    def _schedule_of(self, provider: str) -> SyncSchedule:
+        info = self._providers.info(provider)
+        return info.schedule if info is not None else NEVER
+
+    def _reschedule(self, connection: Connection, plan: SyncSchedule, change: ScheduleChange) -> None:
+        """A new interval counts from the last sync (due now when that is longer ago)."""
+        if change.enabled is not None:
+            connection.sync_enabled = change.enabled
+        if change.interval_set:
+            connection.sync_interval_minutes = change.interval or plan.default_minutes
+            now = self._clock()
+            after = plan.next_at(connection.last_synced_at or now, connection.sync_interval_minutes)
+            connection.next_sync_at = None if after is None else max(after, now)
 
     async def delete(self, connection_id: UUID, user_id: UUID) -> None:
         """Deletes the connection with its accounts, holdings, transactions, snapshots and runs."""

@@ -75,7 +75,7 @@ class KeyRotation:
                 except CredentialsUnreadable:
                     report.unreadable.append(secret)
                     continue
-                if secret.kind == "connection" and await uow.sync_runs.running_for(secret.id) is not None:
+                if secret.kind == "connection" and await uow.sync_runs.active_for(secret.id) is not None:
                     report.busy.append(secret)
                 elif await uow.operators.replace_secret(secret, self._rotator.rotate(secret.ciphertext)):
                     report.re_encrypted += 1

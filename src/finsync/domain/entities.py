@@ -107,6 +107,11 @@ class Connection:
     expires_at: datetime | None = None
     last_synced_at: datetime | None = None
     last_error: str | None = None
+    # Schedule: None = the provider's default interval; files are never scheduled.
+    sync_interval_minutes: int | None = None
+    sync_enabled: bool = True
+    next_sync_at: datetime | None = None  # owned by the scheduler and the sync outcome
+    failure_count: int = 0  # consecutive failed syncs: the back-off exponent
     created_at: datetime = field(default_factory=utcnow)
     updated_at: datetime = field(default_factory=utcnow)
 
@@ -212,7 +217,12 @@ class SyncRun:
     trigger: SyncTrigger
     id: UUID = field(default_factory=new_id)
     status: SyncStatus = SyncStatus.RUNNING
+    # Requested at; ``started_at`` is when a worker picked it up (the same until then).
+    queued_at: datetime | None = None
     started_at: datetime = field(default_factory=utcnow)
+    # Pick-ups by a worker: a fencing token, so a job retried after a stall never lets
+    # the stalled first attempt write over the second.
+    attempts: int = 0
     finished_at: datetime | None = None
     counts: dict[str, int] = field(default_factory=dict)
     error: str | None = None

@@ -101,7 +101,8 @@ class SyncTrigger(StrEnum):
 
 
 class SyncStatus(StrEnum):
-    RUNNING = "running"
+    QUEUED = "queued"  # requested; its job waits for a worker
+    RUNNING = "running"  # a worker picked its job up
     SUCCEEDED = "succeeded"
     FAILED = "failed"
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
@@ -32,6 +32,7 @@ from finsync.domain.enums import (
     TransactionSubtype,
     TransactionType,
 )
+from finsync.domain.jobs import Job
 from finsync.domain.records import (
     DeferredTransactions,
     ProviderAccount,
@@ -40,8 +41,10 @@ from finsync.domain.records import (
     TransactionBatch,
     UpsertCounts,
 )
+from finsync.domain.schedule import SyncSchedule
 
 T = TypeVar("T")
+NEVER = SyncSchedule(default_minutes=None)
 Clock = Callable[[], datetime]
 
 
@@ -156,6 +159,12 @@ class ConnectionRepository(Protocol):
     async def save(self, connection: Connection) -> None: ...
     async def delete(self, connection_id: UUID) -> None: ...
     async def expire_lapsed(self, user_id: UUID | None, now: datetime) -> int: ...
+    async def claim_due(self, now: datetime, limit: int) -> list[Connection]:
+        """Up to ``limit`` enabled, schedulable connections with ``next_sync_at <= now``, locked;
+        rows another transaction holds are skipped (``FOR UPDATE SKIP LOCKED``), not waited for."""
+        ...
+
+    async def reschedule(self, next_at: Sequence[tuple[UUID, datetime | None]]) -> None: ...
     async def add_or_get(self, connection: Connection) -> Connection:
         """Insert unless one with the same user, provider and identity exists; the stored one."""
         ...
@@ -227,8 +236,26 @@ class SyncRunRepository(Protocol):
     async def save(self, run: SyncRun) -> None: ...
     async def get(self, run_id: UUID, user_id: UUID | None = None) -> SyncRun | None: ...
     async def find(self, user_id: UUID, connection_id: UUID, page: PageRequest) -> Page[SyncRun]: ...
-    async def running_for(self, connection_id: UUID) -> SyncRun | None: ...
-    async def close_interrupted(self, when: datetime) -> int: ...
+    async def active_for(self, connection_id: UUID) -> SyncRun | None:
+        """The connection's queued or running run, if any (at most one: a unique index)."""
+        ...
+
+    async def add_many_if_idle(self, runs: Sequence[SyncRun]) -> list[SyncRun]:
+        """Insert those whose connection has no active run; the ones inserted."""
+        ...
+
+    async def start(self, run_id: UUID, when: datetime) -> SyncRun | None:
+        """A worker picked the run up: queued (or interrupted running) → running, attempts + 1.
+        None when the run is gone or already finished."""
+        ...
+
+    async def stale(self, before: datetime, limit: int) -> list[SyncRun]:
+        """Active runs queued or started before ``before``: candidates for the reaper."""
+        ...
+
+    async def close_lost(self, run_ids: Sequence[UUID], when: datetime, error: str) -> int:
+        """Fail those of these runs that are still queued or running; how many."""
+        ...
 
 
 class IdempotencyRepository(Protocol):
@@ -328,8 +355,17 @@ class UnitOfWork(Protocol):
 
     async def __aenter__(self) -> Self: ...
     async def __aexit__(self, *exc: object) -> None: ...
-    async def commit(self) -> None: ...
-    async def rollback(self) -> None: ...
+    async def commit(self) -> None:
+        """Commit, then hand the jobs ``enqueue`` buffered to the job queue."""
+        ...
+
+    async def rollback(self) -> None:
+        """Roll back and drop the buffered jobs."""
+        ...
+
+    def enqueue(self, job: Job) -> None:
+        """Buffer a job until this transaction commits: a rollback never leaves a job behind."""
+        ...
 
 
 UnitOfWorkFactory = Callable[[], UnitOfWork]
@@ -411,6 +447,7 @@ class ProviderInfo:
     environments: tuple[str, ...]
     missing_settings: tuple[str, ...]
     state_param: str = "state"  # query parameter carrying our state back (GoCardless: "ref")
+    schedule: SyncSchedule = NEVER
 
 
 class ProviderGateway(Protocol):
@@ -423,12 +460,20 @@ class ProviderGateway(Protocol):
 
 
 class JobQueue(Protocol):
-    """Runs sync jobs outside the request; in-process now, workers later."""
+    """Hands typed jobs to whatever runs them: asyncio tasks in this process (SQLite) or
+    procrastinate workers on any number of machines (PostgreSQL)."""
 
-    async def enqueue_sync(self, run_id: UUID) -> None: ...
+    async def enqueue(self, job: Job) -> bool:
+        """Queue a job; False when one with the same queueing lock already waits (already queued)."""
+        ...
 
+    async def pending(self, kind: str, locks: Sequence[str]) -> set[str]:
+        """The locks among ``locks`` that have a job of this kind waiting or running (alive)."""
+        ...
 
-SyncJob = Callable[[UUID], Awaitable[object]]
+    async def retry_stalled(self) -> int:
+        """Queue again the jobs of workers that stopped sending heartbeats; how many."""
+        ...
 
 
 @dataclass(slots=True, kw_only=True)

@@ -1,4 +1,10 @@
-"""Alembic environment: async engine, batch mode on SQLite so ALTERs work there too."""
+"""Alembic environment: async engine, batch mode on SQLite so ALTERs work there too.
+
+Batch mode on SQLite rebuilds a table (copy, drop, rename): with foreign keys enforced,
+dropping the old copy would cascade into every child table and delete their rows. So
+foreign keys are off while migrating (the only way SQLite allows a rebuild), and checked
+with ``PRAGMA foreign_key_check`` before the migration commits.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +12,7 @@ import asyncio
 from typing import Any
 
 from alembic import context
+from sqlalchemy import text
 from sqlalchemy.engine import Connection
 
 from finsync.config import Settings
@@ -36,9 +43,16 @@ def run_offline() -> None:
 
 
 def _run_sync(connection: Connection) -> None:
+    sqlite = connection.dialect.name == "sqlite"
+    if sqlite:  # outside any transaction: inside one SQLite ignores it
+        connection.exec_driver_sql("PRAGMA foreign_keys=OFF")
     _configure(connection)
     with context.begin_transaction():
         context.run_migrations()
+        if sqlite:
+            broken = connection.execute(text("PRAGMA foreign_key_check")).fetchall()
+            if broken:
+                raise RuntimeError(f"migration left {len(broken)} rows pointing at missing parents")
 
 
 async def run_online() -> None:

@@ -10,8 +10,10 @@ and logs that never carry secrets.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json as jsonlib
 import random
+import ssl
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from datetime import UTC, datetime
@@ -24,11 +26,14 @@ import structlog
 
 from finsync.domain.errors import AuthError, BadData, ProviderError, RateLimited, ScopeError, Unavailable
 from finsync.providers.ratelimit import (
+    BUCKET_STORE,
     SHARED_BUCKET,
     Bucket,
     Clock,
+    LocalBucket,
     RateLimit,
     account_buckets,
+    account_key,
     header_number,
     reset_wait,
 )
@@ -57,6 +62,13 @@ _TRANSIENT_STATUS = frozenset({408, 500, 502, 503, 504})
 _SECRET_HEADER_WORDS = ("auth", "key", "secret", "token", "cookie", "signature", "password")
 # Retry back-off: jittered, doubling from _BACKOFF_BASE seconds, at most _BACKOFF_CAP.
 _BACKOFF_BASE, _BACKOFF_CAP = 0.5, 30.0
+
+
+@functools.cache
+def _tls() -> ssl.SSLContext:
+    """One TLS context per process: building one loads the CA bundle (~50 ms of CPU), which a
+    client per sync would otherwise pay on every sync."""
+    return httpx.create_ssl_context()
 
 
 class SystemClock:
@@ -117,8 +129,13 @@ class ProviderHttp:
         self._error_type = error_type
         self._limits = dict(limits or {})
         # Limits are per provider account, not per adapter: adapters given the same ``account``
-        # (e.g. the API key) at the same base URL share buckets (validation, then the first sync).
-        self._buckets: dict[str, Bucket] = account_buckets(provider, base_url, account) if account else {}
+        # (e.g. the API key) at the same base URL share buckets (validation, then the first sync),
+        # across processes when a store is set (see ratelimit.BUCKET_STORE).
+        self._buckets: dict[str, Bucket] = {}
+        self._store = BUCKET_STORE.get() if account else None
+        self._account_key = account_key(provider, base_url, account) if account else ""
+        if account and self._store is None:
+            self._buckets = account_buckets(provider, base_url, account)  # type: ignore[assignment]
         # Values scrubbed from any provider text we repeat in exceptions.
         self._secrets = [s for s in secrets if s and len(s) >= 4]
         for name, value in (headers or {}).items():
@@ -131,6 +148,7 @@ class ProviderHttp:
             transport=transport,
             timeout=httpx.Timeout(timeout),
             follow_redirects=False,
+            verify=_tls(),
         )
 
     async def __aenter__(self) -> Self:
@@ -150,7 +168,10 @@ class ProviderHttp:
         if rate is None:
             return None
         if key not in self._buckets:
-            self._buckets[key] = Bucket(rate)
+            shared = self._store
+            self._buckets[key] = (
+                LocalBucket(rate) if shared is None else shared.bucket(f"{self._account_key}:{key}", rate)
+            )
         return self._buckets[key]
 
     def _scrub(self, text: str) -> str:
@@ -166,12 +187,11 @@ class ProviderHttp:
         ceiling: float = min(_BACKOFF_CAP, _BACKOFF_BASE * 2.0**attempt)
         return ceiling / 2 + random.uniform(0, ceiling / 2)
 
-    def _observe(self, bucket: Bucket | None, response: httpx.Response) -> None:
-        if bucket is None:
-            return
+    async def _answered(self, bucket: Bucket, stamp: float, response: httpx.Response) -> None:
         remaining = header_number(response.headers, "x-ratelimit-remaining")
         reset = header_number(response.headers, "x-ratelimit-reset")
-        bucket.observe(None if remaining is None else int(remaining), reset, self.clock.now())
+        now = self.clock.now()
+        await bucket.answered(stamp, now, None if remaining is None else int(remaining), reset)
 
     def _retry_wait(self, response: httpx.Response, attempt: int) -> float:
         wait = reset_wait(response.headers, self.clock.now())
@@ -221,12 +241,11 @@ class ProviderHttp:
                     # Not sent: the provider saw nothing, so no slot is spent and a retry is always safe.
                     retryable = may_retry or isinstance(exc, NOT_SENT)
                     if bucket and isinstance(exc, NOT_SENT):
-                        bucket.release(stamp)
+                        await bucket.give_back(stamp)
                 else:
                     status = response.status_code
                     if bucket:
-                        bucket.settle(stamp, self.clock.now())
-                    self._observe(bucket, response)
+                        await self._answered(bucket, stamp, response)
                     if response.is_success:
                         return response
                     if status == 429:
@@ -266,7 +285,7 @@ class ProviderHttp:
         if bucket is None:
             await self.clock.sleep(wait)
         else:  # every caller of this bucket waits, not just this one
-            bucket.blocked_until = max(bucket.blocked_until, self.clock.now() + wait)
+            await bucket.block_until(self.clock.now() + wait)
 
     def _client_error(self, response: httpx.Response, endpoint: str) -> ProviderError:
         status = response.status_code

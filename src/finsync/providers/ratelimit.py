@@ -4,12 +4,18 @@ A bucket counts only requests that reached the provider: an attempt refused befo
 was sent (connection refused, DNS failure) gives its slot back, so recovering from an
 outage never waits for slots spent on nothing. Server headers can only make a bucket
 stricter. A reset the server reports in whole seconds is waited for with a margin.
+
+A budget lives in this process (``LocalBucket``) unless a ``BucketStore`` is set around
+adapter construction (``BUCKET_STORE``): with several processes (workers syncing, an API
+validating a key) the store keeps one budget for all of them (PostgreSQL:
+``infrastructure.ratelimits``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import bisect
+import contextvars
 import hashlib
 import math
 from dataclasses import dataclass, field
@@ -44,8 +50,36 @@ class RateLimit:
     period: float
 
 
+class Bucket(Protocol):
+    """One rate budget: a ``LocalBucket`` in this process, or a shared one (``BucketStore``)."""
+
+    async def acquire(self, clock: Clock, max_wait: float, label: str) -> float: ...
+    async def answered(self, stamp: float, now: float, remaining: int | None, reset: float | None) -> None:
+        """Bookkeeping after an answer: ``settle`` the send time, then ``observe`` the headers."""
+        ...
+
+    async def give_back(self, stamp: float) -> None:
+        """The attempt never reached the provider: its slot was spent on nothing."""
+        ...
+
+    async def block_until(self, until: float) -> None: ...
+
+
+class BucketStore(Protocol):
+    """Where budgets live when several processes share them. ``key`` names the provider, a
+    digest of the account and the endpoint budget; an ``account`` that is a constant (e.g. an
+    exchange limiting per IP) makes one budget for the whole deployment."""
+
+    def bucket(self, key: str, rate: RateLimit) -> Bucket: ...
+
+
+BUCKET_STORE: contextvars.ContextVar[BucketStore | None] = contextvars.ContextVar(
+    "bucket_store", default=None
+)
+
+
 @dataclass(slots=True)
-class Bucket:
+class LocalBucket:
     """Sliding-window log of send times; server headers can only make it stricter."""
 
     rate: RateLimit
@@ -79,6 +113,16 @@ class Bucket:
             stamp = clock.now()
             bisect.insort(self.sent, stamp)
             return stamp
+
+    async def answered(self, stamp: float, now: float, remaining: int | None, reset: float | None) -> None:
+        self.settle(stamp, now)
+        self.observe(remaining, reset, now)
+
+    async def give_back(self, stamp: float) -> None:
+        self.release(stamp)
+
+    async def block_until(self, until: float) -> None:
+        self.blocked_until = max(self.blocked_until, until)
 
     def release(self, stamp: float) -> None:
         """Give a slot back: the attempt never reached the provider, so it spent nothing there."""
@@ -126,10 +170,14 @@ def reset_wait(headers: httpx.Headers, now: float) -> float | None:
     return reset + RESET_MARGIN - now
 
 
-# Buckets per provider account, keyed by a hash so no credential is kept as a dict key.
-SHARED_BUCKETS: dict[str, dict[str, Bucket]] = {}
+# Budgets per provider account in this process, keyed by a hash so no credential is a dict key.
+SHARED_BUCKETS: dict[str, dict[str, LocalBucket]] = {}
 
 
-def account_buckets(provider: str, base_url: str, account: str) -> dict[str, Bucket]:
+def account_key(provider: str, base_url: str, account: str) -> str:
     digest = hashlib.sha256(f"{base_url}\x1f{account}".encode()).hexdigest()[:32]
-    return SHARED_BUCKETS.setdefault(f"{provider}:{digest}", {})
+    return f"{provider}:{digest}"
+
+
+def account_buckets(provider: str, base_url: str, account: str) -> dict[str, LocalBucket]:
+    return SHARED_BUCKETS.setdefault(account_key(provider, base_url, account), {})

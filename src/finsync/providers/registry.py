@@ -15,6 +15,7 @@ from typing import Any
 import structlog
 
 from finsync.domain.enums import AuthType, Capability, ProviderCategory
+from finsync.domain.schedule import SyncSchedule
 
 log = structlog.get_logger(__name__)
 ENTRY_POINT_GROUP = "finsync.providers"
@@ -58,6 +59,15 @@ class ProviderMetadata:
     resources: Callable[..., dict[str, Any]] | None = field(default=None, compare=False)
     # File providers: the StatementFormat that sniffs and reads uploads.
     file_format: Any = field(default=None, compare=False)
+    # Automatic syncs: default and minimum interval (daily providers: once a day after a UTC
+    # time). None: files are never scheduled, every other provider hourly (minimum 15 min).
+    schedule: SyncSchedule | None = None
+
+    @property
+    def sync_schedule(self) -> SyncSchedule:
+        if self.schedule is not None:
+            return self.schedule
+        return SyncSchedule(default_minutes=None if self.auth_type is AuthType.FILE else 60)
 
     def missing_settings(self, settings: object) -> list[str]:
         """Deployment settings this provider needs but that are unset (e.g. an OAuth app key)."""
@@ -80,6 +90,9 @@ class ProviderMetadata:
             issues.append("a file provider needs a file_format named like its slug")
         if self.auth_type.in_browser and self.flow_factory is None:
             issues.append("oauth2/link providers need a flow_factory")
+        issues += self.sync_schedule.problems()
+        if self.auth_type is AuthType.FILE and self.sync_schedule.default_minutes is not None:
+            issues.append("statement files are never synced on a schedule")
         return issues
 
 

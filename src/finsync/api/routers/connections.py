@@ -19,6 +19,7 @@ from finsync.api.schemas import (
     ConnectionUpdate,
     SyncRunPublic,
 )
+from finsync.application.connections import ScheduleChange
 from finsync.application.idempotency import Answer
 from finsync.domain.entities import Connection
 from finsync.domain.enums import ConnectionStatus, SyncTrigger
@@ -45,7 +46,6 @@ async def list_connections(
     status: Annotated[ConnectionStatus | None, Query()] = None,
 ) -> PageOut[ConnectionPublic]:
     """Your connections, oldest first."""
-    await container.connections.expire_lapsed(user.id)
     return to_page(await uow.connections.find(user.id, page, status), ConnectionPublic)
 
 
@@ -88,8 +88,20 @@ def _created(connection: Connection, run_id: UUID | None, url: str | None) -> Co
 async def update_connection(
     connection_id: UUID, body: ConnectionUpdate, user: CurrentUser, container: ContainerDep
 ) -> ConnectionPublic:
-    """Rename a connection or replace its credentials (validated with the provider first)."""
-    connection = await container.connections.update(connection_id, user.id, body.name, body.credentials)
+    """Rename a connection, change its sync schedule (`sync_interval_minutes`, `sync_enabled`), or
+    replace its credentials (validated with the provider first). An interval outside the
+    provider's bounds answers 422 and changes nothing."""
+    fields = body.model_fields_set
+    schedule = None
+    if {"sync_interval_minutes", "sync_enabled"} & fields:
+        schedule = ScheduleChange(
+            interval_set="sync_interval_minutes" in fields,
+            interval=body.sync_interval_minutes,
+            enabled=body.sync_enabled,
+        )
+    connection = await container.connections.update(
+        connection_id, user.id, body.name, body.credentials, schedule
+    )
     return ConnectionPublic.model_validate(connection)
 
 
@@ -97,8 +109,7 @@ async def update_connection(
 async def get_connection(
     connection_id: UUID, user: CurrentUser, uow: UowDep, container: ContainerDep
 ) -> ConnectionPublic:
-    """One connection with its status, expiry and last error."""
-    await container.connections.expire_lapsed(user.id)
+    """One connection with its status, expiry, last error and schedule."""
     connection = await uow.connections.get(connection_id, user.id)
     if connection is None:
         raise NotFound("connection")
@@ -151,7 +162,6 @@ async def reauthorize_connection(
     connection_id: UUID, user: CurrentUser, container: ContainerDep
 ) -> ConnectionCreated:
     """Restart the browser consent for an OAuth or bank-link connection; its accounts and history are kept."""
-    await container.connections.expire_lapsed(user.id)
     connection, url = await container.authorization.reauthorize(connection_id, user.id)
     return _created(connection, None, url)
 

@@ -7,7 +7,20 @@ from decimal import Decimal
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import Column, Date, ForeignKey, Index, LargeBinary, String, Text, UniqueConstraint, text
+from sqlalchemy import (
+    Boolean,
+    Column,
+    Date,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+    text,
+)
 from sqlalchemy import Uuid as SAUuid
 from sqlmodel import Field, SQLModel
 
@@ -15,6 +28,11 @@ from finsync.infrastructure.db.types import ExactDecimal, JSONType, UTCDateTime
 
 metadata = SQLModel.metadata
 _NOW = text("CURRENT_TIMESTAMP")
+# Connections the scheduler may claim; its query repeats this text so both databases use the
+# partial index (the tick costs O(due), not O(all)).
+SCHEDULABLE = "sync_enabled AND status IN ('active', 'error')"
+# Runs that still own their connection (at most one per connection).
+ACTIVE_RUN = "status IN ('queued', 'running')"
 
 
 def _money(nullable: bool = True) -> Any:
@@ -67,6 +85,12 @@ class ConnectionRow(SQLModel, table=True):
         # One connection per provider login (and one file connection per format): NULLs, for
         # logins not identified yet, are distinct on both databases.
         UniqueConstraint("user_id", "provider", "identity", name="uq_connections_user_provider_identity"),
+        Index(
+            "ix_connections_due",
+            "next_sync_at",
+            postgresql_where=text(SCHEDULABLE),
+            sqlite_where=text(SCHEDULABLE),
+        ),
     )
     id: UUID = Field(primary_key=True)
     user_id: UUID = _fk("users.id")
@@ -80,6 +104,14 @@ class ConnectionRow(SQLModel, table=True):
     expires_at: datetime | None = _ts()
     last_synced_at: datetime | None = _ts()
     last_error: str | None = Field(default=None, sa_type=Text, nullable=True)
+    sync_interval_minutes: int | None = Field(default=None, nullable=True)
+    sync_enabled: bool = Field(
+        default=True, sa_type=Boolean, nullable=False, sa_column_kwargs={"server_default": text("true")}
+    )
+    next_sync_at: datetime | None = _ts()
+    failure_count: int = Field(
+        default=0, sa_type=Integer, nullable=False, sa_column_kwargs={"server_default": text("0")}
+    )
     created_at: datetime = _ts(False)
     updated_at: datetime = _ts(False)
 
@@ -194,13 +226,20 @@ class SyncRunRow(SQLModel, table=True):
     __tablename__ = "sync_runs"
     __table_args__ = (
         Index("ix_sync_runs_connection_id_id", "connection_id", "id"),
-        # At most one running sync per connection, enforced by the database (races included).
+        # At most one queued or running sync per connection, enforced by the database.
         Index(
-            "uq_sync_runs_one_running",
+            "uq_sync_runs_one_active",
             "connection_id",
             unique=True,
-            postgresql_where=text("status = 'running'"),
-            sqlite_where=text("status = 'running'"),
+            postgresql_where=text(ACTIVE_RUN),
+            sqlite_where=text(ACTIVE_RUN),
+        ),
+        # The reaper's look-up of old active runs.
+        Index(
+            "ix_sync_runs_active",
+            "started_at",
+            postgresql_where=text(ACTIVE_RUN),
+            sqlite_where=text(ACTIVE_RUN),
         ),
     )
     id: UUID = Field(primary_key=True)
@@ -208,7 +247,11 @@ class SyncRunRow(SQLModel, table=True):
     connection_id: UUID = _fk("connections.id")
     trigger: str = _str(16)
     status: str = _str(16)
+    queued_at: datetime | None = _ts()
     started_at: datetime = _ts(False)
+    attempts: int = Field(
+        default=0, sa_type=Integer, nullable=False, sa_column_kwargs={"server_default": text("0")}
+    )
     finished_at: datetime | None = _ts()
     counts: dict[str, int] = Field(default_factory=dict, sa_type=JSONType, nullable=False)
     warnings: list[str] = Field(default_factory=list, sa_type=JSONType, nullable=False)
@@ -271,3 +314,13 @@ class LoginThrottleRow(SQLModel, table=True):
     last_failure_at: datetime | None = _ts()
     succeeded_at: datetime | None = _ts()
     expires_at: datetime = Field(sa_type=UTCDateTime, nullable=False, index=True)
+
+
+class RateBudgetRow(SQLModel, table=True):
+    """A provider rate limit shared by every process (PostgreSQL): a sliding-window log of send
+    times (epoch seconds) and a block set by a 429. The key is a digest, never a credential."""
+
+    __tablename__ = "rate_budgets"
+    key: str = Field(sa_type=String(128), primary_key=True)
+    sent: list[float] = Field(default_factory=list, sa_type=JSONType, nullable=False)
+    blocked_until: float = Field(default=0.0, sa_type=Float, nullable=False)

@@ -1,18 +1,27 @@
-"""SQL unit of work: one AsyncSession, one transaction, rolled back unless committed."""
+"""SQL unit of work: one AsyncSession, one transaction, rolled back unless committed.
+
+Jobs asked for inside the transaction are buffered and handed to the job queue only after
+the commit succeeded (Polar's "flush enqueued jobs" idea): a rollback drops them, so no
+worker ever looks for a run that was never stored.
+"""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Self
 
+import structlog
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from finsync.domain.errors import Conflict, FinsyncError
+from finsync.domain.jobs import Job
 from finsync.domain.ports import (
     AccountRepository,
     AuthFlowRepository,
     ConnectionRepository,
     HoldingRepository,
     IdempotencyRepository,
+    JobQueue,
     LoginAttemptRepository,
     OperatorRepository,
     RefreshTokenRepository,
@@ -44,6 +53,7 @@ from finsync.infrastructure.db.repositories.users import (
     SqlUserRepository,
 )
 
+log = structlog.get_logger(__name__)
 # deadlock_detected, serialization_failure
 _RETRY_STATES: frozenset[str | int] = frozenset({"40P01", "40001"})
 # foreign_key_violation (PostgreSQL); SQLITE_CONSTRAINT_FOREIGNKEY
@@ -68,8 +78,10 @@ class SqlUnitOfWork:
     user_data: UserDataRepository
     operators: OperatorRepository
 
-    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+    def __init__(self, sessions: async_sessionmaker[AsyncSession], jobs: JobQueue | None = None) -> None:
         self._sessions = sessions
+        self._queue = jobs
+        self._jobs: list[Job] = []
 
     async def __aenter__(self) -> Self:
         self.session = self._sessions()
@@ -91,6 +103,7 @@ class SqlUnitOfWork:
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
+        self._jobs.clear()
         try:
             await self.session.rollback()
         finally:
@@ -114,11 +127,35 @@ class SqlUnitOfWork:
                 "what this change refers to was deleted meanwhile; nothing of it was saved"
             ) from exc
 
+    def enqueue(self, job: Job) -> None:
+        if self._queue is None:
+            raise RuntimeError("this unit of work has no job queue")
+        self._jobs.append(job)
+
     async def commit(self) -> None:
         await self.session.commit()
+        jobs, self._jobs = self._jobs, []
+        if jobs:
+            await _hand_over(self._queue, jobs)  # type: ignore[arg-type]
 
     async def rollback(self) -> None:
+        self._jobs.clear()
         await self.session.rollback()
+
+
+async def _hand_over(queue: JobQueue, jobs: list[Job], parallel: int = 4) -> None:
+    """Each job on its own (a queueing-lock clash means "already queued", not a failure of the
+    others), a few at a time: a tick's thousand jobs should not take a thousand round trips."""
+    slots = asyncio.Semaphore(parallel)
+
+    async def one(job: Job) -> None:
+        async with slots:
+            try:
+                await queue.enqueue(job)
+            except Exception:  # committed work stands; the reaper fails a run whose job never came
+                log.exception("job_enqueue_failed", kind=job.kind)
+
+    await asyncio.gather(*(one(job) for job in jobs))
 
 
 def _caused_by(exc: BaseException, codes: frozenset[str | int]) -> bool:

@@ -30,6 +30,7 @@ How another open-banking aggregator fits the same shape:
 from __future__ import annotations
 
 from finsync.domain.enums import AuthType, Capability, ProviderCategory
+from finsync.domain.schedule import SyncSchedule
 from finsync.providers.gocardless.adapter import (
     GoCardlessAdapter,
     create_adapter,
@@ -60,6 +61,9 @@ METADATA = ProviderMetadata(
     state_param="ref",  # the bank returns the requisition's reference, which is our state
     adapter_factory=create_adapter,
     flow_factory=create_flow,
+    # Banks allow ~4 unattended calls a day per account: every 8 hours keeps one free for a
+    # manual sync; 6 hours is the floor.
+    schedule=SyncSchedule(default_minutes=480, minimum_minutes=360),
     resources=lambda settings, **options: {"tokens": GoCardlessTokens.from_settings(settings, **options)},
 )
 

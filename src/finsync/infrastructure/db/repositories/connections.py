@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from uuid import UUID
 
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import ColumnElement, bindparam, delete, insert, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from finsync.domain.entities import AuthFlow, Connection, SyncRun
-from finsync.domain.enums import ConnectionStatus
+from finsync.domain.enums import ConnectionStatus, SyncStatus
 from finsync.domain.ports import Page, PageRequest
 from finsync.infrastructure.db.mapping import keyset, make_page, to_entity, to_row
 from finsync.infrastructure.db.tables import (
+    ACTIVE_RUN,
+    SCHEDULABLE,
     AccountRow,
     AuthFlowRow,
     BalanceSnapshotRow,
@@ -50,9 +53,17 @@ class SqlConnectionRepository:
         if user_id is not None:
             stmt = stmt.where(connections.c.user_id == user_id)
         if lock:
+            await self._sqlite_write_lock(connections.c.id == connection_id)
             stmt = stmt.with_for_update()
         row = (await self._s.execute(stmt)).mappings().first()
         return None if row is None else to_entity(Connection, row)
+
+    async def _sqlite_write_lock(self, where: ColumnElement[bool]) -> None:
+        """SQLite has no ``FOR UPDATE`` and runs a transaction's reads before its first write
+        outside it: a no-op write first takes the database's write lock, so the read that
+        follows is current and stays so until commit (a rename during a sync is not lost)."""
+        if self._s.get_bind().dialect.name == "sqlite":
+            await self._s.execute(update(connections).where(where).values(id=connections.c.id))
 
     async def find(
         self, user_id: UUID, page: PageRequest, status: ConnectionStatus | None = None
@@ -116,6 +127,11 @@ class SqlConnectionRepository:
             connections.c.identity == identity,
         )
         if lock:
+            await self._sqlite_write_lock(
+                (connections.c.user_id == user_id)
+                & (connections.c.provider == provider)
+                & (connections.c.identity == identity)
+            )
             stmt = stmt.with_for_update()
         row = (await self._s.execute(stmt)).mappings().first()
         return None if row is None else to_entity(Connection, row)
@@ -134,6 +150,40 @@ class SqlConnectionRepository:
             stmt = stmt.where(connections.c.user_id == user_id)
         return int((await self._s.execute(stmt)).rowcount)  # type: ignore[attr-defined]
 
+    async def claim_due(self, now: datetime, limit: int) -> list[Connection]:
+        """Seeks the partial index ``ix_connections_due`` (same predicate text): O(due), not O(all).
+        ``SKIP LOCKED`` lets ticks of several workers, and syncs holding a row, pass each other."""
+        stmt = (
+            select(connections)
+            .where(text(SCHEDULABLE), connections.c.next_sync_at <= now)
+            .order_by(connections.c.next_sync_at)
+            .limit(limit)
+        )
+        if self._s.get_bind().dialect.name == "postgresql":
+            stmt = stmt.with_for_update(skip_locked=True)
+        return [to_entity(Connection, r) for r in (await self._s.execute(stmt)).mappings()]
+
+    async def reschedule(self, next_at: Sequence[tuple[UUID, datetime | None]]) -> None:
+        if not next_at:
+            return
+        if self._s.get_bind().dialect.name == "postgresql":  # one statement for the whole batch
+            await self._s.execute(
+                text(
+                    "UPDATE connections SET next_sync_at = v.at FROM (SELECT "
+                    "unnest(CAST(:ids AS uuid[])) AS id, unnest(CAST(:ats AS timestamptz[])) AS at) v "
+                    "WHERE connections.id = v.id"
+                ),
+                {"ids": [cid for cid, _ in next_at], "ats": [at for _, at in next_at]},
+            )
+            return
+        stmt = (
+            update(connections)
+            .where(connections.c.id == bindparam("b_id"))
+            .values(next_sync_at=bindparam("b_at"))
+        )
+        conn = await self._s.connection()
+        await conn.execute(stmt, [{"b_id": cid, "b_at": at} for cid, at in next_at])
+
 
 class SqlSyncRunRepository:
     def __init__(self, session: AsyncSession) -> None:
@@ -143,13 +193,46 @@ class SqlSyncRunRepository:
         await self._s.execute(insert(runs).values(to_row(run)))
 
     async def add_if_idle(self, run: SyncRun) -> bool:
-        """Insert a running run unless one is already running for the connection (atomic)."""
+        """Insert the run unless the connection already has a queued or running one (atomic)."""
+        return bool(await self.add_many_if_idle([run]))
+
+    async def add_many_if_idle(self, items: Sequence[SyncRun]) -> list[SyncRun]:
+        if not items:
+            return []
         dialect = self._s.get_bind().dialect.name
-        stmt = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(runs).values(to_row(run))
-        stmt = stmt.on_conflict_do_nothing(
-            index_elements=["connection_id"], index_where=runs.c.status == "running"
+        if dialect == "postgresql" and all(_fresh(run) for run in items):
+            return await self._add_fresh(items)
+        stmt = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(runs)
+        stmt = stmt.on_conflict_do_nothing(index_elements=["connection_id"], index_where=text(ACTIVE_RUN))
+        # executemany: one cached statement, batched by SQLAlchemy ("insertmanyvalues"), not a
+        # thousand-row VALUES construct compiled anew (most of a big tick's cost).
+        result = await self._s.execute(stmt.returning(runs.c.id), [to_row(run) for run in items])
+        inserted = set(result.scalars())
+        return [run for run in items if run.id in inserted]
+
+    async def _add_fresh(self, items: Sequence[SyncRun]) -> list[SyncRun]:
+        """PostgreSQL, runs not started yet (a tick's batch): one statement over arrays."""
+        result = await self._s.execute(
+            text(
+                "INSERT INTO sync_runs (id, user_id, connection_id, trigger, status, queued_at, started_at, "
+                "counts, warnings, attempts) SELECT r.*, '{}'::jsonb, '[]'::jsonb, 0 FROM unnest("
+                "CAST(:ids AS uuid[]), CAST(:users AS uuid[]), CAST(:connections AS uuid[]), "
+                "CAST(:triggers AS text[]), CAST(:statuses AS text[]), CAST(:queued AS timestamptz[]), "
+                "CAST(:started AS timestamptz[])) AS r "
+                "ON CONFLICT (connection_id) WHERE status IN ('queued', 'running') DO NOTHING RETURNING id"
+            ),
+            {
+                "ids": [r.id for r in items],
+                "users": [r.user_id for r in items],
+                "connections": [r.connection_id for r in items],
+                "triggers": [r.trigger.value for r in items],
+                "statuses": [r.status.value for r in items],
+                "queued": [r.queued_at for r in items],
+                "started": [r.started_at for r in items],
+            },
         )
-        return bool((await self._s.execute(stmt)).rowcount)  # type: ignore[attr-defined]
+        inserted = set(result.scalars())
+        return [run for run in items if run.id in inserted]
 
     async def save(self, run: SyncRun) -> None:
         values = to_row(run)
@@ -169,22 +252,37 @@ class SqlSyncRunRepository:
         items = [to_entity(SyncRun, r) for r in (await self._s.execute(stmt)).mappings()]
         return make_page(items, page, lambda r: (r.id,))
 
-    async def running_for(self, connection_id: UUID) -> SyncRun | None:
-        stmt = select(runs).where(runs.c.connection_id == connection_id, runs.c.status == "running")
-        row = (await self._s.execute(stmt.order_by(runs.c.id.desc()))).mappings().first()
+    async def active_for(self, connection_id: UUID) -> SyncRun | None:
+        stmt = select(runs).where(runs.c.connection_id == connection_id, text(ACTIVE_RUN))
+        row = (await self._s.execute(stmt)).mappings().first()
         return None if row is None else to_entity(SyncRun, row)
 
-    async def close_interrupted(self, when: datetime) -> int:
-        """Mark every 'running' run failed (called at start-up: no job of this process runs yet)."""
+    async def start(self, run_id: UUID, when: datetime) -> SyncRun | None:
         stmt = (
             update(runs)
-            .where(runs.c.status == "running")
-            .values(
-                status="failed", finished_at=when, error="interrupted: the service stopped during this run"
-            )
+            .where(runs.c.id == run_id, text(ACTIVE_RUN))
+            .values(status=SyncStatus.RUNNING.value, started_at=when, attempts=runs.c.attempts + 1)
+            .returning(*runs.c)
         )
-        result = await self._s.execute(stmt)
-        return int(result.rowcount)  # type: ignore[attr-defined]
+        row = (await self._s.execute(stmt)).mappings().first()
+        return None if row is None else to_entity(SyncRun, row)
+
+    async def close_lost(self, run_ids: Sequence[UUID], when: datetime, error: str) -> int:
+        stmt = (
+            update(runs)
+            .where(runs.c.id.in_(run_ids), text(ACTIVE_RUN))
+            .values(status=SyncStatus.FAILED.value, finished_at=when, error=error, error_type="interrupted")
+        )
+        return int((await self._s.execute(stmt)).rowcount)  # type: ignore[attr-defined]
+
+    async def stale(self, before: datetime, limit: int) -> list[SyncRun]:
+        stmt = (
+            select(runs)
+            .where(text(ACTIVE_RUN), runs.c.started_at < before)
+            .order_by(runs.c.started_at)
+            .limit(limit)
+        )
+        return [to_entity(SyncRun, r) for r in (await self._s.execute(stmt)).mappings()]
 
 
 class SqlAuthFlowRepository:
@@ -204,3 +302,7 @@ class SqlAuthFlowRepository:
         """Single use: only the first caller gets True, even under concurrent callbacks."""
         stmt = update(flows).where(flows.c.id == flow_id, flows.c.used_at.is_(None)).values(used_at=when)
         return bool((await self._s.execute(stmt)).rowcount)  # type: ignore[attr-defined]
+
+
+def _fresh(run: SyncRun) -> bool:
+    return not (run.counts or run.warnings or run.error or run.finished_at or run.attempts)

@@ -81,6 +81,7 @@ NOT_EXPORTED: dict[str, str] = {
 SHARED_TABLES: dict[str, str] = {
     "login_throttle": "failed-login counters keyed by digests of address and email; they expire "
     "within the throttle window",
+    "rate_budgets": "providers' rate-limit windows per provider account (digests, send times only)",
 }
 # Export order where an index serves it better than the id (ix_transactions_user_date_id).
 _ORDER = {"transactions": ("transaction_date", "id")}

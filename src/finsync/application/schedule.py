@@ -1,0 +1,137 @@
+"""Scheduled work as plain use cases; periodic tasks (procrastinate's, or the in-process loop)
+merely call them.
+
+- ``enqueue_due``: claim due connections, queue one sync each, move ``next_sync_at`` on.
+- ``expire_lapsed``: consent or refresh token past ``expires_at`` → ``needs_reauth``.
+- ``reap_stale_runs``: jobs of dead workers go back to the queue; runs whose job is gone
+  (a crash between commit and enqueue, a job that failed for good) are closed as failed.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import structlog
+
+from finsync.domain.entities import Connection, SyncRun, utcnow
+from finsync.domain.enums import SyncStatus, SyncTrigger
+from finsync.domain.jobs import SyncConnection
+from finsync.domain.ports import Clock, JobQueue, ProviderGateway, UnitOfWorkFactory
+from finsync.domain.schedule import Random, SyncSchedule
+
+log = structlog.get_logger(__name__)
+LOST = "interrupted: its job was lost (a worker or the service stopped); the next sync is scheduled"
+
+
+@dataclass(frozen=True, slots=True)
+class Reaped:
+    jobs_retried: int
+    runs_failed: int
+
+
+class Scheduler:
+    def __init__(
+        self,
+        uow: UnitOfWorkFactory,
+        providers: ProviderGateway,
+        jobs: JobQueue,
+        clock: Clock = utcnow,
+        *,
+        batch: int = 500,
+        grace: timedelta = timedelta(minutes=2),
+        rand: Random = random.random,
+    ) -> None:
+        self._uow = uow
+        self._providers = providers
+        self._jobs = jobs
+        self._clock = clock
+        self._batch = batch
+        self._grace = grace
+        self._rand = rand
+
+    def _schedule(self, provider: str) -> SyncSchedule | None:
+        info = self._providers.info(provider)
+        return None if info is None else info.schedule
+
+    async def enqueue_due(self) -> int:
+        """Queue a scheduled sync for every due connection, in batches; how many were queued.
+        Each batch is one transaction; its jobs are enqueued one by one after it commits."""
+        queued = 0
+        while True:
+            async with self._uow() as uow:
+                now = self._clock()
+                due = await uow.connections.claim_due(now, self._batch)
+                runs, moves = [], []
+                schedules: dict[str, SyncSchedule | None] = {}  # one look-up per provider, not row
+                for connection in due:
+                    if connection.provider not in schedules:
+                        schedules[connection.provider] = self._schedule(connection.provider)
+                    schedule = schedules[connection.provider]
+                    nxt = (
+                        None
+                        if schedule is None
+                        else schedule.next_at(now, connection.sync_interval_minutes, self._rand)
+                    )
+                    moves.append((connection.id, nxt))
+                    if nxt is not None:
+                        runs.append(_scheduled_run(connection, now))
+                added = await uow.sync_runs.add_many_if_idle(runs)  # busy connections keep theirs
+                providers = {c.id: c.provider for c in due}
+                for run in added:
+                    uow.enqueue(
+                        SyncConnection(
+                            connection_id=run.connection_id,
+                            run_id=run.id,
+                            provider=providers[run.connection_id],
+                        )
+                    )
+                await uow.connections.reschedule(moves)
+                await uow.commit()
+            queued += len(added)
+            if len(due) < self._batch:
+                break
+        if queued:
+            log.info("scheduled_syncs_queued", count=queued)
+        return queued
+
+    async def expire_lapsed(self) -> int:
+        """Consent or refresh token past ``expires_at`` → ``needs_reauth``, visibly (was done on
+        every GET of a connection; a periodic write keeps reads read-only)."""
+        async with self._uow() as uow:
+            expired = await uow.connections.expire_lapsed(None, self._clock())
+            await uow.commit()
+        if expired:
+            log.info("connections_expired", count=expired)
+        return expired
+
+    async def reap_stale_runs(self, grace: timedelta | None = None) -> Reaped:
+        """Retry the jobs of dead workers, then fail runs older than ``grace`` whose job is gone.
+        A run is closed only when its job is: a live job (waiting or running) keeps it open."""
+        retried = await self._jobs.retry_stalled()
+        before = self._clock() - (self._grace if grace is None else grace)
+        async with self._uow() as uow:
+            stale = await uow.sync_runs.stale(before, self._batch)
+        locks = {SyncConnection.lock_of(r.connection_id): r for r in stale}
+        alive = await self._jobs.pending(SyncConnection.kind, list(locks)) if locks else set()
+        lost = [run for lock, run in locks.items() if lock not in alive]
+        failed = 0
+        if lost:
+            async with self._uow() as uow:
+                failed = await uow.sync_runs.close_lost([r.id for r in lost], self._clock(), LOST)
+                await uow.commit()
+        if retried or failed:
+            log.warning("stale_work_reaped", jobs_retried=retried, runs_failed=failed)
+        return Reaped(jobs_retried=retried, runs_failed=failed)
+
+
+def _scheduled_run(connection: Connection, now: datetime) -> SyncRun:
+    return SyncRun(
+        user_id=connection.user_id,
+        connection_id=connection.id,
+        trigger=SyncTrigger.SCHEDULED,
+        status=SyncStatus.QUEUED,
+        queued_at=now,
+        started_at=now,
+    )

@@ -1,0 +1,93 @@
+"""Provider rate budgets shared between processes through PostgreSQL.
+
+An API process validates a Trading 212 key (account summary: 1 call per 5 s) and a worker
+process syncs right after it (account summary again). Each has its own limiter; only the
+shared budget keeps the second call from earning a 429. Two containers on one database
+stand for the two processes; the fake and both sides share one virtual clock.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from finsync.domain.enums import SyncStatus
+from finsync.domain.errors import RateLimited
+from finsync.infrastructure.db.engine import create_engine
+from finsync.infrastructure.ratelimits import PgBuckets
+from finsync.providers.http import RateLimit
+from finsync.providers.ratelimit import SHARED_BUCKETS as _SHARED_BUCKETS
+from tests.conftest import built, make_settings
+from tests.factories import seed_user
+from tests.fakes.clock import VirtualClock
+from tests.fakes.server import serve
+from tests.fakes.trading212 import Trading212Store
+from tests.fakes.trading212 import create_app as t212_app
+
+pytestmark = pytest.mark.integration
+KEY, SECRET = "fake-t212-key-for-budgets", "fake-t212-secret-for-budgets"
+
+
+@pytest.fixture
+def pg_url(pg_database: str | None) -> str:
+    if pg_database is None:
+        pytest.skip("PostgreSQL not reachable (set CI=true to make this a failure)")
+    return pg_database
+
+
+@pytest.fixture
+def clock() -> VirtualClock:
+    return VirtualClock()
+
+
+@pytest.fixture
+def t212(clock: VirtualClock) -> Iterator[tuple[Trading212Store, str]]:
+    store = Trading212Store()
+    store.add_position("AAPL_US_EQ", "15.5", "170.25", "185.5", fx="0.79", currency="USD")
+    with serve(t212_app(clock, api_key=KEY, api_secret=SECRET, store=store)) as url:
+        yield store, url
+
+
+async def test_two_processes_share_one_budget(pg_url: str, clock: VirtualClock) -> None:
+    engines = [create_engine(pg_url), create_engine(pg_url)]
+    try:
+        first, second = (PgBuckets(e).bucket("exchange:budget-test:*", RateLimit(3, 60.0)) for e in engines)
+        for _ in range(3):
+            await first.acquire(clock, 1.0, "exchange")
+        with pytest.raises(RateLimited):  # the other process sees those three sends
+            await second.acquire(clock, 1.0, "exchange")
+        start = clock.now()
+        await second.acquire(clock, 120.0, "exchange")
+        assert clock.now() - start == pytest.approx(60.0, abs=0.01)
+    finally:
+        for engine in engines:
+            async with engine.begin() as conn:
+                await conn.exec_driver_sql("DELETE FROM rate_budgets")
+            await engine.dispose()
+
+
+@pytest.mark.parametrize("shared", [True, False], ids=["shared", "per-process"])
+async def test_a_validation_in_the_api_and_a_sync_in_a_worker_earn_no_429(
+    pg_url: str, tmp_path: Path, clock: VirtualClock, t212: tuple[Trading212Store, str], shared: bool
+) -> None:
+    fake, url = t212
+    settings = make_settings(pg_url, tmp_path, trading212_live_url=url, shared_rate_limits=shared)
+    options = {"adapter_options": {"clock": clock}}
+    async with built(settings, **options) as api, built(settings, **options) as worker:
+        user = await seed_user(api)
+        created = await api.connections.create(
+            user.id, "trading212", "ISA", "live", {"api_key": KEY, "api_secret": SECRET}
+        )
+        assert created.sync_run is not None
+        _SHARED_BUCKETS.clear()  # what one process's memory knows, another's does not
+        await worker.jobs.drain()  # the worker process runs the initial sync
+        async with worker.uow() as uow:
+            run = await uow.sync_runs.get(created.sync_run.id)
+        assert run is not None
+        assert run.status is SyncStatus.SUCCEEDED
+        if shared:
+            assert sum(fake.throttled.values()) == 0
+        else:  # control: each process spends the whole budget, and the provider says so
+            assert fake.throttled["account_summary"] >= 1
