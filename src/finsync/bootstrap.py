@@ -15,10 +15,15 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from finsync.application.auth import AuthService
 from finsync.application.authorization import AuthorizationService
+from finsync.application.cash_flow import CashFlowService
 from finsync.application.connections import ConnectionService
 from finsync.application.idempotency import IdempotencyService
 from finsync.application.imports import ImportService
+from finsync.application.labels import LabelService
+from finsync.application.market_data import MarketDataService
+from finsync.application.net_worth import NetWorthService
 from finsync.application.operators import KeyRotation, UserAdmin
+from finsync.application.performance import PerformanceService
 from finsync.application.schedule import Scheduler
 from finsync.application.sync import SyncService
 from finsync.application.sync_job import SyncRunner
@@ -37,11 +42,13 @@ from finsync.domain.ports import (
     RedirectFlow,
     UnitOfWork,
 )
+from finsync.infrastructure.db import sqlite_functions
 from finsync.infrastructure.db.engine import create_engine, session_factory
 from finsync.infrastructure.db.uow import SqlUnitOfWork
 from finsync.infrastructure.jobs import ConcurrencyCaps, JobBackend, job_backend
 from finsync.infrastructure.keys import load_or_create_secret
 from finsync.infrastructure.logs import configure_logging
+from finsync.infrastructure.market import source_factory
 from finsync.infrastructure.passwords import NistPasswordPolicy
 from finsync.infrastructure.ratelimits import PgBuckets
 from finsync.infrastructure.security import (
@@ -210,6 +217,11 @@ class Container:
     runner: SyncRunner
     scheduler: Scheduler
     job_types: JobRegistry
+    market_data: MarketDataService
+    net_worth: NetWorthService
+    cash_flow: CashFlowService
+    performance: PerformanceService
+    labels: LabelService
     clock: Clock = field(default=utcnow)
     userdata: UserDataService = field(init=False)
     users: UserAdmin = field(init=False)
@@ -248,9 +260,12 @@ def build(
     clock: Clock = utcnow,
     adapter_options: dict[str, Any] | None = None,
     hasher: BlockingHasher | None = None,
+    market_options: dict[str, Any] | None = None,
 ) -> Container:
+    """``market_options`` go to the market data sources' HTTP layer (tests: a virtual clock)."""
     keys, jwt_secret = resolve_secrets(settings)
     engine = create_engine(settings.database_url)
+    sqlite_functions.install(engine)  # exact decimal sums for analytics on SQLite
     sessions = session_factory(engine)
     job_types = JobRegistry()
     jobs = job_backend(
@@ -326,6 +341,13 @@ def build(
         runner=runner,
         scheduler=scheduler,
         job_types=job_types,
+        market_data=MarketDataService(
+            uow, source_factory(settings, **(market_options or {})), settings.market_backfill_days, clock
+        ),
+        net_worth=NetWorthService(settings.base_currency, clock),
+        cash_flow=CashFlowService(settings.base_currency),
+        performance=PerformanceService(settings.base_currency, clock),
+        labels=LabelService(uow, clock),
         clock=clock,
     )
     container.userdata = UserDataService(uow, clock)

@@ -242,6 +242,49 @@ async def _keys_rotate() -> None:
         fail(f"{len(report.unreadable)} value(s) cannot be decrypted with any configured key")
 
 
+market_data = typer.Typer(help="Market data: FX reference rates and prices of held instruments.")
+app.add_typer(market_data, name="market-data")
+
+
+@market_data.command("refresh")
+def refresh_market_data(
+    day: Annotated[
+        str | None, typer.Option("--day", help="YYYY-MM-DD to refresh up to (default: today, UTC)")
+    ] = None,
+) -> None:
+    """Fetch new FX fixings and closes of held instruments (the daily job's body)."""
+    from datetime import date
+
+    try:
+        when = date.fromisoformat(day) if day else None
+    except ValueError:
+        typer.echo(f"--day must be YYYY-MM-DD, not {day!r}", err=True)
+        raise typer.Exit(2) from None
+    report = asyncio.run(_refresh(when))
+    typer.echo(
+        f"{report.day}: {report.fx_stored} FX fixing(s) from {report.fx_source or 'no source'}; "
+        f"{len(report.instruments)} instrument(s), "
+        f"{sum(r.stored for r in report.instruments)} close(s) stored"
+    )
+    for error in report.fx_errors:
+        typer.echo(f"fx: {error}", err=True)
+    for result in report.instruments:
+        if result.source is None:
+            typer.echo(
+                f"unpriced {result.key}: {'; '.join(result.errors) or 'no source handles it'}", err=True
+            )
+
+
+async def _refresh(day: object) -> Any:
+    from finsync.bootstrap import build
+
+    container = build(Settings())
+    try:
+        return await container.market_data.refresh_market_data(day)  # type: ignore[arg-type]
+    finally:
+        await container.aclose()
+
+
 @app.command()
 def serve(
     host: str = "127.0.0.1",

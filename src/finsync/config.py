@@ -79,6 +79,23 @@ class Settings(BaseSettings):
     job_pool_size: int = 3  # psycopg connections of an API process (procrastinate, beside asyncpg's)
     run_grace_seconds: int = 120  # a queued run without a job for this long is closed as failed
     shared_rate_limits: bool = True  # PostgreSQL: provider budgets shared by every process
+    # Analytics: the currency totals are given in when a user has not chosen one.
+    base_currency: str = "EUR"
+    # Market data sources, in fallback order (see docs/analytics.md).
+    market_fx_sources: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["ecb"])
+    market_price_sources: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["yahoo", "tiingo", "alphavantage", "coingecko"]
+    )
+    market_backfill_days: int = 365  # history fetched when an instrument first appears
+    ecb_url: str = "https://www.ecb.europa.eu/stats/eurofxref"
+    frankfurter_url: str = "https://api.frankfurter.app"
+    yahoo_url: str = "https://query1.finance.yahoo.com"
+    tiingo_url: str = "https://api.tiingo.com"
+    tiingo_api_key: SecretStr | None = None
+    alphavantage_url: str = "https://www.alphavantage.co"
+    alphavantage_api_key: SecretStr | None = None
+    coingecko_url: str = "https://api.coingecko.com/api/v3"
+    coingecko_api_key: SecretStr | None = None
 
     @field_validator("encryption_keys", "trusted_proxies", "cors_origins", mode="before")
     @classmethod
@@ -93,6 +110,20 @@ class Settings(BaseSettings):
         for entry in value:
             ipaddress.ip_network(entry, strict=False)  # ValueError names the bad entry at start-up
         return value
+
+    @field_validator("market_fx_sources", "market_price_sources", mode="before")
+    @classmethod
+    def _split_names(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip().lower() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("base_currency")
+    @classmethod
+    def _currency(cls, value: str) -> str:
+        if len(value) != 3 or not value.isalpha():
+            raise ValueError("FINSYNC_BASE_CURRENCY must be an ISO-4217 code such as EUR")
+        return value.upper()
 
     @cached_property
     def is_sqlite(self) -> bool:

@@ -43,18 +43,30 @@ async def test_other_users_ids_answer_404_on_every_route(
         user = await uow.users.get_by_email("owner@example.com")
     assert user is not None
     conn = await seed_connection(container, user)
-    memory_providers.accounts = [account("a", balance=Decimal("1"))]
-    memory_providers.transactions = {"a": [txn("t")]}
+    memory_providers.accounts = [account("a", balance=Decimal("1")), account("b")]
+    # t and u are a transfer between the owner's two accounts: paired on sync.
+    memory_providers.transactions = {"a": [txn("t")], "b": [txn("u", "12.34")]}
     memory_providers.holdings = {"a": [holding()]}
     run = (await client.post(f"/api/v1/connections/{conn.id}/sync", headers=owner)).json()
     await container.jobs.drain()
-    (acct,) = (await client.get("/api/v1/accounts", headers=owner)).json()["items"]
+    accounts = {
+        a["provider_account_id"]: a["id"]
+        for a in (await client.get("/api/v1/accounts", headers=owner)).json()["items"]
+    }
+    txns = (await client.get("/api/v1/transactions", headers=owner)).json()["items"]
+    category = (await client.get("/api/v1/categories", headers=owner)).json()[0]["id"]
+    rule = {"name": "r", "conditions": {"description_contains": "x"}, "category_id": category}
+    (transfer,) = (await client.get("/api/v1/transfers", headers=owner)).json()["items"]
     (session,) = (await client.get("/api/v1/users/me/sessions", headers=owner)).json()
     ids = {
-        "connection_id": str(conn.id),
-        "account_id": acct["id"],
-        "run_id": run["id"],
         "session_id": session["id"],
+        "connection_id": str(conn.id),
+        "account_id": accounts["a"],
+        "run_id": run["id"],
+        "category_id": category,
+        "rule_id": (await client.post("/api/v1/rules", headers=owner, json=rule)).json()["id"],
+        "transaction_id": txns[0]["id"],
+        "transfer_id": transfer["id"],
     }
     checked = 0
     for method, path in routes_with_ids():

@@ -103,6 +103,7 @@ async def test_export_holds_every_row_of_the_user_and_nothing_of_another(
         "email": "ada@example.com",
         "is_active": True,
         "created_at": doc["user"]["created_at"],
+        "base_currency": None,
     }
     for section, table in SECTIONS.items():
         exported = {row["id"] for row in doc[section]}

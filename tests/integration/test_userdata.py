@@ -37,10 +37,12 @@ def _value(column: Column[Any], made: dict[str, UUID], user_id: UUID) -> Any:
     if column.name == "user_id" or (column.table.name == "users" and column.name == "id"):
         return user_id
     for fk in column.foreign_keys:  # the parent row made for the same user
+        if fk.column.table is column.table:  # a tree (a category's parent): the root has none
+            return None
         return made[fk.column.table.name]
-    if column.primary_key:
-        return uuid.uuid4()
     kind = getattr(column.type, "impl_instance", column.type).python_type  # TypeDecorators: their impl
+    if column.primary_key and kind is UUID:
+        return uuid.uuid4()
     if kind is UUID:  # an id without a foreign key (transactions.account_id): its table's row, if any
         return made.get(column.name.removesuffix("_id") + "s", uuid.uuid4())
     length = getattr(column.type, "length", None) or 32
@@ -65,7 +67,8 @@ async def _one_row_everywhere(container: Container, user_id: UUID) -> dict[str, 
                 continue
             row = {c.name: _value(c, made, user_id) for c in table.columns}
             await conn.execute(insert(table).values(row))
-            made[table.name] = row["id"]
+            if "id" in row:  # tables keyed otherwise (a user's preferences) have no children
+                made[table.name] = row["id"]
     return made
 
 

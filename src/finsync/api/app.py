@@ -24,7 +24,18 @@ from finsync.api.edge import (
     RequestIdMiddleware,
     SecurityHeaders,
 )
-from finsync.api.routers import auth, callbacks, connections, data, health, imports, me, providers
+from finsync.api.routers import (
+    analytics,
+    auth,
+    callbacks,
+    connections,
+    data,
+    health,
+    imports,
+    labels,
+    me,
+    providers,
+)
 from finsync.bootstrap import Container, build, configure_logging
 from finsync.config import Settings
 
@@ -142,7 +153,7 @@ def create_app(
 
     docs.install(app, api_prefix=API_PREFIX, docs_enabled=settings.docs_enabled)
     app.include_router(health.router)
-    for module in (auth, providers, callbacks, connections, data, imports, me):
+    for module in (auth, providers, callbacks, connections, data, imports, me, analytics, labels):
         app.include_router(module.router, prefix=API_PREFIX)
     return app
 

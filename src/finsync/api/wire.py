@@ -64,6 +64,24 @@ DecimalText = Annotated[
 ]
 """A response decimal (money, quantity, price): a fixed-point string."""
 
+
+def _decimal_text_in(value: Any) -> Any:
+    """Money comes in as text, like it goes out: a JSON number may already have lost digits."""
+    if isinstance(value, Decimal):  # built in Python (JSON never yields one)
+        return value
+    if not isinstance(value, str) or not re.fullmatch(DECIMAL_PATTERN, value):
+        raise ValueError('expected a decimal string such as "-12.50"')
+    return value
+
+
+DecimalInput = Annotated[
+    Decimal,
+    BeforeValidator(_decimal_text_in),
+    PlainSerializer(decimal_text, return_type=str, when_used="json"),
+    WithJsonSchema({"type": "string", "pattern": DECIMAL_PATTERN, "examples": ["-12.50"]}, mode="validation"),
+]
+"""A request decimal: fixed-point text only (``"-12.50"``), never a JSON number."""
+
 QueryDate = Annotated[
     date, BeforeValidator(_not_a_number), WithJsonSchema({"type": "string", "format": "date"})
 ]

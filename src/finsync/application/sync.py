@@ -7,12 +7,13 @@ running meet only through the ``JobQueue`` port, so neither needs the other.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
 import structlog
 
+from finsync.application.labels import id_floor, label_new_transactions
 from finsync.domain.entities import Account, BalanceSnapshot, Connection, SyncRun, utcnow
 from finsync.domain.enums import AuthType, ConnectionStatus, SnapshotSource, SyncStatus, SyncTrigger
 from finsync.domain.errors import Conflict, InvalidInput, NeedsReauthorization, NotFound
@@ -73,13 +74,19 @@ async def write_fetched(
 
     Shared by provider syncs and file imports so both keep the same guarantees.
     """
+    floor = id_floor()  # transactions inserted from here on get the user's rules (see labels)
     accounts, counts = await uow.accounts.upsert(connection, fetched.accounts)
     record_counts(run, "accounts", counts)
     snapshots = []
     for account in accounts:
         key = account.provider_account_id
+        source_of = fetched.snapshot_from.get(key)
+        figures = account if source_of is None else source_of
+        # A statement's balance is as of its own date, not of the upload.
+        taken_at = figures.balance_at if source is SnapshotSource.IMPORT and figures.balance_at else now
         if key in fetched.holdings:
             record_counts(run, "holdings", await uow.holdings.replace(account, fetched.holdings[key]))
+            await uow.positions.record(account, fetched.holdings[key], taken_at.astimezone(UTC).date())
         batch = fetched.transactions.get(key)
         if batch is not None:
             tx_counts = await uow.transactions.upsert(account, batch.transactions)
@@ -87,18 +94,13 @@ async def write_fetched(
                 tx_counts.add(await uow.transactions.upsert_deferred(account, group))
             tx_counts.deleted += await uow.transactions.drop_stale_pending(account, batch)
             record_counts(run, "transactions", tx_counts)
-        source_of = fetched.snapshot_from.get(key)
-        figures = account if source_of is None else source_of
         snapshots.append(
             BalanceSnapshot(
                 user_id=account.user_id,
                 account_id=account.id,
                 sync_run_id=run.id,
                 source=source,
-                # A statement's balance is as of its own date, not of the upload.
-                taken_at=figures.balance_at
-                if source is SnapshotSource.IMPORT and figures.balance_at
-                else now,
+                taken_at=taken_at,
                 currency=account.currency,
                 balance=figures.balance,
                 available_balance=figures.available_balance,
@@ -106,7 +108,11 @@ async def write_fetched(
                 holdings_value=figures.holdings_value,
             )
         )
+    await uow.analytics.record_snapshots(
+        snapshots, {a.id: a.type for a in accounts}
+    )  # before they are stored
     run.counts["snapshots"] = run.counts.get("snapshots", 0) + await uow.snapshots.add_many(snapshots)
+    await label_new_transactions(uow, connection.user_id, [a.id for a in accounts], floor)
     return accounts
 
 

@@ -40,6 +40,8 @@ class User:
     id: UUID = field(default_factory=new_id)
     is_active: bool = True
     created_at: datetime = field(default_factory=utcnow)
+    base_currency: str | None = None  # None: the deployment's default (FINSYNC_BASE_CURRENCY)
+    categories_seeded: bool | None = None  # True once the default category tree was given
 
 
 @dataclass(slots=True, kw_only=True)
@@ -187,6 +189,13 @@ class Transaction:
     raw: dict[str, Any] = field(default_factory=dict)
     created_at: datetime = field(default_factory=utcnow)
     updated_at: datetime = field(default_factory=utcnow)
+    # User fields: set by the user or their rules, never written by a sync or import.
+    category_id: UUID | None = None
+    category_set_by: str | None = None  # "user" | "rule"
+    tags: list[str] | None = None
+    tags_set_by: str | None = None
+    notes: str | None = None
+    excluded_from_analytics: bool | None = None
 
     @property
     def money(self) -> Money:

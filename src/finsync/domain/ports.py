@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Any, Generic, Protocol, Self, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Protocol, Self, TypeVar
 from uuid import UUID
 
 from finsync.domain.entities import (
@@ -43,6 +43,17 @@ from finsync.domain.records import (
 )
 from finsync.domain.schedule import SyncSchedule
 
+if TYPE_CHECKING:
+    from finsync.domain.analytics_ports import (
+        AnalyticsRepository,
+        CategoryRepository,
+        LabelRepository,
+        MarketRepository,
+        PositionRepository,
+        RuleRepository,
+        TransferRepository,
+    )
+
 T = TypeVar("T")
 NEVER = SyncSchedule(default_minutes=None)
 Clock = Callable[[], datetime]
@@ -72,6 +83,8 @@ class TransactionFilter:
     status: TransactionStatus | None = None
     symbol: str | None = None
     text: str | None = None
+    category_ids: tuple[UUID, ...] | None = None  # a category and its subcategories
+    tag: str | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -112,6 +125,7 @@ class UserRepository(Protocol):
         ...
 
     async def set_password(self, user_id: UUID, password_hash: str) -> None: ...
+    async def set_base_currency(self, user_id: UUID, currency: str) -> None: ...
 
 
 class SessionRepository(Protocol):
@@ -352,6 +366,14 @@ class UnitOfWork(Protocol):
     idempotency: IdempotencyRepository
     user_data: UserDataRepository
     operators: OperatorRepository
+    # Analytics (finsync.domain.analytics_ports)
+    market: MarketRepository
+    positions: PositionRepository
+    categories: CategoryRepository
+    rules: RuleRepository
+    labels: LabelRepository
+    transfers: TransferRepository
+    analytics: AnalyticsRepository
 
     async def __aenter__(self) -> Self: ...
     async def __aexit__(self, *exc: object) -> None: ...

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated
 from uuid import UUID
 
@@ -13,6 +12,7 @@ from pydantic import BaseModel, Field
 from finsync.api.deps import AuthenticatedDep, ClientDep, ContainerDep, CurrentUser
 from finsync.api.errors import responses
 from finsync.api.schemas import RefreshIn, TokenOut, UserCreate, UserPublic
+from finsync.api.wire import UtcDateTime
 from finsync.domain.errors import (
     AuthenticationFailed,
     Conflict,
@@ -30,9 +30,9 @@ class SessionOut(BaseModel):
     """A login on some device: its refresh-token chain and the access tokens issued from it."""
 
     id: UUID
-    created_at: datetime
-    last_used_at: datetime = Field(description="Login or latest token refresh")
-    expires_at: datetime = Field(description="When the session ends unless refreshed")
+    created_at: UtcDateTime
+    last_used_at: UtcDateTime = Field(description="Login or latest token refresh")
+    expires_at: UtcDateTime = Field(description="When the session ends unless refreshed")
     address: str | None = Field(description="Client address at login or latest refresh")
     user_agent: str | None
     current: bool = Field(description="The session of the access token making this request")

@@ -4,28 +4,23 @@ from __future__ import annotations
 
 from dataclasses import replace
 from datetime import UTC
-from typing import Annotated
+from typing import Annotated, Any
 from uuid import UUID
 
 from fastapi import APIRouter, Depends, Query
 
+from finsync.api import valued
+from finsync.api.analytics_schemas import AccountValued, HoldingValued, NetWorthValued, TransactionOut
 from finsync.api.deps import ContainerDep, CurrentUser, PageDep, UowDep
 from finsync.api.errors import responses
-from finsync.api.pagination import PageOut, to_page
-from finsync.api.schemas import (
-    AccountPublic,
-    AccountRefOut,
-    CurrencyTotalOut,
-    HoldingPublic,
-    NetWorthOut,
-    SnapshotPublic,
-    TransactionPublic,
-)
+from finsync.api.pagination import M, PageOut, encode_cursor, to_page
+from finsync.api.routers.analytics import CurrencyQuery
+from finsync.api.schemas import SnapshotPublic
 from finsync.api.wire import QueryDate, QueryDateTime
 from finsync.domain.entities import Account
 from finsync.domain.enums import AccountType, TransactionStatus, TransactionSubtype, TransactionType
 from finsync.domain.errors import InvalidInput, NotFound
-from finsync.domain.ports import AccountFilter, TransactionFilter, UnitOfWork
+from finsync.domain.ports import AccountFilter, Page, TransactionFilter, UnitOfWork
 
 router = APIRouter(tags=["data"])
 
@@ -37,25 +32,33 @@ async def _own_account(uow: UnitOfWork, account_id: UUID, user_id: UUID) -> Acco
     return account
 
 
-@router.get("/accounts", response_model=PageOut[AccountPublic], responses=responses(NotFound))
+@router.get("/accounts", response_model=PageOut[AccountValued], responses=responses(NotFound, InvalidInput))
 async def list_accounts(
     user: CurrentUser,
     uow: UowDep,
     page: PageDep,
+    container: ContainerDep,
     connection_id: Annotated[UUID | None, Query(description="Only this connection's accounts")] = None,
     type: Annotated[AccountType | None, Query(description="Only accounts of this type")] = None,
-) -> PageOut[AccountPublic]:
-    """Your accounts across all connections."""
+    currency: CurrencyQuery = None,
+) -> PageOut[AccountValued]:
+    """Your accounts across all connections (with ?currency=, each balance converted)."""
     if connection_id is not None and await uow.connections.get(connection_id, user.id) is None:
         raise NotFound("connection")
     filters = AccountFilter(connection_id=connection_id, type=type)
-    return to_page(await uow.accounts.find(user.id, filters, page), AccountPublic)
+    found = await uow.accounts.find(user.id, filters, page)
+    return _page(found, await valued.accounts_in(uow, container, found.items, currency))
 
 
-@router.get("/accounts/{account_id}", response_model=AccountPublic, responses=responses(NotFound))
-async def get_account(account_id: UUID, user: CurrentUser, uow: UowDep) -> AccountPublic:
-    """One account with its latest balances."""
-    return AccountPublic.model_validate(await _own_account(uow, account_id, user.id))
+@router.get(
+    "/accounts/{account_id}", response_model=AccountValued, responses=responses(NotFound, InvalidInput)
+)
+async def get_account(
+    account_id: UUID, user: CurrentUser, uow: UowDep, container: ContainerDep, currency: CurrencyQuery = None
+) -> AccountValued:
+    """One account with its latest balances (with ?currency=, converted)."""
+    account = await _own_account(uow, account_id, user.id)
+    return (await valued.accounts_in(uow, container, [account], currency))[0]
 
 
 _NO_NUL = r"^[^\x00]*$"
@@ -76,6 +79,10 @@ def _transaction_filter(
     status: TransactionStatus | None = None,
     symbol: SymbolQuery = None,
     q: TextQuery = None,
+    category_id: Annotated[UUID | None, Query(description="A category and its subcategories")] = None,
+    tag: Annotated[
+        str | None, Query(max_length=40, pattern=_NO_NUL, description="Transactions carrying this tag")
+    ] = None,
 ) -> TransactionFilter:
     """The query parameters both transaction lists share, checked once."""
     if date_from and date_to and date_from > date_to:
@@ -88,65 +95,94 @@ def _transaction_filter(
         status=status,
         symbol=symbol,
         text=q,
+        category_ids=None if category_id is None else (category_id,),
+        tag=None if tag is None else tag.strip().lower(),
     )
 
 
 TransactionFilterDep = Annotated[TransactionFilter, Depends(_transaction_filter)]
 
 
+async def _with_subcategories(
+    uow: UnitOfWork, container: ContainerDep, user_id: UUID, filters: TransactionFilter
+) -> TransactionFilter:
+    if not filters.category_ids:
+        return filters
+    ids = await container.labels.category_ids(uow, user_id, filters.category_ids[0])
+    return replace(filters, category_ids=ids)
+
+
 @router.get(
-    "/transactions", response_model=PageOut[TransactionPublic], responses=responses(InvalidInput, NotFound)
+    "/transactions", response_model=PageOut[TransactionOut], responses=responses(InvalidInput, NotFound)
 )
 async def list_transactions(
     user: CurrentUser,
     uow: UowDep,
     page: PageDep,
     filters: TransactionFilterDep,
+    container: ContainerDep,
     account_id: UUID | None = None,
-) -> PageOut[TransactionPublic]:
-    """Transactions across your accounts, newest first, with filters."""
+) -> PageOut[TransactionOut]:
+    """Transactions across your accounts, newest first, with filters (category, tag, ...)."""
     if account_id is not None:
         await _own_account(uow, account_id, user.id)
-    found = await uow.transactions.find(user.id, replace(filters, account_id=account_id), page)
-    return to_page(found, TransactionPublic)
+    filters = await _with_subcategories(uow, container, user.id, replace(filters, account_id=account_id))
+    return to_page(await uow.transactions.find(user.id, filters, page), TransactionOut)
 
 
 @router.get(
     "/accounts/{account_id}/transactions",
-    response_model=PageOut[TransactionPublic],
+    response_model=PageOut[TransactionOut],
     responses=responses(NotFound, InvalidInput),
 )
 async def list_account_transactions(
-    account_id: UUID, user: CurrentUser, uow: UowDep, page: PageDep, filters: TransactionFilterDep
-) -> PageOut[TransactionPublic]:
+    account_id: UUID,
+    user: CurrentUser,
+    uow: UowDep,
+    page: PageDep,
+    filters: TransactionFilterDep,
+    container: ContainerDep,
+) -> PageOut[TransactionOut]:
     """One account's transactions, newest first."""
     await _own_account(uow, account_id, user.id)
-    found = await uow.transactions.find(user.id, replace(filters, account_id=account_id), page)
-    return to_page(found, TransactionPublic)
+    filters = await _with_subcategories(uow, container, user.id, replace(filters, account_id=account_id))
+    return to_page(await uow.transactions.find(user.id, filters, page), TransactionOut)
 
 
-@router.get("/holdings", response_model=PageOut[HoldingPublic], responses=responses(NotFound))
+@router.get("/holdings", response_model=PageOut[HoldingValued], responses=responses(NotFound, InvalidInput))
 async def list_holdings(
     user: CurrentUser,
     uow: UowDep,
     page: PageDep,
+    container: ContainerDep,
     account_id: Annotated[UUID | None, Query(description="Only this account's positions")] = None,
-) -> PageOut[HoldingPublic]:
-    """Positions across all your accounts, or one account's with `account_id`."""
+    currency: CurrencyQuery = None,
+) -> PageOut[HoldingValued]:
+    """Positions across all your accounts, or one account's with `account_id` (with ?currency=,
+    valued at market closes where known)."""
     if account_id is not None:
         await _own_account(uow, account_id, user.id)
-    return to_page(await uow.holdings.find(user.id, account_id, page), HoldingPublic)
+    found = await uow.holdings.find(user.id, account_id, page)
+    return _page(found, await valued.holdings_in(uow, container, found.items, currency))
 
 
 @router.get(
-    "/accounts/{account_id}/holdings", response_model=PageOut[HoldingPublic], responses=responses(NotFound)
+    "/accounts/{account_id}/holdings",
+    response_model=PageOut[HoldingValued],
+    responses=responses(NotFound, InvalidInput),
 )
 async def list_account_holdings(
-    account_id: UUID, user: CurrentUser, uow: UowDep, page: PageDep
-) -> PageOut[HoldingPublic]:
-    """One account's positions as of its last sync."""
+    account_id: UUID,
+    user: CurrentUser,
+    uow: UowDep,
+    page: PageDep,
+    container: ContainerDep,
+    currency: CurrencyQuery = None,
+) -> PageOut[HoldingValued]:
+    """One account's positions as of its last sync (with ?currency=, valued)."""
     await _own_account(uow, account_id, user.id)
-    return to_page(await uow.holdings.find(user.id, account_id, page), HoldingPublic)
+    found = await uow.holdings.find(user.id, account_id, page)
+    return _page(found, await valued.holdings_in(uow, container, found.items, currency))
 
 
 @router.get(
@@ -173,13 +209,16 @@ async def list_snapshots(
     return to_page(await uow.snapshots.find(user.id, account_id, since, until, page), SnapshotPublic)
 
 
-@router.get("/net-worth", response_model=NetWorthOut)
-async def net_worth(user: CurrentUser, uow: UowDep, container: ContainerDep) -> NetWorthOut:
-    """Latest known balance of every account, totalled per currency. Accounts whose balance is
-    unknown are left out of the totals (never counted as 0) and listed in `accounts_without_balance`."""
-    found = await uow.accounts.totals_by_currency(user.id)
-    return NetWorthOut(
-        totals=[CurrencyTotalOut.model_validate(t) for t in found.totals],
-        accounts_without_balance=[AccountRefOut.model_validate(a) for a in found.without_balance],
-        as_of=container.clock(),
-    )
+@router.get("/net-worth", response_model=NetWorthValued, responses=responses(InvalidInput))
+async def net_worth(
+    user: CurrentUser, uow: UowDep, container: ContainerDep, currency: CurrencyQuery = None
+) -> NetWorthValued:
+    """Net worth in your base currency (or ?currency=): assets, liabilities, breakdowns, and the
+    totals of known balances per currency. Accounts whose balance is unknown are left out of the
+    totals (never counted as 0) and listed in `accounts_without_balance`; accounts without a rate
+    are listed, not summed."""
+    return await valued.net_worth(uow, container, user, currency)
+
+
+def _page(found: Page[Any], items: list[M]) -> PageOut[M]:
+    return PageOut[M](items=items, next_cursor=encode_cursor(found.next_key) if found.next_key else None)

@@ -64,6 +64,8 @@ class UserRow(SQLModel, table=True):
     password_hash: str = Field(sa_type=String(255), nullable=False)
     is_active: bool = True
     created_at: datetime = _ts(False)
+    base_currency: str | None = _str(3, nullable=True)
+    categories_seeded: bool | None = Field(default=None, nullable=True)  # NULL: not yet
 
 
 class RefreshTokenRow(SQLModel, table=True):
@@ -204,6 +206,14 @@ class TransactionRow(SQLModel, table=True):
     updated_at: datetime = Field(
         sa_type=UTCDateTime, nullable=False, sa_column_kwargs={"server_default": _NOW}
     )
+    # User fields (analytics): never in the write path's column lists, so a re-sync or
+    # re-import cannot touch them; NULL costs a COPY nothing.
+    category_id: UUID | None = Field(default=None, nullable=True)
+    category_set_by: str | None = _str(8, nullable=True)
+    tags: list[str] | None = Field(default=None, sa_type=JSONType, nullable=True)
+    tags_set_by: str | None = _str(8, nullable=True)
+    notes: str | None = Field(default=None, sa_type=Text, nullable=True)
+    excluded_from_analytics: bool | None = Field(default=None, nullable=True)
 
 
 class BalanceSnapshotRow(SQLModel, table=True):
@@ -324,3 +334,6 @@ class RateBudgetRow(SQLModel, table=True):
     key: str = Field(sa_type=String(128), primary_key=True)
     sent: list[float] = Field(default_factory=list, sa_type=JSONType, nullable=False)
     blocked_until: float = Field(default=0.0, sa_type=Float, nullable=False)
+
+
+from finsync.infrastructure.db import analytics_tables  # noqa: E402, F401  (same metadata)

@@ -34,7 +34,8 @@ class ExactDecimal(TypeDecorator[Decimal]):
         return str(value) if dialect.name == "sqlite" else value
 
     def process_result_value(self, value: Any, dialect: Dialect) -> Decimal | None:
-        return None if value is None else Decimal(value)
+        # asyncpg already answers NUMERIC as Decimal; SQLite's TEXT is parsed.
+        return value if value is None or isinstance(value, Decimal) else Decimal(value)
 
 
 class UTCDateTime(TypeDecorator[datetime]):

@@ -13,6 +13,15 @@ from typing import Self
 import structlog
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from finsync.domain.analytics_ports import (
+    AnalyticsRepository,
+    CategoryRepository,
+    LabelRepository,
+    MarketRepository,
+    PositionRepository,
+    RuleRepository,
+    TransferRepository,
+)
 from finsync.domain.errors import Conflict, FinsyncError
 from finsync.domain.jobs import Job
 from finsync.domain.ports import (
@@ -37,15 +46,23 @@ from finsync.infrastructure.db.repositories.accounts import (
     SqlHoldingRepository,
     SqlSnapshotRepository,
 )
+from finsync.infrastructure.db.repositories.analytics import SqlAnalyticsRepository
 from finsync.infrastructure.db.repositories.connections import (
     SqlAuthFlowRepository,
     SqlConnectionRepository,
     SqlSyncRunRepository,
 )
 from finsync.infrastructure.db.repositories.idempotency import SqlIdempotencyRepository
+from finsync.infrastructure.db.repositories.labels import (
+    SqlCategoryRepository,
+    SqlLabelRepository,
+    SqlRuleRepository,
+)
 from finsync.infrastructure.db.repositories.login_attempts import SqlLoginAttemptRepository
+from finsync.infrastructure.db.repositories.market import SqlMarketRepository, SqlPositionRepository
 from finsync.infrastructure.db.repositories.operators import SqlOperatorRepository
 from finsync.infrastructure.db.repositories.transactions import SqlTransactionRepository
+from finsync.infrastructure.db.repositories.transfers import SqlTransferRepository
 from finsync.infrastructure.db.repositories.userdata import SqlUserDataRepository
 from finsync.infrastructure.db.repositories.users import (
     SqlRefreshTokenRepository,
@@ -77,6 +94,13 @@ class SqlUnitOfWork:
     idempotency: IdempotencyRepository
     user_data: UserDataRepository
     operators: OperatorRepository
+    market: MarketRepository
+    positions: PositionRepository
+    categories: CategoryRepository
+    rules: RuleRepository
+    labels: LabelRepository
+    transfers: TransferRepository
+    analytics: AnalyticsRepository
 
     def __init__(self, sessions: async_sessionmaker[AsyncSession], jobs: JobQueue | None = None) -> None:
         self._sessions = sessions
@@ -100,6 +124,13 @@ class SqlUnitOfWork:
         self.idempotency = SqlIdempotencyRepository(s)
         self.user_data = SqlUserDataRepository(s)
         self.operators = SqlOperatorRepository(s)
+        self.market = SqlMarketRepository(s)
+        self.positions = SqlPositionRepository(s)
+        self.categories = SqlCategoryRepository(s)
+        self.rules = SqlRuleRepository(s)
+        self.labels = SqlLabelRepository(s)
+        self.transfers = SqlTransferRepository(s)
+        self.analytics = SqlAnalyticsRepository(s)
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:

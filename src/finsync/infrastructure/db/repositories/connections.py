@@ -6,14 +6,16 @@ from collections.abc import Sequence
 from datetime import datetime
 from uuid import UUID
 
-from sqlalchemy import ColumnElement, bindparam, delete, insert, select, text, update
+from sqlalchemy import ColumnElement, bindparam, delete, insert, or_, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from finsync.domain.entities import AuthFlow, Connection, SyncRun
 from finsync.domain.enums import ConnectionStatus, SyncStatus
 from finsync.domain.ports import Page, PageRequest
+from finsync.infrastructure.db.analytics_tables import HoldingHistoryRow, TransferLinkRow
 from finsync.infrastructure.db.mapping import keyset, make_page, to_entity, to_row
+from finsync.infrastructure.db.net_worth import NetWorthDeltas
 from finsync.infrastructure.db.tables import (
     ACTIVE_RUN,
     SCHEDULABLE,
@@ -30,8 +32,10 @@ connections = ConnectionRow.__table__  # type: ignore[attr-defined]
 runs = SyncRunRow.__table__  # type: ignore[attr-defined]
 flows = AuthFlowRow.__table__  # type: ignore[attr-defined]
 accounts = AccountRow.__table__  # type: ignore[attr-defined]
+links = TransferLinkRow.__table__  # type: ignore[attr-defined]
 _ACCOUNT_CHILDREN = (
     HoldingRow.__table__,  # type: ignore[attr-defined]
+    HoldingHistoryRow.__table__,  # type: ignore[attr-defined]
     TransactionRow.__table__,  # type: ignore[attr-defined]
     BalanceSnapshotRow.__table__,  # type: ignore[attr-defined]
 )
@@ -94,12 +98,22 @@ class SqlConnectionRepository:
             .with_for_update()
         )
         account_ids = list((await self._s.execute(locked)).scalars())
+        tx = TransactionRow.__table__.c  # type: ignore[attr-defined]
+        legs = select(tx.id).where(tx.account_id.in_(account_ids))
+        await self._s.execute(
+            delete(links).where(or_(links.c.outflow_id.in_(legs), links.c.inflow_id.in_(legs)))
+        )
         for table in _ACCOUNT_CHILDREN:
             await self._s.execute(delete(table).where(table.c.account_id.in_(account_ids)))
         await self._s.execute(delete(accounts).where(accounts.c.connection_id == connection_id))
         await self._s.execute(delete(runs).where(runs.c.connection_id == connection_id))
         await self._s.execute(delete(flows).where(flows.c.connection_id == connection_id))
+        owner = (
+            await self._s.execute(select(connections.c.user_id).where(connections.c.id == connection_id))
+        ).scalar()
         await self._s.execute(delete(connections).where(connections.c.id == connection_id))
+        if owner is not None:  # its snapshots are gone: recompute the owner's net worth deltas
+            await NetWorthDeltas(self._s).rebuild(owner)
 
     async def add_or_get(self, connection: Connection) -> Connection:
         """Insert unless the user already has a connection with this provider and identity; return

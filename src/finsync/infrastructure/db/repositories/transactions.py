@@ -10,8 +10,21 @@ from typing import Any
 from uuid import UUID
 
 import uuid_utils
-from sqlalchemy import delete, exists, func, or_, select
+from sqlalchemy import (
+    ColumnElement,
+    String,
+    TextClause,
+    cast,
+    delete,
+    exists,
+    func,
+    literal,
+    or_,
+    select,
+    text,
+)
 from sqlalchemy.dialects import sqlite
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from finsync.domain.entities import Account, Transaction, new_id, utcnow
@@ -56,6 +69,16 @@ _ANY_SQL = "SELECT EXISTS (SELECT 1 FROM transactions WHERE account_id = $1)"
 _SQLITE_CHUNK = 5_000
 _Positions = tuple[list[int], list[int]]  # of the new keys, of the changed ones
 _LIKE_ESCAPE = str.maketrans({"%": r"\%", "_": r"\_", "\\": r"\\"})
+
+
+def has_tag(tag: str, postgres: bool) -> ColumnElement[bool] | TextClause:
+    """Rows whose user tags include ``tag`` (JSONB containment; SQLite's json_each)."""
+    if postgres:
+        wanted = cast(literal(json_dumps([tag]), String), JSONB)
+        return transactions.c.tags.op("@>")(wanted)  # type: ignore[no-any-return]
+    return text(
+        "EXISTS (SELECT 1 FROM json_each(transactions.tags) WHERE json_each.value = :tag)"
+    ).bindparams(tag=tag)
 
 
 def content_hash(values: tuple[Any, ...]) -> str:
@@ -327,6 +350,10 @@ class SqlTransactionRepository:
                     func.lower(t.symbol) == filters.text.lower(),
                 )
             )
+        if filters.category_ids is not None:
+            stmt = stmt.where(t.category_id.in_(filters.category_ids))
+        if filters.tag is not None:
+            stmt = stmt.where(has_tag(filters.tag, self._postgres))
         stmt = keyset(stmt, [(t.transaction_date, date), (t.id, UUID)], page, descending=True)
         items = [to_entity(Transaction, r) for r in (await self._s.execute(stmt)).mappings()]
         return make_page(items, page, lambda x: (x.transaction_date, x.id))

@@ -29,6 +29,12 @@ from sqlalchemy import (
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from finsync.domain.ports import ExportSection
+from finsync.infrastructure.db.analytics_tables import (
+    CategoryRow,
+    HoldingHistoryRow,
+    RuleRow,
+    TransferLinkRow,
+)
 from finsync.infrastructure.db.tables import (
     AccountRow,
     AuthSessionRow,
@@ -50,6 +56,10 @@ transactions: Table = TransactionRow.__table__  # type: ignore[attr-defined]
 snapshots: Table = BalanceSnapshotRow.__table__  # type: ignore[attr-defined]
 runs: Table = SyncRunRow.__table__  # type: ignore[attr-defined]
 auth_sessions: Table = AuthSessionRow.__table__  # type: ignore[attr-defined]
+categories: Table = CategoryRow.__table__  # type: ignore[attr-defined]
+rules: Table = RuleRow.__table__  # type: ignore[attr-defined]
+transfer_links: Table = TransferLinkRow.__table__  # type: ignore[attr-defined]
+holding_history: Table = HoldingHistoryRow.__table__  # type: ignore[attr-defined]
 
 
 def _all_but(table: Table, *left_out: str) -> tuple[str, ...]:
@@ -58,7 +68,7 @@ def _all_but(table: Table, *left_out: str) -> tuple[str, ...]:
 
 # Export order: parents before children, so a reader meets an account before its transactions.
 EXPORTED: dict[str, tuple[Table, tuple[str, ...]]] = {
-    "user": (users, _all_but(users, "password_hash")),
+    "user": (users, _all_but(users, "password_hash", "categories_seeded")),
     "connections": (connections, _all_but(connections, "credentials", "state")),
     "accounts": (accounts, _all_but(accounts)),
     "holdings": (holdings, _all_but(holdings)),
@@ -66,22 +76,31 @@ EXPORTED: dict[str, tuple[Table, tuple[str, ...]]] = {
     "balance_snapshots": (snapshots, _all_but(snapshots)),
     "sync_runs": (runs, _all_but(runs)),
     "sessions": (auth_sessions, _all_but(auth_sessions)),
+    "categories": (categories, _all_but(categories)),
+    "rules": (rules, _all_but(rules)),
+    "transfer_links": (transfer_links, _all_but(transfer_links)),
+    "holding_history": (holding_history, _all_but(holding_history)),
 }
 # Tables and columns of a user's data that the export leaves out, and why.
 NOT_EXPORTED: dict[str, str] = {
     "users.password_hash": "a secret, and useless outside this server",
+    "users.categories_seeded": "bookkeeping: the default categories (exported above) were created",
     "connections.credentials": "provider secrets (encrypted); the user holds the originals",
     "connections.state": "provider sync cursors: internal bookkeeping, not the user's data",
     "transactions.content_hash": "an internal fingerprint for deduplication",
     "refresh_tokens": "login sessions: secrets, meaningless elsewhere",
     "auth_flows": "pending provider authorisations: secrets that expire within minutes",
     "idempotency_keys": "retry bookkeeping kept 24 hours; the answers it replays are exported above",
+    "net_worth_deltas": "derived from the balance snapshots exported above (rebuilt from them)",
 }
 # Tables without a user_id column that hold no user's data (reference data, shared caches).
 SHARED_TABLES: dict[str, str] = {
     "login_throttle": "failed-login counters keyed by digests of address and email; they expire "
     "within the throttle window",
     "rate_budgets": "providers' rate-limit windows per provider account (digests, send times only)",
+    "fx_rates": "public reference rates (ECB and other sources), shared by every user",
+    "instruments": "securities and their symbols at price sources, shared by every user",
+    "prices": "public daily closes of instruments, shared by every user",
 }
 # Export order where an index serves it better than the id (ix_transactions_user_date_id).
 _ORDER = {"transactions": ("transaction_date", "id")}

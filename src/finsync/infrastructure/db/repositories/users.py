@@ -68,6 +68,9 @@ class SqlUserRepository:
     async def set_password(self, user_id: UUID, password_hash: str) -> None:
         await self._s.execute(update(users).where(users.c.id == user_id).values(password_hash=password_hash))
 
+    async def set_base_currency(self, user_id: UUID, currency: str) -> None:
+        await self._s.execute(update(users).where(users.c.id == user_id).values(base_currency=currency))
+
 
 class SqlSessionRepository:
     def __init__(self, session: AsyncSession) -> None:

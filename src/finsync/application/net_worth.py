@@ -1,0 +1,293 @@
+"""Net worth in one currency: today (with its breakdowns) and over time.
+
+History sums, per currency, every account's last known balance on each day (the database
+adds balance deltas), then converts each currency's total at that day's rate. Accounts
+whose value is not their plain balance (holdings revalued at market prices, liabilities
+counted negative) are valued one by one on top.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from decimal import Decimal
+from uuid import UUID
+
+from finsync.application.valuation import (
+    ACCOUNT_CATEGORY,
+    Converted,
+    Prices,
+    all_accounts,
+    base_currency,
+    convert,
+    held_on,
+    load_book,
+    revalue,
+    rounded,
+    signed,
+)
+from finsync.domain.analytics_ports import Interval, PositionSpan, SnapshotValue
+from finsync.domain.entities import Account, User, utcnow
+from finsync.domain.errors import InvalidInput
+from finsync.domain.fx import Rate, RateBook
+from finsync.domain.ports import Clock, UnitOfWork
+
+MAX_POINTS = 20_000
+_LOOKBACK = timedelta(days=14)
+
+
+@dataclass(slots=True)
+class AccountWorth:
+    account: Account
+    category: str
+    value: Converted
+    valued_by: str  # "balance" or "holdings"
+
+
+@dataclass(slots=True)
+class NetWorth:
+    currency: str
+    as_of: date
+    total: Decimal = Decimal(0)
+    assets: Decimal = Decimal(0)
+    liabilities: Decimal = Decimal(0)
+    accounts: list[AccountWorth] = field(default_factory=list)
+    by_category: dict[str, Decimal] = field(default_factory=dict)
+    by_provider: dict[str, Decimal] = field(default_factory=dict)
+    without_balance: list[Account] = field(default_factory=list)
+    without_rate: list[Account] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class History:
+    currency: str
+    interval: Interval
+    points: list[tuple[date, Decimal]]
+    missing_rates: list[str]
+    revalued_accounts: list[UUID]
+
+
+def period_ends(start: date, end: date, interval: Interval) -> list[date]:
+    """The last day of each period from ``start`` to ``end`` (the current period ends at ``end``)."""
+    points, day = [], start
+    while day <= end:
+        if interval is Interval.DAY:
+            last = day
+        elif interval is Interval.WEEK:
+            last = day + timedelta(days=6 - day.weekday())
+        elif interval is Interval.MONTH:
+            following = date(day.year + (day.month == 12), day.month % 12 + 1, 1)
+            last = following - timedelta(days=1)
+        else:
+            last = date(day.year, 12, 31)
+        points.append(min(last, end))
+        day = last + timedelta(days=1)
+        if len(points) > MAX_POINTS:
+            raise InvalidInput(f"more than {MAX_POINTS} points: choose a longer interval or a shorter range")
+    return points
+
+
+class NetWorthService:
+    def __init__(self, default_base: str, clock: Clock = utcnow) -> None:
+        self._default = default_base
+        self._clock = clock
+
+    async def current(self, uow: UnitOfWork, user: User, currency: str | None = None) -> NetWorth:
+        day = self._clock().date()
+        target = currency or base_currency(user, self._default)
+        accounts = await all_accounts(uow, user.id)
+        spans = await uow.positions.spans(user.id, [a.id for a in accounts])
+        open_spans: dict[UUID, list[PositionSpan]] = defaultdict(list)
+        for span in held_on(spans, day):
+            open_spans[span.account_id].append(span)
+        prices = await Prices.load(uow, {s.instrument_key for s in spans}, day, day - _LOOKBACK)
+        book = await load_book(uow, day, day - _LOOKBACK, _currencies(accounts, prices, target))
+        worth = NetWorth(currency=target, as_of=day)
+        for account in accounts:
+            valued = _current_value(account, open_spans.get(account.id), prices, book, target, day)
+            if valued is None:
+                (worth.without_balance if account.balance is None else worth.without_rate).append(account)
+                continue
+            converted, how = valued
+            category = ACCOUNT_CATEGORY.get(account.type, "other")
+            worth.accounts.append(AccountWorth(account, category, converted, how))
+            worth.total += converted.amount
+            if converted.amount >= 0:
+                worth.assets += converted.amount
+            else:
+                worth.liabilities += converted.amount
+            worth.by_category[category] = worth.by_category.get(category, Decimal(0)) + converted.amount
+            worth.by_provider[account.provider] = (
+                worth.by_provider.get(account.provider, Decimal(0)) + converted.amount
+            )
+        return worth
+
+    async def history(
+        self, uow: UnitOfWork, user: User, start: date, end: date, interval: Interval, currency: str | None
+    ) -> History:
+        if start > end:
+            raise InvalidInput("from is after to")
+        target = currency or base_currency(user, self._default)
+        points = period_ends(start, end, interval)
+        deltas = await uow.analytics.net_worth_deltas(user.id, end)
+        spans = await uow.positions.spans(user.id)
+        by_account: dict[UUID, list[PositionSpan]] = defaultdict(list)
+        for span in spans:
+            by_account[span.account_id].append(span)
+        first_held = min((s.valid_from for s in spans), default=end + timedelta(days=1))
+        revalue_from = max(first_held, start)
+        prices = await Prices.load(uow, {s.instrument_key for s in spans}, end, revalue_from - _LOOKBACK)
+        currencies = {c for c, _, _ in deltas} | {target}
+        currencies |= {b.currency for bars in prices.bars.values() for b in bars[-1:]}
+        book = await load_book(uow, end, start - _LOOKBACK, currencies | {s.currency for s in spans})
+        rates = {c: book.series(c, target, points) for c in currencies}
+        missing: set[str] = set()
+        totals = _currency_totals(deltas, points, rates, missing)
+        if by_account and revalue_from <= end:
+            accounts = {a.id: a for a in await all_accounts(uow, user.id) if a.id in by_account}
+            series = await uow.analytics.snapshot_values(user.id, list(accounts), end, revalue_from)
+            _revalue(accounts, series, by_account, points, prices, book, target, totals)
+        values = [(p, rounded(totals[i], target)) for i, p in enumerate(points)]
+        return History(target, interval, values, sorted(missing), sorted(by_account, key=str))
+
+
+def _currencies(accounts: Sequence[Account], prices: Prices, target: str) -> set[str]:
+    found = {a.currency for a in accounts} | {target}
+    for bars in prices.bars.values():
+        found |= {b.currency for b in bars[-1:]}
+    return found
+
+
+def _current_value(
+    account: Account,
+    spans: list[PositionSpan] | None,
+    prices: Prices,
+    book: RateBook,
+    target: str,
+    day: date,
+) -> tuple[Converted, str] | None:
+    if spans:
+        value = revalue(spans, account.cash_value, account.currency, day, prices, book, target)
+        rate = book.rate(account.currency, target, day)
+        if value is not None and rate is not None:
+            return Converted(rounded(value, target), target, rate.value, rate.day), "holdings"
+    if account.balance is None:
+        return None
+    converted = convert(book, signed(account.type, account.balance), account.currency, target, day)
+    return None if converted is None else (converted, "balance")
+
+
+def _currency_totals(
+    deltas: Sequence[tuple[str, date, Decimal]],
+    points: Sequence[date],
+    rates: dict[str, list[Rate | None]],
+    missing: set[str],
+) -> list[Decimal]:
+    """Running sums of the daily deltas per currency, each converted at its point's rate."""
+    running: dict[str, Decimal] = {}
+    out, at = [], 0
+    for i, point in enumerate(points):
+        while at < len(deltas) and deltas[at][1] <= point:
+            currency, _, delta = deltas[at]
+            running[currency] = running.get(currency, Decimal(0)) + delta
+            at += 1
+        total = Decimal(0)
+        for currency, amount in running.items():
+            if not amount:
+                continue
+            rate = rates[currency][i]
+            if rate is None:
+                missing.add(currency)
+                continue
+            total += amount * rate.value
+        out.append(total)
+    return out
+
+
+def _unit_values(
+    keys: set[str], points: Sequence[date], start: int, prices: Prices, book: RateBook, target: str
+) -> dict[str, list[Decimal | None]]:
+    """Per instrument and point (from index ``start``): its close times the rate to ``target``,
+    None before its first close."""
+    out: dict[str, list[Decimal | None]] = {}
+    tail = points[start:]
+    by_currency: dict[str, list[Rate | None]] = {}
+    for key in keys:
+        bars = prices.bars.get(key, [])
+        values: list[Decimal | None] = [None] * len(points)
+        if bars:
+            currency = bars[-1].currency
+            if currency not in by_currency:
+                by_currency[currency] = book.series(currency, target, tail)
+            rates = by_currency[currency]
+            at = -1
+            for i, point in enumerate(tail):
+                while at + 1 < len(bars) and bars[at + 1].day <= point:
+                    at += 1
+                rate = rates[i]
+                if at >= 0 and rate is not None:
+                    values[start + i] = bars[at].close * rate.value
+        out[key] = values
+    return out
+
+
+def _revalue(
+    accounts: dict[UUID, Account],
+    series: Sequence[SnapshotValue],
+    spans: dict[UUID, list[PositionSpan]],
+    points: Sequence[date],
+    prices: Prices,
+    book: RateBook,
+    target: str,
+    totals: list[Decimal],
+) -> None:
+    """Accounts with recorded holdings: from their first recorded day, swap the carried
+    balance (in ``totals`` already) for cash + positions at each day's close, on the points
+    where every position has a close and a rate."""
+    first = min(s.valid_from for held in spans.values() for s in held)
+    start = bisect.bisect_left(points, first)
+    units = _unit_values(
+        {s.instrument_key for held in spans.values() for s in held}, points, start, prices, book, target
+    )
+    per_account: dict[UUID, list[SnapshotValue]] = defaultdict(list)
+    for snapshot in series:
+        per_account[snapshot.account_id].append(snapshot)
+    cash_series: dict[str, list[Rate | None]] = {}
+    for account_id, account in accounts.items():
+        held = spans[account_id]
+        positions = [Decimal(0)] * len(points)
+        priced = [False] * len(points)
+        for i in range(bisect.bisect_left(points, min(s.valid_from for s in held)), len(points)):
+            priced[i] = True
+        for span in held:
+            low = bisect.bisect_left(points, span.valid_from)
+            high = len(points) if span.valid_to is None else bisect.bisect_left(points, span.valid_to)
+            unit = units[span.instrument_key]
+            for i in range(max(low, start), high):
+                value = unit[i]
+                if value is None:
+                    priced[i] = False
+                else:
+                    positions[i] += span.quantity * value
+        history = per_account.get(account_id, [])
+        if account.currency not in cash_series:
+            cash_series[account.currency] = book.series(account.currency, target, points)
+        cash_rates = cash_series[account.currency]
+        at, last = 0, None
+        for i, point in enumerate(points):
+            while at < len(history) and history[at].day <= point:
+                last = history[at]
+                at += 1
+            rate = cash_rates[i]
+            if (
+                not priced[i]
+                or last is None
+                or last.balance is None
+                or last.cash_value is None
+                or rate is None
+            ):
+                continue
+            totals[i] += (last.cash_value - signed(account.type, last.balance)) * rate.value + positions[i]

@@ -1,0 +1,155 @@
+"""Links between two of a user's transactions that are a transfer between their own accounts."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import date
+from typing import Any
+from uuid import UUID
+
+from sqlalchemy import and_, delete, insert, or_, select, union_all, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from finsync.domain.analytics_ports import TransferCandidate
+from finsync.domain.categories import TransferLink, TransferStatus
+from finsync.domain.entities import utcnow
+from finsync.domain.enums import TransactionStatus, TransactionSubtype, TransactionType
+from finsync.domain.ports import Page, PageRequest
+from finsync.infrastructure.db.analytics_tables import TransferLinkRow
+from finsync.infrastructure.db.mapping import keyset, make_page
+from finsync.infrastructure.db.tables import TransactionRow
+
+links = TransferLinkRow.__table__  # type: ignore[attr-defined]
+transactions = TransactionRow.__table__  # type: ignore[attr-defined]
+_CHUNK = 2_000
+
+
+_TRANSFER_LIKE = or_(
+    transactions.c.type == TransactionType.TRANSFER.value,
+    and_(
+        transactions.c.type == TransactionType.OTHER.value,
+        transactions.c.subtype.in_([TransactionSubtype.PAYMENT.value, TransactionSubtype.OTHER.value]),
+    ),
+)
+
+
+def _link(row: Any) -> TransferLink:
+    return TransferLink(
+        id=row["id"],
+        user_id=row["user_id"],
+        outflow_id=row["outflow_id"],
+        inflow_id=row["inflow_id"],
+        status=TransferStatus(row["status"]),
+        created_at=row["created_at"],
+    )
+
+
+class SqlTransferRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self._s = session
+
+    def _linked(self) -> Any:
+        live = links.c.status != TransferStatus.REJECTED.value
+        return union_all(
+            select(links.c.outflow_id.label("id")).where(live),
+            select(links.c.inflow_id.label("id")).where(live),
+        )
+
+    async def candidates(
+        self, user_id: UUID, since: date, until: date, ids: Sequence[UUID] | None = None
+    ) -> list[TransferCandidate]:
+        t = transactions.c
+        stmt = select(t.id, t.account_id, t.amount, t.currency, t.transaction_date).where(
+            t.user_id == user_id,
+            t.transaction_date >= since,
+            t.transaction_date <= until,
+            t.status != TransactionStatus.CANCELLED.value,
+            _TRANSFER_LIKE,
+            or_(t.excluded_from_analytics.is_(None), t.excluded_from_analytics.is_(False)),
+            t.id.not_in(self._linked().scalar_subquery()),
+        )
+        if ids is not None:
+            stmt = stmt.where(t.id.in_(list(ids)))
+        return [TransferCandidate(*r) for r in (await self._s.execute(stmt)).all()]
+
+    async def rejected_pairs(self, user_id: UUID) -> set[tuple[UUID, UUID]]:
+        stmt = select(links.c.outflow_id, links.c.inflow_id).where(
+            links.c.user_id == user_id, links.c.status == TransferStatus.REJECTED.value
+        )
+        return {(a, b) for a, b in (await self._s.execute(stmt)).all()}
+
+    async def add(self, items: Sequence[TransferLink]) -> int:
+        if not items:
+            return 0
+        rows = [
+            {
+                "id": link.id,
+                "user_id": link.user_id,
+                "outflow_id": link.outflow_id,
+                "inflow_id": link.inflow_id,
+                "status": link.status.value,
+                "created_at": link.created_at or utcnow(),
+            }
+            for link in items
+        ]
+        await self._s.execute(insert(links), rows)
+        return len(rows)
+
+    async def get(self, link_id: UUID, user_id: UUID) -> TransferLink | None:
+        stmt = select(links).where(links.c.id == link_id, links.c.user_id == user_id)
+        row = (await self._s.execute(stmt)).mappings().first()
+        return None if row is None else await self._described(_link(row))
+
+    async def _described(self, link: TransferLink) -> TransferLink:
+        t = transactions.c
+        stmt = select(t.id, t.amount, t.currency, t.transaction_date).where(
+            t.id.in_([link.outflow_id, link.inflow_id])
+        )
+        for tx_id, amount, currency, day in (await self._s.execute(stmt)).all():
+            if tx_id == link.inflow_id:
+                link.amount, link.currency, link.inflow_date = amount, currency, day
+            else:
+                link.outflow_date = day
+        return link
+
+    async def set_status(self, link_id: UUID, status: TransferStatus) -> None:
+        await self._s.execute(update(links).where(links.c.id == link_id).values(status=status.value))
+
+    async def find(
+        self, user_id: UUID, status: TransferStatus | None, page: PageRequest
+    ) -> Page[TransferLink]:
+        stmt = select(links).where(links.c.user_id == user_id)
+        if status is not None:
+            stmt = stmt.where(links.c.status == status.value)
+        stmt = keyset(stmt, [(links.c.id, UUID)], page, descending=True)
+        items = [await self._described(_link(r)) for r in (await self._s.execute(stmt)).mappings()]
+        return make_page(items, page, lambda link: (link.id,))
+
+    async def live_link_of(self, transaction_ids: Sequence[UUID]) -> TransferLink | None:
+        ids = list(transaction_ids)
+        stmt = select(links).where(
+            links.c.status != TransferStatus.REJECTED.value,
+            or_(links.c.outflow_id.in_(ids), links.c.inflow_id.in_(ids)),
+        )
+        row = (await self._s.execute(stmt.limit(1))).mappings().first()
+        return None if row is None else _link(row)
+
+    async def forget_pair(self, outflow_id: UUID, inflow_id: UUID) -> None:
+        await self._s.execute(
+            delete(links).where(
+                links.c.outflow_id == outflow_id,
+                links.c.inflow_id == inflow_id,
+                links.c.status == TransferStatus.REJECTED.value,
+            )
+        )
+
+    async def forget_transactions(self, transaction_ids: Sequence[UUID]) -> int:
+        ids = list(transaction_ids)
+        total = 0
+        for start in range(0, len(ids), _CHUNK):
+            chunk = ids[start : start + _CHUNK]
+            result = await self._s.execute(
+                delete(links).where(or_(links.c.outflow_id.in_(chunk), links.c.inflow_id.in_(chunk)))
+            )
+            total += int(result.rowcount)  # type: ignore[attr-defined]
+        return total

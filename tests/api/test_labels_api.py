@@ -1,0 +1,235 @@
+"""Categories, rules, user fields and transfers through HTTP, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import date
+from decimal import Decimal
+from uuid import UUID
+
+import httpx
+import pytest
+
+from tests.api.analytics_helpers import World, world_fixture  # noqa: F401 - the fixture
+from tests.api.helpers import register_and_login
+from tests.api.test_imports import statement, upload
+from tests.factories import account, txn
+
+pytestmark = pytest.mark.e2e
+D = Decimal
+
+
+async def _category(world: World, name: str) -> str:
+    return str(next(c["id"] for c in await world.get("/categories") if c["name"] == name))
+
+
+async def test_categories_tree_is_given_once_and_editable(world: World) -> None:
+    await world.login()
+    tree = await world.get("/categories")
+    names = {c["name"] for c in tree}
+    assert {"Income", "Food", "Groceries", "Transport", "Transfers"} <= names
+    food = await _category(world, "Food")
+    assert next(c for c in tree if c["name"] == "Groceries")["parent_id"] == food
+    r = await world.client.post(
+        "/api/v1/categories", headers=world.headers, json={"name": "Coffee", "parent_id": food}
+    )
+    assert r.status_code == 201, r.text
+    coffee = r.json()["id"]
+    dup = await world.client.post("/api/v1/categories", headers=world.headers, json={"name": "coffee"})
+    assert dup.status_code == 409
+    cycle = await world.client.patch(
+        f"/api/v1/categories/{food}", headers=world.headers, json={"parent_id": coffee}
+    )
+    assert cycle.status_code == 422
+    moved = await world.client.patch(
+        f"/api/v1/categories/{coffee}", headers=world.headers, json={"parent_id": None}
+    )
+    assert moved.json()["parent_id"] is None
+    assert (
+        await world.client.delete(f"/api/v1/categories/{coffee}", headers=world.headers)
+    ).status_code == 204
+    assert len(await world.get("/categories")) == len(tree)  # deleting does not bring defaults back
+
+
+async def test_rules_label_new_transactions_and_never_overwrite_user_fields(world: World) -> None:
+    await world.login()
+    groceries, restaurants = await _category(world, "Groceries"), await _category(world, "Restaurants")
+    food = await _category(world, "Food")
+    rule = {
+        "name": "Whole Foods",
+        "conditions": {"payee_contains": "whole foods", "amount_max": "0"},
+        "category_id": groceries,
+        "tags": ["Food", "weekly"],
+    }
+    r = await world.client.post("/api/v1/rules", headers=world.headers, json=rule)
+    assert r.status_code == 201, r.text
+    rule_id = r.json()["id"]
+    for bad in (
+        {**rule, "conditions": {}},
+        {**rule, "category_id": None, "tags": []},
+        {**rule, "tags": [""]},
+        {**rule, "conditions": {"payee_contains": "x", "amount_max": 0}},  # money is text, not a number
+        {**rule, "conditions": {"payee_contains": "x", "amount_max": ""}},
+        {**rule, "enabled": 1},
+    ):
+        assert (await world.client.post("/api/v1/rules", headers=world.headers, json=bad)).status_code == 422
+    world.bank.accounts = [account("cur")]
+    world.bank.transactions = {
+        "cur": [
+            txn("a", "-40.00", date(2024, 1, 2), description="WHOLE FOODS MKT / card"),
+            txn("b", "-60.00", date(2024, 1, 3), description="WHOLE FOODS MKT / card"),
+            txn("c", "-9.00", date(2024, 1, 4), description="Cinema"),
+        ]
+    }
+    await world.sync(date(2024, 1, 5))
+    items = {t["provider_transaction_id"]: t for t in (await world.get("/transactions"))["items"]}
+    assert (items["a"]["category_id"], items["a"]["category_set_by"], items["a"]["tags"]) == (
+        groceries,
+        "rule",
+        ["food", "weekly"],
+    )
+    assert items["c"]["category_id"] is None
+    # The user recategorises one, tags and annotates another, and excludes the cinema.
+    patch = {"category_id": restaurants, "tags": ["Lunch"], "notes": "with Bob"}
+    r = await world.client.patch(
+        f"/api/v1/transactions/{items['b']['id']}", headers=world.headers, json=patch
+    )
+    assert r.status_code == 200, r.text
+    assert (r.json()["category_set_by"], r.json()["tags"]) == ("user", ["lunch"])
+    r = await world.client.patch(
+        f"/api/v1/transactions/{items['c']['id']}",
+        headers=world.headers,
+        json={"excluded_from_analytics": True},
+    )
+    assert r.json()["excluded_from_analytics"] is True
+    # The provider changes every row: a re-sync updates provider fields only.
+    for t in world.bank.transactions["cur"]:
+        t.description = f"{t.description} (posted)"
+    await world.sync(date(2024, 1, 6))
+    items = {t["provider_transaction_id"]: t for t in (await world.get("/transactions"))["items"]}
+    assert items["b"]["description"].endswith("(posted)")
+    assert (items["b"]["category_id"], items["b"]["tags"], items["b"]["notes"]) == (
+        restaurants,
+        ["lunch"],
+        "with Bob",
+    )
+    assert items["c"]["excluded_from_analytics"] is True
+    # Applying the rule to history changes nothing the user set, and says how much it changed.
+    applied = await world.client.post(f"/api/v1/rules/{rule_id}/apply", headers=world.headers)
+    assert applied.json() == {"changed": 0}
+    async with world.container.uow() as uow:  # a rule-set category cleared by hand: apply restores it
+        await uow.labels.set_fields(UUID(items["a"]["id"]), world.user.id, {"category_id": None})  # type: ignore[union-attr]
+        await uow.commit()
+    assert (await world.client.post(f"/api/v1/rules/{rule_id}/apply", headers=world.headers)).json() == {
+        "changed": 1
+    }
+    # Filters: a parent category includes its children; tags filter too.
+    by_food = await world.get("/transactions", category_id=food)
+    assert sorted(t["provider_transaction_id"] for t in by_food["items"]) == ["a", "b"]
+    by_groceries = await world.get("/transactions", category_id=groceries)
+    assert [t["provider_transaction_id"] for t in by_groceries["items"]] == ["a"]
+    assert [
+        t["provider_transaction_id"] for t in (await world.get("/transactions", tag="LUNCH"))["items"]
+    ] == ["b"]
+    assert (await world.get("/transactions", tag="nothing"))["items"] == []
+    flow = await world.get(
+        "/analytics/cash-flow",
+        **{"from": "2024-01-01", "to": "2024-01-31", "group_by": "category", "currency": "GBP"},
+    )
+    (jan,) = flow["periods"]
+    assert {g["name"]: D(g["values"]["spending"]) for g in jan["groups"]} == {
+        "Groceries": -40,
+        "Restaurants": -60,
+    }
+    patched = {"priority": 5, "tags": ["X"]}
+    r = await world.client.patch(f"/api/v1/rules/{rule_id}", headers=world.headers, json=patched)
+    assert (r.json()["priority"], r.json()["tags"], r.json()["category_id"]) == (5, ["x"], groceries)
+    missing = await world.client.get(
+        "/api/v1/transactions", headers=world.headers, params={"category_id": rule_id}
+    )
+    assert missing.status_code == 404
+
+
+async def test_reimporting_a_changed_statement_keeps_user_fields(world: World) -> None:
+    await world.login()
+    r = await upload(world.client, world.headers, statement(range(1, 4)))
+    assert r.status_code == 201, r.text
+    (first, *_) = (await world.get("/transactions"))["items"]
+    groceries = await _category(world, "Groceries")
+    body = {"category_id": groceries, "notes": "mine", "tags": ["x"], "excluded_from_analytics": True}
+    assert (
+        await world.client.patch(f"/api/v1/transactions/{first['id']}", headers=world.headers, json=body)
+    ).status_code == 200
+    changed = statement(range(1, 4)).replace(b"<MEMO>card", b"<MEMO>card posted")  # every row updated
+    r = await upload(world.client, world.headers, changed)
+    assert r.json()["counts"]["transactions_updated"] == 3
+    again = next(t for t in (await world.get("/transactions"))["items"] if t["id"] == first["id"])
+    assert again["description"].endswith("card posted")
+    assert (again["category_id"], again["notes"], again["tags"], again["excluded_from_analytics"]) == (
+        groceries,
+        "mine",
+        ["x"],
+        True,
+    )
+
+
+async def test_user_fields_of_another_user_are_out_of_reach(world: World) -> None:
+    await world.login()
+    world.bank.accounts = [account("cur")]
+    world.bank.transactions = {"cur": [txn("a")]}
+    await world.sync(date(2024, 1, 5))
+    (mine,) = (await world.get("/transactions"))["items"]
+    own_category = await _category(world, "Food")
+    other = await register_and_login(world.client, "bob@example.com")
+    r = await world.client.patch(f"/api/v1/transactions/{mine['id']}", headers=other, json={"notes": "x"})
+    assert r.status_code == 404
+    theirs = (await world.client.get("/api/v1/categories", headers=other)).json()
+    r = await world.client.patch(
+        f"/api/v1/transactions/{mine['id']}", headers=world.headers, json={"category_id": theirs[0]["id"]}
+    )
+    assert r.status_code == 404
+    r = await world.client.patch(f"/api/v1/categories/{own_category}", headers=other, json={"name": "Mine"})
+    assert r.status_code == 404
+    account_id = await world.account_id("cur")
+    assert (
+        await world.client.get(f"/api/v1/accounts/{account_id}/reconciliation", headers=other)
+    ).status_code == 404
+
+
+async def _two(
+    client: httpx.AsyncClient, *requests: tuple[str, str, dict[str, object] | None]
+) -> list[httpx.Response]:
+    return list(await asyncio.gather(*(client.request(m, u, json=j) for m, u, j in requests)))
+
+
+async def test_concurrent_requests_cannot_duplicate_the_tree_or_a_transfer(
+    world: World, database_url: str, container_pg_only: None
+) -> None:
+    await world.login()
+    world.client.headers.update(world.headers)
+    seeded = await _two(
+        world.client, ("GET", "/api/v1/categories", None), ("GET", "/api/v1/categories", None)
+    )
+    assert [r.status_code for r in seeded] == [200, 200]
+    assert len(await world.get("/categories")) == len(seeded[0].json()) == len(seeded[1].json())
+    world.bank.accounts = [account("a"), account("b"), account("c")]
+    world.bank.transactions = {
+        "a": [txn("out", "-70.00", date(2024, 1, 2), description="x")],
+        "b": [txn("in1", "70.00", date(2024, 1, 20), description="y")],
+        "c": [txn("in2", "70.00", date(2024, 1, 21), description="z")],
+    }
+    await world.sync(date(2024, 1, 25))
+    ids = {t["provider_transaction_id"]: t["id"] for t in (await world.get("/transactions"))["items"]}
+    answers = await _two(
+        world.client,
+        ("POST", "/api/v1/transfers", {"outflow_id": ids["out"], "inflow_id": ids["in1"]}),
+        ("POST", "/api/v1/transfers", {"outflow_id": ids["out"], "inflow_id": ids["in2"]}),
+    )
+    assert sorted(r.status_code for r in answers) == [201, 409]
+    assert len((await world.get("/transfers"))["items"]) == 1
+
+
+@pytest.fixture
+def container_pg_only(database_url: str) -> None:
+    if not database_url.startswith("postgresql"):
+        pytest.skip("concurrent writers: PostgreSQL's promise (SQLite has one writer at a time)")

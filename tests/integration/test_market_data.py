@@ -1,0 +1,183 @@
+"""refresh_market_data against fake sources on loopback, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from finsync.application.valuation import Prices, load_book
+from finsync.bootstrap import Container
+from finsync.cli import app
+from finsync.domain.enums import AccountType, AssetType, SyncTrigger
+from finsync.domain.market import is_fixing_day
+from finsync.providers.registry import ProviderRegistry
+from tests.conftest import built, make_settings
+from tests.factories import account, holding, seed_connection, seed_user
+from tests.fakes.clock import VirtualClock
+from tests.fakes.market import MarketStore, YahooSeries, business_days, create_app, settings_for
+from tests.fakes.memory import MemoryProviders
+from tests.fakes.server import serve
+
+pytestmark = pytest.mark.integration
+TODAY = date(2024, 4, 5)  # a Friday; Easter 2024 (29 March - 1 April) had no fixings
+NOW = datetime(2024, 4, 5, 18, 0, tzinfo=UTC)
+START = date(2024, 1, 2)
+
+
+def fill(store: MarketStore) -> MarketStore:
+    for i, day in enumerate(d for d in business_days(START, TODAY) if is_fixing_day(d)):
+        store.fixings[day] = {"USD": str(Decimal("1.08") + Decimal(i) / 10000), "GBP": "0.8550"}
+    trading = business_days(START, TODAY)
+    store.yahoo_search["GB00BH4HKS39"] = "VOD.L"
+    store.yahoo["VOD.L"] = YahooSeries(
+        "GBp", {d: 70.0 + i / 100 for i, d in enumerate(trading)}, "Europe/London", 0, 8
+    )
+    store.yahoo["AAPL"] = YahooSeries("USD", {d: 170.0 + i for i, d in enumerate(trading)})
+    store.tiingo["aapl"] = {d: str(170 + i) for i, d in enumerate(trading)}
+    store.alphavantage["AAPL"] = {d: str(170 + i) for i, d in enumerate(trading)}
+    store.coins = [
+        {"id": "bitcoin", "symbol": "btc", "name": "Bitcoin"},
+        {"id": "wrapped-bitcoin", "symbol": "wbtc"},
+    ]
+    start_ms = int(datetime.combine(START, datetime.min.time(), UTC).timestamp() * 1000)
+    store.coingecko["bitcoin"] = [
+        (start_ms + i * 86_400_000, 42000.0 + i) for i in range((TODAY - START).days + 1)
+    ]
+    return store
+
+
+@pytest.fixture
+def market() -> Iterator[tuple[MarketStore, str]]:
+    store = fill(MarketStore())
+    with serve(create_app(store)) as url:
+        yield store, url
+
+
+async def _build(
+    database_url: str, tmp_path: Path, registry: ProviderRegistry, url: str, **overrides: Any
+) -> AsyncIterator[Container]:
+    settings = make_settings(database_url, tmp_path, **settings_for(url, **overrides))
+    async with built(
+        settings, registry=registry, clock=lambda: NOW, market_options={"clock": VirtualClock()}
+    ) as c:
+        yield c
+
+
+@pytest.fixture
+async def container(
+    database_url: str, tmp_path: Path, registry: ProviderRegistry, market: tuple[MarketStore, str]
+) -> AsyncIterator[Container]:
+    async for c in _build(database_url, tmp_path, registry, market[1]):
+        yield c
+
+
+async def hold(container: Container, bank: MemoryProviders) -> None:
+    """A user whose brokerage holds a London listing (by ISIN), a US ticker and bitcoin."""
+    user = await seed_user(container)
+    connection = await seed_connection(container, user)
+    bank.accounts = [account("isa", type=AccountType.ISA, currency="GBP", balance=Decimal("5000"))]
+    bank.holdings = {
+        "isa": [
+            holding("VOD", isin="GB00BH4HKS39", currency="GBP", quantity=Decimal("100")),
+            holding("AAPL", currency="USD", asset_type=AssetType.EQUITY, quantity=Decimal("2")),
+            holding(
+                "BTC", currency="USD", asset_type=AssetType.CRYPTO, quantity=Decimal("0.5"), name="Bitcoin"
+            ),
+        ]
+    }
+    await container.sync.request(connection.id, user.id, SyncTrigger.MANUAL)
+    await container.jobs.drain()
+
+
+async def test_refresh_stores_fixings_and_backfills_held_instruments(
+    container: Container, market: tuple[MarketStore, str], memory_providers: MemoryProviders
+) -> None:
+    store, _ = market
+    await hold(container, memory_providers)
+    report = await container.market_data.refresh_market_data(TODAY)
+    assert report.fx_source == "ecb"
+    assert store.requests["ecb:eurofxref-hist.xml"] == 1  # a first run backfills from the full history
+    assert report.fx_stored == 2 * len(store.fixings)
+    assert {r.key: r.source for r in report.instruments} == {
+        "isin:GB00BH4HKS39": "yahoo",
+        "ticker:AAPL": "yahoo",
+        "ticker:BTC": "coingecko",
+    }
+    async with container.uow() as uow:
+        book = await load_book(uow, TODAY)
+        prices = await Prices.load(uow, {r.key for r in report.instruments}, TODAY)
+    good_friday = book.rate("USD", "EUR", date(2024, 3, 29))
+    assert good_friday is not None
+    assert good_friday.day == date(2024, 3, 28)
+    vod = prices.close("isin:GB00BH4HKS39", TODAY)
+    assert vod is not None
+    assert (vod.currency, vod.day) == ("GBP", TODAY)
+    assert (
+        vod.close == Decimal(str(70.0 + (len(business_days(START, TODAY)) - 1) / 100)) / 100
+    )  # pence → pounds
+    assert prices.instruments["isin:GB00BH4HKS39"].symbols == {"yahoo": "VOD.L"}
+    assert prices.close("ticker:BTC", TODAY) is not None
+
+    # The same day again: nothing new to fetch, nothing asked.
+    before = sum(store.requests.values())
+    again = await container.market_data.refresh_market_data(TODAY)
+    assert sum(store.requests.values()) == before
+    assert again.fx_stored == 0
+    # The next business day asks for what is new only (the 90-day or daily file).
+    store.fixings[TODAY + timedelta(days=3)] = {"USD": "1.0900", "GBP": "0.8600"}
+    later = await container.market_data.refresh_market_data(TODAY + timedelta(days=3))
+    assert later.fx_stored == 2
+    assert store.requests["ecb:eurofxref-hist.xml"] == 1
+
+
+@pytest.fixture
+async def fallback(
+    database_url: str, tmp_path: Path, registry: ProviderRegistry, market: tuple[MarketStore, str]
+) -> AsyncIterator[Container]:
+    overrides = {"market_fx_sources": "ecb,frankfurter", "market_price_sources": "yahoo,alphavantage,tiingo"}
+    async for c in _build(database_url, tmp_path, registry, market[1], **overrides):
+        yield c
+
+
+async def test_failing_sources_fall_back_in_order(
+    fallback: Container, market: tuple[MarketStore, str], memory_providers: MemoryProviders
+) -> None:
+    store, _ = market
+    await hold(fallback, memory_providers)
+    store.fail("ecb:eurofxref-hist.xml", 500, times=4)  # every retry fails
+    store.fail("yahoo:chart", 429, times=20)  # rate limited past its retries
+    store.av_limited = True  # HTTP 200 with a note: a rate limit, not an empty series
+    report = await fallback.market_data.refresh_market_data(TODAY)
+    assert report.fx_source == "frankfurter"
+    assert report.fx_errors
+    assert report.fx_errors[0].startswith("ecb:")
+    aapl = next(r for r in report.instruments if r.key == "ticker:AAPL")
+    assert aapl.source == "tiingo"
+    assert [e.split(":")[0] for e in aapl.errors] == ["yahoo", "alphavantage"]
+    assert "rate limit" in aapl.errors[1]
+    crypto = next(r for r in report.instruments if r.key == "ticker:BTC")
+    assert crypto.source is None  # no crypto source configured: unpriced, and said so
+    assert "ticker:BTC" in report.unpriced
+
+
+def test_cli_refresh_runs_the_use_case(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, market: tuple[MarketStore, str]
+) -> None:
+    store, url = market
+    monkeypatch.setenv("FINSYNC_DATABASE_URL", f"sqlite+aiosqlite:///{tmp_path / 'finsync.db'}")
+    monkeypatch.setenv("FINSYNC_DATA_DIR", str(tmp_path / "var"))
+    for name, value in settings_for(url).items():
+        monkeypatch.setenv(f"FINSYNC_{name.upper()}", str(value))
+    runner = CliRunner()
+    assert runner.invoke(app, ["migrate"]).exit_code == 0
+    result = runner.invoke(app, ["market-data", "refresh", "--day", TODAY.isoformat()])
+    assert result.exit_code == 0, result.output
+    assert f"{2 * len(store.fixings)} FX fixing(s) from ecb" in result.output
+    bad = runner.invoke(app, ["market-data", "refresh", "--day", "yesterday"])
+    assert bad.exit_code == 2
