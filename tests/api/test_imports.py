@@ -246,3 +246,25 @@ async def test_an_unreadable_transaction_is_reported_on_every_upload(client: htt
         assert any("F00005" in w and "skipped" in w and "TRNAMT" in w for w in body["warnings"]), body[
             "warnings"
         ]
+
+
+async def test_two_lots_of_one_security_keep_their_ids_on_reupload(client: httpx.AsyncClient) -> None:
+    """OFX carries no lot id: two positions of one CUSIP are told apart by their place in the list."""
+    data = (OFX / "fidelity.ofx").read_bytes()
+    start = data.index(b"<POSSTOCK>")
+    first = data[start : data.index(b"</POSSTOCK>", start) + len(b"</POSSTOCK>")]
+    second_lot = first.replace(b"<UNITS>128.00000", b"<UNITS>7.00000").replace(
+        b"<MKTVAL>+00000005231.36", b"<MKTVAL>+00000000286.09"
+    )
+    data = data.replace(first, first + second_lot, 1)
+    headers = await register_and_login(client)
+    r = await upload(client, headers, data, "lots.qfx")
+    assert r.status_code == 201, r.text
+    (account,) = r.json()["accounts"]
+    path = f"/api/v1/accounts/{account['id']}/holdings"
+    before = {(h["id"], h["quantity"]) for h in await _all(client, headers, path)}
+    assert {q for _, q in before if q in ("128.00000", "7.00000")} == {"128.00000", "7.00000"}
+    for _ in range(2):  # each re-upload keeps both lots as they were, ids included
+        r = await upload(client, headers, data, "lots.qfx")
+        assert r.status_code == 201, r.text
+        assert {(h["id"], h["quantity"]) for h in await _all(client, headers, path)} == before

@@ -80,3 +80,28 @@ async def test_redirect_login_authorised_twice_reauthorises_the_existing_connect
     assert [a["id"] for a in await items(client, headers, "/api/v1/accounts")] == [a["id"] for a in accounts]
     runs = await items(client, headers, f"/api/v1/connections/{first['id']}/sync-runs")
     assert [r["trigger"] for r in runs] == ["manual", "initial"]
+
+
+async def test_idempotency_key_on_connect_replays_the_first_answer_and_writes_nothing(
+    api: tuple[httpx.AsyncClient, Container],
+) -> None:
+    """A client retrying a connect after a timeout gets the connection it made, not a 409."""
+    client, container = api
+    headers = await register_and_login(client) | {"Idempotency-Key": "connect-t212"}
+    first = await client.post("/api/v1/connections", headers=headers, json=T212_BODY)
+    assert first.status_code == 201, first.text
+    await container.jobs.drain()
+    retry = await client.post("/api/v1/connections", headers=headers, json=T212_BODY)
+    assert retry.status_code == 201, retry.text
+    assert retry.headers["Idempotent-Replayed"] == "true"
+    assert retry.json() == first.json()
+    other_body = await client.post("/api/v1/connections", headers=headers, json=T212_BODY | {"name": "Other"})
+    assert other_body.status_code == 422, other_body.text
+    r = await client.get("/api/v1/connections", headers=headers)
+    assert [c["id"] for c in r.json()["items"]] == [first.json()["id"]]
+    # Keys are per user: another user's same key is a new request of theirs.
+    bob = await register_and_login(client, "bob@example.com") | {"Idempotency-Key": "connect-t212"}
+    theirs = await client.post("/api/v1/connections", headers=bob, json=T212_BODY)
+    assert theirs.status_code == 201, theirs.text
+    assert theirs.json()["id"] != first.json()["id"]
+    await container.jobs.drain()

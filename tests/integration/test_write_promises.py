@@ -37,13 +37,15 @@ async def _until_waiting(probe: AsyncConnection, table: str) -> None:
 async def test_rename_during_a_sync_write_is_kept(
     container: Container, database_url: str, memory_providers: MemoryProviders
 ) -> None:
-    """A rename that lands while a sync is writing is neither lost nor loses the sync's state."""
+    """A rename (and, on odd rounds, a new key) landing while a sync is writing is neither lost
+    nor loses the sync's state."""
     if not database_url.startswith("postgresql"):
         pytest.skip("SQLite has one writer at a time: a rename cannot land inside a sync's write")
     memory_providers.accounts = [account("cur")]
     memory_providers.transactions = {"cur": [txn("t1")]}
     user = await seed_user(container)
     conn = await seed_connection(container, user)
+    keys = [{"token": f"fake-token-{n}"} if n % 2 else None for n in range(5)]
     for round_ in range(5):  # the interleaving is forced, so every round must hold
         async with container.engine.connect() as holder, container.engine.connect() as probe:
             await holder.execute(
@@ -54,7 +56,7 @@ async def test_rename_during_a_sync_write_is_kept(
             if round_:  # from the second round on, the account exists and its lock holds the sync
                 await _until_waiting(probe, "accounts")
             renaming = asyncio.create_task(
-                container.connections.update(conn.id, user.id, f"Renamed {round_}", None)
+                container.connections.update(conn.id, user.id, f"Renamed {round_}", keys[round_])
             )
             if round_:
                 await asyncio.wait({renaming}, timeout=0.05)
@@ -69,6 +71,8 @@ async def test_rename_during_a_sync_write_is_kept(
         assert finished.status is SyncStatus.SUCCEEDED, finished
         assert stored is not None
         assert stored.name == f"Renamed {round_}"
+        newest = next((k for k in reversed(keys[: round_ + 1]) if k), {"token": "fake-token-for-tests"})
+        assert container.cipher.decrypt(stored.credentials) == newest
         assert stored.state == {"syncs": round_ + 1}  # the sync's cursor survives the rename too
         assert stored.last_synced_at is not None
 

@@ -158,6 +158,29 @@ def test_investment_account_and_holdings(fixture_bytes: Read) -> None:
     )
     assert first.raw["ELEMENT"] == "POSSTOCK"
     assert first.raw["HELDINACCT"] == "CASH"
+    assert {h.price_currency for h in holdings_of(result)} == {"USD"}  # the statement's CURDEF
+
+
+def test_a_position_in_its_own_currency_is_priced_in_it() -> None:
+    """quantity × price = market value only in the position's currency, not the account's."""
+    position = OfxPosition(
+        kind="POSSTOCK",
+        unique_id="CA0000000001",
+        unique_id_type="ISIN",
+        units=Decimal(10),
+        unit_price=Decimal("12.50"),
+        currency="CAD",
+    )
+    statement = OfxStatement(
+        kind="investment", account_id="X1", currency="USD", positions=[position], positions_listed=True
+    )
+    (result,) = map_document(OfxDocument(statements=[statement], securities=[]))
+    (holding,) = holdings_of(result)
+    assert (holding.currency, holding.price_currency, holding.market_value) == (
+        "CAD",
+        "CAD",
+        Decimal("125.00"),
+    )
 
 
 def test_holding_asset_types(fixture_bytes: Read) -> None:

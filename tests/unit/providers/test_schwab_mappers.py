@@ -158,6 +158,7 @@ def test_position_quantity_is_long_minus_short() -> None:
         Decimal("200"),
     )
     assert (holding.unrealized_pnl, holding.cusip, holding.currency) == (Decimal("150.0"), "88160R101", "USD")
+    assert holding.price_currency == "USD"  # Schwab prices US listings in dollars
     option = map_position(
         wire("""{"longQuantity": 1.0, "shortQuantity": 0.0, "marketValue": 120.0,
         "instrument": {"assetType": "OPTION", "symbol": "AAPL  240621C00200000"}}""")
