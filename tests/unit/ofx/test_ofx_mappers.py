@@ -162,7 +162,7 @@ def test_investment_account_and_holdings(fixture_bytes: Read) -> None:
 
 
 def test_a_position_in_its_own_currency_is_priced_in_it() -> None:
-    """quantity × price = market value only in the position's currency, not the account's."""
+    """quantity times price is the market value only in the position's currency, not the account's."""
     position = OfxPosition(
         kind="POSSTOCK",
         unique_id="CA0000000001",
