@@ -9,8 +9,8 @@ from decimal import Decimal
 import pytest
 
 from finsync.api.errors import STATUS, status_for
-from finsync.application.auth import hash_token
 from finsync.application.throttle import Keys, client_key
+from finsync.application.user_auth import hash_token
 from finsync.domain import errors
 from finsync.domain.entities import new_id
 from finsync.domain.money import Money, currency_code, to_decimal

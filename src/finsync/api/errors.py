@@ -45,7 +45,7 @@ STATUS: list[tuple[type[e.FinsyncError], int]] = [
     (e.UnsupportedFormat, 415),
     (e.MalformedFile, 422),
     (e.ImportRejected, 422),
-    (e.AuthError, 422),
+    (e.ProviderAuthError, 422),
     (e.ScopeError, 422),
     (e.RateLimited, 429),
     (e.Unavailable, 502),

@@ -9,16 +9,16 @@ from uuid import UUID
 
 import structlog
 
-from finsync.application.authorization import AuthorizationService
 from finsync.application.logins import Login, already_connected, connected_as, identify
+from finsync.application.provider_authorization import ProviderAuthorizationService
 from finsync.application.sync import SyncService
 from finsync.domain.entities import Connection, SyncRun, connection_name
 from finsync.domain.enums import AuthType, ConnectionStatus, SyncTrigger
 from finsync.domain.errors import InvalidInput, NotFound, ProviderNotAvailable
 from finsync.domain.ports import (
     NEVER,
-    Clock,
     CredentialCipher,
+    Now,
     ProviderGateway,
     ProviderInfo,
     ProviderSession,
@@ -52,8 +52,8 @@ class ConnectionService:
         providers: ProviderGateway,
         cipher: CredentialCipher,
         sync: SyncService,
-        authorization: AuthorizationService,
-        clock: Clock = lambda: datetime.now(UTC),
+        authorization: ProviderAuthorizationService,
+        clock: Now = lambda: datetime.now(UTC),
     ) -> None:
         self._authorization = authorization
         self._uow = uow

@@ -23,8 +23,8 @@ from finsync.domain.entities import AuthFlow, Connection, connection_name
 from finsync.domain.enums import ConnectionStatus, SyncTrigger
 from finsync.domain.errors import Conflict, ConsentDenied, FinsyncError, InvalidInput, NotFound
 from finsync.domain.ports import (
-    Clock,
     CredentialCipher,
+    Now,
     ProviderGateway,
     ProviderInfo,
     ProviderSession,
@@ -52,7 +52,7 @@ def _hash(state: str) -> str:
     return hashlib.sha256(state.encode()).hexdigest()
 
 
-class AuthorizationService:
+class ProviderAuthorizationService:
     def __init__(
         self,
         uow: UnitOfWorkFactory,
@@ -60,7 +60,7 @@ class AuthorizationService:
         cipher: CredentialCipher,
         sync: SyncService,
         callback_url: str,
-        clock: Clock = lambda: datetime.now(UTC),
+        clock: Now = lambda: datetime.now(UTC),
     ) -> None:
         self._uow = uow
         self._providers = providers
