@@ -60,7 +60,8 @@ async def test_an_api_key_connection_is_validated_stored_encrypted_and_synced_on
     assert stored is not None
     assert stored.status is ConnectionStatus.ACTIVE
     assert stored.name == "Broker"
-    assert stored.credentials is not None and b"k-123" not in stored.credentials
+    assert stored.credentials is not None
+    assert b"k-123" not in stored.credentials
     assert cipher.decrypt(stored.credentials) == {"api_key": "k-123"}
     assert stored.identity is not None  # the login, so it is never connected twice
     assert stored.sync_interval_minutes == 60
@@ -239,7 +240,8 @@ async def test_replacing_credentials_revalidates_and_reactivates(
     fixed = await service.update(broken.id, USER, None, {"api_key": "new"})
     assert (fixed.status, fixed.last_error, fixed.failure_count) == (ConnectionStatus.ACTIVE, None, 0)
     stored = db.get(Connection, broken.id)
-    assert stored is not None and stored.credentials is not None
+    assert stored is not None
+    assert stored.credentials is not None
     assert cipher.decrypt(stored.credentials) == {"api_key": "new"}
 
 
@@ -249,7 +251,7 @@ async def test_browser_providers_renew_credentials_by_reauthorizing(
     providers.describe("bank", auth_type=AuthType.OAUTH2, credentials=frozenset())
     connection = Connection(user_id=USER, provider="bank", name="Bank", status=ConnectionStatus.ACTIVE)
     db.add(connection)
-    with pytest.raises(InvalidInput, match="renewed with POST .../reauthorize"):
+    with pytest.raises(InvalidInput, match=r"renewed with POST \.\.\./reauthorize"):
         await service.update(connection.id, USER, None, {"token": "x"})
     with pytest.raises(InvalidInput, match="connected in the browser; send no credentials"):
         await service.create(USER, "bank", None, None, {"token": "x"})
