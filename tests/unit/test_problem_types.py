@@ -80,6 +80,8 @@ def test_docs_list_no_type_that_nothing_raises() -> None:
 def test_the_nearest_ancestor_decides_not_the_order() -> None:
     from finsync.providers.http import AccessRevoked
 
+    assert status_of(e.NotFound) == 404
+    assert status_of(e.RateLimited) == 429
     assert status_of(e.FileTooLarge) == 413  # its own entry beats ImportRejected's 422
     assert status_of(e.MalformedFile) == 422
     assert status_of(e.ConsentDenied) == 422
