@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
 
@@ -19,7 +19,7 @@ import structlog
 
 from finsync.application.logins import Login, connected_as, identify
 from finsync.application.sync import SyncService
-from finsync.domain.entities import AuthFlow, Connection, connection_name
+from finsync.domain.entities import AuthFlow, Connection, connection_name, utcnow
 from finsync.domain.enums import ConnectionStatus, SyncTrigger
 from finsync.domain.errors import Conflict, ConsentDenied, FinsyncError, InvalidInput, NotFound
 from finsync.domain.ports import (
@@ -60,7 +60,7 @@ class ProviderAuthorizationService:
         cipher: CredentialCipher,
         sync: SyncService,
         callback_url: str,
-        clock: Now = lambda: datetime.now(UTC),
+        clock: Now = utcnow,
     ) -> None:
         self._uow = uow
         self._providers = providers
