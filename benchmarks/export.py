@@ -68,7 +68,7 @@ async def seed(settings: Settings, email: str, count: int) -> None:
     """A user with one connection, one account and ``count`` transactions (COPY, in batches)."""
     container = build(settings)
     try:
-        user = await container.auth.register(email, PASSWORD)
+        user = await container.user_auth.register(email, PASSWORD)
         connection = Connection(
             user_id=user.id, provider="memory", name="Bench", status=ConnectionStatus.ACTIVE
         )

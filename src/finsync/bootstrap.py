@@ -2,19 +2,15 @@
 
 from __future__ import annotations
 
-import time
 from asyncio import CancelledError
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass, field
-from datetime import timedelta
-from typing import Any
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import date, timedelta
+from typing import Any, Protocol
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from finsync.application.auth import AuthService
-from finsync.application.authorization import AuthorizationService
 from finsync.application.cash_flow import CashFlowService
 from finsync.application.connections import ConnectionService
 from finsync.application.idempotency import IdempotencyService
@@ -24,23 +20,25 @@ from finsync.application.market_data import MarketDataService
 from finsync.application.net_worth import NetWorthService
 from finsync.application.operators import KeyRotation, UserAdmin
 from finsync.application.performance import PerformanceService
+from finsync.application.provider_authorization import ProviderAuthorizationService
 from finsync.application.schedule import Scheduler
 from finsync.application.sync import SyncService
 from finsync.application.sync_job import SyncRunner
 from finsync.application.throttle import LoginThrottle, ThrottlePolicy
+from finsync.application.user_auth import UserAuthService
 from finsync.application.userdata import UserDataService
 from finsync.config import Registration, Settings
 from finsync.domain.entities import utcnow
-from finsync.domain.enums import Capability
-from finsync.domain.errors import ProviderNotAvailable
 from finsync.domain.jobs import JobRegistry, JobType, RetryPolicy, SyncConnection
+from finsync.domain.market import MarketSources
 from finsync.domain.ports import (
-    Clock,
-    ProviderAdapter,
-    ProviderInfo,
-    ProviderSession,
-    RedirectFlow,
+    AccessTokens,
+    CredentialCipher,
+    KeyRotator,
+    Now,
+    PasswordPolicy,
     UnitOfWork,
+    UnitOfWorkFactory,
 )
 from finsync.infrastructure.db import sqlite_functions
 from finsync.infrastructure.db.engine import create_engine, session_factory
@@ -50,6 +48,7 @@ from finsync.infrastructure.keys import load_or_create_secret
 from finsync.infrastructure.logs import configure_logging
 from finsync.infrastructure.market import source_factory
 from finsync.infrastructure.passwords import NistPasswordPolicy
+from finsync.infrastructure.provider_gateway import BankDirectory, RegistryGateway
 from finsync.infrastructure.ratelimits import PgBuckets
 from finsync.infrastructure.security import (
     Argon2PasswordHasher,
@@ -58,112 +57,22 @@ from finsync.infrastructure.security import (
     JwtAccessTokens,
     ThreadedHasher,
 )
-from finsync.providers.ratelimit import BUCKET_STORE, BucketStore
-from finsync.providers.registry import ProviderMetadata, ProviderRegistry
+from finsync.providers.ratelimit import BucketStore
+from finsync.providers.registry import ProviderRegistry
 
 __all__ = ["Container", "build", "configure_logging"]
+
+JobQueueFactory = Callable[[JobRegistry], JobBackend]
+"""Builds the job queue over the job types ``build`` registers (their handlers need the container)."""
+MarketSourceFactory = Callable[[date], MarketSources]
+
+
+class RotatingCipher(CredentialCipher, KeyRotator, Protocol):
+    """Encrypts credentials at rest and re-encrypts old values with the newest key."""
 
 
 class ConfigurationError(RuntimeError):
     """The deployment's settings cannot work; the message says what to set (never a secret)."""
-
-
-class RegistryGateway:
-    """ProviderGateway over the registry; ``adapter_options`` lets tests inject clocks/transports."""
-
-    def __init__(
-        self,
-        registry: ProviderRegistry,
-        settings: Settings,
-        adapter_options: dict[str, Any],
-        buckets: BucketStore | None = None,
-    ) -> None:
-        self.registry = registry
-        self._settings = settings
-        self._options = adapter_options
-        self._resources: dict[str, dict[str, Any]] = {}
-        self._buckets = buckets
-
-    @contextmanager
-    def _shared_budgets(self) -> Iterator[None]:
-        """Provider HTTP clients built inside take their rate budgets from the shared store."""
-        token = BUCKET_STORE.set(self._buckets)
-        try:
-            yield
-        finally:
-            BUCKET_STORE.reset(token)
-
-    def _meta(self, provider: str) -> ProviderMetadata:
-        meta = self.registry.get(provider)
-        if meta is None:
-            raise ProviderNotAvailable(f"provider {provider!r} is not available on this server")
-        return meta
-
-    def options(self, provider: str) -> dict[str, Any]:
-        """Test/deployment options plus the provider's per-process resources (built once)."""
-        meta = self._meta(provider)
-        if meta.resources is not None and provider not in self._resources:
-            self._resources[provider] = meta.resources(self._settings, **self._options)
-        return self._options | self._resources.get(provider, {})
-
-    def flow(self, provider: str, options: dict[str, Any]) -> RedirectFlow:
-        meta = self._meta(provider)
-        if meta.flow_factory is None:
-            raise ProviderNotAvailable(f"{meta.display_name} has no browser authorisation flow")
-        with self._shared_budgets():
-            flow: RedirectFlow = meta.flow_factory(self._settings, options, **self.options(provider))
-        return flow
-
-    def info(self, provider: str) -> ProviderInfo | None:
-        meta = self.registry.get(provider)
-        if meta is None:
-            return None
-        fields = meta.credential_fields
-        return ProviderInfo(
-            slug=meta.slug,
-            display_name=meta.display_name,
-            auth_type=meta.auth_type,
-            capabilities=meta.capabilities,
-            required_credentials=frozenset(f.name for f in fields if f.required),
-            optional_credentials=frozenset(f.name for f in fields if not f.required),
-            environments=meta.environments,
-            missing_settings=tuple(meta.missing_settings(self._settings)),
-            state_param=meta.state_param,
-            schedule=meta.sync_schedule,
-        )
-
-    def capabilities(self, provider: str) -> frozenset[Capability]:
-        meta = self.registry.get(provider)
-        return meta.capabilities if meta is not None else frozenset()
-
-    def adapter(self, provider: str, session: ProviderSession) -> ProviderAdapter:
-        meta = self._meta(provider)
-        if meta.adapter_factory is None:
-            raise ProviderNotAvailable(f"{meta.display_name} has no sync adapter")
-        with self._shared_budgets():
-            adapter: ProviderAdapter = meta.adapter_factory(session, self._settings, **self.options(provider))
-        return adapter
-
-
-class BankDirectory:
-    """GoCardless institutions per country, cached for a day (the list changes rarely)."""
-
-    TTL = 86_400.0
-
-    def __init__(self, gateway: RegistryGateway, settings: Settings) -> None:
-        self._gateway = gateway
-        self._settings = settings
-        self._cache: dict[str, tuple[float, list[dict[str, Any]]]] = {}
-
-    async def __call__(self, country: str) -> list[dict[str, Any]]:
-        from finsync.providers.gocardless import institutions
-
-        hit = self._cache.get(country)
-        if hit is not None and time.monotonic() - hit[0] < self.TTL:
-            return hit[1]
-        banks = await institutions(self._settings, country, **self._gateway.options("gocardless"))
-        self._cache[country] = (time.monotonic(), banks)
-        return banks
 
 
 def resolve_secrets(settings: Settings) -> tuple[list[str], str]:
@@ -197,19 +106,21 @@ def resolve_secrets(settings: Settings) -> tuple[list[str], str]:
     return keys, jwt_secret
 
 
-@dataclass
+@dataclass(kw_only=True)
 class Container:
+    """Every use case and adapter of one process, built by ``build`` (tests override parts there)."""
+
     settings: Settings
     engine: AsyncEngine
-    uow: Callable[[], UnitOfWork]
+    uow: UnitOfWorkFactory
     registry: ProviderRegistry
     providers: RegistryGateway
-    cipher: FernetCipher
-    tokens: JwtAccessTokens
-    auth: AuthService
+    cipher: RotatingCipher
+    tokens: AccessTokens
+    user_auth: UserAuthService
     sync: SyncService
     connections: ConnectionService
-    authorization: AuthorizationService
+    provider_authorization: ProviderAuthorizationService
     jobs: JobBackend
     institutions: BankDirectory
     imports: ImportService
@@ -222,10 +133,10 @@ class Container:
     cash_flow: CashFlowService
     performance: PerformanceService
     labels: LabelService
-    clock: Clock = field(default=utcnow)
-    userdata: UserDataService = field(init=False)
-    users: UserAdmin = field(init=False)
-    keys: KeyRotation = field(init=False)
+    userdata: UserDataService
+    users: UserAdmin
+    keys: KeyRotation
+    clock: Now = utcnow
 
     async def database_problem(self) -> str | None:
         """None when the database answers, else the kind of failure (for readiness probes)."""
@@ -256,39 +167,42 @@ class Container:
 def build(
     settings: Settings,
     *,
+    clock: Now = utcnow,
     registry: ProviderRegistry | None = None,
-    clock: Clock = utcnow,
-    adapter_options: dict[str, Any] | None = None,
     hasher: BlockingHasher | None = None,
+    password_policy: PasswordPolicy | None = None,
+    cipher: RotatingCipher | None = None,
+    tokens: AccessTokens | None = None,
+    engine: AsyncEngine | None = None,
+    job_queue: JobQueueFactory | None = None,
+    uow: UnitOfWorkFactory | None = None,
+    rate_budgets: BucketStore | None = None,
+    market_sources: MarketSourceFactory | None = None,
+    adapter_options: dict[str, Any] | None = None,
     market_options: dict[str, Any] | None = None,
 ) -> Container:
-    """``market_options`` go to the market data sources' HTTP layer (tests: a virtual clock)."""
+    """Wire one process. Every dependency is a keyword with the production default, so a test
+    swaps exactly what it needs (a cheap hasher, a settable clock, a fake registry) and keeps
+    the rest real. ``adapter_options`` reach every provider factory (tests: transports, virtual
+    clocks); ``market_options`` go to the default market sources' HTTP layer."""
     keys, jwt_secret = resolve_secrets(settings)
-    engine = create_engine(settings.database_url)
-    sqlite_functions.install(engine)  # exact decimal sums for analytics on SQLite
-    sessions = session_factory(engine)
+    if engine is None:
+        engine = create_engine(settings.database_url)
+        sqlite_functions.install(engine)  # exact decimal sums for analytics on SQLite
     job_types = JobRegistry()
-    jobs = job_backend(
-        job_types,
-        settings.database_url,
-        concurrency=settings.worker_concurrency,
-        caps=ConcurrencyCaps(settings.provider_max_concurrency),
-        pool_size=settings.job_pool_size,
-        heartbeat_seconds=settings.job_heartbeat_seconds,
-        stall_seconds=settings.job_stall_seconds,
-        poll_seconds=settings.job_poll_seconds,
-    )
+    jobs = (job_queue or default_job_queue(settings))(job_types)
+    if uow is None:
+        sessions = session_factory(engine)
 
-    def uow() -> UnitOfWork:
-        return SqlUnitOfWork(sessions, jobs)
+        def uow() -> UnitOfWork:
+            return SqlUnitOfWork(sessions, jobs)
 
     registry = registry or ProviderRegistry.default()
-    shared = settings.shared_rate_limits and not settings.is_sqlite  # one process on SQLite
-    gateway = RegistryGateway(
-        registry, settings, adapter_options or {}, PgBuckets(engine) if shared else None
-    )
-    cipher = FernetCipher(keys)
-    tokens = JwtAccessTokens(jwt_secret, settings.access_token_minutes, clock)
+    if rate_budgets is None and settings.shared_rate_limits and not settings.is_sqlite:
+        rate_budgets = PgBuckets(engine)  # several processes share them; SQLite has one process
+    gateway = RegistryGateway(registry, settings, adapter_options or {}, rate_budgets)
+    cipher = cipher or FernetCipher(keys)
+    tokens = tokens or JwtAccessTokens(jwt_secret, settings.access_token_minutes, clock)
     policy = ThrottlePolicy(
         per_pair=settings.login_attempts_per_account,
         per_client=settings.login_attempts_per_address,
@@ -298,12 +212,12 @@ def build(
         known_for=timedelta(days=settings.login_known_client_days),
     )
     threaded = ThreadedHasher(hasher or Argon2PasswordHasher(), settings.password_hash_concurrency)
-    auth = AuthService(
+    user_auth = UserAuthService(
         uow,
         threaded,
         tokens,
         LoginThrottle(policy, clock),
-        NistPasswordPolicy(),
+        password_policy or NistPasswordPolicy(),
         refresh_days=settings.refresh_token_days,
         registration_open=settings.registration is Registration.OPEN,
         clock=clock,
@@ -320,9 +234,8 @@ def build(
     )
     register_jobs(job_types, runner, scheduler, settings)
     callback = f"{settings.public_url.rstrip('/')}/api/v1/connections/callback"
-    authorization = AuthorizationService(uow, gateway, cipher, sync, callback, clock)
-    connections = ConnectionService(uow, gateway, cipher, sync, authorization, clock)
-    container = Container(
+    provider_authorization = ProviderAuthorizationService(uow, gateway, cipher, sync, callback, clock)
+    return Container(
         settings=settings,
         engine=engine,
         uow=uow,
@@ -330,10 +243,10 @@ def build(
         providers=gateway,
         cipher=cipher,
         tokens=tokens,
-        auth=auth,
+        user_auth=user_auth,
         sync=sync,
-        connections=connections,
-        authorization=authorization,
+        connections=ConnectionService(uow, gateway, cipher, sync, provider_authorization, clock),
+        provider_authorization=provider_authorization,
         jobs=jobs,
         institutions=BankDirectory(gateway, settings),
         imports=ImportService(uow, registry.file_formats(), settings.upload_limit_bytes, clock),
@@ -342,18 +255,38 @@ def build(
         scheduler=scheduler,
         job_types=job_types,
         market_data=MarketDataService(
-            uow, source_factory(settings, **(market_options or {})), settings.market_backfill_days, clock
+            uow,
+            market_sources or source_factory(settings, **(market_options or {})),
+            settings.market_backfill_days,
+            clock,
         ),
         net_worth=NetWorthService(settings.base_currency, clock),
         cash_flow=CashFlowService(settings.base_currency),
         performance=PerformanceService(settings.base_currency, clock),
         labels=LabelService(uow, clock),
+        userdata=UserDataService(uow, clock),
+        users=UserAdmin(uow, clock),
+        keys=KeyRotation(uow, cipher, cipher),
         clock=clock,
     )
-    container.userdata = UserDataService(uow, clock)
-    container.users = UserAdmin(uow, clock)
-    container.keys = KeyRotation(uow, cipher, cipher)
-    return container
+
+
+def default_job_queue(settings: Settings) -> JobQueueFactory:
+    """In-process asyncio jobs on SQLite, procrastinate workers on PostgreSQL."""
+
+    def make(job_types: JobRegistry) -> JobBackend:
+        return job_backend(
+            job_types,
+            settings.database_url,
+            concurrency=settings.worker_concurrency,
+            caps=ConcurrencyCaps(settings.provider_max_concurrency),
+            pool_size=settings.job_pool_size,
+            heartbeat_seconds=settings.job_heartbeat_seconds,
+            stall_seconds=settings.job_stall_seconds,
+            poll_seconds=settings.job_poll_seconds,
+        )
+
+    return make
 
 
 def register_jobs(

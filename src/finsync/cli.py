@@ -134,7 +134,7 @@ async def _users_create(email: str, password: str) -> None:
 
     settings = load_settings().model_copy(update={"registration": Registration.OPEN})
     async with container(settings) as c:
-        user = await c.auth.register(email, password)
+        user = await c.user_auth.register(email, password)
     typer.echo(f"created {user.email} ({user.id})")
 
 

@@ -25,7 +25,9 @@ from tests.fakes.memory import MemoryProviders
 
 
 @dataclass
-class Clock:
+class SettableNow:
+    """A `Now` the test moves by hand (analytics read "today")."""
+
     now: datetime = field(default_factory=lambda: datetime(2024, 4, 5, 18, 0, tzinfo=UTC))
 
     def __call__(self) -> datetime:
@@ -39,7 +41,7 @@ class Clock:
 class World:
     client: httpx.AsyncClient
     container: Container
-    clock: Clock
+    clock: SettableNow
     bank: MemoryProviders
     headers: dict[str, str] = field(default_factory=dict)
     user: User | None = None
@@ -101,7 +103,7 @@ def days(start: date, count: int) -> list[date]:
 async def world_fixture(
     database_url: str, tmp_path: Path, registry: ProviderRegistry, memory_providers: MemoryProviders
 ) -> AsyncIterator[World]:
-    clock = Clock()
+    clock = SettableNow()
     settings = make_settings(database_url, tmp_path)
     async with built(settings, registry=registry, clock=clock) as container, api_client(container) as client:
         yield World(client, container, clock, memory_providers)

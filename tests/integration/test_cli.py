@@ -15,7 +15,7 @@ import asyncpg
 import pytest
 from typer.testing import CliRunner
 
-from finsync.application.auth import Client
+from finsync.application.user_auth import Client
 from finsync.bootstrap import build
 from finsync.config import Settings
 from finsync.domain.entities import AuthFlow, Connection, utcnow
@@ -81,7 +81,7 @@ def invoke(*args: str, input: str | None = None) -> Any:
 
 
 def test_import_reports_what_the_api_reports(env: dict[str, str]) -> None:
-    _in_db(lambda c: c.auth.register("cli@example.com", PASSWORD))
+    _in_db(lambda c: c.user_auth.register("cli@example.com", PASSWORD))
     statement = str(SHARED / "fixtures" / "ofx" / "fidelity.ofx")
     first = invoke("import", statement, "--user", "cli@example.com")
     again = invoke("import", statement, "--user", "cli@example.com")
@@ -115,7 +115,7 @@ def test_users_create_list_disable_and_enable(env: dict[str, str]) -> None:
     assert lines[0].split() == ["EMAIL", "ID", "STATUS", "CREATED", "CONNECTIONS"]
     assert [line.split()[0] for line in lines[1:]] == ["ada@example.com", "bob@example.com"]
 
-    refresh = _in_db(lambda c: c.auth.login("ada@example.com", PASSWORD, CLI)).refresh_token
+    refresh = _in_db(lambda c: c.user_auth.login("ada@example.com", PASSWORD, CLI)).refresh_token
     assert invoke("users", "disable", "nobody@example.com").exit_code == 3
     assert invoke("users", "disable", "ada@example.com").exit_code == 0
     assert "disabled" in invoke("users", "list").stdout.splitlines()[1]
@@ -123,21 +123,21 @@ def test_users_create_list_disable_and_enable(env: dict[str, str]) -> None:
     refused = invoke("import", statement, "--user", "ada@example.com")
     assert (refused.exit_code, "disabled" in refused.stderr) == (1, True)
     for attempt in (
-        lambda c: c.auth.login("ada@example.com", PASSWORD, CLI),
-        lambda c: c.auth.refresh(refresh, CLI),  # sessions ended with the disable
+        lambda c: c.user_auth.login("ada@example.com", PASSWORD, CLI),
+        lambda c: c.user_auth.refresh(refresh, CLI),  # sessions ended with the disable
     ):
         with pytest.raises(AuthenticationFailed):
             _in_db(attempt)
     assert invoke("users", "enable", "ada@example.com").exit_code == 0
-    assert _in_db(lambda c: c.auth.login("ada@example.com", PASSWORD, CLI)).access_token
+    assert _in_db(lambda c: c.user_auth.login("ada@example.com", PASSWORD, CLI)).access_token
 
 
 def test_a_user_disabled_behind_the_cli_cannot_refresh(env: dict[str, str]) -> None:
     """Disabled by a direct database change (no sessions revoked): refresh still refuses."""
     from sqlalchemy import text
 
-    _in_db(lambda c: c.auth.register("ada@example.com", PASSWORD))
-    refresh = _in_db(lambda c: c.auth.login("ada@example.com", PASSWORD, CLI)).refresh_token
+    _in_db(lambda c: c.user_auth.register("ada@example.com", PASSWORD))
+    refresh = _in_db(lambda c: c.user_auth.login("ada@example.com", PASSWORD, CLI)).refresh_token
 
     async def disable(c: Any) -> None:
         async with c.engine.begin() as conn:
@@ -145,11 +145,11 @@ def test_a_user_disabled_behind_the_cli_cannot_refresh(env: dict[str, str]) -> N
 
     _in_db(disable)
     with pytest.raises(AuthenticationFailed):
-        _in_db(lambda c: c.auth.refresh(refresh, CLI))
+        _in_db(lambda c: c.user_auth.refresh(refresh, CLI))
 
 
 async def _connection(container: Any, provider: str, credentials: bytes | None, **kw: Any) -> Connection:
-    user = await container.auth.register(f"{provider}-{utcnow().timestamp()}@example.com", PASSWORD)
+    user = await container.user_auth.register(f"{provider}-{utcnow().timestamp()}@example.com", PASSWORD)
     connection = Connection(
         user_id=user.id,
         provider=provider,

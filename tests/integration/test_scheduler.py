@@ -13,7 +13,7 @@ from sqlalchemy import text
 from finsync.bootstrap import Container
 from finsync.domain.entities import Connection, User, utcnow
 from finsync.domain.enums import ConnectionStatus, SyncStatus, SyncTrigger
-from finsync.domain.errors import AuthError, RateLimited, Unavailable
+from finsync.domain.errors import ProviderAuthError, RateLimited, Unavailable
 from finsync.domain.jobs import SyncConnection
 from finsync.domain.ports import PageRequest
 from tests.factories import account, seed_connection, seed_user, txn
@@ -128,7 +128,7 @@ async def test_transient_failures_back_off_and_success_resets(
 async def test_auth_failures_are_never_retried(container: Container, bank: MemoryProviders) -> None:
     user = await seed_user(container)
     conn = await _connection(container, user)
-    bank.fail_on["fetch_accounts"] = AuthError("memory bank rejected the token")
+    bank.fail_on["fetch_accounts"] = ProviderAuthError("memory bank rejected the token")
     await container.sync.request(conn.id, conn.user_id, SyncTrigger.MANUAL)
     await container.jobs.drain()
     await _connection_due(container, conn.id)

@@ -12,7 +12,7 @@ import pytest
 from finsync.bootstrap import Container
 from finsync.domain.entities import Account, Holding, SyncRun, Transaction
 from finsync.domain.enums import ConnectionStatus, SnapshotSource, SyncStatus, SyncTrigger, TransactionStatus
-from finsync.domain.errors import AuthError, Conflict, NeedsReauthorization, Unavailable
+from finsync.domain.errors import Conflict, NeedsReauthorization, ProviderAuthError, Unavailable
 from finsync.domain.ports import AccountFilter, PageRequest, TransactionFilter
 from tests.factories import account, holding, seed_connection, seed_user, txn
 from tests.fakes.memory import MemoryProviders
@@ -118,7 +118,7 @@ async def test_auth_error_needs_reauth_and_next_success_recovers(
 ) -> None:
     user = await seed_user(container)
     conn = await seed_connection(container, user)
-    bank.fail_on["fetch_accounts"] = AuthError("memory bank rejected the token")
+    bank.fail_on["fetch_accounts"] = ProviderAuthError("memory bank rejected the token")
     run = await _sync(container, conn.id, user.id, SyncTrigger.INITIAL)
     async with container.uow() as uow:
         stored = await uow.connections.get(conn.id)

@@ -10,7 +10,7 @@ from fastapi import Depends, Request
 from fastapi.security import OAuth2PasswordBearer
 
 from finsync.api.pagination import page_request
-from finsync.application.auth import Client
+from finsync.application.user_auth import Client
 from finsync.bootstrap import Container
 from finsync.config import Settings
 from finsync.domain.entities import User

@@ -31,28 +31,41 @@ CODES = {
     413: "content-too-large",
 }
 
-# Most specific first: the first matching class wins.
-STATUS: list[tuple[type[e.FinsyncError], int]] = [
-    (e.NotFound, 404),
-    (e.Conflict, 409),
-    (e.InvalidInput, 422),
-    (e.AuthenticationFailed, 401),
-    (e.TooManyAttempts, 429),
-    (e.WrongPassword, 403),
-    (e.RegistrationClosed, 403),
-    (e.ProviderNotAvailable, 422),
-    (e.FileTooLarge, 413),
-    (e.UnsupportedFormat, 415),
-    (e.MalformedFile, 422),
-    (e.ImportRejected, 422),
-    (e.AuthError, 422),
-    (e.ScopeError, 422),
-    (e.RateLimited, 429),
-    (e.Unavailable, 502),
-    (e.BadData, 502),
-    (e.ProviderError, 502),
-    (e.FinsyncError, 500),
-]
+# HTTP status per error class. A class without an entry answers like its nearest ancestor that
+# has one (its MRO), so the order here means nothing and a new subclass is never unmapped. Its
+# problem ``type`` is TYPE_BASE + its ``code`` (inherited too): docs/api.md lists every one, and
+# tests/unit/test_problem_types.py fails when a FinsyncError subclass anywhere is not listed.
+STATUS: dict[type[e.FinsyncError], int] = {
+    e.FinsyncError: 500,
+    e.NotFound: 404,
+    e.Conflict: 409,
+    e.InvalidInput: 422,
+    e.AuthenticationFailed: 401,
+    e.WrongPassword: 403,
+    e.TooManyAttempts: 429,
+    e.RegistrationClosed: 403,
+    e.ProviderNotAvailable: 422,
+    e.ImportRejected: 422,
+    e.FileTooLarge: 413,
+    e.UnsupportedFormat: 415,
+    e.MalformedFile: 422,
+    e.ProviderError: 502,
+    e.ProviderAuthError: 422,
+    e.ScopeError: 422,
+    e.RateLimited: 429,
+    e.Unavailable: 502,
+    e.BadData: 502,
+}
+
+
+def status_of(cls: type[e.FinsyncError]) -> int:
+    """The status of the nearest class in ``cls``'s hierarchy that has one."""
+    return next(STATUS[c] for c in cls.__mro__ if c in STATUS)
+
+
+def problem_type(cls: type[e.FinsyncError]) -> str:
+    """The stable ``type`` URI clients match on."""
+    return TYPE_BASE + cls.code
 
 
 class ValidationIssue(BaseModel):
@@ -122,15 +135,11 @@ def allowed_methods(request: Request) -> str | None:
     return ", ".join(sorted(methods)) or None
 
 
-def status_for(exc: e.FinsyncError) -> int:
-    return next(status for cls, status in STATUS if isinstance(exc, cls))
-
-
 def responses(*classes: type[e.FinsyncError]) -> dict[int | str, dict[str, Any]]:
     """OpenAPI ``responses=`` for a route, from the domain errors it can raise."""
     out: dict[int | str, dict[str, Any]] = {}
     for cls in classes:
-        status = next(s for c, s in STATUS if issubclass(cls, c))
+        status = status_of(cls)
         titles = out.get(status, {}).get("description", "").split("; ")
         description = "; ".join(t for t in dict.fromkeys([*titles, cls.title]) if t)
         out[status] = {"model": Problem, "description": description}
@@ -203,7 +212,7 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(e.FinsyncError)
     async def domain_error(request: Request, exc: e.FinsyncError) -> JSONResponse:
-        status = status_for(exc)
+        status = status_of(type(exc))
         extra: dict[str, Any] = {}
         if isinstance(exc, e.TooManyAttempts | e.RateLimited):
             extra["retry_after"] = exc.retry_after

@@ -3,22 +3,21 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
 import structlog
 
-from finsync.application.authorization import AuthorizationService
 from finsync.application.logins import Login, already_connected, connected_as, identify
+from finsync.application.provider_authorization import ProviderAuthorizationService
 from finsync.application.sync import SyncService
-from finsync.domain.entities import Connection, SyncRun, connection_name
+from finsync.domain.entities import Connection, SyncRun, connection_name, utcnow
 from finsync.domain.enums import AuthType, ConnectionStatus, SyncTrigger
 from finsync.domain.errors import InvalidInput, NotFound, ProviderNotAvailable
 from finsync.domain.ports import (
     NEVER,
-    Clock,
     CredentialCipher,
+    Now,
     ProviderGateway,
     ProviderInfo,
     ProviderSession,
@@ -52,10 +51,10 @@ class ConnectionService:
         providers: ProviderGateway,
         cipher: CredentialCipher,
         sync: SyncService,
-        authorization: AuthorizationService,
-        clock: Clock = lambda: datetime.now(UTC),
+        provider_authorization: ProviderAuthorizationService,
+        clock: Now = utcnow,
     ) -> None:
-        self._authorization = authorization
+        self._provider_authorization = provider_authorization
         self._uow = uow
         self._providers = providers
         self._cipher = cipher
@@ -118,7 +117,7 @@ class ConnectionService:
         if info.auth_type.in_browser:
             if credentials:
                 raise InvalidInput(f"{info.display_name} is connected in the browser; send no credentials")
-            connection, url = await self._authorization.create(user_id, info, name, options)
+            connection, url = await self._provider_authorization.create(user_id, info, name, options)
             return Created(connection=connection, authorization_url=url)
         raise InvalidInput(f"{info.display_name} is not connected this way; upload a file to /api/v1/imports")
 

@@ -18,7 +18,7 @@ from uuid import UUID
 
 from finsync.domain.entities import IdempotencyRecord, utcnow
 from finsync.domain.errors import Conflict, InvalidInput
-from finsync.domain.ports import Clock, UnitOfWorkFactory
+from finsync.domain.ports import Now, UnitOfWorkFactory
 
 TTL = timedelta(hours=24)
 STALE = timedelta(minutes=15)
@@ -35,7 +35,7 @@ class Answer:
 
 
 class IdempotencyService:
-    def __init__(self, uow: UnitOfWorkFactory, clock: Clock = utcnow) -> None:
+    def __init__(self, uow: UnitOfWorkFactory, clock: Now = utcnow) -> None:
         self._uow = uow
         self._clock = clock
 

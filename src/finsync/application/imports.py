@@ -19,7 +19,7 @@ from finsync.application.sync import Fetched, write_fetched
 from finsync.domain.entities import FILES, Account, Connection, SyncRun, utcnow
 from finsync.domain.enums import ConnectionStatus, SnapshotSource, SyncStatus, SyncTrigger
 from finsync.domain.errors import BadData, FileTooLarge, MalformedFile, UnsupportedFormat
-from finsync.domain.ports import Clock, ParsedFile, ParsedStatement, StatementFormat, UnitOfWorkFactory
+from finsync.domain.ports import Now, ParsedFile, ParsedStatement, StatementFormat, UnitOfWorkFactory
 from finsync.domain.records import ProviderAccount, TransactionBatch
 from finsync.gcpause import paused_gc
 
@@ -137,7 +137,7 @@ class ImportService:
         uow: UnitOfWorkFactory,
         formats: Sequence[StatementFormat],
         limit_bytes: int,
-        clock: Clock = utcnow,
+        clock: Now = utcnow,
     ) -> None:
         self._uow = uow
         self.formats = list(formats)

@@ -27,7 +27,7 @@ from finsync.domain.categories import (
 )
 from finsync.domain.entities import Transaction, utcnow
 from finsync.domain.errors import Conflict, InvalidInput, NotFound
-from finsync.domain.ports import AccountFilter, Clock, PageRequest, UnitOfWork, UnitOfWorkFactory
+from finsync.domain.ports import AccountFilter, Now, PageRequest, UnitOfWork, UnitOfWorkFactory
 from finsync.domain.transfers import WINDOW_DAYS, match_transfers
 
 log = structlog.get_logger(__name__)
@@ -108,7 +108,7 @@ async def _link_transfers(uow: UnitOfWork, user_id: UUID, written: Sequence[Labe
 
 
 class LabelService:
-    def __init__(self, uow: UnitOfWorkFactory, clock: Clock = utcnow) -> None:
+    def __init__(self, uow: UnitOfWorkFactory, clock: Now = utcnow) -> None:
         self._uow = uow
         self._clock = clock
 

@@ -19,7 +19,7 @@ from finsync.domain.entities import utcnow
 from finsync.domain.enums import AssetType
 from finsync.domain.errors import ProviderError
 from finsync.domain.market import Instrument, MarketSources, PriceSource, instrument_key, last_fixing_day
-from finsync.domain.ports import Clock, UnitOfWorkFactory
+from finsync.domain.ports import Now, UnitOfWorkFactory
 
 log = structlog.get_logger(__name__)
 
@@ -68,7 +68,7 @@ class MarketDataService:
         uow: UnitOfWorkFactory,
         sources: Callable[[date], MarketSources],
         backfill_days: int = 365,
-        clock: Clock = utcnow,
+        clock: Now = utcnow,
     ) -> None:
         self._uow = uow
         self._sources = sources

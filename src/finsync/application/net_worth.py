@@ -33,7 +33,7 @@ from finsync.domain.analytics_ports import Interval, PositionSpan, SnapshotValue
 from finsync.domain.entities import Account, User, utcnow
 from finsync.domain.errors import InvalidInput
 from finsync.domain.fx import Rate, RateBook
-from finsync.domain.ports import Clock, UnitOfWork
+from finsync.domain.ports import Now, UnitOfWork
 
 MAX_POINTS = 20_000
 _LOOKBACK = timedelta(days=14)
@@ -91,7 +91,7 @@ def period_ends(start: date, end: date, interval: Interval) -> list[date]:
 
 
 class NetWorthService:
-    def __init__(self, default_base: str, clock: Clock = utcnow) -> None:
+    def __init__(self, default_base: str, clock: Now = utcnow) -> None:
         self._default = default_base
         self._clock = clock
 

@@ -9,9 +9,9 @@ import structlog
 from finsync.domain.entities import User, utcnow
 from finsync.domain.errors import CredentialsUnreadable, NotFound
 from finsync.domain.ports import (
-    Clock,
     CredentialCipher,
     KeyRotator,
+    Now,
     StoredSecret,
     UnitOfWorkFactory,
     UserSummary,
@@ -21,7 +21,7 @@ log = structlog.get_logger(__name__)
 
 
 class UserAdmin:
-    def __init__(self, uow: UnitOfWorkFactory, clock: Clock = utcnow) -> None:
+    def __init__(self, uow: UnitOfWorkFactory, clock: Now = utcnow) -> None:
         self._uow = uow
         self._clock = clock
 

@@ -28,7 +28,7 @@ from finsync.domain.errors import InvalidInput, NotFound
 from finsync.domain.fx import RateBook
 from finsync.domain.gains import Ledger, Trade
 from finsync.domain.market import instrument_key
-from finsync.domain.ports import Clock, PageRequest, UnitOfWork
+from finsync.domain.ports import Now, PageRequest, UnitOfWork
 from finsync.domain.returns import TWR_METHOD, Figure, time_weighted_return, xirr
 
 _LOOKBACK = timedelta(days=14)
@@ -80,7 +80,7 @@ def _day_values(
 
 
 class PerformanceService:
-    def __init__(self, default_base: str, clock: Clock = utcnow) -> None:
+    def __init__(self, default_base: str, clock: Now = utcnow) -> None:
         self._default = default_base
         self._clock = clock
 

@@ -18,7 +18,7 @@ import structlog
 from finsync.domain.entities import Connection, SyncRun, utcnow
 from finsync.domain.enums import SyncStatus, SyncTrigger
 from finsync.domain.jobs import SyncConnection
-from finsync.domain.ports import Clock, JobQueue, ProviderGateway, UnitOfWorkFactory
+from finsync.domain.ports import JobQueue, Now, ProviderGateway, UnitOfWorkFactory
 from finsync.domain.schedule import Random, SyncSchedule
 
 log = structlog.get_logger(__name__)
@@ -37,7 +37,7 @@ class Scheduler:
         uow: UnitOfWorkFactory,
         providers: ProviderGateway,
         jobs: JobQueue,
-        clock: Clock = utcnow,
+        clock: Now = utcnow,
         *,
         batch: int = 500,
         grace: timedelta = timedelta(minutes=2),

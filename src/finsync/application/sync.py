@@ -19,8 +19,8 @@ from finsync.domain.enums import AuthType, ConnectionStatus, SnapshotSource, Syn
 from finsync.domain.errors import Conflict, InvalidInput, NeedsReauthorization, NotFound
 from finsync.domain.jobs import SyncConnection
 from finsync.domain.ports import (
-    Clock,
     CredentialCipher,
+    Now,
     ProviderGateway,
     ProviderInfo,
     ProviderSession,
@@ -144,7 +144,7 @@ class SyncService:
         uow: UnitOfWorkFactory,
         providers: ProviderGateway,
         cipher: CredentialCipher,
-        clock: Clock = utcnow,
+        clock: Now = utcnow,
     ) -> None:
         self._uow = uow
         self._providers = providers

@@ -18,9 +18,9 @@ import structlog
 from finsync.application.sync import SNAPSHOT_SOURCE, Fetched, session_of, write_fetched
 from finsync.domain.entities import Connection, SyncRun, utcnow
 from finsync.domain.enums import Capability, ConnectionStatus, SyncStatus
-from finsync.domain.errors import AuthError, BadData, FinsyncError, ProviderError, RateLimited
+from finsync.domain.errors import BadData, FinsyncError, ProviderAuthError, ProviderError, RateLimited
 from finsync.domain.jobs import SyncConnection
-from finsync.domain.ports import Clock, CredentialCipher, ProviderGateway, ProviderSession, UnitOfWork
+from finsync.domain.ports import CredentialCipher, Now, ProviderGateway, ProviderSession, UnitOfWork
 from finsync.domain.ports import UnitOfWorkFactory as UowFactory
 from finsync.domain.schedule import Random, SyncSchedule, retry_at
 
@@ -33,7 +33,7 @@ class SyncRunner:
         uow: UowFactory,
         providers: ProviderGateway,
         cipher: CredentialCipher,
-        clock: Clock = utcnow,
+        clock: Now = utcnow,
         rand: Random = random.random,
     ) -> None:
         self._uow = uow
@@ -164,7 +164,7 @@ class SyncRunner:
             connection.next_sync_at = schedule.next_at(now, connection.sync_interval_minutes, self._rand)
             return
         connection.last_error = error.detail
-        if isinstance(error, AuthError):  # never retried: the user must re-authorise
+        if isinstance(error, ProviderAuthError):  # never retried: the user must re-authorise
             connection.status = ConnectionStatus.NEEDS_REAUTH
             connection.failure_count += 1
         elif isinstance(error, RateLimited):  # not the connection's fault: wait for the reset

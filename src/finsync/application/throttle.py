@@ -24,7 +24,7 @@ from datetime import datetime, timedelta
 
 from finsync.domain.entities import LoginAttempts
 from finsync.domain.errors import TooManyAttempts
-from finsync.domain.ports import Clock, UnitOfWork
+from finsync.domain.ports import Now, UnitOfWork
 
 REFUSED = "too many failed logins; try again later"
 
@@ -70,7 +70,7 @@ def _digest(key: str) -> str:
 
 
 class LoginThrottle:
-    def __init__(self, policy: ThrottlePolicy, clock: Clock) -> None:
+    def __init__(self, policy: ThrottlePolicy, clock: Now) -> None:
         self.policy = policy
         self._clock = clock
 

@@ -15,14 +15,14 @@ import structlog
 from finsync.application.export_format import FORMAT_NAME, FORMAT_VERSION, ExportFormat, writer_for
 from finsync.domain.entities import utcnow
 from finsync.domain.errors import NotFound
-from finsync.domain.ports import Clock, UnitOfWorkFactory
+from finsync.domain.ports import Now, UnitOfWorkFactory
 
 log = structlog.get_logger(__name__)
 BATCH = 2_000  # rows per database fetch and per chunk written
 
 
 class UserDataService:
-    def __init__(self, uow: UnitOfWorkFactory, clock: Clock = utcnow) -> None:
+    def __init__(self, uow: UnitOfWorkFactory, clock: Now = utcnow) -> None:
         self._uow = uow
         self._clock = clock
 

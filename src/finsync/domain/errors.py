@@ -109,21 +109,26 @@ class ProviderError(FinsyncError):
     title = "Provider error"
 
 
-class AuthError(ProviderError):
+class ProviderAuthError(ProviderError):
     """Credentials rejected or expired: the connection needs re-authorisation."""
 
     code = "provider-auth"
     title = "Provider rejected the credentials"
 
 
-class CredentialsUnreadable(AuthError):
+# Transitional: provider packages (being reworked on another branch) still import the old name.
+# Remove once ``grep -rw AuthError src`` finds nothing else.
+AuthError = ProviderAuthError
+
+
+class CredentialsUnreadable(ProviderAuthError):
     """Stored credentials cannot be decrypted (lost or rotated-away key): the user must reconnect."""
 
     code = "credentials-unreadable"
     title = "Stored credentials cannot be decrypted"
 
 
-class ConsentDenied(AuthError):
+class ConsentDenied(ProviderAuthError):
     """The provider sent the browser back without access: consent refused, or the request failed.
 
     ``reason`` is the provider's own word for it, as it arrived on the callback.

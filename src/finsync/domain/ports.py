@@ -56,7 +56,10 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 NEVER = SyncSchedule(default_minutes=None)
-Clock = Callable[[], datetime]
+Now = Callable[[], datetime]
+"""What time it is (aware, UTC) for timestamps the use cases write; tests pass a settable one.
+Not to be confused with ``providers.ratelimit.Clock`` (float seconds plus ``sleep``), which
+paces provider HTTP calls."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,7 +16,7 @@ from pwdlib.hashers.argon2 import Argon2Hasher
 
 from finsync.domain.entities import utcnow
 from finsync.domain.errors import AuthenticationFailed, CredentialsUnreadable
-from finsync.domain.ports import AccessClaims, Clock
+from finsync.domain.ports import AccessClaims, Now
 
 ALGORITHM = "HS256"
 T = TypeVar("T")
@@ -71,7 +71,7 @@ class ThreadedHasher:
 
 
 class JwtAccessTokens:
-    def __init__(self, secret: str, minutes: int, clock: Clock = utcnow) -> None:
+    def __init__(self, secret: str, minutes: int, clock: Now = utcnow) -> None:
         self._secret = secret
         self._ttl = timedelta(minutes=minutes)
         self._clock = clock

@@ -11,7 +11,7 @@ from structlog.testing import capture_logs
 
 from finsync.config import Settings
 from finsync.domain.enums import AccountType, TransactionSubtype, TransactionType
-from finsync.domain.errors import AuthError, BadData, ProviderError, ScopeError, Unavailable
+from finsync.domain.errors import BadData, ProviderAuthError, ProviderError, ScopeError, Unavailable
 from finsync.domain.ports import ProviderSession
 from finsync.domain.records import ProviderAccount, ProviderHolding, TransactionBatch
 from finsync.providers.alpaca import METADATA, AlpacaAdapter, create_adapter
@@ -121,7 +121,7 @@ async def test_bad_secret_is_auth_error_without_secrets(
     settings: Settings, store: AlpacaStore, clock: VirtualClock
 ) -> None:
     adapter = create_adapter(session(secret="not-the-secret-123"), settings, clock=clock)
-    with capture_logs() as logs, pytest.raises(AuthError, match="request is not authorized") as info:
+    with capture_logs() as logs, pytest.raises(ProviderAuthError, match="request is not authorized") as info:
         await adapter.validate()
     await adapter.aclose()
     text = str(info.value) + repr(logs)
@@ -134,7 +134,7 @@ async def test_revoked_key_is_auth_error_with_the_key_help(
 ) -> None:
     store.revoked = True  # Alpaca: 403 {"message": "forbidden."}, no numeric code
     adapter = create_adapter(session(), settings, clock=clock)
-    with pytest.raises(AuthError, match="Alpaca rejected the API key") as info:
+    with pytest.raises(ProviderAuthError, match="Alpaca rejected the API key") as info:
         await adapter.validate()
     await adapter.aclose()
     assert "forbidden." in info.value.detail
@@ -147,7 +147,7 @@ async def test_forbidden_with_a_code_is_a_refusal_not_a_credential_problem(
     store.inject("positions", "403")  # {"code": 40310000, ...}: e.g. insufficient buying power
     with pytest.raises(ProviderError, match="injected 403") as info:
         await sync(create_adapter(session(), settings, clock=clock))
-    assert not isinstance(info.value, AuthError | ScopeError)
+    assert not isinstance(info.value, ProviderAuthError | ScopeError)
 
 
 async def test_activities_stop_at_a_page_of_known_ids_when_after_is_ignored(

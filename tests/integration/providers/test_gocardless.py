@@ -15,7 +15,7 @@ import pytest
 
 from finsync.config import Settings
 from finsync.domain.enums import TransactionStatus
-from finsync.domain.errors import AuthError, ConsentDenied, InvalidInput, RateLimited, Unavailable
+from finsync.domain.errors import ConsentDenied, InvalidInput, ProviderAuthError, RateLimited, Unavailable
 from finsync.domain.ports import AuthorizationResult, ProviderSession
 from finsync.providers.gocardless import METADATA, GoCardlessFlow, GoCardlessTokens, institutions
 from finsync.providers.gocardless.adapter import GoCardlessAdapter
@@ -148,12 +148,12 @@ async def test_link_flow_linked(kit: Kit, fake: FakeGoCardless, clock: VirtualCl
 
 async def test_link_rejected_or_unfinished(kit: Kit) -> None:
     flow_data, params = await kit.authorize("deny")
-    with pytest.raises(AuthError, match=r"rejected.*\[RJ\].*UserCancelledSession") as caught:
+    with pytest.raises(ProviderAuthError, match=r"rejected.*\[RJ\].*UserCancelledSession") as caught:
         await kit.finish(flow_data, params)
     assert isinstance(caught.value, ConsentDenied)  # the callback reports it as access_denied
     assert caught.value.reason == "User cancelled the session"
     start = await kit.flow(institution_id=SANDBOX).start(state="state-10", redirect_uri=REDIRECT)
-    with pytest.raises(AuthError, match=r"\[CR\]") as unfinished:
+    with pytest.raises(ProviderAuthError, match=r"\[CR\]") as unfinished:
         await kit.finish(start.flow_data, {})
     assert not isinstance(unfinished.value, ConsentDenied)  # not refused: authorization_failed
     with pytest.raises(InvalidInput, match="institution_id"):
@@ -235,10 +235,10 @@ async def test_expired_consent_needs_reauth(kit: Kit, clock: VirtualClock) -> No
     session = await kit.connect()
     clock.advance(91 * 86400)
     async with kit.adapter(session) as sync:
-        with pytest.raises(AuthError, match="expired"):
+        with pytest.raises(ProviderAuthError, match="expired"):
             await sync.fetch_accounts()
         session.credentials["access_expires_at"] = None  # even without our own record, the API says so
-        with pytest.raises(AuthError, match="expired"):
+        with pytest.raises(ProviderAuthError, match="expired"):
             await sync.fetch_accounts()
 
 
@@ -275,7 +275,7 @@ async def test_expired_agreement_needs_reauth_at_once_without_renewing_the_token
     tokens_before = await _fresh_token_then_count(kit, fake)
     first = fake.bank_accounts[0].id
     async with kit.adapter(session) as sync:
-        with pytest.raises(AuthError, match="reconnect this bank") as caught:
+        with pytest.raises(ProviderAuthError, match="reconnect this bank") as caught:
             await sync.fetch_accounts()
     assert "has expired" in caught.value.detail
     assert (fake.calls["token_new"], fake.calls["token_refresh"]) == tokens_before
@@ -290,7 +290,7 @@ async def test_revoked_access_needs_reauth_at_once(kit: Kit, fake: FakeGoCardles
     fake.revoke(revoked)  # withdrawn at the bank: {"type": "AccessExpiredError", ...}
     tokens_before = await _fresh_token_then_count(kit, fake)
     async with kit.adapter(session) as sync:
-        with pytest.raises(AuthError, match="reconnect this bank"):
+        with pytest.raises(ProviderAuthError, match="reconnect this bank"):
             await sync.fetch_accounts()
     assert (fake.calls["token_new"], fake.calls["token_refresh"]) == tokens_before
     assert fake.calls[f"balances:{revoked}"] == 2  # once per sync: no retry
@@ -300,7 +300,7 @@ async def test_account_gone_at_gocardless_needs_reauth(kit: Kit, fake: FakeGoCar
     session = await kit.connect()
     fake.unlink(fake.bank_accounts[0].id)  # 404 "Account not found": the bank link is gone
     async with kit.adapter(session) as sync:
-        with pytest.raises(AuthError, match="reconnect this bank"):
+        with pytest.raises(ProviderAuthError, match="reconnect this bank"):
             await sync.fetch_accounts()
 
 

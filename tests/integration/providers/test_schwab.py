@@ -15,7 +15,7 @@ import pytest
 
 from finsync.config import Settings
 from finsync.domain.enums import AssetType, TransactionSubtype, TransactionType
-from finsync.domain.errors import AuthError, ConsentDenied, RateLimited, Unavailable
+from finsync.domain.errors import ConsentDenied, ProviderAuthError, RateLimited, Unavailable
 from finsync.domain.ports import AuthorizationResult, AuthorizationStart, ProviderSession
 from finsync.providers.schwab import METADATA, SchwabFlow
 from finsync.providers.schwab.adapter import SchwabAdapter
@@ -121,7 +121,7 @@ async def test_authorize_with_pkce_then_complete(
 async def test_deny_is_an_auth_error(flow: SchwabFlow) -> None:
     start, params = await authorize(flow, "s", "deny")
     assert params == {"error": "access_denied", "state": "s"}
-    with pytest.raises(AuthError, match="declined") as caught:
+    with pytest.raises(ProviderAuthError, match="declined") as caught:
         await finish(flow, start, params)
     assert isinstance(caught.value, ConsentDenied)  # the callback reports it as access_denied
     assert caught.value.reason == "access_denied"
@@ -129,21 +129,21 @@ async def test_deny_is_an_auth_error(flow: SchwabFlow) -> None:
 
 async def test_pkce_verifier_missing_or_wrong(flow: SchwabFlow) -> None:
     _, params = await authorize(flow, "s")
-    with pytest.raises(AuthError, match="verifier missing"):
+    with pytest.raises(ProviderAuthError, match="verifier missing"):
         await flow.complete(params=params, flow_data={}, redirect_uri=REDIRECT)
-    with pytest.raises(AuthError, match="PKCE verification failed"):
+    with pytest.raises(ProviderAuthError, match="PKCE verification failed"):
         await flow.complete(params=params, flow_data={"code_verifier": "x" * 64}, redirect_uri=REDIRECT)
 
 
 async def test_code_is_single_use_and_expires(flow: SchwabFlow, clock: VirtualClock) -> None:
     start, params = await authorize(flow, "s")
     await finish(flow, start, params)
-    with pytest.raises(AuthError, match="invalid_grant"):
+    with pytest.raises(ProviderAuthError, match="invalid_grant"):
         await finish(flow, start, params)
 
     start, params = await authorize(flow, "t")
     clock.advance(31)
-    with pytest.raises(AuthError, match="expired"):
+    with pytest.raises(ProviderAuthError, match="expired"):
         await finish(flow, start, params)
 
 
@@ -232,12 +232,12 @@ async def test_refresh_token_lapsed_or_revoked_needs_reauth(
     creds = await connect(flow)
     fake.refresh_tokens.clear()  # revoked at Schwab
     clock.advance(1800)
-    with pytest.raises(AuthError, match="invalid_grant"):
+    with pytest.raises(ProviderAuthError, match="invalid_grant"):
         await flow.refresh(creds)
     calls = fake.calls["token"]
     clock.advance(7 * 86400)
     async with adapter(settings, clock, creds) as sync:
-        with pytest.raises(AuthError, match="7-day"):
+        with pytest.raises(ProviderAuthError, match="7-day"):
             await sync.fetch_accounts()
     assert fake.calls["token"] == calls  # lapsed by the clock: not even asked
 

@@ -12,7 +12,7 @@ from structlog.testing import capture_logs
 
 from finsync.config import Settings
 from finsync.domain.enums import TransactionSubtype, TransactionType
-from finsync.domain.errors import AuthError, BadData, ScopeError, Unavailable
+from finsync.domain.errors import BadData, ProviderAuthError, ScopeError, Unavailable
 from finsync.domain.ports import ProviderSession
 from finsync.domain.records import ProviderAccount, ProviderHolding, TransactionBatch
 from finsync.providers.trading212 import METADATA, Trading212Adapter, create_adapter
@@ -270,7 +270,7 @@ async def test_a_refused_resume_cursor_restarts_the_full_pass(
 async def test_wrong_key_is_auth_error(store: Trading212Store, clock: VirtualClock) -> None:
     for settings in start(clock, store):
         adapter = create_adapter(session(api_key=KEY, api_secret="wrong-secret-000"), settings, clock=clock)
-        with pytest.raises(AuthError, match="rejected the API key") as info:
+        with pytest.raises(ProviderAuthError, match="rejected the API key") as info:
             await adapter.validate()
         await adapter.aclose()
         assert "wrong-secret-000" not in str(info.value)
@@ -359,7 +359,7 @@ async def test_credentials_never_logged_or_raised(store: Trading212Store, clock:
             await sync(adapter)
             store.inject("account_summary", "401")
             adapter = create_adapter(session(api_key=KEY), settings, clock=clock)
-            with pytest.raises(AuthError) as info:
+            with pytest.raises(ProviderAuthError) as info:
                 await adapter.validate()
             await adapter.aclose()
         assert logs

@@ -7,7 +7,7 @@ from collections import Counter
 import httpx
 import pytest
 
-from finsync.domain.errors import AuthError, RateLimited
+from finsync.domain.errors import ProviderAuthError, RateLimited
 from finsync.providers.gocardless.client import BankLimitReached, GoCardlessClient
 from finsync.providers.gocardless.tokens import GoCardlessTokens
 from tests.fakes.clock import VirtualClock
@@ -102,7 +102,7 @@ async def test_401_renews_the_shared_token_once() -> None:
         body, _ = await gc.account_data("a", "balances")
         assert body == {"balances": []}
         assert api.minted == 2  # refresh refused (401): a new pair was minted
-        with pytest.raises(AuthError, match="Invalid token"):
+        with pytest.raises(ProviderAuthError, match="Invalid token"):
             await gc.account_data("a", "balances")
     finally:
         await gc.aclose()
@@ -114,7 +114,7 @@ async def test_a_token_refused_twice_is_not_reused() -> None:
     api = Api(unauthorized, unauthorized, httpx.Response(200, json={"balances": []}))
     gc = client(api, VirtualClock())
     try:
-        with pytest.raises(AuthError):
+        with pytest.raises(ProviderAuthError):
             await gc.account_data("a", "balances")
         await gc.account_data("a", "balances")
     finally:

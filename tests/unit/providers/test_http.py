@@ -13,7 +13,14 @@ import httpx
 import pytest
 from structlog.testing import capture_logs
 
-from finsync.domain.errors import AuthError, BadData, ProviderError, RateLimited, ScopeError, Unavailable
+from finsync.domain.errors import (
+    BadData,
+    ProviderAuthError,
+    ProviderError,
+    RateLimited,
+    ScopeError,
+    Unavailable,
+)
 from finsync.providers.http import SHARED_BUCKET, ProviderHttp, RateLimit
 from finsync.providers.ratelimit import SHARED_BUCKETS
 from tests.fakes.clock import VirtualClock
@@ -49,7 +56,8 @@ async def test_malformed_json_is_bad_data() -> None:
 
 
 @pytest.mark.parametrize(
-    ("status", "error"), [(401, AuthError), (403, ScopeError), (404, ProviderError), (422, ProviderError)]
+    ("status", "error"),
+    [(401, ProviderAuthError), (403, ScopeError), (404, ProviderError), (422, ProviderError)],
 )
 async def test_client_errors_map_to_typed_errors(status: int, error: type[ProviderError]) -> None:
     http = make(
@@ -231,7 +239,7 @@ async def test_secrets_never_reach_exceptions_or_logs() -> None:
         return httpx.Response(401, json={"message": f"key {secret} is not valid"})
 
     http = make(VirtualClock(), handler, headers={"X-Api-Key": secret})
-    with capture_logs() as logs, pytest.raises(AuthError) as info:
+    with capture_logs() as logs, pytest.raises(ProviderAuthError) as info:
         await http.get_json(f"/x?token={secret}", endpoint="x", params={"api_key": secret})
     assert secret not in str(info.value)
     assert "***" in str(info.value)
@@ -321,7 +329,7 @@ async def test_bearer_request_raises_the_second_rejection() -> None:
         return f"tok-{len(asked)}"
 
     async with make(VirtualClock(), lambda r: httpx.Response(401, json={"message": "no"})) as http:
-        with pytest.raises(AuthError, match="acme x answered HTTP 401: no"):
+        with pytest.raises(ProviderAuthError, match="acme x answered HTTP 401: no"):
             await http.bearer_request(token_source, "POST", "/x", endpoint="x", json={})
     assert asked == [None, "tok-1"]
 

@@ -56,7 +56,7 @@ async def register(body: UserCreate, container: ContainerDep) -> UserPublic:
 
     Passwords follow NIST SP 800-63B: at least 12 characters, refused when common, breached or
     otherwise easy to guess (e.g. your email, repeats, sequences); no composition rules."""
-    user = await container.auth.register(body.email, body.password)
+    user = await container.user_auth.register(body.email, body.password)
     return UserPublic.model_validate(user)
 
 
@@ -76,7 +76,7 @@ async def token(
 
     Each login starts a session (see `/users/me/sessions`). Repeated failures answer 429 with
     `Retry-After`: per client, per account from that client, and (slowing, never locking) per account."""
-    pair = await container.auth.login(form.username, form.password, client)
+    pair = await container.user_auth.login(form.username, form.password, client)
     return TokenOut(
         access_token=pair.access_token, expires_in=pair.expires_in, refresh_token=pair.refresh_token
     )
@@ -85,7 +85,7 @@ async def token(
 @router.post("/auth/refresh", response_model=TokenOut, responses=responses(AuthenticationFailed))
 async def refresh(body: RefreshIn, client: ClientDep, container: ContainerDep) -> TokenOut:
     """Exchange a refresh token for new tokens; reusing an old one revokes the whole session."""
-    pair = await container.auth.refresh(body.refresh_token, client)
+    pair = await container.user_auth.refresh(body.refresh_token, client)
     return TokenOut(
         access_token=pair.access_token, expires_in=pair.expires_in, refresh_token=pair.refresh_token
     )
@@ -94,7 +94,7 @@ async def refresh(body: RefreshIn, client: ClientDep, container: ContainerDep) -
 @router.post("/auth/logout", status_code=status.HTTP_204_NO_CONTENT)
 async def logout(body: RefreshIn, container: ContainerDep) -> None:
     """End the refresh token's session: its refresh tokens and access tokens stop working at once."""
-    await container.auth.logout(body.refresh_token)
+    await container.user_auth.logout(body.refresh_token)
 
 
 @router.get("/users/me/sessions", response_model=list[SessionOut], responses=responses(AuthenticationFailed))
@@ -110,7 +110,7 @@ async def list_sessions(auth: AuthenticatedDep, container: ContainerDep) -> list
             user_agent=s.user_agent,
             current=s.id == auth.claims.session_id,
         )
-        for s in await container.auth.sessions(auth.user.id)
+        for s in await container.user_auth.sessions(auth.user.id)
     ]
 
 
@@ -121,7 +121,7 @@ async def list_sessions(auth: AuthenticatedDep, container: ContainerDep) -> list
 )
 async def revoke_session(session_id: UUID, auth: AuthenticatedDep, container: ContainerDep) -> None:
     """End one of your sessions (the current one too: that is a logout). Not yours: 404."""
-    await container.auth.revoke_session(auth.user.id, session_id)
+    await container.user_auth.revoke_session(auth.user.id, session_id)
 
 
 @router.post(
@@ -133,6 +133,6 @@ async def change_password(
     body: PasswordChange, auth: AuthenticatedDep, client: ClientDep, container: ContainerDep
 ) -> None:
     """Change your password: needs the current one; every other session ends, this one stays."""
-    await container.auth.change_password(
+    await container.user_auth.change_password(
         auth.user, auth.claims, body.current_password, body.new_password, client
     )

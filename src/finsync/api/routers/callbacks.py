@@ -9,7 +9,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from finsync.api.deps import ContainerDep
-from finsync.application.authorization import CallbackOutcome
+from finsync.application.provider_authorization import CallbackOutcome
 
 router = APIRouter(tags=["connections"])
 
@@ -48,7 +48,7 @@ async def authorization_callback(provider: str, request: Request, container: Con
     `connected`, `reauthorized` when the login was already connected and that connection was
     re-authorised instead, or `error` with an `error` code) or shows a small page."""
     params = {k: v for k, v in request.query_params.items() if len(v) <= 4096}
-    outcome = await container.authorization.complete(provider, params)
+    outcome = await container.provider_authorization.complete(provider, params)
     target = container.settings.client_redirect_url
     if target:
         return RedirectResponse(_client_redirect(target, outcome), status_code=302)

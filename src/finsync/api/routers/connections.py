@@ -24,11 +24,11 @@ from finsync.application.idempotency import Answer
 from finsync.domain.entities import Connection
 from finsync.domain.enums import ConnectionStatus, SyncTrigger
 from finsync.domain.errors import (
-    AuthError,
     Conflict,
     InvalidInput,
     NeedsReauthorization,
     NotFound,
+    ProviderAuthError,
     ProviderNotAvailable,
     RateLimited,
     Unavailable,
@@ -53,7 +53,7 @@ async def list_connections(
     "/connections",
     status_code=status.HTTP_201_CREATED,
     response_model=ConnectionCreated,
-    responses=responses(InvalidInput, ProviderNotAvailable, AuthError, Unavailable, Conflict),
+    responses=responses(InvalidInput, ProviderNotAvailable, ProviderAuthError, Unavailable, Conflict),
 )
 async def create_connection(
     body: ConnectionCreate, user: CurrentUser, container: ContainerDep, idempotency_key: IdempotencyKey = None
@@ -83,7 +83,7 @@ def _created(connection: Connection, run_id: UUID | None, url: str | None) -> Co
 @router.patch(
     "/connections/{connection_id}",
     response_model=ConnectionPublic,
-    responses=responses(NotFound, InvalidInput, AuthError, Unavailable),
+    responses=responses(NotFound, InvalidInput, ProviderAuthError, Unavailable),
 )
 async def update_connection(
     connection_id: UUID, body: ConnectionUpdate, user: CurrentUser, container: ContainerDep
@@ -162,7 +162,7 @@ async def reauthorize_connection(
     connection_id: UUID, user: CurrentUser, container: ContainerDep
 ) -> ConnectionCreated:
     """Restart the browser consent for an OAuth or bank-link connection; its accounts and history are kept."""
-    connection, url = await container.authorization.reauthorize(connection_id, user.id)
+    connection, url = await container.provider_authorization.reauthorize(connection_id, user.id)
     return _created(connection, None, url)
 
 

@@ -62,6 +62,6 @@ async def delete_me(
     """Delete your account and everything it owns — connections, accounts, holdings,
     transactions, snapshots, sync runs, sessions — at once and for good. Confirm with your
     password (a wrong one answers 403 and deletes nothing). Export first if you want a copy."""
-    await container.auth.confirm_password(user, body.password, client)
+    await container.user_auth.confirm_password(user, body.password, client)
     await container.userdata.delete_account(user.id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)

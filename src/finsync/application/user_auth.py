@@ -23,7 +23,7 @@ from finsync.domain.errors import (
 from finsync.domain.ports import (
     AccessClaims,
     AccessTokens,
-    Clock,
+    Now,
     PasswordHasher,
     PasswordPolicy,
     UnitOfWork,
@@ -59,7 +59,7 @@ class Client:
         return cls((address or "unknown")[:45], (user_agent or "")[:200] or None)
 
 
-class AuthService:
+class UserAuthService:
     def __init__(
         self,
         uow: UnitOfWorkFactory,
@@ -70,7 +70,7 @@ class AuthService:
         *,
         refresh_days: int,
         registration_open: bool,
-        clock: Clock = utcnow,
+        clock: Now = utcnow,
     ) -> None:
         self._uow = uow
         self._hasher = hasher

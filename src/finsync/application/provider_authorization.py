@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
 
@@ -19,12 +19,12 @@ import structlog
 
 from finsync.application.logins import Login, connected_as, identify
 from finsync.application.sync import SyncService
-from finsync.domain.entities import AuthFlow, Connection, connection_name
+from finsync.domain.entities import AuthFlow, Connection, connection_name, utcnow
 from finsync.domain.enums import ConnectionStatus, SyncTrigger
 from finsync.domain.errors import Conflict, ConsentDenied, FinsyncError, InvalidInput, NotFound
 from finsync.domain.ports import (
-    Clock,
     CredentialCipher,
+    Now,
     ProviderGateway,
     ProviderInfo,
     ProviderSession,
@@ -52,7 +52,7 @@ def _hash(state: str) -> str:
     return hashlib.sha256(state.encode()).hexdigest()
 
 
-class AuthorizationService:
+class ProviderAuthorizationService:
     def __init__(
         self,
         uow: UnitOfWorkFactory,
@@ -60,7 +60,7 @@ class AuthorizationService:
         cipher: CredentialCipher,
         sync: SyncService,
         callback_url: str,
-        clock: Clock = lambda: datetime.now(UTC),
+        clock: Now = utcnow,
     ) -> None:
         self._uow = uow
         self._providers = providers

@@ -1,0 +1,116 @@
+"""The provider registry seen through the application's ``ProviderGateway`` port, plus the
+GoCardless bank directory: what adapts ``finsync.providers`` to the use cases."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from finsync.config import Settings
+from finsync.domain.enums import Capability
+from finsync.domain.errors import ProviderNotAvailable
+from finsync.domain.ports import ProviderAdapter, ProviderInfo, ProviderSession, RedirectFlow
+from finsync.providers.ratelimit import BUCKET_STORE, BucketStore
+from finsync.providers.registry import ProviderMetadata, ProviderRegistry
+
+__all__ = ["BankDirectory", "RegistryGateway"]
+
+
+class RegistryGateway:
+    """ProviderGateway over the registry; ``adapter_options`` lets tests inject clocks/transports."""
+
+    def __init__(
+        self,
+        registry: ProviderRegistry,
+        settings: Settings,
+        adapter_options: dict[str, Any],
+        buckets: BucketStore | None = None,
+    ) -> None:
+        self.registry = registry
+        self._settings = settings
+        self._options = adapter_options
+        self._resources: dict[str, dict[str, Any]] = {}
+        self._buckets = buckets
+
+    @contextmanager
+    def _shared_budgets(self) -> Iterator[None]:
+        """Provider HTTP clients built inside take their rate budgets from the shared store."""
+        token = BUCKET_STORE.set(self._buckets)
+        try:
+            yield
+        finally:
+            BUCKET_STORE.reset(token)
+
+    def _meta(self, provider: str) -> ProviderMetadata:
+        meta = self.registry.get(provider)
+        if meta is None:
+            raise ProviderNotAvailable(f"provider {provider!r} is not available on this server")
+        return meta
+
+    def options(self, provider: str) -> dict[str, Any]:
+        """Test/deployment options plus the provider's per-process resources (built once)."""
+        meta = self._meta(provider)
+        if meta.resources is not None and provider not in self._resources:
+            self._resources[provider] = meta.resources(self._settings, **self._options)
+        return self._options | self._resources.get(provider, {})
+
+    def flow(self, provider: str, options: dict[str, Any]) -> RedirectFlow:
+        meta = self._meta(provider)
+        if meta.flow_factory is None:
+            raise ProviderNotAvailable(f"{meta.display_name} has no browser authorisation flow")
+        with self._shared_budgets():
+            flow: RedirectFlow = meta.flow_factory(self._settings, options, **self.options(provider))
+        return flow
+
+    def info(self, provider: str) -> ProviderInfo | None:
+        meta = self.registry.get(provider)
+        if meta is None:
+            return None
+        fields = meta.credential_fields
+        return ProviderInfo(
+            slug=meta.slug,
+            display_name=meta.display_name,
+            auth_type=meta.auth_type,
+            capabilities=meta.capabilities,
+            required_credentials=frozenset(f.name for f in fields if f.required),
+            optional_credentials=frozenset(f.name for f in fields if not f.required),
+            environments=meta.environments,
+            missing_settings=tuple(meta.missing_settings(self._settings)),
+            state_param=meta.state_param,
+            schedule=meta.sync_schedule,
+        )
+
+    def capabilities(self, provider: str) -> frozenset[Capability]:
+        meta = self.registry.get(provider)
+        return meta.capabilities if meta is not None else frozenset()
+
+    def adapter(self, provider: str, session: ProviderSession) -> ProviderAdapter:
+        meta = self._meta(provider)
+        if meta.adapter_factory is None:
+            raise ProviderNotAvailable(f"{meta.display_name} has no sync adapter")
+        with self._shared_budgets():
+            adapter: ProviderAdapter = meta.adapter_factory(session, self._settings, **self.options(provider))
+        return adapter
+
+
+class BankDirectory:
+    """GoCardless institutions per country, cached for a day (the list changes rarely)."""
+
+    TTL = 86_400.0
+
+    def __init__(self, gateway: RegistryGateway, settings: Settings) -> None:
+        self._gateway = gateway
+        self._settings = settings
+        self._cache: dict[str, tuple[float, list[dict[str, Any]]]] = {}
+
+    async def __call__(self, country: str) -> list[dict[str, Any]]:
+        from finsync.providers.gocardless import institutions
+
+        hit = self._cache.get(country)
+        if hit is not None and time.monotonic() - hit[0] < self.TTL:
+            return hit[1]
+        banks = await institutions(self._settings, country, **self._gateway.options("gocardless"))
+        self._cache[country] = (time.monotonic(), banks)
+        return banks
