@@ -29,11 +29,12 @@ from finsync.application.sync import SyncService
 from finsync.application.sync_job import SyncRunner
 from finsync.application.throttle import LoginThrottle, ThrottlePolicy
 from finsync.application.userdata import UserDataService
+from finsync.application.webhooks import WebhookDeliverer, WebhookEvents, WebhookService
 from finsync.config import Registration, Settings
 from finsync.domain.entities import utcnow
 from finsync.domain.enums import Capability
 from finsync.domain.errors import ProviderNotAvailable
-from finsync.domain.jobs import JobRegistry, JobType, RetryPolicy, SyncConnection
+from finsync.domain.jobs import DeliverWebhook, JobRegistry, JobType, RetryPolicy, SyncConnection
 from finsync.domain.ports import (
     Clock,
     ProviderAdapter,
@@ -58,6 +59,7 @@ from finsync.infrastructure.security import (
     JwtAccessTokens,
     ThreadedHasher,
 )
+from finsync.infrastructure.webhooks import HttpWebhookSender
 from finsync.providers.ratelimit import BUCKET_STORE, BucketStore
 from finsync.providers.registry import ProviderMetadata, ProviderRegistry
 
@@ -222,6 +224,8 @@ class Container:
     cash_flow: CashFlowService
     performance: PerformanceService
     labels: LabelService
+    webhooks: WebhookService
+    deliverer: WebhookDeliverer
     clock: Clock = field(default=utcnow)
     userdata: UserDataService = field(init=False)
     users: UserAdmin = field(init=False)
@@ -261,8 +265,10 @@ def build(
     adapter_options: dict[str, Any] | None = None,
     hasher: BlockingHasher | None = None,
     market_options: dict[str, Any] | None = None,
+    webhook_options: dict[str, Any] | None = None,
 ) -> Container:
-    """``market_options`` go to the market data sources' HTTP layer (tests: a virtual clock)."""
+    """``market_options`` go to the market data sources' HTTP layer (tests: a virtual clock);
+    ``webhook_options`` to the webhook sender (tests: a DNS resolver)."""
     keys, jwt_secret = resolve_secrets(settings)
     engine = create_engine(settings.database_url)
     sqlite_functions.install(engine)  # exact decimal sums for analytics on SQLite
@@ -309,7 +315,8 @@ def build(
         clock=clock,
     )
     sync = SyncService(uow, gateway, cipher, clock)
-    runner = SyncRunner(uow, gateway, cipher, clock)
+    events = WebhookEvents(clock)
+    runner = SyncRunner(uow, gateway, cipher, clock, events=events)
     scheduler = Scheduler(
         uow,
         gateway,
@@ -317,8 +324,24 @@ def build(
         clock,
         batch=settings.scheduler_batch,
         grace=timedelta(seconds=settings.run_grace_seconds),
+        events=events,
     )
-    register_jobs(job_types, runner, scheduler, settings)
+    sender = HttpWebhookSender(
+        settings.webhook_allowed_hosts,
+        timeout=settings.webhook_timeout_seconds,
+        **(webhook_options or {}),
+    )
+    deliverer = WebhookDeliverer(
+        uow,
+        cipher,
+        sender,
+        jobs,
+        events,
+        clock,
+        max_attempts=settings.webhook_max_attempts,
+        batch=settings.scheduler_batch,
+    )
+    register_jobs(job_types, runner, scheduler, settings, deliverer)
     callback = f"{settings.public_url.rstrip('/')}/api/v1/connections/callback"
     authorization = AuthorizationService(uow, gateway, cipher, sync, callback, clock)
     connections = ConnectionService(uow, gateway, cipher, sync, authorization, clock)
@@ -336,7 +359,9 @@ def build(
         authorization=authorization,
         jobs=jobs,
         institutions=BankDirectory(gateway, settings),
-        imports=ImportService(uow, registry.file_formats(), settings.upload_limit_bytes, clock),
+        imports=ImportService(
+            uow, registry.file_formats(), settings.upload_limit_bytes, clock, events=events
+        ),
         idempotency=IdempotencyService(uow, clock),
         runner=runner,
         scheduler=scheduler,
@@ -348,6 +373,8 @@ def build(
         cash_flow=CashFlowService(settings.base_currency),
         performance=PerformanceService(settings.base_currency, clock),
         labels=LabelService(uow, clock),
+        webhooks=WebhookService(uow, cipher, sender, clock),
+        deliverer=deliverer,
         clock=clock,
     )
     container.userdata = UserDataService(uow, clock)
@@ -357,7 +384,11 @@ def build(
 
 
 def register_jobs(
-    registry: JobRegistry, runner: SyncRunner, scheduler: Scheduler, settings: Settings
+    registry: JobRegistry,
+    runner: SyncRunner,
+    scheduler: Scheduler,
+    settings: Settings,
+    deliverer: WebhookDeliverer,
 ) -> None:
     """Every job type and periodic use case; a new one (e.g. webhook delivery) is one more entry."""
     registry.register(
@@ -374,7 +405,25 @@ def register_jobs(
             concurrency_key=lambda job: f"provider:{job.provider}",
         )
     )
+    registry.register(
+        JobType(
+            job=DeliverWebhook,
+            handler=deliverer.deliver,
+            # Attempts are counted on the delivery row (the handler fails it after the last one);
+            # the queue only spaces them out: exponential back-off with jitter.
+            retry=RetryPolicy(
+                max_attempts=settings.webhook_max_attempts,
+                base_seconds=settings.webhook_retry_base_seconds,
+                cap_seconds=settings.webhook_retry_cap_seconds,
+            ),
+            lock=lambda job: DeliverWebhook.lock_of(job.delivery_id),
+            queueing_lock=lambda job: DeliverWebhook.lock_of(job.delivery_id),
+            concurrency_key=lambda job: "webhooks",
+        )
+    )
     tick = settings.scheduler_tick_seconds
+    registry.every(settings.webhook_expiry_check_seconds, "notify_expiring", deliverer.notify_expiring)
+    registry.every(max(tick, 300), "requeue_lost_webhooks", deliverer.requeue_lost)
     registry.every(tick, "enqueue_due", scheduler.enqueue_due)
     registry.every(tick, "expire_lapsed", scheduler.expire_lapsed)
     registry.every(tick, "reap_stale_runs", scheduler.reap_stale_runs)
