@@ -424,3 +424,11 @@ async def test_attention_rules_and_a_user_set_expiry(
     assert (await client.get(url, headers=headers)).json()["attention"] == "expiring"  # unchanged
     r = await client.patch(url, headers=headers, json={"expires_at": None})
     assert (r.json()["expires_at"], r.json()["attention"]) == (None, None)
+    # A provider that reports its own expiry (OAuth, bank consent) keeps it.
+    oauth = Connection(user_id=user.id, provider="schwab", name="s", status=ConnectionStatus.ACTIVE)
+    async with container.uow() as uow:
+        await uow.connections.add(oauth)
+        await uow.commit()
+    r = await client.patch(f"/api/v1/connections/{oauth.id}", headers=headers, json={"expires_at": stamp})
+    assert r.status_code == 422, r.text
+    assert "only for API-key connections" in r.json()["detail"]
