@@ -429,6 +429,8 @@ async def test_attention_rules_and_a_user_set_expiry(
     async with container.uow() as uow:
         await uow.connections.add(oauth)
         await uow.commit()
-    r = await client.patch(f"/api/v1/connections/{oauth.id}", headers=headers, json={"expires_at": stamp})
+    r = await client.patch(
+        f"/api/v1/connections/{oauth.id}", headers=headers, json={"expires_at": when.isoformat()}
+    )
     assert r.status_code == 422, r.text
     assert "only for API-key connections" in r.json()["detail"]
