@@ -18,6 +18,7 @@ from finsync.bootstrap import Container
 from finsync.domain.entities import Connection
 from finsync.domain.enums import ConnectionStatus
 from finsync.domain.errors import AuthError, RateLimited
+from finsync.domain.webhooks import DeliveryStatus, WebhookDelivery
 from finsync.providers.registry import ProviderRegistry
 from tests.api.helpers import register_and_login
 from tests.conftest import api_client, built, make_settings
@@ -434,3 +435,32 @@ async def test_attention_rules_and_a_user_set_expiry(
     )
     assert r.status_code == 422, r.text
     assert "only for API-key connections" in r.json()["detail"]
+
+
+async def test_a_delivery_whose_job_was_lost_is_queued_again(
+    hooked: tuple[httpx.AsyncClient, Container], receiver: tuple[Receiver, str], clock: Clock
+) -> None:
+    """A crash between the commit and the hand-over leaves a pending delivery with no job."""
+    client, container = hooked
+    fake, base = receiver
+    headers, user = await owner(client, container)
+    hook = await create_hook(client, headers, f"{base}/hook", ["sync.failed"])
+    lost = WebhookDelivery(
+        user_id=user.id,
+        webhook_id=UUID(hook["id"]),
+        event="sync.failed",
+        payload={"type": "sync.failed", "timestamp": "2026-11-29T12:00:00Z", "data": {}},
+        created_at=clock.now,
+    )
+    async with container.uow() as uow:  # written, its job never handed over
+        assert await uow.webhooks.add_deliveries([lost]) == [lost.id]
+        await uow.commit()
+    assert await container.deliverer.requeue_lost() == 0  # young: its job may still be on its way
+    clock.now += timedelta(minutes=11)
+    assert await container.deliverer.requeue_lost() == 1
+    await settle(container, finished(client, headers, hook["id"], 1))
+    (got,) = await fake.wait_for(1)
+    assert standardwebhooks.Webhook(hook["secret"]).verify(got.body, got.headers)["type"] == "sync.failed"
+    assert await container.deliverer.requeue_lost() == 0
+    (delivery,) = await deliveries(client, headers, hook["id"])
+    assert delivery["status"] == DeliveryStatus.SUCCEEDED.value
