@@ -21,7 +21,7 @@ import structlog
 
 from finsync.domain.entities import Connection, SyncRun, utcnow
 from finsync.domain.enums import SyncStatus
-from finsync.domain.errors import InvalidInput, NotFound
+from finsync.domain.errors import FinsyncError, InvalidInput, NotFound
 from finsync.domain.jobs import DeliverWebhook
 from finsync.domain.ports import (
     Clock,
@@ -37,6 +37,7 @@ from finsync.domain.webhooks import (
     EXPIRING_WITHIN,
     DeliveryStatus,
     EventType,
+    SendResult,
     Webhook,
     WebhookAttempt,
     WebhookDelivery,
@@ -246,10 +247,14 @@ class WebhookDeliverer:
             webhook = None if delivery is None else await uow.webhooks.get(delivery.webhook_id)
         if delivery is None or webhook is None or delivery.status is not DeliveryStatus.PENDING:
             return None  # deleted with its webhook, or finished by an earlier attempt
-        secret = str(self._cipher.decrypt(webhook.secret)["secret"])
         body = json.dumps(delivery.payload, separators=(",", ":"), ensure_ascii=False).encode()
         sent_at = self._clock()
-        result = await self._sender.send(webhook.url, secret, f"msg_{delivery.id.hex}", body)
+        try:
+            secret = str(self._cipher.decrypt(webhook.secret)["secret"])
+        except FinsyncError:  # its key was removed from FINSYNC_ENCRYPTION_KEYS: rotate the secret
+            result = SendResult(None, "the signing secret cannot be decrypted; rotate it", refused=True)
+        else:
+            result = await self._sender.send(webhook.url, secret, f"msg_{delivery.id.hex}", body)
         async with self._uow() as uow:
             current = await uow.webhooks.delivery(job.delivery_id, lock=True)
             if current is None or current.status is not DeliveryStatus.PENDING:

@@ -132,8 +132,13 @@ class HttpWebhookSender:
         if parts.fragment:
             raise InvalidInput("url must not contain a #fragment")
         host = (parts.hostname or "").rstrip(".")
-        if not host or any(c.isspace() for c in url):
+        if not host or any(c.isspace() or ord(c) < 32 for c in url):
             raise InvalidInput("url is not a valid URL")
+        if _literal(host) is None:
+            try:  # an internationalised name, as DNS and the Host header carry it
+                host = host.encode("idna").decode("ascii")
+            except UnicodeError:
+                raise InvalidInput("url has a host name that is not valid") from None
         return scheme, host, port or (443 if scheme == "https" else 80)
 
     async def _addresses(self, host: str, port: int) -> list[IPAddress]:
@@ -183,9 +188,10 @@ class HttpWebhookSender:
         netloc = f"[{target}]" if target.version == 6 else str(target)
         parts = urlsplit(url)
         request_url = parts._replace(scheme=scheme, netloc=f"{netloc}:{port}").geturl()
+        named = f"[{host}]" if ":" in host else host
         timestamp = int(time.time())  # wall time: receivers refuse stale or future stamps
         headers = {
-            "host": parts.netloc.rsplit("@", 1)[-1],
+            "host": named if parts.port is None else f"{named}:{parts.port}",
             "content-type": "application/json",
             "user-agent": USER_AGENT,
             "webhook-id": message_id,
@@ -206,5 +212,7 @@ class HttpWebhookSender:
                 )
         except httpx.HTTPError as exc:
             return SendResult(None, f"{type(exc).__name__}: no answer from {host}", duration_ms=took())
+        except Exception as exc:  # anything else is this attempt's failure too, recorded like one
+            return SendResult(None, f"{type(exc).__name__} while sending to {host}", duration_ms=took())
         error = None if 200 <= response.status_code < 300 else f"HTTP {response.status_code}"
         return SendResult(response.status_code, error, duration_ms=took())
