@@ -464,3 +464,20 @@ async def test_a_delivery_whose_job_was_lost_is_queued_again(
     assert await container.deliverer.requeue_lost() == 0
     (delivery,) = await deliveries(client, headers, hook["id"])
     assert delivery["status"] == DeliveryStatus.SUCCEEDED.value
+
+
+async def test_concurrent_expiry_checks_notify_once(
+    hooked: tuple[httpx.AsyncClient, Container], receiver: tuple[Receiver, str], clock: Clock
+) -> None:
+    """Once per threshold is a unique constraint (webhook, dedupe key), not a read-then-write:
+    checks racing each other (two deployments' ticks, a slow one overlapping) add one delivery."""
+    client, container = hooked
+    _, base = receiver
+    headers, user = await owner(client, container)
+    hook = await create_hook(client, headers, f"{base}/hook", ["connection.expiring"])
+    now = clock.now
+    await _connection(container, user, "bank", now + timedelta(days=3), now - timedelta(days=87))
+    added = await asyncio.gather(*(container.deliverer.notify_expiring() for _ in range(4)))
+    assert sum(added) == 1
+    await settle(container, finished(client, headers, hook["id"], 1))
+    assert len(await deliveries(client, headers, hook["id"])) == 1
