@@ -78,10 +78,10 @@ async def hooked(
     settings = make_settings(database_url, tmp_path, webhook_allowed_hosts=allowed, **FAST)
     options: dict[str, Any] = {}
     if resolver_answers:
+        answers = list(resolver_answers)  # the parameter's list is shared by both databases' runs
 
         async def resolve(host: str, port: int) -> list[str]:
-            answer = resolver_answers.pop(0) if len(resolver_answers) > 1 else resolver_answers[0]
-            return [answer]
+            return [answers.pop(0) if len(answers) > 1 else answers[0]]
 
         options["webhook_options"] = {"resolver": resolve}
     async with built(settings, registry=registry, clock=clock, **options) as c, api_client(c) as client:

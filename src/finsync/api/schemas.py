@@ -9,7 +9,7 @@ from uuid import UUID
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, validate_email
 from pydantic_core import PydanticCustomError
 
-from finsync.api.wire import DecimalText, QueryDateTime, UtcDateTime
+from finsync.api.wire import DateTimeInput, DecimalText, UtcDateTime
 from finsync.domain.enums import (
     AccountType,
     AssetType,
@@ -212,7 +212,7 @@ class ConnectionUpdate(BaseModel):
         "GET /api/v1/providers) to 10080 (7 days); null resets to the provider's default",
     )
     sync_enabled: bool | None = Field(default=None, description="False pauses automatic syncs, true resumes")
-    expires_at: QueryDateTime | None = Field(
+    expires_at: DateTimeInput | None = Field(
         default=None,
         description="API-key connections only: when the token must be renewed, for providers whose "
         "token lifetime finsync cannot read (e.g. an IBKR Flex token); in the future, at most 5 "
