@@ -100,7 +100,8 @@ class TargetPolicy:
 
 
 class HttpWebhookSender:
-    """``WebhookSender`` over httpx; ``resolver`` is the DNS (tests bring one that changes)."""
+    """``WebhookSender`` over httpx; ``resolver`` is the DNS (tests bring one that changes) and
+    ``tls`` the trust store (tests trust their own certificate authority)."""
 
     def __init__(
         self,
@@ -109,7 +110,9 @@ class HttpWebhookSender:
         timeout: float = 10.0,
         resolver: Resolver = system_resolver,
         transport: httpx.AsyncBaseTransport | None = None,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
+        self._tls = tls or _tls()
         self._policy = TargetPolicy(allowed)
         self._timeout = timeout
         self._resolve = resolver
@@ -203,7 +206,7 @@ class HttpWebhookSender:
             async with httpx.AsyncClient(
                 timeout=self._timeout,
                 follow_redirects=False,
-                verify=_tls(),
+                verify=self._tls,
                 transport=self._transport,
                 trust_env=False,  # never through a proxy: the checked address is the one used
             ) as client:
