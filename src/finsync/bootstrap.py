@@ -339,6 +339,7 @@ def build(
         events,
         clock,
         max_attempts=settings.webhook_max_attempts,
+        keep=timedelta(days=settings.webhook_retention_days),
         batch=settings.scheduler_batch,
     )
     register_jobs(job_types, runner, scheduler, settings, deliverer)
@@ -424,6 +425,7 @@ def register_jobs(
     tick = settings.scheduler_tick_seconds
     registry.every(settings.webhook_expiry_check_seconds, "notify_expiring", deliverer.notify_expiring)
     registry.every(max(tick, 300), "requeue_lost_webhooks", deliverer.requeue_lost)
+    registry.every(3600, "prune_webhook_deliveries", deliverer.prune)
     registry.every(tick, "enqueue_due", scheduler.enqueue_due)
     registry.every(tick, "expire_lapsed", scheduler.expire_lapsed)
     registry.every(tick, "reap_stale_runs", scheduler.reap_stale_runs)

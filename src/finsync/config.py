@@ -87,6 +87,7 @@ class Settings(BaseSettings):
     webhook_retry_base_seconds: float = 30.0  # back-off: attempt n waits up to base * 2**n ...
     webhook_retry_cap_seconds: float = 6 * 3600.0  # ... at most this
     webhook_expiry_check_seconds: int = 900  # how often connection.expiring notices are looked for
+    webhook_retention_days: int = 30  # finished deliveries (with their attempts) are kept this long
     # Analytics: the currency totals are given in when a user has not chosen one.
     base_currency: str = "EUR"
     # Market data sources, in fallback order (see docs/analytics.md).

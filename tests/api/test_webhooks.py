@@ -32,7 +32,8 @@ FAST = {
     "webhook_retry_base_seconds": 0.05,
     "webhook_retry_cap_seconds": 0.2,
     "webhook_max_attempts": 3,
-    "access_token_minutes": 30 * 24 * 60,  # the test moves the clock by days
+    "access_token_minutes": 90 * 24 * 60,  # the tests move the clock by days (up to 31)
+    "refresh_token_days": 90,
 }
 OFX = Path(__file__).resolve().parents[2].parent / "shared" / "fixtures" / "ofx" / "bank_medium.ofx"
 
@@ -464,6 +465,19 @@ async def test_a_delivery_whose_job_was_lost_is_queued_again(
     assert await container.deliverer.requeue_lost() == 0
     (delivery,) = await deliveries(client, headers, hook["id"])
     assert delivery["status"] == DeliveryStatus.SUCCEEDED.value
+
+    # Finished deliveries are kept 30 days (FINSYNC_WEBHOOK_RETENTION_DAYS), then pruned.
+    pending = WebhookDelivery(
+        user_id=user.id, webhook_id=UUID(hook["id"]), event="sync.failed", payload={}, created_at=clock.now
+    )
+    async with container.uow() as uow:
+        await uow.webhooks.add_deliveries([pending])
+        await uow.commit()
+    clock.now += timedelta(days=29)
+    assert await container.deliverer.prune() == 0
+    clock.now += timedelta(days=2)
+    assert await container.deliverer.prune() == 1  # the one that finished; never a pending one
+    assert [d["id"] for d in await deliveries(client, headers, hook["id"])] == [str(pending.id)]
 
 
 async def test_concurrent_expiry_checks_notify_once(

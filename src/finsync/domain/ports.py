@@ -320,6 +320,11 @@ class WebhookRepository(Protocol):
         """Pending deliveries created before ``before`` (their job may have been lost)."""
         ...
 
+    async def prune(self, before: datetime, limit: int) -> int:
+        """Delete up to ``limit`` finished deliveries created before ``before``, with their
+        attempts; how many."""
+        ...
+
 
 class WebhookSender(Protocol):
     """Sends one signed delivery over HTTP; checks targets against the SSRF rules."""

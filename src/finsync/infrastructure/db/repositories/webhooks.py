@@ -132,3 +132,17 @@ class SqlWebhookRepository:
             .limit(limit)
         )
         return [to_entity(WebhookDelivery, r) for r in (await self._s.execute(stmt)).mappings()]
+
+    async def prune(self, before: datetime, limit: int) -> int:
+        old = (
+            select(deliveries.c.id)
+            .where(deliveries.c.created_at < before, deliveries.c.status != DeliveryStatus.PENDING.value)
+            .order_by(deliveries.c.created_at)
+            .limit(limit)
+        )
+        ids = list((await self._s.execute(old)).scalars())
+        if not ids:
+            return 0
+        await self._s.execute(delete(attempts).where(attempts.c.delivery_id.in_(ids)))
+        await self._s.execute(delete(deliveries).where(deliveries.c.id.in_(ids)))
+        return len(ids)
