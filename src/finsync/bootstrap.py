@@ -27,9 +27,10 @@ from finsync.application.sync_job import SyncRunner
 from finsync.application.throttle import LoginThrottle, ThrottlePolicy
 from finsync.application.user_auth import UserAuthService
 from finsync.application.userdata import UserDataService
+from finsync.application.webhooks import WebhookDeliverer, WebhookEvents, WebhookService
 from finsync.config import Registration, Settings
 from finsync.domain.entities import utcnow
-from finsync.domain.jobs import JobRegistry, JobType, RetryPolicy, SyncConnection
+from finsync.domain.jobs import DeliverWebhook, JobRegistry, JobType, RetryPolicy, SyncConnection
 from finsync.domain.market import MarketSources
 from finsync.domain.ports import (
     AccessTokens,
@@ -57,6 +58,7 @@ from finsync.infrastructure.security import (
     JwtAccessTokens,
     ThreadedHasher,
 )
+from finsync.infrastructure.webhooks import HttpWebhookSender
 from finsync.providers.ratelimit import BucketStore
 from finsync.providers.registry import ProviderRegistry
 
@@ -136,6 +138,8 @@ class Container:
     userdata: UserDataService
     users: UserAdmin
     keys: KeyRotation
+    webhooks: WebhookService
+    deliverer: WebhookDeliverer
     clock: Now = utcnow
 
     async def database_problem(self) -> str | None:
@@ -180,11 +184,13 @@ def build(
     market_sources: MarketSourceFactory | None = None,
     adapter_options: dict[str, Any] | None = None,
     market_options: dict[str, Any] | None = None,
+    webhook_options: dict[str, Any] | None = None,
 ) -> Container:
     """Wire one process. Every dependency is a keyword with the production default, so a test
     swaps exactly what it needs (a cheap hasher, a settable clock, a fake registry) and keeps
     the rest real. ``adapter_options`` reach every provider factory (tests: transports, virtual
-    clocks); ``market_options`` go to the default market sources' HTTP layer."""
+    clocks); ``market_options`` go to the default market sources' HTTP layer; ``webhook_options``
+    to the webhook sender (tests: a DNS resolver)."""
     keys, jwt_secret = resolve_secrets(settings)
     if engine is None:
         engine = create_engine(settings.database_url)
@@ -223,7 +229,8 @@ def build(
         clock=clock,
     )
     sync = SyncService(uow, gateway, cipher, clock)
-    runner = SyncRunner(uow, gateway, cipher, clock)
+    events = WebhookEvents(clock)
+    runner = SyncRunner(uow, gateway, cipher, clock, events=events)
     scheduler = Scheduler(
         uow,
         gateway,
@@ -231,8 +238,25 @@ def build(
         clock,
         batch=settings.scheduler_batch,
         grace=timedelta(seconds=settings.run_grace_seconds),
+        events=events,
     )
-    register_jobs(job_types, runner, scheduler, settings)
+    sender = HttpWebhookSender(
+        settings.webhook_allowed_hosts,
+        timeout=settings.webhook_timeout_seconds,
+        **(webhook_options or {}),
+    )
+    deliverer = WebhookDeliverer(
+        uow,
+        cipher,
+        sender,
+        jobs,
+        events,
+        clock,
+        max_attempts=settings.webhook_max_attempts,
+        keep=timedelta(days=settings.webhook_retention_days),
+        batch=settings.scheduler_batch,
+    )
+    register_jobs(job_types, runner, scheduler, settings, deliverer)
     callback = f"{settings.public_url.rstrip('/')}/api/v1/connections/callback"
     provider_authorization = ProviderAuthorizationService(uow, gateway, cipher, sync, callback, clock)
     return Container(
@@ -249,7 +273,9 @@ def build(
         provider_authorization=provider_authorization,
         jobs=jobs,
         institutions=BankDirectory(gateway, settings),
-        imports=ImportService(uow, registry.file_formats(), settings.upload_limit_bytes, clock),
+        imports=ImportService(
+            uow, registry.file_formats(), settings.upload_limit_bytes, clock, events=events
+        ),
         idempotency=IdempotencyService(uow, clock),
         runner=runner,
         scheduler=scheduler,
@@ -267,6 +293,8 @@ def build(
         userdata=UserDataService(uow, clock),
         users=UserAdmin(uow, clock),
         keys=KeyRotation(uow, cipher, cipher),
+        webhooks=WebhookService(uow, cipher, sender, clock),
+        deliverer=deliverer,
         clock=clock,
     )
 
@@ -290,7 +318,11 @@ def default_job_queue(settings: Settings) -> JobQueueFactory:
 
 
 def register_jobs(
-    registry: JobRegistry, runner: SyncRunner, scheduler: Scheduler, settings: Settings
+    registry: JobRegistry,
+    runner: SyncRunner,
+    scheduler: Scheduler,
+    settings: Settings,
+    deliverer: WebhookDeliverer,
 ) -> None:
     """Every job type and periodic use case; a new one (e.g. webhook delivery) is one more entry."""
     registry.register(
@@ -307,7 +339,26 @@ def register_jobs(
             concurrency_key=lambda job: f"provider:{job.provider}",
         )
     )
+    registry.register(
+        JobType(
+            job=DeliverWebhook,
+            handler=deliverer.deliver,
+            # Attempts are counted on the delivery row (the handler fails it after the last one);
+            # the queue only spaces them out: exponential back-off with jitter.
+            retry=RetryPolicy(
+                max_attempts=settings.webhook_max_attempts,
+                base_seconds=settings.webhook_retry_base_seconds,
+                cap_seconds=settings.webhook_retry_cap_seconds,
+            ),
+            lock=lambda job: DeliverWebhook.lock_of(job.delivery_id),
+            queueing_lock=lambda job: DeliverWebhook.lock_of(job.delivery_id),
+            concurrency_key=lambda job: "webhooks",
+        )
+    )
     tick = settings.scheduler_tick_seconds
+    registry.every(settings.webhook_expiry_check_seconds, "notify_expiring", deliverer.notify_expiring)
+    registry.every(max(tick, 300), "requeue_lost_webhooks", deliverer.requeue_lost)
+    registry.every(3600, "prune_webhook_deliveries", deliverer.prune)
     registry.every(tick, "enqueue_due", scheduler.enqueue_due)
     registry.every(tick, "expire_lapsed", scheduler.expire_lapsed)
     registry.every(tick, "reap_stale_runs", scheduler.reap_stale_runs)

@@ -79,6 +79,15 @@ class Settings(BaseSettings):
     job_pool_size: int = 3  # psycopg connections of an API process (procrastinate, beside asyncpg's)
     run_grace_seconds: int = 120  # a queued run without a job for this long is closed as failed
     shared_rate_limits: bool = True  # PostgreSQL: provider budgets shared by every process
+    # Webhooks (docs/webhooks.md). Targets must be https and public; loopback, private and
+    # link-local ones (and plain http) only when listed here: host names, IPs or CIDRs.
+    webhook_allowed_hosts: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    webhook_timeout_seconds: float = 10.0  # per attempt: connect and answer
+    webhook_max_attempts: int = 8  # then the delivery is failed (each attempt is recorded)
+    webhook_retry_base_seconds: float = 30.0  # back-off: attempt n waits up to base * 2**n ...
+    webhook_retry_cap_seconds: float = 6 * 3600.0  # ... at most this
+    webhook_expiry_check_seconds: int = 900  # how often connection.expiring notices are looked for
+    webhook_retention_days: int = 30  # finished deliveries (with their attempts) are kept this long
     # Analytics: the currency totals are given in when a user has not chosen one.
     base_currency: str = "EUR"
     # Market data sources, in fallback order (see docs/analytics.md).
@@ -97,7 +106,9 @@ class Settings(BaseSettings):
     coingecko_url: str = "https://api.coingecko.com/api/v3"
     coingecko_api_key: SecretStr | None = None
 
-    @field_validator("encryption_keys", "trusted_proxies", "cors_origins", mode="before")
+    @field_validator(
+        "encryption_keys", "trusted_proxies", "cors_origins", "webhook_allowed_hosts", mode="before"
+    )
     @classmethod
     def _split_list(cls, value: object) -> object:
         if isinstance(value, str):
@@ -110,6 +121,19 @@ class Settings(BaseSettings):
         for entry in value:
             ipaddress.ip_network(entry, strict=False)  # ValueError names the bad entry at start-up
         return value
+
+    @field_validator("webhook_allowed_hosts")
+    @classmethod
+    def _targets(cls, value: list[str]) -> list[str]:
+        for entry in value:
+            try:
+                ipaddress.ip_network(entry, strict=False)
+            except ValueError:
+                if not entry.replace("-", "").replace(".", "").replace("_", "").isalnum():
+                    raise ValueError(
+                        f"FINSYNC_WEBHOOK_ALLOWED_HOSTS: {entry!r} is neither a host name nor an IP/CIDR"
+                    ) from None
+        return [entry.lower() for entry in value]
 
     @field_validator("market_fx_sources", "market_price_sources", mode="before")
     @classmethod

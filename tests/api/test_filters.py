@@ -148,6 +148,10 @@ async def test_connection_and_account_filters(
         "needs_reauth"
     ]
     assert await _items(client, h, "/api/v1/connections", status="pending") == []
+    needing = await _items(client, h, "/api/v1/connections", attention="true")
+    assert [(c["status"], c["attention"]) for c in needing] == [("needs_reauth", "needs_reauth")]
+    assert len(await _items(client, h, "/api/v1/connections", attention="false")) == 3
+    assert await _items(client, h, "/api/v1/connections", attention="true", status="active") == []
 
     by_first = await _items(client, h, "/api/v1/accounts", connection_id=str(s.first.id))
     assert sorted(a["provider_account_id"] for a in by_first) == ["chk", "sav"]
@@ -218,6 +222,8 @@ async def test_holdings_snapshot_and_sync_run_filters(
 
 BAD_VALUES = [
     ("/api/v1/connections", {"status": "sleeping"}),
+    ("/api/v1/connections", {"attention": "maybe"}),
+    ("/api/v1/webhooks", {"cursor": "!!not-a-cursor"}),
     ("/api/v1/accounts", {"type": "piggy_bank"}),
     ("/api/v1/accounts", {"connection_id": "not-a-uuid"}),
     ("/api/v1/transactions", {"type": "gift"}),

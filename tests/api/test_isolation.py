@@ -58,6 +58,9 @@ async def test_other_users_ids_answer_404_on_every_route(
     rule = {"name": "r", "conditions": {"description_contains": "x"}, "category_id": category}
     (transfer,) = (await client.get("/api/v1/transfers", headers=owner)).json()["items"]
     (session,) = (await client.get("/api/v1/users/me/sessions", headers=owner)).json()
+    hook = {"url": "https://93.184.216.34/hook", "events": ["connection.expiring"]}
+    webhook = await client.post("/api/v1/webhooks", headers=owner, json=hook)
+    assert webhook.status_code == 201, webhook.text
     ids = {
         "session_id": session["id"],
         "connection_id": str(conn.id),
@@ -67,6 +70,7 @@ async def test_other_users_ids_answer_404_on_every_route(
         "rule_id": (await client.post("/api/v1/rules", headers=owner, json=rule)).json()["id"],
         "transaction_id": txns[0]["id"],
         "transfer_id": transfer["id"],
+        "webhook_id": webhook.json()["id"],
     }
     checked = 0
     for method, path in routes_with_ids():
@@ -83,3 +87,6 @@ async def test_other_users_ids_answer_404_on_every_route(
         assert r.status_code != 404, f"{method} {url} answered 404 to its owner"
     await container.jobs.drain()
     assert checked >= 8
+    # Lists show only one's own: the intruder sees no webhook (and cannot delete the owner's).
+    assert (await client.get("/api/v1/webhooks", headers=intruder)).json()["items"] == []
+    assert len((await client.get("/api/v1/webhooks", headers=owner)).json()["items"]) == 1

@@ -74,6 +74,7 @@ def app(tmp_path: Path) -> Iterator[FastAPI]:
             trading212_demo_url=urls[0],
             alpaca_live_url=urls[1],
             alpaca_paper_url=urls[1],
+            webhook_timeout_seconds=2.0,  # generated webhook URLs lead nowhere (no internet)
             **redirect_settings(urls[2], urls[3], provider_timeout_seconds=2.0),
         )
         yield create_app(settings, adapter_options={"clock": clock})

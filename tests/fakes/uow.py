@@ -60,6 +60,7 @@ from finsync.domain.ports import (
     UnitOfWork,
     UserDataRepository,
     UserRepository,
+    WebhookRepository,
 )
 from finsync.domain.records import ProviderAccount, ProviderHolding, TransactionBatch, UpsertCounts
 from finsync.domain.schedule import SyncSchedule
@@ -189,15 +190,15 @@ class MemoryConnections(_Repository):
             for key in [k for k, row in table.items() if row.connection_id == connection_id]:
                 del table[key]
 
-    async def expire_lapsed(self, user_id: UUID | None, now: datetime) -> int:
-        expired = 0
+    async def expire_lapsed(self, user_id: UUID | None, now: datetime) -> list[Connection]:
+        expired = []
         for c in self._t.connections.values():
             lapsed = c.expires_at is not None and c.expires_at <= now
             if lapsed and c.status is ConnectionStatus.ACTIVE and user_id in (None, c.user_id):
                 c.status = ConnectionStatus.NEEDS_REAUTH
                 c.last_error = "access expired: reconnect with POST /api/v1/connections/{id}/reauthorize"
                 c.updated_at = now
-                expired += 1
+                expired.append(c)
         return expired
 
     async def claim_due(self, now: datetime, limit: int) -> list[Connection]:
@@ -451,6 +452,14 @@ def _not_faked(name: str) -> Any:
     return cast(Any, _NotFaked(name))
 
 
+class _NoWebhooks(_NotFaked):
+    """A user of the fake has no webhooks: events are published to nobody (their delivery is
+    tested against the databases, tests/api/test_webhooks.py)."""
+
+    async def subscribed(self, user_id: UUID, event: str) -> list[UUID]:
+        return []
+
+
 class FakeUnitOfWork:
     """One transaction over a copy of ``MemoryDatabase``; typed as the ``UnitOfWork`` port."""
 
@@ -480,6 +489,7 @@ class FakeUnitOfWork:
         self.labels: LabelRepository = _not_faked("labels")
         self.transfers: TransferRepository = _not_faked("transfers")
         self.analytics: AnalyticsRepository = _not_faked("analytics")
+        self.webhooks: WebhookRepository = cast(Any, _NoWebhooks("webhooks"))
 
     async def __aenter__(self) -> Self:
         return self

@@ -114,8 +114,8 @@ async def test_lapsed_active_connections_expire_and_nothing_else(store: Store) -
             await uow.connections.add(c)
         await uow.commit()
     async with store.uow() as uow:
-        assert await uow.connections.expire_lapsed(user, NOW) == 1
-        assert await uow.connections.expire_lapsed(None, NOW) == 1  # theirs
+        assert [c.id for c in await uow.connections.expire_lapsed(user, NOW)] == [lapsed.id]
+        assert [c.id for c in await uow.connections.expire_lapsed(None, NOW)] == [theirs.id]
         await uow.commit()
     async with store.uow() as uow:
         statuses = {c.id: (await uow.connections.get(c.id)) for c in (lapsed, mine_later, theirs, errored)}

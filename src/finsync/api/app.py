@@ -35,6 +35,7 @@ from finsync.api.routers import (
     labels,
     me,
     providers,
+    webhooks,
 )
 from finsync.bootstrap import Container, build, configure_logging
 from finsync.config import Settings
@@ -153,7 +154,7 @@ def create_app(
 
     docs.install(app, api_prefix=API_PREFIX, docs_enabled=settings.docs_enabled)
     app.include_router(health.router)
-    for module in (auth, providers, callbacks, connections, data, imports, me, analytics, labels):
+    for module in (auth, providers, callbacks, connections, data, imports, me, analytics, labels, webhooks):
         app.include_router(module.router, prefix=API_PREFIX)
     return app
 

@@ -9,7 +9,7 @@ from uuid import UUID
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, validate_email
 from pydantic_core import PydanticCustomError
 
-from finsync.api.wire import DecimalText, UtcDateTime
+from finsync.api.wire import DateTimeInput, DecimalText, UtcDateTime
 from finsync.domain.enums import (
     AccountType,
     AssetType,
@@ -25,6 +25,7 @@ from finsync.domain.enums import (
     TransactionType,
 )
 from finsync.domain.errors import InvalidInput
+from finsync.domain.webhooks import Attention
 
 
 class Public(BaseModel):
@@ -107,13 +108,30 @@ class InstitutionOut(BaseModel):
     logo: str | None = None
 
 
+ATTENTION_RULES = (
+    "Why this connection needs you, or null. The first that applies: "
+    "`needs_reauth`: status `needs_reauth`, or `expires_at` has passed (reauthorise, or PATCH new "
+    "credentials for an API key); "
+    "`failing`: status `error` after at least 2 consecutive failed syncs (retries continue with "
+    "back-off; `last_error` says why); "
+    "`expiring`: `expires_at` is within 7 days; "
+    "`rate_limited`: the last sync was refused by the provider's rate limit (the next one waits for "
+    "its reset). GET /connections?attention=true lists the connections where this is not null."
+)
+
+
 class ConnectionPublic(Public):
     id: UUID
     provider: str
     name: str
     status: ConnectionStatus
     environment: str | None
-    expires_at: UtcDateTime | None = Field(description="When consent or the refresh token lapses, if it does")
+    expires_at: UtcDateTime | None = Field(
+        description="When the connection must be reauthorised by: GoCardless's 90-day consent, "
+        "Schwab's 7-day refresh token, or, for tokens whose lifetime finsync cannot read (API "
+        "keys such as an IBKR Flex token), the date you set with PATCH; null: no known expiry"
+    )
+    attention: Attention | None = Field(default=None, description=ATTENTION_RULES)
     last_synced_at: UtcDateTime | None = Field(description="End of the last successful sync (read-only)")
     last_error: str | None = Field(description="Why the last sync failed; cleared by a success")
     sync_interval_minutes: int | None = Field(
@@ -139,6 +157,7 @@ class ConnectionPublic(Public):
                     "status": "active",
                     "environment": "live",
                     "expires_at": None,
+                    "attention": None,
                     "last_synced_at": "2026-11-21T09:00:00Z",
                     "last_error": None,
                     "sync_interval_minutes": 60,
@@ -193,11 +212,19 @@ class ConnectionUpdate(BaseModel):
         "GET /api/v1/providers) to 10080 (7 days); null resets to the provider's default",
     )
     sync_enabled: bool | None = Field(default=None, description="False pauses automatic syncs, true resumes")
+    expires_at: DateTimeInput | None = Field(
+        default=None,
+        description="API-key connections only: when the token must be renewed, for providers whose "
+        "token lifetime finsync cannot read (e.g. an IBKR Flex token); in the future, at most 5 "
+        "years ahead; no offset = UTC; null clears it. New credentials clear it unless the same "
+        "PATCH sets it. Drives `attention: expiring` and the `connection.expiring` webhook",
+    )
 
     model_config = ConfigDict(
         json_schema_extra={
             "examples": [
                 {"name": "Trading 212 ISA"},
+                {"expires_at": "2027-05-01T00:00:00Z"},
                 {"sync_interval_minutes": 240},
                 {"sync_enabled": False},
                 {"sync_interval_minutes": None},
@@ -221,6 +248,7 @@ class ConnectionCreated(ConnectionPublic):
                     "status": "pending",
                     "environment": None,
                     "expires_at": None,
+                    "attention": None,
                     "last_synced_at": None,
                     "last_error": None,
                     "sync_interval_minutes": 60,

@@ -91,3 +91,11 @@ QueryDateTime = Annotated[
     datetime, BeforeValidator(_not_a_number), WithJsonSchema({"type": "string", "format": "date-time"})
 ]
 """A date-time query parameter: ISO 8601 text; without an offset it means UTC."""
+
+DateTimeInput = Annotated[
+    datetime,
+    BeforeValidator(_not_a_number),
+    PlainSerializer(utc_text, return_type=str, when_used="json"),
+    WithJsonSchema({"type": "string", "format": "date-time", "examples": ["2027-05-01T00:00:00Z"]}),
+]
+"""A date-time in a request body: ISO 8601 text (never a number); no offset means UTC."""

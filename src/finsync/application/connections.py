@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID
 
@@ -35,6 +36,27 @@ class ScheduleChange:
     interval_set: bool = False
     interval: int | None = None
     enabled: bool | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ExpiryChange:
+    """A PATCH of ``expires_at`` (None clears it): for API keys whose lifetime finsync cannot read."""
+
+    expires_at: datetime | None
+
+
+MAX_EXPIRY = timedelta(days=5 * 366)
+
+
+def _future(value: datetime, now: datetime) -> datetime:
+    """A user's expiry date: aware (no offset = UTC), after now, within 5 years."""
+    try:
+        when = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    except (OverflowError, ValueError):
+        when = None
+    if when is None or not now < when <= now + MAX_EXPIRY:
+        raise InvalidInput("expires_at must be in the future and at most 5 years ahead")
+    return when
 
 
 @dataclass(slots=True)
@@ -165,13 +187,23 @@ class ConnectionService:
         name: str | None,
         credentials: dict[str, str] | None,
         schedule: ScheduleChange | None = None,
+        expiry: ExpiryChange | None = None,
     ) -> Connection:
-        """Rename, change the schedule, or replace credentials (validated like a new connection;
-        the old ones stay on failure)."""
+        """Rename, change the schedule, set the expiry of an API key, or replace credentials
+        (validated like a new connection; the old ones stay on failure)."""
         async with self._uow() as uow:
             current = await uow.connections.get(connection_id, user_id)
         if current is None:
             raise NotFound("connection")
+        expires_at = None
+        if expiry is not None:
+            info = self._providers.info(current.provider)
+            if info is None or info.auth_type is not AuthType.API_KEY:
+                raise InvalidInput(
+                    "expires_at can be set only for API-key connections; others learn it from the provider"
+                )
+            if expiry.expires_at is not None:
+                expires_at = _future(expiry.expires_at, self._clock())
         plan = self._schedule_of(current.provider)
         if schedule is not None and schedule.interval_set and schedule.interval is not None:
             plan.check(schedule.interval)
@@ -205,7 +237,13 @@ class ConnectionService:
                 connection.identity = login.identity or connection.identity
                 connection.status = ConnectionStatus.ACTIVE
                 connection.last_error = None
+                connection.last_error_code = None
                 connection.failure_count = 0
+                connection.expires_at = None  # the old key's expiry is not the new one's
+                connection.authorized_at = self._clock()
+            if expiry is not None:
+                connection.expires_at = expires_at
+                connection.authorized_at = self._clock()
             if name is not None:
                 connection.name = connection_name(name, connection.name)
             if schedule is not None:

@@ -16,11 +16,13 @@ from uuid import UUID
 import structlog
 
 from finsync.application.sync import Fetched, write_fetched
+from finsync.application.webhooks import WebhookEvents, run_data
 from finsync.domain.entities import FILES, Account, Connection, SyncRun, utcnow
 from finsync.domain.enums import ConnectionStatus, SnapshotSource, SyncStatus, SyncTrigger
 from finsync.domain.errors import BadData, FileTooLarge, MalformedFile, UnsupportedFormat
 from finsync.domain.ports import Now, ParsedFile, ParsedStatement, StatementFormat, UnitOfWorkFactory
 from finsync.domain.records import ProviderAccount, TransactionBatch
+from finsync.domain.webhooks import EventType
 from finsync.gcpause import paused_gc
 
 log = structlog.get_logger(__name__)
@@ -138,7 +140,9 @@ class ImportService:
         formats: Sequence[StatementFormat],
         limit_bytes: int,
         clock: Now = utcnow,
+        events: WebhookEvents | None = None,
     ) -> None:
+        self._events = events or WebhookEvents(clock)
         self._uow = uow
         self.formats = list(formats)
         self.limit_bytes = limit_bytes
@@ -219,6 +223,8 @@ class ImportService:
             connection.last_synced_at = now
             connection.updated_at = now
             await uow.connections.save(connection)
+            event = run_data(connection, run) | {"format": parsed.format, "warnings": len(warnings)}
+            await self._events.publish(uow, user_id, EventType.IMPORT_COMPLETED, event)
             await uow.commit()
         finished = time.perf_counter()  # the run is committed: timings are logged, not stored
         log.info(

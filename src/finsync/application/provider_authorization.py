@@ -219,7 +219,9 @@ class ProviderAuthorizationService:
                 target.identity = login.identity or target.identity
                 target.status = ConnectionStatus.ACTIVE
                 target.expires_at = expires_at
+                target.authorized_at = self._clock()
                 target.last_error = None
+                target.last_error_code = None
                 target.updated_at = self._clock()
                 await uow.connections.save(target)
                 await uow.commit()

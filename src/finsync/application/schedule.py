@@ -15,11 +15,13 @@ from datetime import datetime, timedelta
 
 import structlog
 
+from finsync.application.webhooks import WebhookEvents, connection_data
 from finsync.domain.entities import Connection, SyncRun, utcnow
 from finsync.domain.enums import SyncStatus, SyncTrigger
 from finsync.domain.jobs import SyncConnection
 from finsync.domain.ports import JobQueue, Now, ProviderGateway, UnitOfWorkFactory
 from finsync.domain.schedule import Random, SyncSchedule
+from finsync.domain.webhooks import EventType
 
 log = structlog.get_logger(__name__)
 LOST = "interrupted: its job was lost (a worker or the service stopped); the next sync is scheduled"
@@ -42,7 +44,9 @@ class Scheduler:
         batch: int = 500,
         grace: timedelta = timedelta(minutes=2),
         rand: Random = random.random,
+        events: WebhookEvents | None = None,
     ) -> None:
+        self._events = events or WebhookEvents(clock)
         self._uow = uow
         self._providers = providers
         self._jobs = jobs
@@ -101,10 +105,17 @@ class Scheduler:
         every GET of a connection; a periodic write keeps reads read-only)."""
         async with self._uow() as uow:
             expired = await uow.connections.expire_lapsed(None, self._clock())
+            for connection in expired:
+                await self._events.publish(
+                    uow,
+                    connection.user_id,
+                    EventType.CONNECTION_NEEDS_REAUTH,
+                    connection_data(connection) | {"reason": connection.last_error},
+                )
             await uow.commit()
         if expired:
-            log.info("connections_expired", count=expired)
-        return expired
+            log.info("connections_expired", count=len(expired))
+        return len(expired)
 
     async def reap_stale_runs(self, grace: timedelta | None = None) -> Reaped:
         """Retry the jobs of dead workers, then fail runs older than ``grace`` whose job is gone.

@@ -16,6 +16,7 @@ from datetime import datetime
 import structlog
 
 from finsync.application.sync import SNAPSHOT_SOURCE, Fetched, session_of, write_fetched
+from finsync.application.webhooks import WebhookEvents, connection_data, run_data
 from finsync.domain.entities import Connection, SyncRun, utcnow
 from finsync.domain.enums import Capability, ConnectionStatus, SyncStatus
 from finsync.domain.errors import BadData, FinsyncError, ProviderAuthError, ProviderError, RateLimited
@@ -23,6 +24,7 @@ from finsync.domain.jobs import SyncConnection
 from finsync.domain.ports import CredentialCipher, Now, ProviderGateway, ProviderSession, UnitOfWork
 from finsync.domain.ports import UnitOfWorkFactory as UowFactory
 from finsync.domain.schedule import Random, SyncSchedule, retry_at
+from finsync.domain.webhooks import EventType
 
 log = structlog.get_logger(__name__)
 
@@ -35,7 +37,9 @@ class SyncRunner:
         cipher: CredentialCipher,
         clock: Now = utcnow,
         rand: Random = random.random,
+        events: WebhookEvents | None = None,
     ) -> None:
+        self._events = events or WebhookEvents(clock)
         self._uow = uow
         self._providers = providers
         self._cipher = cipher
@@ -127,6 +131,7 @@ class SyncRunner:
             # Tokens rotated before a failure must survive it too, or the next sync cannot log in.
             if session.credentials != original and current.credentials == connection.credentials:
                 current.credentials = self._cipher.encrypt(session.credentials)
+            before = current.status
             self._outcome(current, now, error)
             await uow.connections.save(current)
             run.status = SyncStatus.FAILED if error else SyncStatus.SUCCEEDED
@@ -135,12 +140,24 @@ class SyncRunner:
                 run.error, run.error_type, run.counts = error.detail, error.code, {}
             run.counts["duration_ms"] = int((time.perf_counter() - started) * 1000)
             await uow.sync_runs.save(run)
+            await self._publish(uow, current, run, before)
             await uow.commit()
         if error is None:
             log.info("sync_succeeded", run_id=str(run.id), **run.counts)
         else:
             log.warning("sync_failed", run_id=str(run.id), error_type=error.code, error=error.detail)
         return run
+
+    async def _publish(
+        self, uow: UnitOfWork, connection: Connection, run: SyncRun, before: ConnectionStatus
+    ) -> None:
+        """Webhook events of this outcome, in its transaction; delivered after the commit."""
+        failed = run.status is SyncStatus.FAILED
+        event = EventType.SYNC_FAILED if failed else EventType.SYNC_SUCCEEDED
+        await self._events.publish(uow, connection.user_id, event, run_data(connection, run))
+        if connection.status is ConnectionStatus.NEEDS_REAUTH and before is not ConnectionStatus.NEEDS_REAUTH:
+            data = connection_data(connection) | {"reason": connection.last_error}
+            await self._events.publish(uow, connection.user_id, EventType.CONNECTION_NEEDS_REAUTH, data)
 
     @staticmethod
     async def _still_ours(uow: UnitOfWork, run: SyncRun) -> bool:
@@ -160,10 +177,12 @@ class SyncRunner:
             connection.status = ConnectionStatus.ACTIVE
             connection.last_synced_at = now
             connection.last_error = None
+            connection.last_error_code = None
             connection.failure_count = 0
             connection.next_sync_at = schedule.next_at(now, connection.sync_interval_minutes, self._rand)
             return
         connection.last_error = error.detail
+        connection.last_error_code = error.code
         if isinstance(error, ProviderAuthError):  # never retried: the user must re-authorise
             connection.status = ConnectionStatus.NEEDS_REAUTH
             connection.failure_count += 1

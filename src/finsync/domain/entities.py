@@ -109,6 +109,10 @@ class Connection:
     expires_at: datetime | None = None
     last_synced_at: datetime | None = None
     last_error: str | None = None
+    last_error_code: str | None = None  # the error class's code (e.g. provider-rate-limited)
+    # When the current authorisation (consent, token, user-entered expiry) was granted: with
+    # ``expires_at``, its lifetime (expiry notices). None: since ``created_at``.
+    authorized_at: datetime | None = None
     # Schedule: None = the provider's default interval; files are never scheduled.
     sync_interval_minutes: int | None = None
     sync_enabled: bool = True

@@ -45,6 +45,19 @@ class SyncConnection:
         return f"connection:{connection_id}"
 
 
+@dataclass(frozen=True, slots=True)
+class DeliverWebhook:
+    """Send one webhook delivery (an event for one endpoint); retried with back-off until the
+    receiver answers 2xx or the attempts run out."""
+
+    kind: ClassVar[str] = "deliver_webhook"
+    delivery_id: UUID
+
+    @staticmethod
+    def lock_of(delivery_id: UUID) -> str:
+        return f"webhook-delivery:{delivery_id}"
+
+
 class RetryLater(Exception):
     """Raised by a job body: try again at ``at`` (or per the policy) without counting a failure."""
 

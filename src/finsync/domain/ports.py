@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Generic, Protocol, Self, TypeVar
 from uuid import UUID
@@ -42,6 +42,7 @@ from finsync.domain.records import (
     UpsertCounts,
 )
 from finsync.domain.schedule import SyncSchedule
+from finsync.domain.webhooks import SendResult, Webhook, WebhookAttempt, WebhookDelivery
 
 if TYPE_CHECKING:
     from finsync.domain.analytics_ports import (
@@ -171,11 +172,27 @@ class ConnectionRepository(Protocol):
         self, connection_id: UUID, user_id: UUID | None = None, *, lock: bool = False
     ) -> Connection | None: ...
     async def find(
-        self, user_id: UUID, page: PageRequest, status: ConnectionStatus | None = None
-    ) -> Page[Connection]: ...
+        self,
+        user_id: UUID,
+        page: PageRequest,
+        status: ConnectionStatus | None = None,
+        attention_at: datetime | None = None,
+    ) -> Page[Connection]:
+        """``attention_at``: only connections needing their user at that time
+        (``finsync.domain.webhooks.attention``)."""
+        ...
+
     async def save(self, connection: Connection) -> None: ...
     async def delete(self, connection_id: UUID) -> None: ...
-    async def expire_lapsed(self, user_id: UUID | None, now: datetime) -> int: ...
+    async def expire_lapsed(self, user_id: UUID | None, now: datetime) -> list[Connection]:
+        """Active connections past ``expires_at`` → needs_reauth; the ones changed."""
+        ...
+
+    async def expiring(self, now: datetime, within: timedelta, limit: int) -> list[Connection]:
+        """Active or failing connections whose ``expires_at`` is in ``(now, now + within]``,
+        of users who have a webhook (only they are told)."""
+        ...
+
     async def claim_due(self, now: datetime, limit: int) -> list[Connection]:
         """Up to ``limit`` enabled, schedulable connections with ``next_sync_at <= now``, locked;
         rows another transaction holds are skipped (``FOR UPDATE SKIP LOCKED``), not waited for."""
@@ -275,6 +292,55 @@ class SyncRunRepository(Protocol):
         ...
 
 
+class WebhookRepository(Protocol):
+    async def add(self, webhook: Webhook) -> None: ...
+    async def get(self, webhook_id: UUID, user_id: UUID | None = None) -> Webhook | None: ...
+    async def find(self, user_id: UUID, page: PageRequest) -> Page[Webhook]: ...
+    async def count(self, user_id: UUID) -> int: ...
+    async def set_secret(self, webhook_id: UUID, secret: bytes, when: datetime) -> None: ...
+    async def delete(self, webhook_id: UUID) -> None:
+        """With its deliveries and their attempts."""
+        ...
+
+    async def subscribed(self, user_id: UUID, event: str) -> list[UUID]:
+        """The user's webhooks that want this event type."""
+        ...
+
+    async def add_deliveries(self, deliveries: Sequence[WebhookDelivery]) -> list[UUID]:
+        """Insert, skipping those whose (webhook, dedupe_key) was delivered before; the ids added."""
+        ...
+
+    async def delivery(self, delivery_id: UUID, *, lock: bool = False) -> WebhookDelivery | None: ...
+    async def deliveries(
+        self, user_id: UUID, webhook_id: UUID, page: PageRequest
+    ) -> Page[WebhookDelivery]: ...
+    async def attempts_of(self, delivery_ids: Sequence[UUID]) -> list[WebhookAttempt]: ...
+    async def record_attempt(self, delivery: WebhookDelivery, attempt: WebhookAttempt) -> None:
+        """Store the attempt and the delivery's new status, attempts and times."""
+        ...
+
+    async def stale_pending(self, before: datetime, limit: int) -> list[WebhookDelivery]:
+        """Pending deliveries created before ``before`` (their job may have been lost)."""
+        ...
+
+    async def prune(self, before: datetime, limit: int) -> int:
+        """Delete up to ``limit`` finished deliveries created before ``before``, with their
+        attempts; how many."""
+        ...
+
+
+class WebhookSender(Protocol):
+    """Sends one signed delivery over HTTP; checks targets against the SSRF rules."""
+
+    async def check_url(self, url: str) -> str:
+        """The URL, normalised; raises InvalidInput when it may not be a webhook target."""
+        ...
+
+    async def send(self, url: str, secret: str, message_id: str, body: bytes) -> SendResult:
+        """One attempt, signed at its send time (the receiver's clock judges the timestamp)."""
+        ...
+
+
 class IdempotencyRepository(Protocol):
     async def claim(self, record: IdempotencyRecord) -> bool:
         """Insert unless the user already used the key; True when this call inserted it."""
@@ -332,7 +398,7 @@ class UserSummary:
 class StoredSecret:
     """One encrypted value at rest: what and whose it is, and its ciphertext (never decrypted here)."""
 
-    kind: str  # "connection" (provider credentials) or "auth_flow" (PKCE verifier, requisition)
+    kind: str  # "connection" (provider credentials), "auth_flow" (PKCE verifier...), "webhook"
     id: UUID
     owner: str  # the owner's email, for the operator's report
     ciphertext: bytes
@@ -369,6 +435,7 @@ class UnitOfWork(Protocol):
     idempotency: IdempotencyRepository
     user_data: UserDataRepository
     operators: OperatorRepository
+    webhooks: WebhookRepository
     # Analytics (finsync.domain.analytics_ports)
     market: MarketRepository
     positions: PositionRepository

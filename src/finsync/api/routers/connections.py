@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated
 from uuid import UUID
 
@@ -11,7 +12,7 @@ from fastapi.responses import JSONResponse
 from finsync.api.deps import ContainerDep, CurrentUser, PageDep, UowDep
 from finsync.api.errors import responses
 from finsync.api.idempotency import IdempotencyKey, answer, digest, respond
-from finsync.api.pagination import PageOut, to_page
+from finsync.api.pagination import PageOut, encode_cursor, to_page
 from finsync.api.schemas import (
     ConnectionCreate,
     ConnectionCreated,
@@ -19,7 +20,7 @@ from finsync.api.schemas import (
     ConnectionUpdate,
     SyncRunPublic,
 )
-from finsync.application.connections import ScheduleChange
+from finsync.application.connections import ExpiryChange, ScheduleChange
 from finsync.application.idempotency import Answer
 from finsync.domain.entities import Connection
 from finsync.domain.enums import ConnectionStatus, SyncTrigger
@@ -33,6 +34,7 @@ from finsync.domain.errors import (
     RateLimited,
     Unavailable,
 )
+from finsync.domain.webhooks import attention as needs
 
 router = APIRouter(tags=["connections"])
 
@@ -44,9 +46,27 @@ async def list_connections(
     page: PageDep,
     container: ContainerDep,
     status: Annotated[ConnectionStatus | None, Query()] = None,
+    attention: Annotated[
+        bool | None,
+        Query(
+            description="true: only connections that need you (`attention` is not null: "
+            "needs_reauth, failing, expiring within 7 days, rate_limited); false or absent: all"
+        ),
+    ] = None,
 ) -> PageOut[ConnectionPublic]:
-    """Your connections, oldest first."""
-    return to_page(await uow.connections.find(user.id, page, status), ConnectionPublic)
+    """Your connections, oldest first; each says whether and why it needs you (`attention`)."""
+    now = container.clock()
+    found = await uow.connections.find(user.id, page, status, now if attention else None)
+    items = [public(c, now) for c in found.items]
+    return PageOut[ConnectionPublic](
+        items=items, next_cursor=encode_cursor(found.next_key) if found.next_key else None
+    )
+
+
+def public(connection: Connection, now: datetime) -> ConnectionPublic:
+    out = ConnectionPublic.model_validate(connection)
+    out.attention = needs(connection, now)
+    return out
 
 
 @router.post(
@@ -67,17 +87,18 @@ async def create_connection(
             user.id, body.provider, body.name, body.environment, body.credentials, body.options
         )
         run_id = created.sync_run.id if created.sync_run else None
-        return answer(
-            status.HTTP_201_CREATED, _created(created.connection, run_id, created.authorization_url)
-        )
+        connection, url = created.connection, created.authorization_url
+        return answer(status.HTTP_201_CREATED, _created(connection, run_id, url, container.clock()))
 
     request = digest("POST", "/connections", body.model_dump_json().encode())
     return respond(await container.idempotency.run(user.id, idempotency_key, request, run))
 
 
-def _created(connection: Connection, run_id: UUID | None, url: str | None) -> ConnectionCreated:
-    public = ConnectionPublic.model_validate(connection).model_dump()
-    return ConnectionCreated.model_validate(public | {"sync_run_id": run_id, "authorization_url": url})
+def _created(
+    connection: Connection, run_id: UUID | None, url: str | None, now: datetime
+) -> ConnectionCreated:
+    fields = public(connection, now).model_dump()
+    return ConnectionCreated.model_validate(fields | {"sync_run_id": run_id, "authorization_url": url})
 
 
 @router.patch(
@@ -88,9 +109,10 @@ def _created(connection: Connection, run_id: UUID | None, url: str | None) -> Co
 async def update_connection(
     connection_id: UUID, body: ConnectionUpdate, user: CurrentUser, container: ContainerDep
 ) -> ConnectionPublic:
-    """Rename a connection, change its sync schedule (`sync_interval_minutes`, `sync_enabled`), or
-    replace its credentials (validated with the provider first). An interval outside the
-    provider's bounds answers 422 and changes nothing."""
+    """Rename a connection, change its sync schedule (`sync_interval_minutes`, `sync_enabled`),
+    set when an API key must be renewed (`expires_at`), or replace its credentials (validated
+    with the provider first). An interval outside the provider's bounds answers 422 and
+    changes nothing."""
     fields = body.model_fields_set
     schedule = None
     if {"sync_interval_minutes", "sync_enabled"} & fields:
@@ -99,21 +121,22 @@ async def update_connection(
             interval=body.sync_interval_minutes,
             enabled=body.sync_enabled,
         )
+    expiry = ExpiryChange(body.expires_at) if "expires_at" in fields else None
     connection = await container.connections.update(
-        connection_id, user.id, body.name, body.credentials, schedule
+        connection_id, user.id, body.name, body.credentials, schedule, expiry
     )
-    return ConnectionPublic.model_validate(connection)
+    return public(connection, container.clock())
 
 
 @router.get("/connections/{connection_id}", response_model=ConnectionPublic, responses=responses(NotFound))
 async def get_connection(
     connection_id: UUID, user: CurrentUser, uow: UowDep, container: ContainerDep
 ) -> ConnectionPublic:
-    """One connection with its status, expiry, last error and schedule."""
+    """One connection with its status, expiry, attention reason, last error and schedule."""
     connection = await uow.connections.get(connection_id, user.id)
     if connection is None:
         raise NotFound("connection")
-    return ConnectionPublic.model_validate(connection)
+    return public(connection, container.clock())
 
 
 @router.delete(
@@ -163,7 +186,7 @@ async def reauthorize_connection(
 ) -> ConnectionCreated:
     """Restart the browser consent for an OAuth or bank-link connection; its accounts and history are kept."""
     connection, url = await container.provider_authorization.reauthorize(connection_id, user.id)
-    return _created(connection, None, url)
+    return _created(connection, None, url, container.clock())
 
 
 @router.get("/sync-runs/{run_id}", response_model=SyncRunPublic, responses=responses(NotFound))

@@ -106,6 +106,8 @@ class ConnectionRow(SQLModel, table=True):
     expires_at: datetime | None = _ts()
     last_synced_at: datetime | None = _ts()
     last_error: str | None = Field(default=None, sa_type=Text, nullable=True)
+    last_error_code: str | None = _str(64, nullable=True)
+    authorized_at: datetime | None = _ts()
     sync_interval_minutes: int | None = Field(default=None, nullable=True)
     sync_enabled: bool = Field(
         default=True, sa_type=Boolean, nullable=False, sa_column_kwargs={"server_default": text("true")}
@@ -334,6 +336,63 @@ class RateBudgetRow(SQLModel, table=True):
     key: str = Field(sa_type=String(128), primary_key=True)
     sent: list[float] = Field(default_factory=list, sa_type=JSONType, nullable=False)
     blocked_until: float = Field(default=0.0, sa_type=Float, nullable=False)
+
+
+class WebhookRow(SQLModel, table=True):
+    """An endpoint of a user's client; ``secret`` is encrypted like provider credentials."""
+
+    __tablename__ = "webhooks"
+    __table_args__ = (Index("ix_webhooks_user_id_id", "user_id", "id"),)
+    id: UUID = Field(primary_key=True)
+    user_id: UUID = _fk("users.id")
+    url: str = Field(sa_type=Text, nullable=False)
+    events: list[str] = Field(default_factory=list, sa_type=JSONType, nullable=False)
+    secret: bytes = Field(sa_type=LargeBinary, nullable=False)
+    description: str | None = _str(200, nullable=True)
+    created_at: datetime = _ts(False)
+    updated_at: datetime = _ts(False)
+
+
+class WebhookDeliveryRow(SQLModel, table=True):
+    """One event for one webhook (the outbox row); its id is the ``webhook-id`` header."""
+
+    __tablename__ = "webhook_deliveries"
+    __table_args__ = (
+        Index("ix_webhook_deliveries_webhook_id_id", "webhook_id", "id"),
+        # Expiry notices: once per webhook, connection, expiry and threshold (NULL keys repeat).
+        UniqueConstraint("webhook_id", "dedupe_key", name="uq_webhook_deliveries_dedupe"),
+        Index(
+            "ix_webhook_deliveries_pending",
+            "created_at",
+            postgresql_where=text("status = 'pending'"),
+            sqlite_where=text("status = 'pending'"),
+        ),
+    )
+    id: UUID = Field(primary_key=True)
+    user_id: UUID = _fk("users.id", index=True)
+    webhook_id: UUID = _fk("webhooks.id")
+    event: str = _str(64)
+    payload: dict[str, Any] = Field(default_factory=dict, sa_type=JSONType, nullable=False)
+    dedupe_key: str | None = _str(200, nullable=True)
+    status: str = _str(16)
+    attempts: int = Field(default=0, sa_type=Integer, nullable=False)
+    created_at: datetime = _ts(False)
+    last_attempt_at: datetime | None = _ts()
+    delivered_at: datetime | None = _ts()
+
+
+class WebhookAttemptRow(SQLModel, table=True):
+    """One HTTP attempt of a delivery: what the receiver answered, or why there was no answer."""
+
+    __tablename__ = "webhook_attempts"
+    __table_args__ = (Index("ix_webhook_attempts_delivery_id_id", "delivery_id", "id"),)
+    id: UUID = Field(primary_key=True)
+    user_id: UUID = _fk("users.id", index=True)
+    delivery_id: UUID = _fk("webhook_deliveries.id")
+    attempted_at: datetime = _ts(False)
+    status_code: int | None = Field(default=None, nullable=True)
+    error: str | None = Field(default=None, sa_type=Text, nullable=True)
+    duration_ms: int = Field(default=0, sa_type=Integer, nullable=False)
 
 
 from finsync.infrastructure.db import analytics_tables  # noqa: E402, F401  (same metadata)

@@ -40,6 +40,7 @@ from finsync.domain.ports import (
     TransactionRepository,
     UserDataRepository,
     UserRepository,
+    WebhookRepository,
 )
 from finsync.infrastructure.db.repositories.accounts import (
     SqlAccountRepository,
@@ -69,6 +70,7 @@ from finsync.infrastructure.db.repositories.users import (
     SqlSessionRepository,
     SqlUserRepository,
 )
+from finsync.infrastructure.db.repositories.webhooks import SqlWebhookRepository
 
 log = structlog.get_logger(__name__)
 # deadlock_detected, serialization_failure
@@ -94,6 +96,7 @@ class SqlUnitOfWork:
     idempotency: IdempotencyRepository
     user_data: UserDataRepository
     operators: OperatorRepository
+    webhooks: WebhookRepository
     market: MarketRepository
     positions: PositionRepository
     categories: CategoryRepository
@@ -124,6 +127,7 @@ class SqlUnitOfWork:
         self.idempotency = SqlIdempotencyRepository(s)
         self.user_data = SqlUserDataRepository(s)
         self.operators = SqlOperatorRepository(s)
+        self.webhooks = SqlWebhookRepository(s)
         self.market = SqlMarketRepository(s)
         self.positions = SqlPositionRepository(s)
         self.categories = SqlCategoryRepository(s)

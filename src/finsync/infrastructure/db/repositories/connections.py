@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from uuid import UUID
 
-from sqlalchemy import ColumnElement, bindparam, delete, insert, or_, select, text, update
+from sqlalchemy import ColumnElement, and_, bindparam, delete, insert, or_, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from finsync.domain.entities import AuthFlow, Connection, SyncRun
 from finsync.domain.enums import ConnectionStatus, SyncStatus
 from finsync.domain.ports import Page, PageRequest
+from finsync.domain.webhooks import EXPIRING_WITHIN, FAILING_AFTER, RATE_LIMITED_CODE
 from finsync.infrastructure.db.analytics_tables import HoldingHistoryRow, TransferLinkRow
 from finsync.infrastructure.db.mapping import keyset, make_page, to_entity, to_row
 from finsync.infrastructure.db.net_worth import NetWorthDeltas
@@ -26,6 +27,7 @@ from finsync.infrastructure.db.tables import (
     HoldingRow,
     SyncRunRow,
     TransactionRow,
+    WebhookRow,
 )
 
 connections = ConnectionRow.__table__  # type: ignore[attr-defined]
@@ -33,12 +35,25 @@ runs = SyncRunRow.__table__  # type: ignore[attr-defined]
 flows = AuthFlowRow.__table__  # type: ignore[attr-defined]
 accounts = AccountRow.__table__  # type: ignore[attr-defined]
 links = TransferLinkRow.__table__  # type: ignore[attr-defined]
+webhooks = WebhookRow.__table__  # type: ignore[attr-defined]
 _ACCOUNT_CHILDREN = (
     HoldingRow.__table__,  # type: ignore[attr-defined]
     HoldingHistoryRow.__table__,  # type: ignore[attr-defined]
     TransactionRow.__table__,  # type: ignore[attr-defined]
     BalanceSnapshotRow.__table__,  # type: ignore[attr-defined]
 )
+
+
+def _needs_attention(now: datetime) -> ColumnElement[bool]:
+    """SQL of ``finsync.domain.webhooks.attention(...) is not None`` (keep the two in step)."""
+    c = connections.c
+    live = c.status.in_([ConnectionStatus.ACTIVE.value, ConnectionStatus.ERROR.value])
+    return or_(
+        c.status == ConnectionStatus.NEEDS_REAUTH.value,
+        and_(live, c.expires_at.is_not(None), c.expires_at <= now + EXPIRING_WITHIN),
+        and_(c.status == ConnectionStatus.ERROR.value, c.failure_count >= FAILING_AFTER),
+        and_(live, c.last_error_code == RATE_LIMITED_CODE),
+    )
 
 
 class SqlConnectionRepository:
@@ -70,11 +85,17 @@ class SqlConnectionRepository:
             await self._s.execute(update(connections).where(where).values(id=connections.c.id))
 
     async def find(
-        self, user_id: UUID, page: PageRequest, status: ConnectionStatus | None = None
+        self,
+        user_id: UUID,
+        page: PageRequest,
+        status: ConnectionStatus | None = None,
+        attention_at: datetime | None = None,
     ) -> Page[Connection]:
         stmt = select(connections).where(connections.c.user_id == user_id)
         if status is not None:
             stmt = stmt.where(connections.c.status == status.value)
+        if attention_at is not None:
+            stmt = stmt.where(_needs_attention(attention_at))
         stmt = keyset(stmt, [(connections.c.id, UUID)], page, descending=False)
         items = [to_entity(Connection, r) for r in (await self._s.execute(stmt)).mappings()]
         return make_page(items, page, lambda c: (c.id,))
@@ -150,19 +171,36 @@ class SqlConnectionRepository:
         row = (await self._s.execute(stmt)).mappings().first()
         return None if row is None else to_entity(Connection, row)
 
-    async def expire_lapsed(self, user_id: UUID | None, now: datetime) -> int:
+    async def expire_lapsed(self, user_id: UUID | None, now: datetime) -> list[Connection]:
         stmt = (
             update(connections)
             .where(connections.c.expires_at <= now, connections.c.status == ConnectionStatus.ACTIVE.value)
             .values(
                 status=ConnectionStatus.NEEDS_REAUTH.value,
                 last_error="access expired: reconnect with POST /api/v1/connections/{id}/reauthorize",
+                last_error_code="access-expired",
                 updated_at=now,
             )
+            .returning(*connections.c)
         )
         if user_id is not None:
             stmt = stmt.where(connections.c.user_id == user_id)
-        return int((await self._s.execute(stmt)).rowcount)  # type: ignore[attr-defined]
+        return [to_entity(Connection, r) for r in (await self._s.execute(stmt)).mappings()]
+
+    async def expiring(self, now: datetime, within: timedelta, limit: int) -> list[Connection]:
+        has_webhook = select(webhooks.c.id).where(webhooks.c.user_id == connections.c.user_id).exists()
+        stmt = (
+            select(connections)
+            .where(
+                connections.c.expires_at > now,
+                connections.c.expires_at <= now + within,
+                connections.c.status.in_([ConnectionStatus.ACTIVE.value, ConnectionStatus.ERROR.value]),
+                has_webhook,
+            )
+            .order_by(connections.c.expires_at)
+            .limit(limit)
+        )
+        return [to_entity(Connection, r) for r in (await self._s.execute(stmt)).mappings()]
 
     async def claim_due(self, now: datetime, limit: int) -> list[Connection]:
         """Seeks the partial index ``ix_connections_due`` (same predicate text): O(due), not O(all).

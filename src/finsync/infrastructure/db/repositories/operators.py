@@ -10,7 +10,7 @@ from sqlalchemy import Table, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from finsync.domain.ports import StoredSecret, UserSummary
-from finsync.infrastructure.db.tables import AuthFlowRow, ConnectionRow, RefreshTokenRow, UserRow
+from finsync.infrastructure.db.tables import AuthFlowRow, ConnectionRow, RefreshTokenRow, UserRow, WebhookRow
 
 users: Table = UserRow.__table__  # type: ignore[attr-defined]
 connections: Table = ConnectionRow.__table__  # type: ignore[attr-defined]
@@ -20,6 +20,7 @@ tokens: Table = RefreshTokenRow.__table__  # type: ignore[attr-defined]
 ENCRYPTED: dict[str, tuple[Table, str]] = {
     "connection": (connections, "credentials"),
     "auth_flow": (flows, "flow_data"),
+    "webhook": (WebhookRow.__table__, "secret"),  # type: ignore[attr-defined]
 }
 
 

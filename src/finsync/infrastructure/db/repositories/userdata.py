@@ -44,6 +44,9 @@ from finsync.infrastructure.db.tables import (
     SyncRunRow,
     TransactionRow,
     UserRow,
+    WebhookAttemptRow,
+    WebhookDeliveryRow,
+    WebhookRow,
     metadata,
 )
 from finsync.infrastructure.db.types import ExactDecimal
@@ -60,6 +63,9 @@ categories: Table = CategoryRow.__table__  # type: ignore[attr-defined]
 rules: Table = RuleRow.__table__  # type: ignore[attr-defined]
 transfer_links: Table = TransferLinkRow.__table__  # type: ignore[attr-defined]
 holding_history: Table = HoldingHistoryRow.__table__  # type: ignore[attr-defined]
+webhooks: Table = WebhookRow.__table__  # type: ignore[attr-defined]
+webhook_deliveries: Table = WebhookDeliveryRow.__table__  # type: ignore[attr-defined]
+webhook_attempts: Table = WebhookAttemptRow.__table__  # type: ignore[attr-defined]
 
 
 def _all_but(table: Table, *left_out: str) -> tuple[str, ...]:
@@ -80,6 +86,9 @@ EXPORTED: dict[str, tuple[Table, tuple[str, ...]]] = {
     "rules": (rules, _all_but(rules)),
     "transfer_links": (transfer_links, _all_but(transfer_links)),
     "holding_history": (holding_history, _all_but(holding_history)),
+    "webhooks": (webhooks, _all_but(webhooks, "secret")),
+    "webhook_deliveries": (webhook_deliveries, _all_but(webhook_deliveries, "dedupe_key")),
+    "webhook_attempts": (webhook_attempts, _all_but(webhook_attempts)),
 }
 # Tables and columns of a user's data that the export leaves out, and why.
 NOT_EXPORTED: dict[str, str] = {
@@ -91,6 +100,8 @@ NOT_EXPORTED: dict[str, str] = {
     "refresh_tokens": "login sessions: secrets, meaningless elsewhere",
     "auth_flows": "pending provider authorisations: secrets that expire within minutes",
     "idempotency_keys": "retry bookkeeping kept 24 hours; the answers it replays are exported above",
+    "webhooks.secret": "the signing secret (encrypted); shown to the user once, rotatable",
+    "webhook_deliveries.dedupe_key": "bookkeeping: an expiry notice is sent once per threshold",
     "net_worth_deltas": "derived from the balance snapshots exported above (rebuilt from them)",
 }
 # Tables without a user_id column that hold no user's data (reference data, shared caches).
