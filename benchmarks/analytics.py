@@ -12,6 +12,7 @@ a warm-up. Targets (issue #15, PostgreSQL): history <= 100 ms, cash flow <= 300 
 from __future__ import annotations
 
 import argparse
+import os
 import asyncio
 import random
 import sqlite3
@@ -38,7 +39,7 @@ from finsync.domain.market import is_fixing_day
 from finsync.infrastructure.db.net_worth import deltas_of
 
 RUNS = 7
-DB = "finsync_bench_analytics"
+DB = os.environ.get("FINSYNC_BENCH_ANALYTICS_DB", "finsync_bench_analytics")
 END = date(2026, 6, 30)
 START = END - timedelta(days=3652)
 CURRENCIES = ("EUR", "USD", "GBP")
