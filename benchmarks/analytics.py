@@ -12,8 +12,8 @@ a warm-up. Targets (issue #15, PostgreSQL): history <= 100 ms, cash flow <= 300 
 from __future__ import annotations
 
 import argparse
-import os
 import asyncio
+import os
 import random
 import sqlite3
 import statistics
