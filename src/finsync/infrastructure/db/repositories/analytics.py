@@ -61,13 +61,22 @@ _SQLITE_GROUP = {
     "substr(t.description, 1, instr(t.description, ' / ') - 1) ELSE t.description END), '')",
 }
 # Rows of cash flow: not cancelled, not trades, not excluded by the user, not in a live own-transfer link.
-_CASH_FLOW_WHERE = (
-    "t.user_id = :user_id AND t.transaction_date >= :start AND t.transaction_date <= :end "  # noqa: S608 - constant SQL, values are bound
+_CASH_FLOW_ROWS = (
+    "t.user_id = :user_id AND t.transaction_date >= :start AND t.transaction_date <= :end "
     f"AND t.status <> '{TransactionStatus.CANCELLED.value}' AND t.type <> '{TransactionType.TRADE.value}' "
     "AND (t.excluded_from_analytics IS NULL OR t.excluded_from_analytics = :false) "
-    "AND t.id NOT IN (SELECT outflow_id FROM transfer_links WHERE user_id = :user_id "
+)
+_CASH_FLOW_WHERE = (  # SQLite: one ephemeral index of the live legs, probed per row
+    f"{_CASH_FLOW_ROWS}AND t.id NOT IN (SELECT outflow_id FROM transfer_links WHERE user_id = :user_id "  # noqa: S608
     "AND status <> 'rejected' UNION ALL SELECT inflow_id FROM transfer_links "
     "WHERE user_id = :user_id AND status <> 'rejected')"
+)
+# PostgreSQL: two anti-joins, which (unlike NOT IN over a subquery) a parallel scan can run.
+_PG_CASH_FLOW_WHERE = (
+    f"{_CASH_FLOW_ROWS}AND NOT EXISTS (SELECT 1 FROM transfer_links l WHERE l.user_id = :user_id "  # noqa: S608
+    "AND l.status <> 'rejected' AND l.outflow_id = t.id) "
+    "AND NOT EXISTS (SELECT 1 FROM transfer_links l WHERE l.user_id = :user_id "
+    "AND l.status <> 'rejected' AND l.inflow_id = t.id)"
 )
 _PG_RATES = (
     "SELECT * FROM unnest(CAST(:cur AS text[]), CAST(:day AS date[]), CAST(:rate AS numeric[]))"
@@ -319,6 +328,7 @@ class SqlAnalyticsRepository:
             rate = "CASE WHEN d.currency = :base THEN 1 ELSE x.rate END"
             income, spending = f"SUM(d.inc * {rate})", f"SUM(d.sp * {rate})"
             params |= {"cur": rates.currencies, "day": rates.days, "rate": rates.rates}
+            where = _PG_CASH_FLOW_WHERE
         else:  # SQLite joins its temporary rate table directly, through the table's own key
             period, grouping = _SQLITE_PERIOD[interval], _SQLITE_GROUP[group]
             await self._sqlite_rates(rates)
@@ -328,10 +338,11 @@ class SqlAnalyticsRepository:
             rate = "CASE WHEN d.currency = :base THEN '1' ELSE x.rate END"
             income, spending = f"dsum_rate(d.inc, {rate})", f"dsum_rate(d.sp, {rate})"
             params |= {"user_id": user_id.hex, "start": start.isoformat(), "end": end.isoformat()}
+            where = _CASH_FLOW_WHERE
         sql = (
             f"{head}d AS (SELECT t.transaction_date AS day, t.currency AS currency, {grouping} AS grp, "  # noqa: S608
             f"{inner_inc} AS inc, {inner_sp} AS sp, COUNT(*) AS n "
-            f"FROM transactions t WHERE {_CASH_FLOW_WHERE} GROUP BY 1, 2, 3) "
+            f"FROM transactions t WHERE {where} GROUP BY 1, 2, 3) "
             f"SELECT {period.replace('t.transaction_date', 'd.day')} AS period, d.grp, {income}, {spending}, "
             "SUM(d.n), SUM(CASE WHEN d.currency <> :base AND x.rate IS NULL THEN d.n ELSE 0 END) "
             f"FROM d LEFT JOIN {joined} ON x.currency = d.currency AND x.day = d.day "
