@@ -108,19 +108,32 @@ _PG_POINT_TOTALS = (
 )
 # Recorded holdings on PostgreSQL, per account and point where a position is held: the sum of
 # quantity x the instrument's last close on or before the point x the point's rate (the
-# currency of the instrument's latest close), and whether every position had both.
+# currency of the instrument's latest close), and whether every position had both. Points
+# are 1-based indexes: a span holds points lo..hi-1 (``width_bucket`` counts the points
+# before a day); each instrument's last close per point comes from its closes grouped by
+# the first point on or after their day, each carried until the next such group.
 _PG_HOLDING_VALUES = (
-    "WITH p AS (SELECT day, idx FROM unnest(CAST(:points AS date[])) WITH ORDINALITY AS p(day, idx)), "  # noqa: S608
-    f"x AS ({_PG_POINT_RATES}), "
-    "s AS MATERIALIZED (SELECT h.account_id, h.quantity, h.valid_from, h.valid_to, i.id AS iid, q.currency"
+    "WITH x AS (SELECT * FROM unnest(CAST(:keys AS int[]), CAST(:rate AS numeric[])) AS x(key, rate)), "  # noqa: S608
+    "s AS MATERIALIZED (SELECT h.account_id, h.quantity, i.id AS iid, q.currency,"
+    " width_bucket(h.valid_from - 1, CAST(:points AS date[])) + 1 AS lo,"
+    " CASE WHEN h.valid_to IS NULL THEN CAST(:n AS int) + 1"
+    "  ELSE width_bucket(h.valid_to - 1, CAST(:points AS date[])) + 1 END AS hi"
     " FROM holding_history h LEFT JOIN instruments i ON i.key = h.instrument_key"
     " LEFT JOIN LATERAL (SELECT c.currency FROM prices c WHERE c.instrument_id = i.id AND c.day <= :end"
     "  ORDER BY c.day DESC LIMIT 1) q ON true"
     " WHERE h.user_id = :user_id), "
-    "v AS MATERIALIZED (SELECT s.account_id, p.idx, s.quantity, s.currency, c.close"
-    " FROM s JOIN p ON p.day >= s.valid_from AND (s.valid_to IS NULL OR p.day < s.valid_to)"
-    " LEFT JOIN LATERAL (SELECT c.close FROM prices c WHERE c.instrument_id = s.iid AND c.day <= p.day"
-    "  ORDER BY c.day DESC LIMIT 1) c ON true) "
+    "f AS (SELECT iid, MIN(lo) AS lo FROM s WHERE iid IS NOT NULL AND lo < hi GROUP BY iid), "
+    "b AS (SELECT DISTINCT ON (c.instrument_id, k) c.instrument_id AS iid,"
+    " width_bucket(c.day - 1, CAST(:points AS date[])) + 1 AS k, c.close"
+    " FROM prices c JOIN f ON f.iid = c.instrument_id WHERE c.day <= :end"
+    " ORDER BY c.instrument_id, k, c.day DESC), "
+    "r AS (SELECT iid, k, close,"
+    " COALESCE(lead(k) OVER (PARTITION BY iid ORDER BY k), CAST(:n AS int) + 1) AS next FROM b), "
+    "cl AS (SELECT r.iid, g.idx, r.close FROM r JOIN f ON f.iid = r.iid"
+    " CROSS JOIN LATERAL generate_series(GREATEST(r.k, f.lo), r.next - 1) AS g(idx)), "
+    "v AS (SELECT s.account_id, g.idx, s.quantity, s.currency, cl.close"
+    " FROM s CROSS JOIN LATERAL generate_series(s.lo, s.hi - 1) AS g(idx)"
+    " LEFT JOIN cl ON cl.iid = s.iid AND cl.idx = g.idx) "
     "SELECT v.account_id, v.idx,"
     " SUM(v.quantity * v.close * CASE WHEN v.currency = :base THEN 1 ELSE x.rate END),"
     " bool_and(v.close IS NOT NULL AND (v.currency = :base OR x.rate IS NOT NULL))"
