@@ -27,7 +27,7 @@ from sqlalchemy.dialects import sqlite
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from finsync.domain.categories import Rule, SetBy, decide
+from finsync.domain.categories import CompiledRules, Rule, SetBy
 from finsync.domain.entities import Account, Transaction, new_id, utcnow
 from finsync.domain.enums import TransactionStatus
 from finsync.domain.errors import Conflict
@@ -118,12 +118,12 @@ class _Rows:
         # PostgreSQL: uuid_utils' UUIDv7 objects and JSON text go to asyncpg as they are.
         self.new_id: Callable[[], Any] = uuid_utils.uuid7 if postgres else new_id
         self.json = postgres
-        # Rules limited to another account never match here: leave them out once.
-        self.rules = [r for r in rules if r.enabled and r.conditions.account_id in (None, account.id)]
+        # Rules limited to another account never match here: left out once.
+        self.rules = CompiledRules(list(rules), account.id)
 
     def labels(self, description: str | None, amount: Any) -> tuple[Any, ...]:
         """What the rules set on a new row: category and tags, each marked as the rules'."""
-        found = decide(self.rules, self.account_id, description, amount)
+        found = self.rules.decide(self.account_id, description, amount)
         if found is None:
             return _NO_LABELS
         category = found.category_id
