@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import random
 import sqlite3
 import statistics
@@ -38,7 +39,8 @@ from finsync.domain.market import is_fixing_day
 from finsync.infrastructure.db.net_worth import deltas_of
 
 RUNS = 7
-DB = "finsync_bench_analytics"
+ONLY: list[str] = []
+DB = os.environ.get("FINSYNC_BENCH_ANALYTICS_DB", "finsync_bench_analytics")
 END = date(2026, 6, 30)
 START = END - timedelta(days=3652)
 CURRENCIES = ("EUR", "USD", "GBP")
@@ -350,6 +352,8 @@ async def measure(settings: Settings, shapes_for: Any, label: str, load: Any) ->
         )
         category = str(shapes.categories[0][0])
         for name, path, params in ENDPOINTS:
+            if ONLY and not any(o in name for o in ONLY):
+                continue
             if path == "/api/v1/transactions":
                 params = {**params, "category_id": category}
             timings = []
@@ -363,6 +367,9 @@ async def measure(settings: Settings, shapes_for: Any, label: str, load: Any) ->
             results[name] = median
             print(f"[{label}] {name:<36} {median:8.1f} ms  ({len(r.content):,} bytes)", flush=True)
         account = str(shapes.accounts[7][0])
+        if ONLY and not any(o in "reconciliation, 10 y" for o in ONLY):
+            await container.aclose()
+            return results
         timings = []
         for _ in range(RUNS):
             t = time.perf_counter()
@@ -412,6 +419,7 @@ if __name__ == "__main__":
     parser.add_argument("--backend", choices=("pg", "sqlite", "both"), default="both")
     parser.add_argument("--keep", action="store_true", help="keep the PostgreSQL database (profiling)")
     parser.add_argument("--runs", type=int, default=RUNS)
+    parser.add_argument("--only", action="append", default=[], help="time only endpoints naming this")
     args = parser.parse_args()
-    RUNS = args.runs
+    RUNS, ONLY = args.runs, args.only
     asyncio.run(main(args.transactions, args.backend, args.keep))

@@ -172,6 +172,9 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     parser.add_argument("--database", default=DB, help=f"PostgreSQL database to (re)create (default {DB})")
     parser.add_argument("--case", choices=CASES, help="only this amplification case (run in a child process)")
     parser.add_argument("--skip-cases", action="store_true", help="skip the amplification cases")
+    parser.add_argument(
+        "--rules", type=int, default=0, help="categorisation rules each importing user has (issue #15)"
+    )
     args = parser.parse_args(argv)
     if args.case:
         return asyncio.run(amplification(args.case, args.database))
@@ -183,7 +186,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         f"in {time.perf_counter() - started:.1f} s; median of {RUNS} runs:"
     )
     if args.e2e_only:
-        results = asyncio.run(end_to_end(data, args.transactions, args.database))
+        results = asyncio.run(end_to_end(data, args.transactions, args.database, args.rules))
         peak = _rss_mb("VmHWM")
         print(f"peak RSS of the import process (file generation and HTTP client included) {peak:,.0f} MB")
         return results | {"peak_rss_mb": peak}
@@ -198,6 +201,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         del data
         sys.stdout.flush()
         child = [sys.executable, __file__, "--e2e-only", "--transactions", str(args.transactions)]
+        child += ["--rules", str(args.rules)]
         subprocess.run([*child, "--database", args.database], check=True)  # prints its own figures
         for case in () if args.skip_cases else CASES:
             sys.stdout.flush()
@@ -270,7 +274,24 @@ async def amplification(case: str, database: str) -> dict[str, float]:
     return {"seconds": seconds, "peak_rss_mb": peak, "rss_before_mb": before}
 
 
-async def end_to_end(data: bytes, count: int, database: str = DB) -> dict[str, float]:
+async def _add_rules(client: Any, headers: dict[str, str], count: int) -> None:
+    """``count`` rules on the statement's payees (most rows match one), as a user sets them up."""
+    tree = (await client.get("/api/v1/categories", headers=headers)).json()
+    categories = [c["id"] for c in tree["items"]] if isinstance(tree, dict) else [c["id"] for c in tree]
+    for i in range(count):
+        payee = _PAYEES[i % len(_PAYEES)][1].split()[0]
+        rule = {
+            "name": f"rule {i}",
+            "priority": i,
+            "conditions": {"description_contains": payee.lower()},
+            "category_id": categories[i % len(categories)],
+            "tags": [f"tag{i % 3}"],
+        }
+        r = await client.post("/api/v1/rules", headers=headers, json=rule)
+        assert r.status_code == 201, r.text
+
+
+async def end_to_end(data: bytes, count: int, database: str = DB, rules: int = 0) -> dict[str, float]:
     """Upload through the HTTP API (multipart, in-process ASGI) into PostgreSQL until committed."""
     import httpx
 
@@ -291,6 +312,7 @@ async def end_to_end(data: bytes, count: int, database: str = DB) -> dict[str, f
         before = _rss_mb()
         for run in range(RUNS_E2E):
             headers = await _login(client, run)  # a new user each time: a true first import
+            await _add_rules(client, headers, rules)
             files = {"file": ("bench.ofx", data, "application/x-ofx")}
             started = time.perf_counter()
             r = await client.post("/api/v1/imports", headers=headers, files=files)
@@ -307,7 +329,7 @@ async def end_to_end(data: bytes, count: int, database: str = DB) -> dict[str, f
     first, again = statistics.median(firsts), statistics.median(repeats)
     print(f"end-to-end first import (PostgreSQL)  {first * 1000:8.1f} ms  {count / first:>12,.0f} tx/s")
     print(f"end-to-end re-import, all duplicates  {again * 1000:8.1f} ms  {count / again:>12,.0f} tx/s")
-    print(f"  (medians of {RUNS_E2E} uploads each, upload → rows committed → 201)")
+    print(f"  (medians of {RUNS_E2E} uploads each, upload → rows committed → 201; {rules} rules)")
     ratio = (peak - before) / (len(data) / 2**20)
     print(f"RSS before the uploads {before:,.0f} MB, peak {peak:,.0f} MB ({ratio:.1f}x the file over it)")
     return {"e2e_first_tx_per_s": count / first, "e2e_reimport_tx_per_s": count / again}

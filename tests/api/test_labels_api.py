@@ -233,3 +233,52 @@ async def test_concurrent_requests_cannot_duplicate_the_tree_or_a_transfer(
 def container_pg_only(database_url: str) -> None:
     if not database_url.startswith("postgresql"):
         pytest.skip("concurrent writers: PostgreSQL's promise (SQLite has one writer at a time)")
+
+
+async def test_an_import_labels_its_new_rows_as_it_writes_them(world: World) -> None:
+    """Rules run in the import's own pass (the OFX path builds rows lazily): new rows get the
+    category and tags of the first matching rules, marked as the rules'; a rule bound to
+    another account, or a disabled one, does nothing; rows already stored keep their labels."""
+    await world.login()
+    groceries, leisure = await _category(world, "Groceries"), await _category(world, "Leisure")
+    world.bank.accounts = [account("elsewhere")]
+    await world.sync(date(2024, 1, 2))
+    other = await world.account_id("elsewhere")
+    rules = [
+        {"name": "shop 1x", "priority": 1, "conditions": {"description_contains": "shop 1"},
+         "category_id": groceries, "tags": ["food"]},
+        {"name": "small", "priority": 2, "conditions": {"amount_min": "-3"},
+         "category_id": leisure, "tags": ["small", "food"]},
+        {"name": "not here", "priority": 0,
+         "conditions": {"description_contains": "shop", "account_id": other},
+         "category_id": leisure, "tags": ["never"]},
+        {"name": "off", "priority": 0, "enabled": False, "conditions": {"description_contains": "shop"},
+         "tags": ["never"]},
+    ]  # fmt: skip
+    for rule in rules:
+        r = await world.client.post("/api/v1/rules", headers=world.headers, json=rule)
+        assert r.status_code == 201, r.text
+    r = await upload(world.client, world.headers, statement(range(1, 13)))
+    assert r.status_code == 201, r.text
+    assert r.json()["counts"]["transactions_inserted"] == 12
+    rows = {t["description"].split(" ")[1]: t for t in (await world.get("/transactions", limit=50))["items"]}
+    labels = {
+        n: (t["category_id"], t["tags"], t["category_set_by"]) for n, t in rows.items() if n != "elsewhere"
+    }
+    assert len(labels) == 12
+    assert labels["1"] == (groceries, ["food", "small"], "rule")  # -1.25: both match, the first wins
+    assert labels["2"] == (leisure, ["small", "food"], "rule")  # -2.25: only the amount rule
+    assert labels["10"] == (groceries, ["food"], "rule")  # "Shop 10" contains "shop 1"
+    assert labels["5"] == (None, [], None)  # -5.25: no rule
+    # A rule added later labels nothing on a re-import: no new rows, and changed rows keep theirs.
+    await world.client.post(
+        "/api/v1/rules", headers=world.headers,
+        json={"name": "late", "conditions": {"description_contains": "shop"}, "tags": ["late"]},
+    )  # fmt: skip
+    changed = statement(range(1, 13)).replace(b"<MEMO>card", b"<MEMO>card posted")
+    r = await upload(world.client, world.headers, changed)
+    assert r.json()["counts"]["transactions_updated"] == 12
+    again = {t["description"].split(" ")[1]: t for t in (await world.get("/transactions", limit=50))["items"]}
+    assert {n: (t["category_id"], t["tags"]) for n, t in again.items() if n in labels} == {
+        n: (c, tags) for n, (c, tags, _) in labels.items()
+    }

@@ -1,7 +1,8 @@
 """Categories, rules, user fields of transactions, and own-transfer links: the use cases.
 
-``label_new_transactions`` runs inside every sync and import (same transaction): rules fill
-in new transactions, and new transfer-like transactions are paired across accounts.
+Every sync and import labels new transactions with the user's rules as it writes them (the
+transaction repository's upsert), then ``label_new_transactions`` pairs new transfer-like
+transactions across accounts (same transaction).
 """
 
 from __future__ import annotations
@@ -78,19 +79,16 @@ def _rule_change(rule_or_rules: Rule | list[Rule], target: LabelTarget) -> Label
 async def label_new_transactions(
     uow: UnitOfWork, user_id: UUID, account_ids: Sequence[UUID], floor: UUID
 ) -> None:
-    """Apply the user's rules to transactions inserted since ``floor`` and pair new own transfers.
+    """Pair own transfers among transactions inserted since ``floor`` (rules already labelled
+    them as they were written: ``TransactionRepository.upsert``).
 
-    Costs two small queries when the user has no rules and a single account.
+    Costs one small query when the user has a single account.
     """
-    rules = [r for r in await uow.rules.list(user_id) if r.enabled]
     several = len((await uow.accounts.find(user_id, AccountFilter(), PageRequest(limit=2))).items) > 1
-    if not rules and not several:
+    if not several:
         return
     written = await uow.labels.written_since(account_ids, floor)
-    if rules:
-        changes = [c for t in written if (c := _rule_change(rules, t)) is not None]
-        await uow.labels.apply(changes, SetBy.RULE.value)
-    if several and written:
+    if written:
         await _link_transfers(uow, user_id, written)
 
 

@@ -29,7 +29,7 @@ from finsync.application.valuation import (
     rounded,
     signed,
 )
-from finsync.domain.analytics_ports import Interval, PositionSpan, SnapshotValue
+from finsync.domain.analytics_ports import DailyRates, Interval, PositionSpan, SnapshotValue
 from finsync.domain.entities import Account, User, utcnow
 from finsync.domain.errors import InvalidInput
 from finsync.domain.fx import Rate, RateBook
@@ -132,26 +132,52 @@ class NetWorthService:
             raise InvalidInput("from is after to")
         target = currency or base_currency(user, self._default)
         points = period_ends(start, end, interval)
-        deltas = await uow.analytics.net_worth_deltas(user.id, end)
         spans = await uow.positions.spans(user.id)
         by_account: dict[UUID, list[PositionSpan]] = defaultdict(list)
         for span in spans:
             by_account[span.account_id].append(span)
         first_held = min((s.valid_from for s in spans), default=end + timedelta(days=1))
         revalue_from = max(first_held, start)
-        prices = await Prices.load(uow, {s.instrument_key for s in spans}, end, revalue_from - _LOOKBACK)
-        currencies = {c for c, _, _ in deltas} | {target}
-        currencies |= {b.currency for bars in prices.bars.values() for b in bars[-1:]}
+        keys = sorted({s.instrument_key for s in spans})
+        # Rates of every currency met, at every point, computed once here (exact Decimals);
+        # PostgreSQL then sums and revalues in SQL, SQLite (TEXT money) in Python below.
+        currencies = await uow.analytics.net_worth_currencies(user.id) | {target}
+        currencies |= await uow.analytics.price_currencies(keys, end)
         book = await load_book(uow, end, start - _LOOKBACK, currencies | {s.currency for s in spans})
         rates = {c: book.series(c, target, points) for c in currencies}
+        table = _rate_table(rates, points, target)
         missing: set[str] = set()
-        totals = _currency_totals(deltas, points, rates, missing)
+        sums = await uow.analytics.point_totals(user.id, end, table, points)
+        if sums is None:
+            deltas = await uow.analytics.net_worth_deltas(user.id, end)
+            totals = _currency_totals(deltas, points, rates, missing)
+        else:
+            totals = [total for total, _ in sums]
+            missing = set().union(*(m for _, m in sums))
         if by_account and revalue_from <= end:
             accounts = {a.id: a for a in await all_accounts(uow, user.id) if a.id in by_account}
             series = await uow.analytics.snapshot_values(user.id, list(accounts), end, revalue_from)
-            _revalue(accounts, series, by_account, points, prices, book, target, totals)
-        values = [(p, rounded(totals[i], target)) for i, p in enumerate(points)]
-        return History(target, interval, values, sorted(missing), sorted(by_account, key=str))
+            values = await uow.analytics.holding_values(user.id, end, table, points)
+            if values is None:
+                prices = await Prices.load(uow, set(keys), end, revalue_from - _LOOKBACK)
+                values = _position_values(by_account, points, prices, book, target)
+            _revalue(accounts, series, by_account, points, values, book, target, totals)
+        values_out = [(p, rounded(totals[i], target)) for i, p in enumerate(points)]
+        return History(target, interval, values_out, sorted(missing), sorted(by_account, key=str))
+
+
+def _rate_table(rates: dict[str, list[Rate | None]], points: Sequence[date], target: str) -> DailyRates:
+    """The points' rates as the flat table the database joins (the target's own rate is 1)."""
+    table = DailyRates(base=target)
+    for currency, series in sorted(rates.items()):
+        if currency == target:
+            continue
+        for point, rate in zip(points, series, strict=True):
+            if rate is not None:
+                table.currencies.append(currency)
+                table.days.append(point)
+                table.rates.append(rate.value)
+    return table
 
 
 def _currencies(accounts: Sequence[Account], prices: Prices, target: str) -> set[str]:
@@ -234,12 +260,41 @@ def _unit_values(
     return out
 
 
+def _position_values(
+    spans: dict[UUID, list[PositionSpan]],
+    points: Sequence[date],
+    prices: Prices,
+    book: RateBook,
+    target: str,
+) -> dict[UUID, dict[int, Decimal | None]]:
+    """Per account and point index where a position is held: the positions' value in
+    ``target`` (None when one of them has no close or rate there). What PostgreSQL computes in
+    ``holding_values``, in Python for SQLite."""
+    first = min(s.valid_from for held in spans.values() for s in held)
+    start = bisect.bisect_left(points, first)
+    units = _unit_values(
+        {s.instrument_key for held in spans.values() for s in held}, points, start, prices, book, target
+    )
+    out: dict[UUID, dict[int, Decimal | None]] = {}
+    for account_id, held in spans.items():
+        values: dict[int, Decimal | None] = {}
+        for span in held:
+            low = bisect.bisect_left(points, span.valid_from)
+            high = len(points) if span.valid_to is None else bisect.bisect_left(points, span.valid_to)
+            unit = units[span.instrument_key]
+            for i in range(max(low, start), high):
+                value, so_far = unit[i], values.get(i, Decimal(0))
+                values[i] = None if value is None or so_far is None else so_far + span.quantity * value
+        out[account_id] = values
+    return out
+
+
 def _revalue(
     accounts: dict[UUID, Account],
     series: Sequence[SnapshotValue],
     spans: dict[UUID, list[PositionSpan]],
     points: Sequence[date],
-    prices: Prices,
+    values: dict[UUID, dict[int, Decimal | None]],
     book: RateBook,
     target: str,
     totals: list[Decimal],
@@ -247,31 +302,14 @@ def _revalue(
     """Accounts with recorded holdings: from their first recorded day, swap the carried
     balance (in ``totals`` already) for cash + positions at each day's close, on the points
     where every position has a close and a rate."""
-    first = min(s.valid_from for held in spans.values() for s in held)
-    start = bisect.bisect_left(points, first)
-    units = _unit_values(
-        {s.instrument_key for held in spans.values() for s in held}, points, start, prices, book, target
-    )
     per_account: dict[UUID, list[SnapshotValue]] = defaultdict(list)
     for snapshot in series:
         per_account[snapshot.account_id].append(snapshot)
     cash_series: dict[str, list[Rate | None]] = {}
+    zero = Decimal(0)
     for account_id, account in accounts.items():
-        held = spans[account_id]
-        positions = [Decimal(0)] * len(points)
-        priced = [False] * len(points)
-        for i in range(bisect.bisect_left(points, min(s.valid_from for s in held)), len(points)):
-            priced[i] = True
-        for span in held:
-            low = bisect.bisect_left(points, span.valid_from)
-            high = len(points) if span.valid_to is None else bisect.bisect_left(points, span.valid_to)
-            unit = units[span.instrument_key]
-            for i in range(max(low, start), high):
-                value = unit[i]
-                if value is None:
-                    priced[i] = False
-                else:
-                    positions[i] += span.quantity * value
+        first = bisect.bisect_left(points, min(s.valid_from for s in spans[account_id]))
+        held = values.get(account_id, {})
         history = per_account.get(account_id, [])
         if account.currency not in cash_series:
             cash_series[account.currency] = book.series(account.currency, target, points)
@@ -281,13 +319,16 @@ def _revalue(
             while at < len(history) and history[at].day <= point:
                 last = history[at]
                 at += 1
+            if i < first:
+                continue
+            positions = held.get(i, zero)
             rate = cash_rates[i]
             if (
-                not priced[i]
+                positions is None
                 or last is None
                 or last.balance is None
                 or last.cash_value is None
                 or rate is None
             ):
                 continue
-            totals[i] += (last.cash_value - signed(account.type, last.balance)) * rate.value + positions[i]
+            totals[i] += (last.cash_value - signed(account.type, last.balance)) * rate.value + positions

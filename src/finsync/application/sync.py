@@ -74,7 +74,9 @@ async def write_fetched(
 
     Shared by provider syncs and file imports so both keep the same guarantees.
     """
-    floor = id_floor()  # transactions inserted from here on get the user's rules (see labels)
+    floor = id_floor()  # transactions inserted from here on are paired as transfers (see labels)
+    # The user's rules label new transactions as they are written: no second pass over them.
+    rules = [r for r in await uow.rules.list(connection.user_id) if r.enabled]
     accounts, counts = await uow.accounts.upsert(connection, fetched.accounts)
     record_counts(run, "accounts", counts)
     snapshots = []
@@ -89,9 +91,9 @@ async def write_fetched(
             await uow.positions.record(account, fetched.holdings[key], taken_at.astimezone(UTC).date())
         batch = fetched.transactions.get(key)
         if batch is not None:
-            tx_counts = await uow.transactions.upsert(account, batch.transactions)
+            tx_counts = await uow.transactions.upsert(account, batch.transactions, rules)
             for group in batch.deferred:
-                tx_counts.add(await uow.transactions.upsert_deferred(account, group))
+                tx_counts.add(await uow.transactions.upsert_deferred(account, group, rules))
             tx_counts.deleted += await uow.transactions.drop_stale_pending(account, batch)
             record_counts(run, "transactions", tx_counts)
         snapshots.append(

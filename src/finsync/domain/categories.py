@@ -157,6 +157,51 @@ def decide(rules: list[Rule], account_id: UUID, description: str | None, amount:
     return Labels(category, tuple(tags), rule_id) if matched else None
 
 
+class CompiledRules:
+    """``decide`` for many transactions at once (an import's new rows): the enabled rules
+    kept in order with their needles lower-cased once, each row's payee parsed at most once.
+    Gives exactly what ``decide`` gives."""
+
+    def __init__(self, rules: list[Rule], account_id: UUID | None = None) -> None:
+        """``account_id``: the account every row belongs to; rules bound to another are dropped."""
+        self._rules = []
+        for rule in rules:
+            c = rule.conditions
+            if not rule.enabled or (account_id is not None and c.account_id not in (None, account_id)):
+                continue
+            text = None if c.description_contains is None else c.description_contains.lower()
+            payee = None if c.payee_contains is None else c.payee_contains.lower()
+            self._rules.append((rule, c.account_id, c.amount_min, c.amount_max, text, payee))
+
+    def __bool__(self) -> bool:
+        return bool(self._rules)
+
+    def decide(self, account_id: UUID, description: str | None, amount: Decimal) -> Labels | None:
+        category: UUID | None = None
+        rule_id: UUID | None = None
+        tags: list[str] = []
+        matched = False
+        lowered = (description or "").lower()
+        payee: str | None = None
+        for rule, account, low, high, text, payee_text in self._rules:
+            if account is not None and account != account_id:
+                continue
+            if (low is not None and amount < low) or (high is not None and amount > high):
+                continue
+            if text is not None and text not in lowered:
+                continue
+            if payee_text is not None:
+                if payee is None:
+                    payee = (payee_of(lowered) or "").lower()
+                if payee_text not in payee:
+                    continue
+            matched = True
+            if category is None and rule.category_id is not None:
+                category, rule_id = rule.category_id, rule.id
+            tags += [t for t in rule.tags if t not in tags]
+        return Labels(category, tuple(tags), rule_id) if matched else None
+
+
 @dataclass(slots=True, kw_only=True)
 class TransferLink:
     """Two transactions of one user that are a transfer between their own accounts."""

@@ -54,6 +54,7 @@ if TYPE_CHECKING:
         RuleRepository,
         TransferRepository,
     )
+    from finsync.domain.categories import Rule
 
 T = TypeVar("T")
 NEVER = SyncSchedule(default_minutes=None)
@@ -236,8 +237,15 @@ class HoldingRepository(Protocol):
 
 
 class TransactionRepository(Protocol):
-    async def upsert(self, account: Account, transactions: Sequence[ProviderTransaction]) -> UpsertCounts: ...
-    async def upsert_deferred(self, account: Account, group: DeferredTransactions) -> UpsertCounts:
+    async def upsert(
+        self, account: Account, transactions: Sequence[ProviderTransaction], rules: Sequence[Rule] = ()
+    ) -> UpsertCounts:
+        """Insert new, update changed, skip unchanged; new rows get what ``rules`` decide."""
+        ...
+
+    async def upsert_deferred(
+        self, account: Account, group: DeferredTransactions, rules: Sequence[Rule] = ()
+    ) -> UpsertCounts:
         """Like ``upsert``, building only the group's items that are new or changed."""
         ...
 

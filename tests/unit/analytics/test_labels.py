@@ -103,3 +103,48 @@ def test_each_transaction_is_paired_once_and_rejections_stick() -> None:
     assert match_transfers([one, two, inflow]) == [(one.id, inflow.id)]
     assert match_transfers([one, two, inflow], rejected={(one.id, inflow.id)}) == [(two.id, inflow.id)]
     assert match_transfers([one, inflow], new={two.id}) == []  # neither side is new: judged before
+
+
+def test_compiled_rules_decide_exactly_as_decide() -> None:
+    """What an import runs per new row equals the reference ``decide``, over every mix of
+    conditions, accounts, disabled rules and priorities."""
+    import random
+
+    from finsync.domain.categories import CompiledRules
+
+    rng = random.Random(15)
+    accounts = [uuid.uuid4() for _ in range(3)]
+    words = ["shop", "Whole Foods", "rent", "SHELL", "pay", "memo", "x"]
+    descriptions = [None, "", "Whole Foods MKT / memo 1", "SHELL OIL", "rent / Shop 7", "PAYROLL x", "shop"]
+
+    def conditions() -> RuleConditions:
+        while True:
+            c = RuleConditions(
+                description_contains=rng.choice([None, None, *words]),
+                payee_contains=rng.choice([None, None, *words]),
+                amount_min=rng.choice([None, None, Decimal("-50"), Decimal("0")]),
+                amount_max=rng.choice([None, None, Decimal("-1"), Decimal("100")]),
+                account_id=rng.choice([None, None, *accounts]),
+            )
+            if not c.empty():
+                return c
+
+    for _ in range(200):
+        rules = [
+            Rule(
+                user_id=uuid.uuid4(),
+                name="r",
+                conditions=conditions(),
+                category_id=rng.choice([None, uuid.uuid4()]),
+                tags=rng.sample(["a", "b", "c"], rng.randint(0, 2)),
+                enabled=rng.random() > 0.2,
+            )
+            for _ in range(rng.randint(1, 6))
+        ]
+        for account in accounts:
+            compiled = CompiledRules(rules, account)
+            for description in descriptions:
+                for amount in (Decimal("-75.5"), Decimal("-5"), Decimal("0"), Decimal("20")):
+                    assert compiled.decide(account, description, amount) == decide(
+                        rules, account, description, amount
+                    )

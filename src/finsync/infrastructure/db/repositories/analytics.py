@@ -27,6 +27,7 @@ from finsync.domain.analytics_ports import (
 )
 from finsync.domain.entities import BalanceSnapshot
 from finsync.domain.enums import AccountType, TransactionStatus, TransactionSubtype, TransactionType
+from finsync.infrastructure.db.analytics_tables import NetWorthDeltaRow
 from finsync.infrastructure.db.net_worth import NetWorthDeltas
 from finsync.infrastructure.db.tables import BalanceSnapshotRow, TransactionRow
 
@@ -60,18 +61,97 @@ _SQLITE_GROUP = {
     "substr(t.description, 1, instr(t.description, ' / ') - 1) ELSE t.description END), '')",
 }
 # Rows of cash flow: not cancelled, not trades, not excluded by the user, not in a live own-transfer link.
-_CASH_FLOW_WHERE = (
-    "t.user_id = :user_id AND t.transaction_date >= :start AND t.transaction_date <= :end "  # noqa: S608 - constant SQL, values are bound
+_CASH_FLOW_ROWS = (
+    "t.user_id = :user_id AND t.transaction_date >= :start AND t.transaction_date <= :end "
     f"AND t.status <> '{TransactionStatus.CANCELLED.value}' AND t.type <> '{TransactionType.TRADE.value}' "
     "AND (t.excluded_from_analytics IS NULL OR t.excluded_from_analytics = :false) "
-    "AND t.id NOT IN (SELECT outflow_id FROM transfer_links WHERE user_id = :user_id "
+)
+_CASH_FLOW_WHERE = (  # SQLite: one ephemeral index of the live legs, probed per row
+    f"{_CASH_FLOW_ROWS}AND t.id NOT IN (SELECT outflow_id FROM transfer_links WHERE user_id = :user_id "  # noqa: S608
     "AND status <> 'rejected' UNION ALL SELECT inflow_id FROM transfer_links "
     "WHERE user_id = :user_id AND status <> 'rejected')"
+)
+# PostgreSQL: two anti-joins, which (unlike NOT IN over a subquery) a parallel scan can run.
+_PG_CASH_FLOW_WHERE = (
+    f"{_CASH_FLOW_ROWS}AND NOT EXISTS (SELECT 1 FROM transfer_links l WHERE l.user_id = :user_id "  # noqa: S608
+    "AND l.status <> 'rejected' AND l.outflow_id = t.id) "
+    "AND NOT EXISTS (SELECT 1 FROM transfer_links l WHERE l.user_id = :user_id "
+    "AND l.status <> 'rejected' AND l.inflow_id = t.id)"
 )
 _PG_RATES = (
     "SELECT * FROM unnest(CAST(:cur AS text[]), CAST(:day AS date[]), CAST(:rate AS numeric[]))"
     " AS r(currency, day, rate)"
 )
+
+
+# The points' rates, keyed by one integer (point index x 1000 + the currency's position in
+# :curs): a single equality join, which the planner cannot turn into a cross product even
+# though it cannot see how many rows the unnested arrays hold.
+_PG_POINT_RATES = "SELECT * FROM unnest(CAST(:keys AS int[]), CAST(:rate AS numeric[])) AS x(key, rate)"
+_PG_RATE_KEY = "{idx} * 1000 + array_position(CAST(:curs AS text[]), CAST({currency} AS text))"
+# Net worth history on PostgreSQL, one row per point: each currency's running sum of the daily
+# deltas at the point (a delta of day d counts from the first point on or after d), times the
+# point's rate. The points are sorted: ``width_bucket`` finds a day's first point.
+_PG_POINT_TOTALS = (
+    "WITH p AS (SELECT idx FROM generate_series(1, CAST(:n AS int)) AS p(idx)), "  # noqa: S608
+    f"x AS ({_PG_POINT_RATES}), "
+    "d AS (SELECT currency, width_bucket(day - 1, CAST(:points AS date[])) + 1 AS idx, SUM(delta) AS delta"
+    " FROM net_worth_deltas WHERE user_id = :user_id AND day <= :end GROUP BY 1, 2), "
+    "g AS (SELECT c.currency, p.idx,"
+    " SUM(COALESCE(d.delta, 0)) OVER (PARTITION BY c.currency ORDER BY p.idx) AS amount"
+    " FROM (SELECT DISTINCT currency FROM d) c CROSS JOIN p"
+    " LEFT JOIN d ON d.currency = c.currency AND d.idx = p.idx) "
+    "SELECT g.idx, SUM(g.amount * CASE WHEN g.currency = :base THEN 1 ELSE x.rate END),"
+    " array_agg(g.currency) FILTER (WHERE g.amount <> 0 AND g.currency <> :base AND x.rate IS NULL)"
+    f" FROM g LEFT JOIN x ON x.key = {_PG_RATE_KEY.format(idx='g.idx', currency='g.currency')}"
+    " GROUP BY g.idx"
+)
+# Recorded holdings on PostgreSQL, per account and point where a position is held: the sum of
+# quantity x the instrument's last close on or before the point x the point's rate (the
+# currency of the instrument's latest close), and whether every position had both. Points
+# are 1-based indexes: a span holds points lo..hi-1 (``width_bucket`` counts the points
+# before a day); each instrument's last close per point comes from its closes grouped by
+# the first point on or after their day, each carried until the next such group.
+_PG_HOLDING_VALUES = (
+    "WITH x AS (SELECT * FROM unnest(CAST(:keys AS int[]), CAST(:rate AS numeric[])) AS x(key, rate)), "  # noqa: S608
+    "s AS MATERIALIZED (SELECT h.account_id, h.quantity, i.id AS iid, q.currency,"
+    " width_bucket(h.valid_from - 1, CAST(:points AS date[])) + 1 AS lo,"
+    " CASE WHEN h.valid_to IS NULL THEN CAST(:n AS int) + 1"
+    "  ELSE width_bucket(h.valid_to - 1, CAST(:points AS date[])) + 1 END AS hi"
+    " FROM holding_history h LEFT JOIN instruments i ON i.key = h.instrument_key"
+    " LEFT JOIN LATERAL (SELECT c.currency FROM prices c WHERE c.instrument_id = i.id AND c.day <= :end"
+    "  ORDER BY c.day DESC LIMIT 1) q ON true"
+    " WHERE h.user_id = :user_id), "
+    "f AS (SELECT iid, MIN(lo) AS lo FROM s WHERE iid IS NOT NULL AND lo < hi GROUP BY iid), "
+    "b AS (SELECT DISTINCT ON (c.instrument_id, k) c.instrument_id AS iid,"
+    " width_bucket(c.day - 1, CAST(:points AS date[])) + 1 AS k, c.close"
+    " FROM prices c JOIN f ON f.iid = c.instrument_id WHERE c.day <= :end"
+    " ORDER BY c.instrument_id, k, c.day DESC), "
+    "r AS (SELECT iid, k, close,"
+    " COALESCE(lead(k) OVER (PARTITION BY iid ORDER BY k), CAST(:n AS int) + 1) AS next FROM b), "
+    "cl AS (SELECT r.iid, g.idx, r.close FROM r JOIN f ON f.iid = r.iid"
+    " CROSS JOIN LATERAL generate_series(GREATEST(r.k, f.lo), r.next - 1) AS g(idx)), "
+    "v AS (SELECT s.account_id, g.idx, s.quantity, s.currency, cl.close"
+    " FROM s CROSS JOIN LATERAL generate_series(s.lo, s.hi - 1) AS g(idx)"
+    " LEFT JOIN cl ON cl.iid = s.iid AND cl.idx = g.idx) "
+    "SELECT v.account_id, v.idx,"
+    " SUM(v.quantity * v.close * CASE WHEN v.currency = :base THEN 1 ELSE x.rate END),"
+    " bool_and(v.close IS NOT NULL AND (v.currency = :base OR x.rate IS NOT NULL))"
+    f" FROM v LEFT JOIN x ON x.key = {_PG_RATE_KEY.format(idx='v.idx', currency='v.currency')}"
+    " GROUP BY 1, 2"
+)
+
+
+def _point_params(user_id: UUID, end: date, rates: DailyRates, points: Sequence[date]) -> dict[str, Any]:
+    """Bound values of the point queries: ``rates.days`` are points, keyed as ``_PG_RATE_KEY``."""
+    index = {day: i for i, day in enumerate(points, 1)}
+    curs = sorted(set(rates.currencies))
+    position = {c: i for i, c in enumerate(curs, 1)}
+    keys = [index[d] * 1000 + position[c] for c, d in zip(rates.currencies, rates.days, strict=True)]
+    return {
+        "user_id": user_id, "end": end, "base": rates.base, "points": list(points), "n": len(points),
+        "curs": curs, "keys": keys, "rate": rates.rates,
+    }  # fmt: skip
 
 
 def _uuid(value: Any) -> str | None:
@@ -103,6 +183,59 @@ class SqlAnalyticsRepository:
     @property
     def _postgres(self) -> bool:
         return self._s.get_bind().dialect.name == "postgresql"
+
+    async def _no_jit(self) -> None:
+        """PostgreSQL compiles a query whose estimated cost is high (unnested arrays are
+        misestimated) with JIT, which costs far more than these queries run: off for the
+        request's transaction."""
+        await self._s.execute(text("SET LOCAL jit = off"))
+
+    async def net_worth_currencies(self, user_id: UUID) -> set[str]:
+        d = NetWorthDeltaRow.__table__.c  # type: ignore[attr-defined]
+        stmt = select(d.currency).where(d.user_id == user_id).distinct()
+        return set((await self._s.execute(stmt)).scalars())
+
+    async def price_currencies(self, keys: Sequence[str], end: date) -> set[str]:
+        """The currency of each instrument's latest close up to ``end`` (what revaluing quotes)."""
+        if not keys:
+            return set()
+        sql = (
+            "SELECT (SELECT c.currency FROM prices c WHERE c.instrument_id = i.id AND c.day <= :end"
+            " ORDER BY c.day DESC LIMIT 1) FROM instruments i WHERE i.key IN :keys"
+        )
+        stmt = text(sql).bindparams(_expanding("keys"))
+        rows = await self._s.execute(stmt, {"keys": tuple(keys), "end": end if self._postgres else str(end)})
+        return {c for (c,) in rows.all() if c is not None}
+
+    async def point_totals(
+        self, user_id: UUID, end: date, rates: DailyRates, points: Sequence[date]
+    ) -> list[tuple[Decimal, set[str]]] | None:
+        """Per point: the sum of every currency's carried-forward total times the point's rate
+        (``rates`` holds the points' rates), and the currencies held without a rate. None on
+        SQLite (TEXT money): the caller adds the deltas itself."""
+        if not self._postgres:
+            return None
+        params = _point_params(user_id, end, rates, points)
+        await self._no_jit()
+        out: list[tuple[Decimal, set[str]]] = [(Decimal(0), set())] * len(points)
+        for idx, total, missing in (await self._s.execute(text(_PG_POINT_TOTALS), params)).all():
+            out[idx - 1] = (Decimal(0) if total is None else total, set(missing or ()))
+        return out
+
+    async def holding_values(
+        self, user_id: UUID, end: date, rates: DailyRates, points: Sequence[date]
+    ) -> dict[UUID, dict[int, Decimal | None]] | None:
+        """Per account with recorded holdings and per point index where it held a position: the
+        positions' value in ``rates.base`` (None when a close or a rate is missing). None on
+        SQLite: the caller revalues from the closes itself."""
+        if not self._postgres:
+            return None
+        params = _point_params(user_id, end, rates, points)
+        await self._no_jit()
+        out: dict[UUID, dict[int, Decimal | None]] = {}
+        for account_id, idx, value, priced in (await self._s.execute(text(_PG_HOLDING_VALUES), params)).all():
+            out.setdefault(account_id, {})[idx - 1] = value if priced else None
+        return out
 
     async def balance_deltas(
         self, user_id: UUID, end: date, exclude: Sequence[UUID] = ()
@@ -208,6 +341,7 @@ class SqlAnalyticsRepository:
             rate = "CASE WHEN d.currency = :base THEN 1 ELSE x.rate END"
             income, spending = f"SUM(d.inc * {rate})", f"SUM(d.sp * {rate})"
             params |= {"cur": rates.currencies, "day": rates.days, "rate": rates.rates}
+            where = _PG_CASH_FLOW_WHERE
         else:  # SQLite joins its temporary rate table directly, through the table's own key
             period, grouping = _SQLITE_PERIOD[interval], _SQLITE_GROUP[group]
             await self._sqlite_rates(rates)
@@ -217,10 +351,11 @@ class SqlAnalyticsRepository:
             rate = "CASE WHEN d.currency = :base THEN '1' ELSE x.rate END"
             income, spending = f"dsum_rate(d.inc, {rate})", f"dsum_rate(d.sp, {rate})"
             params |= {"user_id": user_id.hex, "start": start.isoformat(), "end": end.isoformat()}
+            where = _CASH_FLOW_WHERE
         sql = (
             f"{head}d AS (SELECT t.transaction_date AS day, t.currency AS currency, {grouping} AS grp, "  # noqa: S608
             f"{inner_inc} AS inc, {inner_sp} AS sp, COUNT(*) AS n "
-            f"FROM transactions t WHERE {_CASH_FLOW_WHERE} GROUP BY 1, 2, 3) "
+            f"FROM transactions t WHERE {where} GROUP BY 1, 2, 3) "
             f"SELECT {period.replace('t.transaction_date', 'd.day')} AS period, d.grp, {income}, {spending}, "
             "SUM(d.n), SUM(CASE WHEN d.currency <> :base AND x.rate IS NULL THEN d.n ELSE 0 END) "
             f"FROM d LEFT JOIN {joined} ON x.currency = d.currency AND x.day = d.day "
@@ -228,6 +363,7 @@ class SqlAnalyticsRepository:
         )
         if self._postgres:  # the per-day groups of a long history sort in memory, not on disk
             await self._s.execute(text("SET LOCAL work_mem = '64MB'"))
+            await self._no_jit()
         result = await self._s.execute(text(sql), params)
         out = []
         for period_value, grp, inc, spent, count, missing in result.all():

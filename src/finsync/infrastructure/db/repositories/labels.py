@@ -210,8 +210,9 @@ def _target(row: Any) -> LabelTarget:
 
 
 class SqlLabelRepository:
-    """The user fields of transactions. Only this repository writes them; the import and sync
-    write path (``SqlTransactionRepository``) never names these columns."""
+    """The user fields of transactions. Only this repository changes them; the import and sync
+    write path (``SqlTransactionRepository``) sets the rules' labels of rows it inserts and
+    never names these columns in an update."""
 
     def __init__(self, session: AsyncSession) -> None:
         self._s = session

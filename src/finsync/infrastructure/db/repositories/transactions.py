@@ -27,6 +27,7 @@ from sqlalchemy.dialects import sqlite
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from finsync.domain.categories import CompiledRules, Rule, SetBy
 from finsync.domain.entities import Account, Transaction, new_id, utcnow
 from finsync.domain.enums import TransactionStatus
 from finsync.domain.errors import Conflict
@@ -49,6 +50,11 @@ _FIELDS = (
 _ROW = ("id", "user_id", "account_id", "provider_transaction_id", *_FIELDS, "content_hash")
 _PID_AT, _HASH_AT = _ROW.index("provider_transaction_id"), _ROW.index("content_hash")
 _STAGED = _ROW[_PID_AT:]  # what an update carries: the id and account are already in the table
+# A new row also carries what the user's rules decide (filled in the same pass as the row is
+# built, so an import writes each row once); an update never names these user fields.
+_LABELS = ("category_id", "category_set_by", "tags", "tags_set_by")
+_INSERT = (*_ROW, *_LABELS)
+_ROW_END = len(_ROW)
 _STAGE_DDL = (  # our own column constants
     "CREATE TEMP TABLE IF NOT EXISTS _transactions_stage ON COMMIT DELETE ROWS AS "  # noqa: S608
     f"SELECT {', '.join(_STAGED)} FROM transactions WITH NO DATA"
@@ -100,14 +106,34 @@ def _check_keys(keys: Sequence[tuple[str, str]]) -> None:
         raise ValueError("a transaction fingerprint is longer than 64 characters")
 
 
-class _Rows:
-    """Transactions → rows in ``_ROW`` order, for one account and backend."""
+_NO_LABELS = (None, None, None, None)
 
-    def __init__(self, account: Account, postgres: bool) -> None:
+
+class _Rows:
+    """Transactions → rows in ``_INSERT`` order (``_ROW``, then the rules' labels), for one
+    account and backend."""
+
+    def __init__(self, account: Account, postgres: bool, rules: Sequence[Rule] = ()) -> None:
         self.user_id, self.account_id = account.user_id, account.id
         # PostgreSQL: uuid_utils' UUIDv7 objects and JSON text go to asyncpg as they are.
         self.new_id: Callable[[], Any] = uuid_utils.uuid7 if postgres else new_id
         self.json = postgres
+        # Rules limited to another account never match here: left out once.
+        self.rules = CompiledRules(list(rules), account.id)
+
+    def labels(self, description: str | None, amount: Any) -> tuple[Any, ...]:
+        """What the rules set on a new row: category and tags, each marked as the rules'."""
+        found = self.rules.decide(self.account_id, description, amount)
+        if found is None:
+            return _NO_LABELS
+        category = found.category_id
+        tags = list(found.tags) or None
+        return (
+            category,
+            None if category is None else SetBy.RULE.value,
+            None if tags is None else (json_dumps(tags) if self.json else tags),
+            None if tags is None else SetBy.RULE.value,
+        )
 
     def __call__(self, r: ProviderTransaction) -> tuple[Any, ...]:
         values = (
@@ -120,7 +146,8 @@ class _Rows:
             fingerprint = content_hash(values)
         raw = json_dumps(r.raw) if self.json else r.raw
         pid = r.provider_transaction_id
-        return (self.new_id(), self.user_id, self.account_id, pid, *values[:-1], raw, fingerprint)
+        labels = self.labels(values[11], r.amount) if self.rules else _NO_LABELS
+        return (self.new_id(), self.user_id, self.account_id, pid, *values[:-1], raw, fingerprint, *labels)
 
 
 async def _yielding(rows: Iterator[tuple[Any, ...]], every: int = 5_000) -> AsyncIterator[tuple[Any, ...]]:
@@ -144,9 +171,12 @@ class SqlTransactionRepository:
     def _postgres(self) -> bool:
         return self._s.get_bind().dialect.name == "postgresql"
 
-    async def upsert(self, account: Account, incoming: Sequence[ProviderTransaction]) -> UpsertCounts:
-        """Insert new rows, update rows whose content changed, leave the rest untouched."""
-        to_row = _Rows(account, self._postgres)
+    async def upsert(
+        self, account: Account, incoming: Sequence[ProviderTransaction], rules: Sequence[Rule] = ()
+    ) -> UpsertCounts:
+        """Insert new rows, update rows whose content changed, leave the rest untouched.
+        New rows get what ``rules`` decide (changed rows keep their labels)."""
+        to_row = _Rows(account, self._postgres, rules)
         # Last occurrence wins: one batch may not touch a row twice.
         rows = list({r.provider_transaction_id: to_row(r) for r in incoming}.values())
         keys = [(row[_PID_AT], row[_HASH_AT]) for row in rows]
@@ -154,12 +184,14 @@ class SqlTransactionRepository:
         counts.unchanged += len(incoming) - len(rows)
         return counts
 
-    async def upsert_deferred(self, account: Account, group: DeferredTransactions) -> UpsertCounts:
+    async def upsert_deferred(
+        self, account: Account, group: DeferredTransactions, rules: Sequence[Rule] = ()
+    ) -> UpsertCounts:
         """Like ``upsert``, building only the group's new and changed transactions.
 
         Built items must carry the fingerprint of their key: it is what the store keeps.
         """
-        to_row = _Rows(account, self._postgres)
+        to_row = _Rows(account, self._postgres, rules)
 
         def rows_at(positions: list[int]) -> Iterator[tuple[Any, ...]]:
             for r in group.build(positions):
@@ -258,7 +290,7 @@ class SqlTransactionRepository:
 
     async def _copy(self, rows: Iterator[tuple[Any, ...]]) -> int:
         raw = await self._driver()
-        status = await raw.copy_records_to_table("transactions", records=_yielding(rows), columns=_ROW)
+        status = await raw.copy_records_to_table("transactions", records=_yielding(rows), columns=_INSERT)
         return int(status.rsplit(" ", 1)[-1])  # "COPY <rows>"
 
     async def _update(self, account: Account, rows: Iterator[tuple[Any, ...]]) -> int:
@@ -266,7 +298,7 @@ class SqlTransactionRepository:
         raw = await self._driver()
         await raw.execute(_STAGE_DDL)
         await raw.copy_records_to_table(
-            "_transactions_stage", records=(row[_PID_AT:] for row in rows), columns=_STAGED
+            "_transactions_stage", records=(row[_PID_AT:_ROW_END] for row in rows), columns=_STAGED
         )
         status = await raw.execute(_UPDATE_SQL, account.id)
         await raw.execute("TRUNCATE _transactions_stage")
@@ -281,7 +313,7 @@ class SqlTransactionRepository:
         if not rows:
             return 0, 0
         now = utcnow()
-        params = [dict(zip(_ROW, row, strict=True), created_at=now, updated_at=now) for row in rows]
+        params = [dict(zip(_INSERT, row, strict=True), created_at=now, updated_at=now) for row in rows]
         base = sqlite.insert(transactions)
         excluded = base.excluded
         stmt = base.on_conflict_do_update(
