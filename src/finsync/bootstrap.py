@@ -59,7 +59,8 @@ from finsync.infrastructure.security import (
     ThreadedHasher,
 )
 from finsync.providers.ratelimit import BUCKET_STORE, BucketStore
-from finsync.providers.registry import ProviderMetadata, ProviderRegistry
+from finsync.providers.registry import ProviderRegistry
+from finsync.providers.spec import ProviderMetadata, check_adapter
 
 __all__ = ["Container", "build", "configure_logging"]
 
@@ -103,7 +104,7 @@ class RegistryGateway:
         """Test/deployment options plus the provider's per-process resources (built once)."""
         meta = self._meta(provider)
         if meta.resources is not None and provider not in self._resources:
-            self._resources[provider] = meta.resources(self._settings, **self._options)
+            self._resources[provider] = meta.resources(meta.load_settings(self._settings), **self._options)
         return self._options | self._resources.get(provider, {})
 
     def flow(self, provider: str, options: dict[str, Any]) -> RedirectFlow:
@@ -111,7 +112,8 @@ class RegistryGateway:
         if meta.flow_factory is None:
             raise ProviderNotAvailable(f"{meta.display_name} has no browser authorisation flow")
         with self._shared_budgets():
-            flow: RedirectFlow = meta.flow_factory(self._settings, options, **self.options(provider))
+            settings = meta.load_settings(self._settings)
+            flow: RedirectFlow = meta.flow_factory(settings, options, **self.options(provider))
         return flow
 
     def info(self, provider: str) -> ProviderInfo | None:
@@ -141,7 +143,10 @@ class RegistryGateway:
         if meta.adapter_factory is None:
             raise ProviderNotAvailable(f"{meta.display_name} has no sync adapter")
         with self._shared_budgets():
-            adapter: ProviderAdapter = meta.adapter_factory(session, self._settings, **self.options(provider))
+            settings = meta.load_settings(self._settings)
+            adapter: ProviderAdapter = meta.adapter_factory(session, settings, **self.options(provider))
+        if problems := check_adapter(meta, adapter):  # a plugin's adapter breaking its own contract
+            raise ProviderNotAvailable(f"{meta.display_name} is broken on this server: {'; '.join(problems)}")
         return adapter
 
 

@@ -6,7 +6,7 @@ import ipaddress
 from enum import StrEnum
 from functools import cached_property
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -68,6 +68,9 @@ class Settings(BaseSettings):
     gocardless_secret_id: SecretStr | None = None
     gocardless_secret_key: SecretStr | None = None
     provider_timeout_seconds: float = 30.0
+    # Per-provider overrides by slug (tests, embedding): {"trading212": {"live_url": ...}}. A
+    # provider with its own settings model reads FINSYNC_<SLUG>_<FIELD> from the environment.
+    providers: dict[str, dict[str, Any]] = Field(default_factory=dict)
     # Jobs and schedules (docs/operations.md): in-process on SQLite, procrastinate on PostgreSQL.
     worker_concurrency: int = 10  # jobs one worker process runs at once (`finsync worker --concurrency`)
     provider_max_concurrency: int = 5  # per process and provider: an outage cannot fill every slot

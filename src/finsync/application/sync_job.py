@@ -20,7 +20,14 @@ from finsync.domain.entities import Connection, SyncRun, utcnow
 from finsync.domain.enums import Capability, ConnectionStatus, SyncStatus
 from finsync.domain.errors import AuthError, BadData, FinsyncError, ProviderError, RateLimited
 from finsync.domain.jobs import SyncConnection
-from finsync.domain.ports import Clock, CredentialCipher, ProviderGateway, ProviderSession, UnitOfWork
+from finsync.domain.ports import (
+    Clock,
+    CredentialCipher,
+    HoldingsSource,
+    ProviderGateway,
+    ProviderSession,
+    UnitOfWork,
+)
 from finsync.domain.ports import UnitOfWorkFactory as UowFactory
 from finsync.domain.schedule import Random, SyncSchedule, retry_at
 
@@ -88,7 +95,7 @@ class SyncRunner:
             fetched = Fetched(accounts=await adapter.fetch_accounts())
             for account in fetched.accounts:
                 key = account.provider_account_id
-                if Capability.HOLDINGS in capabilities:
+                if Capability.HOLDINGS in capabilities and isinstance(adapter, HoldingsSource):
                     fetched.holdings[key] = await adapter.fetch_holdings(account)
                 if Capability.TRANSACTIONS in capabilities:
                     fetched.transactions[key] = await adapter.fetch_transactions(account)

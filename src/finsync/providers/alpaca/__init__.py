@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from finsync.domain.enums import AuthType, Capability, ProviderCategory
 from finsync.providers.alpaca.adapter import ENVIRONMENTS, AlpacaAdapter, create_adapter
-from finsync.providers.registry import CredentialField, ProviderMetadata
+from finsync.providers.spec import Ability, CredentialField, ProviderMetadata
 
 METADATA = ProviderMetadata(
     slug="alpaca",
@@ -36,6 +36,7 @@ METADATA = ProviderMetadata(
             help="Shown once when the key is generated; regenerate it if lost.",
         ),
     ),
+    abilities=frozenset({Ability.KEY_VALIDATION}),
     adapter_factory=create_adapter,
 )
 

@@ -40,7 +40,7 @@ from finsync.providers.gocardless.adapter import (
 )
 from finsync.providers.gocardless.flow import GoCardlessFlow
 from finsync.providers.gocardless.tokens import GoCardlessTokens
-from finsync.providers.registry import ProviderMetadata
+from finsync.providers.spec import Ability, ProviderMetadata
 
 METADATA = ProviderMetadata(
     slug="gocardless",
@@ -59,6 +59,7 @@ METADATA = ProviderMetadata(
     ),
     required_settings=("gocardless_secret_id", "gocardless_secret_key"),
     state_param="ref",  # the bank returns the requisition's reference, which is our state
+    abilities=frozenset({Ability.PREFLIGHT}),  # bank budgets: refuse a sync before calling
     adapter_factory=create_adapter,
     flow_factory=create_flow,
     # Banks allow ~4 unattended calls a day per account: every 8 hours keeps one free for a

@@ -27,7 +27,7 @@ from finsync.config import Settings
 from finsync.domain.enums import TransactionStatus
 from finsync.domain.errors import AuthError, InvalidInput
 from finsync.domain.ports import ProviderSession
-from finsync.domain.records import ProviderAccount, ProviderHolding, TransactionBatch
+from finsync.domain.records import ProviderAccount, TransactionBatch
 from finsync.providers.gocardless.budget import AccountBudget
 from finsync.providers.gocardless.client import BankLimitReached, GoCardlessClient
 from finsync.providers.gocardless.flow import GoCardlessFlow, list_institutions
@@ -139,9 +139,6 @@ class GoCardlessAdapter:
             )
             for a in ids
         ]
-
-    async def fetch_holdings(self, account: ProviderAccount) -> list[ProviderHolding]:
-        return []  # bank accounts hold no securities
 
     def window(self, account_id: str) -> tuple[date, date]:
         """From the last sync minus overlap (or the agreement's full history) to today."""

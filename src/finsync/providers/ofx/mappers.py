@@ -23,16 +23,15 @@ from finsync.domain.records import (
     ProviderTransaction,
 )
 from finsync.gcpause import gc_paused, paused_gc
-from finsync.providers.ofx.fastpath import piece_digest, piece_fitid
 from finsync.providers.ofx.model import (
     OfxDocument,
     OfxPosition,
     OfxSecurity,
     OfxStatement,
     OfxTransaction,
+    UnreadTransactions,
     clean_fields,
 )
-from finsync.providers.ofx.statements import UnreadTransactions
 from finsync.providers.ofx.transactions import (
     TransactionIds,
     bank_fingerprint,
@@ -152,8 +151,8 @@ def _defer(
     """
     if unread is None:
         return None
-    piece = unread.pieces.__getitem__  # sliced from the text when needed, never all at once
-    fitids = [piece_fitid(piece(i)) for i in range(len(unread))]
+    # Each piece is sliced from the text when needed, never all at once.
+    fitids = [unread.fitid(i) for i in range(len(unread))]
     ordered = sorted(fitids)  # repeated FITIDs, found in far less memory than a Counter
     repeated = {fitid for fitid, after in pairwise(ordered) if fitid == after}
     del ordered
@@ -161,18 +160,18 @@ def _defer(
     positions = array("q")  # 8 bytes per transaction, not an int object each
     for i, fitid in enumerate(fitids):
         if fitid and fitid not in repeated:
-            keys.append((fitid, bank_fingerprint(currency, piece_digest(piece(i)))))
+            keys.append((fitid, bank_fingerprint(currency, unread.digest(i))))
             positions.append(i)
         elif (txn := unread.convert(i)) is not None:
             transactions.append(map_bank_transaction(txn, currency, ids))
-    unread.ctx.finish()  # parse_ofx has finished its warnings: count what these added
+    unread.finish()  # parse_ofx has finished its warnings: count what these added
 
     def build(wanted: list[int]) -> Iterator[ProviderTransaction]:
         with paused_gc():
             for at in wanted:
                 if (txn := unread.convert(positions[at], fingerprint_digest(keys[at][1]))) is not None:
                     yield map_bank_transaction(txn, currency, ids)
-        unread.ctx.finish()  # "... and N more warnings" for those converted here
+        unread.finish()  # "... and N more warnings" for those converted here
 
     return DeferredTransactions(keys=keys, build=build)
 

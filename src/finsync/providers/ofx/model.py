@@ -15,14 +15,24 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
-from typing import TYPE_CHECKING, Literal
+from typing import Literal, Protocol
 
 from finsync.domain.errors import ImportRejected, MalformedFile
 
-if TYPE_CHECKING:
-    from finsync.providers.ofx.statements import UnreadTransactions
-
 StatementKind = Literal["bank", "credit_card", "investment"]
+
+
+class UnreadTransactions(Protocol):
+    """STMTTRNs a deferred read left unconverted (``statements.UnreadPieces``): named by FITID
+    and digest without converting, converted on demand. A Protocol so the model needs no reader."""
+
+    def __len__(self) -> int: ...
+    def digest(self, i: int) -> str: ...
+    def fitid(self, i: int) -> str: ...
+    def finish(self) -> None:
+        """Count the warnings conversions added since (\"... and N more warnings\")."""
+
+    def convert(self, i: int, digest: str | None = None) -> OfxTransaction | None: ...
 
 
 class OfxInstitutionError(ImportRejected):

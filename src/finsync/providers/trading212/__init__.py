@@ -7,7 +7,7 @@ the sync adapter; ``session.environment`` is ``live`` (default) or ``demo``.
 from __future__ import annotations
 
 from finsync.domain.enums import AuthType, Capability, ProviderCategory
-from finsync.providers.registry import CredentialField, ProviderMetadata
+from finsync.providers.spec import Ability, CredentialField, ProviderMetadata
 from finsync.providers.trading212.adapter import ENVIRONMENTS, Trading212Adapter, create_adapter
 
 METADATA = ProviderMetadata(
@@ -38,6 +38,7 @@ METADATA = ProviderMetadata(
             "without a secret.",
         ),
     ),
+    abilities=frozenset({Ability.KEY_VALIDATION}),
     adapter_factory=create_adapter,
 )
 
