@@ -55,10 +55,7 @@ class Settings(BaseSettings):
     public_url: str = "http://127.0.0.1:8000"
     client_redirect_url: str | None = None
     # Provider hosts: real ones by default; a deployment may point them at a proxy.
-    trading212_live_url: str = "https://live.trading212.com"
-    trading212_demo_url: str = "https://demo.trading212.com"
-    alpaca_live_url: str = "https://api.alpaca.markets"
-    alpaca_paper_url: str = "https://paper-api.alpaca.markets"
+    # (Trading 212 and Alpaca read theirs through their own settings models: FINSYNC_<SLUG>_*.)
     schwab_auth_url: str = "https://api.schwabapi.com/v1/oauth"
     schwab_api_url: str = "https://api.schwabapi.com/trader/v1"
     schwab_app_key: SecretStr | None = None

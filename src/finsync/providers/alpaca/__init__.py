@@ -7,7 +7,7 @@ the sync adapter; ``session.environment`` is ``paper`` (default) or ``live``.
 from __future__ import annotations
 
 from finsync.domain.enums import AuthType, Capability, ProviderCategory
-from finsync.providers.alpaca.adapter import ENVIRONMENTS, AlpacaAdapter, create_adapter
+from finsync.providers.alpaca.adapter import ENVIRONMENTS, AlpacaAdapter, AlpacaSettings, create_adapter
 from finsync.providers.spec import Ability, CredentialField, ProviderMetadata
 
 METADATA = ProviderMetadata(
@@ -37,7 +37,8 @@ METADATA = ProviderMetadata(
         ),
     ),
     abilities=frozenset({Ability.KEY_VALIDATION}),
+    settings=AlpacaSettings,
     adapter_factory=create_adapter,
 )
 
-__all__ = ["METADATA", "AlpacaAdapter", "create_adapter"]
+__all__ = ["METADATA", "AlpacaAdapter", "AlpacaSettings", "create_adapter"]
