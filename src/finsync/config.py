@@ -54,16 +54,8 @@ class Settings(BaseSettings):
     docs_enabled: bool = True
     public_url: str = "http://127.0.0.1:8000"
     client_redirect_url: str | None = None
-    # Provider hosts: real ones by default; a deployment may point them at a proxy.
-    # (Trading 212 and Alpaca read theirs through their own settings models: FINSYNC_<SLUG>_*.)
-    schwab_auth_url: str = "https://api.schwabapi.com/v1/oauth"
-    schwab_api_url: str = "https://api.schwabapi.com/trader/v1"
-    schwab_app_key: SecretStr | None = None
-    schwab_app_secret: SecretStr | None = None
-    schwab_lookback_days: int = 365
-    gocardless_url: str = "https://bankaccountdata.gocardless.com/api/v2"
-    gocardless_secret_id: SecretStr | None = None
-    gocardless_secret_key: SecretStr | None = None
+    # Provider hosts and keys live in each provider's own settings model (FINSYNC_<SLUG>_*,
+    # e.g. FINSYNC_SCHWAB_APP_KEY); this is the timeout they default to.
     provider_timeout_seconds: float = 30.0
     # Per-provider overrides by slug (tests, embedding): {"trading212": {"live_url": ...}}. A
     # provider with its own settings model reads FINSYNC_<SLUG>_<FIELD> from the environment.

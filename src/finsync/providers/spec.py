@@ -136,8 +136,6 @@ class ProviderMetadata:
     abilities: frozenset[Ability] = frozenset()
     # The provider's own settings model (env prefix FINSYNC_<SLUG>_); None: config.Settings.
     settings: type[ProviderSettings] | None = field(default=None, compare=False)
-    # Older providers read these config.Settings fields; new ones declare ``settings``.
-    required_settings: tuple[str, ...] = ()
     # Redirect providers: the callback query parameter that carries finsync's state back.
     state_param: str = "state"
     # What provider_account_id is, in words: the account's name that survives re-syncs and
@@ -178,10 +176,10 @@ class ProviderMetadata:
 
     def missing_settings(self, app: object) -> list[str]:
         """Environment variables this provider needs but that are unset (e.g. an OAuth app key)."""
-        if self.settings is not None:
-            missing: list[str] = self.load_settings(app).missing()
-            return missing
-        return [f"FINSYNC_{name}".upper() for name in self.required_settings if not getattr(app, name, None)]
+        if self.settings is None:
+            return []
+        missing: list[str] = self.load_settings(app).missing()
+        return missing
 
     def problems(self) -> list[str]:
         """What is missing for this provider to work; empty when complete."""

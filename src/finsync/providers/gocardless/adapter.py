@@ -23,7 +23,6 @@ from typing import Any
 
 import httpx
 
-from finsync.config import Settings
 from finsync.domain.enums import TransactionStatus
 from finsync.domain.errors import AuthError, InvalidInput
 from finsync.domain.ports import ProviderSession
@@ -37,7 +36,7 @@ from finsync.providers.gocardless.mappers import (
     map_account,
     map_transactions,
 )
-from finsync.providers.gocardless.tokens import GoCardlessTokens
+from finsync.providers.gocardless.tokens import GoCardlessSettings, GoCardlessTokens
 from finsync.providers.http import AccessRevoked, Clock, SystemClock
 
 DETAILS_MAX_AGE = 30 * 86400.0  # account names/IBANs rarely change; spend the details call rarely
@@ -167,7 +166,7 @@ class GoCardlessAdapter:
 
 
 def create_client(
-    settings: Settings,
+    settings: GoCardlessSettings,
     *,
     tokens: GoCardlessTokens,
     clock: Clock | None = None,
@@ -175,17 +174,17 @@ def create_client(
 ) -> GoCardlessClient:
     """``tokens`` is the process-wide token manager (``METADATA.resources``); never one per call."""
     return GoCardlessClient(
-        base_url=settings.gocardless_url,
+        base_url=settings.url,
         tokens=tokens,
         clock=clock,
         transport=transport,
-        timeout=settings.provider_timeout_seconds,
+        timeout=settings.timeout_seconds,
     )
 
 
 def create_adapter(
     session: ProviderSession,
-    settings: Settings,
+    settings: GoCardlessSettings,
     *,
     tokens: GoCardlessTokens,
     clock: Clock | None = None,
@@ -196,7 +195,7 @@ def create_adapter(
 
 
 def create_flow(
-    settings: Settings,
+    settings: GoCardlessSettings,
     options: dict[str, Any] | None = None,
     *,
     tokens: GoCardlessTokens,
@@ -218,7 +217,7 @@ def create_flow(
 
 
 async def institutions(
-    settings: Settings,
+    settings: GoCardlessSettings,
     country: str,
     *,
     tokens: GoCardlessTokens,
