@@ -10,24 +10,36 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from decimal import Decimal
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypedDict
 
 import httpx
 
-from finsync.domain.errors import BadData, InvalidInput, ProviderError
+from finsync.domain.errors import AuthError, BadData, InvalidInput, ProviderError
 from finsync.domain.money import to_decimal
 from finsync.domain.ports import ProviderSession
 from finsync.providers.http import Clock, ErrorType, ProviderHttp, RateLimit
 
-__all__ = ["JsonClient", "Reword", "Wire", "credential", "environment", "key_http"]
+__all__ = ["HostOptions", "JsonClient", "Reword", "Wire", "credential", "environment", "key_http"]
 
 Reword = Callable[[str, str], str]
 """(endpoint, the error's detail) → the message a person reads instead."""
 
 
-def credential(session: ProviderSession, name: str) -> str:
-    """A pasted credential, stripped; "" when absent (the factory says which is missing)."""
-    return str(session.credentials.get(name) or "").strip()
+class HostOptions(TypedDict, total=False):
+    """What the host hands every factory besides settings: tests pass a virtual clock (rate
+    waits cost no time) and may pass a transport."""
+
+    clock: Clock | None
+    transport: httpx.AsyncBaseTransport | None
+
+
+def credential(session: ProviderSession, name: str, *, required_by: str = "") -> str:
+    """A pasted credential, stripped; "" when absent, or ``AuthError`` when ``required_by``
+    (the provider's display name) needs it."""
+    value = str(session.credentials.get(name) or "").strip()
+    if not value and required_by:
+        raise AuthError(f"{required_by} credentials lack {name}")
+    return value
 
 
 def environment(session: ProviderSession, allowed: tuple[str, ...], display_name: str) -> str:
@@ -43,8 +55,8 @@ def key_http(
     provider: str,
     base_url: str,
     key: str,
-    secrets: Iterable[str],
     timeout: float,
+    secrets: Iterable[str] = (),
     headers: dict[str, str] | None = None,
     auth: httpx.Auth | None = None,
     limits: Mapping[str, RateLimit] | None = None,

@@ -1,8 +1,5 @@
-"""Example Bank: a complete minimal API-key provider, packaged as a finsync plugin.
-
-Installed next to finsync, its entry point (``finsync.providers`` → ``METADATA``) adds it to
-the registry; nothing in finsync changes. Read with ``docs/providers/index.md``.
-"""
+"""Example Bank: a complete minimal API-key provider and finsync plugin (its entry point
+``finsync.providers`` names ``METADATA``). Read with ``docs/providers/index.md``."""
 
 from finsync.domain.enums import AuthType, Capability, ProviderCategory
 from finsync.providers.spec import Ability, CredentialField, ProviderMetadata

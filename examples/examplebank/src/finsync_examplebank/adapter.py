@@ -1,16 +1,15 @@
 """Example Bank sync adapter: accounts, then each account's transactions since its cursor."""
 
-import httpx
+from typing import Unpack
+
 from pydantic_settings import SettingsConfigDict
 
-from finsync.domain.errors import AuthError
 from finsync.domain.ports import ProviderSession
 from finsync.domain.records import ProviderAccount, TransactionBatch
 from finsync.providers import common
-from finsync.providers.http import Clock
 from finsync.providers.spec import ProviderSettings
 from finsync_examplebank import mappers
-from finsync_examplebank.client import LIMITS, PROVIDER, ExampleBankClient
+from finsync_examplebank.client import LIMITS, ExampleBankClient
 
 
 class ExampleBankSettings(ProviderSettings):
@@ -44,24 +43,16 @@ class ExampleBankAdapter:
 
 
 def create_adapter(
-    session: ProviderSession,
-    settings: ExampleBankSettings,
-    *,
-    clock: Clock | None = None,
-    transport: httpx.AsyncBaseTransport | None = None,
+    session: ProviderSession, settings: ExampleBankSettings, **host: Unpack[common.HostOptions]
 ) -> ExampleBankAdapter:
-    key = common.credential(session, "api_key")
-    if not key:
-        raise AuthError("Example Bank credentials lack an API key")
+    key = common.credential(session, "api_key", required_by="Example Bank")
     http = common.key_http(
-        provider=PROVIDER,
+        provider="examplebank",
         base_url=settings.url,
         key=key,
-        secrets=(),
         headers={"Authorization": f"Bearer {key}"},
         limits=LIMITS,
         timeout=settings.timeout_seconds,
-        clock=clock,
-        transport=transport,
+        **host,
     )
     return ExampleBankAdapter(ExampleBankClient(http), session)

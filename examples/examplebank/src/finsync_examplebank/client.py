@@ -7,7 +7,6 @@ from finsync.domain.errors import AuthError, ProviderError
 from finsync.providers.common import JsonClient, Reword
 from finsync.providers.http import SHARED_BUCKET, RateLimit
 
-PROVIDER = "examplebank"
 LIMITS: Mapping[str, RateLimit] = {SHARED_BUCKET: RateLimit(60, 60.0)}
 
 
