@@ -7,6 +7,7 @@ from __future__ import annotations
 import importlib
 import pkgutil
 import uuid
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -168,3 +169,18 @@ async def test_the_host_refuses_an_adapter_that_breaks_its_contract() -> None:
     session = ProviderSession(connection_id=uuid.uuid4(), credentials={"api_key": "fake-key-0000"})
     with pytest.raises(ProviderNotAvailable, match=r"Toy bank is broken on this server: .*fetch_holding\(\)"):
         gateway.adapter("toy", session)
+
+
+@pytest.mark.parametrize("meta", SYNCING, ids=lambda m: m.slug)
+def test_every_provider_setting_is_documented_and_in_the_env_examples(meta: ProviderMetadata) -> None:
+    """A self-hoster finds each variable in docs/configuration.md and env/*.example."""
+    assert meta.settings is not None
+    root = Path(__file__).resolve().parents[3]
+    prefix = str(meta.settings.model_config.get("env_prefix"))
+    names = [f"{prefix}{name}".upper() for name in meta.settings.model_fields if name != "timeout_seconds"]
+    docs = (root / "docs" / "configuration.md").read_text()
+    for example in ("env/.env.dev.example", "env/.env.test.example", "env/.env.prod.example"):
+        text = (root / example).read_text()
+        assert [n for n in names if f"{n}=" not in text] == [], example
+    assert [n for n in names if f"`{n}`" not in docs] == []
+    assert (root / meta.docs_url).exists()
