@@ -50,9 +50,22 @@ def adapter(url: str, clock: VirtualClock, state: dict[str, Any], key: str = KEY
     return create_adapter(session, ExampleBankSettings(_env_file=None, url=url), clock=clock)  # type: ignore[call-arg]
 
 
-def test_metadata_is_complete_and_reads_its_own_settings() -> None:
+def test_metadata_is_complete_and_reads_its_own_settings(monkeypatch: pytest.MonkeyPatch) -> None:
     assert METADATA.problems() == []
-    assert ExampleBankSettings(_env_file=None).url.startswith("https://")  # type: ignore[call-arg]
+    monkeypatch.setenv("FINSYNC_EXAMPLEBANK_URL", "https://proxy.example.invalid")
+    assert ExampleBankSettings(_env_file=None).url == "https://proxy.example.invalid"  # type: ignore[call-arg]
+
+
+def test_once_installed_its_entry_point_registers_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """What ``pip install`` writes (a dist-info with the entry point) is all finsync needs."""
+    dist = tmp_path / "finsync_examplebank-0.1.0.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: finsync-examplebank\nVersion: 0.1.0\n")
+    (dist / "entry_points.txt").write_text(
+        "[finsync.providers]\nexamplebank = finsync_examplebank:METADATA\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert ProviderRegistry.default().get("examplebank") is METADATA
 
 
 async def test_sync_reads_every_page_then_resumes_each_account_from_its_cursor(
