@@ -99,7 +99,7 @@ class FlowFactory(Protocol):
     """``(settings, options, *, clock=None, transport=None, **resources) -> RedirectFlow``."""
 
     def __call__(
-        self, settings: Any, options: dict[str, Any], /, *args: Any, **options_: Any
+        self, settings: Any, options: dict[str, Any], /, *args: Any, **keywords: Any
     ) -> RedirectFlow: ...
 
 
