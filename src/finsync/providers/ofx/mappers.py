@@ -23,6 +23,7 @@ from finsync.domain.records import (
     ProviderTransaction,
 )
 from finsync.gcpause import gc_paused, paused_gc
+from finsync.providers.ofx.fastpath import piece_digest, piece_fitid
 from finsync.providers.ofx.model import (
     OfxDocument,
     OfxPosition,
@@ -151,8 +152,8 @@ def _defer(
     """
     if unread is None:
         return None
-    # Each piece is sliced from the text when needed, never all at once.
-    fitids = [unread.fitid(i) for i in range(len(unread))]
+    piece = unread.pieces.__getitem__  # sliced from the text when needed, never all at once
+    fitids = [piece_fitid(piece(i)) for i in range(len(unread))]
     ordered = sorted(fitids)  # repeated FITIDs, found in far less memory than a Counter
     repeated = {fitid for fitid, after in pairwise(ordered) if fitid == after}
     del ordered
@@ -160,7 +161,7 @@ def _defer(
     positions = array("q")  # 8 bytes per transaction, not an int object each
     for i, fitid in enumerate(fitids):
         if fitid and fitid not in repeated:
-            keys.append((fitid, bank_fingerprint(currency, unread.digest(i))))
+            keys.append((fitid, bank_fingerprint(currency, piece_digest(piece(i)))))
             positions.append(i)
         elif (txn := unread.convert(i)) is not None:
             transactions.append(map_bank_transaction(txn, currency, ids))

@@ -19,7 +19,7 @@ from decimal import Decimal
 from typing import TypeVar
 
 from finsync.domain.errors import MalformedFile
-from finsync.providers.ofx.fastpath import piece_digest, piece_fields, piece_fitid
+from finsync.providers.ofx.fastpath import piece_digest, piece_fields
 from finsync.providers.ofx.model import OfxStatement, OfxTransaction, StatementKind, clean_fields
 from finsync.providers.ofx.nodes import Lines, Node, Pieces
 from finsync.providers.ofx.values import parse_amount, parse_currency, parse_datetime
@@ -106,9 +106,6 @@ class UnreadPieces:
 
     def digest(self, i: int) -> str:
         return piece_digest(self.pieces[i])
-
-    def fitid(self, i: int) -> str:
-        return piece_fitid(self.pieces[i])
 
     def finish(self) -> None:
         self.ctx.finish()
