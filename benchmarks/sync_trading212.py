@@ -36,15 +36,14 @@ from tests.fakes.clock import VirtualClock
 from tests.fakes.server import serve
 from tests.fakes.trading212 import Trading212Store, create_app
 
-from finsync.config import Settings
 from finsync.domain.ports import ProviderSession
-from finsync.providers.trading212 import create_adapter
+from finsync.providers.trading212 import Trading212Settings, create_adapter
 
 SIZES = {"history_orders": 5_000, "history_dividends": 1_000, "history_transactions": 500}
 KEY, SECRET = "bench-key-0000", "bench-secret-0000"
 
 
-async def run_sync(settings: Settings, session: ProviderSession, clock: VirtualClock) -> int:
+async def run_sync(settings: Trading212Settings, session: ProviderSession, clock: VirtualClock) -> int:
     adapter = create_adapter(session, settings, clock=clock)
     try:
         accounts = await adapter.fetch_accounts()
@@ -74,7 +73,7 @@ async def main() -> None:
     store.add_position("AAPL_US_EQ", "15.5", "170.25", "185.5", fx="0.79", currency="USD")
     items = sum(SIZES.values())
     with serve(create_app(clock, api_key=KEY, api_secret=SECRET, store=store)) as url:
-        settings = Settings(_env_file=None, trading212_live_url=url)
+        settings = Trading212Settings(_env_file=None, live_url=url)  # type: ignore[call-arg]
         session = ProviderSession(
             connection_id=uuid.uuid4(), credentials={"api_key": KEY, "api_secret": SECRET}, environment="live"
         )

@@ -107,7 +107,16 @@ def make_settings(database_url: str, tmp_path: Path, **overrides: Any) -> Settin
         "log_level": "WARNING",
     }
     values.update(overrides)
+    # Providers with their own settings models take ``<slug>_<field>`` here, as their
+    # FINSYNC_<SLUG>_<FIELD> variables read: trading212_live_url= → providers["trading212"].
+    for key in list(values):
+        slug, _, name = key.partition("_")
+        if slug in OWN_SETTINGS:
+            values.setdefault("providers", {}).setdefault(slug, {})[name] = values.pop(key)
     return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+
+
+OWN_SETTINGS = frozenset(meta.slug for meta in builtin_providers() if meta.settings is not None)
 
 
 @pytest.fixture

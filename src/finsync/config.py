@@ -6,7 +6,7 @@ import ipaddress
 from enum import StrEnum
 from functools import cached_property
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -54,20 +54,12 @@ class Settings(BaseSettings):
     docs_enabled: bool = True
     public_url: str = "http://127.0.0.1:8000"
     client_redirect_url: str | None = None
-    # Provider hosts: real ones by default; a deployment may point them at a proxy.
-    trading212_live_url: str = "https://live.trading212.com"
-    trading212_demo_url: str = "https://demo.trading212.com"
-    alpaca_live_url: str = "https://api.alpaca.markets"
-    alpaca_paper_url: str = "https://paper-api.alpaca.markets"
-    schwab_auth_url: str = "https://api.schwabapi.com/v1/oauth"
-    schwab_api_url: str = "https://api.schwabapi.com/trader/v1"
-    schwab_app_key: SecretStr | None = None
-    schwab_app_secret: SecretStr | None = None
-    schwab_lookback_days: int = 365
-    gocardless_url: str = "https://bankaccountdata.gocardless.com/api/v2"
-    gocardless_secret_id: SecretStr | None = None
-    gocardless_secret_key: SecretStr | None = None
+    # Provider hosts and keys live in each provider's own settings model (FINSYNC_<SLUG>_*,
+    # e.g. FINSYNC_SCHWAB_APP_KEY); this is the timeout they default to.
     provider_timeout_seconds: float = 30.0
+    # Per-provider overrides by slug (tests, embedding): {"trading212": {"live_url": ...}}. A
+    # provider with its own settings model reads FINSYNC_<SLUG>_<FIELD> from the environment.
+    providers: dict[str, dict[str, Any]] = Field(default_factory=dict)
     # Jobs and schedules (docs/operations.md): in-process on SQLite, procrastinate on PostgreSQL.
     worker_concurrency: int = 10  # jobs one worker process runs at once (`finsync worker --concurrency`)
     provider_max_concurrency: int = 5  # per process and provider: an outage cannot fill every slot

@@ -212,7 +212,7 @@ async def test_lapsed_refresh_token_turns_needs_reauth(
 
 async def test_unconfigured_provider_is_reported_and_refused(flows: Flows, headers: Headers) -> None:
     client, container = flows
-    container.settings.schwab_app_key = None
+    container.settings.providers["schwab"]["app_key"] = None
     providers = {p["slug"]: p for p in (await client.get("/api/v1/providers", headers=headers)).json()}
     assert providers["schwab"]["configured"] is False
     assert "FINSYNC_SCHWAB_APP_KEY" in providers["schwab"]["unavailable_reason"]

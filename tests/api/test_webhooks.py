@@ -17,7 +17,7 @@ import standardwebhooks
 from finsync.bootstrap import Container
 from finsync.domain.entities import Connection
 from finsync.domain.enums import ConnectionStatus
-from finsync.domain.errors import AuthError, RateLimited
+from finsync.domain.errors import ProviderAuthError, RateLimited
 from finsync.domain.webhooks import DeliveryStatus, WebhookDelivery
 from finsync.providers.registry import ProviderRegistry
 from tests.api.helpers import register_and_login
@@ -319,7 +319,7 @@ async def test_needs_reauth_expiring_and_import_events(
     # Lapsed: the periodic expiry marks it and tells the client.
     assert await container.scheduler.expire_lapsed() == 1  # weekly
     # A provider refusing the credentials: needs_reauth once, not again on the next failure.
-    memory_providers.fail_on["fetch_accounts"] = AuthError("token revoked")
+    memory_providers.fail_on["fetch_accounts"] = ProviderAuthError("token revoked")
     plain = await seed_connection(container, user)
     await client.post(f"/api/v1/connections/{plain.id}/sync", headers=headers)
     await settle(container, finished(client, headers, hook["id"], 5))

@@ -10,7 +10,7 @@ from finsync.domain.enums import AuthType, Capability, ProviderCategory
 from finsync.domain.errors import ProviderError
 from finsync.domain.ports import ProviderSession
 from finsync.domain.records import ProviderAccount, ProviderHolding, ProviderTransaction, TransactionBatch
-from finsync.providers.registry import CredentialField, ProviderMetadata
+from finsync.providers.spec import Ability, CredentialField, ProviderMetadata
 
 
 @dataclass
@@ -35,6 +35,10 @@ class MemoryAdapter:
         self._data.calls.append(name)
         if name in self._data.fail_on:
             raise self._data.fail_on[name]
+
+    async def validate(self) -> list[str]:
+        """Any token is good; the bank cannot name the login's accounts before a sync."""
+        return []
 
     async def fetch_accounts(self) -> list[ProviderAccount]:
         self._call("fetch_accounts")
@@ -73,5 +77,6 @@ def memory_provider_metadata(data: MemoryProviders) -> ProviderMetadata:
         docs_url="docs/providers/index.md",
         account_key="the id the test gives each account",
         credential_fields=(CredentialField(name="token", label="Token"),),
+        abilities=frozenset({Ability.KEY_VALIDATION}),
         adapter_factory=factory,
     )

@@ -52,7 +52,7 @@ class Workers:
             "FINSYNC_ENCRYPTION_KEYS": FAKE_FERNET_KEY,
             "FINSYNC_JWT_SECRET": FAKE_JWT_SECRET,
             "FINSYNC_DATA_DIR": str(workdir),
-            "FINSYNC_ALPACA_PAPER_URL": settings.alpaca_paper_url,
+            "FINSYNC_ALPACA_PAPER_URL": settings.providers["alpaca"]["paper_url"],
             "FINSYNC_LOG_LEVEL": "WARNING",
         } | {f"FINSYNC_{k.upper()}": str(v) for k, v in FAST.items()}
         self.workdir = workdir

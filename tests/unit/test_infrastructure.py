@@ -16,7 +16,9 @@ from finsync.domain.enums import AuthType, Capability, ProviderCategory
 from finsync.domain.errors import CredentialsUnreadable
 from finsync.infrastructure.logs import redact
 from finsync.infrastructure.security import FernetCipher
-from finsync.providers.registry import CredentialField, ProviderMetadata, ProviderRegistry
+from finsync.providers.registry import ProviderRegistry
+from finsync.providers.schwab import SchwabSettings
+from finsync.providers.spec import Ability, CredentialField, ProviderMetadata
 
 pytestmark = pytest.mark.unit
 
@@ -31,6 +33,7 @@ def _meta(**kw: object) -> ProviderMetadata:
         "description": "Acme broker",
         "docs_url": "docs/providers/acme.md",
         "credential_fields": (CredentialField(name="api_key", label="API key"),),
+        "abilities": frozenset({Ability.KEY_VALIDATION}),
         "adapter_factory": lambda *a, **k: None,
     }
     return ProviderMetadata(**(values | kw))  # type: ignore[arg-type]
@@ -53,6 +56,8 @@ def test_builtin_registry_entries_are_complete() -> None:
         ({"adapter_factory": None}, "adapter_factory"),
         ({"auth_type": AuthType.OAUTH2}, "flow_factory"),
         ({"auth_type": AuthType.FILE}, "file_format"),
+        ({"abilities": frozenset()}, "must validate keys"),
+        ({"capabilities": frozenset({Capability.ACCOUNTS, Capability.TRADING})}, "cannot place orders"),
     ],
 )
 def test_incomplete_metadata_is_rejected(change: dict[str, object], problem: str) -> None:
@@ -63,8 +68,16 @@ def test_incomplete_metadata_is_rejected(change: dict[str, object], problem: str
 def test_duplicate_slug_rejected_and_missing_settings_reported() -> None:
     with pytest.raises(ValueError, match="twice"):
         ProviderRegistry([_meta(), _meta()])
-    meta = _meta(required_settings=("schwab_app_key",))
-    assert meta.missing_settings(Settings(_env_file=None)) == ["schwab_app_key"]  # type: ignore[call-arg]
+    meta = _meta(settings=SchwabSettings)
+    assert meta.problems() == ["the settings model must read its environment with the prefix FINSYNC_ACME_"]
+    schwab = ProviderRegistry.default().get("schwab")
+    assert schwab is not None
+    assert schwab.missing_settings(Settings(_env_file=None)) == [  # type: ignore[call-arg]
+        "FINSYNC_SCHWAB_APP_KEY",
+        "FINSYNC_SCHWAB_APP_SECRET",
+    ]
+    configured = Settings(_env_file=None, providers={"schwab": {"app_key": "k", "app_secret": "s"}})  # type: ignore[call-arg]
+    assert schwab.missing_settings(configured) == []
 
 
 def test_redaction_scrubs_keys_headers_and_nested_values() -> None:

@@ -88,7 +88,7 @@ class ConnectionService:
         if info is None:
             raise ProviderNotAvailable(f"unknown provider {slug!r}; see GET /api/v1/providers")
         if info.missing_settings:
-            missing = ", ".join(f"FINSYNC_{name.upper()}" for name in info.missing_settings)
+            missing = ", ".join(info.missing_settings)
             raise ProviderNotAvailable(
                 f"this server is not configured for {info.display_name} (set {missing})"
             )

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from uuid import UUID
 
 from finsync.domain.errors import AlreadyConnected
-from finsync.domain.ports import ProviderGateway, ProviderSession, UnitOfWork
+from finsync.domain.ports import KeyValidator, ProviderGateway, ProviderSession, UnitOfWork
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,11 +33,11 @@ async def identify(providers: ProviderGateway, provider: str, session: ProviderS
     """Validate the credentials with the provider; the login's account keys when it can tell."""
     adapter = providers.adapter(provider, session)
     try:
-        validate = getattr(adapter, "validate", None)
-        keys: Sequence[str] | None = await validate() if validate is not None else None
+        # The registry holds adapters to their declared abilities: no validator means none declared.
+        keys: Sequence[str] = await adapter.validate() if isinstance(adapter, KeyValidator) else ()
     finally:
         await adapter.aclose()
-    return Login(tuple(sorted(set(keys or ()))))
+    return Login(tuple(sorted(set(keys))))
 
 
 async def connected_as(

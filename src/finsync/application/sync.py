@@ -21,6 +21,7 @@ from finsync.domain.jobs import SyncConnection
 from finsync.domain.ports import (
     CredentialCipher,
     Now,
+    Preflight,
     ProviderGateway,
     ProviderInfo,
     ProviderSession,
@@ -201,8 +202,7 @@ class SyncService:
             return
         adapter = self._providers.adapter(connection.provider, session_of(connection, self._cipher))
         try:
-            check = getattr(adapter, "preflight", None)
-            if check is not None:
-                await check()
+            if isinstance(adapter, Preflight):
+                await adapter.preflight()
         finally:
             await adapter.aclose()

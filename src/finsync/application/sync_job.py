@@ -21,7 +21,14 @@ from finsync.domain.entities import Connection, SyncRun, utcnow
 from finsync.domain.enums import Capability, ConnectionStatus, SyncStatus
 from finsync.domain.errors import BadData, FinsyncError, ProviderAuthError, ProviderError, RateLimited
 from finsync.domain.jobs import SyncConnection
-from finsync.domain.ports import CredentialCipher, Now, ProviderGateway, ProviderSession, UnitOfWork
+from finsync.domain.ports import (
+    CredentialCipher,
+    HoldingsSource,
+    Now,
+    ProviderGateway,
+    ProviderSession,
+    UnitOfWork,
+)
 from finsync.domain.ports import UnitOfWorkFactory as UowFactory
 from finsync.domain.schedule import Random, SyncSchedule, retry_at
 from finsync.domain.webhooks import EventType
@@ -92,7 +99,7 @@ class SyncRunner:
             fetched = Fetched(accounts=await adapter.fetch_accounts())
             for account in fetched.accounts:
                 key = account.provider_account_id
-                if Capability.HOLDINGS in capabilities:
+                if Capability.HOLDINGS in capabilities and isinstance(adapter, HoldingsSource):
                     fetched.holdings[key] = await adapter.fetch_holdings(account)
                 if Capability.TRANSACTIONS in capabilities:
                     fetched.transactions[key] = await adapter.fetch_transactions(account)

@@ -116,11 +116,6 @@ class ProviderAuthError(ProviderError):
     title = "Provider rejected the credentials"
 
 
-# Transitional: provider packages (being reworked on another branch) still import the old name.
-# Remove once ``grep -rw AuthError src`` finds nothing else.
-AuthError = ProviderAuthError
-
-
 class CredentialsUnreadable(ProviderAuthError):
     """Stored credentials cannot be decrypted (lost or rotated-away key): the user must reconnect."""
 

@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any, Generic, Protocol, Self, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Protocol, Self, TypeVar, runtime_checkable
 from uuid import UUID
 
 from finsync.domain.entities import (
@@ -525,13 +525,37 @@ class ProviderSession:
     last_synced_at: datetime | None = None
 
 
+@runtime_checkable
 class ProviderAdapter(Protocol):
-    """Fetches one connection's data; each method may be absent per capability."""
+    """Fetches one connection's data: what every syncing provider has. Optional abilities are
+    the Protocols below; a provider's metadata declares which it has, and the registry's
+    compliance checks hold adapters to that (so a misnamed method fails, never skips)."""
 
     async def fetch_accounts(self) -> list[ProviderAccount]: ...
-    async def fetch_holdings(self, account: ProviderAccount) -> list[ProviderHolding]: ...
     async def fetch_transactions(self, account: ProviderAccount) -> TransactionBatch: ...
     async def aclose(self) -> None: ...
+
+
+@runtime_checkable
+class HoldingsSource(Protocol):
+    """Capability ``holdings``: positions per account (brokers; banks have none)."""
+
+    async def fetch_holdings(self, account: ProviderAccount) -> list[ProviderHolding]: ...
+
+
+@runtime_checkable
+class KeyValidator(Protocol):
+    """Checks pasted credentials with one cheap call before they are stored; returns the
+    login's stable account keys (empty when the provider cannot tell)."""
+
+    async def validate(self) -> list[str]: ...
+
+
+@runtime_checkable
+class Preflight(Protocol):
+    """Says, without calling the provider, whether a sync may run now (raises ``RateLimited``)."""
+
+    async def preflight(self) -> None: ...
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -545,7 +569,7 @@ class ProviderInfo:
     required_credentials: frozenset[str]
     optional_credentials: frozenset[str]
     environments: tuple[str, ...]
-    missing_settings: tuple[str, ...]
+    missing_settings: tuple[str, ...]  # environment variables to set, e.g. FINSYNC_SCHWAB_APP_KEY
     state_param: str = "state"  # query parameter carrying our state back (GoCardless: "ref")
     schedule: SyncSchedule = NEVER
 

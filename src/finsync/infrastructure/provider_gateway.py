@@ -13,7 +13,8 @@ from finsync.domain.enums import Capability
 from finsync.domain.errors import ProviderNotAvailable
 from finsync.domain.ports import ProviderAdapter, ProviderInfo, ProviderSession, RedirectFlow
 from finsync.providers.ratelimit import BUCKET_STORE, BucketStore
-from finsync.providers.registry import ProviderMetadata, ProviderRegistry
+from finsync.providers.registry import ProviderRegistry
+from finsync.providers.spec import ProviderMetadata, check_adapter
 
 __all__ = ["BankDirectory", "RegistryGateway"]
 
@@ -49,11 +50,15 @@ class RegistryGateway:
             raise ProviderNotAvailable(f"provider {provider!r} is not available on this server")
         return meta
 
+    def settings(self, provider: str) -> Any:
+        """The provider's own settings (FINSYNC_<SLUG>_*, overlaid by ``Settings.providers``)."""
+        return self._meta(provider).load_settings(self._settings)
+
     def options(self, provider: str) -> dict[str, Any]:
         """Test/deployment options plus the provider's per-process resources (built once)."""
         meta = self._meta(provider)
         if meta.resources is not None and provider not in self._resources:
-            self._resources[provider] = meta.resources(self._settings, **self._options)
+            self._resources[provider] = meta.resources(self.settings(provider), **self._options)
         return self._options | self._resources.get(provider, {})
 
     def flow(self, provider: str, options: dict[str, Any]) -> RedirectFlow:
@@ -61,7 +66,7 @@ class RegistryGateway:
         if meta.flow_factory is None:
             raise ProviderNotAvailable(f"{meta.display_name} has no browser authorisation flow")
         with self._shared_budgets():
-            flow: RedirectFlow = meta.flow_factory(self._settings, options, **self.options(provider))
+            flow: RedirectFlow = meta.flow_factory(self.settings(provider), options, **self.options(provider))
         return flow
 
     def info(self, provider: str) -> ProviderInfo | None:
@@ -91,7 +96,10 @@ class RegistryGateway:
         if meta.adapter_factory is None:
             raise ProviderNotAvailable(f"{meta.display_name} has no sync adapter")
         with self._shared_budgets():
-            adapter: ProviderAdapter = meta.adapter_factory(session, self._settings, **self.options(provider))
+            settings = self.settings(provider)
+            adapter: ProviderAdapter = meta.adapter_factory(session, settings, **self.options(provider))
+        if problems := check_adapter(meta, adapter):  # a plugin's adapter breaking its own contract
+            raise ProviderNotAvailable(f"{meta.display_name} is broken on this server: {'; '.join(problems)}")
         return adapter
 
 
@@ -111,6 +119,7 @@ class BankDirectory:
         hit = self._cache.get(country)
         if hit is not None and time.monotonic() - hit[0] < self.TTL:
             return hit[1]
-        banks = await institutions(self._settings, country, **self._gateway.options("gocardless"))
+        settings = self._gateway.settings("gocardless")
+        banks = await institutions(settings, country, **self._gateway.options("gocardless"))
         self._cache[country] = (time.monotonic(), banks)
         return banks

@@ -24,7 +24,14 @@ from typing import Any, Self
 import httpx
 import structlog
 
-from finsync.domain.errors import AuthError, BadData, ProviderError, RateLimited, ScopeError, Unavailable
+from finsync.domain.errors import (
+    BadData,
+    ProviderAuthError,
+    ProviderError,
+    RateLimited,
+    ScopeError,
+    Unavailable,
+)
 from finsync.providers.ratelimit import (
     BUCKET_STORE,
     SHARED_BUCKET,
@@ -79,7 +86,7 @@ class SystemClock:
         await asyncio.sleep(max(0.0, seconds))
 
 
-class AccessRevoked(AuthError):
+class AccessRevoked(ProviderAuthError):
     """The provider refused the *grant* (consent expired or revoked, key withdrawn), not the
     bearer token: renewing the token cannot help, so ``bearer_request`` does not try."""
 
@@ -301,13 +308,13 @@ class ProviderHttp:
             except Exception:  # an unreadable body falls back to the status
                 kind = None
         if kind is None:
-            kind = AuthError if status == 401 else ScopeError if status == 403 else ProviderError
+            kind = ProviderAuthError if status == 401 else ScopeError if status == 403 else ProviderError
         return kind(text)
 
     async def bearer_request(
         self, token_source: TokenSource, method: str, url: str, *, endpoint: str, **kwargs: Any
     ) -> httpx.Response:
-        """``request`` with ``Authorization: Bearer <token>``; after a 401 (``AuthError``) ask
+        """``request`` with ``Authorization: Bearer <token>``; after a 401 (``ProviderAuthError``) ask
         ``token_source`` again, passing the rejected token, and retry once (a token can die
         before its expiry). A second 401 is raised, and so is ``AccessRevoked`` at once."""
         extra = kwargs.pop("headers", None) or {}
@@ -319,7 +326,7 @@ class ProviderHttp:
                 return await self.request(method, url, endpoint=endpoint, headers=headers, **kwargs)
             except AccessRevoked:
                 raise
-            except AuthError:
+            except ProviderAuthError:
                 if rejected is not None:
                     raise
                 rejected = token

@@ -9,12 +9,11 @@ from decimal import Decimal
 import pytest
 from structlog.testing import capture_logs
 
-from finsync.config import Settings
 from finsync.domain.enums import AccountType, TransactionSubtype, TransactionType
 from finsync.domain.errors import BadData, ProviderAuthError, ProviderError, ScopeError, Unavailable
 from finsync.domain.ports import ProviderSession
 from finsync.domain.records import ProviderAccount, ProviderHolding, TransactionBatch
-from finsync.providers.alpaca import METADATA, AlpacaAdapter, create_adapter
+from finsync.providers.alpaca import METADATA, AlpacaAdapter, AlpacaSettings, create_adapter
 from tests.fakes.alpaca import AlpacaStore, create_app
 from tests.fakes.clock import VirtualClock
 from tests.fakes.server import serve
@@ -41,9 +40,9 @@ def store(clock: VirtualClock) -> AlpacaStore:
 
 
 @pytest.fixture
-def settings(clock: VirtualClock, store: AlpacaStore) -> Iterator[Settings]:
+def settings(clock: VirtualClock, store: AlpacaStore) -> Iterator[AlpacaSettings]:
     with serve(create_app(clock, key_id=KEY_ID, secret_key=SECRET, store=store)) as url:
-        yield Settings(_env_file=None, alpaca_paper_url=url, provider_timeout_seconds=1.0)
+        yield AlpacaSettings(_env_file=None, paper_url=url, timeout_seconds=1.0)  # type: ignore[call-arg]
 
 
 def session(state: dict[str, object] | None = None, secret: str = SECRET) -> ProviderSession:
@@ -65,7 +64,7 @@ async def sync(
 
 
 async def test_first_sync_reads_everything(
-    settings: Settings, store: AlpacaStore, clock: VirtualClock
+    settings: AlpacaSettings, store: AlpacaStore, clock: VirtualClock
 ) -> None:
     sess = session()
     (account,), holdings, batch = await sync(create_adapter(sess, settings, clock=clock))
@@ -86,7 +85,7 @@ async def test_first_sync_reads_everything(
 
 
 async def test_resync_without_news_is_one_request(
-    settings: Settings, store: AlpacaStore, clock: VirtualClock
+    settings: AlpacaSettings, store: AlpacaStore, clock: VirtualClock
 ) -> None:
     sess = session()
     await sync(create_adapter(sess, settings, clock=clock))
@@ -100,7 +99,7 @@ async def test_resync_without_news_is_one_request(
 
 
 async def test_new_fill_appears_on_next_sync(
-    settings: Settings, store: AlpacaStore, clock: VirtualClock
+    settings: AlpacaSettings, store: AlpacaStore, clock: VirtualClock
 ) -> None:
     sess = session()
     await sync(create_adapter(sess, settings, clock=clock))
@@ -118,7 +117,7 @@ async def test_new_fill_appears_on_next_sync(
 
 
 async def test_bad_secret_is_auth_error_without_secrets(
-    settings: Settings, store: AlpacaStore, clock: VirtualClock
+    settings: AlpacaSettings, store: AlpacaStore, clock: VirtualClock
 ) -> None:
     adapter = create_adapter(session(secret="not-the-secret-123"), settings, clock=clock)
     with capture_logs() as logs, pytest.raises(ProviderAuthError, match="request is not authorized") as info:
@@ -130,7 +129,7 @@ async def test_bad_secret_is_auth_error_without_secrets(
 
 
 async def test_revoked_key_is_auth_error_with_the_key_help(
-    settings: Settings, store: AlpacaStore, clock: VirtualClock
+    settings: AlpacaSettings, store: AlpacaStore, clock: VirtualClock
 ) -> None:
     store.revoked = True  # Alpaca: 403 {"message": "forbidden."}, no numeric code
     adapter = create_adapter(session(), settings, clock=clock)
@@ -142,7 +141,7 @@ async def test_revoked_key_is_auth_error_with_the_key_help(
 
 
 async def test_forbidden_with_a_code_is_a_refusal_not_a_credential_problem(
-    settings: Settings, store: AlpacaStore, clock: VirtualClock
+    settings: AlpacaSettings, store: AlpacaStore, clock: VirtualClock
 ) -> None:
     store.inject("positions", "403")  # {"code": 40310000, ...}: e.g. insufficient buying power
     with pytest.raises(ProviderError, match="injected 403") as info:
@@ -151,7 +150,7 @@ async def test_forbidden_with_a_code_is_a_refusal_not_a_credential_problem(
 
 
 async def test_activities_stop_at_a_page_of_known_ids_when_after_is_ignored(
-    settings: Settings, store: AlpacaStore, clock: VirtualClock
+    settings: AlpacaSettings, store: AlpacaStore, clock: VirtualClock
 ) -> None:
     store.ignore_after = True  # the server pages through everything, whatever ``after`` says
     sess = session()
@@ -171,7 +170,7 @@ async def test_activities_stop_at_a_page_of_known_ids_when_after_is_ignored(
 
 
 async def test_injected_429_waits_for_reset(
-    settings: Settings, store: AlpacaStore, clock: VirtualClock
+    settings: AlpacaSettings, store: AlpacaStore, clock: VirtualClock
 ) -> None:
     store.inject("account", "429")
     started = clock.now()
@@ -182,7 +181,7 @@ async def test_injected_429_waits_for_reset(
 
 
 async def test_server_errors_retried_then_unavailable(
-    settings: Settings, store: AlpacaStore, clock: VirtualClock
+    settings: AlpacaSettings, store: AlpacaStore, clock: VirtualClock
 ) -> None:
     store.inject("account", "500", times=2)
     adapter = create_adapter(session(), settings, clock=clock)
@@ -195,7 +194,7 @@ async def test_server_errors_retried_then_unavailable(
 
 
 async def test_malformed_json_is_bad_data(
-    settings: Settings, store: AlpacaStore, clock: VirtualClock
+    settings: AlpacaSettings, store: AlpacaStore, clock: VirtualClock
 ) -> None:
     store.inject("positions", "malformed")
     with pytest.raises(BadData):
@@ -203,7 +202,7 @@ async def test_malformed_json_is_bad_data(
 
 
 async def test_shared_budget_is_respected(
-    settings: Settings, store: AlpacaStore, clock: VirtualClock
+    settings: AlpacaSettings, store: AlpacaStore, clock: VirtualClock
 ) -> None:
     store.seed(clock.now() - 10 * 86_400, fills=2000)  # 23 pages of activities
     adapter = create_adapter(session(), settings, clock=clock)

@@ -13,11 +13,16 @@ from uuid import uuid4
 
 import pytest
 
-from finsync.config import Settings
 from finsync.domain.enums import TransactionStatus
 from finsync.domain.errors import ConsentDenied, InvalidInput, ProviderAuthError, RateLimited, Unavailable
 from finsync.domain.ports import AuthorizationResult, ProviderSession
-from finsync.providers.gocardless import METADATA, GoCardlessFlow, GoCardlessTokens, institutions
+from finsync.providers.gocardless import (
+    METADATA,
+    GoCardlessFlow,
+    GoCardlessSettings,
+    GoCardlessTokens,
+    institutions,
+)
 from finsync.providers.gocardless.adapter import GoCardlessAdapter
 from finsync.providers.gocardless.mappers import api_account_id
 from tests.fakes.clock import VirtualClock
@@ -33,7 +38,7 @@ REDIRECT = "http://127.0.0.1:9/api/v1/connections/callback"
 class Kit:
     """The provider's factories, bound to one deployment's settings, token manager and clock."""
 
-    settings: Settings
+    settings: GoCardlessSettings
     tokens: GoCardlessTokens
     clock: VirtualClock
 
@@ -82,28 +87,29 @@ def fake(clock: VirtualClock) -> FakeGoCardless:
 
 
 @pytest.fixture
-def settings(fake: FakeGoCardless) -> Iterator[Settings]:
+def settings(fake: FakeGoCardless) -> Iterator[GoCardlessSettings]:
     with serve(fake.app) as base:
-        yield Settings(
-            _env_file=None,
-            gocardless_url=f"{base}/api/v2",
-            gocardless_secret_id=SECRET_ID,
-            gocardless_secret_key=SECRET_KEY,
-        )
+        yield GoCardlessSettings(
+            _env_file=None, url=f"{base}/api/v2", secret_id=SECRET_ID, secret_key=SECRET_KEY
+        )  # type: ignore[call-arg]
 
 
 @pytest.fixture
-def tokens(settings: Settings, clock: VirtualClock) -> GoCardlessTokens:
+def tokens(settings: GoCardlessSettings, clock: VirtualClock) -> GoCardlessTokens:
     return GoCardlessTokens.from_settings(settings, clock=clock)
 
 
 @pytest.fixture
-def kit(settings: Settings, tokens: GoCardlessTokens, clock: VirtualClock) -> Kit:
+def kit(settings: GoCardlessSettings, tokens: GoCardlessTokens, clock: VirtualClock) -> Kit:
     return Kit(settings, tokens, clock)
 
 
 async def test_one_token_serves_many_calls_and_is_refreshed(
-    settings: Settings, tokens: GoCardlessTokens, fake: FakeGoCardless, clock: VirtualClock, kit: Kit
+    settings: GoCardlessSettings,
+    tokens: GoCardlessTokens,
+    fake: FakeGoCardless,
+    clock: VirtualClock,
+    kit: Kit,
 ) -> None:
     banks = await institutions(settings, "GB", tokens=tokens, clock=clock)
     assert {b["id"] for b in banks} == {SANDBOX, "FAKEBANK_FKBKGB2L"}
@@ -118,10 +124,10 @@ async def test_one_token_serves_many_calls_and_is_refreshed(
         await institutions(settings, "GBR", tokens=tokens, clock=clock)
 
 
-async def test_wrong_deployment_secret_is_not_a_user_reauth(settings: Settings, clock: VirtualClock) -> None:
-    bad = GoCardlessTokens(
-        base_url=settings.gocardless_url, secret_id="nope", secret_key="nope!", clock=clock
-    )
+async def test_wrong_deployment_secret_is_not_a_user_reauth(
+    settings: GoCardlessSettings, clock: VirtualClock
+) -> None:
+    bad = GoCardlessTokens(base_url=settings.url, secret_id="nope", secret_key="nope!", clock=clock)
     with pytest.raises(Unavailable, match="secret id/key"):
         await bad.access_token()
 
@@ -249,11 +255,8 @@ async def test_consent_page_works_when_mounted_under_a_prefix(
     from starlette.routing import Mount
 
     with serve(Starlette(routes=[Mount("/gocardless", app=fake.app)])) as base:
-        settings = Settings(
-            _env_file=None,
-            gocardless_url=f"{base}/gocardless/api/v2",
-            gocardless_secret_id=SECRET_ID,
-            gocardless_secret_key=SECRET_KEY,
+        settings = GoCardlessSettings(  # type: ignore[call-arg]
+            _env_file=None, url=f"{base}/gocardless/api/v2", secret_id=SECRET_ID, secret_key=SECRET_KEY
         )
         tokens = GoCardlessTokens.from_settings(settings, clock=clock)
         session = await Kit(settings, tokens, clock).connect()

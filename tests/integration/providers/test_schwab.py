@@ -13,11 +13,10 @@ from uuid import uuid4
 
 import pytest
 
-from finsync.config import Settings
 from finsync.domain.enums import AssetType, TransactionSubtype, TransactionType
 from finsync.domain.errors import ConsentDenied, ProviderAuthError, RateLimited, Unavailable
 from finsync.domain.ports import AuthorizationResult, AuthorizationStart, ProviderSession
-from finsync.providers.schwab import METADATA, SchwabFlow
+from finsync.providers.schwab import METADATA, SchwabFlow, SchwabSettings
 from finsync.providers.schwab.adapter import SchwabAdapter
 from tests.fakes.clock import VirtualClock
 from tests.fakes.consent import submit_consent
@@ -46,19 +45,19 @@ def fake(clock: VirtualClock) -> FakeSchwab:
 
 
 @pytest.fixture
-def settings(fake: FakeSchwab) -> Iterator[Settings]:
+def settings(fake: FakeSchwab) -> Iterator[SchwabSettings]:
     with serve(fake.app) as base:
-        yield Settings(
+        yield SchwabSettings(  # type: ignore[call-arg]
             _env_file=None,
-            schwab_auth_url=f"{base}/v1/oauth",
-            schwab_api_url=f"{base}/trader/v1",
-            schwab_app_key=APP_KEY,
-            schwab_app_secret=APP_SECRET,
+            auth_url=f"{base}/v1/oauth",
+            api_url=f"{base}/trader/v1",
+            app_key=APP_KEY,
+            app_secret=APP_SECRET,
         )
 
 
 @pytest.fixture
-def flow(settings: Settings, clock: VirtualClock) -> SchwabFlow:
+def flow(settings: SchwabSettings, clock: VirtualClock) -> SchwabFlow:
     built = METADATA.flow_factory(settings, clock=clock)  # type: ignore[misc]
     assert isinstance(built, SchwabFlow)
     return built
@@ -84,7 +83,7 @@ async def connect(flow: SchwabFlow) -> dict[str, Any]:
 
 @asynccontextmanager
 async def adapter(
-    settings: Settings,
+    settings: SchwabSettings,
     clock: VirtualClock,
     credentials: dict[str, Any],
     state: dict[str, Any] | None = None,
@@ -148,7 +147,7 @@ async def test_code_is_single_use_and_expires(flow: SchwabFlow, clock: VirtualCl
 
 
 async def test_sync_reads_accounts_holdings_and_windows(
-    flow: SchwabFlow, settings: Settings, fake: FakeSchwab, clock: VirtualClock
+    flow: SchwabFlow, settings: SchwabSettings, fake: FakeSchwab, clock: VirtualClock
 ) -> None:
     async with adapter(settings, clock, await connect(flow)) as sync:
         accounts = {a.provider_account_id: a for a in await sync.fetch_accounts()}
@@ -186,7 +185,7 @@ async def test_sync_reads_accounts_holdings_and_windows(
 
 
 async def test_next_sync_starts_at_cursor_minus_overlap(
-    flow: SchwabFlow, settings: Settings, fake: FakeSchwab, clock: VirtualClock
+    flow: SchwabFlow, settings: SchwabSettings, fake: FakeSchwab, clock: VirtualClock
 ) -> None:
     async with adapter(settings, clock, await connect(flow)) as sync:
         account = (await sync.fetch_accounts())[0]
@@ -200,7 +199,7 @@ async def test_next_sync_starts_at_cursor_minus_overlap(
 
 
 async def test_refresh_before_expiry_keeps_or_rotates_token(
-    flow: SchwabFlow, settings: Settings, fake: FakeSchwab, clock: VirtualClock
+    flow: SchwabFlow, settings: SchwabSettings, fake: FakeSchwab, clock: VirtualClock
 ) -> None:
     creds = await connect(flow)
     original = dict(creds)
@@ -227,7 +226,7 @@ async def test_refresh_before_expiry_keeps_or_rotates_token(
 
 
 async def test_refresh_token_lapsed_or_revoked_needs_reauth(
-    flow: SchwabFlow, settings: Settings, fake: FakeSchwab, clock: VirtualClock
+    flow: SchwabFlow, settings: SchwabSettings, fake: FakeSchwab, clock: VirtualClock
 ) -> None:
     creds = await connect(flow)
     fake.refresh_tokens.clear()  # revoked at Schwab
@@ -243,7 +242,7 @@ async def test_refresh_token_lapsed_or_revoked_needs_reauth(
 
 
 async def test_429_retry_after_and_5xx_are_retried(
-    flow: SchwabFlow, settings: Settings, fake: FakeSchwab, clock: VirtualClock
+    flow: SchwabFlow, settings: SchwabSettings, fake: FakeSchwab, clock: VirtualClock
 ) -> None:
     async with adapter(settings, clock, await connect(flow)) as sync:
         fake.fail_next(429, retry_after=7)
@@ -254,7 +253,7 @@ async def test_429_retry_after_and_5xx_are_retried(
 
 
 async def test_rejected_token_is_refreshed_once_even_when_calls_race(
-    flow: SchwabFlow, settings: Settings, fake: FakeSchwab, clock: VirtualClock
+    flow: SchwabFlow, settings: SchwabSettings, fake: FakeSchwab, clock: VirtualClock
 ) -> None:
     creds = await connect(flow)
     async with adapter(settings, clock, creds) as sync:
@@ -269,7 +268,7 @@ async def test_rejected_token_is_refreshed_once_even_when_calls_race(
 
 
 async def test_unknown_account_number_reloads_the_hash_map(
-    flow: SchwabFlow, settings: Settings, fake: FakeSchwab, clock: VirtualClock
+    flow: SchwabFlow, settings: SchwabSettings, fake: FakeSchwab, clock: VirtualClock
 ) -> None:
     creds = await connect(flow)
     session_state: dict[str, Any] = {"hashes": {}}  # persisted by an older sync, before the account existed

@@ -10,12 +10,11 @@ from decimal import Decimal
 import pytest
 from structlog.testing import capture_logs
 
-from finsync.config import Settings
 from finsync.domain.enums import TransactionSubtype, TransactionType
 from finsync.domain.errors import BadData, ProviderAuthError, ScopeError, Unavailable
 from finsync.domain.ports import ProviderSession
 from finsync.domain.records import ProviderAccount, ProviderHolding, TransactionBatch
-from finsync.providers.trading212 import METADATA, Trading212Adapter, create_adapter
+from finsync.providers.trading212 import METADATA, Trading212Adapter, Trading212Settings, create_adapter
 from tests.fakes.clock import VirtualClock
 from tests.fakes.server import serve
 from tests.fakes.trading212 import ALL_SCOPES, Trading212Store, create_app
@@ -41,14 +40,14 @@ def store(clock: VirtualClock) -> Trading212Store:
     return data
 
 
-def start(clock: VirtualClock, store: Trading212Store, **kwargs: object) -> Iterator[Settings]:
+def start(clock: VirtualClock, store: Trading212Store, **kwargs: object) -> Iterator[Trading212Settings]:
     app = create_app(clock, api_key=KEY, api_secret=kwargs.pop("secret", SECRET), store=store, **kwargs)  # type: ignore[arg-type]
     with serve(app) as url:
-        yield Settings(_env_file=None, trading212_live_url=url, provider_timeout_seconds=1.0)
+        yield Trading212Settings(_env_file=None, live_url=url, timeout_seconds=1.0)  # type: ignore[call-arg]
 
 
 @pytest.fixture
-def settings(clock: VirtualClock, store: Trading212Store) -> Iterator[Settings]:
+def settings(clock: VirtualClock, store: Trading212Store) -> Iterator[Trading212Settings]:
     yield from start(clock, store)
 
 
@@ -71,7 +70,7 @@ async def sync(
 
 
 async def test_first_sync_reads_everything(
-    settings: Settings, store: Trading212Store, clock: VirtualClock
+    settings: Trading212Settings, store: Trading212Store, clock: VirtualClock
 ) -> None:
     sess = session()
     accounts, holdings, batch = await sync(create_adapter(sess, settings, clock=clock))
@@ -93,7 +92,7 @@ async def test_first_sync_reads_everything(
 
 
 async def test_resync_without_news_reads_one_page_per_endpoint(
-    settings: Settings, store: Trading212Store, clock: VirtualClock
+    settings: Trading212Settings, store: Trading212Store, clock: VirtualClock
 ) -> None:
     sess = session()
     await sync(create_adapter(sess, settings, clock=clock))
@@ -108,7 +107,7 @@ async def test_resync_without_news_reads_one_page_per_endpoint(
 
 
 async def test_new_fill_appears_on_next_sync(
-    settings: Settings, store: Trading212Store, clock: VirtualClock
+    settings: Trading212Settings, store: Trading212Store, clock: VirtualClock
 ) -> None:
     sess = session()
     await sync(create_adapter(sess, settings, clock=clock))
@@ -133,7 +132,7 @@ async def test_new_fill_appears_on_next_sync(
 
 
 async def test_many_new_orders_are_paged_until_known_ones(
-    settings: Settings, store: Trading212Store, clock: VirtualClock
+    settings: Trading212Settings, store: Trading212Store, clock: VirtualClock
 ) -> None:
     sess = session()
     await sync(create_adapter(sess, settings, clock=clock))
@@ -148,7 +147,7 @@ async def test_many_new_orders_are_paged_until_known_ones(
 
 
 async def test_pages_out_of_order_miss_nothing(
-    settings: Settings, store: Trading212Store, clock: VirtualClock
+    settings: Trading212Settings, store: Trading212Store, clock: VirtualClock
 ) -> None:
     sess = session()
     await sync(create_adapter(sess, settings, clock=clock))
@@ -162,7 +161,7 @@ async def test_pages_out_of_order_miss_nothing(
 
 
 async def test_an_old_order_filling_now_does_not_hide_newer_orders(
-    settings: Settings, store: Trading212Store, clock: VirtualClock
+    settings: Trading212Settings, store: Trading212Store, clock: VirtualClock
 ) -> None:
     store.listing = "updated"  # the late fill is listed first, with its month-old createdAt
     working = store.add_order(clock.now() - 30 * 86_400, status="NEW")
@@ -181,7 +180,7 @@ async def test_an_old_order_filling_now_does_not_hide_newer_orders(
 
 
 async def test_a_changed_fill_is_news_even_with_a_known_id(
-    settings: Settings, store: Trading212Store, clock: VirtualClock
+    settings: Trading212Settings, store: Trading212Store, clock: VirtualClock
 ) -> None:
     store.listing = "updated"
     sess = session()
@@ -201,7 +200,7 @@ async def test_a_changed_fill_is_news_even_with_a_known_id(
 
 
 async def test_weekly_full_pass_reconciles_what_incremental_paging_cannot_see(
-    settings: Settings, store: Trading212Store, clock: VirtualClock
+    settings: Trading212Settings, store: Trading212Store, clock: VirtualClock
 ) -> None:
     sess = session()
     await sync(create_adapter(sess, settings, clock=clock))
@@ -229,7 +228,7 @@ async def test_weekly_full_pass_reconciles_what_incremental_paging_cannot_see(
 
 
 async def test_full_pass_is_spread_over_syncs_and_state_stays_bounded(
-    settings: Settings, store: Trading212Store, clock: VirtualClock
+    settings: Trading212Settings, store: Trading212Store, clock: VirtualClock
 ) -> None:
     store.seed(clock.now(), orders=880)  # 1,000 orders: 20 pages
     sess = session()
@@ -250,7 +249,7 @@ async def test_full_pass_is_spread_over_syncs_and_state_stays_bounded(
 
 
 async def test_a_refused_resume_cursor_restarts_the_full_pass(
-    settings: Settings, store: Trading212Store, clock: VirtualClock
+    settings: Trading212Settings, store: Trading212Store, clock: VirtualClock
 ) -> None:
     sess = session()
     await sync(create_adapter(sess, settings, clock=clock))
@@ -291,7 +290,7 @@ async def test_missing_scope_names_it(store: Trading212Store, clock: VirtualCloc
 
 
 async def test_injected_429_waits_for_reset(
-    settings: Settings, store: Trading212Store, clock: VirtualClock
+    settings: Trading212Settings, store: Trading212Store, clock: VirtualClock
 ) -> None:
     store.inject("account_summary", "429")
     started = clock.now()
@@ -304,7 +303,7 @@ async def test_injected_429_waits_for_reset(
 
 
 async def test_server_errors_twice_are_retried(
-    settings: Settings, store: Trading212Store, clock: VirtualClock
+    settings: Trading212Settings, store: Trading212Store, clock: VirtualClock
 ) -> None:
     store.inject("positions", "500", times=2)
     adapter = create_adapter(session(), settings, clock=clock)
@@ -315,14 +314,16 @@ async def test_server_errors_twice_are_retried(
 
 
 async def test_persistent_server_errors_are_unavailable(
-    settings: Settings, store: Trading212Store, clock: VirtualClock
+    settings: Trading212Settings, store: Trading212Store, clock: VirtualClock
 ) -> None:
     store.inject("history_orders", "503", times=10)
     with pytest.raises(Unavailable, match="trading212 history_orders unavailable after 4 attempts: HTTP 503"):
         await sync(create_adapter(session(), settings, clock=clock))
 
 
-async def test_timeout_is_retried(settings: Settings, store: Trading212Store, clock: VirtualClock) -> None:
+async def test_timeout_is_retried(
+    settings: Trading212Settings, store: Trading212Store, clock: VirtualClock
+) -> None:
     store.hang_seconds = 1.3
     store.inject("account_summary", "timeout")
     adapter = create_adapter(session(), settings, clock=clock)
@@ -331,7 +332,7 @@ async def test_timeout_is_retried(settings: Settings, store: Trading212Store, cl
 
 
 async def test_malformed_json_is_bad_data(
-    settings: Settings, store: Trading212Store, clock: VirtualClock
+    settings: Trading212Settings, store: Trading212Store, clock: VirtualClock
 ) -> None:
     store.inject("history_transactions", "malformed")
     sess = session()
@@ -341,7 +342,7 @@ async def test_malformed_json_is_bad_data(
 
 
 async def test_long_history_respects_limits(
-    settings: Settings, store: Trading212Store, clock: VirtualClock
+    settings: Trading212Settings, store: Trading212Store, clock: VirtualClock
 ) -> None:
     store.seed(clock.now(), orders=400)  # 520 orders: 11 pages at 6 a minute
     started = clock.now()
@@ -370,8 +371,8 @@ async def test_credentials_never_logged_or_raised(store: Trading212Store, clock:
 
 async def test_demo_environment_uses_demo_host(store: Trading212Store, clock: VirtualClock) -> None:
     for settings in start(clock, store):
-        demo = settings.model_copy(update={"trading212_demo_url": settings.trading212_live_url})
-        demo.trading212_live_url = "http://127.0.0.1:9"  # nothing listens there
+        # nothing listens on the live host
+        demo = settings.model_copy(update={"demo_url": settings.live_url, "live_url": "http://127.0.0.1:9"})
         sess = session()
         sess.environment = "demo"
         accounts, _, _ = await sync(create_adapter(sess, demo, clock=clock))

@@ -10,7 +10,7 @@ from finsync.api.deps import ContainerDep, CurrentUser
 from finsync.api.errors import responses
 from finsync.api.schemas import CredentialFieldOut, InstitutionOut, ProviderOut
 from finsync.domain.errors import InvalidInput, ProviderNotAvailable, Unavailable
-from finsync.providers.registry import ProviderMetadata
+from finsync.providers.spec import ProviderMetadata
 
 router = APIRouter(prefix="/providers", tags=["providers"])
 
@@ -30,8 +30,7 @@ def provider_out(meta: ProviderMetadata, settings: object) -> ProviderOut:
         credential_fields=[CredentialFieldOut.model_validate(f) for f in meta.credential_fields],
         configured=not missing,
         unavailable_reason=(
-            f"this server is not configured for {meta.display_name}: set "
-            + ", ".join(f"FINSYNC_{name.upper()}" for name in missing)
+            f"this server is not configured for {meta.display_name}: set " + ", ".join(missing)
             if missing
             else None
         ),

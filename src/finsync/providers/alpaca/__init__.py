@@ -7,8 +7,8 @@ the sync adapter; ``session.environment`` is ``paper`` (default) or ``live``.
 from __future__ import annotations
 
 from finsync.domain.enums import AuthType, Capability, ProviderCategory
-from finsync.providers.alpaca.adapter import ENVIRONMENTS, AlpacaAdapter, create_adapter
-from finsync.providers.registry import CredentialField, ProviderMetadata
+from finsync.providers.alpaca.adapter import ENVIRONMENTS, AlpacaAdapter, AlpacaSettings, create_adapter
+from finsync.providers.spec import Ability, CredentialField, ProviderMetadata
 
 METADATA = ProviderMetadata(
     slug="alpaca",
@@ -36,7 +36,9 @@ METADATA = ProviderMetadata(
             help="Shown once when the key is generated; regenerate it if lost.",
         ),
     ),
+    abilities=frozenset({Ability.KEY_VALIDATION}),
+    settings=AlpacaSettings,
     adapter_factory=create_adapter,
 )
 
-__all__ = ["METADATA", "AlpacaAdapter", "create_adapter"]
+__all__ = ["METADATA", "AlpacaAdapter", "AlpacaSettings", "create_adapter"]

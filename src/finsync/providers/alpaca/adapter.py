@@ -14,15 +14,17 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
+from pydantic_settings import SettingsConfigDict
 
-from finsync.config import Settings
-from finsync.domain.errors import AuthError, InvalidInput
+from finsync.domain.errors import ProviderAuthError
 from finsync.domain.ports import ProviderSession
 from finsync.domain.records import ProviderAccount, ProviderHolding, TransactionBatch
+from finsync.providers import common
 from finsync.providers.alpaca import mappers
 from finsync.providers.alpaca.client import LIMITS, PROVIDER, AlpacaClient, alpaca_error_type
-from finsync.providers.http import Clock, ProviderHttp
+from finsync.providers.http import Clock
 from finsync.providers.incremental import KnownItems, fingerprint
+from finsync.providers.spec import ProviderSettings
 
 ENVIRONMENTS = ("paper", "live")
 OVERLAP = timedelta(days=2)  # re-read window: dated activities may post late
@@ -75,32 +77,37 @@ class AlpacaAdapter:
         await self.client.http.aclose()
 
 
+class AlpacaSettings(ProviderSettings):
+    """``FINSYNC_ALPACA_PAPER_URL`` / ``_LIVE_URL``: real hosts by default (or a proxy)."""
+
+    model_config = SettingsConfigDict(env_prefix="FINSYNC_ALPACA_")
+
+    paper_url: str = "https://paper-api.alpaca.markets"
+    live_url: str = "https://api.alpaca.markets"
+
+
 def create_adapter(
     session: ProviderSession,
-    settings: Settings,
+    settings: AlpacaSettings,
     *,
     clock: Clock | None = None,
     transport: httpx.AsyncBaseTransport | None = None,
 ) -> AlpacaAdapter:
     """Credentials ``key_id`` + ``secret_key``; ``session.environment`` is ``paper`` (default) or ``live``."""
-    environment = session.environment or "paper"
-    if environment not in ENVIRONMENTS:
-        raise InvalidInput(f"Alpaca environment must be one of {', '.join(ENVIRONMENTS)}")
-    key_id = str(session.credentials.get("key_id") or "").strip()
-    secret = str(session.credentials.get("secret_key") or "").strip()
+    environment = common.environment(session, ENVIRONMENTS, "Alpaca")
+    key_id, secret = common.credential(session, "key_id"), common.credential(session, "secret_key")
     if not key_id or not secret:
-        raise AuthError("Alpaca credentials need both a key id and a secret key")
-    base_url = settings.alpaca_paper_url if environment == "paper" else settings.alpaca_live_url
-    http = ProviderHttp(
+        raise ProviderAuthError("Alpaca credentials need both a key id and a secret key")
+    http = common.key_http(
         provider=PROVIDER,
-        base_url=base_url,
+        base_url=settings.paper_url if environment == "paper" else settings.live_url,
+        key=key_id,
+        secrets=(secret,),
         headers={"APCA-API-KEY-ID": key_id, "APCA-API-SECRET-KEY": secret},
         limits=LIMITS,
+        error_type=alpaca_error_type,
+        timeout=settings.timeout_seconds,
         clock=clock,
         transport=transport,
-        timeout=settings.provider_timeout_seconds,
-        secrets=(key_id, secret),
-        account=key_id,
-        error_type=alpaca_error_type,
     )
     return AlpacaAdapter(AlpacaClient(http), session, environment=environment)

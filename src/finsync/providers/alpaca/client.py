@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, ClassVar
 
 import httpx
 
-from finsync.domain.errors import AuthError, BadData, ProviderError
-from finsync.providers.http import SHARED_BUCKET, ProviderHttp, RateLimit
+from finsync.domain.errors import BadData, ProviderAuthError, ProviderError
+from finsync.providers.common import JsonClient, Reword
+from finsync.providers.http import SHARED_BUCKET, RateLimit
 
 PROVIDER = "alpaca"
 PAGE_SIZE = 100  # documented default and maximum
@@ -32,35 +33,22 @@ def alpaca_error_type(response: httpx.Response) -> type[ProviderError] | None:
     numeric = (isinstance(code, int) and not isinstance(code, bool)) or (
         isinstance(code, str) and code.isdigit()
     )
-    return ProviderError if numeric else AuthError
+    return ProviderError if numeric else ProviderAuthError
 
 
-class AlpacaClient:
-    def __init__(self, http: ProviderHttp) -> None:
-        self.http = http
-
-    async def _get(
-        self, url: str, endpoint: str, params: Mapping[str, Any] | None = None, retries: int | None = None
-    ) -> Any:
-        try:
-            return await self.http.get_json(url, endpoint=endpoint, params=params, retries=retries)
-        except AuthError as exc:
-            raise AuthError(
-                "Alpaca rejected the API key: check the key id and secret, that they belong to "
-                f"this environment (paper or live) and that the key was not revoked ({exc.detail})"
-            ) from None
+class AlpacaClient(JsonClient):
+    rewords: ClassVar[Mapping[type[ProviderError], Reword]] = {
+        ProviderAuthError: lambda _, detail: (
+            "Alpaca rejected the API key: check the key id and secret, that they belong to "
+            f"this environment (paper or live) and that the key was not revoked ({detail})"
+        ),
+    }
 
     async def account(self, *, retries: int | None = None) -> dict[str, Any]:
-        body = await self._get("/v2/account", "account", retries=retries)
-        if not isinstance(body, dict):
-            raise BadData("alpaca account: expected an object")
-        return body
+        return await self.get_object("/v2/account", "account", retries=retries)
 
     async def positions(self) -> list[dict[str, Any]]:
-        body = await self._get("/v2/positions", "positions")
-        if not isinstance(body, list):
-            raise BadData("alpaca positions: expected an array")
-        return body
+        return await self.get_list("/v2/positions", "positions")
 
     async def activities(
         self, after: str | None = None, stop: StopRule | None = None
@@ -73,9 +61,7 @@ class AlpacaClient:
         items: list[dict[str, Any]] = []
         tokens: set[str] = set()
         while True:
-            page = await self._get("/v2/account/activities", "activities", params)
-            if not isinstance(page, list) or not all(isinstance(i, dict) for i in page):
-                raise BadData("alpaca activities: expected an array of objects")
+            page = await self.get_list("/v2/account/activities", "activities", params)
             items.extend(page)
             if len(page) < PAGE_SIZE or (stop is not None and stop(page)):
                 return items

@@ -14,8 +14,9 @@ from finsync.domain.enums import (
     TransactionType,
 )
 from finsync.domain.errors import BadData
-from finsync.domain.money import currency_code, to_decimal
+from finsync.domain.money import currency_code
 from finsync.domain.records import ProviderAccount, ProviderHolding, ProviderTransaction
+from finsync.providers.common import Wire
 
 INSTITUTION = "Alpaca"
 _ASSETS = {"us_equity": AssetType.EQUITY, "crypto": AssetType.CRYPTO, "us_option": AssetType.OPTION}
@@ -30,27 +31,13 @@ _SIMPLE: dict[str, tuple[TransactionType, TransactionSubtype]] = {
 }
 
 
-def _dec(value: Any, what: str) -> Decimal:
-    try:
-        return to_decimal(value)
-    except ValueError:
-        raise BadData(f"alpaca: {what} is not a number") from None
-
-
-def _opt(value: Any, what: str) -> Decimal | None:
-    return None if value is None or value == "" else _dec(value, what)
+WIRE = Wire("alpaca")
+_dec, _opt = WIRE.number, WIRE.optional
 
 
 def parse_time(value: Any) -> datetime:
     """RFC 3339 instants, or bare dates (non-trade activities) as midnight UTC; always timezone-aware."""
-    text = str(value)
-    try:
-        moment = datetime.fromisoformat(text if "T" in text else f"{text}T00:00:00+00:00")
-    except ValueError:
-        raise BadData(f"alpaca: bad timestamp {value!r}") from None
-    if moment.tzinfo is None:
-        raise BadData(f"alpaca: timestamp without zone {value!r}")
-    return moment
+    return WIRE.instant(value, date_is_midnight_utc=True)
 
 
 def _day(value: Any) -> date:

@@ -39,8 +39,8 @@ from finsync.providers.gocardless.adapter import (
     institutions,
 )
 from finsync.providers.gocardless.flow import GoCardlessFlow
-from finsync.providers.gocardless.tokens import GoCardlessTokens
-from finsync.providers.registry import ProviderMetadata
+from finsync.providers.gocardless.tokens import GoCardlessSettings, GoCardlessTokens
+from finsync.providers.spec import Ability, ProviderMetadata
 
 METADATA = ProviderMetadata(
     slug="gocardless",
@@ -57,8 +57,9 @@ METADATA = ProviderMetadata(
         "the IBAN, else the bank's resourceId, else GoCardless's account id (new on some "
         "re-consents); each sync maps it to the current consent's account id"
     ),
-    required_settings=("gocardless_secret_id", "gocardless_secret_key"),
+    settings=GoCardlessSettings,
     state_param="ref",  # the bank returns the requisition's reference, which is our state
+    abilities=frozenset({Ability.PREFLIGHT}),  # bank budgets: refuse a sync before calling
     adapter_factory=create_adapter,
     flow_factory=create_flow,
     # Banks allow ~4 unattended calls a day per account: every 8 hours keeps one free for a
@@ -71,6 +72,7 @@ __all__ = [
     "METADATA",
     "GoCardlessAdapter",
     "GoCardlessFlow",
+    "GoCardlessSettings",
     "GoCardlessTokens",
     "create_adapter",
     "create_client",

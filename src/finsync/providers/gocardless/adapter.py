@@ -23,11 +23,10 @@ from typing import Any
 
 import httpx
 
-from finsync.config import Settings
 from finsync.domain.enums import TransactionStatus
-from finsync.domain.errors import AuthError, InvalidInput
+from finsync.domain.errors import InvalidInput, ProviderAuthError
 from finsync.domain.ports import ProviderSession
-from finsync.domain.records import ProviderAccount, ProviderHolding, TransactionBatch
+from finsync.domain.records import ProviderAccount, TransactionBatch
 from finsync.providers.gocardless.budget import AccountBudget
 from finsync.providers.gocardless.client import BankLimitReached, GoCardlessClient
 from finsync.providers.gocardless.flow import GoCardlessFlow, list_institutions
@@ -37,7 +36,7 @@ from finsync.providers.gocardless.mappers import (
     map_account,
     map_transactions,
 )
-from finsync.providers.gocardless.tokens import GoCardlessTokens
+from finsync.providers.gocardless.tokens import GoCardlessSettings, GoCardlessTokens
 from finsync.providers.http import AccessRevoked, Clock, SystemClock
 
 DETAILS_MAX_AGE = 30 * 86400.0  # account names/IBANs rarely change; spend the details call rarely
@@ -59,7 +58,7 @@ class GoCardlessAdapter:
     def _account_ids(self) -> list[str]:
         expires = self._session.credentials.get("access_expires_at")
         if expires is not None and float(expires) <= self._clock.now():
-            raise AuthError("The bank consent expired; reconnect this bank through GoCardless")
+            raise ProviderAuthError("The bank consent expired; reconnect this bank through GoCardless")
         return [str(a) for a in self._session.credentials.get("accounts") or []]
 
     def _memo(self, account_id: str) -> dict[str, Any]:
@@ -75,7 +74,7 @@ class GoCardlessAdapter:
             self._budget.block(account_id, kind, exc.retry_after)
             raise
         except AccessRevoked as exc:
-            raise AuthError(
+            raise ProviderAuthError(
                 "The bank's consent for this account ended (expired or withdrawn, or the link is "
                 f"gone); reconnect this bank through GoCardless ({exc.detail})"
             ) from None
@@ -140,9 +139,6 @@ class GoCardlessAdapter:
             for a in ids
         ]
 
-    async def fetch_holdings(self, account: ProviderAccount) -> list[ProviderHolding]:
-        return []  # bank accounts hold no securities
-
     def window(self, account_id: str) -> tuple[date, date]:
         """From the last sync minus overlap (or the agreement's full history) to today."""
         today = datetime.fromtimestamp(self._clock.now(), UTC).date()
@@ -170,7 +166,7 @@ class GoCardlessAdapter:
 
 
 def create_client(
-    settings: Settings,
+    settings: GoCardlessSettings,
     *,
     tokens: GoCardlessTokens,
     clock: Clock | None = None,
@@ -178,17 +174,17 @@ def create_client(
 ) -> GoCardlessClient:
     """``tokens`` is the process-wide token manager (``METADATA.resources``); never one per call."""
     return GoCardlessClient(
-        base_url=settings.gocardless_url,
+        base_url=settings.url,
         tokens=tokens,
         clock=clock,
         transport=transport,
-        timeout=settings.provider_timeout_seconds,
+        timeout=settings.timeout_seconds,
     )
 
 
 def create_adapter(
     session: ProviderSession,
-    settings: Settings,
+    settings: GoCardlessSettings,
     *,
     tokens: GoCardlessTokens,
     clock: Clock | None = None,
@@ -199,7 +195,7 @@ def create_adapter(
 
 
 def create_flow(
-    settings: Settings,
+    settings: GoCardlessSettings,
     options: dict[str, Any] | None = None,
     *,
     tokens: GoCardlessTokens,
@@ -221,7 +217,7 @@ def create_flow(
 
 
 async def institutions(
-    settings: Settings,
+    settings: GoCardlessSettings,
     country: str,
     *,
     tokens: GoCardlessTokens,

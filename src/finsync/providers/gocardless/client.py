@@ -8,7 +8,7 @@ from typing import Any
 
 import httpx
 
-from finsync.domain.errors import AuthError, BadData, ProviderError, RateLimited
+from finsync.domain.errors import BadData, ProviderAuthError, ProviderError, RateLimited
 from finsync.providers.gocardless.budget import rate_header
 from finsync.providers.gocardless.tokens import GoCardlessTokens, gocardless_error_message
 from finsync.providers.http import AccessRevoked, Clock, ProviderHttp, RateLimit, SystemClock
@@ -137,7 +137,7 @@ class GoCardlessClient:
             )
         except AccessRevoked:  # the consent is gone, the token is fine: keep it
             raise
-        except AuthError:
+        except ProviderAuthError:
             for access in sent:
                 self._tokens.invalidate(access)
             raise

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from finsync.domain.errors import AuthError, BadData, ConsentDenied, InvalidInput
+from finsync.domain.errors import BadData, ConsentDenied, InvalidInput, ProviderAuthError
 from finsync.domain.ports import AuthorizationResult, AuthorizationStart
 from finsync.providers.gocardless.client import GoCardlessClient
 
@@ -99,7 +99,7 @@ class GoCardlessFlow:
     ) -> AuthorizationResult:
         requisition_id = flow_data.get("requisition_id")
         if not requisition_id:
-            raise AuthError("GoCardless link data is missing; start the connection again")
+            raise ProviderAuthError("GoCardless link data is missing; start the connection again")
         client = self._client()
         try:
             requisition = await client.requisition(str(requisition_id))
@@ -111,10 +111,10 @@ class GoCardlessFlow:
                 message = f"GoCardless bank link not completed: {meaning} [{status}]{bank_says}"
                 if error:
                     raise ConsentDenied(message, params.get("details") or error)
-                raise AuthError(message)
+                raise ProviderAuthError(message)
             accounts = [str(a) for a in requisition.get("accounts") or []]
             if not accounts:
-                raise AuthError("The bank link completed but no account was shared")
+                raise ProviderAuthError("The bank link completed but no account was shared")
             agreement_id = str(flow_data.get("agreement_id") or requisition.get("agreement") or "")
             agreement = await client.agreement(agreement_id) if agreement_id else {}
         finally:

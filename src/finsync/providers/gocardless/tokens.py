@@ -14,10 +14,12 @@ import asyncio
 from typing import Any
 
 import httpx
+from pydantic import SecretStr
+from pydantic_settings import SettingsConfigDict
 
-from finsync.config import Settings
-from finsync.domain.errors import AuthError, BadData, ProviderNotAvailable, Unavailable
+from finsync.domain.errors import BadData, ProviderAuthError, ProviderNotAvailable, Unavailable
 from finsync.providers.http import Clock, ProviderHttp, SystemClock
+from finsync.providers.spec import ProviderSettings
 
 
 def gocardless_error_message(response: httpx.Response) -> str:
@@ -33,6 +35,17 @@ def gocardless_error_message(response: httpx.Response) -> str:
         if isinstance(value, dict) and ("summary" in value or "detail" in value):
             parts.append(f"{key}: {value.get('detail') or value.get('summary')}")
     return " — ".join(parts)[:300]
+
+
+class GoCardlessSettings(ProviderSettings):
+    """``FINSYNC_GOCARDLESS_*``: the deployment's Bank Account Data secret id/key and host."""
+
+    model_config = SettingsConfigDict(env_prefix="FINSYNC_GOCARDLESS_")
+    required = ("secret_id", "secret_key")
+
+    url: str = "https://bankaccountdata.gocardless.com/api/v2"
+    secret_id: SecretStr | None = None
+    secret_key: SecretStr | None = None
 
 
 class GoCardlessTokens:
@@ -70,22 +83,22 @@ class GoCardlessTokens:
     @classmethod
     def from_settings(
         cls,
-        settings: Settings,
+        settings: GoCardlessSettings,
         *,
         clock: Clock | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> GoCardlessTokens:
-        if settings.gocardless_secret_id is None or settings.gocardless_secret_key is None:
+        if settings.secret_id is None or settings.secret_key is None:
             raise ProviderNotAvailable(
                 "GoCardless is not configured (FINSYNC_GOCARDLESS_SECRET_ID / _SECRET_KEY)"
             )
         return cls(
-            base_url=settings.gocardless_url,
-            secret_id=settings.gocardless_secret_id.get_secret_value(),
-            secret_key=settings.gocardless_secret_key.get_secret_value(),
+            base_url=settings.url,
+            secret_id=settings.secret_id.get_secret_value(),
+            secret_key=settings.secret_key.get_secret_value(),
             clock=clock,
             transport=transport,
-            timeout=settings.provider_timeout_seconds,
+            timeout=settings.timeout_seconds,
         )
 
     def invalidate(self, access: str) -> None:
@@ -102,7 +115,7 @@ class GoCardlessTokens:
                 try:
                     body = await self._post("token/refresh/", "token_refresh", {"refresh": self._refresh})
                     return self._store(body, now)
-                except AuthError:
+                except ProviderAuthError:
                     self._refresh = None  # revoked: fall through to a new pair
             body = await self._post("token/new/", "token_new", self._secret)
             self.minted += 1
@@ -113,7 +126,7 @@ class GoCardlessTokens:
             async with ProviderHttp(**self._http_args) as http:
                 response = await http.request("POST", url, endpoint=endpoint, json=payload, retry=True)
                 body = http.decode(response, endpoint)
-        except AuthError as exc:
+        except ProviderAuthError as exc:
             if endpoint == "token_refresh":
                 raise
             # The deployment's secret is wrong: no user connection can fix that by re-consenting.

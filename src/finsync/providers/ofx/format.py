@@ -10,13 +10,13 @@ from finsync.domain.records import ProviderTransaction
 from finsync.providers.ofx.encoding import looks_like_ofx
 from finsync.providers.ofx.mappers import map_document
 from finsync.providers.ofx.reader import parse_ofx
-from finsync.providers.registry import ProviderMetadata
+from finsync.providers.spec import ProviderMetadata
 
 
 class OfxFormat:
     name = "ofx"
     description = "OFX 1.x (SGML) and 2.x (XML) statements, including Quicken QFX and Microsoft Money files"
-    extensions = (".ofx", ".qfx", ".qbo")
+    extensions: tuple[str, ...] = (".ofx", ".qfx", ".qbo")
 
     def sniff(self, head: bytes, filename: str | None) -> bool:
         return looks_like_ofx(head)

@@ -30,9 +30,9 @@ from finsync.providers.ofx.model import (
     OfxSecurity,
     OfxStatement,
     OfxTransaction,
+    UnreadTransactions,
     clean_fields,
 )
-from finsync.providers.ofx.statements import UnreadTransactions
 from finsync.providers.ofx.transactions import (
     TransactionIds,
     bank_fingerprint,
@@ -165,14 +165,14 @@ def _defer(
             positions.append(i)
         elif (txn := unread.convert(i)) is not None:
             transactions.append(map_bank_transaction(txn, currency, ids))
-    unread.ctx.finish()  # parse_ofx has finished its warnings: count what these added
+    unread.finish()  # parse_ofx has finished its warnings: count what these added
 
     def build(wanted: list[int]) -> Iterator[ProviderTransaction]:
         with paused_gc():
             for at in wanted:
                 if (txn := unread.convert(positions[at], fingerprint_digest(keys[at][1]))) is not None:
                     yield map_bank_transaction(txn, currency, ids)
-        unread.ctx.finish()  # "... and N more warnings" for those converted here
+        unread.finish()  # "... and N more warnings" for those converted here
 
     return DeferredTransactions(keys=keys, build=build)
 

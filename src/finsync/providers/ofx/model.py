@@ -15,14 +15,30 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
-from typing import TYPE_CHECKING, Literal
+from typing import Literal, Protocol
 
 from finsync.domain.errors import ImportRejected, MalformedFile
-
-if TYPE_CHECKING:
-    from finsync.providers.ofx.statements import UnreadTransactions
+from finsync.providers.ofx.nodes import Pieces
 
 StatementKind = Literal["bank", "credit_card", "investment"]
+
+
+class UnreadTransactions(Protocol):
+    """STMTTRNs a deferred read left unconverted (``statements.UnreadPieces``): named by FITID
+    and digest of their source text without converting, converted on demand. A Protocol, so
+    the model needs no reader (no import cycle)."""
+
+    @property
+    def pieces(self) -> Pieces:
+        """Each STMTTRN's source text, by position."""
+        ...
+
+    def __len__(self) -> int: ...
+    def digest(self, i: int) -> str: ...
+    def convert(self, i: int, digest: str | None = None) -> OfxTransaction | None: ...
+    def finish(self) -> None:
+        """Count the warnings conversions added since (\"... and N more warnings\")."""
+        ...
 
 
 class OfxInstitutionError(ImportRejected):

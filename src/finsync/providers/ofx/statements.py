@@ -41,7 +41,7 @@ class Context:
         self.suppressed = 0  # left out since the last finish()
         self.left_out = 0
         self.summary_at: int | None = None  # index of the "... and N more warnings" line
-        self.defer = defer  # leave fast-path STMTTRNs unconverted (see UnreadTransactions)
+        self.defer = defer  # leave fast-path STMTTRNs unconverted (see UnreadPieces)
 
     def line(self, pos: int) -> int:
         return self.lines.at(pos)
@@ -88,7 +88,7 @@ class Context:
 
 
 @dataclass(slots=True)
-class UnreadTransactions:
+class UnreadPieces:
     """Fast-path STMTTRNs left unconverted by ``parse_ofx(..., defer=True)``.
 
     Converting (dates, amounts) and then mapping is most of the per-transaction cost, and a
@@ -106,6 +106,9 @@ class UnreadTransactions:
 
     def digest(self, i: int) -> str:
         return piece_digest(self.pieces[i])
+
+    def finish(self) -> None:
+        self.ctx.finish()
 
     def convert(self, i: int, digest: str | None = None) -> OfxTransaction | None:
         """The transaction at ``i``; ``digest`` is its piece's, when the caller has it already."""
@@ -200,7 +203,7 @@ def _transactions(node: Node, lists: list[Node], statement: OfxStatement, ctx: C
     if not generic + stray and ctx.defer and statement.currency:  # without CURDEF, rows give the currency
         blocks = [segment for segment in segments if isinstance(segment, Pieces)]
         if blocks:
-            statement.unread = UnreadTransactions(sum(blocks[1:], blocks[0]), ctx)
+            statement.unread = UnreadPieces(sum(blocks[1:], blocks[0]), ctx)
         return
     append = statement.transactions.append
     for segment in segments:

@@ -8,9 +8,9 @@ Wiring: ``METADATA.flow_factory(settings)`` builds the redirect flow, and
 from __future__ import annotations
 
 from finsync.domain.enums import AuthType, Capability, ProviderCategory
-from finsync.providers.registry import ProviderMetadata
-from finsync.providers.schwab.adapter import SchwabAdapter, create_adapter, create_flow
+from finsync.providers.schwab.adapter import SchwabAdapter, SchwabSettings, create_adapter, create_flow
 from finsync.providers.schwab.flow import SchwabFlow
+from finsync.providers.spec import Ability, ProviderMetadata
 
 METADATA = ProviderMetadata(
     slug="schwab",
@@ -25,9 +25,10 @@ METADATA = ProviderMetadata(
     ),
     docs_url="docs/providers/schwab.md",
     account_key="the plain account number; the hashValue the API wants is looked up on each sync",
-    required_settings=("schwab_app_key", "schwab_app_secret"),
+    settings=SchwabSettings,
+    abilities=frozenset({Ability.KEY_VALIDATION}),  # reconnects must be the same login
     adapter_factory=create_adapter,
     flow_factory=create_flow,
 )
 
-__all__ = ["METADATA", "SchwabAdapter", "SchwabFlow", "create_adapter", "create_flow"]
+__all__ = ["METADATA", "SchwabAdapter", "SchwabFlow", "SchwabSettings", "create_adapter", "create_flow"]

@@ -13,15 +13,17 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
+from pydantic import SecretStr
+from pydantic_settings import SettingsConfigDict
 
-from finsync.config import Settings
-from finsync.domain.errors import AuthError, BadData, ProviderNotAvailable
+from finsync.domain.errors import BadData, ProviderAuthError, ProviderNotAvailable
 from finsync.domain.ports import ProviderSession
 from finsync.domain.records import ProviderAccount, ProviderHolding, ProviderTransaction, TransactionBatch
 from finsync.providers.http import Clock, SystemClock
 from finsync.providers.schwab.client import SchwabClient
 from finsync.providers.schwab.flow import SchwabFlow
 from finsync.providers.schwab.mappers import map_account, map_positions, map_transaction
+from finsync.providers.spec import ProviderSettings
 
 WINDOW = timedelta(days=60)  # Schwab has no pagination; keep each date window ≤ 60 days
 OVERLAP = timedelta(days=3)  # late-posting activity is picked up again and upserted by id
@@ -64,7 +66,7 @@ class SchwabAdapter:
                 creds.update(fresh)
         token = self._session.credentials.get("access_token")
         if not token:
-            raise AuthError("Schwab connection has no access token; reconnect Schwab")
+            raise ProviderAuthError("Schwab connection has no access token; reconnect Schwab")
         return str(token)
 
     def _now(self) -> datetime:
@@ -137,9 +139,22 @@ class SchwabAdapter:
         return TransactionBatch(transactions=list(by_id.values()))
 
 
+class SchwabSettings(ProviderSettings):
+    """``FINSYNC_SCHWAB_*``: the deployment's Schwab app (key and secret) and hosts."""
+
+    model_config = SettingsConfigDict(env_prefix="FINSYNC_SCHWAB_")
+    required = ("app_key", "app_secret")
+
+    auth_url: str = "https://api.schwabapi.com/v1/oauth"
+    api_url: str = "https://api.schwabapi.com/trader/v1"
+    app_key: SecretStr | None = None
+    app_secret: SecretStr | None = None
+    lookback_days: int = 365
+
+
 def create_adapter(
     session: ProviderSession,
-    settings: Settings,
+    settings: SchwabSettings,
     *,
     clock: Clock | None = None,
     transport: httpx.AsyncBaseTransport | None = None,
@@ -147,29 +162,29 @@ def create_adapter(
     return SchwabAdapter(
         session,
         flow=create_flow(settings, clock=clock, transport=transport),
-        api_url=settings.schwab_api_url,
-        lookback_days=settings.schwab_lookback_days,
+        api_url=settings.api_url,
+        lookback_days=settings.lookback_days,
         clock=clock,
         transport=transport,
-        timeout=settings.provider_timeout_seconds,
+        timeout=settings.timeout_seconds,
     )
 
 
 def create_flow(
-    settings: Settings,
+    settings: SchwabSettings,
     options: dict[str, Any] | None = None,
     *,
     clock: Clock | None = None,
     transport: httpx.AsyncBaseTransport | None = None,
 ) -> SchwabFlow:
     """``options`` is accepted for symmetry with link providers; Schwab needs none."""
-    if settings.schwab_app_key is None or settings.schwab_app_secret is None:
+    if settings.app_key is None or settings.app_secret is None:
         raise ProviderNotAvailable("Schwab is not configured (FINSYNC_SCHWAB_APP_KEY / _APP_SECRET)")
     return SchwabFlow(
-        app_key=settings.schwab_app_key.get_secret_value(),
-        app_secret=settings.schwab_app_secret.get_secret_value(),
-        auth_url=settings.schwab_auth_url,
+        app_key=settings.app_key.get_secret_value(),
+        app_secret=settings.app_secret.get_secret_value(),
+        auth_url=settings.auth_url,
         clock=clock,
         transport=transport,
-        timeout=settings.provider_timeout_seconds,
+        timeout=settings.timeout_seconds,
     )

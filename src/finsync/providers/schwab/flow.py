@@ -18,7 +18,14 @@ from typing import Any
 
 import httpx
 
-from finsync.domain.errors import AuthError, BadData, ConsentDenied, ProviderError, RateLimited, Unavailable
+from finsync.domain.errors import (
+    BadData,
+    ConsentDenied,
+    ProviderAuthError,
+    ProviderError,
+    RateLimited,
+    Unavailable,
+)
 from finsync.domain.ports import AuthorizationResult, AuthorizationStart
 from finsync.providers.http import Clock, SystemClock
 
@@ -114,10 +121,10 @@ class SchwabFlow:
             raise ConsentDenied(f"Schwab authorization failed: {reason}", reason)
         code = params.get("code")
         if not code:
-            raise AuthError("Schwab redirected back without an authorization code")
+            raise ProviderAuthError("Schwab redirected back without an authorization code")
         verifier = flow_data.get("code_verifier")
         if not verifier:
-            raise AuthError("PKCE verifier missing for this Schwab authorization; start again")
+            raise ProviderAuthError("PKCE verifier missing for this Schwab authorization; start again")
         now = self._clock.now()
         token = await self._call(
             "fetch_token",
@@ -139,13 +146,13 @@ class SchwabFlow:
         return AuthorizationResult(credentials=credentials, expires_at=expires_at)
 
     async def refresh(self, credentials: dict[str, Any], *, force: bool = False) -> dict[str, Any]:
-        """Return fresh credentials (the same dict when still valid); AuthError means re-auth."""
+        """Return fresh credentials (the same dict when still valid); ProviderAuthError means re-auth."""
         now = self._clock.now()
         if not force and not needs_refresh(credentials, now):
             return credentials
         old_refresh = credentials.get("refresh_token")
         if not old_refresh or float(credentials.get("refresh_expires_at") or 0) <= now:
-            raise AuthError("Schwab authorization expired (7-day limit); reconnect Schwab")
+            raise ProviderAuthError("Schwab authorization expired (7-day limit); reconnect Schwab")
         token = await self._call("refresh_token", self.token_url, refresh_token=old_refresh)
         return {
             **credentials,
@@ -162,11 +169,13 @@ class SchwabFlow:
         except OAuthError as exc:
             error = str(exc.error)
             if error in _REAUTH_ERRORS:
-                raise AuthError(f"Schwab rejected the authorization ({error}): {exc.description}") from None
+                raise ProviderAuthError(
+                    f"Schwab rejected the authorization ({error}): {exc.description}"
+                ) from None
             raise ProviderError(f"Schwab token endpoint error ({error}): {exc.description}") from None
         except httpx.HTTPStatusError as exc:
             status = exc.response.status_code
-            kind = AuthError if status in (400, 401) else ProviderError
+            kind = ProviderAuthError if status in (400, 401) else ProviderError
             raise kind(f"Schwab token endpoint answered HTTP {status}") from None
         except httpx.TransportError as exc:
             raise Unavailable(f"Schwab token endpoint unreachable: {type(exc).__name__}") from None

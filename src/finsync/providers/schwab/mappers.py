@@ -20,8 +20,8 @@ from finsync.domain.enums import (
     TransactionType,
 )
 from finsync.domain.errors import BadData
-from finsync.domain.money import to_decimal
 from finsync.domain.records import ProviderAccount, ProviderHolding, ProviderTransaction
+from finsync.providers.common import Wire
 
 CURRENCY = "USD"  # the Trader API reports every amount in US dollars
 _PRICE_STEP = Decimal("0.00000001")
@@ -49,23 +49,23 @@ _STATUSES = {
 }
 
 
+WIRE = Wire("schwab")
+
+
 def _dec(value: Any) -> Decimal | None:
-    return None if value is None else to_decimal(value)
+    return WIRE.optional(value, "an amount")
 
 
 def _first(mapping: dict[str, Any], *keys: str) -> Decimal | None:
     for key in keys:
         if mapping.get(key) is not None:
-            return to_decimal(mapping[key])
+            return WIRE.number(mapping[key], key)
     return None
 
 
 def parse_instant(value: str) -> datetime:
     """Schwab mixes ``...Z``, ``...+0000`` and ``...+00:00``; all are ISO 8601 for Python 3.11."""
-    try:
-        return datetime.fromisoformat(value)
-    except (TypeError, ValueError) as exc:
-        raise BadData(f"Schwab sent an unreadable timestamp: {value!r}") from exc
+    return WIRE.instant(value)
 
 
 def _date(value: Any) -> date | None:

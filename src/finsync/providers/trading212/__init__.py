@@ -7,8 +7,13 @@ the sync adapter; ``session.environment`` is ``live`` (default) or ``demo``.
 from __future__ import annotations
 
 from finsync.domain.enums import AuthType, Capability, ProviderCategory
-from finsync.providers.registry import CredentialField, ProviderMetadata
-from finsync.providers.trading212.adapter import ENVIRONMENTS, Trading212Adapter, create_adapter
+from finsync.providers.spec import Ability, CredentialField, ProviderMetadata
+from finsync.providers.trading212.adapter import (
+    ENVIRONMENTS,
+    Trading212Adapter,
+    Trading212Settings,
+    create_adapter,
+)
 
 METADATA = ProviderMetadata(
     slug="trading212",
@@ -38,7 +43,9 @@ METADATA = ProviderMetadata(
             "without a secret.",
         ),
     ),
+    abilities=frozenset({Ability.KEY_VALIDATION}),
+    settings=Trading212Settings,
     adapter_factory=create_adapter,
 )
 
-__all__ = ["METADATA", "Trading212Adapter", "create_adapter"]
+__all__ = ["METADATA", "Trading212Adapter", "Trading212Settings", "create_adapter"]

@@ -13,12 +13,14 @@ from collections.abc import Callable
 from typing import Any
 
 import httpx
+from pydantic_settings import SettingsConfigDict
 
-from finsync.config import Settings
-from finsync.domain.errors import AuthError, InvalidInput
+from finsync.domain.errors import ProviderAuthError
 from finsync.domain.ports import ProviderSession
 from finsync.domain.records import ProviderAccount, ProviderHolding, ProviderTransaction, TransactionBatch
-from finsync.providers.http import Clock, ProviderHttp
+from finsync.providers import common
+from finsync.providers.http import Clock
+from finsync.providers.spec import ProviderSettings
 from finsync.providers.trading212 import mappers
 from finsync.providers.trading212.client import HISTORY, LIMITS, PROVIDER, Trading212Client
 from finsync.providers.trading212.history import HistoryReader
@@ -79,32 +81,37 @@ class Trading212Adapter:
         await self.client.http.aclose()
 
 
+class Trading212Settings(ProviderSettings):
+    """``FINSYNC_TRADING212_LIVE_URL`` / ``_DEMO_URL``: real hosts by default (or a proxy)."""
+
+    model_config = SettingsConfigDict(env_prefix="FINSYNC_TRADING212_")
+
+    live_url: str = "https://live.trading212.com"
+    demo_url: str = "https://demo.trading212.com"
+
+
 def create_adapter(
     session: ProviderSession,
-    settings: Settings,
+    settings: Trading212Settings,
     *,
     clock: Clock | None = None,
     transport: httpx.AsyncBaseTransport | None = None,
 ) -> Trading212Adapter:
     """Key + secret → HTTP Basic (current scheme); a bare key → legacy ``Authorization: <key>``."""
-    environment = session.environment or "live"
-    if environment not in ENVIRONMENTS:
-        raise InvalidInput(f"Trading 212 environment must be one of {', '.join(ENVIRONMENTS)}")
-    key = str(session.credentials.get("api_key") or "").strip()
-    secret = str(session.credentials.get("api_secret") or "").strip()
+    environment = common.environment(session, ENVIRONMENTS, "Trading 212")
+    key, secret = common.credential(session, "api_key"), common.credential(session, "api_secret")
     if not key:
-        raise AuthError("Trading 212 credentials lack an API key")
-    base_url = settings.trading212_demo_url if environment == "demo" else settings.trading212_live_url
-    http = ProviderHttp(
+        raise ProviderAuthError("Trading 212 credentials lack an API key")
+    http = common.key_http(
         provider=PROVIDER,
-        base_url=base_url,
+        base_url=settings.demo_url if environment == "demo" else settings.live_url,
+        key=key,
+        secrets=(secret,),
         auth=httpx.BasicAuth(key, secret) if secret else None,
         headers=None if secret else {"Authorization": key},
         limits=LIMITS,
+        timeout=settings.timeout_seconds,
         clock=clock,
         transport=transport,
-        timeout=settings.provider_timeout_seconds,
-        secrets=(key, secret),
-        account=key,
     )
     return Trading212Adapter(Trading212Client(http), session, environment=environment)

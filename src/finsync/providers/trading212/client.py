@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, ClassVar
 
-from finsync.domain.errors import AuthError, BadData, ScopeError
-from finsync.providers.http import ProviderHttp, RateLimit
+from finsync.domain.errors import BadData, ProviderAuthError, ProviderError, ScopeError
+from finsync.providers.common import JsonClient, Reword
+from finsync.providers.http import RateLimit
 
 PROVIDER = "trading212"
 API = "/api/v0"
@@ -36,45 +37,31 @@ SCOPES: Mapping[str, str] = {
 HISTORY = ("history_orders", "history_dividends", "history_transactions")
 
 
-class Trading212Client:
-    def __init__(self, http: ProviderHttp) -> None:
-        self.http = http
-
-    async def _get(
-        self, url: str, endpoint: str, params: Mapping[str, Any] | None = None, retries: int | None = None
-    ) -> Any:
-        try:
-            return await self.http.get_json(url, endpoint=endpoint, params=params, retries=retries)
-        except ScopeError as exc:
-            # Trading 212 publishes no error body, so name the missing scope ourselves.
-            raise ScopeError(
-                f"Trading 212 API key lacks the '{SCOPES[endpoint]}' permission; "
-                f"enable it for the key and reconnect ({exc.detail})"
-            ) from None
-        except AuthError as exc:
-            raise AuthError(
-                "Trading 212 rejected the API key: check the key and secret, and that they "
-                f"belong to this environment (demo or live) ({exc.detail})"
-            ) from None
+class Trading212Client(JsonClient):
+    rewords: ClassVar[Mapping[type[ProviderError], Reword]] = {
+        # Trading 212 publishes no error body, so name the missing scope ourselves.
+        ScopeError: lambda endpoint, detail: (
+            f"Trading 212 API key lacks the '{SCOPES[endpoint]}' permission; "
+            f"enable it for the key and reconnect ({detail})"
+        ),
+        ProviderAuthError: lambda _, detail: (
+            "Trading 212 rejected the API key: check the key and secret, and that they "
+            f"belong to this environment (demo or live) ({detail})"
+        ),
+    }
 
     async def account_summary(self, *, retries: int | None = None) -> dict[str, Any]:
-        body = await self._get(PATHS["account_summary"], "account_summary", retries=retries)
-        if not isinstance(body, dict):
-            raise BadData("trading212 account_summary: expected an object")
-        return body
+        return await self.get_object(PATHS["account_summary"], "account_summary", retries=retries)
 
     async def positions(self) -> list[dict[str, Any]]:
-        body = await self._get(PATHS["positions"], "positions")
-        if not isinstance(body, list):
-            raise BadData("trading212 positions: expected an array")
-        return body
+        return await self.get_list(PATHS["positions"], "positions")
 
     async def page(self, endpoint: str, path: str | None = None) -> tuple[list[dict[str, Any]], str | None]:
         """One history page and the ``nextPagePath`` to follow verbatim (None: the last page).
         ``path`` None is the first page; otherwise a path an earlier page returned."""
         url = PATHS[endpoint] if path is None else _api_path(path, endpoint)
         params = {"limit": PAGE_LIMIT} if path is None else None
-        body = await self._get(url, endpoint, params)
+        body = await self.get(url, endpoint, params)
         if not isinstance(body, dict) or not isinstance(body.get("items"), list):
             raise BadData(f"trading212 {endpoint}: expected {{items, nextPagePath}}")
         items = [item for item in body["items"] if isinstance(item, dict)]

@@ -11,46 +11,24 @@ pence), so for a USD share in a GBP account ``current_price`` is USD and
 
 from __future__ import annotations
 
-from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
 from finsync.domain.enums import AccountType, AssetType, TransactionSubtype, TransactionType
 from finsync.domain.errors import BadData
-from finsync.domain.money import currency_code, to_decimal
+from finsync.domain.money import currency_code
 from finsync.domain.records import ProviderAccount, ProviderHolding, ProviderTransaction
+from finsync.providers.common import Wire
 
 INSTITUTION = "Trading 212"
 
 
-def _dec(value: Any, what: str) -> Decimal:
-    try:
-        return to_decimal(value)
-    except ValueError:
-        raise BadData(f"trading212: {what} is not a number") from None
-
-
-def _opt(value: Any, what: str) -> Decimal | None:
-    return None if value is None else _dec(value, what)
+WIRE = Wire("trading212")
+_dec, _opt, parse_time, _day = WIRE.number, WIRE.optional, WIRE.instant, WIRE.day
 
 
 def _obj(value: Any) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
-
-
-def parse_time(value: Any) -> datetime:
-    """ISO-8601 instants such as ``2025-01-15T10:30:00.123Z``; always timezone-aware."""
-    try:
-        moment = datetime.fromisoformat(str(value))
-    except ValueError:
-        raise BadData(f"trading212: bad timestamp {value!r}") from None
-    if moment.tzinfo is None:
-        raise BadData(f"trading212: timestamp without zone {value!r}")
-    return moment
-
-
-def _day(value: Any) -> date:
-    return parse_time(value).date()
 
 
 def map_account(summary: dict[str, Any], *, environment: str) -> ProviderAccount:
