@@ -183,6 +183,45 @@ async def test_one_session_and_one_transaction_per_authenticated_read(container:
         assert "FROM transactions" in seen[1]
 
 
+async def test_a_read_request_sends_no_begin_or_rollback_on_postgresql(container: Container) -> None:
+    """Under READ COMMITTED each statement has its own snapshot anyway: the request's reads
+    run in autocommit, two round trips fewer. Writes keep their transactions."""
+    _postgres(container)
+    sent: list[str] = []
+    async with api_client(container) as client:
+        headers = await register_and_login(client)
+        await client.get("/api/v1/transactions", headers=headers)
+        pool = container.engine.sync_engine.pool
+
+        def log(record: Any) -> None:
+            sent.append(record.query)
+
+        watched: list[Any] = []
+
+        def checkout(dbapi_connection: Any, *_: Any) -> None:
+            raw = dbapi_connection.driver_connection
+            raw.add_query_logger(log)
+            watched.append(raw)
+
+        event.listen(pool, "checkout", checkout)
+        try:
+            async with container.uow() as uow:  # a use case's unit of work: a transaction
+                await uow.users.get_by_email("ada@example.com")
+            await asyncio.sleep(0.05)  # asyncpg hands records to loggers with call_soon
+            assert [q.split()[0].upper().rstrip(";") for q in sent] == ["BEGIN", "ROLLBACK"]
+            sent.clear()
+            r = await client.get("/api/v1/transactions", headers=headers)
+            me = await client.get("/api/v1/users/me", headers=headers)
+            await asyncio.sleep(0.05)
+        finally:
+            event.remove(pool, "checkout", checkout)
+            for raw in watched:
+                raw.remove_query_logger(log)
+    assert r.status_code == 200
+    assert me.status_code == 200
+    assert sent == []  # (prepared statements are not logged; BEGIN and ROLLBACK would be)
+
+
 async def test_statistics_are_fresh_right_after_a_bulk_import(container: Container) -> None:
     _postgres(container)
     user = await seed_user(container)

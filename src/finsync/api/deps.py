@@ -37,8 +37,9 @@ SettingsDep = Annotated[Settings, Depends(get_settings)]
 
 
 async def get_uow(container: ContainerDep) -> AsyncIterator[UnitOfWork]:
-    """A read-mostly unit of work for the request; writes go through use cases that commit."""
-    async with container.uow() as uow:
+    """The request's unit of work, for reads only (never committed; autocommit on PostgreSQL):
+    writes go through use cases with their own."""
+    async with (container.read_uow or container.uow)() as uow:
         yield uow
 
 
