@@ -12,8 +12,10 @@ after a manual ``ANALYZE``.
 
     .venv/bin/python benchmarks/api_read.py [--backend postgresql|sqlite] [--big 1000000]
 
-Before/after: run it with ``PYTHONPATH=OLD/src`` (an archive of an older commit); the
-server process inherits it. The machine is shared: compare ratios from one run.
+Before/after: ``--before-src OLD/src`` (``git archive`` of an older commit) serves the same
+database from that tree too, measured back to back with this tree's server for every row
+(the older code's import is simulated by writing one imported account without the
+statistics refresh). The machine is shared: compare ratios and figures from one run.
 """
 
 from __future__ import annotations
@@ -44,8 +46,11 @@ from finsync.config import Settings
 from finsync.domain.entities import Account, Connection
 from finsync.domain.enums import AccountType, TransactionSubtype, TransactionType
 from finsync.domain.records import ProviderAccount, ProviderTransaction
+from finsync.infrastructure.db import uow as uow_module
 
 DB = "finsync_bench_api_read"
+STATS = "SELECT n_mod_since_analyze, last_analyze FROM pg_stat_user_tables WHERE relname = 'transactions'"
+NAMES = ["big", "small", "imported", "imported_before"]
 EMAIL, PASSWORD = "reader@example.com", "correct horse battery staple 42"
 TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -99,7 +104,7 @@ def free_port() -> int:
 
 
 class Server:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, src: str | None = None) -> None:
         self.port = free_port()
         self.env = os.environ | {
             "FINSYNC_DATABASE_URL": settings.database_url,
@@ -107,6 +112,8 @@ class Server:
             "FINSYNC_JWT_SECRET": settings.jwt_secret.get_secret_value() if settings.jwt_secret else "",
             "FINSYNC_LOG_LEVEL": "WARNING",
         }
+        if src:
+            self.env["PYTHONPATH"] = src
         self.base = f"http://127.0.0.1:{self.port}"
 
     async def __aenter__(self) -> Server:
@@ -123,6 +130,8 @@ class Server:
         raise RuntimeError("server did not start")
 
     async def __aexit__(self, *exc: object) -> None:
+        if self.proc.poll() is not None:
+            return
         self.proc.terminate()
         self.proc.wait(timeout=10)
 
@@ -143,8 +152,8 @@ def run_wrk(url: str, token: str | None, seconds: float, connections: int) -> tu
     out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
     count = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
-    p50 = parse_ms(re.search(r"50%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
-    p99 = parse_ms(re.search(r"99%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
+    p50 = parse_ms(re.search(r"^\s+50%\s+(\S+)", out, re.M).group(1))  # type: ignore[union-attr]
+    p99 = parse_ms(re.search(r"^\s+99%\s+(\S+)", out, re.M).group(1))  # type: ignore[union-attr]
     if "Non-2xx" in out:
         raise RuntimeError(f"non-2xx answers from {url}:\n{out}")
     return count, rps, p50, p99
@@ -196,6 +205,7 @@ class Bench:
     def __init__(self, server: Server, seconds: float, connections: int, repeats: int) -> None:
         self.server, self.seconds, self.connections, self.repeats = server, seconds, connections, repeats
         self.floor: float | None = None
+        self.rows: list[str] = []
         self.drive = run_wrk if shutil.which("wrk") else run_clients
 
     def measure(self, name: str, path: str, token: str | None) -> None:
@@ -206,15 +216,19 @@ class Bench:
         for _ in range(self.repeats):
             cpu = cpu_seconds(self.server.proc.pid)
             count, rps, p50, p99 = self.drive(url, token, self.seconds, self.connections)
-            figures.append((rps, p50, p99, (cpu_seconds(self.server.proc.pid) - cpu) / count * 1000))
+            figures.append((rps, p50, p99, (cpu_seconds(self.server.proc.pid) - cpu) / max(count, 1) * 1000))
         rps, p50, p99, cpu_ms = (statistics.median(f[i] for f in figures) for i in range(4))
         if self.floor is None:
             self.floor = rps
         ratio = rps / self.floor
-        print(
-            f"| {name:<44} | {rps:>8,.0f} | {p50:>7.2f} | {p99:>7.2f} | {cpu_ms:>6.2f} | {ratio:>5.2f} |",
-            flush=True,
-        )
+        row = f"| {name:<44} | {rps:>8,.0f} | {p50:>7.2f} | {p99:>7.2f} | {cpu_ms:>6.2f} | {ratio:>5.2f} |"
+        self.rows.append(row)
+        print(row, flush=True)
+
+    def table(self) -> None:
+        print("| request | req/s | p50 ms | p99 ms | CPU ms/req | ratio to floor |")
+        print("|---|---:|---:|---:|---:|---:|")
+        print("\n".join(self.rows))
 
 
 async def login(base: str) -> str:
@@ -249,11 +263,11 @@ async def main(args: argparse.Namespace) -> None:
                 connection,
                 [
                     ProviderAccount(provider_account_id=n, name=n, type=AccountType.CHECKING, currency="USD")
-                    for n in ("big", "small", "imported")
+                    for n in NAMES
                 ],
             )
             await uow.commit()
-        big, small, imported = sorted(accounts, key=lambda a: ["big", "small", "imported"].index(a.name))
+        big, small, imported, imported_before = sorted(accounts, key=lambda a: NAMES.index(a.name))
         print(f"{args.backend}: filling {args.big:,} rows into one account ...", flush=True)
         took = await fill(c, big, "b", args.big)
         await fill(c, small, "s", 10)
@@ -262,8 +276,6 @@ async def main(args: argparse.Namespace) -> None:
             # import below is read with whatever statistics the import itself left.
             await sql(c, "ANALYZE transactions")
             await sql(c, "ALTER TABLE transactions SET (autovacuum_enabled = false)")
-        else:
-            await sql(c, "ANALYZE")
         print(
             f"filled in {took:.0f} s; {args.seconds:g} s per run, median of {args.repeats} runs, "
             f"{args.connections} connections, driver: {'wrk' if shutil.which('wrk') else 'clients'}\n"
@@ -286,35 +298,50 @@ async def main(args: argparse.Namespace) -> None:
         cursor = encode_cursor((key[0].isoformat(), ident))
         limit = args.limit
 
-        async with Server(settings) as server:
-            bench = Bench(server, args.seconds, args.connections, args.repeats)
-            token = await login(server.base)
-            print("| request | req/s | p50 ms | p99 ms | CPU ms/req | ratio to floor |")
-            print("|---|---:|---:|---:|---:|---:|")
-            bench.measure("GET /health/live (floor)", "/health/live", None)
-            bench.measure("GET /users/me", "/api/v1/users/me", token)
-            bench.measure(f"GET /transactions?limit={limit}", f"/api/v1/transactions?limit={limit}", token)
+        servers = [("after", None)] if not args.before_src else [("before", args.before_src), ("after", None)]
+        benches: dict[str, Bench] = {}
+        tokens: dict[str, str] = {}
+        try:
+            for name, src in servers:
+                server = await Server(settings, src).__aenter__()
+                benches[name] = Bench(server, args.seconds, args.connections, args.repeats)
+                tokens[name] = await login(server.base)
+
+            def measure(label: str, path: str, auth: bool = True, only: str | None = None) -> None:
+                for name, bench in benches.items():  # back to back: the same noise for both
+                    if only in (None, name):
+                        bench.measure(label, path, tokens[name] if auth else None)
+
+            measure("GET /health/live (floor)", "/health/live", auth=False)
+            measure("GET /users/me", "/api/v1/users/me")
+            measure(f"GET /transactions?limit={limit}", f"/api/v1/transactions?limit={limit}")
             page = f"/api/v1/accounts/{{}}/transactions?limit={limit}"
-            bench.measure(f"account {args.big:,} rows, page 1", page.format(big.id), token)
-            bench.measure(
+            measure(f"account {args.big:,} rows, page 1", page.format(big.id))
+            measure(
                 f"account {args.big:,} rows, page {args.deep_page:,}",
                 page.format(big.id) + f"&cursor={cursor}",
-                token,
             )
-            bench.measure("account of 10 rows, page 1", page.format(small.id), token)
+            measure("account of 10 rows, page 1", page.format(small.id))
+            right_after = f"{args.import_rows:,}-row import, right after"
+            if "before" in benches:  # the code before: no statistics refresh after the import
+                refresh, uow_module.ANALYZE_AFTER = uow_module.ANALYZE_AFTER, 10**18
+                await fill(c, imported_before, "j", args.import_rows, batch=args.import_rows)
+                uow_module.ANALYZE_AFTER = refresh
+                measure(right_after, page.format(imported_before.id), only="before")
             took = await fill(c, imported, "i", args.import_rows, batch=args.import_rows)
-            token = await login(server.base)
-            bench.measure(f"{args.import_rows:,}-row import, right after", page.format(imported.id), token)
-            if postgres:
-                stats = await sql(
-                    c,
-                    "SELECT n_mod_since_analyze, last_analyze FROM pg_stat_user_tables "
-                    "WHERE relname = 'transactions'",
-                )
-                await sql(c, "ANALYZE transactions")
-            else:
-                await sql(c, "ANALYZE")
-            bench.measure(f"{args.import_rows:,}-row import, after ANALYZE", page.format(imported.id), token)
+            stats = await sql(c, STATS) if postgres else []
+            measure(right_after, page.format(imported.id), only="after")
+            await sql(c, "ANALYZE transactions" if postgres else "ANALYZE")
+            after_analyze = f"{args.import_rows:,}-row import, after ANALYZE"
+            if "before" in benches:
+                measure(after_analyze, page.format(imported_before.id), only="before")
+            measure(after_analyze, page.format(imported.id), only="after")
+        finally:
+            for bench in benches.values():
+                await bench.server.__aexit__()
+        for name, bench in benches.items():
+            print(f"\n{args.backend}, {name}:\n")
+            bench.table()
         print(f"\nimport of {args.import_rows:,} rows took {took:.1f} s", end="")
         if postgres:
             print(f"; right after it: n_mod_since_analyze={stats[0][0]:,}, last_analyze={stats[0][1]}")
@@ -337,6 +364,9 @@ if __name__ == "__main__":
     parser.add_argument("--seconds", type=float, default=4)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument(
+        "--before-src", help="also serve from this source tree (an older commit's src/), measured alternately"
+    )
     arguments = parser.parse_args()
     if arguments.big is None:
         arguments.big = 1_000_000 if arguments.backend == "postgresql" else 200_000
