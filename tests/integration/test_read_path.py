@@ -343,3 +343,30 @@ def test_listed_fields_follow_the_response_model() -> None:
 
     names = [f.name.replace("raw_json", "raw") for f in fields(ListedTransaction)]
     assert names == list(TransactionOut.model_fields)
+
+
+async def test_a_route_that_only_authenticates_hands_its_connection_back(container: Container) -> None:
+    """Routes writing through use cases (own units of work) must not hold the request's
+    connection meanwhile; routes reading through the request's unit of work keep it."""
+    from fastapi.routing import APIRoute
+
+    from finsync.api.deps import _reads_request_uow
+    from finsync.api.routers import auth, connections, data
+
+    routes = {
+        (r.path, m): r
+        for module in (auth, connections, data)
+        for r in module.router.routes
+        if isinstance(r, APIRoute)
+        for m in r.methods
+    }
+    assert not _reads_request_uow(routes["/users/me", "GET"])
+    assert not _reads_request_uow(routes["/connections/{connection_id}/sync", "POST"])
+    assert _reads_request_uow(routes["/transactions", "GET"])
+    assert _reads_request_uow(routes["/accounts/{account_id}/transactions", "GET"])
+    async with api_client(container) as client:
+        headers = await register_and_login(client)
+        pool: Any = container.engine.pool
+        r = await client.get("/api/v1/users/me", headers=headers)
+        assert r.status_code == 200
+        assert pool.checkedout() == 0

@@ -71,7 +71,6 @@ async def get_authenticated(
     return Authenticated(user, claims)
 
 
-_READS: dict[int, bool] = {}
 _AUTH_CALLS: set[object] = set()
 
 
@@ -80,10 +79,11 @@ def _reads_request_uow(route: object) -> bool:
     (looked up once per route in its dependency tree)."""
     if route is None:
         return True
-    known = _READS.get(id(route))
+    known: bool | None = getattr(route, "_finsync_reads_uow", None)
     if known is None:
         dependant = getattr(route, "dependant", None)
-        known = _READS[id(route)] = dependant is None or _needs_uow(dependant)
+        known = dependant is None or _needs_uow(dependant)
+        route._finsync_reads_uow = known  # type: ignore[attr-defined]  # routes are not hashable
     return known
 
 
