@@ -38,13 +38,14 @@ from typing import Any
 
 import httpx
 
-from _pg import fresh_database  # benchmarks/ is the script's directory
+from _pg import PG, fresh_database  # benchmarks/ is the script's directory
 from finsync.api.pagination import encode_cursor
 from finsync.bootstrap import Container, build
 from finsync.cli import migrate_database
 from finsync.config import Settings
 from finsync.domain.entities import Account, Connection
 from finsync.domain.enums import AccountType, TransactionSubtype, TransactionType
+from finsync.domain.ports import AccountFilter, PageRequest
 from finsync.domain.records import ProviderAccount, ProviderTransaction
 from finsync.infrastructure.db import uow as uow_module
 
@@ -231,6 +232,36 @@ class Bench:
         print("\n".join(self.rows))
 
 
+async def _filled(rows: int) -> bool:
+    """Whether a previous run left the benchmark database with a ``rows``-row account."""
+    import asyncpg
+
+    try:
+        conn = await asyncpg.connect(f"{PG}/{DB}")
+    except (OSError, asyncpg.PostgresError):
+        return False
+    try:
+        count = await conn.fetchval(
+            "SELECT count(*) FROM transactions t JOIN accounts a ON a.id = t.account_id WHERE a.name = 'big'"
+        )
+        return bool(count == rows)
+    except asyncpg.PostgresError:
+        return False
+    finally:
+        await conn.close()
+
+
+async def existing_database(name: str) -> Settings:
+    url = f"{PG.replace('postgresql://', 'postgresql+asyncpg://')}/{name}"
+    return Settings(
+        _env_file=None,  # type: ignore[call-arg]
+        database_url=url,
+        encryption_keys=["ZmFrZS10ZXN0LWtleS1ub3QtYS1zZWNyZXQtMDAwMDA="],
+        jwt_secret="fake-benchmark-jwt-secret-not-for-production",
+        log_level="WARNING",
+    )
+
+
 async def login(base: str) -> str:
     async with httpx.AsyncClient(base_url=base) as http:
         answer = await http.post("/api/v1/auth/token", data={"username": EMAIL, "password": PASSWORD})
@@ -239,8 +270,9 @@ async def login(base: str) -> str:
 
 
 async def main(args: argparse.Namespace) -> None:
+    reuse = args.reuse and args.backend == "postgresql" and await _filled(args.big)
     if args.backend == "postgresql":
-        settings = await fresh_database(DB)
+        settings = await (existing_database(DB) if reuse else fresh_database(DB))
     else:
         folder = Path(tempfile.mkdtemp(prefix="finsync-bench-read-"))
         url = f"sqlite+aiosqlite:///{folder / 'finsync.db'}"
@@ -255,30 +287,46 @@ async def main(args: argparse.Namespace) -> None:
     c = build(settings)
     postgres = args.backend == "postgresql"
     try:
-        user = await c.auth.register(EMAIL, PASSWORD)
-        connection = Connection(user_id=user.id, provider="bench", name="bench")
-        async with c.uow() as uow:
-            await uow.connections.add(connection)
-            accounts, _ = await uow.accounts.upsert(
-                connection,
-                [
-                    ProviderAccount(provider_account_id=n, name=n, type=AccountType.CHECKING, currency="USD")
-                    for n in NAMES
-                ],
-            )
-            await uow.commit()
+        if reuse:  # the history as a previous run left it; the imports are done again
+            async with c.uow() as uow:
+                user = await uow.users.get_by_email(EMAIL)
+                assert user is not None
+                accounts = (await uow.accounts.find(user.id, AccountFilter(), PageRequest(limit=10))).items
+            took = 0.0
+        else:
+            user = await c.auth.register(EMAIL, PASSWORD)
+            connection = Connection(user_id=user.id, provider="bench", name="bench")
+            async with c.uow() as uow:
+                await uow.connections.add(connection)
+                accounts, _ = await uow.accounts.upsert(
+                    connection,
+                    [
+                        ProviderAccount(
+                            provider_account_id=n, name=n, type=AccountType.CHECKING, currency="USD"
+                        )
+                        for n in NAMES
+                    ],
+                )
+                await uow.commit()
         big, small, imported, imported_before = sorted(accounts, key=lambda a: NAMES.index(a.name))
-        print(f"{args.backend}: filling {args.big:,} rows into one account ...", flush=True)
-        took = await fill(c, big, "b", args.big)
-        await fill(c, small, "s", 10)
+        if reuse:
+            await sql(
+                c, f"DELETE FROM transactions WHERE account_id IN ('{imported.id}', '{imported_before.id}')"
+            )
+            await sql(c, "ANALYZE transactions")
+        else:
+            print(f"{args.backend}: filling {args.big:,} rows into one account ...", flush=True)
+            took = await fill(c, big, "b", args.big)
+            await fill(c, small, "s", 10)
         if postgres:
             # Steady state: autovacuum has analysed the history. Then switch it off so the
             # import below is read with whatever statistics the import itself left.
             await sql(c, "ANALYZE transactions")
             await sql(c, "ALTER TABLE transactions SET (autovacuum_enabled = false)")
         print(
-            f"filled in {took:.0f} s; {args.seconds:g} s per run, median of {args.repeats} runs, "
-            f"{args.connections} connections, driver: {'wrk' if shutil.which('wrk') else 'clients'}\n"
+            f"{'reused the history' if reuse else f'filled in {took:.0f} s'}; {args.seconds:g} s per run, "
+            f"median of {args.repeats} runs, {args.connections} connections, "
+            f"driver: {'wrk' if shutil.which('wrk') else 'clients'}\n"
         )
         deep_at = min(args.deep_page * args.limit, args.big) - 1
         key = (
@@ -364,6 +412,9 @@ if __name__ == "__main__":
     parser.add_argument("--seconds", type=float, default=4)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument(
+        "--reuse", action="store_true", help="PostgreSQL: keep the history a previous run built (same --big)"
+    )
     parser.add_argument(
         "--before-src", help="also serve from this source tree (an older commit's src/), measured alternately"
     )
