@@ -15,7 +15,8 @@ after a manual ``ANALYZE``.
 Before/after: ``--before-src OLD/src`` (``git archive`` of an older commit) serves the same
 database from that tree too, measured back to back with this tree's server for every row
 (the older code's import is simulated by writing one imported account without the
-statistics refresh). The machine is shared: compare ratios and figures from one run.
+statistics refresh). ``--reuse`` (PostgreSQL) keeps the history a previous run built and
+only redoes the imports. The machine is shared: compare ratios and figures from one run.
 """
 
 from __future__ import annotations

@@ -9,6 +9,7 @@ entity, no pydantic validation of every row and again of the page, and each prov
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -22,6 +23,11 @@ from finsync.domain.ports import ListedTransaction, Page
 
 def _decimal(value: Decimal | None) -> str | None:
     return None if value is None else decimal_text(value)
+
+
+def _utc(value: datetime) -> datetime | str:
+    """A UTC value as it is (orjson writes it with ``Z``), any other through ``utc_text``."""
+    return value if value.tzinfo is UTC else utc_text(value)
 
 
 def transaction_item(t: ListedTransaction) -> dict[str, Any]:
@@ -43,8 +49,8 @@ def transaction_item(t: ListedTransaction) -> dict[str, Any]:
         "fees": _decimal(t.fees),
         "description": t.description,
         "raw": orjson.Fragment(t.raw_json),
-        "created_at": utc_text(t.created_at),
-        "updated_at": utc_text(t.updated_at),
+        "created_at": _utc(t.created_at),
+        "updated_at": _utc(t.updated_at),
         "category_id": None if t.category_id is None else str(t.category_id),
         "category_set_by": t.category_set_by,
         "tags": t.tags or [],
@@ -59,4 +65,4 @@ def transactions_page(page: Page[ListedTransaction]) -> Response:
         "items": [transaction_item(t) for t in page.items],
         "next_cursor": encode_cursor(page.next_key) if page.next_key else None,
     }
-    return Response(orjson.dumps(body), media_type="application/json")
+    return Response(orjson.dumps(body, option=orjson.OPT_UTC_Z), media_type="application/json")
