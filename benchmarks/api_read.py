@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from sqlalchemy import select
 
 from _pg import PG, fresh_database  # benchmarks/ is the script's directory
 from finsync.api.pagination import encode_cursor
@@ -49,6 +50,7 @@ from finsync.domain.enums import AccountType, TransactionSubtype, TransactionTyp
 from finsync.domain.ports import AccountFilter, PageRequest
 from finsync.domain.records import ProviderAccount, ProviderTransaction
 from finsync.infrastructure.db import uow as uow_module
+from finsync.infrastructure.db.tables import TransactionRow
 
 DB = "finsync_bench_api_read"
 STATS = "SELECT n_mod_since_analyze, last_analyze FROM pg_stat_user_tables WHERE relname = 'transactions'"
@@ -330,21 +332,20 @@ async def main(args: argparse.Namespace) -> None:
             f"driver: {'wrk' if shutil.which('wrk') else 'clients'}\n"
         )
         deep_at = min(args.deep_page * args.limit, args.big) - 1
-        key = (
-            await sql(
-                c,
-                f"SELECT transaction_date, id FROM transactions WHERE account_id = '{big.id}' "
-                f"ORDER BY transaction_date DESC, id DESC LIMIT 1 OFFSET {deep_at}",
-            )
-        )[0]
-        if not postgres:  # SQLite hands back its stored text
-            key = (date.fromisoformat(str(key[0])), key[1])
-        ident = (
-            key[1].hex
-            if hasattr(key[1], "hex") and not isinstance(key[1], str)
-            else str(key[1]).replace("-", "")
-        )
-        cursor = encode_cursor((key[0].isoformat(), ident))
+        deep_page = deep_at // args.limit + 1
+        t = TransactionRow.__table__.c  # type: ignore[attr-defined]
+        async with c.uow() as uow:
+            day, ident = (
+                await uow.session.execute(  # type: ignore[attr-defined]
+                    select(t.transaction_date, t.id)
+                    .where(t.account_id == big.id)
+                    .order_by(t.transaction_date.desc(), t.id.desc())
+                    .offset(deep_at)
+                    .limit(1)
+                )
+            ).one()
+        key = (day, ident.hex)
+        cursor = encode_cursor((key[0].isoformat(), key[1]))
         limit = args.limit
 
         servers = [("after", None)] if not args.before_src else [("before", args.before_src), ("after", None)]
@@ -367,7 +368,7 @@ async def main(args: argparse.Namespace) -> None:
             page = f"/api/v1/accounts/{{}}/transactions?limit={limit}"
             measure(f"account {args.big:,} rows, page 1", page.format(big.id))
             measure(
-                f"account {args.big:,} rows, page {args.deep_page:,}",
+                f"account {args.big:,} rows, page {deep_page:,}",
                 page.format(big.id) + f"&cursor={cursor}",
             )
             measure("account of 10 rows, page 1", page.format(small.id))
