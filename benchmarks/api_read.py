@@ -224,10 +224,22 @@ class Bench:
         rps, p50, p99, cpu_ms = (statistics.median(f[i] for f in figures) for i in range(4))
         if self.floor is None:
             self.floor = rps
+        self.settle()
         ratio = rps / self.floor
         row = f"| {name:<44} | {rps:>8,.0f} | {p50:>7.2f} | {p99:>7.2f} | {cpu_ms:>6.2f} | {ratio:>5.2f} |"
         self.rows.append(row)
         print(row, flush=True)
+
+    def settle(self, quiet: float = 0.02, most: float = 120) -> None:
+        """Wait until the server has answered what the load generator gave up on (its CPU
+        idle over half a second): with two servers measured back to back, one server's
+        backlog must not be billed to the other."""
+        end = time.monotonic() + most
+        while time.monotonic() < end:
+            cpu = cpu_seconds(self.server.proc.pid)
+            time.sleep(0.5)
+            if cpu_seconds(self.server.proc.pid) - cpu < quiet:
+                return
 
     def table(self) -> None:
         print("| request | req/s | p50 ms | p99 ms | CPU ms/req | ratio to floor |")
