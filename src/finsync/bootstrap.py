@@ -6,6 +6,7 @@ from asyncio import CancelledError
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, timedelta
+from functools import partial
 from typing import Any, Protocol
 
 from sqlalchemy import text
@@ -38,7 +39,6 @@ from finsync.domain.ports import (
     KeyRotator,
     Now,
     PasswordPolicy,
-    UnitOfWork,
     UnitOfWorkFactory,
 )
 from finsync.infrastructure.db import sqlite_functions
@@ -140,6 +140,8 @@ class Container:
     keys: KeyRotation
     webhooks: WebhookService
     deliverer: WebhookDeliverer
+    # The API's per-request unit of work (reads only): autocommit on PostgreSQL, see ``build``.
+    read_uow: UnitOfWorkFactory
     clock: Now = utcnow
 
     async def database_problem(self) -> str | None:
@@ -199,9 +201,17 @@ def build(
     jobs = (job_queue or default_job_queue(settings))(job_types)
     if uow is None:
         sessions = session_factory(engine)
-
-        def uow() -> UnitOfWork:
-            return SqlUnitOfWork(sessions, jobs)
+        # Requests read through autocommit sessions on PostgreSQL: under READ COMMITTED every
+        # statement takes its own snapshot anyway, so the BEGIN and ROLLBACK round trips bought
+        # a read nothing (they were two of a page's four). Writes keep their transactions.
+        postgres = engine.dialect.name == "postgresql"
+        reads = (
+            session_factory(engine.execution_options(isolation_level="AUTOCOMMIT")) if postgres else sessions
+        )
+        uow = partial(SqlUnitOfWork, sessions, jobs)
+        read_uow: UnitOfWorkFactory = partial(SqlUnitOfWork, reads, jobs)
+    else:
+        read_uow = uow
 
     registry = registry or ProviderRegistry.default()
     if rate_budgets is None and settings.shared_rate_limits and not settings.is_sqlite:
@@ -263,6 +273,7 @@ def build(
         settings=settings,
         engine=engine,
         uow=uow,
+        read_uow=read_uow,
         registry=registry,
         providers=gateway,
         cipher=cipher,

@@ -236,6 +236,38 @@ class HoldingRepository(Protocol):
     async def find(self, user_id: UUID, account_id: UUID | None, page: PageRequest) -> Page[Holding]: ...
 
 
+@dataclass(slots=True)
+class ListedTransaction:
+    """A transaction as the list endpoints answer it, fields in the response's order: the
+    stored values only (no entity, no enums rebuilt), and the provider's record as the JSON
+    text the database holds, passed through to the response instead of decoded and encoded
+    again for every row."""
+
+    id: UUID
+    account_id: UUID
+    provider_transaction_id: str
+    type: str
+    subtype: str
+    status: str
+    amount: Decimal
+    currency: str
+    transaction_date: date
+    settlement_date: date | None
+    symbol: str | None
+    quantity: Decimal | None
+    unit_price: Decimal | None
+    fees: Decimal | None
+    description: str | None
+    raw_json: str
+    created_at: datetime
+    updated_at: datetime
+    category_id: UUID | None
+    category_set_by: str | None
+    tags: list[str] | None
+    notes: str | None
+    excluded_from_analytics: bool | None
+
+
 class TransactionRepository(Protocol):
     async def upsert(
         self, account: Account, transactions: Sequence[ProviderTransaction], rules: Sequence[Rule] = ()
@@ -254,6 +286,12 @@ class TransactionRepository(Protocol):
     async def find(
         self, user_id: UUID, filters: TransactionFilter, page: PageRequest
     ) -> Page[Transaction]: ...
+    async def listed(
+        self, user_id: UUID, filters: TransactionFilter, page: PageRequest
+    ) -> Page[ListedTransaction]:
+        """Like ``find``, as the list endpoints answer (what they return, nothing more)."""
+        ...
+
     async def count_for(self, account_id: UUID) -> int: ...
 
 

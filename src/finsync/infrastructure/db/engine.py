@@ -5,12 +5,16 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import event
+import structlog
+from sqlalchemy import CompoundSelect, Select, event
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlalchemy.ext.asyncio import AsyncSession as SAAsyncSession
 
 from finsync.infrastructure.db.types import json_dumps
+
+log = structlog.get_logger(__name__)
 
 
 def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
@@ -19,8 +23,8 @@ def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
         kwargs.setdefault("connect_args", {"timeout": 30})
-    else:
-        kwargs.setdefault("pool_pre_ping", True)
+    # No pool_pre_ping: a round trip per checkout cost every request as much as its query.
+    # A connection found dead is retried once by RetryingSession (reads only).
     # hide_parameters: SQL errors end up in logs and must not carry provider payloads or ids.
     engine = create_async_engine(url, json_serializer=json_dumps, hide_parameters=True, **kwargs)
     if engine.dialect.name == "sqlite":
@@ -37,5 +41,34 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+class RetryingSession(SAAsyncSession):
+    """A session that retries once when the pooled connection under it turns out to be dead
+    (the server restarted, a proxy dropped it): only for a read that is the transaction's
+    first statement, so nothing of the transaction can have happened yet. A write is never
+    retried, whatever its position: its fate on the server is unknown.
+
+    This replaces ``pool_pre_ping``, which paid a round trip on every checkout to catch what
+    happens after a restart. SQLAlchemy invalidates the dead connection (and the pool's older
+    ones) before the retry, so the retry checks out a fresh one."""
+
+    async def execute(self, statement: Any, params: Any = None, **kw: Any) -> Any:
+        if self.in_transaction() or not isinstance(statement, Select | CompoundSelect):
+            return await super().execute(statement, params, **kw)
+        try:
+            return await super().execute(statement, params, **kw)
+        except DBAPIError as exc:
+            if not exc.connection_invalidated:
+                raise
+            log.warning("database_connection_lost_retrying_read")
+            await self.rollback()
+        return await super().execute(statement, params, **kw)
+
+    async def scalar(self, statement: Any, params: Any = None, **kw: Any) -> Any:
+        return (await self.execute(statement, params, **kw)).scalar()
+
+    async def scalars(self, statement: Any, params: Any = None, **kw: Any) -> Any:
+        return (await self.execute(statement, params, **kw)).scalars()
+
+
 def session_factory(engine: AsyncEngine) -> async_sessionmaker[SAAsyncSession]:
-    return async_sessionmaker(engine, expire_on_commit=False, autoflush=False)
+    return async_sessionmaker(engine, class_=RetryingSession, expire_on_commit=False, autoflush=False)

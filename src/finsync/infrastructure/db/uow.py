@@ -79,6 +79,8 @@ _RETRY_STATES: frozenset[str | int] = frozenset({"40P01", "40001"})
 _VANISHED: frozenset[str | int] = frozenset({"23503", 787})
 # unique_violation (PostgreSQL); SQLITE_CONSTRAINT_UNIQUE
 _DUPLICATE: frozenset[str | int] = frozenset({"23505", 2067})
+# Transactions written by one unit of work above which the table's statistics are refreshed.
+ANALYZE_AFTER = 5_000
 
 
 class SqlUnitOfWork:
@@ -121,7 +123,7 @@ class SqlUnitOfWork:
         self.auth_flows = SqlAuthFlowRepository(s)
         self.accounts = SqlAccountRepository(s)
         self.holdings = SqlHoldingRepository(s)
-        self.transactions = SqlTransactionRepository(s)
+        self.transactions = self._transactions = SqlTransactionRepository(s)
         self.snapshots = SqlSnapshotRepository(s)
         self.sync_runs = SqlSyncRunRepository(s)
         self.idempotency = SqlIdempotencyRepository(s)
@@ -172,6 +174,19 @@ class SqlUnitOfWork:
         jobs, self._jobs = self._jobs, []
         if jobs:
             await _hand_over(self._queue, jobs)  # type: ignore[arg-type]
+        if self._transactions.written >= ANALYZE_AFTER:
+            await self._refresh_statistics()
+
+    async def _refresh_statistics(self) -> None:
+        """After a bulk import or sync, in its own short transaction right after the commit:
+        inside the import's transaction, ANALYZE's table lock would serialise concurrent
+        imports until they commit. A failure leaves the committed work standing."""
+        try:
+            await self._transactions.refresh_statistics()
+            await self.session.commit()
+        except Exception:
+            log.exception("statistics_refresh_failed")
+            await self.session.rollback()
 
     async def rollback(self) -> None:
         self._jobs.clear()
