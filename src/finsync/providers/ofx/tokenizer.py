@@ -56,11 +56,14 @@ def _declaration_error(line: int) -> MalformedFile:
     return MalformedFile(f"line {line}: DOCTYPE/ENTITY declarations are not allowed in OFX files")
 
 
-def build_tree(text: str, start: int, lines: Lines, warnings: list[str]) -> Node:
-    """Parse from ``start`` (the ``<OFX>`` tag) to ``</OFX>`` and return the OFX node."""
+def build_tree(lines: Lines, start: int, warnings: list[str]) -> Node:
+    """Parse ``lines.text`` from ``start`` (the ``<OFX>`` tag) to ``</OFX>`` and return the
+    OFX node. ``lines.text`` may be replaced by a normalised copy (see ``fastpath.normalized``)."""
+    text = lines.text
     b = Builder(text, lines)
     pos, end, generic_until = start, -1, -1
     try_sections = True  # False once no "</BANKTRANLIST>" follows: never search again
+    normalized = False  # the rest of the text was normalised once (see fastpath.normalized)
     while end < 0:
         resume = -1
         tokens = _TOKEN if generic_until < 0 else _GENERIC
@@ -87,14 +90,28 @@ def build_tree(text: str, start: int, lines: Lines, warnings: list[str]) -> Node
                 b.start(tag, match.start())
                 if match.group(11):  # <TAG/>
                     b.value("", match.start())
-                elif tag == "BANKTRANLIST" and match.group(10) == tag and try_sections:
-                    section_end = text.find("</BANKTRANLIST>", match.end())
-                    try_sections = section_end >= 0
-                    fast = fastpath.transaction_list(text, match.end(), section_end) if try_sections else None
+                elif tag == "BANKTRANLIST" and try_sections:
+                    fast = None
+                    if match.group(10) == tag:
+                        section_end = text.find("</BANKTRANLIST>", match.end())
+                        try_sections = section_end >= 0
+                        fast = fastpath.transaction_list(text, match.end(), section_end) if try_sections else None
+                    if fast is None and not normalized:
+                        # Lower-case tags or comments? Read the rest as its normalised text,
+                        # which tokenizes alike (same length and lines), and try again.
+                        normalized = True
+                        replacement = fastpath.normalized(text, match.start())
+                        if replacement is not None:
+                            text = b.text = lines.text = replacement
+                            section_end = text.find("</BANKTRANLIST>", match.end())
+                            try_sections = section_end >= 0
+                            fast = fastpath.transaction_list(text, match.end(), section_end) if try_sections else None
+                            resume = match.end()  # the tokens go on in the new text
                     if fast is not None:
                         b.push_pending()
                         b.fill(*fast)
                         resume = section_end
+                    if resume >= 0:
                         break
             elif kind == _CLOSE:
                 b.end(match.group(8).upper(), match.start())
