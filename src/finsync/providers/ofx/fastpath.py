@@ -15,7 +15,14 @@ import re
 from array import array
 
 from finsync.providers.ofx.nodes import Node, Pieces
-from finsync.providers.ofx.schema import AGGREGATES
+from finsync.providers.ofx.schema import (
+    AGGREGATES,
+    INVESTMENT_TRANSACTIONS,
+    PARENTS,
+    POSITIONS,
+    SECURITIES,
+    STATEMENTS,
+)
 from finsync.providers.ofx.values import unescape
 
 # One STMTTRN block whose markup is only simple start/end tags (no CDATA, comment,
@@ -244,3 +251,55 @@ def _upper_tags(chunk: str) -> str:
 
 def _upper(match: re.Match[str]) -> str:
     return match.group().upper()
+
+
+# --- investment items --------------------------------------------------------------------
+
+# The lists whose items are read flat (``Node.leaves``), and the items read as one block.
+ITEM_LISTS = frozenset({"INVTRANLIST", "INVPOSLIST", "SECLIST"})
+ITEMS = INVESTMENT_TRANSACTIONS | POSITIONS | SECURITIES
+# Start and end tags that make the builder do more than nest (close, count or read an element
+# elsewhere): an item holding one is left to it.
+_NOT_IN_ITEM = frozenset(
+    name
+    for tag in ITEMS | PARENTS.keys() | STATEMENTS | {"INVBANKTRAN", "STMTTRN"}
+    for name in (tag, "/" + tag)
+)
+
+
+def item_body(text: str, start: int, stop: int, open_tags: dict[str, int]) -> str | None:
+    """The body ``text[start:stop]`` of an investment item (``stop`` is its end tag) when the
+    tree builder would make of it just what :func:`~finsync.providers.ofx.nodes.block_fields`
+    reads from its text, and warn about nothing: simple upper-case tags (see
+    :func:`normalized`), markup first, no element the builder treats specially or has open
+    (``open_tags``), every end tag closing the leaf before it or the innermost open element,
+    every known aggregate closed. Else None: the generic path reads it.
+
+    One string per item instead of a node per leaf: about a fifth of the memory.
+    """
+    body = text[start:stop]
+    if body.count("<") != body.count(">") or _NOT_SIMPLE.search(body) is not None:
+        return None
+    parts = body.replace(">", "<").split("<")
+    if len(parts) < 3 or parts[0].strip():  # empty, or a value: the item is a leaf
+        return None
+    names = set(parts[1::2])
+    if not _NOT_IN_ITEM.isdisjoint(names) or any(open_tags.get(name) for name in names):
+        return None
+    opened: list[str] = []
+    leaf = None
+    for tag, value in zip(parts[1::2], parts[2::2], strict=False):
+        if tag[0] != "/":
+            leaf = tag if value.strip() else None
+            if leaf is None:
+                if tag in AGGREGATES and tag in opened:
+                    return None  # the builder would close the first one here
+                opened.append(tag)
+        elif tag[1:] == leaf:
+            leaf = None
+        elif opened and opened[-1] == tag[1:]:
+            opened.pop()
+            leaf = None
+        else:
+            return None
+    return None if AGGREGATES.intersection(opened) else body

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from array import array
+from sys import intern
 
 from finsync.providers.ofx.values import unescape
 
@@ -20,8 +21,7 @@ def block_fields(body: str) -> dict[str, str]:
     upper = _LOWERCASE_TAG.search(body) is not None
     fields: dict[str, str] = {}
     for key, value in pairs:
-        if upper:
-            key = key.upper()
+        key = intern(key.upper() if upper else key)  # one string per name, as in the tree
         if not fields.get(key):
             value = value.strip()
             fields[key] = unescape(value) if "&" in value else value

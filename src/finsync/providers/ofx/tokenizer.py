@@ -87,6 +87,18 @@ def build_tree(lines: Lines, start: int, warnings: list[str]) -> Node:
                     b.value(unescape(value) if "&" in value else value, match.start())
             elif kind == _OPEN:
                 tag = match.group(10).upper()
+                if tag in fastpath.ITEMS and generic_until < 0 and match.end() - match.start() == len(tag) + 2:
+                    b.push_pending()  # what start() does first: now its parent is known
+                    if b.stack[-1].tag in fastpath.ITEM_LISTS:
+                        stop = text.find(f"</{tag}>", match.end())
+                        body = fastpath.item_body(text, match.end(), stop, b.open_count) if stop > 0 else None
+                        if body is not None:
+                            node = Node(tag, match.start())
+                            node.children = ()
+                            node.extra = body
+                            b.block(node)
+                            resume = stop + len(tag) + 3
+                            break
                 b.start(tag, match.start())
                 if match.group(11):  # <TAG/>
                     b.value("", match.start())
