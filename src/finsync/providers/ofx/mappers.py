@@ -30,7 +30,6 @@ from finsync.providers.ofx.model import (
     OfxPosition,
     OfxSecurity,
     OfxStatement,
-    OfxTransaction,
     clean_fields,
 )
 from finsync.providers.ofx.statements import UnreadTransactions

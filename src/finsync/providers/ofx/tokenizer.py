@@ -15,7 +15,7 @@ import re
 from finsync.domain.errors import MalformedFile
 from finsync.providers.ofx import fastpath
 from finsync.providers.ofx.builder import MAX_STATEMENTS, Builder
-from finsync.providers.ofx.nodes import Lines, Node
+from finsync.providers.ofx.nodes import Lines, Node, Pieces
 from finsync.providers.ofx.schema import AGGREGATES
 from finsync.providers.ofx.values import unescape
 
@@ -56,6 +56,13 @@ def _declaration_error(line: int) -> MalformedFile:
     return MalformedFile(f"line {line}: DOCTYPE/ENTITY declarations are not allowed in OFX files")
 
 
+def _section(text: str, start: int) -> tuple[tuple[list[Node], Pieces] | None, int]:
+    """The fast path's reading of the BANKTRANLIST whose content starts at ``start``, and
+    where its end tag is (-1: there is none further on)."""
+    end = text.find("</BANKTRANLIST>", start)
+    return (fastpath.transaction_list(text, start, end) if end >= 0 else None), end
+
+
 def build_tree(lines: Lines, start: int, warnings: list[str]) -> Node:
     """Parse ``lines.text`` from ``start`` (the ``<OFX>`` tag) to ``</OFX>`` and return the
     OFX node. ``lines.text`` may be replaced by a normalised copy (see ``fastpath.normalized``)."""
@@ -87,7 +94,8 @@ def build_tree(lines: Lines, start: int, warnings: list[str]) -> Node:
                     b.value(unescape(value) if "&" in value else value, match.start())
             elif kind == _OPEN:
                 tag = match.group(10).upper()
-                if tag in fastpath.ITEMS and generic_until < 0 and match.end() - match.start() == len(tag) + 2:
+                simple = match.end() - match.start() == len(tag) + 2  # <TAG>, no attribute
+                if tag in fastpath.ITEMS and simple and generic_until < 0:
                     b.push_pending()  # what start() does first: now its parent is known
                     if b.stack[-1].tag in fastpath.ITEM_LISTS:
                         stop = text.find(f"</{tag}>", match.end())
@@ -103,11 +111,7 @@ def build_tree(lines: Lines, start: int, warnings: list[str]) -> Node:
                 if match.group(11):  # <TAG/>
                     b.value("", match.start())
                 elif tag == "BANKTRANLIST" and try_sections:
-                    fast = None
-                    if match.group(10) == tag:
-                        section_end = text.find("</BANKTRANLIST>", match.end())
-                        try_sections = section_end >= 0
-                        fast = fastpath.transaction_list(text, match.end(), section_end) if try_sections else None
+                    fast, section_end = _section(text, match.end()) if match.group(10) == tag else (None, 0)
                     if fast is None and not normalized:
                         # Lower-case tags or comments? Read the rest as its normalised text,
                         # which tokenizes alike (same length and lines), and try again.
@@ -115,10 +119,9 @@ def build_tree(lines: Lines, start: int, warnings: list[str]) -> Node:
                         replacement = fastpath.normalized(text, match.start())
                         if replacement is not None:
                             text = b.text = lines.text = replacement
-                            section_end = text.find("</BANKTRANLIST>", match.end())
-                            try_sections = section_end >= 0
-                            fast = fastpath.transaction_list(text, match.end(), section_end) if try_sections else None
+                            fast, section_end = _section(text, match.end())
                             resume = match.end()  # the tokens go on in the new text
+                    try_sections = section_end >= 0
                     if fast is not None:
                         b.push_pending()
                         b.fill(*fast)
