@@ -284,7 +284,7 @@ def item_body(text: str, start: int, stop: int, open_tags: dict[str, int]) -> st
     if len(parts) < 3 or parts[0].strip():  # empty, or a value: the item is a leaf
         return None
     names = set(parts[1::2])
-    if not _NOT_IN_ITEM.isdisjoint(names) or any(open_tags.get(name) for name in names):
+    if not _NOT_IN_ITEM.isdisjoint(names) or any(map(open_tags.get, names)):
         return None
     opened: list[str] = []
     leaf = None

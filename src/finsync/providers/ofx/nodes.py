@@ -19,9 +19,18 @@ def block_fields(body: str) -> dict[str, str]:
     as "", and a repeated leaf's first non-empty value."""
     pairs = _LEAF.findall(body)
     upper = _LOWERCASE_TAG.search(body) is not None
-    fields: dict[str, str] = {}
+    fields: dict[str, str]
+    if not upper:  # one string per name, as in the tree
+        fields = {intern(key): value.strip() for key, value in pairs}
+        if len(fields) == len(pairs):  # no leaf repeated: each has its only value
+            if "&" in body:
+                for key, value in fields.items():
+                    if "&" in value:
+                        fields[key] = unescape(value)
+            return fields
+    fields = {}
     for key, value in pairs:
-        key = intern(key.upper() if upper else key)  # one string per name, as in the tree
+        key = intern(key.upper() if upper else key)
         if not fields.get(key):
             value = value.strip()
             fields[key] = unescape(value) if "&" in value else value
