@@ -51,7 +51,7 @@ _FIELDS = (
 # A row as the repository writes it. created_at/updated_at are not in it: PostgreSQL fills
 # them from the column defaults (the transaction's time), SQLite from the repository's clock.
 _ROW = ("id", "user_id", "account_id", "provider_transaction_id", *_FIELDS, "content_hash")
-_PID_AT, _HASH_AT = _ROW.index("provider_transaction_id"), _ROW.index("content_hash")
+_PID_AT = _ROW.index("provider_transaction_id")
 _STAGED = _ROW[_PID_AT:]  # what an update carries: the id and account are already in the table
 # A new row also carries what the user's rules decide (filled in the same pass as the row is
 # built, so an import writes each row once); an update never names these user fields.
@@ -138,19 +138,32 @@ class _Rows:
             None if tags is None else SetBy.RULE.value,
         )
 
-    def __call__(self, r: ProviderTransaction) -> tuple[Any, ...]:
-        values = (
-            r.type.value, r.subtype.value, r.status.value, r.amount, r.currency, r.transaction_date,
-            r.settlement_date, column_text(r.symbol, 64), r.quantity, r.unit_price, r.fees,
-            column_text(r.description), r.raw,
-        )  # fmt: skip
-        fingerprint = r.fingerprint
-        if fingerprint is None or len(fingerprint) > 64:
-            fingerprint = content_hash(values)
+    def __call__(self, r: ProviderTransaction, fingerprint: str | None = None) -> tuple[Any, ...]:
+        """The row; ``fingerprint``: its :meth:`fingerprint`, when the caller has it already."""
+        values = self._values(r)
+        fingerprint = fingerprint or self._fingerprint(r, values)
         raw = json_dumps(r.raw) if self.json else r.raw
         pid = r.provider_transaction_id
         labels = self.labels(values[11], r.amount) if self.rules else _NO_LABELS
         return (self.new_id(), self.user_id, self.account_id, pid, *values[:-1], raw, fingerprint, *labels)
+
+    def fingerprint(self, r: ProviderTransaction) -> str:
+        """What the store keeps to tell a changed row: the provider's, else a content hash."""
+        return self._fingerprint(r, None)
+
+    def _fingerprint(self, r: ProviderTransaction, values: tuple[Any, ...] | None) -> str:
+        fingerprint = r.fingerprint
+        if fingerprint is None or len(fingerprint) > 64:
+            fingerprint = content_hash(values or self._values(r))
+        return fingerprint
+
+    @staticmethod
+    def _values(r: ProviderTransaction) -> tuple[Any, ...]:
+        return (
+            r.type.value, r.subtype.value, r.status.value, r.amount, r.currency, r.transaction_date,
+            r.settlement_date, column_text(r.symbol, 64), r.quantity, r.unit_price, r.fees,
+            column_text(r.description), r.raw,
+        )  # fmt: skip
 
 
 async def _yielding(rows: Iterator[tuple[Any, ...]], every: int = 5_000) -> AsyncIterator[tuple[Any, ...]]:
@@ -238,10 +251,17 @@ class SqlTransactionRepository:
         New rows get what ``rules`` decide (changed rows keep their labels)."""
         to_row = _Rows(account, self._postgres, rules)
         # Last occurrence wins: one batch may not touch a row twice.
-        rows = list({r.provider_transaction_id: to_row(r) for r in incoming}.values())
-        keys = [(row[_PID_AT], row[_HASH_AT]) for row in rows]
-        counts = await self._write(account, keys, lambda positions: (rows[at] for at in positions))
-        counts.unchanged += len(incoming) - len(rows)
+        chosen = list({r.provider_transaction_id: at for at, r in enumerate(incoming)}.values())
+        keys = [(incoming[at].provider_transaction_id, to_row.fingerprint(incoming[at])) for at in chosen]
+
+        def rows_at(positions: list[int]) -> Iterator[tuple[Any, ...]]:
+            # Built as they are written (streamed into COPY on PostgreSQL): a big batch's rows
+            # and its transactions are never both whole in memory.
+            for at in positions:
+                yield to_row(incoming[chosen[at]], keys[at][1])
+
+        counts = await self._write(account, keys, rows_at)
+        counts.unchanged += len(incoming) - len(chosen)
         return counts
 
     async def upsert_deferred(
