@@ -155,13 +155,18 @@ class ImportService:
         )
 
     async def parse(self, data: bytes, filename: str | None) -> ParsedFile:
+        return (await self._parse(data, filename))[1]
+
+    async def _parse(self, data: bytes, filename: str | None) -> tuple[StatementFormat, ParsedFile]:
+        """(format, parsed). The format names the file connection; the parsed file's own
+        ``format`` is what the answer reports (``csv:trading212`` for a CSV preset)."""
         if len(data) > self.limit_bytes:
             raise FileTooLarge(f"the file is {len(data):,} bytes; the limit is {self.limit_bytes:,} bytes")
         if not data.strip():
             raise UnsupportedFormat("the file is empty")
         fmt = self.detect(data, filename)
         # Parsing is CPU-bound: keep the event loop (other requests, sync jobs) responsive.
-        return await asyncio.to_thread(fmt.read, data)
+        return fmt, await asyncio.to_thread(fmt.read, data)
 
     async def import_file(self, user_id: UUID, data: bytes, filename: str | None) -> ImportResult:
         with paused_gc():  # a big file is millions of short-lived objects: see finsync.gcpause
@@ -169,7 +174,7 @@ class ImportService:
 
     async def _import(self, user_id: UUID, data: bytes, filename: str | None) -> ImportResult:
         started = time.perf_counter()
-        parsed = await self.parse(data, filename)
+        fmt, parsed = await self._parse(data, filename)
         parsed_at = time.perf_counter()
         now = self._clock()
         async with self._uow() as uow:
@@ -178,7 +183,7 @@ class ImportService:
             connection = await uow.connections.add_or_get(
                 Connection(
                     user_id=user_id,
-                    provider=parsed.format,
+                    provider=fmt.name,
                     identity=FILES,
                     name="Statement files",
                     status=ConnectionStatus.ACTIVE,

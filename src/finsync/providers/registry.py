@@ -98,10 +98,17 @@ class ProviderMetadata:
 
 def builtin_providers() -> list[ProviderMetadata]:
     """Providers shipped with finsync: the one list. Imported here, not at module import."""
-    from finsync.providers import alpaca, gocardless, schwab, trading212
+    from finsync.providers import alpaca, csv, gocardless, schwab, trading212
     from finsync.providers.ofx import format as ofx
 
-    return [ofx.METADATA, trading212.METADATA, alpaca.METADATA, schwab.METADATA, gocardless.METADATA]
+    return [
+        ofx.METADATA,
+        csv.METADATA,
+        trading212.METADATA,
+        alpaca.METADATA,
+        schwab.METADATA,
+        gocardless.METADATA,
+    ]
 
 
 def discover_plugins() -> list[ProviderMetadata]:

@@ -49,11 +49,16 @@ class ImportOut(BaseModel):
 
 @router.get("/formats", response_model=list[FormatOut])
 async def list_formats(container: ContainerDep, _: CurrentUser) -> list[FormatOut]:
-    """File formats POST /imports accepts (detected from the content, not the file name)."""
-    return [
-        FormatOut(name=f.name, description=f.description, extensions=list(f.extensions))
-        for f in container.imports.formats
-    ]
+    """File formats POST /imports accepts (detected from the content, not the file name).
+    CSV presets are listed as ``csv:<preset>``: the header identifies them."""
+    out = []
+    for f in container.imports.formats:
+        out.append(FormatOut(name=f.name, description=f.description, extensions=list(f.extensions)))
+        out += [
+            FormatOut(name=f"{f.name}:{p.name}", description=p.description, extensions=list(f.extensions))
+            for p in getattr(f, "presets", ())
+        ]
+    return out
 
 
 @router.post(
