@@ -166,3 +166,139 @@ async def test_european_export_semicolons_decimal_comma_cp1252_debit_credit(
     txns = await _all(client, headers, "/api/v1/transactions")
     assert sorted(t["amount"] for t in txns) == ["-1200.00", "-3.20", "2500.00"]
     assert any(t["description"] == "Café; Bäckerei" for t in txns)
+
+
+BANK = (
+    "Buchungstag;Verwendungszweck;Betrag;Saldo\n"
+    "02.01.2024;Bäckerei;-3,20;996,80\n"
+    "03.01.2024;Gehalt;2.500,00;3.496,80\n"
+    "04.01.2024;Miete;-1.200,00;2.296,80\n"
+).encode("cp1252")
+
+
+async def test_preview_detects_and_writes_nothing(client: httpx.AsyncClient) -> None:
+    headers = await register_and_login(client)
+    r = await client.post(
+        "/api/v1/imports/preview",
+        headers=headers,
+        files={"file": ("x.csv", (CSV / "monzo.csv").read_bytes())},
+    )
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["format"] == "csv:monzo"
+    assert body["settings"] == {
+        "encoding": "utf-8", "delimiter": ",", "quote": '"',
+        "date_format": "DD/MM/YYYY", "number_format": "1,234.56",
+    }  # fmt: skip
+    assert (body["rows_total"], body["rows_usable"]) == (4, 4)
+    assert body["rows"][2]["amount"] == "-12.90"
+    assert body["rows"][2]["line"] == 4
+    broken = (CSV / "chase_card.csv").read_bytes().replace(b"-15.49", b"fifteen")
+    problems = await client.post(
+        "/api/v1/imports/preview", headers=headers, files={"file": ("c.csv", broken)}
+    )
+    assert any(p.startswith("line 3:") for p in problems.json()["problems"])
+    unknown = await client.post("/api/v1/imports/preview", headers=headers, files={"file": ("b.csv", BANK)})
+    assert unknown.status_code == 415
+    ofx = b"OFXHEADER:100\nDATA:OFXSGML\n\n<OFX></OFX>"
+    assert (
+        await client.post("/api/v1/imports/preview", headers=headers, files={"file": ("a.ofx", ofx)})
+    ).status_code == 415
+    assert await _counts(client, headers) == (0, 0, 0)
+
+
+async def test_saved_mapping_reads_later_files_by_header(client: httpx.AsyncClient) -> None:
+    headers = await register_and_login(client)
+    header = ["Buchungstag", "Verwendungszweck", "Betrag", "Saldo"]
+    body = {
+        "name": "Sparkasse Giro",
+        "header": header,
+        "columns": {"date": "Buchungstag", "amount": "Betrag", "description": ["Verwendungszweck"]},
+        "date_format": "DD.MM.YYYY",
+        "default_currency": "eur",
+    }
+    r = await client.post("/api/v1/import-mappings", headers=headers, json=body)
+    assert r.status_code == 201, r.text
+    mapping = r.json()
+    assert mapping["mapping"]["default_currency"] == "EUR"
+    assert (await client.post("/api/v1/import-mappings", headers=headers, json=body)).status_code == 409
+    preview = (
+        await client.post("/api/v1/imports/preview", headers=headers, files={"file": ("b.csv", BANK)})
+    ).json()
+    assert (preview["format"], preview["mapping_id"]) == ("csv:mapping", mapping["id"])
+    assert preview["settings"]["number_format"] == "1.234,56"
+    imported = (await upload(client, headers, BANK)).json()  # matched by header, no id needed
+    assert imported["format"] == "csv:mapping"
+    assert imported["counts"]["transactions_inserted"] == 3
+    (account,) = imported["accounts"]
+    assert (account["name"], account["currency"]) == ("Sparkasse Giro (EUR)", "EUR")
+    named = (await upload(client, headers, BANK, params={"mapping_id": mapping["id"]})).json()
+    assert named["counts"]["transactions_already_present"] == 3
+    txns = await _all(client, headers, "/api/v1/transactions")
+    assert sorted(t["amount"] for t in txns) == ["-1200.00", "-3.20", "2500.00"]
+    assert [m["id"] for m in (await client.get("/api/v1/import-mappings", headers=headers)).json()] == [
+        mapping["id"]
+    ]
+    missing = await upload(
+        client, headers, BANK, params={"mapping_id": "0190f0f0-0000-7000-8000-000000000000"}
+    )
+    assert missing.status_code == 404
+    assert (
+        await client.delete(f"/api/v1/import-mappings/{mapping['id']}", headers=headers)
+    ).status_code == 204
+    assert (
+        await client.delete(f"/api/v1/import-mappings/{mapping['id']}", headers=headers)
+    ).status_code == 404
+
+
+@pytest.mark.parametrize(
+    ("change", "words"),
+    [
+        ({"columns": {"date": "Buchungstag"}}, "amount column"),
+        ({"columns": {"date": "Buchungstag", "amount": "Value"}}, "not in the header: Value"),
+        ({"date_format": "someday"}, "unknown date format"),
+        ({"default_currency": None}, "currency"),
+        ({"columns": {"date": "Buchungstag", "amount": "Betrag", "debit": "Saldo"}}, "not both"),
+    ],
+)
+async def test_bad_mappings_are_refused(client: httpx.AsyncClient, change: dict, words: str) -> None:
+    headers = await register_and_login(client)
+    body = {
+        "name": "x",
+        "header": ["Buchungstag", "Verwendungszweck", "Betrag", "Saldo"],
+        "columns": {"date": "Buchungstag", "amount": "Betrag"},
+        "default_currency": "EUR",
+    } | change
+    r = await client.post("/api/v1/import-mappings", headers=headers, json=body)
+    assert r.status_code == 422, r.text
+    assert words in r.json()["detail"]
+    assert (await client.get("/api/v1/import-mappings", headers=headers)).json() == []
+
+
+async def test_other_users_mapping_and_account_ids_answer_404(client: httpx.AsyncClient) -> None:
+    owner = await register_and_login(client, "owner@example.com")
+    imported = (await upload(client, owner, (CSV / "monzo.csv").read_bytes())).json()
+    body = {
+        "name": "mine",
+        "header": ["Buchungstag", "Verwendungszweck", "Betrag", "Saldo"],
+        "columns": {"date": "Buchungstag", "amount": "Betrag"},
+        "default_currency": "EUR",
+        "account_id": imported["accounts"][0]["id"],
+    }
+    mapping = (await client.post("/api/v1/import-mappings", headers=owner, json=body)).json()
+    intruder = await register_and_login(client, "intruder@example.com")
+    r = await upload(client, intruder, BANK, params={"mapping_id": mapping["id"]})
+    assert r.status_code == 404
+    preview = await client.post(
+        "/api/v1/imports/preview",
+        headers=intruder,
+        params={"mapping_id": mapping["id"]},
+        files={"file": ("b", BANK)},
+    )
+    assert preview.status_code == 404
+    stolen = await client.post("/api/v1/import-mappings", headers=intruder, json=body)
+    assert stolen.status_code == 404
+    assert (await client.get("/api/v1/import-mappings", headers=intruder)).json() == []
+    # The intruder's own upload of the same header is not read with the owner's mapping.
+    assert (await upload(client, intruder, BANK)).status_code == 415
+    assert await _counts(client, intruder) == (0, 0, 0)

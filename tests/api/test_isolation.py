@@ -58,6 +58,8 @@ async def test_other_users_ids_answer_404_on_every_route(
     rule = {"name": "r", "conditions": {"description_contains": "x"}, "category_id": category}
     (transfer,) = (await client.get("/api/v1/transfers", headers=owner)).json()["items"]
     (session,) = (await client.get("/api/v1/users/me/sessions", headers=owner)).json()
+    mapping = {"name": "m", "header": ["Date", "Amount"], "columns": {"date": "Date", "amount": "Amount"},
+               "default_currency": "EUR", "account_id": accounts["a"]}  # fmt: skip
     ids = {
         "session_id": session["id"],
         "connection_id": str(conn.id),
@@ -67,6 +69,9 @@ async def test_other_users_ids_answer_404_on_every_route(
         "rule_id": (await client.post("/api/v1/rules", headers=owner, json=rule)).json()["id"],
         "transaction_id": txns[0]["id"],
         "transfer_id": transfer["id"],
+        "mapping_id": (await client.post("/api/v1/import-mappings", headers=owner, json=mapping)).json()[
+            "id"
+        ],
     }
     checked = 0
     for method, path in routes_with_ids():

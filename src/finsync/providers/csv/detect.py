@@ -17,6 +17,7 @@ from datetime import date
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from finsync.domain.csvmapping import date_order
 from finsync.domain.errors import MalformedFile
 
 SAMPLE_ROWS = 200
@@ -127,14 +128,8 @@ class DateFormat:
     @classmethod
     def from_label(cls, label: str) -> DateFormat:
         """``DD/MM/YYYY``, ``MM-DD-YYYY``, ``YYYY.MM.DD``, ``YYYYMMDD``… (as in a saved mapping)."""
-        match = re.fullmatch(r"(YYYY|YY|MM|DD)([-/. ]?)(YYYY|YY|MM|DD)\2(YYYY|YY|MM|DD)", label.upper())
-        if match is None:
-            raise ValueError(f"unknown date format {label!r}; use e.g. DD/MM/YYYY, MM/DD/YYYY, YYYY-MM-DD")
-        parts = (match[1], match[3], match[4])
-        order = "".join(p[0].lower() for p in parts)
-        if sorted(order) != ["d", "m", "y"]:
-            raise ValueError(f"date format {label!r} must name day, month and year once each")
-        return cls(order, match[2])
+        order, sep = date_order(label)
+        return cls(order, sep)
 
     def parser(self) -> Callable[[str], date]:
         return _date_parser(self)

@@ -298,7 +298,7 @@ class CsvFormat:
         return sniff_dialect(text) is not None
 
     def header_signature(self, data: bytes) -> str:
-        return header_signature(Table.open(data).header)
+        return header_signature(Table.open(_whole_characters(data[:65536])).header)
 
     @gc_paused
     def read(

@@ -41,6 +41,7 @@ from finsync.infrastructure.db.tables import (
     BalanceSnapshotRow,
     ConnectionRow,
     HoldingRow,
+    ImportMappingRow,
     SyncRunRow,
     TransactionRow,
     UserRow,
@@ -60,6 +61,7 @@ categories: Table = CategoryRow.__table__  # type: ignore[attr-defined]
 rules: Table = RuleRow.__table__  # type: ignore[attr-defined]
 transfer_links: Table = TransferLinkRow.__table__  # type: ignore[attr-defined]
 holding_history: Table = HoldingHistoryRow.__table__  # type: ignore[attr-defined]
+import_mappings: Table = ImportMappingRow.__table__  # type: ignore[attr-defined]
 
 
 def _all_but(table: Table, *left_out: str) -> tuple[str, ...]:
@@ -80,6 +82,7 @@ EXPORTED: dict[str, tuple[Table, tuple[str, ...]]] = {
     "rules": (rules, _all_but(rules)),
     "transfer_links": (transfer_links, _all_but(transfer_links)),
     "holding_history": (holding_history, _all_but(holding_history)),
+    "import_mappings": (import_mappings, _all_but(import_mappings)),
 }
 # Tables and columns of a user's data that the export leaves out, and why.
 NOT_EXPORTED: dict[str, str] = {
