@@ -20,6 +20,7 @@ from finsync.providers.csv.detect import (
     sniff_dialect,
 )
 from finsync.providers.csv.mapping import guess_mapping
+from finsync.providers.csv.reader import rows_of
 
 TEXT = "Date;Description;Amount\n02.01.2024;Café;-3,20\n"
 
@@ -146,7 +147,7 @@ def test_debit_credit_columns_versus_signed_amount() -> None:
     signed = b"Date,Description,Amount,Currency\n2024-01-02,Rent,-900.00,EUR\n2024-01-03,Pay,2500.00,EUR\n"
     for data in (split, signed):
         (statement,) = fmt.read(data).statements
-        assert [t.amount for t in statement.transactions] == [Decimal("-900.00"), Decimal("2500.00")]
+        assert [t.amount for t in rows_of(statement)] == [Decimal("-900.00"), Decimal("2500.00")]
     mapping = guess_mapping(["Date", "Description", "Debit", "Credit", "Currency"])
     assert mapping is not None
     assert (mapping.amount, mapping.debit, mapping.credit) == (
@@ -168,7 +169,7 @@ def test_sign_convention_positive_out() -> None:
     parsed = CsvFormat().read(data, mapping, "m1", "Card")
     assert parsed.format == "csv:mapping"
     (statement,) = parsed.statements
-    assert [t.amount for t in statement.transactions] == [Decimal("-4.50"), Decimal("100.00")]
+    assert [t.amount for t in rows_of(statement)] == [Decimal("-4.50"), Decimal("100.00")]
     assert statement.account.provider_account_id == "mapping|m1|USD"
 
 
@@ -185,9 +186,9 @@ def test_mapping_problems_and_header_signature() -> None:
 
 def test_occurrence_index_keeps_identical_rows_and_stable_ids() -> None:
     data = b"Date,Description,Amount,Currency\n2024-01-02,Coffee,-3.20,EUR\n2024-01-02,Coffee,-3.20,EUR\n"
-    first = [t.provider_transaction_id for t in CsvFormat().read(data).statements[0].transactions]
+    first = [t.provider_transaction_id for t in rows_of(CsvFormat().read(data).statements[0])]
     longer = data + b"2024-01-03,Tea,-2.00,EUR\n"
-    second = [t.provider_transaction_id for t in CsvFormat().read(longer).statements[0].transactions]
+    second = [t.provider_transaction_id for t in rows_of(CsvFormat().read(longer).statements[0])]
     assert len(set(first)) == 2
     assert second[:2] == first
 

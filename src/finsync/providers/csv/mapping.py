@@ -143,7 +143,7 @@ def number(parse: Callable[[str], Decimal | None], value: str, what: str) -> Dec
     try:
         return parse(value)
     except ValueError:
-        raise RowError(f"{what} {value!r} is not a number") from None
+        raise RowError(f"{what} {value.strip()!r} is not a number") from None
 
 
 def default_kind(amount: Decimal) -> tuple[TransactionType, TransactionSubtype]:
@@ -200,7 +200,7 @@ class MappingReader:
         self._default_currency = currency_code(mapping.default_currency) if mapping.default_currency else None
         self._currencies = Currencies()
         self._account = account
-        self._kind = kind or (lambda _cells, amount: default_kind(amount))
+        self._kind = kind
         self._status = status
         self._names = cols.names
 
@@ -211,37 +211,53 @@ class MappingReader:
             raise RowError(f"{what}: {exc}") from None
 
     def _amount_of(self, cells: Sequence[str]) -> Decimal:
+        """Debit and credit columns: money in minus money out."""
         parse = self._parse_number
-        if self._amount is not None:
-            amount = number(parse, cell(cells, self._amount), "amount")
-            if amount is None:
-                raise RowError("the amount is empty")
-            return -amount if self._inverted else amount
         debit = number(parse, cell(cells, self._debit), "debit")
         credit = number(parse, cell(cells, self._credit), "credit")
         if debit is None and credit is None:
             raise RowError("both debit and credit are empty")
         return abs(credit or Decimal(0)) - abs(debit or Decimal(0))
 
+    def _optional(self, cells: Sequence[str], at: int | None, what: str) -> Decimal | None:
+        return None if at is None else number(self._parse_number, cells[at], what)
+
     def __call__(self, cells: Sequence[str]) -> Mapped:
-        when = self._day(cell(cells, self._date), "date")
-        amount = self._amount_of(cells)
-        raw_currency = cell(cells, self._currency)
+        """One row (the reader pads short rows to the header's width). The per-row hot path:
+        optional columns cost nothing when the mapping has none."""
+        try:
+            when = self._parse_date(cells[self._date])
+        except ValueError as exc:
+            raise RowError(f"date: {exc}") from None
+        if self._amount is not None:
+            amount = number(self._parse_number, cells[self._amount], "amount")
+            if amount is None:
+                raise RowError("the amount is empty")
+            if self._inverted:
+                amount = -amount
+        else:
+            amount = self._amount_of(cells)
+        at = self._currency
+        raw_currency = cells[at].strip() if at is not None else ""
         if raw_currency:
             currency = self._currencies(raw_currency)
         elif self._default_currency is not None:
             currency = self._default_currency
         else:
             raise RowError("the currency is empty")
-        parts = [cells[at].strip() for at in self._descriptions if at < len(cells) and cells[at].strip()]
-        description = " / ".join(dict.fromkeys(parts)) or None
-        quantity = number(self._parse_number, cell(cells, self._quantity), "quantity")
-        symbol = cell(cells, self._symbol) or None
-        kind, subtype = self._kind(cells, amount)
+        descriptions = self._descriptions
+        if len(descriptions) == 1:
+            description = cells[descriptions[0]].strip() or None
+        else:
+            parts = [text for text in (cells[i].strip() for i in descriptions) if text]
+            description = " / ".join(dict.fromkeys(parts)) or None
+        quantity = self._optional(cells, self._quantity, "quantity")
+        symbol = (cells[self._symbol].strip() or None) if self._symbol is not None else None
+        kind, subtype = self._kind(cells, amount) if self._kind is not None else default_kind(amount)
         if symbol and quantity and kind is T.OTHER:  # a mapped trade: money out buys
             kind, subtype = T.TRADE, S.BUY if amount < 0 else S.SELL
-        fees = number(self._parse_number, cell(cells, self._fees), "fees")
-        settled_text = cell(cells, self._settled)
+        fees = self._optional(cells, self._fees, "fees")
+        settled_text = cells[self._settled].strip() if self._settled is not None else ""
         txn = ProviderTransaction(
             provider_transaction_id="",  # set by the reader: the file's id or a content key
             type=kind,
@@ -253,12 +269,13 @@ class MappingReader:
             status=self._status(cells) if self._status is not None else _SETTLED,
             symbol=symbol,
             quantity=abs(quantity) if quantity is not None else None,
-            unit_price=number(self._parse_number, cell(cells, self._price), "unit price"),
+            unit_price=self._optional(cells, self._price, "unit price"),
             fees=abs(fees) if fees is not None else None,
             description=description,
         )
         # Excel-safe exports quote long ids as text ('3202406…'): the quotes are not the id.
-        return Mapped(self._account(cells, currency), txn, cell(cells, self._id).strip("'\"") or None)
+        file_id = cells[self._id].strip().strip("'\"") or None if self._id is not None else None
+        return Mapped(self._account(cells, currency), txn, file_id)
 
 
 def guess_mapping(header: Sequence[str]) -> ColumnMapping | None:

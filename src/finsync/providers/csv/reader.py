@@ -22,7 +22,7 @@ from finsync.domain.csvmapping import ColumnMapping, header_signature
 from finsync.domain.enums import AccountType
 from finsync.domain.errors import MalformedFile, UnsupportedFormat
 from finsync.domain.ports import ParsedFile, ParsedStatement
-from finsync.domain.records import ProviderAccount, ProviderTransaction
+from finsync.domain.records import DeferredTransactions, ProviderAccount, ProviderTransaction
 from finsync.gcpause import gc_paused
 from finsync.providers.csv.detect import SAMPLE_ROWS, Dialect, decode, rows, sniff_dialect
 from finsync.providers.csv.mapping import AccountInfo, Mapped, MappingReader, RowError, SkipRow, guess_mapping
@@ -118,22 +118,26 @@ class _Ids:
 
     def __init__(self) -> None:
         self._occurrences: dict[tuple[str, ...], int] = {}
-        self._seen: dict[str, list[str]] = {}
+        self._first: dict[str, str] = {}  # id → the fingerprint of its first row
+        self._seen: dict[str, list[str]] = {}  # ids used by several different rows
 
     def __call__(
         self, account: str, mapped: Mapped, fingerprint: str, warn: Callable[[str], None]
     ) -> str | None:
         """The row's id; None for an exact repeat of an id already read (the same row twice)."""
         t = mapped.transaction
-        if mapped.file_id:
-            variants = self._seen.setdefault(f"{account}\x1f{mapped.file_id}", [])
+        file_id = mapped.file_id
+        if file_id:
+            key_id = f"{account}\x1f{file_id}"
+            first = self._first.setdefault(key_id, fingerprint)
+            if first is fingerprint:  # the common case: an id seen once
+                return file_id
+            variants = self._seen.setdefault(key_id, [first])
             if fingerprint in variants:
                 return None
             variants.append(fingerprint)
-            if len(variants) == 1:
-                return mapped.file_id
-            warn(f"id {mapped.file_id} is used for {len(variants)} different rows; kept each of them")
-            return f"{mapped.file_id}#{len(variants)}"
+            warn(f"id {file_id} is used for {len(variants)} different rows; kept each of them")
+            return f"{file_id}#{len(variants)}"
         quantity = "" if t.quantity is None else format(t.quantity.normalize(), "f")
         key = (
             account, t.transaction_date.isoformat(), format(t.amount.normalize(), "f"), t.currency,
@@ -177,6 +181,8 @@ def run(
     mapper = source.mapper
     for line, cells in table.numbered():
         outcome.rows += 1
+        if len(cells) < width:
+            cells += [""] * (width - len(cells))
         try:
             mapped = mapper(cells)
         except SkipRow as exc:
@@ -196,7 +202,7 @@ def run(
         t = mapped.transaction
         t.provider_transaction_id = pid
         t.fingerprint = fingerprint
-        t.raw = {names[i]: c for i, c in enumerate(cells[:width]) if c}
+        t.raw = dict(zip(names, cells, strict=False))
         batches[key].append(t)
         outcome.usable += 1
         if len(outcome.first) < keep_first:
@@ -215,9 +221,30 @@ def run(
             institution=info.institution, raw={"format": source.format},
         )  # fmt: skip
         outcome.statements.append(
-            ParsedStatement(account=account, transactions=batches[key], institution=institution)
+            ParsedStatement(account=account, deferred=[_deferred(batches[key])], institution=institution)
         )
     return outcome
+
+
+def _deferred(rows: list[ProviderTransaction]) -> DeferredTransactions:
+    """Mapped rows handed over by key: the writer compares (id, fingerprint) with what the
+    account holds and takes only new and changed rows, streaming them into the database, so
+    a re-import never turns its duplicates into database rows (as OFX imports do)."""
+
+    def build(positions: list[int]) -> Iterator[ProviderTransaction]:
+        return (rows[at] for at in positions)
+
+    return DeferredTransactions(
+        keys=[(t.provider_transaction_id, t.fingerprint or "") for t in rows], build=build
+    )
+
+
+def rows_of(statement: ParsedStatement) -> list[ProviderTransaction]:
+    """Every transaction of a statement this reader made (all of them built)."""
+    out = list(statement.transactions)
+    for group in statement.deferred:
+        out += group.build(list(range(len(group.keys))))
+    return out
 
 
 def _account_for(prefix: str, name: str) -> Callable[[Sequence[str], str], AccountInfo]:
