@@ -179,8 +179,11 @@ def run(
     width = len(names)
     outcome = Outcome([], warnings)
     mapper = source.mapper
-    for line, cells in table.numbered():
-        outcome.rows += 1
+    blake2b, sep, prefix = hashlib.blake2b, "\x1f", f"{FINGERPRINT_VERSION}|"
+    first = outcome.first
+    total = usable = 0
+    for line, cells in table.numbered():  # the per-row hot path: locals only
+        total += 1
         if len(cells) < width:
             cells += [""] * (width - len(cells))
         try:
@@ -193,9 +196,10 @@ def run(
             continue
         info = mapped.account
         key = info.key
-        if key not in accounts:
-            accounts[key], batches[key] = info, []
-        fingerprint = f"{FINGERPRINT_VERSION}|{_digest(chr(31).join(cells))}"
+        batch = batches.get(key)
+        if batch is None:
+            accounts[key], batch = info, batches.setdefault(key, [])
+        fingerprint = prefix + blake2b(sep.join(cells).encode(), digest_size=16).hexdigest()
         pid = ids(key, mapped, fingerprint, warn)
         if pid is None:
             continue
@@ -203,10 +207,11 @@ def run(
         t.provider_transaction_id = pid
         t.fingerprint = fingerprint
         t.raw = dict(zip(names, cells, strict=False))
-        batches[key].append(t)
-        outcome.usable += 1
-        if len(outcome.first) < keep_first:
-            outcome.first.append((line, mapped))
+        batch.append(t)
+        usable += 1
+        if len(first) < keep_first:
+            first.append((line, mapped))
+    outcome.rows, outcome.usable = total, usable
     if problems > MAX_WARNINGS:
         warnings.append(f"… and {problems - MAX_WARNINGS} more rows that were not imported")
     for reason, count in skipped.items():
