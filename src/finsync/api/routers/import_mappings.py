@@ -110,5 +110,6 @@ async def list_mappings(user: CurrentUser, container: ContainerDep) -> list[Mapp
 
 @router.delete("/{mapping_id}", status_code=status.HTTP_204_NO_CONTENT, responses=responses(NotFound))
 async def delete_mapping(mapping_id: UUID, user: CurrentUser, container: ContainerDep) -> Response:
+    """Delete a saved mapping; files already imported with it keep their rows and accounts."""
     await container.imports.delete_mapping(mapping_id, user.id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -190,6 +190,10 @@ async def import_file(
         )
         return answer(status.HTTP_201_CREATED, out)
 
-    target = f"?mapping_id={mapping_id or ''}&account_id={account_id or ''}"
-    request = digest("POST", "/imports" + target, (file.filename or "").encode(), data)
+    # The options are part of what a key names; without them the digest is the one it always was.
+    options = [
+        f"{k}={v}" for k, v in (("mapping_id", mapping_id), ("account_id", account_id)) if v is not None
+    ]
+    path = "/imports" + ("?" + "&".join(options) if options else "")
+    request = digest("POST", path, (file.filename or "").encode(), data)
     return respond(await container.idempotency.run(user.id, idempotency_key, request, run))
