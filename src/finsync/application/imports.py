@@ -378,6 +378,9 @@ class ImportService:
                 ]
             if not incoming:
                 raise MalformedFile(f"no row of the file is in the account's currency ({account.currency})")
+            # Writers of the connection's accounts (a sync) queue here, so the rows compared
+            # below are all there are until this import commits.
+            await uow.accounts.for_connection(connection.id, lock=True)
             kept, matched = await _not_held(uow, account, incoming)
             run = SyncRun(
                 user_id=user_id,
