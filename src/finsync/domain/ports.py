@@ -9,6 +9,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Generic, Protocol, Self, TypeVar, runtime_checkable
 from uuid import UUID
 
+from finsync.domain.csvmapping import ColumnMapping, ImportMapping
 from finsync.domain.entities import (
     Account,
     AuthFlow,
@@ -226,7 +227,10 @@ class AccountRepository(Protocol):
         ...
 
     async def get(self, account_id: UUID, user_id: UUID) -> Account | None: ...
-    async def for_connection(self, connection_id: UUID) -> list[Account]: ...
+    async def for_connection(self, connection_id: UUID, *, lock: bool = False) -> list[Account]:
+        """``lock``: hold the connection's accounts (in id order) until commit, as writers do."""
+        ...
+
     async def find(self, user_id: UUID, filters: AccountFilter, page: PageRequest) -> Page[Account]: ...
     async def totals_by_currency(self, user_id: UUID) -> CurrencyTotals: ...
 
@@ -282,6 +286,10 @@ class TransactionRepository(Protocol):
         ...
 
     async def drop_stale_pending(self, account: Account, batch: TransactionBatch) -> int: ...
+    async def between(self, account_id: UUID, first: date, last: date) -> list[ProviderTransaction]:
+        """The account's stored transactions dated first..last (the fields sources share)."""
+        ...
+
     async def get(self, transaction_id: UUID, user_id: UUID) -> Transaction | None: ...
     async def find(
         self, user_id: UUID, filters: TransactionFilter, page: PageRequest
@@ -464,6 +472,19 @@ class OperatorRepository(Protocol):
         ...
 
 
+class ImportMappingRepository(Protocol):
+    """Saved CSV column mappings, one per user and header."""
+
+    async def add(self, mapping: ImportMapping) -> None:
+        """Raises Conflict when the user already has a mapping for this header."""
+        ...
+
+    async def get(self, mapping_id: UUID, user_id: UUID) -> ImportMapping | None: ...
+    async def for_header(self, user_id: UUID, signature: str) -> ImportMapping | None: ...
+    async def list(self, user_id: UUID) -> list[ImportMapping]: ...
+    async def delete(self, mapping_id: UUID, user_id: UUID) -> bool: ...
+
+
 class UnitOfWork(Protocol):
     """One transaction; rolls back on exit unless ``commit`` was awaited."""
 
@@ -490,6 +511,7 @@ class UnitOfWork(Protocol):
     labels: LabelRepository
     transfers: TransferRepository
     analytics: AnalyticsRepository
+    import_mappings: ImportMappingRepository
 
     async def __aenter__(self) -> Self: ...
     async def __aexit__(self, *exc: object) -> None: ...
@@ -691,3 +713,18 @@ class StatementFormat(Protocol):
 
     def sniff(self, head: bytes, filename: str | None) -> bool: ...
     def read(self, data: bytes) -> ParsedFile: ...
+
+
+class MappableFormat(StatementFormat, Protocol):
+    """A format read through column mappings (CSV): saved mappings, previews, header matching."""
+
+    def read(
+        self, data: bytes, mapping: ColumnMapping | None = None, mapping_key: str = "", name: str = ""
+    ) -> ParsedFile: ...
+    def preview(
+        self, data: bytes, mapping: ColumnMapping | None = None, rows_shown: int = 20
+    ) -> dict[str, Any]:
+        """What ``read`` would find (settings, first rows, problems); raises as ``read`` does."""
+        ...
+
+    def header_signature(self, data: bytes) -> str: ...

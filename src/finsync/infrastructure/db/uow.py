@@ -30,6 +30,7 @@ from finsync.domain.ports import (
     ConnectionRepository,
     HoldingRepository,
     IdempotencyRepository,
+    ImportMappingRepository,
     JobQueue,
     LoginAttemptRepository,
     OperatorRepository,
@@ -54,6 +55,7 @@ from finsync.infrastructure.db.repositories.connections import (
     SqlSyncRunRepository,
 )
 from finsync.infrastructure.db.repositories.idempotency import SqlIdempotencyRepository
+from finsync.infrastructure.db.repositories.import_mappings import SqlImportMappingRepository
 from finsync.infrastructure.db.repositories.labels import (
     SqlCategoryRepository,
     SqlLabelRepository,
@@ -106,6 +108,7 @@ class SqlUnitOfWork:
     labels: LabelRepository
     transfers: TransferRepository
     analytics: AnalyticsRepository
+    import_mappings: ImportMappingRepository
 
     def __init__(self, sessions: async_sessionmaker[AsyncSession], jobs: JobQueue | None = None) -> None:
         self._sessions = sessions
@@ -137,6 +140,7 @@ class SqlUnitOfWork:
         self.labels = SqlLabelRepository(s)
         self.transfers = SqlTransferRepository(s)
         self.analytics = SqlAnalyticsRepository(s)
+        self.import_mappings = SqlImportMappingRepository(s)
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:

@@ -32,7 +32,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from finsync.domain.categories import CompiledRules, Rule, SetBy
 from finsync.domain.entities import Account, Transaction, new_id, utcnow
-from finsync.domain.enums import TransactionStatus
+from finsync.domain.enums import TransactionStatus, TransactionSubtype, TransactionType
 from finsync.domain.errors import Conflict
 from finsync.domain.ports import ListedTransaction, Page, PageRequest, TransactionFilter
 from finsync.domain.records import DeferredTransactions, ProviderTransaction, TransactionBatch, UpsertCounts
@@ -429,6 +429,26 @@ class SqlTransactionRepository:
             stmt = stmt.where(transactions.c.provider_transaction_id.not_in(keep))
         result = await self._s.execute(stmt)
         return int(result.rowcount)  # type: ignore[attr-defined]
+
+    async def between(self, account_id: UUID, first: date, last: date) -> list[ProviderTransaction]:
+        t = transactions.c
+        columns = (t.provider_transaction_id, t.type, t.subtype, t.amount, t.currency, t.transaction_date)
+        stmt = select(*columns, t.symbol, t.quantity).where(
+            t.account_id == account_id, t.transaction_date >= first, t.transaction_date <= last
+        )
+        return [
+            ProviderTransaction(
+                provider_transaction_id=r.provider_transaction_id,
+                type=TransactionType(r.type),
+                subtype=TransactionSubtype(r.subtype),
+                amount=r.amount,
+                currency=r.currency,
+                transaction_date=r.transaction_date,
+                symbol=r.symbol,
+                quantity=r.quantity,
+            )
+            for r in await self._s.execute(stmt)
+        ]
 
     async def get(self, transaction_id: UUID, user_id: UUID) -> Transaction | None:
         stmt = select(transactions).where(
