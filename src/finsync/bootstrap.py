@@ -7,7 +7,7 @@ from asyncio import CancelledError
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import text
@@ -62,6 +62,8 @@ from finsync.providers.ratelimit import BUCKET_STORE, BucketStore
 from finsync.providers.registry import ProviderMetadata, ProviderRegistry
 
 __all__ = ["Container", "build", "configure_logging"]
+# Daily, UTC: after the ECB's reference rates (about 16:00 CET) and after the European close.
+MARKET_DATA_CRON = "30 16 * * *"
 
 
 class ConfigurationError(RuntimeError):
@@ -318,7 +320,10 @@ def build(
         batch=settings.scheduler_batch,
         grace=timedelta(seconds=settings.run_grace_seconds),
     )
-    register_jobs(job_types, runner, scheduler, settings)
+    market_data = MarketDataService(
+        uow, source_factory(settings, **(market_options or {})), settings.market_backfill_days, clock
+    )
+    register_jobs(job_types, runner, scheduler, market_data, settings)
     callback = f"{settings.public_url.rstrip('/')}/api/v1/connections/callback"
     authorization = AuthorizationService(uow, gateway, cipher, sync, callback, clock)
     connections = ConnectionService(uow, gateway, cipher, sync, authorization, clock)
@@ -341,9 +346,7 @@ def build(
         runner=runner,
         scheduler=scheduler,
         job_types=job_types,
-        market_data=MarketDataService(
-            uow, source_factory(settings, **(market_options or {})), settings.market_backfill_days, clock
-        ),
+        market_data=market_data,
         net_worth=NetWorthService(settings.base_currency, clock),
         cash_flow=CashFlowService(settings.base_currency),
         performance=PerformanceService(settings.base_currency, clock),
@@ -357,7 +360,11 @@ def build(
 
 
 def register_jobs(
-    registry: JobRegistry, runner: SyncRunner, scheduler: Scheduler, settings: Settings
+    registry: JobRegistry,
+    runner: SyncRunner,
+    scheduler: Scheduler,
+    market_data: MarketDataService,
+    settings: Settings,
 ) -> None:
     """Every job type and periodic use case; a new one (e.g. webhook delivery) is one more entry."""
     registry.register(
@@ -378,3 +385,8 @@ def register_jobs(
     registry.every(tick, "enqueue_due", scheduler.enqueue_due)
     registry.every(tick, "expire_lapsed", scheduler.expire_lapsed)
     registry.every(tick, "reap_stale_runs", scheduler.reap_stale_runs)
+
+    async def refresh_market_data(at: datetime) -> None:  # the slot's day, even if run late
+        await market_data.refresh_market_data(at.date())
+
+    registry.at(MARKET_DATA_CRON, "refresh_market_data", refresh_market_data)

@@ -13,7 +13,7 @@ import asyncio
 import random
 import time
 from collections.abc import Sequence
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import structlog
@@ -34,13 +34,6 @@ def psycopg_dsn(database_url: str) -> str:
     """SQLAlchemy's ``postgresql+asyncpg://`` URL as a libpq connection string."""
     url = make_url(database_url).set(drivername="postgresql")
     return url.render_as_string(hide_password=False)
-
-
-def cron(seconds: int) -> str:
-    """Every ``seconds``: a six-field cron (seconds last) below a minute, minutes above."""
-    if seconds < 60:
-        return f"* * * * * */{max(1, seconds)}"
-    return f"*/{max(1, seconds // 60)} * * * *"
 
 
 class _Retry(BaseRetryStrategy):
@@ -122,7 +115,8 @@ class ProcrastinateJobQueue:
                 log.info("stalled_job_not_retried", job_id=job.id)
         return retried
 
-    def _register(self, periodic: bool) -> None:
+    def register(self, periodic: bool) -> None:
+        """Make every job type (and with ``periodic`` every periodic task) a procrastinate task."""
         if not self._tasks_registered:
             for kind in self._registry:
                 self.app.task(name=kind.kind, retry=_Retry(kind.retry))(self._body(kind))
@@ -131,7 +125,7 @@ class ProcrastinateJobQueue:
             for task in self._registry.periodic:
                 name = f"periodic.{task.name}"
                 body = self.app.task(name=name, queueing_lock=name)(_tick(task))
-                self.app.periodic(cron=cron(task.seconds), periodic_id=task.name)(body)
+                self.app.periodic(cron=task.cron, periodic_id=task.name)(body)
             self._periodic_registered = True
 
     def _body(self, kind: JobType[Any]) -> Any:
@@ -164,7 +158,7 @@ class ProcrastinateJobQueue:
 
     async def run_worker(self, concurrency: int, *, periodic: bool = True, signals: bool = False) -> None:
         """A worker until stopped (SIGTERM/SIGINT with ``signals``, else cancellation)."""
-        self._register(periodic)
+        self.register(periodic)
         await self._open()
         await self.app.run_worker_async(
             **self._options(concurrency=concurrency, install_signal_handlers=signals, name="finsync")
@@ -173,7 +167,7 @@ class ProcrastinateJobQueue:
     async def drain(self, limit_seconds: float = 60.0) -> None:
         """Run every job that can run now in this process, until none is left (the test helper
         equivalent of the in-process queue's ``drain``); periodic tasks are not run."""
-        self._register(periodic=False)
+        self.register(periodic=False)
         await self._open()
         deadline = time.monotonic() + limit_seconds
         while await self._runnable():
@@ -201,7 +195,7 @@ class ProcrastinateJobQueue:
 
 def _tick(task: Periodic) -> Any:
     async def tick(timestamp: int) -> None:
-        await task.call()
+        await task.call(datetime.fromtimestamp(timestamp, UTC))
 
     tick.__name__ = tick.__qualname__ = task.name
     return tick
