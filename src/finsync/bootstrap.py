@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from asyncio import CancelledError
 from collections.abc import Callable, Iterator
@@ -383,8 +384,12 @@ def register_jobs(
     )
     tick = settings.scheduler_tick_seconds
     registry.every(tick, "enqueue_due", scheduler.enqueue_due)
-    registry.every(tick, "expire_lapsed", scheduler.expire_lapsed)
-    registry.every(tick, "reap_stale_runs", scheduler.reap_stale_runs)
+    # Each periodic task costs every worker a deferral attempt and one job per run: only the
+    # scheduler needs the tick. Expiry is a matter of minutes; the reaper can act only once a
+    # worker has missed heartbeats for the stall limit anyway.
+    registry.every(max(tick, 60), "expire_lapsed", scheduler.expire_lapsed)
+    reap = max(tick, math.ceil(settings.job_stall_seconds))
+    registry.every(reap, "reap_stale_runs", scheduler.reap_stale_runs)
 
     async def refresh_market_data(at: datetime) -> None:  # the slot's day, even if run late
         await market_data.refresh_market_data(at.date())

@@ -15,10 +15,10 @@ from datetime import datetime, timedelta
 
 import structlog
 
-from finsync.domain.entities import Connection, SyncRun, utcnow
+from finsync.domain.entities import SyncRun, utcnow
 from finsync.domain.enums import SyncStatus, SyncTrigger
 from finsync.domain.jobs import SyncConnection
-from finsync.domain.ports import Clock, JobQueue, ProviderGateway, UnitOfWorkFactory
+from finsync.domain.ports import Clock, DueConnection, JobQueue, ProviderGateway, UnitOfWorkFactory
 from finsync.domain.schedule import Random, SyncSchedule
 
 log = structlog.get_logger(__name__)
@@ -126,7 +126,7 @@ class Scheduler:
         return Reaped(jobs_retried=retried, runs_failed=failed)
 
 
-def _scheduled_run(connection: Connection, now: datetime) -> SyncRun:
+def _scheduled_run(connection: DueConnection, now: datetime) -> SyncRun:
     return SyncRun(
         user_id=connection.user_id,
         connection_id=connection.id,

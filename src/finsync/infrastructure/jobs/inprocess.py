@@ -10,9 +10,8 @@ from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 from typing import Any
 
-from croniter import croniter
-
 import structlog
+from croniter import croniter  # type: ignore[import-untyped]
 
 from finsync.domain.entities import utcnow
 from finsync.domain.jobs import Job, JobRegistry, JobType, Periodic
@@ -57,6 +56,9 @@ class InProcessJobQueue:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return True
+
+    async def enqueue_many(self, jobs: Sequence[Job]) -> int:
+        return sum([await self.enqueue(job) for job in jobs])
 
     async def pending(self, kind: str, locks: Sequence[str]) -> set[str]:
         return {lock for lock in locks if self._alive[(kind, lock)] > 0}
