@@ -43,10 +43,16 @@ class PgBucket:
     local: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     async def _window(self, conn: AsyncConnection) -> LocalBucket:
-        await conn.execute(
-            insert(budgets).values(key=self.key, sent=[], blocked_until=0.0).on_conflict_do_nothing()
-        )
-        row = (await conn.execute(select(budgets).where(budgets.c.key == self.key).with_for_update())).one()
+        """The budget's row, locked. Every provider request reads it twice (reserve, then settle):
+        the row exists but for a budget's first use, so it is read first and created only when
+        missing (one round trip where an insert-then-select took two)."""
+        locked = select(budgets).where(budgets.c.key == self.key).with_for_update()
+        row = (await conn.execute(locked)).first()
+        if row is None:
+            await conn.execute(
+                insert(budgets).values(key=self.key, sent=[], blocked_until=0.0).on_conflict_do_nothing()
+            )
+            row = (await conn.execute(locked)).one()
         return LocalBucket(self.rate, sent=sorted(row.sent), blocked_until=float(row.blocked_until))
 
     async def _save(self, conn: AsyncConnection, window: LocalBucket) -> None:
