@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import math
 from asyncio import CancelledError
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from functools import partial
 from typing import Any, Protocol
 
@@ -63,6 +64,8 @@ from finsync.providers.ratelimit import BucketStore
 from finsync.providers.registry import ProviderRegistry
 
 __all__ = ["Container", "build", "configure_logging"]
+# Daily, UTC: after the ECB's reference rates (about 16:00 CET) and after the European close.
+MARKET_DATA_CRON = "30 16 * * *"
 
 JobQueueFactory = Callable[[JobRegistry], JobBackend]
 """Builds the job queue over the job types ``build`` registers (their handlers need the container)."""
@@ -266,7 +269,13 @@ def build(
         keep=timedelta(days=settings.webhook_retention_days),
         batch=settings.scheduler_batch,
     )
-    register_jobs(job_types, runner, scheduler, settings, deliverer)
+    market_data = MarketDataService(
+        uow,
+        market_sources or source_factory(settings, **(market_options or {})),
+        settings.market_backfill_days,
+        clock,
+    )
+    register_jobs(job_types, runner, scheduler, market_data, settings, deliverer)
     callback = f"{settings.public_url.rstrip('/')}/api/v1/connections/callback"
     provider_authorization = ProviderAuthorizationService(uow, gateway, cipher, sync, callback, clock)
     return Container(
@@ -291,12 +300,7 @@ def build(
         runner=runner,
         scheduler=scheduler,
         job_types=job_types,
-        market_data=MarketDataService(
-            uow,
-            market_sources or source_factory(settings, **(market_options or {})),
-            settings.market_backfill_days,
-            clock,
-        ),
+        market_data=market_data,
         net_worth=NetWorthService(settings.base_currency, clock),
         cash_flow=CashFlowService(settings.base_currency),
         performance=PerformanceService(settings.base_currency, clock),
@@ -332,6 +336,7 @@ def register_jobs(
     registry: JobRegistry,
     runner: SyncRunner,
     scheduler: Scheduler,
+    market_data: MarketDataService,
     settings: Settings,
     deliverer: WebhookDeliverer,
 ) -> None:
@@ -371,5 +376,14 @@ def register_jobs(
     registry.every(max(tick, 300), "requeue_lost_webhooks", deliverer.requeue_lost)
     registry.every(3600, "prune_webhook_deliveries", deliverer.prune)
     registry.every(tick, "enqueue_due", scheduler.enqueue_due)
-    registry.every(tick, "expire_lapsed", scheduler.expire_lapsed)
-    registry.every(tick, "reap_stale_runs", scheduler.reap_stale_runs)
+    # Each periodic task costs every worker a deferral attempt and one job per run: only the
+    # scheduler needs the tick. Expiry is a matter of minutes; the reaper can act only once a
+    # worker has missed heartbeats for the stall limit anyway.
+    registry.every(max(tick, 60), "expire_lapsed", scheduler.expire_lapsed)
+    reap = max(tick, math.ceil(settings.job_stall_seconds))
+    registry.every(reap, "reap_stale_runs", scheduler.reap_stale_runs)
+
+    async def refresh_market_data(at: datetime) -> None:  # the slot's day, even if run late
+        await market_data.refresh_market_data(at.date())
+
+    registry.at(MARKET_DATA_CRON, "refresh_market_data", refresh_market_data)

@@ -168,6 +168,17 @@ class RefreshTokenRepository(Protocol):
     async def revoke_family(self, family_id: UUID, when: datetime) -> None: ...
 
 
+@dataclass(frozen=True, slots=True)
+class DueConnection:
+    """What the scheduler needs of a due connection: a tick claims a thousand, and reading (and
+    decoding) whole rows with their credentials and state was most of its cost."""
+
+    id: UUID
+    user_id: UUID
+    provider: str
+    sync_interval_minutes: int | None
+
+
 class ConnectionRepository(Protocol):
     async def add(self, connection: Connection) -> None: ...
     async def get(
@@ -187,7 +198,7 @@ class ConnectionRepository(Protocol):
     async def save(self, connection: Connection) -> None: ...
     async def delete(self, connection_id: UUID) -> None: ...
     async def expire_lapsed(self, user_id: UUID | None, now: datetime) -> list[Connection]:
-        """Active connections past ``expires_at`` → needs_reauth; the ones changed."""
+        """Active connections past ``expires_at`` â needs_reauth; the ones changed."""
         ...
 
     async def expiring(self, now: datetime, within: timedelta, limit: int) -> list[Connection]:
@@ -195,7 +206,7 @@ class ConnectionRepository(Protocol):
         of users who have a webhook (only they are told)."""
         ...
 
-    async def claim_due(self, now: datetime, limit: int) -> list[Connection]:
+    async def claim_due(self, now: datetime, limit: int) -> list[DueConnection]:
         """Up to ``limit`` enabled, schedulable connections with ``next_sync_at <= now``, locked;
         rows another transaction holds are skipped (``FOR UPDATE SKIP LOCKED``), not waited for."""
         ...
@@ -649,6 +660,11 @@ class JobQueue(Protocol):
 
     async def enqueue(self, job: Job) -> bool:
         """Queue a job; False when one with the same queueing lock already waits (already queued)."""
+        ...
+
+    async def enqueue_many(self, jobs: Sequence[Job]) -> int:
+        """Queue each job as ``enqueue`` would (a clash of one leaves the others queued), in as
+        few round trips as the queue allows; how many were queued."""
         ...
 
     async def pending(self, kind: str, locks: Sequence[str]) -> set[str]:
