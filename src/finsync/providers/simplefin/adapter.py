@@ -22,7 +22,7 @@ from finsync.domain.errors import BadData, ProviderAuthError
 from finsync.domain.ports import ProviderSession
 from finsync.domain.records import ProviderAccount, ProviderHolding, TransactionBatch
 from finsync.providers import common
-from finsync.providers.http import Clock, SystemClock
+from finsync.providers.http import Clock, ProviderHttp, SystemClock
 from finsync.providers.simplefin import mappers
 from finsync.providers.simplefin.client import (
     LIMITS,
@@ -62,7 +62,7 @@ class SimpleFinAdapter:
         self.session, self.settings, self.host = session, settings, host
         self.clock: Clock = host.get("clock") or SystemClock()
         self._client: SimpleFinClient | None = None
-        self._claim_http: Any = None
+        self._claim_http: ProviderHttp | None = None
         self._accounts: dict[str, dict[str, Any]] = {}
         self._transactions: dict[str, dict[str, dict[str, Any]]] = {}
         self._since: date | None = None
@@ -129,12 +129,10 @@ class SimpleFinAdapter:
         start, end = self._window(now)
         # The first whole day read: stored pending rows from then on are all in this answer.
         self._since = datetime.fromtimestamp(start + (-start % DAY), UTC).date()
-        bodies: list[dict[str, Any]] = []
         high = end
         while high > start:
             low = max(start, high - MAX_RANGE_DAYS * DAY)
             body = await self.client().accounts(low, high)
-            bodies.append(body)
             for note in mappers.messages(body):
                 if note not in self.session.warnings:
                     self.session.warnings.append(note)
