@@ -427,7 +427,10 @@ class SyncRunPublic(Public):
     counts: dict[str, int] = Field(
         description="inserted/updated/unchanged/deleted per entity, snapshots, timing"
     )
-    warnings: list[str]
+    warnings: list[str] = Field(
+        description="Notes that did not fail the run: parts of an imported file read leniently, or "
+        "the provider's messages for you (e.g. SimpleFIN Bridge asking you to log in to a bank again)"
+    )
     error: str | None
     error_type: str | None
 

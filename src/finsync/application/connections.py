@@ -119,10 +119,16 @@ class ConnectionService:
 
     async def _identify(
         self, connection_id: UUID, info: ProviderInfo, env: str | None, creds: dict[str, Any]
-    ) -> Login:
-        """One cheap authenticated call before anything is stored; the provider's reason surfaces as 422."""
+    ) -> tuple[Login, dict[str, Any]]:
+        """One cheap authenticated call before anything is stored; the provider's reason surfaces as 422.
+
+        Also the credentials to store: what the validator left in the session, which may replace
+        what was pasted (SimpleFIN claims a one-time setup token for an access URL). Such an
+        exchange cannot be repeated, so callers store the result in their very next transaction.
+        """
         session = ProviderSession(connection_id=connection_id, credentials=dict(creds), environment=env)
-        return await identify(self._providers, info.slug, session)
+        login = await identify(self._providers, info.slug, session)
+        return login, session.credentials
 
     async def create(
         self,
@@ -164,9 +170,9 @@ class ConnectionService:
             updated_at=now,
         )
         connection.sync_interval_minutes, connection.next_sync_at = first_schedule(info.schedule, now)
-        login = await self._identify(connection.id, info, env, creds)
+        login, kept = await self._identify(connection.id, info, env, creds)
         connection.identity = login.identity
-        connection.credentials = self._cipher.encrypt(creds)
+        connection.credentials = self._cipher.encrypt(kept)
         async with self._uow() as uow:
             other = await connected_as(uow, user_id, info.slug, login)
             if other is not None:
@@ -221,8 +227,8 @@ class ConnectionService:
             if info.auth_type is not AuthType.API_KEY:
                 raise InvalidInput(f"{info.display_name} credentials are renewed with POST .../reauthorize")
             creds = self._clean(info, credentials)
-            login = await self._identify(current.id, info, current.environment, creds)
-            encrypted = self._cipher.encrypt(creds)
+            login, kept = await self._identify(current.id, info, current.environment, creds)
+            encrypted = self._cipher.encrypt(kept)
         if name is not None and not connection_name(name, ""):
             raise InvalidInput("name must not be empty")
         async with self._uow() as uow:  # re-read: a sync may have moved state on while we validated

@@ -142,6 +142,7 @@ class SyncRunner:
             self._outcome(current, now, error)
             await uow.connections.save(current)
             run.status = SyncStatus.FAILED if error else SyncStatus.SUCCEEDED
+            run.warnings = list(dict.fromkeys([*run.warnings, *session.warnings]))
             run.finished_at = now
             if error is not None:
                 run.error, run.error_type, run.counts = error.detail, error.code, {}

@@ -594,6 +594,9 @@ class ProviderSession:
     environment: str | None = None
     state: dict[str, Any] = field(default_factory=dict)
     last_synced_at: datetime | None = None
+    # Messages the provider gives for the person (e.g. "log in again at the bridge"); they do
+    # not fail the sync and become the sync run's ``warnings``.
+    warnings: list[str] = field(default_factory=list)
 
 
 @runtime_checkable

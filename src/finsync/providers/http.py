@@ -234,7 +234,8 @@ class ProviderHttp:
         max_retries = self.max_retries if retries is None else retries
         bucket = self._bucket(endpoint)
         label = f"{self.provider} {endpoint}"
-        path = httpx.URL(url).path  # never log query strings: they may carry secrets
+        # Never log query strings (they may carry secrets), nor a path that does (a claim URL).
+        path = self._scrub(httpx.URL(url).path)
         started, attempt, status = time.perf_counter(), 0, None
         try:
             while True:
