@@ -109,11 +109,15 @@ async def test_connect_sync_read_and_resync_without_duplicates(
     assert txns["PEND-1"]["status"] == "pending"
     connection = (await client.get(f"/api/v1/connections/{connection_id}")).json()
     assert access not in str(connection)
+    # The bridge's message is shown on the connection, where a user looks, until a sync without it.
+    assert connection["provider_messages"] == ["Card Co needs you to log in again at the bridge."]
 
     # Nothing new: nothing changes.
     clock.advance(6 * 3600)
+    store.messages.clear()
     run = await _sync(client, container, connection_id)
     assert run["status"] == "succeeded", run
+    assert (await client.get(f"/api/v1/connections/{connection_id}")).json()["provider_messages"] is None
     assert run["counts"].get("transactions_inserted", 0) == 0
     assert run["counts"].get("transactions_updated", 0) == 0
 

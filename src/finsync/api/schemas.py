@@ -134,6 +134,11 @@ class ConnectionPublic(Public):
     attention: Attention | None = Field(default=None, description=ATTENTION_RULES)
     last_synced_at: UtcDateTime | None = Field(description="End of the last successful sync (read-only)")
     last_error: str | None = Field(description="Why the last sync failed; cleared by a success")
+    provider_messages: list[str] | None = Field(
+        default=None,
+        description="What the provider said during the last sync, in its words (e.g. SimpleFIN's "
+        "bridge: 'log in again at the bridge'); null when it said nothing. Replaced by every sync",
+    )
     sync_interval_minutes: int | None = Field(
         default=None, description="Minutes between automatic syncs; null for statement files (never)"
     )

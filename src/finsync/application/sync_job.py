@@ -140,6 +140,7 @@ class SyncRunner:
                 current.credentials = self._cipher.encrypt(session.credentials)
             before = current.status
             self._outcome(current, now, error)
+            current.provider_messages = list(dict.fromkeys(session.warnings)) or None  # the latest only
             await uow.connections.save(current)
             run.status = SyncStatus.FAILED if error else SyncStatus.SUCCEEDED
             run.warnings = list(dict.fromkeys([*run.warnings, *session.warnings]))

@@ -113,6 +113,8 @@ class Connection:
     # When the current authorisation (consent, token, user-entered expiry) was granted: with
     # ``expires_at``, its lifetime (expiry notices). None: since ``created_at``.
     authorized_at: datetime | None = None
+    # What the provider said in the last sync (e.g. SimpleFIN's "log in again at the bridge").
+    provider_messages: list[str] | None = None
     # Schedule: None = the provider's default interval; files are never scheduled.
     sync_interval_minutes: int | None = None
     sync_enabled: bool = True

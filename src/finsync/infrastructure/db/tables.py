@@ -108,6 +108,7 @@ class ConnectionRow(SQLModel, table=True):
     last_error: str | None = Field(default=None, sa_type=Text, nullable=True)
     last_error_code: str | None = _str(64, nullable=True)
     authorized_at: datetime | None = _ts()
+    provider_messages: list[str] | None = Field(default=None, sa_type=JSONType, nullable=True)
     sync_interval_minutes: int | None = Field(default=None, nullable=True)
     sync_enabled: bool = Field(
         default=True, sa_type=Boolean, nullable=False, sa_column_kwargs={"server_default": text("true")}
