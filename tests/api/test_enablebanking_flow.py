@@ -93,7 +93,8 @@ async def test_connect_sync_book_and_reconsent(
     await container.jobs.drain()
     conn = await connection(client, headers, created["id"])
     assert conn["status"] == "active", conn
-    assert conn["expires_at"] is not None and conn["expires_at"] > "2026"  # 180 days on
+    assert conn["expires_at"] is not None
+    assert conn["expires_at"] > "2026"
     accounts = await items(client, headers, "/api/v1/accounts")
     assert sorted(a["provider_account_id"] for a in accounts) == ["hash:hash-card-2", "hash:hash-current-1"]
     current = next(a for a in accounts if a["provider_account_id"] == "hash:hash-current-1")
@@ -125,7 +126,8 @@ async def test_refusal_and_the_daily_allowance(flows: Flows, bank: tuple[FakeEna
     headers = await register_and_login(client)
     refused = await start(client, headers, BANK)
     r = await authorize(client, refused["authorization_url"], "deny")
-    assert r.status_code == 400 and "access_denied" in r.text
+    assert r.status_code == 400
+    assert "access_denied" in r.text
     assert (await connection(client, headers, refused["id"]))["status"] == "pending"
 
     created = await start(client, headers, BANK)

@@ -119,7 +119,8 @@ async def test_institutions_signed_and_the_token_reused_for_an_hour(
     assert [b["id"] for b in banks] == [INSTITUTION]  # the business-only bank is left out
     assert banks[0]["max_access_valid_for_days"] == 180
     await institutions(kit.settings, "SE", signer=kit.signer, clock=clock)
-    assert kit.signer.signed == 1 and len(fake.tokens) == 1
+    assert kit.signer.signed == 1
+    assert len(fake.tokens) == 1
     clock.advance(3600 - 200)  # within five minutes of the token's end: a new one
     await institutions(kit.settings, "FI", signer=kit.signer, clock=clock)
     assert kit.signer.signed == 2
@@ -147,7 +148,8 @@ async def test_link_asks_the_banks_consent_length_and_keeps_the_session(
     kit: Kit, fake: FakeEnableBanking, clock: VirtualClock
 ) -> None:
     flow_data, params = await kit.authorize()
-    assert params["state"] == "state-9" and params["code"]
+    assert params["state"] == "state-9"
+    assert params["code"]
     result = await kit.finish(flow_data, params)
     assert result.expires_at is not None
     assert result.expires_at.timestamp() == pytest.approx(clock.now() + 180 * 86400, abs=2)
@@ -183,7 +185,8 @@ async def test_sync_pages_signs_and_names_rows_stably(kit: Kit, fake: FakeEnable
         current, card = accounts
         assert current.provider_account_id == "hash:hash-current-1"
         assert (current.balance, current.available_balance) == (Decimal("1000.00"), Decimal("950.10"))
-        assert card.type is AccountType.CREDIT_CARD and card.balance == Decimal("-250.00")
+        assert card.type is AccountType.CREDIT_CARD
+        assert card.balance == Decimal("-250.00")
         batch = await sync.fetch_transactions(current)
     assert fake.calls["transactions"] == 4  # 7 rows in pages of 2: continuation keys followed
     rows = batch.transactions
@@ -226,7 +229,8 @@ async def test_four_unattended_calls_a_day_then_refused_before_calling(
         with pytest.raises(RateLimited) as caught:
             await sync.preflight()
     assert fake.calls.total() == calls
-    assert caught.value.retry_after is not None and 0 < caught.value.retry_after <= 86400
+    assert caught.value.retry_after is not None
+    assert 0 < caught.value.retry_after <= 86400
     clock.advance(86400)
     async with kit.adapter(session) as sync:
         await sync.preflight()

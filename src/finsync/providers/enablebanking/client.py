@@ -165,7 +165,8 @@ class EnableBankingClient:
             raise
         except ProviderError as exc:
             raise ProviderAuthError(
-                f"Enable Banking did not accept the bank's authorisation; start the connection again ({exc.detail})"
+                "Enable Banking did not accept the bank's authorisation; start the connection again "
+                f"({exc.detail})"
             ) from None
 
     async def delete_session(self, session_id: str) -> None:
