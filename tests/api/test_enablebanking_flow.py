@@ -145,3 +145,10 @@ async def test_refusal_and_the_daily_allowance(flows: Flows, bank: tuple[FakeEna
         "/api/v1/connections", headers=headers, json={**BANK, "options": {"institution_id": "Sandbox"}}
     )
     assert bad.status_code == 422, bad.text
+
+    session_id = next(iter(fake.sessions))
+    r = await client.delete(f"/api/v1/connections/{created['id']}", headers=headers)
+    assert r.status_code == 204, r.text
+    assert fake.sessions[session_id]["status"] == "CLOSED"  # the bank consent ended with it
+    r = await client.delete(f"/api/v1/connections/{refused['id']}", headers=headers)
+    assert r.status_code == 204, r.text  # nothing to revoke: no session was opened

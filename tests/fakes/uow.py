@@ -611,3 +611,6 @@ class FakeProviders:
 
     def flow(self, provider: str, options: dict[str, Any]) -> RedirectFlow:
         raise NotFaked("redirect flows are tested against the fake provider servers")
+
+    async def revoke(self, provider: str, session: ProviderSession) -> None:
+        return None  # the described providers hold no grant beyond their keys

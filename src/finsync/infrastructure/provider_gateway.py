@@ -70,6 +70,14 @@ class RegistryGateway:
             flow: RedirectFlow = meta.flow_factory(self.settings(provider), options, **self.options(provider))
         return flow
 
+    async def revoke(self, provider: str, session: ProviderSession) -> None:
+        meta = self.registry.get(provider)
+        if meta is None or meta.revoke is None:
+            return
+        with self._shared_budgets():
+            settings, options = self.settings(provider), self.options(provider)
+            await meta.revoke(session, settings, **options)
+
     def info(self, provider: str) -> ProviderInfo | None:
         meta = self.registry.get(provider)
         if meta is None:

@@ -51,6 +51,7 @@ METADATA = ProviderMetadata(
     abilities=frozenset({Ability.PREFLIGHT}),  # bank budgets: refuse a sync before calling
     adapter_factory=create_adapter,
     flow_factory=create_flow,
+    revoke=revoke,  # DELETE /sessions/{id} when the connection is deleted
     # Banks allow four unattended calls a day per account: every 8 hours keeps one for a manual
     # sync; 6 hours is the floor.
     schedule=SyncSchedule(default_minutes=480, minimum_minutes=360),
