@@ -23,6 +23,7 @@ from tests.fakes.enablebanking import (
     new_key,
     with_sample_data,
 )
+from tests.fakes.gocardless import SANDBOX, SECRET_ID, SECRET_KEY, FakeGoCardless
 from tests.fakes.server import serve
 
 pytestmark = pytest.mark.e2e
@@ -49,7 +50,11 @@ def bank(vclock: VirtualClock) -> Iterator[tuple[FakeEnableBanking, str]]:
 
 @pytest.fixture
 async def flows(
-    database_url: str, tmp_path: Path, vclock: VirtualClock, bank: tuple[FakeEnableBanking, str]
+    database_url: str,
+    tmp_path: Path,
+    vclock: VirtualClock,
+    bank: tuple[FakeEnableBanking, str],
+    gocardless: tuple[FakeGoCardless, str],
 ) -> AsyncIterator[Flows]:
     key_path = tmp_path / f"{APPLICATION_ID}.pem"
     key_path.write_bytes(KEY[0])
@@ -60,6 +65,9 @@ async def flows(
         enablebanking_url=bank[1],
         enablebanking_application_id=APPLICATION_ID,
         enablebanking_key_path=str(key_path),
+        gocardless_url=f"{gocardless[1]}/api/v2",
+        gocardless_secret_id=SECRET_ID,
+        gocardless_secret_key=SECRET_KEY,
         provider_timeout_seconds=5.0,
     )
     options = {"clock": clock_of(vclock), "adapter_options": {"clock": vclock}}
@@ -152,3 +160,26 @@ async def test_refusal_and_the_daily_allowance(flows: Flows, bank: tuple[FakeEna
     assert fake.sessions[session_id]["status"] == "CLOSED"  # the bank consent ended with it
     r = await client.delete(f"/api/v1/connections/{refused['id']}", headers=headers)
     assert r.status_code == 204, r.text  # nothing to revoke: no session was opened
+
+
+async def test_the_same_iban_through_gocardless_is_flagged(
+    flows: Flows, bank: tuple[FakeEnableBanking, str], gocardless: tuple[FakeGoCardless, str]
+) -> None:
+    """Moving from GoCardless to Enable Banking: the account both reach is named in a warning."""
+    client, container = flows
+    fake, _ = bank
+    headers = await register_and_login(client)
+    old = await start(client, headers, {"provider": "gocardless", "options": {"institution_id": SANDBOX}})
+    await authorize(client, old["authorization_url"])
+    await container.jobs.drain()
+    fake.bank_accounts[0].iban = gocardless[0].bank_accounts[0].iban  # the same current account
+    fake.bank_accounts[0].currency = gocardless[0].bank_accounts[0].currency
+    created = await start(client, headers, BANK)
+    await authorize(client, created["authorization_url"])
+    await container.jobs.drain()
+    runs = await items(client, headers, f"/api/v1/connections/{created['id']}/sync-runs")
+    assert runs[0]["status"] == "succeeded"
+    assert len(runs[0]["warnings"]) == 1
+    assert "'Everyday' is also connected through connection " + old["id"] in runs[0]["warnings"][0]
+    old_runs = await items(client, headers, f"/api/v1/connections/{old['id']}/sync-runs")
+    assert old_runs[0]["warnings"] == []

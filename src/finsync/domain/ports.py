@@ -220,9 +220,10 @@ class AccountRepository(Protocol):
         self, connection: Connection, accounts: Sequence[ProviderAccount]
     ) -> tuple[list[Account], UpsertCounts]: ...
     async def held_by(
-        self, user_id: UUID, provider: str, ids: Sequence[str], exclude: UUID | None = None
+        self, user_id: UUID, provider: str | None, ids: Sequence[str], exclude: UUID | None = None
     ) -> UUID | None:
-        """The connection through which the user holds any of these provider accounts."""
+        """The connection through which the user holds any of these provider accounts
+        (of ``provider``, or of any provider when None)."""
         ...
 
     async def get(self, account_id: UUID, user_id: UUID) -> Account | None: ...
