@@ -152,7 +152,7 @@ async def test_link_asks_the_banks_consent_length_and_keeps_the_session(
     assert params["code"]
     result = await kit.finish(flow_data, params)
     assert result.expires_at is not None
-    assert result.expires_at.timestamp() == pytest.approx(clock.now() + 180 * 86400, abs=2)
+    assert result.expires_at.timestamp() == pytest.approx(clock.now() + 180 * 86400 - 300, abs=2)
     creds = result.credentials
     assert creds["session_id"] in fake.sessions
     assert [a["identification_hash"] for a in creds["accounts"]] == ["hash-current-1", "hash-card-2"]

@@ -119,7 +119,9 @@ class EnableBankingAdapter:
             start = date.fromisoformat(memo["transactions_until"]) - OVERLAP
             if memo.get("oldest_pending"):  # a pending row must be seen again to be replaced
                 start = min(start, date.fromisoformat(memo["oldest_pending"]))
-        return start, today
+        # After a long pause, no further back than a first sync: banks refuse older history
+        # without the person present.
+        return max(start, earliest), today
 
     async def fetch_transactions(self, account: ProviderAccount) -> TransactionBatch:
         uid = api_uid(account)

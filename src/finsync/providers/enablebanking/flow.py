@@ -21,6 +21,7 @@ from finsync.providers.enablebanking.mappers import session_account
 from finsync.providers.http import Clock, SystemClock
 
 DEFAULT_CONSENT_SECONDS = 90 * 86400  # a bank that states no maximum: PSD2's common 90 days
+MARGIN = 300
 _COUNTRY = re.compile(r"^[A-Za-z]{2}$")
 WIRE = Wire("Enable Banking")
 
@@ -74,7 +75,8 @@ class EnableBankingFlow:
             aspsp = next((a for a in await client.aspsps(country) if a.get("name") == name), None)
             if aspsp is None:
                 raise InvalidInput(f"Enable Banking offers no bank named {name!r} in {country}")
-            allowed = int(aspsp.get("maximum_consent_validity") or DEFAULT_CONSENT_SECONDS)
+            # A few minutes short of the maximum: the bank measures it from its own, later clock.
+            allowed = int(aspsp.get("maximum_consent_validity") or DEFAULT_CONSENT_SECONDS) - MARGIN
             wanted = allowed if self.consent_days is None else min(allowed, self.consent_days * 86400)
             now = datetime.fromtimestamp(self._clock.now(), UTC)
             valid_until = now + timedelta(seconds=max(3600, wanted))
