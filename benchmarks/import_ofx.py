@@ -14,28 +14,40 @@ peak RSS, and the RSS before the upload so the upload's own share shows): a 48 M
 a file just inside the element budget (one element per 8 bytes), 10 MB of the smallest
 transactions a bank could send, and files of 100 and 1,000 statements (the per-account
 cost of a multi-account import).
+
+Last, the files that leave the fast path's shape, each uploaded in RUNS_MEMORY processes
+of their own (median peak over the file, and MB/s): a bank statement written in lower case
+with comments around every transaction, and a big investment statement (INVSTMTRS with
+many INVTRAN and positions). Before them, the reader's own peak (tracemalloc, the upload's
+bytes not counted) over the file size for each shape, and its throughput.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import random
+import re
 import statistics
 import subprocess
 import sys
 import time
+import tracemalloc
 from collections.abc import Callable
 from datetime import date, timedelta
 from decimal import Decimal
 from typing import Any
 
 from finsync.providers.ofx import map_document, parse_ofx
+from finsync.providers.ofx.format import OfxFormat
 
 RUNS = 5
 RUNS_E2E = 5
 DB = "finsync_bench_import"
+RUNS_MEMORY = 3
 CASES = ("tiny", "accounts", "dense", "small-transactions", "statements-100", "statements-1000")
+MEMORY_CASES = ("bank-lowercase-commented", "investment")
 _PAYEES = (
     ("POS", "MCDONALD'S #112", "POS MERCHANDISE;MCDONALD'S #112"),
     ("POS", "STARBUCKS STORE 0042", "POS PURCHASE"),
@@ -139,6 +151,97 @@ def generate_tiny(size: int, element: bytes) -> bytes:
     return statement[:at] + element * ((size - len(statement)) // len(element)) + statement[at:]
 
 
+_TAG_NAME = re.compile(r"<(/?)([A-Z][A-Z0-9.]*)")
+
+
+def generate_lowercase_commented(n: int) -> bytes:
+    """:func:`generate_statement` with every tag name in lower case, a comment before each
+    transaction and a multi-line one in the sign-on: what some exporters write."""
+    text = generate_statement(n).decode("cp1252")
+    text = _TAG_NAME.sub(lambda m: f"<{m.group(1)}{m.group(2).lower()}", text)
+    text = text.replace("<stmttrn>", "<!-- transaction --><stmttrn>")
+    text = text.replace("<sonrs>", "<!-- exported by\r\n  a benchmark -->\r\n<sonrs>", 1)
+    return text.encode("cp1252")
+
+
+def generate_investment(n: int, positions: int = 0, seed: int = 7) -> bytes:
+    """An investment statement (INVSTMTRS) of ``n`` buys, sells and incomes, ``positions``
+    positions (default ``n // 10``) and a SECLIST of the 500 securities they name."""
+    rng = random.Random(seed)
+    head = generate_statement(0)
+    start, end = head.index(b"<BANKMSGSRSV1>"), head.index(b"</BANKMSGSRSV1>") + len(b"</BANKMSGSRSV1>")
+    rows = []
+    for i in range(n):
+        cusip = f"{rng.randrange(500):09d}"
+        units, price = rng.randint(1, 200), Decimal(rng.randint(100, 50_000)).scaleb(-2)
+        trade = date(2023, 1, 1) + timedelta(days=i * 365 // max(n, 1))
+        tran = (
+            f"<INVTRAN><FITID>T{i:09d}<DTTRADE>{trade:%Y%m%d}<DTSETTLE>{trade:%Y%m%d}"
+            f"<MEMO>Order {i}</INVTRAN>"
+        )
+        secid = f"<SECID><UNIQUEID>{cusip}<UNIQUEIDTYPE>CUSIP</SECID>"
+        kind = rng.randrange(3)
+        if kind == 0:
+            rows.append(
+                f"<BUYSTOCK><INVBUY>{tran}{secid}<UNITS>{units}<UNITPRICE>{price}<COMMISSION>1.00"
+                f"<TOTAL>-{units * price + 1}<SUBACCTSEC>CASH<SUBACCTFUND>CASH</INVBUY>"
+                "<BUYTYPE>BUY</BUYSTOCK>"
+            )
+        elif kind == 1:
+            rows.append(
+                f"<SELLSTOCK><INVSELL>{tran}{secid}<UNITS>-{units}<UNITPRICE>{price}<COMMISSION>1.00"
+                f"<TOTAL>{units * price - 1}<SUBACCTSEC>CASH<SUBACCTFUND>CASH</INVSELL>"
+                "<SELLTYPE>SELL</SELLSTOCK>"
+            )
+        else:
+            rows.append(
+                f"<INCOME>{tran}{secid}<INCOMETYPE>DIV<TOTAL>{price}<SUBACCTSEC>CASH<SUBACCTFUND>CASH</INCOME>"
+            )
+    listed = [
+        f"<POSSTOCK><INVPOS><SECID><UNIQUEID>{i % 500:09d}<UNIQUEIDTYPE>CUSIP</SECID><HELDINACCT>CASH"
+        f"<POSTYPE>LONG<UNITS>{i + 1}<UNITPRICE>12.34<MKTVAL>{(i + 1) * Decimal('12.34')}"
+        "<DTPRICEASOF>20231231</INVPOS></POSSTOCK>"
+        for i in range(positions or n // 10)
+    ]
+    secs = "".join(
+        f"<STOCKINFO><SECINFO><SECID><UNIQUEID>{i:09d}<UNIQUEIDTYPE>CUSIP</SECID><SECNAME>Stock {i}"
+        f"<TICKER>S{i}</SECINFO></STOCKINFO>\r\n"
+        for i in range(500)
+    )
+    body = (
+        "<INVSTMTMSGSRSV1><INVSTMTTRNRS><TRNUID>1<STATUS><CODE>0<SEVERITY>INFO</STATUS><INVSTMTRS>"
+        "<DTASOF>20231231<CURDEF>USD<INVACCTFROM><BROKERID>broker.example.com<ACCTID>12345678</INVACCTFROM>"
+        "<INVTRANLIST><DTSTART>20230101<DTEND>20231231\r\n"
+        + "\r\n".join(rows)
+        + "\r\n</INVTRANLIST><INVPOSLIST>"
+        + "\r\n".join(listed)
+        + "</INVPOSLIST><INVBAL><AVAILCASH>1000.00<MARGINBALANCE>0<SHORTBALANCE>0</INVBAL>"
+        "</INVSTMTRS></INVSTMTTRNRS></INVSTMTMSGSRSV1><SECLISTMSGSRSV1><SECLIST>\r\n"
+        + secs
+        + "</SECLIST></SECLISTMSGSRSV1>"
+    )
+    return head[:start] + body.encode() + head[end:]
+
+
+def reader_peak(label: str, data: bytes, runs: int = 3) -> tuple[float, float]:
+    """Peak Python memory of reading an upload as the import does (reader, mappers; deferred
+    rows not built), over the file size, and MB/s of the same without tracing: medians."""
+    ratios, timings = [], []
+    for _ in range(runs):
+        tracemalloc.start()
+        parsed = OfxFormat().read(data)
+        ratios.append(tracemalloc.get_traced_memory()[1] / len(data))
+        tracemalloc.stop()
+        del parsed
+        started = time.perf_counter()
+        parsed = OfxFormat().read(data)
+        timings.append(time.perf_counter() - started)
+        del parsed
+    ratio, speed = statistics.median(ratios), len(data) / 1e6 / statistics.median(timings)
+    print(f"{label:<26} {len(data) / 1e6:6.1f} MB  reader peak {ratio:5.1f}x the file  {speed:6.1f} MB/s")
+    return ratio, speed
+
+
 def _median_seconds(work: Callable[[], object], runs: int = RUNS) -> float:
     timings = []
     for _ in range(runs):
@@ -170,14 +273,21 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         "--e2e-only", action="store_true", help="only the end-to-end part, so peak RSS is the import's own"
     )
     parser.add_argument("--database", default=DB, help=f"PostgreSQL database to (re)create (default {DB})")
-    parser.add_argument("--case", choices=CASES, help="only this amplification case (run in a child process)")
+    parser.add_argument(
+        "--case", choices=CASES + MEMORY_CASES, help="only this amplification case (run in a child process)"
+    )
     parser.add_argument("--skip-cases", action="store_true", help="skip the amplification cases")
     parser.add_argument(
         "--rules", type=int, default=0, help="categorisation rules each importing user has (issue #15)"
     )
+    parser.add_argument(
+        "--memory-only", action="store_true", help="only the lower-case/commented and investment cases"
+    )
     args = parser.parse_args(argv)
     if args.case:
-        return asyncio.run(amplification(args.case, args.database))
+        return asyncio.run(amplification(args.case, args.database, args.transactions))
+    if args.memory_only:
+        return memory_cases(args.transactions, args.database, reader_only=args.reader_only)
 
     started = time.perf_counter()
     data = generate_statement(args.transactions)
@@ -208,6 +318,51 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
             subprocess.run(
                 [sys.executable, __file__, "--case", case, "--database", args.database], check=True
             )
+    if not args.skip_cases:
+        results |= memory_cases(args.transactions, args.database, reader_only=args.reader_only)
+    return results
+
+
+def _memory_case_data(case: str, transactions: int) -> bytes:
+    if case == "investment":
+        return generate_investment(transactions // 2)
+    return generate_lowercase_commented(transactions)
+
+
+def memory_cases(transactions: int, database: str, *, reader_only: bool = False) -> dict[str, float]:
+    """Peak over the file size of the files that leave the fast path's shape: the reader's
+    (tracemalloc) for each, then whole uploads, each in a process of its own (RSS)."""
+    results: dict[str, float] = {}
+    reference = generate_statement(transactions)
+    results["upper_reader_peak_x"], results["upper_mb_per_s"] = reader_peak("bank, upper case", reference)
+    # CDATA (never normalised) in every NAME: the whole list is read by the generic tree builder.
+    generic = reference.replace(b"<NAME>", b"<NAME><![CDATA[]]>")
+    results["generic_reader_peak_x"], results["generic_mb_per_s"] = reader_peak(
+        "bank, CDATA: generic", generic
+    )
+    del reference, generic
+    for case in MEMORY_CASES:
+        data = _memory_case_data(case, transactions)
+        results[f"{case}_reader_peak_x"], results[f"{case}_mb_per_s"] = reader_peak(case, data)
+    if reader_only:
+        return results
+    for case in MEMORY_CASES:
+        runs = []
+        for _ in range(RUNS_MEMORY):
+            sys.stdout.flush()
+            child = [sys.executable, __file__, "--case", case, "--database", database]
+            out = subprocess.run(
+                [*child, "--transactions", str(transactions)], check=True, capture_output=True
+            )
+            last = out.stdout.decode().splitlines()[-1]
+            runs.append(json.loads(last))
+        peak = statistics.median(r["peak_over_file"] for r in runs)
+        speed = statistics.median(r["mb_per_s"] for r in runs)
+        print(
+            f"{case:<26} {runs[0]['mb']:6.1f} MB  upload → 201: peak {peak:.1f}x the file over the RSS "
+            f"before it, {speed:.1f} MB/s (medians of {RUNS_MEMORY} processes)"
+        )
+        results[f"{case}_upload_peak_x"] = peak
     return results
 
 
@@ -230,7 +385,7 @@ async def _login(client: Any, n: int) -> dict[str, str]:
     return {"Authorization": f"Bearer {token['access_token']}"}
 
 
-async def amplification(case: str, database: str) -> dict[str, float]:
+async def amplification(case: str, database: str, transactions: int = 100_000) -> dict[str, float]:
     """One upload (two for the multi-account files: first import, then re-import); prints
     status, time, RSS before the upload and peak RSS."""
     import httpx
@@ -240,6 +395,8 @@ async def amplification(case: str, database: str) -> dict[str, float]:
     from finsync.bootstrap import build
 
     statements = int(case.split("-")[1]) if case.startswith("statements") else 0
+    if case in MEMORY_CASES:
+        return await memory_upload(case, database, transactions)
     data = {
         "tiny": lambda: generate_tiny(48_000_000, b"<A>1"),  # 12 million elements
         "accounts": lambda: generate_accounts(20_000, 0),  # ~240 bytes per account
@@ -272,6 +429,39 @@ async def amplification(case: str, database: str) -> dict[str, float]:
     ratio = (peak - before) / (len(data) / 2**20)
     print(f"{'':<16} RSS before upload {before:,.0f} MB, peak {peak:,.0f} MB ({ratio:.1f}x the file over it)")
     return {"seconds": seconds, "peak_rss_mb": peak, "rss_before_mb": before}
+
+
+async def memory_upload(case: str, database: str, transactions: int) -> dict[str, float]:
+    """One accepted upload of a memory case; prints one JSON line: its peak RSS over the RSS
+    before it, per MB of file, and its MB/s (upload → rows committed → 201)."""
+    import httpx
+
+    from _pg import fresh_database
+    from finsync.api.app import create_app
+    from finsync.bootstrap import build
+
+    data = _memory_case_data(case, transactions)
+    settings = await fresh_database(database)
+    container = build(settings)
+    transport = httpx.ASGITransport(app=create_app(container=container))
+    async with httpx.AsyncClient(transport=transport, base_url="http://bench", timeout=600) as client:
+        headers = await _login(client, 0)
+        await client.post(
+            "/api/v1/imports", headers=headers, files={"file": ("s.ofx", generate_statement(10))}
+        )
+        files = {"file": ("bench.ofx", data, "application/x-ofx")}
+        _reset_peak()
+        before = _rss_mb()
+        started = time.perf_counter()
+        r = await client.post("/api/v1/imports", headers=headers, files=files)
+        seconds = time.perf_counter() - started
+        assert r.status_code == 201, r.text
+        peak = _rss_mb("VmHWM")
+    await container.aclose()
+    mb = len(data) / 1e6
+    result = {"mb": mb, "peak_over_file": (peak - before) / (len(data) / 2**20), "mb_per_s": mb / seconds}
+    print(json.dumps(result))
+    return result
 
 
 async def _add_rules(client: Any, headers: dict[str, str], count: int) -> None:

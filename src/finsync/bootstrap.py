@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import math
 from asyncio import CancelledError
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
+from functools import partial
 from typing import Any, Protocol
 
 from sqlalchemy import text
@@ -38,7 +40,6 @@ from finsync.domain.ports import (
     KeyRotator,
     Now,
     PasswordPolicy,
-    UnitOfWork,
     UnitOfWorkFactory,
 )
 from finsync.infrastructure.db import sqlite_functions
@@ -63,6 +64,8 @@ from finsync.providers.ratelimit import BucketStore
 from finsync.providers.registry import ProviderRegistry
 
 __all__ = ["Container", "build", "configure_logging"]
+# Daily, UTC: after the ECB's reference rates (about 16:00 CET) and after the European close.
+MARKET_DATA_CRON = "30 16 * * *"
 
 JobQueueFactory = Callable[[JobRegistry], JobBackend]
 """Builds the job queue over the job types ``build`` registers (their handlers need the container)."""
@@ -140,6 +143,8 @@ class Container:
     keys: KeyRotation
     webhooks: WebhookService
     deliverer: WebhookDeliverer
+    # The API's per-request unit of work (reads only): autocommit on PostgreSQL, see ``build``.
+    read_uow: UnitOfWorkFactory
     clock: Now = utcnow
 
     async def database_problem(self) -> str | None:
@@ -199,9 +204,17 @@ def build(
     jobs = (job_queue or default_job_queue(settings))(job_types)
     if uow is None:
         sessions = session_factory(engine)
-
-        def uow() -> UnitOfWork:
-            return SqlUnitOfWork(sessions, jobs)
+        # Requests read through autocommit sessions on PostgreSQL: under READ COMMITTED every
+        # statement takes its own snapshot anyway, so the BEGIN and ROLLBACK round trips bought
+        # a read nothing (they were two of a page's four). Writes keep their transactions.
+        postgres = engine.dialect.name == "postgresql"
+        reads = (
+            session_factory(engine.execution_options(isolation_level="AUTOCOMMIT")) if postgres else sessions
+        )
+        uow = partial(SqlUnitOfWork, sessions, jobs)
+        read_uow: UnitOfWorkFactory = partial(SqlUnitOfWork, reads, jobs)
+    else:
+        read_uow = uow
 
     registry = registry or ProviderRegistry.default()
     if rate_budgets is None and settings.shared_rate_limits and not settings.is_sqlite:
@@ -256,13 +269,20 @@ def build(
         keep=timedelta(days=settings.webhook_retention_days),
         batch=settings.scheduler_batch,
     )
-    register_jobs(job_types, runner, scheduler, settings, deliverer)
+    market_data = MarketDataService(
+        uow,
+        market_sources or source_factory(settings, **(market_options or {})),
+        settings.market_backfill_days,
+        clock,
+    )
+    register_jobs(job_types, runner, scheduler, market_data, settings, deliverer)
     callback = f"{settings.public_url.rstrip('/')}/api/v1/connections/callback"
     provider_authorization = ProviderAuthorizationService(uow, gateway, cipher, sync, callback, clock)
     return Container(
         settings=settings,
         engine=engine,
         uow=uow,
+        read_uow=read_uow,
         registry=registry,
         providers=gateway,
         cipher=cipher,
@@ -280,12 +300,7 @@ def build(
         runner=runner,
         scheduler=scheduler,
         job_types=job_types,
-        market_data=MarketDataService(
-            uow,
-            market_sources or source_factory(settings, **(market_options or {})),
-            settings.market_backfill_days,
-            clock,
-        ),
+        market_data=market_data,
         net_worth=NetWorthService(settings.base_currency, clock),
         cash_flow=CashFlowService(settings.base_currency),
         performance=PerformanceService(settings.base_currency, clock),
@@ -321,6 +336,7 @@ def register_jobs(
     registry: JobRegistry,
     runner: SyncRunner,
     scheduler: Scheduler,
+    market_data: MarketDataService,
     settings: Settings,
     deliverer: WebhookDeliverer,
 ) -> None:
@@ -360,5 +376,14 @@ def register_jobs(
     registry.every(max(tick, 300), "requeue_lost_webhooks", deliverer.requeue_lost)
     registry.every(3600, "prune_webhook_deliveries", deliverer.prune)
     registry.every(tick, "enqueue_due", scheduler.enqueue_due)
-    registry.every(tick, "expire_lapsed", scheduler.expire_lapsed)
-    registry.every(tick, "reap_stale_runs", scheduler.reap_stale_runs)
+    # Each periodic task costs every worker a deferral attempt and one job per run: only the
+    # scheduler needs the tick. Expiry is a matter of minutes; the reaper can act only once a
+    # worker has missed heartbeats for the stall limit anyway.
+    registry.every(max(tick, 60), "expire_lapsed", scheduler.expire_lapsed)
+    reap = max(tick, math.ceil(settings.job_stall_seconds))
+    registry.every(reap, "reap_stale_runs", scheduler.reap_stale_runs)
+
+    async def refresh_market_data(at: datetime) -> None:  # the slot's day, even if run late
+        await market_data.refresh_market_data(at.date())
+
+    registry.at(MARKET_DATA_CRON, "refresh_market_data", refresh_market_data)

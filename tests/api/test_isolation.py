@@ -61,6 +61,8 @@ async def test_other_users_ids_answer_404_on_every_route(
     hook = {"url": "https://93.184.216.34/hook", "events": ["connection.expiring"]}
     webhook = await client.post("/api/v1/webhooks", headers=owner, json=hook)
     assert webhook.status_code == 201, webhook.text
+    mapping = {"name": "m", "header": ["Date", "Amount"], "columns": {"date": "Date", "amount": "Amount"},
+               "default_currency": "EUR", "account_id": accounts["a"]}  # fmt: skip
     ids = {
         "session_id": session["id"],
         "connection_id": str(conn.id),
@@ -71,6 +73,9 @@ async def test_other_users_ids_answer_404_on_every_route(
         "transaction_id": txns[0]["id"],
         "transfer_id": transfer["id"],
         "webhook_id": webhook.json()["id"],
+        "mapping_id": (await client.post("/api/v1/import-mappings", headers=owner, json=mapping)).json()[
+            "id"
+        ],
     }
     checked = 0
     for method, path in routes_with_ids():

@@ -44,6 +44,7 @@ from finsync.domain.ports import (
     CurrencyTotals,
     HoldingRepository,
     IdempotencyRepository,
+    ImportMappingRepository,
     LoginAttemptRepository,
     OperatorRepository,
     Page,
@@ -347,7 +348,7 @@ class MemoryAccounts(_Repository):
         found = self._t.accounts.get(account_id)
         return copy.deepcopy(found) if found is not None and found.user_id == user_id else None
 
-    async def for_connection(self, connection_id: UUID) -> list[Account]:
+    async def for_connection(self, connection_id: UUID, *, lock: bool = False) -> list[Account]:
         return [copy.deepcopy(a) for a in self._t.accounts.values() if a.connection_id == connection_id]
 
     async def find(self, user_id: UUID, filters: AccountFilter, page: PageRequest) -> Page[Account]:
@@ -489,6 +490,7 @@ class FakeUnitOfWork:
         self.labels: LabelRepository = _not_faked("labels")
         self.transfers: TransferRepository = _not_faked("transfers")
         self.analytics: AnalyticsRepository = _not_faked("analytics")
+        self.import_mappings: ImportMappingRepository = _not_faked("import_mappings")
         self.webhooks: WebhookRepository = cast(Any, _NoWebhooks("webhooks"))
 
     async def __aenter__(self) -> Self:

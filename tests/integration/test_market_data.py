@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -15,7 +16,10 @@ from finsync.application.valuation import Prices, load_book
 from finsync.bootstrap import Container
 from finsync.cli import app
 from finsync.domain.enums import AccountType, AssetType, SyncTrigger
+from finsync.domain.jobs import JobRegistry, Periodic
 from finsync.domain.market import is_fixing_day
+from finsync.infrastructure.jobs import InProcessJobQueue
+from finsync.infrastructure.jobs.procrastinate_queue import ProcrastinateJobQueue
 from finsync.providers.registry import ProviderRegistry
 from tests.conftest import built, make_settings
 from tests.factories import account, holding, seed_connection, seed_user
@@ -181,3 +185,72 @@ def test_cli_refresh_runs_the_use_case(
     assert f"{2 * len(store.fixings)} FX fixing(s) from ecb" in result.output
     bad = runner.invoke(app, ["market-data", "refresh", "--day", "yesterday"])
     assert bad.exit_code == 2
+
+
+SLOT = datetime(2024, 4, 4, 16, 30, tzinfo=UTC)  # a day before the container's clock (NOW)
+
+
+class Timer:
+    """A virtual clock for the in-process periodic loop; a sleep past ``stop`` parks for good."""
+
+    def __init__(self, start: datetime, stop: datetime) -> None:
+        self.now, self.stop = start, stop
+        self.parked = asyncio.Event()
+
+    def clock(self) -> datetime:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        if self.now + timedelta(seconds=seconds) > self.stop:
+            self.parked.set()
+            await asyncio.Event().wait()
+        self.now += timedelta(seconds=seconds)
+        await asyncio.sleep(0)
+
+
+def _daily(container: Container) -> Periodic:
+    daily = next(p for p in container.job_types.periodic if p.name == "refresh_market_data")
+    assert (daily.cron, daily.seconds) == ("30 16 * * *", None)  # daily at 16:30 UTC
+    return daily
+
+
+async def _aapl_close_day(container: Container) -> date | None:
+    async with container.uow() as uow:
+        prices = await Prices.load(uow, {"ticker:AAPL"}, TODAY)
+    close = prices.close("ticker:AAPL", TODAY)
+    return None if close is None else close.day
+
+
+async def test_the_daily_market_data_job_runs_in_process_at_its_time(
+    container: Container, memory_providers: MemoryProviders
+) -> None:
+    """SQLite's in-process loop (here on either database): it waits for 16:30 and refreshes
+    the day of that slot, not the day the refresh happens to read on the clock."""
+    await hold(container, memory_providers)
+    registry = JobRegistry()
+    registry.periodic.append(_daily(container))
+    timer = Timer(SLOT - timedelta(minutes=1), stop=SLOT + timedelta(minutes=1))
+    queue = InProcessJobQueue(registry, clock=timer.clock, sleep=timer.sleep)
+    queue.start()
+    try:
+        await asyncio.wait_for(timer.parked.wait(), 60)
+    finally:
+        await queue.aclose()
+    assert timer.now >= SLOT  # not before its time
+    assert await _aapl_close_day(container) == SLOT.date()
+
+
+async def test_the_daily_market_data_job_is_a_procrastinate_periodic_task(
+    container: Container, memory_providers: MemoryProviders
+) -> None:
+    if not isinstance(container.jobs, ProcrastinateJobQueue):
+        pytest.skip("procrastinate runs the jobs on PostgreSQL only")
+    await hold(container, memory_providers)
+    container.jobs.register(periodic=True)
+    crons = {key: task.cron for key, task in container.jobs.app.periodic_registry.periodic_tasks.items()}
+    assert crons[("periodic.refresh_market_data", "refresh_market_data")] == _daily(container).cron
+    # What procrastinate's periodic deferrer does at 16:30: defer the task with that timestamp.
+    task = container.jobs.app.tasks["periodic.refresh_market_data"]
+    await task.defer_async(timestamp=int(SLOT.timestamp()))
+    await container.jobs.drain()
+    assert await _aapl_close_day(container) == SLOT.date()

@@ -8,6 +8,7 @@ stand for the two processes; the fake and both sides share one virtual clock.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -61,6 +62,39 @@ async def test_two_processes_share_one_budget(pg_url: str, clock: VirtualClock) 
         start = clock.now()
         await second.acquire(clock, 120.0, "exchange")
         assert clock.now() - start == pytest.approx(60.0, abs=0.01)
+    finally:
+        for engine in engines:
+            async with engine.begin() as conn:
+                await conn.exec_driver_sql("DELETE FROM rate_budgets")
+            await engine.dispose()
+
+
+async def test_a_bucket_that_saw_an_older_row_never_overwrites_other_sends(
+    pg_url: str, clock: VirtualClock
+) -> None:
+    """Each change is a compare-and-set on the row as the bucket last saw it: a bucket whose
+    view is stale (another process sent meanwhile) reads again instead of writing over it, and
+    twelve reservations racing from two processes get exactly the budget's five."""
+    engines = [create_engine(pg_url), create_engine(pg_url)]
+    try:
+        first, second = (PgBuckets(e).bucket("exchange:cas-test:*", RateLimit(3, 60.0)) for e in engines)
+        await first.acquire(clock, 1.0, "exchange")  # first has seen the row with one send
+        await second.acquire(clock, 1.0, "exchange")
+        await second.acquire(clock, 1.0, "exchange")
+        with pytest.raises(RateLimited):  # first's one-send view is stale: the budget is spent
+            await first.acquire(clock, 1.0, "exchange")
+
+        racers = [PgBuckets(engines[i % 2]).bucket("exchange:race:*", RateLimit(5, 60.0)) for i in range(12)]
+        outcomes = await asyncio.gather(
+            *(bucket.acquire(clock, 0.0, "exchange") for bucket in racers), return_exceptions=True
+        )
+        assert sum(not isinstance(o, BaseException) for o in outcomes) == 5
+        assert all(isinstance(o, RateLimited) for o in outcomes if isinstance(o, BaseException))
+        async with engines[0].connect() as conn:
+            stored = (
+                await conn.exec_driver_sql("SELECT sent FROM rate_budgets WHERE key = 'exchange:race:*'")
+            ).scalar_one()
+        assert len(stored) == 5
     finally:
         for engine in engines:
             async with engine.begin() as conn:

@@ -31,6 +31,7 @@ from finsync.api.routers import (
     connections,
     data,
     health,
+    import_mappings,
     imports,
     labels,
     me,
@@ -154,7 +155,20 @@ def create_app(
 
     docs.install(app, api_prefix=API_PREFIX, docs_enabled=settings.docs_enabled)
     app.include_router(health.router)
-    for module in (auth, providers, callbacks, connections, data, imports, me, analytics, labels, webhooks):
+    routers = (
+        auth,
+        providers,
+        callbacks,
+        connections,
+        data,
+        imports,
+        import_mappings,
+        me,
+        analytics,
+        labels,
+        webhooks,
+    )
+    for module in routers:
         app.include_router(module.router, prefix=API_PREFIX)
     return app
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Request
+from fastapi.dependencies.models import Dependant
 from fastapi.security import OAuth2PasswordBearer
 
 from finsync.api.pagination import page_request
@@ -36,8 +37,9 @@ SettingsDep = Annotated[Settings, Depends(get_settings)]
 
 
 async def get_uow(container: ContainerDep) -> AsyncIterator[UnitOfWork]:
-    """A read-mostly unit of work for the request; writes go through use cases that commit."""
-    async with container.uow() as uow:
+    """The request's unit of work, for reads only (never committed; autocommit on PostgreSQL):
+    writes go through use cases with their own."""
+    async with container.read_uow() as uow:
         yield uow
 
 
@@ -51,17 +53,47 @@ class Authenticated:
 
 
 async def get_authenticated(
-    container: ContainerDep, token: Annotated[str | None, Depends(oauth2)]
+    request: Request, container: ContainerDep, uow: UowDep, token: Annotated[str | None, Depends(oauth2)]
 ) -> Authenticated:
-    """The token's user, if its session is still live: one query (user joined with session)."""
+    """The token's user, if its session is still live: one query (user joined with session),
+    in the request's unit of work: a read route's own queries follow in the same transaction
+    on the same connection (one checkout per request, not two). A route that does not read
+    through it (writes go through use cases with their own unit of work) gets the connection
+    back to the pool at once."""
     if not token:
         raise AuthenticationFailed("missing bearer token")
     claims = container.tokens.verify(token)
-    async with container.uow() as uow:
-        user = await uow.users.get_in_session(claims.user_id, claims.session_id, container.clock())
+    user = await uow.users.get_in_session(claims.user_id, claims.session_id, container.clock())
+    if not _reads_request_uow(request.scope.get("route")):
+        await uow.rollback()  # ends the read transaction: its connection goes back to the pool
     if user is None:
         raise AuthenticationFailed("this session has ended; please log in again")
     return Authenticated(user, claims)
+
+
+_AUTH_CALLS: set[object] = set()
+
+
+def _reads_request_uow(route: object) -> bool:
+    """Whether ``route`` uses the request's unit of work for more than authentication
+    (looked up once per route in its dependency tree)."""
+    if route is None:
+        return True
+    known: bool | None = getattr(route, "_finsync_reads_uow", None)
+    if known is None:
+        dependant = getattr(route, "dependant", None)
+        known = dependant is None or _needs_uow(dependant)
+        route._finsync_reads_uow = known  # type: ignore[attr-defined]  # routes are not hashable
+    return known
+
+
+def _needs_uow(dependant: Dependant) -> bool:
+    for sub in dependant.dependencies:
+        if sub.call is get_uow:
+            return True
+        if sub.call not in _AUTH_CALLS and _needs_uow(sub):
+            return True
+    return False
 
 
 AuthenticatedDep = Annotated[Authenticated, Depends(get_authenticated)]
@@ -72,6 +104,7 @@ async def get_current_user(auth: AuthenticatedDep) -> User:
 
 
 CurrentUser = Annotated[User, Depends(get_current_user)]
+_AUTH_CALLS.update({get_authenticated, get_current_user})
 
 
 async def get_client(request: Request) -> Client:

@@ -8,20 +8,40 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
 from uuid import UUID
 
 import structlog
 
-from finsync.application.sync import Fetched, write_fetched
+from finsync.application.labels import id_floor, label_new_transactions
+from finsync.application.sync import Fetched, record_counts, write_fetched
 from finsync.application.webhooks import WebhookEvents, run_data
+from finsync.domain.csvmapping import ImportMapping
 from finsync.domain.entities import FILES, Account, Connection, SyncRun, utcnow
 from finsync.domain.enums import ConnectionStatus, SnapshotSource, SyncStatus, SyncTrigger
-from finsync.domain.errors import BadData, FileTooLarge, MalformedFile, UnsupportedFormat
-from finsync.domain.ports import Now, ParsedFile, ParsedStatement, StatementFormat, UnitOfWorkFactory
-from finsync.domain.records import ProviderAccount, TransactionBatch
+from finsync.domain.errors import (
+    BadData,
+    FileTooLarge,
+    InvalidInput,
+    MalformedFile,
+    NotFound,
+    UnsupportedFormat,
+)
+from finsync.domain.ports import (
+    MappableFormat,
+    Now,
+    ParsedFile,
+    ParsedStatement,
+    StatementFormat,
+    UnitOfWork,
+    UnitOfWorkFactory,
+)
+from finsync.domain.records import ProviderAccount, ProviderTransaction, TransactionBatch
 from finsync.domain.webhooks import EventType
 from finsync.gcpause import paused_gc
 
@@ -159,22 +179,113 @@ class ImportService:
         )
 
     async def parse(self, data: bytes, filename: str | None) -> ParsedFile:
+        return (await self._parse(data, filename, None))[1]
+
+    def _checked(self, data: bytes, filename: str | None) -> StatementFormat:
         if len(data) > self.limit_bytes:
             raise FileTooLarge(f"the file is {len(data):,} bytes; the limit is {self.limit_bytes:,} bytes")
         if not data.strip():
             raise UnsupportedFormat("the file is empty")
-        fmt = self.detect(data, filename)
+        return self.detect(data, filename)
+
+    async def _parse(
+        self, data: bytes, filename: str | None, saved: ImportMapping | None
+    ) -> tuple[StatementFormat, ParsedFile]:
+        """(format, parsed). The format names the file connection; the parsed file's own
+        ``format`` is what the answer reports (``csv:trading212`` for a CSV preset)."""
+        fmt = self._checked(data, filename)
         # Parsing is CPU-bound: keep the event loop (other requests, sync jobs) responsive.
-        return await asyncio.to_thread(fmt.read, data)
+        if saved is not None:
+            mappable = _mappable(fmt)
+            return fmt, await asyncio.to_thread(mappable.read, data, saved.mapping, str(saved.id), saved.name)
+        return fmt, await asyncio.to_thread(fmt.read, data)
 
-    async def import_file(self, user_id: UUID, data: bytes, filename: str | None) -> ImportResult:
+    async def _saved_mapping(
+        self, user_id: UUID, data: bytes, filename: str | None, mapping_id: UUID | None
+    ) -> ImportMapping | None:
+        """The mapping named by id, else the user's mapping for this file's header (CSV only)."""
+        fmt = self._checked(data, filename)
+        if mapping_id is not None:
+            _mappable(fmt)
+            async with self._uow() as uow:
+                saved = await uow.import_mappings.get(mapping_id, user_id)
+            if saved is None:
+                raise NotFound("import mapping")
+            return saved
+        if not hasattr(fmt, "header_signature"):
+            return None
+        signature = _mappable(fmt).header_signature(data)  # reads the first line only
+        async with self._uow() as uow:
+            return await uow.import_mappings.for_header(user_id, signature)
+
+    async def preview(
+        self, user_id: UUID, data: bytes, filename: str | None, mapping_id: UUID | None = None
+    ) -> dict[str, Any]:
+        """What an import of ``data`` would read; writes nothing."""
+        saved = await self._saved_mapping(user_id, data, filename, mapping_id)
+        fmt = _mappable(self._checked(data, filename))
+        result = await asyncio.to_thread(fmt.preview, data, saved.mapping if saved else None)
+        result["mapping_id"] = saved.id if saved else None
+        return result
+
+    async def save_mapping(self, mapping: ImportMapping) -> ImportMapping:
+        problems = mapping.mapping.problems()
+        present = {" ".join(h.split()).casefold() for h in mapping.header}
+        missing = [c for c in mapping.mapping.columns() if " ".join(c.split()).casefold() not in present]
+        if missing:
+            problems.append(f"columns not in the header: {', '.join(missing)}")
+        if problems:
+            raise InvalidInput("; ".join(problems))
+        async with self._uow() as uow:
+            if (
+                mapping.account_id is not None
+                and await uow.accounts.get(mapping.account_id, mapping.user_id) is None
+            ):
+                raise NotFound("account")
+            await uow.import_mappings.add(mapping)
+            await uow.commit()
+        return mapping
+
+    async def mappings(self, user_id: UUID) -> list[ImportMapping]:
+        async with self._uow() as uow:
+            return await uow.import_mappings.list(user_id)
+
+    async def delete_mapping(self, mapping_id: UUID, user_id: UUID) -> None:
+        async with self._uow() as uow:
+            if not await uow.import_mappings.delete(mapping_id, user_id):
+                raise NotFound("import mapping")
+            await uow.commit()
+
+    async def import_file(
+        self,
+        user_id: UUID,
+        data: bytes,
+        filename: str | None,
+        *,
+        mapping_id: UUID | None = None,
+        account_id: UUID | None = None,
+    ) -> ImportResult:
+        """``mapping_id``: read a CSV file with that saved mapping (otherwise the user's mapping
+        for the file's header, then a preset, then guessed columns). ``account_id`` (or the
+        mapping's account): load the rows into that existing account."""
         with paused_gc():  # a big file is millions of short-lived objects: see finsync.gcpause
-            return await self._import(user_id, data, filename)
+            return await self._import(user_id, data, filename, mapping_id, account_id)
 
-    async def _import(self, user_id: UUID, data: bytes, filename: str | None) -> ImportResult:
+    async def _import(
+        self,
+        user_id: UUID,
+        data: bytes,
+        filename: str | None,
+        mapping_id: UUID | None,
+        account_id: UUID | None,
+    ) -> ImportResult:
         started = time.perf_counter()
-        parsed = await self.parse(data, filename)
+        saved = await self._saved_mapping(user_id, data, filename, mapping_id)
+        fmt, parsed = await self._parse(data, filename, saved)
         parsed_at = time.perf_counter()
+        target = account_id or (saved.account_id if saved is not None else None)
+        if target is not None:
+            return await self._into_account(user_id, target, parsed, len(data), started, parsed_at)
         now = self._clock()
         async with self._uow() as uow:
             # One file connection per user and format, guaranteed by its unique identity: a
@@ -182,7 +293,7 @@ class ImportService:
             connection = await uow.connections.add_or_get(
                 Connection(
                     user_id=user_id,
-                    provider=parsed.format,
+                    provider=fmt.name,
                     identity=FILES,
                     name="Statement files",
                     status=ConnectionStatus.ACTIVE,
@@ -236,3 +347,126 @@ class ImportService:
         )
         log.info("file_imported", run_id=str(run.id), format=parsed.format, **run.counts)
         return ImportResult(run, connection, parsed.format, accounts, warnings)
+
+    async def _into_account(
+        self, user_id: UUID, account_id: UUID, parsed: ParsedFile, size: int, started: float, parsed_at: float
+    ) -> ImportResult:
+        """Load a file's rows into an existing account (say, years of history into the account
+        an API syncs): ids get a ``file:`` prefix so they never meet the other source's ids,
+        and rows the account already holds from another source are matched by
+        :func:`cross_source_key` and not added twice. The account's figures are left alone."""
+        now = self._clock()
+        warnings = parsed.warnings
+        async with self._uow() as uow:
+            account = await uow.accounts.get(account_id, user_id)
+            if account is None:
+                raise NotFound("account")
+            connection = await uow.connections.get(account.connection_id, user_id)
+            if connection is None:
+                raise NotFound("account")
+            incoming: list[ProviderTransaction] = []
+            for statement in parsed.statements:
+                batch = TransactionBatch(
+                    transactions=list(statement.transactions), deferred=statement.deferred
+                )
+                _build_all(batch)
+                other = [t for t in batch.transactions if t.currency != account.currency]
+                if other:
+                    warnings.append(
+                        f"account {account.name!r} is kept in {account.currency}: "
+                        f"{len(other)} transaction(s) "
+                        f"in {other[0].currency} were not imported"
+                    )
+                incoming += [
+                    replace(t, provider_transaction_id=f"file:{t.provider_transaction_id}")
+                    for t in batch.transactions
+                    if t.currency == account.currency
+                ]
+            if not incoming:
+                raise MalformedFile(f"no row of the file is in the account's currency ({account.currency})")
+            # Writers of the connection's accounts (a sync) queue here, so the rows compared
+            # below are all there are until this import commits.
+            await uow.accounts.for_connection(connection.id, lock=True)
+            kept, matched = await _not_held(uow, account, incoming)
+            run = SyncRun(
+                user_id=user_id,
+                connection_id=connection.id,
+                trigger=SyncTrigger.IMPORT,
+                started_at=now,
+                warnings=warnings,
+            )
+            floor = id_floor()
+            counts = await uow.transactions.upsert(account, kept)
+            counts.unchanged += matched
+            record_counts(run, "transactions", counts)
+            record_counts(run, "accounts", type(counts)(unchanged=1))
+            if matched:
+                warnings.append(f"{matched} row(s) were already in the account from another source")
+            await label_new_transactions(uow, user_id, [account.id], floor)
+            run.status = SyncStatus.SUCCEEDED
+            run.finished_at = self._clock()
+            run.counts["duration_ms"] = int((time.perf_counter() - started) * 1000)
+            run.counts["file_bytes"] = size
+            run.counts["parse_ms"] = int((parsed_at - started) * 1000)
+            await uow.sync_runs.add(run)
+            await uow.commit()
+        log.info(
+            "file_imported",
+            run_id=str(run.id),
+            format=parsed.format,
+            account_id=str(account.id),
+            **run.counts,
+        )
+        return ImportResult(run, connection, parsed.format, [account], warnings)
+
+
+def _mappable(fmt: StatementFormat) -> MappableFormat:
+    if not hasattr(fmt, "preview"):
+        raise UnsupportedFormat(
+            f"{fmt.name} files are read as they are: previews and column mappings are for CSV files"
+        )
+    return fmt  # type: ignore[return-value]
+
+
+def _symbol(symbol: str | None) -> str:
+    """Tickers as sources spell them differently: Trading 212's API says ``AAPL_US_EQ``, its
+    export ``AAPL``; the part before the first underscore, upper-cased, is compared."""
+    return (symbol or "").split("_", 1)[0].strip().upper()
+
+
+def _number(value: Decimal | None) -> str:
+    return "" if value is None else format(abs(value).normalize(), "f")
+
+
+def cross_source_key(t: ProviderTransaction) -> tuple[str, ...]:
+    """What identifies one money movement whichever source reported it: date, signed amount,
+    currency, symbol and quantity (ids differ between an export and an API)."""
+    return (t.transaction_date.isoformat(), _number(t.amount) if t.amount >= 0 else "-" + _number(t.amount),
+            t.currency, _symbol(t.symbol), _number(t.quantity))  # fmt: skip
+
+
+async def _not_held(
+    uow: UnitOfWork, account: Account, incoming: list[ProviderTransaction]
+) -> tuple[list[ProviderTransaction], int]:
+    """``incoming`` without the rows the account already holds from another source (matched by
+    :func:`cross_source_key`, one stored row per incoming row). Rows stored under the same id
+    are this file's own earlier import: the usual upsert handles them."""
+    if not incoming:
+        return incoming, 0
+    first = min(t.transaction_date for t in incoming)
+    last = max(t.transaction_date for t in incoming)
+    stored = await uow.transactions.between(account.id, first, last)
+    stored_ids = {t.provider_transaction_id for t in stored}
+    own = {t.provider_transaction_id for t in incoming}
+    others = Counter(cross_source_key(t) for t in stored if t.provider_transaction_id not in own)
+    kept: list[ProviderTransaction] = []
+    matched = 0
+    for t in incoming:
+        if t.provider_transaction_id not in stored_ids:
+            key = cross_source_key(t)
+            if others[key] > 0:
+                others[key] -= 1
+                matched += 1
+                continue
+        kept.append(t)
+    return kept, matched

@@ -16,10 +16,10 @@ from datetime import datetime, timedelta
 import structlog
 
 from finsync.application.webhooks import WebhookEvents, connection_data
-from finsync.domain.entities import Connection, SyncRun, utcnow
+from finsync.domain.entities import SyncRun, utcnow
 from finsync.domain.enums import SyncStatus, SyncTrigger
 from finsync.domain.jobs import SyncConnection
-from finsync.domain.ports import JobQueue, Now, ProviderGateway, UnitOfWorkFactory
+from finsync.domain.ports import DueConnection, JobQueue, Now, ProviderGateway, UnitOfWorkFactory
 from finsync.domain.schedule import Random, SyncSchedule
 from finsync.domain.webhooks import EventType
 
@@ -137,7 +137,7 @@ class Scheduler:
         return Reaped(jobs_retried=retried, runs_failed=failed)
 
 
-def _scheduled_run(connection: Connection, now: datetime) -> SyncRun:
+def _scheduled_run(connection: DueConnection, now: datetime) -> SyncRun:
     return SyncRun(
         user_id=connection.user_id,
         connection_id=connection.id,

@@ -116,11 +116,21 @@ class JobType(Generic[J]):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Periodic:
-    """Scheduled work: a use case called every ``seconds`` (once per deployment, not per worker)."""
+    """Scheduled work, run once per deployment (not per worker): every ``seconds``, or at the
+    times of ``cron`` (UTC, five fields, e.g. ``"30 16 * * *"`` daily at 16:30). ``call`` gets
+    the time it was scheduled for, so a run that starts late still does that slot's work."""
 
     name: str
-    seconds: int
-    call: Callable[[], Awaitable[object]]
+    cron: str
+    call: Callable[[datetime], Awaitable[object]]
+    seconds: int | None = None
+
+
+def interval_cron(seconds: int) -> str:
+    """Every ``seconds``: a six-field cron (seconds last) below a minute, minutes above."""
+    if seconds < 60:
+        return f"* * * * * */{max(1, seconds)}"
+    return f"*/{max(1, seconds // 60)} * * * *"
 
 
 @dataclass(slots=True)
@@ -136,7 +146,19 @@ class JobRegistry:
         self.types[job_type.kind] = job_type
 
     def every(self, seconds: int, name: str, call: Callable[[], Awaitable[object]]) -> None:
-        self.periodic.append(Periodic(name=name, seconds=seconds, call=call))
+        async def tick(at: datetime) -> object:
+            return await call()
+
+        self._add(Periodic(name=name, cron=interval_cron(seconds), call=tick, seconds=seconds))
+
+    def at(self, cron: str, name: str, call: Callable[[datetime], Awaitable[object]]) -> None:
+        """``call(scheduled_time)`` at the times of ``cron`` (UTC)."""
+        self._add(Periodic(name=name, cron=cron, call=call))
+
+    def _add(self, periodic: Periodic) -> None:
+        if any(p.name == periodic.name for p in self.periodic):
+            raise ValueError(f"periodic task {periodic.name!r} registered twice")
+        self.periodic.append(periodic)
 
     def of(self, job: Job) -> JobType[Any]:
         try:

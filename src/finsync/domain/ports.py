@@ -9,6 +9,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Generic, Protocol, Self, TypeVar, runtime_checkable
 from uuid import UUID
 
+from finsync.domain.csvmapping import ColumnMapping, ImportMapping
 from finsync.domain.entities import (
     Account,
     AuthFlow,
@@ -167,6 +168,17 @@ class RefreshTokenRepository(Protocol):
     async def revoke_family(self, family_id: UUID, when: datetime) -> None: ...
 
 
+@dataclass(frozen=True, slots=True)
+class DueConnection:
+    """What the scheduler needs of a due connection: a tick claims a thousand, and reading (and
+    decoding) whole rows with their credentials and state was most of its cost."""
+
+    id: UUID
+    user_id: UUID
+    provider: str
+    sync_interval_minutes: int | None
+
+
 class ConnectionRepository(Protocol):
     async def add(self, connection: Connection) -> None: ...
     async def get(
@@ -186,7 +198,7 @@ class ConnectionRepository(Protocol):
     async def save(self, connection: Connection) -> None: ...
     async def delete(self, connection_id: UUID) -> None: ...
     async def expire_lapsed(self, user_id: UUID | None, now: datetime) -> list[Connection]:
-        """Active connections past ``expires_at`` → needs_reauth; the ones changed."""
+        """Active connections past ``expires_at`` â needs_reauth; the ones changed."""
         ...
 
     async def expiring(self, now: datetime, within: timedelta, limit: int) -> list[Connection]:
@@ -194,7 +206,7 @@ class ConnectionRepository(Protocol):
         of users who have a webhook (only they are told)."""
         ...
 
-    async def claim_due(self, now: datetime, limit: int) -> list[Connection]:
+    async def claim_due(self, now: datetime, limit: int) -> list[DueConnection]:
         """Up to ``limit`` enabled, schedulable connections with ``next_sync_at <= now``, locked;
         rows another transaction holds are skipped (``FOR UPDATE SKIP LOCKED``), not waited for."""
         ...
@@ -227,7 +239,10 @@ class AccountRepository(Protocol):
         ...
 
     async def get(self, account_id: UUID, user_id: UUID) -> Account | None: ...
-    async def for_connection(self, connection_id: UUID) -> list[Account]: ...
+    async def for_connection(self, connection_id: UUID, *, lock: bool = False) -> list[Account]:
+        """``lock``: hold the connection's accounts (in id order) until commit, as writers do."""
+        ...
+
     async def find(self, user_id: UUID, filters: AccountFilter, page: PageRequest) -> Page[Account]: ...
     async def totals_by_currency(self, user_id: UUID) -> CurrencyTotals: ...
 
@@ -235,6 +250,38 @@ class AccountRepository(Protocol):
 class HoldingRepository(Protocol):
     async def replace(self, account: Account, holdings: Sequence[ProviderHolding]) -> UpsertCounts: ...
     async def find(self, user_id: UUID, account_id: UUID | None, page: PageRequest) -> Page[Holding]: ...
+
+
+@dataclass(slots=True)
+class ListedTransaction:
+    """A transaction as the list endpoints answer it, fields in the response's order: the
+    stored values only (no entity, no enums rebuilt), and the provider's record as the JSON
+    text the database holds, passed through to the response instead of decoded and encoded
+    again for every row."""
+
+    id: UUID
+    account_id: UUID
+    provider_transaction_id: str
+    type: str
+    subtype: str
+    status: str
+    amount: Decimal
+    currency: str
+    transaction_date: date
+    settlement_date: date | None
+    symbol: str | None
+    quantity: Decimal | None
+    unit_price: Decimal | None
+    fees: Decimal | None
+    description: str | None
+    raw_json: str
+    created_at: datetime
+    updated_at: datetime
+    category_id: UUID | None
+    category_set_by: str | None
+    tags: list[str] | None
+    notes: str | None
+    excluded_from_analytics: bool | None
 
 
 class TransactionRepository(Protocol):
@@ -251,10 +298,20 @@ class TransactionRepository(Protocol):
         ...
 
     async def drop_stale_pending(self, account: Account, batch: TransactionBatch) -> int: ...
+    async def between(self, account_id: UUID, first: date, last: date) -> list[ProviderTransaction]:
+        """The account's stored transactions dated first..last (the fields sources share)."""
+        ...
+
     async def get(self, transaction_id: UUID, user_id: UUID) -> Transaction | None: ...
     async def find(
         self, user_id: UUID, filters: TransactionFilter, page: PageRequest
     ) -> Page[Transaction]: ...
+    async def listed(
+        self, user_id: UUID, filters: TransactionFilter, page: PageRequest
+    ) -> Page[ListedTransaction]:
+        """Like ``find``, as the list endpoints answer (what they return, nothing more)."""
+        ...
+
     async def count_for(self, account_id: UUID) -> int: ...
 
 
@@ -427,6 +484,19 @@ class OperatorRepository(Protocol):
         ...
 
 
+class ImportMappingRepository(Protocol):
+    """Saved CSV column mappings, one per user and header."""
+
+    async def add(self, mapping: ImportMapping) -> None:
+        """Raises Conflict when the user already has a mapping for this header."""
+        ...
+
+    async def get(self, mapping_id: UUID, user_id: UUID) -> ImportMapping | None: ...
+    async def for_header(self, user_id: UUID, signature: str) -> ImportMapping | None: ...
+    async def list(self, user_id: UUID) -> list[ImportMapping]: ...
+    async def delete(self, mapping_id: UUID, user_id: UUID) -> bool: ...
+
+
 class UnitOfWork(Protocol):
     """One transaction; rolls back on exit unless ``commit`` was awaited."""
 
@@ -453,6 +523,7 @@ class UnitOfWork(Protocol):
     labels: LabelRepository
     transfers: TransferRepository
     analytics: AnalyticsRepository
+    import_mappings: ImportMappingRepository
 
     async def __aenter__(self) -> Self: ...
     async def __aexit__(self, *exc: object) -> None: ...
@@ -595,6 +666,11 @@ class JobQueue(Protocol):
         """Queue a job; False when one with the same queueing lock already waits (already queued)."""
         ...
 
+    async def enqueue_many(self, jobs: Sequence[Job]) -> int:
+        """Queue each job as ``enqueue`` would (a clash of one leaves the others queued), in as
+        few round trips as the queue allows; how many were queued."""
+        ...
+
     async def pending(self, kind: str, locks: Sequence[str]) -> set[str]:
         """The locks among ``locks`` that have a job of this kind waiting or running (alive)."""
         ...
@@ -657,3 +733,18 @@ class StatementFormat(Protocol):
 
     def sniff(self, head: bytes, filename: str | None) -> bool: ...
     def read(self, data: bytes) -> ParsedFile: ...
+
+
+class MappableFormat(StatementFormat, Protocol):
+    """A format read through column mappings (CSV): saved mappings, previews, header matching."""
+
+    def read(
+        self, data: bytes, mapping: ColumnMapping | None = None, mapping_key: str = "", name: str = ""
+    ) -> ParsedFile: ...
+    def preview(
+        self, data: bytes, mapping: ColumnMapping | None = None, rows_shown: int = 20
+    ) -> dict[str, Any]:
+        """What ``read`` would find (settings, first rows, problems); raises as ``read`` does."""
+        ...
+
+    def header_signature(self, data: bytes) -> str: ...

@@ -13,7 +13,7 @@ from importlib.metadata import entry_points
 import structlog
 
 from finsync.domain.ports import StatementFormat
-from finsync.providers import alpaca, enablebanking, gocardless, schwab, trading212
+from finsync.providers import alpaca, csv, enablebanking, gocardless, schwab, trading212
 from finsync.providers.ofx import format as ofx
 from finsync.providers.spec import CredentialField, ProviderMetadata
 
@@ -32,6 +32,7 @@ def builtin_providers() -> list[ProviderMetadata]:
     """Providers shipped with finsync: the one list."""
     return [
         ofx.METADATA,
+        csv.METADATA,
         trading212.METADATA,
         alpaca.METADATA,
         schwab.METADATA,

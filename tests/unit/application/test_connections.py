@@ -118,7 +118,7 @@ async def test_environments_default_to_the_first_and_unknown_ones_are_refused(
 async def test_a_provider_this_server_is_not_configured_for_is_named_with_its_settings(
     service: ConnectionService, providers: FakeProviders
 ) -> None:
-    providers.describe("bank", missing_settings=("bank_secret_id",))
+    providers.describe("bank", missing_settings=("FINSYNC_BANK_SECRET_ID",))  # the variables to set
     with pytest.raises(ProviderNotAvailable, match="set FINSYNC_BANK_SECRET_ID"):
         await service.create(USER, "bank", None, None, {"api_key": "k"})
     with pytest.raises(ProviderNotAvailable, match="unknown provider 'nope'"):

@@ -115,9 +115,12 @@ def _pretty(block: re.Match[str]) -> str:
     [
         (lambda body: body, "section"),
         (lambda body: re.sub(r"<([A-Z]+)>([^<\n]+)", r"<\1>\2</\1>", body), "section"),  # XML end tags
-        (lambda body: body.replace("</STMTTRN>", "</STMTTRN><!-- c -->"), "block"),
-        (lambda body: re.sub(r"</?[A-Z]+>", lambda tag: tag.group().lower(), body), "block"),
-        (lambda body: body.replace("<STMTTRN>", "<STMTTRN><!-- c -->"), "generic"),
+        # Comments and lower-case tags are normalised away (fastpath.normalized): same reading.
+        (lambda body: body.replace("</STMTTRN>", "</STMTTRN><!-- c -->"), "section"),
+        (lambda body: re.sub(r"</?[A-Z]+>", lambda tag: tag.group().lower(), body), "section"),
+        (lambda body: body.replace("<STMTTRN>", "<STMTTRN><!-- c\n -->"), "section"),
+        (lambda body: body.replace("</STMTTRN>", "</STMTTRN><?pi?>"), "block"),  # not normalised
+        (lambda body: body.replace("<STMTTRN>", '<STMTTRN id="1">'), "generic"),
         (lambda body: re.sub(r"<STMTTRN>.*?</STMTTRN>\n", _pretty, body, flags=re.DOTALL), "generic"),
         (lambda body: body.replace("</STMTTRN>\n<STMTTRN>", "\n<STMTTRN>"), "block"),  # last one closed
     ],
@@ -127,6 +130,8 @@ def _pretty(block: re.Match[str]) -> str:
         "comment-between",
         "lowercase",
         "comment-inside",
+        "processing-instruction",
+        "attribute",
         "pretty-printed",
         "unclosed",
     ],
@@ -146,7 +151,13 @@ def test_fast_and_generic_paths_agree(
             amount=f"{(-1) ** i * i}.{i % 100:02d}",
             name=f"PAYEE &amp; SONS {i}",
             memo=f"memo {i}" if i % 4 else None,
-            extra="<CURRENCY><CURRATE>1.1<CURSYM>EUR</CURRENCY>" if i % 5 == 0 else "",
+            extra=(
+                "<CURRENCY><CURRATE>1.1<CURSYM>EUR</CURRENCY>"
+                if i % 5 == 0
+                else "<NAME>REPEATED\n<FITID>\n<MEMO>later memo"  # the first non-empty one counts
+                if i % 5 == 1
+                else ""
+            ),
         )
         for i in range(60)
     )
@@ -173,6 +184,9 @@ def test_fast_and_generic_paths_agree(
     pairs = zip(other.statements[0].transactions, reference.statements[0].transactions, strict=True)
     assert all(clean_fields(a.fields) == clean_fields(b.fields) for a, b in pairs)
     assert other.statements[0].transactions[5].currency == "EUR"
+    repeated = other.statements[0].transactions[1]
+    assert (repeated.fitid, repeated.name, repeated.memo) == ("1", "PAYEE & SONS 1", "memo 1")
+    assert other.statements[0].transactions[16].memo == "later memo"  # its own <MEMO> is missing
     assert other.statements[0].transactions[0].name == "PAYEE & SONS 0"
 
 

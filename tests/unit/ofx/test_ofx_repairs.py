@@ -101,7 +101,7 @@ def test_several_transaction_lists_are_merged(bank_file: Build, stmttrn: Build) 
     assert len(parse_ofx(text.encode(), defer=True).statements[0].unread) == 4  # type: ignore[union-attr]
     mixed = text.replace(
         "<STMTTRN>\n<TRNTYPE>POS\n<DTPOSTED>20240105\n<TRNAMT>-3.50\n<FITID>3",
-        "<STMTTRN><!-- c -->\n<TRNTYPE>POS\n<DTPOSTED>20240105\n<TRNAMT>-3.50\n<FITID>3",
+        '<STMTTRN id="3">\n<TRNTYPE>POS\n<DTPOSTED>20240105\n<TRNAMT>-3.50\n<FITID>3',
     )
     assert mixed != text
     assert both_paths(mixed)[0] == [["1", "2", "3", "4"]]

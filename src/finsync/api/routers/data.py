@@ -8,11 +8,13 @@ from typing import Annotated, Any
 from uuid import UUID
 
 from fastapi import APIRouter, Depends, Query
+from fastapi.responses import Response
 
 from finsync.api import valued
 from finsync.api.analytics_schemas import AccountValued, HoldingValued, NetWorthValued, TransactionOut
 from finsync.api.deps import ContainerDep, CurrentUser, PageDep, UowDep
 from finsync.api.errors import responses
+from finsync.api.listing import transactions_page
 from finsync.api.pagination import M, PageOut, encode_cursor, to_page
 from finsync.api.routers.analytics import CurrencyQuery
 from finsync.api.schemas import SnapshotPublic
@@ -20,7 +22,7 @@ from finsync.api.wire import QueryDate, QueryDateTime
 from finsync.domain.entities import Account
 from finsync.domain.enums import AccountType, TransactionStatus, TransactionSubtype, TransactionType
 from finsync.domain.errors import InvalidInput, NotFound
-from finsync.domain.ports import AccountFilter, Page, TransactionFilter, UnitOfWork
+from finsync.domain.ports import AccountFilter, Page, PageRequest, TransactionFilter, UnitOfWork
 
 router = APIRouter(tags=["data"])
 
@@ -122,12 +124,9 @@ async def list_transactions(
     filters: TransactionFilterDep,
     container: ContainerDep,
     account_id: UUID | None = None,
-) -> PageOut[TransactionOut]:
+) -> Response:
     """Transactions across your accounts, newest first, with filters (category, tag, ...)."""
-    if account_id is not None:
-        await _own_account(uow, account_id, user.id)
-    filters = await _with_subcategories(uow, container, user.id, replace(filters, account_id=account_id))
-    return to_page(await uow.transactions.find(user.id, filters, page), TransactionOut)
+    return await _transactions(uow, container, user.id, replace(filters, account_id=account_id), page)
 
 
 @router.get(
@@ -142,11 +141,23 @@ async def list_account_transactions(
     page: PageDep,
     filters: TransactionFilterDep,
     container: ContainerDep,
-) -> PageOut[TransactionOut]:
+) -> Response:
     """One account's transactions, newest first."""
-    await _own_account(uow, account_id, user.id)
-    filters = await _with_subcategories(uow, container, user.id, replace(filters, account_id=account_id))
-    return to_page(await uow.transactions.find(user.id, filters, page), TransactionOut)
+    return await _transactions(uow, container, user.id, replace(filters, account_id=account_id), page)
+
+
+async def _transactions(
+    uow: UnitOfWork, container: ContainerDep, user_id: UUID, filters: TransactionFilter, page: PageRequest
+) -> Response:
+    """A page of the user's transactions (of one of their accounts, if ``filters`` name one).
+
+    The page query itself checks the account's owner, so a page with rows needs no separate
+    account look-up; only an empty one asks whether the account exists (404) or is empty."""
+    filters = await _with_subcategories(uow, container, user_id, filters)
+    found = await uow.transactions.listed(user_id, filters, page)
+    if not found.items and filters.account_id is not None:
+        await _own_account(uow, filters.account_id, user_id)
+    return transactions_page(found)
 
 
 @router.get("/holdings", response_model=PageOut[HoldingValued], responses=responses(NotFound, InvalidInput))

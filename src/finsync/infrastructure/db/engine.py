@@ -2,29 +2,37 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import event
+import structlog
+from sqlalchemy import CompoundSelect, Select, event
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError, DisconnectionError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlalchemy.ext.asyncio import AsyncSession as SAAsyncSession
 
 from finsync.infrastructure.db.types import json_dumps
 
+log = structlog.get_logger(__name__)
 
-def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
+
+def create_engine(url: str, *, ping_after_idle: float = 5.0, **kwargs: Any) -> AsyncEngine:
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
         kwargs.setdefault("connect_args", {"timeout": 30})
-    else:
-        kwargs.setdefault("pool_pre_ping", True)
+    # No pool_pre_ping (a round trip per checkout cost every request as much as its query):
+    # an idle connection is pinged (_ping_when_idle), and one found dead anyway is retried
+    # once by RetryingSession (first reads only).
     # hide_parameters: SQL errors end up in logs and must not carry provider payloads or ids.
     engine = create_async_engine(url, json_serializer=json_dumps, hide_parameters=True, **kwargs)
     if engine.dialect.name == "sqlite":
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+    elif not kwargs.get("pool_pre_ping"):
+        _ping_when_idle(engine, ping_after_idle)
     return engine
 
 
@@ -37,5 +45,58 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+class RetryingSession(SAAsyncSession):
+    """A session that retries once when the pooled connection under it turns out to be dead
+    (the server restarted, a proxy dropped it): only for a read that is the transaction's
+    first statement, so nothing of the transaction can have happened yet. A write is never
+    retried, whatever its position: its fate on the server is unknown.
+
+    This replaces ``pool_pre_ping``, which paid a round trip on every checkout to catch what
+    happens after a restart. SQLAlchemy invalidates the dead connection (and the pool's older
+    ones) before the retry, so the retry checks out a fresh one."""
+
+    async def execute(self, statement: Any, params: Any = None, **kw: Any) -> Any:
+        if self.in_transaction() or not isinstance(statement, Select | CompoundSelect):
+            return await super().execute(statement, params, **kw)
+        try:
+            return await super().execute(statement, params, **kw)
+        except DBAPIError as exc:
+            if not exc.connection_invalidated:
+                raise
+            log.warning("database_connection_lost_retrying_read")
+            await self.rollback()
+        return await super().execute(statement, params, **kw)
+
+    async def scalar(self, statement: Any, params: Any = None, **kw: Any) -> Any:
+        return (await self.execute(statement, params, **kw)).scalar()
+
+    async def scalars(self, statement: Any, params: Any = None, **kw: Any) -> Any:
+        return (await self.execute(statement, params, **kw)).scalars()
+
+
 def session_factory(engine: AsyncEngine) -> async_sessionmaker[SAAsyncSession]:
-    return async_sessionmaker(engine, expire_on_commit=False, autoflush=False)
+    return async_sessionmaker(engine, class_=RetryingSession, expire_on_commit=False, autoflush=False)
+
+
+def _ping_when_idle(engine: AsyncEngine, idle_seconds: float) -> None:
+    """A pooled connection is checked before use only when it sat idle for a while.
+
+    SQLAlchemy's ``pool_pre_ping`` checks on every checkout, and on asyncpg a check is three
+    round trips (BEGIN, a no-op, ROLLBACK): a sync checks out a connection for each of its
+    transactions and shared-budget updates, so pings were a third of its round trips. A
+    connection returned moments ago was alive then; one idle longer (a database restart
+    meanwhile drops it) is pinged, and replaced if the ping fails."""
+
+    @event.listens_for(engine.sync_engine, "checkin")
+    def checked_in(dbapi_connection: Any, record: Any) -> None:
+        record.info["idle_since"] = time.monotonic()
+
+    @event.listens_for(engine.sync_engine, "checkout")
+    def checked_out(dbapi_connection: Any, record: Any, proxy: Any) -> None:
+        since = record.info.get("idle_since")
+        if since is None or time.monotonic() - since < idle_seconds:
+            return  # just connected, or used moments ago
+        try:
+            engine.dialect.do_ping(dbapi_connection)
+        except Exception as exc:  # the pool discards it and connects anew
+            raise DisconnectionError("pooled connection is gone") from exc

@@ -396,3 +396,23 @@ class WebhookAttemptRow(SQLModel, table=True):
 
 
 from finsync.infrastructure.db import analytics_tables  # noqa: E402, F401  (same metadata)
+
+
+class ImportMappingRow(SQLModel, table=True):
+    """A user's saved CSV column mapping, found again by the header it was made for."""
+
+    __tablename__ = "import_mappings"
+    __table_args__ = (
+        UniqueConstraint("user_id", "header_signature", name="uq_import_mappings_user_header"),
+        Index("ix_import_mappings_user_id_id", "user_id", "id"),
+    )
+    id: UUID = Field(primary_key=True)
+    user_id: UUID = _fk("users.id")
+    name: str = _str(100)
+    header_signature: str = _str(32)
+    header: list[str] = Field(default_factory=list, sa_type=JSONType, nullable=False)
+    mapping: dict[str, Any] = Field(default_factory=dict, sa_type=JSONType, nullable=False)
+    account_id: UUID | None = Field(
+        default=None, sa_column=Column(SAUuid, ForeignKey("accounts.id", ondelete="SET NULL"), nullable=True)
+    )
+    created_at: datetime = _ts(False)

@@ -7,7 +7,6 @@ worker ever looks for a run that was never stored.
 
 from __future__ import annotations
 
-import asyncio
 from typing import Self
 
 import structlog
@@ -30,6 +29,7 @@ from finsync.domain.ports import (
     ConnectionRepository,
     HoldingRepository,
     IdempotencyRepository,
+    ImportMappingRepository,
     JobQueue,
     LoginAttemptRepository,
     OperatorRepository,
@@ -54,6 +54,7 @@ from finsync.infrastructure.db.repositories.connections import (
     SqlSyncRunRepository,
 )
 from finsync.infrastructure.db.repositories.idempotency import SqlIdempotencyRepository
+from finsync.infrastructure.db.repositories.import_mappings import SqlImportMappingRepository
 from finsync.infrastructure.db.repositories.labels import (
     SqlCategoryRepository,
     SqlLabelRepository,
@@ -79,6 +80,8 @@ _RETRY_STATES: frozenset[str | int] = frozenset({"40P01", "40001"})
 _VANISHED: frozenset[str | int] = frozenset({"23503", 787})
 # unique_violation (PostgreSQL); SQLITE_CONSTRAINT_UNIQUE
 _DUPLICATE: frozenset[str | int] = frozenset({"23505", 2067})
+# Transactions written by one unit of work above which the table's statistics are refreshed.
+ANALYZE_AFTER = 5_000
 
 
 class SqlUnitOfWork:
@@ -104,6 +107,7 @@ class SqlUnitOfWork:
     labels: LabelRepository
     transfers: TransferRepository
     analytics: AnalyticsRepository
+    import_mappings: ImportMappingRepository
 
     def __init__(self, sessions: async_sessionmaker[AsyncSession], jobs: JobQueue | None = None) -> None:
         self._sessions = sessions
@@ -121,7 +125,7 @@ class SqlUnitOfWork:
         self.auth_flows = SqlAuthFlowRepository(s)
         self.accounts = SqlAccountRepository(s)
         self.holdings = SqlHoldingRepository(s)
-        self.transactions = SqlTransactionRepository(s)
+        self.transactions = self._transactions = SqlTransactionRepository(s)
         self.snapshots = SqlSnapshotRepository(s)
         self.sync_runs = SqlSyncRunRepository(s)
         self.idempotency = SqlIdempotencyRepository(s)
@@ -135,6 +139,7 @@ class SqlUnitOfWork:
         self.labels = SqlLabelRepository(s)
         self.transfers = SqlTransferRepository(s)
         self.analytics = SqlAnalyticsRepository(s)
+        self.import_mappings = SqlImportMappingRepository(s)
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
@@ -172,25 +177,32 @@ class SqlUnitOfWork:
         jobs, self._jobs = self._jobs, []
         if jobs:
             await _hand_over(self._queue, jobs)  # type: ignore[arg-type]
+        if self._transactions.written >= ANALYZE_AFTER:
+            await self._refresh_statistics()
+
+    async def _refresh_statistics(self) -> None:
+        """After a bulk import or sync, in its own short transaction right after the commit:
+        inside the import's transaction, ANALYZE's table lock would serialise concurrent
+        imports until they commit. A failure leaves the committed work standing."""
+        try:
+            await self._transactions.refresh_statistics()
+            await self.session.commit()
+        except Exception:
+            log.exception("statistics_refresh_failed")
+            await self.session.rollback()
 
     async def rollback(self) -> None:
         self._jobs.clear()
         await self.session.rollback()
 
 
-async def _hand_over(queue: JobQueue, jobs: list[Job], parallel: int = 4) -> None:
-    """Each job on its own (a queueing-lock clash means "already queued", not a failure of the
-    others), a few at a time: a tick's thousand jobs should not take a thousand round trips."""
-    slots = asyncio.Semaphore(parallel)
-
-    async def one(job: Job) -> None:
-        async with slots:
-            try:
-                await queue.enqueue(job)
-            except Exception:  # committed work stands; the reaper fails a run whose job never came
-                log.exception("job_enqueue_failed", kind=job.kind)
-
-    await asyncio.gather(*(one(job) for job in jobs))
+async def _hand_over(queue: JobQueue, jobs: list[Job]) -> None:
+    """All at once (a tick's thousand jobs in one round trip on procrastinate); a queueing-lock
+    clash of one job means "already queued" for that one, never a failure of the others."""
+    try:
+        await queue.enqueue_many(jobs)
+    except Exception:  # committed work stands; the reaper fails a run whose job never came
+        log.exception("job_enqueue_failed", kinds=sorted({job.kind for job in jobs}), count=len(jobs))
 
 
 def _caused_by(exc: BaseException, codes: frozenset[str | int]) -> bool:

@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import datetime
 from typing import Any
 
 import structlog
+from croniter import croniter  # type: ignore[import-untyped]
 
 from finsync.domain.entities import utcnow
 from finsync.domain.jobs import Job, JobRegistry, JobType, Periodic
@@ -20,9 +22,17 @@ log = structlog.get_logger(__name__)
 
 class InProcessJobQueue:
     def __init__(
-        self, registry: JobRegistry, *, concurrency: int = 4, caps: ConcurrencyCaps | None = None
+        self,
+        registry: JobRegistry,
+        *,
+        concurrency: int = 4,
+        caps: ConcurrencyCaps | None = None,
+        clock: Callable[[], datetime] = utcnow,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
+        """``clock`` and ``sleep`` time the periodic use cases (tests pass virtual ones)."""
         self._registry = registry
+        self._clock, self._pause = clock, sleep
         self._slots = asyncio.Semaphore(max(1, concurrency))
         self._caps = caps or ConcurrencyCaps(concurrency)
         self._waiting: set[str] = set()  # queueing locks of jobs not started yet
@@ -46,6 +56,9 @@ class InProcessJobQueue:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return True
+
+    async def enqueue_many(self, jobs: Sequence[Job]) -> int:
+        return sum([await self.enqueue(job) for job in jobs])
 
     async def pending(self, kind: str, locks: Sequence[str]) -> set[str]:
         return {lock for lock in locks if self._alive[(kind, lock)] > 0}
@@ -106,14 +119,22 @@ class InProcessJobQueue:
             self.start()
         await asyncio.Event().wait()
 
-    @staticmethod
-    async def _every(periodic: Periodic) -> None:
+    async def _every(self, periodic: Periodic) -> None:
+        """Interval tasks run at once, then every ``seconds``; cron tasks at their next time (a
+        time missed while no process ran is not caught up, as with procrastinate's periodic
+        deferrer beyond its delay limit)."""
         while True:
+            at = self._clock()
+            if periodic.seconds is None:
+                at = croniter(periodic.cron, at).get_next(datetime)
+                while (left := (at - self._clock()).total_seconds()) > 0:
+                    await self._pause(left)
             try:
-                await periodic.call()
+                await periodic.call(at)
             except Exception:
                 log.exception("periodic_task_failed", task=periodic.name)
-            await asyncio.sleep(periodic.seconds)
+            if periodic.seconds is not None:
+                await self._pause(periodic.seconds)
 
     async def drain(self) -> None:
         """Wait until every job that can run now has finished (tests, shutdown); jobs waiting

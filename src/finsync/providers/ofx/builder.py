@@ -118,11 +118,11 @@ class Builder:
         self._pop()
 
     def block(self, node: Node) -> None:
-        """A fast-path STMTTRN (see fastpath.BLOCK)."""
+        """A fast-path STMTTRN (see fastpath.BLOCK) or investment item (fastpath.item_body)."""
         self.push_pending()
         self.last_tag = None
         self._make_room(node.tag, node.pos)
-        if self._attach("STMTTRN"):
+        if self._attach(node.tag):
             self.kids[-1].append(node)
 
     def push_pending(self) -> None:

@@ -8,6 +8,7 @@ aggregates never reuse a leaf name at different depths in a way that matters her
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from decimal import Decimal
 from typing import TypeVar
 
@@ -53,10 +54,10 @@ def investment_statement(node: Node, ctx: Context) -> OfxStatement:
     stray = 0
     for child in node.children:  # lists and, after a list closed, the entries that belong in one
         if child.tag == "INVTRANLIST" and child.value is None:
-            for entry in child.children:
+            for entry in _consume(child):
                 _entry(entry, statement, ctx)
         elif child.tag == "INVPOSLIST" and child.value is None:
-            for entry in child.children:
+            for entry in _consume(child):
                 if entry.value is None:
                     _append(statement.positions, _position(entry, ctx))
         elif child.tag in INVESTMENT_TRANSACTIONS or child.tag == "INVBANKTRAN":
@@ -92,6 +93,16 @@ def _entry(child: Node, statement: OfxStatement, ctx: Context) -> int:
             _append(statement.investment_transactions, investment_transaction(child, fields, ctx))
             return 1
     return 0
+
+
+def _consume(node: Node) -> Iterator[Node]:
+    """The children of a list, each released once read: the tree and what is read from it
+    are never both whole in memory."""
+    children = node.children
+    if isinstance(children, list):
+        children.reverse()
+        while children:
+            yield children.pop()
 
 
 def _append(items: list[T], item: T | None) -> None:

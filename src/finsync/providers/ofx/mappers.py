@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 from itertools import pairwise
+from typing import TypeVar
 
 from finsync.domain.enums import AccountType, AssetType
 from finsync.domain.records import (
@@ -29,7 +30,6 @@ from finsync.providers.ofx.model import (
     OfxPosition,
     OfxSecurity,
     OfxStatement,
-    OfxTransaction,
     UnreadTransactions,
     clean_fields,
 )
@@ -41,6 +41,7 @@ from finsync.providers.ofx.transactions import (
     map_investment_transaction,
 )
 
+T = TypeVar("T")
 DEFAULT_CURRENCY = "USD"
 _BANK_ACCOUNT_TYPES = {
     "CHECKING": (AccountType.CHECKING, "Checking"),
@@ -90,7 +91,7 @@ class _Securities:
         return self._exact.get((id_type, unique_id)) or self._by_id.get(unique_id)
 
 
-def _drain(items: list[OfxTransaction]) -> Iterator[OfxTransaction]:
+def _drain(items: list[T]) -> Iterator[T]:
     """Yield in order while releasing each parsed item, so a big file is never held twice
     (parsed and mapped) at once: the peak memory of an import is the parse, not parse + map."""
     items.reverse()
@@ -112,7 +113,7 @@ def map_document(doc: OfxDocument) -> list[MappedStatement]:
             map_bank_transaction(t, currency, account_ids) for t in _drain(statement.transactions)
         ]
         deferred = _defer(statement.unread, transactions, currency, account_ids)
-        for entry in statement.investment_transactions:
+        for entry in _drain(statement.investment_transactions):
             security = securities.get(entry.unique_id_type, entry.unique_id)
             transactions.append(map_investment_transaction(entry, security, currency, account_ids))
         holdings = None

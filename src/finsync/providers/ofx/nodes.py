@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from array import array
+from sys import intern
 
 from finsync.providers.ofx.values import unescape
 
@@ -12,13 +13,27 @@ _LOWERCASE_TAG = re.compile(r"<[A-Z0-9.]*[a-z]")
 
 
 def block_fields(body: str) -> dict[str, str]:
-    """Leaves of a simple STMTTRN body (``fastpath.BLOCK``), tag names upper-cased."""
+    """Leaves of a simple block (a STMTTRN of ``fastpath.BLOCK``, an investment item of
+    ``fastpath.item_body``) as :meth:`Node.leaves` reads the tree the builder would make of
+    it: tag names upper-cased, values stripped then unescaped, aggregates and empty leaves
+    as "", and a repeated leaf's first non-empty value."""
     pairs = _LEAF.findall(body)
-    fields = {key.upper(): value for key, value in pairs} if _LOWERCASE_TAG.search(body) else dict(pairs)
-    if "&" in body:
-        for key, value in fields.items():
-            if "&" in value:
-                fields[key] = unescape(value)
+    upper = _LOWERCASE_TAG.search(body) is not None
+    fields: dict[str, str]
+    if not upper:  # one string per name, as in the tree
+        fields = {intern(key): value.strip() for key, value in pairs}
+        if len(fields) == len(pairs):  # no leaf repeated: each has its only value
+            if "&" in body:
+                for key, value in fields.items():
+                    if "&" in value:
+                        fields[key] = unescape(value)
+            return fields
+    fields = {}
+    for key, value in pairs:
+        key = intern(key.upper() if upper else key)
+        if not fields.get(key):
+            value = value.strip()
+            fields[key] = unescape(value) if "&" in value else value
     return fields
 
 
@@ -89,8 +104,10 @@ class Node:
         return None
 
     def leaves(self) -> dict[str, str]:
-        """All descendant leaves, first occurrence wins; aggregates appear with "".
-        Iterative, so hostile nesting depth cannot exhaust the Python stack."""
+        """All descendant leaves in file order; a repeated one gives its first non-empty
+        value (the rule of every path: see ``fastpath.piece_fields``, :func:`block_fields`);
+        aggregates appear with "". Iterative, so hostile nesting depth cannot exhaust the
+        Python stack."""
         if isinstance(self.extra, str):
             return block_fields(self.extra)
         out: dict[str, str] = {}
@@ -101,9 +118,11 @@ class Node:
                 todo.pop()
             elif isinstance(child.extra, str):
                 for key, value in block_fields(child.extra).items():
-                    out.setdefault(key, value)
+                    if not out.get(key):
+                        out[key] = value
             else:
-                out.setdefault(child.tag, child.value or "")
+                if not out.get(child.tag):
+                    out[child.tag] = child.value or ""
                 if child.children:
                     todo.append(iter(child.children))
         return out
@@ -113,15 +132,15 @@ class Lines:
     """Offset → line number, counted lazily and incrementally (positions mostly grow)."""
 
     def __init__(self, text: str) -> None:
-        self._text = text
+        self.text = text  # replaced by a normalised copy (same line breaks) while parsing
         self._newline = "\n" if "\n" in text else "\r"
         self._pos = 0
         self._line = 1
 
     def at(self, pos: int) -> int:
         if pos >= self._pos:
-            self._line += self._text.count(self._newline, self._pos, pos)
+            self._line += self.text.count(self._newline, self._pos, pos)
         else:
-            self._line -= self._text.count(self._newline, pos, self._pos)
+            self._line -= self.text.count(self._newline, pos, self._pos)
         self._pos = pos
         return self._line

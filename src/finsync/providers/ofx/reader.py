@@ -51,7 +51,9 @@ def parse_ofx(data: bytes, *, defer: bool = False) -> OfxDocument:
     header = read_header(data)
     text, codec = decode(data, header, warnings)
     lines = Lines(text)
-    ofx = build_tree(text, find_body(text, lines), lines, warnings)
+    start = find_body(text, lines)
+    del text  # the tree builder may replace it by a normalised copy: keep only that one
+    ofx = build_tree(lines, start, warnings)
     ctx = Context(lines, warnings, defer=defer)
     document = OfxDocument(header=header, encoding=codec, warnings=warnings)
     _sign_on(ofx, document, ctx)

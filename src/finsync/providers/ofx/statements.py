@@ -195,6 +195,8 @@ def _transactions(node: Node, lists: list[Node], statement: OfxStatement, ctx: C
             listed = [c for c in child.children if c.tag == "STMTTRN" and c.value is None]
             generic += len(listed)
             segments += listed
+            if listed:  # read above (DTSTART, DTEND) or below: each node is released once read
+                child.children = []
             if child.blocks is not None:
                 segments.append(child.blocks)
     if stray:
@@ -206,7 +208,9 @@ def _transactions(node: Node, lists: list[Node], statement: OfxStatement, ctx: C
             statement.unread = UnreadPieces(sum(blocks[1:], blocks[0]), ctx)
         return
     append = statement.transactions.append
-    for segment in segments:
+    segments.reverse()
+    while segments:
+        segment = segments.pop()
         if isinstance(segment, Node):
             transaction = bank_transaction(segment.leaves(), segment.pos, ctx)
             if transaction is not None:

@@ -15,7 +15,7 @@ import re
 from finsync.domain.errors import MalformedFile
 from finsync.providers.ofx import fastpath
 from finsync.providers.ofx.builder import MAX_STATEMENTS, Builder
-from finsync.providers.ofx.nodes import Lines, Node
+from finsync.providers.ofx.nodes import Lines, Node, Pieces
 from finsync.providers.ofx.schema import AGGREGATES
 from finsync.providers.ofx.values import unescape
 
@@ -56,11 +56,21 @@ def _declaration_error(line: int) -> MalformedFile:
     return MalformedFile(f"line {line}: DOCTYPE/ENTITY declarations are not allowed in OFX files")
 
 
-def build_tree(text: str, start: int, lines: Lines, warnings: list[str]) -> Node:
-    """Parse from ``start`` (the ``<OFX>`` tag) to ``</OFX>`` and return the OFX node."""
+def _section(text: str, start: int) -> tuple[tuple[list[Node], Pieces] | None, int]:
+    """The fast path's reading of the BANKTRANLIST whose content starts at ``start``, and
+    where its end tag is (-1: there is none further on)."""
+    end = text.find("</BANKTRANLIST>", start)
+    return (fastpath.transaction_list(text, start, end) if end >= 0 else None), end
+
+
+def build_tree(lines: Lines, start: int, warnings: list[str]) -> Node:
+    """Parse ``lines.text`` from ``start`` (the ``<OFX>`` tag) to ``</OFX>`` and return the
+    OFX node. ``lines.text`` may be replaced by a normalised copy (see ``fastpath.normalized``)."""
+    text = lines.text
     b = Builder(text, lines)
     pos, end, generic_until = start, -1, -1
     try_sections = True  # False once no "</BANKTRANLIST>" follows: never search again
+    normalized = False  # the rest of the text was normalised once (see fastpath.normalized)
     while end < 0:
         resume = -1
         tokens = _TOKEN if generic_until < 0 else _GENERIC
@@ -84,17 +94,39 @@ def build_tree(text: str, start: int, lines: Lines, warnings: list[str]) -> Node
                     b.value(unescape(value) if "&" in value else value, match.start())
             elif kind == _OPEN:
                 tag = match.group(10).upper()
+                simple = match.end() - match.start() == len(tag) + 2  # <TAG>, no attribute
+                if tag in fastpath.ITEMS and simple and generic_until < 0:
+                    b.push_pending()  # what start() does first: now its parent is known
+                    if b.stack[-1].tag in fastpath.ITEM_LISTS:
+                        stop = text.find(f"</{tag}>", match.end())
+                        body = fastpath.item_body(text, match.end(), stop, b.open_count) if stop > 0 else None
+                        if body is not None:
+                            node = Node(tag, match.start())
+                            node.children = ()
+                            node.extra = body
+                            b.block(node)
+                            resume = stop + len(tag) + 3
+                            break
                 b.start(tag, match.start())
                 if match.group(11):  # <TAG/>
                     b.value("", match.start())
-                elif tag == "BANKTRANLIST" and match.group(10) == tag and try_sections:
-                    section_end = text.find("</BANKTRANLIST>", match.end())
+                elif tag == "BANKTRANLIST" and try_sections:
+                    fast, section_end = _section(text, match.end()) if match.group(10) == tag else (None, 0)
+                    if fast is None and not normalized:
+                        # Lower-case tags or comments? Read the rest as its normalised text,
+                        # which tokenizes alike (same length and lines), and try again.
+                        normalized = True
+                        replacement = fastpath.normalized(text, match.start())
+                        if replacement is not None:
+                            text = b.text = lines.text = replacement
+                            fast, section_end = _section(text, match.end())
+                            resume = match.end()  # the tokens go on in the new text
                     try_sections = section_end >= 0
-                    fast = fastpath.transaction_list(text, match.end(), section_end) if try_sections else None
                     if fast is not None:
                         b.push_pending()
                         b.fill(*fast)
                         resume = section_end
+                    if resume >= 0:
                         break
             elif kind == _CLOSE:
                 b.end(match.group(8).upper(), match.start())

@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from finsync.domain.entities import AuthFlow, Connection, SyncRun
 from finsync.domain.enums import ConnectionStatus, SyncStatus
-from finsync.domain.ports import Page, PageRequest
+from finsync.domain.ports import DueConnection, Page, PageRequest
 from finsync.domain.webhooks import EXPIRING_WITHIN, FAILING_AFTER, RATE_LIMITED_CODE
 from finsync.infrastructure.db.analytics_tables import HoldingHistoryRow, TransferLinkRow
 from finsync.infrastructure.db.mapping import keyset, make_page, to_entity, to_row
@@ -202,18 +202,19 @@ class SqlConnectionRepository:
         )
         return [to_entity(Connection, r) for r in (await self._s.execute(stmt)).mappings()]
 
-    async def claim_due(self, now: datetime, limit: int) -> list[Connection]:
+    async def claim_due(self, now: datetime, limit: int) -> list[DueConnection]:
         """Seeks the partial index ``ix_connections_due`` (same predicate text): O(due), not O(all).
         ``SKIP LOCKED`` lets ticks of several workers, and syncs holding a row, pass each other."""
+        c = connections.c
         stmt = (
-            select(connections)
-            .where(text(SCHEDULABLE), connections.c.next_sync_at <= now)
-            .order_by(connections.c.next_sync_at)
+            select(c.id, c.user_id, c.provider, c.sync_interval_minutes)
+            .where(text(SCHEDULABLE), c.next_sync_at <= now)
+            .order_by(c.next_sync_at)
             .limit(limit)
         )
         if self._s.get_bind().dialect.name == "postgresql":
             stmt = stmt.with_for_update(skip_locked=True)
-        return [to_entity(Connection, r) for r in (await self._s.execute(stmt)).mappings()]
+        return [DueConnection(*row) for row in await self._s.execute(stmt)]
 
     async def reschedule(self, next_at: Sequence[tuple[UUID, datetime | None]]) -> None:
         if not next_at:

@@ -41,6 +41,7 @@ from finsync.infrastructure.db.tables import (
     BalanceSnapshotRow,
     ConnectionRow,
     HoldingRow,
+    ImportMappingRow,
     SyncRunRow,
     TransactionRow,
     UserRow,
@@ -66,6 +67,7 @@ holding_history: Table = HoldingHistoryRow.__table__  # type: ignore[attr-define
 webhooks: Table = WebhookRow.__table__  # type: ignore[attr-defined]
 webhook_deliveries: Table = WebhookDeliveryRow.__table__  # type: ignore[attr-defined]
 webhook_attempts: Table = WebhookAttemptRow.__table__  # type: ignore[attr-defined]
+import_mappings: Table = ImportMappingRow.__table__  # type: ignore[attr-defined]
 
 
 def _all_but(table: Table, *left_out: str) -> tuple[str, ...]:
@@ -89,6 +91,7 @@ EXPORTED: dict[str, tuple[Table, tuple[str, ...]]] = {
     "webhooks": (webhooks, _all_but(webhooks, "secret")),
     "webhook_deliveries": (webhook_deliveries, _all_but(webhook_deliveries, "dedupe_key")),
     "webhook_attempts": (webhook_attempts, _all_but(webhook_attempts)),
+    "import_mappings": (import_mappings, _all_but(import_mappings)),
 }
 # Tables and columns of a user's data that the export leaves out, and why.
 NOT_EXPORTED: dict[str, str] = {

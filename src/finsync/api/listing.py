@@ -1,0 +1,68 @@
+"""Transaction pages written straight to JSON: the busiest responses, serialised once.
+
+The list endpoints keep ``PageOut[TransactionOut]`` as their documented response model (the
+OpenAPI document is unchanged), but build the body here from the repository's rows: no
+entity, no pydantic validation of every row and again of the page, and each provider record
+(``raw``) passed through as the JSON text the database holds. The values are formatted as
+``finsync.api.wire`` formats them everywhere else; a test holds the two paths equal.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+import orjson
+from fastapi.responses import Response
+
+from finsync.api.pagination import encode_cursor
+from finsync.api.wire import decimal_text, utc_text
+from finsync.domain.ports import ListedTransaction, Page
+
+
+def _decimal(value: Decimal | None) -> str | None:
+    return None if value is None else decimal_text(value)
+
+
+def _utc(value: datetime) -> datetime | str:
+    """A UTC value as it is (orjson writes it with ``Z``), any other through ``utc_text``."""
+    return value if value.tzinfo is UTC else utc_text(value)
+
+
+def transaction_item(t: ListedTransaction) -> dict[str, Any]:
+    """One item, keys in ``TransactionOut``'s order (dates orjson writes itself)."""
+    return {
+        "id": str(t.id),  # asyncpg's own UUID type, which orjson does not know
+        "account_id": str(t.account_id),
+        "provider_transaction_id": t.provider_transaction_id,
+        "type": t.type,
+        "subtype": t.subtype,
+        "status": t.status,
+        "amount": decimal_text(t.amount),
+        "currency": t.currency,
+        "transaction_date": t.transaction_date,
+        "settlement_date": t.settlement_date,
+        "symbol": t.symbol,
+        "quantity": _decimal(t.quantity),
+        "unit_price": _decimal(t.unit_price),
+        "fees": _decimal(t.fees),
+        "description": t.description,
+        "raw": orjson.Fragment(t.raw_json),
+        "created_at": _utc(t.created_at),
+        "updated_at": _utc(t.updated_at),
+        "category_id": None if t.category_id is None else str(t.category_id),
+        "category_set_by": t.category_set_by,
+        "tags": t.tags or [],
+        "notes": t.notes,
+        "excluded_from_analytics": bool(t.excluded_from_analytics),
+    }
+
+
+def transactions_page(page: Page[ListedTransaction]) -> Response:
+    """The page as ``PageOut[TransactionOut]`` JSON."""
+    body = {
+        "items": [transaction_item(t) for t in page.items],
+        "next_cursor": encode_cursor(page.next_key) if page.next_key else None,
+    }
+    return Response(orjson.dumps(body, option=orjson.OPT_UTC_Z), media_type="application/json")

@@ -1,0 +1,279 @@
+"""What a CSV file does not say about itself: encoding, delimiter, quote, date and number format.
+
+Everything here is small, pure and stdlib-only. Each detector looks at a sample (the first
+rows), decides, and says what it decided, so ``POST /imports/preview`` can show it and a
+saved mapping can pin it when the guess is wrong (a file whose dates are all ambiguous,
+``01/02/2024``, is read day-first unless told otherwise, with a warning).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import date
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from finsync.domain.csvmapping import date_order
+from finsync.domain.errors import MalformedFile
+
+SAMPLE_ROWS = 200
+DELIMITERS = (",", ";", "\t", "|")
+QUOTES = ('"', "'")
+
+# --- encoding -------------------------------------------------------------------------------
+
+
+def decode(data: bytes) -> tuple[str, str]:
+    """(text, encoding name). UTF-8 with or without BOM, UTF-16 (BOM, or none but NUL-padded
+    ASCII, as Excel's "Unicode text" writes it), otherwise Windows-1252 (Excel's "CSV" on
+    Windows), whose five undefined bytes are read as Latin-1."""
+    if data.startswith(b"\xef\xbb\xbf"):
+        return _strict(data[3:], "utf-8"), "utf-8-sig"
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        return _strict(data, "utf-16"), "utf-16"
+    head = data[:4096]
+    if len(head) >= 4 and head.count(0) * 3 >= len(head):  # about every other byte is NUL
+        codec = "utf-16-le" if head[1::2].count(0) > head[0::2].count(0) else "utf-16-be"
+        return _strict(data, codec), codec
+    try:
+        return data.decode("utf-8"), "utf-8"
+    except UnicodeDecodeError:
+        pass
+    try:
+        return data.decode("cp1252"), "windows-1252"
+    except UnicodeDecodeError:
+        return data.decode("latin-1"), "windows-1252"
+
+
+def _strict(data: bytes, codec: str) -> str:
+    try:
+        return data.decode(codec)
+    except UnicodeDecodeError as exc:
+        raise MalformedFile(f"the file is not valid {codec} text (byte {exc.start:,})") from None
+
+
+# --- dialect --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Dialect:
+    delimiter: str
+    quote: str
+
+
+def _sample_lines(text: str, limit: int = SAMPLE_ROWS) -> list[str]:
+    lines: list[str] = []
+    for line in io.StringIO(text):
+        if line.strip():
+            lines.append(line)
+            if len(lines) >= limit:
+                break
+    return lines
+
+
+def sniff_dialect(text: str) -> Dialect | None:
+    """The delimiter and quote under which the sample's rows have the header's width most
+    often (ties: more columns, then the order of :data:`DELIMITERS`). None: not a table."""
+    lines = _sample_lines(text, 50)
+    if not lines:
+        return None
+    best: tuple[tuple[float, int, int], Dialect] | None = None
+    for quote in QUOTES:
+        if quote == "'" and '"' in text[:20_000]:
+            continue
+        for rank, delimiter in enumerate(DELIMITERS):
+            if delimiter not in lines[0]:
+                continue
+            try:
+                rows = list(csv.reader(lines, delimiter=delimiter, quotechar=quote))
+            except csv.Error:  # stray carriage returns, oversized fields: not this dialect
+                continue
+            width = len(rows[0])
+            if width < 2:
+                continue
+            consistent = sum(1 for row in rows if len(row) == width) / len(rows)
+            score = (consistent, width, -rank)
+            if best is None or score > best[0]:
+                best = (score, Dialect(delimiter, quote))
+    if best is None or best[0][0] < 0.8:
+        return None
+    return best[1]
+
+
+def rows(text: str, dialect: Dialect) -> Any:
+    """A ``csv.reader`` (its ``line_num`` numbers the lines) over the whole text."""
+    return csv.reader(io.StringIO(text, newline=""), delimiter=dialect.delimiter, quotechar=dialect.quote)
+
+
+# --- dates ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class DateFormat:
+    """Field order and separator; a time after the date (``2024-01-31 10:00:00``, ``T...``)
+    is ignored: transactions are dated by day."""
+
+    order: str  # "ymd", "dmy" or "mdy"
+    sep: str  # "-", "/", "." or "" (20240131)
+
+    @property
+    def label(self) -> str:
+        names = {"y": "YYYY", "m": "MM", "d": "DD"}
+        return self.sep.join(names[c] for c in self.order)
+
+    @classmethod
+    def from_label(cls, label: str) -> DateFormat:
+        """``DD/MM/YYYY``, ``MM-DD-YYYY``, ``YYYY.MM.DD``, ``YYYYMMDD``… (as in a saved mapping)."""
+        order, sep = date_order(label)
+        return cls(order, sep)
+
+    def parser(self) -> Callable[[str], date]:
+        return _date_parser(self)
+
+
+_DATE_HEAD = re.compile(r"\s*(\d{1,4})([-/.]?)(\d{1,2})\2(\d{1,4})")
+_FORMATS = (
+    DateFormat("ymd", "-"), DateFormat("dmy", "/"), DateFormat("mdy", "/"), DateFormat("dmy", "."),
+    DateFormat("dmy", "-"), DateFormat("mdy", "-"), DateFormat("ymd", "/"), DateFormat("ymd", "."),
+    DateFormat("ymd", ""),
+)  # fmt: skip
+
+
+def _year(text: str) -> int:
+    year = int(text)
+    if len(text) <= 2:
+        year += 2000 if year < 70 else 1900
+    return year
+
+
+def _date_parser(fmt: DateFormat) -> Callable[[str], date]:
+    iso = fmt.order == "ymd" and fmt.sep == "-"
+    index = {c: i for i, c in enumerate(fmt.order)}
+    yi, mi, di = index["y"], index["m"], index["d"]
+    sep = fmt.sep
+
+    def parse(value: str) -> date:
+        if iso and len(value) >= 10 and value[4] == "-":  # the common case, in C
+            try:
+                return date.fromisoformat(value[:10])
+            except ValueError:
+                pass
+        head = value.strip().split(" ", 1)[0].split("T", 1)[0]
+        compact = [head[:4], head[4:6], head[6:8]] if len(head) == 8 else []
+        parts = head.split(sep) if sep else compact
+        if len(parts) != 3 or not all(p.isdigit() for p in parts):
+            raise ValueError(f"{value!r} is not a {fmt.label} date")
+        try:
+            return date(_year(parts[yi]), int(parts[mi]), int(parts[di]))
+        except ValueError:
+            raise ValueError(f"{value!r} is not a {fmt.label} date") from None
+
+    return parse
+
+
+def detect_date_format(values: Sequence[str], prefer: DateFormat | None = None) -> tuple[DateFormat, bool]:
+    """(format, ambiguous). The candidate that reads the most sample values (a few bad rows
+    do not hide the format; they are reported when read); day-first wins over month-first
+    when both read as many (``ambiguous`` is then True) unless ``prefer`` says otherwise.
+    Raises ValueError when no format reads at least half of them."""
+    samples = [v for v in values if v.strip()][:SAMPLE_ROWS]
+    if not samples:
+        raise ValueError("no dates to read")
+    scores = [(_reads(fmt, samples), fmt) for fmt in _FORMATS]
+    best = max(score for score, _ in scores)
+    if best * 2 < len(samples):
+        raise ValueError(f"dates such as {samples[0]!r} are in no known format")
+    fitting = [fmt for score, fmt in scores if score == best]
+    if prefer is not None and prefer in fitting:
+        return prefer, False
+    first = fitting[0]
+    ambiguous = first.order in ("dmy", "mdy") and any(
+        f.order in ("dmy", "mdy") and f.order != first.order and f.sep == first.sep for f in fitting[1:]
+    )
+    return first, ambiguous
+
+
+def _reads(fmt: DateFormat, samples: Sequence[str]) -> int:
+    parse = _date_parser(fmt)
+    count = 0
+    for value in samples:
+        match = _DATE_HEAD.match(value)
+        if match is None or match[2] != fmt.sep or (len(match[1]) == 4) != (fmt.order == "ymd"):
+            continue
+        try:
+            parse(value)
+        except ValueError:
+            continue
+        count += 1
+    return count
+
+
+# --- numbers --------------------------------------------------------------------------------
+
+_JUNK = str.maketrans("", "", " \u00a0\u202f'£$€¥+")  # spaces, Swiss apostrophe, symbols
+_COMMA_DECIMAL = re.compile(r",\d{1,2}$|,\d{4,}$|\.\d{3},")
+
+
+@dataclass(frozen=True, slots=True)
+class NumberFormat:
+    """``decimal`` is "." or ","; the other one (and spaces, apostrophes) groups thousands."""
+
+    decimal: str = "."
+
+    @property
+    def label(self) -> str:
+        return "1,234.56" if self.decimal == "." else "1.234,56"
+
+    def parser(self) -> Callable[[str], Decimal | None]:
+        return _number_parser(self.decimal)
+
+
+def _number_parser(decimal_mark: str) -> Callable[[str], Decimal | None]:
+    thousands = "," if decimal_mark == "." else "."
+    strip = str.maketrans("", "", thousands)
+
+    def parse(value: str) -> Decimal | None:
+        """None for an empty cell; ValueError for what is not a number."""
+        text = value.strip()
+        if not text:
+            return None
+        if decimal_mark == "." and "," not in text:
+            try:  # the common case, in C
+                number = Decimal(text)
+            except InvalidOperation:
+                pass
+            else:
+                if number.is_finite():
+                    return number
+                raise ValueError(f"{value!r} is not an amount")
+        negative = False
+        if text.startswith("(") and text.endswith(")"):  # accounting negatives
+            negative, text = True, text[1:-1]
+        if text.endswith("-"):  # trailing minus (some German and Dutch banks)
+            negative, text = True, text[:-1]
+        text = text.translate(_JUNK).translate(strip)
+        if decimal_mark == ",":
+            text = text.replace(",", ".")
+        if text.startswith("-"):
+            negative, text = not negative, text[1:]
+        if not text or not all(c.isdigit() or c == "." for c in text) or text.count(".") > 1:
+            raise ValueError(f"{value!r} is not an amount")
+        number = Decimal(text)
+        return -number if negative else number
+
+    return parse
+
+
+def detect_number_format(values: Iterable[str], prefer: NumberFormat | None = None) -> NumberFormat:
+    """Decimal comma when a sample shows one (``12,5``, ``1.234,56``); otherwise point."""
+    if prefer is not None:
+        return prefer
+    for value in values:
+        text = value.strip().translate(_JUNK).rstrip(")-")
+        if "," in text and _COMMA_DECIMAL.search(text):
+            return NumberFormat(",")
+    return NumberFormat(".")

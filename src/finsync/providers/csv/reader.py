@@ -1,0 +1,405 @@
+"""CSV as an import format: detect, pick a preset (or a saved/guessed mapping), read rows.
+
+Rows are read with the stdlib ``csv`` module (C speed) and mapped one by one; a row that
+cannot be read is left out and reported with its line number in the warnings, and a file
+with no usable row is refused (``no-usable-rows``). Row ids (the dedup key within an
+account): the file's id column when it has one, otherwise ``h:`` + a digest of date,
+amount, currency, description, symbol, quantity and the row's occurrence index among
+identical rows of the account, so two identical coffees stay two rows and re-importing an
+overlapping export yields the same ids. The row's fingerprint (what says "changed") is a
+digest of all its cells.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from finsync.domain.csvmapping import ColumnMapping, header_signature
+from finsync.domain.enums import AccountType
+from finsync.domain.errors import MalformedFile, UnsupportedFormat
+from finsync.domain.ports import ParsedFile, ParsedStatement
+from finsync.domain.records import DeferredTransactions, ProviderAccount, ProviderTransaction
+from finsync.gcpause import gc_paused
+from finsync.providers.csv.detect import SAMPLE_ROWS, Dialect, decode, rows, sniff_dialect
+from finsync.providers.csv.mapping import AccountInfo, Mapped, MappingReader, RowError, SkipRow, guess_mapping
+from finsync.providers.csv.presets import Preset, RowMapper, all_presets, identify
+from finsync.providers.ofx.encoding import looks_like_ofx
+
+MAX_WARNINGS = 100
+FINGERPRINT_VERSION = "csv1"
+
+
+class CsvNoRows(MalformedFile):
+    """A CSV file none of whose rows could be imported."""
+
+    code = "no-usable-rows"
+    title = "No usable row in the file"
+
+
+@dataclass(slots=True)
+class Table:
+    """A decoded CSV file: its dialect, header and an iterator over the rows after it."""
+
+    encoding: str
+    dialect: Dialect
+    header: list[str]
+    body: Any  # the csv reader (a _csv.reader: line_num), positioned after the header (line_num counts lines)
+    sample: list[list[str]] = field(default_factory=list)
+    sample_lines: list[int] = field(default_factory=list)
+
+    @classmethod
+    def open(cls, data: bytes) -> Table:
+        text, encoding = decode(data)
+        text = text.replace("\x00", "")
+        dialect = sniff_dialect(text)
+        if dialect is None:
+            raise UnsupportedFormat("the file is not a CSV table (no delimiter gives its lines one width)")
+        body = rows(text, dialect)
+        try:
+            header = next((r for r in body if any(c.strip() for c in r)), None)
+        except csv.Error as exc:
+            raise MalformedFile(f"line {body.line_num + 1}: {exc}") from None
+        if header is None:
+            raise CsvNoRows("the file has no header row")
+        table = cls(encoding, dialect, [h.replace("\ufeff", "").strip() for h in header], body)
+        return table
+
+    def take_sample(self) -> list[list[str]]:
+        """The first rows, kept to detect formats; ``rows()`` yields them again."""
+        if self.sample:
+            return self.sample
+        try:
+            for cells in self.body:
+                if any(c.strip() for c in cells):
+                    self.sample.append(cells)
+                    self.sample_lines.append(self.body.line_num)
+                    if len(self.sample) >= SAMPLE_ROWS:
+                        break
+        except csv.Error as exc:
+            raise MalformedFile(f"line {self.body.line_num + 1}: {exc}") from None
+        return self.sample
+
+    def numbered(self) -> Iterator[tuple[int, list[str]]]:
+        """(line, cells) of every non-blank row, the sample rows first."""
+        yield from zip(self.sample_lines, self.sample, strict=True)
+        body = self.body
+        try:
+            for cells in body:
+                if cells and any(c.strip() for c in cells):
+                    yield body.line_num, cells
+        except csv.Error as exc:
+            raise MalformedFile(f"line {body.line_num + 1}: {exc}") from None
+
+    def describe(self) -> dict[str, str]:
+        delimiter = {"\t": "tab"}.get(self.dialect.delimiter, self.dialect.delimiter)
+        return {"encoding": self.encoding, "delimiter": delimiter, "quote": self.dialect.quote}
+
+
+@dataclass(slots=True)
+class Source:
+    """Which reading applies: a preset, a saved mapping or a guessed one."""
+
+    format: str  # "csv:<preset>", "csv:mapping" or "csv"
+    mapper: RowMapper
+    mapping: ColumnMapping | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+def _digest(text: str) -> str:
+    return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
+
+
+class _Ids:
+    """Row ids per account (see the module docstring)."""
+
+    def __init__(self) -> None:
+        self._occurrences: dict[tuple[str, ...], int] = {}
+        self._first: dict[str, str] = {}  # id → the fingerprint of its first row
+        self._seen: dict[str, list[str]] = {}  # ids used by several different rows
+
+    def __call__(
+        self, account: str, mapped: Mapped, fingerprint: str, warn: Callable[[str], None]
+    ) -> str | None:
+        """The row's id; None for an exact repeat of an id already read (the same row twice)."""
+        t = mapped.transaction
+        file_id = mapped.file_id
+        if file_id:
+            key_id = f"{account}\x1f{file_id}"
+            first = self._first.setdefault(key_id, fingerprint)
+            if first is fingerprint:  # the common case: an id seen once
+                return file_id
+            variants = self._seen.setdefault(key_id, [first])
+            if fingerprint in variants:
+                return None
+            variants.append(fingerprint)
+            warn(f"id {file_id} is used for {len(variants)} different rows; kept each of them")
+            return f"{file_id}#{len(variants)}"
+        quantity = "" if t.quantity is None else format(t.quantity.normalize(), "f")
+        key = (
+            account, t.transaction_date.isoformat(), format(t.amount.normalize(), "f"), t.currency,
+            t.description or "", t.symbol or "", quantity,
+        )  # fmt: skip
+        occurrence = self._occurrences.get(key, 0)
+        self._occurrences[key] = occurrence + 1
+        return "h:" + _digest("|".join((*key[1:], str(occurrence))))
+
+
+@dataclass(slots=True)
+class Outcome:
+    statements: list[ParsedStatement]
+    warnings: list[str]
+    rows: int = 0
+    usable: int = 0
+    skipped: int = 0
+    first: list[tuple[int, Mapped]] = field(default_factory=list)  # for previews
+
+
+def run(
+    table: Table, source: Source, institution: str, *, keep_first: int = 0, strict: bool = True
+) -> Outcome:
+    """Map every row; ``strict``: refuse a file with no usable row."""
+    warnings: list[str] = list(source.notes)
+    problems = 0
+
+    def warn(message: str) -> None:
+        nonlocal problems
+        problems += 1
+        if problems <= MAX_WARNINGS:
+            warnings.append(message)
+
+    accounts: dict[str, AccountInfo] = {}
+    batches: dict[str, list[ProviderTransaction]] = {}
+    skipped: dict[str, int] = {}
+    ids = _Ids()
+    names = table.header
+    width = len(names)
+    outcome = Outcome([], warnings)
+    mapper = source.mapper
+    blake2b, sep, prefix = hashlib.blake2b, "\x1f", f"{FINGERPRINT_VERSION}|"
+    first = outcome.first
+    total = usable = 0
+    for line, cells in table.numbered():  # the per-row hot path: locals only
+        total += 1
+        if len(cells) < width:
+            cells += [""] * (width - len(cells))
+        try:
+            mapped = mapper(cells)
+        except SkipRow as exc:
+            skipped[str(exc)] = skipped.get(str(exc), 0) + 1
+            continue
+        except RowError as exc:
+            warn(f"line {line}: {exc}; the row was not imported")
+            continue
+        info = mapped.account
+        key = info.key
+        batch = batches.get(key)
+        if batch is None:
+            accounts[key], batch = info, batches.setdefault(key, [])
+        fingerprint = prefix + blake2b(sep.join(cells).encode(), digest_size=16).hexdigest()
+        pid = ids(key, mapped, fingerprint, warn)
+        if pid is None:
+            continue
+        t = mapped.transaction
+        t.provider_transaction_id = pid
+        t.fingerprint = fingerprint
+        t.raw = dict(zip(names, cells, strict=False))
+        batch.append(t)
+        usable += 1
+        if len(first) < keep_first:
+            first.append((line, mapped))
+    outcome.rows, outcome.usable = total, usable
+    if problems > MAX_WARNINGS:
+        warnings.append(f"… and {problems - MAX_WARNINGS} more rows that were not imported")
+    for reason, count in skipped.items():
+        warnings.append(f"{count} row(s) skipped: {reason}")
+        outcome.skipped += count
+    if strict and not outcome.usable:
+        detail = f"; first problem: {warnings[0]}" if warnings else ""
+        raise CsvNoRows(f"no row of the file could be imported ({outcome.rows} data rows){detail}")
+    for key, info in accounts.items():
+        account = ProviderAccount(
+            provider_account_id=key, name=info.name, type=info.type, currency=info.currency,
+            institution=info.institution, raw={"format": source.format},
+        )  # fmt: skip
+        outcome.statements.append(
+            ParsedStatement(account=account, deferred=[_deferred(batches[key])], institution=institution)
+        )
+    return outcome
+
+
+def _deferred(rows: list[ProviderTransaction]) -> DeferredTransactions:
+    """Mapped rows handed over by key: the writer compares (id, fingerprint) with what the
+    account holds and takes only new and changed rows, streaming them into the database, so
+    a re-import never turns its duplicates into database rows (as OFX imports do)."""
+
+    def build(positions: list[int]) -> Iterator[ProviderTransaction]:
+        return (rows[at] for at in positions)
+
+    return DeferredTransactions(
+        keys=[(t.provider_transaction_id, t.fingerprint or "") for t in rows], build=build
+    )
+
+
+def rows_of(statement: ParsedStatement) -> list[ProviderTransaction]:
+    """Every transaction of a statement this reader made (all of them built)."""
+    out = list(statement.transactions)
+    for group in statement.deferred:
+        out += group.build(list(range(len(group.keys))))
+    return out
+
+
+def _account_for(prefix: str, name: str) -> Callable[[Sequence[str], str], AccountInfo]:
+    cache: dict[str, AccountInfo] = {}
+
+    def account(_cells: Sequence[str], currency: str) -> AccountInfo:
+        known = cache.get(currency)
+        if known is None:
+            known = cache[currency] = AccountInfo(
+                key=f"{prefix}|{currency}",
+                name=f"{name} ({currency})",
+                type=AccountType.OTHER,
+                currency=currency,
+            )
+        return known
+
+    return account
+
+
+def _mapping_source(table: Table, mapping: ColumnMapping, fmt: str, key: str, name: str) -> Source:
+    sample = table.take_sample()
+    try:
+        mapper = MappingReader(mapping, table.header, sample, _account_for(key, name))
+    except ValueError as exc:
+        raise MalformedFile(f"the mapping does not fit the file: {exc}") from None
+    return Source(fmt, mapper, mapping, list(mapper.settings.notes))
+
+
+def choose(
+    table: Table, mapping: ColumnMapping | None = None, *, mapping_key: str = "", name: str = ""
+) -> Source:
+    """A saved mapping when given; else the preset the header identifies; else a guessed mapping."""
+    if mapping is not None:
+        return _mapping_source(table, mapping, "csv:mapping", f"mapping|{mapping_key}", name or "CSV import")
+    preset = identify(table.header)
+    if preset is not None:
+        sample = table.take_sample()
+        try:
+            mapper = preset.build(table.header, sample)
+        except ValueError as exc:
+            raise MalformedFile(f"{preset.display_name}: {exc}") from None
+        return Source(f"csv:{preset.name}", mapper, None, list(mapper.settings.notes))
+    guessed = guess_mapping(table.header)
+    if guessed is None:
+        raise UnsupportedFormat(
+            "the CSV file matches no preset and has no recognisable date and amount columns; "
+            "describe it with POST /api/v1/import-mappings (see POST /api/v1/imports/preview)"
+        )
+    source = _mapping_source(
+        table, guessed, "csv", f"generic|{header_signature(table.header)[:12]}", "CSV import"
+    )
+    if guessed.default_currency is not None:
+        source.notes.append(
+            f"the file has no currency column: amounts are read as {guessed.default_currency}; "
+            "save a mapping with default_currency to change it"
+        )
+    return source
+
+
+class CsvFormat:
+    """The ``csv`` file provider's format: presets first, then saved or guessed mappings."""
+
+    name = "csv"
+    description = (
+        "CSV exports: presets for known banks and brokers (reported as csv:<preset>), "
+        "saved column mappings, or columns guessed from common names"
+    )
+    extensions: tuple[str, ...] = (".csv", ".tsv", ".txt")
+
+    @property
+    def presets(self) -> list[Preset]:
+        return all_presets()
+
+    def sniff(self, head: bytes, filename: str | None) -> bool:
+        if looks_like_ofx(head) or head.lstrip().startswith(b"<"):  # OFX, XML, HTML: not ours
+            return False
+        text, _ = decode(_whole_characters(head))
+        return sniff_dialect(text) is not None
+
+    def header_signature(self, data: bytes) -> str:
+        return header_signature(Table.open(_whole_characters(data[:65536])).header)
+
+    @gc_paused
+    def read(
+        self, data: bytes, mapping: ColumnMapping | None = None, mapping_key: str = "", name: str = ""
+    ) -> ParsedFile:
+        table = Table.open(data)
+        source = choose(table, mapping, mapping_key=mapping_key, name=name)
+        outcome = run(table, source, "csv")
+        return ParsedFile(format=source.format, statements=outcome.statements, warnings=outcome.warnings)
+
+    def preview(
+        self, data: bytes, mapping: ColumnMapping | None = None, rows_shown: int = 20
+    ) -> dict[str, Any]:
+        """What an import would read, without writing: settings, the first rows, problems."""
+        table = Table.open(data)
+        source = choose(table, mapping)
+        outcome = run(table, source, "csv", keep_first=rows_shown, strict=False)
+        settings = {**table.describe(), **source.mapper.settings.describe()}
+        return {
+            "format": source.format,
+            "header": table.header,
+            "header_signature": header_signature(table.header),
+            "settings": settings,
+            "mapping": _mapping_dict(source.mapping),
+            "rows_total": outcome.rows,
+            "rows_usable": outcome.usable,
+            "rows_skipped": outcome.skipped,
+            "rows": [_row_dict(line, mapped) for line, mapped in outcome.first],
+            "problems": outcome.warnings,
+        }
+
+
+def _whole_characters(head: bytes) -> bytes:
+    """A sniffed head may end inside a multi-byte character: cut back to a boundary."""
+    if head.startswith((b"\xff\xfe", b"\xfe\xff")) or head[:200].count(0) * 3 >= len(head[:200]):
+        return head[: len(head) // 2 * 2]
+    cut = len(head)
+    while cut > 0 and len(head) - cut < 4 and head[cut - 1] & 0xC0 == 0x80:
+        cut -= 1
+    if cut > 0 and head[cut - 1] >= 0xC0:
+        cut -= 1
+    return head[:cut] if cut < len(head) else head
+
+
+def _mapping_dict(mapping: ColumnMapping | None) -> dict[str, Any] | None:
+    if mapping is None:
+        return None
+    out: dict[str, Any] = {}
+    for name in mapping.__dataclass_fields__:
+        value = getattr(mapping, name)
+        if value not in (None, ()):
+            out[name] = list(value) if isinstance(value, tuple) else str(value)
+    return out
+
+
+def _row_dict(line: int, mapped: Mapped) -> dict[str, Any]:
+    t = mapped.transaction
+    return {
+        "line": line,
+        "account": mapped.account.name,
+        "date": t.transaction_date.isoformat(),
+        "amount": str(t.amount),
+        "currency": t.currency,
+        "type": t.type.value,
+        "subtype": t.subtype.value,
+        "status": t.status.value,
+        "description": t.description,
+        "symbol": t.symbol,
+        "quantity": None if t.quantity is None else str(t.quantity),
+        "fees": None if t.fees is None else str(t.fees),
+        "id": t.provider_transaction_id,
+    }

@@ -1,0 +1,153 @@
+"""The procrastinate adapter on PostgreSQL, in the test process: per-provider concurrency caps
+and the batch hand-over (a queueing-lock clash refuses a batch whole; each job then goes on its own)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import Counter
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import asyncpg
+import pytest
+
+from finsync.domain.jobs import JobRegistry, JobType
+from finsync.infrastructure.jobs import ConcurrencyCaps
+from finsync.infrastructure.jobs.procrastinate_queue import ProcrastinateJobQueue
+from tests.conftest import JOB_TABLES
+
+pytestmark = pytest.mark.integration
+
+
+@dataclass(frozen=True, slots=True)
+class Deliver:
+    kind: ClassVar[str] = "capped_delivery"
+    target: str
+    name: str
+
+
+class Recorder:
+    """Holds every job until released; records what ran at once, per target."""
+
+    def __init__(self) -> None:
+        self.running: dict[str, str] = {}  # name -> target
+        self.most: Counter[str] = Counter()  # target -> most jobs of it running at once
+        self.done: list[str] = []
+        self.release = asyncio.Event()
+
+    async def handle(self, job: Deliver) -> None:
+        self.running[job.name] = job.target
+        at_once = Counter(self.running.values())
+        self.most[job.target] = max(self.most[job.target], at_once[job.target])
+        try:
+            await self.release.wait()
+        finally:
+            del self.running[job.name]
+        self.done.append(job.name)
+
+
+async def eventually(probe: Callable[[], Awaitable[bool] | bool], seconds: float = 20.0) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        found = probe()
+        if found if isinstance(found, bool) else await found:
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"not within {seconds} s")
+
+
+@pytest.fixture
+async def jobs_db(pg_database: str | None) -> AsyncIterator[str]:
+    if pg_database is None:
+        pytest.skip("PostgreSQL not reachable (set CI=true to make this a failure)")
+    dsn = pg_database.replace("postgresql+asyncpg://", "postgresql://")
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute(f"TRUNCATE {', '.join(JOB_TABLES)} CASCADE")
+        yield pg_database
+    finally:
+        await conn.execute(f"TRUNCATE {', '.join(JOB_TABLES)} CASCADE")
+        await conn.close()
+
+
+def _queue(recorder: Recorder, database_url: str) -> ProcrastinateJobQueue:
+    registry = JobRegistry()
+    registry.register(
+        JobType(
+            job=Deliver,
+            handler=recorder.handle,
+            queueing_lock=lambda j: f"deliver:{j.name}",
+            concurrency_key=lambda j: f"provider:{j.target}",
+        )
+    )
+    return ProcrastinateJobQueue(
+        registry, database_url=database_url, caps=ConcurrencyCaps(1), poll_seconds=0.1
+    )
+
+
+async def _jobs(queue: ProcrastinateJobQueue) -> dict[str, dict[str, Any]]:
+    rows = await queue.app.connector.execute_query_all_async(
+        "SELECT args->>'name' AS name, status::text AS status, attempts FROM procrastinate_jobs"
+    )
+    return {row["name"]: row for row in rows}
+
+
+async def test_a_provider_at_its_cap_leaves_worker_slots_to_other_providers(jobs_db: str) -> None:
+    recorder = Recorder()
+    queue = _queue(recorder, jobs_db)
+    batch = [Deliver("slow-bank", "a1"), Deliver("slow-bank", "a2"), Deliver("broker", "b1")]
+    assert await queue.enqueue_many(batch) == 3
+    worker = asyncio.create_task(queue.run_worker(3, periodic=False))
+    try:
+        # One slow-bank job runs; the other was refused by the cap and went back to the queue
+        # for a retry (its attempt spent no slot), rather than waiting inside a worker slot.
+        await eventually(lambda: Counter(recorder.running.values()) == {"slow-bank": 1, "broker": 1})
+        held = next(n for n, t in recorder.running.items() if t == "slow-bank")
+        refused = "a2" if held == "a1" else "a1"
+
+        async def retried() -> bool:
+            job = (await _jobs(queue))[refused]
+            return bool(job["status"] == "todo" and job["attempts"] >= 1)
+
+        await eventually(retried)
+        # The third slot is free: another provider's job starts while both others are held.
+        assert await queue.enqueue(Deliver("exchange", "x1"))
+        await eventually(lambda: set(recorder.running) == {held, "b1", "x1"})
+        recorder.release.set()
+        await eventually(lambda: len(recorder.done) == 4)
+    finally:
+        recorder.release.set()
+        worker.cancel()
+        await asyncio.gather(worker, return_exceptions=True)
+        await queue.aclose()
+    assert sorted(recorder.done) == ["a1", "a2", "b1", "x1"]
+    assert recorder.most == {"slow-bank": 1, "broker": 1, "exchange": 1}  # the cap held, per provider
+    finished = await _jobs_after(jobs_db)
+    assert finished == {"a1": "succeeded", "a2": "succeeded", "b1": "succeeded", "x1": "succeeded"}
+
+
+async def _jobs_after(database_url: str) -> dict[str, str]:
+    conn = await asyncpg.connect(database_url.replace("postgresql+asyncpg://", "postgresql://"))
+    try:
+        rows = await conn.fetch(
+            "SELECT args->>'name' AS name, status::text AS status FROM procrastinate_jobs"
+        )
+    finally:
+        await conn.close()
+    return {row["name"]: row["status"] for row in rows}
+
+
+async def test_a_batch_with_a_job_already_queued_queues_the_others(jobs_db: str) -> None:
+    recorder = Recorder()
+    queue = _queue(recorder, jobs_db)
+    try:
+        assert await queue.enqueue(Deliver("broker", "b1"))
+        # The batch clashes on b1's queueing lock: refused whole, then each on its own.
+        batch = [Deliver("broker", "b0"), Deliver("broker", "b1"), Deliver("bank", "c1")]
+        assert await queue.enqueue_many(batch) == 2
+        assert await queue.enqueue_many([]) == 0
+    finally:
+        await queue.aclose()
+    assert await _jobs_after(jobs_db) == {"b0": "todo", "b1": "todo", "c1": "todo"}

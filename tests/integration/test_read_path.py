@@ -1,0 +1,372 @@
+"""The read path's promises (issue 16), as behaviour: what the page query selects and how the
+database plans it, one session per request, statistics refreshed after bulk writes, and a
+dead pooled connection retried for a read only. Timings live in benchmarks/api_read.py."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import date, timedelta
+from typing import Any
+
+import asyncpg
+import pytest
+from sqlalchemy import event, func, select, text, update
+from sqlalchemy.exc import DBAPIError
+
+from finsync.api.analytics_schemas import TransactionOut
+from finsync.bootstrap import Container
+from finsync.domain.entities import Account, User
+from finsync.domain.ports import PageRequest, TransactionFilter
+from finsync.infrastructure.db.repositories.transactions import listed_query
+from finsync.infrastructure.db.tables import TransactionRow
+from finsync.infrastructure.db.uow import ANALYZE_AFTER
+from tests.api.helpers import register_and_login
+from tests.conftest import PG_DSN, api_client
+from tests.factories import account, seed_connection, seed_user, txn
+
+pytestmark = pytest.mark.integration
+transactions = TransactionRow.__table__  # type: ignore[attr-defined]
+
+
+@contextmanager
+def statements(c: Container) -> Iterator[list[str]]:
+    """The SQL sent through ``c``'s engine meanwhile."""
+    seen: list[str] = []
+
+    def record(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        seen.append(statement)
+
+    event.listen(c.engine.sync_engine, "before_cursor_execute", record)
+    try:
+        yield seen
+    finally:
+        event.remove(c.engine.sync_engine, "before_cursor_execute", record)
+
+
+async def _accounts(c: Container, user: User, *names: str) -> list[Account]:
+    conn = await seed_connection(c, user)
+    async with c.uow() as uow:
+        found, _ = await uow.accounts.upsert(conn, [account(n) for n in names])
+        await uow.commit()
+    by_name = {a.provider_account_id: a for a in found}
+    return [by_name[n] for n in names]
+
+
+async def _fill(c: Container, acct: Account, prefix: str, count: int) -> None:
+    start = date(2020, 1, 1)
+    rows = [txn(f"{prefix}{i}", day=start + timedelta(days=i % 2000)) for i in range(count)]
+    async with c.uow() as uow:
+        await uow.transactions.upsert(acct, rows)
+        await uow.commit()
+
+
+def _postgres(c: Container) -> None:
+    if c.engine.dialect.name != "postgresql":
+        pytest.skip("PostgreSQL behaviour")
+
+
+async def test_page_query_selects_the_response_columns_and_raw_as_text(container: Container) -> None:
+    user = await seed_user(container)
+    (acct,) = await _accounts(container, user, "a")
+    await _fill(container, acct, "t", 3)
+    with statements(container) as seen:
+        async with container.uow() as uow:
+            page = await uow.transactions.listed(
+                user.id, TransactionFilter(account_id=acct.id), PageRequest()
+            )
+    (sql,) = seen
+    selected = re.split(r"\sFROM\s", sql, maxsplit=1)[0]
+    for unneeded in ("content_hash", "tags_set_by", "user_id"):  # stored, never answered
+        assert unneeded not in selected
+    assert "transactions.raw," not in selected
+    assert "CAST(transactions.raw AS" in selected
+    assert len(page.items) == 3
+    assert all(isinstance(t.raw_json, str) for t in page.items)  # passed through, never decoded
+    assert {json.loads(t.raw_json)["id"] for t in page.items} == {"t0", "t1", "t2"}
+
+
+async def test_list_body_is_what_the_response_model_writes(container: Container) -> None:
+    """The hand-written page equals TransactionOut's JSON of the same rows, every field set."""
+    async with api_client(container) as client:
+        headers = await register_and_login(client)
+        async with container.uow() as uow:
+            user = await uow.users.get_by_email("ada@example.com")
+        assert user is not None
+        (acct,) = await _accounts(container, user, "a")
+        full = txn(
+            "full",
+            "1E+2",
+            settlement_date=date(2026, 1, 17),
+            symbol="ACME",
+            raw={"nested": {"x": [1, 2.5, None]}},
+        )
+        async with container.uow() as uow:
+            await uow.transactions.upsert(acct, [full, txn("bare", "-0.10", description=None)])
+            await uow.commit()
+        category = await client.post("/api/v1/categories", json={"name": "Read path test"}, headers=headers)
+        assert category.status_code == 201, category.text
+        async with container.uow() as uow:
+            (stored,) = [
+                t
+                for t in (await uow.transactions.find(user.id, TransactionFilter(), PageRequest())).items
+                if t.provider_transaction_id == "full"
+            ]
+        patch = {
+            "category_id": category.json()["id"],
+            "tags": ["b", "a"],
+            "notes": "n",
+            "excluded_from_analytics": True,
+        }
+        r = await client.patch(f"/api/v1/transactions/{stored.id}", json=patch, headers=headers)
+        assert r.status_code == 200, r.text
+        async with container.uow() as uow:
+            entities = (await uow.transactions.find(user.id, TransactionFilter(), PageRequest())).items
+        expected = [json.loads(TransactionOut.model_validate(e).model_dump_json()) for e in entities]
+        for path in ("/api/v1/transactions", f"/api/v1/accounts/{acct.id}/transactions"):
+            r = await client.get(path, headers=headers)
+            assert r.status_code == 200
+            assert r.headers["content-type"] == "application/json"
+            assert r.json() == {"items": expected, "next_cursor": None}
+        assert expected[0]["amount"] in ("100", "-0.10")  # plain decimals, as everywhere
+
+
+async def test_an_account_page_needs_no_account_lookup_but_still_answers_404(container: Container) -> None:
+    async with api_client(container) as client:
+        headers = await register_and_login(client)
+        async with container.uow() as uow:
+            user = await uow.users.get_by_email("ada@example.com")
+        assert user is not None
+        full, empty = await _accounts(container, user, "full", "empty")
+        await _fill(container, full, "t", 3)
+        other = await seed_user(container, "eve@example.com")
+        (theirs,) = await _accounts(container, other, "theirs")
+        await _fill(container, theirs, "x", 3)
+        with statements(container) as seen:
+            r = await client.get(f"/api/v1/accounts/{full.id}/transactions", headers=headers)
+        assert r.status_code == 200
+        assert len(r.json()["items"]) == 3
+        assert not [s for s in seen if "FROM accounts" in s and "transactions" not in s]
+        r = await client.get(f"/api/v1/accounts/{empty.id}/transactions", headers=headers)
+        assert r.status_code == 200
+        assert r.json()["items"] == []
+        for path in (
+            f"/api/v1/accounts/{theirs.id}/transactions",
+            f"/api/v1/transactions?account_id={theirs.id}",
+        ):
+            r = await client.get(path, headers=headers)
+            assert r.status_code == 404, path
+
+
+async def test_one_session_and_one_transaction_per_authenticated_read(container: Container) -> None:
+    async with api_client(container) as client:
+        headers = await register_and_login(client)
+        await client.get("/api/v1/transactions", headers=headers)  # warm: first-use queries out of the way
+        checkouts: list[object] = []
+
+        def checkout(*args: object) -> None:
+            checkouts.append(args)
+
+        event.listen(container.engine.sync_engine.pool, "checkout", checkout)
+        try:
+            with statements(container) as seen:
+                r = await client.get("/api/v1/transactions", headers=headers)
+        finally:
+            event.remove(container.engine.sync_engine.pool, "checkout", checkout)
+        assert r.status_code == 200
+        assert len(checkouts) == 1  # user look-up and page on one connection
+        assert len(seen) == 2  # no ping: the look-up, then the page
+        assert "sessions" in seen[0]
+        assert "FROM transactions" in seen[1]
+
+
+async def test_a_read_request_sends_no_begin_or_rollback_on_postgresql(container: Container) -> None:
+    """Under READ COMMITTED each statement has its own snapshot anyway: the request's reads
+    run in autocommit, two round trips fewer. Writes keep their transactions."""
+    _postgres(container)
+    sent: list[str] = []
+    async with api_client(container) as client:
+        headers = await register_and_login(client)
+        await client.get("/api/v1/transactions", headers=headers)
+        pool = container.engine.sync_engine.pool
+
+        def log(record: Any) -> None:
+            sent.append(record.query)
+
+        watched: list[Any] = []
+
+        def checkout(dbapi_connection: Any, *_: Any) -> None:
+            raw = dbapi_connection.driver_connection
+            raw.add_query_logger(log)
+            watched.append(raw)
+
+        event.listen(pool, "checkout", checkout)
+        try:
+            async with container.uow() as uow:  # a use case's unit of work: a transaction
+                await uow.users.get_by_email("ada@example.com")
+            await asyncio.sleep(0.05)  # asyncpg hands records to loggers with call_soon
+            assert [q.split()[0].upper().rstrip(";") for q in sent] == ["BEGIN", "ROLLBACK"]
+            sent.clear()
+            r = await client.get("/api/v1/transactions", headers=headers)
+            me = await client.get("/api/v1/users/me", headers=headers)
+            await asyncio.sleep(0.05)
+        finally:
+            event.remove(pool, "checkout", checkout)
+            for raw in watched:
+                raw.remove_query_logger(log)
+    assert r.status_code == 200
+    assert me.status_code == 200
+    assert sent == []  # (prepared statements are not logged; BEGIN and ROLLBACK would be)
+
+
+async def test_statistics_are_fresh_right_after_a_bulk_import(container: Container) -> None:
+    _postgres(container)
+    user = await seed_user(container)
+    small, big = await _accounts(container, user, "small", "big")
+
+    async def stats() -> tuple[int, str | None]:
+        conn = await asyncpg.connect(container.settings.database_url.replace("+asyncpg", ""))
+        try:
+            count = await conn.fetchval(
+                "SELECT analyze_count FROM pg_stat_user_tables WHERE relname = 'transactions'"
+            )
+            common = await conn.fetchval(
+                "SELECT most_common_vals::text FROM pg_stats "
+                "WHERE tablename = 'transactions' AND attname = 'account_id'"
+            )
+            return int(count), common
+        finally:
+            await conn.close()
+
+    before, _ = await stats()
+    await _fill(container, small, "s", 10)
+    assert (await stats())[0] == before  # a few rows: autovacuum's business
+    await _fill(container, big, "b", ANALYZE_AFTER)
+    after, common = await stats()
+    assert after == before + 1
+    assert common is not None
+    assert str(big.id) in common  # the planner knows the new account
+
+
+async def test_account_page_uses_the_account_index_whatever_the_statistics(container: Container) -> None:
+    """A big account (its import refreshed the statistics) and a tiny one written after
+    (below the refresh threshold: the statistics do not know it) of the same user: every
+    page seeks the account's index in key order (EXPLAIN on PostgreSQL, EXPLAIN QUERY PLAN
+    on SQLite), never the user's index filtered by account."""
+    postgres = container.engine.dialect.name == "postgresql"
+    user = await seed_user(container)
+    big, tiny = await _accounts(container, user, "big", "tiny")
+    await _fill(container, big, "b", ANALYZE_AFTER * 3)
+    await _fill(container, tiny, "t", 10)
+    async with container.uow() as uow:
+        raw = await uow.session.execute(  # type: ignore[attr-defined]
+            select(transactions.c.transaction_date, transactions.c.id)
+            .where(transactions.c.account_id == big.id)
+            .order_by(transactions.c.transaction_date.desc(), transactions.c.id.desc())
+            .offset(ANALYZE_AFTER * 2)
+            .limit(1)
+        )
+        day, ident = raw.one()
+    deep = PageRequest(limit=50, after=(day.isoformat(), ident.hex))
+    dialect = container.engine.dialect
+    explain = "EXPLAIN" if postgres else "EXPLAIN QUERY PLAN"
+    for acct in (big, tiny):
+        for page in (PageRequest(limit=50), deep):
+            stmt = listed_query(user.id, TransactionFilter(account_id=acct.id), page, postgres=postgres)
+            sql = str(stmt.compile(dialect=dialect, compile_kwargs={"literal_binds": True}))
+            async with container.uow() as uow:
+                rows = await uow.session.execute(text(f"{explain} {sql}"))  # type: ignore[attr-defined]
+                plan = "\n".join(str(r[-1]) for r in rows)
+            if postgres:
+                assert "Index Scan Backward using ix_transactions_account_date_id" in plan, plan
+                assert "Sort" not in plan, plan
+            else:
+                assert "USING INDEX ix_transactions_account_date_id" in plan, plan
+                assert "TEMP B-TREE" not in plan, plan
+            assert "ix_transactions_user_date_id" not in plan, plan
+
+
+async def _backend_pid(c: Container) -> int:
+    async with c.uow() as uow:
+        return int((await uow.session.execute(select(func.pg_backend_pid()))).scalar_one())  # type: ignore[attr-defined]
+
+
+async def _kill(pid: int) -> None:
+    admin = await asyncpg.connect(f"{PG_DSN}/postgres")
+    try:
+        assert await admin.fetchval("SELECT pg_terminate_backend($1)", pid)
+        for _ in range(200):
+            if not await admin.fetchval("SELECT count(*) FROM pg_stat_activity WHERE pid = $1", pid):
+                return
+            await asyncio.sleep(0.01)
+    finally:
+        await admin.close()
+
+
+async def test_a_dead_pooled_connection_is_retried_once_for_a_first_read(container: Container) -> None:
+    _postgres(container)
+    pid = await _backend_pid(container)
+    assert container.engine.pool.checkedin() == 1  # type: ignore[attr-defined]
+    await _kill(pid)
+    fresh = await _backend_pid(container)  # the first read of a transaction: retried on a new connection
+    assert fresh != pid
+
+
+async def test_a_dead_connection_is_never_retried_for_a_write_nor_mid_transaction(
+    container: Container,
+) -> None:
+    _postgres(container)
+    user = await seed_user(container)
+    await _kill(await _backend_pid(container))
+    with pytest.raises(DBAPIError) as raised:
+        async with container.uow() as uow:
+            await uow.session.execute(  # type: ignore[attr-defined]
+                update(transactions).where(transactions.c.user_id == user.id).values(notes="x")
+            )
+    assert raised.value.connection_invalidated
+    async with container.uow() as uow:  # a read after a statement: the transaction is gone, no retry
+        session: Any = uow.session  # type: ignore[attr-defined]
+        await _kill(int((await session.execute(select(func.pg_backend_pid()))).scalar_one()))
+        with pytest.raises(DBAPIError):
+            await uow.users.get_by_email(user.email)
+    async with container.uow() as uow:  # and the pool recovers
+        assert (await uow.users.get_by_email(user.email)) is not None
+
+
+def test_listed_fields_follow_the_response_model() -> None:
+    from dataclasses import fields
+
+    from finsync.domain.ports import ListedTransaction
+
+    names = [f.name.replace("raw_json", "raw") for f in fields(ListedTransaction)]
+    assert names == list(TransactionOut.model_fields)
+
+
+async def test_a_route_that_only_authenticates_hands_its_connection_back(container: Container) -> None:
+    """Routes writing through use cases (own units of work) must not hold the request's
+    connection meanwhile; routes reading through the request's unit of work keep it."""
+    from fastapi.routing import APIRoute
+
+    from finsync.api.deps import _reads_request_uow
+    from finsync.api.routers import auth, connections, data
+
+    routes = {
+        (r.path, m): r
+        for module in (auth, connections, data)
+        for r in module.router.routes
+        if isinstance(r, APIRoute)
+        for m in r.methods
+    }
+    assert not _reads_request_uow(routes["/users/me", "GET"])
+    assert not _reads_request_uow(routes["/connections/{connection_id}/sync", "POST"])
+    assert _reads_request_uow(routes["/transactions", "GET"])
+    assert _reads_request_uow(routes["/accounts/{account_id}/transactions", "GET"])
+    async with api_client(container) as client:
+        headers = await register_and_login(client)
+        pool: Any = container.engine.pool
+        r = await client.get("/api/v1/users/me", headers=headers)
+        assert r.status_code == 200
+        assert pool.checkedout() == 0
