@@ -7,7 +7,7 @@ import asyncio
 import os
 import shutil
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,8 +21,11 @@ from tests.api.conftest import clock_of, redirect_settings
 from tests.api.helpers import register_and_login
 from tests.conftest import built, make_settings
 from tests.fakes.clock import VirtualClock
+from tests.fakes.enablebanking import APPLICATION_ID, INSTITUTION, FakeEnableBanking, new_key
+from tests.fakes.enablebanking import with_sample_data as enablebanking_sample
 from tests.fakes.gocardless import SANDBOX, FakeGoCardless
 from tests.fakes.schwab import FakeSchwab
+from tests.fakes.server import serve
 
 pytestmark = [pytest.mark.e2e, pytest.mark.browser]
 CHROMIUM = os.environ.get("FINSYNC_CHROMIUM", "/usr/bin/chromium")
@@ -47,6 +50,27 @@ def chromium() -> str:
     return CHROMIUM
 
 
+@pytest.fixture(scope="module")
+def enablebanking_key() -> tuple[bytes, Any]:
+    return new_key()
+
+
+@pytest.fixture
+def enablebanking(
+    vclock: VirtualClock, enablebanking_key: tuple[bytes, Any], tmp_path: Path
+) -> Iterator[dict[str, str]]:
+    """A fake Enable Banking and the settings pointing finsync at it (key file included)."""
+    key_path = tmp_path / f"{APPLICATION_ID}.pem"
+    key_path.write_bytes(enablebanking_key[0])
+    fake = enablebanking_sample(FakeEnableBanking(vclock, enablebanking_key[1]))
+    with serve(fake.app) as url:
+        yield {
+            "enablebanking_url": url,
+            "enablebanking_application_id": APPLICATION_ID,
+            "enablebanking_key_path": str(key_path),
+        }
+
+
 @pytest.fixture
 async def live(
     database_url: str,
@@ -54,13 +78,18 @@ async def live(
     vclock: VirtualClock,
     schwab: tuple[FakeSchwab, str],
     gocardless: tuple[FakeGoCardless, str],
+    enablebanking: dict[str, str],
 ) -> AsyncIterator[tuple[str, Container]]:
     """finsync itself on a real loopback port, in this event loop, so the browser can reach it."""
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     base = f"http://127.0.0.1:{sock.getsockname()[1]}"
     settings = make_settings(
-        database_url, tmp_path, public_url=base, **redirect_settings(schwab[1], gocardless[1])
+        database_url,
+        tmp_path,
+        public_url=base,
+        **redirect_settings(schwab[1], gocardless[1]),
+        **enablebanking,
     )
     async with built(settings, clock=clock_of(vclock), adapter_options={"clock": vclock}) as container:
         server = uvicorn.Server(
@@ -138,3 +167,17 @@ async def test_gocardless_in_a_real_browser(chromium: str, live: tuple[str, Cont
             await client.get(f"/api/v1/accounts/{accounts[0]['id']}/balance-snapshots", headers=headers)
         ).json()
         assert len(snaps["items"]) == 1
+
+
+async def test_enablebanking_in_a_real_browser(chromium: str, live: tuple[str, Container]) -> None:
+    """Enable Banking's bank login (POST /auth → bank page → ?code=&state=) in Chromium."""
+    base, container = live
+    body = {"provider": "enablebanking", "options": {"institution_id": INSTITUTION}}
+    async with httpx.AsyncClient(base_url=base) as client:
+        headers, cid = await _connect_in_browser(chromium, base, container, client, body)
+        conn = (await client.get(f"/api/v1/connections/{cid}", headers=headers)).json()
+        assert conn["status"] == "active", conn
+        assert conn["expires_at"]
+        accounts = (await client.get("/api/v1/accounts", headers=headers)).json()["items"]
+        assert sorted(a["type"] for a in accounts) == ["checking", "credit_card"]
+        assert (await client.get("/api/v1/transactions", headers=headers)).json()["items"]

@@ -330,14 +330,14 @@ class MemoryAccounts(_Repository):
         raise NotFaked("accounts.upsert: the write path is tested on both databases")
 
     async def held_by(
-        self, user_id: UUID, provider: str, ids: Sequence[str], exclude: UUID | None = None
+        self, user_id: UUID, provider: str | None, ids: Sequence[str], exclude: UUID | None = None
     ) -> UUID | None:
         return next(
             (
                 a.connection_id
                 for a in self._t.accounts.values()
                 if a.user_id == user_id
-                and a.provider == provider
+                and provider in (None, a.provider)
                 and a.provider_account_id in ids
                 and a.connection_id != exclude
             ),
@@ -613,3 +613,6 @@ class FakeProviders:
 
     def flow(self, provider: str, options: dict[str, Any]) -> RedirectFlow:
         raise NotFaked("redirect flows are tested against the fake provider servers")
+
+    async def revoke(self, provider: str, session: ProviderSession) -> None:
+        return None  # the described providers hold no grant beyond their keys

@@ -106,6 +106,7 @@ class InstitutionOut(BaseModel):
     transaction_total_days: int | None = None
     countries: list[str] = Field(default_factory=list)
     logo: str | None = None
+    max_access_valid_for_days: int | None = None
 
 
 ATTENTION_RULES = (

@@ -11,7 +11,7 @@ import structlog
 
 from finsync.application.logins import Login, already_connected, connected_as, identify
 from finsync.application.provider_authorization import ProviderAuthorizationService
-from finsync.application.sync import SyncService
+from finsync.application.sync import SyncService, session_of
 from finsync.domain.entities import Connection, SyncRun, connection_name, utcnow
 from finsync.domain.enums import AuthType, ConnectionStatus, SyncTrigger
 from finsync.domain.errors import InvalidInput, NotFound, ProviderNotAvailable
@@ -276,8 +276,23 @@ class ConnectionService:
     async def delete(self, connection_id: UUID, user_id: UUID) -> None:
         """Deletes the connection with its accounts, holdings, transactions, snapshots and runs."""
         async with self._uow() as uow:
-            if await uow.connections.get(connection_id, user_id, lock=True) is None:
+            connection = await uow.connections.get(connection_id, user_id, lock=True)
+            if connection is None:
                 raise NotFound("connection")
             await uow.connections.delete(connection_id)
             await uow.commit()
         log.info("connection_deleted", connection_id=str(connection_id))
+        await self._revoke(connection)
+
+    async def _revoke(self, connection: Connection) -> None:
+        """End the consent at the provider (e.g. a bank session). Best effort, after the commit:
+        the connection is gone either way, and an unreachable provider must not keep it."""
+        try:
+            await self._providers.revoke(connection.provider, session_of(connection, self._cipher))
+        except Exception as exc:  # logged without its text: provider errors may echo identifiers
+            log.warning(
+                "connection_revoke_failed",
+                connection_id=str(connection.id),
+                provider=connection.provider,
+                error=type(exc).__name__,
+            )

@@ -6,6 +6,7 @@ running meet only through the ``JobQueue`` port, so neither needs the other.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -80,6 +81,7 @@ async def write_fetched(
     rules = [r for r in await uow.rules.list(connection.user_id) if r.enabled]
     accounts, counts = await uow.accounts.upsert(connection, fetched.accounts)
     record_counts(run, "accounts", counts)
+    await flag_held_elsewhere(uow, connection, run, fetched.accounts)
     snapshots = []
     for account in accounts:
         key = account.provider_account_id
@@ -117,6 +119,22 @@ async def write_fetched(
     run.counts["snapshots"] = run.counts.get("snapshots", 0) + await uow.snapshots.add_many(snapshots)
     await label_new_transactions(uow, connection.user_id, [a.id for a in accounts], floor)
     return accounts
+
+
+async def flag_held_elsewhere(
+    uow: UnitOfWork, connection: Connection, run: SyncRun, fetched: Sequence[ProviderAccount]
+) -> None:
+    """Warn when an account is also reached through another connection (e.g. the same IBAN
+    through GoCardless and Enable Banking): both would count in net worth."""
+    for account in fetched:
+        if not account.aliases:
+            continue
+        other = await uow.accounts.held_by(connection.user_id, None, account.aliases, connection.id)
+        if other is not None:
+            run.warnings.append(
+                f"The account {account.name!r} is also connected through connection {other}: "
+                "delete one of the two connections, or it counts twice in net worth"
+            )
 
 
 def session_of(connection: Connection, cipher: CredentialCipher) -> ProviderSession:

@@ -1,10 +1,11 @@
 """The provider registry seen through the application's ``ProviderGateway`` port, plus the
-GoCardless bank directory: what adapts ``finsync.providers`` to the use cases."""
+bank-link providers' bank directory: what adapts ``finsync.providers`` to the use cases."""
 
 from __future__ import annotations
 
+import importlib
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
@@ -69,6 +70,14 @@ class RegistryGateway:
             flow: RedirectFlow = meta.flow_factory(self.settings(provider), options, **self.options(provider))
         return flow
 
+    async def revoke(self, provider: str, session: ProviderSession) -> None:
+        meta = self.registry.get(provider)
+        if meta is None or meta.revoke is None:
+            return
+        with self._shared_budgets():
+            settings, options = self.settings(provider), self.options(provider)
+            await meta.revoke(session, settings, **options)
+
     def info(self, provider: str) -> ProviderInfo | None:
         meta = self.registry.get(provider)
         if meta is None:
@@ -104,22 +113,30 @@ class RegistryGateway:
 
 
 class BankDirectory:
-    """GoCardless institutions per country, cached for a day (the list changes rarely)."""
+    """Banks per provider and country for the bank picker, cached for a day (the lists change
+    rarely). Each bank-link provider with a picker is listed in ``LISTERS``: its module's
+    ``institutions(settings, country, **options)``."""
 
     TTL = 86_400.0
+    LISTERS: Mapping[str, str] = {
+        "gocardless": "finsync.providers.gocardless",
+        "enablebanking": "finsync.providers.enablebanking",
+    }
 
     def __init__(self, gateway: RegistryGateway, settings: Settings) -> None:
         self._gateway = gateway
         self._settings = settings
-        self._cache: dict[str, tuple[float, list[dict[str, Any]]]] = {}
+        self._cache: dict[tuple[str, str], tuple[float, list[dict[str, Any]]]] = {}
 
-    async def __call__(self, country: str) -> list[dict[str, Any]]:
-        from finsync.providers.gocardless import institutions
-
-        hit = self._cache.get(country)
+    async def __call__(self, country: str, provider: str = "gocardless") -> list[dict[str, Any]]:
+        module = self.LISTERS.get(provider)
+        if module is None:
+            raise ProviderNotAvailable(f"provider {provider!r} has no bank directory")
+        hit = self._cache.get((provider, country))
         if hit is not None and time.monotonic() - hit[0] < self.TTL:
             return hit[1]
-        settings = self._gateway.settings("gocardless")
-        banks = await institutions(settings, country, **self._gateway.options("gocardless"))
-        self._cache[country] = (time.monotonic(), banks)
+        lister = importlib.import_module(module).institutions
+        settings = self._gateway.settings(provider)
+        banks: list[dict[str, Any]] = await lister(settings, country, **self._gateway.options(provider))
+        self._cache[(provider, country)] = (time.monotonic(), banks)
         return banks

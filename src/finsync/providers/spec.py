@@ -10,7 +10,7 @@ public coroutine the contract does not name (a misnamed ``validate`` fails, neve
 from __future__ import annotations
 
 import inspect
-from collections.abc import Mapping
+from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, ClassVar, Protocol
@@ -37,6 +37,7 @@ __all__ = [
     "ProviderMetadata",
     "ProviderSettings",
     "ResourceFactory",
+    "RevokeFactory",
     "check_adapter",
 ]
 
@@ -103,6 +104,16 @@ class FlowFactory(Protocol):
     ) -> RedirectFlow: ...
 
 
+class RevokeFactory(Protocol):
+    """``(session, settings, *, clock=None, transport=None, **resources) -> awaitable``: ends the
+    person's grant at the provider when its connection is deleted (the host calls it after the
+    deletion is committed, best effort: a failure is logged, the deletion stands)."""
+
+    def __call__(
+        self, session: ProviderSession, settings: Any, /, *args: Any, **options: Any
+    ) -> Awaitable[None]: ...
+
+
 class ResourceFactory(Protocol):
     """Per-process objects (e.g. a token cache) handed to both factories as keywords."""
 
@@ -144,6 +155,8 @@ class ProviderMetadata:
     adapter_factory: AdapterFactory | None = field(default=None, compare=False)
     # oauth2/link providers: builds the redirect flow.
     flow_factory: FlowFactory | None = field(default=None, compare=False)
+    # Providers whose grant outlives a deleted connection (a bank consent): ends it there.
+    revoke: RevokeFactory | None = field(default=None, compare=False)
     # Built once per process, on first use; handed to both factories as keyword arguments.
     resources: ResourceFactory | None = field(default=None, compare=False)
     # File providers: the StatementFormat that sniffs and reads uploads.

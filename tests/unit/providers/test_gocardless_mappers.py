@@ -11,7 +11,7 @@ import pytest
 
 from finsync.domain.enums import AccountType, TransactionStatus, TransactionSubtype, TransactionType
 from finsync.domain.errors import BadData, RateLimited
-from finsync.providers.gocardless.budget import DAY, AccountBudget, rate_header
+from finsync.providers.budget import DAY, AccountBudget, rate_header
 from finsync.providers.gocardless.mappers import (
     account_identities,
     account_identity,

@@ -56,3 +56,21 @@ async def gocardless_institutions(
     """Banks reachable through GoCardless in a country (cached for a day), for the bank picker."""
     banks = await container.institutions(country.upper())
     return [InstitutionOut.model_validate(b) for b in banks]
+
+
+@router.get(
+    "/enablebanking/institutions",
+    response_model=list[InstitutionOut],
+    responses=responses(InvalidInput, ProviderNotAvailable, Unavailable),
+)
+async def enablebanking_institutions(
+    container: ContainerDep,
+    _: CurrentUser,
+    country: Annotated[str, Query(min_length=2, max_length=2, description="ISO 3166 country code, e.g. FI")],
+) -> list[InstitutionOut]:
+    """Banks (ASPSPs) reachable through Enable Banking in a country, for the bank picker (cached
+    for a day). Connect with `{"provider": "enablebanking", "options": {"institution_id": <id>}}`;
+    `max_access_valid_for_days` is the longest consent the bank allows (asked for unless
+    `options.consent_days` is smaller)."""
+    banks = await container.institutions(country.upper(), "enablebanking")
+    return [InstitutionOut.model_validate(b) for b in banks]

@@ -27,7 +27,6 @@ from finsync.gcpause import gc_paused
 from finsync.providers.csv.detect import SAMPLE_ROWS, Dialect, decode, rows, sniff_dialect
 from finsync.providers.csv.mapping import AccountInfo, Mapped, MappingReader, RowError, SkipRow, guess_mapping
 from finsync.providers.csv.presets import Preset, RowMapper, all_presets, identify
-from finsync.providers.ofx.encoding import looks_like_ofx
 
 MAX_WARNINGS = 100
 FINGERPRINT_VERSION = "csv1"
@@ -324,7 +323,9 @@ class CsvFormat:
         return all_presets()
 
     def sniff(self, head: bytes, filename: str | None) -> bool:
-        if looks_like_ofx(head) or head.lstrip().startswith(b"<"):  # OFX, XML, HTML: not ours
+        # Markup (OFX 2, XML, HTML) is not ours; SGML OFX has no delimited rows, and the import
+        # service asks the OFX format first anyway (registry order).
+        if head.lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"<"):
             return False
         text, _ = decode(_whole_characters(head))
         return sniff_dialect(text) is not None

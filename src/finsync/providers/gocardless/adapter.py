@@ -27,7 +27,7 @@ from finsync.domain.enums import TransactionStatus
 from finsync.domain.errors import InvalidInput, ProviderAuthError
 from finsync.domain.ports import ProviderSession
 from finsync.domain.records import ProviderAccount, TransactionBatch
-from finsync.providers.gocardless.budget import AccountBudget
+from finsync.providers.budget import AccountBudget
 from finsync.providers.gocardless.client import BankLimitReached, GoCardlessClient
 from finsync.providers.gocardless.flow import GoCardlessFlow, list_institutions
 from finsync.providers.gocardless.mappers import (

@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 
 from finsync.domain.errors import BadData, ProviderAuthError, ProviderError, RateLimited
-from finsync.providers.gocardless.budget import rate_header
+from finsync.providers.budget import rate_header
 from finsync.providers.gocardless.tokens import GoCardlessTokens, gocardless_error_message
 from finsync.providers.http import AccessRevoked, Clock, ProviderHttp, RateLimit, SystemClock
 

@@ -101,15 +101,15 @@ class SqlAccountRepository:
             )
 
     async def held_by(
-        self, user_id: UUID, provider: str, ids: Sequence[str], exclude: UUID | None = None
+        self, user_id: UUID, provider: str | None, ids: Sequence[str], exclude: UUID | None = None
     ) -> UUID | None:
         if not ids:
             return None
         stmt = select(accounts.c.connection_id).where(
-            accounts.c.user_id == user_id,
-            accounts.c.provider == provider,
-            accounts.c.provider_account_id.in_(list(ids)),
+            accounts.c.user_id == user_id, accounts.c.provider_account_id.in_(list(ids))
         )
+        if provider is not None:
+            stmt = stmt.where(accounts.c.provider == provider)
         if exclude is not None:
             stmt = stmt.where(accounts.c.connection_id != exclude)
         found: UUID | None = (await self._s.execute(stmt.limit(1))).scalar()

@@ -1,4 +1,7 @@
-"""The banks' per-account call budget (often 4 successful calls a day per endpoint).
+"""The banks' per-account call budget (PSD2: often 4 unattended calls a day per endpoint).
+
+Shared by the bank-link providers (GoCardless, Enable Banking): each keeps it in its
+connection's state, so a sync is refused up front instead of failing half-way.
 
 Kept in ``session.state["budget"][account_id][endpoint]`` as
 ``{"calls": [epoch, ...], "limit": 4, "blocked_until": epoch}`` so it survives between
