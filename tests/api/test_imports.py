@@ -335,8 +335,10 @@ async def test_reimporting_an_investment_file_finds_everything_unchanged(
         assert sorted(await _all(client, headers, "/api/v1/transactions"), key=lambda t: t["id"]) == stored
     if name == "generated":
         rows = {t["raw"].get("FITID"): t for t in stored}
-        assert rows["T00000"]["symbol"] == "S0" and rows["T00000"]["description"] == "Order 0 / Stock 0"
-        assert rows["T00001"]["subtype"] == "sell" and rows["T00001"]["amount"] == "20"
+        assert rows["T00000"]["symbol"] == "S0"
+        assert rows["T00000"]["description"] == "Order 0 / Stock 0"
+        assert rows["T00001"]["subtype"] == "sell"
+        assert rows["T00001"]["amount"] == "20"
         assert rows["C1"]["amount"] == "100"
 
 
@@ -348,5 +350,6 @@ async def test_a_changed_investment_entry_is_updated_alone(client: httpx.AsyncCl
     counts = (await upload(client, headers, changed)).json()["counts"]
     assert (counts["transactions_inserted"], counts["transactions_updated"]) == (0, 1)
     assert counts["transactions_already_present"] == 30
-    (row,) = [t for t in await _all(client, headers, "/api/v1/transactions") if t["raw"].get("FITID") == "T00007"]
+    stored = await _all(client, headers, "/api/v1/transactions")
+    (row,) = [t for t in stored if t["raw"].get("FITID") == "T00007"]
     assert row["description"] == "Order 7 corrected / Stock 0"
