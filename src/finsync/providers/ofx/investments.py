@@ -9,6 +9,7 @@ aggregates never reuse a leaf name at different depths in a way that matters her
 from __future__ import annotations
 
 import hashlib
+import sys
 from array import array
 from collections.abc import Iterator, Sequence
 from decimal import Decimal
@@ -20,7 +21,7 @@ from finsync.providers.ofx.model import (
     OfxSecurity,
     OfxStatement,
 )
-from finsync.providers.ofx.nodes import Node, block_fields
+from finsync.providers.ofx.nodes import Node, block_fields, first_leaf
 from finsync.providers.ofx.schema import INVESTMENT_TRANSACTIONS, POSITIONS
 from finsync.providers.ofx.statements import Context, account_id, bank_transaction, period, repeated
 from finsync.providers.ofx.values import parse_amount, parse_currency, parse_datetime
@@ -64,7 +65,7 @@ class UnreadItems:
     def add(self, node: Node, body: str) -> None:
         """``node``: a fast-path item, whose body ``text`` holds right after its start tag."""
         start = node.pos + len(node.tag) + 2  # "<TAG>": the fast path takes no attributes
-        self.tags.append(node.tag)
+        self.tags.append(sys.intern(node.tag))  # one string per element name
         self.starts.append(start)
         self.ends.append(start + len(body))
         if not self.retirement and "<INV401KSOURCE>" in body:  # body: upper-case simple tags only
@@ -83,9 +84,14 @@ class UnreadItems:
     def fields(self, i: int) -> dict[str, str]:
         return block_fields(self.body(i))
 
-    def digest(self, i: int) -> str:
-        source = f"{self.tags[i]}>{self.body(i)}"
-        return hashlib.blake2b(source.encode(), digest_size=16).hexdigest()
+    def name(self, i: int) -> tuple[str | None, str | None, str | None, str]:
+        """The entry's FITID, security id type and id as its fields read them (None when
+        absent), and the digest of its element name and source text: what names it."""
+        body = self.body(i)
+        id_type = first_leaf(body, "UNIQUEIDTYPE").upper() or None
+        source = f"{self.tags[i]}>{body}"
+        digest = hashlib.blake2b(source.encode(), digest_size=16).hexdigest()
+        return first_leaf(body, "FITID") or None, id_type, first_leaf(body, "UNIQUEID") or None, digest
 
     def convert(self, i: int, fields: dict[str, str] | None = None) -> OfxInvestmentTransaction | None:
         tag = self.tags[i]

@@ -202,12 +202,10 @@ def _defer_entries(
     assert unread is not None
     fitids: list[str | None] = []
     fingerprints: list[str] = []
-    for i in range(len(unread)):  # one entry's leaves at a time
-        fields = unread.fields(i)
-        fitids.append(fields.get("FITID") or None)
-        id_type = (fields.get("UNIQUEIDTYPE") or "").upper() or None
-        security = securities.get(id_type, fields.get("UNIQUEID") or None)
-        fingerprints.append(investment_fingerprint(currency, unread.digest(i), security))
+    for i in range(len(unread)):
+        fitid, id_type, unique_id, digest = unread.name(i)
+        fitids.append(fitid)
+        fingerprints.append(investment_fingerprint(currency, digest, securities.get(id_type, unique_id)))
     named = [fitid for fitid in fitids if fitid]
     named += (entry.fitid for entry in statement.investment_transactions if entry.fitid)
     named += (t.provider_transaction_id for t in transactions)  # the bank legs

@@ -48,12 +48,9 @@ class UnreadEntries(Protocol):
     text on demand, and it is converted only when it is to be written."""
 
     def __len__(self) -> int: ...
-    def fields(self, i: int) -> dict[str, str]:
-        """The entry's leaves, as the eager reader reads them."""
-        ...
-
-    def digest(self, i: int) -> str:
-        """Identifies the entry's element name and exact source text."""
+    def name(self, i: int) -> tuple[str | None, str | None, str | None, str]:
+        """FITID, security id type and id as the entry's fields read them, and a digest of
+        its element name and exact source text."""
         ...
 
     def convert(self, i: int, fields: dict[str, str] | None = None) -> OfxInvestmentTransaction | None: ...
