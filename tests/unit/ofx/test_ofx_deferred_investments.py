@@ -282,3 +282,21 @@ def test_defer_false_leaves_no_entry_unread(fixture_bytes: object) -> None:
     data = investment_file(entry("BUYSTOCK", "A1")).encode()
     assert parse_ofx(data).statements[0].unread_entries is None
     assert parse_ofx(data, defer=True).statements[0].unread_entries is not None
+
+
+def test_leaves_naming_an_entry_are_read_as_its_fields_read_them() -> None:
+    """A repeated FITID (the first non-empty one counts), one written as a character reference,
+    an id type in lower case: the key found in the text is the converted entry's id, and the
+    security found for the fingerprint is the one the row names."""
+    entries = (
+        entry("BUYSTOCK", None, extra="").replace("<INVTRAN>", "<INVTRAN><FITID> F1 <FITID>F2", 1)
+        + entry("INCOME", "&#32;G&amp;1")
+        + entry("INCOME", "H1").replace("<UNIQUEIDTYPE>CUSIP", "<UNIQUEIDTYPE> cusip ")
+    )
+    data = investment_file(entries).encode()
+    assert assert_same_as_eager(data, "names") == 3
+    group = only_group(OfxFormat().read(data))
+    assert [pid for pid, _ in group.keys] == ["F1", " G&1", "H1"]
+    built = build_all(group)
+    assert [(t.provider_transaction_id, t.fingerprint) for t in built] == group.keys
+    assert [t.symbol for t in built] == ["S1", "S1", "S1"]
