@@ -269,3 +269,87 @@ async def test_two_lots_of_one_security_keep_their_ids_on_reupload(client: httpx
         r = await upload(client, headers, data, "lots.qfx")
         assert r.status_code == 201, r.text
         assert {(h["id"], h["quantity"]) for h in await _all(client, headers, path)} == before
+
+
+def investment_statement(entries: int) -> bytes:
+    """An investment statement of ``entries`` buys, sells and incomes with unique FITIDs, two
+    FITID-less ones and a bank leg, and the SECLIST naming their securities."""
+    rows = []
+    for i in range(entries):
+        fitid = f"<FITID>T{i:05d}" if i not in (3, 4) else ""
+        tran = f"<INVTRAN>{fitid}<DTTRADE>202401{1 + i % 28:02d}<MEMO>Order {i}</INVTRAN>"
+        secid = f"<SECID><UNIQUEID>{i % 7:09d}<UNIQUEIDTYPE>CUSIP</SECID>"
+        if i % 3 == 0:
+            rows.append(
+                f"<BUYSTOCK><INVBUY>{tran}{secid}<UNITS>{i + 1}<UNITPRICE>10.50<COMMISSION>1.00"
+                f"<TOTAL>-{(i + 1) * 10.5 + 1:.2f}<SUBACCTSEC>CASH<SUBACCTFUND>CASH</INVBUY>"
+                "<BUYTYPE>BUY</BUYSTOCK>"
+            )
+        elif i % 3 == 1:
+            rows.append(
+                f"<SELLMF><INVSELL>{tran}{secid}<UNITS>-{i}<UNITPRICE>20<TOTAL>{i * 20}"
+                "<SUBACCTSEC>CASH<SUBACCTFUND>CASH</INVSELL><SELLTYPE>SELL</SELLMF>"
+            )
+        else:
+            rows.append(f"<INCOME>{tran}{secid}<INCOMETYPE>DIV<TOTAL>{i}.25<SUBACCTSEC>CASH</INCOME>")
+    rows.append(
+        "<INVBANKTRAN><STMTTRN><TRNTYPE>CREDIT<DTPOSTED>20240120<TRNAMT>100<FITID>C1<NAME>Deposit"
+        "</STMTTRN><SUBACCTFUND>CASH</INVBANKTRAN>"
+    )
+    secs = "".join(
+        f"<STOCKINFO><SECINFO><SECID><UNIQUEID>{i:09d}<UNIQUEIDTYPE>CUSIP</SECID><SECNAME>Stock {i}"
+        f"<TICKER>S{i}</SECINFO></STOCKINFO>"
+        for i in range(7)
+    )
+    return (
+        "OFXHEADER:100\nDATA:OFXSGML\nVERSION:102\nSECURITY:NONE\nENCODING:USASCII\nCHARSET:1252\n"
+        "COMPRESSION:NONE\nOLDFILEUID:NONE\nNEWFILEUID:NONE\n\n<OFX><SIGNONMSGSRSV1><SONRS><STATUS><CODE>0"
+        "<SEVERITY>INFO</STATUS><DTSERVER>20240131<LANGUAGE>ENG<FI><ORG>Broker<FID>77</FI></SONRS>"
+        "</SIGNONMSGSRSV1><INVSTMTMSGSRSV1><INVSTMTTRNRS><TRNUID>1<STATUS><CODE>0<SEVERITY>INFO</STATUS>"
+        "<INVSTMTRS><DTASOF>20240131<CURDEF>USD<INVACCTFROM><BROKERID>b.example<ACCTID>9876</INVACCTFROM>"
+        "<INVTRANLIST><DTSTART>20240101<DTEND>20240131\n" + "\n".join(rows) + "\n</INVTRANLIST>"
+        "<INVBAL><AVAILCASH>50</INVBAL></INVSTMTRS></INVSTMTTRNRS></INVSTMTMSGSRSV1>"
+        f"<SECLISTMSGSRSV1><SECLIST>{secs}</SECLIST></SECLISTMSGSRSV1></OFX>\n"
+    ).encode()
+
+
+@pytest.mark.parametrize("name", ["generated", "fidelity.ofx", "vanguard.ofx", "investment_401k.ofx"])
+async def test_reimporting_an_investment_file_finds_everything_unchanged(
+    client: httpx.AsyncClient, name: str
+) -> None:
+    """Investment entries are named by FITID + a fingerprint of their text, without mapping
+    them: a second upload of the file writes nothing and stores the same rows."""
+    data = investment_statement(120) if name == "generated" else (OFX / name).read_bytes()
+    headers = await register_and_login(client)
+    first = await upload(client, headers, data)
+    assert first.status_code == 201, first.text
+    inserted = first.json()["counts"]["transactions_inserted"]
+    assert inserted >= (121 if name == "generated" else 1)
+    stored = sorted(await _all(client, headers, "/api/v1/transactions"), key=lambda t: t["id"])
+    for _ in range(2):
+        again = await upload(client, headers, data)
+        assert again.status_code == 201, again.text
+        counts = again.json()["counts"]
+        assert (counts["transactions_inserted"], counts["transactions_updated"]) == (0, 0), counts
+        assert counts["transactions_already_present"] == inserted
+        assert sorted(await _all(client, headers, "/api/v1/transactions"), key=lambda t: t["id"]) == stored
+    if name == "generated":
+        rows = {t["raw"].get("FITID"): t for t in stored}
+        assert rows["T00000"]["symbol"] == "S0"
+        assert rows["T00000"]["description"] == "Order 0 / Stock 0"
+        assert rows["T00001"]["subtype"] == "sell"
+        assert rows["T00001"]["amount"] == "20"
+        assert rows["C1"]["amount"] == "100"
+
+
+async def test_a_changed_investment_entry_is_updated_alone(client: httpx.AsyncClient) -> None:
+    headers = await register_and_login(client)
+    data = investment_statement(30)
+    assert (await upload(client, headers, data)).json()["counts"]["transactions_inserted"] == 31
+    changed = data.replace(b"<MEMO>Order 7<", b"<MEMO>Order 7 corrected<")
+    counts = (await upload(client, headers, changed)).json()["counts"]
+    assert (counts["transactions_inserted"], counts["transactions_updated"]) == (0, 1)
+    assert counts["transactions_already_present"] == 30
+    stored = await _all(client, headers, "/api/v1/transactions")
+    (row,) = [t for t in stored if t["raw"].get("FITID") == "T00007"]
+    assert row["description"] == "Order 7 corrected / Stock 0"

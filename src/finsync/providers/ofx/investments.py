@@ -8,7 +8,10 @@ aggregates never reuse a leaf name at different depths in a way that matters her
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import hashlib
+import sys
+from array import array
+from collections.abc import Iterator, Sequence
 from decimal import Decimal
 from typing import TypeVar
 
@@ -18,7 +21,7 @@ from finsync.providers.ofx.model import (
     OfxSecurity,
     OfxStatement,
 )
-from finsync.providers.ofx.nodes import Node
+from finsync.providers.ofx.nodes import Node, block_fields, first_leaf
 from finsync.providers.ofx.schema import INVESTMENT_TRANSACTIONS, POSITIONS
 from finsync.providers.ofx.statements import Context, account_id, bank_transaction, period, repeated
 from finsync.providers.ofx.values import parse_amount, parse_currency, parse_datetime
@@ -37,6 +40,68 @@ _RETIREMENT_MARKERS = ("INV401K", "INV401KBAL")
 T = TypeVar("T")
 
 
+class UnreadItems:
+    """Fast-path INVTRANLIST entries left unconverted by ``parse_ofx(..., defer=True)``.
+
+    An entry's leaves, parsed values and mapped row are many times the size of its text; an
+    import needs them only for what it writes. Each entry is kept as where its body is in the
+    decoded text (kept anyway for line numbers): 16 bytes and a shared tag name, instead of a
+    string, a dict of leaves and a row.
+    """
+
+    __slots__ = ("_eager_before", "ctx", "ends", "retirement", "starts", "tags", "text")
+
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+        self.text = ctx.lines.text
+        self.tags: list[str] = []  # the element names, interned by the builder
+        self.starts, self.ends = array("q"), array("q")  # each body: text[starts[i]:ends[i]]
+        self._eager_before = array("q")
+        self.retirement = False  # an INV401KSOURCE seen (the statement's is_retirement)
+
+    def __len__(self) -> int:
+        return len(self.starts)
+
+    def add(self, node: Node, body: str) -> None:
+        """``node``: a fast-path item, whose body ``text`` holds right after its start tag."""
+        start = node.pos + len(node.tag) + 2  # "<TAG>": the fast path takes no attributes
+        self.tags.append(sys.intern(node.tag))  # one string per element name
+        self.starts.append(start)
+        self.ends.append(start + len(body))
+        if not self.retirement and "<INV401KSOURCE>" in body:  # body: upper-case simple tags only
+            self.retirement = True
+
+    def eager(self) -> None:
+        """An entry read eagerly comes next in the file."""
+        self._eager_before.append(len(self.starts))
+
+    def eager_before(self) -> Sequence[int]:
+        return self._eager_before
+
+    def body(self, i: int) -> str:
+        return self.text[self.starts[i] : self.ends[i]]
+
+    def fields(self, i: int) -> dict[str, str]:
+        return block_fields(self.body(i))
+
+    def name(self, i: int) -> tuple[str | None, str | None, str | None, str]:
+        """The entry's FITID, security id type and id as its fields read them (None when
+        absent), and the digest of its element name and source text: what names it."""
+        body = self.body(i)
+        id_type = first_leaf(body, "UNIQUEIDTYPE").upper() or None
+        source = f"{self.tags[i]}>{body}"
+        digest = hashlib.blake2b(source.encode(), digest_size=16).hexdigest()
+        return first_leaf(body, "FITID") or None, id_type, first_leaf(body, "UNIQUEID") or None, digest
+
+    def convert(self, i: int, fields: dict[str, str] | None = None) -> OfxInvestmentTransaction | None:
+        tag = self.tags[i]
+        pos = self.starts[i] - len(tag) - 2
+        return investment_transaction(tag, pos, self.fields(i) if fields is None else fields, self.ctx)
+
+    def finish(self) -> None:
+        self.ctx.finish()
+
+
 def investment_statement(node: Node, ctx: Context) -> OfxStatement:
     account, acctid = account_id(node, ctx, "INVACCTFROM")
     statement = OfxStatement(
@@ -52,16 +117,25 @@ def investment_statement(node: Node, ctx: Context) -> OfxStatement:
     position_lists = repeated(node, "INVPOSLIST", ctx, "their positions are merged")
     statement.positions_listed = bool(position_lists)
     stray = 0
+    # Without CURDEF, entries give the account's currency: all of them are read.
+    unread = UnreadItems(ctx) if ctx.defer and statement.currency else None
     for child in node.children:  # lists and, after a list closed, the entries that belong in one
         if child.tag == "INVTRANLIST" and child.value is None:
             for entry in _consume(child):
-                _entry(entry, statement, ctx)
+                body = entry.extra
+                if unread is not None and isinstance(body, str) and entry.tag in INVESTMENT_TRANSACTIONS:
+                    unread.add(entry, body)
+                elif _entry(entry, statement, ctx) == 2 and unread is not None:
+                    unread.eager()
         elif child.tag == "INVPOSLIST" and child.value is None:
             for entry in _consume(child):
                 if entry.value is None:
                     _append(statement.positions, _position(entry, ctx))
         elif child.tag in INVESTMENT_TRANSACTIONS or child.tag == "INVBANKTRAN":
-            stray += _entry(child, statement, ctx)
+            read = _entry(child, statement, ctx)
+            stray += read > 0
+            if read == 2 and unread is not None:
+                unread.eager()
         elif child.tag in POSITIONS and child.value is None:
             stray += 1
             statement.positions_listed = True
@@ -76,22 +150,31 @@ def investment_statement(node: Node, ctx: Context) -> OfxStatement:
         statement.buying_power = ctx.amount(balances[-1], "BUYPOWER")
     plan = node.find("INV401K")
     statement.plan_name = plan.text("EMPLOYERNAME") if plan is not None else None
-    statement.is_retirement = any(node.find(tag) is not None for tag in _RETIREMENT_MARKERS) or any(
-        "INV401KSOURCE" in entry.fields for entry in statement.investment_transactions
+    statement.is_retirement = (
+        any(node.find(tag) is not None for tag in _RETIREMENT_MARKERS)
+        or any("INV401KSOURCE" in entry.fields for entry in statement.investment_transactions)
+        or (unread is not None and unread.retirement)
     )
+    if unread:
+        statement.unread_entries = unread
     return statement
 
 
 def _entry(child: Node, statement: OfxStatement, ctx: Context) -> int:
-    """Read one INVTRANLIST entry; 1 if it was one, else 0 (DTSTART, extensions without INVTRAN)."""
+    """Read one INVTRANLIST entry: 2 if it was read into ``investment_transactions``, 1 if it
+    was another entry (a bank leg, an unreadable one), else 0 (DTSTART, extensions without
+    INVTRAN)."""
     if child.tag == "INVBANKTRAN":
         _bank_leg(child, statement, ctx)
         return 1
     if child.value is None:
         fields = child.leaves()
         if "INVTRAN" in fields or child.tag in INVESTMENT_TRANSACTIONS:
-            _append(statement.investment_transactions, investment_transaction(child, fields, ctx))
-            return 1
+            entry = investment_transaction(child.tag, child.pos, fields, ctx)
+            if entry is None:
+                return 1
+            statement.investment_transactions.append(entry)
+            return 2
     return 0
 
 
@@ -146,10 +229,12 @@ def _currency(fields: dict[str, str]) -> str | None:
 
 
 def investment_transaction(
-    node: Node, fields: dict[str, str], ctx: Context
+    tag: str, pos: int, fields: dict[str, str], ctx: Context
 ) -> OfxInvestmentTransaction | None:
+    """An entry (element ``tag`` at ``pos``) read through its flattened leaves, or None with a
+    warning."""
     fitid = fields.get("FITID") or None
-    label = f"<{node.tag}>" + (f" (FITID {fitid})" if fitid else "")
+    label = f"<{tag}>" + (f" (FITID {fitid})" if fitid else "")
     trade_raw = fields.get("DTTRADE")
     try:
         if not trade_raw:
@@ -161,10 +246,10 @@ def investment_transaction(
         settle_date = parse_datetime(settle_raw) if settle_raw else None
         numbers = _numbers(fields, _NUMBERS)
     except ValueError as exc:
-        ctx.warn(node.pos, f"{label} skipped: {exc}")
+        ctx.warn(pos, f"{label} skipped: {exc}")
         return None
     return OfxInvestmentTransaction(
-        kind=node.tag,
+        kind=tag,
         fitid=fitid,
         trade_date=trade_date,
         settle_date=settle_date,

@@ -27,6 +27,7 @@ from finsync.gcpause import gc_paused, paused_gc
 from finsync.providers.ofx.fastpath import piece_digest, piece_fitid
 from finsync.providers.ofx.model import (
     OfxDocument,
+    OfxInvestmentTransaction,
     OfxPosition,
     OfxSecurity,
     OfxStatement,
@@ -37,6 +38,7 @@ from finsync.providers.ofx.transactions import (
     TransactionIds,
     bank_fingerprint,
     fingerprint_digest,
+    investment_fingerprint,
     map_bank_transaction,
     map_investment_transaction,
 )
@@ -113,6 +115,8 @@ def map_document(doc: OfxDocument) -> list[MappedStatement]:
             map_bank_transaction(t, currency, account_ids) for t in _drain(statement.transactions)
         ]
         deferred = _defer(statement.unread, transactions, currency, account_ids)
+        if statement.unread_entries is not None:
+            deferred = _defer_entries(statement, securities, transactions, currency, account_ids)
         for entry in _drain(statement.investment_transactions):
             security = securities.get(entry.unique_id_type, entry.unique_id)
             transactions.append(map_investment_transaction(entry, security, currency, account_ids))
@@ -174,6 +178,73 @@ def _defer(
                 if (txn := unread.convert(positions[at], fingerprint_digest(keys[at][1]))) is not None:
                     yield map_bank_transaction(txn, currency, ids)
         unread.finish()  # "... and N more warnings" for those converted here
+
+    return DeferredTransactions(keys=keys, build=build)
+
+
+def _defer_entries(
+    statement: OfxStatement,
+    securities: _Securities,
+    transactions: list[ProviderTransaction],
+    currency: str,
+    ids: TransactionIds,
+) -> DeferredTransactions:
+    """Name each unread investment entry by FITID + fingerprint, then let it go: its leaves,
+    values and row are built again only if it is written.
+
+    Entries without a FITID (their id hashes converted values) or whose FITID another item of
+    the statement uses too (``#n`` suffixes compare converted values) are converted and
+    mapped now, into ``transactions`` after the bank legs, merged in file order with the
+    entries read eagerly (consumed from ``statement.investment_transactions``): the list
+    the eager reader gives, less the deferred entries.
+    """
+    unread = statement.unread_entries
+    assert unread is not None
+    fitids: list[str | None] = []
+    fingerprints: list[str] = []
+    for i in range(len(unread)):
+        fitid, id_type, unique_id, digest = unread.name(i)
+        fitids.append(fitid)
+        fingerprints.append(investment_fingerprint(currency, digest, securities.get(id_type, unique_id)))
+    named = [fitid for fitid in fitids if fitid]
+    named += (entry.fitid for entry in statement.investment_transactions if entry.fitid)
+    named += (t.provider_transaction_id for t in transactions)  # the bank legs
+    named.sort()
+    repeated = {fitid for fitid, after in pairwise(named) if fitid == after}
+    del named
+
+    def eager(entry: OfxInvestmentTransaction | None) -> None:
+        if entry is not None:
+            security = securities.get(entry.unique_id_type, entry.unique_id)
+            transactions.append(map_investment_transaction(entry, security, currency, ids))
+
+    read = _drain(statement.investment_transactions)
+    before = iter(unread.eager_before())
+    upcoming = next(before, None)
+    keys: list[tuple[str, str]] = []
+    positions = array("q")
+    for i, fitid in enumerate(fitids):
+        while upcoming is not None and upcoming <= i:
+            eager(next(read))
+            upcoming = next(before, None)
+        if fitid and fitid not in repeated:
+            keys.append((fitid, fingerprints[i]))
+            positions.append(i)
+        else:
+            eager(unread.convert(i))
+    for entry in read:
+        eager(entry)
+    del fitids, fingerprints
+    unread.finish()
+
+    def build(wanted: list[int]) -> Iterator[ProviderTransaction]:
+        with paused_gc():
+            for at in wanted:
+                entry = unread.convert(positions[at])
+                if entry is not None:
+                    security = securities.get(entry.unique_id_type, entry.unique_id)
+                    yield map_investment_transaction(entry, security, currency, ids, keys[at][1])
+        unread.finish()
 
     return DeferredTransactions(keys=keys, build=build)
 

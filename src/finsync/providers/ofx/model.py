@@ -12,6 +12,7 @@ whitespace, aggregates map to "" and end tags may appear as ``"/TAG"`` keys
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -39,6 +40,26 @@ class UnreadTransactions(Protocol):
     def finish(self) -> None:
         """Count the warnings conversions added since (\"... and N more warnings\")."""
         ...
+
+
+class UnreadEntries(Protocol):
+    """Fast-path investment entries a deferred read left unconverted
+    (``investments.UnreadItems``): each one's leaves and source-text digest are read from the
+    text on demand, and it is converted only when it is to be written."""
+
+    def __len__(self) -> int: ...
+    def name(self, i: int) -> tuple[str | None, str | None, str | None, str]:
+        """FITID, security id type and id as the entry's fields read them, and a digest of
+        its element name and exact source text."""
+        ...
+
+    def convert(self, i: int, fields: dict[str, str] | None = None) -> OfxInvestmentTransaction | None: ...
+    def eager_before(self) -> Sequence[int]:
+        """For each of ``investment_transactions`` (read eagerly), how many unread entries
+        precede it in the file: the two merge back into file order."""
+        ...
+
+    def finish(self) -> None: ...
 
 
 class OfxInstitutionError(ImportRejected):
@@ -165,6 +186,8 @@ class OfxStatement:
     # parse_ofx(..., defer=True) only: more STMTTRNs, in file order after ``transactions``
     unread: UnreadTransactions | None = None
     investment_transactions: list[OfxInvestmentTransaction] = field(default_factory=list)
+    # parse_ofx(..., defer=True) only: more INVTRANLIST entries, interleaved with the ones above
+    unread_entries: UnreadEntries | None = None
     positions: list[OfxPosition] = field(default_factory=list)
     positions_listed: bool = False  # INVPOSLIST present: ``positions`` is the full list (maybe empty)
     available_cash: Decimal | None = None

@@ -37,6 +37,20 @@ def block_fields(body: str) -> dict[str, str]:
     return fields
 
 
+def first_leaf(body: str, tag: str) -> str:
+    """The value :func:`block_fields` reads for ``tag`` in a body of upper-case simple tags
+    (a fast-path investment item): its first non-empty value, or "". Without reading the
+    other leaves."""
+    start = f"<{tag}>"
+    at = 0
+    while (at := body.find(start, at)) >= 0:
+        at += len(start)
+        value = body[at : body.find("<", at)].strip()
+        if value:
+            return unescape(value) if "&" in value else value
+    return ""
+
+
 class Pieces:
     """Fast-path STMTTRNs of the decoded text, by position: 16 bytes each instead of a string
     (the text is kept for line numbers anyway). Piece ``i`` is ``text[starts[i]:ends[i]]``,

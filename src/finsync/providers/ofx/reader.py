@@ -41,8 +41,9 @@ def parse_ofx(data: bytes, *, defer: bool = False) -> OfxDocument:
     """Read a whole OFX 1.x/2.x or QFX file. The caller bounds ``len(data)``.
 
     ``defer=True`` leaves the bulk of a bank statement's STMTTRNs unconverted in
-    ``statement.unread``, for importers that convert only what they do not store yet; the
-    warnings about those transactions then arrive when they are converted.
+    ``statement.unread`` (an investment statement's entries in ``statement.unread_entries``),
+    for importers that convert only what they do not store yet; the warnings about those
+    transactions then arrive when they are converted.
     """
     if not data or data.isspace():  # same as ``not data.strip()``, without copying the file
         raise MalformedFile("the file is empty")

@@ -44,6 +44,8 @@ _KINDS_MAX = 256
 # Part of every fingerprint: bump it when the mapping of a bank transaction changes, so that
 # re-importing a file rewrites the rows an older mapping stored.
 FINGERPRINT_VERSION = "ofx1"
+# The same for investment entries named without mapping them (``investment_fingerprint``).
+INVESTMENT_FINGERPRINT_VERSION = "ofxi1"
 _INCOME = {"DIV": S.DIVIDEND, "CGLONG": S.DIVIDEND, "CGSHORT": S.DIVIDEND, "INTEREST": S.INTEREST}
 
 
@@ -71,6 +73,15 @@ def bank_fingerprint(currency: str, digest: str) -> str:
     """What decides a mapped bank transaction: its source text, the account currency and
     the mapping itself (its version)."""
     return f"{FINGERPRINT_VERSION}|{currency}|{digest}"
+
+
+def investment_fingerprint(currency: str, digest: str, security: OfxSecurity | None) -> str:
+    """What decides a mapped investment entry: its element name and source text (``digest``),
+    the account currency, the security's ticker and name it takes from the SECLIST, and the
+    mapping's version. Short enough for the store (at most 64 characters)."""
+    named = f"{security.ticker or ''}\x00{security.name or ''}" if security is not None else "\x01"
+    listed = hashlib.blake2b(named.encode(), digest_size=4).hexdigest()
+    return f"{INVESTMENT_FINGERPRINT_VERSION}|{currency}|{listed}{digest}"
 
 
 def fingerprint_digest(fingerprint: str) -> str:
@@ -172,7 +183,9 @@ def map_investment_transaction(
     security: OfxSecurity | None,
     currency: str,
     ids: TransactionIds,
+    fingerprint: str | None = None,
 ) -> ProviderTransaction:
+    """``fingerprint``: the entry's :func:`investment_fingerprint` when it was named by it."""
     kind, subtype = investment_kind(txn)
     fees = _abs_sum(txn.commission, txn.fees)
     quantity = abs(txn.units) if txn.units is not None else None
@@ -200,4 +213,5 @@ def map_investment_transaction(
         fees=fees,
         description=_describe(txn.memo, security.name if security is not None else None) or txn.kind,
         raw=_raw(txn.fields, ELEMENT=txn.kind),
+        fingerprint=fingerprint,
     )
