@@ -216,3 +216,24 @@ def test_normalising_keeps_length_lines_and_cdata(bank_file: Build, stmttrn: Bui
     assert fastpath.normalized(text.replace("<name>", "<name><![CDATA[x]]>"), 0) is None
     assert fastpath.normalized(text.replace("<name>", "<?pi?><name>"), 0) is None
     assert fastpath.normalized(bank_file(stmttrn("1")), 0) is None  # nothing to change
+
+
+@pytest.mark.parametrize(
+    ("old", "new"),
+    [("<FITID>3", "<fitid>3"), ("<FITID>3", "<!-- c --><FITID>3"), ("<TRNAMT>-3", "<trnamt>-3")],
+)
+def test_a_later_list_normalised_reads_like_the_first(
+    bank_file: Build, stmttrn: Build, old: str, new: str
+) -> None:
+    """Only the second list needs normalising: the first list's pieces were cut from the text
+    before it was normalised, the second's from the copy; all are read from the newest text."""
+    second = (
+        "<BANKTRANLIST><DTSTART>20231201<DTEND>20240215\n" + stmttrn("3") + stmttrn("4") + "</BANKTRANLIST>"
+    )
+    plain = bank_file(stmttrn("1") + stmttrn("2")).replace("</BANKTRANLIST>", "</BANKTRANLIST>\n" + second)
+    text = plain.replace(old, new, 1)
+    assert text != plain
+    (statement,) = parse_ofx(text.encode(), defer=True).statements
+    assert statement.unread is not None
+    assert len(statement.unread) == 4
+    assert _rows(OfxFormat().read(text.encode())) == _rows(OfxFormat().read(plain.encode()))

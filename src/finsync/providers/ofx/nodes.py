@@ -72,7 +72,9 @@ class Pieces:
         return self.starts[i] - self.TAG
 
     def __add__(self, other: Pieces) -> Pieces:
-        return Pieces(self.text, self.starts + other.starts, self.ends + other.ends)
+        """``other`` comes later in the file: its text is the newest (a normalised copy made
+        after ``self`` was read is the same text up to where normalising began)."""
+        return Pieces(other.text, self.starts + other.starts, self.ends + other.ends)
 
 
 class Node:
