@@ -309,7 +309,7 @@ async def main(args: argparse.Namespace) -> None:
                 accounts = (await uow.accounts.find(user.id, AccountFilter(), PageRequest(limit=10))).items
             took = 0.0
         else:
-            user = await c.auth.register(EMAIL, PASSWORD)
+            user = await c.user_auth.register(EMAIL, PASSWORD)
             connection = Connection(user_id=user.id, provider="bench", name="bench")
             async with c.uow() as uow:
                 await uow.connections.add(connection)
