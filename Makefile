@@ -30,6 +30,7 @@ lint: dev
 	$(BIN)/ruff check src tests benchmarks examples
 	$(BIN)/ruff format --check src tests benchmarks examples
 	$(BIN)/mypy
+	cd benchmarks && ../$(BIN)/mypy --config-file ../pyproject.toml --ignore-missing-imports *.py  # scripts, not a package
 	$(BIN)/lint-imports
 
 test: lint

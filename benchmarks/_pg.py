@@ -25,7 +25,7 @@ async def fresh_database(name: str, **overrides: Any) -> Settings:
     url = f"{PG.replace('postgresql://', 'postgresql+asyncpg://')}/{name}"
     await asyncio.to_thread(migrate_database, url)
     return Settings(
-        _env_file=None,  # type: ignore[call-arg]
+        _env_file=None,
         database_url=url,
         encryption_keys=["ZmFrZS10ZXN0LWtleS1ub3QtYS1zZWNyZXQtMDAwMDA="],
         jwt_secret="fake-benchmark-jwt-secret-not-for-production",

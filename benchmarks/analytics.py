@@ -301,7 +301,7 @@ def load_sqlite(path: str, shapes: Shapes) -> None:
         db.close()
 
 
-ENDPOINTS = (
+ENDPOINTS: tuple[tuple[str, str, dict[str, str]], ...] = (
     ("net worth history, 10 y daily", "/api/v1/net-worth/history", {"from": str(START), "to": str(END)}),
     (
         "net worth history, 10 y monthly",
@@ -329,7 +329,7 @@ ENDPOINTS = (
         "/api/v1/analytics/performance",
         {"from": str(END - timedelta(days=365)), "to": str(END)},
     ),
-    ("transactions by category, page 1", "/api/v1/transactions", {"limit": 50}),
+    ("transactions by category, page 1", "/api/v1/transactions", {"limit": "50"}),
 )
 
 
@@ -400,7 +400,7 @@ async def main(transactions: int, backend: str, keep: bool = False) -> None:
             url = f"sqlite+aiosqlite:///{path}"
             await asyncio.to_thread(migrate_database, url)
             settings = Settings(
-                _env_file=None,  # type: ignore[call-arg]
+                _env_file=None,
                 database_url=url,
                 data_dir=Path(tmp),
                 log_level="WARNING",

@@ -269,7 +269,7 @@ async def _filled(rows: int) -> bool:
 async def existing_database(name: str) -> Settings:
     url = f"{PG.replace('postgresql://', 'postgresql+asyncpg://')}/{name}"
     return Settings(
-        _env_file=None,  # type: ignore[call-arg]
+        _env_file=None,
         database_url=url,
         encryption_keys=["ZmFrZS10ZXN0LWtleS1ub3QtYS1zZWNyZXQtMDAwMDA="],
         jwt_secret="fake-benchmark-jwt-secret-not-for-production",
@@ -293,7 +293,7 @@ async def main(args: argparse.Namespace) -> None:
         url = f"sqlite+aiosqlite:///{folder / 'finsync.db'}"
         await asyncio.to_thread(migrate_database, url)
         settings = Settings(
-            _env_file=None,  # type: ignore[call-arg]
+            _env_file=None,
             database_url=url,
             encryption_keys=["ZmFrZS10ZXN0LWtleS1ub3QtYS1zZWNyZXQtMDAwMDA="],
             jwt_secret="fake-benchmark-jwt-secret-not-for-production",

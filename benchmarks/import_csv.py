@@ -58,7 +58,7 @@ async def end_to_end(files: dict[str, bytes], count: int, runs: int, database: s
     settings = await fresh_database(database, upload_limit_bytes=max(largest + 1, 50 * 1024 * 1024))
     container = build(settings)
     transport = httpx.ASGITransport(app=create_app(container=container))
-    results: dict[str, float] = {}
+    results: dict[str, list[float]] = {}
     async with httpx.AsyncClient(transport=transport, base_url="http://bench", timeout=600) as client:
         users = 0
         warm = await _login(client, 10_000)
@@ -77,14 +77,14 @@ async def end_to_end(files: dict[str, bytes], count: int, runs: int, database: s
                 seconds = time.perf_counter() - started
                 assert r.status_code == 201, r.text
                 assert r.json()["counts"]["transactions_inserted"] == count, r.json()["counts"]
-                results.setdefault(f"{name} first", []).append(seconds)  # type: ignore[attr-defined]
+                results.setdefault(f"{name} first", []).append(seconds)
                 started = time.perf_counter()
                 r = await client.post("/api/v1/imports", headers=headers, files={"file": (name, data)})
                 seconds = time.perf_counter() - started
                 assert r.json()["counts"]["transactions_already_present"] == count, r.json()["counts"]
-                results.setdefault(f"{name} again", []).append(seconds)  # type: ignore[attr-defined]
+                results.setdefault(f"{name} again", []).append(seconds)
     await container.aclose()
-    medians = {key: statistics.median(values) for key, values in results.items()}  # type: ignore[arg-type]
+    medians = {key: statistics.median(values) for key, values in results.items()}
     for what in ("first", "again"):
         label = "first import" if what == "first" else "re-import (all duplicates)"
         for name in files:

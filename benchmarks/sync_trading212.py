@@ -73,7 +73,7 @@ async def main() -> None:
     store.add_position("AAPL_US_EQ", "15.5", "170.25", "185.5", fx="0.79", currency="USD")
     items = sum(SIZES.values())
     with serve(create_app(clock, api_key=KEY, api_secret=SECRET, store=store)) as url:
-        settings = Trading212Settings(_env_file=None, live_url=url)  # type: ignore[call-arg]
+        settings = Trading212Settings(_env_file=None, live_url=url)
         session = ProviderSession(
             connection_id=uuid.uuid4(), credentials={"api_key": KEY, "api_secret": SECRET}, environment="live"
         )

@@ -140,7 +140,7 @@ async def throughput(workers: int, args: argparse.Namespace, fake: Tenants, url:
             e=end,
         )
         failed = await scalar(c, "SELECT count(*) FROM sync_runs WHERE status = 'failed'")
-        rate = done / (end - start).total_seconds() * 60
+        rate: float = done / (end - start).total_seconds() * 60
         per_sync = (
             f"CPU per sync: workers {cpu / max(done, 1) * 1000:.0f} ms, "
             f"fake {own / max(done, 1) * 1000:.0f} ms"
