@@ -15,16 +15,16 @@ re-consent continues from where the last sync stopped.
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime
 from functools import partial
 from typing import Any
 
 import httpx
 
-from finsync.domain.enums import TransactionStatus
 from finsync.domain.errors import InvalidInput, ProviderAuthError
 from finsync.domain.ports import ProviderSession
 from finsync.domain.records import ProviderAccount, TransactionBatch
+from finsync.providers import banklink
 from finsync.providers.budget import AccountBudget
 from finsync.providers.enablebanking.client import BankLimitReached, EnableBankingClient
 from finsync.providers.enablebanking.flow import EnableBankingFlow, check_country, institution_id
@@ -32,7 +32,6 @@ from finsync.providers.enablebanking.mappers import account_identities, api_uid,
 from finsync.providers.enablebanking.settings import EnableBankingSettings, EnableBankingSigner
 from finsync.providers.http import AccessRevoked, Clock, SystemClock
 
-OVERLAP = timedelta(days=7)  # banks book late: re-read the last week on every sync
 RECONNECT = "reconnect this bank through Enable Banking"
 
 
@@ -110,18 +109,8 @@ class EnableBankingAdapter:
         return found
 
     def window(self, key: str) -> tuple[date, date]:
-        """From the last sync minus overlap (or the first sync's history) to today."""
         today = datetime.fromtimestamp(self._clock.now(), UTC).date()
-        earliest = today - timedelta(days=self._history_days - 1)
-        memo = self._memo(key)
-        start = earliest
-        if memo.get("transactions_until"):
-            start = date.fromisoformat(memo["transactions_until"]) - OVERLAP
-            if memo.get("oldest_pending"):  # a pending row must be seen again to be replaced
-                start = min(start, date.fromisoformat(memo["oldest_pending"]))
-        # After a long pause, no further back than a first sync: banks refuse older history
-        # without the person present.
-        return max(start, earliest), today
+        return banklink.window(self._memo(key), today, self._history_days)
 
     async def fetch_transactions(self, account: ProviderAccount) -> TransactionBatch:
         uid = api_uid(account)
@@ -131,10 +120,7 @@ class EnableBankingAdapter:
         date_from, date_to = self.window(account.provider_account_id)
         items = await self._spend(uid, "transactions", self._client.transactions(uid, date_from, date_to))
         transactions = map_transactions(items)
-        memo = self._memo(account.provider_account_id)
-        memo["transactions_until"] = date_to.isoformat()
-        pending = [t.transaction_date for t in transactions if t.status is TransactionStatus.PENDING]
-        memo["oldest_pending"] = min(pending).isoformat() if pending else None
+        banklink.remember(self._memo(account.provider_account_id), date_to, transactions)
         return TransactionBatch(transactions=transactions, replace_pending_since=date_from)
 
 

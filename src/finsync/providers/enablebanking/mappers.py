@@ -12,6 +12,7 @@ replaced, not duplicated: each sync replaces the pending rows of the window it r
 from __future__ import annotations
 
 import hashlib
+import re
 from collections import Counter
 from datetime import date
 from decimal import Decimal
@@ -21,6 +22,7 @@ from finsync.domain.enums import AccountType, TransactionStatus, TransactionSubt
 from finsync.domain.errors import BadData
 from finsync.domain.money import currency_code
 from finsync.domain.records import ProviderAccount, ProviderTransaction
+from finsync.providers import banklink
 from finsync.providers.common import Wire
 
 WIRE = Wire("Enable Banking")
@@ -182,15 +184,7 @@ def fingerprint(item: dict[str, Any]) -> str:
 def _classify(item: dict[str, Any], amount: Decimal) -> tuple[TransactionType, TransactionSubtype]:
     code = item.get("bank_transaction_code")
     words = " ".join(str(v) for v in code.values()).upper() if isinstance(code, dict) else ""
-    if "INTR" in words and amount > 0:
-        return TransactionType.INCOME, TransactionSubtype.INTEREST
-    if "FEES" in words or "CHRG" in words:
-        return TransactionType.FEE, TransactionSubtype.FEE
-    if "CCRD" in words and amount < 0:
-        return TransactionType.OTHER, TransactionSubtype.PURCHASE
-    if amount >= 0:
-        return TransactionType.TRANSFER, TransactionSubtype.DEPOSIT
-    return TransactionType.TRANSFER, TransactionSubtype.WITHDRAWAL
+    return banklink.classify(set(re.split(r"[^A-Z0-9]+", words)), amount)
 
 
 def map_transactions(items: list[dict[str, Any]]) -> list[ProviderTransaction]:

@@ -17,16 +17,16 @@ GoCardless id. Entries of account ids no longer in the consent are dropped.
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime
 from functools import partial
 from typing import Any
 
 import httpx
 
-from finsync.domain.enums import TransactionStatus
 from finsync.domain.errors import InvalidInput, ProviderAuthError
 from finsync.domain.ports import ProviderSession
 from finsync.domain.records import ProviderAccount, TransactionBatch
+from finsync.providers import banklink
 from finsync.providers.budget import AccountBudget
 from finsync.providers.gocardless.client import BankLimitReached, GoCardlessClient
 from finsync.providers.gocardless.flow import GoCardlessFlow, list_institutions
@@ -40,7 +40,6 @@ from finsync.providers.gocardless.tokens import GoCardlessSettings, GoCardlessTo
 from finsync.providers.http import AccessRevoked, Clock, SystemClock
 
 DETAILS_MAX_AGE = 30 * 86400.0  # account names/IBANs rarely change; spend the details call rarely
-OVERLAP = timedelta(days=7)  # banks book late: re-read the last week on every sync
 
 
 class GoCardlessAdapter:
@@ -140,17 +139,10 @@ class GoCardlessAdapter:
         ]
 
     def window(self, account_id: str) -> tuple[date, date]:
-        """From the last sync minus overlap (or the agreement's full history) to today."""
+        """The agreement's full history on a first sync (``max_historical_days``)."""
         today = datetime.fromtimestamp(self._clock.now(), UTC).date()
         history = int(self._session.credentials.get("max_historical_days") or 90)
-        earliest = today - timedelta(days=history - 1)
-        memo = self._memo(account_id)
-        start = earliest
-        if memo.get("transactions_until"):
-            start = date.fromisoformat(memo["transactions_until"]) - OVERLAP
-            if memo.get("oldest_pending"):  # a pending row must be seen again to be replaced
-                start = min(start, date.fromisoformat(memo["oldest_pending"]))
-        return max(start, earliest), today
+        return banklink.window(self._memo(account_id), today, history)
 
     async def fetch_transactions(self, account: ProviderAccount) -> TransactionBatch:
         account_id = api_account_id(account)
@@ -158,10 +150,7 @@ class GoCardlessAdapter:
         date_from, date_to = self.window(account_id)
         body = await self._fetch(account_id, "transactions", date_from, date_to)
         transactions = map_transactions(body)
-        memo = self._memo(account_id)
-        memo["transactions_until"] = date_to.isoformat()
-        pending = [t.transaction_date for t in transactions if t.status is TransactionStatus.PENDING]
-        memo["oldest_pending"] = min(pending).isoformat() if pending else None
+        banklink.remember(self._memo(account_id), date_to, transactions)
         return TransactionBatch(transactions=transactions, replace_pending_since=date_from)
 
 

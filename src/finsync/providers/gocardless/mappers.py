@@ -18,6 +18,7 @@ from finsync.domain.enums import AccountType, TransactionStatus, TransactionSubt
 from finsync.domain.errors import BadData
 from finsync.domain.money import currency_code, to_decimal
 from finsync.domain.records import ProviderAccount, ProviderTransaction
+from finsync.providers import banklink
 
 # First present wins. "Booked" types reflect settled money; "available" ones what can be spent.
 BALANCE_PRECEDENCE = ("interimBooked", "closingBooked", "expected", "openingBooked", "interimAvailable")
@@ -167,16 +168,7 @@ def hashed_id(key: str, occurrence: int, *, pending: bool = False) -> str:
 
 def _classify(item: dict[str, Any], amount: Decimal) -> tuple[TransactionType, TransactionSubtype]:
     """ISO 20022 bank transaction code (DOMAIN-FAMILY-SUBFAMILY) when present, else the sign."""
-    code = str(item.get("bankTransactionCode") or "").upper().split("-")
-    if "INTR" in code and amount > 0:
-        return TransactionType.INCOME, TransactionSubtype.INTEREST
-    if "FEES" in code or "CHRG" in code:
-        return TransactionType.FEE, TransactionSubtype.FEE
-    if "CCRD" in code and amount < 0:
-        return TransactionType.OTHER, TransactionSubtype.PURCHASE
-    if amount >= 0:
-        return TransactionType.TRANSFER, TransactionSubtype.DEPOSIT
-    return TransactionType.TRANSFER, TransactionSubtype.WITHDRAWAL
+    return banklink.classify(str(item.get("bankTransactionCode") or "").upper().split("-"), amount)
 
 
 def map_transaction(item: dict[str, Any], tx_id: str, status: TransactionStatus) -> ProviderTransaction:
