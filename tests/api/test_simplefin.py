@@ -17,7 +17,7 @@ from tests.api.helpers import register_and_login
 from tests.conftest import api_client, built, make_settings
 from tests.fakes.clock import VirtualClock
 from tests.fakes.server import serve
-from tests.fakes.simplefin import SimpleFinStore, create_app
+from tests.fakes.simplefin import SimpleFinStore, create_app, seed_household
 
 pytestmark = pytest.mark.e2e
 DAY = 86_400
@@ -31,13 +31,7 @@ def clock() -> VirtualClock:
 @pytest.fixture
 def bridge(clock: VirtualClock) -> Iterator[tuple[SimpleFinStore, str]]:
     store = SimpleFinStore()
-    now = clock.now()
-    store.add_account("ACT-1", "Everyday Checking", "1520.10")
-    store.add_account("ACT-2", "Rewards Visa Card", "-312.45", org="Card Co")
-    store.add_transaction("ACT-1", "TRN-1", "2500.00", now - 40 * DAY, "PAYROLL ACME")
-    store.add_transaction("ACT-1", "TRN-2", "-12.34", now - 3 * DAY, "COFFEE SHOP")
-    store.add_transaction("ACT-1", "PEND-1", "-64.99", now - DAY, "GROCER MARKET", pending=True)
-    store.add_transaction("ACT-2", "TRN-4", "-5.00", now - 2 * DAY, "PARKING")
+    seed_household(store, clock.now())
     with serve(create_app(clock, store)) as url:
         yield store, url
 

@@ -167,3 +167,17 @@ def create_app(clock: Clock, store: SimpleFinStore) -> Starlette:
             Route("/simplefin/accounts", accounts),
         ]
     )
+
+
+def seed_household(store: SimpleFinStore, now: float, *, old_purchase: bool = False) -> None:
+    """The tests' bridge: a checking account (payroll, a coffee, a pending grocery) and a card
+    at another institution; ``old_purchase``: one more card row 150 days back, beyond a first
+    sync's 90 days."""
+    store.add_account("ACT-1", "Everyday Checking", "1520.10")
+    store.add_account("ACT-2", "Rewards Visa Card", "-312.45", org="Card Co")
+    store.add_transaction("ACT-1", "TRN-1", "2500.00", now - 40 * DAY, "PAYROLL ACME")
+    store.add_transaction("ACT-1", "TRN-2", "-12.34", now - 3 * DAY, "COFFEE SHOP")
+    store.add_transaction("ACT-1", "PEND-1", "-64.99", now - DAY, "GROCER MARKET", pending=True)
+    if old_purchase:
+        store.add_transaction("ACT-2", "TRN-3", "-100.00", now - 150 * DAY, "OLD PURCHASE")
+    store.add_transaction("ACT-2", "TRN-4", "-5.00", now - 2 * DAY, "PARKING")
