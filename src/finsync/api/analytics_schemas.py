@@ -145,6 +145,8 @@ class PerformanceOut(BaseModel):
 
 
 class GapOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
     start: date
     end: date
     start_balance: Amount
@@ -155,6 +157,8 @@ class GapOut(BaseModel):
 
 
 class QuantityGapOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
     symbol: str
     start: date
     end: date

@@ -241,28 +241,7 @@ async def reconciliation(
         account_id=r.account.id,
         currency=r.account.currency,
         periods_checked=r.periods_checked,
-        gaps=[
-            GapOut(
-                start=g.start,
-                end=g.end,
-                start_balance=g.start_balance,
-                end_balance=g.end_balance,
-                transactions_total=g.transactions_total,
-                transactions=g.transactions,
-                difference=g.difference,
-            )
-            for g in r.gaps
-        ],
+        gaps=[GapOut.model_validate(g) for g in r.gaps],
         quantity_periods_checked=r.quantity_periods_checked,
-        quantity_gaps=[
-            QuantityGapOut(
-                symbol=g.symbol,
-                start=g.start,
-                end=g.end,
-                quantity_change=g.quantity_change,
-                trades_quantity=g.trades_quantity,
-                difference=g.difference,
-            )
-            for g in r.quantity_gaps
-        ],
+        quantity_gaps=[QuantityGapOut.model_validate(g) for g in r.quantity_gaps],
     )
