@@ -198,7 +198,12 @@ def build(
     to the webhook sender (tests: a DNS resolver)."""
     keys, jwt_secret = resolve_secrets(settings)
     if engine is None:
-        engine = create_engine(settings.database_url)
+        pool = (
+            {}
+            if settings.is_sqlite
+            else {"pool_size": settings.database_pool_size, "max_overflow": settings.database_max_overflow}
+        )
+        engine = create_engine(settings.database_url, **pool)
         sqlite_functions.install(engine)  # exact decimal sums for analytics on SQLite
     job_types = JobRegistry()
     jobs = (job_queue or default_job_queue(settings))(job_types)

@@ -31,7 +31,7 @@ def decode_cursor(cursor: str) -> tuple[str, ...]:
         raise InvalidInput("cursor is not valid; use next_cursor from a previous page") from exc
 
 
-def page_request(
+async def page_request(  # async: FastAPI runs a plain def in a thread pool, a hop per request
     limit: Annotated[int, Query(ge=1, le=500, description="Items per page")] = 50,
     cursor: Annotated[
         str | None,

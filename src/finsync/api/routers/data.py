@@ -73,7 +73,7 @@ SymbolQuery = Annotated[
 ]
 
 
-def _transaction_filter(
+async def _transaction_filter(
     date_from: Annotated[QueryDate | None, Query(description="On or after this date")] = None,
     date_to: Annotated[QueryDate | None, Query(description="On or before this date")] = None,
     type: TransactionType | None = None,
@@ -86,7 +86,8 @@ def _transaction_filter(
         str | None, Query(max_length=40, pattern=_NO_NUL, description="Transactions carrying this tag")
     ] = None,
 ) -> TransactionFilter:
-    """The query parameters both transaction lists share, checked once."""
+    """The query parameters both transaction lists share, checked once (async: no thread-pool
+    hop per request)."""
     if date_from and date_to and date_from > date_to:
         raise InvalidInput("date_from is after date_to")
     return TransactionFilter(
