@@ -6,7 +6,6 @@ running meet only through the ``JobQueue`` port, so neither needs the other.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -15,6 +14,7 @@ from uuid import UUID
 import structlog
 
 from finsync.application.labels import id_floor, label_new_transactions
+from finsync.application.valuation import duplicates
 from finsync.domain.entities import Account, BalanceSnapshot, Connection, SyncRun, utcnow
 from finsync.domain.enums import AuthType, ConnectionStatus, SnapshotSource, SyncStatus, SyncTrigger
 from finsync.domain.errors import Conflict, InvalidInput, NeedsReauthorization, NotFound
@@ -81,7 +81,7 @@ async def write_fetched(
     rules = [r for r in await uow.rules.list(connection.user_id) if r.enabled]
     accounts, counts = await uow.accounts.upsert(connection, fetched.accounts)
     record_counts(run, "accounts", counts)
-    await flag_held_elsewhere(uow, connection, run, fetched.accounts)
+    await flag_held_elsewhere(uow, connection, run, now)
     snapshots = []
     for account in accounts:
         key = account.provider_account_id
@@ -121,19 +121,22 @@ async def write_fetched(
     return accounts
 
 
-async def flag_held_elsewhere(
-    uow: UnitOfWork, connection: Connection, run: SyncRun, fetched: Sequence[ProviderAccount]
-) -> None:
-    """Warn when an account is also reached through another connection (e.g. the same IBAN
-    through GoCardless and Enable Banking): both would count in net worth."""
-    for account in fetched:
-        if not account.aliases:
-            continue
-        other = await uow.accounts.held_by(connection.user_id, None, account.aliases, connection.id)
-        if other is not None:
+async def flag_held_elsewhere(uow: UnitOfWork, connection: Connection, run: SyncRun, now: datetime) -> None:
+    """Warn when an account of this connection is also reached through another connection
+    (e.g. the same IBAN through GoCardless and Enable Banking): only one of them counts in
+    net worth (domain/reach.py), whichever of the two syncs first or last."""
+    found = await duplicates(uow, connection.user_id, now)
+    for account in await uow.accounts.for_connection(connection.id):
+        live = found.live_of.get(account.id)
+        for peer in found.peers.get(account.id, []):
+            if peer.connection_id == connection.id:
+                continue
+            counted = "this connection's" if live is None else "the other connection's"
+            if live is not None and live != peer.account_id:
+                continue  # named by the warning about the peer that counts
             run.warnings.append(
-                f"The account {account.name!r} is also connected through connection {other}: "
-                "delete one of the two connections, or it counts twice in net worth"
+                f"The account {account.name!r} is also connected through connection {peer.connection_id} "
+                f"({peer.provider}): net worth counts {counted} only; delete the connection you no longer use"
             )
 
 

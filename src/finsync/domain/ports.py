@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from decimal import Decimal
@@ -34,6 +34,7 @@ from finsync.domain.enums import (
     TransactionType,
 )
 from finsync.domain.jobs import Job
+from finsync.domain.reach import Reach
 from finsync.domain.records import (
     DeferredTransactions,
     ProviderAccount,
@@ -244,7 +245,11 @@ class AccountRepository(Protocol):
         ...
 
     async def find(self, user_id: UUID, filters: AccountFilter, page: PageRequest) -> Page[Account]: ...
-    async def totals_by_currency(self, user_id: UUID) -> CurrencyTotals: ...
+    async def reaches(self, user_id: UUID) -> list[Reach]:
+        """The user's accounts whose IBAN and currency another connection's account carries too."""
+        ...
+
+    async def totals_by_currency(self, user_id: UUID, exclude: Collection[UUID] = ()) -> CurrencyTotals: ...
 
 
 class HoldingRepository(Protocol):
