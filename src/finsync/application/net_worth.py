@@ -350,7 +350,7 @@ def _revalue(
     book: RateBook,
     target: str,
     totals: list[Decimal],
-    cut: dict[UUID, date],
+    cut: dict[UUID, date] | None = None,
 ) -> None:
     """Accounts with recorded holdings: from their first recorded day, swap the carried
     balance (in ``totals`` already) for cash + positions at each day's close, on the points
@@ -372,7 +372,7 @@ def _revalue(
             while at < len(history) and history[at].day <= point:
                 last = history[at]
                 at += 1
-            if i < first or point >= cut.get(account_id, date.max):
+            if i < first or (cut and point >= cut.get(account_id, date.max)):
                 continue
             positions = held.get(i, zero)
             rate = cash_rates[i]

@@ -22,6 +22,7 @@ from finsync.domain.jobs import SyncConnection
 from finsync.domain.ports import (
     CredentialCipher,
     Now,
+    PersonPresent,
     Preflight,
     ProviderGateway,
     ProviderInfo,
@@ -140,7 +141,9 @@ async def flag_held_elsewhere(uow: UnitOfWork, connection: Connection, run: Sync
             )
 
 
-def session_of(connection: Connection, cipher: CredentialCipher) -> ProviderSession:
+def session_of(
+    connection: Connection, cipher: CredentialCipher, present: PersonPresent | None = None
+) -> ProviderSession:
     """What an adapter gets for this connection: decrypted credentials and its own state."""
     credentials: dict[str, Any] = cipher.decrypt(connection.credentials) if connection.credentials else {}
     return ProviderSession(
@@ -149,6 +152,7 @@ def session_of(connection: Connection, cipher: CredentialCipher) -> ProviderSess
         environment=connection.environment,
         state=dict(connection.state),
         last_synced_at=connection.last_synced_at,
+        present=present,
     )
 
 
@@ -175,9 +179,12 @@ class SyncService:
         self._cipher = cipher
         self._clock = clock
 
-    async def request(self, connection_id: UUID, user_id: UUID, trigger: SyncTrigger) -> SyncRun:
+    async def request(
+        self, connection_id: UUID, user_id: UUID, trigger: SyncTrigger, present: PersonPresent | None = None
+    ) -> SyncRun:
         """Queue a run; a run already queued or running is returned instead (a button mashed ten
-        times queues one sync)."""
+        times queues one sync). ``present``: the person asking, who is at the screen (bank links
+        tell the bank, which then does not count the calls as unattended)."""
         async with self._uow() as uow:
             connection = await uow.connections.get(connection_id, user_id)
             if connection is None:
@@ -194,7 +201,7 @@ class SyncService:
             if connection.status is ConnectionStatus.NEEDS_REAUTH or lapsed:
                 raise NeedsReauthorization(_renew_hint(connection, info))
             if trigger is SyncTrigger.MANUAL:
-                await self._preflight(connection)
+                await self._preflight(connection, present)
             now = self._clock()
             run = SyncRun(
                 user_id=user_id,
@@ -211,17 +218,23 @@ class SyncService:
                     return active
                 raise Conflict("a sync of this connection just finished; try again")
             uow.enqueue(
-                SyncConnection(connection_id=connection_id, run_id=run.id, provider=connection.provider)
+                SyncConnection(
+                    connection_id=connection_id,
+                    run_id=run.id,
+                    provider=connection.provider,
+                    present_ip=None if present is None else present.ip_address,
+                    present_user_agent=None if present is None else present.user_agent,
+                )
             )
             await uow.commit()
         return run
 
-    async def _preflight(self, connection: Connection) -> None:
+    async def _preflight(self, connection: Connection, present: PersonPresent | None) -> None:
         """Ask the adapter, without calling the provider, whether a sync can run now (bank budgets):
         a manual sync over budget answers 429 with the time it becomes possible, burning nothing."""
         if connection.credentials is None:
             return
-        adapter = self._providers.adapter(connection.provider, session_of(connection, self._cipher))
+        adapter = self._providers.adapter(connection.provider, session_of(connection, self._cipher, present))
         try:
             if isinstance(adapter, Preflight):
                 await adapter.preflight()
