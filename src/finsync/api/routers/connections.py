@@ -173,7 +173,9 @@ async def sync_connection(
     """Start a sync now; answers with the SyncRun to poll. A sync already running is returned instead.
     A connection that needs reauthorisation answers 409 `needs-reauth` without calling the provider:
     renew it first (`POST .../reauthorize` for OAuth and bank links, `PATCH` new credentials for API keys).
-    A statement-file connection answers 422: upload to `/imports` instead."""
+    A statement-file connection answers 422: upload to `/imports` instead. Bank links are told you
+    are present (your address and user agent: Enable Banking's PSU headers), so the bank does not
+    count the sync against its few background calls a day."""
     run = await container.sync.request(connection_id, user.id, SyncTrigger.MANUAL, present)
     return SyncRunPublic.model_validate(run)
 
