@@ -82,7 +82,7 @@ async def write_fetched(
     rules = [r for r in await uow.rules.list(connection.user_id) if r.enabled]
     accounts, counts = await uow.accounts.upsert(connection, fetched.accounts)
     record_counts(run, "accounts", counts)
-    await flag_held_elsewhere(uow, connection, run, now)
+    await flag_held_elsewhere(uow, connection, run, accounts, now)
     snapshots = []
     for account in accounts:
         key = account.provider_account_id
@@ -122,12 +122,14 @@ async def write_fetched(
     return accounts
 
 
-async def flag_held_elsewhere(uow: UnitOfWork, connection: Connection, run: SyncRun, now: datetime) -> None:
+async def flag_held_elsewhere(
+    uow: UnitOfWork, connection: Connection, run: SyncRun, accounts: list[Account], now: datetime
+) -> None:
     """Warn when an account of this connection is also reached through another connection
     (e.g. the same IBAN through GoCardless and Enable Banking): only one of them counts in
     net worth (domain/reach.py), whichever of the two syncs first or last."""
     found = await duplicates(uow, connection.user_id, now)
-    for account in await uow.accounts.for_connection(connection.id):
+    for account in accounts if found.peers else []:
         live = found.live_of.get(account.id)
         for peer in found.peers.get(account.id, []):
             if peer.connection_id == connection.id:
