@@ -19,6 +19,7 @@ from tests.api.test_redirect_flows import authorize, connection, items, start
 from tests.api.test_redirect_flows import connect as gc_connect
 from tests.fakes.clock import VirtualClock
 from tests.fakes.enablebanking import FakeBankAccount, FakeEnableBanking
+from tests.fakes.gocardless import FakeGoCardless
 
 pytestmark = pytest.mark.e2e
 DAY = 86400.0
@@ -83,6 +84,7 @@ async def _history(client: httpx.AsyncClient, headers: dict[str, str], start: da
 async def test_same_iban_through_two_providers_counts_once(
     flows: Flows,  # noqa: F811
     bank: tuple[FakeEnableBanking, str],  # noqa: F811
+    gocardless: tuple[FakeGoCardless, str],
     vclock: VirtualClock,  # noqa: F811
     first: str,
 ) -> None:
@@ -123,6 +125,18 @@ async def test_same_iban_through_two_providers_counts_once(
     # History: the old connection alone until the new one's first balance, then the new one only.
     points = await _history(client, headers, day0 - timedelta(days=1), day3)
     assert points == ["0.00", only_old[0], only_old[0], only_old[0], counted]
+    # The old connection keeps syncing a day later: its moves count no more.
+    headers = await _later(client, vclock, 1)
+    if first == "gocardless":
+        gocardless[0].bank_accounts[1].balances[0]["balanceAmount"]["amount"] = "5200.00"
+    else:
+        bank[0].bank_accounts[0].balances[0]["balance_amount"]["amount"] = "5200.00"
+    r = await client.post(f"/api/v1/connections/{old}/sync", headers=headers)
+    assert r.status_code == 202, r.text
+    await container.jobs.drain()
+    day4 = container.clock().date()
+    assert _eur_total(await _eur(client, headers)) == (counted, 1)
+    assert (await _history(client, headers, day3, day4)) == [counted, counted]
     # The sync that found the twin said so.
     runs = (await client.get(f"/api/v1/connections/{new}/sync-runs", headers=headers)).json()["items"]
     assert any("also connected through" in w for run in runs for w in run.get("warnings") or [])
@@ -135,9 +149,9 @@ async def test_same_iban_through_two_providers_counts_once(
     r = await client.delete(f"/api/v1/connections/{new}", headers=headers)
     assert r.status_code == 204, r.text
     worth = await _eur(client, headers)
-    assert _eur_total(worth) == only_old
+    assert _eur_total(worth) == ("5200.00", 1)
     assert worth["accounts_counted_elsewhere"] == []
-    assert (await _history(client, headers, day3, day3)) == [only_old[0]]
+    assert (await _history(client, headers, day3, day4)) == [only_old[0], "5200.00"]
     left = next(a for a in await items(client, headers, "/api/v1/accounts") if a["iban"] == SAVER_IBAN)
     assert (left["duplicate_of"], left["also_reached_through"]) == (None, [])
 
