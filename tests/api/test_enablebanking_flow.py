@@ -6,11 +6,13 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
+from uuid import UUID
 
 import httpx
 import pytest
 
 from finsync.bootstrap import Container
+from finsync.domain.enums import SyncTrigger
 from tests.api.conftest import clock_of
 from tests.api.helpers import register_and_login
 from tests.api.test_redirect_flows import authorize, connection, items, reauthorize, start
@@ -138,6 +140,8 @@ async def test_refusal_and_the_daily_allowance(flows: Flows, bank: tuple[FakeEna
     assert "access_denied" in r.text
     assert (await connection(client, headers, refused["id"]))["status"] == "pending"
 
+    # A bank wanting a PSU header finsync cannot fill: none is sent, every call is unattended.
+    fake.aspsps[0]["required_psu_headers"] = ["Psu-Ip-Address", "Psu-Geo-Location"]
     created = await start(client, headers, BANK)
     await authorize(client, created["authorization_url"])
     await container.jobs.drain()
@@ -149,6 +153,8 @@ async def test_refusal_and_the_daily_allowance(flows: Flows, bank: tuple[FakeEna
     assert r.json()["type"].endswith("/provider-rate-limited")
     assert int(r.headers["retry-after"]) > 0
     assert fake.calls.total() == calls  # refused before any call to the bank
+    assert fake.psu_seen
+    assert all(psu == {} for _, psu in fake.psu_seen)
     bad = await client.post(
         "/api/v1/connections", headers=headers, json={**BANK, "options": {"institution_id": "Sandbox"}}
     )
@@ -183,3 +189,41 @@ async def test_the_same_iban_through_gocardless_is_flagged(
     assert "'Everyday' is also connected through connection " + old["id"] in runs[0]["warnings"][0]
     old_runs = await items(client, headers, f"/api/v1/connections/{old['id']}/sync-runs")
     assert old_runs[0]["warnings"] == []
+
+
+async def test_the_person_present_is_told_to_the_bank(
+    flows: Flows, bank: tuple[FakeEnableBanking, str], vclock: VirtualClock
+) -> None:
+    """Syncs the person asks for (the first one after the bank's callback, a manual one) carry
+    the PSU headers, so the bank does not count them against its four unattended calls a day;
+    a scheduled sync carries none and spends the allowance."""
+    client, container = flows
+    fake, _ = bank
+    headers = {**await register_and_login(client), "User-Agent": "Mozilla/5.0 (finsync test)"}
+    created = await start(client, headers, BANK)
+    assert (await authorize(client, created["authorization_url"])).status_code == 200
+    await container.jobs.drain()
+    conn = await connection(client, headers, created["id"])
+    assert conn["status"] == "active", conn
+    # The callback is the browser's request, which the test client sends as httpx.
+    assert fake.psu_seen
+    assert all(psu.get("psu-ip-address") == "127.0.0.1" for _, psu in fake.psu_seen)
+    assert all(set(psu) == {"psu-ip-address", "psu-user-agent"} for _, psu in fake.psu_seen)
+
+    fake.psu_seen.clear()
+    for _ in range(6):  # more than the four unattended calls a day: none of these counts
+        r = await _sync(client, container, headers, created["id"])
+        assert r.status_code == 202, r.text
+        vclock.advance(60)
+    runs = await items(client, headers, f"/api/v1/connections/{created['id']}/sync-runs")
+    assert [r["status"] for r in runs[:6]] == ["succeeded"] * 6
+    assert {psu["psu-user-agent"] for _, psu in fake.psu_seen} == {"Mozilla/5.0 (finsync test)"}
+    assert all(psu["psu-ip-address"] == "127.0.0.1" for _, psu in fake.psu_seen)
+
+    fake.psu_seen.clear()
+    owner = UUID((await client.get("/api/v1/users/me", headers=headers)).json()["id"])
+    await container.sync.request(UUID(created["id"]), owner, SyncTrigger.SCHEDULED)
+    await container.jobs.drain()
+    assert fake.psu_seen
+    assert all(psu == {} for _, psu in fake.psu_seen)  # unattended: no PSU header
+    assert sum(1 for kind, _ in fake.psu_seen if kind == "balances") == len(fake.bank_accounts)

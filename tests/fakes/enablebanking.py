@@ -5,12 +5,15 @@ application's key (verified with its public key: ``kid``, issuer, audience, at m
 of life); consents no longer than the bank's ``maximum_consent_validity``; one-time
 authorisation codes; account ``uid``s valid for one session only (``identification_hash``
 stays); transactions in pages joined by ``continuation_key``; the bank's four unattended
-calls a day per account and endpoint (429 ``ASPSP_RATE_LIMIT_EXCEEDED``); expired and
-closed sessions (401 ``EXPIRED_SESSION`` / ``CLOSED_SESSION``).
+calls a day per account and endpoint (429 ``ASPSP_RATE_LIMIT_EXCEEDED``), calls carrying
+the PSU headers (the person present) not counted, and those headers all-or-none of the
+ASPSP's ``required_psu_headers`` (422 ``PSU_HEADER_NOT_PROVIDED``); expired and closed
+sessions (401 ``EXPIRED_SESSION`` / ``CLOSED_SESSION``).
 """
 
 from __future__ import annotations
 
+import ipaddress
 import secrets
 import uuid
 from collections import Counter, defaultdict
@@ -74,6 +77,8 @@ class FakeEnableBanking:
     successes: defaultdict[tuple[str, str], list[float]] = field(default_factory=lambda: defaultdict(list))
     calls: Counter[str] = field(default_factory=Counter)
     tokens: set[str] = field(default_factory=set)  # distinct JWTs seen
+    # Per data call (first pages): (kind, the PSU headers it carried, lower-case names).
+    psu_seen: list[tuple[str, dict[str, str]]] = field(default_factory=list)
 
     def today(self) -> date:
         return datetime.fromtimestamp(self.clock.now(), UTC).date()
@@ -239,7 +244,27 @@ class FakeEnableBanking:
 
     # --- account data ----------------------------------------------------------------------------
 
-    def _account(self, uid: str, kind: str, first_page: bool) -> FakeBankAccount | Response:
+    def _psu(self, request: Request, session: dict[str, Any]) -> dict[str, str] | Response:
+        """The PSU headers sent: all of the ASPSP's ``required_psu_headers`` or none of them
+        (``PSU_HEADER_NOT_PROVIDED``), an IP address that is one (``PSU_HEADER_INVALID``)."""
+        sent = {k.lower(): v for k, v in request.headers.items() if k.lower().startswith("psu-")}
+        aspsp = next(
+            a
+            for a in self.aspsps
+            if (a["name"], a["country"]) == (session["aspsp"]["name"], session["aspsp"]["country"])
+        )
+        required = {h.lower() for h in aspsp.get("required_psu_headers") or []}
+        if sent and not required <= set(sent):
+            missing = sorted(required - set(sent))
+            return _error(422, "PSU_HEADER_NOT_PROVIDED", f"PSU header {missing[0]} is not provided")
+        if "psu-ip-address" in sent:
+            try:
+                ipaddress.ip_address(sent["psu-ip-address"])
+            except ValueError:
+                return _error(422, "PSU_HEADER_INVALID", "Psu-Ip-Address is not an IP address")
+        return sent
+
+    def _account(self, request: Request, uid: str, kind: str, first_page: bool) -> FakeBankAccount | Response:
         found = self.uids.get(uid)
         if found is None:
             return _error(404, "ACCOUNT_DOES_NOT_EXIST", "Account not found")
@@ -248,7 +273,14 @@ class FakeEnableBanking:
             return _error(401, "CLOSED_SESSION", "Session is closed")
         if session["valid_until"] <= self.clock.now():
             return _error(401, "EXPIRED_SESSION", "Session has expired")
-        if first_page:  # the bank counts requests, not the pages Enable Banking serves from them
+        psu = self._psu(request, session)
+        if isinstance(psu, Response):
+            return psu
+        if first_page:
+            self.psu_seen.append((kind, psu))
+        # The bank counts requests, not the pages Enable Banking serves from them; and only
+        # unattended ones: with the person present (PSU headers) there is no daily limit.
+        if first_page and not psu:
             now = self.clock.now()
             log = self.successes[(found[1].identification_hash, kind)]
             log[:] = [t for t in log if t > now - DAY]
@@ -261,7 +293,7 @@ class FakeEnableBanking:
         self.calls["balances"] += 1
         if (denied := self._denied(request)) is not None:
             return denied
-        account = self._account(uid, "balances", True)
+        account = self._account(request, uid, "balances", True)
         if isinstance(account, Response):
             return account
         return JSONResponse({"balances": account.balances})
@@ -277,7 +309,7 @@ class FakeEnableBanking:
                 offset = int(query["continuation_key"].removeprefix("ck-"))
             except ValueError:
                 return _error(422, "WRONG_CONTINUATION_KEY", "Unknown continuation_key")
-        account = self._account(uid, "transactions", offset == 0)
+        account = self._account(request, uid, "transactions", offset == 0)
         if isinstance(account, Response):
             return account
         try:
@@ -327,7 +359,8 @@ def with_sample_data(fake: FakeEnableBanking) -> FakeEnableBanking:
 
     fake.aspsps = [
         {"name": BANK, "country": COUNTRY, "logo": "https://example.test/s.png", "bic": "SANDFIHH",
-         "psu_types": ["personal", "business"], "auth_methods": [], "maximum_consent_validity": 180 * 86400},
+         "psu_types": ["personal", "business"], "auth_methods": [], "maximum_consent_validity": 180 * 86400,
+         "required_psu_headers": ["Psu-Ip-Address", "Psu-User-Agent"]},
         {"name": "Corporate Bank", "country": COUNTRY, "logo": "https://example.test/c.png",
          "bic": "CORPFIHH",
          "psu_types": ["business"], "auth_methods": [], "maximum_consent_validity": 90 * 86400},

@@ -15,7 +15,7 @@ does not implement raises ``NotFaked`` on first use, naming it.
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Self, TypeVar, cast
@@ -63,6 +63,7 @@ from finsync.domain.ports import (
     UserRepository,
     WebhookRepository,
 )
+from finsync.domain.reach import Reach
 from finsync.domain.records import ProviderAccount, ProviderHolding, TransactionBatch, UpsertCounts
 from finsync.domain.schedule import SyncSchedule
 
@@ -361,7 +362,31 @@ class MemoryAccounts(_Repository):
         ]
         return _page(mine, page, lambda a: a.id, descending=False)
 
-    async def totals_by_currency(self, user_id: UUID) -> CurrencyTotals:
+    async def reaches(self, user_id: UUID) -> list[Reach]:
+        mine = [a for a in self._t.accounts.values() if a.user_id == user_id and a.iban is not None]
+        found = []
+        for a in sorted(mine, key=lambda a: a.id):
+            if any(
+                (b.iban, b.currency) == (a.iban, a.currency) and b.connection_id != a.connection_id
+                for b in mine
+            ):
+                c = self._t.connections[a.connection_id]
+                assert a.iban is not None
+                found.append(
+                    Reach(
+                        account_id=a.id,
+                        connection_id=a.connection_id,
+                        provider=a.provider,
+                        iban=a.iban,
+                        currency=a.currency,
+                        status=c.status,
+                        expires_at=c.expires_at,
+                        connected_at=c.created_at,
+                    )
+                )
+        return found
+
+    async def totals_by_currency(self, user_id: UUID, exclude: Collection[UUID] = ()) -> CurrencyTotals:
         raise NotFaked("accounts.totals_by_currency: exact sums are tested on both databases")
 
 

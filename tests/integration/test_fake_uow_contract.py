@@ -16,9 +16,11 @@ from uuid import UUID
 import pytest
 
 from finsync.domain.categories import Category, CategoryKind, Rule, RuleConditions
-from finsync.domain.entities import AuthFlow, Connection, SyncRun, User
-from finsync.domain.enums import ConnectionStatus, SyncStatus, SyncTrigger
+from finsync.domain.entities import Account, AuthFlow, Connection, SyncRun, User
+from finsync.domain.enums import AccountType, ConnectionStatus, SyncStatus, SyncTrigger
 from finsync.domain.ports import PageRequest, UnitOfWorkFactory
+from finsync.domain.reach import normalise_iban
+from finsync.domain.records import ProviderAccount
 from finsync.providers.registry import ProviderRegistry
 from tests.conftest import built, make_settings
 from tests.fakes.uow import MemoryDatabase, fake_uow_factory
@@ -30,6 +32,8 @@ NOW = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 class Store:
     uow: UnitOfWorkFactory
     new_user: Callable[[], Awaitable[UUID]]
+    # Accounts as a sync writes them (the fake has no write path: it stores them directly).
+    add_accounts: Callable[[Connection, list[ProviderAccount]], Awaitable[None]]
 
 
 @pytest.fixture(params=["memory", "sqlite", "postgresql"])
@@ -51,7 +55,21 @@ async def store(backend: str | None, tmp_path: Path) -> AsyncIterator[Store]:
         async def memory_user() -> UUID:
             return User(email="x@example.com", password_hash="x").id
 
-        yield Store(fake_uow_factory(db), memory_user)
+        async def memory_accounts(connection: Connection, records: list[ProviderAccount]) -> None:
+            for r in records:
+                account = Account(
+                    user_id=connection.user_id,
+                    connection_id=connection.id,
+                    provider=connection.provider,
+                    provider_account_id=r.provider_account_id,
+                    name=r.name,
+                    type=r.type,
+                    currency=r.currency,
+                    iban=normalise_iban(r.iban),
+                )
+                db.add(account)
+
+        yield Store(fake_uow_factory(db), memory_user, memory_accounts)
         return
     async with built(make_settings(backend, tmp_path), registry=ProviderRegistry([])) as c:
         count = 0
@@ -65,7 +83,12 @@ async def store(backend: str | None, tmp_path: Path) -> AsyncIterator[Store]:
                 await uow.commit()
             return user.id
 
-        yield Store(c.uow, sql_user)
+        async def sql_accounts(connection: Connection, records: list[ProviderAccount]) -> None:
+            async with c.uow() as uow:
+                await uow.accounts.upsert(connection, records)
+                await uow.commit()
+
+        yield Store(c.uow, sql_user, sql_accounts)
 
 
 def _connection(user: UUID, **fields: object) -> Connection:
@@ -276,3 +299,35 @@ async def test_rules_list_by_priority_and_only_enabled_ones_count(store: Store) 
         assert await uow.rules.delete(later.id, user)
         assert not await uow.rules.delete(later.id, user)
         assert not await uow.rules.any_for(user)  # only a disabled rule is left
+
+
+async def test_reaches_name_accounts_sharing_iban_and_currency_across_connections(store: Store) -> None:
+    user, other_user = await store.new_user(), await store.new_user()
+    old = _connection(user, provider="gocardless", created_at=NOW - timedelta(days=400))
+    new = _connection(user, provider="enablebanking", status=ConnectionStatus.NEEDS_REAUTH, created_at=NOW)
+    stranger = _connection(other_user, provider="enablebanking")
+    async with store.uow() as uow:
+        for connection in (old, new, stranger):
+            await uow.connections.add(connection)
+        await uow.commit()
+
+    def account(key: str, iban: str | None, currency: str = "EUR") -> ProviderAccount:
+        return ProviderAccount(
+            provider_account_id=key, name=key, type=AccountType.CHECKING, currency=currency, iban=iban
+        )
+
+    iban = "DE89370400440532013000"
+    await store.add_accounts(
+        old, [account("saver", iban), account("usd", iban, "USD"), account("other", "GB33BUKB20201555555555")]
+    )
+    await store.add_accounts(new, [account("saver-eb", "de89 3704 0044 0532 0130 00"), account("none", None)])
+    await store.add_accounts(stranger, [account("saver-x", iban)])
+    async with store.uow() as uow:
+        found = await uow.accounts.reaches(user)
+        by_key = {a.id: a.provider_account_id for a in await uow.accounts.for_connection(old.id)}
+        by_key |= {a.id: a.provider_account_id for a in await uow.accounts.for_connection(new.id)}
+        assert await uow.accounts.reaches(other_user) == []  # alone with its IBAN: no pair
+    assert sorted(by_key[r.account_id] for r in found) == ["saver", "saver-eb"]
+    eb = next(r for r in found if r.connection_id == new.id)
+    assert (eb.iban, eb.currency, eb.provider) == (iban, "EUR", "enablebanking")
+    assert (eb.status, eb.connected_at, eb.expires_at) == (ConnectionStatus.NEEDS_REAUTH, NOW, None)

@@ -87,3 +87,47 @@ def test_upgrading_a_database_with_data_keeps_every_row(empty_url: str) -> None:
     assert asyncio.run(_run(empty_url, SEED)) == dict.fromkeys(COUNTED, 1)
     command.upgrade(config, "head")  # type: ignore[arg-type]
     assert asyncio.run(_run(empty_url, [])) == dict.fromkeys(COUNTED, 1)
+
+
+async def _ibans(url: str, statements: list[str]) -> list[str | None]:
+    engine = create_engine(url)
+    try:
+        async with engine.begin() as conn:
+            uuid = (lambda v: v.replace("-", "")) if conn.dialect.name == "sqlite" else str
+            ids = {"user": USER, "conn": CONNECTION, "acct": ACCOUNT, "acct2": ACCOUNT[:-1] + "6"}
+            for sql in statements:
+                await conn.execute(text(sql), {k: uuid(v) for k, v in ids.items()})
+            if not statements:
+                rows = await conn.execute(text("SELECT iban FROM accounts ORDER BY provider_account_id"))
+                return [r for (r,) in rows]
+            return []
+    finally:
+        await engine.dispose()
+
+
+def test_0012_reads_the_iban_the_bank_links_kept_in_raw(empty_url: str) -> None:
+    """Accounts stored before the column get their IBAN from what GoCardless kept (normalised;
+    a masked one stays empty), so a later Enable Banking connection is recognised."""
+    config = alembic_config(empty_url)
+    command.upgrade(config, "0011")  # type: ignore[arg-type]
+    account = (
+        "INSERT INTO accounts (id, user_id, connection_id, provider, provider_account_id, name, type, "
+        "currency, raw, created_at, updated_at) VALUES ({id}, :user, :conn, 'gocardless', '{key}', 'A', "
+        "'checking', 'EUR', '{raw}', '2026-01-01 00:00:00+00:00', '2026-01-01 00:00:00+00:00')"
+    )
+    asyncio.run(
+        _ibans(
+            empty_url,
+            [
+                SEED[0],
+                SEED[1].replace("'ofx'", "'gocardless'"),
+                account.format(
+                    id=":acct", key="a", raw='{"details": {"iban": "de89 3704 0044 0532 0130 00"}}'
+                ),
+                account.format(id=":acct2", key="b", raw='{"details": {"iban": "DE89****3000"}}'),
+            ],
+        )
+    )
+    command.upgrade(config, "0012")  # type: ignore[arg-type]
+    assert asyncio.run(_ibans(empty_url, [])) == ["DE89370400440532013000", None]
+    command.downgrade(config, "0011")  # type: ignore[arg-type]

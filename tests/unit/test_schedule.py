@@ -91,5 +91,12 @@ def test_jobs_round_trip_through_json_arguments() -> None:
         "connection_id": str(job.connection_id),
         "run_id": str(job.run_id),
         "provider": "trading212",
+        "present_ip": None,
+        "present_user_agent": None,
     }
     assert decode(SyncConnection, args) == job
+    # A job queued before the person's address travelled with it: decoded with the defaults.
+    older = {k: v for k, v in args.items() if not k.startswith("present_")}
+    assert decode(SyncConnection, older) == job
+    attended = SyncConnection(job.connection_id, job.run_id, "enablebanking", "192.0.2.1", "Mozilla/5.0")
+    assert decode(SyncConnection, encode(attended)) == attended

@@ -30,9 +30,33 @@ class ConvertedOut(BaseModel):
     rate_date: date | None = Field(description="Day of the fixing used (the last on or before the day asked)")
 
 
+class AccountReachOut(BaseModel):
+    """Another account of yours with the same IBAN and currency, through another connection."""
+
+    account_id: UUID
+    connection_id: UUID
+    provider: str
+
+
+DUPLICATE_RULE = (
+    "Set when another connection reaches the same account (same IBAN and currency), e.g. after "
+    "moving from GoCardless to Enable Banking: the id of the account that counts in net worth "
+    "instead of this one. Which one counts: the account of a healthy connection (status active, "
+    "consent not lapsed) over one of a lapsed connection, then the newer connection's. Net "
+    "worth, its history and portfolio performance count the pair once; transactions of both "
+    "stay listed. Delete the connection you no longer use."
+)
+
+
 class AccountValued(AccountPublic):
     converted: ConvertedOut | None = Field(
         default=None, description="With ?currency=: the balance converted (null when no rate exists)"
+    )
+    duplicate_of: UUID | None = Field(default=None, description=DUPLICATE_RULE)
+    also_reached_through: list[AccountReachOut] = Field(
+        default_factory=list,
+        description="The other accounts, through other connections, with this account's IBAN and "
+        "currency (filled on both sides, whichever connection came first)",
     )
 
 
@@ -65,6 +89,10 @@ class AccountRef(BaseModel):
     connection_id: UUID
 
 
+class AccountCountedElsewhere(AccountRef):
+    duplicate_of: UUID = Field(description="The account counted instead (see GET /accounts/{id})")
+
+
 class CurrencyTotalValued(BaseModel):
     currency: str
     total: Amount
@@ -85,6 +113,11 @@ class NetWorthValued(BaseModel):
     by_provider: dict[str, Amount]
     accounts_without_balance: list[AccountRef] = Field(description="Unknown balance: left out of totals")
     accounts_without_rate: list[AccountRef] = Field(description="No FX rate to the currency: left out")
+    accounts_counted_elsewhere: list[AccountCountedElsewhere] = Field(
+        default_factory=list,
+        description="Left out of every figure here (totals included): the same account (IBAN and "
+        "currency) is counted through another connection, named by `duplicate_of`",
+    )
 
 
 class PointOut(BaseModel):

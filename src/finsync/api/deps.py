@@ -16,7 +16,7 @@ from finsync.bootstrap import Container
 from finsync.config import Settings
 from finsync.domain.entities import User
 from finsync.domain.errors import AuthenticationFailed
-from finsync.domain.ports import AccessClaims, PageRequest, UnitOfWork
+from finsync.domain.ports import AccessClaims, PageRequest, PersonPresent, UnitOfWork
 
 oauth2 = OAuth2PasswordBearer(tokenUrl="/api/v1/auth/token", auto_error=False)
 
@@ -113,4 +113,12 @@ async def get_client(request: Request) -> Client:
 
 
 ClientDep = Annotated[Client, Depends(get_client)]
+
+
+async def get_present(client: ClientDep) -> PersonPresent | None:
+    """The person behind this request, for a sync they ask for (None: no known address)."""
+    return None if client.address == "unknown" else PersonPresent(client.address, client.user_agent)
+
+
+PresentDep = Annotated[PersonPresent | None, Depends(get_present)]
 PageDep = Annotated[PageRequest, Depends(page_request)]

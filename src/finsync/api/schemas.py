@@ -283,6 +283,11 @@ class AccountPublic(Public):
     cash_value: DecimalText | None
     holdings_value: DecimalText | None
     balance_at: UtcDateTime | None
+    iban: str | None = Field(
+        default=None,
+        description="The account's IBAN (upper case, no spaces) when its provider sends a valid one: "
+        "how the same account reached through two providers is recognised",
+    )
     created_at: UtcDateTime
     updated_at: UtcDateTime
 

@@ -6,6 +6,8 @@ from collections.abc import Sequence
 from datetime import timedelta
 
 from finsync.api.analytics_schemas import (
+    AccountCountedElsewhere,
+    AccountReachOut,
     AccountRef,
     AccountValued,
     AccountWorthOut,
@@ -15,7 +17,14 @@ from finsync.api.analytics_schemas import (
     NetWorthValued,
 )
 from finsync.application.preferences import check_currency
-from finsync.application.valuation import Converted, Prices, convert, load_book, value_holdings
+from finsync.application.valuation import (
+    Converted,
+    Prices,
+    convert,
+    duplicates,
+    load_book,
+    value_holdings,
+)
 from finsync.bootstrap import Container
 from finsync.domain.entities import Account, Holding, User
 from finsync.domain.market import instrument_key
@@ -36,6 +45,14 @@ async def accounts_in(
     uow: UnitOfWork, container: Container, accounts: Sequence[Account], currency: str | None
 ) -> list[AccountValued]:
     out = [AccountValued.model_validate(a, from_attributes=True) for a in accounts]
+    if any(a.iban is not None for a in accounts):
+        found = await duplicates(uow, accounts[0].user_id, container.clock())
+        for account_out in out:
+            account_out.duplicate_of = found.live_of.get(account_out.id)
+            account_out.also_reached_through = [
+                AccountReachOut(account_id=p.account_id, connection_id=p.connection_id, provider=p.provider)
+                for p in found.peers.get(account_out.id, [])
+            ]
     if currency is None:
         return out
     target = await check_currency(uow, currency)
@@ -85,7 +102,8 @@ async def net_worth(
 ) -> NetWorthValued:
     target = None if currency is None else await check_currency(uow, currency)
     worth = await container.net_worth.current(uow, user, target)
-    totals = (await uow.accounts.totals_by_currency(user.id)).totals
+    shadowed = {a.id for a, _ in worth.counted_elsewhere}
+    totals = (await uow.accounts.totals_by_currency(user.id, shadowed)).totals
     return NetWorthValued(
         as_of=container.clock(),
         totals=[CurrencyTotalValued(currency=t.currency, total=t.total, accounts=t.accounts) for t in totals],
@@ -115,4 +133,8 @@ async def net_worth(
         by_provider=worth.by_provider,
         accounts_without_balance=[_ref(a) for a in worth.without_balance],
         accounts_without_rate=[_ref(a) for a in worth.without_rate],
+        accounts_counted_elsewhere=[
+            AccountCountedElsewhere(**_ref(a).model_dump(), duplicate_of=live)
+            for a, live in worth.counted_elsewhere
+        ],
     )

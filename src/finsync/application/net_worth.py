@@ -23,6 +23,7 @@ from finsync.application.valuation import (
     all_accounts,
     base_currency,
     convert,
+    duplicates,
     held_on,
     load_book,
     revalue,
@@ -59,6 +60,8 @@ class NetWorth:
     by_provider: dict[str, Decimal] = field(default_factory=dict)
     without_balance: list[Account] = field(default_factory=list)
     without_rate: list[Account] = field(default_factory=list)
+    # Shadows: the same money counted through another connection's account (its id alongside).
+    counted_elsewhere: list[tuple[Account, UUID]] = field(default_factory=list)
 
 
 @dataclass(slots=True)
@@ -98,7 +101,9 @@ class NetWorthService:
     async def current(self, uow: UnitOfWork, user: User, currency: str | None = None) -> NetWorth:
         day = self._clock().date()
         target = currency or base_currency(user, self._default)
-        accounts = await all_accounts(uow, user.id)
+        live_of = (await duplicates(uow, user.id, self._clock())).live_of
+        everything = await all_accounts(uow, user.id)
+        accounts = [a for a in everything if a.id not in live_of]
         spans = await uow.positions.spans(user.id, [a.id for a in accounts])
         open_spans: dict[UUID, list[PositionSpan]] = defaultdict(list)
         for span in held_on(spans, day):
@@ -106,6 +111,7 @@ class NetWorthService:
         prices = await Prices.load(uow, {s.instrument_key for s in spans}, day, day - _LOOKBACK)
         book = await load_book(uow, day, day - _LOOKBACK, _currencies(accounts, prices, target))
         worth = NetWorth(currency=target, as_of=day)
+        worth.counted_elsewhere = [(a, live_of[a.id]) for a in everything if a.id in live_of]
         for account in accounts:
             valued = _current_value(account, open_spans.get(account.id), prices, book, target, day)
             if valued is None:
@@ -154,6 +160,10 @@ class NetWorthService:
         else:
             totals = [total for total, _ in sums]
             missing = set().union(*(m for _, m in sums))
+        live_of = (await duplicates(uow, user.id, self._clock())).live_of
+        cut: dict[UUID, date] = {}
+        if live_of:
+            cut = await _shadow_cuts(uow, user.id, live_of, end, points, rates, totals)
         if by_account and revalue_from <= end:
             accounts = {a.id: a for a in await all_accounts(uow, user.id) if a.id in by_account}
             series = await uow.analytics.snapshot_values(user.id, list(accounts), end, revalue_from)
@@ -161,9 +171,51 @@ class NetWorthService:
             if values is None:
                 prices = await Prices.load(uow, set(keys), end, revalue_from - _LOOKBACK)
                 values = _position_values(by_account, points, prices, book, target)
-            _revalue(accounts, series, by_account, points, values, book, target, totals)
+            _revalue(accounts, series, by_account, points, values, book, target, totals, cut)
         values_out = [(p, rounded(totals[i], target)) for i, p in enumerate(points)]
         return History(target, interval, values_out, sorted(missing), sorted(by_account, key=str))
+
+
+async def _shadow_cuts(
+    uow: UnitOfWork,
+    user_id: UUID,
+    live_of: dict[UUID, UUID],
+    end: date,
+    points: Sequence[date],
+    rates: dict[str, list[Rate | None]],
+    totals: list[Decimal],
+) -> dict[UUID, date]:
+    """Take each shadowed account out of ``totals`` from the first day its live twin has a
+    balance (the stored deltas count every account): before that day the shadow is the only
+    record of that money, so a move from one provider to another keeps its history. Returns
+    the cut day per shadow (absent: the live twin has no balance yet, the shadow counts)."""
+    kinds = {a.id: a.type for a in await all_accounts(uow, user_id)}
+    ids = sorted(set(live_of) | set(live_of.values()), key=str)
+    series = await uow.analytics.snapshot_values(user_id, ids, end)
+    first: dict[UUID, date] = {}
+    for value in series:  # oldest first
+        first.setdefault(value.account_id, value.day)
+    cut = {s: first[live] for s, live in live_of.items() if live in first}
+    corrections: list[tuple[str, date, Decimal]] = []
+    carried: dict[tuple[UUID, str], Decimal] = {}  # each shadow's value, day by day
+    before: dict[tuple[UUID, str], Decimal] = {}  # ... and its last value before the cut
+    for value in series:
+        if value.account_id not in cut or value.balance is None:
+            continue
+        key, day = (value.account_id, value.currency), cut[value.account_id]
+        amount = signed(kinds[value.account_id], value.balance)
+        if value.day >= day:  # from the cut on, every move of the shadow is undone
+            corrections.append((value.currency, value.day, carried.get(key, Decimal(0)) - amount))
+        carried[key] = amount
+        if value.day < day:
+            before[key] = amount
+    # ... and so is the value it carried into the cut day.
+    corrections += [(c, cut[a], -v) for (a, c), v in before.items() if v]
+    # A currency the stored deltas never met nets to zero there: nothing to take out.
+    corrections = sorted((d for d in corrections if d[0] in rates), key=lambda d: d[1])
+    for i, amount in enumerate(_currency_totals(corrections, points, rates, set())):
+        totals[i] += amount
+    return cut
 
 
 def _rate_table(rates: dict[str, list[Rate | None]], points: Sequence[date], target: str) -> DailyRates:
@@ -298,10 +350,11 @@ def _revalue(
     book: RateBook,
     target: str,
     totals: list[Decimal],
+    cut: dict[UUID, date] | None = None,
 ) -> None:
     """Accounts with recorded holdings: from their first recorded day, swap the carried
     balance (in ``totals`` already) for cash + positions at each day's close, on the points
-    where every position has a close and a rate."""
+    where every position has a close and a rate; a shadowed account only before its ``cut``."""
     per_account: dict[UUID, list[SnapshotValue]] = defaultdict(list)
     for snapshot in series:
         per_account[snapshot.account_id].append(snapshot)
@@ -319,7 +372,7 @@ def _revalue(
             while at < len(history) and history[at].day <= point:
                 last = history[at]
                 at += 1
-            if i < first:
+            if i < first or (cut and point >= cut.get(account_id, date.max)):
                 continue
             positions = held.get(i, zero)
             rate = cash_rates[i]

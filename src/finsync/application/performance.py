@@ -17,6 +17,7 @@ from finsync.application.valuation import (
     Prices,
     all_accounts,
     base_currency,
+    duplicates,
     held_on,
     load_book,
     rounded,
@@ -101,8 +102,9 @@ class PerformanceService:
                 raise NotFound("account")
             accounts = [account]
             target = currency or account.currency
-        else:
-            accounts = await all_accounts(uow, user.id)
+        else:  # an account counted through another connection too is counted once (reach.py)
+            shadowed = (await duplicates(uow, user.id, self._clock())).shadowed
+            accounts = [a for a in await all_accounts(uow, user.id) if a.id not in shadowed]
             target = currency or base_currency(user, self._default)
         ids = [a.id for a in accounts]
         snaps = await uow.analytics.snapshot_values(user.id, ids, end, start)

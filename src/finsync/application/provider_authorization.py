@@ -25,6 +25,7 @@ from finsync.domain.errors import Conflict, ConsentDenied, FinsyncError, Invalid
 from finsync.domain.ports import (
     CredentialCipher,
     Now,
+    PersonPresent,
     ProviderGateway,
     ProviderInfo,
     ProviderSession,
@@ -130,8 +131,11 @@ class ProviderAuthorizationService:
         options = dict(connection.state.get(FLOW_OPTIONS) or {})
         return connection, await self.start(connection, options, new=False)
 
-    async def complete(self, provider: str, params: dict[str, str]) -> CallbackOutcome:
-        """Handle the browser's return. Never raises: every failure becomes an error code."""
+    async def complete(
+        self, provider: str, params: dict[str, str], present: PersonPresent | None = None
+    ) -> CallbackOutcome:
+        """Handle the browser's return. Never raises: every failure becomes an error code.
+        ``present``: the person's browser, there for the first sync (see ``SyncService.request``)."""
         info = self._providers.info(provider)
         state = params.get(info.state_param if info else "state")
         if not state:
@@ -163,10 +167,14 @@ class ProviderAuthorizationService:
         except Exception:  # the browser must get a page, never a 500 with the state spent
             log.exception("authorization_crashed", provider=provider)
             return await self._fail(flow, "authorization_failed", "The provider's answer could not be read.")
-        return await self._activate(flow, result.credentials, result.expires_at)
+        return await self._activate(flow, result.credentials, result.expires_at, present)
 
     async def _activate(
-        self, flow: AuthFlow, credentials: dict[str, Any], expires_at: datetime | None
+        self,
+        flow: AuthFlow,
+        credentials: dict[str, Any],
+        expires_at: datetime | None,
+        present: PersonPresent | None = None,
     ) -> CallbackOutcome:
         session = ProviderSession(connection_id=flow.connection_id, credentials=credentials)
         try:
@@ -184,7 +192,7 @@ class ProviderAuthorizationService:
         if outcome.error is None and outcome.connection_id is not None:
             trigger = SyncTrigger.INITIAL if first else SyncTrigger.MANUAL
             try:
-                await self._sync.request(outcome.connection_id, flow.user_id, trigger)
+                await self._sync.request(outcome.connection_id, flow.user_id, trigger, present)
             except FinsyncError as exc:  # connected all the same; the sync can be retried later
                 log.warning(
                     "post_authorization_sync_not_started",

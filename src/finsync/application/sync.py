@@ -6,7 +6,6 @@ running meet only through the ``JobQueue`` port, so neither needs the other.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -15,6 +14,7 @@ from uuid import UUID
 import structlog
 
 from finsync.application.labels import id_floor, label_new_transactions
+from finsync.application.valuation import duplicates
 from finsync.domain.entities import Account, BalanceSnapshot, Connection, SyncRun, utcnow
 from finsync.domain.enums import AuthType, ConnectionStatus, SnapshotSource, SyncStatus, SyncTrigger
 from finsync.domain.errors import Conflict, InvalidInput, NeedsReauthorization, NotFound
@@ -22,6 +22,7 @@ from finsync.domain.jobs import SyncConnection
 from finsync.domain.ports import (
     CredentialCipher,
     Now,
+    PersonPresent,
     Preflight,
     ProviderGateway,
     ProviderInfo,
@@ -81,7 +82,7 @@ async def write_fetched(
     rules = [r for r in await uow.rules.list(connection.user_id) if r.enabled]
     accounts, counts = await uow.accounts.upsert(connection, fetched.accounts)
     record_counts(run, "accounts", counts)
-    await flag_held_elsewhere(uow, connection, run, fetched.accounts)
+    await flag_held_elsewhere(uow, connection, run, accounts, now)
     snapshots = []
     for account in accounts:
         key = account.provider_account_id
@@ -122,22 +123,29 @@ async def write_fetched(
 
 
 async def flag_held_elsewhere(
-    uow: UnitOfWork, connection: Connection, run: SyncRun, fetched: Sequence[ProviderAccount]
+    uow: UnitOfWork, connection: Connection, run: SyncRun, accounts: list[Account], now: datetime
 ) -> None:
-    """Warn when an account is also reached through another connection (e.g. the same IBAN
-    through GoCardless and Enable Banking): both would count in net worth."""
-    for account in fetched:
-        if not account.aliases:
-            continue
-        other = await uow.accounts.held_by(connection.user_id, None, account.aliases, connection.id)
-        if other is not None:
+    """Warn when an account of this connection is also reached through another connection
+    (e.g. the same IBAN through GoCardless and Enable Banking): only one of them counts in
+    net worth (domain/reach.py), whichever of the two syncs first or last."""
+    found = await duplicates(uow, connection.user_id, now)
+    for account in accounts if found.peers else []:
+        live = found.live_of.get(account.id)
+        for peer in found.peers.get(account.id, []):
+            if peer.connection_id == connection.id:
+                continue
+            counted = "this connection's" if live is None else "the other connection's"
+            if live is not None and live != peer.account_id:
+                continue  # named by the warning about the peer that counts
             run.warnings.append(
-                f"The account {account.name!r} is also connected through connection {other}: "
-                "delete one of the two connections, or it counts twice in net worth"
+                f"The account {account.name!r} is also connected through connection {peer.connection_id} "
+                f"({peer.provider}): net worth counts {counted} only; delete the connection you no longer use"
             )
 
 
-def session_of(connection: Connection, cipher: CredentialCipher) -> ProviderSession:
+def session_of(
+    connection: Connection, cipher: CredentialCipher, present: PersonPresent | None = None
+) -> ProviderSession:
     """What an adapter gets for this connection: decrypted credentials and its own state."""
     credentials: dict[str, Any] = cipher.decrypt(connection.credentials) if connection.credentials else {}
     return ProviderSession(
@@ -146,6 +154,7 @@ def session_of(connection: Connection, cipher: CredentialCipher) -> ProviderSess
         environment=connection.environment,
         state=dict(connection.state),
         last_synced_at=connection.last_synced_at,
+        present=present,
     )
 
 
@@ -172,9 +181,12 @@ class SyncService:
         self._cipher = cipher
         self._clock = clock
 
-    async def request(self, connection_id: UUID, user_id: UUID, trigger: SyncTrigger) -> SyncRun:
+    async def request(
+        self, connection_id: UUID, user_id: UUID, trigger: SyncTrigger, present: PersonPresent | None = None
+    ) -> SyncRun:
         """Queue a run; a run already queued or running is returned instead (a button mashed ten
-        times queues one sync)."""
+        times queues one sync). ``present``: the person asking, who is at the screen (bank links
+        tell the bank, which then does not count the calls as unattended)."""
         async with self._uow() as uow:
             connection = await uow.connections.get(connection_id, user_id)
             if connection is None:
@@ -191,7 +203,7 @@ class SyncService:
             if connection.status is ConnectionStatus.NEEDS_REAUTH or lapsed:
                 raise NeedsReauthorization(_renew_hint(connection, info))
             if trigger is SyncTrigger.MANUAL:
-                await self._preflight(connection)
+                await self._preflight(connection, present)
             now = self._clock()
             run = SyncRun(
                 user_id=user_id,
@@ -208,17 +220,23 @@ class SyncService:
                     return active
                 raise Conflict("a sync of this connection just finished; try again")
             uow.enqueue(
-                SyncConnection(connection_id=connection_id, run_id=run.id, provider=connection.provider)
+                SyncConnection(
+                    connection_id=connection_id,
+                    run_id=run.id,
+                    provider=connection.provider,
+                    present_ip=None if present is None else present.ip_address,
+                    present_user_agent=None if present is None else present.user_agent,
+                )
             )
             await uow.commit()
         return run
 
-    async def _preflight(self, connection: Connection) -> None:
+    async def _preflight(self, connection: Connection, present: PersonPresent | None) -> None:
         """Ask the adapter, without calling the provider, whether a sync can run now (bank budgets):
         a manual sync over budget answers 429 with the time it becomes possible, burning nothing."""
         if connection.credentials is None:
             return
-        adapter = self._providers.adapter(connection.provider, session_of(connection, self._cipher))
+        adapter = self._providers.adapter(connection.provider, session_of(connection, self._cipher, present))
         try:
             if isinstance(adapter, Preflight):
                 await adapter.preflight()

@@ -25,6 +25,7 @@ from finsync.domain.ports import (
     CredentialCipher,
     HoldingsSource,
     Now,
+    PersonPresent,
     ProviderGateway,
     ProviderSession,
     UnitOfWork,
@@ -66,9 +67,14 @@ class SyncRunner:
             if run is None or connection is None:
                 return None
             await uow.commit()
-        return await self.execute(run, connection)
+        present = None  # a retry, later, runs unattended
+        if job.present_ip is not None and run.id == job.run_id and run.attempts <= 1:
+            present = PersonPresent(job.present_ip, job.present_user_agent)
+        return await self.execute(run, connection, present)
 
-    async def execute(self, run: SyncRun, connection: Connection) -> SyncRun:
+    async def execute(
+        self, run: SyncRun, connection: Connection, present: PersonPresent | None = None
+    ) -> SyncRun:
         started = time.perf_counter()
         # Until the credentials are decrypted the session is empty: a failure then changes none.
         session = ProviderSession(connection_id=connection.id, credentials={})
@@ -81,7 +87,7 @@ class SyncRunner:
             attempt=run.attempts,
         )
         try:
-            session = session_of(connection, self._cipher)
+            session = session_of(connection, self._cipher, present)
             original = dict(session.credentials)
             fetched = await self._fetch(connection.provider, session)
             return await self._finish(run, connection, session, original, started, fetched=fetched)

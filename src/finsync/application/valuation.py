@@ -11,7 +11,7 @@ from __future__ import annotations
 import bisect
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from uuid import UUID
 
@@ -21,6 +21,7 @@ from finsync.domain.enums import AccountType
 from finsync.domain.fx import RateBook, in_minor_units
 from finsync.domain.market import Instrument, PriceBar, instrument_key
 from finsync.domain.ports import AccountFilter, PageRequest, UnitOfWork
+from finsync.domain.reach import Duplicates, resolve
 from finsync.domain.worth import LIABILITY_TYPES, signed
 
 __all__ = ["LIABILITY_TYPES", "signed"]
@@ -52,6 +53,11 @@ async def all_accounts(uow: UnitOfWork, user_id: UUID) -> list[Account]:
         if result.next_key is None:
             return found
         page = PageRequest(limit=500, after=result.next_key)
+
+
+async def duplicates(uow: UnitOfWork, user_id: UUID, now: datetime) -> Duplicates:
+    """Accounts reached through two connections, and which of each pair counts (domain/reach.py)."""
+    return resolve(await uow.accounts.reaches(user_id), now)
 
 
 async def load_book(

@@ -141,6 +141,7 @@ class Account:
     holdings_value: Decimal | None = None
     balance_at: datetime | None = None
     raw: dict[str, Any] = field(default_factory=dict)
+    iban: str | None = None  # normalised; the same IBAN through two connections: domain/reach.py
     created_at: datetime = field(default_factory=utcnow)
     updated_at: datetime = field(default_factory=utcnow)
 

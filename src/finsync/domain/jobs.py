@@ -38,6 +38,9 @@ class SyncConnection:
     connection_id: UUID
     run_id: UUID
     provider: str
+    # The person who asked for it, when they did (``PersonPresent``); None when scheduled.
+    present_ip: str | None = None
+    present_user_agent: str | None = None
 
     @staticmethod
     def lock_of(connection_id: UUID) -> str:
@@ -185,6 +188,8 @@ def decode(cls: type[J], args: dict[str, Any]) -> J:
     hints = typing.get_type_hints(cls)
     values: dict[str, Any] = {}
     for f in dataclasses.fields(cls):  # type: ignore[arg-type]
+        if f.name not in args and f.default is not dataclasses.MISSING:
+            continue  # queued before the field existed: its default
         raw, hint = args[f.name], hints[f.name]
         if hint is UUID and raw is not None:
             raw = UUID(str(raw))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from decimal import Decimal
@@ -34,6 +34,7 @@ from finsync.domain.enums import (
     TransactionType,
 )
 from finsync.domain.jobs import Job
+from finsync.domain.reach import Reach
 from finsync.domain.records import (
     DeferredTransactions,
     ProviderAccount,
@@ -244,7 +245,11 @@ class AccountRepository(Protocol):
         ...
 
     async def find(self, user_id: UUID, filters: AccountFilter, page: PageRequest) -> Page[Account]: ...
-    async def totals_by_currency(self, user_id: UUID) -> CurrencyTotals: ...
+    async def reaches(self, user_id: UUID) -> list[Reach]:
+        """The user's accounts whose IBAN and currency another connection's account carries too."""
+        ...
+
+    async def totals_by_currency(self, user_id: UUID, exclude: Collection[UUID] = ()) -> CurrencyTotals: ...
 
 
 class HoldingRepository(Protocol):
@@ -580,6 +585,16 @@ class CredentialCipher(Protocol):
     def decrypt(self, token: bytes) -> dict[str, Any]: ...
 
 
+@dataclass(frozen=True, slots=True)
+class PersonPresent:
+    """The person is at the screen for this sync (they pressed sync, or just came back from
+    their bank): their address (after trusted proxies) and browser. Bank links forward them,
+    so the bank does not count the calls against its few unattended ones a day (PSD2)."""
+
+    ip_address: str
+    user_agent: str | None = None
+
+
 @dataclass(slots=True, kw_only=True)
 class ProviderSession:
     """What an adapter gets for one sync: decrypted credentials and its own persisted state.
@@ -598,6 +613,8 @@ class ProviderSession:
     # Messages the provider gives for the person (e.g. "log in again at the bridge"); they do
     # not fail the sync and become the sync run's ``warnings``.
     warnings: list[str] = field(default_factory=list)
+    # Set when the person asked for this sync and is there (None: a scheduled, unattended one).
+    present: PersonPresent | None = None
 
 
 @runtime_checkable

@@ -30,9 +30,9 @@ class ProviderAccount:
     holdings_value: Decimal | None = None
     balance_at: datetime | None = None
     raw: dict[str, Any] = field(default_factory=dict)
-    # Keys another provider would give the same real account (e.g. "iban:<IBAN>"), so a sync
-    # can flag an account reached through two providers; never stored.
-    aliases: tuple[str, ...] = ()
+    # The account's IBAN as the provider sends it (stored normalised, or not at all when it is
+    # not a valid IBAN): how one account reached through two providers is recognised.
+    iban: str | None = None
 
 
 @dataclass(slots=True, kw_only=True)

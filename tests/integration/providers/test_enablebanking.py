@@ -15,7 +15,7 @@ import pytest
 
 from finsync.domain.enums import AccountType, TransactionStatus
 from finsync.domain.errors import ConsentDenied, InvalidInput, ProviderAuthError, RateLimited, Unavailable
-from finsync.domain.ports import AuthorizationResult, ProviderSession
+from finsync.domain.ports import AuthorizationResult, PersonPresent, ProviderSession
 from finsync.providers.enablebanking import (
     METADATA,
     EnableBankingAdapter,
@@ -25,6 +25,7 @@ from finsync.providers.enablebanking import (
     institutions,
     revoke,
 )
+from finsync.providers.enablebanking.client import psu_headers
 from tests.fakes.clock import VirtualClock
 from tests.fakes.consent import submit_consent
 from tests.fakes.enablebanking import (
@@ -234,6 +235,51 @@ async def test_four_unattended_calls_a_day_then_refused_before_calling(
     clock.advance(86400)
     async with kit.adapter(session) as sync:
         await sync.preflight()
+
+
+@pytest.mark.parametrize("known", [True, False], ids=["required-list-kept", "connected-before-it-was-kept"])
+async def test_with_the_person_present_the_psu_headers_go_and_no_allowance_is_spent(
+    kit: Kit, fake: FakeEnableBanking, clock: VirtualClock, known: bool
+) -> None:
+    session = await kit.connect()
+    assert session.credentials["required_psu_headers"] == ["Psu-Ip-Address", "Psu-User-Agent"]
+    if not known:
+        del session.credentials["required_psu_headers"]
+    session.present = PersonPresent("2001:db8::7", "Mozilla/5.0 (X11)")
+    for _ in range(6):  # beyond the four unattended calls a day
+        async with kit.adapter(session) as sync:
+            await sync.preflight()
+            for account in await sync.fetch_accounts():
+                await sync.fetch_transactions(account)
+        clock.advance(600)
+    assert len(fake.psu_seen) == 6 * 2 * len(fake.bank_accounts)
+    assert {tuple(sorted(psu.items())) for _, psu in fake.psu_seen} == {
+        (("psu-ip-address", "2001:db8::7"), ("psu-user-agent", "Mozilla/5.0 (X11)"))
+    }
+    session.present = None  # a scheduled sync: unattended, and the allowance is whole
+    for _ in range(4):
+        async with kit.adapter(session) as sync:
+            for account in await sync.fetch_accounts():
+                await sync.fetch_transactions(account)
+    async with kit.adapter(session) as sync:
+        with pytest.raises(RateLimited):
+            await sync.preflight()
+
+
+async def test_psu_headers_all_the_bank_requires_or_none(kit: Kit, fake: FakeEnableBanking) -> None:
+    fake.aspsps[0]["required_psu_headers"] = ["Psu-Ip-Address", "Psu-Geo-Location"]
+    session = await kit.connect()
+    session.present = PersonPresent("192.0.2.10", "Mozilla/5.0")
+    async with kit.adapter(session) as sync:
+        for account in await sync.fetch_accounts():
+            await sync.fetch_transactions(account)
+    assert fake.psu_seen
+    assert all(psu == {} for _, psu in fake.psu_seen)  # a header finsync cannot fill: none sent
+    assert psu_headers(PersonPresent("192.0.2.10", None), ["Psu-Ip-Address", "Psu-User-Agent"]) == {}
+    assert psu_headers(PersonPresent("192.0.2.10", None), ["psu-ip-address"]) == {
+        "Psu-Ip-Address": "192.0.2.10"
+    }
+    assert psu_headers(None, []) == {}
 
 
 async def test_the_banks_own_limit_blocks_the_account(kit: Kit, fake: FakeEnableBanking) -> None:

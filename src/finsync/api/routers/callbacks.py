@@ -8,7 +8,7 @@ from urllib.parse import urlencode, urlsplit, urlunsplit
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
-from finsync.api.deps import ContainerDep
+from finsync.api.deps import ContainerDep, PresentDep
 from finsync.application.provider_authorization import CallbackOutcome
 
 router = APIRouter(tags=["connections"])
@@ -42,13 +42,15 @@ def _client_redirect(target: str, outcome: CallbackOutcome) -> str:
         },
     },
 )
-async def authorization_callback(provider: str, request: Request, container: ContainerDep) -> Response:
+async def authorization_callback(
+    provider: str, request: Request, container: ContainerDep, present: PresentDep
+) -> Response:
     """The provider redirects the browser here after consent; activates the connection and starts
     its first sync. Redirects to FINSYNC_CLIENT_REDIRECT_URL (with `connection_id` and `status`:
     `connected`, `reauthorized` when the login was already connected and that connection was
     re-authorised instead, or `error` with an `error` code) or shows a small page."""
     params = {k: v for k, v in request.query_params.items() if len(v) <= 4096}
-    outcome = await container.provider_authorization.complete(provider, params)
+    outcome = await container.provider_authorization.complete(provider, params, present)
     target = container.settings.client_redirect_url
     if target:
         return RedirectResponse(_client_redirect(target, outcome), status_code=302)

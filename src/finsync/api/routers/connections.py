@@ -9,7 +9,7 @@ from uuid import UUID
 from fastapi import APIRouter, Query, status
 from fastapi.responses import JSONResponse
 
-from finsync.api.deps import ContainerDep, CurrentUser, PageDep, UowDep
+from finsync.api.deps import ContainerDep, CurrentUser, PageDep, PresentDep, UowDep
 from finsync.api.errors import responses
 from finsync.api.idempotency import IdempotencyKey, answer, digest, respond
 from finsync.api.pagination import PageOut, encode_cursor, to_page
@@ -167,12 +167,16 @@ async def list_sync_runs(
     response_model=SyncRunPublic,
     responses=responses(NotFound, NeedsReauthorization, InvalidInput, RateLimited),
 )
-async def sync_connection(connection_id: UUID, user: CurrentUser, container: ContainerDep) -> SyncRunPublic:
+async def sync_connection(
+    connection_id: UUID, user: CurrentUser, container: ContainerDep, present: PresentDep
+) -> SyncRunPublic:
     """Start a sync now; answers with the SyncRun to poll. A sync already running is returned instead.
     A connection that needs reauthorisation answers 409 `needs-reauth` without calling the provider:
     renew it first (`POST .../reauthorize` for OAuth and bank links, `PATCH` new credentials for API keys).
-    A statement-file connection answers 422: upload to `/imports` instead."""
-    run = await container.sync.request(connection_id, user.id, SyncTrigger.MANUAL)
+    A statement-file connection answers 422: upload to `/imports` instead. Bank links are told you
+    are present (your address and user agent: Enable Banking's PSU headers), so the bank does not
+    count the sync against its few background calls a day."""
+    run = await container.sync.request(connection_id, user.id, SyncTrigger.MANUAL, present)
     return SyncRunPublic.model_validate(run)
 
 

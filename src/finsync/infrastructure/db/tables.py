@@ -128,6 +128,8 @@ class AccountRow(SQLModel, table=True):
         # A user never holds the same provider account twice, whichever connection brought it.
         UniqueConstraint("user_id", "provider", "provider_account_id", name="uq_accounts_user_provider_id"),
         Index("ix_accounts_user_id_id", "user_id", "id"),
+        # The same IBAN reached through two connections (domain/reach.py), per user.
+        Index("ix_accounts_user_iban", "user_id", "iban"),
     )
     id: UUID = Field(primary_key=True)
     user_id: UUID = _fk("users.id")
@@ -144,6 +146,7 @@ class AccountRow(SQLModel, table=True):
     holdings_value: Decimal | None = _money()
     balance_at: datetime | None = _ts()
     raw: dict[str, Any] = Field(default_factory=dict, sa_type=JSONType, nullable=False)
+    iban: str | None = _str(34, nullable=True)  # normalised (migration 0012)
     created_at: datetime = _ts(False)
     updated_at: datetime = _ts(False)
 

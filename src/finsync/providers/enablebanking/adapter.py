@@ -26,7 +26,7 @@ from finsync.domain.ports import ProviderSession
 from finsync.domain.records import ProviderAccount, TransactionBatch
 from finsync.providers import banklink
 from finsync.providers.budget import AccountBudget
-from finsync.providers.enablebanking.client import BankLimitReached, EnableBankingClient
+from finsync.providers.enablebanking.client import BankLimitReached, EnableBankingClient, psu_headers
 from finsync.providers.enablebanking.flow import EnableBankingFlow, check_country, institution_id
 from finsync.providers.enablebanking.mappers import account_identities, api_uid, map_account, map_transactions
 from finsync.providers.enablebanking.settings import EnableBankingSettings, EnableBankingSigner
@@ -49,6 +49,8 @@ class EnableBankingAdapter:
         self._history_days = history_days
         self._clock: Clock = clock or SystemClock()
         self._budget = AccountBudget(session.state, self._clock)
+        # With the person present the bank does not count the calls as unattended: no budget.
+        self._psu = psu_headers(session.present, session.credentials.get("required_psu_headers"))
 
     async def aclose(self) -> None:
         await self._client.aclose()
@@ -68,7 +70,10 @@ class EnableBankingAdapter:
     def _sync_budget(self) -> list[dict[str, Any]]:
         """The shared accounts, once the allowance covers a whole sync (RateLimited otherwise)."""
         accounts = self._accounts()
-        self._budget.require([(a["uid"], kind) for a in accounts for kind in ("balances", "transactions")])
+        if not self._psu:
+            self._budget.require(
+                [(a["uid"], kind) for a in accounts for kind in ("balances", "transactions")]
+            )
         return accounts
 
     def _forget_other_sessions(self, uids: set[str]) -> None:
@@ -88,7 +93,8 @@ class EnableBankingAdapter:
                 f"The bank's consent for this account ended (expired, withdrawn or closed); {RECONNECT} "
                 f"({exc.detail})"
             ) from None
-        self._budget.record(uid, kind, {})
+        if not self._psu:
+            self._budget.record(uid, kind, {})
         return result
 
     async def preflight(self) -> None:
@@ -104,7 +110,7 @@ class EnableBankingAdapter:
         found = []
         for account in accounts:
             uid = account["uid"]
-            balances = await self._spend(uid, "balances", self._client.balances(uid))
+            balances = await self._spend(uid, "balances", self._client.balances(uid, self._psu))
             found.append(map_account(account, balances, keys[uid], institution))
         return found
 
@@ -116,9 +122,11 @@ class EnableBankingAdapter:
         uid = api_uid(account)
         if not uid:
             raise ProviderAuthError(f"This account is not part of the current bank consent; {RECONNECT}")
-        self._budget.require([(uid, "transactions")])
+        if not self._psu:
+            self._budget.require([(uid, "transactions")])
         date_from, date_to = self.window(account.provider_account_id)
-        items = await self._spend(uid, "transactions", self._client.transactions(uid, date_from, date_to))
+        call = self._client.transactions(uid, date_from, date_to, self._psu)
+        items = await self._spend(uid, "transactions", call)
         transactions = map_transactions(items)
         banklink.remember(self._memo(account.provider_account_id), date_to, transactions)
         return TransactionBatch(transactions=transactions, replace_pending_since=date_from)

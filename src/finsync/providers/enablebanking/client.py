@@ -16,6 +16,7 @@ from typing import Any
 import httpx
 
 from finsync.domain.errors import BadData, ProviderAuthError, ProviderError, RateLimited, Unavailable
+from finsync.domain.ports import PersonPresent
 from finsync.providers.enablebanking.settings import EnableBankingSigner
 from finsync.providers.http import AccessRevoked, Clock, ProviderHttp, RateLimit, SystemClock
 
@@ -111,6 +112,28 @@ class _JwtAuth(httpx.Auth):
         yield request
 
 
+# The PSU headers finsync can fill from the person's request (no geolocation, no Accept-*).
+PSU_IP, PSU_USER_AGENT = "Psu-Ip-Address", "Psu-User-Agent"
+
+
+def psu_headers(present: PersonPresent | None, required: Any) -> dict[str, str]:
+    """The headers that mark a data call as made with the person present, or none.
+
+    The ASPSP's ``required_psu_headers`` must all be sent, or none of the PSU headers (else
+    ``PSU_HEADER_NOT_PROVIDED``): when it asks for one finsync cannot fill, nothing is sent
+    and the call is an unattended one. Unknown list (connected before it was kept): both."""
+    if present is None:
+        return {}
+    known = {PSU_IP: present.ip_address}
+    if present.user_agent:
+        known[PSU_USER_AGENT] = present.user_agent
+    if isinstance(required, list):
+        wanted = {str(h).lower() for h in required}
+        if not wanted <= {k.lower() for k in known}:
+            return {}
+    return known
+
+
 class EnableBankingClient:
     def __init__(
         self,
@@ -176,16 +199,21 @@ class EnableBankingClient:
         except AccessRevoked:
             return  # already closed or expired: nothing left to revoke
 
-    async def balances(self, uid: str) -> list[dict[str, Any]]:
-        body = await self._json("GET", f"accounts/{uid}/balances", "balances")
+    async def balances(self, uid: str, psu: dict[str, str] | None = None) -> list[dict[str, Any]]:
+        """``psu``: the PSU headers of a call made with the person present (``psu_headers``)."""
+        body = await self._json("GET", f"accounts/{uid}/balances", "balances", headers=psu or {})
         return [b for b in body.get("balances") or [] if isinstance(b, dict)]
 
-    async def transactions(self, uid: str, date_from: date, date_to: date) -> list[dict[str, Any]]:
+    async def transactions(
+        self, uid: str, date_from: date, date_to: date, psu: dict[str, str] | None = None
+    ) -> list[dict[str, Any]]:
         """Every page: ``continuation_key`` is followed until the bank sends none."""
         params: dict[str, str] = {"date_from": date_from.isoformat(), "date_to": date_to.isoformat()}
         found: list[dict[str, Any]] = []
         for _ in range(MAX_PAGES):
-            body = await self._json("GET", f"accounts/{uid}/transactions", "transactions", params=params)
+            body = await self._json(
+                "GET", f"accounts/{uid}/transactions", "transactions", params=params, headers=psu or {}
+            )
             found += [t for t in body.get("transactions") or [] if isinstance(t, dict)]
             key = body.get("continuation_key")
             if not key:

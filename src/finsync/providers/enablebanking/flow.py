@@ -93,10 +93,12 @@ class EnableBankingFlow:
             await client.aclose()
         if not body.get("url"):
             raise BadData("Enable Banking started an authorisation without a bank URL")
+        required = aspsp.get("required_psu_headers")
         return AuthorizationStart(
             url=str(body["url"]),
             flow_data={
                 "aspsp": {"name": name, "country": country},
+                "required_psu_headers": [str(h) for h in required] if isinstance(required, list) else None,
                 "authorization_id": str(body.get("authorization_id") or ""),
                 "valid_until": valid_until.isoformat(),
             },
@@ -134,5 +136,7 @@ class EnableBankingFlow:
             },
             "accounts": accounts,
             "valid_until": expires_at.timestamp() if expires_at else None,
+            # What the bank wants to see to count a data call as made with the person present.
+            "required_psu_headers": flow_data.get("required_psu_headers"),
         }
         return AuthorizationResult(credentials=credentials, expires_at=expires_at)

@@ -121,8 +121,7 @@ def map_account(
         available_balance=_money(available, "balance_amount")[0] if available else None,
         cash_value=balance,
         raw={"enablebanking_uid": account["uid"], "account": account, "balances": balances},
-        # GoCardless keys IBAN accounts as iban:<IBAN> (currency pockets: iban:<IBAN>:<CUR>).
-        aliases=(f"iban:{iban}", f"iban:{iban}:{str(currency).upper()}") if iban else (),
+        iban=iban or None,
     )
 
 

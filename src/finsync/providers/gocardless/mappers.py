@@ -123,6 +123,7 @@ def map_account(
         cash_value=balance,
         balance_at=_reference_time(booked),
         raw={"gocardless_account_id": account_id, "details": info, "balances": balances},
+        iban=iban or None,
     )
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -12,21 +12,24 @@ from sqlalchemy import delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from finsync.domain.entities import Account, BalanceSnapshot, Connection, Holding, new_id, utcnow
+from finsync.domain.enums import ConnectionStatus
 from finsync.domain.errors import AlreadyConnected
 from finsync.domain.ports import AccountFilter, CurrencyTotal, CurrencyTotals, Page, PageRequest
+from finsync.domain.reach import Reach, normalise_iban
 from finsync.domain.records import ProviderAccount, ProviderHolding, UpsertCounts
 from finsync.infrastructure.db.mapping import column_text, keyset, make_page, provider_id, to_entity, to_row
-from finsync.infrastructure.db.tables import AccountRow, BalanceSnapshotRow, HoldingRow
+from finsync.infrastructure.db.tables import AccountRow, BalanceSnapshotRow, ConnectionRow, HoldingRow
 from finsync.infrastructure.db.types import json_roundtrip
 
 accounts = AccountRow.__table__  # type: ignore[attr-defined]
 _ACCOUNT_ID_MAX: int = accounts.c.provider_account_id.type.length
 holdings = HoldingRow.__table__  # type: ignore[attr-defined]
+connections = ConnectionRow.__table__  # type: ignore[attr-defined]
 snapshots = BalanceSnapshotRow.__table__  # type: ignore[attr-defined]
 
 _ACCOUNT_FIELDS = (
     "name", "type", "currency", "institution", "balance", "available_balance",
-    "cash_value", "holdings_value", "balance_at", "raw",
+    "cash_value", "holdings_value", "balance_at", "raw", "iban",
 )  # fmt: skip
 _HOLDING_FIELDS = (
     "symbol", "name", "isin", "cusip", "asset_type", "quantity", "currency",
@@ -57,6 +60,7 @@ class SqlAccountRepository:
             values["raw"] = json_roundtrip(values["raw"])  # compare like with like
             values["name"] = column_text(values["name"], 200) or record.provider_account_id
             values["institution"] = column_text(values["institution"], 200)
+            values["iban"] = normalise_iban(record.iban)
             current = existing.get(record.provider_account_id)
             if current is None:
                 account = Account(
@@ -136,13 +140,52 @@ class SqlAccountRepository:
         items = [to_entity(Account, r) for r in (await self._s.execute(stmt)).mappings()]
         return make_page(items, page, lambda a: (a.id,))
 
-    async def totals_by_currency(self, user_id: UUID) -> CurrencyTotals:
-        """Known balances per currency, and the accounts whose balance is unknown (never a 0)."""
+    async def reaches(self, user_id: UUID) -> list[Reach]:
+        """The user's accounts whose IBAN and currency another connection's account carries too
+        (an index probe per user: most users have none)."""
+        a, b, c = accounts.c, accounts.alias("b").c, connections.c
+        other = (
+            select(b.id)
+            .where(
+                b.user_id == a.user_id,
+                b.iban == a.iban,
+                b.currency == a.currency,
+                b.connection_id != a.connection_id,
+            )
+            .exists()
+        )
+        stmt = (
+            select(
+                a.id, a.connection_id, a.provider, a.iban, a.currency, c.status, c.expires_at, c.created_at
+            )
+            .join(connections, c.id == a.connection_id)
+            .where(a.user_id == user_id, a.iban.is_not(None), other)
+            .order_by(a.id)
+        )
+        return [
+            Reach(
+                account_id=r.id,
+                connection_id=r.connection_id,
+                provider=r.provider,
+                iban=r.iban,
+                currency=r.currency,
+                status=ConnectionStatus(r.status),
+                expires_at=r.expires_at,
+                connected_at=r.created_at,
+            )
+            for r in (await self._s.execute(stmt)).all()
+        ]
+
+    async def totals_by_currency(self, user_id: UUID, exclude: Collection[UUID] = ()) -> CurrencyTotals:
+        """Known balances per currency, and the accounts whose balance is unknown (never a 0);
+        ``exclude``: accounts left out (shadows of an account counted through another connection)."""
         # Summed in Python: SQLite keeps money as TEXT, and Decimal sums stay exact everywhere.
         stmt = select(accounts).where(accounts.c.user_id == user_id).order_by(accounts.c.id)
         totals: dict[str, CurrencyTotal] = {}
         without: list[Account] = []
         for row in (await self._s.execute(stmt)).mappings():
+            if row["id"] in exclude:
+                continue
             if row["balance"] is None:
                 without.append(to_entity(Account, row))
                 continue
