@@ -225,6 +225,8 @@ class ExchangeAdapter:
         self, endpoint: str, fetch: Callable[..., Awaitable[list[dict[str, Any]]]], cursors: dict[str, Any]
     ) -> list[dict[str, Any]]:
         window = self.exchange.transfer_window_days
+        if self.exchange.transfers_backwards:
+            return await self._backwards(endpoint, fetch, cursors)
         if window is None:
             return await self._by_time(endpoint, fetch, cursors)
         # Binance: a query spans at most 90 days from ``since``: walk the windows up to now.
@@ -237,6 +239,27 @@ class ExchangeAdapter:
             start += step
         cursors[endpoint] = max([int(i["timestamp"]) for i in items] + [now - OVERLAP_MS])
         return items
+
+    async def _backwards(
+        self, endpoint: str, fetch: Callable[..., Awaitable[list[dict[str, Any]]]], cursors: dict[str, Any]
+    ) -> list[dict[str, Any]]:
+        """Newest first: ask again ``until`` just before the oldest item seen, down to the cursor."""
+        since = max(EPOCH_MS, int(cursors.get(endpoint, EPOCH_MS)) - OVERLAP_MS)
+        items: dict[str, dict[str, Any]] = {}
+        params: dict[str, Any] = {}
+        for _ in range(MAX_PAGES):
+            page = await self._call(fetch, None, since, None, params)
+            fresh = [i for i in page if str(i.get("id")) not in items]
+            for item in fresh:
+                items[str(item.get("id"))] = item
+            if not fresh:
+                break
+            params = {"until": min(int(i["timestamp"]) for i in page) - 1}
+            if params["until"] < since:
+                break
+        if items:
+            cursors[endpoint] = max(int(i["timestamp"]) for i in items.values())
+        return list(items.values())
 
     # --- prices ---------------------------------------------------------------------------
 
@@ -330,6 +353,8 @@ class ExchangeAdapter:
             )
         if isinstance(exc, ccxt.OnMaintenance):
             return Unavailable(f"{name} is under maintenance ({text}); finsync retries later")
+        if isinstance(exc, ccxt.ExchangeNotAvailable):
+            return Unavailable(f"{name} is unavailable ({text}); finsync retries later")
         if isinstance(exc, (ccxt.ExchangeNotAvailable, ccxt.RequestTimeout, ccxt.NetworkError)):
             return Unavailable(f"{name} is not answering ({type(exc).__name__}); finsync retries later")
         if isinstance(exc, ccxt.AuthenticationError) or any(m in str(exc) for m in self.exchange.auth_errors):

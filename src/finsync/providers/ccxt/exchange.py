@@ -74,6 +74,9 @@ class Exchange:
     trade_id_param: str | None = None
     # Offset paging (Kraken ``ofs``) for trades and the ledger instead of ``since`` windows.
     offset_param: str | None = None
+    # Deposit/withdrawal lists answer the newest first and ignore a cursor (Kraken): page backwards
+    # with ``until`` from now to the cursor instead of forwards with ``since``.
+    transfers_backwards: bool = False
     # Longest window a deposit/withdrawal query may span, in days (Binance: 90); None: no limit.
     transfer_window_days: int | None = None
     # Error texts ccxt raises as plain ExchangeError that mean a refused key (Kraken).
