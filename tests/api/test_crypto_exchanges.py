@@ -6,8 +6,8 @@ quote currency and the history, a re-sync duplicates nothing, a failed sync stor
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import httpx

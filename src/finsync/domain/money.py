@@ -80,6 +80,8 @@ class Quantity:
 
     def priced(self, price: Decimal, currency: str) -> Money:
         """Its value at ``price`` per unit, in ``currency`` (which must be ISO-4217)."""
+        if not is_iso_currency(currency):
+            raise ValueError(f"{currency!r} is an asset, not a currency: value it in one")
         return Money(self.amount * price, currency)
 
     def __str__(self) -> str:
