@@ -162,3 +162,22 @@ async def test_kraken_maintenance_and_ban_fail_the_sync_and_store_nothing_new(
     r = await api.post(f"/api/v1/connections/{created['id']}/sync")
     run = await _run(api, r.json()["id"])
     assert run["error_type"] == "provider-rate-limited"
+
+
+async def test_a_binance_ip_ban_fails_the_sync_with_its_end_and_later_syncs_are_refused_up_front(
+    api: httpx.AsyncClient, fake_binance: tuple[binance.BinanceStore, str]
+) -> None:
+    store, _ = fake_binance
+    creds = {"apiKey": store.key, "secret": store.secret, "quote_currency": "EUR"}
+    created = (await api.post("/api/v1/connections", json={"provider": "binance", "credentials": creds})).json()
+    assert (await _run(api, created["sync_run_id"]))["status"] == "succeeded"
+    store.inject("/api/v3/account", "418")
+    run = await _run(api, (await api.post(f"/api/v1/connections/{created['id']}/sync")).json()["id"])
+    assert run["error_type"] == "provider-rate-limited"
+    assert "Binance has banned this server's IP address until" in run["error"]
+    calls = len(store.requests)
+    refused = await api.post(f"/api/v1/connections/{created['id']}/sync")
+    assert refused.status_code == 429, refused.text
+    assert int(refused.headers["Retry-After"]) > 3600
+    assert refused.json()["retry_at"]
+    assert len(store.requests) == calls  # refused before any call to Binance
