@@ -169,7 +169,8 @@ async def test_a_binance_ip_ban_fails_the_sync_with_its_end_and_later_syncs_are_
 ) -> None:
     store, _ = fake_binance
     creds = {"apiKey": store.key, "secret": store.secret, "quote_currency": "EUR"}
-    created = (await api.post("/api/v1/connections", json={"provider": "binance", "credentials": creds})).json()
+    body = {"provider": "binance", "credentials": creds}
+    created = (await api.post("/api/v1/connections", json=body)).json()
     assert (await _run(api, created["sync_run_id"]))["status"] == "succeeded"
     store.inject("/api/v3/account", "418")
     run = await _run(api, (await api.post(f"/api/v1/connections/{created['id']}/sync")).json()["id"])
@@ -181,3 +182,21 @@ async def test_a_binance_ip_ban_fails_the_sync_with_its_end_and_later_syncs_are_
     assert int(refused.headers["Retry-After"]) > 3600
     assert refused.json()["retry_at"]
     assert len(store.requests) == calls  # refused before any call to Binance
+
+
+async def test_replacing_the_key_with_one_that_may_withdraw_warns_and_a_read_only_one_clears_it(
+    api: httpx.AsyncClient, fake_binance: tuple[binance.BinanceStore, str]
+) -> None:
+    store, _ = fake_binance
+    creds = {"apiKey": store.key, "secret": store.secret, "quote_currency": "EUR"}
+    body = {"provider": "binance", "credentials": creds}
+    created = (await api.post("/api/v1/connections", json=body)).json()
+    assert created["provider_messages"] is None
+    await _run(api, created["sync_run_id"])
+    store.restrictions["enableWithdrawals"] = True
+    r = await api.patch(f"/api/v1/connections/{created['id']}", json={"credentials": creds})
+    assert r.status_code == 200, r.text
+    assert "may withdraw" in r.json()["provider_messages"][0]
+    store.restrictions["enableWithdrawals"] = False
+    r = await api.patch(f"/api/v1/connections/{created['id']}", json={"credentials": creds})
+    assert r.json()["provider_messages"] is None
