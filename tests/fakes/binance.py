@@ -168,6 +168,7 @@ def create_app(clock: Clock, store: BinanceStore) -> Starlette:
         )
 
     async def time_(request: Request) -> Response:
+        store.requests.append((request.url.path, {}))
         return answer({"serverTime": int(time.time() * 1000)}, "time")
 
     async def exchange_info(request: Request) -> Response:

@@ -317,3 +317,20 @@ async def test_a_418_is_an_ip_ban_until_its_end_and_preflight_refuses_without_ca
         assert len(store.requests) == calls
     finally:
         await other.aclose()
+
+
+async def test_a_key_whose_permissions_cannot_be_read_is_still_accepted(
+    adapter: ExchangeAdapter, store: BinanceStore
+) -> None:
+    store.inject("/sapi/v1/account/apiRestrictions", "error")
+    assert await adapter.validate() == [f"uid:{store.uid}"]
+    assert adapter.session.warnings == []
+
+
+async def test_a_refused_timestamp_asks_binance_for_its_clock_before_the_retry(
+    adapter: ExchangeAdapter, store: BinanceStore
+) -> None:
+    store.inject("/api/v3/account", "timestamp")
+    await adapter.validate()
+    paths = [p for p, _ in store.requests]
+    assert paths[paths.index("/api/v3/account") + 1] == "/api/v3/time"

@@ -94,7 +94,12 @@ class ExchangeAdapter:
         self._quote()
         balance = await self._call(self.ex.fetch_balance)
         if self.exchange.permissions is not None:
-            allowed = await self._call(self.exchange.permissions, self.ex)
+            try:
+                allowed = await self._call(self.exchange.permissions, self.ex)
+            except RateLimited:
+                raise
+            except ProviderError:  # the key works (the balance answered); its permissions stay unknown
+                allowed = None
             extra = sorted((allowed or set()) & {"trade", "withdraw"})
             if extra:
                 self.session.warnings.append(
@@ -322,7 +327,7 @@ class ExchangeAdapter:
                         f"({self._text(exc)}): this server's clock may be wrong, or another "
                         "application uses the same API key; give finsync a key of its own"
                     ) from None
-                if hasattr(self.ex, "load_time_difference") and self.exchange.uid_field:
+                if self.exchange.adjusts_clock:
                     await self.ex.load_time_difference()
             except ccxt.BaseError as exc:
                 raise await self._translate(exc) from None

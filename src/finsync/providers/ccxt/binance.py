@@ -41,5 +41,6 @@ EXCHANGE = Exchange(
     permissions=permissions,
     ledger=False,
     uid_field="uid",
+    adjusts_clock=True,
 )
 METADATA = metadata(EXCHANGE, factory)

@@ -86,6 +86,8 @@ class Exchange:
     ledger: bool = True
     # Ledger entry types that are income (staking and earn rewards).
     income_types: frozenset[str] = frozenset({"staking", "reward", "earn", "rebate", "airdrop", "cashback"})
+    # After a refused timestamp, ask the exchange's clock before the retry (Binance recvWindow).
+    adjusts_clock: bool = False
     # Where the account's stable key comes from in fetch_balance()["info"] (Binance: "uid").
     uid_field: str | None = None
     description: str = ""
