@@ -15,6 +15,7 @@ import pytest
 
 from finsync.bootstrap import Container
 from finsync.providers.ccxt import limits
+from finsync.providers.ratelimit import SHARED_BUCKETS
 from tests.api.helpers import register_and_login
 from tests.conftest import api_client, built, make_settings
 from tests.fakes import binance, kraken
@@ -26,9 +27,12 @@ pytestmark = pytest.mark.e2e
 
 @pytest.fixture(autouse=True)
 def _no_bans() -> Iterator[None]:
+    """Each test starts with no exchange ban and fresh budgets (they live as long as the process)."""
     limits.BANS.clear()
+    SHARED_BUCKETS.clear()
     yield
     limits.BANS.clear()
+    SHARED_BUCKETS.clear()
 
 
 @pytest.fixture
