@@ -13,8 +13,11 @@ import pytest
 from finsync.domain.enums import AssetType, TransactionSubtype, TransactionType
 from finsync.domain.errors import InvalidInput, ProviderAuthError, ProviderError, RateLimited, Unavailable
 from finsync.domain.ports import ProviderSession
+from finsync.infrastructure.db.engine import create_engine
+from finsync.infrastructure.ratelimits import PgBucket, PgBuckets
 from finsync.providers.ccxt import binance, limits
 from finsync.providers.ccxt.adapter import ExchangeAdapter
+from finsync.providers.ratelimit import BUCKET_STORE
 from tests.fakes.binance import BinanceStore, api_urls, create_app, seed
 from tests.fakes.clock import VirtualClock
 from tests.fakes.server import serve
@@ -334,3 +337,39 @@ async def test_a_refused_timestamp_asks_binance_for_its_clock_before_the_retry(
     await adapter.validate()
     paths = [p for p, _ in store.requests]
     assert paths[paths.index("/api/v3/account") + 1] == "/api/v3/time"
+
+
+async def test_a_429_holds_binance_for_another_process_through_the_shared_store(
+    url: str, store: BinanceStore, clock: VirtualClock, pg_database: str | None
+) -> None:
+    """Two processes (two engines on one PostgreSQL): the worker that earned the 429 blocks the
+    exchange's budget row, so the API process validating another key waits instead of
+    earning Binance's 418."""
+    if pg_database is None:
+        pytest.skip("PostgreSQL not reachable (set CI=true to make this a failure)")
+    engines = [create_engine(pg_database), create_engine(pg_database)]
+    try:
+        adapters = []
+        for engine in engines:
+            token = BUCKET_STORE.set(PgBuckets(engine))
+            try:
+                adapters.append(_build(url, _session(store), clock))
+            finally:
+                BUCKET_STORE.reset(token)
+        first, second = (a.budget.bucket for a in adapters)
+        assert isinstance(first, PgBucket)
+        assert first is not second  # nothing shared in memory: only the database row
+        store.inject("/api/v3/account", "429")
+        with pytest.raises(RateLimited):
+            await adapters[0].fetch_accounts()
+        limits.BANS.clear()  # the other process has no memory of it: only the database does
+        before = clock.now()
+        await adapters[1].validate()
+        assert clock.now() - before >= 30
+    finally:
+        for adapter in adapters:
+            await adapter.aclose()
+        for engine in engines:
+            async with engine.begin() as conn:
+                await conn.exec_driver_sql("DELETE FROM rate_budgets")
+            await engine.dispose()
