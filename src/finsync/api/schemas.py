@@ -138,7 +138,8 @@ class ConnectionPublic(Public):
     provider_messages: list[str] | None = Field(
         default=None,
         description="What the provider said during the last sync, in its words (e.g. SimpleFIN's "
-        "bridge: 'log in again at the bridge'); null when it said nothing. Replaced by every sync",
+        "bridge: 'log in again at the bridge'), or when the key was checked (an exchange key that may "
+        "trade: 'a read-only key is enough'); null when it said nothing. Replaced by every sync",
     )
     sync_interval_minutes: int | None = Field(
         default=None, description="Minutes between automatic syncs; null for statement files (never)"
@@ -371,7 +372,10 @@ class TransactionPublic(Public):
     subtype: TransactionSubtype
     status: TransactionStatus
     amount: DecimalText = Field(description="Positive = money into the account, negative = out")
-    currency: str
+    currency: str = Field(
+        description="ISO-4217 code, or an exchange's asset code (USDT, BTC) for a crypto leg: "
+        "a coin is not a currency, and converting analytics leave such rows out"
+    )
     transaction_date: date
     settlement_date: date | None
     symbol: str | None

@@ -119,16 +119,18 @@ class ConnectionService:
 
     async def _identify(
         self, connection_id: UUID, info: ProviderInfo, env: str | None, creds: dict[str, Any]
-    ) -> tuple[Login, dict[str, Any]]:
+    ) -> tuple[Login, dict[str, Any], list[str]]:
         """One cheap authenticated call before anything is stored; the provider's reason surfaces as 422.
 
         Also the credentials to store: what the validator left in the session, which may replace
         what was pasted (SimpleFIN claims a one-time setup token for an access URL). Such an
         exchange cannot be repeated, so callers store the result in their very next transaction.
+        And what the provider said about the key without refusing it (an exchange key that may
+        trade: "a read-only key is enough"), for the connection's ``provider_messages``.
         """
         session = ProviderSession(connection_id=connection_id, credentials=dict(creds), environment=env)
         login = await identify(self._providers, info.slug, session)
-        return login, session.credentials
+        return login, session.credentials, list(dict.fromkeys(session.warnings))
 
     async def create(
         self,
@@ -170,7 +172,8 @@ class ConnectionService:
             updated_at=now,
         )
         connection.sync_interval_minutes, connection.next_sync_at = first_schedule(info.schedule, now)
-        login, kept = await self._identify(connection.id, info, env, creds)
+        login, kept, said = await self._identify(connection.id, info, env, creds)
+        connection.provider_messages = said or None
         connection.identity = login.identity
         connection.credentials = self._cipher.encrypt(kept)
         async with self._uow() as uow:
@@ -221,13 +224,13 @@ class ConnectionService:
             raise InvalidInput(
                 "statement-file connections are updated by uploading files; they have no schedule"
             )
-        encrypted, login = None, Login()
+        encrypted, login, said = None, Login(), list[str]()
         if credentials is not None:
             info = self.provider(current.provider)
             if info.auth_type is not AuthType.API_KEY:
                 raise InvalidInput(f"{info.display_name} credentials are renewed with POST .../reauthorize")
             creds = self._clean(info, credentials)
-            login, kept = await self._identify(current.id, info, current.environment, creds)
+            login, kept, said = await self._identify(current.id, info, current.environment, creds)
             encrypted = self._cipher.encrypt(kept)
         if name is not None and not connection_name(name, ""):
             raise InvalidInput("name must not be empty")
@@ -240,6 +243,7 @@ class ConnectionService:
                 if other is not None:
                     raise already_connected(other)
                 connection.credentials = encrypted
+                connection.provider_messages = said or None
                 connection.identity = login.identity or connection.identity
                 connection.status = ConnectionStatus.ACTIVE
                 connection.last_error = None

@@ -195,7 +195,8 @@ class TransactionRow(SQLModel, table=True):
     subtype: str = _str(32)
     status: str = _str(16)
     amount: Decimal = _money(False)
-    currency: str = _str(3)
+    # An ISO-4217 code, or an exchange's asset code for a crypto leg (USDT, 1000SATS): 0014.
+    currency: str = _str(16)
     transaction_date: date = Field(sa_type=Date, nullable=False)
     settlement_date: date | None = Field(default=None, sa_type=Date, nullable=True)
     symbol: str | None = _str(64, nullable=True)

@@ -1,0 +1,410 @@
+"""The one adapter every exchange shares: ccxt's unified API (``ccxt.async_support``) with
+``enableRateLimit``, paced by the exchange's shared budget (``limits.py``) on the host clock.
+
+One connection (one API key) is one account: its holdings are the non-zero balances, valued
+in the connection's quote currency from the exchange's own tickers at sync time. History is
+read incrementally per endpoint from ``session.state["cursors"][account]`` with an overlap
+(the store de-duplicates by id), so a sync after a failure re-reads what it missed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any, TypeVar, Unpack
+
+import ccxt.async_support as ccxt
+
+from finsync.domain.enums import AccountType
+from finsync.domain.errors import (
+    BadData,
+    InvalidInput,
+    ProviderAuthError,
+    ProviderError,
+    RateLimited,
+    Unavailable,
+)
+from finsync.domain.money import is_iso_currency
+from finsync.domain.ports import ProviderSession
+from finsync.domain.records import ProviderAccount, ProviderHolding, ProviderTransaction, TransactionBatch
+from finsync.providers.ccxt import mappers
+from finsync.providers.ccxt.exchange import Exchange, ExchangeSettings
+from finsync.providers.ccxt.limits import ExchangeBudget, banned_until, budget
+from finsync.providers.common import HostOptions, Wire, credential
+from finsync.providers.http import SystemClock
+from finsync.providers.spec import AdapterFactory
+
+__all__ = ["ExchangeAdapter", "factory"]
+
+T = TypeVar("T")
+DAY_MS = 86_400_000
+OVERLAP_MS = DAY_MS  # re-read a day before each cursor: late-settling items are not missed
+BRIDGES = ("USDT", "USDC", "BTC", "ETH", "EUR", "USD")  # priced through one of these when no direct pair
+QUOTE_ASSETS = frozenset({"USDT", "USDC", "FDUSD", "BUSD", "BTC", "ETH", "BNB", "EUR", "USD", "TRY"})
+MAX_PAGES = 200  # per endpoint per sync: a bound, never reached by a sane account
+MAX_SYMBOLS_KEPT = 300
+EPOCH_MS = 1_498_867_200_000  # 2017-07-01: before any of these exchanges' spot history APIs
+_QUERY = re.compile(r"https?://\S+")
+
+
+class ExchangeAdapter:
+    def __init__(
+        self,
+        exchange: Exchange,
+        session: ProviderSession,
+        settings: ExchangeSettings,
+        **host: Unpack[HostOptions],
+    ) -> None:
+        self.exchange, self.session = exchange, session
+        name = exchange.display_name
+        config: dict[str, Any] = {
+            "enableRateLimit": True,
+            "timeout": int(settings.timeout_seconds * 1000),
+            "options": {**exchange.options},
+        }
+        self._secrets: list[str] = []
+        for field in exchange.credentials:
+            value = credential(session, field.name, required_by=name if field.required else "")
+            config[field.name] = value
+            if value:
+                self._secrets.append(value)
+        self.ex: Any = getattr(ccxt, exchange.ccxt_id)(config)
+        self.ex.number = str  # exact: numbers stay the exchange's text, Decimals in the mappers
+        if settings.api_urls:
+            self.ex.urls["api"] = {**self.ex.urls["api"], **settings.api_urls}
+        self.clock = host.get("clock") or SystemClock()
+        self.budget: ExchangeBudget = budget(exchange.slug, name, float(self.ex.rateLimit), self.clock)
+        self.ex.throttle = self.budget.spend  # the exchange's one budget instead of ccxt's per instance
+        self._ccxt_nonce, self._last_nonce = self.ex.nonce, 0
+        self.ex.nonce = self._nonce
+        self.wire = Wire(exchange.slug)
+        self._balance: dict[str, Any] | None = None
+        self._holdings: list[ProviderHolding] = []
+
+    # --- the contract -------------------------------------------------------------------
+
+    async def preflight(self) -> None:
+        self.budget.check()
+
+    async def validate(self) -> list[str]:
+        """One balance call; a key that may trade or withdraw is accepted with a warning."""
+        self._quote()
+        balance = await self._call(self.ex.fetch_balance)
+        if self.exchange.permissions is not None:
+            try:
+                allowed = await self._call(self.exchange.permissions, self.ex)
+            except RateLimited:
+                raise
+            except ProviderError:  # the key works (the balance answered); its permissions stay unknown
+                allowed = None
+            extra = sorted((allowed or set()) & {"trade", "withdraw"})
+            if extra:
+                self.session.warnings.append(
+                    f"This {self.exchange.display_name} key may {' and '.join(extra)}: finsync only reads, "
+                    "so a read-only key is enough (and safer). Consider replacing it."
+                )
+        return [self._account_id(balance)]
+
+    async def fetch_accounts(self) -> list[ProviderAccount]:
+        quote = self._quote()
+        self.budget.check()
+        await self._call(self.ex.load_markets)
+        balance = await self._call(self.ex.fetch_balance)
+        totals = {k: v for k, v in (balance.get("total") or {}).items() if v not in (None, "") and Decimal(v)}
+        prices = await self._prices(set(totals), quote)
+        held, cash, value, unpriced = mappers.holdings(self.wire, totals, quote, prices)
+        if unpriced:
+            self.session.warnings.append(
+                f"{self.exchange.display_name} lists no {quote} price for {', '.join(unpriced)}: "
+                "those holdings carry no value"
+            )
+        self._holdings = held
+        self._balance = balance
+        return [
+            ProviderAccount(
+                provider_account_id=self._account_id(balance),
+                name=self.exchange.display_name,
+                type=AccountType.CRYPTO_WALLET,
+                currency=quote,
+                institution=self.exchange.display_name,
+                balance=cash + value,
+                cash_value=cash,
+                holdings_value=value,
+                balance_at=datetime.fromtimestamp(self.clock.now(), UTC),
+                raw={"assets": sorted(totals), "quote_currency": quote},
+            )
+        ]
+
+    async def fetch_holdings(self, account: ProviderAccount) -> list[ProviderHolding]:
+        return list(self._holdings)
+
+    async def fetch_transactions(self, account: ProviderAccount) -> TransactionBatch:
+        cursors: dict[str, Any] = self.session.state.setdefault("cursors", {}).setdefault(
+            account.provider_account_id, {}
+        )
+        found: dict[str, ProviderTransaction] = {}
+        for item in await self._trades(cursors):
+            record = mappers.trade(self.wire, item)
+            found[record.provider_transaction_id] = record
+        for kind, fetch in (("deposits", self.ex.fetch_deposits), ("withdrawals", self.ex.fetch_withdrawals)):
+            if self.ex.has.get("fetchDeposits" if kind == "deposits" else "fetchWithdrawals"):
+                for item in await self._transfers(kind, fetch, cursors):
+                    record = mappers.transfer(self.wire, item)
+                    found[record.provider_transaction_id] = record
+        if self.exchange.ledger and self.ex.has.get("fetchLedger"):
+            for item in await self._by_time("ledger", self.ex.fetch_ledger, cursors):
+                income = mappers.ledger_income(self.wire, item, self.exchange.income_types)
+                if income is not None:
+                    found[income.provider_transaction_id] = income
+        return TransactionBatch(transactions=list(found.values()))
+
+    async def aclose(self) -> None:
+        await self.ex.close()
+
+    # --- history --------------------------------------------------------------------------
+
+    async def _trades(self, cursors: dict[str, Any]) -> list[dict[str, Any]]:
+        if not self.exchange.trades_need_symbol:
+            return await self._by_time("trades", self.ex.fetch_my_trades, cursors)
+        # Binance: one call (or more) per symbol; symbols from balances and past trades.
+        per_symbol: dict[str, Any] = cursors.setdefault("trades", {})
+        items: list[dict[str, Any]] = []
+        for symbol in self._symbols(per_symbol):
+            last = per_symbol.get(symbol)
+            from_id = int(last) if last is not None else 0
+            for _ in range(MAX_PAGES):
+                page = await self._call(
+                    self.ex.fetch_my_trades, symbol, None, 1000, {self.exchange.trade_id_param: from_id}
+                )
+                items += page
+                if page:
+                    last = max(int(t["id"]) for t in page)
+                    from_id = last + 1
+                if len(page) < 1000:
+                    break
+            if last is not None:
+                per_symbol[symbol] = last  # the next sync reads from this id on (it overlaps one)
+        return items
+
+    def _symbols(self, known: dict[str, Any]) -> list[str]:
+        """Spot symbols worth asking: a held asset against a common quote or another held asset,
+        plus every symbol that had trades before (an asset sold out since is still read)."""
+        held = {k for k, v in ((self._balance or {}).get("total") or {}).items() if v and Decimal(v)}
+        quotes = QUOTE_ASSETS | held
+        wanted = {
+            symbol
+            for symbol, market in (self.ex.markets or {}).items()
+            if market.get("spot") and market.get("base") in held and market.get("quote") in quotes
+        }
+        return sorted(wanted | set(known))[:MAX_SYMBOLS_KEPT]
+
+    async def _by_time(
+        self, endpoint: str, fetch: Callable[..., Awaitable[list[dict[str, Any]]]], cursors: dict[str, Any]
+    ) -> list[dict[str, Any]]:
+        """Everything since the endpoint's cursor (minus the overlap): by offset where the exchange
+        pages so (Kraken ``ofs``), else by moving ``since`` past the newest item until a page
+        brings nothing new."""
+        since = max(EPOCH_MS, int(cursors.get(endpoint, EPOCH_MS)) - OVERLAP_MS)
+        items: dict[str, dict[str, Any]] = {}
+        offset, cursor = 0, since
+        for _ in range(MAX_PAGES):
+            params = {self.exchange.offset_param: offset} if self.exchange.offset_param else {}
+            page = await self._call(fetch, None, cursor, None, params)
+            fresh = [i for i in page if str(i.get("id")) not in items]
+            for item in fresh:
+                items[str(item.get("id"))] = item
+            if not fresh:
+                break
+            if self.exchange.offset_param:
+                offset += len(page)
+            else:
+                cursor = max(int(i["timestamp"]) for i in page) + 1
+        if items:
+            cursors[endpoint] = max(int(i["timestamp"]) for i in items.values())
+        return list(items.values())
+
+    async def _transfers(
+        self, endpoint: str, fetch: Callable[..., Awaitable[list[dict[str, Any]]]], cursors: dict[str, Any]
+    ) -> list[dict[str, Any]]:
+        window = self.exchange.transfer_window_days
+        if self.exchange.transfers_backwards:
+            return await self._backwards(endpoint, fetch, cursors)
+        if window is None:
+            return await self._by_time(endpoint, fetch, cursors)
+        # Binance: a query spans at most 90 days from ``since``: walk the windows up to now.
+        start = max(EPOCH_MS, int(cursors.get(endpoint, EPOCH_MS)) - OVERLAP_MS)
+        now = int(self.clock.now() * 1000)
+        step = window * DAY_MS
+        items: list[dict[str, Any]] = []
+        while start <= now:
+            items += await self._call(fetch, None, start, 1000, {"endTime": min(start + step - 1, now)})
+            start += step
+        cursors[endpoint] = max([int(i["timestamp"]) for i in items] + [now - OVERLAP_MS])
+        return items
+
+    async def _backwards(
+        self, endpoint: str, fetch: Callable[..., Awaitable[list[dict[str, Any]]]], cursors: dict[str, Any]
+    ) -> list[dict[str, Any]]:
+        """Newest first: ask again ``until`` just before the oldest item seen, down to the cursor."""
+        since = max(EPOCH_MS, int(cursors.get(endpoint, EPOCH_MS)) - OVERLAP_MS)
+        items: dict[str, dict[str, Any]] = {}
+        params: dict[str, Any] = {}
+        for _ in range(MAX_PAGES):
+            page = await self._call(fetch, None, since, None, params)
+            fresh = [i for i in page if str(i.get("id")) not in items]
+            for item in fresh:
+                items[str(item.get("id"))] = item
+            if not fresh:
+                break
+            params = {"until": min(int(i["timestamp"]) for i in page) - 1}
+            if params["until"] < since:
+                break
+        if items:
+            cursors[endpoint] = max(int(i["timestamp"]) for i in items.values())
+        return list(items.values())
+
+    # --- prices ---------------------------------------------------------------------------
+
+    async def _prices(self, assets: set[str], quote: str) -> dict[str, Decimal]:
+        """Each asset's price in ``quote`` from the exchange's tickers: a direct pair, its
+        inverse, or through one bridge asset (USDT, BTC…). One tickers call."""
+        markets = self.ex.markets or {}
+        routes: dict[str, list[tuple[str, bool]]] = {}
+        for asset in assets - {quote}:
+            route = _route(markets, asset, quote)
+            if route:
+                routes[asset] = route
+        symbols = sorted({symbol for route in routes.values() for symbol, _ in route})
+        if not symbols:
+            return {}
+        tickers = await self._call(self.ex.fetch_tickers, symbols)
+        prices: dict[str, Decimal] = {}
+        for asset, route in routes.items():
+            price: Decimal | None = Decimal(1)
+            for symbol, inverse in route:
+                last = (tickers.get(symbol) or {}).get("last")
+                if price is None or last in (None, "") or Decimal(last) == 0:
+                    price = None
+                    break
+                price = price / Decimal(last) if inverse else price * Decimal(last)
+            if price is not None:
+                prices[asset] = price
+        return prices
+
+    # --- plumbing ---------------------------------------------------------------------------
+
+    def _nonce(self) -> int:
+        """ccxt's nonce (milliseconds), strictly increasing even for two calls in one millisecond."""
+        self._last_nonce = max(int(self._ccxt_nonce()), self._last_nonce + 1)
+        return self._last_nonce
+
+    def _quote(self) -> str:
+        quote = credential(self.session, "quote_currency").upper() or "USD"
+        if not is_iso_currency(quote):
+            raise InvalidInput(
+                f"quote_currency must be an ISO-4217 currency such as USD or EUR, not {quote!r}"
+            )
+        return quote
+
+    def _account_id(self, balance: dict[str, Any]) -> str:
+        info: dict[str, Any] = balance["info"] if isinstance(balance.get("info"), dict) else {}
+        if self.exchange.uid_field and info.get(self.exchange.uid_field) not in (None, ""):
+            return f"uid:{info[self.exchange.uid_field]}"
+        return "key:" + hashlib.sha256(str(self.ex.apiKey).encode()).hexdigest()[:24]
+
+    async def _call(self, fn: Callable[..., Awaitable[T]], *args: Any) -> T:
+        """One ccxt call, its errors as finsync's; an invalid nonce is retried once."""
+        for attempt in (1, 2):
+            try:
+                return await fn(*args)
+            except ccxt.InvalidNonce as exc:
+                if attempt == 2:
+                    raise Unavailable(
+                        f"{self.exchange.display_name} refused the request's nonce twice "
+                        f"({self._text(exc)}): this server's clock may be wrong, or another "
+                        "application uses the same API key; give finsync a key of its own"
+                    ) from None
+                if self.exchange.adjusts_clock:
+                    await self.ex.load_time_difference()
+            except ccxt.BaseError as exc:
+                raise await self._translate(exc) from None
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _translate(self, exc: Exception) -> ProviderError:
+        name, text = self.exchange.display_name, self._text(exc)
+        now = self.clock.now()
+        if isinstance(exc, ccxt.DDoSProtection):  # 429, 418 and the exchanges' "too many requests"
+            until = banned_until(str(exc))
+            if until is not None or " 418 " in str(exc):
+                until = until or now + 3600
+                await self.budget.ban(until)
+                at = datetime.fromtimestamp(until, UTC)
+                return RateLimited(
+                    f"{name} has banned this server's IP address until {at.isoformat()} "
+                    "(too many requests); finsync waits until then",
+                    retry_after=until - now,
+                    retry_at=at,
+                )
+            headers = getattr(self.ex, "last_response_headers", None) or {}
+            wait = _seconds(headers.get("Retry-After") or headers.get("retry-after")) or 60.0
+            await self.budget.ban(now + wait)  # every connection of this exchange waits: no 418
+            return RateLimited(
+                f"{name} rate limit reached; retry after {int(wait)} s",
+                retry_after=wait,
+                retry_at=datetime.fromtimestamp(now + wait, UTC),
+            )
+        if isinstance(exc, ccxt.OnMaintenance):
+            return Unavailable(f"{name} is under maintenance ({text}); finsync retries later")
+        if isinstance(exc, ccxt.ExchangeNotAvailable):
+            return Unavailable(f"{name} is unavailable ({text}); finsync retries later")
+        if isinstance(exc, (ccxt.ExchangeNotAvailable, ccxt.RequestTimeout, ccxt.NetworkError)):
+            return Unavailable(f"{name} is not answering ({type(exc).__name__}); finsync retries later")
+        if isinstance(exc, ccxt.AuthenticationError) or any(m in str(exc) for m in self.exchange.auth_errors):
+            return ProviderAuthError(f"{name} refused the API key: {text}")
+        if isinstance(exc, ccxt.BadSymbol):
+            return BadData(f"{name} does not know a symbol finsync asked for: {text}")
+        return ProviderError(f"{name} answered with an error: {text}")
+
+    def _text(self, exc: Exception) -> str:
+        """The exchange's own words without URLs (some carry the key) or any secret."""
+        text = _QUERY.sub("<url>", str(exc)).removeprefix(f"{self.ex.id} ").strip()
+        for value in self._secrets:
+            text = text.replace(value, "<redacted>")
+        return text[:300]
+
+
+def _route(markets: dict[str, Any], asset: str, quote: str) -> list[tuple[str, bool]]:
+    """Symbols (and whether to invert each) that price ``asset`` in ``quote``."""
+    if f"{asset}/{quote}" in markets:
+        return [(f"{asset}/{quote}", False)]
+    if f"{quote}/{asset}" in markets:
+        return [(f"{quote}/{asset}", True)]
+    for bridge in BRIDGES:
+        if bridge in (asset, quote) or f"{asset}/{bridge}" not in markets:
+            continue
+        if f"{bridge}/{quote}" in markets:
+            return [(f"{asset}/{bridge}", False), (f"{bridge}/{quote}", False)]
+        if f"{quote}/{bridge}" in markets:
+            return [(f"{asset}/{bridge}", False), (f"{quote}/{bridge}", True)]
+    return []
+
+
+def _seconds(value: Any) -> float | None:
+    try:
+        return max(1.0, float(value))
+    except (TypeError, ValueError):
+        return None
+
+
+def factory(exchange: Exchange) -> AdapterFactory:
+    """The registry's adapter factory for one exchange."""
+
+    def create_adapter(
+        session: ProviderSession, settings: ExchangeSettings, *_: Any, **host: Unpack[HostOptions]
+    ) -> ExchangeAdapter:
+        return ExchangeAdapter(exchange, session, settings, **host)
+
+    return create_adapter

@@ -1,0 +1,118 @@
+"""What one exchange module declares, and the ``ProviderMetadata`` built from it.
+
+Adding an exchange ccxt supports is one small module: an ``Exchange`` (ccxt id, the
+credentials as ccxt names them, ccxt options, and how its history pages) and
+``METADATA = metadata(EXCHANGE)``. Everything else is the shared adapter.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic_settings import SettingsConfigDict
+
+from finsync.domain.enums import AuthType, Capability, ProviderCategory
+from finsync.providers.spec import (
+    Ability,
+    AdapterFactory,
+    CredentialField,
+    ProviderMetadata,
+    ProviderSettings,
+)
+
+__all__ = ["Exchange", "ExchangeSettings", "Permissions", "api_key", "metadata", "passphrase", "secret"]
+
+Permissions = Callable[[Any], Awaitable[set[str] | None]]
+"""(the ccxt exchange) → what the key may do beyond reading ({"trade", "withdraw"}), or None
+when the exchange cannot tell."""
+
+
+class ExchangeSettings(ProviderSettings):
+    """``FINSYNC_<SLUG>_API_URLS``: ccxt API groups to base URLs, overriding the real hosts
+    (a proxy; tests point them at a loopback fake). Empty: ccxt's own hosts."""
+
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore")
+
+    api_urls: dict[str, str] = {}
+
+
+def api_key(help: str = "") -> CredentialField:
+    return CredentialField(name="apiKey", label="API key", secret=False, help=help)
+
+
+def secret(help: str = "") -> CredentialField:
+    return CredentialField(name="secret", label="API secret", help=help)
+
+
+def passphrase(help: str = "") -> CredentialField:
+    return CredentialField(name="password", label="API passphrase", help=help)
+
+
+QUOTE_FIELD = CredentialField(
+    name="quote_currency",
+    label="Value in currency",
+    secret=False,
+    required=False,
+    help="ISO-4217 code the account is valued in, from the exchange's own prices (default USD).",
+)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Exchange:
+    slug: str
+    ccxt_id: str
+    display_name: str
+    credentials: tuple[CredentialField, ...]
+    settings: type[ExchangeSettings]
+    # ccxt options: e.g. Binance loads only spot markets (one call instead of six).
+    options: Mapping[str, Any] = field(default_factory=dict)
+    # History needs a symbol per call (Binance): symbols come from balances and past trades.
+    trades_need_symbol: bool = False
+    # Trades page by the exchange's own id (Binance ``fromId``) instead of by time.
+    trade_id_param: str | None = None
+    # Offset paging (Kraken ``ofs``) for trades and the ledger instead of ``since`` windows.
+    offset_param: str | None = None
+    # Deposit/withdrawal lists answer the newest first and ignore a cursor (Kraken): page backwards
+    # with ``until`` from now to the cursor instead of forwards with ``since``.
+    transfers_backwards: bool = False
+    # Longest window a deposit/withdrawal query may span, in days (Binance: 90); None: no limit.
+    transfer_window_days: int | None = None
+    # Error texts ccxt raises as plain ExchangeError that mean a refused key (Kraken).
+    auth_errors: tuple[str, ...] = ()
+    permissions: Permissions | None = None
+    # Read the ledger for rewards (off where ccxt's ledger is not the spot wallet's: Binance).
+    ledger: bool = True
+    # Ledger entry types that are income (staking and earn rewards).
+    income_types: frozenset[str] = frozenset({"staking", "reward", "earn", "rebate", "airdrop", "cashback"})
+    # After a refused timestamp, ask the exchange's clock before the retry (Binance recvWindow).
+    adjusts_clock: bool = False
+    # Where the account's stable key comes from in fetch_balance()["info"] (Binance: "uid").
+    uid_field: str | None = None
+    description: str = ""
+
+
+def metadata(exchange: Exchange, factory: Callable[[Exchange], AdapterFactory]) -> ProviderMetadata:
+    """The registry entry of one exchange; ``factory`` is ``adapter.factory``."""
+    return ProviderMetadata(
+        slug=exchange.slug,
+        display_name=exchange.display_name,
+        category=ProviderCategory.CRYPTO,
+        auth_type=AuthType.API_KEY,
+        capabilities=frozenset(
+            {Capability.ACCOUNTS, Capability.BALANCES, Capability.HOLDINGS, Capability.TRANSACTIONS}
+        ),
+        description=exchange.description
+        or f"{exchange.display_name} spot balances, trades, deposits, withdrawals, rewards (ccxt).",
+        docs_url=f"docs/providers/{exchange.slug}.md",
+        institutions=(exchange.display_name,),
+        account_key=(
+            f"{exchange.display_name}'s user id where the balance answer has one, else a digest of "
+            "the API key (one account per key)"
+        ),
+        credential_fields=(*exchange.credentials, QUOTE_FIELD),
+        abilities=frozenset({Ability.KEY_VALIDATION, Ability.PREFLIGHT}),
+        settings=exchange.settings,
+        adapter_factory=factory(exchange),
+    )

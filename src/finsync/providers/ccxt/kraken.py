@@ -1,0 +1,27 @@
+"""Kraken. Trades and the ledger page by offset (``ofs``, 50 a page); staking rewards are
+ledger entries; a bad key or signature comes as a plain ``EAPI:`` error, mapped to a refused
+key here. Staked balances are separate assets (``SOL.S``)."""
+
+from __future__ import annotations
+
+from pydantic_settings import SettingsConfigDict
+
+from finsync.providers.ccxt.adapter import factory
+from finsync.providers.ccxt.exchange import Exchange, ExchangeSettings, api_key, metadata, secret
+
+
+class KrakenSettings(ExchangeSettings):
+    model_config = SettingsConfigDict(env_prefix="FINSYNC_KRAKEN_")
+
+
+EXCHANGE = Exchange(
+    slug="kraken",
+    ccxt_id="kraken",
+    display_name="Kraken",
+    credentials=(api_key("Kraken → Settings → API; grant Query Funds and Query Ledger Entries."), secret()),
+    settings=KrakenSettings,
+    offset_param="ofs",
+    transfers_backwards=True,
+    auth_errors=("EAPI:Invalid key", "EAPI:Invalid signature", "EGeneral:Permission denied"),
+)
+METADATA = metadata(EXCHANGE, factory)

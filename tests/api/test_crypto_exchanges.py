@@ -1,0 +1,206 @@
+"""Crypto exchanges end to end: HTTP API → real database (SQLite and PostgreSQL) → fake Binance
+and Kraken on loopback, reached by pointing ccxt's API URLs at them. Connect validates with a
+signed balance call (and warns about a key that may trade), a sync stores holdings valued in the
+quote currency and the history, a re-sync duplicates nothing, a failed sync stores nothing."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from finsync.bootstrap import Container
+from finsync.providers.ccxt import limits
+from finsync.providers.ratelimit import SHARED_BUCKETS
+from tests.api.helpers import register_and_login
+from tests.conftest import api_client, built, make_settings
+from tests.fakes import binance, kraken
+from tests.fakes.clock import VirtualClock
+from tests.fakes.server import serve
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(autouse=True)
+def _no_bans() -> Iterator[None]:
+    """Each test starts with no exchange ban and fresh budgets (they live as long as the process)."""
+    limits.BANS.clear()
+    SHARED_BUCKETS.clear()
+    yield
+    limits.BANS.clear()
+    SHARED_BUCKETS.clear()
+
+
+@pytest.fixture
+def clock() -> VirtualClock:
+    return VirtualClock()
+
+
+@pytest.fixture
+def fake_binance(clock: VirtualClock) -> Iterator[tuple[binance.BinanceStore, str]]:
+    store = binance.BinanceStore()
+    binance.seed(store, clock.now())
+    with serve(binance.create_app(clock, store)) as url:
+        yield store, url
+
+
+@pytest.fixture
+def fake_kraken(clock: VirtualClock) -> Iterator[tuple[kraken.KrakenStore, str]]:
+    store = kraken.KrakenStore()
+    kraken.seed(store, clock.now())
+    with serve(kraken.create_app(clock, store)) as url:
+        yield store, url
+
+
+@pytest.fixture
+async def api(
+    database_url: str,
+    tmp_path: Path,
+    clock: VirtualClock,
+    fake_binance: tuple[binance.BinanceStore, str],
+    fake_kraken: tuple[kraken.KrakenStore, str],
+) -> AsyncIterator[httpx.AsyncClient]:
+    settings = make_settings(
+        database_url,
+        tmp_path,
+        binance_api_urls=binance.api_urls(fake_binance[1]),
+        kraken_api_urls=kraken.api_urls(fake_kraken[1]),
+        provider_timeout_seconds=2.0,
+    )
+    async with (
+        built(settings, adapter_options={"clock": clock}) as container,
+        api_client(container) as client,
+    ):
+        client.headers.update(await register_and_login(client))
+        client.container = container  # type: ignore[attr-defined]
+        yield client
+
+
+async def _run(client: httpx.AsyncClient, run_id: object) -> dict[str, Any]:
+    container: Container = client.container  # type: ignore[attr-defined]
+    await container.jobs.drain()
+    return dict((await client.get(f"/api/v1/sync-runs/{run_id}")).json())
+
+
+async def _items(client: httpx.AsyncClient, path: str) -> list[dict[str, Any]]:
+    body = (await client.get(path, params={"limit": 200})).json()
+    return list(body["items"] if isinstance(body, dict) else body)
+
+
+async def test_providers_lists_the_six_exchanges_with_their_credential_fields(api: httpx.AsyncClient) -> None:
+    listed = {p["slug"]: p for p in (await api.get("/api/v1/providers")).json()}
+    for slug in ("binance", "coinbase", "kraken", "okx", "htx", "gateio"):
+        assert listed[slug]["auth_type"] == "api_key"
+        assert listed[slug]["configured"] is True
+    fields = {slug: {f["name"] for f in listed[slug]["credential_fields"]} for slug in ("binance", "okx")}
+    assert fields["binance"] == {"apiKey", "secret", "quote_currency"}
+    assert fields["okx"] == {"apiKey", "secret", "password", "quote_currency"}
+
+
+async def test_binance_connect_sync_holdings_history_and_resync(
+    api: httpx.AsyncClient, fake_binance: tuple[binance.BinanceStore, str]
+) -> None:
+    store, _ = fake_binance
+    store.restrictions["enableSpotAndMarginTrading"] = True
+    creds = {"apiKey": store.key, "secret": store.secret, "quote_currency": "EUR"}
+    r = await api.post("/api/v1/connections", json={"provider": "binance", "credentials": creds})
+    assert r.status_code == 201, r.text
+    created = r.json()
+    assert "read-only key is enough" in created["provider_messages"][0]  # accepted, with the warning
+    run = await _run(api, created["sync_run_id"])
+    assert run["status"] == "succeeded", run
+    [account] = await _items(api, f"/api/v1/accounts?connection_id={created['id']}")
+    assert account["currency"] == "EUR"
+    assert account["type"] == "crypto_wallet"
+    holdings = {h["symbol"]: h for h in await _items(api, f"/api/v1/accounts/{account['id']}/holdings")}
+    assert set(holdings) == {"BTC", "ETH", "SHIB", "USDT"}
+    assert Decimal(holdings["SHIB"]["quantity"]) == Decimal(1000000)
+    assert holdings["BTC"]["price_currency"] == "EUR"
+    transactions = {t["provider_transaction_id"]: t for t in await _items(api, "/api/v1/transactions")}
+    assert transactions["trade:BTC/USDT:1000"]["currency"] == "USDT"  # an asset code, stored as such
+    assert transactions["withdrawal:b6ae22b3aa844210a7041aee7589627c"]["fees"] == "1.00000000"
+    assert len(transactions) == 6
+    # a second sync reads from the cursors and stores no duplicate
+    again = await api.post(f"/api/v1/connections/{created['id']}/sync")
+    assert (await _run(api, again.json()["id"]))["status"] == "succeeded"
+    assert len(await _items(api, "/api/v1/transactions")) == 6
+
+
+async def test_a_refused_key_is_a_422_and_nothing_is_stored(
+    api: httpx.AsyncClient, fake_kraken: tuple[kraken.KrakenStore, str]
+) -> None:
+    store, _ = fake_kraken
+    creds = {"apiKey": store.key, "secret": "d3Jvbmctc2VjcmV0LTAwMDA="}
+    r = await api.post("/api/v1/connections", json={"provider": "kraken", "credentials": creds})
+    assert r.status_code == 422, r.text
+    assert "EAPI:Invalid signature" in r.json()["detail"]
+    assert "d3Jvbmct" not in r.text
+    assert (await api.get("/api/v1/connections")).json()["items"] == []
+
+
+async def test_kraken_maintenance_and_ban_fail_the_sync_and_store_nothing_new(
+    api: httpx.AsyncClient, fake_kraken: tuple[kraken.KrakenStore, str]
+) -> None:
+    store, _ = fake_kraken
+    creds = {"apiKey": store.key, "secret": store.secret}
+    created = (
+        await api.post("/api/v1/connections", json={"provider": "kraken", "credentials": creds})
+    ).json()
+    assert (await _run(api, created["sync_run_id"]))["status"] == "succeeded"
+    before = await _items(api, "/api/v1/transactions")
+    store.trades["TNEW00-AAAAA-BBBBBB"] = dict(next(iter(store.trades.values())), trade_id=99)
+    store.inject("Ledgers", "EService:Market in cancel_only mode")  # after trades were read
+    r = await api.post(f"/api/v1/connections/{created['id']}/sync")
+    run = await _run(api, r.json()["id"])
+    assert run["status"] == "failed"
+    assert run["error_type"] == "provider-unavailable"
+    assert "under maintenance" in run["error"]
+    assert await _items(api, "/api/v1/transactions") == before  # the new trade was not half-stored
+    connection = (await api.get(f"/api/v1/connections/{created['id']}")).json()
+    assert connection["status"] == "error"
+    store.inject("BalanceEx", "429")
+    r = await api.post(f"/api/v1/connections/{created['id']}/sync")
+    run = await _run(api, r.json()["id"])
+    assert run["error_type"] == "provider-rate-limited"
+
+
+async def test_a_binance_ip_ban_fails_the_sync_with_its_end_and_later_syncs_are_refused_up_front(
+    api: httpx.AsyncClient, fake_binance: tuple[binance.BinanceStore, str]
+) -> None:
+    store, _ = fake_binance
+    creds = {"apiKey": store.key, "secret": store.secret, "quote_currency": "EUR"}
+    body = {"provider": "binance", "credentials": creds}
+    created = (await api.post("/api/v1/connections", json=body)).json()
+    assert (await _run(api, created["sync_run_id"]))["status"] == "succeeded"
+    store.inject("/api/v3/account", "418")
+    run = await _run(api, (await api.post(f"/api/v1/connections/{created['id']}/sync")).json()["id"])
+    assert run["error_type"] == "provider-rate-limited"
+    assert "Binance has banned this server's IP address until" in run["error"]
+    calls = len(store.requests)
+    refused = await api.post(f"/api/v1/connections/{created['id']}/sync")
+    assert refused.status_code == 429, refused.text
+    assert int(refused.headers["Retry-After"]) > 3600
+    assert refused.json()["retry_at"]
+    assert len(store.requests) == calls  # refused before any call to Binance
+
+
+async def test_replacing_the_key_with_one_that_may_withdraw_warns_and_a_read_only_one_clears_it(
+    api: httpx.AsyncClient, fake_binance: tuple[binance.BinanceStore, str]
+) -> None:
+    store, _ = fake_binance
+    creds = {"apiKey": store.key, "secret": store.secret, "quote_currency": "EUR"}
+    body = {"provider": "binance", "credentials": creds}
+    created = (await api.post("/api/v1/connections", json=body)).json()
+    assert created["provider_messages"] is None
+    await _run(api, created["sync_run_id"])
+    store.restrictions["enableWithdrawals"] = True
+    r = await api.patch(f"/api/v1/connections/{created['id']}", json={"credentials": creds})
+    assert r.status_code == 200, r.text
+    assert "may withdraw" in r.json()["provider_messages"][0]
+    store.restrictions["enableWithdrawals"] = False
+    r = await api.patch(f"/api/v1/connections/{created['id']}", json={"credentials": creds})
+    assert r.json()["provider_messages"] is None

@@ -1,0 +1,375 @@
+"""Binance through the shared ccxt adapter against the fake Binance (real HMAC-SHA256 signing,
+``fromId`` paging, 90-day windows, bans) over loopback HTTP, on virtual time."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from decimal import Decimal
+from typing import Any
+
+import pytest
+
+from finsync.domain.enums import AssetType, TransactionSubtype, TransactionType
+from finsync.domain.errors import InvalidInput, ProviderAuthError, ProviderError, RateLimited, Unavailable
+from finsync.domain.ports import ProviderSession
+from finsync.infrastructure.db.engine import create_engine
+from finsync.infrastructure.ratelimits import PgBucket, PgBuckets
+from finsync.providers.ccxt import binance, limits
+from finsync.providers.ccxt.adapter import ExchangeAdapter
+from finsync.providers.ratelimit import BUCKET_STORE
+from tests.fakes.binance import BinanceStore, api_urls, create_app, seed
+from tests.fakes.clock import VirtualClock
+from tests.fakes.server import serve
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(autouse=True)
+def _no_bans() -> Iterator[None]:
+    limits.BANS.clear()
+    yield
+    limits.BANS.clear()
+
+
+@pytest.fixture
+def clock() -> VirtualClock:
+    return VirtualClock()
+
+
+@pytest.fixture
+def store(clock: VirtualClock) -> BinanceStore:
+    data = BinanceStore()
+    seed(data, clock.now())
+    return data
+
+
+@pytest.fixture
+def url(clock: VirtualClock, store: BinanceStore) -> Iterator[str]:
+    with serve(create_app(clock, store)) as base:
+        yield base
+
+
+def _session(store: BinanceStore, state: dict[str, Any] | None = None, **creds: str) -> ProviderSession:
+    credentials = {"apiKey": store.key, "secret": store.secret, "quote_currency": "EUR"} | creds
+    return ProviderSession(connection_id=uuid.uuid4(), credentials=credentials, state=state or {})
+
+
+@pytest.fixture
+async def adapter(url: str, store: BinanceStore, clock: VirtualClock) -> AsyncIterator[ExchangeAdapter]:
+    built = _build(url, _session(store), clock)
+    yield built
+    await built.aclose()
+
+
+def _build(url: str, session: ProviderSession, clock: VirtualClock) -> ExchangeAdapter:
+    settings = binance.BinanceSettings(_env_file=None, api_urls=api_urls(url), timeout_seconds=2.0)  # type: ignore[call-arg]
+    made = binance.METADATA.adapter_factory(session, settings, clock=clock)  # type: ignore[misc]
+    assert isinstance(made, ExchangeAdapter)
+    return made
+
+
+async def test_validate_is_one_signed_balance_call_and_a_read_only_key_gets_no_warning(
+    adapter: ExchangeAdapter, store: BinanceStore
+) -> None:
+    assert await adapter.validate() == [f"uid:{store.uid}"]
+    # ccxt loads the (spot) markets once, then one balance call and the key's restrictions
+    assert [p for p, _ in store.requests] == [
+        "/api/v3/exchangeInfo",
+        "/api/v3/account",
+        "/sapi/v1/account/apiRestrictions",
+    ]
+    assert adapter.session.warnings == []
+
+
+async def test_a_key_that_may_trade_or_withdraw_is_accepted_with_a_warning(
+    adapter: ExchangeAdapter, store: BinanceStore
+) -> None:
+    store.restrictions |= {"enableSpotAndMarginTrading": True, "enableWithdrawals": True}
+    await adapter.validate()
+    assert len(adapter.session.warnings) == 1
+    assert "may trade and withdraw" in adapter.session.warnings[0]
+    assert "read-only key is enough" in adapter.session.warnings[0]
+
+
+async def test_a_wrong_secret_fails_the_signature_check_as_a_refused_key(
+    url: str, store: BinanceStore, clock: VirtualClock
+) -> None:
+    bad = _build(url, _session(store, secret="not-the-secret-0000"), clock)
+    try:
+        with pytest.raises(ProviderAuthError, match="Signature for this request is not valid") as caught:
+            await bad.validate()
+        assert "not-the-secret" not in str(caught.value)
+        assert "signature=" not in str(caught.value)
+    finally:
+        await bad.aclose()
+
+
+async def test_a_quote_currency_that_is_not_iso_is_refused_before_any_call(
+    url: str, store: BinanceStore, clock: VirtualClock
+) -> None:
+    bad = _build(url, _session(store, quote_currency="USDT"), clock)
+    try:
+        with pytest.raises(InvalidInput, match="ISO-4217"):
+            await bad.validate()
+        assert store.requests == []
+    finally:
+        await bad.aclose()
+
+
+async def test_balances_become_holdings_valued_in_the_quote_currency_from_binance_tickers(
+    adapter: ExchangeAdapter, store: BinanceStore
+) -> None:
+    [account] = await adapter.fetch_accounts()
+    held = {h.symbol: h for h in await adapter.fetch_holdings(account)}
+    assert account.currency == "EUR"
+    assert account.provider_account_id == f"uid:{store.uid}"
+    assert set(held) == {"BTC", "ETH", "SHIB", "USDT"}  # zero DOGE left out; EUR is cash
+    btc = held["BTC"]
+    assert btc.quantity == Decimal("0.5")
+    assert btc.asset_type is AssetType.CRYPTO
+    assert btc.price_currency == "EUR"
+    assert btc.currency == "EUR"
+    # BTC/USDT 60000 ÷ EUR/USDT 1.08: priced through the exchange's own tickers, exactly
+    assert btc.current_price == Decimal("60000.00") / Decimal("1.0800")
+    assert held["ETH"].quantity == Decimal("2.5")  # free + locked
+    assert held["SHIB"].quantity == Decimal("1000000")
+    assert held["SHIB"].market_value is not None
+    assert account.cash_value == Decimal("100")
+    total = sum((h.market_value or Decimal(0) for h in held.values()), Decimal(0))
+    assert account.holdings_value == total
+    assert account.balance == total + Decimal("100")
+    # one markets call, one balance call, one tickers call for just the symbols needed
+    assert [p for p, _ in store.requests] == [
+        "/api/v3/exchangeInfo",
+        "/api/v3/account",
+        "/api/v3/ticker/24hr",
+    ]
+
+
+async def test_trades_transfers_and_fees_with_their_assets(
+    adapter: ExchangeAdapter, store: BinanceStore
+) -> None:
+    [account] = await adapter.fetch_accounts()
+    batch = await adapter.fetch_transactions(account)
+    found = {t.provider_transaction_id: t for t in batch.transactions}
+    buy = found["trade:BTC/USDT:1000"]
+    assert (buy.type, buy.subtype) == (TransactionType.TRADE, TransactionSubtype.BUY)
+    assert buy.amount == Decimal("-5000")
+    assert buy.currency == "USDT"
+    assert buy.symbol == "BTC"
+    assert buy.quantity == Decimal("0.1")
+    assert buy.unit_price == Decimal("50000")
+    assert buy.fees is None
+    assert buy.raw["fee"] == {"cost": "0.00750000", "currency": "BNB"}
+    sell = found["trade:ETH/BTC:77"]
+    assert sell.subtype is TransactionSubtype.SELL
+    assert sell.currency == "BTC"
+    assert sell.fees == Decimal("0.000025")
+    deposit = found["deposit:769800519366885376"]
+    assert (deposit.subtype, deposit.amount, deposit.currency) == (
+        TransactionSubtype.TRANSFER_IN,
+        Decimal("0.6"),
+        "BTC",
+    )
+    withdrawal = found["withdrawal:b6ae22b3aa844210a7041aee7589627c"]
+    assert withdrawal.subtype is TransactionSubtype.TRANSFER_OUT
+    assert withdrawal.amount == Decimal("-100")
+    assert withdrawal.fees == Decimal("1")  # the network fee
+    assert len(found) == 6
+    # every deposit/withdrawal query stays within Binance's 90 days
+    windows = [p for p, _ in store.requests if "capital" in p]
+    assert windows
+    assert all(
+        int(q["endTime"]) - int(q["startTime"]) <= 90 * 86_400_000
+        for _, q in store.requests
+        if "capital" in _
+    )
+
+
+async def test_trade_history_pages_by_from_id_and_resumes_from_the_cursor(
+    url: str, store: BinanceStore, clock: VirtualClock
+) -> None:
+    start = int(clock.now() * 1000) - 30 * 86_400_000
+    for i in range(2500):
+        store.add_trade(
+            "BTCUSDT",
+            id=5000 + i,
+            time_ms=start + i,
+            buyer=i % 2 == 0,
+            qty="0.001",
+            price="50000",
+            quote_qty="50",
+            commission="0.05",
+            commission_asset="USDT",
+        )
+    session = _session(store)
+    first = _build(url, session, clock)
+    try:
+        [account] = await first.fetch_accounts()
+        trades = [
+            t
+            for t in (await first.fetch_transactions(account)).transactions
+            if t.type is TransactionType.TRADE
+        ]
+    finally:
+        await first.aclose()
+    assert len([t for t in trades if t.symbol == "BTC"]) == 2503
+    from_ids = [
+        q.get("fromId") for p, q in store.requests if p.endswith("myTrades") and q["symbol"] == "BTCUSDT"
+    ]
+    assert from_ids == ["0", "5997", "6997"]  # pages of 1000 until a short one
+    # the next sync asks each symbol from its last id on: nothing re-read but the overlap of one
+    store.requests.clear()
+    store.add_trade(
+        "BTCUSDT",
+        id=9000,
+        time_ms=start + 9000,
+        buyer=True,
+        qty="1",
+        price="1",
+        quote_qty="1",
+        commission="0",
+        commission_asset="USDT",
+    )
+    again = _build(
+        url,
+        ProviderSession(
+            connection_id=session.connection_id, credentials=session.credentials, state=session.state
+        ),
+        clock,
+    )
+    try:
+        [account] = await again.fetch_accounts()
+        new = [
+            t
+            for t in (await again.fetch_transactions(account)).transactions
+            if t.symbol == "BTC" and t.type is TransactionType.TRADE
+        ]
+    finally:
+        await again.aclose()
+    assert sorted(t.provider_transaction_id for t in new) == ["trade:BTC/USDT:7499", "trade:BTC/USDT:9000"]
+
+
+async def test_symbols_come_from_balances_and_from_past_trades(
+    adapter: ExchangeAdapter, store: BinanceStore
+) -> None:
+    adapter.session.state = {"cursors": {f"uid:{store.uid}": {"trades": {"BNB/USDT": 1}}}}
+    [account] = await adapter.fetch_accounts()
+    await adapter.fetch_transactions(account)
+    asked = {q["symbol"] for p, q in store.requests if p.endswith("myTrades")}
+    # BTC, ETH, SHIB and EUR are held; BNB was traded before though none is held now
+    assert asked == {"BTCUSDT", "ETHUSDT", "ETHBTC", "SHIBUSDT", "EURUSDT", "BNBUSDT"}
+
+
+@pytest.mark.parametrize(
+    ("fault", "error", "words"),
+    [
+        ("key", ProviderAuthError, "Invalid API-key"),
+        ("timestamp", Unavailable, "nonce"),
+        ("maintenance", Unavailable, "maintenance"),
+        ("error", ProviderError, "Illegal characters"),
+    ],
+)
+async def test_each_binance_error_is_a_clear_status(
+    adapter: ExchangeAdapter, store: BinanceStore, fault: str, error: type[Exception], words: str
+) -> None:
+    store.inject("/api/v3/account", fault)
+    store.inject("/api/v3/account", fault)  # an invalid nonce is retried once
+    with pytest.raises(error, match=words):
+        await adapter.fetch_accounts()
+
+
+async def test_an_invalid_timestamp_once_is_retried(adapter: ExchangeAdapter, store: BinanceStore) -> None:
+    store.inject("/api/v3/account", "timestamp")
+    [account] = await adapter.fetch_accounts()
+    assert account.balance is not None
+
+
+async def test_a_429_is_rate_limited_and_holds_every_connection_of_binance(
+    adapter: ExchangeAdapter, url: str, store: BinanceStore, clock: VirtualClock
+) -> None:
+    store.inject("/api/v3/account", "429")
+    with pytest.raises(RateLimited) as caught:
+        await adapter.fetch_accounts()
+    assert caught.value.retry_after == 30
+    assert caught.value.retry_at is not None
+    # another connection (another key) waits for the same budget instead of earning a 418
+    other = _build(url, _session(store), clock)
+    try:
+        before = clock.now()
+        await other.validate()
+        assert clock.now() - before >= 30
+    finally:
+        await other.aclose()
+
+
+async def test_a_418_is_an_ip_ban_until_its_end_and_preflight_refuses_without_calling(
+    adapter: ExchangeAdapter, url: str, store: BinanceStore, clock: VirtualClock
+) -> None:
+    store.inject("/api/v3/account", "418")
+    with pytest.raises(RateLimited, match="banned this server's IP address until") as caught:
+        await adapter.fetch_accounts()
+    assert caught.value.retry_at is not None
+    assert caught.value.retry_at.timestamp() == pytest.approx(clock.now() + 7200, abs=1)
+    other = _build(url, _session(store), clock)
+    try:
+        calls = len(store.requests)
+        with pytest.raises(RateLimited, match="banned"):
+            await other.preflight()
+        assert len(store.requests) == calls
+    finally:
+        await other.aclose()
+
+
+async def test_a_key_whose_permissions_cannot_be_read_is_still_accepted(
+    adapter: ExchangeAdapter, store: BinanceStore
+) -> None:
+    store.inject("/sapi/v1/account/apiRestrictions", "error")
+    assert await adapter.validate() == [f"uid:{store.uid}"]
+    assert adapter.session.warnings == []
+
+
+async def test_a_refused_timestamp_asks_binance_for_its_clock_before_the_retry(
+    adapter: ExchangeAdapter, store: BinanceStore
+) -> None:
+    store.inject("/api/v3/account", "timestamp")
+    await adapter.validate()
+    paths = [p for p, _ in store.requests]
+    assert paths[paths.index("/api/v3/account") + 1] == "/api/v3/time"
+
+
+async def test_a_429_holds_binance_for_another_process_through_the_shared_store(
+    url: str, store: BinanceStore, clock: VirtualClock, pg_database: str | None
+) -> None:
+    """Two processes (two engines on one PostgreSQL): the worker that earned the 429 blocks the
+    exchange's budget row, so the API process validating another key waits instead of
+    earning Binance's 418."""
+    if pg_database is None:
+        pytest.skip("PostgreSQL not reachable (set CI=true to make this a failure)")
+    engines = [create_engine(pg_database), create_engine(pg_database)]
+    try:
+        adapters = []
+        for engine in engines:
+            token = BUCKET_STORE.set(PgBuckets(engine))
+            try:
+                adapters.append(_build(url, _session(store), clock))
+            finally:
+                BUCKET_STORE.reset(token)
+        first, second = (a.budget.bucket for a in adapters)
+        assert isinstance(first, PgBucket)
+        assert first is not second  # nothing shared in memory: only the database row
+        store.inject("/api/v3/account", "429")
+        with pytest.raises(RateLimited):
+            await adapters[0].fetch_accounts()
+        limits.BANS.clear()  # the other process has no memory of it: only the database does
+        before = clock.now()
+        await adapters[1].validate()
+        assert clock.now() - before >= 30
+    finally:
+        for adapter in adapters:
+            await adapter.aclose()
+        for engine in engines:
+            async with engine.begin() as conn:
+                await conn.exec_driver_sql("DELETE FROM rate_budgets")
+            await engine.dispose()

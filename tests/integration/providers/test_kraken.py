@@ -1,0 +1,202 @@
+"""Kraken through the shared ccxt adapter against the fake Kraken (real HMAC-SHA512 API-Sign,
+growing nonces, ``ofs`` paging, errors in the body with HTTP 200) over loopback HTTP."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from decimal import Decimal
+from typing import Any
+
+import pytest
+
+from finsync.domain.enums import TransactionSubtype, TransactionType
+from finsync.domain.errors import ProviderAuthError, ProviderError, RateLimited, Unavailable
+from finsync.domain.ports import ProviderSession
+from finsync.providers.ccxt import kraken, limits
+from finsync.providers.ccxt.adapter import ExchangeAdapter
+from tests.fakes.clock import VirtualClock
+from tests.fakes.kraken import KrakenStore, api_urls, create_app, seed
+from tests.fakes.server import serve
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(autouse=True)
+def _no_bans() -> Iterator[None]:
+    limits.BANS.clear()
+    yield
+    limits.BANS.clear()
+
+
+@pytest.fixture
+def clock() -> VirtualClock:
+    return VirtualClock()
+
+
+@pytest.fixture
+def store(clock: VirtualClock) -> KrakenStore:
+    data = KrakenStore()
+    seed(data, clock.now())
+    return data
+
+
+@pytest.fixture
+def url(clock: VirtualClock, store: KrakenStore) -> Iterator[str]:
+    with serve(create_app(clock, store)) as base:
+        yield base
+
+
+def _session(store: KrakenStore, state: dict[str, Any] | None = None, **creds: str) -> ProviderSession:
+    return ProviderSession(
+        connection_id=uuid.uuid4(),
+        credentials={"apiKey": store.key, "secret": store.secret} | creds,
+        state=state or {},
+    )
+
+
+def _build(url: str, session: ProviderSession, clock: VirtualClock) -> ExchangeAdapter:
+    settings = kraken.KrakenSettings(_env_file=None, api_urls=api_urls(url), timeout_seconds=2.0)  # type: ignore[call-arg]
+    made = kraken.METADATA.adapter_factory(session, settings, clock=clock)  # type: ignore[misc]
+    assert isinstance(made, ExchangeAdapter)
+    return made
+
+
+@pytest.fixture
+async def adapter(url: str, store: KrakenStore, clock: VirtualClock) -> AsyncIterator[ExchangeAdapter]:
+    built = _build(url, _session(store), clock)
+    yield built
+    await built.aclose()
+
+
+async def test_validate_signs_with_api_sign_and_cannot_tell_permissions(
+    adapter: ExchangeAdapter, store: KrakenStore
+) -> None:
+    [key] = await adapter.validate()
+    assert key.startswith("key:")
+    assert store.key not in key
+    assert [m for m, _ in store.requests if m == "BalanceEx"] == ["BalanceEx"]
+    assert adapter.session.warnings == []
+
+
+async def test_a_wrong_secret_is_a_refused_key_though_ccxt_calls_it_an_exchange_error(
+    url: str, store: KrakenStore, clock: VirtualClock
+) -> None:
+    bad = _build(url, _session(store, secret="d3Jvbmctc2VjcmV0LTAwMDA="), clock)
+    try:
+        with pytest.raises(ProviderAuthError, match="EAPI:Invalid signature") as caught:
+            await bad.validate()
+        assert "d3Jvbmctc2VjcmV0" not in str(caught.value)
+    finally:
+        await bad.aclose()
+
+
+async def test_balances_in_usd_by_default_with_staked_assets_unpriced_but_kept(
+    adapter: ExchangeAdapter, store: KrakenStore
+) -> None:
+    [account] = await adapter.fetch_accounts()
+    held = {h.symbol: h for h in await adapter.fetch_holdings(account)}
+    assert account.currency == "USD"
+    assert account.cash_value == Decimal("1250.5")
+    assert held["BTC"].current_price == Decimal("60000.0")
+    assert held["BTC"].market_value == Decimal("30000.00000000000")
+    assert held["ETH"].market_value == Decimal("6000.0000000000000")
+    assert held["SOL.S"].quantity == Decimal("10")
+    assert held["SOL.S"].market_value is None
+    assert "SOL.S" in adapter.session.warnings[0]
+    assert account.balance == Decimal("1250.5") + Decimal(30000) + Decimal(6000)
+
+
+async def test_trades_transfers_and_staking_rewards(adapter: ExchangeAdapter, store: KrakenStore) -> None:
+    [account] = await adapter.fetch_accounts()
+    found = {t.provider_transaction_id: t for t in (await adapter.fetch_transactions(account)).transactions}
+    buy = found["trade:BTC/USD:TQ0000-AAAAA-BBBBBB"]
+    assert buy.subtype is TransactionSubtype.BUY
+    assert buy.amount == Decimal("-300")
+    assert buy.currency == "USD"
+    assert buy.fees == Decimal("0.78")
+    assert buy.quantity == Decimal("0.01")
+    deposit = found["deposit:FTQ0000"]
+    assert deposit.subtype is TransactionSubtype.TRANSFER_IN
+    assert deposit.currency == "BTC"
+    withdrawal = found["withdrawal:AGBZNBO"]
+    assert withdrawal.amount == Decimal("-0.5")
+    assert withdrawal.fees == Decimal("0.004")
+    reward = found["ledger:LSTAKE-00001-AAAAAA"]
+    assert (reward.type, reward.amount, reward.currency) == (TransactionType.INCOME, Decimal("0.05"), "SOL.S")
+    assert "ledger:LTRADE-00001-AAAAAA" not in found  # the trade's ledger leg is the trade itself
+    assert len(found) == 3 + 2 + 1 + 1
+
+
+async def test_history_pages_by_offset_and_transfers_backwards(
+    url: str, store: KrakenStore, clock: VirtualClock
+) -> None:
+    seed(store, clock.now(), trades=120, deposits=60)
+    adapter = _build(url, _session(store), clock)
+    try:
+        [account] = await adapter.fetch_accounts()
+        found = (await adapter.fetch_transactions(account)).transactions
+    finally:
+        await adapter.aclose()
+    assert len([t for t in found if t.type is TransactionType.TRADE]) == 120
+    assert len([t for t in found if t.subtype is TransactionSubtype.TRANSFER_IN]) == 60
+    offsets = [form.get("ofs") for method, form in store.requests if method == "TradesHistory"]
+    assert offsets == ["0", "50", "100", "120"]
+    ends = [form.get("end") for method, form in store.requests if method == "DepositStatus"]
+    assert ends[0] is None
+    assert len(ends) >= 3
+
+
+async def test_the_next_sync_starts_from_the_cursor_with_an_overlap(
+    url: str, store: KrakenStore, clock: VirtualClock
+) -> None:
+    session = _session(store)
+    first = _build(url, session, clock)
+    try:
+        [account] = await first.fetch_accounts()
+        await first.fetch_transactions(account)
+    finally:
+        await first.aclose()
+    newest = max(float(t["time"]) for t in store.trades.values())
+    store.requests.clear()
+    clock.advance(86_400)
+    again = _build(url, _session(store, state=session.state), clock)
+    try:
+        [account] = await again.fetch_accounts()
+        await again.fetch_transactions(account)
+    finally:
+        await again.aclose()
+    [start] = {form["start"] for method, form in store.requests if method == "TradesHistory"}
+    assert int(start) == int(newest - 86_400)
+
+
+@pytest.mark.parametrize(
+    ("error", "raised", "words"),
+    [
+        ("EAPI:Invalid key", ProviderAuthError, "refused the API key"),
+        ("EGeneral:Permission denied", ProviderAuthError, "Permission denied"),
+        ("EService:Market in cancel_only mode", Unavailable, "under maintenance"),
+        ("EService:Unavailable", Unavailable, "unavailable"),
+        ("EGeneral:Invalid arguments", ProviderError, "answered with an error"),
+        ("EAPI:Rate limit exceeded", RateLimited, "rate limit"),
+        ("429", RateLimited, "rate limit"),
+    ],
+)
+async def test_each_kraken_error_is_a_clear_status(
+    adapter: ExchangeAdapter, store: KrakenStore, error: str, raised: type[Exception], words: str
+) -> None:
+    store.inject("BalanceEx", error)
+    with pytest.raises(raised, match=words):
+        await adapter.fetch_accounts()
+
+
+async def test_an_invalid_nonce_is_retried_once_then_explained(
+    adapter: ExchangeAdapter, store: KrakenStore
+) -> None:
+    store.inject("BalanceEx", "EAPI:Invalid nonce")
+    [account] = await adapter.fetch_accounts()  # retried once: fine
+    assert account.balance is not None
+    store.inject("BalanceEx", "EAPI:Invalid nonce")
+    store.inject("BalanceEx", "EAPI:Invalid nonce")
+    with pytest.raises(Unavailable, match="another application uses the same API key"):
+        await adapter.validate()
