@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
 from pathlib import Path
 
 import httpx
@@ -43,9 +44,8 @@ async def _counts(client: httpx.AsyncClient, headers: dict[str, str]) -> tuple[i
 async def test_formats_list_csv_presets(client: httpx.AsyncClient) -> None:
     headers = await register_and_login(client)
     names = [f["name"] for f in (await client.get("/api/v1/imports/formats", headers=headers)).json()]
-    assert {"ofx", "csv", "csv:trading212", "csv:revolut", "csv:monzo", "csv:chase_card", "csv:amex"} <= set(
-        names
-    )
+    presets = ("trading212", "revolut", "monzo", "chase_card", "amex", "vanguard_uk")
+    assert {"ofx", "csv", *(f"csv:{name}" for name in presets)} <= set(names)
 
 
 async def test_trading212_history_both_generations(client: httpx.AsyncClient) -> None:
@@ -302,3 +302,42 @@ async def test_other_users_mapping_and_account_ids_answer_404(client: httpx.Asyn
     # The intruder's own upload of the same header is not read with the owner's mapping.
     assert (await upload(client, intruder, BANK)).status_code == 415
     assert await _counts(client, intruder) == (0, 0, 0)
+
+
+async def test_bad_row_with_an_id_is_reported_when_written_and_again_on_reimport(
+    client: httpx.AsyncClient,
+) -> None:
+    """Rows with an id are mapped as the writer takes them: a bad one still comes back by line."""
+    headers = await register_and_login(client)
+    data = (
+        b"Date,Description,Amount,Currency,Transaction ID\n"
+        b"2024-01-05,Coffee,-3.20,EUR,t1\n"
+        b"2024-01-06,Broken,abc,EUR,t2\n"
+        b"2024-01-07,Salary,2500.00,EUR,t3\n"
+    )
+    first = (await upload(client, headers, data)).json()
+    assert first["counts"]["transactions_inserted"] == 2
+    assert [w for w in first["warnings"] if w.startswith("line")] == [
+        "line 3: amount 'abc' is not a number; the row was not imported"
+    ]
+    again = (await upload(client, headers, data + b"2024-01-08,Rent,-900.00,EUR,t4\n")).json()
+    assert (again["counts"]["transactions_inserted"], again["counts"]["transactions_already_present"]) == (
+        1,
+        2,
+    )
+    assert any(w.startswith("line 3:") for w in again["warnings"])
+    assert (await _counts(client, headers))[1:] == (1, 3)
+
+
+async def test_vanguard_uk_cash_transactions_and_reimport(client: httpx.AsyncClient) -> None:
+    headers = await register_and_login(client)
+    data = (CSV / "vanguard_uk.csv").read_bytes()
+    body = (await upload(client, headers, data)).json()
+    assert (body["format"], body["counts"]["transactions_inserted"]) == ("csv:vanguard_uk", 11)
+    (account,) = body["accounts"]
+    assert (account["name"], account["type"], account["currency"]) == ("Vanguard UK", "brokerage", "GBP")
+    txns = await _all(client, headers, f"/api/v1/accounts/{account['id']}/transactions")
+    sell = next(t for t in txns if t["subtype"] == "sell")
+    assert (sell["amount"], sell["symbol"], Decimal(sell["quantity"])) == ("1701.44", "VUSA", Decimal(20))
+    again = (await upload(client, headers, data)).json()["counts"]
+    assert (again["transactions_inserted"], again["transactions_already_present"]) == (0, 11)

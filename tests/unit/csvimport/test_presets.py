@@ -25,7 +25,15 @@ def _read(data: bytes) -> tuple[str, dict[str, list[ProviderTransaction]], list[
 
 
 def test_presets_are_identified_by_header_whatever_the_order_and_case() -> None:
-    for name in ("trading212_2024", "trading212_2021", "revolut", "monzo", "chase_card", "amex"):
+    for name in (
+        "trading212_2024",
+        "trading212_2021",
+        "revolut",
+        "monzo",
+        "chase_card",
+        "amex",
+        "vanguard_uk",
+    ):
         header = (CSV / f"{name}.csv").read_text().splitlines()[0].split(",")
         preset = identify(list(reversed([h.upper() for h in header])))
         assert preset is not None
@@ -112,3 +120,30 @@ def test_a_reused_id_keeps_each_row_and_an_exact_repeat_counts_once() -> None:
         "tx_0000A2#2",
     ]
     assert warnings == ["id tx_0000A2 is used for 2 different rows; kept each of them"]
+
+
+def test_vanguard_uk_kinds_units_and_funds_from_the_details() -> None:
+    fmt, accounts, warnings = _read((CSV / "vanguard_uk.csv").read_bytes())
+    assert (fmt, warnings) == ("csv:vanguard_uk", [])
+    rows = accounts["vanguard_uk|GBP"]
+    assert [(t.transaction_date.isoformat(), t.subtype, t.amount) for t in rows] == [
+        ("2024-01-03", S.DEPOSIT, Decimal("5000")),
+        ("2024-01-04", S.BUY, Decimal("-2500")),
+        ("2024-01-04", S.BUY, Decimal("-2480.31")),
+        ("2024-02-01", S.INTEREST, Decimal("0.07")),
+        ("2024-02-01", S.DEPOSIT, Decimal("150")),
+        ("2024-04-07", S.FEE, Decimal("-11.20")),
+        ("2024-06-26", S.DIVIDEND, Decimal("191.05")),
+        ("2024-06-26", S.DIVIDEND, Decimal("-191.05")),  # the reversal undoes the first
+        ("2024-06-26", S.DIVIDEND, Decimal("191.05")),
+        ("2024-07-15", S.SELL, Decimal("1701.44")),
+        ("2024-07-16", S.WITHDRAWAL, Decimal("-2000")),
+    ]
+    assert [(t.symbol, t.quantity) for t in rows if t.quantity is not None] == [
+        ("FTSE Global All Cap Index Fund - Accumulation", Decimal("12.3456")),
+        ("VUSA", Decimal("1020")),
+        ("VUSA", Decimal("20")),
+    ]
+    assert {t.symbol for t in rows if t.subtype is S.DIVIDEND} == {"VUSA"}
+    assert {t.currency for t in rows} == {"GBP"}
+    assert len({t.provider_transaction_id for t in rows}) == 11  # the repeated dividend stays two rows

@@ -16,7 +16,8 @@ METADATA = ProviderMetadata(
     capabilities=frozenset({Capability.ACCOUNTS, Capability.TRANSACTIONS}),
     description=(
         "Upload CSV exports (Trading 212 history, Revolut, Monzo, Chase and American Express "
-        "activity, or any file described by a saved column mapping): POST /api/v1/imports. "
+        "activity, Vanguard UK cash transactions, or any file described by a saved column "
+        "mapping): POST /api/v1/imports. "
         "Re-uploads and overlapping exports never duplicate transactions."
     ),
     docs_url="docs/importing.md",
@@ -26,6 +27,7 @@ METADATA = ProviderMetadata(
         "Monzo",
         "Chase",
         "American Express",
+        "Vanguard UK",
         "Any CSV-exporting institution",
     ),
     file_format=CsvFormat(),

@@ -155,8 +155,18 @@ def _date_parser(fmt: DateFormat) -> Callable[[str], date]:
     index = {c: i for i, c in enumerate(fmt.order)}
     yi, mi, di = index["y"], index["m"], index["d"]
     sep = fmt.sep
+    seen: dict[str, date] = {}  # a file repeats its dates: each distinct cell is read once
 
     def parse(value: str) -> date:
+        known = seen.get(value)
+        if known is not None:
+            return known
+        day = read(value)
+        if len(seen) < 20_000:
+            seen[value] = day
+        return day
+
+    def read(value: str) -> date:
         if iso and len(value) >= 10 and value[4] == "-":  # the common case, in C
             try:
                 return date.fromisoformat(value[:10])

@@ -124,18 +124,18 @@ class Currencies:
     """ISO-4217 checks, memoised: a file repeats a handful of codes."""
 
     def __init__(self) -> None:
-        self._ok: dict[str, str] = {}
+        self.known: dict[str, str] = {}  # cell → code: hot paths look here first, in C
 
     def __call__(self, value: str, what: str = "currency") -> str:
-        known = self._ok.get(value)
+        known = self.known.get(value)
         if known is not None:
             return known
         try:
             code = currency_code(value)
         except ValueError:
             raise RowError(f"{what} {value!r} is not a currency code") from None
-        if len(self._ok) < 512:
-            self._ok[value] = code
+        if len(self.known) < 512:
+            self.known[value] = code
         return code
 
 
@@ -199,6 +199,7 @@ class MappingReader:
         self._inverted = mapping.sign is SignConvention.POSITIVE_OUT
         self._default_currency = currency_code(mapping.default_currency) if mapping.default_currency else None
         self._currencies = Currencies()
+        self._known = self._currencies.known
         self._account = account
         self._kind = kind
         self._status = status
@@ -222,6 +223,31 @@ class MappingReader:
     def _optional(self, cells: Sequence[str], at: int | None, what: str) -> Decimal | None:
         return None if at is None else number(self._parse_number, cells[at], what)
 
+    def _currency_of(self, cells: Sequence[str]) -> str:
+        at = self._currency
+        raw_currency = cells[at].strip() if at is not None else ""
+        if raw_currency:
+            return self._known.get(raw_currency) or self._currencies(raw_currency)
+        if self._default_currency is not None:
+            return self._default_currency
+        raise RowError("the currency is empty")
+
+    def key(self, cells: Sequence[str]) -> tuple[AccountInfo, str] | None:
+        """The row's account and the file's id for it, read from the raw cells without mapping
+        the rest (a re-import compares these first); None when the row has no id or its
+        currency cannot be read (mapping it says why)."""
+        at = self._id
+        if at is None:
+            return None
+        file_id = cells[at].strip().strip("'\"")
+        if not file_id:
+            return None
+        try:
+            currency = self._currency_of(cells)
+        except RowError:
+            return None
+        return self._account(cells, currency), file_id
+
     def __call__(self, cells: Sequence[str]) -> Mapped:
         """One row (the reader pads short rows to the header's width). The per-row hot path:
         optional columns cost nothing when the mapping has none."""
@@ -237,14 +263,7 @@ class MappingReader:
                 amount = -amount
         else:
             amount = self._amount_of(cells)
-        at = self._currency
-        raw_currency = cells[at].strip() if at is not None else ""
-        if raw_currency:
-            currency = self._currencies(raw_currency)
-        elif self._default_currency is not None:
-            currency = self._default_currency
-        else:
-            raise RowError("the currency is empty")
+        currency = self._currency_of(cells)
         descriptions = self._descriptions
         if len(descriptions) == 1:
             description = cells[descriptions[0]].strip() or None

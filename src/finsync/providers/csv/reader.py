@@ -8,12 +8,20 @@ amount, currency, description, symbol, quantity and the row's occurrence index a
 identical rows of the account, so two identical coffees stay two rows and re-importing an
 overlapping export yields the same ids. The row's fingerprint (what says "changed") is a
 digest of all its cells.
+
+Rows with an id are keyed from their raw cells (id, fingerprint, and the account their
+currency cell names) and mapped only when the writer finds them new or changed, as OFX
+transactions are by FITID: re-importing an overlapping export never maps the rows the
+account already holds. Such a row that turns out unreadable is reported, by line, when
+it is built. Rows are mapped as they are read until one maps, so a file with no usable
+row is still refused before anything is written.
 """
 
 from __future__ import annotations
 
 import csv
 import hashlib
+from array import array
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -87,8 +95,8 @@ class Table:
         yield from zip(self.sample_lines, self.sample, strict=True)
         body = self.body
         try:
-            for cells in body:
-                if cells and any(c.strip() for c in cells):
+            for cells in body:  # blank: no cell or only empty ones (one C-level join, not a test per cell)
+                if cells and (cells[0].strip() or "".join(cells).strip()):
                     yield body.line_num, cells
         except csv.Error as exc:
             raise MalformedFile(f"line {body.line_num + 1}: {exc}") from None
@@ -117,26 +125,27 @@ class _Ids:
 
     def __init__(self) -> None:
         self._occurrences: dict[tuple[str, ...], int] = {}
-        self._first: dict[str, str] = {}  # id → the fingerprint of its first row
         self._seen: dict[str, list[str]] = {}  # ids used by several different rows
 
-    def __call__(
-        self, account: str, mapped: Mapped, fingerprint: str, warn: Callable[[str], None]
+    def of_file_id(
+        self, batch: _Batch, account: str, file_id: str, fingerprint: str, warn: Callable[[str], None]
     ) -> str | None:
-        """The row's id; None for an exact repeat of an id already read (the same row twice)."""
-        t = mapped.transaction
-        file_id = mapped.file_id
-        if file_id:
-            key_id = f"{account}\x1f{file_id}"
-            first = self._first.setdefault(key_id, fingerprint)
-            if first is fingerprint:  # the common case: an id seen once
-                return file_id
-            variants = self._seen.setdefault(key_id, [first])
-            if fingerprint in variants:
-                return None
-            variants.append(fingerprint)
-            warn(f"id {file_id} is used for {len(variants)} different rows; kept each of them")
-            return f"{file_id}#{len(variants)}"
+        """The id of a row the file names; None for an exact repeat of an id already read
+        (the same row twice). The reader's loop takes the common case itself: an id seen
+        once is the row's id."""
+        first = batch.first.setdefault(file_id, fingerprint)
+        if first is fingerprint:
+            return file_id
+        key_id = f"{account}\x1f{file_id}"
+        variants = self._seen.setdefault(key_id, [first])
+        if fingerprint in variants:
+            return None
+        variants.append(fingerprint)
+        warn(f"id {file_id} is used for {len(variants)} different rows; kept each of them")
+        return f"{file_id}#{len(variants)}"
+
+    def of_content(self, account: str, t: ProviderTransaction) -> str:
+        """The id of a row without one: its content and its occurrence among identical rows."""
         quantity = "" if t.quantity is None else format(t.quantity.normalize(), "f")
         key = (
             account, t.transaction_date.isoformat(), format(t.amount.normalize(), "f"), t.currency,
@@ -145,6 +154,52 @@ class _Ids:
         occurrence = self._occurrences.get(key, 0)
         self._occurrences[key] = occurrence + 1
         return "h:" + _digest("|".join((*key[1:], str(occurrence))))
+
+
+class _Problems:
+    """Rows not imported (at most MAX_WARNINGS lines, then one counting the rest) and rows
+    skipped on purpose (counted by reason), in the file's warnings. Rows built after the read
+    (see the module docstring) report into the same list while the writer takes them."""
+
+    def __init__(self, warnings: list[str]) -> None:
+        self.warnings = warnings
+        self.count = 0
+        self.skipped: dict[str, int] = {}
+        self._summary: list[int] = []  # positions of the summary lines in ``warnings``
+
+    def warn(self, message: str) -> None:
+        self.count += 1
+        if self.count <= MAX_WARNINGS:
+            self.warnings.append(message)
+
+    def skip(self, reason: str) -> None:
+        self.skipped[reason] = self.skipped.get(reason, 0) + 1
+
+    def finish(self) -> None:
+        """Write (or bring up to date) the summary lines."""
+        lines = [f"… and {self.count - MAX_WARNINGS} more rows that were not imported"]
+        lines = lines if self.count > MAX_WARNINGS else []
+        lines += [f"{count} row(s) skipped: {reason}" for reason, count in self.skipped.items()]
+        for at, line in zip(self._summary, lines, strict=False):
+            self.warnings[at] = line
+        for line in lines[len(self._summary) :]:
+            self._summary.append(len(self.warnings))
+            self.warnings.append(line)
+
+
+_SEP = "\x1f"  # joins a row's cells for its fingerprint (and keeps a lazy row as one string)
+
+
+@dataclass(slots=True)
+class _Batch:
+    """One account's rows: keys[i] names items[i], a mapped transaction or a row keyed but not
+    mapped yet (its cells joined by _SEP, one object to keep and free instead of a list of
+    strings; the list itself when a cell holds _SEP), read from line lines[i]."""
+
+    keys: list[tuple[str, str]] = field(default_factory=list)
+    items: list[ProviderTransaction | str | list[str]] = field(default_factory=list)
+    lines: array[int] = field(default_factory=lambda: array("q"))
+    first: dict[str, str] = field(default_factory=dict)  # file id → the fingerprint of its first row
 
 
 @dataclass(slots=True)
@@ -158,64 +213,81 @@ class Outcome:
 
 
 def run(
-    table: Table, source: Source, institution: str, *, keep_first: int = 0, strict: bool = True
+    table: Table,
+    source: Source,
+    institution: str,
+    *,
+    keep_first: int = 0,
+    strict: bool = True,
+    defer: bool = False,
 ) -> Outcome:
-    """Map every row; ``strict``: refuse a file with no usable row."""
+    """Map every row; ``strict``: refuse a file with no usable row. ``defer``: once a row
+    has mapped, key rows with an id from their cells and map them when built."""
     warnings: list[str] = list(source.notes)
-    problems = 0
-
-    def warn(message: str) -> None:
-        nonlocal problems
-        problems += 1
-        if problems <= MAX_WARNINGS:
-            warnings.append(message)
-
+    problems = _Problems(warnings)
+    warn = problems.warn
     accounts: dict[str, AccountInfo] = {}
-    batches: dict[str, list[ProviderTransaction]] = {}
-    skipped: dict[str, int] = {}
+    batches: dict[str, _Batch] = {}
     ids = _Ids()
     names = table.header
     width = len(names)
     outcome = Outcome([], warnings)
     mapper = source.mapper
-    blake2b, sep, prefix = hashlib.blake2b, "\x1f", f"{FINGERPRINT_VERSION}|"
+    key_of = mapper.key if defer else None
+    blake2b, sep, prefix = hashlib.blake2b, _SEP, f"{FINGERPRINT_VERSION}|"
     first = outcome.first
     total = usable = 0
+    proven = False  # a row has mapped: the file is usable, later rows may be keyed lazily
     for line, cells in table.numbered():  # the per-row hot path: locals only
         total += 1
         if len(cells) < width:
             cells += [""] * (width - len(cells))
-        try:
-            mapped = mapper(cells)
-        except SkipRow as exc:
-            skipped[str(exc)] = skipped.get(str(exc), 0) + 1
-            continue
-        except RowError as exc:
-            warn(f"line {line}: {exc}; the row was not imported")
-            continue
-        info = mapped.account
+        joined = sep.join(cells)
+        fingerprint = prefix + blake2b(joined.encode(), digest_size=16).hexdigest()
+        keyed = key_of(cells) if proven and key_of is not None else None
+        if keyed is None:
+            try:
+                mapped = mapper(cells)
+            except SkipRow as exc:
+                problems.skip(str(exc))
+                continue
+            except RowError as exc:
+                warn(f"line {line}: {exc}; the row was not imported")
+                continue
+            info, file_id = mapped.account, mapped.file_id
+        else:
+            mapped, (info, file_id) = None, keyed
         key = info.key
         batch = batches.get(key)
         if batch is None:
-            accounts[key], batch = info, batches.setdefault(key, [])
-        fingerprint = prefix + blake2b(sep.join(cells).encode(), digest_size=16).hexdigest()
-        pid = ids(key, mapped, fingerprint, warn)
-        if pid is None:
+            accounts[key], batch = info, batches.setdefault(key, _Batch())
+        if file_id:
+            if batch.first.setdefault(file_id, fingerprint) is fingerprint:
+                pid: str | None = file_id
+            else:
+                pid = ids.of_file_id(batch, key, file_id, fingerprint, warn)
+            if pid is None:
+                continue
+        else:
+            assert mapped is not None  # rows keyed lazily have a file id
+            pid = ids.of_content(key, mapped.transaction)
+        batch.keys.append((pid, fingerprint))
+        batch.lines.append(line)
+        usable += 1
+        if mapped is None:
+            batch.items.append(joined if joined.count(sep) == len(cells) - 1 else cells)
             continue
+        proven = True
         t = mapped.transaction
         t.provider_transaction_id = pid
         t.fingerprint = fingerprint
         t.raw = dict(zip(names, cells, strict=False))
-        batch.append(t)
-        usable += 1
+        batch.items.append(t)
         if len(first) < keep_first:
             first.append((line, mapped))
     outcome.rows, outcome.usable = total, usable
-    if problems > MAX_WARNINGS:
-        warnings.append(f"… and {problems - MAX_WARNINGS} more rows that were not imported")
-    for reason, count in skipped.items():
-        warnings.append(f"{count} row(s) skipped: {reason}")
-        outcome.skipped += count
+    problems.finish()
+    outcome.skipped = sum(problems.skipped.values())
     if strict and not outcome.usable:
         detail = f"; first problem: {warnings[0]}" if warnings else ""
         raise CsvNoRows(f"no row of the file could be imported ({outcome.rows} data rows){detail}")
@@ -224,23 +296,42 @@ def run(
             provider_account_id=key, name=info.name, type=info.type, currency=info.currency,
             institution=info.institution, raw={"format": source.format},
         )  # fmt: skip
+        deferred = _deferred(batches[key], mapper, names, problems)
         outcome.statements.append(
-            ParsedStatement(account=account, deferred=[_deferred(batches[key])], institution=institution)
+            ParsedStatement(account=account, deferred=[deferred], institution=institution)
         )
     return outcome
 
 
-def _deferred(rows: list[ProviderTransaction]) -> DeferredTransactions:
-    """Mapped rows handed over by key: the writer compares (id, fingerprint) with what the
-    account holds and takes only new and changed rows, streaming them into the database, so
-    a re-import never turns its duplicates into database rows (as OFX imports do)."""
+def _deferred(
+    batch: _Batch, mapper: RowMapper, names: list[str], problems: _Problems
+) -> DeferredTransactions:
+    """A batch handed over by key: the writer compares (id, fingerprint) with what the
+    account holds and builds only new and changed rows, streaming them into the database;
+    lazy rows are mapped then, and an unreadable one is reported and left out."""
+    items, keys, lines = batch.items, batch.keys, batch.lines
 
     def build(positions: list[int]) -> Iterator[ProviderTransaction]:
-        return (rows[at] for at in positions)
+        for at in positions:
+            item = items[at]
+            if isinstance(item, ProviderTransaction):
+                yield item
+                continue
+            cells = item.split(_SEP) if isinstance(item, str) else item
+            try:
+                t = mapper(cells).transaction
+            except SkipRow as exc:
+                problems.skip(str(exc))
+                continue
+            except RowError as exc:
+                problems.warn(f"line {lines[at]}: {exc}; the row was not imported")
+                continue
+            t.provider_transaction_id, t.fingerprint = keys[at]
+            t.raw = dict(zip(names, cells, strict=False))
+            yield t
+        problems.finish()
 
-    return DeferredTransactions(
-        keys=[(t.provider_transaction_id, t.fingerprint or "") for t in rows], build=build
-    )
+    return DeferredTransactions(keys=keys, build=build)
 
 
 def rows_of(statement: ParsedStatement) -> list[ProviderTransaction]:
@@ -339,7 +430,7 @@ class CsvFormat:
     ) -> ParsedFile:
         table = Table.open(data)
         source = choose(table, mapping, mapping_key=mapping_key, name=name)
-        outcome = run(table, source, "csv")
+        outcome = run(table, source, "csv", defer=True)
         return ParsedFile(format=source.format, statements=outcome.statements, warnings=outcome.warnings)
 
     def preview(

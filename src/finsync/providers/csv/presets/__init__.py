@@ -13,13 +13,21 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from finsync.domain.csvmapping import normalise_header
-from finsync.providers.csv.mapping import Mapped, Settings
+from finsync.providers.csv.mapping import AccountInfo, Mapped, Settings
 
 
 class RowMapper(Protocol):
     settings: Settings
 
-    def __call__(self, cells: Sequence[str]) -> Mapped: ...
+    def __call__(self, cells: Sequence[str]) -> Mapped:
+        """The row mapped (raises ``RowError``, or ``SkipRow`` for a row not to import)."""
+        ...
+
+    def key(self, cells: Sequence[str]) -> tuple[AccountInfo, str] | None:
+        """The row's account and id from its raw cells, or None to map the row to key it.
+        A row keyed here is mapped only if the writer finds it new or changed, so the
+        account must be the one ``__call__`` gives."""
+        ...
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -47,6 +55,6 @@ def identify(header: Sequence[str]) -> Preset | None:
 
 
 def all_presets() -> list[Preset]:
-    from finsync.providers.csv.presets import amex, chase, monzo, revolut, trading212
+    from finsync.providers.csv.presets import amex, chase, monzo, revolut, trading212, vanguard_uk
 
-    return [trading212.PRESET, revolut.PRESET, monzo.PRESET, chase.PRESET, amex.PRESET]
+    return [trading212.PRESET, revolut.PRESET, monzo.PRESET, chase.PRESET, amex.PRESET, vanguard_uk.PRESET]

@@ -129,6 +129,17 @@ class Trading212Reader:
             )  # fmt: skip
         return known
 
+    def key(self, cells: Sequence[str]) -> tuple[AccountInfo, str] | None:
+        """Rows with an ``ID`` are keyed by it and the currency of Total (see RowMapper)."""
+        file_id = cell(cells, self._id)
+        raw_currency = self._total.currency(cells)
+        if not file_id or not raw_currency:
+            return None
+        try:
+            return self._account(self._currencies(raw_currency, "Currency (Total)")), file_id
+        except RowError:
+            return None
+
     def __call__(self, cells: Sequence[str]) -> Mapped:
         action = cell(cells, self._action)
         if not action:
