@@ -82,6 +82,11 @@ class CredentialFieldOut(Public):
     secret: bool
     required: bool
     help: str
+    expiry: bool = Field(
+        default=False,
+        description="A date (YYYY-MM-DD) when the credentials stop working, e.g. an IBKR Flex "
+        "token's expiry: stored as the connection's `expires_at`, never as a credential",
+    )
 
 
 class ProviderOut(Public):
