@@ -416,7 +416,9 @@ def transactions(stmt: Types.FlexStatement) -> list[ProviderTransaction]:
     """Every dated money or share movement of the statement's account, detail rows only."""
     mine = stmt.accountId
     trades = [map_trade(t) for t in stmt.Trades if _trade_row(t.levelOfDetail) and _mine(mine, t.accountId)]
-    cash_rows = [c for c in stmt.CashTransactions if _detail_row(c.levelOfDetail) and _mine(mine, c.accountId)]
+    cash_rows = [
+        c for c in stmt.CashTransactions if _detail_row(c.levelOfDetail) and _mine(mine, c.accountId)
+    ]
     cash_keys = [(c.type, c.dateTime, c.amount, c.currency, c.conid, c.description) for c in cash_rows]
     cash = [map_cash_transaction(c, n) for c, n in zip(cash_rows, _occurrences(cash_keys), strict=True)]
     actions = [a for a in stmt.CorporateActions if _detail_row(a.levelOfDetail) and _mine(mine, a.accountId)]
