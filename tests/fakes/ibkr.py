@@ -35,7 +35,10 @@ QUERY_ID = "987654"
 PER_MINUTE = 10
 MESSAGES = {
     "1003": "Statement is not available.",
-    "1009": "The server is under heavy load. Statement could not be generated at this time. Please try again shortly.",
+    "1009": (
+        "The server is under heavy load. Statement could not be generated at this time. "
+        "Please try again shortly."
+    ),
     "1012": "Token has expired.",
     "1013": "IP restriction.",
     "1014": "Query is invalid.",

@@ -5,6 +5,7 @@ a step-2 URL on a host the token must not be sent to."""
 
 from __future__ import annotations
 
+import itertools
 import uuid
 from collections.abc import Iterator
 from decimal import Decimal
@@ -65,7 +66,7 @@ async def test_two_steps_poll_a_generating_statement_every_five_seconds(
     await sync.aclose()
     assert store.steps() == ["SendRequest", "GetStatement", "GetStatement", "GetStatement", "GetStatement"]
     polls = [at for step, at, _ in store.requests if step == "GetStatement"]
-    assert [b - a for a, b in zip(polls, polls[1:], strict=False)] == [5.0, 5.0, 5.0]
+    assert [b - a for a, b in itertools.pairwise(polls)] == [5.0, 5.0, 5.0]
     (_, _, first), (_, _, second) = store.requests[0], store.requests[1]
     assert first == {"t": TOKEN, "q": QUERY_ID, "v": "3"}
     assert second["q"] == "1000000000"  # step 2 asks for the reference code, not the query
