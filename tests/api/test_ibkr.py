@@ -107,7 +107,8 @@ async def test_connect_sync_read_and_resync_without_duplicates(
     assert (next_at.hour, next_at.minute // 30) == (4, 0)  # after IBKR's close-of-business update
     async with container.uow() as uow:  # the expiry is the connection's, not a stored credential
         stored = await uow.connections.get(UUID(body["id"]))
-    assert stored is not None and stored.credentials is not None
+    assert stored is not None
+    assert stored.credentials is not None
     assert container.cipher.decrypt(stored.credentials) == CREDENTIALS
 
     run = await _run(client, container, body["sync_run_id"])
