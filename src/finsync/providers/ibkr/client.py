@@ -18,6 +18,8 @@ the plain ElementTree parser). Anything unreadable is ``BadData`` naming the cau
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -52,6 +54,10 @@ NEW_TOKEN = (
 # Our own pacing, below IBKR's (1 request a second, 10 a minute per token).
 LIMITS: Mapping[str, RateLimit] = {SHARED_BUCKET: RateLimit(10, 60.0)}
 MAX_STATEMENT_BYTES = 64 * 1024 * 1024
+INLINE_BYTES = 256 * 1024  # XML smaller than this is parsed on the event loop (no thread hop)
+# The sections ibflex can build a FlexStatement from; others are dropped before it sees them
+# (an unknown section would otherwise fail the whole statement).
+KNOWN_SECTIONS = frozenset(f.name for f in dataclasses.fields(Types.FlexStatement))
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,7 +124,12 @@ def statement_of(root: Element) -> Types.FlexQueryResponse:
     some every year) are skipped, as ibflex ≥ 1.1 does."""
     if root.tag != "FlexQueryResponse":
         raise BadData(f"IBKR sent <{root.tag[:40]}> where a FlexQueryResponse statement belongs")
+    for statement in root.iter("FlexStatement"):
+        for section in [s for s in statement if s.tag not in KNOWN_SECTIONS]:
+            statement.remove(section)
     try:
+        # ibflex warns for every element and attribute it does not know (IBKR adds some each
+        # year) and skips them: expected, and never an error (whatever -W says).
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             parsed = parse_element(root)
@@ -141,7 +152,10 @@ class FlexClient:
 
     async def _get(self, url: str, endpoint: str, params: dict[str, str], retries: int | None) -> Element:
         response = await self.http.request("GET", url, endpoint=endpoint, params=params, retries=retries)
-        return _safe_xml(response.content, f"{endpoint} answer")
+        what = f"{endpoint} answer"
+        if len(response.content) < INLINE_BYTES:
+            return _safe_xml(response.content, what)
+        return await asyncio.to_thread(_safe_xml, response.content, what)  # a big statement
 
     def _statement_url(self, root: Element) -> str:
         """Step 2's URL from IBKR's answer, when it names a host we may send the token to;
@@ -204,7 +218,8 @@ class FlexClient:
         while True:
             root = await self._get(url, "GetStatement", params, None)
             if root.tag != "FlexStatementResponse":
-                return statement_of(root)
+                # CPU-bound (a year of trades is megabytes): off the event loop.
+                return await asyncio.to_thread(statement_of, root)
             failure = failure_of(root)
             if failure is None:
                 raise BadData("IBKR GetStatement answered Success without a statement")
