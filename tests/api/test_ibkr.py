@@ -181,9 +181,10 @@ async def test_a_failed_first_sync_says_why_and_stores_nothing(
 
 
 async def test_rejected_credentials_and_bad_expiry_dates_are_422_and_store_nothing(
-    api: tuple[httpx.AsyncClient, Container],
+    api: tuple[httpx.AsyncClient, Container], flex: tuple[FlexStore, str]
 ) -> None:
     client, _ = api
+    store, _ = flex
     wrong = await client.post(
         "/api/v1/connections",
         json={"provider": "ibkr", "credentials": {"token": "fake-wrong-token-0000", "query_id": QUERY_ID}},
@@ -197,6 +198,16 @@ async def test_rejected_credentials_and_bad_expiry_dates_are_422_and_store_nothi
         )
         assert r.status_code == 422, r.text
         assert "token_expires_on must be a date" in r.json()["detail"]
+    store.ip_bound.add(TOKEN)
+    ip = await client.post("/api/v1/connections", json={"provider": "ibkr", "credentials": CREDENTIALS})
+    assert ip.status_code == 422, ip.text
+    assert "IP restriction" in ip.json()["detail"]
+    store.ip_bound.clear()
+    store.send_body = b"<html><body>Maintenance</body"
+    page = await client.post("/api/v1/connections", json={"provider": "ibkr", "credentials": CREDENTIALS})
+    assert page.status_code == 502, page.text
+    assert page.headers["content-type"].startswith("application/problem+json")
+    assert "not well-formed XML" in page.json()["detail"]
     assert (await client.get("/api/v1/connections")).json()["items"] == []
 
 

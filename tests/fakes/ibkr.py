@@ -62,6 +62,7 @@ class FlexStore:
     ip_bound: set[str] = field(default_factory=set)
     generation_seconds: float = 0.0
     statement_url: str | None = None  # what SendRequest names as step 2 (default: this server)
+    send_body: bytes | None = None  # SendRequest answers this instead (a proxy's page, garbage)
     references: dict[str, float] = field(default_factory=dict)  # reference → ready at
     faults: dict[str, deque[str]] = field(
         default_factory=lambda: {"SendRequest": deque(), "GetStatement": deque()}
@@ -125,6 +126,8 @@ def create_app(clock: Clock, store: FlexStore) -> Starlette:
             code = "1014"
         if code is not None:
             return _failure(code, stamp())
+        if store.send_body is not None:
+            return Response(store.send_body, media_type="text/html")
         reference = f"{1_000_000_000 + len(store.references)}"
         store.references[reference] = clock.now() + store.generation_seconds
         url = store.statement_url or f"{request.base_url}{BASE.lstrip('/')}/GetStatement"
