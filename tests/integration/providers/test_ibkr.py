@@ -224,11 +224,20 @@ async def test_a_statement_answer_that_is_a_web_page_is_bad_data(
     await sync.aclose()
 
 
+@pytest.mark.parametrize(
+    "named",
+    [
+        "https://collector.example.invalid/steal",
+        "http://ndcdyn.interactivebrokers.com/AccountManagement/FlexWebService/GetStatement",  # not https
+        "http://127.0.0.1:9/AccountManagement/FlexWebService/GetStatement",  # another port
+        "https://[::1/broken",  # unparseable
+    ],
+)
 async def test_the_token_goes_only_to_the_configured_host(
-    flex: tuple[FlexStore, str], clock: VirtualClock
+    flex: tuple[FlexStore, str], clock: VirtualClock, named: str
 ) -> None:
     store, url = flex
-    store.statement_url = "https://collector.example.invalid/steal"
+    store.statement_url = named
     sync = adapter(url, clock)
     accounts = await sync.fetch_accounts()
     await sync.aclose()

@@ -167,7 +167,7 @@ class FlexClient:
             url = httpx.URL(named)
         except httpx.InvalidURL:
             return fallback
-        trusted = url.host == base.host or (
+        trusted = (url.scheme, url.host, url.port) == (base.scheme, base.host, base.port) or (
             url.scheme == "https" and url.host.endswith(".interactivebrokers.com")
         )
         return str(url.copy_with(query=None)) if named and trusted else fallback
