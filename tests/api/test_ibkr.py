@@ -238,3 +238,35 @@ async def test_new_credentials_carry_their_own_expiry(
     )
     assert renewed.status_code == 200, renewed.text
     assert (renewed.json()["expires_at"], renewed.json()["attention"]) == (f"{later}T00:00:00Z", None)
+
+
+async def test_two_tokens_for_the_same_ibkr_accounts_never_duplicate_them(
+    api: tuple[httpx.AsyncClient, Container], flex: tuple[FlexStore, str]
+) -> None:
+    """A second token reaching the same accounts (a new token, the old connection kept) is
+    accepted at connect (Flex validation cannot name the accounts), but its first sync, run
+    beside the first connection's, cannot take the accounts: the database keeps one of each."""
+    client, container = api
+    store, _ = flex
+    store.generation_seconds = 5
+    store.tokens["fake-second-flex-token-7777"] = QUERY_ID
+    ids = []
+    for token in (TOKEN, "fake-second-flex-token-7777"):
+        created = await client.post(
+            "/api/v1/connections",
+            json={"provider": "ibkr", "credentials": {"token": token, "query_id": QUERY_ID}},
+        )
+        assert created.status_code == 201, created.text
+        ids.append(created.json()["sync_run_id"])
+    runs = [await _run(client, container, run_id) for run_id in ids]
+    assert sorted(r["status"] for r in runs) == ["failed", "succeeded"], runs
+    (failed,) = [r for r in runs if r["status"] == "failed"]
+    # Truly at the same time (PostgreSQL), the loser sees the write conflict; after, its owner.
+    assert failed["error_type"] in ("already-connected", "conflict"), failed
+    again = await _sync(client, container, failed["connection_id"])
+    assert again["error_type"] == "already-connected", again
+    assert sorted(a["provider_account_id"] for a in await _listed(client, "accounts")) == [
+        "U1111111",
+        "U2222222",
+    ]
+    assert len(await _listed(client, "transactions")) == 15
