@@ -63,6 +63,7 @@ class FlexStore:
     generation_seconds: float = 0.0
     statement_url: str | None = None  # what SendRequest names as step 2 (default: this server)
     send_body: bytes | None = None  # SendRequest answers this instead (a proxy's page, garbage)
+    echo_token: bool = False  # error messages repeat the token (IBKR's do not; finsync must not care)
     references: dict[str, float] = field(default_factory=dict)  # reference → ready at
     faults: dict[str, deque[str]] = field(
         default_factory=lambda: {"SendRequest": deque(), "GetStatement": deque()}
@@ -83,11 +84,12 @@ def _answer(body: str) -> Response:
     return Response(f'<?xml version="1.0" encoding="UTF-8"?>\n{body}\n', media_type="text/xml;charset=UTF-8")
 
 
-def _failure(code: str, stamp: str) -> Response:
+def _failure(code: str, stamp: str, echo: str = "") -> Response:
     status = "Warn" if code in WARN else "Fail"
+    message = f"{MESSAGES[code]} ({echo})" if echo else MESSAGES[code]
     return _answer(
         f'<FlexStatementResponse timestamp="{stamp}">\n<Status>{status}</Status>\n'
-        f"<ErrorCode>{code}</ErrorCode>\n<ErrorMessage>{escape(MESSAGES[code])}</ErrorMessage>\n"
+        f"<ErrorCode>{code}</ErrorCode>\n<ErrorMessage>{escape(message)}</ErrorMessage>\n"
         "</FlexStatementResponse>"
     )
 
@@ -125,7 +127,7 @@ def create_app(clock: Clock, store: FlexStore) -> Starlette:
         if code is None and store.tokens[request.query_params["t"]] != request.query_params.get("q"):
             code = "1014"
         if code is not None:
-            return _failure(code, stamp())
+            return _failure(code, stamp(), request.query_params.get("t", "") if store.echo_token else "")
         if store.send_body is not None:
             return Response(store.send_body, media_type="text/html")
         reference = f"{1_000_000_000 + len(store.references)}"

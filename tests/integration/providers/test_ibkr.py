@@ -160,6 +160,20 @@ async def test_credential_and_ip_errors_are_final_and_say_why(
     assert clock.slept == 0
 
 
+async def test_a_message_repeating_the_token_is_scrubbed(
+    flex: tuple[FlexStore, str], clock: VirtualClock
+) -> None:
+    store, url = flex
+    store.echo_token = True
+    store.expired.add(TOKEN)
+    sync = adapter(url, clock)
+    with pytest.raises(ProviderAuthError) as caught:
+        await sync.fetch_accounts()
+    await sync.aclose()
+    assert "Token has expired. (***)" in caught.value.detail
+    assert TOKEN not in caught.value.detail
+
+
 async def test_errors_at_the_statement_step_are_read_from_the_body_too(
     flex: tuple[FlexStore, str], clock: VirtualClock
 ) -> None:

@@ -157,6 +157,13 @@ class FlexClient:
             return _safe_xml(response.content, what)
         return await asyncio.to_thread(_safe_xml, response.content, what)  # a big statement
 
+    def _failure(self, root: Element) -> FlexFailure | None:
+        """``failure_of``, with the token scrubbed should IBKR's message ever repeat it."""
+        failure = failure_of(root)
+        if failure is None or self._token not in failure.message:
+            return failure
+        return FlexFailure(failure.code, failure.message.replace(self._token, "***"))
+
     def _statement_url(self, root: Element) -> str:
         """Step 2's URL from IBKR's answer, when it names a host we may send the token to;
         otherwise the configured service's ``GetStatement``."""
@@ -202,7 +209,7 @@ class FlexClient:
             root = await self._get("SendRequest", "SendRequest", params, retries)
             if root.tag != "FlexStatementResponse":
                 raise BadData(f"IBKR SendRequest answered <{root.tag[:40]}>, not a FlexStatementResponse")
-            failure = failure_of(root)
+            failure = self._failure(root)
             if failure is None:
                 reference = (root.findtext("ReferenceCode") or "").strip()
                 if not reference:
@@ -220,7 +227,7 @@ class FlexClient:
             if root.tag != "FlexStatementResponse":
                 # CPU-bound (a year of trades is megabytes): off the event loop.
                 return await asyncio.to_thread(statement_of, root)
-            failure = failure_of(root)
+            failure = self._failure(root)
             if failure is None:
                 raise BadData("IBKR GetStatement answered Success without a statement")
             await self._wait(failure, deadline, "statement generation")
