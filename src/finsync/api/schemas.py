@@ -189,7 +189,9 @@ class ConnectionCreate(BaseModel):
         default=None, description="One of the provider's environments, e.g. demo/live"
     )
     credentials: dict[str, str] | None = Field(
-        default=None, description="API-key providers only: the provider's credential fields. Never returned."
+        default=None,
+        description="API-key providers only: the provider's credential fields. Never returned. A field "
+        "with `expiry: true` (IBKR's `token_expires_on`) is a date that becomes `expires_at`",
     )
     options: dict[str, str] | None = Field(
         default=None, description='Redirect providers only, e.g. {"institution_id": ...} for a bank link'
@@ -208,6 +210,14 @@ class ConnectionCreate(BaseModel):
                     "provider": "alpaca",
                     "environment": "paper",
                     "credentials": {"key_id": "PK...", "secret_key": "..."},
+                },
+                {
+                    "provider": "ibkr",
+                    "credentials": {
+                        "token": "<Flex token>",
+                        "query_id": "123456",
+                        "token_expires_on": "2027-05-01",
+                    },
                 },
             ]
         }
