@@ -36,6 +36,9 @@ from tests.fakes.alpaca import create_app as alpaca_app
 from tests.fakes.clock import VirtualClock
 from tests.fakes.gocardless import FakeGoCardless
 from tests.fakes.gocardless import with_sample_data as gocardless_sample
+from tests.fakes.ibkr import BASE as IBKR_BASE
+from tests.fakes.ibkr import FlexStore
+from tests.fakes.ibkr import create_app as ibkr_app
 from tests.fakes.schwab import FakeSchwab
 from tests.fakes.schwab import with_sample_data as schwab_sample
 from tests.fakes.server import serve
@@ -65,6 +68,7 @@ def app(tmp_path: Path) -> Iterator[FastAPI]:
                 alpaca_app(clock, key_id=ALPACA_ID, secret_key=ALPACA_SECRET, store=AlpacaStore()),
                 schwab.app,
                 bank.app,
+                ibkr_app(clock, FlexStore()),
             )
         ]
         settings = make_settings(
@@ -74,6 +78,7 @@ def app(tmp_path: Path) -> Iterator[FastAPI]:
             trading212_demo_url=urls[0],
             alpaca_live_url=urls[1],
             alpaca_paper_url=urls[1],
+            ibkr_url=f"{urls[4]}{IBKR_BASE}",
             webhook_timeout_seconds=2.0,  # generated webhook URLs lead nowhere (no internet)
             **redirect_settings(urls[2], urls[3], provider_timeout_seconds=2.0),
         )

@@ -82,6 +82,11 @@ class CredentialFieldOut(Public):
     secret: bool
     required: bool
     help: str
+    expiry: bool = Field(
+        default=False,
+        description="A date (YYYY-MM-DD) when the credentials stop working, e.g. an IBKR Flex "
+        "token's expiry: stored as the connection's `expires_at`, never as a credential",
+    )
 
 
 class ProviderOut(Public):
@@ -185,7 +190,9 @@ class ConnectionCreate(BaseModel):
         default=None, description="One of the provider's environments, e.g. demo/live"
     )
     credentials: dict[str, str] | None = Field(
-        default=None, description="API-key providers only: the provider's credential fields. Never returned."
+        default=None,
+        description="API-key providers only: the provider's credential fields. Never returned. A field "
+        "with `expiry: true` (IBKR's `token_expires_on`) is a date that becomes `expires_at`",
     )
     options: dict[str, str] | None = Field(
         default=None, description='Redirect providers only, e.g. {"institution_id": ...} for a bank link'
@@ -204,6 +211,14 @@ class ConnectionCreate(BaseModel):
                     "provider": "alpaca",
                     "environment": "paper",
                     "credentials": {"key_id": "PK...", "secret_key": "..."},
+                },
+                {
+                    "provider": "ibkr",
+                    "credentials": {
+                        "token": "<Flex token>",
+                        "query_id": "123456",
+                        "token_expires_on": "2027-05-01",
+                    },
                 },
             ]
         }

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from uuid import UUID
 
@@ -57,6 +57,26 @@ def _future(value: datetime, now: datetime) -> datetime:
     if when is None or not now < when <= now + MAX_EXPIRY:
         raise InvalidInput("expires_at must be in the future and at most 5 years ahead")
     return when
+
+
+def _expiry_of(info: ProviderInfo, creds: dict[str, str], now: datetime) -> datetime | None:
+    """Take the provider's expiry field (a date the person typed) out of ``creds``: it becomes
+    the connection's ``expires_at`` (start of that day, UTC) and is never stored as a credential."""
+    name = info.expiry_credential
+    text = creds.pop(name, None) if name else None
+    if text is None:
+        return None
+    try:
+        when = datetime.combine(date.fromisoformat(text), datetime.min.time())
+    except ValueError:
+        try:
+            when = datetime.fromisoformat(text)
+        except ValueError:
+            raise InvalidInput(f"{name} must be a date such as 2027-05-01") from None
+    try:
+        return _future(when, now)
+    except InvalidInput:
+        raise InvalidInput(f"{name} must be a date in the future, at most 5 years ahead") from None
 
 
 @dataclass(slots=True)
@@ -162,6 +182,7 @@ class ConnectionService:
         env = self._environment(info, environment)
         creds = self._clean(info, credentials)
         now = self._clock()
+        expires_at = _expiry_of(info, creds, now)
         connection = Connection(
             user_id=user_id,
             provider=info.slug,
@@ -170,6 +191,7 @@ class ConnectionService:
             status=ConnectionStatus.ACTIVE,
             created_at=now,
             updated_at=now,
+            expires_at=expires_at,
         )
         connection.sync_interval_minutes, connection.next_sync_at = first_schedule(info.schedule, now)
         login, kept, said = await self._identify(connection.id, info, env, creds)
@@ -224,12 +246,13 @@ class ConnectionService:
             raise InvalidInput(
                 "statement-file connections are updated by uploading files; they have no schedule"
             )
-        encrypted, login, said = None, Login(), list[str]()
+        encrypted, login, said, new_expiry = None, Login(), list[str](), None
         if credentials is not None:
             info = self.provider(current.provider)
             if info.auth_type is not AuthType.API_KEY:
                 raise InvalidInput(f"{info.display_name} credentials are renewed with POST .../reauthorize")
             creds = self._clean(info, credentials)
+            new_expiry = _expiry_of(info, creds, self._clock())
             login, kept, said = await self._identify(current.id, info, current.environment, creds)
             encrypted = self._cipher.encrypt(kept)
         if name is not None and not connection_name(name, ""):
@@ -249,7 +272,7 @@ class ConnectionService:
                 connection.last_error = None
                 connection.last_error_code = None
                 connection.failure_count = 0
-                connection.expires_at = None  # the old key's expiry is not the new one's
+                connection.expires_at = new_expiry  # the old key's expiry is not the new one's
                 connection.authorized_at = self._clock()
             if expiry is not None:
                 connection.expires_at = expires_at

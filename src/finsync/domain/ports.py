@@ -664,6 +664,8 @@ class ProviderInfo:
     missing_settings: tuple[str, ...]  # environment variables to set, e.g. FINSYNC_SCHWAB_APP_KEY
     state_param: str = "state"  # query parameter carrying our state back (GoCardless: "ref")
     schedule: SyncSchedule = NEVER
+    # The optional credential field that is a date, the connection's expires_at (IBKR Flex).
+    expiry_credential: str | None = None
 
 
 class ProviderGateway(Protocol):

@@ -94,6 +94,7 @@ class RegistryGateway:
             missing_settings=tuple(meta.missing_settings(self._settings)),
             state_param=meta.state_param,
             schedule=meta.sync_schedule,
+            expiry_credential=next((f.name for f in fields if f.expiry), None),
         )
 
     def capabilities(self, provider: str) -> frozenset[Capability]:

@@ -13,7 +13,17 @@ from importlib.metadata import entry_points
 import structlog
 
 from finsync.domain.ports import StatementFormat
-from finsync.providers import alpaca, ccxt, csv, enablebanking, gocardless, schwab, simplefin, trading212
+from finsync.providers import (
+    alpaca,
+    ccxt,
+    csv,
+    enablebanking,
+    gocardless,
+    ibkr,
+    schwab,
+    simplefin,
+    trading212,
+)
 from finsync.providers.ofx import format as ofx
 from finsync.providers.spec import CredentialField, ProviderMetadata
 
@@ -39,6 +49,7 @@ def builtin_providers() -> list[ProviderMetadata]:
         gocardless.METADATA,
         enablebanking.METADATA,
         simplefin.METADATA,
+        ibkr.METADATA,
         *(module.METADATA for module in ccxt.EXCHANGES),
     ]
 

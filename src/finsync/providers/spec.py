@@ -129,6 +129,10 @@ class CredentialField:
     secret: bool = True
     required: bool = True
     help: str = ""
+    # A date (YYYY-MM-DD) the person reads off the provider: when these credentials stop working,
+    # for tokens whose lifetime finsync cannot read (an IBKR Flex token). Stored as the
+    # connection's ``expires_at`` (attention, webhooks), never as a credential; optional.
+    expiry: bool = False
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -207,6 +211,10 @@ class ProviderMetadata:
             issues.append("trading has no adapter Protocol yet: finsync cannot place orders")
         if self.auth_type is AuthType.API_KEY and not self.credential_fields:
             issues.append("api_key providers must declare credential fields")
+        if [f for f in self.credential_fields if f.expiry and (f.secret or f.required)] or (
+            len([f for f in self.credential_fields if f.expiry]) > 1
+        ):
+            issues.append("at most one expiry credential field, not secret and not required")
         if self.auth_type is AuthType.API_KEY and Ability.KEY_VALIDATION not in self.abilities:
             issues.append("api_key providers must validate keys (abilities: key_validation)")
         if self.auth_type is not AuthType.FILE and self.adapter_factory is None:
