@@ -223,3 +223,32 @@ def _error(text: str) -> str:
         _generic(text)
     assert str(normalised.value) == str(generic.value)
     return str(normalised.value)
+
+
+def test_the_rewriting_itself() -> None:
+    """Same length, line breaks in place, values escaped where the markers were."""
+    text = '<OFX><BANKTRANLIST><NAME a="1"><![CDATA[A<B]]></NAME><MEMO\n x><![CDATA[]]>m<X/></OFX>'
+    assert fastpath.normalized(text, 5) == (
+        "<OFX><BANKTRANLIST><NAME>      A&lt;B         </NAME><MEMO>\n" + " " * 14 + "m<X/></OFX>"
+    )
+
+
+@pytest.mark.parametrize(
+    "markup",
+    [
+        "<?pi?>",
+        "<!DOCTYPE x>",
+        "<!-- unterminated",
+        "<NAME>a<![CDATA[not right after a start tag]]>",
+        "<NAME><![CDATA[joined]]>to text",
+        "<MEMO><![CDATA[]]><NAME>",  # an empty leaf: unwrapped, an aggregate
+        "<NAME><![CDATA[<<<<<]]>",  # no room to escape
+        "<A x",  # broken markup is quoted as it is in the error
+        "</ A>",
+        "< A>",
+        "<NAMÉ x='1'>",  # not an ASCII name
+    ],
+)
+def test_what_is_left_as_it_is(markup: str) -> None:
+    text = f'<OFX><BANKTRANLIST><STMTTRN id="1">{markup}<NAME>x</OFX>'
+    assert fastpath.normalized(text, 5) is None

@@ -165,17 +165,25 @@ def piece_fitid(piece: str) -> str:
 # --- normalising a section the fast path cannot read as it is -----------------------------
 
 # The markup normalized() rewrites, scanned in file order so that nothing inside a comment or
-# a CDATA section is taken for markup. Plain start and end tags match no alternative. Groups:
+# a CDATA section is taken for markup; plain start and end tags match nothing. Tag names are
+# ASCII here: any other name counts as broken markup, which leaves the file as it is.
+_NAME = r"[A-Za-z][A-Za-z0-9_.-]*+"
 _MARKUP = re.compile(
-    r"<!--(?>.*?-->)"  # a comment
-    r"|<([A-Za-z][\w.-]*+)(\s[^<>]*?)?(?<!/)><!\[CDATA\[(.*?)\]\]>"  # 1, 2, 3: CDATA after a start tag
-    r"|<([A-Za-z][\w.-]*+)(\s[^<>]*?)(?<!/)>"  # 4, 5: a start tag with attributes
-    r"|<[A-Za-z][\w.-]*+(?:\s[^<>]*?)?/>"  # an empty element: left as it is
-    # Anything else: CDATA elsewhere, processing instruction, declaration, broken markup.
-    r"|<(?![A-Za-z][\w.-]*+>|/[A-Za-z][\w.-]*+\s*+>)",
+    r"<(?:!--(?>.*?-->)"  # a comment
+    rf"|({_NAME})(?:"  # 1: a start tag's name, then
+    r"(\s[^<>]*?)?(?<!/)><!\[CDATA\[(.*?)\]\]>"  # 2, 3: attributes or not, and CDATA right after
+    r"|(\s[^<>]*?)(?<!/)>"  # 4: attributes
+    r"|(?:\s[^<>]*?)?/>"  # or an empty element (left as it is)
+    r"|(?!>|\s[^<>]*+>))"  # or broken markup
+    rf"|/(?!{_NAME}\s*+>)"  # broken markup
+    r"|[!?]"  # CDATA elsewhere, processing instruction, declaration, unterminated comment
+    r"|(?![A-Za-z/]))",  # broken markup
     re.DOTALL,
 )
-_CDATA, _ATTRIBUTES = 3, 5
+_CDATA, _ATTRIBUTES = 3, 4
+# Where normalized() has only comments and tag names to change: the quick way then.
+_SPECIAL = re.compile(r"<[A-Za-z][A-Za-z0-9_.-]*+\s")  # a start tag with attributes
+_BLANKABLE_COMMENT = re.compile(r"<!--(?>.*?-->)(?=\s*<)", re.DOTALL)
 _MARKERS = len("<![CDATA[]]>")
 _BEFORE_MARKUP = re.compile(r"\s*+<")  # what makes a comment blankable
 _BEFORE_TAG = re.compile(r"\s*+</?[A-Za-z]")
@@ -200,7 +208,10 @@ def normalized(text: str, at: int) -> str | None:
     ignores attributes and reads a CDATA section as a value itself): the fast path can then
     read such files. Linear, in slices, so the copies in flight stay a fraction of the text.
     """
-    rewritten = _rewrite_markup(text, at)
+    if text.find("<![", at) < 0 and text.find("<?", at) < 0 and _SPECIAL.search(text, at) is None:
+        rewritten: str | None = _blank_comments(text, at) if text.find("<!--", at) >= 0 else text
+    else:
+        rewritten = _rewrite_markup(text, at)
     if rewritten is None:
         return None
     lower = _LOWER_TAG.search(rewritten, at)
@@ -230,17 +241,39 @@ def _rewrite_markup(text: str, at: int) -> str | None:
             if replacement is None:
                 return None
         elif kind == _ATTRIBUTES:
-            replacement = f"<{match.group(4)}>{_blank(match.group(5))}"
+            replacement = f"<{match.group(1)}>{_blank(match.group(_ATTRIBUTES))}"
+        elif kind == 1:
+            if match.group().endswith("/>"):
+                continue
+            return None
         elif match.group().startswith("<!--"):
             if _BEFORE_MARKUP.match(text, match.end()) is None:
                 continue  # followed by text: the generic path joins that text to the value before
             replacement = _blank(match.group())
-        elif match.group().endswith("/>"):
-            continue
         else:
             return None
         buffer.append(text[last : match.start()])
         buffer.append(replacement)
+        last = match.end()
+        if len(buffer) >= _JOIN_EVERY:
+            out.append("".join(buffer))
+            buffer.clear()
+    if last == at:
+        return text
+    buffer.append(text[last:])
+    out.append("".join(buffer))
+    return "".join(out)
+
+
+def _blank_comments(text: str, at: int) -> str:
+    """``text`` with the comments after ``at`` that are followed by markup blanked (the same
+    object when there are none), for a text without CDATA or processing instructions."""
+    out: list[str] = [text[:at]]
+    buffer: list[str] = []
+    last = at
+    for match in _BLANKABLE_COMMENT.finditer(text, at):
+        buffer.append(text[last : match.start()])
+        buffer.append(_blank(match.group()))
         last = match.end()
         if len(buffer) >= _JOIN_EVERY:
             out.append("".join(buffer))
