@@ -17,8 +17,9 @@ cost of a multi-account import).
 
 Last, the files that leave the fast path's shape, each uploaded in RUNS_MEMORY processes
 of their own (median peak over the file, and MB/s): a bank statement written in lower case
-with comments around every transaction, and a big investment statement (INVSTMTRS with
-many INVTRAN and positions). Before them, the reader's own peak (tracemalloc, the upload's
+with comments around every transaction, a big investment statement (INVSTMTRS with
+many INVTRAN and positions), and bank statements with CDATA or an attribute in every
+transaction. Before them, the reader's own peak (tracemalloc, the upload's
 bytes not counted) over the file size for each shape, and its throughput.
 """
 
@@ -326,9 +327,9 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
 def _memory_case_data(case: str, transactions: int) -> bytes:
     if case == "investment":
         return generate_investment(transactions // 2)
-    if case == "bank-cdata":  # CDATA (never normalised) in every NAME: the generic tree builder
+    if case == "bank-cdata":  # an empty CDATA section before every NAME's text (normalised away)
         return generate_statement(transactions).replace(b"<NAME>", b"<NAME><![CDATA[]]>")
-    if case == "bank-attributes":  # an attribute on every STMTTRN (no bank does): the generic path
+    if case == "bank-attributes":  # an attribute on every STMTTRN (no bank does; normalised away)
         return generate_statement(transactions).replace(b"<STMTTRN>", b'<STMTTRN kind="card">')
     return generate_lowercase_commented(transactions)
 

@@ -110,6 +110,11 @@ def _pretty(block: re.Match[str]) -> str:
     return "<STMTTRN>\n" + nested + "".join(f"</{tag}>" for tag in reversed(leaves)) + "\n</STMTTRN>\n"
 
 
+def _in_cdata(leaf: re.Match[str]) -> str:
+    """``<NAME>value`` as ``<NAME><![CDATA[value]]>``: the same value, unescaped."""
+    return f"<NAME><![CDATA[{leaf.group(1).replace('&amp;', '&')}]]>"
+
+
 @pytest.mark.parametrize(
     ("rewrite", "expected_path"),
     [
@@ -120,7 +125,10 @@ def _pretty(block: re.Match[str]) -> str:
         (lambda body: re.sub(r"</?[A-Z]+>", lambda tag: tag.group().lower(), body), "section"),
         (lambda body: body.replace("<STMTTRN>", "<STMTTRN><!-- c\n -->"), "section"),
         (lambda body: body.replace("</STMTTRN>", "</STMTTRN><?pi?>"), "block"),  # not normalised
-        (lambda body: body.replace("<STMTTRN>", '<STMTTRN id="1">'), "generic"),
+        # Attributes and CDATA sections that are a whole value are normalised away too.
+        (lambda body: body.replace("<STMTTRN>", '<STMTTRN id="1">'), "section"),
+        (lambda body: re.sub(r"<NAME>([^<\n]+)", _in_cdata, body), "section"),
+        (lambda body: body.replace("<NAME>PAYEE", "<NAME><![CDATA[PAY]]>EE"), "generic"),  # joined to text
         (lambda body: re.sub(r"<STMTTRN>.*?</STMTTRN>\n", _pretty, body, flags=re.DOTALL), "generic"),
         (lambda body: body.replace("</STMTTRN>\n<STMTTRN>", "\n<STMTTRN>"), "block"),  # last one closed
     ],
@@ -132,6 +140,8 @@ def _pretty(block: re.Match[str]) -> str:
         "comment-inside",
         "processing-instruction",
         "attribute",
+        "cdata",
+        "cdata-joined",
         "pretty-printed",
         "unclosed",
     ],

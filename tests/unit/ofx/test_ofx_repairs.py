@@ -99,13 +99,15 @@ def test_several_transaction_lists_are_merged(bank_file: Build, stmttrn: Build) 
     ]
     # Fast-path lists stay deferred together; a generic one makes all of them eager, in file order.
     assert len(parse_ofx(text.encode(), defer=True).statements[0].unread) == 4  # type: ignore[union-attr]
-    mixed = text.replace(
-        "<STMTTRN>\n<TRNTYPE>POS\n<DTPOSTED>20240105\n<TRNAMT>-3.50\n<FITID>3",
-        '<STMTTRN id="3">\n<TRNTYPE>POS\n<DTPOSTED>20240105\n<TRNAMT>-3.50\n<FITID>3',
-    )
+    third = "<STMTTRN>\n<TRNTYPE>POS\n<DTPOSTED>20240105\n<TRNAMT>-3.50\n<FITID>3"
+    mixed = text.replace(third, third.replace("<STMTTRN>", "<STMTTRN><?pi?>"))
     assert mixed != text
     assert both_paths(mixed)[0] == [["1", "2", "3", "4"]]
     assert parse_ofx(mixed.encode(), defer=True).statements[0].unread is None
+    # An attribute is normalised away (fastpath.normalized): the lists stay deferred together.
+    attribute = text.replace(third, third.replace("<STMTTRN>", '<STMTTRN id="3">'))
+    assert both_paths(attribute) == both_paths(text)
+    assert len(parse_ofx(attribute.encode(), defer=True).statements[0].unread) == 4  # type: ignore[union-attr]
 
 
 def test_repeated_balances_keep_the_latest(bank_file: Build, stmttrn: Build) -> None:

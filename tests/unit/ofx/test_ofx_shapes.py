@@ -197,7 +197,7 @@ def _generic_warnings(text: str) -> list[str]:
 
 def test_a_comment_followed_by_text_is_left_to_the_generic_path(bank_file: Build, stmttrn: Build) -> None:
     """``<NAME>A<!-- c -->B`` reads "AB"; blanking that comment would read "A         B"."""
-    text = bank_file(stmttrn("1", name="A<!-- c -->B") + stmttrn("2"))
+    text = bank_file(stmttrn("1", name="A<!-- c -->B") + "<!-- d -->" + stmttrn("2"))
     assert fastpath.normalized(text, 0) is not None  # the other comments could go
     (statement,) = parse_ofx(text.encode(), defer=True).statements
     assert statement.unread is None

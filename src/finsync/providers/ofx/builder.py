@@ -88,6 +88,11 @@ class Builder:
         elif self.last_tag is not None:
             if self.last_leaf is not None:
                 self.last_leaf.value = f"{self.last_leaf.value}{value}"
+            elif value and (states := self.leaf_states[-1]) and not states[self.last_tag] & 1:
+                # A repeated leaf dropped while empty (an empty CDATA section before its text)
+                # is kept after all, as the same leaf written without that section would be.
+                states[self.last_tag] -= 2
+                self._leaf(self.last_tag, value)
         else:
             raise MalformedFile(f"{self.where(pos)}: unexpected text {value[:40]!r} outside a value")
 

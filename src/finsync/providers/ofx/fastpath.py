@@ -164,9 +164,30 @@ def piece_fitid(piece: str) -> str:
 
 # --- normalising a section the fast path cannot read as it is -----------------------------
 
-# A comment whose first "-->" is followed by markup: blanking it changes no token (a comment
-# followed by text stays: the generic path joins that text to the value before the comment).
+# The markup normalized() rewrites, scanned in file order so that nothing inside a comment or
+# a CDATA section is taken for markup; plain start and end tags match nothing. Tag names are
+# ASCII here: any other name counts as broken markup, which leaves the file as it is.
+_NAME = r"[A-Za-z][A-Za-z0-9_.-]*+"
+_MARKUP = re.compile(
+    r"<(?:!--(?>.*?-->)"  # a comment
+    rf"|({_NAME})(?:"  # 1: a start tag's name, then
+    r"(\s[^<>]*?)?(?<!/)><!\[CDATA\[(.*?)\]\]>"  # 2, 3: attributes or not, and CDATA right after
+    r"|(\s[^<>]*?)(?<!/)>"  # 4: attributes
+    r"|(?:\s[^<>]*?)?/>"  # or an empty element (left as it is)
+    r"|(?!>|\s[^<>]*+>))"  # or broken markup
+    rf"|/(?!{_NAME}\s*+>)"  # broken markup
+    r"|[!?]"  # CDATA elsewhere, processing instruction, declaration, unterminated comment
+    r"|(?![A-Za-z/]))",  # broken markup
+    re.DOTALL,
+)
+_CDATA, _ATTRIBUTES = 3, 4
+# Where normalized() has only comments and tag names to change: the quick way then.
+_SPECIAL = re.compile(r"<[A-Za-z][A-Za-z0-9_.-]*+\s")  # a start tag with attributes
 _BLANKABLE_COMMENT = re.compile(r"<!--(?>.*?-->)(?=\s*<)", re.DOTALL)
+_MARKERS = len("<![CDATA[]]>")
+_BEFORE_MARKUP = re.compile(r"\s*+<")  # what makes a comment blankable
+_BEFORE_TAG = re.compile(r"\s*+</?[A-Za-z]")
+_BEFORE_TEXT_OR_END_TAG = re.compile(r"\s*+(?:[^<\s]|</[A-Za-z])")
 # Where a tag name has a lower-case ASCII letter (the name itself is read by _ANY_TAG).
 _LOWER_TAG = re.compile(r"<[/A-Z0-9_.-]*+[a-z]")
 _ANY_TAG = re.compile(r"</?[A-Za-z][A-Za-z0-9_.-]*+")
@@ -176,25 +197,27 @@ _NAMES_PER_CHUNK = 64  # beyond: one call per tag instead of one replace() of th
 
 
 def normalized(text: str, at: int) -> str | None:
-    """``text`` with, from ``at`` on, tag names upper-cased and comments followed by markup
-    blanked; None when there is nothing to change or it cannot be done safely (CDATA or
-    processing instructions, whose content must stay as it is).
+    """``text`` with, from ``at`` on, tag names upper-cased, comments followed by markup
+    blanked, attributes turned into blanks after the ``>``, and CDATA sections that are a
+    whole value unwrapped (see :func:`_unwrapped`); None when there is nothing to change
+    or it cannot be done safely (another CDATA section or a processing instruction, whose
+    content must stay as it is, or broken markup, whose error message quotes it).
 
     Same length and same line breaks, so positions and line numbers stay valid, and the
-    generic tokenizer reads both texts alike (it upper-cases tag names and skips comments
-    itself): the fast path can then read lower-case and commented files. Linear, in slices,
-    so the copies in flight stay a fraction of the text.
+    generic tokenizer reads both texts alike (it upper-cases tag names, skips comments,
+    ignores attributes and reads a CDATA section as a value itself): the fast path can then
+    read such files. Linear, in slices, so the copies in flight stay a fraction of the text.
     """
-    if text.find("<![", at) >= 0 or text.find("<?", at) >= 0:
+    if text.find("<![", at) < 0 and text.find("<?", at) < 0 and _SPECIAL.search(text, at) is None:
+        rewritten: str | None = _blank_comments(text, at) if text.find("<!--", at) >= 0 else text
+    else:
+        rewritten = _rewrite_markup(text, at)
+    if rewritten is None:
         return None
-    comments = text.find("<!--", at) >= 0
-    lower = _LOWER_TAG.search(text, at)
-    if not comments and lower is None:
-        return None
-    if comments:
-        text = _blank_comments(text, at)
+    lower = _LOWER_TAG.search(rewritten, at)
     if lower is None:
-        return text
+        return rewritten if rewritten is not text else None
+    text = rewritten
     start, end = lower.start(), len(text)  # no lower-case tag before it
     out = [text[:start]]
     while start < end:
@@ -205,28 +228,94 @@ def normalized(text: str, at: int) -> str | None:
     return "".join(out)
 
 
-def _blank_comments(text: str, at: int) -> str:
+def _rewrite_markup(text: str, at: int) -> str | None:
+    """``text`` with the comments, attributes and CDATA sections after ``at`` rewritten
+    (the same object when there was nothing to rewrite); None when one must stay."""
     out: list[str] = [text[:at]]
     buffer: list[str] = []
     last = at
-    for match in _BLANKABLE_COMMENT.finditer(text, at):
-        comment = match.group()
+    for match in _MARKUP.finditer(text, at):
+        kind = match.lastindex
+        if kind == _CDATA:
+            replacement = _unwrapped(match, text)
+            if replacement is None:
+                return None
+        elif kind == _ATTRIBUTES:
+            replacement = f"<{match.group(1)}>{_blank(match.group(_ATTRIBUTES))}"
+        elif kind == 1:
+            if match.group().endswith("/>"):
+                continue
+            return None
+        elif match.group().startswith("<!--"):
+            if _BEFORE_MARKUP.match(text, match.end()) is None:
+                continue  # followed by text: the generic path joins that text to the value before
+            replacement = _blank(match.group())
+        else:
+            return None
         buffer.append(text[last : match.start()])
-        buffer.append(_blank(comment))
+        buffer.append(replacement)
         last = match.end()
         if len(buffer) >= _JOIN_EVERY:
             out.append("".join(buffer))
             buffer.clear()
+    if last == at:
+        return text
     buffer.append(text[last:])
     out.append("".join(buffer))
     return "".join(out)
 
 
-def _blank(comment: str) -> str:
-    """Spaces in place of a comment, its line breaks kept."""
-    if "\n" not in comment and "\r" not in comment:
-        return " " * len(comment)
-    return "".join(c if c in "\r\n" else " " for c in comment)
+def _blank_comments(text: str, at: int) -> str:
+    """``text`` with the comments after ``at`` that are followed by markup blanked (the same
+    object when there are none), for a text without CDATA or processing instructions."""
+    out: list[str] = [text[:at]]
+    buffer: list[str] = []
+    last = at
+    for match in _BLANKABLE_COMMENT.finditer(text, at):
+        buffer.append(text[last : match.start()])
+        buffer.append(_blank(match.group()))
+        last = match.end()
+        if len(buffer) >= _JOIN_EVERY:
+            out.append("".join(buffer))
+            buffer.clear()
+    if last == at:
+        return text
+    buffer.append(text[last:])
+    out.append("".join(buffer))
+    return "".join(out)
+
+
+def _unwrapped(match: re.Match[str], text: str) -> str | None:
+    """``<TAG attributes><![CDATA[content]]>`` as ``<TAG>``, blanks and the content, when
+    the generic path reads both alike; else None.
+
+    The tokenizer reads a CDATA section as a value, stripped and never unescaped. Right
+    after a start tag and followed by a tag, it is the whole value: written escaped (``&``,
+    ``<``, ``>``: room permitting) it reads back the same. An empty one followed by text or
+    an end tag reads as if it were not there (the builder joins the text to it)."""
+    tag, attributes, content = match.group(1, 2, _CDATA)
+    head = f"<{tag}>{_blank(attributes) if attributes else ''}"
+    blank_start, blank_end = " " * (_MARKERS - 3), "   "
+    if not content.strip():
+        if _BEFORE_TEXT_OR_END_TAG.match(text, match.end()) is None:
+            return None  # an empty leaf before a start tag: unwrapped, it would be an aggregate
+        return f"{head}{blank_start}{content}{blank_end}"
+    if _BEFORE_TAG.match(text, match.end()) is None:
+        return None  # the value goes on after it, joined without the blanks
+    if "&" in content or "<" in content or ">" in content:
+        room = len(content) + _MARKERS
+        content = content.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+        if len(content) > room:
+            return None
+        return f"{head}{content}{' ' * (room - len(content))}"
+    return f"{head}{blank_start}{content}{blank_end}"
+
+
+def _blank(markup: str) -> str:
+    """Spaces in place of a comment or attributes, their line breaks kept."""
+    if "\n" not in markup and "\r" not in markup:
+        return " " * len(markup)
+    return "".join(c if c in "\r\n" else " " for c in markup)
 
 
 def _upper_tags(chunk: str) -> str:

@@ -113,7 +113,7 @@ def build_tree(lines: Lines, start: int, warnings: list[str]) -> Node:
                 elif tag == "BANKTRANLIST" and try_sections:
                     fast, section_end = _section(text, match.end()) if match.group(10) == tag else (None, 0)
                     if fast is None and not normalized:
-                        # Lower-case tags or comments? Read the rest as its normalised text,
+                        # Lower-case tags, comments, attributes, CDATA? Read the rest as its normalised text,
                         # which tokenizes alike (same length and lines), and try again.
                         normalized = True
                         replacement = fastpath.normalized(text, match.start())
