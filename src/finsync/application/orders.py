@@ -123,15 +123,15 @@ class OrderService:
         client_order_id: str | None = None,
     ) -> Placed:
         """Check everything that needs no network, store the order, then send it once."""
-        key = check_key(key)
         async with self._uow() as uow:
-            existing = await uow.trading.order_by_key(caller.user_id, key)
-            account = None if existing else await uow.accounts.get(account_id, caller.user_id)
+            account = await uow.accounts.get(account_id, caller.user_id)
             connection = None if account is None else await uow.connections.get(account.connection_id)
-        if existing is not None:
-            return self._replay(existing, digest)
+            existing = await uow.trading.order_by_key(caller.user_id, key) if key else None
         if account is None or connection is None:
             raise NotFound("account")
+        key = check_key(key)
+        if existing is not None:
+            return self._replay(existing, digest)
         caller.check_trade(connection.id)
         adapter = broker(self._providers, self._cipher, connection)
         try:
