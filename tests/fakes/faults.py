@@ -18,14 +18,15 @@ FAULTS = (*ACCEPT_FAULTS, "refuse_503")
 Chooser = Callable[[httpx.Request], str | None]
 
 
-def random_faults(rate: float, seed: int, methods: tuple[str, ...] = ("POST",)) -> Chooser:
-    """A fault for ``rate`` of the requests with one of ``methods``, chosen at random (seeded)."""
+def random_faults(rate: float, seed: int, read_rate: float = 0.0) -> Chooser:
+    """A fault for ``rate`` of the POSTs (any kind, chosen at random, seeded) and a 503 for
+    ``read_rate`` of the other requests (reconciliation must survive a broker that stutters)."""
     rng = random.Random(seed)
 
     def choose(request: httpx.Request) -> str | None:
-        if request.method in methods and rng.random() < rate:
-            return rng.choice(FAULTS)
-        return None
+        if request.method == "POST":
+            return rng.choice(FAULTS) if rng.random() < rate else None
+        return "refuse_503" if rng.random() < read_rate else None
 
     return choose
 

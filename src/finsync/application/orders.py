@@ -126,12 +126,9 @@ class OrderService:
         async with self._uow() as uow:
             account = await uow.accounts.get(account_id, caller.user_id)
             connection = None if account is None else await uow.connections.get(account.connection_id)
-            existing = await uow.trading.order_by_key(caller.user_id, key) if key else None
         if account is None or connection is None:
             raise NotFound("account")
         key = check_key(key)
-        if existing is not None:
-            return self._replay(existing, digest)
         caller.check_trade(connection.id)
         adapter = broker(self._providers, self._cipher, connection)
         try:
@@ -173,9 +170,11 @@ class OrderService:
                     raise TradingDisabled(
                         "trading is not enabled on this connection (PATCH its trading settings)"
                     )
-                estimate = request.estimated_notional(
-                    await self._last_price(uow, caller.user_id, account.id, request.symbol)
-                )
+                # The last price is read only when a money limit needs it (limits decide, not it).
+                known = None
+                if settings.max_order_notional is not None or settings.max_notional_per_day is not None:
+                    known = await self._last_price(uow, caller.user_id, account.id, request.symbol)
+                estimate = request.estimated_notional(known)
                 midnight = datetime.combine(now.date(), time(0), tzinfo=now.tzinfo)
                 settings.check(request, estimate, await uow.trading.placed_since(connection.id, midnight))
                 order.estimated_notional = estimate
@@ -184,7 +183,9 @@ class OrderService:
                     if stored is None:
                         raise Conflict("an order with this Idempotency-Key was just being placed; retry")
                     return self._replay(stored, digest)
-                await uow.trading.add_event(self._event(order, "request", caller.actor, _request_data(order)))
+                await uow.trading.add_events(
+                    self._event(order, "request", caller.actor, _request_data(order))
+                )
                 await uow.commit()
             await self._submit(adapter, order, caller.actor)
             return Placed(order, True)
@@ -252,7 +253,7 @@ class OrderService:
             order.submit_attempts, order.submitted_at = 2, self._clock()
             order.status, order.updated_at = OrderStatus.PENDING_SUBMIT, self._clock()
             await uow.trading.save_order(order)
-            await uow.trading.add_event(self._event(order, "resend", actor, {"proven_absent": True}))
+            await uow.trading.add_events(self._event(order, "resend", actor, {"proven_absent": True}))
             await uow.commit()
         await self._submit(adapter, order, actor)
 
@@ -265,7 +266,7 @@ class OrderService:
 
     async def _note(self, order: Order, actor: str, kind: str, data: dict[str, Any]) -> None:
         async with self._uow() as uow:
-            await uow.trading.add_event(self._event(order, kind, actor, data))
+            await uow.trading.add_events(self._event(order, kind, actor, data))
             await uow.commit()
 
     async def _record(
@@ -279,14 +280,7 @@ class OrderService:
     ) -> None:
         before = order.status
         order.status, order.reason, order.updated_at = status, reason, self._clock()
-        async with self._uow() as uow:
-            await uow.trading.save_order(order)
-            await uow.trading.add_event(self._event(order, kind, actor, data))
-            if before is not status:
-                await uow.trading.add_event(
-                    self._event(order, "status", actor, {"from": before, "to": status})
-                )
-            await uow.commit()
+        await store(self._uow, order, before, self._event(order, kind, actor, data))
 
     async def _apply(self, order: Order, answer: BrokerOrder, actor: str, kind: str) -> None:
         before = order.status
@@ -295,14 +289,7 @@ class OrderService:
         order.average_price, order.fills = answer.average_price, _json(answer)
         order.reason = answer.reason if answer.status is OrderStatus.REJECTED else None
         order.updated_at = self._clock()
-        async with self._uow() as uow:
-            await uow.trading.save_order(order)
-            await uow.trading.add_event(self._event(order, kind, actor, {"order": answer.raw}))
-            if before is not answer.status:
-                await uow.trading.add_event(
-                    self._event(order, "status", actor, {"from": before, "to": answer.status})
-                )
-            await uow.commit()
+        await store(self._uow, order, before, self._event(order, kind, actor, {"order": answer.raw}))
 
     # -- reading and cancelling ------------------------------------------------------------
 
@@ -389,29 +376,26 @@ async def cancel_at_broker(
     before = order.status
     order.status, order.filled_quantity = answer.status, answer.filled_quantity
     order.average_price, order.fills, order.updated_at = answer.average_price, _json(answer), clock()
-    async with uow() as u:
-        await u.trading.save_order(order)
-        data: dict[str, Any] = {"order": answer.raw, "refused": refused.detail if refused else None}
-        await u.trading.add_event(
-            OrderEvent(
-                user_id=order.user_id, order_id=order.id, kind="cancel", actor=actor, data=data, at=clock()
-            )
-        )
-        if before is not order.status:
-            change = {"from": before, "to": order.status}
-            await u.trading.add_event(
-                OrderEvent(
-                    user_id=order.user_id,
-                    order_id=order.id,
-                    kind="status",
-                    actor=actor,
-                    data=change,
-                    at=clock(),
-                )
-            )
-        await u.commit()
+    data: dict[str, Any] = {"order": answer.raw, "refused": refused.detail if refused else None}
+    event = OrderEvent(
+        user_id=order.user_id, order_id=order.id, kind="cancel", actor=actor, data=data, at=clock()
+    )
+    await store(uow, order, before, event)
     if refused is not None and not order.status.final:
         raise refused
+
+
+async def store(uow: UnitOfWorkFactory, order: Order, before: OrderStatus, event: OrderEvent) -> None:
+    """Save the order with what happened (and its status change, when there is one): one write."""
+    events = [event]
+    if before is not order.status:
+        change = {"from": before, "to": order.status}
+        events.append(OrderEvent(user_id=order.user_id, order_id=order.id, kind="status", actor=event.actor,
+                                 data=change, at=event.at))  # fmt: skip
+    async with uow() as u:
+        await u.trading.save_order(order)
+        await u.trading.add_events(*events)
+        await u.commit()
 
 
 def _request_data(order: Order) -> dict[str, Any]:

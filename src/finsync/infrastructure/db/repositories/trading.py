@@ -120,8 +120,10 @@ class SqlTradingRepository:
         values = list((await self._s.execute(stmt)).scalars())
         return len(values), sum((v for v in values if v is not None), Decimal(0))
 
-    async def add_event(self, event: OrderEvent) -> None:
-        await self._s.execute(insert(events).values(to_row(event)))
+    async def add_events(self, *items: OrderEvent) -> None:
+        """One multi-row insert: an order's answer and its status change cost one round trip."""
+        if items:
+            await self._s.execute(insert(events).values([to_row(e) for e in items]))
 
     async def events(self, order_id: UUID) -> list[OrderEvent]:
         stmt = select(events).where(events.c.order_id == order_id).order_by(events.c.id)
