@@ -46,6 +46,7 @@ from finsync.providers.http import SystemClock
 KEY_ID, SECRET = "bench-alpaca-key-id", "bench-alpaca-secret-key"
 EMAIL, PASSWORD = "bot-owner@example.com", "correct horse battery staple 42"
 ORDER = {"symbol": "AAPL", "side": "buy", "type": "market", "quantity": "1"}
+DIRECT = {"symbol": "AAPL", "qty": "1", "side": "buy", "type": "market", "time_in_force": "day"}
 
 
 class SlowBroker(httpx.AsyncBaseTransport):
@@ -108,9 +109,8 @@ async def main(orders: int, latency: float, backend: str) -> None:
         trading = {"trading": {"enabled": True}, "password": PASSWORD}
         assert (await api.patch(f"/api/v1/connections/{conn}", headers=user, json=trading)).status_code == 200
         scopes = {"name": "bench", "scopes": [f"trade:{conn}"]}
-        bot = {
-            "Authorization": f"Bearer {(await api.post('/api/v1/api-tokens', headers=user, json=scopes)).json()['token']}"
-        }
+        secret = (await api.post("/api/v1/api-tokens", headers=user, json=scopes)).json()["token"]
+        bot = {"Authorization": f"Bearer {secret}"}
 
         walls: dict[str, list[float]] = {"direct": [], "finsync": []}
         cpu = dict.fromkeys(walls, 0.0)
@@ -118,8 +118,7 @@ async def main(orders: int, latency: float, backend: str) -> None:
             for path in ("direct", "finsync") if i % 2 else ("finsync", "direct"):
                 c0, t0 = time.process_time(), time.perf_counter()
                 if path == "direct":
-                    r = await direct.post("/v2/orders", json={"symbol": "AAPL", "qty": "1", "side": "buy",
-                                                              "type": "market", "time_in_force": "day"})  # fmt: skip
+                    r = await direct.post("/v2/orders", json=DIRECT)
                 else:
                     headers = bot | {"Idempotency-Key": f"bench-{i}"}
                     r = await api.post(f"/api/v1/accounts/{account}/orders", headers=headers, json=ORDER)
