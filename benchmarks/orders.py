@@ -83,14 +83,19 @@ async def settings_for(backend: str) -> Settings:
 async def main(orders: int, latency: float, backend: str) -> None:
     logging.disable(logging.WARNING)
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
-    store = AlpacaStore()
-    store.account["buying_power"] = "100000000"
-    broker = SlowBroker(alpaca_app(SystemClock(), key_id=KEY_ID, secret_key=SECRET, store=store), latency)
-    container = build(await settings_for(backend), adapter_options={"transport": broker})
+    # Two fake brokers, alike: each path has its own 200-a-minute budget, so neither waits for
+    # the other's calls.
+    brokers = []
+    for _ in range(2):
+        store = AlpacaStore()
+        store.account["buying_power"] = "100000000"
+        app = alpaca_app(SystemClock(), key_id=KEY_ID, secret_key=SECRET, store=store)
+        brokers.append(SlowBroker(app, latency))
+    container = build(await settings_for(backend), adapter_options={"transport": brokers[0]})
     app = create_app(container=container)
     api = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://finsync.test")
     direct = httpx.AsyncClient(
-        transport=broker,
+        transport=brokers[1],
         base_url="http://alpaca.test",
         headers={"APCA-API-KEY-ID": KEY_ID, "APCA-API-SECRET-KEY": SECRET},
     )
@@ -142,7 +147,7 @@ async def main(orders: int, latency: float, backend: str) -> None:
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--orders", type=int, default=150)
+    parser.add_argument("--orders", type=int, default=150, help="at most 190: one minute's budget")
     parser.add_argument("--latency", type=float, default=0.05)
     parser.add_argument("--backend", choices=["sqlite", "postgresql"], default="sqlite")
     args = parser.parse_args()

@@ -122,46 +122,47 @@ class OrderService:
         digest: str,
         client_order_id: str | None = None,
     ) -> Placed:
-        """Check everything that needs no network, store the order, then send it once."""
-        async with self._uow() as uow:
-            account = await uow.accounts.get(account_id, caller.user_id)
-            connection = None if account is None else await uow.connections.get(account.connection_id)
-        if account is None or connection is None:
-            raise NotFound("account")
-        key = check_key(key)
-        caller.check_trade(connection.id)
-        adapter = broker(self._providers, self._cipher, connection)
+        """Check everything that needs no network, store the order, then send it once (one
+        transaction before the send, one after it: the order's cost over the broker's)."""
+        adapter: OrderPort | None = None
         try:
-            if problem := adapter.order_problem(request):
-                raise UnsupportedOrder(problem)
-            if connection.environment == "live" and not self._live:
-                raise LiveTradingDisabled(
-                    "live trading is disabled on this server (FINSYNC_LIVE_TRADING is not 'enabled'); "
-                    "demo and paper connections can trade once their owner enables it"
-                )
-            now = self._clock()
-            order = Order(
-                user_id=caller.user_id,
-                connection_id=connection.id,
-                account_id=account.id,
-                idempotency_key=key,
-                request_digest=digest,
-                symbol=request.symbol,
-                side=request.side,
-                type=request.type,
-                time_in_force=request.time_in_force,
-                currency=account.currency,
-                created_by=caller.actor,
-                quantity=request.quantity,
-                notional=request.notional,
-                limit_price=request.limit_price,
-                stop_price=request.stop_price,
-                client_order_id=client_order_id,
-                submitted_at=now,
-                created_at=now,
-                updated_at=now,
-            )
             async with self._uow() as uow:
+                account = await uow.accounts.get(account_id, caller.user_id)
+                connection = None if account is None else await uow.connections.get(account.connection_id)
+                if account is None or connection is None:
+                    raise NotFound("account")
+                key = check_key(key)
+                caller.check_trade(connection.id)
+                adapter = broker(self._providers, self._cipher, connection)  # builds, calls nothing
+                if problem := adapter.order_problem(request):
+                    raise UnsupportedOrder(problem)
+                if connection.environment == "live" and not self._live:
+                    raise LiveTradingDisabled(
+                        "live trading is disabled on this server (FINSYNC_LIVE_TRADING is not 'enabled'); "
+                        "demo and paper connections can trade once their owner enables it"
+                    )
+                now = self._clock()
+                order = Order(
+                    user_id=caller.user_id,
+                    connection_id=connection.id,
+                    account_id=account.id,
+                    idempotency_key=key,
+                    request_digest=digest,
+                    symbol=request.symbol,
+                    side=request.side,
+                    type=request.type,
+                    time_in_force=request.time_in_force,
+                    currency=account.currency,
+                    created_by=caller.actor,
+                    quantity=request.quantity,
+                    notional=request.notional,
+                    limit_price=request.limit_price,
+                    stop_price=request.stop_price,
+                    client_order_id=client_order_id,
+                    submitted_at=now,
+                    created_at=now,
+                    updated_at=now,
+                )
                 # The settings row's lock serialises the connection's orders: daily limits hold.
                 settings = await uow.trading.settings(connection.id, lock=True)
                 if (stored := await uow.trading.order_by_key(caller.user_id, key)) is not None:
@@ -170,7 +171,7 @@ class OrderService:
                     raise TradingDisabled(
                         "trading is not enabled on this connection (PATCH its trading settings)"
                     )
-                # The last price is read only when a money limit needs it (limits decide, not it).
+                # The last price is read only when a money limit needs it.
                 known = None
                 if settings.max_order_notional is not None or settings.max_notional_per_day is not None:
                     known = await self._last_price(uow, caller.user_id, account.id, request.symbol)
@@ -190,7 +191,8 @@ class OrderService:
             await self._submit(adapter, order, caller.actor)
             return Placed(order, True)
         finally:
-            await adapter.aclose()
+            if adapter is not None:
+                await adapter.aclose()
 
     @staticmethod
     def _replay(order: Order, digest: str) -> Placed:
