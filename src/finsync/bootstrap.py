@@ -19,6 +19,7 @@ from finsync.application.connections import ConnectionService
 from finsync.application.idempotency import IdempotencyService
 from finsync.application.imports import ImportService
 from finsync.application.labels import LabelService
+from finsync.application.live_positions import LivePositionsService
 from finsync.application.market_data import MarketDataService
 from finsync.application.net_worth import NetWorthService
 from finsync.application.operators import KeyRotation, UserAdmin
@@ -149,6 +150,7 @@ class Container:
     trading: TradingService
     orders: OrderService
     api_tokens: ApiTokenService
+    live_positions: LivePositionsService
     # The API's per-request unit of work (reads only): autocommit on PostgreSQL, see ``build``.
     read_uow: UnitOfWorkFactory
     clock: Now = utcnow
@@ -321,6 +323,7 @@ def build(
             uow, gateway, cipher, live_trading=settings.live_trading == "enabled", clock=clock
         ),
         api_tokens=ApiTokenService(uow, gateway, clock),
+        live_positions=LivePositionsService(uow, gateway, cipher),
         clock=clock,
     )
 

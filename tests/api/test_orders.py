@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.api.helpers import PASSWORD
 from tests.api.trading_world import World, trading_world
 from tests.fakes.faults import ACCEPT_FAULTS
 
@@ -26,6 +27,12 @@ async def _ready(world: World, provider: str) -> str:
     conn, account = await world.connect(provider, "demo" if provider == "trading212" else "paper")
     assert (await world.enable(conn)).status_code == 200
     return account
+
+
+async def login(client: object) -> dict[str, str]:
+    form = {"username": "ada@example.com", "password": PASSWORD}
+    r = await client.post("/api/v1/auth/token", data=form)  # type: ignore[attr-defined]
+    return {"Authorization": f"Bearer {r.json()['access_token']}"}
 
 
 def _symbol(provider: str) -> str:
@@ -160,3 +167,40 @@ async def test_the_same_key_fired_at_once_places_one_order(world: World) -> None
     assert len({r.json()["id"] for r in answers}) == 1
     assert [r.status_code for r in answers].count(201) == 1
     assert len(world.alpaca.orders) == 1
+
+
+async def test_positions_live_with_fifo_realised_pnl(world: World) -> None:
+    world.t212.positions.clear()
+    conn, account = await world.connect("trading212", "demo")
+    assert (await world.enable(conn)).status_code == 200
+    scopes = {"name": "bot", "scopes": ["read", f"trade:{conn}"]}  # a token outlives the days below
+    token = (await world.client.post("/api/v1/api-tokens", headers=world.headers, json=scopes)).json()[
+        "token"
+    ]
+    bot = {"Authorization": f"Bearer {token}"}
+    for key, side, quantity, price in (
+        ("b1", "buy", "3", "100"),
+        ("b2", "buy", "2", "110"),
+        ("s1", "sell", "4", "120"),
+    ):
+        world.t212.prices["AAPL_US_EQ"] = Decimal(price)
+        world.clock.advance(86_400)  # a day apart: FIFO goes by trade date
+        assert (await world.order(account, key, bot, side=side, quantity=quantity)).status_code == 201
+    world.headers = await login(world.client)
+    world.t212.add_position("AAPL_US_EQ", "1", "110", "130", currency="GBP")
+    assert (
+        await world.client.post(f"/api/v1/connections/{conn}/sync", headers=world.headers)
+    ).status_code == 202
+    await world.container.jobs.drain()
+    url = f"/api/v1/accounts/{account}/positions"
+    r = await world.client.get(url, headers=world.headers, params={"live": "true"})
+    assert r.status_code == 200, r.text
+    (position,) = r.json()
+    # Bought 3 at 100 and 2 at 110, sold 4 at 120: FIFO cost 3 x 100 + 1 x 110 = 410 of 480.
+    assert Decimal(position["realised_pnl"]) == 70
+    assert Decimal(position["fifo_cost"]) == 110
+    assert Decimal(position["unrealised_pnl"]) == 20  # worth 130 now
+    world.t212.positions.clear()  # sold at the broker since: live sees it, the last sync does not
+    live = await world.client.get(url, headers=world.headers, params={"live": "true"})
+    assert live.json() == []
+    assert len((await world.client.get(url, headers=world.headers)).json()) == 1

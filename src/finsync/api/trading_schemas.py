@@ -148,3 +148,20 @@ class ApiTokenOut(BaseModel):
 
 class ApiTokenCreated(ApiTokenOut):
     token: str = Field(description="The secret: shown this once, send it as `Authorization: Bearer <token>`")
+
+
+class LivePositionOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    symbol: str
+    quantity: DecimalText
+    currency: str = Field(description="The account's: of market_value, fifo_cost and both P&Ls")
+    price_currency: str = Field(description="Of current_price (the instrument's trading currency)")
+    current_price: DecimalText | None
+    market_value: DecimalText | None
+    fifo_cost: DecimalText | None = Field(
+        description="What the held quantity cost by FIFO lots; null when the account's trades in "
+        "finsync do not explain the quantity held (history older than the first sync)"
+    )
+    realised_pnl: DecimalText = Field(description="Of the symbol's sales, FIFO, from the account's trades")
+    unrealised_pnl: DecimalText | None = Field(description="market_value minus fifo_cost")

@@ -17,6 +17,7 @@ from finsync.api.trading_schemas import (
     ApiTokenIn,
     ApiTokenOut,
     HaltOut,
+    LivePositionOut,
     OrderEventOut,
     OrderIn,
     OrderOut,
@@ -215,3 +216,20 @@ async def list_api_tokens(user: CurrentUser, container: ContainerDep) -> list[Ap
 async def revoke_api_token(token_id: UUID, user: CurrentUser, container: ContainerDep) -> None:
     """Revoke a token: its next request answers 401."""
     await container.api_tokens.revoke(user.id, token_id)
+
+
+@router.get(
+    "/accounts/{account_id}/positions",
+    response_model=list[LivePositionOut],
+    responses=responses(NotFound, InvalidInput, InsufficientScope, ProviderError),
+)
+async def positions(
+    account_id: UUID,
+    principal: PrincipalDep,
+    container: ContainerDep,
+    live: Annotated[bool, Query(description="true: read the broker now, not the last sync")] = False,
+) -> list[LivePositionOut]:
+    """The account's positions with realised P&L per symbol by FIFO lots from its trades and
+    unrealised P&L against the FIFO cost of what is held, in the account currency."""
+    found = await container.live_positions.positions(principal.caller, account_id, live=live)
+    return [LivePositionOut.model_validate(p) for p in found]
