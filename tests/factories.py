@@ -95,7 +95,7 @@ async def seed_order(container: Container, user_id: UUID, connection_id: UUID, a
     )
     async with container.uow() as uow:
         assert await uow.trading.add_order(order)
-        await uow.trading.add_event(
+        await uow.trading.add_events(
             OrderEvent(
                 user_id=user_id, order_id=order.id, kind="request", actor="user", data={"symbol": "AAPL"}
             )
