@@ -204,3 +204,15 @@ async def test_positions_live_with_fifo_realised_pnl(world: World) -> None:
     live = await world.client.get(url, headers=world.headers, params={"live": "true"})
     assert live.json() == []
     assert len((await world.client.get(url, headers=world.headers)).json()) == 1
+
+
+async def test_a_first_send_arriving_after_its_resend_is_adopted_not_doubled(world: World) -> None:
+    """The 503'd first send reaches Alpaca after reconciliation found nothing: the resend (same
+    client_order_id) is refused as a duplicate, and finsync adopts the first instead."""
+    account = await _ready(world, "alpaca")
+    world.wire.queued.append("late_503")
+    r = await world.order(account, "late", symbol="AAPL")
+    assert (r.status_code, r.json()["status"]) == (201, "filled"), r.text
+    assert len(world.alpaca.orders) == 1
+    assert world.alpaca.orders[0]["client_order_id"] == r.json()["id"]
+    assert (await _events(world, r.json()["id"]))[-2:] == ["reconcile", "status"]

@@ -36,9 +36,16 @@ class FaultyTransport(httpx.AsyncBaseTransport):
         self.inner, self.choose = inner, choose
         self.injected: Counter[str] = Counter()
         self.queued: list[str] = []  # faults for the next matching requests, before ``choose``
+        self._late: list[httpx.Request] = []  # "late_503": delivered just before the next POST
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         fault = self.queued.pop(0) if self.queued and request.method == "POST" else self.choose(request)
+        while request.method == "POST" and self._late:  # a slow network delivers it at last
+            await (await self.inner.handle_async_request(self._late.pop(0))).aread()
+        if fault == "late_503":  # answered 503 at once, yet it reaches the broker later
+            self.injected[fault] += 1
+            self._late.append(request)
+            return httpx.Response(503, json={"message": "injected 503"}, request=request)
         if fault is None:
             return await self.inner.handle_async_request(request)
         self.injected[fault] += 1

@@ -223,11 +223,28 @@ class OrderService:
                 order, OrderStatus.REJECTED, actor, "broker_error", {"error": exc.detail}, exc.detail
             )
         except ProviderError as exc:  # the broker answered no (funds, market closed, key)
+            if order.submit_attempts > 1 and await self._found_after_refusal(adapter, order, actor):
+                return  # a resend refused as a duplicate (Alpaca): the first arrived after all
             await self._record(
                 order, OrderStatus.REJECTED, actor, "broker_answer", {"error": exc.detail}, exc.detail
             )
         else:
             await self._apply(order, answer, actor, "broker_answer")
+
+    async def _found_after_refusal(self, adapter: OrderPort, order: Order, actor: str) -> bool:
+        """After a refused resend, look once more: a first send that reached the broker late
+        makes the resend a duplicate (Alpaca refuses a repeated client_order_id)."""
+        try:
+            candidates = await adapter.find_orders(order.request(), str(order.id), order.submitted_at)
+        except ProviderError:
+            return False
+        async with self._uow() as uow:
+            taken = await uow.trading.taken_broker_ids(order.connection_id)
+        found = next((c for c in candidates if c.broker_order_id not in taken), None)
+        if found is None:
+            return False
+        await self._apply(order, found, actor, "reconcile")
+        return True
 
     async def _reconcile(self, adapter: OrderPort, order: Order, actor: str) -> None:
         """Find the order at the broker; resend only when it is proven absent, at most once."""
