@@ -3,6 +3,7 @@ process (each at its own host, behind a transport that can lose answers), on one
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -74,22 +75,25 @@ async def trading_world(
     database_url: str, tmp_path: Path, choose: Chooser = lambda request: None, **settings: Any
 ) -> AsyncIterator[World]:
     clock = VirtualClock()
+    # Hosts of their own: rate budgets are per process, host and key, and must not carry one
+    # world's (virtual) time into the next.
+    t212_host, alpaca_host = f"t212-{uuid.uuid4().hex[:8]}.test", f"alpaca-{uuid.uuid4().hex[:8]}.test"
     t212, alpaca = Trading212Store(), AlpacaStore()
     t212.add_position("AAPL_US_EQ", "10", "170.25", "185.5", currency="USD")  # its last price
     router = HostRouter(
         {
-            "t212.test": t212_app(clock, api_key=T212_KEY, api_secret=T212_SECRET, store=t212),
-            "alpaca.test": alpaca_app(clock, key_id=ALPACA_ID, secret_key=ALPACA_SECRET, store=alpaca),
+            t212_host: t212_app(clock, api_key=T212_KEY, api_secret=T212_SECRET, store=t212),
+            alpaca_host: alpaca_app(clock, key_id=ALPACA_ID, secret_key=ALPACA_SECRET, store=alpaca),
         }
     )
     wire = FaultyTransport(router, choose)
     config = make_settings(
         database_url,
         tmp_path,
-        trading212_demo_url="http://t212.test",
-        trading212_live_url="http://t212.test",
-        alpaca_paper_url="http://alpaca.test",
-        alpaca_live_url="http://alpaca.test",
+        trading212_demo_url=f"http://{t212_host}",
+        trading212_live_url=f"http://{t212_host}",
+        alpaca_paper_url=f"http://{alpaca_host}",
+        alpaca_live_url=f"http://{alpaca_host}",
         **settings,
     )
     options = {"clock": clock, "transport": wire}
