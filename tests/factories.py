@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import date
 from decimal import Decimal
 from typing import Any
+from uuid import UUID
 
 from finsync.bootstrap import Container
 from finsync.domain.entities import Connection, User
@@ -17,6 +18,7 @@ from finsync.domain.enums import (
     TransactionType,
 )
 from finsync.domain.records import ProviderAccount, ProviderHolding, ProviderTransaction
+from finsync.domain.trading import Order, OrderEvent, OrderSide, OrderType, TimeInForce
 
 
 def account(pid: str = "acc-1", **kw: Any) -> ProviderAccount:
@@ -73,3 +75,30 @@ async def seed_connection(container: Container, user: User, provider: str = "mem
         await uow.connections.add(connection)
         await uow.commit()
     return connection
+
+
+async def seed_order(container: Container, user_id: UUID, connection_id: UUID, account_id: UUID) -> UUID:
+    """An order as just stored (pending_submit), without any broker: for isolation and export tests."""
+    order = Order(
+        user_id=user_id,
+        connection_id=connection_id,
+        account_id=account_id,
+        idempotency_key="seeded-order",
+        request_digest="0" * 64,
+        symbol="AAPL",
+        side=OrderSide.BUY,
+        type=OrderType.MARKET,
+        time_in_force=TimeInForce.DAY,
+        currency="USD",
+        created_by="user",
+        quantity=Decimal("1"),
+    )
+    async with container.uow() as uow:
+        assert await uow.trading.add_order(order)
+        await uow.trading.add_events(
+            OrderEvent(
+                user_id=user_id, order_id=order.id, kind="request", actor="user", data={"symbol": "AAPL"}
+            )
+        )
+        await uow.commit()
+    return order.id

@@ -13,20 +13,24 @@ from typing import Any, Protocol
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from finsync.application.api_tokens import ApiTokenService
 from finsync.application.cash_flow import CashFlowService
 from finsync.application.connections import ConnectionService
 from finsync.application.idempotency import IdempotencyService
 from finsync.application.imports import ImportService
 from finsync.application.labels import LabelService
+from finsync.application.live_positions import LivePositionsService
 from finsync.application.market_data import MarketDataService
 from finsync.application.net_worth import NetWorthService
 from finsync.application.operators import KeyRotation, UserAdmin
+from finsync.application.orders import OrderService
 from finsync.application.performance import PerformanceService
 from finsync.application.provider_authorization import ProviderAuthorizationService
 from finsync.application.schedule import Scheduler
 from finsync.application.sync import SyncService
 from finsync.application.sync_job import SyncRunner
 from finsync.application.throttle import LoginThrottle, ThrottlePolicy
+from finsync.application.trading import TradingService
 from finsync.application.user_auth import UserAuthService
 from finsync.application.userdata import UserDataService
 from finsync.application.webhooks import WebhookDeliverer, WebhookEvents, WebhookService
@@ -143,6 +147,10 @@ class Container:
     keys: KeyRotation
     webhooks: WebhookService
     deliverer: WebhookDeliverer
+    trading: TradingService
+    orders: OrderService
+    api_tokens: ApiTokenService
+    live_positions: LivePositionsService
     # The API's per-request unit of work (reads only): autocommit on PostgreSQL, see ``build``.
     read_uow: UnitOfWorkFactory
     clock: Now = utcnow
@@ -315,6 +323,12 @@ def build(
         keys=KeyRotation(uow, cipher, cipher),
         webhooks=WebhookService(uow, cipher, sender, clock),
         deliverer=deliverer,
+        trading=TradingService(uow, gateway, cipher, clock),
+        orders=OrderService(
+            uow, gateway, cipher, live_trading=settings.live_trading == "enabled", clock=clock
+        ),
+        api_tokens=ApiTokenService(uow, gateway, clock),
+        live_positions=LivePositionsService(uow, gateway, cipher),
         clock=clock,
     )
 

@@ -38,6 +38,9 @@ class Settings(BaseSettings):
     access_token_minutes: int = 15
     refresh_token_days: int = 30
     registration: Registration = Registration.OPEN
+    # FINSYNC_LIVE_TRADING=enabled lets connections whose owner enabled trading place live
+    # orders; anything else keeps every live order refused (demo/paper still trade).
+    live_trading: str = "disabled"
     upload_limit_bytes: int = 50 * 1024 * 1024
     # Every request body but an upload; checked while it streams, before anything parses it.
     body_limit_bytes: int = 1024 * 1024

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from decimal import Decimal
+from uuid import UUID
 
 import httpx
 import pytest
@@ -11,11 +12,21 @@ import pytest
 from finsync.api.app import create_app
 from finsync.bootstrap import Container
 from tests.api.helpers import register_and_login
-from tests.factories import account, holding, seed_connection, txn
+from tests.factories import account, holding, seed_connection, seed_order, txn
 from tests.fakes.memory import MemoryProviders
 
 pytestmark = pytest.mark.e2e
 ID_PARAM = re.compile(r"\{(\w+_id)\}")
+# Routes whose body has required fields: a valid one, so only ownership decides the answer.
+VALID_BODIES = {
+    "/api/v1/accounts/{account_id}/orders": {
+        "symbol": "AAPL",
+        "side": "buy",
+        "type": "market",
+        "quantity": "1",
+    }
+}
+KEY = {"Idempotency-Key": "isolation-test"}
 
 
 def routes_with_ids() -> list[tuple[str, str]]:
@@ -63,7 +74,12 @@ async def test_other_users_ids_answer_404_on_every_route(
     assert webhook.status_code == 201, webhook.text
     mapping = {"name": "m", "header": ["Date", "Amount"], "columns": {"date": "Date", "amount": "Amount"},
                "default_currency": "EUR", "account_id": accounts["a"]}  # fmt: skip
+    scoped = {"name": "bot", "scopes": ["read"]}
+    token = (await client.post("/api/v1/api-tokens", headers=owner, json=scoped)).json()
+    order = await seed_order(container, user.id, conn.id, UUID(accounts["a"]))
     ids = {
+        "order_id": str(order),
+        "token_id": token["id"],
         "session_id": session["id"],
         "connection_id": str(conn.id),
         "account_id": accounts["a"],
@@ -84,11 +100,11 @@ async def test_other_users_ids_answer_404_on_every_route(
             pytest.fail(f"no fixture id for {path}: extend the isolation test")
         url = path.format(**{n: ids[n] for n in names})
         # A valid (empty) body, so only ownership decides the answer.
-        body = {} if method in {"POST", "PATCH", "PUT"} else None
-        r = await client.request(method, url, headers=intruder, json=body)
+        body = VALID_BODIES.get(path, {}) if method in {"POST", "PATCH", "PUT"} else None
+        r = await client.request(method, url, headers=intruder | KEY, json=body)
         assert r.status_code == 404, f"{method} {url} answered {r.status_code} to another user"
         checked += 1
-        r = await client.request("GET" if method == "DELETE" else method, url, headers=owner, json=body)
+        r = await client.request("GET" if method == "DELETE" else method, url, headers=owner | KEY, json=body)
         assert r.status_code != 404, f"{method} {url} answered 404 to its owner"
     await container.jobs.drain()
     assert checked >= 8

@@ -24,7 +24,18 @@ from finsync.providers.http import Clock
 from tests.fakes.broker import BrokerStore, Window, Wire, create_broker_app, iso
 
 LIMIT, PERIOD = 200, 60.0
-ENDPOINTS = {"account": "/v2/account", "positions": "/v2/positions", "activities": "/v2/account/activities"}
+ENDPOINTS = {
+    "account": "/v2/account",
+    "positions": "/v2/positions",
+    "activities": "/v2/account/activities",
+    "orders_post": "/v2/orders",
+    "orders_list": "/v2/orders",
+    "order_by_client_id": "/v2/orders:by_client_order_id",
+    "order_get": "/v2/orders/{order_id}",
+    "order_cancel": "/v2/orders/{order_id}",
+}
+METHODS = {"orders_post": "POST", "order_cancel": "DELETE"}
+OPEN = ("new", "accepted", "partially_filled")
 _CODES = {401: 40110000, 403: 40310000, 422: 42210000, 429: 42910000, 500: 50010000, 503: 50310000}
 
 
@@ -51,6 +62,78 @@ class AlpacaStore(BrokerStore):
     activities: list[dict[str, Any]] = field(default_factory=list)  # oldest first
     revoked: bool = False  # the key was revoked: Alpaca then answers 403 {"message": "forbidden."}
     ignore_after: bool = False  # serve activities as if ``after`` were not sent
+    # Trading: prices, and how placed orders behave.
+    prices: dict[str, Decimal] = field(
+        default_factory=lambda: {"AAPL": Decimal("187.43"), "SPY": Decimal("590.10")}
+    )
+    market_open: bool = True
+    fill_mode: str = "fill"  # "fill", "partial" or "open": what a market order does at once
+    fill_on_cancel: bool = False  # the cancellation race: the order fills just before the cancel
+    orders: list[dict[str, Any]] = field(default_factory=list)  # oldest first
+
+    def place(self, body: Any, now: float) -> tuple[int, Any]:
+        """POST /v2/orders: (status, body). ``client_order_id`` is unique: a repeat is a 422."""
+        if not isinstance(body, dict) or body.get("symbol") not in self.prices:
+            return 422, _body(422, "asset not found")
+        cid = body.get("client_order_id") or str(uuid.uuid4())
+        if any(o["client_order_id"] == cid for o in self.orders):
+            return 422, {"code": 40010001, "message": "client_order_id must be unique"}
+        if ("qty" in body) == ("notional" in body):
+            return 422, {"code": 40010001, "message": "qty or notional is required"}
+        if body.get("type") not in ("market", "limit", "stop", "stop_limit") or body.get("side") not in (
+            "buy",
+            "sell",
+        ):
+            return 422, {"code": 40010001, "message": "invalid type or side"}
+        price = self.prices[body["symbol"]]
+        qty = (
+            Decimal(body["qty"])
+            if "qty" in body
+            else (Decimal(body["notional"]) / price).quantize(Decimal("0.000000001"))
+        )
+        if body["side"] == "buy" and qty * price > Decimal(self.account["buying_power"]):
+            return 403, {"code": 40310000, "message": "insufficient buying power"}
+        if not self.market_open and body.get("time_in_force") != "gtc" and body["type"] == "market":
+            return 403, {
+                "code": 40310000,
+                "message": "market orders are not accepted while the market is closed",
+            }
+        order = {
+            "id": str(uuid.uuid4()), "client_order_id": cid, "created_at": iso(now), "updated_at": iso(now),
+            "submitted_at": iso(now), "filled_at": None, "symbol": body["symbol"], "asset_class": "us_equity",
+            "qty": str(qty) if "qty" in body else None, "notional": body.get("notional"), "filled_qty": "0",
+            "filled_avg_price": None, "order_type": body["type"], "type": body["type"], "side": body["side"],
+            "time_in_force": body.get("time_in_force", "day"), "limit_price": body.get("limit_price"),
+            "stop_price": body.get("stop_price"), "status": "new", "_qty": str(qty),
+        }  # fmt: skip
+        self.orders.append(order)
+        if body["type"] == "market" and self.fill_mode != "open":
+            self.fill(order, qty / 2 if self.fill_mode == "partial" else qty, now)
+        return 200, _public(order)
+
+    def fill(self, order: dict[str, Any], quantity: Decimal, now: float) -> None:
+        done = Decimal(order["filled_qty"]) + quantity
+        order.update(
+            filled_qty=str(done),
+            filled_avg_price=str(self.prices[order["symbol"]]),
+            filled_at=iso(now),
+            updated_at=iso(now),
+            status="filled" if done >= Decimal(order["_qty"]) else "partially_filled",
+        )
+
+    def find(self, order_id: str) -> dict[str, Any] | None:
+        return next((o for o in self.orders if o["id"] == order_id), None)
+
+    def cancel(self, order_id: str, now: float) -> tuple[int, Any]:
+        order = self.find(order_id)
+        if order is None:
+            return 404, _body(404, "order not found")
+        if self.fill_on_cancel and order["status"] in OPEN:
+            self.fill(order, Decimal(order["_qty"]) - Decimal(order["filled_qty"]), now)
+        if order["status"] not in OPEN:
+            return 422, {"code": 42210000, "message": f"order is not cancelable (status {order['status']})"}
+        order.update(status="canceled", updated_at=iso(now))
+        return 204, None
 
     def add_position(self, symbol: str, qty: str, avg: str, price: str, side: str = "long") -> None:
         q, a, p = Decimal(qty), Decimal(avg), Decimal(price)
@@ -103,6 +186,16 @@ class AlpacaStore(BrokerStore):
             else:
                 name, amount, extra = kinds[i % len(kinds)]
                 self.add_activity(at, name, amount, **extra)
+
+
+def _public(order: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in order.items() if not k.startswith("_")}
+
+
+def _answer(status: int, body: Any) -> Response:
+    if body is None:
+        return Response(status_code=status)
+    return Response(json.dumps(body), status, media_type="application/json")
 
 
 def _when(item: dict[str, Any]) -> datetime:
@@ -170,8 +263,39 @@ def create_app(clock: Clock, *, key_id: str, secret_key: str, store: AlpacaStore
         "positions": lambda r: data.positions,
         "activities": lambda r: _activities(data.activities, r, ignore_after=data.ignore_after),
     }
+
+    async def post(request: Request) -> Response:
+        return _answer(*data.place(json.loads(await request.body() or b"null"), clock.now()))
+
+    def listed(request: Request) -> list[dict[str, Any]]:
+        wanted = request.query_params.get("status", "open")
+        keep = [o for o in data.orders if wanted == "all" or (o["status"] in OPEN) == (wanted == "open")]
+        return [_public(o) for o in reversed(keep)][: int(request.query_params.get("limit", "50"))]
+
+    def by_client_id(request: Request) -> Response:
+        cid = request.query_params.get("client_order_id")
+        found = next((o for o in data.orders if o["client_order_id"] == cid), None)
+        return _answer(200, _public(found)) if found else _error(404, "order not found")
+
+    def one(request: Request) -> Response:
+        found = data.find(request.path_params["order_id"])
+        return _answer(200, _public(found)) if found else _error(404, "order not found")
+
+    bodies |= {
+        "orders_post": post,
+        "orders_list": listed,
+        "order_by_client_id": by_client_id,
+        "order_get": one,
+        "order_cancel": lambda r: _answer(*data.cancel(r.path_params["order_id"], clock.now())),
+    }
     # One budget for every endpoint; an idle window reports its reset a whole period ahead.
     shared = Window(LIMIT, PERIOD, idle_reset=PERIOD, reported=("limit", "remaining", "reset"))
     return create_broker_app(
-        clock, data, wire, paths=ENDPOINTS, windows=dict.fromkeys(ENDPOINTS, shared), bodies=bodies
+        clock,
+        data,
+        wire,
+        paths=ENDPOINTS,
+        windows=dict.fromkeys(ENDPOINTS, shared),
+        bodies=bodies,
+        methods=METHODS,
     )

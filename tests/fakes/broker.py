@@ -10,6 +10,7 @@ themselves) is passed in as a :class:`Wire`.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import json
 import math
 from collections import Counter, defaultdict, deque
@@ -107,8 +108,10 @@ def create_broker_app(
     paths: Mapping[str, str],
     windows: Mapping[str, Window],
     bodies: Mapping[str, Callable[[Request], Any]],
+    methods: Mapping[str, str] | None = None,
 ) -> Starlette:
-    """An app serving ``paths`` (endpoint name → URL path); ``app.state.store`` is ``store``."""
+    """An app serving ``paths`` (endpoint name → URL path, GET unless ``methods`` names another);
+    a body may be a coroutine (one that reads the request's JSON). ``app.state.store`` is ``store``."""
 
     def make_handler(name: str) -> Callable[[Request], Any]:
         async def handler(request: Request) -> Response:
@@ -136,6 +139,8 @@ def create_broker_app(
             window.times.append(now)
             headers = window.headers(now)
             body = bodies[name](request)
+            if inspect.isawaitable(body):
+                body = await body
             if isinstance(body, Response):
                 body.headers.update(headers)
                 return body
@@ -146,7 +151,12 @@ def create_broker_app(
 
         return handler
 
-    app = Starlette(routes=[Route(path, make_handler(name)) for name, path in paths.items()])
+    verbs = methods or {}
+    app = Starlette(
+        routes=[
+            Route(path, make_handler(name), methods=[verbs.get(name, "GET")]) for name, path in paths.items()
+        ]
+    )
     app.state.store = store
     return app
 

@@ -15,7 +15,7 @@ EPOCH = 1_760_000_000.0  # 2025-10-09, so reset headers look like real Unix time
 
 class VirtualClock:
     def __init__(self, start: float = EPOCH, *, grace: float = 0.003) -> None:
-        self._now = start
+        self._now = self.start = start
         self._pending: list[float] = []
         self.grace = grace
         self.slept = 0.0  # total virtual seconds requested, for assertions

@@ -31,8 +31,9 @@ from finsync.providers.http import Clock
 from tests.fakes.broker import BrokerStore, Window, Wire, create_broker_app, iso
 
 ALL_SCOPES = frozenset(
-    {"account", "portfolio", "orders:read", "history:orders", "history:dividends", "history:transactions"}
-)
+    {"account", "portfolio", "orders:read", "orders:execute", "history:orders", "history:dividends",
+     "history:transactions"}
+)  # fmt: skip
 # endpoint name → (path under /api/v0, scope, (limit, period seconds)) as documented
 ENDPOINTS: dict[str, tuple[str, str, tuple[int, float]]] = {
     "account_summary": ("/equity/account/summary", "account", (1, 5.0)),
@@ -40,7 +41,17 @@ ENDPOINTS: dict[str, tuple[str, str, tuple[int, float]]] = {
     "history_orders": ("/equity/history/orders", "history:orders", (6, 60.0)),
     "history_dividends": ("/equity/history/dividends", "history:dividends", (6, 60.0)),
     "history_transactions": ("/equity/history/transactions", "history:transactions", (6, 60.0)),
+    "orders_market": ("/equity/orders/market", "orders:execute", (50, 60.0)),
+    "orders_limit": ("/equity/orders/limit", "orders:execute", (1, 2.0)),
+    "orders_stop": ("/equity/orders/stop", "orders:execute", (1, 2.0)),
+    "orders_stop_limit": ("/equity/orders/stop_limit", "orders:execute", (1, 2.0)),
+    "orders_open": ("/equity/orders", "orders:read", (1, 5.0)),
+    "order_get": ("/equity/orders/{order_id:int}", "orders:read", (1, 1.0)),
+    "order_cancel": ("/equity/orders/{order_id:int}", "orders:execute", (50, 60.0)),
 }
+METHODS = {"orders_market": "POST", "orders_limit": "POST", "orders_stop": "POST",
+           "orders_stop_limit": "POST", "order_cancel": "DELETE"}  # fmt: skip
+OPEN = ("NEW", "PARTIALLY_FILLED")
 
 
 def num(value: Decimal | str | float) -> float:
@@ -67,6 +78,14 @@ class Trading212Store(BrokerStore):
     listing: Literal["created", "updated"] = "created"  # how history orders are ordered
     disorder: int = 0  # places an item may be displaced from newest-first order
     changed: dict[int, float] = field(default_factory=dict)  # order id → time of its last change
+    # Trading: instrument prices, and how placed orders behave.
+    prices: dict[str, Decimal] = field(
+        default_factory=lambda: {"AAPL_US_EQ": Decimal("185.5"), "MSFT_US_EQ": Decimal("410.2")}
+    )
+    market_open: bool = True
+    fill_mode: Literal["fill", "partial", "open"] = "fill"  # what a market order does at once
+    fill_on_cancel: bool = False  # the cancellation race: the order fills just before the cancel
+    placed: list[int] = field(default_factory=list)  # ids of orders placed through the API
 
     def _next(self) -> int:
         self.seq += 1
@@ -203,6 +222,83 @@ class Trading212Store(BrokerStore):
             kind, amount = kinds[i % len(kinds)]
             self.add_transaction(now - 3600 - (transactions - i) * day, type=kind, amount=amount)
 
+    # -- the order state machine ------------------------------------------------------------
+
+    def order_item(self, order_id: int) -> dict[str, Any] | None:
+        return next((i for i in self.orders if i["order"]["id"] == order_id), None)
+
+    def place(self, kind: str, body: Any, now: float) -> tuple[int, Any]:
+        """POST orders/<kind>: (status, body). Negative quantity sells; fills follow ``fill_mode``."""
+        if not isinstance(body, dict) or "ticker" not in body or "quantity" not in body:
+            return 400, {"code": "BadRequest", "message": "ticker and quantity are required"}
+        ticker, qty = str(body["ticker"]), Decimal(str(body["quantity"]))
+        if ticker not in self.prices:
+            return 400, {"code": "InstrumentNotFound", "message": f"unknown ticker {ticker}"}
+        if qty == 0:
+            return 400, {"code": "BadRequest", "message": "quantity must not be zero"}
+        if not self.market_open:
+            return 400, {"code": "MarketClosed", "message": "the market is closed"}
+        price = self.prices[ticker]
+        if qty > 0 and qty * price > Decimal(str(self.cash["availableToTrade"])):
+            return 400, {"code": "InsufficientFunds", "message": "insufficient funds"}
+        n = self._next()
+        order = {
+            "id": 40_000_000_000 + n, "strategy": "QUANTITY", "type": kind.upper(), "ticker": ticker,
+            "quantity": num(qty), "filledQuantity": 0.0, "status": "NEW",
+            "limitPrice": body.get("limitPrice"), "stopPrice": body.get("stopPrice"),
+            "side": "BUY" if qty > 0 else "SELL", "currency": "USD", "value": num(abs(qty) * price),
+            "filledValue": 0.0, "extendedHours": False, "initiatedFrom": "API", "createdAt": iso(now),
+        }  # fmt: skip
+        if kind != "market":
+            order["timeValidity"] = body.get("timeValidity", "DAY")
+        item: dict[str, Any] = {"order": order, "fill": None}
+        self.orders.append(item)
+        self.placed.append(order["id"])
+        self.changed[order["id"]] = now
+        if kind == "market" and self.fill_mode != "open":
+            part = abs(qty) / 2 if self.fill_mode == "partial" else abs(qty)
+            self.fill(item, part, now)
+        return 200, order
+
+    def fill(self, item: dict[str, Any], quantity: Decimal, now: float) -> None:
+        """``quantity`` more of the order fills at the instrument's price."""
+        order = item["order"]
+        price = self.prices[order["ticker"]]
+        done = Decimal(str(order["filledQuantity"])) + quantity
+        total = abs(Decimal(str(order["quantity"])))
+        order.update(
+            filledQuantity=num(done),
+            filledValue=num(done * price),
+            status="FILLED" if done >= total else "PARTIALLY_FILLED",
+        )
+        sign = -1 if order["side"] == "BUY" else 1
+        self.cash["availableToTrade"] = num(
+            Decimal(str(self.cash["availableToTrade"])) + sign * quantity * price
+        )
+        item["fill"] = {"id": 50_000_000_000 + order["id"] % 1_000_000_000, "filledAt": iso(now),
+                        "price": num(price), "quantity": num(done), "type": "TRADE", "tradingMethod": "TOTV",
+                        "walletImpact": {"currency": self.currency, "fxRate": 1.0,
+                                         "netValue": num(sign * done * price), "realisedProfitLoss": 0.0,
+                                         "taxes": []}}  # fmt: skip
+        self.changed[order["id"]] = now
+
+    def cancel(self, order_id: int, now: float) -> tuple[int, Any]:
+        item = self.order_item(order_id)
+        if item is None:
+            return 404, {"code": "NotFound", "message": "order not found"}
+        order = item["order"]
+        if self.fill_on_cancel and order["status"] in OPEN:  # the fill wins the race
+            left = abs(Decimal(str(order["quantity"]))) - Decimal(str(order["filledQuantity"]))
+            self.fill(item, left, now)
+        if order["status"] not in OPEN:
+            return 400, {"code": "OrderNotCancellable", "message": f"order is {order['status']}"}
+        order["status"] = "CANCELLED"
+        self.changed[order_id] = now
+        return 200, {}
+
+    def open_orders(self) -> list[dict[str, Any]]:
+        return [i["order"] for i in self.orders if i["order"]["status"] in OPEN]
+
     def summary(self) -> dict[str, Any]:
         value = sum(Decimal(str(p["walletImpact"]["currentValue"])) for p in self.positions)
         cost = sum(Decimal(str(p["walletImpact"]["totalCost"])) for p in self.positions)
@@ -273,6 +369,27 @@ def create_app(
     }
     for name in ("history_orders", "history_dividends", "history_transactions"):
         bodies[name] = partial(_history_page, data, name)
+
+    def post(kind: str) -> Callable[[Request], Any]:
+        async def handler(request: Request) -> Response:
+            status, body = data.place(kind, json.loads(await request.body() or b"null"), clock.now())
+            return Response(json.dumps(body), status, media_type="application/json")
+
+        return handler
+
+    def one(request: Request) -> Response | dict[str, Any]:
+        item = data.order_item(request.path_params["order_id"])
+        if item is None or item["order"]["status"] not in OPEN:  # done orders: history only
+            return Response(json.dumps({"code": "NotFound"}), 404, media_type="application/json")
+        return dict(item["order"])
+
+    def delete(request: Request) -> Response:
+        status, body = data.cancel(request.path_params["order_id"], clock.now())
+        return Response(json.dumps(body), status, media_type="application/json")
+
+    for kind in ("market", "limit", "stop", "stop_limit"):
+        bodies[f"orders_{kind}"] = post(kind)
+    bodies |= {"orders_open": lambda r: data.open_orders(), "order_get": one, "order_cancel": delete}
     return create_broker_app(
         clock,
         data,
@@ -280,4 +397,5 @@ def create_app(
         paths={name: f"/api/v0{spec[0]}" for name, spec in ENDPOINTS.items()},
         windows={name: Window(*spec[2]) for name, spec in ENDPOINTS.items()},
         bodies=bodies,
+        methods=METHODS,
     )

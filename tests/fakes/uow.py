@@ -39,6 +39,7 @@ from finsync.domain.ports import (
     NEVER,
     AccountFilter,
     AccountRepository,
+    ApiTokenRepository,
     AuthFlowRepository,
     ConnectionRepository,
     CurrencyTotals,
@@ -57,6 +58,7 @@ from finsync.domain.ports import (
     SessionRepository,
     SnapshotRepository,
     SyncRunRepository,
+    TradingRepository,
     TransactionRepository,
     UnitOfWork,
     UserDataRepository,
@@ -516,6 +518,8 @@ class FakeUnitOfWork:
         self.transfers: TransferRepository = _not_faked("transfers")
         self.analytics: AnalyticsRepository = _not_faked("analytics")
         self.import_mappings: ImportMappingRepository = _not_faked("import_mappings")
+        self.trading: TradingRepository = _not_faked("trading")
+        self.api_tokens: ApiTokenRepository = _not_faked("api_tokens")
         self.webhooks: WebhookRepository = cast(Any, _NoWebhooks("webhooks"))
 
     async def __aenter__(self) -> Self:

@@ -67,8 +67,10 @@ async def _one_row_everywhere(container: Container, user_id: UUID) -> dict[str, 
                 continue
             row = {c.name: _value(c, made, user_id) for c in table.columns}
             await conn.execute(insert(table).values(row))
-            if "id" in row:  # tables keyed otherwise (a user's preferences) have no children
-                made[table.name] = row["id"]
+            # Its key: the id, or (a connection's trading settings) the primary key it has instead.
+            key = "id" if "id" in row else next(iter(table.primary_key.columns)).name
+            if isinstance(row.get(key), UUID):  # other keys (a user's preferences): no children
+                made[table.name] = row[key]
     return made
 
 
@@ -141,7 +143,8 @@ async def test_export_streams_every_row_of_every_section(container: Container) -
     doc = json.loads(b"".join(chunks))
     for section, (table, _) in EXPORTED.items():
         rows = [doc[section]] if table.name == "users" else doc[section]
-        assert [row["id"] for row in rows] == [str(made[table.name])], section
+        key = "id" if "id" in table.c else next(iter(table.primary_key.columns)).name
+        assert [row[key] for row in rows] == [str(made[table.name])], section
 
 
 async def test_export_reads_one_snapshot_while_a_sync_writes(container: Container) -> None:

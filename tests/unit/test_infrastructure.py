@@ -57,7 +57,6 @@ def test_builtin_registry_entries_are_complete() -> None:
         ({"auth_type": AuthType.OAUTH2}, "flow_factory"),
         ({"auth_type": AuthType.FILE}, "file_format"),
         ({"abilities": frozenset()}, "must validate keys"),
-        ({"capabilities": frozenset({Capability.ACCOUNTS, Capability.TRADING})}, "cannot place orders"),
     ],
 )
 def test_incomplete_metadata_is_rejected(change: dict[str, object], problem: str) -> None:

@@ -36,6 +36,7 @@ from finsync.api.routers import (
     labels,
     me,
     providers,
+    trading,
     webhooks,
 )
 from finsync.bootstrap import Container, build, configure_logging
@@ -167,6 +168,7 @@ def create_app(
         analytics,
         labels,
         webhooks,
+        trading,
     )
     for module in routers:
         app.include_router(module.router, prefix=API_PREFIX)

@@ -11,12 +11,15 @@ from fastapi.dependencies.models import Dependant
 from fastapi.security import OAuth2PasswordBearer
 
 from finsync.api.pagination import page_request
+from finsync.application.api_tokens import digest, is_api_token
+from finsync.application.orders import Caller
 from finsync.application.user_auth import Client
 from finsync.bootstrap import Container
 from finsync.config import Settings
 from finsync.domain.entities import User
-from finsync.domain.errors import AuthenticationFailed
+from finsync.domain.errors import AuthenticationFailed, InsufficientScope
 from finsync.domain.ports import AccessClaims, PageRequest, PersonPresent, UnitOfWork
+from finsync.domain.trading import ApiToken
 
 oauth2 = OAuth2PasswordBearer(tokenUrl="/api/v1/auth/token", auto_error=False)
 
@@ -52,23 +55,50 @@ class Authenticated:
     claims: AccessClaims
 
 
-async def get_authenticated(
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """Who calls: a logged-in user (``claims``) or a bot with one of their API tokens."""
+
+    user: User
+    caller: Caller
+    claims: AccessClaims | None = None
+
+
+async def get_principal(
     request: Request, container: ContainerDep, uow: UowDep, token: Annotated[str | None, Depends(oauth2)]
-) -> Authenticated:
-    """The token's user, if its session is still live: one query (user joined with session),
-    in the request's unit of work: a read route's own queries follow in the same transaction
-    on the same connection (one checkout per request, not two). A route that does not read
-    through it (writes go through use cases with their own unit of work) gets the connection
-    back to the pool at once."""
+) -> Principal:
+    """The bearer's user: a JWT whose session is still live, or an unrevoked API token (by its
+    digest). One query, in the request's unit of work: a read route's own queries follow in
+    the same transaction on the same connection (one checkout per request, not two). A route
+    that does not read through it (writes go through use cases with their own unit of work)
+    gets the connection back to the pool at once."""
     if not token:
         raise AuthenticationFailed("missing bearer token")
-    claims = container.tokens.verify(token)
-    user = await uow.users.get_in_session(claims.user_id, claims.session_id, container.clock())
+    api_token: ApiToken | None = None
+    claims: AccessClaims | None = None
+    if is_api_token(token):
+        found = await uow.api_tokens.by_hash(digest(token))
+        api_token, user = found if found else (None, None)
+    else:
+        claims = container.tokens.verify(token)
+        user = await uow.users.get_in_session(claims.user_id, claims.session_id, container.clock())
     if not _reads_request_uow(request.scope.get("route")):
         await uow.rollback()  # ends the read transaction: its connection goes back to the pool
     if user is None:
+        if claims is None:
+            raise AuthenticationFailed("this API token is unknown or revoked")
         raise AuthenticationFailed("this session has ended; please log in again")
-    return Authenticated(user, claims)
+    return Principal(user, Caller(user.id, api_token), claims)
+
+
+PrincipalDep = Annotated[Principal, Depends(get_principal)]
+
+
+async def get_authenticated(principal: PrincipalDep) -> Authenticated:
+    """A logged-in user: what API tokens may never do (sessions, password, tokens, settings)."""
+    if principal.claims is None:
+        raise InsufficientScope("API tokens cannot do this; log in as the user")
+    return Authenticated(principal.user, principal.claims)
 
 
 _AUTH_CALLS: set[object] = set()
@@ -99,12 +129,24 @@ def _needs_uow(dependant: Dependant) -> bool:
 AuthenticatedDep = Annotated[Authenticated, Depends(get_authenticated)]
 
 
-async def get_current_user(auth: AuthenticatedDep) -> User:
-    return auth.user
+# Paths an API token never reaches, even to read: the login's own affairs.
+TOKEN_DENIED = ("/api/v1/auth", "/api/v1/users/me", "/api/v1/api-tokens")
+
+
+async def get_current_user(request: Request, principal: PrincipalDep) -> User:
+    """The user; an API token passes only to read (scope ``read``, GET) outside TOKEN_DENIED.
+    Order routes take ``PrincipalDep`` instead and check ``trade:`` scopes themselves."""
+    token = principal.caller.token
+    if token is not None:
+        if request.method not in ("GET", "HEAD") or request.url.path.startswith(TOKEN_DENIED):
+            raise InsufficientScope("API tokens cannot do this; log in as the user")
+        if not token.may_read:
+            raise InsufficientScope("this API token lacks the scope read")
+    return principal.user
 
 
 CurrentUser = Annotated[User, Depends(get_current_user)]
-_AUTH_CALLS.update({get_authenticated, get_current_user})
+_AUTH_CALLS.update({get_principal, get_authenticated, get_current_user})
 
 
 async def get_client(request: Request) -> Client:

@@ -55,6 +55,9 @@ STATUS: dict[type[e.FinsyncError], int] = {
     e.RateLimited: 429,
     e.Unavailable: 502,
     e.BadData: 502,
+    e.TradingRefused: 403,
+    e.InsufficientScope: 403,
+    e.BrokerOrderNotFound: 404,
 }
 
 

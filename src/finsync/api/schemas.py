@@ -9,6 +9,7 @@ from uuid import UUID
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, validate_email
 from pydantic_core import PydanticCustomError
 
+from finsync.api.trading_schemas import TradingSettingsIn
 from finsync.api.wire import DateTimeInput, DecimalText, UtcDateTime
 from finsync.domain.enums import (
     AccountType,
@@ -241,6 +242,14 @@ class ConnectionUpdate(BaseModel):
         "years ahead; no offset = UTC; null clears it. New credentials clear it unless the same "
         "PATCH sets it. Drives `attention: expiring` and the `connection.expiring` webhook",
     )
+    trading: TradingSettingsIn | None = Field(
+        default=None,
+        description="Trading switches and limits (brokers with the `trading` capability); needs "
+        "`password`. Live environments also need FINSYNC_LIVE_TRADING=enabled on the server",
+    )
+    password: str | None = Field(
+        default=None, max_length=1024, description="Your password: required to change `trading`"
+    )
 
     model_config = ConfigDict(
         json_schema_extra={
@@ -250,6 +259,7 @@ class ConnectionUpdate(BaseModel):
                 {"sync_interval_minutes": 240},
                 {"sync_enabled": False},
                 {"sync_interval_minutes": None},
+                {"trading": {"enabled": True, "max_order_notional": "500.00"}, "password": "…"},
             ]
         }
     )

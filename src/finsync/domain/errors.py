@@ -160,3 +160,51 @@ class Unavailable(ProviderError):
 class BadData(ProviderError):
     code = "provider-bad-data"
     title = "Provider sent data finsync cannot read"
+
+
+class TradingRefused(FinsyncError):
+    """An order (or trading change) the owner's switches, limits or the deployment forbid."""
+
+    code = "trading-refused"
+    title = "Trading refused"
+
+
+class TradingDisabled(TradingRefused):
+    code = "trading-disabled"
+    title = "Trading is not enabled on this connection"
+
+
+class LiveTradingDisabled(TradingRefused):
+    code = "live-trading-disabled"
+    title = "Live trading is disabled on this server"
+
+
+class TradingHalted(TradingRefused):
+    code = "trading-halted"
+    title = "Trading is halted on this connection"
+
+
+class OrderLimitExceeded(TradingRefused):
+    code = "order-limit"
+    title = "An order limit of this connection refuses the order"
+
+
+class InsufficientScope(FinsyncError):
+    """An API token without the scope this request needs."""
+
+    code = "insufficient-scope"
+    title = "The API token lacks the scope for this request"
+
+
+class UnsupportedOrder(InvalidInput):
+    """The broker cannot take this kind of order (refused before any network call)."""
+
+    code = "unsupported-order"
+    title = "The broker does not support this order"
+
+
+class BrokerOrderNotFound(ProviderError):
+    """The broker does not know this order (HTTP 404 on an order path)."""
+
+    code = "broker-order-not-found"
+    title = "The broker does not know this order"

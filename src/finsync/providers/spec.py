@@ -21,6 +21,7 @@ from finsync.domain.enums import AuthType, Capability, ProviderCategory
 from finsync.domain.ports import (
     HoldingsSource,
     KeyValidator,
+    OrderPort,
     Preflight,
     ProviderAdapter,
     ProviderSession,
@@ -52,12 +53,25 @@ class Ability(StrEnum):
 # Each optional ability and the Protocol an adapter has exactly when it is declared.
 ABILITY_PROTOCOLS: Mapping[Capability | Ability, type] = {
     Capability.HOLDINGS: HoldingsSource,
+    Capability.TRADING: OrderPort,
     Ability.KEY_VALIDATION: KeyValidator,
     Ability.PREFLIGHT: Preflight,
 }
 # Public coroutines an adapter may define: the members of the Protocols above.
 _CONTRACT_METHODS = frozenset(
-    {"fetch_accounts", "fetch_transactions", "aclose", "fetch_holdings", "validate", "preflight"}
+    {
+        "fetch_accounts",
+        "fetch_transactions",
+        "aclose",
+        "fetch_holdings",
+        "validate",
+        "preflight",
+        "place_order",
+        "find_orders",
+        "get_order",
+        "cancel_order",
+        "open_orders",
+    }
 )
 
 
@@ -207,8 +221,6 @@ class ProviderMetadata:
             issues.append("display_name, description and docs_url are required")
         if not self.capabilities:
             issues.append("at least one capability is required")
-        if Capability.TRADING in self.capabilities:
-            issues.append("trading has no adapter Protocol yet: finsync cannot place orders")
         if self.auth_type is AuthType.API_KEY and not self.credential_fields:
             issues.append("api_key providers must declare credential fields")
         if [f for f in self.credential_fields if f.expiry and (f.secret or f.required)] or (

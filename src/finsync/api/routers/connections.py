@@ -9,7 +9,7 @@ from uuid import UUID
 from fastapi import APIRouter, Query, status
 from fastapi.responses import JSONResponse
 
-from finsync.api.deps import ContainerDep, CurrentUser, PageDep, PresentDep, UowDep
+from finsync.api.deps import ClientDep, ContainerDep, CurrentUser, PageDep, PresentDep, UowDep
 from finsync.api.errors import responses
 from finsync.api.idempotency import IdempotencyKey, answer, digest, respond
 from finsync.api.pagination import PageOut, encode_cursor, to_page
@@ -22,6 +22,7 @@ from finsync.api.schemas import (
 )
 from finsync.application.connections import ExpiryChange, ScheduleChange
 from finsync.application.idempotency import Answer
+from finsync.application.trading import TradingChange, check_change
 from finsync.domain.entities import Connection
 from finsync.domain.enums import ConnectionStatus, SyncTrigger
 from finsync.domain.errors import (
@@ -32,7 +33,9 @@ from finsync.domain.errors import (
     ProviderAuthError,
     ProviderNotAvailable,
     RateLimited,
+    TooManyAttempts,
     Unavailable,
+    WrongPassword,
 )
 from finsync.domain.webhooks import attention as needs
 
@@ -104,16 +107,28 @@ def _created(
 @router.patch(
     "/connections/{connection_id}",
     response_model=ConnectionPublic,
-    responses=responses(NotFound, InvalidInput, ProviderAuthError, Unavailable),
+    responses=responses(
+        NotFound, InvalidInput, ProviderAuthError, Unavailable, WrongPassword, TooManyAttempts
+    ),
 )
 async def update_connection(
-    connection_id: UUID, body: ConnectionUpdate, user: CurrentUser, container: ContainerDep
+    connection_id: UUID, body: ConnectionUpdate, user: CurrentUser, container: ContainerDep, client: ClientDep
 ) -> ConnectionPublic:
     """Rename a connection, change its sync schedule (`sync_interval_minutes`, `sync_enabled`),
-    set when an API key must be renewed (`expires_at`), or replace its credentials (validated
-    with the provider first). An interval outside the provider's bounds answers 422 and
+    set when an API key must be renewed (`expires_at`), replace its credentials (validated
+    with the provider first), or set its trading switches and limits (`trading`, with your
+    `password`; see docs/trading.md). An interval outside the provider's bounds answers 422 and
     changes nothing."""
     fields = body.model_fields_set
+    trading = None
+    if body.trading is not None:
+        trading = TradingChange(given=frozenset(body.trading.model_fields_set), **body.trading.model_dump())
+        check_change(trading)  # refused before anything is stored
+        if not body.password:
+            raise InvalidInput("changing trading settings needs your password")
+        await container.user_auth.confirm_password(user, body.password, client)
+        await container.trading.get(connection_id, user.id)  # a connection that can trade
+    fields = fields - {"trading", "password"}
     schedule = None
     if {"sync_interval_minutes", "sync_enabled"} & fields:
         schedule = ScheduleChange(
@@ -125,6 +140,8 @@ async def update_connection(
     connection = await container.connections.update(
         connection_id, user.id, body.name, body.credentials, schedule, expiry
     )
+    if trading is not None:
+        await container.trading.configure(connection_id, user.id, trading)
     return public(connection, container.clock())
 
 

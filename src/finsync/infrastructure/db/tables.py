@@ -421,3 +421,91 @@ class ImportMappingRow(SQLModel, table=True):
         default=None, sa_column=Column(SAUuid, ForeignKey("accounts.id", ondelete="SET NULL"), nullable=True)
     )
     created_at: datetime = _ts(False)
+
+
+class TradingSettingsRow(SQLModel, table=True):
+    """A connection's trading switches and limits (no row: trading off)."""
+
+    __tablename__ = "trading_settings"
+    connection_id: UUID = Field(
+        sa_column=Column(SAUuid, ForeignKey("connections.id", ondelete="CASCADE"), primary_key=True)
+    )
+    user_id: UUID = _fk("users.id", index=True)
+    enabled: bool = Field(default=False, sa_type=Boolean, nullable=False)
+    halted: bool = Field(default=False, sa_type=Boolean, nullable=False)
+    max_order_notional: Decimal | None = _money()
+    max_orders_per_day: int | None = Field(default=None, nullable=True)
+    max_notional_per_day: Decimal | None = _money()
+    symbols: list[str] | None = Field(default=None, sa_type=JSONType, nullable=True)
+    updated_at: datetime = _ts(False)
+
+
+class OrderRow(SQLModel, table=True):
+    """An order, stored before it is sent. One per user and idempotency key: the database's
+    unique constraint is what makes a retried or concurrent request never send twice.
+    ``connection_id``/``account_id`` carry no foreign key: the audit trail outlives them."""
+
+    __tablename__ = "orders"
+    __table_args__ = (
+        UniqueConstraint("user_id", "idempotency_key", name="uq_orders_user_idempotency_key"),
+        # A broker order is one of ours at most once (reconciliation cannot adopt it twice).
+        UniqueConstraint("connection_id", "broker_order_id", name="uq_orders_connection_broker_id"),
+        Index("ix_orders_user_id_id", "user_id", "id"),
+        Index("ix_orders_connection_created", "connection_id", "created_at"),
+    )
+    id: UUID = Field(primary_key=True)
+    user_id: UUID = _fk("users.id")
+    connection_id: UUID = Field(nullable=False)
+    account_id: UUID = Field(nullable=False)
+    idempotency_key: str = _str(255)
+    request_digest: str = _str(64)
+    symbol: str = _str(64)
+    side: str = _str(8)
+    type: str = _str(16)
+    time_in_force: str = _str(8)
+    currency: str = _str(3)
+    created_by: str = _str(64)
+    quantity: Decimal | None = _money()
+    notional: Decimal | None = _money()
+    limit_price: Decimal | None = _money()
+    stop_price: Decimal | None = _money()
+    estimated_notional: Decimal | None = _money()
+    client_order_id: str | None = _str(128, nullable=True)
+    broker_order_id: str | None = _str(128, nullable=True)
+    status: str = _str(24)
+    submit_attempts: int = Field(default=1, sa_type=Integer, nullable=False)
+    filled_quantity: Decimal = _money(False)
+    average_price: Decimal | None = _money()
+    fills: list[dict[str, Any]] = Field(default_factory=list, sa_type=JSONType, nullable=False)
+    reason: str | None = Field(default=None, sa_type=Text, nullable=True)
+    submitted_at: datetime = _ts(False)
+    created_at: datetime = _ts(False)
+    updated_at: datetime = _ts(False)
+
+
+class OrderEventRow(SQLModel, table=True):
+    """The append-only audit trail of an order."""
+
+    __tablename__ = "order_events"
+    __table_args__ = (Index("ix_order_events_order_id_id", "order_id", "id"),)
+    id: UUID = Field(primary_key=True)
+    user_id: UUID = _fk("users.id", index=True)
+    order_id: UUID = _fk("orders.id")
+    kind: str = _str(32)
+    actor: str = _str(64)
+    data: dict[str, Any] = Field(default_factory=dict, sa_type=JSONType, nullable=False)
+    at: datetime = _ts(False)
+
+
+class ApiTokenRow(SQLModel, table=True):
+    """A bot's API token: only its SHA-256 is stored (looked up by it)."""
+
+    __tablename__ = "api_tokens"
+    __table_args__ = (Index("ix_api_tokens_user_id_id", "user_id", "id"),)
+    id: UUID = Field(primary_key=True)
+    user_id: UUID = _fk("users.id")
+    name: str = _str(100)
+    token_hash: str = Field(sa_type=String(64), unique=True, nullable=False)
+    scopes: list[str] = Field(default_factory=list, sa_type=JSONType, nullable=False)
+    created_at: datetime = _ts(False)
+    revoked_at: datetime | None = _ts()

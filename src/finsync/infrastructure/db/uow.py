@@ -25,6 +25,7 @@ from finsync.domain.errors import Conflict, FinsyncError
 from finsync.domain.jobs import Job
 from finsync.domain.ports import (
     AccountRepository,
+    ApiTokenRepository,
     AuthFlowRepository,
     ConnectionRepository,
     HoldingRepository,
@@ -37,6 +38,7 @@ from finsync.domain.ports import (
     SessionRepository,
     SnapshotRepository,
     SyncRunRepository,
+    TradingRepository,
     TransactionRepository,
     UserDataRepository,
     UserRepository,
@@ -63,6 +65,7 @@ from finsync.infrastructure.db.repositories.labels import (
 from finsync.infrastructure.db.repositories.login_attempts import SqlLoginAttemptRepository
 from finsync.infrastructure.db.repositories.market import SqlMarketRepository, SqlPositionRepository
 from finsync.infrastructure.db.repositories.operators import SqlOperatorRepository
+from finsync.infrastructure.db.repositories.trading import SqlApiTokenRepository, SqlTradingRepository
 from finsync.infrastructure.db.repositories.transactions import SqlTransactionRepository
 from finsync.infrastructure.db.repositories.transfers import SqlTransferRepository
 from finsync.infrastructure.db.repositories.userdata import SqlUserDataRepository
@@ -108,6 +111,8 @@ class SqlUnitOfWork:
     transfers: TransferRepository
     analytics: AnalyticsRepository
     import_mappings: ImportMappingRepository
+    trading: TradingRepository
+    api_tokens: ApiTokenRepository
 
     def __init__(self, sessions: async_sessionmaker[AsyncSession], jobs: JobQueue | None = None) -> None:
         self._sessions = sessions
@@ -140,6 +145,8 @@ class SqlUnitOfWork:
         self.transfers = SqlTransferRepository(s)
         self.analytics = SqlAnalyticsRepository(s)
         self.import_mappings = SqlImportMappingRepository(s)
+        self.trading = SqlTradingRepository(s)
+        self.api_tokens = SqlApiTokenRepository(s)
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:

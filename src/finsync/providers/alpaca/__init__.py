@@ -16,7 +16,13 @@ METADATA = ProviderMetadata(
     category=ProviderCategory.BROKERAGE,
     auth_type=AuthType.API_KEY,
     capabilities=frozenset(
-        {Capability.ACCOUNTS, Capability.BALANCES, Capability.HOLDINGS, Capability.TRANSACTIONS}
+        {
+            Capability.ACCOUNTS,
+            Capability.BALANCES,
+            Capability.HOLDINGS,
+            Capability.TRANSACTIONS,
+            Capability.TRADING,
+        }
     ),
     description="Alpaca brokerage and paper accounts: balances, positions, fills, dividends, cash activity.",
     docs_url="docs/providers/alpaca.md",

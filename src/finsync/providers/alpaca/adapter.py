@@ -16,12 +16,13 @@ from typing import Any
 import httpx
 from pydantic_settings import SettingsConfigDict
 
-from finsync.domain.errors import ProviderAuthError
+from finsync.domain.errors import BrokerOrderNotFound, ProviderAuthError
 from finsync.domain.ports import ProviderSession
 from finsync.domain.records import ProviderAccount, ProviderHolding, TransactionBatch
+from finsync.domain.trading import BrokerOrder, OrderRequest
 from finsync.providers import common
-from finsync.providers.alpaca import mappers
-from finsync.providers.alpaca.client import LIMITS, PROVIDER, AlpacaClient, alpaca_error_type
+from finsync.providers.alpaca import mappers, orders
+from finsync.providers.alpaca.client import LIMITS, PROVIDER, AlpacaClient
 from finsync.providers.http import Clock
 from finsync.providers.incremental import KnownItems, fingerprint
 from finsync.providers.spec import ProviderSettings
@@ -73,6 +74,30 @@ class AlpacaAdapter:
         self.session.state[KNOWN_KEY] = known.after(_keys(items), KNOWN_CAP)
         return batch
 
+    def order_problem(self, order: OrderRequest) -> str | None:
+        return orders.problem(order)
+
+    async def place_order(self, order: OrderRequest, client_order_id: str) -> BrokerOrder:
+        return orders.to_order(await self.client.post_order(orders.body(order, client_order_id)))
+
+    async def find_orders(
+        self, order: OrderRequest, client_order_id: str, sent_at: datetime
+    ) -> list[BrokerOrder]:
+        """Alpaca keeps our ``client_order_id``: the order is there, or it was never placed."""
+        try:
+            return [orders.to_order(await self.client.order_by_client_id(client_order_id))]
+        except BrokerOrderNotFound:
+            return []
+
+    async def get_order(self, broker_order_id: str) -> BrokerOrder:
+        return orders.to_order(await self.client.order(broker_order_id))
+
+    async def cancel_order(self, broker_order_id: str) -> None:
+        await self.client.cancel(broker_order_id)
+
+    async def open_orders(self) -> list[BrokerOrder]:
+        return [orders.to_order(o) for o in await self.client.open_orders()]
+
     async def aclose(self) -> None:
         await self.client.http.aclose()
 
@@ -105,7 +130,7 @@ def create_adapter(
         secrets=(secret,),
         headers={"APCA-API-KEY-ID": key_id, "APCA-API-SECRET-KEY": secret},
         limits=LIMITS,
-        error_type=alpaca_error_type,
+        error_type=orders.error_type,
         timeout=settings.timeout_seconds,
         clock=clock,
         transport=transport,

@@ -50,6 +50,27 @@ class AlpacaClient(JsonClient):
     async def positions(self) -> list[dict[str, Any]]:
         return await self.get_list("/v2/positions", "positions")
 
+    async def post_order(self, body: dict[str, Any]) -> dict[str, Any]:
+        """One send, not retried here (a POST that failed after sending may have placed it)."""
+        response = await self.http.request("POST", "/v2/orders", endpoint="orders", json=body)
+        out = self.http.decode(response, "orders")
+        if not isinstance(out, dict):
+            raise BadData("alpaca orders: expected an object")
+        return out
+
+    async def order(self, order_id: str) -> dict[str, Any]:
+        return await self.get_object(f"/v2/orders/{order_id}", "orders")
+
+    async def order_by_client_id(self, client_order_id: str) -> dict[str, Any]:
+        params = {"client_order_id": client_order_id}
+        return await self.get_object("/v2/orders:by_client_order_id", "orders", params)
+
+    async def open_orders(self) -> list[dict[str, Any]]:
+        return await self.get_list("/v2/orders", "orders", {"status": "open", "limit": 500})
+
+    async def cancel(self, order_id: str) -> None:
+        await self.http.request("DELETE", f"/v2/orders/{order_id}", endpoint="orders")
+
     async def activities(
         self, after: str | None = None, stop: StopRule | None = None
     ) -> list[dict[str, Any]]:

@@ -21,7 +21,13 @@ METADATA = ProviderMetadata(
     category=ProviderCategory.BROKERAGE,
     auth_type=AuthType.API_KEY,
     capabilities=frozenset(
-        {Capability.ACCOUNTS, Capability.BALANCES, Capability.HOLDINGS, Capability.TRANSACTIONS}
+        {
+            Capability.ACCOUNTS,
+            Capability.BALANCES,
+            Capability.HOLDINGS,
+            Capability.TRANSACTIONS,
+            Capability.TRADING,
+        }
     ),
     description="Trading 212 Invest and Stocks ISA accounts: balances, positions, orders, dividends, cash.",
     docs_url="docs/providers/trading212.md",
@@ -33,7 +39,8 @@ METADATA = ProviderMetadata(
             name="api_key",
             label="API key",
             help="Trading 212 app → Settings → API (Beta) → Generate API key. Demo and live keys differ. "
-            "Grant the scopes account, portfolio, history:orders, history:dividends, history:transactions.",
+            "Grant the scopes account, portfolio, history:orders, history:dividends, history:transactions "
+            "(and orders:read, orders:execute to trade through finsync).",
         ),
         CredentialField(
             name="api_secret",

@@ -10,18 +10,20 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 import httpx
 from pydantic_settings import SettingsConfigDict
 
-from finsync.domain.errors import ProviderAuthError
+from finsync.domain.errors import BrokerOrderNotFound, ProviderAuthError
 from finsync.domain.ports import ProviderSession
 from finsync.domain.records import ProviderAccount, ProviderHolding, ProviderTransaction, TransactionBatch
+from finsync.domain.trading import BrokerOrder, OrderRequest
 from finsync.providers import common
 from finsync.providers.http import Clock
 from finsync.providers.spec import ProviderSettings
-from finsync.providers.trading212 import mappers
+from finsync.providers.trading212 import mappers, orders
 from finsync.providers.trading212.client import HISTORY, LIMITS, PROVIDER, Trading212Client
 from finsync.providers.trading212.history import HistoryReader
 
@@ -77,6 +79,59 @@ class Trading212Adapter:
             self.session.state[endpoint] = state
         return batch
 
+    def order_problem(self, order: OrderRequest) -> str | None:
+        return orders.problem(order, self.environment)
+
+    async def place_order(self, order: OrderRequest, client_order_id: str) -> BrokerOrder:
+        """Trading 212 has no client order id: ``client_order_id`` stays finsync's."""
+        return orders.to_order(await self.client.post_order(orders.ENDPOINT[order.type], orders.body(order)))
+
+    async def find_orders(
+        self, order: OrderRequest, client_order_id: str, sent_at: datetime
+    ) -> list[BrokerOrder]:
+        """Open orders, then history newest first until it is older than the send."""
+        found = [
+            orders.to_order(o) for o in await self.client.open_orders() if orders.matches(o, order, sent_at)
+        ]
+        path: str | None = None
+        for _ in range(orders.HISTORY_PAGES):
+            items, path = await self.client.page("history_orders", path)
+            older = False
+            for item in items:
+                entry = item.get("order") or {}
+                if orders.matches(entry, order, sent_at):
+                    found.append(orders.to_order(entry, item.get("fill")))
+                elif (
+                    entry.get("createdAt") and mappers.parse_time(entry["createdAt"]) < sent_at - orders.SKEW
+                ):
+                    older = True
+            if path is None or older:
+                break
+        unique = {o.broker_order_id: o for o in reversed(found)}  # history (with fills) wins
+        return sorted(unique.values(), key=lambda o: (o.created_at is None, o.created_at, o.broker_order_id))
+
+    async def get_order(self, broker_order_id: str) -> BrokerOrder:
+        """Open orders answer from ``orders/{id}``; done ones only from history (with fills)."""
+        try:
+            return orders.to_order(await self.client.order(broker_order_id))
+        except BrokerOrderNotFound:
+            pass
+        path: str | None = None
+        for _ in range(orders.HISTORY_PAGES):
+            items, path = await self.client.page("history_orders", path)
+            for item in items:
+                if str((item.get("order") or {}).get("id")) == broker_order_id:
+                    return orders.to_order(item["order"], item.get("fill"))
+            if path is None:
+                break
+        raise BrokerOrderNotFound(f"Trading 212 does not know order {broker_order_id}")
+
+    async def cancel_order(self, broker_order_id: str) -> None:
+        await self.client.cancel(broker_order_id)
+
+    async def open_orders(self) -> list[BrokerOrder]:
+        return [orders.to_order(o) for o in await self.client.open_orders()]
+
     async def aclose(self) -> None:
         await self.client.http.aclose()
 
@@ -110,6 +165,7 @@ def create_adapter(
         auth=httpx.BasicAuth(key, secret) if secret else None,
         headers=None if secret else {"Authorization": key},
         limits=LIMITS,
+        error_type=orders.error_type,
         timeout=settings.timeout_seconds,
         clock=clock,
         transport=transport,

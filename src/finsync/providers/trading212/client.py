@@ -19,6 +19,14 @@ LIMITS: Mapping[str, RateLimit] = {
     "history_orders": RateLimit(6, 60.0),
     "history_dividends": RateLimit(6, 60.0),
     "history_transactions": RateLimit(6, 60.0),
+    # Orders (trading): documented per endpoint; a full budget queues, never a 429.
+    "orders_market": RateLimit(50, 60.0),
+    "orders_limit": RateLimit(1, 2.0),
+    "orders_stop": RateLimit(1, 2.0),
+    "orders_stop_limit": RateLimit(1, 2.0),
+    "orders_open": RateLimit(1, 5.0),
+    "order_get": RateLimit(1, 1.0),
+    "order_cancel": RateLimit(50, 60.0),
 }
 PATHS: Mapping[str, str] = {
     "account_summary": f"{API}/equity/account/summary",
@@ -26,6 +34,11 @@ PATHS: Mapping[str, str] = {
     "history_orders": f"{API}/equity/history/orders",
     "history_dividends": f"{API}/equity/history/dividends",
     "history_transactions": f"{API}/equity/history/transactions",
+    "orders_market": f"{API}/equity/orders/market",
+    "orders_limit": f"{API}/equity/orders/limit",
+    "orders_stop": f"{API}/equity/orders/stop",
+    "orders_stop_limit": f"{API}/equity/orders/stop_limit",
+    "orders_open": f"{API}/equity/orders",
 }
 SCOPES: Mapping[str, str] = {
     "account_summary": "account",
@@ -33,6 +46,13 @@ SCOPES: Mapping[str, str] = {
     "history_orders": "history:orders",
     "history_dividends": "history:dividends",
     "history_transactions": "history:transactions",
+    "orders_market": "orders:execute",
+    "orders_limit": "orders:execute",
+    "orders_stop": "orders:execute",
+    "orders_stop_limit": "orders:execute",
+    "orders_open": "orders:read",
+    "order_get": "orders:read",
+    "order_cancel": "orders:execute",
 }
 HISTORY = ("history_orders", "history_dividends", "history_transactions")
 
@@ -55,6 +75,32 @@ class Trading212Client(JsonClient):
 
     async def positions(self) -> list[dict[str, Any]]:
         return await self.get_list(PATHS["positions"], "positions")
+
+    async def post_order(self, endpoint: str, body: dict[str, Any]) -> dict[str, Any]:
+        """One send, never retried here: a POST that failed after sending may have placed the order."""
+        response = await self._call("POST", PATHS[endpoint], endpoint, json=body)
+        out = self.http.decode(response, endpoint)
+        if not isinstance(out, dict):
+            raise BadData(f"trading212 {endpoint}: expected an object")
+        return out
+
+    async def open_orders(self) -> list[dict[str, Any]]:
+        return await self.get_list(PATHS["orders_open"], "orders_open")
+
+    async def order(self, order_id: str) -> dict[str, Any]:
+        return await self.get_object(f"{PATHS['orders_open']}/{int(order_id)}", "order_get")
+
+    async def cancel(self, order_id: str) -> None:
+        await self._call("DELETE", f"{PATHS['orders_open']}/{int(order_id)}", "order_cancel")
+
+    async def _call(self, method: str, url: str, endpoint: str, **kwargs: Any) -> Any:
+        try:
+            return await self.http.request(method, url, endpoint=endpoint, **kwargs)
+        except ProviderError as exc:
+            for kind, reword in self.rewords.items():
+                if isinstance(exc, kind) and type(exc) is kind:
+                    raise kind(reword(endpoint, exc.detail)) from None
+            raise
 
     async def page(self, endpoint: str, path: str | None = None) -> tuple[list[dict[str, Any]], str | None]:
         """One history page and the ``nextPagePath`` to follow verbatim (None: the last page).

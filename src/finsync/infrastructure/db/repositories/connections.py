@@ -26,6 +26,7 @@ from finsync.infrastructure.db.tables import (
     ConnectionRow,
     HoldingRow,
     SyncRunRow,
+    TradingSettingsRow,
     TransactionRow,
     WebhookRow,
 )
@@ -129,6 +130,8 @@ class SqlConnectionRepository:
         await self._s.execute(delete(accounts).where(accounts.c.connection_id == connection_id))
         await self._s.execute(delete(runs).where(runs.c.connection_id == connection_id))
         await self._s.execute(delete(flows).where(flows.c.connection_id == connection_id))
+        trading = TradingSettingsRow.__table__  # type: ignore[attr-defined]  # orders stay: the audit trail
+        await self._s.execute(delete(trading).where(trading.c.connection_id == connection_id))
         owner = (
             await self._s.execute(select(connections.c.user_id).where(connections.c.id == connection_id))
         ).scalar()

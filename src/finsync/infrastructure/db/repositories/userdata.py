@@ -37,12 +37,16 @@ from finsync.infrastructure.db.analytics_tables import (
 )
 from finsync.infrastructure.db.tables import (
     AccountRow,
+    ApiTokenRow,
     AuthSessionRow,
     BalanceSnapshotRow,
     ConnectionRow,
     HoldingRow,
     ImportMappingRow,
+    OrderEventRow,
+    OrderRow,
     SyncRunRow,
+    TradingSettingsRow,
     TransactionRow,
     UserRow,
     WebhookAttemptRow,
@@ -68,6 +72,10 @@ webhooks: Table = WebhookRow.__table__  # type: ignore[attr-defined]
 webhook_deliveries: Table = WebhookDeliveryRow.__table__  # type: ignore[attr-defined]
 webhook_attempts: Table = WebhookAttemptRow.__table__  # type: ignore[attr-defined]
 import_mappings: Table = ImportMappingRow.__table__  # type: ignore[attr-defined]
+trading_settings: Table = TradingSettingsRow.__table__  # type: ignore[attr-defined]
+orders: Table = OrderRow.__table__  # type: ignore[attr-defined]
+order_events: Table = OrderEventRow.__table__  # type: ignore[attr-defined]
+api_tokens: Table = ApiTokenRow.__table__  # type: ignore[attr-defined]
 
 
 def _all_but(table: Table, *left_out: str) -> tuple[str, ...]:
@@ -92,6 +100,10 @@ EXPORTED: dict[str, tuple[Table, tuple[str, ...]]] = {
     "webhook_deliveries": (webhook_deliveries, _all_but(webhook_deliveries, "dedupe_key")),
     "webhook_attempts": (webhook_attempts, _all_but(webhook_attempts)),
     "import_mappings": (import_mappings, _all_but(import_mappings)),
+    "trading_settings": (trading_settings, _all_but(trading_settings)),
+    "orders": (orders, _all_but(orders, "request_digest")),
+    "order_events": (order_events, _all_but(order_events)),
+    "api_tokens": (api_tokens, _all_but(api_tokens, "token_hash")),
 }
 # Tables and columns of a user's data that the export leaves out, and why.
 NOT_EXPORTED: dict[str, str] = {
@@ -105,6 +117,8 @@ NOT_EXPORTED: dict[str, str] = {
     "idempotency_keys": "retry bookkeeping kept 24 hours; the answers it replays are exported above",
     "webhooks.secret": "the signing secret (encrypted); shown to the user once, rotatable",
     "webhook_deliveries.dedupe_key": "bookkeeping: an expiry notice is sent once per threshold",
+    "orders.request_digest": "bookkeeping: which request an idempotency key named (a digest)",
+    "api_tokens.token_hash": "a digest of a secret shown once; useless outside this server",
     "net_worth_deltas": "derived from the balance snapshots exported above (rebuilt from them)",
 }
 # Tables without a user_id column that hold no user's data (reference data, shared caches).
@@ -117,7 +131,7 @@ SHARED_TABLES: dict[str, str] = {
     "prices": "public daily closes of instruments, shared by every user",
 }
 # Export order where an index serves it better than the id (ix_transactions_user_date_id).
-_ORDER = {"transactions": ("transaction_date", "id")}
+_ORDER = {"transactions": ("transaction_date", "id"), "trading_settings": ("connection_id",)}
 
 
 def _as_exported(column: Column[Any], postgres: bool) -> ColumnElement[Any]:

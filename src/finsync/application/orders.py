@@ -1,0 +1,423 @@
+"""Placing, following and cancelling orders: never one sent twice, every one accounted for.
+
+The order row is committed (``pending_submit``, one per user and idempotency key: a
+database constraint) before the network call, and only the request that inserted it sends.
+A send that failed ambiguously (timeout after sending, reset, 5xx, unreadable answer)
+leaves the order ``unknown``; reconciliation then asks the broker (Alpaca by our
+``client_order_id``, Trading 212 by matching open and recent orders) and resends only when
+the order is proven absent, at most once (``claim_resend`` is an atomic 1 → 2). Every
+request, broker answer and status change is an ``OrderEvent``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, time, timedelta
+from decimal import Decimal
+from typing import Any
+from uuid import UUID
+
+import structlog
+
+from finsync.application.trading import broker
+from finsync.domain.entities import Connection, utcnow
+from finsync.domain.errors import (
+    BadData,
+    Conflict,
+    InsufficientScope,
+    InvalidInput,
+    LiveTradingDisabled,
+    NotFound,
+    ProviderError,
+    RateLimited,
+    TradingDisabled,
+    Unavailable,
+    UnsupportedOrder,
+)
+from finsync.domain.ports import (
+    CredentialCipher,
+    Now,
+    OrderPort,
+    Page,
+    PageRequest,
+    ProviderGateway,
+    UnitOfWorkFactory,
+)
+from finsync.domain.trading import (
+    ApiToken,
+    BrokerOrder,
+    Order,
+    OrderEvent,
+    OrderRequest,
+    OrderStatus,
+)
+
+log = structlog.get_logger(__name__)
+# A pending_submit order older than this lost its sender (a crash): reconciled by others.
+# Longer than any send can take, rate-limit queueing included (ProviderHttp.max_wait).
+SUBMIT_LEASE = timedelta(minutes=20)
+MAX_KEY = 255
+AMBIGUOUS = (Unavailable, BadData)  # the broker may have placed the order
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """Who acts: the user (logged in) or one of their API tokens."""
+
+    user_id: UUID
+    token: ApiToken | None = None
+
+    @property
+    def actor(self) -> str:
+        return "user" if self.token is None else f"token:{self.token.id}"
+
+    def check_trade(self, connection_id: UUID) -> None:
+        if self.token is not None and not self.token.may_trade(connection_id):
+            raise InsufficientScope(f"this API token lacks the scope trade:{connection_id}")
+
+    def check_read(self, connection_id: UUID) -> None:
+        if self.token is not None and not (self.token.may_read or self.token.may_trade(connection_id)):
+            raise InsufficientScope(f"this API token lacks the scope read (or trade:{connection_id})")
+
+
+@dataclass(frozen=True, slots=True)
+class Placed:
+    order: Order
+    created: bool  # False: the idempotency key's order already existed (nothing was sent)
+
+
+def _json(b: BrokerOrder) -> list[dict[str, Any]]:
+    return [{"quantity": f.quantity, "price": f.price, "at": f.at} for f in b.fills]
+
+
+def check_key(key: str | None) -> str:
+    if key is None:
+        raise InvalidInput("orders need an Idempotency-Key header (a retry with it is never sent twice)")
+    if not key or len(key) > MAX_KEY or not key.isascii() or not key.isprintable():
+        raise InvalidInput(f"Idempotency-Key must be 1 to {MAX_KEY} printable ASCII characters")
+    return key
+
+
+class OrderService:
+    def __init__(
+        self,
+        uow: UnitOfWorkFactory,
+        providers: ProviderGateway,
+        cipher: CredentialCipher,
+        *,
+        live_trading: bool,
+        clock: Now = utcnow,
+    ) -> None:
+        self._uow, self._providers, self._cipher = uow, providers, cipher
+        self._live, self._clock = live_trading, clock
+
+    # -- placing ---------------------------------------------------------------------------
+
+    async def place(
+        self,
+        caller: Caller,
+        account_id: UUID,
+        request: OrderRequest,
+        key: str | None,
+        digest: str,
+        client_order_id: str | None = None,
+    ) -> Placed:
+        """Check everything that needs no network, store the order, then send it once (one
+        transaction before the send, one after it: the order's cost over the broker's)."""
+        adapter: OrderPort | None = None
+        try:
+            async with self._uow() as uow:
+                account = await uow.accounts.get(account_id, caller.user_id)
+                connection = None if account is None else await uow.connections.get(account.connection_id)
+                if account is None or connection is None:
+                    raise NotFound("account")
+                key = check_key(key)
+                caller.check_trade(connection.id)
+                adapter = broker(self._providers, self._cipher, connection)  # builds, calls nothing
+                if problem := adapter.order_problem(request):
+                    raise UnsupportedOrder(problem)
+                if connection.environment == "live" and not self._live:
+                    raise LiveTradingDisabled(
+                        "live trading is disabled on this server (FINSYNC_LIVE_TRADING is not 'enabled'); "
+                        "demo and paper connections can trade once their owner enables it"
+                    )
+                now = self._clock()
+                order = Order(
+                    user_id=caller.user_id,
+                    connection_id=connection.id,
+                    account_id=account.id,
+                    idempotency_key=key,
+                    request_digest=digest,
+                    symbol=request.symbol,
+                    side=request.side,
+                    type=request.type,
+                    time_in_force=request.time_in_force,
+                    currency=account.currency,
+                    created_by=caller.actor,
+                    quantity=request.quantity,
+                    notional=request.notional,
+                    limit_price=request.limit_price,
+                    stop_price=request.stop_price,
+                    client_order_id=client_order_id,
+                    submitted_at=now,
+                    created_at=now,
+                    updated_at=now,
+                )
+                # The settings row's lock serialises the connection's orders: daily limits hold.
+                settings = await uow.trading.settings(connection.id, lock=True)
+                if (stored := await uow.trading.order_by_key(caller.user_id, key)) is not None:
+                    return self._replay(stored, digest)
+                if settings is None:
+                    raise TradingDisabled(
+                        "trading is not enabled on this connection (PATCH its trading settings)"
+                    )
+                # The last price is read only when a money limit needs it.
+                known = None
+                if settings.max_order_notional is not None or settings.max_notional_per_day is not None:
+                    known = await self._last_price(uow, caller.user_id, account.id, request.symbol)
+                estimate = request.estimated_notional(known)
+                midnight = datetime.combine(now.date(), time(0), tzinfo=now.tzinfo)
+                settings.check(request, estimate, await uow.trading.placed_since(connection.id, midnight))
+                order.estimated_notional = estimate
+                if not await uow.trading.add_order(order):  # the same key, concurrently: theirs sends
+                    stored = await uow.trading.order_by_key(caller.user_id, key)
+                    if stored is None:
+                        raise Conflict("an order with this Idempotency-Key was just being placed; retry")
+                    return self._replay(stored, digest)
+                await uow.trading.add_events(
+                    self._event(order, "request", caller.actor, _request_data(order))
+                )
+                await uow.commit()
+            await self._submit(adapter, order, caller.actor)
+            return Placed(order, True)
+        finally:
+            if adapter is not None:
+                await adapter.aclose()
+
+    @staticmethod
+    def _replay(order: Order, digest: str) -> Placed:
+        if order.request_digest != digest:
+            raise InvalidInput("this Idempotency-Key was already used for a different order")
+        return Placed(order, False)
+
+    @staticmethod
+    async def _last_price(uow: Any, user_id: UUID, account_id: UUID, symbol: str) -> Decimal | None:
+        """The symbol's price at the last sync of the account's holdings, if it holds it."""
+        page = await uow.holdings.find(user_id, account_id, PageRequest(limit=500))
+        for holding in page.items:
+            if holding.symbol == symbol and holding.current_price is not None:
+                return Decimal(holding.current_price)
+        return None
+
+    async def _submit(self, adapter: OrderPort, order: Order, actor: str) -> None:
+        """One send of a stored order; its outcome decides the next status."""
+        try:
+            answer = await adapter.place_order(order.request(), str(order.id))
+        except AMBIGUOUS as exc:
+            await self._record(
+                order, OrderStatus.UNKNOWN, actor, "broker_error", {"error": exc.detail}, exc.detail
+            )
+            await self._reconcile(adapter, order, actor)
+        except RateLimited as exc:  # refused before sending: nothing reached the broker
+            await self._record(
+                order, OrderStatus.REJECTED, actor, "broker_error", {"error": exc.detail}, exc.detail
+            )
+        except ProviderError as exc:  # the broker answered no (funds, market closed, key)
+            if order.submit_attempts > 1 and await self._found_after_refusal(adapter, order, actor):
+                return  # a resend refused as a duplicate (Alpaca): the first arrived after all
+            await self._record(
+                order, OrderStatus.REJECTED, actor, "broker_answer", {"error": exc.detail}, exc.detail
+            )
+        else:
+            await self._apply(order, answer, actor, "broker_answer")
+
+    async def _found_after_refusal(self, adapter: OrderPort, order: Order, actor: str) -> bool:
+        """After a refused resend, look once more: a first send that reached the broker late
+        makes the resend a duplicate (Alpaca refuses a repeated client_order_id)."""
+        try:
+            candidates = await adapter.find_orders(order.request(), str(order.id), order.submitted_at)
+        except ProviderError:
+            return False
+        async with self._uow() as uow:
+            taken = await uow.trading.taken_broker_ids(order.connection_id)
+        found = next((c for c in candidates if c.broker_order_id not in taken), None)
+        if found is None:
+            return False
+        await self._apply(order, found, actor, "reconcile")
+        return True
+
+    async def _reconcile(self, adapter: OrderPort, order: Order, actor: str) -> None:
+        """Find the order at the broker; resend only when it is proven absent, at most once."""
+        try:
+            candidates = await adapter.find_orders(order.request(), str(order.id), order.submitted_at)
+        except ProviderError as exc:  # cannot tell yet: stays unknown, reconciled on the next read
+            await self._note(order, actor, "reconcile", {"error": exc.detail})
+            return
+        async with self._uow() as uow:
+            taken = await uow.trading.taken_broker_ids(order.connection_id)
+        found = next((c for c in candidates if c.broker_order_id not in taken), None)
+        if found is not None:
+            try:
+                await self._apply(order, found, actor, "reconcile")
+            except Conflict:  # another order adopted it meanwhile: look again next time
+                await self._note(order, actor, "reconcile", {"error": "candidate taken concurrently"})
+            return
+        if order.submit_attempts >= 2:
+            reason = "the broker has no such order after two sends"
+            await self._record(order, OrderStatus.REJECTED, actor, "reconcile", {"found": None}, reason)
+            return
+        async with self._uow() as uow:
+            if not await uow.trading.claim_resend(order.id):
+                return  # another process resends it
+            order.submit_attempts, order.submitted_at = 2, self._clock()
+            order.status, order.updated_at = OrderStatus.PENDING_SUBMIT, self._clock()
+            await uow.trading.save_order(order)
+            await uow.trading.add_events(self._event(order, "resend", actor, {"proven_absent": True}))
+            await uow.commit()
+        await self._submit(adapter, order, actor)
+
+    # -- recording -------------------------------------------------------------------------
+
+    def _event(self, order: Order, kind: str, actor: str, data: dict[str, Any]) -> OrderEvent:
+        return OrderEvent(
+            user_id=order.user_id, order_id=order.id, kind=kind, actor=actor, data=data, at=self._clock()
+        )
+
+    async def _note(self, order: Order, actor: str, kind: str, data: dict[str, Any]) -> None:
+        async with self._uow() as uow:
+            await uow.trading.add_events(self._event(order, kind, actor, data))
+            await uow.commit()
+
+    async def _record(
+        self,
+        order: Order,
+        status: OrderStatus,
+        actor: str,
+        kind: str,
+        data: dict[str, Any],
+        reason: str | None,
+    ) -> None:
+        before = order.status
+        order.status, order.reason, order.updated_at = status, reason, self._clock()
+        await store(self._uow, order, before, self._event(order, kind, actor, data))
+
+    async def _apply(self, order: Order, answer: BrokerOrder, actor: str, kind: str) -> None:
+        before = order.status
+        order.broker_order_id = answer.broker_order_id
+        order.status, order.filled_quantity = answer.status, answer.filled_quantity
+        order.average_price, order.fills = answer.average_price, _json(answer)
+        order.reason = answer.reason if answer.status is OrderStatus.REJECTED else None
+        order.updated_at = self._clock()
+        await store(self._uow, order, before, self._event(order, kind, actor, {"order": answer.raw}))
+
+    # -- reading and cancelling ------------------------------------------------------------
+
+    async def _load(self, caller: Caller, order_id: UUID) -> tuple[Order, Connection | None]:
+        async with self._uow() as uow:
+            order = await uow.trading.order(order_id, caller.user_id)
+            connection = None if order is None else await uow.connections.get(order.connection_id)
+        if order is None:
+            raise NotFound("order")
+        return order, connection
+
+    async def get(self, caller: Caller, order_id: UUID, *, refresh: bool = True) -> Order:
+        """The order, refreshed from the broker while it is not final (an unknown one is
+        reconciled; one whose sender died is too, once its lease ran out)."""
+        order, connection = await self._load(caller, order_id)
+        caller.check_read(order.connection_id)
+        if not refresh or order.status.final or connection is None:
+            return order
+        stale = order.submitted_at < self._clock() - SUBMIT_LEASE
+        if order.status is OrderStatus.PENDING_SUBMIT and not stale:
+            return order  # its sender is still at work
+        adapter = broker(self._providers, self._cipher, connection)
+        try:
+            if order.status in (OrderStatus.UNKNOWN, OrderStatus.PENDING_SUBMIT):
+                await self._reconcile(adapter, order, caller.actor)
+            elif order.broker_order_id is not None:
+                answer = await adapter.get_order(order.broker_order_id)
+                if answer.status is not order.status or answer.filled_quantity != order.filled_quantity:
+                    await self._apply(order, answer, caller.actor, "broker_answer")
+        except ProviderError as exc:  # the stored state stands; the read does not fail
+            log.warning("order_refresh_failed", order_id=str(order.id), error=exc.code)
+        finally:
+            await adapter.aclose()
+        return order
+
+    async def events(self, caller: Caller, order_id: UUID) -> list[OrderEvent]:
+        order, _ = await self._load(caller, order_id)
+        caller.check_read(order.connection_id)
+        async with self._uow() as uow:
+            return await uow.trading.events(order.id)
+
+    async def list(
+        self, caller: Caller, page: PageRequest, account_id: UUID | None, open_only: bool
+    ) -> Page[Order]:
+        if caller.token is not None and not caller.token.may_read:
+            raise InsufficientScope("listing orders needs the scope read")
+        async with self._uow() as uow:
+            return await uow.trading.orders(caller.user_id, page, account_id, open_only)
+
+    async def cancel(self, caller: Caller, order_id: UUID) -> Order:
+        order, connection = await self._load(caller, order_id)
+        caller.check_trade(order.connection_id)
+        if order.status.final:
+            raise Conflict(f"the order is already {order.status.value}")
+        if connection is None:
+            raise Conflict("the order's connection was deleted")
+        adapter = broker(self._providers, self._cipher, connection)
+        try:
+            if order.broker_order_id is None:
+                await self._reconcile(adapter, order, caller.actor)
+            if order.broker_order_id is None or order.status.final:
+                if order.status.final:
+                    return order
+                raise Conflict("the order is not at the broker yet (its send is being settled); retry")
+            await cancel_at_broker(self._uow, adapter, order, caller.actor, self._clock)
+        finally:
+            await adapter.aclose()
+        return order
+
+
+async def cancel_at_broker(
+    uow: UnitOfWorkFactory, adapter: OrderPort, order: Order, actor: str, clock: Now
+) -> None:
+    """Ask the broker to cancel, then read the order back: a fill may have won the race."""
+    assert order.broker_order_id is not None
+    refused: ProviderError | None = None
+    try:
+        await adapter.cancel_order(order.broker_order_id)
+    except RateLimited:
+        raise
+    except ProviderError as exc:  # e.g. already filled: the read below tells
+        refused = exc
+    answer = await adapter.get_order(order.broker_order_id)
+    before = order.status
+    order.status, order.filled_quantity = answer.status, answer.filled_quantity
+    order.average_price, order.fills, order.updated_at = answer.average_price, _json(answer), clock()
+    data: dict[str, Any] = {"order": answer.raw, "refused": refused.detail if refused else None}
+    event = OrderEvent(
+        user_id=order.user_id, order_id=order.id, kind="cancel", actor=actor, data=data, at=clock()
+    )
+    await store(uow, order, before, event)
+    if refused is not None and not order.status.final:
+        raise refused
+
+
+async def store(uow: UnitOfWorkFactory, order: Order, before: OrderStatus, event: OrderEvent) -> None:
+    """Save the order with what happened (and its status change, when there is one): one write."""
+    events = [event]
+    if before is not order.status:
+        change = {"from": before, "to": order.status}
+        events.append(OrderEvent(user_id=order.user_id, order_id=order.id, kind="status", actor=event.actor,
+                                 data=change, at=event.at))  # fmt: skip
+    async with uow() as u:
+        await u.trading.save_order(order)
+        await u.trading.add_events(*events)
+        await u.commit()
+
+
+def _request_data(order: Order) -> dict[str, Any]:
+    fields = ("symbol", "side", "type", "quantity", "notional", "limit_price", "stop_price",
+              "time_in_force", "client_order_id", "estimated_notional")  # fmt: skip
+    return {name: getattr(order, name) for name in fields}

@@ -1,0 +1,165 @@
+"""Trading settings, orders (one per user and idempotency key) and their audit trail; API tokens."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from uuid import UUID
+
+from sqlalchemy import insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from finsync.domain.entities import User
+from finsync.domain.ports import Page, PageRequest
+from finsync.domain.trading import ApiToken, Order, OrderEvent, OrderStatus, TradingSettings
+from finsync.infrastructure.db.mapping import keyset, make_page, to_entity, to_row
+from finsync.infrastructure.db.tables import (
+    ApiTokenRow,
+    OrderEventRow,
+    OrderRow,
+    TradingSettingsRow,
+    UserRow,
+)
+
+settings_t = TradingSettingsRow.__table__  # type: ignore[attr-defined]
+orders = OrderRow.__table__  # type: ignore[attr-defined]
+events = OrderEventRow.__table__  # type: ignore[attr-defined]
+tokens = ApiTokenRow.__table__  # type: ignore[attr-defined]
+users = UserRow.__table__  # type: ignore[attr-defined]
+OPEN = [s.value for s in OrderStatus if not s.final]
+
+
+def _insert(session: AsyncSession):  # type: ignore[no-untyped-def]
+    return postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
+
+
+class SqlTradingRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self._s = session
+
+    async def settings(self, connection_id: UUID, *, lock: bool = False) -> TradingSettings | None:
+        stmt = select(settings_t).where(settings_t.c.connection_id == connection_id)
+        if lock:
+            if self._s.get_bind().dialect.name == "sqlite":  # take the write lock before reading
+                await self._s.execute(
+                    update(settings_t)
+                    .where(settings_t.c.connection_id == connection_id)
+                    .values(connection_id=settings_t.c.connection_id)
+                )
+            stmt = stmt.with_for_update()
+        row = (await self._s.execute(stmt)).mappings().first()
+        return None if row is None else to_entity(TradingSettings, row)
+
+    async def save_settings(self, value: TradingSettings) -> None:
+        row = to_row(value)
+        stmt = _insert(self._s)(settings_t).values(row)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=["connection_id"], set_={k: v for k, v in row.items() if k != "connection_id"}
+        )
+        await self._s.execute(stmt)
+
+    async def add_order(self, order: Order) -> bool:
+        stmt = _insert(self._s)(orders).values(to_row(order))
+        stmt = stmt.on_conflict_do_nothing(index_elements=["user_id", "idempotency_key"])
+        return bool((await self._s.execute(stmt)).rowcount)  # type: ignore[attr-defined]
+
+    async def order(self, order_id: UUID, user_id: UUID | None = None) -> Order | None:
+        stmt = select(orders).where(orders.c.id == order_id)
+        if user_id is not None:
+            stmt = stmt.where(orders.c.user_id == user_id)
+        row = (await self._s.execute(stmt)).mappings().first()
+        return None if row is None else to_entity(Order, row)
+
+    async def order_by_key(self, user_id: UUID, key: str) -> Order | None:
+        stmt = select(orders).where(orders.c.user_id == user_id, orders.c.idempotency_key == key)
+        row = (await self._s.execute(stmt)).mappings().first()
+        return None if row is None else to_entity(Order, row)
+
+    async def save_order(self, order: Order) -> None:
+        values = to_row(order)
+        values.pop("id")
+        await self._s.execute(update(orders).where(orders.c.id == order.id).values(values))
+
+    async def claim_resend(self, order_id: UUID) -> bool:
+        stmt = (
+            update(orders)
+            .where(orders.c.id == order_id, orders.c.submit_attempts == 1)
+            .values(submit_attempts=2)
+        )
+        return bool((await self._s.execute(stmt)).rowcount)  # type: ignore[attr-defined]
+
+    async def orders(
+        self, user_id: UUID, page: PageRequest, account_id: UUID | None = None, open_only: bool = False
+    ) -> Page[Order]:
+        stmt = select(orders).where(orders.c.user_id == user_id)
+        if account_id is not None:
+            stmt = stmt.where(orders.c.account_id == account_id)
+        if open_only:
+            stmt = stmt.where(orders.c.status.in_(OPEN))
+        stmt = keyset(stmt, [(orders.c.id, UUID)], page, descending=True)
+        items = [to_entity(Order, r) for r in (await self._s.execute(stmt)).mappings()]
+        return make_page(items, page, lambda o: (o.id,))
+
+    async def open_orders(self, connection_id: UUID) -> list[Order]:
+        stmt = select(orders).where(orders.c.connection_id == connection_id, orders.c.status.in_(OPEN))
+        return [to_entity(Order, r) for r in (await self._s.execute(stmt.order_by(orders.c.id))).mappings()]
+
+    async def taken_broker_ids(self, connection_id: UUID) -> set[str]:
+        stmt = select(orders.c.broker_order_id).where(
+            orders.c.connection_id == connection_id, orders.c.broker_order_id.is_not(None)
+        )
+        return {str(v) for v in (await self._s.execute(stmt)).scalars()}
+
+    async def placed_since(self, connection_id: UUID, since: datetime) -> tuple[int, Decimal]:
+        stmt = select(orders.c.estimated_notional).where(
+            orders.c.connection_id == connection_id,
+            orders.c.created_at >= since,
+            orders.c.status != OrderStatus.REJECTED.value,
+        )
+        values = list((await self._s.execute(stmt)).scalars())
+        return len(values), sum((v for v in values if v is not None), Decimal(0))
+
+    async def add_events(self, *items: OrderEvent) -> None:
+        """One multi-row insert: an order's answer and its status change cost one round trip."""
+        if items:
+            await self._s.execute(insert(events).values([to_row(e) for e in items]))
+
+    async def events(self, order_id: UUID) -> list[OrderEvent]:
+        stmt = select(events).where(events.c.order_id == order_id).order_by(events.c.id)
+        return [to_entity(OrderEvent, r) for r in (await self._s.execute(stmt)).mappings()]
+
+
+class SqlApiTokenRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self._s = session
+
+    async def add(self, token: ApiToken) -> None:
+        await self._s.execute(insert(tokens).values(to_row(token)))
+
+    async def by_hash(self, token_hash: str) -> tuple[ApiToken, User] | None:
+        user_cols = [c.label(f"u_{c.name}") for c in users.c]
+        stmt = (
+            select(tokens, *user_cols)
+            .join(users, users.c.id == tokens.c.user_id)
+            .where(
+                tokens.c.token_hash == token_hash, tokens.c.revoked_at.is_(None), users.c.is_active.is_(True)
+            )
+        )
+        row = (await self._s.execute(stmt)).mappings().first()
+        if row is None:
+            return None
+        user = to_entity(User, {c.name: row[f"u_{c.name}"] for c in users.c})
+        return to_entity(ApiToken, row), user
+
+    async def list(self, user_id: UUID) -> list[ApiToken]:
+        stmt = select(tokens).where(tokens.c.user_id == user_id).order_by(tokens.c.id)
+        return [to_entity(ApiToken, r) for r in (await self._s.execute(stmt)).mappings()]
+
+    async def revoke(self, token_id: UUID, user_id: UUID, when: datetime) -> bool:
+        stmt = (
+            update(tokens)
+            .where(tokens.c.id == token_id, tokens.c.user_id == user_id, tokens.c.revoked_at.is_(None))
+            .values(revoked_at=when)
+        )
+        return bool((await self._s.execute(stmt)).rowcount)  # type: ignore[attr-defined]

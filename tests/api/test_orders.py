@@ -1,0 +1,218 @@
+"""Orders end to end on both databases against the fake brokers: an order is never sent twice,
+whatever is lost on the wire, and every step is in its audit trail."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from tests.api.helpers import PASSWORD
+from tests.api.trading_world import World, trading_world
+from tests.fakes.faults import ACCEPT_FAULTS
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture
+async def world(database_url: str, tmp_path: Path) -> AsyncIterator[World]:
+    async with trading_world(database_url, tmp_path) as w:
+        yield w
+
+
+async def _ready(world: World, provider: str) -> str:
+    conn, account = await world.connect(provider, "demo" if provider == "trading212" else "paper")
+    assert (await world.enable(conn)).status_code == 200
+    return account
+
+
+async def login(client: object) -> dict[str, str]:
+    form = {"username": "ada@example.com", "password": PASSWORD}
+    r = await client.post("/api/v1/auth/token", data=form)  # type: ignore[attr-defined]
+    return {"Authorization": f"Bearer {r.json()['access_token']}"}
+
+
+def _symbol(provider: str) -> str:
+    return "AAPL_US_EQ" if provider == "trading212" else "AAPL"
+
+
+async def _events(world: World, order_id: str) -> list[str]:
+    r = await world.client.get(f"/api/v1/orders/{order_id}/events", headers=world.headers)
+    assert r.status_code == 200, r.text
+    return [e["kind"] for e in r.json()]
+
+
+def _broker_orders(world: World, provider: str) -> int:
+    return len(world.t212.placed) if provider == "trading212" else len(world.alpaca.orders)
+
+
+@pytest.mark.parametrize("provider", ["trading212", "alpaca"])
+async def test_a_key_names_one_order_for_good(world: World, provider: str) -> None:
+    account = await _ready(world, provider)
+    first = await world.order(account, "key-1", symbol=_symbol(provider))
+    assert first.status_code == 201, first.text
+    again = await world.order(account, "key-1", symbol=_symbol(provider))
+    assert (again.status_code, again.json()["id"]) == (200, first.json()["id"])
+    assert again.headers["Idempotent-Replayed"] == "true"
+    other = await world.order(account, "key-1", symbol=_symbol(provider), quantity="2")
+    assert other.status_code == 422
+    assert "different order" in other.json()["detail"]
+    r = await world.client.post(
+        f"/api/v1/accounts/{account}/orders",
+        headers=world.headers,
+        json={"symbol": _symbol(provider), "side": "buy", "type": "market", "quantity": "1"},
+    )
+    assert r.status_code == 422
+    assert "Idempotency-Key" in r.json()["detail"]
+    assert _broker_orders(world, provider) == 1
+    assert await _events(world, first.json()["id"]) == ["request", "broker_answer", "status"]
+
+
+@pytest.mark.parametrize("provider", ["trading212", "alpaca"])
+@pytest.mark.parametrize("fault", ACCEPT_FAULTS)
+async def test_an_answer_lost_after_the_broker_acted_is_reconciled_not_resent(
+    world: World, provider: str, fault: str
+) -> None:
+    account = await _ready(world, provider)
+    world.wire.queued.append(fault)
+    r = await world.order(account, f"lost-{fault}", symbol=_symbol(provider))
+    assert r.status_code == 201, r.text
+    assert r.json()["status"] == "filled"
+    assert r.json()["broker_order_id"] is not None
+    assert _broker_orders(world, provider) == 1
+    kinds = await _events(world, r.json()["id"])
+    assert kinds == ["request", "broker_error", "status", "reconcile", "status"]
+
+
+@pytest.mark.parametrize("provider", ["trading212", "alpaca"])
+async def test_an_order_proven_absent_is_resent_once_and_only_once(world: World, provider: str) -> None:
+    account = await _ready(world, provider)
+    world.wire.queued.append("refuse_503")
+    r = await world.order(account, "absent-once", symbol=_symbol(provider))
+    assert (r.status_code, r.json()["status"]) == (201, "filled")
+    assert _broker_orders(world, provider) == 1
+    assert "resend" in await _events(world, r.json()["id"])
+    world.wire.queued += ["refuse_503", "refuse_503"]
+    r = await world.order(account, "absent-twice", symbol=_symbol(provider))
+    assert (r.status_code, r.json()["status"]) == (201, "rejected")
+    assert "two sends" in r.json()["reason"]
+    assert _broker_orders(world, provider) == 1  # nothing reached the broker, nothing sent a third time
+
+
+async def test_broker_refusals_are_rejected_orders_with_the_reason(world: World) -> None:
+    account = await _ready(world, "trading212")
+    world.t212.cash["availableToTrade"] = 10.0
+    r = await world.order(account, "poor")
+    assert (r.status_code, r.json()["status"]) == (201, "rejected")
+    assert "InsufficientFunds" in r.json()["reason"] or "insufficient" in r.json()["reason"].lower()
+    alpaca = await _ready(world, "alpaca")
+    world.alpaca.market_open = False
+    r = await world.order(alpaca, "closed", symbol="AAPL")
+    assert (r.status_code, r.json()["status"]) == (201, "rejected")
+    assert "closed" in r.json()["reason"]
+
+
+@pytest.mark.parametrize("provider", ["trading212", "alpaca"])
+async def test_fills_are_followed_and_a_cancel_can_lose_the_race(world: World, provider: str) -> None:
+    account = await _ready(world, provider)
+    store = world.t212 if provider == "trading212" else world.alpaca
+    store.fill_mode = "partial"
+    r = await world.order(account, "partial", symbol=_symbol(provider), quantity="4")
+    order = r.json()
+    assert (order["status"], Decimal(order["filled_quantity"])) == ("partially_filled", 2)
+    if provider == "trading212":
+        world.t212.fill(world.t212.orders[-1], Decimal(2), world.clock.now())
+    else:
+        world.alpaca.fill(world.alpaca.orders[-1], Decimal(2), world.clock.now())
+    world.clock.advance(5)
+    got = await world.client.get(f"/api/v1/orders/{order['id']}", headers=world.headers)
+    assert (got.json()["status"], Decimal(got.json()["filled_quantity"])) == ("filled", 4), got.text
+    assert got.json()["fills"]
+    gone = await world.client.delete(f"/api/v1/orders/{order['id']}", headers=world.headers)
+    assert gone.status_code == 409  # final: nothing to cancel
+    store.fill_mode = "open"
+    r = await world.order(account, "to-cancel", symbol=_symbol(provider))
+    cancelled = await world.client.delete(f"/api/v1/orders/{r.json()['id']}", headers=world.headers)
+    assert (cancelled.status_code, cancelled.json()["status"]) == (200, "cancelled"), cancelled.text
+    r = await world.order(account, "race", symbol=_symbol(provider))
+    store.fill_on_cancel = True
+    raced = await world.client.delete(f"/api/v1/orders/{r.json()['id']}", headers=world.headers)
+    assert (raced.status_code, raced.json()["status"]) == (200, "filled"), raced.text
+    assert (await _events(world, r.json()["id"]))[-2:] == ["cancel", "status"]
+
+
+async def test_order_rate_limits_queue_and_never_meet_a_429(world: World) -> None:
+    """60 market orders at Trading 212 (50 a minute) and 3 limit orders (1 per 2 s)."""
+    account = await _ready(world, "trading212")
+    world.t212.prices["AAPL_US_EQ"] = Decimal("1")
+    start = world.clock.now()
+    for i in range(60):
+        assert (await world.order(account, f"m-{i}")).status_code == 201
+    for i in range(3):
+        assert (await world.order(account, f"l-{i}", type="limit", limit_price="1")).status_code == 201
+    assert world.t212.throttled["orders_market"] == world.t212.throttled["orders_limit"] == 0
+    assert world.clock.now() - start >= 60  # the 51st waited for the window
+    assert len(world.t212.placed) == 63
+
+
+async def test_the_same_key_fired_at_once_places_one_order(world: World) -> None:
+    """The database decides (the connection's settings row lock, then the unique (user, key)
+    constraint), with real concurrency on PostgreSQL: one order sent, every answer names it."""
+    account = await _ready(world, "alpaca")
+    answers = await asyncio.gather(*(world.order(account, "same-key", symbol="AAPL") for _ in range(8)))
+    assert {r.status_code for r in answers} <= {200, 201}, [r.text for r in answers]
+    assert len({r.json()["id"] for r in answers}) == 1
+    assert [r.status_code for r in answers].count(201) == 1
+    assert len(world.alpaca.orders) == 1
+
+
+async def test_positions_live_with_fifo_realised_pnl(world: World) -> None:
+    world.t212.positions.clear()
+    conn, account = await world.connect("trading212", "demo")
+    assert (await world.enable(conn)).status_code == 200
+    scopes = {"name": "bot", "scopes": ["read", f"trade:{conn}"]}  # a token outlives the days below
+    token = (await world.client.post("/api/v1/api-tokens", headers=world.headers, json=scopes)).json()[
+        "token"
+    ]
+    bot = {"Authorization": f"Bearer {token}"}
+    for key, side, quantity, price in (
+        ("b1", "buy", "3", "100"),
+        ("b2", "buy", "2", "110"),
+        ("s1", "sell", "4", "120"),
+    ):
+        world.t212.prices["AAPL_US_EQ"] = Decimal(price)
+        world.clock.advance(86_400)  # a day apart: FIFO goes by trade date
+        assert (await world.order(account, key, bot, side=side, quantity=quantity)).status_code == 201
+    world.headers = await login(world.client)
+    world.t212.add_position("AAPL_US_EQ", "1", "110", "130", currency="GBP")
+    assert (
+        await world.client.post(f"/api/v1/connections/{conn}/sync", headers=world.headers)
+    ).status_code == 202
+    await world.container.jobs.drain()
+    url = f"/api/v1/accounts/{account}/positions"
+    r = await world.client.get(url, headers=world.headers, params={"live": "true"})
+    assert r.status_code == 200, r.text
+    (position,) = r.json()
+    # Bought 3 at 100 and 2 at 110, sold 4 at 120: FIFO cost 3 x 100 + 1 x 110 = 410 of 480.
+    assert Decimal(position["realised_pnl"]) == 70
+    assert Decimal(position["fifo_cost"]) == 110
+    assert Decimal(position["unrealised_pnl"]) == 20  # worth 130 now
+    world.t212.positions.clear()  # sold at the broker since: live sees it, the last sync does not
+    live = await world.client.get(url, headers=world.headers, params={"live": "true"})
+    assert live.json() == []
+    assert len((await world.client.get(url, headers=world.headers)).json()) == 1
+
+
+async def test_a_first_send_arriving_after_its_resend_is_adopted_not_doubled(world: World) -> None:
+    """The 503'd first send reaches Alpaca after reconciliation found nothing: the resend (same
+    client_order_id) is refused as a duplicate, and finsync adopts the first instead."""
+    account = await _ready(world, "alpaca")
+    world.wire.queued.append("late_503")
+    r = await world.order(account, "late", symbol="AAPL")
+    assert (r.status_code, r.json()["status"]) == (201, "filled"), r.text
+    assert len(world.alpaca.orders) == 1
+    assert world.alpaca.orders[0]["client_order_id"] == r.json()["id"]
+    assert (await _events(world, r.json()["id"]))[-2:] == ["reconcile", "status"]
