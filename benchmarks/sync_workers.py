@@ -83,14 +83,28 @@ def stop_workers(procs: Sequence[subprocess.Popen[bytes]]) -> None:
             proc.kill()
 
 
+def process_cpu(pid: int) -> float:
+    """User + system CPU seconds of a process so far (Linux /proc); 0 when it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def cpu_seconds(procs: Sequence[subprocess.Popen[bytes]]) -> float:
-    """User + system CPU of the worker processes so far (Linux /proc)."""
-    ticks = os.sysconf("SC_CLK_TCK")
-    total = 0
-    for proc in procs:
-        fields = Path(f"/proc/{proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        total += int(fields[11]) + int(fields[12])
-    return total / ticks
+    """CPU of the worker processes so far."""
+    return sum(process_cpu(proc.pid) for proc in procs)
+
+
+async def backends_cpu(c: Container) -> dict[int, float]:
+    """CPU so far of each PostgreSQL backend serving the benchmark's database (a local server:
+    its backends are processes of this machine)."""
+    async with c.engine.connect() as db:
+        pids = (
+            await db.execute(text("SELECT pid FROM pg_stat_activity WHERE datname = current_database()"))
+        ).scalars()
+        return {pid: process_cpu(pid) for pid in pids}
 
 
 async def add_connections(c: Container, count: int, due: Sequence[datetime], offset: int = 0) -> None:
@@ -129,9 +143,12 @@ async def throughput(workers: int, args: argparse.Namespace, fake: Tenants, url:
         while not await scalar(c, "SELECT count(*) FROM sync_runs WHERE status = 'succeeded'"):  # noqa: ASYNC110 - polling the database
             await asyncio.sleep(0.2)
         await asyncio.sleep(args.warmup)  # every worker up and busy
+        pg = await backends_cpu(c)
         start, cpu, own = utcnow(), cpu_seconds(procs), time.process_time()
         await asyncio.sleep(args.seconds)
         end, cpu, own = utcnow(), cpu_seconds(procs) - cpu, time.process_time() - own
+        # Backends that ended in the window are missed, new ones counted whole: pools keep theirs.
+        pg_cpu = sum(now - pg.get(pid, 0.0) for pid, now in (await backends_cpu(c)).items())
         done = await scalar(
             c,
             "SELECT count(*) FROM sync_runs WHERE status = 'succeeded' "
@@ -142,8 +159,9 @@ async def throughput(workers: int, args: argparse.Namespace, fake: Tenants, url:
         failed = await scalar(c, "SELECT count(*) FROM sync_runs WHERE status = 'failed'")
         rate: float = done / (end - start).total_seconds() * 60
         per_sync = (
-            f"CPU per sync: workers {cpu / max(done, 1) * 1000:.0f} ms, "
-            f"fake {own / max(done, 1) * 1000:.0f} ms"
+            f"CPU per sync: workers {cpu / max(done, 1) * 1000:.1f} ms, "
+            f"postgres {pg_cpu / max(done, 1) * 1000:.1f} ms, "
+            f"fake provider + harness {own / max(done, 1) * 1000:.1f} ms"
         )
         print(
             f"  {workers} worker(s) x {args.concurrency} jobs: {rate:8.0f} syncs/min "

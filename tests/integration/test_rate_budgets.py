@@ -9,10 +9,12 @@ stand for the two processes; the fake and both sides share one virtual clock.
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from finsync.domain.enums import SyncStatus
 from finsync.domain.errors import RateLimited
@@ -125,3 +127,42 @@ async def test_a_validation_in_the_api_and_a_sync_in_a_worker_earn_no_429(
             assert sum(fake.throttled.values()) == 0
         else:  # control: each process spends the whole budget, and the provider says so
             assert fake.throttled["account_summary"] >= 1
+
+
+async def _stored(engine: AsyncEngine, key: str) -> tuple[list[float], float]:
+    async with engine.connect() as conn:
+        row = (
+            await conn.exec_driver_sql(
+                "SELECT CAST(sent AS text), blocked_until FROM rate_budgets WHERE key = $1", (key,)
+            )
+        ).one()
+    return json.loads(row[0]), row[1]
+
+
+async def test_a_settlement_is_stored_with_the_next_change_or_at_close(
+    pg_url: str, clock: VirtualClock
+) -> None:
+    """Moving a send to its answer's time costs no round trip of its own: it rides with the
+    bucket's next reservation, or ``flush`` (the client closing). An answer saying the
+    provider counts sends we do not know of is stored at once."""
+    engine = create_engine(pg_url)
+    key = "exchange:settle-test:*"
+    try:
+        bucket = PgBuckets(engine).bucket(key, RateLimit(10, 60.0))
+        sent = await bucket.acquire(clock, 1.0, "exchange")
+        await clock.sleep(0.5)
+        await bucket.answered(sent, clock.now(), remaining=9, reset=clock.now() + 60)
+        assert (await _stored(engine, key))[0] == [sent]  # not stored yet: nothing new to others
+        second = await bucket.acquire(clock, 1.0, "exchange")
+        assert (await _stored(engine, key))[0] == [sent + 0.5, second]  # rode with the reservation
+        await clock.sleep(0.5)
+        await bucket.answered(second, clock.now(), remaining=None, reset=None)
+        await bucket.flush()
+        assert (await _stored(engine, key))[0] == [sent + 0.5, second + 0.5]
+
+        await bucket.answered(second, clock.now(), remaining=0, reset=clock.now() + 30)
+        assert (await _stored(engine, key))[1] >= clock.now() + 30  # the provider's block, at once
+    finally:
+        async with engine.begin() as conn:
+            await conn.exec_driver_sql("DELETE FROM rate_budgets")
+        await engine.dispose()

@@ -2,8 +2,8 @@
 
 With many workers (and API processes validating keys), a per-process limiter cannot keep a
 provider account under its limit: each process would spend the whole budget. Here the
-sliding-window log of one budget is a row of ``rate_budgets``; a send is reserved in a short
-transaction holding that row (``FOR UPDATE``), so every process sees every other's sends.
+sliding-window log of one budget is a row of ``rate_budgets``; a send is reserved by a
+compare-and-set on that row, so every process sees every other's sends.
 The window arithmetic is the in-process bucket's, on the callers' clock (system time,
 kept in step across machines by NTP). Waiting happens outside any transaction.
 """
@@ -17,26 +17,40 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TypeVar
 
-from sqlalchemy import select, text
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from finsync.domain.errors import RateLimited
-from finsync.infrastructure.db.tables import RateBudgetRow
 from finsync.providers.ratelimit import Bucket, Clock, LocalBucket, RateLimit
 
-budgets = RateBudgetRow.__table__  # type: ignore[attr-defined]
 T = TypeVar("T")
 CAS_ATTEMPTS = 100
 
 
 class PgBuckets:
     def __init__(self, engine: AsyncEngine) -> None:
-        self._engine = engine
+        # Each change is one autocommitted statement: no BEGIN/COMMIT round trips around it.
+        self._engine = engine.execution_options(isolation_level="AUTOCOMMIT")
         self._local: dict[str, asyncio.Lock] = {}  # FIFO among this process's callers of a key
 
     def bucket(self, key: str, rate: RateLimit) -> Bucket:
         return PgBucket(self._engine, key[:128], rate, self._local.setdefault(key, asyncio.Lock()))
+
+
+# The row, created empty on the budget's first use, in one statement either way. The outer
+# SELECT does not see the CTE's insert (one snapshot), so exactly one of the two answers,
+# unless another process created the row after this statement's snapshot: then none does.
+_READ = text(
+    "WITH created AS (INSERT INTO rate_budgets (key, sent, blocked_until) "
+    "VALUES (:key, CAST('[]' AS jsonb), 0) ON CONFLICT DO NOTHING RETURNING sent, blocked_until) "
+    "SELECT CAST(sent AS text), blocked_until FROM created "
+    "UNION ALL SELECT CAST(sent AS text), blocked_until FROM rate_budgets WHERE key = :key"
+)
+_READ_AGAIN = text("SELECT CAST(sent AS text), blocked_until FROM rate_budgets WHERE key = :key")
+_SWAP = text(
+    "UPDATE rate_budgets SET sent = CAST(CAST(:new AS text) AS jsonb), blocked_until = :nb "
+    "WHERE key = :key AND sent = CAST(CAST(:old AS text) AS jsonb) AND blocked_until = :ob"
+)
 
 
 @dataclass(slots=True)
@@ -44,36 +58,46 @@ class PgBucket:
     """One budget's row, changed by compare-and-set: each change is one autocommitted
     ``UPDATE ... WHERE`` the row still holds what this bucket last saw, so no lock is held
     across round trips and no process can overwrite another's sends. A sync makes a bucket per
-    budget and uses it for every request: after its first read, a reservation or settlement is
-    one round trip (it took a transaction of four), unless another process changed the row
-    meanwhile; then the row is read again and the change recomputed."""
+    budget and uses it for every request: after its first read, a reservation is one round
+    trip, unless another process changed the row meanwhile; then the row is read again and
+    the change recomputed.
+
+    Settling a send (moving its time to the answer's) rides along with the bucket's next
+    change, or ``flush`` when the client closes: a sync's requests follow one another, so a
+    request cost two round trips where one does. An answer whose headers make the window
+    stricter (the provider counts sends we do not know of) is stored at once."""
 
     engine: AsyncEngine
     key: str
     rate: RateLimit
     local: asyncio.Lock = field(default_factory=asyncio.Lock)
     seen: tuple[list[float], float] | None = None  # the row as this bucket last read or wrote it
+    pending: list[Callable[[LocalBucket], object]] = field(default_factory=list)  # settlements not stored
 
     async def _read(self, conn: AsyncConnection) -> tuple[list[float], float]:
-        stmt = select(budgets.c.sent, budgets.c.blocked_until).where(budgets.c.key == self.key)
-        row = (await conn.execute(stmt)).first()
-        if row is None:  # the budget's first use; a concurrent first use leaves one row
-            await conn.execute(
-                insert(budgets).values(key=self.key, sent=[], blocked_until=0.0).on_conflict_do_nothing()
-            )
-            row = (await conn.execute(stmt)).one()
-        return [float(t) for t in row.sent], float(row.blocked_until)  # compared as stored
+        row = (await conn.execute(_READ, {"key": self.key})).first()
+        if row is None:  # created by another process since this statement's snapshot
+            row = (await conn.execute(_READ_AGAIN, {"key": self.key})).one()
+        return [float(t) for t in json.loads(row[0])], float(row[1])  # compared as stored
+
+    def _window(self) -> LocalBucket:
+        """The last seen row with this bucket's unstored settlements applied."""
+        assert self.seen is not None
+        sent, blocked = self.seen
+        window = LocalBucket(self.rate, sent=sorted(sent), blocked_until=blocked)
+        for settle in self.pending:
+            settle(window)
+        return window
 
     async def _change(self, step: Callable[[LocalBucket], tuple[T, bool]]) -> T:
         """Apply ``step`` to the stored window; it returns its result and whether to store the window."""
         async with self.engine.connect() as conn:
-            conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
             fresh = self.seen is None
             for _ in range(CAS_ATTEMPTS):
                 if self.seen is None:
                     self.seen, fresh = await self._read(conn), True
                 old_sent, old_blocked = self.seen
-                window = LocalBucket(self.rate, sent=sorted(old_sent), blocked_until=old_blocked)
+                window = self._window()
                 result, store = step(window)
                 if not store and not fresh:  # a decision to wait: make sure it is not on stale data
                     self.seen = None
@@ -82,11 +106,7 @@ class PgBucket:
                     return result
                 new = (window.sent[-self.rate.limit :], window.blocked_until)
                 changed = await conn.execute(
-                    text(
-                        "UPDATE rate_budgets SET sent = CAST(CAST(:new AS text) AS jsonb), "
-                        "blocked_until = :nb WHERE key = :key "
-                        "AND sent = CAST(CAST(:old AS text) AS jsonb) AND blocked_until = :ob"
-                    ),
+                    _SWAP,
                     {
                         "key": self.key,
                         "new": json.dumps(new[0]),
@@ -97,6 +117,7 @@ class PgBucket:
                 )
                 if changed.rowcount == 1:
                     self.seen = new
+                    self.pending.clear()
                     return result
                 self.seen = None  # another process changed the row: read it again
         # Never seen in practice (each try loses only to a change that succeeded): give up like
@@ -121,12 +142,25 @@ class PgBucket:
                 await clock.sleep(wait)
 
     async def answered(self, stamp: float, now: float, remaining: int | None, reset: float | None) -> None:
-        def settle(window: LocalBucket) -> tuple[None, bool]:
+        def settle(window: LocalBucket) -> None:
             window.settle(stamp, now)
+
+        self.pending.append(settle)
+        if remaining is None or reset is None or self.seen is None:
+            return
+        if not self._window().tightened_by(remaining, reset, now):
+            return  # the provider knows of no sends we do not: stored with the next change
+
+        def observe(window: LocalBucket) -> tuple[None, bool]:
             window.observe(remaining, reset, now)
             return None, True
 
-        await self._change(settle)
+        await self._change(observe)
+
+    async def flush(self) -> None:
+        """Store settlements still pending (the client is closing)."""
+        if self.pending:
+            await self._change(lambda window: (None, True))
 
     async def give_back(self, stamp: float) -> None:
         def release(window: LocalBucket) -> tuple[None, bool]:

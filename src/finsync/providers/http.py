@@ -167,7 +167,13 @@ class ProviderHttp:
         await self.aclose()
 
     async def aclose(self) -> None:
-        await self._client.aclose()
+        try:
+            for bucket in self._buckets.values():
+                await bucket.flush()
+        except Exception:  # a settlement only refines a send time; the send itself is stored
+            log.warning("rate_budget_not_settled", provider=self.provider, exc_info=True)
+        finally:
+            await self._client.aclose()
 
     def _bucket(self, endpoint: str) -> Bucket | None:
         key = endpoint if endpoint in self._limits else SHARED_BUCKET

@@ -63,6 +63,10 @@ class Bucket(Protocol):
         ...
 
     async def block_until(self, until: float) -> None: ...
+    async def flush(self) -> None:
+        """Store what is still only in memory (the client is closing); a shared bucket may
+        keep settlements until its next change."""
+        ...
 
 
 class BucketStore(Protocol):
@@ -124,6 +128,9 @@ class LocalBucket:
     async def block_until(self, until: float) -> None:
         self.blocked_until = max(self.blocked_until, until)
 
+    async def flush(self) -> None:
+        """Nothing to store: this process's memory is the only copy."""
+
     def release(self, stamp: float) -> None:
         """Give a slot back: the attempt never reached the provider, so it spent nothing there."""
         idx = bisect.bisect_left(self.sent, stamp)
@@ -136,6 +143,15 @@ class LocalBucket:
         if idx < len(self.sent) and self.sent[idx] == stamp and now > stamp:
             del self.sent[idx]
             bisect.insort(self.sent, now)
+
+    def tightened_by(self, remaining: int | None, reset: float | None, now: float) -> bool:
+        """Whether ``observe`` would change this window (without changing it)."""
+        if remaining is None or reset is None:
+            return False
+        if remaining <= 0:
+            return reset + RESET_MARGIN > self.blocked_until
+        live = len(self.sent) - bisect.bisect_right(self.sent, now - self.rate.period - WINDOW_MARGIN)
+        return (self.rate.limit - live) - remaining > 0
 
     def observe(self, remaining: int | None, reset: float | None, now: float) -> None:
         """Adopt the server's view when it is stricter than ours (other clients share the budget)."""
