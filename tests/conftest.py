@@ -73,6 +73,9 @@ def pg_database() -> Iterator[str | None]:
 
     asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}"'))
     asyncio.run(admin(f'CREATE DATABASE "{name}"'))
+    # A commit need not wait for its WAL flush here (3 ms → 0.4 ms each): only a server crash
+    # could tell the difference, and this database is thrown away after the run anyway.
+    asyncio.run(admin(f'ALTER DATABASE "{name}" SET synchronous_commit = off'))
     url = f"{PG_DSN.replace('postgresql://', 'postgresql+asyncpg://')}/{name}"
     migrate_database(url)
     yield url
@@ -162,11 +165,17 @@ async def api_client(c: Container) -> AsyncIterator[httpx.AsyncClient]:
 
 
 async def empty_database(c: Container) -> None:
-    """Isolate tests: leave every table empty for the next one."""
+    """Isolate tests: leave every table empty for the next one.
+
+    DELETE, children first, not TRUNCATE: a test leaves a few rows, and on PostgreSQL a TRUNCATE
+    of the ~30 tables costs a new file per table and index (measured 0.1–0.9 s a test, against
+    10–20 ms for these DELETEs, sent as one script in one round trip).
+    """
     async with c.engine.begin() as conn:
         if c.engine.dialect.name == "postgresql":
-            names = ", ".join([*(t.name for t in metadata.sorted_tables), *JOB_TABLES])
-            await conn.execute(text(f"TRUNCATE {names} CASCADE"))
+            names = [*(t.name for t in reversed(metadata.sorted_tables)), *JOB_TABLES]
+            raw = await conn.get_raw_connection()
+            await raw.driver_connection.execute(";".join(f"DELETE FROM {n}" for n in names))
         else:
             for table in reversed(metadata.sorted_tables):
                 await conn.execute(table.delete())
