@@ -14,7 +14,6 @@ import httpx
 import pytest
 import structlog
 from fastapi import FastAPI
-from sqlalchemy import text
 
 from finsync.api.app import create_app
 from finsync.bootstrap import Container, build, configure_logging
@@ -188,8 +187,8 @@ async def empty_database(c: Container) -> None:
     """Isolate tests: leave every table empty for the next one.
 
     DELETE, children first, not TRUNCATE: a test leaves a few rows, and on PostgreSQL a TRUNCATE
-    of the ~30 tables costs a new file per table and index (measured 0.1–0.9 s a test, against
-    10–20 ms for these DELETEs, sent as one script in one round trip).
+    of the ~30 tables costs a new file per table and index (measured 0.1 to 0.9 s a test, against
+    10 to 20 ms for these DELETEs, sent as one script in one round trip).
     """
     async with c.engine.begin() as conn:
         if c.engine.dialect.name == "postgresql":
