@@ -38,6 +38,24 @@ JOB_TABLES = (
 )
 
 
+# Tests that take tens of seconds of wall time whatever the machine (a time-budgeted fuzz run,
+# real worker processes, a wheel build, subprocess start-ups) go first: spread over the xdist
+# workers from the start, they overlap with the rest instead of running alone at the end.
+RUN_FIRST = (
+    "tests/api/test_schemathesis.py",
+    "tests/integration/test_workers.py",
+    "tests/integration/test_packaging.py",
+    "tests/integration/test_cli_startup.py",
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    def rank(item: pytest.Item) -> int:
+        return next((i for i, path in enumerate(RUN_FIRST) if item.nodeid.startswith(path)), len(RUN_FIRST))
+
+    items.sort(key=rank)  # stable: the order within each rank is kept
+
+
 async def _pg_reachable() -> bool:
     try:
         conn = await asyncpg.connect(f"{PG_DSN}/postgres", timeout=3)
