@@ -65,11 +65,21 @@ async def _pg_reachable() -> bool:
     return True
 
 
+def _logging_defaults() -> None:
+    """structlog's defaults, but exceptions printed as plain tracebacks: the default rich one
+    renders every frame's source and locals, 5 to 10 s of CPU for one logged crash."""
+    structlog.reset_defaults()
+    *processors, _ = structlog.get_config()["processors"]
+    plain = structlog.dev.ConsoleRenderer(exception_formatter=structlog.dev.plain_traceback)
+    structlog.configure(processors=[*processors, plain])
+
+
 @pytest.fixture(autouse=True)
 def _reset_logging() -> Iterator[None]:
     """An app built by one test configures structlog globally; the next test starts clean."""
+    _logging_defaults()
     yield
-    structlog.reset_defaults()
+    _logging_defaults()
 
 
 @pytest.fixture(scope="session")
