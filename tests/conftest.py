@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import os
+import subprocess
+import sys
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -107,7 +109,27 @@ def pg_database() -> Iterator[str | None]:
     url = f"{PG_DSN.replace('postgresql://', 'postgresql+asyncpg://')}/{name}"
     migrate_database(url)
     yield url
-    asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    drop_database_later(name)
+
+
+def drop_database_later(name: str) -> None:
+    """DROP DATABASE from a detached process: PostgreSQL takes seconds to remove the files (up
+    to 15 s on a busy machine, at the very end of a worker's run), and no test needs to wait."""
+    sql = f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'
+    script = (
+        "import asyncio, asyncpg\n"
+        "async def drop():\n"
+        f"    conn = await asyncpg.connect({PG_DSN + '/postgres'!r})\n"
+        f"    await conn.execute({sql!r})\n"
+        "    await conn.close()\n"
+        "asyncio.run(drop())\n"
+    )
+    subprocess.Popen(
+        [sys.executable, "-c", script],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,  # outlives pytest
+    )
 
 
 @pytest.fixture(scope="session")
