@@ -15,6 +15,7 @@ import asyncpg
 import pytest
 from typer.testing import CliRunner
 
+from finsync import bootstrap
 from finsync.application.user_auth import Client
 from finsync.bootstrap import build
 from finsync.config import Settings
@@ -24,6 +25,7 @@ from finsync.domain.errors import AuthenticationFailed
 from finsync.infrastructure.security import FernetCipher
 from tests.conftest import FAKE_FERNET_KEY, FAKE_JWT_SECRET, SHARED, empty_database, make_settings
 from tests.fakes.clock import VirtualClock
+from tests.fakes.hashing import CheapArgon2
 from tests.fakes.server import serve
 from tests.fakes.trading212 import Trading212Store
 from tests.fakes.trading212 import create_app as t212_app
@@ -48,6 +50,10 @@ def env(database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> I
     }
     for name, value in values.items():
         monkeypatch.setenv(name, value)
+    # The commands build the production container, whose default hasher is full-cost Argon2id
+    # (~0.25 s of CPU a hash); the same algorithm with the smallest parameters stands in, as
+    # everywhere else in the suite (tests/integration/test_password_hashing.py has the real one).
+    monkeypatch.setattr(bootstrap, "Argon2PasswordHasher", CheapArgon2)
     yield values
     asyncio.run(_empty(make_settings(database_url, tmp_path)))
 

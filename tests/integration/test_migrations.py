@@ -14,7 +14,7 @@ from sqlalchemy import text
 
 from finsync.cli import alembic_config
 from finsync.infrastructure.db.engine import create_engine
-from tests.conftest import PG_DSN
+from tests.conftest import PG_DSN, drop_database_later
 
 pytestmark = pytest.mark.integration
 USER, CONNECTION, ACCOUNT = (
@@ -62,7 +62,7 @@ def empty_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
     asyncio.run(admin(f'CREATE DATABASE "{name}"'))
     yield f"{PG_DSN.replace('postgresql://', 'postgresql+asyncpg://')}/{name}"
-    asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    drop_database_later(name)
 
 
 async def _run(url: str, statements: list[str]) -> dict[str, int]:
