@@ -134,8 +134,8 @@ def bank_leg(fitid: str, amount: str = "100.00") -> str:
 def generated_entries(n: int, *, seed: int, bad: bool = True) -> str:
     """``n`` varied entries: unique FITIDs mostly, plus FITID-less ones (some identical),
     FITIDs reused with other content or by a bank leg, exact repeats, entities, unknown
-    securities, entries the builder must read as trees (an attribute), bank legs and, when
-    ``bad``, unreadable dates and numbers."""
+    securities, attributes (normalised away, see fastpath.normalized), bank legs (read as
+    trees by the builder) and, when ``bad``, unreadable dates and numbers."""
     rng = random.Random(seed)
     parts: list[str] = []
     for i in range(n):
@@ -161,7 +161,7 @@ def generated_entries(n: int, *, seed: int, bad: bool = True) -> str:
         block = entry(kind, fitid, day=1 + i % 28, security=security, memo=memo, units=units, total=total,
                       trade=trade, extra=extra)  # fmt: skip
         if i % 17 == 0:
-            block = block.replace(f"<{kind}>", f'<{kind} source="x">', 1)  # read as a tree
+            block = block.replace(f"<{kind}>", f'<{kind} source="x">', 1)
         parts.append(block)
         if i % 67 == 0:
             parts.append(block)  # an exact repeat

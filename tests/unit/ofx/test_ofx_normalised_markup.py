@@ -1,5 +1,5 @@
 """CDATA sections and attributes (issue 10): ``fastpath.normalized`` rewrites them so that
-the fast path reads such bank files in a fraction of the generic path's memory. A file read
+the fast path reads such bank and investment files in a fraction of the generic path's memory. A file read
 that way must give exactly what its plain equivalent gives, and what the generic path gives
 reading it as it is (values, warnings and their line numbers, errors)."""
 
@@ -10,6 +10,7 @@ from collections.abc import Callable
 
 import pytest
 from tests.unit.ofx.test_ofx_deferred import build_all
+from tests.unit.ofx.test_ofx_deferred_investments import entry, investment_file
 from tests.unit.ofx.test_ofx_reader import line_of
 
 from finsync.domain.errors import MalformedFile
@@ -252,3 +253,78 @@ def test_the_rewriting_itself() -> None:
 def test_what_is_left_as_it_is(markup: str) -> None:
     text = f'<OFX><BANKTRANLIST><STMTTRN id="1">{markup}<NAME>x</OFX>'
     assert fastpath.normalized(text, 5) is None
+
+
+# --- investment statements: the items of INVTRANLIST, INVPOSLIST and SECLIST ---------------
+
+_INVESTMENT_LEAVES = "FITID|MEMO|UNITS|TOTAL|UNIQUEID|SECNAME|TICKER|MKTVAL"
+
+
+def _investment_plain() -> str:
+    entries = "".join(
+        entry(kind, f"F{i}", day=1 + i, security=f"{i:09d}", memo=f"Order &amp; fee {i}", total=f"-{i}.50")
+        for i, kind in enumerate(("BUYSTOCK", "SELLSTOCK", "INCOME", "BUYMF", "REINVEST", "INVEXPENSE") * 2)
+    )
+    return investment_file(entries)
+
+
+def assert_investment_reads_like(text: str, plain: str) -> None:
+    """``text`` reads as ``plain`` does, eagerly, deferred (every entry left unread: the
+    fast path took them all) and as the generic path reads it unnormalised."""
+    assert text != plain
+    assert parse_ofx(text.encode()) == parse_ofx(plain.encode()) == _generic(text)
+    assert _rows(text) == _rows(plain)
+    entries = len(parse_ofx(plain.encode()).statements[0].investment_transactions)
+    (statement,) = parse_ofx(text.encode(), defer=True).statements
+    assert statement.unread_entries is not None
+    assert len(statement.unread_entries) == entries == 12
+    assert statement.investment_transactions == []
+
+
+def test_investment_values_in_cdata_read_like_the_plain_file() -> None:
+    plain = _investment_plain()
+    text = _cdata(plain, _INVESTMENT_LEAVES)
+    assert "<SECNAME><![CDATA[Stock & Co 3]]>" in text
+    assert "<MEMO><![CDATA[Order & fee 2]]>" in text
+    assert_investment_reads_like(text, plain)
+    assert parse_ofx(text.encode()).statements[0].investment_transactions[2].memo == "Order & fee 2"
+
+
+def test_investment_attributes_read_like_the_plain_file() -> None:
+    plain = _investment_plain()
+    text = (
+        plain.replace("<BUYSTOCK>", '<BUYSTOCK kind="x">')
+        .replace("<INVTRAN>", "<INVTRAN a='1'>")
+        .replace("<SECID>", '<SECID\n  t="c">')
+        .replace("<STOCKINFO>", "<STOCKINFO x=1>")
+        .replace("<POSSTOCK>", "<POSSTOCK p='2'>")
+    )
+    assert_investment_reads_like(text, plain)
+
+
+def test_investment_xml_style_cdata_and_attributes_together() -> None:
+    plain = _investment_plain()
+    closed = re.sub(rf"<({_INVESTMENT_LEAVES})>([^<\n]+)", r"<\1>\2</\1>", plain)
+    text = _cdata(closed, _INVESTMENT_LEAVES).replace("<INCOME>", "<INCOME src='b'>")
+    assert_investment_reads_like(text, plain)
+
+
+def test_investment_warnings_keep_their_line_numbers() -> None:
+    entries = entry("BUYSTOCK", "A1") + entry("SELLSTOCK", "A2", units="1.2.3")
+    entries += entry("INCOME", "A3", trade="2024")
+    plain = investment_file(entries)
+    text = _cdata(plain.replace("<SELLSTOCK>", '<SELLSTOCK a="1\n2">'), "MEMO|UNITS")
+    assert parse_ofx(text.encode(), defer=True).statements[0].unread_entries is not None
+    document = parse_ofx(text.encode())
+    assert document.warnings == _generic(text).warnings
+    assert document.warnings
+    assert document.warnings[0].startswith(f"line {line_of(text, '<SELLSTOCK a')}")
+    assert _rows(text)[1] == _rows(plain.replace("<SELLSTOCK>", "<SELLSTOCK>\n"))[1]
+
+
+def test_investment_cdata_that_is_not_a_whole_value_is_left_to_the_generic_path() -> None:
+    plain = _investment_plain()
+    text = plain.replace("<MEMO>Order &amp; fee 3", "<MEMO><![CDATA[Order]]> fee 3", 1)
+    assert fastpath.normalized(text, 0) is None
+    assert parse_ofx(text.encode()) == _generic(text)
+    assert parse_ofx(text.encode()).statements[0].investment_transactions[3].memo == "Orderfee 3"

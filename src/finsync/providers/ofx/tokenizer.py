@@ -3,7 +3,10 @@
 One ``re.finditer`` walks the body. Its first alternative takes a whole simple
 ``<STMTTRN>...</STMTTRN>`` block as one token, and an upper-case ``<BANKTRANLIST>`` is
 read by :func:`fastpath.transaction_list` in one go, after which the scan resumes at
-``</BANKTRANLIST>``: per-transaction work stays C-level. Both fall back to the generic
+``</BANKTRANLIST>``: per-transaction work stays C-level. Investment items are read as one
+block each (:func:`fastpath.item_body`). Where either fails, the rest of the text is
+normalised once (:func:`fastpath.normalized`: lower-case tags, comments, attributes,
+whole-value CDATA) and read again from there. Both fall back to the generic
 alternatives whenever the markup is unusual (including end tags the builder would have
 to repair), so they never change the result. A truncated file is a ``MalformedFile``.
 """
@@ -95,10 +98,10 @@ def build_tree(lines: Lines, start: int, warnings: list[str]) -> Node:
             elif kind == _OPEN:
                 tag = match.group(10).upper()
                 simple = match.end() - match.start() == len(tag) + 2  # <TAG>, no attribute
-                if tag in fastpath.ITEMS and simple and generic_until < 0:
+                if tag in fastpath.ITEMS and generic_until < 0:
                     b.push_pending()  # what start() does first: now its parent is known
                     if b.stack[-1].tag in fastpath.ITEM_LISTS:
-                        stop = text.find(f"</{tag}>", match.end())
+                        stop = text.find(f"</{tag}>", match.end()) if simple else -1
                         body = fastpath.item_body(text, match.end(), stop, b.open_count) if stop > 0 else None
                         if body is not None:
                             node = Node(tag, match.start())
@@ -107,6 +110,13 @@ def build_tree(lines: Lines, start: int, warnings: list[str]) -> Node:
                             b.block(node)
                             resume = stop + len(tag) + 3
                             break
+                        if not normalized:  # as for a BANKTRANLIST below: read this item again
+                            normalized = True
+                            replacement = fastpath.normalized(text, match.start())
+                            if replacement is not None:
+                                text = b.text = lines.text = replacement
+                                resume = match.start()
+                                break
                 b.start(tag, match.start())
                 if match.group(11):  # <TAG/>
                     b.value("", match.start())
