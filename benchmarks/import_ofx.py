@@ -18,8 +18,10 @@ cost of a multi-account import).
 Last, the files that leave the fast path's shape, each uploaded in RUNS_MEMORY processes
 of their own (median peak over the file, and MB/s): a bank statement written in lower case
 with comments around every transaction, a big investment statement (INVSTMTRS with
-many INVTRAN and positions), and bank statements with CDATA or an attribute in every
-transaction. Before them, the reader's own peak (tracemalloc, the upload's
+many INVTRAN and positions), bank statements with CDATA or an attribute in every
+transaction, the investment statement with its MEMO, UNIQUEID and SECNAME values in CDATA, and
+a bank statement whose NAMEs start with a one-letter CDATA section (``<NAME><![CDATA[M]]>CD``,
+the shape the generic path still reads). Before them, the reader's own peak (tracemalloc, the upload's
 bytes not counted) over the file size for each shape, and its throughput.
 """
 
@@ -48,7 +50,14 @@ RUNS_E2E = 5
 DB = "finsync_bench_import"
 RUNS_MEMORY = 3
 CASES = ("tiny", "accounts", "dense", "small-transactions", "statements-100", "statements-1000")
-MEMORY_CASES = ("bank-lowercase-commented", "investment", "bank-cdata", "bank-attributes")
+MEMORY_CASES = (
+    "bank-lowercase-commented",
+    "investment",
+    "bank-cdata",
+    "bank-attributes",
+    "investment-cdata",
+    "bank-partial-cdata",
+)
 _PAYEES = (
     ("POS", "MCDONALD'S #112", "POS MERCHANDISE;MCDONALD'S #112"),
     ("POS", "STARBUCKS STORE 0042", "POS PURCHASE"),
@@ -331,6 +340,11 @@ def _memory_case_data(case: str, transactions: int) -> bytes:
         return generate_statement(transactions).replace(b"<NAME>", b"<NAME><![CDATA[]]>")
     if case == "bank-attributes":  # an attribute on every STMTTRN (no bank does; normalised away)
         return generate_statement(transactions).replace(b"<STMTTRN>", b'<STMTTRN kind="card">')
+    if case == "investment-cdata":  # every MEMO, UNIQUEID and SECNAME a whole CDATA value (normalised)
+        plain = generate_investment(transactions // 2)
+        return re.sub(rb"<(MEMO|UNIQUEID|SECNAME)>([^<\r\n]+)", rb"<\1><![CDATA[\2]]>", plain)
+    if case == "bank-partial-cdata":  # CDATA that is only part of each NAME: left to the generic path
+        return re.sub(rb"<NAME>([^<\r\n])", rb"<NAME><![CDATA[\1]]>", generate_statement(transactions))
     return generate_lowercase_commented(transactions)
 
 
