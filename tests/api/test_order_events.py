@@ -199,4 +199,5 @@ async def test_the_listener_reconnects_and_catches_up_after_its_connection_dies(
         assert await worker.orders.follow_open() == 1  # type: ignore[attr-defined]
         frame = await events.event()
         assert (frame.json["order_id"], frame.json["status"]) == (order["id"], "filled")
-        assert feed.connection is not None and feed.connection.get_server_pid() != pid
+        assert feed.connection is not None
+        assert feed.connection.get_server_pid() != pid
