@@ -10,13 +10,17 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from decimal import Decimal
 from pathlib import Path
+from uuid import uuid4
 
 import pytest
 from sqlalchemy import text
 
 from finsync.api.app import create_app
-from finsync.bootstrap import build
-from finsync.infrastructure.order_feed import PgOrderFeed
+from finsync.application.order_stream import DROPPED, READY, OrderStream
+from finsync.application.orders import Caller
+from finsync.bootstrap import Container, build
+from finsync.domain.trading import StatusNote
+from finsync.infrastructure.order_feed import LocalOrderFeed, PgOrderFeed
 from tests.api.conftest import clock_of
 from tests.api.helpers import register_and_login
 from tests.api.sse import Events, streaming_client
@@ -201,3 +205,17 @@ async def test_the_listener_reconnects_and_catches_up_after_its_connection_dies(
         assert (frame.json["order_id"], frame.json["status"]) == (order["id"], "filled")
         assert feed.connection is not None
         assert feed.connection.get_server_pid() != pid
+
+
+async def test_a_stream_that_falls_behind_is_told_and_ended(container: Container) -> None:
+    feed = LocalOrderFeed(queue_size=1)
+    follow = OrderStream(container.read_uow, feed, heartbeat_seconds=10).follow(Caller(uuid4()), None)
+    assert await anext(follow) == READY
+    reading = asyncio.ensure_future(anext(follow))  # the stream reads, then waits for notes
+    await asyncio.sleep(0)
+    user = next(iter(feed._subs))
+    feed.publish([StatusNote(uuid4(), uuid4(), user, "new") for _ in range(3)])  # one fits
+    assert await asyncio.wait_for(reading, 10) == DROPPED
+    with pytest.raises(StopAsyncIteration):
+        await anext(follow)
+    assert feed.subscribers == 0
