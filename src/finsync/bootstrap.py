@@ -23,6 +23,7 @@ from finsync.application.live_positions import LivePositionsService
 from finsync.application.market_data import MarketDataService
 from finsync.application.net_worth import NetWorthService
 from finsync.application.operators import KeyRotation, UserAdmin
+from finsync.application.order_stream import OrderStream
 from finsync.application.orders import OrderService
 from finsync.application.performance import PerformanceService
 from finsync.application.provider_authorization import ProviderAuthorizationService
@@ -53,6 +54,7 @@ from finsync.infrastructure.jobs import ConcurrencyCaps, JobBackend, job_backend
 from finsync.infrastructure.keys import load_or_create_secret
 from finsync.infrastructure.logs import configure_logging
 from finsync.infrastructure.market import source_factory
+from finsync.infrastructure.order_feed import LocalOrderFeed, order_feed
 from finsync.infrastructure.passwords import NistPasswordPolicy
 from finsync.infrastructure.provider_gateway import BankDirectory, RegistryGateway
 from finsync.infrastructure.ratelimits import PgBuckets
@@ -151,6 +153,8 @@ class Container:
     orders: OrderService
     api_tokens: ApiTokenService
     live_positions: LivePositionsService
+    order_feed: LocalOrderFeed
+    order_stream: OrderStream
     # The API's per-request unit of work (reads only): autocommit on PostgreSQL, see ``build``.
     read_uow: UnitOfWorkFactory
     clock: Now = utcnow
@@ -177,6 +181,7 @@ class Container:
         await self.jobs.run_worker(concurrency or self.settings.worker_concurrency, signals=signals)
 
     async def aclose(self) -> None:
+        await self.order_feed.aclose()
         await self.jobs.aclose()
         await self.engine.dispose()
 
@@ -215,6 +220,7 @@ def build(
         sqlite_functions.install(engine)  # exact decimal sums for analytics on SQLite
     job_types = JobRegistry()
     jobs = (job_queue or default_job_queue(settings))(job_types)
+    feed = order_feed(settings.database_url, settings.order_events_queue_size)
     if uow is None:
         sessions = session_factory(engine)
         # Requests read through autocommit sessions on PostgreSQL: under READ COMMITTED every
@@ -224,8 +230,8 @@ def build(
         reads = (
             session_factory(engine.execution_options(isolation_level="AUTOCOMMIT")) if postgres else sessions
         )
-        uow = partial(SqlUnitOfWork, sessions, jobs)
-        read_uow: UnitOfWorkFactory = partial(SqlUnitOfWork, reads, jobs)
+        uow = partial(SqlUnitOfWork, sessions, jobs, feed)
+        read_uow: UnitOfWorkFactory = partial(SqlUnitOfWork, reads, jobs, feed)
     else:
         read_uow = uow
 
@@ -288,7 +294,9 @@ def build(
         settings.market_backfill_days,
         clock,
     )
+    orders = OrderService(uow, gateway, cipher, live_trading=settings.live_trading == "enabled", clock=clock)
     register_jobs(job_types, runner, scheduler, market_data, settings, deliverer)
+    job_types.every(settings.order_poll_seconds, "follow_open_orders", orders.follow_open)
     callback = f"{settings.public_url.rstrip('/')}/api/v1/connections/callback"
     provider_authorization = ProviderAuthorizationService(uow, gateway, cipher, sync, callback, clock)
     return Container(
@@ -324,9 +332,9 @@ def build(
         webhooks=WebhookService(uow, cipher, sender, clock),
         deliverer=deliverer,
         trading=TradingService(uow, gateway, cipher, clock),
-        orders=OrderService(
-            uow, gateway, cipher, live_trading=settings.live_trading == "enabled", clock=clock
-        ),
+        orders=orders,
+        order_feed=feed,
+        order_stream=OrderStream(read_uow, feed, settings.order_events_heartbeat_seconds),
         api_tokens=ApiTokenService(uow, gateway, clock),
         live_positions=LivePositionsService(uow, gateway, cipher),
         clock=clock,

@@ -41,6 +41,12 @@ class Settings(BaseSettings):
     # FINSYNC_LIVE_TRADING=enabled lets connections whose owner enabled trading place live
     # orders; anything else keeps every live order refused (demo/paper still trade).
     live_trading: str = "disabled"
+    # GET /orders/events (docs/trading.md): a comment after this many quiet seconds keeps proxies
+    # from closing the stream; a stream this many changes behind is dropped (it reconnects).
+    order_events_heartbeat_seconds: float = Field(default=15.0, gt=0)
+    order_events_queue_size: int = Field(default=256, ge=1)
+    # How often orders not final yet are followed at their brokers (the worker; in process on SQLite).
+    order_poll_seconds: int = Field(default=15, ge=1)
     upload_limit_bytes: int = 50 * 1024 * 1024
     # Every request body but an upload; checked while it streams, before anything parses it.
     body_limit_bytes: int = 1024 * 1024

@@ -126,6 +126,22 @@ class OrderEventOut(BaseModel):
     data: dict[str, Any]
 
 
+class OrderStatusEventOut(BaseModel):
+    """The ``data`` of an ``order.status`` event of ``GET /orders/events``."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    order_id: UUID
+    account_id: UUID
+    connection_id: UUID
+    symbol: str
+    client_order_id: str | None
+    status: OrderStatus
+    previous_status: OrderStatus | None
+    filled_quantity: DecimalText
+    at: UtcDateTime
+
+
 class ApiTokenIn(BaseModel):
     model_config = ConfigDict(
         extra="forbid",

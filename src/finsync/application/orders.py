@@ -11,6 +11,7 @@ request, broker answer and status change is an ``OrderEvent``.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, time, timedelta
 from decimal import Decimal
@@ -58,6 +59,7 @@ log = structlog.get_logger(__name__)
 SUBMIT_LEASE = timedelta(minutes=20)
 MAX_KEY = 255
 AMBIGUOUS = (Unavailable, BadData)  # the broker may have placed the order
+POLLER = "poller"  # the actor of what the periodic follow-up learns
 
 
 @dataclass(frozen=True, slots=True)
@@ -302,13 +304,14 @@ class OrderService:
         await store(self._uow, order, before, self._event(order, kind, actor, data))
 
     async def _apply(self, order: Order, answer: BrokerOrder, actor: str, kind: str) -> None:
-        before = order.status
+        before, filled_before = order.status, order.filled_quantity
         order.broker_order_id = answer.broker_order_id
         order.status, order.filled_quantity = answer.status, answer.filled_quantity
         order.average_price, order.fills = answer.average_price, _json(answer)
         order.reason = answer.reason if answer.status is OrderStatus.REJECTED else None
         order.updated_at = self._clock()
-        await store(self._uow, order, before, self._event(order, kind, actor, {"order": answer.raw}))
+        event = self._event(order, kind, actor, {"order": answer.raw})
+        await store(self._uow, order, before, event, filled_before)
 
     # -- reading and cancelling ------------------------------------------------------------
 
@@ -358,6 +361,56 @@ class OrderService:
         async with self._uow() as uow:
             return await uow.trading.orders(caller.user_id, page, account_id, open_only)
 
+    async def follow_open(self, limit: int = 500, lookups: int = 2) -> int:
+        """Periodic (worker; in process on SQLite): follow every order not final at its broker,
+        so status changes reach the event streams though nobody reads the order. Per connection
+        one open-orders call (Trading 212: 1 per 5 s), then at most ``lookups`` reads of orders
+        that left that list (Trading 212 answers those from its history: 6 a minute); the rest
+        wait for the next run. Unknown orders, and those whose sender died, are reconciled.
+        Answers how many orders changed."""
+        async with self._uow() as uow:
+            groups: dict[UUID, list[Order]] = {}
+            for order in await uow.trading.unsettled_orders(limit):
+                groups.setdefault(order.connection_id, []).append(order)
+            connections = [await uow.connections.get(cid) for cid in groups]
+        changed = 0
+        for connection in connections:
+            if connection is None:
+                continue
+            try:
+                changed += await self._follow(connection, groups[connection.id], lookups)
+            except (ProviderError, InvalidInput) as exc:
+                log.warning("order_follow_failed", connection_id=str(connection.id), error=exc.code)
+        return changed
+
+    async def _follow(self, connection: Connection, group: Sequence[Order], lookups: int) -> int:
+        adapter = broker(self._providers, self._cipher, connection)
+        changed = 0
+        try:
+            listed: dict[str, BrokerOrder] = {}
+            if any(o.status.open for o in group):
+                listed = {b.broker_order_id: b for b in await adapter.open_orders()}
+            for order in group:
+                stale = order.submitted_at < self._clock() - SUBMIT_LEASE
+                lost = order.status is OrderStatus.PENDING_SUBMIT and stale  # its sender died
+                if order.status is OrderStatus.UNKNOWN or lost:
+                    await self._reconcile(adapter, order, POLLER)
+                    continue
+                if not order.status.open or order.broker_order_id is None:
+                    continue
+                answer = listed.get(order.broker_order_id)
+                if answer is None:  # no longer open: finished (or unknown to this list)
+                    if lookups <= 0:
+                        continue
+                    lookups -= 1
+                    answer = await adapter.get_order(order.broker_order_id)
+                if answer.status is not order.status or answer.filled_quantity != order.filled_quantity:
+                    await self._apply(order, answer, POLLER, "broker_answer")
+                    changed += 1
+        finally:
+            await adapter.aclose()
+        return changed
+
     async def cancel(self, caller: Caller, order_id: UUID) -> Order:
         order, connection = await self._load(caller, order_id)
         caller.check_trade(order.connection_id)
@@ -392,23 +445,31 @@ async def cancel_at_broker(
     except ProviderError as exc:  # e.g. already filled: the read below tells
         refused = exc
     answer = await adapter.get_order(order.broker_order_id)
-    before = order.status
+    before, filled_before = order.status, order.filled_quantity
     order.status, order.filled_quantity = answer.status, answer.filled_quantity
     order.average_price, order.fills, order.updated_at = answer.average_price, _json(answer), clock()
     data: dict[str, Any] = {"order": answer.raw, "refused": refused.detail if refused else None}
     event = OrderEvent(
         user_id=order.user_id, order_id=order.id, kind="cancel", actor=actor, data=data, at=clock()
     )
-    await store(uow, order, before, event)
+    await store(uow, order, before, event, filled_before)
     if refused is not None and not order.status.final:
         raise refused
 
 
-async def store(uow: UnitOfWorkFactory, order: Order, before: OrderStatus, event: OrderEvent) -> None:
-    """Save the order with what happened (and its status change, when there is one): one write."""
+async def store(
+    uow: UnitOfWorkFactory,
+    order: Order,
+    before: OrderStatus,
+    event: OrderEvent,
+    filled_before: Decimal | None = None,
+) -> None:
+    """Save the order with what happened (and its status change, when there is one, or a fill
+    that left the status as it was): one write. A ``status`` event reaches the event streams."""
     events = [event]
-    if before is not order.status:
-        change = {"from": before, "to": order.status}
+    filled = filled_before is not None and filled_before != order.filled_quantity
+    if before is not order.status or filled:
+        change = {"from": before, "to": order.status, "filled_quantity": order.filled_quantity}
         events.append(OrderEvent(user_id=order.user_id, order_id=order.id, kind="status", actor=event.actor,
                                  data=change, at=event.at))  # fmt: skip
     async with uow() as u:

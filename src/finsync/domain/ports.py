@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Collection, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from decimal import Decimal
@@ -44,7 +45,16 @@ from finsync.domain.records import (
     UpsertCounts,
 )
 from finsync.domain.schedule import SyncSchedule
-from finsync.domain.trading import ApiToken, BrokerOrder, Order, OrderEvent, OrderRequest, TradingSettings
+from finsync.domain.trading import (
+    ApiToken,
+    BrokerOrder,
+    Order,
+    OrderEvent,
+    OrderRequest,
+    OrderStatusChange,
+    StatusNote,
+    TradingSettings,
+)
 from finsync.domain.webhooks import SendResult, Webhook, WebhookAttempt, WebhookDelivery
 
 if TYPE_CHECKING:
@@ -532,8 +542,47 @@ class TradingRepository(Protocol):
         """Orders placed on the connection since ``since`` and their estimated notional."""
         ...
 
-    async def add_events(self, *events: OrderEvent) -> None: ...
+    async def add_events(self, *events: OrderEvent) -> None:
+        """Append to the audit trail; a ``status`` event is also announced to the order event
+        streams once committed (PostgreSQL: ``pg_notify`` in the same transaction)."""
+        ...
+
     async def events(self, order_id: UUID) -> list[OrderEvent]: ...
+    async def unsettled_orders(self, limit: int) -> list[Order]:
+        """Orders of every user not final yet, oldest first (the broker poller's work)."""
+        ...
+
+    async def last_status_event(self, user_id: UUID) -> UUID | None: ...
+    async def status_changes(
+        self,
+        user_id: UUID,
+        after: UUID | None,
+        also: Collection[UUID] = (),
+        connections: Collection[UUID] | None = None,
+        limit: int = 500,
+    ) -> list[OrderStatusChange]:
+        """The user's status events after ``after`` (all when None) or in ``also``, oldest
+        first, only of ``connections`` when given."""
+        ...
+
+
+class OrderFeed(Protocol):
+    """Status changes announced to the order event streams of this process."""
+
+    def publish(self, notes: Sequence[StatusNote]) -> None: ...
+    def subscribe(self, user_id: UUID) -> AbstractAsyncContextManager[OrderSubscription]: ...
+    async def aclose(self) -> None: ...
+
+
+class OrderSubscription(Protocol):
+    """One stream's inbox: notes of its user; ``None`` means "look again" (a listener came
+    back after an outage). ``overflowed``: the stream fell too far behind and must end."""
+
+    overflowed: bool
+
+    async def next(self) -> list[StatusNote | None]:
+        """Wait for at least one note; all that are waiting."""
+        ...
 
 
 class ApiTokenRepository(Protocol):

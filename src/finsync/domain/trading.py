@@ -241,3 +241,41 @@ class ApiToken:
     @property
     def may_read(self) -> bool:
         return READ_SCOPE in self.scopes
+
+
+ORDER_STATUS_CHANNEL = "finsync_order_status"
+
+
+@dataclass(frozen=True, slots=True)
+class StatusNote:
+    """A status change just committed, as it travels between processes (PostgreSQL NOTIFY):
+    small, and only a wake-up: the stream reads the change itself from ``order_events``."""
+
+    event_id: UUID
+    order_id: UUID
+    user_id: UUID
+    status: str
+
+    def payload(self) -> str:
+        return f"{self.event_id} {self.order_id} {self.user_id} {self.status}"
+
+    @classmethod
+    def parse(cls, payload: str) -> StatusNote:
+        event_id, order_id, user_id, status = payload.split(" ")
+        return cls(UUID(event_id), UUID(order_id), UUID(user_id), status)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OrderStatusChange:
+    """One item of a user's order event stream (an ``order_events`` row of kind ``status``)."""
+
+    event_id: UUID
+    order_id: UUID
+    account_id: UUID
+    connection_id: UUID
+    symbol: str
+    client_order_id: str | None
+    status: str
+    previous_status: str | None
+    filled_quantity: Decimal
+    at: datetime

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import Annotated
 from uuid import UUID
 
 from fastapi import APIRouter, Header, Query, status
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, StreamingResponse
 
 from finsync.api.deps import ContainerDep, CurrentUser, PageDep, PrincipalDep
 from finsync.api.errors import responses
@@ -21,8 +22,10 @@ from finsync.api.trading_schemas import (
     OrderEventOut,
     OrderIn,
     OrderOut,
+    OrderStatusEventOut,
     TradingSettingsOut,
 )
+from finsync.application.order_stream import DROPPED, READY, Item
 from finsync.domain.errors import (
     BrokerOrderNotFound,
     Conflict,
@@ -36,7 +39,7 @@ from finsync.domain.errors import (
     TradingHalted,
     UnsupportedOrder,
 )
-from finsync.domain.trading import OrderRequest
+from finsync.domain.trading import OrderRequest, OrderStatusChange
 
 router = APIRouter(tags=["trading"])
 
@@ -155,6 +158,74 @@ async def list_orders(
     """Your orders, newest first, as last seen (GET one to refresh it from the broker)."""
     found = await container.orders.list(principal.caller, page, account_id, open_only)
     return to_page(found, OrderOut)
+
+
+EVENT_EXAMPLE = (
+    "id: 0193a5e2-7c1f-7000-8000-000000000001\n"
+    "event: order.status\n"
+    'data: {"order_id": "…", "account_id": "…", "connection_id": "…", "symbol": "AAPL", '
+    '"client_order_id": null, "status": "filled", "previous_status": "new", '
+    '"filled_quantity": "4", "at": "2026-11-29T20:15:00Z"}\n\n'
+    ": heartbeat\n\n"
+)
+
+
+@router.get(
+    "/orders/events",
+    response_class=StreamingResponse,
+    responses={
+        200: {
+            "description": "A Server-Sent Events stream that stays open: one `order.status` event per "
+            "status change (its `id` is the audit event's id), a `: heartbeat` comment after a quiet "
+            "interval. Not a JSON answer.",
+            "content": {"text/event-stream": {"schema": {"type": "string"}, "example": EVENT_EXAMPLE}},
+        },
+        **responses(InvalidInput, InsufficientScope),
+    },
+)
+async def order_event_stream(
+    principal: PrincipalDep,
+    container: ContainerDep,
+    last_event_id: Annotated[
+        str | None,
+        Header(
+            alias="Last-Event-ID",
+            max_length=64,
+            description="The `id` of the last event received: the stream first replays every change "
+            "after it (EventSource sends it on reconnect).",
+        ),
+    ] = None,
+) -> StreamingResponse:
+    """Order status changes of your accounts as they happen (Server-Sent Events), whichever
+    finsync process saw them: placing, cancelling, reconciling or following the order at its
+    broker. A user, or an API token with `read` (all accounts) or `trade:<connection>` (that
+    connection's orders). Each event: `id`, `event: order.status`, `data` (JSON: order, account,
+    status, previous status, filled quantity, time). A client that cannot keep up is
+    disconnected; reconnect with `Last-Event-ID` to get what was missed."""
+    container.order_stream.scope(principal.caller)  # refused before the stream starts
+    after = None
+    if last_event_id is not None:
+        try:
+            after = UUID(last_event_id.strip())
+        except ValueError:
+            raise InvalidInput("Last-Event-ID must be the id of an event of this stream") from None
+    items = container.order_stream.follow(principal.caller, after)
+    headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+    return StreamingResponse(sse(items), media_type="text/event-stream", headers=headers)
+
+
+async def sse(items: AsyncIterator[Item]) -> AsyncIterator[bytes]:
+    """The stream's items as SSE frames."""
+    async for item in items:
+        if isinstance(item, OrderStatusChange):
+            data = OrderStatusEventOut.model_validate(item).model_dump_json()
+            yield f"id: {item.event_id}\nevent: order.status\ndata: {data}\n\n".encode()
+        elif item == READY:
+            yield b"retry: 3000\n: ready\n\n"
+        elif item == DROPPED:
+            yield b"event: dropped\ndata: {}\n\n"
+        else:
+            yield b": heartbeat\n\n"
 
 
 @router.get("/orders/{order_id}", response_model=OrderOut, responses=responses(NotFound, InsufficientScope))

@@ -34,6 +34,7 @@ from finsync.domain.ports import (
     JobQueue,
     LoginAttemptRepository,
     OperatorRepository,
+    OrderFeed,
     RefreshTokenRepository,
     SessionRepository,
     SnapshotRepository,
@@ -114,9 +115,15 @@ class SqlUnitOfWork:
     trading: TradingRepository
     api_tokens: ApiTokenRepository
 
-    def __init__(self, sessions: async_sessionmaker[AsyncSession], jobs: JobQueue | None = None) -> None:
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        jobs: JobQueue | None = None,
+        feed: OrderFeed | None = None,
+    ) -> None:
         self._sessions = sessions
         self._queue = jobs
+        self._feed = feed  # SQLite: this process's order streams hear status changes from it
         self._jobs: list[Job] = []
 
     async def __aenter__(self) -> Self:
@@ -145,7 +152,7 @@ class SqlUnitOfWork:
         self.transfers = SqlTransferRepository(s)
         self.analytics = SqlAnalyticsRepository(s)
         self.import_mappings = SqlImportMappingRepository(s)
-        self.trading = SqlTradingRepository(s)
+        self.trading = self._trading = SqlTradingRepository(s)
         self.api_tokens = SqlApiTokenRepository(s)
         return self
 
@@ -182,6 +189,9 @@ class SqlUnitOfWork:
     async def commit(self) -> None:
         await self.session.commit()
         jobs, self._jobs = self._jobs, []
+        notes, self._trading.notes = self._trading.notes, []
+        if notes and self._feed is not None:
+            self._feed.publish(notes)
         if jobs:
             await _hand_over(self._queue, jobs)  # type: ignore[arg-type]
         if self._transactions.written >= ANALYZE_AFTER:
@@ -200,6 +210,7 @@ class SqlUnitOfWork:
 
     async def rollback(self) -> None:
         self._jobs.clear()
+        self._trading.notes.clear()
         await self.session.rollback()
 
 

@@ -2,17 +2,28 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from datetime import datetime
 from decimal import Decimal
+from typing import Any
 from uuid import UUID
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import ARRAY, Text, bindparam, func, insert, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from finsync.domain.entities import User
 from finsync.domain.ports import Page, PageRequest
-from finsync.domain.trading import ApiToken, Order, OrderEvent, OrderStatus, TradingSettings
+from finsync.domain.trading import (
+    ORDER_STATUS_CHANNEL,
+    ApiToken,
+    Order,
+    OrderEvent,
+    OrderStatus,
+    OrderStatusChange,
+    StatusNote,
+    TradingSettings,
+)
 from finsync.infrastructure.db.mapping import keyset, make_page, to_entity, to_row
 from finsync.infrastructure.db.tables import (
     ApiTokenRow,
@@ -30,6 +41,24 @@ users = UserRow.__table__  # type: ignore[attr-defined]
 OPEN = [s.value for s in OrderStatus if not s.final]
 
 
+def _change(row: Any) -> OrderStatusChange:
+    data = row["data"] or {}
+    filled = data.get("filled_quantity")
+    return OrderStatusChange(
+        event_id=UUID(str(row["id"])),
+        order_id=UUID(str(row["order_id"])),
+        account_id=UUID(str(row["account_id"])),
+        connection_id=UUID(str(row["connection_id"])),
+        symbol=row["symbol"],
+        client_order_id=row["client_order_id"],
+        status=str(data.get("to")),
+        previous_status=None if data.get("from") is None else str(data["from"]),
+        # Recorded with the change since this stream exists; older changes show the order's.
+        filled_quantity=Decimal(str(filled)) if filled is not None else Decimal(row["filled_quantity"]),
+        at=row["at"],
+    )
+
+
 def _insert(session: AsyncSession):  # type: ignore[no-untyped-def]
     return postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
 
@@ -37,6 +66,7 @@ def _insert(session: AsyncSession):  # type: ignore[no-untyped-def]
 class SqlTradingRepository:
     def __init__(self, session: AsyncSession) -> None:
         self._s = session
+        self.notes: list[StatusNote] = []  # SQLite: status changes to announce after the commit
 
     async def settings(self, connection_id: UUID, *, lock: bool = False) -> TradingSettings | None:
         stmt = select(settings_t).where(settings_t.c.connection_id == connection_id)
@@ -121,9 +151,65 @@ class SqlTradingRepository:
         return len(values), sum((v for v in values if v is not None), Decimal(0))
 
     async def add_events(self, *items: OrderEvent) -> None:
-        """One multi-row insert: an order's answer and its status change cost one round trip."""
-        if items:
-            await self._s.execute(insert(events).values([to_row(e) for e in items]))
+        """One multi-row insert: an order's answer and its status change cost one round trip.
+        A status change is announced in the same statement on PostgreSQL (``pg_notify`` in a
+        data-modifying CTE: delivered at commit, dropped by a rollback, no extra round trip);
+        on SQLite the unit of work hands ``notes`` to the in-process feed after its commit."""
+        if not items:
+            return
+        stmt = insert(events).values([to_row(e) for e in items])
+        notes = [
+            StatusNote(e.id, e.order_id, e.user_id, str(e.data.get("to")))
+            for e in items
+            if e.kind == "status"
+        ]
+        if notes and self._s.get_bind().dialect.name == "postgresql":
+            payloads = func.unnest(bindparam("notes", [n.payload() for n in notes], type_=ARRAY(Text)))
+            each = payloads.column_valued("note")
+            announce = select(func.pg_notify(ORDER_STATUS_CHANNEL, each))
+            await self._s.execute(announce.add_cte(stmt.cte("recorded")))
+            return
+        await self._s.execute(stmt)
+        self.notes += notes
+
+    async def unsettled_orders(self, limit: int) -> list[Order]:
+        stmt = select(orders).where(orders.c.status.in_(OPEN)).order_by(orders.c.id).limit(limit)
+        return [to_entity(Order, r) for r in (await self._s.execute(stmt)).mappings()]
+
+    async def last_status_event(self, user_id: UUID) -> UUID | None:
+        stmt = (
+            select(events.c.id)
+            .where(events.c.user_id == user_id, events.c.kind == "status")
+            .order_by(events.c.id.desc())
+            .limit(1)
+        )
+        found = (await self._s.execute(stmt)).scalar()
+        return None if found is None else UUID(str(found))
+
+    async def status_changes(
+        self,
+        user_id: UUID,
+        after: UUID | None,
+        also: Collection[UUID] = (),
+        connections: Collection[UUID] | None = None,
+        limit: int = 500,
+    ) -> list[OrderStatusChange]:
+        stmt = (
+            select(
+                *(events.c[n] for n in ("id", "order_id", "data", "at")),
+                *(orders.c[n] for n in ("account_id", "connection_id", "symbol", "client_order_id")),
+                orders.c.filled_quantity,
+            )
+            .join(orders, orders.c.id == events.c.order_id)
+            .where(events.c.user_id == user_id, events.c.kind == "status")
+        )
+        if after is not None:
+            wanted = events.c.id > after
+            stmt = stmt.where(or_(wanted, events.c.id.in_(list(also))) if also else wanted)
+        if connections is not None:
+            stmt = stmt.where(orders.c.connection_id.in_(list(connections)))
+        rows = (await self._s.execute(stmt.order_by(events.c.id).limit(limit))).mappings()
+        return [_change(r) for r in rows]
 
     async def events(self, order_id: UUID) -> list[OrderEvent]:
         stmt = select(events).where(events.c.order_id == order_id).order_by(events.c.id)
