@@ -178,6 +178,7 @@ class Container:
 
     async def aclose(self) -> None:
         await self.jobs.aclose()
+        await self.orders.aclose()
         await self.engine.dispose()
 
 

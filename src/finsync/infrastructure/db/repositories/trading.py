@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from datetime import datetime
 from decimal import Decimal
+from typing import Any
 from uuid import UUID
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -28,6 +29,8 @@ events = OrderEventRow.__table__  # type: ignore[attr-defined]
 tokens = ApiTokenRow.__table__  # type: ignore[attr-defined]
 users = UserRow.__table__  # type: ignore[attr-defined]
 OPEN = [s.value for s in OrderStatus if not s.final]
+# Built once: building an UPDATE of every column was a tenth of an order's CPU.
+_SAVE_ORDER = update(orders).where(orders.c.id == bindparam("saved_id"))
 
 
 def _insert(session: AsyncSession):  # type: ignore[no-untyped-def]
@@ -39,15 +42,17 @@ class SqlTradingRepository:
         self._s = session
 
     async def settings(self, connection_id: UUID, *, lock: bool = False) -> TradingSettings | None:
-        stmt = select(settings_t).where(settings_t.c.connection_id == connection_id)
+        stmt: Any = select(settings_t).where(settings_t.c.connection_id == connection_id)
         if lock:
-            if self._s.get_bind().dialect.name == "sqlite":  # take the write lock before reading
-                await self._s.execute(
+            if self._s.get_bind().dialect.name == "sqlite":  # the write lock and the row in one go
+                stmt = (
                     update(settings_t)
                     .where(settings_t.c.connection_id == connection_id)
                     .values(connection_id=settings_t.c.connection_id)
+                    .returning(*settings_t.c)
                 )
-            stmt = stmt.with_for_update()
+            else:
+                stmt = stmt.with_for_update()
         row = (await self._s.execute(stmt)).mappings().first()
         return None if row is None else to_entity(TradingSettings, row)
 
@@ -78,8 +83,8 @@ class SqlTradingRepository:
 
     async def save_order(self, order: Order) -> None:
         values = to_row(order)
-        values.pop("id")
-        await self._s.execute(update(orders).where(orders.c.id == order.id).values(values))
+        values["saved_id"] = values.pop("id")  # the SET clause is the other keys
+        await self._s.execute(_SAVE_ORDER, values)
 
     async def claim_resend(self, order_id: UUID) -> bool:
         stmt = (
