@@ -132,10 +132,10 @@ class OrderService:
         transaction before the send, one after it: the order's cost over the broker's)."""
         async with AsyncExitStack() as stack:
             async with self._uow() as uow:
-                account = await uow.accounts.get(account_id, caller.user_id)
-                connection = None if account is None else await uow.connections.get(account.connection_id)
-                if account is None or connection is None:
+                found = await uow.trading.account_to_trade(account_id, caller.user_id)
+                if found is None:
                     raise NotFound("account")
+                account, connection = found
                 key = check_key(key)
                 caller.check_trade(connection.id)
                 adapter = await stack.enter_async_context(self._ports.lease(connection))  # calls nothing

@@ -11,12 +11,14 @@ from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from finsync.domain.entities import User
+from finsync.domain.entities import Account, Connection, User
 from finsync.domain.ports import Page, PageRequest
 from finsync.domain.trading import ApiToken, Order, OrderEvent, OrderStatus, TradingSettings
 from finsync.infrastructure.db.mapping import keyset, make_page, to_entity, to_row
 from finsync.infrastructure.db.tables import (
+    AccountRow,
     ApiTokenRow,
+    ConnectionRow,
     OrderEventRow,
     OrderRow,
     TradingSettingsRow,
@@ -29,6 +31,9 @@ events = OrderEventRow.__table__  # type: ignore[attr-defined]
 tokens = ApiTokenRow.__table__  # type: ignore[attr-defined]
 users = UserRow.__table__  # type: ignore[attr-defined]
 OPEN = [s.value for s in OrderStatus if not s.final]
+accounts_t = AccountRow.__table__  # type: ignore[attr-defined]
+connections_t = ConnectionRow.__table__  # type: ignore[attr-defined]
+_CONNECTION_COLUMNS = [c.label(f"c_{c.name}") for c in connections_t.c]
 # Built once: building an UPDATE of every column was a tenth of an order's CPU.
 _SAVE_ORDER = update(orders).where(orders.c.id == bindparam("saved_id"))
 
@@ -75,6 +80,18 @@ class SqlTradingRepository:
             stmt = stmt.where(orders.c.user_id == user_id)
         row = (await self._s.execute(stmt)).mappings().first()
         return None if row is None else to_entity(Order, row)
+
+    async def account_to_trade(self, account_id: UUID, user_id: UUID) -> tuple[Account, Connection] | None:
+        stmt = (
+            select(accounts_t, *_CONNECTION_COLUMNS)
+            .join(connections_t, connections_t.c.id == accounts_t.c.connection_id)
+            .where(accounts_t.c.id == account_id, accounts_t.c.user_id == user_id)
+        )
+        row = (await self._s.execute(stmt)).mappings().first()
+        if row is None:
+            return None
+        connection = to_entity(Connection, {c.name: row[f"c_{c.name}"] for c in connections_t.c})
+        return to_entity(Account, row), connection
 
     async def order_by_key(self, user_id: UUID, key: str) -> Order | None:
         stmt = select(orders).where(orders.c.user_id == user_id, orders.c.idempotency_key == key)
