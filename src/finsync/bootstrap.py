@@ -183,6 +183,7 @@ class Container:
     async def aclose(self) -> None:
         await self.order_feed.aclose()
         await self.jobs.aclose()
+        await self.orders.aclose()
         await self.engine.dispose()
 
 

@@ -12,6 +12,7 @@ request, broker answer and status change is an ``OrderEvent``.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from datetime import datetime, time, timedelta
 from decimal import Decimal
@@ -20,7 +21,7 @@ from uuid import UUID
 
 import structlog
 
-from finsync.application.trading import broker
+from finsync.application.trading import OrderPorts
 from finsync.domain.entities import Connection, utcnow
 from finsync.domain.errors import (
     BadData,
@@ -112,6 +113,11 @@ class OrderService:
     ) -> None:
         self._uow, self._providers, self._cipher = uow, providers, cipher
         self._live, self._clock = live_trading, clock
+        self._ports = OrderPorts(providers, cipher)
+
+    async def aclose(self) -> None:
+        """Close the kept order ports (their HTTP clients)."""
+        await self._ports.aclose()
 
     # -- placing ---------------------------------------------------------------------------
 
@@ -126,16 +132,15 @@ class OrderService:
     ) -> Placed:
         """Check everything that needs no network, store the order, then send it once (one
         transaction before the send, one after it: the order's cost over the broker's)."""
-        adapter: OrderPort | None = None
-        try:
+        async with AsyncExitStack() as stack:
             async with self._uow() as uow:
-                account = await uow.accounts.get(account_id, caller.user_id)
-                connection = None if account is None else await uow.connections.get(account.connection_id)
-                if account is None or connection is None:
+                found = await uow.trading.account_to_trade(account_id, caller.user_id)
+                if found is None:
                     raise NotFound("account")
+                account, connection = found
                 key = check_key(key)
                 caller.check_trade(connection.id)
-                adapter = broker(self._providers, self._cipher, connection)  # builds, calls nothing
+                adapter = await stack.enter_async_context(self._ports.lease(connection))  # calls nothing
                 if problem := adapter.order_problem(request):
                     raise UnsupportedOrder(problem)
                 if connection.environment == "live" and not self._live:
@@ -179,7 +184,11 @@ class OrderService:
                     known = await self._last_price(uow, caller.user_id, account.id, request.symbol)
                 estimate = request.estimated_notional(known)
                 midnight = datetime.combine(now.date(), time(0), tzinfo=now.tzinfo)
-                settings.check(request, estimate, await uow.trading.placed_since(connection.id, midnight))
+                # Today's orders are read only when a daily limit needs them (they grow all day).
+                today = (0, Decimal(0))
+                if settings.max_orders_per_day is not None or settings.max_notional_per_day is not None:
+                    today = await uow.trading.placed_since(connection.id, midnight)
+                settings.check(request, estimate, today)
                 order.estimated_notional = estimate
                 if not await uow.trading.add_order(order):  # the same key, concurrently: theirs sends
                     stored = await uow.trading.order_by_key(caller.user_id, key)
@@ -192,9 +201,6 @@ class OrderService:
                 await uow.commit()
             await self._submit(adapter, order, caller.actor)
             return Placed(order, True)
-        finally:
-            if adapter is not None:
-                await adapter.aclose()
 
     @staticmethod
     def _replay(order: Order, digest: str) -> Placed:
@@ -333,18 +339,16 @@ class OrderService:
         stale = order.submitted_at < self._clock() - SUBMIT_LEASE
         if order.status is OrderStatus.PENDING_SUBMIT and not stale:
             return order  # its sender is still at work
-        adapter = broker(self._providers, self._cipher, connection)
-        try:
-            if order.status in (OrderStatus.UNKNOWN, OrderStatus.PENDING_SUBMIT):
-                await self._reconcile(adapter, order, caller.actor)
-            elif order.broker_order_id is not None:
-                answer = await adapter.get_order(order.broker_order_id)
-                if answer.status is not order.status or answer.filled_quantity != order.filled_quantity:
-                    await self._apply(order, answer, caller.actor, "broker_answer")
-        except ProviderError as exc:  # the stored state stands; the read does not fail
-            log.warning("order_refresh_failed", order_id=str(order.id), error=exc.code)
-        finally:
-            await adapter.aclose()
+        async with self._ports.lease(connection) as adapter:
+            try:
+                if order.status in (OrderStatus.UNKNOWN, OrderStatus.PENDING_SUBMIT):
+                    await self._reconcile(adapter, order, caller.actor)
+                elif order.broker_order_id is not None:
+                    answer = await adapter.get_order(order.broker_order_id)
+                    if answer.status is not order.status or answer.filled_quantity != order.filled_quantity:
+                        await self._apply(order, answer, caller.actor, "broker_answer")
+            except ProviderError as exc:  # the stored state stands; the read does not fail
+                log.warning("order_refresh_failed", order_id=str(order.id), error=exc.code)
         return order
 
     async def events(self, caller: Caller, order_id: UUID) -> list[OrderEvent]:
@@ -384,9 +388,8 @@ class OrderService:
         return changed
 
     async def _follow(self, connection: Connection, group: Sequence[Order], lookups: int) -> int:
-        adapter = broker(self._providers, self._cipher, connection)
         changed = 0
-        try:
+        async with self._ports.lease(connection) as adapter:  # the kept client, as orders use
             listed: dict[str, BrokerOrder] = {}
             if any(o.status.open for o in group):
                 listed = {b.broker_order_id: b for b in await adapter.open_orders()}
@@ -407,8 +410,6 @@ class OrderService:
                 if answer.status is not order.status or answer.filled_quantity != order.filled_quantity:
                     await self._apply(order, answer, POLLER, "broker_answer")
                     changed += 1
-        finally:
-            await adapter.aclose()
         return changed
 
     async def cancel(self, caller: Caller, order_id: UUID) -> Order:
@@ -418,8 +419,7 @@ class OrderService:
             raise Conflict(f"the order is already {order.status.value}")
         if connection is None:
             raise Conflict("the order's connection was deleted")
-        adapter = broker(self._providers, self._cipher, connection)
-        try:
+        async with self._ports.lease(connection) as adapter:
             if order.broker_order_id is None:
                 await self._reconcile(adapter, order, caller.actor)
             if order.broker_order_id is None or order.status.final:
@@ -427,8 +427,6 @@ class OrderService:
                     return order
                 raise Conflict("the order is not at the broker yet (its send is being settled); retry")
             await cancel_at_broker(self._uow, adapter, order, caller.actor, self._clock)
-        finally:
-            await adapter.aclose()
         return order
 
 

@@ -7,6 +7,9 @@ the halt itself is committed first, so no new order gets through while cancels r
 
 from __future__ import annotations
 
+from collections import OrderedDict
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, fields
 from decimal import Decimal
 from typing import Any
@@ -55,6 +58,57 @@ def broker(providers: ProviderGateway, cipher: CredentialCipher, connection: Con
     if not isinstance(adapter, OrderPort):  # pragma: no cover - check_adapter guarantees it
         raise InvalidInput(f"{connection.provider} connections cannot trade")
     return adapter
+
+
+@dataclass(slots=True)
+class _Kept:
+    port: OrderPort
+    fingerprint: tuple[str, str | None, bytes]
+    users: int = 0
+    retired: bool = False
+
+
+class OrderPorts:
+    """Each connection's order port, kept between orders. Building one per order cost a
+    settings load, a credential decryption and an HTTP client (a fifth of an order's CPU),
+    and a new client opens a new connection to the broker (TCP and TLS handshakes: round
+    trips before the order). A port is rebuilt when the connection's provider, environment
+    or (encrypted) credentials change; the least recently used beyond ``size`` are closed
+    once no order uses them."""
+
+    def __init__(self, providers: ProviderGateway, cipher: CredentialCipher, size: int = 256) -> None:
+        self._providers, self._cipher, self._size = providers, cipher, size
+        self._kept: OrderedDict[UUID, _Kept] = OrderedDict()
+
+    @asynccontextmanager
+    async def lease(self, connection: Connection) -> AsyncIterator[OrderPort]:
+        fingerprint = (connection.provider, connection.environment, connection.credentials or b"")
+        kept = self._kept.get(connection.id)
+        if kept is None or kept.fingerprint != fingerprint:
+            port = broker(self._providers, self._cipher, connection)  # may refuse: nothing kept
+            if kept is not None:
+                await self._retire(kept)
+            kept = self._kept[connection.id] = _Kept(port, fingerprint)
+            while len(self._kept) > self._size:
+                await self._retire(self._kept.popitem(last=False)[1])
+        self._kept.move_to_end(connection.id)
+        kept.users += 1
+        try:
+            yield kept.port
+        finally:
+            kept.users -= 1
+            if kept.retired and not kept.users:
+                await kept.port.aclose()
+
+    async def _retire(self, kept: _Kept) -> None:
+        kept.retired = True
+        if not kept.users:
+            await kept.port.aclose()
+
+    async def aclose(self) -> None:
+        kept, self._kept = list(self._kept.values()), OrderedDict()
+        for item in kept:
+            await self._retire(item)
 
 
 class TradingService:
