@@ -122,7 +122,13 @@ async def _post_streaming(port: int, path: str, total: int, *, declare: bool) ->
             pass
 
     sending = asyncio.create_task(write())
-    status = await asyncio.wait_for(reader.readline(), timeout=30)
+    try:
+        status = await asyncio.wait_for(reader.readline(), timeout=30)
+    except ConnectionResetError:
+        # The server answered and closed while our bytes were still arriving: its kernel then
+        # resets the connection, and a reset that overtakes the answer discards it (TCP, not
+        # finsync). The promise under test is how little was sent by then.
+        status = b""
     sending.cancel()
     writer.close()
     return status, sent
@@ -137,5 +143,5 @@ async def test_a_huge_body_is_refused_long_before_it_is_sent(
     async with built(settings):
         with serving(create_app(settings, hasher=FakeHasher())) as port:
             status, sent = await _post_streaming(port, "/api/v1/users", total, declare=declare)
-    assert status.startswith(b"HTTP/1.1 413"), status
+    assert status == b"" or status.startswith(b"HTTP/1.1 413"), status  # b"": reset (see above)
     assert sent < total // 8  # the 1 MiB limit plus what socket buffers held
