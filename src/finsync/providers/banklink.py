@@ -9,7 +9,7 @@ from datetime import date, timedelta
 from decimal import Decimal
 from typing import Any
 
-from finsync.domain.enums import TransactionStatus, TransactionSubtype, TransactionType
+from finsync.domain.enums import AccountType, TransactionStatus, TransactionSubtype, TransactionType
 from finsync.domain.records import ProviderTransaction
 
 OVERLAP = timedelta(days=7)  # banks book late: re-read the last week on every sync
@@ -49,3 +49,20 @@ def classify(code_words: Collection[str], amount: Decimal) -> tuple[TransactionT
     if amount >= 0:
         return TransactionType.TRANSFER, TransactionSubtype.DEPOSIT
     return TransactionType.TRANSFER, TransactionSubtype.WITHDRAWAL
+
+
+# ISO 20022 cash account types, as both bank links report them.
+_ACCOUNT_TYPES = {
+    "CACC": AccountType.CHECKING,
+    "TRAN": AccountType.CHECKING,
+    "CASH": AccountType.CHECKING,
+    "SVGS": AccountType.SAVINGS,
+    "MOMA": AccountType.SAVINGS,
+    "CARD": AccountType.CREDIT_CARD,
+    "LOAN": AccountType.LOAN,
+}
+
+
+def account_type(code: str) -> AccountType:
+    """The account type of an ISO 20022 ``cashAccountType`` code (any case); OTHER when unknown."""
+    return _ACCOUNT_TYPES.get(code.upper(), AccountType.OTHER)

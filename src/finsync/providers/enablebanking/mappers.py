@@ -18,7 +18,7 @@ from datetime import date
 from decimal import Decimal
 from typing import Any
 
-from finsync.domain.enums import AccountType, TransactionStatus, TransactionSubtype, TransactionType
+from finsync.domain.enums import TransactionStatus, TransactionSubtype, TransactionType
 from finsync.domain.errors import BadData
 from finsync.domain.money import currency_code
 from finsync.domain.records import ProviderAccount, ProviderTransaction
@@ -31,16 +31,6 @@ BALANCE_PRECEDENCE = ("CLBD", "ITBD", "XPCD", "OPBD", "ITAV", "CLAV", "OTHR")
 AVAILABLE_PRECEDENCE = ("ITAV", "CLAV", "FWAV", "XPCD")
 PENDING = frozenset({"PDNG", "HOLD", "SCHD"})
 DROPPED = frozenset({"CNCL", "RJCT"})  # cancelled or rejected: never money that moved
-
-_ACCOUNT_TYPES = {
-    "CACC": AccountType.CHECKING,
-    "TRAN": AccountType.CHECKING,
-    "CASH": AccountType.CHECKING,
-    "SVGS": AccountType.SAVINGS,
-    "MOMA": AccountType.SAVINGS,
-    "CARD": AccountType.CREDIT_CARD,
-    "LOAN": AccountType.LOAN,
-}
 
 
 def session_account(item: dict[str, Any]) -> dict[str, Any]:
@@ -114,7 +104,7 @@ def map_account(
     return ProviderAccount(
         provider_account_id=key,
         name=str(name),
-        type=_ACCOUNT_TYPES.get(str(account.get("cash_account_type") or "").upper(), AccountType.OTHER),
+        type=banklink.account_type(str(account.get("cash_account_type") or "")),
         currency=currency_code(str(currency)),
         institution=institution,
         balance=balance,

@@ -14,7 +14,7 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
-from finsync.domain.enums import AccountType, TransactionStatus, TransactionSubtype, TransactionType
+from finsync.domain.enums import TransactionStatus, TransactionSubtype, TransactionType
 from finsync.domain.errors import BadData
 from finsync.domain.money import currency_code, to_decimal
 from finsync.domain.records import ProviderAccount, ProviderTransaction
@@ -23,16 +23,6 @@ from finsync.providers import banklink
 # First present wins. "Booked" types reflect settled money; "available" ones what can be spent.
 BALANCE_PRECEDENCE = ("interimBooked", "closingBooked", "expected", "openingBooked", "interimAvailable")
 AVAILABLE_PRECEDENCE = ("interimAvailable", "expected", "closingAvailable", "forwardAvailable")
-
-_ACCOUNT_TYPES = {
-    "CACC": AccountType.CHECKING,
-    "TRAN": AccountType.CHECKING,
-    "CASH": AccountType.CHECKING,
-    "SVGS": AccountType.SAVINGS,
-    "MOMA": AccountType.SAVINGS,
-    "CARD": AccountType.CREDIT_CARD,
-    "LOAN": AccountType.LOAN,
-}
 
 
 def _parse_date(value: Any) -> date | None:
@@ -115,7 +105,7 @@ def map_account(
         # would duplicate accounts after every 90-day renewal at banks that issue new ids.
         provider_account_id=key or account_identity(info) or account_id,
         name=str(name),
-        type=_ACCOUNT_TYPES.get(str(info.get("cashAccountType") or "").upper(), AccountType.OTHER),
+        type=banklink.account_type(str(info.get("cashAccountType") or "")),
         currency=currency_code(str(currency)),
         institution=institution_id,
         balance=balance,
