@@ -30,7 +30,24 @@ from tests.fakes.memory import MemoryProviders, memory_provider_metadata
 PG_DSN = os.environ.get("FINSYNC_TEST_PG", "postgresql://postgres@127.0.0.1:5432")
 FAKE_FERNET_KEY = "ZmFrZS10ZXN0LWtleS1ub3QtYS1zZWNyZXQtMDAwMDA="  # base64 of an obviously fake 32 bytes
 FAKE_JWT_SECRET = "fake-test-jwt-secret-not-for-production-use"
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+
+
+def _shared() -> Path:
+    """The shared fixtures (``shared/``) beside this checkout, else beside the local checkout it
+    was cloned from (a clone into a temporary folder), else FINSYNC_TEST_SHARED."""
+    here = Path(__file__).resolve().parents[1]
+    candidates = [here.parent / "shared"]
+    origin = subprocess.run(
+        ["git", "-C", str(here), "config", "--get", "remote.origin.url"], capture_output=True, text=True
+    ).stdout.strip()
+    if origin and Path(origin).is_dir():
+        candidates.append(Path(origin).resolve().parent / "shared")
+    if os.environ.get("FINSYNC_TEST_SHARED"):
+        candidates.insert(0, Path(os.environ["FINSYNC_TEST_SHARED"]))
+    return next((c for c in candidates if (c / "fixtures").is_dir()), candidates[0])
+
+
+SHARED = _shared()
 # procrastinate's tables (PostgreSQL): emptied with ours between tests.
 JOB_TABLES = (
     "procrastinate_events",

@@ -6,9 +6,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from tests.conftest import SHARED
 
-# The shared fixtures sit beside the repository checkout: <parent>/shared/fixtures/ofx.
-FIXTURES = Path(__file__).resolve().parents[3].parent / "shared" / "fixtures" / "ofx"
+# The real-bank files: <shared>/fixtures/ofx (shared/ sits beside the checkout).
+FIXTURES = SHARED / "fixtures" / "ofx"
 
 SGML_HEADER = (
     "OFXHEADER:100\nDATA:OFXSGML\nVERSION:102\nSECURITY:NONE\nENCODING:USASCII\n"
