@@ -21,7 +21,7 @@ from finsync.domain.errors import ProviderAuthError, RateLimited
 from finsync.domain.webhooks import DeliveryStatus, WebhookDelivery
 from finsync.providers.registry import ProviderRegistry
 from tests.api.helpers import register_and_login
-from tests.conftest import api_client, built, make_settings
+from tests.conftest import SHARED, api_client, built, make_settings
 from tests.factories import account, seed_connection
 from tests.fakes.memory import MemoryProviders
 from tests.fakes.receiver import Receiver
@@ -35,7 +35,7 @@ FAST = {
     "access_token_minutes": 90 * 24 * 60,  # the tests move the clock by days (up to 31)
     "refresh_token_days": 90,
 }
-OFX = Path(__file__).resolve().parents[2].parent / "shared" / "fixtures" / "ofx" / "bank_medium.ofx"
+OFX = SHARED / "fixtures" / "ofx" / "bank_medium.ofx"
 
 
 class Clock:
