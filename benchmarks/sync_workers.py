@@ -219,10 +219,12 @@ async def latency(args: argparse.Namespace, fake: Tenants, url: str, capacity: f
 
 
 class TimedQueue:
-    """The real queue, timing the hand-over of each job."""
+    """The real queue, timing the hand-over of the jobs: wall time, this process's CPU and the
+    PostgreSQL backends' CPU (``backends``: a container whose engine can read them)."""
 
-    def __init__(self, inner: Any) -> None:
+    def __init__(self, inner: Any, backends: Container | None = None) -> None:
         self.inner, self.first, self.last = inner, 0.0, 0.0
+        self.backends, self.cpu, self.pg_cpu = backends, 0.0, 0.0
 
     @property
     def spent(self) -> float:
@@ -238,12 +240,18 @@ class TimedQueue:
             self.last = max(self.last, time.perf_counter())
 
     async def enqueue_many(self, jobs: Sequence[Job]) -> int:
+        pg = await backends_cpu(self.backends) if self.backends else {}
+        cpu = time.process_time()
         started = time.perf_counter()
         self.first = min(self.first, started) if self.first else started
         try:
             return int(await self.inner.enqueue_many(jobs))
         finally:
             self.last = max(self.last, time.perf_counter())
+            self.cpu += time.process_time() - cpu
+            if self.backends:
+                after = await backends_cpu(self.backends)
+                self.pg_cpu += sum(now - pg.get(pid, 0.0) for pid, now in after.items())
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)
@@ -272,10 +280,11 @@ async def tick_cost(args: argparse.Namespace) -> None:
                 {"n": args.tick_connections},
             )
             await db.execute(text("ANALYZE connections"))
-        timed = TimedQueue(c.jobs)
+        timed = TimedQueue(c.jobs, c)
         sessions = session_factory(c.engine)
         scheduler = Scheduler(lambda: SqlUnitOfWork(sessions, timed), c.providers, timed, batch=args.tick_due)
         claims, handovers = [], []
+        claim_cpu = claim_pg = handover_cpu = handover_pg = 0.0
         for _ in range(args.tick_repeats):
             async with c.engine.begin() as db:
                 await db.execute(text("DELETE FROM sync_runs"))
@@ -287,10 +296,17 @@ async def tick_cost(args: argparse.Namespace) -> None:
                     ),
                     {"due": args.tick_due},
                 )
-            timed.first = timed.last = 0.0
+            timed.first = timed.last = timed.cpu = timed.pg_cpu = 0.0
+            pg = await backends_cpu(c)
+            cpu = time.process_time()
             started = time.perf_counter()
             queued = await scheduler.enqueue_due()
             total = time.perf_counter() - started
+            claim_cpu += time.process_time() - cpu - timed.cpu
+            after = await backends_cpu(c)
+            claim_pg += sum(now - pg.get(pid, 0.0) for pid, now in after.items()) - timed.pg_cpu
+            handover_cpu += timed.cpu
+            handover_pg += timed.pg_cpu
             assert queued == args.tick_due, queued
             claims.append((total - timed.spent) * 1000)
             handovers.append(timed.spent * 1000)
@@ -306,11 +322,15 @@ async def tick_cost(args: argparse.Namespace) -> None:
                 )
             )
         index = "ix_connections_due" in plan
+        n = args.tick_repeats
         print(
             f"  {args.tick_connections:,} connections, {args.tick_due:,} due: claim transaction "
             f"median {statistics.median(claims):.1f} ms (min {min(claims):.1f}); hand-over of "
             f"{args.tick_due:,} jobs median {statistics.median(handovers):.0f} ms "
-            f"({statistics.median(handovers) / args.tick_due:.2f} ms/job); partial index used: {index}"
+            f"({statistics.median(handovers) / args.tick_due:.2f} ms/job); partial index used: {index}\n"
+            f"  CPU per tick (mean of {n}): claim {claim_cpu / n * 1000:.1f} ms here + "
+            f"{claim_pg / n * 1000:.1f} ms PostgreSQL; hand-over {handover_cpu / n * 1000:.1f} ms here + "
+            f"{handover_pg / n * 1000:.1f} ms PostgreSQL"
         )
     finally:
         await c.aclose()
@@ -328,10 +348,15 @@ async def main() -> None:
     parser.add_argument("--tick-connections", type=int, default=100_000)
     parser.add_argument("--tick-due", type=int, default=1000)
     parser.add_argument("--tick-repeats", type=int, default=5)
+    parser.add_argument("--tick-only", action="store_true", help="only part 3, the scheduler tick")
     args = parser.parse_args()
     logging.disable(logging.WARNING)
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
 
+    if args.tick_only:
+        print("scheduler tick:")
+        await tick_cost(args)
+        return
     fake = Tenants(args.connections, latency=args.latency)
     with serve(fake) as url:
         print(

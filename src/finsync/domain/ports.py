@@ -223,7 +223,14 @@ class ConnectionRepository(Protocol):
         rows another transaction holds are skipped (``FOR UPDATE SKIP LOCKED``), not waited for."""
         ...
 
-    async def reschedule(self, next_at: Sequence[tuple[UUID, datetime | None]]) -> None: ...
+    async def reschedule_and_queue(
+        self, next_at: Sequence[tuple[UUID, datetime | None]], runs: Sequence[SyncRun]
+    ) -> list[SyncRun]:
+        """A tick's writes for the connections it claimed: each one's ``next_sync_at`` set (None:
+        never again), and ``runs`` inserted unless their connection has an active run
+        (``SyncRunRepository.add_many_if_idle``); the runs inserted."""
+        ...
+
     async def add_or_get(self, connection: Connection) -> Connection:
         """Insert unless one with the same user, provider and identity exists; the stored one."""
         ...
