@@ -7,9 +7,12 @@
 2. Latency when not saturated: connections fall due one after another (below capacity);
    due → started p50 / p95 (the scheduler ticks every second here; FINSYNC_SCHEDULER_TICK_SECONDS).
 3. Scheduler tick cost at 100,000 connections with 1,000 due: the claim transaction (claim,
-   queued runs, next_sync_at moved) and the one-by-one hand-over of 1,000 jobs.
+   queued runs, next_sync_at moved) and the hand-over of its 1,000 jobs to procrastinate (one
+   batch; one by one only after a queueing-lock clash), each as wall time and CPU time of this
+   process and of the PostgreSQL backends.
 
-Run: ``.venv/bin/python benchmarks/sync_workers.py`` (about three minutes on two cores).
+Run: ``.venv/bin/python benchmarks/sync_workers.py`` (about three minutes on two cores);
+``--tick-only`` runs part 3 alone.
 """
 
 from __future__ import annotations
