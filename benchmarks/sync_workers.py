@@ -7,9 +7,12 @@
 2. Latency when not saturated: connections fall due one after another (below capacity);
    due → started p50 / p95 (the scheduler ticks every second here; FINSYNC_SCHEDULER_TICK_SECONDS).
 3. Scheduler tick cost at 100,000 connections with 1,000 due: the claim transaction (claim,
-   queued runs, next_sync_at moved) and the one-by-one hand-over of 1,000 jobs.
+   queued runs, next_sync_at moved) and the hand-over of its 1,000 jobs to procrastinate (one
+   batch; one by one only after a queueing-lock clash), each as wall time and CPU time of this
+   process and of the PostgreSQL backends.
 
-Run: ``.venv/bin/python benchmarks/sync_workers.py`` (about three minutes on two cores).
+Run: ``.venv/bin/python benchmarks/sync_workers.py`` (about three minutes on two cores);
+``--tick-only`` runs part 3 alone.
 """
 
 from __future__ import annotations
@@ -219,10 +222,13 @@ async def latency(args: argparse.Namespace, fake: Tenants, url: str, capacity: f
 
 
 class TimedQueue:
-    """The real queue, timing the hand-over of each job."""
+    """The real queue, timing the hand-over of the jobs: wall time, this process's CPU and the
+    PostgreSQL backends' CPU (``backends``: a container whose engine can read them)."""
 
-    def __init__(self, inner: Any) -> None:
+    def __init__(self, inner: Any, backends: Container | None = None) -> None:
         self.inner, self.first, self.last = inner, 0.0, 0.0
+        self.backends, self.cpu, self.pg_cpu = backends, 0.0, 0.0
+        self.overhead = self.overhead_cpu = 0.0
 
     @property
     def spent(self) -> float:
@@ -238,12 +244,27 @@ class TimedQueue:
             self.last = max(self.last, time.perf_counter())
 
     async def enqueue_many(self, jobs: Sequence[Job]) -> int:
+        snap = (time.perf_counter(), time.process_time())
+        pg = await backends_cpu(self.backends) if self.backends else {}
+        self._measuring(*snap)
+        cpu = time.process_time()
         started = time.perf_counter()
         self.first = min(self.first, started) if self.first else started
         try:
             return int(await self.inner.enqueue_many(jobs))
         finally:
             self.last = max(self.last, time.perf_counter())
+            self.cpu += time.process_time() - cpu
+            if self.backends:
+                snap = (time.perf_counter(), time.process_time())
+                after = await backends_cpu(self.backends)
+                self.pg_cpu += sum(now - pg.get(pid, 0.0) for pid, now in after.items())
+                self._measuring(*snap)
+
+    def _measuring(self, wall: float, cpu: float) -> None:
+        """Time spent reading the backends' CPU: neither the claim's nor the hand-over's."""
+        self.overhead += time.perf_counter() - wall
+        self.overhead_cpu += time.process_time() - cpu
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)
@@ -272,11 +293,12 @@ async def tick_cost(args: argparse.Namespace) -> None:
                 {"n": args.tick_connections},
             )
             await db.execute(text("ANALYZE connections"))
-        timed = TimedQueue(c.jobs)
+        timed = TimedQueue(c.jobs, c)
         sessions = session_factory(c.engine)
         scheduler = Scheduler(lambda: SqlUnitOfWork(sessions, timed), c.providers, timed, batch=args.tick_due)
-        claims, handovers = [], []
-        for _ in range(args.tick_repeats):
+        claims, handovers, claim_cpu, handover_cpu = [], [], [], []
+        claim_pg = handover_pg = 0.0
+        for repeat in range(args.tick_repeats + 1):  # the first warms up (plans, pools): not counted
             async with c.engine.begin() as db:
                 await db.execute(text("DELETE FROM sync_runs"))
                 await db.execute(text("TRUNCATE procrastinate_jobs CASCADE"))
@@ -287,12 +309,22 @@ async def tick_cost(args: argparse.Namespace) -> None:
                     ),
                     {"due": args.tick_due},
                 )
-            timed.first = timed.last = 0.0
+            timed.first = timed.last = timed.cpu = timed.pg_cpu = timed.overhead = timed.overhead_cpu = 0.0
+            pg = await backends_cpu(c)
+            cpu = time.process_time()
             started = time.perf_counter()
             queued = await scheduler.enqueue_due()
             total = time.perf_counter() - started
+            spent_cpu = time.process_time() - cpu
+            after = await backends_cpu(c)
             assert queued == args.tick_due, queued
-            claims.append((total - timed.spent) * 1000)
+            if not repeat:
+                continue
+            claim_cpu.append((spent_cpu - timed.cpu - timed.overhead_cpu) * 1000)
+            handover_cpu.append(timed.cpu * 1000)
+            claim_pg += sum(now - pg.get(pid, 0.0) for pid, now in after.items()) - timed.pg_cpu
+            handover_pg += timed.pg_cpu
+            claims.append((total - timed.spent - timed.overhead) * 1000)
             handovers.append(timed.spent * 1000)
         async with c.engine.connect() as db:
             plan = "\n".join(
@@ -306,11 +338,16 @@ async def tick_cost(args: argparse.Namespace) -> None:
                 )
             )
         index = "ix_connections_due" in plan
+        n = args.tick_repeats
         print(
             f"  {args.tick_connections:,} connections, {args.tick_due:,} due: claim transaction "
             f"median {statistics.median(claims):.1f} ms (min {min(claims):.1f}); hand-over of "
             f"{args.tick_due:,} jobs median {statistics.median(handovers):.0f} ms "
-            f"({statistics.median(handovers) / args.tick_due:.2f} ms/job); partial index used: {index}"
+            f"({statistics.median(handovers) / args.tick_due:.2f} ms/job); partial index used: {index}\n"
+            f"  CPU per tick: claim {statistics.median(claim_cpu):.1f} ms here (median) + "
+            f"{claim_pg / n * 1000:.1f} ms PostgreSQL (mean of {n}: /proc counts in 10 ms ticks); "
+            f"hand-over {statistics.median(handover_cpu):.1f} ms here + "
+            f"{handover_pg / n * 1000:.1f} ms PostgreSQL"
         )
     finally:
         await c.aclose()
@@ -328,10 +365,15 @@ async def main() -> None:
     parser.add_argument("--tick-connections", type=int, default=100_000)
     parser.add_argument("--tick-due", type=int, default=1000)
     parser.add_argument("--tick-repeats", type=int, default=5)
+    parser.add_argument("--tick-only", action="store_true", help="only part 3, the scheduler tick")
     args = parser.parse_args()
     logging.disable(logging.WARNING)
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
 
+    if args.tick_only:
+        print("scheduler tick:")
+        await tick_cost(args)
+        return
     fake = Tenants(args.connections, latency=args.latency)
     with serve(fake) as url:
         print(

@@ -495,3 +495,30 @@ async def test_concurrent_expiry_checks_notify_once(
     assert sum(added) == 1
     await settle(container, finished(client, headers, hook["id"], 1))
     assert len(await deliveries(client, headers, hook["id"])) == 1
+
+
+async def test_the_webhook_limit_holds_when_creations_race(
+    hooked: tuple[httpx.AsyncClient, Container], receiver: tuple[Receiver, str]
+) -> None:
+    """At most 20 webhooks per user is a lock, not a count-then-insert: 30 creations at once
+    leave exactly 20, and the other 10 get the documented problem (nothing of them stored)."""
+    client, container = hooked
+    _, base = receiver
+    headers, _ = await owner(client, container)
+    answers = await asyncio.gather(
+        *(
+            client.post(
+                "/api/v1/webhooks",
+                headers=headers,
+                json={"url": f"{base}/hook{i}", "events": ["sync.failed"]},
+            )
+            for i in range(30)
+        )
+    )
+    assert sorted(r.status_code for r in answers) == [201] * 20 + [422] * 10
+    for refused in (r for r in answers if r.status_code == 422):
+        assert refused.headers["content-type"] == "application/problem+json"
+        assert "at most 20 webhooks per user" in refused.json()["detail"]
+    r = await client.get("/api/v1/webhooks", headers=headers, params={"limit": 100})
+    assert r.status_code == 200, r.text
+    assert len(r.json()["items"]) == 20

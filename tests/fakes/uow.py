@@ -217,10 +217,13 @@ class MemoryConnections(_Repository):
         due.sort(key=lambda c: c.next_sync_at or now)
         return [copy.deepcopy(c) for c in due[:limit]]
 
-    async def reschedule(self, next_at: Sequence[tuple[UUID, datetime | None]]) -> None:
+    async def reschedule_and_queue(
+        self, next_at: Sequence[tuple[UUID, datetime | None]], runs: Sequence[SyncRun]
+    ) -> list[SyncRun]:
         for connection_id, at in next_at:
             if connection_id in self._t.connections:
                 self._t.connections[connection_id].next_sync_at = at
+        return await MemorySyncRuns(self._uow).add_many_if_idle(runs)
 
     async def add_or_get(self, connection: Connection) -> Connection:
         stored = self._same_login(connection)

@@ -120,10 +120,25 @@ async def test_claim_due_takes_schedulable_due_connections_earliest_first(store:
     async with store.uow() as uow:
         assert [c.id for c in await uow.connections.claim_due(NOW, 2)] == [earliest.id, early.id]
         assert [c.id for c in await uow.connections.claim_due(NOW, 10)] == [earliest.id, early.id, late.id]
-        await uow.connections.reschedule([(earliest.id, NOW + timedelta(hours=1)), (early.id, None)])
+        await uow.sync_runs.add(_run(early, SyncStatus.RUNNING))  # a manual sync is running
+        await uow.commit()
+    wanted = [_run(earliest), _run(early)]
+    async with store.uow() as uow:
+        moves = [(earliest.id, NOW + timedelta(hours=1)), (early.id, None)]
+        added = await uow.connections.reschedule_and_queue(moves, wanted)
+        assert [r.id for r in added] == [wanted[0].id]  # the busy one keeps its run
         await uow.commit()
     async with store.uow() as uow:
         assert [c.id for c in await uow.connections.claim_due(NOW, 10)] == [late.id]
+        moved = await uow.connections.get(earliest.id)
+        assert moved is not None
+        assert moved.next_sync_at == NOW + timedelta(hours=1)
+        queued = await uow.sync_runs.active_for(earliest.id)
+        assert queued is not None
+        assert queued.id == wanted[0].id
+        running = await uow.sync_runs.active_for(early.id)
+        assert running is not None
+        assert running.status is SyncStatus.RUNNING
 
 
 async def test_lapsed_active_connections_expire_and_nothing_else(store: Store) -> None:

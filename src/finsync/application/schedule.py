@@ -81,7 +81,8 @@ class Scheduler:
                     moves.append((connection.id, nxt))
                     if nxt is not None:
                         runs.append(_scheduled_run(connection, now))
-                added = await uow.sync_runs.add_many_if_idle(runs)  # busy connections keep theirs
+                # One write: next_sync_at moved, runs inserted (busy connections keep theirs).
+                added = await uow.connections.reschedule_and_queue(moves, runs)
                 providers = {c.id: c.provider for c in due}
                 for run in added:
                     uow.enqueue(
@@ -91,7 +92,6 @@ class Scheduler:
                             provider=providers[run.connection_id],
                         )
                     )
-                await uow.connections.reschedule(moves)
                 await uow.commit()
             queued += len(added)
             if len(due) < self._batch:

@@ -158,7 +158,8 @@ class WebhookService:
             updated_at=now,
         )
         async with self._uow() as uow:
-            if await uow.webhooks.count(user_id) >= MAX_WEBHOOKS:
+            # Locked: creations racing each other count one after the other, never past the limit.
+            if await uow.webhooks.count(user_id, lock=True) >= MAX_WEBHOOKS:
                 raise InvalidInput(f"at most {MAX_WEBHOOKS} webhooks per user; delete one first")
             await uow.webhooks.add(webhook)
             await uow.commit()

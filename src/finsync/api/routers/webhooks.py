@@ -40,7 +40,9 @@ async def create_webhook(
     **once**: store it (rotate it with `POST /webhooks/{id}/rotate-secret` if lost). The URL
     must be `https` and resolve to a public address; loopback, private and link-local targets
     (and plain `http`) only when the operator lists them in `FINSYNC_WEBHOOK_ALLOWED_HOSTS`.
-    Deliveries are JSON signed per Standard Webhooks (see docs/webhooks.md)."""
+    Deliveries are JSON signed per Standard Webhooks (see docs/webhooks.md). At most 20
+    webhooks per user: one more is refused with 422 (delete one first), also when creations
+    race each other."""
     created = await container.webhooks.create(user.id, body.url, body.events, body.description)
     return _with_secret(created)
 

@@ -69,10 +69,8 @@ class ProcrastinateJobQueue:
             conninfo=psycopg_dsn(database_url),
             min_size=1,
             max_size=pool_size,
-            # procrastinate fetches a job in a PL/pgSQL function whose cached generic plan checks
-            # every waiting job's lock before it picks one: ~300 ms of server CPU per fetch with
-            # 2,000 jobs queued (a tick's worth), instead of a millisecond. Plan each call.
-            kwargs={"options": "-c plan_cache_mode=force_custom_plan"},
+            # No session-wide plan_cache_mode: the job fetch function carries force_custom_plan
+            # itself (migration 0016), so the defer's insert triggers keep their cached plans.
         )
         self.app = App(connector=connector)
         self._opened = False

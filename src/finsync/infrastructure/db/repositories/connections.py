@@ -219,7 +219,26 @@ class SqlConnectionRepository:
             stmt = stmt.with_for_update(skip_locked=True)
         return [DueConnection(*row) for row in await self._s.execute(stmt)]
 
-    async def reschedule(self, next_at: Sequence[tuple[UUID, datetime | None]]) -> None:
+    async def reschedule_and_queue(
+        self, next_at: Sequence[tuple[UUID, datetime | None]], runs: Sequence[SyncRun]
+    ) -> list[SyncRun]:
+        """A tick's writes for the connections it claimed. On PostgreSQL one statement (the
+        ``next_sync_at`` moves ride in a data-modifying CTE of the runs' insert): one round trip
+        and one plan instead of two; elsewhere the two writes one after the other."""
+        if self._s.get_bind().dialect.name != "postgresql" or not all(_fresh(run) for run in runs):
+            await self._reschedule(next_at)
+            return await SqlSyncRunRepository(self._s).add_many_if_idle(runs)
+        if not runs:  # nothing to insert: the moves alone (e.g. only file connections were due)
+            await self._reschedule(next_at)
+            return []
+        result = await self._s.execute(
+            text(_MOVE_AND_INSERT_FRESH_RUNS),
+            {"moved": [cid for cid, _ in next_at], "ats": [at for _, at in next_at]} | _fresh_arrays(runs),
+        )
+        inserted = set(result.scalars())
+        return [run for run in runs if run.id in inserted]
+
+    async def _reschedule(self, next_at: Sequence[tuple[UUID, datetime | None]]) -> None:
         if not next_at:
             return
         if self._s.get_bind().dialect.name == "postgresql":  # one statement for the whole batch
@@ -268,25 +287,7 @@ class SqlSyncRunRepository:
 
     async def _add_fresh(self, items: Sequence[SyncRun]) -> list[SyncRun]:
         """PostgreSQL, runs not started yet (a tick's batch): one statement over arrays."""
-        result = await self._s.execute(
-            text(
-                "INSERT INTO sync_runs (id, user_id, connection_id, trigger, status, queued_at, started_at, "
-                "counts, warnings, attempts) SELECT r.*, '{}'::jsonb, '[]'::jsonb, 0 FROM unnest("
-                "CAST(:ids AS uuid[]), CAST(:users AS uuid[]), CAST(:connections AS uuid[]), "
-                "CAST(:triggers AS text[]), CAST(:statuses AS text[]), CAST(:queued AS timestamptz[]), "
-                "CAST(:started AS timestamptz[])) AS r "
-                "ON CONFLICT (connection_id) WHERE status IN ('queued', 'running') DO NOTHING RETURNING id"
-            ),
-            {
-                "ids": [r.id for r in items],
-                "users": [r.user_id for r in items],
-                "connections": [r.connection_id for r in items],
-                "triggers": [r.trigger.value for r in items],
-                "statuses": [r.status.value for r in items],
-                "queued": [r.queued_at for r in items],
-                "started": [r.started_at for r in items],
-            },
-        )
+        result = await self._s.execute(text(_INSERT_FRESH_RUNS), _fresh_arrays(items))
         inserted = set(result.scalars())
         return [run for run in items if run.id in inserted]
 
@@ -358,6 +359,40 @@ class SqlAuthFlowRepository:
         """Single use: only the first caller gets True, even under concurrent callbacks."""
         stmt = update(flows).where(flows.c.id == flow_id, flows.c.used_at.is_(None)).values(used_at=when)
         return bool((await self._s.execute(stmt)).rowcount)  # type: ignore[attr-defined]
+
+
+# Runs not started yet, as arrays (``_fresh_arrays``); the ones inserted come back.
+_INSERT_FRESH_RUNS = (
+    "INSERT INTO sync_runs (id, user_id, connection_id, trigger, status, queued_at, started_at, "
+    "counts, warnings, attempts) SELECT r.*, '{}'::jsonb, '[]'::jsonb, 0 FROM unnest("
+    "CAST(:ids AS uuid[]), CAST(:users AS uuid[]), CAST(:connections AS uuid[]), "
+    "CAST(:triggers AS text[]), CAST(:statuses AS text[]), CAST(:queued AS timestamptz[]), "
+    "CAST(:started AS timestamptz[])) AS r "
+    "ON CONFLICT (connection_id) WHERE status IN ('queued', 'running') DO NOTHING RETURNING id"
+)
+
+
+# A tick's writes as one statement: the claimed connections' moves, then the insert above.
+_MOVE_AND_INSERT_FRESH_RUNS = "".join(
+    (
+        "WITH moved AS (UPDATE connections SET next_sync_at = v.at FROM unnest("
+        "CAST(:moved AS uuid[]), CAST(:ats AS timestamptz[])) AS v(id, at) "
+        "WHERE connections.id = v.id) ",
+        _INSERT_FRESH_RUNS,
+    )
+)
+
+
+def _fresh_arrays(items: Sequence[SyncRun]) -> dict[str, list[object]]:
+    return {
+        "ids": [r.id for r in items],
+        "users": [r.user_id for r in items],
+        "connections": [r.connection_id for r in items],
+        "triggers": [r.trigger.value for r in items],
+        "statuses": [r.status.value for r in items],
+        "queued": [r.queued_at for r in items],
+        "started": [r.started_at for r in items],
+    }
 
 
 def _fresh(run: SyncRun) -> bool:

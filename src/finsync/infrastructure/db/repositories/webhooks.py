@@ -7,19 +7,20 @@ from datetime import datetime
 from uuid import UUID
 
 import structlog
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import delete, func, insert, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from finsync.domain.ports import Page, PageRequest
 from finsync.domain.webhooks import DeliveryStatus, Webhook, WebhookAttempt, WebhookDelivery
 from finsync.infrastructure.db.mapping import keyset, make_page, to_entity, to_row
-from finsync.infrastructure.db.tables import WebhookAttemptRow, WebhookDeliveryRow, WebhookRow
+from finsync.infrastructure.db.tables import UserRow, WebhookAttemptRow, WebhookDeliveryRow, WebhookRow
 
 log = structlog.get_logger(__name__)
 hooks = WebhookRow.__table__  # type: ignore[attr-defined]
 deliveries = WebhookDeliveryRow.__table__  # type: ignore[attr-defined]
 attempts = WebhookAttemptRow.__table__  # type: ignore[attr-defined]
+users = UserRow.__table__  # type: ignore[attr-defined]
 
 
 class SqlWebhookRepository:
@@ -43,7 +44,16 @@ class SqlWebhookRepository:
         items = [to_entity(Webhook, r) for r in (await self._s.execute(stmt)).mappings()]
         return make_page(items, page, lambda w: (w.id,))
 
-    async def count(self, user_id: UUID) -> int:
+    async def count(self, user_id: UUID, *, lock: bool = False) -> int:
+        """With ``lock``, first serialise with the user's other webhook creations until commit,
+        so a limit checked on this count holds under concurrency: PostgreSQL locks the user row
+        (``FOR NO KEY UPDATE``: inserts referencing the user are not blocked), SQLite takes its
+        one write lock (a write matching no row), which a competing creation waits for."""
+        if lock and self._s.get_bind().dialect.name == "postgresql":
+            mine = select(users.c.id).where(users.c.id == user_id).with_for_update(key_share=True)
+            await self._s.execute(mine)
+        elif lock:
+            await self._s.execute(text("UPDATE webhooks SET id = id WHERE 0 = 1"))
         stmt = select(func.count()).select_from(hooks).where(hooks.c.user_id == user_id)
         return int((await self._s.execute(stmt)).scalar_one())
 
