@@ -212,7 +212,9 @@ class ExchangeAdapter:
     ) -> list[dict[str, Any]]:
         """Everything since the endpoint's cursor (minus the overlap): by offset where the exchange
         pages so (Kraken ``ofs``), else by moving ``since`` past the newest item until a page
-        brings nothing new."""
+        brings nothing new; backwards where the exchange answers the newest first (OKX)."""
+        if endpoint in self.exchange.backwards:
+            return await self._backwards(endpoint, fetch, cursors)
         since = max(EPOCH_MS, int(cursors.get(endpoint, EPOCH_MS)) - OVERLAP_MS)
         items: dict[str, dict[str, Any]] = {}
         offset, cursor = 0, since
@@ -236,7 +238,7 @@ class ExchangeAdapter:
         self, endpoint: str, fetch: Callable[..., Awaitable[list[dict[str, Any]]]], cursors: dict[str, Any]
     ) -> list[dict[str, Any]]:
         window = self.exchange.transfer_window_days
-        if self.exchange.transfers_backwards:
+        if endpoint in self.exchange.backwards:
             return await self._backwards(endpoint, fetch, cursors)
         if window is None:
             return await self._by_time(endpoint, fetch, cursors)
@@ -254,7 +256,9 @@ class ExchangeAdapter:
     async def _backwards(
         self, endpoint: str, fetch: Callable[..., Awaitable[list[dict[str, Any]]]], cursors: dict[str, Any]
     ) -> list[dict[str, Any]]:
-        """Newest first: ask again ``until`` just before the oldest item seen, down to the cursor."""
+        """Newest first: ask again ``until`` the oldest item seen, down to the cursor. That item's
+        own instant is asked again (several fills share a millisecond, and a page may end among
+        them): what was seen is skipped, and a page with nothing new ends the walk."""
         since = max(EPOCH_MS, int(cursors.get(endpoint, EPOCH_MS)) - OVERLAP_MS)
         items: dict[str, dict[str, Any]] = {}
         params: dict[str, Any] = {}
@@ -265,7 +269,7 @@ class ExchangeAdapter:
                 items[str(item.get("id"))] = item
             if not fresh:
                 break
-            params = {"until": min(int(i["timestamp"]) for i in page) - 1}
+            params = {"until": min(int(i["timestamp"]) for i in page)}
             if params["until"] < since:
                 break
         if items:
@@ -381,7 +385,9 @@ class ExchangeAdapter:
     async def _translate(self, exc: Exception) -> ProviderError:
         name, text = self.exchange.display_name, self._text(exc)
         now = self.clock.now()
-        if isinstance(exc, ccxt.DDoSProtection):  # 429, 418 and the exchanges' "too many requests"
+        # 429, 418 and the exchanges' "too many requests" (OKX's 50011 is RateLimitExceeded, which
+        # is not a DDoSProtection in ccxt 4.5)
+        if isinstance(exc, (ccxt.DDoSProtection, ccxt.RateLimitExceeded)):
             until = banned_until(str(exc))
             if until is not None or " 418 " in str(exc):
                 until = until or now + 3600

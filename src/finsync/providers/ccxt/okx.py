@@ -1,5 +1,6 @@
 """OKX. Needs the API passphrase besides key and secret; the key's permissions come from
-``account/config`` (``perm``: ``read_only``, ``trade``, ``withdraw``)."""
+``account/config`` (``perm``: ``read_only``, ``trade``, ``withdraw``). Every history endpoint
+answers its newest 100 first: it is walked backwards (``until``) down to the cursor."""
 
 from __future__ import annotations
 
@@ -28,5 +29,9 @@ EXCHANGE = Exchange(
     credentials=(api_key("OKX → API; choose the Read permission."), secret(), passphrase()),
     settings=OkxSettings,
     permissions=permissions,
+    options={"fetchMarkets": {"types": ["spot"]}},  # one instruments call instead of five
+    # Fills, transfers and bills come newest first, 100 at most, whatever ``begin`` says; the
+    # bills ignore it altogether (ccxt filters them after the call).
+    backwards=frozenset({"trades", "deposits", "withdrawals", "ledger"}),
 )
 METADATA = metadata(EXCHANGE, factory)
