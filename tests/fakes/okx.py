@@ -382,6 +382,26 @@ def seed(store: OkxStore, now: float) -> None:
             "txId": "a1b2c3d4e5f6a1b2c3d4e5f6a1b2c3d4e5f6a1b2c3d4e5f6a1b2c3d4e5f6a1b2",
         }
     )
+    # the trading account's bills: a trade leg and an auto token conversion (type 4), neither income
+    for bill_id, kind, ccy, change in (("6101", "2", "USDT", "-12500"), ("6102", "4", "USDT", "3.2")):
+        store.bills.append(
+            {
+                "bal": "200",
+                "balChg": change,
+                "billId": bill_id,
+                "ccy": ccy,
+                "fee": "0",
+                "instId": "",
+                "instType": "SPOT",
+                "mgnMode": "cash",
+                "notes": "",
+                "ordId": "",
+                "subType": "1",
+                "sz": change.lstrip("-"),
+                "ts": str(t - DAY_MS),
+                "type": kind,
+            }
+        )
     store.withdrawals.append(
         {
             "chain": "USDT-TRC20",

@@ -1,6 +1,7 @@
 """OKX. Needs the API passphrase besides key and secret; the key's permissions come from
 ``account/config`` (``perm``: ``read_only``, ``trade``, ``withdraw``). Every history endpoint
-answers its newest 100 first: it is walked backwards (``until``) down to the cursor."""
+answers its newest 100 first: it is walked backwards (``until``) down to the cursor. Earn
+rewards are not read (see ``ledger`` below)."""
 
 from __future__ import annotations
 
@@ -30,8 +31,11 @@ EXCHANGE = Exchange(
     settings=OkxSettings,
     permissions=permissions,
     options={"fetchMarkets": {"types": ["spot"]}},  # one instruments call instead of five
-    # Fills, transfers and bills come newest first, 100 at most, whatever ``begin`` says; the
-    # bills ignore it altogether (ccxt filters them after the call).
-    backwards=frozenset({"trades", "deposits", "withdrawals", "ledger"}),
+    # Fills and transfers come newest first, 100 at most, whatever ``begin`` says.
+    backwards=frozenset({"trades", "deposits", "withdrawals"}),
+    # ccxt's OKX ledger is the trading account's bills: no earn rewards there (they are paid to
+    # the funding account), and ccxt names an auto token conversion (type 4) "rebate", which
+    # would read as income.
+    ledger=False,
 )
 METADATA = metadata(EXCHANGE, factory)
