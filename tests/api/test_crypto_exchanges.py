@@ -191,6 +191,7 @@ async def test_binance_on_usd_without_a_stored_rate_keeps_quantities_without_val
     assert Decimal(holdings["BTC"]["quantity"]) == Decimal("0.5")
     assert holdings["BTC"]["price_currency"] == "EUR"
     assert all(h["market_value"] is None and h["value_conversion"] is None for h in holdings.values())
+    assert account["balance"] is None  # unknown until a rate is stored, never 0
     assert "no EUR→USD ECB reference rate is stored yet" in account["provider_messages"][0]
 
 

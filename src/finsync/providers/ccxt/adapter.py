@@ -129,6 +129,9 @@ class ExchangeAdapter:
             )
         self._holdings = held
         self._balance = balance
+        # Assets priced in another fiat but with no rate to convert yet: the balance is unknown
+        # (net worth leaves it out and says so) rather than a total that silently lacks them.
+        known = all(price.rate is not None for price in converted.values())
         return [
             ProviderAccount(
                 provider_account_id=self._account_id(balance),
@@ -136,9 +139,9 @@ class ExchangeAdapter:
                 type=AccountType.CRYPTO_WALLET,
                 currency=quote,
                 institution=self.exchange.display_name,
-                balance=cash + value,
+                balance=cash + value if known else None,
                 cash_value=cash,
-                holdings_value=value,
+                holdings_value=value if known else None,
                 balance_at=datetime.fromtimestamp(self.clock.now(), UTC),
                 raw={"assets": sorted(totals), "quote_currency": quote},
             )
@@ -333,7 +336,8 @@ class ExchangeAdapter:
                 self.session.warnings.append(
                     f"{name} has no {quote} price for {which}: they are priced in {fiat}, and no "
                     f"{fiat}→{quote} ECB reference rate is stored yet (finsync stores them with its "
-                    "daily market data refresh), so they keep their quantities without a value"
+                    "daily market data refresh), so they keep their quantities without a value and "
+                    "the account's balance is unknown until then"
                 )
             else:
                 self.session.warnings.append(
