@@ -6,6 +6,7 @@ quote currency and the history, a re-sync duplicates nothing, a failed sync stor
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
+from datetime import date
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -14,8 +15,10 @@ import httpx
 import pytest
 
 from finsync.bootstrap import Container
+from finsync.domain.market import FxFixing
 from finsync.providers.ccxt import limits
 from finsync.providers.ratelimit import SHARED_BUCKETS
+from tests.api.conftest import clock_of
 from tests.api.helpers import register_and_login
 from tests.conftest import api_client, built, make_settings
 from tests.fakes import binance, kraken
@@ -72,7 +75,7 @@ async def api(
         provider_timeout_seconds=2.0,
     )
     async with (
-        built(settings, adapter_options={"clock": clock}) as container,
+        built(settings, adapter_options={"clock": clock}, clock=clock_of(clock)) as container,
         api_client(container) as client,
     ):
         client.headers.update(await register_and_login(client))
@@ -128,6 +131,68 @@ async def test_binance_connect_sync_holdings_history_and_resync(
     again = await api.post(f"/api/v1/connections/{created['id']}/sync")
     assert (await _run(api, again.json()["id"]))["status"] == "succeeded"
     assert len(await _items(api, "/api/v1/transactions")) == 6
+
+
+async def _usd_binance(
+    api: httpx.AsyncClient, store: binance.BinanceStore
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Connect Binance on the default quote currency (USD) and sync: the account and its holdings."""
+    creds = {"apiKey": store.key, "secret": store.secret}
+    created = (
+        await api.post("/api/v1/connections", json={"provider": "binance", "credentials": creds})
+    ).json()
+    run = await _run(api, created["sync_run_id"])
+    assert run["status"] == "succeeded", run
+    [account] = await _items(api, f"/api/v1/accounts?connection_id={created['id']}")
+    holdings = {h["symbol"]: h for h in await _items(api, f"/api/v1/accounts/{account['id']}/holdings")}
+    connection = (await api.get(f"/api/v1/connections/{created['id']}")).json()
+    return account | {"provider_messages": connection["provider_messages"], "run": run}, holdings
+
+
+async def test_binance_on_usd_is_valued_at_its_eur_prices_and_the_stored_ecb_rate(
+    api: httpx.AsyncClient, fake_binance: tuple[binance.BinanceStore, str]
+) -> None:
+    """The sync's day is Thursday 9 October 2025 (the virtual clock): no fixing stored that day,
+    so Wednesday's is used, not Friday's; read from the database the sync runs on."""
+    container: Container = api.container  # type: ignore[attr-defined]
+    async with container.uow() as uow:
+        await uow.market.save_fixings(
+            [
+                FxFixing("USD", date(2025, 10, 8), Decimal("1.1500"), "ecb"),
+                FxFixing("USD", date(2025, 10, 10), Decimal("1.2000"), "ecb"),
+                FxFixing("GBP", date(2025, 10, 8), Decimal("0.8700"), "ecb"),
+            ]
+        )
+        await uow.commit()
+    account, holdings = await _usd_binance(api, fake_binance[0])
+    assert account["currency"] == "USD"
+    btc = holdings["BTC"]
+    assert (btc["currency"], btc["price_currency"]) == ("USD", "EUR")
+    assert Decimal(btc["current_price"]) == Decimal("55500.00")
+    assert Decimal(btc["market_value"]) == Decimal("0.5") * Decimal("55500.00") * Decimal("1.15")
+    assert btc["value_conversion"] == {
+        "rate": "1.1500000000",
+        "rate_date": "2025-10-08",
+        "source": "ECB reference rate",
+    }
+    assert Decimal(holdings["EUR"]["market_value"]) == Decimal("115")
+    assert all(h["market_value"] is not None for h in holdings.values())
+    total = sum(Decimal(h["market_value"]) for h in holdings.values())
+    assert Decimal(account["balance"]) == total
+    said = "converted at the ECB reference rate of 2025-10-08 (1 EUR = 1.15 USD)"
+    assert said in account["provider_messages"][0]
+    assert said in account["run"]["warnings"][0]
+
+
+async def test_binance_on_usd_without_a_stored_rate_keeps_quantities_without_values_and_says_why(
+    api: httpx.AsyncClient, fake_binance: tuple[binance.BinanceStore, str]
+) -> None:
+    account, holdings = await _usd_binance(api, fake_binance[0])
+    assert Decimal(holdings["BTC"]["quantity"]) == Decimal("0.5")
+    assert holdings["BTC"]["price_currency"] == "EUR"
+    assert all(h["market_value"] is None and h["value_conversion"] is None for h in holdings.values())
+    assert account["balance"] is None  # unknown until a rate is stored, never 0
+    assert "no EUR→USD ECB reference rate is stored yet" in account["provider_messages"][0]
 
 
 async def test_a_refused_key_is_a_422_and_nothing_is_stored(

@@ -37,13 +37,16 @@ class BinanceStore:
     key: str = "fake-binance-key-0001"
     secret: str = "fake-binance-secret-0001"
     uid: int = 354937868
-    # symbol id → (base, quote)
+    # symbol id → (base, quote). As on the real Binance: USDT, EUR and BTC markets, no USD ones
+    # (USDT is a coin, not the dollar).
     markets: dict[str, tuple[str, str]] = field(
         default_factory=lambda: {
             "BTCUSDT": ("BTC", "USDT"),
             "ETHUSDT": ("ETH", "USDT"),
             "ETHBTC": ("ETH", "BTC"),
             "EURUSDT": ("EUR", "USDT"),
+            "BTCEUR": ("BTC", "EUR"),
+            "ETHEUR": ("ETH", "EUR"),
             "SHIBUSDT": ("SHIB", "USDT"),
             "BNBUSDT": ("BNB", "USDT"),
         }
@@ -54,6 +57,8 @@ class BinanceStore:
             "ETHUSDT": "3000.00",
             "ETHBTC": "0.05",
             "EURUSDT": "1.0800",
+            "BTCEUR": "55500.00",
+            "ETHEUR": "2780.00",
             "SHIBUSDT": "0.00002500",
             "BNBUSDT": "600.00",
         }

@@ -60,7 +60,22 @@ class AccountValued(AccountPublic):
     )
 
 
+class ValueConversionOut(BaseModel):
+    """How the provider's value of a holding was converted from its ``price_currency``."""
+
+    rate: Amount = Field(description="Units of the holding's `currency` per unit of its `price_currency`")
+    rate_date: date | None = Field(
+        description="Day of the reference fixing used (the last on or before the sync)"
+    )
+    source: str = Field(description="Where the rate comes from, e.g. `ECB reference rate`")
+
+
 class HoldingValued(HoldingPublic):
+    value_conversion: ValueConversionOut | None = Field(
+        default=None,
+        description="Set when market_value was converted from price_currency at a stored reference rate "
+        "at sync time: e.g. Binance, which has no USD markets, valued in EUR for a USD account",
+    )
     valuation_source: str | None = Field(
         default=None, description="With ?currency=: `market:<source>` (our close) or `provider` (theirs)"
     )

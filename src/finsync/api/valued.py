@@ -15,6 +15,7 @@ from finsync.api.analytics_schemas import (
     CurrencyTotalValued,
     HoldingValued,
     NetWorthValued,
+    ValueConversionOut,
 )
 from finsync.application.preferences import check_currency
 from finsync.application.valuation import (
@@ -29,6 +30,7 @@ from finsync.bootstrap import Container
 from finsync.domain.entities import Account, Holding, User
 from finsync.domain.market import instrument_key
 from finsync.domain.ports import UnitOfWork
+from finsync.domain.records import VALUE_CONVERSION
 
 _LOOKBACK = timedelta(days=14)
 
@@ -68,6 +70,10 @@ async def holdings_in(
     uow: UnitOfWork, container: Container, holdings: Sequence[Holding], currency: str | None
 ) -> list[HoldingValued]:
     out = [HoldingValued.model_validate(h, from_attributes=True) for h in holdings]
+    for valued, holding in zip(out, holdings, strict=True):
+        conversion = holding.raw.get(VALUE_CONVERSION)
+        if isinstance(conversion, dict):
+            valued.value_conversion = ValueConversionOut.model_validate(conversion)
     if currency is None:
         return out
     target = await check_currency(uow, currency)

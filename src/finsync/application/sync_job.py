@@ -16,6 +16,7 @@ from datetime import datetime
 import structlog
 
 from finsync.application.sync import SNAPSHOT_SOURCE, Fetched, session_of, write_fetched
+from finsync.application.valuation import StoredRates
 from finsync.application.webhooks import WebhookEvents, connection_data, run_data
 from finsync.domain.entities import Connection, SyncRun, utcnow
 from finsync.domain.enums import Capability, ConnectionStatus, SyncStatus
@@ -88,6 +89,7 @@ class SyncRunner:
         )
         try:
             session = session_of(connection, self._cipher, present)
+            session.rates = StoredRates(self._uow, self._clock().date())  # values in a fiat it lacks
             original = dict(session.credentials)
             fetched = await self._fetch(connection.provider, session)
             return await self._finish(run, connection, session, original, started, fetched=fetched)

@@ -18,9 +18,9 @@ from uuid import UUID
 from finsync.domain.analytics_ports import PositionSpan
 from finsync.domain.entities import Account, Holding, User
 from finsync.domain.enums import AccountType
-from finsync.domain.fx import RateBook, in_minor_units
+from finsync.domain.fx import Rate, RateBook, in_minor_units
 from finsync.domain.market import Instrument, PriceBar, instrument_key
-from finsync.domain.ports import AccountFilter, PageRequest, UnitOfWork
+from finsync.domain.ports import AccountFilter, PageRequest, UnitOfWork, UnitOfWorkFactory
 from finsync.domain.reach import Duplicates, resolve
 from finsync.domain.worth import LIABILITY_TYPES, signed
 
@@ -65,6 +65,24 @@ async def load_book(
 ) -> RateBook:
     """Fixings up to ``until`` (from ``since`` on, plus the last before it) as a RateBook."""
     return RateBook.of(await uow.market.fixings(until, since, currencies))
+
+
+class StoredRates:
+    """``ReferenceRates`` over the stored fixings, for one day (a sync's): read only when an
+    adapter asks (most never do), each pair once, in a short transaction of its own, so the
+    provider calls around it hold no database connection."""
+
+    def __init__(self, uow: UnitOfWorkFactory, day: date) -> None:
+        self._uow, self.day = uow, day
+        self._known: dict[tuple[str, str], Rate | None] = {}
+
+    async def rate(self, base: str, quote: str) -> Rate | None:
+        key = (base.upper(), quote.upper())
+        if key not in self._known:
+            async with self._uow() as uow:
+                book = await load_book(uow, self.day, self.day, set(key))
+            self._known[key] = book.rate(*key, self.day)
+        return self._known[key]
 
 
 @dataclass(frozen=True, slots=True)

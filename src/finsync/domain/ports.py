@@ -34,6 +34,7 @@ from finsync.domain.enums import (
     TransactionSubtype,
     TransactionType,
 )
+from finsync.domain.fx import Rate
 from finsync.domain.jobs import Job
 from finsync.domain.reach import Reach
 from finsync.domain.records import (
@@ -705,6 +706,17 @@ class PersonPresent:
     user_agent: str | None = None
 
 
+class ReferenceRates(Protocol):
+    """Stored reference rates (the ECB's euro fixings, crossed through EUR) on the day of one
+    sync: how an adapter values in the connection's currency what the provider prices only in
+    another fiat currency (Binance has EUR markets but no USD ones)."""
+
+    async def rate(self, base: str, quote: str) -> Rate | None:
+        """``quote`` per 1 ``base`` on the sync's day, or the last earlier fixing when that day has
+        none (the rate names its day); None when no fixing of either is stored yet."""
+        ...
+
+
 @dataclass(slots=True, kw_only=True)
 class ProviderSession:
     """What an adapter gets for one sync: decrypted credentials and its own persisted state.
@@ -725,6 +737,8 @@ class ProviderSession:
     warnings: list[str] = field(default_factory=list)
     # Set when the person asked for this sync and is there (None: a scheduled, unattended one).
     present: PersonPresent | None = None
+    # Stored reference rates for this sync's day (None outside a sync, e.g. when a key is checked).
+    rates: ReferenceRates | None = None
 
 
 @runtime_checkable

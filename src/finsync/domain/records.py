@@ -35,6 +35,12 @@ class ProviderAccount:
     iban: str | None = None
 
 
+VALUE_CONVERSION = "value_conversion"
+"""Key of a holding's ``raw`` where an adapter that converted ``market_value`` from
+``price_currency`` at a reference rate says so: ``{"rate": "1.16", "rate_date": "2025-10-10",
+"source": "ECB reference rate"}`` (rate: ``currency`` units per 1 ``price_currency``)."""
+
+
 @dataclass(slots=True, kw_only=True)
 class ProviderHolding:
     symbol: str

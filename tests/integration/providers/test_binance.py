@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from datetime import date
 from decimal import Decimal
 from typing import Any
 
@@ -12,7 +13,9 @@ import pytest
 
 from finsync.domain.enums import AssetType, TransactionSubtype, TransactionType
 from finsync.domain.errors import InvalidInput, ProviderAuthError, ProviderError, RateLimited, Unavailable
+from finsync.domain.fx import Rate, RateBook
 from finsync.domain.ports import ProviderSession
+from finsync.domain.records import ProviderAccount, ProviderHolding
 from finsync.infrastructure.db.engine import create_engine
 from finsync.infrastructure.ratelimits import PgBucket, PgBuckets
 from finsync.providers.ccxt import binance, limits
@@ -130,8 +133,9 @@ async def test_balances_become_holdings_valued_in_the_quote_currency_from_binanc
     assert btc.asset_type is AssetType.CRYPTO
     assert btc.price_currency == "EUR"
     assert btc.currency == "EUR"
-    # BTC/USDT 60000 ÷ EUR/USDT 1.08: priced through the exchange's own tickers, exactly
-    assert btc.current_price == Decimal("60000.00") / Decimal("1.0800")
+    assert btc.current_price == Decimal("55500.00")  # BTC/EUR, the exchange's own ticker
+    # SHIB/USDT 0.000025 ÷ EUR/USDT 1.08: through one bridge asset when there is no direct pair, exactly
+    assert held["SHIB"].current_price == Decimal("0.00002500") / Decimal("1.0800")
     assert held["ETH"].quantity == Decimal("2.5")  # free + locked
     assert held["SHIB"].quantity == Decimal("1000000")
     assert held["SHIB"].market_value is not None
@@ -145,6 +149,106 @@ async def test_balances_become_holdings_valued_in_the_quote_currency_from_binanc
         "/api/v3/account",
         "/api/v3/ticker/24hr",
     ]
+
+
+class BookRates:
+    """The sync's reference rates (``StoredRates`` reads them from the database) over fixings in
+    memory, on one day; records what the adapter asked."""
+
+    def __init__(self, fixings: list[tuple[str, date, Decimal]], day: date) -> None:
+        self.book, self.day = RateBook.of(fixings), day
+        self.asked: list[tuple[str, str]] = []
+
+    async def rate(self, base: str, quote: str) -> Rate | None:
+        self.asked.append((base, quote))
+        return self.book.rate(base, quote, self.day)
+
+
+SUNDAY = date(2025, 10, 12)
+FIXINGS = [("USD", date(2025, 10, 9), Decimal("1.1500")), ("USD", date(2025, 10, 10), Decimal("1.1600"))]
+
+
+async def _usd_holdings(
+    url: str, store: BinanceStore, clock: VirtualClock, rates: BookRates | None
+) -> tuple[ProviderAccount, dict[str, ProviderHolding], list[str]]:
+    session = _session(store, quote_currency="USD")
+    session.rates = rates
+    usd = _build(url, session, clock)
+    try:
+        [account] = await usd.fetch_accounts()
+        held = {h.symbol: h for h in await usd.fetch_holdings(account)}
+    finally:
+        await usd.aclose()
+    return account, held, session.warnings
+
+
+async def test_on_usd_binance_values_at_its_eur_prices_and_the_ecb_rate_of_the_day(
+    url: str, store: BinanceStore, clock: VirtualClock
+) -> None:
+    """Binance has no USD market (USDT is a coin, not the dollar): each asset is priced in EUR,
+    which Binance quotes, and converted at the last ECB fixing on or before the sync's day."""
+    rates = BookRates([*FIXINGS, ("USD", date(2025, 10, 13), Decimal("1.2000"))], SUNDAY)
+    account, held, warnings = await _usd_holdings(url, store, clock, rates)
+    assert rates.asked == [("EUR", "USD")]  # one rate for every asset
+    assert account.currency == "USD"
+    assert set(held) == {"BTC", "ETH", "SHIB", "USDT", "EUR"}  # EUR is not cash in a USD account
+    rate = Decimal("1.16")  # Friday's fixing: none on Sunday, and Monday's is later
+    btc = held["BTC"]
+    assert (btc.price_currency, btc.current_price, btc.currency) == ("EUR", Decimal("55500.00"), "USD")
+    assert btc.market_value == Decimal("0.5") * Decimal("55500.00") * rate
+    assert btc.raw["value_conversion"] == {
+        "rate": "1.1600000000",
+        "rate_date": "2025-10-10",
+        "source": "ECB reference rate",
+    }
+    assert held["ETH"].market_value == Decimal("2.5") * Decimal("2780.00") * rate
+    # USDT is valued like any coin, through EUR/USDT: never taken as one dollar
+    usdt = held["USDT"]
+    assert usdt.price_currency == "EUR"
+    assert usdt.market_value == Decimal("150.25") / Decimal("1.0800") * rate
+    assert held["SHIB"].market_value == Decimal(1000000) * (Decimal("0.00002500") / Decimal("1.0800")) * rate
+    euros = held["EUR"]  # fiat cash is its own price: converted at the rate itself
+    assert (euros.asset_type, euros.current_price, euros.market_value) == (AssetType.CASH, 1, Decimal(116))
+    total = sum((h.market_value or Decimal(0) for h in held.values()), Decimal(0))
+    assert (account.holdings_value, account.cash_value, account.balance) == (total, 0, total)
+    assert warnings == [
+        "Binance has no USD price for BTC, ETH, EUR, SHIB, USDT: valued at Binance's EUR prices, "
+        "converted at the ECB reference rate of 2025-10-10 (1 EUR = 1.16 USD)"
+    ]
+
+
+@pytest.mark.parametrize("stored", [[], None], ids=["no-fixing-yet", "no-rates-port"])
+async def test_without_a_stored_rate_usd_holdings_keep_their_quantities_and_say_why(
+    url: str, store: BinanceStore, clock: VirtualClock, stored: list[tuple[str, date, Decimal]] | None
+) -> None:
+    rates = None if stored is None else BookRates(stored, SUNDAY)
+    account, held, warnings = await _usd_holdings(url, store, clock, rates)
+    assert held["BTC"].quantity == Decimal("0.5")
+    assert (held["BTC"].current_price, held["BTC"].price_currency) == (Decimal("55500.00"), "EUR")
+    assert all(h.market_value is None for h in held.values())
+    assert "value_conversion" not in held["BTC"].raw
+    # the balance is unknown, not the cash alone (0): net worth leaves it out and says so
+    assert (account.balance, account.holdings_value, account.cash_value) == (None, None, 0)
+    [said] = warnings
+    assert said.startswith("Binance has no USD price for BTC, ETH, EUR, SHIB, USDT: they are priced in EUR")
+    assert "no EUR→USD ECB reference rate is stored yet" in said
+
+
+async def test_a_quote_binance_has_markets_in_needs_no_reference_rate(
+    url: str, store: BinanceStore, clock: VirtualClock
+) -> None:
+    rates = BookRates(FIXINGS, SUNDAY)
+    session = _session(store)  # EUR
+    session.rates = rates
+    eur = _build(url, session, clock)
+    try:
+        [account] = await eur.fetch_accounts()
+        held = await eur.fetch_holdings(account)
+    finally:
+        await eur.aclose()
+    assert rates.asked == []
+    assert {h.price_currency for h in held} == {"EUR"}
+    assert session.warnings == []
 
 
 async def test_trades_transfers_and_fees_with_their_assets(
@@ -259,7 +363,7 @@ async def test_symbols_come_from_balances_and_from_past_trades(
     await adapter.fetch_transactions(account)
     asked = {q["symbol"] for p, q in store.requests if p.endswith("myTrades")}
     # BTC, ETH, SHIB and EUR are held; BNB was traded before though none is held now
-    assert asked == {"BTCUSDT", "ETHUSDT", "ETHBTC", "SHIBUSDT", "EURUSDT", "BNBUSDT"}
+    assert asked == {"BTCUSDT", "ETHUSDT", "ETHBTC", "SHIBUSDT", "EURUSDT", "BTCEUR", "ETHEUR", "BNBUSDT"}
 
 
 @pytest.mark.parametrize(

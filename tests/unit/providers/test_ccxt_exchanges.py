@@ -3,13 +3,16 @@ pure mappers from ccxt's unified records."""
 
 from __future__ import annotations
 
+from datetime import date
 from decimal import Decimal
 
 import ccxt.async_support as ccxt
 import pytest
 
 from finsync.domain.enums import AssetType, TransactionStatus, TransactionSubtype, TransactionType
+from finsync.domain.fx import Rate, RateBook
 from finsync.providers.ccxt import EXCHANGES, mappers
+from finsync.providers.ccxt.adapter import _fiats
 from finsync.providers.ccxt.limits import banned_until
 from finsync.providers.common import Wire
 
@@ -58,6 +61,63 @@ def test_holdings_value_assets_and_keep_the_quote_currency_as_cash() -> None:
 def test_a_fiat_balance_in_another_currency_is_a_cash_holding() -> None:
     held, *_ = mappers.holdings(WIRE, {"GBP": "5"}, "USD", {"GBP": Decimal("1.25")})
     assert held[0].asset_type is AssetType.CASH
+
+
+def test_an_asset_priced_in_another_fiat_is_converted_at_its_reference_rate() -> None:
+    """GBP quote on an exchange quoting EUR: the EUR price stays the holding's price (its
+    ``price_currency``), the value is in GBP at the cross rate through EUR of the last fixing."""
+    book = RateBook.of(
+        [("GBP", date(2025, 10, 10), Decimal("0.8700")), ("USD", date(2025, 10, 10), Decimal("1.16"))]
+    )
+    rate = book.rate("EUR", "GBP", date(2025, 10, 12))
+    assert rate is not None
+    totals = {"BTC": "0.5", "GBP": "20", "PEPE": "3", "DOGE": "1"}
+    in_fiat = {
+        "BTC": mappers.FiatPrice(Decimal("55500"), "EUR", rate),
+        "DOGE": mappers.FiatPrice(Decimal("0.2"), "EUR", None),
+    }
+    held, cash, value, unpriced = mappers.holdings(WIRE, totals, "GBP", {}, in_fiat)
+    by = {h.symbol: h for h in held}
+    btc = by["BTC"]
+    assert (btc.currency, btc.price_currency, btc.current_price) == ("GBP", "EUR", Decimal(55500))
+    assert btc.market_value == Decimal("24142.5")  # 0.5 * 55500 * 0.87
+    assert btc.raw["value_conversion"] == {
+        "rate": "0.8700000000",
+        "rate_date": "2025-10-10",
+        "source": "ECB reference rate",
+    }
+    doge = by["DOGE"]  # priced, but no rate stored yet: no value, and not "unpriced" either
+    assert (doge.price_currency, doge.current_price, doge.market_value) == ("EUR", Decimal("0.2"), None)
+    assert (cash, value, unpriced) == (Decimal(20), Decimal("24142.5"), ["PEPE"])
+
+
+def test_a_price_in_the_quote_currency_wins_over_one_in_another_fiat() -> None:
+    rate = Rate("EUR", "USD", Decimal("1.16"), date(2025, 10, 10))
+    held, *_ = mappers.holdings(
+        WIRE,
+        {"BTC": "1"},
+        "USD",
+        {"BTC": Decimal(64000)},
+        {"BTC": mappers.FiatPrice(Decimal(55500), "EUR", rate)},
+    )
+    assert (held[0].price_currency, held[0].market_value) == ("USD", Decimal(64000))
+    assert "value_conversion" not in held[0].raw
+
+
+def test_the_fiat_to_price_in_is_eur_first_then_the_one_with_most_markets() -> None:
+    def market(base: str, quote: str) -> dict[str, str]:
+        return {"base": base, "quote": quote}
+
+    markets = {
+        "BTC/TRY": market("BTC", "TRY"),
+        "ETH/TRY": market("ETH", "TRY"),
+        "BTC/BRL": market("BTC", "BRL"),
+        "EUR/USDT": market("EUR", "USDT"),
+        "BTC/USDT": market("BTC", "USDT"),
+        "USDT/ARS": market("USDT", "ARS"),  # no ECB rate: never a currency to convert from
+    }
+    assert _fiats(markets, "USD") == ["EUR", "TRY", "BRL"]
+    assert _fiats(markets, "EUR") == ["TRY", "BRL"]
 
 
 def test_a_sell_gives_the_quote_asset_and_keeps_a_fee_in_another_asset() -> None:

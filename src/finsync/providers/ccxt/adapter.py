@@ -2,7 +2,11 @@
 ``enableRateLimit``, paced by the exchange's shared budget (``limits.py``) on the host clock.
 
 One connection (one API key) is one account: its holdings are the non-zero balances, valued
-in the connection's quote currency from the exchange's own tickers at sync time. History is
+in the connection's quote currency from the exchange's own tickers at sync time. An asset the
+exchange cannot price in that currency (Binance has no USD markets, and USDT is not USD) is
+priced in a fiat currency it does quote (EUR first) and converted at the stored ECB reference
+rate of the sync's day, which the sync hands in (``ProviderSession.rates``): the adapter reads
+no database. History is
 read incrementally per endpoint from ``session.state["cursors"][account]`` with an overlap
 (the store de-duplicates by id), so a sync after a failure re-reads what it missed.
 """
@@ -27,6 +31,7 @@ from finsync.domain.errors import (
     RateLimited,
     Unavailable,
 )
+from finsync.domain.market import ECB_CURRENCIES, EUR
 from finsync.domain.money import is_iso_currency
 from finsync.domain.ports import ProviderSession
 from finsync.domain.records import ProviderAccount, ProviderHolding, ProviderTransaction, TransactionBatch
@@ -114,8 +119,9 @@ class ExchangeAdapter:
         await self._call(self.ex.load_markets)
         balance = await self._call(self.ex.fetch_balance)
         totals = {k: v for k, v in (balance.get("total") or {}).items() if v not in (None, "") and Decimal(v)}
-        prices = await self._prices(set(totals), quote)
-        held, cash, value, unpriced = mappers.holdings(self.wire, totals, quote, prices)
+        prices, in_fiat = await self._prices(set(totals), quote)
+        converted = await self._convert(in_fiat, quote)
+        held, cash, value, unpriced = mappers.holdings(self.wire, totals, quote, prices, converted)
         if unpriced:
             self.session.warnings.append(
                 f"{self.exchange.display_name} lists no {quote} price for {', '.join(unpriced)}: "
@@ -123,6 +129,9 @@ class ExchangeAdapter:
             )
         self._holdings = held
         self._balance = balance
+        # Assets priced in another fiat but with no rate to convert yet: the balance is unknown
+        # (net worth leaves it out and says so) rather than a total that silently lacks them.
+        known = all(price.rate is not None for price in converted.values())
         return [
             ProviderAccount(
                 provider_account_id=self._account_id(balance),
@@ -130,9 +139,9 @@ class ExchangeAdapter:
                 type=AccountType.CRYPTO_WALLET,
                 currency=quote,
                 institution=self.exchange.display_name,
-                balance=cash + value,
+                balance=cash + value if known else None,
                 cash_value=cash,
-                holdings_value=value,
+                holdings_value=value if known else None,
                 balance_at=datetime.fromtimestamp(self.clock.now(), UTC),
                 raw={"assets": sorted(totals), "quote_currency": quote},
             )
@@ -206,7 +215,9 @@ class ExchangeAdapter:
     ) -> list[dict[str, Any]]:
         """Everything since the endpoint's cursor (minus the overlap): by offset where the exchange
         pages so (Kraken ``ofs``), else by moving ``since`` past the newest item until a page
-        brings nothing new."""
+        brings nothing new; backwards where the exchange answers the newest first (OKX)."""
+        if endpoint in self.exchange.backwards:
+            return await self._backwards(endpoint, fetch, cursors)
         since = max(EPOCH_MS, int(cursors.get(endpoint, EPOCH_MS)) - OVERLAP_MS)
         items: dict[str, dict[str, Any]] = {}
         offset, cursor = 0, since
@@ -230,7 +241,7 @@ class ExchangeAdapter:
         self, endpoint: str, fetch: Callable[..., Awaitable[list[dict[str, Any]]]], cursors: dict[str, Any]
     ) -> list[dict[str, Any]]:
         window = self.exchange.transfer_window_days
-        if self.exchange.transfers_backwards:
+        if endpoint in self.exchange.backwards:
             return await self._backwards(endpoint, fetch, cursors)
         if window is None:
             return await self._by_time(endpoint, fetch, cursors)
@@ -248,7 +259,9 @@ class ExchangeAdapter:
     async def _backwards(
         self, endpoint: str, fetch: Callable[..., Awaitable[list[dict[str, Any]]]], cursors: dict[str, Any]
     ) -> list[dict[str, Any]]:
-        """Newest first: ask again ``until`` just before the oldest item seen, down to the cursor."""
+        """Newest first: ask again ``until`` the oldest item seen, down to the cursor. That item's
+        own instant is asked again (several fills share a millisecond, and a page may end among
+        them): what was seen is skipped, and a page with nothing new ends the walk."""
         since = max(EPOCH_MS, int(cursors.get(endpoint, EPOCH_MS)) - OVERLAP_MS)
         items: dict[str, dict[str, Any]] = {}
         params: dict[str, Any] = {}
@@ -259,7 +272,7 @@ class ExchangeAdapter:
                 items[str(item.get("id"))] = item
             if not fresh:
                 break
-            params = {"until": min(int(i["timestamp"]) for i in page) - 1}
+            params = {"until": min(int(i["timestamp"]) for i in page)}
             if params["until"] < since:
                 break
         if items:
@@ -268,21 +281,32 @@ class ExchangeAdapter:
 
     # --- prices ---------------------------------------------------------------------------
 
-    async def _prices(self, assets: set[str], quote: str) -> dict[str, Decimal]:
+    async def _prices(
+        self, assets: set[str], quote: str
+    ) -> tuple[dict[str, Decimal], dict[str, tuple[str, Decimal]]]:
         """Each asset's price in ``quote`` from the exchange's tickers: a direct pair, its
-        inverse, or through one bridge asset (USDT, BTC…). One tickers call."""
+        inverse, or through one bridge asset (USDT, BTC…). An asset with no route to ``quote``
+        is priced instead in a fiat currency the ECB fixes and the exchange quotes (EUR first;
+        a fiat balance is its own price, 1): returned as asset → (that currency, price), for
+        ``_convert``. One tickers call."""
         markets = self.ex.markets or {}
-        routes: dict[str, list[tuple[str, bool]]] = {}
+        fiats = _fiats(markets, quote)
+        routes: dict[str, tuple[str, list[tuple[str, bool]]]] = {}
         for asset in assets - {quote}:
-            route = _route(markets, asset, quote)
-            if route:
-                routes[asset] = route
-        symbols = sorted({symbol for route in routes.values() for symbol, _ in route})
-        if not symbols:
-            return {}
-        tickers = await self._call(self.ex.fetch_tickers, symbols)
+            if route := _route(markets, asset, quote):
+                routes[asset] = (quote, route)
+            elif asset in ECB_CURRENCIES:
+                routes[asset] = (asset, [])  # fiat cash: converted at the reference rate itself
+            else:
+                for fiat in fiats:
+                    if route := _route(markets, asset, fiat):
+                        routes[asset] = (fiat, route)
+                        break
+        symbols = sorted({symbol for _, route in routes.values() for symbol, _ in route})
+        tickers = await self._call(self.ex.fetch_tickers, symbols) if symbols else {}
         prices: dict[str, Decimal] = {}
-        for asset, route in routes.items():
+        in_fiat: dict[str, tuple[str, Decimal]] = {}
+        for asset, (currency, route) in routes.items():
             price: Decimal | None = Decimal(1)
             for symbol, inverse in route:
                 last = (tickers.get(symbol) or {}).get("last")
@@ -290,9 +314,38 @@ class ExchangeAdapter:
                     price = None
                     break
                 price = price / Decimal(last) if inverse else price * Decimal(last)
-            if price is not None:
+            if price is not None and currency == quote:
                 prices[asset] = price
-        return prices
+            elif price is not None:
+                in_fiat[asset] = (currency, price)
+        return prices, in_fiat
+
+    async def _convert(
+        self, in_fiat: dict[str, tuple[str, Decimal]], quote: str
+    ) -> dict[str, mappers.FiatPrice]:
+        """Prices in another fiat currency with the reference rate to ``quote`` of the sync's
+        day, and a message saying so (or saying why there is no value: no rate stored yet)."""
+        name, rates = self.exchange.display_name, self.session.rates
+        converted: dict[str, mappers.FiatPrice] = {}
+        for fiat in sorted({currency for currency, _ in in_fiat.values()}):
+            assets = sorted(a for a, (currency, _) in in_fiat.items() if currency == fiat)
+            rate = None if rates is None else await rates.rate(fiat, quote)
+            converted |= {a: mappers.FiatPrice(in_fiat[a][1], fiat, rate) for a in assets}
+            which = ", ".join(assets)
+            if rate is None:
+                self.session.warnings.append(
+                    f"{name} has no {quote} price for {which}: they are priced in {fiat}, and no "
+                    f"{fiat}→{quote} ECB reference rate is stored yet (finsync stores them with its "
+                    "daily market data refresh), so they keep their quantities without a value and "
+                    "the account's balance is unknown until then"
+                )
+            else:
+                self.session.warnings.append(
+                    f"{name} has no {quote} price for {which}: valued at {name}'s {fiat} prices, "
+                    f"converted at the ECB reference rate of {rate.day} "
+                    f"(1 {fiat} = {rate.value.normalize():f} {quote})"
+                )
+        return converted
 
     # --- plumbing ---------------------------------------------------------------------------
 
@@ -336,7 +389,9 @@ class ExchangeAdapter:
     async def _translate(self, exc: Exception) -> ProviderError:
         name, text = self.exchange.display_name, self._text(exc)
         now = self.clock.now()
-        if isinstance(exc, ccxt.DDoSProtection):  # 429, 418 and the exchanges' "too many requests"
+        # 429, 418 and the exchanges' "too many requests" (OKX's 50011 is RateLimitExceeded, which
+        # is not a DDoSProtection in ccxt 4.5)
+        if isinstance(exc, (ccxt.DDoSProtection, ccxt.RateLimitExceeded)):
             until = banned_until(str(exc))
             if until is not None or " 418 " in str(exc):
                 until = until or now + 3600
@@ -390,6 +445,17 @@ def _route(markets: dict[str, Any], asset: str, quote: str) -> list[tuple[str, b
         if f"{quote}/{bridge}" in markets:
             return [(f"{asset}/{bridge}", False), (f"{quote}/{bridge}", True)]
     return []
+
+
+def _fiats(markets: dict[str, Any], quote: str) -> list[str]:
+    """Fiat currencies (fixed by the ECB) the exchange has markets in, other than ``quote``:
+    EUR first (every ECB rate is per euro: one fixing, no cross), then by number of markets."""
+    count: dict[str, int] = {}
+    for market in markets.values():
+        for side in (market.get("base"), market.get("quote")):
+            if side in ECB_CURRENCIES and side != quote:
+                count[side] = count.get(side, 0) + 1
+    return sorted(count, key=lambda c: (c != EUR, -count[c], c))
 
 
 def _seconds(value: Any) -> float | None:

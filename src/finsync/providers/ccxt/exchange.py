@@ -74,9 +74,11 @@ class Exchange:
     trade_id_param: str | None = None
     # Offset paging (Kraken ``ofs``) for trades and the ledger instead of ``since`` windows.
     offset_param: str | None = None
-    # Deposit/withdrawal lists answer the newest first and ignore a cursor (Kraken): page backwards
-    # with ``until`` from now to the cursor instead of forwards with ``since``.
-    transfers_backwards: bool = False
+    # Endpoints ("trades", "deposits", "withdrawals", "ledger") that answer the newest page first
+    # whatever ``since`` says (Kraken's transfers; every OKX history): walk them backwards with
+    # ``until`` from now down to the cursor, as moving ``since`` past the newest item would skip
+    # every older one.
+    backwards: frozenset[str] = frozenset()
     # Longest window a deposit/withdrawal query may span, in days (Binance: 90); None: no limit.
     transfer_window_days: int | None = None
     # Error texts ccxt raises as plain ExchangeError that mean a refused key (Kraken).

@@ -21,7 +21,7 @@ EXCHANGE = Exchange(
     credentials=(api_key("Kraken → Settings → API; grant Query Funds and Query Ledger Entries."), secret()),
     settings=KrakenSettings,
     offset_param="ofs",
-    transfers_backwards=True,
+    backwards=frozenset({"deposits", "withdrawals"}),
     auth_errors=("EAPI:Invalid key", "EAPI:Invalid signature", "EGeneral:Permission denied"),
 )
 METADATA = metadata(EXCHANGE, factory)

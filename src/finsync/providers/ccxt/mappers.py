@@ -2,7 +2,10 @@
 
 Asset codes are not currencies (``domain.money.asset_code``): a holding's ``symbol`` is the
 asset and its ``quantity`` the amount held, while its value is in the connection's quote
-currency (ISO-4217). A trade's cash leg is in the pair's quote asset, which may be a coin
+currency (ISO-4217). An asset the exchange cannot price in the quote currency (Binance has
+no USD markets) may be priced in another fiat currency it quotes (``FiatPrice``): its
+``price_currency`` says which, and its value is converted at a stored reference rate.
+A trade's cash leg is in the pair's quote asset, which may be a coin
 (``USDT``): its ``currency`` is that asset code, never a pretended ISO code, so analytics
 that convert currencies leave it out rather than misread it. Numbers arrive from ccxt as
 strings (``exchange.number = str``) and become Decimals exactly.
@@ -11,19 +14,34 @@ strings (``exchange.number = str``) and become Decimals exactly.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
 from finsync.domain.enums import AssetType, TransactionStatus, TransactionSubtype, TransactionType
+from finsync.domain.fx import Rate
 from finsync.domain.money import asset_code, is_iso_currency
-from finsync.domain.records import ProviderHolding, ProviderTransaction
+from finsync.domain.records import VALUE_CONVERSION, ProviderHolding, ProviderTransaction
 from finsync.providers.common import Wire
 
-__all__ = ["Prices", "holdings", "ledger_income", "trade", "transfer"]
+__all__ = ["FiatPrice", "Prices", "holdings", "ledger_income", "trade", "transfer"]
 
 Prices = Mapping[str, Decimal]
 """Asset code → price in the quote currency (the quote currency itself is 1)."""
+
+
+@dataclass(frozen=True, slots=True)
+class FiatPrice:
+    """An asset's price in ``currency``, a fiat currency the exchange quotes other than the
+    connection's, and ``rate`` (quote-currency units per 1 ``currency``, from a stored
+    reference rate of ``rate.day``) that converts its value; ``rate`` None: none stored yet,
+    so the holding keeps its price and quantity but has no value."""
+
+    price: Decimal
+    currency: str
+    rate: Rate | None
+
 
 _STATUS = {
     "ok": TransactionStatus.SETTLED,
@@ -50,12 +68,18 @@ def _raw(item: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def holdings(
-    wire: Wire, totals: Mapping[str, Any], quote: str, prices: Prices
+    wire: Wire,
+    totals: Mapping[str, Any],
+    quote: str,
+    prices: Prices,
+    in_fiat: Mapping[str, FiatPrice] | None = None,
 ) -> tuple[list[ProviderHolding], Decimal, Decimal, list[str]]:
     """Non-zero balances as holdings (the quote currency's own balance is cash).
 
-    Returns the holdings, the cash in ``quote``, the value of the priced holdings and the
-    assets the exchange has no price for (their holdings carry no value)."""
+    ``prices`` are in ``quote``; an asset missing there may be in ``in_fiat``, priced in another
+    fiat currency and valued at its reference rate (said in ``raw[VALUE_CONVERSION]``). Returns the holdings,
+    the cash in ``quote``, the value of the valued holdings and the assets the exchange has no
+    price for at all (their holdings carry no value)."""
     held: list[ProviderHolding] = []
     cash, value, unpriced = Decimal(0), Decimal(0), []
     for code, amount in sorted(totals.items()):
@@ -68,23 +92,34 @@ def holdings(
         if asset == quote:
             cash += quantity
             continue
-        price = prices.get(asset)
+        raw: dict[str, Any] = {"asset": asset, "total": str(amount)}
+        price, price_currency = prices.get(asset), quote
         market_value = None if price is None else quantity * price
-        if price is None:
+        fiat = (in_fiat or {}).get(asset) if price is None else None
+        if fiat is not None:
+            price, price_currency = fiat.price, fiat.currency
+            if fiat.rate is not None:
+                market_value = quantity * fiat.price * fiat.rate.value
+                raw[VALUE_CONVERSION] = {
+                    "rate": str(fiat.rate.value),
+                    "rate_date": fiat.rate.day.isoformat() if fiat.rate.day else None,
+                    "source": "ECB reference rate",
+                }
+        elif price is None:
             unpriced.append(asset)
-        else:
-            value += quantity * price
+        if market_value is not None:
+            value += market_value
         held.append(
             ProviderHolding(
                 symbol=asset,
                 quantity=quantity,
                 currency=quote,
-                price_currency=quote,
+                price_currency=price_currency,
                 name=asset,
                 asset_type=AssetType.CASH if is_iso_currency(asset) else AssetType.CRYPTO,
                 current_price=price,
                 market_value=market_value,
-                raw={"asset": asset, "total": str(amount)},
+                raw=raw,
             )
         )
     return held, cash, value, unpriced

@@ -1,5 +1,7 @@
 """OKX. Needs the API passphrase besides key and secret; the key's permissions come from
-``account/config`` (``perm``: ``read_only``, ``trade``, ``withdraw``)."""
+``account/config`` (``perm``: ``read_only``, ``trade``, ``withdraw``). Every history endpoint
+answers its newest 100 first: it is walked backwards (``until``) down to the cursor. Earn
+rewards are not read (see ``ledger`` below)."""
 
 from __future__ import annotations
 
@@ -28,5 +30,12 @@ EXCHANGE = Exchange(
     credentials=(api_key("OKX → API; choose the Read permission."), secret(), passphrase()),
     settings=OkxSettings,
     permissions=permissions,
+    options={"fetchMarkets": {"types": ["spot"]}},  # one instruments call instead of five
+    # Fills and transfers come newest first, 100 at most, whatever ``begin`` says.
+    backwards=frozenset({"trades", "deposits", "withdrawals"}),
+    # ccxt's OKX ledger is the trading account's bills: no earn rewards there (they are paid to
+    # the funding account), and ccxt names an auto token conversion (type 4) "rebate", which
+    # would read as income.
+    ledger=False,
 )
 METADATA = metadata(EXCHANGE, factory)
