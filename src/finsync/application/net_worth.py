@@ -13,7 +13,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date, timedelta
-from decimal import Decimal
+from decimal import ROUND_HALF_EVEN, Decimal
 from uuid import UUID
 
 from finsync.application.valuation import (
@@ -33,7 +33,7 @@ from finsync.application.valuation import (
 from finsync.domain.analytics_ports import Interval, PositionSpan, SnapshotValue
 from finsync.domain.entities import Account, User, utcnow
 from finsync.domain.errors import InvalidInput
-from finsync.domain.fx import Rate, RateBook
+from finsync.domain.fx import Rate, RateBook, minor_places
 from finsync.domain.ports import Now, UnitOfWork
 
 MAX_POINTS = 20_000
@@ -75,11 +75,14 @@ class History:
 
 def period_ends(start: date, end: date, interval: Interval) -> list[date]:
     """The last day of each period from ``start`` to ``end`` (the current period ends at ``end``)."""
+    if interval is Interval.DAY:  # every day: no calendar to walk
+        days = (end - start).days + 1
+        if days > MAX_POINTS:
+            raise InvalidInput(f"more than {MAX_POINTS} points: choose a longer interval or a shorter range")
+        return [start + timedelta(days=i) for i in range(days)]
     points, day = [], start
     while day <= end:
-        if interval is Interval.DAY:
-            last = day
-        elif interval is Interval.WEEK:
+        if interval is Interval.WEEK:
             last = day + timedelta(days=6 - day.weekday())
         elif interval is Interval.MONTH:
             following = date(day.year + (day.month == 12), day.month % 12 + 1, 1)
@@ -151,9 +154,9 @@ class NetWorthService:
             met = found.currencies | {target}
             book = await load_book(uow, end, start - _LOOKBACK, met)
             _take_out(shadows, points, {c: book.series(c, target, points) for c in met}, totals)
-        values_out = [(p, rounded(totals[i], target)) for i, p in enumerate(points)]
-        missing = sorted(set().union(*found.missing))
-        return History(target, interval, values_out, missing, found.revalued)
+        unit = minor_places(target)  # ``rounded``, for thousands of points
+        values_out = [(p, t.quantize(unit, ROUND_HALF_EVEN)) for p, t in zip(points, totals, strict=True)]
+        return History(target, interval, values_out, sorted(found.missing), found.revalued)
 
     async def _history_in_python(
         self,

@@ -52,10 +52,10 @@ class HeldSecurity:
 @dataclass(slots=True)
 class HistoryPoints:
     """Net worth history as the store computes it: per point the unrounded total in the target
-    currency and the currencies left out of it for want of a rate."""
+    currency; the currencies left out of some point for want of a rate."""
 
     totals: list[Decimal]
-    missing: list[set[str]]
+    missing: set[str]
     currencies: set[str]  # of the stored deltas and of the recorded instruments' closes
     revalued: list[UUID]  # accounts with recorded holdings
 

@@ -14,7 +14,7 @@ The same trick serves balances and rates: a running sum of changes.
   exactly the last fixing on or before the point (``numeric`` adds exactly), and a running
   count says whether there was one. A cross rate is then ``target/EUR ÷ currency/EUR``
   rounded half-even to 10 places, computed exactly with an integer division and its
-  remainder (as ``RateBook`` does with Decimals; see ``_half_even``).
+  remainder (as ``RateBook`` does with Decimals).
 
 Every row (delta, fixing, snapshot, close) is put in the *bucket* of the first point on or
 after its day; the per-currency columns are pivoted (the currencies are known beforehand,
@@ -28,7 +28,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import UTC, date, datetime, time, timedelta
-from decimal import Decimal
 from typing import Any
 from uuid import UUID
 
@@ -59,15 +58,6 @@ WHERE a.user_id = :user_id AND a.id IN (SELECT account_id FROM holding_history W
 """
 
 
-def _half_even(q: str, b: str) -> str:
-    """``round(q / b, 10)`` half-even, exactly, for positive ``q`` and ``b`` (SQL expressions):
-    the truncated quotient, plus one when twice the remainder passes ``b`` (or ties on an odd)."""
-    t = f"div({q} * 10000000000, {b})"
-    twice = f"2 * ({q} * 10000000000 - {t} * {b})"
-    up = f"CASE WHEN {twice} > {b} OR ({twice} = {b} AND mod({t}, 2) = 1) THEN 1 ELSE 0 END"
-    return f"(({t}) + {up}) * 0.0000000001"
-
-
 def _bucket(daily: bool) -> str:
     """SQL: the 1-based index of the first point on or after the day ``{x}`` (n + 1 after the last)."""
     if daily:  # points are every day from :start: plain arithmetic
@@ -82,26 +72,38 @@ def history_sql(currencies: Sequence[str], target: str, daily: bool, count: int 
     series = f"generate_series(1, {int(count)})"
     cols = range(len(currencies))
     t = currencies.index(target)
+    which = "CASE currency " + " ".join(f"WHEN :c{j} THEN {j}" for j in cols) + " END"
     pivot = ", ".join(
-        f"SUM(bal) FILTER (WHERE currency = :c{j}) AS b{j}, SUM(fx) FILTER (WHERE currency = :c{j}) AS f{j},"
-        f" SUM(cnt) FILTER (WHERE currency = :c{j}) AS n{j}"
-        for j in cols
+        f"SUM(bal) FILTER (WHERE j = {j}) AS b{j}, SUM(fx) FILTER (WHERE j = {j}) AS f{j}" for j in cols
     )
     running = ", ".join(
-        f"COALESCE(SUM(pv.b{j}) OVER w, 0) AS a{j}, SUM(pv.f{j}) OVER w AS x{j},"
-        f" COALESCE(SUM(pv.n{j}) OVER w, 0) AS k{j}"
-        for j in cols
+        f"COALESCE(SUM(pv.b{j}) OVER w, 0) AS a{j}, SUM(pv.f{j}) OVER w AS x{j}" for j in cols
+    )
+
+    # Cross rates, rounded half-even to 10 places exactly: t = the truncated quotient of
+    # q x 10^10 by b (target/EUR and currency/EUR), plus one when twice the remainder passes b
+    # or ties on an odd t. (A first stage computes t once: a subquery with OFFSET 0 is not
+    # pulled up into the next one, which would evaluate the division three times.)
+    others = [j for j in cols if j != t]
+    quotients = "".join(
+        f", {num} AS n{j}, {den} AS d{j}, div({num}, {den}) AS t{j}"
+        for j in others
+        for num, den in [
+            (
+                "10000000000" if target == EUR else f"x{t} * 10000000000",
+                "1" if currencies[j] == EUR else f"x{j}",
+            )
+        ]
     )
 
     def rate(j: int) -> str:
         if j == t:
             return "1"
-        q, known = ("1", []) if target == EUR else (f"x{t}", [f"k{t} > 0"])
-        if currencies[j] == EUR:
-            base = "1"
-        else:
-            base, known = f"x{j}", [*known, f"k{j} > 0"]
-        return f"CASE WHEN {' AND '.join(known) or 'true'} THEN {_half_even(q, base)} END"
+        twice = f"2 * (n{j} - t{j} * d{j})"
+        return (
+            f"CASE WHEN {twice} > d{j} OR ({twice} = d{j} AND mod(t{j}, 2) = 1)"
+            f" THEN t{j} + 1 ELSE t{j} END * 0.0000000001"
+        )
 
     rates = ", ".join(f"a{j}, {rate(j)} AS r{j}" for j in cols)
     total = " + ".join(f"COALESCE(CASE WHEN pt.a{j} <> 0 THEN pt.a{j} * pt.r{j} END, 0)" for j in cols)
@@ -112,21 +114,26 @@ def history_sql(currencies: Sequence[str], target: str, daily: bool, count: int 
         return f"(CASE {column} {whens} END)"
 
     day = "CAST(s.taken_at AT TIME ZONE 'UTC' AS date)"
+
+    def day_of(idx: str) -> str:
+        """SQL: the date of point ``idx``."""
+        return f"CAST(:start AS date) + ({idx} - 1)" if daily else f"(CAST(:points AS date[]))[{idx}]"
+
     return f"""
 WITH
 ev AS (
-  SELECT {b.format(x="day")} AS idx, currency, SUM(delta) AS bal, CAST(NULL AS numeric) AS fx, 0 AS cnt
-  FROM net_worth_deltas WHERE user_id = :user_id AND day <= :end GROUP BY 1, 2
+  SELECT {b.format(x="day")} AS idx, {which} AS j, delta AS bal, CAST(NULL AS numeric) AS fx
+  FROM net_worth_deltas WHERE user_id = :user_id AND day <= :end
   UNION ALL
-  SELECT {b.format(x="day")}, currency, NULL, SUM(change), COUNT(*) FROM (
-    SELECT currency, day, rate - COALESCE(lag(rate) OVER (PARTITION BY currency ORDER BY day), 0) AS change
-    FROM fx_rates WHERE currency IN :curs AND day <= :end) f
-  GROUP BY 1, 2),
+  SELECT {b.format(x="day")}, {which}, NULL,
+    rate - COALESCE(lag(rate) OVER (PARTITION BY currency ORDER BY day), 0)
+  FROM fx_rates WHERE currency IN :curs AND day <= :end),
 pv AS (SELECT idx, {pivot} FROM ev GROUP BY idx),
 run AS (
   SELECT g.idx, {running}
   FROM {series} AS g(idx) LEFT JOIN pv ON pv.idx = g.idx WINDOW w AS (ORDER BY g.idx)),
-pt AS (SELECT idx, {rates} FROM run),
+qt AS (SELECT run.*{quotients} FROM run OFFSET 0),
+pt AS (SELECT idx, {rates} FROM qt),
 s AS MATERIALIZED (
   SELECT h.account_id, h.quantity, h.valid_from, i.id AS iid, q.currency,
     {b.format(x="h.valid_from")} AS lo,
@@ -156,33 +163,56 @@ cv AS (
         FROM sn) sc
   JOIN acc ON acc.id = sc.account_id
   CROSS JOIN LATERAL generate_series(GREATEST(sc.k, acc.lo), LEAST(sc.next, acc.hi) - 1) AS g(idx)),
-bk AS (
-  SELECT DISTINCT ON (c.instrument_id, k) c.instrument_id AS iid, {b.format(x="c.day")} AS k, c.close
-  FROM prices c WHERE c.instrument_id IN (SELECT iid FROM s) AND c.day <= :end
-  ORDER BY c.instrument_id, k, c.day DESC),
-cl AS (
-  SELECT iid, k, close, COALESCE(lead(k) OVER (PARTITION BY iid ORDER BY k), {n} + 1) AS next FROM bk
+sp AS (
+  SELECT s.account_id, COALESCE(s.currency, '') AS currency, s.quantity, s.iid, s.lo, s.hi,
+    o.close AS opening, e.close AS closing
+  FROM s
+  LEFT JOIN LATERAL (SELECT c.close FROM prices c WHERE c.instrument_id = s.iid AND c.day <= {day_of("s.lo")}
+    ORDER BY c.day DESC LIMIT 1) o ON s.lo <= {n}
+  LEFT JOIN LATERAL (SELECT c.close FROM prices c
+    WHERE c.instrument_id = s.iid AND c.day <= {day_of("s.hi - 1")}
+    ORDER BY c.day DESC LIMIT 1) e ON s.hi <= {n}
+  WHERE s.lo < s.hi),
+ch AS (
+  SELECT c.instrument_id AS iid, {b.format(x="c.day")} AS k,
+    c.close - COALESCE(lag(c.close) OVER (PARTITION BY c.instrument_id ORDER BY c.day), 0) AS change
+  FROM prices c WHERE c.instrument_id IN (SELECT iid FROM sp) AND c.day <= :end),
+pe AS (
+  SELECT account_id, currency, lo AS idx, quantity * opening AS v, 1 AS held,
+    CASE WHEN opening IS NULL THEN 1 ELSE 0 END AS unpriced FROM sp
   UNION ALL
-  SELECT iid, 1, NULL, MIN(k) FROM bk GROUP BY iid HAVING MIN(k) > 1),
-ps AS (
-  SELECT s.account_id, g.idx, s.currency, SUM(s.quantity * cl.close) AS value,
-    bool_and(cl.close IS NOT NULL) AS priced
-  FROM s LEFT JOIN cl ON cl.iid = s.iid AND cl.k < s.hi AND cl.next > s.lo
-  CROSS JOIN LATERAL generate_series(GREATEST(COALESCE(cl.k, s.lo), s.lo),
-                                     LEAST(COALESCE(cl.next, s.hi), s.hi) - 1) AS g(idx)
-  GROUP BY 1, 2, 3),
+  SELECT sp.account_id, sp.currency, ch.k, sp.quantity * ch.change, 0, 0
+  FROM sp JOIN ch ON ch.iid = sp.iid AND ch.k > sp.lo AND ch.k < sp.hi
+  UNION ALL
+  SELECT sp.account_id, sp.currency, f.k, NULL, 0, -1
+  FROM sp JOIN (SELECT iid, MIN(k) AS k FROM ch GROUP BY iid) f
+    ON f.iid = sp.iid AND sp.opening IS NULL AND f.k > sp.lo AND f.k < sp.hi
+  UNION ALL
+  SELECT account_id, currency, hi, -quantity * closing, -1, CASE WHEN closing IS NULL THEN -1 ELSE 0 END
+  FROM sp WHERE hi <= {n}),
+pw AS (SELECT account_id, currency, idx, SUM(v) AS v, SUM(held) AS held, SUM(unpriced) AS unpriced
+  FROM pe GROUP BY 1, 2, 3),
+pr AS (
+  SELECT g.account_id, g.currency, g.idx, COALESCE(SUM(pw.v) OVER w, 0) AS value,
+    SUM(pw.held) OVER w AS held, SUM(pw.unpriced) OVER w AS unpriced
+  FROM (SELECT e.account_id, e.currency, i.idx
+        FROM (SELECT account_id, currency, MIN(lo) AS lo FROM sp GROUP BY 1, 2) e
+        CROSS JOIN LATERAL generate_series(e.lo, {n}) AS i(idx)) g
+  LEFT JOIN pw ON pw.account_id = g.account_id AND pw.currency = g.currency AND pw.idx = g.idx
+  WINDOW w AS (PARTITION BY g.account_id, g.currency ORDER BY g.idx)),
 pos AS (
-  SELECT ps.account_id, ps.idx, SUM(ps.value * {rate_of("ps.currency")}) AS value,
-    bool_and(ps.priced AND {rate_of("ps.currency")} IS NOT NULL) AS priced
-  FROM ps JOIN pt ON pt.idx = ps.idx GROUP BY 1, 2),
+  SELECT pr.account_id, pr.idx, SUM(pr.value * {rate_of("pr.currency")}) AS value,
+    bool_and(pr.held = 0 OR (pr.unpriced = 0 AND {rate_of("pr.currency")} IS NOT NULL)) AS priced
+  FROM pr JOIN pt ON pt.idx = pr.idx GROUP BY 1, 2),
 adj AS (
   SELECT cv.idx, SUM((cv.cash_value - CASE WHEN cv.liability THEN -abs(cv.balance) ELSE cv.balance END)
     * {rate_of("cv.currency")} + COALESCE(pos.value, 0)) AS value
   FROM cv JOIN pt ON pt.idx = cv.idx LEFT JOIN pos ON pos.account_id = cv.id AND pos.idx = cv.idx
   WHERE cv.cash_value IS NOT NULL AND {rate_of("cv.currency")} IS NOT NULL AND pos.priced IS NOT false
   GROUP BY cv.idx)
-SELECT pt.idx, {total} + COALESCE(adj.value, 0), concat_ws(',', {missing})
-FROM pt LEFT JOIN adj ON adj.idx = pt.idx ORDER BY pt.idx
+SELECT array_agg({total} + COALESCE(adj.value, 0) ORDER BY pt.idx),
+  string_agg(NULLIF(concat_ws(',', {missing}), ''), ',')
+FROM pt LEFT JOIN adj ON adj.idx = pt.idx
 """  # noqa: S608 - generated from column numbers only; every value is bound
 
 
@@ -215,9 +245,6 @@ async def history_points(
     params |= {f"c{j}": c for j, c in enumerate(currencies)}
     if not daily:
         params["points"] = list(points)
-    totals: list[Decimal] = []
-    missing: list[set[str]] = []
-    for _, total, left_out in (await session.execute(stmt, params)).all():
-        totals.append(total)
-        missing.append(set(left_out.split(",")) if left_out else set())
-    return HistoryPoints(totals, missing, met, revalued)
+    # One row of two arrays: thousands of result rows cost more to read than to compute.
+    totals, left_out = (await session.execute(stmt, params)).one()
+    return HistoryPoints(list(totals), set(left_out.split(",")) if left_out else set(), met, revalued)
