@@ -148,7 +148,7 @@ class NetWorthService:
             user.id, start, end, points, interval is Interval.DAY, target, shadows.cut
         )
         if found is None:  # SQLite (TEXT money): the same figures, computed here
-            return await self._history_in_python(uow, user.id, start, end, interval, target, points, shadows)
+            return await _history_in_python(uow, user.id, start, end, interval, target, points, shadows)
         totals = found.totals
         if shadows.corrections:
             met = found.currencies | {target}
@@ -158,41 +158,6 @@ class NetWorthService:
         values_out = [(p, t.quantize(unit, ROUND_HALF_EVEN)) for p, t in zip(points, totals, strict=True)]
         return History(target, interval, values_out, sorted(found.missing), found.revalued)
 
-    async def _history_in_python(
-        self,
-        uow: UnitOfWork,
-        user_id: UUID,
-        start: date,
-        end: date,
-        interval: Interval,
-        target: str,
-        points: list[date],
-        shadows: _Shadows,
-    ) -> History:
-        spans = await uow.positions.spans(user_id)
-        by_account: dict[UUID, list[PositionSpan]] = defaultdict(list)
-        for span in spans:
-            by_account[span.account_id].append(span)
-        first_held = min((s.valid_from for s in spans), default=end + timedelta(days=1))
-        revalue_from = max(first_held, start)
-        keys = sorted({s.instrument_key for s in spans})
-        currencies = await uow.analytics.net_worth_currencies(user_id) | {target}
-        currencies |= await uow.analytics.price_currencies(keys, end)
-        book = await load_book(uow, end, start - _LOOKBACK, currencies | {s.currency for s in spans})
-        rates = {c: book.series(c, target, points) for c in currencies}
-        missing: set[str] = set()
-        deltas = await uow.analytics.net_worth_deltas(user_id, end)
-        totals = _currency_totals(deltas, points, rates, missing)
-        _take_out(shadows, points, rates, totals)
-        if by_account and revalue_from <= end:
-            accounts = {a.id: a for a in await all_accounts(uow, user_id) if a.id in by_account}
-            series = await uow.analytics.snapshot_values(user_id, list(accounts), end, revalue_from)
-            prices = await Prices.load(uow, set(keys), end, revalue_from - _LOOKBACK)
-            values = _position_values(by_account, points, prices, book, target)
-            _revalue(accounts, series, by_account, points, values, book, target, totals, shadows.cut)
-        values_out = [(p, rounded(totals[i], target)) for i, p in enumerate(points)]
-        return History(target, interval, values_out, sorted(missing), sorted(by_account, key=str))
-
 
 @dataclass(slots=True)
 class _Shadows:
@@ -201,6 +166,43 @@ class _Shadows:
 
     cut: dict[UUID, date] = field(default_factory=dict)
     corrections: list[tuple[str, date, Decimal]] = field(default_factory=list)
+
+
+async def _history_in_python(
+    uow: UnitOfWork,
+    user_id: UUID,
+    start: date,
+    end: date,
+    interval: Interval,
+    target: str,
+    points: list[date],
+    shadows: _Shadows,
+) -> History:
+    """The history from the deltas, fixings and closes read into Python (SQLite, whose money
+    is TEXT; and the reference the PostgreSQL statement is tested against)."""
+    spans = await uow.positions.spans(user_id)
+    by_account: dict[UUID, list[PositionSpan]] = defaultdict(list)
+    for span in spans:
+        by_account[span.account_id].append(span)
+    first_held = min((s.valid_from for s in spans), default=end + timedelta(days=1))
+    revalue_from = max(first_held, start)
+    keys = sorted({s.instrument_key for s in spans})
+    currencies = await uow.analytics.net_worth_currencies(user_id) | {target}
+    currencies |= await uow.analytics.price_currencies(keys, end)
+    book = await load_book(uow, end, start - _LOOKBACK, currencies | {s.currency for s in spans})
+    rates = {c: book.series(c, target, points) for c in currencies}
+    missing: set[str] = set()
+    deltas = await uow.analytics.net_worth_deltas(user_id, end)
+    totals = _currency_totals(deltas, points, rates, missing)
+    _take_out(shadows, points, rates, totals)
+    if by_account and revalue_from <= end:
+        accounts = {a.id: a for a in await all_accounts(uow, user_id) if a.id in by_account}
+        series = await uow.analytics.snapshot_values(user_id, list(accounts), end, revalue_from)
+        prices = await Prices.load(uow, set(keys), end, revalue_from - _LOOKBACK)
+        values = _position_values(by_account, points, prices, book, target)
+        _revalue(accounts, series, by_account, points, values, book, target, totals, shadows.cut)
+    values_out = [(p, rounded(totals[i], target)) for i, p in enumerate(points)]
+    return History(target, interval, values_out, sorted(missing), sorted(by_account, key=str))
 
 
 async def _shadows(uow: UnitOfWork, user_id: UUID, live_of: dict[UUID, UUID], end: date) -> _Shadows:
