@@ -114,6 +114,14 @@ def history_sql(currencies: Sequence[str], target: str, daily: bool, count: int 
         return f"(CASE {column} {whens} END)"
 
     day = "CAST(s.taken_at AT TIME ZONE 'UTC' AS date)"
+    # The closes that move a position: every one for daily points; else the last of each
+    # point's bucket (its changes within a bucket would add up to the same thing).
+    closes = (
+        f"(SELECT c.instrument_id AS iid, c.day, {b.format(x='c.day')} AS k, c.close FROM prices c"  # noqa: S608
+        " WHERE c.instrument_id IN (SELECT iid FROM sp) AND c.day <= :end) c"
+    )
+    if not daily:
+        closes = f"(SELECT DISTINCT ON (iid, k) * FROM {closes} ORDER BY iid, k, day DESC) c"  # noqa: S608
 
     def day_of(idx: str) -> str:
         """SQL: the date of point ``idx``."""
@@ -174,9 +182,8 @@ sp AS (
     ORDER BY c.day DESC LIMIT 1) e ON s.hi <= {n}
   WHERE s.lo < s.hi),
 ch AS (
-  SELECT c.instrument_id AS iid, {b.format(x="c.day")} AS k,
-    c.close - COALESCE(lag(c.close) OVER (PARTITION BY c.instrument_id ORDER BY c.day), 0) AS change
-  FROM prices c WHERE c.instrument_id IN (SELECT iid FROM sp) AND c.day <= :end),
+  SELECT iid, k, close - COALESCE(lag(close) OVER (PARTITION BY iid ORDER BY day), 0) AS change
+  FROM {closes}),
 pe AS (
   SELECT account_id, currency, lo AS idx, quantity * opening AS v, 1 AS held,
     CASE WHEN opening IS NULL THEN 1 ELSE 0 END AS unpriced FROM sp
