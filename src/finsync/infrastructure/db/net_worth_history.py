@@ -1,27 +1,27 @@
-"""Net worth history on PostgreSQL in one statement that returns one row per point.
+"""Net worth history on PostgreSQL in one statement: every point's total, already converted
+and revalued, comes back as one array.
 
-Why one statement: at ten years of daily points the earlier design (FX rates built in Python,
-sent as arrays of ~7,000 Decimals, two queries, revaluation of recorded holdings looped in
-Python) spent more time moving and converting values than computing. Here everything that
-grows with the number of points stays in the database; Python reads one (total, missing)
-row per point.
+Why: at ten years of daily points the earlier design (FX rates built in Python and sent as
+arrays of ~7,000 Decimals, two queries, recorded holdings revalued in a Python loop, a result
+row per point) spent more time moving and converting values than computing them.
 
-The same trick serves balances and rates: a running sum of changes.
+One trick serves balances, rates and holdings alike: a running sum of changes.
 
 - Balances: ``net_worth_deltas`` holds per currency and day the move of the sum of
   carried-forward balances, so its running sum at a point is that currency's total there.
 - Euro fixings: each fixing minus the currency's previous one, summed up to a point, is
-  exactly the last fixing on or before the point (``numeric`` adds exactly), and a running
-  count says whether there was one. A cross rate is then ``target/EUR ÷ currency/EUR``
-  rounded half-even to 10 places, computed exactly with an integer division and its
-  remainder (as ``RateBook`` does with Decimals).
+  exactly the last fixing on or before the point (``numeric`` adds exactly); no sum yet
+  means no fixing yet. A cross rate is ``target/EUR ÷ currency/EUR`` rounded half-even to
+  10 places, exactly (an integer division and its remainder), as ``RateBook`` rounds.
+- Recorded holdings: a position's value moves by ``quantity * (close - previous close)`` at
+  each close inside its span, starts at ``quantity * its last close`` and leaves at its end;
+  per account and close currency the running sum is the positions' value at every point.
+  Running counts of open positions and of positions without a close yet say whether a point
+  can be revalued (as ``application.net_worth._revalue`` decides it).
 
-Every row (delta, fixing, snapshot, close) is put in the *bucket* of the first point on or
-after its day; the per-currency columns are pivoted (the currencies are known beforehand,
-bound as parameters), so the running sums are one window pass over the points. Accounts with
-recorded holdings are revalued as in ``application.net_worth._revalue``: from their first
-recorded day, cash + positions at each point's close replace their carried balance, on the
-points where the snapshot, its cash, every position's close and the rates are known.
+Every row (delta, fixing, snapshot, close) goes to the *bucket* of the first point on or
+after its day; the per-currency columns are pivoted (the currencies are read first and
+bound as parameters), so the running sums are one window pass over the points.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import text
+from sqlalchemy import bindparam, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from finsync.domain.analytics_ports import HistoryPoints
@@ -65,10 +65,13 @@ def _bucket(daily: bool) -> str:
     return "(width_bucket(({x}) - 1, CAST(:points AS date[])) + 1)"
 
 
-def history_sql(currencies: Sequence[str], target: str, daily: bool, count: int = 0) -> str:
-    """The statement for these currencies (``:c0``, ``:c1``…; ``target`` among them)."""
+def history_sql(currencies: Sequence[str], target: str, daily: bool, count: int) -> str:
+    """The statement for these currencies (``:c0``, ``:c1``…; ``target`` among them) and
+    ``count`` points."""
     b = _bucket(daily)
     n = "CAST(:n AS int)"
+    # The number of points is written into the statement: asyncpg prepares statements, and a
+    # generic plan would guess 1,000 rows for a series whose length is a parameter.
     series = f"generate_series(1, {int(count)})"
     cols = range(len(currencies))
     t = currencies.index(target)
@@ -235,8 +238,6 @@ async def history_points(
 ) -> HistoryPoints:
     """Net worth at each point (sorted period ends, the last one ``end``; ``daily``: every day
     from ``start``), unrounded, in ``target``; a shadowed account is revalued only before its cut."""
-    from sqlalchemy import bindparam
-
     found = (await session.execute(text(_PREPARE), {"user_id": user_id, "end": end})).all()
     met = {c for kind, c, _ in found if kind != "account" and c is not None}
     revalued = sorted({a for kind, _, a in found if kind == "account"}, key=str)
