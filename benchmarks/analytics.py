@@ -7,6 +7,12 @@ accounts whose holdings (8 positions each) were recorded for the last 2 years wi
 closes — written in bulk straight into the tables, then times each analytics endpoint
 through the HTTP API (in-process ASGI, server time including JSON): median of RUNS after
 a warm-up. Targets (issue #15, PostgreSQL): history <= 100 ms, cash flow <= 300 ms.
+
+Beside the wall time each line gives the request's Python CPU time and, on PostgreSQL on
+this machine, the CPU time of the database backends that served it: on a shared machine
+those are the steady figures. ``--keep`` leaves the PostgreSQL database in place and
+``--reuse`` times against it without loading again (compare two versions of the code back
+to back on the same data: ``PYTHONPATH=/other/checkout/src python analytics.py --reuse``).
 """
 
 from __future__ import annotations
