@@ -7,12 +7,19 @@ accounts whose holdings (8 positions each) were recorded for the last 2 years wi
 closes — written in bulk straight into the tables, then times each analytics endpoint
 through the HTTP API (in-process ASGI, server time including JSON): median of RUNS after
 a warm-up. Targets (issue #15, PostgreSQL): history <= 100 ms, cash flow <= 300 ms.
+
+Beside the wall time each line gives the request's Python CPU time and, on PostgreSQL on
+this machine, the CPU time of the database backends that served it: on a shared machine
+those are the steady figures. ``--keep`` leaves the PostgreSQL database in place and
+``--reuse`` times against it without loading again (compare two versions of the code back
+to back on the same data: ``PYTHONPATH=/other/checkout/src python analytics.py --reuse``).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import hashlib
 import os
 import random
 import sqlite3
@@ -247,12 +254,48 @@ def _rows(shapes: Shapes) -> Iterator[tuple[str, list[tuple[Any, ...]]]]:
 
 
 async def _register(client: httpx.AsyncClient) -> tuple[dict[str, str], uuid.UUID]:
+    """Register the benchmark's user (or, on a reused database, log the existing one in)."""
     await client.post("/api/v1/users", json={"email": "bench@example.com", "password": PASSWORD})
     form = {"username": "bench@example.com", "password": PASSWORD}
     token = (await client.post("/api/v1/auth/token", data=form)).json()["access_token"]
     headers = {"Authorization": f"Bearer {token}"}
     me = (await client.get("/api/v1/users/me", headers=headers)).json()
     return headers, uuid.UUID(me["id"])
+
+
+async def _database_cpu(settings: Settings) -> float:
+    """Seconds of CPU the PostgreSQL backends serving the benchmark's database have used (from
+    /proc: PostgreSQL on this machine); 0 on SQLite or when /proc cannot tell. On a machine
+    shared with others, wall times swing with the load; CPU time is what a request costs."""
+    if not settings.database_url.startswith("postgresql"):
+        return 0.0
+    name = settings.database_url.rsplit("/", 1)[1]
+    admin = await asyncpg.connect(f"{PG}/postgres")
+    try:
+        rows = await admin.fetch("SELECT pid FROM pg_stat_activity WHERE datname = $1", name)
+        pids = [r["pid"] for r in rows]
+    finally:
+        await admin.close()
+    return sum(map(_schedstat, pids))
+
+
+def _schedstat(pid: int) -> float:
+    """A process's time on a CPU (seconds, ns resolution), or 0 when /proc cannot tell."""
+    try:
+        return int(Path(f"/proc/{pid}/schedstat").read_text().split()[0]) / 1e9
+    except (OSError, ValueError, IndexError):
+        return 0.0
+
+
+async def _first_category(client: httpx.AsyncClient, headers: dict[str, str]) -> str:
+    categories = (await client.get("/api/v1/categories", headers=headers)).json()
+    return str(next(c["id"] for c in categories if c["name"] == "Category 0"))
+
+
+async def _seventh_account(client: httpx.AsyncClient, headers: dict[str, str]) -> str:
+    found = (await client.get("/api/v1/accounts", headers=headers, params={"limit": "100"})).json()
+    items = found["items"] if isinstance(found, dict) else found
+    return str(next(a["id"] for a in items if a["name"] == "Account 7"))
 
 
 async def load_postgres(url: str, shapes: Shapes) -> None:
@@ -339,34 +382,49 @@ async def measure(settings: Settings, shapes_for: Any, label: str, load: Any) ->
     results = {}
     async with httpx.AsyncClient(transport=transport, base_url="http://bench", timeout=600) as client:
         headers, user_id = await _register(client)
-        started = time.perf_counter()
-        shapes = shapes_for(user_id)
-        print(f"[{label}] generated the data in {time.perf_counter() - started:.1f} s", flush=True)
-        started = time.perf_counter()
-        await load(shapes)
-        print(
-            f"[{label}] loaded {len(shapes.transactions):,} transactions, "
-            f"{len(shapes.snapshots):,} snapshots, "
-            f"{len(shapes.prices):,} closes in {time.perf_counter() - started:.1f} s",
-            flush=True,
-        )
-        category = str(shapes.categories[0][0])
+        if load is None:  # --reuse: the data of an earlier --keep run
+            category = await _first_category(client, headers)
+            shapes = None
+        else:
+            started = time.perf_counter()
+            shapes = shapes_for(user_id)
+            print(f"[{label}] generated the data in {time.perf_counter() - started:.1f} s", flush=True)
+            started = time.perf_counter()
+            await load(shapes)
+            print(
+                f"[{label}] loaded {len(shapes.transactions):,} transactions, "
+                f"{len(shapes.snapshots):,} snapshots, "
+                f"{len(shapes.prices):,} closes in {time.perf_counter() - started:.1f} s",
+                flush=True,
+            )
+            category = str(shapes.categories[0][0])
         for name, path, params in ENDPOINTS:
             if ONLY and not any(o in name for o in ONLY):
                 continue
             if path == "/api/v1/transactions":
                 params = {**params, "category_id": category}
-            timings = []
+            timings, cpu, db_cpu = [], [], []
             for run in range(RUNS + 1):
-                t = time.perf_counter()
+                d = await _database_cpu(settings)
+                t, c = time.perf_counter(), time.process_time()
                 r = await client.get(path, headers=headers, params=params)
                 if run:  # the first is a warm-up
                     timings.append(time.perf_counter() - t)
+                    cpu.append(time.process_time() - c)
+                    db_cpu.append(await _database_cpu(settings) - d)
                 assert r.status_code == 200, r.text
             median = statistics.median(timings) * 1000
             results[name] = median
-            print(f"[{label}] {name:<36} {median:8.1f} ms  ({len(r.content):,} bytes)", flush=True)
-        account = str(shapes.accounts[7][0])
+            server = f", PostgreSQL CPU {statistics.median(db_cpu) * 1000:.1f} ms" if any(db_cpu) else ""
+            print(
+                f"[{label}] {name:<36} {median:8.1f} ms  (Python CPU {statistics.median(cpu) * 1000:.1f} ms"
+                f"{server}, {len(r.content):,} bytes, sha1 {hashlib.sha1(r.content).hexdigest()[:10]})",
+                flush=True,
+            )
+        if shapes is None:
+            account = await _seventh_account(client, headers)
+        else:
+            account = str(shapes.accounts[7][0])
         if ONLY and not any(o in "reconciliation, 10 y" for o in ONLY):
             await container.aclose()
             return results
@@ -382,7 +440,15 @@ async def measure(settings: Settings, shapes_for: Any, label: str, load: Any) ->
     return results
 
 
-async def main(transactions: int, backend: str, keep: bool = False) -> None:
+async def main(transactions: int, backend: str, keep: bool = False, reuse: bool = False) -> None:
+    if backend in ("pg", "both") and reuse:  # time only, on the database an earlier --keep left
+        url = f"{PG.replace('postgresql://', 'postgresql+asyncpg://')}/{DB}"
+        await asyncio.to_thread(migrate_database, url)
+        settings = Settings(_env_file=None, database_url=url, log_level="WARNING",
+                            encryption_keys=["ZmFrZS10ZXN0LWtleS1ub3QtYS1zZWNyZXQtMDAwMDA="],
+                            jwt_secret="fake-benchmark-jwt-secret-not-for-production")  # fmt: skip
+        await measure(settings, None, "PostgreSQL", None)
+        return
     if backend in ("pg", "both"):
         settings = await fresh_database(DB)
 
@@ -418,8 +484,9 @@ if __name__ == "__main__":
     parser.add_argument("--transactions", type=int, default=1_000_000)
     parser.add_argument("--backend", choices=("pg", "sqlite", "both"), default="both")
     parser.add_argument("--keep", action="store_true", help="keep the PostgreSQL database (profiling)")
+    parser.add_argument("--reuse", action="store_true", help="time only, on the database --keep left (pg)")
     parser.add_argument("--runs", type=int, default=RUNS)
     parser.add_argument("--only", action="append", default=[], help="time only endpoints naming this")
     args = parser.parse_args()
     RUNS, ONLY = args.runs, args.only
-    asyncio.run(main(args.transactions, args.backend, args.keep))
+    asyncio.run(main(args.transactions, args.backend, args.keep, args.reuse))

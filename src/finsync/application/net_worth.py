@@ -13,7 +13,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date, timedelta
-from decimal import Decimal
+from decimal import ROUND_HALF_EVEN, Decimal
 from uuid import UUID
 
 from finsync.application.valuation import (
@@ -30,10 +30,10 @@ from finsync.application.valuation import (
     rounded,
     signed,
 )
-from finsync.domain.analytics_ports import DailyRates, Interval, PositionSpan, SnapshotValue
+from finsync.domain.analytics_ports import Interval, PositionSpan, SnapshotValue
 from finsync.domain.entities import Account, User, utcnow
 from finsync.domain.errors import InvalidInput
-from finsync.domain.fx import Rate, RateBook
+from finsync.domain.fx import Rate, RateBook, minor_places
 from finsync.domain.ports import Now, UnitOfWork
 
 MAX_POINTS = 20_000
@@ -75,11 +75,14 @@ class History:
 
 def period_ends(start: date, end: date, interval: Interval) -> list[date]:
     """The last day of each period from ``start`` to ``end`` (the current period ends at ``end``)."""
+    if interval is Interval.DAY:  # every day: no calendar to walk
+        days = (end - start).days + 1
+        if days > MAX_POINTS:
+            raise InvalidInput(f"more than {MAX_POINTS} points: choose a longer interval or a shorter range")
+        return [start + timedelta(days=i) for i in range(days)]
     points, day = [], start
     while day <= end:
-        if interval is Interval.DAY:
-            last = day
-        elif interval is Interval.WEEK:
+        if interval is Interval.WEEK:
             last = day + timedelta(days=6 - day.weekday())
         elif interval is Interval.MONTH:
             following = date(day.year + (day.month == 12), day.month % 12 + 1, 1)
@@ -138,57 +141,75 @@ class NetWorthService:
             raise InvalidInput("from is after to")
         target = currency or base_currency(user, self._default)
         points = period_ends(start, end, interval)
-        spans = await uow.positions.spans(user.id)
-        by_account: dict[UUID, list[PositionSpan]] = defaultdict(list)
-        for span in spans:
-            by_account[span.account_id].append(span)
-        first_held = min((s.valid_from for s in spans), default=end + timedelta(days=1))
-        revalue_from = max(first_held, start)
-        keys = sorted({s.instrument_key for s in spans})
-        # Rates of every currency met, at every point, computed once here (exact Decimals);
-        # PostgreSQL then sums and revalues in SQL, SQLite (TEXT money) in Python below.
-        currencies = await uow.analytics.net_worth_currencies(user.id) | {target}
-        currencies |= await uow.analytics.price_currencies(keys, end)
-        book = await load_book(uow, end, start - _LOOKBACK, currencies | {s.currency for s in spans})
-        rates = {c: book.series(c, target, points) for c in currencies}
-        table = _rate_table(rates, points, target)
-        missing: set[str] = set()
-        sums = await uow.analytics.point_totals(user.id, end, table, points)
-        if sums is None:
-            deltas = await uow.analytics.net_worth_deltas(user.id, end)
-            totals = _currency_totals(deltas, points, rates, missing)
-        else:
-            totals = [total for total, _ in sums]
-            missing = set().union(*(m for _, m in sums))
         live_of = (await duplicates(uow, user.id, self._clock())).live_of
-        cut: dict[UUID, date] = {}
-        if live_of:
-            cut = await _shadow_cuts(uow, user.id, live_of, end, points, rates, totals)
-        if by_account and revalue_from <= end:
-            accounts = {a.id: a for a in await all_accounts(uow, user.id) if a.id in by_account}
-            series = await uow.analytics.snapshot_values(user.id, list(accounts), end, revalue_from)
-            values = await uow.analytics.holding_values(user.id, end, table, points)
-            if values is None:
-                prices = await Prices.load(uow, set(keys), end, revalue_from - _LOOKBACK)
-                values = _position_values(by_account, points, prices, book, target)
-            _revalue(accounts, series, by_account, points, values, book, target, totals, cut)
-        values_out = [(p, rounded(totals[i], target)) for i, p in enumerate(points)]
-        return History(target, interval, values_out, sorted(missing), sorted(by_account, key=str))
+        shadows = await _shadows(uow, user.id, live_of, end) if live_of else _Shadows()
+        # PostgreSQL: one statement, one row per point (rates, sums and revaluation in SQL).
+        found = await uow.analytics.history_points(
+            user.id, start, end, points, interval is Interval.DAY, target, shadows.cut
+        )
+        if found is None:  # SQLite (TEXT money): the same figures, computed here
+            return await _history_in_python(uow, user.id, start, end, interval, target, points, shadows)
+        totals = found.totals
+        if shadows.corrections:
+            met = found.currencies | {target}
+            book = await load_book(uow, end, start - _LOOKBACK, met)
+            _take_out(shadows, points, {c: book.series(c, target, points) for c in met}, totals)
+        unit = minor_places(target)  # ``rounded``, for thousands of points
+        values_out = [(p, t.quantize(unit, ROUND_HALF_EVEN)) for p, t in zip(points, totals, strict=True)]
+        return History(target, interval, values_out, sorted(found.missing), found.revalued)
 
 
-async def _shadow_cuts(
+@dataclass(slots=True)
+class _Shadows:
+    """Accounts counted elsewhere: the day each stops counting (``cut``) and the moves that take
+    its carried value out of the stored deltas from that day on (currency, day, amount)."""
+
+    cut: dict[UUID, date] = field(default_factory=dict)
+    corrections: list[tuple[str, date, Decimal]] = field(default_factory=list)
+
+
+async def _history_in_python(
     uow: UnitOfWork,
     user_id: UUID,
-    live_of: dict[UUID, UUID],
+    start: date,
     end: date,
-    points: Sequence[date],
-    rates: dict[str, list[Rate | None]],
-    totals: list[Decimal],
-) -> dict[UUID, date]:
-    """Take each shadowed account out of ``totals`` from the first day its live twin has a
+    interval: Interval,
+    target: str,
+    points: list[date],
+    shadows: _Shadows,
+) -> History:
+    """The history from the deltas, fixings and closes read into Python (SQLite, whose money
+    is TEXT; and the reference the PostgreSQL statement is tested against)."""
+    spans = await uow.positions.spans(user_id)
+    by_account: dict[UUID, list[PositionSpan]] = defaultdict(list)
+    for span in spans:
+        by_account[span.account_id].append(span)
+    first_held = min((s.valid_from for s in spans), default=end + timedelta(days=1))
+    revalue_from = max(first_held, start)
+    keys = sorted({s.instrument_key for s in spans})
+    currencies = await uow.analytics.net_worth_currencies(user_id) | {target}
+    currencies |= await uow.analytics.price_currencies(keys, end)
+    book = await load_book(uow, end, start - _LOOKBACK, currencies | {s.currency for s in spans})
+    rates = {c: book.series(c, target, points) for c in currencies}
+    missing: set[str] = set()
+    deltas = await uow.analytics.net_worth_deltas(user_id, end)
+    totals = _currency_totals(deltas, points, rates, missing)
+    _take_out(shadows, points, rates, totals)
+    if by_account and revalue_from <= end:
+        accounts = {a.id: a for a in await all_accounts(uow, user_id) if a.id in by_account}
+        series = await uow.analytics.snapshot_values(user_id, list(accounts), end, revalue_from)
+        prices = await Prices.load(uow, set(keys), end, revalue_from - _LOOKBACK)
+        values = _position_values(by_account, points, prices, book, target)
+        _revalue(accounts, series, by_account, points, values, book, target, totals, shadows.cut)
+    values_out = [(p, rounded(totals[i], target)) for i, p in enumerate(points)]
+    return History(target, interval, values_out, sorted(missing), sorted(by_account, key=str))
+
+
+async def _shadows(uow: UnitOfWork, user_id: UUID, live_of: dict[UUID, UUID], end: date) -> _Shadows:
+    """Take each shadowed account out of the totals from the first day its live twin has a
     balance (the stored deltas count every account): before that day the shadow is the only
-    record of that money, so a move from one provider to another keeps its history. Returns
-    the cut day per shadow (absent: the live twin has no balance yet, the shadow counts)."""
+    record of that money, so a move from one provider to another keeps its history. The cut
+    day per shadow is absent when the live twin has no balance yet (the shadow counts)."""
     kinds = {a.id: a.type for a in await all_accounts(uow, user_id)}
     ids = sorted(set(live_of) | set(live_of.values()), key=str)
     series = await uow.analytics.snapshot_values(user_id, ids, end)
@@ -211,25 +232,19 @@ async def _shadow_cuts(
             before[key] = amount
     # ... and so is the value it carried into the cut day.
     corrections += [(c, cut[a], -v) for (a, c), v in before.items() if v]
+    return _Shadows(cut, corrections)
+
+
+def _take_out(
+    shadows: _Shadows, points: Sequence[date], rates: dict[str, list[Rate | None]], totals: list[Decimal]
+) -> None:
+    """Add the shadows' corrections to ``totals`` (converted at each point's rate)."""
     # A currency the stored deltas never met nets to zero there: nothing to take out.
-    corrections = sorted((d for d in corrections if d[0] in rates), key=lambda d: d[1])
+    corrections = sorted((d for d in shadows.corrections if d[0] in rates), key=lambda d: d[1])
+    if not corrections:
+        return
     for i, amount in enumerate(_currency_totals(corrections, points, rates, set())):
         totals[i] += amount
-    return cut
-
-
-def _rate_table(rates: dict[str, list[Rate | None]], points: Sequence[date], target: str) -> DailyRates:
-    """The points' rates as the flat table the database joins (the target's own rate is 1)."""
-    table = DailyRates(base=target)
-    for currency, series in sorted(rates.items()):
-        if currency == target:
-            continue
-        for point, rate in zip(points, series, strict=True):
-            if rate is not None:
-                table.currencies.append(currency)
-                table.days.append(point)
-                table.rates.append(rate.value)
-    return table
 
 
 def _currencies(accounts: Sequence[Account], prices: Prices, target: str) -> set[str]:
@@ -321,7 +336,7 @@ def _position_values(
 ) -> dict[UUID, dict[int, Decimal | None]]:
     """Per account and point index where a position is held: the positions' value in
     ``target`` (None when one of them has no close or rate there). What PostgreSQL computes in
-    ``holding_values``, in Python for SQLite."""
+    ``history_points``, in Python for SQLite."""
     first = min(s.valid_from for held in spans.values() for s in held)
     start = bisect.bisect_left(points, first)
     units = _unit_values(

@@ -49,6 +49,17 @@ class HeldSecurity:
     first_day: date | None  # earliest day in holding history, if any
 
 
+@dataclass(slots=True)
+class HistoryPoints:
+    """Net worth history as the store computes it: per point the unrounded total in the target
+    currency; the currencies left out of some point for want of a rate."""
+
+    totals: list[Decimal]
+    missing: set[str]
+    currencies: set[str]  # of the stored deltas and of the recorded instruments' closes
+    revalued: list[UUID]  # accounts with recorded holdings
+
+
 @dataclass(frozen=True, slots=True)
 class PositionSpan:
     """``quantity`` of a position held from ``valid_from`` until ``valid_to`` (exclusive, None = now)."""
@@ -252,16 +263,17 @@ class AnalyticsRepository(Protocol):
     async def rebuild_net_worth(self, user_id: UUID) -> None: ...
     async def net_worth_currencies(self, user_id: UUID) -> set[str]: ...
     async def price_currencies(self, keys: Sequence[str], end: date) -> set[str]: ...
-    async def point_totals(
-        self, user_id: UUID, end: date, rates: DailyRates, points: Sequence[date]
-    ) -> list[tuple[Decimal, set[str]]] | None:
-        """Net worth per point from the deltas, converted; None: the caller computes it."""
-        ...
-
-    async def holding_values(
-        self, user_id: UUID, end: date, rates: DailyRates, points: Sequence[date]
-    ) -> dict[UUID, dict[int, Decimal | None]] | None:
-        """Recorded positions' value per account and point; None: the caller computes it."""
+    async def history_points(
+        self,
+        user_id: UUID,
+        start: date,
+        end: date,
+        points: Sequence[date],
+        daily: bool,
+        target: str,
+        cuts: dict[UUID, date],
+    ) -> HistoryPoints | None:
+        """Net worth per point, converted and revalued; None: the caller computes it."""
         ...
 
     async def net_worth_deltas(self, user_id: UUID, end: date) -> list[tuple[str, date, Decimal]]: ...

@@ -24,6 +24,13 @@ def create_engine(url: str, *, ping_after_idle: float = 5.0, **kwargs: Any) -> A
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
         kwargs.setdefault("connect_args", {"timeout": 30})
+    elif parsed.get_backend_name() == "postgresql":
+        # No JIT: it compiles a query whose *estimated* cost passes jit_above_cost, and the
+        # analytics queries (set-returning functions, unnested arrays) are estimated far above
+        # what they cost: compiling took 1-2 s of CPU for a query that runs in ~100 ms. It is
+        # set per connection because the API reads in autocommit, where SET LOCAL is a no-op.
+        connect_args = kwargs.setdefault("connect_args", {})
+        connect_args.setdefault("server_settings", {}).setdefault("jit", "off")
     # No pool_pre_ping (a round trip per checkout cost every request as much as its query):
     # an idle connection is pinged (_ping_when_idle), and one found dead anyway is retried
     # once by RetryingSession (first reads only).

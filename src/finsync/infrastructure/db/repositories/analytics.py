@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from finsync.domain.analytics_ports import (
     CashFlowGroup,
     DailyRates,
+    HistoryPoints,
     Interval,
     Movement,
     PeriodSum,
@@ -29,6 +30,7 @@ from finsync.domain.entities import BalanceSnapshot
 from finsync.domain.enums import AccountType, TransactionStatus, TransactionSubtype, TransactionType
 from finsync.infrastructure.db.analytics_tables import NetWorthDeltaRow
 from finsync.infrastructure.db.net_worth import NetWorthDeltas
+from finsync.infrastructure.db.net_worth_history import history_points
 from finsync.infrastructure.db.tables import BalanceSnapshotRow, TransactionRow
 
 snapshots = BalanceSnapshotRow.__table__  # type: ignore[attr-defined]
@@ -84,76 +86,6 @@ _PG_RATES = (
 )
 
 
-# The points' rates, keyed by one integer (point index x 1000 + the currency's position in
-# :curs): a single equality join, which the planner cannot turn into a cross product even
-# though it cannot see how many rows the unnested arrays hold.
-_PG_POINT_RATES = "SELECT * FROM unnest(CAST(:keys AS int[]), CAST(:rate AS numeric[])) AS x(key, rate)"
-_PG_RATE_KEY = "{idx} * 1000 + array_position(CAST(:curs AS text[]), CAST({currency} AS text))"
-# Net worth history on PostgreSQL, one row per point: each currency's running sum of the daily
-# deltas at the point (a delta of day d counts from the first point on or after d), times the
-# point's rate. The points are sorted: ``width_bucket`` finds a day's first point.
-_PG_POINT_TOTALS = (
-    "WITH p AS (SELECT idx FROM generate_series(1, CAST(:n AS int)) AS p(idx)), "  # noqa: S608
-    f"x AS ({_PG_POINT_RATES}), "
-    "d AS (SELECT currency, width_bucket(day - 1, CAST(:points AS date[])) + 1 AS idx, SUM(delta) AS delta"
-    " FROM net_worth_deltas WHERE user_id = :user_id AND day <= :end GROUP BY 1, 2), "
-    "g AS (SELECT c.currency, p.idx,"
-    " SUM(COALESCE(d.delta, 0)) OVER (PARTITION BY c.currency ORDER BY p.idx) AS amount"
-    " FROM (SELECT DISTINCT currency FROM d) c CROSS JOIN p"
-    " LEFT JOIN d ON d.currency = c.currency AND d.idx = p.idx) "
-    "SELECT g.idx, SUM(g.amount * CASE WHEN g.currency = :base THEN 1 ELSE x.rate END),"
-    " array_agg(g.currency) FILTER (WHERE g.amount <> 0 AND g.currency <> :base AND x.rate IS NULL)"
-    f" FROM g LEFT JOIN x ON x.key = {_PG_RATE_KEY.format(idx='g.idx', currency='g.currency')}"
-    " GROUP BY g.idx"
-)
-# Recorded holdings on PostgreSQL, per account and point where a position is held: the sum of
-# quantity x the instrument's last close on or before the point x the point's rate (the
-# currency of the instrument's latest close), and whether every position had both. Points
-# are 1-based indexes: a span holds points lo..hi-1 (``width_bucket`` counts the points
-# before a day); each instrument's last close per point comes from its closes grouped by
-# the first point on or after their day, each carried until the next such group.
-_PG_HOLDING_VALUES = (
-    "WITH x AS (SELECT * FROM unnest(CAST(:keys AS int[]), CAST(:rate AS numeric[])) AS x(key, rate)), "  # noqa: S608
-    "s AS MATERIALIZED (SELECT h.account_id, h.quantity, i.id AS iid, q.currency,"
-    " width_bucket(h.valid_from - 1, CAST(:points AS date[])) + 1 AS lo,"
-    " CASE WHEN h.valid_to IS NULL THEN CAST(:n AS int) + 1"
-    "  ELSE width_bucket(h.valid_to - 1, CAST(:points AS date[])) + 1 END AS hi"
-    " FROM holding_history h LEFT JOIN instruments i ON i.key = h.instrument_key"
-    " LEFT JOIN LATERAL (SELECT c.currency FROM prices c WHERE c.instrument_id = i.id AND c.day <= :end"
-    "  ORDER BY c.day DESC LIMIT 1) q ON true"
-    " WHERE h.user_id = :user_id), "
-    "f AS (SELECT iid, MIN(lo) AS lo FROM s WHERE iid IS NOT NULL AND lo < hi GROUP BY iid), "
-    "b AS (SELECT DISTINCT ON (c.instrument_id, k) c.instrument_id AS iid,"
-    " width_bucket(c.day - 1, CAST(:points AS date[])) + 1 AS k, c.close"
-    " FROM prices c JOIN f ON f.iid = c.instrument_id WHERE c.day <= :end"
-    " ORDER BY c.instrument_id, k, c.day DESC), "
-    "r AS (SELECT iid, k, close,"
-    " COALESCE(lead(k) OVER (PARTITION BY iid ORDER BY k), CAST(:n AS int) + 1) AS next FROM b), "
-    "cl AS (SELECT r.iid, g.idx, r.close FROM r JOIN f ON f.iid = r.iid"
-    " CROSS JOIN LATERAL generate_series(GREATEST(r.k, f.lo), r.next - 1) AS g(idx)), "
-    "v AS (SELECT s.account_id, g.idx, s.quantity, s.currency, cl.close"
-    " FROM s CROSS JOIN LATERAL generate_series(s.lo, s.hi - 1) AS g(idx)"
-    " LEFT JOIN cl ON cl.iid = s.iid AND cl.idx = g.idx) "
-    "SELECT v.account_id, v.idx,"
-    " SUM(v.quantity * v.close * CASE WHEN v.currency = :base THEN 1 ELSE x.rate END),"
-    " bool_and(v.close IS NOT NULL AND (v.currency = :base OR x.rate IS NOT NULL))"
-    f" FROM v LEFT JOIN x ON x.key = {_PG_RATE_KEY.format(idx='v.idx', currency='v.currency')}"
-    " GROUP BY 1, 2"
-)
-
-
-def _point_params(user_id: UUID, end: date, rates: DailyRates, points: Sequence[date]) -> dict[str, Any]:
-    """Bound values of the point queries: ``rates.days`` are points, keyed as ``_PG_RATE_KEY``."""
-    index = {day: i for i, day in enumerate(points, 1)}
-    curs = sorted(set(rates.currencies))
-    position = {c: i for i, c in enumerate(curs, 1)}
-    keys = [index[d] * 1000 + position[c] for c, d in zip(rates.currencies, rates.days, strict=True)]
-    return {
-        "user_id": user_id, "end": end, "base": rates.base, "points": list(points), "n": len(points),
-        "curs": curs, "keys": keys, "rate": rates.rates,
-    }  # fmt: skip
-
-
 def _uuid(value: Any) -> str | None:
     if value is None:
         return None
@@ -207,35 +139,21 @@ class SqlAnalyticsRepository:
         rows = await self._s.execute(stmt, {"keys": tuple(keys), "end": end if self._postgres else str(end)})
         return {c for (c,) in rows.all() if c is not None}
 
-    async def point_totals(
-        self, user_id: UUID, end: date, rates: DailyRates, points: Sequence[date]
-    ) -> list[tuple[Decimal, set[str]]] | None:
-        """Per point: the sum of every currency's carried-forward total times the point's rate
-        (``rates`` holds the points' rates), and the currencies held without a rate. None on
-        SQLite (TEXT money): the caller adds the deltas itself."""
+    async def history_points(
+        self,
+        user_id: UUID,
+        start: date,
+        end: date,
+        points: Sequence[date],
+        daily: bool,
+        target: str,
+        cuts: dict[UUID, date],
+    ) -> HistoryPoints | None:
+        """Net worth per point in one statement (``net_worth_history``). None on SQLite (TEXT
+        money): the caller computes it from the deltas and closes."""
         if not self._postgres:
             return None
-        params = _point_params(user_id, end, rates, points)
-        await self._no_jit()
-        out: list[tuple[Decimal, set[str]]] = [(Decimal(0), set())] * len(points)
-        for idx, total, missing in (await self._s.execute(text(_PG_POINT_TOTALS), params)).all():
-            out[idx - 1] = (Decimal(0) if total is None else total, set(missing or ()))
-        return out
-
-    async def holding_values(
-        self, user_id: UUID, end: date, rates: DailyRates, points: Sequence[date]
-    ) -> dict[UUID, dict[int, Decimal | None]] | None:
-        """Per account with recorded holdings and per point index where it held a position: the
-        positions' value in ``rates.base`` (None when a close or a rate is missing). None on
-        SQLite: the caller revalues from the closes itself."""
-        if not self._postgres:
-            return None
-        params = _point_params(user_id, end, rates, points)
-        await self._no_jit()
-        out: dict[UUID, dict[int, Decimal | None]] = {}
-        for account_id, idx, value, priced in (await self._s.execute(text(_PG_HOLDING_VALUES), params)).all():
-            out.setdefault(account_id, {})[idx - 1] = value if priced else None
-        return out
+        return await history_points(self._s, user_id, start, end, points, daily, target, cuts)
 
     async def balance_deltas(
         self, user_id: UUID, end: date, exclude: Sequence[UUID] = ()
