@@ -20,7 +20,16 @@ from finsync.domain.ports import ProviderSession
 from finsync.providers.ccxt import coinbase, limits
 from finsync.providers.ccxt.adapter import ExchangeAdapter
 from tests.fakes.clock import VirtualClock
-from tests.fakes.coinbase import DAY_MS, CoinbaseStore, account_uuid, api_urls, create_app, fake_key, iso, seed
+from tests.fakes.coinbase import (
+    DAY_MS,
+    CoinbaseStore,
+    account_uuid,
+    api_urls,
+    create_app,
+    fake_key,
+    iso,
+    seed,
+)
 from tests.fakes.server import serve
 
 pytestmark = pytest.mark.integration
@@ -119,7 +128,8 @@ async def test_balances_with_what_is_on_hold_valued_from_coinbase_prices(adapter
     assert held["BTC"].quantity == Decimal("0.5")  # 0.4 available + 0.1 on hold
     assert held["BTC"].current_price == Decimal("60000.01")
     assert account.cash_value == Decimal(1000)
-    assert account.balance == Decimal("0.5") * Decimal("60000.01") + Decimal("2.01") * Decimal("3000.5") + 1000
+    value = Decimal("0.5") * Decimal("60000.01") + Decimal("2.01") * Decimal("3000.5")
+    assert account.balance == value + 1000
 
 
 async def test_a_sync_reads_trades_deposits_withdrawals_and_rewards_per_account(
@@ -167,10 +177,17 @@ async def test_every_page_of_fills_and_of_an_account_history_is_read_and_the_nex
     store.accounts_page = 2  # four accounts: two pages of brokerage/accounts
     for i in range(250):
         store.add_fill(
-            "BTC-USD", trade_id=f"p{i:03}", ts=t - 40 * DAY_MS + i, side="buy", price="1", size="1", commission="0"
+            "BTC-USD",
+            trade_id=f"p{i:03}",
+            ts=t - 40 * DAY_MS + i,
+            side="buy",
+            price="1",
+            size="1",
+            commission="0",
         )
     for i in range(230):
-        store.add_transaction("BTC", tx_id=f"in-{i:03}", ts=t - 50 * DAY_MS + i * 1000, kind="send", amount="0.001")
+        ts = t - 50 * DAY_MS + i * 1000
+        store.add_transaction("BTC", tx_id=f"in-{i:03}", ts=ts, kind="send", amount="0.001")
     session = _session(store)
     first = _build(url, session, clock)
     try:
@@ -180,10 +197,12 @@ async def test_every_page_of_fills_and_of_an_account_history_is_read_and_the_nex
     assert len([x for x in found.values() if x.type is TransactionType.TRADE]) == 252
     assert len([x for x in found.values() if x.subtype is TransactionSubtype.TRANSFER_IN]) == 232
     fill_cursors = [q.get("cursor") for p, q in store.requests if p.endswith("historical/fills")]
-    assert len(fill_cursors) == 3 and fill_cursors[0] is None
+    assert len(fill_cursors) == 3
+    assert fill_cursors[0] is None
     btc = f"v2/accounts/{account_uuid('BTC')}/transactions"
     afters = [q.get("starting_after") for p, q in store.requests if p == btc]
-    assert len(afters) == 3 and afters[0] is None  # 234 entries, 100 a page
+    assert len(afters) == 3  # 234 entries, 100 a page
+    assert afters[0] is None
     cursors = session.state["cursors"][first._account_id({"info": {}})]
     assert cursors["trades"] == t - 8 * DAY_MS + 123  # the newest fill (its trade_time has .123456 s)
     assert cursors["accounts"][account_uuid("BTC")] == t - 5 * DAY_MS  # the newest BTC entry

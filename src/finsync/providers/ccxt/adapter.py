@@ -252,9 +252,10 @@ class ExchangeAdapter:
         down to its own cursor in ``session.state`` minus the overlap; all share the
         exchange's one rate budget (every call goes through ``_call``)."""
         per_account: dict[str, Any] = cursors.setdefault("accounts", {})
-        if self._balance is None:
-            self._balance = await self._call(self.ex.fetch_balance)
         balance = self._balance
+        if balance is None:
+            fetched: dict[str, Any] = await self._call(self.ex.fetch_balance)
+            balance = self._balance = fetched
         held = {k for k, v in (balance.get("total") or {}).items() if v not in (None, "") and Decimal(v)}
         info = balance.get("info") if isinstance(balance.get("info"), dict) else {}
         accounts = history.accounts(info or {})
