@@ -17,7 +17,7 @@ last page) and ``start_sequence_timestamp``/``end_sequence_timestamp``, public
 bare ``401 Unauthorized`` text, v2 with ``{"errors": [{"id": "authentication_error", ...}]}``;
 ``429`` with ``rate_limit_exceeded``. ``store.inject(path, fault)`` makes the next call to a
 path (``"api/v3/brokerage/accounts"``, ``"v2/accounts/<id>/transactions"``) fail with
-``"401"``, ``"429"`` or ``"503"``.
+``"401"``, ``"404"``, ``"429"`` or ``"503"``.
 """
 
 from __future__ import annotations
@@ -204,6 +204,8 @@ def _fault(path: str, fault: str) -> Response:
             },
             429,
         )
+    if fault == "404":
+        return _json({"errors": [{"id": "not_found", "message": "Not found"}]}, 404)
     return Response("upstream connect error", status_code=503, media_type="text/plain")
 
 

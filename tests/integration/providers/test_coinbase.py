@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from finsync.domain.enums import TransactionSubtype, TransactionType
-from finsync.domain.errors import ProviderAuthError, RateLimited, Unavailable
+from finsync.domain.errors import ProviderAuthError, ProviderError, RateLimited, Unavailable
 from finsync.domain.ports import ProviderSession
 from finsync.providers.ccxt import coinbase, limits
 from finsync.providers.ccxt.adapter import ExchangeAdapter
@@ -277,3 +277,11 @@ async def test_a_429_holds_every_coinbase_connection_until_the_wait_ends(
         await _sync(adapter)
     assert caught.value.retry_after == 60.0
     assert limits.BANS["coinbase"] >= adapter.clock.now() + 59
+
+
+async def test_an_account_history_coinbase_does_not_know_names_the_account(
+    adapter: ExchangeAdapter, store: CoinbaseStore
+) -> None:
+    store.inject(f"v2/accounts/{account_uuid('ETH')}/transactions", "404")
+    with pytest.raises(ProviderError, match=rf"ETH account \({account_uuid('ETH')}\).*not_found"):
+        await _sync(adapter)

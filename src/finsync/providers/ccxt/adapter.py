@@ -268,7 +268,15 @@ class ExchangeAdapter:
             after: str | None = None
             newest: int | None = None
             for _ in range(MAX_PAGES):
-                page, following = await self._call(history.page, self.ex, account_id, after)
+                try:
+                    page, following = await self._call(history.page, self.ex, account_id, after)
+                except ProviderError as exc:
+                    if type(exc) is not ProviderError:  # refused key, rate limit, outage: as they are
+                        raise
+                    raise ProviderError(
+                        f"reading the history of the {accounts[account_id] or '?'} account "
+                        f"({account_id}): {exc}"
+                    ) from None
                 stamps = [int(e["timestamp"]) for e in page if e.get("timestamp") is not None]
                 for entry in page:
                     if entry.get("timestamp") is None or int(entry["timestamp"]) < since:
