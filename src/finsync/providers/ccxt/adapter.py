@@ -36,7 +36,7 @@ from finsync.domain.money import is_iso_currency
 from finsync.domain.ports import ProviderSession
 from finsync.domain.records import ProviderAccount, ProviderHolding, ProviderTransaction, TransactionBatch
 from finsync.providers.ccxt import mappers
-from finsync.providers.ccxt.exchange import Exchange, ExchangeSettings
+from finsync.providers.ccxt.exchange import AccountHistory, Exchange, ExchangeSettings
 from finsync.providers.ccxt.limits import ExchangeBudget, banned_until, budget
 from finsync.providers.common import HostOptions, Wire, credential
 from finsync.providers.http import SystemClock
@@ -155,9 +155,15 @@ class ExchangeAdapter:
             account.provider_account_id, {}
         )
         found: dict[str, ProviderTransaction] = {}
-        for item in await self._trades(cursors):
+        trades = await self._trades(cursors)
+        for item in trades:
             record = mappers.trade(self.wire, item)
             found[record.provider_transaction_id] = record
+        if self.exchange.account_history is not None:
+            traded = {a for t in trades for a in str(t["symbol"]).split(":")[0].split("/")}
+            for record in await self._account_history(self.exchange.account_history, cursors, traded):
+                found[record.provider_transaction_id] = record
+            return TransactionBatch(transactions=list(found.values()))
         for kind, fetch in (("deposits", self.ex.fetch_deposits), ("withdrawals", self.ex.fetch_withdrawals)):
             if self.ex.has.get("fetchDeposits" if kind == "deposits" else "fetchWithdrawals"):
                 for item in await self._transfers(kind, fetch, cursors):
@@ -176,6 +182,10 @@ class ExchangeAdapter:
     # --- history --------------------------------------------------------------------------
 
     async def _trades(self, cursors: dict[str, Any]) -> list[dict[str, Any]]:
+        if self.exchange.trade_cursor_param:
+            return await self._by_cursor(
+                "trades", self.exchange.trade_cursor_param, self.ex.fetch_my_trades, cursors
+            )
         if not self.exchange.trades_need_symbol:
             return await self._by_time("trades", self.ex.fetch_my_trades, cursors)
         # Binance: one call (or more) per symbol; symbols from balances and past trades.
@@ -197,6 +207,95 @@ class ExchangeAdapter:
             if last is not None:
                 per_symbol[symbol] = last  # the next sync reads from this id on (it overlaps one)
         return items
+
+    async def _by_cursor(
+        self,
+        endpoint: str,
+        param: str,
+        fetch: Callable[..., Awaitable[list[dict[str, Any]]]],
+        cursors: dict[str, Any],
+    ) -> list[dict[str, Any]]:
+        """Everything since the endpoint's cursor (minus the overlap), page after page by the
+        opaque cursor each answer carries (ccxt leaves it in one item's ``info``): the pages
+        are linked by the exchange, so their order (Coinbase: newest first) does not matter."""
+        since = max(EPOCH_MS, int(cursors.get(endpoint, EPOCH_MS)) - OVERLAP_MS)
+        items: dict[str, dict[str, Any]] = {}
+        params: dict[str, Any] = {}
+        for _ in range(MAX_PAGES):
+            page = await self._call(fetch, None, since, None, params)
+            for item in page:
+                items[str(item.get("id"))] = item
+            following = next(
+                (
+                    str(i["info"][param])
+                    for i in page
+                    if isinstance(i.get("info"), dict) and i["info"].get(param)
+                ),
+                None,
+            )
+            if not page or following is None or following == params.get(param):
+                break
+            params = {param: following}
+        if items:
+            cursors[endpoint] = max(int(i["timestamp"]) for i in items.values())
+        return list(items.values())
+
+    async def _account_history(
+        self, history: AccountHistory, cursors: dict[str, Any], traded: set[str]
+    ) -> list[ProviderTransaction]:
+        """Deposits, withdrawals and rewards read account by account (Coinbase keeps one
+        history per wallet, i.e. per currency, and ccxt will not read it without one).
+
+        Walked: the accounts holding something, those of an asset traded in this sync's fills,
+        and every account read before (an asset sold out since still gets its withdrawal).
+        Each is read newest first, page by page (the exchange's ``starting_after`` cursor),
+        down to its own cursor in ``session.state`` minus the overlap; all share the
+        exchange's one rate budget (every call goes through ``_call``)."""
+        per_account: dict[str, Any] = cursors.setdefault("accounts", {})
+        balance = self._balance
+        if balance is None:
+            fetched: dict[str, Any] = await self._call(self.ex.fetch_balance)
+            balance = self._balance = fetched
+        held = {k for k, v in (balance.get("total") or {}).items() if v not in (None, "") and Decimal(v)}
+        info = balance.get("info") if isinstance(balance.get("info"), dict) else {}
+        accounts = history.accounts(info or {})
+        wanted = sorted(
+            i for i, code in accounts.items() if code in held or code in traded or i in per_account
+        )
+        found: list[ProviderTransaction] = []
+        for account_id in wanted[:MAX_SYMBOLS_KEPT]:
+            since = max(EPOCH_MS, int(per_account.get(account_id, EPOCH_MS)) - OVERLAP_MS)
+            after: str | None = None
+            newest: int | None = None
+            for _ in range(MAX_PAGES):
+                try:
+                    page, following = await self._call(history.page, self.ex, account_id, after)
+                except ProviderError as exc:
+                    if type(exc) is not ProviderError:  # refused key, rate limit, outage: as they are
+                        raise
+                    raise ProviderError(
+                        f"reading the history of the {accounts[account_id] or '?'} account "
+                        f"({account_id}): {exc}"
+                    ) from None
+                stamps = [int(e["timestamp"]) for e in page if e.get("timestamp") is not None]
+                for entry in page:
+                    if entry.get("timestamp") is None or int(entry["timestamp"]) < since:
+                        continue
+                    moved = history.transfer(self.ex, entry)
+                    if moved is not None:
+                        found.append(mappers.transfer(self.wire, moved))
+                    elif (
+                        income := mappers.ledger_income(self.wire, entry, self.exchange.income_types)
+                    ) is not None:
+                        found.append(income)
+                if stamps:
+                    newest = max(newest or 0, *stamps)
+                if not page or following is None or following == after or (stamps and min(stamps) < since):
+                    break
+                after = following
+            if newest is not None:
+                per_account[account_id] = newest
+        return found
 
     def _symbols(self, known: dict[str, Any]) -> list[str]:
         """Spot symbols worth asking: a held asset against a common quote or another held asset,

@@ -22,11 +22,35 @@ from finsync.providers.spec import (
     ProviderSettings,
 )
 
-__all__ = ["Exchange", "ExchangeSettings", "Permissions", "api_key", "metadata", "passphrase", "secret"]
+__all__ = [
+    "AccountHistory",
+    "Exchange",
+    "ExchangeSettings",
+    "Permissions",
+    "api_key",
+    "metadata",
+    "passphrase",
+    "secret",
+]
 
 Permissions = Callable[[Any], Awaitable[set[str] | None]]
 """(the ccxt exchange) → what the key may do beyond reading ({"trade", "withdraw"}), or None
 when the exchange cannot tell."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AccountHistory:
+    """How an exchange whose history is kept per account is read (Coinbase).
+
+    ``accounts(balance)`` → {account id: asset code} from ``fetch_balance()["info"]``;
+    ``page(ex, account_id, cursor)`` → one page of ccxt ledger entries, newest first, and the
+    cursor of the next (older) page or None; ``transfer(ex, entry)`` → a ccxt transaction
+    (type ``deposit``/``withdrawal``) for an entry that moves funds in or out, else None.
+    Rewards are the entries whose type is in ``Exchange.income_types``."""
+
+    accounts: Callable[[Mapping[str, Any]], dict[str, str]]
+    page: Callable[[Any, str, str | None], Awaitable[tuple[list[dict[str, Any]], str | None]]]
+    transfer: Callable[[Any, Mapping[str, Any]], dict[str, Any] | None]
 
 
 class ExchangeSettings(ProviderSettings):
@@ -81,6 +105,13 @@ class Exchange:
     backwards: frozenset[str] = frozenset()
     # Longest window a deposit/withdrawal query may span, in days (Binance: 90); None: no limit.
     transfer_window_days: int | None = None
+    # Trades page by an opaque cursor the answer carries (Coinbase fills: ``cursor``), asked
+    # again with that parameter until the answer has none; ``since`` bounds the first page.
+    trade_cursor_param: str | None = None
+    # Deposits, withdrawals and rewards live in one history per account (one wallet per
+    # currency: Coinbase's v2 ``accounts/{id}/transactions``), which ccxt refuses to read
+    # without an account: ``AccountHistory`` lists the accounts and classifies their entries.
+    account_history: AccountHistory | None = None
     # Error texts ccxt raises as plain ExchangeError that mean a refused key (Kraken).
     auth_errors: tuple[str, ...] = ()
     permissions: Permissions | None = None
