@@ -424,3 +424,107 @@ async def test_a_burst_within_the_pool_reuses_its_connections(container: Contain
                 assert len(opened) == before, "the second burst opened new connections"
     finally:
         event.remove(container.engine.sync_engine, "connect", connected)
+
+
+async def test_the_asyncpg_page_query_answers_what_the_sqlalchemy_one_does(container: Container) -> None:
+    """``listed_sql`` (a PostgreSQL request's page) and ``listed_query`` (everything else)
+    agree for every filter, alone and together, page after page: the read unit of work takes
+    the first, a use case's unit of work the second."""
+    _postgres(container)
+    from uuid import uuid4
+
+    from finsync.domain.categories import Category, CategoryKind
+    from finsync.domain.enums import TransactionStatus, TransactionSubtype, TransactionType
+
+    user = await seed_user(container)
+    other = await seed_user(container, "eve@example.com")
+    first, second = await _accounts(container, user, "first", "second")
+    (theirs,) = await _accounts(container, other, "theirs")
+    start = date(2025, 1, 1)
+    rows = [
+        txn(
+            f"t{i}",
+            day=start + timedelta(days=i % 9),  # ties on the date: the id breaks them
+            symbol=("ACME", "acme", None, "Other")[i % 4],
+            description=(f"Coffee 50% off_{i}", "rent \\ flat", None)[i % 3],
+            type=(TransactionType.TRANSFER, TransactionType.TRADE)[i % 2],
+            subtype=(TransactionSubtype.WITHDRAWAL, TransactionSubtype.BUY)[i % 2],
+            status=(TransactionStatus.SETTLED, TransactionStatus.PENDING)[i % 5 == 0],
+        )
+        for i in range(40)
+    ]
+    async with container.uow() as uow:
+        await uow.transactions.upsert(first, rows[:25])
+        await uow.transactions.upsert(second, rows[25:])
+        await uow.transactions.upsert(theirs, rows[:5])
+        food = Category(user_id=user.id, name="Food", kind=CategoryKind.EXPENSE)
+        await uow.categories.add(food)
+        await uow.session.execute(  # type: ignore[attr-defined]
+            update(transactions)
+            .where(transactions.c.user_id == user.id, transactions.c.provider_transaction_id.in_(["t1", "t7"]))
+            .values(tags=["trip", "food"], category_id=food.id)
+        )
+        await uow.commit()
+    filters = [
+        TransactionFilter(),
+        TransactionFilter(account_id=first.id),
+        TransactionFilter(account_id=theirs.id),  # not theirs to read: nothing
+        TransactionFilter(account_id=uuid4()),
+        TransactionFilter(date_from=date(2025, 1, 3), date_to=date(2025, 1, 6)),
+        TransactionFilter(type=TransactionType.TRADE, subtype=TransactionSubtype.BUY),
+        TransactionFilter(status=TransactionStatus.PENDING, account_id=second.id),
+        TransactionFilter(symbol="acme"),
+        TransactionFilter(text="50% OFF_1"),  # LIKE wildcards are matched literally
+        TransactionFilter(text="rent \\"),
+        TransactionFilter(text="other"),  # the symbol, exactly, in any case
+        TransactionFilter(category_ids=(food.id, uuid4())),
+        TransactionFilter(tag="trip", account_id=first.id),
+        TransactionFilter(tag="nope"),
+    ]
+    for f in filters:
+        pages: dict[bool, list[list[str]]] = {}
+        for factory, fast in ((container.uow, False), (container.read_uow, True)):
+            async with statements(container) as seen:
+                pages[fast] = await _all_pages(factory, user.id, f)
+            assert any("raw::text AS raw_json" in s for s in seen) == fast, f
+        assert pages[True] == pages[False], f
+    assert sum(map(len, await _all_pages(container.read_uow, user.id, TransactionFilter()))) == 40
+
+
+async def _all_pages(factory: Any, user_id: Any, f: TransactionFilter) -> list[list[str]]:
+    """Every page of 4 (ids and the raw text, in order), following the cursors."""
+    pages: list[list[str]] = []
+    after = None
+    while True:
+        async with factory() as uow:
+            page = await uow.transactions.listed(user_id, f, PageRequest(limit=4, after=after))
+        pages.append([f"{t.id}|{t.raw_json}|{t.tags}|{t.created_at.isoformat()}" for t in page.items])
+        if page.next_key is None:
+            return pages
+        after = page.next_key
+
+
+async def test_a_dead_connection_under_the_asyncpg_path_is_retried_once_for_a_first_read(
+    container: Container,
+) -> None:
+    """The auth look-up and the page run straight on asyncpg: a pooled connection found dead
+    there is replaced as ``RetryingSession`` replaces it, and only for the request's first
+    statement; one lost later is an error, and never goes back to the pool."""
+    _postgres(container)
+    async with api_client(container) as client:
+        headers = await register_and_login(client)
+        pid = await _backend_pid(container)
+        await _kill(pid)
+        r = await client.get("/api/v1/transactions", headers=headers)  # the look-up: retried
+        assert r.status_code == 200
+    user = await seed_user(container, "eve@example.com")
+    async with container.read_uow() as uow:
+        await _kill(await _backend_pid(container))
+        page = await uow.transactions.listed(user.id, TransactionFilter(), PageRequest())  # first: retried
+        assert page.items == []
+        session: Any = uow.session  # type: ignore[attr-defined]
+        fresh = int((await session.execute(select(func.pg_backend_pid()))).scalar_one())
+        await _kill(fresh)
+        with pytest.raises((asyncpg.ConnectionDoesNotExistError, asyncpg.InterfaceError, ConnectionError)):
+            await uow.transactions.listed(user.id, TransactionFilter(), PageRequest())
+    assert await _backend_pid(container) not in (pid, fresh)

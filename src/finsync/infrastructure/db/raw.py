@@ -55,12 +55,11 @@ async def fetch(session: AsyncSession, sql: str, args: Sequence[Any]) -> list[An
     try:
         return list(await conn.fetch(sql, *args))
     except _LOST:
+        await (await session.connection()).invalidate()  # never back into the pool
+        await session.rollback()  # the session starts anew on a fresh connection
         if not first:
             raise
     log.warning("database_connection_lost_retrying_read")
-    sa_connection = await session.connection()
-    await sa_connection.invalidate()  # the pool forgets it; the rollback returns the session to new
-    await session.rollback()
     conn = await driver(session)
     if conn is None:  # pragma: no cover - the same session, the same engine
         return None
