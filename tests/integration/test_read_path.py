@@ -7,8 +7,6 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from datetime import date, timedelta
 from typing import Any
 
@@ -27,41 +25,10 @@ from finsync.infrastructure.db.uow import ANALYZE_AFTER
 from tests.api.helpers import register_and_login
 from tests.conftest import PG_DSN, api_client
 from tests.factories import account, seed_connection, seed_user, txn
+from tests.sql import statements
 
 pytestmark = pytest.mark.integration
 transactions = TransactionRow.__table__  # type: ignore[attr-defined]
-
-
-@asynccontextmanager
-async def statements(c: Container) -> AsyncIterator[list[str]]:
-    """The SQL sent through ``c``'s engine meanwhile: through SQLAlchemy and, on PostgreSQL,
-    straight on the asyncpg connection under it (``infrastructure/db/raw.py``)."""
-    seen: list[str] = []
-
-    def record(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
-        seen.append(statement)
-
-    def logged(record: Any) -> None:
-        seen.append(record.query)
-
-    watched: list[Any] = []
-
-    def checkout(dbapi_connection: Any, *_: Any) -> None:
-        if c.engine.dialect.name == "postgresql":
-            raw = dbapi_connection.driver_connection
-            raw.add_query_logger(logged)
-            watched.append(raw)
-
-    event.listen(c.engine.sync_engine, "before_cursor_execute", record)
-    event.listen(c.engine.sync_engine.pool, "checkout", checkout)
-    try:
-        yield seen
-        await asyncio.sleep(0.05)  # asyncpg hands records to loggers with call_soon
-    finally:
-        event.remove(c.engine.sync_engine, "before_cursor_execute", record)
-        event.remove(c.engine.sync_engine.pool, "checkout", checkout)
-        for raw in watched:
-            raw.remove_query_logger(logged)
 
 
 async def _accounts(c: Container, user: User, *names: str) -> list[Account]:
@@ -94,11 +61,10 @@ async def test_page_query_selects_the_response_columns_and_raw_as_text(container
     # A use case's unit of work takes SQLAlchemy's path; a request's read one, on PostgreSQL,
     # the statement written for asyncpg (listed_sql): both select the same.
     for factory, fast in ((container.uow, False), (container.read_uow, postgres)):
-        async with statements(container) as seen:
-            async with factory() as uow:
-                page = await uow.transactions.listed(
-                    user.id, TransactionFilter(account_id=acct.id), PageRequest()
-                )
+        async with statements(container) as seen, factory() as uow:
+            page = await uow.transactions.listed(
+                user.id, TransactionFilter(account_id=acct.id), PageRequest()
+            )
         (sql,) = [s for s in seen if "FROM transactions" in s]
         selected = re.split(r"\sFROM\s", sql, maxsplit=1)[0]
         for unneeded in ("content_hash", "tags_set_by", "user_id"):  # stored, never answered
@@ -461,7 +427,9 @@ async def test_the_asyncpg_page_query_answers_what_the_sqlalchemy_one_does(conta
         await uow.categories.add(food)
         await uow.session.execute(  # type: ignore[attr-defined]
             update(transactions)
-            .where(transactions.c.user_id == user.id, transactions.c.provider_transaction_id.in_(["t1", "t7"]))
+            .where(
+                transactions.c.user_id == user.id, transactions.c.provider_transaction_id.in_(["t1", "t7"])
+            )
             .values(tags=["trip", "food"], category_id=food.id)
         )
         await uow.commit()

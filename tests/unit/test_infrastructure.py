@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 import stat
 from datetime import UTC, datetime, timedelta
-from uuid import uuid4
 from pathlib import Path
+from uuid import uuid4
 
 import pytest
 import structlog

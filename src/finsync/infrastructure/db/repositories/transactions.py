@@ -259,11 +259,9 @@ def listed_sql(user_id: UUID, filters: TransactionFilter, page: PageRequest) -> 
 
     if filters.account_id is not None:
         account = arg(filters.account_id, "::uuid")
-        where = [
-            f"account_id = {account}",
-            f"EXISTS (SELECT 1 FROM accounts WHERE accounts.id = {account} "
-            f"AND accounts.user_id = {arg(user_id, '::uuid')})",
-        ]
+        owner = arg(user_id, "::uuid")
+        owned = f"EXISTS (SELECT 1 FROM accounts WHERE id = {account} AND user_id = {owner})"  # noqa: S608
+        where = [f"account_id = {account}", owned]
     else:
         where = [f"user_id = {arg(user_id, '::uuid')}"]
     if filters.date_from is not None:
@@ -277,7 +275,9 @@ def listed_sql(user_id: UUID, filters: TransactionFilter, page: PageRequest) -> 
         where.append(f"upper(symbol) = {arg(filters.symbol.upper())}")
     if filters.text:
         pattern = arg(f"%{filters.text.lower().translate(_LIKE_ESCAPE)}%")
-        where.append(f"(lower(description) LIKE {pattern} ESCAPE '\\' OR lower(symbol) = {arg(filters.text.lower())})")
+        where.append(
+            f"(lower(description) LIKE {pattern} ESCAPE '\\' OR lower(symbol) = {arg(filters.text.lower())})"
+        )
     if filters.category_ids is not None:
         where.append(f"category_id = ANY({arg(list(filters.category_ids), '::uuid[]')})")
     if filters.tag is not None:
