@@ -21,11 +21,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-import asyncpg
+import asyncpg  # type: ignore[import-untyped]
 import structlog
 from sqlalchemy.dialects.postgresql.asyncpg import dialect as asyncpg_dialect
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.sql import Executable
+from sqlalchemy.sql import ClauseElement
 
 log = structlog.get_logger(__name__)
 
@@ -66,12 +66,12 @@ async def fetch(session: AsyncSession, sql: str, args: Sequence[Any]) -> list[An
     return list(await conn.fetch(sql, *args))
 
 
-_DIALECT = asyncpg_dialect()
+_DIALECT = asyncpg_dialect()  # type: ignore[no-untyped-call]
 
 
-def prepared(statement: Executable) -> tuple[str, tuple[str, ...]]:
+def prepared(statement: ClauseElement) -> tuple[str, tuple[str, ...]]:
     """``statement`` (written with named ``bindparam``s) as PostgreSQL text with ``$n``
     placeholders, and the parameter names in placeholder order: the query stays written once,
     in SQLAlchemy, and is compiled once, at import."""
     compiled = statement.compile(dialect=_DIALECT)
-    return str(compiled), tuple(compiled.positiontup or ())
+    return str(compiled), tuple(getattr(compiled, "positiontup", None) or ())
