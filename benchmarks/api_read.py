@@ -124,7 +124,7 @@ class Server:
         cmd = [sys.executable, "-c", "from finsync.cli import app; app()", "serve", "--port", str(self.port)]
         self.proc = subprocess.Popen(cmd, env=self.env)  # noqa: ASYNC220 (our interpreter; quick)
         async with httpx.AsyncClient(base_url=self.base) as http:
-            for _ in range(400):
+            for _ in range(1200):  # a minute: on a loaded machine the import alone takes seconds
                 try:
                     if (await http.get("/health/ready")).status_code == 200:
                         return self

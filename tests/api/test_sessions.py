@@ -10,13 +10,13 @@ from typing import Any
 import httpx
 import pytest
 from fastapi import FastAPI
-from sqlalchemy import event
 
 from finsync.api.app import create_app
 from finsync.bootstrap import Container
 from tests.api.helpers import PASSWORD
 from tests.conftest import built, make_settings
 from tests.fakes.hasher import FakeHasher
+from tests.sql import statements
 
 pytestmark = pytest.mark.e2e
 NEW_PASSWORD = "a brand new passphrase for ada"
@@ -83,17 +83,9 @@ async def test_the_session_check_rides_on_the_user_lookup(database_url: str, tmp
     async with app_for(database_url, tmp_path) as (app, c), client(app) as http:
         await register(http)
         tokens = await login(http)
-        statements: list[str] = []
-
-        def record(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
-            statements.append(statement)
-
-        event.listen(c.engine.sync_engine, "before_cursor_execute", record)
-        try:
+        async with statements(c) as seen:
             assert (await http.get("/api/v1/users/me", headers=bearer(tokens))).status_code == 200
-        finally:
-            event.remove(c.engine.sync_engine, "before_cursor_execute", record)
-        (query,) = [s for s in statements if "users" in s]
+        (query,) = [s for s in seen if "users" in s]
         assert "auth_sessions" in query  # one query joins the user and the session
 
 

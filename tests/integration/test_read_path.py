@@ -7,8 +7,6 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import date, timedelta
 from typing import Any
 
@@ -27,24 +25,10 @@ from finsync.infrastructure.db.uow import ANALYZE_AFTER
 from tests.api.helpers import register_and_login
 from tests.conftest import PG_DSN, api_client
 from tests.factories import account, seed_connection, seed_user, txn
+from tests.sql import statements
 
 pytestmark = pytest.mark.integration
 transactions = TransactionRow.__table__  # type: ignore[attr-defined]
-
-
-@contextmanager
-def statements(c: Container) -> Iterator[list[str]]:
-    """The SQL sent through ``c``'s engine meanwhile."""
-    seen: list[str] = []
-
-    def record(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
-        seen.append(statement)
-
-    event.listen(c.engine.sync_engine, "before_cursor_execute", record)
-    try:
-        yield seen
-    finally:
-        event.remove(c.engine.sync_engine, "before_cursor_execute", record)
 
 
 async def _accounts(c: Container, user: User, *names: str) -> list[Account]:
@@ -73,20 +57,24 @@ async def test_page_query_selects_the_response_columns_and_raw_as_text(container
     user = await seed_user(container)
     (acct,) = await _accounts(container, user, "a")
     await _fill(container, acct, "t", 3)
-    with statements(container) as seen:
-        async with container.uow() as uow:
+    postgres = container.engine.dialect.name == "postgresql"
+    # A use case's unit of work takes SQLAlchemy's path; a request's read one, on PostgreSQL,
+    # the statement written for asyncpg (listed_sql): both select the same.
+    for factory, fast in ((container.uow, False), (container.read_uow, postgres)):
+        async with statements(container) as seen, factory() as uow:
             page = await uow.transactions.listed(
                 user.id, TransactionFilter(account_id=acct.id), PageRequest()
             )
-    (sql,) = seen
-    selected = re.split(r"\sFROM\s", sql, maxsplit=1)[0]
-    for unneeded in ("content_hash", "tags_set_by", "user_id"):  # stored, never answered
-        assert unneeded not in selected
-    assert "transactions.raw," not in selected
-    assert "CAST(transactions.raw AS" in selected
-    assert len(page.items) == 3
-    assert all(isinstance(t.raw_json, str) for t in page.items)  # passed through, never decoded
-    assert {json.loads(t.raw_json)["id"] for t in page.items} == {"t0", "t1", "t2"}
+        (sql,) = [s for s in seen if "FROM transactions" in s]
+        selected = re.split(r"\sFROM\s", sql, maxsplit=1)[0]
+        for unneeded in ("content_hash", "tags_set_by", "user_id"):  # stored, never answered
+            assert unneeded not in selected
+        assert not re.search(r"\braw,", selected)  # never the decoded JSON ...
+        assert ("raw::text AS raw_json" in selected) == fast  # ... but its text
+        assert ("CAST(transactions.raw AS" in selected) != fast
+        assert len(page.items) == 3
+        assert all(isinstance(t.raw_json, str) for t in page.items)  # passed through, never decoded
+        assert {json.loads(t.raw_json)["id"] for t in page.items} == {"t0", "t1", "t2"}
 
 
 async def test_list_body_is_what_the_response_model_writes(container: Container) -> None:
@@ -145,7 +133,7 @@ async def test_an_account_page_needs_no_account_lookup_but_still_answers_404(con
         other = await seed_user(container, "eve@example.com")
         (theirs,) = await _accounts(container, other, "theirs")
         await _fill(container, theirs, "x", 3)
-        with statements(container) as seen:
+        async with statements(container) as seen:
             r = await client.get(f"/api/v1/accounts/{full.id}/transactions", headers=headers)
         assert r.status_code == 200
         assert len(r.json()["items"]) == 3
@@ -172,7 +160,7 @@ async def test_one_session_and_one_transaction_per_authenticated_read(container:
 
         event.listen(container.engine.sync_engine.pool, "checkout", checkout)
         try:
-            with statements(container) as seen:
+            async with statements(container) as seen:
                 r = await client.get("/api/v1/transactions", headers=headers)
         finally:
             event.remove(container.engine.sync_engine.pool, "checkout", checkout)
@@ -219,7 +207,11 @@ async def test_a_read_request_sends_no_begin_or_rollback_on_postgresql(container
                 raw.remove_query_logger(log)
     assert r.status_code == 200
     assert me.status_code == 200
-    assert sent == []  # (prepared statements are not logged; BEGIN and ROLLBACK would be)
+    # Only the user + session look-up (twice) and the page, straight on asyncpg: no BEGIN or
+    # ROLLBACK. (SQLAlchemy's own prepared statements are not logged; BEGIN and ROLLBACK are.)
+    assert len(sent) == 3
+    assert all(q.startswith("SELECT") for q in sent)
+    assert ["auth_sessions" in q for q in sent] == [True, False, True]
 
 
 async def test_statistics_are_fresh_right_after_a_bulk_import(container: Container) -> None:
@@ -398,3 +390,109 @@ async def test_a_burst_within_the_pool_reuses_its_connections(container: Contain
                 assert len(opened) == before, "the second burst opened new connections"
     finally:
         event.remove(container.engine.sync_engine, "connect", connected)
+
+
+async def test_the_asyncpg_page_query_answers_what_the_sqlalchemy_one_does(container: Container) -> None:
+    """``listed_sql`` (a PostgreSQL request's page) and ``listed_query`` (everything else)
+    agree for every filter, alone and together, page after page: the read unit of work takes
+    the first, a use case's unit of work the second."""
+    _postgres(container)
+    from uuid import uuid4
+
+    from finsync.domain.categories import Category, CategoryKind
+    from finsync.domain.enums import TransactionStatus, TransactionSubtype, TransactionType
+
+    user = await seed_user(container)
+    other = await seed_user(container, "eve@example.com")
+    first, second = await _accounts(container, user, "first", "second")
+    (theirs,) = await _accounts(container, other, "theirs")
+    start = date(2025, 1, 1)
+    rows = [
+        txn(
+            f"t{i}",
+            day=start + timedelta(days=i % 9),  # ties on the date: the id breaks them
+            symbol=("ACME", "acme", None, "Other")[i % 4],
+            description=(f"Coffee 50% off_{i}", "rent \\ flat", None)[i % 3],
+            type=(TransactionType.TRANSFER, TransactionType.TRADE)[i % 2],
+            subtype=(TransactionSubtype.WITHDRAWAL, TransactionSubtype.BUY)[i % 2],
+            status=(TransactionStatus.SETTLED, TransactionStatus.PENDING)[i % 5 == 0],
+        )
+        for i in range(40)
+    ]
+    async with container.uow() as uow:
+        await uow.transactions.upsert(first, rows[:25])
+        await uow.transactions.upsert(second, rows[25:])
+        await uow.transactions.upsert(theirs, rows[:5])
+        food = Category(user_id=user.id, name="Food", kind=CategoryKind.EXPENSE)
+        await uow.categories.add(food)
+        await uow.session.execute(  # type: ignore[attr-defined]
+            update(transactions)
+            .where(
+                transactions.c.user_id == user.id, transactions.c.provider_transaction_id.in_(["t1", "t7"])
+            )
+            .values(tags=["trip", "food"], category_id=food.id)
+        )
+        await uow.commit()
+    filters = [
+        TransactionFilter(),
+        TransactionFilter(account_id=first.id),
+        TransactionFilter(account_id=theirs.id),  # not theirs to read: nothing
+        TransactionFilter(account_id=uuid4()),
+        TransactionFilter(date_from=date(2025, 1, 3), date_to=date(2025, 1, 6)),
+        TransactionFilter(type=TransactionType.TRADE, subtype=TransactionSubtype.BUY),
+        TransactionFilter(status=TransactionStatus.PENDING, account_id=second.id),
+        TransactionFilter(symbol="acme"),
+        TransactionFilter(text="50% OFF_1"),  # LIKE wildcards are matched literally
+        TransactionFilter(text="rent \\"),
+        TransactionFilter(text="other"),  # the symbol, exactly, in any case
+        TransactionFilter(category_ids=(food.id, uuid4())),
+        TransactionFilter(tag="trip", account_id=first.id),
+        TransactionFilter(tag="nope"),
+    ]
+    for f in filters:
+        pages: dict[bool, list[list[str]]] = {}
+        for factory, fast in ((container.uow, False), (container.read_uow, True)):
+            async with statements(container) as seen:
+                pages[fast] = await _all_pages(factory, user.id, f)
+            assert any("raw::text AS raw_json" in s for s in seen) == fast, f
+        assert pages[True] == pages[False], f
+    assert sum(map(len, await _all_pages(container.read_uow, user.id, TransactionFilter()))) == 40
+
+
+async def _all_pages(factory: Any, user_id: Any, f: TransactionFilter) -> list[list[str]]:
+    """Every page of 4 (ids and the raw text, in order), following the cursors."""
+    pages: list[list[str]] = []
+    after = None
+    while True:
+        async with factory() as uow:
+            page = await uow.transactions.listed(user_id, f, PageRequest(limit=4, after=after))
+        pages.append([f"{t.id}|{t.raw_json}|{t.tags}|{t.created_at.isoformat()}" for t in page.items])
+        if page.next_key is None:
+            return pages
+        after = page.next_key
+
+
+async def test_a_dead_connection_under_the_asyncpg_path_is_retried_once_for_a_first_read(
+    container: Container,
+) -> None:
+    """The auth look-up and the page run straight on asyncpg: a pooled connection found dead
+    there is replaced as ``RetryingSession`` replaces it, and only for the request's first
+    statement; one lost later is an error, and never goes back to the pool."""
+    _postgres(container)
+    async with api_client(container) as client:
+        headers = await register_and_login(client)
+        pid = await _backend_pid(container)
+        await _kill(pid)
+        r = await client.get("/api/v1/transactions", headers=headers)  # the look-up: retried
+        assert r.status_code == 200
+    user = await seed_user(container, "eve@example.com")
+    async with container.read_uow() as uow:
+        await _kill(await _backend_pid(container))
+        page = await uow.transactions.listed(user.id, TransactionFilter(), PageRequest())  # first: retried
+        assert page.items == []
+        session: Any = uow.session  # type: ignore[attr-defined]
+        fresh = int((await session.execute(select(func.pg_backend_pid()))).scalar_one())
+        await _kill(fresh)
+        with pytest.raises((asyncpg.ConnectionDoesNotExistError, asyncpg.InterfaceError, ConnectionError)):
+            await uow.transactions.listed(user.id, TransactionFilter(), PageRequest())
+    assert await _backend_pid(container) not in (pid, fresh)

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import stat
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from uuid import uuid4
 
 import pytest
 import structlog
@@ -13,9 +15,9 @@ from cryptography.fernet import Fernet
 from finsync.bootstrap import ConfigurationError, resolve_secrets
 from finsync.config import Settings
 from finsync.domain.enums import AuthType, Capability, ProviderCategory
-from finsync.domain.errors import CredentialsUnreadable
+from finsync.domain.errors import AuthenticationFailed, CredentialsUnreadable
 from finsync.infrastructure.logs import redact
-from finsync.infrastructure.security import FernetCipher
+from finsync.infrastructure.security import FernetCipher, JwtAccessTokens
 from finsync.providers.registry import ProviderRegistry
 from finsync.providers.schwab import SchwabSettings
 from finsync.providers.spec import Ability, CredentialField, ProviderMetadata
@@ -133,3 +135,26 @@ def test_postgres_refuses_to_start_without_secrets(tmp_path: Path) -> None:
     with pytest.raises(ConfigurationError, match="FINSYNC_ENCRYPTION_KEYS and FINSYNC_JWT_SECRET"):
         resolve_secrets(settings)
     assert not (tmp_path / "encryption.key").exists()
+
+
+def test_a_remembered_access_token_still_expires_and_the_memory_is_bounded() -> None:
+    """Verified tokens are remembered (no signature check per request), but expiry is
+    checked on every use, and a token differing in any character is verified anew."""
+    now = [datetime(2026, 3, 1, 12, 0, tzinfo=UTC)]
+    tokens = JwtAccessTokens("fake-test-jwt-secret-not-a-real-one", 15, clock=lambda: now[0])
+    user, session = uuid4(), uuid4()
+    token, _ = tokens.issue(user, session, now[0])
+    for _ in range(2):  # checked, then remembered
+        claims = tokens.verify(token)
+        assert (claims.user_id, claims.session_id) == (user, session)
+    with pytest.raises(AuthenticationFailed):
+        tokens.verify(token[:-2] + ("AA" if token[-2:] != "AA" else "BB"))  # tampered signature
+    now[0] += timedelta(minutes=15)
+    with pytest.raises(AuthenticationFailed):
+        tokens.verify(token)
+    tokens.VERIFIED_MAX = 3
+    issued = [tokens.issue(uuid4(), uuid4(), now[0])[0] for _ in range(5)]
+    for t in issued:
+        tokens.verify(t)
+    assert len(tokens._verified) == 3
+    assert list(tokens._verified) == issued[2:]  # the oldest went first

@@ -39,9 +39,11 @@ async def get_settings(container: ContainerDep) -> Settings:
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 
 
-async def get_uow(container: ContainerDep) -> AsyncIterator[UnitOfWork]:
+async def get_uow(request: Request) -> AsyncIterator[UnitOfWork]:
     """The request's unit of work, for reads only (never committed; autocommit on PostgreSQL):
-    writes go through use cases with their own."""
+    writes go through use cases with their own. (The container straight from the app, not
+    through ``ContainerDep``: every dependency level costs each request's CPU.)"""
+    container: Container = request.app.state.container
     async with container.read_uow() as uow:
         yield uow
 
@@ -64,14 +66,22 @@ class Principal:
     claims: AccessClaims | None = None
 
 
-async def get_principal(
-    request: Request, container: ContainerDep, uow: UowDep, token: Annotated[str | None, Depends(oauth2)]
-) -> Principal:
+BearerDep = Annotated[str | None, Depends(oauth2)]
+
+
+async def get_principal(request: Request, uow: UowDep, token: BearerDep) -> Principal:
+    """The bearer's user: a JWT whose session is still live, or an unrevoked API token."""
+    return await _principal(request, uow, token)
+
+
+async def _principal(request: Request, uow: UnitOfWork, token: str | None) -> Principal:
     """The bearer's user: a JWT whose session is still live, or an unrevoked API token (by its
     digest). One query, in the request's unit of work: a read route's own queries follow in
     the same transaction on the same connection (one checkout per request, not two). A route
     that does not read through it (writes go through use cases with their own unit of work)
-    gets the connection back to the pool at once."""
+    gets the connection back to the pool at once. Never cached: a revoked session or token
+    is refused on its next request."""
+    container: Container = request.app.state.container
     if not token:
         raise AuthenticationFailed("missing bearer token")
     api_token: ApiToken | None = None
@@ -133,9 +143,11 @@ AuthenticatedDep = Annotated[Authenticated, Depends(get_authenticated)]
 TOKEN_DENIED = ("/api/v1/auth", "/api/v1/users/me", "/api/v1/api-tokens")
 
 
-async def get_current_user(request: Request, principal: PrincipalDep) -> User:
+async def get_current_user(request: Request, uow: UowDep, bearer: BearerDep) -> User:
     """The user; an API token passes only to read (scope ``read``, GET) outside TOKEN_DENIED.
-    Order routes take ``PrincipalDep`` instead and check ``trade:`` scopes themselves."""
+    Order routes take ``PrincipalDep`` instead and check ``trade:`` scopes themselves.
+    (Not through ``PrincipalDep``: one dependency level less on every request.)"""
+    principal = await _principal(request, uow, bearer)
     token = principal.caller.token
     if token is not None:
         if request.method not in ("GET", "HEAD") or request.url.path.startswith(TOKEN_DENIED):

@@ -7,7 +7,7 @@ from datetime import UTC
 from typing import Annotated, Any
 from uuid import UUID
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
 
 from finsync.api import valued
@@ -19,6 +19,7 @@ from finsync.api.pagination import M, PageOut, encode_cursor, to_page
 from finsync.api.routers.analytics import CurrencyQuery
 from finsync.api.schemas import SnapshotPublic
 from finsync.api.wire import QueryDate, QueryDateTime
+from finsync.bootstrap import Container
 from finsync.domain.entities import Account
 from finsync.domain.enums import AccountType, TransactionStatus, TransactionSubtype, TransactionType
 from finsync.domain.errors import InvalidInput, NotFound
@@ -119,15 +120,15 @@ async def _with_subcategories(
     "/transactions", response_model=PageOut[TransactionOut], responses=responses(InvalidInput, NotFound)
 )
 async def list_transactions(
+    request: Request,
     user: CurrentUser,
     uow: UowDep,
     page: PageDep,
     filters: TransactionFilterDep,
-    container: ContainerDep,
     account_id: UUID | None = None,
 ) -> Response:
     """Transactions across your accounts, newest first, with filters (category, tag, ...)."""
-    return await _transactions(uow, container, user.id, replace(filters, account_id=account_id), page)
+    return await _transactions(uow, request, user.id, replace(filters, account_id=account_id), page)
 
 
 @router.get(
@@ -136,24 +137,26 @@ async def list_transactions(
     responses=responses(NotFound, InvalidInput),
 )
 async def list_account_transactions(
+    request: Request,
     account_id: UUID,
     user: CurrentUser,
     uow: UowDep,
     page: PageDep,
     filters: TransactionFilterDep,
-    container: ContainerDep,
 ) -> Response:
     """One account's transactions, newest first."""
-    return await _transactions(uow, container, user.id, replace(filters, account_id=account_id), page)
+    return await _transactions(uow, request, user.id, replace(filters, account_id=account_id), page)
 
 
 async def _transactions(
-    uow: UnitOfWork, container: ContainerDep, user_id: UUID, filters: TransactionFilter, page: PageRequest
+    uow: UnitOfWork, request: Request, user_id: UUID, filters: TransactionFilter, page: PageRequest
 ) -> Response:
     """A page of the user's transactions (of one of their accounts, if ``filters`` name one).
 
     The page query itself checks the account's owner, so a page with rows needs no separate
-    account look-up; only an empty one asks whether the account exists (404) or is empty."""
+    account look-up; only an empty one asks whether the account exists (404) or is empty.
+    The container comes from the app, not ``ContainerDep``: a dependency level less a page."""
+    container: Container = request.app.state.container
     filters = await _with_subcategories(uow, container, user_id, filters)
     found = await uow.transactions.listed(user_id, filters, page)
     if not found.items and filters.account_id is not None:

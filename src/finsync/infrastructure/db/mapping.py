@@ -58,18 +58,24 @@ def keyset(
 ) -> Select[Any]:
     """Seek past ``page.after`` instead of OFFSET, so deep pages cost what page 1 costs."""
     if page.after is not None:
-        if len(page.after) != len(keys):
-            raise InvalidInput("cursor does not belong to this list")
-        try:
-            values = [_decode(raw, kind) for raw, (_, kind) in zip(page.after, keys, strict=True)]
-        except ValueError as exc:
-            raise InvalidInput("cursor is not valid; use next_cursor from a previous page") from exc
+        values = after_values(page, [kind for _, kind in keys])
         # One row-value comparison (not an OR chain) lets both databases seek the index directly.
         columns = tuple_(*(col for col, _ in keys))
         bound = tuple_(*values)
         stmt = stmt.where(columns < bound if descending else columns > bound)
     order = [col.desc() if descending else col.asc() for col, _ in keys]
     return stmt.order_by(*order).limit(page.limit + 1)
+
+
+def after_values(page: PageRequest, kinds: list[type]) -> list[Any]:
+    """The key a cursor carries, one value per key column (a 422 for one that is not ours)."""
+    assert page.after is not None
+    if len(page.after) != len(kinds):
+        raise InvalidInput("cursor does not belong to this list")
+    try:
+        return [_decode(raw, kind) for raw, kind in zip(page.after, kinds, strict=True)]
+    except ValueError as exc:
+        raise InvalidInput("cursor is not valid; use next_cursor from a previous page") from exc
 
 
 def _decode(raw: str, kind: type) -> Any:

@@ -158,10 +158,8 @@ class SqlUnitOfWork:
 
     async def __aexit__(self, *exc_info: object) -> None:
         self._jobs.clear()
-        try:
-            await self.session.rollback()
-        finally:
-            await self.session.close()
+        if self.session.in_transaction():  # close() rolls back what is not committed
+            await self.session.close()  # (one hop into SQLAlchemy's greenlet, not two per request)
         exc = exc_info[1] if len(exc_info) > 1 else None
         if isinstance(exc, FinsyncError):  # a repository already said what went wrong
             return

@@ -5,12 +5,13 @@ from __future__ import annotations
 from datetime import datetime
 from uuid import UUID
 
-from sqlalchemy import func, insert, select, text, update
+from sqlalchemy import bindparam, func, insert, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from finsync.domain.entities import AuthSession, RefreshToken, User
 from finsync.domain.errors import Conflict
+from finsync.infrastructure.db import raw
 from finsync.infrastructure.db.mapping import to_entity, to_row
 from finsync.infrastructure.db.tables import AuthSessionRow, RefreshTokenRow, UserRow
 
@@ -18,6 +19,19 @@ users = UserRow.__table__  # type: ignore[attr-defined]
 tokens = RefreshTokenRow.__table__  # type: ignore[attr-defined]
 sessions = AuthSessionRow.__table__  # type: ignore[attr-defined]
 REGISTRATION_LOCK = 0x66696E73  # "fins": the advisory lock id that serialises registrations
+# Every authenticated request: the user, if their session is live (not revoked, not expired).
+_IN_SESSION = (
+    select(users)
+    .join(sessions, sessions.c.user_id == users.c.id)
+    .where(
+        users.c.id == bindparam("user_id"),
+        users.c.is_active.is_(True),
+        sessions.c.id == bindparam("session_id"),
+        sessions.c.revoked_at.is_(None),
+        sessions.c.expires_at > bindparam("now"),
+    )
+)
+_IN_SESSION_SQL, _IN_SESSION_ARGS = raw.prepared(_IN_SESSION)
 
 
 class SqlUserRepository:
@@ -40,19 +54,13 @@ class SqlUserRepository:
         return None if row is None else to_entity(User, row)
 
     async def get_in_session(self, user_id: UUID, session_id: UUID, now: datetime) -> User | None:
-        stmt = (
-            select(users)
-            .join(sessions, sessions.c.user_id == users.c.id)
-            .where(
-                users.c.id == user_id,
-                users.c.is_active.is_(True),
-                sessions.c.id == session_id,
-                sessions.c.revoked_at.is_(None),
-                sessions.c.expires_at > now,
-            )
-        )
-        row = (await self._s.execute(stmt)).mappings().first()
-        return None if row is None else to_entity(User, row)
+        """Asked on every authenticated request, so never cached: a revoked session is refused
+        at once. PostgreSQL reads run it straight on asyncpg (``raw``)."""
+        values = {"user_id": user_id, "session_id": session_id, "now": now}
+        found = await raw.fetch(self._s, _IN_SESSION_SQL, [values[name] for name in _IN_SESSION_ARGS])
+        if found is None:
+            found = list((await self._s.execute(_IN_SESSION, values)).mappings())
+        return to_entity(User, found[0]) if found else None
 
     async def count(self) -> int:
         return int((await self._s.execute(select(func.count()).select_from(users))).scalar_one())

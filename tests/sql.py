@@ -1,0 +1,44 @@
+"""Watching the SQL a container sends, whichever way it goes to the database."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from sqlalchemy import event
+
+from finsync.bootstrap import Container
+
+
+@asynccontextmanager
+async def statements(c: Container) -> AsyncIterator[list[str]]:
+    """The SQL sent through ``c``'s engine meanwhile: through SQLAlchemy and, on PostgreSQL,
+    straight on the asyncpg connection under it (``infrastructure/db/raw.py``)."""
+    seen: list[str] = []
+
+    def record(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        seen.append(statement)
+
+    def logged(record: Any) -> None:
+        seen.append(record.query)
+
+    watched: list[Any] = []
+
+    def checkout(dbapi_connection: Any, *_: Any) -> None:
+        if c.engine.dialect.name == "postgresql":
+            raw = dbapi_connection.driver_connection
+            raw.add_query_logger(logged)
+            watched.append(raw)
+
+    event.listen(c.engine.sync_engine, "before_cursor_execute", record)
+    event.listen(c.engine.sync_engine.pool, "checkout", checkout)
+    try:
+        yield seen
+        await asyncio.sleep(0.05)  # asyncpg hands records to loggers with call_soon
+    finally:
+        event.remove(c.engine.sync_engine, "before_cursor_execute", record)
+        event.remove(c.engine.sync_engine.pool, "checkout", checkout)
+        for raw in watched:
+            raw.remove_query_logger(logged)
