@@ -81,6 +81,15 @@ class Exchange:
     backwards: frozenset[str] = frozenset()
     # Longest window a deposit/withdrawal query may span, in days (Binance: 90); None: no limit.
     transfer_window_days: int | None = None
+    # Longest window a trade-history query may span, in hours (HTX: 48), and how far back the
+    # exchange keeps trades, in days (HTX: 120): trades are read window by window from the cursor
+    # (or from as far back as the exchange keeps) up to now. None: one ``since`` walk.
+    trade_window_hours: int | None = None
+    trade_history_days: int | None = None
+    # Newest-first paging by the exchange's record id (``info["id"]``), passed back in this
+    # parameter for the older page (HTX ``from`` with ``direct=next``): trades within a window,
+    # and deposits and withdrawals, which HTX answers by id whatever the time asked.
+    id_page_param: str | None = None
     # Error texts ccxt raises as plain ExchangeError that mean a refused key (Kraken).
     auth_errors: tuple[str, ...] = ()
     permissions: Permissions | None = None
