@@ -81,7 +81,13 @@ class ExchangeAdapter:
         self.ex: Any = getattr(ccxt, exchange.ccxt_id)(config)
         self.ex.number = str  # exact: numbers stay the exchange's text, Decimals in the mappers
         if settings.api_urls:
-            self.ex.urls["api"] = {**self.ex.urls["api"], **settings.api_urls}
+            urls: dict[str, Any] = dict(self.ex.urls["api"])
+            for group, url in settings.api_urls.items():
+                current = urls.get(group)
+                urls[group] = (
+                    {**current, **url} if isinstance(url, dict) and isinstance(current, dict) else url
+                )
+            self.ex.urls["api"] = urls
         self.clock = host.get("clock") or SystemClock()
         self.budget: ExchangeBudget = budget(exchange.slug, name, float(self.ex.rateLimit), self.clock)
         self.ex.throttle = self.budget.spend  # the exchange's one budget instead of ccxt's per instance
@@ -261,7 +267,11 @@ class ExchangeAdapter:
         step = window * DAY_MS
         items: list[dict[str, Any]] = []
         while start <= now:
-            items += await self._call(fetch, None, start, 1000, {"endTime": min(start + step - 1, now)})
+            end = {self.exchange.window_end_param: min(start + step - 1, now)}
+            if endpoint in self.exchange.page_params:
+                items += await self._pages(endpoint, fetch, start, end)
+            else:
+                items += await self._call(fetch, None, start, 1000, end)
             start += step
         cursors[endpoint] = max([int(i["timestamp"]) for i in items] + [now - OVERLAP_MS])
         return items
@@ -283,10 +293,33 @@ class ExchangeAdapter:
         items: list[dict[str, Any]] = []
         while start <= now:
             end = min(start + step - 1, now)
-            items += await self._by_id(fetch, start, {"until": end})
+            items += await self._pages(endpoint, fetch, start, {"until": end})
             start = end + 1
         cursors[endpoint] = max([int(i["timestamp"]) for i in items] + [now - OVERLAP_MS])
         return items
+
+    async def _pages(
+        self,
+        endpoint: str,
+        fetch: Callable[..., Awaitable[list[dict[str, Any]]]],
+        since: int,
+        params: dict[str, Any],
+    ) -> list[dict[str, Any]]:
+        """Every page of one window: by record id (HTX), by page number or offset (Gate.io),
+        ``ID_PAGE`` at a time until a page is short or brings nothing new; else one call."""
+        param = self.exchange.page_params.get(endpoint)
+        if param is None:
+            return await self._by_id(fetch, since, params)
+        items: dict[str, dict[str, Any]] = {}
+        for n in range(MAX_PAGES):
+            at = n + 1 if param == "page" else n * ID_PAGE
+            page = await self._call(fetch, None, since, ID_PAGE, params | {param: at})
+            fresh = [i for i in page if f"{i.get('symbol')}:{i.get('id')}" not in items]
+            for item in fresh:
+                items[f"{item.get('symbol')}:{item.get('id')}"] = item
+            if len(page) < ID_PAGE or not fresh:
+                break
+        return list(items.values())
 
     async def _by_id(
         self, fetch: Callable[..., Awaitable[list[dict[str, Any]]]], since: int, params: dict[str, Any]

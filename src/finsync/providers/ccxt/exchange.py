@@ -31,11 +31,12 @@ when the exchange cannot tell."""
 
 class ExchangeSettings(ProviderSettings):
     """``FINSYNC_<SLUG>_API_URLS``: ccxt API groups to base URLs, overriding the real hosts
-    (a proxy; tests point them at a loopback fake). Empty: ccxt's own hosts."""
+    (a proxy; tests point them at a loopback fake). Empty: ccxt's own hosts. A group ccxt nests
+    (Gate.io: ``{"private": {"spot": …, "wallet": …}}``) takes a mapping, merged into ccxt's."""
 
     model_config = SettingsConfigDict(env_file=".env", extra="ignore")
 
-    api_urls: dict[str, str] = {}
+    api_urls: dict[str, str | dict[str, str]] = {}
 
 
 def api_key(help: str = "") -> CredentialField:
@@ -90,6 +91,12 @@ class Exchange:
     # parameter for the older page (HTX ``from`` with ``direct=next``): trades within a window,
     # and deposits and withdrawals, which HTX answers by id whatever the time asked.
     id_page_param: str | None = None
+    # Endpoints paged within a window by page number ("page", from 1) or item offset ("offset")
+    # (Gate.io: trades by ``page``, deposits and withdrawals by ``offset``).
+    page_params: Mapping[str, str] = field(default_factory=dict)
+    # The ccxt parameter that ends a transfer window (Binance ``endTime``; ``until`` where ccxt
+    # turns it into the exchange's own, as Gate.io's ``to`` in seconds).
+    window_end_param: str = "endTime"
     # Error texts ccxt raises as plain ExchangeError that mean a refused key (Kraken).
     auth_errors: tuple[str, ...] = ()
     permissions: Permissions | None = None
