@@ -46,6 +46,8 @@ __all__ = ["ExchangeAdapter", "factory"]
 
 T = TypeVar("T")
 DAY_MS = 86_400_000
+HOUR_MS = 3_600_000
+ID_PAGE = 100  # items per page where paged by record id (HTX: at most 100 transfers a call)
 OVERLAP_MS = DAY_MS  # re-read a day before each cursor: late-settling items are not missed
 BRIDGES = ("USDT", "USDC", "BTC", "ETH", "EUR", "USD")  # priced through one of these when no direct pair
 QUOTE_ASSETS = frozenset({"USDT", "USDC", "FDUSD", "BUSD", "BTC", "ETH", "BNB", "EUR", "USD", "TRY"})
@@ -79,7 +81,13 @@ class ExchangeAdapter:
         self.ex: Any = getattr(ccxt, exchange.ccxt_id)(config)
         self.ex.number = str  # exact: numbers stay the exchange's text, Decimals in the mappers
         if settings.api_urls:
-            self.ex.urls["api"] = {**self.ex.urls["api"], **settings.api_urls}
+            urls: dict[str, Any] = dict(self.ex.urls["api"])
+            for group, url in settings.api_urls.items():
+                current = urls.get(group)
+                urls[group] = (
+                    {**current, **url} if isinstance(url, dict) and isinstance(current, dict) else url
+                )
+            self.ex.urls["api"] = urls
         self.clock = host.get("clock") or SystemClock()
         self.budget: ExchangeBudget = budget(exchange.slug, name, float(self.ex.rateLimit), self.clock)
         self.ex.throttle = self.budget.spend  # the exchange's one budget instead of ccxt's per instance
@@ -186,6 +194,8 @@ class ExchangeAdapter:
             return await self._by_cursor(
                 "trades", self.exchange.trade_cursor_param, self.ex.fetch_my_trades, cursors
             )
+        if self.exchange.trade_window_hours is not None:
+            return await self._windows("trades", self.ex.fetch_my_trades, cursors)
         if not self.exchange.trades_need_symbol:
             return await self._by_time("trades", self.ex.fetch_my_trades, cursors)
         # Binance: one call (or more) per symbol; symbols from balances and past trades.
@@ -342,6 +352,12 @@ class ExchangeAdapter:
         window = self.exchange.transfer_window_days
         if endpoint in self.exchange.backwards:
             return await self._backwards(endpoint, fetch, cursors)
+        if self.exchange.id_page_param:
+            since = max(EPOCH_MS, int(cursors.get(endpoint, EPOCH_MS)) - OVERLAP_MS)
+            found = await self._by_id(fetch, since, {})
+            if found:
+                cursors[endpoint] = max(int(i["timestamp"]) for i in found)
+            return found
         if window is None:
             return await self._by_time(endpoint, fetch, cursors)
         # Binance: a query spans at most 90 days from ``since``: walk the windows up to now.
@@ -350,10 +366,79 @@ class ExchangeAdapter:
         step = window * DAY_MS
         items: list[dict[str, Any]] = []
         while start <= now:
-            items += await self._call(fetch, None, start, 1000, {"endTime": min(start + step - 1, now)})
+            end = {self.exchange.window_end_param: min(start + step - 1, now)}
+            if endpoint in self.exchange.page_params:
+                items += await self._pages(endpoint, fetch, start, end)
+            else:
+                items += await self._call(fetch, None, start, 1000, end)
             start += step
         cursors[endpoint] = max([int(i["timestamp"]) for i in items] + [now - OVERLAP_MS])
         return items
+
+    async def _windows(
+        self, endpoint: str, fetch: Callable[..., Awaitable[list[dict[str, Any]]]], cursors: dict[str, Any]
+    ) -> list[dict[str, Any]]:
+        """HTX: one query spans at most ``trade_window_hours`` and reaches back at most
+        ``trade_history_days`` (older trades are out of reach): walk the windows from the cursor
+        up to now, each one newest first by record id. Asked with ``since`` alone, HTX refuses
+        the whole sync (``invalid-start-date``)."""
+        assert self.exchange.trade_window_hours is not None
+        now = int(self.clock.now() * 1000)
+        start = max(EPOCH_MS, int(cursors.get(endpoint, EPOCH_MS)) - OVERLAP_MS)
+        if self.exchange.trade_history_days is not None:
+            # an hour inside the limit: the exchange's clock reads it a little later than ours
+            start = max(start, now - self.exchange.trade_history_days * DAY_MS + HOUR_MS)
+        step = self.exchange.trade_window_hours * HOUR_MS
+        items: list[dict[str, Any]] = []
+        while start <= now:
+            end = min(start + step - 1, now)
+            items += await self._pages(endpoint, fetch, start, {"until": end})
+            start = end + 1
+        cursors[endpoint] = max([int(i["timestamp"]) for i in items] + [now - OVERLAP_MS])
+        return items
+
+    async def _pages(
+        self,
+        endpoint: str,
+        fetch: Callable[..., Awaitable[list[dict[str, Any]]]],
+        since: int,
+        params: dict[str, Any],
+    ) -> list[dict[str, Any]]:
+        """Every page of one window: by record id (HTX), by page number or offset (Gate.io),
+        ``ID_PAGE`` at a time until a page is short or brings nothing new; else one call."""
+        param = self.exchange.page_params.get(endpoint)
+        if param is None:
+            return await self._by_id(fetch, since, params)
+        items: dict[str, dict[str, Any]] = {}
+        for n in range(MAX_PAGES):
+            at = n + 1 if param == "page" else n * ID_PAGE
+            page = await self._call(fetch, None, since, ID_PAGE, params | {param: at})
+            fresh = [i for i in page if f"{i.get('symbol')}:{i.get('id')}" not in items]
+            for item in fresh:
+                items[f"{item.get('symbol')}:{item.get('id')}"] = item
+            if len(page) < ID_PAGE or not fresh:
+                break
+        return list(items.values())
+
+    async def _by_id(
+        self, fetch: Callable[..., Awaitable[list[dict[str, Any]]]], since: int, params: dict[str, Any]
+    ) -> list[dict[str, Any]]:
+        """Newest first, ``ID_PAGE`` at a time: the next page is asked from the oldest record id
+        seen (in ``id_page_param``) until a page is short (ccxt drops items older than ``since``,
+        so a short page also means the walk reached the cursor) or brings nothing new."""
+        if self.exchange.id_page_param is None:  # one page of the exchange's default size
+            return await self._call(fetch, None, since, None, params)
+        items: dict[str, dict[str, Any]] = {}
+        extra: dict[str, Any] = {}
+        for _ in range(MAX_PAGES):
+            page = await self._call(fetch, None, since, ID_PAGE, params | extra)
+            fresh = [i for i in page if str(i["info"]["id"]) not in items]
+            for item in fresh:
+                items[str(item["info"]["id"])] = item
+            if len(page) < ID_PAGE or not fresh:
+                break
+            extra = {self.exchange.id_page_param: min(int(i["info"]["id"]) for i in page)}
+        return list(items.values())
 
     async def _backwards(
         self, endpoint: str, fetch: Callable[..., Awaitable[list[dict[str, Any]]]], cursors: dict[str, Any]

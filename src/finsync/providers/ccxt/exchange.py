@@ -55,11 +55,12 @@ class AccountHistory:
 
 class ExchangeSettings(ProviderSettings):
     """``FINSYNC_<SLUG>_API_URLS``: ccxt API groups to base URLs, overriding the real hosts
-    (a proxy; tests point them at a loopback fake). Empty: ccxt's own hosts."""
+    (a proxy; tests point them at a loopback fake). Empty: ccxt's own hosts. A group ccxt nests
+    (Gate.io: ``{"private": {"spot": …, "wallet": …}}``) takes a mapping, merged into ccxt's."""
 
     model_config = SettingsConfigDict(env_file=".env", extra="ignore")
 
-    api_urls: dict[str, str] = {}
+    api_urls: dict[str, str | dict[str, str]] = {}
 
 
 def api_key(help: str = "") -> CredentialField:
@@ -112,6 +113,21 @@ class Exchange:
     # currency: Coinbase's v2 ``accounts/{id}/transactions``), which ccxt refuses to read
     # without an account: ``AccountHistory`` lists the accounts and classifies their entries.
     account_history: AccountHistory | None = None
+    # Longest window a trade-history query may span, in hours (HTX: 48), and how far back the
+    # exchange keeps trades, in days (HTX: 120): trades are read window by window from the cursor
+    # (or from as far back as the exchange keeps) up to now. None: one ``since`` walk.
+    trade_window_hours: int | None = None
+    trade_history_days: int | None = None
+    # Newest-first paging by the exchange's record id (``info["id"]``), passed back in this
+    # parameter for the older page (HTX ``from`` with ``direct=next``): trades within a window,
+    # and deposits and withdrawals, which HTX answers by id whatever the time asked.
+    id_page_param: str | None = None
+    # Endpoints paged within a window by page number ("page", from 1) or item offset ("offset")
+    # (Gate.io: trades by ``page``, deposits and withdrawals by ``offset``).
+    page_params: Mapping[str, str] = field(default_factory=dict)
+    # The ccxt parameter that ends a transfer window (Binance ``endTime``; ``until`` where ccxt
+    # turns it into the exchange's own, as Gate.io's ``to`` in seconds).
+    window_end_param: str = "endTime"
     # Error texts ccxt raises as plain ExchangeError that mean a refused key (Kraken).
     auth_errors: tuple[str, ...] = ()
     permissions: Permissions | None = None
