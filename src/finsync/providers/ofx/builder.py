@@ -23,6 +23,7 @@ one), tag names are shared, and leaves carry no position.
 from __future__ import annotations
 
 from finsync.domain.errors import MalformedFile
+from finsync.providers.ofx.fastpath import written_piece
 from finsync.providers.ofx.model import OfxLimitExceeded
 from finsync.providers.ofx.nodes import Lines, Node, Pieces
 from finsync.providers.ofx.schema import AGGREGATES, PARENTS, STATEMENTS, is_item, reads_every
@@ -34,6 +35,9 @@ _MAX_NOTES = 20  # distinct repair messages; the rest are counted in one line
 MAX_STATEMENTS = 1_000
 # Real files use a few hundred element names; a file of made-up ones is built to cost memory.
 MAX_TAG_NAMES = 2_000
+# Where the readers take a STMTTRN's leaves only (``statements._transactions``): closed there,
+# it is kept as one written piece (see _pop).
+_READ_AS_LEAVES = frozenset({"BANKTRANLIST", "STMTRS", "CCSTMTRS"})
 
 
 class Builder:
@@ -253,6 +257,11 @@ class Builder:
         self.in_item.pop()
         self.names.pop()
         self.open_count[node.tag] -= 1
+        if node.tag == "STMTTRN" and node.children and self.stack[-1].tag in _READ_AS_LEAVES:
+            # Nothing adds to a closed STMTTRN, and there it is only read by Node.leaves():
+            # one string (which reads back the same) instead of a node per leaf.
+            node.extra = written_piece(node.leaves())
+            node.children = ()
         return node
 
     def note(self, kind: str, tag: str, pos: int, detail: str = "", opened: int = 0) -> None:

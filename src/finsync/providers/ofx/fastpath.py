@@ -14,6 +14,7 @@ import hashlib
 import re
 from array import array
 
+from finsync.providers.ofx.model import clean_fields
 from finsync.providers.ofx.nodes import Node, Pieces
 from finsync.providers.ofx.schema import (
     AGGREGATES,
@@ -160,6 +161,23 @@ def piece_fitid(piece: str) -> str:
         if value:
             return value
     return ""
+
+
+def written_piece(leaves: dict[str, str]) -> str:
+    """A STMTTRN the tree builder read (its ``Node.leaves``) written as a piece that
+    :func:`piece_fields`, :func:`piece_fitid` and ``block_fields`` read back as
+    ``bank_transaction`` reads those leaves: the values ``clean_fields`` keeps, escaped, and
+    an empty ``<CURRENCY>`` when the transaction has that aggregate (``bank_transaction``
+    looks for it). One string per transaction, so a file the fast path cannot read still
+    does not keep a node per leaf, and its transactions can stay unconverted (deferred)."""
+    fields = clean_fields(leaves)
+    written = "".join(
+        f"<{tag}>{value}"
+        if "&" not in value and "<" not in value and ">" not in value
+        else f"<{tag}>{value.replace('&', '&amp;').replace('<', '&lt;').replace('>', '&gt;')}"
+        for tag, value in fields.items()
+    )
+    return written + "<CURRENCY>" if "CURRENCY" in leaves and "CURRENCY" not in fields else written
 
 
 # --- normalising a section the fast path cannot read as it is -----------------------------

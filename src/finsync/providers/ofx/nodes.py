@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import re
 from array import array
+from bisect import bisect_right
+from itertools import accumulate
 from sys import intern
+from typing import Protocol
 
 from finsync.providers.ofx.values import unescape
 
@@ -75,6 +78,68 @@ class Pieces:
         """``other`` comes later in the file: its text is the newest (a normalised copy made
         after ``self`` was read is the same text up to where normalising began)."""
         return Pieces(other.text, self.starts + other.starts, self.ends + other.ends)
+
+
+class PieceSource(Protocol):
+    """STMTTRN pieces by position (:class:`Pieces`, :class:`Written`, :class:`Chain`): each one's
+    text, which ``fastpath.piece_fields`` reads, and where its ``<STMTTRN>`` is in the file."""
+
+    def __len__(self) -> int: ...
+    def __getitem__(self, i: int) -> str: ...
+    def offset(self, i: int) -> int: ...
+
+
+class Written:
+    """STMTTRNs the tree builder read, each written back as one piece (see
+    ``fastpath.written_piece``), with the offset of its ``<STMTTRN>``: one string per
+    transaction instead of a node per leaf, so they can stay unconverted like fast-path ones."""
+
+    __slots__ = ("offsets", "texts")
+
+    def __init__(self) -> None:
+        self.texts: list[str] = []
+        self.offsets = array("q")
+
+    def append(self, text: str, offset: int) -> None:
+        self.texts.append(text)
+        self.offsets.append(offset)
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+    def __getitem__(self, i: int) -> str:
+        return self.texts[i]
+
+    def offset(self, i: int) -> int:
+        return self.offsets[i]
+
+
+class Chain:
+    """Several piece sources one after the other, in file order (a statement whose lists took
+    different paths)."""
+
+    __slots__ = ("bounds", "parts")
+
+    def __init__(self, parts: list[PieceSource]) -> None:
+        self.parts = parts
+        self.bounds = list(accumulate(len(part) for part in parts))
+
+    def _locate(self, i: int) -> tuple[PieceSource, int]:
+        k = bisect_right(self.bounds, i)
+        if k == len(self.parts):
+            raise IndexError(i)
+        return self.parts[k], i - (self.bounds[k - 1] if k else 0)
+
+    def __len__(self) -> int:
+        return self.bounds[-1] if self.bounds else 0
+
+    def __getitem__(self, i: int) -> str:
+        part, at = self._locate(i)
+        return part[at]
+
+    def offset(self, i: int) -> int:
+        part, at = self._locate(i)
+        return part.offset(at)
 
 
 class Node:
