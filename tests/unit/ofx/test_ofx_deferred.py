@@ -547,7 +547,8 @@ def test_generic_path_rows_are_deferred_with_a_fingerprint(
     (statement,) = parse_ofx(text.encode(), defer=True).statements
     assert paths(statement) == ["builder"]
     assert statement.transactions == []
-    assert statement.unread is not None and len(statement.unread) == 3
+    assert statement.unread is not None
+    assert len(statement.unread) == 3
 
     parsed = OfxFormat().read(text.encode())
     assert parsed.statements[0].transactions == []

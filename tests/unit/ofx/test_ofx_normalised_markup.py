@@ -124,7 +124,7 @@ def test_cdata_that_is_not_a_whole_value_is_left_to_the_generic_path(
     assert paths(statement) == ["builder"]
     assert parse_ofx(text.encode()).statements[0].transactions[0].name == name
     assert parse_ofx(text.encode()) == _generic(text)
-    assert [row[3] for row in _rows(text)[0]][0] == (f"{name} / CARD 1234" if name else "CARD 1234")
+    assert _rows(text)[0][0][3] == (f"{name} / CARD 1234" if name else "CARD 1234")
 
 
 def test_empty_cdata_before_text_or_an_end_tag(bank_file: Build, stmttrn: Build) -> None:
