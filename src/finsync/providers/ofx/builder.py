@@ -23,7 +23,7 @@ one), tag names are shared, and leaves carry no position.
 from __future__ import annotations
 
 from finsync.domain.errors import MalformedFile
-from finsync.providers.ofx.fastpath import written_piece
+from finsync.providers.ofx.fastpath import ITEMS, written_leaves, written_piece
 from finsync.providers.ofx.model import OfxLimitExceeded
 from finsync.providers.ofx.nodes import Lines, Node, Pieces
 from finsync.providers.ofx.schema import AGGREGATES, PARENTS, STATEMENTS, is_item, reads_every
@@ -35,9 +35,10 @@ _MAX_NOTES = 20  # distinct repair messages; the rest are counted in one line
 MAX_STATEMENTS = 1_000
 # Real files use a few hundred element names; a file of made-up ones is built to cost memory.
 MAX_TAG_NAMES = 2_000
-# Where the readers take a STMTTRN's leaves only (``statements._transactions``): closed there,
-# it is kept as one written piece (see _pop).
-_READ_AS_LEAVES = frozenset({"BANKTRANLIST", "STMTRS", "CCSTMTRS"})
+# Where the readers take a STMTTRN's or an investment item's leaves only (``Node.leaves``):
+# closed there, it is kept as its leaves written in one string (see _closed).
+_TRANSACTION_PARENTS = frozenset({"BANKTRANLIST", "STMTRS", "CCSTMTRS"})
+_ITEM_PARENTS = frozenset({"INVTRANLIST", "INVPOSLIST", "SECLIST", "INVSTMTRS"})
 
 
 class Builder:
@@ -115,7 +116,7 @@ class Builder:
             self.note("late", "", pos, tag)
             return
         if top == tag:
-            self._pop()
+            self._closed(self._pop())
             return
         if not self.open_count.get(tag):
             self.note("stray", tag, pos)
@@ -124,7 +125,7 @@ class Builder:
         while self.stack[depth].tag != tag:
             depth -= 1
         self._unwind(depth + 1, f"</{tag}>", pos)
-        self._pop()
+        self._closed(self._pop())
 
     def block(self, node: Node) -> None:
         """A fast-path STMTTRN (see fastpath.BLOCK) or investment item (fastpath.item_body)."""
@@ -237,7 +238,7 @@ class Builder:
                 continue
             self._hoist(hoisted)
             self.note("unclosed", node.tag, pos, proof, node.pos)
-            self._pop()
+            self._closed(self._pop())
         self._hoist(hoisted)
 
     def _hoist(self, hoisted: list[Node]) -> None:
@@ -257,12 +258,24 @@ class Builder:
         self.in_item.pop()
         self.names.pop()
         self.open_count[node.tag] -= 1
-        if node.tag == "STMTTRN" and node.children and self.stack[-1].tag in _READ_AS_LEAVES:
-            # Nothing adds to a closed STMTTRN, and there it is only read by Node.leaves():
-            # one string (which reads back the same) instead of a node per leaf.
-            node.extra = written_piece(node.leaves())
-            node.children = ()
         return node
+
+    def _closed(self, node: Node) -> None:
+        """``node`` was closed (not hoisted: nothing adds to it any more). A STMTTRN or an
+        investment item where the readers only take its leaves (Node.leaves) keeps them as one
+        string that reads back the same, instead of a node per leaf: the tree of a file the
+        fast path cannot read stays a fraction of its size, and its STMTTRNs and entries can be
+        left unconverted like fast-path ones (``statements.UnreadPieces``, ``investments.UnreadItems``)."""
+        if not node.children:
+            return
+        parent = self.stack[-1].tag
+        if node.tag == "STMTTRN" and parent in _TRANSACTION_PARENTS:
+            node.extra = written_piece(node.leaves())
+        elif node.tag in ITEMS and parent in _ITEM_PARENTS:
+            node.extra = written_leaves(node.leaves())
+        else:
+            return
+        node.children = ()
 
     def note(self, kind: str, tag: str, pos: int, detail: str = "", opened: int = 0) -> None:
         """Record a repair: messages are built once, in :meth:`report`, from the first one."""

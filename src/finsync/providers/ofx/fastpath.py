@@ -15,7 +15,7 @@ import re
 from array import array
 
 from finsync.providers.ofx.model import clean_fields
-from finsync.providers.ofx.nodes import Node, Pieces
+from finsync.providers.ofx.nodes import Node, Pieces, WrittenLeaves
 from finsync.providers.ofx.schema import (
     AGGREGATES,
     INVESTMENT_TRANSACTIONS,
@@ -163,7 +163,7 @@ def piece_fitid(piece: str) -> str:
     return ""
 
 
-def written_piece(leaves: dict[str, str]) -> str:
+def written_piece(leaves: dict[str, str]) -> WrittenLeaves:
     """A STMTTRN the tree builder read (its ``Node.leaves``) written as a piece that
     :func:`piece_fields`, :func:`piece_fitid` and ``block_fields`` read back as
     ``bank_transaction`` reads those leaves: the values ``clean_fields`` keeps, escaped, and
@@ -174,10 +174,33 @@ def written_piece(leaves: dict[str, str]) -> str:
     written = "".join(
         f"<{tag}>{value}"
         if "&" not in value and "<" not in value and ">" not in value
-        else f"<{tag}>{value.replace('&', '&amp;').replace('<', '&lt;').replace('>', '&gt;')}"
+        else f"<{tag}>{_escaped(value)}"
         for tag, value in fields.items()
     )
-    return written + "<CURRENCY>" if "CURRENCY" in leaves and "CURRENCY" not in fields else written
+    return WrittenLeaves(
+        written + "<CURRENCY>" if "CURRENCY" in leaves and "CURRENCY" not in fields else written
+    )
+
+
+def written_leaves(leaves: dict[str, str]) -> WrittenLeaves:
+    """An element's exact leaves (empty values, aggregates' "" and surrounding whitespace
+    included) written as a body ``block_fields`` reads back as they are: for investment items,
+    whose readers take the leaves as they are."""
+    return WrittenLeaves("".join(f"<{tag}>{_escaped(value)}" for tag, value in leaves.items()))
+
+
+def _escaped(value: str) -> str:
+    """``value`` as block_fields and piece_fields read it back: markup characters escaped and
+    whitespace at either end as a character reference (both strip before or after unescaping)."""
+    if "&" in value or "<" in value or ">" in value:
+        value = value.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    if value[:1].isspace() or value[-1:].isspace():
+        core = value.strip()
+        at = value.index(core[0]) if core else len(value)
+        head = "".join(f"&#{ord(c)};" for c in value[:at])
+        tail = "".join(f"&#{ord(c)};" for c in value[at + len(core) :])
+        value = f"{head}{core}{tail}"
+    return value
 
 
 # --- normalising a section the fast path cannot read as it is -----------------------------

@@ -80,6 +80,15 @@ class Pieces:
         return Pieces(other.text, self.starts + other.starts, self.ends + other.ends)
 
 
+class WrittenLeaves(str):
+    """Leaves of an element the tree builder read, written back as a body that
+    :func:`block_fields` (and, for a STMTTRN, ``fastpath.piece_fields``) reads as that
+    element's :meth:`Node.leaves`: kept in ``Node.extra`` like a fast-path body, but not a slice
+    of the text (see ``fastpath.written_piece``, ``fastpath.written_leaves``)."""
+
+    __slots__ = ()
+
+
 class PieceSource(Protocol):
     """STMTTRN pieces by position (:class:`Pieces`, :class:`Written`, :class:`Chain`): each one's
     text, which ``fastpath.piece_fields`` reads, and where its ``<STMTTRN>`` is in the file."""
@@ -159,8 +168,8 @@ class Node:
         self.pos = pos
         self.value = value
         self.children: list[Node] | tuple[()] = () if value is not None else []  # () is shared
-        # A fast-path STMTTRN's body (see ``fields``), or a fast-path BANKTRANLIST's STMTTRNs by
-        # position instead of one Node each (see ``blocks``).
+        # A fast-path STMTTRN's body (see ``fields``), a closed element's WrittenLeaves, or a
+        # fast-path BANKTRANLIST's STMTTRNs by position instead of one Node each (see ``blocks``).
         self.extra: str | Pieces | None = None
 
     @property

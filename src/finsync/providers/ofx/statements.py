@@ -21,7 +21,7 @@ from typing import TypeVar
 from finsync.domain.errors import MalformedFile
 from finsync.providers.ofx.fastpath import piece_digest, piece_fields, written_piece
 from finsync.providers.ofx.model import OfxStatement, OfxTransaction, StatementKind, clean_fields
-from finsync.providers.ofx.nodes import Chain, Lines, Node, Pieces, PieceSource, Written
+from finsync.providers.ofx.nodes import Chain, Lines, Node, Pieces, PieceSource, Written, WrittenLeaves
 from finsync.providers.ofx.values import parse_amount, parse_currency, parse_datetime
 
 MAX_WARNINGS = 100
@@ -239,7 +239,10 @@ def _unread(segments: list[Node | Pieces]) -> PieceSource:
         if not isinstance(last, Written):
             last = Written()
             parts.append(last)
-        last.append(written_piece(segment.leaves()), segment.pos)
+        written = segment.extra  # the builder's (see Builder._pop), else a block's text or a node
+        last.append(
+            written if isinstance(written, WrittenLeaves) else written_piece(segment.leaves()), segment.pos
+        )
     return parts[0] if len(parts) == 1 else Chain(parts)
 
 
