@@ -156,7 +156,8 @@ def piece_fitid(piece: str) -> str:
     at = 0
     while (at := piece.find(_FITID, at)) >= 0:
         at += len(_FITID)
-        value = piece[at : piece.find("<", at)]
+        end = piece.find("<", at)  # none: the last leaf of a written piece
+        value = piece[at : end if end >= 0 else len(piece)]
         value = (unescape(value) if "&" in value else value).strip()  # "&#32;" is whitespace too
         if value:
             return value

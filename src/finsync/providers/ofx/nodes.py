@@ -48,7 +48,8 @@ def first_leaf(body: str, tag: str) -> str:
     at = 0
     while (at := body.find(start, at)) >= 0:
         at += len(start)
-        value = body[at : body.find("<", at)].strip()
+        end = body.find("<", at)  # none: the body's last leaf
+        value = body[at : end if end >= 0 else len(body)].strip()
         if value:
             return unescape(value) if "&" in value else value
     return ""
