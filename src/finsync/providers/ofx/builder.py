@@ -17,7 +17,9 @@ tag, as warnings:
 
 Memory: the tree may hold an element per 8 bytes of input, so a leaf repeated in one
 aggregate is kept only while it can still be read (the readers take the first non-empty
-one), tag names are shared, and leaves carry no position.
+one), tag names are shared, and leaves carry no position. A closed STMTTRN or investment
+item, which the readers only flatten, keeps its leaves as one string (see ``_closed``):
+the tree of a file the fast path cannot read holds a node per transaction, not per leaf.
 """
 
 from __future__ import annotations
