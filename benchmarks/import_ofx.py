@@ -22,9 +22,10 @@ many INVTRAN and positions), bank statements with CDATA or an attribute in every
 transaction, the investment statement with its MEMO, UNIQUEID and SECNAME values in CDATA, and
 a bank statement whose NAMEs start with a one-letter CDATA section (``<NAME><![CDATA[M]]>CD``),
 one with an empty leaf written as CDATA before a start tag in every transaction
-(``<SIC><![CDATA[]]><NAME>``) and one with a processing instruction in every transaction: the
-shapes the tree builder reads. Before them, the reader's own peak (tracemalloc, the upload's
-bytes not counted) over the file size for each shape, and its throughput. Each upload also
+(``<SIC><![CDATA[]]><NAME>``), and a bank and an investment statement with a processing
+instruction in every transaction: the shapes the tree builder reads. Before them, the
+reader's own peak (tracemalloc, the upload's bytes not counted) over the file size for each
+shape, and its throughput. Each upload also
 reports its process CPU time (the in-process client included).
 """
 
@@ -62,6 +63,7 @@ MEMORY_CASES = (
     "bank-partial-cdata",
     "bank-empty-cdata",
     "bank-processing-instructions",
+    "investment-processing-instructions",
 )
 _PAYEES = (
     ("POS", "MCDONALD'S #112", "POS MERCHANDISE;MCDONALD'S #112"),
@@ -354,6 +356,8 @@ def _memory_case_data(case: str, transactions: int) -> bytes:
         return generate_statement(transactions).replace(b"<NAME>", b"<SIC><![CDATA[]]><NAME>")
     if case == "bank-processing-instructions":  # one in every STMTTRN: the generic path
         return generate_statement(transactions).replace(b"<STMTTRN>", b"<STMTTRN><?bank export?>")
+    if case == "investment-processing-instructions":  # one in every INVTRAN: the generic path
+        return generate_investment(transactions // 2).replace(b"<INVTRAN>", b"<INVTRAN><?bank export?>")
     return generate_lowercase_commented(transactions)
 
 
