@@ -20,9 +20,13 @@ of their own (median peak over the file, and MB/s): a bank statement written in 
 with comments around every transaction, a big investment statement (INVSTMTRS with
 many INVTRAN and positions), bank statements with CDATA or an attribute in every
 transaction, the investment statement with its MEMO, UNIQUEID and SECNAME values in CDATA, and
-a bank statement whose NAMEs start with a one-letter CDATA section (``<NAME><![CDATA[M]]>CD``,
-the shape the generic path still reads). Before them, the reader's own peak (tracemalloc, the upload's
-bytes not counted) over the file size for each shape, and its throughput.
+a bank statement whose NAMEs start with a one-letter CDATA section (``<NAME><![CDATA[M]]>CD``),
+one with an empty leaf written as CDATA before a start tag in every transaction
+(``<SIC><![CDATA[]]><NAME>``), and a bank and an investment statement with a processing
+instruction in every transaction: the shapes the tree builder reads. Before them, the
+reader's own peak (tracemalloc, the upload's bytes not counted) over the file size for each
+shape, and its throughput. Each upload also
+reports its process CPU time (the in-process client included).
 """
 
 from __future__ import annotations
@@ -57,6 +61,9 @@ MEMORY_CASES = (
     "bank-attributes",
     "investment-cdata",
     "bank-partial-cdata",
+    "bank-empty-cdata",
+    "bank-processing-instructions",
+    "investment-processing-instructions",
 )
 _PAYEES = (
     ("POS", "MCDONALD'S #112", "POS MERCHANDISE;MCDONALD'S #112"),
@@ -345,6 +352,12 @@ def _memory_case_data(case: str, transactions: int) -> bytes:
         return re.sub(rb"<(MEMO|UNIQUEID|SECNAME)>([^<\r\n]+)", rb"<\1><![CDATA[\2]]>", plain)
     if case == "bank-partial-cdata":  # CDATA that is only part of each NAME: left to the generic path
         return re.sub(rb"<NAME>([^<\r\n])", rb"<NAME><![CDATA[\1]]>", generate_statement(transactions))
+    if case == "bank-empty-cdata":  # an empty leaf written as CDATA before a start tag: generic path
+        return generate_statement(transactions).replace(b"<NAME>", b"<SIC><![CDATA[]]><NAME>")
+    if case == "bank-processing-instructions":  # one in every STMTTRN: the generic path
+        return generate_statement(transactions).replace(b"<STMTTRN>", b"<STMTTRN><?bank export?>")
+    if case == "investment-processing-instructions":  # one in every INVTRAN: the generic path
+        return generate_investment(transactions // 2).replace(b"<INVTRAN>", b"<INVTRAN><?bank export?>")
     return generate_lowercase_commented(transactions)
 
 
@@ -372,9 +385,10 @@ def memory_cases(transactions: int, database: str, *, reader_only: bool = False)
             runs.append(json.loads(last))
         peak = statistics.median(r["peak_over_file"] for r in runs)
         speed = statistics.median(r["mb_per_s"] for r in runs)
+        cpu = statistics.median(r["cpu_s"] for r in runs)
         print(
             f"{case:<26} {runs[0]['mb']:6.1f} MB  upload → 201: peak {peak:.1f}x the file over the RSS "
-            f"before it, {speed:.1f} MB/s (medians of {RUNS_MEMORY} processes)"
+            f"before it, {speed:.1f} MB/s, {cpu:.2f} s CPU (medians of {RUNS_MEMORY} processes)"
         )
         results[f"{case}_upload_peak_x"] = peak
     return results
@@ -429,15 +443,16 @@ async def amplification(case: str, database: str, transactions: int = 100_000) -
         _reset_peak()
         before = _rss_mb()
         for attempt in ("first import", "re-import")[: 2 if statements else 1]:
-            started = time.perf_counter()
+            started, cpu_started = time.perf_counter(), time.process_time()
             r = await client.post("/api/v1/imports", headers=headers, files=files)
-            seconds = time.perf_counter() - started
+            seconds, cpu = time.perf_counter() - started, time.process_time() - cpu_started
             outcome = f"{r.status_code} " + (
                 r.json().get("type", "").rsplit("/", 1)[-1] if r.status_code >= 400 else ""
             )
             per_account = f", {seconds / statements * 1000:.1f} ms per account" if statements else ""
             size = f"{len(data) / 1e6:5.1f} MB"
-            print(f"{case:<16} {size} {attempt:<12} {outcome:<22} {seconds:7.2f} s{per_account}")
+            timing = f"{seconds:7.2f} s ({cpu:.2f} s CPU){per_account}"
+            print(f"{case:<16} {size} {attempt:<12} {outcome:<22} {timing}")
         peak = _rss_mb("VmHWM")
     await container.aclose()
     ratio = (peak - before) / (len(data) / 2**20)
@@ -466,14 +481,15 @@ async def memory_upload(case: str, database: str, transactions: int) -> dict[str
         files = {"file": ("bench.ofx", data, "application/x-ofx")}
         _reset_peak()
         before = _rss_mb()
-        started = time.perf_counter()
+        started, cpu_started = time.perf_counter(), time.process_time()
         r = await client.post("/api/v1/imports", headers=headers, files=files)
-        seconds = time.perf_counter() - started
+        seconds, cpu = time.perf_counter() - started, time.process_time() - cpu_started
         assert r.status_code == 201, r.text
         peak = _rss_mb("VmHWM")
     await container.aclose()
     mb = len(data) / 1e6
-    result = {"mb": mb, "peak_over_file": (peak - before) / (len(data) / 2**20), "mb_per_s": mb / seconds}
+    ratio = (peak - before) / (len(data) / 2**20)
+    result = {"mb": mb, "peak_over_file": ratio, "mb_per_s": mb / seconds, "cpu_s": cpu}
     print(json.dumps(result))
     return result
 

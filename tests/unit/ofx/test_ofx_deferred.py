@@ -4,6 +4,7 @@ nor the warnings it reports."""
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 import random
 import re
@@ -17,6 +18,8 @@ from finsync.domain.ports import ParsedFile
 from finsync.domain.records import DeferredTransactions, ProviderTransaction
 from finsync.providers.ofx import map_document, parse_ofx
 from finsync.providers.ofx.format import OfxFormat, _unique_ids
+from finsync.providers.ofx.model import OfxStatement
+from finsync.providers.ofx.nodes import Chain, Pieces
 
 pytestmark = pytest.mark.unit
 
@@ -61,6 +64,16 @@ def eager_reference(data: bytes) -> tuple[list[list[ProviderTransaction]], list[
 
 def build_all(group: DeferredTransactions) -> list[ProviderTransaction]:
     return list(group.build(list(range(len(group.keys)))))
+
+
+def paths(statement: OfxStatement) -> list[str]:
+    """Which path read a deferred statement's transactions, list by list in file order:
+    "fast" (pieces of the text) or "builder" (the tree builder's, written as pieces)."""
+    if statement.unread is None:
+        return []
+    pieces = statement.unread.pieces
+    parts = pieces.parts if isinstance(pieces, Chain) else [pieces]
+    return ["fast" if isinstance(part, Pieces) else "builder" for part in parts]
 
 
 def only_group(parsed: ParsedFile) -> DeferredTransactions:
@@ -398,9 +411,12 @@ def test_elements_after_a_closed_stmttrn_read_alike_by_both_paths(bank_file: Bui
     lower = upper.replace(b"BANKTRANLIST>", b"banktranlist>")
     line = upper[: upper.index(b"<FITID>B")].count(b"\n") + 1
     for data in (upper, lower):
-        document = parse_ofx(data, defer=True)
+        document = parse_ofx(data)
         assert [t.fitid for t in document.statements[0].transactions] == ["A"]
         assert document.warnings == [f"line {line}: </STMTTRN> does not close any open element; ignored"]
+        deferred = OfxFormat().read(data)
+        assert [key for key, _ in only_group(deferred).keys] == ["A"]
+        assert deferred.warnings == document.warnings
 
 
 # --- what stays eager ------------------------------------------------------------------------
@@ -519,23 +535,34 @@ def test_the_eager_reader_does_not_digest(generated: bytes) -> None:
     [
         pytest.param(lambda text: text.replace("<STMTTRN>", "<STMTTRN><?pi?>"), id="processing-instruction"),
         pytest.param(lambda text: text.replace("<NAME>COFFEE", "<NAME><![CDATA[COF]]>FEE", 1), id="cdata"),
+        pytest.param(lambda text: text.replace("<NAME>", "<CHECKNUM/><NAME>"), id="empty-element"),
     ],
 )
-def test_generic_path_rows_have_no_fingerprint(
+def test_generic_path_rows_are_deferred_with_a_fingerprint(
     bank_file: Build, stmttrn: Build, make_generic: Callable[[str], str]
 ) -> None:
+    """The tree builder's STMTTRNs stay unconverted too (written as pieces): named by FITID and
+    a fingerprint, built only when written, read as the eager reader reads them."""
     text = make_generic(bank_file("".join(stmttrn(f"T{i}") for i in range(3))))
     (statement,) = parse_ofx(text.encode(), defer=True).statements
-    assert statement.unread is None
-    assert len(statement.transactions) == 3
-    assert all(t.digest is None for t in statement.transactions)
+    assert paths(statement) == ["builder"]
+    assert statement.transactions == []
+    assert statement.unread is not None
+    assert len(statement.unread) == 3
 
     parsed = OfxFormat().read(text.encode())
-    assert parsed.statements[0].deferred == []
-    mapped = parsed.statements[0].transactions
-    assert [(t.provider_transaction_id, t.fingerprint) for t in mapped] == [
-        ("T0", None),
-        ("T1", None),
-        ("T2", None),
-    ]
-    assert [t.description for t in mapped] == ["COFFEE / CARD 1234"] * 3  # read all the same
+    assert parsed.statements[0].transactions == []
+    group = only_group(parsed)
+    assert [key for key, _ in group.keys] == ["T0", "T1", "T2"]
+    assert all(fingerprint.startswith("ofx1|USD|") for _, fingerprint in group.keys)
+    assert len({fingerprint for _, fingerprint in group.keys}) == 3
+    built = build_all(group)
+    assert [t.fingerprint for t in built] == [fingerprint for _, fingerprint in group.keys]
+    assert [t.description for t in built] == ["COFFEE / CARD 1234"] * 3  # read all the same
+    eager = map_document(parse_ofx(text.encode()))[0].transactions
+    assert [replace_fingerprint(t) for t in built] == [replace_fingerprint(t) for t in eager]
+    assert OfxFormat().read(text.encode()).statements[0].deferred[0].keys == group.keys  # stable
+
+
+def replace_fingerprint(t: ProviderTransaction) -> ProviderTransaction:
+    return dataclasses.replace(t, fingerprint=None)

@@ -9,7 +9,7 @@ import re
 from collections.abc import Callable
 
 import pytest
-from tests.unit.ofx.test_ofx_deferred import build_all
+from tests.unit.ofx.test_ofx_deferred import build_all, paths
 from tests.unit.ofx.test_ofx_deferred_investments import entry, investment_file
 from tests.unit.ofx.test_ofx_reader import line_of
 
@@ -101,8 +101,9 @@ def test_cdata_too_long_once_escaped_is_read_by_the_generic_path(bank_file: Buil
     plain = _plain(bank_file, stmttrn, **{"2": "&lt;&lt;&lt;&lt;&lt;"})
     text = _cdata(plain, "NAME")
     assert parse_ofx(text.encode()) == parse_ofx(plain.encode())
-    assert parse_ofx(text.encode(), defer=True).statements[0].unread is None
+    assert paths(parse_ofx(text.encode(), defer=True).statements[0]) == ["builder"]
     assert parse_ofx(text.encode()).statements[0].transactions[2].name == "<<<<<"
+    assert _rows(text) == _rows(plain)
 
 
 @pytest.mark.parametrize(
@@ -120,9 +121,10 @@ def test_cdata_that_is_not_a_whole_value_is_left_to_the_generic_path(
     text = bank_file(stmttrn("1", name="COFFEE") + stmttrn("2")).replace("<NAME>COFFEE", cdata, 1)
     assert fastpath.normalized(text, 0) is None
     (statement,) = parse_ofx(text.encode(), defer=True).statements
-    assert statement.unread is None
-    assert statement.transactions[0].name == name
+    assert paths(statement) == ["builder"]
+    assert parse_ofx(text.encode()).statements[0].transactions[0].name == name
     assert parse_ofx(text.encode()) == _generic(text)
+    assert _rows(text)[0][0][3] == (f"{name} / CARD 1234" if name else "CARD 1234")
 
 
 def test_empty_cdata_before_text_or_an_end_tag(bank_file: Build, stmttrn: Build) -> None:

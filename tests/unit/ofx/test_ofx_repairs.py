@@ -9,6 +9,7 @@ from decimal import Decimal
 
 import pytest
 from tests.unit.ofx.conftest import SGML_HEADER
+from tests.unit.ofx.test_ofx_deferred import paths
 from tests.unit.ofx.test_ofx_reader import line_of
 
 from finsync.providers.ofx import OfxLimitExceeded, OfxNoStatements, parse_ofx
@@ -97,13 +98,16 @@ def test_several_transaction_lists_are_merged(bank_file: Build, stmttrn: Build) 
         f"line {line_of(text, '<BANKTRANLIST>', 2)}: <STMTRS> holds 2 <BANKTRANLIST>; "
         "their transactions are merged"
     ]
-    # Fast-path lists stay deferred together; a generic one makes all of them eager, in file order.
+    # Fast-path lists stay deferred together; a generic one is deferred with them, in file order.
     assert len(parse_ofx(text.encode(), defer=True).statements[0].unread) == 4  # type: ignore[union-attr]
     third = "<STMTTRN>\n<TRNTYPE>POS\n<DTPOSTED>20240105\n<TRNAMT>-3.50\n<FITID>3"
     mixed = text.replace(third, third.replace("<STMTTRN>", "<STMTTRN><?pi?>"))
     assert mixed != text
     assert both_paths(mixed)[0] == [["1", "2", "3", "4"]]
-    assert parse_ofx(mixed.encode(), defer=True).statements[0].unread is None
+    assert paths(parse_ofx(mixed.encode(), defer=True).statements[0]) == ["fast", "builder"]
+    both_generic = mixed.replace("</BANKTRANLIST>", "<?pi?></BANKTRANLIST>", 1)
+    assert both_paths(both_generic)[0] == [["1", "2", "3", "4"]]
+    assert paths(parse_ofx(both_generic.encode(), defer=True).statements[0]) == ["builder"]
     # An attribute is normalised away (fastpath.normalized): the lists stay deferred together.
     attribute = text.replace(third, third.replace("<STMTTRN>", '<STMTTRN id="3">'))
     assert both_paths(attribute) == both_paths(text)

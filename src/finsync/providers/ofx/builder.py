@@ -17,12 +17,15 @@ tag, as warnings:
 
 Memory: the tree may hold an element per 8 bytes of input, so a leaf repeated in one
 aggregate is kept only while it can still be read (the readers take the first non-empty
-one), tag names are shared, and leaves carry no position.
+one), tag names are shared, and leaves carry no position. A closed STMTTRN or investment
+item, which the readers only flatten, keeps its leaves as one string (see ``_closed``):
+the tree of a file the fast path cannot read holds a node per transaction, not per leaf.
 """
 
 from __future__ import annotations
 
 from finsync.domain.errors import MalformedFile
+from finsync.providers.ofx.fastpath import ITEMS, written_leaves, written_piece
 from finsync.providers.ofx.model import OfxLimitExceeded
 from finsync.providers.ofx.nodes import Lines, Node, Pieces
 from finsync.providers.ofx.schema import AGGREGATES, PARENTS, STATEMENTS, is_item, reads_every
@@ -34,6 +37,10 @@ _MAX_NOTES = 20  # distinct repair messages; the rest are counted in one line
 MAX_STATEMENTS = 1_000
 # Real files use a few hundred element names; a file of made-up ones is built to cost memory.
 MAX_TAG_NAMES = 2_000
+# Where the readers take a STMTTRN's or an investment item's leaves only (``Node.leaves``):
+# closed there, it is kept as its leaves written in one string (see _closed).
+_TRANSACTION_PARENTS = frozenset({"BANKTRANLIST", "STMTRS", "CCSTMTRS"})
+_ITEM_PARENTS = frozenset({"INVTRANLIST", "INVPOSLIST", "SECLIST", "INVSTMTRS"})
 
 
 class Builder:
@@ -111,7 +118,7 @@ class Builder:
             self.note("late", "", pos, tag)
             return
         if top == tag:
-            self._pop()
+            self._closed(self._pop())
             return
         if not self.open_count.get(tag):
             self.note("stray", tag, pos)
@@ -120,7 +127,7 @@ class Builder:
         while self.stack[depth].tag != tag:
             depth -= 1
         self._unwind(depth + 1, f"</{tag}>", pos)
-        self._pop()
+        self._closed(self._pop())
 
     def block(self, node: Node) -> None:
         """A fast-path STMTTRN (see fastpath.BLOCK) or investment item (fastpath.item_body)."""
@@ -233,7 +240,7 @@ class Builder:
                 continue
             self._hoist(hoisted)
             self.note("unclosed", node.tag, pos, proof, node.pos)
-            self._pop()
+            self._closed(self._pop())
         self._hoist(hoisted)
 
     def _hoist(self, hoisted: list[Node]) -> None:
@@ -254,6 +261,23 @@ class Builder:
         self.names.pop()
         self.open_count[node.tag] -= 1
         return node
+
+    def _closed(self, node: Node) -> None:
+        """``node`` was closed (not hoisted: nothing adds to it any more). A STMTTRN or an
+        investment item where the readers only take its leaves (Node.leaves) keeps them as one
+        string that reads back the same, instead of a node per leaf: the tree of a file the
+        fast path cannot read stays a fraction of its size, and its STMTTRNs and entries can be
+        left unconverted like fast-path ones (``statements.UnreadPieces``, ``investments.UnreadItems``)."""
+        if not node.children:
+            return
+        parent = self.stack[-1].tag
+        if node.tag == "STMTTRN" and parent in _TRANSACTION_PARENTS:
+            node.extra = written_piece(node.leaves())
+        elif node.tag in ITEMS and parent in _ITEM_PARENTS:
+            node.extra = written_leaves(node.leaves())
+        else:
+            return
+        node.children = ()
 
     def note(self, kind: str, tag: str, pos: int, detail: str = "", opened: int = 0) -> None:
         """Record a repair: messages are built once, in :meth:`report`, from the first one."""

@@ -14,7 +14,8 @@ import hashlib
 import re
 from array import array
 
-from finsync.providers.ofx.nodes import Node, Pieces
+from finsync.providers.ofx.model import clean_fields
+from finsync.providers.ofx.nodes import Node, Pieces, WrittenLeaves
 from finsync.providers.ofx.schema import (
     AGGREGATES,
     INVESTMENT_TRANSACTIONS,
@@ -155,11 +156,52 @@ def piece_fitid(piece: str) -> str:
     at = 0
     while (at := piece.find(_FITID, at)) >= 0:
         at += len(_FITID)
-        value = piece[at : piece.find("<", at)]
+        end = piece.find("<", at)  # none: the last leaf of a written piece
+        value = piece[at : end if end >= 0 else len(piece)]
         value = (unescape(value) if "&" in value else value).strip()  # "&#32;" is whitespace too
         if value:
             return value
     return ""
+
+
+def written_piece(leaves: dict[str, str]) -> WrittenLeaves:
+    """A STMTTRN the tree builder read (its ``Node.leaves``) written as a piece that
+    :func:`piece_fields`, :func:`piece_fitid` and ``block_fields`` read back as
+    ``bank_transaction`` reads those leaves: the values ``clean_fields`` keeps, escaped, and
+    an empty ``<CURRENCY>`` when the transaction has that aggregate (``bank_transaction``
+    looks for it). One string per transaction, so a file the fast path cannot read still
+    does not keep a node per leaf, and its transactions can stay unconverted (deferred)."""
+    fields = clean_fields(leaves)
+    written = "".join(
+        f"<{tag}>{value}"
+        if "&" not in value and "<" not in value and ">" not in value
+        else f"<{tag}>{_escaped(value)}"
+        for tag, value in fields.items()
+    )
+    return WrittenLeaves(
+        written + "<CURRENCY>" if "CURRENCY" in leaves and "CURRENCY" not in fields else written
+    )
+
+
+def written_leaves(leaves: dict[str, str]) -> WrittenLeaves:
+    """An element's exact leaves (empty values, aggregates' "" and surrounding whitespace
+    included) written as a body ``block_fields`` reads back as they are: for investment items,
+    whose readers take the leaves as they are."""
+    return WrittenLeaves("".join(f"<{tag}>{_escaped(value)}" for tag, value in leaves.items()))
+
+
+def _escaped(value: str) -> str:
+    """``value`` as block_fields and piece_fields read it back: markup characters escaped and
+    whitespace at either end as a character reference (both strip before or after unescaping)."""
+    if "&" in value or "<" in value or ">" in value:
+        value = value.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    if value[:1].isspace() or value[-1:].isspace():
+        core = value.strip()
+        at = value.index(core[0]) if core else len(value)
+        head = "".join(f"&#{ord(c)};" for c in value[:at])
+        tail = "".join(f"&#{ord(c)};" for c in value[at + len(core) :])
+        value = f"{head}{core}{tail}"
+    return value
 
 
 # --- normalising a section the fast path cannot read as it is -----------------------------

@@ -21,7 +21,7 @@ from finsync.providers.ofx.model import (
     OfxSecurity,
     OfxStatement,
 )
-from finsync.providers.ofx.nodes import Node, block_fields, first_leaf
+from finsync.providers.ofx.nodes import Node, WrittenLeaves, block_fields, first_leaf
 from finsync.providers.ofx.schema import INVESTMENT_TRANSACTIONS, POSITIONS
 from finsync.providers.ofx.statements import Context, account_id, bank_transaction, period, repeated
 from finsync.providers.ofx.values import parse_amount, parse_currency, parse_datetime
@@ -49,7 +49,7 @@ class UnreadItems:
     string, a dict of leaves and a row.
     """
 
-    __slots__ = ("_eager_before", "ctx", "ends", "retirement", "starts", "tags", "text")
+    __slots__ = ("_eager_before", "ctx", "ends", "retirement", "starts", "tags", "text", "written")
 
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
@@ -58,16 +58,22 @@ class UnreadItems:
         self.starts, self.ends = array("q"), array("q")  # each body: text[starts[i]:ends[i]]
         self._eager_before = array("q")
         self.retirement = False  # an INV401KSOURCE seen (the statement's is_retirement)
+        self.written: dict[int, str] = {}  # entries the tree builder read: their WrittenLeaves
 
     def __len__(self) -> int:
         return len(self.starts)
 
     def add(self, node: Node, body: str) -> None:
-        """``node``: a fast-path item, whose body ``text`` holds right after its start tag."""
+        """``node``: a fast-path item, whose body ``text`` holds right after its start tag, or
+        one the tree builder read (``body``: its WrittenLeaves; ``ends`` -1)."""
         start = node.pos + len(node.tag) + 2  # "<TAG>": the fast path takes no attributes
         self.tags.append(sys.intern(node.tag))  # one string per element name
+        if isinstance(body, WrittenLeaves):
+            self.written[len(self.starts)] = body
+            self.ends.append(-1)
+        else:
+            self.ends.append(start + len(body))
         self.starts.append(start)
-        self.ends.append(start + len(body))
         if not self.retirement and "<INV401KSOURCE>" in body:  # body: upper-case simple tags only
             self.retirement = True
 
@@ -79,7 +85,8 @@ class UnreadItems:
         return self._eager_before
 
     def body(self, i: int) -> str:
-        return self.text[self.starts[i] : self.ends[i]]
+        end = self.ends[i]
+        return self.text[self.starts[i] : end] if end >= 0 else self.written[i]
 
     def fields(self, i: int) -> dict[str, str]:
         return block_fields(self.body(i))

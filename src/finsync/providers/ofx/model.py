@@ -19,7 +19,7 @@ from decimal import Decimal
 from typing import Literal, Protocol
 
 from finsync.domain.errors import ImportRejected, MalformedFile
-from finsync.providers.ofx.nodes import Pieces
+from finsync.providers.ofx.nodes import PieceSource
 
 StatementKind = Literal["bank", "credit_card", "investment"]
 
@@ -30,8 +30,9 @@ class UnreadTransactions(Protocol):
     the model needs no reader (no import cycle)."""
 
     @property
-    def pieces(self) -> Pieces:
-        """Each STMTTRN's source text, by position."""
+    def pieces(self) -> PieceSource:
+        """Each STMTTRN's source text (or, for one the tree builder read, its leaves written
+        as a piece), by position."""
         ...
 
     def __len__(self) -> int: ...

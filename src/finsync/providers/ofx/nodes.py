@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import re
 from array import array
+from bisect import bisect_right
+from itertools import accumulate
 from sys import intern
+from typing import Protocol
 
 from finsync.providers.ofx.values import unescape
 
@@ -45,7 +48,8 @@ def first_leaf(body: str, tag: str) -> str:
     at = 0
     while (at := body.find(start, at)) >= 0:
         at += len(start)
-        value = body[at : body.find("<", at)].strip()
+        end = body.find("<", at)  # none: the body's last leaf
+        value = body[at : end if end >= 0 else len(body)].strip()
         if value:
             return unescape(value) if "&" in value else value
     return ""
@@ -77,6 +81,77 @@ class Pieces:
         return Pieces(other.text, self.starts + other.starts, self.ends + other.ends)
 
 
+class WrittenLeaves(str):
+    """Leaves of an element the tree builder read, written back as a body that
+    :func:`block_fields` (and, for a STMTTRN, ``fastpath.piece_fields``) reads as that
+    element's :meth:`Node.leaves`: kept in ``Node.extra`` like a fast-path body, but not a slice
+    of the text (see ``fastpath.written_piece``, ``fastpath.written_leaves``)."""
+
+    __slots__ = ()
+
+
+class PieceSource(Protocol):
+    """STMTTRN pieces by position (:class:`Pieces`, :class:`Written`, :class:`Chain`): each one's
+    text, which ``fastpath.piece_fields`` reads, and where its ``<STMTTRN>`` is in the file."""
+
+    def __len__(self) -> int: ...
+    def __getitem__(self, i: int) -> str: ...
+    def offset(self, i: int) -> int: ...
+
+
+class Written:
+    """STMTTRNs the tree builder read, each written back as one piece (see
+    ``fastpath.written_piece``), with the offset of its ``<STMTTRN>``: one string per
+    transaction instead of a node per leaf, so they can stay unconverted like fast-path ones."""
+
+    __slots__ = ("offsets", "texts")
+
+    def __init__(self) -> None:
+        self.texts: list[str] = []
+        self.offsets = array("q")
+
+    def append(self, text: str, offset: int) -> None:
+        self.texts.append(text)
+        self.offsets.append(offset)
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+    def __getitem__(self, i: int) -> str:
+        return self.texts[i]
+
+    def offset(self, i: int) -> int:
+        return self.offsets[i]
+
+
+class Chain:
+    """Several piece sources one after the other, in file order (a statement whose lists took
+    different paths)."""
+
+    __slots__ = ("bounds", "parts")
+
+    def __init__(self, parts: list[PieceSource]) -> None:
+        self.parts = parts
+        self.bounds = list(accumulate(len(part) for part in parts))
+
+    def _locate(self, i: int) -> tuple[PieceSource, int]:
+        k = bisect_right(self.bounds, i)
+        if k == len(self.parts):
+            raise IndexError(i)
+        return self.parts[k], i - (self.bounds[k - 1] if k else 0)
+
+    def __len__(self) -> int:
+        return self.bounds[-1] if self.bounds else 0
+
+    def __getitem__(self, i: int) -> str:
+        part, at = self._locate(i)
+        return part[at]
+
+    def offset(self, i: int) -> int:
+        part, at = self._locate(i)
+        return part.offset(at)
+
+
 class Node:
     """An element: a leaf has ``value``; an aggregate has ``children``; a fast-path
     STMTTRN keeps only its source text and reads its ``fields`` from it when asked (leaves
@@ -94,8 +169,8 @@ class Node:
         self.pos = pos
         self.value = value
         self.children: list[Node] | tuple[()] = () if value is not None else []  # () is shared
-        # A fast-path STMTTRN's body (see ``fields``), or a fast-path BANKTRANLIST's STMTTRNs by
-        # position instead of one Node each (see ``blocks``).
+        # A fast-path STMTTRN's body (see ``fields``), a closed element's WrittenLeaves, or a
+        # fast-path BANKTRANLIST's STMTTRNs by position instead of one Node each (see ``blocks``).
         self.extra: str | Pieces | None = None
 
     @property

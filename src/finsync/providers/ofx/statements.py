@@ -19,9 +19,9 @@ from decimal import Decimal
 from typing import TypeVar
 
 from finsync.domain.errors import MalformedFile
-from finsync.providers.ofx.fastpath import piece_digest, piece_fields
+from finsync.providers.ofx.fastpath import piece_digest, piece_fields, written_piece
 from finsync.providers.ofx.model import OfxStatement, OfxTransaction, StatementKind, clean_fields
-from finsync.providers.ofx.nodes import Lines, Node, Pieces
+from finsync.providers.ofx.nodes import Chain, Lines, Node, Pieces, PieceSource, Written, WrittenLeaves
 from finsync.providers.ofx.values import parse_amount, parse_currency, parse_datetime
 
 MAX_WARNINGS = 100
@@ -98,7 +98,7 @@ class UnreadPieces:
     kept (the importer's keys hold them): a piece is digested when named or converted.
     """
 
-    pieces: Pieces  # each STMTTRN's source text, by position: a fraction of its fields' memory
+    pieces: PieceSource  # each STMTTRN's source text, by position: a fraction of its fields' memory
     ctx: Context
 
     def __len__(self) -> int:
@@ -186,14 +186,13 @@ def latest(balances: list[Node], ctx: Context) -> Node | None:
 def _transactions(node: Node, lists: list[Node], statement: OfxStatement, ctx: Context) -> None:
     """The STMTTRNs of every list, and those found after their list closed, in file order."""
     segments: list[Node | Pieces] = []  # generic STMTTRNs and fast-path lists
-    generic = stray = 0
+    stray = 0
     for child in node.children:
         if child.tag == "STMTTRN" and child.value is None:
             stray += 1
             segments.append(child)
         elif child.tag == "BANKTRANLIST" and child.value is None:
             listed = [c for c in child.children if c.tag == "STMTTRN" and c.value is None]
-            generic += len(listed)
             segments += listed
             if listed:  # read above (DTSTART, DTEND) or below: each node is released once read
                 child.children = []
@@ -202,10 +201,9 @@ def _transactions(node: Node, lists: list[Node], statement: OfxStatement, ctx: C
     if stray:
         first = next(c for c in node.children if c.tag == "STMTTRN")
         ctx.warn(first.pos, f"{stray} <STMTTRN> outside <BANKTRANLIST> read into this <{node.tag}>")
-    if not generic + stray and ctx.defer and statement.currency:  # without CURDEF, rows give the currency
-        blocks = [segment for segment in segments if isinstance(segment, Pieces)]
-        if blocks:
-            statement.unread = UnreadPieces(sum(blocks[1:], blocks[0]), ctx)
+    if ctx.defer and statement.currency:  # without CURDEF, rows give the currency
+        if segments:
+            statement.unread = UnreadPieces(_unread(segments), ctx)
         return
     append = statement.transactions.append
     segments.reverse()
@@ -222,6 +220,30 @@ def _transactions(node: Node, lists: list[Node], statement: OfxStatement, ctx: C
             transaction = bank_transaction(piece_fields(piece), segment.offset(i), ctx, digest, source=piece)
             if transaction is not None:
                 append(transaction)
+
+
+def _unread(segments: list[Node | Pieces]) -> PieceSource:
+    """The STMTTRNs of ``segments`` as pieces, in file order: fast-path lists as they are,
+    the tree builder's STMTTRNs written as pieces (``written_piece``), each node let go."""
+    parts: list[PieceSource] = []
+    segments.reverse()
+    while segments:
+        segment = segments.pop()
+        last = parts[-1] if parts else None
+        if isinstance(segment, Pieces):
+            if isinstance(last, Pieces):
+                parts[-1] = last + segment
+            else:
+                parts.append(segment)
+            continue
+        if not isinstance(last, Written):
+            last = Written()
+            parts.append(last)
+        written = segment.extra  # the builder's (see Builder._pop), else a block's text or a node
+        last.append(
+            written if isinstance(written, WrittenLeaves) else written_piece(segment.leaves()), segment.pos
+        )
+    return parts[0] if len(parts) == 1 else Chain(parts)
 
 
 def _balance(node: Node, ctx: Context) -> tuple[Decimal | None, datetime | None]:
