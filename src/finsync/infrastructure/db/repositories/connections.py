@@ -15,6 +15,7 @@ from finsync.domain.enums import ConnectionStatus, SyncStatus
 from finsync.domain.ports import DueConnection, Page, PageRequest
 from finsync.domain.webhooks import EXPIRING_WITHIN, FAILING_AFTER, RATE_LIMITED_CODE
 from finsync.infrastructure.db.analytics_tables import HoldingHistoryRow, TransferLinkRow
+from finsync.infrastructure.db.cash_flow import mark_written
 from finsync.infrastructure.db.mapping import keyset, make_page, to_entity, to_row
 from finsync.infrastructure.db.net_worth import NetWorthDeltas
 from finsync.infrastructure.db.tables import (
@@ -120,6 +121,7 @@ class SqlConnectionRepository:
             .with_for_update()
         )
         account_ids = list((await self._s.execute(locked)).scalars())
+        mark_written(self._s)  # its transactions and links go: cash flow's days are recomputed
         tx = TransactionRow.__table__.c  # type: ignore[attr-defined]
         legs = select(tx.id).where(tx.account_id.in_(account_ids))
         await self._s.execute(

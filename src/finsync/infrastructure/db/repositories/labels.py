@@ -34,6 +34,7 @@ from finsync.domain.categories import (
 )
 from finsync.domain.entities import Transaction
 from finsync.infrastructure.db.analytics_tables import CategoryRow, RuleRow, TransferLinkRow
+from finsync.infrastructure.db.cash_flow import mark_written
 from finsync.infrastructure.db.mapping import to_entity
 from finsync.infrastructure.db.repositories.market import dialect_insert
 from finsync.infrastructure.db.tables import TransactionRow, UserRow
@@ -94,6 +95,7 @@ class SqlCategoryRepository:
             .where(t.user_id == user_id, t.category_id == category_id)
             .values(category_id=None, category_set_by=None)
         )
+        mark_written(self._s)
         await self._s.execute(
             update(categories).where(categories.c.parent_id == category_id).values(parent_id=None)
         )
@@ -275,6 +277,7 @@ class SqlLabelRepository:
                 )
                 stmt = update(transactions).where(match, or_(*guards)).values(values).returning(t.id)
                 changed.update((await self._s.execute(stmt)).scalars())
+        mark_written(self._s)
         return len(changed)
 
     async def set_fields(
@@ -290,6 +293,7 @@ class SqlLabelRepository:
             await self._s.execute(
                 update(transactions).where(t.id == transaction_id, t.user_id == user_id).values(values)
             )
+            mark_written(self._s)
         row = (
             (await self._s.execute(select(transactions).where(t.id == transaction_id, t.user_id == user_id)))
             .mappings()

@@ -16,6 +16,7 @@ from finsync.domain.entities import utcnow
 from finsync.domain.enums import TransactionStatus, TransactionSubtype, TransactionType
 from finsync.domain.ports import Page, PageRequest
 from finsync.infrastructure.db.analytics_tables import TransferLinkRow
+from finsync.infrastructure.db.cash_flow import mark_written
 from finsync.infrastructure.db.mapping import keyset, make_page
 from finsync.infrastructure.db.tables import TransactionRow
 
@@ -93,6 +94,7 @@ class SqlTransferRepository:
             for link in items
         ]
         await self._s.execute(insert(links), rows)
+        mark_written(self._s)
         return len(rows)
 
     async def get(self, link_id: UUID, user_id: UUID) -> TransferLink | None:
@@ -114,6 +116,7 @@ class SqlTransferRepository:
 
     async def set_status(self, link_id: UUID, status: TransferStatus) -> None:
         await self._s.execute(update(links).where(links.c.id == link_id).values(status=status.value))
+        mark_written(self._s)
 
     async def find(
         self, user_id: UUID, status: TransferStatus | None, page: PageRequest
@@ -142,6 +145,7 @@ class SqlTransferRepository:
                 links.c.status == TransferStatus.REJECTED.value,
             )
         )
+        mark_written(self._s)
 
     async def forget_transactions(self, transaction_ids: Sequence[UUID]) -> int:
         ids = list(transaction_ids)
@@ -152,4 +156,5 @@ class SqlTransferRepository:
                 delete(links).where(or_(links.c.outflow_id.in_(chunk), links.c.inflow_id.in_(chunk)))
             )
             total += int(result.rowcount)  # type: ignore[attr-defined]
+        mark_written(self._s)
         return total

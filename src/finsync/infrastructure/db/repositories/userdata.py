@@ -35,6 +35,7 @@ from finsync.infrastructure.db.analytics_tables import (
     RuleRow,
     TransferLinkRow,
 )
+from finsync.infrastructure.db.cash_flow import mark_written
 from finsync.infrastructure.db.tables import (
     AccountRow,
     ApiTokenRow,
@@ -120,6 +121,8 @@ NOT_EXPORTED: dict[str, str] = {
     "orders.request_digest": "bookkeeping: which request an idempotency key named (a digest)",
     "api_tokens.token_hash": "a digest of a secret shown once; useless outside this server",
     "net_worth_deltas": "derived from the balance snapshots exported above (rebuilt from them)",
+    "cash_flow_days": "derived from the transactions and transfer links exported above (daily sums)",
+    "cash_flow_dirty": "bookkeeping: days whose cash flow sums wait to be recomputed",
 }
 # Tables without a user_id column that hold no user's data (reference data, shared caches).
 SHARED_TABLES: dict[str, str] = {
@@ -201,6 +204,7 @@ class SqlUserDataRepository:
         await self._s.execute(locked.with_for_update())
         await self._s.execute(select(users.c.id).where(users.c.id == user_id).with_for_update())
         deleted: dict[str, int] = {}
+        mark_written(self._s)  # the marks its transactions' deletion leaves are dropped at commit
         for table in reversed(metadata.sorted_tables):  # children before parents
             if "user_id" in table.c:
                 result = await self._s.execute(delete(table).where(table.c.user_id == user_id))
