@@ -11,7 +11,18 @@ from decimal import Decimal
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import Column, Date, ForeignKey, Index, Integer, String, Table, UniqueConstraint, text
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Date,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Table,
+    UniqueConstraint,
+    text,
+)
 from sqlalchemy import Uuid as SAUuid
 from sqlmodel import Field, SQLModel
 
@@ -175,30 +186,30 @@ class NetWorthDeltaRow(SQLModel, table=True):
 
 
 # Cash flow's daily sums (migration 0015): per user, day and currency, one row per category
-# (grouping "c") and one per account (grouping "a") — what `GET /analytics/cash-flow` adds up
-# instead of every transaction. Derived data: database triggers on ``transactions`` and
-# ``transfer_links`` list the (user, day) pairs a write touches in ``cash_flow_dirty``, and
-# the unit of work recomputes those days before it commits (``infrastructure/db/cash_flow.py``).
-# Core tables: they have no primary key (the dirty list takes duplicates on PostgreSQL, so
-# concurrent writers never wait on each other's marks).
+# (grouping "c"; ``key`` is the nil UUID for none) and one per account (grouping "a") — what
+# `GET /analytics/cash-flow` adds up instead of every transaction. Derived data: database
+# triggers on ``transactions`` and ``transfer_links`` list the (user, day) pairs a write
+# touches in ``cash_flow_dirty``, and the unit of work recomputes those days before it
+# commits (``infrastructure/db/cash_flow.py``).
 cash_flow_days = Table(
     "cash_flow_days",
     SQLModel.metadata,
-    Column("user_id", SAUuid, ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
-    Column("grouping", String(1), nullable=False),
-    Column("key", SAUuid, nullable=True),
-    Column("day", Date, nullable=False),
-    Column("currency", String(16), nullable=False),
+    Column("user_id", SAUuid, ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
+    Column("grouping", String(1), primary_key=True),
+    Column("day", Date, primary_key=True),
+    Column("currency", String(16), primary_key=True),
+    Column("key", SAUuid, primary_key=True),
     Column("income", ExactDecimal, nullable=False),
     Column("spending", ExactDecimal, nullable=False),
     Column("count", Integer, nullable=False),
-    Index("ix_cash_flow_days_user_grouping_day", "user_id", "grouping", "day"),
 )
-# No foreign key: a user's deletion removes their transactions (which marks their days) and
-# then the user; the next recomputation drops the marks.
+# A surrogate key, and no unique (user, day) on PostgreSQL: marks may repeat, so concurrent
+# writers never wait on each other's. No foreign key: a user's deletion removes their
+# transactions (which marks their days) and then the user; the recomputation drops the marks.
 cash_flow_dirty = Table(
     "cash_flow_dirty",
     SQLModel.metadata,
+    Column("id", BigInteger().with_variant(Integer(), "sqlite"), primary_key=True, autoincrement=True),
     Column("user_id", SAUuid, nullable=False),
     Column("day", Date, nullable=False),
     Index("ix_cash_flow_dirty_user_day", "user_id", "day"),  # unique on SQLite (the migration)

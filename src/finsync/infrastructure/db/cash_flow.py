@@ -34,6 +34,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from decimal import Decimal
 from typing import Any
+from uuid import UUID
 
 from sqlalchemy import Connection, text
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -41,8 +42,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from finsync.domain.enums import TransactionStatus, TransactionType
 
 WRITTEN = "cash_flow_written"  # the session.info key ``mark_written`` sets
-# Grouping codes of ``cash_flow_days``.
+# Grouping codes of ``cash_flow_days``, and its key of "no category" (the key is in the primary key).
 BY_CATEGORY, BY_ACCOUNT = "c", "a"
+NO_KEY = UUID(int=0)
 # Distinguishes our advisory locks from the registration lock (users.py) and others.
 _LOCK_CLASS = 0x63666C77  # "cflw"
 
@@ -144,7 +146,7 @@ _PG_REFRESH = (
     f" FROM transactions t WHERE t.user_id = :user_id AND t.transaction_date IN (SELECT day FROM days)"
     f" AND {COUNTED} AND {PG_NOT_LINKED}) "
     "INSERT INTO cash_flow_days (user_id, grouping, key, day, currency, income, spending, count) "
-    "SELECT CAST(:user_id AS uuid), :by_category, category_id, day, currency, {sums}"
+    f"SELECT CAST(:user_id AS uuid), :by_category, COALESCE(category_id, '{NO_KEY}'), day, currency, {{sums}}"
     " FROM r GROUP BY category_id, day, currency "
     "UNION ALL "
     "SELECT CAST(:user_id AS uuid), :by_account, account_id, day, currency, {sums}"
@@ -165,13 +167,13 @@ _INSERT = (
 )
 
 
-def daily_sums(rows: Iterable[Sequence[Any]]) -> list[dict[str, Any]]:
+def daily_sums(rows: Iterable[Sequence[Any]], no_key: Any = NO_KEY.hex) -> list[dict[str, Any]]:
     """(day, currency, category_id, account_id, amount) → the rows of ``cash_flow_days``
-    (without ``user_id``), summed exactly (SQLite stores money as TEXT)."""
+    (without ``user_id``), summed exactly (SQLite stores money as TEXT, and ids as hex)."""
     sums: dict[tuple[str, Any, Any, str], list[Any]] = {}
     for day, currency, category_id, account_id, amount in rows:
         value = Decimal(str(amount))
-        for grouping, key in ((BY_CATEGORY, category_id), (BY_ACCOUNT, account_id)):
+        for grouping, key in ((BY_CATEGORY, category_id or no_key), (BY_ACCOUNT, account_id)):
             slot = sums.setdefault((grouping, key, day, currency), [Decimal(0), Decimal(0), 0])
             if value > 0:
                 slot[0] += value
@@ -184,17 +186,16 @@ def daily_sums(rows: Iterable[Sequence[Any]]) -> list[dict[str, Any]]:
     ]
 
 
-def mark_written(session: AsyncSession) -> None:
-    """Repositories that write transactions or transfer links call this: the unit of work
-    recomputes the marked days before it commits."""
-    session.info[WRITTEN] = True
+def mark_written(session: AsyncSession, user_ids: Iterable[Any]) -> None:
+    """Repositories that write transactions or transfer links of these users call this: the
+    unit of work recomputes the users' marked days before it commits."""
+    session.info.setdefault(WRITTEN, set()).update(user_ids)
 
 
 async def refresh(session: AsyncSession) -> int:
-    """Recompute the days marked in ``cash_flow_dirty`` (every user with marks), in the
-    session's transaction. Returns how many (user, day) marks were taken."""
-    session.info.pop(WRITTEN, None)
-    users = (await session.execute(text("SELECT DISTINCT user_id FROM cash_flow_dirty"))).scalars().all()
+    """Recompute the days marked in ``cash_flow_dirty`` of the users ``mark_written`` named,
+    in the session's transaction. Returns how many (user, day) marks were taken."""
+    users: set[Any] = session.info.pop(WRITTEN, set())
     postgres = session.get_bind().dialect.name == "postgresql"
     taken = 0
     for user_id in sorted(users, key=str):  # one order: two refreshers never wait on each other in a cycle
@@ -215,7 +216,7 @@ def _pg_params(user_id: Any) -> dict[str, Any]:
 
 
 async def _refresh_sqlite(session: AsyncSession, user_id: Any) -> int:
-    params = {"user_id": user_id, "false": False}
+    params = {"user_id": user_id.hex if isinstance(user_id, UUID) else user_id, "false": False}
     rows = (await session.execute(text(_SQLITE_ROWS), params)).all()
     await session.execute(
         text(

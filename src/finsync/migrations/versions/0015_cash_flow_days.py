@@ -22,18 +22,20 @@ def upgrade() -> None:
 
     op.create_table(
         "cash_flow_days",
-        sa.Column("user_id", sa.Uuid(), sa.ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
-        sa.Column("grouping", sa.String(1), nullable=False),
-        sa.Column("key", sa.Uuid(), nullable=True),
-        sa.Column("day", sa.Date(), nullable=False),
-        sa.Column("currency", sa.String(16), nullable=False),
+        sa.Column("user_id", sa.Uuid(), sa.ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
+        sa.Column("grouping", sa.String(1), primary_key=True),
+        sa.Column("day", sa.Date(), primary_key=True),
+        sa.Column("currency", sa.String(16), primary_key=True),
+        sa.Column("key", sa.Uuid(), primary_key=True),
         sa.Column("income", ExactDecimal(), nullable=False),
         sa.Column("spending", ExactDecimal(), nullable=False),
         sa.Column("count", sa.Integer(), nullable=False),
     )
-    op.create_index("ix_cash_flow_days_user_grouping_day", "cash_flow_days", ["user_id", "grouping", "day"])
     op.create_table(
         "cash_flow_dirty",
+        sa.Column(
+            "id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), primary_key=True, autoincrement=True
+        ),
         sa.Column("user_id", sa.Uuid(), nullable=False),
         sa.Column("day", sa.Date(), nullable=False),
     )

@@ -32,6 +32,7 @@ from finsync.infrastructure.db.cash_flow import (
     BY_ACCOUNT,
     BY_CATEGORY,
     COUNTED,
+    NO_KEY,
     PG_NOT_LINKED,
     SQLITE_NOT_LINKED,
 )
@@ -344,7 +345,7 @@ class SqlAnalyticsRepository:
             rate = "CASE WHEN d.currency = :base THEN 1 ELSE x.rate END"
             income, spending = f"SUM(d.inc * {rate})", f"SUM(d.sp * {rate})"
             params |= {"cur": rates.currencies, "day": rates.days, "rate": rates.rates}
-            where, key = _PG_CASH_FLOW_WHERE, "CAST(c.key AS text)"
+            where, key = _PG_CASH_FLOW_WHERE, f"CAST(NULLIF(c.key, '{NO_KEY}') AS text)"
         else:  # SQLite joins its temporary rate table directly, through the table's own key
             period, grouping = _SQLITE_PERIOD[interval], _SQLITE_GROUP[group]
             await self._sqlite_rates(rates)
@@ -354,7 +355,7 @@ class SqlAnalyticsRepository:
             rate = "CASE WHEN d.currency = :base THEN '1' ELSE x.rate END"
             income, spending = f"dsum_rate(d.inc, {rate})", f"dsum_rate(d.sp, {rate})"
             params |= {"user_id": user_id.hex, "start": start.isoformat(), "end": end.isoformat()}
-            where, key = _CASH_FLOW_WHERE, "c.key"
+            where, key = _CASH_FLOW_WHERE, f"NULLIF(c.key, '{NO_KEY.hex}')"
         scanned = (
             f"SELECT t.transaction_date AS day, t.currency AS currency, {grouping} AS grp, "  # noqa: S608
             f"{inner_inc} AS inc, {inner_sp} AS sp, COUNT(*) AS n FROM transactions t WHERE {where}"

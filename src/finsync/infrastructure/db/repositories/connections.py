@@ -121,7 +121,6 @@ class SqlConnectionRepository:
             .with_for_update()
         )
         account_ids = list((await self._s.execute(locked)).scalars())
-        mark_written(self._s)  # its transactions and links go: cash flow's days are recomputed
         tx = TransactionRow.__table__.c  # type: ignore[attr-defined]
         legs = select(tx.id).where(tx.account_id.in_(account_ids))
         await self._s.execute(
@@ -138,8 +137,9 @@ class SqlConnectionRepository:
             await self._s.execute(select(connections.c.user_id).where(connections.c.id == connection_id))
         ).scalar()
         await self._s.execute(delete(connections).where(connections.c.id == connection_id))
-        if owner is not None:  # its snapshots are gone: recompute the owner's net worth deltas
-            await NetWorthDeltas(self._s).rebuild(owner)
+        if owner is not None:
+            await NetWorthDeltas(self._s).rebuild(owner)  # its snapshots are gone: recompute
+            mark_written(self._s, [owner])  # so are its transactions and links: recomputed at commit
 
     async def add_or_get(self, connection: Connection) -> Connection:
         """Insert unless the user already has a connection with this provider and identity; return

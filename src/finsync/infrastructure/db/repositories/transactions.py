@@ -309,7 +309,7 @@ class SqlTransactionRepository:
             updated = await self._update(account, rows_at(changed)) if changed else 0
         self.written += inserted + updated
         if inserted or updated:
-            mark_written(self._s)
+            mark_written(self._s, [account.user_id])
         return UpsertCounts(inserted=inserted, updated=updated, unchanged=len(keys) - len(new) - len(changed))
 
     async def _lock(self, account_id: UUID) -> bool | None:
@@ -431,7 +431,7 @@ class SqlTransactionRepository:
         if keep:
             stmt = stmt.where(transactions.c.provider_transaction_id.not_in(keep))
         result = await self._s.execute(stmt)
-        mark_written(self._s)
+        mark_written(self._s, [account.user_id])
         return int(result.rowcount)  # type: ignore[attr-defined]
 
     async def between(self, account_id: UUID, first: date, last: date) -> list[ProviderTransaction]:

@@ -204,7 +204,7 @@ class SqlUserDataRepository:
         await self._s.execute(locked.with_for_update())
         await self._s.execute(select(users.c.id).where(users.c.id == user_id).with_for_update())
         deleted: dict[str, int] = {}
-        mark_written(self._s)  # the marks its transactions' deletion leaves are dropped at commit
+        mark_written(self._s, [user_id])  # the marks its transactions' deletion leaves are dropped at commit
         for table in reversed(metadata.sorted_tables):  # children before parents
             if "user_id" in table.c:
                 result = await self._s.execute(delete(table).where(table.c.user_id == user_id))
