@@ -203,14 +203,14 @@ cash_flow_days = Table(
     Column("spending", ExactDecimal, nullable=False),
     Column("count", Integer, nullable=False),
 )
-# A surrogate key, and no unique (user, day) on PostgreSQL: marks may repeat, so concurrent
-# writers never wait on each other's. No foreign key: a user's deletion removes their
-# transactions (which marks their days) and then the user; the recomputation drops the marks.
+# Keyed by the marking transaction too (PostgreSQL: its id; SQLite, one writer: 0): writers
+# marking the same day never wait on each other's uncommitted mark. No foreign key: a user's
+# deletion removes their transactions (which marks their days) and then the user; the
+# recomputation drops the marks.
 cash_flow_dirty = Table(
     "cash_flow_dirty",
     SQLModel.metadata,
-    Column("id", BigInteger().with_variant(Integer(), "sqlite"), primary_key=True, autoincrement=True),
-    Column("user_id", SAUuid, nullable=False),
-    Column("day", Date, nullable=False),
-    Index("ix_cash_flow_dirty_user_day", "user_id", "day"),  # unique on SQLite (the migration)
+    Column("user_id", SAUuid, primary_key=True),
+    Column("day", Date, primary_key=True),
+    Column("writer", BigInteger, primary_key=True, server_default="0"),
 )

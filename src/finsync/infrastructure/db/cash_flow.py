@@ -17,11 +17,11 @@ per account are a few percent of that many rows. They are derived data with one 
   (a write that did not refresh, a bulk load), the transactions themselves: the answer
   never depends on the refresh having run.
 
-Concurrency (PostgreSQL): the marks have no unique key, so two writers never wait on each
-other's marks. Recomputations of one user are serialised by a transaction-scoped advisory
-lock, and each runs as one statement (one snapshot) that takes the marks it can see and
-recomputes exactly those days: the last writer to commit recomputes after the others'
-commits and sees their rows. Marks of a transaction that has not committed are invisible
+Concurrency (PostgreSQL): a mark is keyed by the writing transaction's id too, so two
+writers never wait on each other's marks. Recomputations of one user are serialised by a
+transaction-scoped advisory lock taken just before the commit, and each takes the marks it
+can see and recomputes exactly those days: the last writer to commit recomputes after the
+others' commits and sees their rows. Marks of a transaction that has not committed are invisible
 to others and recomputed by that transaction itself.
 
 Beware: a SQLite migration that rebuilds ``transactions`` or ``transfer_links`` (Alembic
@@ -72,27 +72,31 @@ CREATE OR REPLACE FUNCTION cash_flow_mark() RETURNS trigger LANGUAGE plpgsql AS 
 BEGIN
     IF TG_TABLE_NAME = 'transactions' THEN
         IF TG_OP <> 'DELETE' THEN
-            INSERT INTO cash_flow_dirty (user_id, day)
-            SELECT DISTINCT user_id, transaction_date FROM new_rows;
+            INSERT INTO cash_flow_dirty (user_id, day, writer)
+            SELECT DISTINCT user_id, transaction_date, txid_current() FROM new_rows
+            ON CONFLICT DO NOTHING;
         END IF;
         IF TG_OP <> 'INSERT' THEN
-            INSERT INTO cash_flow_dirty (user_id, day)
-            SELECT DISTINCT o.user_id, o.transaction_date FROM old_rows o;
+            INSERT INTO cash_flow_dirty (user_id, day, writer)
+            SELECT DISTINCT o.user_id, o.transaction_date, txid_current() FROM old_rows o
+            ON CONFLICT DO NOTHING;
         END IF;
     ELSE
         IF TG_OP <> 'DELETE' THEN
-            INSERT INTO cash_flow_dirty (user_id, day)
-            SELECT t.user_id, t.transaction_date
+            INSERT INTO cash_flow_dirty (user_id, day, writer)
+            SELECT t.user_id, t.transaction_date, txid_current()
             FROM new_rows l JOIN transactions t ON t.id = l.outflow_id
-            UNION SELECT t.user_id, t.transaction_date
-            FROM new_rows l JOIN transactions t ON t.id = l.inflow_id;
+            UNION SELECT t.user_id, t.transaction_date, txid_current()
+            FROM new_rows l JOIN transactions t ON t.id = l.inflow_id
+            ON CONFLICT DO NOTHING;
         END IF;
         IF TG_OP <> 'INSERT' THEN
-            INSERT INTO cash_flow_dirty (user_id, day)
-            SELECT t.user_id, t.transaction_date
+            INSERT INTO cash_flow_dirty (user_id, day, writer)
+            SELECT t.user_id, t.transaction_date, txid_current()
             FROM old_rows l JOIN transactions t ON t.id = l.outflow_id
-            UNION SELECT t.user_id, t.transaction_date
-            FROM old_rows l JOIN transactions t ON t.id = l.inflow_id;
+            UNION SELECT t.user_id, t.transaction_date, txid_current()
+            FROM old_rows l JOIN transactions t ON t.id = l.inflow_id
+            ON CONFLICT DO NOTHING;
         END IF;
     END IF;
     RETURN NULL;
@@ -136,15 +140,19 @@ TRIGGER_NAMES = [
     f"{t}_cash_flow_{e}" for t in ("transactions", "transfer_links") for e in ("insert", "update", "delete")
 ]
 
-# One statement, so one snapshot: take the user's marks, delete those days' sums, and
-# insert them again from the transactions (per category, and per account).
-_PG_REFRESH = (
-    "WITH gone AS (DELETE FROM cash_flow_dirty WHERE user_id = :user_id RETURNING day), "  # noqa: S608
-    "days AS (SELECT DISTINCT day FROM gone), "
-    "old AS (DELETE FROM cash_flow_days WHERE user_id = :user_id AND day IN (SELECT day FROM days)), "
-    "r AS MATERIALIZED (SELECT t.transaction_date AS day, t.currency, t.category_id, t.account_id, t.amount"
-    f" FROM transactions t WHERE t.user_id = :user_id AND t.transaction_date IN (SELECT day FROM days)"
-    f" AND {COUNTED} AND {PG_NOT_LINKED}) "
+# Under the user's advisory lock: take the user's marks, delete those days' sums, and insert
+# them again from the transactions, per category and per account. (Three statements: in one,
+# with data-modifying CTEs, the insert may meet the rows the delete has not removed yet.) A
+# writer that committed meanwhile without recomputing left its own marks: still marked.
+_PG_TAKE = (
+    "WITH gone AS (DELETE FROM cash_flow_dirty WHERE user_id = :user_id RETURNING day)"
+    " SELECT DISTINCT day FROM gone"
+)
+_PG_DELETE = "DELETE FROM cash_flow_days WHERE user_id = :user_id AND day = ANY(CAST(:days AS date[]))"
+_PG_INSERT = (
+    "WITH r AS MATERIALIZED (SELECT t.transaction_date AS day, t.currency, t.category_id, t.account_id,"  # noqa: S608
+    " t.amount FROM transactions t WHERE t.user_id = :user_id"
+    f" AND t.transaction_date = ANY(CAST(:days AS date[])) AND {COUNTED} AND {PG_NOT_LINKED}) "
     "INSERT INTO cash_flow_days (user_id, grouping, key, day, currency, income, spending, count) "
     f"SELECT CAST(:user_id AS uuid), :by_category, COALESCE(category_id, '{NO_KEY}'), day, currency, {{sums}}"
     " FROM r GROUP BY category_id, day, currency "
@@ -204,8 +212,11 @@ async def refresh(session: AsyncSession) -> int:
                 text("SELECT pg_advisory_xact_lock(:cls, hashtext(CAST(CAST(:user_id AS uuid) AS text)))"),
                 {"cls": _LOCK_CLASS, "user_id": user_id},
             )
-            result = await session.execute(text(_PG_REFRESH), _pg_params(user_id))
-            taken += int(result.rowcount)  # type: ignore[attr-defined]
+            days = list((await session.execute(text(_PG_TAKE), {"user_id": user_id})).scalars())
+            if days:
+                await session.execute(text(_PG_DELETE), {"user_id": user_id, "days": days})
+                await session.execute(text(_PG_INSERT), {**_pg_params(user_id), "days": days})
+            taken += len(days)
         else:
             taken += await _refresh_sqlite(session, user_id)
     return taken
@@ -216,7 +227,8 @@ def _pg_params(user_id: Any) -> dict[str, Any]:
 
 
 async def _refresh_sqlite(session: AsyncSession, user_id: Any) -> int:
-    params = {"user_id": user_id.hex if isinstance(user_id, UUID) else user_id, "false": False}
+    user_id = user_id.hex if isinstance(user_id, UUID) else user_id  # as SQLite stores it
+    params = {"user_id": user_id, "false": False}
     rows = (await session.execute(text(_SQLITE_ROWS), params)).all()
     await session.execute(
         text(
@@ -236,15 +248,16 @@ def backfill(connection: Connection) -> None:
     """The migration's: every day with transactions, computed as a write would."""
     connection.execute(
         text(
-            "INSERT INTO cash_flow_dirty (user_id, day)"
-            " SELECT DISTINCT user_id, transaction_date FROM transactions"
+            "INSERT INTO cash_flow_dirty (user_id, day, writer)"
+            " SELECT DISTINCT user_id, transaction_date, 0 FROM transactions"
         )
     )
     users = connection.execute(text("SELECT DISTINCT user_id FROM cash_flow_dirty")).scalars().all()
     postgres = connection.dialect.name == "postgresql"
     for user_id in users:
         if postgres:
-            connection.execute(text(_PG_REFRESH), _pg_params(user_id))
+            days = list(connection.execute(text(_PG_TAKE), {"user_id": user_id}).scalars())
+            connection.execute(text(_PG_INSERT), {**_pg_params(user_id), "days": days})
             continue
         params = {"user_id": user_id, "false": False}
         rows = connection.execute(text(_SQLITE_ROWS), params)

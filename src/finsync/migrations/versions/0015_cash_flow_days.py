@@ -33,16 +33,11 @@ def upgrade() -> None:
     )
     op.create_table(
         "cash_flow_dirty",
-        sa.Column(
-            "id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), primary_key=True, autoincrement=True
-        ),
-        sa.Column("user_id", sa.Uuid(), nullable=False),
-        sa.Column("day", sa.Date(), nullable=False),
+        sa.Column("user_id", sa.Uuid(), primary_key=True),
+        sa.Column("day", sa.Date(), primary_key=True),
+        sa.Column("writer", sa.BigInteger(), primary_key=True, server_default="0"),
     )
     postgres = op.get_bind().dialect.name == "postgresql"
-    # SQLite marks with INSERT OR IGNORE (one writer at a time); PostgreSQL keeps duplicates,
-    # so that concurrent writers never wait on each other's marks.
-    op.create_index("ix_cash_flow_dirty_user_day", "cash_flow_dirty", ["user_id", "day"], unique=not postgres)
     for statement in PG_TRIGGERS if postgres else SQLITE_TRIGGERS:
         op.execute(statement)
     backfill(op.get_bind())
