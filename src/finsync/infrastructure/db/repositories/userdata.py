@@ -34,6 +34,7 @@ from finsync.infrastructure.db.analytics_tables import (
     HoldingHistoryRow,
     RuleRow,
     TransferLinkRow,
+    cash_flow_dirty,
 )
 from finsync.infrastructure.db.cash_flow import mark_written
 from finsync.infrastructure.db.tables import (
@@ -204,9 +205,11 @@ class SqlUserDataRepository:
         await self._s.execute(locked.with_for_update())
         await self._s.execute(select(users.c.id).where(users.c.id == user_id).with_for_update())
         deleted: dict[str, int] = {}
-        mark_written(self._s, [user_id])  # the marks its transactions' deletion leaves are dropped at commit
+        # Cash flow's marks: deleting the transactions below marks their days again; the unit of
+        # work's recomputation at commit takes every mark of the user (and finds no transaction).
+        mark_written(self._s, [user_id])
         for table in reversed(metadata.sorted_tables):  # children before parents
-            if "user_id" in table.c:
+            if "user_id" in table.c and table is not cash_flow_dirty:
                 result = await self._s.execute(delete(table).where(table.c.user_id == user_id))
                 deleted[table.name] = int(result.rowcount)  # type: ignore[attr-defined]
         result = await self._s.execute(delete(users).where(users.c.id == user_id))
