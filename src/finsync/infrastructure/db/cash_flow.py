@@ -208,10 +208,7 @@ async def refresh(session: AsyncSession) -> int:
     taken = 0
     for user_id in sorted(users, key=str):  # one order: two refreshers never wait on each other in a cycle
         if postgres:
-            await session.execute(
-                text("SELECT pg_advisory_xact_lock(:cls, hashtext(CAST(CAST(:user_id AS uuid) AS text)))"),
-                {"cls": _LOCK_CLASS, "user_id": user_id},
-            )
+            await lock(session, user_id)
             days = list((await session.execute(text(_PG_TAKE), {"user_id": user_id})).scalars())
             if days:
                 await session.execute(text(_PG_DELETE), {"user_id": user_id, "days": days})
@@ -220,6 +217,17 @@ async def refresh(session: AsyncSession) -> int:
         else:
             taken += await _refresh_sqlite(session, user_id)
     return taken
+
+
+async def lock(session: AsyncSession, user_id: Any) -> None:
+    """PostgreSQL: serialise the recomputations of one user's sums until commit (a no-op on
+    SQLite, which has one writer at a time). Also taken by the erasure of a user before it
+    deletes their sums, so it never holds rows a recomputation waits for while it waits."""
+    if session.get_bind().dialect.name == "postgresql":
+        await session.execute(
+            text("SELECT pg_advisory_xact_lock(:cls, hashtext(CAST(CAST(:user_id AS uuid) AS text)))"),
+            {"cls": _LOCK_CLASS, "user_id": user_id},
+        )
 
 
 def _pg_params(user_id: Any) -> dict[str, Any]:

@@ -36,6 +36,7 @@ from finsync.infrastructure.db.analytics_tables import (
     TransferLinkRow,
     cash_flow_dirty,
 )
+from finsync.infrastructure.db.cash_flow import lock as cash_flow_lock
 from finsync.infrastructure.db.cash_flow import mark_written
 from finsync.infrastructure.db.tables import (
     AccountRow,
@@ -208,6 +209,7 @@ class SqlUserDataRepository:
         # Cash flow's marks: deleting the transactions below marks their days again; the unit of
         # work's recomputation at commit takes every mark of the user (and finds no transaction).
         mark_written(self._s, [user_id])
+        await cash_flow_lock(self._s, user_id)
         for table in reversed(metadata.sorted_tables):  # children before parents
             if "user_id" in table.c and table is not cash_flow_dirty:
                 result = await self._s.execute(delete(table).where(table.c.user_id == user_id))
