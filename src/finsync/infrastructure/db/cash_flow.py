@@ -117,10 +117,21 @@ def _pg_triggers(table: str) -> list[str]:
 
 
 PG_TRIGGERS = [_PG_MARK_FUNCTION, *_pg_triggers("transactions"), *_pg_triggers("transfer_links")]
-_MARK_ROW = "INSERT OR IGNORE INTO cash_flow_dirty (user_id, day) VALUES ({r}.user_id, {r}.transaction_date);"
+# Not INSERT OR IGNORE: inside a trigger, the conflict clause of the statement that fired it
+# wins (a sync's upsert would fail on a day marked twice), so a mark is inserted only if absent.
+_ABSENT = (
+    "NOT EXISTS (SELECT 1 FROM cash_flow_dirty d WHERE d.user_id = {u} AND d.day = {d} AND d.writer = 0)"
+)
+_MARK_ROW = (
+    "INSERT INTO cash_flow_dirty (user_id, day) SELECT {r}.user_id, {r}.transaction_date WHERE "
+    + _ABSENT.format(u="{r}.user_id", d="{r}.transaction_date")
+    + ";"
+)
 _MARK_LEGS = (
-    "INSERT OR IGNORE INTO cash_flow_dirty (user_id, day) SELECT user_id, transaction_date"
-    " FROM transactions WHERE id IN ({r}.outflow_id, {r}.inflow_id);"
+    "INSERT INTO cash_flow_dirty (user_id, day) SELECT DISTINCT t.user_id, t.transaction_date"  # noqa: S608
+    " FROM transactions t WHERE t.id IN ({r}.outflow_id, {r}.inflow_id) AND "
+    + _ABSENT.format(u="t.user_id", d="t.transaction_date")
+    + ";"
 )
 SQLITE_TRIGGERS = [
     "CREATE TRIGGER transactions_cash_flow_insert AFTER INSERT ON transactions BEGIN "
