@@ -74,7 +74,7 @@ _CASH_FLOW_WHERE = f"{_CASH_FLOW_ROWS}{COUNTED} AND {SQLITE_NOT_LINKED}"
 _PG_CASH_FLOW_WHERE = f"{_CASH_FLOW_ROWS}{COUNTED} AND {PG_NOT_LINKED}"
 # The daily sums of the days not marked for recomputation (see infrastructure/db/cash_flow.py).
 _DAILY_SUMS = (
-    "SELECT c.day AS day, c.currency AS currency, {key} AS grp, c.income AS inc, c.spending AS sp,"
+    "SELECT {day} AS day, c.currency AS currency, {key} AS grp, c.income AS inc, c.spending AS sp,"
     " c.count AS n FROM cash_flow_days c WHERE c.user_id = :user_id AND c.grouping = :grouping"
     " AND c.day >= :start AND c.day <= :end"
     " AND NOT EXISTS (SELECT 1 FROM cash_flow_dirty y WHERE y.user_id = :user_id AND y.day = c.day)"
@@ -364,7 +364,10 @@ class SqlAnalyticsRepository:
             first = f"{scanned} GROUP BY 1, 2, 3"
         else:
             params["grouping"] = BY_ACCOUNT if group is CashFlowGroup.ACCOUNT else BY_CATEGORY
-            first = _DAILY_SUMS.format(key="NULL" if group is None else key)
+            # SQLite: a DATE column has numeric affinity, which would keep the rate table's
+            # TEXT day out of its index (a scan of every rate per row): compared as text.
+            day = "c.day" if self._postgres else "CAST(c.day AS TEXT)"
+            first = _DAILY_SUMS.format(key="NULL" if group is None else key, day=day)
             if await self._marked(params):
                 first += f" UNION ALL {scanned}{_MARKED} GROUP BY 1, 2, 3"
         sql = (
