@@ -5,12 +5,14 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import Iterator
+from decimal import Decimal
 from pathlib import Path
 
 import asyncpg
 import pytest
 from alembic import command
 from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from finsync.cli import alembic_config
 from finsync.infrastructure.db.engine import create_engine
@@ -131,3 +133,52 @@ def test_0012_reads_the_iban_the_bank_links_kept_in_raw(empty_url: str) -> None:
     command.upgrade(config, "0012")  # type: ignore[arg-type]
     assert asyncio.run(_ibans(empty_url, [])) == ["DE89370400440532013000", None]
     command.downgrade(config, "0011")  # type: ignore[arg-type]
+
+
+async def _cash_flow(url: str) -> tuple[list[tuple[str, str, str, int]], set[str], int]:
+    engine = create_engine(url)
+    try:
+        async with engine.begin() as conn:
+            rows = await conn.execute(
+                text("SELECT grouping, currency, spending, count FROM cash_flow_days ORDER BY grouping")
+            )
+            sums = [(g, c, str(Decimal(str(s))), n) for g, c, s, n in rows]
+            triggers = await _trigger_names(conn)
+            marks = (await conn.execute(text("SELECT count(*) FROM cash_flow_dirty"))).scalar_one()
+            return sums, triggers, marks
+    finally:
+        await engine.dispose()
+
+
+def test_0015_backfills_cash_flow_days_and_its_triggers_exist_at_head(empty_url: str) -> None:
+    """Transactions stored before 0015 are summed by the migration (nothing left marked), and
+    the triggers that mark written days exist at head (a SQLite table rebuild drops them)."""
+    from finsync.infrastructure.db.cash_flow import TRIGGER_NAMES
+
+    config = alembic_config(empty_url)
+    command.upgrade(config, "0003")  # type: ignore[arg-type]
+    asyncio.run(_run(empty_url, SEED))
+    command.upgrade(config, "head")  # type: ignore[arg-type]
+    sums, triggers, marks = asyncio.run(_cash_flow(empty_url))
+    assert sums == [("a", "USD", "-1.00", 1), ("c", "USD", "-1.00", 1)]
+    assert set(TRIGGER_NAMES) <= triggers
+    assert marks == 0
+    command.downgrade(config, "0014")  # type: ignore[arg-type]
+    assert not set(TRIGGER_NAMES) & asyncio.run(_triggers(empty_url))
+
+
+async def _triggers(url: str) -> set[str]:
+    engine = create_engine(url)
+    try:
+        async with engine.begin() as conn:
+            return await _trigger_names(conn)
+    finally:
+        await engine.dispose()
+
+
+async def _trigger_names(conn: AsyncConnection) -> set[str]:
+    if conn.dialect.name == "sqlite":
+        names = "SELECT name FROM sqlite_master WHERE type = 'trigger'"
+    else:
+        names = "SELECT tgname FROM pg_trigger WHERE NOT tgisinternal"
+    return {n for (n,) in await conn.execute(text(names))}

@@ -16,7 +16,7 @@ from typing import Any
 from uuid import UUID
 
 import pytest
-from sqlalchemy import Column, LargeBinary, Table, func, insert, select, text
+from sqlalchemy import Column, LargeBinary, Table, delete, func, insert, select, text
 
 from finsync.bootstrap import Container
 from finsync.domain.errors import Conflict
@@ -71,6 +71,9 @@ async def _one_row_everywhere(container: Container, user_id: UUID) -> dict[str, 
             key = "id" if "id" in row else next(iter(table.primary_key.columns)).name
             if isinstance(row.get(key), UUID):  # other keys (a user's preferences): no children
                 made[table.name] = row[key]
+        # The transaction's insert marked its day for cash flow (a trigger): keep the one row made here.
+        marks = metadata.tables["cash_flow_dirty"]
+        await conn.execute(delete(marks).where(marks.c.user_id == user_id, marks.c.writer != 1))
     return made
 
 
@@ -130,7 +133,8 @@ async def test_erase_empties_every_table_of_the_user_and_no_one_elses(container:
     async with container.uow() as uow:
         deleted = await uow.user_data.erase(ada)
         await uow.commit()
-    assert deleted == dict.fromkeys(await _counts(container, ada), 1)
+    # Cash flow's marks are taken by the recomputation at commit (deleting the transactions marks them).
+    assert deleted == dict.fromkeys(set(await _counts(container, ada)) - {"cash_flow_dirty"}, 1)
     assert set((await _counts(container, ada)).values()) == {0}
     assert set((await _counts(container, bob)).values()) == {1}
 

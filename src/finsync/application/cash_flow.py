@@ -62,15 +62,13 @@ def period_start(day: date, interval: Interval) -> date:
 def daily_rates(book: RateBook, currencies: set[str], target: str, start: date, end: date) -> DailyRates:
     """Each currency's rate to ``target`` on every day of the range (days before its first fixing: none)."""
     rates = DailyRates(base=target)
-    for currency in sorted(currencies - {target}):
-        day = start
-        while day <= end:
-            rate = book.rate(currency, target, day)
+    days = [start + timedelta(days=i) for i in range((end - start).days + 1)]
+    for currency in sorted(currencies - {target}):  # one division per fixing, not per day
+        for day, rate in zip(days, book.series(currency, target, days), strict=True):
             if rate is not None:
                 rates.currencies.append(currency)
                 rates.days.append(day)
                 rates.rates.append(rate.value)
-            day += timedelta(days=1)
     return rates
 
 

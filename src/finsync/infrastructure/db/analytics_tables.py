@@ -11,7 +11,18 @@ from decimal import Decimal
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import Column, Date, ForeignKey, Index, String, UniqueConstraint, text
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Date,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Table,
+    UniqueConstraint,
+    text,
+)
 from sqlalchemy import Uuid as SAUuid
 from sqlmodel import Field, SQLModel
 
@@ -172,3 +183,34 @@ class NetWorthDeltaRow(SQLModel, table=True):
     day: date = Field(sa_type=Date, primary_key=True)
     liability: bool = Field(primary_key=True)
     delta: Decimal = Field(sa_type=ExactDecimal, nullable=False)
+
+
+# Cash flow's daily sums (migration 0015): per user, day and currency, one row per category
+# (grouping "c"; ``key`` is the nil UUID for none) and one per account (grouping "a") — what
+# `GET /analytics/cash-flow` adds up instead of every transaction. Derived data: database
+# triggers on ``transactions`` and ``transfer_links`` list the (user, day) pairs a write
+# touches in ``cash_flow_dirty``, and the unit of work recomputes those days before it
+# commits (``infrastructure/db/cash_flow.py``).
+cash_flow_days = Table(
+    "cash_flow_days",
+    SQLModel.metadata,
+    Column("user_id", SAUuid, ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
+    Column("grouping", String(1), primary_key=True),
+    Column("day", Date, primary_key=True),
+    Column("currency", String(16), primary_key=True),
+    Column("key", SAUuid, primary_key=True),
+    Column("income", ExactDecimal, nullable=False),
+    Column("spending", ExactDecimal, nullable=False),
+    Column("count", Integer, nullable=False),
+)
+# Keyed by the marking transaction too (PostgreSQL: its id; SQLite, one writer: 0): writers
+# marking the same day never wait on each other's uncommitted mark. No foreign key: a user's
+# deletion removes their transactions (which marks their days) and then the user; the
+# recomputation drops the marks.
+cash_flow_dirty = Table(
+    "cash_flow_dirty",
+    SQLModel.metadata,
+    Column("user_id", SAUuid, primary_key=True),
+    Column("day", Date, primary_key=True),
+    Column("writer", BigInteger, primary_key=True, server_default="0"),
+)

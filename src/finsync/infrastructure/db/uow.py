@@ -45,6 +45,7 @@ from finsync.domain.ports import (
     UserRepository,
     WebhookRepository,
 )
+from finsync.infrastructure.db import cash_flow
 from finsync.infrastructure.db.repositories.accounts import (
     SqlAccountRepository,
     SqlHoldingRepository,
@@ -185,6 +186,8 @@ class SqlUnitOfWork:
         self._jobs.append(job)
 
     async def commit(self) -> None:
+        if self.session.info.get(cash_flow.WRITTEN):  # transactions or transfer links were written
+            await cash_flow.refresh(self.session)
         await self.session.commit()
         jobs, self._jobs = self._jobs, []
         notes, self._trading.notes = self._trading.notes, []
@@ -208,6 +211,7 @@ class SqlUnitOfWork:
 
     async def rollback(self) -> None:
         self._jobs.clear()
+        self.session.info.pop(cash_flow.WRITTEN, None)
         self._trading.notes.clear()
         await self.session.rollback()
 

@@ -13,7 +13,7 @@ procrastinate migration that replaces the fetch function must set it again
 (``tests/integration/test_procrastinate_jobs.py`` checks it after ``finsync migrate``).
 
 Revision ID: 0016
-Revises: 0014
+Revises: 0015
 """
 
 from collections.abc import Sequence
@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from alembic import op
 
 revision: str = "0016"
-down_revision: str | None = "0014"
+down_revision: str | None = "0015"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

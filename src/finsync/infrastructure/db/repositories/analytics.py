@@ -29,6 +29,14 @@ from finsync.domain.analytics_ports import (
 from finsync.domain.entities import BalanceSnapshot
 from finsync.domain.enums import AccountType, TransactionStatus, TransactionSubtype, TransactionType
 from finsync.infrastructure.db.analytics_tables import NetWorthDeltaRow
+from finsync.infrastructure.db.cash_flow import (
+    BY_ACCOUNT,
+    BY_CATEGORY,
+    COUNTED,
+    NO_KEY,
+    PG_NOT_LINKED,
+    SQLITE_NOT_LINKED,
+)
 from finsync.infrastructure.db.net_worth import NetWorthDeltas
 from finsync.infrastructure.db.net_worth_history import history_points
 from finsync.infrastructure.db.tables import BalanceSnapshotRow, TransactionRow
@@ -62,24 +70,18 @@ _SQLITE_GROUP = {
     CashFlowGroup.PAYEE: "NULLIF(trim(CASE WHEN instr(t.description, ' / ') > 0 THEN "
     "substr(t.description, 1, instr(t.description, ' / ') - 1) ELSE t.description END), '')",
 }
-# Rows of cash flow: not cancelled, not trades, not excluded by the user, not in a live own-transfer link.
-_CASH_FLOW_ROWS = (
-    "t.user_id = :user_id AND t.transaction_date >= :start AND t.transaction_date <= :end "
-    f"AND t.status <> '{TransactionStatus.CANCELLED.value}' AND t.type <> '{TransactionType.TRADE.value}' "
-    "AND (t.excluded_from_analytics IS NULL OR t.excluded_from_analytics = :false) "
+# Rows of cash flow: the user's in the range, counted, not in a live own-transfer link.
+_CASH_FLOW_ROWS = "t.user_id = :user_id AND t.transaction_date >= :start AND t.transaction_date <= :end AND "
+_CASH_FLOW_WHERE = f"{_CASH_FLOW_ROWS}{COUNTED} AND {SQLITE_NOT_LINKED}"
+_PG_CASH_FLOW_WHERE = f"{_CASH_FLOW_ROWS}{COUNTED} AND {PG_NOT_LINKED}"
+# The daily sums of the days not marked for recomputation (see infrastructure/db/cash_flow.py).
+_DAILY_SUMS = (
+    "SELECT {day} AS day, c.currency AS currency, {key} AS grp, c.income AS inc, c.spending AS sp,"
+    " c.count AS n FROM cash_flow_days c WHERE c.user_id = :user_id AND c.grouping = :grouping"
+    " AND c.day >= :start AND c.day <= :end"
+    " AND NOT EXISTS (SELECT 1 FROM cash_flow_dirty y WHERE y.user_id = :user_id AND y.day = c.day)"
 )
-_CASH_FLOW_WHERE = (  # SQLite: one ephemeral index of the live legs, probed per row
-    f"{_CASH_FLOW_ROWS}AND t.id NOT IN (SELECT outflow_id FROM transfer_links WHERE user_id = :user_id "  # noqa: S608
-    "AND status <> 'rejected' UNION ALL SELECT inflow_id FROM transfer_links "
-    "WHERE user_id = :user_id AND status <> 'rejected')"
-)
-# PostgreSQL: two anti-joins, which (unlike NOT IN over a subquery) a parallel scan can run.
-_PG_CASH_FLOW_WHERE = (
-    f"{_CASH_FLOW_ROWS}AND NOT EXISTS (SELECT 1 FROM transfer_links l WHERE l.user_id = :user_id "  # noqa: S608
-    "AND l.status <> 'rejected' AND l.outflow_id = t.id) "
-    "AND NOT EXISTS (SELECT 1 FROM transfer_links l WHERE l.user_id = :user_id "
-    "AND l.status <> 'rejected' AND l.inflow_id = t.id)"
-)
+_MARKED = " AND t.transaction_date IN (SELECT y.day FROM cash_flow_dirty y WHERE y.user_id = :user_id)"
 _PG_RATES = (
     "SELECT * FROM unnest(CAST(:cur AS text[]), CAST(:day AS date[]), CAST(:rate AS numeric[]))"
     " AS r(currency, day, rate)"
@@ -249,8 +251,10 @@ class SqlAnalyticsRepository:
         """
         params: dict[str, Any] = {"user_id": user_id, "start": start, "end": end, "base": rates.base}
         params["false"] = False
-        # Two stages: sums per day, currency and group first (one row per transaction read,
-        # no per-row conversion), then each day's sums times that day's rate, per period.
+        # Two stages: sums per day, currency and group first, then each day's sums times that
+        # day's rate, per period. The first stage reads the stored daily sums (per category,
+        # or per account) — and the transactions only of days marked for recomputation, or
+        # every transaction for the payees, which have no stored sums.
         if self._postgres:
             period, grouping = _PG_PERIOD[interval], _PG_GROUP[group]
             head, joined = f"WITH x AS ({_PG_RATES}), ", "x"
@@ -259,7 +263,7 @@ class SqlAnalyticsRepository:
             rate = "CASE WHEN d.currency = :base THEN 1 ELSE x.rate END"
             income, spending = f"SUM(d.inc * {rate})", f"SUM(d.sp * {rate})"
             params |= {"cur": rates.currencies, "day": rates.days, "rate": rates.rates}
-            where = _PG_CASH_FLOW_WHERE
+            where, key = _PG_CASH_FLOW_WHERE, f"CAST(NULLIF(c.key, '{NO_KEY}') AS text)"
         else:  # SQLite joins its temporary rate table directly, through the table's own key
             period, grouping = _SQLITE_PERIOD[interval], _SQLITE_GROUP[group]
             await self._sqlite_rates(rates)
@@ -269,11 +273,23 @@ class SqlAnalyticsRepository:
             rate = "CASE WHEN d.currency = :base THEN '1' ELSE x.rate END"
             income, spending = f"dsum_rate(d.inc, {rate})", f"dsum_rate(d.sp, {rate})"
             params |= {"user_id": user_id.hex, "start": start.isoformat(), "end": end.isoformat()}
-            where = _CASH_FLOW_WHERE
+            where, key = _CASH_FLOW_WHERE, f"NULLIF(c.key, '{NO_KEY.hex}')"
+        scanned = (
+            f"SELECT t.transaction_date AS day, t.currency AS currency, {grouping} AS grp, "  # noqa: S608
+            f"{inner_inc} AS inc, {inner_sp} AS sp, COUNT(*) AS n FROM transactions t WHERE {where}"
+        )
+        if group is CashFlowGroup.PAYEE:
+            first = f"{scanned} GROUP BY 1, 2, 3"
+        else:
+            params["grouping"] = BY_ACCOUNT if group is CashFlowGroup.ACCOUNT else BY_CATEGORY
+            # SQLite: a DATE column has numeric affinity, which would keep the rate table's
+            # TEXT day out of its index (a scan of every rate per row): compared as text.
+            day = "c.day" if self._postgres else "CAST(c.day AS TEXT)"
+            first = _DAILY_SUMS.format(key="NULL" if group is None else key, day=day)
+            if await self._marked(params):
+                first += f" UNION ALL {scanned}{_MARKED} GROUP BY 1, 2, 3"
         sql = (
-            f"{head}d AS (SELECT t.transaction_date AS day, t.currency AS currency, {grouping} AS grp, "  # noqa: S608
-            f"{inner_inc} AS inc, {inner_sp} AS sp, COUNT(*) AS n "
-            f"FROM transactions t WHERE {where} GROUP BY 1, 2, 3) "
+            f"{head}d AS ({first}) "  # noqa: S608
             f"SELECT {period.replace('t.transaction_date', 'd.day')} AS period, d.grp, {income}, {spending}, "
             "SUM(d.n), SUM(CASE WHEN d.currency <> :base AND x.rate IS NULL THEN d.n ELSE 0 END) "
             f"FROM d LEFT JOIN {joined} ON x.currency = d.currency AND x.day = d.day "
@@ -295,6 +311,14 @@ class SqlAnalyticsRepository:
                 )
             )
         return out
+
+    async def _marked(self, params: dict[str, Any]) -> bool:
+        """Whether some of the range's days wait for their sums to be recomputed (a write that
+        did not recompute them, or a bulk load): those days are read from the transactions."""
+        sql = (
+            "SELECT 1 FROM cash_flow_dirty WHERE user_id = :user_id AND day >= :start AND day <= :end LIMIT 1"
+        )
+        return (await self._s.execute(text(sql), params)).first() is not None
 
     async def _sqlite_rates(self, rates: DailyRates) -> None:
         await self._s.execute(

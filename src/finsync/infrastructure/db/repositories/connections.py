@@ -15,6 +15,7 @@ from finsync.domain.enums import ConnectionStatus, SyncStatus
 from finsync.domain.ports import DueConnection, Page, PageRequest
 from finsync.domain.webhooks import EXPIRING_WITHIN, FAILING_AFTER, RATE_LIMITED_CODE
 from finsync.infrastructure.db.analytics_tables import HoldingHistoryRow, TransferLinkRow
+from finsync.infrastructure.db.cash_flow import mark_written
 from finsync.infrastructure.db.mapping import keyset, make_page, to_entity, to_row
 from finsync.infrastructure.db.net_worth import NetWorthDeltas
 from finsync.infrastructure.db.tables import (
@@ -136,8 +137,9 @@ class SqlConnectionRepository:
             await self._s.execute(select(connections.c.user_id).where(connections.c.id == connection_id))
         ).scalar()
         await self._s.execute(delete(connections).where(connections.c.id == connection_id))
-        if owner is not None:  # its snapshots are gone: recompute the owner's net worth deltas
-            await NetWorthDeltas(self._s).rebuild(owner)
+        if owner is not None:
+            await NetWorthDeltas(self._s).rebuild(owner)  # its snapshots are gone: recompute
+            mark_written(self._s, [owner])  # so are its transactions and links: recomputed at commit
 
     async def add_or_get(self, connection: Connection) -> Connection:
         """Insert unless the user already has a connection with this provider and identity; return

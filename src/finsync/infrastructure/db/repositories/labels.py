@@ -34,6 +34,7 @@ from finsync.domain.categories import (
 )
 from finsync.domain.entities import Transaction
 from finsync.infrastructure.db.analytics_tables import CategoryRow, RuleRow, TransferLinkRow
+from finsync.infrastructure.db.cash_flow import mark_written
 from finsync.infrastructure.db.mapping import to_entity
 from finsync.infrastructure.db.repositories.market import dialect_insert
 from finsync.infrastructure.db.tables import TransactionRow, UserRow
@@ -94,6 +95,7 @@ class SqlCategoryRepository:
             .where(t.user_id == user_id, t.category_id == category_id)
             .values(category_id=None, category_set_by=None)
         )
+        mark_written(self._s, [user_id])
         await self._s.execute(
             update(categories).where(categories.c.parent_id == category_id).values(parent_id=None)
         )
@@ -250,6 +252,7 @@ class SqlLabelRepository:
         free_category = or_(t.category_set_by.is_(None), t.category_set_by != not_user)
         free_tags = or_(t.tags_set_by.is_(None), t.tags_set_by != not_user)
         changed: set[UUID] = set()
+        owners: set[UUID] = set()
         postgres = self._s.get_bind().dialect.name == "postgresql"
         for (category, tags), ids in groups.items():
             values: dict[str, Any] = {}
@@ -273,8 +276,11 @@ class SqlLabelRepository:
                     if postgres
                     else t.id.in_(part)
                 )
-                stmt = update(transactions).where(match, or_(*guards)).values(values).returning(t.id)
-                changed.update((await self._s.execute(stmt)).scalars())
+                stmt = update(transactions).where(match, or_(*guards)).values(values)
+                for transaction_id, owner in (await self._s.execute(stmt.returning(t.id, t.user_id))).all():
+                    changed.add(transaction_id)
+                    owners.add(owner)
+        mark_written(self._s, owners)
         return len(changed)
 
     async def set_fields(
@@ -290,6 +296,7 @@ class SqlLabelRepository:
             await self._s.execute(
                 update(transactions).where(t.id == transaction_id, t.user_id == user_id).values(values)
             )
+            mark_written(self._s, [user_id])
         row = (
             (await self._s.execute(select(transactions).where(t.id == transaction_id, t.user_id == user_id)))
             .mappings()

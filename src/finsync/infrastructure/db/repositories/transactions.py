@@ -37,6 +37,7 @@ from finsync.domain.errors import Conflict
 from finsync.domain.ports import ListedTransaction, Page, PageRequest, TransactionFilter
 from finsync.domain.records import DeferredTransactions, ProviderTransaction, TransactionBatch, UpsertCounts
 from finsync.infrastructure.db import raw
+from finsync.infrastructure.db.cash_flow import mark_written
 from finsync.infrastructure.db.mapping import (
     after_values,
     column_text,
@@ -369,6 +370,8 @@ class SqlTransactionRepository:
             inserted = await self._copy(rows_at(new)) if new else 0
             updated = await self._update(account, rows_at(changed)) if changed else 0
         self.written += inserted + updated
+        if inserted or updated:
+            mark_written(self._s, [account.user_id])
         return UpsertCounts(inserted=inserted, updated=updated, unchanged=len(keys) - len(new) - len(changed))
 
     async def _lock(self, account_id: UUID) -> bool | None:
@@ -490,6 +493,7 @@ class SqlTransactionRepository:
         if keep:
             stmt = stmt.where(transactions.c.provider_transaction_id.not_in(keep))
         result = await self._s.execute(stmt)
+        mark_written(self._s, [account.user_id])
         return int(result.rowcount)  # type: ignore[attr-defined]
 
     async def between(self, account_id: UUID, first: date, last: date) -> list[ProviderTransaction]:

@@ -16,6 +16,7 @@ from finsync.domain.entities import utcnow
 from finsync.domain.enums import TransactionStatus, TransactionSubtype, TransactionType
 from finsync.domain.ports import Page, PageRequest
 from finsync.infrastructure.db.analytics_tables import TransferLinkRow
+from finsync.infrastructure.db.cash_flow import mark_written
 from finsync.infrastructure.db.mapping import keyset, make_page
 from finsync.infrastructure.db.tables import TransactionRow
 
@@ -93,6 +94,7 @@ class SqlTransferRepository:
             for link in items
         ]
         await self._s.execute(insert(links), rows)
+        mark_written(self._s, {link.user_id for link in items})
         return len(rows)
 
     async def get(self, link_id: UUID, user_id: UUID) -> TransferLink | None:
@@ -113,7 +115,8 @@ class SqlTransferRepository:
         return link
 
     async def set_status(self, link_id: UUID, status: TransferStatus) -> None:
-        await self._s.execute(update(links).where(links.c.id == link_id).values(status=status.value))
+        stmt = update(links).where(links.c.id == link_id).values(status=status.value)
+        mark_written(self._s, (await self._s.execute(stmt.returning(links.c.user_id))).scalars())
 
     async def find(
         self, user_id: UUID, status: TransferStatus | None, page: PageRequest
@@ -135,7 +138,7 @@ class SqlTransferRepository:
         return None if row is None else _link(row)
 
     async def forget_pair(self, outflow_id: UUID, inflow_id: UUID) -> None:
-        await self._s.execute(
+        await self._s.execute(  # a rejected link counts nothing out: cash flow is unchanged
             delete(links).where(
                 links.c.outflow_id == outflow_id,
                 links.c.inflow_id == inflow_id,
@@ -148,8 +151,8 @@ class SqlTransferRepository:
         total = 0
         for start in range(0, len(ids), _CHUNK):
             chunk = ids[start : start + _CHUNK]
-            result = await self._s.execute(
-                delete(links).where(or_(links.c.outflow_id.in_(chunk), links.c.inflow_id.in_(chunk)))
-            )
-            total += int(result.rowcount)  # type: ignore[attr-defined]
+            stmt = delete(links).where(or_(links.c.outflow_id.in_(chunk), links.c.inflow_id.in_(chunk)))
+            owners = list((await self._s.execute(stmt.returning(links.c.user_id))).scalars())
+            mark_written(self._s, owners)
+            total += len(owners)
         return total

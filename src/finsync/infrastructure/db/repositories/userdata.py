@@ -34,7 +34,10 @@ from finsync.infrastructure.db.analytics_tables import (
     HoldingHistoryRow,
     RuleRow,
     TransferLinkRow,
+    cash_flow_dirty,
 )
+from finsync.infrastructure.db.cash_flow import lock as cash_flow_lock
+from finsync.infrastructure.db.cash_flow import mark_written
 from finsync.infrastructure.db.tables import (
     AccountRow,
     ApiTokenRow,
@@ -120,6 +123,8 @@ NOT_EXPORTED: dict[str, str] = {
     "orders.request_digest": "bookkeeping: which request an idempotency key named (a digest)",
     "api_tokens.token_hash": "a digest of a secret shown once; useless outside this server",
     "net_worth_deltas": "derived from the balance snapshots exported above (rebuilt from them)",
+    "cash_flow_days": "derived from the transactions and transfer links exported above (daily sums)",
+    "cash_flow_dirty": "bookkeeping: days whose cash flow sums wait to be recomputed",
 }
 # Tables without a user_id column that hold no user's data (reference data, shared caches).
 SHARED_TABLES: dict[str, str] = {
@@ -201,8 +206,12 @@ class SqlUserDataRepository:
         await self._s.execute(locked.with_for_update())
         await self._s.execute(select(users.c.id).where(users.c.id == user_id).with_for_update())
         deleted: dict[str, int] = {}
+        # Cash flow's marks: deleting the transactions below marks their days again; the unit of
+        # work's recomputation at commit takes every mark of the user (and finds no transaction).
+        mark_written(self._s, [user_id])
+        await cash_flow_lock(self._s, user_id)
         for table in reversed(metadata.sorted_tables):  # children before parents
-            if "user_id" in table.c:
+            if "user_id" in table.c and table is not cash_flow_dirty:
                 result = await self._s.execute(delete(table).where(table.c.user_id == user_id))
                 deleted[table.name] = int(result.rowcount)  # type: ignore[attr-defined]
         result = await self._s.execute(delete(users).where(users.c.id == user_id))
