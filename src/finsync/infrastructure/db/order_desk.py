@@ -104,7 +104,7 @@ class Compiled:
         out = []
         for name, encode in zip(self._names, self._encoders, strict=True):
             value = values[name] if name in values else self._defaults[name]
-            out.append(value if encode is None or value is None else encode(value))
+            out.append(value if encode is None else encode(value))  # JSON: None is 'null'
         return out
 
     def rows(self, raw: Iterable[Sequence[Any]]) -> list[dict[str, Any]]:
