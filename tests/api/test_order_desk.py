@@ -139,3 +139,45 @@ async def test_a_daily_limit_counts_under_the_lock_when_orders_race(world: World
     assert sorted(r.status_code for r in answers) == [201] * 2 + [403] * 6, [r.text for r in answers]
     assert all("max_notional_per_day" in r.json()["detail"] for r in answers if r.status_code == 403)
     assert len(world.alpaca.orders) == 5
+
+
+async def test_the_pollers_query_uses_the_partial_index_of_open_orders(
+    world: World, database_url: str
+) -> None:
+    """Migration 0020: the open-order poller reads orders not final yet through
+    ``ix_orders_unsettled``, not by walking every order ever placed."""
+    from sqlalchemy import select, text
+
+    from finsync.infrastructure.db.tables import UNSETTLED, OrderRow
+
+    orders = OrderRow.__table__  # type: ignore[attr-defined]
+    engine = world.container.engine
+    query = select(orders).where(text(UNSETTLED)).order_by(orders.c.id).limit(500)  # as the poller
+    sql = str(query.compile(dialect=engine.dialect, compile_kwargs={"literal_binds": True}))
+    async with engine.connect() as conn:
+        if database_url.startswith("postgresql"):
+            await conn.execute(text("SET enable_seqscan = off"))  # an empty table: make it choose
+            plan = "\n".join(r[0] for r in await conn.execute(text(f"EXPLAIN {sql}")))
+        else:
+            plan = "\n".join(str(r[-1]) for r in await conn.execute(text(f"EXPLAIN QUERY PLAN {sql}")))
+    assert "ix_orders_unsettled" in plan, plan
+
+
+async def test_todays_orders_are_counted_and_summed_exactly_by_the_database(world: World) -> None:
+    """The general path's count (``placed_since``): rejected orders left out, decimals exact."""
+    from datetime import UTC, datetime
+
+    conn, account = await world.connect("alpaca", "paper")
+    assert (await world.enable(conn)).status_code == 200
+    for i, notional in enumerate(["100.10", "50.45", "0.01"]):
+        r = await world.order(account, f"n-{i}", symbol="AAPL", quantity=None, notional=notional)
+        assert r.status_code == 201, r.text
+    world.alpaca.account["buying_power"] = "0"  # the next one is refused by the broker: rejected
+    r = await world.order(account, "n-poor", symbol="AAPL", quantity=None, notional="7")
+    assert r.json()["status"] == "rejected", r.text
+    async with world.container.uow() as uow:
+        assert await uow.trading.placed_since(UUID(conn), datetime(2000, 1, 1, tzinfo=UTC)) == (
+            3,
+            Decimal("150.56"),
+        )
+        assert await uow.trading.placed_since(UUID(conn), datetime(2100, 1, 1, tzinfo=UTC)) == (0, 0)
