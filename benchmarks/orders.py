@@ -14,6 +14,8 @@ differences) and the CPU time per order of this process for each path (the machi
 shared: CPU time is the steadier figure). Goal: added p50 at most 5 ms.
 
     .venv/bin/python benchmarks/orders.py [--orders 150] [--latency 0.05] [--backend sqlite|postgresql]
+        [--daily-limit N]   # the connection gets max_orders_per_day=N: today's orders are counted
+                            # under the settings row's lock (one more transaction on PostgreSQL)
 """
 
 from __future__ import annotations
@@ -82,7 +84,7 @@ async def settings_for(backend: str) -> Settings:
     )
 
 
-async def main(orders: int, latency: float, backend: str) -> None:
+async def main(orders: int, latency: float, backend: str, daily_limit: int | None = None) -> None:
     logging.disable(logging.WARNING)
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
     # Two fake brokers, alike: each path has its own 200-a-minute budget, so neither waits for
@@ -113,7 +115,8 @@ async def main(orders: int, latency: float, backend: str) -> None:
         conn = (await api.post("/api/v1/connections", headers=user, json=body)).json()["id"]
         await container.jobs.drain()
         account = (await api.get("/api/v1/accounts", headers=user)).json()["items"][0]["id"]
-        trading = {"trading": {"enabled": True}, "password": PASSWORD}
+        limits = {} if daily_limit is None else {"max_orders_per_day": daily_limit}
+        trading = {"trading": {"enabled": True, **limits}, "password": PASSWORD}
         assert (await api.patch(f"/api/v1/connections/{conn}", headers=user, json=trading)).status_code == 200
         scopes = {"name": "bench", "scopes": [f"trade:{conn}"]}
         secret = (await api.post("/api/v1/api-tokens", headers=user, json=scopes)).json()["token"]
@@ -141,7 +144,8 @@ async def main(orders: int, latency: float, backend: str) -> None:
         await direct.aclose()
         await container.aclose()
     added = [f - d for f, d in zip(walls["finsync"], walls["direct"], strict=True)]
-    print(f"{orders} orders, broker latency {latency * 1000:.0f} ms per call, backend {backend}")
+    limit = "" if daily_limit is None else f", max_orders_per_day {daily_limit}"
+    print(f"{orders} orders, broker latency {latency * 1000:.0f} ms per call, backend {backend}{limit}")
     for path, values in walls.items():
         print(f"  {path:8s} wall p50 {pct(values, 0.5):7.1f} ms  p99 {pct(values, 0.99):7.1f} ms  "
               f"CPU {cpu[path] / orders:5.2f} ms/order  broker calls/order "
@@ -155,5 +159,6 @@ if __name__ == "__main__":
     parser.add_argument("--orders", type=int, default=150, help="at most 190: one minute's budget")
     parser.add_argument("--latency", type=float, default=0.05)
     parser.add_argument("--backend", choices=["sqlite", "postgresql"], default="sqlite")
+    parser.add_argument("--daily-limit", type=int, default=None, help="max_orders_per_day on the connection")
     args = parser.parse_args()
-    asyncio.run(main(args.orders, args.latency, args.backend))
+    asyncio.run(main(args.orders, args.latency, args.backend, args.daily_limit))

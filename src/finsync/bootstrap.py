@@ -44,11 +44,13 @@ from finsync.domain.ports import (
     CredentialCipher,
     KeyRotator,
     Now,
+    OrderDesk,
     PasswordPolicy,
     UnitOfWorkFactory,
 )
 from finsync.infrastructure.db import sqlite_functions
 from finsync.infrastructure.db.engine import create_engine, session_factory
+from finsync.infrastructure.db.order_desk import SqlOrderDesk
 from finsync.infrastructure.db.uow import SqlUnitOfWork
 from finsync.infrastructure.jobs import ConcurrencyCaps, JobBackend, job_backend
 from finsync.infrastructure.keys import load_or_create_secret
@@ -233,8 +235,9 @@ def build(
         )
         uow = partial(SqlUnitOfWork, sessions, jobs, feed)
         read_uow: UnitOfWorkFactory = partial(SqlUnitOfWork, reads, jobs, feed)
+        desk: OrderDesk | None = SqlOrderDesk(engine, feed)
     else:
-        read_uow = uow
+        read_uow, desk = uow, None  # a unit of work made for a test: orders go through it
 
     registry = registry or ProviderRegistry.default()
     if rate_budgets is None and settings.shared_rate_limits and not settings.is_sqlite:
@@ -295,7 +298,8 @@ def build(
         settings.market_backfill_days,
         clock,
     )
-    orders = OrderService(uow, gateway, cipher, live_trading=settings.live_trading == "enabled", clock=clock)
+    live = settings.live_trading == "enabled"
+    orders = OrderService(uow, gateway, cipher, live_trading=live, clock=clock, desk=desk)
     register_jobs(job_types, runner, scheduler, market_data, settings, deliverer)
     job_types.every(settings.order_poll_seconds, "follow_open_orders", orders.follow_open)
     callback = f"{settings.public_url.rstrip('/')}/api/v1/connections/callback"

@@ -12,7 +12,7 @@ from fastapi.security import OAuth2PasswordBearer
 
 from finsync.api.pagination import page_request
 from finsync.application.api_tokens import digest, is_api_token
-from finsync.application.orders import Caller
+from finsync.application.orders import Bearer, Caller
 from finsync.application.user_auth import Client
 from finsync.bootstrap import Container
 from finsync.config import Settings
@@ -176,3 +176,18 @@ async def get_present(client: ClientDep) -> PersonPresent | None:
 
 PresentDep = Annotated[PersonPresent | None, Depends(get_present)]
 PageDep = Annotated[PageRequest, Depends(page_request)]
+
+
+async def get_order_caller(
+    request: Request, container: ContainerDep, token: Annotated[str | None, Depends(oauth2)]
+) -> Caller | Bearer:
+    """Who places an order. An API token is checked by the order's own first read (with the
+    account, connection and settings: one round trip where ``get_principal`` would add a
+    second); a login's JWT and session are checked by ``get_principal`` as everywhere."""
+    if token and is_api_token(token):
+        return Bearer(digest(token))
+    async with container.read_uow() as uow:
+        return (await get_principal(request, container, uow, token)).caller
+
+
+OrderCallerDep = Annotated[Caller | Bearer, Depends(get_order_caller)]

@@ -22,8 +22,9 @@ from uuid import UUID
 import structlog
 
 from finsync.application.trading import OrderPorts
-from finsync.domain.entities import Connection, utcnow
+from finsync.domain.entities import Account, Connection, utcnow
 from finsync.domain.errors import (
+    AuthenticationFailed,
     BadData,
     Conflict,
     InsufficientScope,
@@ -39,6 +40,7 @@ from finsync.domain.errors import (
 from finsync.domain.ports import (
     CredentialCipher,
     Now,
+    OrderDesk,
     OrderPort,
     Page,
     PageRequest,
@@ -52,6 +54,8 @@ from finsync.domain.trading import (
     OrderEvent,
     OrderRequest,
     OrderStatus,
+    Placement,
+    TradingSettings,
 )
 
 log = structlog.get_logger(__name__)
@@ -61,6 +65,8 @@ SUBMIT_LEASE = timedelta(minutes=20)
 MAX_KEY = 255
 AMBIGUOUS = (Unavailable, BadData)  # the broker may have placed the order
 POLLER = "poller"  # the actor of what the periodic follow-up learns
+TRADING_OFF = "trading is not enabled on this connection (PATCH its trading settings)"
+TOKEN_UNKNOWN = "this API token is unknown or revoked"
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +87,14 @@ class Caller:
     def check_read(self, connection_id: UUID) -> None:
         if self.token is not None and not (self.token.may_read or self.token.may_trade(connection_id)):
             raise InsufficientScope(f"this API token lacks the scope read (or trade:{connection_id})")
+
+
+@dataclass(frozen=True, slots=True)
+class Bearer:
+    """An API token not looked up yet (its SHA-256): the order's first read checks it, so a
+    bot's order pays one round trip for who it is and what it trades, not two."""
+
+    token_hash: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,10 +124,12 @@ class OrderService:
         *,
         live_trading: bool,
         clock: Now = utcnow,
+        desk: OrderDesk | None = None,
     ) -> None:
         self._uow, self._providers, self._cipher = uow, providers, cipher
         self._live, self._clock = live_trading, clock
         self._ports = OrderPorts(providers, cipher)
+        self._desk = desk  # None (a unit of work made for a test): every order takes _place_locked
 
     async def aclose(self) -> None:
         """Close the kept order ports (their HTTP clients)."""
@@ -123,6 +139,130 @@ class OrderService:
 
     async def place(
         self,
+        caller: Caller | Bearer,
+        account_id: UUID,
+        request: OrderRequest,
+        key: str | None,
+        digest: str,
+        client_order_id: str | None = None,
+    ) -> Placed:
+        """Check everything that needs no network, store the order, then send it once: one
+        read (caller, account, connection, settings, the key's order), one insert committed
+        before the send (under the settings row's lock, only if the settings are still those
+        checked), one write after it. Anything unusual — the settings changed meanwhile —
+        takes ``_place_locked``, which does it all inside one locked transaction."""
+        if self._desk is None:
+            caller = await self._resolve(caller)
+            return await self._place_locked(caller, account_id, request, key, digest, client_order_id)
+        by_token = isinstance(caller, Bearer)
+        ctx = await self._desk.context(
+            account_id,
+            key or "",
+            request.symbol,
+            token_hash=caller.token_hash if isinstance(caller, Bearer) else None,
+            user_id=None if isinstance(caller, Bearer) else caller.user_id,
+        )
+        if ctx is None:
+            raise AuthenticationFailed(
+                "this API token is unknown or revoked"
+                if by_token
+                else "this session has ended; please log in again"
+            )
+        if isinstance(caller, Bearer):
+            caller = Caller(ctx.user_id, ctx.token)
+        if ctx.account is None or ctx.connection is None:
+            raise NotFound("account")
+        key = check_key(key)
+        caller.check_trade(ctx.connection.id)
+        async with self._ports.lease(ctx.connection) as adapter:  # calls nothing
+            self._check_broker(adapter, ctx.connection, request)
+            if ctx.stored is not None:
+                return self._replay(ctx.stored, digest)
+            settings = ctx.settings
+            if settings is None:
+                raise TradingDisabled(
+                    "trading is not enabled on this connection (PATCH its trading settings)"
+                )
+            order = self._new_order(
+                caller, ctx.account, ctx.connection, request, key, digest, client_order_id
+            )
+            order.estimated_notional = estimate = request.estimated_notional(
+                ctx.last_price if _money_limits(settings) else None
+            )
+            check = None
+            if _daily_limits(settings):  # today's orders are counted under the lock
+
+                def check(today: tuple[int, Decimal]) -> None:
+                    settings.check(request, estimate, today)
+            else:
+                settings.check(request, estimate, (0, Decimal(0)))
+            event = self._event(order, "request", caller.actor, _request_data(order))
+            placed = await self._desk.place(order, event, settings, check)
+            if placed is Placement.TAKEN:  # the same key, concurrently: theirs sends
+                async with self._uow() as uow:
+                    stored = await uow.trading.order_by_key(caller.user_id, key)
+                if stored is None:
+                    raise Conflict("an order with this Idempotency-Key was just being placed; retry")
+                return self._replay(stored, digest)
+            if placed is Placement.CHANGED:  # the owner changed the settings meanwhile
+                return await self._place_locked(caller, account_id, request, key, digest, client_order_id)
+            await self._submit(adapter, order, caller.actor)
+        return Placed(order, True)
+
+    async def _resolve(self, caller: Caller | Bearer) -> Caller:
+        if isinstance(caller, Caller):
+            return caller
+        async with self._uow() as uow:
+            found = await uow.api_tokens.by_hash(caller.token_hash)
+        if found is None:
+            raise AuthenticationFailed(TOKEN_UNKNOWN)
+        return Caller(found[1].id, found[0])
+
+    def _check_broker(self, adapter: OrderPort, connection: Connection, request: OrderRequest) -> None:
+        """What the broker cannot take, and live orders on a server that does not allow them."""
+        if problem := adapter.order_problem(request):
+            raise UnsupportedOrder(problem)
+        if connection.environment == "live" and not self._live:
+            raise LiveTradingDisabled(
+                "live trading is disabled on this server (FINSYNC_LIVE_TRADING is not 'enabled'); "
+                "demo and paper connections can trade once their owner enables it"
+            )
+
+    def _new_order(
+        self,
+        caller: Caller,
+        account: Account,
+        connection: Connection,
+        request: OrderRequest,
+        key: str,
+        digest: str,
+        client_order_id: str | None,
+    ) -> Order:
+        now = self._clock()
+        return Order(
+            user_id=caller.user_id,
+            connection_id=connection.id,
+            account_id=account.id,
+            idempotency_key=key,
+            request_digest=digest,
+            symbol=request.symbol,
+            side=request.side,
+            type=request.type,
+            time_in_force=request.time_in_force,
+            currency=account.currency,
+            created_by=caller.actor,
+            quantity=request.quantity,
+            notional=request.notional,
+            limit_price=request.limit_price,
+            stop_price=request.stop_price,
+            client_order_id=client_order_id,
+            submitted_at=now,
+            created_at=now,
+            updated_at=now,
+        )
+
+    async def _place_locked(
+        self,
         caller: Caller,
         account_id: UUID,
         request: OrderRequest,
@@ -130,8 +270,8 @@ class OrderService:
         digest: str,
         client_order_id: str | None = None,
     ) -> Placed:
-        """Check everything that needs no network, store the order, then send it once (one
-        transaction before the send, one after it: the order's cost over the broker's)."""
+        """Everything in one transaction under the settings row's lock (the general path:
+        no order desk, or the settings changed between the first read and the insert)."""
         async with AsyncExitStack() as stack:
             async with self._uow() as uow:
                 found = await uow.trading.account_to_trade(account_id, caller.user_id)
@@ -141,52 +281,24 @@ class OrderService:
                 key = check_key(key)
                 caller.check_trade(connection.id)
                 adapter = await stack.enter_async_context(self._ports.lease(connection))  # calls nothing
-                if problem := adapter.order_problem(request):
-                    raise UnsupportedOrder(problem)
-                if connection.environment == "live" and not self._live:
-                    raise LiveTradingDisabled(
-                        "live trading is disabled on this server (FINSYNC_LIVE_TRADING is not 'enabled'); "
-                        "demo and paper connections can trade once their owner enables it"
-                    )
-                now = self._clock()
-                order = Order(
-                    user_id=caller.user_id,
-                    connection_id=connection.id,
-                    account_id=account.id,
-                    idempotency_key=key,
-                    request_digest=digest,
-                    symbol=request.symbol,
-                    side=request.side,
-                    type=request.type,
-                    time_in_force=request.time_in_force,
-                    currency=account.currency,
-                    created_by=caller.actor,
-                    quantity=request.quantity,
-                    notional=request.notional,
-                    limit_price=request.limit_price,
-                    stop_price=request.stop_price,
-                    client_order_id=client_order_id,
-                    submitted_at=now,
-                    created_at=now,
-                    updated_at=now,
-                )
+                self._check_broker(adapter, connection, request)
+                order = self._new_order(caller, account, connection, request, key, digest, client_order_id)
+                now = order.created_at
                 # The settings row's lock serialises the connection's orders: daily limits hold.
                 settings = await uow.trading.settings(connection.id, lock=True)
                 if (stored := await uow.trading.order_by_key(caller.user_id, key)) is not None:
                     return self._replay(stored, digest)
                 if settings is None:
-                    raise TradingDisabled(
-                        "trading is not enabled on this connection (PATCH its trading settings)"
-                    )
+                    raise TradingDisabled(TRADING_OFF)
                 # The last price is read only when a money limit needs it.
                 known = None
-                if settings.max_order_notional is not None or settings.max_notional_per_day is not None:
+                if _money_limits(settings):
                     known = await self._last_price(uow, caller.user_id, account.id, request.symbol)
                 estimate = request.estimated_notional(known)
                 midnight = datetime.combine(now.date(), time(0), tzinfo=now.tzinfo)
                 # Today's orders are read only when a daily limit needs them (they grow all day).
                 today = (0, Decimal(0))
-                if settings.max_orders_per_day is not None or settings.max_notional_per_day is not None:
+                if _daily_limits(settings):
                     today = await uow.trading.placed_since(connection.id, midnight)
                 settings.check(request, estimate, today)
                 order.estimated_notional = estimate
@@ -307,7 +419,7 @@ class OrderService:
     ) -> None:
         before = order.status
         order.status, order.reason, order.updated_at = status, reason, self._clock()
-        await store(self._uow, order, before, self._event(order, kind, actor, data))
+        await store(self._uow, order, before, self._event(order, kind, actor, data), desk=self._desk)
 
     async def _apply(self, order: Order, answer: BrokerOrder, actor: str, kind: str) -> None:
         before, filled_before = order.status, order.filled_quantity
@@ -317,7 +429,7 @@ class OrderService:
         order.reason = answer.reason if answer.status is OrderStatus.REJECTED else None
         order.updated_at = self._clock()
         event = self._event(order, kind, actor, {"order": answer.raw})
-        await store(self._uow, order, before, event, filled_before)
+        await store(self._uow, order, before, event, filled_before, desk=self._desk)
 
     # -- reading and cancelling ------------------------------------------------------------
 
@@ -426,12 +538,17 @@ class OrderService:
                 if order.status.final:
                     return order
                 raise Conflict("the order is not at the broker yet (its send is being settled); retry")
-            await cancel_at_broker(self._uow, adapter, order, caller.actor, self._clock)
+            await cancel_at_broker(self._uow, adapter, order, caller.actor, self._clock, self._desk)
         return order
 
 
 async def cancel_at_broker(
-    uow: UnitOfWorkFactory, adapter: OrderPort, order: Order, actor: str, clock: Now
+    uow: UnitOfWorkFactory,
+    adapter: OrderPort,
+    order: Order,
+    actor: str,
+    clock: Now,
+    desk: OrderDesk | None = None,
 ) -> None:
     """Ask the broker to cancel, then read the order back: a fill may have won the race."""
     assert order.broker_order_id is not None
@@ -450,7 +567,7 @@ async def cancel_at_broker(
     event = OrderEvent(
         user_id=order.user_id, order_id=order.id, kind="cancel", actor=actor, data=data, at=clock()
     )
-    await store(uow, order, before, event, filled_before)
+    await store(uow, order, before, event, filled_before, desk=desk)
     if refused is not None and not order.status.final:
         raise refused
 
@@ -461,19 +578,33 @@ async def store(
     before: OrderStatus,
     event: OrderEvent,
     filled_before: Decimal | None = None,
+    *,
+    desk: OrderDesk | None = None,
 ) -> None:
     """Save the order with what happened (and its status change, when there is one, or a fill
-    that left the status as it was): one write. A ``status`` event reaches the event streams."""
+    that left the status as it was): one write (one statement through ``desk``). A ``status``
+    event reaches the event streams."""
     events = [event]
     filled = filled_before is not None and filled_before != order.filled_quantity
     if before is not order.status or filled:
         change = {"from": before, "to": order.status, "filled_quantity": order.filled_quantity}
         events.append(OrderEvent(user_id=order.user_id, order_id=order.id, kind="status", actor=event.actor,
                                  data=change, at=event.at))  # fmt: skip
+    if desk is not None:
+        await desk.record(order, events)
+        return
     async with uow() as u:
         await u.trading.save_order(order)
         await u.trading.add_events(*events)
         await u.commit()
+
+
+def _money_limits(settings: TradingSettings) -> bool:
+    return settings.max_order_notional is not None or settings.max_notional_per_day is not None
+
+
+def _daily_limits(settings: TradingSettings) -> bool:
+    return settings.max_orders_per_day is not None or settings.max_notional_per_day is not None
 
 
 def _request_data(order: Order) -> dict[str, Any]:

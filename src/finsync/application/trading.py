@@ -173,6 +173,9 @@ class TradingService:
             adapter = broker(self._providers, self._cipher, connection)
             try:
                 for order in open_orders:
+                    if order.broker_order_id is None:  # still being sent (or settled): not cancellable yet
+                        failed.append(order.id)
+                        continue
                     try:
                         await cancel_at_broker(self._uow, adapter, order, actor, self._clock)
                         cancelled.append(order.id)

@@ -50,9 +50,11 @@ from finsync.domain.trading import (
     ApiToken,
     BrokerOrder,
     Order,
+    OrderContext,
     OrderEvent,
     OrderRequest,
     OrderStatusChange,
+    Placement,
     StatusNote,
     TradingSettings,
 )
@@ -579,6 +581,45 @@ class TradingRepository(Protocol):
     ) -> list[OrderStatusChange]:
         """The user's status events after ``after`` (all when None) or in ``also``, oldest
         first, only of ``connections`` when given."""
+        ...
+
+
+class OrderDesk(Protocol):
+    """An order's own way to the database, in as few round trips as it can take: the read
+    where an order starts, its insert before the send, and what the broker said after it.
+    The same promises as through a unit of work (the row committed before the send, the
+    settings row locked while the daily limits are counted, one order per idempotency key);
+    cheaper statements (prepared, on the driver's connection)."""
+
+    async def context(
+        self,
+        account_id: UUID,
+        key: str,
+        symbol: str,
+        *,
+        token_hash: str | None = None,
+        user_id: UUID | None = None,
+    ) -> OrderContext | None:
+        """By an API token's digest (unrevoked, its user active) or a user's id: None when
+        neither names an active caller."""
+        ...
+
+    async def place(
+        self,
+        order: Order,
+        request: OrderEvent,
+        seen: TradingSettings,
+        check: Callable[[tuple[int, Decimal]], None] | None,
+    ) -> Placement:
+        """Insert ``order`` and its request event and commit, under the lock of the
+        connection's settings row and only if that row still equals ``seen``. With ``check``
+        (daily limits), today's orders and notional on the connection (since midnight UTC of
+        ``order.created_at``) are counted under the lock and handed to it; it raises to refuse."""
+        ...
+
+    async def record(self, order: Order, events: Sequence[OrderEvent]) -> None:
+        """Save the order and append ``events`` in one commit (a ``status`` event reaches
+        the order event streams)."""
         ...
 
 

@@ -13,7 +13,7 @@ from enum import StrEnum
 from typing import Any
 from uuid import UUID
 
-from finsync.domain.entities import new_id, utcnow
+from finsync.domain.entities import Account, Connection, new_id, utcnow
 from finsync.domain.errors import InvalidInput, OrderLimitExceeded, TradingDisabled, TradingHalted
 
 
@@ -279,3 +279,26 @@ class OrderStatusChange:
     previous_status: str | None
     filled_quantity: Decimal
     at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class OrderContext:
+    """What placing an order needs to know, read at once (``OrderDesk.context``): who calls,
+    the account and its connection, the connection's settings as they are now (not locked),
+    the order the idempotency key already names, and the symbol's last known price."""
+
+    user_id: UUID
+    token: ApiToken | None
+    account: Account | None
+    connection: Connection | None
+    settings: TradingSettings | None
+    stored: Order | None
+    last_price: Decimal | None
+
+
+class Placement(StrEnum):
+    """What ``OrderDesk.place`` did."""
+
+    PLACED = "placed"  # stored with its request event, committed
+    TAKEN = "taken"  # the idempotency key names another order (a concurrent request's)
+    CHANGED = "changed"  # the settings are no longer those checked: nothing written

@@ -9,7 +9,7 @@ from uuid import UUID
 from fastapi import APIRouter, Header, Query, status
 from fastapi.responses import JSONResponse, StreamingResponse
 
-from finsync.api.deps import ContainerDep, CurrentUser, PageDep, PrincipalDep
+from finsync.api.deps import ContainerDep, CurrentUser, OrderCallerDep, PageDep, PrincipalDep
 from finsync.api.errors import responses
 from finsync.api.idempotency import digest
 from finsync.api.pagination import PageOut, to_page
@@ -119,7 +119,7 @@ ORDER_ERRORS = (
 async def place(
     account_id: UUID,
     body: OrderIn,
-    principal: PrincipalDep,
+    caller: OrderCallerDep,
     container: ContainerDep,
     idempotency_key: OrderKey = None,
 ) -> JSONResponse:
@@ -140,7 +140,7 @@ async def place(
     )
     key_digest = digest("POST", f"/accounts/{account_id}/orders", body.model_dump_json().encode())
     placed = await container.orders.place(
-        principal.caller, account_id, request, idempotency_key, key_digest, body.client_order_id
+        caller, account_id, request, idempotency_key, key_digest, body.client_order_id
     )
     out = OrderOut.model_validate(placed.order).model_dump(mode="json")
     headers = None if placed.created else {"Idempotent-Replayed": "true"}

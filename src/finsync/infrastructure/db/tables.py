@@ -33,6 +33,9 @@ _NOW = text("CURRENT_TIMESTAMP")
 SCHEDULABLE = "sync_enabled AND status IN ('active', 'error')"
 # Runs that still own their connection (at most one per connection).
 ACTIVE_RUN = "status IN ('queued', 'running')"
+# Orders not final yet (the poller's work): its query repeats this text, so both databases use
+# the partial index (the poll costs O(open orders), not O(every order ever placed)).
+UNSETTLED = "status IN ('pending_submit', 'unknown', 'new', 'partially_filled')"
 
 
 def _money(nullable: bool = True) -> Any:
@@ -452,6 +455,7 @@ class OrderRow(SQLModel, table=True):
         UniqueConstraint("connection_id", "broker_order_id", name="uq_orders_connection_broker_id"),
         Index("ix_orders_user_id_id", "user_id", "id"),
         Index("ix_orders_connection_created", "connection_id", "created_at"),
+        Index("ix_orders_unsettled", "id", postgresql_where=text(UNSETTLED), sqlite_where=text(UNSETTLED)),
     )
     id: UUID = Field(primary_key=True)
     user_id: UUID = _fk("users.id")

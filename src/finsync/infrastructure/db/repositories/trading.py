@@ -8,7 +8,7 @@ from decimal import Decimal
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import ARRAY, Text, bindparam, func, insert, or_, select, update
+from sqlalchemy import ARRAY, Text, bindparam, func, insert, literal, or_, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -26,6 +26,7 @@ from finsync.domain.trading import (
 )
 from finsync.infrastructure.db.mapping import keyset, make_page, to_entity, to_row
 from finsync.infrastructure.db.tables import (
+    UNSETTLED,
     AccountRow,
     ApiTokenRow,
     ConnectionRow,
@@ -163,13 +164,19 @@ class SqlTradingRepository:
         return {str(v) for v in (await self._s.execute(stmt)).scalars()}
 
     async def placed_since(self, connection_id: UUID, since: datetime) -> tuple[int, Decimal]:
-        stmt = select(orders.c.estimated_notional).where(
+        """Counted and summed by the database (SQLite: ``dsum_rate`` over its text decimals)."""
+        total = (
+            func.coalesce(func.sum(orders.c.estimated_notional), 0)
+            if self._s.get_bind().dialect.name == "postgresql"
+            else func.dsum_rate(orders.c.estimated_notional, literal("1"))
+        )
+        stmt = select(func.count(), total).where(
             orders.c.connection_id == connection_id,
             orders.c.created_at >= since,
             orders.c.status != OrderStatus.REJECTED.value,
         )
-        values = list((await self._s.execute(stmt)).scalars())
-        return len(values), sum((v for v in values if v is not None), Decimal(0))
+        count, spent = (await self._s.execute(stmt)).one()
+        return int(count), Decimal(spent if spent is not None else 0)
 
     async def add_events(self, *items: OrderEvent) -> None:
         """One multi-row insert: an order's answer and its status change cost one round trip.
@@ -194,7 +201,7 @@ class SqlTradingRepository:
         self.notes += notes
 
     async def unsettled_orders(self, limit: int) -> list[Order]:
-        stmt = select(orders).where(orders.c.status.in_(OPEN)).order_by(orders.c.id).limit(limit)
+        stmt = select(orders).where(text(UNSETTLED)).order_by(orders.c.id).limit(limit)  # its index
         return [to_entity(Order, r) for r in (await self._s.execute(stmt)).mappings()]
 
     async def last_status_event(self, user_id: UUID) -> UUID | None:

@@ -1,0 +1,455 @@
+"""An order's own way to the database: few statements, each compiled once, run on the driver.
+
+Through a unit of work an order cost about a dozen statements in three transactions, and
+SQLAlchemy's per-statement work (building the query, its cache key, the greenlet hop, result
+processing; on SQLite three or four hand-offs to aiosqlite's thread) was most of the CPU
+finsync added to an order. Here each statement is written once in SQLAlchemy Core, compiled
+once per dialect with its parameters' own type processors (the values are encoded exactly as
+the repositories encode them), and run on the pooled connection's driver (asyncpg, aiosqlite).
+
+PostgreSQL: the read where an order starts is one statement (caller, account, connection,
+settings, the key's order, the last price); the insert is one statement too — the settings
+row locked and compared with what was checked, the order inserted unless its key exists, its
+request event — committed before the send; with a daily limit, a transaction counts today's
+orders after taking the lock. After the send: one statement (the order, its events and the
+``pg_notify`` of a status change). SQLite: the same statements, one hand-off each.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
+from contextlib import asynccontextmanager
+from datetime import datetime, time
+from decimal import Decimal
+from typing import Any
+from uuid import UUID
+
+import asyncpg  # type: ignore[import-untyped]
+from sqlalchemy import ARRAY, Dialect, Text, and_, bindparam, exists, func, insert, literal, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.sql import ColumnElement
+from sqlalchemy.sql.elements import ClauseElement
+
+from finsync.domain.entities import Account, Connection
+from finsync.domain.errors import Conflict
+from finsync.domain.ports import OrderFeed
+from finsync.domain.trading import (
+    ORDER_STATUS_CHANNEL,
+    ApiToken,
+    Order,
+    OrderContext,
+    OrderEvent,
+    OrderStatus,
+    Placement,
+    StatusNote,
+    TradingSettings,
+)
+from finsync.infrastructure.db.mapping import to_entity, to_row
+from finsync.infrastructure.db.tables import (
+    AccountRow,
+    ApiTokenRow,
+    ConnectionRow,
+    HoldingRow,
+    OrderEventRow,
+    OrderRow,
+    TradingSettingsRow,
+    UserRow,
+)
+from finsync.infrastructure.db.types import ExactDecimal
+
+tokens = ApiTokenRow.__table__  # type: ignore[attr-defined]
+users = UserRow.__table__  # type: ignore[attr-defined]
+accounts = AccountRow.__table__  # type: ignore[attr-defined]
+connections = ConnectionRow.__table__  # type: ignore[attr-defined]
+settings_t = TradingSettingsRow.__table__  # type: ignore[attr-defined]
+orders = OrderRow.__table__  # type: ignore[attr-defined]
+events = OrderEventRow.__table__  # type: ignore[attr-defined]
+holdings = HoldingRow.__table__  # type: ignore[attr-defined]
+
+_CONFLICT = (
+    "another change to the same order was being written at the same time; nothing of this one was saved"
+)
+
+# A unique key or foreign key that another writer took first, a deadlock, a serialisation
+# failure: the unit of work's Conflict, with nothing of this write saved.
+_RACES = (asyncpg.IntegrityConstraintViolationError, asyncpg.TransactionRollbackError, sqlite3.IntegrityError)
+
+
+def _param(prefix: str, column: Any) -> Any:
+    return bindparam(f"{prefix}{column.name}", type_=column.type)
+
+
+def _params(prefix: str, entity: Any) -> dict[str, Any]:
+    return {f"{prefix}{name}": value for name, value in to_row(entity).items()}
+
+
+class Compiled:
+    """One statement compiled for one dialect: its text, its parameters in placeholder order
+    with their bind processors, and a decoder per result column."""
+
+    def __init__(self, statement: ClauseElement, dialect: Dialect, columns: Sequence[Any] = ()) -> None:
+        compiled: Any = statement.compile(dialect=dialect)  # a SQLCompiler: positiontup, binds
+        self.sql = str(compiled)
+        self._names = tuple(compiled.positiontup or ())
+        self._defaults = dict(compiled.params)  # literal values written into the statement
+        self._encoders = tuple(
+            compiled.binds[name].type.dialect_impl(dialect).bind_processor(dialect) for name in self._names
+        )
+        self.labels = tuple(c.key for c in columns)
+        self._decoders = tuple(_decoder(c.type, dialect) for c in columns)
+
+    def args(self, values: Mapping[str, Any]) -> list[Any]:
+        out = []
+        for name, encode in zip(self._names, self._encoders, strict=True):
+            value = values[name] if name in values else self._defaults[name]
+            out.append(value if encode is None else encode(value))  # JSON: None is 'null'
+        return out
+
+    def rows(self, raw: Iterable[Sequence[Any]]) -> list[dict[str, Any]]:
+        decoders = self._decoders
+        return [
+            {
+                label: value if decode is None or value is None else decode(value)
+                for label, decode, value in zip(self.labels, decoders, row, strict=True)
+            }
+            for row in raw
+        ]
+
+
+def _decoder(type_: Any, dialect: Dialect) -> Callable[[Any], Any] | None:
+    if isinstance(type_, ExactDecimal):  # asyncpg answers Decimal already, SQLite text
+        return lambda value: type_.process_result_value(value, dialect)
+    processor: Callable[[Any], Any] | None = type_.dialect_impl(dialect).result_processor(dialect, None)
+    return processor
+
+
+def _labelled(prefix: str, table: Any) -> list[Any]:
+    return [c.label(f"{prefix}{c.name}") for c in table.c]
+
+
+def _entity(cls: type, prefix: str, table: Any, row: Mapping[str, Any]) -> Any:
+    if row[f"{prefix}{next(iter(table.primary_key)).name}"] is None:
+        return None  # the outer join found nothing
+    return to_entity(cls, {c.name: row[f"{prefix}{c.name}"] for c in table.c})
+
+
+def _context(by_token: bool) -> Any:
+    """The read where an order starts: one row when the caller is an active user (or an
+    unrevoked token of one), with whatever of account, connection, settings, stored order
+    and last price exists."""
+    user_id = users.c.id
+    last_price = (
+        select(holdings.c.current_price)
+        .where(
+            holdings.c.account_id == bindparam("account_id", type_=accounts.c.id.type),
+            holdings.c.user_id == user_id,
+            holdings.c.symbol == bindparam("symbol", type_=holdings.c.symbol.type),
+            holdings.c.current_price.is_not(None),
+        )
+        .order_by(holdings.c.id)
+        .limit(1)
+        .scalar_subquery()
+        .label("last_price")
+    )
+    columns = [user_id.label("user_id"), *_labelled("a_", accounts), *_labelled("c_", connections),
+               *_labelled("s_", settings_t), *_labelled("o_", orders), last_price]  # fmt: skip
+    source: Any = users
+    if by_token:
+        columns = [*_labelled("t_", tokens), *columns]
+        source = tokens.join(users, users.c.id == tokens.c.user_id)
+    source = (
+        source.outerjoin(
+            accounts,
+            and_(
+                accounts.c.id == bindparam("account_id", type_=accounts.c.id.type),
+                accounts.c.user_id == user_id,
+            ),
+        )
+        .outerjoin(connections, connections.c.id == accounts.c.connection_id)
+        .outerjoin(settings_t, settings_t.c.connection_id == connections.c.id)
+        .outerjoin(
+            orders,
+            and_(
+                orders.c.user_id == user_id,
+                orders.c.idempotency_key == bindparam("key", type_=orders.c.idempotency_key.type),
+            ),
+        )
+    )
+    who: ColumnElement[bool] = (
+        and_(
+            tokens.c.token_hash == bindparam("token_hash", type_=tokens.c.token_hash.type),
+            tokens.c.revoked_at.is_(None),
+        )
+        if by_token
+        else user_id == bindparam("user_id", type_=user_id.type)
+    )
+    return select(*columns).select_from(source).where(who, users.c.is_active.is_(True))
+
+
+def _unchanged() -> list[ColumnElement[bool]]:
+    """The connection's settings row, if it is still the one the order was checked against
+    (every column: two changes can carry the same ``updated_at``)."""
+    row = settings_t.c.connection_id == _param("s_", settings_t.c.connection_id)  # the key's index
+    return [row, *(c.is_not_distinct_from(_param("s_", c)) for c in settings_t.c)]
+
+
+def _today(dialect: Dialect) -> Any:
+    """Orders placed on the connection since ``since`` (rejected ones do not count) and their
+    estimated notional, summed exactly by the database (SQLite: ``dsum_rate`` over its text
+    decimals, never through a float)."""
+    total = (
+        func.coalesce(func.sum(orders.c.estimated_notional), 0)
+        if dialect.name == "postgresql"
+        else func.dsum_rate(orders.c.estimated_notional, literal("1"))
+    )
+    return select(func.count(), total).where(
+        orders.c.connection_id == bindparam("connection_id", type_=orders.c.connection_id.type),
+        orders.c.created_at >= bindparam("since", type_=orders.c.created_at.type),
+        orders.c.status != OrderStatus.REJECTED.value,
+    )
+
+
+class _Statements:
+    """Every statement of the desk, compiled for one dialect."""
+
+    def __init__(self, dialect: Dialect) -> None:
+        pg = dialect.name == "postgresql"
+        self.pg = pg
+        ctx = _context(by_token=True)
+        self.context_by_token = Compiled(ctx, dialect, list(ctx.selected_columns))
+        ctx = _context(by_token=False)
+        self.context_by_user = Compiled(ctx, dialect, list(ctx.selected_columns))
+        self.today = Compiled(_today(dialect), dialect)
+        self._dialect = dialect
+        self._records: dict[int, Compiled] = {}
+        key = ["user_id", "idempotency_key"]
+        order_values = {c.name: _param("o_", c) for c in orders.c}
+        event_values = {c.name: _param("e_", c) for c in events.c}
+        if pg:
+            locked = select(settings_t.c.connection_id).where(*_unchanged()).with_for_update().cte("locked")
+            lock: Any = select(settings_t.c.connection_id).where(*_unchanged()).with_for_update()
+            self.lock = Compiled(lock, dialect, [settings_t.c.connection_id])
+            placed = (
+                postgresql.insert(orders)
+                .from_select(
+                    list(order_values),
+                    select(*order_values.values()).where(exists(select(locked.c.connection_id))),
+                    include_defaults=False,
+                )
+                .on_conflict_do_nothing(index_elements=key)
+                .returning(orders.c.id)
+                .cte("placed")
+            )
+            request_values = {**event_values, "order_id": placed.c.id}  # only with the order
+            recorded = (
+                insert(events)
+                .from_select(
+                    list(request_values),
+                    select(*request_values.values()).select_from(placed),
+                    include_defaults=False,
+                )
+                .cte("recorded")
+            )
+            outcome = select(
+                select(func.count()).select_from(locked).scalar_subquery().label("locked"),
+                select(func.count()).select_from(placed).scalar_subquery().label("placed"),
+            ).add_cte(recorded)
+            self.place = Compiled(outcome, dialect, list(outcome.selected_columns))
+        else:
+            lock = (
+                update(settings_t)
+                .where(*_unchanged())
+                .values(connection_id=settings_t.c.connection_id)
+                .returning(settings_t.c.connection_id)
+            )
+            self.lock = Compiled(lock, dialect, [settings_t.c.connection_id])
+            add = (
+                sqlite.insert(orders)
+                .values(order_values)
+                .on_conflict_do_nothing(index_elements=key)
+                .returning(orders.c.id)
+            )
+            self.add = Compiled(add, dialect, [orders.c.id])
+            self.request = Compiled(insert(events).values(event_values), dialect)
+
+    def record(self, count: int) -> Compiled:
+        """The order's UPDATE with ``count`` events (PostgreSQL: one statement that also
+        announces status changes; SQLite: the events' INSERT, after the UPDATE)."""
+        found = self._records.get(count)
+        if found is not None:
+            return found
+        rows = [{c.name: _param(f"e{i}_", c) for c in events.c} for i in range(count)]
+        stmt: Any
+        if self.pg:
+            saved = _save().cte("saved")
+            recorded = insert(events).values(rows).cte("recorded")
+            notes = func.unnest(bindparam("notes", type_=ARRAY(Text))).column_valued("note")
+            stmt = select(func.pg_notify(ORDER_STATUS_CHANNEL, notes)).add_cte(saved).add_cte(recorded)
+        else:
+            stmt = insert(events).values(rows)
+        self._records[count] = Compiled(stmt, self._dialect)
+        return self._records[count]
+
+
+def _save() -> Any:
+    values = {c.name: _param("o_", c) for c in orders.c if c.name != "id"}
+    return update(orders).where(orders.c.id == bindparam("saved_id", type_=orders.c.id.type)).values(values)
+
+
+def _order_args(order: Order) -> dict[str, Any]:
+    values = _params("o_", order)
+    values["saved_id"] = order.id
+    return values
+
+
+def _event_args(items: Sequence[OrderEvent]) -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    for i, item in enumerate(items):
+        values.update(_params(f"e{i}_", item))
+    return values
+
+
+def _notes(items: Sequence[OrderEvent]) -> list[StatusNote]:
+    return [
+        StatusNote(e.id, e.order_id, e.user_id, str(e.data.get("to"))) for e in items if e.kind == "status"
+    ]
+
+
+class SqlOrderDesk:
+    """``OrderDesk`` on the engine's pool: PostgreSQL through asyncpg, SQLite through aiosqlite."""
+
+    def __init__(self, engine: AsyncEngine, feed: OrderFeed | None = None) -> None:
+        self._engine = engine
+        self._feed = feed  # SQLite: status changes reach this process's streams after the commit
+        self._sql = _Statements(engine.dialect)
+        self._save = Compiled(_save(), engine.dialect)
+
+    @asynccontextmanager
+    async def _driver(self) -> AsyncIterator[Any]:
+        """The driver connection under a pooled one (returned to the pool afterwards)."""
+        async with self._engine.connect() as conn:
+            raw = await conn.get_raw_connection()
+            try:
+                yield raw.driver_connection
+            except _RACES as exc:
+                raise Conflict(_CONFLICT) from exc
+
+    async def _fetch(
+        self, driver: Any, statement: Compiled, values: Mapping[str, Any]
+    ) -> list[dict[str, Any]]:
+        if self._sql.pg:
+            return statement.rows(await driver.fetch(statement.sql, *statement.args(values)))
+        return statement.rows(await driver.execute_fetchall(statement.sql, statement.args(values)))
+
+    async def context(
+        self,
+        account_id: UUID,
+        key: str,
+        symbol: str,
+        *,
+        token_hash: str | None = None,
+        user_id: UUID | None = None,
+    ) -> OrderContext | None:
+        values: dict[str, Any] = {"account_id": account_id, "key": key, "symbol": symbol}
+        if token_hash is not None:
+            statement, values["token_hash"] = self._sql.context_by_token, token_hash
+        else:
+            statement, values["user_id"] = self._sql.context_by_user, user_id
+        async with self._driver() as driver:
+            found = await self._fetch(driver, statement, values)
+        if not found:
+            return None
+        row = found[0]
+        settings = _entity(TradingSettings, "s_", settings_t, row)
+        return OrderContext(
+            user_id=row["user_id"],
+            token=_entity(ApiToken, "t_", tokens, row) if token_hash is not None else None,
+            account=_entity(Account, "a_", accounts, row),
+            connection=_entity(Connection, "c_", connections, row),
+            settings=settings,
+            stored=_entity(Order, "o_", orders, row),
+            last_price=row["last_price"],
+        )
+
+    async def place(
+        self,
+        order: Order,
+        request: OrderEvent,
+        seen: TradingSettings,
+        check: Callable[[tuple[int, Decimal]], None] | None,
+    ) -> Placement:
+        values = {**_params("o_", order), **_params("e_", request), **_params("s_", seen)}
+        if check is not None:
+            midnight = datetime.combine(order.created_at.date(), time(0), tzinfo=order.created_at.tzinfo)
+            values |= {"connection_id": order.connection_id, "since": midnight}
+        async with self._driver() as driver:
+            if self._sql.pg:
+                return await self._place_pg(driver, values, check)
+            return await self._place_sqlite(driver, values, check)
+
+    async def _count(self, driver: Any, values: Mapping[str, Any]) -> tuple[int, Decimal]:
+        statement = self._sql.today
+        args = statement.args(values)
+        if self._sql.pg:
+            row = await driver.fetchrow(statement.sql, *args)
+        else:
+            row = (await driver.execute_fetchall(statement.sql, args))[0]
+        return int(row[0]), Decimal(row[1] if row[1] is not None else 0)
+
+    async def _place_pg(
+        self, driver: Any, values: Mapping[str, Any], check: Callable[[tuple[int, Decimal]], None] | None
+    ) -> Placement:
+        place = self._sql.place
+        if check is None:  # one statement: lock, compare, insert, request event; autocommit
+            locked, placed = await driver.fetchrow(place.sql, *place.args(values))
+            return Placement.CHANGED if not locked else Placement.PLACED if placed else Placement.TAKEN
+        async with driver.transaction():  # the count must follow the lock: a later statement
+            lock = self._sql.lock
+            if not await driver.fetch(lock.sql, *lock.args(values)):
+                return Placement.CHANGED
+            check(await self._count(driver, values))
+            locked, placed = await driver.fetchrow(place.sql, *place.args(values))
+            if not placed:
+                return Placement.TAKEN  # nothing was written: the transaction ends empty
+        return Placement.PLACED
+
+    async def _place_sqlite(
+        self, driver: Any, values: Mapping[str, Any], check: Callable[[tuple[int, Decimal]], None] | None
+    ) -> Placement:
+        sql = self._sql
+        try:  # the UPDATE takes the database's write lock: one writer until the commit
+            if not await driver.execute_fetchall(sql.lock.sql, sql.lock.args(values)):
+                await driver.rollback()
+                return Placement.CHANGED
+            if check is not None:
+                check(await self._count(driver, values))
+            if not await driver.execute_fetchall(sql.add.sql, sql.add.args(values)):
+                await driver.rollback()
+                return Placement.TAKEN
+            await driver.execute_fetchall(sql.request.sql, sql.request.args(values))
+            await driver.commit()
+        except BaseException:
+            await driver.rollback()
+            raise
+        return Placement.PLACED
+
+    async def record(self, order: Order, items: Sequence[OrderEvent]) -> None:
+        values = {**_order_args(order), **_event_args(items)}
+        notes = _notes(items)
+        statement = self._sql.record(len(items))
+        async with self._driver() as driver:
+            if self._sql.pg:
+                values["notes"] = [n.payload() for n in notes]
+                await driver.execute(statement.sql, *statement.args(values))
+                return
+            try:
+                await driver.execute_fetchall(self._save.sql, self._save.args(values))
+                await driver.execute_fetchall(statement.sql, statement.args(values))
+                await driver.commit()
+            except BaseException:
+                await driver.rollback()
+                raise
+        if notes and self._feed is not None:
+            self._feed.publish(notes)
