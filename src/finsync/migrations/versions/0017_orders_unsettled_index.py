@@ -1,7 +1,7 @@
 """orders: a partial index for the open-order poller (orders not final yet)
 
-Revision ID: 0020
-Revises: 0014
+Revision ID: 0017
+Revises: 0016
 """
 
 from collections.abc import Sequence
@@ -9,8 +9,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0020"
-down_revision: str | None = "0014"
+revision: str = "0017"
+down_revision: str | None = "0016"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
