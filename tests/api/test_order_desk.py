@@ -144,7 +144,7 @@ async def test_a_daily_limit_counts_under_the_lock_when_orders_race(world: World
 async def test_the_pollers_query_uses_the_partial_index_of_open_orders(
     world: World, database_url: str
 ) -> None:
-    """Migration 0020: the open-order poller reads orders not final yet through
+    """Migration 0017: the open-order poller reads orders not final yet through
     ``ix_orders_unsettled``, not by walking every order ever placed."""
     from sqlalchemy import select, text
 
