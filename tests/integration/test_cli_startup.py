@@ -122,3 +122,15 @@ def test_import_log_lines_wait_for_the_progress_bar_and_stay_off_stdout(tmp_path
     assert "file_imported" in done.stderr[bar_done:]
     assert "file_imported" not in done.stderr[:bar_done]
     assert "import_timing" not in done.stderr[:bar_done]
+
+
+def test_start_up_leaves_the_exchange_and_flex_libraries_until_a_provider_needs_them() -> None:
+    """ccxt (hundreds of exchange classes, ~1 s of CPU to import) and ibflex (~0.3 s) load when
+    an exchange or an IBKR statement is first used: not in every `finsync` command, worker and
+    API process at start-up, although the registry imports every provider package."""
+    code = (
+        "import sys, finsync.api.app, finsync.bootstrap, finsync.cli\n"
+        "print(sorted(m for m in ('ccxt', 'ibflex') if m in sys.modules))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert (done.returncode, done.stdout) == (0, "[]\n"), done.stderr
