@@ -63,14 +63,18 @@ JOB_TABLES = (
 )
 
 
-# Tests that take tens of seconds of wall time whatever the machine (a time-budgeted fuzz run,
-# real worker processes, a wheel build, subprocess start-ups) go first: spread over the xdist
-# workers from the start, they overlap with the rest instead of running alone at the end.
+# Tests that take many seconds of wall time whatever the machine (the schemathesis run, real
+# worker processes, a wheel build, subprocess start-ups, a thousand orders, a real browser) go
+# first: spread over the xdist workers from the start, they overlap with the rest instead of
+# running alone at the end.
 RUN_FIRST = (
     "tests/api/test_schemathesis.py",
     "tests/integration/test_workers.py",
     "tests/integration/test_packaging.py",
     "tests/integration/test_cli_startup.py",
+    "tests/integration/test_order_chaos.py",
+    "tests/api/test_docs_browser.py",
+    "tests/api/test_browser.py",
 )
 
 
