@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
+import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +22,7 @@ import pytest
 import structlog
 from fastapi import FastAPI
 
+import finsync
 from finsync.api.app import create_app
 from finsync.bootstrap import Container, build, configure_logging
 from finsync.cli import migrate_database
@@ -57,14 +63,18 @@ JOB_TABLES = (
 )
 
 
-# Tests that take tens of seconds of wall time whatever the machine (a time-budgeted fuzz run,
-# real worker processes, a wheel build, subprocess start-ups) go first: spread over the xdist
-# workers from the start, they overlap with the rest instead of running alone at the end.
+# Tests that take many seconds of wall time whatever the machine (the schemathesis run, real
+# worker processes, a wheel build, subprocess start-ups, a thousand orders, a real browser) go
+# first: spread over the xdist workers from the start, they overlap with the rest instead of
+# running alone at the end.
 RUN_FIRST = (
     "tests/api/test_schemathesis.py",
     "tests/integration/test_workers.py",
     "tests/integration/test_packaging.py",
     "tests/integration/test_cli_startup.py",
+    "tests/integration/test_order_chaos.py",
+    "tests/api/test_docs_browser.py",
+    "tests/api/test_browser.py",
 )
 
 
@@ -119,14 +129,96 @@ def pg_database() -> Iterator[str | None]:
             await conn.close()
 
     asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}"'))
-    asyncio.run(admin(f'CREATE DATABASE "{name}"'))
+    create_migrated_database(name)
     # A commit need not wait for its WAL flush here (3 ms → 0.4 ms each): only a server crash
     # could tell the difference, and this database is thrown away after the run anyway.
     asyncio.run(admin(f'ALTER DATABASE "{name}" SET synchronous_commit = off'))
-    url = f"{PG_DSN.replace('postgresql://', 'postgresql+asyncpg://')}/{name}"
-    migrate_database(url)
-    yield url
+    yield f"{PG_DSN.replace('postgresql://', 'postgresql+asyncpg://')}/{name}"
     drop_database_later(name)
+
+
+# A migrated database is copied, not migrated: Alembic takes seconds per database (every worker,
+# every run, both databases), a copy of a template a fraction of one. The template is keyed by
+# everything the migrated schema depends on, so a changed migration builds a new one; templates
+# (and template files) unused for TEMPLATE_DAYS are dropped.
+TEMPLATE_DAYS = 2
+
+
+def schema_key() -> str:
+    """A digest of what a freshly migrated database depends on: the migration scripts, the
+    column types they use, and the versions of the libraries that write the DDL."""
+    package = Path(finsync.__file__).parent
+    digest = hashlib.sha256()
+    for path in sorted([*(package / "migrations").rglob("*.py"), package / "infrastructure/db/types.py"]):
+        digest.update(path.relative_to(package).as_posix().encode() + b"\0" + path.read_bytes())
+    for library in ("alembic", "sqlalchemy", "procrastinate"):
+        digest.update(f"{library}=={version(library)}".encode())
+    return digest.hexdigest()[:16]
+
+
+async def _admin_fetch(sql: str, *args: Any) -> list[asyncpg.Record]:
+    conn = await asyncpg.connect(f"{PG_DSN}/postgres")
+    try:
+        return await conn.fetch(sql, *args)
+    finally:
+        await conn.close()
+
+
+def create_migrated_database(name: str) -> None:
+    """CREATE DATABASE ``name`` as a copy of the migrated template, building the template first
+    if no run has yet. Concurrent runs may each build one: the first rename wins, the others
+    drop theirs. Nobody connects to a template, so copies of it can be made at the same time."""
+    template = f"finsync_template_{schema_key()}"
+    exists = asyncio.run(_admin_fetch("SELECT 1 FROM pg_database WHERE datname = $1", template))
+    if not exists:
+        building = f"{template}_{os.getpid()}"
+        asyncio.run(_admin_fetch(f'CREATE DATABASE "{building}"'))
+        _mark_used(building)  # a build in progress is not stale
+        migrate_database(f"{PG_DSN.replace('postgresql://', 'postgresql+asyncpg://')}/{building}")
+        asyncio.run(
+            _admin_fetch(f'ALTER DATABASE "{building}" WITH IS_TEMPLATE true ALLOW_CONNECTIONS false')
+        )
+        try:
+            asyncio.run(_admin_fetch(f'ALTER DATABASE "{building}" RENAME TO "{template}"'))
+        except asyncpg.DuplicateDatabaseError:
+            _drop_template(building)
+    asyncio.run(_admin_fetch(f'CREATE DATABASE "{name}" TEMPLATE "{template}"'))
+    _mark_used(template)
+    stale = asyncio.run(
+        _admin_fetch(
+            "SELECT datname FROM pg_database d LEFT JOIN pg_shdescription s ON s.objoid = d.oid "
+            "WHERE datname ~ '^finsync_template_[0-9a-f]{16}(_[0-9]+)?$' AND datname <> $1 "
+            "AND coalesce(s.description, '0')::float < $2",
+            template,
+            time.time() - TEMPLATE_DAYS * 86400,
+        )
+    )
+    for (other,) in stale:  # other schemas' templates (other branches, older migrations), or dead builds
+        _drop_template(other)
+
+
+def _mark_used(database: str) -> None:
+    asyncio.run(_admin_fetch(f"COMMENT ON DATABASE \"{database}\" IS '{time.time():.0f}'"))
+
+
+def _drop_template(database: str) -> None:
+    asyncio.run(_admin_fetch(f'ALTER DATABASE "{database}" WITH IS_TEMPLATE false'))
+    drop_database_later(database)
+
+
+def migrated_sqlite_file(path: Path) -> None:
+    """A migrated SQLite database at ``path``: a copy of a template file built once per schema."""
+    folder = Path(tempfile.gettempdir())
+    template = folder / f"finsync-test-template-{schema_key()}.db"
+    if not template.exists():
+        building = folder / f"{template.name}.{os.getpid()}"
+        migrate_database(f"sqlite+aiosqlite:///{building}")
+        building.replace(template)  # atomic: a concurrent run's equal file may be replaced, never torn
+    shutil.copyfile(template, path)
+    template.touch()  # last used
+    for old in folder.glob("finsync-test-template-*"):  # other schemas' templates, or dead builds
+        if old != template and old.stat().st_mtime < time.time() - TEMPLATE_DAYS * 86400:
+            old.unlink(missing_ok=True)
 
 
 def drop_database_later(name: str) -> None:
@@ -152,9 +244,8 @@ def drop_database_later(name: str) -> None:
 @pytest.fixture(scope="session")
 def sqlite_database(tmp_path_factory: pytest.TempPathFactory) -> str:
     path = tmp_path_factory.mktemp("db") / "finsync.db"
-    url = f"sqlite+aiosqlite:///{path}"
-    migrate_database(url)
-    return url
+    migrated_sqlite_file(path)
+    return f"sqlite+aiosqlite:///{path}"
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import SHARED
+from tests.conftest import SHARED, migrated_sqlite_file
 
 pytestmark = pytest.mark.integration
 FINSYNC = Path(sys.executable).parent / "finsync"
@@ -97,8 +97,8 @@ def test_migrate_against_an_unreachable_database_is_one_line_without_the_passwor
 
 
 def test_import_log_lines_wait_for_the_progress_bar_and_stay_off_stdout(tmp_path: Path) -> None:
+    migrated_sqlite_file(tmp_path / "f.db")  # `finsync migrate` itself: test_packaging.py, test_cli.py
     sqlite = {"database_url": f"sqlite+aiosqlite:///{tmp_path / 'f.db'}", "log_level": "INFO"}
-    assert finsync("migrate", cwd=tmp_path, **sqlite).returncode == 0
     created = finsync(
         "users",
         "create",
@@ -122,3 +122,15 @@ def test_import_log_lines_wait_for_the_progress_bar_and_stay_off_stdout(tmp_path
     assert "file_imported" in done.stderr[bar_done:]
     assert "file_imported" not in done.stderr[:bar_done]
     assert "import_timing" not in done.stderr[:bar_done]
+
+
+def test_start_up_leaves_the_exchange_and_flex_libraries_until_a_provider_needs_them() -> None:
+    """ccxt (hundreds of exchange classes, ~1 s of CPU to import) and ibflex (~0.3 s) load when
+    an exchange or an IBKR statement is first used: not in every `finsync` command, worker and
+    API process at start-up, although the registry imports every provider package."""
+    code = (
+        "import sys, finsync.api.app, finsync.bootstrap, finsync.cli\n"
+        "print(sorted(m for m in ('ccxt', 'ibflex') if m in sys.modules))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert (done.returncode, done.stdout) == (0, "[]\n"), done.stderr

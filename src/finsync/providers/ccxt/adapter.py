@@ -20,8 +20,6 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, TypeVar, Unpack
 
-import ccxt.async_support as ccxt
-
 from finsync.domain.enums import AccountType
 from finsync.domain.errors import (
     BadData,
@@ -57,6 +55,15 @@ EPOCH_MS = 1_498_867_200_000  # 2017-07-01: before any of these exchanges' spot 
 _QUERY = re.compile(r"https?://\S+")
 
 
+def _ccxt() -> Any:
+    """``ccxt.async_support``, imported when an exchange is first used: it defines hundreds of
+    exchanges and costs about a second of CPU to import, which every ``finsync`` command and
+    worker would otherwise pay at start-up (the registry imports every provider package)."""
+    import ccxt.async_support
+
+    return ccxt.async_support
+
+
 class ExchangeAdapter:
     def __init__(
         self,
@@ -78,7 +85,7 @@ class ExchangeAdapter:
             config[field.name] = value
             if value:
                 self._secrets.append(value)
-        self.ex: Any = getattr(ccxt, exchange.ccxt_id)(config)
+        self.ex: Any = getattr(_ccxt(), exchange.ccxt_id)(config)
         self.ex.number = str  # exact: numbers stay the exchange's text, Decimals in the mappers
         if settings.api_urls:
             urls: dict[str, Any] = dict(self.ex.urls["api"])
@@ -554,6 +561,7 @@ class ExchangeAdapter:
 
     async def _call(self, fn: Callable[..., Awaitable[T]], *args: Any) -> T:
         """One ccxt call, its errors as finsync's; an invalid nonce is retried once."""
+        ccxt = _ccxt()
         for attempt in (1, 2):
             try:
                 return await fn(*args)
@@ -571,7 +579,7 @@ class ExchangeAdapter:
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def _translate(self, exc: Exception) -> ProviderError:
-        name, text = self.exchange.display_name, self._text(exc)
+        ccxt, name, text = _ccxt(), self.exchange.display_name, self._text(exc)
         now = self.clock.now()
         # 429, 418 and the exchanges' "too many requests" (OKX's 50011 is RateLimitExceeded, which
         # is not a DDoSProtection in ccxt 4.5)

@@ -20,17 +20,17 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 from xml.etree.ElementTree import Element, ParseError
 
 import httpx
 from defusedxml import ElementTree as SafeTree
 from defusedxml.common import DefusedXmlException
-from ibflex import Types
-from ibflex.parser import FlexParserError, parse_element
 
 from finsync.domain.errors import (
     BadData,
@@ -41,6 +41,9 @@ from finsync.domain.errors import (
     Unavailable,
 )
 from finsync.providers.http import SHARED_BUCKET, Clock, ProviderHttp, RateLimit
+
+if TYPE_CHECKING:  # imported where a statement is read: ibflex costs ~0.3 s of CPU to import
+    from ibflex import Types
 
 PROVIDER = "ibkr"
 VERSION = "3"
@@ -55,9 +58,15 @@ NEW_TOKEN = (
 LIMITS: Mapping[str, RateLimit] = {SHARED_BUCKET: RateLimit(10, 60.0)}
 MAX_STATEMENT_BYTES = 64 * 1024 * 1024
 INLINE_BYTES = 256 * 1024  # XML smaller than this is parsed on the event loop (no thread hop)
-# The sections ibflex can build a FlexStatement from; others are dropped before it sees them
-# (an unknown section would otherwise fail the whole statement).
-KNOWN_SECTIONS = frozenset(f.name for f in dataclasses.fields(Types.FlexStatement))
+
+
+@functools.cache
+def known_sections() -> frozenset[str]:
+    """The sections ibflex can build a FlexStatement from; others are dropped before it sees
+    them (an unknown section would otherwise fail the whole statement)."""
+    from ibflex import Types
+
+    return frozenset(f.name for f in dataclasses.fields(Types.FlexStatement))
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,10 +131,13 @@ def read_statement(body: bytes) -> Types.FlexQueryResponse:
 def statement_of(root: Element) -> Types.FlexQueryResponse:
     """ibflex's typed statement of a parsed root. Unknown elements and attributes (IBKR adds
     some every year) are skipped, as ibflex ≥ 1.1 does."""
+    from ibflex import Types
+    from ibflex.parser import FlexParserError, parse_element
+
     if root.tag != "FlexQueryResponse":
         raise BadData(f"IBKR sent <{root.tag[:40]}> where a FlexQueryResponse statement belongs")
     for statement in root.iter("FlexStatement"):
-        for section in [s for s in statement if s.tag not in KNOWN_SECTIONS]:
+        for section in [s for s in statement if s.tag not in known_sections()]:
             statement.remove(section)
     try:
         # ibflex warns for every element and attribute it does not know (IBKR adds some each
