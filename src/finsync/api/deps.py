@@ -183,11 +183,11 @@ async def get_order_caller(
 ) -> Caller | Bearer:
     """Who places an order. An API token is checked by the order's own first read (with the
     account, connection and settings: one round trip where ``get_principal`` would add a
-    second); a login's JWT and session are checked by ``get_principal`` as everywhere."""
+    second); a login's JWT and session are checked by ``_principal`` as everywhere."""
     if token and is_api_token(token):
         return Bearer(digest(token))
     async with container.read_uow() as uow:
-        return (await get_principal(request, container, uow, token)).caller
+        return (await _principal(request, uow, token)).caller
 
 
 OrderCallerDep = Annotated[Caller | Bearer, Depends(get_order_caller)]
