@@ -26,11 +26,6 @@ ACCOUNT = ProviderAccount(provider_account_id="a", name="a", type=AccountType.BR
 
 
 @pytest.fixture
-def clock() -> VirtualClock:
-    return VirtualClock()
-
-
-@pytest.fixture
 def store(clock: VirtualClock) -> AlpacaStore:
     data = AlpacaStore()
     data.seed(clock.now(), fills=FILLS, others=OTHERS)

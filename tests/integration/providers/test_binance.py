@@ -28,18 +28,6 @@ from tests.fakes.server import serve
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture(autouse=True)
-def _no_bans() -> Iterator[None]:
-    limits.BANS.clear()
-    yield
-    limits.BANS.clear()
-
-
-@pytest.fixture
-def clock() -> VirtualClock:
-    return VirtualClock()
-
-
 @pytest.fixture
 def store(clock: VirtualClock) -> BinanceStore:
     data = BinanceStore()

@@ -37,11 +37,6 @@ T212: dict[str, Any] = {
 
 
 @pytest.fixture
-def clock() -> VirtualClock:
-    return VirtualClock()
-
-
-@pytest.fixture
 def alpaca(clock: VirtualClock) -> Iterator[tuple[AlpacaStore, str]]:
     store = AlpacaStore()
     store.seed(clock.now(), fills=30, others=10)

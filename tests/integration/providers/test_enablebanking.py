@@ -84,11 +84,6 @@ class Kit:
 
 
 @pytest.fixture
-def clock() -> VirtualClock:
-    return VirtualClock()
-
-
-@pytest.fixture
 def fake(clock: VirtualClock) -> FakeEnableBanking:
     return with_sample_data(FakeEnableBanking(clock, KEY[1]))
 

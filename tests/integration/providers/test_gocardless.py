@@ -77,11 +77,6 @@ class Kit:
 
 
 @pytest.fixture
-def clock() -> VirtualClock:
-    return VirtualClock()
-
-
-@pytest.fixture
 def fake(clock: VirtualClock) -> FakeGoCardless:
     return with_sample_data(FakeGoCardless(clock))
 

@@ -26,11 +26,6 @@ Api = tuple[httpx.AsyncClient, Container, dict[str, str]]
 
 
 @pytest.fixture
-def clock() -> VirtualClock:
-    return VirtualClock()
-
-
-@pytest.fixture
 def fake(clock: VirtualClock) -> FakeGoCardless:
     bank = sample(FakeGoCardless(clock))
     card = FakeBankAccount(SANDBOX, iban="", name="Credit card", cash_account_type="CARD")

@@ -15,25 +15,13 @@ import pytest
 from finsync.domain.enums import TransactionStatus, TransactionSubtype, TransactionType
 from finsync.domain.errors import ProviderAuthError, RateLimited, Unavailable
 from finsync.domain.ports import ProviderSession
-from finsync.providers.ccxt import htx, limits
+from finsync.providers.ccxt import htx
 from finsync.providers.ccxt.adapter import ExchangeAdapter
 from tests.fakes.clock import VirtualClock
 from tests.fakes.htx import DAY_MS, HtxStore, api_urls, create_app, seed
 from tests.fakes.server import serve
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(autouse=True)
-def _no_bans() -> Iterator[None]:
-    limits.BANS.clear()
-    yield
-    limits.BANS.clear()
-
-
-@pytest.fixture
-def clock() -> VirtualClock:
-    return VirtualClock()
 
 
 @pytest.fixture

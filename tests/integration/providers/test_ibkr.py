@@ -35,11 +35,6 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
-def clock() -> VirtualClock:
-    return VirtualClock()
-
-
-@pytest.fixture
 def flex(clock: VirtualClock) -> Iterator[tuple[FlexStore, str]]:
     store = FlexStore()
     with serve(create_app(clock, store)) as url:

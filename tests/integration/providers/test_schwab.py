@@ -35,11 +35,6 @@ async def consent(url: str, decision: str = "allow") -> dict[str, str]:
 
 
 @pytest.fixture
-def clock() -> VirtualClock:
-    return VirtualClock()
-
-
-@pytest.fixture
 def fake(clock: VirtualClock) -> FakeSchwab:
     return with_sample_data(FakeSchwab(clock))
 

@@ -28,11 +28,6 @@ DAY = 86_400
 
 
 @pytest.fixture
-def clock() -> VirtualClock:
-    return VirtualClock()
-
-
-@pytest.fixture
 def bridge(clock: VirtualClock) -> Iterator[tuple[SimpleFinStore, str]]:
     store = SimpleFinStore()
     seed_household(store, clock.now(), old_purchase=True)

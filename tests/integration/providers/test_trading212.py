@@ -27,11 +27,6 @@ ORDERS, DIVIDENDS, CASH = 120, 30, 12
 
 
 @pytest.fixture
-def clock() -> VirtualClock:
-    return VirtualClock()
-
-
-@pytest.fixture
 def store(clock: VirtualClock) -> Trading212Store:
     data = Trading212Store()
     data.seed(clock.now(), orders=ORDERS, dividends=DIVIDENDS, transactions=CASH)
