@@ -12,7 +12,9 @@ settings, the key's order, the last price); the insert is one statement too — 
 row locked and compared with what was checked, the order inserted unless its key exists, its
 request event — committed before the send; with a daily limit, a transaction counts today's
 orders after taking the lock. After the send: one statement (the order, its events and the
-``pg_notify`` of a status change). SQLite: the same statements, one hand-off each.
+``pg_notify`` of a status change; a status change only while the stored status and fill are
+those it was computed from, the events and the notification only if that UPDATE matched).
+SQLite: the same statements, one hand-off each.
 """
 
 from __future__ import annotations
