@@ -5,6 +5,7 @@ and once per key, and the daily limits hold when orders race each other (Postgre
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import AsyncIterator
 from decimal import Decimal
 from pathlib import Path
@@ -14,8 +15,16 @@ from uuid import UUID
 import pytest
 
 from finsync.application.api_tokens import digest
-from finsync.application.orders import _request_data
-from finsync.domain.trading import Order, OrderEvent, OrderSide, OrderType, Placement, TimeInForce
+from finsync.application.orders import _request_data, store
+from finsync.domain.trading import (
+    Order,
+    OrderEvent,
+    OrderSide,
+    OrderStatus,
+    OrderType,
+    Placement,
+    TimeInForce,
+)
 from finsync.infrastructure.db.order_desk import SqlOrderDesk
 from tests.api.trading_world import World, trading_world
 
@@ -119,6 +128,46 @@ async def test_an_order_is_inserted_once_and_only_under_the_settings_it_was_chec
     # ... and through the API the order is refused by the halt, not placed on the stale read.
     r = await world.order(account, "k-2", symbol="AAPL")
     assert (r.status_code, r.json()["type"].rsplit("/", 1)[-1]) == (403, "trading-halted")
+
+
+@pytest.mark.parametrize("through", ["desk", "unit_of_work"])
+async def test_a_status_change_written_at_once_by_two_is_recorded_once(world: World, through: str) -> None:
+    """Two writers that read the order as ``new`` both learn it filled and write at once (the
+    desk's one statement, or the unit of work's transaction): one records the change and its
+    event; the other writes nothing and is handed the stored order."""
+    conn, account = await world.connect("alpaca", "paper")
+    assert (await world.enable(conn)).status_code == 200
+    desk = _desk(world)
+    user = UUID((await world.client.get("/api/v1/users/me", headers=world.headers)).json()["id"])
+    placed = _order(user, UUID(conn), UUID(account), "cas", status=OrderStatus.NEW)
+    ctx = await desk.context(UUID(account), "cas", "AAPL", user_id=user)
+    assert ctx is not None
+    assert ctx.settings is not None
+    assert await desk.place(placed, _request(placed), ctx.settings, None) is Placement.PLACED
+
+    def filled(actor: str) -> tuple[Order, OrderEvent]:
+        order = dataclasses.replace(placed, status=OrderStatus.FILLED, filled_quantity=Decimal(1))
+        event = OrderEvent(user_id=user, order_id=order.id, kind="broker_answer", actor=actor, data={})
+        return order, event
+
+    via = desk if through == "desk" else None
+    (a, a_event), (b, b_event) = filled("user"), filled("poller")
+    saved = await asyncio.gather(
+        store(world.container.uow, a, OrderStatus.NEW, a_event, Decimal(0), desk=via),
+        store(world.container.uow, b, OrderStatus.NEW, b_event, Decimal(0), desk=via),
+    )
+    assert sorted(saved) == [False, True]
+    assert (a.status, b.status) == (OrderStatus.FILLED, OrderStatus.FILLED)
+    trail = (await world.client.get(f"/api/v1/orders/{placed.id}/events", headers=world.headers)).json()
+    assert [e["kind"] for e in trail] == ["request", "broker_answer", "status"]
+    # A later write that changes no status still lands (it is not compared).
+    note = dataclasses.replace(a, reason="noted")
+    event = OrderEvent(user_id=user, order_id=note.id, kind="cancel", actor="user", data={})
+    assert await store(world.container.uow, note, OrderStatus.FILLED, event, Decimal(1), desk=via)
+    got = (await world.client.get(f"/api/v1/orders/{placed.id}", headers=world.headers)).json()
+    assert got["status"] == "filled"
+    trail = (await world.client.get(f"/api/v1/orders/{placed.id}/events", headers=world.headers)).json()
+    assert [e["kind"] for e in trail][-1] == "cancel"
 
 
 async def test_a_daily_limit_counts_under_the_lock_when_orders_race(world: World, database_url: str) -> None:

@@ -12,6 +12,7 @@ from decimal import Decimal
 from pathlib import Path
 from uuid import uuid4
 
+import httpx
 import pytest
 from sqlalchemy import text
 
@@ -143,6 +144,50 @@ async def test_the_poller_follows_open_orders_and_quiet_streams_hear_heartbeats(
         assert await world.container.orders.follow_open() == 0  # nothing open any more
     r = await world.client.get(f"/api/v1/orders/{order['id']}/events", headers=world.headers)
     assert [e["actor"] for e in r.json() if e["kind"] == "status"][-1] == "poller"
+
+
+class _Overlapping(httpx.AsyncBaseTransport):
+    """The broker holds its answers to reads of one order until ``n`` are in flight: every
+    refresh has read the order before any records what the broker said (a read and the
+    poller overlapping on a busy server)."""
+
+    def __init__(self, inner: httpx.AsyncBaseTransport, n: int) -> None:
+        self.inner, self.together = inner, asyncio.Barrier(n)
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if request.method == "GET" and request.url.path.startswith("/v2/orders/"):
+            await asyncio.wait_for(self.together.wait(), 10)
+        return await self.inner.handle_async_request(request)
+
+
+async def test_refreshes_at_once_record_a_status_change_once(world: World) -> None:
+    """Two reads and the poller learn the same fill at once: one status event, sent once."""
+    _, account = await _ready(world, "alpaca")
+    world.alpaca.fill_mode = "open"
+    order = (await world.order(account, "raced", symbol="AAPL", quantity="2")).json()
+    assert order["status"] == "new"
+    world.alpaca.fill(world.alpaca.orders[-1], Decimal(2), world.clock.now())
+    inner, world.wire.inner = world.wire.inner, _Overlapping(world.wire.inner, 3)
+    url = f"/api/v1/orders/{order['id']}"
+    try:
+        async with stream(world, world.headers) as events:
+            first, second, changed = await asyncio.gather(
+                world.client.get(url, headers=world.headers),
+                world.client.get(url, headers=world.headers),
+                world.container.orders.follow_open(),
+            )
+            frame = await events.event()
+            assert (frame.json["status"], frame.json["previous_status"]) == ("filled", "new")
+            assert (await events.frame()).comments == ["heartbeat"]  # not the change again
+    finally:
+        world.wire.inner = inner
+    # Each reader reports what was recorded, whoever recorded it.
+    assert [r.json()["status"] for r in (first, second)] == ["filled", "filled"]
+    assert changed in (0, 1)
+    r = await world.client.get(f"{url}/events", headers=world.headers)
+    changes = [(e["data"]["from"], e["data"]["to"]) for e in r.json() if e["kind"] == "status"]
+    assert changes == [("pending_submit", "new"), ("new", "filled")]
+    assert (await world.client.get(url, headers=world.headers)).json()["status"] == "filled"
 
 
 @asynccontextmanager

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from contextlib import AsyncExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime, time, timedelta
 from decimal import Decimal
 from typing import Any
@@ -50,6 +50,7 @@ from finsync.domain.ports import (
 from finsync.domain.trading import (
     ApiToken,
     BrokerOrder,
+    Expected,
     Order,
     OrderEvent,
     OrderRequest,
@@ -421,7 +422,7 @@ class OrderService:
         order.status, order.reason, order.updated_at = status, reason, self._clock()
         await store(self._uow, order, before, self._event(order, kind, actor, data), desk=self._desk)
 
-    async def _apply(self, order: Order, answer: BrokerOrder, actor: str, kind: str) -> None:
+    async def _apply(self, order: Order, answer: BrokerOrder, actor: str, kind: str) -> bool:
         before, filled_before = order.status, order.filled_quantity
         order.broker_order_id = answer.broker_order_id
         order.status, order.filled_quantity = answer.status, answer.filled_quantity
@@ -429,7 +430,7 @@ class OrderService:
         order.reason = answer.reason if answer.status is OrderStatus.REJECTED else None
         order.updated_at = self._clock()
         event = self._event(order, kind, actor, {"order": answer.raw})
-        await store(self._uow, order, before, event, filled_before, desk=self._desk)
+        return await store(self._uow, order, before, event, filled_before, desk=self._desk)
 
     # -- reading and cancelling ------------------------------------------------------------
 
@@ -520,8 +521,7 @@ class OrderService:
                     lookups -= 1
                     answer = await adapter.get_order(order.broker_order_id)
                 if answer.status is not order.status or answer.filled_quantity != order.filled_quantity:
-                    await self._apply(order, answer, POLLER, "broker_answer")
-                    changed += 1
+                    changed += await self._apply(order, answer, POLLER, "broker_answer")
         return changed
 
     async def cancel(self, caller: Caller, order_id: UUID) -> Order:
@@ -580,23 +580,39 @@ async def store(
     filled_before: Decimal | None = None,
     *,
     desk: OrderDesk | None = None,
-) -> None:
+) -> bool:
     """Save the order with what happened (and its status change, when there is one, or a fill
     that left the status as it was): one write (one statement through ``desk``). A ``status``
-    event reaches the event streams."""
+    event reaches the event streams.
+
+    A status change is written only while the stored order still has the status and fill it
+    was computed from (compare-and-set): when a read and the poller learn the same change at
+    once, one records it and its event; the other writes nothing, and ``order`` becomes the
+    stored one, so its caller reports what was recorded. Answers whether this write was it."""
     events = [event]
     filled = filled_before is not None and filled_before != order.filled_quantity
+    expect = None
     if before is not order.status or filled:
         change = {"from": before, "to": order.status, "filled_quantity": order.filled_quantity}
         events.append(OrderEvent(user_id=order.user_id, order_id=order.id, kind="status", actor=event.actor,
                                  data=change, at=event.at))  # fmt: skip
+        expect = Expected(before, order.filled_quantity if filled_before is None else filled_before)
     if desk is not None:
-        await desk.record(order, events)
-        return
-    async with uow() as u:
-        await u.trading.save_order(order)
-        await u.trading.add_events(*events)
-        await u.commit()
+        saved = await desk.record(order, events, expect)
+    else:
+        async with uow() as u:
+            saved = await u.trading.save_order(order, expect)
+            if saved:
+                await u.trading.add_events(*events)
+                await u.commit()
+    if not saved:
+        async with uow() as u:
+            stored = await u.trading.order(order.id)
+        if stored is not None:
+            for f in fields(Order):
+                setattr(order, f.name, getattr(stored, f.name))
+        log.info("order_change_already_recorded", order_id=str(order.id), status=order.status.value)
+    return saved
 
 
 def _money_limits(settings: TradingSettings) -> bool:

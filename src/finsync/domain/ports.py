@@ -49,6 +49,7 @@ from finsync.domain.schedule import SyncSchedule
 from finsync.domain.trading import (
     ApiToken,
     BrokerOrder,
+    Expected,
     Order,
     OrderContext,
     OrderEvent,
@@ -546,7 +547,12 @@ class TradingRepository(Protocol):
         ...
 
     async def order_by_key(self, user_id: UUID, key: str) -> Order | None: ...
-    async def save_order(self, order: Order) -> None: ...
+    async def save_order(self, order: Order, expect: Expected | None = None) -> bool:
+        """Write the order; with ``expect`` only while its stored status and filled quantity
+        are still those (compare-and-set: of two writers of the same change, one records
+        it). Answers whether it was written."""
+        ...
+
     async def claim_resend(self, order_id: UUID) -> bool:
         """Take the one resend an order may have (submit_attempts 1 → 2, atomically)."""
         ...
@@ -617,9 +623,13 @@ class OrderDesk(Protocol):
         ``order.created_at``) are counted under the lock and handed to it; it raises to refuse."""
         ...
 
-    async def record(self, order: Order, events: Sequence[OrderEvent]) -> None:
+    async def record(
+        self, order: Order, events: Sequence[OrderEvent], expect: Expected | None = None
+    ) -> bool:
         """Save the order and append ``events`` in one commit (a ``status`` event reaches
-        the order event streams)."""
+        the order event streams). With ``expect``, all of it only while the stored status and
+        filled quantity are still those: False, nothing written, when another writer changed
+        them first."""
         ...
 
 

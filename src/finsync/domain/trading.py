@@ -296,6 +296,16 @@ class OrderContext:
     last_price: Decimal | None
 
 
+@dataclass(frozen=True, slots=True)
+class Expected:
+    """What an order's status write was computed from: it is written only while the stored
+    order still has this status and filled quantity (a compare-and-set), so when a read and
+    the poller learn the same change at once, one of them records it."""
+
+    status: OrderStatus
+    filled_quantity: Decimal
+
+
 class Placement(StrEnum):
     """What ``OrderDesk.place`` did."""
 

@@ -12,7 +12,9 @@ settings, the key's order, the last price); the insert is one statement too — 
 row locked and compared with what was checked, the order inserted unless its key exists, its
 request event — committed before the send; with a daily limit, a transaction counts today's
 orders after taking the lock. After the send: one statement (the order, its events and the
-``pg_notify`` of a status change). SQLite: the same statements, one hand-off each.
+``pg_notify`` of a status change; a status change only while the stored status and fill are
+those it was computed from, the events and the notification only if that UPDATE matched).
+SQLite: the same statements, one hand-off each.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from finsync.domain.ports import OrderFeed
 from finsync.domain.trading import (
     ORDER_STATUS_CHANNEL,
     ApiToken,
+    Expected,
     Order,
     OrderContext,
     OrderEvent,
@@ -223,7 +226,7 @@ class _Statements:
         self.context_by_user = Compiled(ctx, dialect, list(ctx.selected_columns))
         self.today = Compiled(_today(dialect), dialect)
         self._dialect = dialect
-        self._records: dict[int, Compiled] = {}
+        self._records: dict[tuple[int, bool], Compiled] = {}
         key = ["user_id", "idempotency_key"]
         order_values = {c.name: _param("o_", c) for c in orders.c}
         event_values = {c.name: _param("e_", c) for c in events.c}
@@ -274,33 +277,62 @@ class _Statements:
             self.add = Compiled(add, dialect, [orders.c.id])
             self.request = Compiled(insert(events).values(event_values), dialect)
 
-    def record(self, count: int) -> Compiled:
-        """The order's UPDATE with ``count`` events (PostgreSQL: one statement that also
-        announces status changes; SQLite: the events' INSERT, after the UPDATE)."""
-        found = self._records.get(count)
+    def record(self, count: int, guarded: bool) -> Compiled:
+        """The order's UPDATE with ``count`` events, ``guarded`` by the status and fill it was
+        computed from (PostgreSQL: one statement — the UPDATE, the events and the
+        announcement of status changes, the last two only when the UPDATE matched — answering
+        whether it did; SQLite: the events' INSERT, run only after a matching UPDATE)."""
+        found = self._records.get((count, guarded))
         if found is not None:
             return found
         rows = [{c.name: _param(f"e{i}_", c) for c in events.c} for i in range(count)]
         stmt: Any
         if self.pg:
-            saved = _save().cte("saved")
-            recorded = insert(events).values(rows).cte("recorded")
+            saved = _save(guarded).returning(orders.c.id).cte("saved")
+            matched = exists(select(saved.c.id))
+            recorded = [  # one INSERT … SELECT per event: nothing unless the order was saved
+                insert(events)
+                .from_select(list(row), select(*row.values()).where(matched), include_defaults=False)
+                .cte(f"recorded{i}")
+                for i, row in enumerate(rows)
+            ]
             notes = func.unnest(bindparam("notes", type_=ARRAY(Text))).column_valued("note")
-            stmt = select(func.pg_notify(ORDER_STATUS_CHANNEL, notes)).add_cte(saved).add_cte(recorded)
+            notified = select(func.pg_notify(ORDER_STATUS_CHANNEL, notes).label("n")).where(matched)
+            notified_cte = notified.cte("notified")  # referenced below, so it runs
+            stmt = select(
+                select(func.count()).select_from(saved).scalar_subquery().label("saved"),
+                select(func.count()).select_from(notified_cte).scalar_subquery().label("notified"),
+            )
+            for cte in recorded:
+                stmt = stmt.add_cte(cte)
+            columns: list[Any] = list(stmt.selected_columns)
         else:
-            stmt = insert(events).values(rows)
-        self._records[count] = Compiled(stmt, self._dialect)
-        return self._records[count]
+            stmt, columns = insert(events).values(rows), []
+        self._records[(count, guarded)] = Compiled(stmt, self._dialect, columns)
+        return self._records[(count, guarded)]
 
 
-def _save() -> Any:
+def _save(guarded: bool = False) -> Any:
+    """The order's UPDATE; ``guarded``: only while its stored status and filled quantity are
+    still those the write was computed from (``before_status``, ``before_filled``)."""
     values = {c.name: _param("o_", c) for c in orders.c if c.name != "id"}
-    return update(orders).where(orders.c.id == bindparam("saved_id", type_=orders.c.id.type)).values(values)
+    stmt = update(orders).where(orders.c.id == bindparam("saved_id", type_=orders.c.id.type))
+    if guarded:
+        stmt = stmt.where(
+            orders.c.status == bindparam("before_status", type_=orders.c.status.type),
+            orders.c.filled_quantity.is_not_distinct_from(
+                bindparam("before_filled", type_=orders.c.filled_quantity.type)
+            ),
+        )
+    return stmt.values(values)
 
 
-def _order_args(order: Order) -> dict[str, Any]:
+def _order_args(order: Order, expect: Expected | None) -> dict[str, Any]:
     values = _params("o_", order)
     values["saved_id"] = order.id
+    if expect is not None:
+        values["before_status"] = expect.status.value
+        values["before_filled"] = expect.filled_quantity
     return values
 
 
@@ -325,6 +357,9 @@ class SqlOrderDesk:
         self._feed = feed  # SQLite: status changes reach this process's streams after the commit
         self._sql = _Statements(engine.dialect)
         self._save = Compiled(_save(), engine.dialect)
+        self._save_change = Compiled(  # SQLite: RETURNING tells whether the guard held
+            _save(guarded=True).returning(orders.c.id), engine.dialect, [orders.c.id]
+        )
 
     @asynccontextmanager
     async def _driver(self) -> AsyncIterator[Any]:
@@ -435,17 +470,22 @@ class SqlOrderDesk:
             raise
         return Placement.PLACED
 
-    async def record(self, order: Order, items: Sequence[OrderEvent]) -> None:
-        values = {**_order_args(order), **_event_args(items)}
+    async def record(self, order: Order, items: Sequence[OrderEvent], expect: Expected | None = None) -> bool:
+        values = {**_order_args(order, expect), **_event_args(items)}
         notes = _notes(items)
-        statement = self._sql.record(len(items))
+        statement = self._sql.record(len(items), expect is not None)
         async with self._driver() as driver:
             if self._sql.pg:
                 values["notes"] = [n.payload() for n in notes]
-                await driver.execute(statement.sql, *statement.args(values))
-                return
+                saved, _ = await driver.fetchrow(statement.sql, *statement.args(values))
+                return bool(saved)
+            save = self._save if expect is None else self._save_change
             try:
-                await driver.execute_fetchall(self._save.sql, self._save.args(values))
+                if save is self._save:
+                    await driver.execute_fetchall(save.sql, save.args(values))
+                elif not await driver.execute_fetchall(save.sql, save.args(values)):
+                    await driver.rollback()  # another writer changed the order first
+                    return False
                 await driver.execute_fetchall(statement.sql, statement.args(values))
                 await driver.commit()
             except BaseException:
@@ -453,3 +493,4 @@ class SqlOrderDesk:
                 raise
         if notes and self._feed is not None:
             self._feed.publish(notes)
+        return True

@@ -17,6 +17,7 @@ from finsync.domain.ports import Page, PageRequest
 from finsync.domain.trading import (
     ORDER_STATUS_CHANNEL,
     ApiToken,
+    Expected,
     Order,
     OrderEvent,
     OrderStatus,
@@ -47,6 +48,13 @@ connections_t = ConnectionRow.__table__  # type: ignore[attr-defined]
 _CONNECTION_COLUMNS = [c.label(f"c_{c.name}") for c in connections_t.c]
 # Built once: building an UPDATE of every column was a tenth of an order's CPU.
 _SAVE_ORDER = update(orders).where(orders.c.id == bindparam("saved_id"))
+# The same, only while the stored status and fill are those the change was computed from.
+_SAVE_CHANGE = _SAVE_ORDER.where(
+    orders.c.status == bindparam("before_status"),
+    orders.c.filled_quantity.is_not_distinct_from(
+        bindparam("before_filled", type_=orders.c.filled_quantity.type)
+    ),
+)
 
 
 def _change(row: Any) -> OrderStatusChange:
@@ -128,10 +136,16 @@ class SqlTradingRepository:
         row = (await self._s.execute(stmt)).mappings().first()
         return None if row is None else to_entity(Order, row)
 
-    async def save_order(self, order: Order) -> None:
+    async def save_order(self, order: Order, expect: Expected | None = None) -> bool:
         values = to_row(order)
         values["saved_id"] = values.pop("id")  # the SET clause is the other keys
-        await self._s.execute(_SAVE_ORDER, values)
+        if expect is None:
+            await self._s.execute(_SAVE_ORDER, values)
+            return True
+        values["before_status"] = expect.status.value
+        values["before_filled"] = expect.filled_quantity
+        result = await self._s.execute(_SAVE_CHANGE, values)
+        return bool(result.rowcount)  # type: ignore[attr-defined]
 
     async def claim_resend(self, order_id: UUID) -> bool:
         stmt = (
