@@ -21,7 +21,7 @@ from finsync.providers.ratelimit import SHARED_BUCKETS
 from tests.api.conftest import clock_of
 from tests.api.helpers import register_and_login
 from tests.conftest import api_client, built, make_settings
-from tests.fakes import binance, coinbase, kraken
+from tests.fakes import binance, coinbase, gateio, kraken
 from tests.fakes.clock import VirtualClock
 from tests.fakes.server import serve
 
@@ -68,6 +68,14 @@ def fake_coinbase(clock: VirtualClock) -> Iterator[tuple[coinbase.CoinbaseStore,
 
 
 @pytest.fixture
+def fake_gateio(clock: VirtualClock) -> Iterator[tuple[gateio.GateStore, str]]:
+    store = gateio.GateStore()
+    gateio.seed(store, clock.now())
+    with serve(gateio.create_app(clock, store)) as url:
+        yield store, url
+
+
+@pytest.fixture
 async def api(
     database_url: str,
     tmp_path: Path,
@@ -75,6 +83,7 @@ async def api(
     fake_binance: tuple[binance.BinanceStore, str],
     fake_kraken: tuple[kraken.KrakenStore, str],
     fake_coinbase: tuple[coinbase.CoinbaseStore, str],
+    fake_gateio: tuple[gateio.GateStore, str],
 ) -> AsyncIterator[httpx.AsyncClient]:
     settings = make_settings(
         database_url,
@@ -82,6 +91,7 @@ async def api(
         binance_api_urls=binance.api_urls(fake_binance[1]),
         kraken_api_urls=kraken.api_urls(fake_kraken[1]),
         coinbase_api_urls=coinbase.api_urls(fake_coinbase[1]),
+        gateio_api_urls=gateio.api_urls(fake_gateio[1]),
         provider_timeout_seconds=2.0,
     )
     async with (
@@ -172,6 +182,37 @@ async def test_coinbase_connect_sync_history_per_account_and_resync(
     again = await api.post(f"/api/v1/connections/{created['id']}/sync")
     assert (await _run(api, again.json()["id"]))["status"] == "succeeded"
     assert len(await _items(api, "/api/v1/transactions")) == 6
+
+
+async def test_gateio_rewards_from_the_account_book_are_income_stored_once(
+    api: httpx.AsyncClient, fake_gateio: tuple[gateio.GateStore, str], clock: VirtualClock
+) -> None:
+    """Failed before: Gate's account book was not read, so its earn interest and airdrops were
+    never income. A reward inside the next sync's overlap is read twice and stored once."""
+    store, _ = fake_gateio
+    store.add_book(book_id=9200, ts=int(clock.now() * 1000) - 36 * 3_600_000, currency="USDT",
+                   change="0.03", balance="200.45", kind="hodl_int")  # fmt: skip
+    creds = {"apiKey": store.key, "secret": store.secret}
+    created = (
+        await api.post("/api/v1/connections", json={"provider": "gateio", "credentials": creds})
+    ).json()
+    run = await _run(api, created["sync_run_id"])
+    assert run["status"] == "succeeded", run
+    transactions = {t["provider_transaction_id"]: t for t in await _items(api, "/api/v1/transactions")}
+    rewards = {k: t for k, t in transactions.items() if k.startswith("ledger:")}
+    assert set(rewards) == {"ledger:9001", "ledger:9002", "ledger:9200"}
+    assert {t["type"] for t in rewards.values()} == {"income"}
+    assert (Decimal(rewards["ledger:9001"]["amount"]), rewards["ledger:9001"]["currency"]) == (
+        Decimal("0.42"),
+        "USDT",
+    )
+    assert len(transactions) == 7
+    store.requests.clear()
+    again = await api.post(f"/api/v1/connections/{created['id']}/sync")
+    assert (await _run(api, again.json()["id"]))["status"] == "succeeded"
+    book = [q for p, q in store.requests if p == "/api/v4/spot/account_book"]
+    assert int(book[0]["from"]) * 1000 <= int(clock.now() * 1000) - 36 * 3_600_000  # 9200 asked again
+    assert len(await _items(api, "/api/v1/transactions")) == 7
 
 
 async def _usd_binance(

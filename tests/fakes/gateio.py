@@ -95,6 +95,21 @@ class GateStore:
             }
         )
 
+    def add_book(self, *, book_id: int, ts: int, currency: str, change: str, balance: str, kind: str) -> None:
+        """One spot account book entry; ``ts`` in milliseconds (Gate's spot book ``time`` is)."""
+        self.book.append(
+            {
+                "id": str(book_id),
+                "time": str(ts),
+                "currency": currency,
+                "change": change,
+                "balance": balance,
+                "type": kind,
+                "code": "",
+                "text": "",
+            }
+        )
+
     def add_deposit(self, *, deposit_id: int, ts: int, currency: str, amount: str, chain: str) -> None:
         self.deposits.append(
             {
@@ -344,10 +359,19 @@ def create_app(clock: Clock, store: GateStore) -> Starlette:
         params, bad = await signed(request)
         if bad is not None:
             return bad
-        span = window(params)
+        span, size = window(params), limit(params, 1000)
         if isinstance(span, Response):
             return span
-        return _json([b for b in store.book if span[0] * 1000 <= int(b["time"]) <= span[1] * 1000])
+        if isinstance(size, Response):
+            return size
+        page = int(params.get("page") or 1)
+        items = [b for b in store.book if span[0] * 1000 <= int(b["time"]) <= span[1] * 1000]
+        if params.get("currency"):
+            items = [b for b in items if b["currency"] == params["currency"]]
+        if params.get("type"):
+            items = [b for b in items if b["type"] == params["type"]]
+        items.sort(key=lambda b: (int(b["time"]), int(b["id"])), reverse=True)
+        return _json(items[(page - 1) * size : page * size])
 
     return Starlette(
         routes=[
@@ -380,7 +404,8 @@ def api_urls(url: str) -> dict[str, Any]:
 
 def seed(store: GateStore, now: float) -> None:
     """A spot account: BTC (some locked in an order), ETH, GT and USDT; two trades, a deposit,
-    a withdrawal."""
+    a withdrawal; in the account book, two rewards (earn interest, an airdrop) beside the book's
+    own lines for a trade fill, its fee and the deposit."""
     t = int(now * 1000)
     store.balances = {"BTC": ("0.2", "0.05"), "ETH": ("1.5", "0"), "GT": ("10", "0"), "USDT": ("200", "0")}
     store.add_trade(
@@ -395,3 +420,13 @@ def seed(store: GateStore, now: float) -> None:
     store.add_withdrawal(
         withdrawal_id=1001, ts=t - 2 * DAY_MS, currency="USDT", amount="50", fee="1", chain="TRX"
     )
+    store.add_book(book_id=9001, ts=t - 6 * DAY_MS, currency="USDT", change="0.42", balance="200.42",
+                   kind="interest_in")  # fmt: skip
+    store.add_book(book_id=9002, ts=t - 4 * DAY_MS, currency="GT", change="1.5", balance="10",
+                   kind="airdrop")  # fmt: skip
+    store.add_book(book_id=9003, ts=t - 10 * DAY_MS, currency="BTC", change="0.25", balance="0.5",
+                   kind="order_fill")  # fmt: skip
+    store.add_book(book_id=9004, ts=t - 10 * DAY_MS, currency="BTC", change="-0.0005", balance="0.4995",
+                   kind="order_fee")  # fmt: skip
+    store.add_book(book_id=9005, ts=t - 20 * DAY_MS, currency="BTC", change="0.25", balance="0.25",
+                   kind="deposit")  # fmt: skip

@@ -121,7 +121,7 @@ async def test_trades_and_transfers_with_fees(adapter: ExchangeAdapter) -> None:
     withdrawal = found["withdrawal:w1001"]
     assert withdrawal.fees == Decimal(1)
     assert withdrawal.amount == Decimal(-49)  # ccxt reads Gate's amount as including the fee
-    assert len(found) == 4
+    assert len([x for x in found if not x.startswith("ledger:")]) == 4
 
 
 async def test_history_is_asked_30_days_at_a_time_from_the_cursor(
@@ -173,11 +173,106 @@ async def test_more_than_a_page_of_trades_and_deposits_are_all_read(
     assert len([x for x in found if x.subtype is TransactionSubtype.TRANSFER_IN]) == 231
 
 
-async def test_the_account_book_is_not_read(adapter: ExchangeAdapter, store: GateStore) -> None:
-    """ccxt sends the account book's ``from`` in milliseconds where Gate expects seconds: Gate
-    refuses it, and the whole sync would fail."""
-    await _sync(adapter)
-    assert "/api/v4/spot/account_book" not in {p for p, _ in store.requests}
+BOOK = "/api/v4/spot/account_book"
+
+
+def _ledger(found: list[Any]) -> dict[str, Any]:
+    return {t.provider_transaction_id: t for t in found if t.provider_transaction_id.startswith("ledger:")}
+
+
+def _again(adapter: ExchangeAdapter, store: GateStore, clock: VirtualClock) -> ExchangeAdapter:
+    """A later sync of the same connection: a new adapter on the first one's saved state."""
+    url = adapter.ex.urls["api"]["private"]["spot"].removesuffix("/api/v4")
+    return _build(url, _session(store, state=adapter.session.state), clock)
+
+
+async def test_account_book_rewards_are_income_and_other_entries_are_not(
+    adapter: ExchangeAdapter, store: GateStore
+) -> None:
+    """Failed before: the account book was not read (ccxt sends its ``from`` in milliseconds,
+    which Gate refuses), so Gate's earn interest and airdrops were never income. Now they are;
+    the book's lines for trades, fees and deposits are left to their own endpoints."""
+    found = await _sync(adapter)
+    rewards = _ledger(found)
+    assert set(rewards) == {"ledger:9001", "ledger:9002"}
+    interest, airdrop = rewards["ledger:9001"], rewards["ledger:9002"]
+    assert (interest.type, interest.subtype, interest.amount, interest.currency, interest.symbol) == (
+        TransactionType.INCOME,
+        TransactionSubtype.INTEREST,
+        Decimal("0.42"),
+        "USDT",
+        "USDT",
+    )
+    assert (airdrop.amount, airdrop.currency, airdrop.quantity) == (Decimal("1.5"), "GT", Decimal("1.5"))
+    assert len(found) == 6  # two trades, a deposit, a withdrawal, two rewards: each once
+    asked = [q for p, q in store.requests if p == BOOK]
+    assert asked
+    for query in asked:
+        assert {"from", "to", "page", "limit"} == set(query)  # no ``until``/``type`` of ccxt's
+        assert max(int(query["from"]), int(query["to"])) < 10**10  # seconds, not milliseconds
+        assert 0 <= int(query["to"]) - int(query["from"]) <= 30 * 86_400
+
+
+async def test_the_book_is_read_30_days_at_a_time_back_to_an_old_reward(
+    adapter: ExchangeAdapter, store: GateStore, clock: VirtualClock
+) -> None:
+    """Gate refuses a book query spanning more than 30 days: a reward from 400 days ago is found
+    by walking 30-day windows, none wider (the fake answers a wider one with a 400)."""
+    t = int(clock.now() * 1000)
+    store.add_book(book_id=8001, ts=t - 400 * DAY_MS, currency="ETH", change="0.01", balance="1",
+                   kind="str_int_in")  # fmt: skip
+    rewards = _ledger(await _sync(adapter))
+    assert rewards["ledger:8001"].amount == Decimal("0.01")
+    asked = [q for p, q in store.requests if p == BOOK]
+    assert len(asked) > 400 // 30
+    assert max(int(q["to"]) - int(q["from"]) for q in asked) <= 30 * 86_400
+
+
+async def test_more_than_a_page_of_the_book_is_read_by_page(
+    adapter: ExchangeAdapter, store: GateStore, clock: VirtualClock
+) -> None:
+    """Gate answers 100 entries a page: 250 daily-interest lines in one window take three pages."""
+    t = int(clock.now() * 1000)
+    for i in range(250):
+        store.add_book(book_id=100_000 + i, ts=t - 5 * DAY_MS + i * 1000, currency="USDT",
+                       change="0.01", balance="200", kind="hodl_int")  # fmt: skip
+    rewards = _ledger(await _sync(adapter))
+    assert len(rewards) == 252
+    pages = sorted(int(q["page"]) for p, q in store.requests if p == BOOK and int(q["page"]) > 1)
+    assert pages == [2, 3]
+
+
+async def test_a_resync_reads_the_book_from_its_cursor_and_stores_each_reward_once(
+    adapter: ExchangeAdapter, store: GateStore, clock: VirtualClock
+) -> None:
+    """The book's cursor moves to its newest entry: the next sync asks one window from a day
+    before it (the overlap), finds a reward that arrived since, and answers the overlapped
+    rewards under the same ids (the store keeps one row per id)."""
+    before = int(clock.now() * 1000)
+    first = _ledger(await _sync(adapter))
+    [cursors] = adapter.session.state["cursors"].values()
+    assert cursors["ledger"] >= before - DAY_MS  # no entry newer than the overlap: now, less a day
+    clock.advance(3 * 86_400)
+    t = int(clock.now() * 1000)
+    store.add_book(book_id=9100, ts=t - 2 * DAY_MS, currency="USDT", change="0.05", balance="200.47",
+                   kind="interest_in")  # fmt: skip
+    store.add_book(book_id=9101, ts=t - DAY_MS // 2, currency="USDT", change="0.07", balance="200.54",
+                   kind="interest_in")  # fmt: skip
+    cursor = cursors["ledger"]
+    store.requests.clear()
+    again = _again(adapter, store, clock)
+    try:
+        second = await _sync(again)
+    finally:
+        await again.aclose()
+    asked = [q for p, q in store.requests if p == BOOK]
+    assert len(asked) == 1  # the days since the cursor: one window, one page
+    assert int(asked[0]["from"]) == (cursor - DAY_MS) // 1000
+    rewards = _ledger(second)
+    assert set(rewards) == {"ledger:9100", "ledger:9101"}
+    assert not set(rewards) & set(first)
+    [moved] = again.session.state["cursors"].values()
+    assert moved["ledger"] == t - DAY_MS // 2  # the newest entry read
 
 
 @pytest.mark.parametrize(

@@ -185,7 +185,7 @@ class ExchangeAdapter:
                     record = mappers.transfer(self.wire, item)
                     found[record.provider_transaction_id] = record
         if self.exchange.ledger and self.ex.has.get("fetchLedger"):
-            for item in await self._by_time("ledger", self.ex.fetch_ledger, cursors):
+            for item in await self._ledger(cursors):
                 income = mappers.ledger_income(self.wire, item, self.exchange.income_types)
                 if income is not None:
                     found[income.provider_transaction_id] = income
@@ -202,7 +202,9 @@ class ExchangeAdapter:
                 "trades", self.exchange.trade_cursor_param, self.ex.fetch_my_trades, cursors
             )
         if self.exchange.trade_window_hours is not None:
-            return await self._windows("trades", self.ex.fetch_my_trades, cursors)
+            return await self._windows(
+                "trades", self.ex.fetch_my_trades, cursors, self.exchange.trade_window_hours * HOUR_MS
+            )
         if not self.exchange.trades_need_symbol:
             return await self._by_time("trades", self.ex.fetch_my_trades, cursors)
         # Binance: one call (or more) per symbol; symbols from balances and past trades.
@@ -382,24 +384,47 @@ class ExchangeAdapter:
         cursors[endpoint] = max([int(i["timestamp"]) for i in items] + [now - OVERLAP_MS])
         return items
 
+    async def _ledger(self, cursors: dict[str, Any]) -> list[dict[str, Any]]:
+        """The ledger since its cursor: window by window where a query may span only so long
+        (Gate.io: 30 days), with the window's bounds in the exchange's own parameters, in
+        seconds, where ccxt would send milliseconds the exchange refuses (Gate's account book:
+        ``from``/``to``; ccxt's ``since`` stays empty, and no ``until`` is passed, which ccxt
+        would turn into a ``to`` in milliseconds over ours)."""
+        days = self.exchange.ledger_window_days
+        if days is None:
+            return await self._by_time("ledger", self.ex.fetch_ledger, cursors)
+        seconds = self.exchange.ledger_seconds_params
+
+        def in_seconds(start: int, end: int) -> tuple[int | None, dict[str, Any]]:
+            assert seconds is not None
+            return None, {seconds[0]: start // 1000, seconds[1]: end // 1000}
+
+        bounds = in_seconds if seconds is not None else None
+        return await self._windows("ledger", self.ex.fetch_ledger, cursors, days * DAY_MS, bounds)
+
     async def _windows(
-        self, endpoint: str, fetch: Callable[..., Awaitable[list[dict[str, Any]]]], cursors: dict[str, Any]
+        self,
+        endpoint: str,
+        fetch: Callable[..., Awaitable[list[dict[str, Any]]]],
+        cursors: dict[str, Any],
+        step: int,
+        bounds: Callable[[int, int], tuple[int | None, dict[str, Any]]] | None = None,
     ) -> list[dict[str, Any]]:
-        """HTX: one query spans at most ``trade_window_hours`` and reaches back at most
-        ``trade_history_days`` (older trades are out of reach): walk the windows from the cursor
-        up to now, each one newest first by record id. Asked with ``since`` alone, HTX refuses
-        the whole sync (``invalid-start-date``)."""
-        assert self.exchange.trade_window_hours is not None
+        """HTX: one query spans at most ``trade_window_hours`` (``step``, in milliseconds) and
+        reaches back at most ``trade_history_days`` (older trades are out of reach): walk the
+        windows from the cursor up to now, each one paged. Asked with ``since`` alone, HTX
+        refuses the whole sync (``invalid-start-date``). ``bounds(start, end)`` → the ``since``
+        and parameters that ask one window (default: ``since`` and ccxt's ``until``)."""
         now = int(self.clock.now() * 1000)
         start = max(EPOCH_MS, int(cursors.get(endpoint, EPOCH_MS)) - OVERLAP_MS)
-        if self.exchange.trade_history_days is not None:
+        if endpoint == "trades" and self.exchange.trade_history_days is not None:
             # an hour inside the limit: the exchange's clock reads it a little later than ours
             start = max(start, now - self.exchange.trade_history_days * DAY_MS + HOUR_MS)
-        step = self.exchange.trade_window_hours * HOUR_MS
         items: list[dict[str, Any]] = []
         while start <= now:
             end = min(start + step - 1, now)
-            items += await self._pages(endpoint, fetch, start, {"until": end})
+            since, params = bounds(start, end) if bounds is not None else (start, {"until": end})
+            items += await self._pages(endpoint, fetch, since, params)
             start = end + 1
         cursors[endpoint] = max([int(i["timestamp"]) for i in items] + [now - OVERLAP_MS])
         return items
@@ -408,7 +433,7 @@ class ExchangeAdapter:
         self,
         endpoint: str,
         fetch: Callable[..., Awaitable[list[dict[str, Any]]]],
-        since: int,
+        since: int | None,
         params: dict[str, Any],
     ) -> list[dict[str, Any]]:
         """Every page of one window: by record id (HTX), by page number or offset (Gate.io),
@@ -428,7 +453,10 @@ class ExchangeAdapter:
         return list(items.values())
 
     async def _by_id(
-        self, fetch: Callable[..., Awaitable[list[dict[str, Any]]]], since: int, params: dict[str, Any]
+        self,
+        fetch: Callable[..., Awaitable[list[dict[str, Any]]]],
+        since: int | None,
+        params: dict[str, Any],
     ) -> list[dict[str, Any]]:
         """Newest first, ``ID_PAGE`` at a time: the next page is asked from the oldest record id
         seen (in ``id_page_param``) until a page is short (ccxt drops items older than ``since``,

@@ -133,6 +133,13 @@ class Exchange:
     permissions: Permissions | None = None
     # Read the ledger for rewards (off where ccxt's ledger is not the spot wallet's: Binance).
     ledger: bool = True
+    # Longest window a ledger query may span, in days (Gate.io: 30): the ledger is read window by
+    # window from the cursor up to now (paged within a window as ``page_params["ledger"]`` says).
+    ledger_window_days: int | None = None
+    # The exchange's own start and end parameters of a ledger window, sent in Unix seconds with
+    # ccxt's ``since`` left empty, where ccxt would send them in milliseconds and the exchange
+    # refuses them (Gate.io's account book: ``("from", "to")``). None: ccxt's ``since``/``until``.
+    ledger_seconds_params: tuple[str, str] | None = None
     # Ledger entry types that are income (staking and earn rewards).
     income_types: frozenset[str] = frozenset({"staking", "reward", "earn", "rebate", "airdrop", "cashback"})
     # After a refused timestamp, ask the exchange's clock before the retry (Binance recvWindow).
