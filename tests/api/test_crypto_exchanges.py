@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator, Iterator
 from datetime import date
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 import pytest
@@ -43,36 +43,34 @@ def clock() -> VirtualClock:
     return VirtualClock()
 
 
+Store = TypeVar("Store")
+
+
+def _serve_fake(fake: Any, store: Store, clock: VirtualClock) -> Iterator[tuple[Store, str]]:
+    """A fake exchange module's server over ``store``, seeded at the clock's time."""
+    fake.seed(store, clock.now())
+    with serve(fake.create_app(clock, store)) as url:
+        yield store, url
+
+
 @pytest.fixture
 def fake_binance(clock: VirtualClock) -> Iterator[tuple[binance.BinanceStore, str]]:
-    store = binance.BinanceStore()
-    binance.seed(store, clock.now())
-    with serve(binance.create_app(clock, store)) as url:
-        yield store, url
+    yield from _serve_fake(binance, binance.BinanceStore(), clock)
 
 
 @pytest.fixture
 def fake_kraken(clock: VirtualClock) -> Iterator[tuple[kraken.KrakenStore, str]]:
-    store = kraken.KrakenStore()
-    kraken.seed(store, clock.now())
-    with serve(kraken.create_app(clock, store)) as url:
-        yield store, url
+    yield from _serve_fake(kraken, kraken.KrakenStore(), clock)
 
 
 @pytest.fixture
 def fake_coinbase(clock: VirtualClock) -> Iterator[tuple[coinbase.CoinbaseStore, str]]:
-    store = coinbase.CoinbaseStore()
-    coinbase.seed(store, clock.now())
-    with serve(coinbase.create_app(clock, store)) as url:
-        yield store, url
+    yield from _serve_fake(coinbase, coinbase.CoinbaseStore(), clock)
 
 
 @pytest.fixture
 def fake_gateio(clock: VirtualClock) -> Iterator[tuple[gateio.GateStore, str]]:
-    store = gateio.GateStore()
-    gateio.seed(store, clock.now())
-    with serve(gateio.create_app(clock, store)) as url:
-        yield store, url
+    yield from _serve_fake(gateio, gateio.GateStore(), clock)
 
 
 @pytest.fixture
