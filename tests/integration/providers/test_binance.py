@@ -24,6 +24,7 @@ from finsync.providers.ratelimit import BUCKET_STORE
 from tests.fakes.binance import BinanceStore, api_urls, create_app, seed
 from tests.fakes.clock import VirtualClock
 from tests.fakes.server import serve
+from tests.integration.providers.exchanges import build_exchange
 
 pytestmark = pytest.mark.integration
 
@@ -54,10 +55,7 @@ async def adapter(url: str, store: BinanceStore, clock: VirtualClock) -> AsyncIt
 
 
 def _build(url: str, session: ProviderSession, clock: VirtualClock) -> ExchangeAdapter:
-    settings = binance.BinanceSettings(_env_file=None, api_urls=api_urls(url), timeout_seconds=2.0)  # type: ignore[call-arg]
-    made = binance.METADATA.adapter_factory(session, settings, clock=clock)  # type: ignore[misc]
-    assert isinstance(made, ExchangeAdapter)
-    return made
+    return build_exchange(binance, api_urls(url), session, clock)
 
 
 async def test_validate_is_one_signed_balance_call_and_a_read_only_key_gets_no_warning(

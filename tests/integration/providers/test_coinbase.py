@@ -31,6 +31,7 @@ from tests.fakes.coinbase import (
     seed,
 )
 from tests.fakes.server import serve
+from tests.integration.providers.exchanges import build_exchange
 
 pytestmark = pytest.mark.integration
 
@@ -54,10 +55,7 @@ def _session(store: CoinbaseStore, state: dict[str, Any] | None = None, **creds:
 
 
 def _build(url: str, session: ProviderSession, clock: VirtualClock) -> ExchangeAdapter:
-    settings = coinbase.CoinbaseSettings(_env_file=None, api_urls=api_urls(url), timeout_seconds=2.0)  # type: ignore[call-arg]
-    made = coinbase.METADATA.adapter_factory(session, settings, clock=clock)  # type: ignore[misc]
-    assert isinstance(made, ExchangeAdapter)
-    return made
+    return build_exchange(coinbase, api_urls(url), session, clock)
 
 
 @pytest.fixture

@@ -19,6 +19,7 @@ from finsync.providers.ccxt.adapter import ExchangeAdapter
 from tests.fakes.clock import VirtualClock
 from tests.fakes.gateio import DAY_MS, GateStore, api_urls, create_app, seed
 from tests.fakes.server import serve
+from tests.integration.providers.exchanges import build_exchange
 
 pytestmark = pytest.mark.integration
 
@@ -42,10 +43,7 @@ def _session(store: GateStore, state: dict[str, Any] | None = None, **creds: str
 
 
 def _build(url: str, session: ProviderSession, clock: VirtualClock) -> ExchangeAdapter:
-    settings = gateio.GateioSettings(_env_file=None, api_urls=api_urls(url), timeout_seconds=2.0)  # type: ignore[call-arg]
-    made = gateio.METADATA.adapter_factory(session, settings, clock=clock)  # type: ignore[misc]
-    assert isinstance(made, ExchangeAdapter)
-    return made
+    return build_exchange(gateio, api_urls(url), session, clock)
 
 
 @pytest.fixture

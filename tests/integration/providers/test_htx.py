@@ -20,6 +20,7 @@ from finsync.providers.ccxt.adapter import ExchangeAdapter
 from tests.fakes.clock import VirtualClock
 from tests.fakes.htx import DAY_MS, HtxStore, api_urls, create_app, seed
 from tests.fakes.server import serve
+from tests.integration.providers.exchanges import build_exchange
 
 pytestmark = pytest.mark.integration
 
@@ -43,10 +44,7 @@ def _session(store: HtxStore, state: dict[str, Any] | None = None, **creds: str)
 
 
 def _build(url: str, session: ProviderSession, clock: VirtualClock) -> ExchangeAdapter:
-    settings = htx.HtxSettings(_env_file=None, api_urls=api_urls(url), timeout_seconds=2.0)  # type: ignore[call-arg]
-    made = htx.METADATA.adapter_factory(session, settings, clock=clock)  # type: ignore[misc]
-    assert isinstance(made, ExchangeAdapter)
-    return made
+    return build_exchange(htx, api_urls(url), session, clock)
 
 
 @pytest.fixture

@@ -18,6 +18,7 @@ from finsync.providers.ccxt.adapter import ExchangeAdapter
 from tests.fakes.clock import VirtualClock
 from tests.fakes.kraken import KrakenStore, api_urls, create_app, seed
 from tests.fakes.server import serve
+from tests.integration.providers.exchanges import build_exchange
 
 pytestmark = pytest.mark.integration
 
@@ -44,10 +45,7 @@ def _session(store: KrakenStore, state: dict[str, Any] | None = None, **creds: s
 
 
 def _build(url: str, session: ProviderSession, clock: VirtualClock) -> ExchangeAdapter:
-    settings = kraken.KrakenSettings(_env_file=None, api_urls=api_urls(url), timeout_seconds=2.0)  # type: ignore[call-arg]
-    made = kraken.METADATA.adapter_factory(session, settings, clock=clock)  # type: ignore[misc]
-    assert isinstance(made, ExchangeAdapter)
-    return made
+    return build_exchange(kraken, api_urls(url), session, clock)
 
 
 @pytest.fixture

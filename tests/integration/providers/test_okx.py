@@ -19,6 +19,7 @@ from finsync.providers.ccxt.adapter import ExchangeAdapter
 from tests.fakes.clock import VirtualClock
 from tests.fakes.okx import DAY_MS, OkxStore, api_urls, create_app, seed
 from tests.fakes.server import serve
+from tests.integration.providers.exchanges import build_exchange
 
 pytestmark = pytest.mark.integration
 
@@ -47,10 +48,7 @@ def _session(store: OkxStore, state: dict[str, Any] | None = None, **creds: str)
 
 
 def _build(url: str, session: ProviderSession, clock: VirtualClock) -> ExchangeAdapter:
-    settings = okx.OkxSettings(_env_file=None, api_urls=api_urls(url), timeout_seconds=2.0)  # type: ignore[call-arg]
-    made = okx.METADATA.adapter_factory(session, settings, clock=clock)  # type: ignore[misc]
-    assert isinstance(made, ExchangeAdapter)
-    return made
+    return build_exchange(okx, api_urls(url), session, clock)
 
 
 @pytest.fixture
