@@ -8,7 +8,9 @@ import asyncio
 import json
 import re
 from datetime import date, timedelta
+from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import asyncpg
 import pytest
@@ -22,8 +24,9 @@ from finsync.domain.ports import PageRequest, TransactionFilter
 from finsync.infrastructure.db.repositories.transactions import listed_query
 from finsync.infrastructure.db.tables import TransactionRow
 from finsync.infrastructure.db.uow import ANALYZE_AFTER
+from finsync.providers.registry import ProviderRegistry
 from tests.api.helpers import register_and_login
-from tests.conftest import PG_DSN, api_client
+from tests.conftest import PG_DSN, api_client, built, make_settings
 from tests.factories import account, seed_connection, seed_user, txn
 from tests.sql import statements
 
@@ -496,3 +499,76 @@ async def test_a_dead_connection_under_the_asyncpg_path_is_retried_once_for_a_fi
         with pytest.raises((asyncpg.ConnectionDoesNotExistError, asyncpg.InterfaceError, ConnectionError)):
             await uow.transactions.listed(user.id, TransactionFilter(), PageRequest())
     assert await _backend_pid(container) not in (pid, fresh)
+
+
+class _HeldClose:
+    """TCP between the app and PostgreSQL that passes every byte; once armed, it holds back the
+    next close by the server until the client writes again: the client has read the FATAL
+    "terminating connection" and still sees an open socket, the moment a pool may hand that
+    connection out (seen under load)."""
+
+    def __init__(self) -> None:
+        self.armed = False
+        self.held = asyncio.Event()
+        self.port = 0
+
+    async def __aenter__(self) -> _HeldClose:
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        self._server.close()
+
+    def arm(self) -> None:
+        self.armed = True
+        self.held.clear()
+
+    async def _serve(self, client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter) -> None:
+        pg = urlsplit(PG_DSN)
+        server_r, server_w = await asyncio.open_connection(pg.hostname, pg.port or 5432)
+
+        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+            while data := await src.read(65536):
+                dst.write(data)
+                await dst.drain()
+
+        upstream = asyncio.create_task(pipe(client_r, server_w))
+        try:
+            await pipe(server_r, client_w)  # until the server ends the connection
+            upstream.cancel()
+            await asyncio.wait([upstream])
+            if self.armed:
+                self.armed = False
+                self.held.set()
+                await client_r.read(1)  # the client's next statement (or its own close)
+        finally:
+            upstream.cancel()
+            client_w.close()
+            server_w.close()
+
+
+async def test_a_connection_the_server_ended_but_not_yet_closed_is_retried_as_lost(
+    database_url: str, tmp_path: Path, registry: ProviderRegistry
+) -> None:
+    """asyncpg refuses a statement on such a connection with InternalClientError ("another
+    operation is in progress"), not as a lost connection. SQLAlchemy takes it as a disconnect;
+    the straight-to-asyncpg path must too: retry a first read on a fresh connection and never
+    pool the broken one again (it failed CI once, and left its test database unemptied)."""
+    if not database_url.startswith("postgresql"):
+        pytest.skip("PostgreSQL behaviour")
+    async with _HeldClose() as proxy:
+        url = urlsplit(database_url)._replace(netloc=f"{urlsplit(PG_DSN).username}@127.0.0.1:{proxy.port}")
+        settings = make_settings(url.geturl(), tmp_path)
+        async with built(settings, registry=registry) as c, api_client(c) as client:
+            headers = await register_and_login(client)
+            for read in ("asyncpg", "sqlalchemy"):
+                pid = await _backend_pid(c)
+                proxy.arm()
+                await _kill(pid)
+                await asyncio.wait_for(proxy.held.wait(), 10)
+                await asyncio.sleep(0.05)  # the client reads the FATAL notice (loopback)
+                if read == "asyncpg":  # the auth look-up, straight on the driver
+                    r = await client.get("/api/v1/transactions", headers=headers)
+                    assert r.status_code == 200, r.text
+                assert await _backend_pid(c) != pid

@@ -30,7 +30,15 @@ from sqlalchemy.sql import ClauseElement
 log = structlog.get_logger(__name__)
 
 # What asyncpg raises when the connection under it is gone (server restart, dropped by a proxy).
-_LOST = (asyncpg.ConnectionDoesNotExistError, asyncpg.InterfaceError, ConnectionError)
+# InternalClientError too: when the server's "terminating connection" notice has arrived but its
+# close not yet, asyncpg's protocol is stuck consuming that error and refuses any new statement
+# ("another operation is in progress"); such a connection can never be used again either.
+_LOST = (
+    asyncpg.ConnectionDoesNotExistError,
+    asyncpg.InterfaceError,
+    asyncpg.InternalClientError,
+    ConnectionError,
+)
 
 
 async def driver(session: AsyncSession) -> Any | None:
