@@ -50,6 +50,7 @@ from finsync.domain.trading import (
     TradingSettings,
 )
 from finsync.infrastructure.db.mapping import to_entity, to_row
+from finsync.infrastructure.db.raw import pooled
 from finsync.infrastructure.db.tables import (
     AccountRow,
     ApiTokenRow,
@@ -363,11 +364,11 @@ class SqlOrderDesk:
 
     @asynccontextmanager
     async def _driver(self) -> AsyncIterator[Any]:
-        """The driver connection under a pooled one (returned to the pool afterwards)."""
-        async with self._engine.connect() as conn:
-            raw = await conn.get_raw_connection()
+        """The driver connection under a pooled one (returned to the pool afterwards; discarded
+        if found dead)."""
+        async with pooled(self._engine) as driver:
             try:
-                yield raw.driver_connection
+                yield driver
             except _RACES as exc:
                 raise Conflict(_CONFLICT) from exc
 
