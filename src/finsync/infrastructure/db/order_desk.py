@@ -21,7 +21,8 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
+from contextvars import ContextVar
 from datetime import datetime, time
 from decimal import Decimal
 from typing import Any
@@ -357,16 +358,29 @@ class SqlOrderDesk:
         self._engine = engine
         self._feed = feed  # SQLite: status changes reach this process's streams after the commit
         self._sql = _Statements(engine.dialect)
+        self._held: ContextVar[Any | None] = ContextVar(f"order_desk_{id(self)}", default=None)
         self._save = Compiled(_save(), engine.dialect)
         self._save_change = Compiled(  # SQLite: RETURNING tells whether the guard held
             _save(guarded=True).returning(orders.c.id), engine.dialect, [orders.c.id]
         )
 
     @asynccontextmanager
-    async def _driver(self) -> AsyncIterator[Any]:
-        """The driver connection under a pooled one (returned to the pool afterwards; discarded
-        if found dead)."""
+    async def held(self) -> AsyncIterator[None]:
         async with pooled(self._engine) as driver:
+            token = self._held.set(driver)
+            try:
+                yield
+            finally:
+                self._held.reset(token)
+
+    @asynccontextmanager
+    async def _driver(self) -> AsyncIterator[Any]:
+        """The held driver connection, else one under a pooled connection (returned to the
+        pool afterwards; discarded if found dead)."""
+        async with AsyncExitStack() as stack:
+            driver = self._held.get()
+            if driver is None:
+                driver = await stack.enter_async_context(pooled(self._engine))
             try:
                 yield driver
             except _RACES as exc:
