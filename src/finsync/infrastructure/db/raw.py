@@ -30,8 +30,8 @@ import asyncpg  # type: ignore[import-untyped]
 import structlog
 from sqlalchemy.dialects.postgresql.asyncpg import dialect as asyncpg_dialect
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
-from sqlalchemy.util import greenlet_spawn
 from sqlalchemy.sql import ClauseElement
+from sqlalchemy.util import greenlet_spawn
 
 log = structlog.get_logger(__name__)
 
