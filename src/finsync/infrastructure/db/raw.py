@@ -79,7 +79,7 @@ async def pooled(engine: AsyncEngine) -> AsyncIterator[Any]:
     idle spell); one found dead while in use is discarded, never returned to the pool.
 
     ``engine.connect()`` built a SQLAlchemy ``Connection`` (and its events) around it for
-    nothing here: that was a fifth of the CPU of a shared rate budget's reservation."""
+    nothing: these callers never execute through it."""
     fairy = await engine.raw_connection()
     try:
         yield fairy.driver_connection
