@@ -14,6 +14,7 @@ differences) and the CPU time per order of this process for each path (the machi
 shared: CPU time is the steadier figure). Goal: added p50 at most 5 ms.
 
     .venv/bin/python benchmarks/orders.py [--orders 150] [--latency 0.05] [--backend sqlite|postgresql]
+        [--database NAME]   # PostgreSQL: the database to drop and recreate (finsync_bench_orders)
         [--daily-limit N]   # the connection gets max_orders_per_day=N: today's orders are counted
                             # under the settings row's lock (one more transaction on PostgreSQL)
 """
@@ -32,6 +33,7 @@ from typing import Any
 
 import httpx
 import structlog
+from sqlalchemy import event
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # for tests.fakes
 
@@ -69,9 +71,9 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
-async def settings_for(backend: str) -> Settings:
+async def settings_for(backend: str, database: str = "finsync_bench_orders") -> Settings:
     if backend == "postgresql":
-        return await fresh_database("finsync_bench_orders", alpaca_paper_url="http://alpaca.test")
+        return await fresh_database(database, alpaca_paper_url="http://alpaca.test")
     url = f"sqlite+aiosqlite:///{Path(tempfile.mkdtemp()) / 'orders.db'}"
     await asyncio.to_thread(migrate_database, url)
     return Settings(
@@ -84,7 +86,13 @@ async def settings_for(backend: str) -> Settings:
     )
 
 
-async def main(orders: int, latency: float, backend: str, daily_limit: int | None = None) -> None:
+async def main(
+    orders: int,
+    latency: float,
+    backend: str,
+    daily_limit: int | None = None,
+    database: str = "finsync_bench_orders",
+) -> None:
     logging.disable(logging.WARNING)
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
     # Two fake brokers, alike: each path has its own 200-a-minute budget, so neither waits for
@@ -95,7 +103,7 @@ async def main(orders: int, latency: float, backend: str, daily_limit: int | Non
         store.account["buying_power"] = "100000000"
         app = alpaca_app(SystemClock(), key_id=KEY_ID, secret_key=SECRET, store=store)
         brokers.append(SlowBroker(app, latency))
-    container = build(await settings_for(backend), adapter_options={"transport": brokers[0]})
+    container = build(await settings_for(backend, database), adapter_options={"transport": brokers[0]})
     app = create_app(container=container)
     api = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://finsync.test")
     direct = httpx.AsyncClient(
@@ -122,6 +130,10 @@ async def main(orders: int, latency: float, backend: str, daily_limit: int | Non
         secret = (await api.post("/api/v1/api-tokens", headers=user, json=scopes)).json()["token"]
         bot = {"Authorization": f"Bearer {secret}"}
 
+        checkouts = [0]  # pooled connections taken (finsync's orders only use the pool)
+        event.listen(
+            container.engine.sync_engine, "checkout", lambda *_: checkouts.__setitem__(0, checkouts[0] + 1)
+        )
         calls = {"finsync": brokers[0].calls, "direct": brokers[1].calls}
         walls: dict[str, list[float]] = {"direct": [], "finsync": []}
         cpu = dict.fromkeys(walls, 0.0)
@@ -150,6 +162,7 @@ async def main(orders: int, latency: float, backend: str, daily_limit: int | Non
         print(f"  {path:8s} wall p50 {pct(values, 0.5):7.1f} ms  p99 {pct(values, 0.99):7.1f} ms  "
               f"CPU {cpu[path] / orders:5.2f} ms/order  broker calls/order "
               f"{calls[path] / (orders + 5):.2f}")  # fmt: skip
+    print(f"  finsync pool checkouts/order {checkouts[0] / (orders + 5):.2f}")
     print(f"  added by finsync: p50 {statistics.median(added):.1f} ms, p99 {pct(added, 0.99):.1f} ms "
           f"(CPU {(cpu['finsync'] - cpu['direct']) / orders:.2f} ms/order; goal: p50 <= 5 ms)")  # fmt: skip
 
@@ -160,5 +173,8 @@ if __name__ == "__main__":
     parser.add_argument("--latency", type=float, default=0.05)
     parser.add_argument("--backend", choices=["sqlite", "postgresql"], default="sqlite")
     parser.add_argument("--daily-limit", type=int, default=None, help="max_orders_per_day on the connection")
+    parser.add_argument(
+        "--database", default="finsync_bench_orders", help="PostgreSQL: the database to (re)create"
+    )
     args = parser.parse_args()
-    asyncio.run(main(args.orders, args.latency, args.backend, args.daily_limit))
+    asyncio.run(main(args.orders, args.latency, args.backend, args.daily_limit, args.database))

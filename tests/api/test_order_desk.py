@@ -7,11 +7,13 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 from uuid import UUID
 
+import asyncpg  # type: ignore[import-untyped]
 import pytest
 
 from finsync.application.api_tokens import digest
@@ -26,7 +28,9 @@ from finsync.domain.trading import (
     TimeInForce,
 )
 from finsync.infrastructure.db.order_desk import SqlOrderDesk
+from finsync.infrastructure.db.raw import pooled
 from tests.api.trading_world import World, trading_world
+from tests.conftest import PG_DSN
 
 pytestmark = pytest.mark.e2e
 
@@ -230,3 +234,41 @@ async def test_todays_orders_are_counted_and_summed_exactly_by_the_database(worl
             Decimal("150.56"),
         )
         assert await uow.trading.placed_since(UUID(conn), datetime(2100, 1, 1, tzinfo=UTC)) == (0, 0)
+
+
+async def test_a_connection_lost_under_the_desk_never_goes_back_to_the_pool(
+    world: World, database_url: str
+) -> None:
+    """The desk (and the shared rate budgets) run on the driver connection under a pooled one,
+    past SQLAlchemy: one found dead in use is discarded, so the next order does not meet it."""
+    if not database_url.startswith("postgresql"):
+        pytest.skip("a server-side kill: PostgreSQL")
+    conn, account = await world.connect("alpaca", "paper")
+    assert (await world.enable(conn)).status_code == 200
+    engine = world.container.engine
+    with pytest.raises((asyncpg.ConnectionDoesNotExistError, asyncpg.InterfaceError, ConnectionError)):
+        await _lose_one(engine)
+    async with AsyncExitStack() as stack:  # every connection left in the pool is alive
+        idle = [await stack.enter_async_context(pooled(engine)) for _ in range(engine.pool.checkedin())]  # type: ignore[attr-defined]
+        assert not any(driver.is_closed() for driver in idle)
+    r = await world.order(account, "after-a-lost-connection", symbol="AAPL")
+    assert r.status_code == 201, r.text
+
+
+async def _lose_one(engine: Any) -> None:
+    """A pooled connection whose server process is killed while it is in use."""
+    async with pooled(engine) as driver:
+        await _kill(await driver.fetchval("SELECT pg_backend_pid()"))
+        await driver.fetchval("SELECT 1")
+
+
+async def _kill(pid: int) -> None:
+    admin = await asyncpg.connect(f"{PG_DSN}/postgres")
+    try:
+        assert await admin.fetchval("SELECT pg_terminate_backend($1)", pid)
+        for _ in range(200):
+            if not await admin.fetchval("SELECT count(*) FROM pg_stat_activity WHERE pid = $1", pid):
+                return
+            await asyncio.sleep(0.01)
+    finally:
+        await admin.close()

@@ -150,11 +150,27 @@ class OrderService:
         """Check everything that needs no network, store the order, then send it once: one
         read (caller, account, connection, settings, the key's order), one insert committed
         before the send (under the settings row's lock, only if the settings are still those
-        checked), one write after it. Anything unusual — the settings changed meanwhile —
+        checked), one write after it; the read and the insert share one pooled connection,
+        given back before the send. Anything unusual — the settings changed meanwhile —
         takes ``_place_locked``, which does it all inside one locked transaction."""
         if self._desk is None:
             caller = await self._resolve(caller)
             return await self._place_locked(caller, account_id, request, key, digest, client_order_id)
+        async with AsyncExitStack() as held:
+            await held.enter_async_context(self._desk.held())  # one checkout: the read, the insert
+            return await self._place(held, caller, account_id, request, key, digest, client_order_id)
+
+    async def _place(
+        self,
+        held: AsyncExitStack,
+        caller: Caller | Bearer,
+        account_id: UUID,
+        request: OrderRequest,
+        key: str | None,
+        digest: str,
+        client_order_id: str | None,
+    ) -> Placed:
+        assert self._desk is not None
         by_token = isinstance(caller, Bearer)
         ctx = await self._desk.context(
             account_id,
@@ -199,6 +215,7 @@ class OrderService:
                 settings.check(request, estimate, (0, Decimal(0)))
             event = self._event(order, "request", caller.actor, _request_data(order))
             placed = await self._desk.place(order, event, settings, check)
+            await held.aclose()  # the connection goes back to the pool before the send
             if placed is Placement.TAKEN:  # the same key, concurrently: theirs sends
                 async with self._uow() as uow:
                     stored = await uow.trading.order_by_key(caller.user_id, key)

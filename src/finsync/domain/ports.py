@@ -597,6 +597,11 @@ class OrderDesk(Protocol):
     settings row locked while the daily limits are counted, one order per idempotency key);
     cheaper statements (prepared, on the driver's connection)."""
 
+    def held(self) -> AbstractAsyncContextManager[None]:
+        """One pooled connection for every call of this task inside (the read and the insert:
+        one checkout instead of two), released at exit: never held across a broker call."""
+        ...
+
     async def context(
         self,
         account_id: UUID,

@@ -21,7 +21,8 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
+from contextvars import ContextVar
 from datetime import datetime, time
 from decimal import Decimal
 from typing import Any
@@ -50,6 +51,7 @@ from finsync.domain.trading import (
     TradingSettings,
 )
 from finsync.infrastructure.db.mapping import to_entity, to_row
+from finsync.infrastructure.db.raw import pooled
 from finsync.infrastructure.db.tables import (
     AccountRow,
     ApiTokenRow,
@@ -356,18 +358,31 @@ class SqlOrderDesk:
         self._engine = engine
         self._feed = feed  # SQLite: status changes reach this process's streams after the commit
         self._sql = _Statements(engine.dialect)
+        self._held: ContextVar[Any | None] = ContextVar(f"order_desk_{id(self)}", default=None)
         self._save = Compiled(_save(), engine.dialect)
         self._save_change = Compiled(  # SQLite: RETURNING tells whether the guard held
             _save(guarded=True).returning(orders.c.id), engine.dialect, [orders.c.id]
         )
 
     @asynccontextmanager
-    async def _driver(self) -> AsyncIterator[Any]:
-        """The driver connection under a pooled one (returned to the pool afterwards)."""
-        async with self._engine.connect() as conn:
-            raw = await conn.get_raw_connection()
+    async def held(self) -> AsyncIterator[None]:
+        async with pooled(self._engine) as driver:
+            token = self._held.set(driver)
             try:
-                yield raw.driver_connection
+                yield
+            finally:
+                self._held.reset(token)
+
+    @asynccontextmanager
+    async def _driver(self) -> AsyncIterator[Any]:
+        """The held driver connection, else one under a pooled connection (returned to the
+        pool afterwards; discarded if found dead)."""
+        async with AsyncExitStack() as stack:
+            driver = self._held.get()
+            if driver is None:
+                driver = await stack.enter_async_context(pooled(self._engine))
+            try:
+                yield driver
             except _RACES as exc:
                 raise Conflict(_CONFLICT) from exc
 

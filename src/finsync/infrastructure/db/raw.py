@@ -14,18 +14,24 @@ answer the same; the API tests run both.
 
 A pooled connection found dead is retried once on a fresh one, as ``RetryingSession`` does:
 only when the statement was the session's first, so nothing of the request happened yet.
+
+``pooled`` is the same idea without a session, for code that owns its few statements (the
+order desk, the shared rate budgets): the driver connection of a pooled connection, checked
+out without building a SQLAlchemy ``Connection`` around it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from typing import Any
 
 import asyncpg  # type: ignore[import-untyped]
 import structlog
 from sqlalchemy.dialects.postgresql.asyncpg import dialect as asyncpg_dialect
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from sqlalchemy.sql import ClauseElement
+from sqlalchemy.util import greenlet_spawn
 
 log = structlog.get_logger(__name__)
 
@@ -72,6 +78,24 @@ async def fetch(session: AsyncSession, sql: str, args: Sequence[Any]) -> list[An
     if conn is None:  # pragma: no cover - the same session, the same engine
         return None
     return list(await conn.fetch(sql, *args))
+
+
+@asynccontextmanager
+async def pooled(engine: AsyncEngine) -> AsyncIterator[Any]:
+    """The driver connection (asyncpg, aiosqlite) under a connection of ``engine``'s pool,
+    returned to the pool afterwards. The pool's checkout events still run (the ping after an
+    idle spell); one found dead while in use is discarded, never returned to the pool.
+
+    ``engine.connect()`` built a SQLAlchemy ``Connection`` (and its events) around it for
+    nothing: these callers never execute through it."""
+    fairy = await engine.raw_connection()
+    try:
+        yield fairy.driver_connection
+    except _LOST:
+        await greenlet_spawn(fairy.invalidate)
+        raise
+    finally:
+        await greenlet_spawn(fairy.close)  # after invalidate: only detaches
 
 
 _DIALECT = asyncpg_dialect()  # type: ignore[no-untyped-call]
