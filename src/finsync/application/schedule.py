@@ -87,7 +87,7 @@ class Scheduler:
                     if nxt is not None:
                         runs.append(_scheduled_run(connection, now))
                 # One write: next_sync_at moved, runs inserted (busy connections keep theirs).
-                added = await uow.connections.reschedule_and_queue(moves, runs)
+                added = await uow.connections.reschedule_and_queue(moves, runs, claimed_at=now)
                 providers = {c.id: c.provider for c in due}
                 for run in added:
                     uow.enqueue(
