@@ -49,7 +49,7 @@ from finsync.domain.jobs import Job
 from finsync.infrastructure.db.engine import session_factory
 from finsync.infrastructure.db.uow import SqlUnitOfWork
 
-DB = "finsync_bench_sync_workers"
+DB = os.environ.get("FINSYNC_BENCH_DB", "finsync_bench_sync_workers")  # one per concurrent run
 ROOT = Path(__file__).resolve().parents[1]
 
 

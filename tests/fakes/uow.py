@@ -218,7 +218,11 @@ class MemoryConnections(_Repository):
         return [copy.deepcopy(c) for c in due[:limit]]
 
     async def reschedule_and_queue(
-        self, next_at: Sequence[tuple[UUID, datetime | None]], runs: Sequence[SyncRun]
+        self,
+        next_at: Sequence[tuple[UUID, datetime | None]],
+        runs: Sequence[SyncRun],
+        *,
+        claimed_at: datetime,
     ) -> list[SyncRun]:
         for connection_id, at in next_at:
             if connection_id in self._t.connections:

@@ -125,7 +125,7 @@ async def test_claim_due_takes_schedulable_due_connections_earliest_first(store:
     wanted = [_run(earliest), _run(early)]
     async with store.uow() as uow:
         moves = [(earliest.id, NOW + timedelta(hours=1)), (early.id, None)]
-        added = await uow.connections.reschedule_and_queue(moves, wanted)
+        added = await uow.connections.reschedule_and_queue(moves, wanted, claimed_at=NOW)
         assert [r.id for r in added] == [wanted[0].id]  # the busy one keeps its run
         await uow.commit()
     async with store.uow() as uow:

@@ -182,3 +182,44 @@ async def _trigger_names(conn: AsyncConnection) -> set[str]:
     else:
         names = "SELECT tgname FROM pg_trigger WHERE NOT tgisinternal"
     return {n for (n,) in await conn.execute(text(names))}
+
+
+async def _run_users(url: str, statements: list[str]) -> list[str]:
+    engine = create_engine(url)
+    try:
+        async with engine.begin() as conn:
+            uuid = (lambda v: v.replace("-", "")) if conn.dialect.name == "sqlite" else str
+            ids = {"user": USER, "conn": CONNECTION, "other": ACCOUNT, "run": ACCOUNT[:-1] + "7"}
+            for sql in statements:
+                await conn.execute(text(sql), {k: uuid(v) for k, v in ids.items()})
+            rows = await conn.execute(text("SELECT user_id FROM sync_runs"))
+            return [str(r).replace("-", "") for (r,) in rows]
+    finally:
+        await engine.dispose()
+
+
+def test_0018_gives_each_run_its_connection_s_owner_and_downgrades(empty_url: str) -> None:
+    """A run naming another user than its connection's owner (possible before the composite
+    key) is repaired, not lost; the downgrade restores the two keys and keeps the run."""
+    config = alembic_config(empty_url)
+    command.upgrade(config, "0017")  # type: ignore[arg-type]
+    owner = USER.replace("-", "")
+    seeded = asyncio.run(
+        _run_users(
+            empty_url,
+            [
+                SEED[0],
+                SEED[0].replace(":user", ":other").replace("old@", "other@"),
+                SEED[1],
+                "INSERT INTO sync_runs (id, user_id, connection_id, trigger, status, started_at, "
+                "counts, warnings) VALUES (:run, :other, :conn, 'manual', 'succeeded', "
+                "'2026-01-01 00:00:00+00:00', '{}', '[]')",
+            ],
+        )
+    )
+    assert seeded == [ACCOUNT.replace("-", "")]
+    command.upgrade(config, "0018")  # type: ignore[arg-type]
+    assert asyncio.run(_run_users(empty_url, [])) == [owner]
+    command.downgrade(config, "0017")  # type: ignore[arg-type]
+    assert asyncio.run(_run_users(empty_url, [])) == [owner]
+    command.upgrade(config, "head")  # type: ignore[arg-type]

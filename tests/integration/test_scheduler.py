@@ -10,14 +10,16 @@ from uuid import UUID, uuid4
 import pytest
 from sqlalchemy import text
 
+from finsync.application.schedule import Scheduler
 from finsync.bootstrap import Container
-from finsync.domain.entities import Connection, User, utcnow
+from finsync.domain.entities import Connection, SyncRun, User, utcnow
 from finsync.domain.enums import ConnectionStatus, SyncStatus, SyncTrigger
-from finsync.domain.errors import ProviderAuthError, RateLimited, Unavailable
+from finsync.domain.errors import Conflict, ProviderAuthError, RateLimited, Unavailable
 from finsync.domain.jobs import SyncConnection
 from finsync.domain.ports import PageRequest
 from tests.factories import account, seed_connection, seed_user, txn
 from tests.fakes.memory import MemoryProviders
+from tests.sql import statements
 
 pytestmark = pytest.mark.integration
 
@@ -228,3 +230,41 @@ async def test_a_locked_connection_is_skipped_not_waited_for(
     assert await _runs(container, user, busy.id) == []
     assert await container.scheduler.enqueue_due() == 1  # released: due at the next tick
     await container.jobs.drain()
+
+
+async def _add_run(container: Container, user_id: UUID, connection_id: UUID) -> None:
+    async with container.uow() as uow:
+        await uow.sync_runs.add(
+            SyncRun(user_id=user_id, connection_id=connection_id, trigger=SyncTrigger.SCHEDULED)
+        )
+        await uow.commit()
+
+
+async def test_a_run_can_only_name_the_owner_of_its_connection(
+    container: Container, bank: MemoryProviders
+) -> None:
+    """One composite foreign key (user_id, connection_id) → connections(user_id, id): a run
+    whose user does not own its connection is refused by the database, on both."""
+    owner = await seed_user(container)
+    stranger = await seed_user(container, "eve@example.com")
+    conn = await seed_connection(container, owner)
+    with pytest.raises(Conflict):
+        await _add_run(container, stranger.id, conn.id)
+    await _add_run(container, owner.id, conn.id)
+    assert len(await _runs(container, owner, conn.id)) == 1
+
+
+async def test_exactly_a_full_batch_due_claims_once(container: Container, bank: MemoryProviders) -> None:
+    """The claim reads one row past its batch, so a tick with exactly a full batch due runs no
+    second, empty, claim transaction; one more due connection takes a second batch."""
+    user = await seed_user(container)
+    past = utcnow() - timedelta(minutes=1)
+    scheduler = Scheduler(container.uow, container.providers, container.jobs, batch=3)
+    for due, claimed in ((3, 1), (4, 2)):
+        for _ in range(due):
+            await _connection(container, user, next_sync_at=past)
+        async with statements(container) as seen:
+            assert await scheduler.enqueue_due() == due
+        claims = [s for s in seen if "FROM connections" in s and "next_sync_at <=" in s]
+        assert len(claims) == claimed, claims
+        await container.jobs.drain()

@@ -61,12 +61,17 @@ class Scheduler:
 
     async def enqueue_due(self) -> int:
         """Queue a scheduled sync for every due connection, in batches; how many were queued.
-        Each batch is one transaction; its jobs are enqueued one by one after it commits."""
+        Each batch is one transaction; its jobs are enqueued one by one after it commits. A
+        claim takes one row more than the batch to learn whether another batch is due: exactly
+        a full batch due then costs no extra, empty, transaction."""
         queued = 0
-        while True:
+        more = True
+        while more:
             async with self._uow() as uow:
                 now = self._clock()
-                due = await uow.connections.claim_due(now, self._batch)
+                due = await uow.connections.claim_due(now, self._batch + 1)
+                more = len(due) > self._batch
+                due = due[: self._batch]  # the extra row stays due (its lock ends at commit)
                 runs, moves = [], []
                 schedules: dict[str, SyncSchedule | None] = {}  # one look-up per provider, not row
                 for connection in due:
@@ -82,7 +87,7 @@ class Scheduler:
                     if nxt is not None:
                         runs.append(_scheduled_run(connection, now))
                 # One write: next_sync_at moved, runs inserted (busy connections keep theirs).
-                added = await uow.connections.reschedule_and_queue(moves, runs)
+                added = await uow.connections.reschedule_and_queue(moves, runs, claimed_at=now)
                 providers = {c.id: c.provider for c in due}
                 for run in added:
                     uow.enqueue(
@@ -94,8 +99,6 @@ class Scheduler:
                     )
                 await uow.commit()
             queued += len(added)
-            if len(due) < self._batch:
-                break
         if queued:
             log.info("scheduled_syncs_queued", count=queued)
         return queued

@@ -228,11 +228,16 @@ class ConnectionRepository(Protocol):
         ...
 
     async def reschedule_and_queue(
-        self, next_at: Sequence[tuple[UUID, datetime | None]], runs: Sequence[SyncRun]
+        self,
+        next_at: Sequence[tuple[UUID, datetime | None]],
+        runs: Sequence[SyncRun],
+        *,
+        claimed_at: datetime,
     ) -> list[SyncRun]:
         """A tick's writes for the connections it claimed: each one's ``next_sync_at`` set (None:
         never again), and ``runs`` inserted unless their connection has an active run
-        (``SyncRunRepository.add_many_if_idle``); the runs inserted."""
+        (``SyncRunRepository.add_many_if_idle``); the runs inserted. ``claimed_at``: the ``now``
+        of the ``claim_due`` that returned them (still due then: the claim holds their rows)."""
         ...
 
     async def add_or_get(self, connection: Connection) -> Connection:

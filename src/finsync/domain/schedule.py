@@ -20,6 +20,7 @@ MIN_INTERVAL_MINUTES = 15
 JITTER_SHARE, JITTER_CAP, DAILY_JITTER = 0.1, timedelta(minutes=5), timedelta(minutes=30)
 # After the n-th consecutive transient failure: 5, 10, 20, … minutes, at most a day.
 BACKOFF_BASE, BACKOFF_CAP = timedelta(minutes=5), timedelta(days=1)
+_JITTER_CAP_S = JITTER_CAP.total_seconds()
 
 Random = Callable[[], float]
 """A number in [0, 1): ``random.random`` in production, a fixed one in tests."""
@@ -73,8 +74,10 @@ class SyncSchedule:
             if at <= base:
                 at += timedelta(days=1)
             return at + DAILY_JITTER * rand()
-        step = timedelta(minutes=minutes)
-        return now + step + min(step * JITTER_SHARE, JITTER_CAP) * rand()
+        # In float seconds, one timedelta at the end: timedelta * float is exact rational
+        # arithmetic, and a tick computes this a thousand times (same instants to the µs).
+        seconds = minutes * 60
+        return now + timedelta(seconds=seconds + min(seconds * JITTER_SHARE, _JITTER_CAP_S) * rand())
 
 
 def first_schedule(

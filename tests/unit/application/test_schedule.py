@@ -77,6 +77,17 @@ async def test_batches_are_separate_transactions_until_nothing_is_due(
     assert len(db.jobs) == 5
 
 
+async def test_exactly_full_batches_cost_no_extra_empty_transaction(
+    scheduler: Scheduler, db: MemoryDatabase, now: SettableNow
+) -> None:
+    """A claim looks one row past its batch: with 4 due and batches of 2, two transactions."""
+    db.add(*(_connection(now) for _ in range(4)))
+    assert await scheduler.enqueue_due() == 4
+    assert db.commits == 2
+    assert await scheduler.enqueue_due() == 0  # then nothing due: one (empty) claim
+    assert db.commits == 3
+
+
 async def test_what_is_not_due_or_not_schedulable_is_left_alone(
     scheduler: Scheduler, db: MemoryDatabase, now: SettableNow
 ) -> None:

@@ -13,6 +13,7 @@ from sqlalchemy import (
     Date,
     Float,
     ForeignKey,
+    ForeignKeyConstraint,
     Index,
     Integer,
     LargeBinary,
@@ -86,7 +87,8 @@ class RefreshTokenRow(SQLModel, table=True):
 class ConnectionRow(SQLModel, table=True):
     __tablename__ = "connections"
     __table_args__ = (
-        Index("ix_connections_user_id_id", "user_id", "id"),
+        # Unique (it holds the primary key) so that sync_runs can reference (user_id, id).
+        Index("uq_connections_user_id_id", "user_id", "id", unique=True),
         # One connection per provider login (and one file connection per format): NULLs, for
         # logins not identified yet, are distinct on both databases.
         UniqueConstraint("user_id", "provider", "identity", name="uq_connections_user_provider_identity"),
@@ -245,6 +247,14 @@ class BalanceSnapshotRow(SQLModel, table=True):
 class SyncRunRow(SQLModel, table=True):
     __tablename__ = "sync_runs"
     __table_args__ = (
+        # One key for connection and owner: one check per inserted run (a tick inserts a
+        # thousand), and a run can only name the user who owns its connection.
+        ForeignKeyConstraint(
+            ["user_id", "connection_id"],
+            ["connections.user_id", "connections.id"],
+            name="fk_sync_runs_connection_owner",
+            ondelete="CASCADE",
+        ),
         Index("ix_sync_runs_connection_id_id", "connection_id", "id"),
         # At most one queued or running sync per connection, enforced by the database.
         Index(
@@ -263,8 +273,8 @@ class SyncRunRow(SQLModel, table=True):
         ),
     )
     id: UUID = Field(primary_key=True)
-    user_id: UUID = _fk("users.id", index=True)
-    connection_id: UUID = _fk("connections.id")
+    user_id: UUID = Field(sa_type=SAUuid, nullable=False, index=True)
+    connection_id: UUID = Field(sa_type=SAUuid, nullable=False)
     trigger: str = _str(16)
     status: str = _str(16)
     queued_at: datetime | None = _ts()

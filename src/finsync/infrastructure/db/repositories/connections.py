@@ -222,23 +222,44 @@ class SqlConnectionRepository:
         return [DueConnection(*row) for row in await self._s.execute(stmt)]
 
     async def reschedule_and_queue(
-        self, next_at: Sequence[tuple[UUID, datetime | None]], runs: Sequence[SyncRun]
+        self,
+        next_at: Sequence[tuple[UUID, datetime | None]],
+        runs: Sequence[SyncRun],
+        *,
+        claimed_at: datetime,
     ) -> list[SyncRun]:
         """A tick's writes for the connections it claimed. On PostgreSQL one statement (the
         ``next_sync_at`` moves ride in a data-modifying CTE of the runs' insert): one round trip
-        and one plan instead of two; elsewhere the two writes one after the other."""
-        if self._s.get_bind().dialect.name != "postgresql" or not all(_fresh(run) for run in runs):
+        and one plan instead of two; elsewhere the two writes one after the other.
+
+        The moves repeat the claim's condition (true of every claimed row: the claim locks them),
+        so that the planner, which sees a thousand ids, finds the rows through the same partial
+        index as the claim: without it a custom plan hash-joined the ids against a sequential
+        scan of the whole table, O(all connections) instead of O(due)."""
+        if self._s.get_bind().dialect.name != "postgresql" or not _one_kind(runs):
             await self._reschedule(next_at)
             return await SqlSyncRunRepository(self._s).add_many_if_idle(runs)
-        if not runs:  # nothing to insert: the moves alone (e.g. only file connections were due)
-            await self._reschedule(next_at)
-            return []
+        first = runs[0]
         result = await self._s.execute(
-            text(_MOVE_AND_INSERT_FRESH_RUNS),
-            {"moved": [cid for cid, _ in next_at], "ats": [at for _, at in next_at]} | _fresh_arrays(runs),
+            text(_MOVE_AND_INSERT_RUNS),
+            {
+                "claimed_at": claimed_at,
+                "moved": [cid for cid, _ in next_at],
+                "ats": [at for _, at in next_at],
+                "ids": [r.id for r in runs],
+                "users": [r.user_id for r in runs],
+                "connections": [r.connection_id for r in runs],
+                "trigger": first.trigger.value,
+                "status": first.status.value,
+                "queued": first.queued_at,
+                "started": first.started_at,
+            },
         )
-        inserted = set(result.scalars())
-        return [run for run in runs if run.id in inserted]
+        inserted = result.scalars().all()
+        if len(inserted) == len(runs):  # the usual case, no connection busy: no look-ups
+            return list(runs)
+        kept = set(inserted)
+        return [run for run in runs if run.id in kept]
 
     async def _reschedule(self, next_at: Sequence[tuple[UUID, datetime | None]]) -> None:
         if not next_at:
@@ -374,13 +395,21 @@ _INSERT_FRESH_RUNS = (
 )
 
 
-# A tick's writes as one statement: the claimed connections' moves, then the insert above.
-_MOVE_AND_INSERT_FRESH_RUNS = "".join(
+# A tick's writes as one statement: the claimed connections' moves in a data-modifying CTE,
+# then its runs, which differ only in id, user and connection (the rest goes once, not as
+# arrays: asyncpg checks every array element it encodes).
+_MOVE_AND_INSERT_RUNS = "".join(
     (
         "WITH moved AS (UPDATE connections SET next_sync_at = v.at FROM unnest("
         "CAST(:moved AS uuid[]), CAST(:ats AS timestamptz[])) AS v(id, at) "
-        "WHERE connections.id = v.id) ",
-        _INSERT_FRESH_RUNS,
+        "WHERE connections.id = v.id AND ",
+        SCHEDULABLE,  # the claim's condition, see reschedule_and_queue
+        " AND next_sync_at <= :claimed_at) "
+        "INSERT INTO sync_runs (id, user_id, connection_id, trigger, status, queued_at, started_at, "
+        "counts, warnings, attempts) SELECT r.*, :trigger, :status, CAST(:queued AS timestamptz), "
+        "CAST(:started AS timestamptz), '{}'::jsonb, '[]'::jsonb, 0 FROM unnest("
+        "CAST(:ids AS uuid[]), CAST(:users AS uuid[]), CAST(:connections AS uuid[])) AS r "
+        "ON CONFLICT (connection_id) WHERE status IN ('queued', 'running') DO NOTHING RETURNING id",
     )
 )
 
@@ -395,6 +424,22 @@ def _fresh_arrays(items: Sequence[SyncRun]) -> dict[str, list[object]]:
         "queued": [r.queued_at for r in items],
         "started": [r.started_at for r in items],
     }
+
+
+def _one_kind(items: Sequence[SyncRun]) -> bool:
+    """Runs not started yet that share trigger, status and times (a tick's batch)."""
+    if not items:
+        return False
+    first = items[0]
+    trigger, status, queued, started = first.trigger, first.status, first.queued_at, first.started_at
+    return all(
+        r.trigger is trigger
+        and r.status is status
+        and r.queued_at == queued
+        and r.started_at == started
+        and _fresh(r)
+        for r in items
+    )
 
 
 def _fresh(run: SyncRun) -> bool:
