@@ -7,7 +7,8 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from sqlalchemy import event
+from sqlalchemy import event, text
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from finsync.bootstrap import Container
 
@@ -36,9 +37,25 @@ async def statements(c: Container) -> AsyncIterator[list[str]]:
     event.listen(c.engine.sync_engine.pool, "checkout", checkout)
     try:
         yield seen
-        await asyncio.sleep(0.05)  # asyncpg hands records to loggers with call_soon
+        await asyncio.sleep(0)  # asyncpg hands records to loggers with call_soon: they run first
     finally:
         event.remove(c.engine.sync_engine, "before_cursor_execute", record)
         event.remove(c.engine.sync_engine.pool, "checkout", checkout)
         for raw in watched:
             raw.remove_query_logger(logged)
+
+
+async def until_waiting(probe: AsyncConnection, table: str = "") -> None:
+    """Until a backend of this database waits for a lock (PostgreSQL), taken on ``table`` if
+    given: the state of PostgreSQL, not a timer, says the other writer has reached that point."""
+    sql = text(
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+        "AND wait_event_type = 'Lock' AND query ILIKE :pattern"
+    )
+    for _ in range(2000):
+        waiting = (await probe.execute(sql, {"pattern": f"%{table}%"})).scalar()
+        await probe.rollback()  # pg_stat_activity is read once per transaction
+        if waiting:
+            return
+        await asyncio.sleep(0.005)
+    raise AssertionError(f"nobody waited for a lock{f' on {table}' if table else ''}")

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
@@ -19,7 +21,39 @@ from tests.fakes.schwab import APP_KEY, APP_SECRET, FakeSchwab
 from tests.fakes.schwab import with_sample_data as schwab_sample
 from tests.fakes.server import serve
 
+if TYPE_CHECKING:
+    from playwright.async_api import Browser
+
 CLIENT_URL = "https://client.example.test/connected"
+CHROMIUM = os.environ.get("FINSYNC_CHROMIUM", "/usr/bin/chromium")
+# Flags from this workplace's notes: no sandbox as root, and no background traffic to the closed network.
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+@pytest.fixture(scope="module")
+async def browser() -> AsyncIterator[Browser]:
+    """One headless Chromium for a module's browser tests (launching it costs about a second of
+    CPU); each test opens its own context in it, with no cookies or storage from another."""
+    if shutil.which(CHROMIUM) is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"Chromium not found at {CHROMIUM}; .ci/run installs Debian's chromium package")
+        pytest.skip("Chromium not installed (apt-get install chromium)")
+    from playwright.async_api import async_playwright
+
+    async with async_playwright() as pw:
+        chromium = await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            yield chromium
+        finally:
+            await chromium.close()
 
 
 @pytest.fixture

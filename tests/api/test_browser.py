@@ -4,12 +4,10 @@ finsync served on loopback → provider consent page → click Allow → back on
 from __future__ import annotations
 
 import asyncio
-import os
-import shutil
 import socket
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
@@ -27,27 +25,10 @@ from tests.fakes.gocardless import SANDBOX, FakeGoCardless
 from tests.fakes.schwab import FakeSchwab
 from tests.fakes.server import serve
 
+if TYPE_CHECKING:
+    from playwright.async_api import Browser
+
 pytestmark = [pytest.mark.e2e, pytest.mark.browser]
-CHROMIUM = os.environ.get("FINSYNC_CHROMIUM", "/usr/bin/chromium")
-# Flags from this workplace's notes: no sandbox as root, and no background traffic to the closed network.
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-
-
-@pytest.fixture(scope="module")
-def chromium() -> str:
-    if shutil.which(CHROMIUM) is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"Chromium not found at {CHROMIUM}; .ci/run installs Debian's chromium package")
-        pytest.skip("Chromium not installed (apt-get install chromium)")
-    return CHROMIUM
 
 
 @pytest.fixture(scope="module")
@@ -106,40 +87,38 @@ async def live(
             sock.close()
 
 
-async def click_allow(chromium: str, url: str) -> tuple[str, str]:
-    """Follow the authorization URL in Chromium, press Allow, return the final URL and page text."""
-    from playwright.async_api import async_playwright
-
-    async with async_playwright() as pw:
-        browser = await pw.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
-        try:
-            page = await browser.new_page()
-            await page.goto(url)
-            async with page.expect_navigation(url="**/api/v1/connections/callback/**"):
-                await page.click("#allow")
-            await page.wait_for_selector("#title")
-            return page.url, await page.inner_text("body")
-        finally:
-            await browser.close()
+async def click_allow(browser: Browser, url: str) -> tuple[str, str]:
+    """Follow the authorization URL in a fresh browser context, press Allow, return the final URL
+    and page text."""
+    context = await browser.new_context()
+    try:
+        page = await context.new_page()
+        await page.goto(url)
+        async with page.expect_navigation(url="**/api/v1/connections/callback/**"):
+            await page.click("#allow")
+        await page.wait_for_selector("#title")
+        return page.url, await page.inner_text("body")
+    finally:
+        await context.close()
 
 
 async def _connect_in_browser(
-    chromium: str, base: str, container: Container, client: httpx.AsyncClient, body: dict[str, Any]
+    browser: Browser, base: str, container: Container, client: httpx.AsyncClient, body: dict[str, Any]
 ) -> tuple[dict[str, str], str]:
     headers = await register_and_login(client)
     r = await client.post("/api/v1/connections", headers=headers, json=body)
     assert r.status_code == 201, r.text
-    final_url, text = await click_allow(chromium, r.json()["authorization_url"])
+    final_url, text = await click_allow(browser, r.json()["authorization_url"])
     assert final_url.startswith(f"{base}/api/v1/connections/callback/{body['provider']}")
     assert "Connected — you can close this window" in text
     await container.jobs.drain()
     return headers, r.json()["id"]
 
 
-async def test_schwab_in_a_real_browser(chromium: str, live: tuple[str, Container]) -> None:
+async def test_schwab_in_a_real_browser(browser: Browser, live: tuple[str, Container]) -> None:
     base, container = live
     async with httpx.AsyncClient(base_url=base) as client:
-        headers, cid = await _connect_in_browser(chromium, base, container, client, {"provider": "schwab"})
+        headers, cid = await _connect_in_browser(browser, base, container, client, {"provider": "schwab"})
         conn = (await client.get(f"/api/v1/connections/{cid}", headers=headers)).json()
         assert conn["status"] == "active", conn
         accounts = (await client.get("/api/v1/accounts", headers=headers)).json()["items"]
@@ -152,11 +131,11 @@ async def test_schwab_in_a_real_browser(chromium: str, live: tuple[str, Containe
         assert len(snaps["items"]) == 1
 
 
-async def test_gocardless_in_a_real_browser(chromium: str, live: tuple[str, Container]) -> None:
+async def test_gocardless_in_a_real_browser(browser: Browser, live: tuple[str, Container]) -> None:
     base, container = live
     body = {"provider": "gocardless", "options": {"institution_id": SANDBOX}}
     async with httpx.AsyncClient(base_url=base) as client:
-        headers, cid = await _connect_in_browser(chromium, base, container, client, body)
+        headers, cid = await _connect_in_browser(browser, base, container, client, body)
         conn = (await client.get(f"/api/v1/connections/{cid}", headers=headers)).json()
         assert conn["status"] == "active", conn
         assert conn["expires_at"]
@@ -169,12 +148,12 @@ async def test_gocardless_in_a_real_browser(chromium: str, live: tuple[str, Cont
         assert len(snaps["items"]) == 1
 
 
-async def test_enablebanking_in_a_real_browser(chromium: str, live: tuple[str, Container]) -> None:
+async def test_enablebanking_in_a_real_browser(browser: Browser, live: tuple[str, Container]) -> None:
     """Enable Banking's bank login (POST /auth → bank page → ?code=&state=) in Chromium."""
     base, container = live
     body = {"provider": "enablebanking", "options": {"institution_id": INSTITUTION}}
     async with httpx.AsyncClient(base_url=base) as client:
-        headers, cid = await _connect_in_browser(chromium, base, container, client, body)
+        headers, cid = await _connect_in_browser(browser, base, container, client, body)
         conn = (await client.get(f"/api/v1/connections/{cid}", headers=headers)).json()
         assert conn["status"] == "active", conn
         assert conn["expires_at"]

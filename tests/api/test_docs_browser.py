@@ -3,26 +3,21 @@
 from __future__ import annotations
 
 import asyncio
-import shutil
 import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 import uvicorn
 
 from finsync.api.app import create_app
-from tests.api.test_browser import CHROMIUM, CHROMIUM_ARGS
 from tests.conftest import built, make_settings
 
+if TYPE_CHECKING:
+    from playwright.async_api import Browser
+
 pytestmark = [pytest.mark.e2e, pytest.mark.browser]
-
-
-@pytest.fixture
-def chromium() -> str:
-    if shutil.which(CHROMIUM) is None:
-        pytest.skip("Chromium not installed (apt-get install chromium)")
-    return CHROMIUM
 
 
 @pytest.fixture
@@ -47,33 +42,30 @@ async def base(sqlite_database: str, tmp_path: Path) -> AsyncIterator[str]:
 
 @pytest.mark.parametrize(("page_path", "rendered"), [("/docs", ".swagger-ui .info .title"), ("/redoc", "h1")])
 async def test_docs_render_from_this_server_alone(
-    chromium: str, base: str, page_path: str, rendered: str
+    browser: Browser, base: str, page_path: str, rendered: str
 ) -> None:
-    from playwright.async_api import async_playwright
-
     elsewhere: list[str] = []
     problems: list[str] = []
-    async with async_playwright() as pw:
-        browser = await pw.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
-        try:
-            page = await browser.new_page()
+    context = await browser.new_context()  # its own cache: nothing left by the other page
+    try:
+        page = await context.new_page()
 
-            async def only_this_server(route: object) -> None:  # nothing leaves the machine
-                request = route.request  # type: ignore[attr-defined]
-                if request.url.startswith(base):
-                    await route.continue_()  # type: ignore[attr-defined]
-                else:
-                    elsewhere.append(request.url)
-                    await route.abort()  # type: ignore[attr-defined]
+        async def only_this_server(route: object) -> None:  # nothing leaves the machine
+            request = route.request  # type: ignore[attr-defined]
+            if request.url.startswith(base):
+                await route.continue_()  # type: ignore[attr-defined]
+            else:
+                elsewhere.append(request.url)
+                await route.abort()  # type: ignore[attr-defined]
 
-            await page.route("**/*", only_this_server)
-            page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
-            page.on("pageerror", lambda e: problems.append(str(e)))
-            await page.goto(base + page_path)
-            await page.wait_for_selector(rendered, timeout=20_000)
-            assert "finsync" in await page.inner_text(rendered)
-        finally:
-            await browser.close()
+        await page.route("**/*", only_this_server)
+        page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
+        page.on("pageerror", lambda e: problems.append(str(e)))
+        await page.goto(base + page_path)
+        await page.wait_for_selector(rendered, timeout=20_000)
+        assert "finsync" in await page.inner_text(rendered)
+    finally:
+        await context.close()
     assert elsewhere == []  # before: Swagger UI came from a CDN, and an offline server showed a blank page
     # ReDoc's "API docs by Redocly" footer links a logo on Redocly's CDN: the CSP blocks it (nothing
     # is requested, see above) and the page is complete without it.

@@ -18,6 +18,7 @@ from finsync.domain.errors import Conflict, InvalidInput
 from finsync.domain.ports import PageRequest, TransactionFilter
 from finsync.domain.records import DeferredTransactions, ProviderTransaction
 from tests.factories import account, holding, seed_connection, seed_user, txn
+from tests.sql import until_waiting
 
 pytestmark = pytest.mark.integration
 
@@ -273,7 +274,8 @@ async def test_deleting_a_connection_waits_for_a_writer_of_its_accounts(
     async with container.uow() as writer:
         await writer.transactions.upsert_deferred(acct, _deferred([txn("w1"), txn("w2")], []))
         deleting = asyncio.create_task(container.connections.delete(conn.id, user.id))
-        await asyncio.sleep(0.3)
+        async with container.engine.connect() as probe:
+            await until_waiting(probe)  # the delete has reached the writer's lock, and waits there
         assert not deleting.done(), "the delete must wait for the writer's account lock"
         await writer.commit()
     await deleting

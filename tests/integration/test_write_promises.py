@@ -7,31 +7,15 @@ from decimal import Decimal
 
 import pytest
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from finsync.bootstrap import Container
 from finsync.domain.enums import SyncStatus, SyncTrigger
 from finsync.domain.ports import PageRequest
 from tests.factories import account, holding, seed_connection, seed_user, txn
 from tests.fakes.memory import MemoryProviders
+from tests.sql import until_waiting
 
 pytestmark = pytest.mark.integration
-
-
-async def _until_waiting(probe: AsyncConnection, table: str) -> None:
-    """Until a backend of this database waits for a row lock taken on ``table``: the state of
-    PostgreSQL, not a timer, says the other writer has reached that point."""
-    sql = text(
-        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-        "AND wait_event_type = 'Lock' AND query ILIKE :pattern"
-    )
-    for _ in range(2000):
-        waiting = (await probe.execute(sql, {"pattern": f"%{table}%"})).scalar()
-        await probe.rollback()  # pg_stat_activity is read once per transaction
-        if waiting:
-            return
-        await asyncio.sleep(0.005)
-    raise AssertionError(f"nobody waited for a lock on {table}")
 
 
 async def test_rename_during_a_sync_write_is_kept(
@@ -54,14 +38,14 @@ async def test_rename_during_a_sync_write_is_kept(
             run = await container.sync.request(conn.id, user.id, SyncTrigger.MANUAL)
             syncing = asyncio.create_task(container.jobs.drain())
             if round_:  # from the second round on, the account exists and its lock holds the sync
-                await _until_waiting(probe, "accounts")
+                await until_waiting(probe, "accounts")
             renaming = asyncio.create_task(
                 container.connections.update(conn.id, user.id, f"Renamed {round_}", keys[round_])
             )
             if round_:
                 await asyncio.wait({renaming}, timeout=0.05)
                 if not renaming.done():
-                    await _until_waiting(probe, "connections")
+                    await until_waiting(probe, "connections")
             await holder.rollback()
             await asyncio.gather(syncing, renaming)
         async with container.uow() as uow:
