@@ -182,3 +182,60 @@ async def _trigger_names(conn: AsyncConnection) -> set[str]:
     else:
         names = "SELECT tgname FROM pg_trigger WHERE NOT tgisinternal"
     return {n for (n,) in await conn.execute(text(names))}
+
+
+
+HOLDINGS = [
+    "INSERT INTO instruments (id, key, symbol, asset_type, symbols) VALUES (:instrument, 'ticker:ACME', 'ACME',"
+    " 'equity', '{}')",
+    "INSERT INTO prices (instrument_id, day, close, currency, source, adjusted) VALUES"
+    " (:instrument, '2026-01-02', 10, 'USD', 'yahoo', false), (:instrument, '2026-01-05', 12.5, 'USD', 'yahoo', false)",
+    "INSERT INTO holding_history (id, user_id, account_id, position_key, instrument_key, symbol, currency,"
+    " asset_type, quantity, valid_from) VALUES (:holding, :user, :acct, 'ticker:ACME#0', 'ticker:ACME',"
+    " 'ACME', 'USD', 'equity', 3, '2026-01-03')",
+]
+Move = tuple[str, str, str | None, int, int]
+
+
+async def _moves(url: str, statements: list[str], read: bool = True) -> tuple[list[Move], set[str]]:
+    """Run ``statements``; then the stored holding value moves and the triggers."""
+    engine = create_engine(url)
+    try:
+        async with engine.begin() as conn:
+            uuid = (lambda v: v.replace("-", "")) if conn.dialect.name == "sqlite" else str
+            ids = {"user": USER, "acct": ACCOUNT, "instrument": ACCOUNT[:-1] + "7", "holding": ACCOUNT[:-1] + "8"}
+            for sql in statements:
+                await conn.execute(text(sql), {k: uuid(v) for k, v in ids.items() if f":{k}" in sql})
+            if not read:
+                return [], set()
+            rows = await conn.execute(
+                text("SELECT currency, day, value, held, unpriced FROM holding_value_deltas ORDER BY day")
+            )
+            moves = [(c, str(d), None if v is None else str(Decimal(str(v))), h, u) for c, d, v, h, u in rows]
+            return moves, await _trigger_names(conn)
+    finally:
+        await engine.dispose()
+
+
+def test_0019_backfills_holding_value_moves_and_its_triggers_keep_them(empty_url: str) -> None:
+    """Holdings recorded before 0019 get their moves (PostgreSQL; SQLite values holdings in
+    Python and keeps the table empty); at head a new close moves them; downgrade drops it all."""
+    from finsync.infrastructure.db.holding_values import TRIGGER_NAMES
+
+    config = alembic_config(empty_url)
+    command.upgrade(config, "0003")  # type: ignore[arg-type]
+    asyncio.run(_run(empty_url, SEED))
+    command.upgrade(config, "0017")  # type: ignore[arg-type]
+    asyncio.run(_moves(empty_url, HOLDINGS, read=False))
+    command.upgrade(config, "head")  # type: ignore[arg-type]
+    moves, triggers = asyncio.run(_moves(empty_url, []))
+    if empty_url.startswith("sqlite"):
+        assert moves == [] and not set(TRIGGER_NAMES) & triggers
+        return
+    assert moves == [("USD", "2026-01-03", "30", 1, 0), ("USD", "2026-01-05", "7.5", 0, 0)]
+    assert set(TRIGGER_NAMES) <= triggers
+    add = "INSERT INTO prices VALUES (:instrument, '2026-01-06', 12, 'USD', 'yahoo', false)"
+    moves, _ = asyncio.run(_moves(empty_url, [add]))
+    assert moves[-1] == ("USD", "2026-01-06", "-1.5", 0, 0)
+    command.downgrade(config, "0017")  # type: ignore[arg-type]
+    assert not set(TRIGGER_NAMES) & asyncio.run(_triggers(empty_url))
