@@ -113,8 +113,10 @@ async def test_every_write_path_keeps_the_stored_moves_and_the_history_exact(wor
     checked += await _check(world, week)
     await _save_prices(world, "ticker:NEWCO", {week[5]: "3.25", week[8]: "3.5"})
     checked += await _check(world, week)
-    # New closes, and a corrected one (an upsert of a stored day).
-    await _save_prices(world, "ticker:ACME", {week[7]: "22", week[3]: "21.4"})
+    # A new close, then a corrected one (an upsert of a stored day: an update alone).
+    await _save_prices(world, "ticker:ACME", {week[7]: "22"})
+    checked += await _check(world, week)
+    await _save_prices(world, "ticker:ACME", {week[3]: "21.4"})
     checked += await _check(world, week)
     # A sale: the position's span closes.
     world.bank.holdings["isa"] = world.bank.holdings["isa"][1:]
@@ -122,10 +124,12 @@ async def test_every_write_path_keeps_the_stored_moves_and_the_history_exact(wor
     checked += await _check(world, week)
     async with world.container.uow() as uow:
         rows = (await uow.session.execute(text("SELECT count(*) FROM holding_value_deltas"))).scalar()  # type: ignore[attr-defined]
-    assert rows and rows > 10  # the comparisons above ran on stored moves
-    assert checked == 6 * 18
+    assert rows  # the comparisons above ran on stored moves
+    assert rows > 10
+    assert checked == 7 * 18
     # Deleting the connection deletes its accounts: their moves go too.
-    assert world.connection_id is not None and world.user is not None
+    assert world.connection_id is not None
+    assert world.user is not None
     await world.container.connections.delete(world.connection_id, world.user.id)
     assert await _stored_and_recomputed(world) == ([], [])
 
@@ -133,7 +137,9 @@ async def test_every_write_path_keeps_the_stored_moves_and_the_history_exact(wor
 async def test_a_user_deleted_leaves_no_stored_moves(world: World) -> None:
     await world.login()
     week = days(date(2024, 3, 1), 6)
-    world.bank.accounts = [account("isa", type=AccountType.ISA, currency="EUR", balance=D("5"), cash_value=D("1"))]
+    world.bank.accounts = [
+        account("isa", type=AccountType.ISA, currency="EUR", balance=D("5"), cash_value=D("1"))
+    ]
     world.bank.holdings = {"isa": [holding("ACME", currency="USD", quantity=D("2"))]}
     await world.prices("ticker:ACME", "ACME", {week[1]: "20.5"}, "USD")
     await world.sync(week[2])
@@ -160,7 +166,9 @@ async def test_a_quote_currency_changed_after_the_range_is_revalued_from_the_clo
     assert await _check(world, week) == 18
 
 
-async def test_two_writers_repricing_one_account_at_once_leave_it_exact(world: World, database_url: str) -> None:
+async def test_two_writers_repricing_one_account_at_once_leave_it_exact(
+    world: World, database_url: str
+) -> None:
     """Two transactions add closes of one held instrument at once: the second recomputes after
     the first commits (advisory lock per account), from both closes. Without the lock it would
     insert next to rows it cannot see (a duplicate key) or miss the other's close."""
@@ -168,7 +176,9 @@ async def test_two_writers_repricing_one_account_at_once_leave_it_exact(world: W
 
     await world.login()
     week = days(date(2024, 3, 1), 8)
-    world.bank.accounts = [account("isa", type=AccountType.ISA, currency="EUR", balance=D("5"), cash_value=D("1"))]
+    world.bank.accounts = [
+        account("isa", type=AccountType.ISA, currency="EUR", balance=D("5"), cash_value=D("1"))
+    ]
     world.bank.holdings = {"isa": [holding("ACME", currency="USD", quantity=D("2"))]}
     await world.prices("ticker:ACME", "ACME", {week[1]: "20.5"}, "USD")
     await world.sync(week[2])
@@ -185,9 +195,11 @@ async def test_two_writers_repricing_one_account_at_once_leave_it_exact(world: W
                     await second.execute(text(add), {"iid": iid, "day": week[6], "close": D("22.5")})
 
             task = asyncio.create_task(other())
-            waiting = "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
-            while not (await watcher.execute(text(waiting))).scalar():
-                await asyncio.sleep(0.01)  # until the second writer waits on the first's lock
+            # Until the second writer waits for the first (on its lock; without the lock, on a
+            # row the first deleted) or is done.
+            waiting = "SELECT count(*) FROM pg_locks WHERE NOT granted"
+            while not task.done() and not (await watcher.execute(text(waiting))).scalar():  # noqa: ASYNC110
+                await asyncio.sleep(0.01)  # (another connection is watched: no event to await)
             await first.commit()
             await task
     finally:

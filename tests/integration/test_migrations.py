@@ -184,12 +184,12 @@ async def _trigger_names(conn: AsyncConnection) -> set[str]:
     return {n for (n,) in await conn.execute(text(names))}
 
 
-
 HOLDINGS = [
-    "INSERT INTO instruments (id, key, symbol, asset_type, symbols) VALUES (:instrument, 'ticker:ACME', 'ACME',"
-    " 'equity', '{}')",
+    "INSERT INTO instruments (id, key, symbol, asset_type, symbols)"
+    " VALUES (:instrument, 'ticker:ACME', 'ACME', 'equity', '{}')",
     "INSERT INTO prices (instrument_id, day, close, currency, source, adjusted) VALUES"
-    " (:instrument, '2026-01-02', 10, 'USD', 'yahoo', false), (:instrument, '2026-01-05', 12.5, 'USD', 'yahoo', false)",
+    " (:instrument, '2026-01-02', 10, 'USD', 'yahoo', false),"
+    " (:instrument, '2026-01-05', 12.5, 'USD', 'yahoo', false)",
     "INSERT INTO holding_history (id, user_id, account_id, position_key, instrument_key, symbol, currency,"
     " asset_type, quantity, valid_from) VALUES (:holding, :user, :acct, 'ticker:ACME#0', 'ticker:ACME',"
     " 'ACME', 'USD', 'equity', 3, '2026-01-03')",
@@ -203,7 +203,12 @@ async def _moves(url: str, statements: list[str], read: bool = True) -> tuple[li
     try:
         async with engine.begin() as conn:
             uuid = (lambda v: v.replace("-", "")) if conn.dialect.name == "sqlite" else str
-            ids = {"user": USER, "acct": ACCOUNT, "instrument": ACCOUNT[:-1] + "7", "holding": ACCOUNT[:-1] + "8"}
+            ids = {
+                "user": USER,
+                "acct": ACCOUNT,
+                "instrument": ACCOUNT[:-1] + "7",
+                "holding": ACCOUNT[:-1] + "8",
+            }
             for sql in statements:
                 await conn.execute(text(sql), {k: uuid(v) for k, v in ids.items() if f":{k}" in sql})
             if not read:
@@ -230,7 +235,8 @@ def test_0019_backfills_holding_value_moves_and_its_triggers_keep_them(empty_url
     command.upgrade(config, "head")  # type: ignore[arg-type]
     moves, triggers = asyncio.run(_moves(empty_url, []))
     if empty_url.startswith("sqlite"):
-        assert moves == [] and not set(TRIGGER_NAMES) & triggers
+        assert moves == []
+        assert not set(TRIGGER_NAMES) & triggers
         return
     assert moves == [("USD", "2026-01-03", "30", 1, 0), ("USD", "2026-01-05", "7.5", 0, 0)]
     assert set(TRIGGER_NAMES) <= triggers

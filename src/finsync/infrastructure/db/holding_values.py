@@ -79,7 +79,7 @@ BEGIN
   DELETE FROM holding_value_deltas WHERE account_id = ANY(ids);
   {_MOVES.format(ids="ids")};
 END $$
-"""
+"""  # noqa: S608 - fixed text
 
 
 def _changed(table: str, rows: str) -> str:
@@ -107,8 +107,7 @@ def _trigger_function(table: str) -> str:
         "DELETE": _changed(table, "old_rows"),
     }
     branches = " ".join(
-        f"{'IF' if k == 'INSERT' else 'ELSIF'} TG_OP = '{k}' THEN"
-        f" PERFORM holding_values_refresh(ARRAY({v}));"
+        f"{'IF' if k == 'INSERT' else 'ELSIF'} TG_OP = '{k}' THEN PERFORM holding_values_refresh(ARRAY({v}));"
         for k, v in ids.items()
     )
     return (
@@ -130,7 +129,11 @@ def _triggers(table: str) -> list[str]:
     ]
 
 
-PG_TRIGGERS = [_REFRESH, *(_trigger_function(t) for t in TABLES), *(s for t in TABLES for s in _triggers(t))]
+PG_TRIGGERS = [
+    _REFRESH,
+    *(_trigger_function(t) for t in TABLES),
+    *(statement for t in TABLES for statement in _triggers(t)),
+]
 
 
 def backfill(connection: Connection) -> None:

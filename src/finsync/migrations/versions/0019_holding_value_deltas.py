@@ -23,7 +23,9 @@ def upgrade() -> None:
     op.create_table(
         "holding_value_deltas",
         sa.Column("user_id", sa.Uuid(), sa.ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
-        sa.Column("account_id", sa.Uuid(), sa.ForeignKey("accounts.id", ondelete="CASCADE"), primary_key=True),
+        sa.Column(
+            "account_id", sa.Uuid(), sa.ForeignKey("accounts.id", ondelete="CASCADE"), primary_key=True
+        ),
         sa.Column("currency", sa.String(3), primary_key=True),
         sa.Column("day", sa.Date(), primary_key=True),
         sa.Column("value", ExactDecimal(), nullable=True),
