@@ -17,7 +17,10 @@ One trick serves balances, rates and holdings alike: a running sum of changes.
   each close inside its span, starts at ``quantity * its last close`` and leaves at its end;
   per account and close currency the running sum is the positions' value at every point.
   Running counts of open positions and of positions without a close yet say whether a point
-  can be revalued (as ``application.net_worth._revalue`` decides it).
+  can be revalued (as ``application.net_worth._revalue`` decides it). Those moves are stored
+  per account, currency and day (``holding_value_deltas``, kept by triggers: ``holding_values``);
+  only an account holding an instrument whose last close up to ``end`` is quoted in another
+  currency than its latest close (the stored rows' key) is revalued from the closes here.
 
 Every row (delta, fixing, snapshot, close) goes to the *bucket* of the first point on or
 after its day; the per-currency columns are pivoted (the currencies are read first and
