@@ -149,7 +149,11 @@ def schema_key() -> str:
     column types they use, and the versions of the libraries that write the DDL."""
     package = Path(finsync.__file__).parent
     digest = hashlib.sha256()
-    for path in sorted([*(package / "migrations").rglob("*.py"), package / "infrastructure/db/types.py"]):
+    # (and the trigger DDL that migrations import from the application)
+    imported = ["types.py", "cash_flow.py", "holding_values.py"]
+    for path in sorted(
+        [*(package / "migrations").rglob("*.py"), *(package / "infrastructure/db" / f for f in imported)]
+    ):
         digest.update(path.relative_to(package).as_posix().encode() + b"\0" + path.read_bytes())
     for library in ("alembic", "sqlalchemy", "procrastinate"):
         digest.update(f"{library}=={version(library)}".encode())

@@ -198,6 +198,44 @@ async def _run_users(url: str, statements: list[str]) -> list[str]:
         await engine.dispose()
 
 
+HOLDINGS = [
+    "INSERT INTO instruments (id, key, symbol, asset_type, symbols)"
+    " VALUES (:instrument, 'ticker:ACME', 'ACME', 'equity', '{}')",
+    "INSERT INTO prices (instrument_id, day, close, currency, source, adjusted) VALUES"
+    " (:instrument, '2026-01-02', 10, 'USD', 'yahoo', false),"
+    " (:instrument, '2026-01-05', 12.5, 'USD', 'yahoo', false)",
+    "INSERT INTO holding_history (id, user_id, account_id, position_key, instrument_key, symbol, currency,"
+    " asset_type, quantity, valid_from) VALUES (:holding, :user, :acct, 'ticker:ACME#0', 'ticker:ACME',"
+    " 'ACME', 'USD', 'equity', 3, '2026-01-03')",
+]
+Move = tuple[str, str, str | None, int, int]
+
+
+async def _moves(url: str, statements: list[str], read: bool = True) -> tuple[list[Move], set[str]]:
+    """Run ``statements``; then the stored holding value moves and the triggers."""
+    engine = create_engine(url)
+    try:
+        async with engine.begin() as conn:
+            uuid = (lambda v: v.replace("-", "")) if conn.dialect.name == "sqlite" else str
+            ids = {
+                "user": USER,
+                "acct": ACCOUNT,
+                "instrument": ACCOUNT[:-1] + "7",
+                "holding": ACCOUNT[:-1] + "8",
+            }
+            for sql in statements:
+                await conn.execute(text(sql), {k: uuid(v) for k, v in ids.items() if f":{k}" in sql})
+            if not read:
+                return [], set()
+            rows = await conn.execute(
+                text("SELECT currency, day, value, held, unpriced FROM holding_value_deltas ORDER BY day")
+            )
+            moves = [(c, str(d), None if v is None else str(Decimal(str(v))), h, u) for c, d, v, h, u in rows]
+            return moves, await _trigger_names(conn)
+    finally:
+        await engine.dispose()
+
+
 def test_0018_gives_each_run_its_connection_s_owner_and_downgrades(empty_url: str) -> None:
     """A run naming another user than its connection's owner (possible before the composite
     key) is repaired, not lost; the downgrade restores the two keys and keeps the run."""
@@ -223,3 +261,28 @@ def test_0018_gives_each_run_its_connection_s_owner_and_downgrades(empty_url: st
     command.downgrade(config, "0017")  # type: ignore[arg-type]
     assert asyncio.run(_run_users(empty_url, [])) == [owner]
     command.upgrade(config, "head")  # type: ignore[arg-type]
+
+
+def test_0019_backfills_holding_value_moves_and_its_triggers_keep_them(empty_url: str) -> None:
+    """Holdings recorded before 0019 get their moves (PostgreSQL; SQLite values holdings in
+    Python and keeps the table empty); at head a new close moves them; downgrade drops it all."""
+    from finsync.infrastructure.db.holding_values import TRIGGER_NAMES
+
+    config = alembic_config(empty_url)
+    command.upgrade(config, "0003")  # type: ignore[arg-type]
+    asyncio.run(_run(empty_url, SEED))
+    command.upgrade(config, "0017")  # type: ignore[arg-type]
+    asyncio.run(_moves(empty_url, HOLDINGS, read=False))
+    command.upgrade(config, "head")  # type: ignore[arg-type]
+    moves, triggers = asyncio.run(_moves(empty_url, []))
+    if empty_url.startswith("sqlite"):
+        assert moves == []
+        assert not set(TRIGGER_NAMES) & triggers
+        return
+    assert moves == [("USD", "2026-01-03", "30", 1, 0), ("USD", "2026-01-05", "7.5", 0, 0)]
+    assert set(TRIGGER_NAMES) <= triggers
+    add = "INSERT INTO prices VALUES (:instrument, '2026-01-06', 12, 'USD', 'yahoo', false)"
+    moves, _ = asyncio.run(_moves(empty_url, [add]))
+    assert moves[-1] == ("USD", "2026-01-06", "-1.5", 0, 0)
+    command.downgrade(config, "0018")  # type: ignore[arg-type]
+    assert not set(TRIGGER_NAMES) & asyncio.run(_triggers(empty_url))

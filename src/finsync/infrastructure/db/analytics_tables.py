@@ -91,6 +91,7 @@ class HoldingHistoryRow(SQLModel, table=True):
     __table_args__ = (
         UniqueConstraint("account_id", "position_key", "valid_from", name="uq_holding_history_position_day"),
         Index("ix_holding_history_user_account", "user_id", "account_id", "valid_from"),
+        Index("ix_holding_history_instrument", "instrument_key"),  # who holds a repriced instrument
     )
     id: UUID = Field(primary_key=True)
     user_id: UUID = _user_fk()
@@ -213,4 +214,22 @@ cash_flow_dirty = Table(
     Column("user_id", SAUuid, primary_key=True),
     Column("day", Date, primary_key=True),
     Column("writer", BigInteger, primary_key=True, server_default="0"),
+)
+
+
+# Recorded holdings' value moves per account, close currency and day (migration 0019): what
+# `GET /net-worth/history` sums on PostgreSQL instead of revaluing every close of every
+# position. Derived data, PostgreSQL only: triggers on ``holding_history``, ``prices`` and
+# ``instruments`` recompute the accounts a statement touches, in that statement's transaction
+# (``infrastructure/db/holding_values.py``). SQLite values holdings in Python and leaves it empty.
+holding_value_deltas = Table(
+    "holding_value_deltas",
+    SQLModel.metadata,
+    Column("user_id", SAUuid, ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    Column("account_id", SAUuid, ForeignKey("accounts.id", ondelete="CASCADE"), primary_key=True),
+    Column("currency", String(3), primary_key=True),
+    Column("day", Date, primary_key=True),
+    Column("value", ExactDecimal),  # null: no position priced yet
+    Column("held", Integer, nullable=False),
+    Column("unpriced", Integer, nullable=False),
 )

@@ -17,7 +17,10 @@ One trick serves balances, rates and holdings alike: a running sum of changes.
   each close inside its span, starts at ``quantity * its last close`` and leaves at its end;
   per account and close currency the running sum is the positions' value at every point.
   Running counts of open positions and of positions without a close yet say whether a point
-  can be revalued (as ``application.net_worth._revalue`` decides it).
+  can be revalued (as ``application.net_worth._revalue`` decides it). Those moves are stored
+  per account, currency and day (``holding_value_deltas``, kept by triggers: ``holding_values``);
+  only an account holding an instrument whose last close up to ``end`` is quoted in another
+  currency than its latest close (the stored rows' key) is revalued from the closes here.
 
 Every row (delta, fixing, snapshot, close) goes to the *bucket* of the first point on or
 after its day; the per-currency columns are pivoted (the currencies are read first and
@@ -121,7 +124,7 @@ def history_sql(currencies: Sequence[str], target: str, daily: bool, count: int)
     # point's bucket (its changes within a bucket would add up to the same thing).
     closes = (
         f"(SELECT c.instrument_id AS iid, c.day, {b.format(x='c.day')} AS k, c.close FROM prices c"  # noqa: S608
-        " WHERE c.instrument_id IN (SELECT iid FROM sp) AND c.day <= :end) c"
+        " WHERE c.instrument_id IN (SELECT iid FROM lv) AND c.day <= :end) c"
     )
     if not daily:
         closes = f"(SELECT DISTINCT ON (iid, k) * FROM {closes} ORDER BY iid, k, day DESC) c"  # noqa: S608
@@ -146,13 +149,16 @@ run AS (
 qt AS (SELECT run.*{quotients} FROM run OFFSET 0),
 pt AS (SELECT idx, {rates} FROM qt),
 s AS MATERIALIZED (
-  SELECT h.account_id, h.quantity, h.valid_from, i.id AS iid, q.currency,
+  SELECT h.account_id, h.quantity, h.valid_from, i.id AS iid, q.currency, z.currency AS latest,
     {b.format(x="h.valid_from")} AS lo,
     CASE WHEN h.valid_to IS NULL THEN {n} + 1 ELSE {b.format(x="h.valid_to")} END AS hi
   FROM holding_history h LEFT JOIN instruments i ON i.key = h.instrument_key
   LEFT JOIN LATERAL (SELECT c.currency FROM prices c WHERE c.instrument_id = i.id AND c.day <= :end
     ORDER BY c.day DESC LIMIT 1) q ON true
+  LEFT JOIN LATERAL (SELECT c.currency FROM prices c WHERE c.instrument_id = i.id
+    ORDER BY c.day DESC LIMIT 1) z ON true
   WHERE h.user_id = :user_id),
+stale AS (SELECT DISTINCT account_id FROM s WHERE COALESCE(currency, '') <> COALESCE(latest, '')),
 cut AS (SELECT id, {b.format(x="day")} AS idx
   FROM unnest(CAST(:cut_ids AS uuid[]), CAST(:cut_days AS date[])) AS u(id, day)),
 acc AS (
@@ -184,22 +190,29 @@ sp AS (
     WHERE c.instrument_id = s.iid AND c.day <= {day_of("s.hi - 1")}
     ORDER BY c.day DESC LIMIT 1) e ON s.hi <= {n}
   WHERE s.lo < s.hi),
+lv AS (SELECT * FROM sp WHERE account_id IN (SELECT account_id FROM stale)),
 ch AS (
   SELECT iid, k, close - COALESCE(lag(close) OVER (PARTITION BY iid ORDER BY day), 0) AS change
   FROM {closes}),
 pe AS (
   SELECT account_id, currency, lo AS idx, quantity * opening AS v, 1 AS held,
-    CASE WHEN opening IS NULL THEN 1 ELSE 0 END AS unpriced FROM sp
+    CASE WHEN opening IS NULL THEN 1 ELSE 0 END AS unpriced FROM lv
   UNION ALL
-  SELECT sp.account_id, sp.currency, ch.k, sp.quantity * ch.change, 0, 0
-  FROM sp JOIN ch ON ch.iid = sp.iid AND ch.k > sp.lo AND ch.k < sp.hi
+  SELECT lv.account_id, lv.currency, ch.k, lv.quantity * ch.change, 0, 0
+  FROM lv JOIN ch ON ch.iid = lv.iid AND ch.k > lv.lo AND ch.k < lv.hi
   UNION ALL
-  SELECT sp.account_id, sp.currency, f.k, NULL, 0, -1
-  FROM sp JOIN (SELECT iid, MIN(k) AS k FROM ch GROUP BY iid) f
-    ON f.iid = sp.iid AND sp.opening IS NULL AND f.k > sp.lo AND f.k < sp.hi
+  SELECT lv.account_id, lv.currency, f.k, NULL, 0, -1
+  FROM lv CROSS JOIN LATERAL (SELECT {b.format(x="c.day")} AS k FROM prices c
+    WHERE c.instrument_id = lv.iid AND c.day <= :end ORDER BY c.day LIMIT 1) f
+  WHERE lv.opening IS NULL AND f.k > lv.lo AND f.k < lv.hi
   UNION ALL
   SELECT account_id, currency, hi, -quantity * closing, -1, CASE WHEN closing IS NULL THEN -1 ELSE 0 END
-  FROM sp WHERE hi <= {n}),
+  FROM lv WHERE hi <= {n}
+  UNION ALL
+  SELECT d.account_id, d.currency, {b.format(x="d.day")}, d.value, d.held, d.unpriced
+  FROM holding_value_deltas d
+  WHERE d.account_id IN (SELECT account_id FROM s EXCEPT SELECT account_id FROM stale)
+    AND d.user_id = :user_id AND d.day <= :end),
 pw AS (SELECT account_id, currency, idx, SUM(v) AS v, SUM(held) AS held, SUM(unpriced) AS unpriced
   FROM pe GROUP BY 1, 2, 3),
 pr AS (

@@ -153,13 +153,15 @@ class SqlMarketRepository:
             }
             for b in {b.day: b for b in bars}.values()
         ]
-        stmt = dialect_insert(self._s, prices)
-        stmt = stmt.on_conflict_do_update(
-            index_elements=["instrument_id", "day"],
-            set_={c: stmt.excluded[c] for c in ("close", "currency", "source", "adjusted")},
-        )
+        # One multi-row statement per chunk, not an executemany (one statement per row): the
+        # holding-value triggers recompute the holders' accounts once per statement.
         for start in range(0, len(params), _CHUNK):
-            await self._s.execute(stmt, params[start : start + _CHUNK])
+            stmt = dialect_insert(self._s, prices).values(params[start : start + _CHUNK])
+            stmt = stmt.on_conflict_do_update(
+                index_elements=["instrument_id", "day"],
+                set_={c: stmt.excluded[c] for c in ("close", "currency", "source", "adjusted")},
+            )
+            await self._s.execute(stmt)
         return len(params)
 
     async def latest_price_day(self, instrument_id: UUID) -> date | None:
@@ -260,8 +262,8 @@ class SqlPositionRepository:
             for key, (record, quantity) in quantities.items()
             if quantity != 0
         ]
-        if rows:
-            await self._s.execute(history.insert(), rows)
+        for start in range(0, len(rows), _CHUNK // 2):  # multi-row statements, as in save_prices
+            await self._s.execute(history.insert().values(rows[start : start + _CHUNK // 2]))
         return written + len(rows)
 
     async def spans(self, user_id: UUID, account_ids: Sequence[UUID] | None = None) -> list[PositionSpan]:

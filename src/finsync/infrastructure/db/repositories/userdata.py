@@ -125,6 +125,8 @@ NOT_EXPORTED: dict[str, str] = {
     "net_worth_deltas": "derived from the balance snapshots exported above (rebuilt from them)",
     "cash_flow_days": "derived from the transactions and transfer links exported above (daily sums)",
     "cash_flow_dirty": "bookkeeping: days whose cash flow sums wait to be recomputed",
+    "holding_value_deltas": "derived from the holding history and closes exported above (recomputed"
+    " by the database)",
 }
 # Tables without a user_id column that hold no user's data (reference data, shared caches).
 SHARED_TABLES: dict[str, str] = {
