@@ -7,10 +7,12 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+import asyncpg  # type: ignore[import-untyped]
 from sqlalchemy import event, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from finsync.bootstrap import Container
+from tests.conftest import PG_DSN
 
 
 @asynccontextmanager
@@ -59,3 +61,16 @@ async def until_waiting(probe: AsyncConnection, table: str = "") -> None:
             return
         await asyncio.sleep(0.005)
     raise AssertionError(f"nobody waited for a lock{f' on {table}' if table else ''}")
+
+
+async def terminate_backend(pid: int) -> None:
+    """End PostgreSQL backend ``pid`` as a restart or a proxy would, and wait until it is gone."""
+    admin = await asyncpg.connect(f"{PG_DSN}/postgres")
+    try:
+        assert await admin.fetchval("SELECT pg_terminate_backend($1)", pid)
+        for _ in range(200):
+            if not await admin.fetchval("SELECT count(*) FROM pg_stat_activity WHERE pid = $1", pid):
+                return
+            await asyncio.sleep(0.01)
+    finally:
+        await admin.close()

@@ -30,7 +30,7 @@ from finsync.domain.trading import (
 from finsync.infrastructure.db.order_desk import SqlOrderDesk
 from finsync.infrastructure.db.raw import pooled
 from tests.api.trading_world import World, trading_world
-from tests.conftest import PG_DSN
+from tests.sql import terminate_backend
 
 pytestmark = pytest.mark.e2e
 
@@ -258,17 +258,5 @@ async def test_a_connection_lost_under_the_desk_never_goes_back_to_the_pool(
 async def _lose_one(engine: Any) -> None:
     """A pooled connection whose server process is killed while it is in use."""
     async with pooled(engine) as driver:
-        await _kill(await driver.fetchval("SELECT pg_backend_pid()"))
+        await terminate_backend(await driver.fetchval("SELECT pg_backend_pid()"))
         await driver.fetchval("SELECT 1")
-
-
-async def _kill(pid: int) -> None:
-    admin = await asyncpg.connect(f"{PG_DSN}/postgres")
-    try:
-        assert await admin.fetchval("SELECT pg_terminate_backend($1)", pid)
-        for _ in range(200):
-            if not await admin.fetchval("SELECT count(*) FROM pg_stat_activity WHERE pid = $1", pid):
-                return
-            await asyncio.sleep(0.01)
-    finally:
-        await admin.close()

@@ -28,7 +28,7 @@ from finsync.providers.registry import ProviderRegistry
 from tests.api.helpers import register_and_login
 from tests.conftest import PG_DSN, api_client, built, make_settings
 from tests.factories import account, seed_connection, seed_user, txn
-from tests.sql import statements
+from tests.sql import statements, terminate_backend
 
 pytestmark = pytest.mark.integration
 transactions = TransactionRow.__table__  # type: ignore[attr-defined]
@@ -289,23 +289,11 @@ async def _backend_pid(c: Container) -> int:
         return int((await uow.session.execute(select(func.pg_backend_pid()))).scalar_one())  # type: ignore[attr-defined]
 
 
-async def _kill(pid: int) -> None:
-    admin = await asyncpg.connect(f"{PG_DSN}/postgres")
-    try:
-        assert await admin.fetchval("SELECT pg_terminate_backend($1)", pid)
-        for _ in range(200):
-            if not await admin.fetchval("SELECT count(*) FROM pg_stat_activity WHERE pid = $1", pid):
-                return
-            await asyncio.sleep(0.01)
-    finally:
-        await admin.close()
-
-
 async def test_a_dead_pooled_connection_is_retried_once_for_a_first_read(container: Container) -> None:
     _postgres(container)
     pid = await _backend_pid(container)
     assert container.engine.pool.checkedin() == 1  # type: ignore[attr-defined]
-    await _kill(pid)
+    await terminate_backend(pid)
     fresh = await _backend_pid(container)  # the first read of a transaction: retried on a new connection
     assert fresh != pid
 
@@ -315,7 +303,7 @@ async def test_a_dead_connection_is_never_retried_for_a_write_nor_mid_transactio
 ) -> None:
     _postgres(container)
     user = await seed_user(container)
-    await _kill(await _backend_pid(container))
+    await terminate_backend(await _backend_pid(container))
     with pytest.raises(DBAPIError) as raised:
         async with container.uow() as uow:
             await uow.session.execute(  # type: ignore[attr-defined]
@@ -324,7 +312,7 @@ async def test_a_dead_connection_is_never_retried_for_a_write_nor_mid_transactio
     assert raised.value.connection_invalidated
     async with container.uow() as uow:  # a read after a statement: the transaction is gone, no retry
         session: Any = uow.session  # type: ignore[attr-defined]
-        await _kill(int((await session.execute(select(func.pg_backend_pid()))).scalar_one()))
+        await terminate_backend(int((await session.execute(select(func.pg_backend_pid()))).scalar_one()))
         with pytest.raises(DBAPIError):
             await uow.users.get_by_email(user.email)
     async with container.uow() as uow:  # and the pool recovers
@@ -485,17 +473,17 @@ async def test_a_dead_connection_under_the_asyncpg_path_is_retried_once_for_a_fi
     async with api_client(container) as client:
         headers = await register_and_login(client)
         pid = await _backend_pid(container)
-        await _kill(pid)
+        await terminate_backend(pid)
         r = await client.get("/api/v1/transactions", headers=headers)  # the look-up: retried
         assert r.status_code == 200
     user = await seed_user(container, "eve@example.com")
     async with container.read_uow() as uow:
-        await _kill(await _backend_pid(container))
+        await terminate_backend(await _backend_pid(container))
         page = await uow.transactions.listed(user.id, TransactionFilter(), PageRequest())  # first: retried
         assert page.items == []
         session: Any = uow.session  # type: ignore[attr-defined]
         fresh = int((await session.execute(select(func.pg_backend_pid()))).scalar_one())
-        await _kill(fresh)
+        await terminate_backend(fresh)
         with pytest.raises((asyncpg.ConnectionDoesNotExistError, asyncpg.InterfaceError, ConnectionError)):
             await uow.transactions.listed(user.id, TransactionFilter(), PageRequest())
     assert await _backend_pid(container) not in (pid, fresh)
@@ -565,7 +553,7 @@ async def test_a_connection_the_server_ended_but_not_yet_closed_is_retried_as_lo
             for read in ("asyncpg", "sqlalchemy"):
                 pid = await _backend_pid(c)
                 proxy.arm()
-                await _kill(pid)
+                await terminate_backend(pid)
                 await asyncio.wait_for(proxy.held.wait(), 10)
                 await asyncio.sleep(0.05)  # the client reads the FATAL notice (loopback)
                 if read == "asyncpg":  # the auth look-up, straight on the driver
