@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Mapping
 from types import ModuleType
 from typing import Any
 
+from finsync.domain.entities import Transaction
 from finsync.domain.ports import ProviderSession
 from finsync.providers.ccxt.adapter import ExchangeAdapter
 from tests.fakes.clock import VirtualClock
@@ -19,3 +21,14 @@ def build_exchange(
     made = exchange.METADATA.adapter_factory(session, settings, clock=clock)
     assert isinstance(made, ExchangeAdapter)
     return made
+
+
+def exchange_session(credentials: dict[str, str], state: dict[str, Any] | None = None) -> ProviderSession:
+    """A connection's session holding ``credentials`` (and its saved ``state``)."""
+    return ProviderSession(connection_id=uuid.uuid4(), credentials=credentials, state=state or {})
+
+
+async def synced(adapter: ExchangeAdapter) -> list[Transaction]:
+    """The transactions one sync of the exchange's single account reads."""
+    [account] = await adapter.fetch_accounts()
+    return list((await adapter.fetch_transactions(account)).transactions)

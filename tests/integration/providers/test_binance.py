@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import AsyncIterator, Iterator
 from datetime import date
 from decimal import Decimal
@@ -24,7 +23,7 @@ from finsync.providers.ratelimit import BUCKET_STORE
 from tests.fakes.binance import BinanceStore, api_urls, create_app, seed
 from tests.fakes.clock import VirtualClock
 from tests.fakes.server import serve
-from tests.integration.providers.exchanges import build_exchange
+from tests.integration.providers.exchanges import build_exchange, exchange_session
 
 pytestmark = pytest.mark.integration
 
@@ -44,7 +43,7 @@ def url(clock: VirtualClock, store: BinanceStore) -> Iterator[str]:
 
 def _session(store: BinanceStore, state: dict[str, Any] | None = None, **creds: str) -> ProviderSession:
     credentials = {"apiKey": store.key, "secret": store.secret, "quote_currency": "EUR"} | creds
-    return ProviderSession(connection_id=uuid.uuid4(), credentials=credentials, state=state or {})
+    return exchange_session(credentials, state)
 
 
 @pytest.fixture

@@ -7,7 +7,6 @@ will not read without an account: a sync reads it account by account, paged by
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import AsyncIterator, Iterator
 from decimal import Decimal
 from typing import Any
@@ -31,7 +30,7 @@ from tests.fakes.coinbase import (
     seed,
 )
 from tests.fakes.server import serve
-from tests.integration.providers.exchanges import build_exchange
+from tests.integration.providers.exchanges import build_exchange, exchange_session
 
 pytestmark = pytest.mark.integration
 
@@ -51,7 +50,7 @@ def url(clock: VirtualClock, store: CoinbaseStore) -> Iterator[str]:
 
 def _session(store: CoinbaseStore, state: dict[str, Any] | None = None, **creds: str) -> ProviderSession:
     credentials = {"apiKey": store.key_name, "secret": store.private_pem}
-    return ProviderSession(connection_id=uuid.uuid4(), credentials=credentials | creds, state=state or {})
+    return exchange_session(credentials | creds, state)
 
 
 def _build(url: str, session: ProviderSession, clock: VirtualClock) -> ExchangeAdapter:

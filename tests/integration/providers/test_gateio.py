@@ -4,7 +4,6 @@ loopback HTTP: history asked 30 days at a time, each window paged."""
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import AsyncIterator, Iterator
 from decimal import Decimal
 from typing import Any
@@ -19,7 +18,7 @@ from finsync.providers.ccxt.adapter import ExchangeAdapter
 from tests.fakes.clock import VirtualClock
 from tests.fakes.gateio import DAY_MS, GateStore, api_urls, create_app, seed
 from tests.fakes.server import serve
-from tests.integration.providers.exchanges import build_exchange
+from tests.integration.providers.exchanges import build_exchange, exchange_session, synced
 
 pytestmark = pytest.mark.integration
 
@@ -39,7 +38,7 @@ def url(clock: VirtualClock, store: GateStore) -> Iterator[str]:
 
 def _session(store: GateStore, state: dict[str, Any] | None = None, **creds: str) -> ProviderSession:
     credentials = {"apiKey": store.key, "secret": store.secret, "quote_currency": "USD"}
-    return ProviderSession(connection_id=uuid.uuid4(), credentials=credentials | creds, state=state or {})
+    return exchange_session(credentials | creds, state)
 
 
 def _build(url: str, session: ProviderSession, clock: VirtualClock) -> ExchangeAdapter:
@@ -51,11 +50,6 @@ async def adapter(url: str, store: GateStore, clock: VirtualClock) -> AsyncItera
     built = _build(url, _session(store), clock)
     yield built
     await built.aclose()
-
-
-async def _sync(adapter: ExchangeAdapter) -> list[Any]:
-    [account] = await adapter.fetch_accounts()
-    return list((await adapter.fetch_transactions(account)).transactions)
 
 
 async def test_validate_signs_the_headers_and_loads_spot_markets_only(
@@ -99,7 +93,7 @@ async def test_balances_valued_from_gate_tickers(adapter: ExchangeAdapter) -> No
 
 
 async def test_trades_and_transfers_with_fees(adapter: ExchangeAdapter) -> None:
-    found = {t.provider_transaction_id: t for t in await _sync(adapter)}
+    found = {t.provider_transaction_id: t for t in await synced(adapter)}
     buy = found["trade:BTC/USDT:5001"]
     assert (buy.subtype, buy.amount, buy.currency, buy.quantity) == (
         TransactionSubtype.BUY,
@@ -133,7 +127,7 @@ async def test_history_is_asked_30_days_at_a_time_from_the_cursor(
         fee="0.001", fee_currency="ETH",
     )  # fmt: skip
     store.add_deposit(deposit_id=100001, ts=t - 700 * DAY_MS, currency="ETH", amount="2", chain="ETH")
-    found = {x.provider_transaction_id for x in await _sync(adapter)}
+    found = {x.provider_transaction_id for x in await synced(adapter)}
     assert {"trade:ETH/BTC:4001", "deposit:d100001"} <= found
     for path in ("/api/v4/spot/my_trades", "/api/v4/wallet/deposits", "/api/v4/wallet/withdrawals"):
         asked = [q for p, q in store.requests if p == path]
@@ -144,7 +138,7 @@ async def test_history_is_asked_30_days_at_a_time_from_the_cursor(
     again = _build(adapter.ex.urls["api"]["private"]["spot"].removesuffix("/api/v4"),
                    _session(store, state=adapter.session.state), clock)  # fmt: skip
     try:
-        await _sync(again)
+        await synced(again)
     finally:
         await again.aclose()
     trades = [q for p, q in store.requests if p == "/api/v4/spot/my_trades"]
@@ -166,7 +160,7 @@ async def test_more_than_a_page_of_trades_and_deposits_are_all_read(
         store.add_deposit(
             deposit_id=700_000 + i, ts=t - 8 * DAY_MS + i * 1000, currency="USDT", amount="1", chain="TRX"
         )
-    found = await _sync(adapter)
+    found = await synced(adapter)
     assert len([x for x in found if x.type is TransactionType.TRADE]) == 252
     assert len([x for x in found if x.subtype is TransactionSubtype.TRANSFER_IN]) == 231
 
@@ -190,7 +184,7 @@ async def test_account_book_rewards_are_income_and_other_entries_are_not(
     """Failed before: the account book was not read (ccxt sends its ``from`` in milliseconds,
     which Gate refuses), so Gate's earn interest and airdrops were never income. Now they are;
     the book's lines for trades, fees and deposits are left to their own endpoints."""
-    found = await _sync(adapter)
+    found = await synced(adapter)
     rewards = _ledger(found)
     assert set(rewards) == {"ledger:9001", "ledger:9002"}
     interest, airdrop = rewards["ledger:9001"], rewards["ledger:9002"]
@@ -219,7 +213,7 @@ async def test_the_book_is_read_30_days_at_a_time_back_to_an_old_reward(
     t = int(clock.now() * 1000)
     store.add_book(book_id=8001, ts=t - 400 * DAY_MS, currency="ETH", change="0.01", balance="1",
                    kind="str_int_in")  # fmt: skip
-    rewards = _ledger(await _sync(adapter))
+    rewards = _ledger(await synced(adapter))
     assert rewards["ledger:8001"].amount == Decimal("0.01")
     asked = [q for p, q in store.requests if p == BOOK]
     assert len(asked) > 400 // 30
@@ -234,7 +228,7 @@ async def test_more_than_a_page_of_the_book_is_read_by_page(
     for i in range(250):
         store.add_book(book_id=100_000 + i, ts=t - 5 * DAY_MS + i * 1000, currency="USDT",
                        change="0.01", balance="200", kind="hodl_int")  # fmt: skip
-    rewards = _ledger(await _sync(adapter))
+    rewards = _ledger(await synced(adapter))
     assert len(rewards) == 252
     pages = sorted(int(q["page"]) for p, q in store.requests if p == BOOK and int(q["page"]) > 1)
     assert pages == [2, 3]
@@ -247,7 +241,7 @@ async def test_a_resync_reads_the_book_from_its_cursor_and_stores_each_reward_on
     before it (the overlap), finds a reward that arrived since, and answers the overlapped
     rewards under the same ids (the store keeps one row per id)."""
     before = int(clock.now() * 1000)
-    first = _ledger(await _sync(adapter))
+    first = _ledger(await synced(adapter))
     [cursors] = adapter.session.state["cursors"].values()
     assert cursors["ledger"] >= before - DAY_MS  # no entry newer than the overlap: now, less a day
     clock.advance(3 * 86_400)
@@ -260,7 +254,7 @@ async def test_a_resync_reads_the_book_from_its_cursor_and_stores_each_reward_on
     store.requests.clear()
     again = _again(adapter, store, clock)
     try:
-        second = await _sync(again)
+        second = await synced(again)
     finally:
         await again.aclose()
     asked = [q for p, q in store.requests if p == BOOK]

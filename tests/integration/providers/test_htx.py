@@ -5,7 +5,6 @@ permissions from ``/v2/user/api-key``."""
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import AsyncIterator, Iterator
 from decimal import Decimal
 from typing import Any
@@ -20,7 +19,7 @@ from finsync.providers.ccxt.adapter import ExchangeAdapter
 from tests.fakes.clock import VirtualClock
 from tests.fakes.htx import DAY_MS, HtxStore, api_urls, create_app, seed
 from tests.fakes.server import serve
-from tests.integration.providers.exchanges import build_exchange
+from tests.integration.providers.exchanges import build_exchange, exchange_session, synced
 
 pytestmark = pytest.mark.integration
 
@@ -40,7 +39,7 @@ def url(clock: VirtualClock, store: HtxStore) -> Iterator[str]:
 
 def _session(store: HtxStore, state: dict[str, Any] | None = None, **creds: str) -> ProviderSession:
     credentials = {"apiKey": store.key, "secret": store.secret, "quote_currency": "USD"}
-    return ProviderSession(connection_id=uuid.uuid4(), credentials=credentials | creds, state=state or {})
+    return exchange_session(credentials | creds, state)
 
 
 def _build(url: str, session: ProviderSession, clock: VirtualClock) -> ExchangeAdapter:
@@ -52,11 +51,6 @@ async def adapter(url: str, store: HtxStore, clock: VirtualClock) -> AsyncIterat
     built = _build(url, _session(store), clock)
     yield built
     await built.aclose()
-
-
-async def _sync(adapter: ExchangeAdapter) -> list[Any]:
-    [account] = await adapter.fetch_accounts()
-    return list((await adapter.fetch_transactions(account)).transactions)
 
 
 async def test_validate_signs_the_query_and_a_read_only_key_gets_no_warning(
@@ -108,7 +102,7 @@ async def test_balances_valued_from_htx_tickers(adapter: ExchangeAdapter) -> Non
 
 
 async def test_trades_and_transfers_with_fees(adapter: ExchangeAdapter, store: HtxStore) -> None:
-    found = {t.provider_transaction_id: t for t in await _sync(adapter)}
+    found = {t.provider_transaction_id: t for t in await synced(adapter)}
     buy = found[f"trade:BTC/USDT:{313288753120940 * 7}"]
     assert (buy.subtype, buy.amount, buy.currency, buy.quantity) == (
         TransactionSubtype.BUY,
@@ -156,7 +150,7 @@ async def test_trades_are_read_in_48_hour_windows_over_htxs_120_days(
         fee="0.001",
         fee_currency="eth",
     )
-    found = await _sync(adapter)
+    found = await synced(adapter)
     trades = {t.provider_transaction_id for t in found if t.type is TransactionType.TRADE}
     assert trades == {
         f"trade:{s}:{i * 7}"
@@ -174,7 +168,7 @@ async def test_trades_are_read_in_48_hour_windows_over_htxs_120_days(
     store.requests.clear()
     again = _build(adapter.ex.urls["api"]["spot"], _session(store, state=adapter.session.state), clock)
     try:
-        await _sync(again)
+        await synced(again)
     finally:
         await again.aclose()
     windows = [q for p, q in store.requests if p == "/v1/order/matchresults"]
@@ -208,7 +202,7 @@ async def test_more_than_a_page_of_trades_and_deposits_are_all_read(
             fee=0,
             chain="trc20usdt",
         )
-    found = await _sync(adapter)
+    found = await synced(adapter)
     assert len([x for x in found if x.type is TransactionType.TRADE]) == 1202
     assert len([x for x in found if x.subtype is TransactionSubtype.TRANSFER_IN]) == 231
 
@@ -218,7 +212,7 @@ async def test_the_ledger_of_internal_transfers_is_not_read(
 ) -> None:
     """HTX's ledger holds only transfers between the user's own accounts (no rewards), 10 days
     per query within 180 days: reading it would bring nothing and fail on the first sync."""
-    await _sync(adapter)
+    await synced(adapter)
     assert "/v2/account/ledger" not in {p for p, _ in store.requests}
 
 

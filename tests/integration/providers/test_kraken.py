@@ -3,7 +3,6 @@ growing nonces, ``ofs`` paging, errors in the body with HTTP 200) over loopback 
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import AsyncIterator, Iterator
 from decimal import Decimal
 from typing import Any
@@ -18,7 +17,7 @@ from finsync.providers.ccxt.adapter import ExchangeAdapter
 from tests.fakes.clock import VirtualClock
 from tests.fakes.kraken import KrakenStore, api_urls, create_app, seed
 from tests.fakes.server import serve
-from tests.integration.providers.exchanges import build_exchange
+from tests.integration.providers.exchanges import build_exchange, exchange_session
 
 pytestmark = pytest.mark.integration
 
@@ -37,11 +36,7 @@ def url(clock: VirtualClock, store: KrakenStore) -> Iterator[str]:
 
 
 def _session(store: KrakenStore, state: dict[str, Any] | None = None, **creds: str) -> ProviderSession:
-    return ProviderSession(
-        connection_id=uuid.uuid4(),
-        credentials={"apiKey": store.key, "secret": store.secret} | creds,
-        state=state or {},
-    )
+    return exchange_session({"apiKey": store.key, "secret": store.secret} | creds, state)
 
 
 def _build(url: str, session: ProviderSession, clock: VirtualClock) -> ExchangeAdapter:

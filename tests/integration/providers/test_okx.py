@@ -4,7 +4,6 @@ permissions are read from ``account/config`` and the generic ``since`` history w
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import AsyncIterator, Iterator
 from decimal import Decimal
 from typing import Any
@@ -19,7 +18,7 @@ from finsync.providers.ccxt.adapter import ExchangeAdapter
 from tests.fakes.clock import VirtualClock
 from tests.fakes.okx import DAY_MS, OkxStore, api_urls, create_app, seed
 from tests.fakes.server import serve
-from tests.integration.providers.exchanges import build_exchange
+from tests.integration.providers.exchanges import build_exchange, exchange_session
 
 pytestmark = pytest.mark.integration
 
@@ -44,7 +43,7 @@ def _session(store: OkxStore, state: dict[str, Any] | None = None, **creds: str)
         "password": store.passphrase,
         "quote_currency": "EUR",
     }
-    return ProviderSession(connection_id=uuid.uuid4(), credentials=credentials | creds, state=state or {})
+    return exchange_session(credentials | creds, state)
 
 
 def _build(url: str, session: ProviderSession, clock: VirtualClock) -> ExchangeAdapter:
