@@ -25,6 +25,7 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from contextvars import ContextVar
 from datetime import datetime, time
 from decimal import Decimal
+from functools import cached_property
 from typing import Any
 from uuid import UUID
 
@@ -357,12 +358,21 @@ class SqlOrderDesk:
     def __init__(self, engine: AsyncEngine, feed: OrderFeed | None = None) -> None:
         self._engine = engine
         self._feed = feed  # SQLite: status changes reach this process's streams after the commit
-        self._sql = _Statements(engine.dialect)
         self._held: ContextVar[Any | None] = ContextVar(f"order_desk_{id(self)}", default=None)
-        self._save = Compiled(_save(), engine.dialect)
-        self._save_change = Compiled(  # SQLite: RETURNING tells whether the guard held
-            _save(guarded=True).returning(orders.c.id), engine.dialect, [orders.c.id]
-        )
+
+    # Compiled on first use, not when the container is built: compiling every statement costs
+    # tens of milliseconds, which every process that never trades (and every test) would pay.
+    @cached_property
+    def _sql(self) -> _Statements:
+        return _Statements(self._engine.dialect)
+
+    @cached_property
+    def _save(self) -> Compiled:
+        return Compiled(_save(), self._engine.dialect)
+
+    @cached_property
+    def _save_change(self) -> Compiled:  # SQLite: RETURNING tells whether the guard held
+        return Compiled(_save(guarded=True).returning(orders.c.id), self._engine.dialect, [orders.c.id])
 
     @asynccontextmanager
     async def held(self) -> AsyncIterator[None]:
