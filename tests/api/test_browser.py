@@ -15,6 +15,7 @@ import uvicorn
 
 from finsync.api.app import create_app
 from finsync.bootstrap import Container
+from finsync.providers.http import http_transport
 from tests.api.conftest import clock_of, redirect_settings
 from tests.api.helpers import register_and_login
 from tests.conftest import built, make_settings
@@ -117,7 +118,7 @@ async def _connect_in_browser(
 
 async def test_schwab_in_a_real_browser(browser: Browser, live: tuple[str, Container]) -> None:
     base, container = live
-    async with httpx.AsyncClient(base_url=base) as client:
+    async with httpx.AsyncClient(transport=http_transport(), base_url=base) as client:
         headers, cid = await _connect_in_browser(browser, base, container, client, {"provider": "schwab"})
         conn = (await client.get(f"/api/v1/connections/{cid}", headers=headers)).json()
         assert conn["status"] == "active", conn
@@ -134,7 +135,7 @@ async def test_schwab_in_a_real_browser(browser: Browser, live: tuple[str, Conta
 async def test_gocardless_in_a_real_browser(browser: Browser, live: tuple[str, Container]) -> None:
     base, container = live
     body = {"provider": "gocardless", "options": {"institution_id": SANDBOX}}
-    async with httpx.AsyncClient(base_url=base) as client:
+    async with httpx.AsyncClient(transport=http_transport(), base_url=base) as client:
         headers, cid = await _connect_in_browser(browser, base, container, client, body)
         conn = (await client.get(f"/api/v1/connections/{cid}", headers=headers)).json()
         assert conn["status"] == "active", conn
@@ -152,7 +153,7 @@ async def test_enablebanking_in_a_real_browser(browser: Browser, live: tuple[str
     """Enable Banking's bank login (POST /auth → bank page → ?code=&state=) in Chromium."""
     base, container = live
     body = {"provider": "enablebanking", "options": {"institution_id": INSTITUTION}}
-    async with httpx.AsyncClient(base_url=base) as client:
+    async with httpx.AsyncClient(transport=http_transport(), base_url=base) as client:
         headers, cid = await _connect_in_browser(browser, base, container, client, body)
         conn = (await client.get(f"/api/v1/connections/{cid}", headers=headers)).json()
         assert conn["status"] == "active", conn

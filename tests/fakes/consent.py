@@ -14,6 +14,8 @@ from urllib.parse import urlencode, urljoin
 import httpx
 from fastapi.responses import HTMLResponse, RedirectResponse
 
+from finsync.providers.http import http_transport
+
 
 def consent_page(
     *,
@@ -67,7 +69,7 @@ class _Form(HTMLParser):
 
 async def submit_consent(url: str, decision: str = "allow") -> str:
     """Open the consent page at ``url``, press Allow or Deny, return where the provider redirects."""
-    async with httpx.AsyncClient() as browser:
+    async with httpx.AsyncClient(transport=http_transport()) as browser:
         page = await browser.get(url)
         assert page.status_code == 200, page.text
         form = _Form()

@@ -18,6 +18,7 @@ import uvicorn
 
 from finsync.api.app import create_app
 from finsync.cli import server_options
+from finsync.providers.http import http_transport
 from tests.api.helpers import PASSWORD
 from tests.conftest import built, make_settings
 from tests.fakes.hasher import FakeHasher
@@ -53,7 +54,9 @@ async def server(database_url: str, tmp_path: Path, **overrides: Any) -> AsyncIt
     settings = make_settings(database_url, tmp_path, **overrides)
     async with built(settings):
         with serving(create_app(settings, hasher=FakeHasher())) as port:
-            async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http:
+            async with httpx.AsyncClient(
+                transport=http_transport(), base_url=f"http://127.0.0.1:{port}"
+            ) as http:
                 yield http
 
 

@@ -72,10 +72,16 @@ _BACKOFF_BASE, _BACKOFF_CAP = 0.5, 30.0
 
 
 @functools.cache
-def _tls() -> ssl.SSLContext:
-    """One TLS context per process: building one loads the CA bundle (~50 ms of CPU), which a
-    client per sync would otherwise pay on every sync."""
+def tls_context() -> ssl.SSLContext:
+    """One TLS context per process: building one loads the CA bundle (~25-50 ms of CPU), which
+    a client per sync, per authorisation or per exchange would otherwise pay every time."""
     return httpx.create_ssl_context()
+
+
+def http_transport() -> httpx.AsyncHTTPTransport:
+    """A plain transport on the process's TLS context, for a client that wraps its own
+    (``httpx.AsyncHTTPTransport()`` would load the CA bundle again)."""
+    return httpx.AsyncHTTPTransport(verify=tls_context())
 
 
 class SystemClock:
@@ -155,7 +161,7 @@ class ProviderHttp:
             transport=transport,
             timeout=httpx.Timeout(timeout),
             follow_redirects=False,
-            verify=_tls(),
+            verify=tls_context(),
         )
 
     async def __aenter__(self) -> Self:

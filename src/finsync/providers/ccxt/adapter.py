@@ -37,7 +37,7 @@ from finsync.providers.ccxt import mappers
 from finsync.providers.ccxt.exchange import AccountHistory, Exchange, ExchangeSettings
 from finsync.providers.ccxt.limits import ExchangeBudget, banned_until, budget
 from finsync.providers.common import HostOptions, Wire, credential
-from finsync.providers.http import SystemClock
+from finsync.providers.http import SystemClock, tls_context
 from finsync.providers.spec import AdapterFactory
 
 __all__ = ["ExchangeAdapter", "factory"]
@@ -87,6 +87,7 @@ class ExchangeAdapter:
                 self._secrets.append(value)
         self.ex: Any = getattr(_ccxt(), exchange.ccxt_id)(config)
         self.ex.number = str  # exact: numbers stay the exchange's text, Decimals in the mappers
+        self.ex.ssl_context = tls_context()  # ccxt would load the CA bundle per instance (per sync)
         if settings.api_urls:
             urls: dict[str, Any] = dict(self.ex.urls["api"])
             for group, url in settings.api_urls.items():

@@ -18,7 +18,7 @@ import httpx
 from finsync.domain.errors import BadData, ProviderAuthError, ProviderError, RateLimited, Unavailable
 from finsync.domain.ports import PersonPresent
 from finsync.providers.enablebanking.settings import EnableBankingSigner
-from finsync.providers.http import AccessRevoked, Clock, ProviderHttp, RateLimit, SystemClock
+from finsync.providers.http import AccessRevoked, Clock, ProviderHttp, RateLimit, SystemClock, http_transport
 
 LIMITS = {"aspsps": RateLimit(60, 60.0)}
 # Text codes meaning the person's consent (session) is over: only a new consent helps.
@@ -150,7 +150,7 @@ class EnableBankingClient:
             auth=_JwtAuth(signer),
             limits=LIMITS,
             clock=clock,
-            transport=_BankLimit(transport or httpx.AsyncHTTPTransport(), clock or SystemClock()),
+            transport=_BankLimit(transport or http_transport(), clock or SystemClock()),
             timeout=timeout,
             error_message=enablebanking_error_message,
             error_type=enablebanking_error_type,

@@ -11,7 +11,7 @@ import httpx
 from finsync.domain.errors import BadData, ProviderAuthError, ProviderError, RateLimited
 from finsync.providers.budget import rate_header
 from finsync.providers.gocardless.tokens import GoCardlessTokens, gocardless_error_message
-from finsync.providers.http import AccessRevoked, Clock, ProviderHttp, RateLimit, SystemClock
+from finsync.providers.http import AccessRevoked, Clock, ProviderHttp, RateLimit, SystemClock, http_transport
 
 LIMITS = {"accounts": RateLimit(100, 60.0), "institutions": RateLimit(300, 60.0)}
 _SECONDS = re.compile(r"(\d+)\s*seconds?")
@@ -102,7 +102,7 @@ class GoCardlessClient:
         timeout: float = 30.0,
     ) -> None:
         self._tokens = tokens
-        inner = transport or httpx.AsyncHTTPTransport()
+        inner = transport or http_transport()
         self._http = ProviderHttp(
             provider="gocardless",
             base_url=base_url.rstrip("/") + "/",
