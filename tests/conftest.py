@@ -11,7 +11,7 @@ import sys
 import tempfile
 import time
 from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, contextmanager
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
@@ -321,34 +321,52 @@ async def built(settings: Settings, **build_options: Any) -> AsyncIterator[Conta
             await c.aclose()
 
 
-# Idle apps by the settings that shaped them (all but the two each container brings itself).
-# A fresh FastAPI app analyses every route's dependencies on its first requests (~0.15 s of CPU);
-# an app is only its routes, middleware and ``state.container``, so a test reuses one built for
-# the same settings and gets its own container in it. One test at a time holds an app.
+# Idle apps by the settings that shape an app. A fresh FastAPI app analyses every route's
+# dependencies on its first request (~0.3 s of CPU here, ~100 routes); an app is only its routes,
+# middleware and ``state.container``, so a test reuses an idle one built from the same values of
+# APP_SETTINGS and gets its own container in it. One test at a time holds an app.
 _IDLE_APPS: dict[str, list[FastAPI]] = {}
-_PER_CONTAINER = frozenset({"database_url", "data_dir"})
+# What ``create_app`` and ``edge_stack`` read of the settings (tests/api/test_app_reuse.py
+# fails when they read another); provider hosts, keys and the database do not shape an app.
+APP_SETTINGS = frozenset(
+    {
+        "log_format",
+        "log_level",
+        "cors_origins",
+        "docs_enabled",
+        "body_limit_bytes",
+        "upload_limit_bytes",
+        "trusted_proxies",
+    }
+)
 
 
-@asynccontextmanager
-async def api_client(c: Container) -> AsyncIterator[httpx.AsyncClient]:
-    """HTTP into the app (in-process ASGI), backed by ``c``; every JSON answer keeps the wire format."""
-    idle = _IDLE_APPS.setdefault(c.settings.model_dump_json(exclude=set(_PER_CONTAINER)), [])
+@contextmanager
+def app_for(c: Container) -> Iterator[FastAPI]:
+    """An app serving ``c`` (an idle one shaped by the same settings, or a new one)."""
+    idle = _IDLE_APPS.setdefault(c.settings.model_dump_json(include=set(APP_SETTINGS)), [])
     if idle:
         app = idle.pop()
         app.state.container = c
         configure_logging(c.settings.log_format.value, c.settings.log_level)  # as create_app does
     else:
         app = create_app(container=c)
-    transport = httpx.ASGITransport(app=app)
-    hooks = {"response": [assert_wire_format]}
     try:
-        async with httpx.AsyncClient(
-            transport=transport, base_url="http://testserver", event_hooks=hooks
-        ) as http:
-            yield http
+        yield app
     finally:
         del app.state.container
         idle.append(app)
+
+
+@asynccontextmanager
+async def api_client(c: Container) -> AsyncIterator[httpx.AsyncClient]:
+    """HTTP into the app (in-process ASGI), backed by ``c``; every JSON answer keeps the wire format."""
+    with app_for(c) as app:
+        hooks = {"response": [assert_wire_format]}
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://testserver", event_hooks=hooks
+        ) as http:
+            yield http
 
 
 async def empty_database(c: Container) -> None:

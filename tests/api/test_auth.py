@@ -8,10 +8,9 @@ import httpx
 import pytest
 from sqlalchemy import update
 
-from finsync.api.app import create_app
 from finsync.infrastructure.db.tables import UserRow
 from tests.api.helpers import PASSWORD, register_and_login
-from tests.conftest import built, make_settings
+from tests.conftest import app_for, built, make_settings
 from tests.fakes.hasher import FakeHasher
 
 pytestmark = pytest.mark.e2e
@@ -89,20 +88,21 @@ async def test_unknown_and_inactive_users_cost_one_hash_like_everyone(
     """No user enumeration by timing: a password is verified whether or not the account exists."""
     hasher = FakeHasher()
     async with built(make_settings(database_url, tmp_path), hasher=hasher) as c:
-        transport = httpx.ASGITransport(app=create_app(container=c))
-        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
-            await register_and_login(http, "ada@example.com")
-            await register_and_login(http, "gone@example.com")
-            async with c.engine.begin() as conn:
-                table = UserRow.__table__  # type: ignore[attr-defined]
-                await conn.execute(
-                    update(table).where(table.c.email == "gone@example.com").values(is_active=False)
-                )
-            for email in ("nobody@example.com", "gone@example.com", "ada@example.com"):
-                before = hasher.calls["verify"]
-                r = await http.post(
-                    "/api/v1/auth/token", data={"username": email, "password": "wrong password guess"}
-                )
-                assert r.status_code == 401
-                assert r.json()["detail"] == "incorrect email or password"
-                assert hasher.calls["verify"] == before + 1, email
+        with app_for(c) as app:
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+                await register_and_login(http, "ada@example.com")
+                await register_and_login(http, "gone@example.com")
+                async with c.engine.begin() as conn:
+                    table = UserRow.__table__  # type: ignore[attr-defined]
+                    await conn.execute(
+                        update(table).where(table.c.email == "gone@example.com").values(is_active=False)
+                    )
+                for email in ("nobody@example.com", "gone@example.com", "ada@example.com"):
+                    before = hasher.calls["verify"]
+                    r = await http.post(
+                        "/api/v1/auth/token", data={"username": email, "password": "wrong password guess"}
+                    )
+                    assert r.status_code == 401
+                    assert r.json()["detail"] == "incorrect email or password"
+                    assert hasher.calls["verify"] == before + 1, email

@@ -12,10 +12,9 @@ import httpx
 import jwt
 import pytest
 
-from finsync.api.app import create_app
 from finsync.bootstrap import Container
 from tests.api.helpers import PASSWORD, register_and_login
-from tests.conftest import FAKE_JWT_SECRET, built, make_settings
+from tests.conftest import FAKE_JWT_SECRET, app_for, built, make_settings
 
 pytestmark = pytest.mark.e2e
 MiB = 1024 * 1024
@@ -26,9 +25,10 @@ async def edge_client(
     database_url: str, tmp_path: Path, **overrides: Any
 ) -> AsyncIterator[tuple[httpx.AsyncClient, Container]]:
     async with built(make_settings(database_url, tmp_path, **overrides)) as c:
-        transport = httpx.ASGITransport(app=create_app(container=c))
-        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
-            yield http, c
+        with app_for(c) as app:
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+                yield http, c
 
 
 class Recorder:
@@ -58,10 +58,11 @@ async def body_client(
     database_url: str, tmp_path: Path, **overrides: Any
 ) -> AsyncIterator[tuple[httpx.AsyncClient, Recorder]]:
     async with built(make_settings(database_url, tmp_path, **overrides)) as c:
-        recorder = Recorder(create_app(container=c))
-        transport = httpx.ASGITransport(app=recorder)
-        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
-            yield http, recorder
+        with app_for(c) as app:
+            recorder = Recorder(app)
+            transport = httpx.ASGITransport(app=recorder)
+            async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+                yield http, recorder
 
 
 class Counted:

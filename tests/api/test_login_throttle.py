@@ -17,7 +17,7 @@ from finsync.api.app import create_app
 from finsync.bootstrap import Container, build
 from tests.api.conftest import clock_of
 from tests.api.helpers import PASSWORD
-from tests.conftest import built, make_settings
+from tests.conftest import app_for, built, make_settings
 from tests.fakes.clock import VirtualClock
 from tests.fakes.hasher import FakeHasher
 
@@ -54,12 +54,13 @@ async def site(
 ) -> AsyncIterator[Site]:
     settings = make_settings(database_url, tmp_path, **overrides)
     async with built(settings, clock=clock_of(vclock), hasher=FakeHasher()) as c:
-        s = Site(create_app(container=c), c)
-        async with s.client(OWNER_IP) as http:
-            r = await http.post("/api/v1/users", json={"email": OWNER, "password": PASSWORD})
-            assert r.status_code == 201, r.text
-        assert (await s.login(OWNER_IP)).status_code == 200  # the owner's usual client
-        yield s
+        with app_for(c) as app:
+            s = Site(app, c)
+            async with s.client(OWNER_IP) as http:
+                r = await http.post("/api/v1/users", json={"email": OWNER, "password": PASSWORD})
+                assert r.status_code == 201, r.text
+            assert (await s.login(OWNER_IP)).status_code == 200  # the owner's usual client
+            yield s
 
 
 async def test_wrong_passwords_from_elsewhere_do_not_lock_the_owner_out(

@@ -16,7 +16,6 @@ import httpx
 import pytest
 from sqlalchemy import text
 
-from finsync.api.app import create_app
 from finsync.application.order_stream import DROPPED, READY, OrderStream
 from finsync.application.orders import Caller
 from finsync.bootstrap import Container, build
@@ -26,6 +25,7 @@ from tests.api.conftest import clock_of
 from tests.api.helpers import register_and_login
 from tests.api.sse import Events, streaming_client
 from tests.api.trading_world import World, trading_world
+from tests.conftest import app_for
 from tests.fakes.hashing import CHEAP_HASHER
 
 pytestmark = pytest.mark.e2e
@@ -46,14 +46,15 @@ async def _ready(world: World, provider: str) -> tuple[str, str]:
 @asynccontextmanager
 async def stream(world: World, headers: dict[str, str], last: str | None = None) -> AsyncIterator[Events]:
     """An open event stream, past its first frame (subscribed: later changes cannot be missed)."""
-    async with streaming_client(create_app(container=world.container)) as http:
-        sent = headers | ({"Last-Event-ID": last} if last else {})
-        async with http.stream("GET", "/api/v1/orders/events", headers=sent) as r:
-            assert r.status_code == 200
-            assert r.headers["content-type"].startswith("text/event-stream")
-            events = Events(r)
-            assert "ready" in (await events.frame()).comments
-            yield events
+    with app_for(world.container) as app:
+        async with streaming_client(app) as http:
+            sent = headers | ({"Last-Event-ID": last} if last else {})
+            async with http.stream("GET", "/api/v1/orders/events", headers=sent) as r:
+                assert r.status_code == 200
+                assert r.headers["content-type"].startswith("text/event-stream")
+                events = Events(r)
+                assert "ready" in (await events.frame()).comments
+                yield events
 
 
 async def _status_ids(world: World, order_id: str) -> list[str]:
@@ -119,13 +120,13 @@ async def test_nobody_sees_another_users_orders_and_tokens_see_their_scope(world
 
 
 async def test_a_bad_last_event_id_is_refused_as_a_problem(world: World) -> None:
-    async with streaming_client(create_app(container=world.container)) as http:
-        r = await http.get("/api/v1/orders/events", headers=world.headers | {"Last-Event-ID": "nope"})
+    with app_for(world.container) as app:
+        async with streaming_client(app) as http:
+            r = await http.get("/api/v1/orders/events", headers=world.headers | {"Last-Event-ID": "nope"})
+            assert (await http.get("/api/v1/orders/events")).status_code == 401
     assert r.status_code == 422
     assert r.headers["content-type"] == "application/problem+json"
     assert "Last-Event-ID" in r.json()["detail"]
-    async with streaming_client(create_app(container=world.container)) as http:
-        assert (await http.get("/api/v1/orders/events")).status_code == 401
 
 
 async def test_the_poller_follows_open_orders_and_quiet_streams_hear_heartbeats(world: World) -> None:

@@ -8,9 +8,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from finsync.api.app import create_app
 from tests.api.helpers import PASSWORD
-from tests.conftest import built, make_settings
+from tests.conftest import app_for, built, make_settings
 
 pytestmark = pytest.mark.e2e
 
@@ -63,14 +62,17 @@ async def test_first_user_only_holds_under_concurrent_registrations(
 ) -> None:
     settings = make_settings(database_url, tmp_path, registration="first_user_only")
     async with built(settings) as c:
-        transport = httpx.ASGITransport(app=create_app(container=c))
-        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
-            answers = await asyncio.gather(
-                *(
-                    http.post("/api/v1/users", json={"email": f"user{i}@example.com", "password": PASSWORD})
-                    for i in range(4)
+        with app_for(c) as app:
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+                answers = await asyncio.gather(
+                    *(
+                        http.post(
+                            "/api/v1/users", json={"email": f"user{i}@example.com", "password": PASSWORD}
+                        )
+                        for i in range(4)
+                    )
                 )
-            )
         assert sorted(r.status_code for r in answers) == [201, 403, 403, 403], [r.text for r in answers]
         async with c.uow() as uow:
             assert await uow.users.count() == 1

@@ -11,9 +11,9 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from finsync.api.app import create_app
 from finsync.bootstrap import Container
 from tests.api.helpers import PASSWORD
+from tests.conftest import app_for as idle_app
 from tests.conftest import built, make_settings
 from tests.fakes.hasher import FakeHasher
 from tests.sql import statements
@@ -27,7 +27,8 @@ async def app_for(
     database_url: str, tmp_path: Path, **overrides: Any
 ) -> AsyncIterator[tuple[FastAPI, Container]]:
     async with built(make_settings(database_url, tmp_path, **overrides), hasher=FakeHasher()) as c:
-        yield create_app(container=c), c
+        with idle_app(c) as app:
+            yield app, c
 
 
 def client(app: FastAPI, address: str = "198.51.100.10", agent: str = "pytest") -> httpx.AsyncClient:

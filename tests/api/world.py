@@ -15,11 +15,10 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from finsync.api.app import create_app
 from finsync.bootstrap import Container
 from tests.api.conftest import clock_of, redirect_settings
 from tests.api.wire import WireCheck
-from tests.conftest import SHARED, built, make_settings
+from tests.conftest import SHARED, app_for, built, make_settings
 from tests.fakes.alpaca import AlpacaStore
 from tests.fakes.alpaca import create_app as alpaca_app
 from tests.fakes.clock import VirtualClock
@@ -113,11 +112,13 @@ async def world(database_url: str, tmp_path: Path) -> AsyncIterator[World]:
         options = {"clock": clock_of(clock), "adapter_options": {"clock": clock}}
         wire = WireCheck()
         async with built(settings, **options) as container:
-            transport = httpx.ASGITransport(app=create_app(container=container))
-            async with httpx.AsyncClient(
-                transport=transport, base_url="http://testserver", event_hooks={"response": [wire]}
-            ) as client:
-                yield World(client, container, clock, t212, alpaca, schwab, gocardless, wire)
+            with app_for(container) as app:
+                async with httpx.AsyncClient(
+                    transport=httpx.ASGITransport(app=app),
+                    base_url="http://testserver",
+                    event_hooks={"response": [wire]},
+                ) as client:
+                    yield World(client, container, clock, t212, alpaca, schwab, gocardless, wire)
 
 
 @contextmanager
