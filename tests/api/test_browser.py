@@ -24,7 +24,7 @@ from tests.fakes.enablebanking import APPLICATION_ID, INSTITUTION, FakeEnableBan
 from tests.fakes.enablebanking import with_sample_data as enablebanking_sample
 from tests.fakes.gocardless import SANDBOX, FakeGoCardless
 from tests.fakes.schwab import FakeSchwab
-from tests.fakes.server import serve
+from tests.fakes.server import QuickServer, serve
 
 if TYPE_CHECKING:
     from playwright.async_api import Browser
@@ -74,7 +74,7 @@ async def live(
         **enablebanking,
     )
     async with built(settings, clock=clock_of(vclock), adapter_options={"clock": vclock}) as container:
-        server = uvicorn.Server(
+        server = QuickServer(
             uvicorn.Config(create_app(container=container), log_level="error", lifespan="off")
         )
         task = asyncio.create_task(server.serve(sockets=[sock]))
@@ -83,7 +83,7 @@ async def live(
         try:
             yield base, container
         finally:
-            server.should_exit = True
+            server.stop()
             await task
             sock.close()
 

@@ -13,6 +13,7 @@ import uvicorn
 
 from finsync.api.app import create_app
 from tests.conftest import built, make_settings
+from tests.fakes.server import QuickServer
 
 if TYPE_CHECKING:
     from playwright.async_api import Browser
@@ -26,7 +27,7 @@ async def base(sqlite_database: str, tmp_path: Path) -> AsyncIterator[str]:
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     async with built(make_settings(sqlite_database, tmp_path)) as container:
-        server = uvicorn.Server(
+        server = QuickServer(
             uvicorn.Config(create_app(container=container), log_level="error", lifespan="off")
         )
         task = asyncio.create_task(server.serve(sockets=[sock]))
@@ -35,7 +36,7 @@ async def base(sqlite_database: str, tmp_path: Path) -> AsyncIterator[str]:
         try:
             yield f"http://127.0.0.1:{sock.getsockname()[1]}"
         finally:
-            server.should_exit = True
+            server.stop()
             await task
             sock.close()
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import socket
 import threading
 import time
@@ -10,6 +12,39 @@ from contextlib import contextmanager
 from typing import Any
 
 import uvicorn
+
+
+class QuickServer(uvicorn.Server):
+    """uvicorn that stops as soon as asked. Plain uvicorn looks at ``should_exit`` every 0.1 s
+    and then sleeps another 0.1 s before closing connections: 0.15 s of wall time per stopped
+    server, paid by some 450 servers a suite run. Connections still open get up to
+    ``timeout_graceful_shutdown`` to finish; whatever is left is cancelled as the loop ends."""
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._stopping = asyncio.Event()
+        await super().startup(sockets)
+
+    async def main_loop(self) -> None:
+        counter = 0
+        while not await self.on_tick(counter):  # on_tick keeps the Date header current
+            counter = (counter + 1) % 864000
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), 0.1)
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        for server in self.servers:
+            server.close()
+        for connection in list(self.server_state.connections):
+            connection.shutdown()
+        deadline = self._loop.time() + float(self.config.timeout_graceful_shutdown or 0)
+        while self.server_state.connections and self._loop.time() < deadline:  # noqa: ASYNC110 - a set, no event
+            await asyncio.sleep(0.005)
+
+    def stop(self) -> None:
+        """From any thread, once ``started``."""
+        self.should_exit = True
+        self._loop.call_soon_threadsafe(self._stopping.set)
 
 
 @contextmanager
@@ -29,7 +64,7 @@ def serve(app: Any, *, startup_timeout: float = 10.0, **options: Any) -> Iterato
         timeout_keep_alive=30,
         **options,
     )
-    server = uvicorn.Server(config)
+    server = QuickServer(config)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     deadline = time.monotonic() + startup_timeout
@@ -40,6 +75,6 @@ def serve(app: Any, *, startup_timeout: float = 10.0, **options: Any) -> Iterato
     try:
         yield f"{'https' if options.get('ssl_certfile') else 'http'}://127.0.0.1:{port}"
     finally:
-        server.should_exit = True
+        server.stop()
         thread.join(timeout=5)
         sock.close()

@@ -22,6 +22,7 @@ from finsync.providers.http import http_transport
 from tests.api.helpers import PASSWORD
 from tests.conftest import built, make_settings
 from tests.fakes.hasher import FakeHasher
+from tests.fakes.server import QuickServer
 
 pytestmark = pytest.mark.integration
 
@@ -31,7 +32,7 @@ def serving(app: Any) -> Iterator[int]:
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.bind(("127.0.0.1", 0))
     config = uvicorn.Config(app, timeout_graceful_shutdown=1, **server_options())
-    server = uvicorn.Server(config)
+    server = QuickServer(config)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     deadline = time.monotonic() + 10
@@ -42,7 +43,7 @@ def serving(app: Any) -> Iterator[int]:
     try:
         yield sock.getsockname()[1]
     finally:
-        server.should_exit = True
+        server.stop()
         thread.join(timeout=5)
         sock.close()
 
