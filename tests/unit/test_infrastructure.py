@@ -121,6 +121,16 @@ def test_multifernet_rotation_decrypts_old_and_encrypts_with_new() -> None:
     assert "fake-key" not in str(caught.value)
 
 
+def test_a_decrypted_value_that_is_not_json_is_unreadable_not_a_crash() -> None:
+    """Keys that share their first (signing) half pass each other's check; what such a wrong
+    key yields is garbage, which must surface as unreadable credentials, not a decoding error."""
+    key = Fernet.generate_key().decode()
+    for plaintext in (b"\x8d\xb6\xcc fake garbage", b"not json: fake-key"):
+        with pytest.raises(CredentialsUnreadable) as caught:
+            FernetCipher([key]).decrypt(Fernet(key.encode()).encrypt(plaintext))
+        assert "fake" not in str(caught.value)
+
+
 def test_first_run_secrets_generated_with_0600(tmp_path: Path) -> None:
     settings = Settings(_env_file=None, data_dir=tmp_path)  # type: ignore[call-arg]
     keys, jwt_secret = resolve_secrets(settings)

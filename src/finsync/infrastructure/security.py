@@ -157,6 +157,8 @@ class FernetCipher:
             raise CredentialsUnreadable(
                 "stored credentials cannot be decrypted with the configured keys"
             ) from exc
+        except ValueError:  # not JSON (e.g. keys that share their signing half): never echo it
+            raise CredentialsUnreadable("stored credentials are not readable JSON") from None
         if not isinstance(value, dict):
             raise CredentialsUnreadable("stored credentials are not an object")
         return value
