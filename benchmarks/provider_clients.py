@@ -51,7 +51,9 @@ async def exchange() -> None:
     session = ProviderSession(
         connection_id=uuid.uuid4(), credentials={"apiKey": "fake", "secret": "fake"}, state={}
     )
-    made: Any = binance.METADATA.adapter_factory(session, binance.EXCHANGE.settings(_env_file=None))
+    factory = binance.METADATA.adapter_factory
+    assert factory is not None
+    made: Any = factory(session, binance.EXCHANGE.settings(_env_file=None))
     made.ex.open()  # ccxt builds its HTTP session here
     await made.ex.close()
 
