@@ -27,7 +27,7 @@ from finsync.domain.errors import (
     Unavailable,
 )
 from finsync.domain.ports import AuthorizationResult, AuthorizationStart
-from finsync.providers.http import Clock, SystemClock, http_transport
+from finsync.providers.http import Clock, SystemClock, tls_context
 
 with warnings.catch_warnings():
     # authlib 1.9 prefers the "httpx2" package and warns when it falls back to httpx, which
@@ -93,7 +93,8 @@ class SchwabFlow:
             client_secret=self._app_secret,
             token_endpoint_auth_method="client_secret_basic",
             code_challenge_method="S256",
-            transport=self._transport or http_transport(),
+            transport=self._transport,
+            verify=tls_context(),  # no transport of its own: httpx keeps honouring proxy variables
             timeout=self._timeout,
         )
         client.register_compliance_hook("access_token_response", _check_token_response)
