@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 from uuid import UUID
 
@@ -239,27 +239,9 @@ class SqlConnectionRepository:
         if self._s.get_bind().dialect.name != "postgresql" or not _one_kind(runs):
             await self._reschedule(next_at)
             return await SqlSyncRunRepository(self._s).add_many_if_idle(runs)
-        first = runs[0]
-        result = await self._s.execute(
-            text(_MOVE_AND_INSERT_RUNS),
-            {
-                "claimed_at": claimed_at,
-                "moved": [cid for cid, _ in next_at],
-                "ats": [at for _, at in next_at],
-                "ids": [r.id for r in runs],
-                "users": [r.user_id for r in runs],
-                "connections": [r.connection_id for r in runs],
-                "trigger": first.trigger.value,
-                "status": first.status.value,
-                "queued": first.queued_at,
-                "started": first.started_at,
-            },
-        )
-        inserted = result.scalars().all()
-        if len(inserted) == len(runs):  # the usual case, no connection busy: no look-ups
-            return list(runs)
-        kept = set(inserted)
-        return [run for run in runs if run.id in kept]
+        moves = {"claimed_at": claimed_at, "moved": [c for c, _ in next_at], "ats": [at for _, at in next_at]}
+        result = await self._s.execute(text(_MOVE_AND_INSERT_RUNS), moves | _one_kind_params(runs))
+        return _kept(runs, result.scalars())
 
     async def _reschedule(self, next_at: Sequence[tuple[UUID, datetime | None]]) -> None:
         if not next_at:
@@ -298,21 +280,15 @@ class SqlSyncRunRepository:
         if not items:
             return []
         dialect = self._s.get_bind().dialect.name
-        if dialect == "postgresql" and all(_fresh(run) for run in items):
-            return await self._add_fresh(items)
+        if dialect == "postgresql" and _one_kind(items):  # one statement over arrays
+            result = await self._s.execute(text(_INSERT_RUNS), _one_kind_params(items))
+            return _kept(items, result.scalars())
         stmt = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(runs)
         stmt = stmt.on_conflict_do_nothing(index_elements=["connection_id"], index_where=text(ACTIVE_RUN))
         # executemany: one cached statement, batched by SQLAlchemy ("insertmanyvalues"), not a
         # thousand-row VALUES construct compiled anew (most of a big tick's cost).
         result = await self._s.execute(stmt.returning(runs.c.id), [to_row(run) for run in items])
-        inserted = set(result.scalars())
-        return [run for run in items if run.id in inserted]
-
-    async def _add_fresh(self, items: Sequence[SyncRun]) -> list[SyncRun]:
-        """PostgreSQL, runs not started yet (a tick's batch): one statement over arrays."""
-        result = await self._s.execute(text(_INSERT_FRESH_RUNS), _fresh_arrays(items))
-        inserted = set(result.scalars())
-        return [run for run in items if run.id in inserted]
+        return _kept(items, result.scalars())
 
     async def save(self, run: SyncRun) -> None:
         values = to_row(run)
@@ -384,46 +360,48 @@ class SqlAuthFlowRepository:
         return bool((await self._s.execute(stmt)).rowcount)  # type: ignore[attr-defined]
 
 
-# Runs not started yet, as arrays (``_fresh_arrays``); the ones inserted come back.
-_INSERT_FRESH_RUNS = (
+# Runs of one kind (``_one_kind``) differ only in id, user and connection: those go as arrays,
+# the rest once (asyncpg checks every array element it encodes). The ones inserted come back.
+_INSERT_RUNS = (
     "INSERT INTO sync_runs (id, user_id, connection_id, trigger, status, queued_at, started_at, "
-    "counts, warnings, attempts) SELECT r.*, '{}'::jsonb, '[]'::jsonb, 0 FROM unnest("
-    "CAST(:ids AS uuid[]), CAST(:users AS uuid[]), CAST(:connections AS uuid[]), "
-    "CAST(:triggers AS text[]), CAST(:statuses AS text[]), CAST(:queued AS timestamptz[]), "
-    "CAST(:started AS timestamptz[])) AS r "
+    "counts, warnings, attempts) SELECT r.*, :trigger, :status, CAST(:queued AS timestamptz), "
+    "CAST(:started AS timestamptz), '{}'::jsonb, '[]'::jsonb, 0 FROM unnest("
+    "CAST(:ids AS uuid[]), CAST(:users AS uuid[]), CAST(:connections AS uuid[])) AS r "
     "ON CONFLICT (connection_id) WHERE status IN ('queued', 'running') DO NOTHING RETURNING id"
 )
-
-
 # A tick's writes as one statement: the claimed connections' moves in a data-modifying CTE,
-# then its runs, which differ only in id, user and connection (the rest goes once, not as
-# arrays: asyncpg checks every array element it encodes).
+# then its runs.
 _MOVE_AND_INSERT_RUNS = "".join(
     (
         "WITH moved AS (UPDATE connections SET next_sync_at = v.at FROM unnest("
-        "CAST(:moved AS uuid[]), CAST(:ats AS timestamptz[])) AS v(id, at) "
-        "WHERE connections.id = v.id AND ",
+        "CAST(:moved AS uuid[]), CAST(:ats AS timestamptz[])) AS v(id, at) WHERE connections.id = v.id AND ",
         SCHEDULABLE,  # the claim's condition, see reschedule_and_queue
-        " AND next_sync_at <= :claimed_at) "
-        "INSERT INTO sync_runs (id, user_id, connection_id, trigger, status, queued_at, started_at, "
-        "counts, warnings, attempts) SELECT r.*, :trigger, :status, CAST(:queued AS timestamptz), "
-        "CAST(:started AS timestamptz), '{}'::jsonb, '[]'::jsonb, 0 FROM unnest("
-        "CAST(:ids AS uuid[]), CAST(:users AS uuid[]), CAST(:connections AS uuid[])) AS r "
-        "ON CONFLICT (connection_id) WHERE status IN ('queued', 'running') DO NOTHING RETURNING id",
+        " AND next_sync_at <= :claimed_at) ",
+        _INSERT_RUNS,
     )
 )
 
 
-def _fresh_arrays(items: Sequence[SyncRun]) -> dict[str, list[object]]:
+def _one_kind_params(items: Sequence[SyncRun]) -> dict[str, object]:
+    first = items[0]
     return {
         "ids": [r.id for r in items],
         "users": [r.user_id for r in items],
         "connections": [r.connection_id for r in items],
-        "triggers": [r.trigger.value for r in items],
-        "statuses": [r.status.value for r in items],
-        "queued": [r.queued_at for r in items],
-        "started": [r.started_at for r in items],
+        "trigger": first.trigger.value,
+        "status": first.status.value,
+        "queued": first.queued_at,
+        "started": first.started_at,
     }
+
+
+def _kept(items: Sequence[SyncRun], inserted: Iterable[UUID]) -> list[SyncRun]:
+    """The runs an insert kept (the others' connections had an active run)."""
+    ids = list(inserted)
+    if len(ids) == len(items):  # the usual case, no connection busy: no look-ups
+        return list(items)
+    kept = set(ids)
+    return [run for run in items if run.id in kept]
 
 
 def _one_kind(items: Sequence[SyncRun]) -> bool:
