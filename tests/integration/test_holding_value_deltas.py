@@ -134,15 +134,20 @@ async def test_every_write_path_keeps_the_stored_moves_and_the_history_exact(wor
     assert await _stored_and_recomputed(world) == ([], [])
 
 
-async def test_a_user_deleted_leaves_no_stored_moves(world: World) -> None:
+async def _one_position(world: World, week: list[date]) -> None:
+    """Signed in, an ISA holding 2 ACME (closed at 20.50 USD on the week's second day), synced
+    on its third."""
     await world.login()
-    week = days(date(2024, 3, 1), 6)
     world.bank.accounts = [
         account("isa", type=AccountType.ISA, currency="EUR", balance=D("5"), cash_value=D("1"))
     ]
     world.bank.holdings = {"isa": [holding("ACME", currency="USD", quantity=D("2"))]}
     await world.prices("ticker:ACME", "ACME", {week[1]: "20.5"}, "USD")
     await world.sync(week[2])
+
+
+async def test_a_user_deleted_leaves_no_stored_moves(world: World) -> None:
+    await _one_position(world, days(date(2024, 3, 1), 6))
     assert (await _stored_and_recomputed(world))[0]
     assert world.user is not None
     await world.container.userdata.delete_account(world.user.id)
@@ -174,14 +179,8 @@ async def test_two_writers_repricing_one_account_at_once_leave_it_exact(
     insert next to rows it cannot see (a duplicate key) or miss the other's close."""
     from finsync.infrastructure.db.engine import create_engine
 
-    await world.login()
     week = days(date(2024, 3, 1), 8)
-    world.bank.accounts = [
-        account("isa", type=AccountType.ISA, currency="EUR", balance=D("5"), cash_value=D("1"))
-    ]
-    world.bank.holdings = {"isa": [holding("ACME", currency="USD", quantity=D("2"))]}
-    await world.prices("ticker:ACME", "ACME", {week[1]: "20.5"}, "USD")
-    await world.sync(week[2])
+    await _one_position(world, week)
     iid = await _instrument_id(world, "ticker:ACME")
     add = "INSERT INTO prices VALUES (:iid, :day, :close, 'USD', 'yahoo', false)"
     engine = create_engine(database_url)

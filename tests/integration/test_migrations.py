@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from decimal import Decimal
 from pathlib import Path
 
@@ -67,18 +68,30 @@ def empty_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     drop_database_later(name)
 
 
-async def _run(url: str, statements: list[str]) -> dict[str, int]:
+# The ids the seeding statements name (ACCOUNT doubles as a second user's id).
+IDS = {"user": USER, "conn": CONNECTION, "acct": ACCOUNT, "other": ACCOUNT}
+IDS |= {name: ACCOUNT[:-1] + digit for name, digit in (("snap", "4"), ("txn", "5"), ("acct2", "6"))}
+IDS |= {"run": ACCOUNT[:-1] + "7", "instrument": ACCOUNT[:-1] + "7", "holding": ACCOUNT[:-1] + "8"}
+
+
+@asynccontextmanager
+async def _seeded(url: str, statements: list[str]) -> AsyncIterator[AsyncConnection]:
+    """A transaction on ``url`` once ``statements`` ran, each given the ``IDS`` it names (as
+    each database keeps UUIDs); committed when the block ends."""
     engine = create_engine(url)
     try:
         async with engine.begin() as conn:
             uuid = (lambda v: v.replace("-", "")) if conn.dialect.name == "sqlite" else str
-            ids = {"user": USER, "conn": CONNECTION, "acct": ACCOUNT}
-            ids |= {"snap": ACCOUNT[:-1] + "4", "txn": ACCOUNT[:-1] + "5"}
             for sql in statements:
-                await conn.execute(text(sql), {k: uuid(v) for k, v in ids.items()})
-            return {t: (await conn.execute(text(f"SELECT count(*) FROM {t}"))).scalar_one() for t in COUNTED}
+                await conn.execute(text(sql), {k: uuid(v) for k, v in IDS.items() if f":{k}" in sql})
+            yield conn
     finally:
         await engine.dispose()
+
+
+async def _run(url: str, statements: list[str]) -> dict[str, int]:
+    async with _seeded(url, statements) as conn:
+        return {t: (await conn.execute(text(f"SELECT count(*) FROM {t}"))).scalar_one() for t in COUNTED}
 
 
 def test_upgrading_a_database_with_data_keeps_every_row(empty_url: str) -> None:
@@ -91,20 +104,10 @@ def test_upgrading_a_database_with_data_keeps_every_row(empty_url: str) -> None:
     assert asyncio.run(_run(empty_url, [])) == dict.fromkeys(COUNTED, 1)
 
 
-async def _ibans(url: str, statements: list[str]) -> list[str | None]:
-    engine = create_engine(url)
-    try:
-        async with engine.begin() as conn:
-            uuid = (lambda v: v.replace("-", "")) if conn.dialect.name == "sqlite" else str
-            ids = {"user": USER, "conn": CONNECTION, "acct": ACCOUNT, "acct2": ACCOUNT[:-1] + "6"}
-            for sql in statements:
-                await conn.execute(text(sql), {k: uuid(v) for k, v in ids.items()})
-            if not statements:
-                rows = await conn.execute(text("SELECT iban FROM accounts ORDER BY provider_account_id"))
-                return [r for (r,) in rows]
-            return []
-    finally:
-        await engine.dispose()
+async def _ibans(url: str) -> list[str | None]:
+    async with _seeded(url, []) as conn:
+        rows = await conn.execute(text("SELECT iban FROM accounts ORDER BY provider_account_id"))
+        return [r for (r,) in rows]
 
 
 def test_0012_reads_the_iban_the_bank_links_kept_in_raw(empty_url: str) -> None:
@@ -118,7 +121,7 @@ def test_0012_reads_the_iban_the_bank_links_kept_in_raw(empty_url: str) -> None:
         "'checking', 'EUR', '{raw}', '2026-01-01 00:00:00+00:00', '2026-01-01 00:00:00+00:00')"
     )
     asyncio.run(
-        _ibans(
+        _run(
             empty_url,
             [
                 SEED[0],
@@ -131,23 +134,19 @@ def test_0012_reads_the_iban_the_bank_links_kept_in_raw(empty_url: str) -> None:
         )
     )
     command.upgrade(config, "0012")  # type: ignore[arg-type]
-    assert asyncio.run(_ibans(empty_url, [])) == ["DE89370400440532013000", None]
+    assert asyncio.run(_ibans(empty_url)) == ["DE89370400440532013000", None]
     command.downgrade(config, "0011")  # type: ignore[arg-type]
 
 
 async def _cash_flow(url: str) -> tuple[list[tuple[str, str, str, int]], set[str], int]:
-    engine = create_engine(url)
-    try:
-        async with engine.begin() as conn:
-            rows = await conn.execute(
-                text("SELECT grouping, currency, spending, count FROM cash_flow_days ORDER BY grouping")
-            )
-            sums = [(g, c, str(Decimal(str(s))), n) for g, c, s, n in rows]
-            triggers = await _trigger_names(conn)
-            marks = (await conn.execute(text("SELECT count(*) FROM cash_flow_dirty"))).scalar_one()
-            return sums, triggers, marks
-    finally:
-        await engine.dispose()
+    async with _seeded(url, []) as conn:
+        rows = await conn.execute(
+            text("SELECT grouping, currency, spending, count FROM cash_flow_days ORDER BY grouping")
+        )
+        sums = [(g, c, str(Decimal(str(s))), n) for g, c, s, n in rows]
+        triggers = await _trigger_names(conn)
+        marks = (await conn.execute(text("SELECT count(*) FROM cash_flow_dirty"))).scalar_one()
+        return sums, triggers, marks
 
 
 def test_0015_backfills_cash_flow_days_and_its_triggers_exist_at_head(empty_url: str) -> None:
@@ -168,12 +167,8 @@ def test_0015_backfills_cash_flow_days_and_its_triggers_exist_at_head(empty_url:
 
 
 async def _triggers(url: str) -> set[str]:
-    engine = create_engine(url)
-    try:
-        async with engine.begin() as conn:
-            return await _trigger_names(conn)
-    finally:
-        await engine.dispose()
+    async with _seeded(url, []) as conn:
+        return await _trigger_names(conn)
 
 
 async def _trigger_names(conn: AsyncConnection) -> set[str]:
@@ -185,17 +180,9 @@ async def _trigger_names(conn: AsyncConnection) -> set[str]:
 
 
 async def _run_users(url: str, statements: list[str]) -> list[str]:
-    engine = create_engine(url)
-    try:
-        async with engine.begin() as conn:
-            uuid = (lambda v: v.replace("-", "")) if conn.dialect.name == "sqlite" else str
-            ids = {"user": USER, "conn": CONNECTION, "other": ACCOUNT, "run": ACCOUNT[:-1] + "7"}
-            for sql in statements:
-                await conn.execute(text(sql), {k: uuid(v) for k, v in ids.items()})
-            rows = await conn.execute(text("SELECT user_id FROM sync_runs"))
-            return [str(r).replace("-", "") for (r,) in rows]
-    finally:
-        await engine.dispose()
+    async with _seeded(url, statements) as conn:
+        rows = await conn.execute(text("SELECT user_id FROM sync_runs"))
+        return [str(r).replace("-", "") for (r,) in rows]
 
 
 HOLDINGS = [
@@ -213,27 +200,14 @@ Move = tuple[str, str, str | None, int, int]
 
 async def _moves(url: str, statements: list[str], read: bool = True) -> tuple[list[Move], set[str]]:
     """Run ``statements``; then the stored holding value moves and the triggers."""
-    engine = create_engine(url)
-    try:
-        async with engine.begin() as conn:
-            uuid = (lambda v: v.replace("-", "")) if conn.dialect.name == "sqlite" else str
-            ids = {
-                "user": USER,
-                "acct": ACCOUNT,
-                "instrument": ACCOUNT[:-1] + "7",
-                "holding": ACCOUNT[:-1] + "8",
-            }
-            for sql in statements:
-                await conn.execute(text(sql), {k: uuid(v) for k, v in ids.items() if f":{k}" in sql})
-            if not read:
-                return [], set()
-            rows = await conn.execute(
-                text("SELECT currency, day, value, held, unpriced FROM holding_value_deltas ORDER BY day")
-            )
-            moves = [(c, str(d), None if v is None else str(Decimal(str(v))), h, u) for c, d, v, h, u in rows]
-            return moves, await _trigger_names(conn)
-    finally:
-        await engine.dispose()
+    async with _seeded(url, statements) as conn:
+        if not read:
+            return [], set()
+        rows = await conn.execute(
+            text("SELECT currency, day, value, held, unpriced FROM holding_value_deltas ORDER BY day")
+        )
+        moves = [(c, str(d), None if v is None else str(Decimal(str(v))), h, u) for c, d, v, h, u in rows]
+        return moves, await _trigger_names(conn)
 
 
 def test_0018_gives_each_run_its_connection_s_owner_and_downgrades(empty_url: str) -> None:
