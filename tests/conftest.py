@@ -150,7 +150,7 @@ def schema_key() -> str:
     package = Path(finsync.__file__).parent
     digest = hashlib.sha256()
     # (and the trigger DDL that migrations import from the application)
-    imported = ["types.py", "cash_flow.py", "holding_values.py"]
+    imported = ["types.py", "cash_flow.py", "holding_values.py", "triggers.py"]
     for path in sorted(
         [*(package / "migrations").rglob("*.py"), *(package / "infrastructure/db" / f for f in imported)]
     ):

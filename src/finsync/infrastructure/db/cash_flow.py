@@ -40,6 +40,7 @@ from sqlalchemy import Connection, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from finsync.domain.enums import TransactionStatus, TransactionType
+from finsync.infrastructure.db.triggers import EVENTS, statement_triggers
 
 WRITTEN = "cash_flow_written"  # the session.info key ``mark_written`` sets
 # Grouping codes of ``cash_flow_days``, and its key of "no category" (the key is in the primary key).
@@ -104,19 +105,14 @@ END $$
 """
 
 
-def _pg_triggers(table: str) -> list[str]:
-    return [
-        f"CREATE TRIGGER {table}_cash_flow_insert AFTER INSERT ON {table} REFERENCING NEW TABLE AS new_rows"
-        " FOR EACH STATEMENT EXECUTE FUNCTION cash_flow_mark()",
-        f"CREATE TRIGGER {table}_cash_flow_update AFTER UPDATE ON {table}"
-        " REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows"
-        " FOR EACH STATEMENT EXECUTE FUNCTION cash_flow_mark()",
-        f"CREATE TRIGGER {table}_cash_flow_delete AFTER DELETE ON {table} REFERENCING OLD TABLE AS old_rows"
-        " FOR EACH STATEMENT EXECUTE FUNCTION cash_flow_mark()",
-    ]
-
-
-PG_TRIGGERS = [_PG_MARK_FUNCTION, *_pg_triggers("transactions"), *_pg_triggers("transfer_links")]
+PG_TRIGGERS = [
+    _PG_MARK_FUNCTION,
+    *(
+        statement
+        for t in ("transactions", "transfer_links")
+        for statement in statement_triggers(t, "cash_flow", "cash_flow_mark()")
+    ),
+]
 # Not INSERT OR IGNORE: inside a trigger, the conflict clause of the statement that fired it
 # wins (a sync's upsert would fail on a day marked twice), so a mark is inserted only if absent.
 _ABSENT = (
@@ -147,9 +143,7 @@ SQLITE_TRIGGERS = [
     "CREATE TRIGGER transfer_links_cash_flow_delete AFTER DELETE ON transfer_links BEGIN "
     f"{_MARK_LEGS.format(r='OLD')} END",
 ]
-TRIGGER_NAMES = [
-    f"{t}_cash_flow_{e}" for t in ("transactions", "transfer_links") for e in ("insert", "update", "delete")
-]
+TRIGGER_NAMES = [f"{t}_cash_flow_{e}" for t in ("transactions", "transfer_links") for e in EVENTS]
 
 # Under the user's advisory lock: take the user's marks, delete those days' sums, and insert
 # them again from the transactions, per category and per account. (Three statements: in one,

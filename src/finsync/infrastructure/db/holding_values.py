@@ -25,6 +25,8 @@ from __future__ import annotations
 from sqlalchemy import text
 from sqlalchemy.engine import Connection
 
+from finsync.infrastructure.db.triggers import EVENTS, statement_triggers
+
 # The moves of the accounts in ``ids`` (a uuid[] expression).
 _MOVES = """
 WITH s AS (
@@ -95,7 +97,6 @@ def _changed(table: str, rows: str) -> str:
 
 
 TABLES = ("holding_history", "prices", "instruments")
-EVENTS = ("insert", "update", "delete")
 TRIGGER_NAMES = [f"{t}_holding_values_{e}" for t in TABLES for e in EVENTS]
 FUNCTION_NAMES = ["holding_values_refresh(uuid[])", *(f"{t}_holding_values()" for t in TABLES)]
 
@@ -116,23 +117,14 @@ def _trigger_function(table: str) -> str:
     )
 
 
-def _triggers(table: str) -> list[str]:
-    referencing = {
-        "insert": "NEW TABLE AS new_rows",
-        "update": "OLD TABLE AS old_rows NEW TABLE AS new_rows",
-        "delete": "OLD TABLE AS old_rows",
-    }
-    return [
-        f"CREATE TRIGGER {table}_holding_values_{e} AFTER {e.upper()} ON {table}"
-        f" REFERENCING {referencing[e]} FOR EACH STATEMENT EXECUTE FUNCTION {table}_holding_values()"
-        for e in EVENTS
-    ]
-
-
 PG_TRIGGERS = [
     _REFRESH,
     *(_trigger_function(t) for t in TABLES),
-    *(statement for t in TABLES for statement in _triggers(t)),
+    *(
+        statement
+        for t in TABLES
+        for statement in statement_triggers(t, "holding_values", f"{t}_holding_values()")
+    ),
 ]
 
 
