@@ -47,9 +47,10 @@ async def statements(c: Container) -> AsyncIterator[list[str]]:
             raw.remove_query_logger(logged)
 
 
-async def until_waiting(probe: AsyncConnection, table: str = "") -> None:
-    """Until a backend of this database waits for a lock (PostgreSQL), taken on ``table`` if
-    given: the state of PostgreSQL, not a timer, says the other writer has reached that point."""
+async def until_waiting(probe: AsyncConnection, table: str = "", sessions: int = 1) -> None:
+    """Until ``sessions`` backends of this database wait for a lock (PostgreSQL), taken on
+    ``table`` if given: the state of PostgreSQL, not a timer, says the other writers have
+    reached that point."""
     sql = text(
         "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
         "AND wait_event_type = 'Lock' AND query ILIKE :pattern"
@@ -57,10 +58,10 @@ async def until_waiting(probe: AsyncConnection, table: str = "") -> None:
     for _ in range(2000):
         waiting = (await probe.execute(sql, {"pattern": f"%{table}%"})).scalar()
         await probe.rollback()  # pg_stat_activity is read once per transaction
-        if waiting:
+        if waiting >= sessions:
             return
         await asyncio.sleep(0.005)
-    raise AssertionError(f"nobody waited for a lock{f' on {table}' if table else ''}")
+    raise AssertionError(f"{sessions} session(s) never waited for a lock{f' on {table}' if table else ''}")
 
 
 async def terminate_backend(pid: int) -> None:

@@ -25,6 +25,7 @@ from finsync.infrastructure.db.repositories.userdata import EXPORTED, NOT_EXPORT
 from finsync.infrastructure.db.tables import metadata
 from tests.api.test_imports import statement
 from tests.factories import seed_user
+from tests.sql import until_waiting
 
 pytestmark = pytest.mark.integration
 
@@ -170,17 +171,8 @@ async def test_export_reads_one_snapshot_while_a_sync_writes(container: Containe
 
 
 async def _blocked(container: Container, sessions: int = 1) -> None:
-    """Until ``sessions`` sessions of the test database wait for a lock (PostgreSQL)."""
-    query = text(
-        "SELECT count(*) FROM pg_stat_activity "
-        "WHERE datname = current_database() AND wait_event_type = 'Lock'"
-    )
-    for _ in range(500):
-        async with container.engine.connect() as conn:
-            if (await conn.execute(query)).scalar_one() >= sessions:
-                return
-        await asyncio.sleep(0.02)
-    raise AssertionError(f"{sessions} session(s) never waited for a lock")
+    async with container.engine.connect() as probe:
+        await until_waiting(probe, sessions=sessions)
 
 
 @pytest.mark.parametrize("first_import", [True, False], ids=["new-accounts", "existing-accounts"])
