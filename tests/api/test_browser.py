@@ -3,7 +3,6 @@ finsync served on loopback → provider consent page → click Allow → back on
 
 from __future__ import annotations
 
-import asyncio
 import socket
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -11,7 +10,6 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
-import uvicorn
 
 from finsync.api.app import create_app
 from finsync.bootstrap import Container
@@ -24,7 +22,7 @@ from tests.fakes.enablebanking import APPLICATION_ID, INSTITUTION, FakeEnableBan
 from tests.fakes.enablebanking import with_sample_data as enablebanking_sample
 from tests.fakes.gocardless import SANDBOX, FakeGoCardless
 from tests.fakes.schwab import FakeSchwab
-from tests.fakes.server import QuickServer, serve
+from tests.fakes.server import serve, serve_here
 
 if TYPE_CHECKING:
     from playwright.async_api import Browser
@@ -73,19 +71,11 @@ async def live(
         **redirect_settings(schwab[1], gocardless[1]),
         **enablebanking,
     )
-    async with built(settings, clock=clock_of(vclock), adapter_options={"clock": vclock}) as container:
-        server = QuickServer(
-            uvicorn.Config(create_app(container=container), log_level="error", lifespan="off")
-        )
-        task = asyncio.create_task(server.serve(sockets=[sock]))
-        while not server.started:  # noqa: ASYNC110 - uvicorn exposes a flag, not an event
-            await asyncio.sleep(0.01)
-        try:
-            yield base, container
-        finally:
-            server.stop()
-            await task
-            sock.close()
+    async with (
+        built(settings, clock=clock_of(vclock), adapter_options={"clock": vclock}) as container,
+        serve_here(create_app(container=container), sock),
+    ):
+        yield base, container
 
 
 async def click_allow(browser: Browser, url: str) -> tuple[str, str]:

@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import asyncio
 import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
-import uvicorn
 
 from finsync.api.app import create_app
 from tests.conftest import built, make_settings
-from tests.fakes.server import QuickServer
+from tests.fakes.server import serve_here
 
 if TYPE_CHECKING:
     from playwright.async_api import Browser
@@ -26,19 +24,11 @@ async def base(sqlite_database: str, tmp_path: Path) -> AsyncIterator[str]:
     """The docs do not depend on the database: SQLite only."""
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
-    async with built(make_settings(sqlite_database, tmp_path)) as container:
-        server = QuickServer(
-            uvicorn.Config(create_app(container=container), log_level="error", lifespan="off")
-        )
-        task = asyncio.create_task(server.serve(sockets=[sock]))
-        while not server.started:  # noqa: ASYNC110 - uvicorn exposes a flag, not an event
-            await asyncio.sleep(0.01)
-        try:
-            yield f"http://127.0.0.1:{sock.getsockname()[1]}"
-        finally:
-            server.stop()
-            await task
-            sock.close()
+    async with (
+        built(make_settings(sqlite_database, tmp_path)) as container,
+        serve_here(create_app(container=container), sock) as url,
+    ):
+        yield url
 
 
 @pytest.mark.parametrize(("page_path", "rendered"), [("/docs", ".swagger-ui .info .title"), ("/redoc", "h1")])

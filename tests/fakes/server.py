@@ -7,8 +7,8 @@ import contextlib
 import socket
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from typing import Any
 
 import uvicorn
@@ -77,4 +77,22 @@ def serve(app: Any, *, startup_timeout: float = 10.0, **options: Any) -> Iterato
     finally:
         server.stop()
         thread.join(timeout=5)
+        sock.close()
+
+
+@asynccontextmanager
+async def serve_here(app: Any, sock: socket.socket) -> AsyncIterator[str]:
+    """Serve ``app`` on the bound ``sock`` in this event loop (an app whose container's
+    connections belong to this loop); yield its base URL."""
+    server = QuickServer(uvicorn.Config(app, log_level="error", lifespan="off"))
+    task = asyncio.create_task(server.serve(sockets=[sock]))
+    while not server.started:
+        if task.done():
+            raise RuntimeError("server did not start") from task.exception()
+        await asyncio.sleep(0.01)
+    try:
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+    finally:
+        server.stop()
+        await task
         sock.close()
