@@ -50,20 +50,20 @@ class QuickServer(uvicorn.Server):
 @contextmanager
 def serve(app: Any, *, startup_timeout: float = 10.0, **options: Any) -> Iterator[str]:
     """Yield the base URL of ``app`` served on 127.0.0.1 with an OS-assigned port; ``options``
-    go to uvicorn (e.g. ``ssl_certfile``/``ssl_keyfile``: then the URL is https)."""
+    go to uvicorn, over the defaults below (e.g. ``ssl_certfile``/``ssl_keyfile``: then the
+    URL is https)."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
-    config = uvicorn.Config(
-        app,
-        log_level="error",
-        lifespan="off",
-        access_log=False,
-        timeout_graceful_shutdown=1,
-        timeout_keep_alive=30,
-        **options,
-    )
+    defaults: dict[str, Any] = {
+        "log_level": "error",
+        "lifespan": "off",
+        "access_log": False,
+        "timeout_graceful_shutdown": 1,
+        "timeout_keep_alive": 30,
+    }
+    config = uvicorn.Config(app, **(defaults | options))
     server = QuickServer(config)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()

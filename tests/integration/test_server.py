@@ -4,17 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
-import threading
-import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
-import uvicorn
 
 from finsync.api.app import create_app
 from finsync.cli import server_options
@@ -22,30 +19,20 @@ from finsync.providers.http import http_transport
 from tests.api.helpers import PASSWORD
 from tests.conftest import built, make_settings
 from tests.fakes.hasher import FakeHasher
-from tests.fakes.server import QuickServer
+from tests.fakes.server import serve
 
 pytestmark = pytest.mark.integration
 
 
 @contextmanager
 def serving(app: Any) -> Iterator[int]:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
-    config = uvicorn.Config(app, timeout_graceful_shutdown=1, **server_options())
-    server = QuickServer(config)
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert thread.is_alive(), "server did not start"
-        assert time.monotonic() < deadline, "server did not start in time"
-        time.sleep(0.005)
-    try:
-        yield sock.getsockname()[1]
-    finally:
-        server.stop()
-        thread.join(timeout=5)
-        sock.close()
+    """``app`` on uvicorn as `finsync serve` configures it (its lifespan builds the container);
+    yields the port."""
+    options = server_options() | {"lifespan": "auto", "log_level": None, "timeout_keep_alive": 5}
+    with serve(app, **options) as url:
+        port = urlsplit(url).port
+        assert port is not None
+        yield port
 
 
 @asynccontextmanager
