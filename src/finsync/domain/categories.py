@@ -160,30 +160,35 @@ def decide(rules: list[Rule], account_id: UUID, description: str | None, amount:
 class CompiledRules:
     """``decide`` for many transactions at once (an import's new rows): the enabled rules
     kept in order with their needles lower-cased once, each row's payee parsed at most once.
-    Gives exactly what ``decide`` gives."""
+    Gives exactly what ``decide`` gives.
+
+    What rules decide depends only on which of them match, and an import's rows fall into a
+    handful of such sets: ``key`` is that set, and each set's ``Labels`` is built once (and
+    the row writer encodes it once), not once per row."""
 
     def __init__(self, rules: list[Rule], account_id: UUID | None = None) -> None:
         """``account_id``: the account every row belongs to; rules bound to another are dropped."""
-        self._rules = []
+        self._rules: list[Rule] = []
+        self._tests: list[tuple[UUID | None, Decimal | None, Decimal | None, str | None, str | None]] = []
         for rule in rules:
             c = rule.conditions
             if not rule.enabled or (account_id is not None and c.account_id not in (None, account_id)):
                 continue
             text = None if c.description_contains is None else c.description_contains.lower()
             payee = None if c.payee_contains is None else c.payee_contains.lower()
-            self._rules.append((rule, c.account_id, c.amount_min, c.amount_max, text, payee))
+            self._rules.append(rule)
+            self._tests.append((c.account_id, c.amount_min, c.amount_max, text, payee))
+        self._decided: dict[tuple[int, ...], Labels | None] = {(): None}
 
     def __bool__(self) -> bool:
         return bool(self._rules)
 
-    def decide(self, account_id: UUID, description: str | None, amount: Decimal) -> Labels | None:
-        category: UUID | None = None
-        rule_id: UUID | None = None
-        tags: list[str] = []
-        matched = False
+    def key(self, account_id: UUID, description: str | None, amount: Decimal) -> tuple[int, ...]:
+        """The positions of the rules that match, in order."""
         lowered = (description or "").lower()
         payee: str | None = None
-        for rule, account, low, high, text, payee_text in self._rules:
+        matched: list[int] = []
+        for position, (account, low, high, text, payee_text) in enumerate(self._tests):
             if account is not None and account != account_id:
                 continue
             if (low is not None and amount < low) or (high is not None and amount > high):
@@ -195,11 +200,25 @@ class CompiledRules:
                     payee = (payee_of(lowered) or "").lower()
                 if payee_text not in payee:
                     continue
-            matched = True
+            matched.append(position)
+        return tuple(matched)
+
+    def labels(self, key: tuple[int, ...]) -> Labels | None:
+        """What the matching rules of ``key`` decide (built once per key)."""
+        if key in self._decided:
+            return self._decided[key]
+        category: UUID | None = None
+        rule_id: UUID | None = None
+        tags: list[str] = []
+        for rule in (self._rules[position] for position in key):
             if category is None and rule.category_id is not None:
                 category, rule_id = rule.category_id, rule.id
             tags += [t for t in rule.tags if t not in tags]
-        return Labels(category, tuple(tags), rule_id) if matched else None
+        found = self._decided[key] = Labels(category, tuple(tags), rule_id)
+        return found
+
+    def decide(self, account_id: UUID, description: str | None, amount: Decimal) -> Labels | None:
+        return self.labels(self.key(account_id, description, amount))
 
 
 @dataclass(slots=True, kw_only=True)

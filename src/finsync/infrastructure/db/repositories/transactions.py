@@ -30,7 +30,7 @@ from sqlalchemy.dialects import sqlite
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from finsync.domain.categories import CompiledRules, Rule, SetBy
+from finsync.domain.categories import CompiledRules, Labels, Rule, SetBy
 from finsync.domain.entities import Account, Transaction, new_id, utcnow
 from finsync.domain.enums import TransactionStatus, TransactionSubtype, TransactionType
 from finsync.domain.errors import Conflict
@@ -132,10 +132,18 @@ class _Rows:
         self.json = postgres
         # Rules limited to another account never match here: left out once.
         self.rules = CompiledRules(list(rules), account.id)
+        self._labelled: dict[tuple[int, ...], tuple[Any, ...]] = {(): _NO_LABELS}
 
     def labels(self, description: str | None, amount: Any) -> tuple[Any, ...]:
-        """What the rules set on a new row: category and tags, each marked as the rules'."""
-        found = self.rules.decide(self.account_id, description, amount)
+        """What the rules set on a new row: category and tags, each marked as the rules'
+        (encoded once per set of matching rules)."""
+        key = self.rules.key(self.account_id, description, amount)
+        found = self._labelled.get(key)
+        if found is None:
+            found = self._labelled[key] = self._encoded(self.rules.labels(key))
+        return found
+
+    def _encoded(self, found: Labels | None) -> tuple[Any, ...]:
         if found is None:
             return _NO_LABELS
         category = found.category_id
