@@ -5,11 +5,16 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
+from uuid import UUID
 
+import httpx
 import pytest
 
+from finsync.application.orders import SUBMIT_LEASE
+from finsync.domain.trading import OrderStatus
 from tests.api.helpers import PASSWORD
 from tests.api.trading_world import World, trading_world
 from tests.fakes.faults import ACCEPT_FAULTS
@@ -216,3 +221,92 @@ async def test_a_first_send_arriving_after_its_resend_is_adopted_not_doubled(wor
     assert len(world.alpaca.orders) == 1
     assert world.alpaca.orders[0]["client_order_id"] == r.json()["id"]
     assert (await _events(world, r.json()["id"]))[-2:] == ["reconcile", "status"]
+
+
+async def test_a_cancel_while_the_first_send_is_on_the_wire_sends_nothing(world: World) -> None:
+    """Trading 212 has no client order id: a DELETE that reconciled an order still being sent
+    found nothing at the broker and sent it a second time. Now it answers 409 and sends nothing;
+    once the order is placed, the cancel goes through."""
+    account = await _ready(world, "trading212")
+    arrived, release = asyncio.Event(), asyncio.Event()
+
+    class SlowFirstPost(httpx.AsyncBaseTransport):
+        """The network: the first order POST takes its time to reach the broker."""
+
+        def __init__(self, inner: httpx.AsyncBaseTransport) -> None:
+            self.inner = inner
+
+        async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+            if request.method == "POST" and not arrived.is_set():
+                arrived.set()
+                await release.wait()
+            return await self.inner.handle_async_request(request)
+
+    world.wire.inner = SlowFirstPost(world.wire.inner)
+    placing = asyncio.create_task(world.order(account, "slow"))
+    await asyncio.wait_for(arrived.wait(), 10)
+    (order,) = (await world.client.get("/api/v1/orders", headers=world.headers)).json()["items"]
+    assert order["status"] == "pending_submit"
+    refused = await world.client.delete(f"/api/v1/orders/{order['id']}", headers=world.headers)
+    assert refused.status_code == 409, refused.text
+    assert "being sent" in refused.json()["detail"]
+    release.set()
+    placed = await placing
+    assert placed.status_code == 201, placed.text
+    assert len(world.t212.placed) == 1
+    assert "resend" not in await _events(world, order["id"])
+
+
+async def test_an_unsettled_order_is_not_resent_once_trading_is_halted(world: World) -> None:
+    """The send was refused (503) and the broker could not be asked since: the order is
+    unknown. After the kill switch, proving it absent rejects it instead of sending it."""
+    account = await _ready(world, "trading212")
+    conn = (await world.client.get(f"/api/v1/accounts/{account}", headers=world.headers)).json()[
+        "connection_id"
+    ]
+    stuttering = {"on": True}
+    world.wire.choose = lambda request: "refuse_503" if stuttering["on"] else None
+    r = await world.order(account, "unknown-then-halted")
+    assert (r.status_code, r.json()["status"]) == (201, "unknown"), r.text
+    halted = await world.client.post(f"/api/v1/connections/{conn}/trading/halt", headers=world.headers)
+    assert halted.status_code == 200, halted.text
+    stuttering["on"] = False
+    got = await world.client.get(f"/api/v1/orders/{r.json()['id']}", headers=world.headers)
+    assert (got.json()["status"], world.t212.placed) == ("rejected", []), got.text
+    assert "halted" in got.json()["reason"]
+    assert "resend" not in await _events(world, r.json()["id"])
+
+
+async def test_a_resend_is_claimed_only_while_the_stored_order_is_unsettled(world: World) -> None:
+    """The claim decides on the stored row, not on what its caller read before asking the
+    broker: an order recorded as found meanwhile, or one whose first send is still on the wire,
+    is never claimed; an unknown one, or one whose sender died, is — once."""
+    account = await _ready(world, "trading212")
+    world.wire.choose = lambda request: "refuse_503"  # sends refused, the broker never asked
+    ids = [UUID((await world.order(account, f"k{i}")).json()["id"]) for i in range(3)]
+    now = datetime.fromtimestamp(world.clock.now(), UTC)
+    lost_before = now - SUBMIT_LEASE
+    async with world.container.uow() as uow:
+        found, fresh, dead = [await uow.trading.order(i) for i in ids]
+        assert found
+        assert fresh
+        assert dead
+        assert found.status is OrderStatus.UNKNOWN
+        found.status, found.broker_order_id = OrderStatus.NEW, "40000000009"  # another process
+        fresh.status, fresh.submitted_at = OrderStatus.PENDING_SUBMIT, now  # its send is on the wire
+        dead.status, dead.submitted_at = OrderStatus.PENDING_SUBMIT, lost_before - timedelta(seconds=1)
+        for order in (found, fresh, dead):
+            await uow.trading.save_order(order)
+        await uow.commit()
+    async with world.container.uow() as uow:
+        claims = [await uow.trading.claim_resend(i, now, lost_before) for i in ids]
+        again = await uow.trading.claim_resend(ids[2], now, lost_before)
+        await uow.commit()
+        claimed = await uow.trading.order(ids[2])
+    assert (claims, again) == ([False, False, True], False)
+    assert claimed is not None
+    assert (claimed.status, claimed.submit_attempts, claimed.submitted_at) == (
+        OrderStatus.PENDING_SUBMIT,
+        2,
+        now,
+    )

@@ -45,6 +45,7 @@ from finsync.domain.ports import (
     Page,
     PageRequest,
     ProviderGateway,
+    UnitOfWork,
     UnitOfWorkFactory,
 )
 from finsync.domain.trading import (
@@ -384,8 +385,9 @@ class OrderService:
         await self._apply(order, found, actor, "reconcile")
         return True
 
-    async def _reconcile(self, adapter: OrderPort, order: Order, actor: str) -> None:
-        """Find the order at the broker; resend only when it is proven absent, at most once."""
+    async def _reconcile(self, adapter: OrderPort, order: Order, actor: str, *, resend: bool = True) -> None:
+        """Find the order at the broker; resend only when it is proven absent, at most once,
+        and only while its connection may still trade (``resend=False``: only look)."""
         try:
             candidates = await adapter.find_orders(order.request(), str(order.id), order.submitted_at)
         except ProviderError as exc:  # cannot tell yet: stays unknown, reconciled on the next read
@@ -400,19 +402,46 @@ class OrderService:
             except Conflict:  # another order adopted it meanwhile: look again next time
                 await self._note(order, actor, "reconcile", {"error": "candidate taken concurrently"})
             return
+        if not resend:
+            return
         if order.submit_attempts >= 2:
             reason = "the broker has no such order after two sends"
             await self._record(order, OrderStatus.REJECTED, actor, "reconcile", {"found": None}, reason)
             return
+        now = self._clock()
         async with self._uow() as uow:
-            if not await uow.trading.claim_resend(order.id):
-                return  # another process resends it
-            order.submit_attempts, order.submitted_at = 2, self._clock()
-            order.status, order.updated_at = OrderStatus.PENDING_SUBMIT, self._clock()
-            await uow.trading.save_order(order)
-            await uow.trading.add_events(self._event(order, "resend", actor, {"proven_absent": True}))
-            await uow.commit()
+            refusal = await self._resend_refusal(uow, order)
+            claimed = refusal is None and await uow.trading.claim_resend(order.id, now, now - SUBMIT_LEASE)
+            if claimed:
+                order.submit_attempts, order.submitted_at = 2, now
+                order.status, order.updated_at = OrderStatus.PENDING_SUBMIT, now
+                await uow.trading.add_events(self._event(order, "resend", actor, {"proven_absent": True}))
+                await uow.commit()
+            elif refusal is None:  # found and recorded meanwhile, or resent by another process
+                stored = await uow.trading.order(order.id)
+                if stored is not None:
+                    _adopt(order, stored)
+                return
+        if refusal is not None:
+            data = {"found": None, "not_resent": refusal}
+            await self._record(order, OrderStatus.REJECTED, actor, "reconcile", data, refusal)
+            return
         await self._submit(adapter, order, actor)
+
+    async def _resend_refusal(self, uow: UnitOfWork, order: Order) -> str | None:
+        """Why a proven-absent order may not be sent again now: a resend is a new send, so the
+        switches a first send obeys (enabled, halted, live trading) hold for it too."""
+        settings = await uow.trading.settings(order.connection_id)
+        connection = await uow.connections.get(order.connection_id)
+        if connection is None:
+            return "not resent: its connection was deleted"
+        if settings is None or not settings.enabled:
+            return "not resent: trading was disabled on its connection"
+        if settings.halted:
+            return "not resent: trading on its connection is halted"
+        if connection.environment == "live" and not self._live:
+            return "not resent: live trading is disabled on this server"
+        return None
 
     # -- recording -------------------------------------------------------------------------
 
@@ -548,9 +577,13 @@ class OrderService:
             raise Conflict(f"the order is already {order.status.value}")
         if connection is None:
             raise Conflict("the order's connection was deleted")
+        lease = self._clock() - SUBMIT_LEASE
+        sending = order.status is OrderStatus.PENDING_SUBMIT and order.submitted_at >= lease
+        if order.broker_order_id is None and sending:  # its sender is at work: never a second send
+            raise Conflict("the order is being sent to the broker; cancel it once it is placed (retry)")
         async with self._ports.lease(connection) as adapter:
-            if order.broker_order_id is None:
-                await self._reconcile(adapter, order, caller.actor)
+            if order.broker_order_id is None:  # look for it, never send it: a cancel sends nothing
+                await self._reconcile(adapter, order, caller.actor, resend=False)
             if order.broker_order_id is None or order.status.final:
                 if order.status.final:
                     return order
@@ -626,10 +659,15 @@ async def store(
         async with uow() as u:
             stored = await u.trading.order(order.id)
         if stored is not None:
-            for f in fields(Order):
-                setattr(order, f.name, getattr(stored, f.name))
+            _adopt(order, stored)
         log.info("order_change_already_recorded", order_id=str(order.id), status=order.status.value)
     return saved
+
+
+def _adopt(order: Order, stored: Order) -> None:
+    """``order`` becomes the stored one (its caller then reports what was recorded)."""
+    for f in fields(Order):
+        setattr(order, f.name, getattr(stored, f.name))
 
 
 def _money_limits(settings: TradingSettings) -> bool:

@@ -558,8 +558,10 @@ class TradingRepository(Protocol):
         it). Answers whether it was written."""
         ...
 
-    async def claim_resend(self, order_id: UUID) -> bool:
-        """Take the one resend an order may have (submit_attempts 1 → 2, atomically)."""
+    async def claim_resend(self, order_id: UUID, now: datetime, lost_before: datetime) -> bool:
+        """Take the one resend an order may have, atomically: submit_attempts 1 → 2, status
+        ``pending_submit`` sent at ``now`` — only while the stored order is still ``unknown``
+        (or ``pending_submit`` since before ``lost_before``: its sender died) with no broker id."""
         ...
 
     async def orders(

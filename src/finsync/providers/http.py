@@ -230,6 +230,7 @@ class ProviderHttp:
         params: Mapping[str, Any] | None = None,
         json: Any = None,
         data: Mapping[str, Any] | None = None,
+        content: bytes | None = None,
         headers: Mapping[str, str] | None = None,
         retry: bool | None = None,
         retries: int | None = None,
@@ -254,7 +255,7 @@ class ProviderHttp:
                 stamp = await bucket.acquire(self.clock, self.max_wait, label) if bucket else 0.0
                 try:
                     response = await self._client.request(
-                        method, url, params=params, json=json, data=data, headers=headers
+                        method, url, params=params, json=json, data=data, content=content, headers=headers
                     )
                 except httpx.TransportError as exc:
                     failure = describe_failure(exc, self._host(url))  # never str(exc): it may hold URLs

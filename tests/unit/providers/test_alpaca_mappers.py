@@ -129,3 +129,11 @@ def test_times_are_always_timezone_aware() -> None:
         mappers.parse_time("2025-03-03T14:30:01")
     with pytest.raises(BadData, match="without zone"):
         mappers.map_activity({**FILL, "transaction_time": "2025-03-03T14:30:01"}, "USD")
+
+
+def test_an_accepted_order_without_an_id_is_ambiguous_not_a_refusal() -> None:
+    """A 2xx without an order id may have placed it: BadData (reconciled by client_order_id)."""
+    from finsync.providers.alpaca import orders
+
+    with pytest.raises(BadData):
+        orders.to_order({"status": "new", "symbol": "AAPL"})

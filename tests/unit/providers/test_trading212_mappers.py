@@ -201,3 +201,34 @@ def test_garbage_is_bad_data() -> None:
         mappers.map_dividend({**DIVIDEND, "paidOn": "yesterday"}, "GBP")
     with pytest.raises(BadData):
         mappers.map_cash({**cash("DEPOSIT", "1"), "reference": None}, "GBP")
+
+
+def test_an_order_body_keeps_every_digit_of_its_decimals() -> None:
+    """Money is exact on the way out too: a float would send 1.0 for 0.99999999999999999999 and
+    ``Infinity`` (not JSON) for 1e400."""
+    import orjson
+
+    from finsync.domain.trading import OrderRequest, OrderSide, OrderType
+    from finsync.providers.trading212 import orders
+    from finsync.providers.trading212.client import _json_number
+
+    request = OrderRequest(
+        symbol="AAPL_US_EQ",
+        side=OrderSide.SELL,
+        type=OrderType.LIMIT,
+        quantity=Decimal("0.99999999999999999999"),
+        limit_price=Decimal("1E+400"),
+    )
+    sent = orjson.dumps(orders.body(request), default=_json_number)
+    assert b'"quantity":-0.99999999999999999999' in sent
+    assert b'"limitPrice":1' + b"0" * 400 in sent
+    assert json.loads(sent, parse_float=Decimal)["quantity"] == Decimal("-0.99999999999999999999")
+
+
+def test_an_accepted_order_without_an_id_is_ambiguous_not_a_refusal() -> None:
+    """A 2xx without an order id may well have placed the order: BadData (reconciled), never
+    the ProviderError a refusal is (that would record it rejected and leave it unaccounted)."""
+    from finsync.providers.trading212 import orders
+
+    with pytest.raises(BadData):
+        orders.to_order({"status": "NEW", "ticker": "AAPL_US_EQ"})

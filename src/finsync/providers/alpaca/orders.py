@@ -8,7 +8,7 @@ from typing import Any
 
 import httpx
 
-from finsync.domain.errors import BrokerOrderNotFound, ProviderError
+from finsync.domain.errors import BadData, BrokerOrderNotFound, ProviderError
 from finsync.domain.trading import BrokerOrder, Fill, OrderRequest, OrderStatus, OrderType
 from finsync.providers.alpaca.client import alpaca_error_type
 from finsync.providers.common import Wire
@@ -46,7 +46,7 @@ def body(order: OrderRequest, client_order_id: str) -> dict[str, Any]:
 
 def to_order(order: dict[str, Any]) -> BrokerOrder:
     if not order.get("id"):
-        raise ProviderError("alpaca order without an id")
+        raise BadData("alpaca order without an id")  # maybe placed: ambiguous, reconciled
     filled = WIRE.optional(order.get("filled_qty"), "filled_qty") or Decimal(0)
     price = WIRE.optional(order.get("filled_avg_price"), "filled_avg_price")
     at = WIRE.instant(order["filled_at"]) if order.get("filled_at") else None

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from decimal import Decimal
 from typing import Any, ClassVar
+
+import orjson
 
 from finsync.domain.errors import BadData, ProviderAuthError, ProviderError, ScopeError
 from finsync.providers.common import JsonClient, Reword
@@ -78,7 +81,9 @@ class Trading212Client(JsonClient):
 
     async def post_order(self, endpoint: str, body: dict[str, Any]) -> dict[str, Any]:
         """One send, never retried here: a POST that failed after sending may have placed the order."""
-        response = await self._call("POST", PATHS[endpoint], endpoint, json=body)
+        content = orjson.dumps(body, default=_json_number)
+        headers = {"Content-Type": "application/json"}
+        response = await self._call("POST", PATHS[endpoint], endpoint, content=content, headers=headers)
         out = self.http.decode(response, endpoint)
         if not isinstance(out, dict):
             raise BadData(f"trading212 {endpoint}: expected an object")
@@ -125,3 +130,10 @@ def _api_path(value: Any, endpoint: str) -> str:
 
 def _next_path(value: Any, endpoint: str) -> str | None:
     return None if value is None else _api_path(value, endpoint)
+
+
+def _json_number(value: object) -> orjson.Fragment:
+    """A Decimal as a JSON number, exactly its digits (a float would round past 17 of them)."""
+    if isinstance(value, Decimal) and value.is_finite():
+        return orjson.Fragment(format(value, "f"))
+    raise TypeError(f"not JSON: {type(value).__name__}")

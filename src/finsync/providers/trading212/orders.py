@@ -14,7 +14,7 @@ from typing import Any
 
 import httpx
 
-from finsync.domain.errors import BrokerOrderNotFound, ProviderError
+from finsync.domain.errors import BadData, BrokerOrderNotFound, ProviderError
 from finsync.domain.trading import (
     BrokerOrder,
     Fill,
@@ -55,15 +55,17 @@ def problem(order: OrderRequest, environment: str) -> str | None:
 
 
 def body(order: OrderRequest) -> dict[str, Any]:
+    """The order's JSON body; numbers stay Decimals, written as JSON numbers digit for digit
+    (``client.post_order``), never through a float."""
     quantity = order.quantity or Decimal(0)
     out: dict[str, Any] = {
         "ticker": order.symbol,
-        "quantity": float(-quantity if order.side is OrderSide.SELL else quantity),
+        "quantity": -quantity if order.side is OrderSide.SELL else quantity,
     }
     if order.limit_price is not None:
-        out["limitPrice"] = float(order.limit_price)
+        out["limitPrice"] = order.limit_price
     if order.stop_price is not None:
-        out["stopPrice"] = float(order.stop_price)
+        out["stopPrice"] = order.stop_price
     if order.type is not OrderType.MARKET:
         out["timeValidity"] = _TIF[order.time_in_force]
     return out
@@ -71,7 +73,7 @@ def body(order: OrderRequest) -> dict[str, Any]:
 
 def to_order(order: dict[str, Any], fill: dict[str, Any] | None = None) -> BrokerOrder:
     if "id" not in order:
-        raise ProviderError("trading212 order without an id")
+        raise BadData("trading212 order without an id")  # maybe placed: ambiguous, reconciled
     filled = abs(WIRE.optional(order.get("filledQuantity"), "filledQuantity") or Decimal(0))
     status = _STATUS.get(str(order.get("status", "")).upper())
     if status is None:
@@ -105,11 +107,11 @@ def matches(candidate: dict[str, Any], order: OrderRequest, sent_at: datetime) -
     if candidate.get("ticker") != wanted["ticker"] or not created:
         return False
     try:
-        same_qty = WIRE.number(candidate.get("quantity"), "quantity") == Decimal(str(wanted["quantity"]))
+        same_qty = WIRE.number(candidate.get("quantity"), "quantity") == wanted["quantity"]
         kind = str(candidate.get("type", "MARKET")).lower()
         for field, key in (("limitPrice", "limitPrice"), ("stopPrice", "stopPrice")):
             theirs, ours = WIRE.optional(candidate.get(field), field), wanted.get(key)
-            if (theirs is None) != (ours is None) or (ours is not None and theirs != Decimal(str(ours))):
+            if (theirs is None) != (ours is None) or (ours is not None and theirs != ours):
                 return False
         return same_qty and kind == order.type.value and WIRE.instant(created) >= sent_at - SKEW
     except ProviderError:

@@ -8,7 +8,7 @@ from decimal import Decimal
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import ARRAY, Text, bindparam, func, insert, literal, or_, select, text, update
+from sqlalchemy import ARRAY, Text, and_, bindparam, func, insert, literal, or_, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -147,11 +147,30 @@ class SqlTradingRepository:
         result = await self._s.execute(_SAVE_CHANGE, values)
         return bool(result.rowcount)  # type: ignore[attr-defined]
 
-    async def claim_resend(self, order_id: UUID) -> bool:
+    async def claim_resend(self, order_id: UUID, now: datetime, lost_before: datetime) -> bool:
+        # One statement decides on the stored row, not on what the caller read before it
+        # asked the broker: an order found and recorded meanwhile (a broker id, another
+        # status), or one whose first send is still on the wire, is never claimed.
         stmt = (
             update(orders)
-            .where(orders.c.id == order_id, orders.c.submit_attempts == 1)
-            .values(submit_attempts=2)
+            .where(
+                orders.c.id == order_id,
+                orders.c.submit_attempts == 1,
+                orders.c.broker_order_id.is_(None),
+                or_(
+                    orders.c.status == OrderStatus.UNKNOWN.value,
+                    and_(
+                        orders.c.status == OrderStatus.PENDING_SUBMIT.value,
+                        orders.c.submitted_at < lost_before,
+                    ),
+                ),
+            )
+            .values(
+                submit_attempts=2,
+                status=OrderStatus.PENDING_SUBMIT.value,
+                submitted_at=now,
+                updated_at=now,
+            )
         )
         return bool((await self._s.execute(stmt)).rowcount)  # type: ignore[attr-defined]
 
