@@ -13,7 +13,7 @@ from typing import Any, ClassVar
 import asyncpg
 import pytest
 
-from finsync.domain.jobs import JobRegistry, JobType
+from finsync.domain.jobs import JobRegistry, JobType, RetryPolicy
 from finsync.infrastructure.jobs import ConcurrencyCaps
 from finsync.infrastructure.jobs.procrastinate_queue import ProcrastinateJobQueue
 from tests.conftest import JOB_TABLES
@@ -102,16 +102,15 @@ async def test_a_provider_at_its_cap_leaves_worker_slots_to_other_providers(jobs
     worker = asyncio.create_task(queue.run_worker(3, periodic=False))
     try:
         # One slow-bank job runs; the other was refused by the cap and went back to the queue
-        # for a retry (its attempt spent no slot), rather than waiting inside a worker slot.
+        # as a fresh copy (it spent no slot and no attempt), rather than waiting inside a slot.
         await eventually(lambda: Counter(recorder.running.values()) == {"slow-bank": 1, "broker": 1})
         held = next(n for n, t in recorder.running.items() if t == "slow-bank")
         refused = "a2" if held == "a1" else "a1"
 
-        async def retried() -> bool:
-            job = (await _jobs(queue))[refused]
-            return bool(job["status"] == "todo" and job["attempts"] >= 1)
+        async def requeued() -> bool:
+            return any(r["status"] == "todo" and r["attempts"] == 0 for r in await _rows(queue, refused))
 
-        await eventually(retried)
+        await eventually(requeued)
         # The third slot is free: another provider's job starts while both others are held.
         assert await queue.enqueue(Deliver("exchange", "x1"))
         await eventually(lambda: set(recorder.running) == {held, "b1", "x1"})
@@ -126,6 +125,66 @@ async def test_a_provider_at_its_cap_leaves_worker_slots_to_other_providers(jobs
     assert recorder.most == {"slow-bank": 1, "broker": 1, "exchange": 1}  # the cap held, per provider
     finished = await _jobs_after(jobs_db)
     assert finished == {"a1": "succeeded", "a2": "succeeded", "b1": "succeeded", "x1": "succeeded"}
+
+
+async def _rows(queue: ProcrastinateJobQueue, name: str) -> list[dict[str, Any]]:
+    """Every job of that name (a bounced job's copies included), oldest first."""
+    return list(
+        await queue.app.connector.execute_query_all_async(
+            "SELECT status::text AS status, attempts FROM procrastinate_jobs "
+            "WHERE args->>'name' = %(name)s ORDER BY id",
+            name=name,
+        )
+    )
+
+
+async def test_bounces_off_the_cap_leave_a_job_its_retries(jobs_db: str) -> None:
+    """A bounce is not a failed attempt: a job that bounced off its provider's cap several times
+    still has every retry of its policy when it then fails for real (a database blip)."""
+    release, failed = asyncio.Event(), set[str]()
+
+    async def handle(job: Deliver) -> None:
+        if job.name == "hog":
+            await release.wait()
+        elif job.name not in failed:
+            failed.add(job.name)
+            raise RuntimeError("a database blip")
+
+    registry = JobRegistry()
+    registry.register(
+        JobType(
+            job=Deliver,
+            handler=handle,
+            retry=RetryPolicy(max_attempts=2, base_seconds=0.1, cap_seconds=0.2),
+            concurrency_key=lambda job: job.target,
+        )
+    )
+    queue = ProcrastinateJobQueue(registry, database_url=jobs_db, caps=ConcurrencyCaps(1), poll_seconds=0.1)
+    assert await queue.enqueue(Deliver("bank", "hog"))
+    worker = asyncio.create_task(queue.run_worker(2, periodic=False))
+    try:
+        await eventually(lambda: True)
+        assert await queue.enqueue(Deliver("bank", "victim"))
+
+        async def bounced_thrice() -> bool:
+            return len(await _rows(queue, "victim")) >= 4  # the job and three copies
+
+        await eventually(bounced_thrice, 30)
+        release.set()
+
+        async def done() -> bool:
+            return (await _rows(queue, "victim"))[-1]["status"] == "succeeded"
+
+        await eventually(done, 30)
+        rows = await _rows(queue, "victim")
+    finally:
+        release.set()
+        worker.cancel()
+        await asyncio.gather(worker, return_exceptions=True)
+        await queue.aclose()
+    assert len(rows) >= 4
+    assert {r["status"] for r in rows} == {"succeeded"}  # the bounced ones ended, the last one ran
+    assert failed == {"victim"}  # one real failure, retried under a policy of two attempts
 
 
 async def _jobs_after(database_url: str) -> dict[str, str]:

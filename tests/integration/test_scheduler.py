@@ -163,6 +163,50 @@ async def test_a_rate_limit_waits_for_its_reset(container: Container, bank: Memo
     assert reset <= stored.next_sync_at <= reset + timedelta(minutes=5)
 
 
+async def test_a_rate_limit_that_only_says_how_long_waits_that_long(
+    container: Container, bank: MemoryProviders
+) -> None:
+    """A shared budget knows how long to wait, not when the provider resets (``retry_after``
+    only): the next sync waits that long too, instead of trying every few minutes."""
+    user = await seed_user(container)
+    conn = await _connection(container, user)
+    bank.fail_on["fetch_accounts"] = RateLimited("budget spent", retry_after=3600.0)
+    before = utcnow()
+    await container.sync.request(conn.id, conn.user_id, SyncTrigger.MANUAL)
+    await container.jobs.drain()
+    stored = await _get(container, conn.id)
+    assert stored.next_sync_at is not None
+    assert before + timedelta(hours=1) <= stored.next_sync_at <= utcnow() + timedelta(hours=1, minutes=5)
+
+
+async def test_a_stalled_job_a_newer_one_waits_behind_gives_way_to_it(
+    container: Container, bank: MemoryProviders
+) -> None:
+    """A worker committed its run and died before procrastinate marked the job finished; the
+    user asked again meanwhile. The stalled job cannot go back to the queue (one waiting job
+    per connection), so the reaper ends it: left 'doing', it held the connection's lock and
+    the newer run stayed queued for ever."""
+    if container.settings.is_sqlite:
+        pytest.skip("procrastinate's jobs: PostgreSQL")
+    user = await seed_user(container)
+    conn = await _connection(container, user)
+    first = await container.sync.request(conn.id, conn.user_id, SyncTrigger.MANUAL)
+    async with container.engine.begin() as db:  # the dead worker's state
+        await db.execute(text("UPDATE procrastinate_jobs SET status = 'doing', worker_id = NULL"))
+        await db.execute(
+            text("UPDATE sync_runs SET status = 'succeeded', finished_at = now() WHERE id = :id"),
+            {"id": first.id},
+        )
+    second = await container.sync.request(conn.id, conn.user_id, SyncTrigger.MANUAL)
+    assert second.id != first.id
+    await container.scheduler.reap_stale_runs(grace=timedelta(0))
+    await container.jobs.drain()
+    async with container.uow() as uow:
+        run = await uow.sync_runs.get(second.id)
+    assert run is not None
+    assert run.status is SyncStatus.SUCCEEDED
+
+
 async def test_jobs_are_enqueued_only_after_commit(container: Container, bank: MemoryProviders) -> None:
     user = await seed_user(container)
     conn = await _connection(container, user)

@@ -8,7 +8,7 @@ from uuid import uuid4
 import pytest
 
 from finsync.domain.errors import InvalidInput, RateLimited, Unavailable
-from finsync.domain.jobs import RetryLater, RetryPolicy, SyncConnection, decode, encode
+from finsync.domain.jobs import RetryPolicy, SyncConnection, decode, encode
 from finsync.domain.schedule import MAX_INTERVAL_MINUTES, SyncSchedule, retry_at
 from finsync.providers.registry import ProviderRegistry
 
@@ -80,7 +80,10 @@ def test_retry_policy_backs_off_then_gives_up() -> None:
     assert policy.delay(2, error, NOW) is None  # third attempt was the last
     later = NOW + timedelta(seconds=30)
     assert policy.delay(0, RateLimited("slow down", retry_after=30, retry_at=later), NOW, lambda: 0.0) == 30.0
-    assert policy.delay(99, RetryLater("busy", at=later), NOW) == 30.0  # never counted
+    waited = RateLimited("budget spent", retry_after=3600)  # how long, not when
+    assert policy.delay(0, waited, NOW, lambda: 0.0) == 3600.0
+    assert waited.reset_at(NOW) == NOW + timedelta(hours=1)
+    assert RateLimited("nonsense", retry_after=1e12).reset_at(NOW) == NOW + timedelta(days=7)
     assert RetryPolicy(retry_on=(KeyError,)).delay(0, error, NOW) is None
 
 

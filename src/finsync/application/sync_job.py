@@ -204,7 +204,7 @@ class SyncRunner:
             connection.status = ConnectionStatus.NEEDS_REAUTH
             connection.failure_count += 1
         elif isinstance(error, RateLimited):  # not the connection's fault: wait for the reset
-            connection.next_sync_at = retry_at(now, connection.failure_count, error.retry_at, self._rand)
+            connection.next_sync_at = retry_at(now, connection.failure_count, error.reset_at(now), self._rand)
         else:
             connection.status = ConnectionStatus.ERROR
             connection.failure_count += 1

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from uuid import UUID
+
+MAX_RETRY_AFTER = 7 * 24 * 3600.0  # seconds: no provider limit resets later than a week
 
 
 class FinsyncError(Exception):
@@ -150,6 +152,13 @@ class RateLimited(ProviderError):
         super().__init__(detail)
         self.retry_after = retry_after
         self.retry_at = retry_at
+
+    def reset_at(self, now: datetime) -> datetime:
+        """When the limit resets: the provider's own instant, else ``now`` plus its wait (a
+        budget that only knows how long to wait; capped at a week, a nonsense header aside)."""
+        if self.retry_at is not None:
+            return self.retry_at
+        return now + timedelta(seconds=min(max(self.retry_after, 0.0), MAX_RETRY_AFTER))
 
 
 class Unavailable(ProviderError):

@@ -61,19 +61,11 @@ class DeliverWebhook:
         return f"webhook-delivery:{delivery_id}"
 
 
-class RetryLater(Exception):
-    """Raised by a job body: try again at ``at`` (or per the policy) without counting a failure."""
-
-    def __init__(self, reason: str, at: datetime | None = None) -> None:
-        super().__init__(reason)
-        self.at = at
-
-
 @dataclass(frozen=True, slots=True, kw_only=True)
 class RetryPolicy:
     """Exponential back-off with jitter: attempt n waits between half and all of
-    ``min(cap, base * 2**n)`` seconds; a ``RateLimited.retry_at`` or ``RetryLater.at`` is
-    honoured. ``RetryLater`` is always retried; other exceptions up to ``max_attempts``."""
+    ``min(cap, base * 2**n)`` seconds, never before a ``RateLimited``'s reset; retried up to
+    ``max_attempts``."""
 
     max_attempts: int = 5
     base_seconds: float = 2.0
@@ -84,14 +76,12 @@ class RetryPolicy:
         self, attempt: int, exc: BaseException, now: datetime, rand: Callable[[], float] = random.random
     ) -> float | None:
         """Seconds to wait before attempt ``attempt + 1``; None: give up (the job failed)."""
-        if isinstance(exc, RetryLater):
-            return max(0.0, (exc.at - now).total_seconds()) if exc.at else 1.0 + rand()
         if attempt + 1 >= self.max_attempts or not isinstance(exc, self.retry_on):
             return None
         ceiling = min(self.cap_seconds, self.base_seconds * 2.0**attempt)
         wait = ceiling / 2 + ceiling / 2 * rand()
-        if isinstance(exc, RateLimited) and exc.retry_at is not None:
-            wait = max(wait, (exc.retry_at - now).total_seconds())
+        if isinstance(exc, RateLimited):
+            wait = max(wait, (exc.reset_at(now) - now).total_seconds())
         return wait
 
 

@@ -19,12 +19,12 @@ from typing import Any
 import structlog
 from procrastinate import App, PsycopgConnector, RetryDecision
 from procrastinate import jobs as pjobs
-from procrastinate.exceptions import AlreadyEnqueued
+from procrastinate.exceptions import AlreadyEnqueued, UniqueViolation
 from procrastinate.retry import BaseRetryStrategy
 from sqlalchemy.engine import make_url
 
 from finsync.domain.entities import utcnow
-from finsync.domain.jobs import Job, JobRegistry, JobType, Periodic, RetryLater, RetryPolicy, decode, encode
+from finsync.domain.jobs import Job, JobRegistry, JobType, Periodic, RetryPolicy, decode, encode
 from finsync.infrastructure.jobs.caps import ConcurrencyCaps
 
 log = structlog.get_logger(__name__)
@@ -83,18 +83,19 @@ class ProcrastinateJobQueue:
                 await self.app.open_async()
                 self._opened = True
 
-    def _deferrer(self, job: Job) -> pjobs.JobDeferrer:
+    def _deferrer(self, job: Job, schedule_at: datetime | None = None) -> pjobs.JobDeferrer:
         kind = self._registry.of(job)
         return self.app.configure_task(
             name=kind.kind,
             lock=kind.lock(job) if kind.lock else None,
             queueing_lock=kind.queueing_lock(job) if kind.queueing_lock else None,
+            schedule_at=schedule_at,
         )
 
-    async def enqueue(self, job: Job) -> bool:
+    async def enqueue(self, job: Job, schedule_at: datetime | None = None) -> bool:
         await self._open()
         try:
-            await self._deferrer(job).defer_async(**encode(job))
+            await self._deferrer(job, schedule_at).defer_async(**encode(job))
         except AlreadyEnqueued:
             return False  # one already waits: it will do this job's work
         return True
@@ -142,9 +143,22 @@ class ProcrastinateJobQueue:
             try:
                 await manager.retry_job(job)
                 retried += 1
+            except UniqueViolation:  # a newer job of its queueing lock waits: that one does its work
+                await self._supersede(job)
             except Exception:  # finished (or retried by another reaper) meanwhile
                 log.info("stalled_job_not_retried", job_id=job.id)
         return retried
+
+    async def _supersede(self, job: pjobs.Job) -> None:
+        """End a stalled job as failed when it cannot go back to the queue because a newer one
+        of its queueing lock waits there (one waiting job per connection). Left ``doing``, it
+        would hold its lock for ever and the newer job could never start; failed, its run is
+        closed by the reaper and the newer job runs."""
+        try:
+            await self.app.job_manager.finish_job(job, pjobs.Status.FAILED, delete_job=False)
+            log.warning("stalled_job_superseded", job_id=job.id, queueing_lock=job.queueing_lock)
+        except Exception:  # finished meanwhile
+            log.info("stalled_job_not_retried", job_id=job.id)
 
     def register(self, periodic: bool) -> None:
         """Make every job type (and with ``periodic`` every periodic task) a procrastinate task."""
@@ -168,9 +182,13 @@ class ProcrastinateJobQueue:
             job = decode(kind.job, args)
             key = kind.concurrency_key(job) if kind.concurrency_key else None
             if not caps.try_acquire(key):  # give the slot back to other providers' jobs
-                raise RetryLater(
-                    f"{key} is at its concurrency cap", at=utcnow() + timedelta(seconds=1 + random.random())
-                )
+                # A copy of the job, a second or two later, and this one ends: a procrastinate
+                # retry would count the bounce as a failed attempt, and a job that bounced a few
+                # times would get no retry after a real failure. (Its queueing lock lets the copy
+                # in, this job being no longer waiting; if another copy waits, it does the work.)
+                await self.enqueue(job, utcnow() + timedelta(seconds=1 + random.random()))
+                log.info("job_bounced_off_concurrency_cap", kind=kind.kind, key=key)
+                return
             try:
                 await kind.handler(job)
             finally:
