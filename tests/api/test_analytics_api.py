@@ -296,3 +296,32 @@ async def test_reconciliation_lists_the_period_a_transaction_is_missing_from(wor
         await world.get(f"/accounts/{cur}/reconciliation", **{"from": "2024-01-01", "to": "2024-01-31"})
     )["gaps"]
     assert D(gap["difference"]) == D("-22.22")
+
+
+async def test_performance_counts_the_flows_between_its_first_and_last_valuation(world: World) -> None:
+    await world.login()
+    world.bank.accounts = [account("isa", type=AccountType.ISA, currency="EUR", balance=D("1000"))]
+    await world.sync(date(2024, 1, 1))
+    world.bank.accounts[0].balance = D("1600")
+    world.bank.transactions = {
+        "isa": [txn("dep", "500", date(2024, 1, 5), currency="EUR", subtype=TransactionSubtype.DEPOSIT)]
+    }
+    await world.sync(date(2024, 1, 31))
+    isa = await world.account_id("isa")
+    # from = 10 Jan opens at the 1 Jan valuation: the deposit of 5 Jan is in (1 Jan, 31 Jan].
+    perf = await world.get(
+        "/analytics/performance", account_id=isa, **{"from": "2024-01-10", "to": "2024-01-31"}
+    )
+    assert (perf["start_value"], perf["end_value"]) == ("1000.00", "1600.00")
+    assert (D(perf["net_flows"]), D(perf["total_gain"])) == (D("500.00"), D("100.00"))
+    # to = 27 Feb closes at the 31 Jan valuation: a deposit after it (25 Feb) is outside the period.
+    world.bank.accounts[0].balance = D("2100")
+    world.bank.transactions["isa"].append(
+        txn("late", "500", date(2024, 2, 25), currency="EUR", subtype=TransactionSubtype.DEPOSIT)
+    )
+    await world.sync(date(2024, 2, 29))
+    perf = await world.get(
+        "/analytics/performance", account_id=isa, **{"from": "2024-01-01", "to": "2024-02-27"}
+    )
+    assert (perf["start_value"], perf["end_value"]) == ("1000.00", "1600.00")
+    assert (D(perf["net_flows"]), D(perf["total_gain"])) == (D("500.00"), D("100.00"))

@@ -108,7 +108,9 @@ class PerformanceService:
             target = currency or base_currency(user, self._default)
         ids = [a.id for a in accounts]
         snaps = await uow.analytics.snapshot_values(user.id, ids, end, start)
-        flows_tx = await uow.analytics.transactions_of(user.id, ids, end, [TransactionType.TRANSFER], start)
+        # The period opens at the last valuation on or before `from`: its flows count from then.
+        opens = max((s.day for s in snaps if s.balance is not None and s.day <= start), default=start)
+        flows_tx = await uow.analytics.transactions_of(user.id, ids, end, [TransactionType.TRANSFER], opens)
         trades = await uow.analytics.transactions_of(user.id, ids, end, [TransactionType.TRADE])
         currencies = {a.currency for a in accounts} | {t.currency for t in flows_tx} | {target}
         book = await load_book(uow, end, None, currencies)
@@ -121,7 +123,9 @@ class PerformanceService:
             if rate is not None:
                 flows.append((t.transaction_date, t.amount * rate.value))
         first_day = window[0][0] if window else start
-        in_window = [f for f in flows if f[0] > first_day]
+        last_day = window[-1][0] if window else end
+        # Only flows between the first and the last valuation are in the values compared.
+        in_window = [f for f in flows if first_day < f[0] <= last_day]
         twr = time_weighted_return(window, in_window)
         start_value = window[0][1] if window else None
         end_value = window[-1][1] if window else None
