@@ -325,3 +325,26 @@ async def test_performance_counts_the_flows_between_its_first_and_last_valuation
     )
     assert (perf["start_value"], perf["end_value"]) == ("1000.00", "1600.00")
     assert (D(perf["net_flows"]), D(perf["total_gain"])) == (D("500.00"), D("100.00"))
+
+
+async def test_unrealised_gain_charges_each_account_its_own_cost(world: World) -> None:
+    await world.login()
+    world.bank.accounts = [
+        account("a", type=AccountType.BROKERAGE, currency="EUR", balance=D("150")),
+        account("b", type=AccountType.BROKERAGE, currency="EUR", balance=D("150")),
+    ]
+    buy = {"type": TransactionType.TRADE, "subtype": TransactionSubtype.BUY, "symbol": "ACME"}
+    world.bank.transactions = {
+        name: [txn(f"buy-{name}", "-100", date(2024, 1, 2), currency="EUR", quantity=D(10), **buy)]
+        for name in ("a", "b")
+    }
+    world.bank.holdings = {
+        name: [holding("ACME", currency="EUR", quantity=D(10), average_cost=None, market_value=D(150))]
+        for name in ("a", "b")
+    }
+    await world.sync(date(2024, 1, 31))
+    perf = await world.get(
+        "/analytics/performance", **{"from": "2024-01-01", "to": "2024-01-31", "currency": "EUR"}
+    )
+    # Each account: 10 ACME worth 150 bought for 100 (its own cost, not both accounts' 200).
+    assert D(perf["unrealised_gain"]["value"]) == D("100.00")

@@ -135,9 +135,9 @@ class PerformanceService:
         if end_value is not None and window:
             investor.append((window[-1][0], end_value))
         mwr = xirr(investor) if window else Figure(None, "no valuations in the period")
-        ledger = Ledger()
-        ledger.apply(_trades(trades, book, target), count_from=start)
-        unrealised = await self._unrealised(uow, user, accounts, ledger, end, book, target)
+        ledgers = _ledgers(trades, book, target, start)
+        realised = sum((ledger.realised for ledger in ledgers.values()), Decimal(0))
+        unrealised = await self._unrealised(uow, user, accounts, ledgers, end, book, target)
         total = None if start_value is None or end_value is None else end_value - start_value - net
         return Performance(
             currency=target,
@@ -149,7 +149,7 @@ class PerformanceService:
             twr=twr,
             mwr=mwr,
             total_gain=None if total is None else rounded(total, target),
-            realised_gain=rounded(ledger.realised, target),
+            realised_gain=rounded(realised, target),
             unrealised_gain=unrealised,
             valuations=len(window),
         )
@@ -159,30 +159,32 @@ class PerformanceService:
         uow: UnitOfWork,
         user: User,
         accounts: list[Account],
-        ledger: Ledger,
+        ledgers: dict[UUID, Ledger],
         end: date,
         book: RateBook,
         target: str,
     ) -> Figure:
         """Market value of the positions held on ``end`` minus their average cost: from recorded
-        holding history when it covers ``end``, else from current holdings when ``end`` is today."""
+        holding history when it covers ``end``, else from current holdings when ``end`` is today.
+        A position without the provider's cost takes its own account's cost (``ledgers``)."""
         ids = [a.id for a in accounts]
-        positions: list[tuple[str, str, Decimal, Holding | None]]
+        positions: list[tuple[UUID, str, str, Decimal, Holding | None]]
         if end >= self._clock().date():  # today: current holdings, provider values as fallback
             holdings = [
                 h for a in ids for h in (await uow.holdings.find(user.id, a, PageRequest(limit=500))).items
             ]
             positions = [
-                (instrument_key(h.isin, h.cusip, h.symbol), h.symbol, h.quantity, h) for h in holdings
+                (h.account_id, instrument_key(h.isin, h.cusip, h.symbol), h.symbol, h.quantity, h)
+                for h in holdings
             ]
         else:
             spans = held_on(await uow.positions.spans(user.id, ids), end)
             if not spans:
                 return Figure(None, "no recorded holdings on that day: unrealised gain is known from then on")
-            positions = [(s.instrument_key, s.symbol, s.quantity, None) for s in spans]
-        prices = await Prices.load(uow, {key for key, *_ in positions}, end, end - _LOOKBACK)
+            positions = [(s.account_id, s.instrument_key, s.symbol, s.quantity, None) for s in spans]
+        prices = await Prices.load(uow, {key for _, key, *_ in positions}, end, end - _LOOKBACK)
         total = Decimal(0)
-        for key, symbol, quantity, holding in positions:
+        for account_id, key, symbol, quantity, holding in positions:
             bar = prices.close(key, end)
             if bar is not None:
                 rate = book.rate(bar.currency, target, end)
@@ -196,21 +198,30 @@ class PerformanceService:
                 rate = book.rate(holding.currency, target, end)
                 cost = None if rate is None else holding.average_cost * quantity * rate.value
             else:
-                cost = ledger.cost_of(symbol)
+                ledger = ledgers.get(account_id)
+                cost = None if ledger is None else ledger.cost_of(symbol)
             if value is None or cost is None:
                 return Figure(None, f"no price or no cost basis for {symbol}")
             total += value - cost
         return Figure(rounded(total, target))
 
 
-def _trades(rows: list[Movement], book: RateBook, target: str) -> list[Trade]:
-    """Trades with a quantity, their cash amounts converted at each trade's day rate."""
-    out = []
+def _ledgers(rows: list[Movement], book: RateBook, target: str, count_from: date) -> dict[UUID, Ledger]:
+    """One average-cost ledger per account: the same symbol held in two accounts has two costs
+    (pooled, each account's position would be charged the cost of both). Trades with a
+    quantity only, their cash amounts converted at each trade's day rate."""
+    trades: dict[UUID, list[Trade]] = defaultdict(list)
     for t in rows:
         if t.symbol is None or t.quantity is None:
             continue
         rate = book.rate(t.currency, target, t.transaction_date)
         if rate is None:
             continue
-        out.append(Trade(t.transaction_date, t.symbol, t.subtype, t.quantity, t.amount * rate.value))
-    return out
+        trades[t.account_id].append(
+            Trade(t.transaction_date, t.symbol, t.subtype, t.quantity, t.amount * rate.value)
+        )
+    ledgers: dict[UUID, Ledger] = {}
+    for account_id, booked in trades.items():
+        ledgers[account_id] = ledger = Ledger()
+        ledger.apply(booked, count_from=count_from)
+    return ledgers
