@@ -348,3 +348,22 @@ async def test_unrealised_gain_charges_each_account_its_own_cost(world: World) -
     )
     # Each account: 10 ACME worth 150 bought for 100 (its own cost, not both accounts' 200).
     assert D(perf["unrealised_gain"]["value"]) == D("100.00")
+
+
+async def test_performance_values_cards_as_net_worth_does(world: World) -> None:
+    await world.login()
+    world.bank.accounts = [
+        account("cur", currency="EUR", balance=D("1000")),
+        account("card", type=AccountType.CREDIT_CARD, currency="EUR", balance=D("200")),  # owed, positive
+    ]
+    await world.sync(date(2024, 1, 1))
+    world.bank.accounts[1].balance = D("400")  # 200 more spent on the card
+    await world.sync(date(2024, 1, 31))
+    period = {"from": "2024-01-01", "to": "2024-01-31", "currency": "EUR"}
+    worth = await world.get("/net-worth/history", interval="month", **period)
+    assert D(worth["points"][-1]["value"]) == D("600.00")
+    perf = await world.get("/analytics/performance", **period)
+    assert (D(perf["start_value"]), D(perf["end_value"])) == (D("800.00"), D("600.00"))
+    assert D(perf["total_gain"]) == D("-200.00")
+    card = await world.get("/analytics/performance", account_id=await world.account_id("card"), **period)
+    assert (D(card["start_value"]), D(card["end_value"])) == (D("-200.00"), D("-400.00"))

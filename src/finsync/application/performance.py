@@ -21,6 +21,7 @@ from finsync.application.valuation import (
     held_on,
     load_book,
     rounded,
+    signed,
 )
 from finsync.domain.analytics_ports import Movement
 from finsync.domain.entities import Account, Holding, User, utcnow
@@ -55,14 +56,16 @@ class Performance:
 def _day_values(
     accounts: list[Account], series: list[tuple[UUID, date, Decimal | None]], book: RateBook, target: str
 ) -> list[tuple[date, Decimal]]:
-    """Total value per day with a snapshot: every account's last known balance, each
-    currency's sum converted at that day's rate (a currency without one is left out)."""
+    """Total value per day with a snapshot: every account's last known balance, signed as net
+    worth signs it (cards and loans ``-|balance|``), each currency's sum converted at that day's
+    rate (a currency without one is left out)."""
     currency = {a.id: a.currency for a in accounts}
+    kind = {a.id: a.type for a in accounts}
     last: dict[UUID, Decimal] = {}
     by_day: dict[date, list[tuple[UUID, Decimal]]] = defaultdict(list)
     for account_id, day, balance in series:
         if balance is not None:
-            by_day[day].append((account_id, balance))
+            by_day[day].append((account_id, signed(kind[account_id], balance)))
     days = sorted(by_day)
     rates = {c: book.series(c, target, days) for c in set(currency.values())}
     running: dict[str, Decimal] = defaultdict(Decimal)
