@@ -367,3 +367,29 @@ async def test_performance_values_cards_as_net_worth_does(world: World) -> None:
     assert D(perf["total_gain"]) == D("-200.00")
     card = await world.get("/analytics/performance", account_id=await world.account_id("card"), **period)
     assert (D(card["start_value"]), D(card["end_value"])) == (D("-200.00"), D("-400.00"))
+
+
+async def test_reconciliation_signs_card_balances_as_net_worth_does(world: World) -> None:
+    await world.login()
+    world.bank.accounts = [
+        account("plus", type=AccountType.CREDIT_CARD, currency="EUR", balance=D("200")),  # owed, positive
+        account("minus", type=AccountType.CREDIT_CARD, currency="EUR", balance=D("-200")),
+    ]
+    await world.sync(date(2024, 1, 1))
+    world.bank.accounts[0].balance, world.bank.accounts[1].balance = D("250"), D("-250")
+    purchase = {"currency": "EUR", "type": TransactionType.OTHER, "subtype": TransactionSubtype.PURCHASE}
+    world.bank.transactions = {
+        "plus": [txn("p1", "-50.00", date(2024, 1, 2), **purchase)],
+        "minus": [txn("m1", "-50.00", date(2024, 1, 2), **purchase)],
+    }
+    await world.sync(date(2024, 1, 3))
+    period = {"from": "2024-01-01", "to": "2024-01-31"}
+    for name in ("plus", "minus"):
+        report = await world.get(f"/accounts/{await world.account_id(name)}/reconciliation", **period)
+        assert (report["periods_checked"], report["gaps"]) == (1, []), name
+    # A debit the card's provider left out still shows, as balances of -|balance|.
+    world.bank.accounts[0].balance = D("300")
+    await world.sync(date(2024, 1, 4))
+    report = await world.get(f"/accounts/{await world.account_id('plus')}/reconciliation", **period)
+    (gap,) = report["gaps"]
+    assert (D(gap["start_balance"]), D(gap["end_balance"]), D(gap["difference"])) == (-250, -300, -50)
