@@ -7,6 +7,7 @@ from decimal import Decimal
 
 import pytest
 
+from finsync.api.wire import QUERY_DATE_PATTERN
 from finsync.domain.enums import (
     AccountType,
     AssetType,
@@ -393,3 +394,52 @@ async def test_reconciliation_signs_card_balances_as_net_worth_does(world: World
     report = await world.get(f"/accounts/{await world.account_id('plus')}/reconciliation", **period)
     (gap,) = report["gaps"]
     assert (D(gap["start_balance"]), D(gap["end_balance"]), D(gap["difference"])) == (-250, -300, -50)
+
+
+EXTREME_DATES = [
+    ("/net-worth/history", {"from": "2024-01-01", "to": "9999-12-31"}, "to"),
+    ("/net-worth/history", {"from": "0001-01-01", "to": "2024-01-31"}, "from"),
+    ("/analytics/performance", {"from": "2024-01-01", "to": "9999-12-31"}, "to"),
+    ("/analytics/income", {"from": "2024-01-01", "to": "9999-12-31", "interval": "month"}, "to"),
+    ("/analytics/cash-flow", {"from": "0001-01-01", "to": "2024-01-31"}, "from"),
+    ("/analytics/cash-flow", {"from": "1899-12-31", "to": "2024-01-31"}, "from"),
+    ("/fx/rate", {"base": "USD", "quote": "GBP", "date": "0001-01-05"}, "date"),
+    ("/fx/rate", {"base": "USD", "quote": "GBP", "date": "2201-01-01"}, "date"),
+]
+
+
+@pytest.mark.parametrize(("path", "params", "name"), EXTREME_DATES)
+async def test_query_dates_outside_1900_to_2200_are_422_naming_the_parameter(
+    world: World, path: str, params: dict[str, str], name: str
+) -> None:
+    """Near 0001-01-01 or 9999-12-31 the look-backs and the day after `to` overflowed (500)."""
+    await world.login()
+    r = await world.client.get(f"/api/v1{path}", headers=world.headers, params=params)
+    assert r.status_code == 422, r.text
+    assert r.headers["content-type"] == "application/problem+json"
+    problem = r.json()
+    assert problem["type"].endswith("/validation-error")
+    assert [e["loc"] for e in problem["errors"]] == [["query", name]]
+    assert f"query.{name}: " in problem["detail"]
+    assert "between 1900-01-01 and 2200-12-31" in problem["detail"]
+
+
+async def test_query_dates_at_the_ends_of_the_range_are_answered(world: World) -> None:
+    await world.login()
+    for path, params in [
+        ("/net-worth/history", {"from": "1900-01-01", "to": "1900-01-31"}),
+        ("/net-worth/history", {"from": "2200-12-01", "to": "2200-12-31"}),
+        ("/analytics/performance", {"from": "1900-01-01", "to": "2200-12-31"}),
+        ("/analytics/cash-flow", {"from": "1900-01-01", "to": "1900-12-31"}),
+        ("/analytics/cash-flow", {"from": "2200-01-01", "to": "2200-12-31"}),
+        ("/analytics/income", {"from": "2190-01-01", "to": "2200-12-31", "interval": "year"}),
+    ]:
+        await world.get(path, **params)
+    r = await world.client.get(
+        "/api/v1/fx/rate", headers=world.headers, params={"base": "USD", "quote": "GBP", "date": "1900-01-01"}
+    )
+    assert r.status_code == 404, r.text  # no fixing that early
+    spec = (await world.client.get("/api/v1/openapi.json")).json()
+    parameters = spec["paths"]["/api/v1/analytics/performance"]["get"]["parameters"]
+    (to,) = (p for p in parameters if p["name"] == "to")
+    assert any(s.get("pattern") == QUERY_DATE_PATTERN for s in to["schema"].get("anyOf", [to["schema"]]))
