@@ -7,6 +7,7 @@ from decimal import Decimal
 
 import pytest
 
+from finsync.api.wire import QUERY_DATE_PATTERN
 from finsync.domain.enums import (
     AccountType,
     AssetType,
@@ -296,3 +297,149 @@ async def test_reconciliation_lists_the_period_a_transaction_is_missing_from(wor
         await world.get(f"/accounts/{cur}/reconciliation", **{"from": "2024-01-01", "to": "2024-01-31"})
     )["gaps"]
     assert D(gap["difference"]) == D("-22.22")
+
+
+async def test_performance_counts_the_flows_between_its_first_and_last_valuation(world: World) -> None:
+    await world.login()
+    world.bank.accounts = [account("isa", type=AccountType.ISA, currency="EUR", balance=D("1000"))]
+    await world.sync(date(2024, 1, 1))
+    world.bank.accounts[0].balance = D("1600")
+    world.bank.transactions = {
+        "isa": [txn("dep", "500", date(2024, 1, 5), currency="EUR", subtype=TransactionSubtype.DEPOSIT)]
+    }
+    await world.sync(date(2024, 1, 31))
+    isa = await world.account_id("isa")
+    # from = 10 Jan opens at the 1 Jan valuation: the deposit of 5 Jan is in (1 Jan, 31 Jan].
+    perf = await world.get(
+        "/analytics/performance", account_id=isa, **{"from": "2024-01-10", "to": "2024-01-31"}
+    )
+    assert (perf["start_value"], perf["end_value"]) == ("1000.00", "1600.00")
+    assert (D(perf["net_flows"]), D(perf["total_gain"])) == (D("500.00"), D("100.00"))
+    # to = 27 Feb closes at the 31 Jan valuation: a deposit after it (25 Feb) is outside the period.
+    world.bank.accounts[0].balance = D("2100")
+    world.bank.transactions["isa"].append(
+        txn("late", "500", date(2024, 2, 25), currency="EUR", subtype=TransactionSubtype.DEPOSIT)
+    )
+    await world.sync(date(2024, 2, 29))
+    perf = await world.get(
+        "/analytics/performance", account_id=isa, **{"from": "2024-01-01", "to": "2024-02-27"}
+    )
+    assert (perf["start_value"], perf["end_value"]) == ("1000.00", "1600.00")
+    assert (D(perf["net_flows"]), D(perf["total_gain"])) == (D("500.00"), D("100.00"))
+
+
+async def test_unrealised_gain_charges_each_account_its_own_cost(world: World) -> None:
+    await world.login()
+    world.bank.accounts = [
+        account("a", type=AccountType.BROKERAGE, currency="EUR", balance=D("150")),
+        account("b", type=AccountType.BROKERAGE, currency="EUR", balance=D("150")),
+    ]
+    buy = {"type": TransactionType.TRADE, "subtype": TransactionSubtype.BUY, "symbol": "ACME"}
+    world.bank.transactions = {
+        name: [txn(f"buy-{name}", "-100", date(2024, 1, 2), currency="EUR", quantity=D(10), **buy)]
+        for name in ("a", "b")
+    }
+    world.bank.holdings = {
+        name: [holding("ACME", currency="EUR", quantity=D(10), average_cost=None, market_value=D(150))]
+        for name in ("a", "b")
+    }
+    await world.sync(date(2024, 1, 31))
+    perf = await world.get(
+        "/analytics/performance", **{"from": "2024-01-01", "to": "2024-01-31", "currency": "EUR"}
+    )
+    # Each account: 10 ACME worth 150 bought for 100 (its own cost, not both accounts' 200).
+    assert D(perf["unrealised_gain"]["value"]) == D("100.00")
+
+
+async def test_performance_values_cards_as_net_worth_does(world: World) -> None:
+    await world.login()
+    world.bank.accounts = [
+        account("cur", currency="EUR", balance=D("1000")),
+        account("card", type=AccountType.CREDIT_CARD, currency="EUR", balance=D("200")),  # owed, positive
+    ]
+    await world.sync(date(2024, 1, 1))
+    world.bank.accounts[1].balance = D("400")  # 200 more spent on the card
+    await world.sync(date(2024, 1, 31))
+    period = {"from": "2024-01-01", "to": "2024-01-31", "currency": "EUR"}
+    worth = await world.get("/net-worth/history", interval="month", **period)
+    assert D(worth["points"][-1]["value"]) == D("600.00")
+    perf = await world.get("/analytics/performance", **period)
+    assert (D(perf["start_value"]), D(perf["end_value"])) == (D("800.00"), D("600.00"))
+    assert D(perf["total_gain"]) == D("-200.00")
+    card = await world.get("/analytics/performance", account_id=await world.account_id("card"), **period)
+    assert (D(card["start_value"]), D(card["end_value"])) == (D("-200.00"), D("-400.00"))
+
+
+async def test_reconciliation_signs_card_balances_as_net_worth_does(world: World) -> None:
+    await world.login()
+    world.bank.accounts = [
+        account("plus", type=AccountType.CREDIT_CARD, currency="EUR", balance=D("200")),  # owed, positive
+        account("minus", type=AccountType.CREDIT_CARD, currency="EUR", balance=D("-200")),
+    ]
+    await world.sync(date(2024, 1, 1))
+    world.bank.accounts[0].balance, world.bank.accounts[1].balance = D("250"), D("-250")
+    purchase = {"currency": "EUR", "type": TransactionType.OTHER, "subtype": TransactionSubtype.PURCHASE}
+    world.bank.transactions = {
+        "plus": [txn("p1", "-50.00", date(2024, 1, 2), **purchase)],
+        "minus": [txn("m1", "-50.00", date(2024, 1, 2), **purchase)],
+    }
+    await world.sync(date(2024, 1, 3))
+    period = {"from": "2024-01-01", "to": "2024-01-31"}
+    for name in ("plus", "minus"):
+        report = await world.get(f"/accounts/{await world.account_id(name)}/reconciliation", **period)
+        assert (report["periods_checked"], report["gaps"]) == (1, []), name
+    # A debit the card's provider left out still shows, as balances of -|balance|.
+    world.bank.accounts[0].balance = D("300")
+    await world.sync(date(2024, 1, 4))
+    report = await world.get(f"/accounts/{await world.account_id('plus')}/reconciliation", **period)
+    (gap,) = report["gaps"]
+    assert (D(gap["start_balance"]), D(gap["end_balance"]), D(gap["difference"])) == (-250, -300, -50)
+
+
+EXTREME_DATES = [
+    ("/net-worth/history", {"from": "2024-01-01", "to": "9999-12-31"}, "to"),
+    ("/net-worth/history", {"from": "0001-01-01", "to": "2024-01-31"}, "from"),
+    ("/analytics/performance", {"from": "2024-01-01", "to": "9999-12-31"}, "to"),
+    ("/analytics/income", {"from": "2024-01-01", "to": "9999-12-31", "interval": "month"}, "to"),
+    ("/analytics/cash-flow", {"from": "0001-01-01", "to": "2024-01-31"}, "from"),
+    ("/analytics/cash-flow", {"from": "1899-12-31", "to": "2024-01-31"}, "from"),
+    ("/fx/rate", {"base": "USD", "quote": "GBP", "date": "0001-01-05"}, "date"),
+    ("/fx/rate", {"base": "USD", "quote": "GBP", "date": "2201-01-01"}, "date"),
+]
+
+
+@pytest.mark.parametrize(("path", "params", "name"), EXTREME_DATES)
+async def test_query_dates_outside_1900_to_2200_are_422_naming_the_parameter(
+    world: World, path: str, params: dict[str, str], name: str
+) -> None:
+    """Near 0001-01-01 or 9999-12-31 the look-backs and the day after `to` overflowed (500)."""
+    await world.login()
+    r = await world.client.get(f"/api/v1{path}", headers=world.headers, params=params)
+    assert r.status_code == 422, r.text
+    assert r.headers["content-type"] == "application/problem+json"
+    problem = r.json()
+    assert problem["type"].endswith("/validation-error")
+    assert [e["loc"] for e in problem["errors"]] == [["query", name]]
+    assert f"query.{name}: " in problem["detail"]
+    assert "between 1900-01-01 and 2200-12-31" in problem["detail"]
+
+
+async def test_query_dates_at_the_ends_of_the_range_are_answered(world: World) -> None:
+    await world.login()
+    for path, params in [
+        ("/net-worth/history", {"from": "1900-01-01", "to": "1900-01-31"}),
+        ("/net-worth/history", {"from": "2200-12-01", "to": "2200-12-31"}),
+        ("/analytics/performance", {"from": "1900-01-01", "to": "2200-12-31"}),
+        ("/analytics/cash-flow", {"from": "1900-01-01", "to": "1900-12-31"}),
+        ("/analytics/cash-flow", {"from": "2200-01-01", "to": "2200-12-31"}),
+        ("/analytics/income", {"from": "2190-01-01", "to": "2200-12-31", "interval": "year"}),
+    ]:
+        await world.get(path, **params)
+    r = await world.client.get(
+        "/api/v1/fx/rate", headers=world.headers, params={"base": "USD", "quote": "GBP", "date": "1900-01-01"}
+    )
+    assert r.status_code == 404, r.text  # no fixing that early
+    spec = (await world.client.get("/api/v1/openapi.json")).json()
+    parameters = spec["paths"]["/api/v1/analytics/performance"]["get"]["parameters"]
+    (to,) = (p for p in parameters if p["name"] == "to")
+    assert any(s.get("pattern") == QUERY_DATE_PATTERN for s in to["schema"].get("anyOf", [to["schema"]]))

@@ -233,6 +233,7 @@ BAD_VALUES = [
     ("/api/v1/transactions", {"date_from": "2026-13-01"}),
     ("/api/v1/transactions", {"date_to": "0"}),  # a number is not a date (it used to mean 1970)
     ("/api/v1/transactions", {"date_from": "20260101"}),
+    ("/api/v1/transactions", {"date_to": "9999-12-31"}),  # query dates: 1900-01-01 to 2200-12-31
     ("/api/v1/transactions", {"date_from": "2026-02-01", "date_to": "2026-01-01"}),
     ("/api/v1/transactions", {"q": "a\x00b"}),
     ("/api/v1/transactions", {"symbol": "X" * 65}),

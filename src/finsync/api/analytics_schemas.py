@@ -197,8 +197,8 @@ class GapOut(BaseModel):
 
     start: date
     end: date
-    start_balance: Amount
-    end_balance: Amount
+    start_balance: Amount = Field(description="Credit cards and loans: -|balance|, as in net worth")
+    end_balance: Amount = Field(description="Credit cards and loans: -|balance|, as in net worth")
     transactions_total: Amount
     transactions: int
     difference: Amount = Field(description="Balance change the transactions do not explain")

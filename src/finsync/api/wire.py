@@ -5,7 +5,7 @@
 * Decimals are fixed-point strings, never exponent notation: ``430``, ``0.00001``, ``-6.60``
   (the scale a value carries is kept; ``Decimal("4.3E+2")`` is ``430``).
 * Query dates and times are ISO 8601 *text*: a bare number such as ``0`` is refused instead
-  of being read as a Unix time (1970).
+  of being read as a Unix time (1970). Query dates lie between 1900-01-01 and 2200-12-31.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Annotated, Any
 
-from pydantic import BeforeValidator, PlainSerializer, WithJsonSchema
+from pydantic import AfterValidator, BeforeValidator, PlainSerializer, WithJsonSchema
 
 UTC_PATTERN = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?Z$"
 DECIMAL_PATTERN = r"^-?\d+(\.\d+)?$"
@@ -82,10 +82,26 @@ DecimalInput = Annotated[
 ]
 """A request decimal: fixed-point text only (``"-12.50"``), never a JSON number."""
 
+QUERY_DATES = (date(1900, 1, 1), date(2200, 12, 31))
+QUERY_DATE_PATTERN = r"^(19\d\d|2[01]\d\d|2200)-\d\d-\d\d$"  # the years of QUERY_DATES
+
+
+def _query_date_in_range(value: date) -> date:
+    """Periods are widened by days and years (look-backs, the day after ``to``): near 0001-01-01
+    or 9999-12-31 that overflows. No account has history outside this range."""
+    first, last = QUERY_DATES
+    if not first <= value <= last:
+        raise ValueError(f"must be between {first} and {last}")
+    return value
+
+
 QueryDate = Annotated[
-    date, BeforeValidator(_not_a_number), WithJsonSchema({"type": "string", "format": "date"})
+    date,
+    BeforeValidator(_not_a_number),
+    AfterValidator(_query_date_in_range),
+    WithJsonSchema({"type": "string", "format": "date", "pattern": QUERY_DATE_PATTERN}),
 ]
-"""A date query parameter: ``YYYY-MM-DD`` only."""
+"""A date query parameter: ``YYYY-MM-DD`` only, from 1900-01-01 to 2200-12-31 (else 422)."""
 
 QueryDateTime = Annotated[
     datetime, BeforeValidator(_not_a_number), WithJsonSchema({"type": "string", "format": "date-time"})

@@ -21,6 +21,7 @@ from finsync.application.valuation import (
     held_on,
     load_book,
     rounded,
+    signed,
 )
 from finsync.domain.analytics_ports import Movement
 from finsync.domain.entities import Account, Holding, User, utcnow
@@ -55,14 +56,16 @@ class Performance:
 def _day_values(
     accounts: list[Account], series: list[tuple[UUID, date, Decimal | None]], book: RateBook, target: str
 ) -> list[tuple[date, Decimal]]:
-    """Total value per day with a snapshot: every account's last known balance, each
-    currency's sum converted at that day's rate (a currency without one is left out)."""
+    """Total value per day with a snapshot: every account's last known balance, signed as net
+    worth signs it (cards and loans ``-|balance|``), each currency's sum converted at that day's
+    rate (a currency without one is left out)."""
     currency = {a.id: a.currency for a in accounts}
+    kind = {a.id: a.type for a in accounts}
     last: dict[UUID, Decimal] = {}
     by_day: dict[date, list[tuple[UUID, Decimal]]] = defaultdict(list)
     for account_id, day, balance in series:
         if balance is not None:
-            by_day[day].append((account_id, balance))
+            by_day[day].append((account_id, signed(kind[account_id], balance)))
     days = sorted(by_day)
     rates = {c: book.series(c, target, days) for c in set(currency.values())}
     running: dict[str, Decimal] = defaultdict(Decimal)
@@ -108,7 +111,9 @@ class PerformanceService:
             target = currency or base_currency(user, self._default)
         ids = [a.id for a in accounts]
         snaps = await uow.analytics.snapshot_values(user.id, ids, end, start)
-        flows_tx = await uow.analytics.transactions_of(user.id, ids, end, [TransactionType.TRANSFER], start)
+        # The period opens at the last valuation on or before `from`: its flows count from then.
+        opens = max((s.day for s in snaps if s.balance is not None and s.day <= start), default=start)
+        flows_tx = await uow.analytics.transactions_of(user.id, ids, end, [TransactionType.TRANSFER], opens)
         trades = await uow.analytics.transactions_of(user.id, ids, end, [TransactionType.TRADE])
         currencies = {a.currency for a in accounts} | {t.currency for t in flows_tx} | {target}
         book = await load_book(uow, end, None, currencies)
@@ -121,7 +126,9 @@ class PerformanceService:
             if rate is not None:
                 flows.append((t.transaction_date, t.amount * rate.value))
         first_day = window[0][0] if window else start
-        in_window = [f for f in flows if f[0] > first_day]
+        last_day = window[-1][0] if window else end
+        # Only flows between the first and the last valuation are in the values compared.
+        in_window = [f for f in flows if first_day < f[0] <= last_day]
         twr = time_weighted_return(window, in_window)
         start_value = window[0][1] if window else None
         end_value = window[-1][1] if window else None
@@ -131,9 +138,9 @@ class PerformanceService:
         if end_value is not None and window:
             investor.append((window[-1][0], end_value))
         mwr = xirr(investor) if window else Figure(None, "no valuations in the period")
-        ledger = Ledger()
-        ledger.apply(_trades(trades, book, target), count_from=start)
-        unrealised = await self._unrealised(uow, user, accounts, ledger, end, book, target)
+        ledgers = _ledgers(trades, book, target, start)
+        realised = sum((ledger.realised for ledger in ledgers.values()), Decimal(0))
+        unrealised = await self._unrealised(uow, user, accounts, ledgers, end, book, target)
         total = None if start_value is None or end_value is None else end_value - start_value - net
         return Performance(
             currency=target,
@@ -145,7 +152,7 @@ class PerformanceService:
             twr=twr,
             mwr=mwr,
             total_gain=None if total is None else rounded(total, target),
-            realised_gain=rounded(ledger.realised, target),
+            realised_gain=rounded(realised, target),
             unrealised_gain=unrealised,
             valuations=len(window),
         )
@@ -155,30 +162,32 @@ class PerformanceService:
         uow: UnitOfWork,
         user: User,
         accounts: list[Account],
-        ledger: Ledger,
+        ledgers: dict[UUID, Ledger],
         end: date,
         book: RateBook,
         target: str,
     ) -> Figure:
         """Market value of the positions held on ``end`` minus their average cost: from recorded
-        holding history when it covers ``end``, else from current holdings when ``end`` is today."""
+        holding history when it covers ``end``, else from current holdings when ``end`` is today.
+        A position without the provider's cost takes its own account's cost (``ledgers``)."""
         ids = [a.id for a in accounts]
-        positions: list[tuple[str, str, Decimal, Holding | None]]
+        positions: list[tuple[UUID, str, str, Decimal, Holding | None]]
         if end >= self._clock().date():  # today: current holdings, provider values as fallback
             holdings = [
                 h for a in ids for h in (await uow.holdings.find(user.id, a, PageRequest(limit=500))).items
             ]
             positions = [
-                (instrument_key(h.isin, h.cusip, h.symbol), h.symbol, h.quantity, h) for h in holdings
+                (h.account_id, instrument_key(h.isin, h.cusip, h.symbol), h.symbol, h.quantity, h)
+                for h in holdings
             ]
         else:
             spans = held_on(await uow.positions.spans(user.id, ids), end)
             if not spans:
                 return Figure(None, "no recorded holdings on that day: unrealised gain is known from then on")
-            positions = [(s.instrument_key, s.symbol, s.quantity, None) for s in spans]
-        prices = await Prices.load(uow, {key for key, *_ in positions}, end, end - _LOOKBACK)
+            positions = [(s.account_id, s.instrument_key, s.symbol, s.quantity, None) for s in spans]
+        prices = await Prices.load(uow, {key for _, key, *_ in positions}, end, end - _LOOKBACK)
         total = Decimal(0)
-        for key, symbol, quantity, holding in positions:
+        for account_id, key, symbol, quantity, holding in positions:
             bar = prices.close(key, end)
             if bar is not None:
                 rate = book.rate(bar.currency, target, end)
@@ -192,21 +201,30 @@ class PerformanceService:
                 rate = book.rate(holding.currency, target, end)
                 cost = None if rate is None else holding.average_cost * quantity * rate.value
             else:
-                cost = ledger.cost_of(symbol)
+                ledger = ledgers.get(account_id)
+                cost = None if ledger is None else ledger.cost_of(symbol)
             if value is None or cost is None:
                 return Figure(None, f"no price or no cost basis for {symbol}")
             total += value - cost
         return Figure(rounded(total, target))
 
 
-def _trades(rows: list[Movement], book: RateBook, target: str) -> list[Trade]:
-    """Trades with a quantity, their cash amounts converted at each trade's day rate."""
-    out = []
+def _ledgers(rows: list[Movement], book: RateBook, target: str, count_from: date) -> dict[UUID, Ledger]:
+    """One average-cost ledger per account: the same symbol held in two accounts has two costs
+    (pooled, each account's position would be charged the cost of both). Trades with a
+    quantity only, their cash amounts converted at each trade's day rate."""
+    trades: dict[UUID, list[Trade]] = defaultdict(list)
     for t in rows:
         if t.symbol is None or t.quantity is None:
             continue
         rate = book.rate(t.currency, target, t.transaction_date)
         if rate is None:
             continue
-        out.append(Trade(t.transaction_date, t.symbol, t.subtype, t.quantity, t.amount * rate.value))
-    return out
+        trades[t.account_id].append(
+            Trade(t.transaction_date, t.symbol, t.subtype, t.quantity, t.amount * rate.value)
+        )
+    ledgers: dict[UUID, Ledger] = {}
+    for account_id, booked in trades.items():
+        ledgers[account_id] = ledger = Ledger()
+        ledger.apply(booked, count_from=count_from)
+    return ledgers

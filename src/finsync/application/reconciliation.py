@@ -16,7 +16,7 @@ from decimal import Decimal
 from itertools import pairwise
 from uuid import UUID
 
-from finsync.application.valuation import held_on
+from finsync.application.valuation import held_on, signed
 from finsync.domain.entities import Account, User
 from finsync.domain.enums import TransactionSubtype, TransactionType
 from finsync.domain.errors import InvalidInput, NotFound
@@ -98,7 +98,10 @@ async def reconcile(uow: UnitOfWork, user: User, account_id: UUID, start: date, 
                 at += 1
             assert first.balance is not None
             assert second.balance is not None
-            gap = BalanceGap(first.day, second.day, first.balance, second.balance, total, count)
+            # Signed as net worth signs it: a card's debits then lower its balance whichever
+            # sign its provider reports the amount owed with.
+            opening, closing = signed(account.type, first.balance), signed(account.type, second.balance)
+            gap = BalanceGap(first.day, second.day, opening, closing, total, count)
             result.periods_checked += 1
             if gap.difference != 0:
                 result.gaps.append(gap)
