@@ -59,6 +59,12 @@ def is_fixing_day(day: date) -> bool:
     return day.weekday() < 5 and not is_target_holiday(day)
 
 
+def fixing_days(start: date, end: date) -> list[date]:
+    """The days of ``start..end`` (inclusive) that have an ECB fixing."""
+    days = (start + timedelta(days=n) for n in range((end - start).days + 1))
+    return [day for day in days if is_fixing_day(day)]
+
+
 def last_fixing_day(day: date) -> date:
     """The latest day on or before ``day`` that has an ECB fixing."""
     while not is_fixing_day(day):
