@@ -214,6 +214,31 @@ async def test_failing_sources_fall_back_in_order(
     assert "ticker:BTC" in report.unpriced
 
 
+async def test_alpha_vantage_leaves_a_listing_not_in_usd_to_other_sources(
+    fallback: Container, market: tuple[MarketStore, str], memory_providers: MemoryProviders
+) -> None:
+    """Alpha Vantage's daily series states no currency (London's is in pence): a GBP holding is
+    never priced from it as USD, however the chain falls back."""
+    store, _ = market
+    store.alphavantage["TSCO.LON"] = {d: "290.5" for d in store.tiingo["aapl"]}
+    user = await seed_user(fallback)
+    connection = await seed_connection(fallback, user)
+    isa = account("isa", type=AccountType.ISA, currency="GBP", balance=Decimal("5000"))
+    memory_providers.accounts = [isa]
+    memory_providers.holdings = {"isa": [holding("TSCO.LON", currency="GBP", quantity=Decimal("100"))]}
+    await fallback.sync.request(connection.id, user.id, SyncTrigger.MANUAL)
+    await fallback.jobs.drain()
+    store.fail("yahoo:chart", 429, times=20)
+    report = await fallback.market_data.refresh_market_data(TODAY)
+    (tesco,) = report.instruments
+    assert (tesco.source, tesco.stored) == (None, 0)
+    assert [e.split(":")[0] for e in tesco.errors] == ["yahoo"]
+    assert store.requests["alphavantage"] == 0
+    async with fallback.uow() as uow:
+        (instrument,) = await uow.market.instruments()
+        assert (await uow.market.closes([instrument.id], TODAY)).get(instrument.id, []) == []
+
+
 def test_cli_refresh_runs_the_use_case(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, market: tuple[MarketStore, str]
 ) -> None:

@@ -112,6 +112,12 @@ class Instrument:
     backfilled_from: date | None = None  # history is stored from this day on
 
 
+def us_dollar_listing(instrument: Instrument) -> bool:
+    """Not crypto and held in USD (or no stated currency): what a source whose series state no
+    currency (Tiingo, Alpha Vantage's daily series, which are US listings in USD) may price."""
+    return instrument.asset_type is not AssetType.CRYPTO and (instrument.currency or "USD") == "USD"
+
+
 def instrument_key(isin: str | None, cusip: str | None, symbol: str, exchange: str | None = None) -> str:
     """Holdings are matched by ISIN, else CUSIP, else ticker (+ exchange when the provider gives one)."""
     if isin:
