@@ -268,6 +268,10 @@ def refresh_market_data(
     )
     for error in report.fx_errors:
         typer.echo(f"fx: {error}", err=True)
+    if report.fx_missing:
+        shown = ", ".join(d.isoformat() for d in report.fx_missing[:5])
+        more = f" and {len(report.fx_missing) - 5} more" if len(report.fx_missing) > 5 else ""
+        typer.echo(f"fx: no fixing for working day(s) {shown}{more}", err=True)
     for result in report.instruments:
         if result.source is None:
             typer.echo(

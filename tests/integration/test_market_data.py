@@ -138,6 +138,50 @@ async def test_refresh_stores_fixings_and_backfills_held_instruments(
     later = await container.market_data.refresh_market_data(TODAY + timedelta(days=3))
     assert later.fx_stored == 2
     assert store.requests["ecb:eurofxref-hist.xml"] == 1
+    assert store.requests["ecb:eurofxref-daily.xml"] == 1  # Monday alone: the daily file
+
+
+async def _fixing_days(container: Container) -> set[date]:
+    async with container.uow() as uow:
+        return {d for _, d, _ in await uow.market.fixings(TODAY, START)}
+
+
+async def test_a_missed_fixing_day_is_fetched_by_the_next_refresh(
+    container: Container, market: tuple[MarketStore, str]
+) -> None:
+    """Thursday's run did not happen: Friday's refresh needs Thursday and Friday, which the
+    daily file (Friday only) does not hold."""
+    store, _ = market
+    await container.market_data.refresh_market_data(date(2024, 4, 3))
+    report = await container.market_data.refresh_market_data(TODAY)
+    assert (report.fx_source, report.fx_errors, report.fx_missing) == ("ecb", [], [])
+    assert report.fx_stored == 4
+    assert {date(2024, 4, 4), TODAY} <= await _fixing_days(container)
+    assert store.requests["ecb:eurofxref-daily.xml"] == 0
+
+
+async def test_a_refresh_of_a_past_day_stores_that_days_fixing(
+    container: Container, market: tuple[MarketStore, str]
+) -> None:
+    """``--day`` a past day: the daily file holds a later day, so the 90-day file is read."""
+    store, _ = market
+    await container.market_data.refresh_market_data(date(2024, 4, 2))
+    report = await container.market_data.refresh_market_data(date(2024, 4, 3))
+    assert report.fx_stored == 2
+    assert date(2024, 4, 3) in await _fixing_days(container)
+    assert store.requests["ecb:eurofxref-hist-90d.xml"] == 1
+
+
+async def test_a_working_day_without_a_fixing_is_reported_a_holiday_is_not(
+    container: Container, market: tuple[MarketStore, str]
+) -> None:
+    store, _ = market
+    await container.market_data.refresh_market_data(date(2024, 3, 27))
+    del store.fixings[date(2024, 4, 2)]  # missing at the source
+    report = await container.market_data.refresh_market_data(date(2024, 4, 3))
+    # Good Friday 29 March and Easter Monday 1 April are TARGET holidays: no fixing expected.
+    assert report.fx_missing == [date(2024, 4, 2)]
+    assert report.fx_stored == 2 * 2  # 28 March and 3 April
 
 
 @pytest.fixture
@@ -170,6 +214,31 @@ async def test_failing_sources_fall_back_in_order(
     assert "ticker:BTC" in report.unpriced
 
 
+async def test_alpha_vantage_leaves_a_listing_not_in_usd_to_other_sources(
+    fallback: Container, market: tuple[MarketStore, str], memory_providers: MemoryProviders
+) -> None:
+    """Alpha Vantage's daily series states no currency (London's is in pence): a GBP holding is
+    never priced from it as USD, however the chain falls back."""
+    store, _ = market
+    store.alphavantage["TSCO.LON"] = {d: "290.5" for d in store.tiingo["aapl"]}
+    user = await seed_user(fallback)
+    connection = await seed_connection(fallback, user)
+    isa = account("isa", type=AccountType.ISA, currency="GBP", balance=Decimal("5000"))
+    memory_providers.accounts = [isa]
+    memory_providers.holdings = {"isa": [holding("TSCO.LON", currency="GBP", quantity=Decimal("100"))]}
+    await fallback.sync.request(connection.id, user.id, SyncTrigger.MANUAL)
+    await fallback.jobs.drain()
+    store.fail("yahoo:chart", 429, times=20)
+    report = await fallback.market_data.refresh_market_data(TODAY)
+    (tesco,) = report.instruments
+    assert (tesco.source, tesco.stored) == (None, 0)
+    assert [e.split(":")[0] for e in tesco.errors] == ["yahoo"]
+    assert store.requests["alphavantage"] == 0
+    async with fallback.uow() as uow:
+        (instrument,) = await uow.market.instruments()
+        assert (await uow.market.closes([instrument.id], TODAY)).get(instrument.id, []) == []
+
+
 def test_cli_refresh_runs_the_use_case(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, market: tuple[MarketStore, str]
 ) -> None:
@@ -183,6 +252,9 @@ def test_cli_refresh_runs_the_use_case(
     result = runner.invoke(app, ["market-data", "refresh", "--day", TODAY.isoformat()])
     assert result.exit_code == 0, result.output
     assert f"{2 * len(store.fixings)} FX fixing(s) from ecb" in result.output
+    # The fake's history starts in 2024, the year's backfill asks from 6 April 2023 on (then
+    # Good Friday and Easter Monday, TARGET holidays, have no fixing to miss).
+    assert "fx: no fixing for working day(s) 2023-04-06, 2023-04-11, " in result.output
     bad = runner.invoke(app, ["market-data", "refresh", "--day", "yesterday"])
     assert bad.exit_code == 2
 

@@ -18,7 +18,15 @@ from finsync.domain.analytics_ports import HeldSecurity
 from finsync.domain.entities import utcnow
 from finsync.domain.enums import AssetType
 from finsync.domain.errors import ProviderError
-from finsync.domain.market import Instrument, MarketSources, PriceSource, instrument_key, last_fixing_day
+from finsync.domain.market import (
+    FxFixing,
+    Instrument,
+    MarketSources,
+    PriceSource,
+    fixing_days,
+    instrument_key,
+    last_fixing_day,
+)
 from finsync.domain.ports import Now, UnitOfWorkFactory
 
 log = structlog.get_logger(__name__)
@@ -39,6 +47,7 @@ class RefreshReport:
     fx_source: str | None = None
     fx_stored: int = 0
     fx_errors: list[str] = field(default_factory=list)
+    fx_missing: list[date] = field(default_factory=list)  # TARGET working days asked for, no fixing
     instruments: list[InstrumentResult] = field(default_factory=list)
 
     @property
@@ -60,6 +69,13 @@ def _instrument(held: HeldSecurity) -> Instrument:
         asset_type=asset_type,
         currency=held.currency,
     )
+
+
+def _missing_fixings(fixings: list[FxFixing], start: date, end: date) -> list[date]:
+    """TARGET working days of ``start..end`` the source gave no fixing for (not published yet,
+    or missing at the source): said, since later days would silently reuse an earlier rate."""
+    got = {f.day for f in fixings}
+    return [day for day in fixing_days(start, end) if day not in got]
 
 
 class MarketDataService:
@@ -90,6 +106,7 @@ class MarketDataService:
             day=day.isoformat(),
             fx_source=report.fx_source,
             fx_stored=report.fx_stored,
+            fx_missing=len(report.fx_missing),
             instruments=len(report.instruments),
             unpriced=len(report.unpriced),
         )
@@ -113,6 +130,15 @@ class MarketDataService:
                 report.fx_stored = await uow.market.save_fixings(fixings)
                 await uow.commit()
             report.fx_source = source.name
+            report.fx_missing = _missing_fixings(fixings, start, day)
+            if report.fx_missing:
+                log.warning(
+                    "fx_fixings_missing",
+                    source=source.name,
+                    days=len(report.fx_missing),
+                    first=report.fx_missing[0].isoformat(),
+                    last=report.fx_missing[-1].isoformat(),
+                )
             return
 
     async def _refresh_prices(self, sources: MarketSources, day: date, report: RefreshReport) -> None:

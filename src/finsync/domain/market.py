@@ -59,6 +59,12 @@ def is_fixing_day(day: date) -> bool:
     return day.weekday() < 5 and not is_target_holiday(day)
 
 
+def fixing_days(start: date, end: date) -> list[date]:
+    """The days of ``start..end`` (inclusive) that have an ECB fixing."""
+    days = (start + timedelta(days=n) for n in range((end - start).days + 1))
+    return [day for day in days if is_fixing_day(day)]
+
+
 def last_fixing_day(day: date) -> date:
     """The latest day on or before ``day`` that has an ECB fixing."""
     while not is_fixing_day(day):
@@ -104,6 +110,12 @@ class Instrument:
     currency: str | None = None
     symbols: dict[str, str] = field(default_factory=dict)
     backfilled_from: date | None = None  # history is stored from this day on
+
+
+def us_dollar_listing(instrument: Instrument) -> bool:
+    """Not crypto and held in USD (or no stated currency): what a source whose series state no
+    currency (Tiingo, Alpha Vantage's daily series, which are US listings in USD) may price."""
+    return instrument.asset_type is not AssetType.CRYPTO and (instrument.currency or "USD") == "USD"
 
 
 def instrument_key(isin: str | None, cusip: str | None, symbol: str, exchange: str | None = None) -> str:

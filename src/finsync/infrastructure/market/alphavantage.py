@@ -7,9 +7,8 @@ from datetime import date, timedelta
 from decimal import Decimal
 from typing import Any
 
-from finsync.domain.enums import AssetType
 from finsync.domain.errors import BadData, RateLimited
-from finsync.domain.market import Instrument, PriceBar
+from finsync.domain.market import Instrument, PriceBar, us_dollar_listing
 from finsync.providers.http import SHARED_BUCKET, ProviderHttp, RateLimit
 
 NAME = "alphavantage"
@@ -50,7 +49,9 @@ class AlphaVantageSource:
         )
 
     def handles(self, instrument: Instrument) -> bool:
-        return instrument.asset_type is not AssetType.CRYPTO
+        """USD listings only: the daily series states no currency (a London series is in pence),
+        so anything else is left to a source that says what it quotes in."""
+        return us_dollar_listing(instrument)
 
     async def symbol_for(self, instrument: Instrument) -> str | None:
         return instrument.symbols.get(NAME) or instrument.symbol
@@ -64,8 +65,7 @@ class AlphaVantageSource:
             "apikey": self._key,
         }
         body = await self._http.get_json("/query", endpoint="daily", params=params)
-        currency = "USD"
-        return [b for b in parse_daily(body, currency) if start <= b.day <= end]
+        return [b for b in parse_daily(body, "USD") if start <= b.day <= end]
 
     async def aclose(self) -> None:
         await self._http.aclose()

@@ -6,9 +6,8 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
-from finsync.domain.enums import AssetType
 from finsync.domain.errors import BadData, ProviderError
-from finsync.domain.market import Instrument, PriceBar
+from finsync.domain.market import Instrument, PriceBar, us_dollar_listing
 from finsync.providers.http import SHARED_BUCKET, ProviderHttp, RateLimit
 
 NAME = "tiingo"
@@ -41,7 +40,7 @@ class TiingoSource:
 
     def handles(self, instrument: Instrument) -> bool:
         """US-listed tickers (Tiingo's end-of-day coverage), never crypto here."""
-        return instrument.asset_type is not AssetType.CRYPTO and (instrument.currency or "USD") == "USD"
+        return us_dollar_listing(instrument)
 
     async def symbol_for(self, instrument: Instrument) -> str | None:
         return instrument.symbols.get(NAME) or instrument.symbol.split(".")[0].lower()
