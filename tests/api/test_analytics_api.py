@@ -234,14 +234,19 @@ async def test_income_splits_gross_withholding_and_net(world: World) -> None:
     assert r.status_code == 422
 
 
-async def test_performance_from_snapshots_and_flows(world: World) -> None:
+async def _isa_with_a_deposit(world: World, deposited: date) -> None:
+    """An ISA worth 1,000 EUR on 1 January and 1,600 later, 500 of it deposited on ``deposited``."""
     await world.login()
     world.bank.accounts = [account("isa", type=AccountType.ISA, currency="EUR", balance=D("1000"))]
     await world.sync(date(2024, 1, 1))
     world.bank.accounts[0].balance = D("1600")
     world.bank.transactions = {
-        "isa": [txn("dep", "500", date(2024, 1, 16), currency="EUR", subtype=TransactionSubtype.DEPOSIT)]
+        "isa": [txn("dep", "500", deposited, currency="EUR", subtype=TransactionSubtype.DEPOSIT)]
     }
+
+
+async def test_performance_from_snapshots_and_flows(world: World) -> None:
+    await _isa_with_a_deposit(world, date(2024, 1, 16))
     world.bank.holdings = {
         "isa": [holding("ACME", currency="EUR", quantity=D(2), average_cost=D(10), market_value=D(50))]
     }
@@ -300,13 +305,7 @@ async def test_reconciliation_lists_the_period_a_transaction_is_missing_from(wor
 
 
 async def test_performance_counts_the_flows_between_its_first_and_last_valuation(world: World) -> None:
-    await world.login()
-    world.bank.accounts = [account("isa", type=AccountType.ISA, currency="EUR", balance=D("1000"))]
-    await world.sync(date(2024, 1, 1))
-    world.bank.accounts[0].balance = D("1600")
-    world.bank.transactions = {
-        "isa": [txn("dep", "500", date(2024, 1, 5), currency="EUR", subtype=TransactionSubtype.DEPOSIT)]
-    }
+    await _isa_with_a_deposit(world, date(2024, 1, 5))
     await world.sync(date(2024, 1, 31))
     isa = await world.account_id("isa")
     # from = 10 Jan opens at the 1 Jan valuation: the deposit of 5 Jan is in (1 Jan, 31 Jan].
