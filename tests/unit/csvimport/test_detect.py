@@ -133,7 +133,11 @@ def test_number_parsing(decimal: str, text: str, value: Decimal | None) -> None:
     assert NumberFormat(decimal).parser()(text) == value
 
 
-@pytest.mark.parametrize("text", ["abc", "1.2.3", "NaN", "Infinity", "--"])
+@pytest.mark.parametrize(
+    "text",
+    # A finite exponent or digit run beyond any amount (stored, it would be a million digits).
+    ["abc", "1.2.3", "NaN", "Infinity", "--", "1e999999", "1e-999999", "-2E+50", "9" * 60, "1_000"],
+)
 def test_not_numbers(text: str) -> None:
     with pytest.raises(ValueError, match="not an amount"):
         NumberFormat(".").parser()(text)

@@ -226,6 +226,7 @@ def _reads(fmt: DateFormat, samples: Sequence[str]) -> int:
 
 _JUNK = str.maketrans("", "", " \u00a0\u202f'£$€¥+")  # spaces, Swiss apostrophe, symbols
 _COMMA_DECIMAL = re.compile(r",\d{1,2}$|,\d{4,}$|\.\d{3},")
+_MAX_DIGITS = 40  # as for OFX amounts: far beyond any real amount, far below a hostile one
 
 
 @dataclass(frozen=True, slots=True)
@@ -257,7 +258,9 @@ def _number_parser(decimal_mark: str) -> Callable[[str], Decimal | None]:
             except InvalidOperation:
                 pass
             else:
-                if number.is_finite():
+                # "1e-999999" is finite but a million digits once stored; "1_000" is Python syntax.
+                sane = number.is_finite() and -_MAX_DIGITS <= number.adjusted() <= _MAX_DIGITS
+                if sane and "_" not in text:
                     return number
                 raise ValueError(f"{value!r} is not an amount")
         negative = False
@@ -273,6 +276,8 @@ def _number_parser(decimal_mark: str) -> Callable[[str], Decimal | None]:
         if not text or not all(c.isdigit() or c == "." for c in text) or text.count(".") > 1:
             raise ValueError(f"{value!r} is not an amount")
         number = Decimal(text)
+        if number.adjusted() > _MAX_DIGITS or len(text) > 2 * _MAX_DIGITS + 1:
+            raise ValueError(f"{value!r} is not an amount")
         return -number if negative else number
 
     return parse
