@@ -96,6 +96,22 @@ def test_date_preference_and_pinning() -> None:
         detect_date_format(["soon", "later"])
 
 
+@pytest.mark.parametrize(
+    ("label", "value", "day"),
+    [
+        ("DDMMYYYY", "31012024", date(2024, 1, 31)),
+        ("MMDDYYYY", "01312024", date(2024, 1, 31)),
+        ("DDMMYY", "310124", date(2024, 1, 31)),
+        ("YYYYMMDD", "20240131", date(2024, 1, 31)),
+        ("DD MM YYYY", "31 01 2024", date(2024, 1, 31)),
+        ("DD MM YYYY", "31 01 2024 10:00", date(2024, 1, 31)),
+    ],
+)
+def test_every_label_a_mapping_may_pin_reads_its_dates(label: str, value: str, day: date) -> None:
+    """The mapping validator accepts these labels: the parser must read what they describe."""
+    assert DateFormat.from_label(label).parser()(value) == day
+
+
 def test_a_few_bad_dates_do_not_hide_the_format() -> None:
     assert detect_date_format(["31/01/2024", "n/a", "01/02/2024"])[0].label == "DD/MM/YYYY"
 
@@ -133,7 +149,11 @@ def test_number_parsing(decimal: str, text: str, value: Decimal | None) -> None:
     assert NumberFormat(decimal).parser()(text) == value
 
 
-@pytest.mark.parametrize("text", ["abc", "1.2.3", "NaN", "Infinity", "--"])
+@pytest.mark.parametrize(
+    "text",
+    # A finite exponent or digit run beyond any amount (stored, it would be a million digits).
+    ["abc", "1.2.3", "NaN", "Infinity", "--", "1e999999", "1e-999999", "-2E+50", "9" * 60, "1_000"],
+)
 def test_not_numbers(text: str) -> None:
     with pytest.raises(ValueError, match="not an amount"):
         NumberFormat(".").parser()(text)

@@ -150,6 +150,21 @@ def _year(text: str) -> int:
     return year
 
 
+def _compact(head: str, order: str) -> list[str]:
+    """A date without separators (``20240131``, ``31012024``, ``310124``) cut in the format's
+    field order, the year taking what day and month leave (4 or 2 digits): a pinned DDMMYYYY
+    is not YYYYMMDD."""
+    if len(head) not in (6, 8):
+        return []
+    parts: list[str] = []
+    at = 0
+    for part in order:
+        width = len(head) - 4 if part == "y" else 2
+        parts.append(head[at : at + width])
+        at += width
+    return parts
+
+
 def _date_parser(fmt: DateFormat) -> Callable[[str], date]:
     iso = fmt.order == "ymd" and fmt.sep == "-"
     index = {c: i for i, c in enumerate(fmt.order)}
@@ -172,9 +187,9 @@ def _date_parser(fmt: DateFormat) -> Callable[[str], date]:
                 return date.fromisoformat(value[:10])
             except ValueError:
                 pass
-        head = value.strip().split(" ", 1)[0].split("T", 1)[0]
-        compact = [head[:4], head[4:6], head[6:8]] if len(head) == 8 else []
-        parts = head.split(sep) if sep else compact
+        text = value.strip()
+        head = " ".join(text.split()[:3]) if sep == " " else text.split(" ", 1)[0].split("T", 1)[0]
+        parts = head.split(sep) if sep else _compact(head, fmt.order)
         if len(parts) != 3 or not all(p.isdigit() for p in parts):
             raise ValueError(f"{value!r} is not a {fmt.label} date")
         try:
@@ -226,6 +241,7 @@ def _reads(fmt: DateFormat, samples: Sequence[str]) -> int:
 
 _JUNK = str.maketrans("", "", " \u00a0\u202f'£$€¥+")  # spaces, Swiss apostrophe, symbols
 _COMMA_DECIMAL = re.compile(r",\d{1,2}$|,\d{4,}$|\.\d{3},")
+_MAX_DIGITS = 40  # as for OFX amounts: far beyond any real amount, far below a hostile one
 
 
 @dataclass(frozen=True, slots=True)
@@ -257,7 +273,9 @@ def _number_parser(decimal_mark: str) -> Callable[[str], Decimal | None]:
             except InvalidOperation:
                 pass
             else:
-                if number.is_finite():
+                # "1e-999999" is finite but a million digits once stored; "1_000" is Python syntax.
+                sane = number.is_finite() and -_MAX_DIGITS <= number.adjusted() <= _MAX_DIGITS
+                if sane and "_" not in text:
                     return number
                 raise ValueError(f"{value!r} is not an amount")
         negative = False
@@ -273,6 +291,8 @@ def _number_parser(decimal_mark: str) -> Callable[[str], Decimal | None]:
         if not text or not all(c.isdigit() or c == "." for c in text) or text.count(".") > 1:
             raise ValueError(f"{value!r} is not an amount")
         number = Decimal(text)
+        if number.adjusted() > _MAX_DIGITS or len(text) > 2 * _MAX_DIGITS + 1:
+            raise ValueError(f"{value!r} is not an amount")
         return -number if negative else number
 
     return parse
