@@ -86,6 +86,19 @@ async def test_first_sync_reads_everything(
     assert set(sess.state) == {"history_orders", "history_dividends", "history_transactions"}
 
 
+async def test_an_empty_page_that_names_a_next_page_is_followed(
+    settings: Trading212Settings, store: Trading212Store, clock: VirtualClock
+) -> None:
+    """Only a null ``nextPagePath`` ends the listing: an empty page before it skips nothing."""
+    store.empty_pages = {50}  # orders 51..120 come after an empty page
+    sess = session()
+    _, _, batch = await sync(create_adapter(sess, settings, clock=clock))
+
+    filled = {f"order:{o['order']['id']}" for o in store.orders if o["fill"]}
+    assert filled <= {t.provider_transaction_id for t in batch.transactions}
+    assert store.requests["history_orders"] == 4  # 50, the empty page, 50, 20
+
+
 async def test_resync_without_news_reads_one_page_per_endpoint(
     settings: Trading212Settings, store: Trading212Store, clock: VirtualClock
 ) -> None:
