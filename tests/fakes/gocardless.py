@@ -55,6 +55,11 @@ class FakeGoCardless:
     secret_key: str = SECRET_KEY
     header_style: Literal["http", "x"] = "http"
     daily_limit: int = 4
+    # GoCardless's own limit on all /accounts/* calls (per minute), told in every answer's
+    # HTTP_X_RATELIMIT_LIMIT/REMAINING/RESET (reset: relative seconds); ``minute_429s`` counts refusals.
+    minute_limit: int = 100
+    minute_calls: list[float] = field(default_factory=list)
+    minute_429s: int = 0
     institutions: list[dict[str, Any]] = field(default_factory=list)
     bank_accounts: list[FakeBankAccount] = field(default_factory=list)
     access: dict[str, float] = field(default_factory=dict)
@@ -261,7 +266,30 @@ class FakeGoCardless:
             return {f"HTTP_X_RATELIMIT_ACCOUNT_SUCCESS_{k}": str(v) for k, v in values.items()}
         return {f"x-ratelimit-account-success-{k.lower()}": str(v) for k, v in values.items()}
 
+    def _minute_headers(self, now: float) -> dict[str, str]:
+        calls = self.minute_calls
+        reset = calls[0] + 60 - now if calls else 60.0
+        values = {"LIMIT": self.minute_limit, "REMAINING": max(0, self.minute_limit - len(calls)),
+                  "RESET": max(1, round(reset))}  # fmt: skip
+        if self.header_style == "http":
+            return {f"HTTP_X_RATELIMIT_{k}": str(v) for k, v in values.items()}
+        return {f"x-ratelimit-{k.lower()}": str(v) for k, v in values.items()}
+
     async def account_data(self, request: Request, account_id: str, kind: str) -> Response:
+        now = self.clock.now()
+        self.minute_calls[:] = [t for t in self.minute_calls if t > now - 60]
+        if len(self.minute_calls) >= self.minute_limit:
+            self.minute_429s += 1
+            wait = int(self.minute_calls[0] + 60 - now) + 1
+            body = {"summary": "Rate limit exceeded", "status_code": 429,
+                    "detail": f"Request was throttled. Expected available in {wait} seconds."}  # fmt: skip
+            return JSONResponse(body, 429, headers=self._minute_headers(now))
+        self.minute_calls.append(now)
+        response = await self._account_data(request, account_id, kind)
+        response.headers.update(self._minute_headers(now))
+        return response
+
+    async def _account_data(self, request: Request, account_id: str, kind: str) -> Response:
         self.calls[f"{kind}:{account_id}"] += 1
         if (denied := self._denied(request)) is not None:
             return denied

@@ -78,6 +78,9 @@ class Trading212Store(BrokerStore):
     listing: Literal["created", "updated"] = "created"  # how history orders are ordered
     disorder: int = 0  # places an item may be displaced from newest-first order
     changed: dict[int, float] = field(default_factory=dict)  # order id → time of its last change
+    # Item offsets where the listing answers an empty page that still names a next page (a
+    # page whose span held nothing): the next page goes on from the same place.
+    empty_pages: set[int] = field(default_factory=set)
     # Trading: instrument prices, and how placed orders behave.
     prices: dict[str, Decimal] = field(
         default_factory=lambda: {"AAPL_US_EQ": Decimal("185.5"), "MSFT_US_EQ": Decimal("410.2")}
@@ -313,8 +316,12 @@ class Trading212Store(BrokerStore):
         }  # fmt: skip
 
 
-def _page(listed: list[dict[str, Any]], request: Request, path: str) -> Response | dict[str, Any]:
-    """``listed`` in server order; ``cursor`` is how many items of it were already returned."""
+def _page(
+    listed: list[dict[str, Any]], request: Request, path: str, empty_at: set[int] | None = None
+) -> Response | dict[str, Any]:
+    """``listed`` in server order; ``cursor`` is how many items of it were already returned.
+    At an offset in ``empty_at`` the page is empty and its ``nextPagePath`` (``gap=1``) goes on
+    from that offset."""
     try:
         limit = int(request.query_params.get("limit", "20"))
         cursor = int(request.query_params.get("cursor", "0"))
@@ -327,12 +334,14 @@ def _page(listed: list[dict[str, Any]], request: Request, path: str) -> Response
     page = matching[cursor : cursor + limit]
     end = cursor + len(page)
     extra = f"&ticker={ticker}" if ticker else ""
+    if cursor in (empty_at or set()) and "gap" not in request.query_params and cursor < len(matching):
+        return {"items": [], "nextPagePath": f"/api/v0{path}?limit={limit}&cursor={cursor}&gap=1{extra}"}
     next_path = f"/api/v0{path}?limit={limit}&cursor={end}{extra}" if end < len(matching) else None
     return {"items": page, "nextPagePath": next_path}
 
 
 def _history_page(data: Trading212Store, endpoint: str, request: Request) -> Response | dict[str, Any]:
-    return _page(data.history(endpoint), request, ENDPOINTS[endpoint][0])
+    return _page(data.history(endpoint), request, ENDPOINTS[endpoint][0], data.empty_pages)
 
 
 def create_app(

@@ -186,6 +186,22 @@ async def test_budget_refuses_the_fifth_call_before_calling(
         assert len(await sync.fetch_accounts()) == 2
 
 
+@pytest.mark.parametrize("header_style", ["http", "x"])
+async def test_the_per_minute_limit_in_the_headers_is_waited_for_not_hit(
+    kit: Kit, fake: FakeGoCardless, clock: VirtualClock, header_style: Any
+) -> None:
+    """GoCardless's own /accounts/* limit: remaining 0 with a reset in (relative) seconds means
+    wait that long before the next call, rather than earn a 429."""
+    fake.header_style = header_style
+    session = await kit.connect()
+    fake.minute_limit = 3  # another client of this deployment spends the rest of the minute
+    async with kit.adapter(session) as sync:
+        for account in await sync.fetch_accounts():  # details + balances, twice: four calls
+            await sync.fetch_transactions(account)
+    assert fake.minute_429s == 0
+    assert clock.slept >= 55
+
+
 async def test_server_side_limit_is_remembered(kit: Kit, fake: FakeGoCardless, clock: VirtualClock) -> None:
     session = await kit.connect()
     fake.daily_limit = 1  # another client spent the allowance: the 429 must not be retried for hours

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from decimal import Decimal
 
 import pytest
@@ -14,6 +15,7 @@ from finsync.domain.enums import TransactionSubtype, TransactionType
 from finsync.domain.errors import BadData, ProviderAuthError, ScopeError, Unavailable
 from finsync.domain.ports import ProviderSession
 from finsync.domain.records import ProviderAccount, ProviderHolding, TransactionBatch
+from finsync.domain.trading import OrderRequest, OrderSide, OrderStatus, OrderType
 from finsync.providers.trading212 import METADATA, Trading212Adapter, Trading212Settings, create_adapter
 from tests.fakes.clock import VirtualClock
 from tests.fakes.server import serve
@@ -84,6 +86,19 @@ async def test_first_sync_reads_everything(
     assert len(batch.transactions) == len(filled) + DIVIDENDS + CASH
     assert sum(store.throttled.values()) == 0
     assert set(sess.state) == {"history_orders", "history_dividends", "history_transactions"}
+
+
+async def test_an_empty_page_that_names_a_next_page_is_followed(
+    settings: Trading212Settings, store: Trading212Store, clock: VirtualClock
+) -> None:
+    """Only a null ``nextPagePath`` ends the listing: an empty page before it skips nothing."""
+    store.empty_pages = {50}  # orders 51..120 come after an empty page
+    sess = session()
+    _, _, batch = await sync(create_adapter(sess, settings, clock=clock))
+
+    filled = {f"order:{o['order']['id']}" for o in store.orders if o["fill"]}
+    assert filled <= {t.provider_transaction_id for t in batch.transactions}
+    assert store.requests["history_orders"] == 4  # 50, the empty page, 50, 20
 
 
 async def test_resync_without_news_reads_one_page_per_endpoint(
@@ -378,3 +393,25 @@ def test_metadata_is_complete() -> None:
     assert METADATA.problems() == []
     assert {f.name for f in METADATA.credential_fields} == {"api_key", "api_secret"}
     assert METADATA.environments == ("live", "demo")
+
+
+async def test_reconciliation_prefers_the_history_entry_with_its_fill(
+    settings: Trading212Settings, store: Trading212Store, clock: VirtualClock
+) -> None:
+    """A partly filled order is both open and in history: the history entry (with the fill) wins."""
+    store.fill_mode = "partial"
+    request = OrderRequest(
+        symbol="AAPL_US_EQ", side=OrderSide.BUY, type=OrderType.MARKET, quantity=Decimal(4)
+    )
+    sent_at = datetime.fromtimestamp(clock.now(), UTC)
+    adapter = create_adapter(session(), settings, clock=clock)
+    try:
+        placed = await adapter.place_order(request, "finsync-order-1")
+        clock.advance(5)
+        (found,) = await adapter.find_orders(request, "finsync-order-1", sent_at)
+    finally:
+        await adapter.aclose()
+
+    assert found.broker_order_id == placed.broker_order_id
+    assert found.status is OrderStatus.PARTIALLY_FILLED
+    assert [(f.quantity, f.price) for f in found.fills] == [(Decimal(2), Decimal("185.5"))]

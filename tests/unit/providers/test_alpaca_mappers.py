@@ -137,3 +137,11 @@ def test_an_accepted_order_without_an_id_is_ambiguous_not_a_refusal() -> None:
 
     with pytest.raises(BadData):
         orders.to_order({"status": "new", "symbol": "AAPL"})
+
+
+def test_an_after_hours_fill_is_dated_on_its_new_york_trading_day() -> None:
+    """19:30 in New York on 31 December is already 1 January in UTC: the trade is 2024's."""
+    late = mappers.map_activity({**FILL, "transaction_time": "2025-01-01T00:30:00Z"}, "USD")
+    assert late.transaction_date == date(2024, 12, 31)
+    summer = mappers.map_activity({**FILL, "transaction_time": "2025-07-01T23:45:00Z"}, "USD")
+    assert summer.transaction_date == date(2025, 7, 1)  # 19:45 EDT, the same day

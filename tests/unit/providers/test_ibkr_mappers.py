@@ -164,6 +164,23 @@ def test_cancelled_trades_keep_their_side_and_say_cancelled() -> None:
     )  # fmt: skip
 
 
+def test_account_values_count_only_the_statements_own_rows() -> None:
+    """Rows of another account are left out of the balance as they are out of the holdings."""
+    body = (
+        '<CashReport><CashReportCurrency accountId="U9" currency="GBP" endingCash="100" />'
+        '<CashReportCurrency accountId="U8" currency="GBP" endingCash="5000" /></CashReport>'
+        '<OpenPositions><OpenPosition accountId="U9" currency="GBP" symbol="VOD" position="10" '
+        'markPrice="1" positionValue="10" fxRateToBase="1" levelOfDetail="SUMMARY" />'
+        '<OpenPosition accountId="U8" currency="GBP" symbol="BP" position="100" markPrice="5" '
+        'positionValue="500" fxRateToBase="1" levelOfDetail="SUMMARY" /></OpenPositions>'
+    )
+    (stmt,) = read_statement(_statement(body)).FlexStatements
+    account = mappers.map_account(stmt)
+    held = mappers.holdings(stmt)
+    assert sum(h.market_value or 0 for h in held if h.asset_type is not AssetType.CASH) == D(10)
+    assert (account.cash_value, account.holdings_value, account.balance) == (D(100), D(10), D(110))
+
+
 def test_base_currency_needs_account_information_when_cash_is_in_several_currencies() -> None:
     cash = (
         '<CashReport><CashReportCurrency accountId="U9" currency="EUR" endingCash="1" />'

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from finsync.domain.enums import (
     AccountType,
@@ -33,6 +34,8 @@ _SIMPLE: dict[str, tuple[TransactionType, TransactionSubtype]] = {
 
 WIRE = Wire("alpaca")
 _dec, _opt = WIRE.number, WIRE.optional
+# Alpaca's trading day (and the date of its non-trade activities) is New York's.
+NEW_YORK = ZoneInfo("America/New_York")
 
 
 def parse_time(value: Any) -> datetime:
@@ -111,7 +114,8 @@ def _map_fill(item: dict[str, Any], currency: str) -> ProviderTransaction:
         subtype=TransactionSubtype.BUY if buy else TransactionSubtype.SELL,
         amount=-(qty * price) if buy else qty * price,
         currency=currency,
-        transaction_date=_day(item.get("transaction_time")),
+        # The New York day, not the UTC one: an after-hours fill is already tomorrow in UTC.
+        transaction_date=parse_time(item.get("transaction_time")).astimezone(NEW_YORK).date(),
         symbol=item.get("symbol"),
         quantity=qty,
         unit_price=price,

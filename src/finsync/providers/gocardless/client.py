@@ -66,6 +66,7 @@ class _RateLimitHeaders(httpx.AsyncBaseTransport):
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         response = await self._inner.handle_async_request(request)
+        reset = _per_minute(response.headers, self._clock.now())
         if response.status_code != 429:
             return response
         body = await response.aread()
@@ -82,13 +83,24 @@ class _RateLimitHeaders(httpx.AsyncBaseTransport):
             )
         # ``aread`` decoded the body, so the rebuilt response must not claim an encoding or length.
         kept = {k: v for k, v in headers.items() if k.lower() not in ("content-encoding", "content-length")}
-        reset = rate_header(headers, "reset")
         if reset is not None and "retry-after" not in headers:
             kept["Retry-After"] = str(int(reset))
         return httpx.Response(429, headers=kept, content=body, request=request)
 
     async def aclose(self) -> None:
         await self._inner.aclose()
+
+
+def _per_minute(headers: httpx.Headers, now: float) -> float | None:
+    """GoCardless's per-minute limit, told as ``HTTP_X_RATELIMIT_REMAINING``/``_RESET`` (or
+    ``x-ratelimit-*``) with the reset in *relative* seconds, restated as the
+    ``x-ratelimit-remaining``/``-reset`` (Unix time) ProviderHttp reads. Returns the relative reset."""
+    remaining, reset = rate_header(headers, "remaining"), rate_header(headers, "reset")
+    if remaining is not None:
+        headers["x-ratelimit-remaining"] = str(int(remaining))
+    if reset is not None:
+        headers["x-ratelimit-reset"] = str(now + reset)
+    return reset
 
 
 class GoCardlessClient:

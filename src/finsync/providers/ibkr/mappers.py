@@ -158,17 +158,23 @@ def map_account(stmt: Types.FlexStatement) -> ProviderAccount:
         raise BadData("ibkr: a statement without an accountId")
     base = base_currency(stmt)
     rates = rates_to_base(stmt, base)
-    cash = next((c.endingCash for c in stmt.CashReport if c.currency == BASE_SUMMARY), None)
+    mine = stmt.accountId
+    report = [c for c in stmt.CashReport if _mine(mine, c.accountId)]  # as ``holdings`` reads them
+    cash = next((c.endingCash for c in report if c.currency == BASE_SUMMARY), None)
     if cash is None:
-        rows = [c for c in stmt.CashReport if c.currency and c.endingCash is not None]
+        rows = [c for c in report if c.currency and c.endingCash is not None]
         if rows and all(c.currency in rates for c in rows):
             cash = sum((c.endingCash * rates[c.currency or ""] for c in rows if c.endingCash), Decimal(0))
-    positions = [p for p in stmt.OpenPositions if _position_row(p.levelOfDetail)]
+    positions = [p for p in stmt.OpenPositions if _position_row(p.levelOfDetail) and _mine(mine, p.accountId)]
     invested: Decimal | None = Decimal(0)
     for position in positions:
         value = _value_in_base(position, rates)
         invested = None if value is None or invested is None else invested + value
-    equity = [e for e in stmt.EquitySummaryInBase if e.total is not None and e.reportDate is not None]
+    equity = [
+        e
+        for e in stmt.EquitySummaryInBase
+        if e.total is not None and e.reportDate is not None and _mine(mine, e.accountId)
+    ]
     balance = max(equity, key=lambda e: e.reportDate or date.min).total if equity else None
     if balance is None and cash is not None and invested is not None:
         balance = cash + invested

@@ -90,9 +90,10 @@ class Trading212Adapter:
         self, order: OrderRequest, client_order_id: str, sent_at: datetime
     ) -> list[BrokerOrder]:
         """Open orders, then history newest first until it is older than the send."""
-        found = [
+        opened = [
             orders.to_order(o) for o in await self.client.open_orders() if orders.matches(o, order, sent_at)
         ]
+        found: list[BrokerOrder] = []
         path: str | None = None
         for _ in range(orders.HISTORY_PAGES):
             items, path = await self.client.page("history_orders", path)
@@ -107,7 +108,9 @@ class Trading212Adapter:
                     older = True
             if path is None or older:
                 break
-        unique = {o.broker_order_id: o for o in reversed(found)}  # history (with fills) wins
+        unique = {o.broker_order_id: o for o in reversed(found)}  # the newest history entry
+        for o in opened:  # history (with fills) wins over the open order
+            unique.setdefault(o.broker_order_id, o)
         return sorted(unique.values(), key=lambda o: (o.created_at is None, o.created_at, o.broker_order_id))
 
     async def get_order(self, broker_order_id: str) -> BrokerOrder:

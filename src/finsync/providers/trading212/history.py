@@ -92,7 +92,8 @@ class HistoryReader:
             items.extend(page)
             read += 1
             done = known is not None and known.nothing_new(_keys(self.endpoint, page))
-            if next_path is None or not page or done or (pages is not None and read >= pages):
+            # Only a null nextPagePath ends the listing: an empty page may still name the next.
+            if next_path is None or done or (pages is not None and read >= pages):
                 return items, next_path
             if next_path in seen:
                 raise BadData(f"trading212 {self.endpoint}: pagination loops")
