@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 from uuid import UUID
 
-import asyncpg  # type: ignore[import-untyped]
 import pytest
 
 from finsync.application.api_tokens import digest
@@ -28,7 +27,7 @@ from finsync.domain.trading import (
     TimeInForce,
 )
 from finsync.infrastructure.db.order_desk import SqlOrderDesk
-from finsync.infrastructure.db.raw import pooled
+from finsync.infrastructure.db.raw import LOST_CONNECTION, pooled
 from tests.api.trading_world import World, trading_world
 from tests.sql import terminate_backend
 
@@ -246,10 +245,7 @@ async def test_a_connection_lost_under_the_desk_never_goes_back_to_the_pool(
     conn, account = await world.connect("alpaca", "paper")
     assert (await world.enable(conn)).status_code == 200
     engine = world.container.engine
-    # InternalClientError: the server's FATAL notice was read but its close not yet (a race
-    # asyncpg reports as "another operation is in progress"); the pool counts it as lost too.
-    lost = (asyncpg.ConnectionDoesNotExistError, asyncpg.InterfaceError, asyncpg.InternalClientError)
-    with pytest.raises((*lost, ConnectionError)):
+    with pytest.raises(LOST_CONNECTION):  # as the pool tells a lost one (raw.py)
         await _lose_one(engine)
     async with AsyncExitStack() as stack:  # every connection left in the pool is alive
         idle = [await stack.enter_async_context(pooled(engine)) for _ in range(engine.pool.checkedin())]  # type: ignore[attr-defined]

@@ -39,7 +39,7 @@ log = structlog.get_logger(__name__)
 # InternalClientError too: when the server's "terminating connection" notice has arrived but its
 # close not yet, asyncpg's protocol is stuck consuming that error and refuses any new statement
 # ("another operation is in progress"); such a connection can never be used again either.
-_LOST = (
+LOST_CONNECTION = (
     asyncpg.ConnectionDoesNotExistError,
     asyncpg.InterfaceError,
     asyncpg.InternalClientError,
@@ -68,7 +68,7 @@ async def fetch(session: AsyncSession, sql: str, args: Sequence[Any]) -> list[An
         return None
     try:
         return list(await conn.fetch(sql, *args))
-    except _LOST:
+    except LOST_CONNECTION:
         await (await session.connection()).invalidate()  # never back into the pool
         await session.rollback()  # the session starts anew on a fresh connection
         if not first:
@@ -91,7 +91,7 @@ async def pooled(engine: AsyncEngine) -> AsyncIterator[Any]:
     fairy = await engine.raw_connection()
     try:
         yield fairy.driver_connection
-    except _LOST:
+    except LOST_CONNECTION:
         await greenlet_spawn(fairy.invalidate)
         raise
     finally:
