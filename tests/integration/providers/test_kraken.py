@@ -181,3 +181,73 @@ async def test_an_invalid_nonce_is_retried_once_then_explained(
     store.inject("BalanceEx", "EAPI:Invalid nonce")
     with pytest.raises(Unavailable, match="another application uses the same API key"):
         await adapter.validate()
+
+
+async def test_a_fee_charged_in_the_base_asset_is_taken_from_the_ledger_not_the_quote_label(
+    adapter: ExchangeAdapter, store: KrakenStore, clock: VirtualClock
+) -> None:
+    # Kraken's TradesHistory labels every fee in the pair's quote asset; the trade's ledger
+    # entries (refid = the trade id) carry the fee on the asset actually charged: here BTC.
+    at = clock.now() - 5 * 86_400
+    store.trades["TBASE1-FEEIN-BTCBTC"] = dict(
+        store.trades["TQ0000-AAAAA-BBBBBB"], ordertxid="OBASE1-FEEIN-BTCBTC", time=at, fee="0.78000"
+    )
+    legs = {
+        "LBASE1-00001-AAAAAA": ("XXBT", "0.0100000000", "0.0000260000"),
+        "LBASE1-00002-AAAAAA": ("ZUSD", "-300.0000", "0.0000"),
+    }
+    for ledger_id, (asset, amount, fee) in legs.items():
+        store.ledger[ledger_id] = {
+            "refid": "TBASE1-FEEIN-BTCBTC",
+            "time": at,
+            "type": "trade",
+            "subtype": "",
+            "aclass": "currency",
+            "asset": asset,
+            "amount": amount,
+            "fee": fee,
+            "balance": "0.5",
+        }
+    [account] = await adapter.fetch_accounts()
+    found = {t.provider_transaction_id: t for t in (await adapter.fetch_transactions(account)).transactions}
+    buy = found["trade:BTC/USD:TBASE1-FEEIN-BTCBTC"]
+    assert buy.currency == "USD"
+    assert buy.fees is None  # not 0.78 USD: the fee was not charged in the trade's currency
+    assert buy.raw["fee"] == {"cost": "0.0000260000", "currency": "BTC"}
+    assert "(fee 0.0000260000 BTC)" in buy.description
+    assert found["trade:BTC/USD:TQ0000-AAAAA-BBBBBB"].fees == Decimal("0.78")  # charged in USD
+    assert not any(t.startswith("ledger:LBASE1") for t in found)
+
+
+async def test_a_trade_older_than_the_ledger_cursor_still_finds_its_fee_in_the_ledger(
+    url: str, store: KrakenStore, clock: VirtualClock
+) -> None:
+    at = clock.now() - 40 * 86_400
+    store.trades["TOLD01-FEEIN-ETHETH"] = dict(
+        store.trades["TQ0000-AAAAA-BBBBBB"], pair="XETHZUSD", time=at, price="3000.0", cost="300.0", vol="0.1"
+    )
+    store.ledger["LOLD01-00001-AAAAAA"] = dict(
+        store.ledger["LTRADE-00001-AAAAAA"],
+        refid="TOLD01-FEEIN-ETHETH",
+        time=at,
+        asset="XETH",
+        amount="0.1000000000",
+        fee="0.0002600000",
+    )
+    # the previous sync read the ledger up to yesterday, and trades only up to 41 days ago
+    state: dict[str, Any] = {"cursors": {}}
+    session = _session(store, state=state)
+    adapter = _build(url, session, clock)
+    try:
+        [account] = await adapter.fetch_accounts()
+        state["cursors"][account.provider_account_id] = {
+            "trades": int((at - 86_400) * 1000),
+            "ledger": int((clock.now() - 86_400) * 1000),
+        }
+        batch = await adapter.fetch_transactions(account)
+    finally:
+        await adapter.aclose()
+    found = {t.provider_transaction_id: t for t in batch.transactions}
+    bought = found["trade:ETH/USD:TOLD01-FEEIN-ETHETH"]
+    assert bought.fees is None
+    assert bought.raw["fee"] == {"cost": "0.0002600000", "currency": "ETH"}

@@ -186,10 +186,17 @@ class ExchangeAdapter:
                     record = mappers.transfer(self.wire, item)
                     found[record.provider_transaction_id] = record
         if self.exchange.ledger and self.ex.has.get("fetchLedger"):
-            for item in await self._ledger(cursors):
+            fees_in_ledger = self.exchange.trade_fees_in_ledger and bool(trades)
+            earliest = min(int(t["timestamp"]) for t in trades) if fees_in_ledger else None
+            ledger = await self._ledger(cursors, earliest)
+            for item in ledger:
                 income = mappers.ledger_income(self.wire, item, self.exchange.income_types)
                 if income is not None:
                     found[income.provider_transaction_id] = income
+            if fees_in_ledger:
+                for item in mappers.charged_fees(trades, ledger):
+                    record = mappers.trade(self.wire, item)
+                    found[record.provider_transaction_id] = record
         return TransactionBatch(transactions=list(found.values()))
 
     async def aclose(self) -> None:
@@ -330,14 +337,21 @@ class ExchangeAdapter:
         return sorted(wanted | set(known))[:MAX_SYMBOLS_KEPT]
 
     async def _by_time(
-        self, endpoint: str, fetch: Callable[..., Awaitable[list[dict[str, Any]]]], cursors: dict[str, Any]
+        self,
+        endpoint: str,
+        fetch: Callable[..., Awaitable[list[dict[str, Any]]]],
+        cursors: dict[str, Any],
+        earliest: int | None = None,
     ) -> list[dict[str, Any]]:
-        """Everything since the endpoint's cursor (minus the overlap): by offset where the exchange
-        pages so (Kraken ``ofs``), else by moving ``since`` past the newest item until a page
-        brings nothing new; backwards where the exchange answers the newest first (OKX)."""
+        """Everything since the endpoint's cursor, or ``earliest`` if that is older (minus the
+        overlap either way: Kraken's ``start`` is exclusive): by offset where the exchange pages
+        so (Kraken ``ofs``), else by moving ``since`` past the newest item until a page brings
+        nothing new; backwards where the exchange answers the newest first (OKX)."""
         if endpoint in self.exchange.backwards:
             return await self._backwards(endpoint, fetch, cursors)
         since = max(EPOCH_MS, int(cursors.get(endpoint, EPOCH_MS)) - OVERLAP_MS)
+        if earliest is not None:
+            since = max(EPOCH_MS, min(since, earliest - OVERLAP_MS))
         items: dict[str, dict[str, Any]] = {}
         offset, cursor = 0, since
         for _ in range(MAX_PAGES):
@@ -385,15 +399,16 @@ class ExchangeAdapter:
         cursors[endpoint] = max([int(i["timestamp"]) for i in items] + [now - OVERLAP_MS])
         return items
 
-    async def _ledger(self, cursors: dict[str, Any]) -> list[dict[str, Any]]:
-        """The ledger since its cursor: window by window where a query may span only so long
+    async def _ledger(self, cursors: dict[str, Any], earliest: int | None = None) -> list[dict[str, Any]]:
+        """The ledger since its cursor (or since ``earliest``, the oldest trade read, where trade
+        fees are taken from the ledger: Kraken): window by window where a query may span only so long
         (Gate.io: 30 days), with the window's bounds in the exchange's own parameters, in
         seconds, where ccxt would send milliseconds the exchange refuses (Gate's account book:
         ``from``/``to``; ccxt's ``since`` stays empty, and no ``until`` is passed, which ccxt
         would turn into a ``to`` in milliseconds over ours)."""
         days = self.exchange.ledger_window_days
         if days is None:
-            return await self._by_time("ledger", self.ex.fetch_ledger, cursors)
+            return await self._by_time("ledger", self.ex.fetch_ledger, cursors, earliest)
         seconds = self.exchange.ledger_seconds_params
 
         def in_seconds(start: int, end: int) -> tuple[int | None, dict[str, Any]]:

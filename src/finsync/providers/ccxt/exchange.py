@@ -140,6 +140,11 @@ class Exchange:
     # ccxt's ``since`` left empty, where ccxt would send them in milliseconds and the exchange
     # refuses them (Gate.io's account book: ``("from", "to")``). None: ccxt's ``since``/``until``.
     ledger_seconds_params: tuple[str, str] | None = None
+    # A trade's fee as ccxt labels it is not in the asset charged (Kraken: always the pair's
+    # quote asset): the fee and its asset come from the trade's ledger entries instead (the
+    # entry whose reference is the trade id and that carries a fee; the ledger is read back to
+    # the oldest trade read).
+    trade_fees_in_ledger: bool = False
     # Ledger entry types that are income (staking and earn rewards).
     income_types: frozenset[str] = frozenset({"staking", "reward", "earn", "rebate", "airdrop", "cashback"})
     # After a refused timestamp, ask the exchange's clock before the retry (Binance recvWindow).

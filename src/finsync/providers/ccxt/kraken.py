@@ -1,6 +1,7 @@
 """Kraken. Trades and the ledger page by offset (``ofs``, 50 a page); staking rewards are
-ledger entries; a bad key or signature comes as a plain ``EAPI:`` error, mapped to a refused
-key here. Staked balances are separate assets (``SOL.S``)."""
+ledger entries, and a trade's fee is in the asset its ledger entries say (ccxt labels it in the
+pair's quote asset whatever was charged); a bad key or signature comes as a plain ``EAPI:``
+error, mapped to a refused key here. Staked balances are separate assets (``SOL.S``)."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ EXCHANGE = Exchange(
     settings=KrakenSettings,
     offset_param="ofs",
     backwards=frozenset({"deposits", "withdrawals"}),
+    trade_fees_in_ledger=True,
     auth_errors=("EAPI:Invalid key", "EAPI:Invalid signature", "EGeneral:Permission denied"),
 )
 METADATA = metadata(EXCHANGE, factory)

@@ -25,7 +25,7 @@ from finsync.domain.money import asset_code, is_iso_currency
 from finsync.domain.records import VALUE_CONVERSION, ProviderHolding, ProviderTransaction
 from finsync.providers.common import Wire
 
-__all__ = ["FiatPrice", "Prices", "holdings", "ledger_income", "trade", "transfer"]
+__all__ = ["FiatPrice", "Prices", "charged_fees", "holdings", "ledger_income", "trade", "transfer"]
 
 Prices = Mapping[str, Decimal]
 """Asset code → price in the quote currency (the quote currency itself is 1)."""
@@ -155,6 +155,26 @@ def trade(wire: Wire, item: Mapping[str, Any]) -> ProviderTransaction:
         description=f"{side.capitalize()} {amount} {base} at {price} {quote}{note}",
         raw=_raw(item),
     )
+
+
+def charged_fees(trades: list[dict[str, Any]], ledger: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The trades whose fee the ledger says was charged otherwise than ccxt labels it (Kraken
+    labels every fee in the pair's quote asset), each with the fee (amount and asset) of its
+    ledger entry that carries one: the entry whose ``referenceId`` is the trade id, in the asset
+    charged (the base asset, or another the account pays fees in)."""
+    charged: dict[str, dict[str, Any]] = {}
+    for entry in ledger:
+        fee = entry.get("fee")
+        if not isinstance(fee, Mapping) or fee.get("cost") in (None, "") or not entry.get("referenceId"):
+            continue
+        if Decimal(str(fee["cost"])) != 0:
+            charged[str(entry["referenceId"])] = {"cost": fee["cost"], "currency": entry.get("currency")}
+    found = []
+    for item in trades:
+        fee = charged.get(str(item.get("id")))
+        if fee is not None and fee != item.get("fee"):
+            found.append({**item, "fee": fee})
+    return found
 
 
 def transfer(wire: Wire, item: Mapping[str, Any]) -> ProviderTransaction:
