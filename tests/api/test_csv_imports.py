@@ -304,6 +304,53 @@ async def test_other_users_mapping_and_account_ids_answer_404(client: httpx.Asyn
     assert await _counts(client, intruder) == (0, 0, 0)
 
 
+async def test_debit_credit_marker_column_signs_unsigned_amounts(client: httpx.AsyncClient) -> None:
+    """``12.50`` marked ``DR`` is money out: detected, previewed, and nameable in a saved mapping."""
+    headers = await register_and_login(client)
+    data = (
+        b"Date,Description,Amount,CR/DR,Currency,Transaction ID\n"
+        b"2024-01-05,Coffee,12.50,DR,EUR,t1\n"
+        b"2024-01-06,Salary,2500.00,CR,EUR,t2\n"
+        b"2024-01-07,Refund,-3.00,dr,EUR,t3\n"
+        b"2024-01-08,Odd,9.99,??,EUR,t4\n"
+    )
+    preview = (
+        await client.post("/api/v1/imports/preview", headers=headers, files={"file": ("s.csv", data)})
+    ).json()
+    assert preview["mapping"]["direction"] == "CR/DR"
+    assert [r["amount"] for r in preview["rows"]] == ["-12.50", "2500.00", "-3.00"]
+    assert any(p.startswith("line 5:") for p in preview["problems"])
+    r = await upload(client, headers, data)
+    assert r.status_code == 201, r.text
+    body = r.json()
+    assert body["counts"]["transactions_inserted"] == 3
+    assert any(w.startswith("line 5:") and "'??'" in w for w in body["warnings"])
+    txns = await _all(client, headers, "/api/v1/transactions")
+    assert sorted(Decimal(t["amount"]) for t in txns) == [
+        Decimal("-12.50"),
+        Decimal("-3.00"),
+        Decimal("2500.00"),
+    ]
+    mapping = {
+        "name": "Kontor",
+        "header": ["Booked", "Sum", "Kind", "Text"],
+        "columns": {"date": "Booked", "amount": "Sum", "direction": "Kind", "description": ["Text"]},
+        "default_currency": "EUR",
+    }
+    saved = await client.post("/api/v1/import-mappings", headers=headers, json=mapping)
+    assert saved.status_code == 201, saved.text
+    assert saved.json()["mapping"]["direction"] == "Kind"
+    kontor = b"Booked;Sum;Kind;Text\n05.01.2024;4,50;D;Bakery\n06.01.2024;20,00;C;Gift\n"
+    imported = (await upload(client, headers, kontor)).json()
+    assert (imported["format"], imported["counts"]["transactions_inserted"]) == ("csv:mapping", 2)
+    txns = await _all(client, headers, "/api/v1/transactions")
+    assert {Decimal("-4.50"), Decimal("20.00")} <= {Decimal(t["amount"]) for t in txns}
+    no_amount = mapping | {"name": "y", "columns": {"date": "Booked", "debit": "Sum", "direction": "Kind"}}
+    refused = await client.post("/api/v1/import-mappings", headers=headers, json=no_amount)
+    assert refused.status_code == 422
+    assert "direction" in refused.json()["detail"]
+
+
 async def test_bad_row_with_an_id_is_reported_when_written_and_again_on_reimport(
     client: httpx.AsyncClient,
 ) -> None:

@@ -27,9 +27,18 @@ class SignConvention(StrEnum):
 
 # Roles a column can play; ``description`` may name several columns (joined with " / ").
 ROLES = (
-    "date", "amount", "debit", "credit", "description", "id", "currency",
+    "date", "amount", "debit", "credit", "direction", "description", "id", "currency",
     "symbol", "quantity", "unit_price", "fees", "settlement_date",
 )  # fmt: skip
+
+# What a ``direction`` column says, case and surrounding spaces ignored: -1 debit (money
+# out), +1 credit (money in).
+DIRECTION_MARKERS = {"dr": -1, "d": -1, "debit": -1, "cr": 1, "c": 1, "credit": 1}
+
+
+def direction_of(value: str) -> int | None:
+    """-1 for a debit marker (``DR``, ``D``, ``Debit``), +1 for a credit one, None otherwise."""
+    return DIRECTION_MARKERS.get(value.strip().casefold())
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -40,6 +49,7 @@ class ColumnMapping:
     amount: str | None = None
     debit: str | None = None  # money out, as a positive number
     credit: str | None = None  # money in, as a positive number
+    direction: str | None = None  # debit or credit per row (DR/CR, D/C, Debit/Credit): signs ``amount``
     description: tuple[str, ...] = ()
     id: str | None = None  # a unique transaction id, when the file has one
     currency: str | None = None
@@ -61,6 +71,10 @@ class ColumnMapping:
             issues.append("an amount column, or debit and/or credit columns, is required")
         if self.amount is not None and (self.debit is not None or self.credit is not None):
             issues.append("use either an amount column or debit/credit columns, not both")
+        if self.direction is not None and self.amount is None:
+            issues.append("a direction column signs an amount column: name the amount column too")
+        if self.direction is not None and self.sign is not SignConvention.POSITIVE_IN:
+            issues.append("a direction column says the sign: leave sign as positive_in")
         if self.decimal not in (None, ".", ","):
             issues.append('decimal must be "." or ","')
         if self.currency is None and self.default_currency is None:

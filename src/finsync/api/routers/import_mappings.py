@@ -18,13 +18,24 @@ ColumnName = Annotated[str, StringConstraints(min_length=1, max_length=200)]
 
 
 class ColumnsIn(BaseModel):
-    """Column roles, by header name. ``date`` and either ``amount`` or ``debit``/``credit`` are needed."""
+    """Column roles, by header name. ``date`` and either ``amount`` (optionally signed by a
+    ``direction`` column) or ``debit``/``credit`` are needed."""
 
     model_config = ConfigDict(extra="forbid")
     date: ColumnName
     amount: ColumnName | None = None
     debit: ColumnName | None = Field(default=None, description="Money out, as positive numbers")
     credit: ColumnName | None = Field(default=None, description="Money in, as positive numbers")
+    direction: ColumnName | None = Field(
+        default=None,
+        description=(
+            "A column saying whether each row is a debit or a credit (DR/CR, D/C, Debit/Credit, "
+            "case ignored) that signs the amount column: debits are money out, credits money in; "
+            "an amount already negative with a debit marker stays negative. Needs amount and sign "
+            "positive_in; a row whose marker is empty or unknown (or a negative credit) is not "
+            "imported and is named in the warnings. Detected when null and the file has such a column"
+        ),
+    )
     description: list[ColumnName] = Field(
         default_factory=list, max_length=10, description="Joined with ' / '"
     )
@@ -90,7 +101,7 @@ async def save_mapping(body: MappingIn, user: CurrentUser, container: ContainerD
     One mapping per header: 409 when one exists."""
     c = body.columns
     mapping = ColumnMapping(
-        date=c.date, amount=c.amount, debit=c.debit, credit=c.credit, id=c.id,
+        date=c.date, amount=c.amount, debit=c.debit, credit=c.credit, direction=c.direction, id=c.id,
         description=tuple(c.description),
         currency=c.currency, symbol=c.symbol, quantity=c.quantity, unit_price=c.unit_price, fees=c.fees,
         settlement_date=c.settlement_date, date_format=body.date_format, decimal=body.decimal, sign=body.sign,

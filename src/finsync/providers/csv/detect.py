@@ -17,7 +17,7 @@ from datetime import date
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from finsync.domain.csvmapping import date_order
+from finsync.domain.csvmapping import date_order, direction_of, normalise_header
 from finsync.domain.errors import MalformedFile
 
 SAMPLE_ROWS = 200
@@ -307,3 +307,40 @@ def detect_number_format(values: Iterable[str], prefer: NumberFormat | None = No
         if "," in text and _COMMA_DECIMAL.search(text):
             return NumberFormat(",")
     return NumberFormat(".")
+
+
+# --- debit/credit markers -------------------------------------------------------------------
+
+# Header names of a column that says debit or credit per row (normalised: case and spacing).
+DIRECTION_HEADERS = frozenset({
+    "cr/dr", "dr/cr", "debit/credit", "credit/debit", "d/c", "c/d", "dc", "cd", "drcr", "crdr",
+    "dr cr", "cr dr", "debit or credit", "credit or debit", "type", "transaction type",
+    "cr/dr indicator", "dr/cr indicator", "debit/credit indicator", "credit/debit indicator",
+    "indicator",
+})  # fmt: skip
+
+
+def detect_direction(
+    header: Sequence[str], sample: Sequence[Sequence[str]], skip: Iterable[int] = ()
+) -> int | None:
+    """The position of a column saying whether each row is a debit or a credit (``DR``/``CR``,
+    ``D``/``C``, ``Debit``/``Credit``), or None. A column qualifies when every non-empty sample
+    value is such a marker and either its name says so (``CR/DR``, ``Type``…) or both kinds
+    occur; or when its name says so and most of its values are markers (the others are then
+    reported by line when read). ``skip``: columns already playing another role."""
+    names = normalise_header(header)
+    taken = set(skip)
+    for at, name in enumerate(names):
+        if at in taken:
+            continue
+        values = [row[at] for row in sample if at < len(row) and row[at].strip()]
+        if not values:
+            continue
+        kinds = [direction_of(v) for v in values]
+        known = [k for k in kinds if k is not None]
+        named = name in DIRECTION_HEADERS
+        if len(known) == len(kinds) and (named or len(set(known)) == 2):
+            return at
+        if named and len(known) * 2 > len(kinds):
+            return at
+    return None

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
 
-from finsync.domain.csvmapping import ColumnMapping, SignConvention, normalise_header
+from finsync.domain.csvmapping import ColumnMapping, SignConvention, direction_of, normalise_header
 from finsync.domain.enums import AccountType, TransactionStatus, TransactionSubtype, TransactionType
 from finsync.domain.money import currency_code
 from finsync.domain.records import ProviderTransaction
@@ -177,6 +177,8 @@ class MappingReader:
         self._amount = cols.need(mapping.amount) if mapping.amount else None
         self._debit = cols.need(mapping.debit) if mapping.debit else None
         self._credit = cols.need(mapping.credit) if mapping.credit else None
+        self._direction = cols.need(mapping.direction) if mapping.direction else None
+        self._direction_name = cols.names[self._direction] if self._direction is not None else ""
         self._descriptions = [cols.need(name) for name in mapping.description]
         self._id = cols.need(mapping.id) if mapping.id else None
         self._currency = cols.need(mapping.currency) if mapping.currency else None
@@ -220,6 +222,19 @@ class MappingReader:
             raise RowError("both debit and credit are empty")
         return abs(credit or Decimal(0)) - abs(debit or Decimal(0))
 
+    def _signed(self, amount: Decimal, marker: str) -> Decimal:
+        """The amount signed by its debit/credit marker: a debit is money out, whether the file
+        writes it ``12.50`` or ``-12.50``; a credit written negative contradicts its marker."""
+        way = direction_of(marker)
+        if way is None:
+            what = repr(marker.strip()) if marker.strip() else "empty"
+            raise RowError(f"{self._direction_name} is {what}, not a debit or credit marker (DR/CR, D/C)")
+        if way < 0:
+            return -amount if amount > 0 else amount
+        if amount < 0:
+            raise RowError(f"amount {amount} is negative but {self._direction_name} says credit")
+        return amount
+
     def _optional(self, cells: Sequence[str], at: int | None, what: str) -> Decimal | None:
         return None if at is None else number(self._parse_number, cells[at], what)
 
@@ -261,6 +276,8 @@ class MappingReader:
                 raise RowError("the amount is empty")
             if self._inverted:
                 amount = -amount
+            if self._direction is not None:
+                amount = self._signed(amount, cells[self._direction])
         else:
             amount = self._amount_of(cells)
         currency = self._currency_of(cells)

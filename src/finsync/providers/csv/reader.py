@@ -23,17 +23,25 @@ import csv
 import hashlib
 from array import array
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
-from finsync.domain.csvmapping import ColumnMapping, header_signature
+from finsync.domain.csvmapping import ColumnMapping, SignConvention, header_signature
 from finsync.domain.enums import AccountType
 from finsync.domain.errors import MalformedFile, UnsupportedFormat
 from finsync.domain.ports import ParsedFile, ParsedStatement
 from finsync.domain.records import DeferredTransactions, ProviderAccount, ProviderTransaction
 from finsync.gcpause import gc_paused
-from finsync.providers.csv.detect import SAMPLE_ROWS, Dialect, decode, rows, sniff_dialect
-from finsync.providers.csv.mapping import AccountInfo, Mapped, MappingReader, RowError, SkipRow, guess_mapping
+from finsync.providers.csv.detect import SAMPLE_ROWS, Dialect, decode, detect_direction, rows, sniff_dialect
+from finsync.providers.csv.mapping import (
+    AccountInfo,
+    Columns,
+    Mapped,
+    MappingReader,
+    RowError,
+    SkipRow,
+    guess_mapping,
+)
 from finsync.providers.csv.presets import Preset, RowMapper, all_presets, identify
 
 MAX_WARNINGS = 100
@@ -359,13 +367,41 @@ def _account_for(prefix: str, name: str) -> Callable[[Sequence[str], str], Accou
     return account
 
 
+def _with_direction(
+    table: Table, mapping: ColumnMapping, sample: list[list[str]]
+) -> tuple[ColumnMapping, str]:
+    """A mapping with one amount column and no ``direction`` gets the file's debit/credit
+    marker column when it has one (a note says so): an export writing ``12.50`` and ``DR``
+    means money out."""
+    if (
+        mapping.amount is None
+        or mapping.direction is not None
+        or mapping.sign is not SignConvention.POSITIVE_IN
+    ):
+        return mapping, ""
+    cols = Columns(table.header)
+    used = [cols.find(name) for name in mapping.columns()]
+    at = detect_direction(table.header, sample, skip=[i for i in used if i is not None])
+    if at is None:
+        return mapping, ""
+    name = table.header[at]
+    note = (
+        f"column {name!r} says debit or credit: amounts are signed by it (debits are money out); "
+        "a row without such a marker is not imported"
+    )
+    return replace(mapping, direction=name), note
+
+
 def _mapping_source(table: Table, mapping: ColumnMapping, fmt: str, key: str, name: str) -> Source:
     sample = table.take_sample()
+    mapping, note = _with_direction(table, mapping, sample)
     try:
         mapper = MappingReader(mapping, table.header, sample, _account_for(key, name))
     except ValueError as exc:
         raise MalformedFile(f"the mapping does not fit the file: {exc}") from None
-    return Source(fmt, mapper, mapping, list(mapper.settings.notes))
+    return Source(
+        fmt, mapper, mapping, [note, *mapper.settings.notes] if note else list(mapper.settings.notes)
+    )
 
 
 def choose(
