@@ -5,10 +5,11 @@ Signed endpoints (``/api/v3/account``, ``myTrades``, ``/sapi/v1/capital/*``,
 ``recvWindow`` of the real time (ccxt signs with the wall clock) and ``signature`` = hex
 HMAC-SHA256 of the query string before it, with the secret. ``myTrades`` needs a symbol and
 pages by ``fromId`` (ascending, at most ``limit``; without ``fromId``, the newest
-``limit``); deposit and withdrawal history refuse a window longer than 90 days. Every answer
-carries ``X-MBX-USED-WEIGHT-1M``. ``store.inject(path, fault)`` makes the next request to a
-path fail as Binance does: ``429`` (Retry-After), ``418`` (IP ban), ``key`` (-2015),
-``timestamp`` (-1021), ``maintenance`` and ``error``.
+``limit``); deposit and withdrawal history refuse a window longer than 90 days and answer
+the window's newest ``limit`` items (default and most 1,000), newest first, saying nothing
+of the rest. Every answer carries ``X-MBX-USED-WEIGHT-1M``. ``store.inject(path, fault)``
+makes the next request to a path fail as Binance does: ``429`` (Retry-After), ``418`` (IP
+ban), ``key`` (-2015), ``timestamp`` (-1021), ``maintenance`` and ``error``.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from starlette.routing import Route
 from finsync.providers.http import Clock
 
 NINETY_DAYS_MS = 90 * 86_400_000
+TRANSFER_LIMIT = 1000  # deposit and withdrawal history: ``limit`` defaults to 1,000, at most 1,000
 WEIGHTS = {"account": 20, "myTrades": 20, "hisrec": 1, "history": 1, "apiRestrictions": 1, "exchangeInfo": 20}
 
 
@@ -292,7 +294,9 @@ def create_app(clock: Clock, store: BinanceStore) -> Starlette:
         end = int(params.get("endTime", str(int(time.time() * 1000))))
         if "startTime" in params and end - start > NINETY_DAYS_MS:
             return _error(400, -1127, "More than 90 days between startTime and endTime.")
-        return [i for i in items if start <= i["_t"] <= end]
+        limit = min(int(params.get("limit", str(TRANSFER_LIMIT))), TRANSFER_LIMIT)
+        found = [i for i in items if start <= i["_t"] <= end]
+        return sorted(found, key=lambda i: i["_t"], reverse=True)[:limit]  # newest first, silently cut
 
     async def deposits(request: Request) -> Response:
         params, bad = signed(request)

@@ -3,9 +3,11 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator, Iterator
 from datetime import date
 from decimal import Decimal
+from itertools import pairwise
 from typing import Any
 
 import pytest
@@ -338,6 +340,119 @@ async def test_trade_history_pages_by_from_id_and_resumes_from_the_cursor(
     finally:
         await again.aclose()
     assert sorted(t.provider_transaction_id for t in new) == ["trade:BTC/USDT:7499", "trade:BTC/USDT:9000"]
+
+
+def _deposit(store: BinanceStore, id: str, at_ms: int) -> None:
+    store.deposits.append(
+        {
+            "id": id,
+            "amount": "0.01000000",
+            "coin": "BTC",
+            "network": "BTC",
+            "status": 1,
+            "address": "1BvBMSEYstWetqTFn5Au4m4GFg7xJaNVN2",
+            "addressTag": "",
+            "txId": f"tx-{id}",
+            "insertTime": at_ms,
+            "transferType": 0,
+            "confirmTimes": "1/1",
+            "unlockConfirm": 0,
+            "walletType": 0,
+            "_t": at_ms,
+        }
+    )
+
+
+def _withdrawal(store: BinanceStore, id: str, at_ms: int) -> None:
+    applied = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(at_ms // 1000))  # whole seconds, as Binance
+    store.withdrawals.append(
+        {
+            "id": id,
+            "amount": "1.00000000",
+            "transactionFee": "0.10000000",
+            "coin": "USDT",
+            "status": 6,
+            "address": "0x94df8b352de7f46f64b01d3666bf6e936e44ce60",
+            "txId": f"0x{id}",
+            "applyTime": applied,
+            "network": "ETH",
+            "transferType": 0,
+            "info": "",
+            "confirmNo": 3,
+            "walletType": 1,
+            "txKey": "",
+            "completeTime": applied,
+            "_t": at_ms,
+        }
+    )
+
+
+async def test_a_90_day_window_holding_more_than_a_page_of_transfers_is_read_whole(
+    url: str, store: BinanceStore, clock: VirtualClock
+) -> None:
+    """Binance answers at most 1,000 deposits (or withdrawals) a query and keeps quiet about the
+    rest: a full window is read again in parts. Items share instants on both sides of every
+    whole second (where parts meet): none is lost, none read twice, and a re-sync reads from
+    the cursor only."""
+    day = 86_400_000
+    t = int(clock.now() * 1000)
+    base = (t - 20 * day) // 1000 * 1000
+    deposits, withdrawals = set(), set()
+    for s in range(400):  # 2,400 deposits: three at the end of each second, three at the next's start
+        for k in range(6):
+            at = base + s * 1000 - (1 if k < 3 else 0)
+            _deposit(store, f"dep-{s}-{k}", at)
+            deposits.add(f"deposit:dep-{s}-{k}")
+    for s in range(300):  # 1,200 withdrawals, also within their seconds
+        for k in range(4):
+            at = base + s * 1000 + (999 if k < 2 else 0)
+            _withdrawal(store, f"wd{s}x{k}", at)
+            withdrawals.add(f"withdrawal:wd{s}x{k}")
+    session = _session(store)
+    first = _build(url, session, clock)
+    try:
+        [account] = await first.fetch_accounts()
+        batch = await first.fetch_transactions(account)
+    finally:
+        await first.aclose()
+    ids = [t.provider_transaction_id for t in batch.transactions]
+    assert len(ids) == len(set(ids))
+    assert {i for i in ids if i.startswith("deposit:dep-")} == deposits
+    assert {i for i in ids if i.startswith("withdrawal:wd")} == withdrawals
+    capital = [q for p, q in store.requests if "capital" in p]
+    assert all(int(q["endTime"]) - int(q["startTime"]) <= 90 * day for q in capital)
+    assert all(int(q["limit"]) <= 1000 for q in capital)
+    # the answers kept (the short ones; a full one is asked again in halves) meet end to start:
+    # no instant asked twice, none left out
+    for path, stored in (("hisrec", store.deposits), ("history", store.withdrawals)):
+        asked = [(int(q["startTime"]), int(q["endTime"])) for p, q in store.requests if p.endswith(path)]
+        kept = sorted((a, b) for a, b in asked if sum(a <= i["_t"] <= b for i in stored) < 1000)
+        assert all(after[0] == before[1] + 1 for before, after in pairwise(kept))
+        assert kept[-1][1] >= t  # up to the sync's now
+    # a re-sync a day later reads from the cursor: only what is new, nothing of the dense window
+    store.requests.clear()
+    clock.advance(86_400)
+    _deposit(store, "dep-new", t + 3_600_000)
+    again = _build(
+        url,
+        ProviderSession(
+            connection_id=session.connection_id, credentials=session.credentials, state=session.state
+        ),
+        clock,
+    )
+    try:
+        [account] = await again.fetch_accounts()
+        new = [
+            t.provider_transaction_id
+            for t in (await again.fetch_transactions(account)).transactions
+            if t.type is not TransactionType.TRADE
+        ]
+    finally:
+        await again.aclose()
+    assert new == ["deposit:dep-new"]
+    starts = [int(q["startTime"]) for p, q in store.requests if "capital" in p]
+    assert len(starts) == 2  # one window each for deposits and withdrawals
+    assert min(starts) >= t - 2 * day
 
 
 async def test_symbols_come_from_balances_and_from_past_trades(

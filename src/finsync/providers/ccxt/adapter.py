@@ -46,6 +46,8 @@ T = TypeVar("T")
 DAY_MS = 86_400_000
 HOUR_MS = 3_600_000
 ID_PAGE = 100  # items per page where paged by record id (HTX: at most 100 transfers a call)
+SECOND_MS = 1000
+TRANSFER_PAGE = 1000  # Binance: at most 1,000 deposits (or withdrawals) per answer, its default too
 OVERLAP_MS = DAY_MS  # re-read a day before each cursor: late-settling items are not missed
 BRIDGES = ("USDT", "USDC", "BTC", "ETH", "EUR", "USD")  # priced through one of these when no direct pair
 QUOTE_ASSETS = frozenset({"USDT", "USDC", "FDUSD", "BUSD", "BTC", "ETH", "BNB", "EUR", "USD", "TRY"})
@@ -386,17 +388,56 @@ class ExchangeAdapter:
             return await self._by_time(endpoint, fetch, cursors)
         # Binance: a query spans at most 90 days from ``since``: walk the windows up to now.
         start = max(EPOCH_MS, int(cursors.get(endpoint, EPOCH_MS)) - OVERLAP_MS)
+        paged = endpoint in self.exchange.page_params
+        if not paged:
+            start -= start % SECOND_MS  # windows (and their halves) begin on a whole second
         now = int(self.clock.now() * 1000)
         step = window * DAY_MS
         items: list[dict[str, Any]] = []
         while start <= now:
-            end = {self.exchange.window_end_param: min(start + step - 1, now)}
-            if endpoint in self.exchange.page_params:
-                items += await self._pages(endpoint, fetch, start, end)
+            end = min(start + step - 1, now)
+            if paged:
+                items += await self._pages(endpoint, fetch, start, {self.exchange.window_end_param: end})
             else:
-                items += await self._call(fetch, None, start, 1000, end)
+                items += await self._window(endpoint, fetch, start, end)
             start += step
         cursors[endpoint] = max([int(i["timestamp"]) for i in items] + [now - OVERLAP_MS])
+        return items
+
+    async def _window(
+        self,
+        endpoint: str,
+        fetch: Callable[..., Awaitable[list[dict[str, Any]]]],
+        start: int,
+        end: int,
+    ) -> list[dict[str, Any]]:
+        """Every transfer from ``start`` to ``end`` (milliseconds, both included; ``start`` on a
+        whole second). An answer of ``TRANSFER_PAGE`` items (Binance's most, and it says nothing
+        of the rest) may be only part of its window: that window is asked again as two halves
+        meeting on a whole second, ``[start, middle - 1]`` and ``[middle, end]``, until every
+        answer is short. The bounds are inclusive and disjoint, so an item stamped at a split
+        is in exactly one half (none lost, none read twice), whatever order the answer is in.
+        Whole seconds, because ccxt dates a withdrawal by its ``applyTime`` in seconds and
+        drops what it dates before ``since``: a half starting within a second would lose the
+        items of that second (and a full answer would look short). A single second holding a
+        full page cannot be split: what it answered is kept, with a warning."""
+        items: list[dict[str, Any]] = []
+        pending = [(start, end)]
+        while pending:
+            low, high = pending.pop()
+            page = await self._call(fetch, None, low, TRANSFER_PAGE, {self.exchange.window_end_param: high})
+            seconds = (high - low) // SECOND_MS
+            if len(page) < TRANSFER_PAGE or seconds == 0:
+                items += page
+                if len(page) >= TRANSFER_PAGE:
+                    at = datetime.fromtimestamp(low / 1000, UTC).isoformat()
+                    self.session.warnings.append(
+                        f"{self.exchange.display_name} has {TRANSFER_PAGE} or more {endpoint} "
+                        f"in the one second at {at}: only the {len(page)} it answered were read"
+                    )
+                continue
+            middle = low + (seconds + 1) // 2 * SECOND_MS
+            pending += [(middle, high), (low, middle - 1)]  # the older half first
         return items
 
     async def _ledger(self, cursors: dict[str, Any], earliest: int | None = None) -> list[dict[str, Any]]:
