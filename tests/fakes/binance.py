@@ -396,24 +396,36 @@ def seed(store: BinanceStore, now: float) -> None:
             "_t": t - 200 * day,
         }
     )
-    applied = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime((t - 3 * day) / 1000))
     store.withdrawals.append(
-        {
-            "id": "b6ae22b3aa844210a7041aee7589627c",
-            "amount": "100.00000000",
-            "transactionFee": "1.00000000",
-            "coin": "USDT",
-            "status": 6,
-            "address": "0x94df8b352de7f46f64b01d3666bf6e936e44ce60",
-            "txId": "0xb5ef8c13b968a406cc62a93a8bd80f9e9a906ef1b3fcf20a2e48573c17659268",
-            "applyTime": applied,
-            "network": "ETH",
-            "transferType": 0,
-            "info": "",
-            "confirmNo": 3,
-            "walletType": 1,
-            "txKey": "",
-            "completeTime": applied,
-            "_t": t - 3 * day,
-        }
+        withdrawal(
+            "b6ae22b3aa844210a7041aee7589627c",
+            t - 3 * day,
+            amount="100.00000000",
+            fee="1.00000000",
+            tx="0xb5ef8c13b968a406cc62a93a8bd80f9e9a906ef1b3fcf20a2e48573c17659268",
+        )
     )
+
+
+def withdrawal(id: str, at_ms: int, *, amount: str, fee: str, tx: str) -> dict[str, Any]:
+    """A completed USDT withdrawal as ``/sapi/v1/capital/withdraw/history`` lists it: its times
+    in whole seconds, as Binance writes ``applyTime``."""
+    applied = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(at_ms // 1000))
+    return {
+        "id": id,
+        "amount": amount,
+        "transactionFee": fee,
+        "coin": "USDT",
+        "status": 6,
+        "address": "0x94df8b352de7f46f64b01d3666bf6e936e44ce60",
+        "txId": tx,
+        "applyTime": applied,
+        "network": "ETH",
+        "transferType": 0,
+        "info": "",
+        "confirmNo": 3,
+        "walletType": 1,
+        "txKey": "",
+        "completeTime": applied,
+        "_t": at_ms,
+    }

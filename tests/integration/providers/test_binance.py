@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import AsyncIterator, Iterator
 from datetime import date
 from decimal import Decimal
@@ -22,7 +21,7 @@ from finsync.infrastructure.ratelimits import PgBucket, PgBuckets
 from finsync.providers.ccxt import binance, limits
 from finsync.providers.ccxt.adapter import ExchangeAdapter
 from finsync.providers.ratelimit import BUCKET_STORE
-from tests.fakes.binance import BinanceStore, api_urls, create_app, seed
+from tests.fakes.binance import BinanceStore, api_urls, create_app, seed, withdrawal
 from tests.fakes.clock import VirtualClock
 from tests.fakes.server import serve
 from tests.integration.providers.exchanges import build_exchange, exchange_session
@@ -57,6 +56,14 @@ async def adapter(url: str, store: BinanceStore, clock: VirtualClock) -> AsyncIt
 
 def _build(url: str, session: ProviderSession, clock: VirtualClock) -> ExchangeAdapter:
     return build_exchange(binance, api_urls(url), session, clock)
+
+
+def _again(url: str, session: ProviderSession, clock: VirtualClock) -> ExchangeAdapter:
+    """The next sync's adapter: the same connection with the state the last sync left."""
+    again = ProviderSession(
+        connection_id=session.connection_id, credentials=session.credentials, state=session.state
+    )
+    return _build(url, again, clock)
 
 
 async def test_validate_is_one_signed_balance_call_and_a_read_only_key_gets_no_warning(
@@ -323,13 +330,7 @@ async def test_trade_history_pages_by_from_id_and_resumes_from_the_cursor(
         commission="0",
         commission_asset="USDT",
     )
-    again = _build(
-        url,
-        ProviderSession(
-            connection_id=session.connection_id, credentials=session.credentials, state=session.state
-        ),
-        clock,
-    )
+    again = _again(url, session, clock)
     try:
         [account] = await again.fetch_accounts()
         new = [
@@ -364,27 +365,7 @@ def _deposit(store: BinanceStore, id: str, at_ms: int) -> None:
 
 
 def _withdrawal(store: BinanceStore, id: str, at_ms: int) -> None:
-    applied = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(at_ms // 1000))  # whole seconds, as Binance
-    store.withdrawals.append(
-        {
-            "id": id,
-            "amount": "1.00000000",
-            "transactionFee": "0.10000000",
-            "coin": "USDT",
-            "status": 6,
-            "address": "0x94df8b352de7f46f64b01d3666bf6e936e44ce60",
-            "txId": f"0x{id}",
-            "applyTime": applied,
-            "network": "ETH",
-            "transferType": 0,
-            "info": "",
-            "confirmNo": 3,
-            "walletType": 1,
-            "txKey": "",
-            "completeTime": applied,
-            "_t": at_ms,
-        }
-    )
+    store.withdrawals.append(withdrawal(id, at_ms, amount="1.00000000", fee="0.10000000", tx=f"0x{id}"))
 
 
 async def test_a_90_day_window_holding_more_than_a_page_of_transfers_is_read_whole(
@@ -433,13 +414,7 @@ async def test_a_90_day_window_holding_more_than_a_page_of_transfers_is_read_who
     store.requests.clear()
     clock.advance(86_400)
     _deposit(store, "dep-new", t + 3_600_000)
-    again = _build(
-        url,
-        ProviderSession(
-            connection_id=session.connection_id, credentials=session.credentials, state=session.state
-        ),
-        clock,
-    )
+    again = _again(url, session, clock)
     try:
         [account] = await again.fetch_accounts()
         new = [
