@@ -151,9 +151,7 @@ class ProviderHttp:
             self._buckets = account_buckets(provider, base_url, account)  # type: ignore[assignment]
         # Values scrubbed from any provider text we repeat in exceptions.
         self._secrets = [s for s in secrets if s and len(s) >= 4]
-        for name, value in (headers or {}).items():
-            if any(word in name.lower() for word in _SECRET_HEADER_WORDS) and len(value) >= 4:
-                self._secrets.append(value)
+        self._keep_secret(headers)
         self._client = httpx.AsyncClient(
             base_url=base_url,
             auth=auth,
@@ -192,6 +190,14 @@ class ProviderHttp:
                 LocalBucket(rate) if shared is None else shared.bucket(f"{self._account_key}:{key}", rate)
             )
         return self._buckets[key]
+
+    def _keep_secret(self, headers: Mapping[str, str] | None) -> None:
+        for name, value in (headers or {}).items():
+            secret = any(word in name.lower() for word in _SECRET_HEADER_WORDS)
+            if secret and len(value) >= 4 and value not in self._secrets:
+                self._secrets.append(value)
+                if value.lower().startswith("bearer "):
+                    self._secrets.append(value[7:])  # a provider may echo the bare token
 
     def _scrub(self, text: str) -> str:
         for secret in self._secrets:
@@ -243,6 +249,7 @@ class ProviderHttp:
         on a credential check; a refused connection will not be back in seconds).
         """
         method = method.upper()
+        self._keep_secret(headers)  # per-request credentials (a bearer token) are scrubbed too
         may_retry = method in _IDEMPOTENT if retry is None else retry
         max_retries = self.max_retries if retries is None else retries
         bucket = self._bucket(endpoint)

@@ -454,3 +454,22 @@ async def test_a_clock_that_jumps_back_does_not_block_for_the_jump() -> None:
     start = clock.now()
     await http.get_json("/x", endpoint="x")
     assert clock.now() - start <= 61  # one window at most, not the hour
+
+
+async def test_a_per_request_bearer_token_never_reaches_exceptions() -> None:
+    """Bank links send a fresh access token per request (``bearer_request``), not one set when
+    the client is made: a provider echoing it in an error body is scrubbed all the same."""
+    token = "eyJ-fake-access-token-for-tests"
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(403, json={"message": f"token {token} may not read this account"})
+
+    async def tokens(rejected: str | None) -> str:
+        return token
+
+    http = make(VirtualClock(), handler)
+    with capture_logs() as logs, pytest.raises(ProviderError) as info:
+        await http.bearer_request(tokens, "GET", "/accounts/1/", endpoint="x")
+    assert token not in str(info.value)
+    assert "***" in str(info.value)
+    assert token not in repr(logs)
