@@ -15,7 +15,7 @@ import pytest
 
 from finsync.application.orders import SUBMIT_LEASE
 from finsync.domain.trading import OrderStatus
-from tests.api.helpers import PASSWORD
+from tests.api.helpers import PASSWORD, register_and_login
 from tests.api.trading_world import World, trading_world
 from tests.fakes.faults import ACCEPT_FAULTS
 
@@ -310,3 +310,16 @@ async def test_a_resend_is_claimed_only_while_the_stored_order_is_unsettled(worl
         2,
         now,
     )
+
+
+async def test_listing_orders_by_another_users_account_is_not_found(world: World) -> None:
+    """The account filter answers as every other list's does: 404 for an account that is not
+    the caller's (theirs or nobody's), never an empty page that tells it exists."""
+    account = await _ready(world, "alpaca")
+    mine = await world.client.get("/api/v1/orders", headers=world.headers, params={"account_id": account})
+    assert mine.status_code == 200, mine.text
+    other = await register_and_login(world.client, "mallory@example.com")
+    for account_id in (account, "00000000-0000-7000-8000-000000000000"):
+        r = await world.client.get("/api/v1/orders", headers=other, params={"account_id": account_id})
+        assert r.status_code == 404, r.text
+        assert r.json()["type"].endswith("/not-found")

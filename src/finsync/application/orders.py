@@ -522,6 +522,9 @@ class OrderService:
         if caller.token is not None and not caller.token.may_read:
             raise InsufficientScope("listing orders needs the scope read")
         async with self._uow() as uow:
+            # Another user's account is unknown here too, as in every other list's filter.
+            if account_id is not None and await uow.accounts.get(account_id, caller.user_id) is None:
+                raise NotFound("account")
             return await uow.trading.orders(caller.user_id, page, account_id, open_only)
 
     async def follow_open(self, limit: int = 500, lookups: int = 2) -> int:

@@ -147,7 +147,11 @@ async def place(
     return JSONResponse(out, status_code=201 if placed.created else 200, headers=headers)
 
 
-@router.get("/orders", response_model=PageOut[OrderOut], responses=responses(InvalidInput, InsufficientScope))
+@router.get(
+    "/orders",
+    response_model=PageOut[OrderOut],
+    responses=responses(InvalidInput, InsufficientScope, NotFound),
+)
 async def list_orders(
     principal: PrincipalDep,
     container: ContainerDep,
