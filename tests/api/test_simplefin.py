@@ -182,3 +182,24 @@ async def test_a_failing_first_sync_keeps_the_claimed_url_and_a_revoked_one_need
     clock.advance(3600)
     assert (await _sync(client, container, connection_id))["status"] == "succeeded"
     assert len((await client.get("/api/v1/accounts")).json()["items"]) == 2  # the same accounts continue
+
+
+async def test_a_patch_refused_for_its_name_does_not_spend_the_new_setup_token(
+    api: tuple[httpx.AsyncClient, Container], bridge: tuple[SimpleFinStore, str]
+) -> None:
+    client, container = api
+    store, url = bridge
+    created = await client.post(
+        "/api/v1/connections",
+        json={"provider": "simplefin", "credentials": {"setup_token": store.setup_token(url)}},
+    )
+    assert created.status_code == 201, created.text
+    await container.jobs.drain()
+    path = f"/api/v1/connections/{created.json()['id']}"
+    token = store.setup_token(url)
+    refused = await client.patch(path, json={"credentials": {"setup_token": token}, "name": "   "})
+    assert refused.status_code == 422, refused.text
+    assert store.claims == 1  # refused before the one-time token was claimed
+    renewed = await client.patch(path, json={"credentials": {"setup_token": token}, "name": "Bridge"})
+    assert renewed.status_code == 200, renewed.text
+    assert store.claims == 2

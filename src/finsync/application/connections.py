@@ -246,6 +246,8 @@ class ConnectionService:
             raise InvalidInput(
                 "statement-file connections are updated by uploading files; they have no schedule"
             )
+        if name is not None and not connection_name(name, ""):
+            raise InvalidInput("name must not be empty")
         encrypted, login, said, new_expiry = None, Login(), list[str](), None
         if credentials is not None:
             info = self.provider(current.provider)
@@ -255,8 +257,6 @@ class ConnectionService:
             new_expiry = _expiry_of(info, creds, self._clock())
             login, kept, said = await self._identify(current.id, info, current.environment, creds)
             encrypted = self._cipher.encrypt(kept)
-        if name is not None and not connection_name(name, ""):
-            raise InvalidInput("name must not be empty")
         async with self._uow() as uow:  # re-read: a sync may have moved state on while we validated
             connection = await uow.connections.get(connection_id, user_id, lock=True)
             if connection is None:
