@@ -10,6 +10,7 @@ import pytest
 
 from finsync.bootstrap import Container
 from finsync.domain.entities import utcnow
+from finsync.domain.errors import RateLimited
 from tests.api.helpers import register_and_login
 from tests.fakes.memory import MemoryProviders
 
@@ -57,6 +58,25 @@ async def test_schedule_is_shown_edited_and_paused(
     r = await client.patch(path, headers=headers, json={"sync_interval_minutes": None})
     assert r.json()["sync_interval_minutes"] == 60  # null: back to the provider's default
     assert r.json()["sync_enabled"] is False
+
+
+async def test_a_new_interval_does_not_bring_a_rate_limited_retry_forward(
+    client: httpx.AsyncClient, container: Container, memory_providers: MemoryProviders
+) -> None:
+    """The last sync met a rate limit resetting in 3 hours: changing the interval counts from
+    the last successful sync, but must not make the connection due before that reset."""
+    headers = await register_and_login(client)
+    created = await _connect(client, headers)
+    await container.jobs.drain()
+    path = f"/api/v1/connections/{created['id']}"
+    reset = utcnow() + timedelta(hours=3)
+    limited = RateLimited("allowance used", retry_after=10800, retry_at=reset)
+    memory_providers.fail_on["fetch_accounts"] = limited
+    assert (await client.post(f"{path}/sync", headers=headers)).status_code in (200, 201, 202)
+    await container.jobs.drain()
+    r = await client.patch(path, headers=headers, json={"sync_interval_minutes": 15})
+    assert r.status_code == 200, r.text
+    assert datetime.fromisoformat(r.json()["next_sync_at"]) >= reset
 
 
 async def test_a_paused_connection_is_not_scheduled(

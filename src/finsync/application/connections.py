@@ -291,13 +291,16 @@ class ConnectionService:
         return info.schedule if info is not None else NEVER
 
     def _reschedule(self, connection: Connection, plan: SyncSchedule, change: ScheduleChange) -> None:
-        """A new interval counts from the last sync (due now when that is longer ago)."""
+        """A new interval counts from the last sync (due now when that is longer ago), but never
+        brings forward a retry the last failure put off (its back-off, a rate limit's reset)."""
         if change.enabled is not None:
             connection.sync_enabled = change.enabled
         if change.interval_set:
             connection.sync_interval_minutes = change.interval or plan.default_minutes
             now = self._clock()
             after = plan.next_at(connection.last_synced_at or now, connection.sync_interval_minutes)
+            if after is not None and connection.last_error_code and connection.next_sync_at:
+                after = max(after, connection.next_sync_at)  # the last sync failed: its retry stands
             connection.next_sync_at = None if after is None else max(after, now)
 
     async def delete(self, connection_id: UUID, user_id: UUID) -> None:
