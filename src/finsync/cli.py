@@ -280,13 +280,8 @@ def refresh_market_data(
 
 
 async def _refresh(day: object) -> Any:
-    from finsync.bootstrap import build
-
-    container = build(Settings())
-    try:
-        return await container.market_data.refresh_market_data(day)  # type: ignore[arg-type]
-    finally:
-        await container.aclose()
+    async with container(load_settings()) as c:  # a bad setting is one line, as in every command
+        return await c.market_data.refresh_market_data(day)  # type: ignore[arg-type]
 
 
 @app.command()
