@@ -339,3 +339,14 @@ def test_market_data_refresh_with_a_bad_setting_is_one_line(
     (line,) = result.output.splitlines()
     assert line.startswith(expected)
     assert "fake-db-password" not in result.output
+
+
+def test_a_setting_that_is_not_json_is_one_line_naming_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FINSYNC_DATABASE_URL", f"sqlite+aiosqlite:///{tmp_path / 'finsync.db'}")
+    monkeypatch.setenv("FINSYNC_PROVIDERS", "{not json")
+    result = invoke("users", "list")
+    assert isinstance(result.exception, SystemExit), result.exception  # not a traceback
+    assert result.exit_code == 1
+    assert result.output == "error: FINSYNC_PROVIDERS: not valid JSON (see docs/configuration.md)\n"
