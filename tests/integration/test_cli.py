@@ -350,3 +350,12 @@ def test_a_setting_that_is_not_json_is_one_line_naming_it(
     assert isinstance(result.exception, SystemExit), result.exception  # not a traceback
     assert result.exit_code == 1
     assert result.output == "error: FINSYNC_PROVIDERS: not valid JSON (see docs/configuration.md)\n"
+
+
+def test_market_data_refresh_with_a_malformed_day_is_a_usage_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FINSYNC_DATABASE_URL", f"sqlite+aiosqlite:///{tmp_path / 'finsync.db'}")
+    result = invoke("market-data", "refresh", "--day", "2024-13-01")
+    assert result.exit_code == 2
+    assert result.output == "error: --day must be YYYY-MM-DD, not '2024-13-01'\n"
