@@ -258,8 +258,7 @@ def refresh_market_data(
     try:
         when = date.fromisoformat(day) if day else None
     except ValueError:
-        typer.echo(f"--day must be YYYY-MM-DD, not {day!r}", err=True)
-        raise typer.Exit(2) from None
+        fail(f"--day must be YYYY-MM-DD, not {day!r}", USAGE)
     report = asyncio.run(_refresh(when))
     typer.echo(
         f"{report.day}: {report.fx_stored} FX fixing(s) from {report.fx_source or 'no source'}; "
@@ -280,13 +279,8 @@ def refresh_market_data(
 
 
 async def _refresh(day: object) -> Any:
-    from finsync.bootstrap import build
-
-    container = build(Settings())
-    try:
-        return await container.market_data.refresh_market_data(day)  # type: ignore[arg-type]
-    finally:
-        await container.aclose()
+    async with container(load_settings()) as c:  # a bad setting is one line, as in every command
+        return await c.market_data.refresh_market_data(day)  # type: ignore[arg-type]
 
 
 @app.command()

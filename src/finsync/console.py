@@ -5,6 +5,7 @@ progress bars."""
 from __future__ import annotations
 
 import logging
+import re
 import sys
 from collections.abc import AsyncIterator, Iterator
 from contextlib import AbstractContextManager, asynccontextmanager, contextmanager
@@ -13,6 +14,7 @@ from typing import TYPE_CHECKING, NoReturn
 import structlog
 import typer
 from pydantic import ValidationError
+from pydantic_settings import SettingsError
 
 from finsync.config import Settings
 from finsync.domain.errors import FinsyncError, NotFound
@@ -46,6 +48,10 @@ def load_settings() -> Settings:
             f"FINSYNC_{'_'.join(map(str, err['loc'])).upper()}: {err['msg']}" for err in exc.errors()
         )
         fail(f"{problems} (see docs/configuration.md)")
+    except SettingsError as exc:  # a value that is not JSON where JSON is read (FINSYNC_PROVIDERS)
+        field = re.search(r'field "(\w+)"', str(exc))
+        name = f"FINSYNC_{field.group(1).upper()}" if field else "a FINSYNC_* setting"
+        fail(f"{name}: not valid JSON (see docs/configuration.md)")
 
 
 def require_service_secrets() -> None:

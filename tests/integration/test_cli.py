@@ -312,3 +312,50 @@ def test_a_worker_needs_postgresql(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     result = invoke("worker")
     assert result.exit_code == 2
     assert "needs PostgreSQL" in result.output
+
+
+@pytest.mark.parametrize(
+    ("setting", "value", "expected"),
+    [
+        ("FINSYNC_BASE_CURRENCY", "EURO", "error: FINSYNC_BASE_CURRENCY: "),
+        (
+            "FINSYNC_DATABASE_URL",
+            "postgresql+asyncpg://finsync:fake-db-password@127.0.0.1:1/finsync",
+            "error: FINSYNC_ENCRYPTION_KEYS and FINSYNC_JWT_SECRET must be set",
+        ),
+    ],
+    ids=["bad-value", "missing-secrets"],
+)
+def test_market_data_refresh_with_a_bad_setting_is_one_line(
+    setting: str, value: str, expected: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in [n for n in os.environ if n.startswith("FINSYNC_")]:
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("FINSYNC_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv(setting, value)
+    result = invoke("market-data", "refresh")
+    assert isinstance(result.exception, SystemExit), result.exception  # not a traceback
+    assert result.exit_code == 1
+    (line,) = result.output.splitlines()
+    assert line.startswith(expected)
+    assert "fake-db-password" not in result.output
+
+
+def test_a_setting_that_is_not_json_is_one_line_naming_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FINSYNC_DATABASE_URL", f"sqlite+aiosqlite:///{tmp_path / 'finsync.db'}")
+    monkeypatch.setenv("FINSYNC_PROVIDERS", "{not json")
+    result = invoke("users", "list")
+    assert isinstance(result.exception, SystemExit), result.exception  # not a traceback
+    assert result.exit_code == 1
+    assert result.output == "error: FINSYNC_PROVIDERS: not valid JSON (see docs/configuration.md)\n"
+
+
+def test_market_data_refresh_with_a_malformed_day_is_a_usage_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FINSYNC_DATABASE_URL", f"sqlite+aiosqlite:///{tmp_path / 'finsync.db'}")
+    result = invoke("market-data", "refresh", "--day", "2024-13-01")
+    assert result.exit_code == 2
+    assert result.output == "error: --day must be YYYY-MM-DD, not '2024-13-01'\n"
