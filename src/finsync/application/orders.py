@@ -34,6 +34,7 @@ from finsync.domain.errors import (
     ProviderError,
     RateLimited,
     TradingDisabled,
+    TradingHalted,
     Unavailable,
     UnsupportedOrder,
 )
@@ -198,9 +199,7 @@ class OrderService:
                 return self._replay(ctx.stored, digest)
             settings = ctx.settings
             if settings is None:
-                raise TradingDisabled(
-                    "trading is not enabled on this connection (PATCH its trading settings)"
-                )
+                raise TradingDisabled(TRADING_OFF)
             order = self._new_order(
                 caller, ctx.account, ctx.connection, request, key, digest, client_order_id
             )
@@ -241,6 +240,9 @@ class OrderService:
         """What the broker cannot take, and live orders on a server that does not allow them."""
         if problem := adapter.order_problem(request):
             raise UnsupportedOrder(problem)
+        self._check_live(connection)
+
+    def _check_live(self, connection: Connection) -> None:
         if connection.environment == "live" and not self._live:
             raise LiveTradingDisabled(
                 "live trading is disabled on this server (FINSYNC_LIVE_TRADING is not 'enabled'); "
@@ -411,17 +413,16 @@ class OrderService:
         now = self._clock()
         async with self._uow() as uow:
             refusal = await self._resend_refusal(uow, order)
-            claimed = refusal is None and await uow.trading.claim_resend(order.id, now, now - SUBMIT_LEASE)
-            if claimed:
+            if refusal is None:
+                if not await uow.trading.claim_resend(order.id, now, now - SUBMIT_LEASE):
+                    # found and recorded meanwhile, or resent by another process
+                    if (stored := await uow.trading.order(order.id)) is not None:
+                        _adopt(order, stored)
+                    return
                 order.submit_attempts, order.submitted_at = 2, now
                 order.status, order.updated_at = OrderStatus.PENDING_SUBMIT, now
                 await uow.trading.add_events(self._event(order, "resend", actor, {"proven_absent": True}))
                 await uow.commit()
-            elif refusal is None:  # found and recorded meanwhile, or resent by another process
-                stored = await uow.trading.order(order.id)
-                if stored is not None:
-                    _adopt(order, stored)
-                return
         if refusal is not None:
             data = {"found": None, "not_resent": refusal}
             await self._record(order, OrderStatus.REJECTED, actor, "reconcile", data, refusal)
@@ -435,12 +436,13 @@ class OrderService:
         connection = await uow.connections.get(order.connection_id)
         if connection is None:
             return "not resent: its connection was deleted"
-        if settings is None or not settings.enabled:
-            return "not resent: trading was disabled on its connection"
-        if settings.halted:
-            return "not resent: trading on its connection is halted"
-        if connection.environment == "live" and not self._live:
-            return "not resent: live trading is disabled on this server"
+        try:
+            if settings is None:
+                raise TradingDisabled(TRADING_OFF)
+            settings.check_switches()
+            self._check_live(connection)
+        except (TradingDisabled, TradingHalted, LiveTradingDisabled) as exc:
+            return f"not resent: {exc.detail}"
         return None
 
     # -- recording -------------------------------------------------------------------------

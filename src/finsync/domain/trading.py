@@ -129,13 +129,17 @@ class TradingSettings:
     symbols: list[str] | None = None  # the allow-list; None: any symbol
     updated_at: datetime = field(default_factory=utcnow)
 
-    def check(self, request: OrderRequest, estimate: Decimal | None, today: tuple[int, Decimal]) -> None:
-        """Refuse an order the owner's switches or limits forbid, naming the limit.
-        ``today``: orders placed and their estimated notional since midnight UTC."""
+    def check_switches(self) -> None:
+        """Refuse any send, a first one or a resend, while trading is off or halted."""
         if not self.enabled:
             raise TradingDisabled("trading is not enabled on this connection (PATCH its trading settings)")
         if self.halted:
             raise TradingHalted("trading on this connection is halted (POST .../trading/resume)")
+
+    def check(self, request: OrderRequest, estimate: Decimal | None, today: tuple[int, Decimal]) -> None:
+        """Refuse an order the owner's switches or limits forbid, naming the limit.
+        ``today``: orders placed and their estimated notional since midnight UTC."""
+        self.check_switches()
         if self.symbols is not None and request.symbol not in self.symbols:
             raise OrderLimitExceeded(f"symbols: {request.symbol} is not in this connection's allow-list")
         count, spent = today

@@ -230,7 +230,7 @@ class MappingReader:
             what = repr(marker.strip()) if marker.strip() else "empty"
             raise RowError(f"{self._direction_name} is {what}, not a debit or credit marker (DR/CR, D/C)")
         if way < 0:
-            return -amount if amount > 0 else amount
+            return -abs(amount)
         if amount < 0:
             raise RowError(f"amount {amount} is negative but {self._direction_name} says credit")
         return amount
