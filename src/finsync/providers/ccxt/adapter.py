@@ -196,7 +196,7 @@ class ExchangeAdapter:
                 if income is not None:
                     found[income.provider_transaction_id] = income
             if fees_in_ledger:
-                for item in mappers.charged_fees(trades, ledger):
+                for item in mappers.charged_fees(self.wire, trades, ledger):
                     record = mappers.trade(self.wire, item)
                     found[record.provider_transaction_id] = record
         return TransactionBatch(transactions=list(found.values()))

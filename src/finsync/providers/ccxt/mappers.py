@@ -157,7 +157,9 @@ def trade(wire: Wire, item: Mapping[str, Any]) -> ProviderTransaction:
     )
 
 
-def charged_fees(trades: list[dict[str, Any]], ledger: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def charged_fees(
+    wire: Wire, trades: list[dict[str, Any]], ledger: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
     """The trades whose fee the ledger says was charged otherwise than ccxt labels it (Kraken
     labels every fee in the pair's quote asset), each with the fee (amount and asset) of its
     ledger entry that carries one: the entry whose ``referenceId`` is the trade id, in the asset
@@ -165,9 +167,9 @@ def charged_fees(trades: list[dict[str, Any]], ledger: list[dict[str, Any]]) -> 
     charged: dict[str, dict[str, Any]] = {}
     for entry in ledger:
         fee = entry.get("fee")
-        if not isinstance(fee, Mapping) or fee.get("cost") in (None, "") or not entry.get("referenceId"):
+        if not isinstance(fee, Mapping) or not entry.get("referenceId"):
             continue
-        if Decimal(str(fee["cost"])) != 0:
+        if wire.optional(fee.get("cost"), "ledger fee"):  # not absent, not zero
             charged[str(entry["referenceId"])] = {"cost": fee["cost"], "currency": entry.get("currency")}
     found = []
     for item in trades:
