@@ -17,6 +17,7 @@ from finsync.domain.entities import User
 from finsync.domain.enums import TransactionSubtype, TransactionType
 from finsync.domain.errors import InvalidInput
 from finsync.domain.fx import RateBook
+from finsync.domain.market import every_day
 from finsync.domain.ports import UnitOfWork
 
 MAX_DAYS = 366 * 30
@@ -62,7 +63,7 @@ def period_start(day: date, interval: Interval) -> date:
 def daily_rates(book: RateBook, currencies: set[str], target: str, start: date, end: date) -> DailyRates:
     """Each currency's rate to ``target`` on every day of the range (days before its first fixing: none)."""
     rates = DailyRates(base=target)
-    days = [start + timedelta(days=i) for i in range((end - start).days + 1)]
+    days = every_day(start, end)
     for currency in sorted(currencies - {target}):  # one division per fixing, not per day
         for day, rate in zip(days, book.series(currency, target, days), strict=True):
             if rate is not None:

@@ -34,6 +34,7 @@ from finsync.domain.analytics_ports import Interval, PositionSpan, SnapshotValue
 from finsync.domain.entities import Account, User, utcnow
 from finsync.domain.errors import InvalidInput
 from finsync.domain.fx import Rate, RateBook, minor_places
+from finsync.domain.market import every_day
 from finsync.domain.ports import Now, UnitOfWork
 
 MAX_POINTS = 20_000
@@ -76,10 +77,9 @@ class History:
 def period_ends(start: date, end: date, interval: Interval) -> list[date]:
     """The last day of each period from ``start`` to ``end`` (the current period ends at ``end``)."""
     if interval is Interval.DAY:  # every day: no calendar to walk
-        days = (end - start).days + 1
-        if days > MAX_POINTS:
+        if (end - start).days + 1 > MAX_POINTS:
             raise InvalidInput(f"more than {MAX_POINTS} points: choose a longer interval or a shorter range")
-        return [start + timedelta(days=i) for i in range(days)]
+        return every_day(start, end)
     points, day = [], start
     while day <= end:
         if interval is Interval.WEEK:

@@ -59,10 +59,14 @@ def is_fixing_day(day: date) -> bool:
     return day.weekday() < 5 and not is_target_holiday(day)
 
 
+def every_day(start: date, end: date) -> list[date]:
+    """The days of ``start..end``, both included (none when ``end`` is before ``start``)."""
+    return [start + timedelta(days=n) for n in range((end - start).days + 1)]
+
+
 def fixing_days(start: date, end: date) -> list[date]:
     """The days of ``start..end`` (inclusive) that have an ECB fixing."""
-    days = (start + timedelta(days=n) for n in range((end - start).days + 1))
-    return [day for day in days if is_fixing_day(day)]
+    return [day for day in every_day(start, end) if is_fixing_day(day)]
 
 
 def last_fixing_day(day: date) -> date:
