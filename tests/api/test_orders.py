@@ -323,3 +323,21 @@ async def test_listing_orders_by_another_users_account_is_not_found(world: World
         r = await world.client.get("/api/v1/orders", headers=other, params={"account_id": account_id})
         assert r.status_code == 404, r.text
         assert r.json()["type"].endswith("/not-found")
+
+
+async def test_two_reconcilers_claiming_one_resend_at_once_get_it_once(world: World) -> None:
+    """The one resend is the database's to give: two processes proving the same order absent
+    at the same moment both ask for it, and exactly one is granted it."""
+    account = await _ready(world, "trading212")
+    world.wire.choose = lambda request: "refuse_503"  # refused, and the broker cannot be asked
+    order_id = UUID((await world.order(account, "contested")).json()["id"])
+    now = datetime.fromtimestamp(world.clock.now(), UTC)
+
+    async def claim() -> bool:
+        async with world.container.uow() as uow:
+            granted = await uow.trading.claim_resend(order_id, now, now - SUBMIT_LEASE)
+            await asyncio.sleep(0.05)  # hold the row while the other asks
+            await uow.commit()
+            return granted
+
+    assert sorted(await asyncio.gather(claim(), claim())) == [False, True]
