@@ -39,6 +39,7 @@ from finsync.api.routers import (
     trading,
     webhooks,
 )
+from finsync.api.routing import add_routes
 from finsync.bootstrap import Container, build, configure_logging
 from finsync.config import Settings
 
@@ -155,7 +156,7 @@ def create_app(
         return response
 
     docs.install(app, api_prefix=API_PREFIX, docs_enabled=settings.docs_enabled)
-    app.include_router(health.router)
+    add_routes(app, health.router)
     routers = (
         auth,
         providers,
@@ -171,7 +172,7 @@ def create_app(
         trading,
     )
     for module in routers:
-        app.include_router(module.router, prefix=API_PREFIX)
+        add_routes(app, module.router, API_PREFIX)
     return app
 
 

@@ -17,6 +17,8 @@ from fastapi.openapi.docs import get_redoc_html
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 
+from finsync.api.routing import add_routes
+
 ASSETS = Path(fastapi_offline.__file__).parent / "static"
 DOCS, REDOC, INIT = "/docs", "/redoc", "/docs/init.js"
 OPENAPI = "/openapi.json"
@@ -98,4 +100,4 @@ def install(app: FastAPI, *, api_prefix: str, docs_enabled: bool) -> None:
             )
 
         app.mount("/docs/assets", StaticFiles(directory=ASSETS), name="docs-assets")
-    app.include_router(router)
+    add_routes(app, router)
