@@ -179,3 +179,24 @@ async def test_api_tokens_are_scoped_shown_once_and_revocable(world: World) -> N
     assert r.status_code == 401
     assert len(world.alpaca.orders) == 1
     assert Decimal(world.alpaca.orders[0]["filled_qty"]) == 1
+
+
+async def test_an_order_refused_under_the_lock_gives_back_its_reserved_send(world: World) -> None:
+    """The send's slot on the broker's budget is reserved while the order is stored; an order
+    refused there (a daily limit is counted under the lock) gives it back, so the next order
+    does not wait for a send that never happened (Trading 212: one limit order per 2 s)."""
+    conn, account = await world.connect("trading212", "demo")
+    assert (await world.enable(conn, max_notional_per_day="100")).status_code == 200
+    limit = {"type": "limit", "limit_price": "150"}
+    refused = await world.order(account, "refused-1", **limit)
+    assert (refused.status_code, _type(refused)) == (403, "order-limit"), refused.text
+    assert "max_notional_per_day" in refused.json()["detail"]
+    assert (await world.enable(conn, max_notional_per_day=None)).status_code == 200
+    before = world.clock.now()
+    placed = await world.order(account, "placed-1", **limit)
+    assert placed.status_code == 201, placed.text
+    assert world.clock.now() - before < 1  # the refused order's slot was free again
+    again = await world.order(account, "placed-2", **limit)  # the limit itself still holds
+    assert again.status_code == 201, again.text
+    assert world.clock.now() - before >= 2
+    assert len(world.t212.orders) == 2

@@ -14,7 +14,7 @@ from finsync.application.trading import OrderPorts
 from finsync.domain.entities import Connection
 from finsync.domain.enums import Capability
 from finsync.domain.errors import InvalidInput
-from finsync.domain.ports import ProviderSession
+from finsync.domain.ports import ProviderSession, SendSlot
 from finsync.domain.trading import BrokerOrder, OrderRequest
 
 
@@ -25,7 +25,12 @@ class Port:
     def order_problem(self, order: OrderRequest) -> str | None:
         return None
 
-    async def place_order(self, order: OrderRequest, client_order_id: str) -> BrokerOrder:
+    async def reserve_send(self, order: OrderRequest) -> SendSlot | None:
+        return None
+
+    async def place_order(
+        self, order: OrderRequest, client_order_id: str, slot: SendSlot | None = None
+    ) -> BrokerOrder:
         raise NotImplementedError
 
     async def find_orders(

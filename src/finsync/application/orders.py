@@ -11,6 +11,7 @@ request, broker answer and status change is an ``OrderEvent``.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, fields
@@ -46,6 +47,7 @@ from finsync.domain.ports import (
     Page,
     PageRequest,
     ProviderGateway,
+    SendSlot,
     UnitOfWork,
     UnitOfWorkFactory,
 )
@@ -214,8 +216,17 @@ class OrderService:
             else:
                 settings.check(request, estimate, (0, Decimal(0)))
             event = self._event(order, "request", caller.actor, _request_data(order))
-            placed = await self._desk.place(order, event, settings, check)
-            await held.aclose()  # the connection goes back to the pool before the send
+            # The send's slot on the broker's rate budget is reserved while the order is
+            # stored (two round trips at once); nothing is sent before the insert commits.
+            slot = asyncio.create_task(adapter.reserve_send(request))
+            placed: Placement | None = None
+            try:
+                placed = await self._desk.place(order, event, settings, check)
+            finally:
+                await held.aclose()  # the connection goes back to the pool before the send
+                await asyncio.wait([slot])  # one round trip: a reservation never waits
+                if placed is not Placement.PLACED:
+                    await _release(slot)
             if placed is Placement.TAKEN:  # the same key, concurrently: theirs sends
                 async with self._uow() as uow:
                     stored = await uow.trading.order_by_key(caller.user_id, key)
@@ -224,7 +235,7 @@ class OrderService:
                 return self._replay(stored, digest)
             if placed is Placement.CHANGED:  # the owner changed the settings meanwhile
                 return await self._place_locked(caller, account_id, request, key, digest, client_order_id)
-            await self._submit(adapter, order, caller.actor)
+            await self._submit(adapter, order, caller.actor, slot)
         return Placed(order, True)
 
     async def _resolve(self, caller: Caller | Bearer) -> Caller:
@@ -350,10 +361,14 @@ class OrderService:
                 return Decimal(holding.current_price)
         return None
 
-    async def _submit(self, adapter: OrderPort, order: Order, actor: str) -> None:
-        """One send of a stored order; its outcome decides the next status."""
+    async def _submit(
+        self, adapter: OrderPort, order: Order, actor: str, slot: asyncio.Task[SendSlot | None] | None = None
+    ) -> None:
+        """One send of a stored order; its outcome decides the next status. ``slot``: its
+        reservation on the rate budget (done), whose failure is the send's."""
         try:
-            answer = await adapter.place_order(order.request(), str(order.id))
+            reserved = slot.result() if slot is not None else None
+            answer = await adapter.place_order(order.request(), str(order.id), reserved)
         except AMBIGUOUS as exc:
             await self._record(
                 order, OrderStatus.UNKNOWN, actor, "broker_error", {"error": exc.detail}, exc.detail
@@ -667,6 +682,17 @@ async def store(
             _adopt(order, stored)
         log.info("order_change_already_recorded", order_id=str(order.id), status=order.status.value)
     return saved
+
+
+async def _release(slot: asyncio.Task[SendSlot | None]) -> None:
+    """Give back a reserved send that will not be made (a failed give-back only leaves the
+    budget a little stricter until the window forgets it)."""
+    if slot.cancelled() or slot.exception() is not None or (reserved := slot.result()) is None:
+        return
+    try:
+        await reserved.release()
+    except Exception:
+        log.warning("rate_slot_not_released", exc_info=True)
 
 
 def _adopt(order: Order, stored: Order) -> None:

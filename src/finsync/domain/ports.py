@@ -830,6 +830,13 @@ class KeyValidator(Protocol):
     async def validate(self) -> list[str]: ...
 
 
+class SendSlot(Protocol):
+    """A send reserved on the broker's rate budget before the order is stored (the two round
+    trips overlap); ``release`` gives it back when the order is not sent after all."""
+
+    async def release(self) -> None: ...
+
+
 @runtime_checkable
 class OrderPort(Protocol):
     """Capability ``trading``: orders at the broker. ``order_problem`` refuses, without any
@@ -838,7 +845,13 @@ class OrderPort(Protocol):
     failure), oldest first."""
 
     def order_problem(self, order: OrderRequest) -> str | None: ...
-    async def place_order(self, order: OrderRequest, client_order_id: str) -> BrokerOrder: ...
+    async def reserve_send(self, order: OrderRequest) -> SendSlot | None:
+        """A send of ``order`` on the budget, if one is free now (never waits)."""
+        ...
+
+    async def place_order(
+        self, order: OrderRequest, client_order_id: str, slot: SendSlot | None = None
+    ) -> BrokerOrder: ...
     async def find_orders(
         self, order: OrderRequest, client_order_id: str, sent_at: datetime
     ) -> list[BrokerOrder]: ...

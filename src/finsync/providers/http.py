@@ -16,6 +16,7 @@ import random
 import ssl
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 from types import TracebackType
@@ -32,6 +33,7 @@ from finsync.domain.errors import (
     ScopeError,
     Unavailable,
 )
+from finsync.domain.ports import SendSlot
 from finsync.providers.ratelimit import (
     BUCKET_STORE,
     SHARED_BUCKET,
@@ -114,6 +116,29 @@ def default_error_message(response: httpx.Response) -> str:
     return response.text.strip()[:200]
 
 
+@dataclass(slots=True, eq=False)
+class Slot:
+    """A send reserved on an endpoint's rate budget ahead of the request that spends it, so
+    the reservation's round trip can overlap other work (an order's insert). Spent by the
+    first attempt of the request given it; ``release`` gives back one that was never spent."""
+
+    bucket: Bucket
+    stamp: float
+    spent: bool = False
+
+    def spend(self, bucket: Bucket | None) -> float | None:
+        """The reserved stamp, once, for a request on the same budget."""
+        if self.spent or bucket is not self.bucket:
+            return None
+        self.spent = True
+        return self.stamp
+
+    async def release(self) -> None:
+        if not self.spent:
+            self.spent = True
+            await self.bucket.give_back(self.stamp)
+
+
 class ProviderHttp:
     """An ``httpx.AsyncClient`` plus finsync's provider rules; one per adapter instance."""
 
@@ -191,6 +216,18 @@ class ProviderHttp:
             )
         return self._buckets[key]
 
+    async def reserve(self, endpoint: str) -> Slot | None:
+        """A send on ``endpoint``'s budget if one is free now, for a request made later with
+        ``slot=`` (``Slot.release`` it if that request is not made); None when the budget is
+        spent: that request then waits its turn as any other. Never waits itself."""
+        bucket = self._bucket(endpoint)
+        if bucket is None:
+            return None
+        try:
+            return Slot(bucket, await bucket.acquire(self.clock, 0.0, f"{self.provider} {endpoint}"))
+        except RateLimited:
+            return None
+
     def _keep_secret(self, headers: Mapping[str, str] | None) -> None:
         for name, value in (headers or {}).items():
             secret = any(word in name.lower() for word in _SECRET_HEADER_WORDS)
@@ -240,6 +277,7 @@ class ProviderHttp:
         headers: Mapping[str, str] | None = None,
         retry: bool | None = None,
         retries: int | None = None,
+        slot: SendSlot | None = None,
     ) -> httpx.Response:
         """Send with limits and retries; return a 2xx response or raise a ``ProviderError``.
 
@@ -247,6 +285,7 @@ class ProviderHttp:
         may have been executed (an order), so callers opt in (e.g. token refresh).
         ``retries`` overrides ``max_retries`` for this call: 0 fails fast (a person waits
         on a credential check; a refused connection will not be back in seconds).
+        ``slot``: a send reserved with ``reserve`` on this budget, spent by the first attempt.
         """
         method = method.upper()
         self._keep_secret(headers)  # per-request credentials (a bearer token) are scrubbed too
@@ -259,7 +298,11 @@ class ProviderHttp:
         started, attempt, status = time.perf_counter(), 0, None
         try:
             while True:
-                stamp = await bucket.acquire(self.clock, self.max_wait, label) if bucket else 0.0
+                reserved = slot.spend(bucket) if isinstance(slot, Slot) else None
+                if reserved is not None:
+                    stamp = reserved
+                else:
+                    stamp = await bucket.acquire(self.clock, self.max_wait, label) if bucket else 0.0
                 try:
                     response = await self._client.request(
                         method, url, params=params, json=json, data=data, content=content, headers=headers

@@ -66,6 +66,7 @@ _CONTRACT_METHODS = frozenset(
         "fetch_holdings",
         "validate",
         "preflight",
+        "reserve_send",
         "place_order",
         "find_orders",
         "get_order",

@@ -473,3 +473,38 @@ async def test_a_per_request_bearer_token_never_reaches_exceptions() -> None:
     assert token not in str(info.value)
     assert "***" in str(info.value)
     assert token not in repr(logs)
+
+
+async def test_a_reserved_send_is_spent_by_its_request_and_never_twice() -> None:
+    """``reserve`` takes a slot without waiting; the request given it sends on that slot
+    (no second one); a slot given back frees its place; a spent budget reserves nothing."""
+    clock = VirtualClock()
+    start = clock.now()
+    seen: list[float] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(clock.now() - start)
+        return httpx.Response(200, json={})
+
+    http = make(clock, handler, limits={"orders": RateLimit(2, 60), "other": RateLimit(5, 60)})
+    slot = await http.reserve("orders")
+    assert slot is not None
+    await http.request("POST", "/o", endpoint="orders", slot=slot)
+    await http.request("POST", "/o", endpoint="orders", slot=slot)  # spent: takes its own slot
+    assert seen == [0.0, 0.0]  # two sends within the limit of two: the reserved slot was the first
+    assert await http.reserve("orders") is None  # spent: nothing reserved, and no waiting
+    assert clock.now() == start
+
+    clock.advance(61)  # the window (and its margin) has passed
+    kept = await http.reserve("orders")
+    assert kept is not None
+    await kept.release()
+    await kept.release()  # once only: a second release gives back nothing more
+    wrong = await http.reserve("other")  # another budget's slot is not spent on "orders"
+    assert wrong is not None
+    for _ in range(2):
+        await http.request("POST", "/o", endpoint="orders", slot=wrong)
+    assert seen[2:] == [61.0, 61.0]  # the released slot was free again, and only two fit
+    assert await http.reserve("orders") is None
+    await http.request("POST", "/o", endpoint="orders")  # a third waits its turn, as always
+    assert seen[-1] >= 121.0

@@ -17,7 +17,7 @@ import httpx
 from pydantic_settings import SettingsConfigDict
 
 from finsync.domain.errors import BrokerOrderNotFound, ProviderAuthError
-from finsync.domain.ports import ProviderSession
+from finsync.domain.ports import ProviderSession, SendSlot
 from finsync.domain.records import ProviderAccount, ProviderHolding, TransactionBatch
 from finsync.domain.trading import BrokerOrder, OrderRequest
 from finsync.providers import common
@@ -77,8 +77,13 @@ class AlpacaAdapter:
     def order_problem(self, order: OrderRequest) -> str | None:
         return orders.problem(order)
 
-    async def place_order(self, order: OrderRequest, client_order_id: str) -> BrokerOrder:
-        return orders.to_order(await self.client.post_order(orders.body(order, client_order_id)))
+    async def reserve_send(self, order: OrderRequest) -> SendSlot | None:
+        return await self.client.http.reserve("orders")
+
+    async def place_order(
+        self, order: OrderRequest, client_order_id: str, slot: SendSlot | None = None
+    ) -> BrokerOrder:
+        return orders.to_order(await self.client.post_order(orders.body(order, client_order_id), slot))
 
     async def find_orders(
         self, order: OrderRequest, client_order_id: str, sent_at: datetime

@@ -8,6 +8,7 @@ from typing import Any, ClassVar
 import httpx
 
 from finsync.domain.errors import BadData, ProviderAuthError, ProviderError
+from finsync.domain.ports import SendSlot
 from finsync.providers.common import JsonClient, Reword
 from finsync.providers.http import SHARED_BUCKET, RateLimit
 
@@ -50,9 +51,9 @@ class AlpacaClient(JsonClient):
     async def positions(self) -> list[dict[str, Any]]:
         return await self.get_list("/v2/positions", "positions")
 
-    async def post_order(self, body: dict[str, Any]) -> dict[str, Any]:
+    async def post_order(self, body: dict[str, Any], slot: SendSlot | None = None) -> dict[str, Any]:
         """One send, not retried here (a POST that failed after sending may have placed it)."""
-        response = await self.http.request("POST", "/v2/orders", endpoint="orders", json=body)
+        response = await self.http.request("POST", "/v2/orders", endpoint="orders", json=body, slot=slot)
         out = self.http.decode(response, "orders")
         if not isinstance(out, dict):
             raise BadData("alpaca orders: expected an object")

@@ -17,7 +17,7 @@ import httpx
 from pydantic_settings import SettingsConfigDict
 
 from finsync.domain.errors import BrokerOrderNotFound, ProviderAuthError
-from finsync.domain.ports import ProviderSession
+from finsync.domain.ports import ProviderSession, SendSlot
 from finsync.domain.records import ProviderAccount, ProviderHolding, ProviderTransaction, TransactionBatch
 from finsync.domain.trading import BrokerOrder, OrderRequest
 from finsync.providers import common
@@ -82,9 +82,15 @@ class Trading212Adapter:
     def order_problem(self, order: OrderRequest) -> str | None:
         return orders.problem(order, self.environment)
 
-    async def place_order(self, order: OrderRequest, client_order_id: str) -> BrokerOrder:
+    async def reserve_send(self, order: OrderRequest) -> SendSlot | None:
+        return await self.client.http.reserve(orders.ENDPOINT[order.type])
+
+    async def place_order(
+        self, order: OrderRequest, client_order_id: str, slot: SendSlot | None = None
+    ) -> BrokerOrder:
         """Trading 212 has no client order id: ``client_order_id`` stays finsync's."""
-        return orders.to_order(await self.client.post_order(orders.ENDPOINT[order.type], orders.body(order)))
+        endpoint = orders.ENDPOINT[order.type]
+        return orders.to_order(await self.client.post_order(endpoint, orders.body(order), slot))
 
     async def find_orders(
         self, order: OrderRequest, client_order_id: str, sent_at: datetime

@@ -9,6 +9,7 @@ from typing import Any, ClassVar
 import orjson
 
 from finsync.domain.errors import BadData, ProviderAuthError, ProviderError, ScopeError
+from finsync.domain.ports import SendSlot
 from finsync.providers.common import JsonClient, Reword
 from finsync.providers.http import RateLimit
 
@@ -79,11 +80,15 @@ class Trading212Client(JsonClient):
     async def positions(self) -> list[dict[str, Any]]:
         return await self.get_list(PATHS["positions"], "positions")
 
-    async def post_order(self, endpoint: str, body: dict[str, Any]) -> dict[str, Any]:
+    async def post_order(
+        self, endpoint: str, body: dict[str, Any], slot: SendSlot | None = None
+    ) -> dict[str, Any]:
         """One send, never retried here: a POST that failed after sending may have placed the order."""
         content = orjson.dumps(body, default=_json_number)
         headers = {"Content-Type": "application/json"}
-        response = await self._call("POST", PATHS[endpoint], endpoint, content=content, headers=headers)
+        response = await self._call(
+            "POST", PATHS[endpoint], endpoint, content=content, headers=headers, slot=slot
+        )
         out = self.http.decode(response, endpoint)
         if not isinstance(out, dict):
             raise BadData(f"trading212 {endpoint}: expected an object")
