@@ -61,6 +61,9 @@ class AlpacaStore(BrokerStore):
     positions: list[dict[str, str]] = field(default_factory=list)
     activities: list[dict[str, Any]] = field(default_factory=list)  # oldest first
     revoked: bool = False  # the key was revoked: Alpaca then answers 403 {"message": "forbidden."}
+    # A key rotation: these (key id, secret) pairs are accepted too; ``retired``: the first no more.
+    keys: set[tuple[str, str]] = field(default_factory=set)
+    retired: bool = False
     ignore_after: bool = False  # serve activities as if ``after`` were not sent
     # Trading: prices, and how placed orders behave.
     prices: dict[str, Decimal] = field(
@@ -251,7 +254,8 @@ def create_app(clock: Clock, *, key_id: str, secret_key: str, store: AlpacaStore
     data = store or AlpacaStore()
     wire = Wire(
         authorized=lambda r: (
-            r.headers.get("apca-api-key-id") == key_id and r.headers.get("apca-api-secret-key") == secret_key
+            (pair := (r.headers.get("apca-api-key-id"), r.headers.get("apca-api-secret-key"))) in data.keys
+            or (pair == (key_id, secret_key) and not data.retired)
         ),
         unauthorized=_body(401, "request is not authorized"),
         too_many=_body(429, "rate limit exceeded"),

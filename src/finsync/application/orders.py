@@ -12,9 +12,10 @@ request, broker answer and status change is an ``OrderEvent``.
 from __future__ import annotations
 
 import asyncio
+from collections import OrderedDict
 from collections.abc import Sequence
 from contextlib import AsyncExitStack
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from datetime import datetime, time, timedelta
 from decimal import Decimal
 from typing import Any
@@ -28,6 +29,7 @@ from finsync.domain.errors import (
     AuthenticationFailed,
     BadData,
     Conflict,
+    FinsyncError,
     InsufficientScope,
     InvalidInput,
     LiveTradingDisabled,
@@ -56,6 +58,7 @@ from finsync.domain.trading import (
     BrokerOrder,
     Expected,
     Order,
+    OrderContext,
     OrderEvent,
     OrderRequest,
     OrderStatus,
@@ -72,6 +75,7 @@ AMBIGUOUS = (Unavailable, BadData)  # the broker may have placed the order
 POLLER = "poller"  # the actor of what the periodic follow-up learns
 TRADING_OFF = "trading is not enabled on this connection (PATCH its trading settings)"
 TOKEN_UNKNOWN = "this API token is unknown or revoked"
+KEPT_CONTEXTS = 1024  # callers and accounts whose last order's context is kept (per process)
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +104,10 @@ class Bearer:
     bot's order pays one round trip for who it is and what it trades, not two."""
 
     token_hash: str
+
+
+class _NotKept(Exception):
+    """A kept context did not place the order: decide again from a fresh read."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,6 +143,8 @@ class OrderService:
         self._live, self._clock = live_trading, clock
         self._ports = OrderPorts(providers, cipher)
         self._desk = desk  # None (a unit of work made for a test): every order takes _place_locked
+        # The last order's context per (token digest or user, account): the next skips its read.
+        self._kept: OrderedDict[tuple[str | UUID, UUID], OrderContext] = OrderedDict()
 
     async def aclose(self) -> None:
         """Close the kept order ports (their HTTP clients)."""
@@ -156,13 +166,48 @@ class OrderService:
         before the send (under the settings row's lock, only if the settings are still those
         checked), one write after it; the read and the insert share one pooled connection,
         given back before the send. Anything unusual — the settings changed meanwhile —
-        takes ``_place_locked``, which does it all inside one locked transaction."""
+        takes ``_place_locked``, which does it all inside one locked transaction.
+
+        A caller's next order on the same account skips the read: the context of its last
+        order is kept, and the insert places the order only while that context still holds
+        (user active, token unrevoked, the same account, connection and credentials, the same
+        settings). Whatever else happens on that path (a refusal, the key already used, a
+        change) is decided again from a fresh read, so it answers exactly as the read would."""
         if self._desk is None:
             caller = await self._resolve(caller)
             return await self._place_locked(caller, account_id, request, key, digest, client_order_id)
+        kept_as = (caller.token_hash if isinstance(caller, Bearer) else caller.user_id, account_id)
+        if (kept := self._kept.get(kept_as)) is not None:
+            try:
+                async with AsyncExitStack() as held:
+                    await held.enter_async_context(self._desk.held())  # one checkout: the insert
+                    args = (caller, account_id, request, key, digest, client_order_id)
+                    return await self._place(held, *args, kept=kept)
+            except _NotKept:
+                self._kept.pop(kept_as, None)
         async with AsyncExitStack() as held:
             await held.enter_async_context(self._desk.held())  # one checkout: the read, the insert
-            return await self._place(held, caller, account_id, request, key, digest, client_order_id)
+            placed = await self._place(held, caller, account_id, request, key, digest, client_order_id)
+        return placed
+
+    async def _read(
+        self, caller: Caller | Bearer, account_id: UUID, key: str | None, symbol: str
+    ) -> OrderContext:
+        assert self._desk is not None
+        ctx = await self._desk.context(
+            account_id,
+            key or "",
+            symbol,
+            token_hash=caller.token_hash if isinstance(caller, Bearer) else None,
+            user_id=None if isinstance(caller, Bearer) else caller.user_id,
+        )
+        if ctx is None:
+            raise AuthenticationFailed(
+                TOKEN_UNKNOWN if isinstance(caller, Bearer) else "this session has ended; please log in again"
+            )
+        if ctx.account is None or ctx.connection is None:
+            raise NotFound("account")
+        return ctx
 
     async def _place(
         self,
@@ -173,60 +218,57 @@ class OrderService:
         key: str | None,
         digest: str,
         client_order_id: str | None,
+        kept: OrderContext | None = None,
     ) -> Placed:
+        """``kept``: the caller's context kept from an earlier order, instead of a read;
+        anything but a placed order then raises ``_NotKept`` (decided again from a read)."""
         assert self._desk is not None
-        by_token = isinstance(caller, Bearer)
-        ctx = await self._desk.context(
-            account_id,
-            key or "",
-            request.symbol,
-            token_hash=caller.token_hash if isinstance(caller, Bearer) else None,
-            user_id=None if isinstance(caller, Bearer) else caller.user_id,
-        )
-        if ctx is None:
-            raise AuthenticationFailed(
-                "this API token is unknown or revoked"
-                if by_token
-                else "this session has ended; please log in again"
-            )
+        ctx = kept if kept is not None else await self._read(caller, account_id, key, request.symbol)
+        assert ctx.account is not None
+        assert ctx.connection is not None
         if isinstance(caller, Bearer):
             caller = Caller(ctx.user_id, ctx.token)
-        if ctx.account is None or ctx.connection is None:
-            raise NotFound("account")
-        key = check_key(key)
-        caller.check_trade(ctx.connection.id)
         async with self._ports.lease(ctx.connection) as adapter:  # calls nothing
-            self._check_broker(adapter, ctx.connection, request)
-            if ctx.stored is not None:
-                return self._replay(ctx.stored, digest)
-            settings = ctx.settings
-            if settings is None:
-                raise TradingDisabled(TRADING_OFF)
-            order = self._new_order(
-                caller, ctx.account, ctx.connection, request, key, digest, client_order_id
-            )
-            order.estimated_notional = estimate = request.estimated_notional(
-                ctx.last_price if _money_limits(settings) else None
-            )
-            check = None
-            if _daily_limits(settings):  # today's orders are counted under the lock
-
-                def check(today: tuple[int, Decimal]) -> None:
-                    settings.check(request, estimate, today)
-            else:
-                settings.check(request, estimate, (0, Decimal(0)))
-            event = self._event(order, "request", caller.actor, _request_data(order))
-            # The send's slot on the broker's rate budget is reserved while the order is
-            # stored (two round trips at once); nothing is sent before the insert commits.
-            slot = asyncio.create_task(adapter.reserve_send(request))
-            placed: Placement | None = None
             try:
-                placed = await self._desk.place(order, event, settings, check)
-            finally:
-                await held.aclose()  # the connection goes back to the pool before the send
-                await asyncio.wait([slot])  # one round trip: a reservation never waits
-                if placed is not Placement.PLACED:
-                    await _release(slot)
+                key = check_key(key)
+                caller.check_trade(ctx.connection.id)
+                self._check_broker(adapter, ctx.connection, request)
+                if ctx.stored is not None:
+                    return self._replay(ctx.stored, digest)
+                settings = ctx.settings
+                if settings is None:
+                    raise TradingDisabled(TRADING_OFF)
+                order = self._new_order(
+                    caller, ctx.account, ctx.connection, request, key, digest, client_order_id
+                )
+                order.estimated_notional = estimate = request.estimated_notional(
+                    ctx.last_price if _money_limits(settings) else None
+                )
+                check = None
+                if _daily_limits(settings):  # today's orders are counted under the lock
+
+                    def check(today: tuple[int, Decimal]) -> None:
+                        settings.check(request, estimate, today)
+                else:
+                    settings.check(request, estimate, (0, Decimal(0)))
+                event = self._event(order, "request", caller.actor, _request_data(order))
+                # The send's slot on the broker's rate budget is reserved while the order is
+                # stored (two round trips at once); nothing is sent before the insert commits.
+                slot = asyncio.create_task(adapter.reserve_send(request))
+                placed: Placement | None = None
+                try:
+                    placed = await self._desk.place(order, event, settings, check, kept)
+                finally:
+                    await held.aclose()  # the connection goes back to the pool before the send
+                    await asyncio.wait([slot])  # one round trip: a reservation never waits
+                    if placed is not Placement.PLACED:
+                        await _release(slot)
+            except FinsyncError:
+                if kept is not None:
+                    raise _NotKept from None
+                raise
+            if placed is not Placement.PLACED and kept is not None:
+                raise _NotKept
             if placed is Placement.TAKEN:  # the same key, concurrently: theirs sends
                 async with self._uow() as uow:
                     stored = await uow.trading.order_by_key(caller.user_id, key)
@@ -235,8 +277,16 @@ class OrderService:
                 return self._replay(stored, digest)
             if placed is Placement.CHANGED:  # the owner changed the settings meanwhile
                 return await self._place_locked(caller, account_id, request, key, digest, client_order_id)
+            if kept is None and not _money_limits(settings):  # a money limit needs the last price
+                self._keep((caller.token.token_hash if caller.token else caller.user_id, account_id), ctx)
             await self._submit(adapter, order, caller.actor, slot)
         return Placed(order, True)
+
+    def _keep(self, kept_as: tuple[str | UUID, UUID], ctx: OrderContext) -> None:
+        self._kept[kept_as] = replace(ctx, stored=None, last_price=None)
+        self._kept.move_to_end(kept_as)
+        while len(self._kept) > KEPT_CONTEXTS:
+            self._kept.popitem(last=False)
 
     async def _resolve(self, caller: Caller | Bearer) -> Caller:
         if isinstance(caller, Caller):

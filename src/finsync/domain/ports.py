@@ -628,11 +628,14 @@ class OrderDesk(Protocol):
         request: OrderEvent,
         seen: TradingSettings,
         check: Callable[[tuple[int, Decimal]], None] | None,
+        kept: OrderContext | None = None,
     ) -> Placement:
         """Insert ``order`` and its request event and commit, under the lock of the
         connection's settings row and only if that row still equals ``seen``. With ``check``
         (daily limits), today's orders and notional on the connection (since midnight UTC of
-        ``order.created_at``) are counted under the lock and handed to it; it raises to refuse."""
+        ``order.created_at``) are counted under the lock and handed to it; it raises to refuse.
+        With ``kept`` (a context kept from an earlier order, not read now), only while its user
+        is active, its token unrevoked, and its account and connection unchanged: else CHANGED."""
         ...
 
     async def record(

@@ -7,7 +7,7 @@ from typing import Annotated
 from uuid import UUID
 
 from fastapi import APIRouter, Header, Query, status
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import Response, StreamingResponse
 
 from finsync.api.deps import ContainerDep, CurrentUser, OrderCallerDep, PageDep, PrincipalDep
 from finsync.api.errors import responses
@@ -122,7 +122,7 @@ async def place(
     caller: OrderCallerDep,
     container: ContainerDep,
     idempotency_key: OrderKey = None,
-) -> JSONResponse:
+) -> Response:
     """Place an order (user, or API token with `trade:<connection>`). The `Idempotency-Key` header
     is required and permanent: the same key never sends a second order (a retry answers 200 with
     the first order, as it is now). Refused before any network call, with a problem naming why:
@@ -142,9 +142,10 @@ async def place(
     placed = await container.orders.place(
         caller, account_id, request, idempotency_key, key_digest, body.client_order_id
     )
-    out = OrderOut.model_validate(placed.order).model_dump(mode="json")
+    out = OrderOut.model_validate(placed.order).model_dump_json()  # serialised once, as JSON
     headers = None if placed.created else {"Idempotent-Replayed": "true"}
-    return JSONResponse(out, status_code=201 if placed.created else 200, headers=headers)
+    status_code = 201 if placed.created else 200
+    return Response(out, status_code=status_code, headers=headers, media_type="application/json")
 
 
 @router.get(

@@ -25,6 +25,7 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from contextvars import ContextVar
 from datetime import datetime, time
 from decimal import Decimal
+from enum import StrEnum
 from functools import cached_property
 from typing import Any
 from uuid import UUID
@@ -194,11 +195,48 @@ def _context(by_token: bool) -> Any:
     return select(*columns).select_from(source).where(who, users.c.is_active.is_(True))
 
 
-def _unchanged() -> list[ColumnElement[bool]]:
+class Kept(StrEnum):
+    """How the order's context was had: read just now, or kept from an earlier order of the
+    same caller and account (then the insert checks it still holds)."""
+
+    READ = "read"
+    BY_USER = "by_user"
+    BY_TOKEN = "by_token"
+
+
+def _unchanged(kept: Kept = Kept.READ) -> list[ColumnElement[bool]]:
     """The connection's settings row, if it is still the one the order was checked against
-    (every column: two changes can carry the same ``updated_at``)."""
+    (every column: two changes can carry the same ``updated_at``); for a kept context, only
+    while its user is active, its token unrevoked, and the account and connection are still
+    the ones it holds (the adapter was built from those credentials)."""
     row = settings_t.c.connection_id == _param("s_", settings_t.c.connection_id)  # the key's index
-    return [row, *(c.is_not_distinct_from(_param("s_", c)) for c in settings_t.c)]
+    still = [row, *(c.is_not_distinct_from(_param("s_", c)) for c in settings_t.c)]
+    if kept is Kept.READ:
+        return still
+    held = (
+        select(accounts.c.id)
+        .join(connections, connections.c.id == accounts.c.connection_id)
+        .join(users, users.c.id == accounts.c.user_id)
+        .where(
+            accounts.c.id == _param("a_", accounts.c.id),
+            accounts.c.user_id == _param("a_", accounts.c.user_id),
+            accounts.c.connection_id == _param("a_", accounts.c.connection_id),
+            accounts.c.currency == _param("a_", accounts.c.currency),
+            connections.c.provider == _param("c_", connections.c.provider),
+            connections.c.environment.is_not_distinct_from(_param("c_", connections.c.environment)),
+            connections.c.credentials.is_not_distinct_from(_param("c_", connections.c.credentials)),
+            users.c.is_active.is_(True),
+        )
+    )
+    still.append(exists(held))
+    if kept is Kept.BY_TOKEN:
+        token = select(tokens.c.id).where(
+            tokens.c.id == _param("t_", tokens.c.id),
+            tokens.c.user_id == _param("a_", accounts.c.user_id),
+            tokens.c.revoked_at.is_(None),
+        )
+        still.append(exists(token))
+    return still
 
 
 def _today(dialect: Dialect) -> Any:
@@ -218,7 +256,7 @@ def _today(dialect: Dialect) -> Any:
 
 
 class _Statements:
-    """Every statement of the desk, compiled for one dialect."""
+    """Every statement of the desk, compiled for one dialect (each on first use)."""
 
     def __init__(self, dialect: Dialect) -> None:
         pg = dialect.name == "postgresql"
@@ -230,13 +268,37 @@ class _Statements:
         self.today = Compiled(_today(dialect), dialect)
         self._dialect = dialect
         self._records: dict[tuple[int, bool], Compiled] = {}
-        key = ["user_id", "idempotency_key"]
-        order_values = {c.name: _param("o_", c) for c in orders.c}
-        event_values = {c.name: _param("e_", c) for c in events.c}
-        if pg:
-            locked = select(settings_t.c.connection_id).where(*_unchanged()).with_for_update().cte("locked")
-            lock: Any = select(settings_t.c.connection_id).where(*_unchanged()).with_for_update()
-            self.lock = Compiled(lock, dialect, [settings_t.c.connection_id])
+        self._locks: dict[Kept, Compiled] = {}
+        self._places: dict[Kept, Compiled] = {}
+        self._adds: dict[Kept, Compiled] = {}
+        if not pg:
+            self.request = Compiled(
+                insert(events).values({c.name: _param("e_", c) for c in events.c}), dialect
+            )
+
+    def lock(self, kept: Kept) -> Compiled:
+        """The settings row, locked, if it still equals what was checked (and, for a kept
+        context, if its caller, account and connection are still those it holds)."""
+        if kept not in self._locks:
+            still = _unchanged(kept)
+            lock: Any = (
+                select(settings_t.c.connection_id).where(*still).with_for_update()
+                if self.pg
+                else update(settings_t)  # SQLite: the UPDATE takes the database's write lock
+                .where(*still)
+                .values(connection_id=settings_t.c.connection_id)
+                .returning(settings_t.c.connection_id)
+            )
+            self._locks[kept] = Compiled(lock, self._dialect, [settings_t.c.connection_id])
+        return self._locks[kept]
+
+    def place(self, kept: Kept) -> Compiled:
+        """PostgreSQL: the lock, the order unless its key exists, its request event: one statement."""
+        if kept not in self._places:
+            locked = (
+                select(settings_t.c.connection_id).where(*_unchanged(kept)).with_for_update().cte("locked")
+            )
+            order_values = {c.name: _param("o_", c) for c in orders.c}
             placed = (
                 postgresql.insert(orders)
                 .from_select(
@@ -244,16 +306,16 @@ class _Statements:
                     select(*order_values.values()).where(exists(select(locked.c.connection_id))),
                     include_defaults=False,
                 )
-                .on_conflict_do_nothing(index_elements=key)
+                .on_conflict_do_nothing(index_elements=["user_id", "idempotency_key"])
                 .returning(orders.c.id)
                 .cte("placed")
             )
-            request_values = {**event_values, "order_id": placed.c.id}  # only with the order
+            request_values = {**{c.name: _param("e_", c) for c in events.c}, "order_id": placed.c.id}
             recorded = (
                 insert(events)
                 .from_select(
                     list(request_values),
-                    select(*request_values.values()).select_from(placed),
+                    select(*request_values.values()).select_from(placed),  # only with the order
                     include_defaults=False,
                 )
                 .cte("recorded")
@@ -262,23 +324,19 @@ class _Statements:
                 select(func.count()).select_from(locked).scalar_subquery().label("locked"),
                 select(func.count()).select_from(placed).scalar_subquery().label("placed"),
             ).add_cte(recorded)
-            self.place = Compiled(outcome, dialect, list(outcome.selected_columns))
-        else:
-            lock = (
-                update(settings_t)
-                .where(*_unchanged())
-                .values(connection_id=settings_t.c.connection_id)
-                .returning(settings_t.c.connection_id)
-            )
-            self.lock = Compiled(lock, dialect, [settings_t.c.connection_id])
-            add = (
-                sqlite.insert(orders)
-                .values(order_values)
-                .on_conflict_do_nothing(index_elements=key)
-                .returning(orders.c.id)
-            )
-            self.add = Compiled(add, dialect, [orders.c.id])
-            self.request = Compiled(insert(events).values(event_values), dialect)
+            self._places[kept] = Compiled(outcome, self._dialect, list(outcome.selected_columns))
+        return self._places[kept]
+
+    @cached_property
+    def add(self) -> Compiled:
+        """SQLite: the order, unless its key exists."""
+        add = (
+            sqlite.insert(orders)
+            .values({c.name: _param("o_", c) for c in orders.c})
+            .on_conflict_do_nothing(index_elements=["user_id", "idempotency_key"])
+            .returning(orders.c.id)
+        )
+        return Compiled(add, self._dialect, [orders.c.id])
 
     def record(self, count: int, guarded: bool) -> Compiled:
         """The order's UPDATE with ``count`` events, ``guarded`` by the status and fill it was
@@ -439,15 +497,25 @@ class SqlOrderDesk:
         request: OrderEvent,
         seen: TradingSettings,
         check: Callable[[tuple[int, Decimal]], None] | None,
+        kept: OrderContext | None = None,
     ) -> Placement:
         values = {**_params("o_", order), **_params("e_", request), **_params("s_", seen)}
+        how = Kept.READ
+        if kept is not None:
+            assert kept.account is not None
+            assert kept.connection is not None
+            values |= {**_params("a_", kept.account), **_params("c_", kept.connection)}
+            how = Kept.BY_USER
+            if kept.token is not None:
+                values |= _params("t_", kept.token)
+                how = Kept.BY_TOKEN
         if check is not None:
             midnight = datetime.combine(order.created_at.date(), time(0), tzinfo=order.created_at.tzinfo)
             values |= {"connection_id": order.connection_id, "since": midnight}
         async with self._driver() as driver:
             if self._sql.pg:
-                return await self._place_pg(driver, values, check)
-            return await self._place_sqlite(driver, values, check)
+                return await self._place_pg(driver, values, check, how)
+            return await self._place_sqlite(driver, values, check, how)
 
     async def _count(self, driver: Any, values: Mapping[str, Any]) -> tuple[int, Decimal]:
         statement = self._sql.today
@@ -459,14 +527,18 @@ class SqlOrderDesk:
         return int(row[0]), Decimal(row[1] if row[1] is not None else 0)
 
     async def _place_pg(
-        self, driver: Any, values: Mapping[str, Any], check: Callable[[tuple[int, Decimal]], None] | None
+        self,
+        driver: Any,
+        values: Mapping[str, Any],
+        check: Callable[[tuple[int, Decimal]], None] | None,
+        how: Kept,
     ) -> Placement:
-        place = self._sql.place
+        place = self._sql.place(how)
         if check is None:  # one statement: lock, compare, insert, request event; autocommit
             locked, placed = await driver.fetchrow(place.sql, *place.args(values))
             return Placement.CHANGED if not locked else Placement.PLACED if placed else Placement.TAKEN
         async with driver.transaction():  # the count must follow the lock: a later statement
-            lock = self._sql.lock
+            lock = self._sql.lock(how)
             if not await driver.fetch(lock.sql, *lock.args(values)):
                 return Placement.CHANGED
             check(await self._count(driver, values))
@@ -476,11 +548,15 @@ class SqlOrderDesk:
         return Placement.PLACED
 
     async def _place_sqlite(
-        self, driver: Any, values: Mapping[str, Any], check: Callable[[tuple[int, Decimal]], None] | None
+        self,
+        driver: Any,
+        values: Mapping[str, Any],
+        check: Callable[[tuple[int, Decimal]], None] | None,
+        how: Kept,
     ) -> Placement:
-        sql = self._sql
+        sql, lock = self._sql, self._sql.lock(how)
         try:  # the UPDATE takes the database's write lock: one writer until the commit
-            if not await driver.execute_fetchall(sql.lock.sql, sql.lock.args(values)):
+            if not await driver.execute_fetchall(lock.sql, lock.args(values)):
                 await driver.rollback()
                 return Placement.CHANGED
             if check is not None:
