@@ -3,10 +3,12 @@ against the fake brokers. Every refusal happens before any network call: the fak
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from decimal import Decimal
 from pathlib import Path
 
+import httpx
 import pytest
 
 from tests.api.helpers import PASSWORD
@@ -199,4 +201,34 @@ async def test_an_order_refused_under_the_lock_gives_back_its_reserved_send(worl
     again = await world.order(account, "placed-2", **limit)  # the limit itself still holds
     assert again.status_code == 201, again.text
     assert world.clock.now() - before >= 2
+    assert len(world.t212.orders) == 2
+
+
+async def _sleeping_send(world: World, account: str) -> asyncio.Task[httpx.Response]:
+    """A limit order whose send sleeps (virtually) for Trading 212's one-per-2-s budget, holding
+    the budget's lock meanwhile; virtual time moves on only after half a real second."""
+    world.clock.grace = 0.5
+    slept = world.clock.slept
+    busy = asyncio.create_task(world.order(account, "busy", type="limit", limit_price="150"))
+    while world.clock.slept == slept:  # noqa: ASYNC110 - until it is asleep in the budget (a counter)
+        await asyncio.sleep(0.001)
+    return busy
+
+
+async def test_an_order_that_sends_nothing_never_queues_for_the_budget(world: World) -> None:
+    """A replay and a refusal under the lock send nothing, so they answer at once even while
+    another send waits for the broker's budget (found by review: the reservation queued)."""
+    conn, account = await world.connect("trading212", "demo")
+    assert (await world.enable(conn, max_orders_per_day=2)).status_code == 200
+    limit = {"type": "limit", "limit_price": "150"}
+    assert (await world.order(account, "first", **limit)).status_code == 201
+    busy = await _sleeping_send(world, account)  # the second and last order of the day
+    start = world.clock.now()
+    replay = await world.order(account, "first", **limit)
+    refused = await world.order(account, "third", **limit)
+    waited = world.clock.now() - start
+    assert (await busy).status_code == 201
+    assert replay.status_code == 200, replay.text
+    assert refused.status_code == 403, refused.text
+    assert waited < 1, f"orders that send nothing waited {waited} s of the budget"
     assert len(world.t212.orders) == 2

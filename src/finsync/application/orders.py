@@ -259,10 +259,12 @@ class OrderService:
                 try:
                     placed = await self._desk.place(order, event, settings, check, kept)
                 finally:
-                    await held.aclose()  # the connection goes back to the pool before the send
-                    await asyncio.wait([slot])  # one round trip: a reservation never waits
-                    if placed is not Placement.PLACED:
-                        await _release(slot)
+                    try:
+                        await held.aclose()  # the connection goes back to the pool before the send
+                    finally:
+                        await asyncio.wait([slot])  # at most one round trip: it never queues
+                        if placed is not Placement.PLACED:
+                            await _release(slot)
             except FinsyncError:
                 if kept is not None:
                     raise _NotKept from None
@@ -415,10 +417,9 @@ class OrderService:
         self, adapter: OrderPort, order: Order, actor: str, slot: asyncio.Task[SendSlot | None] | None = None
     ) -> None:
         """One send of a stored order; its outcome decides the next status. ``slot``: its
-        reservation on the rate budget (done), whose failure is the send's."""
+        reservation on the rate budget (done)."""
         try:
-            reserved = slot.result() if slot is not None else None
-            answer = await adapter.place_order(order.request(), str(order.id), reserved)
+            answer = await adapter.place_order(order.request(), str(order.id), _reserved(slot))
         except AMBIGUOUS as exc:
             await self._record(
                 order, OrderStatus.UNKNOWN, actor, "broker_error", {"error": exc.detail}, exc.detail
@@ -732,6 +733,17 @@ async def store(
             _adopt(order, stored)
         log.info("order_change_already_recorded", order_id=str(order.id), status=order.status.value)
     return saved
+
+
+def _reserved(slot: asyncio.Task[SendSlot | None] | None) -> SendSlot | None:
+    """The slot reserved for the send, if the reservation worked; one that failed only means
+    the send takes its own, as any request does (and meets the same failure, if it lasts)."""
+    if slot is None or slot.cancelled():
+        return None
+    if (failure := slot.exception()) is not None:
+        log.warning("rate_slot_not_reserved", error=type(failure).__name__)
+        return None
+    return slot.result()
 
 
 async def _release(slot: asyncio.Task[SendSlot | None]) -> None:

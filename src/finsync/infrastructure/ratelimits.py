@@ -165,6 +165,19 @@ class PgBucket:
                     raise RateLimited(f"{label} rate limit reached", retry_after=wait)
                 await clock.sleep(wait)
 
+    async def try_acquire(self, clock: Clock) -> float | None:
+        def reserve(window: LocalBucket) -> tuple[float | None, bool]:
+            now = clock.now()
+            if window.wait_time(now) > 0:
+                return None, False
+            bisect.insort(window.sent, now)
+            return now, True
+
+        if self.local.locked():  # another caller of this process is at the row, or waits its turn
+            return None
+        async with self.local:
+            return await self._change(reserve)
+
     async def answered(self, stamp: float, now: float, remaining: int | None, reset: float | None) -> None:
         def settle(window: LocalBucket) -> None:
             window.settle(stamp, now)

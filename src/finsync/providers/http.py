@@ -219,14 +219,13 @@ class ProviderHttp:
     async def reserve(self, endpoint: str) -> Slot | None:
         """A send on ``endpoint``'s budget if one is free now, for a request made later with
         ``slot=`` (``Slot.release`` it if that request is not made); None when the budget is
-        spent: that request then waits its turn as any other. Never waits itself."""
+        spent or another caller waits for it: that request then waits its turn as any other.
+        Never waits itself (at most the budget's one round trip)."""
         bucket = self._bucket(endpoint)
         if bucket is None:
             return None
-        try:
-            return Slot(bucket, await bucket.acquire(self.clock, 0.0, f"{self.provider} {endpoint}"))
-        except RateLimited:
-            return None
+        stamp = await bucket.try_acquire(self.clock)
+        return None if stamp is None else Slot(bucket, stamp)
 
     def _keep_secret(self, headers: Mapping[str, str] | None) -> None:
         for name, value in (headers or {}).items():

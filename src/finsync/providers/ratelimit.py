@@ -54,6 +54,11 @@ class Bucket(Protocol):
     """One rate budget: a ``LocalBucket`` in this process, or a shared one (``BucketStore``)."""
 
     async def acquire(self, clock: Clock, max_wait: float, label: str) -> float: ...
+    async def try_acquire(self, clock: Clock) -> float | None:
+        """A slot if one is free now and nobody is waiting for one; else None, at once:
+        never queues behind a waiting caller (nor overtakes it)."""
+        ...
+
     async def answered(self, stamp: float, now: float, remaining: int | None, reset: float | None) -> None:
         """Bookkeeping after an answer: ``settle`` the send time, then ``observe`` the headers."""
         ...
@@ -117,6 +122,13 @@ class LocalBucket:
             stamp = clock.now()
             bisect.insort(self.sent, stamp)
             return stamp
+
+    async def try_acquire(self, clock: Clock) -> float | None:
+        if self.lock.locked() or self.wait_time(clock.now()) > 0:  # no await: nobody slips in
+            return None
+        stamp = clock.now()
+        bisect.insort(self.sent, stamp)
+        return stamp
 
     async def answered(self, stamp: float, now: float, remaining: int | None, reset: float | None) -> None:
         self.settle(stamp, now)
