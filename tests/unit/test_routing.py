@@ -42,6 +42,10 @@ def _router() -> APIRouter:
         """Makes it."""
         return body
 
+    @router.get("/named", operation_id="find_things", response_model=list[Thing])
+    async def named() -> list[dict[str, str]]:
+        return []
+
     @router.get("", response_model=list[Thing], include_in_schema=False)
     async def hidden() -> list[dict[str, str]]:
         return []
@@ -55,6 +59,7 @@ def test_the_description_is_include_routers_own() -> None:
     add_routes(added, _router(), "/api")
     assert added.openapi() == included.openapi()
     assert "deprecated" in added.openapi()["paths"]["/api/things/{thing_id}"]["post"]
+    assert added.openapi()["paths"]["/api/things/named"]["get"]["operationId"] == "find_things"
 
 
 def test_every_route_of_the_app_is_its_own(tmp_path: Path) -> None:

@@ -37,5 +37,6 @@ def add_routes(app: FastAPI, router: APIRouter, prefix: str = "") -> None:
             include_in_schema=route.include_in_schema and router.include_in_schema,
             response_class=route.response_class,
             name=route.name,
+            operation_id=route.operation_id,
             openapi_extra=route.openapi_extra,
         )
