@@ -234,6 +234,8 @@ async def test_private_targets_are_refused_without_the_allow_list(
         "https://[::1]/hook",
         "https://[::ffff:127.0.0.1]/hook",
         "https://[fd00::1]/hook",
+        "https://[::127.0.0.1]/hook",  # IPv4-compatible: reserved
+        "https://[64:ff9b::a9fe:a9fe]/latest/meta-data",  # NAT64 of the metadata address
         "https://0.0.0.0/hook",
         "https://100.64.0.1/hook",
         "http://hooks.example.com/hook",  # https only

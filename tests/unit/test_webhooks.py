@@ -58,6 +58,17 @@ def _ips(*names: str) -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]:
         "fd12::1",
         "::ffff:10.0.0.1",
         "192.0.2.1",
+        # IPv6 addresses that lead to an internal IPv4 address, and reserved/site-local ones
+        # (Python's is_global calls these global).
+        "::127.0.0.1",
+        "::ffff:0:7f00:1",
+        "64:ff9b::a9fe:a9fe",
+        "64:ff9b::a00:1",
+        "64:ff9b:1::a00:1",
+        "2002:7f00:1::1",
+        "2002:a9fe:a9fe::",
+        "fec0::1",
+        "5f00::1",
     ],
 )
 def test_non_public_addresses_need_the_allow_list(address: str) -> None:
@@ -73,7 +84,8 @@ def test_non_public_addresses_need_the_allow_list(address: str) -> None:
 
 
 def test_public_https_passes_and_http_needs_the_allow_list() -> None:
-    public = _ips("93.184.216.34", "2606:2800:220:1::1")
+    # NAT64 and 6to4 addresses of a public IPv4 address are public (an IPv6-only host's DNS64).
+    public = _ips("93.184.216.34", "2606:2800:220:1::1", "64:ff9b::5db8:d822", "2002:5db8:d822::1")
     assert TargetPolicy([]).problem("https", "hooks.example.com", public) is None
     assert TargetPolicy([]).problem("http", "hooks.example.com", public) == "webhook URLs must use https"
     lan = TargetPolicy(["192.168.0.0/16"])

@@ -54,10 +54,28 @@ def _tls() -> ssl.SSLContext:
     return httpx.create_ssl_context()
 
 
+# IPv6 prefixes that carry an IPv4 address in their last 32 bits: the well-known NAT64
+# prefix (a NAT64 gateway connects to that IPv4 address), IPv4-compatible (``::a.b.c.d``,
+# deprecated) and SIIT's IPv4-translated (``::ffff:0:a.b.c.d``) addresses.
+_EMBEDDING_V4 = tuple(ipaddress.IPv6Network(n) for n in ("64:ff9b::/96", "::/96", "::ffff:0:0:0/96"))
+
+
 def _public(ip: IPAddress) -> bool:
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
-    return ip.is_global and not ip.is_multicast
+    """Globally reachable, judged by the IPv4 address an IPv6 one leads to where it embeds one
+    (mapped, NAT64, 6to4, IPv4-compatible): ``::127.0.0.1`` or ``64:ff9b::a00:1`` are not
+    public although Python calls them global. Reserved, multicast and (deprecated) site-local
+    addresses are refused too."""
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return _public(ip.ipv4_mapped)
+        if ip.sixtofour is not None:
+            return _public(ip.sixtofour) and not ip.is_reserved
+        if any(ip in net for net in _EMBEDDING_V4):
+            embedded = ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+            return ip in _EMBEDDING_V4[0] and _public(embedded)  # only NAT64 reaches anything
+        if ip.is_site_local:
+            return False
+    return ip.is_global and not ip.is_multicast and not ip.is_reserved
 
 
 def _literal(host: str) -> IPAddress | None:
