@@ -221,19 +221,28 @@ class HttpWebhookSender:
         }
         extensions: dict[str, Any] = {"sni_hostname": host} if scheme == "https" else {}
         try:
-            async with httpx.AsyncClient(
-                timeout=self._timeout,
-                follow_redirects=False,
-                verify=self._tls,
-                transport=self._transport,
-                trust_env=False,  # never through a proxy: the checked address is the one used
-            ) as client:
-                response = await client.post(
-                    request_url, content=body, headers=headers, extensions=extensions
-                )
+            # The timeout bounds the whole attempt (httpx's bounds each read: a receiver sending a
+            # byte at a time would hold the worker for ever), and only the answer's status is
+            # waited for: its body, however large or endless, is never read.
+            async with (
+                asyncio.timeout(self._timeout),
+                httpx.AsyncClient(
+                    timeout=self._timeout,
+                    follow_redirects=False,
+                    verify=self._tls,
+                    transport=self._transport,
+                    trust_env=False,  # never through a proxy: the checked address is the one used
+                ) as client,
+                client.stream(
+                    "POST", request_url, content=body, headers=headers, extensions=extensions
+                ) as response,
+            ):
+                status_code = response.status_code
         except httpx.HTTPError as exc:
             return SendResult(None, f"{type(exc).__name__}: no answer from {host}", duration_ms=took())
+        except TimeoutError:
+            return SendResult(None, f"no answer from {host} within {self._timeout:g} s", duration_ms=took())
         except Exception as exc:  # anything else is this attempt's failure too, recorded like one
             return SendResult(None, f"{type(exc).__name__} while sending to {host}", duration_ms=took())
-        error = None if 200 <= response.status_code < 300 else f"HTTP {response.status_code}"
-        return SendResult(response.status_code, error, duration_ms=took())
+        error = None if 200 <= status_code < 300 else f"HTTP {status_code}"
+        return SendResult(status_code, error, duration_ms=took())
