@@ -524,3 +524,30 @@ async def test_the_webhook_limit_holds_when_creations_race(
     r = await client.get("/api/v1/webhooks", headers=headers, params={"limit": 100})
     assert r.status_code == 200, r.text
     assert len(r.json()["items"]) == 20
+
+
+async def test_an_import_into_an_existing_account_is_an_import_completed_event(
+    hooked: tuple[httpx.AsyncClient, Container], receiver: tuple[Receiver, str]
+) -> None:
+    """`import.completed` fires for every imported statement file, including one loaded into an
+    existing account (`?account_id=`), not only for a file that gets its own account."""
+    client, container = hooked
+    fake, base = receiver
+    headers, _ = await owner(client, container)
+    hook = await create_hook(client, headers, f"{base}/hook", ["import.completed"])
+    data = await asyncio.to_thread(OFX.read_bytes)
+    files = {"file": ("s.ofx", data, "application/x-ofx")}
+    first = await client.post("/api/v1/imports", headers=headers, files=files)
+    assert first.status_code == 201, first.text
+    account_id = first.json()["accounts"][0]["id"]
+    again = await client.post(
+        "/api/v1/imports", headers=headers, files=files, params={"account_id": account_id}
+    )
+    assert again.status_code == 201, again.text
+    await settle(container, finished(client, headers, hook["id"], 2))
+    received = await fake.wait_for(2)
+    events = [standardwebhooks.Webhook(hook["secret"]).verify(r.body, r.headers) for r in received]
+    assert [e["type"] for e in events] == ["import.completed", "import.completed"]
+    runs = {first.json()["sync_run_id"], again.json()["sync_run_id"]}
+    assert {e["data"]["sync_run_id"] for e in events} == runs
+    assert events[1]["data"]["format"] == again.json()["format"]

@@ -409,6 +409,8 @@ class ImportService:
             run.counts["file_bytes"] = size
             run.counts["parse_ms"] = int((parsed_at - started) * 1000)
             await uow.sync_runs.add(run)
+            event = run_data(connection, run) | {"format": parsed.format, "warnings": len(warnings)}
+            await self._events.publish(uow, user_id, EventType.IMPORT_COMPLETED, event)
             await uow.commit()
         log.info(
             "file_imported",
