@@ -15,8 +15,8 @@ import pytest
 import standardwebhooks
 
 from finsync.bootstrap import Container
-from finsync.domain.entities import Connection
-from finsync.domain.enums import ConnectionStatus
+from finsync.domain.entities import Connection, SyncRun
+from finsync.domain.enums import ConnectionStatus, SyncTrigger
 from finsync.domain.errors import ProviderAuthError, RateLimited
 from finsync.domain.webhooks import DeliveryStatus, WebhookDelivery
 from finsync.providers.registry import ProviderRegistry
@@ -551,3 +551,34 @@ async def test_an_import_into_an_existing_account_is_an_import_completed_event(
     runs = {first.json()["sync_run_id"], again.json()["sync_run_id"]}
     assert {e["data"]["sync_run_id"] for e in events} == runs
     assert events[1]["data"]["format"] == again.json()["format"]
+
+
+async def test_a_sync_closed_as_interrupted_is_a_sync_failed_event(
+    hooked: tuple[httpx.AsyncClient, Container], receiver: tuple[Receiver, str], clock: Clock
+) -> None:
+    """A run whose job was lost (its worker stopped) ends `failed` by the reaper: a client told
+    by webhooks instead of polling must hear of it like any other failed sync."""
+    client, container = hooked
+    fake, base = receiver
+    headers, user = await owner(client, container)
+    hook = await create_hook(client, headers, f"{base}/hook", ["sync.failed"])
+    connection = await seed_connection(container, user)
+    run = SyncRun(
+        user_id=user.id,
+        connection_id=connection.id,
+        trigger=SyncTrigger.SCHEDULED,
+        started_at=clock.now - timedelta(minutes=5),
+    )
+    async with container.uow() as uow:  # left running by a process that stopped
+        await uow.sync_runs.add(run)
+        await uow.commit()
+    assert (await container.scheduler.reap_stale_runs(grace=timedelta(0))).runs_failed == 1
+    await settle(container, finished(client, headers, hook["id"], 1))
+    (got,) = await fake.wait_for(1)
+    event = standardwebhooks.Webhook(hook["secret"]).verify(got.body, got.headers)
+    assert event["type"] == "sync.failed"
+    assert event["data"]["sync_run_id"] == str(run.id)
+    assert (event["data"]["run_status"], event["data"]["error_type"]) == ("failed", "interrupted")
+    assert event["data"]["connection_id"] == str(connection.id)
+    assert (await container.scheduler.reap_stale_runs(grace=timedelta(0))).runs_failed == 0
+    assert len(await deliveries(client, headers, hook["id"])) == 1  # once

@@ -303,14 +303,14 @@ class MemorySyncRuns(_Repository):
         old = [r for r in self._t.sync_runs.values() if r.status in ACTIVE and r.started_at < before]
         return [copy.deepcopy(r) for r in sorted(old, key=lambda r: r.started_at)[:limit]]
 
-    async def close_lost(self, run_ids: Sequence[UUID], when: datetime, error: str) -> int:
-        closed = 0
+    async def close_lost(self, run_ids: Sequence[UUID], when: datetime, error: str) -> list[UUID]:
+        closed = []
         for run_id in run_ids:
             run = self._t.sync_runs.get(run_id)
             if run is not None and run.status in ACTIVE:
                 run.status, run.finished_at = SyncStatus.FAILED, when
                 run.error, run.error_type = error, "interrupted"
-                closed += 1
+                closed.append(run_id)
         return closed
 
 

@@ -243,7 +243,7 @@ async def test_one_active_run_per_connection_and_the_reaper_reads(store: Store) 
         assert (started.status, started.attempts) == (SyncStatus.RUNNING, 1)
         assert await uow.sync_runs.start(finished.id, NOW) is None
         closed = await uow.sync_runs.close_lost([running.id, finished.id], NOW, "lost")
-        assert closed == 1
+        assert closed == [running.id]
         await uow.commit()
     async with store.uow() as uow:
         lost = await uow.sync_runs.get(running.id)

@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 
 import structlog
 
-from finsync.application.webhooks import WebhookEvents, connection_data
+from finsync.application.webhooks import WebhookEvents, connection_data, run_data
 from finsync.domain.entities import SyncRun, utcnow
 from finsync.domain.enums import SyncStatus, SyncTrigger
 from finsync.domain.jobs import SyncConnection
@@ -133,8 +133,19 @@ class Scheduler:
         failed = 0
         if lost:
             async with self._uow() as uow:
-                failed = await uow.sync_runs.close_lost([r.id for r in lost], self._clock(), LOST)
+                now = self._clock()
+                closed = set(await uow.sync_runs.close_lost([r.id for r in lost], now, LOST))
+                for run in (r for r in lost if r.id in closed):  # a failed sync: sync.failed
+                    connection = await uow.connections.get(run.connection_id)
+                    if connection is None:
+                        continue
+                    run.status, run.finished_at, run.counts = SyncStatus.FAILED, now, {}
+                    run.error, run.error_type = LOST, "interrupted"
+                    await self._events.publish(
+                        uow, run.user_id, EventType.SYNC_FAILED, run_data(connection, run)
+                    )
                 await uow.commit()
+            failed = len(closed)
         if retried or failed:
             log.warning("stale_work_reaped", jobs_retried=retried, runs_failed=failed)
         return Reaped(jobs_retried=retried, runs_failed=failed)

@@ -385,8 +385,8 @@ class SyncRunRepository(Protocol):
         """Active runs queued or started before ``before``: candidates for the reaper."""
         ...
 
-    async def close_lost(self, run_ids: Sequence[UUID], when: datetime, error: str) -> int:
-        """Fail those of these runs that are still queued or running; how many."""
+    async def close_lost(self, run_ids: Sequence[UUID], when: datetime, error: str) -> list[UUID]:
+        """Fail those of these runs that are still queued or running; the ids of those failed."""
         ...
 
 

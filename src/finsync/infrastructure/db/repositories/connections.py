@@ -323,13 +323,14 @@ class SqlSyncRunRepository:
         row = (await self._s.execute(stmt)).mappings().first()
         return None if row is None else to_entity(SyncRun, row)
 
-    async def close_lost(self, run_ids: Sequence[UUID], when: datetime, error: str) -> int:
+    async def close_lost(self, run_ids: Sequence[UUID], when: datetime, error: str) -> list[UUID]:
         stmt = (
             update(runs)
             .where(runs.c.id.in_(run_ids), text(ACTIVE_RUN))
             .values(status=SyncStatus.FAILED.value, finished_at=when, error=error, error_type="interrupted")
+            .returning(runs.c.id)
         )
-        return int((await self._s.execute(stmt)).rowcount)  # type: ignore[attr-defined]
+        return [UUID(str(i)) for i in (await self._s.execute(stmt)).scalars()]
 
     async def stale(self, before: datetime, limit: int) -> list[SyncRun]:
         stmt = (
