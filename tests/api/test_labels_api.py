@@ -282,3 +282,35 @@ async def test_an_import_labels_its_new_rows_as_it_writes_them(world: World) -> 
     assert {n: (t["category_id"], t["tags"]) for n, t in again.items() if n in labels} == {
         n: (c, tags) for n, (c, tags, _) in labels.items()
     }
+
+
+async def test_applying_a_rule_matches_accented_text_whatever_its_case(world: World) -> None:
+    """``POST /rules/{id}/apply`` labels exactly what a sync or import would: the match is
+    case-insensitive for every letter, not only ASCII ones (SQLite's lower() folds ASCII only)."""
+    await world.login()
+    groceries = await _category(world, "Groceries")
+    world.bank.accounts = [account("cur")]
+    world.bank.transactions = {
+        "cur": [
+            txn("a", "-4.00", date(2024, 1, 2), description="ÉPICERIE DU COIN / carte"),
+            txn("b", "-5.00", date(2024, 1, 3), description="Épicerie Fine / carte"),
+            txn("c", "-6.00", date(2024, 1, 4), description="BOULANGERIE / carte"),
+        ]
+    }
+    await world.sync(date(2024, 1, 5))
+    rule = {"name": "épicerie", "conditions": {"description_contains": "épicerie"}, "category_id": groceries}
+    r = await world.client.post("/api/v1/rules", headers=world.headers, json=rule)
+    assert r.status_code == 201, r.text
+    applied = await world.client.post(f"/api/v1/rules/{r.json()['id']}/apply", headers=world.headers)
+    assert applied.json() == {"changed": 2}
+    items = {
+        t["provider_transaction_id"]: t["category_id"] for t in (await world.get("/transactions"))["items"]
+    }
+    assert items == {"a": groceries, "b": groceries, "c": None}
+    # A sync's new rows get the same labels from the same rule.
+    world.bank.transactions["cur"].append(txn("d", "-7.00", date(2024, 1, 6), description="ÉPICERIE X"))
+    await world.sync(date(2024, 1, 7))
+    items = {
+        t["provider_transaction_id"]: t["category_id"] for t in (await world.get("/transactions"))["items"]
+    }
+    assert items["d"] == groceries
