@@ -314,3 +314,29 @@ async def test_applying_a_rule_matches_accented_text_whatever_its_case(world: Wo
         t["provider_transaction_id"]: t["category_id"] for t in (await world.get("/transactions"))["items"]
     }
     assert items["d"] == groceries
+
+
+async def test_concurrent_requests_cannot_create_two_categories_of_one_name(
+    world: World, database_url: str, container_pg_only: None
+) -> None:
+    """Names are unique per user whatever the case: two requests at once, "Coffee" and
+    "coffee", or a rename racing a create, leave one category of that name (the other 409)."""
+    await world.login()
+    world.client.headers.update(world.headers)
+    before = len(await world.get("/categories"))
+    for attempt in range(5):
+        answers = await _two(
+            world.client,
+            ("POST", "/api/v1/categories", {"name": f"Coffee {attempt}"}),
+            ("POST", "/api/v1/categories", {"name": f"COFFEE {attempt}"}),
+        )
+        assert sorted(r.status_code for r in answers) == [201, 409], [r.text for r in answers]
+    tea = (await world.client.post("/api/v1/categories", json={"name": "Tea"})).json()["id"]
+    answers = await _two(
+        world.client,
+        ("PATCH", f"/api/v1/categories/{tea}", {"name": "Cocoa"}),
+        ("POST", "/api/v1/categories", {"name": "cocoa"}),
+    )
+    assert sorted(r.status_code for r in answers) in ([200, 409], [201, 409]), [r.text for r in answers]
+    names = [c["name"].lower() for c in await world.get("/categories")]
+    assert len(names) == len(set(names)) == before + 6
