@@ -340,3 +340,23 @@ async def test_concurrent_requests_cannot_create_two_categories_of_one_name(
     assert sorted(r.status_code for r in answers) in ([200, 409], [201, 409]), [r.text for r in answers]
     names = [c["name"].lower() for c in await world.get("/categories")]
     assert len(names) == len(set(names)) == before + 6
+
+
+async def test_concurrent_moves_cannot_make_a_cycle(
+    world: World, database_url: str, container_pg_only: None
+) -> None:
+    """Moving A under B and B under A at once: one move wins, the other is refused (422), and
+    the tree keeps a root (no category becomes its own ancestor)."""
+    await world.login()
+    world.client.headers.update(world.headers)
+    for attempt in range(5):
+        a = (await world.client.post("/api/v1/categories", json={"name": f"A{attempt}"})).json()["id"]
+        b = (await world.client.post("/api/v1/categories", json={"name": f"B{attempt}"})).json()["id"]
+        answers = await _two(
+            world.client,
+            ("PATCH", f"/api/v1/categories/{a}", {"parent_id": b}),
+            ("PATCH", f"/api/v1/categories/{b}", {"parent_id": a}),
+        )
+        assert sorted(r.status_code for r in answers) in ([200, 409], [200, 422]), [r.text for r in answers]
+        parents = {c["id"]: c["parent_id"] for c in await world.get("/categories")}
+        assert parents[a] is None or parents[b] is None

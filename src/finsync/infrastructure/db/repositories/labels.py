@@ -89,6 +89,11 @@ class SqlCategoryRepository:
             update(categories).where(categories.c.id == category.id).values(self._values(category))
         )
 
+    async def lock_tree(self, user_id: UUID) -> None:
+        # PostgreSQL: row locks in id order (SQLite has one writer at a time, and no FOR UPDATE).
+        mine = select(categories.c.id).where(categories.c.user_id == user_id).order_by(categories.c.id)
+        await self._s.execute(mine.with_for_update())
+
     async def delete(self, category_id: UUID, user_id: UUID) -> int:
         t = transactions.c
         cleared = await self._s.execute(
