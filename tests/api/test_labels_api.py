@@ -282,3 +282,83 @@ async def test_an_import_labels_its_new_rows_as_it_writes_them(world: World) -> 
     assert {n: (t["category_id"], t["tags"]) for n, t in again.items() if n in labels} == {
         n: (c, tags) for n, (c, tags, _) in labels.items()
     }
+
+
+async def test_applying_a_rule_matches_accented_text_whatever_its_case(world: World) -> None:
+    """``POST /rules/{id}/apply`` labels exactly what a sync or import would: the match is
+    case-insensitive for every letter, not only ASCII ones (SQLite's lower() folds ASCII only)."""
+    await world.login()
+    groceries = await _category(world, "Groceries")
+    world.bank.accounts = [account("cur")]
+    world.bank.transactions = {
+        "cur": [
+            txn("a", "-4.00", date(2024, 1, 2), description="ÉPICERIE DU COIN / carte"),
+            txn("b", "-5.00", date(2024, 1, 3), description="Épicerie Fine / carte"),
+            txn("c", "-6.00", date(2024, 1, 4), description="BOULANGERIE / carte"),
+        ]
+    }
+    await world.sync(date(2024, 1, 5))
+    rule = {"name": "épicerie", "conditions": {"description_contains": "épicerie"}, "category_id": groceries}
+    r = await world.client.post("/api/v1/rules", headers=world.headers, json=rule)
+    assert r.status_code == 201, r.text
+    applied = await world.client.post(f"/api/v1/rules/{r.json()['id']}/apply", headers=world.headers)
+    assert applied.json() == {"changed": 2}
+    items = {
+        t["provider_transaction_id"]: t["category_id"] for t in (await world.get("/transactions"))["items"]
+    }
+    assert items == {"a": groceries, "b": groceries, "c": None}
+    # A sync's new rows get the same labels from the same rule.
+    world.bank.transactions["cur"].append(txn("d", "-7.00", date(2024, 1, 6), description="ÉPICERIE X"))
+    await world.sync(date(2024, 1, 7))
+    items = {
+        t["provider_transaction_id"]: t["category_id"] for t in (await world.get("/transactions"))["items"]
+    }
+    assert items["d"] == groceries
+
+
+async def test_concurrent_requests_cannot_create_two_categories_of_one_name(
+    world: World, database_url: str, container_pg_only: None
+) -> None:
+    """Names are unique per user whatever the case: two requests at once, "Coffee" and
+    "coffee", or a rename racing a create, leave one category of that name (the other 409)."""
+    await world.login()
+    world.client.headers.update(world.headers)
+    before = len(await world.get("/categories"))
+    for attempt in range(5):
+        answers = await _two(
+            world.client,
+            ("POST", "/api/v1/categories", {"name": f"Coffee {attempt}"}),
+            ("POST", "/api/v1/categories", {"name": f"COFFEE {attempt}"}),
+        )
+        assert sorted(r.status_code for r in answers) == [201, 409], [r.text for r in answers]
+    tea = (await world.client.post("/api/v1/categories", json={"name": "Tea"})).json()["id"]
+    answers = await _two(
+        world.client,
+        ("PATCH", f"/api/v1/categories/{tea}", {"name": "Cocoa"}),
+        ("POST", "/api/v1/categories", {"name": "cocoa"}),
+    )
+    codes = [r.status_code for r in answers]
+    assert codes in ([200, 409], [409, 201]), [r.text for r in answers]
+    names = [c["name"].lower() for c in await world.get("/categories")]
+    assert names.count("cocoa") == 1
+    assert len(names) == len(set(names)) == before + 5 + (1 if codes[0] == 200 else 2)  # Tea, renamed or not
+
+
+async def test_concurrent_moves_cannot_make_a_cycle(
+    world: World, database_url: str, container_pg_only: None
+) -> None:
+    """Moving A under B and B under A at once: one move wins, the other is refused (422), and
+    the tree keeps a root (no category becomes its own ancestor)."""
+    await world.login()
+    world.client.headers.update(world.headers)
+    for attempt in range(5):
+        a = (await world.client.post("/api/v1/categories", json={"name": f"A{attempt}"})).json()["id"]
+        b = (await world.client.post("/api/v1/categories", json={"name": f"B{attempt}"})).json()["id"]
+        answers = await _two(
+            world.client,
+            ("PATCH", f"/api/v1/categories/{a}", {"parent_id": b}),
+            ("PATCH", f"/api/v1/categories/{b}", {"parent_id": a}),
+        )
+        assert sorted(r.status_code for r in answers) in ([200, 409], [200, 422]), [r.text for r in answers]
+        parents = {c["id"]: c["parent_id"] for c in await world.get("/categories")}
+        assert parents[a] is None or parents[b] is None

@@ -422,6 +422,9 @@ class MemoryCategories(_Repository):
             self._unique(category)
             self._t.categories[category.id] = copy.deepcopy(category)
 
+    async def lock_tree(self, user_id: UUID) -> None:
+        """One task at a time touches the memory store: nothing to lock."""
+
     async def delete(self, category_id: UUID, user_id: UUID) -> int:
         """Children move to the top level. Transactions are not faked: none lose the category."""
         for child in self._t.categories.values():

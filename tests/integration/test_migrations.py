@@ -260,3 +260,36 @@ def test_0019_backfills_holding_value_moves_and_its_triggers_keep_them(empty_url
     assert moves[-1] == ("USD", "2026-01-06", "-1.5", 0, 0)
     command.downgrade(config, "0018")  # type: ignore[arg-type]
     assert not set(TRIGGER_NAMES) & asyncio.run(_triggers(empty_url))
+
+
+async def _category_names(url: str, statements: list[str]) -> list[str]:
+    async with _seeded(url, statements) as conn:
+        return list((await conn.execute(text("SELECT name FROM categories ORDER BY created_at"))).scalars())
+
+
+def test_0020_renames_names_that_differ_only_in_case_then_refuses_them(empty_url: str) -> None:
+    """Names that differ only in case (written by two requests at once before 0020) are told
+    apart, the oldest keeping its name; at head the database refuses another one."""
+    config = alembic_config(empty_url)
+    command.upgrade(config, "0019")  # type: ignore[arg-type]
+    add = (
+        "INSERT INTO categories (id, user_id, name, kind, created_at) VALUES "
+        "(:{0}, :user, '{1}', 'expense', '2026-01-0{2} 00:00:00+00:00')"
+    )
+    IDS.update({f"c{i}": ACCOUNT[:-2] + f"c{i}" for i in range(5)})  # ids named by the statements
+    seeded = [
+        SEED[0],
+        add.format("c0", "Coffee", 1),
+        add.format("c1", "COFFEE", 2),
+        add.format("c2", "coffee", 3),
+        add.format("c3", "Coffee (2)", 4),
+    ]
+    assert asyncio.run(_category_names(empty_url, seeded)) == ["Coffee", "COFFEE", "coffee", "Coffee (2)"]
+    command.upgrade(config, "0020")  # type: ignore[arg-type]
+    names = asyncio.run(_category_names(empty_url, []))
+    assert names[0] == "Coffee"
+    assert len({n.lower() for n in names}) == 4
+    with pytest.raises(Exception, match=r"(?i)unique"):
+        asyncio.run(_category_names(empty_url, [add.format("c4", "cOFFEE", 5)]))
+    command.downgrade(config, "0019")  # type: ignore[arg-type]
+    command.upgrade(config, "head")  # type: ignore[arg-type]

@@ -148,6 +148,7 @@ class LabelService:
             if category is None:
                 raise NotFound("category")
             if "parent_id" in changes:
+                await uow.categories.lock_tree(user_id)  # the ancestors read next stay as read
                 await self._parent(uow, user_id, changes["parent_id"], category_id)
                 category.parent_id = changes["parent_id"]
             if changes.get("name"):

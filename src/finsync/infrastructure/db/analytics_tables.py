@@ -110,7 +110,12 @@ class HoldingHistoryRow(SQLModel, table=True):
 
 class CategoryRow(SQLModel, table=True):
     __tablename__ = "categories"
-    __table_args__ = (UniqueConstraint("user_id", "name", name="uq_categories_user_name"),)
+    __table_args__ = (
+        UniqueConstraint("user_id", "name", name="uq_categories_user_name"),
+        # Names are unique whatever the case (migration 0020): two requests at once cannot both
+        # write "Coffee" and "coffee".
+        Index("uq_categories_user_lower_name", "user_id", text("lower(name)"), unique=True),
+    )
     id: UUID = Field(primary_key=True)
     user_id: UUID = _user_fk()
     parent_id: UUID | None = Field(

@@ -7,8 +7,8 @@ from decimal import Decimal
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import Uuid as SAUuid
 from sqlalchemy import (
+    LargeBinary,
     any_,
     bindparam,
     case,
@@ -21,6 +21,7 @@ from sqlalchemy import (
     select,
     update,
 )
+from sqlalchemy import Uuid as SAUuid
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -87,6 +88,11 @@ class SqlCategoryRepository:
         await self._s.execute(
             update(categories).where(categories.c.id == category.id).values(self._values(category))
         )
+
+    async def lock_tree(self, user_id: UUID) -> None:
+        # PostgreSQL: row locks in id order (SQLite has one writer at a time, and no FOR UPDATE).
+        mine = select(categories.c.id).where(categories.c.user_id == user_id).order_by(categories.c.id)
+        await self._s.execute(mine.with_for_update())
 
     async def delete(self, category_id: UUID, user_id: UUID) -> int:
         t = transactions.c
@@ -231,8 +237,14 @@ class SqlLabelRepository:
         t = transactions.c
         stmt = select(*_TARGET).where(t.user_id == user_id)
         if text:
+            # A prefilter only (the rule decides in Python): the databases' lower() agrees with
+            # Python's on ASCII only (SQLite folds nothing else; PostgreSQL follows its locale),
+            # so a description with any other character is always read and left to the rule.
             pattern = f"%{text.lower().translate(_LIKE_ESCAPE)}%"
-            stmt = stmt.where(func.lower(t.description).like(pattern, escape="\\"))
+            postgres = self._s.get_bind().dialect.name == "postgresql"
+            d = t.description
+            octets = func.octet_length(d) if postgres else func.length(cast(d, LargeBinary))
+            stmt = stmt.where(or_(func.lower(d).like(pattern, escape="\\"), octets != func.length(d)))
         if account_id is not None:
             stmt = stmt.where(t.account_id == account_id)
         if after is not None:
