@@ -362,3 +362,22 @@ async def test_concurrent_moves_cannot_make_a_cycle(
         assert sorted(r.status_code for r in answers) in ([200, 409], [200, 422]), [r.text for r in answers]
         parents = {c["id"]: c["parent_id"] for c in await world.get("/categories")}
         assert parents[a] is None or parents[b] is None
+
+
+async def test_a_text_search_finds_accented_text_whatever_its_case(world: World) -> None:
+    """``GET /transactions?q=`` folds every letter's case, not only ASCII ones (SQLite's lower()
+    does only those)."""
+    await world.login()
+    world.bank.accounts = [account("cur")]
+    world.bank.transactions = {
+        "cur": [
+            txn("a", "-4.00", date(2024, 1, 2), description="ÉPICERIE DU COIN / carte"),
+            txn("b", "-5.00", date(2024, 1, 3), description="épicerie fine"),
+            txn("c", "-6.00", date(2024, 1, 4), description="BOULANGERIE / carte"),
+        ]
+    }
+    await world.sync(date(2024, 1, 5))
+    for q in ("épicerie", "ÉPICERIE", "Épicerie du"):
+        found = (await world.get("/transactions", q=q))["items"]
+        expected = {"a", "b"} if q != "Épicerie du" else {"a"}
+        assert {t["provider_transaction_id"] for t in found} == expected, q

@@ -1,8 +1,11 @@
-"""Exact decimal aggregates for SQLite, which stores money as TEXT and has no decimal type.
+"""What SQLite lacks, registered on every SQLite connection the engine opens.
 
-``SUM`` over TEXT would go through doubles; ``dsum_rate(amount, rate)`` adds
-``amount * rate`` with Python's Decimal instead (NULL arguments are skipped) and returns
-the exact total as TEXT. Registered on every SQLite connection the engine opens.
+* Exact decimal sums: SQLite stores money as TEXT and has no decimal type. ``SUM`` over TEXT
+  would go through doubles; ``dsum_rate(amount, rate)`` adds ``amount * rate`` with Python's
+  Decimal instead (NULL arguments are skipped) and returns the exact total as TEXT.
+* ``unicode_lower(text)``: SQLite's ``lower()`` folds ASCII letters only, so a search for
+  "épicerie" missed "ÉPICERIE" (PostgreSQL's ``lower()`` folds every letter under the UTF-8
+  ctype it runs with). Text searches use this on SQLite.
 """
 
 from __future__ import annotations
@@ -38,6 +41,11 @@ def _register(dbapi_connection: Any, _record: Any) -> None:
     raw = getattr(dbapi_connection, "driver_connection", dbapi_connection)
     target = getattr(raw, "_conn", raw)  # aiosqlite.Connection wraps a sqlite3.Connection
     target.create_aggregate("dsum_rate", 2, _RateSum)
+    target.create_function("unicode_lower", 1, _lower, deterministic=True)
+
+
+def _lower(value: str | None) -> str | None:
+    return None if value is None else value.lower()
 
 
 def install(engine: AsyncEngine) -> None:

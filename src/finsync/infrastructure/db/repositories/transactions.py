@@ -229,9 +229,10 @@ def _filtered(stmt: Select[Any], user_id: UUID, filters: TransactionFilter, post
         stmt = stmt.where(func.upper(t.symbol) == filters.symbol.upper())
     if filters.text:
         pattern = f"%{filters.text.lower().translate(_LIKE_ESCAPE)}%"
+        lower = func.lower if postgres else func.unicode_lower  # SQLite's lower(): ASCII only
         stmt = stmt.where(
             or_(
-                func.lower(t.description).like(pattern, escape="\\"),
+                lower(t.description).like(pattern, escape="\\"),
                 func.lower(t.symbol) == filters.text.lower(),
             )
         )
