@@ -463,3 +463,20 @@ async def test_net_worth_totals_count_cards_and_loans_negative(world: World) -> 
     eur = next(a for a in worth["accounts"] if a["currency"] == "EUR" and a["type"] == "checking")
     card = next(a for a in worth["accounts"] if a["type"] == "credit_card")
     assert D(eur["value"]["amount"]) + D(card["value"]["amount"]) == D("800.00")
+
+
+async def test_history_follows_an_account_that_becomes_a_credit_card(world: World) -> None:
+    """An account first reported as checking, then as a credit card (a provider's mapping
+    corrected, a re-import with the right type): its 200 owed counts -200 in today's history
+    point as in net worth now, not +200 carried from the deltas recorded with the old sign."""
+    await world.login()
+    world.bank.accounts = [account("card", currency="EUR", balance=D("200.00"))]
+    await world.sync(date(2024, 3, 4))
+    world.bank.accounts[0].type = AccountType.CREDIT_CARD
+    await world.sync(date(2024, 3, 5))
+    now = await world.get("/net-worth", currency="EUR")
+    assert now["total"] == "-200.00"
+    history = await world.get(
+        "/net-worth/history", **{"from": "2024-03-04", "to": "2024-03-05", "currency": "EUR"}
+    )
+    assert [p["value"] for p in history["points"]] == ["-200.00", "-200.00"]
