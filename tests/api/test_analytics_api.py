@@ -442,3 +442,41 @@ async def test_query_dates_at_the_ends_of_the_range_are_answered(world: World) -
     parameters = spec["paths"]["/api/v1/analytics/performance"]["get"]["parameters"]
     (to,) = (p for p in parameters if p["name"] == "to")
     assert any(s.get("pattern") == QUERY_DATE_PATTERN for s in to["schema"].get("anyOf", [to["schema"]]))
+
+
+async def test_net_worth_totals_count_cards_and_loans_negative(world: World) -> None:
+    """`totals` are the net worth per original currency: a card's debt (reported positive by
+    its provider) and a loan subtract there as they do from `total`, never add."""
+    await world.login()
+    await world.fixings(EASTER)
+    world.bank.accounts = [
+        account("cur", currency="EUR", balance=D("1000.00")),
+        account("card", type=AccountType.CREDIT_CARD, currency="EUR", balance=D("200.00")),
+        account("loan", type=AccountType.LOAN, currency="USD", balance=D("300.00")),
+    ]
+    await world.sync(date(2024, 3, 28))
+    worth = await world.get("/net-worth", currency="EUR")
+    assert worth["totals"] == [
+        {"currency": "EUR", "total": "800.00", "accounts": 2},
+        {"currency": "USD", "total": "-300.00", "accounts": 1},
+    ]
+    eur = next(a for a in worth["accounts"] if a["currency"] == "EUR" and a["type"] == "checking")
+    card = next(a for a in worth["accounts"] if a["type"] == "credit_card")
+    assert D(eur["value"]["amount"]) + D(card["value"]["amount"]) == D("800.00")
+
+
+async def test_history_follows_an_account_that_becomes_a_credit_card(world: World) -> None:
+    """An account first reported as checking, then as a credit card (a provider's mapping
+    corrected, a re-import with the right type): its 200 owed counts -200 in today's history
+    point as in net worth now, not +200 carried from the deltas recorded with the old sign."""
+    await world.login()
+    world.bank.accounts = [account("card", currency="EUR", balance=D("200.00"))]
+    await world.sync(date(2024, 3, 4))
+    world.bank.accounts[0].type = AccountType.CREDIT_CARD
+    await world.sync(date(2024, 3, 5))
+    now = await world.get("/net-worth", currency="EUR")
+    assert now["total"] == "-200.00"
+    history = await world.get(
+        "/net-worth/history", **{"from": "2024-03-04", "to": "2024-03-05", "currency": "EUR"}
+    )
+    assert [p["value"] for p in history["points"]] == ["-200.00", "-200.00"]

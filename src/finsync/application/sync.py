@@ -36,6 +36,7 @@ from finsync.domain.records import (
     TransactionBatch,
     UpsertCounts,
 )
+from finsync.domain.worth import is_liability
 
 log = structlog.get_logger(__name__)
 
@@ -80,6 +81,9 @@ async def write_fetched(
     floor = id_floor()  # transactions inserted from here on are paired as transfers (see labels)
     # The user's rules label new transactions as they are written: no second pass over them.
     rules = [r for r in await uow.rules.list(connection.user_id) if r.enabled]
+    # Net worth deltas carry each stored snapshot signed by the account's type then: a type
+    # that turns a liability into an asset (or back) needs them recomputed (below).
+    was_liability = {a.id: is_liability(a.type) for a in await uow.accounts.for_connection(connection.id)}
     accounts, counts = await uow.accounts.upsert(connection, fetched.accounts)
     record_counts(run, "accounts", counts)
     await flag_held_elsewhere(uow, connection, run, accounts, now)
@@ -118,6 +122,8 @@ async def write_fetched(
         snapshots, {a.id: a.type for a in accounts}
     )  # before they are stored
     run.counts["snapshots"] = run.counts.get("snapshots", 0) + await uow.snapshots.add_many(snapshots)
+    if any(was_liability.get(a.id, is_liability(a.type)) != is_liability(a.type) for a in accounts):
+        await uow.analytics.rebuild_net_worth(connection.user_id)
     await label_new_transactions(uow, connection.user_id, [a.id for a in accounts], floor)
     return accounts
 

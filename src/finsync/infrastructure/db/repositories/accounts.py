@@ -17,6 +17,7 @@ from finsync.domain.errors import AlreadyConnected
 from finsync.domain.ports import AccountFilter, CurrencyTotal, CurrencyTotals, Page, PageRequest
 from finsync.domain.reach import Reach, normalise_iban
 from finsync.domain.records import ProviderAccount, ProviderHolding, UpsertCounts
+from finsync.domain.worth import signed
 from finsync.infrastructure.db.mapping import column_text, keyset, make_page, provider_id, to_entity, to_row
 from finsync.infrastructure.db.tables import AccountRow, BalanceSnapshotRow, ConnectionRow, HoldingRow
 from finsync.infrastructure.db.types import json_roundtrip
@@ -178,7 +179,8 @@ class SqlAccountRepository:
 
     async def totals_by_currency(self, user_id: UUID, exclude: Collection[UUID] = ()) -> CurrencyTotals:
         """Known balances per currency, and the accounts whose balance is unknown (never a 0);
-        ``exclude``: accounts left out (shadows of an account counted through another connection)."""
+        ``exclude``: accounts left out (shadows of an account counted through another connection).
+        Credit cards and loans count ``-|balance|``, as in net worth (whatever sign they report)."""
         # Summed in Python: SQLite keeps money as TEXT, and Decimal sums stay exact everywhere.
         stmt = select(accounts).where(accounts.c.user_id == user_id).order_by(accounts.c.id)
         totals: dict[str, CurrencyTotal] = {}
@@ -191,7 +193,7 @@ class SqlAccountRepository:
                 continue
             entry = totals.setdefault(row["currency"], CurrencyTotal(row["currency"], Decimal(0), 0))
             entry.accounts += 1
-            entry.total += row["balance"]
+            entry.total += signed(row["type"], row["balance"])
         return CurrencyTotals(sorted(totals.values(), key=lambda t: t.currency), without)
 
 
