@@ -190,6 +190,39 @@ async def test_two_statements_of_one_account_in_one_file(client: httpx.AsyncClie
     assert account["balance"] == "20.00"  # the newest statement's balance
 
 
+async def test_a_file_of_several_accounts_is_not_loaded_into_one_account(client: httpx.AsyncClient) -> None:
+    """``account_id`` loads one account's rows into an existing account: a file whose statements
+    are of two accounts (two checking accounts, both in USD, with FITIDs of the same form) would
+    mix the second account's money into the first, so it is refused and writes nothing."""
+    headers = await register_and_login(client)
+    first = await upload(client, headers, statement(range(3)))
+    (account,) = first.json()["accounts"]
+    january = statement(range(0, 2), ledger="10.00", as_of="20240131").decode()
+    other = statement(range(2, 4)).decode().replace("<ACCTID>55501234", "<ACCTID>55509999")
+    body_of = lambda text: text[text.index("<STMTTRNRS>") : text.index("</BANKMSGSRSV1>")]  # noqa: E731
+    two_accounts = january.replace("</BANKMSGSRSV1>", body_of(other) + "</BANKMSGSRSV1>").encode()
+    r = await client.post(
+        "/api/v1/imports", headers=headers, params={"account_id": account["id"]},
+        files={"file": ("two.ofx", two_accounts, "application/x-ofx")},
+    )  # fmt: skip
+    assert r.status_code == 422, r.text
+    assert "2 accounts" in r.json()["detail"]
+    assert len(await _all(client, headers, f"/api/v1/accounts/{account['id']}/transactions")) == 3
+    runs = await _all(client, headers, f"/api/v1/connections/{first.json()['connection_id']}/sync-runs")
+    assert len(runs) == 1
+    # Two statements (periods) of one account are still one account's rows.
+    february = statement(range(5, 7), ledger="20.00", as_of="20240229").decode()
+    periods = february.replace("</BANKMSGSRSV1>", body_of(january) + "</BANKMSGSRSV1>").encode()
+    r = await client.post(
+        "/api/v1/imports", headers=headers, params={"account_id": account["id"]},
+        files={"file": ("periods.ofx", periods, "application/x-ofx")},
+    )  # fmt: skip
+    assert r.status_code == 201, r.text
+    counts = r.json()["counts"]
+    # F00000 and F00001 are already in the account (from the first upload): F00005, F00006 are new
+    assert (counts["transactions_inserted"], counts["transactions_already_present"]) == (2, 2)
+
+
 async def test_older_statement_snapshot_records_its_own_balance(client: httpx.AsyncClient) -> None:
     headers = await register_and_login(client)
     await upload(client, headers, statement(range(3), ledger="20.00", as_of="20240229"))

@@ -27,6 +27,7 @@ from finsync.domain.enums import ConnectionStatus, SnapshotSource, SyncStatus, S
 from finsync.domain.errors import (
     BadData,
     FileTooLarge,
+    ImportRejected,
     InvalidInput,
     MalformedFile,
     NotFound,
@@ -365,6 +366,7 @@ class ImportService:
             if connection is None:
                 raise NotFound("account")
             incoming: list[ProviderTransaction] = []
+            sources: dict[tuple[str | None, str], str] = {}  # the file's accounts that give rows
             for statement in parsed.statements:
                 batch = TransactionBatch(
                     transactions=list(statement.transactions), deferred=statement.deferred
@@ -377,13 +379,26 @@ class ImportService:
                         f"{len(other)} transaction(s) "
                         f"in {other[0].currency} were not imported"
                     )
-                incoming += [
+                rows = [
                     replace(t, provider_transaction_id=f"file:{t.provider_transaction_id}")
                     for t in batch.transactions
                     if t.currency == account.currency
                 ]
+                if rows:
+                    source = (statement.institution, statement.account.provider_account_id)
+                    sources.setdefault(source, statement.account.name)
+                incoming += rows
             if not incoming:
                 raise MalformedFile(f"no row of the file is in the account's currency ({account.currency})")
+            if len(sources) > 1:
+                # One account's rows, not several accounts' mixed into one (a multi-account OFX
+                # file; their ids are only unique per account, so they would even collide).
+                raise ImportRejected(
+                    f"the file holds transactions of {len(sources)} accounts "
+                    f"({', '.join(sources.values())}) in {account.currency}: only one account's "
+                    "statement can be loaded into an existing account; upload it without "
+                    "account_id, or export one account at a time"
+                )
             # Writers of the connection's accounts (a sync) queue here, so the rows compared
             # below are all there are until this import commits.
             await uow.accounts.for_connection(connection.id, lock=True)

@@ -8,6 +8,7 @@ from datetime import UTC, date, datetime
 from decimal import Decimal
 
 import pytest
+from tests.unit.ofx.conftest import SGML_HEADER
 
 from finsync.domain.enums import (
     AccountType,
@@ -181,6 +182,54 @@ def test_a_position_in_its_own_currency_is_priced_in_it() -> None:
         "CAD",
         Decimal("125.00"),
     )
+
+
+def _positions_file(positions: str) -> bytes:
+    """An investment statement in USD (CURDEF) with 100 of cash and the given positions."""
+    return (
+        SGML_HEADER + "<OFX><SIGNONMSGSRSV1><SONRS><STATUS><CODE>0<SEVERITY>INFO</STATUS><DTSERVER>20240131"
+        "<LANGUAGE>ENG<FI><ORG>Broker<FID>77</FI></SONRS></SIGNONMSGSRSV1>\n<INVSTMTMSGSRSV1><INVSTMTTRNRS>"
+        "<TRNUID>1<STATUS><CODE>0<SEVERITY>INFO</STATUS><INVSTMTRS><DTASOF>20240131<CURDEF>USD<INVACCTFROM>"
+        "<BROKERID>broker.example<ACCTID>9876</INVACCTFROM>\n<INVPOSLIST>\n" + positions + "</INVPOSLIST>"
+        "<INVBAL><AVAILCASH>100.00</INVBAL></INVSTMTRS></INVSTMTTRNRS></INVSTMTMSGSRSV1></OFX>\n"
+    ).encode()
+
+
+def _position(unique_id: str, market_value: str, currency: str = "") -> str:
+    return (
+        f"<POSSTOCK><INVPOS><SECID><UNIQUEID>{unique_id}<UNIQUEIDTYPE>ISIN</SECID><HELDINACCT>CASH"
+        f"<POSTYPE>LONG<UNITS>10<UNITPRICE>1<MKTVAL>{market_value}<DTPRICEASOF>20240131{currency}"
+        "</INVPOS></POSSTOCK>\n"
+    )
+
+
+def test_account_value_converts_positions_in_another_currency_by_their_rate() -> None:
+    """A position's <CURRENCY> (CURSYM, CURRATE) states its MKTVAL in that currency; the
+    account's value is in CURDEF, so 1,000 EUR at 1.10 count as 1,100 USD, not as 1,000 USD."""
+    data = _positions_file(
+        _position("DE0000000001", "1000.00", "<CURRENCY><CURRATE>1.10<CURSYM>EUR</CURRENCY>")
+        + _position("US0000000001", "500.00")
+    )
+    (result,) = map_document(parse_ofx(data))
+    assert [(h.currency, h.market_value) for h in holdings_of(result)] == [
+        ("EUR", Decimal("1000.00")),
+        ("USD", Decimal("500.00")),
+    ]
+    assert result.account.currency == "USD"
+    assert result.account.holdings_value == Decimal("1600.00")
+    assert result.account.balance == Decimal("1700.00")
+
+
+def test_a_position_in_another_currency_without_a_rate_is_not_counted_as_the_accounts() -> None:
+    document = parse_ofx(
+        _positions_file(
+            _position("DE0000000001", "1000.00", "<CURRENCY><CURSYM>EUR</CURRENCY>")
+            + _position("US0000000001", "500.00")
+        )
+    )
+    (result,) = map_document(document)
+    assert (result.account.holdings_value, result.account.balance) == (Decimal("500.00"), Decimal("600.00"))
+    assert any("DE0000000001" in w and "EUR" in w and "rate" in w for w in document.warnings)
 
 
 def test_holding_asset_types(fixture_bytes: Read) -> None:

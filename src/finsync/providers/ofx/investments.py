@@ -235,6 +235,16 @@ def _currency(fields: dict[str, str]) -> str | None:
     return None
 
 
+def _currency_rate(fields: dict[str, str]) -> Decimal | None:
+    """CURRATE of a CURRENCY aggregate (not of ORIGCURRENCY, whose amounts are in CURDEF already)."""
+    rate = fields.get("CURRATE") if "CURRENCY" in fields else None
+    try:
+        value = parse_amount(rate) if rate else None
+    except ValueError:
+        return None
+    return value if value is not None and value > 0 else None
+
+
 def investment_transaction(
     tag: str, pos: int, fields: dict[str, str], ctx: Context
 ) -> OfxInvestmentTransaction | None:
@@ -296,6 +306,7 @@ def _position(node: Node, ctx: Context) -> OfxPosition | None:
         position_type=(fields.get("POSTYPE") or "").upper() or None,
         held_in=(fields.get("HELDINACCT") or "").upper() or None,
         currency=_currency(fields),
+        currency_rate=_currency_rate(fields),
         fields=fields,
     )
 

@@ -3,7 +3,8 @@
 Account ids: bank ``"{BANKID}:{ACCTID}"`` (the routing number disambiguates equal
 account numbers at different banks), otherwise ``ACCTID``. Names mask the number
 ("Checking ••5678"). Currency is CURDEF, else the one currency all transactions
-declare, else USD (the OFX default). Investment balance = AVAILCASH + Σ MKTVAL.
+declare, else USD (the OFX default). Investment balance = AVAILCASH + Σ MKTVAL, a position
+in another currency (its <CURRENCY>) converted by its CURRATE.
 """
 
 from __future__ import annotations
@@ -127,7 +128,7 @@ def map_document(doc: OfxDocument) -> list[MappedStatement]:
                 for p in statement.positions
             ]
         if statement.kind == "investment":
-            _investment_balances(account, statement, holdings)
+            _investment_balances(account, statement, holdings, doc.warnings)
         out.append(
             MappedStatement(
                 account=account,
@@ -299,11 +300,19 @@ def map_account(statement: OfxStatement, doc: OfxDocument) -> ProviderAccount:
 
 
 def _investment_balances(
-    account: ProviderAccount, statement: OfxStatement, holdings: list[ProviderHolding] | None
+    account: ProviderAccount,
+    statement: OfxStatement,
+    holdings: list[ProviderHolding] | None,
+    warnings: list[str],
 ) -> None:
     if holdings is not None:
-        values = [h.market_value for h in holdings if h.market_value is not None]
-        account.holdings_value = sum(values, Decimal(0))
+        account.holdings_value = sum(
+            (
+                _value_in_account_currency(position, holding, account.currency, warnings)
+                for position, holding in zip(statement.positions, holdings, strict=True)
+            ),
+            Decimal(0),
+        )
     account.cash_value = statement.available_cash
     if account.cash_value is not None or account.holdings_value is not None:
         account.balance = (account.cash_value or Decimal(0)) + (account.holdings_value or Decimal(0))
@@ -315,6 +324,24 @@ def _investment_balances(
     ):
         if value is not None:
             account.raw[key] = str(value)
+
+
+def _value_in_account_currency(
+    position: OfxPosition, holding: ProviderHolding, currency: str, warnings: list[str]
+) -> Decimal:
+    """A holding's market value in the account's currency: a position in another currency
+    (its <CURRENCY>) is converted by its CURRATE; without a rate it cannot count towards the
+    account's value (adding euros to dollars would be wrong), and a warning says so."""
+    value = holding.market_value
+    if value is None or holding.currency == currency:
+        return value or Decimal(0)
+    if position.currency_rate is not None:
+        return value * position.currency_rate
+    warnings.append(
+        f"position {position.unique_id} is valued in {holding.currency} without an exchange rate "
+        f"(<CURRATE>): its market value ({value}) is not counted in the account's value in {currency}"
+    )
+    return Decimal(0)
 
 
 def map_position(position: OfxPosition, security: OfxSecurity | None, currency: str) -> ProviderHolding:

@@ -150,7 +150,8 @@ class OfxPosition:
     priced_at: datetime | None = None
     position_type: str | None = None  # LONG or SHORT
     held_in: str | None = None  # HELDINACCT: CASH, MARGIN, SHORT, OTHER
-    currency: str | None = None
+    currency: str | None = None  # CURSYM of a CURRENCY aggregate: UNITPRICE and MKTVAL are in it
+    currency_rate: Decimal | None = None  # its CURRATE: one unit of ``currency`` in CURDEF
     fields: dict[str, str] = field(default_factory=dict)
 
 
