@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import timedelta
+from datetime import date, timedelta
 from decimal import Decimal
 from uuid import UUID
 
@@ -288,3 +288,40 @@ async def test_reaper_keeps_a_run_whose_job_waits(container: Container, bank: Me
         stored = await uow.sync_runs.get(run.id)
     assert stored is not None
     assert stored.status is SyncStatus.SUCCEEDED
+
+
+async def test_an_account_listed_twice_is_bad_data_and_changes_nothing(
+    container: Container, bank: MemoryProviders
+) -> None:
+    """A provider that lists one account key twice (e.g. two bank accounts sharing an IBAN and
+    currency) must not record two snapshots of it in one sync, nor count its change twice in
+    net worth: the sync fails as the provider's bad data, stored data as it was."""
+    user = await seed_user(container)
+    conn = await seed_connection(container, user)
+    await _sync(container, conn.id, user.id, SyncTrigger.INITIAL)
+    bank.accounts = [account("cur", balance=Decimal("1500")), account("cur", balance=Decimal("1500"))]
+    run = await _sync(container, conn.id, user.id, SyncTrigger.MANUAL)
+    assert run.status is SyncStatus.FAILED
+    assert run.error_type == "provider-bad-data"
+    assert "cur" in (run.error or "")
+    accounts, _, _ = await _state(container, user.id)
+    current = next(a for a in accounts if a.provider_account_id == "cur")
+    assert current.balance == Decimal("1234.56")
+    async with container.uow() as uow:
+        snaps = await uow.snapshots.find(user.id, current.id, None, None, PageRequest())
+        deltas = await uow.analytics.net_worth_deltas(user.id, date(2100, 1, 1))
+    assert len(snaps.items) == 1
+    assert sum(d for c, _, d in deltas if c == "GBP") == Decimal("1234.56") + Decimal("5000")
+
+
+async def test_an_account_listed_twice_on_a_first_sync_says_so(
+    container: Container, bank: MemoryProviders
+) -> None:
+    """Not a misleading 'created at the same time, try again' conflict that no retry fixes."""
+    bank.accounts = [account("cur"), account("cur")]
+    user = await seed_user(container)
+    conn = await seed_connection(container, user)
+    run = await _sync(container, conn.id, user.id, SyncTrigger.INITIAL)
+    assert run.status is SyncStatus.FAILED
+    assert run.error_type == "provider-bad-data"
+    assert (await _state(container, user.id))[0] == []
