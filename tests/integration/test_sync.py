@@ -11,7 +11,14 @@ import pytest
 
 from finsync.bootstrap import Container
 from finsync.domain.entities import Account, Holding, SyncRun, Transaction
-from finsync.domain.enums import ConnectionStatus, SnapshotSource, SyncStatus, SyncTrigger, TransactionStatus
+from finsync.domain.enums import (
+    ConnectionStatus,
+    SnapshotSource,
+    SyncStatus,
+    SyncTrigger,
+    TransactionStatus,
+    TransactionSubtype,
+)
 from finsync.domain.errors import Conflict, NeedsReauthorization, ProviderAuthError, Unavailable
 from finsync.domain.ports import AccountFilter, PageRequest, TransactionFilter
 from tests.factories import account, holding, seed_connection, seed_user, txn
@@ -325,3 +332,28 @@ async def test_an_account_listed_twice_on_a_first_sync_says_so(
     assert run.status is SyncStatus.FAILED
     assert run.error_type == "provider-bad-data"
     assert (await _state(container, user.id))[0] == []
+
+
+async def test_a_pending_transfer_booked_under_a_new_id_stays_paired(
+    container: Container, bank: MemoryProviders
+) -> None:
+    """A pending leg of an own transfer, paired on one sync and booked under a new id on the
+    next: the dropped pending row took its link with it, or the booked row could never pair
+    (its counterpart stayed linked to a row that no longer exists) and cash flow counted the
+    own transfer as spending."""
+    user = await seed_user(container)
+    conn = await seed_connection(container, user)
+    bank.replace_pending = True
+    bank.accounts = [account("cur"), account("sav")]
+    inflow = txn("s1", "100.00", subtype=TransactionSubtype.DEPOSIT)
+    bank.transactions = {"cur": [txn("p1", "-100.00", status=TransactionStatus.PENDING)], "sav": [inflow]}
+    await _sync(container, conn.id, user.id, SyncTrigger.INITIAL)
+    bank.transactions = {"cur": [txn("b1", "-100.00")], "sav": [inflow]}
+    run = await _sync(container, conn.id, user.id, SyncTrigger.MANUAL)
+    assert run.counts["transactions_deleted"] == 1
+    _, txns, _ = await _state(container, user.id)
+    ids = {t.provider_transaction_id: t.id for t in txns}
+    assert set(ids) == {"b1", "s1"}
+    async with container.uow() as uow:
+        links = (await uow.transfers.find(user.id, None, PageRequest())).items
+    assert [(link.outflow_id, link.inflow_id) for link in links] == [(ids["b1"], ids["s1"])]
