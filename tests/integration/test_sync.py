@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import timedelta
+from datetime import date, timedelta
 from decimal import Decimal
 from uuid import UUID
 
@@ -11,7 +11,14 @@ import pytest
 
 from finsync.bootstrap import Container
 from finsync.domain.entities import Account, Holding, SyncRun, Transaction
-from finsync.domain.enums import ConnectionStatus, SnapshotSource, SyncStatus, SyncTrigger, TransactionStatus
+from finsync.domain.enums import (
+    ConnectionStatus,
+    SnapshotSource,
+    SyncStatus,
+    SyncTrigger,
+    TransactionStatus,
+    TransactionSubtype,
+)
 from finsync.domain.errors import Conflict, NeedsReauthorization, ProviderAuthError, Unavailable
 from finsync.domain.ports import AccountFilter, PageRequest, TransactionFilter
 from tests.factories import account, holding, seed_connection, seed_user, txn
@@ -288,3 +295,65 @@ async def test_reaper_keeps_a_run_whose_job_waits(container: Container, bank: Me
         stored = await uow.sync_runs.get(run.id)
     assert stored is not None
     assert stored.status is SyncStatus.SUCCEEDED
+
+
+async def test_an_account_listed_twice_is_bad_data_and_changes_nothing(
+    container: Container, bank: MemoryProviders
+) -> None:
+    """A provider that lists one account key twice (e.g. two bank accounts sharing an IBAN and
+    currency) must not record two snapshots of it in one sync, nor count its change twice in
+    net worth: the sync fails as the provider's bad data, stored data as it was."""
+    user = await seed_user(container)
+    conn = await seed_connection(container, user)
+    await _sync(container, conn.id, user.id, SyncTrigger.INITIAL)
+    bank.accounts = [account("cur", balance=Decimal("1500")), account("cur", balance=Decimal("1500"))]
+    run = await _sync(container, conn.id, user.id, SyncTrigger.MANUAL)
+    assert run.status is SyncStatus.FAILED
+    assert run.error_type == "provider-bad-data"
+    assert "cur" in (run.error or "")
+    accounts, _, _ = await _state(container, user.id)
+    current = next(a for a in accounts if a.provider_account_id == "cur")
+    assert current.balance == Decimal("1234.56")
+    async with container.uow() as uow:
+        snaps = await uow.snapshots.find(user.id, current.id, None, None, PageRequest())
+        deltas = await uow.analytics.net_worth_deltas(user.id, date(2100, 1, 1))
+    assert len(snaps.items) == 1
+    assert sum(d for c, _, d in deltas if c == "GBP") == Decimal("1234.56") + Decimal("5000")
+
+
+async def test_an_account_listed_twice_on_a_first_sync_says_so(
+    container: Container, bank: MemoryProviders
+) -> None:
+    """Not a misleading 'created at the same time, try again' conflict that no retry fixes."""
+    bank.accounts = [account("cur"), account("cur")]
+    user = await seed_user(container)
+    conn = await seed_connection(container, user)
+    run = await _sync(container, conn.id, user.id, SyncTrigger.INITIAL)
+    assert run.status is SyncStatus.FAILED
+    assert run.error_type == "provider-bad-data"
+    assert (await _state(container, user.id))[0] == []
+
+
+async def test_a_pending_transfer_booked_under_a_new_id_stays_paired(
+    container: Container, bank: MemoryProviders
+) -> None:
+    """A pending leg of an own transfer, paired on one sync and booked under a new id on the
+    next: the dropped pending row took its link with it, or the booked row could never pair
+    (its counterpart stayed linked to a row that no longer exists) and cash flow counted the
+    own transfer as spending."""
+    user = await seed_user(container)
+    conn = await seed_connection(container, user)
+    bank.replace_pending = True
+    bank.accounts = [account("cur"), account("sav")]
+    inflow = txn("s1", "100.00", subtype=TransactionSubtype.DEPOSIT)
+    bank.transactions = {"cur": [txn("p1", "-100.00", status=TransactionStatus.PENDING)], "sav": [inflow]}
+    await _sync(container, conn.id, user.id, SyncTrigger.INITIAL)
+    bank.transactions = {"cur": [txn("b1", "-100.00")], "sav": [inflow]}
+    run = await _sync(container, conn.id, user.id, SyncTrigger.MANUAL)
+    assert run.counts["transactions_deleted"] == 1
+    _, txns, _ = await _state(container, user.id)
+    ids = {t.provider_transaction_id: t.id for t in txns}
+    assert set(ids) == {"b1", "s1"}
+    async with container.uow() as uow:
+        links = (await uow.transfers.find(user.id, None, PageRequest())).items
+    assert [(link.outflow_id, link.inflow_id) for link in links] == [(ids["b1"], ids["s1"])]

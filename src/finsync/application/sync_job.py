@@ -38,6 +38,19 @@ from finsync.domain.webhooks import EventType
 log = structlog.get_logger(__name__)
 
 
+def _refuse_repeated_accounts(provider: str, fetched: Fetched) -> None:
+    """One account key listed twice is the provider's bad data: written as it is, the account
+    would get two snapshots in one sync (its change counted twice in net worth) and one of
+    the two entries' transactions would be lost; on a first sync the insert would fail as a
+    "try again" conflict that no retry fixes."""
+    seen: set[str] = set()
+    for account in fetched.accounts:
+        key = account.provider_account_id
+        if key in seen:
+            raise BadData(f"{provider} listed the account {key!r} twice; stored data is unchanged")
+        seen.add(key)
+
+
 class SyncRunner:
     def __init__(
         self,
@@ -105,6 +118,7 @@ class SyncRunner:
         adapter = self._providers.adapter(provider, session)
         try:
             fetched = Fetched(accounts=await adapter.fetch_accounts())
+            _refuse_repeated_accounts(provider, fetched)
             for account in fetched.accounts:
                 key = account.provider_account_id
                 if Capability.HOLDINGS in capabilities and isinstance(adapter, HoldingsSource):

@@ -42,14 +42,19 @@ def deltas_of(rows: Iterable[Sequence[Any]]) -> list[dict[str, Any]]:
     """(user_id, account_id, currency, taken_at, balance, type) ordered by account and time →
     delta rows. Used to build the table from scratch (migration, rebuild)."""
     sums: dict[tuple[UUID, str, date, bool], Decimal] = {}
-    last: dict[tuple[Any, str], Decimal] = {}
+    last: dict[Any, tuple[str, Decimal]] = {}  # account → the currency and value it carries
+
+    def add(user_id: Any, currency: str, taken_at: Any, liability: bool, amount: Decimal) -> None:
+        slot = (_uuid(user_id), currency, _day(taken_at), liability)
+        sums[slot] = sums.get(slot, Decimal(0)) + amount
+
     for user_id, account_id, currency, taken_at, balance, kind in rows:
         value = signed(kind, Decimal(str(balance)))
-        key = (account_id, currency)
-        delta = value - last.get(key, Decimal(0))
-        last[key] = value
-        slot = (_uuid(user_id), currency, _day(taken_at), is_liability(kind))
-        sums[slot] = sums.get(slot, Decimal(0)) + delta
+        was_currency, was = last.get(account_id, (currency, Decimal(0)))
+        last[account_id] = (currency, value)
+        # An account now stated in another currency stops carrying its value in the old one.
+        add(user_id, was_currency, taken_at, is_liability(kind), -was)
+        add(user_id, currency, taken_at, is_liability(kind), value)
     return [
         {"user_id": u, "currency": c, "day": d, "liability": liability, "delta": v}
         for (u, c, d, liability), v in sums.items()
@@ -112,7 +117,9 @@ class NetWorthDeltas:
             *same,
             latest(s.taken_at, *in_day, order=newest).label("day_at"),
             latest(s.balance, *in_day, order=newest).label("day_balance"),
+            latest(s.currency, *in_day, order=newest).label("day_currency"),
             latest(s.balance, *known, s.taken_at < start, order=newest).label("before"),
+            latest(s.currency, *known, s.taken_at < start, order=newest).label("before_currency"),
             latest(s.taken_at, *known, s.taken_at >= end, order=[s.taken_at]).label("following"),
         )
         return (await self._s.execute(stmt)).one()
@@ -132,15 +139,31 @@ class NetWorthDeltas:
             if row.day_at is not None and row.day_at > snap.taken_at:
                 continue  # not the day's last value: the day's total does not move
             kind = types[snap.account_id]
+            # The value this snapshot replaces, in the currency it was carried in (an account
+            # the provider now states in another currency stops carrying it in the old one).
             if row.day_at is not None:
-                base = signed(kind, row.day_balance)
+                base, base_currency = signed(kind, row.day_balance), row.day_currency
+            elif row.before is not None:
+                base, base_currency = signed(kind, row.before), row.before_currency
             else:
-                base = Decimal(0) if row.before is None else signed(kind, row.before)
+                base, base_currency = Decimal(0), snap.currency
             value = signed(kind, snap.balance)
             liability = is_liability(kind)
-            await self._add(snap.user_id, snap.currency, day, liability, value - base)
-            if row.following is not None:
-                await self._add(snap.user_id, snap.currency, _day(row.following), liability, base - value)
+            await self._move(snap, day, liability, (base_currency, base), value)
+            if row.following is not None:  # the next snapshot now replaces this one, not the base
+                following = _day(row.following)
+                await self._add(snap.user_id, base_currency, following, liability, base)
+                await self._add(snap.user_id, snap.currency, following, liability, -value)
+
+    async def _move(
+        self, snap: BalanceSnapshot, day: date, liability: bool, base: tuple[str, Decimal], value: Decimal
+    ) -> None:
+        base_currency, amount = base
+        if base_currency == snap.currency:
+            await self._add(snap.user_id, snap.currency, day, liability, value - amount)
+        else:
+            await self._add(snap.user_id, base_currency, day, liability, -amount)
+            await self._add(snap.user_id, snap.currency, day, liability, value)
 
     async def rebuild(self, user_id: UUID) -> None:
         """Recompute the user's deltas from the snapshots (after deleting a connection)."""

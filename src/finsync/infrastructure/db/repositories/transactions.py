@@ -37,6 +37,7 @@ from finsync.domain.errors import Conflict
 from finsync.domain.ports import ListedTransaction, Page, PageRequest, TransactionFilter
 from finsync.domain.records import DeferredTransactions, ProviderTransaction, TransactionBatch, UpsertCounts
 from finsync.infrastructure.db import raw
+from finsync.infrastructure.db.analytics_tables import TransferLinkRow
 from finsync.infrastructure.db.cash_flow import mark_written
 from finsync.infrastructure.db.mapping import (
     after_values,
@@ -52,6 +53,7 @@ from finsync.infrastructure.db.types import json_dumps
 transactions = TransactionRow.__table__  # type: ignore[attr-defined]
 _PID_MAX: int = transactions.c.provider_transaction_id.type.length
 accounts = AccountRow.__table__  # type: ignore[attr-defined]
+links = TransferLinkRow.__table__  # type: ignore[attr-defined]
 
 _FIELDS = (
     "type", "subtype", "status", "amount", "currency", "transaction_date", "settlement_date",
@@ -501,9 +503,16 @@ class SqlTransactionRepository:
         )
         if keep:
             stmt = stmt.where(transactions.c.provider_transaction_id.not_in(keep))
-        result = await self._s.execute(stmt)
+        dropped = list((await self._s.execute(stmt.returning(transactions.c.id))).scalars())
+        # Their transfer links go with them (there are no foreign keys to cascade): a link left
+        # to a dropped row kept its counterpart from pairing with the row that replaced it.
+        for start in range(0, len(dropped), _SQLITE_CHUNK):
+            chunk = dropped[start : start + _SQLITE_CHUNK]
+            await self._s.execute(
+                delete(links).where(or_(links.c.outflow_id.in_(chunk), links.c.inflow_id.in_(chunk)))
+            )
         mark_written(self._s, [account.user_id])
-        return int(result.rowcount)  # type: ignore[attr-defined]
+        return len(dropped)
 
     async def between(self, account_id: UUID, first: date, last: date) -> list[ProviderTransaction]:
         t = transactions.c
