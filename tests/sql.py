@@ -47,15 +47,19 @@ async def statements(c: Container) -> AsyncIterator[list[str]]:
             raw.remove_query_logger(logged)
 
 
-async def until_waiting(probe: AsyncConnection, table: str = "", sessions: int = 1) -> None:
+async def until_waiting(
+    probe: AsyncConnection, table: str = "", sessions: int = 1, *, unless: asyncio.Future[Any] | None = None
+) -> None:
     """Until ``sessions`` backends of this database wait for a lock (PostgreSQL), taken on
     ``table`` if given: the state of PostgreSQL, not a timer, says the other writers have
-    reached that point."""
+    reached that point. With ``unless``, also done once that task is (it did not wait)."""
     sql = text(
         "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
         "AND wait_event_type = 'Lock' AND query ILIKE :pattern"
     )
     for _ in range(2000):
+        if unless is not None and unless.done():
+            return
         waiting = (await probe.execute(sql, {"pattern": f"%{table}%"})).scalar()
         await probe.rollback()  # pg_stat_activity is read once per transaction
         if waiting >= sessions:

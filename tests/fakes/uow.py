@@ -275,7 +275,7 @@ class MemorySyncRuns(_Repository):
         if run.id in self._t.sync_runs:
             self._t.sync_runs[run.id] = copy.deepcopy(run)
 
-    async def get(self, run_id: UUID, user_id: UUID | None = None) -> SyncRun | None:
+    async def get(self, run_id: UUID, user_id: UUID | None = None, *, lock: bool = False) -> SyncRun | None:
         found = self._t.sync_runs.get(run_id)
         if found is None or (user_id is not None and found.user_id != user_id):
             return None

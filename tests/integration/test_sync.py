@@ -8,6 +8,7 @@ from decimal import Decimal
 from uuid import UUID
 
 import pytest
+from sqlalchemy import text
 
 from finsync.bootstrap import Container
 from finsync.domain.entities import Account, Holding, SyncRun, Transaction
@@ -20,9 +21,12 @@ from finsync.domain.enums import (
     TransactionSubtype,
 )
 from finsync.domain.errors import Conflict, NeedsReauthorization, ProviderAuthError, Unavailable
+from finsync.domain.jobs import SyncConnection
 from finsync.domain.ports import AccountFilter, PageRequest, TransactionFilter
+from finsync.domain.webhooks import Webhook
 from tests.factories import account, holding, seed_connection, seed_user, txn
 from tests.fakes.memory import MemoryProviders
+from tests.sql import until_waiting
 
 pytestmark = pytest.mark.integration
 
@@ -275,6 +279,63 @@ async def test_reaper_fails_a_run_whose_job_is_gone(container: Container, bank: 
     assert stored is not None
     assert stored.status is SyncStatus.FAILED
     assert "interrupted" in (stored.error or "")
+
+
+async def test_a_run_the_reaper_closes_as_its_sync_finishes_ends_once(
+    container: Container, bank: MemoryProviders
+) -> None:
+    """PostgreSQL: a worker whose heartbeat was late had its job ended (a newer one waited)
+    while its sync still ran, so the reaper finds the run's job gone and closes the run just
+    as the sync writes its outcome. The sync had checked that the run was still its own
+    (running, its attempt) without locking it: the reaper's close committed in between, then
+    the sync overwrote it as succeeded, and both sync.failed and sync.succeeded went out.
+    The run's row is locked from that check to the commit: one outcome, one event."""
+    if container.settings.is_sqlite:
+        pytest.skip("SQLite: the sync takes the database's write lock before it checks the run")
+    user = await seed_user(container)
+    conn = await seed_connection(container, user)
+    await _sync(container, conn.id, user.id, SyncTrigger.INITIAL)  # accounts to hold the sync on
+    hook = Webhook(
+        user_id=user.id,
+        url="https://hooks.example.com/finsync",
+        events=["sync.succeeded", "sync.failed"],
+        secret=b"not-a-secret",  # never sent: the webhook goes before its deliveries would be
+    )
+    run = SyncRun(
+        user_id=user.id, connection_id=conn.id, trigger=SyncTrigger.SCHEDULED, status=SyncStatus.QUEUED
+    )
+    async with container.uow() as uow:
+        await uow.webhooks.add(hook)
+        await uow.sync_runs.add(run)
+        await uow.commit()
+    job = SyncConnection(connection_id=conn.id, run_id=run.id, provider=conn.provider)  # not queued
+    async with container.engine.connect() as holder, container.engine.connect() as probe:
+        # Holds the sync between its check of the run and its write of the outcome: its
+        # snapshots' foreign keys wait for these rows.
+        await holder.execute(
+            text("SELECT id FROM accounts WHERE connection_id = :c FOR UPDATE"), {"c": conn.id}
+        )
+        finishing = asyncio.create_task(container.runner.run(job))
+        await until_waiting(probe, "", 1, unless=finishing)
+        assert not finishing.done()
+        reaping = asyncio.create_task(container.scheduler.reap_stale_runs(grace=timedelta(0)))
+        await until_waiting(probe, "UPDATE sync_runs", 1, unless=reaping)  # or it closed the run
+        await holder.rollback()
+        finished, reaped = await asyncio.wait_for(asyncio.gather(finishing, reaping), timeout=30)
+    async with container.uow() as uow:
+        stored = await uow.sync_runs.get(run.id)
+    async with container.engine.connect() as db:
+        events = (
+            await db.execute(
+                text("SELECT event FROM webhook_deliveries WHERE webhook_id = :h"), {"h": hook.id}
+            )
+        ).scalars()
+        sent = [str(e) for e in events]
+        await db.execute(text("DELETE FROM webhooks WHERE id = :h"), {"h": hook.id})  # no delivery jobs
+        await db.commit()
+    assert stored is not None
+    assert finished is not None
+    assert (stored.status, sent, reaped.runs_failed) == (SyncStatus.SUCCEEDED, ["sync.succeeded"], 0)
 
 
 async def test_reaper_keeps_a_run_whose_job_waits(container: Container, bank: MemoryProviders) -> None:

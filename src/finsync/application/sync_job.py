@@ -193,8 +193,12 @@ class SyncRunner:
     @staticmethod
     async def _still_ours(uow: UnitOfWork, run: SyncRun) -> bool:
         """A run picked up again (its worker stalled and the job was retried) belongs to the newer
-        attempt: this one must not write (the fencing token is ``attempts``)."""
-        stored = await uow.sync_runs.get(run.id)
+        attempt: this one must not write (the fencing token is ``attempts``). A run the reaper
+        closed (its job was ended while this attempt still ran) is not ours either. The row stays
+        locked until the outcome commits: a close or a new pick-up that comes after this check
+        waits for it and then finds the run finished, so exactly one outcome (and one of
+        sync.succeeded / sync.failed) is recorded."""
+        stored = await uow.sync_runs.get(run.id, lock=True)
         if stored is None or stored.status is not SyncStatus.RUNNING or stored.attempts != run.attempts:
             log.warning("sync_superseded", run_id=str(run.id), attempt=run.attempts)
             return False

@@ -295,10 +295,13 @@ class SqlSyncRunRepository:
         values.pop("id")
         await self._s.execute(update(runs).where(runs.c.id == run.id).values(values))
 
-    async def get(self, run_id: UUID, user_id: UUID | None = None) -> SyncRun | None:
+    async def get(self, run_id: UUID, user_id: UUID | None = None, *, lock: bool = False) -> SyncRun | None:
+        """``lock``: ``FOR UPDATE`` on PostgreSQL (SQLite has one writer at a time)."""
         stmt = select(runs).where(runs.c.id == run_id)
         if user_id is not None:
             stmt = stmt.where(runs.c.user_id == user_id)
+        if lock:
+            stmt = stmt.with_for_update()
         row = (await self._s.execute(stmt)).mappings().first()
         return None if row is None else to_entity(SyncRun, row)
 
@@ -324,6 +327,9 @@ class SqlSyncRunRepository:
         return None if row is None else to_entity(SyncRun, row)
 
     async def close_lost(self, run_ids: Sequence[UUID], when: datetime, error: str) -> list[UUID]:
+        """A run whose sync is finishing is locked by it (``SyncRunner._still_ours``): this waits,
+        then PostgreSQL checks the status again on the committed row, and a run that finished
+        meanwhile is not closed (nor returned, so no sync.failed for it)."""
         stmt = (
             update(runs)
             .where(runs.c.id.in_(run_ids), text(ACTIVE_RUN))
