@@ -328,3 +328,39 @@ async def test_connection_deleted_while_reauthorization_starts_stays_deleted(
     r = await client.post(f"/api/v1/connections/{created['id']}/reauthorize", headers=headers)
     assert r.status_code == 404, r.text
     assert (await client.get(f"/api/v1/connections/{created['id']}", headers=headers)).status_code == 404
+
+
+async def test_live_positions_keep_a_refresh_token_schwab_rotated(
+    flows: Flows, headers: Headers, vclock: VirtualClock, schwab: tuple[FakeSchwab, str]
+) -> None:
+    """Reading positions live refreshes the 30-minute access token; when Schwab rotates the
+    refresh token on that refresh, the old one is spent: the new one must be stored, or the
+    next sync presents a spent token and the connection falls to needs_reauth."""
+    client, container = flows
+    fake = schwab[0]
+    created = await connect(client, container, headers, {"provider": "schwab"})
+    margin = next(a for a in await items(client, headers, "/api/v1/accounts") if a["name"].endswith("5678"))
+
+    async def later(seconds: float) -> Headers:
+        vclock.advance(seconds)  # finsync's own 15-minute API token lapses as well
+        login = await client.post(
+            "/api/v1/auth/token", data={"username": "ada@example.com", "password": PASSWORD}
+        )
+        return {"Authorization": f"Bearer {login.json()['access_token']}"}
+
+    headers = await later(31 * 60)  # Schwab's access token has expired
+    fake.rotate_every = 1
+    live = await client.get(
+        f"/api/v1/accounts/{margin['id']}/positions", headers=headers, params={"live": "true"}
+    )
+    assert live.status_code == 200, live.text
+    assert {p["symbol"] for p in live.json()} == {"AAPL", "SPY", "TSLA"}
+    assert fake.refreshes == 1
+
+    headers = await later(31 * 60)
+    r = await client.post(f"/api/v1/connections/{created['id']}/sync", headers=headers)
+    assert r.status_code in (200, 202), r.text
+    await container.jobs.drain()
+    conn = await connection(client, headers, created["id"])
+    assert conn["status"] == "active", conn
+    assert fake.refreshes == 2

@@ -6,10 +6,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from decimal import Decimal
+from typing import Any
 from uuid import UUID
 
 from finsync.application.orders import Caller
 from finsync.application.sync import session_of
+from finsync.domain.entities import Connection
 from finsync.domain.enums import TransactionStatus, TransactionType
 from finsync.domain.errors import InvalidInput, NotFound
 from finsync.domain.fifo import FifoBook
@@ -70,7 +72,9 @@ class LivePositionsService:
                 else (await uow.holdings.find(caller.user_id, account.id, PageRequest(limit=PAGE))).items
             )
         if live:
-            adapter = self._providers.adapter(connection.provider, session_of(connection, self._cipher))
+            session = session_of(connection, self._cipher)
+            original = dict(session.credentials)
+            adapter = self._providers.adapter(connection.provider, session)
             try:
                 if not isinstance(adapter, HoldingsSource):
                     raise InvalidInput(f"{connection.provider} has no positions to read")
@@ -86,6 +90,8 @@ class LivePositionsService:
                 ]
             finally:
                 await adapter.aclose()
+                if session.credentials != original:  # a token refreshed (and maybe rotated) meanwhile
+                    await self._keep_credentials(connection, session.credentials)
         else:
             held = [(h.symbol, h.quantity, h.price_currency, h.current_price, h.market_value) for h in stored]
         out = []
@@ -106,3 +112,15 @@ class LivePositionsService:
                 )
             )
         return out
+
+    async def _keep_credentials(self, connection: Connection, credentials: dict[str, Any]) -> None:
+        """Store tokens the adapter renewed: a rotated refresh token spends the old one (Schwab),
+        so the next sync could not log in with what was stored. A connection re-authorised or
+        given new credentials meanwhile keeps those."""
+        async with self._uow() as uow:
+            current = await uow.connections.get(connection.id, lock=True)
+            if current is None or current.credentials != connection.credentials:
+                return
+            current.credentials = self._cipher.encrypt(credentials)
+            await uow.connections.save(current)
+            await uow.commit()

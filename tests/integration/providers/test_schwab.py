@@ -13,14 +13,14 @@ from uuid import uuid4
 
 import pytest
 
-from finsync.domain.enums import AssetType, TransactionSubtype, TransactionType
+from finsync.domain.enums import AssetType, TransactionStatus, TransactionSubtype, TransactionType
 from finsync.domain.errors import ConsentDenied, ProviderAuthError, RateLimited, Unavailable
 from finsync.domain.ports import AuthorizationResult, AuthorizationStart, ProviderSession
 from finsync.providers.schwab import METADATA, SchwabFlow, SchwabSettings
 from finsync.providers.schwab.adapter import SchwabAdapter
 from tests.fakes.clock import VirtualClock
 from tests.fakes.consent import submit_consent
-from tests.fakes.schwab import APP_KEY, APP_SECRET, FakeSchwab, with_sample_data
+from tests.fakes.schwab import APP_KEY, APP_SECRET, FakeSchwab, _activity, with_sample_data
 from tests.fakes.server import serve
 
 pytestmark = pytest.mark.integration
@@ -292,3 +292,35 @@ async def test_token_endpoint_outage_is_unavailable_not_reauth(flow: SchwabFlow,
     assert caught.value.retry_after == 30
     result = await finish(flow, start, params)
     assert result.credentials["access_token"]  # the code was never spent by the failed attempts
+
+
+async def test_a_pending_activity_is_read_again_until_it_settles(
+    flow: SchwabFlow, settings: SchwabSettings, fake: FakeSchwab, clock: VirtualClock
+) -> None:
+    """An ACH deposit stays PENDING for days; later syncs must re-read it until Schwab says VALID,
+    even after it falls behind the 3-day overlap (it would stay pending in finsync forever)."""
+    deposit = _activity(clock, 9100, 1, "ACH_RECEIPT", "ACH IN PENDING", 250.0)
+    deposit["status"] = "PENDING"
+    fake.transactions["87654321"] = [deposit]
+    state: dict[str, Any] = {}
+    creds = await connect(flow)
+    async with adapter(settings, clock, creds, state) as sync:
+        cash = next(a for a in await sync.fetch_accounts() if a.provider_account_id == "87654321")
+        (first,) = (await sync.fetch_transactions(cash)).transactions
+    assert first.status is TransactionStatus.PENDING
+
+    clock.advance(3 * 86400)  # a sync while the deposit is still held
+    async with adapter(settings, clock, creds, state) as sync:
+        await sync.fetch_transactions(cash)
+    deposit["status"] = "VALID"  # Schwab settles it, a week after it started
+    clock.advance(3 * 86400)
+    async with adapter(settings, clock, creds, state) as sync:
+        batch = await sync.fetch_transactions(cash)
+    settled = {t.provider_transaction_id: t for t in batch.transactions}
+    assert settled["9100"].status is TransactionStatus.SETTLED
+
+    clock.advance(12 * 3600)  # nothing pending any more: back to the last sync minus the overlap
+    fake.windows.clear()
+    async with adapter(settings, clock, creds, state) as sync:
+        await sync.fetch_transactions(cash)
+    assert [end - start for start, end in fake.windows] == [timedelta(days=3, hours=12)]

@@ -3,19 +3,25 @@
 ``session.state`` (persisted by the sync service on success)::
 
     {"hashes": {accountNumber: hashValue},
-     "transactions_until": {accountNumber: ISO instant of the last fetched window end}}
+     "transactions_until": {accountNumber: ISO instant of the last fetched window end},
+     "oldest_pending": {accountNumber: ISO date of its oldest PENDING activity}}
+
+A pending activity (an ACH deposit on hold) may settle after the overlap has moved past
+it: the next window reaches back to the oldest one still pending, so it is read again and
+upserted as settled instead of staying pending for ever.
 """
 
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 import httpx
 from pydantic import SecretStr
 from pydantic_settings import SettingsConfigDict
 
+from finsync.domain.enums import TransactionStatus
 from finsync.domain.errors import BadData, ProviderAuthError, ProviderNotAvailable
 from finsync.domain.ports import ProviderSession
 from finsync.domain.records import ProviderAccount, ProviderHolding, ProviderTransaction, TransactionBatch
@@ -117,7 +123,12 @@ class SchwabAdapter:
         cursors: dict[str, str] = self._session.state.get("transactions_until") or {}
         start = now - self._lookback
         if account_number in cursors:
-            start = max(start, datetime.fromisoformat(cursors[account_number]) - OVERLAP)
+            resume = datetime.fromisoformat(cursors[account_number]) - OVERLAP
+            pending: dict[str, str] = self._session.state.get("oldest_pending") or {}
+            if account_number in pending:
+                oldest = datetime.combine(date.fromisoformat(pending[account_number]), time.min, UTC)
+                resume = min(resume, oldest - timedelta(days=1))  # dated in UTC: a day's margin
+            start = max(start, resume)
         spans: list[tuple[datetime, datetime]] = []
         while start < now:
             end = min(start + WINDOW, now)
@@ -136,6 +147,12 @@ class SchwabAdapter:
         if spans:
             cursors = self._session.state.setdefault("transactions_until", {})
             cursors[account.provider_account_id] = spans[-1][1].isoformat()
+            held = [t.transaction_date for t in by_id.values() if t.status is TransactionStatus.PENDING]
+            oldest: dict[str, str] = self._session.state.setdefault("oldest_pending", {})
+            if held:
+                oldest[account.provider_account_id] = min(held).isoformat()
+            else:
+                oldest.pop(account.provider_account_id, None)
         return TransactionBatch(transactions=list(by_id.values()))
 
 
