@@ -180,3 +180,24 @@ async def test_idempotency_key_must_be_printable(client: httpx.AsyncClient) -> N
             files={"file": ("s.ofx", statement(range(1)))},
         )
         assert r.status_code == 422, (key, r.text)
+
+
+async def test_a_key_whose_connection_was_deleted_runs_again(client: httpx.AsyncClient) -> None:
+    """Deleting the connection an upload went into deletes what it wrote: a retry with the same
+    key is then a new upload, not a replay of an answer naming rows that no longer exist."""
+    headers = await register_and_login(client) | {"Idempotency-Key": "upload-2024-01"}
+    files = {"file": ("s.ofx", statement(range(0, 5)))}
+    first = await client.post("/api/v1/imports", headers=headers, files=files)
+    assert first.status_code == 201, first.text
+    r = await client.delete(f"/api/v1/connections/{first.json()['connection_id']}", headers=headers)
+    assert r.status_code == 204, r.text
+    again = await client.post("/api/v1/imports", headers=headers, files=files)
+    assert again.status_code == 201, again.text
+    assert "idempotent-replayed" not in again.headers
+    assert again.json()["connection_id"] != first.json()["connection_id"]
+    assert again.json()["counts"]["transactions_inserted"] == 5
+    assert len(await _items(client, headers, "/api/v1/transactions")) == 5
+    # Keys naming other connections are kept: the new upload replays.
+    replay = await client.post("/api/v1/imports", headers=headers, files=files)
+    assert replay.headers["idempotent-replayed"] == "true"
+    assert replay.json() == again.json()

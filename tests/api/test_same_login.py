@@ -105,3 +105,22 @@ async def test_idempotency_key_on_connect_replays_the_first_answer_and_writes_no
     assert theirs.status_code == 201, theirs.text
     assert theirs.json()["id"] != first.json()["id"]
     await container.jobs.drain()
+
+
+async def test_a_connect_key_whose_connection_was_deleted_connects_again(
+    api: tuple[httpx.AsyncClient, Container],
+) -> None:
+    """A retry after the connection was deleted must not answer 201 with a connection that is gone."""
+    client, container = api
+    headers = await register_and_login(client) | {"Idempotency-Key": "connect-t212"}
+    first = await client.post("/api/v1/connections", headers=headers, json=T212_BODY)
+    assert first.status_code == 201, first.text
+    await container.jobs.drain()
+    r = await client.delete(f"/api/v1/connections/{first.json()['id']}", headers=headers)
+    assert r.status_code == 204, r.text
+    again = await client.post("/api/v1/connections", headers=headers, json=T212_BODY)
+    assert again.status_code == 201, again.text
+    assert "idempotent-replayed" not in again.headers
+    await container.jobs.drain()
+    r = await client.get("/api/v1/connections", headers=headers)
+    assert [c["id"] for c in r.json()["items"]] == [again.json()["id"]]

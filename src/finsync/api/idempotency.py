@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from typing import Annotated
+from uuid import UUID
 
 from fastapi import Header
 from fastapi.responses import JSONResponse
@@ -32,8 +33,9 @@ def digest(method: str, path: str, *parts: bytes) -> str:
     return h.hexdigest()
 
 
-def answer(status_code: int, body: BaseModel) -> Answer:
-    return Answer(status_code, body.model_dump(mode="json"))
+def answer(status_code: int, body: BaseModel, connection_id: UUID) -> Answer:
+    """``connection_id``: the connection the answer names; deleting it forgets the key."""
+    return Answer(status_code, body.model_dump(mode="json"), connection_id=connection_id)
 
 
 def respond(result: Answer) -> JSONResponse:

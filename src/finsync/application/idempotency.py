@@ -5,6 +5,8 @@ first request claims the key in its own committed transaction, so a concurrent r
 the claim at once: while the first runs, a retry answers 409; once it succeeded, a retry
 gets the first answer again and writes nothing; the same key with another request is a
 422. A request that fails gives its key back, so its retry runs again (it wrote nothing).
+Deleting the connection an answer names (made, or imported into) forgets the key with it:
+what the answer described is gone, so a retry runs again instead of naming deleted rows.
 A claim older than ``STALE`` without an answer belongs to a process that died: taken over.
 """
 
@@ -32,6 +34,7 @@ class Answer:
     status_code: int
     body: dict[str, Any]
     replayed: bool = False
+    connection_id: UUID | None = None  # what the answer names: deleting it forgets the key
 
 
 class IdempotencyService:
@@ -58,7 +61,7 @@ class IdempotencyService:
                 await uow.commit()
             raise
         async with self._uow() as uow:
-            await uow.idempotency.complete(claimed.id, answer.status_code, answer.body)
+            await uow.idempotency.complete(claimed.id, answer.status_code, answer.body, answer.connection_id)
             await uow.commit()
         return answer
 

@@ -273,3 +273,4 @@ class IdempotencyRecord:
     status_code: int | None = None  # None while the first request is still running
     response: dict[str, Any] | None = None
     created_at: datetime = field(default_factory=utcnow)
+    connection_id: UUID | None = None  # the connection the answer names: deleting it forgets the key

@@ -91,7 +91,8 @@ async def create_connection(
         )
         run_id = created.sync_run.id if created.sync_run else None
         connection, url = created.connection, created.authorization_url
-        return answer(status.HTTP_201_CREATED, _created(connection, run_id, url, container.clock()))
+        out = _created(connection, run_id, url, container.clock())
+        return answer(status.HTTP_201_CREATED, out, connection.id)
 
     request = digest("POST", "/connections", body.model_dump_json().encode())
     return respond(await container.idempotency.run(user.id, idempotency_key, request, run))

@@ -188,7 +188,7 @@ async def import_file(
             counts=ImportCounts(**asdict(result.summary())),
             warnings=result.warnings,
         )
-        return answer(status.HTTP_201_CREATED, out)
+        return answer(status.HTTP_201_CREATED, out, result.connection.id)
 
     # The options are part of what a key names; without them the digest is the one it always was.
     options = [

@@ -317,6 +317,8 @@ class IdempotencyKeyRow(SQLModel, table=True):
     response: dict[str, Any] | None = Field(default=None, sa_type=JSONType, nullable=True)
     created_at: datetime = _ts(False)
     expires_at: datetime = _ts(False)
+    # The connection the answer names (made or imported into): deleting it forgets the key.
+    connection_id: UUID | None = Field(default=None, nullable=True, index=True)
 
 
 class AuthSessionRow(SQLModel, table=True):

@@ -26,6 +26,7 @@ from finsync.infrastructure.db.tables import (
     BalanceSnapshotRow,
     ConnectionRow,
     HoldingRow,
+    IdempotencyKeyRow,
     SyncRunRow,
     TradingSettingsRow,
     TransactionRow,
@@ -35,6 +36,7 @@ from finsync.infrastructure.db.tables import (
 connections = ConnectionRow.__table__  # type: ignore[attr-defined]
 runs = SyncRunRow.__table__  # type: ignore[attr-defined]
 flows = AuthFlowRow.__table__  # type: ignore[attr-defined]
+idempotency_keys = IdempotencyKeyRow.__table__  # type: ignore[attr-defined]
 accounts = AccountRow.__table__  # type: ignore[attr-defined]
 links = TransferLinkRow.__table__  # type: ignore[attr-defined]
 webhooks = WebhookRow.__table__  # type: ignore[attr-defined]
@@ -133,6 +135,9 @@ class SqlConnectionRepository:
         await self._s.execute(delete(flows).where(flows.c.connection_id == connection_id))
         trading = TradingSettingsRow.__table__  # type: ignore[attr-defined]  # orders stay: the audit trail
         await self._s.execute(delete(trading).where(trading.c.connection_id == connection_id))
+        # Keys whose answers name it: a retry runs again rather than replaying deleted rows.
+        keys = idempotency_keys.c
+        await self._s.execute(delete(idempotency_keys).where(keys.connection_id == connection_id))
         owner = (
             await self._s.execute(select(connections.c.user_id).where(connections.c.id == connection_id))
         ).scalar()

@@ -31,8 +31,14 @@ class SqlIdempotencyRepository:
         row = (await self._s.execute(stmt)).mappings().first()
         return None if row is None else to_entity(IdempotencyRecord, row)
 
-    async def complete(self, record_id: UUID, status_code: int, response: dict[str, Any]) -> None:
-        stmt = update(keys).where(keys.c.id == record_id).values(status_code=status_code, response=response)
+    async def complete(
+        self, record_id: UUID, status_code: int, response: dict[str, Any], connection_id: UUID | None
+    ) -> None:
+        stmt = (
+            update(keys)
+            .where(keys.c.id == record_id)
+            .values(status_code=status_code, response=response, connection_id=connection_id)
+        )
         await self._s.execute(stmt)
 
     async def remove(self, record_id: UUID) -> None:
