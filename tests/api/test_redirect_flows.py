@@ -4,6 +4,7 @@ like a browser would (the real-browser versions live in test_browser.py)."""
 from __future__ import annotations
 
 import asyncio
+import threading
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
@@ -355,6 +356,59 @@ async def test_live_positions_keep_a_refresh_token_schwab_rotated(
     )
     assert live.status_code == 200, live.text
     assert {p["symbol"] for p in live.json()} == {"AAPL", "SPY", "TSLA"}
+    assert fake.refreshes == 1
+
+    headers = await later(31 * 60)
+    r = await client.post(f"/api/v1/connections/{created['id']}/sync", headers=headers)
+    assert r.status_code in (200, 202), r.text
+    await container.jobs.drain()
+    conn = await connection(client, headers, created["id"])
+    assert conn["status"] == "active", conn
+    assert fake.refreshes == 2
+
+
+async def test_live_positions_keep_a_rotated_refresh_token_across_a_key_rotation(
+    flows: Flows, headers: Headers, vclock: VirtualClock, schwab: tuple[FakeSchwab, str]
+) -> None:
+    """`finsync keys rotate` re-encrypts the stored tokens while a live read is at Schwab (a
+    live read is no sync run, so it is not skipped). The new ciphertext holds the same tokens:
+    the refresh token Schwab rotated during the read must still be stored, or the next sync
+    presents a spent token and the connection falls to needs_reauth."""
+    client, container = flows
+    fake = schwab[0]
+    created = await connect(client, container, headers, {"provider": "schwab"})
+    margin = next(a for a in await items(client, headers, "/api/v1/accounts") if a["name"].endswith("5678"))
+
+    async def later(seconds: float) -> Headers:
+        vclock.advance(seconds)
+        login = await client.post(
+            "/api/v1/auth/token", data={"username": "ada@example.com", "password": PASSWORD}
+        )
+        return {"Authorization": f"Bearer {login.json()['access_token']}"}
+
+    headers = await later(31 * 60)
+    fake.rotate_every = 1
+    reached, resume = threading.Event(), threading.Event()
+
+    def pause() -> None:
+        reached.set()
+        resume.wait(10)
+
+    fake.on_account = pause
+    live = asyncio.create_task(
+        client.get(f"/api/v1/accounts/{margin['id']}/positions", headers=headers, params={"live": "true"})
+    )
+    try:
+        assert await asyncio.to_thread(reached.wait, 10)
+        report = await container.keys.rotate()  # the operator's command, meanwhile
+        assert report.re_encrypted >= 1
+        assert not report.busy
+        assert not report.unreadable
+    finally:
+        fake.on_account = None
+        resume.set()
+    answer = await live
+    assert answer.status_code == 200, answer.text
     assert fake.refreshes == 1
 
     headers = await later(31 * 60)

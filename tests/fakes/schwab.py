@@ -9,10 +9,12 @@ headless browser can click "Allow" without JavaScript.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import secrets
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -56,6 +58,8 @@ class FakeSchwab:
     calls: Counter[str] = field(default_factory=Counter)
     windows: list[tuple[datetime, datetime]] = field(default_factory=list)
     refreshes: int = 0
+    # Called (in a worker thread, so it may block) before GET /accounts/{hash} answers.
+    on_account: Callable[[], None] | None = None
 
     def hash_of(self, number: str) -> str:
         return hashlib.sha256(f"hash:{number}".encode()).hexdigest().upper()
@@ -217,6 +221,8 @@ class FakeSchwab:
     async def one_account(self, request: Request, account_hash: str) -> Response:
         if (denied := self._guard(request, "account")) is not None:
             return denied
+        if self.on_account is not None:
+            await asyncio.to_thread(self.on_account)
         number = self._number(account_hash)
         if number is None:
             return JSONResponse({"message": "Invalid account hash", "errors": []}, status_code=400)

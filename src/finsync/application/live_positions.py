@@ -10,7 +10,7 @@ from typing import Any
 from uuid import UUID
 
 from finsync.application.orders import Caller
-from finsync.application.sync import session_of
+from finsync.application.sync import same_credentials, session_of
 from finsync.domain.entities import Connection
 from finsync.domain.enums import TransactionStatus, TransactionType
 from finsync.domain.errors import InvalidInput, NotFound
@@ -116,10 +116,12 @@ class LivePositionsService:
     async def _keep_credentials(self, connection: Connection, credentials: dict[str, Any]) -> None:
         """Store tokens the adapter renewed: a rotated refresh token spends the old one (Schwab),
         so the next sync could not log in with what was stored. A connection re-authorised or
-        given new credentials meanwhile keeps those."""
+        given new credentials meanwhile keeps those (a key rotation meanwhile changed no credentials)."""
         async with self._uow() as uow:
             current = await uow.connections.get(connection.id, lock=True)
-            if current is None or current.credentials != connection.credentials:
+            if current is None or not same_credentials(
+                self._cipher, current.credentials, connection.credentials
+            ):
                 return
             current.credentials = self._cipher.encrypt(credentials)
             await uow.connections.save(current)

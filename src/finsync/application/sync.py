@@ -17,7 +17,13 @@ from finsync.application.labels import id_floor, label_new_transactions
 from finsync.application.valuation import duplicates
 from finsync.domain.entities import Account, BalanceSnapshot, Connection, SyncRun, utcnow
 from finsync.domain.enums import AuthType, ConnectionStatus, SnapshotSource, SyncStatus, SyncTrigger
-from finsync.domain.errors import Conflict, InvalidInput, NeedsReauthorization, NotFound
+from finsync.domain.errors import (
+    Conflict,
+    CredentialsUnreadable,
+    InvalidInput,
+    NeedsReauthorization,
+    NotFound,
+)
 from finsync.domain.jobs import SyncConnection
 from finsync.domain.ports import (
     CredentialCipher,
@@ -162,6 +168,20 @@ def session_of(
         last_synced_at=connection.last_synced_at,
         present=present,
     )
+
+
+def same_credentials(cipher: CredentialCipher, stored: bytes | None, read: bytes | None) -> bool:
+    """Whether the stored ciphertext still holds the credentials read earlier. `finsync keys
+    rotate` re-encrypts them unchanged (a new ciphertext), so differing bytes alone do not mean
+    that someone stored new credentials: compare what they decrypt to."""
+    if stored == read:
+        return True
+    if stored is None or read is None:
+        return False
+    try:
+        return cipher.decrypt(stored) == cipher.decrypt(read)
+    except CredentialsUnreadable:
+        return False
 
 
 def _renew_hint(connection: Connection, info: ProviderInfo | None) -> str:

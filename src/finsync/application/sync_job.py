@@ -15,7 +15,13 @@ from datetime import datetime
 
 import structlog
 
-from finsync.application.sync import SNAPSHOT_SOURCE, Fetched, session_of, write_fetched
+from finsync.application.sync import (
+    SNAPSHOT_SOURCE,
+    Fetched,
+    same_credentials,
+    session_of,
+    write_fetched,
+)
 from finsync.application.valuation import StoredRates
 from finsync.application.webhooks import WebhookEvents, connection_data, run_data
 from finsync.domain.entities import Connection, SyncRun, utcnow
@@ -158,7 +164,10 @@ class SyncRunner:
             elif "budget" in session.state:  # provider calls already spent survive a failure
                 current.state = {**current.state, "budget": session.state["budget"]}
             # Tokens rotated before a failure must survive it too, or the next sync cannot log in.
-            if session.credentials != original and current.credentials == connection.credentials:
+            # (A key rotation meanwhile re-encrypted the same credentials: they are still ours.)
+            if session.credentials != original and same_credentials(
+                self._cipher, current.credentials, connection.credentials
+            ):
                 current.credentials = self._cipher.encrypt(session.credentials)
             before = current.status
             self._outcome(current, now, error)
