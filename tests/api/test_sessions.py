@@ -164,3 +164,20 @@ async def test_change_password_needs_the_current_one_and_a_good_new_one(
         assert r.status_code == 422
         assert "password1234" not in r.text
         await login(http)  # nothing changed
+
+
+async def test_disabling_a_user_ends_their_sessions_for_good(database_url: str, tmp_path: Path) -> None:
+    """`finsync users disable` ends every session: enabling the user again revives none of them."""
+    async with app_for(database_url, tmp_path) as (app, c), client(app) as http:
+        await register(http)
+        tokens = await login(http)
+        await c.users.set_active("ada@example.com", False)
+        assert (await http.get("/api/v1/users/me", headers=bearer(tokens))).status_code == 401
+        await c.users.set_active("ada@example.com", True)
+        # before: the old access token worked again, its session still live
+        assert (await http.get("/api/v1/users/me", headers=bearer(tokens))).status_code == 401
+        r = await http.post("/api/v1/auth/refresh", json={"refresh_token": tokens["refresh_token"]})
+        assert r.status_code == 401
+        fresh = await login(http)
+        listed = (await http.get("/api/v1/users/me/sessions", headers=bearer(fresh))).json()
+        assert [s["current"] for s in listed] == [True]
