@@ -137,6 +137,11 @@ class UserAuthService:
             raise AuthenticationFailed(LOGIN_FAILED)
         async with self._uow() as uow:
             await self._throttle.succeeded(uow, email, client.address)
+            # The password may have changed (or the user been disabled) while it was checked: a
+            # session started now would outlive the change that was to end every other one.
+            if not await uow.users.unchanged(known.id, known.password_hash):
+                log.info("login_failed", address=client.address)
+                raise AuthenticationFailed(LOGIN_FAILED)
             pair = await self._start_session(uow, known.id, client)
             await uow.commit()
         return pair
