@@ -5,6 +5,7 @@ on PostgreSQL a change made by another process reaches the stream through LISTEN
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -22,7 +23,7 @@ from finsync.bootstrap import Container, build
 from finsync.domain.trading import StatusNote
 from finsync.infrastructure.order_feed import LocalOrderFeed, PgOrderFeed
 from tests.api.conftest import clock_of
-from tests.api.helpers import register_and_login
+from tests.api.helpers import PASSWORD, register_and_login
 from tests.api.sse import Events, streaming_client
 from tests.api.trading_world import World, trading_world
 from tests.conftest import app_for
@@ -265,3 +266,41 @@ async def test_a_stream_that_falls_behind_is_told_and_ended(container: Container
     with pytest.raises(StopAsyncIteration):
         await anext(follow)
     assert feed.subscribers == 0
+
+
+async def _after_the_end(events: Events) -> list[str | None]:
+    """The events a stream still sends until it ends (a stream that never ends fails the test)."""
+    sent: list[str | None] = []
+    async with asyncio.timeout(3):  # heartbeats every 0.05 s: an open stream never times out by itself
+        with contextlib.suppress(EOFError):
+            while True:
+                frame = await events.frame()
+                sent += [frame.event] if frame.event else []
+    return sent
+
+
+async def test_a_stream_ends_when_its_api_token_is_revoked(world: World) -> None:
+    """Revoking a token refuses it at once — also on the stream it already holds open (before:
+    the stream went on sending the user's orders to the revoked token for good)."""
+    _, account = await _ready(world, "trading212")
+    r = await world.client.post(
+        "/api/v1/api-tokens", headers=world.headers, json={"name": "bot", "scopes": ["read"]}
+    )
+    token_id, bot = r.json()["id"], {"Authorization": f"Bearer {r.json()['token']}"}
+    async with stream(world, bot) as bots:
+        r = await world.client.delete(f"/api/v1/api-tokens/{token_id}", headers=world.headers)
+        assert r.status_code == 204
+        assert (await world.order(account, "after")).status_code == 201
+        assert await _after_the_end(bots) == []
+
+
+async def test_a_stream_ends_when_its_session_ends(world: World) -> None:
+    """A logout ends its access tokens at once — also the stream one of them opened."""
+    _, account = await _ready(world, "trading212")
+    form = {"username": "ada@example.com", "password": PASSWORD}
+    tokens = (await world.client.post("/api/v1/auth/token", data=form)).json()
+    async with stream(world, {"Authorization": f"Bearer {tokens['access_token']}"}) as events:
+        r = await world.client.post("/api/v1/auth/logout", json={"refresh_token": tokens["refresh_token"]})
+        assert r.status_code == 204
+        assert (await world.order(account, "after")).status_code == 201
+        assert await _after_the_end(events) == []

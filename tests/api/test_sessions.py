@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -164,3 +166,62 @@ async def test_change_password_needs_the_current_one_and_a_good_new_one(
         assert r.status_code == 422
         assert "password1234" not in r.text
         await login(http)  # nothing changed
+
+
+async def test_disabling_a_user_ends_their_sessions_for_good(database_url: str, tmp_path: Path) -> None:
+    """`finsync users disable` ends every session: enabling the user again revives none of them."""
+    async with app_for(database_url, tmp_path) as (app, c), client(app) as http:
+        await register(http)
+        tokens = await login(http)
+        await c.users.set_active("ada@example.com", False)
+        assert (await http.get("/api/v1/users/me", headers=bearer(tokens))).status_code == 401
+        await c.users.set_active("ada@example.com", True)
+        # before: the old access token worked again, its session still live
+        assert (await http.get("/api/v1/users/me", headers=bearer(tokens))).status_code == 401
+        r = await http.post("/api/v1/auth/refresh", json={"refresh_token": tokens["refresh_token"]})
+        assert r.status_code == 401
+        fresh = await login(http)
+        listed = (await http.get("/api/v1/users/me/sessions", headers=bearer(fresh))).json()
+        assert [s["current"] for s in listed] == [True]
+
+
+class HeldVerify(FakeHasher):
+    """Once armed, holds the next password check in its thread until released."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.armed, self.held, self.release = False, threading.Event(), threading.Event()
+
+    def verify(self, password: str, password_hash: str) -> bool:
+        if self.armed:
+            self.armed = False
+            self.held.set()
+            self.release.wait(10)
+        return super().verify(password, password_hash)
+
+
+async def test_a_login_checked_against_the_old_password_gets_no_session_after_the_change(
+    database_url: str, tmp_path: Path
+) -> None:
+    """A login whose password was being checked while the owner changed it (an attacker who
+    knows the old one) must not end up with a session the change did not end (before: 200, and
+    its session outlived the password change)."""
+    hasher = HeldVerify()
+    settings = make_settings(database_url, tmp_path, password_hash_concurrency=4)
+    async with built(settings, hasher=hasher) as c:
+        with idle_app(c) as app:
+            async with client(app) as owner, client(app, "203.0.113.66", "attacker") as attacker:
+                await register(owner)
+                tokens = await login(owner)
+                hasher.armed = True
+                form = {"username": "ada@example.com", "password": PASSWORD}
+                stolen = asyncio.create_task(attacker.post("/api/v1/auth/token", data=form))
+                assert await asyncio.to_thread(hasher.held.wait, 10)
+                body = {"current_password": PASSWORD, "new_password": NEW_PASSWORD}
+                r = await owner.post("/api/v1/users/me/password", json=body, headers=bearer(tokens))
+                assert r.status_code == 204, r.text
+                hasher.release.set()
+                r = await stolen
+                assert r.status_code == 401, r.text
+                listed = (await owner.get("/api/v1/users/me/sessions", headers=bearer(tokens))).json()
+                assert [s["user_agent"] for s in listed] == ["pytest"]

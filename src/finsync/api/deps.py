@@ -104,6 +104,17 @@ async def _principal(request: Request, uow: UnitOfWork, token: str | None) -> Pr
 PrincipalDep = Annotated[Principal, Depends(get_principal)]
 
 
+async def still_good(container: Container, principal: Principal) -> bool:
+    """Whether the principal's session (a login) or API token (a bot) is still live, the user
+    still active: asked again by what outlives its request (an event stream)."""
+    async with container.read_uow() as uow:
+        if principal.claims is not None:
+            claims, now = principal.claims, container.clock()
+            return await uow.users.get_in_session(claims.user_id, claims.session_id, now) is not None
+        token = principal.caller.token
+        return token is not None and await uow.api_tokens.by_hash(token.token_hash) is not None
+
+
 async def get_authenticated(principal: PrincipalDep) -> Authenticated:
     """A logged-in user: what API tokens may never do (sessions, password, tokens, settings)."""
     if principal.claims is None:

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 import structlog
 
+from finsync.application.user_auth import find_user
 from finsync.domain.entities import User, utcnow
 from finsync.domain.errors import CredentialsUnreadable, NotFound
 from finsync.domain.ports import (
@@ -31,7 +32,7 @@ class UserAdmin:
 
     async def find(self, email: str) -> User:
         async with self._uow() as uow:
-            user = await uow.users.get_by_email(email.strip().lower())
+            user = await find_user(uow, email)
         if user is None:
             raise NotFound(f"user {email}")
         return user
@@ -39,7 +40,7 @@ class UserAdmin:
     async def set_active(self, email: str, active: bool) -> User:
         """Disabling ends every session at once: no login, no refresh, and access tokens are refused."""
         async with self._uow() as uow:
-            user = await uow.users.get_by_email(email.strip().lower())
+            user = await find_user(uow, email)
             if user is None:
                 raise NotFound(f"user {email}")
             await uow.operators.set_active(user.id, active, self._clock())

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import AsyncIterator, Collection
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection
 from uuid import UUID
 
 from finsync.application.orders import Caller
@@ -26,6 +26,11 @@ DROPPED = "dropped"  # the stream fell behind: the client reconnects with Last-E
 Item = OrderStatusChange | str
 SENT_MEMORY = 1024  # event ids remembered to send each change once
 PAGE = 500  # changes read at a time
+Alive = Callable[[], Awaitable[bool]]  # whether the caller's session or token is still good
+
+
+async def _always() -> bool:
+    return True
 
 
 class OrderStream:
@@ -46,10 +51,14 @@ class OrderStream:
             raise InsufficientScope("order events need the scope read or a trade:<connection> scope")
         return allowed
 
-    async def follow(self, caller: Caller, last_event_id: UUID | None) -> AsyncIterator[Item]:
+    async def follow(
+        self, caller: Caller, last_event_id: UUID | None, alive: Alive = _always
+    ) -> AsyncIterator[Item]:
         """READY, then the changes after ``last_event_id`` (none before the call when None),
         then each change as it is committed, HEARTBEAT after a quiet ``heartbeat_seconds``;
-        DROPPED (and the end) when the client cannot keep up."""
+        DROPPED (and the end) when the client cannot keep up. The stream ends, sending nothing
+        more, once ``alive`` says the caller's session or API token has ended: asked before
+        each heartbeat and before reading what woke the stream."""
         connections = self.scope(caller)
         async with self._feed.subscribe(caller.user_id) as inbox:
             cursor = last_event_id
@@ -74,9 +83,13 @@ class OrderStream:
                         notes = await asyncio.wait_for(inbox.next(), self._heartbeat)
                         break
                     except TimeoutError:
+                        if not await alive():
+                            return
                         yield HEARTBEAT
                 if inbox.overflowed:
                     yield DROPPED
+                    return
+                if not await alive():
                     return
                 also = {n.event_id for n in notes if n is not None}
 

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import secrets
+import unicodedata
 from dataclasses import dataclass
 from datetime import timedelta
 from uuid import UUID
 
 import structlog
+from email_validator import EmailNotValidError, validate_email
 
 from finsync.application.throttle import LoginThrottle
 from finsync.domain.entities import AuthSession, RefreshToken, User, new_id, utcnow
@@ -32,6 +35,28 @@ from finsync.domain.ports import (
 
 log = structlog.get_logger(__name__)
 LOGIN_FAILED = "incorrect email or password"
+MAX_EMAIL = 320  # the users.email column and the registration schema
+
+
+def canonical_email(email: str) -> str:
+    """One spelling per mailbox, whichever way in (API, command line, login form): the address
+    as the registration schema normalises it (NFC; an internationalised domain in Unicode,
+    full-width letters folded), then lower case. What does not parse is only trimmed and
+    lowered (a login with a mistyped address simply finds nobody)."""
+    typed = email.strip()
+    if len(typed) <= MAX_EMAIL:  # a longer one is nobody's: not worth parsing (a login form is 1 MiB)
+        with contextlib.suppress(EmailNotValidError):
+            typed = validate_email(typed, check_deliverability=False).normalized
+    return unicodedata.normalize("NFC", typed.lower())
+
+
+async def find_user(uow: UnitOfWork, email: str) -> User | None:
+    """The user with this address in any spelling; also one stored before addresses were
+    normalised alike everywhere (by ``finsync users create``: only trimmed and lowered)."""
+    spellings = dict.fromkeys((canonical_email(email), email.strip().lower()))
+    # Both looked up whatever the first finds: the time taken does not tell whether it exists.
+    found = [await uow.users.get_by_email(spelling) for spelling in spellings]
+    return next((user for user in found if user is not None), None)
 
 
 def hash_token(token: str) -> str:
@@ -83,7 +108,7 @@ class UserAuthService:
         self._dummy_hash: str | None = None
 
     async def register(self, email: str, password: str) -> User:
-        email = email.strip().lower()
+        email = canonical_email(email)
         await self._check_password(password, email)
         if not self._registration_open:
             async with self._uow() as uow:  # refuse early, before spending a hash
@@ -98,11 +123,11 @@ class UserAuthService:
         log.info("user_registered", user_id=str(user.id))
         return user
 
-    async def login(self, email: str, password: str, client: Client) -> TokenPair:
-        email = email.strip().lower()
+    async def login(self, typed: str, password: str, client: Client) -> TokenPair:
+        email = canonical_email(typed)
         async with self._uow() as uow:
             await self._throttle.admit(uow, email, client.address)
-            user = await uow.users.get_by_email(email)
+            user = await find_user(uow, typed)
             await uow.commit()
         # Unknown and inactive accounts cost a hash too, so timing does not tell which emails exist.
         known = user if user is not None and user.is_active else None
@@ -112,6 +137,11 @@ class UserAuthService:
             raise AuthenticationFailed(LOGIN_FAILED)
         async with self._uow() as uow:
             await self._throttle.succeeded(uow, email, client.address)
+            # The password may have changed (or the user been disabled) while it was checked: a
+            # session started now would outlive the change that was to end every other one.
+            if not await uow.users.unchanged(known.id, known.password_hash):
+                log.info("login_failed", address=client.address)
+                raise AuthenticationFailed(LOGIN_FAILED)
             pair = await self._start_session(uow, known.id, client)
             await uow.commit()
         return pair

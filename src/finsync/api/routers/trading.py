@@ -9,7 +9,7 @@ from uuid import UUID
 from fastapi import APIRouter, Header, Query, status
 from fastapi.responses import Response, StreamingResponse
 
-from finsync.api.deps import ContainerDep, CurrentUser, OrderCallerDep, PageDep, PrincipalDep
+from finsync.api.deps import ContainerDep, CurrentUser, OrderCallerDep, PageDep, PrincipalDep, still_good
 from finsync.api.errors import responses
 from finsync.api.idempotency import digest
 from finsync.api.pagination import PageOut, to_page
@@ -214,7 +214,7 @@ async def order_event_stream(
             after = UUID(last_event_id.strip())
         except ValueError:
             raise InvalidInput("Last-Event-ID must be the id of an event of this stream") from None
-    items = container.order_stream.follow(principal.caller, after)
+    items = container.order_stream.follow(principal.caller, after, lambda: still_good(container, principal))
     headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
     return StreamingResponse(sse(items), media_type="text/event-stream", headers=headers)
 

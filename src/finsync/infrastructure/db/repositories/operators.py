@@ -10,12 +10,20 @@ from sqlalchemy import Table, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from finsync.domain.ports import StoredSecret, UserSummary
-from finsync.infrastructure.db.tables import AuthFlowRow, ConnectionRow, RefreshTokenRow, UserRow, WebhookRow
+from finsync.infrastructure.db.tables import (
+    AuthFlowRow,
+    AuthSessionRow,
+    ConnectionRow,
+    RefreshTokenRow,
+    UserRow,
+    WebhookRow,
+)
 
 users: Table = UserRow.__table__  # type: ignore[attr-defined]
 connections: Table = ConnectionRow.__table__  # type: ignore[attr-defined]
 flows: Table = AuthFlowRow.__table__  # type: ignore[attr-defined]
 tokens: Table = RefreshTokenRow.__table__  # type: ignore[attr-defined]
+sessions: Table = AuthSessionRow.__table__  # type: ignore[attr-defined]
 # Every column that holds ciphertext, by the kind a StoredSecret names.
 ENCRYPTED: dict[str, tuple[Table, str]] = {
     "connection": (connections, "credentials"),
@@ -45,12 +53,13 @@ class SqlOperatorRepository:
 
     async def set_active(self, user_id: UUID, active: bool, when: datetime) -> None:
         await self._s.execute(update(users).where(users.c.id == user_id).values(is_active=active))
-        if not active:  # a disabled user must not log back in by refreshing a session
-            await self._s.execute(
-                update(tokens)
-                .where(tokens.c.user_id == user_id, tokens.c.revoked_at.is_(None))
-                .values(revoked_at=when)
-            )
+        if not active:  # every session ends: neither a refresh nor (once enabled again) an access token
+            for table in (tokens, sessions):
+                await self._s.execute(
+                    update(table)
+                    .where(table.c.user_id == user_id, table.c.revoked_at.is_(None))
+                    .values(revoked_at=when)
+                )
 
     async def secrets(self) -> list[StoredSecret]:
         found: list[StoredSecret] = []

@@ -76,6 +76,14 @@ class SqlUserRepository:
     async def set_password(self, user_id: UUID, password_hash: str) -> None:
         await self._s.execute(update(users).where(users.c.id == user_id).values(password_hash=password_hash))
 
+    async def unchanged(self, user_id: UUID, password_hash: str) -> bool:
+        stmt = select(users.c.id).where(
+            users.c.id == user_id, users.c.password_hash == password_hash, users.c.is_active.is_(True)
+        )
+        if self._s.get_bind().dialect.name == "postgresql":
+            stmt = stmt.with_for_update()
+        return (await self._s.execute(stmt)).first() is not None
+
     async def set_base_currency(self, user_id: UUID, currency: str) -> None:
         await self._s.execute(update(users).where(users.c.id == user_id).values(base_currency=currency))
 
