@@ -10,6 +10,7 @@ from uuid import UUID
 import pytest
 from sqlalchemy import text
 
+from finsync.application.labels import id_floor, label_new_transactions
 from finsync.bootstrap import Container
 from finsync.domain.entities import Account, Holding, SyncRun, Transaction
 from finsync.domain.enums import (
@@ -418,3 +419,36 @@ async def test_a_pending_transfer_booked_under_a_new_id_stays_paired(
     async with container.uow() as uow:
         links = (await uow.transfers.find(user.id, None, PageRequest())).items
     assert [(link.outflow_id, link.inflow_id) for link in links] == [(ids["b1"], ids["s1"])]
+
+
+async def test_two_writers_of_a_users_two_accounts_at_once_pair_their_legs(
+    container: Container, bank: MemoryProviders
+) -> None:
+    """Two syncs (or imports) at once, one writing the money out of one account, the other the
+    money in to another: each pairs its new rows before the other has committed. Pairing waits
+    for the user's other pairing to commit, so the second sees the first's leg and links them
+    (without it, neither saw the other and the own transfer counted as spending and income)."""
+    if container.engine.dialect.name != "postgresql":
+        pytest.skip("concurrent writers: PostgreSQL's promise (SQLite has one writer at a time)")
+    user = await seed_user(container)
+    conn = await seed_connection(container, user)
+    bank.accounts = [account("cur"), account("sav")]
+    bank.transactions = {"cur": [], "sav": []}
+    await _sync(container, conn.id, user.id, SyncTrigger.INITIAL)
+    accounts, _, _ = await _state(container, user.id)
+    cur, sav = sorted(accounts, key=lambda a: a.provider_account_id)
+    floor = id_floor()
+    async with container.uow() as first, container.uow() as second, container.engine.connect() as probe:
+        await first.transactions.upsert(cur, [txn("out", "-100.00")])
+        await second.transactions.upsert(sav, [txn("in", "100.00", subtype=TransactionSubtype.DEPOSIT)])
+        await label_new_transactions(first, user.id, [cur.id], floor)
+        pairing = asyncio.create_task(label_new_transactions(second, user.id, [sav.id], floor))
+        await until_waiting(probe, "", 1, unless=pairing)
+        await first.commit()
+        await asyncio.wait_for(pairing, timeout=30)
+        await second.commit()
+    _, txns, _ = await _state(container, user.id)
+    ids = {t.provider_transaction_id: t.id for t in txns}
+    async with container.uow() as uow:
+        links = (await uow.transfers.find(user.id, None, PageRequest())).items
+    assert [(link.outflow_id, link.inflow_id) for link in links] == [(ids["out"], ids["in"])]

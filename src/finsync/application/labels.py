@@ -95,6 +95,7 @@ async def label_new_transactions(
 async def _link_transfers(uow: UnitOfWork, user_id: UUID, written: Sequence[LabelTarget]) -> int:
     window = timedelta(days=WINDOW_DAYS)
     since, until = min(t.day for t in written) - window, max(t.day for t in written) + window
+    await uow.transfers.lock(user_id)  # a concurrent sync's legs are committed and seen first
     candidates = await uow.transfers.candidates(user_id, since, until)
     pairs = match_transfers(candidates, await uow.transfers.rejected_pairs(user_id), {t.id for t in written})
     return await uow.transfers.add(
@@ -263,6 +264,7 @@ class LabelService:
                 raise InvalidInput("a transfer links transactions of two different accounts")
             if not out.amount < 0 < into.amount:
                 raise InvalidInput("outflow_id must be money out (negative) and inflow_id money in")
+            await uow.transfers.lock(user_id)
             if await uow.transfers.live_link_of([outflow_id, inflow_id]) is not None:
                 raise Conflict("one of these transactions is already part of a transfer")
             link = TransferLink(
@@ -281,6 +283,7 @@ class LabelService:
             if link is None:
                 raise NotFound("transfer")
             reviving = link.status is TransferStatus.REJECTED and status is not TransferStatus.REJECTED
+            await uow.transfers.lock(user_id)
             if reviving and await uow.transfers.live_link_of([link.outflow_id, link.inflow_id]) is not None:
                 raise Conflict("one of these transactions is now part of another transfer")
             await uow.transfers.set_status(link_id, status)
@@ -291,6 +294,7 @@ class LabelService:
     async def detect(self, user_id: UUID) -> int:
         """Pair own transfers across the whole history (rejected pairs stay apart)."""
         async with self._uow() as uow:
+            await uow.transfers.lock(user_id)
             candidates = await uow.transfers.candidates(user_id, _EPOCH, _FAR)
             pairs = match_transfers(candidates, await uow.transfers.rejected_pairs(user_id))
             added = await uow.transfers.add(

@@ -230,6 +230,11 @@ class LabelRepository(Protocol):
 
 
 class TransferRepository(Protocol):
+    async def lock(self, user_id: UUID) -> None:
+        """Until commit, wait out and hold off the user's other writers of links (PostgreSQL):
+        what is read next includes the legs and links they committed."""
+        ...
+
     async def candidates(
         self, user_id: UUID, since: date, until: date, ids: Sequence[UUID] | None = None
     ) -> list[TransferCandidate]:

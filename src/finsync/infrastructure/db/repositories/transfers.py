@@ -16,7 +16,7 @@ from finsync.domain.entities import utcnow
 from finsync.domain.enums import TransactionStatus, TransactionSubtype, TransactionType
 from finsync.domain.ports import Page, PageRequest
 from finsync.infrastructure.db.analytics_tables import TransferLinkRow
-from finsync.infrastructure.db.cash_flow import mark_written
+from finsync.infrastructure.db.cash_flow import lock, mark_written
 from finsync.infrastructure.db.mapping import keyset, make_page
 from finsync.infrastructure.db.tables import TransactionRow
 
@@ -48,6 +48,11 @@ def _link(row: Any) -> TransferLink:
 class SqlTransferRepository:
     def __init__(self, session: AsyncSession) -> None:
         self._s = session
+
+    async def lock(self, user_id: UUID) -> None:
+        # The user's cash-flow lock (held to commit, taken again there): two syncs of two of
+        # the user's accounts at once each saw only their own new leg, and paired neither.
+        await lock(self._s, user_id)
 
     def _linked(self) -> Any:
         live = links.c.status != TransferStatus.REJECTED.value
