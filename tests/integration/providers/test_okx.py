@@ -194,3 +194,22 @@ async def test_an_expired_timestamp_is_retried_once(adapter: ExchangeAdapter, st
     store.inject("account/balance", "timestamp")
     [account] = await adapter.fetch_accounts()
     assert account.balance is not None
+
+
+async def test_deposits_sharing_a_millisecond_across_a_page_are_all_read(
+    url: str, store: OkxStore, clock: VirtualClock
+) -> None:
+    """The transfer histories' ``after`` is exclusive ("earlier than"): asking again ``until`` the
+    oldest instant of a page must not skip the deposits of that instant the page left out."""
+    t = int(clock.now() * 1000)
+    for i in range(110):  # the 100th and 101st newest share one millisecond
+        ts = t - 5 * DAY_MS - (i if i < 100 else 99) * 1000
+        store.deposits.append(dict(store.deposits[0], depId=str(70_000 + i), ts=str(ts)))
+    adapter = _build(url, _session(store), clock)
+    try:
+        [account] = await adapter.fetch_accounts()
+        found = (await adapter.fetch_transactions(account)).transactions
+    finally:
+        await adapter.aclose()
+    deposits = {t.provider_transaction_id for t in found if t.subtype is TransactionSubtype.TRANSFER_IN}
+    assert len(deposits) == 111

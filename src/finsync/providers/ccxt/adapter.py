@@ -552,9 +552,11 @@ class ExchangeAdapter:
                 items[str(item.get("id"))] = item
             if not fresh:
                 break
-            params = {"until": min(int(i["timestamp"]) for i in page)}
-            if params["until"] < since:
+            oldest = min(int(i["timestamp"]) for i in page)
+            if oldest < since:
                 break
+            # the oldest instant is asked again: ``until`` itself where it is inclusive
+            params = {"until": oldest + (1 if endpoint in self.exchange.until_exclusive else 0)}
         if items:
             cursors[endpoint] = max(int(i["timestamp"]) for i in items.values())
         return list(items.values())

@@ -104,6 +104,10 @@ class Exchange:
     # ``until`` from now down to the cursor, as moving ``since`` past the newest item would skip
     # every older one.
     backwards: frozenset[str] = frozenset()
+    # Of those, the endpoints whose ``until`` is exclusive (OKX's transfers: ``after`` is
+    # "earlier than"): the walk asks again until just after the oldest instant seen, so that the
+    # items of that instant a full page left out are not skipped.
+    until_exclusive: frozenset[str] = frozenset()
     # Longest window a deposit/withdrawal query may span, in days (Binance: 90); None: no limit.
     transfer_window_days: int | None = None
     # Trades page by an opaque cursor the answer carries (Coinbase fills: ``cursor``), asked
