@@ -9,11 +9,12 @@ invalid key, ``50105`` wrong passphrase, ``50113`` invalid sign, ``50102`` expir
 
 History answers as OKX documents it: newest first, at most ``limit`` (default and most 100).
 ``trade/fills-history`` (last 3 months) filters by ``begin``/``end`` (ms, inclusive);
-``asset/deposit-history`` and ``withdrawal-history`` take ``before`` (newer than, ms) and
-``after`` (earlier than, ms); ``account/bills`` holds the last 7 days and filters by
-``begin``/``end``. ``store.inject(path, fault)`` makes the next call to a path (e.g.
-``"account/balance"``) fail with ``key``, ``passphrase``, ``sign``, ``timestamp``, ``429`` or
-``maintenance``.
+``asset/balances`` is the funding account (where deposits land), apart from the trading
+account's ``account/balance``. ``asset/deposit-history`` and ``withdrawal-history`` take
+``before`` (newer than, ms) and ``after`` (earlier than, ms, exclusive); ``account/bills``
+holds the last 7 days and filters by ``begin``/``end``. ``store.inject(path, fault)`` makes
+the next call to a path (e.g. ``"account/balance"``) fail with ``key``, ``passphrase``,
+``sign``, ``timestamp``, ``429`` or ``maintenance``.
 """
 
 from __future__ import annotations
@@ -67,7 +68,10 @@ class OkxStore:
             "USDT-EUR": "0.9259",
         }
     )
-    balances: dict[str, str] = field(default_factory=dict)  # ccy → equity
+    balances: dict[str, str] = field(default_factory=dict)  # ccy → equity (trading account)
+    # ccy → balance of the funding account (``asset/balances``): deposits land there, and a
+    # coin stays there until moved to the trading account
+    funding: dict[str, str] = field(default_factory=dict)
     perm: str = "read_only"
     fills: list[dict[str, Any]] = field(default_factory=list)
     deposits: list[dict[str, Any]] = field(default_factory=list)
@@ -273,6 +277,17 @@ def create_app(clock: Clock, store: OkxStore) -> Starlette:
         ]
         return _answer([{"adjEq": "", "details": details, "totalEq": "0", "uTime": ts}])
 
+    async def funding(request: Request) -> Response:
+        _, bad = await signed(request)
+        if bad is not None:
+            return bad
+        return _answer(
+            [
+                {"availBal": bal, "bal": bal, "ccy": ccy, "frozenBal": "0"}
+                for ccy, bal in store.funding.items()
+            ]
+        )
+
     async def config(request: Request) -> Response:
         _, bad = await signed(request)
         if bad is not None:
@@ -329,6 +344,7 @@ def create_app(clock: Clock, store: OkxStore) -> Starlette:
             Route("/api/v5/asset/currencies", currencies),
             Route("/api/v5/account/balance", balance),
             Route("/api/v5/account/config", config),
+            Route("/api/v5/asset/balances", funding),
             Route("/api/v5/trade/fills-history", fills),
             Route("/api/v5/asset/deposit-history", deposits),
             Route("/api/v5/asset/withdrawal-history", withdrawals),

@@ -194,3 +194,36 @@ async def test_an_expired_timestamp_is_retried_once(adapter: ExchangeAdapter, st
     store.inject("account/balance", "timestamp")
     [account] = await adapter.fetch_accounts()
     assert account.balance is not None
+
+
+async def test_the_funding_account_is_counted_with_the_trading_account(
+    adapter: ExchangeAdapter, store: OkxStore
+) -> None:
+    """OKX keeps two accounts per key: deposits land in the funding account (``asset/balances``)
+    and only what is moved to the trading account is in ``account/balance``."""
+    store.funding = {"BTC": "0.1", "SOL": "3", "EUR": "20"}
+    [account] = await adapter.fetch_accounts()
+    held = {h.symbol: h for h in await adapter.fetch_holdings(account)}
+    assert held["BTC"].quantity == Decimal("0.35")  # 0.25 trading + 0.1 funding
+    assert held["SOL"].quantity == Decimal(3)
+    assert account.cash_value == Decimal(70)
+    assert "asset/balances" in {p for p, _ in store.requests}
+
+
+async def test_deposits_sharing_a_millisecond_across_a_page_are_all_read(
+    url: str, store: OkxStore, clock: VirtualClock
+) -> None:
+    """The transfer histories' ``after`` is exclusive ("earlier than"): asking again ``until`` the
+    oldest instant of a page must not skip the deposits of that instant the page left out."""
+    t = int(clock.now() * 1000)
+    for i in range(110):  # the 100th and 101st newest share one millisecond
+        ts = t - 5 * DAY_MS - (i if i < 100 else 99) * 1000
+        store.deposits.append(dict(store.deposits[0], depId=str(70_000 + i), ts=str(ts)))
+    adapter = _build(url, _session(store), clock)
+    try:
+        [account] = await adapter.fetch_accounts()
+        found = (await adapter.fetch_transactions(account)).transactions
+    finally:
+        await adapter.aclose()
+    deposits = {t.provider_transaction_id for t in found if t.subtype is TransactionSubtype.TRANSFER_IN}
+    assert len(deposits) == 111

@@ -140,6 +140,13 @@ class ExchangeAdapter:
         self.budget.check()
         await self._call(self.ex.load_markets)
         balance = await self._call(self.ex.fetch_balance)
+        for params in self.exchange.extra_balances:
+            more = await self._call(self.ex.fetch_balance, dict(params))
+            total = dict(balance.get("total") or {})
+            for code, amount in (more.get("total") or {}).items():
+                if amount not in (None, "") and Decimal(amount):
+                    total[code] = str(Decimal(total.get(code) or 0) + Decimal(amount))
+            balance = {**balance, "total": total}
         totals = {k: v for k, v in (balance.get("total") or {}).items() if v not in (None, "") and Decimal(v)}
         prices, in_fiat = await self._prices(set(totals), quote)
         converted = await self._convert(in_fiat, quote)
@@ -552,9 +559,11 @@ class ExchangeAdapter:
                 items[str(item.get("id"))] = item
             if not fresh:
                 break
-            params = {"until": min(int(i["timestamp"]) for i in page)}
-            if params["until"] < since:
+            oldest = min(int(i["timestamp"]) for i in page)
+            if oldest < since:
                 break
+            # the oldest instant is asked again: ``until`` itself where it is inclusive
+            params = {"until": oldest + (1 if endpoint in self.exchange.until_exclusive else 0)}
         if items:
             cursors[endpoint] = max(int(i["timestamp"]) for i in items.values())
         return list(items.values())

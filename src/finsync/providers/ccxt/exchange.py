@@ -104,6 +104,14 @@ class Exchange:
     # ``until`` from now down to the cursor, as moving ``since`` past the newest item would skip
     # every older one.
     backwards: frozenset[str] = frozenset()
+    # Of those, the endpoints whose ``until`` is exclusive (OKX's transfers: ``after`` is
+    # "earlier than"): the walk asks again until just after the oldest instant seen, so that the
+    # items of that instant a full page left out are not skipped.
+    until_exclusive: frozenset[str] = frozenset()
+    # More ``fetch_balance`` calls (their params) whose totals add to the default one's: accounts
+    # of the same key the default balance leaves out (OKX: the funding account, where deposits
+    # land, beside the trading account).
+    extra_balances: tuple[Mapping[str, Any], ...] = ()
     # Longest window a deposit/withdrawal query may span, in days (Binance: 90); None: no limit.
     transfer_window_days: int | None = None
     # Trades page by an opaque cursor the answer carries (Coinbase fills: ``cursor``), asked

@@ -31,8 +31,12 @@ EXCHANGE = Exchange(
     settings=OkxSettings,
     permissions=permissions,
     options={"fetchMarkets": {"types": ["spot"]}},  # one instruments call instead of five
+    # the funding account (``asset/balances``) beside the trading account: deposits land there
+    extra_balances=({"type": "funding"},),
     # Fills and transfers come newest first, 100 at most, whatever ``begin`` says.
     backwards=frozenset({"trades", "deposits", "withdrawals"}),
+    # fills' ``end`` is inclusive; the transfers' ``after`` is "earlier than"
+    until_exclusive=frozenset({"deposits", "withdrawals"}),
     # ccxt's OKX ledger is the trading account's bills: no earn rewards there (they are paid to
     # the funding account), and ccxt names an auto token conversion (type 4) "rebate", which
     # would read as income.
