@@ -281,3 +281,20 @@ def test_rows_without_ids_on_one_day_at_different_times_stay_distinct() -> None:
     ids = [t.provider_transaction_id for t in mappers.transactions(stmt)]
     assert len(ids) == 4
     assert len(set(ids)) == 4
+
+
+def test_cash_without_conversion_rates_is_valued_at_the_latest_printed_rate() -> None:
+    """Without ConversionRates or a position in the currency, a currency's rate is the one IBKR
+    printed last in time, whatever section printed it."""
+    body = (
+        '<CashReport><CashReportCurrency accountId="U9" currency="EUR" endingCash="100" /></CashReport>'
+        '<Trades><Trade accountId="U9" currency="EUR" fxRateToBase="0.85" assetCategory="STK" '
+        'symbol="SAP" transactionID="1" tradeDate="2026-01-20" quantity="1" tradePrice="10" '
+        'netCash="-10" buySell="BUY" levelOfDetail="EXECUTION" /></Trades>'
+        '<CashTransactions><CashTransaction accountId="U9" currency="EUR" fxRateToBase="0.95" '
+        'dateTime="2026-01-02" amount="110" type="Deposits/Withdrawals" transactionID="2" '
+        'levelOfDetail="DETAIL" /></CashTransactions>'
+    )
+    (stmt,) = read_statement(_statement(body)).FlexStatements
+    (cash,) = mappers.holdings(stmt)
+    assert (cash.currency, cash.market_value) == ("GBP", D("85.00"))

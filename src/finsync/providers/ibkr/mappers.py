@@ -130,7 +130,11 @@ def rates_to_base(stmt: Types.FlexStatement, base: str) -> dict[str, Decimal]:
     """Currency → its rate to base on the statement's last day: ConversionRates when the query
     has them, else the rates IBKR printed on positions and rows."""
     rates: dict[str, Decimal] = {base: Decimal(1)}
-    for currency, rate in _printed_rates(stmt):
+    # The latest printed rate wins: rows in date order (stable), positions (the last day) last.
+    dated = [(_when(t.tradeDate, t.reportDate), t.currency, t.fxRateToBase) for t in stmt.Trades]
+    dated += [(_when(c.dateTime, c.reportDate), c.currency, c.fxRateToBase) for c in stmt.CashTransactions]
+    dated.sort(key=lambda row: row[0] or date.min)
+    for _, currency, rate in dated + [(None, p.currency, p.fxRateToBase) for p in stmt.OpenPositions]:
         if currency and rate:
             rates[currency] = rate
     latest: dict[str, tuple[date, Decimal]] = {}
