@@ -258,3 +258,43 @@ def test_an_expiry_field_must_be_optional_not_secret_and_single() -> None:
     bad = (CredentialField(name="expires", label="Expires", expiry=True),)  # secret and required
     meta = replace(METADATA, credential_fields=bad)
     assert "at most one expiry credential field, not secret and not required" in meta.problems()
+
+
+def test_rows_without_ids_on_one_day_at_different_times_stay_distinct() -> None:
+    """Two identical fees on one day at different times are two rows, not one (their digest
+    is taken on the day, so the occurrence must count per day too)."""
+    row = (
+        '<CashTransaction accountId="U9" currency="GBP" description="Fee" dateTime="2026-01-05;{t}" '
+        'amount="-1" type="Other Fees" levelOfDetail="DETAIL" />'
+    )
+    action = (
+        '<CorporateAction accountId="U9" currency="GBP" symbol="VOD" conid="1" actionID="5" '
+        'description="VOD SPLIT" dateTime="2026-01-05;{t}" quantity="10" type="FS" '
+        'levelOfDetail="DETAIL" />'
+    )
+    times = ("10:00:00", "14:30:00")
+    body = (
+        "<CorporateActions>" + "".join(action.format(t=t) for t in times) + "</CorporateActions>"
+        "<CashTransactions>" + "".join(row.format(t=t) for t in times) + "</CashTransactions>"
+    )
+    (stmt,) = read_statement(_statement(body)).FlexStatements
+    ids = [t.provider_transaction_id for t in mappers.transactions(stmt)]
+    assert len(ids) == 4
+    assert len(set(ids)) == 4
+
+
+def test_cash_without_conversion_rates_is_valued_at_the_latest_printed_rate() -> None:
+    """Without ConversionRates or a position in the currency, a currency's rate is the one IBKR
+    printed last in time, whatever section printed it."""
+    body = (
+        '<CashReport><CashReportCurrency accountId="U9" currency="EUR" endingCash="100" /></CashReport>'
+        '<Trades><Trade accountId="U9" currency="EUR" fxRateToBase="0.85" assetCategory="STK" '
+        'symbol="SAP" transactionID="1" tradeDate="2026-01-20" quantity="1" tradePrice="10" '
+        'netCash="-10" buySell="BUY" levelOfDetail="EXECUTION" /></Trades>'
+        '<CashTransactions><CashTransaction accountId="U9" currency="EUR" fxRateToBase="0.95" '
+        'dateTime="2026-01-02" amount="110" type="Deposits/Withdrawals" transactionID="2" '
+        'levelOfDetail="DETAIL" /></CashTransactions>'
+    )
+    (stmt,) = read_statement(_statement(body)).FlexStatements
+    (cash,) = mappers.holdings(stmt)
+    assert (cash.currency, cash.market_value) == ("GBP", D("85.00"))

@@ -130,7 +130,11 @@ def rates_to_base(stmt: Types.FlexStatement, base: str) -> dict[str, Decimal]:
     """Currency → its rate to base on the statement's last day: ConversionRates when the query
     has them, else the rates IBKR printed on positions and rows."""
     rates: dict[str, Decimal] = {base: Decimal(1)}
-    for currency, rate in _printed_rates(stmt):
+    # The latest printed rate wins: rows in date order (stable), positions (the last day) last.
+    dated = [(_when(t.tradeDate, t.reportDate), t.currency, t.fxRateToBase) for t in stmt.Trades]
+    dated += [(_when(c.dateTime, c.reportDate), c.currency, c.fxRateToBase) for c in stmt.CashTransactions]
+    dated.sort(key=lambda row: row[0] or date.min)
+    for _, currency, rate in dated + [(None, p.currency, p.fxRateToBase) for p in stmt.OpenPositions]:
         if currency and rate:
             rates[currency] = rate
     latest: dict[str, tuple[date, Decimal]] = {}
@@ -304,6 +308,11 @@ def _day(when: datetime | date | None, fallback: date | None, what: str) -> date
     raise BadData(f"ibkr: {what} has no date")
 
 
+def _when(when: datetime | date | None, fallback: date | None) -> date | None:
+    """The day ``_day`` gives a row, or None where it has none (``_day`` then refuses it)."""
+    return when.date() if isinstance(when, datetime) else when if isinstance(when, date) else fallback
+
+
 def map_trade(trade: Types.Trade) -> ProviderTransaction:
     """A fill: ``amount`` is IBKR's ``netCash`` (proceeds with commission and taxes, money in +,
     out -) in the trade's currency; ``fees`` the commission. An FX conversion (asset class
@@ -425,9 +434,23 @@ def transactions(stmt: Types.FlexStatement) -> list[ProviderTransaction]:
     cash_rows = [
         c for c in stmt.CashTransactions if _detail_row(c.levelOfDetail) and _mine(mine, c.accountId)
     ]
-    cash_keys = [(c.type, c.dateTime, c.amount, c.currency, c.conid, c.description) for c in cash_rows]
+    # Occurrences are counted on what the digest of a row without transactionID reads (its
+    # day, not its time): two identical rows on one day at different times stay two rows.
+    cash_keys = [
+        (
+            c.type,
+            _when(c.dateTime, c.reportDate or c.settleDate),
+            c.amount,
+            c.currency,
+            c.conid,
+            c.description,
+        )
+        for c in cash_rows
+    ]
     cash = [map_cash_transaction(c, n) for c, n in zip(cash_rows, _occurrences(cash_keys), strict=True)]
     actions = [a for a in stmt.CorporateActions if _detail_row(a.levelOfDetail) and _mine(mine, a.accountId)]
-    action_keys = [(a.actionID, a.conid, a.dateTime, a.quantity, a.description) for a in actions]
+    action_keys = [
+        (a.actionID, a.conid, _when(a.dateTime, a.reportDate), a.quantity, a.description) for a in actions
+    ]
     corporate = [map_corporate_action(a, n) for a, n in zip(actions, _occurrences(action_keys), strict=True)]
     return trades + cash + corporate
