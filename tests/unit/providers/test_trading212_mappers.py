@@ -232,3 +232,21 @@ def test_an_accepted_order_without_an_id_is_ambiguous_not_a_refusal() -> None:
 
     with pytest.raises(BadData):
         orders.to_order({"status": "NEW", "ticker": "AAPL_US_EQ"})
+
+
+def test_a_fill_without_wallet_impact_is_in_the_instrument_currency() -> None:
+    """Without ``walletImpact`` the value is quantity x fill price, which Trading 212 quotes
+    in the instrument's currency (GBX = pence for London shares): labelling it with the
+    account currency would book 100 Vodafone shares at 71.2p as GBP 7,120 instead of GBP 71.20."""
+    item = wire("""{"order": {"id": 8, "ticker": "VODl_EQ", "side": "BUY", "quantity": 100,
+      "currency": "GBX", "createdAt": "2025-01-01T10:00:00Z"},
+     "fill": {"id": 9, "price": 71.2, "quantity": 100, "filledAt": "2025-01-01T10:00:01Z"}}""")
+    trade = mappers.map_order(item, "GBP")
+    assert trade is not None
+    assert (trade.amount, trade.currency) == (Decimal("-7120.0"), "GBX")
+    usd = wire("""{"order": {"id": 10, "ticker": "AAPL_US_EQ", "side": "SELL", "quantity": 2,
+      "currency": "USD", "createdAt": "2025-01-01T15:00:00Z"},
+     "fill": {"id": 11, "price": 185.5, "quantity": 2, "filledAt": "2025-01-01T15:00:01Z"}}""")
+    sold = mappers.map_order(usd, "GBP")
+    assert sold is not None
+    assert (sold.amount, sold.currency) == (Decimal("371.0"), "USD")

@@ -6,7 +6,8 @@ currency and values (``walletImpact``, cash amounts) in the *account* currency.
 Records carry the account currency; per-share fields are kept as sent. A holding
 says so: ``price_currency`` is the instrument's (``instrument.currency``; GBX is
 pence), so for a USD share in a GBP account ``current_price`` is USD and
-``market_value`` GBP. Transactions keep the instrument currency in ``raw``.
+``market_value`` GBP. Transactions keep the instrument currency in ``raw``; a fill
+without ``walletImpact`` is valued at quantity x price in the instrument currency.
 """
 
 from __future__ import annotations
@@ -101,8 +102,12 @@ def map_order(item: dict[str, Any], account_currency: str) -> ProviderTransactio
         side = "SELL" if _dec(order.get("quantity", 0), "order.quantity") < 0 else "BUY"
     price = _opt(fill.get("price"), "fill.price")
     net = _opt(wallet.get("netValue"), "netValue")
-    if net is None:  # fall back to the instrument-currency value when no wallet impact is sent
+    if net is None:  # no wallet impact: quantity x price, in the instrument's currency (GBX: pence)
         net = quantity * (price or Decimal(0))
+        try:
+            currency = currency_code(str(order.get("currency") or currency))
+        except ValueError:
+            raise BadData(f"trading212 order {order['id']}: bad currency") from None
     taxes = [t for t in wallet.get("taxes") or [] if isinstance(t, dict)]
     fees = sum((abs(_dec(t.get("quantity"), "tax")) for t in taxes), Decimal(0))
     # The sign is ours (money in +, out -), whatever sign the wire uses.
