@@ -139,8 +139,10 @@ class AlpacaStore(BrokerStore):
         return 204, None
 
     def add_position(self, symbol: str, qty: str, avg: str, price: str, side: str = "long") -> None:
-        q, a, p = Decimal(qty), Decimal(avg), Decimal(price)
+        # A short is signed on the wire: qty, qty_available, market_value and cost_basis < 0.
+        q, a, p = Decimal(qty).copy_abs() * (-1 if side == "short" else 1), Decimal(avg), Decimal(price)
         value, cost = q * p, q * a
+        qty = str(q)
         self.positions.append(
             {
                 "asset_id": str(uuid.uuid5(uuid.NAMESPACE_URL, symbol)), "symbol": symbol,
@@ -148,7 +150,7 @@ class AlpacaStore(BrokerStore):
                 "asset_class": "crypto" if symbol.endswith("USD") else "us_equity", "avg_entry_price": avg,
                 "qty": qty, "qty_available": qty, "side": side, "market_value": f"{value:.2f}",
                 "cost_basis": f"{cost:.2f}", "unrealized_pl": f"{value - cost:.2f}",
-                "unrealized_plpc": f"{(value - cost) / cost:.4f}", "current_price": price,
+                "unrealized_plpc": f"{(value - cost) / abs(cost):.4f}", "current_price": price,
                 "lastday_price": price, "change_today": "0.0123",
             }
         )  # fmt: skip

@@ -68,6 +68,8 @@ async def test_first_sync_reads_everything(
     assert account.cash_value == Decimal("4120.55")
     assert account.holdings_value == Decimal("7752.65")
     assert {h.symbol: h.quantity for h in holdings} == {"AAPL": 13, "TSLA": -2}
+    short = next(h for h in holdings if h.symbol == "TSLA")  # sold at 250, now 240.10: a gain
+    assert (short.market_value, short.unrealized_pnl) == (Decimal("-480.20"), Decimal("19.80"))
     assert store.requests["activities"] == 3  # 270 activities at 100 a page
     assert len(batch.transactions) == FILLS + OTHERS
     assert {t.provider_transaction_id for t in batch.transactions} == {a["id"] for a in store.activities}
