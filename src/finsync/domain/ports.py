@@ -462,6 +462,9 @@ class IdempotencyRepository(Protocol):
         self, record_id: UUID, status_code: int, response: dict[str, Any], connection_id: UUID | None
     ) -> None: ...
     async def remove(self, record_id: UUID) -> None: ...
+    async def prune(self, now: datetime, limit: int) -> int:
+        """Delete up to ``limit`` keys expired at ``now``; how many were deleted."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)
