@@ -167,7 +167,10 @@ class SessionRepository(Protocol):
         expires_at: datetime,
         address: str | None,
         user_agent: str | None,
-    ) -> None: ...
+    ) -> bool:
+        """Extends a live session; False when it has ended (revoked)."""
+        ...
+
     async def revoke(self, session_id: UUID, when: datetime) -> None:
         """Ends the session and its whole refresh chain."""
         ...
