@@ -302,6 +302,8 @@ def build(
     orders = OrderService(uow, gateway, cipher, live_trading=live, clock=clock, desk=desk)
     register_jobs(job_types, runner, scheduler, market_data, settings, deliverer)
     job_types.every(settings.order_poll_seconds, "follow_open_orders", orders.follow_open)
+    idempotency = IdempotencyService(uow, clock, batch=settings.scheduler_batch)
+    job_types.every(3600, "prune_idempotency_keys", idempotency.prune)
     callback = f"{settings.public_url.rstrip('/')}/api/v1/connections/callback"
     provider_authorization = ProviderAuthorizationService(uow, gateway, cipher, sync, callback, clock)
     return Container(
@@ -322,7 +324,7 @@ def build(
         imports=ImportService(
             uow, registry.file_formats(), settings.upload_limit_bytes, clock, events=events
         ),
-        idempotency=IdempotencyService(uow, clock),
+        idempotency=idempotency,
         runner=runner,
         scheduler=scheduler,
         job_types=job_types,

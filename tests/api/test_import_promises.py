@@ -201,3 +201,22 @@ async def test_a_key_whose_connection_was_deleted_runs_again(client: httpx.Async
     replay = await client.post("/api/v1/imports", headers=headers, files=files)
     assert replay.headers["idempotent-replayed"] == "true"
     assert replay.json() == again.json()
+
+
+async def test_expired_idempotency_keys_are_deleted_by_the_periodic_prune(
+    client: httpx.AsyncClient, container: Container
+) -> None:
+    """Keys last 24 hours: the hourly periodic task deletes expired rows (answered or not), so
+    the table does not grow for ever; a live key, and an order's key (on the order row), stay."""
+    await register_and_login(client)
+    await _claim(container, "ada@example.com", "old", timedelta(hours=25))
+    await _claim(container, "ada@example.com", "stale", timedelta(hours=24, seconds=1))
+    await _claim(container, "ada@example.com", "fresh", timedelta(hours=23))
+    prune = {p.name: p for p in container.job_types.periodic}["prune_idempotency_keys"]
+    await prune.call(utcnow())
+    async with container.uow() as uow:
+        user = await uow.users.get_by_email("ada@example.com")
+        assert user is not None
+        assert await uow.idempotency.get(user.id, "old") is None
+        assert await uow.idempotency.get(user.id, "stale") is None
+        assert await uow.idempotency.get(user.id, "fresh") is not None

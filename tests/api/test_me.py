@@ -182,3 +182,29 @@ async def test_delete_me_needs_the_password_then_removes_everything_and_ends_ses
     assert (await client.post("/api/v1/auth/refresh", json={"refresh_token": refresh})).status_code == 401
     relogin = {"username": "ada@example.com", "password": PASSWORD}
     assert (await client.post("/api/v1/auth/token", data=relogin)).status_code == 401
+
+
+async def test_a_read_token_is_refused_the_logins_affairs_under_a_root_path(container: Container) -> None:
+    """Served under a prefix (``uvicorn --root-path``, a proxy mount), ``request.url.path``
+    starts with the prefix: the token's denied paths are compared with the route's own path."""
+    from tests.conftest import app_for
+
+    with app_for(container) as app:
+        transport = httpx.ASGITransport(app=app, root_path="/finsync")
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver/finsync") as client:
+            headers = await register_and_login(client)
+            made = await client.post(
+                "/api/v1/api-tokens", headers=headers, json={"name": "reader", "scopes": ["read"]}
+            )
+            assert made.status_code == 201, made.text
+            read = {"Authorization": f"Bearer {made.json()['token']}"}
+            accounts = await client.get("/api/v1/accounts", headers=read)
+            assert accounts.status_code == 200
+            assert accounts.headers["cache-control"] == "no-store"  # the edge sees past the prefix too
+            for own in (
+                "/api/v1/users/me",
+                "/api/v1/users/me/sessions",
+                "/api/v1/users/me/export",
+                "/api/v1/api-tokens",
+            ):
+                assert (await client.get(own, headers=read)).status_code == 403, own

@@ -225,3 +225,45 @@ async def test_a_login_checked_against_the_old_password_gets_no_session_after_th
                 assert r.status_code == 401, r.text
                 listed = (await owner.get("/api/v1/users/me/sessions", headers=bearer(tokens))).json()
                 assert [s["user_agent"] for s in listed] == ["pytest"]
+
+
+async def test_a_refresh_racing_a_session_revocation_neither_deadlocks_nor_outlives_it(
+    database_url: str, tmp_path: Path
+) -> None:
+    """Refresh locks its token, then the session row (touch); revoking a session took the
+    session row, then the tokens: opposite orders, a deadlock PostgreSQL broke by failing one
+    (409). A transaction holding the user row stops the refresh between the two (inserting
+    the new token checks its user foreign key) while the revocation starts."""
+    if not database_url.startswith("postgresql"):
+        pytest.skip("SQLite has one writer at a time: there is no interleaving to test")
+    from sqlalchemy import text
+
+    from tests.sql import until_waiting
+
+    async with (
+        app_for(database_url, tmp_path) as (app, c),
+        client(app, "198.51.100.10", "laptop") as laptop,
+        client(app, "198.51.100.20", "phone") as phone,
+    ):
+        await register(laptop)
+        mine, other = await login(laptop), await login(phone)
+        listed = (await laptop.get("/api/v1/users/me/sessions", headers=bearer(mine))).json()
+        (target,) = [s["id"] for s in listed if s["user_agent"] == "phone"]
+        async with c.engine.connect() as holder, c.engine.connect() as probe:
+            await holder.execute(text("SELECT id FROM users FOR UPDATE"))
+            refresh = asyncio.create_task(
+                phone.post("/api/v1/auth/refresh", json={"refresh_token": other["refresh_token"]})
+            )
+            await until_waiting(probe, "refresh_tokens", unless=refresh)
+            revoke = asyncio.create_task(
+                laptop.delete(f"/api/v1/users/me/sessions/{target}", headers=bearer(mine))
+            )
+            await until_waiting(probe, sessions=2, unless=revoke)
+            await holder.rollback()
+            refreshed, revoked = await asyncio.gather(refresh, revoke)
+        assert (refreshed.status_code, revoked.status_code) == (200, 204), (refreshed.text, revoked.text)
+        # The chain ended with its session: the token the refresh just handed out is refused.
+        again = {"refresh_token": refreshed.json()["refresh_token"]}
+        r = await phone.post("/api/v1/auth/refresh", json=again)
+        assert r.status_code == 401, r.text
+        assert (await phone.get("/api/v1/users/me", headers=bearer(refreshed.json()))).status_code == 401

@@ -150,7 +150,8 @@ def _needs_uow(dependant: Dependant) -> bool:
 AuthenticatedDep = Annotated[Authenticated, Depends(get_authenticated)]
 
 
-# Paths an API token never reaches, even to read: the login's own affairs.
+# Route paths an API token never reaches, even to read: the login's own affairs (compared with
+# the matched route's path, never the URL's, which carries any ``root_path`` prefix).
 TOKEN_DENIED = ("/api/v1/auth", "/api/v1/users/me", "/api/v1/api-tokens")
 
 
@@ -161,7 +162,14 @@ async def get_current_user(request: Request, uow: UowDep, bearer: BearerDep) -> 
     principal = await _principal(request, uow, bearer)
     token = principal.caller.token
     if token is not None:
-        if request.method not in ("GET", "HEAD") or request.url.path.startswith(TOKEN_DENIED):
+        # The route's own path: ``request.url.path`` carries the ASGI ``root_path`` (a prefix
+        # the app is served under), which no entry of TOKEN_DENIED would match. No route: deny.
+        route = getattr(request.scope.get("route"), "path", None)
+        if (
+            request.method not in ("GET", "HEAD")
+            or not isinstance(route, str)
+            or route.startswith(TOKEN_DENIED)
+        ):
             raise InsufficientScope("API tokens cannot do this; log in as the user")
         if not token.may_read:
             raise InsufficientScope("this API token lacks the scope read")

@@ -8,6 +8,8 @@ gets the first answer again and writes nothing; the same key with another reques
 Deleting the connection an answer names (made, or imported into) forgets the key with it:
 what the answer described is gone, so a retry runs again instead of naming deleted rows.
 A claim older than ``STALE`` without an answer belongs to a process that died: taken over.
+Expired keys are deleted by an hourly periodic task (``prune``), so the table holds about a
+day of keys. Orders' keys are not here: they live, permanently, on the order row.
 """
 
 from __future__ import annotations
@@ -18,9 +20,13 @@ from datetime import timedelta
 from typing import Any
 from uuid import UUID
 
+import structlog
+
 from finsync.domain.entities import IdempotencyRecord, utcnow
 from finsync.domain.errors import Conflict, InvalidInput
 from finsync.domain.ports import Now, UnitOfWorkFactory
+
+log = structlog.get_logger(__name__)
 
 TTL = timedelta(hours=24)
 STALE = timedelta(minutes=15)
@@ -38,9 +44,24 @@ class Answer:
 
 
 class IdempotencyService:
-    def __init__(self, uow: UnitOfWorkFactory, clock: Now = utcnow) -> None:
+    def __init__(self, uow: UnitOfWorkFactory, clock: Now = utcnow, batch: int = 1000) -> None:
         self._uow = uow
         self._clock = clock
+        self._batch = batch
+
+    async def prune(self) -> int:
+        """Expired keys are deleted, in batches (expiry is otherwise only seen on reuse)."""
+        pruned = 0
+        while True:
+            async with self._uow() as uow:
+                done = await uow.idempotency.prune(self._clock(), self._batch)
+                await uow.commit()
+            pruned += done
+            if done < self._batch:
+                break
+        if pruned:
+            log.info("idempotency_keys_pruned", count=pruned)
+        return pruned
 
     async def run(
         self, user_id: UUID, key: str | None, request: str, operation: Callable[[], Awaitable[Answer]]

@@ -162,9 +162,12 @@ class UserAuthService:
                 log.warning("refresh_token_reuse", user_id=str(stored.user_id))
                 raise AuthenticationFailed("refresh token was already used; please log in again")
             pair = await self._issue(uow, stored.user_id, stored.family_id)
-            await uow.sessions.touch(
+            # A revocation that ran meanwhile could not see the token just issued: the session
+            # row says whether the chain still lives (its lock is taken after the token's).
+            if not await uow.sessions.touch(
                 stored.family_id, now, now + self._refresh_ttl, client.address, client.user_agent
-            )
+            ):
+                raise AuthenticationFailed("this session has ended; please log in again")
             await uow.commit()
         return pair
 

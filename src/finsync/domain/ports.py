@@ -167,7 +167,10 @@ class SessionRepository(Protocol):
         expires_at: datetime,
         address: str | None,
         user_agent: str | None,
-    ) -> None: ...
+    ) -> bool:
+        """Extends a live session; False when it has ended (revoked)."""
+        ...
+
     async def revoke(self, session_id: UUID, when: datetime) -> None:
         """Ends the session and its whole refresh chain."""
         ...
@@ -462,6 +465,9 @@ class IdempotencyRepository(Protocol):
         self, record_id: UUID, status_code: int, response: dict[str, Any], connection_id: UUID | None
     ) -> None: ...
     async def remove(self, record_id: UUID) -> None: ...
+    async def prune(self, now: datetime, limit: int) -> int:
+        """Delete up to ``limit`` keys expired at ``now``; how many were deleted."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)

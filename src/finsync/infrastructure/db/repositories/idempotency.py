@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 from uuid import UUID
 
@@ -43,3 +44,10 @@ class SqlIdempotencyRepository:
 
     async def remove(self, record_id: UUID) -> None:
         await self._s.execute(delete(keys).where(keys.c.id == record_id))
+
+    async def prune(self, now: datetime, limit: int) -> int:
+        old = select(keys.c.id).where(keys.c.expires_at <= now).limit(limit)
+        ids = list((await self._s.execute(old)).scalars())
+        if ids:
+            await self._s.execute(delete(keys).where(keys.c.id.in_(ids)))
+        return len(ids)

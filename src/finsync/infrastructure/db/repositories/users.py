@@ -117,24 +117,27 @@ class SqlSessionRepository:
         expires_at: datetime,
         address: str | None,
         user_agent: str | None,
-    ) -> None:
+    ) -> bool:
         values = {
             "last_used_at": when,
             "expires_at": expires_at,
             "address": address,
             "user_agent": user_agent,
         }
-        await self._s.execute(update(sessions).where(sessions.c.id == session_id).values(values))
+        stmt = update(sessions).where(sessions.c.id == session_id, sessions.c.revoked_at.is_(None))
+        return bool((await self._s.execute(stmt.values(values))).rowcount)  # type: ignore[attr-defined]
 
+    # Lock order, as in refresh (mark_used, then touch) and revoke_family: refresh tokens,
+    # then the session row. The other way round, a revocation and a refresh deadlocked.
     async def revoke(self, session_id: UUID, when: datetime) -> None:
-        await self._s.execute(
-            update(sessions)
-            .where(sessions.c.id == session_id, sessions.c.revoked_at.is_(None))
-            .values(revoked_at=when)
-        )
         await self._s.execute(
             update(tokens)
             .where(tokens.c.family_id == session_id, tokens.c.revoked_at.is_(None))
+            .values(revoked_at=when)
+        )
+        await self._s.execute(
+            update(sessions)
+            .where(sessions.c.id == session_id, sessions.c.revoked_at.is_(None))
             .values(revoked_at=when)
         )
 
@@ -144,8 +147,8 @@ class SqlSessionRepository:
         if keep is not None:
             session_filter.append(sessions.c.id != keep)
             token_filter.append(tokens.c.family_id != keep)
-        await self._s.execute(update(sessions).where(*session_filter).values(revoked_at=when))
         await self._s.execute(update(tokens).where(*token_filter).values(revoked_at=when))
+        await self._s.execute(update(sessions).where(*session_filter).values(revoked_at=when))
 
 
 class SqlRefreshTokenRepository:
