@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from uuid import UUID
@@ -14,6 +14,8 @@ import httpx
 import pytest
 
 from finsync.application.orders import SUBMIT_LEASE
+from finsync.domain.enums import TransactionSubtype, TransactionType
+from finsync.domain.records import ProviderTransaction
 from finsync.domain.trading import OrderStatus
 from tests.api.helpers import PASSWORD, register_and_login
 from tests.api.trading_world import World, trading_world
@@ -209,6 +211,47 @@ async def test_positions_live_with_fifo_realised_pnl(world: World) -> None:
     live = await world.client.get(url, headers=world.headers, params={"live": "true"})
     assert live.json() == []
     assert len((await world.client.get(url, headers=world.headers)).json()) == 1
+
+
+async def test_positions_book_trades_oldest_first_across_pages(world: World) -> None:
+    """More trades than one page (1000): the store lists them newest first, so the newest page
+    was booked before the older ones, its sales matched against the wrong lots."""
+    world.t212.positions.clear()
+    conn, account = await world.connect("trading212", "demo")
+    assert (await world.enable(conn)).status_code == 200
+    day0 = date(2025, 1, 1)
+
+    def trade(n: int, subtype: TransactionSubtype, amount: int, quantity: int) -> ProviderTransaction:
+        return ProviderTransaction(
+            provider_transaction_id=f"t{n}",
+            type=TransactionType.TRADE,
+            subtype=subtype,
+            amount=Decimal(amount),
+            currency="GBP",
+            transaction_date=day0 + timedelta(days=n),
+            symbol="X",
+            quantity=Decimal(quantity),
+        )
+
+    trades = [trade(0, TransactionSubtype.BUY, -100, 2)]  # 50 each
+    trades += [trade(n, TransactionSubtype.BUY, -100, 1) for n in range(1, 1000)]
+    trades.append(trade(1000, TransactionSubtype.SELL, 260, 2))
+    async with world.container.uow() as uow:
+        user = await uow.users.get_by_email("ada@example.com")
+        assert user is not None
+        stored = await uow.accounts.get(UUID(account), user.id)
+        assert stored is not None
+        await uow.transactions.upsert(stored, trades)
+        await uow.commit()
+    world.t212.add_position("X", "999", "100", "100", currency="GBP")
+    r = await world.client.get(
+        f"/api/v1/accounts/{account}/positions", headers=world.headers, params={"live": "true"}
+    )
+    assert r.status_code == 200, r.text
+    (position,) = r.json()
+    # 2 bought at 50 first, then 999 at 100; the 2 sold for 260 are the first two (cost 100).
+    assert Decimal(position["realised_pnl"]) == 160
+    assert Decimal(position["fifo_cost"]) == 99_900
 
 
 async def test_a_first_send_arriving_after_its_resend_is_adopted_not_doubled(world: World) -> None:

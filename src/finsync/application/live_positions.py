@@ -53,12 +53,14 @@ class LivePositionsService:
             if account is None or connection is None:
                 raise NotFound("account")
             caller.check_read(connection.id)
-            book = FifoBook()
+            # Pages come newest first: every page is read before any trade is booked, so the
+            # older pages' buys are lots before the newer pages' sales match against them.
+            booked: list[Trade] = []
             page = PageRequest(limit=PAGE)
             trades = TransactionFilter(account_id=account.id, type=TransactionType.TRADE)
             while True:
                 found = await uow.transactions.find(caller.user_id, trades, page)
-                book.apply(
+                booked.extend(
                     Trade(t.transaction_date, t.symbol, t.subtype, t.quantity, t.amount)
                     for t in found.items
                     if t.symbol and t.quantity and t.status is not TransactionStatus.CANCELLED
@@ -66,6 +68,8 @@ class LivePositionsService:
                 if found.next_key is None:
                     break
                 page = PageRequest(limit=PAGE, after=found.next_key)
+            book = FifoBook()
+            book.apply(reversed(booked))  # oldest first
             stored = (
                 []
                 if live
