@@ -40,3 +40,19 @@ def test_selling_more_than_bought_realises_only_the_matched_part() -> None:
     assert book.realised["X"] == D("10")  # half the proceeds (30) minus the 2 shares' cost (20)
     assert book.unmatched == {"X"}
     assert book.quantity("X") == 0
+
+
+def test_a_same_day_sale_given_before_its_buy_still_matches_it() -> None:
+    """Trades carry a date only, and the store lists them newest first: a day trade (buy, then
+    sell the same day) arrives sell first. The sale must still match that day's buy."""
+    book = FifoBook()
+    book.apply(
+        [
+            Trade(date(2026, 1, 2), "X", S.SELL, D(1), D("12")),
+            Trade(date(2026, 1, 2), "X", S.BUY, D(1), D("-10")),
+        ]
+    )
+    assert book.unmatched == set()
+    assert book.realised["X"] == D("2")
+    assert book.quantity("X") == 0
+

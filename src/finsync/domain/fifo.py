@@ -22,8 +22,10 @@ class FifoBook:
     unmatched: set[str] = field(default_factory=set)  # sold more than the trades show bought
 
     def apply(self, trades: Iterable[Trade]) -> None:
-        """Book trades in date order (a stable sort: same-day trades keep their given order)."""
-        for trade in sorted(trades, key=lambda t: t.day):
+        """Book trades in date order, a day's buys before its sales (trades carry a date only, so
+        the order of a day's trades is unknown: a sale still matches the oldest lots first, and
+        reaches that day's buys only when the older lots do not cover it)."""
+        for trade in sorted(trades, key=lambda t: (t.day, t.subtype is TransactionSubtype.SELL)):
             quantity = abs(trade.quantity)
             if quantity == 0:
                 continue
