@@ -56,3 +56,13 @@ def test_a_same_day_sale_given_before_its_buy_still_matches_it() -> None:
     assert book.realised["X"] == D("2")
     assert book.quantity("X") == 0
 
+
+def test_reinvested_dividends_buy_a_lot() -> None:
+    book = FifoBook()
+    book.apply(
+        [
+            Trade(date(2026, 1, 1), "X", S.BUY, D(2), D("-20")),
+            Trade(date(2026, 1, 2), "X", S.REINVEST, D(1), D("-12")),
+        ]
+    )
+    assert (book.quantity("X"), book.cost("X")) == (D(3), D("32"))

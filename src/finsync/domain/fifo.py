@@ -30,7 +30,7 @@ class FifoBook:
             if quantity == 0:
                 continue
             lots = self.lots.setdefault(trade.symbol, deque())
-            if trade.subtype is TransactionSubtype.BUY:
+            if trade.subtype in (TransactionSubtype.BUY, TransactionSubtype.REINVEST):
                 lots.append([quantity, abs(trade.amount) / quantity])
             elif trade.subtype is TransactionSubtype.SELL:
                 self._sell(trade.symbol, lots, quantity, abs(trade.amount))
