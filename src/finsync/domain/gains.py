@@ -48,11 +48,14 @@ class Ledger:
                     self.unmatched_sales.append(trade.symbol)
                     continue
                 sold = min(quantity, position.quantity)
+                if sold < quantity:
+                    self.unmatched_sales.append(trade.symbol)
                 cost = position.cost * sold / position.quantity
                 position.quantity -= sold
                 position.cost -= cost
                 if count_from is None or trade.day >= count_from:
-                    self.realised += trade.amount - cost
+                    # Only the matched part of the sale realises anything: its share of the proceeds.
+                    self.realised += trade.amount * sold / quantity - cost
 
     def cost_of(self, symbol: str) -> Decimal | None:
         position = self.positions.get(symbol)

@@ -101,6 +101,19 @@ def test_average_cost_realises_gains_on_sales_in_the_period() -> None:
     assert ledger.cost_of("ACME") == D(1800)
 
 
+def test_average_cost_realises_only_the_matched_part_of_an_oversized_sale() -> None:
+    """Selling 4 with 2 bought: only half the proceeds are explained by a known cost."""
+    ledger = Ledger()
+    ledger.apply(
+        [
+            Trade(date(2024, 1, 1), "X", S.BUY, D(2), D(-20)),
+            Trade(date(2024, 1, 2), "X", S.SELL, D(4), D(60)),
+        ]
+    )
+    assert ledger.realised == D(10)  # 30 of proceeds for the 2 held, minus their 20 of cost
+    assert ledger.unmatched_sales == ["X"]
+
+
 def test_rate_book_cross_rates_and_carries_the_last_fixing_forward() -> None:
     book = RateBook.of(
         [
