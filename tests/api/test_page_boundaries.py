@@ -11,6 +11,7 @@ from uuid import UUID
 import httpx
 import pytest
 
+from finsync.api.pagination import encode_cursor
 from finsync.bootstrap import Container
 from finsync.domain.entities import BalanceSnapshot
 from finsync.domain.enums import SnapshotSource
@@ -146,3 +147,21 @@ async def test_a_cursor_from_another_list_is_422(
         r = await client.get(path, headers=headers, params={"cursor": cursor})
         answers[path] = r.status_code
     assert answers == dict.fromkeys(answers, 422)
+
+
+@pytest.mark.parametrize(
+    "taken_at",
+    [
+        "2026-03-01T12:00:00",  # no offset: ours always have one
+        "0001-01-01T00:00:00+14:00",  # before year 1 in UTC
+        "9999-12-31T23:59:59-14:00",  # after year 9999 in UTC
+    ],
+)
+async def test_a_forged_snapshot_cursor_is_422_not_500(
+    client: httpx.AsyncClient, container: Container, memory_providers: MemoryProviders, taken_at: str
+) -> None:
+    headers, cur = await _seed(client, container, memory_providers)
+    cursor = encode_cursor(("balance_snapshots", taken_at, "0" * 32))
+    path = f"/api/v1/accounts/{cur}/balance-snapshots"
+    r = await client.get(path, headers=headers, params={"cursor": cursor})
+    assert r.status_code == 422, r.text

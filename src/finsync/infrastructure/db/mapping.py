@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typing
 from dataclasses import fields
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from enum import Enum
 from typing import Any, TypeVar
 from uuid import UUID
@@ -82,7 +82,7 @@ def after_values(page: PageRequest, kinds: list[type], of: str) -> list[Any]:
         raise InvalidInput("cursor does not belong to this list")
     try:
         return [_decode(raw, kind) for raw, kind in zip(page.after[1:], kinds, strict=True)]
-    except ValueError as exc:
+    except (ValueError, OverflowError) as exc:
         raise InvalidInput("cursor is not valid; use next_cursor from a previous page") from exc
 
 
@@ -91,8 +91,11 @@ def _decode(raw: str, kind: type) -> Any:
         return UUID(hex=raw)
     if kind is date:
         return date.fromisoformat(raw)
-    if kind is datetime:
-        return datetime.fromisoformat(raw)
+    if kind is datetime:  # ours are UTC; a naive or far-out time would fail in the database (500)
+        value = datetime.fromisoformat(raw)
+        if value.tzinfo is None:
+            raise ValueError("naive time")
+        return value.astimezone(UTC)
     return raw
 
 
