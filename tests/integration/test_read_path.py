@@ -266,7 +266,7 @@ async def test_account_page_uses_the_account_index_whatever_the_statistics(conta
             .limit(1)
         )
         day, ident = raw.one()
-    deep = PageRequest(limit=50, after=(day.isoformat(), ident.hex))
+    deep = PageRequest(limit=50, after=("transactions", day.isoformat(), ident.hex))
     dialect = container.engine.dialect
     explain = "EXPLAIN" if postgres else "EXPLAIN QUERY PLAN"
     for acct in (big, tiny):

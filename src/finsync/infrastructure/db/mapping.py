@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import typing
 from dataclasses import fields
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from enum import Enum
 from typing import Any, TypeVar
 from uuid import UUID
 
-from sqlalchemy import ColumnElement, Select, tuple_
+from sqlalchemy import ColumnElement, Select, Table, tuple_
 
 from finsync.domain.errors import BadData, InvalidInput
 from finsync.domain.ports import Page, PageRequest
@@ -58,7 +58,7 @@ def keyset(
 ) -> Select[Any]:
     """Seek past ``page.after`` instead of OFFSET, so deep pages cost what page 1 costs."""
     if page.after is not None:
-        values = after_values(page, [kind for _, kind in keys])
+        values = after_values(page, [kind for _, kind in keys], _list_of(keys))
         # One row-value comparison (not an OR chain) lets both databases seek the index directly.
         columns = tuple_(*(col for col, _ in keys))
         bound = tuple_(*values)
@@ -67,14 +67,22 @@ def keyset(
     return stmt.order_by(*order).limit(page.limit + 1)
 
 
-def after_values(page: PageRequest, kinds: list[type]) -> list[Any]:
-    """The key a cursor carries, one value per key column (a 422 for one that is not ours)."""
+def _list_of(keys: list[tuple[ColumnElement[Any], type]]) -> str:
+    table = keys[0][0].table
+    return str(table.name)
+
+
+def after_values(page: PageRequest, kinds: list[type], of: str) -> list[Any]:
+    """The key a cursor carries, one value per key column (a 422 for one that is not ours).
+
+    A cursor names the list (table) it was made for first: the lists keyed by ``id`` alone
+    cannot tell another list's key from their own, and would seek past it (wrong rows)."""
     assert page.after is not None
-    if len(page.after) != len(kinds):
+    if len(page.after) != len(kinds) + 1 or page.after[0] != of:
         raise InvalidInput("cursor does not belong to this list")
     try:
-        return [_decode(raw, kind) for raw, kind in zip(page.after, kinds, strict=True)]
-    except ValueError as exc:
+        return [_decode(raw, kind) for raw, kind in zip(page.after[1:], kinds, strict=True)]
+    except (ValueError, OverflowError) as exc:
         raise InvalidInput("cursor is not valid; use next_cursor from a previous page") from exc
 
 
@@ -83,16 +91,23 @@ def _decode(raw: str, kind: type) -> Any:
         return UUID(hex=raw)
     if kind is date:
         return date.fromisoformat(raw)
-    if kind is datetime:
-        return datetime.fromisoformat(raw)
+    if kind is datetime:  # ours are UTC; a naive or far-out time would fail in the database (500)
+        value = datetime.fromisoformat(raw)
+        if value.tzinfo is None:
+            raise ValueError("naive time")
+        return value.astimezone(UTC)
     return raw
 
 
-def make_page(items: list[E], page: PageRequest, key: typing.Callable[[E], tuple[Any, ...]]) -> Page[E]:
+def make_page(
+    items: list[E], page: PageRequest, key: typing.Callable[[E], tuple[Any, ...]], *, of: Table
+) -> Page[E]:
+    """The page of ``keyset``'s rows; ``next_key`` names the list (``of``, the table ``keyset``
+    sought in) before the last item's key."""
     if len(items) <= page.limit:
         return Page(items=items)
     items = items[: page.limit]
-    return Page(items=items, next_key=tuple(_encode(v) for v in key(items[-1])))
+    return Page(items=items, next_key=(of.name, *(_encode(v) for v in key(items[-1]))))
 
 
 def column_text(value: str | None, limit: int | None = None) -> str | None:

@@ -139,7 +139,7 @@ class SqlAccountRepository:
             stmt = stmt.where(accounts.c.type == filters.type.value)
         stmt = keyset(stmt, [(accounts.c.id, UUID)], page, descending=False)
         items = [to_entity(Account, r) for r in (await self._s.execute(stmt)).mappings()]
-        return make_page(items, page, lambda a: (a.id,))
+        return make_page(items, page, lambda a: (a.id,), of=accounts)
 
     async def reaches(self, user_id: UUID) -> list[Reach]:
         """The user's accounts whose IBAN and currency another connection's account carries too
@@ -253,7 +253,7 @@ class SqlHoldingRepository:
             stmt = stmt.where(holdings.c.account_id == account_id)
         stmt = keyset(stmt, [(holdings.c.id, UUID)], page, descending=False)
         items = [to_entity(Holding, r) for r in (await self._s.execute(stmt)).mappings()]
-        return make_page(items, page, lambda h: (h.id,))
+        return make_page(items, page, lambda h: (h.id,), of=holdings)
 
 
 _SNAPSHOT_FIGURES = ("currency", "balance", "available_balance", "cash_value", "holdings_value")
@@ -302,4 +302,4 @@ class SqlSnapshotRepository:
         keys = [(snapshots.c.taken_at, datetime), (snapshots.c.id, UUID)]
         stmt = keyset(stmt, keys, page, descending=True)
         items = [to_entity(BalanceSnapshot, r) for r in (await self._s.execute(stmt)).mappings()]
-        return make_page(items, page, lambda s: (s.taken_at, s.id))
+        return make_page(items, page, lambda s: (s.taken_at, s.id), of=snapshots)

@@ -102,7 +102,7 @@ class SqlConnectionRepository:
             stmt = stmt.where(_needs_attention(attention_at))
         stmt = keyset(stmt, [(connections.c.id, UUID)], page, descending=False)
         items = [to_entity(Connection, r) for r in (await self._s.execute(stmt)).mappings()]
-        return make_page(items, page, lambda c: (c.id,))
+        return make_page(items, page, lambda c: (c.id,), of=connections)
 
     async def save(self, connection: Connection) -> None:
         values = to_row(connection)
@@ -314,7 +314,7 @@ class SqlSyncRunRepository:
         stmt = select(runs).where(runs.c.user_id == user_id, runs.c.connection_id == connection_id)
         stmt = keyset(stmt, [(runs.c.id, UUID)], page, descending=True)
         items = [to_entity(SyncRun, r) for r in (await self._s.execute(stmt)).mappings()]
-        return make_page(items, page, lambda r: (r.id,))
+        return make_page(items, page, lambda r: (r.id,), of=runs)
 
     async def active_for(self, connection_id: UUID) -> SyncRun | None:
         stmt = select(runs).where(runs.c.connection_id == connection_id, text(ACTIVE_RUN))

@@ -184,7 +184,7 @@ class SqlTradingRepository:
             stmt = stmt.where(orders.c.status.in_(OPEN))
         stmt = keyset(stmt, [(orders.c.id, UUID)], page, descending=True)
         items = [to_entity(Order, r) for r in (await self._s.execute(stmt)).mappings()]
-        return make_page(items, page, lambda o: (o.id,))
+        return make_page(items, page, lambda o: (o.id,), of=orders)
 
     async def open_orders(self, connection_id: UUID) -> list[Order]:
         stmt = select(orders).where(orders.c.connection_id == connection_id, orders.c.status.in_(OPEN))

@@ -295,7 +295,7 @@ def listed_sql(user_id: UUID, filters: TransactionFilter, page: PageRequest) -> 
     if filters.tag is not None:
         where.append(f"tags @> {arg(json_dumps([filters.tag]), '::jsonb')}")
     if page.after is not None:
-        day, ident = after_values(page, [date, UUID])
+        day, ident = after_values(page, [date, UUID], transactions.name)
         where.append(f"(transaction_date, id) < ({arg(day, '::date')}, {arg(ident, '::uuid')})")
     sql = (  # our own column names; every value is an argument
         f"SELECT {_LISTED_COLUMNS} FROM transactions WHERE {' AND '.join(where)} "  # noqa: S608
@@ -546,7 +546,7 @@ class SqlTransactionRepository:
             _filtered(select(transactions), user_id, filters, self._postgres), _KEYS, page, descending=True
         )
         items = [to_entity(Transaction, r) for r in (await self._s.execute(stmt)).mappings()]
-        return make_page(items, page, lambda x: (x.transaction_date, x.id))
+        return make_page(items, page, lambda x: (x.transaction_date, x.id), of=transactions)
 
     async def listed(
         self, user_id: UUID, filters: TransactionFilter, page: PageRequest
@@ -557,7 +557,7 @@ class SqlTransactionRepository:
         if found is None:
             found = list(await self._s.execute(listed_query(user_id, filters, page, self._postgres)))
         items = [ListedTransaction(*row) for row in found]
-        return make_page(items, page, lambda x: (x.transaction_date, x.id))
+        return make_page(items, page, lambda x: (x.transaction_date, x.id), of=transactions)
 
     async def refresh_statistics(self) -> None:
         """Refresh the planner's statistics of the table after a bulk write (PostgreSQL).

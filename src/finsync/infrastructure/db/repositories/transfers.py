@@ -131,7 +131,7 @@ class SqlTransferRepository:
             stmt = stmt.where(links.c.status == status.value)
         stmt = keyset(stmt, [(links.c.id, UUID)], page, descending=True)
         items = [await self._described(_link(r)) for r in (await self._s.execute(stmt)).mappings()]
-        return make_page(items, page, lambda link: (link.id,))
+        return make_page(items, page, lambda link: (link.id,), of=links)
 
     async def live_link_of(self, transaction_ids: Sequence[UUID]) -> TransferLink | None:
         ids = list(transaction_ids)

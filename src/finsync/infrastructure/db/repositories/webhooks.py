@@ -42,7 +42,7 @@ class SqlWebhookRepository:
             select(hooks).where(hooks.c.user_id == user_id), [(hooks.c.id, UUID)], page, descending=False
         )
         items = [to_entity(Webhook, r) for r in (await self._s.execute(stmt)).mappings()]
-        return make_page(items, page, lambda w: (w.id,))
+        return make_page(items, page, lambda w: (w.id,), of=hooks)
 
     async def count(self, user_id: UUID, *, lock: bool = False) -> int:
         """With ``lock``, first serialise with the user's other webhook creations until commit,
@@ -109,7 +109,7 @@ class SqlWebhookRepository:
         )
         stmt = keyset(stmt, [(deliveries.c.id, UUID)], page, descending=True)
         items = [to_entity(WebhookDelivery, r) for r in (await self._s.execute(stmt)).mappings()]
-        return make_page(items, page, lambda d: (d.id,))
+        return make_page(items, page, lambda d: (d.id,), of=deliveries)
 
     async def attempts_of(self, delivery_ids: Sequence[UUID]) -> list[WebhookAttempt]:
         if not delivery_ids:
