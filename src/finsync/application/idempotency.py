@@ -20,13 +20,10 @@ from datetime import timedelta
 from typing import Any
 from uuid import UUID
 
-import structlog
-
+from finsync.application.pruning import prune_in_batches
 from finsync.domain.entities import IdempotencyRecord, utcnow
 from finsync.domain.errors import Conflict, InvalidInput
 from finsync.domain.ports import Now, UnitOfWorkFactory
-
-log = structlog.get_logger(__name__)
 
 TTL = timedelta(hours=24)
 STALE = timedelta(minutes=15)
@@ -51,17 +48,13 @@ class IdempotencyService:
 
     async def prune(self) -> int:
         """Expired keys are deleted, in batches (expiry is otherwise only seen on reuse)."""
-        pruned = 0
-        while True:
-            async with self._uow() as uow:
-                done = await uow.idempotency.prune(self._clock(), self._batch)
-                await uow.commit()
-            pruned += done
-            if done < self._batch:
-                break
-        if pruned:
-            log.info("idempotency_keys_pruned", count=pruned)
-        return pruned
+        now = self._clock()
+        return await prune_in_batches(
+            self._uow,
+            lambda uow: uow.idempotency.prune(now, self._batch),
+            self._batch,
+            "idempotency_keys_pruned",
+        )
 
     async def run(
         self, user_id: UUID, key: str | None, request: str, operation: Callable[[], Awaitable[Answer]]

@@ -19,6 +19,7 @@ from uuid import UUID
 
 import structlog
 
+from finsync.application.pruning import prune_in_batches
 from finsync.domain.entities import Connection, SyncRun, utcnow
 from finsync.domain.enums import SyncStatus
 from finsync.domain.errors import FinsyncError, InvalidInput, NotFound
@@ -329,14 +330,10 @@ class WebhookDeliverer:
     async def prune(self) -> int:
         """Finished deliveries (and their attempts) older than the retention are deleted, in
         batches: an hourly sync with a webhook adds 24 a day per connection."""
-        pruned = 0
-        while True:
-            async with self._uow() as uow:
-                done = await uow.webhooks.prune(self._clock() - self._keep, self._batch)
-                await uow.commit()
-            pruned += done
-            if done < self._batch:
-                break
-        if pruned:
-            log.info("webhook_deliveries_pruned", count=pruned)
-        return pruned
+        before = self._clock() - self._keep
+        return await prune_in_batches(
+            self._uow,
+            lambda uow: uow.webhooks.prune(before, self._batch),
+            self._batch,
+            "webhook_deliveries_pruned",
+        )
