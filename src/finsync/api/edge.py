@@ -15,6 +15,9 @@ from dataclasses import dataclass
 
 import orjson
 import structlog
+from starlette._utils import (
+    get_route_path,  # the function the router itself matches with (as FastAPI imports it)
+)
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -99,14 +102,6 @@ class AccessLog:
             )
 
 
-def route_path(scope: Scope) -> str:
-    """The path the app routes on: ``scope["path"]`` less the ASGI ``root_path`` (the prefix the
-    app is served under, e.g. ``uvicorn --root-path``), as Starlette's router strips it."""
-    path: str = scope["path"]
-    root: str = scope.get("root_path", "")
-    return path[len(root) :] if root and path.startswith(root) else path
-
-
 class SecurityHeaders:
     """nosniff, no referrer, no framing, a CSP; ``no-store`` on API responses (tokens and
     credentials among them, RFC 6749 §5.1 — and financial data has no business in caches)."""
@@ -120,7 +115,7 @@ class SecurityHeaders:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        path = route_path(scope)
+        path = get_route_path(scope)  # the router's own: less any ASGI root_path
         csp = DOCS_CSP if path in self.docs_pages else API_CSP
         no_store = path.startswith(self.api_prefix)
 
@@ -174,7 +169,7 @@ class BodyLimit:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        limit = self.routes.get((scope["method"], route_path(scope).rstrip("/")), self.default)
+        limit = self.routes.get((scope["method"], get_route_path(scope).rstrip("/")), self.default)
         declared = Headers(scope=scope).get("content-length", "")
         if declared.isdigit() and int(declared) > limit.bytes:
             await send_problem(scope, send, BodyTooLarge(limit), receive)
