@@ -176,7 +176,7 @@ class OrderService:
         if self._desk is None:
             caller = await self._resolve(caller)
             return await self._place_locked(caller, account_id, request, key, digest, client_order_id)
-        kept_as = (caller.token_hash if isinstance(caller, Bearer) else caller.user_id, account_id)
+        kept_as = _kept_as(caller, account_id)
         if (kept := self._kept.get(kept_as)) is not None:
             try:
                 async with AsyncExitStack() as held:
@@ -280,7 +280,7 @@ class OrderService:
             if placed is Placement.CHANGED:  # the owner changed the settings meanwhile
                 return await self._place_locked(caller, account_id, request, key, digest, client_order_id)
             if kept is None and not _money_limits(settings):  # a money limit needs the last price
-                self._keep((caller.token.token_hash if caller.token else caller.user_id, account_id), ctx)
+                self._keep(_kept_as(caller, account_id), ctx)
             await self._submit(adapter, order, caller.actor, slot)
         return Placed(order, True)
 
@@ -744,6 +744,13 @@ def _reserved(slot: asyncio.Task[SendSlot | None] | None) -> SendSlot | None:
         log.warning("rate_slot_not_reserved", error=type(failure).__name__)
         return None
     return slot.result()
+
+
+def _kept_as(caller: Caller | Bearer, account_id: UUID) -> tuple[str | UUID, UUID]:
+    """Whose kept context: an API token's digest (however it arrives), else the user's id."""
+    if isinstance(caller, Bearer):
+        return caller.token_hash, account_id
+    return (caller.token.token_hash if caller.token else caller.user_id), account_id
 
 
 async def _release(slot: asyncio.Task[SendSlot | None]) -> None:
