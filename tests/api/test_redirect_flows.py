@@ -331,6 +331,26 @@ async def test_connection_deleted_while_reauthorization_starts_stays_deleted(
     assert (await client.get(f"/api/v1/connections/{created['id']}", headers=headers)).status_code == 404
 
 
+async def _later(client: httpx.AsyncClient, vclock: VirtualClock, seconds: float) -> Headers:
+    """``seconds`` on (Schwab's and finsync's own access tokens lapse), logged in again."""
+    vclock.advance(seconds)
+    login = await client.post(
+        "/api/v1/auth/token", data={"username": "ada@example.com", "password": PASSWORD}
+    )
+    return {"Authorization": f"Bearer {login.json()['access_token']}"}
+
+
+async def _sync_stays_active(
+    client: httpx.AsyncClient, container: Container, headers: Headers, connection_id: str
+) -> None:
+    """A sync now presents the stored refresh token: a spent one would leave needs_reauth."""
+    r = await client.post(f"/api/v1/connections/{connection_id}/sync", headers=headers)
+    assert r.status_code in (200, 202), r.text
+    await container.jobs.drain()
+    conn = await connection(client, headers, connection_id)
+    assert conn["status"] == "active", conn
+
+
 async def test_live_positions_keep_a_refresh_token_schwab_rotated(
     flows: Flows, headers: Headers, vclock: VirtualClock, schwab: tuple[FakeSchwab, str]
 ) -> None:
@@ -342,14 +362,7 @@ async def test_live_positions_keep_a_refresh_token_schwab_rotated(
     created = await connect(client, container, headers, {"provider": "schwab"})
     margin = next(a for a in await items(client, headers, "/api/v1/accounts") if a["name"].endswith("5678"))
 
-    async def later(seconds: float) -> Headers:
-        vclock.advance(seconds)  # finsync's own 15-minute API token lapses as well
-        login = await client.post(
-            "/api/v1/auth/token", data={"username": "ada@example.com", "password": PASSWORD}
-        )
-        return {"Authorization": f"Bearer {login.json()['access_token']}"}
-
-    headers = await later(31 * 60)  # Schwab's access token has expired
+    headers = await _later(client, vclock, 31 * 60)  # Schwab's access token has expired
     fake.rotate_every = 1
     live = await client.get(
         f"/api/v1/accounts/{margin['id']}/positions", headers=headers, params={"live": "true"}
@@ -358,12 +371,8 @@ async def test_live_positions_keep_a_refresh_token_schwab_rotated(
     assert {p["symbol"] for p in live.json()} == {"AAPL", "SPY", "TSLA"}
     assert fake.refreshes == 1
 
-    headers = await later(31 * 60)
-    r = await client.post(f"/api/v1/connections/{created['id']}/sync", headers=headers)
-    assert r.status_code in (200, 202), r.text
-    await container.jobs.drain()
-    conn = await connection(client, headers, created["id"])
-    assert conn["status"] == "active", conn
+    headers = await _later(client, vclock, 31 * 60)
+    await _sync_stays_active(client, container, headers, created["id"])
     assert fake.refreshes == 2
 
 
@@ -379,14 +388,7 @@ async def test_live_positions_keep_a_rotated_refresh_token_across_a_key_rotation
     created = await connect(client, container, headers, {"provider": "schwab"})
     margin = next(a for a in await items(client, headers, "/api/v1/accounts") if a["name"].endswith("5678"))
 
-    async def later(seconds: float) -> Headers:
-        vclock.advance(seconds)
-        login = await client.post(
-            "/api/v1/auth/token", data={"username": "ada@example.com", "password": PASSWORD}
-        )
-        return {"Authorization": f"Bearer {login.json()['access_token']}"}
-
-    headers = await later(31 * 60)
+    headers = await _later(client, vclock, 31 * 60)
     fake.rotate_every = 1
     reached, resume = threading.Event(), threading.Event()
 
@@ -411,10 +413,6 @@ async def test_live_positions_keep_a_rotated_refresh_token_across_a_key_rotation
     assert answer.status_code == 200, answer.text
     assert fake.refreshes == 1
 
-    headers = await later(31 * 60)
-    r = await client.post(f"/api/v1/connections/{created['id']}/sync", headers=headers)
-    assert r.status_code in (200, 202), r.text
-    await container.jobs.drain()
-    conn = await connection(client, headers, created["id"])
-    assert conn["status"] == "active", conn
+    headers = await _later(client, vclock, 31 * 60)
+    await _sync_stays_active(client, container, headers, created["id"])
     assert fake.refreshes == 2
