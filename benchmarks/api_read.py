@@ -357,7 +357,7 @@ async def main(args: argparse.Namespace) -> None:
                 )
             ).one()
         key = (day, ident.hex)
-        cursor = encode_cursor((key[0].isoformat(), key[1]))
+        cursor = encode_cursor(("transactions", key[0].isoformat(), key[1]))  # the list, then its key
         limit = args.limit
 
         servers = [("after", None)] if not args.before_src else [("before", args.before_src), ("after", None)]
