@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from typing import Any
 
 import asyncpg  # type: ignore[import-untyped]
@@ -15,10 +15,40 @@ from finsync.bootstrap import Container
 from tests.conftest import PG_DSN
 
 
+@contextmanager
+def driver_checkouts(
+    c: Container, on_checkout: Callable[[Any], object], on_checkin: Callable[[Any], object] | None = None
+) -> Iterator[None]:
+    """Calls ``on_checkout`` with each asyncpg connection ``c``'s driver pool hands out
+    meanwhile (the read path's, ``infrastructure/db/raw.py``; none on SQLite), and
+    ``on_checkin`` when it comes back (the pool's proxy is unusable after that)."""
+    reader = c.reader
+    if reader is None:
+        yield
+        return
+    acquire, release = reader.acquire, reader.release
+
+    async def acquired() -> Any:
+        connection = await acquire()
+        on_checkout(connection)
+        return connection
+
+    async def released(connection: Any, *, lost: bool = False) -> None:
+        if on_checkin is not None:
+            on_checkin(connection)
+        await release(connection, lost=lost)
+
+    reader.acquire, reader.release = acquired, released  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        reader.acquire, reader.release = acquire, release  # type: ignore[method-assign]
+
+
 @asynccontextmanager
 async def statements(c: Container) -> AsyncIterator[list[str]]:
     """The SQL sent through ``c``'s engine meanwhile: through SQLAlchemy and, on PostgreSQL,
-    straight on the asyncpg connection under it (``infrastructure/db/raw.py``)."""
+    straight on asyncpg, under the engine's connections or on the driver pool's."""
     seen: list[str] = []
 
     def record(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
@@ -35,10 +65,17 @@ async def statements(c: Container) -> AsyncIterator[list[str]]:
             raw.add_query_logger(logged)
             watched.append(raw)
 
+    def driver(connection: Any) -> None:
+        connection.add_query_logger(logged)
+
+    def back(connection: Any) -> None:
+        connection.remove_query_logger(logged)
+
     event.listen(c.engine.sync_engine, "before_cursor_execute", record)
     event.listen(c.engine.sync_engine.pool, "checkout", checkout)
     try:
-        yield seen
+        with driver_checkouts(c, driver, back):
+            yield seen
         await asyncio.sleep(0)  # asyncpg hands records to loggers with call_soon: they run first
     finally:
         event.remove(c.engine.sync_engine, "before_cursor_execute", record)

@@ -51,6 +51,7 @@ from finsync.domain.ports import (
 from finsync.infrastructure.db import sqlite_functions
 from finsync.infrastructure.db.engine import create_engine, session_factory
 from finsync.infrastructure.db.order_desk import SqlOrderDesk
+from finsync.infrastructure.db.raw import DriverPool
 from finsync.infrastructure.db.uow import SqlUnitOfWork
 from finsync.infrastructure.jobs import ConcurrencyCaps, JobBackend, job_backend
 from finsync.infrastructure.keys import load_or_create_secret
@@ -159,6 +160,8 @@ class Container:
     order_stream: OrderStream
     # The API's per-request unit of work (reads only): autocommit on PostgreSQL, see ``build``.
     read_uow: UnitOfWorkFactory
+    # asyncpg's own pool under ``read_uow``'s hottest reads (PostgreSQL; see ``db.raw``).
+    reader: DriverPool | None = None
     clock: Now = utcnow
 
     async def database_problem(self) -> str | None:
@@ -186,6 +189,8 @@ class Container:
         await self.order_feed.aclose()
         await self.jobs.aclose()
         await self.orders.aclose()
+        if self.reader is not None:
+            await self.reader.aclose()
         await self.engine.dispose()
 
 
@@ -233,11 +238,12 @@ def build(
         reads = (
             session_factory(engine.execution_options(isolation_level="AUTOCOMMIT")) if postgres else sessions
         )
+        reader = DriverPool(engine, settings.database_read_pool_size) if postgres else None
         uow = partial(SqlUnitOfWork, sessions, jobs, feed)
-        read_uow: UnitOfWorkFactory = partial(SqlUnitOfWork, reads, jobs, feed)
+        read_uow: UnitOfWorkFactory = partial(SqlUnitOfWork, reads, jobs, feed, reader)
         desk: OrderDesk | None = SqlOrderDesk(engine, feed)
     else:
-        read_uow, desk = uow, None  # a unit of work made for a test: orders go through it
+        read_uow, desk, reader = uow, None, None  # a unit of work made for a test: orders go through it
 
     registry = registry or ProviderRegistry.default()
     if rate_budgets is None and settings.shared_rate_limits and not settings.is_sqlite:
@@ -311,6 +317,7 @@ def build(
         engine=engine,
         uow=uow,
         read_uow=read_uow,
+        reader=reader,
         registry=registry,
         providers=gateway,
         cipher=cipher,

@@ -31,6 +31,9 @@ class Settings(BaseSettings):
     # paid a whole connect (TLS and authentication included), so the pool covers the usual load.
     database_pool_size: int = Field(default=20, ge=1)
     database_max_overflow: int = Field(default=5, ge=0)
+    # The API's hottest reads (authentication, transaction pages) run on asyncpg's own pool beside
+    # SQLAlchemy's (``infrastructure/db/raw.py``): each request holds one only for those statements.
+    database_read_pool_size: int = Field(default=10, ge=1)
     data_dir: Path = Path("var")
     # Fernet keys, newest first: MultiFernet encrypts with the first, decrypts with any.
     encryption_keys: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)

@@ -21,6 +21,7 @@ from finsync.api.analytics_schemas import TransactionOut
 from finsync.bootstrap import Container
 from finsync.domain.entities import Account, User
 from finsync.domain.ports import PageRequest, TransactionFilter
+from finsync.infrastructure.db import raw
 from finsync.infrastructure.db.raw import LOST_CONNECTION
 from finsync.infrastructure.db.repositories.transactions import listed_query
 from finsync.infrastructure.db.tables import TransactionRow
@@ -29,7 +30,7 @@ from finsync.providers.registry import ProviderRegistry
 from tests.api.helpers import register_and_login
 from tests.conftest import PG_DSN, api_client, built, make_settings
 from tests.factories import account, seed_connection, seed_user, txn
-from tests.sql import statements, terminate_backend
+from tests.sql import driver_checkouts, statements, terminate_backend
 
 pytestmark = pytest.mark.integration
 transactions = TransactionRow.__table__  # type: ignore[attr-defined]
@@ -164,12 +165,13 @@ async def test_one_session_and_one_transaction_per_authenticated_read(container:
 
         event.listen(container.engine.sync_engine.pool, "checkout", checkout)
         try:
-            async with statements(container) as seen:
-                r = await client.get("/api/v1/transactions", headers=headers)
+            with driver_checkouts(container, checkout):
+                async with statements(container) as seen:
+                    r = await client.get("/api/v1/transactions", headers=headers)
         finally:
             event.remove(container.engine.sync_engine.pool, "checkout", checkout)
         assert r.status_code == 200
-        assert len(checkouts) == 1  # user look-up and page on one connection
+        assert len(checkouts) == 1  # user look-up and page on one connection (asyncpg's pool on PostgreSQL)
         assert len(seen) == 2  # no ping: the look-up, then the page
         assert "sessions" in seen[0]
         assert "FROM transactions" in seen[1]
@@ -202,8 +204,11 @@ async def test_a_read_request_sends_no_begin_or_rollback_on_postgresql(container
             await asyncio.sleep(0)  # asyncpg hands records to loggers with call_soon: they run first
             assert [q.split()[0].upper().rstrip(";") for q in sent] == ["BEGIN", "ROLLBACK"]
             sent.clear()
-            r = await client.get("/api/v1/transactions", headers=headers)
-            me = await client.get("/api/v1/users/me", headers=headers)
+            with driver_checkouts(
+                container, lambda c: c.add_query_logger(log), lambda c: c.remove_query_logger(log)
+            ):
+                r = await client.get("/api/v1/transactions", headers=headers)
+                me = await client.get("/api/v1/users/me", headers=headers)
             await asyncio.sleep(0)
         finally:
             event.remove(pool, "checkout", checkout)
@@ -464,6 +469,15 @@ async def _all_pages(factory: Any, user_id: Any, f: TransactionFilter) -> list[l
         after = page.next_key
 
 
+async def _driver_pid(c: Container) -> int:
+    """The backend of the read path's pooled asyncpg connection (one is open: reads run one
+    after another here)."""
+    async with c.read_uow() as uow:
+        found = await raw.fetch(uow.session, "SELECT pg_backend_pid()", [])  # type: ignore[attr-defined]
+        assert found is not None
+        return int(found[0][0])
+
+
 async def test_a_dead_connection_under_the_asyncpg_path_is_retried_once_for_a_first_read(
     container: Container,
 ) -> None:
@@ -473,21 +487,21 @@ async def test_a_dead_connection_under_the_asyncpg_path_is_retried_once_for_a_fi
     _postgres(container)
     async with api_client(container) as client:
         headers = await register_and_login(client)
-        pid = await _backend_pid(container)
+        pid = await _driver_pid(container)
         await terminate_backend(pid)
         r = await client.get("/api/v1/transactions", headers=headers)  # the look-up: retried
         assert r.status_code == 200
     user = await seed_user(container, "eve@example.com")
     async with container.read_uow() as uow:
-        await terminate_backend(await _backend_pid(container))
+        await terminate_backend(await _driver_pid(container))
         page = await uow.transactions.listed(user.id, TransactionFilter(), PageRequest())  # first: retried
         assert page.items == []
         session: Any = uow.session  # type: ignore[attr-defined]
-        fresh = int((await session.execute(select(func.pg_backend_pid()))).scalar_one())
+        fresh = int((await raw.fetch(session, "SELECT pg_backend_pid()", []) or [[0]])[0][0])
         await terminate_backend(fresh)
         with pytest.raises(LOST_CONNECTION):  # whichever way asyncpg tells it (raw.py)
             await uow.transactions.listed(user.id, TransactionFilter(), PageRequest())
-    assert await _backend_pid(container) not in (pid, fresh)
+    assert await _driver_pid(container) not in (pid, fresh)
 
 
 class _HeldClose:

@@ -1,27 +1,32 @@
-"""The hottest reads straight on the asyncpg connection under a session (PostgreSQL only).
+"""The hottest reads straight on asyncpg, past SQLAlchemy (PostgreSQL only).
 
 Every API request authenticates (user + live session) and most then read one page: through
 SQLAlchemy's async adapter each statement paid for building the query, its cache key, a
-greenlet hop and result processing, which together were most of a request's CPU. These few
+greenlet hop and result processing, and the session paid two more hops to check its
+connection out and give it back; together they were most of a request's CPU. These few
 statements are fixed SQL text with ``$n`` parameters, run with asyncpg's own
-prepared-statement cache on the *same pooled connection* the session checked out: no second
-pool, no second connection per request, and the unit of work still releases it.
+prepared-statement cache on a connection of ``DriverPool``: asyncpg's pool, which hands a
+connection out and takes it back without leaving the event loop.
 
-Only on a connection in autocommit mode (the request's read unit of work): a statement sent
-past the adapter inside a transaction the adapter has not begun yet would run outside it.
-Anything else (SQLite, a write unit of work) takes the generic SQLAlchemy path, which must
-answer the same; the API tests run both.
+A request's read unit of work holds a ``Lease`` on that pool: the first of its statements
+checks a connection out, the unit of work gives it back when it ends (or when the request
+no longer reads, see ``api.deps._principal``). The connections are in autocommit (no
+transaction is ever begun on them), as the read sessions are. Anything else (SQLite, a write
+unit of work) takes the generic SQLAlchemy path, which must answer the same; the API tests
+run both.
 
 A pooled connection found dead is retried once on a fresh one, as ``RetryingSession`` does:
-only when the statement was the session's first, so nothing of the request happened yet.
+only when the statement was the lease's first, so nothing of the request happened yet.
 
-``pooled`` is the same idea without a session, for code that owns its few statements (the
-order desk, the shared rate budgets): the driver connection of a pooled connection, checked
-out without building a SQLAlchemy ``Connection`` around it.
+``pooled`` is the same idea for code that owns its few statements and the engine they run on
+(the order desk, the shared rate budgets): the driver connection of a pooled connection of
+the engine, checked out without building a SQLAlchemy ``Connection`` around it.
 """
 
 from __future__ import annotations
 
+import asyncio
+import json
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
@@ -47,37 +52,98 @@ LOST_CONNECTION = (
 )
 
 
-async def driver(session: AsyncSession) -> Any | None:
-    """The asyncpg connection under ``session``'s connection when it is PostgreSQL in
-    autocommit mode, else None (take the generic path). Checks the connection out if the
-    session has none yet."""
-    if session.get_bind().dialect.name != "postgresql":
-        return None
-    connection = await session.connection()
-    adapted = (await connection.get_raw_connection()).dbapi_connection
-    if adapted is None or not adapted.autocommit:
-        return None
-    return adapted.driver_connection
+LEASE = "finsync.lease"  # the key of a read session's ``Lease`` in ``Session.info``
+
+
+async def _no_reset(connection: Any) -> None:
+    """What a connection needs before it goes back to the pool: nothing, since only single
+    autocommitted statements run on it (asyncpg's default reset is a round trip per release:
+    unlisten, close cursors, reset settings). A transaction left open by an error is ended."""
+    if connection.is_in_transaction():  # pragma: no cover - nothing here begins one
+        await connection.execute("ROLLBACK")
+
+
+class DriverPool:
+    """asyncpg's pool on the engine's database, opened on first use: connections as the
+    engine makes them (its URL, ``jit`` off) and JSON decoded as SQLAlchemy decodes it, so a
+    row read here is the row the generic path reads. Up to ``size`` connections, none kept
+    open after five idle minutes."""
+
+    def __init__(self, engine: AsyncEngine, size: int) -> None:
+        _, self._connect = engine.dialect.create_connect_args(engine.url)
+        self._size = size
+        self._pool: Any = None
+        self._opening = asyncio.Lock()
+
+    async def acquire(self) -> Any:
+        if self._pool is None:
+            async with self._opening:
+                if self._pool is None:
+                    self._pool = await asyncpg.create_pool(
+                        **self._connect,
+                        min_size=0,
+                        max_size=self._size,
+                        server_settings={"jit": "off"},  # as create_engine sets it (see there)
+                        init=_json_as_sqlalchemy,
+                        reset=_no_reset,
+                    )
+        return await self._pool.acquire()
+
+    async def release(self, connection: Any, *, lost: bool = False) -> None:
+        """Back to the pool; a ``lost`` one is closed first, never handed out again."""
+        if lost:
+            connection.terminate()
+        await self._pool.release(connection)
+
+    async def aclose(self) -> None:
+        if self._pool is not None:
+            pool, self._pool = self._pool, None
+            await pool.close()
+
+
+async def _json_as_sqlalchemy(connection: Any) -> None:
+    """json and jsonb come back decoded, as SQLAlchemy's asyncpg dialect sets them up."""
+    await connection.set_type_codec("json", encoder=str, decoder=json.loads, schema="pg_catalog")
+    await connection.set_type_codec("jsonb", encoder=str, decoder=json.loads, schema="pg_catalog")
+
+
+class Lease:
+    """One request's hold on a ``DriverPool`` connection: taken by its first statement, given
+    back by ``release`` (the unit of work's end)."""
+
+    __slots__ = ("_connection", "_pool", "_used")
+
+    def __init__(self, pool: DriverPool) -> None:
+        self._pool = pool
+        self._connection: Any = None
+        self._used = False
+
+    async def fetch(self, sql: str, args: Sequence[Any]) -> list[Any]:
+        first = not self._used
+        self._used = True
+        if self._connection is None:
+            self._connection = await self._pool.acquire()
+        try:
+            return list(await self._connection.fetch(sql, *args))
+        except LOST_CONNECTION:
+            await self.release(lost=True)
+            if not first:
+                raise
+        log.warning("database_connection_lost_retrying_read")
+        self._connection = await self._pool.acquire()
+        return list(await self._connection.fetch(sql, *args))
+
+    async def release(self, *, lost: bool = False) -> None:
+        if self._connection is not None:
+            connection, self._connection = self._connection, None
+            await self._pool.release(connection, lost=lost)
 
 
 async def fetch(session: AsyncSession, sql: str, args: Sequence[Any]) -> list[Any] | None:
-    """The rows of ``sql`` (asyncpg Records), or None when the fast path does not apply."""
-    first = not session.in_transaction()
-    conn = await driver(session)
-    if conn is None:
-        return None
-    try:
-        return list(await conn.fetch(sql, *args))
-    except LOST_CONNECTION:
-        await (await session.connection()).invalidate()  # never back into the pool
-        await session.rollback()  # the session starts anew on a fresh connection
-        if not first:
-            raise
-    log.warning("database_connection_lost_retrying_read")
-    conn = await driver(session)
-    if conn is None:  # pragma: no cover - the same session, the same engine
-        return None
-    return list(await conn.fetch(sql, *args))
+    """The rows of ``sql`` (asyncpg Records) on the session's lease, or None when the fast path
+    does not apply (no lease: SQLite, or a write unit of work)."""
+    lease: Lease | None = session.info.get(LEASE)
+    return None if lease is None else await lease.fetch(sql, args)
 
 
 @asynccontextmanager

@@ -45,7 +45,7 @@ from finsync.domain.ports import (
     UserRepository,
     WebhookRepository,
 )
-from finsync.infrastructure.db import cash_flow
+from finsync.infrastructure.db import cash_flow, raw
 from finsync.infrastructure.db.repositories.accounts import (
     SqlAccountRepository,
     SqlHoldingRepository,
@@ -121,15 +121,20 @@ class SqlUnitOfWork:
         sessions: async_sessionmaker[AsyncSession],
         jobs: JobQueue | None = None,
         feed: OrderFeed | None = None,
+        reader: raw.DriverPool | None = None,
     ) -> None:
         self._sessions = sessions
         self._queue = jobs
         self._feed = feed  # SQLite: this process's order streams hear status changes from it
         self._jobs: list[Job] = []
+        self._reader = reader  # a read unit of work on PostgreSQL: the hottest reads, on asyncpg
+        self._lease: raw.Lease | None = None
 
     async def __aenter__(self) -> Self:
         self.session = self._sessions()
         s = self.session
+        if self._reader is not None:
+            s.info[raw.LEASE] = self._lease = raw.Lease(self._reader)
         self.users = SqlUserRepository(s)
         self.refresh_tokens = SqlRefreshTokenRepository(s)
         self.sessions = SqlSessionRepository(s)
@@ -159,6 +164,8 @@ class SqlUnitOfWork:
 
     async def __aexit__(self, *exc_info: object) -> None:
         self._jobs.clear()
+        if self._lease is not None:
+            await self._lease.release()
         if self.session.in_transaction():  # close() rolls back what is not committed
             await self.session.close()  # (one hop into SQLAlchemy's greenlet, not two per request)
         exc = exc_info[1] if len(exc_info) > 1 else None
@@ -213,7 +220,10 @@ class SqlUnitOfWork:
         self._jobs.clear()
         self.session.info.pop(cash_flow.WRITTEN, None)
         self._trading.notes.clear()
-        await self.session.rollback()
+        if self._lease is not None:  # a read that is over: its connection goes back to the pool
+            await self._lease.release()
+        if self.session.in_transaction():  # nothing begun, nothing to roll back (and no hop)
+            await self.session.rollback()
 
 
 async def _hand_over(queue: JobQueue, jobs: list[Job]) -> None:
