@@ -34,6 +34,9 @@ class Settings(BaseSettings):
     # The API's hottest reads (authentication, transaction pages) run on asyncpg's own pool beside
     # SQLAlchemy's (``infrastructure/db/raw.py``): each request holds one only for those statements.
     database_read_pool_size: int = Field(default=10, ge=1)
+    # The busiest reads answered before FastAPI's request handling (``api/fastlane.py``); off:
+    # every request takes FastAPI's whole path (the same answers, more CPU).
+    fast_reads: bool = True
     data_dir: Path = Path("var")
     # Fernet keys, newest first: MultiFernet encrypts with the first, decrypts with any.
     encryption_keys: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)

@@ -24,6 +24,7 @@ from finsync.api.edge import (
     RequestIdMiddleware,
     SecurityHeaders,
 )
+from finsync.api.fastlane import FastLane
 from finsync.api.routers import (
     analytics,
     auth,
@@ -138,6 +139,7 @@ def create_app(
     app.edge = edge_stack(settings)
     if container is not None:  # pre-built (tests, embedding): usable without running the lifespan
         app.state.container = container
+    app.add_middleware(FastLane, prefix=API_PREFIX)  # first: CORS, added next, wraps it
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,

@@ -59,10 +59,14 @@ def transaction_item(t: ListedTransaction) -> dict[str, Any]:
     }
 
 
-def transactions_page(page: Page[ListedTransaction]) -> Response:
+def transactions_body(page: Page[ListedTransaction]) -> bytes:
     """The page as ``PageOut[TransactionOut]`` JSON."""
     body = {
         "items": [transaction_item(t) for t in page.items],
         "next_cursor": encode_cursor(page.next_key) if page.next_key else None,
     }
-    return Response(orjson.dumps(body, option=orjson.OPT_UTC_Z), media_type="application/json")
+    return orjson.dumps(body, option=orjson.OPT_UTC_Z)
+
+
+def transactions_page(page: Page[ListedTransaction]) -> Response:
+    return Response(transactions_body(page), media_type="application/json")

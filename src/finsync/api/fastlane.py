@@ -1,0 +1,146 @@
+"""The busiest reads answered before FastAPI's request handling, with FastAPI's own answer.
+
+``GET /users/me`` and a plain page of transactions (``limit`` and ``cursor`` only, of all
+accounts or of one) are most of what clients send all day. Through FastAPI each one paid for
+solving its dependency tree (the unit of work's generator, the bearer scheme, the user, the
+page and nine filter parameters, each validated on every request): more CPU than the
+database work itself. Here the same steps run as plain calls: the same access-token check,
+the same read unit of work and repository statements (``db/raw.py``), the same body
+(``listing.py``; ``UserPublic`` for the user).
+
+Only the plain, successful case is answered here. Anything else goes on to FastAPI untouched
+and gets its canonical answer: another method or parameter, a parameter FastAPI would parse
+differently (``limit=07``, an account id in another spelling), an API token, a token or
+session that does not check out (401), a cursor of another list (422), an empty page of an
+account (which may not be the caller's: 404), or any error at all (a read done twice is
+harmless). The lane sits inside FastAPI's middleware stack, under CORS and the server-error
+handler, so those apply as to any route. ``FINSYNC_FAST_READS=false`` turns it off; a test
+holds both paths' answers byte-equal.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Awaitable, Callable
+from urllib.parse import parse_qsl
+from uuid import UUID
+
+import structlog
+from starlette._utils import get_route_path
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from finsync.api.listing import transactions_body
+from finsync.api.pagination import CURSOR_MAX, decode_cursor
+from finsync.api.schemas import UserPublic
+from finsync.application.api_tokens import is_api_token
+from finsync.domain.entities import User
+from finsync.domain.errors import FinsyncError
+from finsync.domain.ports import PageRequest, TransactionFilter, UnitOfWork
+
+log = structlog.get_logger(__name__)
+_LIMIT = re.compile(r"[1-9][0-9]{0,2}")  # 1..999 as FastAPI reads it; above 500 is FastAPI's 422
+_CURSOR = re.compile(r"[A-Za-z0-9_-]+")  # pagination.CURSOR_PATTERN
+_ACCOUNT_PAGE = re.compile(
+    r"/accounts/([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})/transactions"
+)
+Answer = Callable[[UnitOfWork, User, str, str], Awaitable[bytes | None]]
+
+
+class FastLane:
+    """ASGI middleware: answers the reads above itself, passes everything else on."""
+
+    def __init__(self, app: ASGIApp, *, prefix: str) -> None:
+        self.app = app
+        self.prefix = prefix
+        self.answered = 0  # requests answered here (tests, and a look from a debugger)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "GET":
+            path = get_route_path(scope)
+            if path.startswith(self.prefix):
+                path = path[len(self.prefix) :]  # as the answers below match it
+                answer = _answer_for(path)
+                if answer is not None:
+                    body = await self._answer(scope, answer, path)
+                    if body is not None:
+                        self.answered += 1
+                        await _send_json(send, body)
+                        return
+        await self.app(scope, receive, send)
+
+    async def _answer(self, scope: Scope, answer: Answer, path: str) -> bytes | None:
+        container = scope["app"].state.container
+        if not container.settings.fast_reads:
+            return None
+        token = _bearer(scope)
+        if token is None or is_api_token(token):
+            return None  # FastAPI's 401, or an API token's scope checks
+        try:
+            claims = container.tokens.verify(token)
+            async with container.read_uow() as uow:
+                user = await uow.users.get_in_session(claims.user_id, claims.session_id, container.clock())
+                if user is None:
+                    return None  # the session has ended: FastAPI's 401
+                return await answer(uow, user, path, scope.get("query_string", b"").decode("latin-1"))
+        except FinsyncError:
+            return None  # an expired token, a cursor of another list: FastAPI's answer
+        except Exception:
+            log.warning("fast_read_failed_retrying_through_fastapi", exc_info=True)
+            return None
+
+
+def _answer_for(path: str) -> Answer | None:
+    if path == "/users/me":
+        return _me
+    if path == "/transactions" or _ACCOUNT_PAGE.fullmatch(path):
+        return _transactions
+    return None
+
+
+def _bearer(scope: Scope) -> str | None:
+    """The bearer token as ``OAuth2PasswordBearer`` reads it (the first Authorization header)."""
+    for name, value in scope["headers"]:
+        if name == b"authorization":
+            scheme, _, param = value.decode("latin-1").partition(" ")
+            if scheme.lower() != "bearer":
+                return None
+            return param.strip() or None
+    return None
+
+
+async def _me(uow: UnitOfWork, user: User, path: str, query: str) -> bytes | None:
+    return None if query else UserPublic.model_validate(user).model_dump_json().encode()
+
+
+async def _transactions(uow: UnitOfWork, user: User, path: str, query: str) -> bytes | None:
+    page = _page(query)
+    if page is None:
+        return None
+    found = _ACCOUNT_PAGE.fullmatch(path)
+    account_id = UUID(found[1]) if found else None
+    listed = await uow.transactions.listed(user.id, TransactionFilter(account_id=account_id), page)
+    if not listed.items and account_id is not None:
+        return None  # an account's empty page: FastAPI's route tells empty from not yours (404)
+    return transactions_body(listed)
+
+
+def _page(query: str) -> PageRequest | None:
+    """``limit`` and ``cursor`` in the plain spelling FastAPI would read the same; None for
+    anything else (another parameter, a repeated one, an odd spelling)."""
+    values: dict[str, str] = {}
+    for name, value in parse_qsl(query, keep_blank_values=True):
+        if name not in ("limit", "cursor") or name in values:
+            return None
+        values[name] = value
+    limit, cursor = values.get("limit", "50"), values.get("cursor")
+    if not _LIMIT.fullmatch(limit) or int(limit) > 500:
+        return None
+    if cursor is not None and (len(cursor) > CURSOR_MAX or not _CURSOR.fullmatch(cursor)):
+        return None
+    return PageRequest(limit=int(limit), after=decode_cursor(cursor) if cursor else None)
+
+
+async def _send_json(send: Send, body: bytes) -> None:
+    headers = [(b"content-length", str(len(body)).encode()), (b"content-type", b"application/json")]
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
