@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+import anyio
 import asyncpg
 import pytest
 from sqlalchemy import event, func, select, text, update
@@ -22,6 +23,7 @@ from finsync.bootstrap import Container
 from finsync.domain.entities import Account, User
 from finsync.domain.ports import PageRequest, TransactionFilter
 from finsync.infrastructure.db import raw
+from finsync.infrastructure.db.engine import create_engine
 from finsync.infrastructure.db.raw import LOST_CONNECTION
 from finsync.infrastructure.db.repositories.transactions import listed_query
 from finsync.infrastructure.db.tables import TransactionRow
@@ -154,27 +156,31 @@ async def test_an_account_page_needs_no_account_lookup_but_still_answers_404(con
             assert r.status_code == 404, path
 
 
-async def test_one_session_and_one_transaction_per_authenticated_read(container: Container) -> None:
+async def test_an_authenticated_page_is_two_statements_and_holds_no_connection_between_them(
+    container: Container,
+) -> None:
     async with api_client(container) as client:
         headers = await register_and_login(client)
         await client.get("/api/v1/transactions", headers=headers)  # warm: first-use queries out of the way
-        checkouts: list[object] = []
+        checkouts: list[str] = []
 
-        def checkout(*args: object) -> None:
-            checkouts.append(args)
+        def session_checkout(*_: object) -> None:
+            checkouts.append("session")
 
-        event.listen(container.engine.sync_engine.pool, "checkout", checkout)
+        event.listen(container.engine.sync_engine.pool, "checkout", session_checkout)
         try:
-            with driver_checkouts(container, checkout):
+            with driver_checkouts(container, lambda _: checkouts.append("driver")):
                 async with statements(container) as seen:
                     r = await client.get("/api/v1/transactions", headers=headers)
         finally:
-            event.remove(container.engine.sync_engine.pool, "checkout", checkout)
-        assert r.status_code == 200
-        assert len(checkouts) == 1  # user look-up and page on one connection (asyncpg's pool on PostgreSQL)
-        assert len(seen) == 2  # no ping: the look-up, then the page
-        assert "sessions" in seen[0]
-        assert "FROM transactions" in seen[1]
+            event.remove(container.engine.sync_engine.pool, "checkout", session_checkout)
+    assert r.status_code == 200
+    postgres = container.engine.dialect.name == "postgresql"
+    # PostgreSQL: each statement on asyncpg's pool, checked out for it alone; SQLite: one session.
+    assert checkouts == (["driver", "driver"] if postgres else ["session"])
+    assert len(seen) == 2  # no ping: the look-up, then the page
+    assert "sessions" in seen[0]
+    assert "FROM transactions" in seen[1]
 
 
 async def test_a_read_request_sends_no_begin_or_rollback_on_postgresql(container: Container) -> None:
@@ -478,12 +484,11 @@ async def _driver_pid(c: Container) -> int:
         return int(found[0][0])
 
 
-async def test_a_dead_connection_under_the_asyncpg_path_is_retried_once_for_a_first_read(
+async def test_a_dead_connection_under_the_asyncpg_path_is_retried_once_on_a_fresh_one(
     container: Container,
 ) -> None:
     """The auth look-up and the page run straight on asyncpg: a pooled connection found dead
-    there is replaced as ``RetryingSession`` replaces it, and only for the request's first
-    statement; one lost later is an error, and never goes back to the pool."""
+    is replaced and the read asked again, once; the dead one never goes back to the pool."""
     _postgres(container)
     async with api_client(container) as client:
         headers = await register_and_login(client)
@@ -493,15 +498,93 @@ async def test_a_dead_connection_under_the_asyncpg_path_is_retried_once_for_a_fi
         assert r.status_code == 200
     user = await seed_user(container, "eve@example.com")
     async with container.read_uow() as uow:
-        await terminate_backend(await _driver_pid(container))
-        page = await uow.transactions.listed(user.id, TransactionFilter(), PageRequest())  # first: retried
-        assert page.items == []
-        session: Any = uow.session  # type: ignore[attr-defined]
-        fresh = int((await raw.fetch(session, "SELECT pg_backend_pid()", []) or [[0]])[0][0])
+        fresh = await _driver_pid(container)
+        assert fresh != pid
         await terminate_backend(fresh)
-        with pytest.raises(LOST_CONNECTION):  # whichever way asyncpg tells it (raw.py)
-            await uow.transactions.listed(user.id, TransactionFilter(), PageRequest())
+        page = await uow.transactions.listed(user.id, TransactionFilter(), PageRequest())  # retried
+        assert page.items == []
     assert await _driver_pid(container) not in (pid, fresh)
+
+
+async def test_a_read_found_dead_twice_is_an_error(container: Container) -> None:
+    """Once is a restart or a dropped connection; a second dead one is an outage: the error,
+    not a loop."""
+    _postgres(container)
+    reader = container.reader
+    assert reader is not None
+    kill = "SELECT pg_terminate_backend(pg_backend_pid())"  # each try ends its own connection
+    with pytest.raises(LOST_CONNECTION):
+        await reader.fetch(kill, [])
+    assert [tuple(r) for r in await reader.fetch("SELECT 1", [])] == [(1,)]  # the pool recovers
+
+
+async def test_a_request_holds_no_driver_connection_between_its_statements(
+    database_url: str, tmp_path: Path
+) -> None:
+    """Requests at once outnumber the driver pool: each statement checks a connection out
+    and gives it back, so a read unit of work left open (a route still reading through
+    SQLAlchemy, an answer still being sent) keeps nobody else waiting."""
+    if not database_url.startswith("postgresql"):
+        pytest.skip("PostgreSQL behaviour")
+    async with built(make_settings(database_url, tmp_path, database_read_pool_size=1)) as c:
+        user = await seed_user(c)
+        async with c.read_uow() as first, c.read_uow() as second:
+            for uow in (first, second, first):
+                found = uow.users.get_in_session(user.id, user.id, c.clock())
+                assert await asyncio.wait_for(found, 5) is None
+
+
+async def test_closing_the_driver_pool_waits_for_a_connection_still_out(container: Container) -> None:
+    """Shutting down while a statement still holds its connection: it gives it back to the
+    pool being closed, and the close, which waits for every connection out, then ends; a
+    statement starting meanwhile is refused, never given a new pool nobody would close."""
+    _postgres(container)
+    reader = container.reader
+    assert reader is not None
+    assert [tuple(r) for r in await reader.fetch("SELECT 1", [])] == [(1,)]
+    connection = await reader.acquire()
+    closing = asyncio.create_task(reader.aclose())
+    await asyncio.sleep(0.05)
+    assert not closing.done()  # waits for the statement's connection
+    with pytest.raises(asyncpg.InterfaceError, match="closing"):
+        await reader.fetch("SELECT 1", [])
+    await reader.release(connection)
+    await asyncio.wait_for(closing, 5)
+    assert [tuple(r) for r in await reader.fetch("SELECT 1", [])] == [(1,)]  # a new pool, on use
+    await reader.aclose()
+
+
+async def test_a_read_cancelled_at_its_end_still_gives_its_session_connection_back(
+    container: Container,
+) -> None:
+    """A request cancelled while its unit of work ends (the scope of a streamed response whose
+    client went away cancels every await until it is left): nothing of it stays checked out."""
+    _postgres(container)
+    user = await seed_user(container)
+    pool = container.engine.sync_engine.pool
+    before = pool.checkedout()  # type: ignore[attr-defined]
+    with anyio.CancelScope() as scope:
+        async with container.read_uow() as uow:
+            await uow.users.get_in_session(user.id, user.id, container.clock())  # the driver pool
+            await uow.users.get(user.id)  # the session's connection
+            scope.cancel()
+            await asyncio.sleep(0)
+    assert scope.cancelled_caught
+    assert pool.checkedout() == before  # type: ignore[attr-defined]
+
+
+async def test_the_driver_pool_takes_the_url_options_of_sqlalchemys_adapter(container: Container) -> None:
+    """``prepared_statement_cache_size`` in FINSYNC_DATABASE_URL (0 behind PgBouncer) is an
+    option of SQLAlchemy's asyncpg adapter: asyncpg's pool gets it as its own cache size."""
+    _postgres(container)
+    url = container.engine.url.update_query_dict({"prepared_statement_cache_size": "0"})
+    engine = create_engine(url.render_as_string(hide_password=False))
+    reader = raw.DriverPool(engine, 1)
+    try:
+        assert [tuple(r) for r in await reader.fetch("SELECT 1", [])] == [(1,)]
+    finally:
+        await reader.aclose()
+        await engine.dispose()
 
 
 class _HeldClose:

@@ -8,15 +8,14 @@ statements are fixed SQL text with ``$n`` parameters, run with asyncpg's own
 prepared-statement cache on a connection of ``DriverPool``: asyncpg's pool, which hands a
 connection out and takes it back without leaving the event loop.
 
-A request's read unit of work holds a ``Lease`` on that pool: the first of its statements
-checks a connection out, the unit of work gives it back when it ends (or when the request
-no longer reads, see ``api.deps._principal``). The connections are in autocommit (no
-transaction is ever begun on them), as the read sessions are. Anything else (SQLite, a write
-unit of work) takes the generic SQLAlchemy path, which must answer the same; the API tests
-run both.
+A request's read unit of work carries the pool: each of these statements checks a
+connection out and gives it back at once. The connections are in autocommit (no
+transaction is ever begun on them), as the read sessions are, so each statement is a read
+on its own snapshot, as it was on the session. Anything else (SQLite, a write unit of work)
+takes the generic SQLAlchemy path, which must answer the same; the API tests run both.
 
-A pooled connection found dead is retried once on a fresh one, as ``RetryingSession`` does:
-only when the statement was the lease's first, so nothing of the request happened yet.
+A pooled connection found dead is retried once on a fresh one, as ``RetryingSession`` does
+for a first read: an autocommitted read has done nothing a retry could repeat.
 
 ``pooled`` is the same idea for code that owns its few statements and the engine they run on
 (the order desk, the shared rate budgets): the driver connection of a pooled connection of
@@ -52,7 +51,8 @@ LOST_CONNECTION = (
 )
 
 
-LEASE = "finsync.lease"  # the key of a read session's ``Lease`` in ``Session.info``
+READER = "finsync.reader"  # a read session's ``DriverPool`` in ``Session.info``
+ACQUIRE_TIMEOUT = 30.0  # seconds, as SQLAlchemy's pool waits for a connection
 
 
 async def _no_reset(connection: Any) -> None:
@@ -67,10 +67,17 @@ class DriverPool:
     """asyncpg's pool on the engine's database, opened on first use: connections as the
     engine makes them (its URL, ``jit`` off) and JSON decoded as SQLAlchemy decodes it, so a
     row read here is the row the generic path reads. Up to ``size`` connections, none kept
-    open after five idle minutes."""
+    open after five idle minutes. Each statement checks a connection out and gives it back
+    at once: a request holds none while it does anything else (its SQLAlchemy queries,
+    sending its answer), so the pool bounds statements at once, not requests."""
 
     def __init__(self, engine: AsyncEngine, size: int) -> None:
         _, self._connect = engine.dialect.create_connect_args(engine.url)
+        # The URL's options for SQLAlchemy's adapter, not asyncpg.connect's (which refuses them):
+        # its statement cache size (0 behind PgBouncer) sizes asyncpg's own cache here.
+        self._connect.pop("prepared_statement_name_func", None)
+        if "prepared_statement_cache_size" in self._connect:
+            self._connect["statement_cache_size"] = self._connect.pop("prepared_statement_cache_size")
         self._size = size
         self._pool: Any = None
         self._opening = asyncio.Lock()
@@ -87,7 +94,7 @@ class DriverPool:
                         init=_json_as_sqlalchemy,
                         reset=_no_reset,
                     )
-        return await self._pool.acquire()
+        return await self._pool.acquire(timeout=ACQUIRE_TIMEOUT)
 
     async def release(self, connection: Any, *, lost: bool = False) -> None:
         """Back to the pool; a ``lost`` one is closed first, never handed out again."""
@@ -95,10 +102,29 @@ class DriverPool:
             connection.terminate()
         await self._pool.release(connection)
 
+    async def fetch(self, sql: str, args: Sequence[Any]) -> list[Any]:
+        """The rows of ``sql``; on a connection found dead (a restart, a proxy), once more on
+        a fresh one: a read in autocommit has done nothing that a retry could repeat."""
+        for attempt in (1, 2):
+            connection, lost = await self.acquire(), False
+            try:
+                return list(await connection.fetch(sql, *args))
+            except LOST_CONNECTION:
+                lost = True
+                if attempt == 2:
+                    raise
+                log.warning("database_connection_lost_retrying_read")
+            finally:
+                await self.release(connection, lost=lost)
+        raise AssertionError("unreachable")  # pragma: no cover
+
     async def aclose(self) -> None:
+        """Closes the pool once every connection checked out is back: a statement still
+        running gives its own back meanwhile (to this pool, still ``_pool``), and one starting
+        now is refused ("pool is closing") rather than opening a pool nobody would close."""
         if self._pool is not None:
-            pool, self._pool = self._pool, None
-            await pool.close()
+            await self._pool.close()
+            self._pool = None
 
 
 async def _json_as_sqlalchemy(connection: Any) -> None:
@@ -107,43 +133,11 @@ async def _json_as_sqlalchemy(connection: Any) -> None:
     await connection.set_type_codec("jsonb", encoder=str, decoder=json.loads, schema="pg_catalog")
 
 
-class Lease:
-    """One request's hold on a ``DriverPool`` connection: taken by its first statement, given
-    back by ``release`` (the unit of work's end)."""
-
-    __slots__ = ("_connection", "_pool", "_used")
-
-    def __init__(self, pool: DriverPool) -> None:
-        self._pool = pool
-        self._connection: Any = None
-        self._used = False
-
-    async def fetch(self, sql: str, args: Sequence[Any]) -> list[Any]:
-        first = not self._used
-        self._used = True
-        if self._connection is None:
-            self._connection = await self._pool.acquire()
-        try:
-            return list(await self._connection.fetch(sql, *args))
-        except LOST_CONNECTION:
-            await self.release(lost=True)
-            if not first:
-                raise
-        log.warning("database_connection_lost_retrying_read")
-        self._connection = await self._pool.acquire()
-        return list(await self._connection.fetch(sql, *args))
-
-    async def release(self, *, lost: bool = False) -> None:
-        if self._connection is not None:
-            connection, self._connection = self._connection, None
-            await self._pool.release(connection, lost=lost)
-
-
 async def fetch(session: AsyncSession, sql: str, args: Sequence[Any]) -> list[Any] | None:
-    """The rows of ``sql`` (asyncpg Records) on the session's lease, or None when the fast path
-    does not apply (no lease: SQLite, or a write unit of work)."""
-    lease: Lease | None = session.info.get(LEASE)
-    return None if lease is None else await lease.fetch(sql, args)
+    """The rows of ``sql`` (asyncpg Records) on the session's driver pool, or None when the
+    fast path does not apply (none: SQLite, or a write unit of work)."""
+    reader: DriverPool | None = session.info.get(READER)
+    return None if reader is None else await reader.fetch(sql, args)
 
 
 @asynccontextmanager

@@ -128,13 +128,12 @@ class SqlUnitOfWork:
         self._feed = feed  # SQLite: this process's order streams hear status changes from it
         self._jobs: list[Job] = []
         self._reader = reader  # a read unit of work on PostgreSQL: the hottest reads, on asyncpg
-        self._lease: raw.Lease | None = None
 
     async def __aenter__(self) -> Self:
         self.session = self._sessions()
         s = self.session
         if self._reader is not None:
-            s.info[raw.LEASE] = self._lease = raw.Lease(self._reader)
+            s.info[raw.READER] = self._reader
         self.users = SqlUserRepository(s)
         self.refresh_tokens = SqlRefreshTokenRepository(s)
         self.sessions = SqlSessionRepository(s)
@@ -164,8 +163,6 @@ class SqlUnitOfWork:
 
     async def __aexit__(self, *exc_info: object) -> None:
         self._jobs.clear()
-        if self._lease is not None:
-            await self._lease.release()
         if self.session.in_transaction():  # close() rolls back what is not committed
             await self.session.close()  # (one hop into SQLAlchemy's greenlet, not two per request)
         exc = exc_info[1] if len(exc_info) > 1 else None
@@ -220,8 +217,6 @@ class SqlUnitOfWork:
         self._jobs.clear()
         self.session.info.pop(cash_flow.WRITTEN, None)
         self._trading.notes.clear()
-        if self._lease is not None:  # a read that is over: its connection goes back to the pool
-            await self._lease.release()
         if self.session.in_transaction():  # nothing begun, nothing to roll back (and no hop)
             await self.session.rollback()
 
