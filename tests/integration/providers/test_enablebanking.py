@@ -335,3 +335,20 @@ async def test_expired_and_closed_sessions_need_a_reconsent(
         with pytest.raises(ProviderAuthError, match="expired"):
             await sync.fetch_accounts()
     assert fake.calls.total() == calls
+
+
+async def test_unchanged_bank_data_reads_as_unchanged_rows(kit: Kit, fake: FakeEnableBanking) -> None:
+    """``transaction_id`` may change on every fetch: it must not make every row look changed
+    (the store compares a row's content, ``raw`` included), or each sync rewrites them all."""
+    session = await kit.connect()
+    async with kit.adapter(session) as sync:
+        current = (await sync.fetch_accounts())[0]
+        first = await sync.fetch_transactions(current)
+    async with kit.adapter(session) as sync:
+        current = (await sync.fetch_accounts())[0]
+        second = await sync.fetch_transactions(current)
+    before = {t.provider_transaction_id: t for t in first.transactions}
+    after = {t.provider_transaction_id: t for t in second.transactions}
+    assert len(after) == 5  # the last week, re-read
+    assert all(before[key] == row for key, row in after.items())
+    assert not any("transaction_id" in t.raw for t in second.transactions)

@@ -1,7 +1,8 @@
 """Enable Banking payloads → unified records. Pure functions, no I/O.
 
 Amounts are positive strings; the sign comes from ``credit_debit_indicator`` (DBIT is
-money out). ``transaction_id`` is not an identifier (it may change on every fetch), and
+money out). ``transaction_id`` is not an identifier (it may change on every fetch, so it
+is not kept in ``raw`` either: a row read again unchanged stays unchanged), and
 ``entry_reference`` is often absent and may change when a pending item is booked, so:
 a booked row is named by its ``entry_reference`` when the bank sends one, else by a
 fingerprint of its content plus an occurrence index (two identical coffees on one day
@@ -207,7 +208,9 @@ def map_transactions(items: list[dict[str, Any]]) -> list[ProviderTransaction]:
                 settlement_date=_day(item.get("value_date")),
                 status=TransactionStatus.PENDING if pending else TransactionStatus.SETTLED,
                 description=_remittance(item) or _counterparty(item, amount) or None,
-                raw=item,
+                # Without ``transaction_id``: it may change on every fetch, and the store reads a
+                # changed ``raw`` as a changed row (every sync would rewrite the whole window).
+                raw={k: v for k, v in item.items() if k != "transaction_id"},
             )
         )
     return result
