@@ -16,6 +16,7 @@ from sqlalchemy import func, inspect, select, text
 
 from finsync.bootstrap import Container
 from finsync.domain.enums import SyncStatus, SyncTrigger
+from finsync.infrastructure.db.repositories.userdata import EXPORTED
 from finsync.infrastructure.db.tables import metadata
 from tests.api.helpers import PASSWORD, register_and_login
 from tests.conftest import SHARED
@@ -96,6 +97,7 @@ async def test_export_holds_every_row_of_the_user_and_nothing_of_another(
     assert r.headers["content-type"] == "application/json"
     assert r.headers["content-disposition"].startswith('attachment; filename="finsync-export-')
     doc = json.loads(r.content)
+    assert set(doc) == {"format", "version", "exported_at", *EXPORTED}  # every section, none other
     assert doc["format"] == "finsync-export"
     assert doc["version"] == 1
     assert doc["user"] == {
@@ -142,6 +144,7 @@ async def test_csv_export_is_a_zip_with_one_csv_per_section(
             if name.endswith(".csv")
         }
         header = json.loads(archive.read("export.json"))
+    assert set(tables) == set(EXPORTED)
     assert header["format"] == "finsync-export"
     assert [row["email"] for row in tables["user"]] == ["ada@example.com"]
     for section, table in SECTIONS.items():
