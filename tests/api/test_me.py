@@ -12,10 +12,11 @@ from uuid import UUID
 
 import httpx
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, inspect, select, text
 
 from finsync.bootstrap import Container
 from finsync.domain.enums import SyncStatus, SyncTrigger
+from finsync.infrastructure.db.repositories.userdata import EXPORTED
 from finsync.infrastructure.db.tables import metadata
 from tests.api.helpers import PASSWORD, register_and_login
 from tests.conftest import SHARED
@@ -96,6 +97,7 @@ async def test_export_holds_every_row_of_the_user_and_nothing_of_another(
     assert r.headers["content-type"] == "application/json"
     assert r.headers["content-disposition"].startswith('attachment; filename="finsync-export-')
     doc = json.loads(r.content)
+    assert set(doc) == {"format", "version", "exported_at", *EXPORTED}  # every section, none other
     assert doc["format"] == "finsync-export"
     assert doc["version"] == 1
     assert doc["user"] == {
@@ -142,6 +144,7 @@ async def test_csv_export_is_a_zip_with_one_csv_per_section(
             if name.endswith(".csv")
         }
         header = json.loads(archive.read("export.json"))
+    assert set(tables) == set(EXPORTED)
     assert header["format"] == "finsync-export"
     assert [row["email"] for row in tables["user"]] == ["ada@example.com"]
     for section, table in SECTIONS.items():
@@ -182,6 +185,54 @@ async def test_delete_me_needs_the_password_then_removes_everything_and_ends_ses
     assert (await client.post("/api/v1/auth/refresh", json={"refresh_token": refresh})).status_code == 401
     relogin = {"username": "ada@example.com", "password": PASSWORD}
     assert (await client.post("/api/v1/auth/token", data=relogin)).status_code == 401
+
+
+async def _rows_mentioning(container: Container, marker: str) -> list[str]:
+    """Every table of the database itself (not only the metadata's: the job queue's too) whose
+    rows mention ``marker``."""
+    async with container.engine.connect() as conn:
+        names = await conn.run_sync(lambda sync: inspect(sync).get_table_names())
+        return [
+            name
+            for name in names
+            if marker in repr((await conn.execute(text(f'SELECT * FROM "{name}"'))).all())
+        ]
+
+
+async def test_delete_me_leaves_nothing_of_the_user_in_any_table_of_the_database(
+    client: httpx.AsyncClient, container: Container, bank: MemoryProviders
+) -> None:
+    """The address and user agent of a sync the user asked for travel with its job (the job
+    queue's own tables on PostgreSQL, kept after the job ends): deletion erases them too."""
+    await register_and_login(client, "ada@example.com")
+    agent = {"User-Agent": "AdaPhone/1.0 (only-ada)"}
+    login = {"username": "ada@example.com", "password": PASSWORD}
+    token = (await client.post("/api/v1/auth/token", data=login, headers=agent)).json()["access_token"]
+    headers = {"Authorization": f"Bearer {token}"} | agent
+    await _with_data(client, container, bank, "bob@example.com")
+    ada = await _user_id(client, headers)
+    async with container.uow() as uow:
+        user = await uow.users.get(ada)
+    assert user is not None
+    tablet = headers | {"User-Agent": "AdaTablet/2.0 (only-ada-tablet)"}
+    connections = [await seed_connection(container, user) for _ in range(2)]
+    for connection, asking in zip(connections, (tablet, headers), strict=True):
+        r = await client.post(f"/api/v1/connections/{connection.id}/sync", headers=asking)
+        assert r.status_code == 202, r.text
+        await container.jobs.drain()
+    async with container.engine.connect() as conn:
+        jobs = await conn.run_sync(lambda sync: inspect(sync).has_table("procrastinate_jobs"))
+    assert await _rows_mentioning(container, "only-ada-tablet") == (["procrastinate_jobs"] if jobs else [])
+    r = await client.delete(f"/api/v1/connections/{connections[0].id}", headers=tablet)  # on its own
+    assert r.status_code == 204, r.text
+    assert await _rows_mentioning(container, "only-ada-tablet") == []
+    assert await _rows_mentioning(container, "only-ada")  # the session's user agent, at least
+
+    r = await client.request("DELETE", "/api/v1/users/me", headers=headers, json={"password": PASSWORD})
+    assert r.status_code == 204, r.text
+    assert await _rows_mentioning(container, "only-ada") == []
+    assert await _rows_mentioning(container, "ada@example.com") == []
+    assert await _rows_mentioning(container, "bob@example.com") == ["users"]
 
 
 async def test_a_read_token_is_refused_the_logins_affairs_under_a_root_path(container: Container) -> None:

@@ -8,7 +8,9 @@ export must say, column by column, what it shows and what it leaves out.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
+import typing
 import uuid
 from datetime import UTC, date, datetime
 from decimal import Decimal
@@ -21,7 +23,13 @@ from sqlalchemy import Column, LargeBinary, Table, delete, func, insert, select,
 from finsync.bootstrap import Container
 from finsync.domain.errors import Conflict
 from finsync.infrastructure.db.repositories.operators import ENCRYPTED
-from finsync.infrastructure.db.repositories.userdata import EXPORTED, NOT_EXPORTED, SHARED_TABLES
+from finsync.infrastructure.db.repositories.userdata import (
+    ERASED_JOB_ARGS,
+    EXPORTED,
+    KEPT_JOB_ARGS,
+    NOT_EXPORTED,
+    SHARED_TABLES,
+)
 from finsync.infrastructure.db.tables import metadata
 from tests.api.test_imports import statement
 from tests.factories import seed_user
@@ -124,6 +132,28 @@ def test_key_rotation_knows_every_encrypted_column() -> None:
         if isinstance(column.type, LargeBinary)
     }
     assert binary == {(table.name, column) for table, column in ENCRYPTED.values()}
+
+
+def test_erasure_decides_about_every_argument_of_every_job(container: Container) -> None:
+    """The job queue keeps jobs' arguments (PostgreSQL: finished jobs too): an argument that is
+    not an id is erased with the user's connections, or declared nobody's data."""
+    erased = {f"{kind}.{name}" for kind, names in ERASED_JOB_ARGS.items() for name in names}
+    known: set[str] = set()
+    for kind in container.job_types.types.values():
+        hints = typing.get_type_hints(kind.job)
+        names = {f.name for f in dataclasses.fields(kind.job)}
+        known |= {f"{kind.kind}.{name}" for name in names}
+        for name in names:
+            if hints[name] in (UUID, UUID | None):
+                continue
+            qualified = f"{kind.kind}.{name}"
+            assert (qualified in erased) != (qualified in KEPT_JOB_ARGS), (
+                f"job argument {qualified}: erase it (ERASED_JOB_ARGS) or say why it is kept (KEPT_JOB_ARGS)"
+            )
+        if kind.kind in ERASED_JOB_ARGS:  # erasure finds the jobs by their connection
+            assert "connection_id" in names, kind.kind
+    declared = erased | set(KEPT_JOB_ARGS)
+    assert declared <= known, declared - known
 
 
 async def test_erase_empties_every_table_of_the_user_and_no_one_elses(container: Container) -> None:

@@ -41,8 +41,11 @@ async def export_my_data(
 ) -> StreamingResponse:
     """Everything you own, streamed as one JSON document: your profile, connections (never their
     credentials), accounts, holdings, transactions (with the provider's raw payload), balance
-    snapshots and sync runs. `?format=csv` gives a zip with one CSV per kind instead. Decimals
-    are strings, timestamps UTC (`Z`); the export reads one consistent snapshot."""
+    snapshots, sync runs, sessions, categories, rules, transfers, holding history, webhooks
+    (never their secret) with their deliveries, import mappings, trading settings, orders with
+    their audit trail and API tokens (never the token). `?format=csv` gives a zip with one CSV
+    per kind instead. Decimals are strings, timestamps UTC (`Z`); the export reads one
+    consistent snapshot."""
     service = container.userdata
     return StreamingResponse(
         service.export(user.id, format),
@@ -59,8 +62,8 @@ async def export_my_data(
 async def delete_me(
     body: DeleteConfirmation, user: CurrentUser, client: ClientDep, container: ContainerDep
 ) -> Response:
-    """Delete your account and everything it owns — connections, accounts, holdings,
-    transactions, snapshots, sync runs, sessions — at once and for good. Confirm with your
+    """Delete your account and everything it owns — connections, accounts, transactions and
+    every other kind the export holds, sessions and API tokens — at once and for good. Confirm with your
     password (a wrong one answers 403 and deletes nothing). Export first if you want a copy."""
     await container.user_auth.confirm_password(user, body.password, client)
     await container.userdata.delete_account(user.id)

@@ -18,6 +18,7 @@ from finsync.infrastructure.db.analytics_tables import HoldingHistoryRow, Transf
 from finsync.infrastructure.db.cash_flow import mark_written
 from finsync.infrastructure.db.mapping import keyset, make_page, to_entity, to_row
 from finsync.infrastructure.db.net_worth import NetWorthDeltas
+from finsync.infrastructure.db.repositories.userdata import erase_job_args
 from finsync.infrastructure.db.tables import (
     ACTIVE_RUN,
     SCHEDULABLE,
@@ -142,6 +143,7 @@ class SqlConnectionRepository:
             await self._s.execute(select(connections.c.user_id).where(connections.c.id == connection_id))
         ).scalar()
         await self._s.execute(delete(connections).where(connections.c.id == connection_id))
+        await erase_job_args(self._s, [connection_id])  # who asked for its syncs
         if owner is not None:
             await NetWorthDeltas(self._s).rebuild(owner)  # its snapshots are gone: recompute
             mark_written(self._s, [owner])  # so are its transactions and links: recomputed at commit

@@ -20,12 +20,14 @@ from sqlalchemy import (
     Table,
     Text,
     Uuid,
+    bindparam,
     cast,
     delete,
     select,
     text,
     type_coerce,
 )
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from finsync.domain.ports import ExportSection
@@ -137,6 +139,36 @@ SHARED_TABLES: dict[str, str] = {
     "instruments": "securities and their symbols at price sources, shared by every user",
     "prices": "public daily closes of instruments, shared by every user",
 }
+# Arguments of queued jobs that are a user's data, by job kind: the job queue keeps them
+# (PostgreSQL: procrastinate_jobs keeps finished jobs until an operator prunes them), so
+# erasure strips them from the jobs of the user's connections. Every other argument of every
+# job type is an id or is declared in KEPT_JOB_ARGS (tests/integration/test_userdata.py).
+ERASED_JOB_ARGS: dict[str, tuple[str, ...]] = {
+    "sync_connection": ("present_ip", "present_user_agent"),  # the person who asked for the sync
+}
+KEPT_JOB_ARGS: dict[str, str] = {
+    "sync_connection.provider": "the connection's provider slug: nobody's data",
+}
+# Erased job arguments, from the jobs of the user's connections (jsonb minus text[]).
+_ERASE_JOB_ARGS = text(
+    "UPDATE procrastinate_jobs SET args = args - :names "
+    "WHERE task_name = :kind AND args ->> 'connection_id' = ANY(:connections)"
+).bindparams(bindparam("names", type_=ARRAY(Text)), bindparam("connections", type_=ARRAY(Text)))
+
+
+async def erase_job_args(session: AsyncSession, connection_ids: Sequence[UUID]) -> None:
+    """PostgreSQL: strip ``ERASED_JOB_ARGS`` from the job queue's jobs (finished ones too) of
+    these connections, deleted with their user or on their own. SQLite's in-process queue keeps
+    no job once it has run."""
+    if not connection_ids or session.get_bind().dialect.name != "postgresql":
+        return
+    if (await session.execute(text("SELECT to_regclass('procrastinate_jobs')"))).scalar() is None:
+        return  # a database whose job queue is not installed (finsync migrate installs it)
+    ids = [str(i) for i in connection_ids]
+    for kind, names in ERASED_JOB_ARGS.items():
+        await session.execute(_ERASE_JOB_ARGS, {"names": list(names), "kind": kind, "connections": ids})
+
+
 # Export order where an index serves it better than the id (ix_transactions_user_date_id).
 _ORDER = {"transactions": ("transaction_date", "id"), "trading_settings": ("connection_id",)}
 
@@ -207,6 +239,8 @@ class SqlUserDataRepository:
         locked = select(accounts.c.id).where(accounts.c.user_id == user_id).order_by(accounts.c.id)
         await self._s.execute(locked.with_for_update())
         await self._s.execute(select(users.c.id).where(users.c.id == user_id).with_for_update())
+        owned = select(connections.c.id).where(connections.c.user_id == user_id)
+        await erase_job_args(self._s, list((await self._s.execute(owned)).scalars()))
         deleted: dict[str, int] = {}
         # Cash flow's marks: deleting the transactions below marks their days again; the unit of
         # work's recomputation at commit takes every mark of the user (and finds no transaction).
