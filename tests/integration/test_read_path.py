@@ -8,6 +8,7 @@ import asyncio
 import json
 import re
 from datetime import date, timedelta
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -19,6 +20,7 @@ from sqlalchemy import event, func, select, text, update
 from sqlalchemy.exc import DBAPIError
 
 from finsync.api.analytics_schemas import TransactionOut
+from finsync.api.listing import transactions_body, transactions_body_of
 from finsync.bootstrap import Container
 from finsync.domain.entities import Account, User
 from finsync.domain.ports import PageRequest, TransactionFilter
@@ -658,3 +660,57 @@ async def test_a_connection_the_server_ended_but_not_yet_closed_is_retried_as_lo
                     r = await client.get("/api/v1/transactions", headers=headers)
                     assert r.status_code == 200, r.text
                 assert await _backend_pid(c) != pid
+
+
+async def test_the_page_postgresql_writes_is_the_page_python_writes(container: Container) -> None:
+    """``listed_json`` (each item written by the database) against ``api/listing.py`` writing
+    the same rows, byte for byte: every control character, quotes, backslashes and non-ASCII in
+    text, decimals of every scale, nulls, tags, timestamps with and without microseconds."""
+    _postgres(container)
+    user = await seed_user(container)
+    (acct,) = await _accounts(container, user, "a")
+    odd = "".join(chr(c) for c in range(1, 128)) + "é☕😀\u2028\u2029\ufeff"
+    rows = [
+        txn("t0", amount="0.00001", description=odd, symbol='A"B\\', raw={"x": odd, "n": [1, 2.5]}),
+        txn("t1", amount="-1000.000001", description=None, day=date(2026, 1, 14)),
+        txn(
+            "t2",
+            amount="5",
+            quantity=Decimal("1.50"),
+            unit_price=Decimal("123456789012.123456789"),
+            fees=Decimal("0"),
+            settlement_date=date(2026, 1, 17),
+            day=date(2026, 1, 16),
+        ),
+        txn("t3", amount="-0.10", description="plain", day=date(2026, 1, 16)),
+    ]
+    async with container.uow() as uow:
+        await uow.transactions.upsert(acct, rows)
+        await uow.commit()
+    async with container.engine.begin() as conn:
+        await conn.execute(
+            text(
+                "UPDATE transactions SET tags = CAST(:tags AS jsonb), notes = :notes, category_set_by = 'user', "  # noqa: E501
+                "excluded_from_analytics = true, created_at = '2026-01-01T00:00:00+00', "
+                "updated_at = '2026-01-02T03:04:05.000007+00' WHERE provider_transaction_id = 't0'"
+            ),
+            {"tags": json.dumps(['a"b', "☕", "x\ny", odd]), "notes": odd},
+        )
+        await conn.execute(text("UPDATE transactions SET tags = '[]' WHERE provider_transaction_id = 't1'"))
+    for f in (TransactionFilter(), TransactionFilter(account_id=acct.id)):
+        for limit in (1, 3, 50):
+            after = None
+            while True:
+                page = PageRequest(limit=limit, after=after)
+                async with container.read_uow() as uow:
+                    written, count = await transactions_body_of(uow, user.id, f, page)
+                    assert await uow.transactions.listed_json(user.id, f, page) is not None  # the database's
+                async with (
+                    container.uow() as uow
+                ):  # a use case's unit of work: SQLAlchemy's rows, Python's JSON
+                    listed = await uow.transactions.listed(user.id, f, page)
+                assert written == transactions_body(listed)
+                assert count == len(listed.items)
+                if listed.next_key is None:
+                    break
+                after = listed.next_key

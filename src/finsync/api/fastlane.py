@@ -29,7 +29,7 @@ import structlog
 from starlette._utils import get_route_path
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from finsync.api.listing import transactions_body
+from finsync.api.listing import transactions_body_of
 from finsync.api.pagination import CURSOR_MAX, decode_cursor
 from finsync.api.schemas import UserPublic
 from finsync.application.api_tokens import is_api_token
@@ -118,10 +118,10 @@ async def _transactions(uow: UnitOfWork, user: User, path: str, query: str) -> b
         return None
     found = _ACCOUNT_PAGE.fullmatch(path)
     account_id = UUID(found[1]) if found else None
-    listed = await uow.transactions.listed(user.id, TransactionFilter(account_id=account_id), page)
-    if not listed.items and account_id is not None:
+    body, count = await transactions_body_of(uow, user.id, TransactionFilter(account_id=account_id), page)
+    if not count and account_id is not None:
         return None  # an account's empty page: FastAPI's route tells empty from not yours (404)
-    return transactions_body(listed)
+    return body
 
 
 def _page(query: str) -> PageRequest | None:

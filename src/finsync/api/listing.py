@@ -5,6 +5,10 @@ OpenAPI document is unchanged), but build the body here from the repository's ro
 entity, no pydantic validation of every row and again of the page, and each provider record
 (``raw``) passed through as the JSON text the database holds. The values are formatted as
 ``finsync.api.wire`` formats them everywhere else; a test holds the two paths equal.
+
+On PostgreSQL reads the database writes each item itself (``listed_json``, in the page's
+own statement): the API process joins the texts. A test holds those bytes equal to what this
+module writes from the same rows.
 """
 
 from __future__ import annotations
@@ -12,13 +16,20 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
+from uuid import UUID
 
 import orjson
-from fastapi.responses import Response
 
 from finsync.api.pagination import encode_cursor
 from finsync.api.wire import decimal_text, utc_text
-from finsync.domain.ports import ListedTransaction, Page
+from finsync.domain.ports import (
+    ListedJson,
+    ListedTransaction,
+    Page,
+    PageRequest,
+    TransactionFilter,
+    UnitOfWork,
+)
 
 
 def _decimal(value: Decimal | None) -> str | None:
@@ -68,5 +79,19 @@ def transactions_body(page: Page[ListedTransaction]) -> bytes:
     return orjson.dumps(body, option=orjson.OPT_UTC_Z)
 
 
-def transactions_page(page: Page[ListedTransaction]) -> Response:
-    return Response(transactions_body(page), media_type="application/json")
+def _json_body(page: Page[ListedJson]) -> bytes:
+    """The page from items the database wrote as JSON (``listed_json``): joined, not parsed."""
+    cursor = f'"{encode_cursor(page.next_key)}"' if page.next_key else "null"  # base64url: no escapes
+    return f'{{"items":[{",".join(t.item for t in page.items)}],"next_cursor":{cursor}}}'.encode()
+
+
+async def transactions_body_of(
+    uow: UnitOfWork, user_id: UUID, filters: TransactionFilter, page: PageRequest
+) -> tuple[bytes, int]:
+    """The page's JSON body and how many items it holds: written by the database where it
+    can (PostgreSQL reads), else here."""
+    written = await uow.transactions.listed_json(user_id, filters, page)
+    if written is not None:
+        return _json_body(written), len(written.items)
+    listed = await uow.transactions.listed(user_id, filters, page)
+    return transactions_body(listed), len(listed.items)

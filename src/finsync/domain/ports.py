@@ -294,6 +294,15 @@ class HoldingRepository(Protocol):
 
 
 @dataclass(slots=True)
+class ListedJson:
+    """A listed transaction as the JSON text of its response item, with its page key."""
+
+    transaction_date: date
+    id: UUID
+    item: str
+
+
+@dataclass(slots=True)
 class ListedTransaction:
     """A transaction as the list endpoints answer it, fields in the response's order: the
     stored values only (no entity, no enums rebuilt), and the provider's record as the JSON
@@ -351,6 +360,13 @@ class TransactionRepository(Protocol):
         self, user_id: UUID, filters: TransactionFilter, page: PageRequest
     ) -> Page[ListedTransaction]:
         """Like ``find``, as the list endpoints answer (what they return, nothing more)."""
+        ...
+
+    async def listed_json(
+        self, user_id: UUID, filters: TransactionFilter, page: PageRequest
+    ) -> Page[ListedJson] | None:
+        """``listed``'s page, each item as its response JSON built by the database; None where
+        the database does not build it (then ``listed``)."""
         ...
 
     async def count_for(self, account_id: UUID) -> int: ...

@@ -14,7 +14,7 @@ from finsync.api import valued
 from finsync.api.analytics_schemas import AccountValued, HoldingValued, NetWorthValued, TransactionOut
 from finsync.api.deps import ContainerDep, CurrentUser, PageDep, UowDep
 from finsync.api.errors import responses
-from finsync.api.listing import transactions_page
+from finsync.api.listing import transactions_body_of
 from finsync.api.pagination import M, PageOut, encode_cursor, to_page
 from finsync.api.routers.analytics import CurrencyQuery
 from finsync.api.schemas import SnapshotPublic
@@ -158,10 +158,10 @@ async def _transactions(
     The container comes from the app, not ``ContainerDep``: a dependency level less a page."""
     container: Container = request.app.state.container
     filters = await _with_subcategories(uow, container, user_id, filters)
-    found = await uow.transactions.listed(user_id, filters, page)
-    if not found.items and filters.account_id is not None:
+    body, count = await transactions_body_of(uow, user_id, filters, page)
+    if not count and filters.account_id is not None:
         await _own_account(uow, filters.account_id, user_id)
-    return transactions_page(found)
+    return Response(body, media_type="application/json")
 
 
 @router.get("/holdings", response_model=PageOut[HoldingValued], responses=responses(NotFound, InvalidInput))
