@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from asyncio import CancelledError
 from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager, nullcontext
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from functools import partial
@@ -163,6 +164,12 @@ class Container:
     # asyncpg's own pool under ``read_uow``'s hottest reads (PostgreSQL; see ``db.raw``).
     reader: DriverPool | None = None
     clock: Now = utcnow
+
+    def one_read_connection(self) -> AbstractAsyncContextManager[None]:
+        """PostgreSQL: the read unit of work's raw statements run inside share one driver
+        connection, checked out once (``DriverPool.pinned``: a few statements in a row with
+        nothing else between them); elsewhere nothing to share."""
+        return nullcontext() if self.reader is None else self.reader.pinned()
 
     async def database_problem(self) -> str | None:
         """None when the database answers, else the kind of failure (for readiness probes)."""

@@ -77,7 +77,7 @@ class FastLane:
             return None  # FastAPI's 401, or an API token's scope checks
         try:
             claims = container.tokens.verify(token)
-            async with container.read_uow() as uow:
+            async with container.one_read_connection(), container.read_uow() as uow:
                 user = await uow.users.get_in_session(claims.user_id, claims.session_id, container.clock())
                 if user is None:
                     return None  # the session has ended: FastAPI's 401

@@ -28,6 +28,7 @@ import asyncio
 import json
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
+from contextvars import ContextVar
 from typing import Any
 
 import asyncpg  # type: ignore[import-untyped]
@@ -81,6 +82,7 @@ class DriverPool:
         self._size = size
         self._pool: Any = None
         self._opening = asyncio.Lock()
+        self._pinned: ContextVar[Any] = ContextVar(f"pinned_{id(self)}", default=None)
 
     async def acquire(self) -> Any:
         if self._pool is None:
@@ -102,9 +104,29 @@ class DriverPool:
             connection.terminate()
         await self._pool.release(connection)
 
+    @asynccontextmanager
+    async def pinned(self) -> AsyncIterator[None]:
+        """One connection for every statement run inside (in this task): one checkout for a
+        few statements in a row, nothing else done between them (the fast lane's). A
+        connection found dead there is an error (the caller asks again elsewhere), and never
+        goes back to the pool."""
+        connection, lost = await self.acquire(), False
+        token = self._pinned.set(connection)
+        try:
+            yield
+        except LOST_CONNECTION:
+            lost = True
+            raise
+        finally:
+            self._pinned.reset(token)
+            await self.release(connection, lost=lost)
+
     async def fetch(self, sql: str, args: Sequence[Any]) -> list[Any]:
         """The rows of ``sql``; on a connection found dead (a restart, a proxy), once more on
         a fresh one: a read in autocommit has done nothing that a retry could repeat."""
+        pinned = self._pinned.get()
+        if pinned is not None:
+            return list(await pinned.fetch(sql, *args))
         for attempt in (1, 2):
             connection, lost = await self.acquire(), False
             try:

@@ -269,12 +269,13 @@ def _uuid(column: str) -> str:
 
 def _utc(column: str) -> str:
     """As orjson writes an aware UTC datetime: microseconds only when there are any, then Z."""
-    at = f"({column} AT TIME ZONE 'UTC')"
-    return (
-        f"""'"' || to_char({at}, 'YYYY-MM-DD"T"HH24:MI:SS') """
-        f"""|| CASE WHEN to_char({at}, 'US') = '000000' THEN '' ELSE '.' || to_char({at}, 'US') END """
-        """|| 'Z"'"""
-    )
+    at = f"to_char({column} AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US')"
+    return f"""'"' || replace({at}, '.000000', '') || 'Z"'"""
+
+
+def _enum(column: str) -> str:
+    """A value of one of our enums (letters and underscores): quoted, nothing to escape."""
+    return f"""COALESCE('"' || {column} || '"', 'null')"""
 
 
 # Each field of ``TransactionOut`` as ``api/listing.py`` writes it, built by the database: the
@@ -285,9 +286,9 @@ _JSON_FIELDS = {
     "id": _uuid("id"),
     "account_id": _uuid("account_id"),
     "provider_transaction_id": _text("provider_transaction_id"),
-    "type": _text("type"),
-    "subtype": _text("subtype"),
-    "status": _text("status"),
+    "type": _enum("type"),
+    "subtype": _enum("subtype"),
+    "status": _enum("status"),
     "amount": _decimal("amount"),
     "currency": _text("currency"),
     "transaction_date": _text("transaction_date"),
@@ -301,8 +302,9 @@ _JSON_FIELDS = {
     "created_at": _utc("created_at"),
     "updated_at": _utc("updated_at"),
     "category_id": _uuid("category_id"),
-    "category_set_by": _text("category_set_by"),
-    "tags": "COALESCE(to_json(ARRAY(SELECT jsonb_array_elements_text(tags)))::text, '[]')",
+    "category_set_by": _enum("category_set_by"),
+    "tags": "CASE WHEN tags IS NULL OR tags = '[]' THEN '[]' "
+    "ELSE to_json(ARRAY(SELECT jsonb_array_elements_text(tags)))::text END",
     "notes": _text("notes"),
     "excluded_from_analytics": "CASE WHEN excluded_from_analytics THEN 'true' ELSE 'false' END",
 }
