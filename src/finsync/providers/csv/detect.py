@@ -283,7 +283,12 @@ def _number_parser(decimal_mark: str) -> Callable[[str], Decimal | None]:
             negative, text = True, text[1:-1]
         if text.endswith("-"):  # trailing minus (some German and Dutch banks)
             negative, text = True, text[:-1]
-        text = text.translate(_JUNK).translate(strip)
+        text = text.translate(_JUNK)
+        if thousands in text and not _grouped(text.split(decimal_mark, 1)[0].lstrip("-"), thousands):
+            # "12,50" in a file read with a decimal point is a decimal comma, not 1250 (and
+            # "12.50" in a decimal-comma file is not 1250): reported, never read 100 times too big.
+            raise ValueError(f"{value!r} is not an amount")
+        text = text.translate(strip)
         if decimal_mark == ",":
             text = text.replace(",", ".")
         if text.startswith("-"):
@@ -296,6 +301,18 @@ def _number_parser(decimal_mark: str) -> Callable[[str], Decimal | None]:
         return -number if negative else number
 
     return parse
+
+
+def _grouped(whole: str, thousands: str) -> bool:
+    """Whether the separators in an amount's whole part group its digits as thousands do:
+    threes (``1,234,567``), or twos before the last three as Indian lakhs are written
+    (``1,23,456``)."""
+    groups = whole.split(thousands)
+    return (
+        1 <= len(groups[0]) <= 3
+        and all(len(g) in (2, 3) for g in groups[1:-1])
+        and len(groups[-1]) == 3
+    )
 
 
 def detect_number_format(values: Iterable[str], prefer: NumberFormat | None = None) -> NumberFormat:
