@@ -145,6 +145,27 @@ async def test_file_without_usable_rows_is_422_and_writes_nothing(client: httpx.
     assert await _counts(client, headers) == (0, 0, 0)
 
 
+async def test_a_quote_never_closed_is_422_naming_its_line_not_rows_lost(client: httpx.AsyncClient) -> None:
+    headers = await register_and_login(client)
+    before = "".join(f"2024-01-{1 + i % 28:02d},Shop {i},-{i}.50,EUR\n" for i in range(300))
+    after = "".join(f"2024-02-{1 + i % 28:02d},Later {i},-{i}.25,EUR\n" for i in range(100))
+    data = ("Date,Description,Amount,Currency\n" + before + '2024-01-31,"Coffee,-2.50,EUR\n' + after).encode()
+    r = await upload(client, headers, data)  # the 100 rows after the quote were one cell
+    assert r.status_code == 422, r.text
+    assert r.json()["type"].endswith("malformed-file")
+    assert r.json()["detail"].startswith("line 302: a quoted field opened on this line is not closed")
+    closed_later = data.replace(b"Later 50,", b'Later 50",')  # a stray quote closes it: still refused
+    r = await upload(client, headers, closed_later)
+    assert r.status_code == 422, r.text
+    assert r.json()["detail"].startswith("line 302: ")
+    assert await _counts(client, headers) == (0, 0, 0)
+    # A description legitimately quoted over two lines is still one row.
+    good = b'Date,Description,Amount,Currency\n2024-01-31,"Coffee\nshop, main st",-2.50,EUR\n'
+    r = await upload(client, headers, good)
+    assert r.status_code == 201, r.text
+    assert r.json()["counts"]["transactions_inserted"] == 1
+
+
 async def test_european_export_semicolons_decimal_comma_cp1252_debit_credit(
     client: httpx.AsyncClient,
 ) -> None:

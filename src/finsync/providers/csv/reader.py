@@ -109,6 +109,19 @@ class Table:
         except csv.Error as exc:
             raise MalformedFile(f"line {body.line_num + 1}: {exc}") from None
 
+    def check_quotes(self, line: int, cells: list[str]) -> None:
+        """A cell running over several lines that hold rows of the header's width is a quote
+        not closed where it should be: the rows it swallowed would vanish (or lend the row
+        their amount), so the file is refused, naming the line where the quote opens."""
+        delimiter, need = self.dialect.delimiter, max(len(self.header) - 1, 2)
+        for cell in cells:
+            if "\n" in cell and any(part.count(delimiter) >= need for part in cell.split("\n")[1:]):
+                start = line - sum(c.rstrip("\r\n").count("\n") for c in cells)  # at the end: the last newline
+                raise MalformedFile(
+                    f"line {start}: a quoted field opened on this line is not closed before line "
+                    f"{line}: the lines in between would be read as one cell"
+                )
+
     def describe(self) -> dict[str, str]:
         delimiter = {"\t": "tab"}.get(self.dialect.delimiter, self.dialect.delimiter)
         return {"encoding": self.encoding, "delimiter": delimiter, "quote": self.dialect.quote}
@@ -251,6 +264,8 @@ def run(
         if len(cells) < width:
             cells += [""] * (width - len(cells))
         joined = sep.join(cells)
+        if "\n" in joined:  # a cell over several lines (one C-level scan of the row)
+            table.check_quotes(line, cells)
         fingerprint = prefix + blake2b(joined.encode(), digest_size=16).hexdigest()
         keyed = key_of(cells) if proven and key_of is not None else None
         if keyed is None:
