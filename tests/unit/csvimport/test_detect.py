@@ -64,6 +64,28 @@ def test_dialects(text: str, dialect: Dialect) -> None:
     assert sniff_dialect(text) == dialect
 
 
+@pytest.mark.parametrize(
+    ("text", "dialect"),
+    [
+        ("Statement for account 12345\nDate,Amount\n2024-01-31,-2.50\n", Dialect(",", '"', 1)),
+        (  # Nationwide: key/value lines and a blank line above the header
+            '"Account Name:","FlexAccount"\n"Balance:","1.00"\n\n"Date","Description","Paid out","Paid in"\n'
+            '"31/01/2024","COFFEE","2.50",""\n"01/02/2024","SALARY","","100.00"\n',
+            Dialect(",", '"', 2),
+        ),
+        (  # ING: semicolons, a preamble wider than two cells
+            "Umsatzanzeige;Datei erstellt am: 31.01.2024\nIBAN;DE12\nSaldo;1.234,56;EUR\n\n"
+            "Buchung;Valuta;Text;Betrag;Waehrung\n31.01.2024;31.01.2024;Kaffee;-2,50;EUR\n",
+            Dialect(";", '"', 3),
+        ),
+        # Data rows (not the header) ending with a delimiter.
+        ("Date,Amount,Currency\n2024-01-31,-2.50,EUR,\n2024-02-01,3.00,EUR,\n", Dialect(",", '"')),
+    ],
+)
+def test_header_below_a_preamble_and_trailing_delimiters(text: str, dialect: Dialect) -> None:
+    assert sniff_dialect(text) == dialect
+
+
 def test_prose_is_not_a_table() -> None:
     assert sniff_dialect("Dear bank\nplease send my statement\n") is None
 
