@@ -145,6 +145,27 @@ async def test_file_without_usable_rows_is_422_and_writes_nothing(client: httpx.
     assert await _counts(client, headers) == (0, 0, 0)
 
 
+async def test_a_quote_never_closed_is_422_naming_its_line_not_rows_lost(client: httpx.AsyncClient) -> None:
+    headers = await register_and_login(client)
+    before = "".join(f"2024-01-{1 + i % 28:02d},Shop {i},-{i}.50,EUR\n" for i in range(300))
+    after = "".join(f"2024-02-{1 + i % 28:02d},Later {i},-{i}.25,EUR\n" for i in range(100))
+    data = ("Date,Description,Amount,Currency\n" + before + '2024-01-31,"Coffee,-2.50,EUR\n' + after).encode()
+    r = await upload(client, headers, data)  # the 100 rows after the quote were one cell
+    assert r.status_code == 422, r.text
+    assert r.json()["type"].endswith("malformed-file")
+    assert r.json()["detail"].startswith("line 302: a quoted field opened on this line is not closed")
+    closed_later = data.replace(b"Later 50,", b'Later 50",')  # a stray quote closes it: still refused
+    r = await upload(client, headers, closed_later)
+    assert r.status_code == 422, r.text
+    assert r.json()["detail"].startswith("line 302: ")
+    assert await _counts(client, headers) == (0, 0, 0)
+    # A description legitimately quoted over two lines is still one row.
+    good = b'Date,Description,Amount,Currency\n2024-01-31,"Coffee\nshop, main st",-2.50,EUR\n'
+    r = await upload(client, headers, good)
+    assert r.status_code == 201, r.text
+    assert r.json()["counts"]["transactions_inserted"] == 1
+
+
 async def test_european_export_semicolons_decimal_comma_cp1252_debit_credit(
     client: httpx.AsyncClient,
 ) -> None:
@@ -205,6 +226,46 @@ async def test_preview_detects_and_writes_nothing(client: httpx.AsyncClient) -> 
         await client.post("/api/v1/imports/preview", headers=headers, files={"file": ("a.ofx", ofx)})
     ).status_code == 415
     assert await _counts(client, headers) == (0, 0, 0)
+
+
+NATIONWIDE = (  # a UK export: account details above the header, Windows-1252 pound signs
+    '"Account Name:","FlexAccount ****12345"\r\n"Account Balance:","\xa31,234.56"\r\n'
+    '"Available Balance: ","\xa31,234.56"\r\n\r\n'
+    '"Date","Transaction type","Description","Paid out","Paid in","Balance"\r\n'
+    '"30/01/2024","Contactless payment","COFFEE","\xa32.50","","\xa31,232.06"\r\n'
+    '"30/01/2024","Contactless payment","COFFEE","\xa32.50","","\xa31,229.56"\r\n'
+    '"01/02/2024","Bank credit","SALARY","","\xa31,000.00","\xa32,229.56"\r\n'
+).encode("cp1252")
+
+
+async def test_lines_above_the_header_are_skipped_and_a_mapping_finds_the_header(
+    client: httpx.AsyncClient,
+) -> None:
+    headers = await register_and_login(client)
+    preview = (await upload_preview(client, headers, NATIONWIDE)).json()
+    assert preview["header"][:3] == ["Date", "Transaction type", "Description"]
+    assert preview["problems"][0].startswith("the header is on line 5: the 3 line(s) above it")
+    assert [(r["line"], r["amount"]) for r in preview["rows"]] == [(6, "-2.50"), (7, "-2.50"), (8, "1000.00")]
+    body = {
+        "name": "Nationwide",
+        "header": preview["header"],
+        "columns": {"date": "Date", "debit": "Paid out", "credit": "Paid in", "description": ["Description"]},
+        "default_currency": "GBP",
+    }
+    assert (await client.post("/api/v1/import-mappings", headers=headers, json=body)).status_code == 201
+    r = await upload(client, headers, NATIONWIDE)
+    assert r.status_code == 201, r.text
+    assert (r.json()["format"], r.json()["counts"]["transactions_inserted"]) == ("csv:mapping", 3)
+    again = (await upload(client, headers, NATIONWIDE)).json()["counts"]
+    assert (again["transactions_inserted"], again["transactions_already_present"]) == (0, 3)
+    txns = await _all(client, headers, "/api/v1/transactions")
+    assert sorted((t["amount"], t["currency"]) for t in txns) == [
+        ("-2.50", "GBP"), ("-2.50", "GBP"), ("1000.00", "GBP"),
+    ]  # fmt: skip
+
+
+async def upload_preview(client: httpx.AsyncClient, headers: dict[str, str], data: bytes) -> httpx.Response:
+    return await client.post("/api/v1/imports/preview", headers=headers, files={"file": ("x.csv", data)})
 
 
 async def test_saved_mapping_reads_later_files_by_header(client: httpx.AsyncClient) -> None:

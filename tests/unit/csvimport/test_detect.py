@@ -64,6 +64,28 @@ def test_dialects(text: str, dialect: Dialect) -> None:
     assert sniff_dialect(text) == dialect
 
 
+@pytest.mark.parametrize(
+    ("text", "dialect"),
+    [
+        ("Statement for account 12345\nDate,Amount\n2024-01-31,-2.50\n", Dialect(",", '"', 1)),
+        (  # Nationwide: key/value lines and a blank line above the header
+            '"Account Name:","FlexAccount"\n"Balance:","1.00"\n\n"Date","Description","Paid out","Paid in"\n'
+            '"31/01/2024","COFFEE","2.50",""\n"01/02/2024","SALARY","","100.00"\n',
+            Dialect(",", '"', 2),
+        ),
+        (  # ING: semicolons, a preamble wider than two cells
+            "Umsatzanzeige;Datei erstellt am: 31.01.2024\nIBAN;DE12\nSaldo;1.234,56;EUR\n\n"
+            "Buchung;Valuta;Text;Betrag;Waehrung\n31.01.2024;31.01.2024;Kaffee;-2,50;EUR\n",
+            Dialect(";", '"', 3),
+        ),
+        # Data rows (not the header) ending with a delimiter.
+        ("Date,Amount,Currency\n2024-01-31,-2.50,EUR,\n2024-02-01,3.00,EUR,\n", Dialect(",", '"')),
+    ],
+)
+def test_header_below_a_preamble_and_trailing_delimiters(text: str, dialect: Dialect) -> None:
+    assert sniff_dialect(text) == dialect
+
+
 def test_prose_is_not_a_table() -> None:
     assert sniff_dialect("Dear bank\nplease send my statement\n") is None
 
@@ -143,6 +165,8 @@ def test_number_formats(values: list[str], decimal: str) -> None:
         (",", "1 234,56", Decimal("1234.56")),
         (".", "1'234.50", Decimal("1234.50")),
         (".", "", None),
+        (".", "1,23,456.78", Decimal("123456.78")),  # Indian lakh grouping
+        (",", "1.234.567", Decimal("1234567")),
     ],
 )
 def test_number_parsing(decimal: str, text: str, value: Decimal | None) -> None:
@@ -157,6 +181,26 @@ def test_number_parsing(decimal: str, text: str, value: Decimal | None) -> None:
 def test_not_numbers(text: str) -> None:
     with pytest.raises(ValueError, match="not an amount"):
         NumberFormat(".").parser()(text)
+
+
+@pytest.mark.parametrize(
+    ("decimal", "text"),
+    # A separator that does not group thousands is the other decimal mark: the amount is
+    # reported as unreadable, not read 100 or 1,000 times too big.
+    [(".", "12,50"), (".", "-2,5"), (".", "1,234,56"), (",", "12.50"), (",", "(12.50)"), (",", "1.5")],
+)
+def test_a_decimal_mark_is_never_read_as_thousands(decimal: str, text: str) -> None:
+    with pytest.raises(ValueError, match="not an amount"):
+        NumberFormat(decimal).parser()(text)
+
+
+def test_decimal_comma_after_the_sample_is_reported_not_read_as_hundreds() -> None:
+    whole = "".join(f"2024-01-{1 + i % 28:02d};Shop {i};-{i};EUR\n" for i in range(250))
+    data = ("Date;Description;Amount;Currency\n" + whole + "2024-02-01;Coffee;-2,50;EUR\n").encode()
+    parsed = CsvFormat().read(data)
+    rows = [t for s in parsed.statements for t in rows_of(s)]
+    assert [t.amount for t in rows if t.description == "Coffee"] == []
+    assert parsed.warnings == ["line 252: amount '-2,50' is not a number; the row was not imported"]
 
 
 def test_debit_credit_columns_versus_signed_amount() -> None:

@@ -59,10 +59,14 @@ def _strict(data: bytes, codec: str) -> str:
 # --- dialect --------------------------------------------------------------------------------
 
 
+PREAMBLE_ROWS = 30  # rows a file may hold above its header (a title, account details, a balance)
+
+
 @dataclass(frozen=True, slots=True)
 class Dialect:
     delimiter: str
     quote: str
+    header_row: int = 0  # non-blank rows above the header (Nationwide, ING and others write some)
 
 
 def _sample_lines(text: str, limit: int = SAMPLE_ROWS) -> list[str]:
@@ -75,33 +79,49 @@ def _sample_lines(text: str, limit: int = SAMPLE_ROWS) -> list[str]:
     return lines
 
 
+def _fits(row: Sequence[str], width: int) -> bool:
+    """A row of the table's width; extra cells are allowed when empty (exports that end every
+    data row, but not the header, with a delimiter)."""
+    return len(row) == width or (len(row) > width and not "".join(row[width:]).strip())
+
+
 def sniff_dialect(text: str) -> Dialect | None:
     """The delimiter and quote under which the sample's rows have the header's width most
-    often (ties: more columns, then the order of :data:`DELIMITERS`). None: not a table."""
-    lines = _sample_lines(text, 50)
+    often (ties: more columns, then the order of :data:`DELIMITERS`), and the header: the
+    first non-blank row of at least two named cells from which the rows have its width
+    (lines above it, up to :data:`PREAMBLE_ROWS`, are a preamble). None: not a table."""
+    lines = _sample_lines(text, 50 + PREAMBLE_ROWS)
     if not lines:
         return None
-    best: tuple[tuple[float, int, int], Dialect] | None = None
+    head = "".join(lines[: PREAMBLE_ROWS + 1])
+    best: tuple[tuple[float, ...], Dialect] | None = None
     for quote in QUOTES:
         if quote == "'" and '"' in text[:20_000]:
             continue
         for rank, delimiter in enumerate(DELIMITERS):
-            if delimiter not in lines[0]:
+            if delimiter not in head:
                 continue
             try:
-                rows = list(csv.reader(lines, delimiter=delimiter, quotechar=quote))
+                parsed = [
+                    r
+                    for r in csv.reader(lines, delimiter=delimiter, quotechar=quote)
+                    if any(c.strip() for c in r)
+                ]
             except csv.Error:  # stray carriage returns, oversized fields: not this dialect
                 continue
-            width = len(rows[0])
-            if width < 2:
-                continue
-            consistent = sum(1 for row in rows if len(row) == width) / len(rows)
-            score = (consistent, width, -rank)
-            if best is None or score > best[0]:
-                best = (score, Dialect(delimiter, quote))
-    if best is None or best[0][0] < 0.8:
-        return None
-    return best[1]
+            for start, header in enumerate(parsed[: PREAMBLE_ROWS + 1]):
+                width = len(header)
+                if width < 2 or sum(1 for c in header if c.strip()) < 2 or "\n" in "".join(header):
+                    continue
+                table = parsed[start:]
+                consistent = sum(1 for row in table if _fits(row, width)) / len(table)
+                if consistent < 0.8:
+                    continue
+                score = (-start, consistent, width, -rank)
+                if best is None or score > best[0]:
+                    best = (score, Dialect(delimiter, quote, start))
+                break
+    return None if best is None else best[1]
 
 
 def rows(text: str, dialect: Dialect) -> Any:
@@ -283,7 +303,12 @@ def _number_parser(decimal_mark: str) -> Callable[[str], Decimal | None]:
             negative, text = True, text[1:-1]
         if text.endswith("-"):  # trailing minus (some German and Dutch banks)
             negative, text = True, text[:-1]
-        text = text.translate(_JUNK).translate(strip)
+        text = text.translate(_JUNK)
+        if thousands in text and not _grouped(text.split(decimal_mark, 1)[0].lstrip("-"), thousands):
+            # "12,50" in a file read with a decimal point is a decimal comma, not 1250 (and
+            # "12.50" in a decimal-comma file is not 1250): reported, never read 100 times too big.
+            raise ValueError(f"{value!r} is not an amount")
+        text = text.translate(strip)
         if decimal_mark == ",":
             text = text.replace(",", ".")
         if text.startswith("-"):
@@ -296,6 +321,14 @@ def _number_parser(decimal_mark: str) -> Callable[[str], Decimal | None]:
         return -number if negative else number
 
     return parse
+
+
+def _grouped(whole: str, thousands: str) -> bool:
+    """Whether the separators in an amount's whole part group its digits as thousands do:
+    threes (``1,234,567``), or twos before the last three as Indian lakhs are written
+    (``1,23,456``)."""
+    groups = whole.split(thousands)
+    return 1 <= len(groups[0]) <= 3 and all(len(g) in (2, 3) for g in groups[1:-1]) and len(groups[-1]) == 3
 
 
 def detect_number_format(values: Iterable[str], prefer: NumberFormat | None = None) -> NumberFormat:

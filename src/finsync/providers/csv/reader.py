@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import itertools
 from array import array
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
@@ -65,6 +66,7 @@ class Table:
     body: Any  # the csv reader (a _csv.reader: line_num), positioned after the header (line_num counts lines)
     sample: list[list[str]] = field(default_factory=list)
     sample_lines: list[int] = field(default_factory=list)
+    note: str = ""  # what the reader skipped above the header, for the warnings
 
     @classmethod
     def open(cls, data: bytes) -> Table:
@@ -75,12 +77,18 @@ class Table:
             raise UnsupportedFormat("the file is not a CSV table (no delimiter gives its lines one width)")
         body = rows(text, dialect)
         try:
-            header = next((r for r in body if any(c.strip() for c in r)), None)
+            filled = (r for r in body if any(c.strip() for c in r))
+            header = next(itertools.islice(filled, dialect.header_row, None), None)
         except csv.Error as exc:
             raise MalformedFile(f"line {body.line_num + 1}: {exc}") from None
         if header is None:
             raise CsvNoRows("the file has no header row")
         table = cls(encoding, dialect, [h.replace("\ufeff", "").strip() for h in header], body)
+        if dialect.header_row:
+            table.note = (
+                f"the header is on line {body.line_num}: the {dialect.header_row} line(s) above it "
+                "(a title or account details) were not read"
+            )
         return table
 
     def take_sample(self) -> list[list[str]]:
@@ -108,6 +116,21 @@ class Table:
                     yield body.line_num, cells
         except csv.Error as exc:
             raise MalformedFile(f"line {body.line_num + 1}: {exc}") from None
+
+    def check_quotes(self, line: int, cells: list[str]) -> None:
+        """A cell running over several lines that hold rows of the header's width is a quote
+        not closed where it should be: the rows it swallowed would vanish (or lend the row
+        their amount), so the file is refused, naming the line where the quote opens."""
+        delimiter, need = self.dialect.delimiter, max(len(self.header) - 1, 2)
+        for cell in cells:
+            if "\n" in cell and any(part.count(delimiter) >= need for part in cell.split("\n")[1:]):
+                start = line - sum(
+                    c.rstrip("\r\n").count("\n") for c in cells
+                )  # at the end: the last newline
+                raise MalformedFile(
+                    f"line {start}: a quoted field opened on this line is not closed before line "
+                    f"{line}: the lines in between would be read as one cell"
+                )
 
     def describe(self) -> dict[str, str]:
         delimiter = {"\t": "tab"}.get(self.dialect.delimiter, self.dialect.delimiter)
@@ -251,6 +274,8 @@ def run(
         if len(cells) < width:
             cells += [""] * (width - len(cells))
         joined = sep.join(cells)
+        if "\n" in joined:  # a cell over several lines (one C-level scan of the row)
+            table.check_quotes(line, cells)
         fingerprint = prefix + blake2b(joined.encode(), digest_size=16).hexdigest()
         keyed = key_of(cells) if proven and key_of is not None else None
         if keyed is None:
@@ -408,6 +433,15 @@ def choose(
     table: Table, mapping: ColumnMapping | None = None, *, mapping_key: str = "", name: str = ""
 ) -> Source:
     """A saved mapping when given; else the preset the header identifies; else a guessed mapping."""
+    source = _choose(table, mapping, mapping_key=mapping_key, name=name)
+    if table.note:
+        source.notes.insert(0, table.note)
+    return source
+
+
+def _choose(
+    table: Table, mapping: ColumnMapping | None = None, *, mapping_key: str = "", name: str = ""
+) -> Source:
     if mapping is not None:
         return _mapping_source(table, mapping, "csv:mapping", f"mapping|{mapping_key}", name or "CSV import")
     preset = identify(table.header)
