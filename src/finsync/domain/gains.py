@@ -36,8 +36,11 @@ class Ledger:
     unmatched_sales: list[str] = field(default_factory=list)  # sold more than was bought
 
     def apply(self, trades: Iterable[Trade], count_from: date | None = None) -> None:
-        """Book ``trades`` in date order; only sales on or after ``count_from`` add to ``realised``."""
-        for trade in sorted(trades, key=lambda t: t.day):
+        """Book ``trades`` in date order, a day's buys before its sales (trades carry a date only,
+        and providers list a day's rows in either order: a day trade listed newest first would
+        otherwise sell what it has not bought yet); only sales on or after ``count_from`` add
+        to ``realised``."""
+        for trade in sorted(trades, key=lambda t: (t.day, t.subtype is TransactionSubtype.SELL)):
             position = self.positions.setdefault(trade.symbol, Position())
             quantity = abs(trade.quantity)
             if trade.subtype in (TransactionSubtype.BUY, TransactionSubtype.REINVEST):
