@@ -7,9 +7,9 @@ from decimal import Decimal
 
 import pytest
 
-from finsync.domain.enums import AccountType, TransactionSubtype, TransactionType
+from finsync.domain.enums import AccountType, AssetType, TransactionSubtype, TransactionType
 from tests.api.analytics_helpers import World, world_fixture  # noqa: F401 - the fixture
-from tests.factories import account, txn
+from tests.factories import account, holding, txn
 
 pytestmark = pytest.mark.e2e
 D = Decimal
@@ -35,3 +35,40 @@ async def test_a_day_trade_listed_newest_first_realises_its_gain(world: World) -
     # 10 ACME bought for 1,000 and sold for 1,100 the same day: 100 realised, nothing left held.
     assert D(perf["realised_gain"]) == D("100.00")
     assert D(perf["unrealised_gain"]["value"]) == D("0.00")
+
+
+async def test_unrealised_gain_of_a_listing_quoted_in_another_currency_than_the_accounts(
+    world: World,
+) -> None:
+    await world.login()
+    await world.fixings({date(2024, 1, 2): {"USD": "1.25"}})
+    world.bank.accounts = [
+        account("isa", type=AccountType.ISA, currency="EUR", balance=D("1000"), cash_value=D("0"))
+    ]
+    world.bank.holdings = {  # 10 ACME, a US listing, held in a EUR account
+        "isa": [
+            holding(
+                "ACME",
+                currency="USD",
+                quantity=D(10),
+                average_cost=D(100),
+                market_value=D(1250),
+                current_price=D(125),
+                asset_type=AssetType.EQUITY,
+            )
+        ]
+    }
+    await world.sync(date(2024, 1, 2))
+    await world.sync(date(2024, 1, 31))
+    isa = await world.account_id("isa")
+    period = {"from": "2024-01-01", "to": "2024-01-31", "currency": "EUR"}
+    # Worth 1,250 USD = 1,000 EUR, bought at 100 USD each = 800 EUR: 200 EUR unrealised.
+    for perf in (
+        await world.get("/analytics/performance", account_id=isa, **period),
+        await world.get("/analytics/performance", **period),
+    ):
+        assert perf["unrealised_gain"] == {"value": "200.00", "reason": None}
+    # Our own close (in USD) too: 10 x 130 USD = 1,040 EUR, minus 800.
+    await world.prices("ticker:ACME", "ACME", {date(2024, 1, 30): "130"}, "USD")
+    perf = await world.get("/analytics/performance", account_id=isa, **period)
+    assert perf["unrealised_gain"] == {"value": "240.00", "reason": None}

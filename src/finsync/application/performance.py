@@ -115,7 +115,7 @@ class PerformanceService:
         opens = max((s.day for s in snaps if s.balance is not None and s.day <= start), default=start)
         flows_tx = await uow.analytics.transactions_of(user.id, ids, end, [TransactionType.TRANSFER], opens)
         trades = await uow.analytics.transactions_of(user.id, ids, end, [TransactionType.TRADE])
-        currencies = {a.currency for a in accounts} | {t.currency for t in flows_tx} | {target}
+        currencies = {a.currency for a in accounts} | {t.currency for t in (*flows_tx, *trades)} | {target}
         book = await load_book(uow, end, None, currencies)
         values = _day_values(accounts, [(s.account_id, s.day, s.balance) for s in snaps], book, target)
         before = [v for v in values if v[0] <= start]
@@ -140,7 +140,7 @@ class PerformanceService:
         mwr = xirr(investor) if window else Figure(None, "no valuations in the period")
         ledgers = _ledgers(trades, book, target, start)
         realised = sum((ledger.realised for ledger in ledgers.values()), Decimal(0))
-        unrealised = await self._unrealised(uow, user, accounts, ledgers, end, book, target)
+        unrealised = await self._unrealised(uow, user, accounts, ledgers, end, target)
         total = None if start_value is None or end_value is None else end_value - start_value - net
         return Performance(
             currency=target,
@@ -164,7 +164,6 @@ class PerformanceService:
         accounts: list[Account],
         ledgers: dict[UUID, Ledger],
         end: date,
-        book: RateBook,
         target: str,
     ) -> Figure:
         """Market value of the positions held on ``end`` minus their average cost: from recorded
@@ -186,6 +185,11 @@ class PerformanceService:
                 return Figure(None, "no recorded holdings on that day: unrealised gain is known from then on")
             positions = [(s.account_id, s.instrument_key, s.symbol, s.quantity, None) for s in spans]
         prices = await Prices.load(uow, {key for _, key, *_ in positions}, end, end - _LOOKBACK)
+        # The rates of ``end`` for every currency a position is quoted or held in (a USD listing
+        # in a EUR account is valued in USD: the accounts' currencies are not enough).
+        quoted = {bar.currency for bars in prices.bars.values() for bar in bars}
+        held = {h.currency for *_, h in positions if h is not None}
+        book = await load_book(uow, end, end - _LOOKBACK, quoted | held | {target})
         total = Decimal(0)
         for account_id, key, symbol, quantity, holding in positions:
             bar = prices.close(key, end)
