@@ -72,3 +72,31 @@ async def test_unrealised_gain_of_a_listing_quoted_in_another_currency_than_the_
     await world.prices("ticker:ACME", "ACME", {date(2024, 1, 30): "130"}, "USD")
     perf = await world.get("/analytics/performance", account_id=isa, **period)
     assert perf["unrealised_gain"] == {"value": "240.00", "reason": None}
+
+
+async def test_income_leaves_out_what_you_excluded_from_analytics(world: World) -> None:
+    await world.login()
+    dividend = {"type": TransactionType.INCOME, "subtype": TransactionSubtype.DIVIDEND, "currency": "EUR"}
+    tax = {"type": TransactionType.TAX, "subtype": TransactionSubtype.TAX, "currency": "EUR"}
+    world.bank.accounts = [account("isa", type=AccountType.ISA, currency="EUR")]
+    world.bank.transactions = {
+        "isa": [
+            txn("d1", "100.00", date(2024, 1, 10), symbol="ACME", **dividend),
+            txn("d2", "50.00", date(2024, 1, 11), symbol="ACME", **dividend),  # booked twice, say
+            txn("t2", "-7.50", date(2024, 1, 11), symbol="ACME", **tax),
+        ]
+    }
+    await world.sync(date(2024, 2, 1))
+    items = (await world.get("/transactions"))["items"]
+    for pid in ("d2", "t2"):
+        row = next(i for i in items if i["provider_transaction_id"] == pid)
+        r = await world.client.patch(
+            f"/api/v1/transactions/{row['id']}", headers=world.headers, json={"excluded_from_analytics": True}
+        )
+        assert r.status_code == 200, r.text
+    period = {"from": "2024-01-01", "to": "2024-01-31", "currency": "EUR"}
+    (month,) = (await world.get("/analytics/income", **period))["periods"]
+    assert month["values"] == {"gross": "100.00", "withholding_tax": "0.00", "net": "100.00"}
+    assert month["count"] == 1
+    (month,) = (await world.get("/analytics/cash-flow", **period))["periods"]
+    assert month["values"]["income"] == "100.00"

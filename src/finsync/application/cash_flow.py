@@ -154,7 +154,7 @@ class CashFlowService:
         _check_range(start, end)
         target = currency or base_currency(user, self._default)
         rows = await uow.analytics.transactions_of(
-            user.id, None, end, [TransactionType.INCOME, TransactionType.TAX], start
+            user.id, None, end, [TransactionType.INCOME, TransactionType.TAX], start, counted_only=True
         )
         currencies = {t.currency for t in rows} | {target}
         book = await load_book(uow, end, start - _LOOKBACK, currencies)

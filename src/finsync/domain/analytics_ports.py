@@ -304,6 +304,7 @@ class AnalyticsRepository(Protocol):
         end: date,
         types: Sequence[TransactionType],
         start: date | None = None,
+        counted_only: bool = False,
     ) -> list[Movement]: ...
     async def daily_sums(
         self, account_id: UUID, start: date, end: date

@@ -14,7 +14,7 @@ from decimal import Decimal
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import select, text
+from sqlalchemy import or_, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from finsync.domain.analytics_ports import (
@@ -358,8 +358,10 @@ class SqlAnalyticsRepository:
         end: date,
         types: Sequence[TransactionType],
         start: date | None = None,
+        counted_only: bool = False,
     ) -> list[Movement]:
-        """The user's settled or pending transactions of some types (income, trades, flows)."""
+        """The user's settled or pending transactions of some types (income, trades, flows);
+        ``counted_only``: without those the user excluded from analytics."""
         t = transactions.c
         columns = (
             t.account_id,
@@ -379,6 +381,8 @@ class SqlAnalyticsRepository:
         )
         if start is not None:
             stmt = stmt.where(t.transaction_date >= start)
+        if counted_only:
+            stmt = stmt.where(or_(t.excluded_from_analytics.is_(None), t.excluded_from_analytics.is_(False)))
         if account_ids is not None:
             stmt = stmt.where(t.account_id.in_(list(account_ids)))
         stmt = stmt.order_by(t.transaction_date, t.id)
