@@ -552,3 +552,45 @@ async def test_a_429_holds_binance_for_another_process_through_the_shared_store(
             async with engine.begin() as conn:
                 await conn.exec_driver_sql("DELETE FROM rate_budgets")
             await engine.dispose()
+
+
+async def test_a_pair_asked_before_is_asked_again_after_its_asset_is_sold_out(
+    url: str, store: BinanceStore, clock: VirtualClock
+) -> None:
+    """BNB deposited and held at the first sync (BNB/USDT asked: no trades yet), then all sold
+    for USDT before the next: Binance answers trades only per symbol, and BNB is no longer held,
+    so the pair must come from what earlier syncs asked, or the sale is never read."""
+    store.balances["BNB"] = ("5.00000000", "0.00000000")
+    session = _session(store)
+    first = _build(url, session, clock)
+    try:
+        [account] = await first.fetch_accounts()
+        await first.fetch_transactions(account)
+    finally:
+        await first.aclose()
+    assert "BNBUSDT" in {q["symbol"] for p, q in store.requests if p.endswith("myTrades")}
+    store.balances["BNB"] = ("0.00000000", "0.00000000")
+    store.add_trade(
+        "BNBUSDT",
+        id=4242,
+        time_ms=int(clock.now() * 1000) - 3_600_000,
+        buyer=False,
+        qty="5.00000000",
+        price="600.00",
+        quote_qty="3000.00000000",
+        commission="3.00000000",
+        commission_asset="USDT",
+    )
+    second = _again(url, session, clock)
+    try:
+        [account] = await second.fetch_accounts()
+        batch = await second.fetch_transactions(account)
+        found = {t.provider_transaction_id: t for t in batch.transactions}
+    finally:
+        await second.aclose()
+    sale = found["trade:BNB/USDT:4242"]
+    assert (sale.subtype, sale.quantity, sale.amount) == (
+        TransactionSubtype.SELL,
+        Decimal("-5"),
+        Decimal("3000"),
+    )

@@ -251,3 +251,41 @@ async def test_a_trade_older_than_the_ledger_cursor_still_finds_its_fee_in_the_l
     bought = found["trade:ETH/USD:TOLD01-FEEIN-ETHETH"]
     assert bought.fees is None
     assert bought.raw["fee"] == {"cost": "0.0002600000", "currency": "ETH"}
+
+
+async def test_earn_allocations_and_deallocations_are_not_income_only_earn_rewards_are(
+    adapter: ExchangeAdapter, store: KrakenStore, clock: VirtualClock
+) -> None:
+    """Kraken's ledger type ``earn`` covers every Earn movement — "allocation, deallocation,
+    rewards" (its ledger field guide) — told apart by ``subtype``: moving 5 DOT into Earn is
+    two ``earn``/``allocation`` entries (-5 DOT, +5 DOT.B), and back two ``deallocation`` ones.
+    Only ``earn``/``reward`` is income."""
+    store.assets |= {"DOT": "DOT", "DOT.B": "DOT.B"}
+    at = clock.now() - 3 * 86_400.0
+
+    def entry(key: str, subtype: str, asset: str, amount: str, offset: float) -> None:
+        store.ledger[key] = {
+            "refid": f"R{key}",
+            "time": at + offset,
+            "type": "earn",
+            "subtype": subtype,
+            "aclass": "currency",
+            "asset": asset,
+            "amount": amount,
+            "fee": "0.0000000000",
+            "balance": "5.0000000000",
+        }
+
+    entry("LEARN1-AAAAA-000001", "allocation", "DOT", "-5.0000000000", 0)
+    entry("LEARN1-AAAAA-000002", "allocation", "DOT.B", "5.0000000000", 0)
+    entry("LEARN1-AAAAA-000003", "reward", "DOT.B", "0.0123000000", 3600)
+    entry("LEARN1-AAAAA-000004", "deallocation", "DOT.B", "-5.0000000000", 7200)
+    entry("LEARN1-AAAAA-000005", "deallocation", "DOT", "5.0000000000", 7200)
+    entry("LEARN1-AAAAA-000006", "autoallocation", "DOT.B", "1.0000000000", 9000)
+    [account] = await adapter.fetch_accounts()
+    found = {t.provider_transaction_id: t for t in (await adapter.fetch_transactions(account)).transactions}
+    earn = {k: t for k, t in found.items() if k.startswith("ledger:LEARN1")}
+    assert list(earn) == ["ledger:LEARN1-AAAAA-000003"]
+    reward = earn["ledger:LEARN1-AAAAA-000003"]
+    assert (reward.type, reward.amount) == (TransactionType.INCOME, Decimal("0.0123"))
+    assert reward.currency == "DOT.B"

@@ -244,8 +244,10 @@ class ExchangeAdapter:
                     from_id = last + 1
                 if len(page) < 1000:
                     break
-            if last is not None:
-                per_symbol[symbol] = last  # the next sync reads from this id on (it overlaps one)
+            # the next sync reads from this id on (it overlaps one); a pair asked with nothing
+            # found yet is kept too (None): once its asset is sold out it is held no more, and
+            # only this says that its sale is to be read
+            per_symbol[symbol] = last
         return items
 
     async def _by_cursor(
@@ -339,7 +341,7 @@ class ExchangeAdapter:
 
     def _symbols(self, known: dict[str, Any]) -> list[str]:
         """Spot symbols worth asking: a held asset against a common quote or another held asset,
-        plus every symbol that had trades before (an asset sold out since is still read)."""
+        plus every symbol asked before (an asset sold out since is still read)."""
         held = {k for k, v in ((self._balance or {}).get("total") or {}).items() if v and Decimal(v)}
         quotes = QUOTE_ASSETS | held
         wanted = {
@@ -347,7 +349,8 @@ class ExchangeAdapter:
             for symbol, market in (self.ex.markets or {}).items()
             if market.get("spot") and market.get("base") in held and market.get("quote") in quotes
         }
-        return sorted(wanted | set(known))[:MAX_SYMBOLS_KEPT]
+        # the held ones first: where more than the bound are kept, the pairs of held assets stay
+        return [*sorted(wanted), *sorted(set(known) - wanted)][:MAX_SYMBOLS_KEPT]
 
     async def _by_time(
         self,

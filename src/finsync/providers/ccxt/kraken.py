@@ -10,6 +10,13 @@ from pydantic_settings import SettingsConfigDict
 from finsync.providers.ccxt.adapter import factory
 from finsync.providers.ccxt.exchange import Exchange, ExchangeSettings, api_key, metadata, secret
 
+# Ledger entries that are income. ``earn`` is every Earn movement ("allocation, deallocation,
+# rewards, and other transactions", Kraken's ledger field guide): moving funds into or out of
+# Earn is a pair of ``earn`` entries (``allocation``, ``deallocation``, ``autoallocation``,
+# ``migration``) between ``DOT`` and ``DOT.B``; only its ``reward`` subtype is income. The
+# legacy ``staking`` type is its rewards.
+INCOME_TYPES = frozenset({"staking", "reward", "earn/reward", "rebate", "airdrop", "cashback"})
+
 
 class KrakenSettings(ExchangeSettings):
     model_config = SettingsConfigDict(env_prefix="FINSYNC_KRAKEN_")
@@ -24,6 +31,7 @@ EXCHANGE = Exchange(
     offset_param="ofs",
     backwards=frozenset({"deposits", "withdrawals"}),
     trade_fees_in_ledger=True,
+    income_types=INCOME_TYPES,
     auth_errors=("EAPI:Invalid key", "EAPI:Invalid signature", "EGeneral:Permission denied"),
 )
 METADATA = metadata(EXCHANGE, factory)

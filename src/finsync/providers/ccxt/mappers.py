@@ -209,9 +209,15 @@ def ledger_income(
     wire: Wire, item: Mapping[str, Any], income_types: frozenset[str]
 ) -> ProviderTransaction | None:
     """A staking or earn reward from the ledger as income; other ledger entries are None
-    (trades and transfers come from their own endpoints)."""
+    (trades and transfers come from their own endpoints). ``income_types`` holds the
+    entry types (ccxt's or the exchange's own) that are income, or ``type/subtype`` where only
+    some subtypes of a type are."""
     info: Mapping[str, Any] = item["info"] if isinstance(item.get("info"), Mapping) else {}
     kinds = {str(item.get("type") or "").lower(), str(info.get("type") or "").lower()}
+    # ``type/subtype`` where the exchange qualifies a type (Kraken's ``earn`` is allocations,
+    # deallocations and rewards alike; only ``earn/reward`` is income)
+    if subtype := str(info.get("subtype") or "").lower():
+        kinds |= {f"{kind}/{subtype}" for kind in kinds if kind}
     if not kinds & income_types or str(item.get("direction") or "in") != "in":
         return None
     asset = asset_code(str(item["currency"]))
