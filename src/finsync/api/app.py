@@ -43,6 +43,7 @@ from finsync.api.routers import (
 from finsync.api.routing import add_routes
 from finsync.bootstrap import Container, build, configure_logging
 from finsync.config import Settings
+from finsync.gcpause import freeze_startup_heap
 
 log = structlog.get_logger(__name__)
 API_PREFIX = "/api/v1"
@@ -116,6 +117,8 @@ def create_app(
         c: Container = app.state.container
         await c.start_jobs()
         worker = asyncio.create_task(c.run_worker()) if with_worker and not c.settings.is_sqlite else None
+        if owned:  # a server process (``finsync serve``), not an app around a caller's container
+            freeze_startup_heap()
         log.info("finsync_started", version=__version__, database=c.engine.dialect.name)
         try:
             yield
