@@ -113,6 +113,31 @@ async def test_new_fill_appears_on_next_sync(
     )
 
 
+async def test_trans_cash_transactions_are_deposits_and_withdrawals(
+    settings: AlpacaSettings, store: AlpacaStore, clock: VirtualClock
+) -> None:
+    """``TRANS`` is Alpaca's activity type for cash transactions (CSD and CSW alike)."""
+    sess = session()
+    await sync(create_adapter(sess, settings, clock=clock))
+    clock.advance(600)
+    deposit = store.add_activity(clock.now(), "TRANS", "1500.00", description="ACH deposit")
+    withdrawal = store.add_activity(clock.now() + 1, "TRANS", "-200.00", description="ACH withdrawal")
+
+    _, _, batch = await sync(create_adapter(sess, settings, clock=clock))
+
+    by_id = {t.provider_transaction_id: t for t in batch.transactions}
+    assert (by_id[deposit["id"]].type, by_id[deposit["id"]].subtype, by_id[deposit["id"]].amount) == (
+        TransactionType.TRANSFER,
+        TransactionSubtype.DEPOSIT,
+        Decimal("1500.00"),
+    )
+    assert (by_id[withdrawal["id"]].type, by_id[withdrawal["id"]].subtype) == (
+        TransactionType.TRANSFER,
+        TransactionSubtype.WITHDRAWAL,
+    )
+    assert by_id[withdrawal["id"]].amount == Decimal("-200.00")
+
+
 async def test_bad_secret_is_auth_error_without_secrets(
     settings: AlpacaSettings, store: AlpacaStore, clock: VirtualClock
 ) -> None:

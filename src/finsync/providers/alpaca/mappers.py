@@ -138,6 +138,9 @@ def map_activity(item: dict[str, Any], currency: str) -> ProviderTransaction:
         tx_type, subtype = TransactionType.TAX, TransactionSubtype.TAX
     elif kind.startswith("DIV"):
         tx_type, subtype = TransactionType.INCOME, TransactionSubtype.DIVIDEND
+    elif kind == "TRANS":  # Alpaca's cash transactions, deposits (CSD) and withdrawals (CSW) alike
+        tx_type = TransactionType.TRANSFER
+        subtype = TransactionSubtype.DEPOSIT if amount >= 0 else TransactionSubtype.WITHDRAWAL
     elif kind.startswith("JNL"):
         tx_type = TransactionType.TRANSFER
         subtype = TransactionSubtype.TRANSFER_IN if amount >= 0 else TransactionSubtype.TRANSFER_OUT
