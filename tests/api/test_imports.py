@@ -223,6 +223,26 @@ async def test_a_file_of_several_accounts_is_not_loaded_into_one_account(client:
     assert (counts["transactions_inserted"], counts["transactions_already_present"]) == (2, 2)
 
 
+async def test_an_older_investment_statement_keeps_newer_holdings(client: httpx.AsyncClient) -> None:
+    headers = await register_and_login(client)
+    newer = (OFX / "vanguard401k.ofx").read_text()  # DTASOF 2014-10-17, 117.506 units worth 5171.44
+    older = newer.replace("<DTASOF>20141017160000", "<DTASOF>20140917160000").replace(
+        "<UNITS>117.506<UNITPRICE>44.01<MKTVAL>5171.44", "<UNITS>90.0<UNITPRICE>45.00<MKTVAL>4050.00"
+    )
+    assert "4050.00" in older
+    assert "<DTASOF>20140917160000" in older
+    await upload(client, headers, newer.encode())
+    r = await upload(client, headers, older.encode())
+    assert r.status_code == 201, r.text
+    (account,) = r.json()["accounts"]
+    assert (account["balance"], account["holdings_value"]) == ("5171.44", "5171.44")
+    holdings = await _all(client, headers, f"/api/v1/accounts/{account['id']}/holdings")
+    assert [(h["quantity"], h["market_value"]) for h in holdings] == [("117.506", "5171.44")]
+    assert any("positions were not applied" in w for w in r.json()["warnings"])
+    snaps = await _all(client, headers, f"/api/v1/accounts/{account['id']}/balance-snapshots")
+    assert sorted(s["balance"] for s in snaps) == ["4050.00", "5171.44"]
+
+
 async def test_older_statement_snapshot_records_its_own_balance(client: httpx.AsyncClient) -> None:
     headers = await register_and_login(client)
     await upload(client, headers, statement(range(3), ledger="20.00", as_of="20240229"))

@@ -94,11 +94,35 @@ def _merge_known(incoming: ProviderAccount, existing: Account | None) -> Provide
     back, and a figure the statement leaves out keeps its known value."""
     if existing is None or existing.balance_at is None:
         return incoming
-    older = incoming.balance_at is None or incoming.balance_at < existing.balance_at
-    if older or incoming.balance is None:
+    if _older(incoming, existing) or incoming.balance is None:
         known = {f: getattr(existing, f) for f in _FIGURES}
         return replace(incoming, balance_at=existing.balance_at, **known)
     return replace(incoming, **{f: getattr(existing, f) for f in _FIGURES if getattr(incoming, f) is None})
+
+
+def _older(incoming: ProviderAccount, existing: Account | None) -> bool:
+    """Whether a statement is older than what is known of its account (or undated)."""
+    if existing is None or existing.balance_at is None:
+        return False
+    return incoming.balance_at is None or incoming.balance_at < existing.balance_at
+
+
+def _keep_newer_holdings(fetched: Fetched, existing: dict[str, Account]) -> list[str]:
+    """An older statement's positions are not the account's holdings any more: they would
+    replace newer ones (and disagree with the account's value, which is kept). Its balance
+    is still recorded as of its own date; the position history ignores older days anyway."""
+    warnings = []
+    for incoming in fetched.accounts:
+        known = existing.get(incoming.provider_account_id)
+        if known is None or known.balance_at is None:
+            continue
+        if incoming.provider_account_id in fetched.holdings and _older(incoming, known):
+            del fetched.holdings[incoming.provider_account_id]
+            warnings.append(
+                f"account {known.name!r}: this statement is older than the one its holdings come from "
+                f"(as of {known.balance_at.date().isoformat()}): its positions were not applied"
+            )
+    return warnings
 
 
 def _drop_other_currencies(fetched: Fetched, existing: dict[str, Account]) -> list[str]:
@@ -312,6 +336,7 @@ class ImportService:
             # Deferred rows add their warnings to this same list while they are written.
             warnings = parsed.warnings
             warnings += _drop_other_currencies(fetched, existing)
+            warnings += _keep_newer_holdings(fetched, existing)
             fetched.accounts = [
                 _merge_known(a, existing.get(a.provider_account_id)) for a in fetched.accounts
             ]
