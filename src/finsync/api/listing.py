@@ -6,8 +6,8 @@ entity, no pydantic validation of every row and again of the page, and each prov
 (``raw``) passed through as the JSON text the database holds. The values are formatted as
 ``finsync.api.wire`` formats them everywhere else; a test holds the two paths equal.
 
-On PostgreSQL reads the database writes each item itself (``listed_json``, in the page's
-own statement): the API process joins the texts. A test holds those bytes equal to what this
+On PostgreSQL reads the database writes the items itself (``listed_json``, in the page's
+own statement, joined into one text). A test holds those bytes equal to what this
 module writes from the same rows.
 """
 
@@ -23,12 +23,12 @@ import orjson
 from finsync.api.pagination import encode_cursor
 from finsync.api.wire import decimal_text, utc_text
 from finsync.domain.ports import (
-    ListedJson,
     ListedTransaction,
     Page,
     PageRequest,
     TransactionFilter,
     UnitOfWork,
+    WrittenPage,
 )
 
 
@@ -79,10 +79,10 @@ def transactions_body(page: Page[ListedTransaction]) -> bytes:
     return orjson.dumps(body, option=orjson.OPT_UTC_Z)
 
 
-def _json_body(page: Page[ListedJson]) -> bytes:
-    """The page from items the database wrote as JSON (``listed_json``): joined, not parsed."""
+def _json_body(page: WrittenPage) -> bytes:
+    """The page from the items the database wrote as JSON (``listed_json``), not parsed."""
     cursor = f'"{encode_cursor(page.next_key)}"' if page.next_key else "null"  # base64url: no escapes
-    return f'{{"items":[{",".join(t.item for t in page.items)}],"next_cursor":{cursor}}}'.encode()
+    return f'{{"items":[{page.items}],"next_cursor":{cursor}}}'.encode()
 
 
 async def transactions_body_of(
@@ -92,6 +92,6 @@ async def transactions_body_of(
     can (PostgreSQL reads), else here."""
     written = await uow.transactions.listed_json(user_id, filters, page)
     if written is not None:
-        return _json_body(written), len(written.items)
+        return _json_body(written), written.count
     listed = await uow.transactions.listed(user_id, filters, page)
     return transactions_body(listed), len(listed.items)

@@ -293,13 +293,14 @@ class HoldingRepository(Protocol):
     async def find(self, user_id: UUID, account_id: UUID | None, page: PageRequest) -> Page[Holding]: ...
 
 
-@dataclass(slots=True)
-class ListedJson:
-    """A listed transaction as the JSON text of its response item, with its page key."""
+@dataclass(frozen=True, slots=True)
+class WrittenPage:
+    """A page whose items the database wrote as JSON: ``items`` is the text between the
+    array's brackets (the items joined by commas), ``count`` how many there are."""
 
-    transaction_date: date
-    id: UUID
-    item: str
+    items: str
+    count: int
+    next_key: tuple[str, ...] | None = None
 
 
 @dataclass(slots=True)
@@ -364,9 +365,9 @@ class TransactionRepository(Protocol):
 
     async def listed_json(
         self, user_id: UUID, filters: TransactionFilter, page: PageRequest
-    ) -> Page[ListedJson] | None:
-        """``listed``'s page, each item as its response JSON built by the database; None where
-        the database does not build it (then ``listed``)."""
+    ) -> WrittenPage | None:
+        """``listed``'s page, its items as their response JSON written by the database; None
+        where the database does not write it (then ``listed``)."""
         ...
 
     async def count_for(self, account_id: UUID) -> int: ...

@@ -107,7 +107,13 @@ def make_page(
     if len(items) <= page.limit:
         return Page(items=items)
     items = items[: page.limit]
-    return Page(items=items, next_key=(of.name, *(_encode(v) for v in key(items[-1]))))
+    return Page(items=items, next_key=next_key(of, *key(items[-1])))
+
+
+def next_key(of: Table, *values: Any) -> tuple[str, ...]:
+    """A cursor's key: the list (``of``, the table ``keyset`` seeks in), then the last item's
+    key values."""
+    return (of.name, *(_encode(v) for v in values))
 
 
 def column_text(value: str | None, limit: int | None = None) -> str | None:

@@ -34,7 +34,7 @@ from finsync.domain.categories import CompiledRules, Labels, Rule, SetBy
 from finsync.domain.entities import Account, Transaction, new_id, utcnow
 from finsync.domain.enums import TransactionStatus, TransactionSubtype, TransactionType
 from finsync.domain.errors import Conflict
-from finsync.domain.ports import ListedJson, ListedTransaction, Page, PageRequest, TransactionFilter
+from finsync.domain.ports import ListedTransaction, Page, PageRequest, TransactionFilter, WrittenPage
 from finsync.domain.records import DeferredTransactions, ProviderTransaction, TransactionBatch, UpsertCounts
 from finsync.infrastructure.db import raw
 from finsync.infrastructure.db.analytics_tables import TransferLinkRow
@@ -44,6 +44,7 @@ from finsync.infrastructure.db.mapping import (
     column_text,
     keyset,
     make_page,
+    next_key,
     provider_id,
     to_entity,
 )
@@ -362,6 +363,15 @@ def listed_sql(
         f"WHERE {' AND '.join(where)} "
         f"ORDER BY transaction_date DESC, id DESC LIMIT {arg(page.limit + 1)}"
     )
+    if as_json:  # the page in one row: its items joined, and the key of its last item
+        last = arg(page.limit)
+        sql = (
+            f"SELECT count(*), string_agg(item, ',' ORDER BY at) FILTER (WHERE at <= {last}), "  # noqa: S608
+            f"(array_agg(transaction_date) FILTER (WHERE at = {last}))[1], "
+            f"(array_agg(id) FILTER (WHERE at = {last}))[1] "
+            "FROM (SELECT row_number() OVER (ORDER BY transaction_date DESC, id DESC) AS at, "
+            f"transaction_date, id, item FROM ({sql}) listed) page"
+        )
     return sql, args
 
 
@@ -622,20 +632,20 @@ class SqlTransactionRepository:
 
     async def listed_json(
         self, user_id: UUID, filters: TransactionFilter, page: PageRequest
-    ) -> Page[ListedJson] | None:
-        """``listed``'s page with each item as its JSON text, built by PostgreSQL in the same
-        statement: the API process then decodes one text per row instead of 23 values and
+    ) -> WrittenPage | None:
+        """``listed``'s page written as JSON by PostgreSQL in the same statement, all in one
+        row: the API process decodes one text per page instead of 23 values per item, and
         writes no JSON of its own. None where that does not apply (SQLite, or a unit of work
         that is not a request's read): take ``listed``."""
-        found = (
-            await raw.fetch(self._s, *listed_sql(user_id, filters, page, as_json=True))
-            if self._postgres
-            else None
-        )
+        if not self._postgres:
+            return None
+        found = await raw.fetch(self._s, *listed_sql(user_id, filters, page, as_json=True))
         if found is None:
             return None
-        items = [ListedJson(*row) for row in found]
-        return make_page(items, page, lambda x: (x.transaction_date, x.id), of=transactions)
+        count, items, day, ident = found[0]
+        if count <= page.limit:
+            return WrittenPage(items or "", count)
+        return WrittenPage(items, page.limit, next_key(transactions, day, ident))
 
     async def refresh_statistics(self) -> None:
         """Refresh the planner's statistics of the table after a bulk write (PostgreSQL).
