@@ -442,7 +442,7 @@ class ImportService:
             record_counts(run, "accounts", type(counts)(unchanged=1))
             if matched:
                 warnings.append(f"{matched} row(s) were already in the account from another source")
-            await label_new_transactions(uow, user_id, [account.id], floor)
+            await label_new_transactions(uow, user_id, [account.id], floor, counts.updated_ids)
             run.status = SyncStatus.SUCCEEDED
             run.finished_at = self._clock()
             run.counts["duration_ms"] = int((time.perf_counter() - started) * 1000)

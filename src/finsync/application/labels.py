@@ -77,25 +77,31 @@ def _rule_change(rule_or_rules: Rule | list[Rule], target: LabelTarget) -> Label
 
 
 async def label_new_transactions(
-    uow: UnitOfWork, user_id: UUID, account_ids: Sequence[UUID], floor: UUID
+    uow: UnitOfWork, user_id: UUID, account_ids: Sequence[UUID], floor: UUID, updated: Sequence[UUID] = ()
 ) -> None:
     """Pair own transfers among transactions inserted since ``floor`` (rules already labelled
-    them as they were written: ``TransactionRepository.upsert``).
+    them as they were written: ``TransactionRepository.upsert``) and those ``updated`` (their
+    content changed: a detected link of theirs is judged again, so a leg whose amount, date or
+    status changed no longer pairs as it did, and one that now matches pairs).
 
     Costs one small query when the user has a single account.
     """
     several = len((await uow.accounts.find(user_id, AccountFilter(), PageRequest(limit=2))).items) > 1
     if not several:
         return
-    written = await uow.labels.written_since(account_ids, floor)
+    written = await uow.labels.written_since(account_ids, floor, updated)
     if written:
-        await _link_transfers(uow, user_id, written)
+        await _link_transfers(uow, user_id, written, updated)
 
 
-async def _link_transfers(uow: UnitOfWork, user_id: UUID, written: Sequence[LabelTarget]) -> int:
+async def _link_transfers(
+    uow: UnitOfWork, user_id: UUID, written: Sequence[LabelTarget], updated: Sequence[UUID] = ()
+) -> int:
     window = timedelta(days=WINDOW_DAYS)
     since, until = min(t.day for t in written) - window, max(t.day for t in written) + window
     await uow.transfers.lock(user_id)  # a concurrent sync's legs are committed and seen first
+    if updated:  # their detected links go; those still right are made again below
+        await uow.transfers.forget_detected(updated)
     candidates = await uow.transfers.candidates(user_id, since, until)
     pairs = match_transfers(candidates, await uow.transfers.rejected_pairs(user_id), {t.id for t in written})
     return await uow.transfers.add(

@@ -94,6 +94,7 @@ async def write_fetched(
     record_counts(run, "accounts", counts)
     await flag_held_elsewhere(uow, connection, run, accounts, now)
     snapshots = []
+    updated: list[UUID] = []  # transactions whose content changed: their transfers are paired again
     for account in accounts:
         key = account.provider_account_id
         source_of = fetched.snapshot_from.get(key)
@@ -110,6 +111,7 @@ async def write_fetched(
                 tx_counts.add(await uow.transactions.upsert_deferred(account, group, rules))
             tx_counts.deleted += await uow.transactions.drop_stale_pending(account, batch)
             record_counts(run, "transactions", tx_counts)
+            updated += tx_counts.updated_ids
         snapshots.append(
             BalanceSnapshot(
                 user_id=account.user_id,
@@ -130,7 +132,7 @@ async def write_fetched(
     run.counts["snapshots"] = run.counts.get("snapshots", 0) + await uow.snapshots.add_many(snapshots)
     if any(was_liability.get(a.id, is_liability(a.type)) != is_liability(a.type) for a in accounts):
         await uow.analytics.rebuild_net_worth(connection.user_id)
-    await label_new_transactions(uow, connection.user_id, [a.id for a in accounts], floor)
+    await label_new_transactions(uow, connection.user_id, [a.id for a in accounts], floor, updated)
     return accounts
 
 

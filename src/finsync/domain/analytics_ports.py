@@ -211,8 +211,11 @@ class RuleRepository(Protocol):
 
 
 class LabelRepository(Protocol):
-    async def written_since(self, account_ids: Sequence[UUID], floor: UUID) -> list[LabelTarget]:
-        """Transactions inserted into these accounts since ``floor`` (a UUIDv7 time bound)."""
+    async def written_since(
+        self, account_ids: Sequence[UUID], floor: UUID, also: Sequence[UUID] = ()
+    ) -> list[LabelTarget]:
+        """Transactions inserted into these accounts since ``floor`` (a UUIDv7 time bound),
+        and those of ``also`` (rows updated meanwhile)."""
         ...
 
     async def matching(
@@ -250,6 +253,10 @@ class TransferRepository(Protocol):
     ) -> Page[TransferLink]: ...
     async def live_link_of(self, transaction_ids: Sequence[UUID]) -> TransferLink | None: ...
     async def forget_transactions(self, transaction_ids: Sequence[UUID]) -> int: ...
+    async def forget_detected(self, transaction_ids: Sequence[UUID]) -> int:
+        """Drop the detected (not user-confirmed, not rejected) links of these transactions."""
+        ...
+
     async def forget_pair(self, outflow_id: UUID, inflow_id: UUID) -> None:
         """Drop a rejected link of exactly this pair (the user now links them)."""
         ...

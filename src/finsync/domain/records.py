@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
+from uuid import UUID
 
 from finsync.domain.enums import (
     AccountType,
@@ -123,9 +124,12 @@ class UpsertCounts:
     updated: int = 0
     unchanged: int = 0
     deleted: int = 0
+    # Transactions: the ids of the rows updated (their own transfers are paired again).
+    updated_ids: list[UUID] = field(default_factory=list)
 
     def add(self, other: UpsertCounts) -> None:
         self.inserted += other.inserted
         self.updated += other.updated
         self.unchanged += other.unchanged
         self.deleted += other.deleted
+        self.updated_ids += other.updated_ids

@@ -225,11 +225,18 @@ class SqlLabelRepository:
     def __init__(self, session: AsyncSession) -> None:
         self._s = session
 
-    async def written_since(self, account_ids: Sequence[UUID], floor: UUID) -> list[LabelTarget]:
+    async def written_since(
+        self, account_ids: Sequence[UUID], floor: UUID, also: Sequence[UUID] = ()
+    ) -> list[LabelTarget]:
         # Ids are UUIDv7 (time first): rows inserted since ``floor`` was taken are a primary-key range.
         t = transactions.c
         stmt = select(*_TARGET).where(t.id >= floor, t.account_id.in_(list(account_ids)))
-        return [_target(r) for r in (await self._s.execute(stmt)).all()]
+        found = {r.id: _target(r) for r in (await self._s.execute(stmt)).all()}
+        ids = [i for i in dict.fromkeys(also) if i not in found]
+        for start in range(0, len(ids), _CHUNK):  # bound the bound parameters
+            chunk = select(*_TARGET).where(t.id.in_(ids[start : start + _CHUNK]))
+            found.update((r.id, _target(r)) for r in (await self._s.execute(chunk)).all())
+        return list(found.values())
 
     async def matching(
         self, user_id: UUID, text: str | None, account_id: UUID | None, after: UUID | None, limit: int

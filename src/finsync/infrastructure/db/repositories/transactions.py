@@ -78,7 +78,7 @@ _UPDATE_SQL = (  # built from our own column constants, no user input
     f"UPDATE transactions t SET {', '.join(f'{c} = s.{c}' for c in _STAGED[1:])}, "  # noqa: S608
     "updated_at = now() FROM _transactions_stage s "
     "WHERE t.account_id = $1 AND t.provider_transaction_id = s.provider_transaction_id "
-    "AND t.content_hash <> s.content_hash"
+    "AND t.content_hash <> s.content_hash RETURNING t.id"
 )
 _COMPARE_SQL = (  # 1-based positions of the keys stored with the same and with another fingerprint
     "SELECT array_agg(k.i) FILTER (WHERE t.content_hash = k.fingerprint), "
@@ -450,11 +450,12 @@ class SqlTransactionRepository:
             stored = await self._lock(account.id)
             new, changed = await self._compare_postgres(account, keys, stored)
             inserted = await self._copy(rows_at(new)) if new else 0
-            updated = await self._update(account, rows_at(changed)) if changed else 0
-        self.written += inserted + updated
+            updated = await self._update(account, rows_at(changed)) if changed else []
+        self.written += inserted + len(updated)
         if inserted or updated:
             mark_written(self._s, [account.user_id])
-        return UpsertCounts(inserted=inserted, updated=updated, unchanged=len(keys) - len(new) - len(changed))
+        unchanged = len(keys) - len(new) - len(changed)
+        return UpsertCounts(inserted=inserted, updated=len(updated), unchanged=unchanged, updated_ids=updated)
 
     async def _lock(self, account_id: UUID) -> bool | None:
         """Serialise writers of one account until commit (a no-op on SQLite, which has one
@@ -521,25 +522,26 @@ class SqlTransactionRepository:
         status = await raw.copy_records_to_table("transactions", records=_yielding(rows), columns=_INSERT)
         return int(status.rsplit(" ", 1)[-1])  # "COPY <rows>"
 
-    async def _update(self, account: Account, rows: Iterator[tuple[Any, ...]]) -> int:
-        """COPY the changed rows into a transaction-local temporary table, then one UPDATE."""
+    async def _update(self, account: Account, rows: Iterator[tuple[Any, ...]]) -> list[UUID]:
+        """COPY the changed rows into a transaction-local temporary table, then one UPDATE;
+        the ids of the rows it changed."""
         raw = await self._driver()
         await raw.execute(_STAGE_DDL)
         await raw.copy_records_to_table(
             "_transactions_stage", records=(row[_PID_AT:_ROW_END] for row in rows), columns=_STAGED
         )
-        status = await raw.execute(_UPDATE_SQL, account.id)
+        updated = [UUID(bytes=row[0].bytes) for row in await raw.fetch(_UPDATE_SQL, account.id)]
         await raw.execute("TRUNCATE _transactions_stage")
-        return int(status.rsplit(" ", 1)[-1])  # "UPDATE <rows>"
+        return updated
 
-    async def _upsert_sqlite(self, rows: list[tuple[Any, ...]]) -> tuple[int, int]:
+    async def _upsert_sqlite(self, rows: list[tuple[Any, ...]]) -> tuple[int, list[UUID]]:
         """One prepared upsert, batched by SQLAlchemy's insertmanyvalues.
 
         Each row carries a fresh id; a returned id equal to it was inserted, any other
         returned id was an update, and rows not returned were unchanged.
         """
         if not rows:
-            return 0, 0
+            return 0, []
         now = utcnow()
         params = [dict(zip(_INSERT, row, strict=True), created_at=now, updated_at=now) for row in rows]
         base = sqlite.insert(transactions)
@@ -551,8 +553,8 @@ class SqlTransactionRepository:
         ).returning(transactions.c.id)
         returned = (await self._s.execute(stmt, params)).scalars().all()
         fresh = {row[0] for row in rows}
-        inserted = sum(1 for i in returned if i in fresh)
-        return inserted, len(returned) - inserted
+        updated = [i for i in returned if i not in fresh]
+        return len(returned) - len(updated), updated
 
     async def _driver(self) -> Any:
         """The asyncpg connection under the unit of work's session (its transaction open)."""

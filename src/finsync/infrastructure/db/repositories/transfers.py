@@ -151,6 +151,22 @@ class SqlTransferRepository:
             )
         )
 
+    async def forget_detected(self, transaction_ids: Sequence[UUID]) -> int:
+        """Drop the detected links of these transactions (a sync changed them: the pairing is
+        made again from what they hold now). Links the user confirmed or rejected stay."""
+        ids = list(dict.fromkeys(transaction_ids))
+        total = 0
+        for start in range(0, len(ids), _CHUNK):
+            chunk = ids[start : start + _CHUNK]
+            stmt = delete(links).where(
+                links.c.status == TransferStatus.DETECTED.value,
+                or_(links.c.outflow_id.in_(chunk), links.c.inflow_id.in_(chunk)),
+            )
+            owners = list((await self._s.execute(stmt.returning(links.c.user_id))).scalars())
+            mark_written(self._s, owners)
+            total += len(owners)
+        return total
+
     async def forget_transactions(self, transaction_ids: Sequence[UUID]) -> int:
         ids = list(transaction_ids)
         total = 0
