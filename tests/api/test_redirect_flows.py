@@ -416,3 +416,47 @@ async def test_live_positions_keep_a_rotated_refresh_token_across_a_key_rotation
     headers = await _later(client, vclock, 31 * 60)
     await _sync_stays_active(client, container, headers, created["id"])
     assert fake.refreshes == 2
+
+
+async def test_a_sync_with_the_old_consent_does_not_undo_a_reauthorization_that_landed_meanwhile(
+    flows: Flows, headers: Headers, schwab: tuple[FakeSchwab, str]
+) -> None:
+    """A sync still running on the expired consent fails after the new consent was stored: the
+    connection stays active on its new credentials (and syncs with them), not needs_reauth."""
+    client, container = flows
+    fake = schwab[0]
+    created = await connect(client, container, headers, {"provider": "schwab"})
+    runner = container.runner
+    fetching, release = asyncio.Event(), asyncio.Event()
+    original = runner._fetch
+
+    async def held(provider: str, session: Any) -> Any:
+        fetching.set()
+        await release.wait()
+        return await original(provider, session)
+
+    runner._fetch = held  # type: ignore[method-assign]
+    r = await client.post(f"/api/v1/connections/{created['id']}/sync", headers=headers)
+    assert r.status_code == 202, r.text
+    draining = asyncio.create_task(container.jobs.drain())  # PostgreSQL's queue runs jobs on drain
+    try:
+        await asyncio.wait_for(fetching.wait(), 10)
+        runner._fetch = original  # type: ignore[method-assign]
+        fake.access_tokens.clear()  # the old consent is gone at Schwab
+        fake.refresh_tokens.clear()
+        url = await reauthorize(client, headers, created["id"])
+        assert (await authorize(client, url)).status_code == 200
+    finally:
+        runner._fetch = original  # type: ignore[method-assign]
+        release.set()
+        await draining
+    await container.jobs.drain()
+    runs = await items(client, headers, f"/api/v1/connections/{created['id']}/sync-runs")
+    assert runs[0]["status"] == "failed"  # the old consent's sync
+    conn = await connection(client, headers, created["id"])
+    assert conn["status"] == "active", conn
+    r = await client.post(f"/api/v1/connections/{created['id']}/sync", headers=headers)
+    assert r.status_code == 202, r.text
+    await container.jobs.drain()
+    runs = await items(client, headers, f"/api/v1/connections/{created['id']}/sync-runs")
+    assert runs[0]["status"] == "succeeded", runs[0]

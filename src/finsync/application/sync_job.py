@@ -165,12 +165,19 @@ class SyncRunner:
                 current.state = {**current.state, "budget": session.state["budget"]}
             # Tokens rotated before a failure must survive it too, or the next sync cannot log in.
             # (A key rotation meanwhile re-encrypted the same credentials: they are still ours.)
-            if session.credentials != original and same_credentials(
-                self._cipher, current.credentials, connection.credentials
-            ):
+            replaced = not same_credentials(self._cipher, current.credentials, connection.credentials)
+            if session.credentials != original and not replaced:
                 current.credentials = self._cipher.encrypt(session.credentials)
             before = current.status
-            self._outcome(current, now, error)
+            if error is not None and replaced:
+                # New credentials or a new consent landed while this run used the old ones: its
+                # failure says nothing about them (it must not turn a fresh re-authorisation
+                # into needs_reauth). The next scheduled sync tries them now.
+                current.updated_at = now
+                if self._schedule(current.provider).default_minutes is not None:
+                    current.next_sync_at = now
+            else:
+                self._outcome(current, now, error)
             current.provider_messages = list(dict.fromkeys(session.warnings)) or None  # the latest only
             await uow.connections.save(current)
             run.status = SyncStatus.FAILED if error else SyncStatus.SUCCEEDED
