@@ -105,21 +105,29 @@ class DriverPool:
         await self._pool.release(connection)
 
     @asynccontextmanager
-    async def pinned(self) -> AsyncIterator[None]:
-        """One connection for every statement run inside (in this task): one checkout for a
-        few statements in a row, nothing else done between them (the fast lane's). A
-        connection found dead there is an error (the caller asks again elsewhere), and never
-        goes back to the pool."""
+    async def _checked_out(self) -> AsyncIterator[Any]:
+        """A connection of the pool, given back afterwards; one found dead is closed, never
+        handed out again."""
         connection, lost = await self.acquire(), False
-        token = self._pinned.set(connection)
         try:
-            yield
+            yield connection
         except LOST_CONNECTION:
             lost = True
             raise
         finally:
-            self._pinned.reset(token)
             await self.release(connection, lost=lost)
+
+    @asynccontextmanager
+    async def pinned(self) -> AsyncIterator[None]:
+        """One connection for every statement run inside (in this task): one checkout for a
+        few statements in a row, nothing else done between them (the fast lane's). A
+        connection found dead there is an error: the caller asks again elsewhere."""
+        async with self._checked_out() as connection:
+            token = self._pinned.set(connection)
+            try:
+                yield
+            finally:
+                self._pinned.reset(token)
 
     async def fetch(self, sql: str, args: Sequence[Any]) -> list[Any]:
         """The rows of ``sql``; on a connection found dead (a restart, a proxy), once more on
@@ -127,18 +135,13 @@ class DriverPool:
         pinned = self._pinned.get()
         if pinned is not None:
             return list(await pinned.fetch(sql, *args))
-        for attempt in (1, 2):
-            connection, lost = await self.acquire(), False
-            try:
+        try:
+            async with self._checked_out() as connection:
                 return list(await connection.fetch(sql, *args))
-            except LOST_CONNECTION:
-                lost = True
-                if attempt == 2:
-                    raise
-                log.warning("database_connection_lost_retrying_read")
-            finally:
-                await self.release(connection, lost=lost)
-        raise AssertionError("unreachable")  # pragma: no cover
+        except LOST_CONNECTION:
+            log.warning("database_connection_lost_retrying_read")
+        async with self._checked_out() as connection:
+            return list(await connection.fetch(sql, *args))
 
     async def aclose(self) -> None:
         """Closes the pool once every connection checked out is back: a statement still
