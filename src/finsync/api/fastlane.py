@@ -22,15 +22,19 @@ from __future__ import annotations
 
 import re
 from collections.abc import Awaitable, Callable
+from functools import partial
 from urllib.parse import parse_qsl
 from uuid import UUID
 
 import structlog
+from fastapi.security.utils import get_authorization_scheme_param
 from starlette._utils import get_route_path
+from starlette.datastructures import Headers
+from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from finsync.api.listing import transactions_body_of
-from finsync.api.pagination import CURSOR_MAX, decode_cursor
+from finsync.api.pagination import CURSOR_MAX, CURSOR_PATTERN, LIMIT_MAX, decode_cursor
 from finsync.api.schemas import UserPublic
 from finsync.application.api_tokens import is_api_token
 from finsync.domain.entities import User
@@ -38,12 +42,12 @@ from finsync.domain.errors import FinsyncError
 from finsync.domain.ports import PageRequest, TransactionFilter, UnitOfWork
 
 log = structlog.get_logger(__name__)
-_LIMIT = re.compile(r"[1-9][0-9]{0,2}")  # 1..999 as FastAPI reads it; above 500 is FastAPI's 422
-_CURSOR = re.compile(r"[A-Za-z0-9_-]+")  # pagination.CURSOR_PATTERN
+_LIMIT = re.compile(r"[1-9][0-9]{0,2}")  # as FastAPI reads it (no sign, no leading 0); <= LIMIT_MAX
+_CURSOR = re.compile(CURSOR_PATTERN)
 _ACCOUNT_PAGE = re.compile(
     r"/accounts/([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})/transactions"
 )
-Answer = Callable[[UnitOfWork, User, str, str], Awaitable[bytes | None]]
+Answer = Callable[[UnitOfWork, User, str], Awaitable[bytes | None]]  # (.., the query string)
 
 
 class FastLane:
@@ -58,22 +62,21 @@ class FastLane:
         if scope["type"] == "http" and scope["method"] == "GET":
             path = get_route_path(scope)
             if path.startswith(self.prefix):
-                path = path[len(self.prefix) :]  # as the answers below match it
-                answer = _answer_for(path)
+                answer = _answer_for(path[len(self.prefix) :])
                 if answer is not None:
-                    body = await self._answer(scope, answer, path)
+                    body = await self._answer(scope, answer)
                     if body is not None:
                         self.answered += 1
-                        await _send_json(send, body)
+                        await Response(body, media_type="application/json")(scope, receive, send)
                         return
         await self.app(scope, receive, send)
 
-    async def _answer(self, scope: Scope, answer: Answer, path: str) -> bytes | None:
+    async def _answer(self, scope: Scope, answer: Answer) -> bytes | None:
         container = scope["app"].state.container
         if not container.settings.fast_reads:
             return None
-        token = _bearer(scope)
-        if token is None or is_api_token(token):
+        scheme, token = get_authorization_scheme_param(Headers(scope=scope).get("authorization"))
+        if scheme.lower() != "bearer" or not token or is_api_token(token):
             return None  # FastAPI's 401, or an API token's scope checks
         try:
             claims = container.tokens.verify(token)
@@ -81,7 +84,7 @@ class FastLane:
                 user = await uow.users.get_in_session(claims.user_id, claims.session_id, container.clock())
                 if user is None:
                     return None  # the session has ended: FastAPI's 401
-                return await answer(uow, user, path, scope.get("query_string", b"").decode("latin-1"))
+                return await answer(uow, user, scope.get("query_string", b"").decode("latin-1"))
         except FinsyncError:
             return None  # an expired token, a cursor of another list: FastAPI's answer
         except Exception:
@@ -92,32 +95,21 @@ class FastLane:
 def _answer_for(path: str) -> Answer | None:
     if path == "/users/me":
         return _me
-    if path == "/transactions" or _ACCOUNT_PAGE.fullmatch(path):
-        return _transactions
+    if path == "/transactions":
+        return partial(_transactions, account_id=None)
+    if found := _ACCOUNT_PAGE.fullmatch(path):
+        return partial(_transactions, account_id=UUID(found[1]))
     return None
 
 
-def _bearer(scope: Scope) -> str | None:
-    """The bearer token as ``OAuth2PasswordBearer`` reads it (the first Authorization header)."""
-    for name, value in scope["headers"]:
-        if name == b"authorization":
-            scheme, _, param = value.decode("latin-1").partition(" ")
-            if scheme.lower() != "bearer":
-                return None
-            return param.strip() or None
-    return None
-
-
-async def _me(uow: UnitOfWork, user: User, path: str, query: str) -> bytes | None:
+async def _me(uow: UnitOfWork, user: User, query: str) -> bytes | None:
     return None if query else UserPublic.model_validate(user).model_dump_json().encode()
 
 
-async def _transactions(uow: UnitOfWork, user: User, path: str, query: str) -> bytes | None:
+async def _transactions(uow: UnitOfWork, user: User, query: str, *, account_id: UUID | None) -> bytes | None:
     page = _page(query)
     if page is None:
         return None
-    found = _ACCOUNT_PAGE.fullmatch(path)
-    account_id = UUID(found[1]) if found else None
     body, count = await transactions_body_of(uow, user.id, TransactionFilter(account_id=account_id), page)
     if not count and account_id is not None:
         return None  # an account's empty page: FastAPI's route tells empty from not yours (404)
@@ -133,14 +125,8 @@ def _page(query: str) -> PageRequest | None:
             return None
         values[name] = value
     limit, cursor = values.get("limit", "50"), values.get("cursor")
-    if not _LIMIT.fullmatch(limit) or int(limit) > 500:
+    if not _LIMIT.fullmatch(limit) or int(limit) > LIMIT_MAX:
         return None
     if cursor is not None and (len(cursor) > CURSOR_MAX or not _CURSOR.fullmatch(cursor)):
         return None
     return PageRequest(limit=int(limit), after=decode_cursor(cursor) if cursor else None)
-
-
-async def _send_json(send: Send, body: bytes) -> None:
-    headers = [(b"content-length", str(len(body)).encode()), (b"content-type", b"application/json")]
-    await send({"type": "http.response.start", "status": 200, "headers": headers})
-    await send({"type": "http.response.body", "body": body})

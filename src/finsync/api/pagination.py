@@ -17,6 +17,7 @@ M = TypeVar("M", bound=BaseModel)
 _SEP = "\x1f"
 CURSOR_PATTERN = r"^[A-Za-z0-9_-]+$"  # unpadded base64url
 CURSOR_MAX = 512
+LIMIT_MAX = 500  # items per page at most
 
 
 def encode_cursor(key: tuple[str, ...]) -> str:
@@ -32,7 +33,7 @@ def decode_cursor(cursor: str) -> tuple[str, ...]:
 
 
 async def page_request(  # async: FastAPI runs a plain def in a thread pool, a hop per request
-    limit: Annotated[int, Query(ge=1, le=500, description="Items per page")] = 50,
+    limit: Annotated[int, Query(ge=1, le=LIMIT_MAX, description="Items per page")] = 50,
     cursor: Annotated[
         str | None,
         Query(
