@@ -81,8 +81,8 @@ def transactions_body(page: Page[ListedTransaction]) -> bytes:
 
 def _json_body(page: WrittenPage) -> bytes:
     """The page from the items the database wrote as JSON (``listed_json``), not parsed."""
-    cursor = f'"{encode_cursor(page.next_key)}"' if page.next_key else "null"  # base64url: no escapes
-    return f'{{"items":[{page.items}],"next_cursor":{cursor}}}'.encode()
+    cursor = encode_cursor(page.next_key) if page.next_key else None
+    return orjson.dumps({"items": orjson.Fragment(f"[{page.items}]"), "next_cursor": cursor})
 
 
 async def transactions_body_of(
