@@ -150,7 +150,8 @@ class TransferLinkRow(SQLModel, table=True):
     __tablename__ = "transfer_links"
     __table_args__ = (
         UniqueConstraint("outflow_id", "inflow_id", name="uq_transfer_links_pair"),
-        Index("ix_transfer_links_user", "user_id", "status"),
+        Index("ix_transfer_links_user_status_id", "user_id", "status", "id"),  # pages, by status
+        Index("ix_transfer_links_user_id_id", "user_id", "id"),  # pages
         Index(
             "uq_transfer_links_live_outflow",
             "outflow_id",

@@ -1,0 +1,144 @@
+"""Every list pages from an index in key order, in one statement (issue 16): a page costs the
+same at any depth and whatever else the user holds. The repositories' own statements are captured as sent and
+explained: on PostgreSQL with sorting and sequential scans priced out (so a Sort in the plan
+means no index gives the order), on SQLite by its query plan (no temporary B-tree)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from sqlalchemy import event
+
+from finsync.bootstrap import Container
+from finsync.domain.categories import TransferStatus
+from finsync.domain.entities import BalanceSnapshot, SyncRun, new_id
+from finsync.domain.enums import SnapshotSource, SyncStatus, SyncTrigger
+from finsync.domain.ports import AccountFilter, Page, PageRequest, UnitOfWork
+from finsync.domain.webhooks import Webhook, WebhookDelivery
+from tests.factories import account, holding, seed_connection, seed_order, seed_user, txn
+
+pytestmark = pytest.mark.integration
+
+
+@asynccontextmanager
+async def _captured(c: Container) -> AsyncIterator[list[tuple[str, Any]]]:
+    seen: list[tuple[str, Any]] = []
+
+    def record(_conn: Any, _cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
+        seen.append((statement, parameters))
+
+    event.listen(c.engine.sync_engine, "before_cursor_execute", record)
+    try:
+        yield seen
+    finally:
+        event.remove(c.engine.sync_engine, "before_cursor_execute", record)
+
+
+async def _plan(c: Container, uow: UnitOfWork, statement: str, parameters: Any) -> str:
+    connection = await uow.session.connection()  # type: ignore[attr-defined]
+    if c.engine.dialect.name == "postgresql":
+        await connection.exec_driver_sql("SET LOCAL enable_sort = off")
+        await connection.exec_driver_sql("SET LOCAL enable_seqscan = off")
+        rows = await connection.exec_driver_sql(f"EXPLAIN {statement}", parameters)
+    else:
+        rows = await connection.exec_driver_sql(f"EXPLAIN QUERY PLAN {statement}", parameters)
+    return "\n".join(str(r[-1]) for r in rows)
+
+
+Lister = Callable[[UnitOfWork, PageRequest], Awaitable[Page[Any]]]
+
+
+async def test_every_list_pages_from_an_index_in_key_order(container: Container) -> None:
+    c = container
+    user = await seed_user(c)
+    conn = await seed_connection(c, user)
+    await seed_connection(c, user)  # connections list: two
+    async with c.uow() as uow:
+        accts, _ = await uow.accounts.upsert(conn, [account("a1"), account("a2")])
+        await uow.holdings.replace(accts[0], [holding("VWRL"), holding("VUSA")])
+        await uow.transactions.upsert(accts[0], [txn(f"o{i}", "-10", date(2026, 1, 1 + i)) for i in range(2)])
+        await uow.transactions.upsert(accts[1], [txn(f"i{i}", "10", date(2026, 1, 1 + i)) for i in range(2)])
+        start = datetime(2026, 1, 1, tzinfo=UTC)
+        await uow.snapshots.add_many(
+            [
+                BalanceSnapshot(
+                    user_id=user.id,
+                    account_id=accts[0].id,
+                    source=SnapshotSource.MANUAL,
+                    currency="GBP",
+                    balance=Decimal(i),
+                    taken_at=start + timedelta(hours=i),
+                )
+                for i in range(2)
+            ]
+        )
+        for _ in range(2):
+            await uow.sync_runs.add(
+                SyncRun(
+                    user_id=user.id,
+                    connection_id=conn.id,
+                    trigger=SyncTrigger.MANUAL,
+                    status=SyncStatus.SUCCEEDED,
+                )
+            )
+        hooks = [
+            Webhook(user_id=user.id, url=f"https://example.com/{i}", events=["sync.succeeded"], secret=b"x")
+            for i in range(2)
+        ]
+        for hook in hooks:
+            await uow.webhooks.add(hook)
+        await uow.webhooks.add_deliveries(
+            [
+                WebhookDelivery(user_id=user.id, webhook_id=hooks[0].id, event="sync.succeeded", payload={})
+                for _ in range(2)
+            ]
+        )
+        await uow.commit()
+    await seed_order(c, user.id, conn.id, accts[0].id)
+    assert await c.labels.detect(user.id) == 2
+    async with c.uow() as uow:  # a second order (seed_order's key is fixed)
+        first = (await uow.trading.orders(user.id, PageRequest(limit=1))).items[0]
+        first.id, first.idempotency_key = new_id(), "second"
+        assert await uow.trading.add_order(first)
+        await uow.commit()
+
+    lists: dict[str, Lister] = {
+        "accounts": lambda u, p: u.accounts.find(user.id, AccountFilter(), p),
+        "accounts of a connection": lambda u, p: u.accounts.find(
+            user.id, AccountFilter(connection_id=conn.id), p
+        ),
+        "holdings": lambda u, p: u.holdings.find(user.id, None, p),
+        "an account's holdings": lambda u, p: u.holdings.find(user.id, accts[0].id, p),
+        "balance snapshots": lambda u, p: u.snapshots.find(user.id, accts[0].id, None, None, p),
+        "connections": lambda u, p: u.connections.find(user.id, p),
+        "sync runs": lambda u, p: u.sync_runs.find(user.id, conn.id, p),
+        "orders": lambda u, p: u.trading.orders(user.id, p),
+        "an account's orders": lambda u, p: u.trading.orders(user.id, p, account_id=accts[0].id),
+        "transfers": lambda u, p: u.transfers.find(user.id, None, p),
+        "transfers of a status": lambda u, p: u.transfers.find(user.id, TransferStatus.DETECTED, p),
+        "webhooks": lambda u, p: u.webhooks.find(user.id, p),
+        "deliveries": lambda u, p: u.webhooks.deliveries(user.id, hooks[0].id, p),
+    }
+    postgres = c.engine.dialect.name == "postgresql"
+    for name, lister in lists.items():
+        async with c.uow() as uow:
+            first_page = await lister(uow, PageRequest(limit=1))
+            assert first_page.next_key is not None, name  # two rows: a second page exists
+            async with _captured(c) as seen:
+                second = await lister(uow, PageRequest(limit=1, after=first_page.next_key))
+            assert len(second.items) == 1, name
+            # One statement a page, whatever it holds (transfers looked their legs up one
+            # link at a time: a 50-link page was 101 statements).
+            assert len(seen) == 1, f"{name}: {[s for s, _ in seen]}"
+            (statement, parameters), *_ = seen
+            plan = await _plan(c, uow, statement, parameters)
+            # PostgreSQL: a Sort or a Seq Scan despite their prices means no index gives the
+            # order; SQLite: a temporary B-tree sorts, a SCAN reads the whole table.
+            unwanted = ("Sort", "Seq Scan") if postgres else ("TEMP B-TREE", "SCAN ")
+            found = [word for word in unwanted if word in plan.replace("SCAN CONSTANT", "")]
+            assert not found, f"{name}:\n{statement}\n{plan}"
