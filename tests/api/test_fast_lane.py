@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
 from uuid import UUID
 
 import httpx
@@ -14,6 +15,10 @@ import pytest
 from finsync.api.fastlane import FastLane
 from finsync.api.pagination import encode_cursor
 from finsync.bootstrap import Container
+from finsync.domain.entities import BalanceSnapshot, SyncRun, new_id
+from finsync.domain.enums import SnapshotSource, SyncStatus, SyncTrigger
+from finsync.domain.ports import PageRequest
+from finsync.domain.webhooks import Webhook
 from tests.api.helpers import register_and_login
 from tests.factories import account, seed_connection, txn
 
@@ -166,3 +171,96 @@ async def test_an_ended_session_is_refused_by_the_lane_s_own_read(
     assert r.status_code == 401
     assert r.headers["content-type"] == "application/problem+json"
     assert lane.answered == answered
+
+
+async def test_lists_the_database_writes_are_answered_as_fastapi_writes_them(
+    client: httpx.AsyncClient, container: Container
+) -> None:
+    """Webhooks, balance snapshots and sync runs: every value shape their models write (nulls,
+    decimals of every scale, timestamps with and without microseconds, escaped text, lists and
+    counts), over several pages, byte-equal through the lane (PostgreSQL writes the items) and
+    through FastAPI (the response models)."""
+    headers, (cur, _usd, empty) = await _seed(client, container)
+    me = (await client.get("/api/v1/users/me", headers=headers)).json()
+    user_id = UUID(me["id"])
+    async with container.uow() as uow:
+        conn = (await uow.connections.find(user_id, PageRequest(limit=1))).items[0]
+        start = datetime(2026, 3, 1, 9, 30, tzinfo=UTC)
+        await uow.snapshots.add_many(
+            [
+                BalanceSnapshot(
+                    user_id=user_id,
+                    account_id=UUID(cur),
+                    source=list(SnapshotSource)[i % len(SnapshotSource)],
+                    currency="GBP",
+                    taken_at=start + timedelta(hours=i, microseconds=(i % 3) * 1234),
+                    balance=[Decimal("1234.56"), Decimal("-0.000001"), None, Decimal("430"), Decimal("1E+2")][
+                        i % 5
+                    ],
+                    available_balance=Decimal(i) / 7 if i % 2 else None,
+                    cash_value=Decimal("0.00") if i % 3 else None,
+                    holdings_value=Decimal("99999999.123456789") if i % 4 == 1 else None,
+                    sync_run_id=new_id() if i % 2 else None,
+                )
+                for i in range(12)
+            ]
+        )
+        for i in range(9):
+            await uow.sync_runs.add(
+                SyncRun(
+                    user_id=user_id,
+                    connection_id=conn.id,
+                    trigger=list(SyncTrigger)[i % len(SyncTrigger)],
+                    status=SyncStatus.FAILED if i % 2 else SyncStatus.SUCCEEDED,
+                    queued_at=None if i % 3 else start - timedelta(seconds=i),
+                    started_at=start + timedelta(minutes=i, microseconds=i * 7),
+                    finished_at=None if i == 4 else start + timedelta(minutes=i + 1),
+                    counts={} if i == 0 else {"inserted": i, "updated": 0, "transactions_unchanged": 10**9},
+                    warnings=[] if i % 2 else ['a "quoted" note, a \\ back-slash', "päivää ☕\n\t\x01"],
+                    error='the bank said "no" \u2028' if i % 2 else None,
+                    error_type="ProviderError" if i % 2 else None,
+                )
+            )
+        for i in range(7):
+            await uow.webhooks.add(
+                Webhook(
+                    user_id=user_id,
+                    url=f'https://hooks.example.com/p/{i}?q="x"&r=ä',
+                    events=["sync.succeeded", "sync.failed"][: i % 3],
+                    secret=b"fake-ciphertext",
+                    description=None if i % 2 else f'hook "{i}" ✓',
+                    created_at=start + timedelta(days=i, microseconds=i % 2),
+                    updated_at=start + timedelta(days=i + 1),
+                )
+            )
+        await uow.commit()
+    postgres = container.engine.dialect.name == "postgresql"
+    for base, limit in (
+        (f"/api/v1/accounts/{cur}/balance-snapshots", 5),
+        (f"/api/v1/connections/{conn.id}/sync-runs", 4),
+        ("/api/v1/webhooks", 3),
+    ):
+        path, pages = f"{base}?limit={limit}", 0
+        while path:
+            fast, slow, answered = await _both(client, container, path, headers)
+            assert fast.status_code == 200, (path, fast.text)
+            _same(fast, slow)
+            assert answered == (1 if postgres else 0), path  # SQLite: FastAPI answers
+            cursor = fast.json()["next_cursor"]
+            path, pages = (f"{base}?limit={limit}&cursor={cursor}" if cursor else ""), pages + 1
+        assert pages == 3, base
+
+    other = await register_and_login(client, "eve@example.com")
+    runs = f"/api/v1/connections/{conn.id}/sync-runs"
+    for path, who in [
+        (f"/api/v1/accounts/{empty}/balance-snapshots", headers),  # empty: FastAPI tells it from not yours
+        (f"/api/v1/accounts/{cur}/balance-snapshots", other),  # not yours: 404
+        (f"/api/v1/accounts/{cur}/balance-snapshots?since=2026-03-01", headers),
+        (f"{runs}?cursor={encode_cursor(('webhooks', conn.id.hex))}", headers),  # another list's cursor
+        (runs.replace(str(conn.id), str(conn.id).upper()), headers),
+        ("/api/v1/webhooks", other),  # none: an empty page
+        ("/api/v1/webhooks?limit=5&x=1", headers),
+    ]:
+        fast, slow, answered = await _both(client, container, path, who)
+        _same(fast, slow)
+        assert answered == 0, (path, fast.status_code)

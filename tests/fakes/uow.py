@@ -64,6 +64,7 @@ from finsync.domain.ports import (
     UserDataRepository,
     UserRepository,
     WebhookRepository,
+    WrittenPage,
 )
 from finsync.domain.reach import Reach
 from finsync.domain.records import ProviderAccount, ProviderHolding, TransactionBatch, UpsertCounts
@@ -288,6 +289,9 @@ class MemorySyncRuns(_Repository):
             if r.user_id == user_id and r.connection_id == connection_id
         ]
         return _page(mine, page, lambda r: r.id, descending=True)
+
+    async def written(self, user_id: UUID, connection_id: UUID, page: PageRequest) -> WrittenPage | None:
+        return None  # as SQLite: no database writes pages here (find's page is the answer)
 
     async def active_for(self, connection_id: UUID) -> SyncRun | None:
         return copy.deepcopy(self._active(connection_id))

@@ -1,7 +1,9 @@
 """The busiest reads answered before FastAPI's request handling, with FastAPI's own answer.
 
 ``GET /users/me`` and a plain page of transactions (``limit`` and ``cursor`` only, of all
-accounts or of one) are most of what clients send all day. Through FastAPI each one paid for
+accounts or of one) are most of what clients send all day; plain pages of webhooks, an
+account's balance snapshots and a connection's sync runs are answered too, where the database
+writes their items (PostgreSQL, ``db/written.py``). Through FastAPI each one paid for
 solving its dependency tree (the unit of work's generator, the bearer scheme, the user, the
 page and nine filter parameters, each validated on every request): more CPU than the
 database work itself. Here the same steps run as plain calls: the same access-token check,
@@ -33,21 +35,23 @@ from starlette.datastructures import Headers
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from finsync.api.listing import transactions_body_of
+from finsync.api.listing import transactions_body_of, written_body
 from finsync.api.pagination import CURSOR_MAX, CURSOR_PATTERN, LIMIT_MAX, decode_cursor
 from finsync.api.schemas import UserPublic
 from finsync.application.api_tokens import is_api_token
 from finsync.domain.entities import User
 from finsync.domain.errors import FinsyncError
-from finsync.domain.ports import PageRequest, TransactionFilter, UnitOfWork
+from finsync.domain.ports import PageRequest, TransactionFilter, UnitOfWork, WrittenPage
 
 log = structlog.get_logger(__name__)
 _LIMIT = re.compile(r"[1-9][0-9]{0,2}")  # as FastAPI reads it (no sign, no leading 0); <= LIMIT_MAX
 _CURSOR = re.compile(CURSOR_PATTERN)
-_ACCOUNT_PAGE = re.compile(
-    r"/accounts/([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})/transactions"
-)
+_ID = r"([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})"  # as str(UUID) writes it
+_ACCOUNT_PAGE = re.compile(rf"/accounts/{_ID}/transactions")
+_SNAPSHOTS = re.compile(rf"/accounts/{_ID}/balance-snapshots")
+_SYNC_RUNS = re.compile(rf"/connections/{_ID}/sync-runs")
 Answer = Callable[[UnitOfWork, User, str], Awaitable[bytes | None]]  # (.., the query string)
+Lister = Callable[[UnitOfWork, UUID, PageRequest], Awaitable[WrittenPage | None]]  # (.., the user's id, ..)
 
 
 class FastLane:
@@ -99,6 +103,16 @@ def _answer_for(path: str) -> Answer | None:
         return partial(_transactions, account_id=None)
     if found := _ACCOUNT_PAGE.fullmatch(path):
         return partial(_transactions, account_id=UUID(found[1]))
+    if path == "/webhooks":
+        return partial(_written, lambda uow, user_id, page: uow.webhooks.written(user_id, page))
+    if found := _SNAPSHOTS.fullmatch(path):
+        account_id = UUID(found[1])
+        return partial(_written, lambda uow, user_id, page: uow.snapshots.written(user_id, account_id, page))
+    if found := _SYNC_RUNS.fullmatch(path):
+        connection_id = UUID(found[1])
+        return partial(
+            _written, lambda uow, user_id, page: uow.sync_runs.written(user_id, connection_id, page)
+        )
     return None
 
 
@@ -114,6 +128,16 @@ async def _transactions(uow: UnitOfWork, user: User, query: str, *, account_id: 
     if not count and account_id is not None:
         return None  # an account's empty page: FastAPI's route tells empty from not yours (404)
     return body
+
+
+async def _written(lister: Lister, uow: UnitOfWork, user: User, query: str) -> bytes | None:
+    """A plain page of a list whose items the database writes (``written``): on PostgreSQL.
+    An empty page goes on to FastAPI, which tells empty from not yours (404)."""
+    page = _page(query)
+    if page is None:
+        return None
+    found = await lister(uow, user.id, page)
+    return None if found is None or not found.count else written_body(found)
 
 
 def _page(query: str) -> PageRequest | None:

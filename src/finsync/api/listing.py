@@ -79,8 +79,9 @@ def transactions_body(page: Page[ListedTransaction]) -> bytes:
     return orjson.dumps(body, option=orjson.OPT_UTC_Z)
 
 
-def _json_body(page: WrittenPage) -> bytes:
-    """The page from the items the database wrote as JSON (``listed_json``), not parsed."""
+def written_body(page: WrittenPage) -> bytes:
+    """The page from the items the database wrote as JSON (``listed_json``, ``written``), not
+    parsed."""
     cursor = encode_cursor(page.next_key) if page.next_key else None
     return orjson.dumps({"items": orjson.Fragment(f"[{page.items}]"), "next_cursor": cursor})
 
@@ -92,6 +93,6 @@ async def transactions_body_of(
     can (PostgreSQL reads), else here."""
     written = await uow.transactions.listed_json(user_id, filters, page)
     if written is not None:
-        return _json_body(written), written.count
+        return written_body(written), written.count
     listed = await uow.transactions.listed(user_id, filters, page)
     return transactions_body(listed), len(listed.items)

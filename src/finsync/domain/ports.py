@@ -296,7 +296,8 @@ class HoldingRepository(Protocol):
 @dataclass(frozen=True, slots=True)
 class WrittenPage:
     """A page whose items the database wrote as JSON: ``items`` is the text between the
-    array's brackets (the items joined by commas), ``count`` how many there are."""
+    array's brackets (the items joined by commas), ``count`` how many there are. Repositories
+    give one (``listed_json``, ``written``) for reads on PostgreSQL, else None."""
 
     items: str
     count: int
@@ -386,6 +387,9 @@ class SnapshotRepository(Protocol):
         until: datetime | None,
         page: PageRequest,
     ) -> Page[BalanceSnapshot]: ...
+    async def written(self, user_id: UUID, account_id: UUID, page: PageRequest) -> WrittenPage | None:
+        """``find``'s page (no time bounds) written as JSON by the database where it can."""
+        ...
 
 
 class SyncRunRepository(Protocol):
@@ -397,6 +401,10 @@ class SyncRunRepository(Protocol):
         ...
 
     async def find(self, user_id: UUID, connection_id: UUID, page: PageRequest) -> Page[SyncRun]: ...
+    async def written(self, user_id: UUID, connection_id: UUID, page: PageRequest) -> WrittenPage | None:
+        """``find``'s page written as JSON by the database where it can (see ``WrittenPage``)."""
+        ...
+
     async def active_for(self, connection_id: UUID) -> SyncRun | None:
         """The connection's queued or running run, if any (at most one: a unique index)."""
         ...
@@ -423,6 +431,10 @@ class WebhookRepository(Protocol):
     async def add(self, webhook: Webhook) -> None: ...
     async def get(self, webhook_id: UUID, user_id: UUID | None = None) -> Webhook | None: ...
     async def find(self, user_id: UUID, page: PageRequest) -> Page[Webhook]: ...
+    async def written(self, user_id: UUID, page: PageRequest) -> WrittenPage | None:
+        """``find``'s page written as JSON by the database where it can (see ``WrittenPage``)."""
+        ...
+
     async def count(self, user_id: UUID, *, lock: bool = False) -> int:
         """The user's webhooks; ``lock``: other locking counts for this user wait until this
         transaction ends (a limit checked on the count then holds under concurrency)."""

@@ -14,10 +14,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from finsync.domain.entities import Account, BalanceSnapshot, Connection, Holding, new_id, utcnow
 from finsync.domain.enums import ConnectionStatus
 from finsync.domain.errors import AlreadyConnected
-from finsync.domain.ports import AccountFilter, CurrencyTotal, CurrencyTotals, Page, PageRequest
+from finsync.domain.ports import AccountFilter, CurrencyTotal, CurrencyTotals, Page, PageRequest, WrittenPage
 from finsync.domain.reach import Reach, normalise_iban
 from finsync.domain.records import ProviderAccount, ProviderHolding, UpsertCounts
 from finsync.domain.worth import signed
+from finsync.infrastructure.db import written as w
 from finsync.infrastructure.db.mapping import column_text, keyset, make_page, provider_id, to_entity, to_row
 from finsync.infrastructure.db.tables import AccountRow, BalanceSnapshotRow, ConnectionRow, HoldingRow
 from finsync.infrastructure.db.types import json_roundtrip
@@ -27,6 +28,18 @@ _ACCOUNT_ID_MAX: int = accounts.c.provider_account_id.type.length
 holdings = HoldingRow.__table__  # type: ignore[attr-defined]
 connections = ConnectionRow.__table__  # type: ignore[attr-defined]
 snapshots = BalanceSnapshotRow.__table__  # type: ignore[attr-defined]
+_SNAPSHOT_JSON = {  # SnapshotPublic's fields, see db/written.py
+    "id": w.quoted("id", nullable=False),
+    "account_id": w.quoted("account_id", nullable=False),
+    "sync_run_id": w.quoted("sync_run_id"),
+    "source": w.quoted("source", nullable=False),
+    "taken_at": w.utc("taken_at"),
+    "currency": w.text("currency", nullable=False),
+    "balance": w.quoted("balance"),
+    "available_balance": w.quoted("available_balance"),
+    "cash_value": w.quoted("cash_value"),
+    "holdings_value": w.quoted("holdings_value"),
+}
 
 _ACCOUNT_FIELDS = (
     "name", "type", "currency", "institution", "balance", "available_balance",
@@ -303,3 +316,9 @@ class SqlSnapshotRepository:
         stmt = keyset(stmt, keys, page, descending=True)
         items = [to_entity(BalanceSnapshot, r) for r in (await self._s.execute(stmt)).mappings()]
         return make_page(items, page, lambda s: (s.taken_at, s.id), of=snapshots)
+
+    async def written(self, user_id: UUID, account_id: UUID, page: PageRequest) -> WrittenPage | None:
+        """``find``'s page (no time bounds) as ``SnapshotPublic`` JSON, see ``db/written.py``."""
+        scope = {"user_id": user_id, "account_id": account_id}
+        keys = (("taken_at", datetime, "::timestamptz"), ("id", UUID, "::uuid"))
+        return await w.written(self._s, snapshots, _SNAPSHOT_JSON, scope, page, descending=True, keys=keys)

@@ -12,8 +12,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from finsync.domain.entities import AuthFlow, Connection, SyncRun
 from finsync.domain.enums import ConnectionStatus, SyncStatus
-from finsync.domain.ports import DueConnection, Page, PageRequest
+from finsync.domain.ports import DueConnection, Page, PageRequest, WrittenPage
 from finsync.domain.webhooks import EXPIRING_WITHIN, FAILING_AFTER, RATE_LIMITED_CODE
+from finsync.infrastructure.db import written as w
 from finsync.infrastructure.db.analytics_tables import HoldingHistoryRow, TransferLinkRow
 from finsync.infrastructure.db.cash_flow import mark_written
 from finsync.infrastructure.db.mapping import keyset, make_page, to_entity, to_row
@@ -36,6 +37,19 @@ from finsync.infrastructure.db.tables import (
 
 connections = ConnectionRow.__table__  # type: ignore[attr-defined]
 runs = SyncRunRow.__table__  # type: ignore[attr-defined]
+_RUN_JSON = {  # SyncRunPublic's fields, see db/written.py
+    "id": w.quoted("id", nullable=False),
+    "connection_id": w.quoted("connection_id", nullable=False),
+    "trigger": w.quoted("trigger", nullable=False),
+    "status": w.quoted("status", nullable=False),
+    "queued_at": w.utc("queued_at", nullable=True),
+    "started_at": w.utc("started_at"),
+    "finished_at": w.utc("finished_at", nullable=True),
+    "counts": w.counts("counts"),
+    "warnings": w.strings("warnings"),
+    "error": w.text("error"),
+    "error_type": w.text("error_type"),
+}
 flows = AuthFlowRow.__table__  # type: ignore[attr-defined]
 idempotency_keys = IdempotencyKeyRow.__table__  # type: ignore[attr-defined]
 accounts = AccountRow.__table__  # type: ignore[attr-defined]
@@ -317,6 +331,11 @@ class SqlSyncRunRepository:
         stmt = keyset(stmt, [(runs.c.id, UUID)], page, descending=True)
         items = [to_entity(SyncRun, r) for r in (await self._s.execute(stmt)).mappings()]
         return make_page(items, page, lambda r: (r.id,), of=runs)
+
+    async def written(self, user_id: UUID, connection_id: UUID, page: PageRequest) -> WrittenPage | None:
+        """``find``'s page as ``SyncRunPublic`` JSON, see ``db/written.py``."""
+        scope = {"user_id": user_id, "connection_id": connection_id}
+        return await w.written(self._s, runs, _RUN_JSON, scope, page, descending=True)
 
     async def active_for(self, connection_id: UUID) -> SyncRun | None:
         stmt = select(runs).where(runs.c.connection_id == connection_id, text(ACTIVE_RUN))

@@ -37,6 +37,7 @@ from finsync.domain.errors import Conflict
 from finsync.domain.ports import ListedTransaction, Page, PageRequest, TransactionFilter, WrittenPage
 from finsync.domain.records import DeferredTransactions, ProviderTransaction, TransactionBatch, UpsertCounts
 from finsync.infrastructure.db import raw
+from finsync.infrastructure.db import written as w
 from finsync.infrastructure.db.analytics_tables import TransferLinkRow
 from finsync.infrastructure.db.cash_flow import mark_written
 from finsync.infrastructure.db.mapping import (
@@ -256,62 +257,36 @@ _LISTED_COLUMNS = ", ".join(  # our own column names
 )
 
 
-# Each value below is one or more arguments of concat(), which writes every argument as its
-# text: a uuid as str(UUID) does, a numeric as fixed-point text, json as its text. A column
-# that may be NULL needs its 'null' spelled out (concat() drops a NULL argument).
-
-
-def _text(column: str, nullable: bool = True) -> str:
-    return f"COALESCE(to_json({column})::text, 'null')" if nullable else f"to_json({column})"
-
-
-def _quoted(column: str, nullable: bool = True) -> str:
-    """A value whose text needs no escaping (a uuid, a numeric, one of our enums' values)."""
-    return f"""COALESCE('"' || {column} || '"', 'null')""" if nullable else f"""'"', {column}, '"'"""
-
-
-def _utc(column: str) -> str:
-    """As orjson writes an aware UTC datetime: microseconds only when there are any, then Z."""
-    at = f"to_char({column} AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US')"
-    return f"""'"', replace({at}, '.000000', ''), 'Z"'"""
-
-
 # Each field of ``TransactionOut`` as ``api/listing.py`` writes it, built by the database: the
 # key, then the value's JSON text (strings escaped by to_json, decimals as fixed-point text,
 # dates ISO, timestamps UTC with Z, ``raw`` as stored, tags compact). A test holds it equal,
 # byte for byte, to the body that module builds from the same rows.
 _JSON_FIELDS = {
-    "id": _quoted("id", nullable=False),
-    "account_id": _quoted("account_id", nullable=False),
-    "provider_transaction_id": _text("provider_transaction_id", nullable=False),
-    "type": _quoted("type", nullable=False),
-    "subtype": _quoted("subtype", nullable=False),
-    "status": _quoted("status", nullable=False),
-    "amount": _quoted("amount", nullable=False),
-    "currency": _text("currency", nullable=False),
-    "transaction_date": _text("transaction_date", nullable=False),  # to_json: ISO whatever DateStyle
-    "settlement_date": _text("settlement_date"),
-    "symbol": _text("symbol"),
-    "quantity": _quoted("quantity"),
-    "unit_price": _quoted("unit_price"),
-    "fees": _quoted("fees"),
-    "description": _text("description"),
+    "id": w.quoted("id", nullable=False),
+    "account_id": w.quoted("account_id", nullable=False),
+    "provider_transaction_id": w.text("provider_transaction_id", nullable=False),
+    "type": w.quoted("type", nullable=False),
+    "subtype": w.quoted("subtype", nullable=False),
+    "status": w.quoted("status", nullable=False),
+    "amount": w.quoted("amount", nullable=False),
+    "currency": w.text("currency", nullable=False),
+    "transaction_date": w.text("transaction_date", nullable=False),
+    "settlement_date": w.text("settlement_date"),
+    "symbol": w.text("symbol"),
+    "quantity": w.quoted("quantity"),
+    "unit_price": w.quoted("unit_price"),
+    "fees": w.quoted("fees"),
+    "description": w.text("description"),
     "raw": "raw",
-    "created_at": _utc("created_at"),
-    "updated_at": _utc("updated_at"),
-    "category_id": _quoted("category_id"),
-    "category_set_by": _quoted("category_set_by"),
-    "tags": "CASE WHEN jsonb_typeof(tags) IS DISTINCT FROM 'array' OR tags = '[]' THEN '[]' "  # NULL too
-    "ELSE to_json(ARRAY(SELECT jsonb_array_elements_text(tags)))::text END",
-    "notes": _text("notes"),
-    "excluded_from_analytics": "CASE WHEN excluded_from_analytics THEN 'true' ELSE 'false' END",
+    "created_at": w.utc("created_at"),
+    "updated_at": w.utc("updated_at"),
+    "category_id": w.quoted("category_id"),
+    "category_set_by": w.quoted("category_set_by"),
+    "tags": w.strings("tags"),
+    "notes": w.text("notes"),
+    "excluded_from_analytics": w.boolean("excluded_from_analytics"),
 }
-# One concat() of every key and value (cheaper than a chain of ||: one call, one result).
-_JSON_ITEM = ", ".join(
-    f"""'{"{" if at == 0 else ","}"{name}":', {value}"""
-    for at, (name, value) in enumerate(_JSON_FIELDS.items())
-)
-_LISTED_JSON = f"transaction_date, id, concat({_JSON_ITEM}, '}}') AS item"
+_LISTED_JSON = f"transaction_date, id, {w.item(_JSON_FIELDS)} AS item"
 
 
 def listed_sql(
@@ -324,11 +299,7 @@ def listed_sql(
     of filters, so the connection's statement cache holds a handful. The API tests run every
     filter through this and, on SQLite, through ``listed_query``;
     ``tests/integration/test_read_path.py`` compares the two on PostgreSQL."""
-    args: list[Any] = []
-
-    def arg(value: Any, cast: str = "") -> str:
-        args.append(value)
-        return f"${len(args)}{cast}"
+    args = arg = w.Args()
 
     if filters.account_id is not None:
         account = arg(filters.account_id, "::uuid")
@@ -364,14 +335,8 @@ def listed_sql(
         f"ORDER BY transaction_date DESC, id DESC LIMIT {arg(page.limit + 1)}"
     )
     if as_json:  # the page in one row: its items joined, and the key of its last item
-        last = arg(page.limit)
-        sql = (
-            f"SELECT count(*), string_agg(item, ',' ORDER BY at) FILTER (WHERE at <= {last}), "  # noqa: S608
-            f"(array_agg(transaction_date) FILTER (WHERE at = {last}))[1], "
-            f"(array_agg(id) FILTER (WHERE at = {last}))[1] "
-            "FROM (SELECT row_number() OVER (ORDER BY transaction_date DESC, id DESC) AS at, "
-            f"transaction_date, id, item FROM ({sql}) listed) page"
-        )
+        keys = ["transaction_date", "id"]
+        sql = w.page_sql(sql, keys, "transaction_date DESC, id DESC", args, page)
     return sql, args
 
 

@@ -11,14 +11,23 @@ from sqlalchemy import delete, func, insert, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from finsync.domain.ports import Page, PageRequest
+from finsync.domain.ports import Page, PageRequest, WrittenPage
 from finsync.domain.webhooks import DeliveryStatus, Webhook, WebhookAttempt, WebhookDelivery
+from finsync.infrastructure.db import written
 from finsync.infrastructure.db.mapping import keyset, make_page, to_entity, to_row
 from finsync.infrastructure.db.tables import UserRow, WebhookAttemptRow, WebhookDeliveryRow, WebhookRow
 
 log = structlog.get_logger(__name__)
 hooks = WebhookRow.__table__  # type: ignore[attr-defined]
 deliveries = WebhookDeliveryRow.__table__  # type: ignore[attr-defined]
+_HOOK_JSON = {  # WebhookOut's fields, see db/written.py
+    "id": written.quoted("id", nullable=False),
+    "url": written.text("url", nullable=False),
+    "events": written.strings("events"),
+    "description": written.text("description"),
+    "created_at": written.utc("created_at"),
+    "updated_at": written.utc("updated_at"),
+}
 attempts = WebhookAttemptRow.__table__  # type: ignore[attr-defined]
 users = UserRow.__table__  # type: ignore[attr-defined]
 
@@ -43,6 +52,10 @@ class SqlWebhookRepository:
         )
         items = [to_entity(Webhook, r) for r in (await self._s.execute(stmt)).mappings()]
         return make_page(items, page, lambda w: (w.id,), of=hooks)
+
+    async def written(self, user_id: UUID, page: PageRequest) -> WrittenPage | None:
+        """``find``'s page as ``WebhookOut`` JSON, see ``db/written.py``."""
+        return await written.written(self._s, hooks, _HOOK_JSON, {"user_id": user_id}, page, descending=False)
 
     async def count(self, user_id: UUID, *, lock: bool = False) -> int:
         """With ``lock``, first serialise with the user's other webhook creations until commit,
