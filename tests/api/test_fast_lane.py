@@ -176,7 +176,7 @@ async def test_an_ended_session_is_refused_by_the_lane_s_own_read(
 async def test_lists_the_database_writes_are_answered_as_fastapi_writes_them(
     client: httpx.AsyncClient, container: Container
 ) -> None:
-    """Webhooks, balance snapshots and sync runs: every value shape their models write (nulls,
+    """Transfers, webhooks, balance snapshots and sync runs: every value shape their models write (nulls,
     decimals of every scale, timestamps with and without microseconds, escaped text, lists and
     counts), over several pages, byte-equal through the lane (PostgreSQL writes the items) and
     through FastAPI (the response models)."""
@@ -233,9 +233,21 @@ async def test_lists_the_database_writes_are_answered_as_fastapi_writes_them(
                     updated_at=start + timedelta(days=i + 1),
                 )
             )
+        out_of, into = (await uow.accounts.upsert(conn, [account("chk"), account("sav")]))[0]
+        for i in range(7):
+            day, amount = date(2025, 6, 1) + timedelta(days=3 * i), f"{100 + i}.{i}5" if i % 2 else f"{10**i}"
+            await uow.transactions.upsert(out_of, [txn(f"x{i}", amount=f"-{amount}", day=day)])
+            await uow.transactions.upsert(
+                into, [txn(f"y{i}", amount=amount, day=day + timedelta(days=i % 2))]
+            )
         await uow.commit()
+    assert await container.labels.detect(user_id) == 7
+    links = (await client.get("/api/v1/transfers?status=detected", headers=headers)).json()["items"]
+    r = await client.post(f"/api/v1/transfers/{links[2]['id']}/reject", headers=headers)
+    assert r.status_code == 200, r.text
     postgres = container.engine.dialect.name == "postgresql"
     for base, limit in (
+        ("/api/v1/transfers", 3),
         (f"/api/v1/accounts/{cur}/balance-snapshots", 5),
         (f"/api/v1/connections/{conn.id}/sync-runs", 4),
         ("/api/v1/webhooks", 3),
@@ -260,6 +272,8 @@ async def test_lists_the_database_writes_are_answered_as_fastapi_writes_them(
         (runs.replace(str(conn.id), str(conn.id).upper()), headers),
         ("/api/v1/webhooks", other),  # none: an empty page
         ("/api/v1/webhooks?limit=5&x=1", headers),
+        ("/api/v1/transfers?status=rejected", headers),
+        ("/api/v1/transfers", other),
     ]:
         fast, slow, answered = await _both(client, container, path, who)
         _same(fast, slow)

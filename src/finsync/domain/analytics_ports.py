@@ -14,7 +14,7 @@ from finsync.domain.categories import Category, Rule, TransferLink, TransferStat
 from finsync.domain.entities import Account, BalanceSnapshot, Transaction
 from finsync.domain.enums import AccountType, TransactionSubtype, TransactionType
 from finsync.domain.market import FxFixing, Instrument, PriceBar
-from finsync.domain.ports import Page, PageRequest
+from finsync.domain.ports import Page, PageRequest, WrittenPage
 from finsync.domain.records import ProviderHolding
 
 
@@ -251,6 +251,10 @@ class TransferRepository(Protocol):
     async def find(
         self, user_id: UUID, status: TransferStatus | None, page: PageRequest
     ) -> Page[TransferLink]: ...
+    async def written(self, user_id: UUID, page: PageRequest) -> WrittenPage | None:
+        """``find``'s page (any status) written as JSON by the database where it can."""
+        ...
+
     async def live_link_of(self, transaction_ids: Sequence[UUID]) -> TransferLink | None: ...
     async def forget_transactions(self, transaction_ids: Sequence[UUID]) -> int: ...
     async def forget_detected(self, transaction_ids: Sequence[UUID]) -> int:

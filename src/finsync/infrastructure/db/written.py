@@ -112,21 +112,25 @@ async def written(
     *,
     descending: bool,
     keys: Sequence[tuple[str, type, str]] = (("id", UUID, "::uuid"),),
+    joined: str = "",
 ) -> WrittenPage | None:
     """The page of ``of``'s rows matching ``scope`` (column: value), in ``keys`` order, as
-    ``keyset`` and ``make_page`` would give it, its items written as ``fields`` say; None where
-    the database does not write pages (see the module)."""
+    ``keyset`` and ``make_page`` would give it, its items written as ``fields`` say (``joined``:
+    joins their values may come from); None where the database does not write pages (see the
+    module)."""
     args = Args()
-    where = [f"{column} = {args(value, '::uuid')}" for column, value in scope.items()]
+    table, names = of.name, [k for k, _, _ in keys]
+    where = [f"{table}.{column} = {args(value, '::uuid')}" for column, value in scope.items()]
     if page.after is not None:
-        values = after_values(page, [kind for _, kind, _ in keys], of.name)
+        values = after_values(page, [kind for _, kind, _ in keys], table)
         bound = ", ".join(args(v, cast) for v, (_, _, cast) in zip(values, keys, strict=True))
-        where.append(f"({', '.join(k for k, _, _ in keys)}) {'<' if descending else '>'} ({bound})")
-    order = ", ".join(f"{k} DESC" if descending else k for k, _, _ in keys)
-    names = [k for k, _, _ in keys]
+        seek = ", ".join(f"{table}.{k}" for k in names)
+        where.append(f"({seek}) {'<' if descending else '>'} ({bound})")
+    order = ", ".join(f"{k} DESC" if descending else k for k in names)
     rows = (
-        f"SELECT {', '.join(names)}, {item(fields)} AS item FROM {of.name} "  # noqa: S608
-        f"WHERE {' AND '.join(where)} ORDER BY {order} LIMIT {args(page.limit + 1)}"
+        f"SELECT {', '.join(f'{table}.{k}' for k in names)}, {item(fields)} AS item "  # noqa: S608
+        f"FROM {table} {joined} WHERE {' AND '.join(where)} "
+        f"ORDER BY {', '.join(f'{table}.{part}' for part in order.split(', '))} LIMIT {args(page.limit + 1)}"
     )
     found = await raw.fetch(session, page_sql(rows, names, order, args, page), args)
     if found is None:

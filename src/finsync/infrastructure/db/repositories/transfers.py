@@ -14,7 +14,8 @@ from finsync.domain.analytics_ports import TransferCandidate
 from finsync.domain.categories import TransferLink, TransferStatus
 from finsync.domain.entities import utcnow
 from finsync.domain.enums import TransactionStatus, TransactionSubtype, TransactionType
-from finsync.domain.ports import Page, PageRequest
+from finsync.domain.ports import Page, PageRequest, WrittenPage
+from finsync.infrastructure.db import written as w
 from finsync.infrastructure.db.analytics_tables import TransferLinkRow
 from finsync.infrastructure.db.cash_flow import lock, mark_written
 from finsync.infrastructure.db.mapping import keyset, make_page
@@ -58,6 +59,23 @@ _DESCRIBED = select(
     links.outerjoin(_inflow, _inflow.c.id == links.c.inflow_id).outerjoin(
         _outflow, _outflow.c.id == links.c.outflow_id
     )
+)
+
+
+_LINK_JSON = {  # TransferOut's fields, see db/written.py
+    "id": w.quoted("transfer_links.id", nullable=False),
+    "outflow_id": w.quoted("transfer_links.outflow_id", nullable=False),
+    "inflow_id": w.quoted("transfer_links.inflow_id", nullable=False),
+    "status": w.quoted("transfer_links.status", nullable=False),
+    "amount": w.quoted("inflow.amount"),
+    "currency": w.text("inflow.currency"),
+    "outflow_date": w.text("outflow.transaction_date"),
+    "inflow_date": w.text("inflow.transaction_date"),
+    "created_at": w.utc("transfer_links.created_at"),
+}
+_LEGS = (  # as _DESCRIBED joins them
+    "LEFT JOIN transactions AS inflow ON inflow.id = transfer_links.inflow_id "
+    "LEFT JOIN transactions AS outflow ON outflow.id = transfer_links.outflow_id"
 )
 
 
@@ -143,6 +161,11 @@ class SqlTransferRepository:
         stmt = keyset(stmt, [(links.c.id, UUID)], page, descending=True)
         items = [_described(r) for r in (await self._s.execute(stmt)).mappings()]
         return make_page(items, page, lambda link: (link.id,), of=links)
+
+    async def written(self, user_id: UUID, page: PageRequest) -> WrittenPage | None:
+        """``find``'s page (any status) as ``TransferOut`` JSON, see ``db/written.py``."""
+        scope = {"user_id": user_id}
+        return await w.written(self._s, links, _LINK_JSON, scope, page, descending=True, joined=_LEGS)
 
     async def live_link_of(self, transaction_ids: Sequence[UUID]) -> TransferLink | None:
         ids = list(transaction_ids)
