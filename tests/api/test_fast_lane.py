@@ -18,6 +18,7 @@ from finsync.bootstrap import Container
 from finsync.domain.entities import BalanceSnapshot, SyncRun, new_id
 from finsync.domain.enums import SnapshotSource, SyncStatus, SyncTrigger
 from finsync.domain.ports import PageRequest
+from finsync.domain.trading import Order, OrderSide, OrderStatus, OrderType, TimeInForce
 from finsync.domain.webhooks import Webhook
 from tests.api.helpers import register_and_login
 from tests.factories import account, seed_connection, txn
@@ -176,10 +177,10 @@ async def test_an_ended_session_is_refused_by_the_lane_s_own_read(
 async def test_lists_the_database_writes_are_answered_as_fastapi_writes_them(
     client: httpx.AsyncClient, container: Container
 ) -> None:
-    """Transfers, webhooks, balance snapshots and sync runs: every value shape their models write (nulls,
-    decimals of every scale, timestamps with and without microseconds, escaped text, lists and
-    counts), over several pages, byte-equal through the lane (PostgreSQL writes the items) and
-    through FastAPI (the response models)."""
+    """Orders, transfers, webhooks, balance snapshots and sync runs: every value shape their
+    models write (nulls, decimals of every scale, timestamps with and without microseconds,
+    escaped text, lists, fills and counts), over several pages, byte-equal through the lane
+    (PostgreSQL writes the items) and through FastAPI (the response models)."""
     headers, (cur, _usd, empty) = await _seed(client, container)
     me = (await client.get("/api/v1/users/me", headers=headers)).json()
     user_id = UUID(me["id"])
@@ -241,12 +242,50 @@ async def test_lists_the_database_writes_are_answered_as_fastapi_writes_them(
                 into, [txn(f"y{i}", amount=amount, day=day + timedelta(days=i % 2))]
             )
         await uow.commit()
+    for i in range(5):
+        order = Order(
+            user_id=user_id,
+            connection_id=conn.id,
+            account_id=UUID(cur),
+            idempotency_key=f"k{i}",
+            request_digest="0" * 64,
+            symbol=["AAPL", 'BRK "B"', "ÄÖ"][i % 3],
+            side=list(OrderSide)[i % 2],
+            type=list(OrderType)[i % len(OrderType)],
+            time_in_force=TimeInForce.DAY,
+            currency="USD",
+            created_by="user" if i % 2 else "token:01932c4f",
+            quantity=None if i == 3 else Decimal("1.50"),
+            notional=Decimal("250") if i == 3 else None,
+            limit_price=Decimal("190.123456") if i % 2 else None,
+            client_order_id=None if i % 2 else f"bot-{i}",
+        )
+        async with container.uow() as uow:
+            assert await uow.trading.add_order(order)
+            order.status = OrderStatus.PARTIALLY_FILLED if i % 2 else OrderStatus.REJECTED
+            order.broker_order_id, order.reason = (f"b{i}", None) if i % 2 else (None, 'no "funds"\n')
+            order.filled_quantity, order.average_price = Decimal("1.0") if i % 2 else Decimal(0), None
+            order.fills = [
+                {
+                    "quantity": Decimal("0.5"),
+                    "price": Decimal("1E+2"),
+                    "at": start + timedelta(microseconds=j),
+                }
+                for j in range(i % 3)
+            ] + ([{"quantity": Decimal("0.50"), "price": Decimal("189.9"), "at": None}] if i == 1 else [])
+            if i == 2:  # a time without an offset: UTC, as wire.utc_text reads it
+                order.fills.append(
+                    {"quantity": Decimal(1), "price": Decimal("0.01"), "at": datetime(2026, 3, 1)}
+                )
+            assert await uow.trading.save_order(order)
+            await uow.commit()
     assert await container.labels.detect(user_id) == 7
     links = (await client.get("/api/v1/transfers?status=detected", headers=headers)).json()["items"]
     r = await client.post(f"/api/v1/transfers/{links[2]['id']}/reject", headers=headers)
     assert r.status_code == 200, r.text
     postgres = container.engine.dialect.name == "postgresql"
     for base, limit in (
+        ("/api/v1/orders", 2),
         ("/api/v1/transfers", 3),
         (f"/api/v1/accounts/{cur}/balance-snapshots", 5),
         (f"/api/v1/connections/{conn.id}/sync-runs", 4),
@@ -274,6 +313,8 @@ async def test_lists_the_database_writes_are_answered_as_fastapi_writes_them(
         ("/api/v1/webhooks?limit=5&x=1", headers),
         ("/api/v1/transfers?status=rejected", headers),
         ("/api/v1/transfers", other),
+        ("/api/v1/orders?open=true", headers),
+        ("/api/v1/orders", other),
     ]:
         fast, slow, answered = await _both(client, container, path, who)
         _same(fast, slow)

@@ -1,8 +1,8 @@
 """The busiest reads answered before FastAPI's request handling, with FastAPI's own answer.
 
 ``GET /users/me`` and a plain page of transactions (``limit`` and ``cursor`` only, of all
-accounts or of one) are most of what clients send all day; plain pages of transfers, webhooks,
-an account's balance snapshots and a connection's sync runs are answered too, where the database
+accounts or of one) are most of what clients send all day; plain pages of orders, transfers,
+webhooks, an account's balance snapshots and a connection's sync runs are answered too, where the database
 writes their items (PostgreSQL, ``db/written.py``). Through FastAPI each one paid for
 solving its dependency tree (the unit of work's generator, the bearer scheme, the user, the
 page and nine filter parameters, each validated on every request): more CPU than the
@@ -103,6 +103,8 @@ def _answer_for(path: str) -> Answer | None:
         return partial(_transactions, account_id=None)
     if found := _ACCOUNT_PAGE.fullmatch(path):
         return partial(_transactions, account_id=UUID(found[1]))
+    if path == "/orders":
+        return partial(_written, lambda uow, user_id, page: uow.trading.written(user_id, page))
     if path == "/transfers":
         return partial(_written, lambda uow, user_id, page: uow.transfers.written(user_id, page))
     if path == "/webhooks":

@@ -92,7 +92,9 @@ class DriverPool:
                         **self._connect,
                         min_size=0,
                         max_size=self._size,
-                        server_settings={"jit": "off"},  # as create_engine sets it (see there)
+                        # jit as create_engine sets it (see there); UTC: a time stored without
+                        # an offset inside JSON (an order's fill) is read as Python reads it.
+                        server_settings={"jit": "off", "TimeZone": "UTC"},
                         init=_json_as_sqlalchemy,
                         reset=_no_reset,
                     )

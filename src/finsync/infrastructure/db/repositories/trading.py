@@ -13,7 +13,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from finsync.domain.entities import Account, Connection, User
-from finsync.domain.ports import Page, PageRequest
+from finsync.domain.ports import Page, PageRequest, WrittenPage
 from finsync.domain.trading import (
     ORDER_STATUS_CHANNEL,
     ApiToken,
@@ -25,6 +25,7 @@ from finsync.domain.trading import (
     StatusNote,
     TradingSettings,
 )
+from finsync.infrastructure.db import written as w
 from finsync.infrastructure.db.mapping import keyset, make_page, to_entity, to_row
 from finsync.infrastructure.db.tables import (
     UNSETTLED,
@@ -39,6 +40,27 @@ from finsync.infrastructure.db.tables import (
 
 settings_t = TradingSettingsRow.__table__  # type: ignore[attr-defined]
 orders = OrderRow.__table__  # type: ignore[attr-defined]
+# A fill as FillOut writes it: stored as JSON text (decimals as str(), times ISO with offset).
+_FILL = (
+    """concat('{"quantity":"', (f->>'quantity')::numeric, '","price":"', (f->>'price')::numeric, """
+    f"""'","at":', {w.utc("(f->>'at')::timestamptz", nullable=True)}, '}}')"""
+)
+_ORDER_JSON = {  # OrderOut's fields, see db/written.py
+    **{c: w.quoted(c, nullable=False) for c in ("id", "account_id", "connection_id")},
+    "symbol": w.text("symbol", nullable=False),
+    **{c: w.quoted(c, nullable=False) for c in ("side", "type", "time_in_force")},
+    **{c: w.quoted(c) for c in ("quantity", "notional", "limit_price", "stop_price")},
+    "currency": w.text("currency", nullable=False),
+    "status": w.quoted("status", nullable=False),
+    "filled_quantity": w.quoted("filled_quantity", nullable=False),
+    "average_price": w.quoted("average_price"),
+    "fills": f"'[', COALESCE((SELECT string_agg({_FILL}, ',' ORDER BY at) "  # noqa: S608
+    "FROM jsonb_array_elements(fills) WITH ORDINALITY AS each(f, at)), ''), ']'",
+    **{c: w.text(c) for c in ("reason", "broker_order_id", "client_order_id")},
+    "created_by": w.text("created_by", nullable=False),
+    "created_at": w.utc("created_at"),
+    "updated_at": w.utc("updated_at"),
+}
 events = OrderEventRow.__table__  # type: ignore[attr-defined]
 tokens = ApiTokenRow.__table__  # type: ignore[attr-defined]
 users = UserRow.__table__  # type: ignore[attr-defined]
@@ -185,6 +207,11 @@ class SqlTradingRepository:
         stmt = keyset(stmt, [(orders.c.id, UUID)], page, descending=True)
         items = [to_entity(Order, r) for r in (await self._s.execute(stmt)).mappings()]
         return make_page(items, page, lambda o: (o.id,), of=orders)
+
+    async def written(self, user_id: UUID, page: PageRequest) -> WrittenPage | None:
+        """``orders``' page (every account, open or not) as ``OrderOut`` JSON, see
+        ``db/written.py``."""
+        return await w.written(self._s, orders, _ORDER_JSON, {"user_id": user_id}, page, descending=True)
 
     async def open_orders(self, connection_id: UUID) -> list[Order]:
         stmt = select(orders).where(orders.c.connection_id == connection_id, orders.c.status.in_(OPEN))
