@@ -32,7 +32,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -45,16 +45,26 @@ from finsync.api.pagination import encode_cursor
 from finsync.bootstrap import Container, build
 from finsync.cli import migrate_database
 from finsync.config import Settings
-from finsync.domain.entities import Account, Connection
-from finsync.domain.enums import AccountType, TransactionSubtype, TransactionType
+from finsync.domain.entities import Account, BalanceSnapshot, Connection, SyncRun
+from finsync.domain.enums import (
+    AccountType,
+    SnapshotSource,
+    SyncStatus,
+    SyncTrigger,
+    TransactionSubtype,
+    TransactionType,
+)
 from finsync.domain.ports import AccountFilter, PageRequest
-from finsync.domain.records import ProviderAccount, ProviderTransaction
+from finsync.domain.records import ProviderAccount, ProviderHolding, ProviderTransaction
+from finsync.domain.trading import Order, OrderSide, OrderType, TimeInForce
+from finsync.domain.webhooks import Webhook, WebhookDelivery
 from finsync.infrastructure.db import uow as uow_module
 from finsync.infrastructure.db.tables import TransactionRow
 
 DB = "finsync_bench_api_read"
 STATS = "SELECT n_mod_since_analyze, last_analyze FROM pg_stat_user_tables WHERE relname = 'transactions'"
 NAMES = ["big", "small", "imported", "imported_before"]
+LEGS = ["transfers out", "transfers in"]
 EMAIL, PASSWORD = "reader@example.com", "correct horse battery staple 42"
 TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -247,6 +257,129 @@ class Bench:
         print("\n".join(self.rows))
 
 
+LIST_ROWS = 60  # more than a page of 50 of every list below (webhooks: at most 20 a user)
+
+
+async def seed_lists(c: Container, user_id: Any, postgres: bool) -> dict[str, str]:
+    """Every other list's rows for ``user_id``, made afresh (a reused database keeps none of
+    them): the paths to read, by label. Two extra accounts hold transfer legs only."""
+    async with c.uow() as uow:
+        connection = (await uow.connections.find(user_id, PageRequest(limit=1))).items[0]
+        accounts = (await uow.accounts.find(user_id, AccountFilter(), PageRequest(limit=50))).items
+    big = next(a for a in accounts if a.name == "big")
+    for table in ("transfer_links", "webhook_deliveries", "webhooks", "orders", "sync_runs", "holdings"):
+        await sql(c, f"DELETE FROM {table}")
+    await sql(c, f"DELETE FROM balance_snapshots WHERE account_id = '{big.id}'")
+    legs_of = f"SELECT id FROM accounts WHERE name IN ('{LEGS[0]}', '{LEGS[1]}')"
+    await sql(c, f"DELETE FROM transactions WHERE account_id IN ({legs_of})")
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    legs = [
+        ProviderAccount(provider_account_id=n, name=n, type=AccountType.CHECKING, currency="USD")
+        for n in LEGS
+    ]
+    async with c.uow() as uow:
+        out_of, into = sorted(
+            (await uow.accounts.upsert(connection, legs))[0], key=lambda a: LEGS.index(a.name)
+        )
+        for leg, sign in ((out_of, "-"), (into, "")):
+            await uow.transactions.upsert(
+                leg,
+                [
+                    ProviderTransaction(
+                        provider_transaction_id=f"{leg.name}{i}",
+                        type=TransactionType.TRANSFER,
+                        subtype=TransactionSubtype.OTHER,
+                        amount=Decimal(f"{sign}{100 + i}.25"),
+                        currency="USD",
+                        transaction_date=date(2025, 1, 1) + timedelta(days=3 * i),
+                        description=f"transfer {i}",
+                    )
+                    for i in range(LIST_ROWS)
+                ],
+            )
+        await uow.holdings.replace(
+            big,
+            [
+                ProviderHolding(
+                    symbol=f"SYM{i}", quantity=Decimal(i + 1), currency="USD", market_value=Decimal(i)
+                )
+                for i in range(LIST_ROWS)
+            ],
+        )
+        await uow.snapshots.add_many(
+            [
+                BalanceSnapshot(
+                    user_id=user_id,
+                    account_id=big.id,
+                    source=SnapshotSource.SCHEDULED,
+                    currency="USD",
+                    balance=Decimal(i),
+                    taken_at=start + timedelta(hours=i),
+                )
+                for i in range(LIST_ROWS)
+            ]
+        )
+        for i in range(LIST_ROWS):
+            await uow.sync_runs.add(
+                SyncRun(
+                    user_id=user_id,
+                    connection_id=connection.id,
+                    trigger=SyncTrigger.SCHEDULED,
+                    status=SyncStatus.SUCCEEDED,
+                    started_at=start + timedelta(days=i),
+                    finished_at=start + timedelta(days=i, seconds=5),
+                    counts={"inserted": i, "updated": 0, "unchanged": 100},
+                )
+            )
+            await uow.trading.add_order(
+                Order(
+                    user_id=user_id,
+                    connection_id=connection.id,
+                    account_id=big.id,
+                    idempotency_key=f"bench-{i}",
+                    request_digest="0" * 64,
+                    symbol="AAPL",
+                    side=OrderSide.BUY,
+                    type=OrderType.MARKET,
+                    time_in_force=TimeInForce.DAY,
+                    currency="USD",
+                    created_by="user",
+                    quantity=Decimal(i + 1),
+                )
+            )
+        hooks = [
+            Webhook(
+                user_id=user_id, url=f"https://hooks.example.com/{i}", events=["sync.succeeded"], secret=b"x"
+            )
+            for i in range(20)
+        ]
+        for hook in hooks:
+            await uow.webhooks.add(hook)
+        await uow.webhooks.add_deliveries(
+            [
+                WebhookDelivery(
+                    user_id=user_id, webhook_id=hooks[0].id, event="sync.succeeded", payload={"n": i}
+                )
+                for i in range(LIST_ROWS)
+            ]
+        )
+        await uow.commit()
+    print(f"lists: {LIST_ROWS} rows each; {await c.labels.detect(user_id)} transfers paired", flush=True)
+    if postgres:
+        await sql(c, "ANALYZE")
+    return {
+        f"GET /accounts ({len(accounts) + len(LEGS)} accounts)": "/api/v1/accounts?limit=50",
+        "GET /holdings?limit=50": "/api/v1/holdings?limit=50",
+        "an account's balance snapshots, limit=50": f"/api/v1/accounts/{big.id}/balance-snapshots?limit=50",
+        "GET /connections (1)": "/api/v1/connections?limit=50",
+        "a connection's sync runs, limit=50": f"/api/v1/connections/{connection.id}/sync-runs?limit=50",
+        "GET /orders?limit=50": "/api/v1/orders?limit=50",
+        "GET /transfers?limit=50": "/api/v1/transfers?limit=50",
+        "GET /webhooks (20, the most a user has)": "/api/v1/webhooks?limit=50",
+        "a webhook's deliveries, limit=50": f"/api/v1/webhooks/{hooks[0].id}/deliveries?limit=50",
+    }
+
+
 async def _filled(rows: int) -> bool:
     """Whether a previous run left the benchmark database with a ``rows``-row account."""
     import asyncpg
@@ -323,7 +456,9 @@ async def main(args: argparse.Namespace) -> None:
                     ],
                 )
                 await uow.commit()
-        big, small, imported, imported_before = sorted(accounts, key=lambda a: NAMES.index(a.name))
+        big, small, imported, imported_before = sorted(
+            (a for a in accounts if a.name in NAMES), key=lambda a: NAMES.index(a.name)
+        )
         if reuse:
             await sql(
                 c, f"DELETE FROM transactions WHERE account_id IN ('{imported.id}', '{imported_before.id}')"
@@ -360,6 +495,7 @@ async def main(args: argparse.Namespace) -> None:
         cursor = encode_cursor(("transactions", key[0].isoformat(), key[1]))  # the list, then its key
         limit = args.limit
 
+        lists = await seed_lists(c, user.id, postgres)
         servers = [("after", None)] if not args.before_src else [("before", args.before_src), ("after", None)]
         benches: dict[str, Bench] = {}
         tokens: dict[str, str] = {}
@@ -384,6 +520,8 @@ async def main(args: argparse.Namespace) -> None:
                 page.format(big.id) + f"&cursor={cursor}",
             )
             measure("account of 10 rows, page 1", page.format(small.id))
+            for label, path in lists.items():
+                measure(label, path)
             right_after = f"{args.import_rows:,}-row import, right after"
             if "before" in benches:  # the code before: no statistics refresh after the import
                 refresh, uow_module.ANALYZE_AFTER = uow_module.ANALYZE_AFTER, 10**18

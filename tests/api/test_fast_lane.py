@@ -18,10 +18,11 @@ from finsync.bootstrap import Container
 from finsync.domain.entities import BalanceSnapshot, SyncRun, new_id
 from finsync.domain.enums import SnapshotSource, SyncStatus, SyncTrigger
 from finsync.domain.ports import PageRequest
+from finsync.domain.records import VALUE_CONVERSION
 from finsync.domain.trading import Order, OrderSide, OrderStatus, OrderType, TimeInForce
 from finsync.domain.webhooks import Webhook
 from tests.api.helpers import register_and_login
-from tests.factories import account, seed_connection, txn
+from tests.factories import account, holding, seed_connection, txn
 
 pytestmark = pytest.mark.e2e
 
@@ -177,7 +178,7 @@ async def test_an_ended_session_is_refused_by_the_lane_s_own_read(
 async def test_lists_the_database_writes_are_answered_as_fastapi_writes_them(
     client: httpx.AsyncClient, container: Container
 ) -> None:
-    """Orders, transfers, webhooks, balance snapshots and sync runs: every value shape their
+    """Holdings, orders, transfers, webhooks, balance snapshots and sync runs: every value shape their
     models write (nulls, decimals of every scale, timestamps with and without microseconds,
     escaped text, lists, fills and counts), over several pages, byte-equal through the lane
     (PostgreSQL writes the items) and through FastAPI (the response models)."""
@@ -234,6 +235,29 @@ async def test_lists_the_database_writes_are_answered_as_fastapi_writes_them(
                     updated_at=start + timedelta(days=i + 1),
                 )
             )
+        await uow.holdings.replace(
+            (await uow.accounts.get(UUID(cur), user_id)),  # type: ignore[arg-type]
+            [
+                holding(
+                    f"S{i}",
+                    quantity=Decimal("0.000000001") if i == 2 else Decimal(f"{i}.50"),
+                    name=None if i % 2 else f'Fund "{i}" ☕',
+                    isin=None if i % 3 else f"IE00B3RBWM2{i}",
+                    price_currency="USD" if i % 2 else "",
+                    average_cost=Decimal("12.3400") if i % 2 else None,
+                    current_price=Decimal("1E+3") if i == 1 else None,
+                    unrealized_pnl=Decimal("-0.01") if i == 4 else None,
+                    raw={VALUE_CONVERSION: {"rate": "1E-7", "rate_date": "2026-02-27", "source": 'ECB "ref"'}}
+                    if i % 3 == 1
+                    else (
+                        {VALUE_CONVERSION: {"rate": "0.8547", "rate_date": None, "source": "ECB"}}
+                        if i == 2
+                        else {}
+                    ),
+                )
+                for i in range(6)
+            ],
+        )
         out_of, into = (await uow.accounts.upsert(conn, [account("chk"), account("sav")]))[0]
         for i in range(7):
             day, amount = date(2025, 6, 1) + timedelta(days=3 * i), f"{100 + i}.{i}5" if i % 2 else f"{10**i}"
@@ -285,6 +309,8 @@ async def test_lists_the_database_writes_are_answered_as_fastapi_writes_them(
     assert r.status_code == 200, r.text
     postgres = container.engine.dialect.name == "postgresql"
     for base, limit in (
+        ("/api/v1/holdings", 2),
+        (f"/api/v1/accounts/{cur}/holdings", 2),
         ("/api/v1/orders", 2),
         ("/api/v1/transfers", 3),
         (f"/api/v1/accounts/{cur}/balance-snapshots", 5),
@@ -314,6 +340,10 @@ async def test_lists_the_database_writes_are_answered_as_fastapi_writes_them(
         ("/api/v1/transfers?status=rejected", headers),
         ("/api/v1/transfers", other),
         ("/api/v1/orders?open=true", headers),
+        ("/api/v1/holdings?currency=EUR", headers),
+        (f"/api/v1/holdings?account_id={cur}", headers),
+        (f"/api/v1/accounts/{empty}/holdings", headers),
+        (f"/api/v1/accounts/{cur}/holdings", other),
         ("/api/v1/orders", other),
     ]:
         fast, slow, answered = await _both(client, container, path, who)

@@ -1,9 +1,10 @@
 """The busiest reads answered before FastAPI's request handling, with FastAPI's own answer.
 
 ``GET /users/me`` and a plain page of transactions (``limit`` and ``cursor`` only, of all
-accounts or of one) are most of what clients send all day; plain pages of orders, transfers,
-webhooks, an account's balance snapshots and a connection's sync runs are answered too, where the database
-writes their items (PostgreSQL, ``db/written.py``). Through FastAPI each one paid for
+accounts or of one) are most of what clients send all day; plain pages of holdings, orders,
+transfers, webhooks, an account's balance snapshots and a connection's sync runs are
+answered too, where the database writes their items (PostgreSQL, ``db/written.py``).
+Through FastAPI each one paid for
 solving its dependency tree (the unit of work's generator, the bearer scheme, the user, the
 page and nine filter parameters, each validated on every request): more CPU than the
 database work itself. Here the same steps run as plain calls: the same access-token check,
@@ -48,6 +49,7 @@ _LIMIT = re.compile(r"[1-9][0-9]{0,2}")  # as FastAPI reads it (no sign, no lead
 _CURSOR = re.compile(CURSOR_PATTERN)
 _ID = r"([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})"  # as str(UUID) writes it
 _ACCOUNT_PAGE = re.compile(rf"/accounts/{_ID}/transactions")
+_HOLDINGS = re.compile(rf"/accounts/{_ID}/holdings")
 _SNAPSHOTS = re.compile(rf"/accounts/{_ID}/balance-snapshots")
 _SYNC_RUNS = re.compile(rf"/connections/{_ID}/sync-runs")
 Answer = Callable[[UnitOfWork, User, str], Awaitable[bytes | None]]  # (.., the query string)
@@ -103,6 +105,11 @@ def _answer_for(path: str) -> Answer | None:
         return partial(_transactions, account_id=None)
     if found := _ACCOUNT_PAGE.fullmatch(path):
         return partial(_transactions, account_id=UUID(found[1]))
+    if path == "/holdings":
+        return partial(_written, lambda uow, user_id, page: uow.holdings.written(user_id, None, page))
+    if found := _HOLDINGS.fullmatch(path):
+        account_id = UUID(found[1])
+        return partial(_written, lambda uow, user_id, page: uow.holdings.written(user_id, account_id, page))
     if path == "/orders":
         return partial(_written, lambda uow, user_id, page: uow.trading.written(user_id, page))
     if path == "/transfers":

@@ -291,6 +291,9 @@ class AccountRepository(Protocol):
 class HoldingRepository(Protocol):
     async def replace(self, account: Account, holdings: Sequence[ProviderHolding]) -> UpsertCounts: ...
     async def find(self, user_id: UUID, account_id: UUID | None, page: PageRequest) -> Page[Holding]: ...
+    async def written(self, user_id: UUID, account_id: UUID | None, page: PageRequest) -> WrittenPage | None:
+        """``find``'s page written as JSON by the database where it can (see ``WrittenPage``)."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,7 +16,7 @@ from finsync.domain.enums import ConnectionStatus
 from finsync.domain.errors import AlreadyConnected
 from finsync.domain.ports import AccountFilter, CurrencyTotal, CurrencyTotals, Page, PageRequest, WrittenPage
 from finsync.domain.reach import Reach, normalise_iban
-from finsync.domain.records import ProviderAccount, ProviderHolding, UpsertCounts
+from finsync.domain.records import VALUE_CONVERSION, ProviderAccount, ProviderHolding, UpsertCounts
 from finsync.domain.worth import signed
 from finsync.infrastructure.db import written as w
 from finsync.infrastructure.db.mapping import column_text, keyset, make_page, provider_id, to_entity, to_row
@@ -26,6 +26,27 @@ from finsync.infrastructure.db.types import json_roundtrip
 accounts = AccountRow.__table__  # type: ignore[attr-defined]
 _ACCOUNT_ID_MAX: int = accounts.c.provider_account_id.type.length
 holdings = HoldingRow.__table__  # type: ignore[attr-defined]
+_CONVERSION = f"raw->'{VALUE_CONVERSION}'"
+_HOLDING_JSON = {  # HoldingValued's fields without ?currency=, see db/written.py and api/valued.py
+    **{c: w.quoted(c, nullable=False) for c in ("id", "account_id")},
+    "symbol": w.text("symbol", nullable=False),
+    **{c: w.text(c) for c in ("name", "isin", "cusip")},
+    "asset_type": w.quoted("asset_type", nullable=False),
+    "quantity": w.quoted("quantity", nullable=False),
+    "currency": w.text("currency", nullable=False),
+    "price_currency": w.text("COALESCE(NULLIF(price_currency, ''), currency)", nullable=False),
+    **{c: w.quoted(c) for c in ("average_cost", "current_price", "market_value", "unrealized_pnl")},
+    "updated_at": w.utc("updated_at"),
+    # ValueConversionOut of the provider's value, when the sync converted it (ccxt's mappers)
+    "value_conversion": f"CASE WHEN jsonb_typeof({_CONVERSION}) = 'object' THEN concat("
+    f"""'{{"rate":"', ({_CONVERSION}->>'rate')::numeric, '","rate_date":', """
+    f"""{w.text(f"({_CONVERSION}->>'rate_date')::date")}, ',"source":', """
+    f"""to_json({_CONVERSION}->>'source'), '}}') ELSE 'null' END""",
+    **dict.fromkeys(
+        ("valuation_source", "valuation_price", "valuation_price_currency", "valuation_date", "converted"),
+        "'null'",
+    ),
+}
 connections = ConnectionRow.__table__  # type: ignore[attr-defined]
 snapshots = BalanceSnapshotRow.__table__  # type: ignore[attr-defined]
 _SNAPSHOT_JSON = {  # SnapshotPublic's fields, see db/written.py
@@ -267,6 +288,11 @@ class SqlHoldingRepository:
         stmt = keyset(stmt, [(holdings.c.id, UUID)], page, descending=False)
         items = [to_entity(Holding, r) for r in (await self._s.execute(stmt)).mappings()]
         return make_page(items, page, lambda h: (h.id,), of=holdings)
+
+    async def written(self, user_id: UUID, account_id: UUID | None, page: PageRequest) -> WrittenPage | None:
+        """``find``'s page as ``HoldingValued`` JSON (no ?currency=), see ``db/written.py``."""
+        scope = {"user_id": user_id} | ({} if account_id is None else {"account_id": account_id})
+        return await w.written(self._s, holdings, _HOLDING_JSON, scope, page, descending=False)
 
 
 _SNAPSHOT_FIGURES = ("currency", "balance", "available_balance", "cash_value", "holdings_value")
