@@ -15,8 +15,8 @@ import pytest
 from finsync.api.fastlane import FastLane
 from finsync.api.pagination import encode_cursor
 from finsync.bootstrap import Container
-from finsync.domain.entities import BalanceSnapshot, SyncRun, new_id
-from finsync.domain.enums import SnapshotSource, SyncStatus, SyncTrigger
+from finsync.domain.entities import BalanceSnapshot, Connection, SyncRun, new_id
+from finsync.domain.enums import ConnectionStatus, SnapshotSource, SyncStatus, SyncTrigger
 from finsync.domain.ports import PageRequest
 from finsync.domain.records import VALUE_CONVERSION
 from finsync.domain.trading import Order, OrderSide, OrderStatus, OrderType, TimeInForce
@@ -178,10 +178,11 @@ async def test_an_ended_session_is_refused_by_the_lane_s_own_read(
 async def test_lists_the_database_writes_are_answered_as_fastapi_writes_them(
     client: httpx.AsyncClient, container: Container
 ) -> None:
-    """Holdings, orders, transfers, webhooks, balance snapshots and sync runs: every value shape their
-    models write (nulls, decimals of every scale, timestamps with and without microseconds,
-    escaped text, lists, fills and counts), over several pages, byte-equal through the lane
-    (PostgreSQL writes the items) and through FastAPI (the response models)."""
+    """Connections, holdings, orders, transfers, webhooks, balance snapshots and sync runs:
+    every value shape their models write (nulls, decimals of every scale, timestamps with and
+    without microseconds, escaped text, lists, fills, counts and every attention rule), over
+    several pages, byte-equal through the lane (PostgreSQL writes the items) and through
+    FastAPI (the response models)."""
     headers, (cur, _usd, empty) = await _seed(client, container)
     me = (await client.get("/api/v1/users/me", headers=headers)).json()
     user_id = UUID(me["id"])
@@ -258,6 +259,34 @@ async def test_lists_the_database_writes_are_answered_as_fastapi_writes_them(
                 for i in range(6)
             ],
         )
+        now = container.clock()
+        for i in range(8):  # every attention rule (and its bounds), and none
+            await uow.connections.add(
+                Connection(
+                    user_id=user_id,
+                    provider="memory",
+                    name=f'Broker "{i}" ☕',
+                    identity=f"id-{i}",
+                    status=[ConnectionStatus.ACTIVE, ConnectionStatus.ERROR, ConnectionStatus.NEEDS_REAUTH][
+                        i % 3
+                    ],
+                    environment="live" if i % 2 else None,
+                    expires_at=[
+                        None,
+                        now - timedelta(days=1),
+                        now + timedelta(days=3),
+                        now + timedelta(days=60),
+                    ][i % 4],
+                    failure_count=2 if i % 3 == 1 else i,  # FAILING_AFTER
+                    last_error=None if i % 2 == 0 else "rate limited: wait\n",
+                    last_error_code="provider-rate-limited" if i in (3, 5) else None,
+                    last_synced_at=None if i == 0 else now - timedelta(hours=i, microseconds=i),
+                    provider_messages=[None, [], ["log in again", 'say "hi"']][i % 3],
+                    sync_interval_minutes=None if i == 1 else 60 * i,
+                    sync_enabled=i != 2,
+                    next_sync_at=None if i % 2 else now + timedelta(minutes=i),
+                )
+            )
         out_of, into = (await uow.accounts.upsert(conn, [account("chk"), account("sav")]))[0]
         for i in range(7):
             day, amount = date(2025, 6, 1) + timedelta(days=3 * i), f"{100 + i}.{i}5" if i % 2 else f"{10**i}"
@@ -309,6 +338,7 @@ async def test_lists_the_database_writes_are_answered_as_fastapi_writes_them(
     assert r.status_code == 200, r.text
     postgres = container.engine.dialect.name == "postgresql"
     for base, limit in (
+        ("/api/v1/connections", 3),
         ("/api/v1/holdings", 2),
         (f"/api/v1/accounts/{cur}/holdings", 2),
         ("/api/v1/orders", 2),
@@ -341,6 +371,7 @@ async def test_lists_the_database_writes_are_answered_as_fastapi_writes_them(
         ("/api/v1/transfers", other),
         ("/api/v1/orders?open=true", headers),
         ("/api/v1/holdings?currency=EUR", headers),
+        ("/api/v1/connections?attention=true", headers),
         (f"/api/v1/holdings?account_id={cur}", headers),
         (f"/api/v1/accounts/{empty}/holdings", headers),
         (f"/api/v1/accounts/{cur}/holdings", other),

@@ -184,6 +184,9 @@ class MemoryConnections(_Repository):
         ]
         return _page(mine, page, lambda c: c.id, descending=False)
 
+    async def written(self, user_id: UUID, page: PageRequest, now: datetime) -> WrittenPage | None:
+        return None  # as SQLite: no database writes pages here (find's page is the answer)
+
     async def save(self, connection: Connection) -> None:
         if connection.id in self._t.connections:
             self._t.connections[connection.id] = copy.deepcopy(connection)

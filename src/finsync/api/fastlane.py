@@ -1,15 +1,14 @@
 """The busiest reads answered before FastAPI's request handling, with FastAPI's own answer.
 
 ``GET /users/me`` and a plain page of transactions (``limit`` and ``cursor`` only, of all
-accounts or of one) are most of what clients send all day; plain pages of holdings, orders,
-transfers, webhooks, an account's balance snapshots and a connection's sync runs are
-answered too, where the database writes their items (PostgreSQL, ``db/written.py``).
-Through FastAPI each one paid for
-solving its dependency tree (the unit of work's generator, the bearer scheme, the user, the
-page and nine filter parameters, each validated on every request): more CPU than the
-database work itself. Here the same steps run as plain calls: the same access-token check,
-the same read unit of work and repository statements (``db/raw.py``), the same body
-(``listing.py``; ``UserPublic`` for the user).
+accounts or of one) are most of what clients send all day; plain pages of connections,
+holdings, orders, transfers, webhooks, an account's balance snapshots and a connection's
+sync runs are answered too, where the database writes their items (PostgreSQL,
+``db/written.py``). Through FastAPI each one paid for solving its dependency tree (the unit
+of work's generator, the bearer scheme, the user, the page and nine filter parameters, each
+validated on every request): more CPU than the database work itself. Here the same steps run
+as plain calls: the same access-token check, the same read unit of work and repository
+statements (``db/raw.py``), the same body (``listing.py``; ``UserPublic`` for the user).
 
 Only the plain, successful case is answered here. Anything else goes on to FastAPI untouched
 and gets its canonical answer: another method or parameter, a parameter FastAPI would parse
@@ -25,6 +24,8 @@ from __future__ import annotations
 
 import re
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import datetime
 from functools import partial
 from urllib.parse import parse_qsl
 from uuid import UUID
@@ -52,8 +53,21 @@ _ACCOUNT_PAGE = re.compile(rf"/accounts/{_ID}/transactions")
 _HOLDINGS = re.compile(rf"/accounts/{_ID}/holdings")
 _SNAPSHOTS = re.compile(rf"/accounts/{_ID}/balance-snapshots")
 _SYNC_RUNS = re.compile(rf"/connections/{_ID}/sync-runs")
-Answer = Callable[[UnitOfWork, User, str], Awaitable[bytes | None]]  # (.., the query string)
-Lister = Callable[[UnitOfWork, UUID, PageRequest], Awaitable[WrittenPage | None]]  # (.., the user's id, ..)
+
+
+@dataclass(frozen=True, slots=True)
+class Read:
+    """What an answer reads with: the request's unit of work, its user, its query string and
+    the container's clock at its start."""
+
+    uow: UnitOfWork
+    user: User
+    query: str
+    now: datetime
+
+
+Answer = Callable[[Read], Awaitable[bytes | None]]
+Lister = Callable[[Read, PageRequest], Awaitable[WrittenPage | None]]
 
 
 class FastLane:
@@ -90,7 +104,8 @@ class FastLane:
                 user = await uow.users.get_in_session(claims.user_id, claims.session_id, container.clock())
                 if user is None:
                     return None  # the session has ended: FastAPI's 401
-                return await answer(uow, user, scope.get("query_string", b"").decode("latin-1"))
+                query = scope.get("query_string", b"").decode("latin-1")
+                return await answer(Read(uow, user, query, container.clock()))
         except FinsyncError:
             return None  # an expired token, a cursor of another list: FastAPI's answer
         except Exception:
@@ -105,49 +120,56 @@ def _answer_for(path: str) -> Answer | None:
         return partial(_transactions, account_id=None)
     if found := _ACCOUNT_PAGE.fullmatch(path):
         return partial(_transactions, account_id=UUID(found[1]))
+    lister = _lister_for(path)
+    return None if lister is None else partial(_written, lister)
+
+
+def _lister_for(path: str) -> Lister | None:
+    """The list at ``path`` whose pages the database writes (``written``), if any."""
+    if path == "/connections":
+        return lambda r, page: r.uow.connections.written(r.user.id, page, r.now)
     if path == "/holdings":
-        return partial(_written, lambda uow, user_id, page: uow.holdings.written(user_id, None, page))
+        return lambda r, page: r.uow.holdings.written(r.user.id, None, page)
+    if path == "/orders":
+        return lambda r, page: r.uow.trading.written(r.user.id, page)
+    if path == "/transfers":
+        return lambda r, page: r.uow.transfers.written(r.user.id, page)
+    if path == "/webhooks":
+        return lambda r, page: r.uow.webhooks.written(r.user.id, page)
     if found := _HOLDINGS.fullmatch(path):
         account_id = UUID(found[1])
-        return partial(_written, lambda uow, user_id, page: uow.holdings.written(user_id, account_id, page))
-    if path == "/orders":
-        return partial(_written, lambda uow, user_id, page: uow.trading.written(user_id, page))
-    if path == "/transfers":
-        return partial(_written, lambda uow, user_id, page: uow.transfers.written(user_id, page))
-    if path == "/webhooks":
-        return partial(_written, lambda uow, user_id, page: uow.webhooks.written(user_id, page))
+        return lambda r, page: r.uow.holdings.written(r.user.id, account_id, page)
     if found := _SNAPSHOTS.fullmatch(path):
         account_id = UUID(found[1])
-        return partial(_written, lambda uow, user_id, page: uow.snapshots.written(user_id, account_id, page))
+        return lambda r, page: r.uow.snapshots.written(r.user.id, account_id, page)
     if found := _SYNC_RUNS.fullmatch(path):
         connection_id = UUID(found[1])
-        return partial(
-            _written, lambda uow, user_id, page: uow.sync_runs.written(user_id, connection_id, page)
-        )
+        return lambda r, page: r.uow.sync_runs.written(r.user.id, connection_id, page)
     return None
 
 
-async def _me(uow: UnitOfWork, user: User, query: str) -> bytes | None:
-    return None if query else UserPublic.model_validate(user).model_dump_json().encode()
+async def _me(read: Read) -> bytes | None:
+    return None if read.query else UserPublic.model_validate(read.user).model_dump_json().encode()
 
 
-async def _transactions(uow: UnitOfWork, user: User, query: str, *, account_id: UUID | None) -> bytes | None:
-    page = _page(query)
+async def _transactions(read: Read, *, account_id: UUID | None) -> bytes | None:
+    page = _page(read.query)
     if page is None:
         return None
-    body, count = await transactions_body_of(uow, user.id, TransactionFilter(account_id=account_id), page)
+    filters = TransactionFilter(account_id=account_id)
+    body, count = await transactions_body_of(read.uow, read.user.id, filters, page)
     if not count and account_id is not None:
         return None  # an account's empty page: FastAPI's route tells empty from not yours (404)
     return body
 
 
-async def _written(lister: Lister, uow: UnitOfWork, user: User, query: str) -> bytes | None:
+async def _written(lister: Lister, read: Read) -> bytes | None:
     """A plain page of a list whose items the database writes (``written``): on PostgreSQL.
     An empty page goes on to FastAPI, which tells empty from not yours (404)."""
-    page = _page(query)
+    page = _page(read.query)
     if page is None:
         return None
-    found = await lister(uow, user.id, page)
+    found = await lister(read, page)
     return None if found is None or not found.count else written_body(found)
 
 

@@ -16,7 +16,7 @@ FastAPI writes through the response model.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 from uuid import UUID
 
@@ -63,6 +63,17 @@ def strings(column: str) -> str:
     )
 
 
+def strings_or_null(column: str) -> str:
+    """``strings``, but null for NULL and JSON null (a list that may be absent)."""
+    absent = f"{column} IS NULL OR jsonb_typeof({column}) = 'null'"
+    return f"CASE WHEN {absent} THEN 'null' ELSE {strings(column)} END"
+
+
+def number(column: str) -> str:
+    """An integer (or null)."""
+    return f"COALESCE({column}::text, 'null')"
+
+
 def counts(column: str) -> str:
     """A jsonb object of numbers, compact, keys in jsonb's order (the order Python reads)."""
     pairs = f"SELECT string_agg(to_json(key)::text || ':' || value::text, ',') FROM jsonb_each({column})"  # noqa: S608
@@ -106,7 +117,7 @@ def page_sql(rows_sql: str, keys: Sequence[str], order: str, args: Args, page: P
 async def written(
     session: AsyncSession,
     of: Table,
-    fields: dict[str, str],
+    fields: dict[str, str] | Callable[[Args], dict[str, str]],
     scope: dict[str, UUID],
     page: PageRequest,
     *,
@@ -115,10 +126,11 @@ async def written(
     joined: str = "",
 ) -> WrittenPage | None:
     """The page of ``of``'s rows matching ``scope`` (column: value), in ``keys`` order, as
-    ``keyset`` and ``make_page`` would give it, its items written as ``fields`` say (``joined``:
-    joins their values may come from); None where the database does not write pages (see the
-    module)."""
+    ``keyset`` and ``make_page`` would give it, its items written as ``fields`` say (given the
+    statement's arguments, when they need values of their own; ``joined``: joins their values
+    may come from); None where the database does not write pages (see the module)."""
     args = Args()
+    fields = fields(args) if callable(fields) else fields
     table, names = of.name, [k for k, _, _ in keys]
     where = [f"{table}.{column} = {args(value, '::uuid')}" for column, value in scope.items()]
     if page.after is not None:

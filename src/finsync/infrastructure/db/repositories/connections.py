@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from finsync.domain.entities import AuthFlow, Connection, SyncRun
 from finsync.domain.enums import ConnectionStatus, SyncStatus
 from finsync.domain.ports import DueConnection, Page, PageRequest, WrittenPage
-from finsync.domain.webhooks import EXPIRING_WITHIN, FAILING_AFTER, RATE_LIMITED_CODE
+from finsync.domain.webhooks import EXPIRING_WITHIN, FAILING_AFTER, RATE_LIMITED_CODE, Attention
 from finsync.infrastructure.db import written as w
 from finsync.infrastructure.db.analytics_tables import HoldingHistoryRow, TransferLinkRow
 from finsync.infrastructure.db.cash_flow import mark_written
@@ -75,6 +75,38 @@ def _needs_attention(now: datetime) -> ColumnElement[bool]:
     )
 
 
+def _connection_json(now: str) -> dict[str, str]:
+    """ConnectionPublic's fields (``now``: the statement's argument), see db/written.py; the
+    ``attention`` rules of ``finsync.domain.webhooks.attention`` (keep the three in step)."""
+    live = f"status IN ('{ConnectionStatus.ACTIVE.value}', '{ConnectionStatus.ERROR.value}')"
+    attention = (
+        f"CASE WHEN status = '{ConnectionStatus.NEEDS_REAUTH.value}' "
+        f"OR ({live} AND expires_at <= {now}) THEN '\"{Attention.NEEDS_REAUTH.value}\"' "
+        f"WHEN status = '{ConnectionStatus.ERROR.value}' AND failure_count >= {FAILING_AFTER} "
+        f"THEN '\"{Attention.FAILING.value}\"' "
+        f"WHEN {live} AND expires_at <= {now} + interval '{EXPIRING_WITHIN.total_seconds():.0f} seconds' "
+        f"THEN '\"{Attention.EXPIRING.value}\"' "
+        f"WHEN {live} AND last_error_code = '{RATE_LIMITED_CODE}' THEN '\"{Attention.RATE_LIMITED.value}\"' "
+        "ELSE 'null' END"
+    )
+    return {
+        "id": w.quoted("id", nullable=False),
+        **{c: w.text(c, nullable=False) for c in ("provider", "name")},
+        "status": w.quoted("status", nullable=False),
+        "environment": w.text("environment"),
+        "expires_at": w.utc("expires_at", nullable=True),
+        "attention": attention,
+        "last_synced_at": w.utc("last_synced_at", nullable=True),
+        "last_error": w.text("last_error"),
+        "provider_messages": w.strings_or_null("provider_messages"),
+        "sync_interval_minutes": w.number("sync_interval_minutes"),
+        "sync_enabled": w.boolean("sync_enabled"),
+        "next_sync_at": w.utc("next_sync_at", nullable=True),
+        "created_at": w.utc("created_at"),
+        "updated_at": w.utc("updated_at"),
+    }
+
+
 class SqlConnectionRepository:
     def __init__(self, session: AsyncSession) -> None:
         self._s = session
@@ -118,6 +150,15 @@ class SqlConnectionRepository:
         stmt = keyset(stmt, [(connections.c.id, UUID)], page, descending=False)
         items = [to_entity(Connection, r) for r in (await self._s.execute(stmt)).mappings()]
         return make_page(items, page, lambda c: (c.id,), of=connections)
+
+    async def written(self, user_id: UUID, page: PageRequest, now: datetime) -> WrittenPage | None:
+        """``find``'s page (no filter) as ``ConnectionPublic`` JSON, ``attention`` as of ``now``;
+        see ``db/written.py``."""
+
+        def fields(args: w.Args) -> dict[str, str]:
+            return _connection_json(args(now, "::timestamptz"))
+
+        return await w.written(self._s, connections, fields, {"user_id": user_id}, page, descending=False)
 
     async def save(self, connection: Connection) -> None:
         values = to_row(connection)
