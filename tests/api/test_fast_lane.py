@@ -380,3 +380,46 @@ async def test_lists_the_database_writes_are_answered_as_fastapi_writes_them(
         fast, slow, answered = await _both(client, container, path, who)
         _same(fast, slow)
         assert answered == 0, (path, fast.status_code)
+
+
+async def test_a_decimal_held_as_json_text_keeps_a_negative_zero_s_sign(
+    client: httpx.AsyncClient, container: Container
+) -> None:
+    """A fill's figures and a holding's conversion rate are stored as ``str(Decimal)`` inside
+    JSON: ``-0`` there (numeric, which the database parses them into, has no negative zero) is
+    written ``-0`` by the response models, and so by the lane."""
+    headers = await register_and_login(client)
+    user_id = UUID((await client.get("/api/v1/users/me", headers=headers)).json()["id"])
+    async with container.uow() as uow:
+        user = await uow.users.get(user_id)
+    assert user is not None
+    conn = await seed_connection(container, user)
+    async with container.uow() as uow:
+        (acc,), _ = await uow.accounts.upsert(conn, [account("cur")])
+        conversion = {"rate": "-0E-2", "rate_date": None, "source": "ECB"}
+        await uow.holdings.replace(acc, [holding("S", raw={VALUE_CONVERSION: conversion})])
+        await uow.commit()
+    order = Order(
+        user_id=user_id,
+        connection_id=conn.id,
+        account_id=acc.id,
+        idempotency_key="k",
+        request_digest="0" * 64,
+        symbol="AAPL",
+        side=OrderSide.BUY,
+        type=OrderType.MARKET,
+        time_in_force=TimeInForce.DAY,
+        currency="USD",
+        created_by="user",
+        quantity=Decimal(1),
+    )
+    async with container.uow() as uow:
+        assert await uow.trading.add_order(order)
+        order.fills = [{"quantity": Decimal("-0"), "price": Decimal("-0.00"), "at": None}]
+        assert await uow.trading.save_order(order)
+        await uow.commit()
+    for path in ("/api/v1/orders", "/api/v1/holdings"):
+        fast, slow, answered = await _both(client, container, path, headers)
+        assert b'"-0' in slow.content, slow.text
+        _same(fast, slow)
+        assert answered == (1 if container.engine.dialect.name == "postgresql" else 0), path

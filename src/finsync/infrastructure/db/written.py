@@ -42,6 +42,14 @@ def quoted(column: str, nullable: bool = True) -> str:
     return f"""COALESCE('"' || {column} || '"', 'null')""" if nullable else f"""'"', {column}, '"'"""
 
 
+def decimal_in_json(value: str) -> str:
+    """A decimal held as text inside JSON (``str(Decimal)``: a fill's figures, a conversion's
+    rate) as ``wire.decimal_text`` writes it: ``numeric``'s fixed-point text, but with the sign
+    of a negative zero, which ``numeric`` drops (``-0.00`` stays ``-0.00``). NULL for NULL."""
+    number = f"({value})::numeric"
+    return f"(CASE WHEN ltrim({value}) LIKE '-%' AND {number} = 0 THEN '-' ELSE '' END || {number})"
+
+
 def _utc_text(column: str) -> str:
     at = f"to_char({column} AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US')"
     return f"replace({at}, '.000000', '')"

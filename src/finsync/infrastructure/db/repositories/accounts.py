@@ -39,7 +39,7 @@ _HOLDING_JSON = {  # HoldingValued's fields without ?currency=, see db/written.p
     "updated_at": w.utc("updated_at"),
     # ValueConversionOut of the provider's value, when the sync converted it (ccxt's mappers)
     "value_conversion": f"CASE WHEN jsonb_typeof({_CONVERSION}) = 'object' THEN concat("
-    f"""'{{"rate":"', ({_CONVERSION}->>'rate')::numeric, '","rate_date":', """
+    f"""'{{"rate":"', {w.decimal_in_json(f"{_CONVERSION}->>'rate'")}, '","rate_date":', """
     f"""{w.text(f"({_CONVERSION}->>'rate_date')::date")}, ',"source":', """
     f"""to_json({_CONVERSION}->>'source'), '}}') ELSE 'null' END""",
     **dict.fromkeys(

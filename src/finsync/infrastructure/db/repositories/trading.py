@@ -42,7 +42,8 @@ settings_t = TradingSettingsRow.__table__  # type: ignore[attr-defined]
 orders = OrderRow.__table__  # type: ignore[attr-defined]
 # A fill as FillOut writes it: stored as JSON text (decimals as str(), times ISO with offset).
 _FILL = (
-    """concat('{"quantity":"', (f->>'quantity')::numeric, '","price":"', (f->>'price')::numeric, """
+    f"""concat('{{"quantity":"', {w.decimal_in_json("f->>'quantity'")}, '","price":"', """
+    f"""{w.decimal_in_json("f->>'price'")}, """
     f"""'","at":', {w.utc("(f->>'at')::timestamptz", nullable=True)}, '}}')"""
 )
 _ORDER_JSON = {  # OrderOut's fields, see db/written.py
