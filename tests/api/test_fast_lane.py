@@ -16,7 +16,7 @@ from finsync.api.fastlane import FastLane
 from finsync.api.pagination import encode_cursor
 from finsync.bootstrap import Container
 from finsync.domain.entities import BalanceSnapshot, Connection, SyncRun, new_id
-from finsync.domain.enums import ConnectionStatus, SnapshotSource, SyncStatus, SyncTrigger
+from finsync.domain.enums import AccountType, ConnectionStatus, SnapshotSource, SyncStatus, SyncTrigger
 from finsync.domain.ports import PageRequest
 from finsync.domain.records import VALUE_CONVERSION
 from finsync.domain.trading import Order, OrderSide, OrderStatus, OrderType, TimeInForce
@@ -287,6 +287,24 @@ async def test_lists_the_database_writes_are_answered_as_fastapi_writes_them(
                     next_sync_at=None if i % 2 else now + timedelta(minutes=i),
                 )
             )
+        await uow.accounts.upsert(
+            conn,
+            [
+                account(
+                    f"b{i}",
+                    name=f'Current "{i}" ☕\t',
+                    type=list(AccountType)[i % len(AccountType)],
+                    currency=["GBP", "EUR", "USD"][i % 3],
+                    institution=None if i % 2 else "Bank of Tests",
+                    balance=[Decimal("0.00"), None, Decimal("-1E+3"), Decimal("12345678901234.123456")][
+                        i % 4
+                    ],
+                    available_balance=None if i % 2 else Decimal("0.000001"),
+                    iban="GB33BUKB20201555555555" if i == 2 else None,  # an IBAN nobody else reaches
+                )
+                for i in range(6)
+            ],
+        )
         out_of, into = (await uow.accounts.upsert(conn, [account("chk"), account("sav")]))[0]
         for i in range(7):
             day, amount = date(2025, 6, 1) + timedelta(days=3 * i), f"{100 + i}.{i}5" if i % 2 else f"{10**i}"
@@ -338,6 +356,7 @@ async def test_lists_the_database_writes_are_answered_as_fastapi_writes_them(
     assert r.status_code == 200, r.text
     postgres = container.engine.dialect.name == "postgresql"
     for base, limit in (
+        ("/api/v1/accounts", 5),
         ("/api/v1/connections", 3),
         ("/api/v1/holdings", 2),
         (f"/api/v1/accounts/{cur}/holdings", 2),
@@ -372,6 +391,8 @@ async def test_lists_the_database_writes_are_answered_as_fastapi_writes_them(
         ("/api/v1/orders?open=true", headers),
         ("/api/v1/holdings?currency=EUR", headers),
         ("/api/v1/connections?attention=true", headers),
+        ("/api/v1/accounts?currency=EUR", headers),
+        (f"/api/v1/accounts?connection_id={conn.id}", headers),
         (f"/api/v1/holdings?account_id={cur}", headers),
         (f"/api/v1/accounts/{empty}/holdings", headers),
         (f"/api/v1/accounts/{cur}/holdings", other),
@@ -380,6 +401,29 @@ async def test_lists_the_database_writes_are_answered_as_fastapi_writes_them(
         fast, slow, answered = await _both(client, container, path, who)
         _same(fast, slow)
         assert answered == 0, (path, fast.status_code)
+
+    # An account another connection reaches too (the same IBAN and currency): the domain tells
+    # which counts, so every page holding one goes to FastAPI; a page without one does not.
+    async with container.uow() as uow:
+        user = await uow.users.get(user_id)
+    assert user is not None
+    other_conn = await seed_connection(container, user, provider="memory")
+    async with container.uow() as uow:
+        await uow.accounts.upsert(
+            other_conn, [account("twin", currency="USD", iban="GB33BUKB20201555555555")]
+        )
+        await uow.commit()
+    first_page = (await client.get("/api/v1/accounts?limit=3", headers=headers)).json()
+    postgres = container.engine.dialect.name == "postgresql"
+    for path, lane in (
+        ("/api/v1/accounts", 0),
+        ("/api/v1/accounts?limit=3", 1 if postgres else 0),  # cur, usd, empty: none reached twice
+        (f"/api/v1/accounts?limit=3&cursor={first_page['next_cursor']}", 0),  # b0, b1, b2: b2 is
+    ):
+        fast, slow, answered = await _both(client, container, path, headers)
+        _same(fast, slow)
+        assert answered == lane, path
+    assert any(a["duplicate_of"] or a["also_reached_through"] for a in slow.json()["items"])
 
 
 async def test_a_decimal_held_as_json_text_keeps_a_negative_zero_s_sign(

@@ -378,6 +378,9 @@ class MemoryAccounts(_Repository):
         ]
         return _page(mine, page, lambda a: a.id, descending=False)
 
+    async def written(self, user_id: UUID, page: PageRequest) -> WrittenPage | None:
+        return None  # as SQLite: no database writes pages here (find's page is the answer)
+
     async def reaches(self, user_id: UUID) -> list[Reach]:
         mine = [a for a in self._t.accounts.values() if a.user_id == user_id and a.iban is not None]
         found = []

@@ -1,9 +1,9 @@
 """The busiest reads answered before FastAPI's request handling, with FastAPI's own answer.
 
 ``GET /users/me`` and a plain page of transactions (``limit`` and ``cursor`` only, of all
-accounts or of one) are most of what clients send all day; plain pages of connections,
-holdings, orders, transfers, webhooks, an account's balance snapshots and a connection's
-sync runs are answered too, where the database writes their items (PostgreSQL,
+accounts or of one) are most of what clients send all day; plain pages of accounts,
+connections, holdings, orders, transfers, webhooks, an account's balance snapshots and a
+connection's sync runs are answered too, where the database writes their items (PostgreSQL,
 ``db/written.py``). Through FastAPI each one paid for solving its dependency tree (the unit
 of work's generator, the bearer scheme, the user, the page and nine filter parameters, each
 validated on every request): more CPU than the database work itself. Here the same steps run
@@ -126,6 +126,8 @@ def _answer_for(path: str) -> Answer | None:
 
 def _lister_for(path: str) -> Lister | None:
     """The list at ``path`` whose pages the database writes (``written``), if any."""
+    if path == "/accounts":
+        return lambda r, page: r.uow.accounts.written(r.user.id, page)
     if path == "/connections":
         return lambda r, page: r.uow.connections.written(r.user.id, page, r.now)
     if path == "/holdings":

@@ -110,12 +110,17 @@ class Args(list[Any]):
         return f"${len(self)}{cast}"
 
 
-def page_sql(rows_sql: str, keys: Sequence[str], order: str, args: Args, page: PageRequest) -> str:
+def page_sql(
+    rows_sql: str, keys: Sequence[str], order: str, args: Args, page: PageRequest, *, unless: bool = False
+) -> str:
     """``rows_sql`` (the page's rows, ``limit + 1`` of them in ``order``: the ``keys``, then
-    ``item``) folded into one row: how many rows, the first ``limit`` items joined in order, and
-    the keys of the last of those."""
+    ``item``, then with ``unless`` a boolean of that name) folded into one row: how many rows,
+    the first ``limit`` items joined in order, the keys of the last of those, and with ``unless``
+    whether it holds for any of them."""
     last = args(page.limit)
     ends = ", ".join(f"(array_agg({k}) FILTER (WHERE at = {last}))[1]" for k in keys)
+    if unless:
+        ends += f", bool_or(unless) FILTER (WHERE at <= {last})"
     return (
         f"SELECT count(*), string_agg(item, ',' ORDER BY at) FILTER (WHERE at <= {last}), {ends} "  # noqa: S608
         f"FROM (SELECT row_number() OVER (ORDER BY {order}) AS at, * FROM ({rows_sql}) listed) page"
@@ -132,11 +137,13 @@ async def written(
     descending: bool,
     keys: Sequence[tuple[str, type, str]] = (("id", UUID, "::uuid"),),
     joined: str = "",
+    unless: str | None = None,
 ) -> WrittenPage | None:
     """The page of ``of``'s rows matching ``scope`` (column: value), in ``keys`` order, as
     ``keyset`` and ``make_page`` would give it, its items written as ``fields`` say (given the
     statement's arguments, when they need values of their own; ``joined``: joins their values
-    may come from); None where the database does not write pages (see the module)."""
+    may come from); None where the database does not write pages (see the module), or where
+    the condition ``unless`` holds for an item of the page (one the database cannot write)."""
     args = Args()
     fields = fields(args) if callable(fields) else fields
     table, names = of.name, [k for k, _, _ in keys]
@@ -148,14 +155,19 @@ async def written(
         where.append(f"({seek}) {'<' if descending else '>'} ({bound})")
     order = ", ".join(f"{k} DESC" if descending else k for k in names)
     rows = (
-        f"SELECT {', '.join(f'{table}.{k}' for k in names)}, {item(fields)} AS item "  # noqa: S608
+        f"SELECT {', '.join(f'{table}.{k}' for k in names)}, {item(fields)} AS item"  # noqa: S608
+        f"{'' if unless is None else f', ({unless}) AS unless'} "
         f"FROM {table} {joined} WHERE {' AND '.join(where)} "
         f"ORDER BY {', '.join(f'{table}.{part}' for part in order.split(', '))} LIMIT {args(page.limit + 1)}"
     )
-    found = await raw.fetch(session, page_sql(rows, names, order, args, page), args)
+    found = await raw.fetch(
+        session, page_sql(rows, names, order, args, page, unless=unless is not None), args
+    )
     if found is None:
         return None
     count, items, *last = found[0]
+    if unless is not None and last.pop():
+        return None
     if count <= page.limit:
         return WrittenPage(items or "", count)
     return WrittenPage(items, page.limit, next_key(of, *last))

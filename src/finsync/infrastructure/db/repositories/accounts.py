@@ -26,6 +26,28 @@ from finsync.infrastructure.db.types import json_roundtrip
 accounts = AccountRow.__table__  # type: ignore[attr-defined]
 _ACCOUNT_ID_MAX: int = accounts.c.provider_account_id.type.length
 holdings = HoldingRow.__table__  # type: ignore[attr-defined]
+_ACCOUNT_JSON = {  # AccountValued's fields without ?currency=, see db/written.py and api/valued.py
+    **{c: w.quoted(c, nullable=False) for c in ("id", "connection_id")},
+    **{c: w.text(c, nullable=False) for c in ("provider_account_id", "name")},
+    "type": w.quoted("type", nullable=False),
+    "currency": w.text("currency", nullable=False),
+    "institution": w.text("institution"),
+    **{c: w.quoted(c) for c in ("balance", "available_balance", "cash_value", "holdings_value")},
+    "balance_at": w.utc("balance_at", nullable=True),
+    "iban": w.text("iban"),
+    "created_at": w.utc("created_at"),
+    "updated_at": w.utc("updated_at"),
+    "converted": "'null'",
+    "duplicate_of": "'null'",
+    "also_reached_through": "'[]'",
+}
+# An account that another connection also reaches (``reaches``): its duplicate_of and
+# also_reached_through are the domain's to decide (api/valued.py), not the database's.
+_REACHED_TWICE = (
+    "iban IS NOT NULL AND EXISTS (SELECT 1 FROM accounts AS b WHERE b.user_id = accounts.user_id "
+    "AND b.iban = accounts.iban AND b.currency = accounts.currency "
+    "AND b.connection_id <> accounts.connection_id)"
+)
 _CONVERSION = f"raw->'{VALUE_CONVERSION}'"
 _HOLDING_JSON = {  # HoldingValued's fields without ?currency=, see db/written.py and api/valued.py
     **{c: w.quoted(c, nullable=False) for c in ("id", "account_id")},
@@ -174,6 +196,14 @@ class SqlAccountRepository:
         stmt = keyset(stmt, [(accounts.c.id, UUID)], page, descending=False)
         items = [to_entity(Account, r) for r in (await self._s.execute(stmt)).mappings()]
         return make_page(items, page, lambda a: (a.id,), of=accounts)
+
+    async def written(self, user_id: UUID, page: PageRequest) -> WrittenPage | None:
+        """``find``'s page (no filter) as ``AccountValued`` JSON (no ?currency=), see
+        ``db/written.py``; None for a page holding an account another connection reaches too."""
+        scope = {"user_id": user_id}
+        return await w.written(
+            self._s, accounts, _ACCOUNT_JSON, scope, page, descending=False, unless=_REACHED_TWICE
+        )
 
     async def reaches(self, user_id: UUID) -> list[Reach]:
         """The user's accounts whose IBAN and currency another connection's account carries too
