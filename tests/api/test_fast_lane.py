@@ -23,6 +23,7 @@ from finsync.domain.trading import Order, OrderSide, OrderStatus, OrderType, Tim
 from finsync.domain.webhooks import Webhook
 from tests.api.helpers import register_and_login
 from tests.factories import account, holding, seed_connection, txn
+from tests.sql import statements
 
 pytestmark = pytest.mark.e2e
 
@@ -467,3 +468,20 @@ async def test_a_decimal_held_as_json_text_keeps_a_negative_zero_s_sign(
         assert b'"-0' in slow.content, slow.text
         _same(fast, slow)
         assert answered == (1 if container.engine.dialect.name == "postgresql" else 0), path
+
+
+async def test_where_the_database_writes_no_pages_the_lane_reads_nothing_for_them(
+    client: httpx.AsyncClient, container: Container
+) -> None:
+    """SQLite: the lists whose pages only PostgreSQL writes go straight to FastAPI, without the
+    lane's own token check and user read first (the same statements as with the lane off)."""
+    if container.engine.dialect.name == "postgresql":
+        pytest.skip("PostgreSQL writes these pages: the lane answers them")
+    headers = await register_and_login(client)
+    for path in ("/api/v1/webhooks", "/api/v1/accounts", "/api/v1/orders"):
+        async with statements(container) as with_lane:
+            assert (await client.get(path, headers=headers)).status_code == 200
+        with _fast_reads(container, on=False):
+            async with statements(container) as without:
+                assert (await client.get(path, headers=headers)).status_code == 200
+        assert with_lane == without, path
