@@ -270,6 +270,8 @@ async def seed_lists(c: Container, user_id: Any, postgres: bool) -> dict[str, st
     for table in ("transfer_links", "webhook_deliveries", "webhooks", "orders", "sync_runs", "holdings"):
         await sql(c, f"DELETE FROM {table}")
     await sql(c, f"DELETE FROM balance_snapshots WHERE account_id = '{big.id}'")
+    await sql(c, "DELETE FROM accounts WHERE name LIKE 'list account %'")
+    await sql(c, "DELETE FROM connections WHERE name LIKE 'list connection %'")
     legs_of = f"SELECT id FROM accounts WHERE name IN ('{LEGS[0]}', '{LEGS[1]}')"
     await sql(c, f"DELETE FROM transactions WHERE account_id IN ({legs_of})")
     start = datetime(2026, 1, 1, tzinfo=UTC)
@@ -277,10 +279,23 @@ async def seed_lists(c: Container, user_id: Any, postgres: bool) -> dict[str, st
         ProviderAccount(provider_account_id=n, name=n, type=AccountType.CHECKING, currency="USD")
         for n in LEGS
     ]
-    async with c.uow() as uow:
-        out_of, into = sorted(
-            (await uow.accounts.upsert(connection, legs))[0], key=lambda a: LEGS.index(a.name)
+    fill_up = 50 - len([a for a in accounts if a.name in NAMES]) - len(LEGS)  # a page of 50 accounts
+    legs += [
+        ProviderAccount(
+            provider_account_id=f"list-{i}",
+            name=f"list account {i}",
+            type=AccountType.SAVINGS,
+            currency="EUR",
         )
+        for i in range(fill_up)
+    ]
+    async with c.uow() as uow:
+        for i in range(49):  # a page of 50 connections
+            await uow.connections.add(
+                Connection(user_id=user_id, provider="bench", name=f"list connection {i}")
+            )
+        upserted = (await uow.accounts.upsert(connection, legs))[0]
+        out_of, into = sorted((a for a in upserted if a.name in LEGS), key=lambda a: LEGS.index(a.name))
         for leg, sign in ((out_of, "-"), (into, "")):
             await uow.transactions.upsert(
                 leg,
@@ -368,10 +383,10 @@ async def seed_lists(c: Container, user_id: Any, postgres: bool) -> dict[str, st
     if postgres:
         await sql(c, "ANALYZE")
     return {
-        f"GET /accounts ({len(accounts) + len(LEGS)} accounts)": "/api/v1/accounts?limit=50",
+        "GET /accounts?limit=50": "/api/v1/accounts?limit=50",
         "GET /holdings?limit=50": "/api/v1/holdings?limit=50",
         "an account's balance snapshots, limit=50": f"/api/v1/accounts/{big.id}/balance-snapshots?limit=50",
-        "GET /connections (1)": "/api/v1/connections?limit=50",
+        "GET /connections?limit=50": "/api/v1/connections?limit=50",
         "a connection's sync runs, limit=50": f"/api/v1/connections/{connection.id}/sync-runs?limit=50",
         "GET /orders?limit=50": "/api/v1/orders?limit=50",
         "GET /transfers?limit=50": "/api/v1/transfers?limit=50",

@@ -77,28 +77,31 @@ async def seed_connection(container: Container, user: User, provider: str = "mem
     return connection
 
 
+def order(user_id: UUID, connection_id: UUID, account_id: UUID, **kw: Any) -> Order:
+    """A market order to buy one AAPL, as a user placed it (not stored)."""
+    values: dict[str, Any] = {
+        "idempotency_key": "seeded-order",
+        "request_digest": "0" * 64,
+        "symbol": "AAPL",
+        "side": OrderSide.BUY,
+        "type": OrderType.MARKET,
+        "time_in_force": TimeInForce.DAY,
+        "currency": "USD",
+        "created_by": "user",
+        "quantity": Decimal("1"),
+    }
+    return Order(user_id=user_id, connection_id=connection_id, account_id=account_id, **(values | kw))
+
+
 async def seed_order(container: Container, user_id: UUID, connection_id: UUID, account_id: UUID) -> UUID:
     """An order as just stored (pending_submit), without any broker: for isolation and export tests."""
-    order = Order(
-        user_id=user_id,
-        connection_id=connection_id,
-        account_id=account_id,
-        idempotency_key="seeded-order",
-        request_digest="0" * 64,
-        symbol="AAPL",
-        side=OrderSide.BUY,
-        type=OrderType.MARKET,
-        time_in_force=TimeInForce.DAY,
-        currency="USD",
-        created_by="user",
-        quantity=Decimal("1"),
-    )
+    order_ = order(user_id, connection_id, account_id)
     async with container.uow() as uow:
-        assert await uow.trading.add_order(order)
+        assert await uow.trading.add_order(order_)
         await uow.trading.add_events(
             OrderEvent(
-                user_id=user_id, order_id=order.id, kind="request", actor="user", data={"symbol": "AAPL"}
+                user_id=user_id, order_id=order_.id, kind="request", actor="user", data={"symbol": "AAPL"}
             )
         )
         await uow.commit()
-    return order.id
+    return order_.id

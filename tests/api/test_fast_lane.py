@@ -19,8 +19,9 @@ from finsync.domain.entities import BalanceSnapshot, Connection, SyncRun, new_id
 from finsync.domain.enums import AccountType, ConnectionStatus, SnapshotSource, SyncStatus, SyncTrigger
 from finsync.domain.ports import PageRequest
 from finsync.domain.records import VALUE_CONVERSION
-from finsync.domain.trading import Order, OrderSide, OrderStatus, OrderType, TimeInForce
+from finsync.domain.trading import OrderSide, OrderStatus, OrderType
 from finsync.domain.webhooks import Webhook
+from tests import factories
 from tests.api.helpers import register_and_login
 from tests.factories import account, holding, seed_connection, txn
 from tests.sql import statements
@@ -315,17 +316,14 @@ async def test_lists_the_database_writes_are_answered_as_fastapi_writes_them(
             )
         await uow.commit()
     for i in range(5):
-        order = Order(
-            user_id=user_id,
-            connection_id=conn.id,
-            account_id=UUID(cur),
+        order = factories.order(
+            user_id,
+            conn.id,
+            UUID(cur),
             idempotency_key=f"k{i}",
-            request_digest="0" * 64,
             symbol=["AAPL", 'BRK "B"', "ÄÖ"][i % 3],
             side=list(OrderSide)[i % 2],
             type=list(OrderType)[i % len(OrderType)],
-            time_in_force=TimeInForce.DAY,
-            currency="USD",
             created_by="user" if i % 2 else "token:01932c4f",
             quantity=None if i == 3 else Decimal("1.50"),
             notional=Decimal("250") if i == 3 else None,
@@ -444,20 +442,7 @@ async def test_a_decimal_held_as_json_text_keeps_a_negative_zero_s_sign(
         conversion = {"rate": "-0E-2", "rate_date": None, "source": "ECB"}
         await uow.holdings.replace(acc, [holding("S", raw={VALUE_CONVERSION: conversion})])
         await uow.commit()
-    order = Order(
-        user_id=user_id,
-        connection_id=conn.id,
-        account_id=acc.id,
-        idempotency_key="k",
-        request_digest="0" * 64,
-        symbol="AAPL",
-        side=OrderSide.BUY,
-        type=OrderType.MARKET,
-        time_in_force=TimeInForce.DAY,
-        currency="USD",
-        created_by="user",
-        quantity=Decimal(1),
-    )
+    order = factories.order(user_id, conn.id, acc.id)
     async with container.uow() as uow:
         assert await uow.trading.add_order(order)
         order.fills = [{"quantity": Decimal("-0"), "price": Decimal("-0.00"), "at": None}]
