@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
+from typing import Any
 from uuid import UUID
 
 import httpx
@@ -20,7 +21,7 @@ from finsync.domain.enums import AccountType, ConnectionStatus, SnapshotSource, 
 from finsync.domain.ports import PageRequest
 from finsync.domain.records import VALUE_CONVERSION
 from finsync.domain.trading import OrderSide, OrderStatus, OrderType
-from finsync.domain.webhooks import Webhook
+from finsync.domain.webhooks import DeliveryStatus, Webhook, WebhookAttempt, WebhookDelivery
 from tests import factories
 from tests.api.helpers import register_and_login
 from tests.factories import account, holding, seed_connection, txn
@@ -238,6 +239,47 @@ async def test_lists_the_database_writes_are_answered_as_fastapi_writes_them(
                     updated_at=start + timedelta(days=i + 1),
                 )
             )
+        hook = (await uow.webhooks.find(user_id, PageRequest(limit=1))).items[0]
+        payloads: list[dict[str, Any]] = [
+            {},
+            {
+                "type": "sync.failed",
+                "data": {"error": 'bank said "no"\n\u2028', "counts": {"b": 1, "a": [1, 2]}},
+            },
+            {
+                "z": 1.5,
+                "a": 1e-7,
+                "m": 12345678901234567,
+                "f": [0.1, -0.0, 1e15, 2.5e-300, True, None, "ä☕"],
+            },
+            {"nested": {"deeper": {"deepest": [[], {}, [{"k": "v"}]]}}},
+        ]
+        sent = [
+            WebhookDelivery(
+                user_id=user_id,
+                webhook_id=hook.id,
+                event="sync.succeeded" if i % 2 else "sync.failed",
+                payload=payloads[i % len(payloads)],
+                created_at=start + timedelta(minutes=i, microseconds=i % 3),
+            )
+            for i in range(8)
+        ]
+        await uow.webhooks.add_deliveries(sent)
+        for i, delivery in enumerate(sent[:5]):
+            for n in range(i % 3):
+                delivery.attempts += 1
+                delivery.last_attempt_at = start + timedelta(hours=i, seconds=n, microseconds=n)
+                delivery.status = DeliveryStatus.SUCCEEDED if n == 1 else DeliveryStatus.PENDING
+                delivery.delivered_at = delivery.last_attempt_at if n == 1 else None
+                attempt = WebhookAttempt(
+                    user_id=user_id,
+                    delivery_id=delivery.id,
+                    attempted_at=delivery.last_attempt_at,
+                    status_code=None if n == 0 else 200,
+                    error='timed out "x"' if n == 0 else None,
+                    duration_ms=n * 1500,
+                )
+                await uow.webhooks.record_attempt(delivery, attempt)
         await uow.holdings.replace(
             (await uow.accounts.get(UUID(cur), user_id)),  # type: ignore[arg-type]
             [
@@ -355,6 +397,7 @@ async def test_lists_the_database_writes_are_answered_as_fastapi_writes_them(
     assert r.status_code == 200, r.text
     postgres = container.engine.dialect.name == "postgresql"
     for base, limit in (
+        (f"/api/v1/webhooks/{hook.id}/deliveries", 3),
         ("/api/v1/accounts", 5),
         ("/api/v1/connections", 3),
         ("/api/v1/holdings", 2),
@@ -400,6 +443,18 @@ async def test_lists_the_database_writes_are_answered_as_fastapi_writes_them(
         fast, slow, answered = await _both(client, container, path, who)
         _same(fast, slow)
         assert answered == 0, (path, fast.status_code)
+
+    # A payload holding an integer past 64 bits (jsonb reads 1e20 back as one): written by the
+    # response models only, so that page goes to FastAPI, quietly.
+    async with container.uow() as uow:
+        await uow.webhooks.add_deliveries(
+            [WebhookDelivery(user_id=user_id, webhook_id=hook.id, event="sync.failed", payload={"big": 1e20})]
+        )
+        await uow.commit()
+    fast, slow, answered = await _both(client, container, f"/api/v1/webhooks/{hook.id}/deliveries", headers)
+    _same(fast, slow)
+    assert answered == 0
+    assert b'"big":100000000000000000000' in slow.content or not postgres
 
     # An account another connection reaches too (the same IBAN and currency): the domain tells
     # which counts, so every page holding one goes to FastAPI; a page without one does not.

@@ -2,13 +2,14 @@
 
 ``GET /users/me`` and a plain page of transactions (``limit`` and ``cursor`` only, of all
 accounts or of one) are most of what clients send all day; plain pages of accounts,
-connections, holdings, orders, transfers, webhooks, an account's balance snapshots and a
-connection's sync runs are answered too, where the database writes their items (PostgreSQL,
-``db/written.py``). Through FastAPI each one paid for solving its dependency tree (the unit
-of work's generator, the bearer scheme, the user, the page and nine filter parameters, each
-validated on every request): more CPU than the database work itself. Here the same steps run
-as plain calls: the same access-token check, the same read unit of work and repository
-statements (``db/raw.py``), the same body (``listing.py``; ``UserPublic`` for the user).
+connections, holdings, orders, transfers, webhooks, an account's balance snapshots, a
+connection's sync runs and a webhook's deliveries are answered too, where the database
+writes their items (PostgreSQL, ``db/written.py``). Through FastAPI each one paid for
+solving its dependency tree (the unit of work's generator, the bearer scheme, the user, the
+page and nine filter parameters, each validated on every request): more CPU than the
+database work itself. Here the same steps run as plain calls: the same access-token check,
+the same read unit of work and repository statements (``db/raw.py``), the same body
+(``listing.py``; ``UserPublic`` for the user).
 
 Only the plain, successful case is answered here. Anything else goes on to FastAPI untouched
 and gets its canonical answer: another method or parameter, a parameter FastAPI would parse
@@ -52,6 +53,7 @@ _ID = r"([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})"  # as st
 _ACCOUNT_PAGE = re.compile(rf"/accounts/{_ID}/transactions")
 _HOLDINGS = re.compile(rf"/accounts/{_ID}/holdings")
 _SNAPSHOTS = re.compile(rf"/accounts/{_ID}/balance-snapshots")
+_DELIVERIES = re.compile(rf"/webhooks/{_ID}/deliveries")
 _SYNC_RUNS = re.compile(rf"/connections/{_ID}/sync-runs")
 
 
@@ -147,6 +149,9 @@ def _lister_for(path: str) -> Lister | None:
     if found := _SNAPSHOTS.fullmatch(path):
         account_id = UUID(found[1])
         return lambda r, page: r.uow.snapshots.written(r.user.id, account_id, page)
+    if found := _DELIVERIES.fullmatch(path):
+        webhook_id = UUID(found[1])
+        return lambda r, page: r.uow.webhooks.written_deliveries(r.user.id, webhook_id, page)
     if found := _SYNC_RUNS.fullmatch(path):
         connection_id = UUID(found[1])
         return lambda r, page: r.uow.sync_runs.written(r.user.id, connection_id, page)

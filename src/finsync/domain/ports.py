@@ -469,6 +469,12 @@ class WebhookRepository(Protocol):
     async def deliveries(
         self, user_id: UUID, webhook_id: UUID, page: PageRequest
     ) -> Page[WebhookDelivery]: ...
+    async def written_deliveries(
+        self, user_id: UUID, webhook_id: UUID, page: PageRequest
+    ) -> WrittenPage | None:
+        """``deliveries``' page with their attempts, written as JSON by the database where it can."""
+        ...
+
     async def attempts_of(self, delivery_ids: Sequence[UUID]) -> list[WebhookAttempt]: ...
     async def record_attempt(self, delivery: WebhookDelivery, attempt: WebhookAttempt) -> None:
         """Store the attempt and the delivery's new status, attempts and times."""

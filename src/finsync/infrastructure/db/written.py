@@ -20,6 +20,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 from uuid import UUID
 
+import orjson
 from sqlalchemy import Table
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -92,14 +93,14 @@ def boolean(column: str) -> str:
     return f"CASE WHEN {column} THEN 'true' ELSE 'false' END"
 
 
-def item(fields: dict[str, str]) -> str:
+def item(fields: dict[str, str], *, then: str | None = None) -> str:
     """One JSON object of ``fields`` (key: its writer), in one concat() (cheaper than a chain of
-    ||: one call, one result)."""
+    ||: one call, one result); with ``then``, left open after that key (its value to come)."""
     body = ", ".join(
         f"""'{"{" if at == 0 else ","}"{name}":', {value}"""
         for at, (name, value) in enumerate(fields.items())
     )
-    return f"concat({body}, '}}')"
+    return f"concat({body}, '}}')" if then is None else f"""concat({body}, ',"{then}":')"""
 
 
 class Args(list[Any]):
@@ -138,12 +139,18 @@ async def written(
     keys: Sequence[tuple[str, type, str]] = (("id", UUID, "::uuid"),),
     joined: str = "",
     unless: str | None = None,
+    last: tuple[str, str] | None = None,
 ) -> WrittenPage | None:
     """The page of ``of``'s rows matching ``scope`` (column: value), in ``keys`` order, as
     ``keyset`` and ``make_page`` would give it, its items written as ``fields`` say (given the
     statement's arguments, when they need values of their own; ``joined``: joins their values
     may come from); None where the database does not write pages (see the module), or where
-    the condition ``unless`` holds for an item of the page (one the database cannot write)."""
+    the condition ``unless`` holds for an item of the page (one the database cannot write).
+
+    ``last`` (a key, a json column) ends each item with a value written here, from the JSON
+    the driver decoded, the way the response models write it: PostgreSQL has no compact text
+    of a jsonb value (its own puts spaces after commas and colons), and a delivery's payload
+    is any JSON. Then the statement gives the rows and they are joined here."""
     args = Args()
     fields = fields(args) if callable(fields) else fields
     table, names = of.name, [k for k, _, _ in keys]
@@ -154,20 +161,42 @@ async def written(
         seek = ", ".join(f"{table}.{k}" for k in names)
         where.append(f"({seek}) {'<' if descending else '>'} ({bound})")
     order = ", ".join(f"{k} DESC" if descending else k for k in names)
+    extra = ("" if unless is None else f", ({unless}) AS unless") + (
+        "" if last is None else f", {last[1]} AS last"
+    )
     rows = (
-        f"SELECT {', '.join(f'{table}.{k}' for k in names)}, {item(fields)} AS item"  # noqa: S608
-        f"{'' if unless is None else f', ({unless}) AS unless'} "
-        f"FROM {table} {joined} WHERE {' AND '.join(where)} "
+        f"SELECT {', '.join(f'{table}.{k}' for k in names)}, {item(fields, then=last and last[0])} AS item"  # noqa: S608
+        f"{extra} FROM {table} {joined} WHERE {' AND '.join(where)} "
         f"ORDER BY {', '.join(f'{table}.{part}' for part in order.split(', '))} LIMIT {args(page.limit + 1)}"
     )
+    if last is not None:
+        return await _joined_here(session, of, rows, args, page, names, unless is not None)
     found = await raw.fetch(
         session, page_sql(rows, names, order, args, page, unless=unless is not None), args
     )
     if found is None:
         return None
-    count, items, *last = found[0]
-    if unless is not None and last.pop():
+    count, items, *end = found[0]
+    if unless is not None and end.pop():
         return None
     if count <= page.limit:
         return WrittenPage(items or "", count)
-    return WrittenPage(items, page.limit, next_key(of, *last))
+    return WrittenPage(items, page.limit, next_key(of, *end))
+
+
+async def _joined_here(
+    session: AsyncSession, of: Table, rows: str, args: Args, page: PageRequest, keys: list[str], unless: bool
+) -> WrittenPage | None:
+    """``written``'s page with a ``last`` value: the rows as the statement gives them, each item
+    ended with its value (orjson writes JSON as the response models do) and joined here."""
+    found = await raw.fetch(session, rows, args)
+    if found is None or (unless and any(r["unless"] for r in found[: page.limit])):
+        return None
+    try:
+        items = ",".join(f"{r['item']}{orjson.dumps(r['last']).decode()}}}" for r in found[: page.limit])
+    except TypeError:  # an integer past 64 bits, which orjson does not write: the models' way
+        return None
+    if len(found) <= page.limit:
+        return WrittenPage(items, len(found))
+    end = found[page.limit - 1]
+    return WrittenPage(items, page.limit, next_key(of, *(end[k] for k in keys)))

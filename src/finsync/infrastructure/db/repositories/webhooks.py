@@ -20,6 +20,22 @@ from finsync.infrastructure.db.tables import UserRow, WebhookAttemptRow, Webhook
 log = structlog.get_logger(__name__)
 hooks = WebhookRow.__table__  # type: ignore[attr-defined]
 deliveries = WebhookDeliveryRow.__table__  # type: ignore[attr-defined]
+_ATTEMPT = written.item(  # AttemptOut's fields
+    {
+        "attempted_at": written.utc("a.attempted_at"),
+        "status_code": written.number("a.status_code"),
+        "error": written.text("a.error"),
+        "duration_ms": written.number("a.duration_ms"),
+    }
+)
+_DELIVERY_JSON = {  # DeliveryOut's fields but its payload (the last, written from the decoded JSON)
+    "id": written.quoted("id", nullable=False),
+    **{c: written.quoted(c, nullable=False) for c in ("event", "status")},
+    "attempts": f"'[', COALESCE((SELECT string_agg({_ATTEMPT}, ',' ORDER BY a.id) "  # noqa: S608
+    "FROM webhook_attempts AS a WHERE a.delivery_id = webhook_deliveries.id), ''), ']'",
+    "created_at": written.utc("created_at"),
+    **{c: written.utc(c, nullable=True) for c in ("last_attempt_at", "delivered_at")},
+}
 _HOOK_JSON = {  # WebhookOut's fields, see db/written.py
     "id": written.quoted("id", nullable=False),
     "url": written.text("url", nullable=False),
@@ -123,6 +139,16 @@ class SqlWebhookRepository:
         stmt = keyset(stmt, [(deliveries.c.id, UUID)], page, descending=True)
         items = [to_entity(WebhookDelivery, r) for r in (await self._s.execute(stmt)).mappings()]
         return make_page(items, page, lambda d: (d.id,), of=deliveries)
+
+    async def written_deliveries(
+        self, user_id: UUID, webhook_id: UUID, page: PageRequest
+    ) -> WrittenPage | None:
+        """``deliveries``' page with each delivery's attempts, as ``DeliveryOut`` JSON, see
+        ``db/written.py``."""
+        scope = {"user_id": user_id, "webhook_id": webhook_id}
+        return await written.written(
+            self._s, deliveries, _DELIVERY_JSON, scope, page, descending=True, last=("payload", "payload")
+        )
 
     async def attempts_of(self, delivery_ids: Sequence[UUID]) -> list[WebhookAttempt]:
         if not delivery_ids:
