@@ -582,3 +582,20 @@ async def test_a_sync_closed_as_interrupted_is_a_sync_failed_event(
     assert event["data"]["connection_id"] == str(connection.id)
     assert (await container.scheduler.reap_stale_runs(grace=timedelta(0))).runs_failed == 0
     assert len(await deliveries(client, headers, hook["id"])) == 1  # once
+
+
+async def test_an_event_that_cannot_be_recorded_is_dropped_not_the_change_it_reports(
+    client: httpx.AsyncClient, container: Container
+) -> None:
+    """A delivery whose webhook was deleted meanwhile (another request, between ``subscribed``
+    and the insert): the event is logged and dropped; the transaction it rides in commits."""
+    headers = await register_and_login(client)
+    user_id = UUID((await client.get("/api/v1/users/me", headers=headers)).json()["id"])
+    gone = WebhookDelivery(user_id=user_id, webhook_id=UUID(int=1), event="sync.failed", payload={})
+    connection = Connection(user_id=user_id, provider="memory", name="kept", status=ConnectionStatus.ACTIVE)
+    async with container.uow() as uow:
+        await uow.connections.add(connection)
+        assert await uow.webhooks.add_deliveries([gone]) == []
+        await uow.commit()
+    async with container.uow() as uow:
+        assert await uow.connections.get(connection.id, user_id) is not None

@@ -118,7 +118,7 @@ class SqlWebhookRepository:
                 result = await self._s.execute(stmt, [to_row(d) for d in new])
                 return [UUID(str(i)) for i in result.scalars()]
         except Exception:
-            log.exception("webhook_event_not_recorded", event=new[0].event)
+            log.exception("webhook_event_not_recorded", event_type=new[0].event)  # not event=: the message's
             return []
 
     async def delivery(self, delivery_id: UUID, *, lock: bool = False) -> WebhookDelivery | None:
