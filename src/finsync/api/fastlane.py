@@ -42,6 +42,7 @@ from finsync.api.listing import transactions_body_of, written_body
 from finsync.api.pagination import CURSOR_MAX, CURSOR_PATTERN, LIMIT_MAX, decode_cursor
 from finsync.api.schemas import UserPublic
 from finsync.application.api_tokens import is_api_token
+from finsync.bootstrap import Container
 from finsync.domain.entities import User
 from finsync.domain.errors import FinsyncError
 from finsync.domain.ports import PageRequest, TransactionFilter, UnitOfWork, WrittenPage
@@ -81,25 +82,27 @@ class FastLane:
         self.answered = 0  # requests answered here (tests, and a look from a debugger)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["method"] == "GET":
+        container: Container | None = getattr(scope.get("app") and scope["app"].state, "container", None)
+        if (
+            scope["type"] == "http"
+            and scope["method"] == "GET"
+            and container
+            and container.settings.fast_reads
+        ):
             path = get_route_path(scope)
             if path.startswith(self.prefix):
                 # Pages the database writes only where it does (PostgreSQL): elsewhere the
                 # lane would check the token and read the user for nothing.
-                written = scope["app"].state.container.reader is not None
-                answer = _answer_for(path[len(self.prefix) :], written=written)
+                answer = _answer_for(path[len(self.prefix) :], written=container.reader is not None)
                 if answer is not None:
-                    body = await self._answer(scope, answer)
+                    body = await self._answer(scope, container, answer)
                     if body is not None:
                         self.answered += 1
                         await Response(body, media_type="application/json")(scope, receive, send)
                         return
         await self.app(scope, receive, send)
 
-    async def _answer(self, scope: Scope, answer: Answer) -> bytes | None:
-        container = scope["app"].state.container
-        if not container.settings.fast_reads:
-            return None
+    async def _answer(self, scope: Scope, container: Container, answer: Answer) -> bytes | None:
         scheme, token = get_authorization_scheme_param(Headers(scope=scope).get("authorization"))
         if scheme.lower() != "bearer" or not token or is_api_token(token):
             return None  # FastAPI's 401, or an API token's scope checks
