@@ -56,7 +56,7 @@ from finsync.domain.enums import (
 )
 from finsync.domain.ports import AccountFilter, PageRequest
 from finsync.domain.records import ProviderAccount, ProviderHolding, ProviderTransaction
-from finsync.domain.trading import Order, OrderSide, OrderType, TimeInForce
+from finsync.domain.trading import Order, OrderSide, OrderStatus, OrderType, TimeInForce
 from finsync.domain.webhooks import Webhook, WebhookDelivery
 from finsync.infrastructure.db import uow as uow_module
 from finsync.infrastructure.db.tables import TransactionRow
@@ -360,6 +360,8 @@ async def seed_lists(c: Container, user_id: Any, postgres: bool) -> dict[str, st
                     currency="USD",
                     created_by="user",
                     quantity=Decimal(i + 1),
+                    status=OrderStatus.FILLED,  # final: the order follower has nothing to ask a broker
+                    filled_quantity=Decimal(i + 1),
                 )
             )
         hooks = [

@@ -52,10 +52,6 @@ _LIMIT = re.compile(r"[1-9][0-9]{0,2}")  # as FastAPI reads it (no sign, no lead
 _CURSOR = re.compile(CURSOR_PATTERN)
 _ID = r"([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})"  # as str(UUID) writes it
 _ACCOUNT_PAGE = re.compile(rf"/accounts/{_ID}/transactions")
-_HOLDINGS = re.compile(rf"/accounts/{_ID}/holdings")
-_SNAPSHOTS = re.compile(rf"/accounts/{_ID}/balance-snapshots")
-_DELIVERIES = re.compile(rf"/webhooks/{_ID}/deliveries")
-_SYNC_RUNS = re.compile(rf"/connections/{_ID}/sync-runs")
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,32 +128,42 @@ def _answer_for(path: str, *, written: bool) -> Answer | None:
     return None if lister is None else partial(_written, lister)
 
 
+# The lists whose pages the database writes (``written``): by path, and by path with the id
+# of what they belong to.
+_LISTS: dict[str, Lister] = {
+    "/accounts": lambda r, page: r.uow.accounts.written(r.user.id, page),
+    "/connections": lambda r, page: r.uow.connections.written(r.user.id, page, r.now),
+    "/holdings": lambda r, page: r.uow.holdings.written(r.user.id, None, page),
+    "/orders": lambda r, page: r.uow.trading.written(r.user.id, page),
+    "/transfers": lambda r, page: r.uow.transfers.written(r.user.id, page),
+    "/webhooks": lambda r, page: r.uow.webhooks.written(r.user.id, page),
+}
+_LISTS_OF: list[tuple[re.Pattern[str], Callable[[UUID], Lister]]] = [
+    (
+        re.compile(rf"/accounts/{_ID}/holdings"),
+        lambda of: lambda r, page: r.uow.holdings.written(r.user.id, of, page),
+    ),
+    (
+        re.compile(rf"/accounts/{_ID}/balance-snapshots"),
+        lambda of: lambda r, page: r.uow.snapshots.written(r.user.id, of, page),
+    ),
+    (
+        re.compile(rf"/connections/{_ID}/sync-runs"),
+        lambda of: lambda r, page: r.uow.sync_runs.written(r.user.id, of, page),
+    ),
+    (
+        re.compile(rf"/webhooks/{_ID}/deliveries"),
+        lambda of: lambda r, page: r.uow.webhooks.written_deliveries(r.user.id, of, page),
+    ),
+]
+
+
 def _lister_for(path: str) -> Lister | None:
-    """The list at ``path`` whose pages the database writes (``written``), if any."""
-    if path == "/accounts":
-        return lambda r, page: r.uow.accounts.written(r.user.id, page)
-    if path == "/connections":
-        return lambda r, page: r.uow.connections.written(r.user.id, page, r.now)
-    if path == "/holdings":
-        return lambda r, page: r.uow.holdings.written(r.user.id, None, page)
-    if path == "/orders":
-        return lambda r, page: r.uow.trading.written(r.user.id, page)
-    if path == "/transfers":
-        return lambda r, page: r.uow.transfers.written(r.user.id, page)
-    if path == "/webhooks":
-        return lambda r, page: r.uow.webhooks.written(r.user.id, page)
-    if found := _HOLDINGS.fullmatch(path):
-        account_id = UUID(found[1])
-        return lambda r, page: r.uow.holdings.written(r.user.id, account_id, page)
-    if found := _SNAPSHOTS.fullmatch(path):
-        account_id = UUID(found[1])
-        return lambda r, page: r.uow.snapshots.written(r.user.id, account_id, page)
-    if found := _DELIVERIES.fullmatch(path):
-        webhook_id = UUID(found[1])
-        return lambda r, page: r.uow.webhooks.written_deliveries(r.user.id, webhook_id, page)
-    if found := _SYNC_RUNS.fullmatch(path):
-        connection_id = UUID(found[1])
-        return lambda r, page: r.uow.sync_runs.written(r.user.id, connection_id, page)
+    if (lister := _LISTS.get(path)) is not None:
+        return lister
+    for pattern, lister_of in _LISTS_OF:
+        if found := pattern.fullmatch(path):
+            return lister_of(UUID(found[1]))
     return None
 
 
