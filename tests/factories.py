@@ -59,8 +59,11 @@ def txn(pid: str, amount: str = "-12.34", day: date = date(2026, 1, 15), **kw: A
     return ProviderTransaction(**(values | kw))
 
 
+SEEDED_PASSWORD = "correct horse battery staple"
+
+
 async def seed_user(container: Container, email: str = "ada@example.com") -> User:
-    return await container.user_auth.register(email, "correct horse battery staple")
+    return await container.user_auth.register(email, SEEDED_PASSWORD)
 
 
 async def seed_connection(container: Container, user: User, provider: str = "memory") -> Connection:

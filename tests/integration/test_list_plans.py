@@ -5,22 +5,27 @@ means no index gives the order), on SQLite by its query plan (no temporary B-tre
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+import asyncpg
 import pytest
 from sqlalchemy import event
 
 from finsync.bootstrap import Container
 from finsync.domain.categories import TransferStatus
-from finsync.domain.entities import BalanceSnapshot, SyncRun, new_id
+from finsync.domain.entities import Account, BalanceSnapshot, Connection, SyncRun, User, new_id
 from finsync.domain.enums import SnapshotSource, SyncStatus, SyncTrigger
 from finsync.domain.ports import AccountFilter, Page, PageRequest, UnitOfWork
 from finsync.domain.webhooks import Webhook, WebhookDelivery
-from tests.factories import account, holding, seed_connection, seed_order, seed_user, txn
+from tests.conftest import api_client
+from tests.factories import SEEDED_PASSWORD, account, holding, seed_connection, seed_order, seed_user, txn
+from tests.sql import driver_checkouts
 
 pytestmark = pytest.mark.integration
 
@@ -53,8 +58,16 @@ async def _plan(c: Container, uow: UnitOfWork, statement: str, parameters: Any) 
 Lister = Callable[[UnitOfWork, PageRequest], Awaitable[Page[Any]]]
 
 
-async def test_every_list_pages_from_an_index_in_key_order(container: Container) -> None:
-    c = container
+@dataclass
+class Seeded:
+    user: User
+    conn: Connection
+    accts: list[Account]
+    hooks: list[Webhook]
+
+
+async def _two_of_each(c: Container) -> Seeded:
+    """Two rows of every list (a second page exists), for one user."""
     user = await seed_user(c)
     conn = await seed_connection(c, user)
     await seed_connection(c, user)  # connections list: two
@@ -107,6 +120,13 @@ async def test_every_list_pages_from_an_index_in_key_order(container: Container)
         assert await uow.trading.add_order(first)
         await uow.commit()
 
+    return Seeded(user, conn, accts, hooks)
+
+
+async def test_every_list_pages_from_an_index_in_key_order(container: Container) -> None:
+    c = container
+    seeded = await _two_of_each(c)
+    user, conn, accts, hooks = seeded.user, seeded.conn, seeded.accts, seeded.hooks
     lists: dict[str, Lister] = {
         "accounts": lambda u, p: u.accounts.find(user.id, AccountFilter(), p),
         "accounts of a connection": lambda u, p: u.accounts.find(
@@ -142,3 +162,67 @@ async def test_every_list_pages_from_an_index_in_key_order(container: Container)
             unwanted = ("Sort", "Seq Scan") if postgres else ("TEMP B-TREE", "SCAN ")
             found = [word for word in unwanted if word in plan.replace("SCAN CONSTANT", "")]
             assert not found, f"{name}:\n{statement}\n{plan}"
+
+
+async def test_the_pages_postgresql_writes_seek_an_index_too(container: Container) -> None:
+    """The fast lane's own page statements (``db/written.py``: the user check and the page, on
+    the driver pool) for the second page of every list it answers: no Sort, no Seq Scan."""
+    c = container
+    if c.engine.dialect.name != "postgresql":
+        pytest.skip("PostgreSQL writes these pages")
+    seeded = await _two_of_each(c)
+    lists = [
+        "/accounts",
+        "/connections",
+        "/holdings",
+        "/orders",
+        "/transfers",
+        "/webhooks",
+        "/transactions",
+        f"/accounts/{seeded.accts[0].id}/holdings",
+        f"/accounts/{seeded.accts[0].id}/balance-snapshots",
+        f"/accounts/{seeded.accts[0].id}/transactions",
+        f"/connections/{seeded.conn.id}/sync-runs",
+        f"/webhooks/{seeded.hooks[0].id}/deliveries",
+    ]
+    sent: list[tuple[str, tuple[Any, ...]]] = []
+
+    def logged(record: Any) -> None:
+        sent.append((record.query, record.args))
+
+    async with api_client(c) as http:
+        token = await http.post(
+            "/api/v1/auth/token", data={"username": seeded.user.email, "password": SEEDED_PASSWORD}
+        )
+        headers = {"Authorization": f"Bearer {token.json()['access_token']}"}
+        admin = await asyncpg.connect(c.settings.database_url.replace("+asyncpg", ""))
+        try:
+            await admin.execute("SET enable_sort = off")
+            await admin.execute("SET enable_seqscan = off")
+            for path in lists:
+                first = (await http.get(f"/api/v1{path}?limit=1", headers=headers)).json()
+                sent.clear()
+                with driver_checkouts(
+                    c,
+                    lambda conn: conn.add_query_logger(logged),
+                    lambda conn: conn.remove_query_logger(logged),
+                ):
+                    answer = await http.get(
+                        f"/api/v1{path}?limit=1&cursor={first['next_cursor']}", headers=headers
+                    )
+                    await asyncio.sleep(0)  # asyncpg hands records to loggers with call_soon
+                assert answer.status_code == 200, answer.text
+                assert len(sent) == 2, (path, sent)  # the user check and the page: the lane's
+                for at, (query, args) in enumerate(sent):
+                    plan = "\n".join(r[0] for r in await admin.fetch(f"EXPLAIN {query}", *args))
+                    found = [word for word in ("Sort", "Seq Scan") if word in plan]
+                    assert not found, f"{path}:\n{query}\n{plan}"
+                    # The page seeks past the cursor in its index, not by filtering what it read.
+                    seek = [
+                        line
+                        for line in plan.splitlines()
+                        if "Index Cond" in line and (" < " in line or " > " in line)
+                    ]
+                    assert at == 0 or seek, f"{path}:\n{query}\n{plan}"
+        finally:
+            await admin.close()
