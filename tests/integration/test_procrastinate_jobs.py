@@ -8,12 +8,13 @@ import time
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, ClassVar
 
 import asyncpg
 import pytest
 
-from finsync.domain.jobs import JobRegistry, JobType, RetryPolicy
+from finsync.domain.jobs import JobRegistry, JobType, Periodic, RetryPolicy
 from finsync.infrastructure.jobs import ConcurrencyCaps
 from finsync.infrastructure.jobs.procrastinate_queue import ProcrastinateJobQueue
 from tests.conftest import JOB_TABLES
@@ -229,5 +230,32 @@ async def test_the_job_fetch_and_only_it_is_planned_for_the_jobs_actually_queued
             "SELECT current_setting('plan_cache_mode') AS mode"
         )
         assert session["mode"] == "auto"
+    finally:
+        await queue.aclose()
+
+
+async def test_draining_never_defers_a_periodic_tick(jobs_db: str) -> None:
+    """``drain`` runs what is queued. A worker's periodic deferrer would also defer each periodic
+    task's latest tick by the real clock (up to ten minutes late): a task due every minute is
+    always that late, so only the drain keeping it off leaves none queued."""
+    recorder = Recorder()
+    queue = _queue(recorder, jobs_db)
+    ticks: list[datetime] = []
+
+    async def tick(at: datetime) -> None:
+        ticks.append(at)
+
+    queue._registry.periodic.append(Periodic(name="tick", cron="* * * * *", call=tick))
+    queue.register(periodic=True)
+    try:
+        assert await queue.enqueue(Deliver("exchange", "held"))
+        asyncio.get_running_loop().call_later(0.5, recorder.release.set)  # the deferrer's time
+        await queue.drain()
+        rows = await queue.app.connector.execute_query_all_async(
+            "SELECT task_name FROM procrastinate_jobs ORDER BY id"
+        )
+        assert [row["task_name"] for row in rows] == ["capped_delivery"]
+        assert not ticks
+        assert queue.app.periodic_registry.periodic_tasks  # registered still, for a real worker
     finally:
         await queue.aclose()
