@@ -36,8 +36,10 @@ lint: dev
 # Bytecode caching on for the tests even where the environment turns it off
 # (PYTHONDONTWRITEBYTECODE=1): otherwise every xdist worker and every `finsync` subprocess
 # compiles the source and re-runs pytest's assertion rewriting, ~10 s of CPU per worker.
+# --dist worksteal: an idle worker takes tests queued for a busy one, so the run does not end
+# on one worker finishing a long queue (measured: 224-226 s against 240-247 s with the default).
 test: lint
-	PYTHONDONTWRITEBYTECODE= $(BIN)/pytest -q -n auto
+	PYTHONDONTWRITEBYTECODE= $(BIN)/pytest -q -n auto --dist worksteal
 
 docs: dev
 	$(BIN)/mkdocs build --strict --site-dir var/site
