@@ -78,7 +78,7 @@ class FastLane:
         self.answered = 0  # requests answered here (tests, and a look from a debugger)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        container: Container | None = getattr(scope.get("app") and scope["app"].state, "container", None)
+        container: Container | None = getattr(scope["app"].state, "container", None)  # set at start-up
         if (
             scope["type"] == "http"
             and scope["method"] == "GET"

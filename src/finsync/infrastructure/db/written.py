@@ -111,21 +111,39 @@ class Args(list[Any]):
         return f"${len(self)}{cast}"
 
 
-def page_sql(
-    rows_sql: str, keys: Sequence[str], order: str, args: Args, page: PageRequest, *, unless: bool = False
-) -> str:
-    """``rows_sql`` (the page's rows, ``limit + 1`` of them in ``order``: the ``keys``, then
-    ``item``, then with ``unless`` a boolean of that name) folded into one row: how many rows,
-    the first ``limit`` items joined in order, the keys of the last of those, and with ``unless``
-    whether it holds for any of them."""
+async def folded(
+    session: AsyncSession,
+    of: Table,
+    rows_sql: str,
+    args: Args,
+    page: PageRequest,
+    keys: Sequence[str],
+    order: str,
+    *,
+    unless: bool = False,
+) -> WrittenPage | None:
+    """The page of ``rows_sql`` (its rows, ``limit + 1`` of them in ``order``: the ``keys``,
+    then ``item``, then with ``unless`` a boolean of that name), folded by the database into
+    one row: how many rows, the first ``limit`` items joined in order, the keys of the last of
+    those, and with ``unless`` whether it holds for any of them (then None). None also where
+    the database does not write pages (see the module)."""
     last = args(page.limit)
     ends = ", ".join(f"(array_agg({k}) FILTER (WHERE at = {last}))[1]" for k in keys)
     if unless:
         ends += f", bool_or(unless) FILTER (WHERE at <= {last})"
-    return (
+    sql = (
         f"SELECT count(*), string_agg(item, ',' ORDER BY at) FILTER (WHERE at <= {last}), {ends} "  # noqa: S608
         f"FROM (SELECT row_number() OVER (ORDER BY {order}) AS at, * FROM ({rows_sql}) listed) page"
     )
+    found = await raw.fetch(session, sql, args)
+    if found is None:
+        return None
+    count, items, *end = found[0]
+    if unless and end.pop():
+        return None
+    if count <= page.limit:
+        return WrittenPage(items or "", count)
+    return WrittenPage(items, page.limit, next_key(of, *end))
 
 
 async def written(
@@ -137,15 +155,16 @@ async def written(
     *,
     descending: bool,
     keys: Sequence[tuple[str, type, str]] = (("id", UUID, "::uuid"),),
-    joined: str = "",
+    source: str | None = None,
     unless: str | None = None,
     last: tuple[str, str] | None = None,
 ) -> WrittenPage | None:
     """The page of ``of``'s rows matching ``scope`` (column: value), in ``keys`` order, as
     ``keyset`` and ``make_page`` would give it, its items written as ``fields`` say (given the
-    statement's arguments, when they need values of their own; ``joined``: joins their values
-    may come from); None where the database does not write pages (see the module), or where
-    the condition ``unless`` holds for an item of the page (one the database cannot write).
+    statement's arguments, when they need values of their own; ``source``: the FROM clause,
+    when their values come from joins too); None where the database does not write pages (see
+    the module), or where the condition ``unless`` holds for an item of the page (one the
+    database cannot write).
 
     ``last`` (a key, a json column) ends each item with a value written here, from the JSON
     the driver decoded, the way the response models write it: PostgreSQL has no compact text
@@ -160,28 +179,18 @@ async def written(
         bound = ", ".join(args(v, cast) for v, (_, _, cast) in zip(values, keys, strict=True))
         seek = ", ".join(f"{table}.{k}" for k in names)
         where.append(f"({seek}) {'<' if descending else '>'} ({bound})")
-    order = ", ".join(f"{k} DESC" if descending else k for k in names)
-    extra = ("" if unless is None else f", ({unless}) AS unless") + (
-        "" if last is None else f", {last[1]} AS last"
-    )
+    direction = " DESC" if descending else ""
+    extra = "" if unless is None else f", ({unless}) AS unless"
+    extra += "" if last is None else f", {last[1]} AS last"
     rows = (
         f"SELECT {', '.join(f'{table}.{k}' for k in names)}, {item(fields, then=last and last[0])} AS item"  # noqa: S608
-        f"{extra} FROM {table} {joined} WHERE {' AND '.join(where)} "
-        f"ORDER BY {', '.join(f'{table}.{part}' for part in order.split(', '))} LIMIT {args(page.limit + 1)}"
+        f"{extra} FROM {source or table} WHERE {' AND '.join(where)} "
+        f"ORDER BY {', '.join(f'{table}.{k}{direction}' for k in names)} LIMIT {args(page.limit + 1)}"
     )
     if last is not None:
         return await _joined_here(session, of, rows, args, page, names, unless is not None)
-    found = await raw.fetch(
-        session, page_sql(rows, names, order, args, page, unless=unless is not None), args
-    )
-    if found is None:
-        return None
-    count, items, *end = found[0]
-    if unless is not None and end.pop():
-        return None
-    if count <= page.limit:
-        return WrittenPage(items or "", count)
-    return WrittenPage(items, page.limit, next_key(of, *end))
+    order = ", ".join(f"{k}{direction}" for k in names)
+    return await folded(session, of, rows, args, page, names, order, unless=unless is not None)
 
 
 async def _joined_here(

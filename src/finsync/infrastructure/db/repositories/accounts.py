@@ -60,10 +60,15 @@ _HOLDING_JSON = {  # HoldingValued's fields without ?currency=, see db/written.p
     **{c: w.quoted(c) for c in ("average_cost", "current_price", "market_value", "unrealized_pnl")},
     "updated_at": w.utc("updated_at"),
     # ValueConversionOut of the provider's value, when the sync converted it (ccxt's mappers)
-    "value_conversion": f"CASE WHEN jsonb_typeof({_CONVERSION}) = 'object' THEN concat("
-    f"""'{{"rate":"', {w.decimal_in_json(f"{_CONVERSION}->>'rate'")}, '","rate_date":', """
-    f"""{w.text(f"({_CONVERSION}->>'rate_date')::date")}, ',"source":', """
-    f"""to_json({_CONVERSION}->>'source'), '}}') ELSE 'null' END""",
+    "value_conversion": f"CASE WHEN jsonb_typeof({_CONVERSION}) = 'object' THEN "
+    + w.item(
+        {
+            "rate": w.quoted(w.decimal_in_json(f"{_CONVERSION}->>'rate'"), nullable=False),
+            "rate_date": w.text(f"({_CONVERSION}->>'rate_date')::date"),
+            "source": w.text(f"{_CONVERSION}->>'source'", nullable=False),
+        }
+    )
+    + " ELSE 'null' END",
     **dict.fromkeys(
         ("valuation_source", "valuation_price", "valuation_price_currency", "valuation_date", "converted"),
         "'null'",

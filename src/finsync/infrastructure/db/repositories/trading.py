@@ -41,10 +41,12 @@ from finsync.infrastructure.db.tables import (
 settings_t = TradingSettingsRow.__table__  # type: ignore[attr-defined]
 orders = OrderRow.__table__  # type: ignore[attr-defined]
 # A fill as FillOut writes it: stored as JSON text (decimals as str(), times ISO with offset).
-_FILL = (
-    f"""concat('{{"quantity":"', {w.decimal_in_json("f->>'quantity'")}, '","price":"', """
-    f"""{w.decimal_in_json("f->>'price'")}, """
-    f"""'","at":', {w.utc("(f->>'at')::timestamptz", nullable=True)}, '}}')"""
+_FILL = w.item(
+    {
+        "quantity": w.quoted(w.decimal_in_json("f->>'quantity'"), nullable=False),
+        "price": w.quoted(w.decimal_in_json("f->>'price'"), nullable=False),
+        "at": w.utc("(f->>'at')::timestamptz", nullable=True),
+    }
 )
 _ORDER_JSON = {  # OrderOut's fields, see db/written.py
     **{c: w.quoted(c, nullable=False) for c in ("id", "account_id", "connection_id")},

@@ -45,7 +45,6 @@ from finsync.infrastructure.db.mapping import (
     column_text,
     keyset,
     make_page,
-    next_key,
     provider_id,
     to_entity,
 )
@@ -291,7 +290,7 @@ _LISTED_JSON = f"transaction_date, id, {w.item(_JSON_FIELDS)} AS item"
 
 def listed_sql(
     user_id: UUID, filters: TransactionFilter, page: PageRequest, *, as_json: bool = False
-) -> tuple[str, list[Any]]:
+) -> tuple[str, w.Args]:
     """``listed_query`` as PostgreSQL text and its arguments, for asyncpg's prepared
     statements (``raw.fetch``): building and compiling the SQLAlchemy statement cost more CPU
     than the database spent answering it. The same conditions in the same shape as
@@ -299,44 +298,41 @@ def listed_sql(
     of filters, so the connection's statement cache holds a handful. The API tests run every
     filter through this and, on SQLite, through ``listed_query``;
     ``tests/integration/test_read_path.py`` compares the two on PostgreSQL."""
-    args = arg = w.Args()
+    args = w.Args()
 
     if filters.account_id is not None:
-        account = arg(filters.account_id, "::uuid")
-        owner = arg(user_id, "::uuid")
+        account = args(filters.account_id, "::uuid")
+        owner = args(user_id, "::uuid")
         owned = f"EXISTS (SELECT 1 FROM accounts WHERE id = {account} AND user_id = {owner})"  # noqa: S608
         where = [f"account_id = {account}", owned]
     else:
-        where = [f"user_id = {arg(user_id, '::uuid')}"]
+        where = [f"user_id = {args(user_id, '::uuid')}"]
     if filters.date_from is not None:
-        where.append(f"transaction_date >= {arg(filters.date_from, '::date')}")
+        where.append(f"transaction_date >= {args(filters.date_from, '::date')}")
     if filters.date_to is not None:
-        where.append(f"transaction_date <= {arg(filters.date_to, '::date')}")
+        where.append(f"transaction_date <= {args(filters.date_to, '::date')}")
     for column, value in (("type", filters.type), ("subtype", filters.subtype), ("status", filters.status)):
         if value is not None:
-            where.append(f"{column} = {arg(value.value)}")
+            where.append(f"{column} = {args(value.value)}")
     if filters.symbol:
-        where.append(f"upper(symbol) = {arg(filters.symbol.upper())}")
+        where.append(f"upper(symbol) = {args(filters.symbol.upper())}")
     if filters.text:
-        pattern = arg(f"%{filters.text.lower().translate(_LIKE_ESCAPE)}%")
+        pattern = args(f"%{filters.text.lower().translate(_LIKE_ESCAPE)}%")
         where.append(
-            f"(lower(description) LIKE {pattern} ESCAPE '\\' OR lower(symbol) = {arg(filters.text.lower())})"
+            f"(lower(description) LIKE {pattern} ESCAPE '\\' OR lower(symbol) = {args(filters.text.lower())})"
         )
     if filters.category_ids is not None:
-        where.append(f"category_id = ANY({arg(list(filters.category_ids), '::uuid[]')})")
+        where.append(f"category_id = ANY({args(list(filters.category_ids), '::uuid[]')})")
     if filters.tag is not None:
-        where.append(f"tags @> {arg(json_dumps([filters.tag]), '::jsonb')}")
+        where.append(f"tags @> {args(json_dumps([filters.tag]), '::jsonb')}")
     if page.after is not None:
         day, ident = after_values(page, [date, UUID], transactions.name)
-        where.append(f"(transaction_date, id) < ({arg(day, '::date')}, {arg(ident, '::uuid')})")
+        where.append(f"(transaction_date, id) < ({args(day, '::date')}, {args(ident, '::uuid')})")
     sql = (  # our own column names; every value is an argument
         f"SELECT {_LISTED_JSON if as_json else _LISTED_COLUMNS} FROM transactions "  # noqa: S608
         f"WHERE {' AND '.join(where)} "
-        f"ORDER BY transaction_date DESC, id DESC LIMIT {arg(page.limit + 1)}"
+        f"ORDER BY transaction_date DESC, id DESC LIMIT {args(page.limit + 1)}"
     )
-    if as_json:  # the page in one row: its items joined, and the key of its last item
-        keys = ["transaction_date", "id"]
-        sql = w.page_sql(sql, keys, "transaction_date DESC, id DESC", args, page)
     return sql, args
 
 
@@ -606,13 +602,9 @@ class SqlTransactionRepository:
         that is not a request's read): take ``listed``."""
         if not self._postgres:
             return None
-        found = await raw.fetch(self._s, *listed_sql(user_id, filters, page, as_json=True))
-        if found is None:
-            return None
-        count, items, day, ident = found[0]
-        if count <= page.limit:
-            return WrittenPage(items or "", count)
-        return WrittenPage(items, page.limit, next_key(transactions, day, ident))
+        rows, args = listed_sql(user_id, filters, page, as_json=True)
+        order = "transaction_date DESC, id DESC"
+        return await w.folded(self._s, transactions, rows, args, page, ["transaction_date", "id"], order)
 
     async def refresh_statistics(self) -> None:
         """Refresh the planner's statistics of the table after a bulk write (PostgreSQL).

@@ -15,6 +15,7 @@ from finsync.domain.categories import TransferLink, TransferStatus
 from finsync.domain.entities import utcnow
 from finsync.domain.enums import TransactionStatus, TransactionSubtype, TransactionType
 from finsync.domain.ports import Page, PageRequest, WrittenPage
+from finsync.infrastructure.db import raw
 from finsync.infrastructure.db import written as w
 from finsync.infrastructure.db.analytics_tables import TransferLinkRow
 from finsync.infrastructure.db.cash_flow import lock, mark_written
@@ -47,6 +48,9 @@ def _link(row: Any) -> TransferLink:
 
 
 _inflow, _outflow = transactions.alias("inflow"), transactions.alias("outflow")
+_LEGS = links.outerjoin(_inflow, _inflow.c.id == links.c.inflow_id).outerjoin(
+    _outflow, _outflow.c.id == links.c.outflow_id
+)
 # A link with what its legs say (the amount and currency of the money in, both dates), in the
 # link's own statement: one look-up per link made a 50-link page 100 statements (27 ms).
 _DESCRIBED = select(
@@ -55,11 +59,7 @@ _DESCRIBED = select(
     _inflow.c.currency,
     _inflow.c.transaction_date.label("inflow_date"),
     _outflow.c.transaction_date.label("outflow_date"),
-).select_from(
-    links.outerjoin(_inflow, _inflow.c.id == links.c.inflow_id).outerjoin(
-        _outflow, _outflow.c.id == links.c.outflow_id
-    )
-)
+).select_from(_LEGS)
 
 
 _LINK_JSON = {  # TransferOut's fields, see db/written.py
@@ -73,10 +73,7 @@ _LINK_JSON = {  # TransferOut's fields, see db/written.py
     "inflow_date": w.text("inflow.transaction_date"),
     "created_at": w.utc("transfer_links.created_at"),
 }
-_LEGS = (  # as _DESCRIBED joins them
-    "LEFT JOIN transactions AS inflow ON inflow.id = transfer_links.inflow_id "
-    "LEFT JOIN transactions AS outflow ON outflow.id = transfer_links.outflow_id"
-)
+_LEGS_SQL, _ = raw.prepared(_LEGS)  # the written page's FROM (PostgreSQL text)
 
 
 def _described(row: Any) -> TransferLink:
@@ -165,7 +162,7 @@ class SqlTransferRepository:
     async def written(self, user_id: UUID, page: PageRequest) -> WrittenPage | None:
         """``find``'s page (any status) as ``TransferOut`` JSON, see ``db/written.py``."""
         scope = {"user_id": user_id}
-        return await w.written(self._s, links, _LINK_JSON, scope, page, descending=True, joined=_LEGS)
+        return await w.written(self._s, links, _LINK_JSON, scope, page, descending=True, source=_LEGS_SQL)
 
     async def live_link_of(self, transaction_ids: Sequence[UUID]) -> TransferLink | None:
         ids = list(transaction_ids)

@@ -13,36 +13,36 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from finsync.domain.ports import Page, PageRequest, WrittenPage
 from finsync.domain.webhooks import DeliveryStatus, Webhook, WebhookAttempt, WebhookDelivery
-from finsync.infrastructure.db import written
+from finsync.infrastructure.db import written as w
 from finsync.infrastructure.db.mapping import keyset, make_page, to_entity, to_row
 from finsync.infrastructure.db.tables import UserRow, WebhookAttemptRow, WebhookDeliveryRow, WebhookRow
 
 log = structlog.get_logger(__name__)
 hooks = WebhookRow.__table__  # type: ignore[attr-defined]
 deliveries = WebhookDeliveryRow.__table__  # type: ignore[attr-defined]
-_ATTEMPT = written.item(  # AttemptOut's fields
+_ATTEMPT = w.item(  # AttemptOut's fields
     {
-        "attempted_at": written.utc("a.attempted_at"),
-        "status_code": written.number("a.status_code"),
-        "error": written.text("a.error"),
-        "duration_ms": written.number("a.duration_ms"),
+        "attempted_at": w.utc("a.attempted_at"),
+        "status_code": w.number("a.status_code"),
+        "error": w.text("a.error"),
+        "duration_ms": w.number("a.duration_ms"),
     }
 )
 _DELIVERY_JSON = {  # DeliveryOut's fields but its payload (the last, written from the decoded JSON)
-    "id": written.quoted("id", nullable=False),
-    **{c: written.quoted(c, nullable=False) for c in ("event", "status")},
+    "id": w.quoted("id", nullable=False),
+    **{c: w.quoted(c, nullable=False) for c in ("event", "status")},
     "attempts": f"'[', COALESCE((SELECT string_agg({_ATTEMPT}, ',' ORDER BY a.id) "  # noqa: S608
     "FROM webhook_attempts AS a WHERE a.delivery_id = webhook_deliveries.id), ''), ']'",
-    "created_at": written.utc("created_at"),
-    **{c: written.utc(c, nullable=True) for c in ("last_attempt_at", "delivered_at")},
+    "created_at": w.utc("created_at"),
+    **{c: w.utc(c, nullable=True) for c in ("last_attempt_at", "delivered_at")},
 }
 _HOOK_JSON = {  # WebhookOut's fields, see db/written.py
-    "id": written.quoted("id", nullable=False),
-    "url": written.text("url", nullable=False),
-    "events": written.strings("events"),
-    "description": written.text("description"),
-    "created_at": written.utc("created_at"),
-    "updated_at": written.utc("updated_at"),
+    "id": w.quoted("id", nullable=False),
+    "url": w.text("url", nullable=False),
+    "events": w.strings("events"),
+    "description": w.text("description"),
+    "created_at": w.utc("created_at"),
+    "updated_at": w.utc("updated_at"),
 }
 attempts = WebhookAttemptRow.__table__  # type: ignore[attr-defined]
 users = UserRow.__table__  # type: ignore[attr-defined]
@@ -67,11 +67,11 @@ class SqlWebhookRepository:
             select(hooks).where(hooks.c.user_id == user_id), [(hooks.c.id, UUID)], page, descending=False
         )
         items = [to_entity(Webhook, r) for r in (await self._s.execute(stmt)).mappings()]
-        return make_page(items, page, lambda w: (w.id,), of=hooks)
+        return make_page(items, page, lambda hook: (hook.id,), of=hooks)
 
     async def written(self, user_id: UUID, page: PageRequest) -> WrittenPage | None:
         """``find``'s page as ``WebhookOut`` JSON, see ``db/written.py``."""
-        return await written.written(self._s, hooks, _HOOK_JSON, {"user_id": user_id}, page, descending=False)
+        return await w.written(self._s, hooks, _HOOK_JSON, {"user_id": user_id}, page, descending=False)
 
     async def count(self, user_id: UUID, *, lock: bool = False) -> int:
         """With ``lock``, first serialise with the user's other webhook creations until commit,
@@ -146,7 +146,7 @@ class SqlWebhookRepository:
         """``deliveries``' page with each delivery's attempts, as ``DeliveryOut`` JSON, see
         ``db/written.py``."""
         scope = {"user_id": user_id, "webhook_id": webhook_id}
-        return await written.written(
+        return await w.written(
             self._s, deliveries, _DELIVERY_JSON, scope, page, descending=True, last=("payload", "payload")
         )
 
