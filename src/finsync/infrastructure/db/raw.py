@@ -194,3 +194,9 @@ def prepared(statement: ClauseElement) -> tuple[str, tuple[str, ...]]:
     in SQLAlchemy, and is compiled once, at import."""
     compiled = statement.compile(dialect=_DIALECT)
     return str(compiled), tuple(getattr(compiled, "positiontup", None) or ())
+
+
+def inline(element: ClauseElement) -> str:
+    """``element`` as PostgreSQL text with its values written in (literal binds): a part of a
+    statement written as text (``db/written.py``), kept written once in SQLAlchemy."""
+    return str(element.compile(dialect=_DIALECT, compile_kwargs={"literal_binds": True}))

@@ -4,9 +4,25 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
+from functools import cache
+from typing import Any
 from uuid import UUID
 
-from sqlalchemy import ColumnElement, and_, bindparam, delete, insert, or_, select, text, update
+from sqlalchemy import (
+    ColumnElement,
+    DateTime,
+    and_,
+    bindparam,
+    case,
+    delete,
+    insert,
+    literal,
+    literal_column,
+    or_,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -14,6 +30,7 @@ from finsync.domain.entities import AuthFlow, Connection, SyncRun
 from finsync.domain.enums import ConnectionStatus, SyncStatus
 from finsync.domain.ports import DueConnection, Page, PageRequest, WrittenPage
 from finsync.domain.webhooks import EXPIRING_WITHIN, FAILING_AFTER, RATE_LIMITED_CODE, Attention
+from finsync.infrastructure.db import raw
 from finsync.infrastructure.db import written as w
 from finsync.infrastructure.db.analytics_tables import HoldingHistoryRow, TransferLinkRow
 from finsync.infrastructure.db.cash_flow import mark_written
@@ -63,32 +80,36 @@ _ACCOUNT_CHILDREN = (
 )
 
 
-def _needs_attention(now: datetime) -> ColumnElement[bool]:
-    """SQL of ``finsync.domain.webhooks.attention(...) is not None`` (keep the two in step)."""
+def _attention_rules(now: Any, soon: Any) -> list[tuple[ColumnElement[bool], Attention]]:
+    """``finsync.domain.webhooks.attention`` in SQL, rule by rule in its order (keep the two in
+    step): ``now`` and ``soon`` (``now`` + EXPIRING_WITHIN) as values or SQL expressions."""
     c = connections.c
     live = c.status.in_([ConnectionStatus.ACTIVE.value, ConnectionStatus.ERROR.value])
-    return or_(
-        c.status == ConnectionStatus.NEEDS_REAUTH.value,
-        and_(live, c.expires_at.is_not(None), c.expires_at <= now + EXPIRING_WITHIN),
-        and_(c.status == ConnectionStatus.ERROR.value, c.failure_count >= FAILING_AFTER),
-        and_(live, c.last_error_code == RATE_LIMITED_CODE),
-    )
+    return [
+        (
+            or_(c.status == ConnectionStatus.NEEDS_REAUTH.value, and_(live, c.expires_at <= now)),
+            Attention.NEEDS_REAUTH,
+        ),
+        (and_(c.status == ConnectionStatus.ERROR.value, c.failure_count >= FAILING_AFTER), Attention.FAILING),
+        (and_(live, c.expires_at <= soon), Attention.EXPIRING),
+        (and_(live, c.last_error_code == RATE_LIMITED_CODE), Attention.RATE_LIMITED),
+    ]
 
 
+def _needs_attention(now: datetime) -> ColumnElement[bool]:
+    """SQL of ``attention(...) is not None``: any of the rules (a NULL expiry matches none)."""
+    return or_(*(rule for rule, _ in _attention_rules(now, now + EXPIRING_WITHIN)))
+
+
+@cache  # one placeholder (the statement's first argument): compiled once
 def _connection_json(now: str) -> dict[str, str]:
-    """ConnectionPublic's fields (``now``: the statement's argument), see db/written.py; the
-    ``attention`` rules of ``finsync.domain.webhooks.attention`` (keep the three in step)."""
-    live = f"status IN ('{ConnectionStatus.ACTIVE.value}', '{ConnectionStatus.ERROR.value}')"
-    attention = (
-        f"CASE WHEN status = '{ConnectionStatus.NEEDS_REAUTH.value}' "
-        f"OR ({live} AND expires_at <= {now}) THEN '\"{Attention.NEEDS_REAUTH.value}\"' "
-        f"WHEN status = '{ConnectionStatus.ERROR.value}' AND failure_count >= {FAILING_AFTER} "
-        f"THEN '\"{Attention.FAILING.value}\"' "
-        f"WHEN {live} AND expires_at <= {now} + interval '{EXPIRING_WITHIN.total_seconds():.0f} seconds' "
-        f"THEN '\"{Attention.EXPIRING.value}\"' "
-        f"WHEN {live} AND last_error_code = '{RATE_LIMITED_CODE}' THEN '\"{Attention.RATE_LIMITED.value}\"' "
-        "ELSE 'null' END"
-    )
+    """ConnectionPublic's fields (``now``: the statement's argument), see db/written.py; its
+    ``attention`` by ``_attention_rules``."""
+    at = literal_column(now, DateTime(timezone=True))
+    rules = [
+        (rule, literal(f'"{value.value}"')) for rule, value in _attention_rules(at, at + EXPIRING_WITHIN)
+    ]
+    attention = raw.inline(case(*rules, else_=literal("null")))
     return {
         "id": w.quoted("id", nullable=False),
         **{c: w.text(c, nullable=False) for c in ("provider", "name")},

@@ -73,7 +73,7 @@ _LINK_JSON = {  # TransferOut's fields, see db/written.py
     "inflow_date": w.text("inflow.transaction_date"),
     "created_at": w.utc("transfer_links.created_at"),
 }
-_LEGS_SQL, _ = raw.prepared(_LEGS)  # the written page's FROM (PostgreSQL text)
+_LEGS_SQL = raw.inline(_LEGS)  # the written page's FROM
 
 
 def _described(row: Any) -> TransferLink:
