@@ -8,7 +8,7 @@ from decimal import Decimal
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import delete, insert, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from finsync.domain.entities import Account, BalanceSnapshot, Connection, Holding, new_id, utcnow
@@ -41,12 +41,14 @@ _ACCOUNT_JSON = {  # AccountValued's fields without ?currency=, see db/written.p
     "duplicate_of": "'null'",
     "also_reached_through": "'[]'",
 }
-# An account that another connection also reaches (``reaches``): its duplicate_of and
-# also_reached_through are the domain's to decide (api/valued.py), not the database's.
+# An account whose IBAN and currency another connection's account carries too: what
+# ``reaches`` finds. Its duplicate_of and also_reached_through are the domain's to decide
+# (api/valued.py), so a written page holding one is not the database's to write. Text, so that
+# both use it as it stands: the subquery is correlated with the statement's own accounts row.
 _REACHED_TWICE = (
-    "iban IS NOT NULL AND EXISTS (SELECT 1 FROM accounts AS b WHERE b.user_id = accounts.user_id "
-    "AND b.iban = accounts.iban AND b.currency = accounts.currency "
-    "AND b.connection_id <> accounts.connection_id)"
+    "accounts.iban IS NOT NULL AND EXISTS (SELECT 1 FROM accounts AS b "
+    "WHERE b.user_id = accounts.user_id AND b.iban = accounts.iban "
+    "AND b.currency = accounts.currency AND b.connection_id <> accounts.connection_id)"
 )
 _CONVERSION = f"raw->'{VALUE_CONVERSION}'"
 _HOLDING_JSON = {  # HoldingValued's fields without ?currency=, see db/written.py and api/valued.py
@@ -213,23 +215,13 @@ class SqlAccountRepository:
     async def reaches(self, user_id: UUID) -> list[Reach]:
         """The user's accounts whose IBAN and currency another connection's account carries too
         (an index probe per user: most users have none)."""
-        a, b, c = accounts.c, accounts.alias("b").c, connections.c
-        other = (
-            select(b.id)
-            .where(
-                b.user_id == a.user_id,
-                b.iban == a.iban,
-                b.currency == a.currency,
-                b.connection_id != a.connection_id,
-            )
-            .exists()
-        )
+        a, c = accounts.c, connections.c
         stmt = (
             select(
                 a.id, a.connection_id, a.provider, a.iban, a.currency, c.status, c.expires_at, c.created_at
             )
             .join(connections, c.id == a.connection_id)
-            .where(a.user_id == user_id, a.iban.is_not(None), other)
+            .where(a.user_id == user_id, text(_REACHED_TWICE))
             .order_by(a.id)
         )
         return [
