@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 import asyncpg  # type: ignore[import-untyped]
 from sqlalchemy import event, text
@@ -13,6 +13,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from finsync.bootstrap import Container
 from tests.conftest import PG_DSN
+
+T = TypeVar("T")
 
 
 @contextmanager
@@ -49,13 +51,26 @@ def driver_checkouts(
 async def statements(c: Container) -> AsyncIterator[list[str]]:
     """The SQL sent through ``c``'s engine meanwhile: through SQLAlchemy and, on PostgreSQL,
     straight on asyncpg, under the engine's connections or on the driver pool's."""
-    seen: list[str] = []
+    async with _watched(c, lambda statement, _: statement) as seen:
+        yield seen
 
-    def record(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
-        seen.append(statement)
+
+@asynccontextmanager
+async def sent(c: Container) -> AsyncIterator[list[tuple[str, Any]]]:
+    """``statements``, each with its parameters (to EXPLAIN it as it was sent)."""
+    async with _watched(c, lambda statement, parameters: (statement, parameters)) as seen:
+        yield seen
+
+
+@asynccontextmanager
+async def _watched(c: Container, keep: Callable[[str, Any], T]) -> AsyncIterator[list[T]]:
+    seen: list[T] = []
+
+    def record(_conn: Any, _cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
+        seen.append(keep(statement, parameters))
 
     def logged(record: Any) -> None:
-        seen.append(record.query)
+        seen.append(keep(record.query, record.args))
 
     watched: list[Any] = []
 

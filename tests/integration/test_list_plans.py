@@ -1,13 +1,12 @@
 """Every list pages from an index in key order, in one statement (issue 16): a page costs the
-same at any depth and whatever else the user holds. The repositories' own statements are captured as sent and
-explained: on PostgreSQL with sorting and sequential scans priced out (so a Sort in the plan
-means no index gives the order), on SQLite by its query plan (no temporary B-tree)."""
+same at any depth and whatever else the user holds. The repositories' own statements are
+captured as sent and explained: on PostgreSQL with sorting and sequential scans priced out
+(so a Sort in the plan means no index gives the order), on SQLite by its query plan (no
+temporary B-tree)."""
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -15,7 +14,6 @@ from typing import Any
 
 import asyncpg
 import pytest
-from sqlalchemy import event
 
 from finsync.bootstrap import Container
 from finsync.domain.categories import TransferStatus
@@ -25,23 +23,9 @@ from finsync.domain.ports import AccountFilter, Page, PageRequest, UnitOfWork
 from finsync.domain.webhooks import Webhook, WebhookDelivery
 from tests.conftest import api_client
 from tests.factories import SEEDED_PASSWORD, account, holding, seed_connection, seed_order, seed_user, txn
-from tests.sql import driver_checkouts
+from tests.sql import sent
 
 pytestmark = pytest.mark.integration
-
-
-@asynccontextmanager
-async def _captured(c: Container) -> AsyncIterator[list[tuple[str, Any]]]:
-    seen: list[tuple[str, Any]] = []
-
-    def record(_conn: Any, _cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
-        seen.append((statement, parameters))
-
-    event.listen(c.engine.sync_engine, "before_cursor_execute", record)
-    try:
-        yield seen
-    finally:
-        event.remove(c.engine.sync_engine, "before_cursor_execute", record)
 
 
 async def _plan(c: Container, uow: UnitOfWork, statement: str, parameters: Any) -> str:
@@ -149,7 +133,7 @@ async def test_every_list_pages_from_an_index_in_key_order(container: Container)
         async with c.uow() as uow:
             first_page = await lister(uow, PageRequest(limit=1))
             assert first_page.next_key is not None, name  # two rows: a second page exists
-            async with _captured(c) as seen:
+            async with sent(c) as seen:
                 second = await lister(uow, PageRequest(limit=1, after=first_page.next_key))
             assert len(second.items) == 1, name
             # One statement a page, whatever it holds (transfers looked their legs up one
@@ -185,11 +169,6 @@ async def test_the_pages_postgresql_writes_seek_an_index_too(container: Containe
         f"/connections/{seeded.conn.id}/sync-runs",
         f"/webhooks/{seeded.hooks[0].id}/deliveries",
     ]
-    sent: list[tuple[str, tuple[Any, ...]]] = []
-
-    def logged(record: Any) -> None:
-        sent.append((record.query, record.args))
-
     async with api_client(c) as http:
         token = await http.post(
             "/api/v1/auth/token", data={"username": seeded.user.email, "password": SEEDED_PASSWORD}
@@ -201,19 +180,13 @@ async def test_the_pages_postgresql_writes_seek_an_index_too(container: Containe
             await admin.execute("SET enable_seqscan = off")
             for path in lists:
                 first = (await http.get(f"/api/v1{path}?limit=1", headers=headers)).json()
-                sent.clear()
-                with driver_checkouts(
-                    c,
-                    lambda conn: conn.add_query_logger(logged),
-                    lambda conn: conn.remove_query_logger(logged),
-                ):
+                async with sent(c) as lane:
                     answer = await http.get(
                         f"/api/v1{path}?limit=1&cursor={first['next_cursor']}", headers=headers
                     )
-                    await asyncio.sleep(0)  # asyncpg hands records to loggers with call_soon
                 assert answer.status_code == 200, answer.text
-                assert len(sent) == 2, (path, sent)  # the user check and the page: the lane's
-                for at, (query, args) in enumerate(sent):
+                assert len(lane) == 2, (path, lane)  # the user check and the page: the lane's
+                for at, (query, args) in enumerate(lane):
                     plan = "\n".join(r[0] for r in await admin.fetch(f"EXPLAIN {query}", *args))
                     found = [word for word in ("Sort", "Seq Scan") if word in plan]
                     assert not found, f"{path}:\n{query}\n{plan}"
