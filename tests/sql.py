@@ -49,8 +49,9 @@ def driver_checkouts(
 
 @asynccontextmanager
 async def statements(c: Container) -> AsyncIterator[list[str]]:
-    """The SQL sent through ``c``'s engine meanwhile: through SQLAlchemy and, on PostgreSQL,
-    straight on asyncpg, under the engine's connections or on the driver pool's."""
+    """The SQL sent through ``c``'s engines meanwhile: through SQLAlchemy (on SQLite also the
+    inline reader's) and, on PostgreSQL, straight on asyncpg, under the engine's connections or
+    on the driver pool's."""
     async with _watched(c, lambda statement, _: statement) as seen:
         yield seen
 
@@ -86,14 +87,17 @@ async def _watched(c: Container, keep: Callable[[str, Any], T]) -> AsyncIterator
     def back(connection: Any) -> None:
         connection.remove_query_logger(logged)
 
-    event.listen(c.engine.sync_engine, "before_cursor_execute", record)
+    engines = [e.sync_engine for e in (c.engine, c.inline_engine) if e is not None]  # SQLite: both
+    for engine in engines:
+        event.listen(engine, "before_cursor_execute", record)
     event.listen(c.engine.sync_engine.pool, "checkout", checkout)
     try:
         with driver_checkouts(c, driver, back):
             yield seen
         await asyncio.sleep(0)  # asyncpg hands records to loggers with call_soon: they run first
     finally:
-        event.remove(c.engine.sync_engine, "before_cursor_execute", record)
+        for engine in engines:
+            event.remove(engine, "before_cursor_execute", record)
         event.remove(c.engine.sync_engine.pool, "checkout", checkout)
         for raw in watched:
             raw.remove_query_logger(logged)

@@ -50,7 +50,7 @@ from finsync.domain.ports import (
     UnitOfWorkFactory,
 )
 from finsync.infrastructure.db import sqlite_functions
-from finsync.infrastructure.db.engine import create_engine, session_factory
+from finsync.infrastructure.db.engine import create_engine, create_inline_reader, session_factory
 from finsync.infrastructure.db.order_desk import SqlOrderDesk
 from finsync.infrastructure.db.raw import DriverPool
 from finsync.infrastructure.db.uow import SqlUnitOfWork
@@ -163,6 +163,11 @@ class Container:
     read_uow: UnitOfWorkFactory
     # asyncpg's own pool under ``read_uow``'s hottest reads (PostgreSQL; see ``db.raw``).
     reader: DriverPool | None = None
+    # Reads of bounded cost (the fast lane's: a user, a page sought in an index): on a SQLite
+    # file, on connections that run on the event loop's thread (``db.inline_sqlite``); None
+    # elsewhere, where ``read_uow`` serves them.
+    bounded_read_uow: UnitOfWorkFactory | None = None
+    inline_engine: AsyncEngine | None = None
     clock: Now = utcnow
 
     def one_read_connection(self) -> AbstractAsyncContextManager[None]:
@@ -198,6 +203,8 @@ class Container:
         await self.orders.aclose()
         if self.reader is not None:
             await self.reader.aclose()
+        if self.inline_engine is not None:
+            await self.inline_engine.dispose()
         await self.engine.dispose()
 
 
@@ -249,8 +256,10 @@ def build(
         uow = partial(SqlUnitOfWork, sessions, jobs, feed)
         read_uow: UnitOfWorkFactory = partial(SqlUnitOfWork, reads, jobs, feed, reader)
         desk: OrderDesk | None = SqlOrderDesk(engine, feed)
-    else:
-        read_uow, desk, reader = uow, None, None  # a unit of work made for a test: orders go through it
+        inline = create_inline_reader(engine)
+        bounded = None if inline is None else partial(SqlUnitOfWork, session_factory(inline), jobs, feed)
+    else:  # a unit of work made for a test: orders go through it
+        read_uow, desk, reader, inline, bounded = uow, None, None, None, None
 
     registry = registry or ProviderRegistry.default()
     if rate_budgets is None and settings.shared_rate_limits and not settings.is_sqlite:
@@ -325,6 +334,8 @@ def build(
         uow=uow,
         read_uow=read_uow,
         reader=reader,
+        bounded_read_uow=bounded,
+        inline_engine=inline,
         registry=registry,
         providers=gateway,
         cipher=cipher,

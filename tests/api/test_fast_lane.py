@@ -3,15 +3,17 @@ and leaves every other request to them."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
+from functools import partial
 from typing import Any
 from uuid import UUID
 
 import httpx
 import pytest
+from sqlalchemy import event
 
 from finsync.api.fastlane import FastLane
 from finsync.api.pagination import encode_cursor
@@ -539,3 +541,63 @@ async def test_where_the_database_writes_no_pages_the_lane_reads_nothing_for_the
             async with statements(container) as without:
                 assert (await client.get(path, headers=headers)).status_code == 200
         assert with_lane == without, path
+
+
+async def test_on_a_sqlite_file_bounded_reads_run_on_the_inline_engine(
+    client: httpx.AsyncClient, container: Container
+) -> None:
+    """The lane's reads, and FastAPI's routes marked ``bounded`` when asked plainly (a user, a
+    page sought in an index), run on the event loop's thread on SQLite (``db/inline_sqlite.py``);
+    everything else keeps aiosqlite's threads, since it would hold the loop for its whole run."""
+    if container.inline_engine is None:
+        pytest.skip("PostgreSQL: the lane reads on the driver pool")
+    headers, (account_id, _, _) = await _seed(client, container)
+    lane = _lane(client)
+    inline, threaded = "inline", "threaded"
+    expected = {
+        "/api/v1/users/me": (inline, 1),  # the lane
+        "/api/v1/transactions?limit=5": (inline, 1),
+        f"/api/v1/accounts/{account_id}/transactions": (inline, 1),
+        "/api/v1/accounts": (inline, 0),  # FastAPI, bounded
+        f"/api/v1/accounts/{account_id}": (inline, 0),
+        f"/api/v1/accounts/{account_id}/balance-snapshots?limit=2": (inline, 0),
+        "/api/v1/holdings": (inline, 0),
+        "/api/v1/connections": (inline, 0),
+        "/api/v1/transfers": (inline, 0),
+        "/api/v1/transactions?q=coffee": (threaded, 0),  # a text search: not bounded
+        "/api/v1/accounts?currency=EUR": (threaded, 0),
+        "/api/v1/net-worth": (threaded, 0),
+        "/api/v1/users/me/sessions": (threaded, 0),
+    }
+    for path, (engine, by_lane) in expected.items():
+        before = lane.answered
+        async with _engines_seen(container) as seen:
+            assert (await client.get(path, headers=headers)).status_code == 200, path
+        assert lane.answered - before == by_lane, path
+        assert seen[engine], (path, seen)
+        assert not seen[threaded if engine == inline else inline], (path, seen)
+    with _fast_reads(container, on=False):  # FastAPI's own /users/me is bounded too
+        async with _engines_seen(container) as seen:
+            assert (await client.get("/api/v1/users/me", headers=headers)).status_code == 200
+        assert seen[inline]
+        assert not seen[threaded]
+
+
+@asynccontextmanager
+async def _engines_seen(container: Container) -> AsyncIterator[dict[str, list[str]]]:
+    """The statements sent meanwhile through the inline engine and through the threaded one."""
+    assert container.inline_engine is not None
+    engines = {"threaded": container.engine, "inline": container.inline_engine}
+    seen: dict[str, list[str]] = {name: [] for name in engines}
+    listeners = {name: partial(_record, seen[name]) for name in engines}
+    for name, engine in engines.items():
+        event.listen(engine.sync_engine, "before_cursor_execute", listeners[name])
+    try:
+        yield seen
+    finally:
+        for name, engine in engines.items():
+            event.remove(engine.sync_engine, "before_cursor_execute", listeners[name])
+
+
+def _record(into: list[str], _conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+    into.append(statement)

@@ -9,6 +9,7 @@ import json
 import re
 from datetime import date, timedelta
 from decimal import Decimal
+from functools import partial
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -164,30 +165,36 @@ async def test_an_authenticated_page_is_two_statements_and_holds_no_connection_b
 ) -> None:
     """Through FastAPI each statement checks a driver connection out for itself (the route
     may do anything between them); the fast lane, which does nothing between its two, checks
-    one out once. SQLite: one session."""
+    one out once. SQLite: one session, on the inline reader (a bounded read either way)."""
     container.settings = container.settings.model_copy(update={"fast_reads": fast_reads})
+    pools = {"session": container.engine.sync_engine.pool}
+    if container.inline_engine is not None:
+        pools["inline"] = container.inline_engine.sync_engine.pool
     async with api_client(container) as client:
         headers = await register_and_login(client)
         await client.get("/api/v1/transactions", headers=headers)  # warm: first-use queries out of the way
         checkouts: list[str] = []
-
-        def session_checkout(*_: object) -> None:
-            checkouts.append("session")
-
-        event.listen(container.engine.sync_engine.pool, "checkout", session_checkout)
+        listeners = {name: partial(_checked_out, checkouts, name) for name in pools}
+        for name, pool in pools.items():
+            event.listen(pool, "checkout", listeners[name])
         try:
             with driver_checkouts(container, lambda _: checkouts.append("driver")):
                 async with statements(container) as seen:
                     r = await client.get("/api/v1/transactions", headers=headers)
         finally:
-            event.remove(container.engine.sync_engine.pool, "checkout", session_checkout)
+            for name, pool in pools.items():
+                event.remove(pool, "checkout", listeners[name])
     assert r.status_code == 200
     postgres = container.engine.dialect.name == "postgresql"
-    expected = ["session"] if not postgres else ["driver"] if fast_reads else ["driver", "driver"]
+    expected = ["inline"] if not postgres else ["driver"] if fast_reads else ["driver", "driver"]
     assert checkouts == expected
     assert len(seen) == 2  # no ping: the look-up, then the page
     assert "sessions" in seen[0]
     assert "FROM transactions" in seen[1]
+
+
+def _checked_out(into: list[str], name: str, *_: object) -> None:
+    into.append(name)
 
 
 async def test_a_read_request_sends_no_begin_or_rollback_on_postgresql(container: Container) -> None:

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, Any, TypeVar
+from urllib.parse import parse_qsl
 
 from fastapi import Depends, Request
 from fastapi.dependencies.models import Dependant
@@ -39,12 +40,36 @@ async def get_settings(container: ContainerDep) -> Settings:
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 
 
+E = TypeVar("E", bound=Callable[..., Any])
+_PLAIN = frozenset({"limit", "cursor"})
+
+
+def bounded(endpoint: E) -> E:
+    """Marks a route whose plain requests (no parameter but ``limit`` and ``cursor``) read a
+    bounded amount: a few rows by key, a page sought in an index, the user's accounts. On a
+    SQLite file those read on the event loop's thread (``Container.bounded_read_uow``); any
+    other request of the route (a text search, a date range) keeps the threaded reads."""
+    endpoint._finsync_bounded = True  # type: ignore[attr-defined]
+    return endpoint
+
+
+def _bounded(request: Request) -> bool:
+    endpoint = getattr(request.scope.get("route"), "endpoint", None)
+    if not getattr(endpoint, "_finsync_bounded", False):
+        return False
+    query = request.scope.get("query_string", b"").decode("latin-1")
+    return all(name in _PLAIN for name, _ in parse_qsl(query, keep_blank_values=True))
+
+
 async def get_uow(request: Request) -> AsyncIterator[UnitOfWork]:
     """The request's unit of work, for reads only (never committed; autocommit on PostgreSQL):
     writes go through use cases with their own. (The container straight from the app, not
     through ``ContainerDep``: every dependency level costs each request's CPU.)"""
     container: Container = request.app.state.container
-    async with container.read_uow() as uow:
+    reads = container.read_uow
+    if container.bounded_read_uow is not None and _bounded(request):
+        reads = container.bounded_read_uow
+    async with reads() as uow:
         yield uow
 
 

@@ -56,12 +56,11 @@ _ACCOUNT_PAGE = re.compile(rf"/accounts/{_ID}/transactions")
 
 @dataclass(frozen=True, slots=True)
 class Read:
-    """What an answer reads with: the request's unit of work, its user, its query string and
-    the container's clock at its start."""
+    """What an answer reads with: the request's unit of work, its user and the container's
+    clock at its start."""
 
     uow: UnitOfWork
     user: User
-    query: str
     now: datetime
 
 
@@ -89,7 +88,8 @@ class FastLane:
             if path.startswith(self.prefix):
                 # Pages the database writes only where it does (PostgreSQL): elsewhere the
                 # lane would check the token and read the user for nothing.
-                answer = _answer_for(path[len(self.prefix) :], written=container.reader is not None)
+                query = scope.get("query_string", b"").decode("latin-1")
+                answer = _answer_for(path[len(self.prefix) :], query, written=container.reader is not None)
                 if answer is not None:
                     body = await self._answer(scope, container, answer)
                     if body is not None:
@@ -104,12 +104,12 @@ class FastLane:
             return None  # FastAPI's 401, or an API token's scope checks
         try:
             claims = container.tokens.verify(token)
-            async with container.one_read_connection(), container.read_uow() as uow:
+            reads = container.bounded_read_uow or container.read_uow
+            async with container.one_read_connection(), reads() as uow:
                 user = await uow.users.get_in_session(claims.user_id, claims.session_id, container.clock())
                 if user is None:
                     return None  # the session has ended: FastAPI's 401
-                query = scope.get("query_string", b"").decode("latin-1")
-                return await answer(Read(uow, user, query, container.clock()))
+                return await answer(Read(uow, user, container.clock()))
         except FinsyncError:
             return None  # an expired token, a cursor of another list: FastAPI's answer
         except Exception:
@@ -117,15 +117,26 @@ class FastLane:
             return None
 
 
-def _answer_for(path: str, *, written: bool) -> Answer | None:
+def _answer_for(path: str, query: str, *, written: bool) -> Answer | None:
+    """The answer for ``path`` and ``query``, or None (before any read: a request the lane
+    leaves to FastAPI costs it no token check and no user read)."""
     if path == "/users/me":
-        return _me
-    if path == "/transactions":
-        return partial(_transactions, account_id=None)
-    if found := _ACCOUNT_PAGE.fullmatch(path):
-        return partial(_transactions, account_id=UUID(found[1]))
-    lister = _lister_for(path) if written else None
-    return None if lister is None else partial(_written, lister)
+        return None if query else _me
+    account = _ACCOUNT_PAGE.fullmatch(path)
+    lister = None
+    if path != "/transactions" and account is None:
+        lister = _lister_for(path) if written else None
+        if lister is None:
+            return None
+    try:
+        page = _page(query)
+    except FinsyncError:
+        return None  # a cursor of another list: FastAPI's 422
+    if page is None:
+        return None
+    if lister is not None:
+        return partial(_written, lister, page)
+    return partial(_transactions, page=page, account_id=None if account is None else UUID(account[1]))
 
 
 # The lists whose pages the database writes (``written``): by path, and by path with the id
@@ -168,13 +179,10 @@ def _lister_for(path: str) -> Lister | None:
 
 
 async def _me(read: Read) -> bytes | None:
-    return None if read.query else UserPublic.model_validate(read.user).model_dump_json().encode()
+    return UserPublic.model_validate(read.user).model_dump_json().encode()
 
 
-async def _transactions(read: Read, *, account_id: UUID | None) -> bytes | None:
-    page = _page(read.query)
-    if page is None:
-        return None
+async def _transactions(read: Read, *, page: PageRequest, account_id: UUID | None) -> bytes | None:
     filters = TransactionFilter(account_id=account_id)
     body, count = await transactions_body_of(read.uow, read.user.id, filters, page)
     if not count and account_id is not None:
@@ -182,12 +190,9 @@ async def _transactions(read: Read, *, account_id: UUID | None) -> bytes | None:
     return body
 
 
-async def _written(lister: Lister, read: Read) -> bytes | None:
+async def _written(lister: Lister, page: PageRequest, read: Read) -> bytes | None:
     """A plain page of a list whose items the database writes (``written``): on PostgreSQL.
     An empty page goes on to FastAPI, which tells empty from not yours (404)."""
-    page = _page(read.query)
-    if page is None:
-        return None
     found = await lister(read, page)
     return None if found is None or not found.count else written_body(found)
 

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, status
 from fastapi.security import OAuth2PasswordRequestForm
 from pydantic import BaseModel, Field
 
-from finsync.api.deps import AuthenticatedDep, ClientDep, ContainerDep, CurrentUser
+from finsync.api.deps import AuthenticatedDep, ClientDep, ContainerDep, CurrentUser, bounded
 from finsync.api.errors import responses
 from finsync.api.schemas import RefreshIn, TokenOut, UserCreate, UserPublic
 from finsync.api.wire import UtcDateTime
@@ -61,6 +61,7 @@ async def register(body: UserCreate, container: ContainerDep) -> UserPublic:
 
 
 @router.get("/users/me", response_model=UserPublic, responses=responses(AuthenticationFailed))
+@bounded
 async def me(user: CurrentUser) -> UserPublic:
     """The logged-in user."""
     return UserPublic.model_validate(user)

@@ -9,7 +9,7 @@ from uuid import UUID
 from fastapi import APIRouter, Query, status
 from fastapi.responses import JSONResponse
 
-from finsync.api.deps import ClientDep, ContainerDep, CurrentUser, PageDep, PresentDep, UowDep
+from finsync.api.deps import ClientDep, ContainerDep, CurrentUser, PageDep, PresentDep, UowDep, bounded
 from finsync.api.errors import responses
 from finsync.api.idempotency import IdempotencyKey, answer, digest, respond
 from finsync.api.pagination import PageOut, encode_cursor, to_page
@@ -43,6 +43,7 @@ router = APIRouter(tags=["connections"])
 
 
 @router.get("/connections", response_model=PageOut[ConnectionPublic])
+@bounded
 async def list_connections(
     user: CurrentUser,
     uow: UowDep,
@@ -170,6 +171,7 @@ async def delete_connection(connection_id: UUID, user: CurrentUser, container: C
     response_model=PageOut[SyncRunPublic],
     responses=responses(NotFound),
 )
+@bounded
 async def list_sync_runs(
     connection_id: UUID, user: CurrentUser, uow: UowDep, page: PageDep
 ) -> PageOut[SyncRunPublic]:

@@ -12,7 +12,7 @@ from fastapi.responses import Response
 
 from finsync.api import valued
 from finsync.api.analytics_schemas import AccountValued, HoldingValued, NetWorthValued, TransactionOut
-from finsync.api.deps import ContainerDep, CurrentUser, PageDep, UowDep
+from finsync.api.deps import ContainerDep, CurrentUser, PageDep, UowDep, bounded
 from finsync.api.errors import responses
 from finsync.api.listing import transactions_body_of
 from finsync.api.pagination import M, PageOut, encode_cursor, to_page
@@ -36,6 +36,7 @@ async def _own_account(uow: UnitOfWork, account_id: UUID, user_id: UUID) -> Acco
 
 
 @router.get("/accounts", response_model=PageOut[AccountValued], responses=responses(NotFound, InvalidInput))
+@bounded
 async def list_accounts(
     user: CurrentUser,
     uow: UowDep,
@@ -56,6 +57,7 @@ async def list_accounts(
 @router.get(
     "/accounts/{account_id}", response_model=AccountValued, responses=responses(NotFound, InvalidInput)
 )
+@bounded
 async def get_account(
     account_id: UUID, user: CurrentUser, uow: UowDep, container: ContainerDep, currency: CurrencyQuery = None
 ) -> AccountValued:
@@ -119,6 +121,7 @@ async def _with_subcategories(
 @router.get(
     "/transactions", response_model=PageOut[TransactionOut], responses=responses(InvalidInput, NotFound)
 )
+@bounded
 async def list_transactions(
     request: Request,
     user: CurrentUser,
@@ -136,6 +139,7 @@ async def list_transactions(
     response_model=PageOut[TransactionOut],
     responses=responses(NotFound, InvalidInput),
 )
+@bounded
 async def list_account_transactions(
     request: Request,
     account_id: UUID,
@@ -165,6 +169,7 @@ async def _transactions(
 
 
 @router.get("/holdings", response_model=PageOut[HoldingValued], responses=responses(NotFound, InvalidInput))
+@bounded
 async def list_holdings(
     user: CurrentUser,
     uow: UowDep,
@@ -186,6 +191,7 @@ async def list_holdings(
     response_model=PageOut[HoldingValued],
     responses=responses(NotFound, InvalidInput),
 )
+@bounded
 async def list_account_holdings(
     account_id: UUID,
     user: CurrentUser,
@@ -205,6 +211,7 @@ async def list_account_holdings(
     response_model=PageOut[SnapshotPublic],
     responses=responses(NotFound, InvalidInput),
 )
+@bounded
 async def list_snapshots(
     account_id: UUID,
     user: CurrentUser,

@@ -22,7 +22,7 @@ from finsync.api.analytics_schemas import (
     TransferIn,
     TransferOut,
 )
-from finsync.api.deps import ContainerDep, CurrentUser, PageDep, UowDep
+from finsync.api.deps import ContainerDep, CurrentUser, PageDep, UowDep, bounded
 from finsync.api.errors import responses
 from finsync.api.pagination import PageOut, encode_cursor
 from finsync.domain.categories import Rule, RuleConditions, TransferLink, TransferStatus, clean_tags
@@ -214,6 +214,7 @@ def _transfer_out(link: TransferLink) -> TransferOut:
 
 
 @router.get("/transfers", response_model=PageOut[TransferOut], tags=["transfers"])
+@bounded
 async def list_transfers(
     user: CurrentUser, uow: UowDep, page: PageDep, status: TransferStatus | None = None
 ) -> PageOut[TransferOut]:

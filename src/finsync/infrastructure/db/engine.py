@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import sqlite3
 import time
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +15,7 @@ from sqlalchemy.exc import DBAPIError, DisconnectionError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlalchemy.ext.asyncio import AsyncSession as SAAsyncSession
 
+from finsync.infrastructure.db.inline_sqlite import inline_connector, read_only
 from finsync.infrastructure.db.types import json_dumps
 
 log = structlog.get_logger(__name__)
@@ -41,6 +44,32 @@ def create_engine(url: str, *, ping_after_idle: float = 5.0, **kwargs: Any) -> A
     elif not kwargs.get("pool_pre_ping"):
         _ping_when_idle(engine, ping_after_idle)
     return engine
+
+
+def create_inline_reader(engine: AsyncEngine) -> AsyncEngine | None:
+    """For ``engine`` on a SQLite file in WAL mode: an engine of read-only connections that run
+    on the event loop's thread, for reads of bounded cost (``inline_sqlite``). None otherwise:
+    an in-memory database would be another database, and without WAL (a file not made yet, a
+    filesystem without shared memory) a reader waits for every writer's commit."""
+    url = engine.url
+    if engine.dialect.name != "sqlite" or url.database in (None, "", ":memory:"):
+        return None
+    if not _in_wal(Path(url.database)):
+        log.info("sqlite_reads_all_threaded", reason="the database is not in WAL mode")
+        return None
+    rendered = url.render_as_string(hide_password=False)
+    inline = create_async_engine(rendered, async_creator=inline_connector(rendered), hide_parameters=True)
+    event.listen(inline.sync_engine, "connect", _sqlite_pragmas)
+    read_only(inline)
+    return inline
+
+
+def _in_wal(path: Path) -> bool:
+    try:
+        with closing(sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)) as db:
+            return bool(db.execute("PRAGMA journal_mode").fetchone()[0] == "wal")
+    except sqlite3.Error:  # no such file (yet), or not a database
+        return False
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

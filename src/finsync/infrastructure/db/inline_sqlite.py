@@ -1,0 +1,159 @@
+"""SQLite reads run on the event loop's own thread: for the fast lane's short reads only.
+
+aiosqlite runs every call (a cursor, a statement, its rows, closing the cursor) on its
+connection's thread and wakes the event loop for the answer: four thread hand-overs a
+statement, each a queue, a futex, the GIL and the loop's self-pipe. Measured in process on a
+SQLite page of 50 items with 16 requests at once, those hand-overs were most of a request's
+CPU (``GET /users/me`` 0.73 ms with them, 0.20 ms without; a page of transactions 2.4 ms,
+1.0 ms). An index seek for a page takes SQLite far less than one hand-over.
+
+The catch is that a statement run here holds the whole event loop until it ends, so this
+engine serves only reads whose cost is bounded: a user by primary key, a page sought in an
+index (``tests/integration/test_list_plans.py`` holds those plans). Every other read keeps
+aiosqlite, whose thread lets the loop go on meanwhile. The connections are read-only
+(``query_only``): a write waiting for SQLite's write lock would stall the loop, and the loop
+would never get to the writer that holds it. In WAL mode (``engine.py``) readers never wait
+for a writer; for whatever else might make one wait, the busy timeout is short and the
+caller's error path takes over (the fast lane hands the request to FastAPI).
+
+The classes below stand in for aiosqlite's connection and cursor, whose methods SQLAlchemy's
+aiosqlite dialect awaits: the same calls on ``sqlite3``, done before the await returns.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from sqlalchemy import event
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+READ_BUSY_SECONDS = 0.05  # the longest a read may hold the loop waiting for a lock
+
+
+class InlineCursor:
+    def __init__(self, cursor: sqlite3.Cursor) -> None:
+        self._cursor = cursor
+
+    async def __aenter__(self) -> InlineCursor:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self._cursor.close()
+
+    @property
+    def description(self) -> Any:
+        return self._cursor.description
+
+    @property
+    def rowcount(self) -> int:
+        return self._cursor.rowcount
+
+    @property
+    def lastrowid(self) -> int | None:
+        return self._cursor.lastrowid
+
+    @property
+    def arraysize(self) -> int:
+        return self._cursor.arraysize
+
+    @arraysize.setter
+    def arraysize(self, value: int) -> None:
+        self._cursor.arraysize = value
+
+    async def execute(self, sql: str, parameters: Any = ()) -> InlineCursor:
+        self._cursor.execute(sql, parameters)
+        return self
+
+    async def executemany(self, sql: str, parameters: Any) -> InlineCursor:
+        self._cursor.executemany(sql, parameters)
+        return self
+
+    async def fetchall(self) -> list[Any]:
+        return self._cursor.fetchall()
+
+    async def fetchone(self) -> Any:
+        return self._cursor.fetchone()
+
+    async def fetchmany(self, size: int | None = None) -> list[Any]:
+        return self._cursor.fetchmany(size or self._cursor.arraysize)
+
+    async def close(self) -> None:
+        self._cursor.close()
+
+
+class _Calls:
+    """What the dialect puts on aiosqlite's queue (to set the isolation level): done at once."""
+
+    def __init__(self) -> None:
+        self.closed = False
+
+    def put_nowait(self, call: tuple[Any, Callable[[], Any]]) -> None:
+        future, function = call
+        try:
+            future.set_result(function())
+        except Exception as exc:
+            future.set_exception(exc)
+
+
+class InlineConnection:
+    def __init__(self, connection: sqlite3.Connection) -> None:
+        self._conn = connection  # the names aiosqlite's connection has, which the dialect reads
+        self._tx = _Calls()
+
+    @property
+    def _connection(self) -> sqlite3.Connection:
+        return self._conn
+
+    @property
+    def isolation_level(self) -> str | None:
+        return self._conn.isolation_level
+
+    def cursor(self) -> InlineCursor:
+        return InlineCursor(self._conn.cursor())
+
+    async def execute(self, sql: str, parameters: Any = ()) -> InlineCursor:
+        return InlineCursor(self._conn.execute(sql, parameters))
+
+    async def commit(self) -> None:
+        self._conn.commit()
+
+    async def rollback(self) -> None:
+        self._conn.rollback()
+
+    async def close(self) -> None:
+        self._conn.close()
+
+    def stop(self) -> None:
+        self._conn.close()
+
+    async def create_function(self, *args: Any, **kwargs: Any) -> None:
+        self._conn.create_function(*args, **kwargs)
+
+    async def create_aggregate(self, *args: Any, **kwargs: Any) -> None:
+        self._conn.create_aggregate(*args, **kwargs)
+
+
+def inline_connector(url: str) -> Callable[[], Awaitable[InlineConnection]]:
+    """``create_async_engine``'s ``async_creator`` for ``url`` (a SQLite file): read-only
+    connections on the caller's thread, opened with the arguments aiosqlite would get."""
+    parsed = make_url(url)
+    args, options = parsed.get_dialect()().create_connect_args(parsed)
+    kwargs: dict[str, Any] = {**options, "timeout": READ_BUSY_SECONDS, "check_same_thread": False}
+
+    async def connect() -> InlineConnection:
+        return InlineConnection(sqlite3.connect(*args, **kwargs))  # type: ignore[call-overload]
+
+    return connect
+
+
+def read_only(engine: AsyncEngine) -> None:
+    """Every connection of ``engine`` refuses writes (set after the engine's own pragmas)."""
+
+    @event.listens_for(engine.sync_engine, "connect")
+    def refuse_writes(dbapi_connection: Any, _record: Any) -> None:
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA query_only=ON")
+        cursor.close()

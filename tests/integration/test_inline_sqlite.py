@@ -1,0 +1,123 @@
+"""On a SQLite file, the bounded reads (``db/inline_sqlite.py``) run on the event loop's own
+thread, read what writers committed, beside a writer that holds the write lock, and refuse to
+write at all (a write waiting for the lock would stall the loop)."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Iterator
+from contextlib import closing, contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import event, text
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from finsync.domain.entities import User
+from finsync.infrastructure.db.engine import create_engine, create_inline_reader
+from tests.conftest import built, make_settings
+
+pytestmark = pytest.mark.integration
+
+
+@contextmanager
+def _threads(engine: AsyncEngine) -> Iterator[list[int]]:
+    """The threads ``engine``'s statements run on meanwhile (seen by SQLite itself)."""
+    seen: list[int] = []
+
+    def traced(_statement: str) -> None:
+        seen.append(threading.get_ident())
+
+    def trace(dbapi_connection: Any, *_: Any) -> None:
+        driver = dbapi_connection.driver_connection
+        # aiosqlite's trace setter runs on its own thread; the inline connection is sqlite3's.
+        target: sqlite3.Connection = driver._conn
+        target.set_trace_callback(traced)
+
+    def untrace(dbapi_connection: Any, *_: Any) -> None:
+        dbapi_connection.driver_connection._conn.set_trace_callback(None)
+
+    event.listen(engine.sync_engine.pool, "checkout", trace)
+    event.listen(engine.sync_engine.pool, "checkin", untrace)
+    try:
+        yield seen
+    finally:
+        event.remove(engine.sync_engine.pool, "checkout", trace)
+        event.remove(engine.sync_engine.pool, "checkin", untrace)
+
+
+async def test_bounded_reads_run_on_the_loop_s_thread_and_read_what_was_committed(
+    sqlite_database: str, tmp_path: Path
+) -> None:
+    async with built(make_settings(sqlite_database, tmp_path)) as c:
+        assert c.bounded_read_uow is not None
+        assert c.inline_engine is not None
+        with _threads(c.engine) as writer_threads:
+            async with c.uow() as uow:
+                await uow.users.add(User(email="ada@example.com", password_hash="x"))
+                await uow.commit()
+        with _threads(c.inline_engine) as reader_threads:
+            async with c.bounded_read_uow() as uow:
+                found = await uow.users.get_by_email("ada@example.com")
+        assert found is not None
+        assert found.email == "ada@example.com"
+        here = threading.get_ident()
+        assert reader_threads
+        assert set(reader_threads) == {here}
+        assert writer_threads
+        assert here not in writer_threads
+
+
+async def test_bounded_reads_go_on_beside_a_writer_and_refuse_to_write(
+    sqlite_database: str, tmp_path: Path
+) -> None:
+    async with built(make_settings(sqlite_database, tmp_path)) as c:
+        assert c.bounded_read_uow is not None
+        async with c.uow() as uow:
+            await uow.users.add(User(email="ada@example.com", password_hash="x"))
+            await uow.commit()
+        async with c.uow() as writer:  # holds SQLite's write lock until it ends
+            await writer.users.add(User(email="bob@example.com", password_hash="x"))
+            async with c.bounded_read_uow() as reader:
+                assert await reader.users.get_by_email("ada@example.com") is not None
+                assert await reader.users.get_by_email("bob@example.com") is None  # not committed
+                with pytest.raises(OperationalError, match="readonly"):  # not "locked": no wait
+                    await reader.users.add(User(email="eve@example.com", password_hash="x"))
+            await writer.commit()
+        async with c.bounded_read_uow() as reader:
+            assert await reader.users.get_by_email("bob@example.com") is not None
+            with pytest.raises(OperationalError, match="readonly"):  # with no writer either
+                await reader.session.execute(text("DELETE FROM users"))  # type: ignore[attr-defined]
+        async with c.read_uow() as uow:
+            assert await uow.users.count() == 2
+
+
+async def test_no_inline_reader_where_it_would_read_another_database_or_wait(
+    pg_database: str | None, tmp_path: Path
+) -> None:
+    memory = create_engine("sqlite+aiosqlite://")
+    try:
+        assert create_inline_reader(memory) is None  # a second in-memory database would be empty
+    finally:
+        await memory.dispose()
+    for name, mode in (("rollback-journal.db", "DELETE"), ("wal.db", "WAL")):
+        with closing(sqlite3.connect(tmp_path / name)) as db:
+            db.execute(f"PRAGMA journal_mode={mode}")
+    for name, made in (("rollback-journal.db", False), ("wal.db", True), ("not-made-yet.db", False)):
+        engine = create_engine(f"sqlite+aiosqlite:///{tmp_path / name}")
+        inline = create_inline_reader(engine)
+        try:
+            assert (inline is not None) is made, name  # without WAL a reader waits for writers
+        finally:
+            await engine.dispose()
+            if inline is not None:
+                await inline.dispose()
+    if pg_database is not None:
+        postgres = create_engine(pg_database)
+        try:
+            assert create_inline_reader(postgres) is None
+        finally:
+            await postgres.dispose()
