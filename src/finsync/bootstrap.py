@@ -321,7 +321,8 @@ def build(
         clock,
     )
     live = settings.live_trading == "enabled"
-    orders = OrderService(uow, gateway, cipher, live_trading=live, clock=clock, desk=desk)
+    pages = bounded or read_uow  # a page of a list: bounded reads
+    orders = OrderService(uow, gateway, cipher, live_trading=live, clock=clock, desk=desk, pages=pages)
     register_jobs(job_types, runner, scheduler, market_data, settings, deliverer)
     job_types.every(settings.order_poll_seconds, "follow_open_orders", orders.follow_open)
     idempotency = IdempotencyService(uow, clock, batch=settings.scheduler_batch)
@@ -361,7 +362,7 @@ def build(
         userdata=UserDataService(uow, clock),
         users=UserAdmin(uow, clock),
         keys=KeyRotation(uow, cipher, cipher),
-        webhooks=WebhookService(uow, cipher, sender, clock),
+        webhooks=WebhookService(uow, cipher, sender, clock, pages=pages),
         deliverer=deliverer,
         trading=TradingService(uow, gateway, cipher, clock),
         orders=orders,

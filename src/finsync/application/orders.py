@@ -138,8 +138,10 @@ class OrderService:
         live_trading: bool,
         clock: Now = utcnow,
         desk: OrderDesk | None = None,
+        pages: UnitOfWorkFactory | None = None,
     ) -> None:
         self._uow, self._providers, self._cipher = uow, providers, cipher
+        self._pages = pages or uow  # reads of one page (bounded: see Container.bounded_read_uow)
         self._live, self._clock = live_trading, clock
         self._ports = OrderPorts(providers, cipher)
         self._desk = desk  # None (a unit of work made for a test): every order takes _place_locked
@@ -589,7 +591,7 @@ class OrderService:
     ) -> Page[Order]:
         if caller.token is not None and not caller.token.may_read:
             raise InsufficientScope("listing orders needs the scope read")
-        async with self._uow() as uow:
+        async with self._pages() as uow:
             # Another user's account is unknown here too, as in every other list's filter.
             if account_id is not None and await uow.accounts.get(account_id, caller.user_id) is None:
                 raise NotFound("account")

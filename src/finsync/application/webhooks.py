@@ -131,9 +131,15 @@ class WebhookService:
     """The user's endpoints: create (secret shown once), list, delete, rotate the secret."""
 
     def __init__(
-        self, uow: UnitOfWorkFactory, cipher: CredentialCipher, sender: WebhookSender, clock: Now = utcnow
+        self,
+        uow: UnitOfWorkFactory,
+        cipher: CredentialCipher,
+        sender: WebhookSender,
+        clock: Now = utcnow,
+        pages: UnitOfWorkFactory | None = None,
     ) -> None:
         self._uow = uow
+        self._pages = pages or uow  # reads of one page (bounded: see Container.bounded_read_uow)
         self._cipher = cipher
         self._sender = sender
         self._clock = clock
@@ -175,7 +181,7 @@ class WebhookService:
         return webhook
 
     async def find(self, user_id: UUID, page: PageRequest) -> Page[Webhook]:
-        async with self._uow() as uow:
+        async with self._pages() as uow:
             return await uow.webhooks.find(user_id, page)
 
     async def delete(self, user_id: UUID, webhook_id: UUID) -> None:
@@ -202,7 +208,7 @@ class WebhookService:
     async def deliveries(
         self, user_id: UUID, webhook_id: UUID, page: PageRequest
     ) -> tuple[Page[WebhookDelivery], dict[UUID, list[WebhookAttempt]]]:
-        async with self._uow() as uow:
+        async with self._pages() as uow:
             if await uow.webhooks.get(webhook_id, user_id) is None:
                 raise NotFound("webhook")
             found = await uow.webhooks.deliveries(user_id, webhook_id, page)

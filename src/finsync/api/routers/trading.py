@@ -9,7 +9,15 @@ from uuid import UUID
 from fastapi import APIRouter, Header, Query, status
 from fastapi.responses import Response, StreamingResponse
 
-from finsync.api.deps import ContainerDep, CurrentUser, OrderCallerDep, PageDep, PrincipalDep, still_good
+from finsync.api.deps import (
+    ContainerDep,
+    CurrentUser,
+    OrderCallerDep,
+    PageDep,
+    PrincipalDep,
+    bounded,
+    still_good,
+)
 from finsync.api.errors import responses
 from finsync.api.idempotency import digest
 from finsync.api.pagination import PageOut, to_page
@@ -153,6 +161,7 @@ async def place(
     response_model=PageOut[OrderOut],
     responses=responses(InvalidInput, InsufficientScope, NotFound),
 )
+@bounded
 async def list_orders(
     principal: PrincipalDep,
     container: ContainerDep,

@@ -6,7 +6,7 @@ from uuid import UUID
 
 from fastapi import APIRouter, Response, status
 
-from finsync.api.deps import ContainerDep, CurrentUser, PageDep
+from finsync.api.deps import ContainerDep, CurrentUser, PageDep, bounded
 from finsync.api.errors import responses
 from finsync.api.pagination import PageOut, encode_cursor
 from finsync.api.webhook_schemas import (
@@ -48,6 +48,7 @@ async def create_webhook(
 
 
 @router.get("/webhooks", response_model=PageOut[WebhookOut])
+@bounded
 async def list_webhooks(user: CurrentUser, container: ContainerDep, page: PageDep) -> PageOut[WebhookOut]:
     """Your webhooks, oldest first (secrets are never shown again)."""
     found = await container.webhooks.find(user.id, page)
@@ -88,6 +89,7 @@ async def rotate_webhook_secret(
     response_model=PageOut[DeliveryOut],
     responses=responses(NotFound),
 )
+@bounded
 async def list_deliveries(
     webhook_id: UUID, user: CurrentUser, container: ContainerDep, page: PageDep
 ) -> PageOut[DeliveryOut]:
