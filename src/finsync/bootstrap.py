@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from asyncio import CancelledError
 from collections.abc import Callable
-from contextlib import AbstractAsyncContextManager, nullcontext
+from contextlib import AbstractAsyncContextManager, AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from functools import partial
@@ -47,12 +47,13 @@ from finsync.domain.ports import (
     Now,
     OrderDesk,
     PasswordPolicy,
+    SessionCheck,
     UnitOfWorkFactory,
 )
 from finsync.infrastructure.db import sqlite_functions
 from finsync.infrastructure.db.engine import create_engine, create_inline_reader, session_factory
 from finsync.infrastructure.db.order_desk import SqlOrderDesk
-from finsync.infrastructure.db.raw import DriverPool
+from finsync.infrastructure.db.raw import DriverPool, checking_session
 from finsync.infrastructure.db.uow import SqlUnitOfWork
 from finsync.infrastructure.jobs import ConcurrencyCaps, JobBackend, job_backend
 from finsync.infrastructure.keys import load_or_create_secret
@@ -175,6 +176,11 @@ class Container:
         connection, checked out once (``DriverPool.pinned``: a few statements in a row with
         nothing else between them); elsewhere nothing to share."""
         return nullcontext() if self.reader is None else self.reader.pinned()
+
+    def checking_session(self, check: SessionCheck) -> AbstractContextManager[SessionCheck]:
+        """Reads inside may answer ``check`` in their own statement (``db.raw.checking_session``):
+        the fast lane's page on PostgreSQL, one round trip instead of two."""
+        return checking_session(check)
 
     async def database_problem(self) -> str | None:
         """None when the database answers, else the kind of failure (for readiness probes)."""

@@ -166,18 +166,32 @@ async def test_the_lane_answers_as_fastapi_does_and_leaves_the_rest_to_it(
 async def test_an_ended_session_is_refused_by_the_lane_s_own_read(
     client: httpx.AsyncClient, container: Container
 ) -> None:
-    headers = await register_and_login(client)
+    """Whether the session is live is asked on every answer: by the page's own statement where
+    it can carry it (PostgreSQL's written pages), else on its own; an ended one gets FastAPI's
+    401, never the page."""
+    headers, (cur, _, _) = await _seed(client, container)
+    await client.post("/api/v1/webhooks", headers=headers, json=_HOOK)
     lane = _lane(client)
-    assert (await client.get("/api/v1/users/me", headers=headers)).status_code == 200
-    answered = lane.answered
+    paths = ["/api/v1/users/me", "/api/v1/transactions", f"/api/v1/accounts/{cur}/transactions"]
+    if container.engine.dialect.name == "postgresql":  # the lists whose pages it writes
+        paths += ["/api/v1/accounts", "/api/v1/connections", "/api/v1/webhooks"]
+    for path in paths:
+        answered = lane.answered
+        assert (await client.get(path, headers=headers)).status_code == 200, path
+        assert lane.answered == answered + 1, path  # live: the lane answers each
     (current,) = (await client.get("/api/v1/users/me/sessions", headers=headers)).json()
     assert (
         await client.delete(f"/api/v1/users/me/sessions/{current['id']}", headers=headers)
     ).status_code == 204
-    r = await client.get("/api/v1/users/me", headers=headers)
-    assert r.status_code == 401
-    assert r.headers["content-type"] == "application/problem+json"
+    answered = lane.answered
+    for path in paths:
+        r = await client.get(path, headers=headers)
+        assert r.status_code == 401, path
+        assert r.headers["content-type"] == "application/problem+json"
     assert lane.answered == answered
+
+
+_HOOK = {"url": "https://93.184.216.34/hook", "events": ["connection.expiring"]}
 
 
 async def test_lists_the_database_writes_are_answered_as_fastapi_writes_them(
@@ -554,11 +568,7 @@ async def test_on_a_sqlite_file_bounded_reads_run_on_the_inline_engine(
     headers, (account_id, _, _) = await _seed(client, container)
     lane = _lane(client)
     inline, threaded, both = {"inline"}, {"threaded"}, {"inline", "threaded"}
-    webhook = await client.post(
-        "/api/v1/webhooks",
-        headers=headers,
-        json={"url": "https://93.184.216.34/hook", "events": ["connection.expiring"]},
-    )
+    webhook = await client.post("/api/v1/webhooks", headers=headers, json=_HOOK)
     assert webhook.status_code == 201, webhook.text
     expected = {
         "/api/v1/users/me": (inline, 1),  # the lane

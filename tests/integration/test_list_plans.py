@@ -149,8 +149,9 @@ async def test_every_list_pages_from_an_index_in_key_order(container: Container)
 
 
 async def test_the_pages_postgresql_writes_seek_an_index_too(container: Container) -> None:
-    """The fast lane's own page statements (``db/written.py``: the user check and the page, on
-    the driver pool) for the second page of every list it answers: no Sort, no Seq Scan."""
+    """The fast lane's own page statements (``db/written.py``: the page, which asks whether the
+    session is live too, on the driver pool) for the second page of every list it answers: no
+    Sort, no Seq Scan, the cursor sought in the index."""
     c = container
     if c.engine.dialect.name != "postgresql":
         pytest.skip("PostgreSQL writes these pages")
@@ -185,7 +186,10 @@ async def test_the_pages_postgresql_writes_seek_an_index_too(container: Containe
                         f"/api/v1{path}?limit=1&cursor={first['next_cursor']}", headers=headers
                     )
                 assert answer.status_code == 200, answer.text
-                assert len(lane) == 2, (path, lane)  # the user check and the page: the lane's
+                # The page asks whether the session is live itself; a delivery's page, whose rows
+                # are joined in Python, leaves that to a look-up of its own, after it.
+                assert len(lane) == (2 if path.endswith("/deliveries") else 1), (path, lane)
+                assert "auth_sessions" in lane[-1][0], (path, lane)
                 for at, (query, args) in enumerate(lane):
                     plan = "\n".join(r[0] for r in await admin.fetch(f"EXPLAIN {query}", *args))
                     found = [word for word in ("Sort", "Seq Scan") if word in plan]
@@ -196,6 +200,6 @@ async def test_the_pages_postgresql_writes_seek_an_index_too(container: Containe
                         for line in plan.splitlines()
                         if "Index Cond" in line and (" < " in line or " > " in line)
                     ]
-                    assert at == 0 or seek, f"{path}:\n{query}\n{plan}"
+                    assert at > 0 or seek, f"{path}:\n{query}\n{plan}"
         finally:
             await admin.close()

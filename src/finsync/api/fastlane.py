@@ -45,7 +45,7 @@ from finsync.application.api_tokens import is_api_token
 from finsync.bootstrap import Container
 from finsync.domain.entities import User
 from finsync.domain.errors import FinsyncError
-from finsync.domain.ports import PageRequest, TransactionFilter, UnitOfWork, WrittenPage
+from finsync.domain.ports import PageRequest, SessionCheck, TransactionFilter, UnitOfWork, WrittenPage
 
 log = structlog.get_logger(__name__)
 _LIMIT = re.compile(r"[1-9][0-9]{0,2}")  # as FastAPI reads it (no sign, no leading 0); <= LIMIT_MAX
@@ -56,12 +56,20 @@ _ACCOUNT_PAGE = re.compile(rf"/accounts/{_ID}/transactions")
 
 @dataclass(frozen=True, slots=True)
 class Read:
-    """What an answer reads with: the request's unit of work, its user and the container's
-    clock at its start."""
+    """What an answer reads with: the request's unit of work, and the check of its token's
+    session (the user it names, the session, the container's clock at the request's start),
+    which an answer's statement may carry (``SessionCheck``)."""
 
     uow: UnitOfWork
-    user: User
-    now: datetime
+    check: SessionCheck
+
+    @property
+    def user_id(self) -> UUID:
+        return self.check.user_id
+
+    @property
+    def now(self) -> datetime:
+        return self.check.now
 
 
 Answer = Callable[[Read], Awaitable[bytes | None]]
@@ -105,11 +113,15 @@ class FastLane:
         try:
             claims = container.tokens.verify(token)
             reads = container.bounded_read_uow or container.read_uow
+            check = SessionCheck(claims.user_id, claims.session_id, container.clock())
             async with container.one_read_connection(), reads() as uow:
-                user = await uow.users.get_in_session(claims.user_id, claims.session_id, container.clock())
-                if user is None:
-                    return None  # the session has ended: FastAPI's 401
-                return await answer(Read(uow, user, container.clock()))
+                # The session is asked in the answer's own statement where it can be (PostgreSQL's
+                # written pages), else on its own; no answer leaves unless it is live (else 401).
+                with container.checking_session(check):
+                    body = await answer(Read(uow, check))
+                if body is not None and check.live is None:
+                    check.live = await _in_session(uow, check) is not None
+                return body if check.live else None
         except FinsyncError:
             return None  # an expired token, a cursor of another list: FastAPI's answer
         except Exception:
@@ -142,29 +154,29 @@ def _answer_for(path: str, query: str, *, written: bool) -> Answer | None:
 # The lists whose pages the database writes (``written``): by path, and by path with the id
 # of what they belong to.
 _LISTS: dict[str, Lister] = {
-    "/accounts": lambda r, page: r.uow.accounts.written(r.user.id, page),
-    "/connections": lambda r, page: r.uow.connections.written(r.user.id, page, r.now),
-    "/holdings": lambda r, page: r.uow.holdings.written(r.user.id, None, page),
-    "/orders": lambda r, page: r.uow.trading.written(r.user.id, page),
-    "/transfers": lambda r, page: r.uow.transfers.written(r.user.id, page),
-    "/webhooks": lambda r, page: r.uow.webhooks.written(r.user.id, page),
+    "/accounts": lambda r, page: r.uow.accounts.written(r.user_id, page),
+    "/connections": lambda r, page: r.uow.connections.written(r.user_id, page, r.now),
+    "/holdings": lambda r, page: r.uow.holdings.written(r.user_id, None, page),
+    "/orders": lambda r, page: r.uow.trading.written(r.user_id, page),
+    "/transfers": lambda r, page: r.uow.transfers.written(r.user_id, page),
+    "/webhooks": lambda r, page: r.uow.webhooks.written(r.user_id, page),
 }
 _LISTS_OF: list[tuple[re.Pattern[str], Callable[[UUID], Lister]]] = [
     (
         re.compile(rf"/accounts/{_ID}/holdings"),
-        lambda of: lambda r, page: r.uow.holdings.written(r.user.id, of, page),
+        lambda of: lambda r, page: r.uow.holdings.written(r.user_id, of, page),
     ),
     (
         re.compile(rf"/accounts/{_ID}/balance-snapshots"),
-        lambda of: lambda r, page: r.uow.snapshots.written(r.user.id, of, page),
+        lambda of: lambda r, page: r.uow.snapshots.written(r.user_id, of, page),
     ),
     (
         re.compile(rf"/connections/{_ID}/sync-runs"),
-        lambda of: lambda r, page: r.uow.sync_runs.written(r.user.id, of, page),
+        lambda of: lambda r, page: r.uow.sync_runs.written(r.user_id, of, page),
     ),
     (
         re.compile(rf"/webhooks/{_ID}/deliveries"),
-        lambda of: lambda r, page: r.uow.webhooks.written_deliveries(r.user.id, of, page),
+        lambda of: lambda r, page: r.uow.webhooks.written_deliveries(r.user_id, of, page),
     ),
 ]
 
@@ -179,12 +191,18 @@ def _lister_for(path: str) -> Lister | None:
 
 
 async def _me(read: Read) -> bytes | None:
-    return UserPublic.model_validate(read.user).model_dump_json().encode()
+    user = await _in_session(read.uow, read.check)
+    read.check.live = user is not None
+    return None if user is None else UserPublic.model_validate(user).model_dump_json().encode()
+
+
+async def _in_session(uow: UnitOfWork, check: SessionCheck) -> User | None:
+    return await uow.users.get_in_session(check.user_id, check.session_id, check.now)
 
 
 async def _transactions(read: Read, *, page: PageRequest, account_id: UUID | None) -> bytes | None:
     filters = TransactionFilter(account_id=account_id)
-    body, count = await transactions_body_of(read.uow, read.user.id, filters, page)
+    body, count = await transactions_body_of(read.uow, read.user_id, filters, page)
     if not count and account_id is not None:
         return None  # an account's empty page: FastAPI's route tells empty from not yours (404)
     return body

@@ -317,6 +317,19 @@ class WrittenPage:
 
 
 @dataclass(slots=True)
+class SessionCheck:
+    """Whether a token's session is live (the user active, the session neither revoked nor
+    expired at ``now``), asked by the statement that reads a page rather than by one of its
+    own: where a page's statement can carry it (PostgreSQL's written pages), it sets ``live``;
+    None means no statement did, and the caller asks on its own."""
+
+    user_id: UUID
+    session_id: UUID
+    now: datetime
+    live: bool | None = None
+
+
+@dataclass(slots=True)
 class ListedTransaction:
     """A transaction as the list endpoints answer it, fields in the response's order: the
     stored values only (no entity, no enums rebuilt), and the provider's record as the JSON

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from uuid import UUID
 
-from sqlalchemy import bindparam, func, insert, select, text, update
+from sqlalchemy import bindparam, exists, func, insert, literal_column, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -20,18 +20,23 @@ tokens = RefreshTokenRow.__table__  # type: ignore[attr-defined]
 sessions = AuthSessionRow.__table__  # type: ignore[attr-defined]
 REGISTRATION_LOCK = 0x66696E73  # "fins": the advisory lock id that serialises registrations
 # Every authenticated request: the user, if their session is live (not revoked, not expired).
-_IN_SESSION = (
-    select(users)
-    .join(sessions, sessions.c.user_id == users.c.id)
-    .where(
-        users.c.id == bindparam("user_id"),
-        users.c.is_active.is_(True),
-        sessions.c.id == bindparam("session_id"),
-        sessions.c.revoked_at.is_(None),
-        sessions.c.expires_at > bindparam("now"),
+_LIVE = (
+    users.c.id == bindparam("user_id"),
+    users.c.is_active.is_(True),
+    sessions.c.id == bindparam("session_id"),
+    sessions.c.revoked_at.is_(None),
+    sessions.c.expires_at > bindparam("now"),
+)
+_IN_SESSION = select(users).join(sessions, sessions.c.user_id == users.c.id).where(*_LIVE)
+_IN_SESSION_SQL, _IN_SESSION_ARGS = raw.prepared(_IN_SESSION)
+# The same question as a value a page's own statement can carry (``written.folded``).
+LIVE_SQL, LIVE_ARGS = raw.prepared(
+    exists(
+        select(literal_column("1"))
+        .select_from(users.join(sessions, sessions.c.user_id == users.c.id))
+        .where(*_LIVE)
     )
 )
-_IN_SESSION_SQL, _IN_SESSION_ARGS = raw.prepared(_IN_SESSION)
 
 
 class SqlUserRepository:
