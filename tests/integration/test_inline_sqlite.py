@@ -4,6 +4,7 @@ write at all (a write waiting for the lock would stall the loop)."""
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 import threading
 from collections.abc import Iterator
@@ -13,12 +14,16 @@ from typing import Any
 
 import pytest
 from sqlalchemy import event, text
+from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine
+from structlog.testing import capture_logs
 
 from finsync.domain.entities import User
+from finsync.domain.ports import PageRequest, TransactionFilter
 from finsync.infrastructure.db.engine import create_engine, create_inline_reader
 from tests.conftest import built, make_settings
+from tests.factories import account, seed_connection, seed_user, txn
 
 pytestmark = pytest.mark.integration
 
@@ -121,3 +126,98 @@ async def test_no_inline_reader_where_it_would_read_another_database_or_wait(
             assert create_inline_reader(postgres) is None
         finally:
             await postgres.dispose()
+
+
+async def test_a_read_that_finds_the_file_locked_waits_on_a_thread_not_on_the_loop(
+    sqlite_database: str, tmp_path: Path
+) -> None:
+    """Another process holding the file in exclusive locking mode makes even a WAL reader wait:
+    the read is asked again on a worker thread with the usual busy timeout, so the loop goes on
+    (this test's own loop below runs meanwhile) and the read succeeds once the lock is gone."""
+    async with built(make_settings(sqlite_database, tmp_path)) as c:
+        assert c.bounded_read_uow is not None
+        async with c.uow() as uow:
+            await uow.users.add(User(email="ada@example.com", password_hash="x"))
+            await uow.commit()
+        assert c.inline_engine is not None
+        for engine in (c.engine, c.inline_engine):  # nobody else has the file open: it can be locked
+            await engine.dispose()
+        holder = sqlite3.connect(make_url(sqlite_database).database or "", check_same_thread=False)
+        holder.execute("PRAGMA locking_mode=EXCLUSIVE")
+        holder.execute("BEGIN EXCLUSIVE")
+        holder.execute("SELECT count(*) FROM users").fetchone()
+
+        async def read() -> User | None:
+            async with c.bounded_read_uow() as uow:  # type: ignore[misc]
+                return await uow.users.get_by_email("ada@example.com")
+
+        try:
+            with capture_logs() as logs:
+                reading = asyncio.create_task(read())
+                for _ in range(3000):  # until the read waits on its thread, or fails
+                    if reading.done() or any(e["event"] == WAITING for e in logs):
+                        break
+                    await asyncio.sleep(0.01)
+                assert not reading.done(), reading  # waiting, not failed
+                assert any(e["event"] == WAITING for e in logs)
+        finally:
+            holder.rollback()
+            holder.close()
+        found = await reading
+        assert found is not None
+        assert found.email == "ada@example.com"
+
+
+WAITING = "sqlite_read_busy_waiting_on_a_thread"
+
+
+async def test_a_page_of_an_account_that_is_not_yours_reads_nothing(
+    sqlite_database: str, tmp_path: Path
+) -> None:
+    """On the loop's thread a page must cost what it shows: asking for another user's account
+    seeks nothing (SQLite walked that account's whole index range, filtering each row by the
+    owner check), counted in SQLite's own virtual-machine steps, not time."""
+    async with built(make_settings(sqlite_database, tmp_path)) as c:
+        assert c.bounded_read_uow is not None
+        assert c.inline_engine is not None
+        owner, other = await seed_user(c), await seed_user(c, "eve@example.com")
+        connection = await seed_connection(c, owner)
+        async with c.uow() as uow:
+            (acct,), _ = await uow.accounts.upsert(connection, [account("big")])
+            await uow.transactions.upsert(acct, [txn(f"t{i}") for i in range(2000)])
+            await uow.commit()
+        steps: dict[str, int] = {}
+        for name, user in (("owner", owner), ("other", other)):
+            with _vm_steps(c.inline_engine) as counted:
+                async with c.bounded_read_uow() as uow:
+                    page = await uow.transactions.listed_json(
+                        user.id, TransactionFilter(account_id=acct.id), PageRequest(limit=50)
+                    )
+            assert page is not None
+            assert page.count == (50 if name == "owner" else 0)
+            steps[name] = counted[0]
+        assert steps["other"] * 20 < steps["owner"], steps  # 2,000 rows walked would be far more
+
+
+@contextmanager
+def _vm_steps(engine: AsyncEngine) -> Iterator[list[int]]:
+    """How many hundreds of SQLite VM instructions ``engine``'s statements ran meanwhile."""
+    counted = [0]
+
+    def tick() -> int:
+        counted[0] += 1
+        return 0
+
+    def watch(dbapi_connection: Any, *_: Any) -> None:
+        dbapi_connection.driver_connection._conn.set_progress_handler(tick, 100)
+
+    def unwatch(dbapi_connection: Any, *_: Any) -> None:
+        dbapi_connection.driver_connection._conn.set_progress_handler(None, 100)
+
+    event.listen(engine.sync_engine.pool, "checkout", watch)
+    event.listen(engine.sync_engine.pool, "checkin", unwatch)
+    try:
+        yield counted
+    finally:
+        event.remove(engine.sync_engine.pool, "checkout", watch)
+        event.remove(engine.sync_engine.pool, "checkin", unwatch)

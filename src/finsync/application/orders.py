@@ -591,7 +591,9 @@ class OrderService:
     ) -> Page[Order]:
         if caller.token is not None and not caller.token.may_read:
             raise InsufficientScope("listing orders needs the scope read")
-        async with self._pages() as uow:
+        # Only a plain page is bounded: a filter is applied row by row to the user's orders.
+        reads = self._pages if account_id is None and not open_only else self._uow
+        async with reads() as uow:
             # Another user's account is unknown here too, as in every other list's filter.
             if account_id is not None and await uow.accounts.get(account_id, caller.user_id) is None:
                 raise NotFound("account")

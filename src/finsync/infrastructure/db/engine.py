@@ -59,8 +59,7 @@ def create_inline_reader(engine: AsyncEngine) -> AsyncEngine | None:
         return None
     rendered = url.render_as_string(hide_password=False)
     inline = create_async_engine(rendered, async_creator=inline_connector(rendered), hide_parameters=True)
-    event.listen(inline.sync_engine, "connect", _sqlite_pragmas)
-    read_only(inline)
+    read_only(inline)  # not _sqlite_pragmas: WAL is the file's (a reader must not try to set it)
     return inline
 
 

@@ -13,8 +13,10 @@ index (``tests/integration/test_list_plans.py`` holds those plans). Every other 
 aiosqlite, whose thread lets the loop go on meanwhile. The connections are read-only
 (``query_only``): a write waiting for SQLite's write lock would stall the loop, and the loop
 would never get to the writer that holds it. In WAL mode (``engine.py``) readers never wait
-for a writer; for whatever else might make one wait, the busy timeout is short and the
-caller's error path takes over (the fast lane hands the request to FastAPI).
+for a writer; whatever else makes one wait (another process holding the file in exclusive
+locking mode, a recovery after a crash) is seen within ``READ_BUSY_SECONDS``, and the statement
+is then asked again on a worker thread, with the usual busy timeout: the loop goes on
+meanwhile, and the request waits as it would have on aiosqlite.
 
 The classes below stand in for aiosqlite's connection and cursor, whose methods SQLAlchemy's
 aiosqlite dialect awaits: the same calls on ``sqlite3``, done before the await returns.
@@ -22,15 +24,19 @@ aiosqlite dialect awaits: the same calls on ``sqlite3``, done before the await r
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import structlog
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+log = structlog.get_logger(__name__)
 READ_BUSY_SECONDS = 0.05  # the longest a read may hold the loop waiting for a lock
+WAIT_BUSY_SECONDS = 30.0  # then on a worker thread, as long as the threaded engine waits
 
 
 class InlineCursor:
@@ -64,8 +70,24 @@ class InlineCursor:
         self._cursor.arraysize = value
 
     async def execute(self, sql: str, parameters: Any = ()) -> InlineCursor:
-        self._cursor.execute(sql, parameters)
+        try:
+            self._cursor.execute(sql, parameters)
+        except sqlite3.OperationalError as exc:
+            if exc.sqlite_errorcode & 0xFF != sqlite3.SQLITE_BUSY:
+                raise
+            log.info("sqlite_read_busy_waiting_on_a_thread")
+            await asyncio.to_thread(self._waiting, sql, parameters)
         return self
+
+    def _waiting(self, sql: str, parameters: Any) -> None:
+        """The statement again, waiting for the lock as long as the threaded engine would (the
+        connection is this session's alone meanwhile)."""
+        connection = self._cursor.connection
+        connection.execute(f"PRAGMA busy_timeout={int(WAIT_BUSY_SECONDS * 1000)}")
+        try:
+            self._cursor.execute(sql, parameters)
+        finally:
+            connection.execute(f"PRAGMA busy_timeout={int(READ_BUSY_SECONDS * 1000)}")
 
     async def executemany(self, sql: str, parameters: Any) -> InlineCursor:
         self._cursor.executemany(sql, parameters)

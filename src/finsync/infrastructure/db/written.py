@@ -104,6 +104,57 @@ def item(fields: dict[str, str], *, then: str | None = None) -> str:
     return f"concat({body}, '}}')" if then is None else f"""concat({body}, ',"{then}":')"""
 
 
+# SQLite's writers. SQLite holds uuids as 32 hex digits, decimals and timestamps as text
+# (``db/types.py``: ``str(Decimal)``, ``YYYY-MM-DD HH:MM:SS.ffffff`` in UTC) and JSON as the text
+# orjson wrote; these write what the response models write from them. Its json_quote() escapes
+# as orjson does (the same short escapes, lowercase \u00xx for the other control characters).
+
+
+def sqlite_text(column: str) -> str:
+    """Any text, escaped as JSON; null for NULL."""
+    return f"json_quote({column})"
+
+
+def sqlite_quoted(column: str) -> str:
+    """A text that needs no escaping (one of our enums' values, a date, a decimal written
+    without an exponent: then ``str(Decimal)`` is its fixed-point text)."""
+    return f"""COALESCE('"' || {column} || '"', 'null')"""
+
+
+def sqlite_uuid(column: str) -> str:
+    dashed = " || '-' || ".join(f"substr({column}, {at}, {n})" for at, n in SQLITE_UUID_PARTS)
+    return f"""CASE WHEN {column} IS NULL THEN 'null' ELSE '"' || {dashed} || '"' END"""
+
+
+SQLITE_UUID_PARTS = ((1, 8), (9, 4), (13, 4), (17, 4), (21, 12))
+
+
+def sqlite_utc(column: str) -> str:
+    """As ``wire.utc_text`` writes a timestamp: microseconds only when there are any, then Z."""
+    return f"""COALESCE('"' || replace(replace({column}, ' ', 'T'), '.000000', '') || 'Z"', 'null')"""
+
+
+def sqlite_strings(column: str) -> str:
+    """A JSON array (of strings) as stored, compact; [] for NULL or anything not an array."""
+    return f"CASE WHEN json_type({column}) = 'array' THEN json({column}) ELSE '[]' END"
+
+
+def sqlite_exponent(*columns: str) -> str:
+    """Whether any of these decimals is held with an exponent (``str(Decimal)`` of a very small
+    or very large value: ``1E-8``): its fixed-point text is Python's to write."""
+    held = " || ".join(f"COALESCE({column}, '')" for column in columns)
+    return f"instr({held}, 'E') > 0"
+
+
+def sqlite_item(fields: dict[str, str]) -> str:
+    """One JSON object of ``fields`` (key: its writer) in SQLite (no concat() before 3.44)."""
+    body = " || ".join(
+        f"""'{"{" if at == 0 else ","}"{name}":' || {value}"""
+        for at, (name, value) in enumerate(fields.items())
+    )
+    return f"({body} || '}}')"
+
+
 class Args(list[Any]):
     """A statement's arguments, each named by its ``$n`` as it is added."""
 
