@@ -495,8 +495,10 @@ async def main(args: argparse.Namespace) -> None:
             f"median of {args.repeats} runs, {args.connections} connections, "
             f"driver: {'wrk' if shutil.which('wrk') else 'clients'}\n"
         )
-        deep_at = min(args.deep_page * args.limit, args.big) - 1
-        deep_page = deep_at // args.limit + 1
+        # The cursor is the key of the row before the deep page: a full page follows it (past
+        # the last row the page would be empty, and FastAPI's to answer).
+        deep_at = min((args.deep_page - 1) * args.limit, args.big - args.limit) - 1
+        deep_page = (deep_at + 1) // args.limit + 1
         t = TransactionRow.__table__.c  # type: ignore[attr-defined]
         async with c.uow() as uow:
             day, ident = (

@@ -6,9 +6,10 @@ entity, no pydantic validation of every row and again of the page, and each prov
 (``raw``) passed through as the JSON text the database holds. The values are formatted as
 ``finsync.api.wire`` formats them everywhere else; a test holds the two paths equal.
 
-On PostgreSQL reads the database writes the items itself (``listed_json``, in the page's
-own statement, joined into one text). A test holds those bytes equal to what this
-module writes from the same rows.
+The database writes the items itself where it can (``listed_json``: on PostgreSQL reads in
+the page's own statement, joined into one text; on SQLite each item in the page's
+statement, joined in Python). A test holds those bytes equal to what this module writes
+from the same rows, on both databases.
 """
 
 from __future__ import annotations

@@ -5,7 +5,8 @@ validated and serialised: per item, more CPU than the database spent finding it.
 page statement writes each item's JSON itself (the field writers below), joins the items
 and gives the last item's key for the next cursor, so the API process decodes one text a
 page and adds nothing but the cursor. Only for reads on PostgreSQL (``raw.fetch``); None
-otherwise, and the caller takes its usual path.
+otherwise, and the caller takes its usual path. The ``sqlite_*`` writers below do the same
+for SQLite's transaction pages (``SqlTransactionRepository.listed_json``).
 
 Each list's fields mirror its response model, in its order, written as the API writes
 values everywhere (``api/wire.py``): strings escaped by ``to_json``, uuids and enums as their
