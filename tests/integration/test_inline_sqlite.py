@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import closing, contextmanager
 from pathlib import Path
 from typing import Any
@@ -29,6 +29,28 @@ pytestmark = pytest.mark.integration
 
 
 @contextmanager
+def _on_each_connection(
+    engine: AsyncEngine, hook: Callable[[sqlite3.Connection, bool], None]
+) -> Iterator[None]:
+    """``hook(connection, True)`` on each sqlite3 connection ``engine`` checks out meanwhile
+    (aiosqlite's or the inline one's ``_conn``), ``hook(connection, False)`` when it is back."""
+
+    def checked_out(dbapi_connection: Any, *_: Any) -> None:
+        hook(dbapi_connection.driver_connection._conn, True)
+
+    def checked_in(dbapi_connection: Any, *_: Any) -> None:
+        hook(dbapi_connection.driver_connection._conn, False)
+
+    event.listen(engine.sync_engine.pool, "checkout", checked_out)
+    event.listen(engine.sync_engine.pool, "checkin", checked_in)
+    try:
+        yield
+    finally:
+        event.remove(engine.sync_engine.pool, "checkout", checked_out)
+        event.remove(engine.sync_engine.pool, "checkin", checked_in)
+
+
+@contextmanager
 def _threads(engine: AsyncEngine) -> Iterator[list[int]]:
     """The threads ``engine``'s statements run on meanwhile (seen by SQLite itself)."""
     seen: list[int] = []
@@ -36,22 +58,11 @@ def _threads(engine: AsyncEngine) -> Iterator[list[int]]:
     def traced(_statement: str) -> None:
         seen.append(threading.get_ident())
 
-    def trace(dbapi_connection: Any, *_: Any) -> None:
-        driver = dbapi_connection.driver_connection
-        # aiosqlite's trace setter runs on its own thread; the inline connection is sqlite3's.
-        target: sqlite3.Connection = driver._conn
-        target.set_trace_callback(traced)
+    def trace(connection: sqlite3.Connection, on: bool) -> None:
+        connection.set_trace_callback(traced if on else None)
 
-    def untrace(dbapi_connection: Any, *_: Any) -> None:
-        dbapi_connection.driver_connection._conn.set_trace_callback(None)
-
-    event.listen(engine.sync_engine.pool, "checkout", trace)
-    event.listen(engine.sync_engine.pool, "checkin", untrace)
-    try:
+    with _on_each_connection(engine, trace):
         yield seen
-    finally:
-        event.remove(engine.sync_engine.pool, "checkout", trace)
-        event.remove(engine.sync_engine.pool, "checkin", untrace)
 
 
 async def test_bounded_reads_run_on_the_loop_s_thread_and_read_what_was_committed(
@@ -208,16 +219,8 @@ def _vm_steps(engine: AsyncEngine) -> Iterator[list[int]]:
         counted[0] += 1
         return 0
 
-    def watch(dbapi_connection: Any, *_: Any) -> None:
-        dbapi_connection.driver_connection._conn.set_progress_handler(tick, 100)
+    def watch(connection: sqlite3.Connection, on: bool) -> None:
+        connection.set_progress_handler(tick if on else None, 100)
 
-    def unwatch(dbapi_connection: Any, *_: Any) -> None:
-        dbapi_connection.driver_connection._conn.set_progress_handler(None, 100)
-
-    event.listen(engine.sync_engine.pool, "checkout", watch)
-    event.listen(engine.sync_engine.pool, "checkin", unwatch)
-    try:
+    with _on_each_connection(engine, watch):
         yield counted
-    finally:
-        event.remove(engine.sync_engine.pool, "checkout", watch)
-        event.remove(engine.sync_engine.pool, "checkin", unwatch)
