@@ -328,7 +328,9 @@ def build(
     )
     live = settings.live_trading == "enabled"
     pages = bounded or read_uow  # a page of a list: bounded reads
-    orders = OrderService(uow, gateway, cipher, live_trading=live, clock=clock, desk=desk, pages=pages)
+    orders = OrderService(
+        uow, gateway, cipher, live_trading=live, clock=clock, desk=desk, pages=pages, reads=read_uow
+    )
     register_jobs(job_types, runner, scheduler, market_data, settings, deliverer)
     job_types.every(settings.order_poll_seconds, "follow_open_orders", orders.follow_open)
     idempotency = IdempotencyService(uow, clock, batch=settings.scheduler_batch)

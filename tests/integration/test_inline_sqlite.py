@@ -143,8 +143,10 @@ async def test_a_read_that_finds_the_file_locked_waits_on_a_thread_not_on_the_lo
     sqlite_database: str, tmp_path: Path
 ) -> None:
     """Another process holding the file in exclusive locking mode makes even a WAL reader wait:
-    the read is asked again on a worker thread with the usual busy timeout, so the loop goes on
-    (this test's own loop below runs meanwhile) and the read succeeds once the lock is gone."""
+    the read is asked again on a worker thread (on a connection of its own) with the usual busy
+    timeout, so the loop goes on (this test's own loop below runs meanwhile), a read cancelled
+    meanwhile ends at once (its pooled connection closed on the loop, untouched by the thread),
+    and the other read succeeds once the lock is gone."""
     async with built(make_settings(sqlite_database, tmp_path)) as c:
         assert c.bounded_read_uow is not None
         async with c.uow() as uow:
@@ -164,19 +166,27 @@ async def test_a_read_that_finds_the_file_locked_waits_on_a_thread_not_on_the_lo
 
         try:
             with capture_logs() as logs:
-                reading = asyncio.create_task(read())
-                for _ in range(3000):  # until the read waits on its thread, or fails
-                    if reading.done() or any(e["event"] == WAITING for e in logs):
+                cancelled, reading = asyncio.create_task(read()), asyncio.create_task(read())
+                for _ in range(3000):  # until both reads wait on their threads, or one fails
+                    if cancelled.done() or reading.done() or _waiting(logs) == 2:
                         break
                     await asyncio.sleep(0.01)
-                assert not reading.done(), reading  # waiting, not failed
-                assert any(e["event"] == WAITING for e in logs)
+                assert _waiting(logs) == 2, logs
+                assert not reading.done()  # waiting, not failed
+                cancelled.cancel()  # a shutdown, a timeout around the request
+                with pytest.raises(asyncio.CancelledError):
+                    await cancelled  # at once, though the lock is still held
+                assert not reading.done()
         finally:
             holder.rollback()
             holder.close()
         found = await reading
         assert found is not None
         assert found.email == "ada@example.com"
+
+
+def _waiting(logs: list[dict[str, Any]]) -> int:
+    return sum(e["event"] == WAITING for e in logs)
 
 
 WAITING = "sqlite_read_busy_waiting_on_a_thread"

@@ -139,9 +139,11 @@ class OrderService:
         clock: Now = utcnow,
         desk: OrderDesk | None = None,
         pages: UnitOfWorkFactory | None = None,
+        reads: UnitOfWorkFactory | None = None,
     ) -> None:
         self._uow, self._providers, self._cipher = uow, providers, cipher
-        self._pages = pages or uow  # reads of one page (bounded: see Container.bounded_read_uow)
+        self._reads = reads or uow  # a request's reads (autocommit on PostgreSQL)
+        self._pages = pages or self._reads  # a plain page (bounded: see Container.bounded_read_uow)
         self._live, self._clock = live_trading, clock
         self._ports = OrderPorts(providers, cipher)
         self._desk = desk  # None (a unit of work made for a test): every order takes _place_locked
@@ -592,7 +594,7 @@ class OrderService:
         if caller.token is not None and not caller.token.may_read:
             raise InsufficientScope("listing orders needs the scope read")
         # Only a plain page is bounded: a filter is applied row by row to the user's orders.
-        reads = self._pages if account_id is None and not open_only else self._uow
+        reads = self._pages if account_id is None and not open_only else self._reads
         async with reads() as uow:
             # Another user's account is unknown here too, as in every other list's filter.
             if account_id is not None and await uow.accounts.get(account_id, caller.user_id) is None:

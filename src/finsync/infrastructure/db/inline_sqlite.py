@@ -15,8 +15,10 @@ aiosqlite, whose thread lets the loop go on meanwhile. The connections are read-
 would never get to the writer that holds it. In WAL mode (``engine.py``) readers never wait
 for a writer; whatever else makes one wait (another process holding the file in exclusive
 locking mode, a recovery after a crash) is seen within ``READ_BUSY_SECONDS``, and the statement
-is then asked again on a worker thread, with the usual busy timeout: the loop goes on
-meanwhile, and the request waits as it would have on aiosqlite.
+is then asked again on a worker thread, on a read-only connection of that thread's own, with
+the usual busy timeout: the loop goes on meanwhile, the request waits as it would have on
+aiosqlite, and the pooled connection never leaves the loop's thread (a request cancelled
+meanwhile may close it at once).
 
 The classes below stand in for aiosqlite's connection and cursor, whose methods SQLAlchemy's
 aiosqlite dialect awaits: the same calls on ``sqlite3``, done before the await returns.
@@ -26,7 +28,11 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+from collections import deque
 from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import closing
+from functools import partial
 from typing import Any
 
 import structlog
@@ -37,11 +43,17 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 log = structlog.get_logger(__name__)
 READ_BUSY_SECONDS = 0.05  # the longest a read may hold the loop waiting for a lock
 WAIT_BUSY_SECONDS = 30.0  # then on a worker thread, as long as the threaded engine waits
+# Threads of their own for those waits: the default executor's few also hash passwords and
+# parse imports, which a long lock must not hold up.
+_WAITERS = ThreadPoolExecutor(max_workers=4, thread_name_prefix="finsync-sqlite-wait")
+Opener = Callable[[], sqlite3.Connection]
 
 
 class InlineCursor:
-    def __init__(self, cursor: sqlite3.Cursor) -> None:
+    def __init__(self, cursor: sqlite3.Cursor, open_waiting: Opener) -> None:
         self._cursor = cursor
+        self._open_waiting = open_waiting
+        self._waited: tuple[deque[Any], Any] | None = None  # rows and description read on a thread
 
     async def __aenter__(self) -> InlineCursor:
         return self
@@ -51,7 +63,7 @@ class InlineCursor:
 
     @property
     def description(self) -> Any:
-        return self._cursor.description
+        return self._cursor.description if self._waited is None else self._waited[1]
 
     @property
     def rowcount(self) -> int:
@@ -70,40 +82,50 @@ class InlineCursor:
         self._cursor.arraysize = value
 
     async def execute(self, sql: str, parameters: Any = ()) -> InlineCursor:
+        self._waited = None
         try:
             self._cursor.execute(sql, parameters)
         except sqlite3.OperationalError as exc:
             if exc.sqlite_errorcode & 0xFF != sqlite3.SQLITE_BUSY:
                 raise
             log.info("sqlite_read_busy_waiting_on_a_thread")
-            await asyncio.to_thread(self._waiting, sql, parameters)
+            wait = partial(_read_waiting, self._open_waiting, sql, parameters)
+            rows, description = await asyncio.get_running_loop().run_in_executor(_WAITERS, wait)
+            self._waited = (deque(rows), description)
         return self
-
-    def _waiting(self, sql: str, parameters: Any) -> None:
-        """The statement again, waiting for the lock as long as the threaded engine would (the
-        connection is this session's alone meanwhile)."""
-        connection = self._cursor.connection
-        connection.execute(f"PRAGMA busy_timeout={int(WAIT_BUSY_SECONDS * 1000)}")
-        try:
-            self._cursor.execute(sql, parameters)
-        finally:
-            connection.execute(f"PRAGMA busy_timeout={int(READ_BUSY_SECONDS * 1000)}")
 
     async def executemany(self, sql: str, parameters: Any) -> InlineCursor:
         self._cursor.executemany(sql, parameters)
         return self
 
     async def fetchall(self) -> list[Any]:
-        return self._cursor.fetchall()
+        if self._waited is None:
+            return self._cursor.fetchall()
+        rows = list(self._waited[0])
+        self._waited[0].clear()
+        return rows
 
     async def fetchone(self) -> Any:
-        return self._cursor.fetchone()
+        if self._waited is None:
+            return self._cursor.fetchone()
+        return self._waited[0].popleft() if self._waited[0] else None
 
     async def fetchmany(self, size: int | None = None) -> list[Any]:
-        return self._cursor.fetchmany(size or self._cursor.arraysize)
+        if self._waited is None:
+            return self._cursor.fetchmany(size or self._cursor.arraysize)
+        rows = self._waited[0]
+        return [rows.popleft() for _ in range(min(size or self._cursor.arraysize, len(rows)))]
 
     async def close(self) -> None:
         self._cursor.close()
+
+
+def _read_waiting(open_waiting: Opener, sql: str, parameters: Any) -> tuple[list[Any], Any]:
+    """On a worker thread: ``sql``'s rows and description, read on a connection of this call's
+    own that waits for the lock as long as the threaded engine would."""
+    with closing(open_waiting()) as connection:
+        cursor = connection.execute(sql, parameters)
+        return cursor.fetchall(), cursor.description
 
 
 class _Calls:
@@ -121,9 +143,10 @@ class _Calls:
 
 
 class InlineConnection:
-    def __init__(self, connection: sqlite3.Connection) -> None:
+    def __init__(self, connection: sqlite3.Connection, open_waiting: Opener) -> None:
         self._conn = connection  # the names aiosqlite's connection has, which the dialect reads
         self._tx = _Calls()
+        self._open_waiting = open_waiting
 
     @property
     def _connection(self) -> sqlite3.Connection:
@@ -134,10 +157,10 @@ class InlineConnection:
         return self._conn.isolation_level
 
     def cursor(self) -> InlineCursor:
-        return InlineCursor(self._conn.cursor())
+        return InlineCursor(self._conn.cursor(), self._open_waiting)
 
     async def execute(self, sql: str, parameters: Any = ()) -> InlineCursor:
-        return InlineCursor(self._conn.execute(sql, parameters))
+        return await self.cursor().execute(sql, parameters)
 
     async def commit(self) -> None:
         self._conn.commit()
@@ -165,8 +188,13 @@ def inline_connector(url: str) -> Callable[[], Awaitable[InlineConnection]]:
     args, options = parsed.get_dialect()().create_connect_args(parsed)
     kwargs: dict[str, Any] = {**options, "timeout": READ_BUSY_SECONDS, "check_same_thread": False}
 
+    def open_waiting() -> sqlite3.Connection:
+        connection: sqlite3.Connection = sqlite3.connect(*args, **kwargs | {"timeout": WAIT_BUSY_SECONDS})  # type: ignore[call-overload]
+        connection.execute("PRAGMA query_only=ON")
+        return connection
+
     async def connect() -> InlineConnection:
-        return InlineConnection(sqlite3.connect(*args, **kwargs))  # type: ignore[call-overload]
+        return InlineConnection(sqlite3.connect(*args, **kwargs), open_waiting)  # type: ignore[call-overload]
 
     return connect
 
