@@ -52,8 +52,9 @@ from finsync.domain.ports import (
 )
 from finsync.infrastructure.db import sqlite_functions
 from finsync.infrastructure.db.engine import create_engine, create_inline_reader, session_factory
+from finsync.infrastructure.db.live_session import checking_session
 from finsync.infrastructure.db.order_desk import SqlOrderDesk
-from finsync.infrastructure.db.raw import DriverPool, checking_session
+from finsync.infrastructure.db.raw import DriverPool
 from finsync.infrastructure.db.uow import SqlUnitOfWork
 from finsync.infrastructure.jobs import ConcurrencyCaps, JobBackend, job_backend
 from finsync.infrastructure.keys import load_or_create_secret
@@ -178,7 +179,7 @@ class Container:
         return nullcontext() if self.reader is None else self.reader.pinned()
 
     def checking_session(self, check: SessionCheck) -> AbstractContextManager[SessionCheck]:
-        """Reads inside may answer ``check`` in their own statement (``db.raw.checking_session``):
+        """Reads inside may answer ``check`` in their own statement (``db.live_session``):
         the fast lane's page on PostgreSQL, one round trip instead of two."""
         return checking_session(check)
 

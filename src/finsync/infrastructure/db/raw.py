@@ -27,8 +27,8 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-from collections.abc import AsyncIterator, Iterator, Sequence
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from contextvars import ContextVar
 from typing import Any
 
@@ -38,8 +38,6 @@ from sqlalchemy.dialects.postgresql.asyncpg import dialect as asyncpg_dialect
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from sqlalchemy.sql import ClauseElement
 from sqlalchemy.util import greenlet_spawn
-
-from finsync.domain.ports import SessionCheck
 
 log = structlog.get_logger(__name__)
 
@@ -203,27 +201,6 @@ def inline(element: ClauseElement) -> str:
     """``element`` as PostgreSQL text with its values written in (literal binds): a part of a
     statement written as text (``db/written.py``), kept written once in SQLAlchemy."""
     return str(element.compile(dialect=_DIALECT, compile_kwargs={"literal_binds": True}))
-
-
-_SESSION_CHECK: ContextVar[SessionCheck | None] = ContextVar("finsync_session_check", default=None)
-
-
-@contextmanager
-def checking_session(check: SessionCheck) -> Iterator[SessionCheck]:
-    """Reads inside (in this task) may answer ``check`` in their own statement: the fast lane's
-    page on PostgreSQL asks whether the token's session is live in the page's statement, one
-    round trip instead of two. The first statement that can carry it sets ``check.live``."""
-    token = _SESSION_CHECK.set(check)
-    try:
-        yield check
-    finally:
-        _SESSION_CHECK.reset(token)
-
-
-def pending_session_check() -> SessionCheck | None:
-    """The check ``checking_session`` set, if no statement has answered it yet."""
-    check = _SESSION_CHECK.get()
-    return None if check is None or check.live is not None else check
 
 
 def shifted(sql: str, by: int) -> str:

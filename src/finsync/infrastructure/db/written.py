@@ -26,9 +26,8 @@ from sqlalchemy import Table
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from finsync.domain.ports import PageRequest, WrittenPage
-from finsync.infrastructure.db import raw
+from finsync.infrastructure.db import live_session, raw
 from finsync.infrastructure.db.mapping import after_values, next_key
-from finsync.infrastructure.db.repositories.users import LIVE_ARGS, LIVE_SQL
 
 # Each writer below gives one or more arguments of concat(), which writes every argument as
 # its text: a uuid as str(UUID) does, a numeric as fixed-point text. A column that may be NULL
@@ -180,16 +179,15 @@ async def folded(
     one row: how many rows, the first ``limit`` items joined in order, the keys of the last of
     those, and with ``unless`` whether it holds for any of them (then None). None also where
     the database does not write pages (see the module). A session check pending in this task
-    (``raw.checking_session``) is answered in the same statement."""
+    (``live_session.checking_session``) is answered in the same statement."""
     last = args(page.limit)
     ends = ", ".join(f"(array_agg({k}) FILTER (WHERE at = {last}))[1]" for k in keys)
     if unless:
         ends += f", bool_or(unless) FILTER (WHERE at <= {last})"
-    check = raw.pending_session_check()
-    if check is not None:  # the token's session, asked in this statement (``raw.checking_session``)
-        ends += f", {raw.shifted(LIVE_SQL, len(args))}"
-        given = {"user_id": check.user_id, "session_id": check.session_id, "now": check.now}
-        args.extend(given[name] for name in LIVE_ARGS)
+    check = live_session.pending()
+    if check is not None:  # the token's session, asked in this statement
+        ends += f", {raw.shifted(live_session.LIVE_SQL, len(args))}"
+        args.extend(live_session.live_values(check))
     sql = (
         f"SELECT count(*), string_agg(item, ',' ORDER BY at) FILTER (WHERE at <= {last}), {ends} "  # noqa: S608
         f"FROM (SELECT row_number() OVER (ORDER BY {order}) AS at, * FROM ({rows_sql}) listed) page"

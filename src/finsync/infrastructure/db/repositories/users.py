@@ -5,13 +5,14 @@ from __future__ import annotations
 from datetime import datetime
 from uuid import UUID
 
-from sqlalchemy import bindparam, exists, func, insert, literal_column, select, text, update
+from sqlalchemy import func, insert, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from finsync.domain.entities import AuthSession, RefreshToken, User
 from finsync.domain.errors import Conflict
 from finsync.infrastructure.db import raw
+from finsync.infrastructure.db.live_session import IN_SESSION
 from finsync.infrastructure.db.mapping import to_entity, to_row
 from finsync.infrastructure.db.tables import AuthSessionRow, RefreshTokenRow, UserRow
 
@@ -19,24 +20,7 @@ users = UserRow.__table__  # type: ignore[attr-defined]
 tokens = RefreshTokenRow.__table__  # type: ignore[attr-defined]
 sessions = AuthSessionRow.__table__  # type: ignore[attr-defined]
 REGISTRATION_LOCK = 0x66696E73  # "fins": the advisory lock id that serialises registrations
-# Every authenticated request: the user, if their session is live (not revoked, not expired).
-_LIVE = (
-    users.c.id == bindparam("user_id"),
-    users.c.is_active.is_(True),
-    sessions.c.id == bindparam("session_id"),
-    sessions.c.revoked_at.is_(None),
-    sessions.c.expires_at > bindparam("now"),
-)
-_IN_SESSION = select(users).join(sessions, sessions.c.user_id == users.c.id).where(*_LIVE)
-_IN_SESSION_SQL, _IN_SESSION_ARGS = raw.prepared(_IN_SESSION)
-# The same question as a value a page's own statement can carry (``written.folded``).
-LIVE_SQL, LIVE_ARGS = raw.prepared(
-    exists(
-        select(literal_column("1"))
-        .select_from(users.join(sessions, sessions.c.user_id == users.c.id))
-        .where(*_LIVE)
-    )
-)
+_IN_SESSION_SQL, _IN_SESSION_ARGS = raw.prepared(IN_SESSION)  # every authenticated request
 
 
 class SqlUserRepository:
@@ -64,7 +48,7 @@ class SqlUserRepository:
         values = {"user_id": user_id, "session_id": session_id, "now": now}
         found = await raw.fetch(self._s, _IN_SESSION_SQL, [values[name] for name in _IN_SESSION_ARGS])
         if found is None:
-            found = list((await self._s.execute(_IN_SESSION, values)).mappings())
+            found = list((await self._s.execute(IN_SESSION, values)).mappings())
         return to_entity(User, found[0]) if found else None
 
     async def count(self) -> int:
