@@ -27,7 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from finsync.domain.ports import PageRequest, WrittenPage
 from finsync.infrastructure.db import live_session, raw
-from finsync.infrastructure.db.mapping import after_values, next_key
+from finsync.infrastructure.db.mapping import after_values, make_page, next_key
 
 # Each writer below gives one or more arguments of concat(), which writes every argument as
 # its text: a uuid as str(UUID) does, a numeric as fixed-point text. A column that may be NULL
@@ -258,13 +258,13 @@ async def _joined_here(
     """``written``'s page with a ``last`` value: the rows as the statement gives them, each item
     ended with its value (orjson writes JSON as the response models do) and joined here."""
     found = await raw.fetch(session, rows, args)
-    if found is None or (unless and any(r["unless"] for r in found[: page.limit])):
+    if found is None:
+        return None
+    shown = make_page(found, page, lambda r: tuple(r[k] for k in keys), of=of)
+    if unless and any(r["unless"] for r in shown.items):
         return None
     try:
-        items = ",".join(f"{r['item']}{orjson.dumps(r['last']).decode()}}}" for r in found[: page.limit])
+        items = ",".join(f"{r['item']}{orjson.dumps(r['last']).decode()}}}" for r in shown.items)
     except TypeError:  # an integer past 64 bits, which orjson does not write: the models' way
         return None
-    if len(found) <= page.limit:
-        return WrittenPage(items, len(found))
-    end = found[page.limit - 1]
-    return WrittenPage(items, page.limit, next_key(of, *(end[k] for k in keys)))
+    return WrittenPage(items, len(shown.items), shown.next_key)

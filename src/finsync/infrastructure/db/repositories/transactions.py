@@ -46,7 +46,6 @@ from finsync.infrastructure.db.mapping import (
     column_text,
     keyset,
     make_page,
-    next_key,
     provider_id,
     to_entity,
 )
@@ -659,15 +658,10 @@ class SqlTransactionRepository:
             _filtered(select(*_SQLITE_LISTED_JSON), user_id, filters, False), _KEYS, page, descending=True
         )
         found = (await self._s.execute(stmt)).all()
-        shown = found[: page.limit]
-        if any(row.exponent for row in shown):
+        shown = make_page(found, page, lambda r: (r.transaction_date, r.id), of=transactions)
+        if any(row.exponent for row in shown.items):
             return None
-        items = ",".join(row.item for row in shown)
-        if len(found) <= page.limit:
-            return WrittenPage(items, len(found))
-        return WrittenPage(
-            items, page.limit, next_key(transactions, shown[-1].transaction_date, shown[-1].id)
-        )
+        return WrittenPage(",".join(row.item for row in shown.items), len(shown.items), shown.next_key)
 
     async def refresh_statistics(self) -> None:
         """Refresh the planner's statistics of the table after a bulk write (PostgreSQL).
