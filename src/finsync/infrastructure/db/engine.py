@@ -15,7 +15,7 @@ from sqlalchemy.exc import DBAPIError, DisconnectionError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlalchemy.ext.asyncio import AsyncSession as SAAsyncSession
 
-from finsync.infrastructure.db.inline_sqlite import inline_connector, read_only
+from finsync.infrastructure.db.inline_sqlite import inline_connector
 from finsync.infrastructure.db.types import json_dumps
 
 log = structlog.get_logger(__name__)
@@ -58,9 +58,8 @@ def create_inline_reader(engine: AsyncEngine) -> AsyncEngine | None:
         log.info("sqlite_reads_all_threaded", reason="the database is not in WAL mode")
         return None
     rendered = url.render_as_string(hide_password=False)
-    inline = create_async_engine(rendered, async_creator=inline_connector(rendered), hide_parameters=True)
-    read_only(inline)  # not _sqlite_pragmas: WAL is the file's (a reader must not try to set it)
-    return inline
+    # Not _sqlite_pragmas: WAL is the file's (a reader must not try to set it).
+    return create_async_engine(rendered, async_creator=inline_connector(rendered), hide_parameters=True)
 
 
 def _in_wal(path: Path) -> bool:

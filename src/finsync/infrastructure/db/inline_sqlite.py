@@ -36,9 +36,7 @@ from functools import partial
 from typing import Any
 
 import structlog
-from sqlalchemy import event
 from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 log = structlog.get_logger(__name__)
 READ_BUSY_SECONDS = 0.05  # the longest a read may hold the loop waiting for a lock
@@ -183,27 +181,19 @@ class InlineConnection:
 
 def inline_connector(url: str) -> Callable[[], Awaitable[InlineConnection]]:
     """``create_async_engine``'s ``async_creator`` for ``url`` (a SQLite file): read-only
-    connections on the caller's thread, opened with the arguments aiosqlite would get."""
+    connections on the caller's thread, opened with the arguments aiosqlite would get (and
+    the same for the waits on a worker thread, with the longer busy timeout)."""
     parsed = make_url(url)
     args, options = parsed.get_dialect()().create_connect_args(parsed)
-    kwargs: dict[str, Any] = {**options, "timeout": READ_BUSY_SECONDS, "check_same_thread": False}
 
-    def open_waiting() -> sqlite3.Connection:
-        connection: sqlite3.Connection = sqlite3.connect(*args, **kwargs | {"timeout": WAIT_BUSY_SECONDS})  # type: ignore[call-overload]
-        connection.execute("PRAGMA query_only=ON")
+    def opened(timeout: float) -> sqlite3.Connection:
+        connection: sqlite3.Connection = sqlite3.connect(  # type: ignore[call-overload]
+            *args, **{**options, "timeout": timeout, "check_same_thread": False}
+        )
+        connection.execute("PRAGMA query_only=ON")  # refuses writes
         return connection
 
     async def connect() -> InlineConnection:
-        return InlineConnection(sqlite3.connect(*args, **kwargs), open_waiting)  # type: ignore[call-overload]
+        return InlineConnection(opened(READ_BUSY_SECONDS), partial(opened, WAIT_BUSY_SECONDS))
 
     return connect
-
-
-def read_only(engine: AsyncEngine) -> None:
-    """Every connection of ``engine`` refuses writes (set after the engine's own pragmas)."""
-
-    @event.listens_for(engine.sync_engine, "connect")
-    def refuse_writes(dbapi_connection: Any, _record: Any) -> None:
-        cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA query_only=ON")
-        cursor.close()
