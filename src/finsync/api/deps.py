@@ -11,7 +11,7 @@ from fastapi import Depends, Request
 from fastapi.dependencies.models import Dependant
 from fastapi.security import OAuth2PasswordBearer
 
-from finsync.api.pagination import page_request
+from finsync.api.pagination import PAGE_PARAMETERS, page_request
 from finsync.application.api_tokens import digest, is_api_token
 from finsync.application.orders import Bearer, Caller
 from finsync.application.user_auth import Client
@@ -41,7 +41,6 @@ SettingsDep = Annotated[Settings, Depends(get_settings)]
 
 
 E = TypeVar("E", bound=Callable[..., Any])
-_PLAIN = frozenset({"limit", "cursor"})
 
 
 def bounded(endpoint: E) -> E:
@@ -58,7 +57,7 @@ def _bounded(request: Request) -> bool:
     if not getattr(endpoint, "_finsync_bounded", False):
         return False
     query = request.scope.get("query_string", b"").decode("latin-1")
-    return all(name in _PLAIN for name, _ in parse_qsl(query, keep_blank_values=True))
+    return all(name in PAGE_PARAMETERS for name, _ in parse_qsl(query, keep_blank_values=True))
 
 
 async def get_uow(request: Request) -> AsyncIterator[UnitOfWork]:

@@ -39,7 +39,7 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from finsync.api.listing import transactions_body_of, written_body
-from finsync.api.pagination import CURSOR_MAX, CURSOR_PATTERN, LIMIT_MAX, decode_cursor
+from finsync.api.pagination import CURSOR_MAX, CURSOR_PATTERN, LIMIT_MAX, PAGE_PARAMETERS, decode_cursor
 from finsync.api.schemas import UserPublic
 from finsync.application.api_tokens import is_api_token
 from finsync.bootstrap import Container
@@ -220,7 +220,7 @@ def _page(query: str) -> PageRequest | None:
     anything else (another parameter, a repeated one, an odd spelling)."""
     values: dict[str, str] = {}
     for name, value in parse_qsl(query, keep_blank_values=True):
-        if name not in ("limit", "cursor") or name in values:
+        if name not in PAGE_PARAMETERS or name in values:
             return None
         values[name] = value
     limit, cursor = values.get("limit", "50"), values.get("cursor")

@@ -18,6 +18,7 @@ _SEP = "\x1f"
 CURSOR_PATTERN = r"^[A-Za-z0-9_-]+$"  # unpadded base64url
 CURSOR_MAX = 512
 LIMIT_MAX = 500  # items per page at most
+PAGE_PARAMETERS = frozenset({"limit", "cursor"})  # a plain page asks nothing else
 
 
 def encode_cursor(key: tuple[str, ...]) -> str:
