@@ -203,3 +203,52 @@ async def test_the_pages_postgresql_writes_seek_an_index_too(container: Containe
                     assert at > 0 or seek, f"{path}:\n{query}\n{plan}"
         finally:
             await admin.close()
+
+
+async def test_the_pages_postgresql_writes_keep_one_plan(container: Container) -> None:
+    """PostgreSQL plans each of the lane's page statements once and reuses the plan (issue 16).
+    With the page's LIMIT passed as an argument it priced the reusable (generic) plan as reading
+    a tenth of the table, so it planned every execution anew: as much CPU as running it. Each
+    statement of the first and second page of every list is prepared on a connection of its own
+    and run ten times; pg_prepared_statements counts the plans it used."""
+    c = container
+    if c.engine.dialect.name != "postgresql":
+        pytest.skip("PostgreSQL writes these pages")
+    seeded = await _two_of_each(c)
+    async with c.uow() as uow:  # enough rows that a plan priced for a tenth of them loses
+        days = [date(2024, 1, 1) + timedelta(days=i % 700) for i in range(3000)]
+        await uow.transactions.upsert(seeded.accts[0], [txn(f"m{i}", day=d) for i, d in enumerate(days)])
+        await uow.commit()
+    paths = [f"/accounts/{seeded.accts[0].id}/transactions", "/transactions", "/accounts", "/holdings"]
+    paths += ["/orders", "/transfers", "/webhooks", f"/connections/{seeded.conn.id}/sync-runs"]
+    paths += [f"/accounts/{seeded.accts[0].id}/balance-snapshots"]
+    paths += [f"/webhooks/{seeded.hooks[0].id}/deliveries"]
+    admin = await asyncpg.connect(c.settings.database_url.replace("+asyncpg", ""))
+    try:
+        await admin.execute("ANALYZE")
+        async with api_client(c) as http:
+            token = await http.post(
+                "/api/v1/auth/token", data={"username": seeded.user.email, "password": SEEDED_PASSWORD}
+            )
+            headers = {"Authorization": f"Bearer {token.json()['access_token']}"}
+            pages: list[tuple[str, Any]] = []
+            for path in paths:
+                async with sent(c) as lane:
+                    first = (await http.get(f"/api/v1{path}?limit=1", headers=headers)).json()
+                    await http.get(f"/api/v1{path}?limit=1&cursor={first['next_cursor']}", headers=headers)
+                pages += [(query, args) for query, args in lane if "LIMIT" in query]
+        assert len(pages) == 2 * len(paths), pages
+        kept = []  # asyncpg deallocates a statement nothing refers to
+        for query, args in pages:
+            assert "LIMIT $" not in query, query  # the limit is in the text, not an argument
+            kept.append(await admin.prepare(query))
+            for _ in range(10):
+                await kept[-1].fetch(*args)
+        ours = {query for query, _ in pages}
+        used = await admin.fetch("SELECT statement, generic_plans, custom_plans FROM pg_prepared_statements")
+        used = [row for row in used if row["statement"] in ours]
+        assert len(used) == len(pages)
+        replanned = [(row["statement"], row["custom_plans"]) for row in used if row["generic_plans"] == 0]
+        assert not replanned, replanned
+    finally:
+        await admin.close()

@@ -373,7 +373,7 @@ def listed_sql(
     sql = (  # our own column names; every value is an argument
         f"SELECT {_LISTED_JSON if as_json else _LISTED_COLUMNS} FROM transactions "  # noqa: S608
         f"WHERE {' AND '.join(where)} "
-        f"ORDER BY transaction_date DESC, id DESC LIMIT {args(page.limit + 1)}"
+        f"ORDER BY transaction_date DESC, id DESC {w.limit(page)}"
     )
     return sql, args
 
