@@ -9,7 +9,7 @@ from enum import Enum
 from typing import Any, TypeVar
 from uuid import UUID
 
-from sqlalchemy import ColumnElement, Select, Table, tuple_
+from sqlalchemy import ColumnElement, Select, Table, bindparam, tuple_
 
 from finsync.domain.errors import BadData, InvalidInput
 from finsync.domain.ports import Page, PageRequest
@@ -64,7 +64,8 @@ def keyset(
         bound = tuple_(*values)
         stmt = stmt.where(columns < bound if descending else columns > bound)
     order = [col.desc() if descending else col.asc() for col, _ in keys]
-    return stmt.order_by(*order).limit(page.limit + 1)
+    # The limit goes into the SQL text (``written.limit`` says why PostgreSQL needs it there).
+    return stmt.order_by(*order).limit(bindparam("page_limit", page.limit + 1, literal_execute=True))
 
 
 def _list_of(keys: list[tuple[ColumnElement[Any], type]]) -> str:
