@@ -170,11 +170,18 @@ async def test_an_ended_session_is_refused_by_the_lane_s_own_read(
     it can carry it (PostgreSQL's written pages), else on its own; an ended one gets FastAPI's
     401, never the page."""
     headers, (cur, _, _) = await _seed(client, container)
-    await client.post("/api/v1/webhooks", headers=headers, json=_HOOK)
+    hook = (await client.post("/api/v1/webhooks", headers=headers, json=_HOOK)).json()
     lane = _lane(client)
     paths = ["/api/v1/users/me", "/api/v1/transactions", f"/api/v1/accounts/{cur}/transactions"]
     if container.engine.dialect.name == "postgresql":  # the lists whose pages it writes
         paths += ["/api/v1/accounts", "/api/v1/connections", "/api/v1/webhooks"]
+        # a delivery's page: its rows are joined in Python, and ask for the session themselves
+        user_id = UUID((await client.get("/api/v1/users/me", headers=headers)).json()["id"])
+        async with container.uow() as uow:
+            delivery = WebhookDelivery(user_id=user_id, webhook_id=UUID(hook["id"]), event="x", payload={})
+            await uow.webhooks.add_deliveries([delivery])
+            await uow.commit()
+        paths.append(f"/api/v1/webhooks/{hook['id']}/deliveries")
     for path in paths:
         answered = lane.answered
         assert (await client.get(path, headers=headers)).status_code == 200, path

@@ -2,7 +2,7 @@
 once, and the check a page's own statement may carry instead (``SessionCheck``).
 
 ``IN_SESSION`` reads the user if their session is live (``users.get_in_session``). ``LIVE_SQL``
-asks the same as one value, for ``written.folded`` to add to a page's statement when
+asks the same as one value, for ``written`` to add to a page's statement when
 ``checking_session`` is pending in the task: the fast lane's page on PostgreSQL, one round trip
 instead of two. The first statement that carries it sets ``check.live``; none doing so leaves
 it None, and the caller asks on its own.

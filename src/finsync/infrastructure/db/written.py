@@ -25,7 +25,7 @@ import orjson
 from sqlalchemy import Table
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from finsync.domain.ports import PageRequest, WrittenPage
+from finsync.domain.ports import PageRequest, SessionCheck, WrittenPage
 from finsync.infrastructure.db import live_session, raw
 from finsync.infrastructure.db.mapping import after_values, make_page, next_key
 
@@ -251,25 +251,39 @@ async def written(
     direction = " DESC" if descending else ""
     extra = "" if unless is None else f", ({unless}) AS unless"
     extra += "" if last is None else f", {last[1]} AS last"
+    check = live_session.pending() if last is not None else None
+    if check is not None:  # the token's session, asked once (an InitPlan) in the rows' statement
+        extra += f", {raw.shifted(live_session.LIVE_SQL, len(args))} AS live"
+        args.extend(live_session.live_values(check))
     rows = (
         f"SELECT {', '.join(f'{table}.{k}' for k in names)}, {item(fields, then=last and last[0])} AS item"  # noqa: S608
         f"{extra} FROM {source or table} WHERE {' AND '.join(where)} "
         f"ORDER BY {', '.join(f'{table}.{k}{direction}' for k in names)} {limit(page)}"
     )
     if last is not None:
-        return await _joined_here(session, of, rows, args, page, names, unless is not None)
+        return await _joined_here(session, of, rows, args, page, names, unless is not None, check)
     order = ", ".join(f"{k}{direction}" for k in names)
     return await folded(session, of, rows, args, page, names, order, unless=unless is not None)
 
 
 async def _joined_here(
-    session: AsyncSession, of: Table, rows: str, args: Args, page: PageRequest, keys: list[str], unless: bool
+    session: AsyncSession,
+    of: Table,
+    rows: str,
+    args: Args,
+    page: PageRequest,
+    keys: list[str],
+    unless: bool,
+    check: SessionCheck | None,
 ) -> WrittenPage | None:
     """``written``'s page with a ``last`` value: the rows as the statement gives them, each item
-    ended with its value (orjson writes JSON as the response models do) and joined here."""
+    ended with its value (orjson writes JSON as the response models do) and joined here. With
+    ``check``, each row says whether the session is live too (no row: the check stays pending)."""
     found = await raw.fetch(session, rows, args)
     if found is None:
         return None
+    if check is not None and found:
+        check.live = bool(found[0]["live"])
     shown = make_page(found, page, lambda r: tuple(r[k] for k in keys), of=of)
     if unless and any(r["unless"] for r in shown.items):
         return None
