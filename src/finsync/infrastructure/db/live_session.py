@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
+from typing import Any
 
 from sqlalchemy import bindparam, exists, literal_column, select
 
@@ -52,7 +53,14 @@ def pending() -> SessionCheck | None:
     return None if check is None or check.live is not None else check
 
 
-def live_values(check: SessionCheck) -> list[object]:
-    """``check``'s values in ``LIVE_SQL``'s placeholder order."""
+def carried(args: list[Any]) -> tuple[SessionCheck, str] | None:
+    """The pending check (``pending``) as one more value of a statement whose arguments are
+    ``args``: its values added to them, and the check with the SQL text that asks it; None
+    when no check is pending."""
+    check = pending()
+    if check is None:
+        return None
+    sql = raw.shifted(LIVE_SQL, len(args))
     given = {"user_id": check.user_id, "session_id": check.session_id, "now": check.now}
-    return [given[name] for name in LIVE_ARGS]
+    args.extend(given[name] for name in LIVE_ARGS)
+    return check, sql

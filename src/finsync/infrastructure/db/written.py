@@ -194,10 +194,10 @@ async def folded(
     ends = ", ".join(f"(array_agg({k}) FILTER (WHERE at = {last}))[1]" for k in keys)
     if unless:
         ends += f", bool_or(unless) FILTER (WHERE at <= {last})"
-    check = live_session.pending()
-    if check is not None:  # the token's session, asked in this statement
-        ends += f", {raw.shifted(live_session.LIVE_SQL, len(args))}"
-        args.extend(live_session.live_values(check))
+    check = None
+    if asked := live_session.carried(args):  # the token's session, asked in this statement
+        check, live = asked
+        ends += f", {live}"
     sql = (
         f"SELECT count(*), string_agg(item, ',' ORDER BY at) FILTER (WHERE at <= {last}), {ends} "  # noqa: S608
         f"FROM (SELECT row_number() OVER (ORDER BY {order}) AS at, * FROM ({rows_sql}) listed) page"
@@ -251,10 +251,10 @@ async def written(
     direction = " DESC" if descending else ""
     extra = "" if unless is None else f", ({unless}) AS unless"
     extra += "" if last is None else f", {last[1]} AS last"
-    check = live_session.pending() if last is not None else None
-    if check is not None:  # the token's session, asked once (an InitPlan) in the rows' statement
-        extra += f", {raw.shifted(live_session.LIVE_SQL, len(args))} AS live"
-        args.extend(live_session.live_values(check))
+    check = None
+    if last is not None and (asked := live_session.carried(args)):  # once: an InitPlan
+        check, live = asked
+        extra += f", {live} AS live"
     rows = (
         f"SELECT {', '.join(f'{table}.{k}' for k in names)}, {item(fields, then=last and last[0])} AS item"  # noqa: S608
         f"{extra} FROM {source or table} WHERE {' AND '.join(where)} "
