@@ -18,7 +18,7 @@ FastAPI writes through the response model.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, Literal
 from uuid import UUID
 
 import orjson
@@ -153,6 +153,40 @@ def sqlite_item(fields: dict[str, str]) -> str:
         for at, (name, value) in enumerate(fields.items())
     )
     return f"({body} || '}}')"
+
+
+# What a column holds, for ``fields``: a uuid, a text needing no escaping ("plain": an enum's
+# value, a decimal), any text, a date, a UTC timestamp, JSON kept as its text, a list of
+# strings, a boolean.
+Kind = Literal["uuid", "plain", "text", "date", "utc", "json", "strings", "boolean"]
+_POSTGRES: dict[Kind, Callable[[str, bool], str]] = {
+    "uuid": quoted,
+    "plain": quoted,
+    "text": text,
+    "date": text,
+    "utc": utc,
+    "json": lambda column, _: column,
+    "strings": lambda column, _: strings(column),
+    "boolean": lambda column, _: boolean(column),
+}
+_SQLITE: dict[Kind, Callable[[str], str]] = {
+    "uuid": sqlite_uuid,
+    "plain": sqlite_quoted,
+    "text": sqlite_text,
+    "date": sqlite_quoted,
+    "utc": sqlite_utc,
+    "json": lambda column: column,
+    "strings": sqlite_strings,
+    "boolean": boolean,
+}
+
+
+def fields(columns: Sequence[tuple[str, Kind, bool]], *, sqlite: bool = False) -> dict[str, str]:
+    """``item``'s (or ``sqlite_item``'s) fields for ``columns`` (name, kind, may be NULL): one
+    list of a response's fields, written by either database."""
+    if sqlite:  # SQLite's writers all write null for NULL
+        return {name: _SQLITE[kind](name) for name, kind, _ in columns}
+    return {name: _POSTGRES[kind](name, nullable) for name, kind, nullable in columns}
 
 
 def limit(page: PageRequest) -> str:
