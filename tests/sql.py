@@ -23,7 +23,7 @@ def driver_checkouts(
 ) -> Iterator[None]:
     """Calls ``on_checkout`` with each asyncpg connection ``c``'s driver pool hands out
     meanwhile (the read path's, ``infrastructure/db/raw.py``; none on SQLite), and
-    ``on_checkin`` when it comes back (the pool's proxy is unusable after that)."""
+    ``on_checkin`` when it comes back (its next statement may be another request's)."""
     reader = c.reader
     if reader is None:
         yield

@@ -163,7 +163,7 @@ class Container:
     order_stream: OrderStream
     # The API's per-request unit of work (reads only): autocommit on PostgreSQL, see ``build``.
     read_uow: UnitOfWorkFactory
-    # asyncpg's own pool under ``read_uow``'s hottest reads (PostgreSQL; see ``db.raw``).
+    # asyncpg connections under ``read_uow``'s hottest reads (PostgreSQL; see ``db.raw``).
     reader: DriverPool | None = None
     # Reads of bounded cost (the fast lane's: a user, a page sought in an index): on a SQLite
     # file, on connections that run on the event loop's thread (``db.inline_sqlite``); None

@@ -31,7 +31,7 @@ class Settings(BaseSettings):
     # paid a whole connect (TLS and authentication included), so the pool covers the usual load.
     database_pool_size: int = Field(default=20, ge=1)
     database_max_overflow: int = Field(default=5, ge=0)
-    # The API's hottest reads (authentication, transaction pages) run on asyncpg's own pool beside
+    # The API's hottest reads (authentication, list pages) run on a pool of asyncpg connections beside
     # SQLAlchemy's (``infrastructure/db/raw.py``): each request holds one only for those statements.
     database_read_pool_size: int = Field(default=10, ge=1)
     # The busiest reads answered before FastAPI's request handling (``api/fastlane.py``); off:
