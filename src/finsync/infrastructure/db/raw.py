@@ -31,6 +31,7 @@ import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
+from functools import lru_cache
 from typing import Any
 
 import asyncpg  # type: ignore[import-untyped]
@@ -272,6 +273,7 @@ def inline(element: ClauseElement) -> str:
     return str(element.compile(dialect=_DIALECT, compile_kwargs={"literal_binds": True}))
 
 
+@lru_cache(maxsize=256)  # a few statements and offsets, asked on every page: a regex each time
 def shifted(sql: str, by: int) -> str:
     """``sql`` (from ``prepared``) with its ``$n`` placeholders moved up by ``by``: a part
     placed after ``by`` arguments of another statement."""

@@ -621,8 +621,7 @@ class SqlTransactionRepository:
         if not self._postgres:
             return await self._sqlite_json(user_id, filters, page)
         rows, args = listed_sql(user_id, filters, page, as_json=True)
-        order = "transaction_date DESC, id DESC"
-        return await w.folded(self._s, transactions, rows, args, page, ["transaction_date", "id"], order)
+        return await w.folded(self._s, transactions, rows, args, page, ["transaction_date", "id"])
 
     async def _sqlite_json(
         self, user_id: UUID, filters: TransactionFilter, page: PageRequest
