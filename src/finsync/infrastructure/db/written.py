@@ -4,9 +4,10 @@ Through Python each item of a page was a row decoded, an entity built, a respons
 validated and serialised: per item, more CPU than the database spent finding it. Here the
 page statement writes each item's JSON itself (the field writers below), gathers the items
 in one array and gives the last item's key for the next cursor, so the API process decodes
-one row a page, joins its texts and adds nothing but the cursor. Only for reads on PostgreSQL (``raw.fetch``); None
-otherwise, and the caller takes its usual path. The ``sqlite_*`` writers below do the same
-for SQLite's transaction pages (``SqlTransactionRepository.listed_json``).
+one row a page, joins its texts and adds nothing but the cursor. Only for reads on
+PostgreSQL (``raw.fetch``); None otherwise, and the caller takes its usual path. The
+``sqlite_*`` writers below do the same for SQLite's transaction pages
+(``SqlTransactionRepository.listed_json``).
 
 Each list's fields mirror its response model, in its order, written as the API writes
 values everywhere (``api/wire.py``): strings escaped by ``to_json``, uuids and enums as their
