@@ -549,6 +549,11 @@ async def main(args: argparse.Namespace) -> None:
                 page.format(big.id) + f"&cursor={cursor}",
             )
             measure("account of 10 rows, page 1", page.format(small.id))
+            # Like for like: a page of the big account holding as many items as the small one's.
+            measure(
+                f"account {args.big:,} rows, page 1, limit=10",
+                f"/api/v1/accounts/{big.id}/transactions?limit=10",
+            )
             for label, path in lists.items():
                 measure(label, path)
             right_after = f"{args.import_rows:,}-row import, right after"
