@@ -8,10 +8,13 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 
+import asyncpg
 import pytest
+from structlog.testing import capture_logs
 
 from finsync.bootstrap import Container
 from finsync.infrastructure.db import raw
+from finsync.infrastructure.db.engine import create_engine
 from tests.sql import terminate_backend
 
 pytestmark = pytest.mark.integration
@@ -120,3 +123,52 @@ async def test_idle_connections_are_closed_after_idle_seconds(
         await asyncio.sleep(0.01)
     assert kept.is_closed()
     assert [tuple(r) for r in await pool.fetch("SELECT 1", [])] == [(1,)]  # opens a new one
+
+
+async def test_a_connection_given_back_twice_is_refused(pool: raw.DriverPool) -> None:
+    connection = await pool.acquire()
+    await pool.release(connection)
+    with pytest.raises(asyncpg.InterfaceError, match="did not lend"):
+        await pool.release(connection)  # else two tasks could get it at once
+    first, second = await pool.acquire(), await pool.acquire()
+    assert first is not second
+    for each in (first, second):
+        await pool.release(each)
+
+
+async def test_opening_a_connection_counts_against_the_acquire_timeout(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A database that accepts the connection and never answers: the checkout fails after
+    ``ACQUIRE_TIMEOUT``, not after asyncpg's own minute of connect timeout, and keeps no place."""
+    server = await asyncio.start_server(lambda *_: None, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    engine = create_engine(f"postgresql+asyncpg://postgres@127.0.0.1:{port}/silent")
+    pool = raw.DriverPool(engine, 1)
+    monkeypatch.setattr(raw, "ACQUIRE_TIMEOUT", 0.1)
+    try:
+        for _ in range(2):  # the second would wait for the first's place if it were kept
+            checkout = asyncio.create_task(pool.acquire())
+            await asyncio.wait({checkout}, timeout=5)
+            if not checkout.done():  # still connecting: only asyncpg's own timeout would end it
+                checkout.cancel()
+                pytest.fail("the checkout was still opening its connection after 5 s")
+            with pytest.raises(TimeoutError):
+                checkout.result()
+    finally:
+        await asyncio.wait_for(pool.aclose(), 5)
+        server.close()
+        await engine.dispose()
+
+
+async def test_a_read_while_closing_is_refused_not_retried_as_a_lost_connection(
+    pool: raw.DriverPool,
+) -> None:
+    held = await pool.acquire()
+    closing = asyncio.create_task(pool.aclose())
+    await asyncio.sleep(0.01)
+    with capture_logs() as logs, pytest.raises(raw.PoolClosing):
+        await pool.fetch("SELECT 1", [])
+    assert not [entry for entry in logs if entry["event"] == "database_connection_lost_retrying_read"]
+    await pool.release(held)
+    await asyncio.wait_for(closing, 5)

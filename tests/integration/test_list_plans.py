@@ -217,7 +217,8 @@ async def test_the_pages_postgresql_writes_keep_one_plan(container: Container) -
     every execution anew. The LIMIT is in the text, and the driver pool's connections use the
     generic plan from the first run. Each statement of the first and second page of every
     list is prepared on a connection of the driver pool and run ten times;
-    pg_prepared_statements counts the plans it used."""
+    pg_prepared_statements counts the plans it used, and the generic plan of each is explained:
+    it seeks the index as the plans made for the values do."""
     c = container
     if c.engine.dialect.name != "postgresql":
         pytest.skip("PostgreSQL writes these pages")
@@ -257,8 +258,24 @@ async def test_the_pages_postgresql_writes_keep_one_plan(container: Container) -
             ours = {query for query, _ in pages}
             sql = "SELECT statement, generic_plans, custom_plans FROM pg_prepared_statements"
             used = [row for row in await driver.fetch(sql) if row["statement"] in ours]
-        finally:
-            await c.reader.release(driver)
+            # The plan kept is made without the values: it must seek the index as well as a
+            # plan made for them does (sorting and sequential scans priced out, as above).
+            await driver.execute("SET enable_sort = off; SET enable_seqscan = off")
+            for at, (query, args) in enumerate(pages):
+                await driver.execute(f"PREPARE generic_{at} AS {query}")
+                given = ", ".join("'{}'".format(str(value).replace("'", "''")) for value in args)
+                plan = "\n".join(r[0] for r in await driver.fetch(f"EXPLAIN EXECUTE generic_{at}({given})"))
+                await driver.execute(f"DEALLOCATE generic_{at}")
+                assert "$" in plan, plan  # a generic plan: the values are parameters in it
+                found = [word for word in ("Sort", "Seq Scan", "Gather") if word in plan]
+                assert not found, f"{query}\n{plan}"
+                if at % 2:  # a second page: its cursor is sought in the index
+                    assert any(
+                        "Index Cond" in line and (" < " in line or " > " in line)
+                        for line in plan.splitlines()
+                    ), plan
+        finally:  # its settings changed: closed, not given back for another statement
+            await c.reader.release(driver, lost=True)
         # The lane's own runs of them on this connection are there too (asyncpg's statement cache).
         assert {row["statement"] for row in used if row["generic_plans"] >= 10} == ours
         replanned = [(row["statement"], row["custom_plans"]) for row in used if row["custom_plans"]]

@@ -55,17 +55,25 @@ LOST_CONNECTION = (
 )
 
 
+class PoolClosing(asyncpg.InterfaceError):  # type: ignore[misc]
+    """The driver pool is being closed (shutting down): no statement starts on it now."""
+
+
 READER = "finsync.reader"  # a read session's ``DriverPool`` in ``Session.info``
 ACQUIRE_TIMEOUT = 30.0  # seconds, as SQLAlchemy's pool waits for a connection
 
 
 # jit as create_engine sets it (see there). UTC: a time stored without an offset inside JSON
-# (an order's fill) is read as Python reads it. Generic plans from the first run: every statement
-# here is a seek in the index its ORDER BY names, whatever its values, and a plan made for the
-# values cost as much CPU as running it. PostgreSQL kept doing that for a deep page of a big
-# account (it prices the generic plan of ``(date, id) < ($n, $m)`` as reading a third of the
-# account, so that plan never won): a page 10,000 cost half as much again as page 1.
-_SETTINGS = {"jit": "off", "TimeZone": "UTC", "plan_cache_mode": "force_generic_plan"}
+# (an order's fill) is read as Python reads it.
+_SETTINGS = {"jit": "off", "TimeZone": "UTC"}
+# Generic plans from the first run: every statement here is a seek in the index its ORDER BY
+# names, whatever its values, and a plan made for the values cost as much CPU as running it.
+# PostgreSQL kept doing that for a deep page of a big account (it prices the generic plan of
+# ``(date, id) < ($n, $m)`` as reading a third of the account, so that plan never won): page
+# 10,000 cost half as much again as page 1. Not without asyncpg's statement cache (size 0,
+# behind a pooler such as PgBouncer): every statement is planned anew there anyway, and a
+# pooler refuses a startup parameter it was not told to ignore.
+_GENERIC_PLANS = {"plan_cache_mode": "force_generic_plan"}
 IDLE_SECONDS = 300.0  # a connection unused this long is closed (asyncpg's pool default too)
 
 
@@ -91,39 +99,48 @@ class DriverPool:
         self._connect.pop("prepared_statement_name_func", None)
         if "prepared_statement_cache_size" in self._connect:
             self._connect["statement_cache_size"] = self._connect.pop("prepared_statement_cache_size")
+        cached = self._connect.get("statement_cache_size") != 0
+        self._settings = _SETTINGS | _GENERIC_PLANS if cached else _SETTINGS
         self._free = asyncio.Semaphore(size)  # connections that may still be checked out
         self._idle: list[tuple[Any, float]] = []  # (connection, since when), the newest last
         self._out = 0  # checked out, or being opened
+        self._lent: set[int] = set()  # ids of the connections checked out
         self._closing: asyncio.Event | None = None  # set when the last one out is back
         self._pruning: asyncio.TimerHandle | None = None
         self._pinned: ContextVar[Any] = ContextVar(f"pinned_{id(self)}", default=None)
 
     async def acquire(self) -> Any:
-        """A connection for one statement; waits (``ACQUIRE_TIMEOUT`` at most, as SQLAlchemy's
-        pool does) while ``size`` are out."""
+        """A connection for one statement. Waiting while ``size`` are out, and opening a new
+        one, take ``ACQUIRE_TIMEOUT`` at most together (as asyncpg's pool and SQLAlchemy's
+        allow); taking an idle one is a pop, with no timer and no task switch."""
         if self._closing is not None:
-            raise asyncpg.InterfaceError("pool is closing")
-        if self._free.locked():
+            raise PoolClosing("pool is closing")
+        if self._free.locked() or not self._idle:
             async with asyncio.timeout(ACQUIRE_TIMEOUT):
-                await self._free.acquire()
-            if self._closing is not None:  # began while this one waited
-                self._free.release()
-                raise asyncpg.InterfaceError("pool is closing")
-        else:
-            await self._free.acquire()  # returns at once: no task switch, no timer
+                return await self._take()
+        return await self._take()
+
+    async def _take(self) -> Any:
+        await self._free.acquire()  # returns at once while not locked
+        if self._closing is not None:  # began while this one waited
+            self._free.release()
+            raise PoolClosing("pool is closing")
         self._out += 1
         try:
             while self._idle:
                 connection, _ = self._idle.pop()
                 if not connection.is_closed():  # its server went away while it sat here
-                    return connection
-            return await self._open()
+                    break
+            else:
+                connection = await self._open()
         except BaseException:
             self._back()
             raise
+        self._lent.add(id(connection))
+        return connection
 
     async def _open(self) -> Any:
-        connection = await asyncpg.connect(**self._connect, server_settings=_SETTINGS)
+        connection = await asyncpg.connect(**self._connect, server_settings=self._settings)
         try:
             await _json_as_sqlalchemy(connection)
         except BaseException:
@@ -134,6 +151,9 @@ class DriverPool:
     async def release(self, connection: Any, *, lost: bool = False) -> None:
         """Back to the pool; a ``lost`` one (or one left in a transaction, which nothing here
         begins) is closed, never handed out again, and so is every one while closing."""
+        if id(connection) not in self._lent:  # twice would hand one connection to two tasks
+            raise asyncpg.InterfaceError("a connection given back that this pool did not lend")
+        self._lent.discard(id(connection))
         try:
             if lost or connection.is_closed() or connection.is_in_transaction():
                 connection.terminate()
@@ -198,6 +218,8 @@ class DriverPool:
         try:
             async with self._checked_out() as connection:
                 return list(await connection.fetch(sql, *args))
+        except PoolClosing:
+            raise
         except LOST_CONNECTION:
             log.warning("database_connection_lost_retrying_read")
         async with self._checked_out() as connection:
