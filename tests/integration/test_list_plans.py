@@ -29,6 +29,17 @@ from tests.sql import sent
 pytestmark = pytest.mark.integration
 
 
+def _unseeking(plan: str, *, cursor: bool) -> list[str]:
+    """What in a PostgreSQL page ``plan`` (sorting and sequential scans priced out) shows the
+    page not read from its index in key order: a Sort or a Seq Scan (no index gives the order),
+    a Gather (parallel workers would not keep the order the page's aggregates take its rows in,
+    ``written.folded``) and, past a ``cursor``, no Index Cond seeking it (a seek done by
+    filtering what was read)."""
+    found = [word for word in ("Sort", "Seq Scan", "Gather") if word in plan]
+    seeks = any("Index Cond" in line and (" < " in line or " > " in line) for line in plan.splitlines())
+    return found if seeks or not cursor else [*found, "no seek past the cursor"]
+
+
 async def _plan(c: Container, uow: UnitOfWork, statement: str, parameters: Any) -> str:
     connection = await uow.session.connection()  # type: ignore[attr-defined]
     if c.engine.dialect.name == "postgresql":
@@ -194,17 +205,8 @@ async def test_the_pages_postgresql_writes_seek_an_index_too(container: Containe
                 assert "auth_sessions" in lane[-1][0], (path, lane)
                 for at, (query, args) in enumerate(lane):
                     plan = "\n".join(r[0] for r in await admin.fetch(f"EXPLAIN {query}", *args))
-                    # No Gather either: the page's rows reach its aggregates in the order of its
-                    # subquery (``written.folded``), which parallel workers would not keep.
-                    found = [word for word in ("Sort", "Seq Scan", "Gather") if word in plan]
-                    assert not found, f"{path}:\n{query}\n{plan}"
-                    # The page seeks past the cursor in its index, not by filtering what it read.
-                    seek = [
-                        line
-                        for line in plan.splitlines()
-                        if "Index Cond" in line and (" < " in line or " > " in line)
-                    ]
-                    assert at > 0 or seek, f"{path}:\n{query}\n{plan}"
+                    found = _unseeking(plan, cursor=at == 0)  # the page, past the first page's cursor
+                    assert not found, f"{path}: {found}\n{query}\n{plan}"
         finally:
             await admin.close()
 
@@ -267,13 +269,8 @@ async def test_the_pages_postgresql_writes_keep_one_plan(container: Container) -
                 plan = "\n".join(r[0] for r in await driver.fetch(f"EXPLAIN EXECUTE generic_{at}({given})"))
                 await driver.execute(f"DEALLOCATE generic_{at}")
                 assert "$" in plan, plan  # a generic plan: the values are parameters in it
-                found = [word for word in ("Sort", "Seq Scan", "Gather") if word in plan]
-                assert not found, f"{query}\n{plan}"
-                if at % 2:  # a second page: its cursor is sought in the index
-                    assert any(
-                        "Index Cond" in line and (" < " in line or " > " in line)
-                        for line in plan.splitlines()
-                    ), plan
+                found = _unseeking(plan, cursor=bool(at % 2))  # each list's second page has one
+                assert not found, f"{found}\n{query}\n{plan}"
         finally:  # its settings changed: closed, not given back for another statement
             await c.reader.release(driver, lost=True)
         # The lane's own runs of them on this connection are there too (asyncpg's statement cache).

@@ -243,13 +243,13 @@ async def folded(
     if found is None:
         return None
     items, *end = found[0]
+    items = items or []  # no row: array_agg gives NULL
     if check is not None:
         check.live = bool(end.pop())
     if unless and end.pop():
         return None
-    count = len(items or ())
-    if count <= page.limit:
-        return WrittenPage(",".join(items or ()), count)
+    if len(items) <= page.limit:
+        return WrittenPage(",".join(items), len(items))
     return WrittenPage(",".join(items[: page.limit]), page.limit, next_key(of, *end))
 
 
