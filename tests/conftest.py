@@ -21,10 +21,11 @@ import httpx
 import pytest
 import structlog
 from fastapi import FastAPI
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 import finsync
 from finsync.api.app import create_app
-from finsync.bootstrap import Container, build, configure_logging
+from finsync.bootstrap import Container, build, configure_logging, database_engine
 from finsync.cli import migrate_database
 from finsync.config import Settings
 from finsync.infrastructure.db.tables import metadata
@@ -302,10 +303,22 @@ async def container(
         yield c
 
 
+# Idle engines by what shapes one. SQLAlchemy keeps a statement's compiled SQL in its engine's
+# cache, keyed by the engine's own dialect: a test on a fresh engine compiled every statement it
+# ran again. A container disposes its engine when closed (its connections go, the cache stays),
+# and the next test built for the same database and pool takes it.
+_IDLE_ENGINES: dict[tuple[str, int, int], list[AsyncEngine]] = {}
+
+
 @asynccontextmanager
 async def built(settings: Settings, **build_options: Any) -> AsyncIterator[Container]:
     """A container on a test database, left empty and closed afterwards (cheap password hashing
     unless a test brings its own hasher)."""
+    idle: list[AsyncEngine] | None = None
+    if "engine" not in build_options and "uow" not in build_options:
+        key = (settings.database_url, settings.database_pool_size, settings.database_max_overflow)
+        idle = _IDLE_ENGINES.setdefault(key, [])
+        build_options["engine"] = idle.pop() if idle else database_engine(settings)
     c = build(settings, **({"hasher": CHEAP_HASHER} | build_options))
     try:
         yield c
@@ -319,6 +332,8 @@ async def built(settings: Settings, **build_options: Any) -> AsyncIterator[Conta
             raise
         finally:
             await c.aclose()
+        if idle is not None:
+            idle.append(c.engine)  # closed cleanly: nothing of this test is left in it
 
 
 # Idle apps by the settings that shape an app. A fresh FastAPI app analyses every route's

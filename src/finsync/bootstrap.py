@@ -215,6 +215,19 @@ class Container:
         await self.engine.dispose()
 
 
+def database_engine(settings: Settings) -> AsyncEngine:
+    """The engine ``build`` makes when given none (a caller that keeps one across containers,
+    as the tests do, makes it here so it is the same)."""
+    pool = (
+        {}
+        if settings.is_sqlite
+        else {"pool_size": settings.database_pool_size, "max_overflow": settings.database_max_overflow}
+    )
+    engine = create_engine(settings.database_url, **pool)
+    sqlite_functions.install(engine)  # exact decimal sums for analytics on SQLite
+    return engine
+
+
 def build(
     settings: Settings,
     *,
@@ -239,14 +252,7 @@ def build(
     clocks); ``market_options`` go to the default market sources' HTTP layer; ``webhook_options``
     to the webhook sender (tests: a DNS resolver)."""
     keys, jwt_secret = resolve_secrets(settings)
-    if engine is None:
-        pool = (
-            {}
-            if settings.is_sqlite
-            else {"pool_size": settings.database_pool_size, "max_overflow": settings.database_max_overflow}
-        )
-        engine = create_engine(settings.database_url, **pool)
-        sqlite_functions.install(engine)  # exact decimal sums for analytics on SQLite
+    engine = engine or database_engine(settings)
     job_types = JobRegistry()
     jobs = (job_queue or default_job_queue(settings))(job_types)
     feed = order_feed(settings.database_url, settings.order_events_queue_size)
