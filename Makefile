@@ -38,6 +38,7 @@ lint: dev
 # compiles the source and re-runs pytest's assertion rewriting, ~10 s of CPU per worker.
 # --dist worksteal: an idle worker takes tests queued for a busy one, so the run does not end
 # on one worker finishing a long queue (measured: 224-226 s against 240-247 s with the default).
+# -n auto is one worker more than the cores (tests/conftest.py: pytest_xdist_auto_num_workers).
 test: lint
 	PYTHONDONTWRITEBYTECODE= $(BIN)/pytest -q -n auto --dist worksteal
 

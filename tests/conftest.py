@@ -79,6 +79,16 @@ RUN_FIRST = (
 )
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
+    """``-n auto``: one worker more than the cores (PYTEST_XDIST_AUTO_NUM_WORKERS overrides).
+    A worker waits on PostgreSQL, subprocesses and test servers about a fifth of its time; the
+    extra one fills that (measured on 2 cores: 104-107 s against 131-133 s for the suite, with
+    4 workers no better than 3)."""
+    given = os.environ.get("PYTEST_XDIST_AUTO_NUM_WORKERS", "")
+    return int(given) if given.isdigit() else len(os.sched_getaffinity(0)) + 1
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     def rank(item: pytest.Item) -> int:
         return next((i for i, path in enumerate(RUN_FIRST) if item.nodeid.startswith(path)), len(RUN_FIRST))
