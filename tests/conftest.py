@@ -79,7 +79,7 @@ RUN_FIRST = (
 )
 
 
-@pytest.hookimpl(tryfirst=True)
+@pytest.hookimpl(tryfirst=True, optionalhook=True)  # optional: also runs with -p no:xdist
 def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
     """``-n auto``: one worker more than the cores (PYTEST_XDIST_AUTO_NUM_WORKERS overrides).
     A worker waits on PostgreSQL, subprocesses and test servers about a fifth of its time; the
