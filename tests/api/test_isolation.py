@@ -32,6 +32,7 @@ VALID_BODIES = {
 KEY = {"Idempotency-Key": "isolation-test"}
 
 
+@functools.cache  # a fresh app and its OpenAPI document cost about half a second of CPU
 def routes_with_ids() -> list[tuple[str, str]]:
     """Every operation with an id in its path, read from the app's own OpenAPI route table."""
     spec = create_app(container=None).openapi()
