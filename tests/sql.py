@@ -135,3 +135,14 @@ async def terminate_backend(pid: int) -> None:
             await asyncio.sleep(0.01)
     finally:
         await admin.close()
+
+
+async def kept_plan(driver: Any, sql: str, args: Any) -> str:
+    """The plan asyncpg connection ``driver`` keeps for ``sql`` run with ``args`` (on the
+    driver pool's connections, made without the values: generic plans)."""
+    await driver.execute(f"PREPARE kept_plan AS {sql}")
+    try:
+        given = ", ".join("'{}'".format(str(value).replace("'", "''")) for value in args)
+        return "\n".join(r[0] for r in await driver.fetch(f"EXPLAIN EXECUTE kept_plan({given})"))
+    finally:
+        await driver.execute("DEALLOCATE kept_plan")

@@ -35,6 +35,16 @@ async def _pid(connection: object) -> int:
     return int(await connection.fetchval("SELECT pg_backend_pid()"))  # type: ignore[attr-defined]
 
 
+async def _until_closed(connection: object) -> bool:
+    """Whether ``connection`` is closed within a second (asyncpg sees a closed socket when
+    the loop reads it)."""
+    for _ in range(100):
+        if connection.is_closed():  # type: ignore[attr-defined]
+            return True
+        await asyncio.sleep(0.01)
+    return False
+
+
 async def test_the_pool_reuses_the_connection_given_back_last(pool: raw.DriverPool) -> None:
     first, second = await pool.acquire(), await pool.acquire()
     assert await _pid(first) != await _pid(second)
@@ -81,10 +91,7 @@ async def test_a_connection_ended_while_idle_is_never_handed_out(pool: raw.Drive
     pid = await _pid(connection)
     await pool.release(connection)
     await terminate_backend(pid)
-    for _ in range(100):  # asyncpg sees the closed socket when the loop reads it
-        if connection.is_closed():
-            break
-        await asyncio.sleep(0.01)
+    await _until_closed(connection)
     fresh = await pool.acquire()
     assert fresh is not connection
     assert await _pid(fresh) != pid
@@ -112,16 +119,8 @@ async def test_idle_connections_are_closed_after_idle_seconds(
     await pool.release(old)
     await asyncio.sleep(0.03)
     await pool.release(kept)  # idle for less than the other: closed later
-    for _ in range(100):
-        if old.is_closed():
-            break
-        await asyncio.sleep(0.01)
-    assert old.is_closed()
-    for _ in range(100):
-        if kept.is_closed():
-            break
-        await asyncio.sleep(0.01)
-    assert kept.is_closed()
+    assert await _until_closed(old)
+    assert await _until_closed(kept)
     assert [tuple(r) for r in await pool.fetch("SELECT 1", [])] == [(1,)]  # opens a new one
 
 

@@ -24,7 +24,7 @@ from finsync.domain.ports import AccountFilter, Page, PageRequest, UnitOfWork
 from finsync.domain.webhooks import Webhook, WebhookDelivery
 from tests.conftest import api_client
 from tests.factories import SEEDED_PASSWORD, account, holding, seed_connection, seed_order, seed_user, txn
-from tests.sql import sent
+from tests.sql import kept_plan, sent
 
 pytestmark = pytest.mark.integration
 
@@ -264,10 +264,7 @@ async def test_the_pages_postgresql_writes_keep_one_plan(container: Container) -
             # plan made for them does (sorting and sequential scans priced out, as above).
             await driver.execute("SET enable_sort = off; SET enable_seqscan = off")
             for at, (query, args) in enumerate(pages):
-                await driver.execute(f"PREPARE generic_{at} AS {query}")
-                given = ", ".join("'{}'".format(str(value).replace("'", "''")) for value in args)
-                plan = "\n".join(r[0] for r in await driver.fetch(f"EXPLAIN EXECUTE generic_{at}({given})"))
-                await driver.execute(f"DEALLOCATE generic_{at}")
+                plan = await kept_plan(driver, query, args)
                 assert "$" in plan, plan  # a generic plan: the values are parameters in it
                 found = _unseeking(plan, cursor=bool(at % 2))  # each list's second page has one
                 assert not found, f"{found}\n{query}\n{plan}"

@@ -36,7 +36,7 @@ from finsync.providers.registry import ProviderRegistry
 from tests.api.helpers import register_and_login
 from tests.conftest import PG_DSN, api_client, built, make_settings
 from tests.factories import account, seed_connection, seed_user, txn
-from tests.sql import driver_checkouts, statements, terminate_backend
+from tests.sql import driver_checkouts, kept_plan, statements, terminate_backend
 
 pytestmark = pytest.mark.integration
 transactions = TransactionRow.__table__  # type: ignore[attr-defined]
@@ -313,7 +313,12 @@ async def test_account_page_uses_the_account_index_whatever_the_statistics(conta
         for page in (PageRequest(limit=50), deep):
             filters = TransactionFilter(account_id=acct.id)
             if postgres:
-                plan = await _driver_plan(container, *listed_sql(user.id, filters, page))
+                assert container.reader is not None
+                driver = await container.reader.acquire()
+                try:
+                    plan = await kept_plan(driver, *listed_sql(user.id, filters, page))
+                finally:
+                    await container.reader.release(driver)
             else:
                 stmt = listed_query(user.id, filters, page, postgres=postgres)
                 sql = str(stmt.compile(dialect=dialect, compile_kwargs={"literal_binds": True}))
@@ -327,18 +332,6 @@ async def test_account_page_uses_the_account_index_whatever_the_statistics(conta
                 assert "USING INDEX ix_transactions_account_date_id" in plan, plan
                 assert "TEMP B-TREE" not in plan, plan
             assert "ix_transactions_user_date_id" not in plan, plan
-
-
-async def _driver_plan(c: Container, sql: str, args: list[Any]) -> str:
-    """The plan a driver pool connection keeps for ``sql`` (made without the values)."""
-    assert c.reader is not None
-    driver = await c.reader.acquire()
-    try:
-        await driver.execute(f"PREPARE page AS {sql}")
-        given = ", ".join("'{}'".format(str(value).replace("'", "''")) for value in args)
-        return "\n".join(r[0] for r in await driver.fetch(f"EXPLAIN EXECUTE page({given})"))
-    finally:  # a statement prepared on it by hand: closed, not given back
-        await c.reader.release(driver, lost=True)
 
 
 async def _backend_pid(c: Container) -> int:

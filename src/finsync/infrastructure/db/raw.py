@@ -115,10 +115,10 @@ class DriverPool:
         allow); taking an idle one is a pop, with no timer and no task switch."""
         if self._closing is not None:
             raise PoolClosing("pool is closing")
-        if self._free.locked() or not self._idle:
-            async with asyncio.timeout(ACQUIRE_TIMEOUT):
-                return await self._take()
-        return await self._take()
+        if not self._free.locked() and self._idle:
+            return await self._take()
+        async with asyncio.timeout(ACQUIRE_TIMEOUT):
+            return await self._take()
 
     async def _take(self) -> Any:
         await self._free.acquire()  # returns at once while not locked
