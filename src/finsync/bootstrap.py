@@ -57,7 +57,7 @@ from finsync.infrastructure.db.order_desk import SqlOrderDesk
 from finsync.infrastructure.db.raw import DriverPool
 from finsync.infrastructure.db.uow import SqlUnitOfWork
 from finsync.infrastructure.jobs import ConcurrencyCaps, JobBackend, job_backend
-from finsync.infrastructure.keys import load_or_create_secret
+from finsync.infrastructure.keys import resolve_secrets
 from finsync.infrastructure.logs import configure_logging
 from finsync.infrastructure.market import source_factory
 from finsync.infrastructure.order_feed import LocalOrderFeed, order_feed
@@ -86,41 +86,6 @@ MarketSourceFactory = Callable[[date], MarketSources]
 
 class RotatingCipher(CredentialCipher, KeyRotator, Protocol):
     """Encrypts credentials at rest and re-encrypts old values with the newest key."""
-
-
-class ConfigurationError(RuntimeError):
-    """The deployment's settings cannot work; the message says what to set (never a secret)."""
-
-
-def resolve_secrets(settings: Settings) -> tuple[list[str], str]:
-    """Embedded default: generate secrets on first run. Production: refuse to start without them."""
-    keys = [k.get_secret_value() for k in settings.encryption_keys]
-    jwt_secret = settings.jwt_secret.get_secret_value() if settings.jwt_secret else ""
-    if settings.is_sqlite:
-        if not keys:
-            keys = [load_or_create_secret(settings.data_dir / "encryption.key", "fernet")]
-        if not jwt_secret:
-            jwt_secret = load_or_create_secret(settings.data_dir / "jwt.secret", "token")
-    missing = [
-        name for name, v in (("FINSYNC_ENCRYPTION_KEYS", keys), ("FINSYNC_JWT_SECRET", jwt_secret)) if not v
-    ]
-    if missing:
-        raise ConfigurationError(
-            f"{' and '.join(missing)} must be set when using PostgreSQL (see docs/configuration.md)"
-        )
-    if len(jwt_secret) < 32:
-        raise ConfigurationError(
-            "FINSYNC_JWT_SECRET must be at least 32 characters (see docs/configuration.md)"
-        )
-    for position, key in enumerate(keys, 1):
-        try:
-            FernetCipher([key])
-        except ValueError:  # the message names the key's position, never its value
-            raise ConfigurationError(
-                f"FINSYNC_ENCRYPTION_KEYS: key {position} is not a Fernet key "
-                "(32 url-safe base64-encoded bytes; see docs/configuration.md)"
-            ) from None
-    return keys, jwt_secret
 
 
 @dataclass(kw_only=True)

@@ -57,10 +57,15 @@ def load_settings() -> Settings:
 def require_service_secrets() -> None:
     """For commands that start the service (serve, a worker): check the secrets before anything
     starts, so that a missing one is this one line and not a server's start-up traceback."""
-    from finsync.bootstrap import ConfigurationError, resolve_secrets
+    _check_secrets(load_settings())
+
+
+def _check_secrets(settings: Settings) -> None:
+    """Before the application is imported (about a second of CPU): a refusal is this one line."""
+    from finsync.infrastructure.keys import ConfigurationError, resolve_secrets
 
     try:
-        resolve_secrets(load_settings())
+        resolve_secrets(settings)
     except ConfigurationError as exc:
         fail(str(exc))
 
@@ -115,13 +120,11 @@ def held_logs() -> AbstractContextManager[None]:
 @asynccontextmanager
 async def container(settings: Settings) -> AsyncIterator[Container]:
     """The service's wiring for one command; a configuration error is one line, exit 1."""
-    from finsync.bootstrap import ConfigurationError, build
-
     configure_cli_logging(settings)
-    try:
-        built = build(settings)
-    except ConfigurationError as exc:
-        fail(str(exc))
+    _check_secrets(settings)
+    from finsync.bootstrap import build
+
+    built = build(settings)
     try:
         yield built
     except FinsyncError as exc:

@@ -12,10 +12,10 @@ import pytest
 import structlog
 from cryptography.fernet import Fernet
 
-from finsync.bootstrap import ConfigurationError, resolve_secrets
 from finsync.config import Settings
 from finsync.domain.enums import AuthType, Capability, ProviderCategory
 from finsync.domain.errors import AuthenticationFailed, CredentialsUnreadable
+from finsync.infrastructure.keys import ConfigurationError, resolve_secrets
 from finsync.infrastructure.logs import redact
 from finsync.infrastructure.security import FernetCipher, JwtAccessTokens
 from finsync.providers.registry import ProviderRegistry
