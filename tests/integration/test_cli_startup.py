@@ -134,3 +134,22 @@ def test_start_up_leaves_the_exchange_and_flex_libraries_until_a_provider_needs_
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert (done.returncode, done.stdout) == (0, "[]\n"), done.stderr
+
+
+@pytest.mark.parametrize("command", [["serve", "--port", "0"], ["users", "list"]], ids=lambda c: c[0])
+def test_a_refusal_comes_before_the_application_is_imported(command: list[str], tmp_path: Path) -> None:
+    """Missing secrets are named before the app (about a second of CPU to import) is loaded."""
+    code = (
+        "import sys\n"
+        "from finsync.cli import app\n"
+        f"try:\n    app({command!r})\n"
+        "except SystemExit as exit:\n"
+        "    loaded = [m for m in ('finsync.bootstrap', 'finsync.api.app') if m in sys.modules]\n"
+        "    print(exit.code, loaded)\n"
+    )
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("FINSYNC_")}
+    environ |= {"FINSYNC_DATABASE_URL": NOWHERE, "FINSYNC_DATA_DIR": str(tmp_path / "var")}
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=environ, cwd=tmp_path, timeout=60
+    )
+    assert (done.stdout, done.stderr) == ("1 []\n", MISSING_BOTH)
