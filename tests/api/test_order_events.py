@@ -148,6 +148,40 @@ async def test_the_poller_follows_open_orders_and_quiet_streams_hear_heartbeats(
     assert [e["actor"] for e in r.json() if e["kind"] == "status"][-1] == "poller"
 
 
+class _Counting(httpx.AsyncBaseTransport):
+    """Counts what reaches the brokers."""
+
+    def __init__(self, inner: httpx.AsyncBaseTransport) -> None:
+        self.inner, self.sent = inner, 0
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        self.sent += 1
+        return await self.inner.handle_async_request(request)
+
+
+@pytest.mark.parametrize("waiting", ["needs_reauth", "disabled"])
+async def test_the_poller_leaves_a_connection_waiting_for_its_user_alone(world: World, waiting: str) -> None:
+    """No broker call every poll with credentials it refuses; followed again once back."""
+    conn, account = await _ready(world, "trading212")
+    world.t212.fill_mode = "open"
+    order = (await world.order(account, "waits", quantity="2")).json()
+    world.t212.fill(world.t212.orders[-1], Decimal(2), world.clock.now())
+    counting = world.wire.inner = _Counting(world.wire.inner)
+    set_status = text("UPDATE connections SET status = :s WHERE id = :id")
+    async with world.container.engine.begin() as db:
+        assert (await db.execute(set_status, {"s": waiting, "id": conn.replace("-", "")})).rowcount == 1
+    world.clock.advance(5)
+    assert await world.container.orders.follow_open() == 0
+    assert counting.sent == 0
+    async with world.container.engine.begin() as db:
+        await db.execute(set_status, {"s": "active", "id": conn.replace("-", "")})
+    world.clock.advance(5)
+    assert await world.container.orders.follow_open() == 1
+    assert counting.sent > 0
+    r = await world.client.get(f"/api/v1/orders/{order['id']}", headers=world.headers)
+    assert r.json()["status"] == "filled"
+
+
 class _Overlapping(httpx.AsyncBaseTransport):
     """The broker holds its answers to reads of one order until ``n`` are in flight: every
     refresh has read the order before any records what the broker said (a read and the

@@ -25,6 +25,7 @@ import structlog
 
 from finsync.application.trading import OrderPorts
 from finsync.domain.entities import Account, Connection, utcnow
+from finsync.domain.enums import ConnectionStatus
 from finsync.domain.errors import (
     AuthenticationFailed,
     BadData,
@@ -73,6 +74,7 @@ SUBMIT_LEASE = timedelta(minutes=20)
 MAX_KEY = 255
 AMBIGUOUS = (Unavailable, BadData)  # the broker may have placed the order
 POLLER = "poller"  # the actor of what the periodic follow-up learns
+FOLLOWED = frozenset({ConnectionStatus.ACTIVE, ConnectionStatus.ERROR})  # as SCHEDULABLE syncs
 TRADING_OFF = "trading is not enabled on this connection (PATCH its trading settings)"
 TOKEN_UNKNOWN = "this API token is unknown or revoked"
 KEPT_CONTEXTS = 1024  # callers and accounts whose last order's context is kept (per process)
@@ -615,7 +617,9 @@ class OrderService:
             connections = [await uow.connections.get(cid) for cid in groups]
         changed = 0
         for connection in connections:
-            if connection is None:
+            # As the scheduler syncs: one waiting for its user (new consent, re-enabling) is not
+            # called every poll with credentials the broker refuses; it is followed once back.
+            if connection is None or connection.status not in FOLLOWED:
                 continue
             try:
                 changed += await self._follow(connection, groups[connection.id], lookups)
