@@ -16,6 +16,7 @@ from uuid import uuid4
 import httpx
 import pytest
 from sqlalchemy import text
+from structlog.testing import capture_logs
 
 from finsync.application.order_stream import DROPPED, READY, OrderStream
 from finsync.application.orders import Caller
@@ -180,6 +181,29 @@ async def test_the_poller_leaves_a_connection_waiting_for_its_user_alone(world: 
     assert counting.sent > 0
     r = await world.client.get(f"/api/v1/orders/{order['id']}", headers=world.headers)
     assert r.json()["status"] == "filled"
+
+
+async def test_a_broker_failing_every_poll_is_warned_of_once_per_change(world: World) -> None:
+    """An outage (or a provider removed from the registry) is one warning, not one every poll;
+    once a follow-up succeeds, the next failure warns again."""
+    _, account = await _ready(world, "trading212")
+    world.t212.fill_mode = "open"
+    await world.order(account, "outage", quantity="2")
+    down = world.wire.choose = lambda request: "refuse_503" if request.method == "GET" else None
+
+    async def poll() -> list[tuple[str, str | None]]:
+        with capture_logs() as logs:
+            world.clock.advance(5)
+            await world.container.orders.follow_open()
+        return [(e["event"], e.get("error")) for e in logs if e["event"].startswith("order_follow")]
+
+    warned = await poll()
+    assert [event for event, _ in warned] == ["order_follow_failed"]
+    assert await poll() == await poll() == []
+    world.wire.choose = lambda request: None
+    assert await poll() == []  # recovered (logged at info)
+    world.wire.choose = down
+    assert await poll() == warned
 
 
 class _Overlapping(httpx.AsyncBaseTransport):

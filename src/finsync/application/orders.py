@@ -151,6 +151,7 @@ class OrderService:
         self._desk = desk  # None (a unit of work made for a test): every order takes _place_locked
         # The last order's context per (token digest or user, account): the next skips its read.
         self._kept: OrderedDict[tuple[str | UUID, UUID], OrderContext] = OrderedDict()
+        self._follow_failures: dict[UUID, str] = {}  # connection -> the error its last follow-up met
 
     async def aclose(self) -> None:
         """Close the kept order ports (their HTTP clients)."""
@@ -616,6 +617,8 @@ class OrderService:
                 groups.setdefault(order.connection_id, []).append(order)
             connections = [await uow.connections.get(cid) for cid in groups]
         changed = 0
+        for gone in self._follow_failures.keys() - groups.keys():  # settled or deleted since
+            del self._follow_failures[gone]
         for connection in connections:
             # As the scheduler syncs: one waiting for its user (new consent, re-enabling) is not
             # called every poll with credentials the broker refuses; it is followed once back.
@@ -624,7 +627,14 @@ class OrderService:
             try:
                 changed += await self._follow(connection, groups[connection.id], lookups)
             except (ProviderError, InvalidInput) as exc:
-                log.warning("order_follow_failed", connection_id=str(connection.id), error=exc.code)
+                # Once per change, not every poll: a provider removed from the registry fails
+                # the same way until it is back.
+                if self._follow_failures.get(connection.id) != exc.code:
+                    log.warning("order_follow_failed", connection_id=str(connection.id), error=exc.code)
+                self._follow_failures[connection.id] = exc.code
+            else:
+                if self._follow_failures.pop(connection.id, None) is not None:
+                    log.info("order_follow_recovered", connection_id=str(connection.id))
         return changed
 
     async def _follow(self, connection: Connection, group: Sequence[Order], lookups: int) -> int:
