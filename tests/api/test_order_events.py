@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from decimal import Decimal
 from pathlib import Path
-from uuid import uuid4
+from uuid import UUID, uuid4
 
 import httpx
 import pytest
@@ -21,6 +21,7 @@ from structlog.testing import capture_logs
 from finsync.application.order_stream import DROPPED, READY, OrderStream
 from finsync.application.orders import Caller
 from finsync.bootstrap import Container, build
+from finsync.domain.enums import ConnectionStatus
 from finsync.domain.trading import StatusNote
 from finsync.infrastructure.order_feed import LocalOrderFeed, PgOrderFeed
 from tests.api.conftest import clock_of
@@ -149,36 +150,34 @@ async def test_the_poller_follows_open_orders_and_quiet_streams_hear_heartbeats(
     assert [e["actor"] for e in r.json() if e["kind"] == "status"][-1] == "poller"
 
 
-class _Counting(httpx.AsyncBaseTransport):
-    """Counts what reaches the brokers."""
-
-    def __init__(self, inner: httpx.AsyncBaseTransport) -> None:
-        self.inner, self.sent = inner, 0
-
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        self.sent += 1
-        return await self.inner.handle_async_request(request)
+async def _set_status(world: World, connection_id: str, status: ConnectionStatus) -> None:
+    async with world.container.uow() as uow:
+        connection = await uow.connections.get(UUID(connection_id))
+        assert connection is not None
+        connection.status = status
+        await uow.connections.save(connection)
+        await uow.commit()
 
 
-@pytest.mark.parametrize("waiting", ["needs_reauth", "disabled"])
-async def test_the_poller_leaves_a_connection_waiting_for_its_user_alone(world: World, waiting: str) -> None:
+@pytest.mark.parametrize("waiting", [ConnectionStatus.NEEDS_REAUTH, ConnectionStatus.DISABLED])
+async def test_the_poller_leaves_a_connection_waiting_for_its_user_alone(
+    world: World, waiting: ConnectionStatus
+) -> None:
     """No broker call every poll with credentials it refuses; followed again once back."""
     conn, account = await _ready(world, "trading212")
     world.t212.fill_mode = "open"
     order = (await world.order(account, "waits", quantity="2")).json()
     world.t212.fill(world.t212.orders[-1], Decimal(2), world.clock.now())
-    counting = world.wire.inner = _Counting(world.wire.inner)
-    set_status = text("UPDATE connections SET status = :s WHERE id = :id")
-    async with world.container.engine.begin() as db:
-        assert (await db.execute(set_status, {"s": waiting, "id": conn.replace("-", "")})).rowcount == 1
+    sent: list[httpx.Request] = []
+    world.wire.choose = sent.append  # sees every request, injects nothing (returns None)
+    await _set_status(world, conn, waiting)
     world.clock.advance(5)
     assert await world.container.orders.follow_open() == 0
-    assert counting.sent == 0
-    async with world.container.engine.begin() as db:
-        await db.execute(set_status, {"s": "active", "id": conn.replace("-", "")})
+    assert sent == []
+    await _set_status(world, conn, ConnectionStatus.ACTIVE)
     world.clock.advance(5)
     assert await world.container.orders.follow_open() == 1
-    assert counting.sent > 0
+    assert sent
     r = await world.client.get(f"/api/v1/orders/{order['id']}", headers=world.headers)
     assert r.json()["status"] == "filled"
 

@@ -72,7 +72,6 @@ from finsync.domain.schedule import SyncSchedule
 
 E = TypeVar("E")
 ACTIVE = (SyncStatus.QUEUED, SyncStatus.RUNNING)
-SCHEDULABLE = (ConnectionStatus.ACTIVE, ConnectionStatus.ERROR)
 
 
 class NotFaked(NotImplementedError):
@@ -213,10 +212,7 @@ class MemoryConnections(_Repository):
         due = [
             c
             for c in self._t.connections.values()
-            if c.sync_enabled
-            and c.status in SCHEDULABLE
-            and c.next_sync_at is not None
-            and c.next_sync_at <= now
+            if c.sync_enabled and c.status.reachable and c.next_sync_at is not None and c.next_sync_at <= now
         ]
         due.sort(key=lambda c: c.next_sync_at or now)
         return [copy.deepcopy(c) for c in due[:limit]]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import stat
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -13,8 +14,9 @@ import structlog
 from cryptography.fernet import Fernet
 
 from finsync.config import Settings
-from finsync.domain.enums import AuthType, Capability, ProviderCategory
+from finsync.domain.enums import AuthType, Capability, ConnectionStatus, ProviderCategory
 from finsync.domain.errors import AuthenticationFailed, CredentialsUnreadable
+from finsync.infrastructure.db.tables import SCHEDULABLE
 from finsync.infrastructure.keys import ConfigurationError, resolve_secrets
 from finsync.infrastructure.logs import redact
 from finsync.infrastructure.security import FernetCipher, JwtAccessTokens
@@ -168,3 +170,11 @@ def test_a_remembered_access_token_still_expires_and_the_memory_is_bounded() -> 
         tokens.verify(t)
     assert len(tokens._verified) == 3
     assert list(tokens._verified) == issued[2:]  # the oldest went first
+
+
+def test_the_schedulable_predicate_and_reachable_statuses_agree() -> None:
+    """The scheduler's SQL predicate and the order follower's rule name the same statuses."""
+    listed = re.search(r"status IN \(([^)]*)\)", SCHEDULABLE)
+    assert listed is not None
+    named = set(listed.group(1).replace("'", "").split(", "))
+    assert named == {s.value for s in ConnectionStatus if s.reachable} == {"active", "error"}

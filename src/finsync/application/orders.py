@@ -25,7 +25,6 @@ import structlog
 
 from finsync.application.trading import OrderPorts
 from finsync.domain.entities import Account, Connection, utcnow
-from finsync.domain.enums import ConnectionStatus
 from finsync.domain.errors import (
     AuthenticationFailed,
     BadData,
@@ -74,7 +73,6 @@ SUBMIT_LEASE = timedelta(minutes=20)
 MAX_KEY = 255
 AMBIGUOUS = (Unavailable, BadData)  # the broker may have placed the order
 POLLER = "poller"  # the actor of what the periodic follow-up learns
-FOLLOWED = frozenset({ConnectionStatus.ACTIVE, ConnectionStatus.ERROR})  # as SCHEDULABLE syncs
 TRADING_OFF = "trading is not enabled on this connection (PATCH its trading settings)"
 TOKEN_UNKNOWN = "this API token is unknown or revoked"
 KEPT_CONTEXTS = 1024  # callers and accounts whose last order's context is kept (per process)
@@ -620,9 +618,9 @@ class OrderService:
         for gone in self._follow_failures.keys() - groups.keys():  # settled or deleted since
             del self._follow_failures[gone]
         for connection in connections:
-            # As the scheduler syncs: one waiting for its user (new consent, re-enabling) is not
-            # called every poll with credentials the broker refuses; it is followed once back.
-            if connection is None or connection.status not in FOLLOWED:
+            # One waiting for its user is not called every poll with credentials the broker
+            # refuses; it is followed once back.
+            if connection is None or not connection.status.reachable:
                 continue
             try:
                 changed += await self._follow(connection, groups[connection.id], lookups)
@@ -633,7 +631,7 @@ class OrderService:
                     log.warning("order_follow_failed", connection_id=str(connection.id), error=exc.code)
                 self._follow_failures[connection.id] = exc.code
             else:
-                if self._follow_failures.pop(connection.id, None) is not None:
+                if self._follow_failures.pop(connection.id, None):
                     log.info("order_follow_recovered", connection_id=str(connection.id))
         return changed
 

@@ -84,6 +84,13 @@ class ConnectionStatus(StrEnum):
     ERROR = "error"
     DISABLED = "disabled"
 
+    @property
+    def reachable(self) -> bool:
+        """Whether background work (scheduled syncs, the order follower) calls the provider:
+        not while the connection waits for its user (new consent, re-enabling). In SQL: the
+        ``SCHEDULABLE`` predicate of ``infrastructure/db/tables.py``."""
+        return self in (ConnectionStatus.ACTIVE, ConnectionStatus.ERROR)
+
 
 class SnapshotSource(StrEnum):
     INITIAL = "initial"
